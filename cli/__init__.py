@@ -1,0 +1,1 @@
+"""The `sensorpipe` command: one subcommand group per component."""

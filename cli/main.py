@@ -1,0 +1,425 @@
+"""`sensorpipe`: stack, devices, edge, ingest, gateway, sim, query and demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from protocol.configfile import ConfigError
+
+DIR_OPTION = click.option(
+    "--dir", "directory", type=click.Path(path_type=Path), default=None,
+    help="Stack directory (default: $SENSORPIPE_DIR or ./.sensorpipe).",
+)
+
+
+def _stack(directory: Path | None) -> Any:
+    from stack.local import LocalStack, default_directory
+
+    return LocalStack(directory or default_directory())
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """sensorpipe: local environmental measurement from Raspberry Pi to InfluxDB."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# --- stack ---------------------------------------------------------------------------------
+@main.group()
+def stack() -> None:
+    """Run Mosquitto, InfluxDB and the ingest locally, in the background."""
+
+
+@stack.command("up")
+@DIR_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the endpoints as JSON.")
+def stack_up(directory: Path | None, as_json: bool) -> None:
+    """Start the stack on free loopback ports and print its endpoints."""
+    from stack.local import StackError
+    from stack.process import ProcessStartError
+
+    s = _stack(directory)
+    try:
+        info = s.up(detach=True, progress=None if as_json else click.echo)
+    except (StackError, ProcessStartError) as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(info.as_dict()))
+        return
+    click.echo(f"stack up in {info.directory}")
+    click.echo(f"  MQTT broker : mqtt://127.0.0.1:{info.broker_port}")
+    click.echo(f"  InfluxDB    : {info.influx_url} (database {info.database})")
+    click.echo(f"  registry    : {s.registry_path}")
+    click.echo("next: `sensorpipe devices add ID` or `sensorpipe sim fleet --devices 3`")
+
+
+@stack.command("status")
+@DIR_OPTION
+@click.option("--json", "as_json", is_flag=True)
+def stack_status(directory: Path | None, as_json: bool) -> None:
+    """Show whether each component runs, and the ingest's counters."""
+    from stack.local import StackError
+
+    try:
+        status = _stack(directory).status()
+    except StackError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(status, indent=2))
+        return
+    click.echo(f"stack in {status['directory']}, {status['devices']} devices registered")
+    for name, c in status["components"].items():
+        state = "running" if c["running"] else "NOT RUNNING"
+        click.echo(f"  {name:10s} pid {c['pid']:<8d} {state}")
+    stats = status["components"]["ingest"].get("stats")
+    if stats:
+        click.echo(f"  ingest: received {stats['received']}, stored {stats['stored_messages']}, "
+                   f"rejected {stats['rejected']}, write retries {stats['write_retries']}")
+
+
+@stack.command("down")
+@DIR_OPTION
+def stack_down(directory: Path | None) -> None:
+    """Stop the stack (the data stays in the directory)."""
+    stopped = _stack(directory).down()
+    click.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+# --- devices -------------------------------------------------------------------------------
+@main.group()
+def devices() -> None:
+    """Register devices and publish what each one measures and why."""
+
+
+@devices.command("add")
+@click.argument("device_id")
+@DIR_OPTION
+@click.option("--site", default="unassigned", show_default=True, help="Site or neighbourhood tag.")
+@click.option("--owner", default="", help="Who hosts the device.")
+@click.option("--purpose", default="", help="Why it measures: shown to residents.")
+@click.option("--sensor", "sensors", multiple=True, help="Sensor model (repeatable).")
+@click.option("--lat", type=float, default=None)
+@click.option("--lon", type=float, default=None)
+@click.option("--precision", type=click.IntRange(0, 6), default=3, show_default=True,
+              help="Decimals of the location that are published (3 ≈ 100 m).")
+@click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
+def devices_add(device_id: str, directory: Path | None, site: str, owner: str, purpose: str,
+                sensors: tuple[str, ...], lat: float | None, lon: float | None, precision: int,
+                as_json: bool) -> None:
+    """Register DEVICE_ID and print its broker password and signing key (shown once)."""
+    from gateway.devices import ProvisioningError
+    from gateway.mosquitto import PasswordToolError
+    from protocol.messages import Location
+
+    if (lat is None) != (lon is None):
+        _fail("give both --lat and --lon, or neither")
+    location = Location(lat=lat, lon=lon) if lat is not None and lon is not None else None
+    s = _stack(directory)
+    try:
+        creds = s.add_device(device_id, site=site, owner=owner, purpose=purpose,
+                             sensors=list(sensors), location=location,
+                             location_precision_decimals=precision)
+    except (ProvisioningError, PasswordToolError, ConfigError) as exc:
+        _fail(str(exc))
+    info = s.info()
+    out = {**creds.as_dict(), "site": site,
+           "mqtt": {"host": "127.0.0.1", "port": info.broker_port} if info else None}
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"registered {device_id} (site {site}) in {s.registry_path}")
+    click.echo("credentials, shown only now; put them in the device's edge config:")
+    click.echo(f"  username    = {creds.username}")
+    click.echo(f"  password    = {creds.password}")
+    click.echo(f"  private_key = {creds.private_key}")
+
+
+@devices.command("list")
+@DIR_OPTION
+@click.option("--json", "as_json", is_flag=True)
+def devices_list(directory: Path | None, as_json: bool) -> None:
+    """List registered devices."""
+    view = _stack(directory).registry().public_view()
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        return
+    for d in view:
+        click.echo(f"{d['device_id']:20s} site={d['site']:16s} sensors={','.join(d['sensors'])}")
+
+
+@devices.command("export")
+@DIR_OPTION
+def devices_export(directory: Path | None) -> None:
+    """Public register (JSON): what each sensor measures, who owns it and why."""
+    click.echo(json.dumps(_stack(directory).registry().public_view(), indent=2))
+
+
+# --- edge ----------------------------------------------------------------------------------
+@main.group()
+def edge() -> None:
+    """The agent that runs on the Raspberry Pi."""
+
+
+@edge.command("run")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+def edge_run(config_path: Path) -> None:
+    """Read the configured sensors and publish until stopped (SIGTERM or Ctrl-C)."""
+    from edge.agent import Agent
+    from edge.config import load_edge_config
+    from edge.drivers import open_driver
+    from edge.errors import SensorConfigError
+    from edge.outbox import SqliteOutbox
+
+    try:
+        config = load_edge_config(config_path)
+        drivers = [(open_driver(s), s.interval_s) for s in config.sensors]
+    except (ConfigError, SensorConfigError) as exc:
+        _fail(str(exc))
+    agent = Agent(config, drivers=drivers, outbox=SqliteOutbox(config.outbox_path))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"{config.device_id}: publishing to {config.mqtt.host}:{config.mqtt.port}")
+    try:
+        agent.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+# --- ingest --------------------------------------------------------------------------------
+@main.group()
+def ingest() -> None:
+    """Validate and store what devices send."""
+
+
+@ingest.command("run")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+def ingest_run(config_path: Path) -> None:
+    """Subscribe and store until stopped (SIGTERM or Ctrl-C)."""
+    from ingest.config import load_ingest_config
+    from ingest.service import IngestService
+
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    try:
+        config = load_ingest_config(config_path)
+    except ConfigError as exc:
+        _fail(str(exc))
+    service = IngestService(config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    service.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+
+
+@ingest.command("deadletter")
+@DIR_OPTION
+@click.option("--db", type=click.Path(path_type=Path), default=None,
+              help="Dead-letter database (default: the stack's).")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--code", default=None, help="Only this rejection code.")
+@click.option("--json", "as_json", is_flag=True)
+def ingest_deadletter(directory: Path | None, db: Path | None, limit: int, code: str | None,
+                      as_json: bool) -> None:
+    """Show rejected messages with their reasons, newest first."""
+    from ingest.deadletter import DeadLetterStore
+
+    path = db or _stack(directory).directory / "ingest" / "deadletter.sqlite"
+    if not path.exists():
+        _fail(f"no dead-letter store at {path}")
+    store = DeadLetterStore(path)
+    letters = store.list(limit=limit, code=code)
+    counts = store.counts_by_code()
+    store.close()
+    if as_json:
+        click.echo(json.dumps({"counts": counts, "letters": [
+            {"id": d.id, "received_at": d.received_at, "topic": d.topic, "code": d.code,
+             "detail": d.detail, "payload": d.payload.decode("utf-8", "replace")}
+            for d in letters]}, indent=2))
+        return
+    click.echo("rejections by reason: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+    for d in letters:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.received_at))
+        click.echo(f"#{d.id} {when}Z {d.topic} [{d.code}] {d.detail}")
+
+
+# --- gateway -------------------------------------------------------------------------------
+@main.group()
+def gateway() -> None:
+    """Mosquitto configuration from the device registry."""
+
+
+@gateway.command("config")
+@click.option("--registry", "registry_path", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--port", type=int, default=1883, show_default=True)
+@click.option("--bind", default="127.0.0.1", show_default=True)
+def gateway_config(registry_path: Path, out_dir: Path, port: int, bind: str) -> None:
+    """Write mosquitto.conf, passwd and acl for a system broker."""
+    from gateway.mosquitto import BrokerFiles, broker_config, write_security_files
+    from protocol.registry import load_registry
+
+    try:
+        registry = load_registry(registry_path)
+    except ConfigError as exc:
+        _fail(str(exc))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = BrokerFiles(out_dir / "mosquitto.conf", out_dir / "passwd", out_dir / "acl",
+                        out_dir / "data")
+    files.data_dir.mkdir(exist_ok=True)
+    write_security_files(files, registry)
+    files.config.write_text(broker_config(files, port=port, bind=bind))
+    click.echo(f"wrote {files.config}, {files.passwords}, {files.acl}")
+
+
+# --- sim -----------------------------------------------------------------------------------
+@main.group()
+def sim() -> None:
+    """Simulated devices (byte-accurate SDS011 and BME280) against the stack."""
+
+
+@sim.command("fleet")
+@DIR_OPTION
+@click.option("--devices", "count", type=click.IntRange(1, 500), default=5, show_default=True)
+@click.option("--duration", type=click.FloatRange(min=1), default=60, show_default=True,
+              help="Seconds to run.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="Seconds between readings per device.")
+def sim_fleet(directory: Path | None, count: int, duration: float, interval: float) -> None:
+    """Run COUNT simulated devices against a running stack for DURATION seconds."""
+    from firmware_sim.fleet import Fleet
+    from stack.local import StackError
+
+    s = _stack(directory)
+    try:
+        info = s.require_info()
+    except StackError as exc:
+        _fail(str(exc))
+    registry = s.registry()
+    stamp = time.strftime("%H%M%S")
+    specs = [(f"sim-{stamp}-{i + 1:03d}", {"site": f"sim-site-{i % 3 + 1}", "owner": "simulator",
+                                            "sensors": ["sds011", "bme280"]})
+             for i in range(count)]
+    specs = [(d, f) for d, f in specs if d not in registry.devices]
+    creds = s.add_devices(specs)
+    workdir = s.directory / "sim"
+    workdir.mkdir(exist_ok=True)
+    fleet = Fleet(creds, broker_host="127.0.0.1", broker_port=info.broker_port, workdir=workdir,
+                  interval_s=interval)
+    fleet.start()
+    started = time.monotonic()
+    try:
+        while (elapsed := time.monotonic() - started) < duration:
+            click.echo(f"[{elapsed:5.1f}s] queued {fleet.queued()}  acked {fleet.acked()}")
+            time.sleep(min(2.0, duration - elapsed))
+    except KeyboardInterrupt:
+        click.echo("interrupted")
+    fleet.stop()
+    click.echo(f"done: {fleet.acked()} messages acknowledged by the broker, "
+               f"{fleet.pending()} still in outboxes")
+
+
+# --- query ---------------------------------------------------------------------------------
+@main.command()
+@DIR_OPTION
+@click.option("--influx-url", default=None, help="InfluxDB URL (default: the stack's).")
+@click.option("--database", default="sensorpipe", show_default=True)
+@click.option("--device", "devices_", multiple=True, help="Device id (repeatable).")
+@click.option("--site", "sites", multiple=True, help="Site (repeatable).")
+@click.option("--quantity", "quantities", multiple=True, help="e.g. pm2_5 (repeatable).")
+@click.option("--from", "start", default="-1h", show_default=True,
+              help="Start: -1h, -30m, or ISO 8601 with offset.")
+@click.option("--to", "end", default="now", show_default=True)
+@click.option("--every", default=None, help="Aggregation window, e.g. 5m; raw values if unset.")
+@click.option("--agg", "aggregate", default="mean", show_default=True)
+@click.option("--limit", type=int, default=None, help="At most this many rows per series.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+def query(directory: Path | None, influx_url: str | None, database: str, devices_: tuple[str, ...],
+          sites: tuple[str, ...], quantities: tuple[str, ...], start: str, end: str,
+          every: str | None, aggregate: str, limit: int | None, fmt: str) -> None:
+    """Select air measurements by device, site, quantity and time; print table, CSV or JSON."""
+    from ingest.errors import QueryError, StorageUnavailable
+    from ingest.influx import InfluxClient
+    from query.influxql import GROUP_TAGS, AirQuery, QueryInputError
+    from query.output import drop_empty_columns, render, rows_from_series
+    from stack.local import StackError
+
+    try:
+        q = AirQuery(devices=devices_, sites=sites, quantities=quantities, start=start, end=end,
+                     every=every, aggregate=aggregate, limit=limit)
+    except QueryInputError as exc:
+        _fail(str(exc))
+    if influx_url is None:
+        try:
+            influx_url = _stack(directory).require_info().influx_url
+        except StackError as exc:
+            _fail(f"{exc} (or pass --influx-url)")
+    client = InfluxClient(influx_url, database)
+    try:
+        rows = rows_from_series(client.query(q.to_influxql()), GROUP_TAGS)
+    except (QueryError, StorageUnavailable) as exc:
+        _fail(str(exc))
+    finally:
+        client.close()
+    columns = drop_empty_columns(rows, ["time", *GROUP_TAGS])
+    click.echo(render(rows, columns, fmt))
+
+
+# --- demo ----------------------------------------------------------------------------------
+@main.command()
+@click.option("--duration", type=click.FloatRange(min=1), default=60, show_default=True,
+              help="Seconds the devices run (Ctrl-C ends early).")
+@click.option("--devices", "count", type=click.IntRange(1, 200), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def demo(duration: float, count: int, as_json: bool) -> None:
+    """The whole pipeline on real parts, then a summary counted from InfluxDB."""
+    from stack.demo import run_demo
+    from stack.process import ProcessStartError
+
+    say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    try:
+        summary = run_demo(devices=count, duration_s=duration, say=say)
+    except ProcessStartError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(summary.as_dict()))
+        return
+    click.echo("")
+    click.echo(f"devices {summary.devices}, ran {summary.duration_s} s")
+    click.echo(f"published {summary.published}  stored {summary.stored}  "
+               f"rejected {summary.rejected}  lost {summary.lost}")
+    click.echo("rejected by reason: " + ", ".join(f"{k} {v}" for k, v in
+                                                  summary.rejected_by_reason.items()))
+    click.echo(f"malformed SDS011 frames skipped on the devices: "
+               f"{summary.malformed_frames_skipped}")
+    from query.output import drop_empty_columns, render
+
+    cols = drop_empty_columns(summary.query, ["time", "device_id", "site", "sensor"])
+    click.echo("\nper-minute means from InfluxDB:")
+    click.echo(render(summary.query[-10:], cols, "table"))
+    if summary.lost:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

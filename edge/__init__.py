@@ -1,0 +1,1 @@
+"""The edge agent: reads sensors, keeps a durable outbox, publishes over MQTT."""

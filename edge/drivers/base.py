@@ -1,0 +1,26 @@
+"""The contract every sensor driver keeps.
+
+The agent's sampler opens a driver once (through the registry), calls `read()` once per
+configured interval from a single thread, and `close()` on shutdown. Drivers stay thin: no
+retries, no scheduling, no message building. A failed read raises `SensorError`; the sampler
+counts it and tries again next interval.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class SensorDriver(Protocol):
+    #: Sensor model, used as the `sensor` tag of every reading (e.g. "sds011").
+    model: str
+    #: Malformed frames seen and skipped since the driver was opened.
+    frames_bad: int
+
+    def read(self) -> dict[str, float]:
+        """One measurement: quantity name (see protocol.quantities) to value in its unit."""
+        ...
+
+    def close(self) -> None:
+        """Release the port or bus; put the sensor to sleep where it has a sleep mode."""
+        ...

@@ -1,0 +1,42 @@
+"""What the agent can learn about its own host: Wi-Fi signal and clock synchronisation."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from pathlib import Path
+
+TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised
+
+
+def wifi_rssi_dbm(interface: str | None = None, proc: Path = Path("/proc/net/wireless")) -> int | None:
+    """Signal level of the first (or named) wireless interface, or None without Wi-Fi."""
+    try:
+        lines = proc.read_text().splitlines()[2:]
+    except OSError:
+        return None
+    for line in lines:
+        name, _, rest = line.partition(":")
+        if interface and name.strip() != interface:
+            continue
+        fields = rest.split()
+        if len(fields) >= 3:
+            try:
+                return int(float(fields[2].rstrip(".")))
+            except ValueError:
+                return None
+    return None
+
+
+def clock_synchronised() -> bool:
+    """True when the kernel says NTP (chrony, timesyncd, ntpd) keeps the clock synchronised."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+        buf = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
+        state = libc.adjtimex(buf)
+    except (OSError, AttributeError):
+        return False
+    return 0 <= int(state) < TIME_ERROR

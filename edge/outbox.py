@@ -1,0 +1,171 @@
+"""The outbox: readings wait here, on disk, until the broker has acknowledged them.
+
+Contract (both implementations pass the same tests):
+- `put` returns once the entry is durable (SQLite: committed with synchronous=FULL).
+- `pending` lists entries oldest first; an entry stays pending until `remove` or `reject`.
+- `next_seq` hands out the device's sequence numbers; the counter survives restarts and never
+  hands out a number twice, so a gap in stored sequence numbers means a reading was lost
+  before it reached the outbox, never that it was overwritten.
+- Safe to call from the sampler and the publisher threads at once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    id: int
+    topic: str
+    body: bytes
+    created_at: float
+
+
+class Outbox(Protocol):
+    def put(self, topic: str, body: bytes) -> int: ...
+
+    def pending(self, *, after_id: int = 0, limit: int = 100) -> list[OutboxEntry]: ...
+
+    def remove(self, entry_id: int) -> None: ...
+
+    def reject(self, entry_id: int, reason: str) -> None:
+        """The broker refused the entry for good (e.g. not authorised): keep it aside."""
+        ...
+
+    def rejected(self) -> list[tuple[OutboxEntry, str]]: ...
+
+    def depth(self) -> int: ...
+
+    def next_seq(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryOutbox:
+    """For tests and for devices that accept losing the queue on reboot."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[int, OutboxEntry] = {}
+        self._rejected: list[tuple[OutboxEntry, str]] = []
+        self._last_id = 0
+        self._seq = 0
+
+    def put(self, topic: str, body: bytes) -> int:
+        with self._lock:
+            self._last_id += 1
+            self._entries[self._last_id] = OutboxEntry(self._last_id, topic, body, time.time())
+            return self._last_id
+
+    def pending(self, *, after_id: int = 0, limit: int = 100) -> list[OutboxEntry]:
+        with self._lock:
+            ids = sorted(i for i in self._entries if i > after_id)[:limit]
+            return [self._entries[i] for i in ids]
+
+    def remove(self, entry_id: int) -> None:
+        with self._lock:
+            self._entries.pop(entry_id, None)
+
+    def reject(self, entry_id: int, reason: str) -> None:
+        with self._lock:
+            entry = self._entries.pop(entry_id, None)
+            if entry is not None:
+                self._rejected.append((entry, reason))
+
+    def rejected(self) -> list[tuple[OutboxEntry, str]]:
+        with self._lock:
+            return list(self._rejected)
+
+    def depth(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def next_seq(self) -> int:
+        with self._lock:
+            self._seq += 1
+            return self._seq
+
+    def close(self) -> None:
+        pass
+
+
+class SqliteOutbox:
+    def __init__(self, path: Path | str) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a put that returned survives power loss, not only a crash of the agent.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                topic TEXT NOT NULL, body BLOB NOT NULL, created_at REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS rejected (
+                id INTEGER PRIMARY KEY, topic TEXT NOT NULL, body BLOB NOT NULL,
+                created_at REAL NOT NULL, reason TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+            """
+        )
+
+    def put(self, topic: str, body: bytes) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO outbox (topic, body, created_at) VALUES (?, ?, ?)",
+                (topic, body, time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def pending(self, *, after_id: int = 0, limit: int = 100) -> list[OutboxEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, topic, body, created_at FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        return [OutboxEntry(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
+
+    def remove(self, entry_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
+
+    def reject(self, entry_id: int, reason: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT OR REPLACE INTO rejected SELECT id, topic, body, created_at, ? "
+                "FROM outbox WHERE id = ?",
+                (reason, entry_id),
+            )
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
+            self._db.execute("COMMIT")
+
+    def rejected(self) -> list[tuple[OutboxEntry, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, topic, body, created_at, reason FROM rejected ORDER BY id"
+            ).fetchall()
+        return [(OutboxEntry(r[0], r[1], bytes(r[2]), r[3]), r[4]) for r in rows]
+
+    def depth(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def next_seq(self) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "INSERT INTO counters (name, value) VALUES ('seq', 1) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value"
+            ).fetchone()
+            return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

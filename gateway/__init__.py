@@ -1,0 +1,1 @@
+"""The MQTT side: Mosquitto configuration from the device registry, and the broker process."""

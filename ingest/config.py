@@ -1,0 +1,60 @@
+"""The ingest's configuration file (TOML). See config/ingest.example.toml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from protocol.configfile import load_model
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BrokerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str = "ingest"
+    password: str
+    client_id: str = "sensorpipe-ingest"
+    # With a group name, N ingest workers share the stream ($share/<group>/...).
+    shared_group: str | None = None
+    keepalive_s: int = Field(default=30, ge=5)
+    tls: bool = False
+    ca_file: str | None = None
+
+
+class InfluxConfig(_Strict):
+    url: str = "http://127.0.0.1:8086"
+    database: str = "sensorpipe"
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class IngestConfig(_Strict):
+    broker: BrokerConfig
+    influx: InfluxConfig = InfluxConfig()
+    registry_path: str
+    deadletter_path: str = "deadletter.sqlite"
+    stats_path: str | None = None
+    # Stored as the `gateway` tag: which broker or gateway a message came through.
+    gateway_id: str = Field(default="local", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    batch_max: int = Field(default=500, ge=1, le=10000)
+    batch_wait_ms: int = Field(default=100, ge=0, le=10000)
+    max_future_s: float = Field(default=300.0, gt=0)
+
+
+def load_ingest_config(path: Path | str) -> IngestConfig:
+    config = load_model(path, IngestConfig)
+    base = Path(path).resolve().parent
+    # Relative paths in the file are relative to the file, not to where the ingest started.
+    updates = {}
+    for key in ("registry_path", "deadletter_path", "stats_path"):
+        value = getattr(config, key)
+        if value is not None and not Path(value).is_absolute():
+            updates[key] = str(base / value)
+    return config.model_copy(update=updates)

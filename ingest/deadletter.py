@@ -1,0 +1,76 @@
+"""The dead-letter store: every rejected message, with its reason, kept for inspection.
+
+A rejected message is acknowledged to the broker only after its row here is committed, so a
+crash of the ingest between the two redelivers it instead of losing it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    received_at: float
+    topic: str
+    payload: bytes
+    code: str
+    detail: str
+    id: int = 0
+
+
+class DeadLetterStore:
+    def __init__(self, path: Path | str) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "received_at REAL NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL, "
+            "code TEXT NOT NULL, detail TEXT NOT NULL)"
+        )
+
+    def add_many(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT INTO dead_letters (received_at, topic, payload, code, detail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(d.received_at, d.topic, d.payload, d.code, d.detail) for d in letters],
+            )
+            self._db.execute("COMMIT")
+
+    def list(self, *, limit: int = 50, code: str | None = None) -> list[DeadLetter]:
+        sql = "SELECT id, received_at, topic, payload, code, detail FROM dead_letters"
+        args: tuple[object, ...] = ()
+        if code:
+            sql += " WHERE code = ?"
+            args = (code,)
+        sql += " ORDER BY id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*args, limit)).fetchall()
+        return [DeadLetter(r[1], r[2], bytes(r[3]), r[4], r[5], r[0]) for r in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+
+    def counts_by_code(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT code, COUNT(*) FROM dead_letters GROUP BY code ORDER BY code"
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

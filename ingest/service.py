@@ -1,0 +1,294 @@
+"""The ingest service: MQTT in, InfluxDB out, dead letters aside.
+
+Delivery guarantee: at least once, end to end. The subscription is QoS 1 on a persistent
+session with manual acknowledgement; a message is acknowledged only after the InfluxDB write
+that contains it returned success (or, when rejected, after its dead letter was committed).
+If the ingest dies before that, the broker redelivers, and the redelivery overwrites the same
+points (same measurement, tags and observation time), so nothing is counted twice.
+
+Runtime errors from one message never stop the loop: it is rejected with a reason. A storage
+outage stops acknowledgements, so the broker holds the backlog; the batch is retried with
+backoff until InfluxDB is back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ingest.config import IngestConfig
+from ingest.deadletter import DeadLetter, DeadLetterStore
+from ingest.errors import StorageRejected, StorageUnavailable
+from ingest.influx import InfluxClient
+from ingest.lineprotocol import LineProtocolError, to_line
+from ingest.points import Receipt, message_points
+from ingest.validate import Rejection, RegistryView, Validator
+from protocol.messages import AirMessage, StatusMessage
+from protocol.topics import subscription
+
+log = logging.getLogger(__name__)
+NEVER_EXPIRE = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    generation: int  # which MQTT connection delivered it; acks go only to that connection
+    mid: int
+    topic: str
+    payload: bytes
+    dup: bool
+    received_at: float
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    stored_messages: int = 0
+    stored_points: int = 0
+    rejected: int = 0
+    rejected_by_code: Counter[str] = field(default_factory=Counter)
+    write_retries: int = 0
+    batches: int = 0
+    connected: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "stored_messages": self.stored_messages,
+            "stored_points": self.stored_points,
+            "rejected": self.rejected,
+            "rejected_by_code": dict(self.rejected_by_code),
+            "write_retries": self.write_retries,
+            "batches": self.batches,
+            "connected": self.connected,
+        }
+
+
+@dataclass
+class _Outcome:
+    item: Incoming
+    message: AirMessage | StatusMessage | None = None
+    lines: list[str] = field(default_factory=list)
+    rejection: Rejection | None = None
+
+
+class IngestService:
+    def __init__(
+        self,
+        config: IngestConfig,
+        *,
+        influx: InfluxClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.stats = IngestStats()
+        self._clock = clock
+        self._registry = RegistryView(config.registry_path)
+        self._validator = Validator(self._registry, clock=clock, max_future_s=config.max_future_s)
+        self._influx = influx or InfluxClient(
+            config.influx.url,
+            config.influx.database,
+            username=config.influx.username,
+            password=config.influx.password,
+            token=config.influx.token,
+            timeout_s=config.influx.timeout_s,
+        )
+        self._deadletters = DeadLetterStore(config.deadletter_path)
+        self._queue: queue.Queue[Incoming] = queue.Queue()
+        self._generation = 0
+        self._last_seq: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="ingest-writer", daemon=True)
+        self._client = self._make_client()
+
+    # --- MQTT side -------------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        b = self.config.broker
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=b.client_id, protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        client.username_pw_set(b.username, b.password)
+        if b.tls:
+            client.tls_set(ca_certs=b.ca_file)
+        client.reconnect_delay_set(min_delay=1, max_delay=15)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the ingest: %s", reason)
+            return
+        self._generation += 1
+        self.stats.connected = True
+        topic = subscription(self.config.broker.shared_group)
+        client.subscribe(topic, qos=1)
+        log.info("subscribed to %s (session present: %s)", topic, flags.session_present)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.stats.connected = False
+        if not self._stop.is_set():
+            log.warning("disconnected from broker: %s", reason)
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._queue.put(
+            Incoming(self._generation, msg.mid, msg.topic, bytes(msg.payload), bool(msg.dup),
+                     self._clock())
+        )
+
+    def start(self) -> None:
+        b = self.config.broker
+        props = Properties(PacketTypes.CONNECT)
+        # Persistent session: while the ingest is away, the broker queues for it.
+        props.SessionExpiryInterval = NEVER_EXPIRE
+        self._client.connect_async(b.host, b.port, b.keepalive_s, clean_start=False,
+                                   properties=props)
+        self._client.loop_start()
+        self._worker.start()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then disconnect. Unacknowledged messages stay queued."""
+        self._stop.set()
+        self._worker.join(timeout=30)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._deadletters.close()
+        self._influx.close()
+
+    def run_forever(self) -> None:
+        self.start()
+        try:
+            while not self._stop.wait(1.0):
+                pass
+        finally:
+            self.stop()
+
+    # --- writer thread ---------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            batch = self._collect()
+            if batch:
+                self.process(batch)
+            self._write_stats()
+
+    def _collect(self) -> list[Incoming]:
+        try:
+            first = self._queue.get(timeout=0.5)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.config.batch_wait_ms / 1000
+        while len(batch) < self.config.batch_max:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=max(0.0, remaining)) if remaining > 0
+                             else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def process(self, batch: list[Incoming]) -> bool:
+        """Validate, store, dead-letter and acknowledge one batch. False if stopped midway."""
+        self._registry.refresh()
+        self.stats.received += len(batch)
+        outcomes = [self._evaluate(item) for item in batch]
+        accepted = [o for o in outcomes if o.rejection is None]
+        if not self._store(accepted):
+            return False  # stopping with the batch unwritten: the broker will redeliver it
+        rejected = [o for o in outcomes if o.rejection is not None]
+        self._dead_letter(rejected)
+        for o in accepted:
+            if o.rejection is None and o.message is not None:
+                self._last_seq[o.message.device_id] = max(
+                    o.message.seq, self._last_seq.get(o.message.device_id, -1)
+                )
+        self.stats.batches += 1
+        for item in batch:  # in arrival order, as MQTT asks of acknowledgements
+            if item.generation == self._generation:
+                self._client.ack(item.mid, 1)
+        return True
+
+    def _evaluate(self, item: Incoming) -> _Outcome:
+        try:
+            message = self._validator.check(item.topic, item.payload)
+        except Rejection as rejection:
+            return _Outcome(item, rejection=rejection)
+        device = self._registry.device(message.device_id)
+        site = device.site if device is not None else ""
+        last = self._last_seq.get(message.device_id)
+        receipt = Receipt(
+            gateway=self.config.gateway_id,
+            received_at_ms=round(item.received_at * 1000),
+            redelivered=item.dup,
+            seq_gap=None if last is None else max(0, message.seq - last - 1),
+        )
+        try:
+            lines = [to_line(p) for p in message_points(message, site, receipt)]
+        except LineProtocolError as exc:
+            return _Outcome(item, rejection=Rejection("unstorable", str(exc)))
+        return _Outcome(item, message=message, lines=lines)
+
+    def _store(self, accepted: list[_Outcome]) -> bool:
+        lines = [line for o in accepted for line in o.lines]
+        try:
+            if not self._write_retrying(lines):
+                return False
+        except StorageRejected as exc:
+            log.warning("batch refused (%s); writing its messages one by one", exc)
+            for o in accepted:
+                try:
+                    if not self._write_retrying(o.lines):
+                        return False
+                except StorageRejected as single:
+                    o.rejection = Rejection("storage_rejected", str(single))
+        stored = [o for o in accepted if o.rejection is None]
+        self.stats.stored_messages += len(stored)
+        self.stats.stored_points += sum(len(o.lines) for o in stored)
+        return True
+
+    def _write_retrying(self, lines: list[str]) -> bool:
+        delay = 0.2
+        while True:
+            try:
+                self._influx.write(lines)
+                return True
+            except StorageUnavailable as exc:
+                self.stats.write_retries += 1
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                if self._stop.wait(delay):
+                    return False
+                delay = min(delay * 2, 10.0)
+
+    def _dead_letter(self, rejected: list[_Outcome]) -> None:
+        letters = []
+        for o in rejected:
+            assert o.rejection is not None
+            self.stats.rejected += 1
+            self.stats.rejected_by_code[o.rejection.code] += 1
+            log.info("rejected %s: %s", o.item.topic, o.rejection)
+            letters.append(DeadLetter(o.item.received_at, o.item.topic, o.item.payload,
+                                      o.rejection.code, o.rejection.detail))
+        self._deadletters.add_many(letters)
+
+    def _write_stats(self) -> None:
+        if self.config.stats_path is None:
+            return
+        path = Path(self.config.stats_path)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.stats.as_dict()))
+        tmp.replace(path)

@@ -1,0 +1,101 @@
+"""Every check a message must pass before it is stored. Pure apart from the registry file.
+
+Order: topic, size and JSON, device registered, topic matches payload, signature, schema and
+ranges, observation time not in the future. The first failure is the reason; `code` is short
+and stable so rejections can be counted per reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from protocol.codec import DecodeError, canonical_bytes, parse_json, validate
+from protocol.messages import AirMessage, StatusMessage
+from protocol.registry import DeviceEntry, Registry, load_registry
+from protocol.signing import Verifier
+from protocol.topics import parse_topic
+
+Rejection = DecodeError
+
+
+class RegistryView:
+    """The registry file, re-read when it changes, so devices added at runtime are accepted."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._mtime: float | None = None
+        self._registry = Registry()
+        self._verifiers: dict[str, Verifier] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            mtime = None
+        if mtime == self._mtime:
+            return
+        self._registry = load_registry(self.path)
+        self._verifiers = {}
+        self._mtime = mtime
+
+    def device(self, device_id: str) -> DeviceEntry | None:
+        return self._registry.devices.get(device_id)
+
+    def verifier(self, device_id: str) -> Verifier:
+        if device_id not in self._verifiers:
+            self._verifiers[device_id] = Verifier(self._registry.devices[device_id].public_key)
+        return self._verifiers[device_id]
+
+
+class Validator:
+    def __init__(
+        self,
+        registry: RegistryView,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_future_s: float = 300.0,
+    ) -> None:
+        self.registry = registry
+        self._clock = clock
+        self._max_future_s = max_future_s
+
+    def check(self, topic: str, payload: bytes) -> AirMessage | StatusMessage:
+        """The validated message, or raises `Rejection` with a code and a reason."""
+        parsed = parse_topic(topic)
+        if parsed is None:
+            raise Rejection("bad_topic", f"{topic!r} is not sensorpipe/v1/<device_id>/<kind>")
+        topic_device, topic_kind = parsed
+        obj = parse_json(payload)
+        device_id = obj.get("device_id")
+        if device_id != topic_device:
+            raise Rejection(
+                "device_mismatch",
+                f"payload device_id {device_id!r} differs from topic device {topic_device!r}",
+            )
+        if obj.get("kind") != topic_kind:
+            raise Rejection(
+                "kind_mismatch", f"payload kind {obj.get('kind')!r} differs from topic {topic_kind!r}"
+            )
+        if self.registry.device(topic_device) is None:
+            raise Rejection("unknown_device", f"{topic_device!r} is not in the device registry")
+        signature = obj.get("sig")
+        if not isinstance(signature, str):
+            raise Rejection("unsigned", "message has no signature")
+        if not self.registry.verifier(topic_device).verify(canonical_bytes(obj), signature):
+            raise Rejection("bad_signature", f"signature does not verify with {topic_device}'s key")
+        message = validate(obj)
+        ahead = message.observed_at.timestamp() - self._clock()
+        if ahead > self._max_future_s:
+            raise Rejection(
+                "future_timestamp",
+                f"observed_at {message.observed_at.isoformat()} is {ahead:.0f} s in the future",
+            )
+        return message
+
+
+def epoch_ms(ts: datetime) -> int:
+    return round(ts.timestamp() * 1000)

@@ -1,0 +1,111 @@
+"""Message models, version 1. The edge builds them, the ingest validates them: same code.
+
+Every message carries who sent it (`device_id`), a per-device sequence number that survives
+reboots (`seq`), when it was observed and whether the device clock was synchronised, when it was
+sent, what the device knows about its link, an optional location (mobile sensors) and an
+Ed25519 signature over everything else.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from protocol.quantities import QUANTITIES
+from protocol.topics import DEVICE_ID_PATTERN
+
+SCHEMA_VERSION = 1
+SENSOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Link(_Strict):
+    """What the device reports about its connection at the moment it sent the message."""
+
+    rssi_dbm: int | None = Field(default=None, ge=-130, le=0)
+    reconnects: int = Field(default=0, ge=0)
+    outbox_depth: int = Field(default=0, ge=0)
+    uptime_s: float = Field(ge=0)
+    firmware: str = Field(min_length=1, max_length=64)
+    # True when the message waited in the outbox across a disconnect or a restart.
+    backlog: bool = False
+
+
+class Location(_Strict):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    alt_m: float | None = Field(default=None, ge=-500, le=9000)
+
+
+class Reading(_Strict):
+    quantity: str
+    value: float
+    unit: str
+    sensor: str = Field(pattern=SENSOR_PATTERN)
+
+    @model_validator(mode="after")
+    def _known_and_plausible(self) -> Reading:
+        q = QUANTITIES.get(self.quantity)
+        if q is None:
+            raise ValueError(f"unknown quantity {self.quantity!r}")
+        if self.unit != q.unit:
+            raise ValueError(f"{self.quantity} must be in {q.unit!r}, got {self.unit!r}")
+        if not math.isfinite(self.value) or not q.minimum <= self.value <= q.maximum:
+            raise ValueError(
+                f"{self.quantity} = {self.value} {q.unit} is outside the plausible range "
+                f"{q.minimum}..{q.maximum}"
+            )
+        return self
+
+
+class SensorHealth(_Strict):
+    """Per-sensor counters since the agent started: gaps and bad frames stay visible."""
+
+    sensor: str = Field(pattern=SENSOR_PATTERN)
+    ok: bool
+    reads_ok: int = Field(ge=0)
+    reads_failed: int = Field(ge=0)
+    frames_bad: int = Field(ge=0)
+    values_rejected: int = Field(default=0, ge=0)
+    last_error: str | None = Field(default=None, max_length=200)
+
+
+class _Envelope(_Strict):
+    v: Literal[1] = SCHEMA_VERSION
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    seq: int = Field(ge=0)
+    observed_at: AwareDatetime
+    clock_synced: bool
+    sent_at: AwareDatetime
+    location: Location | None = None
+    link: Link
+    sig: str | None = Field(default=None, max_length=200)
+
+
+class AirMessage(_Envelope):
+    kind: Literal["air"] = "air"
+    readings: list[Reading] = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_value_per_sensor_quantity(self) -> AirMessage:
+        seen: set[tuple[str, str]] = set()
+        for r in self.readings:
+            key = (r.sensor, r.quantity)
+            if key in seen:
+                raise ValueError(f"duplicate reading of {r.quantity} from sensor {r.sensor}")
+            seen.add(key)
+        return self
+
+
+class StatusMessage(_Envelope):
+    kind: Literal["status"] = "status"
+    sensors: list[SensorHealth] = Field(max_length=32)
+
+
+Message = Annotated[AirMessage | StatusMessage, Field(discriminator="kind")]
+MESSAGE_ADAPTER: TypeAdapter[AirMessage | StatusMessage] = TypeAdapter(Message)

@@ -1,0 +1,39 @@
+"""What can be measured: every quantity, its canonical unit and its physically plausible range.
+
+Adding a quantity (soil moisture, noise, CO2, ...) means adding one entry here; the message
+models, the ingest validation, the storage field names and the query CLI all read this table.
+The range is for rejecting values no working sensor can produce, not for quality control:
+a high-but-possible PM10 during fireworks must pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    name: str
+    unit: str
+    minimum: float
+    maximum: float
+    description: str
+
+
+def _declare(*quantities: Quantity) -> dict[str, Quantity]:
+    return {q.name: q for q in quantities}
+
+
+QUANTITIES: dict[str, Quantity] = _declare(
+    Quantity("pm1", "ug/m3", 0.0, 2000.0, "particulate matter up to 1 µm (PM1)"),
+    Quantity("pm2_5", "ug/m3", 0.0, 2000.0, "particulate matter up to 2.5 µm (PM2.5)"),
+    Quantity("pm4", "ug/m3", 0.0, 2000.0, "particulate matter up to 4 µm (PM4)"),
+    Quantity("pm10", "ug/m3", 0.0, 2000.0, "particulate matter up to 10 µm (PM10)"),
+    Quantity("temperature", "degC", -60.0, 85.0, "air temperature"),
+    Quantity("relative_humidity", "%", 0.0, 100.0, "relative humidity of the air"),
+    Quantity("pressure", "hPa", 300.0, 1100.0, "barometric air pressure"),
+    Quantity("no2", "ug/m3", 0.0, 5000.0, "nitrogen dioxide concentration"),
+    Quantity("co2", "ppm", 0.0, 40000.0, "carbon dioxide concentration"),
+    Quantity("noise", "dBA", 0.0, 140.0, "A-weighted sound level"),
+    Quantity("soil_moisture", "%", 0.0, 100.0, "volumetric soil water content"),
+)

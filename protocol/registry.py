@@ -1,0 +1,89 @@
+"""The device registry: who each device is, where it stands, what it measures and why.
+
+The gateway generates broker credentials and ACLs from it, the ingest verifies signatures and
+membership against it, and `sensorpipe devices export` publishes its public part for residents.
+Only public keys and password hashes live here, never secrets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from protocol.configfile import load_model
+from protocol.messages import Location
+from protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
+
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeviceEntry(_Strict):
+    site: str = Field(pattern=TAG_PATTERN)
+    owner: str = ""
+    purpose: str = ""
+    sensors: list[str] = Field(default_factory=list)
+    public_key: str
+    password_hash: str
+    # Fixed location of a stationary device, published rounded to this many decimals
+    # (3 decimals is about 100 m): citizen hosts decide how precisely their home is shown.
+    location: Location | None = None
+    location_precision_decimals: int = Field(default=3, ge=0, le=6)
+
+
+class ServiceAccount(_Strict):
+    username: str = Field(pattern=DEVICE_ID_PATTERN)
+    password_hash: str
+
+
+class Registry(_Strict):
+    devices: dict[str, DeviceEntry] = Field(default_factory=dict)
+    ingest: ServiceAccount | None = None
+
+    @field_validator("devices")
+    @classmethod
+    def _ids_are_valid(cls, devices: dict[str, DeviceEntry]) -> dict[str, DeviceEntry]:
+        for device_id in devices:
+            if not is_valid_device_id(device_id):
+                raise ValueError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
+        return devices
+
+    def public_view(self) -> list[dict[str, object]]:
+        """What residents may see: id, site, owner, purpose, sensors, rounded location."""
+        out: list[dict[str, object]] = []
+        for device_id, d in sorted(self.devices.items()):
+            loc = None
+            if d.location is not None:
+                n = d.location_precision_decimals
+                loc = {"lat": round(d.location.lat, n), "lon": round(d.location.lon, n)}
+            out.append(
+                {
+                    "device_id": device_id,
+                    "site": d.site,
+                    "owner": d.owner,
+                    "purpose": d.purpose,
+                    "sensors": d.sensors,
+                    "location": loc,
+                }
+            )
+        return out
+
+
+def load_registry(path: Path | str) -> Registry:
+    path = Path(path)
+    if not path.exists():
+        return Registry()
+    return load_model(path, Registry)
+
+
+def save_registry(registry: Registry, path: Path | str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(tomli_w.dumps(registry.model_dump(mode="json", exclude_none=True)))
+    tmp.replace(path)

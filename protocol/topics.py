@@ -1,0 +1,45 @@
+"""MQTT topic names. The device id is a topic level so broker ACL patterns can use %u."""
+
+from __future__ import annotations
+
+import re
+
+TOPIC_PREFIX = "sensorpipe/v1"
+KINDS = ("air", "status", "count")
+# Device ids end up in topics, usernames, file names and InfluxDB tags: keep them boring.
+DEVICE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
+
+
+def is_valid_device_id(device_id: str) -> bool:
+    return bool(_DEVICE_ID.match(device_id))
+
+
+def topic_for(device_id: str, kind: str) -> str:
+    if not is_valid_device_id(device_id):
+        raise ValueError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown message kind {kind!r}: expected one of {', '.join(KINDS)}")
+    return f"{TOPIC_PREFIX}/{device_id}/{kind}"
+
+
+def parse_topic(topic: str) -> tuple[str, str] | None:
+    """(device_id, kind) for a sensorpipe topic, or None when the topic is not one of ours."""
+    prefix = TOPIC_PREFIX + "/"
+    if not topic.startswith(prefix):
+        return None
+    rest = topic[len(prefix) :].split("/")
+    if len(rest) != 2 or rest[1] not in KINDS or not is_valid_device_id(rest[0]):
+        return None
+    return rest[0], rest[1]
+
+
+def subscription(shared_group: str | None = None) -> str:
+    """The ingest's subscription; with a group, a shared subscription for N workers."""
+    topic = f"{TOPIC_PREFIX}/+/+"
+    return f"$share/{shared_group}/{topic}" if shared_group else topic
+
+
+def acl_pattern() -> str:
+    """Mosquitto ACL pattern: a device may publish only below its own id."""
+    return f"{TOPIC_PREFIX}/%u/+"

@@ -1,0 +1,1 @@
+"""What municipalities ask of the time series: InfluxQL built safely, printed as table/CSV/JSON."""

@@ -1,0 +1,213 @@
+"""`sensorpipe stack up|status|down`: Mosquitto, influxd and the ingest on free loopback ports.
+
+Everything lives under one directory (default ./.sensorpipe): the registry, the broker's files
+and persistence, InfluxDB's data, the ingest's dead letters and stats, logs, and stack.json
+with the endpoints and process ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from gateway.broker import Broker, reload_pid
+from gateway.devices import DeviceCredentials, add_device, set_ingest_account
+from ingest.influxd import Influxd
+from protocol.registry import Registry, load_registry, save_registry
+from stack.process import ManagedProcess, ProcessStartError, free_port, pid_alive, port_open, stop_pid
+
+DATABASE = "sensorpipe"
+
+
+class StackError(RuntimeError):
+    """The stack is not in a state for what was asked (not up, already up)."""
+
+
+@dataclass
+class StackInfo:
+    directory: Path
+    broker_port: int
+    influx_url: str
+    database: str
+    pids: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "directory": str(self.directory),
+            "mqtt": {"host": "127.0.0.1", "port": self.broker_port},
+            "influx": {"url": self.influx_url, "database": self.database},
+            "pids": self.pids,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StackInfo:
+        return cls(Path(d["directory"]), int(d["mqtt"]["port"]), d["influx"]["url"],
+                   d["influx"]["database"], {k: int(v) for k, v in d["pids"].items()})
+
+
+class LocalStack:
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory).resolve()
+        self.registry_path = self.directory / "registry.toml"
+        self.state_path = self.directory / "stack.json"
+        self._processes: list[ManagedProcess] = []
+
+    # --- state ----------------------------------------------------------------------------
+    def info(self) -> StackInfo | None:
+        try:
+            return StackInfo.from_dict(json.loads(self.state_path.read_text()))
+        except FileNotFoundError:
+            return None
+
+    def require_info(self) -> StackInfo:
+        info = self.info()
+        if info is None:
+            raise StackError(f"no stack in {self.directory}: run `sensorpipe stack up` first")
+        return info
+
+    def registry(self) -> Registry:
+        return load_registry(self.registry_path)
+
+    # --- up / down ------------------------------------------------------------------------
+    def up(self, *, detach: bool = True, progress: Any = None) -> StackInfo:
+        say = progress or (lambda _msg: None)
+        existing = self.info()
+        if existing is not None and any(pid_alive(p) for p in existing.pids.values()):
+            raise StackError(f"a stack is already running from {self.directory}; "
+                             f"`sensorpipe stack down --dir {self.directory}` stops it")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        registry = self.registry()
+        ingest_password = set_ingest_account(registry)
+        save_registry(registry, self.registry_path)
+
+        broker_port, http_port, rpc_port = free_port(), free_port(), free_port()
+        influxd = Influxd(self.directory / "influxdb", http_port=http_port, rpc_port=rpc_port,
+                          database=DATABASE)
+        broker = Broker(self.directory / "broker", registry, port=broker_port)
+        ingest_dir = self.directory / "ingest"
+        ingest_config = self._write_ingest_config(ingest_dir, broker_port, influxd.url,
+                                                  ingest_password)
+        stats_path = ingest_dir / "stats.json"
+        stats_path.unlink(missing_ok=True)
+        ingest = ManagedProcess(
+            "ingest",
+            [sys.executable, "-m", "cli.main", "ingest", "run", "--config", str(ingest_config)],
+            ingest_dir / "ingest.log",
+        )
+        try:
+            say(f"starting influxd on 127.0.0.1:{http_port}")
+            influxd.start(detach=detach)
+            self._processes.append(influxd.process)
+            say(f"starting mosquitto on 127.0.0.1:{broker_port}")
+            broker.start(detach=detach)
+            self._processes.append(broker.process)
+            say("starting the ingest")
+            ingest.start(lambda: _ingest_connected(stats_path), timeout_s=30, detach=detach)
+            self._processes.append(ingest)
+        except ProcessStartError:
+            self._stop_processes()
+            raise
+        pids = {p.name: p.pid for p in self._processes if p.pid is not None}
+        info = StackInfo(self.directory, broker_port, influxd.url, DATABASE, pids)
+        self.state_path.write_text(json.dumps(info.as_dict(), indent=2))
+        return info
+
+    def _write_ingest_config(self, directory: Path, broker_port: int, influx_url: str,
+                             password: str) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "ingest.toml"
+        config = {
+            "registry_path": str(self.registry_path),
+            "deadletter_path": str(directory / "deadletter.sqlite"),
+            "stats_path": str(directory / "stats.json"),
+            "gateway_id": "local",
+            "broker": {"host": "127.0.0.1", "port": broker_port, "username": "ingest",
+                       "password": password},
+            "influx": {"url": influx_url, "database": DATABASE},
+        }
+        path.write_text(tomli_w.dumps(config))
+        path.chmod(0o600)
+        return path
+
+    def down(self) -> list[str]:
+        """Stop what runs (ingest first, so it can finish its batch); the names stopped."""
+        stopped: list[str] = []
+        if self._processes:
+            stopped = [p.name for p in reversed(self._processes)]
+            self._stop_processes()
+        else:
+            info = self.info()
+            if info is not None:
+                for name in ("ingest", "mosquitto", "influxd"):
+                    pid = info.pids.get(name)
+                    if pid is not None and pid_alive(pid):
+                        stop_pid(pid)
+                        stopped.append(name)
+        self.state_path.unlink(missing_ok=True)
+        return stopped
+
+    def _stop_processes(self) -> None:
+        for process in reversed(self._processes):
+            process.stop()
+        self._processes.clear()
+
+    def process(self, name: str) -> ManagedProcess:
+        """A process this object started (for tests that restart the broker)."""
+        for p in self._processes:
+            if p.name == name:
+                return p
+        raise StackError(f"{name} was not started by this object")
+
+    def status(self) -> dict[str, Any]:
+        info = self.require_info()
+        components: dict[str, Any] = {}
+        for name, pid in info.pids.items():
+            components[name] = {"pid": pid, "running": pid_alive(pid)}
+        components["mosquitto"]["port_open"] = port_open(info.broker_port)
+        stats_path = self.directory / "ingest" / "stats.json"
+        try:
+            components["ingest"]["stats"] = json.loads(stats_path.read_text())
+        except (FileNotFoundError, ValueError):
+            components["ingest"]["stats"] = None
+        return {**info.as_dict(), "components": components,
+                "devices": len(self.registry().devices)}
+
+    # --- devices --------------------------------------------------------------------------
+    def add_device(self, device_id: str, **fields: Any) -> DeviceCredentials:
+        registry = self.registry()
+        credentials = add_device(registry, device_id, **fields)
+        save_registry(registry, self.registry_path)
+        self._reload_broker(registry)
+        return credentials
+
+    def add_devices(self, specs: list[tuple[str, dict[str, Any]]]) -> list[DeviceCredentials]:
+        registry = self.registry()
+        out = [add_device(registry, device_id, **fields) for device_id, fields in specs]
+        save_registry(registry, self.registry_path)
+        self._reload_broker(registry)
+        return out
+
+    def _reload_broker(self, registry: Registry) -> None:
+        info = self.info()
+        if info is None or not pid_alive(info.pids.get("mosquitto", -1)):
+            return  # not running: the files are written at the next `stack up`
+        reload_pid(info.pids["mosquitto"], self.directory / "broker", registry)
+        time.sleep(0.2)  # Mosquitto applies SIGHUP on its next loop iteration
+
+
+def _ingest_connected(stats_path: Path) -> bool:
+    try:
+        return bool(json.loads(stats_path.read_text()).get("connected"))
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def default_directory() -> Path:
+    return Path(os.environ.get("SENSORPIPE_DIR", ".sensorpipe"))
