@@ -210,13 +210,7 @@ class IngestService:
         accepted = [o for o in outcomes if o.rejection is None]
         if not self._store(accepted):
             return False  # stopping with the batch unwritten: the broker will redeliver it
-        rejected = [o for o in outcomes if o.rejection is not None]
-        self._dead_letter(rejected)
-        for o in accepted:
-            if o.rejection is None and o.message is not None:
-                self._last_seq[o.message.device_id] = max(
-                    o.message.seq, self._last_seq.get(o.message.device_id, -1)
-                )
+        self._dead_letter([o for o in outcomes if o.rejection is not None])
         self.stats.batches += 1
         for item in batch:  # in arrival order, as MQTT asks of acknowledgements
             if item.generation == self._generation:
@@ -231,11 +225,18 @@ class IngestService:
         device = self._registry.device(message.device_id)
         site = device.site if device is not None else ""
         last = self._last_seq.get(message.device_id)
+        if last is None:
+            # Sequence numbers start at 1: a device's first message ever has no gap before it.
+            gap = 0 if message.seq == 1 else None
+        else:
+            gap = max(0, message.seq - last - 1)
+            # A redelivery or a replay of an old number is not a gap, and not new data.
+        self._last_seq[message.device_id] = max(message.seq, last or 0)
         receipt = Receipt(
             gateway=self.config.gateway_id,
             received_at_ms=round(item.received_at * 1000),
             redelivered=item.dup,
-            seq_gap=None if last is None else max(0, message.seq - last - 1),
+            seq_gap=gap,
         )
         try:
             lines = [to_line(p) for p in message_points(message, site, receipt)]

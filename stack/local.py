@@ -58,6 +58,10 @@ class LocalStack:
         self.registry_path = self.directory / "registry.toml"
         self.state_path = self.directory / "stack.json"
         self._processes: list[ManagedProcess] = []
+        # Set by up() in this process, for callers (tests) that restart one component.
+        self.broker: Broker | None = None
+        self.influxd: Influxd | None = None
+        self.ingest: ManagedProcess | None = None
 
     # --- state ----------------------------------------------------------------------------
     def info(self) -> StackInfo | None:
@@ -94,8 +98,6 @@ class LocalStack:
         ingest_dir = self.directory / "ingest"
         ingest_config = self._write_ingest_config(ingest_dir, broker_port, influxd.url,
                                                   ingest_password)
-        stats_path = ingest_dir / "stats.json"
-        stats_path.unlink(missing_ok=True)
         ingest = ManagedProcess(
             "ingest",
             [sys.executable, "-m", "cli.main", "ingest", "run", "--config", str(ingest_config)],
@@ -109,15 +111,25 @@ class LocalStack:
             broker.start(detach=detach)
             self._processes.append(broker.process)
             say("starting the ingest")
-            ingest.start(lambda: _ingest_connected(stats_path), timeout_s=30, detach=detach)
+            self.ingest = ingest
+            self.start_ingest(detach=detach)
             self._processes.append(ingest)
         except ProcessStartError:
             self._stop_processes()
             raise
+        self.broker, self.influxd = broker, influxd
         pids = {p.name: p.pid for p in self._processes if p.pid is not None}
         info = StackInfo(self.directory, broker_port, influxd.url, DATABASE, pids)
         self.state_path.write_text(json.dumps(info.as_dict(), indent=2))
         return info
+
+    def start_ingest(self, *, detach: bool = False) -> None:
+        """(Re)start the ingest process and wait until it is subscribed."""
+        if self.ingest is None:
+            raise StackError("the ingest was not set up by this object")
+        stats_path = self.directory / "ingest" / "stats.json"
+        stats_path.unlink(missing_ok=True)
+        self.ingest.start(lambda: _ingest_connected(stats_path), timeout_s=30, detach=detach)
 
     def _write_ingest_config(self, directory: Path, broker_port: int, influx_url: str,
                              password: str) -> Path:
@@ -157,13 +169,6 @@ class LocalStack:
         for process in reversed(self._processes):
             process.stop()
         self._processes.clear()
-
-    def process(self, name: str) -> ManagedProcess:
-        """A process this object started (for tests that restart the broker)."""
-        for p in self._processes:
-            if p.name == name:
-                return p
-        raise StackError(f"{name} was not started by this object")
 
     def status(self) -> dict[str, Any]:
         info = self.require_info()
