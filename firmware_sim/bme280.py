@@ -108,7 +108,9 @@ class Bme280Device:
         self,
         read_conditions: Callable[[], tuple[float, float, float]] = lambda: (21.5, 55.0, 1013.25),
         trimming: Trimming | None = None,
+        chip_id: int = CHIP_ID,
     ) -> None:
+        self.chip_id = chip_id
         self.read_conditions = read_conditions
         self.trimming = trimming or Trimming()
         self.measurements = 0
@@ -120,7 +122,7 @@ class Bme280Device:
         self._regs = [0] * 256
         for reg, value in self.trimming.registers().items():
             self._regs[reg] = value
-        self._regs[REG_CHIP_ID] = CHIP_ID
+        self._regs[REG_CHIP_ID] = self.chip_id
         # Data registers hold the "skipped" values until the first measurement.
         self._regs[0xF7:0xFF] = [0x80, 0x00, 0x00, 0x80, 0x00, 0x00, 0x80, 0x00]
 

@@ -10,7 +10,7 @@ import difflib
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -67,28 +67,36 @@ def _line_of(text: str, key: str) -> int | None:
 
 
 def _allowed_keys(model: type[BaseModel], parents: list[str]) -> list[str]:
-    current: Any = model
+    """Keys valid at the path `parents`, following lists and discriminated unions."""
+    candidates: list[type[BaseModel]] = [model]
     for part in parents:
         if part.isdigit():
             continue
-        fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
-            return []
-        current = _inner_model(fields[part].annotation)
-        if current is None:
-            return []
-    fields = getattr(current, "model_fields", {})
-    return list(fields)
+        # In a discriminated union pydantic puts the tag (e.g. "sds011") into the path.
+        tagged = [m for m in candidates if _has_literal(m, part)]
+        if tagged:
+            candidates = tagged
+            continue
+        candidates = [
+            inner
+            for m in candidates
+            if part in m.model_fields
+            for inner in _inner_models(m.model_fields[part].annotation)
+        ]
+    return sorted({key for m in candidates for key in m.model_fields})
 
 
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
+def _has_literal(model: type[BaseModel], value: str) -> bool:
+    return any(
+        get_origin(f.annotation) is Literal and value in get_args(f.annotation)
+        for f in model.model_fields.values()
+    )
+
+
+def _inner_models(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _inner_models(arg)]
 
 
 def _suggest(key: str, allowed: list[str]) -> str | None:

@@ -1,0 +1,95 @@
+"""Configuration files: the samples in config/ load, and errors name file, key and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.config import load_edge_config
+from edge.drivers.registry import Bme280Config, Sds011Config
+from gateway.mosquitto import BrokerFiles, acl_file, broker_config, password_file
+from ingest.config import load_ingest_config
+from protocol.configfile import ConfigError
+from protocol.registry import Registry, load_registry, save_registry
+
+CONFIG = Path(__file__).resolve().parent.parent / "config"
+
+
+def test_sample_edge_config_loads() -> None:
+    config = load_edge_config(CONFIG / "edge.example.toml")
+    assert config.device_id == "balcony-01"
+    assert isinstance(config.sensors[0], Sds011Config) and config.sensors[0].port == "/dev/ttyUSB0"
+    assert isinstance(config.sensors[1], Bme280Config) and config.sensors[1].address == 0x76
+    assert config.location is not None and config.location.precision_decimals == 3
+
+
+def test_sample_ingest_config_loads_with_paths_relative_to_the_file() -> None:
+    config = load_ingest_config(CONFIG / "ingest.example.toml")
+    assert Path(config.registry_path) == CONFIG / "registry.example.toml"
+    assert config.gateway_id == "utrecht-gw-1"
+
+
+def test_sample_registry_loads_and_its_public_view_rounds_the_location() -> None:
+    registry = load_registry(CONFIG / "registry.example.toml")
+    (device,) = registry.public_view()
+    assert device["device_id"] == "balcony-01"
+    assert device["location"] == {"lat": 52.091, "lon": 5.106}
+    assert "public_key" not in device and "password_hash" not in device
+
+
+def test_misspelt_key_names_file_line_and_suggestion(tmp_path: Path) -> None:
+    text = (CONFIG / "edge.example.toml").read_text().replace("interval_s = 60", "intervall_s = 60", 1)
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_edge_config(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert "sensors.0.sds011.intervall_s" in message
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "intervall_s" in t)
+    assert f"line {line}" in message
+    assert "did you mean 'interval_s'" in message
+
+
+def test_unknown_driver_and_bad_values_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "edge.toml"
+    path.write_text(
+        'device_id = "Bad Id"\nprivate_key = "x"\n[mqtt]\nusername = "u"\npassword = "p"\n'
+        '[[sensors]]\ndriver = "sds012"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_edge_config(path)
+    message = str(err.value)
+    assert "device_id (line 1)" in message
+    assert "sds012" in message and "sds011" in message
+
+
+def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text("device_id = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_edge_config(path)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_edge_config(tmp_path / "missing.toml")
+
+
+def test_registry_round_trip(tmp_path: Path) -> None:
+    registry = load_registry(CONFIG / "registry.example.toml")
+    save_registry(registry, tmp_path / "r.toml")
+    assert load_registry(tmp_path / "r.toml") == registry
+    assert load_registry(tmp_path / "absent.toml") == Registry()
+
+
+def test_generated_mosquitto_files_lock_devices_to_their_topic(tmp_path: Path) -> None:
+    registry = load_registry(CONFIG / "registry.example.toml")
+    files = BrokerFiles(tmp_path / "m.conf", tmp_path / "passwd", tmp_path / "acl", tmp_path / "d")
+    conf = broker_config(files, port=18830)
+    for line in ("allow_anonymous false", "persistence true", "max_queued_messages 0",
+                 "listener 18830 127.0.0.1", f"acl_file {files.acl}"):
+        assert line in conf.splitlines()
+    acl = acl_file(registry).splitlines()
+    assert "pattern write sensorpipe/v1/%u/+" in acl
+    assert acl[acl.index("user ingest") + 1] == "topic read sensorpipe/v1/#"
+    assert not any(line.startswith("pattern read") for line in acl)
+    assert password_file(registry).splitlines()[0].startswith("balcony-01:$7$")

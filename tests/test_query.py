@@ -1,0 +1,82 @@
+"""Building InfluxQL from user filters, and printing rows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from query.influxql import AirQuery, QueryInputError, string_literal, time_expression
+from query.output import render, rows_from_series
+
+
+def test_aggregated_query() -> None:
+    q = AirQuery(devices=["d1", "d2"], sites=["lombok"], quantities=["pm2_5"], start="-2h",
+                 every="5m", aggregate="median")
+    assert q.to_influxql() == (
+        'SELECT median("pm2_5") AS "pm2_5" FROM "air" WHERE time >= now() - 2h AND time < now() '
+        "AND (\"device_id\" = 'd1' OR \"device_id\" = 'd2') AND (\"site\" = 'lombok') "
+        'GROUP BY time(5m), "device_id", "site", "sensor" fill(none)'
+    )
+
+
+def test_raw_query_with_absolute_times() -> None:
+    q = AirQuery(quantities=["pm10", "temperature"], start="2026-11-01T00:00:00Z",
+                 end="2026-11-02T00:00:00+01:00", limit=10)
+    sql = q.to_influxql()
+    assert sql.startswith('SELECT "pm10", "temperature" FROM "air"')
+    assert "time >= '2026-11-01T00:00:00+00:00' AND time < '2026-11-02T00:00:00+01:00'" in sql
+    assert sql.endswith(" LIMIT 10")
+
+
+def test_injection_attempts_stay_inside_string_literals() -> None:
+    evil = "x' OR 1=1; DROP DATABASE sensorpipe; --"
+    sql = AirQuery(devices=[evil]).to_influxql()
+    assert string_literal(evil) in sql
+    assert "\"device_id\" = 'x\\' OR 1=1; DROP DATABASE sensorpipe; --'" in sql
+    assert string_literal("back\\slash") == "'back\\\\slash'"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"quantities": ["pm25"]}, "did you mean 'pm2_5'"),
+        ({"every": "5 minutes"}, "duration like"),
+        ({"aggregate": "avg"}, "use one of"),
+    ],
+)
+def test_bad_filters_say_what_would_work(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(QueryInputError, match=message):
+        AirQuery(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2026-11-01T00:00:00", "-1 h"])
+def test_bad_times(value: str) -> None:
+    with pytest.raises(QueryInputError):
+        time_expression(value)
+
+
+SERIES = [
+    {"name": "air", "tags": {"device_id": "d1", "site": "s", "sensor": "sds011"},
+     "columns": ["time", "pm2_5", "temperature"],
+     "values": [[1790000000000, 12.5, None], [1790000060000, None, None]]},
+    {"name": "air", "tags": {"device_id": "d1", "site": "s", "sensor": "bme280"},
+     "columns": ["time", "pm2_5", "temperature"], "values": [[1790000000000, None, 18.25]]},
+]
+
+
+def test_rows_and_formats() -> None:
+    rows = rows_from_series(SERIES, ["device_id", "site", "sensor"])
+    assert len(rows) == 2  # the all-empty row is dropped
+    columns = ["time", "device_id", "sensor", "pm2_5", "temperature"]
+    assert json.loads(render(rows, columns, "json"))[0] == {
+        "time": "2026-09-21T14:13:20.000+00:00", "device_id": "d1", "sensor": "bme280",
+        "pm2_5": None, "temperature": 18.25}
+    assert render(rows, columns, "csv").splitlines() == [
+        "time,device_id,sensor,pm2_5,temperature",
+        "2026-09-21T14:13:20.000+00:00,d1,bme280,,18.25",
+        "2026-09-21T14:13:20.000+00:00,d1,sds011,12.5,",
+    ]
+    table = render(rows, columns, "table").splitlines()
+    assert table[0].split() == columns and "12.50" in table[3]
+    assert render([], columns, "table") == "(no data)"

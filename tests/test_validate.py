@@ -1,0 +1,92 @@
+"""The ingest's checks, one rejection reason at a time (no broker needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ingest.validate import Rejection, RegistryView, Validator
+from protocol.codec import canonical_bytes, encode
+from protocol.messages import AirMessage, Link, Reading
+from protocol.registry import DeviceEntry, Registry, save_registry
+from protocol.signing import Signer, generate_keypair
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+PRIVATE, PUBLIC = generate_keypair()
+
+
+@pytest.fixture
+def validator(tmp_path: Path) -> Validator:
+    registry = Registry(devices={"d1": DeviceEntry(site="s", public_key=PUBLIC, password_hash="x")})
+    save_registry(registry, tmp_path / "registry.toml")
+    return Validator(RegistryView(tmp_path / "registry.toml"), clock=lambda: NOW.timestamp())
+
+
+def _message(**changes: object) -> dict[str, object]:
+    m = AirMessage(device_id="d1", seq=1, observed_at=NOW, clock_synced=True, sent_at=NOW,
+                   link=Link(uptime_s=1, firmware="f"),
+                   readings=[Reading(quantity="pm10", value=20.0, unit="ug/m3", sensor="sds011")])
+    obj: dict[str, object] = m.model_dump(mode="json", exclude={"sig"})
+    obj.update(changes)
+    return obj
+
+
+def _signed(obj: dict[str, object], key: str = PRIVATE) -> bytes:
+    obj = {**obj, "sig": Signer(key).sign(canonical_bytes(obj))}
+    return json.dumps(obj).encode()
+
+
+def test_valid_message_passes(validator: Validator) -> None:
+    message = validator.check("sensorpipe/v1/d1/air", _signed(_message()))
+    assert message.device_id == "d1" and message.readings[0].value == 20.0
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "code"),
+    [
+        ("weather/d1", _signed(_message()), "bad_topic"),
+        ("sensorpipe/v1/d1/air", b"{", "malformed_json"),
+        ("sensorpipe/v1/d1/air", _signed(_message(device_id="d2")), "device_mismatch"),
+        ("sensorpipe/v1/d1/status", _signed(_message()), "kind_mismatch"),
+        ("sensorpipe/v1/d9/air", _signed(_message(device_id="d9")), "unknown_device"),
+        ("sensorpipe/v1/d1/air", json.dumps(_message()).encode(), "unsigned"),
+        ("sensorpipe/v1/d1/air", _signed(_message(), generate_keypair()[0]), "bad_signature"),
+        ("sensorpipe/v1/d1/air", _signed(_message(seq="seven")), "schema"),
+        ("sensorpipe/v1/d1/air", _signed(_message(v=3)), "unsupported_version"),
+        ("sensorpipe/v1/d1/air",
+         _signed(_message(observed_at=(NOW + timedelta(hours=2)).isoformat())), "future_timestamp"),
+    ],
+)
+def test_each_defect_has_its_reason(validator: Validator, topic: str, payload: bytes,
+                                    code: str) -> None:
+    with pytest.raises(Rejection) as err:
+        validator.check(topic, payload)
+    assert err.value.code == code
+    assert err.value.detail
+
+
+def test_tampered_payload_fails_the_signature(validator: Validator) -> None:
+    obj = json.loads(_signed(_message()))
+    obj["readings"][0]["value"] = 2.0  # a gateway "correcting" a value
+    with pytest.raises(Rejection) as err:
+        validator.check("sensorpipe/v1/d1/air", json.dumps(obj).encode())
+    assert err.value.code == "bad_signature"
+
+
+def test_devices_added_to_the_registry_file_are_picked_up(tmp_path: Path) -> None:
+    path = tmp_path / "registry.toml"
+    save_registry(Registry(), path)
+    view = RegistryView(path)
+    validator = Validator(view, clock=lambda: NOW.timestamp())
+    payload = encode(AirMessage.model_validate(_message()), Signer(PRIVATE).sign)
+    with pytest.raises(Rejection):
+        validator.check("sensorpipe/v1/d1/air", payload)
+    save_registry(Registry(devices={"d1": DeviceEntry(site="s", public_key=PUBLIC,
+                                                      password_hash="x")}), path)
+    os.utime(path, (NOW.timestamp() + 10, NOW.timestamp() + 10))  # a visibly newer file
+    view.refresh()
+    assert validator.check("sensorpipe/v1/d1/air", payload).seq == 1
