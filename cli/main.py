@@ -9,14 +9,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from protocol.configfile import ConfigError
 
 DIR_OPTION = click.option(
-    "--dir", "directory", type=click.Path(path_type=Path), default=None,
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Stack directory (default: $SENSORPIPE_DIR or ./.sensorpipe).",
 )
 
@@ -27,7 +30,7 @@ def _stack(directory: Path | None) -> Any:
     return LocalStack(directory or default_directory())
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
@@ -88,8 +91,10 @@ def stack_status(directory: Path | None, as_json: bool) -> None:
         click.echo(f"  {name:10s} pid {c['pid']:<8d} {state}")
     stats = status["components"]["ingest"].get("stats")
     if stats:
-        click.echo(f"  ingest: received {stats['received']}, stored {stats['stored_messages']}, "
-                   f"rejected {stats['rejected']}, write retries {stats['write_retries']}")
+        click.echo(
+            f"  ingest: received {stats['received']}, stored {stats['stored_messages']}, "
+            f"rejected {stats['rejected']}, write retries {stats['write_retries']}"
+        )
 
 
 @stack.command("down")
@@ -115,12 +120,26 @@ def devices() -> None:
 @click.option("--sensor", "sensors", multiple=True, help="Sensor model (repeatable).")
 @click.option("--lat", type=float, default=None)
 @click.option("--lon", type=float, default=None)
-@click.option("--precision", type=click.IntRange(0, 6), default=3, show_default=True,
-              help="Decimals of the location that are published (3 ≈ 100 m).")
+@click.option(
+    "--precision",
+    type=click.IntRange(0, 6),
+    default=3,
+    show_default=True,
+    help="Decimals of the location that are published (3 ≈ 100 m).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
-def devices_add(device_id: str, directory: Path | None, site: str, owner: str, purpose: str,
-                sensors: tuple[str, ...], lat: float | None, lon: float | None, precision: int,
-                as_json: bool) -> None:
+def devices_add(
+    device_id: str,
+    directory: Path | None,
+    site: str,
+    owner: str,
+    purpose: str,
+    sensors: tuple[str, ...],
+    lat: float | None,
+    lon: float | None,
+    precision: int,
+    as_json: bool,
+) -> None:
     """Register DEVICE_ID and print its broker password and signing key (shown once)."""
     from gateway.devices import ProvisioningError
     from gateway.mosquitto import PasswordToolError
@@ -131,14 +150,23 @@ def devices_add(device_id: str, directory: Path | None, site: str, owner: str, p
     location = Location(lat=lat, lon=lon) if lat is not None and lon is not None else None
     s = _stack(directory)
     try:
-        creds = s.add_device(device_id, site=site, owner=owner, purpose=purpose,
-                             sensors=list(sensors), location=location,
-                             location_precision_decimals=precision)
+        creds = s.add_device(
+            device_id,
+            site=site,
+            owner=owner,
+            purpose=purpose,
+            sensors=list(sensors),
+            location=location,
+            location_precision_decimals=precision,
+        )
     except (ProvisioningError, PasswordToolError, ConfigError) as exc:
         _fail(str(exc))
     info = s.info()
-    out = {**creds.as_dict(), "site": site,
-           "mqtt": {"host": "127.0.0.1", "port": info.broker_port} if info else None}
+    out = {
+        **creds.as_dict(),
+        "site": site,
+        "mqtt": {"host": "127.0.0.1", "port": info.broker_port} if info else None,
+    }
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -233,13 +261,18 @@ def ingest_run(config_path: Path) -> None:
 
 @ingest.command("deadletter")
 @DIR_OPTION
-@click.option("--db", type=click.Path(path_type=Path), default=None,
-              help="Dead-letter database (default: the stack's).")
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Dead-letter database (default: the stack's).",
+)
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--code", default=None, help="Only this rejection code.")
 @click.option("--json", "as_json", is_flag=True)
-def ingest_deadletter(directory: Path | None, db: Path | None, limit: int, code: str | None,
-                      as_json: bool) -> None:
+def ingest_deadletter(
+    directory: Path | None, db: Path | None, limit: int, code: str | None, as_json: bool
+) -> None:
     """Show rejected messages with their reasons, newest first."""
     from ingest.deadletter import DeadLetterStore
 
@@ -251,12 +284,29 @@ def ingest_deadletter(directory: Path | None, db: Path | None, limit: int, code:
     counts = store.counts_by_code()
     store.close()
     if as_json:
-        click.echo(json.dumps({"counts": counts, "letters": [
-            {"id": d.id, "received_at": d.received_at, "topic": d.topic, "code": d.code,
-             "detail": d.detail, "payload": d.payload.decode("utf-8", "replace")}
-            for d in letters]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "counts": counts,
+                    "letters": [
+                        {
+                            "id": d.id,
+                            "received_at": d.received_at,
+                            "topic": d.topic,
+                            "code": d.code,
+                            "detail": d.detail,
+                            "payload": d.payload.decode("utf-8", "replace"),
+                        }
+                        for d in letters
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
-    click.echo("rejections by reason: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+    click.echo(
+        "rejections by reason: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
+    )
     for d in letters:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.received_at))
         click.echo(f"#{d.id} {when}Z {d.topic} [{d.code}] {d.detail}")
@@ -283,8 +333,9 @@ def gateway_config(registry_path: Path, out_dir: Path, port: int, bind: str) -> 
     except ConfigError as exc:
         _fail(str(exc))
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = BrokerFiles(out_dir / "mosquitto.conf", out_dir / "passwd", out_dir / "acl",
-                        out_dir / "data")
+    files = BrokerFiles(
+        out_dir / "mosquitto.conf", out_dir / "passwd", out_dir / "acl", out_dir / "data"
+    )
     files.data_dir.mkdir(exist_ok=True)
     write_security_files(files, registry)
     files.config.write_text(broker_config(files, port=port, bind=bind))
@@ -300,10 +351,20 @@ def sim() -> None:
 @sim.command("fleet")
 @DIR_OPTION
 @click.option("--devices", "count", type=click.IntRange(1, 500), default=5, show_default=True)
-@click.option("--duration", type=click.FloatRange(min=1), default=60, show_default=True,
-              help="Seconds to run.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
-              help="Seconds between readings per device.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds to run.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds between readings per device.",
+)
 def sim_fleet(directory: Path | None, count: int, duration: float, interval: float) -> None:
     """Run COUNT simulated devices against a running stack for DURATION seconds."""
     from firmware_sim.fleet import Fleet
@@ -316,15 +377,28 @@ def sim_fleet(directory: Path | None, count: int, duration: float, interval: flo
         _fail(str(exc))
     registry = s.registry()
     stamp = time.strftime("%H%M%S")
-    specs = [(f"sim-{stamp}-{i + 1:03d}", {"site": f"sim-site-{i % 3 + 1}", "owner": "simulator",
-                                            "sensors": ["sds011", "bme280"]})
-             for i in range(count)]
+    specs = [
+        (
+            f"sim-{stamp}-{i + 1:03d}",
+            {
+                "site": f"sim-site-{i % 3 + 1}",
+                "owner": "simulator",
+                "sensors": ["sds011", "bme280"],
+            },
+        )
+        for i in range(count)
+    ]
     specs = [(d, f) for d, f in specs if d not in registry.devices]
     creds = s.add_devices(specs)
     workdir = s.directory / "sim"
     workdir.mkdir(exist_ok=True)
-    fleet = Fleet(creds, broker_host="127.0.0.1", broker_port=info.broker_port, workdir=workdir,
-                  interval_s=interval)
+    fleet = Fleet(
+        creds,
+        broker_host="127.0.0.1",
+        broker_port=info.broker_port,
+        workdir=workdir,
+        interval_s=interval,
+    )
     fleet.start()
     started = time.monotonic()
     try:
@@ -334,8 +408,10 @@ def sim_fleet(directory: Path | None, count: int, duration: float, interval: flo
     except KeyboardInterrupt:
         click.echo("interrupted")
     fleet.stop()
-    click.echo(f"done: {fleet.acked()} messages acknowledged by the broker, "
-               f"{fleet.pending()} still in outboxes")
+    click.echo(
+        f"done: {fleet.acked()} messages acknowledged by the broker, "
+        f"{fleet.pending()} still in outboxes"
+    )
 
 
 # --- query ---------------------------------------------------------------------------------
@@ -346,17 +422,38 @@ def sim_fleet(directory: Path | None, count: int, duration: float, interval: flo
 @click.option("--device", "devices_", multiple=True, help="Device id (repeatable).")
 @click.option("--site", "sites", multiple=True, help="Site (repeatable).")
 @click.option("--quantity", "quantities", multiple=True, help="e.g. pm2_5 (repeatable).")
-@click.option("--from", "start", default="-1h", show_default=True,
-              help="Start: -1h, -30m, or ISO 8601 with offset.")
+@click.option(
+    "--from",
+    "start",
+    default="-1h",
+    show_default=True,
+    help="Start: -1h, -30m, or ISO 8601 with offset.",
+)
 @click.option("--to", "end", default="now", show_default=True)
 @click.option("--every", default=None, help="Aggregation window, e.g. 5m; raw values if unset.")
 @click.option("--agg", "aggregate", default="mean", show_default=True)
 @click.option("--limit", type=int, default=None, help="At most this many rows per series.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-              show_default=True)
-def query(directory: Path | None, influx_url: str | None, database: str, devices_: tuple[str, ...],
-          sites: tuple[str, ...], quantities: tuple[str, ...], start: str, end: str,
-          every: str | None, aggregate: str, limit: int | None, fmt: str) -> None:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+def query(
+    directory: Path | None,
+    influx_url: str | None,
+    database: str,
+    devices_: tuple[str, ...],
+    sites: tuple[str, ...],
+    quantities: tuple[str, ...],
+    start: str,
+    end: str,
+    every: str | None,
+    aggregate: str,
+    limit: int | None,
+    fmt: str,
+) -> None:
     """Select air measurements by device, site, quantity and time; print table, CSV or JSON."""
     from ingest.errors import QueryError, StorageUnavailable
     from ingest.influx import InfluxClient
@@ -365,8 +462,16 @@ def query(directory: Path | None, influx_url: str | None, database: str, devices
     from stack.local import StackError
 
     try:
-        q = AirQuery(devices=devices_, sites=sites, quantities=quantities, start=start, end=end,
-                     every=every, aggregate=aggregate, limit=limit)
+        q = AirQuery(
+            devices=devices_,
+            sites=sites,
+            quantities=quantities,
+            start=start,
+            end=end,
+            every=every,
+            aggregate=aggregate,
+            limit=limit,
+        )
     except QueryInputError as exc:
         _fail(str(exc))
     if influx_url is None:
@@ -387,8 +492,13 @@ def query(directory: Path | None, influx_url: str | None, database: str, devices
 
 # --- demo ----------------------------------------------------------------------------------
 @main.command()
-@click.option("--duration", type=click.FloatRange(min=1), default=60, show_default=True,
-              help="Seconds the devices run (Ctrl-C ends early).")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds the devices run (Ctrl-C ends early).",
+)
 @click.option("--devices", "count", type=click.IntRange(1, 200), default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def demo(duration: float, count: int, as_json: bool) -> None:
@@ -406,12 +516,17 @@ def demo(duration: float, count: int, as_json: bool) -> None:
         return
     click.echo("")
     click.echo(f"devices {summary.devices}, ran {summary.duration_s} s")
-    click.echo(f"published {summary.published}  stored {summary.stored}  "
-               f"rejected {summary.rejected}  lost {summary.lost}")
-    click.echo("rejected by reason: " + ", ".join(f"{k} {v}" for k, v in
-                                                  summary.rejected_by_reason.items()))
-    click.echo(f"malformed SDS011 frames skipped on the devices: "
-               f"{summary.malformed_frames_skipped}")
+    click.echo(
+        f"published {summary.published}  stored {summary.stored}  "
+        f"rejected {summary.rejected}  lost {summary.lost}"
+    )
+    click.echo(
+        "rejected by reason: "
+        + ", ".join(f"{k} {v}" for k, v in summary.rejected_by_reason.items())
+    )
+    click.echo(
+        f"malformed SDS011 frames skipped on the devices: {summary.malformed_frames_skipped}"
+    )
     from query.output import drop_empty_columns, render
 
     cols = drop_empty_columns(summary.query, ["time", "device_id", "site", "sensor"])

@@ -103,7 +103,9 @@ class Agent:
                 if now >= self._next_status:
                     self.queue_status()
                     self._next_status = now + self.config.status_interval_s
-                wait = min([s.next_due for s in self._slots] + [self._next_status]) - time.monotonic()
+                wait = (
+                    min([s.next_due for s in self._slots] + [self._next_status]) - time.monotonic()
+                )
                 stop.wait(max(0.0, wait))
         finally:
             self.publisher.stop(drain_timeout_s=drain_timeout_s)

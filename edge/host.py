@@ -9,7 +9,9 @@ from pathlib import Path
 TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised
 
 
-def wifi_rssi_dbm(interface: str | None = None, proc: Path = Path("/proc/net/wireless")) -> int | None:
+def wifi_rssi_dbm(
+    interface: str | None = None, proc: Path = Path("/proc/net/wireless")
+) -> int | None:
     """Signal level of the first (or named) wireless interface, or None without Wi-Fi."""
     try:
         lines = proc.read_text().splitlines()[2:]

@@ -41,9 +41,7 @@ class LinkState:
 
 
 def make_client(client_id: str, config: MqttConfig) -> mqtt.Client:
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-    )
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.username_pw_set(config.username, config.password)
     if config.tls:
         client.tls_set(ca_certs=config.ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
@@ -98,7 +96,10 @@ class Publisher:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
         self._client.connect_async(
-            self._config.host, self._config.port, self._config.keepalive_s, clean_start=True,
+            self._config.host,
+            self._config.port,
+            self._config.keepalive_s,
+            clean_start=True,
             properties=props,
         )
         self._client.loop_start()

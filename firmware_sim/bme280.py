@@ -45,8 +45,19 @@ class Trimming:
     def registers(self) -> dict[int, int]:
         low = struct.pack(
             "<HhhHhhhhhhhhB",
-            self.t1, self.t2, self.t3, self.p1, self.p2, self.p3, self.p4, self.p5,
-            self.p6, self.p7, self.p8, self.p9, self.h1,
+            self.t1,
+            self.t2,
+            self.t3,
+            self.p1,
+            self.p2,
+            self.p3,
+            self.p4,
+            self.p5,
+            self.p6,
+            self.p7,
+            self.p8,
+            self.p9,
+            self.h1,
         )
         # 0x88..0x9F are 24 bytes; 0xA0 is unused; H1 sits at 0xA1.
         regs = {0x88 + i: b for i, b in enumerate(low[:24])}
@@ -55,7 +66,9 @@ class Trimming:
         e4 = (self.h4 >> 4) & 0xFF
         e5 = (self.h4 & 0x0F) | ((self.h5 & 0x0F) << 4)
         e6 = (self.h5 >> 4) & 0xFF
-        high = struct.pack("<hB", self.h2, self.h3) + bytes([e4, e5, e6]) + struct.pack("<b", self.h6)
+        high = (
+            struct.pack("<hB", self.h2, self.h3) + bytes([e4, e5, e6]) + struct.pack("<b", self.h6)
+        )
         regs.update({0xE1 + i: b for i, b in enumerate(high)})
         return regs
 
@@ -134,9 +147,8 @@ class Bme280Device:
             return 0x00
         if register == REG_RESET:
             return 0x00
-        if REG_DATA <= register <= 0xFE and (self._regs[REG_CTRL_MEAS] & 0x03) == 0x03:
-            if register == REG_DATA:
-                self._measure()  # normal mode: a fresh result for every burst read
+        if register == REG_DATA and (self._regs[REG_CTRL_MEAS] & 0x03) == 0x03:
+            self._measure()  # normal mode: a fresh result for every burst read
         return self._regs[register]
 
     def write_register(self, register: int, value: int) -> None:
@@ -174,7 +186,12 @@ class Bme280Device:
         if not osrs_h:
             adc_h = 0x8000
         self._regs[0xF7:0xFF] = [
-            (adc_p >> 12) & 0xFF, (adc_p >> 4) & 0xFF, (adc_p & 0x0F) << 4,
-            (adc_t >> 12) & 0xFF, (adc_t >> 4) & 0xFF, (adc_t & 0x0F) << 4,
-            (adc_h >> 8) & 0xFF, adc_h & 0xFF,
+            (adc_p >> 12) & 0xFF,
+            (adc_p >> 4) & 0xFF,
+            (adc_p & 0x0F) << 4,
+            (adc_t >> 12) & 0xFF,
+            (adc_t >> 4) & 0xFF,
+            (adc_t & 0x0F) << 4,
+            (adc_h >> 8) & 0xFF,
+            adc_h & 0xFF,
         ]

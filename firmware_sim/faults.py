@@ -44,9 +44,11 @@ class FaultyDevice:
         self._acked = threading.Semaphore(0)
         self._reasons: dict[int, Any] = {}
         self.sent: dict[str, int] = {}
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                   client_id=f"faulty-{credentials.device_id}",
-                                   protocol=mqtt.MQTTv5)
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"faulty-{credentials.device_id}",
+            protocol=mqtt.MQTTv5,
+        )
         self._client.username_pw_set(credentials.username, credentials.password)
         self._client.on_publish = self._on_publish
         self._client.connect(host, port)
@@ -63,10 +65,22 @@ class FaultyDevice:
     def message(self, fault: str) -> tuple[str, bytes]:
         device_id = self.credentials.device_id
         body: dict[str, Any] = {
-            "v": 1, "kind": "air", "device_id": device_id, "seq": next(self._seq),
-            "observed_at": _now(), "clock_synced": True, "sent_at": _now(), "location": None,
-            "link": {"rssi_dbm": -60, "reconnects": 0, "outbox_depth": 0, "uptime_s": 1.0,
-                     "firmware": "faulty/1", "backlog": False},
+            "v": 1,
+            "kind": "air",
+            "device_id": device_id,
+            "seq": next(self._seq),
+            "observed_at": _now(),
+            "clock_synced": True,
+            "sent_at": _now(),
+            "location": None,
+            "link": {
+                "rssi_dbm": -60,
+                "reconnects": 0,
+                "outbox_depth": 0,
+                "uptime_s": 1.0,
+                "firmware": "faulty/1",
+                "backlog": False,
+            },
             "readings": [{"quantity": "pm2_5", "value": 10.0, "unit": "ug/m3", "sensor": "sds011"}],
         }
         topic = topic_for(device_id, "air")
@@ -107,4 +121,3 @@ class FaultyDevice:
     @property
     def total_sent(self) -> int:
         return sum(self.sent.values())
-

@@ -7,6 +7,7 @@ real driver), a BME280 on a simulated I2C bus, a SQLite outbox and its own broke
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,11 @@ from firmware_sim.environment import Street
 from firmware_sim.i2c import SimulatedI2CBus
 from firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from gateway.devices import DeviceCredentials
+
+
+def _always(bus: SimulatedI2CBus) -> Callable[[int], SimulatedI2CBus]:
+    """An I2C bus factory that hands out the simulated bus whatever bus number is asked."""
+    return lambda _number: bus
 
 
 @dataclass
@@ -47,8 +53,9 @@ class Fleet:
         self.hosts: list[SimulatedHost] = []
         for i, creds in enumerate(devices):
             street = Street(seed + i)
-            sds_device = Sds011Device(read_pm=street.pm_now, bad_frame_rate=bad_frame_rate,
-                                      seed=seed + i)
+            sds_device = Sds011Device(
+                read_pm=street.pm_now, bad_frame_rate=bad_frame_rate, seed=seed + i
+            )
             sds = Sds011Simulator(sds_device)
             sds.start()
             bme = Bme280Device(street.climate_now)
@@ -57,27 +64,40 @@ class Fleet:
             config = EdgeConfig(
                 device_id=creds.device_id,
                 private_key=creds.private_key,
-                mqtt=MqttConfig(host=broker_host, port=broker_port, username=creds.username,
-                                password=creds.password),
+                mqtt=MqttConfig(
+                    host=broker_host,
+                    port=broker_port,
+                    username=creds.username,
+                    password=creds.password,
+                ),
                 outbox_path=str(workdir / f"{creds.device_id}.outbox.sqlite"),
                 status_interval_s=status_interval_s,
                 sensors=[
-                    Sds011Config(driver="sds011", port=sds.port, interval_s=interval_s,
-                                 timeout_s=1.0),
+                    Sds011Config(
+                        driver="sds011", port=sds.port, interval_s=interval_s, timeout_s=1.0
+                    ),
                     Bme280Config(driver="bme280", bus=1, interval_s=interval_s),
                 ],
             )
-            drivers = [(open_driver(s, i2c_bus_factory=lambda _n, b=bus: b), s.interval_s)
-                       for s in config.sensors]
-            agent = Agent(config, drivers=drivers, outbox=SqliteOutbox(config.outbox_path),
-                          clock_synced=lambda: True)
+            drivers = [
+                (open_driver(s, i2c_bus_factory=_always(bus)), s.interval_s) for s in config.sensors
+            ]
+            agent = Agent(
+                config,
+                drivers=drivers,
+                outbox=SqliteOutbox(config.outbox_path),
+                clock_synced=lambda: True,
+            )
             self.hosts.append(SimulatedHost(creds, sds, bme, agent))
 
     def start(self) -> None:
         for host in self.hosts:
             host.thread = threading.Thread(
-                target=host.agent.run, args=(host.stop,), kwargs={"drain_timeout_s": 30.0},
-                name=f"agent {host.credentials.device_id}", daemon=True,
+                target=host.agent.run,
+                args=(host.stop,),
+                kwargs={"drain_timeout_s": 30.0},
+                name=f"agent {host.credentials.device_id}",
+                daemon=True,
             )
             host.thread.start()
 

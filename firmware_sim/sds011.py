@@ -9,6 +9,7 @@ serves it on a pseudo-terminal that a real serial driver opens like /dev/ttyUSB0
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import select
@@ -19,7 +20,14 @@ from collections.abc import Callable
 
 HEAD, TAIL = 0xAA, 0xAB
 CMD_ID, DATA_ID, REPLY_ID = 0xB4, 0xC0, 0xC5
-SET_REPORTING_MODE, QUERY_DATA, SET_DEVICE_ID, SET_SLEEP, FIRMWARE, WORKING_PERIOD = 2, 4, 5, 6, 7, 8
+SET_REPORTING_MODE, QUERY_DATA, SET_DEVICE_ID, SET_SLEEP, FIRMWARE, WORKING_PERIOD = (
+    2,
+    4,
+    5,
+    6,
+    7,
+    8,
+)
 
 
 def _checksum(data: bytes | bytearray) -> int:
@@ -55,7 +63,9 @@ class Sds011Device:
         pm25, pm10 = self.read_pm()
         a = max(0, min(0xFFFF, round(pm25 * 10)))
         b = max(0, min(0xFFFF, round(pm10 * 10)))
-        body = bytes([a & 0xFF, a >> 8, b & 0xFF, b >> 8, self.device_id >> 8, self.device_id & 0xFF])
+        body = bytes(
+            [a & 0xFF, a >> 8, b & 0xFF, b >> 8, self.device_id >> 8, self.device_id & 0xFF]
+        )
         frame = bytes([HEAD, DATA_ID]) + body + bytes([_checksum(body), TAIL])
         self.frames_sent += 1
         if self.bad_frame_rate and self._rng.random() < self.bad_frame_rate:
@@ -135,7 +145,9 @@ class Sds011Simulator:
         os.set_blocking(self._master, False)
         self.port = os.ttyname(self._slave)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name=f"sds011-sim {self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._serve, name=f"sds011-sim {self.port}", daemon=True
+        )
 
     def __enter__(self) -> Sds011Simulator:
         self.start()
@@ -152,10 +164,8 @@ class Sds011Simulator:
         if self._thread.is_alive():
             self._thread.join(timeout=2)
         for fd in (self._master, self._slave):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def _serve(self) -> None:
         next_frame = time.monotonic()

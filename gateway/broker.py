@@ -22,7 +22,9 @@ class Broker:
         self.port = port
         self.files: BrokerFiles = write_broker_files(directory, registry, port=port)
         self.process = ManagedProcess(
-            "mosquitto", [mosquitto_binary(), "-c", str(self.files.config)], directory / "mosquitto.log"
+            "mosquitto",
+            [mosquitto_binary(), "-c", str(self.files.config)],
+            directory / "mosquitto.log",
         )
 
     def start(self, *, detach: bool = False) -> None:

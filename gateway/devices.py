@@ -69,5 +69,7 @@ def set_ingest_account(registry: Registry, username: str = "ingest") -> str:
     if username in registry.devices:
         raise ProvisioningError(f"{username!r} is already a device id")
     password = secrets.token_urlsafe(24)
-    registry.ingest = ServiceAccount(username=username, password_hash=hash_password(username, password))
+    registry.ingest = ServiceAccount(
+        username=username, password_hash=hash_password(username, password)
+    )
     return password

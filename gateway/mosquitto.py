@@ -35,7 +35,9 @@ def hash_password(username: str, password: str) -> str:
         try:
             subprocess.run(
                 ["mosquitto_passwd", "-b", str(path), username, password],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             )
         except FileNotFoundError:
             raise PasswordToolError(

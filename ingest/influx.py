@@ -59,8 +59,9 @@ class InfluxClient:
         message = _error_text(response)
         if response.status_code >= 500 or response.status_code == 429:
             raise StorageUnavailable(f"InfluxDB answered {response.status_code}: {message}")
-        raise StorageRejected(f"InfluxDB refused the write ({response.status_code}): {message}",
-                              response.status_code)
+        raise StorageRejected(
+            f"InfluxDB refused the write ({response.status_code}): {message}", response.status_code
+        )
 
     def query(self, q: str, *, database: str | None = None) -> list[dict[str, Any]]:
         """Run InfluxQL; returns the series of the first statement (name, tags, columns, values)."""
@@ -73,11 +74,15 @@ class InfluxClient:
         except httpx.HTTPError as exc:
             raise StorageUnavailable(f"InfluxDB at {self.url} unreachable: {exc}") from exc
         if response.status_code >= 500:
-            raise StorageUnavailable(f"InfluxDB answered {response.status_code}: {_error_text(response)}")
+            raise StorageUnavailable(
+                f"InfluxDB answered {response.status_code}: {_error_text(response)}"
+            )
         try:
             payload = response.json()
         except ValueError:
-            raise QueryError(f"InfluxDB answered {response.status_code}: {response.text[:200]}") from None
+            raise QueryError(
+                f"InfluxDB answered {response.status_code}: {response.text[:200]}"
+            ) from None
         if "error" in payload:
             raise QueryError(payload["error"])
         results = payload.get("results", [])

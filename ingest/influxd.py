@@ -49,8 +49,9 @@ class Influxd:
         config = directory / "influxdb.conf"
         config.write_text(influxd_config(directory, http_port=http_port, rpc_port=rpc_port))
         binary = shutil.which("influxd") or "/usr/bin/influxd"
-        self.process = ManagedProcess("influxd", [binary, "-config", str(config)],
-                                      directory / "influxd.log")
+        self.process = ManagedProcess(
+            "influxd", [binary, "-config", str(config)], directory / "influxd.log"
+        )
 
     def client(self) -> InfluxClient:
         return InfluxClient(self.url, self.database)

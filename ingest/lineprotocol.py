@@ -59,12 +59,12 @@ def to_line(point: Point) -> str:
     _check_name("measurement", point.measurement)
     parts = [point.measurement.translate(_MEASUREMENT)]
     for key in sorted(point.tags):  # sorted tags: InfluxDB's fastest path
-        value = point.tags[key]
-        if value == "":
+        tag = point.tags[key]
+        if tag == "":
             continue  # an empty tag value means "no tag" in InfluxDB
         _check_name("tag key", key)
-        _check_name("tag value", value)
-        parts.append(f"{key.translate(_KEY)}={value.translate(_KEY)}")
+        _check_name("tag value", tag)
+        parts.append(f"{key.translate(_KEY)}={tag.translate(_KEY)}")
     if not point.fields:
         raise LineProtocolError(f"point in {point.measurement!r} has no fields")
     fields = []

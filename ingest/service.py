@@ -35,7 +35,7 @@ from ingest.errors import StorageRejected, StorageUnavailable
 from ingest.influx import InfluxClient
 from ingest.lineprotocol import LineProtocolError, to_line
 from ingest.points import Receipt, message_points
-from ingest.validate import Rejection, RegistryView, Validator
+from ingest.validate import RegistryView, Rejection, Validator
 from protocol.messages import AirMessage, StatusMessage
 from protocol.topics import subscription
 
@@ -118,7 +118,9 @@ class IngestService:
     def _make_client(self) -> mqtt.Client:
         b = self.config.broker
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=b.client_id, protocol=mqtt.MQTTv5,
+            CallbackAPIVersion.VERSION2,
+            client_id=b.client_id,
+            protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
         client.username_pw_set(b.username, b.password)
@@ -140,15 +142,23 @@ class IngestService:
         client.subscribe(topic, qos=1)
         log.info("subscribed to %s (session present: %s)", topic, flags.session_present)
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
         self.stats.connected = False
         if not self._stop.is_set():
             log.warning("disconnected from broker: %s", reason)
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._queue.put(
-            Incoming(self._generation, msg.mid, msg.topic, bytes(msg.payload), bool(msg.dup),
-                     self._clock())
+            Incoming(
+                self._generation,
+                msg.mid,
+                msg.topic,
+                bytes(msg.payload),
+                bool(msg.dup),
+                self._clock(),
+            )
         )
 
     def start(self) -> None:
@@ -156,8 +166,9 @@ class IngestService:
         props = Properties(PacketTypes.CONNECT)
         # Persistent session: while the ingest is away, the broker queues for it.
         props.SessionExpiryInterval = NEVER_EXPIRE
-        self._client.connect_async(b.host, b.port, b.keepalive_s, clean_start=False,
-                                   properties=props)
+        self._client.connect_async(
+            b.host, b.port, b.keepalive_s, clean_start=False, properties=props
+        )
         self._client.loop_start()
         self._worker.start()
 
@@ -196,8 +207,11 @@ class IngestService:
         while len(batch) < self.config.batch_max:
             remaining = deadline - time.monotonic()
             try:
-                batch.append(self._queue.get(timeout=max(0.0, remaining)) if remaining > 0
-                             else self._queue.get_nowait())
+                batch.append(
+                    self._queue.get(timeout=max(0.0, remaining))
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
         return batch
@@ -282,8 +296,15 @@ class IngestService:
             self.stats.rejected += 1
             self.stats.rejected_by_code[o.rejection.code] += 1
             log.info("rejected %s: %s", o.item.topic, o.rejection)
-            letters.append(DeadLetter(o.item.received_at, o.item.topic, o.item.payload,
-                                      o.rejection.code, o.rejection.detail))
+            letters.append(
+                DeadLetter(
+                    o.item.received_at,
+                    o.item.topic,
+                    o.item.payload,
+                    o.rejection.code,
+                    o.rejection.detail,
+                )
+            )
         self._deadletters.add_many(letters)
 
     def _write_stats(self) -> None:

@@ -78,7 +78,8 @@ class Validator:
             )
         if obj.get("kind") != topic_kind:
             raise Rejection(
-                "kind_mismatch", f"payload kind {obj.get('kind')!r} differs from topic {topic_kind!r}"
+                "kind_mismatch",
+                f"payload kind {obj.get('kind')!r} differs from topic {topic_kind!r}",
             )
         if self.registry.device(topic_device) is None:
             raise Rejection("unknown_device", f"{topic_device!r} is not in the device registry")

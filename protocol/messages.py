@@ -16,7 +16,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, m
 from protocol.quantities import QUANTITIES
 from protocol.topics import DEVICE_ID_PATTERN
 
-SCHEMA_VERSION = 1
 SENSOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
 
 
@@ -76,7 +75,7 @@ class SensorHealth(_Strict):
 
 
 class _Envelope(_Strict):
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[1] = 1
     device_id: str = Field(pattern=DEVICE_ID_PATTERN)
     seq: int = Field(ge=0)
     observed_at: AwareDatetime

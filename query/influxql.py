@@ -91,7 +91,9 @@ class AirQuery:
         for tag, values in (("device_id", self.devices), ("site", self.sites)):
             if values:
                 where.append(
-                    "(" + " OR ".join(f"{identifier(tag)} = {string_literal(v)}" for v in values) + ")"
+                    "("
+                    + " OR ".join(f"{identifier(tag)} = {string_literal(v)}" for v in values)
+                    + ")"
                 )
         group = [identifier(t) for t in GROUP_TAGS]
         if self.every:

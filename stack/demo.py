@@ -48,12 +48,16 @@ class DemoSummary:
 
 def count_stored(influx: InfluxClient, since_ms: int) -> tuple[int, int]:
     """(messages, air points) in InfluxDB since `since_ms`: one link point per message."""
+
     def total(measurement: str, field_name: str) -> int:
         series = influx.query(
             f'SELECT count("{field_name}") FROM "{measurement}" WHERE time >= {since_ms}ms'
         )
         return sum(int(v[1]) for s in series for v in s["values"] if v[1] is not None)
-    return total(storage.LINK, "seq"), total(storage.AIR, "pm2_5") + total(storage.AIR, "temperature")
+
+    return total(storage.LINK, "seq"), total(storage.AIR, "pm2_5") + total(
+        storage.AIR, "temperature"
+    )
 
 
 def run_demo(
@@ -71,29 +75,65 @@ def run_demo(
         stack = LocalStack(root / "stack")
         info = stack.up(detach=False, progress=say)
         try:
-            _run(stack, info.broker_port, info.influx_url, root, summary, interval_s,
-                 fault_every_s, say)
+            _run(
+                stack,
+                info.broker_port,
+                info.influx_url,
+                root,
+                summary,
+                interval_s,
+                fault_every_s,
+                say,
+            )
         finally:
             say("stopping the stack")
             stack.down()
     return summary
 
 
-def _run(stack: LocalStack, port: int, influx_url: str, root: Path, summary: DemoSummary,
-         interval_s: float, fault_every_s: float, say: Say) -> None:
+def _run(
+    stack: LocalStack,
+    port: int,
+    influx_url: str,
+    root: Path,
+    summary: DemoSummary,
+    interval_s: float,
+    fault_every_s: float,
+    say: Say,
+) -> None:
     since_ms = int(time.time() * 1000) - 1000
     specs: list[tuple[str, dict[str, Any]]] = [
-        (f"sim-{i + 1:03d}", {"site": f"demo-street-{i % 3 + 1}", "owner": "demo",
-                              "purpose": "simulated air quality", "sensors": ["sds011", "bme280"]})
+        (
+            f"sim-{i + 1:03d}",
+            {
+                "site": f"demo-street-{i % 3 + 1}",
+                "owner": "demo",
+                "purpose": "simulated air quality",
+                "sensors": ["sds011", "bme280"],
+            },
+        )
         for i in range(summary.devices)
     ]
-    specs.append(("sim-faulty", {"site": "demo-street-1", "owner": "demo",
-                                 "purpose": "sends defective messages on purpose"}))
+    specs.append(
+        (
+            "sim-faulty",
+            {
+                "site": "demo-street-1",
+                "owner": "demo",
+                "purpose": "sends defective messages on purpose",
+            },
+        )
+    )
     credentials = stack.add_devices(specs)
     say(f"registered {summary.devices} simulated devices and one misbehaving device")
     (root / "outboxes").mkdir(exist_ok=True)
-    fleet = Fleet(credentials[:-1], broker_host="127.0.0.1", broker_port=port,
-                  workdir=root / "outboxes", interval_s=interval_s)
+    fleet = Fleet(
+        credentials[:-1],
+        broker_host="127.0.0.1",
+        broker_port=port,
+        workdir=root / "outboxes",
+        interval_s=interval_s,
+    )
     faulty = FaultyDevice(credentials[-1], host="127.0.0.1", port=port)
     stats_path = stack.directory / "ingest" / "stats.json"
     fleet.start()
@@ -105,9 +145,11 @@ def _run(stack: LocalStack, port: int, influx_url: str, root: Path, summary: Dem
                 faulty.send()
                 next_fault += fault_every_s
             ingest = _read_json(stats_path)
-            say(f"[{elapsed:5.1f}s] queued {fleet.queued():5d}  acked {fleet.acked():5d}  "
+            say(
+                f"[{elapsed:5.1f}s] queued {fleet.queued():5d}  acked {fleet.acked():5d}  "
                 f"stored {ingest.get('stored_messages', 0):5d}  "
-                f"rejected {ingest.get('rejected', 0):3d}")
+                f"rejected {ingest.get('rejected', 0):3d}"
+            )
             time.sleep(min(1.0, max(0.0, summary.duration_s - elapsed)))
     except KeyboardInterrupt:
         say("interrupted: finishing early")
@@ -127,15 +169,22 @@ def _run(stack: LocalStack, port: int, influx_url: str, root: Path, summary: Dem
         while True:
             summary.stored, summary.air_points = count_stored(influx, since_ms)
             summary.rejected = deadletters.count()
-            if summary.stored + summary.rejected >= summary.published or time.monotonic() > deadline:
+            if (
+                summary.stored + summary.rejected >= summary.published
+                or time.monotonic() > deadline
+            ):
                 break
             time.sleep(0.5)
         summary.rejected_by_reason = deadletters.counts_by_code()
         summary.lost = summary.published - summary.stored - summary.rejected
-        q = AirQuery(quantities=["pm2_5", "pm10", "temperature", "relative_humidity"],
-                     start="-5m", every="1m")
-        summary.query = rows_from_series(influx.query(q.to_influxql()),
-                                         ["device_id", "site", "sensor"])
+        q = AirQuery(
+            quantities=["pm2_5", "pm10", "temperature", "relative_humidity"],
+            start="-5m",
+            every="1m",
+        )
+        summary.query = rows_from_series(
+            influx.query(q.to_influxql()), ["device_id", "site", "sensor"]
+        )
     finally:
         influx.close()
         deadletters.close()

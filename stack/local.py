@@ -21,7 +21,14 @@ from gateway.broker import Broker, reload_pid
 from gateway.devices import DeviceCredentials, add_device, set_ingest_account
 from ingest.influxd import Influxd
 from protocol.registry import Registry, load_registry, save_registry
-from stack.process import ManagedProcess, ProcessStartError, free_port, pid_alive, port_open, stop_pid
+from stack.process import (
+    ManagedProcess,
+    ProcessStartError,
+    free_port,
+    pid_alive,
+    port_open,
+    stop_pid,
+)
 
 DATABASE = "sensorpipe"
 
@@ -48,8 +55,13 @@ class StackInfo:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StackInfo:
-        return cls(Path(d["directory"]), int(d["mqtt"]["port"]), d["influx"]["url"],
-                   d["influx"]["database"], {k: int(v) for k, v in d["pids"].items()})
+        return cls(
+            Path(d["directory"]),
+            int(d["mqtt"]["port"]),
+            d["influx"]["url"],
+            d["influx"]["database"],
+            {k: int(v) for k, v in d["pids"].items()},
+        )
 
 
 class LocalStack:
@@ -84,20 +96,24 @@ class LocalStack:
         say = progress or (lambda _msg: None)
         existing = self.info()
         if existing is not None and any(pid_alive(p) for p in existing.pids.values()):
-            raise StackError(f"a stack is already running from {self.directory}; "
-                             f"`sensorpipe stack down --dir {self.directory}` stops it")
+            raise StackError(
+                f"a stack is already running from {self.directory}; "
+                f"`sensorpipe stack down --dir {self.directory}` stops it"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
         registry = self.registry()
         ingest_password = set_ingest_account(registry)
         save_registry(registry, self.registry_path)
 
         broker_port, http_port, rpc_port = free_port(), free_port(), free_port()
-        influxd = Influxd(self.directory / "influxdb", http_port=http_port, rpc_port=rpc_port,
-                          database=DATABASE)
+        influxd = Influxd(
+            self.directory / "influxdb", http_port=http_port, rpc_port=rpc_port, database=DATABASE
+        )
         broker = Broker(self.directory / "broker", registry, port=broker_port)
         ingest_dir = self.directory / "ingest"
-        ingest_config = self._write_ingest_config(ingest_dir, broker_port, influxd.url,
-                                                  ingest_password)
+        ingest_config = self._write_ingest_config(
+            ingest_dir, broker_port, influxd.url, ingest_password
+        )
         ingest = ManagedProcess(
             "ingest",
             [sys.executable, "-m", "cli.main", "ingest", "run", "--config", str(ingest_config)],
@@ -131,8 +147,9 @@ class LocalStack:
         stats_path.unlink(missing_ok=True)
         self.ingest.start(lambda: _ingest_connected(stats_path), timeout_s=30, detach=detach)
 
-    def _write_ingest_config(self, directory: Path, broker_port: int, influx_url: str,
-                             password: str) -> Path:
+    def _write_ingest_config(
+        self, directory: Path, broker_port: int, influx_url: str, password: str
+    ) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "ingest.toml"
         config = {
@@ -140,8 +157,12 @@ class LocalStack:
             "deadletter_path": str(directory / "deadletter.sqlite"),
             "stats_path": str(directory / "stats.json"),
             "gateway_id": "local",
-            "broker": {"host": "127.0.0.1", "port": broker_port, "username": "ingest",
-                       "password": password},
+            "broker": {
+                "host": "127.0.0.1",
+                "port": broker_port,
+                "username": "ingest",
+                "password": password,
+            },
             "influx": {"url": influx_url, "database": DATABASE},
         }
         path.write_text(tomli_w.dumps(config))
@@ -181,8 +202,7 @@ class LocalStack:
             components["ingest"]["stats"] = json.loads(stats_path.read_text())
         except (FileNotFoundError, ValueError):
             components["ingest"]["stats"] = None
-        return {**info.as_dict(), "components": components,
-                "devices": len(self.registry().devices)}
+        return {**info.as_dict(), "components": components, "devices": len(self.registry().devices)}
 
     # --- devices --------------------------------------------------------------------------
     def add_device(self, device_id: str, **fields: Any) -> DeviceCredentials:

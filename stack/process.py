@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -60,10 +61,8 @@ def stop_pid(pid: int, timeout_s: float = 10.0) -> None:
         if not pid_alive(pid):
             return
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class ManagedProcess:
@@ -112,10 +111,8 @@ class ManagedProcess:
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             stop_pid(self.proc.pid, timeout_s)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                pass
         self.proc = None
 
     def kill(self) -> None:

@@ -9,14 +9,21 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T], *, timeout_s: float = 20.0, interval_s: float = 0.1,
-             what: str = "condition") -> T:
+def wait_for(
+    probe: Callable[[], T],
+    *,
+    timeout_s: float = 20.0,
+    interval_s: float = 0.1,
+    what: str = "condition",
+) -> T:
     """Poll `probe` until it returns something truthy; fail the test with `what` otherwise."""
     deadline = time.monotonic() + timeout_s
     last: T = probe()
     while not last:
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last: {last!r})")
+            raise AssertionError(
+                f"timed out after {timeout_s} s waiting for {what} (last: {last!r})"
+            )
         time.sleep(interval_s)
         last = probe()
     return last

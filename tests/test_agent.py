@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 
 from edge.agent import Agent
 from edge.config import EdgeConfig, LocationConfig, MqttConfig
+from edge.drivers.registry import Bme280Config
 from edge.errors import SensorError
 from edge.outbox import MemoryOutbox
-from edge.publisher import LinkState
+from edge.publisher import LinkState, Publisher
 from protocol.codec import canonical_bytes, decode
 from protocol.messages import AirMessage, StatusMessage
 from protocol.signing import Signer, Verifier, generate_keypair
@@ -47,12 +49,22 @@ class FakePublisher:
 
 def _agent(drivers: list[FakeDriver], **config: Any) -> tuple[Agent, MemoryOutbox]:
     outbox = MemoryOutbox()
-    cfg = EdgeConfig(device_id="d1", private_key=PRIVATE,
-                     mqtt=MqttConfig(username="d1", password="p"),
-                     sensors=[{"driver": "bme280"}], **config)  # type: ignore[list-item]
-    agent = Agent(cfg, drivers=[(d, 60.0) for d in drivers], outbox=outbox,
-                  publisher_factory=FakePublisher, clock=lambda: 1_790_000_000.1234,
-                  clock_synced=lambda: True, rssi=lambda: -55)
+    cfg = EdgeConfig(
+        device_id="d1",
+        private_key=PRIVATE,
+        mqtt=MqttConfig(username="d1", password="p"),
+        sensors=[Bme280Config(driver="bme280")],
+        **config,
+    )
+    agent = Agent(
+        cfg,
+        drivers=[(d, 60.0) for d in drivers],
+        outbox=outbox,
+        publisher_factory=cast(Callable[..., Publisher], FakePublisher),
+        clock=lambda: 1_790_000_000.1234,
+        clock_synced=lambda: True,
+        rssi=lambda: -55,
+    )
     return agent, outbox
 
 
@@ -63,8 +75,9 @@ def _sent(agent: Agent, outbox: MemoryOutbox, backlog: bool = False) -> list[byt
 
 def test_one_message_per_sample_signed_at_send_time() -> None:
     sds = FakeDriver("sds011", [{"pm2_5": 10.04, "pm10": 15.0}])
-    bme = FakeDriver("bme280", [{"temperature": 20.123456, "relative_humidity": 50.0,
-                                 "pressure": 1012.5}])
+    bme = FakeDriver(
+        "bme280", [{"temperature": 20.123456, "relative_humidity": 50.0, "pressure": 1012.5}]
+    )
     agent, outbox = _agent([sds, bme])
     agent.sample(agent._slots)
     (payload,) = _sent(agent, outbox, backlog=True)
@@ -73,8 +86,12 @@ def test_one_message_per_sample_signed_at_send_time() -> None:
     assert message.seq == 1 and message.device_id == "d1" and message.clock_synced
     assert message.observed_at.isoformat() == "2026-09-21T14:13:20.123000+00:00"
     assert [(r.sensor, r.quantity, r.value) for r in message.readings] == [
-        ("sds011", "pm2_5", 10.04), ("sds011", "pm10", 15.0), ("bme280", "temperature", 20.123),
-        ("bme280", "relative_humidity", 50.0), ("bme280", "pressure", 1012.5)]
+        ("sds011", "pm2_5", 10.04),
+        ("sds011", "pm10", 15.0),
+        ("bme280", "temperature", 20.123),
+        ("bme280", "relative_humidity", 50.0),
+        ("bme280", "pressure", 1012.5),
+    ]
     assert message.link.rssi_dbm == -55 and message.link.backlog and message.link.reconnects == 1
     obj = json.loads(payload)
     assert Verifier(PUBLIC).verify(canonical_bytes(obj), obj["sig"])
@@ -109,8 +126,9 @@ def test_status_message_reports_sensor_health() -> None:
 
 def test_sequence_numbers_count_up_across_kinds_and_location_is_rounded() -> None:
     sds = FakeDriver("sds011", [{"pm2_5": 1.0}, {"pm2_5": 2.0}])
-    agent, outbox = _agent([sds], location=LocationConfig(lat=52.090712, lon=5.105531,
-                                                           precision_decimals=2))
+    agent, outbox = _agent(
+        [sds], location=LocationConfig(lat=52.090712, lon=5.105531, precision_decimals=2)
+    )
     agent.sample(agent._slots)
     agent.queue_status()
     agent.sample(agent._slots)

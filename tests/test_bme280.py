@@ -20,9 +20,12 @@ def _bus(device: Bme280Device, address: int = 0x76) -> SimulatedI2CBus:
     ("t", "rh", "p"),
     [(21.5, 55.0, 1013.25), (-15.0, 95.0, 960.0), (38.0, 12.0, 1045.0), (0.0, 100.0, 1000.0)],
 )
-@pytest.mark.parametrize("trimming", [Trimming(), Trimming(t1=27504, t2=26435, t3=-1000, h2=370, h4=300)])
-def test_driver_reads_back_simulated_conditions(t: float, rh: float, p: float,
-                                                trimming: Trimming) -> None:
+@pytest.mark.parametrize(
+    "trimming", [Trimming(), Trimming(t1=27504, t2=26435, t3=-1000, h2=370, h4=300)]
+)
+def test_driver_reads_back_simulated_conditions(
+    t: float, rh: float, p: float, trimming: Trimming
+) -> None:
     device = Bme280Device(lambda: (t, rh, p), trimming=trimming)
     values = Bme280(_bus(device)).read()
     assert values["temperature"] == pytest.approx(t, abs=0.02)

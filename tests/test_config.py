@@ -39,7 +39,9 @@ def test_sample_registry_loads_and_its_public_view_rounds_the_location() -> None
 
 
 def test_misspelt_key_names_file_line_and_suggestion(tmp_path: Path) -> None:
-    text = (CONFIG / "edge.example.toml").read_text().replace("interval_s = 60", "intervall_s = 60", 1)
+    text = (
+        (CONFIG / "edge.example.toml").read_text().replace("interval_s = 60", "intervall_s = 60", 1)
+    )
     path = tmp_path / "edge.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as err:
@@ -85,8 +87,13 @@ def test_generated_mosquitto_files_lock_devices_to_their_topic(tmp_path: Path) -
     registry = load_registry(CONFIG / "registry.example.toml")
     files = BrokerFiles(tmp_path / "m.conf", tmp_path / "passwd", tmp_path / "acl", tmp_path / "d")
     conf = broker_config(files, port=18830)
-    for line in ("allow_anonymous false", "persistence true", "max_queued_messages 0",
-                 "listener 18830 127.0.0.1", f"acl_file {files.acl}"):
+    for line in (
+        "allow_anonymous false",
+        "persistence true",
+        "max_queued_messages 0",
+        "listener 18830 127.0.0.1",
+        f"acl_file {files.acl}",
+    ):
         assert line in conf.splitlines()
     acl = acl_file(registry).splitlines()
     assert "pattern write sensorpipe/v1/%u/+" in acl

@@ -8,7 +8,9 @@ from ingest.lineprotocol import LineProtocolError, Point, to_line
 
 
 def test_plain_point() -> None:
-    p = Point("air", {"sensor": "sds011", "device_id": "d1"}, {"pm2_5": 12.5, "seq": 3, "ok": True}, 1000)
+    p = Point(
+        "air", {"sensor": "sds011", "device_id": "d1"}, {"pm2_5": 12.5, "seq": 3, "ok": True}, 1000
+    )
     assert to_line(p) == "air,device_id=d1,sensor=sds011 pm2_5=12.5,seq=3i,ok=true 1000"
 
 

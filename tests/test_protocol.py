@@ -19,8 +19,12 @@ NOW = datetime(2026, 11, 22, 12, 0, 0, 123000, tzinfo=UTC)
 
 def _air(**changes: object) -> AirMessage:
     fields: dict[str, object] = {
-        "device_id": "balcony-01", "seq": 7, "observed_at": NOW, "clock_synced": True,
-        "sent_at": NOW, "link": Link(uptime_s=5.0, firmware="t/1"),
+        "device_id": "balcony-01",
+        "seq": 7,
+        "observed_at": NOW,
+        "clock_synced": True,
+        "sent_at": NOW,
+        "link": Link(uptime_s=5.0, firmware="t/1"),
         "readings": [Reading(quantity="pm2_5", value=9.5, unit="ug/m3", sensor="sds011")],
     }
     fields.update(changes)
@@ -112,16 +116,27 @@ def test_schema_errors_name_the_field() -> None:
 
 
 def test_status_message_round_trip() -> None:
-    msg = StatusMessage(device_id="d1", seq=1, observed_at=NOW, clock_synced=False, sent_at=NOW,
-                        link=Link(uptime_s=1, firmware="f"), sensors=[])
+    msg = StatusMessage(
+        device_id="d1",
+        seq=1,
+        observed_at=NOW,
+        clock_synced=False,
+        sent_at=NOW,
+        link=Link(uptime_s=1, firmware="f"),
+        sensors=[],
+    )
     assert decode(encode(msg)) == msg
 
 
 def test_topics_carry_the_device_id() -> None:
     assert topic_for("balcony-01", "air") == "sensorpipe/v1/balcony-01/air"
     assert parse_topic("sensorpipe/v1/balcony-01/air") == ("balcony-01", "air")
-    for bad in ("sensorpipe/v1/balcony-01/air/extra", "other/v1/x/air", "sensorpipe/v1/X!/air",
-                "sensorpipe/v1/x/weather"):
+    for bad in (
+        "sensorpipe/v1/balcony-01/air/extra",
+        "other/v1/x/air",
+        "sensorpipe/v1/X!/air",
+        "sensorpipe/v1/x/weather",
+    ):
         assert parse_topic(bad) is None
     with pytest.raises(ValueError, match="invalid device id"):
         topic_for("a/b", "air")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -11,8 +12,14 @@ from query.output import render, rows_from_series
 
 
 def test_aggregated_query() -> None:
-    q = AirQuery(devices=["d1", "d2"], sites=["lombok"], quantities=["pm2_5"], start="-2h",
-                 every="5m", aggregate="median")
+    q = AirQuery(
+        devices=["d1", "d2"],
+        sites=["lombok"],
+        quantities=["pm2_5"],
+        start="-2h",
+        every="5m",
+        aggregate="median",
+    )
     assert q.to_influxql() == (
         'SELECT median("pm2_5") AS "pm2_5" FROM "air" WHERE time >= now() - 2h AND time < now() '
         "AND (\"device_id\" = 'd1' OR \"device_id\" = 'd2') AND (\"site\" = 'lombok') "
@@ -21,8 +28,12 @@ def test_aggregated_query() -> None:
 
 
 def test_raw_query_with_absolute_times() -> None:
-    q = AirQuery(quantities=["pm10", "temperature"], start="2026-11-01T00:00:00Z",
-                 end="2026-11-02T00:00:00+01:00", limit=10)
+    q = AirQuery(
+        quantities=["pm10", "temperature"],
+        start="2026-11-01T00:00:00Z",
+        end="2026-11-02T00:00:00+01:00",
+        limit=10,
+    )
     sql = q.to_influxql()
     assert sql.startswith('SELECT "pm10", "temperature" FROM "air"')
     assert "time >= '2026-11-01T00:00:00+00:00' AND time < '2026-11-02T00:00:00+01:00'" in sql
@@ -56,12 +67,19 @@ def test_bad_times(value: str) -> None:
         time_expression(value)
 
 
-SERIES = [
-    {"name": "air", "tags": {"device_id": "d1", "site": "s", "sensor": "sds011"},
-     "columns": ["time", "pm2_5", "temperature"],
-     "values": [[1790000000000, 12.5, None], [1790000060000, None, None]]},
-    {"name": "air", "tags": {"device_id": "d1", "site": "s", "sensor": "bme280"},
-     "columns": ["time", "pm2_5", "temperature"], "values": [[1790000000000, None, 18.25]]},
+SERIES: list[dict[str, Any]] = [
+    {
+        "name": "air",
+        "tags": {"device_id": "d1", "site": "s", "sensor": "sds011"},
+        "columns": ["time", "pm2_5", "temperature"],
+        "values": [[1790000000000, 12.5, None], [1790000060000, None, None]],
+    },
+    {
+        "name": "air",
+        "tags": {"device_id": "d1", "site": "s", "sensor": "bme280"},
+        "columns": ["time", "pm2_5", "temperature"],
+        "values": [[1790000000000, None, 18.25]],
+    },
 ]
 
 
@@ -70,8 +88,12 @@ def test_rows_and_formats() -> None:
     assert len(rows) == 2  # the all-empty row is dropped
     columns = ["time", "device_id", "sensor", "pm2_5", "temperature"]
     assert json.loads(render(rows, columns, "json"))[0] == {
-        "time": "2026-09-21T14:13:20.000+00:00", "device_id": "d1", "sensor": "bme280",
-        "pm2_5": None, "temperature": 18.25}
+        "time": "2026-09-21T14:13:20.000+00:00",
+        "device_id": "d1",
+        "sensor": "bme280",
+        "pm2_5": None,
+        "temperature": 18.25,
+    }
     assert render(rows, columns, "csv").splitlines() == [
         "time,device_id,sensor,pm2_5,temperature",
         "2026-09-21T14:13:20.000+00:00,d1,bme280,,18.25",

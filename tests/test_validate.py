@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.validate import Rejection, RegistryView, Validator
+from ingest.validate import RegistryView, Rejection, Validator
 from protocol.codec import canonical_bytes, encode
 from protocol.messages import AirMessage, Link, Reading
 from protocol.registry import DeviceEntry, Registry, save_registry
@@ -27,9 +27,15 @@ def validator(tmp_path: Path) -> Validator:
 
 
 def _message(**changes: object) -> dict[str, object]:
-    m = AirMessage(device_id="d1", seq=1, observed_at=NOW, clock_synced=True, sent_at=NOW,
-                   link=Link(uptime_s=1, firmware="f"),
-                   readings=[Reading(quantity="pm10", value=20.0, unit="ug/m3", sensor="sds011")])
+    m = AirMessage(
+        device_id="d1",
+        seq=1,
+        observed_at=NOW,
+        clock_synced=True,
+        sent_at=NOW,
+        link=Link(uptime_s=1, firmware="f"),
+        readings=[Reading(quantity="pm10", value=20.0, unit="ug/m3", sensor="sds011")],
+    )
     obj: dict[str, object] = m.model_dump(mode="json", exclude={"sig"})
     obj.update(changes)
     return obj
@@ -42,6 +48,7 @@ def _signed(obj: dict[str, object], key: str = PRIVATE) -> bytes:
 
 def test_valid_message_passes(validator: Validator) -> None:
     message = validator.check("sensorpipe/v1/d1/air", _signed(_message()))
+    assert isinstance(message, AirMessage)
     assert message.device_id == "d1" and message.readings[0].value == 20.0
 
 
@@ -57,12 +64,16 @@ def test_valid_message_passes(validator: Validator) -> None:
         ("sensorpipe/v1/d1/air", _signed(_message(), generate_keypair()[0]), "bad_signature"),
         ("sensorpipe/v1/d1/air", _signed(_message(seq="seven")), "schema"),
         ("sensorpipe/v1/d1/air", _signed(_message(v=3)), "unsupported_version"),
-        ("sensorpipe/v1/d1/air",
-         _signed(_message(observed_at=(NOW + timedelta(hours=2)).isoformat())), "future_timestamp"),
+        (
+            "sensorpipe/v1/d1/air",
+            _signed(_message(observed_at=(NOW + timedelta(hours=2)).isoformat())),
+            "future_timestamp",
+        ),
     ],
 )
-def test_each_defect_has_its_reason(validator: Validator, topic: str, payload: bytes,
-                                    code: str) -> None:
+def test_each_defect_has_its_reason(
+    validator: Validator, topic: str, payload: bytes, code: str
+) -> None:
     with pytest.raises(Rejection) as err:
         validator.check(topic, payload)
     assert err.value.code == code
@@ -85,8 +96,9 @@ def test_devices_added_to_the_registry_file_are_picked_up(tmp_path: Path) -> Non
     payload = encode(AirMessage.model_validate(_message()), Signer(PRIVATE).sign)
     with pytest.raises(Rejection):
         validator.check("sensorpipe/v1/d1/air", payload)
-    save_registry(Registry(devices={"d1": DeviceEntry(site="s", public_key=PUBLIC,
-                                                      password_hash="x")}), path)
+    save_registry(
+        Registry(devices={"d1": DeviceEntry(site="s", public_key=PUBLIC, password_hash="x")}), path
+    )
     os.utime(path, (NOW.timestamp() + 10, NOW.timestamp() + 10))  # a visibly newer file
     view.refresh()
     assert validator.check("sensorpipe/v1/d1/air", payload).seq == 1

@@ -14,8 +14,11 @@ from typing import Protocol
 class SensorDriver(Protocol):
     #: Sensor model, used as the `sensor` tag of every reading (e.g. "sds011").
     model: str
-    #: Malformed frames seen and skipped since the driver was opened.
-    frames_bad: int
+
+    @property
+    def frames_bad(self) -> int:
+        """Malformed frames seen and skipped since the driver was opened."""
+        ...
 
     def read(self) -> dict[str, float]:
         """One measurement: quantity name (see protocol.quantities) to value in its unit."""

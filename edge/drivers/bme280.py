@@ -89,8 +89,9 @@ def compensate(adc_t: int, adc_p: int, adc_h: int, c: Calibration) -> tuple[floa
     pressure = (((p + v1 + v2) >> 8) + (p7 << 4)) / 256.0 / 100.0
 
     v = t_fine - 76800
-    scale = ((((((v * c.h6) >> 10) * (((v * c.h3) >> 11) + 32768)) >> 10) + 2097152) * c.h2
-             + 8192) >> 14
+    scale = (
+        (((((v * c.h6) >> 10) * (((v * c.h3) >> 11) + 32768)) >> 10) + 2097152) * c.h2 + 8192
+    ) >> 14
     h = ((((adc_h << 14) - (c.h4 << 20) - (c.h5 * v)) + 16384) >> 15) * scale
     h = h - (((((h >> 15) * (h >> 15)) >> 7) * c.h1) >> 4)
     h = max(0, min(h, 419430400))
@@ -113,7 +114,11 @@ class Bme280:
                 f"bme280: no device answers at I2C address 0x{address:02x} ({exc})"
             ) from exc
         if chip_id != CHIP_ID_BME280:
-            hint = " (that is a BMP280, which has no humidity sensor)" if chip_id == CHIP_ID_BMP280 else ""
+            hint = (
+                " (that is a BMP280, which has no humidity sensor)"
+                if chip_id == CHIP_ID_BMP280
+                else ""
+            )
             raise SensorConfigError(
                 f"bme280: chip id 0x{chip_id:02x} at 0x{address:02x}, expected 0x60{hint}"
             )

@@ -41,7 +41,7 @@ SensorConfig = Annotated[Sds011Config | Bme280Config, Field(discriminator="drive
 def _smbus(bus_number: int) -> I2CBus:
     from smbus2 import SMBus
 
-    return SMBus(bus_number)  # type: ignore[no-any-return]
+    return SMBus(bus_number)
 
 
 def _open_sds011(config: Any, i2c: I2CBusFactory) -> SensorDriver:

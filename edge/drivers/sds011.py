@@ -93,7 +93,9 @@ class Sds011:
         import serial  # pyserial; imported here so the codec is usable without it
 
         try:
-            port = serial.Serial(path, baudrate=9600, bytesize=8, parity="N", stopbits=1, timeout=0.1)
+            port = serial.Serial(
+                path, baudrate=9600, bytesize=8, parity="N", stopbits=1, timeout=0.1
+            )
         except serial.SerialException as exc:
             raise SensorConfigError(f"sds011: cannot open serial port {path}: {exc}") from exc
         try:

@@ -15,12 +15,17 @@ pytestmark = pytest.mark.integration
 
 
 def _require_binaries() -> None:
-    missing = [b for b in ("mosquitto", "mosquitto_passwd", "influxd")
-               if shutil.which(b) is None and not Path(f"/usr/sbin/{b}").exists()]
+    missing = [
+        b
+        for b in ("mosquitto", "mosquitto_passwd", "influxd")
+        if shutil.which(b) is None and not Path(f"/usr/sbin/{b}").exists()
+    ]
     if missing:
         # A missing broker or database is a broken setup, not a reason to skip: fail loudly.
-        pytest.fail(f"integration tests need {', '.join(missing)}: run `make test` as root "
-                    f"or apt-get install mosquitto influxdb")
+        pytest.fail(
+            f"integration tests need {', '.join(missing)}: run `make test` as root "
+            f"or apt-get install mosquitto influxdb"
+        )
 
 
 @pytest.fixture

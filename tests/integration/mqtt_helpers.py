@@ -15,21 +15,26 @@ from protocol.messages import AirMessage, Link, Reading
 from protocol.signing import Signer
 from protocol.topics import topic_for
 
-
 # Observation times derive from the sequence number, so two messages never share a timestamp
 # unless they are the same message.
 BASE_TIME = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
 
-def air_message(device_id: str, seq: int, *, pm2_5: float = 12.5,
-                observed_at: datetime | None = None) -> AirMessage:
+def air_message(
+    device_id: str, seq: int, *, pm2_5: float = 12.5, observed_at: datetime | None = None
+) -> AirMessage:
     observed = observed_at or BASE_TIME + timedelta(seconds=seq)
     return AirMessage(
-        device_id=device_id, seq=seq, observed_at=observed, clock_synced=True,
+        device_id=device_id,
+        seq=seq,
+        observed_at=observed,
+        clock_synced=True,
         sent_at=datetime.now(UTC),
         link=Link(rssi_dbm=-61, reconnects=2, outbox_depth=4, uptime_s=123.5, firmware="test/1"),
-        readings=[Reading(quantity="pm2_5", value=pm2_5, unit="ug/m3", sensor="sds011"),
-                  Reading(quantity="pm10", value=pm2_5 * 1.5, unit="ug/m3", sensor="sds011")],
+        readings=[
+            Reading(quantity="pm2_5", value=pm2_5, unit="ug/m3", sensor="sds011"),
+            Reading(quantity="pm10", value=pm2_5 * 1.5, unit="ug/m3", sensor="sds011"),
+        ],
     )
 
 
@@ -41,8 +46,9 @@ class TestDevice:
         self.signer = Signer(creds.private_key)
         self._acks: dict[int, Any] = {}
         self._cond = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{creds.device_id}",
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"test-{creds.device_id}", protocol=mqtt.MQTTv5
+        )
         self.client.username_pw_set(creds.username, creds.password)
         self.client.on_publish = self._on_publish
         self.client.connect("127.0.0.1", port)
@@ -62,8 +68,9 @@ class TestDevice:
             return self._acks.pop(info.mid)
 
     def send(self, message: AirMessage) -> Any:
-        return self.publish(topic_for(message.device_id, message.kind),
-                            encode(message, self.signer.sign))
+        return self.publish(
+            topic_for(message.device_id, message.kind), encode(message, self.signer.sign)
+        )
 
     def close(self) -> None:
         self.client.disconnect()

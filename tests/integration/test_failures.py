@@ -28,8 +28,15 @@ def test_ingest_killed_mid_run_loses_nothing(
     """SIGKILL the ingest: the broker keeps its persistent session and redelivers."""
     info = stack.require_info()
     creds = stack.add_devices([("kill-ingest", {"site": "k"})])
-    fleet = Fleet(creds, broker_host="127.0.0.1", broker_port=info.broker_port, workdir=tmp_path,
-                  interval_s=0.2, bad_frame_rate=0.0, status_interval_s=2.0)
+    fleet = Fleet(
+        creds,
+        broker_host="127.0.0.1",
+        broker_port=info.broker_port,
+        workdir=tmp_path,
+        interval_s=0.2,
+        bad_frame_rate=0.0,
+        status_interval_s=2.0,
+    )
     fleet.start()
     wait_for(lambda: _count(influx) >= 3, what="first messages stored")
     assert stack.ingest is not None
@@ -60,8 +67,11 @@ def test_influxdb_down_holds_messages_until_it_returns(
             assert not device.send(air_message("db-outage", seq)).is_failure
         time.sleep(1.0)  # the ingest is now retrying against a dead InfluxDB
         stack.influxd.process.start(influx.ping, timeout_s=60)
-        wait_for(lambda: _stored_seqs(influx, "db-outage") == list(range(1, 12)), timeout_s=30,
-                 what="all eleven messages stored after InfluxDB returned")
+        wait_for(
+            lambda: _stored_seqs(influx, "db-outage") == list(range(1, 12)),
+            timeout_s=30,
+            what="all eleven messages stored after InfluxDB returned",
+        )
     finally:
         device.close()
     stats = stack.status()["components"]["ingest"]["stats"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from firmware_sim.fleet import Fleet
 from ingest.deadletter import DeadLetterStore
@@ -14,13 +15,13 @@ from tests.helpers import wait_for
 from tests.integration.mqtt_helpers import TestDevice, air_message
 
 
-def _link_rows(influx: InfluxClient, device_id: str) -> list[dict[str, object]]:
+def _link_rows(influx: InfluxClient, device_id: str) -> list[dict[str, Any]]:
     series = influx.query(f"SELECT * FROM link WHERE device_id = '{device_id}'")
     return [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
 
 
 def _seqs(influx: InfluxClient, device_id: str) -> list[int]:
-    return sorted(int(r["seq"]) for r in _link_rows(influx, device_id))  # type: ignore[call-overload]
+    return sorted(int(r["seq"]) for r in _link_rows(influx, device_id))
 
 
 def test_simulated_reading_is_queryable_with_its_metadata(
@@ -28,8 +29,14 @@ def test_simulated_reading_is_queryable_with_its_metadata(
 ) -> None:
     info = stack.require_info()
     creds = stack.add_devices([("balcony-01", {"site": "lombok", "sensors": ["sds011", "bme280"]})])
-    fleet = Fleet(creds, broker_host="127.0.0.1", broker_port=info.broker_port, workdir=tmp_path,
-                  interval_s=0.5, bad_frame_rate=0.0)
+    fleet = Fleet(
+        creds,
+        broker_host="127.0.0.1",
+        broker_port=info.broker_port,
+        workdir=tmp_path,
+        interval_s=0.5,
+        bad_frame_rate=0.0,
+    )
     fleet.start()
     try:
         wait_for(lambda: len(_link_rows(influx, "balcony-01")) >= 3, what="three stored messages")
@@ -37,8 +44,9 @@ def test_simulated_reading_is_queryable_with_its_metadata(
         assert fleet.stop() == 0
 
     air = influx.query("SELECT * FROM air WHERE device_id = 'balcony-01' GROUP BY sensor")
-    by_sensor = {s["tags"]["sensor"]: dict(zip(s["columns"], s["values"][0], strict=True))
-                 for s in air}
+    by_sensor = {
+        s["tags"]["sensor"]: dict(zip(s["columns"], s["values"][0], strict=True)) for s in air
+    }
     assert set(by_sensor) == {"sds011", "bme280"}
     assert by_sensor["sds011"]["site"] == "lombok"
     assert 0 < by_sensor["sds011"]["pm2_5"] < 100
@@ -102,7 +110,9 @@ def test_device_cannot_publish_under_another_devices_topic(
         from protocol.codec import encode
         from protocol.signing import Signer
 
-        reason = device.publish("sensorpipe/v1/alice/air", encode(forged, Signer(alice.private_key).sign))
+        reason = device.publish(
+            "sensorpipe/v1/alice/air", encode(forged, Signer(alice.private_key).sign)
+        )
         assert reason.is_failure and "authori" in str(reason).lower()
         # Its own topic works, so the refusal above is the ACL and not a broken account.
         assert not device.send(air_message("mallory", 1)).is_failure
@@ -117,8 +127,15 @@ def test_broker_restart_mid_run_loses_nothing(
 ) -> None:
     info = stack.require_info()
     creds = stack.add_devices([(f"restart-{i}", {"site": "r"}) for i in range(2)])
-    fleet = Fleet(creds, broker_host="127.0.0.1", broker_port=info.broker_port, workdir=tmp_path,
-                  interval_s=0.25, bad_frame_rate=0.0, status_interval_s=2.0)
+    fleet = Fleet(
+        creds,
+        broker_host="127.0.0.1",
+        broker_port=info.broker_port,
+        workdir=tmp_path,
+        interval_s=0.25,
+        bad_frame_rate=0.0,
+        status_interval_s=2.0,
+    )
     fleet.start()
     wait_for(lambda: fleet.acked() >= 4, what="first messages acknowledged")
     assert stack.broker is not None
