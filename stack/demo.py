@@ -39,6 +39,7 @@ class DemoSummary:
     pending_in_outboxes: int = 0
     air_points: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    defective_sent: dict[str, int] = field(default_factory=dict)
     malformed_frames_skipped: int = 0
     query: list[dict[str, Any]] = field(default_factory=list)
 
@@ -158,6 +159,7 @@ def _run(
     faulty.close()
     summary.duration_s = round(time.monotonic() - started, 1)
     summary.published = fleet.acked() + faulty.total_sent
+    summary.defective_sent = dict(faulty.sent)
     summary.malformed_frames_skipped = sum(
         h.frames_bad for host in fleet.hosts for h in host.agent.sensor_health()
     )

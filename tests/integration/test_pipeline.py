@@ -10,6 +10,8 @@ from typing import Any
 from firmware_sim.fleet import Fleet
 from ingest.deadletter import DeadLetterStore
 from ingest.influx import InfluxClient
+from protocol.codec import canonical_bytes, encode
+from protocol.signing import Signer
 from stack.local import LocalStack
 from tests.helpers import wait_for
 from tests.integration.mqtt_helpers import TestDevice, air_message
@@ -78,8 +80,6 @@ def test_invalid_message_is_dead_lettered_and_the_next_valid_one_stored(
     try:
         bad = air_message("kit-07", 1).model_dump(mode="json")
         bad["readings"][0]["value"] = -40.0  # negative PM: no sensor measures that
-        from protocol.codec import canonical_bytes
-
         bad["sig"] = device.signer.sign(canonical_bytes(bad))
         assert not device.publish("sensorpipe/v1/kit-07/air", json.dumps(bad).encode()).is_failure
         assert not device.send(air_message("kit-07", 2, pm2_5=33.3)).is_failure
@@ -107,9 +107,6 @@ def test_device_cannot_publish_under_another_devices_topic(
     try:
         # Even a message correctly signed by alice's key is refused on alice's topic for mallory.
         forged = air_message("alice", 1)
-        from protocol.codec import encode
-        from protocol.signing import Signer
-
         reason = device.publish(
             "sensorpipe/v1/alice/air", encode(forged, Signer(alice.private_key).sign)
         )

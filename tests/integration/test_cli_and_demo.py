@@ -1,0 +1,122 @@
+"""The commands a person types: stack, devices, query, dead letters, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway.devices import DeviceCredentials
+from ingest.influx import InfluxClient
+from ingest.lineprotocol import Point, to_line
+from stack.demo import run_demo
+from stack.local import LocalStack
+from tests.helpers import wait_for
+from tests.integration.mqtt_helpers import TestDevice, air_message
+
+
+def sensorpipe(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=120
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"sensorpipe {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def test_stack_devices_query_and_deadletter_commands(tmp_path: Path) -> None:
+    d = str(tmp_path / "stack")
+    up = json.loads(sensorpipe("stack", "up", "--dir", d, "--json").stdout)
+    try:
+        assert up["mqtt"]["port"] > 0 and up["influx"]["url"].startswith("http://127.0.0.1:")
+        again = sensorpipe("stack", "up", "--dir", d, check=False)
+        assert again.returncode != 0 and "already running" in again.stderr
+
+        creds = json.loads(
+            sensorpipe(
+                "devices", "add", "school-roof", "--dir", d, "--site", "oost", "--json"
+            ).stdout
+        )
+        assert creds["device_id"] == "school-roof" and creds["private_key"]
+        duplicate = sensorpipe("devices", "add", "school-roof", "--dir", d, check=False)
+        assert "already registered" in duplicate.stderr
+
+        device = TestDevice(
+            DeviceCredentials(
+                **{
+                    k: creds[k]
+                    for k in ("device_id", "username", "password", "private_key", "public_key")
+                }
+            ),
+            up["mqtt"]["port"],
+        )
+        device.send(air_message("school-roof", 1, pm2_5=21.0))
+        device.publish("sensorpipe/v1/school-roof/air", b"not json at all")
+        device.close()
+
+        def rows() -> list[dict[str, Any]]:
+            out = sensorpipe(
+                "query",
+                "--dir",
+                d,
+                "--device",
+                "school-roof",
+                "--from",
+                "-3h",
+                "--quantity",
+                "pm2_5",
+                "--format",
+                "json",
+            ).stdout
+            return list(json.loads(out))
+
+        (row,) = wait_for(rows, what="the stored reading via `sensorpipe query`")
+        assert row["device_id"] == "school-roof" and row["site"] == "oost"
+        assert row["pm2_5"] == 21.0
+
+        letters = json.loads(sensorpipe("ingest", "deadletter", "--dir", d, "--json").stdout)
+        assert letters["counts"] == {"malformed_json": 1}
+        assert letters["letters"][0]["payload"] == "not json at all"
+
+        status = json.loads(sensorpipe("stack", "status", "--dir", d, "--json").stdout)
+        assert all(c["running"] for c in status["components"].values())
+        assert status["components"]["ingest"]["stats"]["rejected"] == 1
+
+        bad_query = sensorpipe("query", "--dir", d, "--quantity", "pm25", check=False)
+        assert bad_query.returncode != 0 and "did you mean 'pm2_5'" in bad_query.stderr
+    finally:
+        down = sensorpipe("stack", "down", "--dir", d)
+    assert "ingest" in down.stdout and "mosquitto" in down.stdout
+    status = sensorpipe("stack", "status", "--dir", d, check=False)
+    assert status.returncode != 0 and "stack up" in status.stderr
+
+
+def test_hostile_names_round_trip_through_a_real_influxd(
+    stack: LocalStack, influx: InfluxClient
+) -> None:
+    tags = {"site": "Oude Gracht, Utrecht=centrum ✓", "device_id": 'we"ird'}
+    fields: dict[str, float | int | bool | str] = {
+        "note": 'say "hi" \\ bye, ok=yes',
+        "v": 1.5,
+    }
+    influx.write([to_line(Point("hostile test", tags, fields, 1_790_000_000_000))])
+    (series,) = influx.query('SELECT * FROM "hostile test"')
+    row = dict(zip(series["columns"], series["values"][0], strict=True))
+    assert row["site"] == tags["site"] and row["device_id"] == tags["device_id"]
+    assert row["note"] == fields["note"] and row["v"] == 1.5
+
+
+def test_demo_accounts_for_every_message(tmp_path: Path) -> None:
+    summary = run_demo(
+        devices=2, duration_s=6, fault_every_s=1.0, say=lambda _m: None, directory=tmp_path
+    )
+    assert summary.published > 10
+    # One defective message a second, every one of them dead-lettered, nothing else.
+    assert sum(summary.defective_sent.values()) >= 5
+    assert summary.rejected == sum(summary.defective_sent.values())
+    assert summary.lost == 0
+    assert summary.stored == summary.published - summary.rejected
+    assert summary.pending_in_outboxes == 0
+    assert summary.query and {r["device_id"] for r in summary.query} == {"sim-001", "sim-002"}
