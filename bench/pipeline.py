@@ -1,0 +1,255 @@
+"""Throughput of the pipeline against baselines measured in the same run.
+
+    python -m bench.pipeline [--messages N] [--json]
+
+Figures:
+- broker_qos1_msg_s: a bare Mosquitto, one paho publisher to one paho subscriber, QoS 1, the
+  same payloads: what MQTT alone does on this machine (baseline).
+- pipeline_msg_s: signed messages published QoS 1 until each is stored in InfluxDB by the
+  ingest (validation, signature, line protocol, batched /write, ack after write).
+- validate_msg_s: the ingest's full check of one message on one core (JSON, registry,
+  Ed25519 signature, pydantic schema and ranges), against pydantic_only_msg_s, the bare
+  model_validate_json of the same bytes (baseline).
+- influx_points_s: batches of 500 pre-serialised lines to /write (baseline for storage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.broker import mosquitto_binary
+from gateway.devices import DeviceCredentials
+from ingest.influx import InfluxClient
+from ingest.lineprotocol import Point, to_line
+from ingest.validate import RegistryView, Validator
+from protocol.codec import encode
+from protocol.messages import MESSAGE_ADAPTER, AirMessage, Link, Reading
+from protocol.signing import Signer
+from protocol.topics import topic_for
+from stack.local import LocalStack
+from stack.process import ManagedProcess, free_port, port_open
+
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+
+
+def payloads(creds: DeviceCredentials, n: int) -> list[bytes]:
+    signer = Signer(creds.private_key)
+    out = []
+    for seq in range(1, n + 1):
+        message = AirMessage(
+            device_id=creds.device_id,
+            seq=seq,
+            observed_at=START + timedelta(seconds=seq),
+            clock_synced=True,
+            sent_at=START + timedelta(seconds=seq, milliseconds=40),
+            link=Link(rssi_dbm=-67, reconnects=0, outbox_depth=0, uptime_s=seq, firmware="b/1"),
+            readings=[
+                Reading(quantity="pm2_5", value=10 + seq % 7, unit="ug/m3", sensor="sds011"),
+                Reading(quantity="pm10", value=15 + seq % 9, unit="ug/m3", sensor="sds011"),
+                Reading(quantity="temperature", value=18.5, unit="degC", sensor="bme280"),
+                Reading(quantity="relative_humidity", value=71.0, unit="%", sensor="bme280"),
+            ],
+        )
+        out.append(encode(message, signer.sign))
+    return out
+
+
+class Publisher:
+    def __init__(self, port: int, username: str | None = None, password: str | None = None):
+        self.acked = 0
+        self.done = threading.Event()
+        self.target = 0
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.max_inflight_messages_set(500)
+        self.client.max_queued_messages_set(0)
+        self.client.on_publish = self._on_publish
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_publish(self, *args: Any) -> None:
+        self.acked += 1
+        if self.acked >= self.target:
+            self.done.set()
+
+    def publish_all(self, topic: str, items: list[bytes]) -> None:
+        self.target = len(items)
+        for payload in items:
+            self.client.publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def broker_baseline(items: list[bytes], workdir: Path) -> float:
+    port = free_port()
+    conf = workdir / "bare.conf"
+    # Same queue and in-flight limits as the generated broker config (the default queue of
+    # 1000 would drop overflow), without accounts, ACLs or persistence.
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+        "max_queued_messages 0\nmax_inflight_messages 200\n"
+    )
+    broker = ManagedProcess("mosquitto", [mosquitto_binary(), "-c", str(conf)], workdir / "b.log")
+    broker.start(lambda: port_open(port))
+    received = threading.Event()
+    count = 0
+
+    def on_message(*_args: Any) -> None:
+        nonlocal count
+        count += 1
+        if count >= len(items):
+            received.set()
+
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", port)
+    sub.subscribe("bench/#", qos=1)
+    sub.loop_start()
+    time.sleep(0.3)
+    pub = Publisher(port)
+    try:
+        t0 = time.perf_counter()
+        pub.publish_all("bench/air", items)
+        if not received.wait(120):
+            raise RuntimeError(f"bare broker delivered only {count} of {len(items)} messages")
+        elapsed = time.perf_counter() - t0
+    finally:
+        pub.close()
+        sub.disconnect()
+        sub.loop_stop()
+        broker.stop()
+    return len(items) / elapsed
+
+
+def pipeline(items: list[bytes], stack: LocalStack, creds: DeviceCredentials) -> float:
+    info = stack.require_info()
+    stats = stack.directory / "ingest" / "stats.json"
+    pub = Publisher(info.broker_port, creds.username, creds.password)
+    try:
+        t0 = time.perf_counter()
+        pub.publish_all(topic_for(creds.device_id, "air"), items)
+        while True:
+            try:
+                stored = json.loads(stats.read_text())["stored_messages"]
+            except (ValueError, FileNotFoundError):
+                stored = 0
+            if stored >= len(items):
+                break
+            if time.perf_counter() - t0 > 300:
+                raise RuntimeError(f"only {stored} of {len(items)} stored after 300 s")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - t0
+    finally:
+        pub.close()
+    return len(items) / elapsed
+
+
+def validation(items: list[bytes], registry_path: Path) -> tuple[float, float]:
+    validator = Validator(RegistryView(registry_path))
+    topic = topic_for("bench-01", "air")
+    sample = items[: min(len(items), 3000)]
+    t0 = time.perf_counter()
+    for payload in sample:
+        MESSAGE_ADAPTER.validate_json(payload)
+    bare = len(sample) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for payload in sample:
+        validator.check(topic, payload)
+    full = len(sample) / (time.perf_counter() - t0)
+    return full, bare
+
+
+def influx_write(client: InfluxClient, n_points: int) -> float:
+    lines = [
+        to_line(
+            Point(
+                "bench",
+                {"device_id": f"d{i % 50}", "sensor": "sds011"},
+                {"pm2_5": 10.0 + i % 13, "pm10": 20.0},
+                1_700_000_000_000 + i,
+            )
+        )
+        for i in range(n_points)
+    ]
+    t0 = time.perf_counter()
+    for start in range(0, len(lines), 500):
+        client.write(lines[start : start + 500])
+    return n_points / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    say = (lambda _m: None) if args.json else print
+
+    with tempfile.TemporaryDirectory(prefix="sensorpipe-bench-") as tmp:
+        workdir = Path(tmp)
+        stack = LocalStack(workdir / "stack")
+        say("starting the stack (mosquitto, influxd, ingest)")
+        stack.up(detach=False)
+        try:
+            (creds,) = stack.add_devices([("bench-01", {"site": "bench"})])
+            say(f"signing {args.messages} messages")
+            items = payloads(creds, args.messages)
+            size = sum(len(p) for p in items) / len(items)
+            say("measuring: bare broker baseline")
+            broker = broker_baseline(items, workdir)
+            say("measuring: full pipeline to InfluxDB")
+            piped = pipeline(items, stack, creds)
+            say("measuring: validation on one core")
+            full, bare = validation(items, stack.registry_path)
+            info = stack.require_info()
+            client = InfluxClient(info.influx_url, info.database)
+            say("measuring: InfluxDB /write baseline")
+            points = influx_write(client, 50_000)
+            client.close()
+        finally:
+            stack.down()
+
+    result = {
+        "messages": args.messages,
+        "payload_bytes": round(size),
+        "broker_qos1_msg_s": round(broker),
+        "pipeline_msg_s": round(piped),
+        "pipeline_vs_broker": round(piped / broker, 3),
+        "pipeline_points_s": round(piped * 3),  # two air points and one link point a message
+        "validate_msg_s": round(full),
+        "pydantic_only_msg_s": round(bare),
+        "validate_vs_pydantic": round(full / bare, 3),
+        "influx_points_s": round(points),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    print()
+    print(f"payload: {result['payload_bytes']} B signed air message, {args.messages} messages")
+    print(f"bare broker, QoS 1 pub->sub    : {result['broker_qos1_msg_s']:>8} msg/s (baseline)")
+    print(
+        f"pipeline, publish->InfluxDB    : {result['pipeline_msg_s']:>8} msg/s "
+        f"({result['pipeline_vs_broker']:.2f}x broker)"
+    )
+    print(
+        f"ingest validation, one core    : {result['validate_msg_s']:>8} msg/s "
+        f"({result['validate_vs_pydantic']:.2f}x bare pydantic at "
+        f"{result['pydantic_only_msg_s']} msg/s)"
+    )
+    print(f"InfluxDB /write, batches of 500: {result['influx_points_s']:>8} points/s")
+
+
+if __name__ == "__main__":
+    main()
