@@ -6,12 +6,20 @@ The v2 client library is not used because it cannot write to servers before 1.8.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from ingest.errors import QueryError, StorageRejected, StorageUnavailable
+
+
+def string_literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def identifier(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class InfluxClient:
@@ -92,6 +100,12 @@ class InfluxClient:
         if "error" in first:
             raise QueryError(first["error"])
         return list(first.get("series", []))
+
+    def delete(self, measurement: str, tags: Mapping[str, str], time_ms: int) -> None:
+        """Delete the point with exactly these tags at this time (InfluxQL DELETE)."""
+        where = [f"{identifier(k)} = {string_literal(v)}" for k, v in sorted(tags.items()) if v]
+        where.append(f"time >= {int(time_ms)}ms AND time <= {int(time_ms)}ms")
+        self.query(f"DELETE FROM {identifier(measurement)} WHERE {' AND '.join(where)}")
 
     def create_database(self) -> None:
         self.query(f'CREATE DATABASE "{self.database}"', database="")

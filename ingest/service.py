@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from ingest.config import IngestConfig
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.errors import StorageRejected, StorageUnavailable
 from ingest.influx import InfluxClient
-from ingest.lineprotocol import LineProtocolError, to_line
+from ingest.lineprotocol import LineProtocolError, Point, to_line
 from ingest.points import Receipt, message_points
 from ingest.validate import RegistryView, Rejection, Validator
 from protocol.messages import AirMessage, StatusMessage
@@ -61,6 +62,7 @@ class IngestStats:
     rejected: int = 0
     rejected_by_code: Counter[str] = field(default_factory=Counter)
     write_retries: int = 0
+    internal_errors: int = 0
     batches: int = 0
     connected: bool = False
 
@@ -72,6 +74,7 @@ class IngestStats:
             "rejected": self.rejected,
             "rejected_by_code": dict(self.rejected_by_code),
             "write_retries": self.write_retries,
+            "internal_errors": self.internal_errors,
             "batches": self.batches,
             "connected": self.connected,
         }
@@ -81,6 +84,7 @@ class IngestStats:
 class _Outcome:
     item: Incoming
     message: AirMessage | StatusMessage | None = None
+    points: list[Point] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     rejection: Rejection | None = None
 
@@ -181,20 +185,22 @@ class IngestService:
         self._deadletters.close()
         self._influx.close()
 
-    def run_forever(self) -> None:
-        self.start()
-        try:
-            while not self._stop.wait(1.0):
-                pass
-        finally:
-            self.stop()
-
     # --- writer thread ---------------------------------------------------------------------
     def _work(self) -> None:
+        batch: list[Incoming] = []
         while not self._stop.is_set():
-            batch = self._collect()
+            if not batch:
+                batch = self._collect()
+                self.stats.received += len(batch)
             if batch:
-                self.process(batch)
+                try:
+                    self.process(batch)
+                    batch = []
+                except Exception:
+                    # A bug must not cost the batch: keep it unacknowledged, say so, try again.
+                    self.stats.internal_errors += 1
+                    log.exception("unexpected error in a batch of %d; retrying", len(batch))
+                    self._stop.wait(1.0)
             self._write_stats()
 
     def _collect(self) -> list[Incoming]:
@@ -219,7 +225,6 @@ class IngestService:
     def process(self, batch: list[Incoming]) -> bool:
         """Validate, store, dead-letter and acknowledge one batch. False if stopped midway."""
         self._registry.refresh()
-        self.stats.received += len(batch)
         outcomes = [self._evaluate(item) for item in batch]
         accepted = [o for o in outcomes if o.rejection is None]
         if not self._store(accepted):
@@ -236,6 +241,9 @@ class IngestService:
             message = self._validator.check(item.topic, item.payload)
         except Rejection as rejection:
             return _Outcome(item, rejection=rejection)
+        except Exception as exc:  # a validation bug: keep the message as a dead letter
+            log.exception("validating %s failed unexpectedly", item.topic)
+            return _Outcome(item, rejection=Rejection("internal_error", repr(exc)[:500]))
         device = self._registry.device(message.device_id)
         site = device.site if device is not None else ""
         last = self._last_seq.get(message.device_id)
@@ -252,11 +260,12 @@ class IngestService:
             redelivered=item.dup,
             seq_gap=gap,
         )
+        points = message_points(message, site, receipt)
         try:
-            lines = [to_line(p) for p in message_points(message, site, receipt)]
+            lines = [to_line(p) for p in points]
         except LineProtocolError as exc:
             return _Outcome(item, rejection=Rejection("unstorable", str(exc)))
-        return _Outcome(item, message=message, lines=lines)
+        return _Outcome(item, message=message, points=points, lines=lines)
 
     def _store(self, accepted: list[_Outcome]) -> bool:
         lines = [line for o in accepted for line in o.lines]
@@ -271,16 +280,27 @@ class IngestService:
                         return False
                 except StorageRejected as single:
                     o.rejection = Rejection("storage_rejected", str(single))
+                    # A refused write can be partial: a rejected message leaves no points.
+                    if not self._retrying(partial(self._remove_points, o.points)):
+                        return False
         stored = [o for o in accepted if o.rejection is None]
         self.stats.stored_messages += len(stored)
         self.stats.stored_points += sum(len(o.lines) for o in stored)
         return True
 
+    def _remove_points(self, points: list[Point]) -> None:
+        for p in points:
+            self._influx.delete(p.measurement, p.tags, p.time_ms)
+
     def _write_retrying(self, lines: list[str]) -> bool:
+        return self._retrying(lambda: self._influx.write(lines))
+
+    def _retrying(self, operation: Callable[[], None]) -> bool:
+        """Run until it succeeds (True) or the service stops (False); 4xx errors propagate."""
         delay = 0.2
         while True:
             try:
-                self._influx.write(lines)
+                operation()
                 return True
             except StorageUnavailable as exc:
                 self.stats.write_retries += 1

@@ -7,18 +7,21 @@ and stable so rejections can be counted per reason.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from protocol.codec import DecodeError, canonical_bytes, parse_json, validate
+from protocol.configfile import ConfigError
 from protocol.messages import AirMessage, StatusMessage
 from protocol.registry import DeviceEntry, Registry, load_registry
 from protocol.signing import Verifier
 from protocol.topics import parse_topic
 
 Rejection = DecodeError
+log = logging.getLogger(__name__)
 
 
 class RegistryView:
@@ -27,6 +30,7 @@ class RegistryView:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._mtime: float | None = None
+        self._loaded = False
         self._registry = Registry()
         self._verifiers: dict[str, Verifier] = {}
         self.refresh()
@@ -38,9 +42,18 @@ class RegistryView:
             mtime = None
         if mtime == self._mtime:
             return
-        self._registry = load_registry(self.path)
-        self._verifiers = {}
         self._mtime = mtime
+        try:
+            registry = load_registry(self.path)
+        except ConfigError as exc:
+            if self._loaded:
+                # A half-edited registry must not take the ingest down: keep the last good one.
+                log.error("registry not reloaded, keeping the previous one: %s", exc)
+                return
+            raise
+        self._registry = registry
+        self._verifiers = {}
+        self._loaded = True
 
     def device(self, device_id: str) -> DeviceEntry | None:
         return self._registry.devices.get(device_id)

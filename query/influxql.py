@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ingest.influx import identifier, string_literal
 from protocol import storage
 from protocol.quantities import QUANTITIES
 
@@ -23,14 +24,6 @@ GROUP_TAGS = ("device_id", "site", "sensor")
 
 class QueryInputError(ValueError):
     """A filter the user gave cannot be used; the message says what would work."""
-
-
-def string_literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def identifier(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def time_expression(value: str) -> str:

@@ -102,3 +102,15 @@ def test_devices_added_to_the_registry_file_are_picked_up(tmp_path: Path) -> Non
     os.utime(path, (NOW.timestamp() + 10, NOW.timestamp() + 10))  # a visibly newer file
     view.refresh()
     assert validator.check("sensorpipe/v1/d1/air", payload).seq == 1
+
+
+def test_a_broken_registry_edit_keeps_the_last_good_registry(tmp_path: Path) -> None:
+    path = tmp_path / "registry.toml"
+    save_registry(
+        Registry(devices={"d1": DeviceEntry(site="s", public_key=PUBLIC, password_hash="x")}), path
+    )
+    view = RegistryView(path)
+    path.write_text("[devices.d1\nsite = ")  # someone saved half an edit
+    os.utime(path, (NOW.timestamp() + 10, NOW.timestamp() + 10))
+    view.refresh()
+    assert view.device("d1") is not None

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from firmware_sim.fleet import Fleet
+from ingest.deadletter import DeadLetterStore
 from ingest.influx import InfluxClient
+from protocol.messages import Reading
 from stack.local import LocalStack
 from tests.helpers import wait_for
-from tests.integration.mqtt_helpers import TestDevice, air_message
+from tests.integration.mqtt_helpers import BASE_TIME, TestDevice, air_message
 
 
 def _count(influx: InfluxClient, where: str = "") -> int:
@@ -95,3 +98,31 @@ def test_redelivery_and_replay_do_not_double_count(stack: LocalStack, influx: In
         device.close()
     pm = influx.query("SELECT count(pm2_5), sum(pm2_5) FROM air WHERE device_id = 'replayer'")
     assert pm[0]["values"][0][1:] == [3, 33.0]
+
+
+def test_write_refused_by_influxdb_is_dead_lettered_and_the_rest_stored(
+    stack: LocalStack, influx: InfluxClient
+) -> None:
+    """A field type conflict makes InfluxDB refuse (HTTP 400): retrying would never succeed."""
+    info = stack.require_info()
+    (creds,) = stack.add_devices([("conflict", {"site": "c"})])
+    when_ms = int(BASE_TIME.timestamp() * 1000)
+    # Someone wrote pm2_5 as text into the same shard: every float pm2_5 now conflicts.
+    influx.write([f'air,device_id=other,sensor=x pm2_5="oops" {when_ms}'])
+    device = TestDevice(creds, info.broker_port)
+    climate_only = air_message("conflict", 2).model_copy(
+        update={
+            "readings": [Reading(quantity="temperature", value=4.5, unit="degC", sensor="bme280")]
+        }
+    )
+    try:
+        device.send(air_message("conflict", 1))
+        device.send(climate_only)
+    finally:
+        device.close()
+    wait_for(lambda: _stored_seqs(influx, "conflict") == [2], what="the climate-only message")
+    store = DeadLetterStore(stack.directory / "ingest" / "deadletter.sqlite")
+    (letter,) = wait_for(store.list, what="the refused message as a dead letter")
+    store.close()
+    assert letter.code == "storage_rejected" and "conflict" in letter.detail
+    assert json.loads(letter.payload)["seq"] == 1
