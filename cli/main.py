@@ -407,10 +407,9 @@ def sim_fleet(directory: Path | None, count: int, duration: float, interval: flo
             time.sleep(min(2.0, duration - elapsed))
     except KeyboardInterrupt:
         click.echo("interrupted")
-    fleet.stop()
+    left = fleet.stop()
     click.echo(
-        f"done: {fleet.acked()} messages acknowledged by the broker, "
-        f"{fleet.pending()} still in outboxes"
+        f"done: {fleet.acked()} messages acknowledged by the broker, {left} still in outboxes"
     )
 
 
@@ -487,7 +486,7 @@ def query(
     finally:
         client.close()
     columns = drop_empty_columns(rows, ["time", *GROUP_TAGS])
-    click.echo(render(rows, columns, fmt))
+    click.echo(render(rows, columns, fmt).rstrip("\n"))
 
 
 # --- demo ----------------------------------------------------------------------------------

@@ -84,6 +84,31 @@ def test_stack_devices_query_and_deadletter_commands(tmp_path: Path) -> None:
         assert all(c["running"] for c in status["components"].values())
         assert status["components"]["ingest"]["stats"]["rejected"] == 1
 
+        fleet = sensorpipe("sim", "fleet", "--dir", d, "--devices", "2", "--duration", "3")
+        assert "still in outboxes" in fleet.stdout and ", 0 still in outboxes" in fleet.stdout
+        registered = json.loads(sensorpipe("devices", "list", "--dir", d, "--json").stdout)
+        sims = [r["device_id"] for r in registered if r["device_id"].startswith("sim-")]
+        assert len(sims) == 2
+
+        def sim_rows() -> list[str]:
+            out = sensorpipe(
+                "query",
+                "--dir",
+                d,
+                "--site",
+                "sim-site-1",
+                "--site",
+                "sim-site-2",
+                "--every",
+                "1m",
+                "--format",
+                "csv",
+            ).stdout
+            return out.splitlines()[1:]
+
+        lines = wait_for(sim_rows, what="simulated devices' data via `sensorpipe query`")
+        assert {line.split(",")[1] for line in lines} == set(sims)
+
         bad_query = sensorpipe("query", "--dir", d, "--quantity", "pm25", check=False)
         assert bad_query.returncode != 0 and "did you mean 'pm2_5'" in bad_query.stderr
     finally:
