@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from firmware_sim.fleet import Fleet
 from gateway.devices import DeviceCredentials
 from protocol.codec import encode
 from protocol.messages import AirMessage, Link, Reading
 from protocol.signing import Signer
 from protocol.topics import topic_for
+from stack.local import LocalStack
 
 # Observation times derive from the sequence number, so two messages never share a timestamp
 # unless they are the same message.
@@ -75,3 +78,20 @@ class TestDevice:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def start_fleet(
+    stack: LocalStack, creds: list[DeviceCredentials], workdir: Path, *, interval_s: float
+) -> Fleet:
+    """Simulated devices against the stack, without deliberate frame errors."""
+    fleet = Fleet(
+        creds,
+        broker_host="127.0.0.1",
+        broker_port=stack.require_info().broker_port,
+        workdir=workdir,
+        interval_s=interval_s,
+        bad_frame_rate=0.0,
+        status_interval_s=2.0,
+    )
+    fleet.start()
+    return fleet

@@ -6,13 +6,12 @@ import json
 import time
 from pathlib import Path
 
-from firmware_sim.fleet import Fleet
 from ingest.deadletter import DeadLetterStore
 from ingest.influx import InfluxClient
 from protocol.messages import Reading
 from stack.local import LocalStack
 from tests.helpers import wait_for
-from tests.integration.mqtt_helpers import BASE_TIME, TestDevice, air_message
+from tests.integration.mqtt_helpers import BASE_TIME, TestDevice, air_message, start_fleet
 
 
 def _count(influx: InfluxClient, where: str = "") -> int:
@@ -29,18 +28,8 @@ def test_ingest_killed_mid_run_loses_nothing(
     stack: LocalStack, influx: InfluxClient, tmp_path: Path
 ) -> None:
     """SIGKILL the ingest: the broker keeps its persistent session and redelivers."""
-    info = stack.require_info()
     creds = stack.add_devices([("kill-ingest", {"site": "k"})])
-    fleet = Fleet(
-        creds,
-        broker_host="127.0.0.1",
-        broker_port=info.broker_port,
-        workdir=tmp_path,
-        interval_s=0.2,
-        bad_frame_rate=0.0,
-        status_interval_s=2.0,
-    )
-    fleet.start()
+    fleet = start_fleet(stack, creds, tmp_path, interval_s=0.2)
     wait_for(lambda: _count(influx) >= 3, what="first messages stored")
     assert stack.ingest is not None
     stack.ingest.kill()

@@ -7,14 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from firmware_sim.fleet import Fleet
 from ingest.deadletter import DeadLetterStore
 from ingest.influx import InfluxClient
 from protocol.codec import canonical_bytes, encode
 from protocol.signing import Signer
 from stack.local import LocalStack
 from tests.helpers import wait_for
-from tests.integration.mqtt_helpers import TestDevice, air_message
+from tests.integration.mqtt_helpers import TestDevice, air_message, start_fleet
 
 
 def _link_rows(influx: InfluxClient, device_id: str) -> list[dict[str, Any]]:
@@ -29,17 +28,8 @@ def _seqs(influx: InfluxClient, device_id: str) -> list[int]:
 def test_simulated_reading_is_queryable_with_its_metadata(
     stack: LocalStack, influx: InfluxClient, tmp_path: Path
 ) -> None:
-    info = stack.require_info()
     creds = stack.add_devices([("balcony-01", {"site": "lombok", "sensors": ["sds011", "bme280"]})])
-    fleet = Fleet(
-        creds,
-        broker_host="127.0.0.1",
-        broker_port=info.broker_port,
-        workdir=tmp_path,
-        interval_s=0.5,
-        bad_frame_rate=0.0,
-    )
-    fleet.start()
+    fleet = start_fleet(stack, creds, tmp_path, interval_s=0.5)
     try:
         wait_for(lambda: len(_link_rows(influx, "balcony-01")) >= 3, what="three stored messages")
     finally:
@@ -122,18 +112,8 @@ def test_device_cannot_publish_under_another_devices_topic(
 def test_broker_restart_mid_run_loses_nothing(
     stack: LocalStack, influx: InfluxClient, tmp_path: Path
 ) -> None:
-    info = stack.require_info()
     creds = stack.add_devices([(f"restart-{i}", {"site": "r"}) for i in range(2)])
-    fleet = Fleet(
-        creds,
-        broker_host="127.0.0.1",
-        broker_port=info.broker_port,
-        workdir=tmp_path,
-        interval_s=0.25,
-        bad_frame_rate=0.0,
-        status_interval_s=2.0,
-    )
-    fleet.start()
+    fleet = start_fleet(stack, creds, tmp_path, interval_s=0.25)
     wait_for(lambda: fleet.acked() >= 4, what="first messages acknowledged")
     assert stack.broker is not None
     stack.broker.stop()
