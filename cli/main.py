@@ -489,6 +489,81 @@ def query(
     click.echo(render(rows, columns, fmt).rstrip("\n"))
 
 
+# --- counting ------------------------------------------------------------------------------
+@main.command("count-eval")
+@click.option(
+    "--seed",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Scene seed; 1000 and up were never used in training.",
+)
+@click.option("--minutes", type=click.FloatRange(min=0.5), default=15, show_default=True)
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=1),
+    default=5,
+    show_default=True,
+    help="Camera frame rate of the synthetic sequence.",
+)
+@click.option("--interval-minutes", type=click.FloatRange(min=0.5), default=15, show_default=True)
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="ONNX model (default: the shipped street detector).",
+)
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def count_eval(
+    seed: int,
+    minutes: float,
+    fps: float,
+    interval_minutes: float,
+    model: Path | None,
+    threads: int,
+    as_json: bool,
+) -> None:
+    """Count a held-out synthetic street and compare with the true crossings."""
+    from edge.counting.errors import ModelError
+    from stack.count_eval import DEFAULT_MODEL, evaluate
+
+    def progress(fraction: float) -> None:
+        click.echo(f"  {fraction * 100:5.1f} % of the sequence counted", err=True)
+
+    try:
+        result = evaluate(
+            seed,
+            minutes,
+            model=model or DEFAULT_MODEL,
+            fps=fps,
+            interval_minutes=interval_minutes,
+            threads=threads,
+            progress=None if as_json else progress,
+        )
+    except (ModelError, ValueError) as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+        return
+    click.echo(
+        f"seed {seed}, {minutes:g} min at {fps:g} fps, intervals of "
+        f"{interval_minutes:g} min, model {result.model_id}"
+    )
+    click.echo(f"{'class':14s} {'direction':15s} {'predicted':>9s} {'true':>6s}")
+    for name, c in result.classes.items():
+        for d in c.true:
+            click.echo(f"{name:14s} {d:15s} {c.predicted[d]:9d} {c.true[d]:6d}")
+    click.echo("")
+    click.echo(f"{'class':14s} {'WAPE':>7s} {'MAE':>7s} {'bias':>7s}")
+    for name, c in result.classes.items():
+        click.echo(f"{name:14s} {c.wape * 100:6.1f}% {c.mae:7.2f} {c.bias * 100:+6.1f}%")
+    click.echo(
+        f"\n{result.frames} frames in {result.seconds:.1f} s "
+        f"({result.frames / result.seconds:.1f} frames/s, {threads} thread)"
+    )
+
+
 # --- demo ----------------------------------------------------------------------------------
 @main.command()
 @click.option(

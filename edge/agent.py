@@ -21,6 +21,8 @@ from pydantic import ValidationError
 
 from edge import host
 from edge.config import EdgeConfig
+from edge.counting.intervals import IntervalCounts
+from edge.counting.loop import CountingLoop
 from edge.drivers.base import SensorDriver
 from edge.errors import SensorError
 from edge.outbox import Outbox, OutboxEntry
@@ -70,6 +72,7 @@ class Agent:
         clock: Callable[[], float] = time.time,
         clock_synced: Callable[[], bool] = host.clock_synchronised,
         rssi: Callable[[], int | None] = host.wifi_rssi_dbm,
+        counter: CountingLoop | None = None,
     ) -> None:
         self.config = config
         self.outbox = outbox
@@ -81,6 +84,7 @@ class Agent:
         self._rssi = rssi
         self._started = time.monotonic()
         self._next_status = 0.0
+        self.counter = counter
         self.publisher = publisher_factory(
             outbox=outbox,
             mqtt_config=config.mqtt,
@@ -92,6 +96,8 @@ class Agent:
     def run(self, stop: threading.Event, *, drain_timeout_s: float = 5.0) -> None:
         """Sample until `stop` is set, then give the publisher a moment to empty the outbox."""
         self.publisher.start()
+        if self.counter is not None:
+            self.counter.start(self.queue_counts)
         try:
             while not stop.is_set():
                 now = time.monotonic()
@@ -108,6 +114,8 @@ class Agent:
                 )
                 stop.wait(max(0.0, wait))
         finally:
+            if self.counter is not None:
+                self.counter.stop()  # flushes the open interval into the outbox
             self.publisher.stop(drain_timeout_s=drain_timeout_s)
             for slot in self._slots:
                 slot.driver.close()
@@ -163,6 +171,20 @@ class Agent:
     def queue_status(self) -> int:
         health = [h.model_dump(mode="json") for h in self.sensor_health()]
         return self._queue("status", self._clock(), {"sensors": health})
+
+    def queue_counts(self, counts: IntervalCounts, model_id: str) -> int:
+        """One count message per interval: numbers only, every class and direction listed."""
+        payload = {
+            "interval_end": _iso(counts.end),
+            "model_id": model_id,
+            "running_fraction": counts.running_fraction,
+            "frames": counts.frames,
+            "counts": [
+                {"count_class": cls, "direction": direction, "count": n}
+                for (cls, direction), n in counts.counts.items()
+            ],
+        }
+        return self._queue("count", counts.start, payload)
 
     def _queue(self, kind: str, observed: float, payload: dict[str, Any]) -> int:
         draft = {

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.counting.config import CountingConfig
 from edge.drivers.registry import SensorConfig
 from protocol.configfile import load_model
 from protocol.topics import DEVICE_ID_PATTERN
@@ -40,7 +41,14 @@ class EdgeConfig(_Strict):
     outbox_path: str = "/var/lib/sensorpipe/outbox.sqlite"
     status_interval_s: float = Field(default=300.0, gt=0)
     location: LocationConfig | None = None
-    sensors: list[SensorConfig] = Field(min_length=1)
+    sensors: list[SensorConfig] = Field(default_factory=list)
+    counting: CountingConfig | None = None
+
+    @model_validator(mode="after")
+    def _measures_something(self) -> EdgeConfig:
+        if not self.sensors and self.counting is None:
+            raise ValueError("configure at least one [[sensors]] entry or a [counting] section")
+        return self
 
 
 def load_edge_config(path: Path | str) -> EdgeConfig:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ingest.lineprotocol import FieldValue, Point
 from ingest.validate import epoch_ms
 from protocol import storage
-from protocol.messages import AirMessage, StatusMessage
+from protocol.messages import AirMessage, AnyMessage, CountMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +21,7 @@ class Receipt:
     seq_gap: int | None  # None: no earlier message of this device seen since the ingest started
 
 
-def message_points(message: AirMessage | StatusMessage, site: str, receipt: Receipt) -> list[Point]:
+def message_points(message: AnyMessage, site: str, receipt: Receipt) -> list[Point]:
     t = epoch_ms(message.observed_at)
     base = {"device_id": message.device_id, "site": site}
     points: list[Point] = []
@@ -34,6 +34,20 @@ def message_points(message: AirMessage | StatusMessage, site: str, receipt: Rece
                 fields["lat"] = message.location.lat
                 fields["lon"] = message.location.lon
             points.append(Point(storage.AIR, {**base, "sensor": sensor}, fields, t))
+    elif isinstance(message, CountMessage):
+        interval_s = (message.interval_end - message.observed_at).total_seconds()
+        for c in message.counts:
+            tags = {**base, "class": c.count_class, "direction": c.direction}
+            points.append(
+                Point(storage.TRAFFIC, tags, {"count": c.count, "interval_s": interval_s}, t)
+            )
+        counter: dict[str, FieldValue] = {
+            "running_fraction": message.running_fraction,
+            "frames": message.frames,
+            "model_id": message.model_id,
+            "interval_s": interval_s,
+        }
+        points.append(Point(storage.COUNTER, base, counter, t))
     else:
         for h in message.sensors:
             status: dict[str, FieldValue] = {
@@ -50,9 +64,7 @@ def message_points(message: AirMessage | StatusMessage, site: str, receipt: Rece
     return points
 
 
-def _link_point(
-    message: AirMessage | StatusMessage, base: dict[str, str], receipt: Receipt, t: int
-) -> Point:
+def _link_point(message: AnyMessage, base: dict[str, str], receipt: Receipt, t: int) -> Point:
     link = message.link
     sent_ms = epoch_ms(message.sent_at)
     fields: dict[str, FieldValue] = {

@@ -37,7 +37,7 @@ from ingest.influx import InfluxClient
 from ingest.lineprotocol import LineProtocolError, Point, to_line
 from ingest.points import Receipt, message_points
 from ingest.validate import RegistryView, Rejection, Validator
-from protocol.messages import AirMessage, StatusMessage
+from protocol.messages import AnyMessage
 from protocol.topics import subscription
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class IngestStats:
 @dataclass
 class _Outcome:
     item: Incoming
-    message: AirMessage | StatusMessage | None = None
+    message: AnyMessage | None = None
     points: list[Point] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     rejection: Rejection | None = None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from protocol.codec import DecodeError, canonical_bytes, parse_json, validate
 from protocol.configfile import ConfigError
-from protocol.messages import AirMessage, StatusMessage
+from protocol.messages import AnyMessage
 from protocol.registry import DeviceEntry, Registry, load_registry
 from protocol.signing import Verifier
 from protocol.topics import parse_topic
@@ -76,7 +76,7 @@ class Validator:
         self._clock = clock
         self._max_future_s = max_future_s
 
-    def check(self, topic: str, payload: bytes) -> AirMessage | StatusMessage:
+    def check(self, topic: str, payload: bytes) -> AnyMessage:
         """The validated message, or raises `Rejection` with a code and a reason."""
         parsed = parse_topic(topic)
         if parsed is None:

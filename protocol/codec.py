@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from protocol.messages import MESSAGE_ADAPTER, AirMessage, StatusMessage
+from protocol.messages import MESSAGE_ADAPTER, AnyMessage
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 
@@ -32,9 +32,7 @@ def canonical_bytes(obj: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def encode(
-    message: AirMessage | StatusMessage, sign: Callable[[bytes], str] | None = None
-) -> bytes:
+def encode(message: AnyMessage, sign: Callable[[bytes], str] | None = None) -> bytes:
     body = message.model_dump(mode="json", exclude={"sig"})
     if sign is not None:
         body["sig"] = sign(canonical_bytes(body))
@@ -53,7 +51,7 @@ def parse_json(payload: bytes) -> dict[str, Any]:
     return obj
 
 
-def validate(obj: dict[str, Any]) -> AirMessage | StatusMessage:
+def validate(obj: dict[str, Any]) -> AnyMessage:
     if obj.get("v") != 1:
         raise DecodeError("unsupported_version", f"schema version {obj.get('v')!r}, expected 1")
     try:
@@ -62,7 +60,7 @@ def validate(obj: dict[str, Any]) -> AirMessage | StatusMessage:
         raise DecodeError("schema", _summarise(exc)) from None
 
 
-def decode(payload: bytes) -> AirMessage | StatusMessage:
+def decode(payload: bytes) -> AnyMessage:
     return validate(parse_json(payload))
 
 

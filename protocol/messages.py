@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from protocol.counting import COUNT_CLASSES, DIRECTION_PATTERN
 from protocol.quantities import QUANTITIES
 from protocol.topics import DEVICE_ID_PATTERN
 
@@ -106,5 +107,45 @@ class StatusMessage(_Envelope):
     sensors: list[SensorHealth] = Field(max_length=32)
 
 
-Message = Annotated[AirMessage | StatusMessage, Field(discriminator="kind")]
-MESSAGE_ADAPTER: TypeAdapter[AirMessage | StatusMessage] = TypeAdapter(Message)
+class ClassCount(_Strict):
+    count_class: str
+    direction: str = Field(pattern=DIRECTION_PATTERN)
+    count: int = Field(ge=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _known_class(self) -> ClassCount:
+        if self.count_class not in COUNT_CLASSES:
+            known = ", ".join(COUNT_CLASSES)
+            raise ValueError(f"unknown count class {self.count_class!r}: expected one of {known}")
+        return self
+
+
+class CountMessage(_Envelope):
+    """Passers-by per class and direction in one interval; `observed_at` is its start.
+
+    Only these aggregates leave the device: never a frame, a crop or a track. Every class and
+    direction the counter watches is listed, zeros included, so "none passed" differs from
+    "not counted". `running_fraction` is the share of the interval the counter actually
+    processed frames, so camera or model outages show as gaps instead of low counts.
+    """
+
+    kind: Literal["count"] = "count"
+    interval_end: AwareDatetime
+    model_id: str = Field(min_length=1, max_length=80)
+    running_fraction: float = Field(ge=0.0, le=1.0)
+    frames: int = Field(ge=0)
+    counts: list[ClassCount] = Field(max_length=64)
+
+    @model_validator(mode="after")
+    def _interval_and_unique(self) -> CountMessage:
+        if self.interval_end <= self.observed_at:
+            raise ValueError("interval_end must be after observed_at (the interval start)")
+        keys = [(c.count_class, c.direction) for c in self.counts]
+        if len(keys) != len(set(keys)):
+            raise ValueError("each count class and direction may appear once")
+        return self
+
+
+AnyMessage = AirMessage | StatusMessage | CountMessage
+Message = Annotated[AnyMessage, Field(discriminator="kind")]
+MESSAGE_ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(Message)

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from protocol.codec import DecodeError, canonical_bytes, decode, encode, parse_json
-from protocol.messages import AirMessage, Link, Location, Reading, StatusMessage
+from protocol.messages import AirMessage, CountMessage, Link, Location, Reading, StatusMessage
 from protocol.quantities import QUANTITIES
 from protocol.signing import Signer, Verifier, generate_keypair
 from protocol.topics import parse_topic, subscription, topic_for
@@ -145,3 +145,52 @@ def test_topics_carry_the_device_id() -> None:
 
 def test_parse_json_needs_an_object() -> None:
     assert parse_json(b'{"a": 1}') == {"a": 1}
+
+
+def _count(**changes: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "v": 1,
+        "kind": "count",
+        "device_id": "cam-1",
+        "seq": 3,
+        "observed_at": "2026-11-22T12:00:00.000+00:00",
+        "clock_synced": True,
+        "sent_at": "2026-11-22T12:01:00.100+00:00",
+        "link": {"uptime_s": 60.0, "firmware": "f"},
+        "interval_end": "2026-11-22T12:01:00.000+00:00",
+        "model_id": "street-detector@abc",
+        "running_fraction": 0.98,
+        "frames": 294,
+        "counts": [
+            {"count_class": "cyclist", "direction": "left_to_right", "count": 4},
+            {"count_class": "cyclist", "direction": "right_to_left", "count": 0},
+        ],
+    }
+    body.update(changes)
+    return body
+
+
+def test_count_message_round_trip() -> None:
+    message = decode(json.dumps(_count()).encode())
+    assert isinstance(message, CountMessage)
+    assert message.counts[0].count == 4 and message.running_fraction == 0.98
+    assert decode(encode(message)) == message
+
+
+@pytest.mark.parametrize(
+    ("changes", "text"),
+    [
+        (
+            {"counts": [{"count_class": "horse", "direction": "in", "count": 1}]},
+            "unknown count class",
+        ),
+        ({"interval_end": "2026-11-22T11:59:00.000+00:00"}, "interval_end must be after"),
+        ({"running_fraction": 1.5}, "running_fraction"),
+        ({"counts": [{"count_class": "car", "direction": "in", "count": 1}] * 2}, "appear once"),
+        ({"counts": [{"count_class": "car", "direction": "In Bound", "count": 1}]}, "direction"),
+        ({"counts": [{"count_class": "car", "direction": "in", "count": -1}]}, "count"),
+    ],
+)
+def test_count_message_rejections(changes: dict[str, object], text: str) -> None:
+    with pytest.raises(DecodeError, match=text):
+        decode(json.dumps(_count(**changes)).encode())

@@ -1,0 +1,93 @@
+"""The `[counting]` section of the edge configuration, and what it builds."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge.counting.classes import validate_class_map
+from edge.counting.detector import Detector
+from edge.counting.pipeline import CountingPipeline
+from edge.counting.sources import FrameSource, OpenCvSource, PiCameraSource
+from protocol.counting import DIRECTION_PATTERN
+
+Unit = float
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    kind: Literal["video", "v4l2", "picamera2"]
+    path: str | None = Field(default=None, description="video file, for kind = video")
+    device: int | str = Field(default=0, description="V4L2 device number or /dev/videoN")
+    width: int = Field(default=640, ge=32, le=4096)
+    height: int = Field(default=360, ge=32, le=4096)
+    fps: float = Field(default=5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _video_needs_path(self) -> SourceConfig:
+        if self.kind == "video" and not self.path:
+            raise ValueError("a video source needs `path`")
+        return self
+
+
+class CountingConfig(_Strict):
+    model: str = Field(description="ONNX detector; relative paths are relative to the config")
+    classes: list[str] = Field(min_length=1, description="the model's class names, in order")
+    class_map: dict[str, str] = Field(description="model class -> count class or 'ignore'")
+    layout: Literal["auto", "yolov8", "yolov5", "end2end"] = "auto"
+    # A Pi 4 or 5 has four cores: by default two for inference, the rest for camera and agent.
+    threads: int = Field(default=2, ge=1, le=16)
+    conf_threshold: float = Field(default=0.35, gt=0, lt=1)
+    iou_threshold: float = Field(default=0.5, gt=0, lt=1)
+    interval_s: float = Field(default=60.0, ge=10, le=3600)
+    # Counting line in frame fractions: x1, y1, x2, y2 (default: a vertical line mid-frame).
+    line: tuple[Unit, Unit, Unit, Unit] = (0.5, 0.0, 0.5, 1.0)
+    directions: tuple[str, str] = ("left_to_right", "right_to_left")
+    source: SourceConfig
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CountingConfig:
+        validate_class_map(self.classes, self.class_map)
+        if not all(0.0 <= v <= 1.0 for v in self.line):
+            raise ValueError("line coordinates are fractions of the frame, between 0 and 1")
+        for d in self.directions:
+            if not re.match(DIRECTION_PATTERN, d):
+                raise ValueError(f"direction name {d!r} must match {DIRECTION_PATTERN}")
+        return self
+
+
+def build_pipeline(config: CountingConfig, base_dir: Path) -> CountingPipeline:
+    model = Path(config.model)
+    if not model.is_absolute():
+        model = base_dir / model
+    detector = Detector(
+        model,
+        config.classes,
+        layout=config.layout,
+        threads=config.threads,
+        conf_threshold=config.conf_threshold,
+        iou_threshold=config.iou_threshold,
+    )
+    return CountingPipeline(
+        detector,
+        config.class_map,
+        line=config.line,
+        directions=config.directions,
+        interval_s=config.interval_s,
+    )
+
+
+def open_source(config: SourceConfig) -> FrameSource:
+    if config.kind == "picamera2":
+        return PiCameraSource(width=config.width, height=config.height, fps=config.fps)
+    if config.kind == "video":
+        return OpenCvSource(path=config.path, fps=config.fps)
+    return OpenCvSource(
+        device=config.device, width=config.width, height=config.height, fps=config.fps
+    )

@@ -1,0 +1,132 @@
+"""Detector outputs in the common layouts to boxes, with non-maximum suppression in numpy.
+
+Layouts (N candidate boxes, nc classes):
+- `yolov8`: [1, 4 + nc, N]: centre x, centre y, width, height, then one score per class
+  (YOLOv8 and YOLO11 exports, and the model shipped with sensorpipe);
+- `yolov5`: [1, N, 5 + nc]: centre x, centre y, width, height, objectness, class scores;
+- `end2end`: [1, N, 6]: x1, y1, x2, y2, score, class id, already suppressed (YOLOv10, or
+  exports with NMS in the graph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.counting.errors import ModelError
+
+LAYOUTS = ("yolov8", "yolov5", "end2end")
+
+
+@dataclass(frozen=True, slots=True)
+class Detections:
+    boxes: np.ndarray  # [K, 4] x1 y1 x2 y2, float32
+    scores: np.ndarray  # [K]
+    classes: np.ndarray  # [K] int, index into the model's class list
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.intp))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def expected_shapes(nc: int) -> str:
+    return f"yolov8 [1, {4 + nc}, N], yolov5 [1, N, {5 + nc}] or end2end [1, N, 6]"
+
+
+def detect_layout(shape: Sequence[int | str | None], nc: int, configured: str = "auto") -> str:
+    """The layout of an output of this shape (dims other than the class axis may be symbolic)."""
+    if len(shape) != 3:
+        raise ModelError(f"model output has shape {list(shape)}; expected {expected_shapes(nc)}")
+    candidates = []
+    if shape[1] == 4 + nc:
+        candidates.append("yolov8")
+    if shape[2] == 5 + nc:
+        candidates.append("yolov5")
+    if shape[2] == 6:
+        candidates.append("end2end")
+    if configured != "auto":
+        if configured not in candidates:
+            raise ModelError(
+                f"model output shape {list(shape)} does not fit layout {configured!r} with "
+                f"{nc} classes; expected {expected_shapes(nc)}"
+            )
+        return configured
+    if not candidates:
+        raise ModelError(
+            f"model output shape {list(shape)} fits no known layout with {nc} classes (check "
+            f"the class list in the config); expected {expected_shapes(nc)}"
+        )
+    if len(candidates) > 1:
+        raise ModelError(
+            f"model output shape {list(shape)} fits layouts {candidates}; set `layout` in the "
+            f"counting config"
+        )
+    return candidates[0]
+
+
+def _cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
+    half = b[:, 2:4] / 2
+    return np.concatenate([b[:, :2] - half, b[:, :2] + half], axis=1)
+
+
+def decode(output: np.ndarray, layout: str, conf: float) -> Detections:
+    """Candidates above `conf`, before suppression (end2end outputs are already suppressed)."""
+    out = output[0]
+    if layout == "yolov8":
+        out = out.T  # [N, 4 + nc]
+        scores_all = out[:, 4:]
+        classes = scores_all.argmax(1)
+        scores = scores_all[np.arange(len(out)), classes]
+        keep = scores >= conf
+        boxes = _cxcywh_to_xyxy(out[keep, :4])
+        return Detections(boxes.astype(np.float32), scores[keep], classes[keep])
+    if layout == "yolov5":
+        cls_scores = out[:, 5:] * out[:, 4:5]
+        classes = cls_scores.argmax(1)
+        scores = cls_scores[np.arange(len(out)), classes]
+        keep = scores >= conf
+        boxes = _cxcywh_to_xyxy(out[keep, :4])
+        return Detections(boxes.astype(np.float32), scores[keep], classes[keep])
+    if layout == "end2end":
+        keep = out[:, 4] >= conf
+        return Detections(
+            out[keep, :4].astype(np.float32), out[keep, 4], out[keep, 5].astype(np.intp)
+        )
+    raise ModelError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes a [A, 4] and b [B, 4]."""
+    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9))
+
+
+def nms(d: Detections, iou_threshold: float) -> Detections:
+    """Greedy, per class: the best box of a class suppresses its overlapping neighbours."""
+    if len(d) == 0:
+        return d
+    # Shift each class far apart so one pass suppresses within classes only.
+    offset = d.classes[:, None].astype(np.float32) * 100_000.0
+    boxes = d.boxes + offset
+    order = d.scores.argsort()[::-1]
+    keep: list[int] = []
+    while len(order):
+        best = int(order[0])
+        keep.append(best)
+        if len(order) == 1:
+            break
+        ious = iou_matrix(boxes[best : best + 1], boxes[order[1:]])[0]
+        order = order[1:][ious < iou_threshold]
+    idx = np.array(keep, np.intp)
+    return Detections(d.boxes[idx], d.scores[idx], d.classes[idx])

@@ -1,0 +1,17 @@
+"""Exceptions of the counting pipeline."""
+
+from __future__ import annotations
+
+from edge.errors import EdgeError
+
+
+class ModelError(EdgeError):
+    """The model file cannot be used as configured (layout, input shape, classes). Permanent."""
+
+
+class SourceUnavailable(EdgeError):
+    """A frame source cannot start: missing optional package, no camera. Permanent."""
+
+
+class SourceEnded(EdgeError):
+    """The source has no more frames (end of a video file)."""

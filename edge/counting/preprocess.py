@@ -1,0 +1,48 @@
+"""Letterboxing: fit a camera frame into the model's input without distorting it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PAD_VALUE = 114  # the grey YOLO models are trained with
+
+
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    scale: float
+    pad_x: int
+    pad_y: int
+
+    def to_frame(self, boxes: np.ndarray) -> np.ndarray:
+        """Boxes (x1, y1, x2, y2) from model input pixels back to frame pixels."""
+        out = boxes.copy()
+        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale
+        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale
+        return out
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    try:
+        import cv2  # optional: better quality when installed (it is, with the V4L2 extra)
+
+        return np.asarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA))
+    except ImportError:
+        ys = (np.arange(height) * image.shape[0] / height).astype(np.intp)
+        xs = (np.arange(width) * image.shape[1] / width).astype(np.intp)
+        return image[ys[:, None], xs[None, :]]
+
+
+def letterbox(image: np.ndarray, height: int, width: int) -> tuple[np.ndarray, Letterbox]:
+    """(NCHW float32 tensor in 0..1, how to map boxes back). `image` is HxWx3 RGB uint8."""
+    h, w = image.shape[:2]
+    scale = min(height / h, width / w)
+    new_w, new_h = round(w * scale), round(h * scale)
+    if (new_w, new_h) != (w, h):
+        image = _resize(image, new_w, new_h)
+    pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
+    canvas = np.full((height, width, 3), PAD_VALUE, np.uint8)
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = image
+    tensor = canvas.transpose(2, 0, 1)[None].astype(np.float32) * (1.0 / 255.0)
+    return tensor, Letterbox(scale, pad_x, pad_y)

@@ -1,0 +1,415 @@
+"""Synthetic street scenes for the counting pipeline: frames, boxes and true line crossings.
+
+A fixed camera looks across a street: two sidewalks, two bike lanes and two road lanes at
+different depths (far lanes are smaller and drawn first, so near traffic occludes them).
+People, cyclists, cars and trucks cross the frame at varied speeds in both directions.
+Lighting drifts and jumps (clouds), and every frame gets sensor noise. Everything follows from
+the seed: the same seed gives the same frames, the same boxes and the same crossings.
+
+Ground truth:
+- `Frame.boxes`: for training, the visible objects as detector classes (a cyclist is a
+  person box plus a bicycle box, as in COCO); objects less than 30 % visible are left out.
+- `Scene.crossings()`: when each object's centre crosses the counting line, in which
+  direction, as a count class.
+
+Seeds 0-999 are for training; evaluation uses seeds from 1000 up, never seen in training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+WIDTH, HEIGHT = 320, 180
+DETECTOR_CLASSES = ("person", "bicycle", "car", "truck")
+MIN_VISIBLE = 0.3
+LEFT_TO_RIGHT, RIGHT_TO_LEFT = "left_to_right", "right_to_left"
+
+Color = tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    name: str
+    baseline: int  # image row of the ground line
+    scale: float  # perspective: far lanes are smaller
+    kinds: tuple[str, ...]
+    direction: int  # +1 left to right, -1 right to left, 0 both
+
+
+LANES = (
+    Lane("far_sidewalk_a", 60, 0.72, ("pedestrian",), -1),
+    Lane("far_sidewalk_b", 66, 0.74, ("pedestrian",), 1),
+    Lane("far_bike", 78, 0.8, ("cyclist",), 0),
+    Lane("far_road", 102, 0.88, ("car", "truck"), -1),
+    Lane("near_road", 130, 0.96, ("car", "truck"), 1),
+    Lane("near_bike", 150, 1.0, ("cyclist",), 0),
+    Lane("near_sidewalk_a", 166, 1.04, ("pedestrian",), 1),
+    Lane("near_sidewalk_b", 174, 1.08, ("pedestrian",), -1),
+)
+# Arrivals per lane per minute, and speeds in pixels per second at scale 1.
+RATES = {"pedestrian": 2.0, "cyclist": 2.0, "car": 3.5, "truck": 0.7}
+SPEEDS = {
+    "pedestrian": (12.0, 20.0),
+    "cyclist": (38.0, 60.0),
+    "car": (70.0, 130.0),
+    "truck": (60.0, 95.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    cls: int  # index in DETECTOR_CLASSES
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    time_s: float
+    count_class: str
+    direction: str
+
+
+@dataclass
+class Frame:
+    time_s: float
+    image: np.ndarray  # HEIGHT x WIDTH x 3, uint8, RGB
+    boxes: list[Box]
+
+
+@dataclass
+class _Part:
+    cls: int | None  # detector class this part is labelled as, None for unlabelled parts
+    dx: int
+    dy: int
+    rgb: np.ndarray  # h x w x 3
+    mask: np.ndarray  # h x w bool
+
+
+@dataclass
+class _Object:
+    kind: str  # count class in the making: pedestrian, cyclist, car, truck
+    lane: Lane
+    t0: float  # time its centre is at x0
+    x0: float
+    speed: float  # px/s, signed
+    width: int
+    parts: list[_Part]
+    step_parts: list[_Part] | None = None  # alternate walking pose
+
+    def centre_x(self, t: float) -> float:
+        return self.x0 + self.speed * (t - self.t0)
+
+    def count_class(self) -> str:
+        return "heavy_vehicle" if self.kind == "truck" else self.kind
+
+
+# --- sprites -------------------------------------------------------------------------------
+def _canvas(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((h, w, 3), np.uint8), np.zeros((h, w), bool)
+
+
+def _rect(rgb: np.ndarray, mask: np.ndarray, y0: int, y1: int, x0: int, x1: int, c: Color) -> None:
+    rgb[y0:y1, x0:x1] = c
+    mask[y0:y1, x0:x1] = True
+
+
+def _disc(
+    rgb: np.ndarray, mask: np.ndarray, cy: float, cx: float, r: float, c: Color, ring: float = 0.0
+) -> None:
+    yy, xx = np.ogrid[: rgb.shape[0], : rgb.shape[1]]
+    d = np.hypot(yy - cy, xx - cx)
+    m = (d <= r) & (d >= r - ring) if ring else d <= r
+    rgb[m] = c
+    mask |= m
+
+
+def _line(
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    p: tuple[float, float],
+    q: tuple[float, float],
+    c: Color,
+    width: int = 1,
+) -> None:
+    n = int(max(abs(q[0] - p[0]), abs(q[1] - p[1]))) * 2 + 2
+    ys = np.linspace(p[0], q[0], n).round().astype(int)
+    xs = np.linspace(p[1], q[1], n).round().astype(int)
+    for oy in range(width):
+        y = np.clip(ys + oy, 0, rgb.shape[0] - 1)
+        x = np.clip(xs, 0, rgb.shape[1] - 1)
+        rgb[y, x] = c
+        mask[y, x] = True
+
+
+def _clothes(rng: np.random.Generator) -> tuple[Color, Color, Color]:
+    skin = tuple(int(v) for v in rng.choice([[233, 192, 160], [198, 134, 94], [120, 80, 55]]))
+    shirt = tuple(int(v) for v in rng.integers(20, 236, 3))
+    pants = tuple(int(v) for v in rng.integers(10, 120, 3))
+    return skin, shirt, pants
+
+
+def _person(s: float, clothes: tuple[Color, Color, Color], seated: bool, step: bool) -> _Part:
+    h, w = max(12, round(30 * s)), max(6, round(11 * s))
+    rgb, mask = _canvas(h, w)
+    skin, shirt, pants = clothes
+    head = max(2.0, 2.8 * s)
+    _disc(rgb, mask, head + 0.5, w / 2 - 0.5, head, skin)
+    torso_top, torso_bottom = round(2 * head + 1), round(h * (0.62 if not seated else 0.66))
+    _rect(rgb, mask, torso_top, torso_bottom, round(w * 0.15), round(w * 0.85), shirt)
+    leg_w = max(2, round(w * 0.3))
+    if seated:  # knees forward to the pedals
+        _rect(rgb, mask, torso_bottom - 2, torso_bottom + 2, round(w * 0.2), w, pants)
+        _rect(rgb, mask, torso_bottom, h, w - leg_w, w, pants)
+    elif step:
+        _line(rgb, mask, (torso_bottom, w * 0.35), (h - 1, 0), pants, leg_w)
+        _line(rgb, mask, (torso_bottom, w * 0.65), (h - 1, w - 1), pants, leg_w)
+    else:
+        _rect(rgb, mask, torso_bottom, h, round(w * 0.2), round(w * 0.2) + leg_w, pants)
+        _rect(rgb, mask, torso_bottom, h, round(w * 0.8) - leg_w, round(w * 0.8), pants)
+    return _Part(0, 0, 0, rgb, mask)
+
+
+def _bicycle(rng: np.random.Generator, s: float) -> _Part:
+    h, w = max(8, round(16 * s)), max(14, round(28 * s))
+    rgb, mask = _canvas(h, w)
+    frame_c = tuple(int(v) for v in rng.integers(30, 230, 3))
+    r = h / 2 - 0.5
+    for cx in (r, w - 1 - r):
+        _disc(rgb, mask, h - 1 - r, cx, r, (25, 25, 25), ring=max(1.2, 1.6 * s))
+    _line(rgb, mask, (h - 1 - r, r), (h * 0.25, w * 0.45), frame_c, 2)
+    _line(rgb, mask, (h * 0.25, w * 0.45), (h - 1 - r, w - 1 - r), frame_c, 2)
+    _line(rgb, mask, (h - 1 - r, r), (h - 1 - r, w * 0.55), frame_c, 2)
+    _line(rgb, mask, (h * 0.2, w * 0.75), (h - 1 - r, w - 1 - r), frame_c, 2)
+    return _Part(1, 0, 0, rgb, mask)
+
+
+def _vehicle(rng: np.random.Generator, s: float, truck: bool, facing: int) -> _Part:
+    if truck:
+        h, w = round(46 * s), round(112 * s)
+    else:
+        h, w = round(26 * s), round(round(rng.uniform(54, 66)) * s)
+    rgb, mask = _canvas(h, w)
+    paint = tuple(int(v) for v in rng.integers(15, 240, 3))
+    glass: Color = (150, 185, 205)
+    wheel_r = max(3.0, (7.0 if truck else 5.0) * s)
+    body_bottom = h - round(wheel_r * 0.8)
+    if truck:
+        cab_w = round(w * 0.22)
+        box_c = tuple(int(v) for v in rng.integers(120, 250, 3))
+        _rect(rgb, mask, 0, body_bottom, 0, w - cab_w - 2, box_c)
+        _rect(rgb, mask, round(h * 0.3), body_bottom, w - cab_w, w, paint)
+        _rect(rgb, mask, round(h * 0.36), round(h * 0.55), w - cab_w + 3, w - 3, glass)
+        wheels: tuple[float, ...] = (wheel_r + 3, w * 0.45, w - cab_w * 0.5)
+    else:
+        _rect(rgb, mask, round(h * 0.45), body_bottom, 0, w, paint)
+        _rect(rgb, mask, 0, round(h * 0.48), round(w * 0.22), round(w * 0.78), paint)
+        _rect(rgb, mask, round(h * 0.12), round(h * 0.45), round(w * 0.27), round(w * 0.48), glass)
+        _rect(rgb, mask, round(h * 0.12), round(h * 0.45), round(w * 0.52), round(w * 0.73), glass)
+        wheels = (w * 0.2, w * 0.8)
+    for cx in wheels:
+        _disc(rgb, mask, h - 1 - wheel_r, cx, wheel_r, (20, 20, 20))
+    if facing < 0:
+        rgb, mask = rgb[:, ::-1].copy(), mask[:, ::-1].copy()
+    return _Part(3 if truck else 2, 0, 0, rgb, mask)
+
+
+def _make_object(rng: np.random.Generator, kind: str, lane: Lane, t: float) -> _Object:
+    direction = lane.direction or int(rng.choice([-1, 1]))
+    lo, hi = SPEEDS[kind]
+    speed = direction * rng.uniform(lo, hi) * lane.scale
+    s = lane.scale * rng.uniform(0.92, 1.08)
+    step_parts = None
+    if kind == "pedestrian":
+        clothes = _clothes(rng)
+        parts = [_person(s, clothes, seated=False, step=False)]
+        step_parts = [_person(s, clothes, seated=False, step=True)]
+    elif kind == "cyclist":
+        bike = _bicycle(rng, s)
+        rider = _person(s * 0.95, _clothes(rng), seated=True, step=False)
+        rider.dx = round(bike.rgb.shape[1] * 0.3)
+        rider.dy = -rider.rgb.shape[0] + round(bike.rgb.shape[0] * 0.55)
+        if direction < 0:
+            bike.rgb, bike.mask = bike.rgb[:, ::-1].copy(), bike.mask[:, ::-1].copy()
+            rider.rgb, rider.mask = rider.rgb[:, ::-1].copy(), rider.mask[:, ::-1].copy()
+            rider.dx = bike.rgb.shape[1] - rider.dx - rider.rgb.shape[1]
+        parts = [bike, rider]
+    else:
+        parts = [_vehicle(rng, s, kind == "truck", direction)]
+    left = min(p.dx for p in parts)
+    right = max(p.dx + p.rgb.shape[1] for p in parts)
+    width = right - left
+    # Enter just outside the frame so that the object is seen whole before the line.
+    x0 = -width / 2 - 2 if direction > 0 else WIDTH + width / 2 + 2
+    return _Object(kind, lane, t, x0, speed, width, parts, step_parts)
+
+
+# --- the scene -----------------------------------------------------------------------------
+class Scene:
+    """A deterministic street; `frames(fps, seconds)` renders it, `crossings()` tells the truth."""
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        line_x: float = WIDTH / 2,
+        duration_s: float = 900.0,
+        traffic: float = 1.0,
+    ) -> None:
+        self.seed = seed
+        self.line_x = line_x
+        self.duration_s = duration_s
+        rng = np.random.default_rng(seed)
+        self._background = self._draw_background(rng)
+        self._noise = rng.normal(0.0, 4.0, (4, HEIGHT, WIDTH, 3)).astype(np.int16)
+        self._light = self._lighting(rng, duration_s)
+        self.objects = self._traffic(rng, duration_s, traffic)
+
+    def _draw_background(self, rng: np.random.Generator) -> np.ndarray:
+        img = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+        img[:] = (170, 190, 205)
+        x = 0
+        while x < WIDTH:  # facades with windows
+            w = int(rng.integers(40, 90))
+            top = int(rng.integers(0, 25))
+            wall = rng.integers(90, 200, 3)
+            img[top:56, x : x + w] = wall
+            for wy in range(top + 5, 50, 12):
+                for wx in range(x + 5, x + w - 8, 14):
+                    img[wy : wy + 7, wx : wx + 8] = rng.integers(40, 110, 3)
+            x += w
+        img[56:70] = (150, 150, 145)  # far sidewalk
+        img[70:80] = (165, 95, 85)  # far bike lane
+        img[80:134] = (70, 72, 75)  # road
+        img[106:108, ::24] = (220, 220, 220)
+        for dx in range(1, 12):
+            img[106:108, dx::24] = (220, 220, 220)
+        img[134:152] = (165, 95, 85)  # near bike lane
+        img[152:] = (155, 155, 150)  # near sidewalk
+        texture = rng.normal(0.0, 5.0, (HEIGHT, WIDTH, 1))
+        return np.clip(img.astype(np.float32) + texture, 0, 255).astype(np.uint8)
+
+    @staticmethod
+    def _lighting(rng: np.random.Generator, duration_s: float) -> np.ndarray:
+        """Brightness per second: slow drift plus sudden cloud shadows."""
+        n = int(duration_s) + 2
+        t = np.arange(n)
+        level = 0.95 + 0.15 * np.sin(t / 97.0 + rng.uniform(0, math.tau))
+        clouds = np.ones(n)
+        start = 0
+        while start < n:
+            start += int(rng.integers(20, 90))
+            length = int(rng.integers(5, 40))
+            clouds[start : start + length] = rng.uniform(0.6, 0.85)
+        return (level * clouds).astype(np.float32)
+
+    def _traffic(
+        self, rng: np.random.Generator, duration_s: float, traffic: float
+    ) -> list[_Object]:
+        objects: list[_Object] = []
+        for lane in LANES:
+            for kind in lane.kinds:
+                rate = RATES[kind] * traffic / 60.0 / (2 if lane.kinds == ("car", "truck") else 1)
+                t = float(rng.exponential(1 / rate))
+                while t < duration_s:
+                    objects.append(_make_object(rng, kind, lane, t))
+                    t += float(rng.exponential(1 / rate))
+        objects.sort(key=lambda o: o.t0)
+        return self._keep_apart(objects)
+
+    @staticmethod
+    def _keep_apart(objects: list[_Object]) -> list[_Object]:
+        """No object drives through another in its own lane and direction: wait or slow down."""
+        last: dict[tuple[str, int], _Object] = {}
+        for o in objects:
+            key = (o.lane.name, 1 if o.speed > 0 else -1)
+            ahead = last.get(key)
+            if ahead is not None:
+                gap = (ahead.width + o.width) / 2 + 6
+                # Enter no earlier than when the one ahead has moved a gap into the frame ...
+                o.t0 = max(o.t0, ahead.t0 + gap / abs(ahead.speed))
+                # ... and, while it is still in view, do not drive faster than it.
+                leaves = ahead.t0 + (WIDTH + ahead.width + 4) / abs(ahead.speed)
+                if o.t0 < leaves and abs(o.speed) > abs(ahead.speed):
+                    o.speed = ahead.speed
+            last[key] = o
+        return objects
+
+    def crossings(self) -> list[Crossing]:
+        out = []
+        for o in self.objects:
+            t = o.t0 + (self.line_x - o.x0) / o.speed
+            if 0 <= t < self.duration_s:
+                direction = LEFT_TO_RIGHT if o.speed > 0 else RIGHT_TO_LEFT
+                out.append(Crossing(t, o.count_class(), direction))
+        out.sort(key=lambda c: c.time_s)
+        return out
+
+    def render(self, t: float, frame_index: int = 0) -> Frame:
+        light = self._light[min(int(t), len(self._light) - 1)]
+        image = self._background.copy()
+        owner = np.full((HEIGHT, WIDTH), -1, np.int32)
+        drawn: list[tuple[int, _Part, int, int]] = []
+        visible = [o for o in self.objects if abs(o.centre_x(t) - WIDTH / 2) < WIDTH / 2 + o.width]
+        visible.sort(key=lambda o: o.lane.baseline)  # far first: near traffic occludes it
+        for o in visible:
+            parts = o.parts
+            if o.step_parts is not None and int(abs(o.centre_x(t)) / 6) % 2:
+                parts = o.step_parts
+            left = round(o.centre_x(t) - o.width / 2)
+            bottom = o.lane.baseline
+            base_h = parts[0].rgb.shape[0]
+            for p in parts:
+                x = left + p.dx
+                y = bottom - base_h + p.dy
+                if self._blit(image, owner, p, x, y, len(drawn)):
+                    drawn.append((len(drawn), p, x, y))
+        boxes = self._boxes(owner, drawn)
+        lit = image.astype(np.int16)
+        lit = (lit * light).astype(np.int16) + self._noise[frame_index % len(self._noise)]
+        return Frame(t, np.clip(lit, 0, 255).astype(np.uint8), boxes)
+
+    @staticmethod
+    def _blit(image: np.ndarray, owner: np.ndarray, p: _Part, x: int, y: int, ident: int) -> bool:
+        h, w = p.mask.shape
+        x0, y0 = max(x, 0), max(y, 0)
+        x1, y1 = min(x + w, WIDTH), min(y + h, HEIGHT)
+        if x0 >= x1 or y0 >= y1:
+            return False
+        m = p.mask[y0 - y : y1 - y, x0 - x : x1 - x]
+        region = image[y0:y1, x0:x1]
+        region[m] = p.rgb[y0 - y : y1 - y, x0 - x : x1 - x][m]
+        owner[y0:y1, x0:x1][m] = ident
+        return True
+
+    @staticmethod
+    def _boxes(owner: np.ndarray, drawn: list[tuple[int, _Part, int, int]]) -> list[Box]:
+        boxes = []
+        counts = np.bincount(owner[owner >= 0].ravel(), minlength=len(drawn))
+        for ident, p, x, y in drawn:
+            if p.cls is None:
+                continue
+            h, w = p.mask.shape
+            total = int(p.mask.sum())
+            # Visible share of the whole sprite: cut off by the frame edge or by nearer traffic.
+            if total == 0 or counts[ident] / total < MIN_VISIBLE:
+                continue
+            x1, y1 = max(x, 0), max(y, 0)
+            x2, y2 = min(x + w, WIDTH), min(y + h, HEIGHT)
+            boxes.append(Box(p.cls, float(x1), float(y1), float(x2), float(y2)))
+        return boxes
+
+    def frames(
+        self, fps: float, seconds: float | None = None, start_s: float = 0.0
+    ) -> Iterator[Frame]:
+        end = self.duration_s if seconds is None else min(self.duration_s, start_s + seconds)
+        i = 0
+        while (t := start_s + i / fps) < end:
+            yield self.render(t, i)
+            i += 1

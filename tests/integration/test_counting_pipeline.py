@@ -1,0 +1,164 @@
+"""Counts travel the same path as air readings, and no image data leaves the counter."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.agent import Agent
+from edge.config import EdgeConfig
+from edge.counting.detector import Detector
+from edge.counting.loop import CountingLoop
+from edge.counting.pipeline import CountingPipeline
+from edge.outbox import SqliteOutbox
+from firmware_sim.camera import SyntheticCamera
+from firmware_sim.scenes import DETECTOR_CLASSES, Scene
+from ingest.influx import InfluxClient
+from stack.count_eval import DEFAULT_MODEL, DIRECTIONS, SHIPPED_CLASS_MAP
+from stack.local import LocalStack
+from tests.helpers import wait_for
+
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM6", b"RIFF", b"\x00\x00\x00\x0cjP")
+
+
+class RecordingCamera(SyntheticCamera):
+    """Keeps random 24-byte samples of every frame it serves, to look for them later."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.samples: list[bytes] = []
+        self._rng = random.Random(5)
+
+    def frames(self) -> Any:
+        for t, image in super().frames():
+            raw = np.ascontiguousarray(image).tobytes()
+            for _ in range(3):
+                start = self._rng.randrange(0, len(raw) - 24)
+                self.samples.append(raw[start : start + 24])
+            yield t, image
+
+
+def _observer(stack: LocalStack, received: list[tuple[str, bytes]]) -> mqtt.Client:
+    config = tomllib.loads((stack.directory / "ingest" / "ingest.toml").read_text())
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id="privacy-observer", protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set("ingest", config["broker"]["password"])
+    subscribed = threading.Event()
+    client.on_message = lambda _c, _u, msg: received.append((msg.topic, bytes(msg.payload)))
+    client.on_subscribe = lambda *_args: subscribed.set()
+    client.connect("127.0.0.1", stack.require_info().broker_port)
+    client.subscribe("sensorpipe/v1/#", qos=1)
+    client.loop_start()
+    assert subscribed.wait(5)
+    return client
+
+
+@pytest.mark.timeout(180)
+def test_counts_are_stored_and_no_image_data_leaves_the_counter(
+    stack: LocalStack, influx: InfluxClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    (creds,) = stack.add_devices([("camera-01", {"site": "kruispunt"})])
+    received: list[tuple[str, bytes]] = []
+    observer = _observer(stack, received)
+    workdir = tmp_path / "device"
+    workdir.mkdir()
+    edge_config = EdgeConfig.model_validate(
+        {
+            "device_id": "camera-01",
+            "private_key": creds.private_key,
+            "mqtt": {
+                "port": stack.require_info().broker_port,
+                "username": creds.username,
+                "password": creds.password,
+            },
+            "outbox_path": str(workdir / "outbox.sqlite"),
+            "status_interval_s": 3600,
+            "counting": {
+                "model": str(DEFAULT_MODEL),
+                "classes": list(DETECTOR_CLASSES),
+                "class_map": SHIPPED_CLASS_MAP,
+                "interval_s": 10,
+                "threads": 1,
+                "source": {"kind": "v4l2"},
+            },
+        }
+    )
+    assert edge_config.counting is not None
+    # Three minutes of street as fast as the CPU counts them, in ten-second intervals.
+    camera = RecordingCamera(
+        Scene(1003, duration_s=180.0), fps=5.0, realtime=False, start=1_790_000_000.0
+    )
+    detector = Detector(DEFAULT_MODEL, list(DETECTOR_CLASSES), threads=1)
+    pipeline = CountingPipeline(detector, SHIPPED_CLASS_MAP, directions=DIRECTIONS, interval_s=10)
+    loop = CountingLoop(pipeline, camera)
+    agent = Agent(
+        edge_config,
+        drivers=[],
+        outbox=SqliteOutbox(edge_config.outbox_path),
+        counter=loop,
+        clock_synced=lambda: True,
+    )
+    stop = threading.Event()
+    runner = threading.Thread(target=agent.run, args=(stop,), kwargs={"drain_timeout_s": 20})
+    runner.start()
+    wait_for(
+        lambda: camera.frames_served >= 900 and loop.frames >= 900,
+        timeout_s=120,
+        what="the whole sequence counted",
+    )
+    stop.set()
+    runner.join(60)
+    agent.outbox.close()
+
+    def stored_intervals() -> int:
+        series = influx.query("SELECT count(frames) FROM counter WHERE device_id = 'camera-01'")
+        return int(series[0]["values"][0][1]) if series else 0
+
+    wait_for(
+        lambda: stored_intervals() == agent.stats.kinds["count"],
+        timeout_s=30,
+        what="every count message stored",
+    )
+    observer.disconnect()
+    observer.loop_stop()
+
+    # Counts went through outbox, MQTT, validation and InfluxDB like any reading.
+    assert agent.stats.kinds["count"] == 18  # 180 s in ten-second intervals
+    traffic = influx.query(
+        "SELECT sum(count) FROM traffic WHERE device_id = 'camera-01' GROUP BY class, direction"
+    )
+    assert len(traffic) == len(set(SHIPPED_CLASS_MAP.values())) * 2  # zeros stored too
+    running = influx.query("SELECT min(running_fraction) FROM counter")[0]["values"][0][1]
+    assert running > 0.9
+
+    # Nothing of an image in any payload the broker carried ...
+    count_payloads = [p for topic, p in received if topic.endswith("/count")]
+    assert len(count_payloads) >= 18
+    for topic, payload in received:
+        body = json.loads(payload)
+        assert body["kind"] in ("count", "status", "air")
+        assert len(payload) < 4096, f"{topic}: {len(payload)} bytes"
+        assert not any(sample in payload for sample in camera.samples)
+    # ... in any file written during the run ...
+    written = [Path(root) / name for root, _, names in os.walk(tmp_path) for name in names]
+    written += [Path(root) / name for root, _, names in os.walk(stack.directory) for name in names]
+    assert written
+    for path in written:
+        data = path.read_bytes()
+        assert not data.startswith(IMAGE_MAGIC), path
+        assert not any(sample in data for sample in camera.samples), path
+    # ... or in the log.
+    log_text = caplog.text.encode()
+    assert not any(sample in log_text for sample in camera.samples)

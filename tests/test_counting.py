@@ -1,0 +1,182 @@
+"""Counting pipeline parts: layouts, NMS, riders, tracker, line, intervals (no model needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.counting.classes import Sighting, to_sightings, validate_class_map
+from edge.counting.crossing import CountingLine
+from edge.counting.decode import Detections, decode, detect_layout, iou_matrix, nms
+from edge.counting.errors import ModelError
+from edge.counting.intervals import IntervalCounter
+from edge.counting.preprocess import letterbox
+from edge.counting.tracker import Tracker
+
+NAMES = ["person", "bicycle", "car", "truck"]
+CLASS_MAP = {"person": "pedestrian", "bicycle": "cyclist", "car": "car", "truck": "heavy_vehicle"}
+
+
+def test_layout_detection_and_clear_errors() -> None:
+    assert detect_layout([1, 8, 1200], 4) == "yolov8"
+    assert detect_layout([1, "N", 9], 4) == "yolov5"
+    assert detect_layout([1, 300, 6], 4) == "end2end"
+    assert detect_layout([1, 84, 8400], 80) == "yolov8"
+    with pytest.raises(ModelError, match=r"yolov8 \[1, 8, N\], yolov5 \[1, N, 9\]"):
+        detect_layout([1, 10, 1200], 4)
+    with pytest.raises(ModelError, match="set `layout`"):
+        detect_layout([1, 300, 6], 1)  # one class: yolov5 and end2end look alike
+    assert detect_layout([1, 300, 6], 1, "end2end") == "end2end"
+    with pytest.raises(ModelError, match="does not fit layout 'yolov5'"):
+        detect_layout([1, 8, 1200], 4, "yolov5")
+    with pytest.raises(ModelError, match="expected"):
+        detect_layout([1, 8], 4)
+
+
+def test_the_three_layouts_decode_to_the_same_boxes() -> None:
+    # Two candidates: a car at (100, 50) 40x20 scoring 0.9, and a weak person.
+    v8 = np.zeros((1, 8, 2), np.float32)
+    v8[0, :4, 0] = [100, 50, 40, 20]
+    v8[0, 4 + 2, 0] = 0.9
+    v8[0, :4, 1] = [10, 10, 4, 8]
+    v8[0, 4 + 0, 1] = 0.1
+    v5 = np.zeros((1, 2, 9), np.float32)
+    v5[0, 0, :5] = [100, 50, 40, 20, 0.95]
+    v5[0, 0, 5 + 2] = 0.9 / 0.95
+    v5[0, 1, :5] = [10, 10, 4, 8, 0.5]
+    v5[0, 1, 5] = 0.2
+    e2e = np.array([[[80, 40, 120, 60, 0.9, 2], [8, 6, 12, 14, 0.1, 0]]], np.float32)
+    for output, layout in ((v8, "yolov8"), (v5, "yolov5"), (e2e, "end2end")):
+        d = decode(output, layout, conf=0.35)
+        assert len(d) == 1
+        np.testing.assert_allclose(d.boxes[0], [80, 40, 120, 60], atol=1e-4)
+        assert d.classes[0] == 2 and d.scores[0] == pytest.approx(0.9, abs=1e-5)
+
+
+def test_nms_suppresses_within_a_class_only() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [50, 50, 60, 60]], np.float32)
+    d = Detections(boxes, np.array([0.9, 0.8, 0.7, 0.6], np.float32), np.array([0, 0, 1, 0]))
+    kept = nms(d, 0.5)
+    assert sorted(kept.scores.tolist()) == pytest.approx([0.6, 0.7, 0.9])
+    assert iou_matrix(boxes[:1], boxes[1:2])[0, 0] == pytest.approx(81 / 119)
+
+
+def test_letterbox_maps_boxes_back_to_the_frame() -> None:
+    frame = np.zeros((360, 640, 3), np.uint8)
+    tensor, box_map = letterbox(frame, 192, 320)
+    assert tensor.shape == (1, 3, 192, 320) and tensor.dtype == np.float32
+    assert (box_map.scale, box_map.pad_x, box_map.pad_y) == (0.5, 0, 6)
+    back = box_map.to_frame(np.array([[10.0, 16.0, 30.0, 46.0]]))
+    np.testing.assert_allclose(back, [[20, 20, 60, 80]])
+    assert tensor[0, :, 0, 0].tolist() == pytest.approx([114 / 255] * 3)  # the padding
+
+
+def _det(*rows: tuple[float, float, float, float, int]) -> Detections:
+    boxes = np.array([r[:4] for r in rows], np.float32)
+    return Detections(boxes, np.full(len(rows), 0.9, np.float32), np.array([r[4] for r in rows]))
+
+
+def test_a_person_on_a_bicycle_is_one_cyclist() -> None:
+    d = _det((100, 40, 110, 70, 0), (95, 60, 125, 76, 1), (200, 40, 210, 70, 0))
+    sightings = to_sightings(d, NAMES, CLASS_MAP)
+    assert sorted(s.count_class for s in sightings) == ["cyclist", "pedestrian"]
+    cyclist = next(s for s in sightings if s.count_class == "cyclist")
+    assert cyclist.box.tolist() == [95, 40, 125, 76]  # rider and bicycle together
+
+
+def test_a_person_beside_a_bicycle_stays_a_pedestrian() -> None:
+    d = _det((60, 40, 70, 70, 0), (95, 60, 125, 76, 1))  # standing next to a parked bike
+    assert sorted(s.count_class for s in to_sightings(d, NAMES, CLASS_MAP)) == [
+        "cyclist",
+        "pedestrian",
+    ]
+    ignored = to_sightings(_det((0, 0, 5, 5, 3)), NAMES, {**CLASS_MAP, "truck": "ignore"})
+    assert ignored == []
+
+
+def test_class_map_must_name_count_classes_and_model_classes() -> None:
+    with pytest.raises(ValueError, match="not count classes"):
+        validate_class_map(NAMES, {"car": "automobile"})
+    with pytest.raises(ValueError, match="does not have"):
+        validate_class_map(NAMES, {"bus": "heavy_vehicle"})
+
+
+def _sighting(cx: float, cy: float, w: float, h: float, cls: str) -> Sighting:
+    return Sighting(
+        np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32), 0.9, cls
+    )
+
+
+def _run(tracks_per_frame: list[list[Sighting]], fps: float = 5.0) -> list[tuple[str, str]]:
+    tracker = Tracker()
+    line = CountingLine((160, 0), (160, 180))
+    events = []
+    for i, sightings in enumerate(tracks_per_frame):
+        t = i / fps
+        for e in line.update(tracker.update(sightings, t), t):
+            events.append((e.count_class, e.direction))
+    return events
+
+
+def test_fast_car_at_five_fps_is_counted_once() -> None:
+    frames = [[_sighting(-30 + 26 * i, 110, 60, 26, "car")] for i in range(16)]
+    assert _run(frames) == [("car", "left_to_right")]
+
+
+def test_jitter_on_the_line_does_not_count_twice() -> None:
+    xs = [140, 144, 148, 152, 156, 159, 162, 158, 161, 157, 163, 159, 164, 168, 172]
+    assert _run([[_sighting(x, 60, 10, 28, "pedestrian")] for x in xs]) == [
+        ("pedestrian", "left_to_right")
+    ]
+
+
+def test_pedestrians_passing_each_other_are_both_counted_with_direction() -> None:
+    frames = [
+        [
+            _sighting(120 + 4 * i, 62, 9, 26, "pedestrian"),
+            _sighting(200 - 4 * i, 68, 9, 26, "pedestrian"),
+        ]
+        for i in range(20)
+    ]
+    assert sorted(_run(frames)) == [
+        ("pedestrian", "left_to_right"),
+        ("pedestrian", "right_to_left"),
+    ]
+
+
+def test_a_short_occlusion_on_the_line_does_not_lose_the_count() -> None:
+    frames = []
+    for i in range(24):
+        x = 100 + 5 * i
+        hidden = 145 <= x <= 170  # a truck drives in front of the cyclist for 1.2 s
+        frames.append([] if hidden else [_sighting(x, 75, 24, 30, "cyclist")])
+    assert _run(frames) == [("cyclist", "left_to_right")]
+
+
+def test_an_object_that_turns_back_before_the_line_is_not_counted() -> None:
+    xs = [130, 135, 140, 145, 150, 154, 150, 145, 140, 135, 130]
+    assert _run([[_sighting(x, 60, 10, 28, "pedestrian")] for x in xs]) == []
+
+
+def test_intervals_align_and_report_running_fraction() -> None:
+    counter = IntervalCounter(60.0, ["car"], ("left_to_right", "right_to_left"))
+    assert counter.frame(125.0) == []  # started mid-interval: the first one begins here
+    counter.crossing("car", "left_to_right")
+    for t in np.arange(125.2, 180.0, 0.2):
+        assert counter.frame(float(t)) == []
+    (first,) = counter.frame(180.0)
+    assert (first.start, first.end) == (125.0, 180.0)
+    assert first.counts == {("car", "left_to_right"): 1, ("car", "right_to_left"): 0}
+    assert first.running_fraction == pytest.approx(1.0, abs=0.01)
+    # The camera stalls: a gap counts for at most a second of running time. The second
+    # interval saw frames at 180.0 (0.2 s after the last) and 190.0 (1 s of the 10 s gap).
+    assert counter.frame(190.0) == []
+    (second,) = counter.frame(240.0)
+    assert (second.start, second.end) == (180.0, 240.0)
+    assert second.running_fraction == pytest.approx(1.2 / 60.0, abs=0.001)
+    counter.crossing("car", "right_to_left")  # belongs to the third interval
+    assert second.counts[("car", "right_to_left")] == 0
+    counter.frame(250.0)
+    partial = counter.flush()
+    assert partial is not None and (partial.start, partial.end) == (240.0, 250.0)
+    assert partial.counts[("car", "right_to_left")] == 1
