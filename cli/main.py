@@ -209,6 +209,9 @@ def edge_run(config_path: Path) -> None:
     """Read the configured sensors and publish until stopped (SIGTERM or Ctrl-C)."""
     from edge.agent import Agent
     from edge.config import load_edge_config
+    from edge.counting.config import build_pipeline, open_source
+    from edge.counting.errors import ModelError, SourceUnavailable
+    from edge.counting.loop import CountingLoop
     from edge.drivers import open_driver
     from edge.errors import SensorConfigError
     from edge.outbox import SqliteOutbox
@@ -216,9 +219,13 @@ def edge_run(config_path: Path) -> None:
     try:
         config = load_edge_config(config_path)
         drivers = [(open_driver(s), s.interval_s) for s in config.sensors]
-    except (ConfigError, SensorConfigError) as exc:
+        counter = None
+        if config.counting is not None:
+            pipeline = build_pipeline(config.counting, config_path.resolve().parent)
+            counter = CountingLoop(pipeline, open_source(config.counting.source))
+    except (ConfigError, SensorConfigError, ModelError, SourceUnavailable) as exc:
         _fail(str(exc))
-    agent = Agent(config, drivers=drivers, outbox=SqliteOutbox(config.outbox_path))
+    agent = Agent(config, drivers=drivers, outbox=SqliteOutbox(config.outbox_path), counter=counter)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo(f"{config.device_id}: publishing to {config.mqtt.host}:{config.mqtt.port}")

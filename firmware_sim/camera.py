@@ -15,8 +15,9 @@ class SyntheticCamera:
     arrive at the camera's pace; otherwise they come as fast as they are taken, stamped with
     `start` plus scene time."""
 
-    def __init__(self, scene: Scene, *, fps: float = 5.0, realtime: bool = True,
-                 start: float | None = None) -> None:
+    def __init__(
+        self, scene: Scene, *, fps: float = 5.0, realtime: bool = True, start: float | None = None
+    ) -> None:
         self.scene = scene
         self.fps = fps
         self.realtime = realtime

@@ -331,9 +331,9 @@ class Scene:
             key = (o.lane.name, 1 if o.speed > 0 else -1)
             ahead = last.get(key)
             if ahead is not None:
-                gap = (ahead.width + o.width) / 2 + 6
-                # Enter no earlier than when the one ahead has moved a gap into the frame ...
-                o.t0 = max(o.t0, ahead.t0 + gap / abs(ahead.speed))
+                # Enter no earlier than when the rear of the one ahead is 6 px past the
+                # entry point (both enter with their centre half their width outside) ...
+                o.t0 = max(o.t0, ahead.t0 + (ahead.width + 6) / abs(ahead.speed))
                 # ... and, while it is still in view, do not drive faster than it.
                 leaves = ahead.t0 + (WIDTH + ahead.width + 4) / abs(ahead.speed)
                 if o.t0 < leaves and abs(o.speed) > abs(ahead.speed):

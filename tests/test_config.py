@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import load_edge_config
+from edge.counting.config import build_pipeline
 from edge.drivers.registry import Bme280Config, Sds011Config
 from gateway.mosquitto import BrokerFiles, acl_file, broker_config, password_file
 from ingest.config import load_ingest_config
@@ -22,6 +23,33 @@ def test_sample_edge_config_loads() -> None:
     assert isinstance(config.sensors[0], Sds011Config) and config.sensors[0].port == "/dev/ttyUSB0"
     assert isinstance(config.sensors[1], Bme280Config) and config.sensors[1].address == 0x76
     assert config.location is not None and config.location.precision_decimals == 3
+
+
+def test_sample_camera_config_loads_and_builds_its_pipeline() -> None:
+    config = load_edge_config(CONFIG / "edge-camera.example.toml")
+    assert config.sensors == [] and config.counting is not None
+    assert config.counting.source.kind == "picamera2"
+    pipeline = build_pipeline(config.counting, CONFIG)
+    assert pipeline.detector.layout == "yolov8"
+    assert pipeline.intervals.interval_s == 60
+
+
+def test_counting_config_errors_are_named(tmp_path: Path) -> None:
+    text = (CONFIG / "edge-camera.example.toml").read_text()
+    path = tmp_path / "cam.toml"
+    path.write_text(text.replace('car = "car"', 'car = "automobile"'))
+    with pytest.raises(ConfigError, match="not count classes"):
+        load_edge_config(path)
+    path.write_text(text.replace('kind = "picamera2"', 'kind = "video"'))
+    with pytest.raises(ConfigError, match="video source needs `path`"):
+        load_edge_config(path)
+
+
+def test_a_device_must_measure_something(tmp_path: Path) -> None:
+    path = tmp_path / "empty.toml"
+    path.write_text('device_id = "d"\nprivate_key = "k"\n[mqtt]\nusername = "d"\npassword = "p"\n')
+    with pytest.raises(ConfigError, match="at least one"):
+        load_edge_config(path)
 
 
 def test_sample_ingest_config_loads_with_paths_relative_to_the_file() -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
 from edge.counting.classes import Sighting, to_sightings, validate_class_map
+from edge.counting.config import SourceConfig, open_source
 from edge.counting.crossing import CountingLine
 from edge.counting.decode import Detections, decode, detect_layout, iou_matrix, nms
-from edge.counting.errors import ModelError
+from edge.counting.errors import ModelError, SourceUnavailable
 from edge.counting.intervals import IntervalCounter
 from edge.counting.preprocess import letterbox
 from edge.counting.tracker import Tracker
@@ -180,3 +183,14 @@ def test_intervals_align_and_report_running_fraction() -> None:
     partial = counter.flush()
     assert partial is not None and (partial.start, partial.end) == (240.0, 250.0)
     assert partial.counts[("car", "right_to_left")] == 1
+
+
+def test_missing_camera_packages_are_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cv2", None)  # as if OpenCV were not installed
+    monkeypatch.setitem(sys.modules, "picamera2", None)
+    with pytest.raises(SourceUnavailable, match="needs OpenCV: install"):
+        open_source(SourceConfig(kind="v4l2"))
+    with pytest.raises(SourceUnavailable, match="needs OpenCV"):
+        open_source(SourceConfig(kind="video", path="street.mp4"))
+    with pytest.raises(SourceUnavailable, match="apt-get install python3-picamera2"):
+        open_source(SourceConfig(kind="picamera2"))

@@ -266,23 +266,11 @@ def quantize(fp32: Path, int8: Path) -> None:
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
-        # The decode at the end (softplus, box arithmetic, sigmoid) stays in float: box
-        # coordinates need the precision and these ops gain nothing from int8.
-        nodes_to_exclude=_decode_nodes(prepared),
+        # Only the convolutions: the decode at the end (softplus, box arithmetic, sigmoid)
+        # stays in float, where box coordinates keep their precision.
+        op_types_to_quantize=["Conv"],
     )
     prepared.unlink()
-
-
-def _decode_nodes(path: Path) -> list[str]:
-    import onnx
-
-    graph = onnx.load(str(path)).graph
-    return [
-        n.name
-        for n in graph.node
-        if n.op_type not in ("Conv", "Add", "Resize", "Mul", "Sigmoid")
-        or n.name.startswith("/Concat")
-    ]
 
 
 def main() -> None:

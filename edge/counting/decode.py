@@ -77,16 +77,12 @@ def _cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
 def decode(output: np.ndarray, layout: str, conf: float) -> Detections:
     """Candidates above `conf`, before suppression (end2end outputs are already suppressed)."""
     out = output[0]
-    if layout == "yolov8":
-        out = out.T  # [N, 4 + nc]
-        scores_all = out[:, 4:]
-        classes = scores_all.argmax(1)
-        scores = scores_all[np.arange(len(out)), classes]
-        keep = scores >= conf
-        boxes = _cxcywh_to_xyxy(out[keep, :4])
-        return Detections(boxes.astype(np.float32), scores[keep], classes[keep])
-    if layout == "yolov5":
-        cls_scores = out[:, 5:] * out[:, 4:5]
+    if layout in ("yolov8", "yolov5"):
+        if layout == "yolov8":
+            out = out.T  # [N, 4 + nc]
+            cls_scores = out[:, 4:]
+        else:
+            cls_scores = out[:, 5:] * out[:, 4:5]  # class score times objectness
         classes = cls_scores.argmax(1)
         scores = cls_scores[np.arange(len(out)), classes]
         keep = scores >= conf

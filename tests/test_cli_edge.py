@@ -1,0 +1,35 @@
+"""`sensorpipe edge run` explains what is missing instead of failing deep inside."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+
+CONFIG = Path(__file__).resolve().parent.parent / "config"
+
+
+def test_camera_without_opencv_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    text = (CONFIG / "edge-camera.example.toml").read_text()
+    text = text.replace('kind = "picamera2"', 'kind = "v4l2"')
+    text = text.replace('model = "../models/', f'model = "{CONFIG.parent}/models/')
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["edge", "run", "--config", str(path)])
+    assert result.exit_code == 1
+    assert "needs OpenCV" in result.output and "pip install" in result.output
+
+
+def test_misspelt_config_key_stops_the_agent_before_it_starts(tmp_path: Path) -> None:
+    path = tmp_path / "edge.toml"
+    path.write_text((CONFIG / "edge.example.toml").read_text().replace("[mqtt]", "[mqqt]"))
+    result = CliRunner().invoke(main, ["edge", "run", "--config", str(path)])
+    assert result.exit_code == 1
+    assert "mqqt" in result.output and "did you mean 'mqtt'" in result.output
