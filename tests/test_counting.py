@@ -72,6 +72,9 @@ def test_letterbox_maps_boxes_back_to_the_frame() -> None:
     back = box_map.to_frame(np.array([[10.0, 16.0, 30.0, 46.0]]))
     np.testing.assert_allclose(back, [[20, 20, 60, 80]])
     assert tensor[0, :, 0, 0].tolist() == pytest.approx([114 / 255] * 3)  # the padding
+    frame[:, :, 0] = 200  # red
+    raw, _ = letterbox(frame, 192, 320, pixel_scale=1.0, bgr=True)  # as YOLOX expects
+    assert raw[0, :, 100, 100].tolist() == [0.0, 0.0, 200.0]
 
 
 def _det(*rows: tuple[float, float, float, float, int]) -> Detections:

@@ -14,7 +14,7 @@ from firmware_sim.scenes import Scene
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (320, 180))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (320, 180))
     assert writer.isOpened()
     for rgb in frames:
         writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))  # OpenCV writes BGR

@@ -45,6 +45,10 @@ class CountingConfig(_Strict):
     threads: int = Field(default=2, ge=1, le=16)
     conf_threshold: float = Field(default=0.35, gt=0, lt=1)
     iou_threshold: float = Field(default=0.5, gt=0, lt=1)
+    # What the model was trained on: pixels scaled by 1/255 (YOLOv5/v8/11, the shipped model)
+    # or raw 0..255 (pixel_scale = 1.0, e.g. YOLOX), in RGB or BGR order.
+    pixel_scale: float = Field(default=1.0 / 255.0, gt=0, le=1)
+    channels: Literal["rgb", "bgr"] = "rgb"
     interval_s: float = Field(default=60.0, ge=10, le=3600)
     # Counting line in frame fractions: x1, y1, x2, y2 (default: a vertical line mid-frame).
     line: tuple[Unit, Unit, Unit, Unit] = (0.5, 0.0, 0.5, 1.0)
@@ -73,6 +77,8 @@ def build_pipeline(config: CountingConfig, base_dir: Path) -> CountingPipeline:
         threads=config.threads,
         conf_threshold=config.conf_threshold,
         iou_threshold=config.iou_threshold,
+        pixel_scale=config.pixel_scale,
+        bgr=config.channels == "bgr",
     )
     return CountingPipeline(
         detector,

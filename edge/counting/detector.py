@@ -41,6 +41,8 @@ class Detector:
         threads: int = 1,
         conf_threshold: float = 0.35,
         iou_threshold: float = 0.5,
+        pixel_scale: float = 1.0 / 255.0,
+        bgr: bool = False,
     ) -> None:
         path = Path(model_path)
         if not path.is_file():
@@ -70,6 +72,8 @@ class Detector:
         self.input_height, self.input_width = int(shape[2]), int(shape[3])
         self.class_names = class_names
         self.layout = detect_layout(self._session.get_outputs()[0].shape, len(class_names), layout)
+        self.pixel_scale = pixel_scale
+        self.bgr = bgr
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self.model_id = f"{path.stem}@{_digest(path)}"
@@ -78,7 +82,9 @@ class Detector:
     def detect(self, frame: np.ndarray) -> Detections:
         """Boxes in frame pixels. The frame is used here and nowhere else kept."""
         t0 = time.perf_counter()
-        tensor, box_map = letterbox(frame, self.input_height, self.input_width)
+        tensor, box_map = letterbox(
+            frame, self.input_height, self.input_width, pixel_scale=self.pixel_scale, bgr=self.bgr
+        )
         t1 = time.perf_counter()
         (output,) = self._session.run(None, {self.input_name: tensor})[:1]
         t2 = time.perf_counter()

@@ -34,8 +34,19 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
         return image[ys[:, None], xs[None, :]]
 
 
-def letterbox(image: np.ndarray, height: int, width: int) -> tuple[np.ndarray, Letterbox]:
-    """(NCHW float32 tensor in 0..1, how to map boxes back). `image` is HxWx3 RGB uint8."""
+def letterbox(
+    image: np.ndarray,
+    height: int,
+    width: int,
+    *,
+    pixel_scale: float = 1.0 / 255.0,
+    bgr: bool = False,
+) -> tuple[np.ndarray, Letterbox]:
+    """(NCHW float32 tensor, how to map boxes back). `image` is HxWx3 RGB uint8.
+
+    Pixels are multiplied by `pixel_scale` (1/255 for YOLOv5/v8 models, 1.0 for models trained
+    on raw values such as YOLOX), and given in BGR order when `bgr` is set.
+    """
     h, w = image.shape[:2]
     scale = min(height / h, width / w)
     new_w, new_h = round(w * scale), round(h * scale)
@@ -44,5 +55,7 @@ def letterbox(image: np.ndarray, height: int, width: int) -> tuple[np.ndarray, L
     pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
     canvas = np.full((height, width, 3), PAD_VALUE, np.uint8)
     canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = image
-    tensor = canvas.transpose(2, 0, 1)[None].astype(np.float32) * (1.0 / 255.0)
+    if bgr:
+        canvas = canvas[:, :, ::-1]
+    tensor = canvas.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(pixel_scale)
     return tensor, Letterbox(scale, pad_x, pad_y)
