@@ -80,9 +80,10 @@ class IntervalCounter:
 
     def flush(self) -> IntervalCounts | None:
         """The open interval up to the last frame (at shutdown or the end of a recording)."""
-        if self._start is None or self._last_t is None or self._last_t <= self._start:
+        if self._start is None or self._last_t is None:
             return None
-        out = self._close(self._last_t)
+        # At least a millisecond long, so that the interval survives the message's ms times.
+        out = self._close(max(self._last_t, self._start + 0.001))
         self._start = None
         self._last_t = None
         return out

@@ -10,12 +10,17 @@ greedy, cheapest pair first, and prefers the track's class. Tracks survive short
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge.counting.classes import Sighting
+
+
+# Classes a detector may confuse or a rider merge may flip between; across groups, never.
+_GROUP = {"pedestrian": 0, "cyclist": 0, "motorcycle": 0, "car": 1, "heavy_vehicle": 1}
 
 
 @dataclass
@@ -58,6 +63,15 @@ class Tracker:
         sx, sy = (s.box[0] + s.box[2]) / 2, (s.box[1] + s.box[3]) / 2
         w = (track.box[2] - track.box[0] + s.box[2] - s.box[0]) / 2 + 1.0
         h = (track.box[3] - track.box[1] + s.box[3] - s.box[1]) / 2 + 1.0
+        if s.count_class != track.count_class:
+            if _GROUP[s.count_class] != _GROUP[track.count_class]:
+                return math.inf  # a truck leaving the frame does not turn into a cyclist
+        if track.hits >= 3 and abs(track.vx) > 5.0:
+            # Established motion: a sighting well behind the track's current position would
+            # mean reversing, which is what swapping two objects that pass each other looks like.
+            behind = (sx - track.centre[0]) * math.copysign(1.0, track.vx)
+            if behind < -0.5 * w:
+                return math.inf
         cost = float(np.hypot((sx - px) / w, (sy - py) / h))
         if track.hits == 1:
             cost /= 2.0  # no velocity yet: search twice as far around the first sighting
@@ -78,7 +92,7 @@ class Tracker:
         seen: list[Track] = []
         for cost, ti, si in pairs:
             if cost > self.gate:
-                break
+                break  # sorted: everything after is further away, or impossible (inf)
             if ti in used_tracks or si in used_sightings:
                 continue
             used_tracks.add(ti)
@@ -103,8 +117,8 @@ class Tracker:
         vx, vy = (new[0] - old[0]) / dt, (new[1] - old[1]) / dt
         if track.hits == 1:
             track.vx, track.vy = vx, vy
-        else:  # smooth: detections jitter by a pixel or two
-            track.vx, track.vy = 0.5 * track.vx + 0.5 * vx, 0.5 * track.vy + 0.5 * vy
+        else:  # smooth: detections jitter by a pixel or two, and overlaps blur a box
+            track.vx, track.vy = 0.7 * track.vx + 0.3 * vx, 0.7 * track.vy + 0.3 * vy
         track.t = t
         track.hits += 1
         track.votes[s.count_class] += 1
