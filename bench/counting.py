@@ -4,8 +4,8 @@
 
 Frames of a held-out synthetic street are rendered first (not timed), then the counting
 pipeline runs over them: letterbox preprocessing, ONNX inference, decoding with NMS, and
-tracking with line crossing. With the shipped int8 model next to the fp32 one, both run in the
-same process and the int8 figures are given as a ratio to fp32 (the baseline).
+tracking with line crossing. By default the fp32 model runs first (the baseline), then the
+shipped static-int8 model in the same process, with its figures as ratios to fp32.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from edge.counting.detector import Detector, StageTimes
 from edge.counting.pipeline import CountingPipeline
 from firmware_sim.scenes import DETECTOR_CLASSES, Scene
-from stack.count_eval import DEFAULT_MODEL, DIRECTIONS, SHIPPED_CLASS_MAP
+from stack.count_eval import DEFAULT_MODEL, DIRECTIONS, FP32_MODEL, SHIPPED_CLASS_MAP
 
 
 def measure(
@@ -59,16 +59,20 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=620)
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=FP32_MODEL,
+        help="model to time (default: fp32, then the shipped int8 against it)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     scene = Scene(1001, duration_s=args.frames / 5.0 + 1)
     frames = [(f.time_s, f.image) for f in scene.frames(5.0)][: args.frames]
     result = measure(args.model, frames)
-    int8 = args.model.with_name(args.model.stem + ".int8.onnx")
-    if args.model == DEFAULT_MODEL and int8.exists():
-        quantized = measure(int8, frames)
+    if args.model == FP32_MODEL and DEFAULT_MODEL.exists():
+        quantized = measure(DEFAULT_MODEL, frames)
         quantized["inference_vs_fp32"] = round(
             quantized["inference_ms"] / result["inference_ms"], 3
         )

@@ -16,7 +16,7 @@ from stack.count_eval import DEFAULT_MODEL, evaluate
 
 @pytest.mark.timeout(600)
 def test_shipped_model_counts_a_held_out_street_within_five_percent() -> None:
-    result = evaluate(1004, 15.0, model=DEFAULT_MODEL, fps=5.0, interval_minutes=15.0)
+    result = evaluate(2001, 15.0, model=DEFAULT_MODEL, fps=5.0, interval_minutes=15.0)
     assert result.frames == 15 * 60 * 5
     for name, c in result.classes.items():
         assert sum(c.true.values()) > 0, f"the sequence has no {name}"

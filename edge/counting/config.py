@@ -44,7 +44,7 @@ class CountingConfig(_Strict):
     # A Pi 4 or 5 has four cores: by default two for inference, the rest for camera and agent.
     threads: int = Field(default=2, ge=1, le=16)
     conf_threshold: float = Field(default=0.35, gt=0, lt=1)
-    iou_threshold: float = Field(default=0.5, gt=0, lt=1)
+    iou_threshold: float = Field(default=0.45, gt=0, lt=1)
     # What the model was trained on: pixels scaled by 1/255 (YOLOv5/v8/11, the shipped model)
     # or raw 0..255 (pixel_scale = 1.0, e.g. YOLOX), in RGB or BGR order.
     pixel_scale: float = Field(default=1.0 / 255.0, gt=0, le=1)

@@ -40,7 +40,7 @@ class Detector:
         layout: str = "auto",
         threads: int = 1,
         conf_threshold: float = 0.35,
-        iou_threshold: float = 0.5,
+        iou_threshold: float = 0.45,
         pixel_scale: float = 1.0 / 255.0,
         bgr: bool = False,
     ) -> None:

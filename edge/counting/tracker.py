@@ -18,7 +18,6 @@ import numpy as np
 
 from edge.counting.classes import Sighting
 
-
 # Classes a detector may confuse or a rider merge may flip between; across groups, never.
 _GROUP = {"pedestrian": 0, "cyclist": 0, "motorcycle": 0, "car": 1, "heavy_vehicle": 1}
 
@@ -63,9 +62,8 @@ class Tracker:
         sx, sy = (s.box[0] + s.box[2]) / 2, (s.box[1] + s.box[3]) / 2
         w = (track.box[2] - track.box[0] + s.box[2] - s.box[0]) / 2 + 1.0
         h = (track.box[3] - track.box[1] + s.box[3] - s.box[1]) / 2 + 1.0
-        if s.count_class != track.count_class:
-            if _GROUP[s.count_class] != _GROUP[track.count_class]:
-                return math.inf  # a truck leaving the frame does not turn into a cyclist
+        if _GROUP[s.count_class] != _GROUP[track.count_class]:
+            return math.inf  # a truck leaving the frame does not turn into a cyclist
         if track.hits >= 3 and abs(track.vx) > 5.0:
             # Established motion: a sighting well behind the track's current position would
             # mean reversing, which is what swapping two objects that pass each other looks like.
