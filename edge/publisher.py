@@ -81,16 +81,8 @@ class Publisher:
         self.refused = 0
 
     @property
-    def connected(self) -> bool:
-        return self._connected_since is not None
-
-    @property
     def reconnects(self) -> int:
         return max(0, self._connections - 1)
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)

@@ -112,12 +112,6 @@ class FaultyDevice:
             self.sent[fault] = self.sent.get(fault, 0) + 1
         return ok
 
-    def publish_raw(self, topic: str, payload: bytes, timeout_s: float = 5.0) -> Any:
-        """Publish anything anywhere; returns the broker's PUBACK reason code."""
-        info = self._client.publish(topic, payload, qos=1)
-        self._acked.acquire(timeout=timeout_s)
-        return self._reasons.pop(info.mid, None)
-
     @property
     def total_sent(self) -> int:
         return sum(self.sent.values())

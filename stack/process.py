@@ -122,9 +122,6 @@ class ManagedProcess:
             self.proc.wait()
         self.proc = None
 
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def log_tail(self, lines: int = 15) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -14,8 +14,6 @@ from edge.counting.pipeline import CountingPipeline
 from edge.counting.sources import FrameSource, OpenCvSource, PiCameraSource
 from protocol.counting import DIRECTION_PATTERN
 
-Unit = float
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -51,7 +49,7 @@ class CountingConfig(_Strict):
     channels: Literal["rgb", "bgr"] = "rgb"
     interval_s: float = Field(default=60.0, ge=10, le=3600)
     # Counting line in frame fractions: x1, y1, x2, y2 (default: a vertical line mid-frame).
-    line: tuple[Unit, Unit, Unit, Unit] = (0.5, 0.0, 0.5, 1.0)
+    line: tuple[float, float, float, float] = (0.5, 0.0, 0.5, 1.0)
     directions: tuple[str, str] = ("left_to_right", "right_to_left")
     source: SourceConfig
 

@@ -26,10 +26,6 @@ class Detections:
     scores: np.ndarray  # [K]
     classes: np.ndarray  # [K] int, index into the model's class list
 
-    @classmethod
-    def empty(cls) -> Detections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.intp))
-
     def __len__(self) -> int:
         return len(self.scores)
 

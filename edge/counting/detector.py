@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,6 @@ class StageTimes:
     inference: float = 0.0
     decode: float = 0.0
     frames: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class Detector:

@@ -11,7 +11,3 @@ class ModelError(EdgeError):
 
 class SourceUnavailable(EdgeError):
     """A frame source cannot start: missing optional package, no camera. Permanent."""
-
-
-class SourceEnded(EdgeError):
-    """The source has no more frames (end of a video file)."""
