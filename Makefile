@@ -27,8 +27,10 @@ bench: setup
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.counting
 
-# Retrain the shipped street detector from synthetic scenes (PyTorch, CPU; about 20 minutes
-# on two cores), export it to ONNX, quantise it, and evaluate it on held-out seeds.
+# Retrain the shipped street detector from synthetic scenes (PyTorch, CPU; about 15 minutes
+# on two cores), export it to ONNX, quantise it, and evaluate it on a held-out seed.
+# PyTorch 2.13 comes from your pip index; PyPI's Linux build carries CUDA libraries (large):
+# with PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu pip takes the CPU build.
 model: setup
 	$(PY) -m pip install -q -e '.[train]'
 	$(PY) -m training.train_detector --steps 2500 --out models --quantize
