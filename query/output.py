@@ -59,18 +59,19 @@ def render(rows: list[Row], columns: Sequence[str], fmt: str) -> str:
     return _table(rows, columns)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, decimals: bool) -> str:
     if value is None:
         return ""
-    if isinstance(value, float):
-        return f"{value:.2f}"
+    if decimals and isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.2f}"  # InfluxDB's JSON writes 33.0 as 33: keep the column uniform
     return str(value)
 
 
 def _table(rows: list[Row], columns: Sequence[str]) -> str:
     if not rows:
         return "(no data)"
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    decimal_columns = {c for c in columns if any(isinstance(r.get(c), float) for r in rows)}
+    cells = [[_cell(r.get(c), c in decimal_columns) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))

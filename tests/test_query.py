@@ -102,3 +102,9 @@ def test_rows_and_formats() -> None:
     table = render(rows, columns, "table").splitlines()
     assert table[0].split() == columns and "12.50" in table[3]
     assert render([], columns, "table") == "(no data)"
+
+
+def test_table_keeps_a_column_uniform_when_influxdb_drops_the_decimal_point() -> None:
+    rows = [{"time": "t1", "pm10": 30.45}, {"time": "t2", "pm10": 33}]
+    table = render(rows, ["time", "pm10"], "table").splitlines()
+    assert table[2].split() == ["t1", "30.45"] and table[3].split() == ["t2", "33.00"]
