@@ -17,6 +17,30 @@ from protocol.counting import COUNT_CLASSES
 
 RIDDEN = ("cyclist", "motorcycle")
 IGNORE = "ignore"
+# Count classes that one physical object can be mistaken between. A detector may call a van a
+# car and a truck at once, or a moped a bicycle and a motorcycle; it never calls one object a
+# person and a vehicle (a person on a bicycle is two objects, merged as a rider below).
+OBJECT_GROUP = {
+    "pedestrian": 0,
+    "cyclist": 1,
+    "motorcycle": 1,
+    "car": 2,
+    "heavy_vehicle": 2,
+}
+
+
+def suppression_groups(class_names: list[str], class_map: dict[str, str]) -> list[int]:
+    """Per model class, the group it is suppressed within (see decode.nms).
+
+    Classes mapped to count classes of one object group share a group; every other class
+    (ignored ones) stays a group of its own.
+    """
+    own = len(OBJECT_GROUP) + 1
+    groups = []
+    for index, name in enumerate(class_names):
+        target = class_map.get(name, IGNORE)
+        groups.append(OBJECT_GROUP[target] if target in OBJECT_GROUP else own + index)
+    return groups
 
 
 @dataclass(frozen=True, slots=True)

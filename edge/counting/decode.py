@@ -5,7 +5,14 @@ Layouts (N candidate boxes, nc classes):
   (YOLOv8 and YOLO11 exports, and the model shipped with sensorpipe);
 - `yolov5`: [1, N, 5 + nc]: centre x, centre y, width, height, objectness, class scores;
 - `end2end`: [1, N, 6]: x1, y1, x2, y2, score, class id, already suppressed (YOLOv10, or
-  exports with NMS in the graph).
+  exports with NMS in the graph);
+- `tfod`: the TensorFlow Object Detection API's outputs (SSD-MobileNet, SSDLite, EfficientDet
+  exports, TFLite detection post-processing): boxes [1, N, 4] as normalised ymin, xmin, ymax,
+  xmax; scores [1, N]; class ids [1, N]; optionally the number of valid rows [1].
+
+Suppression is per *group* of classes, not per class: the pipeline puts classes that count as
+the same kind of object (car, bus, truck) in one group, so one van seen as both a car and a
+truck leaves one box, while a person and the bicycle they ride stay two boxes.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import numpy as np
 
 from edge.counting.errors import ModelError
 
-LAYOUTS = ("yolov8", "yolov5", "end2end")
+LAYOUTS = ("yolov8", "yolov5", "end2end", "tfod")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +38,24 @@ class Detections:
 
 
 def expected_shapes(nc: int) -> str:
-    return f"yolov8 [1, {4 + nc}, N], yolov5 [1, N, {5 + nc}] or end2end [1, N, 6]"
+    return (
+        f"yolov8 [1, {4 + nc}, N], yolov5 [1, N, {5 + nc}], end2end [1, N, 6] or tfod "
+        f"(boxes [1, N, 4], scores [1, N], classes [1, N], count [1])"
+    )
+
+
+def _model_classes(shape: Sequence[int | str | None]) -> str:
+    """What a one-output shape says about the model's class count, for error messages."""
+    readings = []
+    if isinstance(shape[1], int) and shape[1] > 4:
+        readings.append(f"{shape[1] - 4} classes (yolov8 layout)")
+    if isinstance(shape[2], int) and shape[2] > 5:
+        readings.append(f"{shape[2] - 5} classes (yolov5 layout)")
+    return " or ".join(readings) if readings else "no class count we know"
 
 
 def detect_layout(shape: Sequence[int | str | None], nc: int, configured: str = "auto") -> str:
-    """The layout of an output of this shape (dims other than the class axis may be symbolic)."""
+    """The layout of a one-output model (dims other than the class axis may be symbolic)."""
     if len(shape) != 3:
         raise ModelError(f"model output has shape {list(shape)}; expected {expected_shapes(nc)}")
     candidates = []
@@ -54,8 +74,9 @@ def detect_layout(shape: Sequence[int | str | None], nc: int, configured: str = 
         return configured
     if not candidates:
         raise ModelError(
-            f"model output shape {list(shape)} fits no known layout with {nc} classes (check "
-            f"the class list in the config); expected {expected_shapes(nc)}"
+            f"model output shape {list(shape)} means {_model_classes(shape)}, but the class "
+            f"list has {nc} (check `classes` in the counting config); expected "
+            f"{expected_shapes(nc)}"
         )
     if len(candidates) > 1:
         raise ModelError(
@@ -63,6 +84,55 @@ def detect_layout(shape: Sequence[int | str | None], nc: int, configured: str = 
             f"counting config"
         )
     return candidates[0]
+
+
+@dataclass(frozen=True, slots=True)
+class TfodOutputs:
+    """Which model output is which, for the `tfod` layout."""
+
+    boxes: int
+    scores: int
+    classes: int
+    count: int | None
+
+
+def detect_tfod(outputs: Sequence[tuple[str, Sequence[int | str | None]]]) -> TfodOutputs | None:
+    """The TF Object Detection API's outputs among these (name, shape) pairs, if they are."""
+    boxes = [i for i, (_, s) in enumerate(outputs) if len(s) == 3 and s[2] == 4]
+    rows = [i for i, (_, s) in enumerate(outputs) if len(s) == 2]
+    counts = [i for i, (_, s) in enumerate(outputs) if len(s) <= 1]
+    if len(boxes) != 1 or len(rows) < 2 or len(counts) > 1:
+        return None
+    names = {i: outputs[i][0].lower() for i in rows}
+    scores = [i for i in rows if "score" in names[i]]
+    classes = [i for i in rows if "class" in names[i]]
+    if len(scores) == 1 and len(classes) == 1:
+        score, cls = scores[0], classes[0]
+    elif len(rows) == 2:
+        # No telling names: the TFLite detection post-processing order is boxes, classes,
+        # scores, count.
+        cls, score = rows
+    else:
+        return None
+    return TfodOutputs(boxes[0], score, cls, counts[0] if counts else None)
+
+
+def decode_tfod(
+    outputs: Sequence[np.ndarray], which: TfodOutputs, height: int, width: int, conf: float
+) -> Detections:
+    """Boxes in input pixels from normalised ymin, xmin, ymax, xmax."""
+    boxes = np.asarray(outputs[which.boxes])[0]
+    scores = np.asarray(outputs[which.scores])[0]
+    classes = np.asarray(outputs[which.classes])[0]
+    if which.count is not None:
+        n = int(np.asarray(outputs[which.count]).reshape(-1)[0])
+        boxes, scores, classes = boxes[:n], scores[:n], classes[:n]
+    keep = scores >= conf
+    b = boxes[keep]
+    xyxy = np.stack([b[:, 1] * width, b[:, 0] * height, b[:, 3] * width, b[:, 2] * height], 1)
+    return Detections(
+        xyxy.astype(np.float32), scores[keep].astype(np.float32), classes[keep].astype(np.intp)
+    )
 
 
 def _cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
@@ -104,14 +174,19 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9))
 
 
-def nms(d: Detections, iou_threshold: float) -> Detections:
-    """Greedy, per class: the best box of a class suppresses its overlapping neighbours."""
+def nms(d: Detections, iou_threshold: float, groups: np.ndarray | None = None) -> Detections:
+    """Greedy: the best box suppresses its overlapping neighbours of the same group.
+
+    `groups[class id]` is the group of each class; without it every class is its own group.
+    The kept box keeps its own class (the most confident reading of the object).
+    """
     if len(d) == 0:
         return d
-    # Shift each class far apart so one pass suppresses within classes only.
-    offset = d.classes[:, None].astype(np.float32) * 100_000.0
+    group = d.classes if groups is None else groups[d.classes]
+    # Shift each group far apart so one pass suppresses within groups only.
+    offset = group[:, None].astype(np.float32) * 100_000.0
     boxes = d.boxes + offset
-    order = d.scores.argsort()[::-1]
+    order = d.scores.argsort(kind="stable")[::-1]
     keep: list[int] = []
     while len(order):
         best = int(order[0])

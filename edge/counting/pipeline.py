@@ -12,7 +12,7 @@ from collections import deque
 
 import numpy as np
 
-from edge.counting.classes import to_sightings
+from edge.counting.classes import suppression_groups, to_sightings
 from edge.counting.crossing import CountingLine, CrossingEvent
 from edge.counting.detector import Detector
 from edge.counting.intervals import IntervalCounter, IntervalCounts
@@ -33,6 +33,7 @@ class CountingPipeline:
     ) -> None:
         self.detector = detector
         self.class_map = class_map
+        detector.set_groups(suppression_groups(detector.class_names, class_map))
         self.relative_line = line
         self.directions = directions
         self.tracker = Tracker(max_age_s=max_age_s)

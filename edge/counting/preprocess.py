@@ -34,6 +34,36 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
         return image[ys[:, None], xs[None, :]]
 
 
+def letterbox_image(image: np.ndarray, height: int, width: int) -> tuple[np.ndarray, Letterbox]:
+    """(HxWx3 uint8 canvas of the model's input size, how to map boxes back)."""
+    h, w = image.shape[:2]
+    scale = min(height / h, width / w)
+    new_w, new_h = round(w * scale), round(h * scale)
+    if (new_w, new_h) != (w, h):
+        image = _resize(image, new_w, new_h)
+    pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
+    canvas = np.full((height, width, 3), PAD_VALUE, np.uint8)
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = image
+    return canvas, Letterbox(scale, pad_x, pad_y)
+
+
+def to_tensor(
+    canvas: np.ndarray,
+    *,
+    pixel_scale: float = 1.0 / 255.0,
+    bgr: bool = False,
+    channels_last: bool = False,
+    dtype: type = np.float32,
+) -> np.ndarray:
+    """A batch of one in the layout and type the model takes (NCHW or NHWC; float or uint8)."""
+    if bgr:
+        canvas = canvas[:, :, ::-1]
+    batch = canvas[None] if channels_last else canvas.transpose(2, 0, 1)[None]
+    if dtype == np.uint8:
+        return np.ascontiguousarray(batch)  # models with uint8 input normalise in the graph
+    return batch.astype(np.float32) * np.float32(pixel_scale)
+
+
 def letterbox(
     image: np.ndarray,
     height: int,
@@ -47,15 +77,5 @@ def letterbox(
     Pixels are multiplied by `pixel_scale` (1/255 for YOLOv5/v8 models, 1.0 for models trained
     on raw values such as YOLOX), and given in BGR order when `bgr` is set.
     """
-    h, w = image.shape[:2]
-    scale = min(height / h, width / w)
-    new_w, new_h = round(w * scale), round(h * scale)
-    if (new_w, new_h) != (w, h):
-        image = _resize(image, new_w, new_h)
-    pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
-    canvas = np.full((height, width, 3), PAD_VALUE, np.uint8)
-    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = image
-    if bgr:
-        canvas = canvas[:, :, ::-1]
-    tensor = canvas.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(pixel_scale)
-    return tensor, Letterbox(scale, pad_x, pad_y)
+    canvas, box_map = letterbox_image(image, height, width)
+    return to_tensor(canvas, pixel_scale=pixel_scale, bgr=bgr), box_map

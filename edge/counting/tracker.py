@@ -16,10 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.counting.classes import Sighting
+from edge.counting.classes import OBJECT_GROUP, Sighting
+from edge.counting.decode import iou_matrix
 
 # Classes a detector may confuse or a rider merge may flip between; across groups, never.
 _GROUP = {"pedestrian": 0, "cyclist": 0, "motorcycle": 0, "car": 1, "heavy_vehicle": 1}
+# Two tracks of one object group whose boxes overlap this much in the same frame are one object.
+DUPLICATE_IOU = 0.6
+YOUNG_HITS = 2
 
 
 @dataclass
@@ -103,7 +107,37 @@ class Tracker:
                 track = Track(next(self._ids), s.box.copy(), t, votes=Counter([s.count_class]))
                 self.tracks.append(track)
                 seen.append(track)
-        return seen
+        return self._drop_duplicates(seen)
+
+    def _drop_duplicates(self, seen: list[Track]) -> list[Track]:
+        """One object, one track: a young track born on an object another track follows goes.
+
+        Suppression already leaves one box per object and group, so this only acts when a
+        detector's boxes for one object differ more than suppression merges (a second box
+        starts a second track); it keeps two tracks from following one object across the
+        counting line. Established tracks are left alone: two people passing each other
+        overlap too, and both are counted.
+        """
+        if len(seen) < 2:
+            return seen
+        boxes = np.stack([tr.box for tr in seen])
+        ious = iou_matrix(boxes, boxes)
+        order = sorted(range(len(seen)), key=lambda i: (-seen[i].hits, seen[i].id))
+        dropped: set[int] = set()
+        for a_pos, a in enumerate(order):
+            if a in dropped:
+                continue
+            for b in order[a_pos + 1 :]:
+                if b in dropped or ious[a, b] < DUPLICATE_IOU or seen[b].hits > YOUNG_HITS:
+                    continue
+                group_a = OBJECT_GROUP[seen[a].count_class]
+                if group_a == OBJECT_GROUP[seen[b].count_class]:
+                    dropped.add(b)
+        if not dropped:
+            return seen
+        gone = {seen[i].id for i in dropped}
+        self.tracks = [tr for tr in self.tracks if tr.id not in gone]
+        return [tr for i, tr in enumerate(seen) if i not in dropped]
 
     @staticmethod
     def _advance(track: Track, s: Sighting, t: float) -> None:
