@@ -67,8 +67,8 @@ def load_spec(path: Path) -> ModelSpec:
     sidecar = path.with_name(path.name.split(".")[0] + ".json")
     if not sidecar.is_file():
         raise ModelError(
-            f"{path}: no class list; write {sidecar} with {{\"classes\": [...]}} (the model's "
-            f"class names in id order) and optionally \"class_map\""
+            f'{path}: no class list; write {sidecar} with {{"classes": [...]}} (the model\'s '
+            f'class names in id order) and optionally "class_map"'
         )
     try:
         card = json.loads(sidecar.read_text())
@@ -231,7 +231,9 @@ def read_truth(path: Path) -> list[Crossing]:
             try:
                 t = float(row["time_s"])
             except (TypeError, ValueError):
-                raise ValueError(f"{path}:{number}: time_s {row['time_s']!r} is no number") from None
+                raise ValueError(
+                    f"{path}:{number}: time_s {row['time_s']!r} is no number"
+                ) from None
             if cls not in COUNT_CLASSES:
                 raise ValueError(
                     f"{path}:{number}: class {cls!r} is not one of {', '.join(COUNT_CLASSES)}"
@@ -319,7 +321,9 @@ def score(count: VideoCount, truth: list[Crossing], tolerance_s: float) -> Video
     classes: dict[str, ClassScore] = {}
     names = [c for c in COUNT_CLASSES if c in set(count.classes) | {t.count_class for t in truth}]
     for cls in names:
-        true = {d: sum(1 for t in truth if (t.count_class, t.direction) == (cls, d)) for d in DIRECTIONS}
+        true = {
+            d: sum(1 for t in truth if (t.count_class, t.direction) == (cls, d)) for d in DIRECTIONS
+        }
         pred = {
             d: sum(1 for p in predicted if (p.count_class, p.direction) == (cls, d))
             for d in DIRECTIONS

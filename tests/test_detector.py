@@ -72,7 +72,10 @@ def test_yolov5_and_end2end_layouts(tmp_path: Path) -> None:
 def test_coco_class_count_mismatch_is_explained(tmp_path: Path) -> None:
     coco_like = np.zeros((1, 84, 10), np.float32)
     path = constant_model(tmp_path / "coco.onnx", coco_like, [1, 3, 192, 320])
-    with pytest.raises(ModelError, match=r"means 80 classes \(yolov8 layout\).*class list has 4.*yolov8 \[1, 8, N\]"):
+    with pytest.raises(
+        ModelError,
+        match=r"means 80 classes \(yolov8 layout\).*class list has 4.*yolov8 \[1, 8, N\]",
+    ):
         Detector(path, NAMES)
     assert Detector(path, [f"c{i}" for i in range(80)]).layout == "yolov8"
 

