@@ -54,6 +54,7 @@ class ModelSpec:
     path: Path
     classes: list[str]
     class_map: dict[str, str]
+    conf_threshold: float = 0.35
 
 
 def load_spec(path: Path) -> ModelSpec:
@@ -80,7 +81,8 @@ def load_spec(path: Path) -> ModelSpec:
     }
     if not any(v != IGNORE for v in class_map.values()):
         raise ModelError(f"{sidecar}: no model class maps to a count class")
-    return ModelSpec(path, classes, dict(class_map))
+    conf = float(card.get("conf_threshold", 0.35))
+    return ModelSpec(path, classes, dict(class_map), conf)
 
 
 def parse_line(text: str) -> tuple[float, float, float, float]:
@@ -156,14 +158,15 @@ def count_video(
     fps: float = 5.0,
     model: Path = REAL_MODEL,
     threads: int = 1,
-    conf_threshold: float = 0.35,
+    conf_threshold: float | None = None,
     progress: Callable[[float, int], None] | None = None,
 ) -> VideoCount:
     """Every crossing of the line in the video; `progress(video seconds, frames)` now and then."""
     if not video.is_file():
         raise ValueError(f"video file {video} not found")
     spec = load_spec(model)
-    detector = Detector(spec.path, spec.classes, threads=threads, conf_threshold=conf_threshold)
+    conf = spec.conf_threshold if conf_threshold is None else conf_threshold
+    detector = Detector(spec.path, spec.classes, threads=threads, conf_threshold=conf)
     source = OpenCvSource(path=str(video), fps=fps)
     pipeline: CountingPipeline | None = None
     frames, start_t, last_t = 0, None, 0.0
