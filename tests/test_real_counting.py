@@ -108,6 +108,12 @@ def test_suppression_groups_follow_the_count_classes() -> None:
     assert groups[index["dog"]] != groups[index["cat"]]  # ignored classes stay apart
 
 
+def _image(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path))
+    assert bgr is not None, f"cannot read {path}"
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
 def _slide(crop: np.ndarray, steps: int = 16) -> list[np.ndarray]:
     """The crop driven from left to right across a grey 640x360 street."""
     frames = []
@@ -123,7 +129,7 @@ def _slide(crop: np.ndarray, steps: int = 16) -> list[np.ndarray]:
 def test_one_real_vehicle_seen_as_car_and_truck_is_counted_once() -> None:
     # A real van-like truck from a photograph (darknet's dog.jpg), 1.5x: NanoDet reports it
     # as a car and as a truck at once, with near-identical boxes.
-    crop = cv2.imread(str(DATA / "truck-crop.png"))[:, :, ::-1]
+    crop = _image(DATA / "truck-crop.png")
     crop = cv2.resize(crop, None, fx=1.5, fy=1.5)
     frames = _slide(crop)
     spec = load_spec(REAL_MODEL)
@@ -153,7 +159,7 @@ def test_one_real_vehicle_seen_as_car_and_truck_is_counted_once() -> None:
 def test_a_real_empty_street_looped_for_ten_minutes_counts_nothing() -> None:
     # The plaza of the real clip with every passer-by removed (per-pixel median over the clip),
     # two parked vans included; ten minutes at 2 fps with fresh sensor noise in every frame.
-    plate = cv2.imread(str(DATA / "empty-street.jpg"))[:, :, ::-1]
+    plate = _image(DATA / "empty-street.jpg")
     spec = load_spec(REAL_MODEL)
     detector = Detector(REAL_MODEL, spec.classes, conf_threshold=spec.conf_threshold)
     pipeline = CountingPipeline(detector, spec.class_map, line=VTEST_LINE, interval_s=60)
@@ -191,7 +197,7 @@ def test_count_video_command_prints_totals_and_directions(vtest: Path, tmp_path:
     # The first 12 s of the clip, re-encoded, through the command as a user runs it.
     short = tmp_path / "short.avi"
     source = cv2.VideoCapture(str(vtest))
-    writer = cv2.VideoWriter(str(short), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 576))
+    writer = cv2.VideoWriter(str(short), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (768, 576))
     for _ in range(120):
         ok, frame = source.read()
         assert ok
