@@ -7,6 +7,7 @@ import os
 import random
 import threading
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from firmware_sim.camera import SyntheticCamera
 from firmware_sim.scenes import DETECTOR_CLASSES, Scene
 from ingest.influx import InfluxClient
 from stack.count_eval import DEFAULT_MODEL, DIRECTIONS, SHIPPED_CLASS_MAP
+from stack.count_video import REAL_MODEL, load_spec
 from stack.local import LocalStack
 from tests.helpers import wait_for
 
@@ -64,10 +66,27 @@ def _observer(stack: LocalStack, received: list[tuple[str, bytes]]) -> mqtt.Clie
     return client
 
 
-@pytest.mark.timeout(180)
+def _synthetic_detector() -> tuple[Path, list[str], dict[str, str]]:
+    return DEFAULT_MODEL, list(DETECTOR_CLASSES), SHIPPED_CLASS_MAP
+
+
+def _real_detector() -> tuple[Path, list[str], dict[str, str]]:
+    spec = load_spec(REAL_MODEL)
+    return spec.path, spec.classes, spec.class_map
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize(
+    "model_spec", [_synthetic_detector, _real_detector], ids=["synthetic", "real"]
+)
 def test_counts_are_stored_and_no_image_data_leaves_the_counter(
-    stack: LocalStack, influx: InfluxClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    stack: LocalStack,
+    influx: InfluxClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    model_spec: Callable[[], tuple[Path, list[str], dict[str, str]]],
 ) -> None:
+    model, classes, class_map = model_spec()
     caplog.set_level("DEBUG")
     (creds,) = stack.add_devices([("camera-01", {"site": "kruispunt"})])
     received: list[tuple[str, bytes]] = []
@@ -86,9 +105,9 @@ def test_counts_are_stored_and_no_image_data_leaves_the_counter(
             "outbox_path": str(workdir / "outbox.sqlite"),
             "status_interval_s": 3600,
             "counting": {
-                "model": str(DEFAULT_MODEL),
-                "classes": list(DETECTOR_CLASSES),
-                "class_map": SHIPPED_CLASS_MAP,
+                "model": str(model),
+                "classes": classes,
+                "class_map": class_map,
                 "interval_s": 10,
                 "threads": 1,
                 "source": {"kind": "v4l2"},
@@ -100,8 +119,8 @@ def test_counts_are_stored_and_no_image_data_leaves_the_counter(
     camera = RecordingCamera(
         Scene(1003, duration_s=180.0), fps=5.0, realtime=False, start=1_790_000_000.0
     )
-    detector = Detector(DEFAULT_MODEL, list(DETECTOR_CLASSES), threads=1)
-    pipeline = CountingPipeline(detector, SHIPPED_CLASS_MAP, directions=DIRECTIONS, interval_s=10)
+    detector = Detector(model, classes, threads=1)
+    pipeline = CountingPipeline(detector, class_map, directions=DIRECTIONS, interval_s=10)
     loop = CountingLoop(pipeline, camera)
     agent = Agent(
         edge_config,
@@ -139,7 +158,7 @@ def test_counts_are_stored_and_no_image_data_leaves_the_counter(
     traffic = influx.query(
         "SELECT sum(count) FROM traffic WHERE device_id = 'camera-01' GROUP BY class, direction"
     )
-    assert len(traffic) == len(set(SHIPPED_CLASS_MAP.values())) * 2  # zeros stored too
+    assert len(traffic) == len(set(class_map.values())) * 2  # zeros stored too
     running = influx.query("SELECT min(running_fraction) FROM counter")[0]["values"][0][1]
     assert running > 0.9
 
