@@ -535,6 +535,13 @@ def query(
 )
 @click.option("--line", "line_text", default=None, help="Counting line for --video: X1,Y1,X2,Y2.")
 @click.option(
+    "--conditions",
+    default="none",
+    show_default=True,
+    help="Synthetic street conditions, comma-separated: perspective, crowds, parked, shadows, "
+    "night, rain, motion_blur, jpeg; or 'day' (all but night) or 'all'.",
+)
+@click.option(
     "--tolerance",
     type=click.FloatRange(min=0),
     default=1.5,
@@ -552,11 +559,13 @@ def count_eval(
     video: Path | None,
     truth: Path | None,
     line_text: str | None,
+    conditions: str,
     tolerance: float,
     as_json: bool,
 ) -> None:
     """Count a held-out synthetic street (or, with --video, a real clip) against the truth."""
     from edge.counting.errors import ModelError
+    from firmware_sim.conditions import parse_conditions
     from stack.count_eval import DEFAULT_MODEL, evaluate
 
     if video is not None or truth is not None:
@@ -564,6 +573,10 @@ def count_eval(
             _fail("--video needs --truth and --line (and --truth needs --video)")
         _eval_video(video, truth, line_text, fps, model, threads, tolerance, as_json)
         return
+    try:
+        chosen = parse_conditions(conditions)
+    except ValueError as exc:
+        _fail(str(exc))
 
     def progress(fraction: float) -> None:
         click.echo(f"  {fraction * 100:5.1f} % of the sequence counted", err=True)
@@ -576,6 +589,7 @@ def count_eval(
             fps=fps,
             interval_minutes=interval_minutes,
             threads=threads,
+            conditions=chosen,
             progress=None if as_json else progress,
         )
     except (ModelError, ValueError) as exc:
@@ -585,7 +599,8 @@ def count_eval(
         return
     click.echo(
         f"seed {seed}, {minutes:g} min at {fps:g} fps, intervals of "
-        f"{interval_minutes:g} min, model {result.model_id}"
+        f"{interval_minutes:g} min, model {result.model_id}, "
+        f"conditions {', '.join(result.conditions) or 'none'}"
     )
     click.echo(f"{'class':14s} {'direction':15s} {'predicted':>9s} {'true':>6s}")
     for name, c in result.classes.items():

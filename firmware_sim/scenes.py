@@ -13,15 +13,22 @@ Ground truth:
   direction, as a count class.
 
 Seeds 0-999 are for training; evaluation uses seeds from 1000 up, never seen in training.
+
+`conditions` (see conditions.py) add what real streets have: perspective, people in pairs
+and lingering, parked vehicles, shadows, night, rain, motion blur and JPEG artefacts. The
+objects of a seed do not change when conditions are added; what the conditions add comes from
+a second random stream of the same seed.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
+from firmware_sim import conditions as cond
 
 WIDTH, HEIGHT = 320, 180
 DETECTOR_CLASSES = ("person", "bicycle", "car", "truck")
@@ -50,6 +57,9 @@ LANES = (
     Lane("near_sidewalk_a", 166, 1.04, ("pedestrian",), 1),
     Lane("near_sidewalk_b", 174, 1.08, ("pedestrian",), -1),
 )
+# Parked vehicles stand along the far kerb, between the far bike lane and the far road lane.
+PARKING = Lane("parking", 92, 0.84, ("car", "truck"), 0)
+PAVEMENT_ROWS = (63, 170)  # where the street lights shine
 # Arrivals per lane per minute, and speeds in pixels per second at scale 1.
 RATES = {"pedestrian": 2.0, "cyclist": 2.0, "car": 3.5, "truck": 0.7}
 SPEEDS = {
@@ -102,9 +112,35 @@ class _Object:
     width: int
     parts: list[_Part]
     step_parts: list[_Part] | None = None  # alternate walking pose
+    pause_x: float | None = None  # lingering: stands still here ...
+    pause_s: float = 0.0  # ... this long
+    baseline_dy: int = 0  # walking beside someone: a little nearer the camera
 
     def centre_x(self, t: float) -> float:
-        return self.x0 + self.speed * (t - self.t0)
+        if self.speed == 0:
+            return self.x0
+        if self.pause_x is None:
+            return self.x0 + self.speed * (t - self.t0)
+        reach = self.t0 + (self.pause_x - self.x0) / self.speed
+        if t < reach:
+            return self.x0 + self.speed * (t - self.t0)
+        if t < reach + self.pause_s:
+            return self.pause_x
+        return self.x0 + self.speed * (t - self.t0 - self.pause_s)
+
+    def time_at(self, x: float) -> float:
+        """When the centre reaches x (moving objects only)."""
+        t = self.t0 + (x - self.x0) / self.speed
+        if (
+            self.pause_x is not None
+            and (self.pause_x - self.x0) / self.speed < (x - self.x0) / self.speed
+        ):
+            t += self.pause_s
+        return t
+
+    @property
+    def moving(self) -> bool:
+        return self.speed != 0
 
     def count_class(self) -> str:
         return "heavy_vehicle" if self.kind == "truck" else self.kind
@@ -261,15 +297,80 @@ class Scene:
         line_x: float = WIDTH / 2,
         duration_s: float = 900.0,
         traffic: float = 1.0,
+        conditions: str | Iterable[str] = (),
     ) -> None:
         self.seed = seed
         self.line_x = line_x
         self.duration_s = duration_s
+        self.conditions = cond.parse_conditions(conditions)
         rng = np.random.default_rng(seed)
+        extra = np.random.default_rng([seed, 7])  # what conditions add; the base stays as is
         self._background = self._draw_background(rng)
         self._noise = rng.normal(0.0, 4.0, (4, HEIGHT, WIDTH, 3)).astype(np.int16)
         self._light = self._lighting(rng, duration_s)
         self.objects = self._traffic(rng, duration_s, traffic)
+        if "crowds" in self.conditions:
+            self.objects = self._crowds(extra, self.objects)
+        if "parked" in self.conditions:
+            self.objects = self._parked(extra) + self.objects
+        if "shadows" in self.conditions:
+            self._background = self._building_shadows(extra, self._background)
+        self._perspective = (
+            cond.Perspective(HEIGHT, WIDTH) if "perspective" in self.conditions else None
+        )
+        self._street_lights = cond.street_lights(HEIGHT, WIDTH, PAVEMENT_ROWS)
+        self._blurred: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _crowds(self, rng: np.random.Generator, objects: list[_Object]) -> list[_Object]:
+        """Some people walk in pairs; some linger near the counting line."""
+        out = []
+        for o in objects:
+            out.append(o)
+            if o.kind != "pedestrian":
+                continue
+            if rng.random() < 0.3:
+                side = 1 if rng.random() < 0.5 else -1
+                offset = rng.uniform(0.3, 0.9) * o.width * side
+                mate = _make_object(rng, "pedestrian", o.lane, o.t0)
+                mate.x0, mate.speed = o.x0 + offset, o.speed
+                mate.baseline_dy = 3
+                out.append(mate)
+            if rng.random() < 0.2:
+                toward = 1 if o.speed > 0 else -1
+                o.pause_x = self.line_x + toward * rng.uniform(-40.0, 40.0)
+                o.pause_s = float(rng.uniform(2.0, 8.0))
+        for o in out:  # a pair lingers together
+            if o.baseline_dy:
+                lead = next(p for p in out if p.lane is o.lane and p.t0 == o.t0 and p is not o)
+                if lead.pause_x is not None:
+                    o.pause_x = lead.pause_x + (o.x0 - lead.x0)
+                    o.pause_s = lead.pause_s
+        out.sort(key=lambda o: o.t0)
+        return out
+
+    def _parked(self, rng: np.random.Generator) -> list[_Object]:
+        parked = []
+        x = float(rng.uniform(-30, 20))
+        while x < WIDTH + 30:
+            kind = "truck" if rng.random() < 0.25 else "car"
+            o = _make_object(rng, kind, PARKING, 0.0)
+            o.speed, o.x0 = 0.0, x + o.width / 2
+            parked.append(o)
+            x += o.width + float(rng.uniform(4, 60))
+        return parked
+
+    @staticmethod
+    def _building_shadows(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+        """Diagonal shade cast by the buildings over part of the street."""
+        out = background.astype(np.float32)
+        yy, xx = np.mgrid[:HEIGHT, :WIDTH]
+        for _ in range(2):
+            x0 = rng.uniform(0, WIDTH)
+            width = rng.uniform(40, 90)
+            slant = rng.uniform(0.4, 0.9)
+            inside = (xx - x0 - slant * (yy - 56) >= 0) & (xx - x0 - slant * (yy - 56) < width)
+            out[inside & (yy >= 56)] *= 0.62
+        return np.clip(out, 0, 255).astype(np.uint8)
 
     def _draw_background(self, rng: np.random.Generator) -> np.ndarray:
         img = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
@@ -344,7 +445,9 @@ class Scene:
     def crossings(self) -> list[Crossing]:
         out = []
         for o in self.objects:
-            t = o.t0 + (self.line_x - o.x0) / o.speed
+            if not o.moving:
+                continue  # parked
+            t = o.time_at(self.line_x)
             if 0 <= t < self.duration_s:
                 direction = LEFT_TO_RIGHT if o.speed > 0 else RIGHT_TO_LEFT
                 out.append(Crossing(t, o.count_class(), direction))
@@ -356,24 +459,121 @@ class Scene:
         image = self._background.copy()
         owner = np.full((HEIGHT, WIDTH), -1, np.int32)
         drawn: list[tuple[int, _Part, int, int]] = []
+        lamps: list[tuple[float, float, int]] = []  # headlights: x, y, +1 white / -1 red
         visible = [o for o in self.objects if abs(o.centre_x(t) - WIDTH / 2) < WIDTH / 2 + o.width]
-        visible.sort(key=lambda o: o.lane.baseline)  # far first: near traffic occludes it
+        visible.sort(key=lambda o: o.lane.baseline + o.baseline_dy)  # far first
+        blur = "motion_blur" in self.conditions
         for o in visible:
             parts = o.parts
             if o.step_parts is not None and int(abs(o.centre_x(t)) / 6) % 2:
                 parts = o.step_parts
             left = round(o.centre_x(t) - o.width / 2)
-            bottom = o.lane.baseline
+            bottom = o.lane.baseline + o.baseline_dy
+            if "shadows" in self.conditions:
+                self._shadow(image, left, bottom, o.width, o.lane.scale)
             base_h = parts[0].rgb.shape[0]
+            # Moving right now: a lingering person standing still is not smeared.
+            moving = o.centre_x(t) != o.centre_x(t - cond.EXPOSURE_S)
+            length = round(abs(o.speed) * cond.EXPOSURE_S) if blur and moving else 0
             for p in parts:
                 x = left + p.dx
                 y = bottom - base_h + p.dy
-                if self._blit(image, owner, p, x, y, len(drawn)):
+                if length > 1:
+                    ok = self._blit_blurred(image, owner, p, x, y, len(drawn), length, o.speed)
+                else:
+                    ok = self._blit(image, owner, p, x, y, len(drawn))
+                if ok:
                     drawn.append((len(drawn), p, x, y))
+            if o.kind in ("car", "truck") and o.moving:
+                h = parts[0].rgb.shape[0]
+                front = left + (o.width if o.speed > 0 else 0)
+                back = left + (0 if o.speed > 0 else o.width)
+                lamps.append((front, bottom - 0.35 * h, 1))
+                lamps.append((back, bottom - 0.4 * h, -1))
         boxes = self._boxes(owner, drawn)
-        lit = image.astype(np.int16)
-        lit = (lit * light).astype(np.int16) + self._noise[frame_index % len(self._noise)]
-        return Frame(t, np.clip(lit, 0, 255).astype(np.uint8), boxes)
+        if "night" in self.conditions:
+            rng = np.random.default_rng([self.seed, frame_index, 3])
+            image = cond.night(image, self._street_lights, rng)
+            image = self._headlights(image, lamps)
+        else:
+            lit = image.astype(np.int16)
+            lit = (lit * light).astype(np.int16) + self._noise[frame_index % len(self._noise)]
+            image = np.clip(lit, 0, 255).astype(np.uint8)
+        if self._perspective is not None:
+            image = self._perspective.image(image)
+            boxes = self._warp_boxes(boxes)
+        if "rain" in self.conditions:
+            image = cond.rain(image, np.random.default_rng([self.seed, frame_index, 5]))
+        if "jpeg" in self.conditions:
+            image = cond.jpeg(image)
+        return Frame(t, image, boxes)
+
+    def _warp_boxes(self, boxes: list[Box]) -> list[Box]:
+        assert self._perspective is not None
+        out = []
+        for b in boxes:
+            warped = self._perspective.box(b.x1, b.y1, b.x2, b.y2)
+            if warped is not None:
+                out.append(Box(b.cls, *warped))
+        return out
+
+    @staticmethod
+    def _shadow(image: np.ndarray, left: int, bottom: int, width: int, scale: float) -> None:
+        """A soft, flat shadow on the ground, cast a little to the right."""
+        cx, cy = left + width / 2 + 5 * scale, bottom - 1
+        rx, ry = width * 0.6, max(2.0, 3.5 * scale)
+        y0, y1 = max(int(cy - ry), 0), min(int(cy + ry) + 1, HEIGHT)
+        x0, x1 = max(int(cx - rx), 0), min(int(cx + rx) + 1, WIDTH)
+        if y0 >= y1 or x0 >= x1:
+            return
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        d = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2
+        shade = np.where(d < 1.0, 0.55 + 0.45 * d, 1.0)
+        image[y0:y1, x0:x1] = (image[y0:y1, x0:x1] * shade[..., None]).astype(np.uint8)
+
+    @staticmethod
+    def _headlights(image: np.ndarray, lamps: list[tuple[float, float, int]]) -> np.ndarray:
+        out = image.astype(np.float32)
+        yy, xx = np.mgrid[:HEIGHT, :WIDTH].astype(np.float32)
+        for x, y, kind in lamps:
+            if not -20 < x < WIDTH + 20:
+                continue
+            d2 = (xx - x) ** 2 + (yy - y) ** 2
+            if kind > 0:
+                out += (255.0 * np.exp(-d2 / 6.0))[..., None]
+                out += (60.0 * np.exp(-d2 / 300.0))[..., None]  # glow on the road
+            else:
+                out[..., 0] += 200.0 * np.exp(-d2 / 4.0)
+        return np.clip(out, 0, 255).astype(np.uint8)
+
+    def _blit_blurred(
+        self,
+        image: np.ndarray,
+        owner: np.ndarray,
+        p: _Part,
+        x: int,
+        y: int,
+        ident: int,
+        length: int,
+        speed: float,
+    ) -> bool:
+        key = (id(p), length)
+        if key not in self._blurred:
+            self._blurred[key] = cond.blur_sprite(p.rgb, p.mask, length)
+        rgb, alpha = self._blurred[key]
+        if speed > 0:
+            x -= length - 1  # the smear trails behind
+        h, w = alpha.shape
+        x0, y0 = max(x, 0), max(y, 0)
+        x1, y1 = min(x + w, WIDTH), min(y + h, HEIGHT)
+        if x0 >= x1 or y0 >= y1:
+            return False
+        a = alpha[y0 - y : y1 - y, x0 - x : x1 - x]
+        c = rgb[y0 - y : y1 - y, x0 - x : x1 - x]
+        region = image[y0:y1, x0:x1].astype(np.float32)
+        image[y0:y1, x0:x1] = (region * (1 - a[..., None]) + c * a[..., None]).astype(np.uint8)
+        owner[y0:y1, x0:x1][a > 0.5] = ident
+        return True
 
     @staticmethod
     def _blit(image: np.ndarray, owner: np.ndarray, p: _Part, x: int, y: int, ident: int) -> bool:

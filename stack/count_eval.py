@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,10 +59,12 @@ class EvalResult:
     seconds: float
     classes: dict[str, ClassResult] = field(default_factory=dict)
     intervals: list[dict[str, Any]] = field(default_factory=list)
+    conditions: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
+            "conditions": self.conditions,
             "minutes": self.minutes,
             "fps": self.fps,
             "interval_minutes": self.interval_minutes,
@@ -82,6 +84,7 @@ def evaluate(
     fps: float = 5.0,
     interval_minutes: float = 15.0,
     threads: int = 1,
+    conditions: str | Iterable[str] = (),
     progress: Callable[[float], None] | None = None,
 ) -> EvalResult:
     if seed < FIRST_HELD_OUT_SEED:
@@ -90,7 +93,7 @@ def evaluate(
         )
     duration = minutes * 60.0
     interval_s = interval_minutes * 60.0
-    scene = Scene(seed, duration_s=duration)
+    scene = Scene(seed, duration_s=duration, conditions=conditions)
     detector = Detector(model, list(DETECTOR_CLASSES), threads=threads)
     pipeline = CountingPipeline(
         detector, SHIPPED_CLASS_MAP, directions=DIRECTIONS, interval_s=interval_s
@@ -120,6 +123,7 @@ def evaluate(
             predicted[index][key] += n
 
     result = EvalResult(seed, minutes, fps, interval_minutes, detector.model_id, frames, seconds)
+    result.conditions = sorted(scene.conditions)
     for cls in sorted({k[0] for k in pipeline.intervals.keys}):
         errors = [
             predicted[i][(cls, d)] - truth[i][(cls, d)]

@@ -9,8 +9,10 @@ The exported graph decodes boxes itself and outputs `[1, 4 + nc, N]` — centre 
 width, height in input pixels, then class scores — which is the YOLOv8/YOLO11 export layout,
 so the edge decoder treats it like any such model.
 
-Training data are frames rendered from `firmware_sim.scenes` with seeds below 1000; evaluation
-uses seeds from 1000 up. Everything is seeded: the same command gives the same data and, on
+Training data are frames rendered from `firmware_sim.scenes` with seeds below 1000, a quarter
+of the streets plain and the rest under random conditions (perspective, crowds, parked
+vehicles, shadows, night, rain, motion blur, JPEG; see `conditions_for`); evaluation uses
+seeds from 1000 up. Everything is seeded: the same command gives the same data and, on
 the same machine and library versions, the same weights.
 """
 
@@ -27,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from firmware_sim.conditions import CONDITIONS
 from firmware_sim.scenes import DETECTOR_CLASSES, HEIGHT, Scene
 
 INPUT_H, INPUT_W = 192, 320  # multiples of 32; the 320x180 camera frame is letterboxed into it
@@ -111,13 +114,24 @@ def letterbox(image: np.ndarray) -> np.ndarray:
     return out
 
 
+def conditions_for(seed: int) -> frozenset[str]:
+    """A quarter of the training streets are plain; the rest get each condition at 35 %."""
+    rng = np.random.default_rng([seed, 11])
+    if rng.random() < 0.25:
+        return frozenset()
+    return frozenset(c for c in CONDITIONS if rng.random() < 0.35)
+
+
 class SceneBatches:
     """Random frames from random training scenes, rendered on the fly."""
 
     def __init__(self, seed: int, scenes: int) -> None:
         self.rng = np.random.default_rng(seed)
         seeds = list(TRAIN_SEEDS)[:scenes]
-        self.scenes = [Scene(s, duration_s=600.0, traffic=1.0 + 0.5 * (s % 3)) for s in seeds]
+        self.scenes = [
+            Scene(s, duration_s=600.0, traffic=1.0 + 0.5 * (s % 3), conditions=conditions_for(s))
+            for s in seeds
+        ]
 
     def batch(self, size: int) -> tuple[torch.Tensor, list[np.ndarray]]:
         images, targets = [], []
