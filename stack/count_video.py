@@ -16,73 +16,19 @@ true) of crossing events.
 from __future__ import annotations
 
 import csv
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.counting.classes import IGNORE
 from edge.counting.detector import Detector
-from edge.counting.errors import ModelError
+from edge.counting.modelspec import REAL_MODEL, load_spec
 from edge.counting.pipeline import CountingPipeline
 from edge.counting.sources import OpenCvSource
 from protocol.counting import COUNT_CLASSES
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
-# COCO-trained NanoDet-m, converted by training/convert_nanodet.py: the detector for real
-# cameras (the synthetic street detector has never seen a real street).
-REAL_MODEL = MODELS / "coco-nanodet-m-416.onnx"
 DIRECTIONS = ("left_to_right", "right_to_left")
-# Model class names that mean a count class, for models whose sidecar gives no class map.
-DEFAULT_CLASS_MAP = {
-    "person": "pedestrian",
-    "pedestrian": "pedestrian",
-    "bicycle": "cyclist",
-    "cyclist": "cyclist",
-    "car": "car",
-    "motorcycle": "motorcycle",
-    "motorbike": "motorcycle",
-    "bus": "heavy_vehicle",
-    "truck": "heavy_vehicle",
-}
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    path: Path
-    classes: list[str]
-    class_map: dict[str, str]
-    conf_threshold: float = 0.35
-
-
-def load_spec(path: Path) -> ModelSpec:
-    """A model and its class list, from the JSON file beside it (`<model stem>.json`).
-
-    The sidecar has `classes` (the model's class names in id order) and may have `class_map`;
-    without one, well-known names (person, bicycle, car, motorcycle, bus, truck) are mapped.
-    """
-    if not path.is_file():
-        raise ModelError(f"model file {path} not found")
-    sidecar = path.with_name(path.name.split(".")[0] + ".json")
-    if not sidecar.is_file():
-        raise ModelError(
-            f'{path}: no class list; write {sidecar} with {{"classes": [...]}} (the model\'s '
-            f'class names in id order) and optionally "class_map"'
-        )
-    try:
-        card = json.loads(sidecar.read_text())
-        classes = [str(c) for c in card["classes"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{sidecar}: not a class list ({exc})") from exc
-    class_map = card.get("class_map") or {
-        name: DEFAULT_CLASS_MAP[name] for name in classes if name in DEFAULT_CLASS_MAP
-    }
-    if not any(v != IGNORE for v in class_map.values()):
-        raise ModelError(f"{sidecar}: no model class maps to a count class")
-    conf = float(card.get("conf_threshold", 0.35))
-    return ModelSpec(path, classes, dict(class_map), conf)
 
 
 def parse_line(text: str) -> tuple[float, float, float, float]:

@@ -8,6 +8,7 @@ import pytest
 
 from edge.config import load_edge_config
 from edge.counting.config import build_pipeline
+from edge.counting.errors import ModelError
 from edge.drivers.registry import Bme280Config, Sds011Config
 from gateway.mosquitto import BrokerFiles, acl_file, broker_config, password_file
 from ingest.config import load_ingest_config
@@ -128,3 +129,25 @@ def test_generated_mosquitto_files_lock_devices_to_their_topic(tmp_path: Path) -
     assert acl[acl.index("user ingest") + 1] == "topic read sensorpipe/v1/#"
     assert not any(line.startswith("pattern read") for line in acl)
     assert password_file(registry).splitlines()[0].startswith("balcony-01:$7$")
+
+
+def test_a_camera_config_without_a_model_counts_with_the_real_street_detector(
+    tmp_path: Path,
+) -> None:
+    text = (CONFIG / "edge-camera.example.toml").read_text()
+    lines = [ln for ln in text.splitlines() if not ln.startswith(("model =", "class_map ="))]
+    path = tmp_path / "cam.toml"
+    path.write_text("\n".join(lines) + "\n")
+    config = load_edge_config(path)
+    assert config.counting is not None and config.counting.classes is None
+    pipeline = build_pipeline(config.counting, tmp_path)
+    assert pipeline.detector.model_id.startswith("coco-nanodet-m-416@")
+    assert len(pipeline.detector.class_names) == 80
+    assert pipeline.class_map["bus"] == "heavy_vehicle"
+    assert pipeline.detector.conf_threshold == 0.3  # the model's own, from its JSON file
+    # A class map naming a class the model does not have is refused when the model is known.
+    path.write_text(text.replace('bus = "heavy_vehicle"', 'tram = "heavy_vehicle"'))
+    config = load_edge_config(path)
+    assert config.counting is not None
+    with pytest.raises(ModelError, match=r"class_map names \['tram'\]"):
+        build_pipeline(config.counting, CONFIG)

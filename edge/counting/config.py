@@ -10,6 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge.counting.classes import validate_class_map
 from edge.counting.detector import Detector
+from edge.counting.errors import ModelError
+from edge.counting.modelspec import (
+    DEFAULT_CONF,
+    REAL_MODEL,
+    ModelSpec,
+    default_class_map,
+    load_spec,
+    sidecar_of,
+)
 from edge.counting.pipeline import CountingPipeline
 from edge.counting.sources import FrameSource, OpenCvSource, PiCameraSource
 from protocol.counting import DIRECTION_PATTERN
@@ -35,13 +44,22 @@ class SourceConfig(_Strict):
 
 
 class CountingConfig(_Strict):
-    model: str = Field(description="ONNX detector; relative paths are relative to the config")
-    classes: list[str] = Field(min_length=1, description="the model's class names, in order")
-    class_map: dict[str, str] = Field(description="model class -> count class or 'ignore'")
-    layout: Literal["auto", "yolov8", "yolov5", "end2end"] = "auto"
+    # Default: the shipped COCO detector for real streets (models/coco-nanodet-m-416.onnx).
+    model: str = Field(
+        default=str(REAL_MODEL),
+        description="ONNX detector; relative paths are relative to the config",
+    )
+    # Default: from the JSON file beside the model (`<name>.json`), as the shipped models have.
+    classes: list[str] | None = Field(
+        default=None, min_length=1, description="the model's class names, in order"
+    )
+    class_map: dict[str, str] | None = Field(
+        default=None, description="model class -> count class or 'ignore'"
+    )
+    layout: Literal["auto", "yolov8", "yolov5", "end2end", "tfod"] = "auto"
     # A Pi 4 or 5 has four cores: by default two for inference, the rest for camera and agent.
     threads: int = Field(default=2, ge=1, le=16)
-    conf_threshold: float = Field(default=0.35, gt=0, lt=1)
+    conf_threshold: float | None = Field(default=None, gt=0, lt=1)  # default: the model's
     iou_threshold: float = Field(default=0.45, gt=0, lt=1)
     # What the model was trained on: pixels scaled by 1/255 (YOLOv5/v8/11, the shipped model)
     # or raw 0..255 (pixel_scale = 1.0, e.g. YOLOX), in RGB or BGR order.
@@ -55,7 +73,9 @@ class CountingConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> CountingConfig:
-        validate_class_map(self.classes, self.class_map)
+        if self.class_map is not None:
+            # Targets are checked now; model class names once the model's list is known.
+            validate_class_map(self.classes or list(self.class_map), self.class_map)
         if not all(0.0 <= v <= 1.0 for v in self.line):
             raise ValueError("line coordinates are fractions of the frame, between 0 and 1")
         for d in self.directions:
@@ -64,23 +84,46 @@ class CountingConfig(_Strict):
         return self
 
 
-def build_pipeline(config: CountingConfig, base_dir: Path) -> CountingPipeline:
+def resolve_model(config: CountingConfig, base_dir: Path) -> ModelSpec:
+    """The model path, classes, class map and threshold: from the config, else the sidecar."""
     model = Path(config.model)
     if not model.is_absolute():
         model = base_dir / model
+    if config.classes is not None and (
+        config.class_map is not None or not sidecar_of(model).is_file()
+    ):
+        classes = config.classes
+        class_map = config.class_map or default_class_map(classes)
+        conf = DEFAULT_CONF
+    else:
+        spec = load_spec(model)
+        classes = config.classes or spec.classes
+        class_map = config.class_map or spec.class_map
+        conf = spec.conf_threshold
+    try:
+        validate_class_map(classes, class_map)
+    except ValueError as exc:
+        raise ModelError(f"{model}: {exc}") from exc
+    if config.conf_threshold is not None:
+        conf = config.conf_threshold
+    return ModelSpec(model, classes, class_map, conf)
+
+
+def build_pipeline(config: CountingConfig, base_dir: Path) -> CountingPipeline:
+    spec = resolve_model(config, base_dir)
     detector = Detector(
-        model,
-        config.classes,
+        spec.path,
+        spec.classes,
         layout=config.layout,
         threads=config.threads,
-        conf_threshold=config.conf_threshold,
+        conf_threshold=spec.conf_threshold,
         iou_threshold=config.iou_threshold,
         pixel_scale=config.pixel_scale,
         bgr=config.channels == "bgr",
     )
     return CountingPipeline(
         detector,
-        config.class_map,
+        spec.class_map,
         line=config.line,
         directions=config.directions,
         interval_s=config.interval_s,
