@@ -22,6 +22,7 @@ from typing import Any
 
 from edge.counting.detector import Detector
 from edge.counting.intervals import IntervalCounts
+from edge.counting.modelspec import DEFAULT_CONF, load_spec, sidecar_of
 from edge.counting.pipeline import CountingPipeline
 from firmware_sim.scenes import DETECTOR_CLASSES, LEFT_TO_RIGHT, RIGHT_TO_LEFT, Scene
 
@@ -94,10 +95,13 @@ def evaluate(
     duration = minutes * 60.0
     interval_s = interval_minutes * 60.0
     scene = Scene(seed, duration_s=duration, conditions=conditions)
-    detector = Detector(model, list(DETECTOR_CLASSES), threads=threads)
-    pipeline = CountingPipeline(
-        detector, SHIPPED_CLASS_MAP, directions=DIRECTIONS, interval_s=interval_s
-    )
+    if sidecar_of(model).is_file():  # the shipped models say what their classes are
+        spec = load_spec(model)
+        classes, class_map, conf = spec.classes, spec.class_map, spec.conf_threshold
+    else:
+        classes, class_map, conf = list(DETECTOR_CLASSES), SHIPPED_CLASS_MAP, DEFAULT_CONF
+    detector = Detector(model, classes, threads=threads, conf_threshold=conf)
+    pipeline = CountingPipeline(detector, class_map, directions=DIRECTIONS, interval_s=interval_s)
     closed: list[IntervalCounts] = []
     started = time.perf_counter()
     frames = 0

@@ -273,3 +273,15 @@ def test_scoring_matches_within_the_tolerance_only() -> None:
     assert ped.wape == pytest.approx(1 / 3, abs=1e-4)  # |2-2| + |0-1| over 3
     assert result.classes["car"].precision == 0.0 and result.classes["car"].wape is None
     assert [c.time_s for c in result.unmatched_true] == [9.0, 6.0]
+
+
+def test_count_eval_refuses_a_model_whose_classes_are_not_the_scene_s(tmp_path: Path) -> None:
+    # The COCO model copied without its class list: count-eval assumes the synthetic street's
+    # four classes, and the model's own metadata says 80.
+    bare = tmp_path / "detector.onnx"
+    bare.write_bytes(REAL_MODEL.read_bytes())
+    command = [sys.executable, "-m", "cli.main", "count-eval", "--model", str(bare)]
+    done = subprocess.run([*command, "--minutes", "0.5"], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "declares 80 classes" in done.stderr and "class list has 4" in done.stderr
+    assert "Traceback" not in done.stderr
