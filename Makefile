@@ -26,6 +26,7 @@ lint: setup
 bench: setup
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.counting
+	$(PY) -m bench.conditions --minutes 5
 
 # Retrain the shipped street detector from synthetic scenes (PyTorch, CPU; about 15 minutes
 # on two cores), export it to ONNX, quantise it, and evaluate it on a held-out seed.
