@@ -197,3 +197,39 @@ def test_missing_camera_packages_are_explained(monkeypatch: pytest.MonkeyPatch) 
         open_source(SourceConfig(kind="video", path="street.mp4"))
     with pytest.raises(SourceUnavailable, match="apt-get install python3-picamera2"):
         open_source(SourceConfig(kind="picamera2"))
+
+
+def test_suppression_groups_merge_one_vehicle_seen_as_two_classes() -> None:
+    # Same van as car (0.8) and truck (0.7); a person and the bicycle they ride overlap too.
+    boxes = np.array(
+        [[100, 50, 160, 80], [101, 49, 161, 81], [20, 10, 30, 40], [15, 25, 40, 45]], np.float32
+    )
+    d = Detections(boxes, np.array([0.8, 0.7, 0.9, 0.85], np.float32), np.array([2, 3, 0, 1]))
+    groups = np.array([0, 1, 2, 2])  # person, bicycle, car and truck together
+    kept = nms(d, 0.45, groups)
+    assert sorted(kept.classes.tolist()) == [0, 1, 2]  # the truck reading went; the car stays
+    assert len(nms(d, 0.45)) == 4  # per class, both vehicle boxes would survive
+
+
+def test_a_second_track_on_one_vehicle_never_crosses() -> None:
+    # A truck crosses; from the third frame the detector also boxes its cab as a car (the cab
+    # box lies inside the truck box, IoU 0.25, so suppression keeps both). Counted once.
+    frames = []
+    for i in range(16):
+        cx = -40 + 26 * i
+        frame = [_sighting(cx, 110, 100, 40, "heavy_vehicle")]
+        if i >= 2:
+            frame.append(_sighting(cx + 38, 115, 24, 30, "car"))
+        frames.append(frame)
+    assert _run(frames) == [("heavy_vehicle", "left_to_right")]
+
+
+def test_two_people_side_by_side_are_both_counted() -> None:
+    frames = [
+        [
+            _sighting(120 + 4 * i, 62, 10, 28, "pedestrian"),
+            _sighting(126 + 4 * i, 64, 10, 28, "pedestrian"),  # half overlapping, same pace
+        ]
+        for i in range(20)
+    ]
+    assert _run(frames) == [("pedestrian", "left_to_right")] * 2

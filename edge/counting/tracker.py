@@ -21,8 +21,11 @@ from edge.counting.decode import iou_matrix
 
 # Classes a detector may confuse or a rider merge may flip between; across groups, never.
 _GROUP = {"pedestrian": 0, "cyclist": 0, "motorcycle": 0, "car": 1, "heavy_vehicle": 1}
-# Two tracks of one object group whose boxes overlap this much in the same frame are one object.
+# Two tracks of one object group whose boxes overlap this much in the same frame are one object:
+# IoU for everyone; for vehicles also a box lying inside another (a cab inside its truck).
 DUPLICATE_IOU = 0.6
+DUPLICATE_INSIDE = 0.85
+VEHICLES = OBJECT_GROUP["car"]
 YOUNG_HITS = 2
 
 
@@ -122,16 +125,22 @@ class Tracker:
             return seen
         boxes = np.stack([tr.box for tr in seen])
         ious = iou_matrix(boxes, boxes)
+        inside = _inside_matrix(boxes)
         order = sorted(range(len(seen)), key=lambda i: (-seen[i].hits, seen[i].id))
         dropped: set[int] = set()
         for a_pos, a in enumerate(order):
             if a in dropped:
                 continue
             for b in order[a_pos + 1 :]:
-                if b in dropped or ious[a, b] < DUPLICATE_IOU or seen[b].hits > YOUNG_HITS:
+                if b in dropped or seen[b].hits > YOUNG_HITS:
                     continue
-                group_a = OBJECT_GROUP[seen[a].count_class]
-                if group_a == OBJECT_GROUP[seen[b].count_class]:
+                group = OBJECT_GROUP[seen[a].count_class]
+                if group != OBJECT_GROUP[seen[b].count_class]:
+                    continue
+                same = ious[a, b] >= DUPLICATE_IOU
+                if group == VEHICLES:
+                    same = same or max(inside[a, b], inside[b, a]) >= DUPLICATE_INSIDE
+                if same:
                     dropped.add(b)
         if not dropped:
             return seen
@@ -154,3 +163,14 @@ class Tracker:
         track.t = t
         track.hits += 1
         track.votes[s.count_class] += 1
+
+
+def _inside_matrix(boxes: np.ndarray) -> np.ndarray:
+    """[i, j]: the share of box j's area that lies inside box i."""
+    ix1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    iy1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    ix2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    iy2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return np.asarray(inter / (area[None, :] + 1e-9))
