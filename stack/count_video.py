@@ -106,8 +106,9 @@ def count_video(
     threads: int = 1,
     conf_threshold: float | None = None,
     progress: Callable[[float, int], None] | None = None,
+    progress_every_s: float = 5.0,
 ) -> VideoCount:
-    """Every crossing of the line in the video; `progress(video seconds, frames)` now and then."""
+    """Every crossing of the line; `progress(video seconds, frames)` every `progress_every_s`."""
     if not video.is_file():
         raise ValueError(f"video file {video} not found")
     spec = load_spec(model)
@@ -117,7 +118,7 @@ def count_video(
     pipeline: CountingPipeline | None = None
     frames, start_t, last_t = 0, None, 0.0
     started = time.perf_counter()
-    next_report = started + 5.0
+    next_report = started + progress_every_s
     fractions = line
     try:
         for t, frame in source.frames():
@@ -141,7 +142,7 @@ def count_video(
             frames += 1
             if progress is not None and time.perf_counter() >= next_report:
                 progress(last_t, frames)
-                next_report = time.perf_counter() + 5.0
+                next_report = time.perf_counter() + progress_every_s
     finally:
         source.close()
     if pipeline is None:

@@ -181,7 +181,12 @@ def vtest() -> Path:
 
 @pytest.mark.timeout(300)
 def test_counting_the_real_clip_meets_the_targets(vtest: Path) -> None:
-    count = count_video(vtest, VTEST_LINE, fps=5)
+    reports: list[tuple[float, int]] = []
+    count = count_video(
+        vtest, VTEST_LINE, fps=5, progress=lambda s, n: reports.append((s, n)), progress_every_s=0
+    )
+    assert [n for _, n in reports] == list(range(1, 399))  # progress, here after every frame
+    assert reports[-1][0] == pytest.approx(79.4)
     truth = read_truth(VTEST_TRUTH)
     result = score(count, truth, tolerance_s=1.5)
     pedestrians = result.classes["pedestrian"]
