@@ -22,11 +22,10 @@ from typing import Any
 
 from edge.counting.detector import Detector
 from edge.counting.intervals import IntervalCounts
-from edge.counting.modelspec import DEFAULT_CONF, load_spec, sidecar_of
+from edge.counting.modelspec import DEFAULT_CONF, MODELS, load_spec, sidecar_of
 from edge.counting.pipeline import CountingPipeline
 from firmware_sim.scenes import DETECTOR_CLASSES, LEFT_TO_RIGHT, RIGHT_TO_LEFT, Scene
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
 # Static int8 counts as well as fp32 on held-out streets and is faster: it is the default.
 DEFAULT_MODEL = MODELS / "street-detector.int8.onnx"
 FP32_MODEL = MODELS / "street-detector.onnx"

@@ -162,16 +162,24 @@ def decode(output: np.ndarray, layout: str, conf: float) -> Detections:
     raise ModelError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes a [A, 4] and b [B, 4]."""
+def box_areas(boxes: np.ndarray) -> np.ndarray:
+    return np.asarray((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+
+
+def intersection_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection areas of boxes a [A, 4] and b [B, 4]."""
     ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
     iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
     ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
     iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9))
+    return np.asarray(np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None))
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes a [A, 4] and b [B, 4]."""
+    inter = intersection_matrix(a, b)
+    union = box_areas(a)[:, None] + box_areas(b)[None, :] - inter
+    return np.asarray(inter / (union + 1e-9))
 
 
 def nms(d: Detections, iou_threshold: float, groups: np.ndarray | None = None) -> Detections:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.counting.classes import OBJECT_GROUP, Sighting
-from edge.counting.decode import iou_matrix
+from edge.counting.decode import box_areas, intersection_matrix, iou_matrix
 
 # Classes a detector may confuse or a rider merge may flip between; across groups, never.
 _GROUP = {"pedestrian": 0, "cyclist": 0, "motorcycle": 0, "car": 1, "heavy_vehicle": 1}
@@ -167,10 +167,4 @@ class Tracker:
 
 def _inside_matrix(boxes: np.ndarray) -> np.ndarray:
     """[i, j]: the share of box j's area that lies inside box i."""
-    ix1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-    iy1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-    ix2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-    iy2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return np.asarray(inter / (area[None, :] + 1e-9))
+    return np.asarray(intersection_matrix(boxes, boxes) / (box_areas(boxes)[None, :] + 1e-9))
