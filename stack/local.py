@@ -24,7 +24,7 @@ from protocol.registry import Registry, load_registry, save_registry
 from stack.process import (
     ManagedProcess,
     ProcessStartError,
-    free_port,
+    free_ports,
     pid_alive,
     port_open,
     stop_pid,
@@ -105,7 +105,7 @@ class LocalStack:
         ingest_password = set_ingest_account(registry)
         save_registry(registry, self.registry_path)
 
-        broker_port, http_port, rpc_port = free_port(), free_port(), free_port()
+        broker_port, http_port, rpc_port = free_ports(3)
         influxd = Influxd(
             self.directory / "influxdb", http_port=http_port, rpc_port=rpc_port, database=DATABASE
         )
