@@ -5,6 +5,10 @@ fails. Each track predicts where its centre will be from a smoothed velocity; a 
 when it lies within an ellipse of about one box size around that prediction. Matching is
 greedy, cheapest pair first, and prefers the track's class. Tracks survive short gaps
 (occlusion by passing traffic) on their prediction and are dropped after `max_age_s`.
+
+A track that has stood still for a while (a parked car, someone waiting) only takes sightings
+that overlap its box well. Otherwise a vehicle passing in front of a parked one, whose box
+briefly merges with it, drags the parked car's track across the counting line with it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,15 @@ DUPLICATE_IOU = 0.6
 DUPLICATE_INSIDE = 0.85
 VEHICLES = OBJECT_GROUP["car"]
 YOUNG_HITS = 2
+# Standing still: the centre stays within this share of the box width (or STILL_PX) ...
+STILL_SHARE = 0.15
+STILL_PX = 2.0
+# ... for this long; from then on a sighting needs this IoU with the box it stands in.
+STILL_S = 2.0
+STILL_IOU = 0.6
+# A track seen once and not again within this time was a stray box: it goes. Left to live
+# `max_age_s` with no velocity to predict from, it would catch a box far away a second later.
+TENTATIVE_AGE_S = 0.6
 
 
 @dataclass
@@ -39,6 +52,13 @@ class Track:
     hits: int = 1
     votes: Counter[str] = field(default_factory=Counter)
     prev_centre: tuple[float, float] | None = None
+    anchor: tuple[float, float] | None = None  # where it has been standing since `still_since`
+    anchor_box: np.ndarray | None = None
+    still_since: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.anchor, self.anchor_box = self.centre, self.box.copy()
+        self.still_since = self.t
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -48,7 +68,13 @@ class Track:
     def count_class(self) -> str:
         return self.votes.most_common(1)[0][0]
 
+    def standing(self, t: float) -> bool:
+        """Has stood still (within jitter) for at least `STILL_S` seconds."""
+        return t - self.still_since >= STILL_S and self.hits >= 3
+
     def predicted_centre(self, t: float) -> tuple[float, float]:
+        if self.standing(t):
+            return self.centre
         cx, cy = self.centre
         dt = t - self.t
         return cx + self.vx * dt, cy + self.vy * dt
@@ -71,6 +97,8 @@ class Tracker:
         h = (track.box[3] - track.box[1] + s.box[3] - s.box[1]) / 2 + 1.0
         if _GROUP[s.count_class] != _GROUP[track.count_class]:
             return math.inf  # a truck leaving the frame does not turn into a cyclist
+        if track.standing(t) and iou_matrix(track.anchor_box[None], s.box[None])[0, 0] < STILL_IOU:
+            return math.inf  # a parked car does not drive off with the van passing it
         if track.hits >= 3 and abs(track.vx) > 5.0:
             # Established motion: a sighting well behind the track's current position would
             # mean reversing, which is what swapping two objects that pass each other looks like.
@@ -86,7 +114,11 @@ class Tracker:
 
     def update(self, sightings: list[Sighting], t: float) -> list[Track]:
         """Match this frame's sightings; returns the tracks that were seen in it."""
-        self.tracks = [tr for tr in self.tracks if t - tr.t <= self.max_age_s]
+        self.tracks = [
+            tr
+            for tr in self.tracks
+            if t - tr.t <= (self.max_age_s if tr.hits > 1 else min(self.max_age_s, TENTATIVE_AGE_S))
+        ]
         pairs = sorted(
             (self._cost(tr, s, t), ti, si)
             for ti, tr in enumerate(self.tracks)
@@ -163,6 +195,11 @@ class Tracker:
         track.t = t
         track.hits += 1
         track.votes[s.count_class] += 1
+        assert track.anchor is not None
+        width = float(track.box[2] - track.box[0])
+        moved = math.hypot(new[0] - track.anchor[0], new[1] - track.anchor[1])
+        if moved > max(STILL_PX, STILL_SHARE * width):
+            track.anchor, track.anchor_box, track.still_since = new, track.box.copy(), t
 
 
 def _inside_matrix(boxes: np.ndarray) -> np.ndarray:
