@@ -602,14 +602,21 @@ def count_eval(
         f"{interval_minutes:g} min, model {result.model_id}, "
         f"conditions {', '.join(result.conditions) or 'none'}"
     )
-    click.echo(f"{'class':14s} {'direction':15s} {'predicted':>9s} {'true':>6s}")
+    click.echo(f"{'class':14s} {'direction':15s} {'predicted':>9s} {'true':>6s} {'hidden':>6s}")
     for name, c in result.classes.items():
         for d in c.true:
-            click.echo(f"{name:14s} {d:15s} {c.predicted[d]:9d} {c.true[d]:6d}")
+            click.echo(
+                f"{name:14s} {d:15s} {c.predicted[d]:9d} {c.true[d]:6d} {c.hidden[d]:6d}"
+            )
     click.echo("")
     click.echo(f"{'class':14s} {'WAPE':>7s} {'MAE':>7s} {'bias':>7s}")
     for name, c in result.classes.items():
         click.echo(f"{name:14s} {c.wape * 100:6.1f}% {c.mae:7.2f} {c.bias * 100:+6.1f}%")
+    if any(sum(c.hidden.values()) for c in result.classes.values()):
+        click.echo(
+            "\n'hidden': crossings behind parked vehicles up to the line, which no camera at "
+            "this spot can see;\nany count between 'true' and 'true' + 'hidden' is no error."
+        )
     click.echo(
         f"\n{result.frames} frames in {result.seconds:.1f} s "
         f"({result.frames / result.seconds:.1f} frames/s, {threads} thread)"
