@@ -233,3 +233,70 @@ def test_two_people_side_by_side_are_both_counted() -> None:
         for i in range(20)
     ]
     assert _run(frames) == [("pedestrian", "left_to_right")] * 2
+
+
+def _boxed(x1: float, y1: float, x2: float, y2: float, cls: str) -> Sighting:
+    return Sighting(np.array([x1, y1, x2, y2], np.float32), 0.9, cls)
+
+
+def _parked_car_and_passing_van(merge: bool) -> list[list[Sighting]]:
+    """A car parked left of the line for 3 s; a van passes in front of it, right to left.
+
+    With `merge`, for one frame the detector sees the parked car and the van's rear as one box
+    that reaches past the line (what a real detector does while the two overlap).
+    """
+    frames = []
+    for i in range(40):
+        frame = []
+        van_x1 = 330 - 20 * (i - 15)
+        if i >= 15:
+            frame.append(_boxed(van_x1, 60, van_x1 + 100, 102, "heavy_vehicle"))
+        covered = i >= 15 and van_x1 < 161 and van_x1 + 100 > 112
+        if merge and van_x1 == 130:
+            frame.append(_boxed(140, 66, 240, 97, "car"))  # car and van rear as one box
+        elif not covered:
+            frame.append(_boxed(112, 70, 161, 92, "car"))
+        frames.append(frame)
+    return frames
+
+
+def test_a_parked_car_is_not_dragged_across_the_line_by_a_passing_van() -> None:
+    assert _run(_parked_car_and_passing_van(merge=False)) == [("heavy_vehicle", "right_to_left")]
+    assert _run(_parked_car_and_passing_van(merge=True)) == [("heavy_vehicle", "right_to_left")]
+
+
+def test_the_parked_car_rule_is_what_keeps_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge.counting.tracker as tracker_module
+
+    # Without the rule for standing vehicles, the merged box drags the parked car over the line.
+    monkeypatch.setattr(tracker_module, "STILL_S", 1e9)
+    assert sorted(_run(_parked_car_and_passing_van(merge=True))) == [
+        ("car", "left_to_right"),
+        ("heavy_vehicle", "right_to_left"),
+    ]
+
+
+def test_a_car_pulling_away_after_waiting_is_counted_once() -> None:
+    # Waits 4 s left of the line (a red light), then pulls away at 30 px/s^2 and crosses.
+    frames = []
+    for i in range(50):
+        t = max(0.0, i / 5.0 - 4.0)
+        cx = 120 + 15 * t * t
+        frames.append([_sighting(cx, 110, 50, 24, "car")])
+    assert _run(frames) == [("car", "left_to_right")]
+
+
+def test_a_person_waiting_beside_the_line_then_walking_on_is_counted_once() -> None:
+    xs = [130 + 5 * i for i in range(5)] + [152] * 20 + [152 + 7 * i for i in range(1, 12)]
+    assert _run([[_sighting(x, 60, 10, 28, "pedestrian")] for x in xs]) == [
+        ("pedestrian", "left_to_right")
+    ]
+
+
+def test_a_stray_box_does_not_start_a_track_that_catches_another_object_later() -> None:
+    # One stray car box right of the line; 1.4 s later a real car shows up left of the line
+    # and drives on leftwards: only that car's crossing, none from the stray box's track.
+    frames: list[list[Sighting]] = [[_sighting(200, 80, 50, 22, "car")]]
+    frames += [[] for _ in range(6)]
+    frames += [[_sighting(150 - 15 * i, 80, 50, 22, "car")] for i in range(8)]
+    assert _run(frames) == []

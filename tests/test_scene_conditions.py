@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from firmware_sim.conditions import CONDITIONS, DAY, Perspective, parse_conditions
-from firmware_sim.scenes import HEIGHT, WIDTH, Scene
+from firmware_sim.scenes import DETECTOR_CLASSES, HEIGHT, PARKING, WIDTH, Crossing, Scene
 
 
 def test_condition_names_and_groups() -> None:
@@ -37,7 +37,12 @@ def test_parked_vehicles_are_seen_but_never_cross() -> None:
     parked = Scene(1005, duration_s=120, conditions="parked")
     standing = [o for o in parked.objects if not o.moving]
     assert len(standing) >= 3 and all(o.kind in ("car", "truck") for o in standing)
-    assert parked.crossings() == plain.crossings()
+
+    def unflagged(scene: Scene) -> list[tuple[float, str, str]]:
+        return [(c.time_s, c.count_class, c.direction) for c in scene.crossings()]
+
+    assert unflagged(parked) == unflagged(plain)
+    assert not any(c.hidden for c in plain.crossings())
     frame = parked.render(1.0)
     assert len(frame.boxes) > len(plain.render(1.0).boxes)
 
@@ -114,3 +119,45 @@ def test_count_eval_refuses_unknown_conditions() -> None:
     )
     assert done.returncode != 0 and "unknown condition 'fog'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _boxes_beside_the_line(scene: Scene, c: Crossing) -> list[int]:
+    """For each side: at how many of the points half, one and one and a half widths from the
+    line the renderer gave the crossing person or cyclist a truth box."""
+    o = next(
+        o for o in scene.objects if o.moving and abs(o.time_at(scene.line_x) - c.time_s) < 1e-9
+    )
+    step = max(6.0, 0.5 * o.width)
+    sides = []
+    for side in (-1, 1):
+        seen = 0
+        for k in (1, 2, 3):
+            centre = scene.line_x + side * k * step
+            frame = scene.render(o.time_at(centre))
+            seen += any(
+                abs((b.x1 + b.x2) / 2 - centre) < 3 and b.y2 <= o.lane.baseline + 2
+                for b in frame.boxes
+                if DETECTOR_CLASSES[b.cls] in ("person", "bicycle")
+            )
+        sides.append(seen)
+    return sides
+
+
+def test_a_crossing_marked_hidden_cannot_be_seen_on_one_side_of_the_line() -> None:
+    scene = Scene(1005, duration_s=120, conditions="parked")
+    hidden = [c for c in scene.crossings() if c.hidden]
+    assert hidden and all(c.count_class in ("pedestrian", "cyclist") for c in hidden)
+    for c in hidden:
+        assert min(_boxes_beside_the_line(scene, c)) == 0, c
+    # The same probe sees the people behind the parked cars that are not marked hidden.
+    behind = [
+        c
+        for c in scene.crossings()
+        if not c.hidden
+        and c.count_class == "pedestrian"
+        and next(
+            o for o in scene.objects if o.moving and o.time_at(scene.line_x) == c.time_s
+        ).lane.baseline
+        < PARKING.baseline
+    ]
+    assert behind and all(_boxes_beside_the_line(scene, c) == [3, 3] for c in behind)

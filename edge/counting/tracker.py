@@ -6,9 +6,11 @@ when it lies within an ellipse of about one box size around that prediction. Mat
 greedy, cheapest pair first, and prefers the track's class. Tracks survive short gaps
 (occlusion by passing traffic) on their prediction and are dropped after `max_age_s`.
 
-A track that has stood still for a while (a parked car, someone waiting) only takes sightings
-that overlap its box well. Otherwise a vehicle passing in front of a parked one, whose box
-briefly merges with it, drags the parked car's track across the counting line with it.
+A vehicle track that has stood still for a while (a parked car, a car at a red light) only
+takes sightings of about its size that overlap where it stands. Otherwise a vehicle passing in
+front of a parked one, whose box briefly merges with it, drags the parked car's track across the
+counting line. A car pulling away gains speed gradually and keeps its track; people, who stop
+and walk on at full pace from one frame to the next, are not held this way.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ YOUNG_HITS = 2
 # Standing still: the centre stays within this share of the box width (or STILL_PX) ...
 STILL_SHARE = 0.15
 STILL_PX = 2.0
-# ... for this long; from then on a sighting needs this IoU with the box it stands in.
+# ... for this long; from then on a sighting needs this IoU with the box it stands in, and a
+# width and height within STILL_SIZE of it.
 STILL_S = 2.0
-STILL_IOU = 0.6
+STILL_IOU = 0.45
+STILL_SIZE = 1.25
 # A track seen once and not again within this time was a stray box: it goes. Left to live
 # `max_age_s` with no velocity to predict from, it would catch a box far away a second later.
 TENTATIVE_AGE_S = 0.6
@@ -69,8 +73,12 @@ class Track:
         return self.votes.most_common(1)[0][0]
 
     def standing(self, t: float) -> bool:
-        """Has stood still (within jitter) for at least `STILL_S` seconds."""
-        return t - self.still_since >= STILL_S and self.hits >= 3
+        """A vehicle that has stood still (within jitter) for at least `STILL_S` seconds."""
+        return (
+            t - self.still_since >= STILL_S
+            and self.hits >= 3
+            and OBJECT_GROUP[self.count_class] == VEHICLES
+        )
 
     def predicted_centre(self, t: float) -> tuple[float, float]:
         if self.standing(t):
@@ -97,7 +105,7 @@ class Tracker:
         h = (track.box[3] - track.box[1] + s.box[3] - s.box[1]) / 2 + 1.0
         if _GROUP[s.count_class] != _GROUP[track.count_class]:
             return math.inf  # a truck leaving the frame does not turn into a cyclist
-        if track.standing(t) and iou_matrix(track.anchor_box[None], s.box[None])[0, 0] < STILL_IOU:
+        if track.standing(t) and not _fits_where_standing(track, s):
             return math.inf  # a parked car does not drive off with the van passing it
         if track.hits >= 3 and abs(track.vx) > 5.0:
             # Established motion: a sighting well behind the track's current position would
@@ -205,3 +213,15 @@ class Tracker:
 def _inside_matrix(boxes: np.ndarray) -> np.ndarray:
     """[i, j]: the share of box j's area that lies inside box i."""
     return np.asarray(intersection_matrix(boxes, boxes) / (box_areas(boxes)[None, :] + 1e-9))
+
+
+def _fits_where_standing(track: Track, s: Sighting) -> bool:
+    anchor = track.anchor_box
+    assert anchor is not None
+    ratios = (
+        (s.box[2] - s.box[0]) / max(float(anchor[2] - anchor[0]), 1.0),
+        (s.box[3] - s.box[1]) / max(float(anchor[3] - anchor[1]), 1.0),
+    )
+    if any(not 1 / STILL_SIZE <= r <= STILL_SIZE for r in ratios):
+        return False
+    return bool(iou_matrix(anchor[None], s.box[None])[0, 0] >= STILL_IOU)
