@@ -161,3 +161,12 @@ def test_a_crossing_marked_hidden_cannot_be_seen_on_one_side_of_the_line() -> No
         < PARKING.baseline
     ]
     assert behind and all(_boxes_beside_the_line(scene, c) == [3, 3] for c in behind)
+
+
+def test_bench_conditions_takes_seed_ranges() -> None:
+    from bench.conditions import parse_seeds
+
+    assert parse_seeds("2000-2004") == [2000, 2001, 2002, 2003, 2004]
+    assert parse_seeds("2000,2003-2004") == [2000, 2003, 2004]
+    with pytest.raises(SystemExit, match="not a seed"):
+        parse_seeds("20x0")
