@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from pydantic import ValidationError
 
 from protocol.configfile import ConfigError
 
@@ -32,6 +34,19 @@ def _stack(directory: Path | None) -> Any:
 
 def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
+
+
+def _invalid(exc: ValidationError, options: dict[str, str] | None = None) -> NoReturn:
+    """A pydantic validation error as one line per field, named as the option that set it."""
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][-1]) if err["loc"] else "value"
+        name = (options or {}).get(field, field)
+        msg = err["msg"]
+        if err["type"] == "string_pattern_mismatch":
+            msg = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
+        lines.append(f"{name} {err['input']!r}: {msg}")
+    _fail("; ".join(lines))
 
 
 @click.group()
@@ -147,7 +162,14 @@ def devices_add(
 
     if (lat is None) != (lon is None):
         _fail("give both --lat and --lon, or neither")
-    location = Location(lat=lat, lon=lon) if lat is not None and lon is not None else None
+    for name, value in (("--lat", lat), ("--lon", lon)):
+        if value is not None and not math.isfinite(value):
+            _fail(f"{name} {value}: not a number")
+    options = {"lat": "--lat", "lon": "--lon", "site": "--site", "owner": "--owner"}
+    try:
+        location = Location(lat=lat, lon=lon) if lat is not None and lon is not None else None
+    except ValidationError as exc:
+        _invalid(exc, options)
     s = _stack(directory)
     try:
         creds = s.add_device(
@@ -161,6 +183,8 @@ def devices_add(
         )
     except (ProvisioningError, PasswordToolError, ConfigError) as exc:
         _fail(str(exc))
+    except ValidationError as exc:
+        _invalid(exc, options)
     info = s.info()
     out = {
         **creds.as_dict(),
@@ -281,11 +305,13 @@ def ingest_deadletter(
     directory: Path | None, db: Path | None, limit: int, code: str | None, as_json: bool
 ) -> None:
     """Show rejected messages with their reasons, newest first."""
-    from ingest.deadletter import DeadLetterStore
+    from ingest.deadletter import DeadLetterStore, is_sqlite_file
 
     path = db or _stack(directory).directory / "ingest" / "deadletter.sqlite"
-    if not path.exists():
+    if not path.is_file():
         _fail(f"no dead-letter store at {path}")
+    if not is_sqlite_file(path):  # never turn someone's other file into a database
+        _fail(f"{path} is not a dead-letter store (not an SQLite database)")
     store = DeadLetterStore(path)
     letters = store.list(limit=limit, code=code)
     counts = store.counts_by_code()
@@ -485,9 +511,13 @@ def query(
             influx_url = _stack(directory).require_info().influx_url
         except StackError as exc:
             _fail(f"{exc} (or pass --influx-url)")
+    try:
+        influxql = q.to_influxql()
+    except QueryInputError as exc:
+        _fail(str(exc))
     client = InfluxClient(influx_url, database)
     try:
-        rows = rows_from_series(client.query(q.to_influxql()), GROUP_TAGS)
+        rows = rows_from_series(client.query(influxql), GROUP_TAGS)
     except (QueryError, StorageUnavailable) as exc:
         _fail(str(exc))
     finally:
@@ -605,9 +635,7 @@ def count_eval(
     click.echo(f"{'class':14s} {'direction':15s} {'predicted':>9s} {'true':>6s} {'hidden':>6s}")
     for name, c in result.classes.items():
         for d in c.true:
-            click.echo(
-                f"{name:14s} {d:15s} {c.predicted[d]:9d} {c.true[d]:6d} {c.hidden[d]:6d}"
-            )
+            click.echo(f"{name:14s} {d:15s} {c.predicted[d]:9d} {c.true[d]:6d} {c.hidden[d]:6d}")
     click.echo("")
     click.echo(f"{'class':14s} {'WAPE':>7s} {'MAE':>7s} {'bias':>7s}")
     for name, c in result.classes.items():
