@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from protocol.files import write_private
 from protocol.registry import Registry
 from protocol.topics import TOPIC_PREFIX, acl_pattern
 
@@ -28,13 +29,20 @@ class PasswordToolError(RuntimeError):
 
 
 def hash_password(username: str, password: str) -> str:
-    """A Mosquitto password-file hash ($7$, PBKDF2-SHA512), made by mosquitto_passwd itself."""
+    """A Mosquitto password-file hash ($7$, PBKDF2-SHA512), made by mosquitto_passwd itself.
+
+    The password never goes on a command line (where `ps` shows it to every user): it is written
+    to a private file in a private temporary directory, which `mosquitto_passwd -U` hashes in
+    place.
+    """
+    if ":" in username or "\n" in username or "\n" in password:
+        raise PasswordToolError("user names cannot contain ':' or line breaks, nor passwords")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "passwd"
-        path.touch(mode=0o600)
+        write_private(path, f"{username}:{password}\n")
         try:
             subprocess.run(
-                ["mosquitto_passwd", "-b", str(path), username, password],
+                ["mosquitto_passwd", "-U", str(path)],
                 check=True,
                 capture_output=True,
                 text=True,
@@ -124,7 +132,4 @@ def write_broker_files(directory: Path, registry: Registry, *, port: int) -> Bro
 
 def write_security_files(files: BrokerFiles, registry: Registry) -> None:
     for path, text in ((files.passwords, password_file(registry)), (files.acl, acl_file(registry))):
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        write_private(path, text)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from protocol.files import create_private
+
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -37,7 +39,7 @@ class DeadLetter:
 class DeadLetterStore:
     def __init__(self, path: Path | str) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)  # raw payloads: private; SQLite gives its -wal/-shm the same mode
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

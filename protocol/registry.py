@@ -13,6 +13,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from protocol.configfile import load_model
+from protocol.files import write_private
 from protocol.messages import Location
 from protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
 
@@ -82,8 +83,5 @@ def load_registry(path: Path | str) -> Registry:
 
 
 def save_registry(registry: Registry, path: Path | str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(tomli_w.dumps(registry.model_dump(mode="json", exclude_none=True)))
-    tmp.replace(path)
+    # Password hashes: private to the owner, from the first byte on.
+    write_private(path, tomli_w.dumps(registry.model_dump(mode="json", exclude_none=True)))

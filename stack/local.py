@@ -20,6 +20,7 @@ import tomli_w
 from gateway.broker import Broker, reload_pid
 from gateway.devices import DeviceCredentials, add_device, set_ingest_account
 from ingest.influxd import Influxd
+from protocol.files import write_private
 from protocol.registry import Registry, load_registry, save_registry
 from stack.process import (
     ManagedProcess,
@@ -165,8 +166,7 @@ class LocalStack:
             },
             "influx": {"url": influx_url, "database": DATABASE},
         }
-        path.write_text(tomli_w.dumps(config))
-        path.chmod(0o600)
+        write_private(path, tomli_w.dumps(config))  # holds the ingest's broker password
         return path
 
     def down(self) -> list[str]:
