@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edge.drivers.sds011 import DATA, FrameReader, Sds011, command, pm_from_frame
@@ -94,3 +96,27 @@ def test_driver_counts_malformed_frames_and_keeps_reading() -> None:
 def test_missing_port_is_a_config_error() -> None:
     with pytest.raises(SensorConfigError, match="/dev/ttyNOPE"):
         Sds011.open("/dev/ttyNOPE")
+
+
+def test_an_unplugged_adapter_is_a_read_error_and_the_sensor_is_found_again(
+    tmp_path: Path,
+) -> None:
+    # The port path is a link, like /dev/serial/by-id/...: it points at the adapter when present.
+    link = tmp_path / "usb-sds011"
+    first = Sds011Simulator(Sds011Device(read_pm=lambda: (1.0, 2.0)))
+    first.start()
+    link.symlink_to(first.port)
+    driver = Sds011.open(str(link), timeout_s=0.5)
+    assert driver.read() == {"pm2_5": 1.0, "pm10": 2.0}
+    first.stop()  # unplugged: the pty's other end is gone
+    link.unlink()
+    with pytest.raises(SensorError, match=r"serial port lost|no answer"):
+        driver.read()
+    with pytest.raises(SensorError, match=r"not back yet|serial port lost"):
+        driver.read()  # still away: a read error each time, never a crash
+    second_device = Sds011Device(read_pm=lambda: (3.0, 4.0))
+    with Sds011Simulator(second_device) as second:  # plugged in again
+        link.symlink_to(second.port)
+        assert driver.read() == {"pm2_5": 3.0, "pm10": 4.0}
+        assert second_device.query_mode  # set up again after the power loss
+        driver.close()

@@ -6,6 +6,8 @@ fan and laser last (the datasheet rates the laser at 8000 hours of continuous us
 
 from __future__ import annotations
 
+import contextlib
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +18,9 @@ from edge.errors import SensorConfigError, SensorError
 HEAD, TAIL, CMD, DATA, REPLY = 0xAA, 0xAB, 0xB4, 0xC0, 0xC5
 SET_REPORTING_MODE, QUERY_DATA, SET_SLEEP, FIRMWARE = 2, 4, 6, 7
 FRAME_LEN = 10
+# What a serial port raises when its USB adapter goes away: pyserial's SerialException (an
+# OSError) from reads and writes, termios.error from flushing.
+PORT_ERRORS = (OSError, termios.error)
 
 
 class SerialPort(Protocol):
@@ -82,7 +87,8 @@ class Sds011:
     model = "sds011"
 
     def __init__(self, port: SerialPort, *, timeout_s: float = 3.0) -> None:
-        self._port = port
+        self._port: SerialPort | None = port
+        self._path: str | None = None  # set by `open`: where to find the sensor again
         self._timeout_s = timeout_s
         self._reader = FrameReader()
         self._wake()
@@ -93,16 +99,16 @@ class Sds011:
         import serial  # pyserial; imported here so the codec is usable without it
 
         try:
-            port = serial.Serial(
-                path, baudrate=9600, bytesize=8, parity="N", stopbits=1, timeout=0.1
-            )
+            port = _open_port(path)
         except serial.SerialException as exc:
             raise SensorConfigError(f"sds011: cannot open serial port {path}: {exc}") from exc
         try:
-            return cls(port, timeout_s=timeout_s)
+            driver = cls(port, timeout_s=timeout_s)
         except Exception:
             port.close()
             raise
+        driver._path = path
+        return driver
 
     @property
     def frames_bad(self) -> int:
@@ -129,18 +135,52 @@ class Sds011:
         except SensorError:
             pass  # closing anyway; a sensor that did not hear us keeps running
         finally:
-            self._port.close()
+            if self._port is not None:
+                self._port.close()
+                self._port = None
+
+    def _connected(self) -> SerialPort:
+        """The open port; after an unplug, the port opened again when it is back."""
+        if self._port is not None:
+            return self._port
+        if self._path is None:
+            raise SensorError("sds011: the serial port was lost")
+        try:
+            port = _open_port(self._path)
+        except OSError as exc:
+            raise SensorError(f"sds011: serial port {self._path} not back yet: {exc}") from exc
+        self._port = port
+        # A sensor that lost power comes back in its default mode (active, awake): set it again.
+        self._wake()
+        self._expect_reply(command(SET_REPORTING_MODE, 1, 1), SET_REPORTING_MODE)
+        return port
 
     def _expect_reply(self, cmd: bytes, cmd_id: int) -> Frame:
         return self._exchange(cmd, lambda f: f.kind == REPLY and f.body[0] == cmd_id)
 
     def _exchange(self, cmd: bytes, match: Callable[[Frame], bool]) -> Frame:
-        # Unsolicited frames (active mode, or answers that came too late) are stale now.
-        self._port.reset_input_buffer()
-        self._port.write(cmd)
-        deadline = time.monotonic() + self._timeout_s
-        while time.monotonic() < deadline:
-            for frame in self._reader.feed(self._port.read(FRAME_LEN)):
-                if match(frame):
-                    return frame
+        port = self._connected()
+        try:
+            # Unsolicited frames (active mode, or answers that came too late) are stale now.
+            port.reset_input_buffer()
+            port.write(cmd)
+            deadline = time.monotonic() + self._timeout_s
+            while time.monotonic() < deadline:
+                for frame in self._reader.feed(port.read(FRAME_LEN)):
+                    if match(frame):
+                        return frame
+        except PORT_ERRORS as exc:  # the adapter was unplugged
+            self._port = None
+            with contextlib.suppress(OSError):
+                port.close()
+            raise SensorError(f"sds011: serial port lost ({exc}); will try to reopen it") from exc
         raise SensorError(f"sds011: no answer to command 0x{cmd[2]:02x} within {self._timeout_s} s")
+
+
+def _open_port(path: str) -> SerialPort:
+    import serial
+
+    port: SerialPort = serial.Serial(
+        path, baudrate=9600, bytesize=8, parity="N", stopbits=1, timeout=0.1
+    )
+    return port
