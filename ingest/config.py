@@ -46,6 +46,10 @@ class IngestConfig(_Strict):
     batch_max: int = Field(default=500, ge=1, le=10000)
     batch_wait_ms: int = Field(default=100, ge=0, le=10000)
     max_future_s: float = Field(default=300.0, gt=0)
+    # The backlog window: how old an observation may be when it arrives. A device that was
+    # offline sends its outbox when it is back; older than this is refused (`too_old`), which
+    # also keeps old dates from opening new InfluxDB shards one by one.
+    max_backlog_s: float = Field(default=7 * 86400.0, gt=0)
 
 
 def load_ingest_config(path: Path | str) -> IngestConfig:

@@ -101,7 +101,12 @@ class IngestService:
         self.stats = IngestStats()
         self._clock = clock
         self._registry = RegistryView(config.registry_path)
-        self._validator = Validator(self._registry, clock=clock, max_future_s=config.max_future_s)
+        self._validator = Validator(
+            self._registry,
+            clock=clock,
+            max_future_s=config.max_future_s,
+            max_backlog_s=config.max_backlog_s,
+        )
         self._influx = influx or InfluxClient(
             config.influx.url,
             config.influx.database,

@@ -1,8 +1,8 @@
 """Every check a message must pass before it is stored. Pure apart from the registry file.
 
 Order: topic, size and JSON, device registered, topic matches payload, signature, schema and
-ranges, observation time not in the future. The first failure is the reason; `code` is short
-and stable so rejections can be counted per reason.
+ranges, observation time neither in the future nor older than the backlog window. The first
+failure is the reason; `code` is short and stable so rejections can be counted per reason.
 """
 
 from __future__ import annotations
@@ -71,10 +71,12 @@ class Validator:
         *,
         clock: Callable[[], float] = time.time,
         max_future_s: float = 300.0,
+        max_backlog_s: float = 7 * 86400.0,
     ) -> None:
         self.registry = registry
         self._clock = clock
         self._max_future_s = max_future_s
+        self._max_backlog_s = max_backlog_s
 
     def check(self, topic: str, payload: bytes) -> AnyMessage:
         """The validated message, or raises `Rejection` with a code and a reason."""
@@ -108,6 +110,15 @@ class Validator:
                 "future_timestamp",
                 f"observed_at {message.observed_at.isoformat()} is {ahead:.0f} s in the future",
             )
+        if -ahead > self._max_backlog_s:
+            raise Rejection(
+                "too_old",
+                f"observed_at {message.observed_at.isoformat()} is {-ahead / 86400:.1f} days old; "
+                f"the backlog window is {self._max_backlog_s / 86400:g} days",
+            )
+        end = getattr(message, "interval_end", None)
+        if end is not None and end.timestamp() - self._clock() > self._max_future_s:
+            raise Rejection("future_timestamp", f"interval_end {end.isoformat()} is in the future")
         return message
 
 

@@ -114,3 +114,31 @@ def test_a_broken_registry_edit_keeps_the_last_good_registry(tmp_path: Path) -> 
     os.utime(path, (NOW.timestamp() + 10, NOW.timestamp() + 10))
     view.refresh()
     assert view.device("d1") is not None
+
+
+@pytest.mark.parametrize(
+    ("observed_at", "code"),
+    [
+        ("1677-09-20T00:00:00+00:00", "too_old"),  # before InfluxDB's time range
+        ("0001-01-01T00:00:00+00:00", "too_old"),
+        ((NOW - timedelta(days=365)).isoformat(), "too_old"),  # a year old is not backlog
+        ((NOW - timedelta(days=7, seconds=1)).isoformat(), "too_old"),
+        ("2263-01-01T00:00:00+00:00", "future_timestamp"),  # after InfluxDB's range
+    ],
+)
+def test_times_outside_the_backlog_window_are_rejected(
+    validator: Validator, observed_at: str, code: str
+) -> None:
+    with pytest.raises(Rejection) as err:
+        validator.check(
+            "sensorpipe/v1/d1/air", _signed(_message(observed_at=observed_at, sent_at=observed_at))
+        )
+    assert err.value.code == code
+
+
+def test_outbox_backlog_inside_the_window_is_accepted(validator: Validator) -> None:
+    six_days = (NOW - timedelta(days=6, hours=23)).isoformat()
+    message = validator.check(
+        "sensorpipe/v1/d1/air", _signed(_message(observed_at=six_days, sent_at=NOW.isoformat()))
+    )
+    assert message.observed_at.isoformat() == six_days
