@@ -47,8 +47,8 @@ def add_device(
         raise ProvisioningError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
     if device_id in registry.devices:
         raise ProvisioningError(f"device {device_id!r} is already registered")
-    if registry.ingest is not None and device_id == registry.ingest.username:
-        raise ProvisioningError(f"{device_id!r} is the ingest's account name")
+    if device_id in registry.reader_names():
+        raise ProvisioningError(f"{device_id!r} is the name of a reading account")
     password = secrets.token_urlsafe(24)
     private_key, public_key = generate_keypair()
     registry.devices[device_id] = DeviceEntry(
@@ -66,10 +66,24 @@ def add_device(
 
 def set_ingest_account(registry: Registry, username: str = "ingest") -> str:
     """Create or rotate the ingest's broker account; returns its new password."""
-    if username in registry.devices:
-        raise ProvisioningError(f"{username!r} is already a device id")
+    if username in registry.devices or any(r.username == username for r in registry.readers):
+        raise ProvisioningError(f"{username!r} is already a device id or a reader")
     password = secrets.token_urlsafe(24)
     registry.ingest = ServiceAccount(
         username=username, password_hash=hash_password(username, password)
     )
+    return password
+
+
+def add_reader(registry: Registry, username: str) -> str:
+    """Create or rotate an account that reads every device's messages; returns its password."""
+    if not is_valid_device_id(username):
+        raise ProvisioningError(f"invalid account name {username!r}: expected {DEVICE_ID_PATTERN}")
+    if username in registry.devices or (
+        registry.ingest is not None and username == registry.ingest.username
+    ):
+        raise ProvisioningError(f"{username!r} is already a device or the ingest")
+    password = secrets.token_urlsafe(24)
+    account = ServiceAccount(username=username, password_hash=hash_password(username, password))
+    registry.readers = [r for r in registry.readers if r.username != username] + [account]
     return password

@@ -18,6 +18,7 @@ class BrokerConfig(_Strict):
     port: int = Field(default=1883, ge=1, le=65535)
     username: str = "ingest"
     password: str
+    # A broker configured by sensorpipe uses the user name as client id and ignores this.
     client_id: str = "sensorpipe-ingest"
     # With a group name, N ingest workers share the stream ($share/<group>/...).
     shared_group: str | None = None

@@ -45,6 +45,14 @@ class ServiceAccount(_Strict):
 class Registry(_Strict):
     devices: dict[str, DeviceEntry] = Field(default_factory=dict)
     ingest: ServiceAccount | None = None
+    # Further accounts that may read every device's messages (more ingest workers on a shared
+    # subscription, auditors). The broker uses the user name as client id, so each process
+    # that reads needs an account of its own.
+    readers: list[ServiceAccount] = Field(default_factory=list)
+
+    def reader_names(self) -> list[str]:
+        names = [self.ingest.username] if self.ingest is not None else []
+        return names + [r.username for r in self.readers]
 
     @field_validator("devices")
     @classmethod

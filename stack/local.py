@@ -18,7 +18,7 @@ from typing import Any
 import tomli_w
 
 from gateway.broker import Broker, reload_pid
-from gateway.devices import DeviceCredentials, add_device, set_ingest_account
+from gateway.devices import DeviceCredentials, add_device, add_reader, set_ingest_account
 from ingest.influxd import Influxd
 from protocol.files import write_private
 from protocol.registry import Registry, load_registry, save_registry
@@ -211,6 +211,14 @@ class LocalStack:
         save_registry(registry, self.registry_path)
         self._reload_broker(registry)
         return credentials
+
+    def add_reader(self, username: str) -> str:
+        """An account that reads every device's messages (an extra ingest worker, an auditor)."""
+        registry = self.registry()
+        password = add_reader(registry, username)
+        save_registry(registry, self.registry_path)
+        self._reload_broker(registry)
+        return password
 
     def add_devices(self, specs: list[tuple[str, dict[str, Any]]]) -> list[DeviceCredentials]:
         registry = self.registry()

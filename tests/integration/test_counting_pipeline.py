@@ -6,7 +6,6 @@ import json
 import os
 import random
 import threading
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,11 +50,13 @@ class RecordingCamera(SyntheticCamera):
 
 
 def _observer(stack: LocalStack, received: list[tuple[str, bytes]]) -> mqtt.Client:
-    config = tomllib.loads((stack.directory / "ingest" / "ingest.toml").read_text())
+    # An account of its own: the broker uses the user name as client id, so borrowing the
+    # ingest's account would disconnect the ingest.
+    password = stack.add_reader("privacy-observer")
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id="privacy-observer", protocol=mqtt.MQTTv5
     )
-    client.username_pw_set("ingest", config["broker"]["password"])
+    client.username_pw_set("privacy-observer", password)
     subscribed = threading.Event()
     client.on_message = lambda _c, _u, msg: received.append((msg.topic, bytes(msg.payload)))
     client.on_subscribe = lambda *_args: subscribed.set()

@@ -1,0 +1,171 @@
+"""The generated Mosquitto configuration, enforced by a real broker (no InfluxDB needed)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.broker import Broker
+from gateway.devices import DeviceCredentials, add_device, set_ingest_account
+from gateway.mosquitto import MAX_PACKET_BYTES
+from protocol.registry import Registry
+from stack.process import free_ports
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class Client:
+    """A paho client that records connects, disconnects and messages."""
+
+    def __init__(self, port: int, username: str | None, password: str | None, client_id: str):
+        self.connected = threading.Event()
+        self.refused: list[str] = []
+        self.disconnects: list[str] = []
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = lambda _c, _u, msg: self.messages.append(msg)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self.refused.append(str(reason))
+        else:
+            self.connected.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.disconnects.append(str(reason))
+        self.connected.clear()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[tuple[int, dict[str, DeviceCredentials], str]]:
+    registry = Registry()
+    creds = {d: add_device(registry, d, site="centrum") for d in ("dev-a", "dev-b")}
+    ingest_password = set_ingest_account(registry)
+    (port,) = free_ports(1)
+    b = Broker(tmp_path / "broker", registry, port=port)
+    b.start()
+    try:
+        yield port, creds, ingest_password
+    finally:
+        b.stop()
+
+
+def _ingest(port: int, password: str, client_id: str = "sensorpipe-ingest") -> Client:
+    c = Client(port, "ingest", password, client_id)
+    assert c.connected.wait(5)
+    c.client.subscribe("sensorpipe/#", qos=1)
+    time.sleep(0.2)
+    return c
+
+
+def test_unknown_and_anonymous_clients_cannot_connect(broker: Any) -> None:
+    port, creds, _ = broker
+    for username, password in ((None, None), ("dev-a", "wrong"), ("stranger", "x")):
+        c = Client(port, username, password, "intruder")
+        wait_for(lambda: c.refused or c.disconnects, timeout_s=5)  # noqa: B023
+        assert not c.connected.is_set(), username
+        c.close()
+    ok = Client(port, "dev-a", creds["dev-a"].password, "dev-a")
+    assert ok.connected.wait(5)  # the same broker lets a registered device in
+    ok.close()
+
+
+def test_a_device_cannot_publish_as_another(broker: Any) -> None:
+    port, creds, ingest_password = broker
+    ingest = _ingest(port, ingest_password)
+    dev_a = Client(port, "dev-a", creds["dev-a"].password, "dev-a")
+    assert dev_a.connected.wait(5)
+    dev_a.client.publish("sensorpipe/v1/dev-b/air", b"forged", qos=1).wait_for_publish(5)
+    dev_a.client.publish("sensorpipe/v1/dev-a/air", b"own", qos=1).wait_for_publish(5)
+    wait_for(lambda: ingest.messages, timeout_s=5)
+    time.sleep(0.3)
+    assert [m.topic for m in ingest.messages] == ["sensorpipe/v1/dev-a/air"]
+    dev_a.close()
+    ingest.close()
+
+
+def test_a_device_cannot_take_over_the_ingests_session(broker: Any) -> None:
+    port, creds, ingest_password = broker
+    ingest = _ingest(port, ingest_password)
+    # dev-a asks for the ingest's client id, with a clean start: without the username binding
+    # this would disconnect the ingest and delete its queued messages.
+    thief = Client(port, "dev-a", creds["dev-a"].password, "sensorpipe-ingest")
+    assert thief.connected.wait(5)
+    time.sleep(0.5)
+    assert ingest.connected.is_set() and not ingest.disconnects, ingest.disconnects
+    dev_b = Client(port, "dev-b", creds["dev-b"].password, "dev-b")
+    assert dev_b.connected.wait(5)
+    dev_b.client.publish("sensorpipe/v1/dev-b/air", b"still here", qos=1).wait_for_publish(5)
+    wait_for(lambda: ingest.messages, timeout_s=5)
+    for c in (thief, dev_b, ingest):
+        c.close()
+
+
+def test_retained_and_oversized_messages_are_refused(broker: Any) -> None:
+    port, creds, ingest_password = broker
+    dev_a = Client(port, "dev-a", creds["dev-a"].password, "dev-a")
+    assert dev_a.connected.wait(5)
+    dev_a.client.publish("sensorpipe/v1/dev-a/air", b"stale", qos=1, retain=True)
+    wait_for(lambda: dev_a.disconnects, timeout_s=5)  # the broker drops the connection
+    # A subscriber arriving later gets no retained message.
+    ingest = _ingest(port, ingest_password)
+    time.sleep(0.5)
+    assert ingest.messages == []
+    big = Client(port, "dev-b", creds["dev-b"].password, "dev-b")
+    assert big.connected.wait(5)
+    big.client.publish("sensorpipe/v1/dev-b/air", b"x" * (MAX_PACKET_BYTES + 1), qos=1)
+    wait_for(lambda: big.disconnects, timeout_s=5)
+    time.sleep(0.3)
+    assert ingest.messages == []
+    for c in (dev_a, big, ingest):
+        c.close()
+
+
+def test_a_reader_account_reads_every_device_and_publishes_nothing(tmp_path: Path) -> None:
+    from gateway.devices import add_reader
+
+    registry = Registry()
+    dev = add_device(registry, "dev-a", site="centrum")
+    ingest_password = set_ingest_account(registry)
+    reader_password = add_reader(registry, "auditor")
+    (port,) = free_ports(1)
+    b = Broker(tmp_path / "broker", registry, port=port)
+    b.start()
+    try:
+        ingest = _ingest(port, ingest_password)
+        auditor = Client(port, "auditor", reader_password, "anything")
+        assert auditor.connected.wait(5)
+        auditor.client.subscribe("sensorpipe/#", qos=1)
+        time.sleep(0.2)
+        device = Client(port, "dev-a", dev.password, "dev-a")
+        assert device.connected.wait(5)
+        device.client.publish("sensorpipe/v1/dev-a/air", b"real", qos=1).wait_for_publish(5)
+        wait_for(lambda: auditor.messages, timeout_s=5)
+        assert [m.payload for m in auditor.messages] == [b"real"]
+        auditor.client.publish("sensorpipe/v1/dev-a/air", b"forged by a reader", qos=1)
+        time.sleep(0.5)
+        assert [m.payload for m in ingest.messages] == [b"real"]
+        for c in (device, auditor, ingest):
+            c.close()
+    finally:
+        b.stop()
