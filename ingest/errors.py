@@ -8,9 +8,15 @@ class IngestError(Exception):
 
 
 class StorageUnavailable(IngestError):
-    """InfluxDB did not answer or answered 5xx: keep the batch, back off, try again."""
+    """InfluxDB did not answer, or answered 5xx or 429: keep the batch, back off, try again.
+
+    `retry_after_s` is the server's Retry-After, when it sent one."""
 
     retryable = True
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class StorageRejected(IngestError):

@@ -66,7 +66,10 @@ class InfluxClient:
             return
         message = _error_text(response)
         if response.status_code >= 500 or response.status_code == 429:
-            raise StorageUnavailable(f"InfluxDB answered {response.status_code}: {message}")
+            raise StorageUnavailable(
+                f"InfluxDB answered {response.status_code}: {message}",
+                _retry_after(response.headers.get("Retry-After")),
+            )
         raise StorageRejected(
             f"InfluxDB refused the write ({response.status_code}): {message}", response.status_code
         )
@@ -116,3 +119,14 @@ def _error_text(response: httpx.Response) -> str:
         return str(response.json().get("error", response.text))[:500]
     except ValueError:
         return response.text[:500]
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is not used by InfluxDB and is ignored)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds <= 3600 else None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import random
 import threading
 import time
 from collections import Counter
@@ -32,7 +33,7 @@ from paho.mqtt.properties import Properties
 
 from ingest.config import IngestConfig
 from ingest.deadletter import DeadLetter, DeadLetterStore
-from ingest.errors import StorageRejected, StorageUnavailable
+from ingest.errors import QueryError, StorageRejected, StorageUnavailable
 from ingest.influx import InfluxClient
 from ingest.lineprotocol import LineProtocolError, Point, to_line
 from ingest.points import Receipt, message_points
@@ -42,6 +43,8 @@ from protocol.topics import subscription
 
 log = logging.getLogger(__name__)
 NEVER_EXPIRE = 0xFFFFFFFF
+BATCH_ATTEMPTS = 3  # unexpected failures of one batch before it is split (or dead-lettered)
+RETRY_CAP_S = 10.0  # longest backoff between write attempts while InfluxDB is away
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,21 +195,54 @@ class IngestService:
 
     # --- writer thread ---------------------------------------------------------------------
     def _work(self) -> None:
-        batch: list[Incoming] = []
+        """The writer loop. Nothing may end it but `stop`: every error is caught, counted and
+        logged. A batch that fails unexpectedly is tried again, then message by message, and a
+        message that still fails is dead-lettered (`internal_error`, raw bytes kept), so one
+        poisonous message never blocks the stream."""
+        pending: list[list[Incoming]] = []
+        failures = 0
         while not self._stop.is_set():
-            if not batch:
-                batch = self._collect()
-                self.stats.received += len(batch)
-            if batch:
-                try:
-                    self.process(batch)
-                    batch = []
-                except Exception:
-                    # A bug must not cost the batch: keep it unacknowledged, say so, try again.
-                    self.stats.internal_errors += 1
-                    log.exception("unexpected error in a batch of %d; retrying", len(batch))
-                    self._stop.wait(1.0)
-            self._write_stats()
+            try:
+                if not pending:
+                    batch = self._collect()
+                    self.stats.received += len(batch)
+                    if batch:
+                        pending.append(batch)
+                        failures = 0
+                if pending:
+                    try:
+                        self.process(pending[0])
+                        pending.pop(0)
+                        failures = 0
+                    except Exception as exc:
+                        failures += 1
+                        self.stats.internal_errors += 1
+                        log.exception(
+                            "unexpected error in a batch of %d (attempt %d)",
+                            len(pending[0]),
+                            failures,
+                        )
+                        if failures >= BATCH_ATTEMPTS:
+                            head = pending.pop(0)
+                            if len(head) > 1:  # split: the good ones go on, the bad one shows
+                                pending[:0] = [[item] for item in head]
+                            else:
+                                self._give_up(head[0], exc)
+                            failures = 0
+                        else:
+                            self._stop.wait(min(1.0 * failures, 5.0))
+                self._write_stats()
+            except Exception:  # the loop's own steps (stats file, queue): never die of them
+                self.stats.internal_errors += 1
+                log.exception("ingest writer loop error; carrying on")
+                self._stop.wait(1.0)
+
+    def _give_up(self, item: Incoming, exc: Exception) -> None:
+        """Dead-letter a message that failed BATCH_ATTEMPTS times on its own, then ack it."""
+        rejection = Rejection("internal_error", f"could not be processed: {exc!r}"[:500])
+        self._dead_letter([_Outcome(item, rejection=rejection)])
+        if item.generation == self._generation:
+            self._client.ack(item.mid, 1)
 
     def _collect(self) -> list[Incoming]:
         try:
@@ -273,29 +309,37 @@ class IngestService:
         return _Outcome(item, message=message, points=points, lines=lines)
 
     def _store(self, accepted: list[_Outcome]) -> bool:
-        lines = [line for o in accepted for line in o.lines]
-        try:
-            if not self._write_retrying(lines):
-                return False
-        except StorageRejected as exc:
-            log.warning("batch refused (%s); writing its messages one by one", exc)
-            for o in accepted:
-                try:
-                    if not self._write_retrying(o.lines):
-                        return False
-                except StorageRejected as single:
-                    o.rejection = Rejection("storage_rejected", str(single))
-                    # A refused write can be partial: a rejected message leaves no points.
-                    if not self._retrying(partial(self._remove_points, o.points)):
-                        return False
+        if not self._store_part(accepted):
+            return False
         stored = [o for o in accepted if o.rejection is None]
         self.stats.stored_messages += len(stored)
         self.stats.stored_points += sum(len(o.lines) for o in stored)
         return True
 
+    def _store_part(self, part: list[_Outcome]) -> bool:
+        """Write these messages; when InfluxDB refuses (4xx: bad line, type conflict), split in
+        halves until the refused messages are found, which get InfluxDB's own error text as
+        their rejection. False only if the service stopped while InfluxDB was away."""
+        if not part:
+            return True
+        try:
+            return self._write_retrying([line for o in part for line in o.lines])
+        except StorageRejected as exc:
+            if len(part) > 1:
+                log.warning("batch of %d refused (%s); splitting it", len(part), exc)
+                middle = len(part) // 2
+                return self._store_part(part[:middle]) and self._store_part(part[middle:])
+            only = part[0]
+            only.rejection = Rejection("storage_rejected", str(exc))
+            # A refused write can be partial: a rejected message leaves no points.
+            return self._retrying(partial(self._remove_points, only.points))
+
     def _remove_points(self, points: list[Point]) -> None:
         for p in points:
-            self._influx.delete(p.measurement, p.tags, p.time_ms)
+            try:
+                self._influx.delete(p.measurement, p.tags, p.time_ms)
+            except QueryError as exc:  # e.g. a time InfluxDB cannot even delete at
+                log.warning("could not remove a point of a refused message: %s", exc)
 
     def _write_retrying(self, lines: list[str]) -> bool:
         return self._retrying(lambda: self._influx.write(lines))
@@ -309,10 +353,14 @@ class IngestService:
                 return True
             except StorageUnavailable as exc:
                 self.stats.write_retries += 1
-                log.warning("%s; retrying in %.1f s", exc, delay)
-                if self._stop.wait(delay):
+                # Full jitter: many workers coming back at once do not hit InfluxDB together.
+                wait = random.uniform(delay / 2, delay)
+                if exc.retry_after_s is not None:
+                    wait = max(wait, exc.retry_after_s)
+                log.warning("%s; retrying in %.1f s", exc, wait)
+                if self._stop.wait(wait):
                     return False
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, RETRY_CAP_S)
 
     def _dead_letter(self, rejected: list[_Outcome]) -> None:
         letters = []

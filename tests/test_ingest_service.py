@@ -1,0 +1,182 @@
+"""The ingest's writer loop against a fake InfluxDB (unit level: the real one is in integration).
+
+What must hold: the loop never dies, a message that always fails never blocks the ones behind
+it, InfluxDB's refusals are isolated by splitting the batch, and Retry-After is honoured.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.config import IngestConfig
+from ingest.deadletter import DeadLetterStore
+from ingest.errors import StorageRejected, StorageUnavailable
+from ingest.service import Incoming, IngestService
+from protocol.codec import encode
+from protocol.registry import DeviceEntry, Registry, save_registry
+from protocol.signing import Signer, generate_keypair
+from protocol.topics import topic_for
+from tests.helpers import wait_for
+from tests.integration.mqtt_helpers import air_message
+
+KEYS = {d: generate_keypair() for d in ("good", "bad")}
+
+
+class FakeInflux:
+    """Records written lines; `fail(lines)` may raise for a write."""
+
+    def __init__(self, fail: Callable[[Sequence[str]], None] = lambda _lines: None) -> None:
+        self.fail = fail
+        self.lines: list[str] = []
+        self.writes = 0
+
+    def write(self, lines: Sequence[str], *, precision: str = "ms") -> None:
+        self.writes += 1
+        self.fail(lines)
+        self.lines += lines
+
+    def delete(self, measurement: str, tags: Any, time_ms: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class FakeMqtt:
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acked.append(mid)
+
+
+def _service(tmp_path: Path, influx: FakeInflux, **config: Any) -> IngestService:
+    registry = Registry(
+        devices={
+            d: DeviceEntry(site="s", public_key=public, password_hash="x")
+            for d, (_private, public) in KEYS.items()
+        }
+    )
+    save_registry(registry, tmp_path / "registry.toml")
+    cfg = IngestConfig.model_validate(
+        {
+            "broker": {"password": "x"},
+            "registry_path": str(tmp_path / "registry.toml"),
+            "deadletter_path": str(tmp_path / "dl.sqlite"),
+            **config,
+        }
+    )
+    service = IngestService(cfg, influx=influx)  # type: ignore[arg-type]
+    service._client = FakeMqtt()  # type: ignore[assignment]
+    return service
+
+
+def _item(device: str, seq: int) -> Incoming:
+    signer = Signer(KEYS[device][0])
+    payload = encode(air_message(device, seq), signer.sign)
+    return Incoming(
+        0,
+        mid=seq if device == "good" else 1000 + seq,
+        topic=topic_for(device, "air"),
+        payload=payload,
+        dup=False,
+        received_at=0.0,
+    )
+
+
+def _run(service: IngestService, items: list[Incoming], until: Callable[[], bool]) -> None:
+    for item in items:
+        service._queue.put(item)
+    thread = threading.Thread(target=service._work, daemon=True)
+    thread.start()
+    try:
+        wait_for(until, timeout_s=20, what="the writer to get through")
+    finally:
+        service._stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+def _letters(tmp_path: Path) -> list[Any]:
+    store = DeadLetterStore(tmp_path / "dl.sqlite")
+    letters = store.list()
+    store.close()
+    return letters
+
+
+def test_a_message_that_always_fails_is_dead_lettered_and_the_rest_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(lines: Sequence[str]) -> None:
+        if any("device_id=bad" in line for line in lines):
+            raise RuntimeError("a bug that this message triggers every time")
+
+    influx = FakeInflux(fail)
+    service = _service(tmp_path, influx)
+    monkeypatch.setattr(service._stop, "wait", lambda _s=None: service._stop.is_set())
+    items = [_item("good", 1), _item("bad", 1), _item("good", 2), _item("good", 3)]
+    mqtt = service._client
+    _run(service, items, lambda: len(mqtt.acked) == 4)  # type: ignore[attr-defined]
+    stored = {line.split("seq=")[1].split("i")[0] for line in influx.lines if "seq=" in line}
+    assert stored == {"1", "2", "3"}
+    (letter,) = _letters(tmp_path)
+    assert letter.code == "internal_error" and "RuntimeError" in letter.detail
+    assert letter.payload == items[1].payload  # raw bytes kept
+    assert service.stats.internal_errors >= 3
+
+
+def test_a_refused_write_is_split_until_the_refused_message_is_found(tmp_path: Path) -> None:
+    def fail(lines: Sequence[str]) -> None:
+        if any("device_id=bad" in line for line in lines):
+            raise StorageRejected('partial write: field type conflict: input field "pm2_5"', 400)
+
+    influx = FakeInflux(fail)
+    service = _service(tmp_path, influx)
+    items = [_item("good", i) for i in range(1, 16)] + [_item("bad", 1)]
+    assert service.process(items)
+    assert len(service._client.acked) == 16  # type: ignore[attr-defined]
+    (letter,) = _letters(tmp_path)
+    assert letter.code == "storage_rejected" and "field type conflict" in letter.detail
+    assert service.stats.stored_messages == 15
+    assert influx.writes <= 2 * 5 + 1  # halving: about 2 log2(n) writes, not one per message
+
+
+def test_the_writer_survives_a_stats_file_it_cannot_write(tmp_path: Path) -> None:
+    influx = FakeInflux()
+    # One message per batch: the stats file is written (and fails) between the two.
+    service = _service(
+        tmp_path, influx, batch_max=1, stats_path=str(tmp_path / "missing-dir" / "stats.json")
+    )
+    mqtt = service._client
+    _run(service, [_item("good", 1), _item("good", 2)], lambda: len(mqtt.acked) == 2)  # type: ignore[attr-defined]
+    assert service.stats.internal_errors >= 1 and service.stats.stored_messages == 2
+
+
+def test_retry_after_is_honoured_and_backoff_is_capped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts = iter(
+        [StorageUnavailable("429", retry_after_s=7.0)] + [StorageUnavailable("down")] * 12 + [None]
+    )
+
+    def fail(_lines: Sequence[str]) -> None:
+        exc = next(attempts)
+        if exc is not None:
+            raise exc
+
+    service = _service(tmp_path, FakeInflux(fail))
+    waits: list[float] = []
+
+    def record(seconds: float | None = None) -> bool:
+        waits.append(seconds or 0.0)
+        return False
+
+    monkeypatch.setattr(service._stop, "wait", record)
+    assert service.process([_item("good", 1)])
+    assert waits[0] >= 7.0  # the server asked for 7 s
+    assert max(waits[1:]) <= 10.0 and len(set(waits)) > 3  # capped and jittered
