@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ingest.deadletter import DeadLetterStore
@@ -115,3 +116,24 @@ def test_write_refused_by_influxdb_is_dead_lettered_and_the_rest_stored(
     store.close()
     assert letter.code == "storage_rejected" and "conflict" in letter.detail
     assert json.loads(letter.payload)["seq"] == 1
+
+
+def test_a_message_from_before_influxdbs_time_range_never_blocks_the_stream(
+    stack: LocalStack, influx: InfluxClient
+) -> None:
+    """Regression: a signed message dated 1600 made every write fail and blocked all storage."""
+    info = stack.require_info()
+    (creds,) = stack.add_devices([("time-traveller", {"site": "t"})])
+    device = TestDevice(creds, info.broker_port)
+    ancient = datetime(1600, 1, 1, tzinfo=UTC)
+    try:
+        device.send(air_message("time-traveller", 1, observed_at=ancient))
+        device.send(air_message("time-traveller", 2))
+        device.send(air_message("time-traveller", 3))
+    finally:
+        device.close()
+    wait_for(lambda: _stored_seqs(influx, "time-traveller") == [2, 3], what="the later messages")
+    store = DeadLetterStore(stack.directory / "ingest" / "deadletter.sqlite")
+    (letter,) = wait_for(store.list, what="the dated message as a dead letter")
+    store.close()
+    assert letter.code == "too_old" and "1600-01-01" in letter.detail
