@@ -110,6 +110,8 @@ def stack_status(directory: Path | None, as_json: bool) -> None:
             f"  ingest: received {stats['received']}, stored {stats['stored_messages']}, "
             f"rejected {stats['rejected']}, write retries {stats['write_retries']}"
         )
+    if status.get("metrics"):
+        click.echo(f"  ingest metrics (Prometheus): {status['metrics']}")
 
 
 @stack.command("down")

@@ -51,6 +51,11 @@ class IngestConfig(_Strict):
     # offline sends its outbox when it is back; older than this is refused (`too_old`), which
     # also keeps old dates from opening new InfluxDB shards one by one.
     max_backlog_s: float = Field(default=7 * 86400.0, gt=0)
+    # Prometheus text endpoint (GET /metrics) on this port; none without it. Port 0: any free.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_bind: str = "127.0.0.1"
+    # Every this many seconds the counters are also written to InfluxDB (`ingest_status`).
+    status_interval_s: float = Field(default=60.0, gt=0)
 
 
 def load_ingest_config(path: Path | str) -> IngestConfig:

@@ -35,7 +35,8 @@ from ingest.config import IngestConfig
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.errors import QueryError, StorageRejected, StorageUnavailable
 from ingest.influx import InfluxClient
-from ingest.lineprotocol import LineProtocolError, Point, to_line
+from ingest.lineprotocol import FieldValue, LineProtocolError, Point, to_line
+from ingest.metrics import IngestMetrics
 from ingest.points import Receipt, message_points
 from ingest.validate import RegistryView, Rejection, Validator
 from protocol.messages import AnyMessage
@@ -119,6 +120,9 @@ class IngestService:
             timeout_s=config.influx.timeout_s,
         )
         self._deadletters = DeadLetterStore(config.deadletter_path)
+        self.metrics = IngestMetrics(self.stats)
+        self.metrics_port: int | None = None
+        self._next_status = 0.0
         self._queue: queue.Queue[Incoming] = queue.Queue()
         self._generation = 0
         self._last_seq: dict[str, int] = {}
@@ -182,6 +186,11 @@ class IngestService:
             b.host, b.port, b.keepalive_s, clean_start=False, properties=props
         )
         self._client.loop_start()
+        if self.config.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(
+                self.config.metrics_port, self.config.metrics_bind
+            )
+            log.info("metrics on http://%s:%d/metrics", self.config.metrics_bind, self.metrics_port)
         self._worker.start()
 
     def stop(self) -> None:
@@ -192,6 +201,7 @@ class IngestService:
         self._client.loop_stop()
         self._deadletters.close()
         self._influx.close()
+        self.metrics.close()
 
     # --- writer thread ---------------------------------------------------------------------
     def _work(self) -> None:
@@ -232,6 +242,7 @@ class IngestService:
                         else:
                             self._stop.wait(min(1.0 * failures, 5.0))
                 self._write_stats()
+                self._write_status()
             except Exception:  # the loop's own steps (stats file, queue): never die of them
                 self.stats.internal_errors += 1
                 log.exception("ingest writer loop error; carrying on")
@@ -275,6 +286,7 @@ class IngestService:
         for item in batch:  # in arrival order, as MQTT asks of acknowledgements
             if item.generation == self._generation:
                 self._client.ack(item.mid, 1)
+        self.metrics.batch_latency.observe(max(0.0, self._clock() - batch[0].received_at))
         return True
 
     def _evaluate(self, item: Incoming) -> _Outcome:
@@ -379,6 +391,34 @@ class IngestService:
                 )
             )
         self._deadletters.add_many(letters)
+
+    def _write_status(self) -> None:
+        """Every status_interval_s, the counters as one `ingest_status` point in InfluxDB.
+
+        Best effort: while InfluxDB is away the status is skipped, never retried or queued."""
+        now = self._clock()
+        if now < self._next_status:
+            return
+        self._next_status = now + self.config.status_interval_s
+        s = self.stats
+        fields: dict[str, FieldValue] = {
+            "received": s.received,
+            "stored_messages": s.stored_messages,
+            "stored_points": s.stored_points,
+            "rejected": s.rejected,
+            "write_retries": s.write_retries,
+            "internal_errors": s.internal_errors,
+            "batches": s.batches,
+            "connected": s.connected,
+        }
+        for reason, n in s.rejected_by_code.items():
+            fields[f"rejected_{reason}"] = n
+        tags = {"gateway": self.config.gateway_id, "worker": self.config.broker.username}
+        point = Point("ingest_status", tags, fields, round(now * 1000))
+        try:
+            self._influx.write([to_line(point)])
+        except (StorageUnavailable, StorageRejected) as exc:
+            log.warning("ingest status not written: %s", exc)
 
     def _write_stats(self) -> None:
         if self.config.stats_path is None:

@@ -45,12 +45,20 @@ class StackInfo:
     influx_url: str
     database: str
     pids: dict[str, int]
+    metrics_port: int | None = None
+
+    @property
+    def metrics_url(self) -> str | None:
+        if self.metrics_port is None:
+            return None
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "directory": str(self.directory),
             "mqtt": {"host": "127.0.0.1", "port": self.broker_port},
             "influx": {"url": self.influx_url, "database": self.database},
+            "metrics": self.metrics_url,
             "pids": self.pids,
         }
 
@@ -62,6 +70,7 @@ class StackInfo:
             d["influx"]["url"],
             d["influx"]["database"],
             {k: int(v) for k, v in d["pids"].items()},
+            int(d["metrics"].rsplit(":", 1)[1].split("/")[0]) if d.get("metrics") else None,
         )
 
 
@@ -106,14 +115,14 @@ class LocalStack:
         ingest_password = set_ingest_account(registry)
         save_registry(registry, self.registry_path)
 
-        broker_port, http_port, rpc_port = free_ports(3)
+        broker_port, http_port, rpc_port, metrics_port = free_ports(4)
         influxd = Influxd(
             self.directory / "influxdb", http_port=http_port, rpc_port=rpc_port, database=DATABASE
         )
         broker = Broker(self.directory / "broker", registry, port=broker_port)
         ingest_dir = self.directory / "ingest"
         ingest_config = self._write_ingest_config(
-            ingest_dir, broker_port, influxd.url, ingest_password
+            ingest_dir, broker_port, influxd.url, ingest_password, metrics_port
         )
         ingest = ManagedProcess(
             "ingest",
@@ -136,7 +145,7 @@ class LocalStack:
             raise
         self.broker, self.influxd = broker, influxd
         pids = {p.name: p.pid for p in self._processes if p.pid is not None}
-        info = StackInfo(self.directory, broker_port, influxd.url, DATABASE, pids)
+        info = StackInfo(self.directory, broker_port, influxd.url, DATABASE, pids, metrics_port)
         self.state_path.write_text(json.dumps(info.as_dict(), indent=2))
         return info
 
@@ -149,7 +158,7 @@ class LocalStack:
         self.ingest.start(lambda: _ingest_connected(stats_path), timeout_s=30, detach=detach)
 
     def _write_ingest_config(
-        self, directory: Path, broker_port: int, influx_url: str, password: str
+        self, directory: Path, broker_port: int, influx_url: str, password: str, metrics_port: int
     ) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "ingest.toml"
@@ -158,6 +167,8 @@ class LocalStack:
             "deadletter_path": str(directory / "deadletter.sqlite"),
             "stats_path": str(directory / "stats.json"),
             "gateway_id": "local",
+            "metrics_port": metrics_port,
+            "status_interval_s": 10.0,
             "broker": {
                 "host": "127.0.0.1",
                 "port": broker_port,

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from ingest.deadletter import DeadLetterStore
 from ingest.influx import InfluxClient
 from protocol.codec import canonical_bytes, encode
@@ -132,3 +134,33 @@ def test_broker_restart_mid_run_loses_nothing(
         assert seqs == list(range(1, len(seqs) + 1)), f"{c.device_id} has gaps: {seqs}"
     backlog = influx.query("SELECT count(seq) FROM link WHERE backlog = true")
     assert backlog and backlog[0]["values"][0][1] > 0  # the outage is visible in the metadata
+
+
+def test_ingest_reports_its_health_to_prometheus_and_influxdb(
+    stack: LocalStack, influx: InfluxClient
+) -> None:
+    info = stack.require_info()
+    url = info.metrics_url
+    assert url is not None
+    (creds,) = stack.add_devices([("healthy", {"site": "h"})])
+    device = TestDevice(creds, info.broker_port)
+    try:
+        device.send(air_message("healthy", 1))
+        device.client.publish("sensorpipe/v1/healthy/air", b"{not json", qos=1)
+    finally:
+        device.close()
+
+    def scraped() -> str:
+        text = httpx.get(url).text
+        return (
+            text if 'sensorpipe_ingest_rejected_total{reason="malformed_json"} 1.0' in text else ""
+        )
+
+    text = wait_for(scraped, what="the rejection in the metrics")
+    assert "sensorpipe_ingest_stored_messages_total 1.0" in text
+    assert "sensorpipe_ingest_batch_latency_seconds_count" in text
+    status = wait_for(
+        lambda: influx.query("SELECT stored_messages, worker FROM ingest_status"),
+        what="an ingest_status point",
+    )
+    assert status[0]["values"][0][2] == "ingest"
