@@ -851,10 +851,7 @@ def demo(duration: float, count: int, as_json: bool) -> None:
         return
     click.echo("")
     click.echo(f"devices {summary.devices}, ran {summary.duration_s} s")
-    click.echo(
-        f"published {summary.published}  stored {summary.stored}  "
-        f"rejected {summary.rejected}  lost {summary.lost}"
-    )
+    click.echo(demo_totals_line(summary))
     click.echo(
         "rejected by reason: "
         + ", ".join(f"{k} {v}" for k, v in summary.rejected_by_reason.items())
@@ -869,6 +866,18 @@ def demo(duration: float, count: int, as_json: bool) -> None:
     click.echo(render(summary.query[-10:], cols, "table"))
     if summary.lost:
         sys.exit(1)
+
+
+def demo_totals_line(summary: Any) -> str:
+    """The demo's account of every reading: where each one is now."""
+    line = (
+        f"published {summary.published}  stored {summary.stored}  "
+        f"rejected {summary.rejected}  lost {summary.lost}  "
+        f"still in device outboxes {summary.pending_in_outboxes}"
+    )
+    if summary.pending_in_outboxes:
+        line += " (not lost: sent when the devices next reach the broker)"
+    return line
 
 
 if __name__ == "__main__":

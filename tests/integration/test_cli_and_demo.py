@@ -144,4 +144,10 @@ def test_demo_accounts_for_every_message(tmp_path: Path) -> None:
     assert summary.lost == 0
     assert summary.stored == summary.published - summary.rejected
     assert summary.pending_in_outboxes == 0
+    from cli.main import demo_totals_line
+
+    line = demo_totals_line(summary)
+    assert f"published {summary.published}" in line and "still in device outboxes 0" in line
+    summary.pending_in_outboxes = 7
+    assert "still in device outboxes 7 (not lost" in demo_totals_line(summary)
     assert summary.query and {r["device_id"] for r in summary.query} == {"sim-001", "sim-002"}
