@@ -62,16 +62,48 @@ class DeadLetterStore:
             )
             self._db.execute("COMMIT")
 
-    def list(self, *, limit: int = 50, code: str | None = None) -> list[DeadLetter]:
+    def list(
+        self,
+        *,
+        limit: int = 50,
+        code: str | None = None,
+        since: float | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[DeadLetter]:
+        """Newest first; filtered by rejection code, receive time (epoch s) and row ids."""
         sql = "SELECT id, received_at, topic, payload, code, detail FROM dead_letters"
-        args: tuple[object, ...] = ()
+        where: list[str] = []
+        args: list[object] = []
         if code:
-            sql += " WHERE code = ?"
-            args = (code,)
+            where.append("code = ?")
+            args.append(code)
+        if since is not None:
+            where.append("received_at >= ?")
+            args.append(since)
+        if ids is not None:
+            where.append(f"id IN ({','.join('?' * len(ids))})" if ids else "0")
+            args += list(ids)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         with self._lock:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [DeadLetter(r[1], r[2], bytes(r[3]), r[4], r[5], r[0]) for r in rows]
+
+    def remove(self, ids: Sequence[int]) -> None:
+        """Letters whose messages are now stored (after a replay)."""
+        if not ids:
+            return
+        with self._lock:
+            self._db.executemany("DELETE FROM dead_letters WHERE id = ?", [(i,) for i in ids])
+
+    def update_reason(self, letter_id: int, code: str, detail: str) -> None:
+        """A replayed letter that was rejected again, perhaps for another reason now."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE dead_letters SET code = ?, detail = ? WHERE id = ?",
+                (code, detail, letter_id),
+            )
 
     def count(self) -> int:
         with self._lock:

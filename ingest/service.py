@@ -85,6 +85,12 @@ class IngestStats:
 
 
 @dataclass
+class ReplayResult:
+    stored: int = 0
+    still_rejected: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
 class _Outcome:
     item: Incoming
     message: AnyMessage | None = None
@@ -288,6 +294,39 @@ class IngestService:
                 self._client.ack(item.mid, 1)
         self.metrics.batch_latency.observe(max(0.0, self._clock() - batch[0].received_at))
         return True
+
+    def close(self) -> None:
+        """Release the stores of a service that was never started (e.g. after `replay`)."""
+        self._deadletters.close()
+        self._influx.close()
+        self.metrics.close()
+
+    def replay(self, letters: list[DeadLetter]) -> ReplayResult:
+        """Feed dead letters through validation again, e.g. after registering a forgotten
+        device: those that pass are stored and leave the dead-letter store; the others stay,
+        with the reason they fail for now. Needs no broker connection."""
+        self._registry.refresh()
+        result = ReplayResult()
+        for start in range(0, len(letters), self.config.batch_max):
+            chunk = letters[start : start + self.config.batch_max]
+            items = [
+                Incoming(-1, -1, d.topic, d.payload, dup=True, received_at=d.received_at)
+                for d in chunk
+            ]
+            outcomes = [self._evaluate(item) for item in items]
+            if not self._store([o for o in outcomes if o.rejection is None]):
+                break  # stopped while InfluxDB was away; what is left stays dead-lettered
+            stored = []
+            for letter, outcome in zip(chunk, outcomes, strict=True):
+                if outcome.rejection is None:
+                    stored.append(letter.id)
+                else:
+                    code, detail = outcome.rejection.code, outcome.rejection.detail
+                    self._deadletters.update_reason(letter.id, code, detail)
+                    result.still_rejected[code] += 1
+            self._deadletters.remove(stored)
+            result.stored += len(stored)
+        return result
 
     def _evaluate(self, item: Incoming) -> _Outcome:
         try:

@@ -44,12 +44,12 @@ def test_query_explains_a_bad_time(tmp_path: Path) -> None:
 def test_deadletter_refuses_a_file_that_is_not_its_database(tmp_path: Path) -> None:
     other = tmp_path / "notes.txt"
     other.write_bytes(b"my notes\n")
-    code, output = _run("ingest", "deadletter", "--db", str(other))
+    code, output = _run("ingest", "rejects", "--db", str(other))
     assert code == 1 and "not a dead-letter store" in output
     assert other.read_bytes() == b"my notes\n"  # untouched, not turned into a database
     empty = tmp_path / "empty.sqlite"
     empty.touch()
-    code, output = _run("ingest", "deadletter", "--db", str(empty))
+    code, output = _run("ingest", "rejects", "--db", str(empty))
     assert code == 1 and empty.stat().st_size == 0
-    code, output = _run("ingest", "deadletter", "--db", str(tmp_path))
+    code, output = _run("ingest", "rejects", "--db", str(tmp_path))
     assert code == 1 and "no dead-letter store" in output

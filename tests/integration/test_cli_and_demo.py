@@ -76,7 +76,7 @@ def test_stack_devices_query_and_deadletter_commands(tmp_path: Path) -> None:
         assert row["device_id"] == "school-roof" and row["site"] == "oost"
         assert row["pm2_5"] == 21.0
 
-        letters = json.loads(sensorpipe("ingest", "deadletter", "--dir", d, "--json").stdout)
+        letters = json.loads(sensorpipe("ingest", "rejects", "--dir", d, "--json").stdout)
         assert letters["counts"] == {"malformed_json": 1}
         assert letters["letters"][0]["payload"] == "not json at all"
 

@@ -164,3 +164,58 @@ def test_ingest_reports_its_health_to_prometheus_and_influxdb(
         what="an ingest_status point",
     )
     assert status[0]["values"][0][2] == "ingest"
+
+
+def test_rejects_can_be_listed_and_replayed_after_registering_the_device(
+    stack: LocalStack, influx: InfluxClient
+) -> None:
+    """A device that sends before it is in the registry is rejected; once registered, a
+    replay stores what it sent, and only that."""
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from gateway.devices import add_device
+    from protocol.registry import Registry, save_registry
+
+    info = stack.require_info()
+    # Credentials made outside the registry: the broker knows the device, the ingest does not.
+    scratch = Registry()
+    creds = add_device(scratch, "forgotten", site="f")
+    registry = stack.registry()
+    registry.devices["forgotten"] = scratch.devices["forgotten"]
+    stack._reload_broker(registry)  # broker account only: write the broker files, not the registry
+    device = TestDevice(creds, info.broker_port)
+    try:
+        for seq in (1, 2):
+            device.send(air_message("forgotten", seq))
+    finally:
+        device.close()
+    d = str(stack.directory)
+    runner = CliRunner()
+
+    def rejects() -> list[Any]:
+        out = runner.invoke(
+            main, ["ingest", "rejects", "--dir", d, "--reason", "unknown_device", "--json"]
+        )
+        return list(json.loads(out.output)["letters"])
+
+    wait_for(lambda: len(rejects()) == 2, what="two rejections")
+    letters = rejects()
+    assert {json.loads(x["payload"])["seq"] for x in letters} == {1, 2}
+    recent = runner.invoke(main, ["ingest", "rejects", "--dir", d, "--since", "10m"])
+    assert "unknown_device" in recent.output
+    # Replaying before the fix changes nothing.
+    before = runner.invoke(main, ["ingest", "replay", "--dir", d, "--json"])
+    assert json.loads(before.output) == {
+        "replayed": 2,
+        "stored": 0,
+        "still_rejected": {"unknown_device": 2},
+    }
+    registry = stack.registry()
+    registry.devices["forgotten"] = scratch.devices["forgotten"]
+    save_registry(registry, stack.registry_path)  # the fix: the device is registered now
+    after = runner.invoke(main, ["ingest", "replay", "--dir", d, "--json"])
+    assert json.loads(after.output) == {"replayed": 2, "stored": 2, "still_rejected": {}}
+    assert rejects() == []
+    stored = influx.query("SELECT seq FROM link WHERE device_id = 'forgotten'")
+    assert sorted(v[1] for v in stored[0]["values"]) == [1, 2]
