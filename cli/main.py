@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -278,9 +279,11 @@ def ingest_run(config_path: Path) -> None:
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
     try:
         config = load_ingest_config(config_path)
-    except ConfigError as exc:
+        service = IngestService(config)
+    except ConfigError as exc:  # the configuration or the registry it names
         _fail(str(exc))
-    service = IngestService(config)
+    except (OSError, sqlite3.Error) as exc:  # e.g. a dead-letter path that cannot be written
+        _fail(f"cannot open the dead-letter store {config.deadletter_path}: {exc}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service.start()

@@ -53,3 +53,33 @@ def test_deadletter_refuses_a_file_that_is_not_its_database(tmp_path: Path) -> N
     assert code == 1 and empty.stat().st_size == 0
     code, output = _run("ingest", "rejects", "--db", str(tmp_path))
     assert code == 1 and "no dead-letter store" in output
+
+
+def _ingest_config(tmp_path: Path, registry: str, deadletter: str) -> Path:
+    path = tmp_path / f"ingest-{registry}"
+    path.write_text(
+        f'registry_path = "{registry}"\ndeadletter_path = "{deadletter}"\n'
+        '[broker]\npassword = "x"\n'
+    )
+    return path
+
+
+def test_ingest_run_explains_a_bad_start(tmp_path: Path) -> None:
+    (tmp_path / "good-registry.toml").write_text("")
+    (tmp_path / "bad-registry.toml").write_text("devices = 5\n")
+    (tmp_path / "latin1.toml").write_bytes(b'registry_path = "caf\xe9.toml"\n')
+    (tmp_path / "a-directory").mkdir()
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where a directory should be")
+    cases = [
+        (tmp_path / "latin1.toml", "not UTF-8 text"),
+        (tmp_path / "a-directory", "is a directory"),
+        (
+            _ingest_config(tmp_path, "good-registry.toml", f"{blocked}/dl.sqlite"),
+            "cannot open the dead-letter store",
+        ),
+        (_ingest_config(tmp_path, "bad-registry.toml", "dl.sqlite"), "devices (line 1)"),
+    ]
+    for config, expected in cases:
+        code, output = _run("ingest", "run", "--config", str(config))
+        assert code == 1 and expected in output, (config, output)
