@@ -51,6 +51,10 @@ class IngestConfig(_Strict):
     # offline sends its outbox when it is back; older than this is refused (`too_old`), which
     # also keeps old dates from opening new InfluxDB shards one by one.
     max_backlog_s: float = Field(default=7 * 86400.0, gt=0)
+    # Dead-letter limits: payload bytes kept per letter, letters kept, and their age (days).
+    deadletter_max_payload_bytes: int = Field(default=64 * 1024, ge=256)
+    deadletter_max_letters: int = Field(default=100_000, ge=100)
+    deadletter_max_age_days: float = Field(default=90.0, gt=0)
     # Prometheus text endpoint (GET /metrics) on this port; none without it. Port 0: any free.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_bind: str = "127.0.0.1"

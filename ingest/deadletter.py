@@ -2,10 +2,16 @@
 
 A rejected message is acknowledged to the broker only after its row here is committed, so a
 crash of the ingest between the two redelivers it instead of losing it.
+
+Limits, so that a hostile or broken device cannot fill the disk: a payload is kept up to
+`max_payload_bytes` (longer ones are cut, with their full length and sha256 noted in the
+detail), and the store keeps at most `max_letters` letters and none older than `max_age_s`;
+the oldest go first. Both are counted (`pruned`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -36,9 +42,25 @@ class DeadLetter:
     id: int = 0
 
 
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_LETTERS = 100_000
+MAX_AGE_S = 90 * 86400.0
+
+
 class DeadLetterStore:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        max_letters: int = MAX_LETTERS,
+        max_age_s: float = MAX_AGE_S,
+    ) -> None:
         path = Path(path)
+        self.max_payload_bytes = max_payload_bytes
+        self.max_letters = max_letters
+        self.max_age_s = max_age_s
+        self.pruned = 0
         create_private(path)  # raw payloads: private; SQLite gives its -wal/-shm the same mode
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -53,14 +75,40 @@ class DeadLetterStore:
     def add_many(self, letters: Sequence[DeadLetter]) -> None:
         if not letters:
             return
+        rows = [self._capped(d) for d in letters]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                "INSERT INTO dead_letters (received_at, topic, payload, code, detail) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(d.received_at, d.topic, d.payload, d.code, d.detail) for d in letters],
+            try:
+                self._db.executemany(
+                    "INSERT INTO dead_letters (received_at, topic, payload, code, detail) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+                self._prune(max(d.received_at for d in letters))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _capped(self, d: DeadLetter) -> tuple[float, str, bytes, str, str]:
+        payload, detail = d.payload, d.detail
+        if len(payload) > self.max_payload_bytes:
+            digest = hashlib.sha256(payload).hexdigest()
+            detail = (
+                f"{detail} [payload cut to {self.max_payload_bytes} of {len(payload)} bytes, "
+                f"sha256 {digest}]"
             )
-            self._db.execute("COMMIT")
+            payload = payload[: self.max_payload_bytes]
+        return (d.received_at, d.topic[:1024], payload, d.code, detail[:2000])
+
+    def _prune(self, now: float) -> None:
+        """Oldest first: beyond max_letters, and older than max_age_s. Inside the transaction."""
+        cur = self._db.execute(
+            "DELETE FROM dead_letters WHERE received_at < ? OR id <= "
+            "(SELECT MAX(id) FROM dead_letters) - ?",
+            (now - self.max_age_s, self.max_letters),
+        )
+        self.pruned += max(cur.rowcount, 0)
 
     def list(
         self,

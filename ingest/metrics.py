@@ -33,6 +33,7 @@ class _StatsCollector(Collector):
             ("write_retries", "Writes retried while InfluxDB was unavailable.", s.write_retries),
             ("internal_errors", "Unexpected errors, caught and counted.", s.internal_errors),
             ("batches", "Batches written and acknowledged.", s.batches),
+            ("deadletters_pruned", "Dead letters removed by the limits.", s.deadletters_pruned),
         ):
             yield CounterMetricFamily(f"sensorpipe_ingest_{name}", doc, value=value)
         rejected = CounterMetricFamily(

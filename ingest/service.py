@@ -68,6 +68,7 @@ class IngestStats:
     write_retries: int = 0
     internal_errors: int = 0
     batches: int = 0
+    deadletters_pruned: int = 0
     connected: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,6 +81,7 @@ class IngestStats:
             "write_retries": self.write_retries,
             "internal_errors": self.internal_errors,
             "batches": self.batches,
+            "deadletters_pruned": self.deadletters_pruned,
             "connected": self.connected,
         }
 
@@ -125,7 +127,12 @@ class IngestService:
             token=config.influx.token,
             timeout_s=config.influx.timeout_s,
         )
-        self._deadletters = DeadLetterStore(config.deadletter_path)
+        self._deadletters = DeadLetterStore(
+            config.deadletter_path,
+            max_payload_bytes=config.deadletter_max_payload_bytes,
+            max_letters=config.deadletter_max_letters,
+            max_age_s=config.deadletter_max_age_days * 86400.0,
+        )
         self.metrics = IngestMetrics(self.stats)
         self.metrics_port: int | None = None
         self._next_status = 0.0
@@ -430,6 +437,7 @@ class IngestService:
                 )
             )
         self._deadletters.add_many(letters)
+        self.stats.deadletters_pruned = self._deadletters.pruned
 
     def _write_status(self) -> None:
         """Every status_interval_s, the counters as one `ingest_status` point in InfluxDB.

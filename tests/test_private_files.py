@@ -75,3 +75,23 @@ def test_the_password_never_goes_on_mosquitto_passwds_command_line(
     hashed = hash_password("dev-1", secret)
     assert hashed.startswith("$7$") and secret not in hashed
     assert calls and all(secret not in " ".join(c) for c in calls)
+
+
+def test_dead_letters_are_capped_in_size_count_and_age(tmp_path: Path) -> None:
+    import hashlib
+
+    store = DeadLetterStore(
+        tmp_path / "dl.sqlite", max_payload_bytes=1024, max_letters=100, max_age_s=3600
+    )
+    huge = b"A" * 10_000_000
+    store.add_many([DeadLetter(1000.0, "t", huge, "too_large", "10 MB")])
+    (letter,) = store.list()
+    assert len(letter.payload) == 1024 and letter.payload == huge[:1024]
+    assert "of 10000000 bytes" in letter.detail
+    assert hashlib.sha256(huge).hexdigest() in letter.detail
+    store.add_many([DeadLetter(1000.0 + i, "t", b"x", "bad_json", "x") for i in range(1, 150)])
+    assert store.count() == 100 and store.pruned == 50
+    assert min(d.received_at for d in store.list(limit=1000)) == 1050.0  # the oldest went
+    store.add_many([DeadLetter(1000.0 + 7200, "t", b"x", "bad_json", "new")])
+    assert [d.detail for d in store.list(limit=1000)] == ["new"]  # older than an hour: gone
+    store.close()
