@@ -264,7 +264,12 @@ class IngestService:
     def _give_up(self, item: Incoming, exc: Exception) -> None:
         """Dead-letter a message that failed BATCH_ATTEMPTS times on its own, then ack it."""
         rejection = Rejection("internal_error", f"could not be processed: {exc!r}"[:500])
-        self._dead_letter([_Outcome(item, rejection=rejection)])
+        try:
+            self._dead_letter([_Outcome(item, rejection=rejection)])
+        except Exception:
+            # Not kept, so not acknowledged: the broker holds it and redelivers it later.
+            log.exception("could not dead-letter %s either; leaving it with the broker", item.topic)
+            return
         if item.generation == self._generation:
             self._client.ack(item.mid, 1)
 
@@ -295,6 +300,11 @@ class IngestService:
         if not self._store(accepted):
             return False  # stopping with the batch unwritten: the broker will redeliver it
         self._dead_letter([o for o in outcomes if o.rejection is not None])
+        # Counted once the whole batch is kept, so a batch written again after an error is not
+        # counted twice.
+        stored = [o for o in accepted if o.rejection is None]
+        self.stats.stored_messages += len(stored)
+        self.stats.stored_points += sum(len(o.lines) for o in stored)
         self.stats.batches += 1
         for item in batch:  # in arrival order, as MQTT asks of acknowledgements
             if item.generation == self._generation:
@@ -367,12 +377,7 @@ class IngestService:
         return _Outcome(item, message=message, points=points, lines=lines)
 
     def _store(self, accepted: list[_Outcome]) -> bool:
-        if not self._store_part(accepted):
-            return False
-        stored = [o for o in accepted if o.rejection is None]
-        self.stats.stored_messages += len(stored)
-        self.stats.stored_points += sum(len(o.lines) for o in stored)
-        return True
+        return self._store_part(accepted)
 
     def _store_part(self, part: list[_Outcome]) -> bool:
         """Write these messages; when InfluxDB refuses (4xx: bad line, type conflict), split in
@@ -424,8 +429,6 @@ class IngestService:
         letters = []
         for o in rejected:
             assert o.rejection is not None
-            self.stats.rejected += 1
-            self.stats.rejected_by_code[o.rejection.code] += 1
             log.info("rejected %s: %s", o.item.topic, o.rejection)
             letters.append(
                 DeadLetter(
@@ -437,6 +440,10 @@ class IngestService:
                 )
             )
         self._deadletters.add_many(letters)
+        for o in rejected:  # counted once kept
+            assert o.rejection is not None
+            self.stats.rejected += 1
+            self.stats.rejected_by_code[o.rejection.code] += 1
         self.stats.deadletters_pruned = self._deadletters.pruned
 
     def _write_status(self) -> None:

@@ -180,3 +180,26 @@ def test_retry_after_is_honoured_and_backoff_is_capped(
     assert service.process([_item("good", 1)])
     assert waits[0] >= 7.0  # the server asked for 7 s
     assert max(waits[1:]) <= 10.0 and len(set(waits)) > 3  # capped and jittered
+
+
+def test_a_full_dead_letter_disk_does_not_stop_storage_for_everyone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    influx = FakeInflux()
+    service = _service(tmp_path, influx)
+    monkeypatch.setattr(service._stop, "wait", lambda _s=None: service._stop.is_set())
+
+    def full(letters: Any) -> None:
+        if letters:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(service._deadletters, "add_many", full)
+    bad = Incoming(0, 500, topic_for("good", "air"), b"{not json", False, 0.0)
+    items = [_item("good", 1), bad, _item("good", 2), _item("good", 3)]
+    mqtt = service._client
+    _run(service, items, lambda: sorted(mqtt.acked) == [1, 2, 3])  # type: ignore[attr-defined]
+    # The rejected message is not acknowledged (it was not kept): the broker still holds it.
+    assert 500 not in mqtt.acked  # type: ignore[attr-defined]
+    assert service.stats.stored_messages == 3
