@@ -253,7 +253,12 @@ def edge_run(config_path: Path) -> None:
             counter = CountingLoop(pipeline, open_source(config.counting.source))
     except (ConfigError, SensorConfigError, ModelError, SourceUnavailable) as exc:
         _fail(str(exc))
-    agent = Agent(config, drivers=drivers, outbox=SqliteOutbox(config.outbox_path), counter=counter)
+    agent = Agent(
+        config,
+        drivers=drivers,
+        outbox=SqliteOutbox(config.outbox_path, max_entries=config.outbox_max_entries),
+        counter=counter,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo(f"{config.device_id}: publishing to {config.mqtt.host}:{config.mqtt.port}")

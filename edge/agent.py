@@ -25,7 +25,7 @@ from edge.counting.intervals import IntervalCounts
 from edge.counting.loop import CountingLoop
 from edge.drivers.base import SensorDriver
 from edge.errors import SensorError
-from edge.outbox import Outbox, OutboxEntry
+from edge.outbox import Outbox, OutboxEntry, OutboxFull
 from edge.publisher import LinkState, Publisher
 from protocol.codec import encode
 from protocol.messages import MESSAGE_ADAPTER, Reading, SensorHealth
@@ -52,6 +52,7 @@ class SensorSlot:
 @dataclass
 class AgentStats:
     messages_queued: int = 0
+    messages_dropped: int = 0  # not even queued: the outbox had no room at all
     readings: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
 
@@ -168,11 +169,11 @@ class Agent:
             for s in self._slots
         ]
 
-    def queue_status(self) -> int:
+    def queue_status(self) -> int | None:
         health = [h.model_dump(mode="json") for h in self.sensor_health()]
         return self._queue("status", self._clock(), {"sensors": health})
 
-    def queue_counts(self, counts: IntervalCounts, model_id: str) -> int:
+    def queue_counts(self, counts: IntervalCounts, model_id: str) -> int | None:
         """One count message per interval: numbers only, every class and direction listed."""
         payload = {
             "interval_end": _iso(counts.end),
@@ -186,20 +187,27 @@ class Agent:
         }
         return self._queue("count", counts.start, payload)
 
-    def _queue(self, kind: str, observed: float, payload: dict[str, Any]) -> int:
-        draft = {
-            "v": 1,
-            "kind": kind,
-            "device_id": self.config.device_id,
-            "seq": self.outbox.next_seq(),
-            "observed_at": _iso(observed),
-            "clock_synced": self._clock_synced(),
-            "location": self._location(),
-            **payload,
-        }
-        entry_id = self.outbox.put(
-            topic_for(self.config.device_id, kind), json.dumps(draft).encode()
-        )
+    def _queue(self, kind: str, observed: float, payload: dict[str, Any]) -> int | None:
+        """Put one message in the outbox; its id, or None if even a full outbox's oldest
+        readings could not make room (counted in `stats.messages_dropped`, logged)."""
+        try:
+            draft = {
+                "v": 1,
+                "kind": kind,
+                "device_id": self.config.device_id,
+                "seq": self.outbox.next_seq(),
+                "observed_at": _iso(observed),
+                "clock_synced": self._clock_synced(),
+                "location": self._location(),
+                **payload,
+            }
+            entry_id = self.outbox.put(
+                topic_for(self.config.device_id, kind), json.dumps(draft).encode()
+            )
+        except OutboxFull as exc:
+            self.stats.messages_dropped += 1
+            log.error("%s message not queued: %s", kind, exc)
+            return None
         self.stats.messages_queued += 1
         self.stats.kinds[kind] = self.stats.kinds.get(kind, 0) + 1
         self.publisher.notify()
@@ -223,6 +231,7 @@ class Agent:
             "uptime_s": round(time.monotonic() - self._started, 3),
             "firmware": FIRMWARE,
             "backlog": link.backlog,
+            "outbox_dropped": self.outbox.dropped,
         }
         try:
             message = MESSAGE_ADAPTER.validate_python(draft)

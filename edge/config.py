@@ -39,6 +39,8 @@ class EdgeConfig(_Strict):
     private_key: str = Field(description="base64 Ed25519 private key from `devices add`")
     mqtt: MqttConfig
     outbox_path: str = "/var/lib/sensorpipe/outbox.sqlite"
+    # When this many readings wait (or the disk is full), the oldest make room for new ones.
+    outbox_max_entries: int = Field(default=500_000, ge=100)
     status_interval_s: float = Field(default=300.0, gt=0)
     location: LocationConfig | None = None
     sensors: list[SensorConfig] = Field(default_factory=list)

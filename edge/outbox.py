@@ -7,6 +7,12 @@ Contract (both implementations pass the same tests):
   hands out a number twice, so a gap in stored sequence numbers means a reading was lost
   before it reached the outbox, never that it was overwritten.
 - Safe to call from the sampler and the publisher threads at once.
+
+When full (`max_entries` pending, or the disk itself full), the oldest pending entries make
+room for the new one: a device that is offline for weeks keeps its most recent readings, the
+loss is counted in `dropped` (reported in every message's link metadata as `outbox_dropped`)
+and shows as a gap in the stored sequence numbers. If even that fails, `put` raises
+`OutboxFull`, which the agent counts and survives.
 """
 
 from __future__ import annotations
@@ -17,6 +23,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+MAX_ENTRIES = 500_000  # at one reading a minute, almost a year of readings
+
+
+class OutboxFull(RuntimeError):
+    """No room for the entry, even after dropping the oldest: the reading is lost (counted)."""
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,21 +60,31 @@ class Outbox(Protocol):
 
     def next_seq(self) -> int: ...
 
+    @property
+    def dropped(self) -> int:
+        """Oldest entries dropped to make room since start."""
+        ...
+
     def close(self) -> None: ...
 
 
 class MemoryOutbox:
     """For tests and for devices that accept losing the queue on reboot."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_entries: int = MAX_ENTRIES) -> None:
         self._lock = threading.Lock()
         self._entries: dict[int, OutboxEntry] = {}
         self._rejected: list[tuple[OutboxEntry, str]] = []
         self._last_id = 0
         self._seq = 0
+        self.max_entries = max_entries
+        self.dropped = 0
 
     def put(self, topic: str, body: bytes) -> int:
         with self._lock:
+            while len(self._entries) >= self.max_entries:
+                del self._entries[min(self._entries)]
+                self.dropped += 1
             self._last_id += 1
             self._entries[self._last_id] = OutboxEntry(self._last_id, topic, body, time.time())
             return self._last_id
@@ -96,8 +122,10 @@ class MemoryOutbox:
 
 
 class SqliteOutbox:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, max_entries: int = MAX_ENTRIES) -> None:
         path = Path(path)
+        self.max_entries = max_entries
+        self.dropped = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -118,11 +146,43 @@ class SqliteOutbox:
 
     def put(self, topic: str, body: bytes) -> int:
         with self._lock:
+            over = self._depth() - self.max_entries + 1
+            if over > 0:
+                self._drop_oldest(over)
+            try:
+                return self._insert(topic, body)
+            except sqlite3.Error as exc:
+                if not _disk_full(exc):
+                    raise
+            # The disk is full: make room from the oldest readings (1 %, at least 100), retry.
+            self._drop_oldest(max(100, self._depth() // 100))
+            try:
+                return self._insert(topic, body)
+            except sqlite3.Error as exc:
+                if _disk_full(exc):
+                    raise OutboxFull(
+                        f"outbox full even after dropping old readings: {exc}"
+                    ) from exc
+                raise
+
+    def _insert(self, topic: str, body: bytes) -> int:
+        cur = self._db.execute(
+            "INSERT INTO outbox (topic, body, created_at) VALUES (?, ?, ?)",
+            (topic, body, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def _depth(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def _drop_oldest(self, n: int) -> None:
+        try:
             cur = self._db.execute(
-                "INSERT INTO outbox (topic, body, created_at) VALUES (?, ?, ?)",
-                (topic, body, time.time()),
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (n,)
             )
-            return int(cur.lastrowid or 0)
+        except sqlite3.Error:
+            return  # nothing to gain: the insert will say what is wrong
+        self.dropped += max(cur.rowcount, 0)
 
     def pending(self, *, after_id: int = 0, limit: int = 100) -> list[OutboxEntry]:
         with self._lock:
@@ -156,15 +216,27 @@ class SqliteOutbox:
 
     def depth(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+            return self._depth()
 
     def next_seq(self) -> int:
         with self._lock:
-            row = self._db.execute(
-                "INSERT INTO counters (name, value) VALUES ('seq', 1) "
-                "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value"
-            ).fetchone()
-            return int(row[0])
+            try:
+                return self._next_seq()
+            except sqlite3.Error as exc:
+                if not _disk_full(exc):
+                    raise
+                self._drop_oldest(max(100, self._depth() // 100))
+                try:
+                    return self._next_seq()
+                except sqlite3.Error as again:
+                    raise OutboxFull(f"cannot number the reading: {again}") from again
+
+    def _next_seq(self) -> int:
+        row = self._db.execute(
+            "INSERT INTO counters (name, value) VALUES ('seq', 1) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value"
+        ).fetchone()
+        return int(row[0])
 
     def close(self) -> None:
         with self._lock:

@@ -85,7 +85,7 @@ class Fleet:
             agent = Agent(
                 config,
                 drivers=drivers,
-                outbox=SqliteOutbox(config.outbox_path),
+                outbox=SqliteOutbox(config.outbox_path, max_entries=config.outbox_max_entries),
                 clock_synced=lambda: True,
             )
             self.hosts.append(SimulatedHost(creds, sds, bme, agent))

@@ -80,6 +80,7 @@ def _link_point(message: AnyMessage, base: dict[str, str], receipt: Receipt, t: 
         "uptime_s": float(link.uptime_s),
         "firmware": link.firmware,
         "backlog": link.backlog,
+        "outbox_dropped": link.outbox_dropped,
     }
     if link.rssi_dbm is not None:
         fields["rssi_dbm"] = link.rssi_dbm

@@ -34,6 +34,8 @@ class Link(_Strict):
     firmware: str = Field(min_length=1, max_length=64)
     # True when the message waited in the outbox across a disconnect or a restart.
     backlog: bool = False
+    # Oldest readings the device's full outbox dropped to make room, since the agent started.
+    outbox_dropped: int = Field(default=0, ge=0)
 
 
 class Location(_Strict):

@@ -141,3 +141,24 @@ def test_sequence_numbers_count_up_across_kinds_and_location_is_rounded() -> Non
 def test_signer_rejects_a_bad_key() -> None:
     with pytest.raises(ValueError, match="base64"):
         Signer("not-a-key")
+
+
+def test_an_outbox_with_no_room_at_all_costs_a_reading_not_the_agent() -> None:
+    from edge.outbox import OutboxFull
+
+    sds = FakeDriver("sds011", [{"pm2_5": 10.0, "pm10": 15.0}, {"pm2_5": 11.0, "pm10": 16.0}])
+    agent, outbox = _agent([sds])
+
+    def no_room(topic: str, body: bytes) -> int:
+        raise OutboxFull("database or disk is full")
+
+    real_put = outbox.put
+    outbox.put = no_room  # type: ignore[method-assign]
+    assert agent.sample(agent._slots) is None  # no exception: counted and logged
+    assert agent.stats.messages_dropped == 1
+    outbox.put = real_put  # type: ignore[method-assign]
+    assert agent.sample(agent._slots) is not None
+    (payload,) = _sent(agent, outbox)
+    message = decode(payload)
+    assert message.seq == 2  # the lost reading leaves a visible gap
+    assert message.link.outbox_dropped == 0

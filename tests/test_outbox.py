@@ -67,3 +67,32 @@ def test_sqlite_outbox_survives_a_restart(tmp_path: Path) -> None:
     assert [e.body for e in second.pending()] == [b"queued before the reboot"]
     assert second.next_seq() == 4  # never reused after a reboot
     second.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_full_outbox_drops_its_oldest_readings_and_counts_them(kind: str, tmp_path: Path) -> None:
+    box: Outbox = (
+        MemoryOutbox(max_entries=100)
+        if kind == "memory"
+        else SqliteOutbox(tmp_path / "o.sqlite", max_entries=100)
+    )
+    seqs = [box.next_seq() for _ in range(150)]
+    for seq in seqs:
+        box.put("t", str(seq).encode())
+    assert box.depth() == 100 and box.dropped == 50
+    assert [e.body for e in box.pending(limit=1)] == [b"51"]  # the newest are kept
+    assert box.next_seq() == 151  # numbers are never reused: the loss shows as a gap
+    box.close()
+
+
+def test_a_full_disk_makes_room_from_the_oldest_instead_of_failing(tmp_path: Path) -> None:
+    box = SqliteOutbox(tmp_path / "o.sqlite")
+    # SQLite's own size cap stands in for a full disk: the same "database or disk is full".
+    box._db.execute("PRAGMA max_page_count = 40")
+    body = b"x" * 2000
+    for _ in range(400):
+        box.put("t", body)  # never raises: the oldest go when there is no room
+    assert box.dropped > 0 and 0 < box.depth() < 400
+    newest = box.pending(after_id=0, limit=1000)[-1]
+    assert newest.id == 400  # the last reading made it in
+    box.close()
