@@ -136,7 +136,18 @@ def devices() -> None:
 @click.option("--site", default="unassigned", show_default=True, help="Site or neighbourhood tag.")
 @click.option("--owner", default="", help="Who hosts the device.")
 @click.option("--purpose", default="", help="Why it measures: shown to residents.")
-@click.option("--sensor", "sensors", multiple=True, help="Sensor model (repeatable).")
+@click.option(
+    "--sensor",
+    "sensors",
+    multiple=True,
+    help="Sensor model it may report (repeatable; none given: any model sensorpipe knows).",
+)
+@click.option(
+    "--direction",
+    "directions",
+    multiple=True,
+    help="Direction name of its counting line (repeatable; default left_to_right, right_to_left).",
+)
 @click.option("--lat", type=float, default=None)
 @click.option("--lon", type=float, default=None)
 @click.option(
@@ -154,6 +165,7 @@ def devices_add(
     owner: str,
     purpose: str,
     sensors: tuple[str, ...],
+    directions: tuple[str, ...],
     lat: float | None,
     lon: float | None,
     precision: int,
@@ -169,7 +181,14 @@ def devices_add(
     for name, value in (("--lat", lat), ("--lon", lon)):
         if value is not None and not math.isfinite(value):
             _fail(f"{name} {value}: not a number")
-    options = {"lat": "--lat", "lon": "--lon", "site": "--site", "owner": "--owner"}
+    options = {
+        "lat": "--lat",
+        "lon": "--lon",
+        "site": "--site",
+        "owner": "--owner",
+        "sensors": "--sensor",
+        "directions": "--direction",
+    }
     try:
         location = Location(lat=lat, lon=lon) if lat is not None and lon is not None else None
     except ValidationError as exc:
@@ -182,6 +201,7 @@ def devices_add(
             owner=owner,
             purpose=purpose,
             sensors=list(sensors),
+            directions=list(directions),
             location=location,
             location_precision_decimals=precision,
         )

@@ -40,6 +40,7 @@ def add_device(
     owner: str = "",
     purpose: str = "",
     sensors: list[str] | None = None,
+    directions: list[str] | None = None,
     location: Location | None = None,
     location_precision_decimals: int = 3,
 ) -> DeviceCredentials:
@@ -56,6 +57,7 @@ def add_device(
         owner=owner,
         purpose=purpose,
         sensors=sensors or [],
+        directions=directions or [],
         public_key=public_key,
         password_hash=hash_password(device_id, password),
         location=location,

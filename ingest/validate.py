@@ -16,7 +16,13 @@ from pathlib import Path
 from protocol.codec import DecodeError, canonical_bytes, parse_json, validate
 from protocol.configfile import ConfigError
 from protocol.messages import AnyMessage
-from protocol.registry import DeviceEntry, Registry, load_registry
+from protocol.registry import (
+    DeviceEntry,
+    Registry,
+    allowed_directions,
+    allowed_sensors,
+    load_registry,
+)
 from protocol.signing import Verifier
 from protocol.topics import parse_topic
 
@@ -104,6 +110,7 @@ class Validator:
         if not self.registry.verifier(topic_device).verify(canonical_bytes(obj), signature):
             raise Rejection("bad_signature", f"signature does not verify with {topic_device}'s key")
         message = validate(obj)
+        self._check_tags(message, self.registry.device(topic_device))
         ahead = message.observed_at.timestamp() - self._clock()
         if ahead > self._max_future_s:
             raise Rejection(
@@ -120,6 +127,29 @@ class Validator:
         if end is not None and end.timestamp() - self._clock() > self._max_future_s:
             raise Rejection("future_timestamp", f"interval_end {end.isoformat()} is in the future")
         return message
+
+    @staticmethod
+    def _check_tags(message: AnyMessage, entry: DeviceEntry | None) -> None:
+        """Values that become InfluxDB tags must be ones the registry allows for the device."""
+        assert entry is not None
+        sensors = allowed_sensors(entry)
+        named = [r.sensor for r in getattr(message, "readings", [])]
+        named += [h.sensor for h in getattr(message, "sensors", [])]
+        for sensor in named:
+            if sensor not in sensors:
+                raise Rejection(
+                    "undeclared_sensor",
+                    f"sensor {sensor!r} is not declared for {message.device_id} "
+                    f"(declared: {', '.join(sorted(entry.sensors)) or 'none, so a known model'})",
+                )
+        directions = allowed_directions(entry)
+        for count in getattr(message, "counts", []):
+            if count.direction not in directions:
+                raise Rejection(
+                    "undeclared_direction",
+                    f"direction {count.direction!r} is not declared for {message.device_id} "
+                    f"(allowed: {', '.join(sorted(directions))})",
+                )
 
 
 def epoch_ms(ts: datetime) -> int:

@@ -8,13 +8,15 @@ Only public keys and password hashes live here, never secrets.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from protocol.configfile import load_model
+from protocol.counting import DIRECTION_PATTERN
 from protocol.files import write_private
-from protocol.messages import Location
+from protocol.messages import SENSOR_PATTERN, Location
 from protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
 
 TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -28,13 +30,41 @@ class DeviceEntry(_Strict):
     site: str = Field(pattern=TAG_PATTERN)
     owner: str = ""
     purpose: str = ""
-    sensors: list[str] = Field(default_factory=list)
+    # Sensor models it may report. Empty: any model the project knows (KNOWN_SENSORS).
+    sensors: list[Annotated[str, Field(pattern=SENSOR_PATTERN)]] = Field(
+        default_factory=list, max_length=32
+    )
+    # Direction names its counting line uses. Empty: the defaults (DEFAULT_DIRECTIONS).
+    directions: list[Annotated[str, Field(pattern=DIRECTION_PATTERN)]] = Field(
+        default_factory=list, max_length=8
+    )
     public_key: str
     password_hash: str
     # Fixed location of a stationary device, published rounded to this many decimals
     # (3 decimals is about 100 m): citizen hosts decide how precisely their home is shown.
     location: Location | None = None
     location_precision_decimals: int = Field(default=3, ge=0, le=6)
+
+
+# Sensor models a device may name without declaring them: the drivers here and the sensors of
+# the citizen-science kits people own. Stored values become InfluxDB tags, so free-form names
+# would let one device create unlimited series.
+KNOWN_SENSORS = frozenset(
+    {
+        "sds011", "bme280", "bmp280", "bme680", "pms5003", "pms7003", "pmsa003", "sps30",
+        "sht3x", "sht31", "sht4x", "htu21d", "dht22", "scd30", "scd4x", "ds18b20",
+        "no2-b43f", "camera",
+    }
+)  # fmt: skip
+DEFAULT_DIRECTIONS = ("left_to_right", "right_to_left")
+
+
+def allowed_sensors(entry: DeviceEntry) -> frozenset[str]:
+    return frozenset(entry.sensors) if entry.sensors else KNOWN_SENSORS
+
+
+def allowed_directions(entry: DeviceEntry) -> frozenset[str]:
+    return frozenset(entry.directions or DEFAULT_DIRECTIONS)
 
 
 class ServiceAccount(_Strict):

@@ -142,3 +142,53 @@ def test_outbox_backlog_inside_the_window_is_accepted(validator: Validator) -> N
         "sensorpipe/v1/d1/air", _signed(_message(observed_at=six_days, sent_at=NOW.isoformat()))
     )
     assert message.observed_at.isoformat() == six_days
+
+
+def test_sensor_names_are_limited_to_the_registry_or_known_models(
+    validator: Validator, tmp_path: Path
+) -> None:
+    invented = _message(
+        readings=[{"quantity": "pm10", "value": 5.0, "unit": "ug/m3", "sensor": "x-0001"}]
+    )
+    with pytest.raises(Rejection) as err:
+        validator.check("sensorpipe/v1/d1/air", _signed(invented))
+    assert err.value.code == "undeclared_sensor" and "x-0001" in err.value.detail
+    # A known model passes without a declaration; a declared list is then the only one.
+    validator.check("sensorpipe/v1/d1/air", _signed(_message()))
+    registry = Registry(
+        devices={
+            "d1": DeviceEntry(site="s", public_key=PUBLIC, password_hash="x", sensors=["pms5003"])
+        }
+    )
+    save_registry(registry, tmp_path / "registry.toml")
+    os.utime(tmp_path / "registry.toml", (NOW.timestamp() + 10, NOW.timestamp() + 10))
+    validator.registry.refresh()
+    with pytest.raises(Rejection) as err:
+        validator.check("sensorpipe/v1/d1/air", _signed(_message()))  # sds011: not declared
+    assert err.value.code == "undeclared_sensor" and "pms5003" in err.value.detail
+
+
+def test_count_directions_are_limited_to_the_registry(validator: Validator) -> None:
+    from protocol.messages import ClassCount, CountMessage
+
+    def counts(direction: str) -> bytes:
+        m = CountMessage(
+            device_id="d1",
+            seq=3,
+            observed_at=NOW - timedelta(minutes=1),
+            interval_end=NOW,
+            clock_synced=True,
+            sent_at=NOW,
+            link=Link(uptime_s=1, firmware="f"),
+            model_id="m",
+            running_fraction=1.0,
+            frames=300,
+            counts=[ClassCount(count_class="car", direction=direction, count=4)],
+        )
+        obj: dict[str, object] = m.model_dump(mode="json", exclude={"sig"})
+        return _signed(obj)
+
+    validator.check("sensorpipe/v1/d1/count", counts("left_to_right"))
+    with pytest.raises(Rejection) as err:
+        validator.check("sensorpipe/v1/d1/count", counts("north_x17"))
+    assert err.value.code == "undeclared_direction"

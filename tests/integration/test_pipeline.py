@@ -219,3 +219,32 @@ def test_rejects_can_be_listed_and_replayed_after_registering_the_device(
     assert rejects() == []
     stored = influx.query("SELECT seq FROM link WHERE device_id = 'forgotten'")
     assert sorted(v[1] for v in stored[0]["values"]) == [1, 2]
+
+
+def test_invented_tag_values_create_no_series(stack: LocalStack, influx: InfluxClient) -> None:
+    """Regression: 300 messages with free-form sensor names invented 19,200 series."""
+    from protocol.messages import Reading
+
+    info = stack.require_info()
+    (creds,) = stack.add_devices([("inventor", {"site": "i"})])
+    device = TestDevice(creds, info.broker_port)
+    try:
+        for seq in range(1, 41):
+            m = air_message("inventor", seq).model_copy(
+                update={
+                    "readings": [
+                        Reading(quantity="pm10", value=5.0, unit="ug/m3", sensor=f"s{seq}")
+                    ]
+                }
+            )
+            device.send(m)
+        device.send(air_message("inventor", 41))
+    finally:
+        device.close()
+    wait_for(lambda: influx.query("SELECT seq FROM link WHERE device_id = 'inventor'"))
+    series = influx.query("SHOW SERIES FROM air WHERE device_id = 'inventor'")
+    keys = [v[0] for s in series for v in s["values"]]
+    assert len(keys) == 1 and "sensor=sds011" in keys[0]
+    store = DeadLetterStore(stack.directory / "ingest" / "deadletter.sqlite")
+    assert store.counts_by_code().get("undeclared_sensor") == 40
+    store.close()
