@@ -18,7 +18,12 @@ class Receipt:
     gateway: str
     received_at_ms: int
     redelivered: bool
-    seq_gap: int | None  # None: no earlier message of this device seen since the ingest started
+    seq_gap: int | None  # None: not known here (no earlier message seen, or a shared stream)
+    # False for a message the ingest has seen before (a redelivery or a replay): its points
+    # then leave out what only the first delivery can tell (receive time, latency, gap), and
+    # InfluxDB keeps the first delivery's values, since a point written again with fewer
+    # fields keeps the fields it leaves out.
+    first_delivery: bool = True
 
 
 def message_points(message: AnyMessage, site: str, receipt: Receipt) -> list[Point]:
@@ -71,10 +76,7 @@ def _link_point(message: AnyMessage, base: dict[str, str], receipt: Receipt, t: 
         "seq": message.seq,
         "clock_synced": message.clock_synced,
         "sent_at_ms": sent_ms,
-        "received_at_ms": receipt.received_at_ms,
-        "latency_ms": receipt.received_at_ms - sent_ms,
-        "age_ms": receipt.received_at_ms - t,
-        "redelivered": receipt.redelivered,
+        "redelivered": receipt.redelivered or not receipt.first_delivery,
         "reconnects": link.reconnects,
         "outbox_depth": link.outbox_depth,
         "uptime_s": float(link.uptime_s),
@@ -84,7 +86,11 @@ def _link_point(message: AnyMessage, base: dict[str, str], receipt: Receipt, t: 
     }
     if link.rssi_dbm is not None:
         fields["rssi_dbm"] = link.rssi_dbm
-    if receipt.seq_gap is not None:
-        fields["seq_gap"] = receipt.seq_gap
+    if receipt.first_delivery:
+        fields["received_at_ms"] = receipt.received_at_ms
+        fields["latency_ms"] = receipt.received_at_ms - sent_ms
+        fields["age_ms"] = receipt.received_at_ms - t
+        if receipt.seq_gap is not None:
+            fields["seq_gap"] = receipt.seq_gap
     tags = {**base, "kind": message.kind, "gateway": receipt.gateway}
     return Point(storage.LINK, tags, fields, t)

@@ -198,6 +198,7 @@ class IngestService:
         self._client.connect_async(
             b.host, b.port, b.keepalive_s, clean_start=False, properties=props
         )
+        self._seed_last_seq()
         self._client.loop_start()
         if self.config.metrics_port is not None:
             self.metrics_port = self.metrics.serve(
@@ -312,6 +313,22 @@ class IngestService:
         self.metrics.batch_latency.observe(max(0.0, self._clock() - batch[0].received_at))
         return True
 
+    def _seed_last_seq(self) -> None:
+        """The highest sequence number stored per device within the backlog window, so that
+        after a restart a replayed old message is still known as one. Best effort."""
+        window = int(self.config.max_backlog_s)
+        try:
+            series = self._influx.query(
+                f"SELECT max(seq) FROM link WHERE time > now() - {window}s GROUP BY device_id"
+            )
+        except (StorageUnavailable, QueryError) as exc:
+            log.warning("could not read the last sequence numbers from InfluxDB: %s", exc)
+            return
+        for s in series:
+            device = s.get("tags", {}).get("device_id")
+            if device and s.get("values"):
+                self._last_seq[device] = max(self._last_seq.get(device, 0), int(s["values"][0][1]))
+
     def close(self) -> None:
         """Release the stores of a service that was never started (e.g. after `replay`)."""
         self._deadletters.close()
@@ -356,18 +373,27 @@ class IngestService:
         device = self._registry.device(message.device_id)
         site = device.site if device is not None else ""
         last = self._last_seq.get(message.device_id)
-        if last is None:
+        # Seen before: a redelivery (MQTT's DUP flag) or a number at or below the highest one
+        # seen (a replay). Its data points are rewritten as they were; its delivery metadata
+        # is left as the first delivery recorded it.
+        repeat = item.dup or (last is not None and message.seq <= last)
+        gap: int | None
+        if self.config.broker.shared_group is not None:
+            # Each worker sees only part of a device's messages: no worker can tell a gap.
+            # Gaps are then read from the stored numbers (`difference(seq)` on `link`).
+            gap = None
+        elif last is None:
             # Sequence numbers start at 1: a device's first message ever has no gap before it.
             gap = 0 if message.seq == 1 else None
         else:
             gap = max(0, message.seq - last - 1)
-            # A redelivery or a replay of an old number is not a gap, and not new data.
         self._last_seq[message.device_id] = max(message.seq, last or 0)
         receipt = Receipt(
             gateway=self.config.gateway_id,
             received_at_ms=round(item.received_at * 1000),
             redelivered=item.dup,
             seq_gap=gap,
+            first_delivery=not repeat,
         )
         points = message_points(message, site, receipt)
         try:

@@ -203,3 +203,26 @@ def test_a_full_dead_letter_disk_does_not_stop_storage_for_everyone(
     # The rejected message is not acknowledged (it was not kept): the broker still holds it.
     assert 500 not in mqtt.acked  # type: ignore[attr-defined]
     assert service.stats.stored_messages == 3
+
+
+def _link_line(influx: FakeInflux, seq: int) -> str:
+    return [x for x in influx.lines if x.startswith("link,") and f"seq={seq}i" in x][-1]
+
+
+def test_a_replay_keeps_the_recorded_gap_and_latency(tmp_path: Path) -> None:
+    influx = FakeInflux()
+    service = _service(tmp_path, influx)
+    assert service.process([_item("good", 1), _item("good", 3)])
+    first = _link_line(influx, 3)
+    assert "seq_gap=1i" in first and "latency_ms=" in first and "redelivered=false" in first
+    assert service.process([_item("good", 3)])  # the same message again, not flagged DUP
+    again = _link_line(influx, 3)
+    assert "seq_gap" not in again and "latency_ms" not in again and "received_at_ms" not in again
+    assert "redelivered=true" in again
+
+
+def test_with_a_shared_stream_no_worker_claims_a_gap(tmp_path: Path) -> None:
+    influx = FakeInflux()
+    service = _service(tmp_path, influx, broker={"password": "x", "shared_group": "ingest"})
+    assert service.process([_item("good", 1), _item("good", 3)])
+    assert "seq_gap" not in _link_line(influx, 3)

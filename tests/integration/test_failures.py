@@ -80,12 +80,18 @@ def test_redelivery_and_replay_do_not_double_count(stack: LocalStack, influx: In
         device.send(first)
         device.send(air_message("replayer", 6, pm2_5=11.0))
         wait_for(lambda: _stored_seqs(influx, "replayer") == [5, 6], what="two messages")
+        meta = "SELECT received_at_ms, latency_ms, redelivered FROM link WHERE seq = 5"
+        before = influx.query(meta)[0]["values"][0]
+        time.sleep(0.05)  # a replay arrives later: a new receive time would show
         for _ in range(3):
             device.send(first)  # the same signed message again: a redelivery or a replay
         device.send(air_message("replayer", 7, pm2_5=12.0))
         wait_for(lambda: _stored_seqs(influx, "replayer") == [5, 6, 7], what="third message")
     finally:
         device.close()
+    # The replays kept the first delivery's metadata; they only mark it as delivered again.
+    after = influx.query(meta)[0]["values"][0]
+    assert after[1:3] == before[1:3] and before[3] is False and after[3] is True
     pm = influx.query("SELECT count(pm2_5), sum(pm2_5) FROM air WHERE device_id = 'replayer'")
     assert pm[0]["values"][0][1:] == [3, 33.0]
 
