@@ -23,6 +23,8 @@ class BrokerConfig(_Strict):
     # With a group name, N ingest workers share the stream ($share/<group>/...).
     shared_group: str | None = None
     keepalive_s: int = Field(default=30, ge=5)
+    # How long the broker keeps the ingest's session (and queues for it) while it is away.
+    session_expiry_s: int = Field(default=7 * 86400, ge=60, le=0xFFFFFFFE)
     tls: bool = False
     ca_file: str | None = None
 

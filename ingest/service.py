@@ -43,9 +43,20 @@ from protocol.messages import AnyMessage
 from protocol.topics import subscription
 
 log = logging.getLogger(__name__)
-NEVER_EXPIRE = 0xFFFFFFFF
 BATCH_ATTEMPTS = 3  # unexpected failures of one batch before it is split (or dead-lettered)
 RETRY_CAP_S = 10.0  # longest backoff between write attempts while InfluxDB is away
+
+
+def connect_properties(config: IngestConfig) -> Properties:
+    """MQTT 5 CONNECT: a persistent session, and at most one batch in flight.
+
+    Receive Maximum caps the QoS 1 messages the broker sends before the ingest acknowledges
+    any; the ingest acknowledges only after storing, so while InfluxDB is slow or down it holds
+    at most one batch in memory and the broker keeps the rest (backpressure)."""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = config.broker.session_expiry_s
+    props.ReceiveMaximum = config.batch_max
+    return props
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +203,7 @@ class IngestService:
 
     def start(self) -> None:
         b = self.config.broker
-        props = Properties(PacketTypes.CONNECT)
-        # Persistent session: while the ingest is away, the broker queues for it.
-        props.SessionExpiryInterval = NEVER_EXPIRE
+        props = connect_properties(self.config)
         self._client.connect_async(
             b.host, b.port, b.keepalive_s, clean_start=False, properties=props
         )

@@ -143,3 +143,42 @@ def test_a_message_from_before_influxdbs_time_range_never_blocks_the_stream(
     (letter,) = wait_for(store.list, what="the dated message as a dead letter")
     store.close()
     assert letter.code == "too_old" and "1600-01-01" in letter.detail
+
+
+def test_backpressure_the_ingest_holds_one_batch_while_influxdb_is_down(
+    stack: LocalStack, influx: InfluxClient
+) -> None:
+    """With InfluxDB unreachable the ingest takes in at most one batch (MQTT 5 Receive
+    Maximum); the broker holds the rest, and nothing is lost once storage is back."""
+    from ingest.config import load_ingest_config
+    from ingest.service import IngestService
+
+    info = stack.require_info()
+    (creds,) = stack.add_devices([("pressure", {"site": "p"})])
+    assert stack.ingest is not None
+    stack.ingest.stop()
+    config = load_ingest_config(stack.directory / "ingest" / "ingest.toml")
+    dead_influx = config.influx.model_copy(update={"url": "http://127.0.0.1:9", "timeout_s": 0.5})
+    config = config.model_copy(
+        update={"batch_max": 10, "influx": dead_influx, "stats_path": None, "metrics_port": None}
+    )
+    service = IngestService(config)
+    service.start()
+    device = TestDevice(creds, info.broker_port)
+    try:
+        wait_for(lambda: service.stats.connected, what="the in-process ingest to connect")
+        for seq in range(1, 201):
+            device.send(air_message("pressure", seq))
+        time.sleep(2.0)  # time enough to take in everything, were it not held back
+        held = service.stats.received + service._queue.qsize()
+        assert 0 < held <= 10, held
+        assert service.stats.write_retries > 0 and service.stats.stored_messages == 0
+    finally:
+        device.close()
+        service.stop()
+    stack.start_ingest()  # the real ingest, with InfluxDB, gets all 200 from the broker
+    wait_for(
+        lambda: _stored_seqs(influx, "pressure") == list(range(1, 201)),
+        timeout_s=60,
+        what="all 200 stored",
+    )
