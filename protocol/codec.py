@@ -43,12 +43,18 @@ def parse_json(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise DecodeError("too_large", f"{len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}")
     try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DecodeError("malformed_json", str(exc)) from None
+        obj = json.loads(payload, parse_constant=_no_constant)
+    except RecursionError:
+        raise DecodeError("malformed_json", "nested too deeply") from None
+    except ValueError as exc:  # not UTF-8, not JSON, NaN/Infinity, an integer too long
+        raise DecodeError("malformed_json", str(exc)[:300]) from None
     if not isinstance(obj, dict):
         raise DecodeError("malformed_json", f"expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def validate(obj: dict[str, Any]) -> AnyMessage:

@@ -17,6 +17,8 @@ from protocol.counting import COUNT_CLASSES, DIRECTION_PATTERN
 from protocol.quantities import QUANTITIES
 from protocol.topics import DEVICE_ID_PATTERN
 
+# Numbers are taken as sent (no "12" for 12, no true for 1) and integers fit InfluxDB's int64.
+INT64_MAX = 2**63 - 1
 SENSOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
 
 
@@ -27,26 +29,26 @@ class _Strict(BaseModel):
 class Link(_Strict):
     """What the device reports about its connection at the moment it sent the message."""
 
-    rssi_dbm: int | None = Field(default=None, ge=-130, le=0)
-    reconnects: int = Field(default=0, ge=0)
-    outbox_depth: int = Field(default=0, ge=0)
-    uptime_s: float = Field(ge=0)
+    rssi_dbm: int | None = Field(default=None, ge=-130, le=0, strict=True)
+    reconnects: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
+    outbox_depth: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
+    uptime_s: float = Field(ge=0, le=1e12, strict=True)
     firmware: str = Field(min_length=1, max_length=64)
     # True when the message waited in the outbox across a disconnect or a restart.
-    backlog: bool = False
+    backlog: bool = Field(default=False, strict=True)
     # Oldest readings the device's full outbox dropped to make room, since the agent started.
-    outbox_dropped: int = Field(default=0, ge=0)
+    outbox_dropped: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
 
 
 class Location(_Strict):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-    alt_m: float | None = Field(default=None, ge=-500, le=9000)
+    lat: float = Field(ge=-90, le=90, strict=True)
+    lon: float = Field(ge=-180, le=180, strict=True)
+    alt_m: float | None = Field(default=None, ge=-500, le=9000, strict=True)
 
 
 class Reading(_Strict):
     quantity: str
-    value: float
+    value: float = Field(strict=True)
     unit: str
     sensor: str = Field(pattern=SENSOR_PATTERN)
 
@@ -69,20 +71,20 @@ class SensorHealth(_Strict):
     """Per-sensor counters since the agent started: gaps and bad frames stay visible."""
 
     sensor: str = Field(pattern=SENSOR_PATTERN)
-    ok: bool
-    reads_ok: int = Field(ge=0)
-    reads_failed: int = Field(ge=0)
-    frames_bad: int = Field(ge=0)
-    values_rejected: int = Field(default=0, ge=0)
+    ok: bool = Field(strict=True)
+    reads_ok: int = Field(ge=0, le=INT64_MAX, strict=True)
+    reads_failed: int = Field(ge=0, le=INT64_MAX, strict=True)
+    frames_bad: int = Field(ge=0, le=INT64_MAX, strict=True)
+    values_rejected: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
     last_error: str | None = Field(default=None, max_length=200)
 
 
 class _Envelope(_Strict):
     v: Literal[1] = 1
     device_id: str = Field(pattern=DEVICE_ID_PATTERN)
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=INT64_MAX, strict=True)
     observed_at: AwareDatetime
-    clock_synced: bool
+    clock_synced: bool = Field(strict=True)
     sent_at: AwareDatetime
     location: Location | None = None
     link: Link
@@ -112,7 +114,7 @@ class StatusMessage(_Envelope):
 class ClassCount(_Strict):
     count_class: str
     direction: str = Field(pattern=DIRECTION_PATTERN)
-    count: int = Field(ge=0, le=1_000_000)
+    count: int = Field(ge=0, le=1_000_000, strict=True)
 
     @model_validator(mode="after")
     def _known_class(self) -> ClassCount:
@@ -134,8 +136,8 @@ class CountMessage(_Envelope):
     kind: Literal["count"] = "count"
     interval_end: AwareDatetime
     model_id: str = Field(min_length=1, max_length=80)
-    running_fraction: float = Field(ge=0.0, le=1.0)
-    frames: int = Field(ge=0)
+    running_fraction: float = Field(ge=0.0, le=1.0, strict=True)
+    frames: int = Field(ge=0, le=INT64_MAX, strict=True)
     counts: list[ClassCount] = Field(max_length=64)
 
     @model_validator(mode="after")
