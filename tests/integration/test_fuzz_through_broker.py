@@ -1,0 +1,54 @@
+"""The hostile corpus through a real Mosquitto into a real ingest and InfluxDB."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.deadletter import DeadLetterStore
+from ingest.influx import InfluxClient
+from protocol.signing import Signer
+from stack.local import LocalStack
+from stack.process import pid_alive
+from tests.fuzz.corpus import corpus, valid_messages
+from tests.helpers import wait_for
+from tests.integration.mqtt_helpers import TestDevice
+
+
+@pytest.mark.timeout(300)
+def test_hostile_corpus_is_dead_lettered_and_valid_messages_interleaved_are_stored(
+    stack: LocalStack, influx: InfluxClient
+) -> None:
+    info = stack.require_info()
+    (creds,) = stack.add_devices([("fuzz-1", {"site": "fuzz"})])
+    sign = Signer(creds.private_key).sign
+    hostile = corpus(sign, "fuzz-1")
+    valid = list(valid_messages(sign, "fuzz-1", len(hostile) // 10))
+    device = TestDevice(creds, info.broker_port)
+    topic = "sensorpipe/v1/fuzz-1/air"
+    try:
+        for i, (_label, payload) in enumerate(hostile):
+            assert not device.publish(topic, payload).is_failure
+            if i % 10 == 0 and valid:
+                _seq, good = valid.pop(0)
+                assert not device.publish(topic, good).is_failure
+        for _seq, good in valid:
+            assert not device.publish(topic, good).is_failure
+    finally:
+        device.close()
+    expected_valid = len(hostile) // 10
+    store = DeadLetterStore(stack.directory / "ingest" / "deadletter.sqlite")
+    try:
+        wait_for(lambda: store.count() >= len(hostile), timeout_s=120, what="all dead letters")
+        letters = store.list(limit=10_000)
+    finally:
+        store.close()
+    assert len(letters) == len(hostile)
+    assert all(d.code and d.detail for d in letters)
+    assert {d.payload for d in letters} == {p for _label, p in hostile}  # byte for byte
+
+    def stored() -> int:
+        series = influx.query("SELECT count(seq) FROM link WHERE device_id = 'fuzz-1'")
+        return int(series[0]["values"][0][1]) if series else 0
+
+    wait_for(lambda: stored() == expected_valid, timeout_s=60, what="every valid message")
+    assert pid_alive(stack.require_info().pids["ingest"])  # the ingest stayed up
