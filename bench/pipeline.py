@@ -12,6 +12,10 @@ Figures:
   Ed25519 signature, pydantic schema and ranges), against pydantic_only_msg_s, the bare
   model_validate_json of the same bytes (baseline).
 - influx_points_s: batches of 500 pre-serialised lines to /write (baseline for storage).
+- latency_p50_ms / latency_p99_ms: publish to queryable, at a steady `--rate` (default 1000
+  messages a second, from 20 devices, for `--seconds`): the time from handing a message to
+  the MQTT client until a query to InfluxDB returns it (InfluxDB is polled every 20 ms, so
+  figures are up to 20 ms late).
 """
 
 from __future__ import annotations
@@ -163,6 +167,81 @@ def pipeline(items: list[bytes], stack: LocalStack, creds: DeviceCredentials) ->
     return len(items) / elapsed
 
 
+def latency(
+    stack: LocalStack, creds: list[DeviceCredentials], rate: float, seconds: float
+) -> dict[str, float]:
+    """Publish at a steady rate and time each message until InfluxDB returns it."""
+    info = stack.require_info()
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    n = int(rate * seconds)
+    signers = {c.device_id: Signer(c.private_key) for c in creds}
+    plan = []  # (device, seq, payload)
+    for i in range(n):
+        c = creds[i % len(creds)]
+        seq = i // len(creds) + 1
+        message = AirMessage(
+            device_id=c.device_id,
+            seq=seq,
+            observed_at=base + timedelta(milliseconds=i),
+            clock_synced=True,
+            sent_at=base + timedelta(milliseconds=i),
+            link=Link(uptime_s=seq, firmware="b/1"),
+            readings=[Reading(quantity="pm10", value=15.0, unit="ug/m3", sensor="sds011")],
+        )
+        plan.append((c.device_id, seq, encode(message, signers[c.device_id].sign)))
+    publishers = {c.device_id: Publisher(info.broker_port, c.username, c.password) for c in creds}
+    client = InfluxClient(info.influx_url, info.database)
+    published: dict[tuple[str, int], float] = {}
+    seen: dict[tuple[str, int], float] = {}
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set() or len(seen) < len(published):
+            series = client.query(
+                f"SELECT seq FROM link WHERE time >= '{base.isoformat()}' "
+                "AND device_id =~ /^lat-/ GROUP BY device_id"
+            )
+            now = time.perf_counter()
+            for s in series:
+                device = s["tags"]["device_id"]
+                for _t, seq in s["values"]:
+                    seen.setdefault((device, int(seq)), now)
+            if done.is_set() and time.perf_counter() - finished > 60:
+                break
+            time.sleep(0.02)
+
+    finished = 0.0
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        t0 = time.perf_counter()
+        for i, (device, seq, payload) in enumerate(plan):
+            due = t0 + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            published[(device, seq)] = time.perf_counter()
+            publishers[device].client.publish(topic_for(device, "air"), payload, qos=1)
+        finished = time.perf_counter()
+        done.set()
+        poller.join(90)
+    finally:
+        for pub in publishers.values():
+            pub.close()
+        client.close()
+    delays = sorted((seen[k] - t) * 1000 for k, t in published.items() if k in seen)
+    if len(delays) < len(published):
+        raise RuntimeError(f"only {len(delays)} of {len(published)} messages became queryable")
+    return {
+        "rate": rate,
+        "achieved_rate": round(len(plan) / (finished - t0), 1),
+        "messages": len(plan),
+        "p50_ms": round(delays[len(delays) // 2], 1),
+        "p99_ms": round(delays[int(len(delays) * 0.99) - 1], 1),
+        "max_ms": round(delays[-1], 1),
+    }
+
+
 def validation(items: list[bytes], registry_path: Path) -> tuple[float, float]:
     validator = Validator(RegistryView(registry_path))
     topic = topic_for("bench-01", "air")
@@ -199,6 +278,8 @@ def influx_write(client: InfluxClient, n_points: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--rate", type=float, default=1000.0, help="msg/s for the latency run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     say = (lambda _m: None) if args.json else print
@@ -217,6 +298,9 @@ def main() -> None:
             broker = broker_baseline(items, workdir)
             say("measuring: full pipeline to InfluxDB")
             piped = pipeline(items, stack, creds)
+            say(f"measuring: publish-to-queryable latency at {args.rate:g} msg/s")
+            lat_creds = stack.add_devices([(f"lat-{i:02d}", {"site": "bench"}) for i in range(20)])
+            lat = latency(stack, lat_creds, args.rate, args.seconds)
             say("measuring: validation on one core")
             full, bare = validation(items, stack.registry_path)
             info = stack.require_info()
@@ -238,6 +322,10 @@ def main() -> None:
         "pydantic_only_msg_s": round(bare),
         "validate_vs_pydantic": round(full / bare, 3),
         "influx_points_s": round(points),
+        "latency_rate_msg_s": lat["achieved_rate"],
+        "latency_p50_ms": lat["p50_ms"],
+        "latency_p99_ms": lat["p99_ms"],
+        "latency_max_ms": lat["max_ms"],
     }
     if args.json:
         print(json.dumps(result))
@@ -255,6 +343,11 @@ def main() -> None:
         f"{result['pydantic_only_msg_s']} msg/s)"
     )
     print(f"InfluxDB /write, batches of 500: {result['influx_points_s']:>8} points/s")
+    print(
+        f"publish->queryable at {result['latency_rate_msg_s']:g} msg/s: "
+        f"p50 {result['latency_p50_ms']} ms, p99 {result['latency_p99_ms']} ms, "
+        f"max {result['latency_max_ms']} ms"
+    )
 
 
 if __name__ == "__main__":
