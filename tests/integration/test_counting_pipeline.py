@@ -6,6 +6,7 @@ import json
 import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,10 +117,10 @@ def test_counts_are_stored_and_no_image_data_leaves_the_counter(
         }
     )
     assert edge_config.counting is not None
-    # Three minutes of street as fast as the CPU counts them, in ten-second intervals.
-    camera = RecordingCamera(
-        Scene(1003, duration_s=180.0), fps=5.0, realtime=False, start=1_790_000_000.0
-    )
+    # Three minutes of street as fast as the CPU counts them, in ten-second intervals, dated
+    # an hour ago (inside the ingest's backlog window), on a whole minute.
+    start = float(int(time.time()) // 60 * 60 - 3600)
+    camera = RecordingCamera(Scene(1003, duration_s=180.0), fps=5.0, realtime=False, start=start)
     detector = Detector(model, classes, threads=1)
     pipeline = CountingPipeline(detector, class_map, directions=DIRECTIONS, interval_s=10)
     loop = CountingLoop(pipeline, camera)
