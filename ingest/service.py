@@ -307,7 +307,7 @@ class IngestService:
         self._registry.refresh()
         outcomes = [self._evaluate(item) for item in batch]
         accepted = [o for o in outcomes if o.rejection is None]
-        if not self._store(accepted):
+        if not self._store_part(accepted):
             return False  # stopping with the batch unwritten: the broker will redeliver it
         self._dead_letter([o for o in outcomes if o.rejection is not None])
         # Counted once the whole batch is kept, so a batch written again after an error is not
@@ -357,7 +357,7 @@ class IngestService:
                 for d in chunk
             ]
             outcomes = [self._evaluate(item) for item in items]
-            if not self._store([o for o in outcomes if o.rejection is None]):
+            if not self._store_part([o for o in outcomes if o.rejection is None]):
                 break  # stopped while InfluxDB was away; what is left stays dead-lettered
             stored = []
             for letter, outcome in zip(chunk, outcomes, strict=True):
@@ -410,9 +410,6 @@ class IngestService:
         except LineProtocolError as exc:
             return _Outcome(item, rejection=Rejection("unstorable", str(exc)))
         return _Outcome(item, message=message, points=points, lines=lines)
-
-    def _store(self, accepted: list[_Outcome]) -> bool:
-        return self._store_part(accepted)
 
     def _store_part(self, part: list[_Outcome]) -> bool:
         """Write these messages; when InfluxDB refuses (4xx: bad line, type conflict), split in

@@ -56,12 +56,11 @@ class Track:
     hits: int = 1
     votes: Counter[str] = field(default_factory=Counter)
     prev_centre: tuple[float, float] | None = None
-    anchor: tuple[float, float] | None = None  # where it has been standing since `still_since`
-    anchor_box: np.ndarray | None = None
+    anchor_box: np.ndarray | None = None  # where it has been standing since `still_since`
     still_since: float = 0.0
 
     def __post_init__(self) -> None:
-        self.anchor, self.anchor_box = self.centre, self.box.copy()
+        self.anchor_box = self.box.copy()
         self.still_since = self.t
 
     @property
@@ -203,11 +202,13 @@ class Tracker:
         track.t = t
         track.hits += 1
         track.votes[s.count_class] += 1
-        assert track.anchor is not None
+        assert track.anchor_box is not None
+        ax = float(track.anchor_box[0] + track.anchor_box[2]) / 2
+        ay = float(track.anchor_box[1] + track.anchor_box[3]) / 2
         width = float(track.box[2] - track.box[0])
-        moved = math.hypot(new[0] - track.anchor[0], new[1] - track.anchor[1])
+        moved = math.hypot(new[0] - ax, new[1] - ay)
         if moved > max(STILL_PX, STILL_SHARE * width):
-            track.anchor, track.anchor_box, track.still_since = new, track.box.copy(), t
+            track.anchor_box, track.still_since = track.box.copy(), t
 
 
 def _inside_matrix(boxes: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.broker import Broker
-from gateway.devices import DeviceCredentials, add_device, set_ingest_account
+from gateway.devices import DeviceCredentials, add_device, add_reader, set_ingest_account
 from gateway.mosquitto import MAX_PACKET_BYTES
 from protocol.registry import Registry
 from stack.process import free_ports
@@ -56,16 +56,21 @@ class Client:
         self.client.loop_stop()
 
 
+READER = "auditor"  # a reading account beside the ingest's
+
+
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[tuple[int, dict[str, DeviceCredentials], str]]:
+def broker(tmp_path: Path) -> Iterator[tuple[int, dict[str, DeviceCredentials], str, str]]:
+    """port, device credentials, the ingest's password, the reader's password."""
     registry = Registry()
     creds = {d: add_device(registry, d, site="centrum") for d in ("dev-a", "dev-b")}
     ingest_password = set_ingest_account(registry)
+    reader_password = add_reader(registry, READER)
     (port,) = free_ports(1)
     b = Broker(tmp_path / "broker", registry, port=port)
     b.start()
     try:
-        yield port, creds, ingest_password
+        yield port, creds, ingest_password, reader_password
     finally:
         b.stop()
 
@@ -79,7 +84,7 @@ def _ingest(port: int, password: str, client_id: str = "sensorpipe-ingest") -> C
 
 
 def test_unknown_and_anonymous_clients_cannot_connect(broker: Any) -> None:
-    port, creds, _ = broker
+    port, creds, _, _ = broker
     for username, password in ((None, None), ("dev-a", "wrong"), ("stranger", "x")):
         c = Client(port, username, password, "intruder")
         wait_for(lambda: c.refused or c.disconnects, timeout_s=5)  # noqa: B023
@@ -91,7 +96,7 @@ def test_unknown_and_anonymous_clients_cannot_connect(broker: Any) -> None:
 
 
 def test_a_device_cannot_publish_as_another(broker: Any) -> None:
-    port, creds, ingest_password = broker
+    port, creds, ingest_password, _ = broker
     ingest = _ingest(port, ingest_password)
     dev_a = Client(port, "dev-a", creds["dev-a"].password, "dev-a")
     assert dev_a.connected.wait(5)
@@ -105,7 +110,7 @@ def test_a_device_cannot_publish_as_another(broker: Any) -> None:
 
 
 def test_a_device_cannot_take_over_the_ingests_session(broker: Any) -> None:
-    port, creds, ingest_password = broker
+    port, creds, ingest_password, _ = broker
     ingest = _ingest(port, ingest_password)
     # dev-a asks for the ingest's client id, with a clean start: without the username binding
     # this would disconnect the ingest and delete its queued messages.
@@ -122,7 +127,7 @@ def test_a_device_cannot_take_over_the_ingests_session(broker: Any) -> None:
 
 
 def test_retained_and_oversized_messages_are_refused(broker: Any) -> None:
-    port, creds, ingest_password = broker
+    port, creds, ingest_password, _ = broker
     dev_a = Client(port, "dev-a", creds["dev-a"].password, "dev-a")
     assert dev_a.connected.wait(5)
     dev_a.client.publish("sensorpipe/v1/dev-a/air", b"stale", qos=1, retain=True)
@@ -141,31 +146,20 @@ def test_retained_and_oversized_messages_are_refused(broker: Any) -> None:
         c.close()
 
 
-def test_a_reader_account_reads_every_device_and_publishes_nothing(tmp_path: Path) -> None:
-    from gateway.devices import add_reader
-
-    registry = Registry()
-    dev = add_device(registry, "dev-a", site="centrum")
-    ingest_password = set_ingest_account(registry)
-    reader_password = add_reader(registry, "auditor")
-    (port,) = free_ports(1)
-    b = Broker(tmp_path / "broker", registry, port=port)
-    b.start()
-    try:
-        ingest = _ingest(port, ingest_password)
-        auditor = Client(port, "auditor", reader_password, "anything")
-        assert auditor.connected.wait(5)
-        auditor.client.subscribe("sensorpipe/#", qos=1)
-        time.sleep(0.2)
-        device = Client(port, "dev-a", dev.password, "dev-a")
-        assert device.connected.wait(5)
-        device.client.publish("sensorpipe/v1/dev-a/air", b"real", qos=1).wait_for_publish(5)
-        wait_for(lambda: auditor.messages, timeout_s=5)
-        assert [m.payload for m in auditor.messages] == [b"real"]
-        auditor.client.publish("sensorpipe/v1/dev-a/air", b"forged by a reader", qos=1)
-        time.sleep(0.5)
-        assert [m.payload for m in ingest.messages] == [b"real"]
-        for c in (device, auditor, ingest):
-            c.close()
-    finally:
-        b.stop()
+def test_a_reader_account_reads_every_device_and_publishes_nothing(broker: Any) -> None:
+    port, creds, ingest_password, reader_password = broker
+    ingest = _ingest(port, ingest_password)
+    auditor = Client(port, READER, reader_password, "anything")
+    assert auditor.connected.wait(5)
+    auditor.client.subscribe("sensorpipe/#", qos=1)
+    time.sleep(0.2)
+    device = Client(port, "dev-a", creds["dev-a"].password, "dev-a")
+    assert device.connected.wait(5)
+    device.client.publish("sensorpipe/v1/dev-a/air", b"real", qos=1).wait_for_publish(5)
+    wait_for(lambda: auditor.messages, timeout_s=5)
+    assert [m.payload for m in auditor.messages] == [b"real"]
+    auditor.client.publish("sensorpipe/v1/dev-a/air", b"forged by a reader", qos=1)
+    time.sleep(0.5)
+    assert [m.payload for m in ingest.messages] == [b"real"]
+    for c in (device, auditor, ingest):
+        c.close()
