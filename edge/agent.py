@@ -191,18 +191,19 @@ class Agent:
         """Put one message in the outbox; its id, or None if even a full outbox's oldest
         readings could not make room (counted in `stats.messages_dropped`, logged)."""
         try:
+            seq = self.outbox.next_seq()
             draft = {
                 "v": 1,
                 "kind": kind,
                 "device_id": self.config.device_id,
-                "seq": self.outbox.next_seq(),
+                "seq": seq,
                 "observed_at": _iso(observed),
                 "clock_synced": self._clock_synced(),
                 "location": self._location(),
                 **payload,
             }
             entry_id = self.outbox.put(
-                topic_for(self.config.device_id, kind), json.dumps(draft).encode()
+                topic_for(self.config.device_id, kind), json.dumps(draft).encode(), seq=seq
             )
         except OutboxFull as exc:
             self.stats.messages_dropped += 1

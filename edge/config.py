@@ -24,6 +24,11 @@ class MqttConfig(_Strict):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     tls: bool = False
     ca_file: str | None = None
+    # Keep each outbox entry until the ingest confirms it kept the message (protocol.ack), not
+    # only until the broker acknowledged it. Off only for a broker with no sensorpipe ingest.
+    confirm: bool = True
+    # A sent entry without a confirmation after this long is sent again.
+    confirm_timeout_s: float = Field(default=600.0, ge=1.0)
 
 
 class LocationConfig(_Strict):

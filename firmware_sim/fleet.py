@@ -49,6 +49,7 @@ class Fleet:
         status_interval_s: float = 10.0,
         bad_frame_rate: float = 0.02,
         seed: int = 0,
+        confirm_timeout_s: float = 600.0,
     ) -> None:
         self.hosts: list[SimulatedHost] = []
         for i, creds in enumerate(devices):
@@ -69,6 +70,7 @@ class Fleet:
                     port=broker_port,
                     username=creds.username,
                     password=creds.password,
+                    confirm_timeout_s=confirm_timeout_s,
                 ),
                 outbox_path=str(workdir / f"{creds.device_id}.outbox.sqlite"),
                 status_interval_s=status_interval_s,

@@ -7,7 +7,12 @@ import shutil
 import signal
 from pathlib import Path
 
-from gateway.mosquitto import BrokerFiles, write_broker_files, write_security_files
+from gateway.mosquitto import (
+    MAX_QUEUED_MESSAGES,
+    BrokerFiles,
+    write_broker_files,
+    write_security_files,
+)
 from protocol.registry import Registry
 from stack.process import ManagedProcess, port_open
 
@@ -17,10 +22,19 @@ def mosquitto_binary() -> str:
 
 
 class Broker:
-    def __init__(self, directory: Path, registry: Registry, *, port: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        registry: Registry,
+        *,
+        port: int,
+        max_queued_messages: int = MAX_QUEUED_MESSAGES,
+    ) -> None:
         self.directory = directory
         self.port = port
-        self.files: BrokerFiles = write_broker_files(directory, registry, port=port)
+        self.files: BrokerFiles = write_broker_files(
+            directory, registry, port=port, max_queued_messages=max_queued_messages
+        )
         self.process = ManagedProcess(
             "mosquitto",
             [mosquitto_binary(), "-c", str(self.files.config)],

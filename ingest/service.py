@@ -4,7 +4,9 @@ Delivery guarantee: at least once, end to end. The subscription is QoS 1 on a pe
 session with manual acknowledgement; a message is acknowledged only after the InfluxDB write
 that contains it returned success (or, when rejected, after its dead letter was committed).
 If the ingest dies before that, the broker redelivers, and the redelivery overwrites the same
-points (same measurement, tags and observation time), so nothing is counted twice.
+points (same measurement, tags and observation time), so nothing is counted twice. Then each
+device is told which of its messages are kept (protocol.ack), and only then drops them from
+its outbox: a broker that dies before saving what it acknowledged loses nothing either.
 
 Runtime errors from one message never stop the loop: it is rejected with a reason. A storage
 outage stops acknowledgements, so the broker holds the backlog; the batch is retried with
@@ -39,8 +41,9 @@ from ingest.lineprotocol import FieldValue, LineProtocolError, Point, to_line
 from ingest.metrics import IngestMetrics
 from ingest.points import Receipt, message_points
 from ingest.validate import RegistryView, Rejection, Validator
-from protocol.messages import AnyMessage
-from protocol.topics import subscription
+from protocol.ack import ack_topic, encode_ack
+from protocol.messages import INT64_MAX, AnyMessage
+from protocol.topics import parse_topic, subscription
 
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # unexpected failures of one batch before it is split (or dead-lettered)
@@ -80,6 +83,7 @@ class IngestStats:
     internal_errors: int = 0
     batches: int = 0
     deadletters_pruned: int = 0
+    confirmations: int = 0  # acknowledgements published to devices (protocol.ack)
     connected: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -93,6 +97,7 @@ class IngestStats:
             "internal_errors": self.internal_errors,
             "batches": self.batches,
             "deadletters_pruned": self.deadletters_pruned,
+            "confirmations": self.confirmations,
             "connected": self.connected,
         }
 
@@ -282,6 +287,7 @@ class IngestService:
             return
         if item.generation == self._generation:
             self._client.ack(item.mid, 1)
+        self._confirm([_Outcome(item, rejection=rejection)])
 
     def _collect(self) -> list[Incoming]:
         try:
@@ -319,8 +325,22 @@ class IngestService:
         for item in batch:  # in arrival order, as MQTT asks of acknowledgements
             if item.generation == self._generation:
                 self._client.ack(item.mid, 1)
+        self._confirm(outcomes)
         self.metrics.batch_latency.observe(max(0.0, self._clock() - batch[0].received_at))
         return True
+
+    def _confirm(self, outcomes: list[_Outcome]) -> None:
+        """Tell each device which of its messages are now kept, stored or dead-lettered
+        (protocol.ack), so that it can drop them from its outbox. QoS 1; a confirmation lost
+        on the way only makes the device send the message again, which is stored once."""
+        kept: dict[str, set[int]] = {}
+        for o in outcomes:
+            claim = _sender_and_seq(o)
+            if claim is not None:
+                kept.setdefault(claim[0], set()).add(claim[1])
+        for device, seqs in kept.items():
+            self._client.publish(ack_topic(device), encode_ack(seqs), qos=1)
+            self.stats.confirmations += 1
 
     def _seed_last_seq(self) -> None:
         """The highest sequence number stored per device within the backlog window, so that
@@ -513,3 +533,27 @@ class IngestService:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.stats.as_dict()))
         tmp.replace(path)
+
+
+def _sender_and_seq(outcome: _Outcome) -> tuple[str, int] | None:
+    """Whose message this is and its sequence number, for the confirmation.
+
+    Stored messages are validated. A rejected one is confirmed to the device whose topic it
+    came on (the broker lets only that device publish there) when it names that device and a
+    plausible number: it is kept as a dead letter, and sending it again would not change its
+    fate. A message too broken to name its number is not confirmed."""
+    if outcome.message is not None:
+        return outcome.message.device_id, outcome.message.seq
+    parsed = parse_topic(outcome.item.topic)
+    if parsed is None:
+        return None
+    try:
+        body = json.loads(outcome.item.payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict) or body.get("device_id") != parsed[0]:
+        return None
+    seq = body.get("seq")
+    if type(seq) is not int or not 0 <= seq <= INT64_MAX:
+        return None
+    return parsed[0], seq

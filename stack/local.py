@@ -19,6 +19,7 @@ import tomli_w
 
 from gateway.broker import Broker, reload_pid
 from gateway.devices import DeviceCredentials, add_device, add_reader, set_ingest_account
+from gateway.mosquitto import MAX_QUEUED_MESSAGES
 from ingest.influxd import Influxd
 from protocol.files import write_private
 from protocol.registry import Registry, load_registry, save_registry
@@ -75,8 +76,9 @@ class StackInfo:
 
 
 class LocalStack:
-    def __init__(self, directory: Path | str) -> None:
+    def __init__(self, directory: Path | str, *, broker_queue: int = MAX_QUEUED_MESSAGES) -> None:
         self.directory = Path(directory).resolve()
+        self.broker_queue = broker_queue  # messages the broker holds per client
         self.registry_path = self.directory / "registry.toml"
         self.state_path = self.directory / "stack.json"
         self._processes: list[ManagedProcess] = []
@@ -119,7 +121,12 @@ class LocalStack:
         influxd = Influxd(
             self.directory / "influxdb", http_port=http_port, rpc_port=rpc_port, database=DATABASE
         )
-        broker = Broker(self.directory / "broker", registry, port=broker_port)
+        broker = Broker(
+            self.directory / "broker",
+            registry,
+            port=broker_port,
+            max_queued_messages=self.broker_queue,
+        )
         ingest_dir = self.directory / "ingest"
         ingest_config = self._write_ingest_config(
             ingest_dir, broker_port, influxd.url, ingest_password, metrics_port

@@ -149,7 +149,7 @@ def test_an_outbox_with_no_room_at_all_costs_a_reading_not_the_agent() -> None:
     sds = FakeDriver("sds011", [{"pm2_5": 10.0, "pm10": 15.0}, {"pm2_5": 11.0, "pm10": 16.0}])
     agent, outbox = _agent([sds])
 
-    def no_room(topic: str, body: bytes) -> int:
+    def no_room(topic: str, body: bytes, *, seq: int | None = None) -> int:
         raise OutboxFull("database or disk is full")
 
     real_put = outbox.put

@@ -119,15 +119,22 @@ def test_generated_mosquitto_files_lock_devices_to_their_topic(tmp_path: Path) -
     for line in (
         "allow_anonymous false",
         "persistence true",
-        "max_queued_messages 0",
+        "max_queued_messages 100000",
+        "max_queued_bytes 104857600",
         "listener 18830 127.0.0.1",
         f"acl_file {files.acl}",
     ):
         assert line in conf.splitlines()
     acl = acl_file(registry).splitlines()
     assert "pattern write sensorpipe/v1/%u/+" in acl
-    assert acl[acl.index("user ingest") + 1] == "topic read sensorpipe/v1/#"
-    assert not any(line.startswith("pattern read") for line in acl)
+    assert acl[acl.index("user ingest") + 1 : acl.index("user ingest") + 3] == [
+        "topic read sensorpipe/v1/#",
+        "topic write sensorpipe/ack/v1/+",  # confirmations to devices
+    ]
+    # Devices read only their own confirmations.
+    assert [line for line in acl if line.startswith("pattern read")] == [
+        "pattern read sensorpipe/ack/v1/%u"
+    ]
     assert password_file(registry).splitlines()[0].startswith("balcony-01:$7$")
 
 

@@ -17,6 +17,7 @@ from ingest.config import IngestConfig
 from ingest.deadletter import DeadLetterStore
 from ingest.errors import StorageRejected, StorageUnavailable
 from ingest.service import Incoming, IngestService
+from protocol.ack import ack_topic, decode_ack
 from protocol.codec import encode
 from protocol.registry import DeviceEntry, Registry, save_registry
 from protocol.signing import Signer, generate_keypair
@@ -50,9 +51,19 @@ class FakeInflux:
 class FakeMqtt:
     def __init__(self) -> None:
         self.acked: list[int] = []
+        self.published: list[tuple[str, bytes]] = []
 
     def ack(self, mid: int, qos: int) -> None:
         self.acked.append(mid)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        self.published.append((topic, payload))
+
+    def confirmed(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for topic, payload in self.published:
+            out.setdefault(topic, []).extend(decode_ack(payload).numbers())
+        return out
 
 
 def _service(tmp_path: Path, influx: FakeInflux, **config: Any) -> IngestService:
@@ -226,3 +237,34 @@ def test_with_a_shared_stream_no_worker_claims_a_gap(tmp_path: Path) -> None:
     service = _service(tmp_path, influx, broker={"password": "x", "shared_group": "ingest"})
     assert service.process([_item("good", 1), _item("good", 3)])
     assert "seq_gap" not in _link_line(influx, 3)
+
+
+def test_devices_are_told_which_messages_are_kept_stored_or_dead_lettered(
+    tmp_path: Path,
+) -> None:
+    influx = FakeInflux()
+    service = _service(tmp_path, influx)
+    forged = Incoming(0, 900, topic_for("good", "air"), _item("bad", 7).payload, False, 0.0)
+    broken = Incoming(0, 901, topic_for("good", "air"), b'{"seq": 5, "device_id": "go', False, 0.0)
+    items = [_item("good", 1), _item("good", 2), _item("bad", 4), forged, broken, _item("good", 3)]
+    mqtt = service._client
+    _run(service, items, lambda: len(mqtt.acked) == 6)  # type: ignore[attr-defined]
+    confirmed = mqtt.confirmed()  # type: ignore[attr-defined]
+    # Stored: good 1-3 and bad 4. The forged message came on good's topic but names "bad": no
+    # confirmation to either (it is not good's message, and bad did not send it). The broken
+    # one names no number. Both are dead letters.
+    assert sorted(confirmed[ack_topic("good")]) == [1, 2, 3]
+    assert confirmed[ack_topic("bad")] == [4]
+    assert {letter.code for letter in _letters(tmp_path)} == {"device_mismatch", "malformed_json"}
+
+
+def test_a_rejected_message_of_the_device_itself_is_confirmed(tmp_path: Path) -> None:
+    """Kept as a dead letter, so the device need not send it again (it would be refused the
+    same way, for ever)."""
+    service = _service(tmp_path, FakeInflux())
+    unsigned = encode(air_message("good", 8))  # no signature
+    items = [Incoming(0, 1, topic_for("good", "air"), unsigned, False, 0.0)]
+    mqtt = service._client
+    _run(service, items, lambda: len(mqtt.acked) == 1)  # type: ignore[attr-defined]
+    assert mqtt.confirmed() == {ack_topic("good"): [8]}  # type: ignore[attr-defined]
+    assert [letter.code for letter in _letters(tmp_path)] == ["unsigned"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +31,48 @@ def test_entries_wait_in_order_until_removed(outbox: Outbox) -> None:
     assert outbox.depth() == 3
     outbox.remove(ids[0])  # removing twice is harmless (a duplicate PUBACK)
     assert outbox.depth() == 3
+
+
+def test_sent_entries_wait_for_confirmation_by_sequence_number(outbox: Outbox) -> None:
+    ids = [outbox.put("t/a", f"m{i}".encode(), seq=10 + i) for i in range(4)]
+    for entry_id in ids[:3]:
+        outbox.mark_sent(entry_id)  # the broker has them
+    assert [e.seq for e in outbox.pending()] == [13]  # not offered again ...
+    assert outbox.depth() == 4  # ... but still kept
+    assert outbox.confirm([10, 12, 99]) == 2  # 99: not ours, or already confirmed
+    assert outbox.depth() == 2
+    assert outbox.requeue() == 1  # no confirmation for 11: offer it again
+    assert [e.seq for e in outbox.pending()] == [11, 13]
+    assert outbox.confirm([11, 13]) == 2 and outbox.depth() == 0
+
+
+def test_requeue_takes_only_entries_sent_before_the_given_time(outbox: Outbox) -> None:
+    early, late = outbox.put("t/a", b"a", seq=1), outbox.put("t/a", b"b", seq=2)
+    outbox.mark_sent(early)
+    cutoff = time.time() + 0.001
+    time.sleep(0.01)
+    outbox.mark_sent(late)
+    assert outbox.requeue(sent_before=cutoff) == 1
+    assert [e.seq for e in outbox.pending()] == [1]
+
+
+def test_sqlite_outbox_of_an_older_agent_gains_the_new_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
+        "body BLOB NOT NULL, created_at REAL NOT NULL)"
+    )
+    db.execute("INSERT INTO outbox (topic, body, created_at) VALUES ('t/a', x'6f6c64', 1.0)")
+    db.commit()
+    db.close()
+    box = SqliteOutbox(path)
+    (old,) = box.pending()
+    assert old.body == b"old" and old.seq is None
+    new = box.put("t/a", b"new", seq=5)
+    box.mark_sent(new)
+    assert box.confirm([5]) == 1 and box.depth() == 1
+    box.close()
 
 
 def test_rejected_entries_are_kept_aside(outbox: Outbox) -> None:

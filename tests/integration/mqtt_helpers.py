@@ -81,7 +81,12 @@ class TestDevice:
 
 
 def start_fleet(
-    stack: LocalStack, creds: list[DeviceCredentials], workdir: Path, *, interval_s: float
+    stack: LocalStack,
+    creds: list[DeviceCredentials],
+    workdir: Path,
+    *,
+    interval_s: float,
+    confirm_timeout_s: float = 600.0,
 ) -> Fleet:
     """Simulated devices against the stack, without deliberate frame errors."""
     fleet = Fleet(
@@ -92,6 +97,7 @@ def start_fleet(
         interval_s=interval_s,
         bad_frame_rate=0.0,
         status_interval_s=2.0,
+        confirm_timeout_s=confirm_timeout_s,
     )
     fleet.start()
     return fleet

@@ -163,3 +163,24 @@ def test_a_reader_account_reads_every_device_and_publishes_nothing(broker: Any) 
     assert [m.payload for m in ingest.messages] == [b"real"]
     for c in (device, auditor, ingest):
         c.close()
+
+
+def test_confirmations_reach_only_their_device_and_only_the_ingest_sends_them(
+    broker: Any,
+) -> None:
+    port, creds, ingest_password, _ = broker
+    ingest = _ingest(port, ingest_password)
+    devices = {d: Client(port, d, creds[d].password, d) for d in ("dev-a", "dev-b")}
+    for c in devices.values():
+        assert c.connected.wait(5)
+        c.client.subscribe("sensorpipe/ack/v1/#", qos=1)  # asks for everyone's
+    time.sleep(0.3)
+    ingest.client.publish("sensorpipe/ack/v1/dev-a", b"for a", qos=1).wait_for_publish(5)
+    # dev-b forging a confirmation would make dev-a drop readings nobody stored.
+    devices["dev-b"].client.publish("sensorpipe/ack/v1/dev-a", b"forged", qos=1)
+    wait_for(lambda: devices["dev-a"].messages, timeout_s=5)
+    time.sleep(0.5)
+    assert [m.payload for m in devices["dev-a"].messages] == [b"for a"]
+    assert devices["dev-b"].messages == []
+    for c in (*devices.values(), ingest):
+        c.close()

@@ -246,5 +246,6 @@ def test_invented_tag_values_create_no_series(stack: LocalStack, influx: InfluxC
     keys = [v[0] for s in series for v in s["values"]]
     assert len(keys) == 1 and "sensor=sds011" in keys[0]
     store = DeadLetterStore(stack.directory / "ingest" / "deadletter.sqlite")
-    assert store.counts_by_code().get("undeclared_sensor") == 40
+    # A batch is written before its rejects are: wait for those too.
+    wait_for(lambda: store.counts_by_code().get("undeclared_sensor") == 40, what="40 dead letters")
     store.close()
