@@ -25,6 +25,7 @@ lint: setup
 
 bench: setup
 	$(PY) -m bench.pipeline
+	$(PY) -m bench.faults
 	$(PY) -m bench.counting
 	$(PY) -m bench.conditions --seeds 3000-3004 --minutes 15
 

@@ -2,6 +2,10 @@
 
 Every device gets its own simulated street, an SDS011 on a pty (read through pyserial by the
 real driver), a BME280 on a simulated I2C bus, a SQLite outbox and its own broker account.
+
+With `sds011=False` a host has only the BME280: no pty, no serial port. A pty-backed SDS011
+costs a host about a dozen file descriptors, and pyserial and paho wait on them with select(),
+which cannot watch descriptors above 1023; fleets of a hundred hosts in one process need this.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 
 from edge.agent import Agent
 from edge.config import EdgeConfig, MqttConfig
-from edge.drivers.registry import Bme280Config, Sds011Config, open_driver
+from edge.drivers.registry import Bme280Config, Sds011Config, SensorConfig, open_driver
 from edge.outbox import SqliteOutbox
 from firmware_sim.bme280 import Bme280Device
 from firmware_sim.environment import Street
@@ -30,7 +34,7 @@ def _always(bus: SimulatedI2CBus) -> Callable[[int], SimulatedI2CBus]:
 @dataclass
 class SimulatedHost:
     credentials: DeviceCredentials
-    sds011: Sds011Simulator
+    sds011: Sds011Simulator | None
     bme280: Bme280Device
     agent: Agent
     thread: threading.Thread | None = None
@@ -50,15 +54,25 @@ class Fleet:
         bad_frame_rate: float = 0.02,
         seed: int = 0,
         confirm_timeout_s: float = 600.0,
+        sds011: bool = True,
     ) -> None:
         self.hosts: list[SimulatedHost] = []
         for i, creds in enumerate(devices):
             street = Street(seed + i)
-            sds_device = Sds011Device(
-                read_pm=street.pm_now, bad_frame_rate=bad_frame_rate, seed=seed + i
-            )
-            sds = Sds011Simulator(sds_device)
-            sds.start()
+            sensors: list[SensorConfig] = []
+            sds: Sds011Simulator | None = None
+            if sds011:
+                sds_device = Sds011Device(
+                    read_pm=street.pm_now, bad_frame_rate=bad_frame_rate, seed=seed + i
+                )
+                sds = Sds011Simulator(sds_device)
+                sds.start()
+                sensors.append(
+                    Sds011Config(
+                        driver="sds011", port=sds.port, interval_s=interval_s, timeout_s=1.0
+                    )
+                )
+            sensors.append(Bme280Config(driver="bme280", bus=1, interval_s=interval_s))
             bme = Bme280Device(street.climate_now)
             bus = SimulatedI2CBus(1)
             bus.attach(0x76, bme)
@@ -74,12 +88,7 @@ class Fleet:
                 ),
                 outbox_path=str(workdir / f"{creds.device_id}.outbox.sqlite"),
                 status_interval_s=status_interval_s,
-                sensors=[
-                    Sds011Config(
-                        driver="sds011", port=sds.port, interval_s=interval_s, timeout_s=1.0
-                    ),
-                    Bme280Config(driver="bme280", bus=1, interval_s=interval_s),
-                ],
+                sensors=sensors,
             )
             drivers = [
                 (open_driver(s, i2c_bus_factory=_always(bus)), s.interval_s) for s in config.sensors
@@ -110,7 +119,8 @@ class Fleet:
         for host in self.hosts:
             if host.thread is not None:
                 host.thread.join(timeout=40)
-            host.sds011.stop()
+            if host.sds011 is not None:
+                host.sds011.stop()
         left = self.pending()
         for host in self.hosts:
             host.agent.outbox.close()

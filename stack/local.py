@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,36 @@ class LocalStack:
         self._reload_broker(registry)
         return password
 
+    def add_worker(self, name: str, *, group: str = "ingest") -> IngestWorker:
+        """A further ingest process on the shared subscription `$share/<group>/...`, with a
+        broker account of its own (the broker ties client ids to user names) and its own
+        dead-letter store and stats; not started. The stack's own ingest reads unshared: stop
+        it (`stack.ingest.stop()`) when workers are to split the stream."""
+        base = tomllib.loads((self.directory / "ingest" / "ingest.toml").read_text())
+        password = self.add_reader(name)
+        directory = self.directory / name
+        directory.mkdir(exist_ok=True)
+        config = {
+            **base,
+            "stats_path": str(directory / "stats.json"),
+            "deadletter_path": str(directory / "deadletter.sqlite"),
+            "broker": {
+                **base["broker"],
+                "username": name,
+                "password": password,
+                "shared_group": group,
+            },
+        }
+        config.pop("metrics_port", None)
+        path = directory / "ingest.toml"
+        write_private(path, tomli_w.dumps(config))
+        process = ManagedProcess(
+            name,
+            [sys.executable, "-m", "cli.main", "ingest", "run", "--config", str(path)],
+            directory / "ingest.log",
+        )
+        return IngestWorker(process, directory)
+
     def add_devices(self, specs: list[tuple[str, dict[str, Any]]]) -> list[DeviceCredentials]:
         registry = self.registry()
         out = [add_device(registry, device_id, **fields) for device_id, fields in specs]
@@ -251,6 +282,31 @@ class LocalStack:
             return  # not running: the files are written at the next `stack up`
         reload_pid(info.pids["mosquitto"], self.directory / "broker", registry)
         time.sleep(0.2)  # Mosquitto applies SIGHUP on its next loop iteration
+
+
+@dataclass
+class IngestWorker:
+    process: ManagedProcess
+    directory: Path
+
+    @property
+    def stats_path(self) -> Path:
+        return self.directory / "stats.json"
+
+    @property
+    def deadletter_path(self) -> Path:
+        return self.directory / "deadletter.sqlite"
+
+    def start(self) -> None:
+        """Start and wait until it is subscribed."""
+        self.stats_path.unlink(missing_ok=True)
+        self.process.start(lambda: _ingest_connected(self.stats_path), timeout_s=30)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def stop(self) -> None:
+        self.process.stop()
 
 
 def _ingest_connected(stats_path: Path) -> bool:
