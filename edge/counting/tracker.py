@@ -10,7 +10,11 @@ A vehicle track that has stood still for a while (a parked car, a car at a red l
 takes sightings of about its size that overlap where it stands. Otherwise a vehicle passing in
 front of a parked one, whose box briefly merges with it, drags the parked car's track across the
 counting line. A car pulling away gains speed gradually and keeps its track; people, who stop
-and walk on at full pace from one frame to the next, are not held this way.
+and walk on at full pace from one frame to the next, are not held this way. The other way
+round, no other track takes a sighting that overlaps a standing vehicle where it stands, even
+one its own track refuses for its size: a car passing in front of a parked one would otherwise
+take the parked car's widened box, lose the passing car, and the passing car would be counted
+again on a new track.
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ class Tracker:
         self.gate = gate
         self.class_penalty = class_penalty
         self.tracks: list[Track] = []
+        self._standing: list[Track] = []
         self._ids = itertools.count(1)
 
     def _cost(self, track: Track, s: Sighting, t: float) -> float:
@@ -106,6 +111,10 @@ class Tracker:
             return math.inf  # a truck leaving the frame does not turn into a cyclist
         if track.standing(t) and not _fits_where_standing(track, s):
             return math.inf  # a parked car does not drive off with the van passing it
+        if not track.standing(t) and any(
+            _fits_where_standing(other, s, size=False) for other in self._standing
+        ):
+            return math.inf  # nor does a passing car take the parked car's own box
         if track.hits >= 3 and abs(track.vx) > 5.0:
             # Established motion: a sighting well behind the track's current position would
             # mean reversing, which is what swapping two objects that pass each other looks like.
@@ -126,6 +135,7 @@ class Tracker:
             for tr in self.tracks
             if t - tr.t <= (self.max_age_s if tr.hits > 1 else min(self.max_age_s, TENTATIVE_AGE_S))
         ]
+        self._standing = [tr for tr in self.tracks if tr.standing(t)]
         pairs = sorted(
             (self._cost(tr, s, t), ti, si)
             for ti, tr in enumerate(self.tracks)
@@ -216,13 +226,13 @@ def _inside_matrix(boxes: np.ndarray) -> np.ndarray:
     return np.asarray(intersection_matrix(boxes, boxes) / (box_areas(boxes)[None, :] + 1e-9))
 
 
-def _fits_where_standing(track: Track, s: Sighting) -> bool:
+def _fits_where_standing(track: Track, s: Sighting, *, size: bool = True) -> bool:
     anchor = track.anchor_box
     assert anchor is not None
     ratios = (
         (s.box[2] - s.box[0]) / max(float(anchor[2] - anchor[0]), 1.0),
         (s.box[3] - s.box[1]) / max(float(anchor[3] - anchor[1]), 1.0),
     )
-    if any(not 1 / STILL_SIZE <= r <= STILL_SIZE for r in ratios):
+    if size and any(not 1 / STILL_SIZE <= r <= STILL_SIZE for r in ratios):
         return False
     return bool(iou_matrix(anchor[None], s.box[None])[0, 0] >= STILL_IOU)
