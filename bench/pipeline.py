@@ -8,6 +8,8 @@ Figures:
 - pipeline_msg_s: signed messages published QoS 1 until InfluxDB holds each of them (counted
   by querying InfluxDB) through the ingest (validation, signature, line protocol, batched
   /write, ack after write).
+- validate_2threads_msg_s: the same checks in two threads side by side, as the ingest does them
+  (`validate_threads`, default 2): Ed25519 verification releases the GIL.
 - validate_msg_s: the ingest's full check of one message on one core (JSON, registry,
   Ed25519 signature, pydantic schema and ranges), against pydantic_only_msg_s, the bare
   model_validate_json of the same bytes (baseline).
@@ -25,6 +27,7 @@ import json
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -242,19 +245,28 @@ def latency(
     }
 
 
-def validation(items: list[bytes], registry_path: Path) -> tuple[float, float]:
+def validation(items: list[bytes], registry_path: Path) -> tuple[float, float, float]:
+    """(full checks/s on one thread, on two threads side by side, bare pydantic/s)."""
     validator = Validator(RegistryView(registry_path))
     topic = topic_for("bench-01", "air")
     sample = items[: min(len(items), 3000)]
+
+    def check(share: list[bytes]) -> None:
+        for payload in share:
+            validator.check(topic, payload)
+
     t0 = time.perf_counter()
     for payload in sample:
         MESSAGE_ADAPTER.validate_json(payload)
     bare = len(sample) / (time.perf_counter() - t0)
     t0 = time.perf_counter()
-    for payload in sample:
-        validator.check(topic, payload)
+    check(sample)
     full = len(sample) / (time.perf_counter() - t0)
-    return full, bare
+    with ThreadPoolExecutor(2) as pool:
+        t0 = time.perf_counter()
+        list(pool.map(check, [sample[0::2], sample[1::2]]))
+        two = len(sample) / (time.perf_counter() - t0)
+    return full, two, bare
 
 
 def influx_write(client: InfluxClient, n_points: int) -> float:
@@ -302,7 +314,7 @@ def main() -> None:
             lat_creds = stack.add_devices([(f"lat-{i:02d}", {"site": "bench"}) for i in range(20)])
             lat = latency(stack, lat_creds, args.rate, args.seconds)
             say("measuring: validation on one core")
-            full, bare = validation(items, stack.registry_path)
+            full, two, bare = validation(items, stack.registry_path)
             info = stack.require_info()
             client = InfluxClient(info.influx_url, info.database)
             say("measuring: InfluxDB /write baseline")
@@ -319,6 +331,7 @@ def main() -> None:
         "pipeline_vs_broker": round(piped / broker, 3),
         "pipeline_points_s": round(piped * 3),  # two air points and one link point a message
         "validate_msg_s": round(full),
+        "validate_2threads_msg_s": round(two),
         "pydantic_only_msg_s": round(bare),
         "validate_vs_pydantic": round(full / bare, 3),
         "influx_points_s": round(points),
@@ -341,6 +354,10 @@ def main() -> None:
         f"ingest validation, one core    : {result['validate_msg_s']:>8} msg/s "
         f"({result['validate_vs_pydantic']:.2f}x bare pydantic at "
         f"{result['pydantic_only_msg_s']} msg/s)"
+    )
+    print(
+        f"ingest validation, two threads : {result['validate_2threads_msg_s']:>8} msg/s "
+        f"({result['validate_2threads_msg_s'] / result['validate_msg_s']:.2f}x one core)"
     )
     print(f"InfluxDB /write, batches of 500: {result['influx_points_s']:>8} points/s")
     print(

@@ -23,6 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -157,6 +158,7 @@ class IngestService:
         self._last_seq: dict[str, int] = {}
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="ingest-writer", daemon=True)
+        self._pool = ThreadPoolExecutor(config.validate_threads, thread_name_prefix="ingest-check")
         self._client = self._make_client()
 
     # --- MQTT side -------------------------------------------------------------------------
@@ -227,6 +229,7 @@ class IngestService:
         self._worker.join(timeout=30)
         self._client.disconnect()
         self._client.loop_stop()
+        self._pool.shutdown()
         self._deadletters.close()
         self._influx.close()
         self.metrics.close()
@@ -311,7 +314,7 @@ class IngestService:
     def process(self, batch: list[Incoming]) -> bool:
         """Validate, store, dead-letter and acknowledge one batch. False if stopped midway."""
         self._registry.refresh()
-        outcomes = [self._evaluate(item) for item in batch]
+        outcomes = self._evaluate_all(batch)
         accepted = [o for o in outcomes if o.rejection is None]
         if not self._store_part(accepted):
             return False  # stopping with the batch unwritten: the broker will redeliver it
@@ -360,6 +363,7 @@ class IngestService:
 
     def close(self) -> None:
         """Release the stores of a service that was never started (e.g. after `replay`)."""
+        self._pool.shutdown()
         self._deadletters.close()
         self._influx.close()
         self.metrics.close()
@@ -376,7 +380,7 @@ class IngestService:
                 Incoming(-1, -1, d.topic, d.payload, dup=True, received_at=d.received_at)
                 for d in chunk
             ]
-            outcomes = [self._evaluate(item) for item in items]
+            outcomes = self._evaluate_all(items)
             if not self._store_part([o for o in outcomes if o.rejection is None]):
                 break  # stopped while InfluxDB was away; what is left stays dead-lettered
             stored = []
@@ -391,14 +395,33 @@ class IngestService:
             result.stored += len(stored)
         return result
 
-    def _evaluate(self, item: Incoming) -> _Outcome:
+    def _evaluate_all(self, items: list[Incoming]) -> list[_Outcome]:
+        """Check the messages, in `validate_threads` interleaved shares side by side, then
+        number them in arrival order (sequence state is kept in this thread only)."""
+        n = min(self.config.validate_threads, len(items))
+        if n <= 1:
+            checked = [self._check(item) for item in items]
+        else:
+            shares = list(self._pool.map(self._check_share, [items[i::n] for i in range(n)]))
+            checked = [shares[i % n][i // n] for i in range(len(items))]
+        return [self._evaluate(item, result) for item, result in zip(items, checked, strict=True)]
+
+    def _check_share(self, items: list[Incoming]) -> list[AnyMessage | Rejection]:
+        return [self._check(item) for item in items]
+
+    def _check(self, item: Incoming) -> AnyMessage | Rejection:
         try:
-            message = self._validator.check(item.topic, item.payload)
+            return self._validator.check(item.topic, item.payload)
         except Rejection as rejection:
-            return _Outcome(item, rejection=rejection)
+            return rejection
         except Exception as exc:  # a validation bug: keep the message as a dead letter
             log.exception("validating %s failed unexpectedly", item.topic)
-            return _Outcome(item, rejection=Rejection("internal_error", repr(exc)[:500]))
+            return Rejection("internal_error", repr(exc)[:500])
+
+    def _evaluate(self, item: Incoming, checked: AnyMessage | Rejection) -> _Outcome:
+        if isinstance(checked, Rejection):
+            return _Outcome(item, rejection=checked)
+        message = checked
         device = self._registry.device(message.device_id)
         site = device.site if device is not None else ""
         last = self._last_seq.get(message.device_id)

@@ -268,3 +268,31 @@ def test_a_rejected_message_of_the_device_itself_is_confirmed(tmp_path: Path) ->
     _run(service, items, lambda: len(mqtt.acked) == 1)  # type: ignore[attr-defined]
     assert mqtt.confirmed() == {ack_topic("good"): [8]}  # type: ignore[attr-defined]
     assert [letter.code for letter in _letters(tmp_path)] == ["unsigned"]
+
+
+def test_checking_in_several_threads_keeps_each_verdict_with_its_message(
+    tmp_path: Path,
+) -> None:
+    """Messages are checked in interleaved shares side by side; every verdict must land on
+    its own message, in arrival order, as a single-threaded check gives it."""
+    forger = Signer(KEYS["bad"][0])
+    items = []
+    for i in range(1, 12):
+        item = _item("good", i)
+        if i % 3 == 0:  # every third one signed with another device's key
+            forged = encode(air_message("good", i), forger.sign)
+            item = Incoming(0, i, item.topic, forged, False, 0.0)
+        items.append(item)
+    verdicts = {}
+    for threads in (1, 3):
+        service = _service(tmp_path / str(threads), FakeInflux(), validate_threads=threads)
+        outcomes = service._evaluate_all(items)
+        verdicts[threads] = [
+            (o.item.mid, o.rejection.code if o.rejection else o.message and o.message.seq)
+            for o in outcomes
+        ]
+        service.close()
+    assert verdicts[1] == verdicts[3]
+    assert [v for _mid, v in verdicts[3]] == [
+        "bad_signature" if i % 3 == 0 else i for i in range(1, 12)
+    ]
