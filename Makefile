@@ -27,7 +27,7 @@ bench: setup
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.faults
 	$(PY) -m bench.counting
-	$(PY) -m bench.conditions --seeds 3000-3004 --minutes 15
+	$(PY) -m bench.conditions --seeds 4000-4004 --minutes 15 --jobs 2
 
 # Retrain the shipped street detector from synthetic scenes (PyTorch, CPU; about 15 minutes
 # on two cores), export it to ONNX, quantise it, and evaluate it on a held-out seed.
