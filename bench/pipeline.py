@@ -37,6 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.broker import mosquitto_binary
 from gateway.devices import DeviceCredentials
+from gateway.mosquitto import MAX_QUEUED_MESSAGES
 from ingest.influx import InfluxClient
 from ingest.lineprotocol import Point, to_line
 from ingest.validate import RegistryView, Validator
@@ -108,7 +109,7 @@ def broker_baseline(items: list[bytes], workdir: Path) -> float:
     # 1000 would drop overflow), without accounts, ACLs or persistence.
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-        "max_queued_messages 0\nmax_inflight_messages 200\n"
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}\nmax_inflight_messages 200\n"
     )
     broker = ManagedProcess("mosquitto", [mosquitto_binary(), "-c", str(conf)], workdir / "b.log")
     broker.start(lambda: port_open(port))
