@@ -9,13 +9,16 @@ would escape the separator after it, so those are refused rather than mangled.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 FieldValue = float | int | bool | str
 
 _MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ "})
 _KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_CONTROL = re.compile("[\n\r\t\x00]")
 
 
 class LineProtocolError(ValueError):
@@ -33,10 +36,33 @@ class Point:
 def _check_name(kind: str, name: str) -> None:
     if not name:
         raise LineProtocolError(f"empty {kind}")
-    if any(c in name for c in "\n\r\t\x00"):
+    if _CONTROL.search(name):
         raise LineProtocolError(f"{kind} {name!r} contains a control character")
     if name.endswith("\\"):
         raise LineProtocolError(f"{kind} {name!r} ends with a backslash")
+
+
+# Names repeat from point to point (tag values are limited to what the registry declares), so
+# each is checked and escaped once. A refused name raises and is not cached.
+@lru_cache(maxsize=4096)
+def _measurement(name: str) -> str:
+    _check_name("measurement", name)
+    return name.translate(_MEASUREMENT)
+
+
+@lru_cache(maxsize=4096)
+def _tag(key: str, value: str) -> str:
+    _check_name("tag key", key)
+    _check_name("tag value", value)
+    return f"{key.translate(_KEY)}={value.translate(_KEY)}"
+
+
+@lru_cache(maxsize=4096)
+def _field_key(key: str) -> str:
+    _check_name("field key", key)
+    if key == "time":
+        raise LineProtocolError("'time' cannot be a field key in InfluxDB")
+    return key.translate(_KEY)
 
 
 def _field_value(key: str, value: FieldValue) -> str:
@@ -56,21 +82,15 @@ def _field_value(key: str, value: FieldValue) -> str:
 
 
 def to_line(point: Point) -> str:
-    _check_name("measurement", point.measurement)
-    parts = [point.measurement.translate(_MEASUREMENT)]
-    for key in sorted(point.tags):  # sorted tags: InfluxDB's fastest path
-        tag = point.tags[key]
-        if tag == "":
-            continue  # an empty tag value means "no tag" in InfluxDB
-        _check_name("tag key", key)
-        _check_name("tag value", tag)
-        parts.append(f"{key.translate(_KEY)}={tag.translate(_KEY)}")
+    parts = [_measurement(point.measurement)]
+    tags = point.tags
+    for key in sorted(tags):  # sorted tags: InfluxDB's fastest path
+        value = tags[key]
+        if value != "":  # an empty tag value means "no tag" in InfluxDB
+            parts.append(_tag(key, value))
     if not point.fields:
         raise LineProtocolError(f"point in {point.measurement!r} has no fields")
-    fields = []
-    for key, value in point.fields.items():
-        _check_name("field key", key)
-        if key == "time":
-            raise LineProtocolError("'time' cannot be a field key in InfluxDB")
-        fields.append(f"{key.translate(_KEY)}={_field_value(key, value)}")
-    return f"{','.join(parts)} {','.join(fields)} {int(point.time_ms)}"
+    fields = ",".join(
+        f"{_field_key(key)}={_field_value(key, value)}" for key, value in point.fields.items()
+    )
+    return f"{','.join(parts)} {fields} {int(point.time_ms)}"

@@ -58,3 +58,14 @@ def test_unwritable_points_are_refused_not_mangled(point: Point, message: str) -
 def test_floats_keep_full_precision() -> None:
     assert to_line(Point("m", {}, {"v": 0.1 + 0.2}, 1)) == "m v=0.30000000000000004 1"
     assert to_line(Point("m", {}, {"v": 1e-7}, 1)) == "m v=1e-07 1"
+
+
+def test_names_are_checked_every_time_though_escapes_are_cached() -> None:
+    # The escaped forms of names are cached; a refusal is not, so a bad name that comes again
+    # (or comes after a good one with the same key) is refused again.
+    good = Point("m", {"t": "a b"}, {"v": 1.0}, 1)
+    bad = Point("m", {"t": "a\tb"}, {"v": 1.0}, 1)
+    for _ in range(2):
+        assert to_line(good) == r"m,t=a\ b v=1.0 1"
+        with pytest.raises(LineProtocolError, match="control character"):
+            to_line(bad)
