@@ -29,7 +29,7 @@ bench: setup
 	$(PY) -m bench.counting
 	$(PY) -m bench.conditions --seeds 4000-4004 --minutes 15 --jobs 2
 
-# Retrain the shipped street detector from synthetic scenes (PyTorch, CPU; about 15 minutes
+# Retrain the shipped street detector from synthetic scenes (PyTorch, CPU; about 25 minutes
 # on two cores), export it to ONNX, quantise it, and evaluate it on a held-out seed.
 # PyTorch 2.13 comes from your pip index; PyPI's Linux build carries CUDA libraries (large):
 # with PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu pip takes the CPU build.
