@@ -1,6 +1,11 @@
 """Throughput of the pipeline against baselines measured in the same run.
 
-    python -m bench.pipeline [--messages N] [--json]
+    python -m bench.pipeline [--messages N] [--rounds R] [--json]
+
+The throughput pair (baseline, then pipeline, each with its own device and fresh messages) is
+measured `--rounds` times in turn (default 3); the figures are the medians, and the ratio is
+the median of the rounds' ratios, since on a small machine one measurement can be off by a
+quarter either way.
 
 Figures:
 - broker_qos1_msg_s: a bare Mosquitto, one paho publisher to one paho subscriber, QoS 1, the
@@ -30,6 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -290,7 +296,8 @@ def influx_write(client: InfluxClient, n_points: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--messages", type=int, default=10000)
+    parser.add_argument("--rounds", type=int, default=3, help="baseline/pipeline pairs")
     parser.add_argument("--rate", type=float, default=1000.0, help="msg/s for the latency run")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
     parser.add_argument("--json", action="store_true")
@@ -303,14 +310,21 @@ def main() -> None:
         say("starting the stack (mosquitto, influxd, ingest)")
         stack.up(detach=False)
         try:
-            (creds,) = stack.add_devices([("bench-01", {"site": "bench"})])
-            say(f"signing {args.messages} messages")
-            items = payloads(creds, args.messages)
-            size = sum(len(p) for p in items) / len(items)
-            say("measuring: bare broker baseline")
-            broker = broker_baseline(items, workdir)
-            say("measuring: full pipeline to InfluxDB")
-            piped = pipeline(items, stack, creds)
+            devices = [(f"bench-{r + 1:02d}", {"site": "bench"}) for r in range(args.rounds)]
+            rounds = []
+            for r, creds in enumerate(stack.add_devices(devices), start=1):
+                say(f"round {r}/{args.rounds}: signing {args.messages} messages")
+                items = payloads(creds, args.messages)
+                say(f"round {r}/{args.rounds}: bare broker baseline")
+                b = broker_baseline(items, workdir)
+                say(f"round {r}/{args.rounds}: full pipeline to InfluxDB")
+                p = pipeline(items, stack, creds)
+                say(f"  broker {b:.0f} msg/s, pipeline {p:.0f} msg/s ({p / b:.2f}x)")
+                rounds.append((b, p))
+            size = sum(len(payload) for payload in items) / len(items)
+            broker = median(b for b, _ in rounds)
+            piped = median(p for _, p in rounds)
+            ratio = median(p / b for b, p in rounds)
             say(f"measuring: publish-to-queryable latency at {args.rate:g} msg/s")
             lat_creds = stack.add_devices([(f"lat-{i:02d}", {"site": "bench"}) for i in range(20)])
             lat = latency(stack, lat_creds, args.rate, args.seconds)
@@ -329,7 +343,11 @@ def main() -> None:
         "payload_bytes": round(size),
         "broker_qos1_msg_s": round(broker),
         "pipeline_msg_s": round(piped),
-        "pipeline_vs_broker": round(piped / broker, 3),
+        "pipeline_vs_broker": round(ratio, 3),
+        "rounds": [
+            {"broker_qos1_msg_s": round(b), "pipeline_msg_s": round(p), "ratio": round(p / b, 3)}
+            for b, p in rounds
+        ],
         "pipeline_points_s": round(piped * 3),  # two air points and one link point a message
         "validate_msg_s": round(full),
         "validate_2threads_msg_s": round(two),
@@ -345,11 +363,16 @@ def main() -> None:
         print(json.dumps(result))
         return
     print()
-    print(f"payload: {result['payload_bytes']} B signed air message, {args.messages} messages")
+    print(
+        f"payload: {result['payload_bytes']} B signed air message, {args.messages} messages, "
+        f"{args.rounds} rounds (medians; ratios per round: "
+        + ", ".join(f"{r['ratio']:.2f}" for r in result["rounds"])
+        + ")"
+    )
     print(f"bare broker, QoS 1 pub->sub    : {result['broker_qos1_msg_s']:>8} msg/s (baseline)")
     print(
         f"pipeline, publish->InfluxDB    : {result['pipeline_msg_s']:>8} msg/s "
-        f"({result['pipeline_vs_broker']:.2f}x broker)"
+        f"({result['pipeline_vs_broker']:.2f}x broker, median of the rounds)"
     )
     print(
         f"ingest validation, one core    : {result['validate_msg_s']:>8} msg/s "

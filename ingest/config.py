@@ -48,8 +48,9 @@ class IngestConfig(_Strict):
     gateway_id: str = Field(default="local", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     batch_max: int = Field(default=500, ge=1, le=10000)
     batch_wait_ms: int = Field(default=100, ge=0, le=10000)
-    # Threads that check a batch's messages side by side. Signature verification, most of a
-    # check, releases the GIL, so this uses further cores; 1 checks in the writer thread.
+    # Threads that check a batch's messages side by side, the next batch while the writer
+    # stores the one before. Signature verification, most of a check, releases the GIL, so
+    # this uses further cores; 1 checks in the writer thread, one batch after the other.
     validate_threads: int = Field(default=2, ge=1, le=64)
     max_future_s: float = Field(default=300.0, gt=0)
     # The backlog window: how old an observation may be when it arrives. A device that was

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -52,14 +52,16 @@ RETRY_CAP_S = 10.0  # longest backoff between write attempts while InfluxDB is a
 
 
 def connect_properties(config: IngestConfig) -> Properties:
-    """MQTT 5 CONNECT: a persistent session, and at most one batch in flight.
+    """MQTT 5 CONNECT: a persistent session, and at most two batches in flight.
 
     Receive Maximum caps the QoS 1 messages the broker sends before the ingest acknowledges
     any; the ingest acknowledges only after storing, so while InfluxDB is slow or down it holds
-    at most one batch in memory and the broker keeps the rest (backpressure)."""
+    at most two batches in memory and the broker keeps the rest (backpressure). Two, not one:
+    the next batch arrives while the writer checks and stores the one in hand; with room for
+    one batch only, receiving and writing would take turns."""
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = config.broker.session_expiry_s
-    props.ReceiveMaximum = config.batch_max
+    props.ReceiveMaximum = min(2 * config.batch_max, 65535)
     return props
 
 
@@ -116,6 +118,25 @@ class _Outcome:
     points: list[Point] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     rejection: Rejection | None = None
+
+
+Checked = AnyMessage | Rejection  # what checking one message gives
+
+
+@dataclass
+class _Checks:
+    """The checks of one batch: done already, or under way in the pool as interleaved shares."""
+
+    batch: list[Incoming]
+    shares: list[Future[list[Checked]]]
+    done: list[Checked] | None
+
+    def results(self) -> list[Checked]:
+        if self.done is None:
+            parts = [share.result() for share in self.shares]
+            n = len(parts)
+            self.done = [parts[i % n][i // n] for i in range(len(self.batch))]
+        return self.done
 
 
 class IngestService:
@@ -239,8 +260,12 @@ class IngestService:
         """The writer loop. Nothing may end it but `stop`: every error is caught, counted and
         logged. A batch that fails unexpectedly is tried again, then message by message, and a
         message that still fails is dead-lettered (`internal_error`, raw bytes kept), so one
-        poisonous message never blocks the stream."""
+        poisonous message never blocks the stream.
+
+        While a batch is stored, the next one (what has already arrived) is being checked in
+        the `validate_threads` pool, so signature checks overlap the InfluxDB write."""
         pending: list[list[Incoming]] = []
+        ahead: _Checks | None = None  # checks under way for a batch further down `pending`
         failures = 0
         while not self._stop.is_set():
             try:
@@ -251,8 +276,25 @@ class IngestService:
                         pending.append(batch)
                         failures = 0
                 if pending:
+                    head = pending[0]
+                    checked = None
+                    if ahead is not None and ahead.batch is head:
+                        checked = ahead.results()
+                        ahead = None
+                    if checked is None:
+                        if ahead is not None:  # finished before the registry may change
+                            ahead.results()
+                        self._registry.refresh()
+                        checked = self._start_checks(head).results()
+                    if ahead is None and len(pending) == 1 and failures == 0:
+                        following = self._collect(wait=False)
+                        if following:
+                            self.stats.received += len(following)
+                            pending.append(following)
+                            self._registry.refresh()
+                            ahead = self._start_checks(following)
                     try:
-                        self.process(pending[0])
+                        self.process(head, checked)
                         pending.pop(0)
                         failures = 0
                     except Exception as exc:
@@ -260,11 +302,11 @@ class IngestService:
                         self.stats.internal_errors += 1
                         log.exception(
                             "unexpected error in a batch of %d (attempt %d)",
-                            len(pending[0]),
+                            len(head),
                             failures,
                         )
                         if failures >= BATCH_ATTEMPTS:
-                            head = pending.pop(0)
+                            pending.pop(0)
                             if len(head) > 1:  # split: the good ones go on, the bad one shows
                                 pending[:0] = [[item] for item in head]
                             else:
@@ -288,11 +330,21 @@ class IngestService:
             # Not kept, so not acknowledged: the broker holds it and redelivers it later.
             log.exception("could not dead-letter %s either; leaving it with the broker", item.topic)
             return
+        self._confirm([_Outcome(item, rejection=rejection)])  # first, as in `process`
         if item.generation == self._generation:
             self._client.ack(item.mid, 1)
-        self._confirm([_Outcome(item, rejection=rejection)])
 
-    def _collect(self) -> list[Incoming]:
+    def _collect(self, *, wait: bool = True) -> list[Incoming]:
+        """Up to `batch_max` messages: waiting for the first (up to 0.5 s) and then up to
+        `batch_wait_ms` for more, or, with wait=False, only those already here."""
+        if not wait:
+            batch: list[Incoming] = []
+            while len(batch) < self.config.batch_max:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            return batch
         try:
             first = self._queue.get(timeout=0.5)
         except queue.Empty:
@@ -311,10 +363,15 @@ class IngestService:
                 break
         return batch
 
-    def process(self, batch: list[Incoming]) -> bool:
-        """Validate, store, dead-letter and acknowledge one batch. False if stopped midway."""
-        self._registry.refresh()
-        outcomes = self._evaluate_all(batch)
+    def process(self, batch: list[Incoming], checked: list[Checked] | None = None) -> bool:
+        """Validate, store, dead-letter and acknowledge one batch. False if stopped midway.
+        `checked`: the batch's check results when they were made ahead (`_start_checks`)."""
+        if checked is None:
+            self._registry.refresh()
+            checked = self._start_checks(batch).results()
+        outcomes = [
+            self._evaluate(item, result) for item, result in zip(batch, checked, strict=True)
+        ]
         accepted = [o for o in outcomes if o.rejection is None]
         if not self._store_part(accepted):
             return False  # stopping with the batch unwritten: the broker will redeliver it
@@ -325,10 +382,14 @@ class IngestService:
         self.stats.stored_messages += len(stored)
         self.stats.stored_points += sum(len(o.lines) for o in stored)
         self.stats.batches += 1
+        # The devices' confirmations go out before the broker's acknowledgements (paho sends in
+        # the order asked). Killed in between, the ingest gets the batch again and confirms it
+        # again; the other way round, the broker would forget the batch while the devices,
+        # never told, kept it until their confirm timeout.
+        self._confirm(outcomes)
         for item in batch:  # in arrival order, as MQTT asks of acknowledgements
             if item.generation == self._generation:
                 self._client.ack(item.mid, 1)
-        self._confirm(outcomes)
         self.metrics.batch_latency.observe(max(0.0, self._clock() - batch[0].received_at))
         return True
 
@@ -396,20 +457,23 @@ class IngestService:
         return result
 
     def _evaluate_all(self, items: list[Incoming]) -> list[_Outcome]:
-        """Check the messages, in `validate_threads` interleaved shares side by side, then
-        number them in arrival order (sequence state is kept in this thread only)."""
-        n = min(self.config.validate_threads, len(items))
-        if n <= 1:
-            checked = [self._check(item) for item in items]
-        else:
-            shares = list(self._pool.map(self._check_share, [items[i::n] for i in range(n)]))
-            checked = [shares[i % n][i // n] for i in range(len(items))]
+        checked = self._start_checks(items).results()
         return [self._evaluate(item, result) for item, result in zip(items, checked, strict=True)]
 
-    def _check_share(self, items: list[Incoming]) -> list[AnyMessage | Rejection]:
+    def _start_checks(self, items: list[Incoming]) -> _Checks:
+        """Check the messages in `validate_threads` interleaved shares side by side; they are
+        numbered afterwards, in arrival order, by `_evaluate` (sequence state is kept in the
+        writer thread only). The registry must not be refreshed while checks are under way."""
+        n = min(self.config.validate_threads, len(items))
+        if n <= 1:
+            return _Checks(items, [], [self._check(item) for item in items])
+        shares = [self._pool.submit(self._check_share, items[i::n]) for i in range(n)]
+        return _Checks(items, shares, None)
+
+    def _check_share(self, items: list[Incoming]) -> list[Checked]:
         return [self._check(item) for item in items]
 
-    def _check(self, item: Incoming) -> AnyMessage | Rejection:
+    def _check(self, item: Incoming) -> Checked:
         try:
             return self._validator.check(item.topic, item.payload)
         except Rejection as rejection:
@@ -418,7 +482,7 @@ class IngestService:
             log.exception("validating %s failed unexpectedly", item.topic)
             return Rejection("internal_error", repr(exc)[:500])
 
-    def _evaluate(self, item: Incoming, checked: AnyMessage | Rejection) -> _Outcome:
+    def _evaluate(self, item: Incoming, checked: Checked) -> _Outcome:
         if isinstance(checked, Rejection):
             return _Outcome(item, rejection=checked)
         message = checked

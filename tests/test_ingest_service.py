@@ -52,12 +52,15 @@ class FakeMqtt:
     def __init__(self) -> None:
         self.acked: list[int] = []
         self.published: list[tuple[str, bytes]] = []
+        self.calls: list[str] = []  # "ack" and "publish", in the order they were made
 
     def ack(self, mid: int, qos: int) -> None:
         self.acked.append(mid)
+        self.calls.append("ack")
 
     def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
         self.published.append((topic, payload))
+        self.calls.append("publish")
 
     def confirmed(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
@@ -296,3 +299,49 @@ def test_checking_in_several_threads_keeps_each_verdict_with_its_message(
     assert [v for _mid, v in verdicts[3]] == [
         "bad_signature" if i % 3 == 0 else i for i in range(1, 12)
     ]
+
+
+def test_the_next_batch_is_checked_while_one_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signature checks of the next batch overlap the InfluxDB write of the one in hand; the
+    results, acknowledgements and their order are those of one batch after the other."""
+    checked: list[int] = []
+    next_checked = threading.Event()
+    overlapped: list[bool] = []
+
+    def write(lines: Sequence[str]) -> None:
+        if not overlapped:  # the first write: is batch 2 checked before it returns?
+            overlapped.append(next_checked.wait(5.0))
+
+    influx = FakeInflux(write)
+    service = _service(tmp_path, influx, batch_max=2, batch_wait_ms=0)
+    original = service._check
+
+    def check(item: Incoming) -> Any:
+        result = original(item)
+        checked.append(item.mid)
+        if item.mid in (3, 4):
+            next_checked.set()
+        return result
+
+    monkeypatch.setattr(service, "_check", check)
+    mqtt = service._client
+    _run(service, [_item("good", s) for s in range(1, 7)], lambda: len(mqtt.acked) == 6)  # type: ignore[attr-defined]
+    assert overlapped == [True]
+    assert mqtt.acked == [1, 2, 3, 4, 5, 6]  # type: ignore[attr-defined]
+    assert sorted(checked) == [1, 2, 3, 4, 5, 6]  # each checked once
+    stored = [line.split("seq=")[1].split("i")[0] for line in influx.lines if "seq=" in line]
+    assert stored == ["1", "2", "3", "4", "5", "6"]
+    assert service.stats.stored_messages == 6 and service.stats.received == 6
+
+
+def test_devices_are_told_before_the_broker_is(tmp_path: Path) -> None:
+    """The confirmations to the devices are published before the broker's acknowledgements.
+    An ingest killed after acknowledging but before confirming left the devices holding
+    messages that were stored, which the broker would never deliver again (found with SIGKILL
+    in tests/integration/test_shared_workers.py)."""
+    service = _service(tmp_path, FakeInflux())
+    mqtt = service._client
+    assert service.process([_item("good", 1), _item("bad", 1), _item("good", 2)])
+    assert mqtt.calls == ["publish", "publish", "ack", "ack", "ack"]  # type: ignore[attr-defined]
