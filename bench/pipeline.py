@@ -252,10 +252,12 @@ def latency(
     }
 
 
-def validation(items: list[bytes], registry_path: Path) -> tuple[float, float, float]:
+def validation(
+    items: list[bytes], device_id: str, registry_path: Path
+) -> tuple[float, float, float]:
     """(full checks/s on one thread, on two threads side by side, bare pydantic/s)."""
     validator = Validator(RegistryView(registry_path))
-    topic = topic_for("bench-01", "air")
+    topic = topic_for(device_id, "air")
     sample = items[: min(len(items), 3000)]
 
     def check(share: list[bytes]) -> None:
@@ -329,7 +331,7 @@ def main() -> None:
             lat_creds = stack.add_devices([(f"lat-{i:02d}", {"site": "bench"}) for i in range(20)])
             lat = latency(stack, lat_creds, args.rate, args.seconds)
             say("measuring: validation on one core")
-            full, two, bare = validation(items, stack.registry_path)
+            full, two, bare = validation(items, creds.device_id, stack.registry_path)
             info = stack.require_info()
             client = InfluxClient(info.influx_url, info.database)
             say("measuring: InfluxDB /write baseline")
