@@ -14,7 +14,8 @@ Figures:
   by querying InfluxDB) through the ingest (validation, signature, line protocol, batched
   /write, ack after write).
 - validate_2threads_msg_s: the same checks in two threads side by side, as the ingest does them
-  (`validate_threads`, default 2): Ed25519 verification releases the GIL.
+  with `validate_threads = 2`: Ed25519 verification releases the GIL, the rest does not. The
+  ingest's default is 1 thread; this figure shows whether more would pay on this machine.
 - validate_msg_s: the ingest's full check of one message on one core (JSON, registry,
   Ed25519 signature, pydantic schema and ranges), against pydantic_only_msg_s, the bare
   model_validate_json of the same bytes (baseline).

@@ -49,9 +49,11 @@ class IngestConfig(_Strict):
     batch_max: int = Field(default=500, ge=1, le=10000)
     batch_wait_ms: int = Field(default=100, ge=0, le=10000)
     # Threads that check a batch's messages side by side, the next batch while the writer
-    # stores the one before. Signature verification, most of a check, releases the GIL, so
-    # this uses further cores; 1 checks in the writer thread, one batch after the other.
-    validate_threads: int = Field(default=2, ge=1, le=64)
+    # stores the one before. Signature verification releases the GIL, the rest of a check
+    # does not: more threads pay only where verification dominates (many cores, slow ones).
+    # 1, the default, checks in the writer thread, one batch after the other; on two cores
+    # with broker and InfluxDB beside it, that measured best (bench.pipeline).
+    validate_threads: int = Field(default=1, ge=1, le=64)
     max_future_s: float = Field(default=300.0, gt=0)
     # The backlog window: how old an observation may be when it arrives. A device that was
     # offline sends its outbox when it is back; older than this is refused (`too_old`), which

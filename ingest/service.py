@@ -262,8 +262,8 @@ class IngestService:
         message that still fails is dead-lettered (`internal_error`, raw bytes kept), so one
         poisonous message never blocks the stream.
 
-        While a batch is stored, the next one (what has already arrived) is being checked in
-        the `validate_threads` pool, so signature checks overlap the InfluxDB write."""
+        With `validate_threads` above 1, the next batch (what has already arrived) is checked
+        in the pool while one is stored, so signature checks overlap the InfluxDB write."""
         pending: list[list[Incoming]] = []
         ahead: _Checks | None = None  # checks under way for a batch further down `pending`
         failures = 0

@@ -315,7 +315,7 @@ def test_the_next_batch_is_checked_while_one_is_written(
             overlapped.append(next_checked.wait(5.0))
 
     influx = FakeInflux(write)
-    service = _service(tmp_path, influx, batch_max=2, batch_wait_ms=0)
+    service = _service(tmp_path, influx, batch_max=2, batch_wait_ms=0, validate_threads=2)
     original = service._check
 
     def check(item: Incoming) -> Any:
