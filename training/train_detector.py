@@ -1,13 +1,14 @@
 """Train the shipped street detector on synthetic scenes and export it to ONNX (YOLOv8 layout).
 
-    python -m training.train_detector [--steps N] [--out models/] [--quantize]
+    python -m training.train_detector [--steps N] [--out models/] [--quantize] [--fine-persons]
 
 PyTorch is used here only; the edge runs the exported ONNX file with onnxruntime. The network
 is the project's own: a small conv backbone with two anchor-free heads (strides 8 and 16),
 box distances (left, top, right, bottom) from each cell centre and one sigmoid score per class.
 The exported graph decodes boxes itself and outputs `[1, 4 + nc, N]` — centre x, centre y,
 width, height in input pixels, then class scores — which is the YOLOv8/YOLO11 export layout,
-so the edge decoder treats it like any such model.
+so the edge decoder treats it like any such model. `--fine-persons` adds a third head at
+stride 4 for small people only (the candidate the model card describes; not shipped).
 
 Training data are frames rendered from `firmware_sim.scenes` with seeds below 1000, a quarter
 of the streets plain and the rest under random conditions (perspective, crowds, parked
@@ -34,8 +35,11 @@ from firmware_sim.scenes import DETECTOR_CLASSES, HEIGHT, Scene
 
 INPUT_H, INPUT_W = 192, 320  # multiples of 32; the 320x180 camera frame is letterboxed into it
 PAD_TOP = (INPUT_H - HEIGHT) // 2
-STRIDES = (8, 16)
 LEVEL_SPLIT = 44.0  # boxes whose longer side is at most this go to stride 8, others to 16
+# --fine-persons: people whose longer side is at most this go to a stride-4 head of their own
+# (far pedestrians side by side share a stride-8 cell, which predicts only one of them).
+FINE_SPLIT = 24.0
+FINE_CLASS = DETECTOR_CLASSES.index("person")
 NC = len(DETECTOR_CLASSES)
 TRAIN_SEEDS = range(0, 120)
 
@@ -52,24 +56,39 @@ class ConvBnAct(nn.Sequential):
 class StreetDetector(nn.Module):
     """Raw outputs per level: [B, 4 + NC, H, W] (ltrb logits, then class logits)."""
 
-    def __init__(self, nc: int = NC) -> None:
+    def __init__(self, nc: int = NC, *, fine_persons: bool = False) -> None:
         super().__init__()
+        self.fine_persons = fine_persons
         self.stem = nn.Sequential(ConvBnAct(3, 16, 2), ConvBnAct(16, 32, 2), ConvBnAct(32, 32))
         self.p3 = nn.Sequential(ConvBnAct(32, 48, 2), ConvBnAct(48, 48))
         self.p4 = nn.Sequential(ConvBnAct(48, 96, 2), ConvBnAct(96, 96))
         self.lateral = nn.Conv2d(96, 48, 1)
+        heads = []
+        if fine_persons:  # created here, before the other heads: the order sets their weights
+            self.lateral2 = nn.Conv2d(48, 32, 1)
+            self.head2 = nn.Sequential(ConvBnAct(32, 32), nn.Conv2d(32, 4 + nc, 1))
+            heads.append(self.head2)
         self.head3 = nn.Sequential(ConvBnAct(48, 48), nn.Conv2d(48, 4 + nc, 1))
         self.head4 = nn.Sequential(ConvBnAct(96, 96), nn.Conv2d(96, 4 + nc, 1))
-        for head in (self.head3, self.head4):
+        heads += [self.head3, self.head4]
+        for head in heads:
             conv = head[-1]
             assert isinstance(conv, nn.Conv2d) and conv.bias is not None
             nn.init.constant_(conv.bias[4:], -4.6)  # start at p = 0.01: few false positives
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        p3 = self.p3(self.stem(x))
+        p2 = self.stem(x)
+        p3 = self.p3(p2)
         p4 = self.p4(p3)
         p3 = p3 + F.interpolate(self.lateral(p4), scale_factor=2.0, mode="nearest")
-        return [self.head3(p3), self.head4(p4)]
+        if not self.fine_persons:
+            return [self.head3(p3), self.head4(p4)]
+        p2 = p2 + F.interpolate(self.lateral2(p3), scale_factor=2.0, mode="nearest")
+        return [self.head2(p2), self.head3(p3), self.head4(p4)]
+
+
+def stride_of(raw: torch.Tensor) -> int:
+    return INPUT_H // raw.shape[2]
 
 
 def _grid(h: int, w: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,8 +117,8 @@ class Exported(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         boxes, logits = [], []
-        for raw, stride in zip(self.model(images), STRIDES, strict=True):
-            b, lg = decode_level(raw, stride)
+        for raw in self.model(images):
+            b, lg = decode_level(raw, stride_of(raw))
             boxes.append(b)
             logits.append(lg)
         xyxy = torch.cat(boxes, 1)
@@ -160,23 +179,31 @@ class SceneBatches:
 
 
 # --- loss --------------------------------------------------------------------------------
+def level_for(cls: int, longer: float, fine_persons: bool) -> int:
+    """The stride whose head learns a box of this class and longer side."""
+    if fine_persons and cls == FINE_CLASS and longer <= FINE_SPLIT:
+        return 4
+    return 8 if longer <= LEVEL_SPLIT else 16
+
+
 def assign(targets: list[np.ndarray], shapes: list[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
     """Positive cells per level: centre sampling inside each box, on the level its size fits."""
+    strides = [INPUT_H // h for h, _ in shapes]
+    fine_persons = 4 in strides
     batch = len(targets)
     n_cells = sum(h * w for h, w in shapes)
     cls_t = torch.zeros(batch, n_cells, NC)
     box_t = torch.zeros(batch, n_cells, 4)
     pos = torch.zeros(batch, n_cells, dtype=torch.bool)
     offset = 0
-    for (h, w), stride in zip(shapes, STRIDES, strict=True):
+    for (h, w), stride in zip(shapes, strides, strict=True):
         cx, cy = _grid(h, w, stride)
         for bi, boxes in enumerate(targets):
             if not len(boxes):
                 continue
             area_best = torch.full((h * w,), math.inf)
             for x1, y1, x2, y2, c in boxes.tolist():
-                longer = max(x2 - x1, y2 - y1)
-                if (stride == 8) != (longer <= LEVEL_SPLIT):
+                if level_for(int(c), max(x2 - x1, y2 - y1), fine_persons) != stride:
                     continue
                 gx, gy = (x1 + x2) / 2, (y1 + y2) / 2
                 radius = 1.5 * stride
@@ -214,9 +241,7 @@ def giou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def loss_fn(
     outputs: list[torch.Tensor], targets: list[np.ndarray]
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    boxes, logits = zip(
-        *(decode_level(o, s) for o, s in zip(outputs, STRIDES, strict=True)), strict=True
-    )
+    boxes, logits = zip(*(decode_level(o, stride_of(o)) for o in outputs), strict=True)
     pred_boxes, pred_logits = torch.cat(boxes, 1), torch.cat(logits, 1)
     shapes = [(o.shape[2], o.shape[3]) for o in outputs]
     cls_t, box_t, pos = assign(targets, shapes)
@@ -303,13 +328,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("models"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quantize", action="store_true", help="also write a static-int8 model")
+    parser.add_argument(
+        "--fine-persons", action="store_true", help="a stride-4 head for small people (candidate)"
+    )
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     args.out.mkdir(parents=True, exist_ok=True)
     data = SceneBatches(args.seed, args.scenes)
-    model = StreetDetector()
+    model = StreetDetector(fine_persons=args.fine_persons)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.lr, total_steps=args.steps, pct_start=0.1
@@ -339,6 +367,7 @@ def main() -> None:
         "input": [1, 3, INPUT_H, INPUT_W],
         "layout": "yolov8",
         "steps": args.steps,
+        "fine_persons": args.fine_persons,
         "batch": args.batch,
         "seed": args.seed,
         "train_seeds": f"{TRAIN_SEEDS.start}-{TRAIN_SEEDS.start + args.scenes - 1}",
