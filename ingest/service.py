@@ -281,12 +281,17 @@ class IngestService:
                     if ahead is not None and ahead.batch is head:
                         checked = ahead.results()
                         ahead = None
-                    if checked is None:
-                        if ahead is not None:  # finished before the registry may change
-                            ahead.results()
-                        self._registry.refresh()
-                        checked = self._start_checks(head).results()
-                    if ahead is None and len(pending) == 1 and failures == 0:
+                    elif ahead is not None:  # finished before `process` refreshes the registry
+                        ahead.results()
+                    if (
+                        self.config.validate_threads > 1
+                        and ahead is None
+                        and len(pending) == 1
+                        and failures == 0
+                    ):
+                        if checked is None:  # head first: the refresh below must not overlap
+                            self._registry.refresh()
+                            checked = self._start_checks(head).results()
                         following = self._collect(wait=False)
                         if following:
                             self.stats.received += len(following)
@@ -368,10 +373,7 @@ class IngestService:
         `checked`: the batch's check results when they were made ahead (`_start_checks`)."""
         if checked is None:
             self._registry.refresh()
-            checked = self._start_checks(batch).results()
-        outcomes = [
-            self._evaluate(item, result) for item, result in zip(batch, checked, strict=True)
-        ]
+        outcomes = self._evaluate_all(batch, checked)
         accepted = [o for o in outcomes if o.rejection is None]
         if not self._store_part(accepted):
             return False  # stopping with the batch unwritten: the broker will redeliver it
@@ -456,8 +458,11 @@ class IngestService:
             result.stored += len(stored)
         return result
 
-    def _evaluate_all(self, items: list[Incoming]) -> list[_Outcome]:
-        checked = self._start_checks(items).results()
+    def _evaluate_all(
+        self, items: list[Incoming], checked: list[Checked] | None = None
+    ) -> list[_Outcome]:
+        if checked is None:
+            checked = self._start_checks(items).results()
         return [self._evaluate(item, result) for item, result in zip(items, checked, strict=True)]
 
     def _start_checks(self, items: list[Incoming]) -> _Checks:
