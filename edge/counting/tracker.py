@@ -14,7 +14,8 @@ and walk on at full pace from one frame to the next, are not held this way. The 
 round, no other track takes a sighting that overlaps a standing vehicle where it stands, even
 one its own track refuses for its size: a car passing in front of a parked one would otherwise
 take the parked car's widened box, lose the passing car, and the passing car would be counted
-again on a new track.
+again on a new track. The one exception is the passing vehicle's own box: of the moving track's
+size and nearer to where that track is going than to where the other stands.
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ STILL_PX = 2.0
 STILL_S = 2.0
 STILL_IOU = 0.45
 STILL_SIZE = 1.25
-# A track seen once and not again within this time was a stray box: it goes. Left to live
-# `max_age_s` with no velocity to predict from, it would catch a box far away a second later.
+# A track seen only once or twice and not again within this time was a stray box: it goes.
+# Left to live `max_age_s` on a velocity from one step (or none), it would catch a box far away
+# a second later: the box of a lorry and a parked one merged for two frames, kept alive this
+# way, caught a stray box beyond the line 1.4 s later and counted the lorry a second time.
+TENTATIVE_HITS = 2
 TENTATIVE_AGE_S = 0.6
 
 
@@ -111,17 +115,27 @@ class Tracker:
             return math.inf  # a truck leaving the frame does not turn into a cyclist
         if track.standing(t) and not _fits_where_standing(track, s):
             return math.inf  # a parked car does not drive off with the van passing it
-        if not track.standing(t) and any(
-            _fits_where_standing(other, s, size=False) for other in self._standing
-        ):
-            return math.inf  # nor does a passing car take the parked car's own box
-        if track.hits >= 3 and abs(track.vx) > 5.0:
+        moving = track.hits >= 3 and abs(track.vx) > 5.0
+        if moving:
             # Established motion: a sighting well behind the track's current position would
             # mean reversing, which is what swapping two objects that pass each other looks like.
             behind = (sx - track.centre[0]) * math.copysign(1.0, track.vx)
             if behind < -0.5 * w:
                 return math.inf
         cost = float(np.hypot((sx - px) / w, (sy - py) / h))
+        if not track.standing(t):
+            for other in self._standing:
+                # Nor does a passing car take the parked car's own box: a box where a vehicle
+                # stands is that vehicle's, widened or not. Unless it is the passing vehicle
+                # itself, of its size and nearer where it is going than where the other stands:
+                # a lorry driving in front of a parked lorry of its size fits where that one
+                # stands, and giving its box to the parked track drags that across the line.
+                if _fits_where_standing(other, s, size=False) and not (
+                    moving
+                    and _same_size(track.box, s.box)
+                    and cost < _distance(other.anchor_box, s.box)
+                ):
+                    return math.inf
         if track.hits == 1:
             cost /= 2.0  # no velocity yet: search twice as far around the first sighting
         if s.count_class != track.count_class:
@@ -130,10 +144,11 @@ class Tracker:
 
     def update(self, sightings: list[Sighting], t: float) -> list[Track]:
         """Match this frame's sightings; returns the tracks that were seen in it."""
+        tentative_age = min(self.max_age_s, TENTATIVE_AGE_S)
         self.tracks = [
             tr
             for tr in self.tracks
-            if t - tr.t <= (self.max_age_s if tr.hits > 1 else min(self.max_age_s, TENTATIVE_AGE_S))
+            if t - tr.t <= (self.max_age_s if tr.hits > TENTATIVE_HITS else tentative_age)
         ]
         self._standing = [tr for tr in self.tracks if tr.standing(t)]
         pairs = sorted(
@@ -226,13 +241,28 @@ def _inside_matrix(boxes: np.ndarray) -> np.ndarray:
     return np.asarray(intersection_matrix(boxes, boxes) / (box_areas(boxes)[None, :] + 1e-9))
 
 
+def _same_size(a: np.ndarray, b: np.ndarray) -> bool:
+    """Width and height of `b` within `STILL_SIZE` of those of `a`."""
+    ratios = (
+        (b[2] - b[0]) / max(float(a[2] - a[0]), 1.0),
+        (b[3] - b[1]) / max(float(a[3] - a[1]), 1.0),
+    )
+    return all(1 / STILL_SIZE <= r <= STILL_SIZE for r in ratios)
+
+
+def _distance(a: np.ndarray | None, b: np.ndarray) -> float:
+    """Centre distance of two boxes in their mean width and height (the tracker's cost)."""
+    assert a is not None
+    w = (a[2] - a[0] + b[2] - b[0]) / 2 + 1.0
+    h = (a[3] - a[1] + b[3] - b[1]) / 2 + 1.0
+    dx = (a[0] + a[2] - b[0] - b[2]) / 2
+    dy = (a[1] + a[3] - b[1] - b[3]) / 2
+    return float(np.hypot(dx / w, dy / h))
+
+
 def _fits_where_standing(track: Track, s: Sighting, *, size: bool = True) -> bool:
     anchor = track.anchor_box
     assert anchor is not None
-    ratios = (
-        (s.box[2] - s.box[0]) / max(float(anchor[2] - anchor[0]), 1.0),
-        (s.box[3] - s.box[1]) / max(float(anchor[3] - anchor[1]), 1.0),
-    )
-    if size and any(not 1 / STILL_SIZE <= r <= STILL_SIZE for r in ratios):
+    if size and not _same_size(anchor, s.box):
         return False
     return bool(iou_matrix(anchor[None], s.box[None])[0, 0] >= STILL_IOU)
