@@ -46,6 +46,9 @@ STILL_PX = 2.0
 STILL_S = 2.0
 STILL_IOU = 0.45
 STILL_SIZE = 1.25
+# A moving vehicle takes a box where another stands only if the box is nearer to where it is
+# going than this share of the box's distance from where the other stands.
+OWN_BOX_MARGIN = 0.5
 # A track seen only once or twice and not again within this time was a stray box: it goes.
 # Left to live `max_age_s` on a velocity from one step (or none), it would catch a box far away
 # a second later: the box of a lorry and a parked one merged for two frames, kept alive this
@@ -127,13 +130,14 @@ class Tracker:
             for other in self._standing:
                 # Nor does a passing car take the parked car's own box: a box where a vehicle
                 # stands is that vehicle's, widened or not. Unless it is the passing vehicle
-                # itself, of its size and nearer where it is going than where the other stands:
-                # a lorry driving in front of a parked lorry of its size fits where that one
-                # stands, and giving its box to the parked track drags that across the line.
+                # itself, of its size and clearly nearer where it is going than where the other
+                # stands: a lorry driving in front of a parked lorry of its size fits where that
+                # one stands, and giving its box to the parked track drags that over the line.
+                # A box merging the two lies about halfway, and stays the parked one's.
                 if _fits_where_standing(other, s, size=False) and not (
                     moving
                     and _same_size(track.box, s.box)
-                    and cost < _distance(other.anchor_box, s.box)
+                    and cost < OWN_BOX_MARGIN * _distance(other.anchor_box, s.box)
                 ):
                     return math.inf
         if track.hits == 1:
