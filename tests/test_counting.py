@@ -104,6 +104,21 @@ def test_a_person_beside_a_bicycle_stays_a_pedestrian() -> None:
     assert ignored == []
 
 
+def test_a_second_box_on_a_ridden_bicycle_is_not_a_second_cyclist() -> None:
+    # Boxes from the street detector on one cyclist (development seed 2000, 30.8 s): the rider,
+    # the whole bicycle, and a second bicycle box on its rear half that overlaps the first too
+    # little for suppression (IoU 0.3). The rider sits on one of them; the other is the same
+    # bicycle, not a riderless one.
+    d = _det((158, 96, 171, 128, 0), (146, 117, 181, 137, 1), (152, 110, 177, 132, 1))
+    assert [s.count_class for s in to_sightings(d, NAMES, CLASS_MAP)] == ["cyclist"]
+    # Without the rule, two cyclists.
+    kept = to_sightings(d, NAMES, CLASS_MAP, duplicate_mount=1.01)
+    assert [s.count_class for s in kept] == ["cyclist", "cyclist"]
+    # A riderless bicycle beside a ridden one (a parked bike, a walked one) stays.
+    d = _det((158, 96, 171, 128, 0), (146, 117, 181, 137, 1), (176, 117, 211, 137, 1))
+    assert [s.count_class for s in to_sightings(d, NAMES, CLASS_MAP)] == ["cyclist", "cyclist"]
+
+
 def test_class_map_must_name_count_classes_and_model_classes() -> None:
     with pytest.raises(ValueError, match="not count classes"):
         validate_class_map(NAMES, {"car": "automobile"})

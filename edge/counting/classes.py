@@ -78,7 +78,11 @@ def _rider_overlap(person: np.ndarray, mount: np.ndarray) -> float:
 
 
 def to_sightings(
-    d: Detections, class_names: list[str], class_map: dict[str, str], min_overlap: float = 0.1
+    d: Detections,
+    class_names: list[str],
+    class_map: dict[str, str],
+    min_overlap: float = 0.1,
+    duplicate_mount: float = 0.5,
 ) -> list[Sighting]:
     mapped = [class_map.get(class_names[int(c)], IGNORE) for c in d.classes]
     persons = [i for i, c in enumerate(mapped) if c == "pedestrian"]
@@ -96,19 +100,40 @@ def to_sightings(
             continue
         riders[p] = m
         taken.add(m)
-    out = []
+    ridden: list[Sighting] = []  # mounts with their riders, merged
+    rest: list[tuple[int, Sighting]] = []
     for i, cls in enumerate(mapped):
         if cls == IGNORE or i in riders:
             continue
         box = d.boxes[i]
         score = float(d.scores[i])
         rider = next((p for p, m in riders.items() if m == i), None)
-        if rider is not None:
-            r = d.boxes[rider]
-            box = np.array(
-                [min(box[0], r[0]), min(box[1], r[1]), max(box[2], r[2]), max(box[3], r[3])],
-                np.float32,
-            )
-            score = max(score, float(d.scores[rider]))
-        out.append(Sighting(box, score, cls))
+        if rider is None:
+            rest.append((i, Sighting(box, score, cls)))
+            continue
+        r = d.boxes[rider]
+        box = np.array(
+            [min(box[0], r[0]), min(box[1], r[1]), max(box[2], r[2]), max(box[3], r[3])],
+            np.float32,
+        )
+        ridden.append(Sighting(box, max(score, float(d.scores[rider])), cls))
+    # One physical object, one count: a second box on a ridden bicycle (part of the wheel and
+    # frame, overlapping the first too little for suppression) finds no rider of its own. Lying
+    # mostly inside a ridden one, it is that bicycle again, not a riderless one beside it.
+    out = list(ridden)
+    for i, sighting in rest:
+        if mapped[i] in RIDDEN and any(
+            _inside(sighting.box, other.box) >= duplicate_mount for other in ridden
+        ):
+            continue
+        out.append(sighting)
     return out
+
+
+def _inside(box: np.ndarray, outer: np.ndarray) -> float:
+    """Share of `box` that lies inside `outer`."""
+    ix = min(box[2], outer[2]) - max(box[0], outer[0])
+    iy = min(box[3], outer[3]) - max(box[1], outer[1])
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    return float(ix * iy / ((box[2] - box[0]) * (box[3] - box[1]) + 1e-9))
