@@ -8,7 +8,8 @@ box distances (left, top, right, bottom) from each cell centre and one sigmoid s
 The exported graph decodes boxes itself and outputs `[1, 4 + nc, N]` — centre x, centre y,
 width, height in input pixels, then class scores — which is the YOLOv8/YOLO11 export layout,
 so the edge decoder treats it like any such model. `--fine-persons` adds a third head at
-stride 4 for small people only (the candidate the model card describes; not shipped).
+stride 4 for small people only (people walking side by side at the far kerb fall into one
+stride-8 cell); the shipped model is trained with it (`make model`).
 
 Training data are frames rendered from `firmware_sim.scenes` with seeds below 1000, a quarter
 of the streets plain and the rest under random conditions (perspective, crowds, parked
