@@ -7,16 +7,17 @@ For each model (default: the shipped synthetic detector), each condition (none, 
 perspective, crowds, parked, shadows, night, rain, motion_blur, jpeg, then all day conditions
 together) and each held-out seed, count the street and print the per-class WAPE over one
 interval of the whole sequence, with the number of visible true crossings and of crossings
-hidden behind parked vehicles (see `stack.count_eval`). With several seeds, a last line per
-condition gives the worst WAPE of each class over the seeds. `--jobs N` counts N streets at
-once in separate processes (one inference thread each); the figures do not depend on it, only
-`processing_fps` does.
+hidden behind parked vehicles (see `stack.count_eval`). With several seeds, two last lines per
+condition give the worst and the mean WAPE of each class over the seeds. `--jobs N` counts N
+streets at once in separate processes (one inference thread each); the figures do not depend
+on it, only `processing_fps` does.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -90,12 +91,16 @@ def main() -> None:
                 )
             last_of_condition = row["seed"] == seeds[-1]
             if last_of_condition and len(seeds) > 1 and not args.json:
-                worst: dict[str, float] = {}
+                per_class: dict[str, list[float]] = {}
                 for r in rows[-len(seeds) :]:
                     for k, w in r["wape"].items():
-                        worst[k] = max(worst.get(k, 0.0), w)
-                cells = "  ".join(f"{k} {worst[k] * 100:5.1f}%" for k in sorted(worst))
-                print(f"{row['model']:26s} {row['conditions']:12s} worst  {cells}", flush=True)
+                        per_class.setdefault(k, []).append(w)
+                for label, pick in (("worst", max), ("mean ", statistics.fmean)):
+                    cells = "  ".join(
+                        f"{k} {pick(per_class[k]) * 100:5.1f}%" for k in sorted(per_class)
+                    )
+                    head = f"{row['model']:26s} {row['conditions']:12s} {label}"
+                    print(f"{head}  {cells}", flush=True)
     if args.json:
         json.dump(rows, sys.stdout)
         print()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.counting.decode import Detections
+from edge.counting.decode import Detections, box_areas, intersection_matrix
 from protocol.counting import COUNT_CLASSES
 
 RIDDEN = ("cyclist", "motorcycle")
@@ -100,16 +100,17 @@ def to_sightings(
             continue
         riders[p] = m
         taken.add(m)
+    rider_of = {m: p for p, m in riders.items()}
     ridden: list[Sighting] = []  # mounts with their riders, merged
-    rest: list[tuple[int, Sighting]] = []
+    rest: list[Sighting] = []
     for i, cls in enumerate(mapped):
         if cls == IGNORE or i in riders:
             continue
         box = d.boxes[i]
         score = float(d.scores[i])
-        rider = next((p for p, m in riders.items() if m == i), None)
+        rider = rider_of.get(i)
         if rider is None:
-            rest.append((i, Sighting(box, score, cls)))
+            rest.append(Sighting(box, score, cls))
             continue
         r = d.boxes[rider]
         box = np.array(
@@ -120,20 +121,11 @@ def to_sightings(
     # One physical object, one count: a second box on a ridden bicycle (part of the wheel and
     # frame, overlapping the first too little for suppression) finds no rider of its own. Lying
     # mostly inside a ridden one, it is that bicycle again, not a riderless one beside it.
-    out = list(ridden)
-    for i, sighting in rest:
-        if mapped[i] in RIDDEN and any(
-            _inside(sighting.box, other.box) >= duplicate_mount for other in ridden
-        ):
-            continue
-        out.append(sighting)
-    return out
-
-
-def _inside(box: np.ndarray, outer: np.ndarray) -> float:
-    """Share of `box` that lies inside `outer`."""
-    ix = min(box[2], outer[2]) - max(box[0], outer[0])
-    iy = min(box[3], outer[3]) - max(box[1], outer[1])
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    return float(ix * iy / ((box[2] - box[0]) * (box[3] - box[1]) + 1e-9))
+    riderless = [k for k, s in enumerate(rest) if s.count_class in RIDDEN]
+    if not ridden or not riderless:
+        return ridden + rest
+    loose = np.stack([rest[k].box for k in riderless])
+    inside = intersection_matrix(loose, np.stack([s.box for s in ridden]))
+    inside /= box_areas(loose)[:, None] + 1e-9
+    again = {riderless[k] for k in np.flatnonzero(inside.max(axis=1) >= duplicate_mount)}
+    return ridden + [s for k, s in enumerate(rest) if k not in again]

@@ -76,7 +76,7 @@ class Track:
 
     @property
     def centre(self) -> tuple[float, float]:
-        return float(self.box[0] + self.box[2]) / 2, float(self.box[1] + self.box[3]) / 2
+        return _centre(self.box)
 
     @property
     def count_class(self) -> str:
@@ -106,17 +106,16 @@ class Tracker:
         self.gate = gate
         self.class_penalty = class_penalty
         self.tracks: list[Track] = []
-        self._standing: list[Track] = []
         self._ids = itertools.count(1)
 
-    def _cost(self, track: Track, s: Sighting, t: float) -> float:
-        px, py = track.predicted_centre(t)
-        sx, sy = (s.box[0] + s.box[2]) / 2, (s.box[1] + s.box[3]) / 2
+    def _cost(self, track: Track, s: Sighting, t: float, stands_in: list[Track]) -> float:
+        """`stands_in`: the standing tracks whose place `s` overlaps (`_fits_where_standing`)."""
+        sx = (s.box[0] + s.box[2]) / 2
         w = (track.box[2] - track.box[0] + s.box[2] - s.box[0]) / 2 + 1.0
-        h = (track.box[3] - track.box[1] + s.box[3] - s.box[1]) / 2 + 1.0
         if _GROUP[s.count_class] != _GROUP[track.count_class]:
             return math.inf  # a truck leaving the frame does not turn into a cyclist
-        if track.standing(t) and not _fits_where_standing(track, s):
+        still = track.standing(t)
+        if still and not _fits_where_standing(track, s):
             return math.inf  # a parked car does not drive off with the van passing it
         moving = track.hits >= 3 and abs(track.vx) > 5.0
         if moving:
@@ -125,19 +124,22 @@ class Tracker:
             behind = (sx - track.centre[0]) * math.copysign(1.0, track.vx)
             if behind < -0.5 * w:
                 return math.inf
-        cost = float(np.hypot((sx - px) / w, (sy - py) / h))
-        if not track.standing(t):
-            for other in self._standing:
+        cost = _distance(track.predicted_centre(t), track.box, s.box)
+        if not still:
+            for other in stands_in:
                 # Nor does a passing car take the parked car's own box: a box where a vehicle
                 # stands is that vehicle's, widened or not. Unless it is the passing vehicle
                 # itself, of its size and clearly nearer where it is going than where the other
                 # stands: a lorry driving in front of a parked lorry of its size fits where that
-                # one stands, and giving its box to the parked track drags that over the line.
+                # one stands; given its box, the parked track is dragged over the line and
+                # counted in the lorry's place, and the lorry's own track is left on the parked one.
                 # A box merging the two lies about halfway, and stays the parked one's.
-                if _fits_where_standing(other, s, size=False) and not (
+                assert other.anchor_box is not None
+                anchor = other.anchor_box
+                if not (
                     moving
                     and _same_size(track.box, s.box)
-                    and cost < OWN_BOX_MARGIN * _distance(other.anchor_box, s.box)
+                    and cost < OWN_BOX_MARGIN * _distance(_centre(anchor), anchor, s.box)
                 ):
                     return math.inf
         if track.hits == 1:
@@ -154,9 +156,12 @@ class Tracker:
             for tr in self.tracks
             if t - tr.t <= (self.max_age_s if tr.hits > TENTATIVE_HITS else tentative_age)
         ]
-        self._standing = [tr for tr in self.tracks if tr.standing(t)]
+        standing = [tr for tr in self.tracks if tr.standing(t)]
+        stands_in = [
+            [tr for tr in standing if _fits_where_standing(tr, s, size=False)] for s in sightings
+        ]
         pairs = sorted(
-            (self._cost(tr, s, t), ti, si)
+            (self._cost(tr, s, t, stands_in[si]), ti, si)
             for ti, tr in enumerate(self.tracks)
             for si, s in enumerate(sightings)
         )
@@ -254,14 +259,17 @@ def _same_size(a: np.ndarray, b: np.ndarray) -> bool:
     return all(1 / STILL_SIZE <= r <= STILL_SIZE for r in ratios)
 
 
-def _distance(a: np.ndarray | None, b: np.ndarray) -> float:
-    """Centre distance of two boxes in their mean width and height (the tracker's cost)."""
-    assert a is not None
+def _centre(box: np.ndarray) -> tuple[float, float]:
+    return float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
+
+
+def _distance(at: tuple[float, float], a: np.ndarray, b: np.ndarray) -> float:
+    """From `at` to the centre of box `b`, in the mean width and height of boxes `a` and `b`
+    (plus a pixel): the tracker's matching cost."""
     w = (a[2] - a[0] + b[2] - b[0]) / 2 + 1.0
     h = (a[3] - a[1] + b[3] - b[1]) / 2 + 1.0
-    dx = (a[0] + a[2] - b[0] - b[2]) / 2
-    dy = (a[1] + a[3] - b[1] - b[3]) / 2
-    return float(np.hypot(dx / w, dy / h))
+    bx, by = _centre(b)
+    return float(np.hypot((bx - at[0]) / w, (by - at[1]) / h))
 
 
 def _fits_where_standing(track: Track, s: Sighting, *, size: bool = True) -> bool:
