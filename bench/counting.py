@@ -23,13 +23,18 @@ from typing import Any
 
 import numpy as np
 
-from edge.counting.detector import Detector, StageTimes
-from edge.counting.pipeline import CountingPipeline
-from edge.counting.sources import OpenCvSource
-from firmware_sim.scenes import DETECTOR_CLASSES, Scene
-from stack.clips import fetch_vtest
-from stack.count_eval import DEFAULT_MODEL, DIRECTIONS, FP32_MODEL, SHIPPED_CLASS_MAP
-from stack.count_video import REAL_MODEL, load_spec
+from sensorpipe.edge.counting.clips import fetch_vtest
+from sensorpipe.edge.counting.detector import Detector, StageTimes
+from sensorpipe.edge.counting.pipeline import CountingPipeline
+from sensorpipe.edge.counting.sources import OpenCvSource
+from sensorpipe.edge.counting.video import REAL_MODEL, load_spec
+from sensorpipe.firmware_sim.count_eval import (
+    DEFAULT_MODEL,
+    DIRECTIONS,
+    FP32_MODEL,
+    SHIPPED_CLASS_MAP,
+)
+from sensorpipe.firmware_sim.scenes import DETECTOR_CLASSES, Scene
 
 Frames = list[tuple[float, np.ndarray]]
 

@@ -32,10 +32,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from firmware_sim.fleet import Fleet
-from ingest.deadletter import DeadLetterStore
-from ingest.influx import InfluxClient
-from stack.local import LocalStack
+from sensorpipe.firmware_sim.fleet import Fleet
+from sensorpipe.ingest.deadletter import DeadLetterStore
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.stack.local import LocalStack
 
 CASES = ("broker", "influxdb", "worker", "all")
 

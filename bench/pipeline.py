@@ -42,18 +42,18 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.broker import mosquitto_binary
-from gateway.devices import DeviceCredentials
-from gateway.mosquitto import MAX_QUEUED_MESSAGES
-from ingest.influx import InfluxClient
-from ingest.lineprotocol import Point, to_line
-from ingest.validate import RegistryView, Validator
-from protocol.codec import encode
-from protocol.messages import MESSAGE_ADAPTER, AirMessage, Link, Reading
-from protocol.signing import Signer
-from protocol.topics import topic_for
-from stack.local import LocalStack
-from stack.process import ManagedProcess, free_port, port_open
+from sensorpipe.gateway.broker import mosquitto_binary
+from sensorpipe.gateway.devices import DeviceCredentials
+from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.ingest.lineprotocol import Point, to_line
+from sensorpipe.ingest.validate import RegistryView, Validator
+from sensorpipe.protocol.codec import encode
+from sensorpipe.protocol.messages import MESSAGE_ADAPTER, AirMessage, Link, Reading
+from sensorpipe.protocol.signing import Signer
+from sensorpipe.protocol.topics import topic_for
+from sensorpipe.stack.local import LocalStack
+from sensorpipe.stack.process import ManagedProcess, free_port, port_open
 
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
 

@@ -8,15 +8,15 @@ from typing import Any, cast
 
 import pytest
 
-from edge.agent import Agent
-from edge.config import EdgeConfig, LocationConfig, MqttConfig
-from edge.drivers.registry import Bme280Config
-from edge.errors import SensorError
-from edge.outbox import MemoryOutbox
-from edge.publisher import LinkState, Publisher
-from protocol.codec import canonical_bytes, decode
-from protocol.messages import AirMessage, StatusMessage
-from protocol.signing import Signer, Verifier, generate_keypair
+from sensorpipe.edge.agent import Agent
+from sensorpipe.edge.config import EdgeConfig, LocationConfig, MqttConfig
+from sensorpipe.edge.drivers.registry import Bme280Config
+from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.outbox import MemoryOutbox
+from sensorpipe.edge.publisher import LinkState, Publisher
+from sensorpipe.protocol.codec import canonical_bytes, decode
+from sensorpipe.protocol.messages import AirMessage, StatusMessage
+from sensorpipe.protocol.signing import Signer, Verifier, generate_keypair
 
 PRIVATE, PUBLIC = generate_keypair()
 
@@ -144,7 +144,7 @@ def test_signer_rejects_a_bad_key() -> None:
 
 
 def test_an_outbox_with_no_room_at_all_costs_a_reading_not_the_agent() -> None:
-    from edge.outbox import OutboxFull
+    from sensorpipe.edge.outbox import OutboxFull
 
     sds = FakeDriver("sds011", [{"pm2_5": 10.0, "pm10": 15.0}, {"pm2_5": 11.0, "pm10": 16.0}])
     agent, outbox = _agent([sds])

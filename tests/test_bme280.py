@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from edge.drivers.bme280 import Bme280
-from edge.errors import SensorConfigError, SensorError
-from firmware_sim.bme280 import Bme280Device, Trimming
-from firmware_sim.i2c import SimulatedI2CBus
+from sensorpipe.edge.drivers.bme280 import Bme280
+from sensorpipe.edge.errors import SensorConfigError, SensorError
+from sensorpipe.firmware_sim.bme280 import Bme280Device, Trimming
+from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 
 
 def _bus(device: Bme280Device, address: int = 0x76) -> SimulatedI2CBus:

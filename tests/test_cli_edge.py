@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from sensorpipe.cli.main import main
+from sensorpipe.resources import EXAMPLE_CONFIG_DIR
 
-CONFIG = Path(__file__).resolve().parent.parent / "config"
+CONFIG = EXAMPLE_CONFIG_DIR
 
 
 def test_camera_without_opencv_is_a_clear_error(
@@ -19,7 +20,6 @@ def test_camera_without_opencv_is_a_clear_error(
     monkeypatch.setitem(sys.modules, "cv2", None)
     text = (CONFIG / "edge-camera.example.toml").read_text()
     text = text.replace('kind = "picamera2"', 'kind = "v4l2"')
-    text = text.replace('model = "../models/', f'model = "{CONFIG.parent}/models/')
     path = tmp_path / "edge.toml"
     path.write_text(text)
     result = CliRunner().invoke(main, ["edge", "run", "--config", str(path)])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from sensorpipe.cli.main import main
 
 
 def _run(*args: str) -> tuple[int, str]:

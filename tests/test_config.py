@@ -6,16 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import load_edge_config
-from edge.counting.config import build_pipeline
-from edge.counting.errors import ModelError
-from edge.drivers.registry import Bme280Config, Sds011Config
-from gateway.mosquitto import BrokerFiles, acl_file, broker_config, password_file
-from ingest.config import load_ingest_config
-from protocol.configfile import ConfigError
-from protocol.registry import Registry, load_registry, save_registry
+from sensorpipe.edge.config import load_edge_config
+from sensorpipe.edge.counting.config import build_pipeline
+from sensorpipe.edge.counting.errors import ModelError
+from sensorpipe.edge.drivers.registry import Bme280Config, Sds011Config
+from sensorpipe.gateway.mosquitto import BrokerFiles, acl_file, broker_config, password_file
+from sensorpipe.ingest.config import load_ingest_config
+from sensorpipe.protocol.configfile import ConfigError
+from sensorpipe.protocol.registry import Registry, load_registry, save_registry
+from sensorpipe.resources import EXAMPLE_CONFIG_DIR
 
-CONFIG = Path(__file__).resolve().parent.parent / "config"
+CONFIG = EXAMPLE_CONFIG_DIR
 
 
 def test_sample_edge_config_loads() -> None:

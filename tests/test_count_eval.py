@@ -10,9 +10,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
-from firmware_sim.scenes import Scene
-from stack.count_eval import DEFAULT_MODEL, evaluate
+from sensorpipe.cli.main import main
+from sensorpipe.firmware_sim.count_eval import DEFAULT_MODEL, evaluate
+from sensorpipe.firmware_sim.scenes import Scene
 
 
 @pytest.mark.timeout(600)
@@ -43,7 +43,7 @@ def test_training_seeds_are_refused() -> None:
 
 
 def test_hidden_crossings_are_neither_asked_for_nor_held_against_a_count() -> None:
-    from stack.count_eval import _error
+    from sensorpipe.firmware_sim.count_eval import _error
 
     # 10 visible and 3 hidden crossings: any count from 10 to 13 is right.
     assert [_error(n, 10, 3) for n in (8, 10, 12, 13, 15)] == [-2, 0, 0, 0, 2]

@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.counting.classes import Sighting, to_sightings, validate_class_map
-from edge.counting.config import SourceConfig, open_source
-from edge.counting.crossing import CountingLine
-from edge.counting.decode import Detections, decode, detect_layout, iou_matrix, nms
-from edge.counting.errors import ModelError, SourceUnavailable
-from edge.counting.intervals import IntervalCounter
-from edge.counting.preprocess import letterbox
-from edge.counting.tracker import Tracker
+from sensorpipe.edge.counting.classes import Sighting, to_sightings, validate_class_map
+from sensorpipe.edge.counting.config import SourceConfig, open_source
+from sensorpipe.edge.counting.crossing import CountingLine
+from sensorpipe.edge.counting.decode import Detections, decode, detect_layout, iou_matrix, nms
+from sensorpipe.edge.counting.errors import ModelError, SourceUnavailable
+from sensorpipe.edge.counting.intervals import IntervalCounter
+from sensorpipe.edge.counting.preprocess import letterbox
+from sensorpipe.edge.counting.tracker import Tracker
 
 DATA = Path(__file__).parent / "data"
 NAMES = ["person", "bicycle", "car", "truck"]
@@ -285,7 +285,7 @@ def test_a_parked_car_is_not_dragged_across_the_line_by_a_passing_van() -> None:
 
 
 def test_the_parked_car_rule_is_what_keeps_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    import edge.counting.tracker as tracker_module
+    import sensorpipe.edge.counting.tracker as tracker_module
 
     # Without the rule for standing vehicles, the merged box drags the parked car over the line.
     monkeypatch.setattr(tracker_module, "STILL_S", 1e9)
@@ -325,7 +325,7 @@ def test_a_passing_car_does_not_take_a_parked_cars_box() -> None:
 
 
 def test_the_parked_box_rule_is_what_keeps_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    import edge.counting.tracker as tracker_module
+    import sensorpipe.edge.counting.tracker as tracker_module
 
     own = tracker_module._fits_where_standing
 
@@ -364,7 +364,7 @@ def _parked_lorry_tracks() -> tuple[int, int]:
 
 
 def test_the_passing_lorry_keeps_its_own_box(monkeypatch: pytest.MonkeyPatch) -> None:
-    import edge.counting.tracker as tracker_module
+    import sensorpipe.edge.counting.tracker as tracker_module
 
     # The parked lorry keeps its track from the first frame to the last, and the lorry that
     # crossed was counted on its own track.
@@ -379,7 +379,7 @@ def test_the_passing_lorry_keeps_its_own_box(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_a_track_seen_twice_does_not_wait_long_for_a_box(monkeypatch: pytest.MonkeyPatch) -> None:
-    import edge.counting.tracker as tracker_module
+    import sensorpipe.edge.counting.tracker as tracker_module
 
     # A track born on two merged boxes, kept for max_age_s, catches a stray box beyond the line.
     monkeypatch.setattr(tracker_module, "TENTATIVE_HITS", 1)

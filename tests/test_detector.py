@@ -9,8 +9,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.counting.detector import Detector
-from edge.counting.errors import ModelError
+from sensorpipe.edge.counting.detector import Detector
+from sensorpipe.edge.counting.errors import ModelError
 
 NAMES = ["person", "bicycle", "car", "truck"]
 

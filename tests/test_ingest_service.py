@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from ingest.config import IngestConfig
-from ingest.deadletter import DeadLetterStore
-from ingest.errors import StorageRejected, StorageUnavailable
-from ingest.service import Incoming, IngestService
-from protocol.ack import ack_topic, decode_ack
-from protocol.codec import encode
-from protocol.registry import DeviceEntry, Registry, save_registry
-from protocol.signing import Signer, generate_keypair
-from protocol.topics import topic_for
+from sensorpipe.ingest.config import IngestConfig
+from sensorpipe.ingest.deadletter import DeadLetterStore
+from sensorpipe.ingest.errors import StorageRejected, StorageUnavailable
+from sensorpipe.ingest.service import Incoming, IngestService
+from sensorpipe.protocol.ack import ack_topic, decode_ack
+from sensorpipe.protocol.codec import encode
+from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+from sensorpipe.protocol.signing import Signer, generate_keypair
+from sensorpipe.protocol.topics import topic_for
 from tests.helpers import wait_for
 from tests.integration.mqtt_helpers import air_message
 

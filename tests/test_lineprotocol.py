@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.lineprotocol import LineProtocolError, Point, to_line
+from sensorpipe.ingest.lineprotocol import LineProtocolError, Point, to_line
 
 
 def test_plain_point() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.outbox import MemoryOutbox, Outbox, SqliteOutbox
+from sensorpipe.edge.outbox import MemoryOutbox, Outbox, SqliteOutbox
 
 
 @pytest.fixture(params=["memory", "sqlite"])

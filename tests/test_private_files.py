@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from gateway.devices import add_device
-from gateway.mosquitto import hash_password, write_broker_files
-from ingest.deadletter import DeadLetter, DeadLetterStore
-from protocol.files import write_private
-from protocol.registry import Registry, save_registry
+from sensorpipe.gateway.devices import add_device
+from sensorpipe.gateway.mosquitto import hash_password, write_broker_files
+from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore
+from sensorpipe.protocol.files import write_private
+from sensorpipe.protocol.registry import Registry, save_registry
 
 
 def _mode(path: Path) -> int:

@@ -8,11 +8,18 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from protocol.codec import DecodeError, canonical_bytes, decode, encode, parse_json
-from protocol.messages import AirMessage, CountMessage, Link, Location, Reading, StatusMessage
-from protocol.quantities import QUANTITIES
-from protocol.signing import Signer, Verifier, generate_keypair
-from protocol.topics import parse_topic, subscription, topic_for
+from sensorpipe.protocol.codec import DecodeError, canonical_bytes, decode, encode, parse_json
+from sensorpipe.protocol.messages import (
+    AirMessage,
+    CountMessage,
+    Link,
+    Location,
+    Reading,
+    StatusMessage,
+)
+from sensorpipe.protocol.quantities import QUANTITIES
+from sensorpipe.protocol.signing import Signer, Verifier, generate_keypair
+from sensorpipe.protocol.topics import parse_topic, subscription, topic_for
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, 123000, tzinfo=UTC)
 

@@ -11,10 +11,10 @@ from typing import Any
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.config import MqttConfig
-from edge.outbox import MemoryOutbox, OutboxEntry
-from edge.publisher import LinkState, Publisher
-from protocol.ack import encode_ack
+from sensorpipe.edge.config import MqttConfig
+from sensorpipe.edge.outbox import MemoryOutbox, OutboxEntry
+from sensorpipe.edge.publisher import LinkState, Publisher
+from sensorpipe.protocol.ack import encode_ack
 from tests.helpers import wait_for
 
 OK = ReasonCode(PacketTypes.CONNACK, identifier=0)

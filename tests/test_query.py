@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from query.influxql import AirQuery, QueryInputError, string_literal, time_expression
-from query.output import render, rows_from_series
+from sensorpipe.query.influxql import AirQuery, QueryInputError, string_literal, time_expression
+from sensorpipe.query.output import render, rows_from_series
 
 
 def test_aggregated_query() -> None:

@@ -13,12 +13,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.counting.classes import suppression_groups
-from edge.counting.detector import Detector
-from edge.counting.errors import ModelError
-from edge.counting.pipeline import CountingPipeline
-from stack.clips import VTEST_LINE, VTEST_TRUTH, fetch_vtest
-from stack.count_video import (
+from sensorpipe.edge.counting.classes import suppression_groups
+from sensorpipe.edge.counting.clips import VTEST_LINE, fetch_vtest
+from sensorpipe.edge.counting.detector import Detector
+from sensorpipe.edge.counting.errors import ModelError
+from sensorpipe.edge.counting.pipeline import CountingPipeline
+from sensorpipe.edge.counting.video import (
     REAL_MODEL,
     Crossing,
     VideoCount,
@@ -30,6 +30,7 @@ from stack.count_video import (
 )
 
 DATA = Path(__file__).parent / "data"
+VTEST_TRUTH = Path(__file__).resolve().parent.parent / "eval" / "vtest" / "truth.csv"
 NAMES = ["person", "bicycle", "car", "truck"]
 
 
@@ -211,7 +212,7 @@ def test_count_video_command_prints_totals_and_directions(vtest: Path, tmp_path:
     command = [
         sys.executable,
         "-m",
-        "cli.main",
+        "sensorpipe",
         "count-video",
         str(short),
         "--line",
@@ -246,7 +247,7 @@ def test_bad_lines_and_truth_files_are_explained(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "cli.main",
+            "sensorpipe",
             "count-video",
             str(tmp_path / "none.avi"),
             "--line",
@@ -285,7 +286,7 @@ def test_count_eval_refuses_a_model_whose_classes_are_not_the_scene_s(tmp_path: 
     # four classes, and the model's own metadata says 80.
     bare = tmp_path / "detector.onnx"
     bare.write_bytes(REAL_MODEL.read_bytes())
-    command = [sys.executable, "-m", "cli.main", "count-eval", "--model", str(bare)]
+    command = [sys.executable, "-m", "sensorpipe", "count-eval", "--model", str(bare)]
     done = subprocess.run([*command, "--minutes", "0.5"], capture_output=True, text=True)
     assert done.returncode != 0
     assert "declares 80 classes" in done.stderr and "class list has 4" in done.stderr

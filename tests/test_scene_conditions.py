@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from firmware_sim.conditions import CONDITIONS, DAY, Perspective, parse_conditions
-from firmware_sim.scenes import DETECTOR_CLASSES, HEIGHT, PARKING, WIDTH, Crossing, Scene
+from sensorpipe.firmware_sim.conditions import CONDITIONS, DAY, Perspective, parse_conditions
+from sensorpipe.firmware_sim.scenes import DETECTOR_CLASSES, HEIGHT, PARKING, WIDTH, Crossing, Scene
 
 
 def test_condition_names_and_groups() -> None:
@@ -113,7 +113,7 @@ def test_motion_blur_smears_fast_objects_only() -> None:
 
 def test_count_eval_refuses_unknown_conditions() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "count-eval", "--conditions", "fog", "--minutes", "1"],
+        [sys.executable, "-m", "sensorpipe", "count-eval", "--conditions", "fog", "--minutes", "1"],
         capture_output=True,
         text=True,
     )

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.drivers.sds011 import DATA, FrameReader, Sds011, command, pm_from_frame
-from edge.errors import SensorConfigError, SensorError
-from firmware_sim.sds011 import Sds011Device, Sds011Simulator
+from sensorpipe.edge.drivers.sds011 import DATA, FrameReader, Sds011, command, pm_from_frame
+from sensorpipe.edge.errors import SensorConfigError, SensorError
+from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 
 # Data frame from the datasheet's example: PM2.5 = 0x04D4 / 10, PM10 = 0x0A3A / 10, id A160.
 DATASHEET_FRAME = bytes.fromhex("AAC0D4043A0AA1601DAB")

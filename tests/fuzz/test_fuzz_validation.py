@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.validate import RegistryView, Rejection, Validator
-from protocol.registry import DeviceEntry, Registry, save_registry
-from protocol.signing import Signer, generate_keypair
+from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
+from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+from sensorpipe.protocol.signing import Signer, generate_keypair
 from tests.fuzz.corpus import corpus, valid_messages
 
 PRIVATE, PUBLIC = generate_keypair()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.influx import InfluxClient
-from stack.local import LocalStack
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.stack.local import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -10,13 +10,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from firmware_sim.fleet import Fleet
-from gateway.devices import DeviceCredentials
-from protocol.codec import encode
-from protocol.messages import AirMessage, Link, Reading
-from protocol.signing import Signer
-from protocol.topics import topic_for
-from stack.local import LocalStack
+from sensorpipe.firmware_sim.fleet import Fleet
+from sensorpipe.gateway.devices import DeviceCredentials
+from sensorpipe.protocol.codec import encode
+from sensorpipe.protocol.messages import AirMessage, Link, Reading
+from sensorpipe.protocol.signing import Signer
+from sensorpipe.protocol.topics import topic_for
+from sensorpipe.stack.local import LocalStack
 
 # Observation times derive from the sequence number, so two messages never share a timestamp
 # unless they are the same message.

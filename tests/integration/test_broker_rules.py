@@ -12,11 +12,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.broker import Broker
-from gateway.devices import DeviceCredentials, add_device, add_reader, set_ingest_account
-from gateway.mosquitto import MAX_PACKET_BYTES
-from protocol.registry import Registry
-from stack.process import free_ports
+from sensorpipe.gateway.broker import Broker
+from sensorpipe.gateway.devices import DeviceCredentials, add_device, add_reader, set_ingest_account
+from sensorpipe.gateway.mosquitto import MAX_PACKET_BYTES
+from sensorpipe.protocol.registry import Registry
+from sensorpipe.stack.process import free_ports
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration

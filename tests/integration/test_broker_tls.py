@@ -17,12 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
-from cli.main import main
-from gateway.broker import mosquitto_binary
-from gateway.devices import add_device
-from gateway.mosquitto import BrokerFiles, Tls, broker_config, write_security_files
-from protocol.registry import Registry, save_registry
-from stack.process import ManagedProcess, free_ports, port_open
+from sensorpipe.cli.main import main
+from sensorpipe.gateway.broker import mosquitto_binary
+from sensorpipe.gateway.devices import add_device
+from sensorpipe.gateway.mosquitto import BrokerFiles, Tls, broker_config, write_security_files
+from sensorpipe.protocol.registry import Registry, save_registry
+from sensorpipe.stack.process import ManagedProcess, free_ports, port_open
 
 pytestmark = pytest.mark.integration
 

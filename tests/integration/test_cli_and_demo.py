@@ -8,18 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.devices import DeviceCredentials
-from ingest.influx import InfluxClient
-from ingest.lineprotocol import Point, to_line
-from stack.demo import run_demo
-from stack.local import LocalStack
+from sensorpipe.gateway.devices import DeviceCredentials
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.ingest.lineprotocol import Point, to_line
+from sensorpipe.stack.demo import run_demo
+from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
 from tests.integration.mqtt_helpers import TestDevice, air_message
 
 
 def sensorpipe(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "sensorpipe", *args], capture_output=True, text=True, timeout=120
     )
     if check and result.returncode != 0:
         raise AssertionError(f"sensorpipe {' '.join(args)} failed:\n{result.stderr}")
@@ -144,7 +144,7 @@ def test_demo_accounts_for_every_message(tmp_path: Path) -> None:
     assert summary.lost == 0
     assert summary.stored == summary.published - summary.rejected
     assert summary.pending_in_outboxes == 0
-    from cli.main import demo_totals_line
+    from sensorpipe.cli.main import demo_totals_line
 
     line = demo_totals_line(summary)
     assert f"published {summary.published}" in line and "still in device outboxes 0" in line

@@ -16,18 +16,18 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.agent import Agent
-from edge.config import EdgeConfig
-from edge.counting.detector import Detector
-from edge.counting.loop import CountingLoop
-from edge.counting.pipeline import CountingPipeline
-from edge.outbox import SqliteOutbox
-from firmware_sim.camera import SyntheticCamera
-from firmware_sim.scenes import DETECTOR_CLASSES, Scene
-from ingest.influx import InfluxClient
-from stack.count_eval import DEFAULT_MODEL, DIRECTIONS, SHIPPED_CLASS_MAP
-from stack.count_video import REAL_MODEL, load_spec
-from stack.local import LocalStack
+from sensorpipe.edge.agent import Agent
+from sensorpipe.edge.config import EdgeConfig
+from sensorpipe.edge.counting.detector import Detector
+from sensorpipe.edge.counting.loop import CountingLoop
+from sensorpipe.edge.counting.pipeline import CountingPipeline
+from sensorpipe.edge.counting.video import REAL_MODEL, load_spec
+from sensorpipe.edge.outbox import SqliteOutbox
+from sensorpipe.firmware_sim.camera import SyntheticCamera
+from sensorpipe.firmware_sim.count_eval import DEFAULT_MODEL, DIRECTIONS, SHIPPED_CLASS_MAP
+from sensorpipe.firmware_sim.scenes import DETECTOR_CLASSES, Scene
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
 
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM6", b"RIFF", b"\x00\x00\x00\x0cjP")

@@ -8,11 +8,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from firmware_sim.fleet import Fleet
-from ingest.deadletter import DeadLetterStore
-from ingest.influx import InfluxClient
-from protocol.messages import Reading
-from stack.local import LocalStack
+from sensorpipe.firmware_sim.fleet import Fleet
+from sensorpipe.ingest.deadletter import DeadLetterStore
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.protocol.messages import Reading
+from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
 from tests.integration.mqtt_helpers import BASE_TIME, TestDevice, air_message, start_fleet
 
@@ -168,8 +168,8 @@ def test_backpressure_the_ingest_holds_two_batches_while_influxdb_is_down(
     """With InfluxDB unreachable the ingest takes in at most two batches (MQTT 5 Receive
     Maximum: the one it writes and the next); the broker holds the rest, and nothing is lost
     once storage is back."""
-    from ingest.config import load_ingest_config
-    from ingest.service import IngestService
+    from sensorpipe.ingest.config import load_ingest_config
+    from sensorpipe.ingest.service import IngestService
 
     info = stack.require_info()
     (creds,) = stack.add_devices([("pressure", {"site": "p"})])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.deadletter import DeadLetterStore
-from ingest.influx import InfluxClient
-from protocol.signing import Signer
-from stack.local import LocalStack
-from stack.process import pid_alive
+from sensorpipe.ingest.deadletter import DeadLetterStore
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.protocol.signing import Signer
+from sensorpipe.stack.local import LocalStack
+from sensorpipe.stack.process import pid_alive
 from tests.fuzz.corpus import corpus, valid_messages
 from tests.helpers import wait_for
 from tests.integration.mqtt_helpers import TestDevice

@@ -9,11 +9,11 @@ from typing import Any
 
 import httpx
 
-from ingest.deadletter import DeadLetterStore
-from ingest.influx import InfluxClient
-from protocol.codec import canonical_bytes, encode
-from protocol.signing import Signer
-from stack.local import LocalStack
+from sensorpipe.ingest.deadletter import DeadLetterStore
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.protocol.codec import canonical_bytes, encode
+from sensorpipe.protocol.signing import Signer
+from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
 from tests.integration.mqtt_helpers import TestDevice, air_message, start_fleet
 
@@ -173,9 +173,9 @@ def test_rejects_can_be_listed_and_replayed_after_registering_the_device(
     replay stores what it sent, and only that."""
     from click.testing import CliRunner
 
-    from cli.main import main
-    from gateway.devices import add_device
-    from protocol.registry import Registry, save_registry
+    from sensorpipe.cli.main import main
+    from sensorpipe.gateway.devices import add_device
+    from sensorpipe.protocol.registry import Registry, save_registry
 
     info = stack.require_info()
     # Credentials made outside the registry: the broker knows the device, the ingest does not.
@@ -223,7 +223,7 @@ def test_rejects_can_be_listed_and_replayed_after_registering_the_device(
 
 def test_invented_tag_values_create_no_series(stack: LocalStack, influx: InfluxClient) -> None:
     """Regression: 300 messages with free-form sensor names invented 19,200 series."""
-    from protocol.messages import Reading
+    from sensorpipe.protocol.messages import Reading
 
     info = stack.require_info()
     (creds,) = stack.add_devices([("inventor", {"site": "i"})])

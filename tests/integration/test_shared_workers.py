@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.influx import InfluxClient
-from stack.local import LocalStack
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
 from tests.integration.mqtt_helpers import start_fleet
 

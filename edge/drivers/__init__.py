@@ -1,6 +1,0 @@
-"""Sensor drivers and the registry of driver names the edge configuration may use."""
-
-from edge.drivers.base import SensorDriver
-from edge.drivers.registry import DRIVERS, open_driver
-
-__all__ = ["DRIVERS", "SensorDriver", "open_driver"]

@@ -1,0 +1,241 @@
+"""The edge agent: samples sensors on schedule, queues messages durably, publishes them.
+
+Sampler (caller's thread) -> outbox (disk) -> publisher (its own thread) -> broker.
+A failed read is counted and skipped; the agent never stops because one sensor misbehaves.
+Messages are signed when they are handed to the broker, so `sent_at` and the link metadata
+describe the actual transmission, also for entries sent from the backlog after an outage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from sensorpipe.edge import host
+from sensorpipe.edge.config import EdgeConfig
+from sensorpipe.edge.counting.intervals import IntervalCounts
+from sensorpipe.edge.counting.loop import CountingLoop
+from sensorpipe.edge.drivers.base import SensorDriver
+from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxFull
+from sensorpipe.edge.publisher import LinkState, Publisher
+from sensorpipe.protocol.codec import encode
+from sensorpipe.protocol.messages import MESSAGE_ADAPTER, Reading, SensorHealth
+from sensorpipe.protocol.quantities import QUANTITIES
+from sensorpipe.protocol.signing import Signer
+from sensorpipe.protocol.topics import topic_for
+
+log = logging.getLogger(__name__)
+FIRMWARE = "sensorpipe-edge/0.1.0"
+
+
+@dataclass
+class SensorSlot:
+    driver: SensorDriver
+    interval_s: float
+    next_due: float = 0.0
+    reads_ok: int = 0
+    reads_failed: int = 0
+    values_rejected: int = 0
+    last_ok: bool = True
+    last_error: str | None = None
+
+
+@dataclass
+class AgentStats:
+    messages_queued: int = 0
+    messages_dropped: int = 0  # not even queued: the outbox had no room at all
+    readings: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+def _iso(ts: float) -> str:
+    # Milliseconds: the ingest stores points at ms precision, so identity survives a round trip.
+    return datetime.fromtimestamp(round(ts, 3), UTC).isoformat(timespec="milliseconds")
+
+
+class Agent:
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        drivers: Sequence[tuple[SensorDriver, float]],
+        outbox: Outbox,
+        publisher_factory: Callable[..., Publisher] = Publisher,
+        clock: Callable[[], float] = time.time,
+        clock_synced: Callable[[], bool] = host.clock_synchronised,
+        rssi: Callable[[], int | None] = host.wifi_rssi_dbm,
+        counter: CountingLoop | None = None,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.stats = AgentStats()
+        self._slots = [SensorSlot(driver, interval) for driver, interval in drivers]
+        self._signer = Signer(config.private_key)
+        self._clock = clock
+        self._clock_synced = clock_synced
+        self._rssi = rssi
+        self._started = time.monotonic()
+        self._next_status = 0.0
+        self.counter = counter
+        self.publisher = publisher_factory(
+            outbox=outbox,
+            mqtt_config=config.mqtt,
+            client_id=f"edge-{config.device_id}",
+            finalize=self._finalize,
+        )
+
+    # --- sampling -------------------------------------------------------------------------
+    def run(self, stop: threading.Event, *, drain_timeout_s: float = 5.0) -> None:
+        """Sample until `stop` is set, then give the publisher a moment to empty the outbox."""
+        self.publisher.start()
+        if self.counter is not None:
+            self.counter.start(self.queue_counts)
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                due = [s for s in self._slots if s.next_due <= now]
+                if due:
+                    self.sample(due)
+                    for s in due:
+                        s.next_due = max(s.next_due + s.interval_s, now)
+                if now >= self._next_status:
+                    self.queue_status()
+                    self._next_status = now + self.config.status_interval_s
+                wait = (
+                    min([s.next_due for s in self._slots] + [self._next_status]) - time.monotonic()
+                )
+                stop.wait(max(0.0, wait))
+        finally:
+            if self.counter is not None:
+                self.counter.stop()  # flushes the open interval into the outbox
+            self.publisher.stop(drain_timeout_s=drain_timeout_s)
+            for slot in self._slots:
+                slot.driver.close()
+
+    def sample(self, slots: Sequence[SensorSlot]) -> int | None:
+        """Read the given sensors once and queue one air message; the outbox id, if any."""
+        observed = self._clock()
+        readings: list[dict[str, Any]] = []
+        for slot in slots:
+            try:
+                values = slot.driver.read()
+            except SensorError as exc:
+                slot.reads_failed += 1
+                slot.last_ok = False
+                slot.last_error = str(exc)[:200]
+                log.warning("%s", exc)
+                continue
+            slot.reads_ok += 1
+            slot.last_ok = True
+            for quantity, value in values.items():
+                try:
+                    reading = Reading(
+                        quantity=quantity,
+                        value=round(value, 3),
+                        unit=QUANTITIES[quantity].unit if quantity in QUANTITIES else "",
+                        sensor=slot.driver.model,
+                    )
+                except ValidationError as exc:
+                    slot.values_rejected += 1
+                    slot.last_error = f"implausible value: {exc.errors()[0]['msg']}"[:200]
+                    log.warning("%s: dropped %s=%r: %s", slot.driver.model, quantity, value, exc)
+                    continue
+                readings.append(reading.model_dump(mode="json"))
+        if not readings:
+            return None
+        self.stats.readings += len(readings)
+        return self._queue("air", observed, {"readings": readings})
+
+    def sensor_health(self) -> list[SensorHealth]:
+        return [
+            SensorHealth(
+                sensor=s.driver.model,
+                ok=s.last_ok,
+                reads_ok=s.reads_ok,
+                reads_failed=s.reads_failed,
+                frames_bad=s.driver.frames_bad,
+                values_rejected=s.values_rejected,
+                last_error=s.last_error,
+            )
+            for s in self._slots
+        ]
+
+    def queue_status(self) -> int | None:
+        health = [h.model_dump(mode="json") for h in self.sensor_health()]
+        return self._queue("status", self._clock(), {"sensors": health})
+
+    def queue_counts(self, counts: IntervalCounts, model_id: str) -> int | None:
+        """One count message per interval: numbers only, every class and direction listed."""
+        payload = {
+            "interval_end": _iso(counts.end),
+            "model_id": model_id,
+            "running_fraction": counts.running_fraction,
+            "frames": counts.frames,
+            "counts": [
+                {"count_class": cls, "direction": direction, "count": n}
+                for (cls, direction), n in counts.counts.items()
+            ],
+        }
+        return self._queue("count", counts.start, payload)
+
+    def _queue(self, kind: str, observed: float, payload: dict[str, Any]) -> int | None:
+        """Put one message in the outbox; its id, or None if even a full outbox's oldest
+        readings could not make room (counted in `stats.messages_dropped`, logged)."""
+        try:
+            seq = self.outbox.next_seq()
+            draft = {
+                "v": 1,
+                "kind": kind,
+                "device_id": self.config.device_id,
+                "seq": seq,
+                "observed_at": _iso(observed),
+                "clock_synced": self._clock_synced(),
+                "location": self._location(),
+                **payload,
+            }
+            entry_id = self.outbox.put(
+                topic_for(self.config.device_id, kind), json.dumps(draft).encode(), seq=seq
+            )
+        except OutboxFull as exc:
+            self.stats.messages_dropped += 1
+            log.error("%s message not queued: %s", kind, exc)
+            return None
+        self.stats.messages_queued += 1
+        self.stats.kinds[kind] = self.stats.kinds.get(kind, 0) + 1
+        self.publisher.notify()
+        return entry_id
+
+    def _location(self) -> dict[str, Any] | None:
+        loc = self.config.location
+        if loc is None:
+            return None
+        n = loc.precision_decimals
+        return {"lat": round(loc.lat, n), "lon": round(loc.lon, n), "alt_m": loc.alt_m}
+
+    # --- called by the publisher when it hands an entry to the broker -----------------------
+    def _finalize(self, entry: OutboxEntry, link: LinkState) -> bytes:
+        draft = json.loads(entry.body)
+        draft["sent_at"] = _iso(self._clock())
+        draft["link"] = {
+            "rssi_dbm": self._rssi(),
+            "reconnects": link.reconnects,
+            "outbox_depth": link.outbox_depth,
+            "uptime_s": round(time.monotonic() - self._started, 3),
+            "firmware": FIRMWARE,
+            "backlog": link.backlog,
+            "outbox_dropped": self.outbox.dropped,
+        }
+        try:
+            message = MESSAGE_ADAPTER.validate_python(draft)
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from None
+        return encode(message, self._signer.sign)

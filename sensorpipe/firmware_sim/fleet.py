@@ -1,0 +1,136 @@
+"""A fleet of simulated Raspberry Pi sensor hosts, each running the real edge agent.
+
+Every device gets its own simulated street, an SDS011 on a pty (read through pyserial by the
+real driver), a BME280 on a simulated I2C bus, a SQLite outbox and its own broker account.
+
+With `sds011=False` a host has only the BME280: no pty, no serial port. A pty-backed SDS011
+costs a host about a dozen file descriptors, and pyserial and paho wait on them with select(),
+which cannot watch descriptors above 1023; fleets of a hundred hosts in one process need this.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sensorpipe.edge.agent import Agent
+from sensorpipe.edge.config import EdgeConfig, MqttConfig
+from sensorpipe.edge.drivers.registry import Bme280Config, Sds011Config, SensorConfig, open_driver
+from sensorpipe.edge.outbox import SqliteOutbox
+from sensorpipe.firmware_sim.bme280 import Bme280Device
+from sensorpipe.firmware_sim.environment import Street
+from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
+from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
+from sensorpipe.gateway.devices import DeviceCredentials
+
+
+def _always(bus: SimulatedI2CBus) -> Callable[[int], SimulatedI2CBus]:
+    """An I2C bus factory that hands out the simulated bus whatever bus number is asked."""
+    return lambda _number: bus
+
+
+@dataclass
+class SimulatedHost:
+    credentials: DeviceCredentials
+    sds011: Sds011Simulator | None
+    bme280: Bme280Device
+    agent: Agent
+    thread: threading.Thread | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class Fleet:
+    def __init__(
+        self,
+        devices: list[DeviceCredentials],
+        *,
+        broker_host: str,
+        broker_port: int,
+        workdir: Path,
+        interval_s: float = 1.0,
+        status_interval_s: float = 10.0,
+        bad_frame_rate: float = 0.02,
+        seed: int = 0,
+        confirm_timeout_s: float = 600.0,
+        sds011: bool = True,
+    ) -> None:
+        self.hosts: list[SimulatedHost] = []
+        for i, creds in enumerate(devices):
+            street = Street(seed + i)
+            sensors: list[SensorConfig] = []
+            sds: Sds011Simulator | None = None
+            if sds011:
+                sds_device = Sds011Device(
+                    read_pm=street.pm_now, bad_frame_rate=bad_frame_rate, seed=seed + i
+                )
+                sds = Sds011Simulator(sds_device)
+                sds.start()
+                sensors.append(
+                    Sds011Config(
+                        driver="sds011", port=sds.port, interval_s=interval_s, timeout_s=1.0
+                    )
+                )
+            sensors.append(Bme280Config(driver="bme280", bus=1, interval_s=interval_s))
+            bme = Bme280Device(street.climate_now)
+            bus = SimulatedI2CBus(1)
+            bus.attach(0x76, bme)
+            config = EdgeConfig(
+                device_id=creds.device_id,
+                private_key=creds.private_key,
+                mqtt=MqttConfig(
+                    host=broker_host,
+                    port=broker_port,
+                    username=creds.username,
+                    password=creds.password,
+                    confirm_timeout_s=confirm_timeout_s,
+                ),
+                outbox_path=str(workdir / f"{creds.device_id}.outbox.sqlite"),
+                status_interval_s=status_interval_s,
+                sensors=sensors,
+            )
+            drivers = [
+                (open_driver(s, i2c_bus_factory=_always(bus)), s.interval_s) for s in config.sensors
+            ]
+            agent = Agent(
+                config,
+                drivers=drivers,
+                outbox=SqliteOutbox(config.outbox_path, max_entries=config.outbox_max_entries),
+                clock_synced=lambda: True,
+            )
+            self.hosts.append(SimulatedHost(creds, sds, bme, agent))
+
+    def start(self) -> None:
+        for host in self.hosts:
+            host.thread = threading.Thread(
+                target=host.agent.run,
+                args=(host.stop,),
+                kwargs={"drain_timeout_s": 30.0},
+                name=f"agent {host.credentials.device_id}",
+                daemon=True,
+            )
+            host.thread.start()
+
+    def stop(self) -> int:
+        """Stop sampling; each agent drains its outbox (up to 30 s). Returns what is left."""
+        for host in self.hosts:
+            host.stop.set()
+        for host in self.hosts:
+            if host.thread is not None:
+                host.thread.join(timeout=40)
+            if host.sds011 is not None:
+                host.sds011.stop()
+        left = self.pending()
+        for host in self.hosts:
+            host.agent.outbox.close()
+        return left
+
+    def queued(self) -> int:
+        return sum(h.agent.stats.messages_queued for h in self.hosts)
+
+    def acked(self) -> int:
+        return sum(h.agent.publisher.acked for h in self.hosts)
+
+    def pending(self) -> int:
+        return sum(h.agent.outbox.depth() for h in self.hosts)

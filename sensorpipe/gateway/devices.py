@@ -1,0 +1,91 @@
+"""Provisioning: a new device gets broker credentials and a signing key pair.
+
+The registry keeps the password hash and the public key; the device keeps the password and
+the private key, which are shown once and stored nowhere by this module.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass
+
+from sensorpipe.gateway.mosquitto import hash_password
+from sensorpipe.protocol.messages import Location
+from sensorpipe.protocol.registry import DeviceEntry, Registry, ServiceAccount
+from sensorpipe.protocol.signing import generate_keypair
+from sensorpipe.protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
+
+
+class ProvisioningError(ValueError):
+    """The device cannot be added as asked (bad id, already registered)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCredentials:
+    device_id: str
+    username: str
+    password: str
+    private_key: str
+    public_key: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def add_device(
+    registry: Registry,
+    device_id: str,
+    *,
+    site: str,
+    owner: str = "",
+    purpose: str = "",
+    sensors: list[str] | None = None,
+    directions: list[str] | None = None,
+    location: Location | None = None,
+    location_precision_decimals: int = 3,
+) -> DeviceCredentials:
+    if not is_valid_device_id(device_id):
+        raise ProvisioningError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
+    if device_id in registry.devices:
+        raise ProvisioningError(f"device {device_id!r} is already registered")
+    if device_id in registry.reader_names():
+        raise ProvisioningError(f"{device_id!r} is the name of a reading account")
+    password = secrets.token_urlsafe(24)
+    private_key, public_key = generate_keypair()
+    registry.devices[device_id] = DeviceEntry(
+        site=site,
+        owner=owner,
+        purpose=purpose,
+        sensors=sensors or [],
+        directions=directions or [],
+        public_key=public_key,
+        password_hash=hash_password(device_id, password),
+        location=location,
+        location_precision_decimals=location_precision_decimals,
+    )
+    return DeviceCredentials(device_id, device_id, password, private_key, public_key)
+
+
+def set_ingest_account(registry: Registry, username: str = "ingest") -> str:
+    """Create or rotate the ingest's broker account; returns its new password."""
+    if username in registry.devices or any(r.username == username for r in registry.readers):
+        raise ProvisioningError(f"{username!r} is already a device id or a reader")
+    password = secrets.token_urlsafe(24)
+    registry.ingest = ServiceAccount(
+        username=username, password_hash=hash_password(username, password)
+    )
+    return password
+
+
+def add_reader(registry: Registry, username: str) -> str:
+    """Create or rotate an account that reads every device's messages; returns its password."""
+    if not is_valid_device_id(username):
+        raise ProvisioningError(f"invalid account name {username!r}: expected {DEVICE_ID_PATTERN}")
+    if username in registry.devices or (
+        registry.ingest is not None and username == registry.ingest.username
+    ):
+        raise ProvisioningError(f"{username!r} is already a device or the ingest")
+    password = secrets.token_urlsafe(24)
+    account = ServiceAccount(username=username, password_hash=hash_password(username, password))
+    registry.readers = [r for r in registry.readers if r.username != username] + [account]
+    return password

@@ -1,0 +1,96 @@
+"""Turns a validated message plus what the ingest observed into InfluxDB points."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sensorpipe.ingest.lineprotocol import FieldValue, Point
+from sensorpipe.ingest.validate import epoch_ms
+from sensorpipe.protocol import storage
+from sensorpipe.protocol.messages import AirMessage, AnyMessage, CountMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the pipeline observed about one message."""
+
+    gateway: str
+    received_at_ms: int
+    redelivered: bool
+    seq_gap: int | None  # None: not known here (no earlier message seen, or a shared stream)
+    # False for a message the ingest has seen before (a redelivery or a replay): its points
+    # then leave out what only the first delivery can tell (receive time, latency, gap), and
+    # InfluxDB keeps the first delivery's values, since a point written again with fewer
+    # fields keeps the fields it leaves out.
+    first_delivery: bool = True
+
+
+def message_points(message: AnyMessage, site: str, receipt: Receipt) -> list[Point]:
+    t = epoch_ms(message.observed_at)
+    base = {"device_id": message.device_id, "site": site}
+    points: list[Point] = []
+    if isinstance(message, AirMessage):
+        by_sensor: dict[str, dict[str, FieldValue]] = defaultdict(dict)
+        for r in message.readings:
+            by_sensor[r.sensor][r.quantity] = float(r.value)
+        for sensor, fields in by_sensor.items():
+            if message.location is not None:
+                fields["lat"] = message.location.lat
+                fields["lon"] = message.location.lon
+            points.append(Point(storage.AIR, {**base, "sensor": sensor}, fields, t))
+    elif isinstance(message, CountMessage):
+        interval_s = (message.interval_end - message.observed_at).total_seconds()
+        for c in message.counts:
+            tags = {**base, "class": c.count_class, "direction": c.direction}
+            points.append(
+                Point(storage.TRAFFIC, tags, {"count": c.count, "interval_s": interval_s}, t)
+            )
+        counter: dict[str, FieldValue] = {
+            "running_fraction": message.running_fraction,
+            "frames": message.frames,
+            "model_id": message.model_id,
+            "interval_s": interval_s,
+        }
+        points.append(Point(storage.COUNTER, base, counter, t))
+    else:
+        for h in message.sensors:
+            status: dict[str, FieldValue] = {
+                "ok": h.ok,
+                "reads_ok": h.reads_ok,
+                "reads_failed": h.reads_failed,
+                "frames_bad": h.frames_bad,
+                "values_rejected": h.values_rejected,
+            }
+            if h.last_error:
+                status["last_error"] = h.last_error
+            points.append(Point(storage.SENSOR_STATUS, {**base, "sensor": h.sensor}, status, t))
+    points.append(_link_point(message, base, receipt, t))
+    return points
+
+
+def _link_point(message: AnyMessage, base: dict[str, str], receipt: Receipt, t: int) -> Point:
+    link = message.link
+    sent_ms = epoch_ms(message.sent_at)
+    fields: dict[str, FieldValue] = {
+        "seq": message.seq,
+        "clock_synced": message.clock_synced,
+        "sent_at_ms": sent_ms,
+        "redelivered": receipt.redelivered or not receipt.first_delivery,
+        "reconnects": link.reconnects,
+        "outbox_depth": link.outbox_depth,
+        "uptime_s": float(link.uptime_s),
+        "firmware": link.firmware,
+        "backlog": link.backlog,
+        "outbox_dropped": link.outbox_dropped,
+    }
+    if link.rssi_dbm is not None:
+        fields["rssi_dbm"] = link.rssi_dbm
+    if receipt.first_delivery:
+        fields["received_at_ms"] = receipt.received_at_ms
+        fields["latency_ms"] = receipt.received_at_ms - sent_ms
+        fields["age_ms"] = receipt.received_at_ms - t
+        if receipt.seq_gap is not None:
+            fields["seq_gap"] = receipt.seq_gap
+    tags = {**base, "kind": message.kind, "gateway": receipt.gateway}
+    return Point(storage.LINK, tags, fields, t)

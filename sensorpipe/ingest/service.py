@@ -1,0 +1,651 @@
+"""The ingest service: MQTT in, InfluxDB out, dead letters aside.
+
+Delivery guarantee: at least once, end to end. The subscription is QoS 1 on a persistent
+session with manual acknowledgement; a message is acknowledged only after the InfluxDB write
+that contains it returned success (or, when rejected, after its dead letter was committed).
+If the ingest dies before that, the broker redelivers, and the redelivery overwrites the same
+points (same measurement, tags and observation time), so nothing is counted twice. Then each
+device is told which of its messages are kept (protocol.ack), and only then drops them from
+its outbox: a broker that dies before saving what it acknowledged loses nothing either.
+
+Runtime errors from one message never stop the loop: it is rejected with a reason. A storage
+outage stops acknowledgements, so the broker holds the backlog; the batch is retried with
+backoff until InfluxDB is back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from sensorpipe.ingest.config import IngestConfig
+from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore
+from sensorpipe.ingest.errors import QueryError, StorageRejected, StorageUnavailable
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.ingest.lineprotocol import FieldValue, LineProtocolError, Point, to_line
+from sensorpipe.ingest.metrics import IngestMetrics
+from sensorpipe.ingest.points import Receipt, message_points
+from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
+from sensorpipe.protocol.ack import ack_topic, encode_ack
+from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
+from sensorpipe.protocol.topics import parse_topic, subscription
+
+log = logging.getLogger(__name__)
+BATCH_ATTEMPTS = 3  # unexpected failures of one batch before it is split (or dead-lettered)
+RETRY_CAP_S = 10.0  # longest backoff between write attempts while InfluxDB is away
+
+
+def connect_properties(config: IngestConfig) -> Properties:
+    """MQTT 5 CONNECT: a persistent session, and at most two batches in flight.
+
+    Receive Maximum caps the QoS 1 messages the broker sends before the ingest acknowledges
+    any; the ingest acknowledges only after storing, so while InfluxDB is slow or down it holds
+    at most two batches in memory and the broker keeps the rest (backpressure). Two, not one:
+    the next batch arrives while the writer checks and stores the one in hand; with room for
+    one batch only, receiving and writing would take turns."""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = config.broker.session_expiry_s
+    props.ReceiveMaximum = min(2 * config.batch_max, 65535)
+    return props
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    generation: int  # which MQTT connection delivered it; acks go only to that connection
+    mid: int
+    topic: str
+    payload: bytes
+    dup: bool
+    received_at: float
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    stored_messages: int = 0
+    stored_points: int = 0
+    rejected: int = 0
+    rejected_by_code: Counter[str] = field(default_factory=Counter)
+    write_retries: int = 0
+    internal_errors: int = 0
+    batches: int = 0
+    deadletters_pruned: int = 0
+    confirmations: int = 0  # acknowledgements published to devices (protocol.ack)
+    connected: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "stored_messages": self.stored_messages,
+            "stored_points": self.stored_points,
+            "rejected": self.rejected,
+            "rejected_by_code": dict(self.rejected_by_code),
+            "write_retries": self.write_retries,
+            "internal_errors": self.internal_errors,
+            "batches": self.batches,
+            "deadletters_pruned": self.deadletters_pruned,
+            "confirmations": self.confirmations,
+            "connected": self.connected,
+        }
+
+
+@dataclass
+class ReplayResult:
+    stored: int = 0
+    still_rejected: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _Outcome:
+    item: Incoming
+    message: AnyMessage | None = None
+    points: list[Point] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    rejection: Rejection | None = None
+
+
+Checked = AnyMessage | Rejection  # what checking one message gives
+
+
+@dataclass
+class _Checks:
+    """The checks of one batch: done already, or under way in the pool as interleaved shares."""
+
+    batch: list[Incoming]
+    shares: list[Future[list[Checked]]]
+    done: list[Checked] | None
+
+    def results(self) -> list[Checked]:
+        if self.done is None:
+            parts = [share.result() for share in self.shares]
+            n = len(parts)
+            self.done = [parts[i % n][i // n] for i in range(len(self.batch))]
+        return self.done
+
+
+class IngestService:
+    def __init__(
+        self,
+        config: IngestConfig,
+        *,
+        influx: InfluxClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.stats = IngestStats()
+        self._clock = clock
+        self._registry = RegistryView(config.registry_path)
+        self._validator = Validator(
+            self._registry,
+            clock=clock,
+            max_future_s=config.max_future_s,
+            max_backlog_s=config.max_backlog_s,
+        )
+        self._influx = influx or InfluxClient(
+            config.influx.url,
+            config.influx.database,
+            username=config.influx.username,
+            password=config.influx.password,
+            token=config.influx.token,
+            timeout_s=config.influx.timeout_s,
+        )
+        self._deadletters = DeadLetterStore(
+            config.deadletter_path,
+            max_payload_bytes=config.deadletter_max_payload_bytes,
+            max_letters=config.deadletter_max_letters,
+            max_age_s=config.deadletter_max_age_days * 86400.0,
+        )
+        self.metrics = IngestMetrics(self.stats)
+        self.metrics_port: int | None = None
+        self._next_status = 0.0
+        self._queue: queue.Queue[Incoming] = queue.Queue()
+        self._generation = 0
+        self._last_seq: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="ingest-writer", daemon=True)
+        self._pool = ThreadPoolExecutor(config.validate_threads, thread_name_prefix="ingest-check")
+        self._client = self._make_client()
+
+    # --- MQTT side -------------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        b = self.config.broker
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=b.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        client.username_pw_set(b.username, b.password)
+        if b.tls:
+            client.tls_set(ca_certs=b.ca_file)
+        client.reconnect_delay_set(min_delay=1, max_delay=15)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the ingest: %s", reason)
+            return
+        self._generation += 1
+        self.stats.connected = True
+        topic = subscription(self.config.broker.shared_group)
+        client.subscribe(topic, qos=1)
+        log.info("subscribed to %s (session present: %s)", topic, flags.session_present)
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        self.stats.connected = False
+        if not self._stop.is_set():
+            log.warning("disconnected from broker: %s", reason)
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._queue.put(
+            Incoming(
+                self._generation,
+                msg.mid,
+                msg.topic,
+                bytes(msg.payload),
+                bool(msg.dup),
+                self._clock(),
+            )
+        )
+
+    def start(self) -> None:
+        b = self.config.broker
+        props = connect_properties(self.config)
+        self._client.connect_async(
+            b.host, b.port, b.keepalive_s, clean_start=False, properties=props
+        )
+        self._seed_last_seq()
+        self._client.loop_start()
+        if self.config.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(
+                self.config.metrics_port, self.config.metrics_bind
+            )
+            log.info("metrics on http://%s:%d/metrics", self.config.metrics_bind, self.metrics_port)
+        self._worker.start()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then disconnect. Unacknowledged messages stay queued."""
+        self._stop.set()
+        self._worker.join(timeout=30)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._pool.shutdown()
+        self._deadletters.close()
+        self._influx.close()
+        self.metrics.close()
+
+    # --- writer thread ---------------------------------------------------------------------
+    def _work(self) -> None:
+        """The writer loop. Nothing may end it but `stop`: every error is caught, counted and
+        logged. A batch that fails unexpectedly is tried again, then message by message, and a
+        message that still fails is dead-lettered (`internal_error`, raw bytes kept), so one
+        poisonous message never blocks the stream.
+
+        With `validate_threads` above 1, the next batch (what has already arrived) is checked
+        in the pool while one is stored, so signature checks overlap the InfluxDB write."""
+        pending: list[list[Incoming]] = []
+        ahead: _Checks | None = None  # checks under way for a batch further down `pending`
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if not pending:
+                    batch = self._collect()
+                    self.stats.received += len(batch)
+                    if batch:
+                        pending.append(batch)
+                        failures = 0
+                if pending:
+                    head = pending[0]
+                    checked = None
+                    if ahead is not None and ahead.batch is head:
+                        checked = ahead.results()
+                        ahead = None
+                    elif ahead is not None:  # finished before `process` refreshes the registry
+                        ahead.results()
+                    if (
+                        self.config.validate_threads > 1
+                        and ahead is None
+                        and len(pending) == 1
+                        and failures == 0
+                    ):
+                        if checked is None:  # head first: the refresh below must not overlap
+                            self._registry.refresh()
+                            checked = self._start_checks(head).results()
+                        following = self._collect(wait=False)
+                        if following:
+                            self.stats.received += len(following)
+                            pending.append(following)
+                            self._registry.refresh()
+                            ahead = self._start_checks(following)
+                    try:
+                        self.process(head, checked)
+                        pending.pop(0)
+                        failures = 0
+                    except Exception as exc:
+                        failures += 1
+                        self.stats.internal_errors += 1
+                        log.exception(
+                            "unexpected error in a batch of %d (attempt %d)",
+                            len(head),
+                            failures,
+                        )
+                        if failures >= BATCH_ATTEMPTS:
+                            pending.pop(0)
+                            if len(head) > 1:  # split: the good ones go on, the bad one shows
+                                pending[:0] = [[item] for item in head]
+                            else:
+                                self._give_up(head[0], exc)
+                            failures = 0
+                        else:
+                            self._stop.wait(min(1.0 * failures, 5.0))
+                self._write_stats()
+                self._write_status()
+            except Exception:  # the loop's own steps (stats file, queue): never die of them
+                self.stats.internal_errors += 1
+                log.exception("ingest writer loop error; carrying on")
+                self._stop.wait(1.0)
+
+    def _give_up(self, item: Incoming, exc: Exception) -> None:
+        """Dead-letter a message that failed BATCH_ATTEMPTS times on its own, then ack it."""
+        rejection = Rejection("internal_error", f"could not be processed: {exc!r}"[:500])
+        try:
+            self._dead_letter([_Outcome(item, rejection=rejection)])
+        except Exception:
+            # Not kept, so not acknowledged: the broker holds it and redelivers it later.
+            log.exception("could not dead-letter %s either; leaving it with the broker", item.topic)
+            return
+        self._confirm([_Outcome(item, rejection=rejection)])  # first, as in `process`
+        if item.generation == self._generation:
+            self._client.ack(item.mid, 1)
+
+    def _collect(self, *, wait: bool = True) -> list[Incoming]:
+        """Up to `batch_max` messages: waiting for the first (up to 0.5 s) and then up to
+        `batch_wait_ms` for more, or, with wait=False, only those already here."""
+        if not wait:
+            batch: list[Incoming] = []
+            while len(batch) < self.config.batch_max:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            return batch
+        try:
+            first = self._queue.get(timeout=0.5)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.config.batch_wait_ms / 1000
+        while len(batch) < self.config.batch_max:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(
+                    self._queue.get(timeout=max(0.0, remaining))
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
+                break
+        return batch
+
+    def process(self, batch: list[Incoming], checked: list[Checked] | None = None) -> bool:
+        """Validate, store, dead-letter and acknowledge one batch. False if stopped midway.
+        `checked`: the batch's check results when they were made ahead (`_start_checks`)."""
+        if checked is None:
+            self._registry.refresh()
+        outcomes = self._evaluate_all(batch, checked)
+        accepted = [o for o in outcomes if o.rejection is None]
+        if not self._store_part(accepted):
+            return False  # stopping with the batch unwritten: the broker will redeliver it
+        self._dead_letter([o for o in outcomes if o.rejection is not None])
+        # Counted once the whole batch is kept, so a batch written again after an error is not
+        # counted twice.
+        stored = [o for o in accepted if o.rejection is None]
+        self.stats.stored_messages += len(stored)
+        self.stats.stored_points += sum(len(o.lines) for o in stored)
+        self.stats.batches += 1
+        # The devices' confirmations go out before the broker's acknowledgements (paho sends in
+        # the order asked). Killed in between, the ingest gets the batch again and confirms it
+        # again; the other way round, the broker would forget the batch while the devices,
+        # never told, kept it until their confirm timeout.
+        self._confirm(outcomes)
+        for item in batch:  # in arrival order, as MQTT asks of acknowledgements
+            if item.generation == self._generation:
+                self._client.ack(item.mid, 1)
+        self.metrics.batch_latency.observe(max(0.0, self._clock() - batch[0].received_at))
+        return True
+
+    def _confirm(self, outcomes: list[_Outcome]) -> None:
+        """Tell each device which of its messages are now kept, stored or dead-lettered
+        (protocol.ack), so that it can drop them from its outbox. QoS 1; a confirmation lost
+        on the way only makes the device send the message again, which is stored once."""
+        kept: dict[str, set[int]] = {}
+        for o in outcomes:
+            claim = _sender_and_seq(o)
+            if claim is not None:
+                kept.setdefault(claim[0], set()).add(claim[1])
+        for device, seqs in kept.items():
+            self._client.publish(ack_topic(device), encode_ack(seqs), qos=1)
+            self.stats.confirmations += 1
+
+    def _seed_last_seq(self) -> None:
+        """The highest sequence number stored per device within the backlog window, so that
+        after a restart a replayed old message is still known as one. Best effort."""
+        window = int(self.config.max_backlog_s)
+        try:
+            series = self._influx.query(
+                f"SELECT max(seq) FROM link WHERE time > now() - {window}s GROUP BY device_id"
+            )
+        except (StorageUnavailable, QueryError) as exc:
+            log.warning("could not read the last sequence numbers from InfluxDB: %s", exc)
+            return
+        for s in series:
+            device = s.get("tags", {}).get("device_id")
+            if device and s.get("values"):
+                self._last_seq[device] = max(self._last_seq.get(device, 0), int(s["values"][0][1]))
+
+    def close(self) -> None:
+        """Release the stores of a service that was never started (e.g. after `replay`)."""
+        self._pool.shutdown()
+        self._deadletters.close()
+        self._influx.close()
+        self.metrics.close()
+
+    def replay(self, letters: list[DeadLetter]) -> ReplayResult:
+        """Feed dead letters through validation again, e.g. after registering a forgotten
+        device: those that pass are stored and leave the dead-letter store; the others stay,
+        with the reason they fail for now. Needs no broker connection."""
+        self._registry.refresh()
+        result = ReplayResult()
+        for start in range(0, len(letters), self.config.batch_max):
+            chunk = letters[start : start + self.config.batch_max]
+            items = [
+                Incoming(-1, -1, d.topic, d.payload, dup=True, received_at=d.received_at)
+                for d in chunk
+            ]
+            outcomes = self._evaluate_all(items)
+            if not self._store_part([o for o in outcomes if o.rejection is None]):
+                break  # stopped while InfluxDB was away; what is left stays dead-lettered
+            stored = []
+            for letter, outcome in zip(chunk, outcomes, strict=True):
+                if outcome.rejection is None:
+                    stored.append(letter.id)
+                else:
+                    code, detail = outcome.rejection.code, outcome.rejection.detail
+                    self._deadletters.update_reason(letter.id, code, detail)
+                    result.still_rejected[code] += 1
+            self._deadletters.remove(stored)
+            result.stored += len(stored)
+        return result
+
+    def _evaluate_all(
+        self, items: list[Incoming], checked: list[Checked] | None = None
+    ) -> list[_Outcome]:
+        if checked is None:
+            checked = self._start_checks(items).results()
+        return [self._evaluate(item, result) for item, result in zip(items, checked, strict=True)]
+
+    def _start_checks(self, items: list[Incoming]) -> _Checks:
+        """Check the messages in `validate_threads` interleaved shares side by side; they are
+        numbered afterwards, in arrival order, by `_evaluate` (sequence state is kept in the
+        writer thread only). The registry must not be refreshed while checks are under way."""
+        n = min(self.config.validate_threads, len(items))
+        if n <= 1:
+            return _Checks(items, [], [self._check(item) for item in items])
+        shares = [self._pool.submit(self._check_share, items[i::n]) for i in range(n)]
+        return _Checks(items, shares, None)
+
+    def _check_share(self, items: list[Incoming]) -> list[Checked]:
+        return [self._check(item) for item in items]
+
+    def _check(self, item: Incoming) -> Checked:
+        try:
+            return self._validator.check(item.topic, item.payload)
+        except Rejection as rejection:
+            return rejection
+        except Exception as exc:  # a validation bug: keep the message as a dead letter
+            log.exception("validating %s failed unexpectedly", item.topic)
+            return Rejection("internal_error", repr(exc)[:500])
+
+    def _evaluate(self, item: Incoming, checked: Checked) -> _Outcome:
+        if isinstance(checked, Rejection):
+            return _Outcome(item, rejection=checked)
+        message = checked
+        device = self._registry.device(message.device_id)
+        site = device.site if device is not None else ""
+        last = self._last_seq.get(message.device_id)
+        # Seen before: a redelivery (MQTT's DUP flag) or a number at or below the highest one
+        # seen (a replay). Its data points are rewritten as they were; its delivery metadata
+        # is left as the first delivery recorded it.
+        repeat = item.dup or (last is not None and message.seq <= last)
+        gap: int | None
+        if self.config.broker.shared_group is not None:
+            # Each worker sees only part of a device's messages: no worker can tell a gap.
+            # Gaps are then read from the stored numbers (`difference(seq)` on `link`).
+            gap = None
+        elif last is None:
+            # Sequence numbers start at 1: a device's first message ever has no gap before it.
+            gap = 0 if message.seq == 1 else None
+        else:
+            gap = max(0, message.seq - last - 1)
+        self._last_seq[message.device_id] = max(message.seq, last or 0)
+        receipt = Receipt(
+            gateway=self.config.gateway_id,
+            received_at_ms=round(item.received_at * 1000),
+            redelivered=item.dup,
+            seq_gap=gap,
+            first_delivery=not repeat,
+        )
+        points = message_points(message, site, receipt)
+        try:
+            lines = [to_line(p) for p in points]
+        except LineProtocolError as exc:
+            return _Outcome(item, rejection=Rejection("unstorable", str(exc)))
+        return _Outcome(item, message=message, points=points, lines=lines)
+
+    def _store_part(self, part: list[_Outcome]) -> bool:
+        """Write these messages; when InfluxDB refuses (4xx: bad line, type conflict), split in
+        halves until the refused messages are found, which get InfluxDB's own error text as
+        their rejection. False only if the service stopped while InfluxDB was away."""
+        if not part:
+            return True
+        try:
+            return self._write_retrying([line for o in part for line in o.lines])
+        except StorageRejected as exc:
+            if len(part) > 1:
+                log.warning("batch of %d refused (%s); splitting it", len(part), exc)
+                middle = len(part) // 2
+                return self._store_part(part[:middle]) and self._store_part(part[middle:])
+            only = part[0]
+            only.rejection = Rejection("storage_rejected", str(exc))
+            # A refused write can be partial: a rejected message leaves no points.
+            return self._retrying(partial(self._remove_points, only.points))
+
+    def _remove_points(self, points: list[Point]) -> None:
+        for p in points:
+            try:
+                self._influx.delete(p.measurement, p.tags, p.time_ms)
+            except QueryError as exc:  # e.g. a time InfluxDB cannot even delete at
+                log.warning("could not remove a point of a refused message: %s", exc)
+
+    def _write_retrying(self, lines: list[str]) -> bool:
+        return self._retrying(lambda: self._influx.write(lines))
+
+    def _retrying(self, operation: Callable[[], None]) -> bool:
+        """Run until it succeeds (True) or the service stops (False); 4xx errors propagate."""
+        delay = 0.2
+        while True:
+            try:
+                operation()
+                return True
+            except StorageUnavailable as exc:
+                self.stats.write_retries += 1
+                # Full jitter: many workers coming back at once do not hit InfluxDB together.
+                wait = random.uniform(delay / 2, delay)
+                if exc.retry_after_s is not None:
+                    wait = max(wait, exc.retry_after_s)
+                log.warning("%s; retrying in %.1f s", exc, wait)
+                if self._stop.wait(wait):
+                    return False
+                delay = min(delay * 2, RETRY_CAP_S)
+
+    def _dead_letter(self, rejected: list[_Outcome]) -> None:
+        letters = []
+        for o in rejected:
+            assert o.rejection is not None
+            log.info("rejected %s: %s", o.item.topic, o.rejection)
+            letters.append(
+                DeadLetter(
+                    o.item.received_at,
+                    o.item.topic,
+                    o.item.payload,
+                    o.rejection.code,
+                    o.rejection.detail,
+                )
+            )
+        self._deadletters.add_many(letters)
+        for o in rejected:  # counted once kept
+            assert o.rejection is not None
+            self.stats.rejected += 1
+            self.stats.rejected_by_code[o.rejection.code] += 1
+        self.stats.deadletters_pruned = self._deadletters.pruned
+
+    def _write_status(self) -> None:
+        """Every status_interval_s, the counters as one `ingest_status` point in InfluxDB.
+
+        Best effort: while InfluxDB is away the status is skipped, never retried or queued."""
+        now = self._clock()
+        if now < self._next_status:
+            return
+        self._next_status = now + self.config.status_interval_s
+        s = self.stats
+        fields: dict[str, FieldValue] = {
+            "received": s.received,
+            "stored_messages": s.stored_messages,
+            "stored_points": s.stored_points,
+            "rejected": s.rejected,
+            "write_retries": s.write_retries,
+            "internal_errors": s.internal_errors,
+            "batches": s.batches,
+            "connected": s.connected,
+        }
+        for reason, n in s.rejected_by_code.items():
+            fields[f"rejected_{reason}"] = n
+        tags = {"gateway": self.config.gateway_id, "worker": self.config.broker.username}
+        point = Point("ingest_status", tags, fields, round(now * 1000))
+        try:
+            self._influx.write([to_line(point)])
+        except (StorageUnavailable, StorageRejected) as exc:
+            log.warning("ingest status not written: %s", exc)
+
+    def _write_stats(self) -> None:
+        if self.config.stats_path is None:
+            return
+        path = Path(self.config.stats_path)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.stats.as_dict()))
+        tmp.replace(path)
+
+
+def _sender_and_seq(outcome: _Outcome) -> tuple[str, int] | None:
+    """Whose message this is and its sequence number, for the confirmation.
+
+    Stored messages are validated. A rejected one is confirmed to the device whose topic it
+    came on (the broker lets only that device publish there) when it names that device and a
+    plausible number: it is kept as a dead letter, and sending it again would not change its
+    fate. A message too broken to name its number is not confirmed."""
+    if outcome.message is not None:
+        return outcome.message.device_id, outcome.message.seq
+    parsed = parse_topic(outcome.item.topic)
+    if parsed is None:
+        return None
+    try:
+        body = json.loads(outcome.item.payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict) or body.get("device_id") != parsed[0]:
+        return None
+    seq = body.get("seq")
+    if type(seq) is not int or not 0 <= seq <= INT64_MAX:
+        return None
+    return parsed[0], seq

@@ -1,0 +1,38 @@
+"""The wire contract shared by edge, gateway, ingest and firmware_sim.
+
+One source of truth for topics, quantities and units, message models, signing and the device
+registry. Everything here is pure: no sockets, no files except where a function says so.
+"""
+
+from sensorpipe.protocol.codec import DecodeError, canonical_bytes, decode, encode
+from sensorpipe.protocol.messages import (
+    AirMessage,
+    Link,
+    Location,
+    Message,
+    Reading,
+    SensorHealth,
+    StatusMessage,
+)
+from sensorpipe.protocol.quantities import QUANTITIES, Quantity
+from sensorpipe.protocol.topics import TOPIC_PREFIX, parse_topic, subscription, topic_for
+
+__all__ = [
+    "QUANTITIES",
+    "TOPIC_PREFIX",
+    "AirMessage",
+    "DecodeError",
+    "Link",
+    "Location",
+    "Message",
+    "Quantity",
+    "Reading",
+    "SensorHealth",
+    "StatusMessage",
+    "canonical_bytes",
+    "decode",
+    "encode",
+    "parse_topic",
+    "subscription",
+    "topic_for",
+]

@@ -1,0 +1,79 @@
+"""Encoding and decoding of messages: pure functions, no I/O.
+
+The signature covers the canonical JSON of the message without its `sig` key: keys sorted,
+no whitespace, UTF-8. Both sides compute it from the same dict, so any device or kit adapter
+that can produce sorted compact JSON can sign.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from sensorpipe.protocol.messages import MESSAGE_ADAPTER, AnyMessage
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+class DecodeError(ValueError):
+    """A payload that is not a valid message. `code` is short and stable, for counting."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def canonical_bytes(obj: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in obj.items() if k != "sig"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode(message: AnyMessage, sign: Callable[[bytes], str] | None = None) -> bytes:
+    body = message.model_dump(mode="json", exclude={"sig"})
+    if sign is not None:
+        body["sig"] = sign(canonical_bytes(body))
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def parse_json(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise DecodeError("too_large", f"{len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}")
+    try:
+        obj = json.loads(payload, parse_constant=_no_constant)
+    except RecursionError:
+        raise DecodeError("malformed_json", "nested too deeply") from None
+    except ValueError as exc:  # not UTF-8, not JSON, NaN/Infinity, an integer too long
+        raise DecodeError("malformed_json", str(exc)[:300]) from None
+    if not isinstance(obj, dict):
+        raise DecodeError("malformed_json", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def validate(obj: dict[str, Any]) -> AnyMessage:
+    if obj.get("v") != 1:
+        raise DecodeError("unsupported_version", f"schema version {obj.get('v')!r}, expected 1")
+    try:
+        return MESSAGE_ADAPTER.validate_python(obj)
+    except ValidationError as exc:
+        raise DecodeError("schema", _summarise(exc)) from None
+
+
+def decode(payload: bytes) -> AnyMessage:
+    return validate(parse_json(payload))
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "message"
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

@@ -1,0 +1,155 @@
+"""Message models, version 1. The edge builds them, the ingest validates them: same code.
+
+Every message carries who sent it (`device_id`), a per-device sequence number that survives
+reboots (`seq`), when it was observed and whether the device clock was synchronised, when it was
+sent, what the device knows about its link, an optional location (mobile sensors) and an
+Ed25519 signature over everything else.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from sensorpipe.protocol.counting import COUNT_CLASSES, DIRECTION_PATTERN
+from sensorpipe.protocol.quantities import QUANTITIES
+from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
+
+# Numbers are taken as sent (no "12" for 12, no true for 1) and integers fit InfluxDB's int64.
+INT64_MAX = 2**63 - 1
+SENSOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Link(_Strict):
+    """What the device reports about its connection at the moment it sent the message."""
+
+    rssi_dbm: int | None = Field(default=None, ge=-130, le=0, strict=True)
+    reconnects: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
+    outbox_depth: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
+    uptime_s: float = Field(ge=0, le=1e12, strict=True)
+    firmware: str = Field(min_length=1, max_length=64)
+    # True when the message waited in the outbox across a disconnect or a restart.
+    backlog: bool = Field(default=False, strict=True)
+    # Oldest readings the device's full outbox dropped to make room, since the agent started.
+    outbox_dropped: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
+
+
+class Location(_Strict):
+    lat: float = Field(ge=-90, le=90, strict=True)
+    lon: float = Field(ge=-180, le=180, strict=True)
+    alt_m: float | None = Field(default=None, ge=-500, le=9000, strict=True)
+
+
+class Reading(_Strict):
+    quantity: str
+    value: float = Field(strict=True)
+    unit: str
+    sensor: str = Field(pattern=SENSOR_PATTERN)
+
+    @model_validator(mode="after")
+    def _known_and_plausible(self) -> Reading:
+        q = QUANTITIES.get(self.quantity)
+        if q is None:
+            raise ValueError(f"unknown quantity {self.quantity!r}")
+        if self.unit != q.unit:
+            raise ValueError(f"{self.quantity} must be in {q.unit!r}, got {self.unit!r}")
+        if not math.isfinite(self.value) or not q.minimum <= self.value <= q.maximum:
+            raise ValueError(
+                f"{self.quantity} = {self.value} {q.unit} is outside the plausible range "
+                f"{q.minimum}..{q.maximum}"
+            )
+        return self
+
+
+class SensorHealth(_Strict):
+    """Per-sensor counters since the agent started: gaps and bad frames stay visible."""
+
+    sensor: str = Field(pattern=SENSOR_PATTERN)
+    ok: bool = Field(strict=True)
+    reads_ok: int = Field(ge=0, le=INT64_MAX, strict=True)
+    reads_failed: int = Field(ge=0, le=INT64_MAX, strict=True)
+    frames_bad: int = Field(ge=0, le=INT64_MAX, strict=True)
+    values_rejected: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
+    last_error: str | None = Field(default=None, max_length=200)
+
+
+class _Envelope(_Strict):
+    v: Literal[1] = 1
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    seq: int = Field(ge=0, le=INT64_MAX, strict=True)
+    observed_at: AwareDatetime
+    clock_synced: bool = Field(strict=True)
+    sent_at: AwareDatetime
+    location: Location | None = None
+    link: Link
+    sig: str | None = Field(default=None, max_length=200)
+
+
+class AirMessage(_Envelope):
+    kind: Literal["air"] = "air"
+    readings: list[Reading] = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_value_per_sensor_quantity(self) -> AirMessage:
+        seen: set[tuple[str, str]] = set()
+        for r in self.readings:
+            key = (r.sensor, r.quantity)
+            if key in seen:
+                raise ValueError(f"duplicate reading of {r.quantity} from sensor {r.sensor}")
+            seen.add(key)
+        return self
+
+
+class StatusMessage(_Envelope):
+    kind: Literal["status"] = "status"
+    sensors: list[SensorHealth] = Field(max_length=32)
+
+
+class ClassCount(_Strict):
+    count_class: str
+    direction: str = Field(pattern=DIRECTION_PATTERN)
+    count: int = Field(ge=0, le=1_000_000, strict=True)
+
+    @model_validator(mode="after")
+    def _known_class(self) -> ClassCount:
+        if self.count_class not in COUNT_CLASSES:
+            known = ", ".join(COUNT_CLASSES)
+            raise ValueError(f"unknown count class {self.count_class!r}: expected one of {known}")
+        return self
+
+
+class CountMessage(_Envelope):
+    """Passers-by per class and direction in one interval; `observed_at` is its start.
+
+    Only these aggregates leave the device: never a frame, a crop or a track. Every class and
+    direction the counter watches is listed, zeros included, so "none passed" differs from
+    "not counted". `running_fraction` is the share of the interval the counter actually
+    processed frames, so camera or model outages show as gaps instead of low counts.
+    """
+
+    kind: Literal["count"] = "count"
+    interval_end: AwareDatetime
+    model_id: str = Field(min_length=1, max_length=80)
+    running_fraction: float = Field(ge=0.0, le=1.0, strict=True)
+    frames: int = Field(ge=0, le=INT64_MAX, strict=True)
+    counts: list[ClassCount] = Field(max_length=64)
+
+    @model_validator(mode="after")
+    def _interval_and_unique(self) -> CountMessage:
+        if self.interval_end <= self.observed_at:
+            raise ValueError("interval_end must be after observed_at (the interval start)")
+        keys = [(c.count_class, c.direction) for c in self.counts]
+        if len(keys) != len(set(keys)):
+            raise ValueError("each count class and direction may appear once")
+        return self
+
+
+AnyMessage = AirMessage | StatusMessage | CountMessage
+Message = Annotated[AnyMessage, Field(discriminator="kind")]
+MESSAGE_ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(Message)

@@ -1,0 +1,125 @@
+"""The device registry: who each device is, where it stands, what it measures and why.
+
+The gateway generates broker credentials and ACLs from it, the ingest verifies signatures and
+membership against it, and `sensorpipe devices export` publishes its public part for residents.
+Only public keys and password hashes live here, never secrets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sensorpipe.protocol.configfile import load_model
+from sensorpipe.protocol.counting import DIRECTION_PATTERN
+from sensorpipe.protocol.files import write_private
+from sensorpipe.protocol.messages import SENSOR_PATTERN, Location
+from sensorpipe.protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
+
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeviceEntry(_Strict):
+    site: str = Field(pattern=TAG_PATTERN)
+    owner: str = ""
+    purpose: str = ""
+    # Sensor models it may report. Empty: any model the project knows (KNOWN_SENSORS).
+    sensors: list[Annotated[str, Field(pattern=SENSOR_PATTERN)]] = Field(
+        default_factory=list, max_length=32
+    )
+    # Direction names its counting line uses. Empty: the defaults (DEFAULT_DIRECTIONS).
+    directions: list[Annotated[str, Field(pattern=DIRECTION_PATTERN)]] = Field(
+        default_factory=list, max_length=8
+    )
+    public_key: str
+    password_hash: str
+    # Fixed location of a stationary device, published rounded to this many decimals
+    # (3 decimals is about 100 m): citizen hosts decide how precisely their home is shown.
+    location: Location | None = None
+    location_precision_decimals: int = Field(default=3, ge=0, le=6)
+
+
+# Sensor models a device may name without declaring them: the drivers here and the sensors of
+# the citizen-science kits people own. Stored values become InfluxDB tags, so free-form names
+# would let one device create unlimited series.
+KNOWN_SENSORS = frozenset(
+    {
+        "sds011", "bme280", "bmp280", "bme680", "pms5003", "pms7003", "pmsa003", "sps30",
+        "sht3x", "sht31", "sht4x", "htu21d", "dht22", "scd30", "scd4x", "ds18b20",
+        "no2-b43f", "camera",
+    }
+)  # fmt: skip
+DEFAULT_DIRECTIONS = ("left_to_right", "right_to_left")
+
+
+def allowed_sensors(entry: DeviceEntry) -> frozenset[str]:
+    return frozenset(entry.sensors) if entry.sensors else KNOWN_SENSORS
+
+
+def allowed_directions(entry: DeviceEntry) -> frozenset[str]:
+    return frozenset(entry.directions or DEFAULT_DIRECTIONS)
+
+
+class ServiceAccount(_Strict):
+    username: str = Field(pattern=DEVICE_ID_PATTERN)
+    password_hash: str
+
+
+class Registry(_Strict):
+    devices: dict[str, DeviceEntry] = Field(default_factory=dict)
+    ingest: ServiceAccount | None = None
+    # Further accounts that may read every device's messages (more ingest workers on a shared
+    # subscription, auditors). The broker uses the user name as client id, so each process
+    # that reads needs an account of its own.
+    readers: list[ServiceAccount] = Field(default_factory=list)
+
+    def reader_names(self) -> list[str]:
+        names = [self.ingest.username] if self.ingest is not None else []
+        return names + [r.username for r in self.readers]
+
+    @field_validator("devices")
+    @classmethod
+    def _ids_are_valid(cls, devices: dict[str, DeviceEntry]) -> dict[str, DeviceEntry]:
+        for device_id in devices:
+            if not is_valid_device_id(device_id):
+                raise ValueError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
+        return devices
+
+    def public_view(self) -> list[dict[str, object]]:
+        """What residents may see: id, site, owner, purpose, sensors, rounded location."""
+        out: list[dict[str, object]] = []
+        for device_id, d in sorted(self.devices.items()):
+            loc = None
+            if d.location is not None:
+                n = d.location_precision_decimals
+                loc = {"lat": round(d.location.lat, n), "lon": round(d.location.lon, n)}
+            out.append(
+                {
+                    "device_id": device_id,
+                    "site": d.site,
+                    "owner": d.owner,
+                    "purpose": d.purpose,
+                    "sensors": d.sensors,
+                    "location": loc,
+                }
+            )
+        return out
+
+
+def load_registry(path: Path | str) -> Registry:
+    path = Path(path)
+    if not path.exists():
+        return Registry()
+    return load_model(path, Registry)
+
+
+def save_registry(registry: Registry, path: Path | str) -> None:
+    # Password hashes: private to the owner, from the first byte on.
+    write_private(path, tomli_w.dumps(registry.model_dump(mode="json", exclude_none=True)))

@@ -1,0 +1,102 @@
+"""Builds InfluxQL for the `air` measurement from user-facing filters.
+
+Every user value goes in as an escaped string literal or a validated identifier, so a device id
+or site name can never change the statement.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sensorpipe.ingest.influx import identifier, string_literal
+from sensorpipe.protocol import storage
+from sensorpipe.protocol.quantities import QUANTITIES
+
+AGGREGATES = ("mean", "median", "min", "max", "count", "last", "first", "stddev")
+_DURATION = re.compile(r"^\d+(ms|s|m|h|d|w)$")
+_RELATIVE = re.compile(r"^-(\d+(ms|s|m|h|d|w))$")
+GROUP_TAGS = ("device_id", "site", "sensor")
+
+
+class QueryInputError(ValueError):
+    """A filter the user gave cannot be used; the message says what would work."""
+
+
+def time_expression(value: str) -> str:
+    """'now', a relative '-1h', or an ISO 8601 time with offset."""
+    if value == "now":
+        return "now()"
+    m = _RELATIVE.match(value)
+    if m:
+        return f"now() - {m.group(1)}"
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryInputError(
+            f"time {value!r}: use 'now', a relative time like -1h or -30m, "
+            f"or ISO 8601 like 2026-11-01T00:00:00Z"
+        ) from None
+    if ts.tzinfo is None:
+        raise QueryInputError(f"time {value!r} has no UTC offset; add Z or +01:00")
+    return string_literal(ts.isoformat())
+
+
+@dataclass
+class AirQuery:
+    devices: Sequence[str] = ()
+    sites: Sequence[str] = ()
+    quantities: Sequence[str] = ()
+    start: str = "-1h"
+    end: str = "now"
+    every: str | None = None
+    aggregate: str = "mean"
+    limit: int | None = None
+    columns: list[str] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        for q in self.quantities:
+            if q not in QUANTITIES:
+                close = difflib.get_close_matches(q, list(QUANTITIES), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise QueryInputError(
+                    f"unknown quantity {q!r}{hint} (known: {', '.join(QUANTITIES)})"
+                )
+        if self.every is not None and not _DURATION.match(self.every):
+            raise QueryInputError(f"window {self.every!r}: use a duration like 30s, 5m, 1h, 1d")
+        if self.aggregate not in AGGREGATES:
+            raise QueryInputError(
+                f"aggregate {self.aggregate!r}: use one of {', '.join(AGGREGATES)}"
+            )
+        self.columns = list(self.quantities or QUANTITIES)
+
+    def to_influxql(self) -> str:
+        if self.every:
+            select = ", ".join(
+                f"{self.aggregate}({identifier(q)}) AS {identifier(q)}" for q in self.columns
+            )
+        else:
+            select = ", ".join(identifier(q) for q in self.columns)
+        where = [f"time >= {time_expression(self.start)}", f"time < {time_expression(self.end)}"]
+        for tag, values in (("device_id", self.devices), ("site", self.sites)):
+            if values:
+                where.append(
+                    "("
+                    + " OR ".join(f"{identifier(tag)} = {string_literal(v)}" for v in values)
+                    + ")"
+                )
+        group = [identifier(t) for t in GROUP_TAGS]
+        if self.every:
+            group.insert(0, f"time({self.every})")
+        sql = (
+            f"SELECT {select} FROM {identifier(storage.AIR)} WHERE {' AND '.join(where)} "
+            f"GROUP BY {', '.join(group)}"
+        )
+        if self.every:
+            sql += " fill(none)"
+        if self.limit:
+            sql += f" LIMIT {int(self.limit)}"
+        return sql

@@ -1,0 +1,199 @@
+"""`sensorpipe demo`: the whole pipeline on real parts, counted from what InfluxDB holds.
+
+Brings up Mosquitto, influxd and the ingest on free ports in a temporary directory, runs N
+simulated devices (plus one misbehaving device whose messages must be rejected) for S seconds,
+drains every outbox, then counts: published (acknowledged by the broker), stored (messages
+found in InfluxDB), rejected (dead letters) and lost = published - stored - rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sensorpipe.firmware_sim.faults import FaultyDevice
+from sensorpipe.firmware_sim.fleet import Fleet
+from sensorpipe.ingest.deadletter import DeadLetterStore
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.protocol import storage
+from sensorpipe.query.influxql import AirQuery
+from sensorpipe.query.output import rows_from_series
+from sensorpipe.stack.local import LocalStack
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class DemoSummary:
+    devices: int
+    duration_s: float
+    published: int = 0
+    stored: int = 0
+    rejected: int = 0
+    lost: int = 0
+    pending_in_outboxes: int = 0
+    air_points: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    defective_sent: dict[str, int] = field(default_factory=dict)
+    malformed_frames_skipped: int = 0
+    query: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def count_stored(influx: InfluxClient, since_ms: int) -> tuple[int, int]:
+    """(messages, air points) in InfluxDB since `since_ms`: one link point per message."""
+
+    def total(measurement: str, field_name: str) -> int:
+        series = influx.query(
+            f'SELECT count("{field_name}") FROM "{measurement}" WHERE time >= {since_ms}ms'
+        )
+        return sum(int(v[1]) for s in series for v in s["values"] if v[1] is not None)
+
+    return total(storage.LINK, "seq"), total(storage.AIR, "pm2_5") + total(
+        storage.AIR, "temperature"
+    )
+
+
+def run_demo(
+    *,
+    devices: int = 5,
+    duration_s: float = 60.0,
+    interval_s: float = 1.0,
+    fault_every_s: float = 5.0,
+    say: Say = print,
+    directory: Path | None = None,
+) -> DemoSummary:
+    summary = DemoSummary(devices=devices, duration_s=duration_s)
+    with tempfile.TemporaryDirectory(prefix="sensorpipe-demo-") as tmp:
+        root = directory or Path(tmp)
+        stack = LocalStack(root / "stack")
+        info = stack.up(detach=False, progress=say)
+        try:
+            _run(
+                stack,
+                info.broker_port,
+                info.influx_url,
+                root,
+                summary,
+                interval_s,
+                fault_every_s,
+                say,
+            )
+        finally:
+            say("stopping the stack")
+            stack.down()
+    return summary
+
+
+def _run(
+    stack: LocalStack,
+    port: int,
+    influx_url: str,
+    root: Path,
+    summary: DemoSummary,
+    interval_s: float,
+    fault_every_s: float,
+    say: Say,
+) -> None:
+    since_ms = int(time.time() * 1000) - 1000
+    specs: list[tuple[str, dict[str, Any]]] = [
+        (
+            f"sim-{i + 1:03d}",
+            {
+                "site": f"demo-street-{i % 3 + 1}",
+                "owner": "demo",
+                "purpose": "simulated air quality",
+                "sensors": ["sds011", "bme280"],
+            },
+        )
+        for i in range(summary.devices)
+    ]
+    specs.append(
+        (
+            "sim-faulty",
+            {
+                "site": "demo-street-1",
+                "owner": "demo",
+                "purpose": "sends defective messages on purpose",
+            },
+        )
+    )
+    credentials = stack.add_devices(specs)
+    say(f"registered {summary.devices} simulated devices and one misbehaving device")
+    (root / "outboxes").mkdir(exist_ok=True)
+    fleet = Fleet(
+        credentials[:-1],
+        broker_host="127.0.0.1",
+        broker_port=port,
+        workdir=root / "outboxes",
+        interval_s=interval_s,
+    )
+    faulty = FaultyDevice(credentials[-1], host="127.0.0.1", port=port)
+    stats_path = stack.directory / "ingest" / "stats.json"
+    fleet.start()
+    started = time.monotonic()
+    next_fault = started + fault_every_s / 2
+    try:
+        while (elapsed := time.monotonic() - started) < summary.duration_s:
+            if time.monotonic() >= next_fault:
+                faulty.send()
+                next_fault += fault_every_s
+            ingest = _read_json(stats_path)
+            say(
+                f"[{elapsed:5.1f}s] queued {fleet.queued():5d}  acked {fleet.acked():5d}  "
+                f"stored {ingest.get('stored_messages', 0):5d}  "
+                f"rejected {ingest.get('rejected', 0):3d}"
+            )
+            time.sleep(min(1.0, max(0.0, summary.duration_s - elapsed)))
+    except KeyboardInterrupt:
+        say("interrupted: finishing early")
+    say("stopping the devices and draining their outboxes")
+    summary.pending_in_outboxes = fleet.stop()
+    faulty.close()
+    summary.duration_s = round(time.monotonic() - started, 1)
+    summary.published = fleet.acked() + faulty.total_sent
+    summary.defective_sent = dict(faulty.sent)
+    summary.malformed_frames_skipped = sum(
+        h.frames_bad for host in fleet.hosts for h in host.agent.sensor_health()
+    )
+
+    influx = InfluxClient(influx_url, "sensorpipe")
+    deadletters = DeadLetterStore(stack.directory / "ingest" / "deadletter.sqlite")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            summary.stored, summary.air_points = count_stored(influx, since_ms)
+            summary.rejected = deadletters.count()
+            if (
+                summary.stored + summary.rejected >= summary.published
+                or time.monotonic() > deadline
+            ):
+                break
+            time.sleep(0.5)
+        summary.rejected_by_reason = deadletters.counts_by_code()
+        summary.lost = summary.published - summary.stored - summary.rejected
+        q = AirQuery(
+            quantities=["pm2_5", "pm10", "temperature", "relative_humidity"],
+            start="-5m",
+            every="1m",
+        )
+        summary.query = rows_from_series(
+            influx.query(q.to_influxql()), ["device_id", "site", "sensor"]
+        )
+    finally:
+        influx.close()
+        deadletters.close()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (FileNotFoundError, ValueError):
+        return {}
