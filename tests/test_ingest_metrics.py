@@ -8,7 +8,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from sensorpipe.ingest.metrics import IngestMetrics
-from sensorpipe.ingest.service import IngestStats
+from sensorpipe.ingest.stats import IngestStats
 from tests.test_ingest_service import FakeInflux, _item, _service
 
 

@@ -7,14 +7,12 @@ Counters are read from `IngestStats` when scraped, so there is one set of number
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from sensorpipe.ingest.service import IngestStats
+from sensorpipe.ingest.stats import IngestStats
 
 # Seconds; a batch waits up to batch_wait_ms to fill, then one write.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)

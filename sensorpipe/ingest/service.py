@@ -41,6 +41,7 @@ from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import FieldValue, LineProtocolError, Point, to_line
 from sensorpipe.ingest.metrics import IngestMetrics
 from sensorpipe.ingest.points import Receipt, message_points
+from sensorpipe.ingest.stats import IngestStats
 from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
 from sensorpipe.protocol.ack import ack_topic, encode_ack
 from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
@@ -73,36 +74,6 @@ class Incoming:
     payload: bytes
     dup: bool
     received_at: float
-
-
-@dataclass
-class IngestStats:
-    received: int = 0
-    stored_messages: int = 0
-    stored_points: int = 0
-    rejected: int = 0
-    rejected_by_code: Counter[str] = field(default_factory=Counter)
-    write_retries: int = 0
-    internal_errors: int = 0
-    batches: int = 0
-    deadletters_pruned: int = 0
-    confirmations: int = 0  # acknowledgements published to devices (protocol.ack)
-    connected: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "received": self.received,
-            "stored_messages": self.stored_messages,
-            "stored_points": self.stored_points,
-            "rejected": self.rejected,
-            "rejected_by_code": dict(self.rejected_by_code),
-            "write_retries": self.write_retries,
-            "internal_errors": self.internal_errors,
-            "batches": self.batches,
-            "deadletters_pruned": self.deadletters_pruned,
-            "confirmations": self.confirmations,
-            "connected": self.connected,
-        }
 
 
 @dataclass

@@ -144,7 +144,7 @@ def test_demo_accounts_for_every_message(tmp_path: Path) -> None:
     assert summary.lost == 0
     assert summary.stored == summary.published - summary.rejected
     assert summary.pending_in_outboxes == 0
-    from sensorpipe.cli.main import demo_totals_line
+    from sensorpipe.cli.demo import demo_totals_line
 
     line = demo_totals_line(summary)
     assert f"published {summary.published}" in line and "still in device outboxes 0" in line

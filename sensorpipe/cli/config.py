@@ -1,0 +1,26 @@
+"""`sensorpipe config`: the example configuration files that ship with sensorpipe."""
+
+from __future__ import annotations
+
+import click
+
+from sensorpipe.resources import EXAMPLE_CONFIGS, example_config
+
+
+@click.group()
+def config() -> None:
+    """Example configuration files, to start your own from."""
+
+
+@config.command("example")
+@click.argument("name", type=click.Choice(sorted(EXAMPLE_CONFIGS)))
+def config_example(name: str) -> None:
+    """Print the example configuration NAME (redirect it into a file and edit that).
+
+    \b
+    edge         a Raspberry Pi with an SDS011 and a BME280
+    edge-camera  a Raspberry Pi that counts passers-by with a camera
+    ingest       the ingest (broker, InfluxDB, dead-letter store)
+    registry     the device registry
+    """
+    click.echo(example_config(name).read_text(encoding="utf-8"), nl=False)

@@ -1,0 +1,65 @@
+"""`sensorpipe demo`: the whole pipeline on real parts, with a summary."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from sensorpipe.cli.common import fail
+
+
+@click.command()
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds the devices run (Ctrl-C ends early).",
+)
+@click.option("--devices", "count", type=click.IntRange(1, 200), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def demo(duration: float, count: int, as_json: bool) -> None:
+    """The whole pipeline on real parts, then a summary counted from InfluxDB."""
+    from sensorpipe.stack.demo import run_demo
+    from sensorpipe.stack.process import ProcessStartError
+
+    say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    try:
+        summary = run_demo(devices=count, duration_s=duration, say=say)
+    except ProcessStartError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(summary.as_dict()))
+        return
+    click.echo("")
+    click.echo(f"devices {summary.devices}, ran {summary.duration_s} s")
+    click.echo(demo_totals_line(summary))
+    click.echo(
+        "rejected by reason: "
+        + ", ".join(f"{k} {v}" for k, v in summary.rejected_by_reason.items())
+    )
+    click.echo(
+        f"malformed SDS011 frames skipped on the devices: {summary.malformed_frames_skipped}"
+    )
+    from sensorpipe.query.output import drop_empty_columns, render
+
+    cols = drop_empty_columns(summary.query, ["time", "device_id", "site", "sensor"])
+    click.echo("\nper-minute means from InfluxDB:")
+    click.echo(render(summary.query[-10:], cols, "table"))
+    if summary.lost:
+        sys.exit(1)
+
+
+def demo_totals_line(summary: Any) -> str:
+    """The demo's account of every reading: where each one is now."""
+    line = (
+        f"published {summary.published}  stored {summary.stored}  "
+        f"rejected {summary.rejected}  lost {summary.lost}  "
+        f"still in device outboxes {summary.pending_in_outboxes}"
+    )
+    if summary.pending_in_outboxes:
+        line += " (not lost: sent when the devices next reach the broker)"
+    return line

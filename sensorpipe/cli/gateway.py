@@ -1,0 +1,96 @@
+"""`sensorpipe gateway`: mosquitto configuration for a system broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sensorpipe.cli.common import fail
+from sensorpipe.protocol.configfile import ConfigError
+
+
+@click.group()
+def gateway() -> None:
+    """Mosquitto configuration from the device registry."""
+
+
+@gateway.command("config")
+@click.option("--registry", "registry_path", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--port", type=int, default=1883, show_default=True)
+@click.option("--bind", default="127.0.0.1", show_default=True)
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option(
+    "--tls-ca",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="CA file for client certificates (optional).",
+)
+@click.option(
+    "--allow-plaintext",
+    is_flag=True,
+    help="Allow a listener off loopback without TLS (passwords cross the network readable).",
+)
+@click.option(
+    "--user",
+    "run_as",
+    default="mosquitto",
+    show_default=True,
+    help="User the broker drops to when started as root.",
+)
+def gateway_config(
+    registry_path: Path,
+    out_dir: Path,
+    port: int,
+    bind: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_ca: Path | None,
+    allow_plaintext: bool,
+    run_as: str,
+) -> None:
+    """Write mosquitto.conf, passwd and acl for a system broker.
+
+    A listener off loopback needs TLS: --tls-cert and --tls-key (PEM files the broker user can
+    read), or --allow-plaintext to accept the risk.
+    """
+    from sensorpipe.gateway.mosquitto import (
+        BrokerFiles,
+        ListenerError,
+        Tls,
+        broker_config,
+        is_loopback,
+        write_security_files,
+    )
+    from sensorpipe.protocol.registry import load_registry
+
+    if (tls_cert is None) != (tls_key is None):
+        fail("give both --tls-cert and --tls-key, or neither")
+    tls = None
+    if tls_cert is not None and tls_key is not None:
+        for path in (tls_cert, tls_key, *([tls_ca] if tls_ca else [])):
+            if not path.is_file():
+                fail(f"{path}: no such file")
+        tls = Tls(tls_cert.resolve(), tls_key.resolve(), tls_ca.resolve() if tls_ca else None)
+    try:
+        registry = load_registry(registry_path)
+    except ConfigError as exc:
+        fail(str(exc))
+    files = BrokerFiles(
+        out_dir / "mosquitto.conf", out_dir / "passwd", out_dir / "acl", out_dir / "data"
+    )
+    try:
+        config = broker_config(
+            files, port=port, bind=bind, tls=tls, allow_plaintext=allow_plaintext, user=run_as
+        )
+    except ListenerError as exc:
+        fail(str(exc))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files.data_dir.mkdir(exist_ok=True)
+    write_security_files(files, registry)
+    files.config.write_text(config)
+    click.echo(f"wrote {files.config}, {files.passwords}, {files.acl}")
+    if tls is None and not is_loopback(bind):
+        click.echo("warning: plain-text listener off loopback (--allow-plaintext)", err=True)

@@ -1,0 +1,196 @@
+"""`sensorpipe ingest`: run the ingest, list and replay its dead letters."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sqlite3
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.protocol.configfile import ConfigError
+
+
+@click.group()
+def ingest() -> None:
+    """Validate and store what devices send."""
+
+
+@ingest.command("run")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+def ingest_run(config_path: Path) -> None:
+    """Subscribe and store until stopped (SIGTERM or Ctrl-C)."""
+    from sensorpipe.ingest.config import load_ingest_config
+    from sensorpipe.ingest.service import IngestService
+
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    try:
+        config = load_ingest_config(config_path)
+        service = IngestService(config)
+    except ConfigError as exc:  # the configuration or the registry it names
+        fail(str(exc))
+    except (OSError, sqlite3.Error) as exc:  # e.g. a dead-letter path that cannot be written
+        fail(f"cannot open the dead-letter store {config.deadletter_path}: {exc}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    service.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+
+
+def _deadletter_path(directory: Path | None, db: Path | None) -> Path:
+    from sensorpipe.ingest.deadletter import is_sqlite_file
+
+    path = db or local_stack(directory).directory / "ingest" / "deadletter.sqlite"
+    if not path.is_file():
+        fail(f"no dead-letter store at {path}")
+    if not is_sqlite_file(path):  # never turn someone's other file into a database
+        fail(f"{path} is not a dead-letter store (not an SQLite database)")
+    return path
+
+
+def _since(value: str | None) -> float | None:
+    """'1h', '-30m', '2d' back from now, or an ISO 8601 time with offset; epoch seconds."""
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = value.lstrip("-")
+    if text[:-1].isdigit() and text[-1:] in units:
+        return time.time() - int(text[:-1]) * units[text[-1]]
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--since {value!r}: use a time back from now like 1h, 30m or 2d, or ISO 8601")
+    if ts.tzinfo is None:
+        fail(f"--since {value!r} has no UTC offset; add Z or +01:00")
+    return ts.timestamp()
+
+
+DB_OPTION = click.option(
+    "--db",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Dead-letter database (default: the stack's).",
+)
+
+
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--reason", "--code", "code", default=None, help="Only this rejection reason.")
+@click.option("--since", default=None, help="Only rejections since: 1h, 30m, 2d or ISO 8601.")
+@click.option("--json", "as_json", is_flag=True)
+@DB_OPTION
+@DIR_OPTION
+def _rejects(
+    directory: Path | None,
+    db: Path | None,
+    limit: int,
+    code: str | None,
+    since: str | None,
+    as_json: bool,
+) -> None:
+    """Rejected messages with their reasons, newest first (raw bytes kept)."""
+    from sensorpipe.ingest.deadletter import DeadLetterStore
+
+    path = _deadletter_path(directory, db)
+    store = DeadLetterStore(path)
+    letters = store.list(limit=limit, code=code, since=_since(since))
+    counts = store.counts_by_code()
+    store.close()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "counts": counts,
+                    "letters": [
+                        {
+                            "id": d.id,
+                            "received_at": d.received_at,
+                            "topic": d.topic,
+                            "code": d.code,
+                            "detail": d.detail,
+                            "payload": d.payload.decode("utf-8", "replace"),
+                        }
+                        for d in letters
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(
+        "rejections by reason: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
+    )
+    for d in letters:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.received_at))
+        click.echo(f"#{d.id} {when}Z {d.topic} [{d.code}] {d.detail}")
+
+
+ingest.command("rejects")(_rejects)
+
+
+@ingest.command("replay")
+@DIR_OPTION
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The ingest's configuration (default: the local stack's).",
+)
+@click.option("--reason", "code", default=None, help="Only letters rejected for this reason.")
+@click.option("--id", "ids", type=int, multiple=True, help="Only this letter (repeatable).")
+@click.option("--since", default=None, help="Only rejections since: 1h, 30m, 2d or ISO 8601.")
+@click.option("--json", "as_json", is_flag=True)
+def ingest_replay(
+    directory: Path | None,
+    config_path: Path | None,
+    code: str | None,
+    ids: tuple[int, ...],
+    since: str | None,
+    as_json: bool,
+) -> None:
+    """Validate dead letters again and store those that pass now (e.g. after registering a
+    forgotten device); the rest stay, with the reason they fail for now."""
+    from sensorpipe.ingest.config import load_ingest_config
+    from sensorpipe.ingest.deadletter import DeadLetterStore
+    from sensorpipe.ingest.service import IngestService
+
+    path = config_path or local_stack(directory).directory / "ingest" / "ingest.toml"
+    try:
+        config = load_ingest_config(path)
+    except ConfigError as exc:
+        fail(str(exc))
+    dl_path = _deadletter_path(None, Path(config.deadletter_path))
+    store = DeadLetterStore(dl_path)
+    letters = store.list(limit=10**9, code=code, since=_since(since), ids=list(ids) or None)
+    store.close()
+    letters.reverse()  # oldest first, in the order they arrived
+    service = IngestService(config)
+    try:
+        result = service.replay(letters)
+    finally:
+        service.close()
+    out = {
+        "replayed": len(letters),
+        "stored": result.stored,
+        "still_rejected": dict(result.still_rejected),
+    }
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    again = ", ".join(f"{k} {v}" for k, v in sorted(result.still_rejected.items())) or "none"
+    click.echo(
+        f"replayed {len(letters)} dead letters: {result.stored} stored, "
+        f"{sum(result.still_rejected.values())} still rejected ({again})"
+    )
