@@ -48,7 +48,7 @@ def test_every_declared_quantity_has_unit_and_sane_range() -> None:
 @pytest.mark.parametrize(
     ("quantity", "value", "unit", "message"),
     [
-        ("pm2_5", 12.0, "mg/m3", "must be in 'ug/m3'"),
+        ("pm2_5", 12.0, "mg/m3", "must be in 'µg/m³' or 'ug/m3', got 'mg/m3'"),
         ("pm2_5", -1.0, "ug/m3", "plausible range"),
         ("relative_humidity", 100.5, "%", "plausible range"),
         ("radon", 1.0, "Bq/m3", "unknown quantity"),

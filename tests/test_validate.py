@@ -192,3 +192,34 @@ def test_count_directions_are_limited_to_the_registry(validator: Validator) -> N
     with pytest.raises(Rejection) as err:
         validator.check("sensorpipe/v1/d1/count", counts("north_x17"))
     assert err.value.code == "undeclared_direction"
+
+
+@pytest.mark.parametrize(
+    ("unit", "quantity", "value"),
+    [
+        ("µg/m³", "pm10", 20.0),
+        ("μg/m3", "pm10", 20.0),
+        ("ug/m^3", "pm10", 20.0),
+        ("°C", "temperature", 11.5),
+        ("℃", "temperature", 11.5),
+        ("%RH", "relative_humidity", 80.0),
+    ],
+)
+def test_units_as_people_write_them_are_accepted_and_stored_canonically(
+    validator: Validator, unit: str, quantity: str, value: float
+) -> None:
+    reading = {"quantity": quantity, "value": value, "unit": unit, "sensor": "bme280"}
+    message = validator.check("sensorpipe/v1/d1/air", _signed(_message(readings=[reading])))
+    assert isinstance(message, AirMessage)
+    canonical = {"pm10": "ug/m3", "temperature": "degC", "relative_humidity": "%"}[quantity]
+    assert message.readings[0].unit == canonical
+
+
+def test_a_unit_of_another_dimension_is_refused_with_the_unit_expected(
+    validator: Validator,
+) -> None:
+    reading = {"quantity": "pm10", "value": 0.02, "unit": "mg/m³", "sensor": "sds011"}
+    with pytest.raises(Rejection) as info:
+        validator.check("sensorpipe/v1/d1/air", _signed(_message(readings=[reading])))
+    assert info.value.code == "schema"
+    assert "pm10 must be in 'µg/m³' or 'ug/m3', got 'mg/m³'" in info.value.detail

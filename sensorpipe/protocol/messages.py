@@ -11,10 +11,18 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 from sensorpipe.protocol.counting import COUNT_CLASSES, DIRECTION_PATTERN
-from sensorpipe.protocol.quantities import QUANTITIES
+from sensorpipe.protocol.quantities import QUANTITIES, canonical_unit, spellings_of
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
 
 # Numbers are taken as sent (no "12" for 12, no true for 1) and integers fit InfluxDB's int64.
@@ -52,13 +60,20 @@ class Reading(_Strict):
     unit: str
     sensor: str = Field(pattern=SENSOR_PATTERN)
 
+    @field_validator("unit", mode="before")
+    @classmethod
+    def _usual_spelling(cls, unit: object) -> object:
+        # Canonical on the wire and in storage; `µg/m³` and `°C` as people write them.
+        return canonical_unit(unit) if isinstance(unit, str) else unit
+
     @model_validator(mode="after")
     def _known_and_plausible(self) -> Reading:
         q = QUANTITIES.get(self.quantity)
         if q is None:
             raise ValueError(f"unknown quantity {self.quantity!r}")
         if self.unit != q.unit:
-            raise ValueError(f"{self.quantity} must be in {q.unit!r}, got {self.unit!r}")
+            written = " or ".join(repr(s) for s in spellings_of(q.unit))
+            raise ValueError(f"{self.quantity} must be in {written}, got {self.unit!r}")
         if not math.isfinite(self.value) or not q.minimum <= self.value <= q.maximum:
             raise ValueError(
                 f"{self.quantity} = {self.value} {q.unit} is outside the plausible range "

@@ -37,3 +37,44 @@ QUANTITIES: dict[str, Quantity] = _declare(
     Quantity("noise", "dBA", 0.0, 140.0, "A-weighted sound level"),
     Quantity("soil_moisture", "%", 0.0, 100.0, "volumetric soil water content"),
 )
+
+
+# How people write the canonical units (in datasheets, on airrohr pages, in this README).
+# Keys are compared after `_unit_key`: case folded, spaces dropped, µ/μ read as u, ³ as 3.
+_UNIT_SPELLINGS: dict[str, str] = {
+    "ug/m3": "ug/m3",
+    "ug/m^3": "ug/m3",
+    "ugm-3": "ug/m3",
+    "ug/m**3": "ug/m3",
+    "degc": "degC",
+    "°c": "degC",
+    "℃": "degC",
+    "c": "degC",
+    "celsius": "degC",
+    "%": "%",
+    "%rh": "%",
+    "percent": "%",
+    "hpa": "hPa",
+    "mbar": "hPa",
+    "mb": "hPa",
+    "ppm": "ppm",
+    "dba": "dBA",
+    "db(a)": "dBA",
+}
+
+
+def _unit_key(unit: str) -> str:
+    key = unit.strip().casefold().replace(" ", "")
+    return key.replace("µ", "u").replace("μ", "u").replace("³", "3")
+
+
+def canonical_unit(unit: str) -> str:
+    """The canonical spelling of `unit` (`µg/m³` -> `ug/m3`, `°C` -> `degC`), or `unit` itself
+    when it is no known spelling (the caller then refuses it with the unit it expected)."""
+    return _UNIT_SPELLINGS.get(_unit_key(unit), unit)
+
+
+def spellings_of(unit: str) -> list[str]:
+    """A few accepted spellings of a canonical unit, for error messages."""
+    examples = {"ug/m3": ["µg/m³", "ug/m3"], "degC": ["°C", "degC"], "%": ["%", "%RH"]}
+    return examples.get(unit, [unit])
