@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from sensorpipe.query.influxql import AirQuery, QueryInputError, string_literal, time_expression
+from sensorpipe.query.influxql import (
+    AirQuery,
+    QueryInputError,
+    parse_time,
+    string_literal,
+    time_expression,
+)
 from sensorpipe.query.output import render, rows_from_series
 
 
@@ -108,3 +115,21 @@ def test_table_keeps_a_column_uniform_when_influxdb_drops_the_decimal_point() ->
     rows = [{"time": "t1", "pm10": 30.45}, {"time": "t2", "pm10": 33}]
     table = render(rows, ["time", "pm10"], "table").splitlines()
     assert table[2].split() == ["t1", "30.45"] and table[3].split() == ["t2", "33.00"]
+
+
+def test_a_date_is_midnight_utc_and_a_time_range_must_run_forward() -> None:
+    assert parse_time("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
+    sql = AirQuery(start="2026-11-01", end="2026-11-02").to_influxql()
+    assert "time >= '2026-11-01T00:00:00+00:00' AND time < '2026-11-02T00:00:00+00:00'" in sql
+    with pytest.raises(QueryInputError, match="is not before to '2026-11-01'; .*swap them"):
+        AirQuery(start="2026-11-02", end="2026-11-01")
+    with pytest.raises(QueryInputError, match="is not before"):
+        AirQuery(start="now", end="-1h")
+    with pytest.raises(QueryInputError, match="no such date"):
+        parse_time("2026-02-30")
+
+
+def test_a_limit_below_one_is_refused_not_read_as_no_limit() -> None:
+    with pytest.raises(QueryInputError, match="limit 0: give 1 or more"):
+        AirQuery(limit=0)
+    assert AirQuery(limit=1).to_influxql().endswith(" LIMIT 1")

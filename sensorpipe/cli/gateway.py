@@ -18,7 +18,7 @@ def gateway() -> None:
 @gateway.command("config")
 @click.option("--registry", "registry_path", type=click.Path(path_type=Path), required=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--port", type=int, default=1883, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=1883, show_default=True)
 @click.option("--bind", default="127.0.0.1", show_default=True)
 @click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), default=None)
@@ -74,10 +74,18 @@ def gateway_config(
             if not path.is_file():
                 fail(f"{path}: no such file")
         tls = Tls(tls_cert.resolve(), tls_key.resolve(), tls_ca.resolve() if tls_ca else None)
+    if not registry_path.is_file():
+        # An empty registry would mean an empty password file: every device locked out.
+        fail(
+            f"--registry {registry_path}: no such file; give the registry that "
+            f"`sensorpipe devices add` writes (e.g. .sensorpipe/registry.toml)"
+        )
     try:
         registry = load_registry(registry_path)
     except ConfigError as exc:
         fail(str(exc))
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out {out_dir}: is a file; give a directory for mosquitto.conf, passwd and acl")
     files = BrokerFiles(
         out_dir / "mosquitto.conf", out_dir / "passwd", out_dir / "acl", out_dir / "data"
     )
@@ -87,10 +95,19 @@ def gateway_config(
         )
     except ListenerError as exc:
         fail(str(exc))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files.data_dir.mkdir(exist_ok=True)
-    write_security_files(files, registry)
-    files.config.write_text(config)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files.data_dir.mkdir(exist_ok=True)
+        write_security_files(files, registry)
+        files.config.write_text(config)
+    except OSError as exc:
+        where = exc.filename or out_dir
+        fail(f"--out {out_dir}: cannot write {where}: {exc.strerror or exc}")
     click.echo(f"wrote {files.config}, {files.passwords}, {files.acl}")
+    if not registry.devices:
+        click.echo(
+            f"warning: {registry_path} has no devices yet: the broker will let no device in",
+            err=True,
+        )
     if tls is None and not is_loopback(bind):
         click.echo("warning: plain-text listener off loopback (--allow-plaintext)", err=True)

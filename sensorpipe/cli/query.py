@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,12 +22,14 @@ from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
     "start",
     default="-1h",
     show_default=True,
-    help="Start: -1h, -30m, or ISO 8601 with offset.",
+    help="Start: -1h, -30m, a date (midnight UTC) or ISO 8601 with offset.",
 )
 @click.option("--to", "end", default="now", show_default=True)
 @click.option("--every", default=None, help="Aggregation window, e.g. 5m; raw values if unset.")
 @click.option("--agg", "aggregate", default="mean", show_default=True)
-@click.option("--limit", type=int, default=None, help="At most this many rows per series.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="At most this many rows per series."
+)
 @click.option(
     "--format",
     "fmt",
@@ -80,9 +83,35 @@ def query(
     client = InfluxClient(influx_url, database)
     try:
         rows = rows_from_series(client.query(influxql), GROUP_TAGS)
+        if not rows:
+            _explain_empty(client, database, {"device_id": devices_, "site": sites})
     except (QueryError, StorageUnavailable) as exc:
         fail(str(exc))
     finally:
         client.close()
+    if not rows:
+        click.echo(f"no air readings match these filters from {start} to {end}", err=True)
+        return
     columns = drop_empty_columns(rows, ["time", *GROUP_TAGS])
     click.echo(render(rows, columns, fmt).rstrip("\n"))
+
+
+def _explain_empty(client: Any, database: str, asked: dict[str, tuple[str, ...]]) -> None:
+    """An empty answer because a device or site is unknown is an error that says so."""
+    from sensorpipe.query.influxql import tag_values
+
+    for tag, values in asked.items():
+        if not values:
+            continue
+        known: set[str] = set()
+        for series in client.query(tag_values(tag)):
+            known.update(str(value) for _, value in series.get("values") or [])
+        unknown = [v for v in values if v not in known]
+        if unknown:
+            name = "device" if tag == "device_id" else tag
+            listed = ", ".join(sorted(known)[:10]) or "none"
+            more = f" and {len(known) - 10} more" if len(known) > 10 else ""
+            fail(
+                f"unknown {name} {', '.join(map(repr, unknown))}: database {database!r} holds "
+                f"no air readings from it (those with readings: {listed}{more})"
+            )

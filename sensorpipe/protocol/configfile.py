@@ -49,6 +49,8 @@ def validate_model(data: dict[str, Any], model: type[M], *, path: Path, text: st
         return model.model_validate(data)
     except ValidationError as exc:
         lines = [_describe(err, model, text) for err in exc.errors()[:8]]
+        if len(lines) == 1:  # the usual case: one line that says it all
+            raise ConfigError(path, lines[0]) from None
         raise ConfigError(path, "invalid configuration\n  " + "\n  ".join(lines)) from None
 
 

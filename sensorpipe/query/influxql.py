@@ -10,7 +10,7 @@ import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sensorpipe.ingest.influx import identifier, string_literal
 from sensorpipe.protocol import storage
@@ -26,23 +26,50 @@ class QueryInputError(ValueError):
     """A filter the user gave cannot be used; the message says what would work."""
 
 
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(value: str, now: datetime | None = None) -> datetime:
+    """'now', a relative '-1h', a date (midnight UTC) or an ISO 8601 time with offset."""
+    now = now or datetime.now(UTC)
+    if value == "now":
+        return now
+    m = _RELATIVE.match(value)
+    if m:
+        amount = m.group(1)
+        unit = m.group(2)
+        return now - timedelta(seconds=int(amount[: -len(unit)]) * _UNIT_SECONDS[unit])
+    if _DATE.match(value):
+        try:
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        except ValueError:
+            raise QueryInputError(f"time {value!r}: no such date") from None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryInputError(
+            f"time {value!r}: use 'now', a relative time like -1h or -30m, a date like "
+            f"2026-11-01 (midnight UTC), or ISO 8601 like 2026-11-01T00:00:00Z"
+        ) from None
+    if ts.tzinfo is None:
+        raise QueryInputError(f"time {value!r} has no UTC offset; add Z or +01:00")
+    return ts
+
+
 def time_expression(value: str) -> str:
-    """'now', a relative '-1h', or an ISO 8601 time with offset."""
+    """The InfluxQL for a time `parse_time` accepts ('now' and '-1h' stay relative)."""
     if value == "now":
         return "now()"
     m = _RELATIVE.match(value)
     if m:
         return f"now() - {m.group(1)}"
-    try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise QueryInputError(
-            f"time {value!r}: use 'now', a relative time like -1h or -30m, "
-            f"or ISO 8601 like 2026-11-01T00:00:00Z"
-        ) from None
-    if ts.tzinfo is None:
-        raise QueryInputError(f"time {value!r} has no UTC offset; add Z or +01:00")
-    return string_literal(ts.isoformat())
+    return string_literal(parse_time(value).isoformat())
+
+
+def tag_values(tag: str) -> str:
+    """InfluxQL listing every value of `tag` in the `air` measurement."""
+    return f"SHOW TAG VALUES FROM {identifier(storage.AIR)} WITH KEY = {identifier(tag)}"
 
 
 @dataclass
@@ -70,6 +97,16 @@ class AirQuery:
         if self.aggregate not in AGGREGATES:
             raise QueryInputError(
                 f"aggregate {self.aggregate!r}: use one of {', '.join(AGGREGATES)}"
+            )
+        if self.limit is not None and self.limit < 1:
+            raise QueryInputError(
+                f"limit {self.limit}: give 1 or more (leave the limit out for every row)"
+            )
+        now = datetime.now(UTC)
+        if parse_time(self.start, now) >= parse_time(self.end, now):
+            raise QueryInputError(
+                f"from {self.start!r} is not before to {self.end!r}: no time lies between "
+                f"them; swap them"
             )
         self.columns = list(self.quantities or QUANTITIES)
 
