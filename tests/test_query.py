@@ -121,7 +121,7 @@ def test_a_date_is_midnight_utc_and_a_time_range_must_run_forward() -> None:
     assert parse_time("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
     sql = AirQuery(start="2026-11-01", end="2026-11-02").to_influxql()
     assert "time >= '2026-11-01T00:00:00+00:00' AND time < '2026-11-02T00:00:00+00:00'" in sql
-    with pytest.raises(QueryInputError, match="is not before to '2026-11-01'; .*swap them"):
+    with pytest.raises(QueryInputError, match=r"is not before to '2026-11-01': .*swap them"):
         AirQuery(start="2026-11-02", end="2026-11-01")
     with pytest.raises(QueryInputError, match="is not before"):
         AirQuery(start="now", end="-1h")
