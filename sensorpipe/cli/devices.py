@@ -97,6 +97,8 @@ def devices_add(
         fail(str(exc))
     except ValidationError as exc:
         invalid(exc, options)
+    for note in _sensor_notes(list(sensors)):
+        click.echo(f"note: {note}", err=True)
     info = s.info()
     out = {
         **creds.as_dict(),
@@ -131,3 +133,24 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
 def devices_export(directory: Path | None) -> None:
     """Public register (JSON): what each sensor measures, who owns it and why."""
     click.echo(json.dumps(local_stack(directory).registry().public_view(), indent=2))
+
+
+def _sensor_notes(sensors: list[str]) -> list[str]:
+    """What to know about declared sensor models that the edge agent cannot read itself."""
+    from sensorpipe.edge.drivers.registry import DRIVERS
+    from sensorpipe.protocol.registry import KNOWN_SENSORS
+
+    notes = []
+    for model in sensors:
+        if model not in KNOWN_SENSORS:
+            notes.append(
+                f"--sensor {model}: not a model sensorpipe knows; readings that name it are "
+                f"accepted from this device only as declared here"
+            )
+        elif model not in DRIVERS:
+            notes.append(
+                f"--sensor {model}: the sensorpipe edge agent has no driver for it (drivers: "
+                f"{', '.join(sorted(DRIVERS))}); its readings can come from another sender "
+                f"that signs as this device"
+            )
+    return notes

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import sqlite3
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 import click
@@ -32,8 +32,20 @@ def ingest_run(config_path: Path) -> None:
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
     try:
         config = load_ingest_config(config_path)
+    except ConfigError as exc:
+        fail(str(exc))
+    if config.metrics_port:
+        # Checked before connecting: the broker account is the running ingest's too, and a
+        # second connection under it would take over that ingest's session.
+        problem = _port_taken(config.metrics_bind, config.metrics_port)
+        if problem:
+            fail(
+                f"{config_path}: metrics_port {config.metrics_port} on {config.metrics_bind} "
+                f"{problem}; is an ingest already running? Choose another metrics_port"
+            )
+    try:
         service = IngestService(config)
-    except ConfigError as exc:  # the configuration or the registry it names
+    except ConfigError as exc:  # the registry it names
         fail(str(exc))
     except (OSError, sqlite3.Error) as exc:  # e.g. a dead-letter path that cannot be written
         fail(f"cannot open the dead-letter store {config.deadletter_path}: {exc}")
@@ -49,6 +61,24 @@ def ingest_run(config_path: Path) -> None:
         service.stop()
 
 
+def _port_taken(host: str, port: int) -> str | None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return f"cannot be used ({exc.strerror})"
+    return None
+
+
+def _reason_option(code: str | None) -> None:
+    from sensorpipe.ingest.reasons import check_reason
+
+    if code is not None and (problem := check_reason(code)):
+        fail(f"--reason: {problem}")
+
+
 def _deadletter_path(directory: Path | None, db: Path | None) -> Path:
     from sensorpipe.ingest.deadletter import is_sqlite_file
 
@@ -61,20 +91,18 @@ def _deadletter_path(directory: Path | None, db: Path | None) -> Path:
 
 
 def _since(value: str | None) -> float | None:
-    """'1h', '-30m', '2d' back from now, or an ISO 8601 time with offset; epoch seconds."""
+    """'1h', '-30m', '2d' back from now, a date (midnight UTC) or ISO 8601 with offset."""
+    from sensorpipe.query.influxql import QueryInputError, parse_time
+
     if value is None:
         return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    text = value.lstrip("-")
-    if text[:-1].isdigit() and text[-1:] in units:
-        return time.time() - int(text[:-1]) * units[text[-1]]
+    text = value.strip()
+    if text[:1].isdigit() and text[-1:] in "smhdw" and text[:-1].isdigit():
+        text = "-" + text
     try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        fail(f"--since {value!r}: use a time back from now like 1h, 30m or 2d, or ISO 8601")
-    if ts.tzinfo is None:
-        fail(f"--since {value!r} has no UTC offset; add Z or +01:00")
-    return ts.timestamp()
+        return parse_time(text).timestamp()
+    except QueryInputError as exc:
+        fail(f"--since: {exc}")
 
 
 DB_OPTION = click.option(
@@ -102,6 +130,7 @@ def _rejects(
     """Rejected messages with their reasons, newest first (raw bytes kept)."""
     from sensorpipe.ingest.deadletter import DeadLetterStore
 
+    _reason_option(code)
     path = _deadletter_path(directory, db)
     store = DeadLetterStore(path)
     letters = store.list(limit=limit, code=code, since=_since(since))
@@ -134,9 +163,16 @@ def _rejects(
     for d in letters:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.received_at))
         click.echo(f"#{d.id} {when}Z {d.topic} [{d.code}] {d.detail}")
+    if not letters and (code or since):
+        click.echo("no dead letters match " + _filters_text(code, since), err=True)
 
 
 ingest.command("rejects")(_rejects)
+
+
+def _filters_text(code: str | None, since: str | None) -> str:
+    parts = ([f"reason {code}"] if code else []) + ([f"since {since}"] if since else [])
+    return " and ".join(parts) or "(none stored)"
 
 
 @ingest.command("replay")
@@ -166,6 +202,8 @@ def ingest_replay(
     from sensorpipe.ingest.deadletter import DeadLetterStore
     from sensorpipe.ingest.service import IngestService
 
+    _reason_option(code)
+    since_ts = _since(since)
     path = config_path or local_stack(directory).directory / "ingest" / "ingest.toml"
     try:
         config = load_ingest_config(path)
@@ -173,10 +211,21 @@ def ingest_replay(
         fail(str(exc))
     dl_path = _deadletter_path(None, Path(config.deadletter_path))
     store = DeadLetterStore(dl_path)
-    letters = store.list(limit=10**9, code=code, since=_since(since), ids=list(ids) or None)
+    letters = store.list(limit=10**9, code=code, since=since_ts, ids=list(ids) or None)
     store.close()
+    missing = sorted(set(ids) - {d.id for d in letters})
+    if missing:
+        fail(
+            f"--id {', '.join(map(str, missing))}: no such dead letter in {dl_path} "
+            f"(or not matching the other filters); `sensorpipe ingest rejects` lists them"
+        )
+    if not letters:
+        click.echo("no dead letters match " + _filters_text(code, since), err=True)
     letters.reverse()  # oldest first, in the order they arrived
-    service = IngestService(config)
+    try:
+        service = IngestService(config)
+    except ConfigError as exc:
+        fail(str(exc))
     try:
         result = service.replay(letters)
     finally:

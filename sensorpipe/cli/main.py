@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
@@ -17,9 +18,20 @@ from sensorpipe.cli.ingest import ingest
 from sensorpipe.cli.query import query
 from sensorpipe.cli.sim import sim
 from sensorpipe.cli.stack import stack
+from sensorpipe.protocol.configfile import ConfigError
 
 
-@click.group()
+class _Commands(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        # A configuration or registry file that cannot be used ends any command with its
+        # one-line reason (file, key, line), wherever the command happened to read it.
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Commands)
 @click.version_option(__version__, "-V", "--version", prog_name="sensorpipe")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def main(verbose: int) -> None:

@@ -1,0 +1,39 @@
+"""Every reason the ingest gives for rejecting a message, with what it means.
+
+The codes are short and stable: they are counted in metrics, stored with each dead letter and
+used by `sensorpipe ingest rejects/replay --reason`. A test checks that every code the code
+base raises is listed here.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+REASONS: dict[str, str] = {
+    "bad_topic": "published outside sensorpipe/v1/<device_id>/<kind>",
+    "too_large": "payload over the size limit",
+    "malformed_json": "not UTF-8 JSON, or not a JSON object",
+    "unsupported_version": "a schema version this ingest does not know",
+    "schema": "does not match the message schema (a field, type, unit or range)",
+    "device_mismatch": "the message names another device than its topic",
+    "kind_mismatch": "the message kind differs from the topic's",
+    "unknown_device": "the device is not in the registry",
+    "unsigned": "the message carries no signature",
+    "bad_signature": "the signature does not verify with the device's key",
+    "future_timestamp": "observed too far in the future",
+    "too_old": "observed before the backlog window",
+    "undeclared_sensor": "a sensor model the registry does not declare for the device",
+    "undeclared_direction": "a direction name the device's counting line does not have",
+    "unstorable": "cannot be written as line protocol",
+    "storage_rejected": "InfluxDB refused the write",
+    "internal_error": "the ingest failed on it (a bug): kept for replay",
+}
+
+def check_reason(code: str) -> str | None:
+    """None when `code` is a known reason, else a sentence saying which ones are."""
+    if code in REASONS:
+        return None
+
+    close = difflib.get_close_matches(code, list(REASONS), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown reason {code!r}: {hint}known reasons: {', '.join(sorted(REASONS))}"
