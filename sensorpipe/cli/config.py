@@ -13,7 +13,7 @@ def config() -> None:
 
 
 @config.command("example")
-@click.argument("name", type=click.Choice(sorted(EXAMPLE_CONFIGS)))
+@click.argument("name", metavar="NAME", type=click.Choice(sorted(EXAMPLE_CONFIGS)))
 def config_example(name: str) -> None:
     """Print the example configuration NAME (redirect it into a file and edit that).
 

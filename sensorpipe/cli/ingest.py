@@ -131,9 +131,10 @@ def _rejects(
     from sensorpipe.ingest.deadletter import DeadLetterStore
 
     _reason_option(code)
+    since_ts = _since(since)
     path = _deadletter_path(directory, db)
     store = DeadLetterStore(path)
-    letters = store.list(limit=limit, code=code, since=_since(since))
+    letters = store.list(limit=limit, code=code, since=since_ts)
     counts = store.counts_by_code()
     store.close()
     if as_json:

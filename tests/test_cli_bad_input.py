@@ -1,0 +1,199 @@
+"""Every command, given bad input, ends with one readable line, a non-zero exit, no traceback.
+
+The table below has bad input for every command of `sensorpipe` (missing files, bad TOML, wrong
+types, unknown names, reversed ranges); a test checks that no command is left out of it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from sensorpipe.cli.main import main
+from sensorpipe.ingest.deadletter import DeadLetterStore
+
+Case = tuple[Callable[[Path], list[str]], str]
+
+
+def _file(tmp: Path, name: str, text: str) -> str:
+    path = tmp / name
+    path.write_text(text)
+    return str(path)
+
+
+def _bad_toml(tmp: Path) -> str:
+    return _file(tmp, "bad.toml", 'device_id = "x"\n[mqtt\n')
+
+
+def _stack_with_bad_registry(tmp: Path) -> str:
+    (tmp / "st").mkdir()
+    (tmp / "st" / "registry.toml").write_text("devices = [\n")
+    return str(tmp / "st")
+
+
+def _ingest_config(tmp: Path, **extra: str) -> str:
+    store = DeadLetterStore(tmp / "dl.sqlite")
+    store.close()
+    _file(tmp, "registry.toml", "")
+    lines = ['registry_path = "registry.toml"', 'deadletter_path = "dl.sqlite"']
+    lines += [f"{k} = {v}" for k, v in extra.items()]
+    return _file(tmp, "ingest.toml", "\n".join(lines) + '\n[broker]\npassword = "x"\n')
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+CASES: dict[str, list[Case]] = {
+    "stack up": [(lambda t: ["--dir", _file(t, "f", "")], "is a file")],
+    "stack status": [(lambda t: ["--dir", str(t)], "no stack in")],
+    "stack down": [(lambda t: ["--dir", _file(t, "f", "")], "is a file")],
+    "devices add": [
+        (lambda t: ["d1", "--dir", str(t), "--site", "a;b"], "--site 'a;b': use letters"),
+        (lambda t: ["d1", "--dir", str(t), "--lat", "52"], "give both --lat and --lon"),
+        (lambda t: ["d1", "--dir", str(t), "--lat", "x", "--lon", "5"], "'x' is not a valid float"),
+        (lambda t: ["d1", "--dir", _stack_with_bad_registry(t)], "registry.toml: not valid TOML"),
+    ],
+    "devices list": [(lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML")],
+    "devices export": [(lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML")],
+    "edge run": [
+        (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),
+        (lambda t: ["--config", _bad_toml(t)], "bad.toml: not valid TOML"),
+    ],
+    "ingest run": [
+        (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),
+        (lambda t: ["--config", _bad_toml(t)], "bad.toml: not valid TOML"),
+        (lambda t: ["--config", _ingest_config(t, batch_max='"many"')], "batch_max (line 3)"),
+    ],
+    "ingest rejects": [
+        (lambda t: ["--db", str(t / "none.sqlite")], "no dead-letter store at"),
+        (lambda t: ["--db", _file(t, "notes.txt", "x")], "not a dead-letter store"),
+        (lambda t: ["--reason", "bad_sig", "--dir", str(t)], "did you mean 'bad_signature'?"),
+        (
+            lambda t: ["--since", "last week", "--dir", str(t)],
+            "--since: time 'last week': use 'now'",
+        ),
+        (lambda t: ["--limit", "0", "--dir", str(t)], "0 is not in the range x>=1"),
+    ],
+    "ingest replay": [
+        (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),
+        (lambda t: ["--reason", "schemas", "--config", _ingest_config(t)], "did you mean 'schema'"),
+        (lambda t: ["--id", "7", "--config", _ingest_config(t)], "--id 7: no such dead letter"),
+        (lambda t: ["--id", "seven", "--config", _ingest_config(t)], "'seven' is not a valid"),
+    ],
+    "gateway config": [
+        (
+            lambda t: ["--registry", str(t / "none.toml"), "--out", str(t / "o")],
+            "--registry " + "{t}/none.toml: no such file",
+        ),
+        (lambda t: ["--registry", _bad_toml(t), "--out", str(t / "o")], "not valid TOML"),
+        (
+            lambda t: ["--registry", _file(t, "r.toml", ""), "--out", _file(t, "f", "")],
+            "is a file; give a directory",
+        ),
+        (
+            lambda t: ["--registry", _file(t, "r.toml", ""), "--out", _file(t, "f", "") + "/o"],
+            "Not a directory",
+        ),
+        (
+            lambda t: ["--registry", _file(t, "r.toml", ""), "--out", str(t), "--port", "99999"],
+            "99999 is not in the range 1<=x<=65535",
+        ),
+    ],
+    "sim fleet": [
+        (lambda t: ["--devices", "0"], "0 is not in the range 1<=x<=500"),
+        (lambda t: ["--dir", str(t)], "no stack in"),
+    ],
+    "query": [
+        (lambda t: ["--from", "2026-11-02", "--to", "2026-11-01"], "swap them"),
+        (lambda t: ["--from", "now", "--to", "-1h"], "is not before"),
+        (lambda t: ["--limit", "0"], "0 is not in the range x>=1"),
+        (lambda t: ["--quantity", "pm25"], "unknown quantity 'pm25'; did you mean 'pm2_5'?"),
+        (lambda t: ["--from", "2026-11-01T00:00:00"], "has no UTC offset"),
+        (lambda t: ["--every", "5 minutes"], "use a duration like"),
+        (lambda t: ["--dir", str(t)], "no stack in"),
+    ],
+    "count-eval": [
+        (lambda t: ["--conditions", "fog"], "fog"),
+        (lambda t: ["--model", str(t / "none.onnx")], "model file {t}/none.onnx not found"),
+        (lambda t: ["--video", _file(t, "v.avi", "")], "--video needs --truth and --line"),
+    ],
+    "count-video": [
+        (lambda t: [str(t / "none.avi"), "--line", "0.5,0,0.5,1"], "video file"),
+        (lambda t: [_file(t, "v.avi", ""), "--line", "0.5,0"], "expected four numbers"),
+        (
+            lambda t: [_file(t, "v.avi", ""), "--line", "0,0,1,1", "--model", str(t / "m.onnx")],
+            "model file {t}/m.onnx not found",
+        ),
+    ],
+    "demo": [
+        (lambda t: ["--devices", "0"], "0 is not in the range 1<=x<=200"),
+        (lambda t: ["--duration", "soon"], "'soon' is not a valid float"),
+    ],
+    "config example": [(lambda t: ["printer"], "'printer' is not one of 'edge'")],
+}
+
+
+def _leaf_commands(group: click.Group, prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for name, command in group.commands.items():
+        path = f"{prefix}{name}"
+        if isinstance(command, click.Group):
+            out |= _leaf_commands(command, path + " ")
+        else:
+            out.add(path)
+    return out
+
+
+def test_every_command_has_bad_input_cases() -> None:
+    assert _leaf_commands(main) == set(CASES)
+
+
+def assert_one_line_error(args: list[str], expected: str) -> None:
+    result = CliRunner().invoke(main, args)
+    output = result.output
+    assert result.exit_code != 0, (args, output)
+    assert isinstance(result.exception, SystemExit), (args, repr(result.exception))
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, (args, output)
+    # What is printed besides the error is click's usage hint, nothing else.
+    others = [
+        line
+        for line in output.splitlines()
+        if line and not line.startswith(("Error: ", "Usage: ", "Try '"))
+    ]
+    assert others == [], (args, output)
+    assert expected in errors[0], (args, output)
+
+
+@pytest.mark.parametrize(
+    ("command", "index"), [(c, i) for c, cases in CASES.items() for i in range(len(cases))]
+)
+def test_bad_input_gets_one_readable_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, index: int
+) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing written into the checkout
+    monkeypatch.setenv("SENSORPIPE_DIR", str(tmp_path / "no-stack"))
+    build, expected = CASES[command][index]
+    args = [*command.split(), *build(tmp_path)]
+    assert_one_line_error(args, expected.replace("{t}", str(tmp_path)))
+
+
+def test_ingest_run_refuses_a_metrics_port_in_use_before_connecting(
+    tmp_path: Path, busy_port: int
+) -> None:
+    config = _ingest_config(tmp_path, metrics_port=str(busy_port))
+    assert_one_line_error(
+        ["ingest", "run", "--config", config],
+        f"metrics_port {busy_port} on 127.0.0.1 cannot be used (Address already in use)",
+    )
