@@ -89,11 +89,11 @@ def query(
         fail(str(exc))
     finally:
         client.close()
+    columns = drop_empty_columns(rows, ["time", *GROUP_TAGS])
+    if rows or fmt != "table":  # an empty JSON list or CSV header is still valid output
+        click.echo(render(rows, columns, fmt).rstrip("\n"))
     if not rows:
         click.echo(f"no air readings match these filters from {start} to {end}", err=True)
-        return
-    columns = drop_empty_columns(rows, ["time", *GROUP_TAGS])
-    click.echo(render(rows, columns, fmt).rstrip("\n"))
 
 
 def _explain_empty(client: Any, database: str, asked: dict[str, tuple[str, ...]]) -> None:

@@ -76,6 +76,25 @@ def test_stack_devices_query_and_deadletter_commands(tmp_path: Path) -> None:
         assert row["device_id"] == "school-roof" and row["site"] == "oost"
         assert row["pm2_5"] == 21.0
 
+        # An empty answer says why: an unknown device is an error, an empty range a message.
+        unknown = sensorpipe("query", "--dir", d, "--device", "school-rof", check=False)
+        assert unknown.returncode == 1
+        assert "unknown device 'school-rof'" in unknown.stderr
+        assert "those with readings: school-roof" in unknown.stderr
+        empty = sensorpipe(
+            "query",
+            "--dir",
+            d,
+            "--device",
+            "school-roof",
+            "--from",
+            "2020-01-01",
+            "--to",
+            "2020-01-02",
+        )
+        assert empty.stdout == ""
+        assert "no air readings match these filters from 2020-01-01 to 2020-01-02" in empty.stderr
+
         letters = json.loads(sensorpipe("ingest", "rejects", "--dir", d, "--json").stdout)
         assert letters["counts"] == {"malformed_json": 1}
         assert letters["letters"][0]["payload"] == "not json at all"
