@@ -36,7 +36,7 @@ def _sha256(path: Path) -> str:
 
 def fetch_vtest(directory: Path = DEFAULT_DIR) -> Path:
     """The clip, downloaded once (about 96 MB of package) and checked against its sha256."""
-    target = directory / "vtest.avi"
+    target = (directory / "vtest.avi").resolve()
     if target.is_file() and _sha256(target) == VTEST_SHA256:
         return target
     installed = Path("/") / VTEST_MEMBER

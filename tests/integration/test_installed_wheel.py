@@ -1,0 +1,84 @@
+"""sensorpipe as a user installs it: a wheel in a fresh virtualenv, used from another directory.
+
+The wheel is built from an sdist (as `python -m build` does), so it holds only what the
+package declares, never leftovers of the checkout. Nothing here imports the checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+from sensorpipe.edge.counting.clips import VTEST_LINE, fetch_vtest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SENSORPIPE_DIR")}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_the_wheel_installs_one_package_and_runs_from_anywhere(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)], cwd=tmp_path)
+    (wheel,) = dist.glob("sensorpipe-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {
+        "sensorpipe",
+        wheel.name.split("-py3")[0] + ".dist-info",
+    }
+    for shipped in (
+        "sensorpipe/models/coco-nanodet-m-416.onnx",
+        "sensorpipe/models/coco-nanodet-m-416.json",
+        "sensorpipe/models/street-detector.int8.onnx",
+        "sensorpipe/models/street-detector.json",
+        "sensorpipe/models/MODEL_CARD.md",
+        "sensorpipe/config/edge.example.toml",
+        "sensorpipe/config/edge-camera.example.toml",
+        "sensorpipe/config/ingest.example.toml",
+        "sensorpipe/config/registry.example.toml",
+    ):
+        assert shipped in names, shipped
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    _run([str(python), "-m", "pip", "install", "-q", f"{wheel}[camera]"], cwd=tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    command = str(env_dir / "bin" / "sensorpipe")
+
+    where = _run([str(python), "-c", "import sensorpipe; print(sensorpipe.__file__)"], elsewhere)
+    assert where.stdout.strip().startswith(str(env_dir))
+    version = _run([command, "--version"], elsewhere)
+    assert version.stdout.strip() == "sensorpipe, version 0.1.0"
+
+    example = _run([command, "config", "example", "edge-camera"], elsewhere).stdout
+    (elsewhere / "edge.toml").write_text(example)
+    assert "[counting]" in example
+
+    summary = json.loads(
+        _run([command, "demo", "--duration", "6", "--devices", "2", "--json"], elsewhere).stdout
+    )
+    assert summary["published"] > 0 and summary["lost"] == 0
+    assert summary["stored"] + summary["rejected"] == summary["published"]
+
+    clip = fetch_vtest()
+    line = ",".join(str(v) for v in VTEST_LINE)
+    counted = json.loads(
+        _run([command, "count-video", str(clip), "--line", line, "--json"], elsewhere).stdout
+    )
+    assert counted["model_id"].startswith("coco-nanodet-m-416@")
+    # The figures the README gives for this clip, counted by the checkout's own tests too.
+    assert counted["frames"] == 398
+    assert counted["totals"]["pedestrian"] == 32
+    assert counted["totals"]["car"] == counted["totals"]["heavy_vehicle"] == 0
+    assert list(elsewhere.iterdir()) == [elsewhere / "edge.toml"]  # nothing left behind
