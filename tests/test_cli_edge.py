@@ -33,3 +33,17 @@ def test_misspelt_config_key_stops_the_agent_before_it_starts(tmp_path: Path) ->
     result = CliRunner().invoke(main, ["edge", "run", "--config", str(path)])
     assert result.exit_code == 1
     assert "mqqt" in result.output and "did you mean 'mqtt'" in result.output
+
+
+def test_a_private_key_that_is_no_key_is_a_one_line_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "edge.toml"
+    text = (CONFIG / "edge.example.toml").read_text()
+    key_line = next(line for line in text.splitlines() if line.startswith("private_key"))
+    path.write_text(text.replace(key_line, 'private_key = "abc"'))
+    result = CliRunner().invoke(main, ["edge", "run", "--config", str(path)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and result.exception is not None
+    assert isinstance(result.exception, SystemExit)
+    (line,) = result.output.strip().splitlines()
+    assert str(path) in line and "private_key (line 4)" in line
+    assert "sensorpipe devices add" in line  # what to do about it

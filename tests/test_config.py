@@ -49,7 +49,10 @@ def test_counting_config_errors_are_named(tmp_path: Path) -> None:
 
 def test_a_device_must_measure_something(tmp_path: Path) -> None:
     path = tmp_path / "empty.toml"
-    path.write_text('device_id = "d"\nprivate_key = "k"\n[mqtt]\nusername = "d"\npassword = "p"\n')
+    key = "MKlQRRKv0efglPgRHbPORe6w7I2H1wO0SJ/+KeAlSYk="
+    path.write_text(
+        f'device_id = "d"\nprivate_key = "{key}"\n[mqtt]\nusername = "d"\npassword = "p"\n'
+    )
     with pytest.raises(ConfigError, match="at least one"):
         load_edge_config(path)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from sensorpipe.edge.counting.config import CountingConfig
 from sensorpipe.edge.drivers.registry import SensorConfig
 from sensorpipe.protocol.configfile import load_model
+from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
 
 
@@ -50,6 +52,22 @@ class EdgeConfig(_Strict):
     location: LocationConfig | None = None
     sensors: list[SensorConfig] = Field(default_factory=list)
     counting: CountingConfig | None = None
+
+    @field_validator("private_key")
+    @classmethod
+    def _usable_key(cls, value: str) -> str:
+        value = value.strip()  # a key pasted with a stray space or newline
+        try:
+            Signer(value)
+        except ValueError as exc:
+            # No "Value error, " prefix and no traceback: the owner needs the fix, not the stack.
+            raise PydanticCustomError(
+                "private_key",
+                "{reason}; paste the private key that `sensorpipe devices add <device id>` "
+                "printed for this device (44 characters ending in '=')",
+                {"reason": str(exc)},
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _measures_something(self) -> EdgeConfig:
