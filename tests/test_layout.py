@@ -1,0 +1,97 @@
+"""The package's layout rules: who may import whom, and no import cycles.
+
+- `protocol` is the shared contract and imports no other component;
+- `edge` (what runs on the Pi) and `ingest` never import each other, nor the simulators, the
+  local stack or the command line;
+- module-level imports (including those only for type checking) form no cycle.
+
+`stack.process` (starting a child process on a free port and stopping it) is the one shared
+helper: the managed broker and the throw-away influxd for tests and the demo use it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import sensorpipe
+
+PACKAGE = Path(sensorpipe.__file__).parent
+FORBIDDEN = {
+    "protocol": {"edge", "gateway", "ingest", "firmware_sim", "query", "stack", "cli"},
+    "edge": {"ingest", "gateway", "firmware_sim", "query", "stack", "cli"},
+    "ingest": {"edge", "firmware_sim", "stack", "cli"},
+    "gateway": {"edge", "ingest", "firmware_sim", "stack", "cli"},
+}
+SHARED = "sensorpipe.stack.process"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(tree: ast.AST, *, top_level_only: bool) -> set[str]:
+    nodes: list[ast.AST] = []
+    if top_level_only:
+        assert isinstance(tree, ast.Module)
+        for statement in tree.body:
+            nodes.append(statement)
+            if isinstance(statement, ast.If):  # `if TYPE_CHECKING:` blocks count too
+                nodes.extend(statement.body)
+    else:
+        nodes = list(ast.walk(tree))
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.startswith("sensorpipe.")}
+
+
+MODULES = {
+    _module_name(path): ast.parse(path.read_text(encoding="utf-8"))
+    for path in PACKAGE.rglob("*.py")
+}
+
+
+def test_components_import_only_what_they_may() -> None:
+    assert len(MODULES) > 80  # the scan found the package
+    broken = []
+    for name, tree in MODULES.items():
+        component = name.split(".")[1] if "." in name else ""
+        for imported in _imports(tree, top_level_only=False):
+            target = imported.split(".")[1]
+            if imported.startswith(SHARED):
+                continue
+            if target in FORBIDDEN.get(component, set()):
+                broken.append(f"{name} imports {imported}")
+    assert broken == []
+
+
+def test_no_import_cycles() -> None:
+    graph = {
+        name: {i for i in _imports(tree, top_level_only=True) if i in MODULES and i != name}
+        for name, tree in MODULES.items()
+    }
+    visiting: list[str] = []
+    done: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        if node in done:
+            return
+        if node in visiting:
+            cycles.append([*visiting[visiting.index(node) :], node])
+            return
+        visiting.append(node)
+        for nxt in sorted(graph[node]):
+            visit(nxt)
+        visiting.pop()
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node)
+    assert cycles == []
