@@ -162,3 +162,31 @@ def test_a_camera_config_without_a_model_counts_with_the_real_street_detector(
     assert config.counting is not None
     with pytest.raises(ModelError, match=r"class_map names \['tram'\]"):
         build_pipeline(config.counting, CONFIG)
+
+
+def test_every_example_the_command_prints_loads_from_where_a_user_saves_it(
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    from sensorpipe.cli.main import main
+    from sensorpipe.resources import EXAMPLE_CONFIGS
+
+    loaders = {
+        "edge": load_edge_config,
+        "edge-camera": load_edge_config,
+        "ingest": load_ingest_config,
+        "registry": load_registry,
+    }
+    assert set(loaders) == set(EXAMPLE_CONFIGS)
+    for name, load in loaders.items():
+        result = CliRunner().invoke(main, ["config", "example", name])
+        assert result.exit_code == 0, result.output
+        path = tmp_path / EXAMPLE_CONFIGS[name]  # the ingest example names the registry's
+        path.write_text(result.output)
+        assert load(path)
+    camera = load_edge_config(tmp_path / EXAMPLE_CONFIGS["edge-camera"])
+    assert camera.counting is not None
+    # Saved anywhere, the camera example counts with the detector installed with the package.
+    pipeline = build_pipeline(camera.counting, tmp_path)
+    assert pipeline.detector.model_id.startswith("coco-nanodet-m-416@")
