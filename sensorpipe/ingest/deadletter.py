@@ -7,17 +7,27 @@ Limits, so that a hostile or broken device cannot fill the disk: a payload is ke
 `max_payload_bytes` (longer ones are cut, with their full length and sha256 noted in the
 detail), and the store keeps at most `max_letters` letters and none older than `max_age_s`;
 the oldest go first. Both are counted (`pruned`).
+
+When the store cannot write (its disk is full, an I/O error), `add_many` raises
+`DeadLetterStoreUnavailable` with SQLite's own error and the store is marked unavailable.
+While it is, `add_many` fails at once without touching the disk, and every
+`probe_interval_s` the store tries again (`probe`, or the next `add_many` that is due): it
+opens its database anew, checkpoints the WAL into the database file (which frees the WAL's
+space) and writes. Once that succeeds it is available again, without a restart.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sensorpipe.ingest.errors import IngestError
 from sensorpipe.protocol.files import create_private
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -45,6 +55,21 @@ class DeadLetter:
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_LETTERS = 100_000
 MAX_AGE_S = 90 * 86400.0
+PROBE_INTERVAL_S = 5.0  # while unavailable: how often the store tries to write again
+
+# Opening may fail for want of space (the WAL index, a new WAL); the store then starts
+# unavailable and opens later. Other errors at opening (no such directory, not a database)
+# are a wrong configuration and raised.
+_NO_ROOM = (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+
+
+class DeadLetterStoreUnavailable(IngestError):
+    """The store kept nothing of this call: it cannot write now (disk full, I/O error).
+
+    Retryable: the store tries again by itself every `probe_interval_s`. The message is
+    SQLite's own error."""
+
+    retryable = True
 
 
 class DeadLetterStore:
@@ -55,40 +80,141 @@ class DeadLetterStore:
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         max_letters: int = MAX_LETTERS,
         max_age_s: float = MAX_AGE_S,
+        probe_interval_s: float = PROBE_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        path = Path(path)
+        self.path = Path(path)
         self.max_payload_bytes = max_payload_bytes
         self.max_letters = max_letters
         self.max_age_s = max_age_s
+        self.probe_interval_s = probe_interval_s
         self.pruned = 0
-        create_private(path)  # raw payloads: private; SQLite gives its -wal/-shm the same mode
+        # Why the store cannot write, and since when (epoch s); None while it can.
+        self.error: str | None = None
+        self.unavailable_since: float | None = None
+        self._clock = clock
+        self._next_try = 0.0
+        create_private(self.path)  # raw payloads: private; SQLite gives -wal/-shm the same mode
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "received_at REAL NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL, "
-            "code TEXT NOT NULL, detail TEXT NOT NULL)"
-        )
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._db = self._connect()
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _NO_ROOM:
+                raise
+            self._failed(exc)
+
+    @property
+    def available(self) -> bool:
+        return self.error is None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "received_at REAL NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL, "
+                "code TEXT NOT NULL, detail TEXT NOT NULL)"
+            )
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = self._connect()
+        return self._db
 
     def add_many(self, letters: Sequence[DeadLetter]) -> None:
+        """Keep these letters, all or none. Raises `DeadLetterStoreUnavailable` when they
+        could not be committed, and at once, without trying, while the store is known to be
+        unavailable and its next try is not due."""
         if not letters:
             return
         rows = [self._capped(d) for d in letters]
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
+            self._unless_unavailable()
+
+            def insert(db: sqlite3.Connection) -> None:
+                db.executemany(
                     "INSERT INTO dead_letters (received_at, topic, payload, code, detail) "
                     "VALUES (?, ?, ?, ?, ?)",
                     rows,
                 )
-                self._prune(max(d.received_at for d in letters))
-                self._db.execute("COMMIT")
+                self._prune(db, max(d.received_at for d in letters))
+
+            self._write(insert)
+
+    def probe(self) -> bool:
+        """Whether the store can write. While it is unavailable, cheap until its next try is
+        due (every `probe_interval_s`); then it reopens, checkpoints and writes for real."""
+        with self._lock:
+            if self.available:
+                return True
+            try:
+                self._unless_unavailable()
+                self._write(self._probe_write)
+            except DeadLetterStoreUnavailable:
+                return False
+            return True
+
+    @staticmethod
+    def _probe_write(db: sqlite3.Connection) -> None:
+        """One row rewritten: a commit that needs room on the disk, as letters do."""
+        db.execute("CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL)")
+        db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (time.time(),))
+
+    def _unless_unavailable(self) -> None:
+        """Raise while unavailable and not due; when due, reopen and checkpoint first."""
+        if self.available:
+            return
+        if self._clock() < self._next_try:
+            raise DeadLetterStoreUnavailable(self.error or "unavailable")
+        self._next_try = self._clock() + self.probe_interval_s
+        # A connection that failed mid-write may hold a broken state: start from a new one.
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        try:
+            db = self._connection()
+            # Move what the WAL holds into the database file and cut the WAL to nothing: a
+            # WAL that grew while the disk was full is never checkpointed otherwise.
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            raise DeadLetterStoreUnavailable(str(exc)) from exc
+
+    def _write(self, operation: Callable[[sqlite3.Connection], object]) -> None:
+        """One write transaction; any SQLite error makes the store unavailable."""
+        try:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                operation(db)
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # A COMMIT that fails for want of space has already rolled back, and a
+                # ROLLBACK now would fail too ("no transaction is active") and hide why.
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
                 raise
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            raise DeadLetterStoreUnavailable(str(exc)) from exc
+        if not self.available:
+            self.error = None
+            self.unavailable_since = None
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        if self.available:
+            self.unavailable_since = time.time()
+            self._next_try = self._clock() + self.probe_interval_s
+        self.error = str(exc) or type(exc).__name__
 
     def _capped(self, d: DeadLetter) -> tuple[float, str, bytes, str, str]:
         payload, detail = d.payload, d.detail
@@ -101,9 +227,9 @@ class DeadLetterStore:
             payload = payload[: self.max_payload_bytes]
         return (d.received_at, d.topic[:1024], payload, d.code, detail[:2000])
 
-    def _prune(self, now: float) -> None:
+    def _prune(self, db: sqlite3.Connection, now: float) -> None:
         """Oldest first: beyond max_letters, and older than max_age_s. Inside the transaction."""
-        cur = self._db.execute(
+        cur = db.execute(
             "DELETE FROM dead_letters WHERE received_at < ? OR id <= "
             "(SELECT MAX(id) FROM dead_letters) - ?",
             (now - self.max_age_s, self.max_letters),
@@ -135,7 +261,7 @@ class DeadLetterStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         with self._lock:
-            rows = self._db.execute(sql, (*args, limit)).fetchall()
+            rows = self._connection().execute(sql, (*args, limit)).fetchall()
         return [DeadLetter(r[1], r[2], bytes(r[3]), r[4], r[5], r[0]) for r in rows]
 
     def remove(self, ids: Sequence[int]) -> None:
@@ -143,27 +269,39 @@ class DeadLetterStore:
         if not ids:
             return
         with self._lock:
-            self._db.executemany("DELETE FROM dead_letters WHERE id = ?", [(i,) for i in ids])
+            self._write(
+                lambda db: db.executemany(
+                    "DELETE FROM dead_letters WHERE id = ?", [(i,) for i in ids]
+                )
+            )
 
     def update_reason(self, letter_id: int, code: str, detail: str) -> None:
         """A replayed letter that was rejected again, perhaps for another reason now."""
         with self._lock:
-            self._db.execute(
-                "UPDATE dead_letters SET code = ?, detail = ? WHERE id = ?",
-                (code, detail, letter_id),
+            self._write(
+                lambda db: db.execute(
+                    "UPDATE dead_letters SET code = ?, detail = ? WHERE id = ?",
+                    (code, detail, letter_id),
+                )
             )
 
     def count(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+            return int(
+                self._connection().execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+            )
 
     def counts_by_code(self) -> dict[str, int]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT code, COUNT(*) FROM dead_letters GROUP BY code ORDER BY code"
-            ).fetchall()
+            rows = (
+                self._connection()
+                .execute("SELECT code, COUNT(*) FROM dead_letters GROUP BY code ORDER BY code")
+                .fetchall()
+            )
         return {r[0]: int(r[1]) for r in rows}
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None

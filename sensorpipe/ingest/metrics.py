@@ -32,6 +32,17 @@ class _StatsCollector(Collector):
             ("internal_errors", "Unexpected errors, caught and counted.", s.internal_errors),
             ("batches", "Batches written and acknowledged.", s.batches),
             ("deadletters_pruned", "Dead letters removed by the limits.", s.deadletters_pruned),
+            (
+                "held_back",
+                "Rejected messages not confirmed: the dead-letter store could not keep them.",
+                s.held_back,
+            ),
+            (
+                "left_to_sender",
+                "Held-back messages acknowledged to the broker unconfirmed; only senders that "
+                "wait for confirmations send them again.",
+                s.left_to_sender,
+            ),
         ):
             yield CounterMetricFamily(f"sensorpipe_ingest_{name}", doc, value=value)
         rejected = CounterMetricFamily(
@@ -44,6 +55,16 @@ class _StatsCollector(Collector):
         yield rejected
         yield GaugeMetricFamily(
             "sensorpipe_ingest_connected", "1 while connected to the broker.", value=s.connected
+        )
+        yield GaugeMetricFamily(
+            "sensorpipe_ingest_deadletter_available",
+            "1 while the dead-letter store can write; 0 while rejected messages are held back.",
+            value=s.deadletter_available,
+        )
+        yield GaugeMetricFamily(
+            "sensorpipe_ingest_held_back_waiting",
+            "Held-back messages kept unacknowledged until the dead-letter store writes again.",
+            value=s.held_back_waiting,
         )
 
 

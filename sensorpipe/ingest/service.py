@@ -11,6 +11,15 @@ its outbox: a broker that dies before saving what it acknowledged loses nothing 
 Runtime errors from one message never stop the loop: it is rejected with a reason. A storage
 outage stops acknowledgements, so the broker holds the backlog; the batch is retried with
 backoff until InfluxDB is back.
+
+A dead-letter store that cannot write (its disk full) holds back only the rejected messages:
+the rest of the batch is stored, confirmed and acknowledged as usual. A held-back message is
+not confirmed to its device. Up to `hold_max` of them the ingest keeps unacknowledged (the
+broker keeps them too) and dead-letters, confirms and acknowledges as soon as the store writes
+again; beyond that it acknowledges them to the broker without confirmation, so that they never
+fill the broker's in-flight window and stop everyone: a device that waits for confirmations
+sends them again (see `_hold_back`). The store is tried again every few seconds, never per
+message.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from sensorpipe.ingest.config import IngestConfig
-from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore
+from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore, DeadLetterStoreUnavailable
 from sensorpipe.ingest.errors import QueryError, StorageRejected, StorageUnavailable
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import FieldValue, LineProtocolError, Point, to_line
@@ -50,6 +59,7 @@ from sensorpipe.protocol.topics import parse_topic, subscription
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # unexpected failures of one batch before it is split (or dead-lettered)
 RETRY_CAP_S = 10.0  # longest backoff between write attempts while InfluxDB is away
+OUTAGE_REPORT_S = 60.0  # while the dead-letter store is unavailable: a summary line this often
 
 
 def connect_properties(config: IngestConfig) -> Properties:
@@ -142,6 +152,17 @@ class IngestService:
             max_letters=config.deadletter_max_letters,
             max_age_s=config.deadletter_max_age_days * 86400.0,
         )
+        # Rejected messages the store could not keep, held unacknowledged (`_hold_back`): those
+        # whose device a confirmation would name, and those too broken to name one.
+        self._held_named: list[_Outcome] = []
+        self._held_unnamed: list[_Outcome] = []
+        # A quarter of the broker's in-flight window (Receive Maximum): the rest stays for
+        # the batch being written and the next one.
+        self.hold_max = max(1, config.batch_max // 2)
+        self._next_outage_report = 0.0
+        self._held_back_before_outage = 0
+        self._released_in_outage = False
+        self._note_store_state()
         self.metrics = IngestMetrics(self.stats)
         self.metrics_port: int | None = None
         self._next_status = 0.0
@@ -290,6 +311,7 @@ class IngestService:
                             failures = 0
                         else:
                             self._stop.wait(min(1.0 * failures, 5.0))
+                self._tend_deadletters()
                 self._write_stats()
                 self._write_status()
             except Exception:  # the loop's own steps (stats file, queue): never die of them
@@ -299,16 +321,20 @@ class IngestService:
 
     def _give_up(self, item: Incoming, exc: Exception) -> None:
         """Dead-letter a message that failed BATCH_ATTEMPTS times on its own, then ack it."""
-        rejection = Rejection("internal_error", f"could not be processed: {exc!r}"[:500])
+        outcome = _Outcome(
+            item, rejection=Rejection("internal_error", f"could not be processed: {exc!r}"[:500])
+        )
+        log.info("rejected %s: %s", item.topic, outcome.rejection)
         try:
-            self._dead_letter([_Outcome(item, rejection=rejection)])
+            kept = self._dead_letter([outcome])
         except Exception:
-            # Not kept, so not acknowledged: the broker holds it and redelivers it later.
-            log.exception("could not dead-letter %s either; leaving it with the broker", item.topic)
+            log.exception("could not dead-letter %s either; holding it back", item.topic)
+            kept = False
+        if not kept:  # not kept, so not confirmed
+            self._ack(self._hold_back([outcome]))
             return
-        self._confirm([_Outcome(item, rejection=rejection)])  # first, as in `process`
-        if item.generation == self._generation:
-            self._client.ack(item.mid, 1)
+        self._confirm([outcome])  # first, as in `process`
+        self._ack([item])
 
     def _collect(self, *, wait: bool = True) -> list[Incoming]:
         """Up to `batch_max` messages: waiting for the first (up to 0.5 s) and then up to
@@ -348,7 +374,10 @@ class IngestService:
         accepted = [o for o in outcomes if o.rejection is None]
         if not self._store_part(accepted):
             return False  # stopping with the batch unwritten: the broker will redeliver it
-        self._dead_letter([o for o in outcomes if o.rejection is not None])
+        rejected = [o for o in outcomes if o.rejection is not None]
+        for o in rejected:
+            log.info("rejected %s: %s", o.item.topic, o.rejection)
+        kept = self._dead_letter(rejected)
         # Counted once the whole batch is kept, so a batch written again after an error is not
         # counted twice.
         stored = [o for o in accepted if o.rejection is None]
@@ -359,12 +388,118 @@ class IngestService:
         # the order asked). Killed in between, the ingest gets the batch again and confirms it
         # again; the other way round, the broker would forget the batch while the devices,
         # never told, kept it until their confirm timeout.
-        self._confirm(outcomes)
-        for item in batch:  # in arrival order, as MQTT asks of acknowledgements
-            if item.generation == self._generation:
-                self._client.ack(item.mid, 1)
+        if kept:
+            self._confirm(outcomes)
+            self._ack(batch)  # in arrival order, as MQTT asks of acknowledgements
+        else:  # the dead-letter store cannot write: the rejected ones are held back
+            self._confirm(stored)
+            released = self._hold_back(rejected)
+            held = {id(o.item) for o in rejected}
+            self._ack([item for item in batch if id(item) not in held] + released)
         self.metrics.batch_latency.observe(max(0.0, self._clock() - batch[0].received_at))
         return True
+
+    def _ack(self, items: list[Incoming]) -> None:
+        """Acknowledge to the broker; only on the connection that delivered (after a reconnect
+        the broker sends the unacknowledged ones again)."""
+        for item in items:
+            if item.generation == self._generation:
+                self._client.ack(item.mid, 1)
+
+    def _hold_back(self, rejected: list[_Outcome]) -> list[Incoming]:
+        """Rejected messages that the dead-letter store could not keep; none is confirmed.
+
+        They are held unacknowledged, at most `hold_max`, and dead-lettered, confirmed and
+        acknowledged once the store writes again (`_tend_deadletters`); a restart of the ingest
+        loses none of them, the broker still has them. Those that do not fit are returned, to be
+        acknowledged without confirmation, so that held messages never fill the broker's
+        in-flight window and stop good traffic. A device that waits for confirmations (the
+        edge agent does, by default) keeps them and sends them again after a reconnect or its
+        confirm timeout; they are dead-lettered then. A sender that does not wait (an edge agent
+        with `confirm = false`, a plain MQTT client) does not send them again: those are not
+        kept, counted as `left_to_sender`. So the room goes first to messages that no
+        confirmation would name (too broken to name their device and number), and the newest
+        named ones are let go first."""
+        self.stats.held_back += len(rejected)
+        for o in rejected:
+            named = _sender_and_seq(o) is not None
+            (self._held_named if named else self._held_unnamed).append(o)
+        released: list[Incoming] = []
+        while len(self._held_named) + len(self._held_unnamed) > self.hold_max:
+            released.append((self._held_named or self._held_unnamed).pop().item)
+        self.stats.left_to_sender += len(released)
+        self.stats.held_back_waiting = len(self._held_named) + len(self._held_unnamed)
+        if released and not self._released_in_outage:
+            self._released_in_outage = True
+            log.warning(
+                "more than %d rejected messages held back: acknowledging further ones to the "
+                "broker unconfirmed; devices that wait for confirmations send them again, other "
+                "senders do not",
+                self.hold_max,
+            )
+        return released
+
+    def _tend_deadletters(self) -> None:
+        """While the dead-letter store cannot write: let it try again when due (it paces
+        itself, every few seconds), report the outage now and then, and once it writes again,
+        keep the held-back messages."""
+        if self._deadletters.available and not (self._held_named or self._held_unnamed):
+            return
+        # Held on a connection that is gone: the broker delivers them again on this one.
+        for held in (self._held_named, self._held_unnamed):
+            held[:] = [o for o in held if o.item.generation == self._generation]
+        available = self._deadletters.probe()
+        self._note_store_state()
+        if available:
+            self._release_held()
+        elif time.monotonic() >= self._next_outage_report:
+            self._next_outage_report = time.monotonic() + OUTAGE_REPORT_S
+            s = self.stats
+            log.error(
+                "dead-letter store %s still cannot write (%s): %d rejected messages held back "
+                "and not confirmed so far, %d of them waiting here, %d left to their senders",
+                self._deadletters.path,
+                self._deadletters.error,
+                s.held_back - self._held_back_before_outage,
+                s.held_back_waiting,
+                s.left_to_sender,
+            )
+
+    def _release_held(self) -> None:
+        held = sorted(self._held_named + self._held_unnamed, key=lambda o: o.item.received_at)
+        if not held or not self._dead_letter(held):
+            return
+        self._held_named.clear()
+        self._held_unnamed.clear()
+        self.stats.held_back_waiting = 0
+        self._confirm(held)
+        self._ack([o.item for o in held])
+        log.warning("%d held-back messages dead-lettered, confirmed and acknowledged", len(held))
+
+    def _note_store_state(self) -> None:
+        """Copy the dead-letter store's state into the stats; log when it changes."""
+        store, s = self._deadletters, self.stats
+        was_available = s.deadletter_available
+        s.deadletter_available = store.available
+        s.deadletter_error = store.error
+        s.deadletter_unavailable_since = store.unavailable_since
+        if was_available and not store.available:
+            self._held_back_before_outage = s.held_back
+            self._released_in_outage = False
+            self._next_outage_report = time.monotonic() + OUTAGE_REPORT_S
+            log.error(
+                "dead-letter store %s cannot write: %s. Rejected messages are held back, not "
+                "confirmed to their devices, until it can; trying again every %.0f s",
+                store.path,
+                store.error,
+                store.probe_interval_s,
+            )
+        elif store.available and not was_available:
+            log.warning(
+                "dead-letter store %s writes again; %d rejected messages were held back",
+                store.path,
+                s.held_back - self._held_back_before_outage,
+            )
 
     def _confirm(self, outcomes: list[_Outcome]) -> None:
         """Tell each device which of its messages are now kept, stored or dead-lettered
@@ -540,11 +675,14 @@ class IngestService:
                     return False
                 delay = min(delay * 2, RETRY_CAP_S)
 
-    def _dead_letter(self, rejected: list[_Outcome]) -> None:
+    def _dead_letter(self, rejected: list[_Outcome]) -> bool:
+        """Keep these rejected messages as dead letters: False, keeping none, while the store
+        cannot write (which it says at once, without trying, until its next try is due)."""
+        if not rejected:
+            return True
         letters = []
         for o in rejected:
             assert o.rejection is not None
-            log.info("rejected %s: %s", o.item.topic, o.rejection)
             letters.append(
                 DeadLetter(
                     o.item.received_at,
@@ -554,12 +692,18 @@ class IngestService:
                     o.rejection.detail,
                 )
             )
-        self._deadletters.add_many(letters)
+        try:
+            self._deadletters.add_many(letters)
+        except DeadLetterStoreUnavailable:
+            self._note_store_state()
+            return False
+        self._note_store_state()
         for o in rejected:  # counted once kept
             assert o.rejection is not None
             self.stats.rejected += 1
             self.stats.rejected_by_code[o.rejection.code] += 1
         self.stats.deadletters_pruned = self._deadletters.pruned
+        return True
 
     def _write_status(self) -> None:
         """Every status_interval_s, the counters as one `ingest_status` point in InfluxDB.
@@ -579,6 +723,10 @@ class IngestService:
             "internal_errors": s.internal_errors,
             "batches": s.batches,
             "connected": s.connected,
+            "deadletter_available": s.deadletter_available,
+            "held_back": s.held_back,
+            "held_back_waiting": s.held_back_waiting,
+            "left_to_sender": s.left_to_sender,
         }
         for reason, n in s.rejected_by_code.items():
             fields[f"rejected_{reason}"] = n

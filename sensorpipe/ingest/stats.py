@@ -20,6 +20,17 @@ class IngestStats:
     deadletters_pruned: int = 0
     confirmations: int = 0  # acknowledgements published to devices (protocol.ack)
     connected: bool = False
+    # The dead-letter store: whether it can write, why not (SQLite's error), since when (epoch s).
+    deadletter_available: bool = True
+    deadletter_error: str | None = None
+    deadletter_unavailable_since: float | None = None
+    # Rejected messages it could not keep when they came: not confirmed to their devices.
+    held_back: int = 0
+    # Of those, held unacknowledged now, to be dead-lettered once the store writes again.
+    held_back_waiting: int = 0
+    # Of those, acknowledged to the broker unconfirmed (beyond the ingest's hold): kept only
+    # by a sender that waits for confirmations, which sends them again.
+    left_to_sender: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -34,4 +45,10 @@ class IngestStats:
             "deadletters_pruned": self.deadletters_pruned,
             "confirmations": self.confirmations,
             "connected": self.connected,
+            "deadletter_available": self.deadletter_available,
+            "deadletter_error": self.deadletter_error,
+            "deadletter_unavailable_since": self.deadletter_unavailable_since,
+            "held_back": self.held_back,
+            "held_back_waiting": self.held_back_waiting,
+            "left_to_sender": self.left_to_sender,
         }
