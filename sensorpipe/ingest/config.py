@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sensorpipe.protocol.configfile import load_model
+
+# The shared subscription's group name is a secret of the ingest workers. Mosquitto 2.0 grants
+# every client's SUBSCRIBE to `$share/<group>/...` and applies its ACL only when it delivers:
+# a device that joined the workers' group would be dealt every (k+1)-th message, be refused it,
+# and the group would lose it (until the device sent it again, 600 s later). The topic filter
+# is public (protocol.topics), so only an unguessable group name keeps devices out.
+SHARED_GROUP_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+_SHARED_GROUP = re.compile(SHARED_GROUP_PATTERN)
+
+
+def new_shared_group() -> str:
+    """A random group name for ingest workers: 22 characters, 128 bits."""
+    return secrets.token_urlsafe(16)
 
 
 class _Strict(BaseModel):
@@ -20,13 +35,25 @@ class BrokerConfig(_Strict):
     password: str
     # A broker configured by sensorpipe uses the user name as client id and ignores this.
     client_id: str = "sensorpipe-ingest"
-    # With a group name, N ingest workers share the stream ($share/<group>/...).
+    # With a group name, N ingest workers share the stream ($share/<group>/...). A random
+    # one (new_shared_group): a device that knows it can make the workers lose messages.
     shared_group: str | None = None
     keepalive_s: int = Field(default=30, ge=5)
     # How long the broker keeps the ingest's session (and queues for it) while it is away.
     session_expiry_s: int = Field(default=7 * 86400, ge=60, le=0xFFFFFFFE)
     tls: bool = False
     ca_file: str | None = None
+
+    @field_validator("shared_group")
+    @classmethod
+    def _unguessable(cls, group: str | None) -> str | None:
+        if group is not None and not _SHARED_GROUP.match(group):
+            raise ValueError(
+                f"{group!r}: the group name keeps devices out of the workers' stream, so it "
+                f"must be one they cannot guess: 16 to 64 letters, digits, '-' or '_', chosen "
+                f"at random, e.g. {new_shared_group()!r}"
+            )
+        return group
 
 
 class InfluxConfig(_Strict):

@@ -21,6 +21,7 @@ import tomli_w
 from sensorpipe.gateway.broker import Broker, reload_pid
 from sensorpipe.gateway.devices import DeviceCredentials, add_device, add_reader, set_ingest_account
 from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES
+from sensorpipe.ingest.config import new_shared_group
 from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.registry import Registry, load_registry, save_registry
@@ -239,11 +240,13 @@ class LocalStack:
         self._reload_broker(registry)
         return password
 
-    def add_worker(self, name: str, *, group: str = "ingest") -> IngestWorker:
+    def add_worker(self, name: str, *, group: str | None = None) -> IngestWorker:
         """A further ingest process on the shared subscription `$share/<group>/...`, with a
         broker account of its own (the broker ties client ids to user names) and its own
-        dead-letter store and stats; not started. The stack's own ingest reads unshared: stop
-        it (`stack.ingest.stop()`) when workers are to split the stream."""
+        dead-letter store and stats; not started. The group is the stack's own random one
+        (`shared_group`) unless given. The stack's own ingest reads unshared: stop it
+        (`stack.ingest.stop()`) when workers are to split the stream."""
+        group = group or self.shared_group()
         base = tomllib.loads((self.directory / "ingest" / "ingest.toml").read_text())
         password = self.add_reader(name)
         directory = self.directory / name
@@ -268,6 +271,13 @@ class LocalStack:
             directory / "ingest.log",
         )
         return IngestWorker(process, directory)
+
+    def shared_group(self) -> str:
+        """The workers' group name, made once per stack at random: devices cannot guess it."""
+        path = self.directory / "ingest" / "shared_group"
+        if not path.exists():
+            write_private(path, new_shared_group() + "\n")
+        return path.read_text().strip()
 
     def add_devices(self, specs: list[tuple[str, dict[str, Any]]]) -> list[DeviceCredentials]:
         registry = self.registry()

@@ -15,7 +15,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sensorpipe.gateway.broker import Broker
 from sensorpipe.gateway.devices import DeviceCredentials, add_device, add_reader, set_ingest_account
 from sensorpipe.gateway.mosquitto import MAX_PACKET_BYTES
+from sensorpipe.ingest.config import new_shared_group
 from sensorpipe.protocol.registry import Registry
+from sensorpipe.protocol.topics import subscription
 from sensorpipe.stack.process import free_ports
 from tests.helpers import wait_for
 
@@ -30,6 +32,7 @@ class Client:
         self.refused: list[str] = []
         self.disconnects: list[str] = []
         self.messages: list[mqtt.MQTTMessage] = []
+        self.subacks: dict[int, list[Any]] = {}  # message id -> reason codes
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
         )
@@ -38,6 +41,7 @@ class Client:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = lambda _c, _u, msg: self.messages.append(msg)
+        self.client.on_subscribe = self._on_subscribe
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
@@ -50,6 +54,16 @@ class Client:
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.disconnects.append(str(reason))
         self.connected.clear()
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, reasons: Any, _p: Any) -> None:
+        self.subacks[mid] = list(reasons)
+
+    def subscribe(self, topic: str) -> list[Any]:
+        """Subscribe with QoS 1 and return the broker's SUBACK reason codes."""
+        _rc, mid = self.client.subscribe(topic, qos=1)
+        assert mid is not None
+        wait_for(lambda: mid in self.subacks, timeout_s=5, what=f"SUBACK for {topic}")
+        return self.subacks[mid]
 
     def close(self) -> None:
         self.client.disconnect()
@@ -183,4 +197,55 @@ def test_confirmations_reach_only_their_device_and_only_the_ingest_sends_them(
     assert [m.payload for m in devices["dev-a"].messages] == [b"for a"]
     assert devices["dev-b"].messages == []
     for c in (*devices.values(), ingest):
+        c.close()
+
+
+# What a device might subscribe to in order to read or disturb other devices' messages: the
+# ingest's shared subscription under the names a device would try, everything, every device's
+# readings, other devices' confirmations, and groups of its own.
+SPY_TOPICS = (
+    subscription("ingest"),
+    "$share/ingest/sensorpipe/v1/#",
+    "#",
+    "sensorpipe/v1/+/+",
+    "sensorpipe/v1/dev-b/+",
+    "sensorpipe/ack/v1/dev-b",
+    "sensorpipe/ack/v1/+",
+    "$share/ingest/sensorpipe/ack/v1/+",
+    "$SYS/#",
+)
+
+
+def test_a_device_subscribing_to_others_topics_gets_nothing_and_takes_nothing(
+    broker: Any,
+) -> None:
+    """Mosquitto 2.0 grants these subscriptions (its ACL file is applied at delivery), so the
+    device must receive nothing, and the readers sharing the stream must lose nothing: a
+    shared-subscription member that is refused a message takes it from the whole group."""
+    port, creds, ingest_password, reader_password = broker
+    group = new_shared_group()
+    readers = [
+        Client(port, "ingest", ingest_password, "ingest"),
+        Client(port, READER, reader_password, READER),
+    ]
+    for r in readers:
+        assert r.connected.wait(5)
+        assert not r.subscribe(subscription(group))[0].is_failure
+    spy = Client(port, "dev-a", creds["dev-a"].password, "dev-a")
+    assert spy.connected.wait(5)
+    for topic in SPY_TOPICS:
+        spy.subscribe(topic)  # granted or refused: either way it must yield nothing
+    sender = Client(port, "dev-b", creds["dev-b"].password, "dev-b")
+    assert sender.connected.wait(5)
+    sent = [f"reading {i}".encode() for i in range(60)]
+    for payload in sent:
+        sender.client.publish("sensorpipe/v1/dev-b/air", payload, qos=1).wait_for_publish(5)
+    readers[0].client.publish("sensorpipe/ack/v1/dev-b", b"for b", qos=1).wait_for_publish(5)
+    received = lambda: sorted(m.payload for r in readers for m in r.messages)  # noqa: E731
+    wait_for(lambda: len(received()) >= len(sent), timeout_s=10, what="every reading shared")
+    time.sleep(0.5)
+    assert received() == sorted(sent)
+    assert all(r.messages for r in readers)  # both readers had their share
+    assert spy.messages == []
+    for c in (spy, sender, *readers):
         c.close()
