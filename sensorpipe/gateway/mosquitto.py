@@ -20,9 +20,10 @@ nothing from anyone. But a device that joins the ingest workers' shared subscrip
 group name and topic filter) is dealt its turn of the group's messages, is refused each one,
 and the group loses them. So the workers' group name is a random secret that only their
 configuration holds (ingest.config.new_shared_group). The dynamic security plugin does refuse
-at SUBSCRIBE, but only without acl_file (which otherwise decides first), and it neither reloads
-on SIGHUP nor creates a client from a password hash: adding a device would need a broker
-restart or an admin account rewriting the broker's rules over MQTT.
+at SUBSCRIBE, but only without acl_file (which otherwise decides first); it does not reload on
+SIGHUP, and its control topic creates a client only from a plain password, which the registry
+does not keep: adding a device would need a broker restart, or an admin account keeping a
+second copy of the rules in step over MQTT.
 """
 
 from __future__ import annotations
