@@ -237,7 +237,8 @@ def test_a_replay_keeps_the_recorded_gap_and_latency(tmp_path: Path) -> None:
 
 def test_with_a_shared_stream_no_worker_claims_a_gap(tmp_path: Path) -> None:
     influx = FakeInflux()
-    service = _service(tmp_path, influx, broker={"password": "x", "shared_group": "ingest"})
+    broker = {"password": "x", "shared_group": "workers-Xq3vT9kLm2Pz"}
+    service = _service(tmp_path, influx, broker=broker)
     assert service.process([_item("good", 1), _item("good", 3)])
     assert "seq_gap" not in _link_line(influx, 3)
 
