@@ -12,6 +12,7 @@ helper: the managed broker and the throw-away influxd for tests and the demo use
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import sensorpipe
@@ -95,3 +96,17 @@ def test_no_import_cycles() -> None:
     for node in sorted(graph):
         visit(node)
     assert cycles == []
+
+
+def test_the_readme_table_of_folders_matches_the_tree() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([\w/]+)/` \|", readme, flags=re.M))
+    on_disk = {
+        f"sensorpipe/{p.name}"
+        for p in PACKAGE.iterdir()
+        if p.is_dir() and p.name != "__pycache__"
+    }
+    top = {"tests", "bench", "eval", "training"}
+    assert on_disk >= {"sensorpipe/edge", "sensorpipe/ingest"}
+    assert listed == on_disk | top
+    assert all((PACKAGE.parent / folder).is_dir() for folder in top)
