@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -62,8 +64,30 @@ def stack_status(directory: Path | None, as_json: bool) -> None:
             f"  ingest: received {stats['received']}, stored {stats['stored_messages']}, "
             f"rejected {stats['rejected']}, write retries {stats['write_retries']}"
         )
+    deadletter = status["components"]["ingest"].get("deadletter")
+    if deadletter:
+        _echo_deadletter(deadletter)
     if status.get("metrics"):
         click.echo(f"  ingest metrics (Prometheus): {status['metrics']}")
+
+
+def _echo_deadletter(d: dict[str, Any]) -> None:
+    """The dead-letter store, loudly when it cannot write: rejected messages are then held
+    back, not confirmed to their devices."""
+    room = "" if d["free_bytes"] is None else f", {d['free_bytes'] / 2**20:.1f} MiB free"
+    if d["available"] is False:
+        since = d["unavailable_since"]
+        when = "" if since is None else time.strftime(" since %H:%M:%S", time.localtime(since))
+        click.echo(f"  dead-letter store UNAVAILABLE{when}: {d['error']} ({d['path']}{room})")
+        click.echo(
+            f"    {d['held_back']} rejected messages held back, not confirmed to their devices: "
+            f"{d['held_back_waiting']} waiting in the ingest, {d['left_to_sender']} left to "
+            f"their senders to send again"
+        )
+        return
+    click.echo(f"  dead-letter store: {d['path']}{room}")
+    if d["held_back"]:
+        click.echo(f"    {d['held_back']} rejected messages held back while it was unavailable")
 
 
 @stack.command("down")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 import tomllib
@@ -222,6 +223,9 @@ class LocalStack:
             components["ingest"]["stats"] = json.loads(stats_path.read_text())
         except (FileNotFoundError, ValueError):
             components["ingest"]["stats"] = None
+        components["ingest"]["deadletter"] = _deadletter_status(
+            self.directory / "ingest" / "ingest.toml", components["ingest"]["stats"]
+        )
         return {**info.as_dict(), "components": components, "devices": len(self.registry().devices)}
 
     # --- devices --------------------------------------------------------------------------
@@ -317,6 +321,29 @@ class IngestWorker:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+def _deadletter_status(ingest_config: Path, stats: dict[str, Any] | None) -> dict[str, Any]:
+    """Where the ingest keeps its dead letters and the room left on that disk; from its
+    counters, whether it can write there and what it holds back while it cannot."""
+    path: Path | None = None
+    free: int | None = None
+    try:
+        path = Path(tomllib.loads(ingest_config.read_text())["deadletter_path"])
+        free = shutil.disk_usage(path.parent).free
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        pass
+    s = stats or {}
+    return {
+        "path": None if path is None else str(path),
+        "free_bytes": free,
+        "available": s.get("deadletter_available"),
+        "error": s.get("deadletter_error"),
+        "unavailable_since": s.get("deadletter_unavailable_since"),
+        "held_back": s.get("held_back", 0),
+        "held_back_waiting": s.get("held_back_waiting", 0),
+        "left_to_sender": s.get("left_to_sender", 0),
+    }
 
 
 def _ingest_connected(stats_path: Path) -> bool:
