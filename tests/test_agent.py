@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from sensorpipe.edge.agent import Agent
+from sensorpipe.edge.agent import Agent, SensorOpener
 from sensorpipe.edge.config import EdgeConfig, LocationConfig, MqttConfig
+from sensorpipe.edge.counting.loop import CountingLoop
 from sensorpipe.edge.drivers.registry import Bme280Config
-from sensorpipe.edge.errors import SensorError
-from sensorpipe.edge.outbox import MemoryOutbox
+from sensorpipe.edge.errors import SensorConfigError, SensorError
+from sensorpipe.edge.outbox import DISK_HEADROOM_BYTES, MemoryOutbox, Outbox, SqliteOutbox
 from sensorpipe.edge.publisher import LinkState, Publisher
 from sensorpipe.protocol.codec import canonical_bytes, decode
-from sensorpipe.protocol.messages import AirMessage, StatusMessage
+from sensorpipe.protocol.messages import AirMessage, CountMessage, StatusMessage
 from sensorpipe.protocol.signing import Signer, Verifier, generate_keypair
+from tests.test_outbox import SmallDisk
 
 PRIVATE, PUBLIC = generate_keypair()
 
@@ -43,12 +49,26 @@ class FakePublisher:
         self.finalize = kwargs["finalize"]
         self.notified = 0
 
+    def start(self) -> None:
+        pass
+
+    def stop(self, drain_timeout_s: float = 0.0) -> None:
+        pass
+
     def notify(self) -> None:
         self.notified += 1
 
 
-def _agent(drivers: list[FakeDriver], **config: Any) -> tuple[Agent, MemoryOutbox]:
-    outbox = MemoryOutbox()
+def _agent(
+    drivers: list[FakeDriver],
+    *,
+    outbox: Outbox | None = None,
+    sensors: Sequence[SensorOpener] = (),
+    counter: CountingLoop | None = None,
+    reopen_after_s: float = 60.0,
+    **config: Any,
+) -> tuple[Agent, Outbox]:
+    outbox = outbox or MemoryOutbox()
     cfg = EdgeConfig(
         device_id="d1",
         private_key=PRIVATE,
@@ -59,7 +79,10 @@ def _agent(drivers: list[FakeDriver], **config: Any) -> tuple[Agent, MemoryOutbo
     agent = Agent(
         cfg,
         drivers=[(d, 60.0) for d in drivers],
+        sensors=sensors,
         outbox=outbox,
+        counter=counter,
+        reopen_after_s=reopen_after_s,
         publisher_factory=cast(Callable[..., Publisher], FakePublisher),
         clock=lambda: 1_790_000_000.1234,
         clock_synced=lambda: True,
@@ -68,7 +91,7 @@ def _agent(drivers: list[FakeDriver], **config: Any) -> tuple[Agent, MemoryOutbo
     return agent, outbox
 
 
-def _sent(agent: Agent, outbox: MemoryOutbox, backlog: bool = False) -> list[bytes]:
+def _sent(agent: Agent, outbox: Outbox, backlog: bool = False) -> list[bytes]:
     state = LinkState(reconnects=1, outbox_depth=outbox.depth(), backlog=backlog)
     return [agent._finalize(e, state) for e in outbox.pending()]
 
@@ -143,22 +166,122 @@ def test_signer_rejects_a_bad_key() -> None:
         Signer("not-a-key")
 
 
-def test_an_outbox_with_no_room_at_all_costs_a_reading_not_the_agent() -> None:
-    from sensorpipe.edge.outbox import OutboxFull
-
-    sds = FakeDriver("sds011", [{"pm2_5": 10.0, "pm10": 15.0}, {"pm2_5": 11.0, "pm10": 16.0}])
-    agent, outbox = _agent([sds])
-
-    def no_room(topic: str, body: bytes, *, seq: int | None = None) -> int:
-        raise OutboxFull("database or disk is full")
-
-    real_put = outbox.put
-    outbox.put = no_room  # type: ignore[method-assign]
-    assert agent.sample(agent._slots) is None  # no exception: counted and logged
-    assert agent.stats.messages_dropped == 1
-    outbox.put = real_put  # type: ignore[method-assign]
+def test_a_reading_the_outbox_cannot_keep_shows_as_a_gap_and_a_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk is full: the reading is lost, but its number stays used and every later
+    message reports the loss in `outbox_dropped`; the log says so, and when it is over."""
+    path = tmp_path / "outbox.sqlite"
+    disk = SmallDisk(path, DISK_HEADROOM_BYTES + 10_000_000)
+    outbox = SqliteOutbox(path, free_bytes=disk)
+    sds = FakeDriver("sds011", [{"pm2_5": float(i), "pm10": 15.0} for i in range(6)])
+    agent, _ = _agent([sds], outbox=outbox)
     assert agent.sample(agent._slots) is not None
+    (first,) = outbox.pending()
+    outbox.mark_sent(first.id)  # the broker has it
+    disk.capacity = 0  # full: the database may not grow, and cannot make room
+
+    def disk_full(*args: Any) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(outbox, "_insert", disk_full)
+    with caplog.at_level(logging.WARNING, logger="sensorpipe.edge.agent"):
+        assert agent.sample(agent._slots) is None  # no exception: counted and logged
+        assert agent.sample(agent._slots) is None
+        assert agent.stats.messages_dropped == 2
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1  # the same reason again is not logged at once
+        assert "disk is full" in errors[0].getMessage()
+        assert "air message 2 lost" in errors[0].getMessage()
+        monkeypatch.undo()
+        disk.capacity = DISK_HEADROOM_BYTES + 10_000_000  # space again
+        assert agent.sample(agent._slots) is not None
+        assert "keeps messages again" in caplog.records[-1].getMessage()
+        assert "sequence numbers 2-3" in caplog.records[-1].getMessage()
     (payload,) = _sent(agent, outbox)
     message = decode(payload)
-    assert message.seq == 2  # the lost reading leaves a visible gap
-    assert message.link.outbox_dropped == 0
+    assert message.seq == 4  # 2 and 3 are a visible gap ...
+    assert message.link.outbox_dropped == 2  # ... and a count in the next message
+    outbox.close()
+
+
+def test_a_sensor_that_cannot_be_opened_is_reported_and_tried_again_while_others_are_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sds = FakeDriver("sds011", [{"pm2_5": float(i), "pm10": 15.0} for i in range(4)])
+    bme = FakeDriver("bme280", [{"temperature": 21.5}])
+    attempts: list[int] = []
+
+    def open_bme280() -> FakeDriver:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise SensorConfigError("bme280: cannot open I2C bus 1: [Errno 2] No such file")
+        return bme
+
+    agent, outbox = _agent(
+        [sds], sensors=[SensorOpener("bme280", open_bme280, 60.0)], reopen_after_s=0.0
+    )
+    with caplog.at_level(logging.WARNING, logger="sensorpipe.edge.agent"):
+        agent.sample(agent._slots)
+        agent.sample(agent._slots)
+        agent.queue_status()
+        agent.sample(agent._slots)  # the bus is there now
+    messages = [decode(p) for p in _sent(agent, outbox)]
+    air = [m for m in messages if isinstance(m, AirMessage)]
+    assert [[r.sensor for r in m.readings] for m in air] == [
+        ["sds011", "sds011"],
+        ["sds011", "sds011"],
+        ["sds011", "sds011", "bme280"],
+    ]
+    (status,) = [m for m in messages if isinstance(m, StatusMessage)]
+    bme_health = next(h for h in status.sensors if h.sensor == "bme280")
+    assert not bme_health.ok and bme_health.reads_failed == 2 and bme_health.reads_ok == 0
+    assert "cannot open I2C bus 1" in (bme_health.last_error or "")
+    lines = [r.getMessage() for r in caplog.records]
+    # Said once (the same reason again waits), with what happens next; and when it is over.
+    assert len([x for x in lines if "cannot open I2C bus 1" in x]) == 1
+    assert "trying again every 0 s" in lines[0] and "sensor bme280" in lines[0]
+    assert "sensor bme280 opened" in lines[-1]
+    assert len(attempts) == 3
+
+
+def test_a_driver_fault_costs_that_sensor_s_reading_only() -> None:
+    sds = FakeDriver("sds011", [{"pm2_5": 3.0, "pm10": 4.0}])
+    broken = FakeDriver("bme280", [ZeroDivisionError("bug")])
+    agent, outbox = _agent([broken, sds])
+    agent.sample(agent._slots)
+    (payload,) = _sent(agent, outbox)
+    message = decode(payload)
+    assert isinstance(message, AirMessage)
+    assert [r.sensor for r in message.readings] == ["sds011", "sds011"]
+    assert "ZeroDivisionError" in (agent.sensor_health()[0].last_error or "")
+
+
+def test_a_video_that_ends_ends_the_agent_after_its_last_counts_are_queued() -> None:
+    from sensorpipe.edge.counting.detector import Detector
+    from sensorpipe.edge.counting.pipeline import CountingPipeline
+    from sensorpipe.firmware_sim.camera import SyntheticCamera
+    from sensorpipe.firmware_sim.count_eval import DEFAULT_MODEL, DIRECTIONS, SHIPPED_CLASS_MAP
+    from sensorpipe.firmware_sim.scenes import DETECTOR_CLASSES, Scene
+
+    detector = Detector(DEFAULT_MODEL, list(DETECTOR_CLASSES), threads=1)
+    pipeline = CountingPipeline(detector, SHIPPED_CLASS_MAP, directions=DIRECTIONS, interval_s=10)
+    # 25 s of street from a whole minute on: two whole intervals and a 5 s one.
+    camera = SyntheticCamera(Scene(1001, duration_s=25.0), fps=5.0, realtime=False, start=600.0)
+    agent, outbox = _agent([], counter=CountingLoop(pipeline, camera), status_interval_s=3600)
+    stop = threading.Event()
+    result: list[str | None] = []
+    runner = threading.Thread(target=lambda: result.append(agent.run(stop)))
+    runner.start()
+    runner.join(timeout=60)
+    still_running = runner.is_alive()
+    stop.set()
+    runner.join()
+    assert not still_running, "the agent kept running after its video ended"
+    assert result == ["the frame source ended after 125 frames"]
+    counts = [m for m in map(decode, _sent(agent, outbox)) if isinstance(m, CountMessage)]
+    assert [(m.observed_at.timestamp(), m.interval_end.timestamp()) for m in counts] == [
+        (600.0, 610.0),
+        (610.0, 620.0),
+        (620.0, 624.8),  # the last, partial interval was flushed before the agent ended
+    ]

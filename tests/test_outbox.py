@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from sensorpipe.edge.outbox import MemoryOutbox, Outbox, SqliteOutbox
+from sensorpipe.edge.outbox import (
+    DISK_HEADROOM_BYTES,
+    MAX_REJECTED,
+    MemoryOutbox,
+    Outbox,
+    OutboxError,
+    OutboxFull,
+    SqliteOutbox,
+)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -129,14 +137,111 @@ def test_a_full_outbox_drops_its_oldest_readings_and_counts_them(kind: str, tmp_
     box.close()
 
 
+class SmallDisk:
+    """Free space of a disk of `capacity` bytes that holds nothing but the outbox's files."""
+
+    def __init__(self, path: Path, capacity: int) -> None:
+        self.path = path
+        self.capacity = capacity
+
+    def __call__(self) -> int:
+        used = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
+        return self.capacity - used
+
+
 def test_a_full_disk_makes_room_from_the_oldest_instead_of_failing(tmp_path: Path) -> None:
-    box = SqliteOutbox(tmp_path / "o.sqlite")
-    # SQLite's own size cap stands in for a full disk: the same "database or disk is full".
-    box._db.execute("PRAGMA max_page_count = 40")
+    path = tmp_path / "o.sqlite"
+    box = SqliteOutbox(path, free_bytes=SmallDisk(path, DISK_HEADROOM_BYTES + 400_000))
     body = b"x" * 2000
     for _ in range(400):
         box.put("t", body)  # never raises: the oldest go when there is no room
     assert box.dropped > 0 and 0 < box.depth() < 400
     newest = box.pending(after_id=0, limit=1000)[-1]
     assert newest.id == 400  # the last reading made it in
+    box.close()
+
+
+def test_a_reading_the_disk_has_no_room_for_is_counted_and_keeps_its_number(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "o.sqlite"
+    box = SqliteOutbox(path, free_bytes=SmallDisk(path, DISK_HEADROOM_BYTES + 100_000))
+    assert box.put("t", b"small", seq=box.next_seq()) == 1
+    seq = box.next_seq()
+    with pytest.raises(OutboxFull):
+        box.put("t", b"x" * 300_000, seq=seq)  # more than the whole disk
+    # Counted (reported as outbox_dropped): the oldest, dropped in vain, and the reading.
+    assert box.dropped == 2 and box.depth() == 0
+    assert box.next_seq() == seq + 1  # its number stays used: a visible gap
+    assert box.put("t", b"after", seq=seq + 1) > 0  # the outbox still works
+    box.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_full_outbox_drops_sent_entries_before_unsent_ones(kind: str, tmp_path: Path) -> None:
+    box: Outbox = (
+        MemoryOutbox(max_entries=100)
+        if kind == "memory"
+        else SqliteOutbox(tmp_path / "o.sqlite", max_entries=100)
+    )
+    ids = [box.put("t", str(seq).encode(), seq=seq) for seq in range(1, 101)]
+    for entry_id in ids[50:55]:
+        box.mark_sent(entry_id)  # the broker has these: most likely not lost when dropped
+    for seq in range(101, 108):
+        box.put("t", str(seq).encode(), seq=seq)
+    assert box.depth() == 100
+    assert box.dropped == 2  # the five sent ones went first, then the two oldest unsent
+    assert [e.seq for e in box.pending(limit=2)] == [3, 4]
+    box.close()
+
+
+def test_rejected_entries_are_counted_and_only_the_newest_kept(outbox: Outbox) -> None:
+    for i in range(MAX_REJECTED + 5):
+        outbox.reject(outbox.put("t", f"m{i}".encode(), seq=i + 1), "too large")
+    assert outbox.dropped == MAX_REJECTED + 5
+    kept = outbox.rejected()
+    assert len(kept) == MAX_REJECTED and kept[-1][0].body == f"m{MAX_REJECTED + 4}".encode()
+    assert outbox.depth() == 0
+
+
+def test_a_write_that_fails_raises_an_outbox_error_and_the_outbox_recovers(
+    tmp_path: Path,
+) -> None:
+    box = SqliteOutbox(tmp_path / "o.sqlite")
+    first = box.put("t", b"a", seq=box.next_seq())
+    box._db.execute("PRAGMA query_only = ON")  # every write now fails, as on a broken disk
+    with pytest.raises(OutboxError):
+        box.mark_sent(first)
+    with pytest.raises(OutboxError):
+        box.confirm([1])
+    seq = box.next_seq()  # numbering does not need the database
+    with pytest.raises(OutboxError):
+        box.put("t", b"b", seq=seq)
+    assert box.dropped == 1
+    box._db.execute("PRAGMA query_only = OFF")
+    box.mark_sent(first)
+    assert box.confirm([1]) == 1
+    assert box.put("t", b"c", seq=box.next_seq()) > 0
+    box.close()
+
+
+def test_the_sequence_number_survives_a_torn_write_and_an_older_outbox(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = SqliteOutbox(path)
+    assert [box.next_seq() for _ in range(5)] == [1, 2, 3, 4, 5]
+    box.close()
+    raw = bytearray(Path(f"{path}.seq").read_bytes())
+    raw[512 + 6] ^= 0xFF  # a power cut tore the slot holding 5
+    Path(f"{path}.seq").write_bytes(bytes(raw))
+    box = SqliteOutbox(path)
+    assert box.next_seq() == 5  # 5 was being written, so it was never handed out
+    box.close()
+    # An outbox from an agent that kept the counter in the database, without the file.
+    Path(f"{path}.seq").unlink()
+    db = sqlite3.connect(path)
+    db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES ('seq', 41)")
+    db.commit()
+    db.close()
+    box = SqliteOutbox(path)
+    assert box.next_seq() == 42
     box.close()

@@ -3,16 +3,21 @@ is sent again. The real broker and ingest are in tests/integration."""
 
 from __future__ import annotations
 
+import logging
+import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from sensorpipe.edge.config import MqttConfig
-from sensorpipe.edge.outbox import MemoryOutbox, OutboxEntry
+from sensorpipe.edge.outbox import MemoryOutbox, OutboxEntry, OutboxError
 from sensorpipe.edge.publisher import LinkState, Publisher
 from sensorpipe.protocol.ack import encode_ack
 from tests.helpers import wait_for
@@ -39,6 +44,8 @@ class ScriptedClient:
         self.on_publish: Any = None
         self.on_message: Any = None
         self.on_subscribe: Any = None
+        self.on_connect_fail: Any = None
+        self.last_connect_error: OSError | None = None
 
     def connect_async(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -61,8 +68,16 @@ class ScriptedClient:
         return SimpleNamespace(mid=self._mid)
 
     # --- the broker's side ---
-    def connect(self) -> None:
-        self.on_connect(self, None, None, OK, None)
+    def connect(self, props: Any = None) -> None:
+        self.on_connect(self, None, None, OK, props)
+
+    def fail_connect(self, exc: OSError) -> None:
+        """paho's loop failed to connect (it retries by itself)."""
+        self.last_connect_error = exc
+        self.on_connect_fail(self, None)
+
+    def refuse_connect(self, code: int) -> None:
+        self.on_connect(self, None, None, ReasonCode(PacketTypes.CONNACK, identifier=code), None)
 
     def drop(self) -> None:
         self.on_disconnect(self, None, None, OK, None)
@@ -78,7 +93,9 @@ class ScriptedClient:
         self.on_message(self, None, msg)
 
 
-def _publisher(outbox: MemoryOutbox, **mqtt: Any) -> tuple[Publisher, ScriptedClient]:
+def _publisher(
+    outbox: MemoryOutbox, *, clock: Callable[[], float] = time.monotonic, **mqtt: Any
+) -> tuple[Publisher, ScriptedClient]:
     client = ScriptedClient()
     config = MqttConfig(username="dev-1", password="x", **mqtt)
 
@@ -91,6 +108,7 @@ def _publisher(outbox: MemoryOutbox, **mqtt: Any) -> tuple[Publisher, ScriptedCl
         client_id="dev-1",
         finalize=finalize,
         client_factory=lambda _id, _config: client,  # type: ignore[arg-type, return-value]
+        clock=clock,
     )
     publisher.start()
     return publisher, client
@@ -190,5 +208,121 @@ def test_refused_for_good_is_set_aside_refused_for_now_is_retried() -> None:
         assert [reason for _entry, reason in outbox.rejected()] == ["broker: Not authorized"]
         client.puback(client.sent[2])
         wait_for(lambda: outbox.depth() == 0, what="the retried entry accepted")
+    finally:
+        publisher.stop()
+
+
+def test_a_message_larger_than_the_broker_takes_is_set_aside_once_and_the_rest_flows() -> None:
+    outbox = MemoryOutbox()
+    outbox.put("sensorpipe/v1/dev-1/air", b"m1", seq=1)
+    outbox.put("sensorpipe/v1/dev-1/air", b"x" * (65 * 1024), seq=2)  # over the 64 KiB limit
+    outbox.put("sensorpipe/v1/dev-1/air", b"m3", seq=3)
+    publisher, client = _publisher(outbox, confirm=False)
+    try:
+        client.connect()
+        wait_for(lambda: len(client.sent) == 2, what="the two others sent")
+        assert [m.payload for m in client.sent] == [b"m1", b"m3"]
+        ((entry, reason),) = outbox.rejected()
+        assert entry.seq == 2 and reason == "too large: 66560 bytes, the broker accepts 65536"
+        assert publisher.refused == 1 and outbox.dropped == 1  # reported as outbox_dropped
+        for sent in client.sent:
+            client.puback(sent)
+        wait_for(lambda: outbox.depth() == 0, what="the others delivered")
+        client.drop()
+        client.connect()  # after a reconnect it is not tried again
+        time.sleep(0.3)
+        assert len(client.sent) == 2 and publisher.refused == 1
+    finally:
+        publisher.stop()
+
+
+def test_the_broker_s_own_packet_limit_counts_when_it_states_one() -> None:
+    outbox = MemoryOutbox()
+    topic = "sensorpipe/v1/dev-1/air"
+    outbox.put(topic, b"y" * 900, seq=1)
+    outbox.put(topic, b"y" * 1100, seq=2)
+    publisher, client = _publisher(outbox, confirm=False)
+    try:
+        props = Properties(PacketTypes.CONNACK)
+        props.MaximumPacketSize = 1000 + 10 + len(topic)
+        client.connect(props)
+        wait_for(lambda: len(client.sent) == 1, what="the entry that fits")
+        wait_for(lambda: publisher.refused == 1, what="the one that does not")
+        assert publisher.payload_limit(topic) == 1000
+        assert "1100 bytes, the broker accepts 1000" in outbox.rejected()[0][1]
+    finally:
+        publisher.stop()
+
+
+def test_an_unreachable_broker_is_reported_at_once_with_its_reason_then_less_often(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [1000.0]
+    publisher, client = _publisher(MemoryOutbox(), clock=lambda: now[0], port=1884)
+    try:
+        with caplog.at_level(logging.WARNING, logger="sensorpipe.edge.publisher"):
+            client.fail_connect(ConnectionRefusedError(111, "Connection refused"))
+            (line,) = [r for r in caplog.records]
+            assert line.levelno == logging.WARNING
+            assert "cannot connect to the broker at 127.0.0.1:1884" in line.getMessage()
+            assert "connection refused: nothing listens on port 1884" in line.getMessage()
+            for _ in range(20):  # paho retries every few seconds
+                now[0] += 2.0
+                client.fail_connect(ConnectionRefusedError(111, "Connection refused"))
+            assert len(caplog.records) == 1  # the same reason is not repeated at once ...
+            now[0] += 30.0
+            client.fail_connect(ConnectionRefusedError(111, "Connection refused"))
+            assert len(caplog.records) == 2  # ... but after a while, with how often
+            assert "; 21 times in the last 70 s; still trying" in caplog.records[-1].getMessage()
+            unresolvable = socket.gaierror(-2, "Name or service not known")
+            client.fail_connect(unresolvable)  # a new reason is said at once
+            assert "does not resolve" in caplog.records[-1].getMessage()
+            client.refuse_connect(0x86)
+            assert "check username and password" in caplog.records[-1].getMessage()
+            now[0] += 5.0
+            client.connect()
+            assert "connected to the broker at 127.0.0.1:1884" in caplog.records[-1].getMessage()
+            assert "after 24 failed attempts" in caplog.records[-1].getMessage()
+        assert publisher.connect_failures == 24
+    finally:
+        publisher.stop()
+
+
+class FlakyOutbox(MemoryOutbox):
+    """An outbox on a disk that is full for a while: its writes fail while `full` is set."""
+
+    full = False
+
+    def mark_sent(self, entry_id: int) -> None:
+        if self.full:
+            raise OutboxError("cannot mark an entry sent: database or disk is full")
+        super().mark_sent(entry_id)
+
+    def confirm(self, seqs: Any) -> int:
+        if self.full:
+            raise OutboxError("cannot remove confirmed entries: database or disk is full")
+        return super().confirm(seqs)
+
+
+def test_bookkeeping_a_full_disk_refuses_is_done_once_it_has_room() -> None:
+    outbox = FlakyOutbox()
+    _fill(outbox, 2)
+    publisher, client = _publisher(outbox)
+    try:
+        client.connect()
+        client.suback()
+        wait_for(lambda: len(client.sent) == 2, what="two entries sent")
+        outbox.full = True
+        client.puback(client.sent[0])
+        client.deliver_ack([1])
+        client.puback(client.sent[1])
+        time.sleep(0.5)
+        assert publisher._thread.is_alive() and outbox.depth() == 2
+        assert len(client.sent) == 2  # nothing sent twice meanwhile
+        outbox.full = False
+        wait_for(lambda: outbox.depth() == 1, what="the confirmed entry removed")
+        assert [e.seq for e in outbox.pending()] == []  # the other is marked sent, kept
+        client.deliver_ack([2])
+        wait_for(lambda: outbox.depth() == 0, what="the second confirmed")
     finally:
         publisher.stop()

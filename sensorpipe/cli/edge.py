@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from pathlib import Path
@@ -20,35 +21,57 @@ def edge() -> None:
 @edge.command("run")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
 def edge_run(config_path: Path) -> None:
-    """Read the configured sensors and publish until stopped (SIGTERM or Ctrl-C)."""
-    from sensorpipe.edge.agent import Agent
+    """Read the configured sensors and publish until stopped (SIGTERM or Ctrl-C).
+
+    A counting agent whose video file ends stops by itself (status 0); one whose camera stops
+    delivering frames stops with status 1, for the service manager to start it again.
+    """
+    from sensorpipe.edge.agent import Agent, SensorOpener
     from sensorpipe.edge.config import load_edge_config
     from sensorpipe.edge.counting.config import build_pipeline, open_source
     from sensorpipe.edge.counting.errors import ModelError, SourceUnavailable
     from sensorpipe.edge.counting.loop import CountingLoop
     from sensorpipe.edge.drivers import open_driver
-    from sensorpipe.edge.errors import SensorConfigError
-    from sensorpipe.edge.outbox import SqliteOutbox
+    from sensorpipe.edge.outbox import OutboxError, SqliteOutbox
 
     try:
         config = load_edge_config(config_path)
-        drivers = [(open_driver(s), s.interval_s) for s in config.sensors]
         counter = None
         if config.counting is not None:
             pipeline = build_pipeline(config.counting, config_path.resolve().parent)
             counter = CountingLoop(pipeline, open_source(config.counting.source))
-    except (ConfigError, SensorConfigError, ModelError, SourceUnavailable) as exc:
+        outbox = SqliteOutbox(config.outbox_path, max_entries=config.outbox_max_entries)
+    except (ConfigError, ModelError, SourceUnavailable) as exc:
         fail(str(exc))
-    agent = Agent(
-        config,
-        drivers=drivers,
-        outbox=SqliteOutbox(config.outbox_path, max_entries=config.outbox_max_entries),
-        counter=counter,
-    )
+    except OutboxError as exc:
+        fail(f"outbox {config.outbox_path}: {exc}")
+    # Sensors are opened by the agent: one that cannot be opened is reported and tried again
+    # while the others are read.
+    sensors = [
+        SensorOpener(s.driver, functools.partial(open_driver, s), s.interval_s)
+        for s in config.sensors
+    ]
+    agent = Agent(config, sensors=sensors, outbox=outbox, counter=counter)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo(f"{config.device_id}: publishing to {config.mqtt.host}:{config.mqtt.port}")
     try:
-        agent.run(stop)
+        ended = agent.run(stop)
     except KeyboardInterrupt:
         stop.set()
+        ended = None
+    finally:
+        waiting = outbox.depth()
+        outbox.close()
+    if ended is None:
+        return
+    assert config.counting is not None
+    queued = agent.stats.kinds.get("count", 0)
+    summary = (
+        f"{config.device_id}: {ended}; {queued} count messages queued, "
+        f"{waiting} messages wait in the outbox for the next start"
+    )
+    if config.counting.source.kind == "video":
+        click.echo(summary, err=True)
+        return
+    fail(f"{summary}; the camera stopped delivering frames")

@@ -1,7 +1,9 @@
 """The edge agent: samples sensors on schedule, queues messages durably, publishes them.
 
 Sampler (caller's thread) -> outbox (disk) -> publisher (its own thread) -> broker.
-A failed read is counted and skipped; the agent never stops because one sensor misbehaves.
+A failed read is counted and skipped, and a sensor that cannot be opened (no I2C bus, no
+serial adapter) is reported in the log and in `sensor_status` and opened again every
+`reopen_after_s`: the agent never stops because one sensor misbehaves, the others are read.
 Messages are signed when they are handed to the broker, so `sent_at` and the link metadata
 describe the actual transmission, also for entries sent from the backlog after an outage.
 """
@@ -25,7 +27,8 @@ from sensorpipe.edge.counting.intervals import IntervalCounts
 from sensorpipe.edge.counting.loop import CountingLoop
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.errors import SensorError
-from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxFull
+from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxError
+from sensorpipe.edge.problems import RepeatedProblem
 from sensorpipe.edge.publisher import LinkState, Publisher
 from sensorpipe.protocol.codec import encode
 from sensorpipe.protocol.messages import MESSAGE_ADAPTER, Reading, SensorHealth
@@ -37,22 +40,38 @@ log = logging.getLogger(__name__)
 FIRMWARE = "sensorpipe-edge/0.1.0"
 
 
+@dataclass(frozen=True, slots=True)
+class SensorOpener:
+    """A sensor the agent opens itself: when it is first due, and again after a failed open."""
+
+    model: str  # the `sensor` tag its readings and its status carry
+    open: Callable[[], SensorDriver]
+    interval_s: float
+
+
 @dataclass
 class SensorSlot:
-    driver: SensorDriver
+    model: str
     interval_s: float
+    driver: SensorDriver | None = None
+    opener: Callable[[], SensorDriver] | None = None
     next_due: float = 0.0
+    next_open: float = 0.0
     reads_ok: int = 0
-    reads_failed: int = 0
+    reads_failed: int = 0  # failed reads, and failed attempts to open the sensor
     values_rejected: int = 0
     last_ok: bool = True
     last_error: str | None = None
+    problem: RepeatedProblem = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.problem = RepeatedProblem(log, f"sensor {self.model}", first_pause_s=300.0)
 
 
 @dataclass
 class AgentStats:
     messages_queued: int = 0
-    messages_dropped: int = 0  # not even queued: the outbox had no room at all
+    messages_dropped: int = 0  # numbered or not, the outbox could not keep them
     readings: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
 
@@ -67,18 +86,24 @@ class Agent:
         self,
         config: EdgeConfig,
         *,
-        drivers: Sequence[tuple[SensorDriver, float]],
+        drivers: Sequence[tuple[SensorDriver, float]] = (),
+        sensors: Sequence[SensorOpener] = (),
         outbox: Outbox,
         publisher_factory: Callable[..., Publisher] = Publisher,
         clock: Callable[[], float] = time.time,
         clock_synced: Callable[[], bool] = host.clock_synchronised,
         rssi: Callable[[], int | None] = host.wifi_rssi_dbm,
         counter: CountingLoop | None = None,
+        reopen_after_s: float = 60.0,
     ) -> None:
         self.config = config
         self.outbox = outbox
         self.stats = AgentStats()
-        self._slots = [SensorSlot(driver, interval) for driver, interval in drivers]
+        self._slots = [SensorSlot(d.model, interval, driver=d) for d, interval in drivers]
+        self._slots += [SensorSlot(s.model, s.interval_s, opener=s.open) for s in sensors]
+        self._reopen_after_s = reopen_after_s
+        self._outbox_problem = RepeatedProblem(log, "outbox", level=logging.ERROR)
+        self._lost_seqs: tuple[int | None, int | None] = (None, None)
         self._signer = Signer(config.private_key)
         self._clock = clock
         self._clock_synced = clock_synced
@@ -94,11 +119,26 @@ class Agent:
         )
 
     # --- sampling -------------------------------------------------------------------------
-    def run(self, stop: threading.Event, *, drain_timeout_s: float = 5.0) -> None:
-        """Sample until `stop` is set, then give the publisher a moment to empty the outbox."""
+    def run(self, stop: threading.Event, *, drain_timeout_s: float = 5.0) -> str | None:
+        """Sample until `stop` is set, then give the publisher a moment to empty the outbox.
+
+        The agent also ends by itself when its counter's frame source ends (a video file at its
+        end, a camera that stopped delivering frames), after the last interval's counts are in
+        the outbox; it then returns why. None: it was stopped.
+        """
+        ended: list[str] = []
+
+        def counting_ended(error: str | None) -> None:
+            if error is not None:
+                return  # logged by the counter; the air sensors go on
+            assert self.counter is not None
+            ended.append(f"the frame source ended after {self.counter.frames} frames")
+            log.info("%s: stopping the agent", ended[0])
+            stop.set()
+
         self.publisher.start()
         if self.counter is not None:
-            self.counter.start(self.queue_counts)
+            self.counter.start(self.queue_counts, on_end=counting_ended)
         try:
             while not stop.is_set():
                 now = time.monotonic()
@@ -119,35 +159,38 @@ class Agent:
                 self.counter.stop()  # flushes the open interval into the outbox
             self.publisher.stop(drain_timeout_s=drain_timeout_s)
             for slot in self._slots:
-                slot.driver.close()
+                if slot.driver is not None:
+                    slot.driver.close()
+        return ended[0] if ended else None
 
     def sample(self, slots: Sequence[SensorSlot]) -> int | None:
         """Read the given sensors once and queue one air message; the outbox id, if any."""
         observed = self._clock()
         readings: list[dict[str, Any]] = []
         for slot in slots:
+            driver = self._opened(slot)
+            if driver is None:
+                continue
             try:
-                values = slot.driver.read()
-            except SensorError as exc:
-                slot.reads_failed += 1
-                slot.last_ok = False
-                slot.last_error = str(exc)[:200]
-                log.warning("%s", exc)
+                values = driver.read()
+            except Exception as exc:  # a driver fault in one sensor must not stop the others
+                self._failed(slot, str(exc) if isinstance(exc, SensorError) else repr(exc))
                 continue
             slot.reads_ok += 1
             slot.last_ok = True
+            slot.problem.resolved(f"sensor {slot.model} reads again", level=logging.INFO)
             for quantity, value in values.items():
                 try:
                     reading = Reading(
                         quantity=quantity,
                         value=round(value, 3),
                         unit=QUANTITIES[quantity].unit if quantity in QUANTITIES else "",
-                        sensor=slot.driver.model,
+                        sensor=slot.model,
                     )
                 except ValidationError as exc:
                     slot.values_rejected += 1
                     slot.last_error = f"implausible value: {exc.errors()[0]['msg']}"[:200]
-                    log.warning("%s: dropped %s=%r: %s", slot.driver.model, quantity, value, exc)
+                    log.warning("%s: dropped %s=%r: %s", slot.model, quantity, value, exc)
                     continue
                 readings.append(reading.model_dump(mode="json"))
         if not readings:
@@ -155,14 +198,40 @@ class Agent:
         self.stats.readings += len(readings)
         return self._queue("air", observed, {"readings": readings})
 
+    def _opened(self, slot: SensorSlot) -> SensorDriver | None:
+        """The slot's driver, opening it first if it is not open (None: not this time)."""
+        if slot.driver is not None:
+            return slot.driver
+        if slot.opener is None or time.monotonic() < slot.next_open:
+            return None
+        try:
+            slot.driver = slot.opener()
+        except Exception as exc:  # no bus, no port, wrong chip, a missing package
+            slot.next_open = time.monotonic() + self._reopen_after_s
+            self._failed(
+                slot,
+                f"not available: {exc}",
+                f"; trying again every {self._reopen_after_s:.0f} s, the other sensors are read",
+            )
+            return None
+        slot.problem.resolved(f"sensor {slot.model} opened", level=logging.WARNING)
+        return slot.driver
+
+    def _failed(self, slot: SensorSlot, error: str, detail: str = "") -> None:
+        slot.reads_failed += 1
+        slot.last_ok = False
+        slot.last_error = error[:200]
+        # Driver errors name their sensor already; the log line names it once.
+        slot.problem.report(error.replace(f"{slot.model}: ", "", 1), detail)
+
     def sensor_health(self) -> list[SensorHealth]:
         return [
             SensorHealth(
-                sensor=s.driver.model,
+                sensor=s.model,
                 ok=s.last_ok,
                 reads_ok=s.reads_ok,
                 reads_failed=s.reads_failed,
-                frames_bad=s.driver.frames_bad,
+                frames_bad=s.driver.frames_bad if s.driver is not None else 0,
                 values_rejected=s.values_rejected,
                 last_error=s.last_error,
             )
@@ -188,8 +257,11 @@ class Agent:
         return self._queue("count", counts.start, payload)
 
     def _queue(self, kind: str, observed: float, payload: dict[str, Any]) -> int | None:
-        """Put one message in the outbox; its id, or None if even a full outbox's oldest
-        readings could not make room (counted in `stats.messages_dropped`, logged)."""
+        """Put one message in the outbox; its id, or None if the outbox could not keep it
+        (a full disk). Such a loss is counted (`stats.messages_dropped`, and the outbox's
+        `dropped`, which every later message reports as `outbox_dropped`), its sequence
+        number stays used (a gap centrally), and the log says so."""
+        seq: int | None = None
         try:
             seq = self.outbox.next_seq()
             draft = {
@@ -205,10 +277,23 @@ class Agent:
             entry_id = self.outbox.put(
                 topic_for(self.config.device_id, kind), json.dumps(draft).encode(), seq=seq
             )
-        except OutboxFull as exc:
+        except OutboxError as exc:
             self.stats.messages_dropped += 1
-            log.error("%s message not queued: %s", kind, exc)
+            if seq is not None:
+                self._lost_seqs = (self._lost_seqs[0] or seq, seq)
+            self._outbox_problem.report(
+                str(exc),
+                f"; {kind} message {seq or '(unnumbered)'} lost, "
+                f"{self.outbox.dropped} since the start (reported as outbox_dropped)",
+            )
             return None
+        if self._outbox_problem.active:
+            first, last = self._lost_seqs
+            self._outbox_problem.resolved(
+                f"the outbox keeps messages again; those it lost have sequence numbers "
+                f"{first}-{last} (a gap centrally, and counted in outbox_dropped)"
+            )
+            self._lost_seqs = (None, None)
         self.stats.messages_queued += 1
         self.stats.kinds[kind] = self.stats.kinds.get(kind, 0) + 1
         self.publisher.notify()

@@ -6,39 +6,72 @@ Contract (both implementations pass the same tests):
   acknowledged is `mark_sent` and stays in the outbox until the ingest confirms it
   (`confirm`, by sequence number; see protocol.ack) or the publisher decides to send it again
   (`requeue`). `remove` takes an entry out at once, for brokers without an ingest that confirms.
-  `reject` moves an entry the broker refused for good aside.
+  `reject` sets an entry that will never be delivered aside (the newest `MAX_REJECTED` are
+  kept for inspection).
 - `next_seq` hands out the device's sequence numbers; the counter survives restarts and never
   hands out a number twice, so a gap in stored sequence numbers means a reading was lost
-  before it reached the outbox, never that it was overwritten.
+  before it reached the ingest, never that it was overwritten. It works on a full disk too,
+  so that a reading the outbox cannot keep still leaves its gap.
+- `dropped` counts, since start, the readings the outbox gave up: the oldest ones dropped to
+  make room, new ones it could not keep (`next_seq` or `put` raised `OutboxError`), and rejected
+  ones. The agent reports it in every message's link metadata as `outbox_dropped`, so a loss is
+  visible centrally both as a count and as a sequence gap.
+- A write that fails raises `OutboxError` (retryable: the next write may work); the outbox
+  itself stays usable and works again once the disk has room.
 - Safe to call from the sampler and the publisher threads at once.
 
-When full (`max_entries` pending, or the disk itself full), the oldest pending entries make
-room for the new one: a device that is offline for weeks keeps its most recent readings, the
-loss is counted in `dropped` (reported in every message's link metadata as `outbox_dropped`)
-and shows as a gap in the stored sequence numbers. If even that fails, `put` raises
-`OutboxFull`, which the agent counts and survives.
+When full (`max_entries` waiting, or the disk itself full), the oldest entries make room for
+the new one: a device that is offline for weeks keeps its most recent readings. Entries
+already sent are dropped before unsent ones: the broker most likely has them, while an unsent
+entry exists nowhere else. If even that fails, `put` raises `OutboxFull`, which the agent
+counts and survives.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sqlite3
+import struct
 import threading
 import time
-from collections.abc import Iterable
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from sensorpipe.edge.errors import EdgeError
+
 MAX_ENTRIES = 500_000  # at one reading a minute, almost a year of readings
+MAX_REJECTED = 100  # entries set aside that are kept for inspection, newest first
+# SQLite's write-ahead log is copied into the database every this many pages (default 1000,
+# 4 MiB) and cut back to WAL_KEEP_BYTES afterwards. A small log matters on a nearly full disk:
+# a log that took the last free blocks cannot be copied into a database that must grow.
+WAL_CHECKPOINT_PAGES = 128
+WAL_KEEP_BYTES = 1024 * 1024
+# Free space the database leaves to its log and index files: it grows into the rest only.
+DISK_HEADROOM_BYTES = 2 * 1024 * 1024
 
 
-class OutboxFull(RuntimeError):
+class OutboxError(EdgeError):
+    """The outbox could not write (disk full, I/O error). Retryable: a later write may work."""
+
+    retryable = True
+
+
+class OutboxFull(OutboxError):
     """No room for the entry, even after dropping the oldest: the reading is lost (counted)."""
 
 
 def _disk_full(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
+def _free_bytes(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +103,8 @@ class Outbox(Protocol):
         ...
 
     def reject(self, entry_id: int, reason: str) -> None:
-        """The broker refused the entry for good (e.g. not authorised): keep it aside."""
+        """The entry will never be delivered (the broker refused it for good, it is too large
+        to send): set it aside, counted in `dropped`."""
         ...
 
     def rejected(self) -> list[tuple[OutboxEntry, str]]: ...
@@ -81,7 +115,7 @@ class Outbox(Protocol):
 
     @property
     def dropped(self) -> int:
-        """Oldest entries dropped to make room since start."""
+        """Readings given up since start: dropped for room, not kept, rejected."""
         ...
 
     def close(self) -> None: ...
@@ -103,8 +137,11 @@ class MemoryOutbox:
     def put(self, topic: str, body: bytes, *, seq: int | None = None) -> int:
         with self._lock:
             while len(self._entries) >= self.max_entries:
-                self._pop(min(self._entries))
-                self.dropped += 1
+                sent = [i for i in self._entries if i in self._sent]
+                oldest = min(sent) if sent else min(self._entries)
+                if oldest not in self._sent:
+                    self.dropped += 1
+                self._pop(oldest)
             self._last_id += 1
             entry = OutboxEntry(self._last_id, topic, body, time.time(), seq)
             self._entries[self._last_id] = entry
@@ -147,7 +184,8 @@ class MemoryOutbox:
         with self._lock:
             entry = self._pop(entry_id)
             if entry is not None:
-                self._rejected.append((entry, reason))
+                self._rejected = [*self._rejected, (entry, reason)][-MAX_REJECTED:]
+                self.dropped += 1
 
     def rejected(self) -> list[tuple[OutboxEntry, str]]:
         with self._lock:
@@ -166,17 +204,113 @@ class MemoryOutbox:
         pass
 
 
+class SequenceFile:
+    """The last sequence number handed out, in a small file that is overwritten in place.
+
+    Numbering a reading must work on a full disk, so that a reading the outbox cannot keep
+    still consumes its number and shows as a gap. Overwriting bytes of a file whose blocks
+    exist needs no new blocks (ext4, f2fs, tmpfs; not copy-on-write file systems such as btrfs
+    or ZFS). Two slots in separate sectors are written in turn, each with a checksum, so a
+    write torn by a power cut leaves the other slot's number; a number is handed out only
+    once its write is on the disk.
+    """
+
+    _SLOT = struct.Struct("<4sQI")  # magic, number, CRC-32 of magic and number
+    _MAGIC = b"SPSQ"
+    _OFFSETS = (0, 512)
+    _SIZE = 4096
+
+    def __init__(self, path: Path, *, at_least: int = 0) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            stored = self._read()
+            if os.fstat(self._fd).st_size < self._SIZE:  # new: take the blocks now
+                os.pwrite(self._fd, bytes(self._SIZE), 0)
+                os.fsync(self._fd)
+                if stored:
+                    self._write(stored)
+            self.last = max(stored, at_least)
+            if self.last != stored:
+                self._write(self.last)
+        except OSError:
+            os.close(self._fd)
+            raise
+
+    def _read(self) -> int:
+        numbers = [0]
+        for offset in self._OFFSETS:
+            raw = os.pread(self._fd, self._SLOT.size, offset)
+            if len(raw) < self._SLOT.size:
+                continue
+            magic, number, crc = self._SLOT.unpack(raw)
+            if magic == self._MAGIC and crc == zlib.crc32(raw[:12]):
+                numbers.append(number)
+        return max(numbers)
+
+    def _write(self, number: int) -> None:
+        body = self._MAGIC + struct.pack("<Q", number)
+        os.pwrite(self._fd, body + struct.pack("<I", zlib.crc32(body)), self._OFFSETS[number % 2])
+        os.fdatasync(self._fd)
+
+    def next(self) -> int:
+        self._write(self.last + 1)
+        self.last += 1
+        return self.last
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+@contextlib.contextmanager
+def _writing(what: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot {what}: {exc}") from exc
+
+
 class SqliteOutbox:
-    def __init__(self, path: Path | str, *, max_entries: int = MAX_ENTRIES) -> None:
+    """The outbox in a SQLite file (`path`), its sequence counter beside it (`path`.seq).
+
+    The database grows only into the disk's free space less `DISK_HEADROOM_BYTES` (checked
+    every 100 entries and whenever the disk is full): SQLite copies its write-ahead log into
+    the database, and a database that cannot grow for that can neither take nor drop an entry.
+    Kept within the limit, a full database makes room from the oldest entries instead.
+    `free_bytes` reports the free space (a seam for tests).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        max_entries: int = MAX_ENTRIES,
+        free_bytes: Callable[[], int] | None = None,
+    ) -> None:
         path = Path(path)
         self.max_entries = max_entries
         self.dropped = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._puts = 0
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._free_bytes = free_bytes or (lambda: _free_bytes(path.parent))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise OutboxError(f"cannot open {path}: {exc}") from exc
+        try:
+            self._setup()
+            self._seq = SequenceFile(Path(f"{path}.seq"), at_least=self._legacy_last_seq())
+            self._fit_to_disk()
+        except (OSError, sqlite3.Error) as exc:
+            self._db.close()
+            raise OutboxError(f"cannot open {path}: {exc}") from exc
+
+    def _setup(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a put that returned survives power loss, not only a crash of the agent.
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        self._db.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
         self._db.executescript(
             """
             CREATE TABLE IF NOT EXISTS outbox (
@@ -194,27 +328,62 @@ class SqliteOutbox:
             if column not in columns:  # an outbox written by an older agent
                 self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
         self._db.execute("CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (seq)")
+        # Finds the sent entries to drop first when the outbox is full.
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS outbox_sent ON outbox (id) WHERE sent_at IS NOT NULL"
+        )
+
+    def _legacy_last_seq(self) -> int:
+        """Numbers handed out before the counter moved to its own file (older agents kept it
+        in the database), or by entries still waiting: never hand those out again."""
+        row = self._db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+        waiting = self._db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0]
+        return max(int(row[0]) if row else 0, int(waiting or 0))
+
+    def _fit_to_disk(self) -> None:
+        """Let the database grow into the disk's free space less the headroom, no further."""
+        try:
+            free = self._free_bytes()
+        except OSError:
+            return  # keep the limit there is
+        page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(self._db.execute("PRAGMA page_count").fetchone()[0])
+        spare = max(0, free - DISK_HEADROOM_BYTES) // page_size
+        self._db.execute(f"PRAGMA max_page_count = {pages + spare}")
 
     def put(self, topic: str, body: bytes, *, seq: int | None = None) -> int:
         with self._lock:
-            over = self._depth() - self.max_entries + 1
-            if over > 0:
-                self._drop_oldest(over)
             try:
-                return self._insert(topic, body, seq)
-            except sqlite3.Error as exc:
-                if not _disk_full(exc):
-                    raise
-            # The disk is full: make room from the oldest readings (1 %, at least 100), retry.
-            self._drop_oldest(max(100, self._depth() // 100))
-            try:
-                return self._insert(topic, body, seq)
-            except sqlite3.Error as exc:
-                if _disk_full(exc):
-                    raise OutboxFull(
-                        f"outbox full even after dropping old readings: {exc}"
-                    ) from exc
+                return self._put(topic, body, seq)
+            except OutboxError:
+                self.dropped += 1
                 raise
+
+    def _put(self, topic: str, body: bytes, seq: int | None) -> int:
+        self._puts += 1
+        if self._puts % 100 == 0:
+            with _writing("check the free disk space"):
+                self._fit_to_disk()
+        over = self._depth() - self.max_entries + 1
+        if over > 0:
+            self._drop_oldest(over)
+        try:
+            return self._insert(topic, body, seq)
+        except sqlite3.Error as exc:
+            if not _disk_full(exc):
+                raise OutboxError(f"cannot keep the entry: {exc}") from exc
+        # The disk is full, or was: first see whether it has room again, then make room
+        # from the oldest entries (1 %, at least 100) and try once more.
+        with contextlib.suppress(sqlite3.Error):
+            self._fit_to_disk()
+            return self._insert(topic, body, seq)
+        self._drop_oldest(max(100, self._depth() // 100))
+        try:
+            return self._insert(topic, body, seq)
+        except sqlite3.Error as exc:
+            if _disk_full(exc):
+                raise OutboxFull(f"no room even after dropping the oldest entries: {exc}") from exc
+            raise OutboxError(f"cannot keep the entry: {exc}") from exc
 
     def _insert(self, topic: str, body: bytes, seq: int | None) -> int:
         cur = self._db.execute(
@@ -227,16 +396,25 @@ class SqliteOutbox:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def _drop_oldest(self, n: int) -> None:
+        """Drop n entries, sent ones first (the broker most likely has them), oldest first;
+        unsent ones dropped are counted in `dropped`."""
         try:
-            cur = self._db.execute(
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (n,)
-            )
+            sent = self._db.execute(
+                "DELETE FROM outbox WHERE id IN "
+                "(SELECT id FROM outbox WHERE sent_at IS NOT NULL ORDER BY id LIMIT ?)",
+                (n,),
+            ).rowcount
+            if n - sent > 0:
+                unsent = self._db.execute(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)",
+                    (n - sent,),
+                ).rowcount
+                self.dropped += max(unsent, 0)
         except sqlite3.Error:
-            return  # nothing to gain: the insert will say what is wrong
-        self.dropped += max(cur.rowcount, 0)
+            pass  # nothing to gain: the insert will say what is wrong
 
     def pending(self, *, after_id: int = 0, limit: int = 100) -> list[OutboxEntry]:
-        with self._lock:
+        with self._lock, _writing("read the outbox"):
             rows = self._db.execute(
                 "SELECT id, topic, body, created_at, seq FROM outbox "
                 "WHERE id > ? AND sent_at IS NULL ORDER BY id LIMIT ?",
@@ -245,17 +423,17 @@ class SqliteOutbox:
         return [OutboxEntry(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows]
 
     def remove(self, entry_id: int) -> None:
-        with self._lock:
+        with self._lock, _writing("remove a delivered entry"):
             self._db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
 
     def mark_sent(self, entry_id: int) -> None:
-        with self._lock:
+        with self._lock, _writing("mark an entry sent"):
             self._db.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (time.time(), entry_id))
 
     def confirm(self, seqs: Iterable[int]) -> int:
         numbers = sorted(set(seqs))
         removed = 0
-        with self._lock:
+        with self._lock, _writing("remove confirmed entries"):
             for start in range(0, len(numbers), 500):  # SQLite's limit on bound parameters
                 chunk = numbers[start : start + 500]
                 cur = self._db.execute(
@@ -265,7 +443,7 @@ class SqliteOutbox:
         return removed
 
     def requeue(self, *, sent_before: float = math.inf) -> int:
-        with self._lock:
+        with self._lock, _writing("offer sent entries again"):
             cur = self._db.execute(
                 "UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL AND sent_at < ?",
                 (min(sent_before, 1e300),),
@@ -273,47 +451,47 @@ class SqliteOutbox:
         return max(cur.rowcount, 0)
 
     def reject(self, entry_id: int, reason: str) -> None:
-        with self._lock:
+        with self._lock, _writing("set an entry aside"):
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
-                "INSERT OR REPLACE INTO rejected (id, topic, body, created_at, reason) "
-                "SELECT id, topic, body, created_at, ? FROM outbox WHERE id = ?",
-                (reason, entry_id),
-            )
-            self._db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO rejected (id, topic, body, created_at, reason) "
+                    "SELECT id, topic, body, created_at, ? FROM outbox WHERE id = ?",
+                    (reason, entry_id),
+                )
+                moved = self._db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,)).rowcount
+                self._db.execute(
+                    "DELETE FROM rejected WHERE id NOT IN "
+                    "(SELECT id FROM rejected ORDER BY id DESC LIMIT ?)",
+                    (MAX_REJECTED,),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        self.dropped += max(moved, 0)
 
     def rejected(self) -> list[tuple[OutboxEntry, str]]:
-        with self._lock:
+        with self._lock, _writing("read the rejected entries"):
             rows = self._db.execute(
                 "SELECT id, topic, body, created_at, reason FROM rejected ORDER BY id"
             ).fetchall()
         return [(OutboxEntry(r[0], r[1], bytes(r[2]), r[3]), r[4]) for r in rows]
 
     def depth(self) -> int:
-        with self._lock:
+        with self._lock, _writing("count the waiting entries"):
             return self._depth()
 
     def next_seq(self) -> int:
         with self._lock:
             try:
-                return self._next_seq()
-            except sqlite3.Error as exc:
-                if not _disk_full(exc):
-                    raise
-                self._drop_oldest(max(100, self._depth() // 100))
-                try:
-                    return self._next_seq()
-                except sqlite3.Error as again:
-                    raise OutboxFull(f"cannot number the reading: {again}") from again
-
-    def _next_seq(self) -> int:
-        row = self._db.execute(
-            "INSERT INTO counters (name, value) VALUES ('seq', 1) "
-            "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value"
-        ).fetchone()
-        return int(row[0])
+                return self._seq.next()
+            except OSError as exc:
+                self.dropped += 1  # the caller gives the reading up
+                raise OutboxError(f"cannot number the reading: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._seq.close()

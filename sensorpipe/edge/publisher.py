@@ -7,21 +7,33 @@ confirmation are offered again after every reconnect and after `confirm_timeout_
 not yet sent are retried from disk after a restart of the agent. With `confirm` off (a broker
 without the sensorpipe ingest behind it), the PUBACK is enough and the entry goes at once.
 
-A broker that refuses an entry for good (MQTT 5 "not authorised", "topic name invalid",
-"payload format invalid") moves it to the outbox's rejected list instead of retrying forever;
-other refusals ("quota exceeded": the broker's queue for the ingest is full) are retried after
-a pause. Duplicates are possible and harmless: the ingest stores each message under its
-observation time, so a repeated message overwrites itself.
+An entry that can never be delivered is set aside once (the outbox's rejected list, counted
+in its `dropped`: a gap and a count centrally, like any loss) instead of being retried
+forever: one the broker refuses for good (MQTT 5 "not authorised", "topic name invalid",
+"payload format invalid"), one that cannot be encoded, and one larger than the broker accepts
+(the protocol's 64 KiB, or less if the broker's CONNACK says so), which is refused before it
+is sent because the broker would answer it by disconnecting. Other refusals ("quota
+exceeded": the broker's queue for the ingest is full) are retried after a pause. Duplicates
+are possible and harmless: the ingest stores each message under its observation time, so a
+repeated message overwrites itself.
+
+A broker that cannot be reached, or refuses the connection, is reported at once with the
+reason (WARNING), and again only after growing pauses while the client keeps trying
+(problems.RepeatedProblem); reaching it again is reported too. Bookkeeping the outbox cannot
+write (a full disk) is kept and tried again; the entry is at worst sent once more.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import queue
+import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +44,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from sensorpipe.edge.config import MqttConfig
-from sensorpipe.edge.outbox import Outbox, OutboxEntry
+from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxError
+from sensorpipe.edge.problems import RepeatedProblem
 from sensorpipe.protocol.ack import ack_topic, decode_ack
+from sensorpipe.protocol.codec import MAX_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +66,47 @@ class LinkState:
     backlog: bool
 
 
+class Client(mqtt.Client):
+    """paho's client, keeping why its last attempt to connect failed: paho retries by itself
+    and tells `on_connect_fail` only that an attempt failed, not why."""
+
+    last_connect_error: OSError | None = None
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as exc:  # socket.gaierror, ConnectionRefusedError, TimeoutError, SSL
+            self.last_connect_error = exc
+            raise
+
+
 def make_client(client_id: str, config: MqttConfig) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client = Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.username_pw_set(config.username, config.password)
     if config.tls:
         client.tls_set(ca_certs=config.ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.max_queued_messages_set(0)  # the window below bounds what paho holds
     return client
+
+
+def describe_connect_error(exc: OSError, host: str, port: int) -> str:
+    """Why a connection attempt failed, in words a Pi owner can act on."""
+    if isinstance(exc, socket.gaierror):
+        return f"the host name {host!r} does not resolve ({exc.strerror or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused: nothing listens on port {port} (wrong port, or broker down)"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "no answer (wrong host, or a firewall in between)"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc.reason or exc} (check ca_file and the broker's certificate)"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def publish_overhead(topic: str) -> int:
+    """Bytes an MQTT 5 PUBLISH at QoS 1 adds to its payload, at most: fixed header (5),
+    topic length (2) and topic, packet id (2), properties length (1)."""
+    return 10 + len(topic.encode())
 
 
 class Publisher:
@@ -72,13 +119,26 @@ class Publisher:
         finalize: Finalize,
         window: int = 100,
         client_factory: Callable[[str, MqttConfig], mqtt.Client] = make_client,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._outbox = outbox
         self._config = mqtt_config
         self._finalize = finalize
         self._window = window
+        self._max_payload_bytes = max_payload_bytes
+        self._broker_max_packet: int | None = None  # from the broker's CONNACK, if it says
+        where = f"{mqtt_config.host}:{mqtt_config.port}"
+        self._unreachable = RepeatedProblem(
+            log, f"cannot connect to the broker at {where}", clock=clock
+        )
+        self._lost_link = RepeatedProblem(log, f"disconnected from the broker at {where}")
+        self._outbox_problem = RepeatedProblem(log, "outbox bookkeeping", level=logging.ERROR)
+        self._unbooked: deque[Callable[[], object]] = deque()  # outbox writes to do again
+        self._aside: set[int] = set()  # entries being set aside (the outbox may not know yet)
         self._client = client_factory(client_id, mqtt_config)
         self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
@@ -101,7 +161,8 @@ class Publisher:
         self.acked = 0  # PUBACKs: the broker has the entry
         self.confirmed = 0  # entries the ingest confirmed, removed from the outbox
         self.resent = 0  # sent entries offered again for want of a confirmation
-        self.refused = 0
+        self.refused = 0  # entries set aside: refused by the broker, unencodable, too large
+        self.connect_failures = 0
 
     @property
     def reconnects(self) -> int:
@@ -139,11 +200,18 @@ class Publisher:
     # --- paho callbacks: network thread, so they only hand over to the pump thread ----------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            log.warning("broker refused the connection: %s", reason)
+            self.connect_failures += 1
+            bad_login = reason.value in (0x86, 0x87)  # bad user name or password, not authorised
+            hint = " (check username and password in [mqtt])" if bad_login else ""
+            self._unreachable.report(f"the broker refused the connection: {reason}{hint}")
             return
         self._connections += 1
         self._connected_since = time.time()
-        log.info("connected to %s:%s", self._config.host, self._config.port)
+        self._broker_max_packet = getattr(props, "MaximumPacketSize", None)
+        where = f"{self._config.host}:{self._config.port}"
+        if not self._unreachable.resolved(f"connected to the broker at {where}"):
+            log.info("connected to %s", where)
+        self._lost_link.resolved("connected again", level=logging.INFO)
         self._subscribed.clear()
         if self._confirming:
             client.subscribe(ack_topic(self._config.username), qos=1)
@@ -155,11 +223,21 @@ class Publisher:
             self._reconnected.set()
         self._wake.set()
 
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self.connect_failures += 1
+        exc = getattr(client, "last_connect_error", None)
+        reason = (
+            describe_connect_error(exc, self._config.host, self._config.port)
+            if exc is not None
+            else "no connection"
+        )
+        self._unreachable.report(reason, "; still trying")
+
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         if self._connected_since is not None and not self._stop.is_set():
-            log.warning("disconnected from broker: %s", reason)
+            self._lost_link.report(str(reason), "; reconnecting")
         self._connected_since = None
         self._subscribed.clear()
 
@@ -194,15 +272,42 @@ class Publisher:
         while not self._stop.is_set():
             self._wake.wait(timeout=0.5)
             self._wake.clear()
-            self._handle_acks()
-            self._handle_confirms()
-            self._offer_unconfirmed_again()
-            if (
-                self._connected_since is not None
-                and self._subscribed.is_set()
-                and time.monotonic() >= self._paused_until
-            ):
-                self._hand_over()
+            try:
+                self._pump()
+            except OutboxError as exc:  # cannot even read the outbox: try again shortly
+                self._outbox_problem.report(str(exc))
+                self._stop.wait(1.0)
+
+    def _pump(self) -> None:
+        if not self._book_again():
+            return  # the disk is still full: nothing new until the bookkeeping is done
+        self._handle_acks()
+        self._handle_confirms()
+        self._offer_unconfirmed_again()
+        if (
+            self._connected_since is not None
+            and self._subscribed.is_set()
+            and time.monotonic() >= self._paused_until
+        ):
+            self._hand_over()
+
+    def _book(self, write: Callable[[], object]) -> None:
+        """Write to the outbox now, or, if that fails (a full disk), as soon as it can. In
+        order: a confirmation must not overtake the mark of the entry it removes."""
+        self._unbooked.append(write)
+        self._book_again()
+
+    def _book_again(self) -> bool:
+        """Do the outbox writes that are due, in order; True when none is left."""
+        while self._unbooked:
+            try:
+                self._unbooked[0]()
+            except OutboxError as exc:
+                self._outbox_problem.report(str(exc), f"; {len(self._unbooked)} writes wait")
+                return False
+            self._unbooked.popleft()
+        self._outbox_problem.resolved("outbox bookkeeping works again", level=logging.WARNING)
+        return True
 
     def _handle_confirms(self) -> None:
         while True:
@@ -210,7 +315,10 @@ class Publisher:
                 numbers = self._confirms.get_nowait()
             except queue.Empty:
                 return
-            self.confirmed += self._outbox.confirm(numbers)
+            self._book(functools.partial(self._count_confirmed, numbers))
+
+    def _count_confirmed(self, numbers: list[int]) -> None:
+        self.confirmed += self._outbox.confirm(numbers)
 
     def _offer_unconfirmed_again(self) -> None:
         now = time.monotonic()
@@ -242,13 +350,11 @@ class Publisher:
             if not getattr(reason, "is_failure", False):
                 self.acked += 1
                 if self._confirming:
-                    self._outbox.mark_sent(entry_id)
+                    self._book(functools.partial(self._outbox.mark_sent, entry_id))
                 else:
-                    self._outbox.remove(entry_id)
+                    self._book(functools.partial(self._outbox.remove, entry_id))
             elif reason.value in REFUSED_FOR_GOOD:
-                self.refused += 1
-                log.error("broker refused outbox entry %d: %s", entry_id, reason)
-                self._outbox.reject(entry_id, f"broker: {reason}")
+                self._set_aside(entry_id, f"broker: {reason}")
             else:  # e.g. quota exceeded: the same entry will do later
                 log.warning("broker refused outbox entry %d for now: %s", entry_id, reason)
                 self._last_handed = min(self._last_handed, entry_id - 1)
@@ -262,17 +368,48 @@ class Publisher:
         entries = self._outbox.pending(after_id=self._last_handed, limit=room)
         depth = self._outbox.depth()
         for entry in entries:
+            if entry.id in self._aside:
+                continue
             state = LinkState(
                 reconnects=self.reconnects,
                 outbox_depth=depth,
                 backlog=entry.created_at < connected_since,
             )
+            self._last_handed = entry.id
             try:
                 payload = self._finalize(entry, state)
             except ValueError as exc:
-                log.error("outbox entry %d cannot be encoded: %s", entry.id, exc)
-                self._outbox.reject(entry.id, f"encode: {exc}")
+                self._set_aside(entry.id, f"encode: {exc}", entry.seq)
+                continue
+            limit = self.payload_limit(entry.topic)
+            if len(payload) > limit:
+                # The broker would disconnect us for it, after every reconnect again.
+                reason = f"too large: {len(payload)} bytes, the broker accepts {limit}"
+                self._set_aside(entry.id, reason, entry.seq)
                 continue
             info = self._client.publish(entry.topic, payload, qos=1)
             self._in_flight[info.mid] = entry.id
-            self._last_handed = entry.id
+
+    def payload_limit(self, topic: str) -> int:
+        """The largest payload the broker takes on `topic`."""
+        if self._broker_max_packet is None:
+            return self._max_payload_bytes
+        return min(self._max_payload_bytes, self._broker_max_packet - publish_overhead(topic))
+
+    def _set_aside(self, entry_id: int, reason: str, seq: int | None = None) -> None:
+        """The entry will never be delivered: once, logged, counted, out of the queue."""
+        self.refused += 1
+        number = f" (sequence number {seq})" if seq is not None else ""
+        log.error(
+            "outbox entry %d%s set aside, it cannot be delivered: %s; it shows centrally "
+            "as a gap and in outbox_dropped",
+            entry_id,
+            number,
+            reason,
+        )
+        self._aside.add(entry_id)
+        self._book(functools.partial(self._reject, entry_id, reason))
+
+    def _reject(self, entry_id: int, reason: str) -> None:
+        self._outbox.reject(entry_id, reason)
+        self._aside.discard(entry_id)

@@ -1,9 +1,11 @@
 """Runs the counting pipeline on a frame source in its own thread.
 
 Guarantee: every interval the pipeline closes is handed to `on_interval` exactly once, in
-order; at `stop()` the open interval is flushed as a partial one. Frames go from the source
-to the pipeline and are dropped; a failing source or model stops counting (logged, and
-visible downstream as intervals with a low running fraction), never the agent.
+order; at `stop()`, and when the source ends or fails, the open interval is flushed as a
+partial one, and only then is `on_end` called (with the error, or None when the source simply
+ended: a video file at its end). Frames go from the source to the pipeline and are dropped; a
+failing source or model stops counting (logged, and visible downstream as intervals with a
+low running fraction), never the agent: what to do about it is `on_end`'s decision.
 """
 
 from __future__ import annotations
@@ -29,14 +31,23 @@ class CountingLoop:
         self.pipeline = pipeline
         self.source = source
         self.on_interval = on_interval
+        self.on_end: Callable[[str | None], object] | None = None
         self.frames = 0
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="counting", daemon=True)
 
-    def start(self, on_interval: Callable[[IntervalCounts, str], object] | None = None) -> None:
+    def start(
+        self,
+        on_interval: Callable[[IntervalCounts, str], object] | None = None,
+        *,
+        on_end: Callable[[str | None], object] | None = None,
+    ) -> None:
+        """Count in a thread; `on_end(error)` when the source ends or fails, not after stop()."""
         if on_interval is not None:
             self.on_interval = on_interval
+        if on_end is not None:
+            self.on_end = on_end
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -63,3 +74,5 @@ class CountingLoop:
             last = self.pipeline.flush()
             if last is not None:
                 self._emit(last)
+        if not self._stop.is_set() and self.on_end is not None:
+            self.on_end(self.error)
