@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import re
+import signal
+import socket
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from sensorpipe.cli.main import main
+from sensorpipe.edge.outbox import SqliteOutbox
 from sensorpipe.resources import EXAMPLE_CONFIG_DIR
+from tests.helpers import wait_for
 
 CONFIG = EXAMPLE_CONFIG_DIR
 
@@ -47,3 +56,94 @@ def test_a_private_key_that_is_no_key_is_a_one_line_config_error(tmp_path: Path)
     (line,) = result.output.strip().splitlines()
     assert str(path) in line and "private_key (line 4)" in line
     assert "sensorpipe devices add" in line  # what to do about it
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _edge_config(
+    tmp_path: Path, *, host: str, port: int, example: str = "edge.example.toml"
+) -> Path:
+    """The example config, pointed at `host:port` without TLS, its outbox in tmp_path."""
+    text = (CONFIG / example).read_text()
+    text = text.replace('host = "gateway.example.org"', f'host = "{host}"')
+    text = text.replace("port = 8883", f"port = {port}").replace("tls = true", "tls = false")
+    text = text.replace('"/var/lib/sensorpipe/outbox.sqlite"', f'"{tmp_path / "outbox.sqlite"}"')
+    text = text.replace("bus = 1", "bus = 99")  # no such I2C bus: the agent runs all the same
+    text = text.replace("/dev/ttyUSB0", str(tmp_path / "no-such-serial-port"))
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [("127.0.0.1", "connection refused"), ("no-such-host.invalid", "does not resolve")],
+)
+def test_an_unreachable_broker_is_reported_within_seconds_and_not_at_every_retry(
+    tmp_path: Path, host: str, reason: str
+) -> None:
+    port = _free_port()  # nothing listens there
+    config = _edge_config(tmp_path, host=host, port=port)
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "sensorpipe", "edge", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert agent.stderr is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(agent.stderr or []), daemon=True)
+    reader.start()
+    try:
+        wait_for(
+            lambda: any("cannot connect to the broker" in line for line in lines),
+            timeout_s=20,
+            what="the agent to say it cannot reach the broker (default log level)",
+        )
+        time.sleep(7)  # paho tries again after 1, 2 and 4 s
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=30)
+        reader.join(timeout=5)
+    assert agent.returncode == 0  # SIGTERM is a clean stop
+    said = [line for line in lines if "cannot connect to the broker" in line]
+    assert len(said) == 1, said  # once, not at every attempt
+    assert "WARNING" in said[0] and f"{host}:{port}" in said[0] and reason in said[0]
+    # The sensors that cannot be opened are said too, and did not stop the agent.
+    assert any("sensor bme280: not available" in line for line in lines)
+
+
+def _video(path: Path, frames: int) -> None:
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 5.0, (320, 240))
+    for i in range(frames):
+        frame = np.full((240, 320, 3), 40 + i, dtype=np.uint8)
+        writer.write(frame)
+    writer.release()
+
+
+def test_a_video_source_that_ends_ends_the_agent_with_a_message_after_its_counts(
+    tmp_path: Path,
+) -> None:
+    video = tmp_path / "street.avi"
+    _video(video, 20)
+    config = _edge_config(
+        tmp_path, host="127.0.0.1", port=_free_port(), example="edge-camera.example.toml"
+    )
+    text = config.read_text().replace('kind = "picamera2"', f'kind = "video"\npath = "{video}"')
+    config.write_text(text.replace("interval_s = 60", "interval_s = 10"))
+    result = CliRunner().invoke(main, ["edge", "run", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "kruispunt-01: the frame source ended after 20 frames" in result.output
+    # 4 s of video: one interval, or two when a 10 s boundary falls within.
+    assert re.search(r"count messages queued: [12],", result.output)
+    outbox = SqliteOutbox(tmp_path / "outbox.sqlite")
+    kinds = [json.loads(e.body)["kind"] for e in outbox.pending()]
+    outbox.close()
+    assert "count" in kinds  # the last interval's counts wait for the broker

@@ -84,11 +84,11 @@ def test_sqlite_outbox_of_an_older_agent_gains_the_new_columns(tmp_path: Path) -
 
 
 def test_rejected_entries_are_kept_aside(outbox: Outbox) -> None:
-    entry_id = outbox.put("t/a", b"x")
+    entry_id = outbox.put("t/a", b"x", seq=7)
     outbox.reject(entry_id, "broker: Not authorized")
     assert outbox.depth() == 0
     ((entry, reason),) = outbox.rejected()
-    assert entry.body == b"x" and "Not authorized" in reason
+    assert entry.body == b"x" and entry.seq == 7 and "Not authorized" in reason
 
 
 def test_sequence_numbers_are_unique_under_concurrency(outbox: Outbox) -> None:
@@ -122,7 +122,9 @@ def test_sqlite_outbox_survives_a_restart(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
-def test_a_full_outbox_drops_its_oldest_readings_and_counts_them(kind: str, tmp_path: Path) -> None:
+def test_a_full_outbox_drops_its_oldest_readings_and_counts_them(
+    kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     box: Outbox = (
         MemoryOutbox(max_entries=100)
         if kind == "memory"
@@ -133,6 +135,8 @@ def test_a_full_outbox_drops_its_oldest_readings_and_counts_them(kind: str, tmp_
         box.put("t", str(seq).encode())
     assert box.depth() == 100 and box.dropped == 50
     assert [e.body for e in box.pending(limit=1)] == [b"51"]  # the newest are kept
+    (line,) = [r.getMessage() for r in caplog.records]  # said once, not fifty times
+    assert "outbox full: it holds max_entries" in line and "outbox_dropped" in line
     assert box.next_seq() == 151  # numbers are never reused: the loss shows as a gap
     box.close()
 

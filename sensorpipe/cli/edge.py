@@ -68,8 +68,8 @@ def edge_run(config_path: Path) -> None:
     assert config.counting is not None
     queued = agent.stats.kinds.get("count", 0)
     summary = (
-        f"{config.device_id}: {ended}; {queued} count messages queued, "
-        f"{waiting} messages wait in the outbox for the next start"
+        f"{config.device_id}: {ended}; count messages queued: {queued}, "
+        f"messages waiting in the outbox for the next start: {waiting}"
     )
     if config.counting.source.kind == "video":
         click.echo(summary, err=True)

@@ -291,7 +291,8 @@ class Agent:
             first, last = self._lost_seqs
             self._outbox_problem.resolved(
                 f"the outbox keeps messages again; those it lost have sequence numbers "
-                f"{first}-{last} (a gap centrally, and counted in outbox_dropped)"
+                f"{first}-{last} (a gap centrally, and counted in outbox_dropped)",
+                level=logging.WARNING,
             )
             self._lost_seqs = (None, None)
         self.stats.messages_queued += 1

@@ -30,6 +30,7 @@ counts and survives.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import sqlite3
@@ -43,6 +44,9 @@ from pathlib import Path
 from typing import Protocol
 
 from sensorpipe.edge.errors import EdgeError
+from sensorpipe.edge.problems import RepeatedProblem
+
+log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 500_000  # at one reading a minute, almost a year of readings
 MAX_REJECTED = 100  # entries set aside that are kept for inspection, newest first
@@ -72,6 +76,18 @@ def _disk_full(exc: sqlite3.Error) -> bool:
 def _free_bytes(directory: Path) -> int:
     st = os.statvfs(directory)
     return st.f_bavail * st.f_frsize
+
+
+def _making_room() -> RepeatedProblem:
+    return RepeatedProblem(log, "outbox full", level=logging.ERROR)
+
+
+def _report_dropped(problem: RepeatedProblem, why: str, n: int, total: int) -> None:
+    problem.report(
+        f"it {why}: the oldest unsent readings make room for new ones",
+        f"; {n} dropped now, {total} since the start (a gap centrally, and counted in "
+        "outbox_dropped)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +149,7 @@ class MemoryOutbox:
         self._seq = 0
         self.max_entries = max_entries
         self.dropped = 0
+        self._making_room = _making_room()
 
     def put(self, topic: str, body: bytes, *, seq: int | None = None) -> int:
         with self._lock:
@@ -141,6 +158,7 @@ class MemoryOutbox:
                 oldest = min(sent) if sent else min(self._entries)
                 if oldest not in self._sent:
                     self.dropped += 1
+                    _report_dropped(self._making_room, "holds max_entries", 1, self.dropped)
                 self._pop(oldest)
             self._last_id += 1
             entry = OutboxEntry(self._last_id, topic, body, time.time(), seq)
@@ -289,6 +307,7 @@ class SqliteOutbox:
         path = Path(path)
         self.max_entries = max_entries
         self.dropped = 0
+        self._making_room = _making_room()
         self._puts = 0
         self._lock = threading.Lock()
         self._free_bytes = free_bytes or (lambda: _free_bytes(path.parent))
@@ -319,14 +338,18 @@ class SqliteOutbox:
                 seq INTEGER, sent_at REAL);
             CREATE TABLE IF NOT EXISTS rejected (
                 id INTEGER PRIMARY KEY, topic TEXT NOT NULL, body BLOB NOT NULL,
-                created_at REAL NOT NULL, reason TEXT NOT NULL);
+                created_at REAL NOT NULL, reason TEXT NOT NULL, seq INTEGER);
             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
             """
         )
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
-        for column, kind in (("seq", "INTEGER"), ("sent_at", "REAL")):
+        for table, column, kind in (
+            ("outbox", "seq", "INTEGER"),
+            ("outbox", "sent_at", "REAL"),
+            ("rejected", "seq", "INTEGER"),
+        ):
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
             if column not in columns:  # an outbox written by an older agent
-                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self._db.execute("CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (seq)")
         # Finds the sent entries to drop first when the outbox is full.
         self._db.execute(
@@ -366,7 +389,7 @@ class SqliteOutbox:
                 self._fit_to_disk()
         over = self._depth() - self.max_entries + 1
         if over > 0:
-            self._drop_oldest(over)
+            self._drop_oldest(over, "holds max_entries")
         try:
             return self._insert(topic, body, seq)
         except sqlite3.Error as exc:
@@ -377,7 +400,7 @@ class SqliteOutbox:
         with contextlib.suppress(sqlite3.Error):
             self._fit_to_disk()
             return self._insert(topic, body, seq)
-        self._drop_oldest(max(100, self._depth() // 100))
+        self._drop_oldest(max(100, self._depth() // 100), "has no room left on the disk")
         try:
             return self._insert(topic, body, seq)
         except sqlite3.Error as exc:
@@ -395,9 +418,9 @@ class SqliteOutbox:
     def _depth(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
-    def _drop_oldest(self, n: int) -> None:
+    def _drop_oldest(self, n: int, why: str) -> None:
         """Drop n entries, sent ones first (the broker most likely has them), oldest first;
-        unsent ones dropped are counted in `dropped`."""
+        unsent ones dropped are counted in `dropped` and logged."""
         try:
             sent = self._db.execute(
                 "DELETE FROM outbox WHERE id IN "
@@ -409,7 +432,9 @@ class SqliteOutbox:
                     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)",
                     (n - sent,),
                 ).rowcount
-                self.dropped += max(unsent, 0)
+                if unsent > 0:
+                    self.dropped += unsent
+                    _report_dropped(self._making_room, why, unsent, self.dropped)
         except sqlite3.Error:
             pass  # nothing to gain: the insert will say what is wrong
 
@@ -455,8 +480,8 @@ class SqliteOutbox:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    "INSERT OR REPLACE INTO rejected (id, topic, body, created_at, reason) "
-                    "SELECT id, topic, body, created_at, ? FROM outbox WHERE id = ?",
+                    "INSERT OR REPLACE INTO rejected (id, topic, body, created_at, reason, seq) "
+                    "SELECT id, topic, body, created_at, ?, seq FROM outbox WHERE id = ?",
                     (reason, entry_id),
                 )
                 moved = self._db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,)).rowcount
@@ -475,9 +500,9 @@ class SqliteOutbox:
     def rejected(self) -> list[tuple[OutboxEntry, str]]:
         with self._lock, _writing("read the rejected entries"):
             rows = self._db.execute(
-                "SELECT id, topic, body, created_at, reason FROM rejected ORDER BY id"
+                "SELECT id, topic, body, created_at, reason, seq FROM rejected ORDER BY id"
             ).fetchall()
-        return [(OutboxEntry(r[0], r[1], bytes(r[2]), r[3]), r[4]) for r in rows]
+        return [(OutboxEntry(r[0], r[1], bytes(r[2]), r[3], r[5]), r[4]) for r in rows]
 
     def depth(self) -> int:
         with self._lock, _writing("count the waiting entries"):
