@@ -44,7 +44,7 @@ def edge_run(config_path: Path) -> None:
     except (ConfigError, ModelError, SourceUnavailable) as exc:
         fail(str(exc))
     except OutboxError as exc:
-        fail(f"outbox {config.outbox_path}: {exc}")
+        fail(f"outbox_path: {exc}")
     # Sensors are opened by the agent: one that cannot be opened is reported and tried again
     # while the others are read.
     sensors = [

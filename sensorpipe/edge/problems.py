@@ -9,6 +9,7 @@ reason again is logged only after a pause that doubles each time (`first_pause_s
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -37,6 +38,7 @@ class RepeatedProblem:
         self._next_line = 0.0
         self._last_line = 0.0
         self._unlogged = 0  # occurrences since the last line
+        self._lock = threading.Lock()  # the sampler and the counter may report at once
 
     @property
     def active(self) -> bool:
@@ -45,6 +47,10 @@ class RepeatedProblem:
     def report(self, reason: str, detail: str = "") -> bool:
         """One more occurrence; `detail` goes into the line when one is written. True if
         a line was written."""
+        with self._lock:
+            return self._report(reason, detail)
+
+    def _report(self, reason: str, detail: str) -> bool:
         now = self._clock()
         if self.count == 0:
             self._began = now
@@ -68,6 +74,10 @@ class RepeatedProblem:
     def resolved(self, message: str, *, level: int | None = None) -> bool:
         """The problem is over: log `message` with how long it lasted, if there was one.
         True if there was."""
+        with self._lock:
+            return self._resolved(message, level)
+
+    def _resolved(self, message: str, level: int | None) -> bool:
         if self.count == 0:
             return False
         took = self._clock() - self._began

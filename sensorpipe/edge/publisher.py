@@ -25,6 +25,7 @@ write (a full disk) is kept and tried again; the entry is at worst sent once mor
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -188,9 +189,10 @@ class Publisher:
     def stop(self, drain_timeout_s: float = 0.0) -> None:
         """Stop; first wait up to `drain_timeout_s` for the outbox to empty."""
         deadline = time.monotonic() + drain_timeout_s
-        while time.monotonic() < deadline and (self._outbox.depth() or self._in_flight):
-            self._wake.set()
-            time.sleep(0.05)
+        with contextlib.suppress(OutboxError):  # an outbox that cannot be read has no drain
+            while time.monotonic() < deadline and (self._outbox.depth() or self._in_flight):
+                self._wake.set()
+                time.sleep(0.05)
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=5)
