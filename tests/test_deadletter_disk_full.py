@@ -7,6 +7,7 @@ does when COMMIT finds no room is what is tested.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sqlite3
 import time
@@ -121,7 +122,10 @@ def _full_service(tmp_path: Path, disk: Path, clock: Clock, **config: Any) -> In
     return service
 
 
-def test_a_full_store_holds_back_only_the_rejected_messages(tmp_path: Path, disk: Path) -> None:
+def test_a_full_store_holds_back_only_the_rejected_messages(
+    tmp_path: Path, disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sensorpipe.ingest")
     clock = Clock()
     service = _full_service(tmp_path, disk, clock)
     mqtt: FakeMqtt = service._client  # type: ignore[assignment]
@@ -145,6 +149,11 @@ def test_a_full_store_holds_back_only_the_rejected_messages(tmp_path: Path, disk
 
     service._tend_deadletters()  # not due yet: nothing changes
     assert service.stats.held_back_waiting == 2
+    # Said once, loudly, with SQLite's own error; not once per message or batch.
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.levelname for r in loud] == ["ERROR"]
+    assert "database or disk is full" in loud[0].getMessage()
+    caplog.clear()
     filler.unlink()
     clock.now += 5.0
     service._tend_deadletters()  # due: the store writes again and keeps the held ones
@@ -153,6 +162,9 @@ def test_a_full_store_holds_back_only_the_rejected_messages(tmp_path: Path, disk
     assert sorted(mqtt.confirmed()[ack_topic("good")]) == [1, 2, 3, 8]
     assert service.stats.rejected_by_code == {"unsigned": 1, "malformed_json": 1}
     assert mqtt.calls[-3:] == ["publish", "ack", "ack"]  # the device is told first
+    assert any(
+        r.levelname == "WARNING" and "writes again" in r.getMessage() for r in caplog.records
+    )
     store = DeadLetterStore(disk / "dl.sqlite")
     assert sorted(letter.code for letter in store.list()) == ["malformed_json", "unsigned"]
     store.close()
@@ -205,4 +217,24 @@ def test_the_writer_loop_neither_retries_nor_splits_while_the_store_is_full(
     assert service.stats.held_back == 40
     assert sorted(mqtt.confirmed()[ack_topic("good")]) == list(range(1, 41))
     assert ack_topic("bad") not in mqtt.confirmed()
+    service.close()
+
+
+def test_messages_held_on_a_lost_connection_are_left_to_the_broker(
+    tmp_path: Path, disk: Path
+) -> None:
+    """After a reconnect the broker delivers the unacknowledged messages again, on the new
+    connection: the ingest lets go of its copies, and acknowledges nothing on the old one."""
+    clock = Clock()
+    service = _full_service(tmp_path, disk, clock)
+    mqtt: FakeMqtt = service._client  # type: ignore[assignment]
+    filler = fill(disk)
+    assert service.process([_malformed(700), _unsigned("good", 8, 701)])
+    assert service.stats.held_back_waiting == 2
+    service._generation += 1  # what _on_connect does
+    filler.unlink()
+    clock.now += 5.0
+    service._tend_deadletters()
+    assert service.stats.deadletter_available and service.stats.held_back_waiting == 0
+    assert mqtt.acked == [] and mqtt.published == []
     service.close()

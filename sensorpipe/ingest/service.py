@@ -448,6 +448,7 @@ class IngestService:
         # Held on a connection that is gone: the broker delivers them again on this one.
         for held in (self._held_named, self._held_unnamed):
             held[:] = [o for o in held if o.item.generation == self._generation]
+        self.stats.held_back_waiting = len(self._held_named) + len(self._held_unnamed)
         available = self._deadletters.probe()
         self._note_store_state()
         if available:
