@@ -161,6 +161,7 @@ class IngestService:
         self.hold_max = max(1, config.batch_max // 2)
         self._next_outage_report = 0.0
         self._held_back_before_outage = 0
+        self._left_before_outage = 0
         self._released_in_outage = False
         self._note_store_state()
         self.metrics = IngestMetrics(self.stats)
@@ -416,10 +417,10 @@ class IngestService:
         in-flight window and stop good traffic. A device that waits for confirmations (the
         edge agent does, by default) keeps them and sends them again after a reconnect or its
         confirm timeout; they are dead-lettered then. A sender that does not wait (an edge agent
-        with `confirm = false`, a plain MQTT client) does not send them again: those are not
-        kept, counted as `left_to_sender`. So the room goes first to messages that no
-        confirmation would name (too broken to name their device and number), and the newest
-        named ones are let go first."""
+        with `confirm = false`, a plain MQTT client) does not send them again: those are lost.
+        The ingest cannot tell the two apart; all it lets go are counted (`left_to_sender`).
+        So the room goes first to messages that no confirmation would name (too broken to name
+        their device and number), and the newest named ones are let go first."""
         self.stats.held_back += len(rejected)
         for o in rejected:
             named = _sender_and_seq(o) is not None
@@ -463,7 +464,7 @@ class IngestService:
                 self._deadletters.error,
                 s.held_back - self._held_back_before_outage,
                 s.held_back_waiting,
-                s.left_to_sender,
+                s.left_to_sender - self._left_before_outage,
             )
 
     def _release_held(self) -> None:
@@ -486,6 +487,7 @@ class IngestService:
         s.deadletter_unavailable_since = store.unavailable_since
         if was_available and not store.available:
             self._held_back_before_outage = s.held_back
+            self._left_before_outage = s.left_to_sender
             self._released_in_outage = False
             self._next_outage_report = time.monotonic() + OUTAGE_REPORT_S
             log.error(
