@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from sensorpipe.cli.main import main
-from sensorpipe.ingest.deadletter import DeadLetterStore
+from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore
 
 Case = tuple[Callable[[Path], list[str]], str]
 
@@ -187,6 +187,22 @@ def test_bad_input_gets_one_readable_line(
     build, expected = CASES[command][index]
     args = [*command.split(), *build(tmp_path)]
     assert_one_line_error(args, expected.replace("{t}", str(tmp_path)))
+
+
+def test_ingest_replay_says_so_when_influxdb_does_not_answer(tmp_path: Path) -> None:
+    config = _ingest_config(tmp_path)
+    with (tmp_path / "ingest.toml").open("a") as f:
+        f.write('[influx]\nurl = "http://127.0.0.1:9"\ntimeout_s = 1\n')
+    store = DeadLetterStore(tmp_path / "dl.sqlite")
+    store.add_many([DeadLetter(1.0, "sensorpipe/v1/d1/air", b"{}", "unknown_device", "x")])
+    store.close()
+    assert_one_line_error(
+        ["ingest", "replay", "--config", config],
+        "InfluxDB at http://127.0.0.1:9 does not answer: nothing replayed",
+    )
+    store = DeadLetterStore(tmp_path / "dl.sqlite")
+    assert store.count() == 1  # still there
+    store.close()
 
 
 def test_ingest_run_refuses_a_metrics_port_in_use_before_connecting(

@@ -133,10 +133,13 @@ def _rejects(
     _reason_option(code)
     since_ts = _since(since)
     path = _deadletter_path(directory, db)
-    store = DeadLetterStore(path)
-    letters = store.list(limit=limit, code=code, since=since_ts)
-    counts = store.counts_by_code()
-    store.close()
+    try:
+        store = DeadLetterStore(path)
+        letters = store.list(limit=limit, code=code, since=since_ts)
+        counts = store.counts_by_code()
+        store.close()
+    except (sqlite3.Error, OSError) as exc:
+        fail(f"dead-letter store {path} cannot be read: {exc}")
     if as_json:
         click.echo(
             json.dumps(
@@ -200,7 +203,7 @@ def ingest_replay(
     """Validate dead letters again and store those that pass now (e.g. after registering a
     forgotten device); the rest stay, with the reason they fail for now."""
     from sensorpipe.ingest.config import load_ingest_config
-    from sensorpipe.ingest.deadletter import DeadLetterStore
+    from sensorpipe.ingest.deadletter import DeadLetterStore, DeadLetterStoreUnavailable
     from sensorpipe.ingest.service import IngestService
 
     _reason_option(code)
@@ -211,9 +214,12 @@ def ingest_replay(
     except ConfigError as exc:
         fail(str(exc))
     dl_path = _deadletter_path(None, Path(config.deadletter_path))
-    store = DeadLetterStore(dl_path)
-    letters = store.list(limit=10**9, code=code, since=since_ts, ids=list(ids) or None)
-    store.close()
+    try:
+        store = DeadLetterStore(dl_path)
+        letters = store.list(limit=10**9, code=code, since=since_ts, ids=list(ids) or None)
+        store.close()
+    except (sqlite3.Error, OSError) as exc:
+        fail(f"dead-letter store {dl_path} cannot be read: {exc}")
     missing = sorted(set(ids) - {d.id for d in letters})
     if missing:
         fail(
@@ -228,19 +234,38 @@ def ingest_replay(
     except ConfigError as exc:
         fail(str(exc))
     try:
+        if letters and not service.storage_reachable():
+            # Replay waits for InfluxDB as the running ingest does; a person wants to know.
+            fail(
+                f"InfluxDB at {config.influx.url} does not answer: nothing replayed; start it "
+                f"(or correct [influx] url in {path}) and run the replay again"
+            )
         result = service.replay(letters)
+    except DeadLetterStoreUnavailable as exc:
+        # Whatever was stored stays in the store too; replaying it again stores nothing twice.
+        fail(
+            f"dead-letter store {dl_path} cannot write ({exc}): letters that passed may be "
+            f"stored but are still listed; run the replay again once it has room"
+        )
     finally:
         service.close()
+    judged = result.stored + sum(result.still_rejected.values())
     out = {
-        "replayed": len(letters),
+        "replayed": judged,
         "stored": result.stored,
         "still_rejected": dict(result.still_rejected),
+        "not_attempted": len(letters) - judged,
     }
     if as_json:
         click.echo(json.dumps(out))
-        return
-    again = ", ".join(f"{k} {v}" for k, v in sorted(result.still_rejected.items())) or "none"
-    click.echo(
-        f"replayed {len(letters)} dead letters: {result.stored} stored, "
-        f"{sum(result.still_rejected.values())} still rejected ({again})"
-    )
+    else:
+        again = ", ".join(f"{k} {v}" for k, v in sorted(result.still_rejected.items())) or "none"
+        click.echo(
+            f"replayed {judged} dead letters: {result.stored} stored, "
+            f"{sum(result.still_rejected.values())} still rejected ({again})"
+        )
+    if judged < len(letters):
+        fail(
+            f"InfluxDB at {config.influx.url} could not be written: {len(letters) - judged} "
+            f"dead letters were not replayed and stay in the store; run the replay again"
+        )

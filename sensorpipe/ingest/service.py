@@ -540,6 +540,10 @@ class IngestService:
         self._influx.close()
         self.metrics.close()
 
+    def storage_reachable(self) -> bool:
+        """Whether InfluxDB answers its ping now."""
+        return self._influx.ping()
+
     def replay(self, letters: list[DeadLetter]) -> ReplayResult:
         """Feed dead letters through validation again, e.g. after registering a forgotten
         device: those that pass are stored and leave the dead-letter store; the others stay,
