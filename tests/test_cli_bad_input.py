@@ -45,6 +45,12 @@ def _ingest_config(tmp: Path, **extra: str) -> str:
     return _file(tmp, "ingest.toml", "\n".join(lines) + '\n[broker]\npassword = "x"\n')
 
 
+def _stack_with_bad_state(tmp: Path) -> str:
+    (tmp / "st").mkdir()
+    (tmp / "st" / "stack.json").write_text('{"mqtt": {}}')
+    return str(tmp / "st")
+
+
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     with socket.socket() as listener:
@@ -55,8 +61,14 @@ def busy_port() -> Iterator[int]:
 
 CASES: dict[str, list[Case]] = {
     "stack up": [(lambda t: ["--dir", _file(t, "f", "")], "is a file")],
-    "stack status": [(lambda t: ["--dir", str(t)], "no stack in")],
-    "stack down": [(lambda t: ["--dir", _file(t, "f", "")], "is a file")],
+    "stack status": [
+        (lambda t: ["--dir", str(t)], "no stack in"),
+        (lambda t: ["--dir", _stack_with_bad_state(t)], "stack.json: not a stack state file"),
+    ],
+    "stack down": [
+        (lambda t: ["--dir", _file(t, "f", "")], "is a file"),
+        (lambda t: ["--dir", _stack_with_bad_state(t)], "remove it and run `sensorpipe stack up`"),
+    ],
     "devices add": [
         (lambda t: ["d1", "--dir", str(t), "--site", "a;b"], "--site 'a;b': use letters"),
         (lambda t: ["d1", "--dir", str(t), "--lat", "52"], "give both --lat and --lon"),

@@ -19,15 +19,16 @@ from sensorpipe.cli.query import query
 from sensorpipe.cli.sim import sim
 from sensorpipe.cli.stack import stack
 from sensorpipe.protocol.configfile import ConfigError
+from sensorpipe.stack.local import StackError
 
 
 class _Commands(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
-        # A configuration or registry file that cannot be used ends any command with its
-        # one-line reason (file, key, line), wherever the command happened to read it.
+        # A configuration, registry or stack state file that cannot be used ends any command
+        # with its one-line reason (file, key, line), wherever the command happened to read it.
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
+        except (ConfigError, StackError) as exc:
             raise click.ClickException(str(exc)) from None
 
 

@@ -96,6 +96,11 @@ class LocalStack:
             return StackInfo.from_dict(json.loads(self.state_path.read_text()))
         except FileNotFoundError:
             return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StackError(
+                f"{self.state_path}: not a stack state file ({type(exc).__name__}: {exc}); "
+                f"if no stack runs there, remove it and run `sensorpipe stack up`"
+            ) from None
 
     def require_info(self) -> StackInfo:
         info = self.info()
