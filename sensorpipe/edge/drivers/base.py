@@ -1,9 +1,11 @@
 """The contract every sensor driver keeps.
 
-The agent's sampler opens a driver once (through the registry), calls `read()` once per
-configured interval from a single thread, and `close()` on shutdown. Drivers stay thin: no
-retries, no scheduling, no message building. A failed read raises `SensorError`; the sampler
-counts it and tries again next interval.
+The agent's sampler opens a driver (through the registry) when it is first due, calls
+`read()` once per configured interval from a single thread, and `close()` on shutdown. Drivers
+stay thin: no retries, no scheduling, no message building. A failed read raises `SensorError`;
+the sampler counts it and tries again next interval. A driver that cannot be opened raises
+`SensorConfigError` (or OSError); the sampler reports it and opens it again later, reading
+the other sensors meanwhile.
 """
 
 from __future__ import annotations
