@@ -45,6 +45,16 @@ def _ingest_config(tmp: Path, **extra: str) -> str:
     return _file(tmp, "ingest.toml", "\n".join(lines) + '\n[broker]\npassword = "x"\n')
 
 
+def _edge_config(tmp: Path, line: str) -> str:
+    from sensorpipe.resources import example_config
+
+    text = example_config("edge").read_text()
+    key = line.split(" = ")[0]
+    text = "\n".join(ln for ln in text.splitlines() if not ln.startswith(key + " "))
+    first, rest = text.split("\n", 1)
+    return _file(tmp, "edge.toml", f"{first}\n{line}\n{rest}\n")
+
+
 def _stack_with_bad_state(tmp: Path) -> str:
     (tmp / "st").mkdir()
     (tmp / "st" / "stack.json").write_text('{"mqtt": {}}')
@@ -80,6 +90,8 @@ CASES: dict[str, list[Case]] = {
     "edge run": [
         (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),
         (lambda t: ["--config", _bad_toml(t)], "bad.toml: not valid TOML"),
+        (lambda t: ["--config", _edge_config(t, 'private_key = "abc"')], "private_key (line 2)"),
+        (lambda t: ["--config", _edge_config(t, "status_interval_s = -5")], "status_interval_s"),
     ],
     "ingest run": [
         (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),

@@ -44,7 +44,8 @@ class Link(_Strict):
     firmware: str = Field(min_length=1, max_length=64)
     # True when the message waited in the outbox across a disconnect or a restart.
     backlog: bool = Field(default=False, strict=True)
-    # Oldest readings the device's full outbox dropped to make room, since the agent started.
+    # Readings the device gave up since the agent started (dropped to make room, not storable,
+    # too large to send); each also left a gap in the sequence numbers, the exact figure.
     outbox_dropped: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
 
 

@@ -9,7 +9,6 @@ import errno
 import functools
 import logging
 import os
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +30,8 @@ from sensorpipe.gateway.devices import DeviceCredentials
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
+from tests.small_disk import fill
+from tests.small_disk import small_disk as mounted_small_disk
 
 
 def _bme280(interval_s: float) -> SensorOpener:
@@ -109,36 +110,8 @@ def _link(influx: InfluxClient, device_id: str, fields: str) -> list[list[Any]]:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 16 MiB tmpfs of its own, to be filled up."""
-    if os.geteuid() != 0:
-        pytest.fail(
-            "this test needs root: it mounts a small tmpfs for the edge outbox and fills it "
-            "(run it as root, as `make test` does in CI)"
-        )
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], check=True)
-    try:
+    with mounted_small_disk(tmp_path / "disk", size_kib=16 * 1024) as disk:
         yield disk
-    finally:
-        if subprocess.run(["umount", str(disk)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def _fill(disk: Path) -> Path:
-    """Write a file until the disk has no block left."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for chunk in (1 << 20, 1 << 16, 1 << 12, 1 << 9):
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, bytes(chunk))
-        with pytest.raises(OSError) as full:
-            os.write(fd, bytes(512))
-        assert full.value.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    return filler
 
 
 def test_readings_a_full_disk_costs_show_centrally_and_the_agent_recovers_by_itself(
@@ -158,7 +131,7 @@ def test_readings_a_full_disk_costs_show_centrally_and_the_agent_recovers_by_its
     try:
         wait_for(lambda: len(_stored_seqs(influx, "full-disk")) >= 5, what="first readings")
         stack.broker.stop()  # offline: readings pile up in the outbox ...
-        filler = _fill(small_disk)  # ... on a disk with no room left
+        filler = fill(small_disk)  # ... on a disk with no room left
         wait_for(lambda: edge.outbox.dropped >= 20, timeout_s=60, what="readings lost")
         os.remove(filler)
         queued = edge.agent.stats.messages_queued
