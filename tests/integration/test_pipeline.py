@@ -210,12 +210,18 @@ def test_rejects_can_be_listed_and_replayed_after_registering_the_device(
         "replayed": 2,
         "stored": 0,
         "still_rejected": {"unknown_device": 2},
+        "not_attempted": 0,
     }
     registry = stack.registry()
     registry.devices["forgotten"] = scratch.devices["forgotten"]
     save_registry(registry, stack.registry_path)  # the fix: the device is registered now
     after = runner.invoke(main, ["ingest", "replay", "--dir", d, "--json"])
-    assert json.loads(after.output) == {"replayed": 2, "stored": 2, "still_rejected": {}}
+    assert json.loads(after.output) == {
+        "replayed": 2,
+        "stored": 2,
+        "still_rejected": {},
+        "not_attempted": 0,
+    }
     assert rejects() == []
     stored = influx.query("SELECT seq FROM link WHERE device_id = 'forgotten'")
     assert sorted(v[1] for v in stored[0]["values"]) == [1, 2]
