@@ -6,6 +6,7 @@ types, unknown names, reversed ranges); a test checks that no command is left ou
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,6 +56,18 @@ def _edge_config(tmp: Path, line: str) -> str:
     return _file(tmp, "edge.toml", f"{first}\n{line}\n{rest}\n")
 
 
+def _stopped_stack_with_bad_registry(tmp: Path) -> str:
+    directory = Path(_stack_with_bad_registry(tmp))
+    state = {
+        "directory": str(directory),
+        "mqtt": {"host": "127.0.0.1", "port": 9},
+        "influx": {"url": "http://127.0.0.1:9", "database": "sensorpipe"},
+        "pids": {"mosquitto": 0, "influxd": 0, "ingest": 0},
+    }
+    (directory / "stack.json").write_text(json.dumps(state))
+    return str(directory)
+
+
 def _stack_with_bad_state(tmp: Path) -> str:
     (tmp / "st").mkdir()
     (tmp / "st" / "stack.json").write_text('{"mqtt": {}}')
@@ -74,6 +87,7 @@ CASES: dict[str, list[Case]] = {
     "stack status": [
         (lambda t: ["--dir", str(t)], "no stack in"),
         (lambda t: ["--dir", _stack_with_bad_state(t)], "stack.json: not a stack state file"),
+        (lambda t: ["--dir", _stopped_stack_with_bad_registry(t)], "registry.toml: not valid"),
     ],
     "stack down": [
         (lambda t: ["--dir", _file(t, "f", "")], "is a file"),
@@ -136,6 +150,7 @@ CASES: dict[str, list[Case]] = {
     "sim fleet": [
         (lambda t: ["--devices", "0"], "0 is not in the range 1<=x<=500"),
         (lambda t: ["--dir", str(t)], "no stack in"),
+        (lambda t: ["--dir", _stopped_stack_with_bad_registry(t)], "registry.toml: not valid"),
     ],
     "query": [
         (lambda t: ["--from", "2026-11-02", "--to", "2026-11-01"], "swap them"),
@@ -237,3 +252,17 @@ def test_ingest_run_refuses_a_metrics_port_in_use_before_connecting(
         ["ingest", "run", "--config", config],
         f"metrics_port {busy_port} on 127.0.0.1 cannot be used (Address already in use)",
     )
+
+
+def test_devices_add_notes_a_sensor_no_driver_reads(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["devices", "add", "kit-1", "--dir", str(tmp_path), "--sensor", "pms5003"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "note: --sensor pms5003: the sensorpipe edge agent has no driver for it" in (
+        result.output
+    )
+    quiet = CliRunner().invoke(
+        main, ["devices", "add", "pi-1", "--dir", str(tmp_path), "--sensor", "sds011"]
+    )
+    assert quiet.exit_code == 0 and "note:" not in quiet.output
