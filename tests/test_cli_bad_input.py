@@ -118,15 +118,18 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--reason", "bad_sig", "--dir", str(t)], "did you mean 'bad_signature'?"),
         (
             lambda t: ["--since", "last week", "--dir", str(t)],
-            "--since: time 'last week': use 'now'",
+            "--since: time 'last week': use 'now', a relative time like 1h, 30m or 2d",
         ),
-        (lambda t: ["--limit", "0", "--dir", str(t)], "0 is not in the range x>=1"),
+        (lambda t: ["--limit", "0", "--dir", str(t)], "0 is not in the range 1<=x<=1000000"),
+        (lambda t: ["--limit", "9" * 23, "--dir", str(t)], "is not in the range 1<=x<=1000000"),
+        (lambda t: ["--since", "99999999999d", "--dir", str(t)], "too far back"),
     ],
     "ingest replay": [
         (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),
         (lambda t: ["--reason", "schemas", "--config", _ingest_config(t)], "did you mean 'schema'"),
         (lambda t: ["--id", "7", "--config", _ingest_config(t)], "--id 7: no such dead letter"),
         (lambda t: ["--id", "seven", "--config", _ingest_config(t)], "'seven' is not a valid"),
+        (lambda t: ["--id", "9" * 23, "--config", _ingest_config(t)], "is not in the range"),
     ],
     "gateway config": [
         (
@@ -156,6 +159,10 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--from", "2026-11-02", "--to", "2026-11-01"], "swap them"),
         (lambda t: ["--from", "now", "--to", "-1h"], "is not before"),
         (lambda t: ["--limit", "0"], "0 is not in the range x>=1"),
+        (lambda t: ["--from", "-99999999h"], "too far back"),
+        (lambda t: ["--from", "-1h", "--to", "-1h"], "are the same time"),
+        (lambda t: ["--every", "0m"], "use a duration like"),
+        (lambda t: ["--agg", "max"], "--agg max needs --every"),
         (lambda t: ["--quantity", "pm25"], "unknown quantity 'pm25'; did you mean 'pm2_5'?"),
         (lambda t: ["--from", "2026-11-01T00:00:00"], "has no UTC offset"),
         (lambda t: ["--every", "5 minutes"], "use a duration like"),
@@ -169,6 +176,7 @@ CASES: dict[str, list[Case]] = {
     "count-video": [
         (lambda t: [str(t / "none.avi"), "--line", "0.5,0,0.5,1"], "video file"),
         (lambda t: [_file(t, "v.avi", ""), "--line", "0.5,0"], "expected four numbers"),
+        (lambda t: [_file(t, "v.avi", ""), "--line", "nan,0,0.5,1"], "expected four numbers"),
         (
             lambda t: [_file(t, "v.avi", ""), "--line", "0,0,1,1", "--model", str(t / "m.onnx")],
             "model file {t}/m.onnx not found",

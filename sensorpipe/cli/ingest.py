@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import signal
@@ -100,7 +101,7 @@ def _since(value: str | None) -> float | None:
     if text[:1].isdigit() and text[-1:] in "smhdw" and text[:-1].isdigit():
         text = "-" + text
     try:
-        return parse_time(text).timestamp()
+        return parse_time(text, relative_example="1h, 30m or 2d").timestamp()
     except QueryInputError as exc:
         fail(f"--since: {exc}")
 
@@ -113,9 +114,13 @@ DB_OPTION = click.option(
 )
 
 
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=20, show_default=True)
 @click.option("--reason", "--code", "code", default=None, help="Only this rejection reason.")
-@click.option("--since", default=None, help="Only rejections since: 1h, 30m, 2d or ISO 8601.")
+@click.option(
+    "--since",
+    default=None,
+    help="Only rejections since: 1h, 30m, 2d back from now, a date, or ISO 8601.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @DB_OPTION
 @DIR_OPTION
@@ -152,7 +157,9 @@ def _rejects(
                             "topic": d.topic,
                             "code": d.code,
                             "detail": d.detail,
+                            # Readable text, and the exact bytes as received.
                             "payload": d.payload.decode("utf-8", "replace"),
+                            "payload_base64": base64.b64encode(d.payload).decode("ascii"),
                         }
                         for d in letters
                     ],
@@ -189,8 +196,18 @@ def _filters_text(code: str | None, since: str | None) -> str:
     help="The ingest's configuration (default: the local stack's).",
 )
 @click.option("--reason", "code", default=None, help="Only letters rejected for this reason.")
-@click.option("--id", "ids", type=int, multiple=True, help="Only this letter (repeatable).")
-@click.option("--since", default=None, help="Only rejections since: 1h, 30m, 2d or ISO 8601.")
+@click.option(
+    "--id",
+    "ids",
+    type=click.IntRange(1, 2**63 - 1),
+    multiple=True,
+    help="Only this letter (repeatable).",
+)
+@click.option(
+    "--since",
+    default=None,
+    help="Only rejections since: 1h, 30m, 2d back from now, a date, or ISO 8601.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def ingest_replay(
     directory: Path | None,

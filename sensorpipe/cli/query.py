@@ -26,7 +26,13 @@ from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
 )
 @click.option("--to", "end", default="now", show_default=True)
 @click.option("--every", default=None, help="Aggregation window, e.g. 5m; raw values if unset.")
-@click.option("--agg", "aggregate", default="mean", show_default=True)
+@click.option(
+    "--agg",
+    "aggregate",
+    default=None,
+    help="Aggregate per --every window: mean (default), median, min, max, count, first, last, "
+    "stddev.",
+)
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="At most this many rows per series."
 )
@@ -47,7 +53,7 @@ def query(
     start: str,
     end: str,
     every: str | None,
-    aggregate: str,
+    aggregate: str | None,
     limit: int | None,
     fmt: str,
 ) -> None:
@@ -58,6 +64,11 @@ def query(
     from sensorpipe.query.output import drop_empty_columns, render, rows_from_series
     from sensorpipe.stack.local import StackError
 
+    if aggregate is not None and every is None:
+        fail(
+            f"--agg {aggregate} needs --every (the window to aggregate over); without it, "
+            f"raw values are printed"
+        )
     try:
         q = AirQuery(
             devices=devices_,
@@ -66,7 +77,7 @@ def query(
             start=start,
             end=end,
             every=every,
-            aggregate=aggregate,
+            aggregate=aggregate or "mean",
             limit=limit,
         )
     except QueryInputError as exc:

@@ -30,7 +30,9 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_time(value: str, now: datetime | None = None) -> datetime:
+def parse_time(
+    value: str, now: datetime | None = None, *, relative_example: str = "-1h or -30m"
+) -> datetime:
     """'now', a relative '-1h', a date (midnight UTC) or an ISO 8601 time with offset."""
     now = now or datetime.now(UTC)
     if value == "now":
@@ -39,7 +41,10 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
     if m:
         amount = m.group(1)
         unit = m.group(2)
-        return now - timedelta(seconds=int(amount[: -len(unit)]) * _UNIT_SECONDS[unit])
+        try:
+            return now - timedelta(seconds=int(amount[: -len(unit)]) * _UNIT_SECONDS[unit])
+        except (OverflowError, ValueError):
+            raise QueryInputError(f"time {value!r}: too far back (before year 1)") from None
     if _DATE.match(value):
         try:
             return datetime.fromisoformat(value).replace(tzinfo=UTC)
@@ -49,7 +54,7 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise QueryInputError(
-            f"time {value!r}: use 'now', a relative time like -1h or -30m, a date like "
+            f"time {value!r}: use 'now', a relative time like {relative_example}, a date like "
             f"2026-11-01 (midnight UTC), or ISO 8601 like 2026-11-01T00:00:00Z"
         ) from None
     if ts.tzinfo is None:
@@ -92,7 +97,9 @@ class AirQuery:
                 raise QueryInputError(
                     f"unknown quantity {q!r}{hint} (known: {', '.join(QUANTITIES)})"
                 )
-        if self.every is not None and not _DURATION.match(self.every):
+        if self.every is not None and (
+            not _DURATION.match(self.every) or not self.every.lstrip("0")[:1].isdigit()
+        ):
             raise QueryInputError(f"window {self.every!r}: use a duration like 30s, 5m, 1h, 1d")
         if self.aggregate not in AGGREGATES:
             raise QueryInputError(
@@ -103,7 +110,13 @@ class AirQuery:
                 f"limit {self.limit}: give 1 or more (leave the limit out for every row)"
             )
         now = datetime.now(UTC)
-        if parse_time(self.start, now) >= parse_time(self.end, now):
+        start, end = parse_time(self.start, now), parse_time(self.end, now)
+        if start == end:
+            raise QueryInputError(
+                f"from {self.start!r} and to {self.end!r} are the same time: no time lies "
+                f"between them; give a later --to"
+            )
+        if start > end:
             raise QueryInputError(
                 f"from {self.start!r} is not before to {self.end!r}: no time lies between "
                 f"them; swap them"

@@ -16,6 +16,7 @@ true) of crossing events.
 from __future__ import annotations
 
 import csv
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ def parse_line(text: str) -> tuple[float, float, float, float]:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise ValueError(f"line {text!r}: expected four numbers X1,Y1,X2,Y2") from None
-    if len(values) != 4:
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
         raise ValueError(f"line {text!r}: expected four numbers X1,Y1,X2,Y2")
     if values[:2] == values[2:]:
         raise ValueError(f"line {text!r}: the two points are the same")
