@@ -68,6 +68,10 @@ def _stopped_stack_with_bad_registry(tmp: Path) -> str:
     return str(directory)
 
 
+def _gateway(tmp: Path) -> list[str]:
+    return ["--registry", _file(tmp, "r.toml", ""), "--out", str(tmp / "out")]
+
+
 def _stack_with_bad_state(tmp: Path) -> str:
     (tmp / "st").mkdir()
     (tmp / "st" / "stack.json").write_text('{"mqtt": {}}')
@@ -148,6 +152,17 @@ CASES: dict[str, list[Case]] = {
         (
             lambda t: ["--registry", _file(t, "r.toml", ""), "--out", str(t), "--port", "99999"],
             "99999 is not in the range 1<=x<=65535",
+        ),
+        (lambda t: ["--registry", str(t), "--out", str(t / "o")], "is a directory"),
+        (
+            lambda t: [*_gateway(t), "--user", "mosquitto\nallow_anonymous true"],
+            "not a system user name",
+        ),
+        (lambda t: [*_gateway(t), "--bind", "not an address"], "not an IP address or host name"),
+        (lambda t: [*_gateway(t), "--bind", "999.1.1.1"], "not an IP address or host name"),
+        (
+            lambda t: [*_gateway(t), "--tls-cert", "/etc/passwd", "--tls-key", "/etc/passwd"],
+            "--tls-cert /etc/passwd: not a PEM file with a certificate",
         ),
     ],
     "sim fleet": [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pwd
+import re
 from pathlib import Path
 
 import click
@@ -70,10 +72,15 @@ def gateway_config(
         fail("give both --tls-cert and --tls-key, or neither")
     tls = None
     if tls_cert is not None and tls_key is not None:
-        for path in (tls_cert, tls_key, *([tls_ca] if tls_ca else [])):
-            if not path.is_file():
-                fail(f"{path}: no such file")
+        for option, path, marker in (
+            ("--tls-cert", tls_cert, "CERTIFICATE"),
+            ("--tls-key", tls_key, "PRIVATE KEY"),
+            *([("--tls-ca", tls_ca, "CERTIFICATE")] if tls_ca else []),
+        ):
+            _check_pem(option, path, marker)
         tls = Tls(tls_cert.resolve(), tls_key.resolve(), tls_ca.resolve() if tls_ca else None)
+    if registry_path.is_dir():
+        fail(f"--registry {registry_path}: is a directory; give the registry file")
     if not registry_path.is_file():
         # An empty registry would mean an empty password file: every device locked out.
         fail(
@@ -104,6 +111,8 @@ def gateway_config(
         where = exc.filename or out_dir
         fail(f"--out {out_dir}: cannot write {where}: {exc.strerror or exc}")
     click.echo(f"wrote {files.config}, {files.passwords}, {files.acl}")
+    if run_as != "mosquitto" and not _system_user(run_as):
+        click.echo(f"warning: --user {run_as}: no such user on this machine", err=True)
     if not registry.devices:
         click.echo(
             f"warning: {registry_path} has no devices yet: the broker will let no device in",
@@ -111,3 +120,24 @@ def gateway_config(
         )
     if tls is None and not is_loopback(bind):
         click.echo("warning: plain-text listener off loopback (--allow-plaintext)", err=True)
+
+
+def _check_pem(option: str, path: Path, marker: str) -> None:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        fail(f"{option} {path}: no such file")
+    except OSError as exc:
+        fail(f"{option} {path}: cannot be read ({exc.strerror})")
+    if f"-----BEGIN {marker}" not in text and not (
+        marker == "PRIVATE KEY" and re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", text)
+    ):
+        fail(f"{option} {path}: not a PEM file with a {marker.lower()} (-----BEGIN {marker}-----)")
+
+
+def _system_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True

@@ -31,6 +31,7 @@ from __future__ import annotations
 import getpass
 import ipaddress
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -133,6 +134,24 @@ class ListenerError(ValueError):
     """A listener configuration that would expose passwords and data in plain text."""
 
 
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def check_bind(bind: str) -> None:
+    """An IP address or a host name to listen on; ListenerError otherwise."""
+    try:
+        ipaddress.ip_address(bind)
+        return
+    except ValueError:
+        pass
+    if not _HOST_NAME.match(bind) or bind.replace(".", "").isdigit():
+        raise ListenerError(f"bind {bind!r}: not an IP address or host name")
+
+
 def is_loopback(bind: str) -> bool:
     try:
         return ipaddress.ip_address(bind).is_loopback
@@ -156,6 +175,16 @@ def broker_config(
     """mosquitto.conf. A listener off loopback must use TLS unless `allow_plaintext` is given:
     device passwords and readings would otherwise cross the network readable by anyone on it.
     """
+    # Each value becomes a line of mosquitto.conf: a space or newline would add options.
+    check_bind(bind)
+    if user is not None and not _USER_NAME.match(user):
+        raise ListenerError(
+            f"user {user!r}: not a system user name (lower-case letters, digits, '_', '-')"
+        )
+    if tls is not None:
+        for path in (tls.certfile, tls.keyfile, *([tls.cafile] if tls.cafile else [])):
+            if any(c.isspace() for c in str(path)):
+                raise ListenerError(f"{path}: mosquitto.conf cannot name a path with spaces")
     if tls is None and not is_loopback(bind) and not allow_plaintext:
         raise ListenerError(
             f"a listener on {bind} would send passwords and data in plain text: give a TLS "
