@@ -102,6 +102,8 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["d1", "--dir", str(t), "--lat", "52"], "give both --lat and --lon"),
         (lambda t: ["d1", "--dir", str(t), "--lat", "x", "--lon", "5"], "'x' is not a valid float"),
         (lambda t: ["d1", "--dir", _stack_with_bad_registry(t)], "registry.toml: not valid TOML"),
+        (lambda t: ["d1", "--dir", str(t), "--direction", "a b"], "--direction 'a b': use"),
+        (lambda t: ["d1", "--dir", str(t), "--sensor", "SDS011"], "did you mean 'sds011'?"),
     ],
     "devices list": [(lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML")],
     "devices export": [(lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML")],

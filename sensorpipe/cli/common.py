@@ -35,7 +35,9 @@ def invalid(exc: ValidationError, options: dict[str, str] | None = None) -> NoRe
     """A pydantic validation error as one line per field, named as the option that set it."""
     lines = []
     for err in exc.errors():
-        field = str(err["loc"][-1]) if err["loc"] else "value"
+        # A list item's error is located by its index: name the list's option instead.
+        names = [str(p) for p in err["loc"] if not isinstance(p, int)]
+        field = names[-1] if names else "value"
         name = (options or {}).get(field, field)
         msg = err["msg"]
         if err["type"] == "string_pattern_mismatch":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from pathlib import Path
@@ -81,6 +82,7 @@ def devices_add(
         location = Location(lat=lat, lon=lon) if lat is not None and lon is not None else None
     except ValidationError as exc:
         invalid(exc, options)
+    notes = _sensor_notes(list(sensors))  # refuses a misspelt model before registering
     s = local_stack(directory)
     try:
         creds = s.add_device(
@@ -97,7 +99,7 @@ def devices_add(
         fail(str(exc))
     except ValidationError as exc:
         invalid(exc, options)
-    for note in _sensor_notes(list(sensors)):
+    for note in notes:
         click.echo(f"note: {note}", err=True)
     info = s.info()
     out = {
@@ -142,10 +144,14 @@ def _sensor_notes(sensors: list[str]) -> list[str]:
 
     notes = []
     for model in sensors:
+        if model not in KNOWN_SENSORS and model.lower() in KNOWN_SENSORS:
+            fail(f"--sensor {model}: did you mean {model.lower()!r}? Sensor models are lower case")
         if model not in KNOWN_SENSORS:
+            close = difflib.get_close_matches(model, sorted(KNOWN_SENSORS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             notes.append(
-                f"--sensor {model}: not a model sensorpipe knows; readings that name it are "
-                f"accepted from this device only as declared here"
+                f"--sensor {model}: not a model sensorpipe knows{hint}; readings that name it "
+                f"are accepted from this device only as declared here"
             )
         elif model not in DRIVERS:
             notes.append(
