@@ -11,6 +11,7 @@ by hand in the repository's eval/vtest/truth.csv (see the model card for how).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import shutil
@@ -76,8 +77,25 @@ def fetch_vtest(directory: Path = DEFAULT_DIR) -> Path:
     return target
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m sensorpipe.edge.counting.clips",
+        description="Fetch OpenCV's vtest.avi from Debian's opencv-doc package, check its "
+        "sha256 and print its path.",
+    )
+    parser.add_argument(
+        "directory",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_DIR,
+        help="where to keep it (default: $SENSORPIPE_DIR/clips or .sensorpipe/clips)",
+    )
+    args = parser.parse_args(argv)
     try:
-        print(fetch_vtest(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR))
+        print(fetch_vtest(args.directory))
     except ClipUnavailable as exc:
         sys.exit(f"sensorpipe: {exc}")
+
+
+if __name__ == "__main__":
+    main()
