@@ -26,3 +26,8 @@ def test_an_unknown_reason_is_named_with_the_likely_one() -> None:
     assert check_reason("bad_signature") is None
     message = check_reason("bad_sigature")
     assert message is not None and "did you mean 'bad_signature'?" in message
+
+
+def test_the_readme_names_every_reason() -> None:
+    readme = (Path(sensorpipe.__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert [code for code in REASONS if f"`{code}`" not in readme] == []
