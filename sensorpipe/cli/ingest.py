@@ -85,7 +85,12 @@ def _deadletter_path(directory: Path | None, db: Path | None) -> Path:
 
     path = db or local_stack(directory).directory / "ingest" / "deadletter.sqlite"
     if not path.is_file():
-        fail(f"no dead-letter store at {path}")
+        hint = (
+            "give the ingest's deadletter_path with --db"
+            if db
+            else ("give --db, or --dir of a stack started with `sensorpipe stack up`")
+        )
+        fail(f"no dead-letter store at {path}: {hint}")
     if not is_sqlite_file(path):  # never turn someone's other file into a database
         fail(f"{path} is not a dead-letter store (not an SQLite database)")
     return path
@@ -226,6 +231,8 @@ def ingest_replay(
     _reason_option(code)
     since_ts = _since(since)
     path = config_path or local_stack(directory).directory / "ingest" / "ingest.toml"
+    if config_path is None and not path.is_file():
+        fail(f"no stack ingest configuration at {path}: give --config, or --dir of a stack")
     try:
         config = load_ingest_config(path)
     except ConfigError as exc:
