@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,9 @@ def test_registry_round_trip(tmp_path: Path) -> None:
     registry = load_registry(CONFIG / "registry.example.toml")
     save_registry(registry, tmp_path / "r.toml")
     assert load_registry(tmp_path / "r.toml") == registry
-    assert load_registry(tmp_path / "absent.toml") == Registry()
+    assert load_registry(tmp_path / "absent.toml") == Registry()  # for those who create one
+    with pytest.raises(ConfigError, match=r"absent\.toml: file not found"):
+        load_registry(tmp_path / "absent.toml", must_exist=True)  # for those who only read it
 
 
 def test_generated_mosquitto_files_lock_devices_to_their_topic(tmp_path: Path) -> None:
@@ -172,11 +175,12 @@ def test_every_example_the_command_prints_loads_from_where_a_user_saves_it(
     from sensorpipe.cli.main import main
     from sensorpipe.resources import EXAMPLE_CONFIGS
 
-    loaders = {
+    # The registry before the ingest's configuration, which names it.
+    loaders: dict[str, Callable[[Path], object]] = {
         "edge": load_edge_config,
         "edge-camera": load_edge_config,
-        "ingest": load_ingest_config,
         "registry": load_registry,
+        "ingest": load_ingest_config,
     }
     assert set(loaders) == set(EXAMPLE_CONFIGS)
     for name, load in loaders.items():
@@ -190,3 +194,142 @@ def test_every_example_the_command_prints_loads_from_where_a_user_saves_it(
     # Saved anywhere, the camera example counts with the detector installed with the package.
     pipeline = build_pipeline(camera.counting, tmp_path)
     assert pipeline.detector.model_id.startswith("coco-nanodet-m-416@")
+
+
+# --- the ingest's configuration: the files it names, and where a misplaced key belongs -------
+
+INGEST = """registry_path = "registry.toml"
+deadletter_path = "dl.sqlite"
+metrics_bind = "127.0.0.1"
+
+[broker]
+password = "x"
+tls = true
+ca_file = "ca.pem"
+"""
+
+
+def _ca_pem() -> bytes:
+    """A throw-away self-signed CA certificate (PEM)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sensorpipe test CA")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _ingest_files(tmp_path: Path, text: str = INGEST, *, registry: bool = True) -> Path:
+    """`text` as ingest.toml in its own folder, with the registry and CA it names there."""
+    folder = tmp_path / "etc"
+    folder.mkdir(parents=True)
+    if registry:
+        save_registry(Registry(), folder / "registry.toml")
+    (folder / "ca.pem").write_bytes(_ca_pem())
+    path = folder / "ingest.toml"
+    path.write_text(text)
+    return path
+
+
+def _one_line_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_ingest_config(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    return message
+
+
+def test_ingest_paths_are_relative_to_the_file_the_ca_file_too(tmp_path: Path) -> None:
+    path = _ingest_files(tmp_path)
+    config = load_ingest_config(path)
+    assert config.registry_path == str(path.parent / "registry.toml")
+    assert config.broker.ca_file == str(path.parent / "ca.pem")
+
+
+def test_an_ingest_whose_registry_is_missing_does_not_load(tmp_path: Path) -> None:
+    # It used to start with an empty registry and reject every message as unknown_device.
+    path = _ingest_files(tmp_path, INGEST.replace('"registry.toml"', '"registy.toml"'))
+    message = _one_line_error(path)
+    assert "registry_path (line 1)" in message
+    assert f"{path.parent / 'registy.toml'} does not exist" in message
+
+
+def test_a_missing_or_unusable_ca_file_is_named_with_its_key_and_line(tmp_path: Path) -> None:
+    path = _ingest_files(tmp_path, INGEST.replace('"ca.pem"', '"certs/ca.pem"'))
+    message = _one_line_error(path)
+    assert "broker.ca_file (line 8)" in message
+    assert f"{path.parent / 'certs' / 'ca.pem'} does not exist" in message
+    (path.parent / "ca.pem").write_text("not a certificate\n")
+    path.write_text(INGEST)
+    assert "broker.ca_file (line 8): " in _one_line_error(path)
+    assert "holds no PEM certificate" in _one_line_error(path)
+
+
+def test_metrics_bind_must_be_an_ip_address(tmp_path: Path) -> None:
+    # It used to be reported as "metrics_port ... is an ingest already running?".
+    path = _ingest_files(tmp_path, INGEST.replace('"127.0.0.1"', '"999.1.1.1"'))
+    message = _one_line_error(path)
+    assert "metrics_bind (line 3)" in message and "'999.1.1.1' is not an IP address" in message
+    path.write_text(INGEST.replace('"127.0.0.1"', '"::1"'))
+    assert load_ingest_config(path).metrics_bind == "::1"
+
+
+def test_a_key_in_the_wrong_section_points_to_the_right_one(tmp_path: Path) -> None:
+    group = "k3v9Qx2LmN8pR4tZ7wYb"
+    text = INGEST.replace("[broker]\n", f'shared_group = "{group}"\n\n[broker]\n')
+    message = _one_line_error(_ingest_files(tmp_path, text))
+    assert "shared_group (line 5): unknown key; did you mean [broker] shared_group?" in message
+
+
+def test_a_top_level_key_put_in_a_section_points_to_the_top_level(tmp_path: Path) -> None:
+    text = INGEST.replace('password = "x"\n', 'password = "x"\ngateway_id = "gw"\n')
+    message = _one_line_error(_ingest_files(tmp_path, text))
+    assert "broker.gateway_id (line 7): unknown key; did you mean gateway_id at the top level" in (
+        message
+    )
+
+
+def test_a_key_of_two_sections_names_both_and_a_misspelling_still_gets_its_spelling(
+    tmp_path: Path,
+) -> None:
+    text = 'registry_path = "registry.toml"\npassword = "x"\n[broker]\npassword = "x"\n'
+    message = _one_line_error(_ingest_files(tmp_path, text))
+    assert "did you mean [broker] password or [influx] password?" in message
+    text = 'registry_path = "registry.toml"\n[broker]\npasword = "x"\npassword = "x"\n'
+    assert "did you mean 'password'?" in _one_line_error(_ingest_files(tmp_path / "again", text))
+
+
+def test_the_same_misspelling_in_two_list_entries_names_each_line(tmp_path: Path) -> None:
+    text = (CONFIG / "edge.example.toml").read_text().replace("interval_s = 60", "intervall_s = 60")
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_edge_config(path)
+    lines = [i for i, t in enumerate(text.splitlines(), 1) if t.startswith("intervall_s")]
+    assert len(lines) == 2
+    message = str(err.value)
+    assert f"sensors.0.sds011.intervall_s (line {lines[0]})" in message
+    assert f"sensors.1.bme280.intervall_s (line {lines[1]})" in message
+
+
+def test_a_missing_key_is_not_placed_on_another_section_s_line(tmp_path: Path) -> None:
+    text = 'registry_path = "registry.toml"\n[broker]\nhost = "h"\n[influx]\npassword = "p"\n'
+    message = _one_line_error(_ingest_files(tmp_path, text))
+    assert "broker.password: Field required" in message  # no line: the file has none for it

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
+import ssl
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from sensorpipe.protocol.configfile import load_model
+from sensorpipe.protocol.configfile import ConfigError, key_error, load_model
 
 # The shared subscription's group name is a secret of the ingest workers. Mosquitto 2.0 grants
 # every client's SUBSCRIBE to `$share/<group>/...` and applies its ACL only when it delivers:
@@ -39,9 +41,15 @@ class BrokerConfig(_Strict):
     # one (new_shared_group): a device that knows it can make the workers lose messages.
     shared_group: str | None = None
     keepalive_s: int = Field(default=30, ge=5)
+    # How long to wait for the broker at each step of connecting: the TCP connection, the TLS
+    # handshake and its answer to CONNECT. A port that accepts but never answers (not an MQTT
+    # broker) is reported after this long, and tried again like any other failure.
+    connect_timeout_s: float = Field(default=10.0, ge=1.0, le=120.0)
     # How long the broker keeps the ingest's session (and queues for it) while it is away.
     session_expiry_s: int = Field(default=7 * 86400, ge=60, le=0xFFFFFFFE)
     tls: bool = False
+    # The CA certificate (PEM) the broker's certificate is checked against; without it, the
+    # system's. Relative to the configuration file.
     ca_file: str | None = None
 
     @field_validator("shared_group")
@@ -95,15 +103,77 @@ class IngestConfig(_Strict):
     metrics_bind: str = "127.0.0.1"
     # Every this many seconds the counters are also written to InfluxDB (`ingest_status`).
     status_interval_s: float = Field(default=60.0, gt=0)
+    # The file this configuration was loaded from, for errors found after loading.
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("metrics_bind")
+    @classmethod
+    def _an_address(cls, bind: str) -> str:
+        try:
+            ipaddress.ip_address(bind)
+        except ValueError:
+            raise ValueError(
+                f"{bind!r} is not an IP address: the address the metrics endpoint listens on, "
+                f"e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+            ) from None
+        return bind
+
+    def key_error(self, key: str, message: str) -> ConfigError:
+        """A problem with `key` (dotted: `broker.ca_file`) found after loading, say when the
+        ingest starts: one line naming the file and the key's line, as a load error does."""
+        if self._source is None:  # built in code, not loaded from a file
+            return ConfigError("ingest configuration", f"{key}: {message}")
+        return key_error(self._source, key.split("."), message)
 
 
 def load_ingest_config(path: Path | str) -> IngestConfig:
+    """Load and check the configuration, and the files it names that must exist: the
+    registry (without it every message would be rejected as from an unknown device) and the
+    broker's CA certificate. ConfigError names the file, the key and its line."""
     config = load_model(path, IngestConfig)
     base = Path(path).resolve().parent
     # Relative paths in the file are relative to the file, not to where the ingest started.
-    updates = {}
+    updates: dict[str, object] = {}
     for key in ("registry_path", "deadletter_path", "stats_path"):
         value = getattr(config, key)
         if value is not None and not Path(value).is_absolute():
             updates[key] = str(base / value)
-    return config.model_copy(update=updates)
+    ca_file = config.broker.ca_file
+    if ca_file is not None and not Path(ca_file).is_absolute():
+        updates["broker"] = config.broker.model_copy(update={"ca_file": str(base / ca_file)})
+    config = config.model_copy(update=updates)
+    config._source = Path(path)
+    _check_registry(config)
+    check_ca_file(config)
+    return config
+
+
+def _check_registry(config: IngestConfig) -> None:
+    path = Path(config.registry_path)
+    if not path.exists():
+        raise config.key_error(
+            "registry_path",
+            f"{path} does not exist: correct registry_path, or create the registry "
+            f"(`sensorpipe devices add`)",
+        )
+    if not path.is_file():
+        raise config.key_error("registry_path", f"{path} is not a file")
+
+
+def check_ca_file(config: IngestConfig) -> None:
+    """A ca_file that is set must hold a CA certificate (PEM): ConfigError if not."""
+    if config.broker.ca_file is None:
+        return
+    path = Path(config.broker.ca_file)
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise config.key_error("broker.ca_file", f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise config.key_error("broker.ca_file", f"{path} is a directory") from None
+    except ssl.SSLError as exc:  # an OSError too: first
+        raise config.key_error(
+            "broker.ca_file", f"{path} holds no PEM certificate ({exc.reason or exc})"
+        ) from None
+    except OSError as exc:
+        raise config.key_error("broker.ca_file", f"{path} cannot be read: {exc.strerror}") from None

@@ -50,7 +50,7 @@ class RegistryView:
             return
         self._mtime = mtime
         try:
-            registry = load_registry(self.path)
+            registry = load_registry(self.path, must_exist=True)
         except ConfigError as exc:
             if self._loaded:
                 # A half-edited registry must not take the ingest down: keep the last good one.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -54,29 +55,116 @@ def validate_model(data: dict[str, Any], model: type[M], *, path: Path, text: st
         raise ConfigError(path, "invalid configuration\n  " + "\n  ".join(lines)) from None
 
 
+def key_error(path: Path | str, loc: Sequence[str], message: str) -> ConfigError:
+    """A problem with one key found after validation (a file it names does not exist): the
+    same one line as a validation error, `file: key (line N): message`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    return ConfigError(path, _key_line(text, [str(p) for p in loc], message))
+
+
 def _describe(err: Any, model: type[BaseModel], text: str) -> str:
     loc = [str(p) for p in err["loc"]]
-    key = ".".join(loc) or "(top level)"
-    where = _line_of(text, loc[-1]) if loc else None
-    at = f" (line {where})" if where else ""
     message = err["msg"]
     if err["type"] == "extra_forbidden":
-        suggestion = _suggest(loc[-1], _allowed_keys(model, loc[:-1]))
-        message = "unknown key" + (f"; did you mean {suggestion!r}?" if suggestion else "")
+        message = "unknown key" + _suggestion(loc[-1], model, loc[:-1])
+    return _key_line(text, loc, message)
+
+
+def _key_line(text: str, loc: list[str], message: str) -> str:
+    key = ".".join(loc) or "(top level)"
+    where = _line_of(text, loc) if loc else None
+    at = f" (line {where})" if where else ""
     return f"{key}{at}: {message}"
 
 
-def _line_of(text: str, key: str) -> int | None:
-    pattern = re.compile(rf"^\s*(\[+[^\]]*\b{re.escape(key)}\]+|\"?{re.escape(key)}\"?\s*=)")
-    for number, line in enumerate(text.splitlines(), start=1):
-        if pattern.search(line):
+# A table header, `[a.b]` or `[[a]]`, with its name's parts bare or quoted.
+_NAME = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
+_HEADER = re.compile(rf"^\s*(\[\[?)\s*({_NAME}(?:\s*\.\s*{_NAME})*)\s*\]\]?\s*(?:#.*)?$")
+_HEADER_PART = re.compile(r""""([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+)""")
+
+Table = tuple[tuple[str, int | None], ...]  # a table's path: each name with its entry's index
+
+
+def _line_of(text: str, loc: list[str]) -> int | None:
+    """The line that sets `loc` (a key, or a table with its header): `sensors.1.port` is the
+    `port` of the second `[[sensors]]`, not the first `port` in the file. Parts that the file
+    does not write as a table header (a union's tag) are passed over. None where the file
+    writes the table so that no line names the key (an inline table, dotted keys)."""
+    while len(loc) > 1 and loc[-1].isdigit():  # an item of a list: the line of the list
+        loc = loc[:-1]
+    key = loc[-1]
+    assignment = re.compile(rf"""^\s*["']?{re.escape(key)}["']?\s*=""")
+    lines = text.splitlines()
+    tables = _tables(lines)
+    named = {name for table, _header in tables for name, _index in table}
+    wanted = _wanted_table(loc[:-1], named)
+    for number, (line, (table, header)) in enumerate(zip(lines, tables, strict=True), start=1):
+        if header and table[:-1] == wanted and table[-1][0] == key:
+            return number  # the table itself, e.g. an unknown section
+        if not header and table == wanted and assignment.match(line):
             return number
     return None
 
 
-def _allowed_keys(model: type[BaseModel], parents: list[str]) -> list[str]:
-    """Keys valid at the path `parents`, following lists and discriminated unions."""
+def _tables(lines: list[str]) -> list[tuple[Table, bool]]:
+    """For each line, the table it is in, and whether it is that table's header."""
+    out: list[tuple[Table, bool]] = []
+    table: Table = ()
+    entries: dict[tuple[str, ...], int] = {}  # array-of-tables path -> entries so far
+    for line in lines:
+        match = _HEADER.match(line)
+        if match is None:
+            out.append((table, False))
+            continue
+        names = tuple(a or b or c for a, b, c in _HEADER_PART.findall(match.group(2)))
+        if match.group(1) == "[[":
+            entries[names] = entries.get(names, 0) + 1
+            for nested in [p for p in entries if len(p) > len(names) and p[: len(names)] == names]:
+                del entries[nested]  # a new entry starts its own nested arrays
+        table = tuple(
+            (name, entries[names[: i + 1]] - 1 if names[: i + 1] in entries else None)
+            for i, name in enumerate(names)
+        )
+        out.append((table, True))
+    return out
+
+
+def _wanted_table(parents: list[str], named: set[str]) -> Table:
+    wanted: list[tuple[str, int | None]] = []
+    for part in parents:
+        if part.isdigit():
+            if wanted and wanted[-1][1] is None:
+                wanted[-1] = (wanted[-1][0], int(part))
+        elif part in named:
+            wanted.append((part, None))
+    return tuple(wanted)
+
+
+def _suggestion(key: str, model: type[BaseModel], parents: list[str]) -> str:
+    """`; did you mean ...?` for an unknown key: the key in another section where it exists
+    there and not here (`shared_group` at the top level: `[broker] shared_group`), else the
+    closest spelling here."""
+    candidates, here = _models_along(model, parents)
+    elsewhere = [s for s in _sections_with(model, key) if [n for n, _kind in s] != here]
+    if elsewhere:
+        return "; did you mean " + " or ".join(_section_text(s, key) for s in elsewhere[:3]) + "?"
+    close = _suggest(key, sorted({k for m in candidates for k in m.model_fields}))
+    return f"; did you mean {close!r}?" if close else ""
+
+
+Section = tuple[tuple[str, str], ...]  # field names with their kind: table, array or map
+
+
+def _models_along(
+    model: type[BaseModel], parents: list[str]
+) -> tuple[list[type[BaseModel]], list[str]]:
+    """The models that may stand at `parents`, and the field names on the way there (list
+    indices, union tags and a mapping's keys, such as device ids, left out)."""
     candidates: list[type[BaseModel]] = [model]
+    fields: list[str] = []
     for part in parents:
         if part.isdigit():
             continue
@@ -85,13 +173,48 @@ def _allowed_keys(model: type[BaseModel], parents: list[str]) -> list[str]:
         if tagged:
             candidates = tagged
             continue
-        candidates = [
-            inner
+        inner = [
+            i
             for m in candidates
             if part in m.model_fields
-            for inner in _inner_models(m.model_fields[part].annotation)
+            for i in _inner_models(m.model_fields[part].annotation)
         ]
-    return sorted({key for m in candidates for key in m.model_fields})
+        if inner:
+            candidates = inner
+            fields.append(part)
+        # else a mapping's key: the same models stand under it
+    return candidates, fields
+
+
+def _sections_with(
+    model: type[BaseModel], key: str, section: Section = (), seen: frozenset[type] = frozenset()
+) -> list[Section]:
+    found = [section] if key in model.model_fields else []
+    for name, field in model.model_fields.items():
+        kind = _kind(field.annotation)
+        for inner in _inner_models(field.annotation):
+            if inner not in seen:
+                found += _sections_with(inner, key, (*section, (name, kind)), seen | {model})
+    return list(dict.fromkeys(found))
+
+
+def _kind(annotation: Any) -> str:
+    origin = get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return "array"
+    if origin is dict:
+        return "map"
+    kinds = {_kind(arg) for arg in get_args(annotation) if arg is not type(None)}
+    return next(iter(kinds)) if len(kinds) == 1 else "table"
+
+
+def _section_text(section: Section, key: str) -> str:
+    if not section:
+        return f"{key} at the top level (above the first [section])"
+    name = ".".join(n + (".<name>" if kind == "map" else "") for n, kind in section)
+    if section[-1][1] == "array":
+        return f"[[{name}]] {key}"
+    return f"[{name}] {key}"
 
 
 def _has_literal(model: type[BaseModel], value: str) -> bool:

@@ -113,9 +113,12 @@ class Registry(_Strict):
         return out
 
 
-def load_registry(path: Path | str) -> Registry:
+def load_registry(path: Path | str, *, must_exist: bool = False) -> Registry:
+    """The registry in `path`. A file that does not exist is an empty registry for those who
+    create one (`devices add`, the local stack); with `must_exist`, for those who only read it
+    (the ingest), it is a ConfigError: an empty registry would refuse every device."""
     path = Path(path)
-    if not path.exists():
+    if not must_exist and not path.exists():
         return Registry()
     return load_model(path, Registry)
 
