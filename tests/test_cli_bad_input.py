@@ -68,6 +68,12 @@ def _stopped_stack_with_bad_registry(tmp: Path) -> str:
     return str(directory)
 
 
+def _stopped_stack(tmp: Path) -> str:
+    directory = Path(_stopped_stack_with_bad_registry(tmp))
+    (directory / "registry.toml").unlink()
+    return str(directory)
+
+
 def _gateway(tmp: Path) -> list[str]:
     return ["--registry", _file(tmp, "r.toml", ""), "--out", str(tmp / "out")]
 
@@ -87,7 +93,10 @@ def busy_port() -> Iterator[int]:
 
 
 CASES: dict[str, list[Case]] = {
-    "stack up": [(lambda t: ["--dir", _file(t, "f", "")], "is a file")],
+    "stack up": [
+        (lambda t: ["--dir", _file(t, "f", "")], "is a file"),
+        (lambda t: ["--dir", _file(t, "f", "") + "/st"], "f/st: cannot create the stack directory"),
+    ],
     "stack status": [
         (lambda t: ["--dir", str(t)], "no stack in"),
         (lambda t: ["--dir", _stack_with_bad_state(t)], "stack.json: not a stack state file"),
@@ -99,6 +108,7 @@ CASES: dict[str, list[Case]] = {
     ],
     "devices add": [
         (lambda t: ["d1", "--dir", str(t), "--site", "a;b"], "--site 'a;b': use letters"),
+        (lambda t: ["ingest", "--dir", str(t)], "'ingest' is the name of a reading account"),
         (lambda t: ["d1", "--dir", str(t), "--lat", "52"], "give both --lat and --lon"),
         (lambda t: ["d1", "--dir", str(t), "--lat", "x", "--lon", "5"], "'x' is not a valid float"),
         (lambda t: ["d1", "--dir", _stack_with_bad_registry(t)], "registry.toml: not valid TOML"),
@@ -171,6 +181,7 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--devices", "0"], "0 is not in the range 1<=x<=500"),
         (lambda t: ["--dir", str(t)], "no stack in"),
         (lambda t: ["--dir", _stopped_stack_with_bad_registry(t)], "registry.toml: not valid"),
+        (lambda t: ["--dir", _stopped_stack(t)], "(127.0.0.1:9) does not run or answer"),
     ],
     "query": [
         (lambda t: ["--from", "2026-11-02", "--to", "2026-11-01"], "swap them"),

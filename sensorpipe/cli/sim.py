@@ -33,9 +33,14 @@ def sim() -> None:
     help="Seconds between readings per device.",
 )
 def sim_fleet(directory: Path | None, count: int, duration: float, interval: float) -> None:
-    """Run COUNT simulated devices against a running stack for DURATION seconds."""
+    """Run COUNT simulated devices against a running stack for DURATION seconds.
+
+    Refuses, registering nothing, when the stack's broker does not run or answer. Exits
+    non-zero when messages are left in the simulated devices' outboxes at the end: those
+    devices are gone, so nothing will ever send them."""
     from sensorpipe.firmware_sim.fleet import Fleet
     from sensorpipe.stack.local import StackError
+    from sensorpipe.stack.process import port_open
 
     s = local_stack(directory)
     try:
@@ -43,6 +48,11 @@ def sim_fleet(directory: Path | None, count: int, duration: float, interval: flo
     except StackError as exc:
         fail(str(exc))
     registry = s.registry()
+    if not s.running()["mosquitto"] or not port_open(info.broker_port):
+        fail(
+            f"the stack's broker (127.0.0.1:{info.broker_port}) does not run or answer; "
+            f"no devices registered: `sensorpipe stack status --dir {s.directory}`"
+        )
     stamp = time.strftime("%H%M%S")
     specs = [
         (
@@ -75,6 +85,13 @@ def sim_fleet(directory: Path | None, count: int, duration: float, interval: flo
     except KeyboardInterrupt:
         click.echo("interrupted")
     left = fleet.stop()
+    acked = fleet.acked()
     click.echo(
-        f"done: {fleet.acked()} messages acknowledged by the broker, {left} still in outboxes"
+        f"done: {acked} message{'' if acked == 1 else 's'} acknowledged by the broker, "
+        f"{left} still in outboxes"
     )
+    if left:
+        fail(
+            f"{left} message{' was' if left == 1 else 's were'} never sent: still in the "
+            f"simulated devices' outboxes in {workdir}, which nothing will send"
+        )

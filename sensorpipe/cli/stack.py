@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+
+if TYPE_CHECKING:
+    from sensorpipe.stack.local import LocalStack, StackInfo
+
+# `stack status` when a component does not run, as `systemctl status` for a stopped unit.
+NOT_RUNNING = 3
 
 
 @click.group()
@@ -21,15 +33,48 @@ def stack() -> None:
 @DIR_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoints as JSON.")
 def stack_up(directory: Path | None, as_json: bool) -> None:
-    """Start the stack on free loopback ports and print its endpoints."""
+    """Start the stack on free loopback ports and print its endpoints.
+
+    All or nothing: if it is interrupted (Ctrl-C, SIGTERM, a closed terminal or output pipe)
+    or a component does not start, it stops what it had started and exits non-zero."""
+    from sensorpipe.gateway.mosquitto import PasswordToolError
     from sensorpipe.stack.local import StackError
     from sensorpipe.stack.process import ProcessStartError
 
     s = local_stack(directory)
     try:
-        info = s.up(detach=True, progress=None if as_json else click.echo)
-    except (StackError, ProcessStartError) as exc:
+        with _signals_interrupt():
+            info = s.up(detach=True, progress=None if as_json else click.echo)
+            try:
+                _echo_endpoints(s, info, as_json)
+            except BaseException:
+                s.down()  # endpoints nobody was told of: not up
+                raise
+    except (StackError, ProcessStartError, PasswordToolError) as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        _ended_early(s, "interrupted")
+    except BrokenPipeError:
+        # What is still buffered for the closed pipe would fail again at exit.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _ended_early(s, "output closed")
+
+
+def _ended_early(s: LocalStack, why: str) -> NoReturn:
+    """Say whether stopping what `up` had started worked (a second Ctrl-C can cut it short)."""
+    from sensorpipe.stack.local import describe_pids
+
+    left = {name: pids for name, pids in s.running().items() if pids}
+    if left:
+        fail(
+            f"{why}; still running: {describe_pids(left)}: "
+            f"`sensorpipe stack down --dir {s.directory}` stops them"
+        )
+    fail(f"{why}: stopped what had started; nothing runs from {s.directory}")
+
+
+def _echo_endpoints(s: LocalStack, info: StackInfo, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info.as_dict()))
         return
@@ -40,24 +85,55 @@ def stack_up(directory: Path | None, as_json: bool) -> None:
     click.echo("next: `sensorpipe devices add ID` or `sensorpipe sim fleet --devices 3`")
 
 
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (its terminal closed) end `stack up` as Ctrl-C does, so that it
+    stops what it had started instead of dying with the components left running."""
+
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {
+        sig: signal.signal(sig, interrupt)
+        for sig in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(sig) is not signal.SIG_IGN  # as under `nohup`: stays ignored
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @stack.command("status")
 @DIR_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def stack_status(directory: Path | None, as_json: bool) -> None:
-    """Show whether each component runs, and the ingest's counters."""
+    """Show whether each component runs, and the ingest's counters.
+
+    Exit status: 0 when every component runs, 3 when one does not (the status is printed
+    all the same), 1 when there is no stack in the directory."""
     from sensorpipe.stack.local import StackError
 
     try:
         status = local_stack(directory).status()
     except StackError as exc:
         fail(str(exc))
+    _echo_status(status, as_json)
+    if not all(c["running"] for c in status["components"].values()):
+        sys.exit(NOT_RUNNING)
+
+
+def _echo_status(status: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(status, indent=2))
         return
-    click.echo(f"stack in {status['directory']}, {status['devices']} devices registered")
+    n = status["devices"]
+    click.echo(f"stack in {status['directory']}, {n} device{'' if n == 1 else 's'} registered")
     for name, c in status["components"].items():
         state = "running" if c["running"] else "NOT RUNNING"
-        click.echo(f"  {name:10s} pid {c['pid']:<8d} {state}")
+        pid = "-" if c["pid"] is None else str(c["pid"])
+        click.echo(f"  {name:10s} pid {pid:<8s} {state}")
     stats = status["components"]["ingest"].get("stats")
     if stats:
         click.echo(
@@ -93,6 +169,11 @@ def _echo_deadletter(d: dict[str, Any]) -> None:
 @stack.command("down")
 @DIR_OPTION
 def stack_down(directory: Path | None) -> None:
-    """Stop the stack (the data stays in the directory)."""
+    """Stop the stack (the data stays in the directory): every process that runs one of its
+    components, whether stack.json lists it or not; a process id in stack.json that belongs
+    to another program by now is left alone."""
     stopped = local_stack(directory).down()
-    click.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    click.echo(
+        "stopped: "
+        + (", ".join(f"{n} (pid {p})" for n, p in stopped) if stopped else "nothing was running")
+    )

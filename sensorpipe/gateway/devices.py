@@ -15,6 +15,10 @@ from sensorpipe.protocol.registry import DeviceEntry, Registry, ServiceAccount
 from sensorpipe.protocol.signing import generate_keypair
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
 
+# The broker account the ingest reads with. Taken as a device id before the ingest has its
+# account, the name would stop the stack from giving it one.
+INGEST_USERNAME = "ingest"
+
 
 class ProvisioningError(ValueError):
     """The device cannot be added as asked (bad id, already registered)."""
@@ -48,8 +52,11 @@ def add_device(
         raise ProvisioningError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
     if device_id in registry.devices:
         raise ProvisioningError(f"device {device_id!r} is already registered")
-    if device_id in registry.reader_names():
-        raise ProvisioningError(f"{device_id!r} is the name of a reading account")
+    if device_id == INGEST_USERNAME or device_id in registry.reader_names():
+        raise ProvisioningError(
+            f"{device_id!r} is the name of a reading account (the ingest's or a reader's); "
+            f"choose another device id"
+        )
     password = secrets.token_urlsafe(24)
     private_key, public_key = generate_keypair()
     registry.devices[device_id] = DeviceEntry(
@@ -66,10 +73,15 @@ def add_device(
     return DeviceCredentials(device_id, device_id, password, private_key, public_key)
 
 
-def set_ingest_account(registry: Registry, username: str = "ingest") -> str:
+def set_ingest_account(registry: Registry, username: str = INGEST_USERNAME) -> str:
     """Create or rotate the ingest's broker account; returns its new password."""
-    if username in registry.devices or any(r.username == username for r in registry.readers):
-        raise ProvisioningError(f"{username!r} is already a device id or a reader")
+    taken = "a device" if username in registry.devices else None
+    if any(r.username == username for r in registry.readers):
+        taken = "a reader"
+    if taken is not None:
+        raise ProvisioningError(
+            f"{username!r} is registered as {taken}, but that name is the ingest's account"
+        )
     password = secrets.token_urlsafe(24)
     registry.ingest = ServiceAccount(
         username=username, password_hash=hash_password(username, password)
@@ -81,9 +93,8 @@ def add_reader(registry: Registry, username: str) -> str:
     """Create or rotate an account that reads every device's messages; returns its password."""
     if not is_valid_device_id(username):
         raise ProvisioningError(f"invalid account name {username!r}: expected {DEVICE_ID_PATTERN}")
-    if username in registry.devices or (
-        registry.ingest is not None and username == registry.ingest.username
-    ):
+    ingest = INGEST_USERNAME if registry.ingest is None else registry.ingest.username
+    if username in registry.devices or username == ingest:
         raise ProvisioningError(f"{username!r} is already a device or the ingest")
     password = secrets.token_urlsafe(24)
     account = ServiceAccount(username=username, password_hash=hash_password(username, password))

@@ -126,7 +126,8 @@ def _run(
         )
     )
     credentials = stack.add_devices(specs)
-    say(f"registered {summary.devices} simulated devices and one misbehaving device")
+    n = summary.devices
+    say(f"registered {n} simulated device{'' if n == 1 else 's'} and one misbehaving device")
     (root / "outboxes").mkdir(exist_ok=True)
     fleet = Fleet(
         credentials[:-1],

@@ -3,16 +3,26 @@
 Everything lives under one directory (default ./.sensorpipe): the registry, the broker's files
 and persistence, InfluxDB's data, the ingest's dead letters and stats, logs, and stack.json
 with the endpoints and process ids.
+
+A process counts as one of the stack's components only while its command line names that
+component's configuration file in this directory: process ids in stack.json are written down
+as each process starts, but never trusted or signalled unchecked (after a reboot they may
+belong to anything). `stack up` and `stack down` hold stack.lock while they work, so two of
+them cannot start two brokers on one directory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import json
 import os
 import shutil
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +30,14 @@ from typing import Any
 import tomli_w
 
 from sensorpipe.gateway.broker import Broker, reload_pid
-from sensorpipe.gateway.devices import DeviceCredentials, add_device, add_reader, set_ingest_account
+from sensorpipe.gateway.devices import (
+    INGEST_USERNAME,
+    DeviceCredentials,
+    ProvisioningError,
+    add_device,
+    add_reader,
+    set_ingest_account,
+)
 from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES
 from sensorpipe.ingest.config import new_shared_group
 from sensorpipe.ingest.influxd import Influxd
@@ -28,14 +45,16 @@ from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.registry import Registry, load_registry, save_registry
 from sensorpipe.stack.process import (
     ManagedProcess,
-    ProcessStartError,
+    find_processes,
     free_ports,
-    pid_alive,
     port_open,
     stop_pid,
 )
 
 DATABASE = "sensorpipe"
+# The order the components start in; they stop in the reverse order (the ingest first, so it
+# can finish its batch).
+COMPONENTS = ("influxd", "mosquitto", "ingest")
 
 
 class StackError(RuntimeError):
@@ -84,7 +103,9 @@ class LocalStack:
         self.broker_queue = broker_queue  # messages the broker holds per client
         self.registry_path = self.directory / "registry.toml"
         self.state_path = self.directory / "stack.json"
+        self.lock_path = self.directory / "stack.lock"
         self._processes: list[ManagedProcess] = []
+        self._state: StackInfo | None = None  # what stack.json says, while this object runs it
         # Set by up() in this process, for callers (tests) that restart one component.
         self.broker: Broker | None = None
         self.influxd: Influxd | None = None
@@ -111,58 +132,128 @@ class LocalStack:
     def registry(self) -> Registry:
         return load_registry(self.registry_path)
 
+    def commands(self) -> dict[str, list[str]]:
+        """The command line of each component: its program and its configuration file in
+        this directory, which is how its process is recognised."""
+        return {
+            "influxd": ["influxd", "-config", str(self.directory / "influxdb" / "influxdb.conf")],
+            "mosquitto": ["mosquitto", "-c", str(self.directory / "broker" / "mosquitto.conf")],
+            "ingest": _ingest_argv(self.directory / "ingest" / "ingest.toml"),
+        }
+
+    def running(self) -> dict[str, list[int]]:
+        """For each component, the ids of the processes that run it now: found by their
+        command lines, whatever stack.json says (it may be stale, damaged or missing)."""
+        return find_processes(self.commands())
+
     # --- up / down ------------------------------------------------------------------------
     def up(self, *, detach: bool = True, progress: Any = None) -> StackInfo:
-        say = progress or (lambda _msg: None)
-        existing = self.info()
-        if existing is not None and any(pid_alive(p) for p in existing.pids.values()):
-            raise StackError(
-                f"a stack is already running from {self.directory}; "
-                f"`sensorpipe stack down --dir {self.directory}` stops it"
-            )
-        self.directory.mkdir(parents=True, exist_ok=True)
-        registry = self.registry()
-        ingest_password = set_ingest_account(registry)
-        save_registry(registry, self.registry_path)
+        """Start influxd, Mosquitto and the ingest, each waited for until it answers.
 
-        broker_port, http_port, rpc_port, metrics_port = free_ports(4)
-        influxd = Influxd(
-            self.directory / "influxdb", http_port=http_port, rpc_port=rpc_port, database=DATABASE
-        )
-        broker = Broker(
-            self.directory / "broker",
-            registry,
-            port=broker_port,
-            max_queued_messages=self.broker_queue,
-        )
-        ingest_dir = self.directory / "ingest"
-        ingest_config = self._write_ingest_config(
-            ingest_dir, broker_port, influxd.url, ingest_password, metrics_port
-        )
-        ingest = ManagedProcess(
-            "ingest",
-            [sys.executable, "-m", "sensorpipe", "ingest", "run", "--config", str(ingest_config)],
-            ingest_dir / "ingest.log",
-        )
+        Each process id goes into stack.json as soon as the process exists. Whatever ends
+        `up` early (a component that does not start, Ctrl-C, a closed output pipe, any
+        exception) stops what it had started and removes stack.json before it is raised."""
+        say = progress or (lambda _msg: None)
         try:
-            say(f"starting influxd on 127.0.0.1:{http_port}")
-            influxd.start(detach=detach)
-            self._processes.append(influxd.process)
-            say(f"starting mosquitto on 127.0.0.1:{broker_port}")
-            broker.start(detach=detach)
-            self._processes.append(broker.process)
-            say("starting the ingest")
-            self.ingest = ingest
-            self.start_ingest(detach=detach)
-            self._processes.append(ingest)
-        except ProcessStartError:
-            self._stop_processes()
-            raise
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StackError(
+                f"{self.directory}: cannot create the stack directory ({exc.strerror or exc})"
+            ) from None
+        with self._exclusive():
+            self.info()  # a damaged state file ends `up` here with what to do about it
+            running = self.running()
+            if any(running.values()):
+                raise StackError(
+                    f"a stack is already running from {self.directory} ({describe_pids(running)}); "
+                    f"`sensorpipe stack down --dir {self.directory}` stops it"
+                )
+            influxd, broker, ingest, info = self._prepare()
+            self._state = info
+            try:
+                self._write_state()
+                for process in (influxd.process, broker.process, ingest):
+                    process.on_spawn = functools.partial(self._record, process.name)
+                say(f"starting influxd on {influxd.url.removeprefix('http://')}")
+                self._processes.append(influxd.process)
+                influxd.start(detach=detach)
+                say(f"starting mosquitto on 127.0.0.1:{broker.port}")
+                self._processes.append(broker.process)
+                broker.start(detach=detach)
+                say("starting the ingest")
+                self._processes.append(ingest)
+                self.ingest = ingest
+                self.start_ingest(detach=detach)
+            except BaseException:
+                self._stop_all()
+                raise
         self.broker, self.influxd = broker, influxd
-        pids = {p.name: p.pid for p in self._processes if p.pid is not None}
-        info = StackInfo(self.directory, broker_port, influxd.url, DATABASE, pids, metrics_port)
-        self.state_path.write_text(json.dumps(info.as_dict(), indent=2))
         return info
+
+    def _prepare(self) -> tuple[Influxd, Broker, ManagedProcess, StackInfo]:
+        """The registry with a new ingest account, and each component's files; nothing runs."""
+        registry = self.registry()
+        try:
+            ingest_password = set_ingest_account(registry)
+        except ProvisioningError as exc:
+            raise StackError(
+                f"{self.registry_path}: {exc}; remove that entry and register it under another id"
+            ) from None
+        try:
+            save_registry(registry, self.registry_path)
+            broker_port, http_port, rpc_port, metrics_port = free_ports(4)
+            influxd = Influxd(
+                self.directory / "influxdb",
+                http_port=http_port,
+                rpc_port=rpc_port,
+                database=DATABASE,
+            )
+            broker = Broker(
+                self.directory / "broker",
+                registry,
+                port=broker_port,
+                max_queued_messages=self.broker_queue,
+            )
+            ingest_dir = self.directory / "ingest"
+            ingest_config = self._write_ingest_config(
+                ingest_dir, broker_port, influxd.url, ingest_password, metrics_port
+            )
+        except OSError as exc:
+            raise StackError(f"cannot prepare the stack in {self.directory}: {exc}") from None
+        ingest = ManagedProcess("ingest", _ingest_argv(ingest_config), ingest_dir / "ingest.log")
+        info = StackInfo(self.directory, broker_port, influxd.url, DATABASE, {}, metrics_port)
+        return influxd, broker, ingest, info
+
+    def _record(self, name: str, pid: int) -> None:
+        if self._state is not None:
+            self._state.pids[name] = pid
+            self._write_state()
+
+    def _write_state(self) -> None:
+        if self._state is not None:
+            write_private(self.state_path, json.dumps(self._state.as_dict(), indent=2))
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold stack.lock: one `up` or `down` at a time in a directory."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            yield  # no directory: nothing to start, and `down` still finds what runs
+            return
+        except OSError as exc:
+            raise StackError(f"{self.lock_path}: {exc.strerror or exc}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StackError(
+                    f"another `sensorpipe stack up` or `stack down` is at work on "
+                    f"{self.directory}; try again when it has finished"
+                ) from None
+            yield
+        finally:
+            os.close(fd)
 
     def start_ingest(self, *, detach: bool = False) -> None:
         """(Re)start the ingest process and wait until it is subscribed."""
@@ -187,7 +278,7 @@ class LocalStack:
             "broker": {
                 "host": "127.0.0.1",
                 "port": broker_port,
-                "username": "ingest",
+                "username": INGEST_USERNAME,
                 "password": password,
             },
             "influx": {"url": influx_url, "database": DATABASE},
@@ -195,33 +286,52 @@ class LocalStack:
         write_private(path, tomli_w.dumps(config))  # holds the ingest's broker password
         return path
 
-    def down(self) -> list[str]:
-        """Stop what runs (ingest first, so it can finish its batch); the names stopped."""
-        stopped: list[str] = []
-        if self._processes:
-            stopped = [p.name for p in reversed(self._processes)]
-            self._stop_processes()
-        else:
-            info = self.info()
-            if info is not None:
-                for name in ("ingest", "mosquitto", "influxd"):
-                    pid = info.pids.get(name)
-                    if pid is not None and pid_alive(pid):
-                        stop_pid(pid)
-                        stopped.append(name)
+    def down(self) -> list[tuple[str, int]]:
+        """Stop every process of this stack, the ingest first (so it can finish its batch):
+        those this object started and any other that runs a component's command line (left
+        by an interrupted `up`, or started elsewhere). What was stopped: (name, pid)."""
+        with self._exclusive():
+            self.info()  # a damaged state file ends `down` here with what to do about it
+            return self._stop_all()
+
+    def _stop_all(self) -> list[tuple[str, int]]:
+        commands = self.commands()
+        found = find_processes(commands)
+        stopped: list[tuple[str, int]] = []
+        for name in reversed(COMPONENTS):
+            own = [p for p in self._processes if p.name == name]
+            own_pids = {p.pid for p in own}
+            for process in own:
+                if process.pid is not None and process.running:
+                    stopped.append((name, process.pid))
+                process.stop()
+            for pid in found[name]:
+                if pid not in own_pids:
+                    stop_pid(pid, argv=commands[name])
+                    stopped.append((name, pid))
+        self._processes.clear()
+        self._state = None
         self.state_path.unlink(missing_ok=True)
         return stopped
 
-    def _stop_processes(self) -> None:
-        for process in reversed(self._processes):
-            process.stop()
-        self._processes.clear()
-
     def status(self) -> dict[str, Any]:
-        info = self.require_info()
+        """stack.json's endpoints, whether each component runs (checked, not assumed from
+        stack.json), the ingest's counters and its dead-letter store."""
+        info = self.info()
+        running = self.running()
+        if info is None:
+            if any(running.values()):
+                raise StackError(
+                    f"no stack.json in {self.directory}, but its {describe_pids(running)} run: "
+                    f"`sensorpipe stack down --dir {self.directory}` stops them"
+                )
+            info = self.require_info()
         components: dict[str, Any] = {}
-        for name, pid in info.pids.items():
-            components[name] = {"pid": pid, "running": pid_alive(pid)}
+        for name in COMPONENTS:
+            pids = running[name]
+            recorded = info.pids.get(name)
+            pid = recorded if recorded in pids or not pids else pids[0]
+            components[name] = {"pid": pid, "running": bool(pids)}
         components["mosquitto"]["port_open"] = port_open(info.broker_port)
         stats_path = self.directory / "ingest" / "stats.json"
         try:
@@ -274,11 +384,7 @@ class LocalStack:
         config.pop("metrics_port", None)
         path = directory / "ingest.toml"
         write_private(path, tomli_w.dumps(config))
-        process = ManagedProcess(
-            name,
-            [sys.executable, "-m", "sensorpipe", "ingest", "run", "--config", str(path)],
-            directory / "ingest.log",
-        )
+        process = ManagedProcess(name, _ingest_argv(path), directory / "ingest.log")
         return IngestWorker(process, directory)
 
     def shared_group(self) -> str:
@@ -296,10 +402,11 @@ class LocalStack:
         return out
 
     def _reload_broker(self, registry: Registry) -> None:
-        info = self.info()
-        if info is None or not pid_alive(info.pids.get("mosquitto", -1)):
+        brokers = self.running()["mosquitto"]
+        if not brokers:
             return  # not running: the files are written at the next `stack up`
-        reload_pid(info.pids["mosquitto"], self.directory / "broker", registry)
+        for pid in brokers:
+            reload_pid(pid, self.directory / "broker", registry)
         time.sleep(0.2)  # Mosquitto applies SIGHUP on its next loop iteration
 
 
@@ -358,5 +465,20 @@ def _ingest_connected(stats_path: Path) -> bool:
         return False
 
 
+def _ingest_argv(config: Path) -> list[str]:
+    return [sys.executable, "-m", "sensorpipe", "ingest", "run", "--config", str(config)]
+
+
+def describe_pids(running: dict[str, list[int]]) -> str:
+    """`influxd pid 12, mosquitto pids 13, 14` for the components that run."""
+    return ", ".join(
+        f"{name} pid{'s' if len(pids) > 1 else ''} {', '.join(map(str, pids))}"
+        for name, pids in running.items()
+        if pids
+    )
+
+
 def default_directory() -> Path:
-    return Path(os.environ.get("SENSORPIPE_DIR", ".sensorpipe"))
+    """$SENSORPIPE_DIR, or ./.sensorpipe when it is unset or empty (an empty value must not
+    make the current directory the stack directory)."""
+    return Path(os.environ.get("SENSORPIPE_DIR") or ".sensorpipe")

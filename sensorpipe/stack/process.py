@@ -7,8 +7,9 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 
@@ -55,12 +56,70 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def stop_pid(pid: int, timeout_s: float = 10.0) -> None:
-    """SIGTERM (which lets Mosquitto save its persistence file), SIGKILL after the timeout."""
+def process_argv(pid: int) -> list[str] | None:
+    """The command line process `pid` runs (Linux /proc); None when there is no such process,
+    it is a zombie, or it cannot be read."""
+    if pid <= 0:
+        return None
     try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    if not raw:
+        return None  # a zombie or a kernel thread
+    if raw.endswith(b"\0"):
+        raw = raw[:-1]
+    return [os.fsdecode(arg) for arg in raw.split(b"\0")]
+
+
+def same_command(actual: Sequence[str], expected: Sequence[str]) -> bool:
+    """The same arguments and a program of the same name (`mosquitto` from PATH or in full;
+    any Python for a `python -m` module)."""
+
+    def program(path: str) -> str:
+        name = Path(path).name
+        return "python" if name.startswith("python") else name
+
+    return list(actual[1:]) == list(expected[1:]) and program(actual[0]) == program(expected[0])
+
+
+def runs(pid: int, argv: Sequence[str]) -> bool:
+    """Whether process `pid` is alive and runs `argv`. A process id written down earlier may
+    belong to anything by now (after a reboot, or once ids wrap): check before trusting it."""
+    actual = process_argv(pid)
+    return actual is not None and same_command(actual, argv)
+
+
+def find_processes(commands: Mapping[str, Sequence[str]]) -> dict[str, list[int]]:
+    """For each name, the ids of the live processes that run its command line."""
+    found: dict[str, list[int]] = {name: [] for name in commands}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for pid in sorted(int(entry) for entry in entries if entry.isdigit()):
+        actual = process_argv(pid)
+        if actual is None:
+            continue
+        for name, argv in commands.items():
+            if same_command(actual, argv):
+                found[name].append(pid)
+    return found
+
+
+def stop_pid(pid: int, timeout_s: float = 10.0, *, argv: Sequence[str] | None = None) -> None:
+    """SIGTERM (which lets Mosquitto save its persistence file), SIGKILL after the timeout.
+    With `argv`, only while the process still runs that command line: a process id that has
+    gone to another process is left alone."""
+
+    def ours() -> bool:
+        return pid_alive(pid) if argv is None else runs(pid, argv)
+
+    if argv is not None and not runs(pid, argv):
         return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -68,11 +127,37 @@ def stop_pid(pid: int, timeout_s: float = 10.0) -> None:
                 return
         except ChildProcessError:
             pass  # not our child: poll instead
-        if not pid_alive(pid):
+        if not ours():
             return
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    if ours():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver them. Ctrl-C raised
+    inside `subprocess.Popen`, after the fork, would lose the child: no handle to stop it
+    and no process id for anyone to find. Only the main thread receives Python's signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: held.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        # An ignored signal (`nohup`) stays ignored, for the child too; a handler set
+        # outside Python cannot be put back, so it stays as well.
+        if signal.getsignal(sig) not in (signal.SIG_IGN, None)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in held:
+            signal.raise_signal(signum)
 
 
 class ManagedProcess:
@@ -83,16 +168,23 @@ class ManagedProcess:
         self.argv = list(argv)
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        # Called with the new process id as soon as it is spawned, before `start` waits for
+        # it to be ready: whoever must be able to stop it later records it there.
+        self.on_spawn: Callable[[int], None] | None = None
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def start(
         self, ready: Callable[[], bool], *, timeout_s: float = 30.0, detach: bool = False
     ) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        with open(self.log_path, "ab") as log, _signals_held():
             try:
                 self.proc = subprocess.Popen(
                     self.argv,
@@ -106,6 +198,8 @@ class ManagedProcess:
                     f"{self.name}: {self.argv[0]} not found; run `make setup` as root "
                     f"or install it (apt-get install mosquitto influxdb)"
                 ) from None
+            if self.on_spawn is not None:
+                self.on_spawn(self.proc.pid)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

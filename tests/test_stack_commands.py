@@ -1,0 +1,331 @@
+"""The local stack's commands without a broker or database: which processes count as the
+stack's, what `stack status` exits with, the lock, the stack directory, what `stack up` and
+`sim fleet` refuse before starting or registering anything, and the reserved account names.
+
+Real processes here are `sleep`s standing in for unrelated programs whose ids a stale
+stack.json might hold; tests/integration/test_stack_lifecycle.py starts the real stack."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from sensorpipe.cli.main import main
+from sensorpipe.gateway.devices import ProvisioningError, add_device, add_reader
+from sensorpipe.protocol.registry import DeviceEntry, Registry, load_registry, save_registry
+from sensorpipe.stack.local import LocalStack, default_directory
+from sensorpipe.stack.process import (
+    ManagedProcess,
+    find_processes,
+    process_argv,
+    runs,
+    same_command,
+    stop_pid,
+)
+from tests.helpers import wait_for
+
+SLEEP = ["sleep", f"300.{os.getpid()}"]  # a command line no other process on the machine has
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """An unrelated process: what a recorded process id may belong to after a reboot."""
+    proc = subprocess.Popen(SLEEP)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _state(directory: Path, pids: dict[str, int], port: int = 9) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {
+        "directory": str(directory),
+        "mqtt": {"host": "127.0.0.1", "port": port},
+        "influx": {"url": "http://127.0.0.1:9", "database": "sensorpipe"},
+        "pids": pids,
+    }
+    (directory / "stack.json").write_text(json.dumps(state))
+    return directory
+
+
+def _still_running(proc: subprocess.Popen[bytes]) -> bool:
+    """Alive half a second on: long enough for a signal it was sent to have ended it."""
+    try:
+        proc.wait(timeout=0.5)
+    except subprocess.TimeoutExpired:
+        return True
+    return False
+
+
+def _invoke(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args))
+
+
+# --- which process is which -----------------------------------------------------------------
+
+
+def test_a_process_is_recognised_by_its_command_line(sleeper: subprocess.Popen[bytes]) -> None:
+    assert process_argv(sleeper.pid) == SLEEP
+    assert runs(sleeper.pid, ["/usr/bin/sleep", SLEEP[1]])  # the program by name, not by path
+    assert not runs(sleeper.pid, ["sleep", "301"])
+    assert not runs(sleeper.pid, ["mosquitto", SLEEP[1]])
+    assert find_processes({"s": SLEEP, "m": ["mosquitto", "-c", "x"]}) == {
+        "s": [sleeper.pid],
+        "m": [],
+    }
+    assert process_argv(0) is None and process_argv(-1) is None
+
+
+def test_any_python_runs_a_python_module() -> None:
+    ingest = ["/opt/venv/bin/python", "-m", "sensorpipe", "ingest", "run", "--config", "/s/i.toml"]
+    assert same_command(["/usr/bin/python3.12", *ingest[1:]], ingest)
+    assert not same_command(["/usr/bin/python3.12", *ingest[1:-1], "/t/i.toml"], ingest)
+
+
+def test_a_zombie_runs_nothing() -> None:
+    proc = subprocess.Popen(["true"])
+    try:
+        # Not waited for: it stays a zombie, whose id is still taken.
+        wait_for(lambda: process_argv(proc.pid) is None, what="`true` to exit")
+        assert not runs(proc.pid, ["true"])
+    finally:
+        proc.wait()
+
+
+def test_stop_pid_leaves_a_process_that_runs_something_else(
+    sleeper: subprocess.Popen[bytes],
+) -> None:
+    stop_pid(sleeper.pid, timeout_s=1, argv=["mosquitto", "-c", "/s/broker/mosquitto.conf"])
+    assert _still_running(sleeper)
+    stop_pid(sleeper.pid, timeout_s=5, argv=SLEEP)
+    sleeper.wait(timeout=5)  # ended (reaped by stop_pid, so its status is lost)
+
+
+def test_ctrl_c_while_a_process_is_spawned_leaves_it_stoppable(tmp_path: Path) -> None:
+    process = ManagedProcess("sleep", SLEEP, tmp_path / "sleep.log")
+    recorded: list[int] = []
+
+    def on_spawn(pid: int) -> None:
+        signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came while Popen was returning
+        recorded.append(pid)
+
+    process.on_spawn = on_spawn
+    with pytest.raises(KeyboardInterrupt):
+        process.start(lambda: True)
+    try:
+        assert process.pid is not None and recorded == [process.pid] and process.running
+    finally:
+        process.stop()
+    assert find_processes({"sleep": SLEEP}) == {"sleep": []}
+
+
+# --- stale process ids ------------------------------------------------------------------------
+
+
+def test_stale_pids_are_not_running_and_not_signalled(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    d = _state(
+        tmp_path / "st",
+        {"influxd": sleeper.pid, "mosquitto": sleeper.pid, "ingest": sleeper.pid},
+    )
+    status = _invoke("stack", "status", "--dir", str(d))
+    assert status.exit_code == 3, status.output
+    assert status.output.count("NOT RUNNING") == 3
+    assert f"pid {sleeper.pid}" in status.output
+    as_json = _invoke("stack", "status", "--dir", str(d), "--json")
+    assert as_json.exit_code == 3
+    assert not any(c["running"] for c in json.loads(as_json.output)["components"].values())
+
+    # A device added while the stack is down does not SIGHUP the recorded broker id.
+    added = _invoke("devices", "add", "pi-1", "--dir", str(d))
+    assert added.exit_code == 0, added.output
+
+    down = _invoke("stack", "down", "--dir", str(d))
+    assert down.exit_code == 0 and "stopped: nothing was running" in down.output
+    assert _still_running(sleeper)  # neither SIGHUP nor SIGTERM reached it
+    assert not (d / "stack.json").exists()
+
+
+def test_status_exits_3_when_only_some_components_run(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = _state(tmp_path / "st", {"influxd": 11, "mosquitto": 12, "ingest": 13})
+    monkeypatch.setattr(
+        LocalStack, "running", lambda self: {"influxd": [11], "mosquitto": [12], "ingest": []}
+    )
+    result = _invoke("stack", "status", "--dir", str(d))
+    assert result.exit_code == 3
+    lines = result.output.splitlines()
+    assert any("influxd" in line and line.endswith(" running") for line in lines)
+    assert any("ingest" in line and "NOT RUNNING" in line for line in lines)
+
+    monkeypatch.setattr(
+        LocalStack, "running", lambda self: {"influxd": [11], "mosquitto": [12], "ingest": [13]}
+    )
+    assert _invoke("stack", "status", "--dir", str(d)).exit_code == 0
+
+
+def test_status_without_state_names_processes_that_still_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "st").mkdir()
+    monkeypatch.setattr(
+        LocalStack, "running", lambda self: {"influxd": [], "mosquitto": [42], "ingest": []}
+    )
+    result = _invoke("stack", "status", "--dir", str(tmp_path / "st"))
+    assert result.exit_code == 1
+    assert "no stack.json in" in result.output and "mosquitto pid 42 run" in result.output
+    assert "stack down --dir" in result.output
+
+
+def test_status_counts_devices_in_the_singular(tmp_path: Path) -> None:
+    d = _state(tmp_path / "st", {})
+    assert _invoke("devices", "add", "pi-1", "--dir", str(d)).exit_code == 0
+    assert "1 device registered" in _invoke("stack", "status", "--dir", str(d)).output
+    assert _invoke("devices", "add", "pi-2", "--dir", str(d)).exit_code == 0
+    assert "2 devices registered" in _invoke("stack", "status", "--dir", str(d)).output
+
+
+# --- one `up` or `down` at a time -------------------------------------------------------------
+
+
+def test_up_and_down_refuse_while_another_holds_the_lock(tmp_path: Path) -> None:
+    d = tmp_path / "st"
+    d.mkdir()
+    try:
+        with open(d / "stack.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            for command in ("up", "down"):
+                result = _invoke("stack", command, "--dir", str(d))
+                assert result.exit_code == 1
+                assert "another `sensorpipe stack up` or `stack down` is at work on" in (
+                    result.output
+                )
+        assert not (d / "stack.json").exists() and not (d / "registry.toml").exists()
+    finally:
+        LocalStack(d).down()  # should `up` have started anything
+
+
+# --- the stack directory ----------------------------------------------------------------------
+
+
+def test_an_empty_sensorpipe_dir_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENSORPIPE_DIR", "")
+    assert default_directory() == Path(".sensorpipe")
+    monkeypatch.delenv("SENSORPIPE_DIR")
+    assert default_directory() == Path(".sensorpipe")
+    monkeypatch.setenv("SENSORPIPE_DIR", "/srv/stack")
+    assert default_directory() == Path("/srv/stack")
+
+
+def test_up_cannot_create_its_directory_under_proc() -> None:
+    result = _invoke("stack", "up", "--dir", "/proc/sensorpipe-stack")
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "Error: /proc/sensorpipe-stack: cannot create the stack directory ("
+    )
+    assert len(result.output.splitlines()) == 1
+
+
+# --- reserved account names -------------------------------------------------------------------
+
+
+def test_the_ingest_account_name_is_never_a_device_id() -> None:
+    with pytest.raises(ProvisioningError, match="'ingest' is the name of a reading account"):
+        add_device(Registry(), "ingest", site="a")
+    registry = Registry()
+    add_reader(registry, "auditor")
+    with pytest.raises(ProvisioningError, match="'auditor' is the name of a reading account"):
+        add_device(registry, "auditor", site="a")
+    with pytest.raises(ProvisioningError, match="already a device or the ingest"):
+        add_reader(Registry(), "ingest")
+
+
+def test_devices_add_refuses_ingest_before_the_stack_ever_ran(tmp_path: Path) -> None:
+    result = _invoke("devices", "add", "ingest", "--dir", str(tmp_path))
+    assert result.exit_code == 1 and "'ingest' is the name of a reading account" in result.output
+    assert not load_registry(tmp_path / "registry.toml").devices
+
+
+def test_up_reports_a_device_named_ingest_in_one_line(tmp_path: Path) -> None:
+    registry = Registry()
+    registry.devices["ingest"] = DeviceEntry(site="a", public_key="k", password_hash="h")
+    save_registry(registry, tmp_path / "registry.toml")  # as an older version let it be
+    result = _invoke("stack", "up", "--dir", str(tmp_path))
+    assert result.exit_code == 1
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"Error: {tmp_path}/registry.toml: 'ingest' is registered as a device")
+    assert "register it under another id" in line
+    assert not (tmp_path / "stack.json").exists()
+
+
+# --- sim fleet --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def test_sim_fleet_registers_nothing_when_the_broker_is_down(
+    tmp_path: Path, listening_port: int
+) -> None:
+    # Something answers on the recorded port, but it is not the stack's Mosquitto.
+    d = _state(tmp_path / "st", {"mosquitto": 0}, port=listening_port)
+    result = _invoke("sim", "fleet", "--dir", str(d), "--devices", "2", "--duration", "1")
+    assert result.exit_code == 1
+    assert f"the stack's broker (127.0.0.1:{listening_port}) does not run or answer" in (
+        result.output
+    )
+    assert "no devices registered" in result.output
+    assert not load_registry(d / "registry.toml").devices
+
+
+class _FleetThatCouldNotSend:
+    def __init__(self, devices: list[Any], **_kwargs: Any) -> None:
+        self.devices = devices
+
+    def start(self) -> None:
+        pass
+
+    def queued(self) -> int:
+        return 3
+
+    def acked(self) -> int:
+        return 1
+
+    def stop(self) -> int:
+        return 2
+
+
+def test_sim_fleet_fails_when_messages_are_left_in_outboxes(
+    tmp_path: Path, listening_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sensorpipe.firmware_sim.fleet
+
+    d = _state(tmp_path / "st", {}, port=listening_port)
+    monkeypatch.setattr(sensorpipe.firmware_sim.fleet, "Fleet", _FleetThatCouldNotSend)
+    monkeypatch.setattr(
+        LocalStack, "running", lambda self: {"influxd": [], "mosquitto": [1], "ingest": []}
+    )
+    monkeypatch.setattr(LocalStack, "_reload_broker", lambda self, registry: None)
+    result = _invoke("sim", "fleet", "--dir", str(d), "--devices", "1", "--duration", "1")
+    assert result.exit_code == 1
+    assert "done: 1 message acknowledged by the broker, 2 still in outboxes" in result.output
+    assert "Error: 2 messages were never sent: still in the simulated devices' outboxes" in (
+        result.output
+    )
