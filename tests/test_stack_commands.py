@@ -86,6 +86,19 @@ def test_a_process_is_recognised_by_its_command_line(sleeper: subprocess.Popen[b
     assert process_argv(0) is None and process_argv(-1) is None
 
 
+def test_the_stack_recognises_the_command_lines_its_components_run(tmp_path: Path) -> None:
+    from sensorpipe.gateway.broker import Broker
+    from sensorpipe.ingest.influxd import Influxd
+
+    stack = LocalStack(tmp_path)
+    commands = stack.commands()
+    influxd = Influxd(tmp_path / "influxdb", http_port=1, rpc_port=2, database="sensorpipe")
+    broker = Broker(tmp_path / "broker", Registry(), port=1)
+    assert same_command(influxd.process.argv, commands["influxd"])
+    assert same_command(broker.process.argv, commands["mosquitto"])
+    assert commands["ingest"][-2:] == ["--config", str(tmp_path / "ingest" / "ingest.toml")]
+
+
 def test_any_python_runs_a_python_module() -> None:
     ingest = ["/opt/venv/bin/python", "-m", "sensorpipe", "ingest", "run", "--config", "/s/i.toml"]
     assert same_command(["/usr/bin/python3.12", *ingest[1:]], ingest)
@@ -96,7 +109,10 @@ def test_a_zombie_runs_nothing() -> None:
     proc = subprocess.Popen(["true"])
     try:
         # Not waited for: it stays a zombie, whose id is still taken.
-        wait_for(lambda: process_argv(proc.pid) is None, what="`true` to exit")
+        def state() -> str:
+            return Path(f"/proc/{proc.pid}/stat").read_text().rsplit(") ", 1)[1][0]
+
+        wait_for(lambda: state() == "Z", what="`true` to exit")
         assert not runs(proc.pid, ["true"])
     finally:
         proc.wait()
