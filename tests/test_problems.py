@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from sensorpipe.edge.problems import RepeatedProblem
+from sensorpipe.protocol.problems import RepeatedProblem
 
 log = logging.getLogger("test.problems")
 

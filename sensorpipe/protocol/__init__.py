@@ -1,7 +1,10 @@
 """The wire contract shared by edge, gateway, ingest and firmware_sim.
 
 One source of truth for topics, quantities and units, message models, signing and the device
-registry. Everything here is pure: no sockets, no files except where a function says so.
+registry. Everything here is pure: no sockets, no files except where a function says so. Two
+helpers that the edge agent and the ingest share are the exception: connecting to the broker
+and saying why it failed (`brokerlink`), and logging a problem that keeps happening
+(`problems`).
 """
 
 from sensorpipe.protocol.codec import DecodeError, canonical_bytes, decode, encode

@@ -1,5 +1,5 @@
 """Logging a problem that keeps happening (no broker, a sensor that will not open, a full disk)
-without flooding a Pi's log, and without going quiet about it.
+without flooding a log, and without going quiet about it. The edge agent and the ingest use it.
 
 The first occurrence is logged at once with its reason, and so is a changed reason. The same
 reason again is logged only after a pause that doubles each time (`first_pause_s` up to
