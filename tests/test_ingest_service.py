@@ -6,6 +6,8 @@ it, InfluxDB's refusals are isolated by splitting the batch, and Retry-After is 
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +21,7 @@ from sensorpipe.ingest.errors import StorageRejected, StorageUnavailable
 from sensorpipe.ingest.service import Incoming, IngestService
 from sensorpipe.protocol.ack import ack_topic, decode_ack
 from sensorpipe.protocol.codec import encode
+from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
 from sensorpipe.protocol.signing import Signer, generate_keypair
 from sensorpipe.protocol.topics import topic_for
@@ -160,15 +163,79 @@ def test_a_refused_write_is_split_until_the_refused_message_is_found(tmp_path: P
     assert influx.writes <= 2 * 5 + 1  # halving: about 2 log2(n) writes, not one per message
 
 
-def test_the_writer_survives_a_stats_file_it_cannot_write(tmp_path: Path) -> None:
+def test_the_writer_survives_a_stats_file_it_cannot_write_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     influx = FakeInflux()
     # One message per batch: the stats file is written (and fails) between the two.
-    service = _service(
-        tmp_path, influx, batch_max=1, stats_path=str(tmp_path / "missing-dir" / "stats.json")
-    )
+    stats = tmp_path / "missing-dir" / "stats.json"
+    service = _service(tmp_path, influx, batch_max=1, stats_path=str(stats))
     mqtt = service._client
-    _run(service, [_item("good", 1), _item("good", 2)], lambda: len(mqtt.acked) == 2)  # type: ignore[attr-defined]
-    assert service.stats.internal_errors >= 1 and service.stats.stored_messages == 2
+    with caplog.at_level(logging.DEBUG, logger="sensorpipe.ingest.service"):
+        _run(service, [_item("good", 1), _item("good", 2)], lambda: len(mqtt.acked) == 2)  # type: ignore[attr-defined]
+    assert service.stats.stored_messages == 2
+    # Said once (it used to be a traceback at every turn of the loop), with the reason.
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in said] == [
+        f"stats file {stats} not written: No such file or directory"
+    ]
+    assert said[0].levelno == logging.ERROR and said[0].exc_info is None
+    stats.parent.mkdir()
+    service._tend_stats()
+    assert caplog.records[-1].getMessage().startswith(f"stats file {stats} written again")
+    assert json.loads(stats.read_text())["stored_messages"] == 2
+
+
+def test_a_stats_file_in_a_missing_directory_stops_the_start_with_one_line(
+    tmp_path: Path,
+) -> None:
+    stats = tmp_path / "run" / "sensorpipe" / "stats.json"
+    service = _service(tmp_path, FakeInflux(), stats_path=str(stats))
+    try:
+        with pytest.raises(ConfigError) as caught:
+            service.start()
+    finally:
+        service.close()
+    assert str(caught.value) == (
+        f"ingest configuration: stats_path: the directory {stats.parent} does not exist: "
+        f"create it or correct stats_path"
+    )
+    assert not service._worker.is_alive()  # nothing started
+
+
+def test_a_registry_that_does_not_exist_is_an_error_not_an_empty_registry(
+    tmp_path: Path,
+) -> None:
+    cfg = IngestConfig.model_validate(
+        {
+            "broker": {"password": "x"},
+            "registry_path": str(tmp_path / "registy.toml"),
+            "deadletter_path": str(tmp_path / "dl.sqlite"),
+        }
+    )
+    with pytest.raises(ConfigError, match=r"registy\.toml: file not found"):
+        IngestService(cfg, influx=FakeInflux())  # type: ignore[arg-type]
+
+
+def test_a_registry_removed_while_running_keeps_the_devices_it_had(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = _service(tmp_path, FakeInflux())
+    (tmp_path / "registry.toml").unlink()
+    with caplog.at_level(logging.ERROR, logger="sensorpipe.ingest.validate"):
+        service._registry.refresh()
+        service._registry.refresh()
+    assert service._registry.device("good") is not None
+    (line,) = caplog.records  # once, not at every refresh
+    assert "registry not reloaded, keeping the previous one" in line.getMessage()
+    service.close()
+
+
+def test_a_dead_letter_store_that_cannot_be_opened_names_its_key(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    with pytest.raises(ConfigError) as caught:
+        _service(tmp_path, FakeInflux(), deadletter_path=str(tmp_path / "not-a-dir" / "dl.sqlite"))
+    assert str(caught.value).startswith("ingest configuration: deadletter_path: cannot open")
 
 
 def test_retry_after_is_honoured_and_backoff_is_capped(

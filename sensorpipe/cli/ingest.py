@@ -28,9 +28,11 @@ def ingest() -> None:
 def ingest_run(config_path: Path) -> None:
     """Subscribe and store until stopped (SIGTERM or Ctrl-C)."""
     from sensorpipe.ingest.config import load_ingest_config
+    from sensorpipe.ingest.influx import quiet_request_log
     from sensorpipe.ingest.service import IngestService
 
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    quiet_request_log()
     try:
         config = load_ingest_config(config_path)
     except ConfigError as exc:

@@ -6,12 +6,21 @@ The v2 client library is not used because it cannot write to servers before 1.8.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from sensorpipe.ingest.errors import QueryError, StorageRejected, StorageUnavailable
+
+
+def quiet_request_log() -> None:
+    """httpx says every request at INFO, one line per InfluxDB write: only its warnings,
+    unless the log is at DEBUG (`sensorpipe -vv`)."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def string_literal(value: str) -> str:

@@ -33,6 +33,11 @@ class _StatsCollector(Collector):
             ("batches", "Batches written and acknowledged.", s.batches),
             ("deadletters_pruned", "Dead letters removed by the limits.", s.deadletters_pruned),
             (
+                "connect_failures",
+                "Attempts to connect to the broker that failed (unreachable, refused, unanswered).",
+                s.connect_failures,
+            ),
+            (
                 "held_back",
                 "Rejected messages not confirmed: the dead-letter store could not keep them.",
                 s.held_back,

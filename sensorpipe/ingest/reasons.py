@@ -29,6 +29,7 @@ REASONS: dict[str, str] = {
     "internal_error": "the ingest failed on it (a bug): kept for replay",
 }
 
+
 def check_reason(code: str) -> str | None:
     """None when `code` is a known reason, else a sentence saying which ones are."""
     if code in REASONS:

@@ -20,6 +20,11 @@ again; beyond that it acknowledges them to the broker without confirmation, so t
 fill the broker's in-flight window and stop everyone: a device that waits for confirmations
 sends them again (see `_hold_back`). The store is tried again every few seconds, never per
 message.
+
+A broker it cannot reach, or that refuses it, is said at once with the reason (WARNING), then
+only after growing pauses while paho keeps trying (protocol.problems), and reaching it again
+is said too. So is a connection the broker keeps dropping right after it stood: what the
+broker does when another client connects with the same user name (its client id).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import json
 import logging
 import queue
 import random
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -43,7 +49,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sensorpipe.ingest.config import IngestConfig
+from sensorpipe.ingest.config import IngestConfig, check_ca_file
 from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore, DeadLetterStoreUnavailable
 from sensorpipe.ingest.errors import QueryError, StorageRejected, StorageUnavailable
 from sensorpipe.ingest.influx import InfluxClient
@@ -53,13 +59,25 @@ from sensorpipe.ingest.points import Receipt, message_points
 from sensorpipe.ingest.stats import IngestStats
 from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
 from sensorpipe.protocol.ack import ack_topic, encode_ack
+from sensorpipe.protocol.brokerlink import (
+    Client,
+    describe_closed_unanswered,
+    describe_connect_error,
+    describe_refusal,
+)
 from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
+from sensorpipe.protocol.problems import RepeatedProblem
 from sensorpipe.protocol.topics import parse_topic, subscription
 
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # unexpected failures of one batch before it is split (or dead-lettered)
 RETRY_CAP_S = 10.0  # longest backoff between write attempts while InfluxDB is away
 OUTAGE_REPORT_S = 60.0  # while the dead-letter store is unavailable: a summary line this often
+# A connection that ends within this long after it stood, this many times in a row, is taken
+# from the ingest: by another client with the same user name, which the broker uses as
+# client id (each new connection ends the one before).
+SHORT_LINK_S = 10.0
+SHORT_LINKS_TAKEN_OVER = 3
 
 
 def connect_properties(config: IngestConfig) -> Properties:
@@ -127,10 +145,14 @@ class IngestService:
         *,
         influx: InfluxClient | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` dates what arrives (epoch s); `monotonic` times the pauses between lines
+        about a problem that keeps happening."""
         self.config = config
         self.stats = IngestStats()
         self._clock = clock
+        self._monotonic = monotonic
         self._registry = RegistryView(config.registry_path)
         self._validator = Validator(
             self._registry,
@@ -146,12 +168,19 @@ class IngestService:
             token=config.influx.token,
             timeout_s=config.influx.timeout_s,
         )
-        self._deadletters = DeadLetterStore(
-            config.deadletter_path,
-            max_payload_bytes=config.deadletter_max_payload_bytes,
-            max_letters=config.deadletter_max_letters,
-            max_age_s=config.deadletter_max_age_days * 86400.0,
-        )
+        try:
+            self._deadletters = DeadLetterStore(
+                config.deadletter_path,
+                max_payload_bytes=config.deadletter_max_payload_bytes,
+                max_letters=config.deadletter_max_letters,
+                max_age_s=config.deadletter_max_age_days * 86400.0,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            self._influx.close()
+            raise config.key_error(
+                "deadletter_path",
+                f"cannot open the dead-letter store {config.deadletter_path}: {exc}",
+            ) from None
         # Rejected messages the store could not keep, held unacknowledged (`_hold_back`): those
         # whose device a confirmation would name, and those too broken to name one.
         self._held_named: list[_Outcome] = []
@@ -173,12 +202,37 @@ class IngestService:
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="ingest-writer", daemon=True)
         self._pool = ThreadPoolExecutor(config.validate_threads, thread_name_prefix="ingest-check")
+        b = config.broker
+        where = f"{b.host}:{b.port}"
+        self._unreachable = RepeatedProblem(
+            log, f"cannot connect to the broker at {where}", clock=monotonic
+        )
+        self._lost_link = RepeatedProblem(
+            log, f"disconnected from the broker at {where}", clock=monotonic
+        )
+        self._taken_over = RepeatedProblem(
+            log,
+            f"the broker at {where} keeps ending the ingest's connection right after it is made",
+            clock=monotonic,
+        )
+        self._connected_since: float | None = None  # monotonic; None while not connected
+        self._answered = False  # the broker answered this attempt's CONNECT
+        self._short_links = 0  # connections in a row that ended within SHORT_LINK_S
+        self._stats_trouble = RepeatedProblem(
+            log,
+            f"stats file {config.stats_path} not written",
+            level=logging.ERROR,
+            clock=monotonic,
+        )
+        self._loop_trouble = RepeatedProblem(
+            log, "ingest writer loop error", level=logging.ERROR, clock=monotonic
+        )
         self._client = self._make_client()
 
     # --- MQTT side -------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
         b = self.config.broker
-        client = mqtt.Client(
+        client = Client(
             CallbackAPIVersion.VERSION2,
             client_id=b.client_id,
             protocol=mqtt.MQTTv5,
@@ -186,29 +240,106 @@ class IngestService:
         )
         client.username_pw_set(b.username, b.password)
         if b.tls:
+            check_ca_file(self.config)  # checked at load too; this config may come from code
             client.tls_set(ca_certs=b.ca_file)
+        client.connect_timeout = b.connect_timeout_s  # TCP connection and TLS handshake
+        # Within the keepalive: paho would otherwise close the silent connection first, unsaid.
+        client.connack_timeout_s = min(b.connect_timeout_s, float(b.keepalive_s))
         client.reconnect_delay_set(min_delay=1, max_delay=15)
+        client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
 
+    # paho's callbacks run in its network thread, one at a time.
+    def _on_pre_connect(self, client: Any, userdata: Any) -> None:
+        self._answered = False
+
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self._answered = True
         if reason.is_failure:
-            log.error("broker refused the ingest: %s", reason)
+            self.stats.connect_failures += 1
+            self._unreachable.report(describe_refusal(reason, "[broker]"), "; still trying")
             return
         self._generation += 1
+        self._connected_since = self._monotonic()
         self.stats.connected = True
-        topic = subscription(self.config.broker.shared_group)
+        b = self.config.broker
+        self._unreachable.resolved(f"connected to the broker at {b.host}:{b.port}")
+        # After connections that did not last, this one is said once it lasts (`_tend_link`):
+        # not a line at every reconnect while another client keeps taking the connection.
+        lasting = self._short_links == 0
+        if lasting:
+            self._lost_link.resolved("connected to the broker again", level=logging.INFO)
+        topic = subscription(b.shared_group)
         client.subscribe(topic, qos=1)
-        log.info("subscribed to %s (session present: %s)", topic, flags.session_present)
+        log.log(
+            logging.INFO if lasting else logging.DEBUG,
+            "connected to the broker at %s:%d, subscribed to %s (session present: %s)",
+            b.host,
+            b.port,
+            topic,
+            flags.session_present,
+        )
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self.stats.connect_failures += 1
+        b = self.config.broker
+        exc = getattr(client, "last_connect_error", None)
+        reason = (
+            describe_connect_error(
+                exc,
+                host=b.host,
+                port=b.port,
+                tls=b.tls,
+                connect_timeout_s=b.connect_timeout_s,
+                section="[broker]",
+            )
+            if exc is not None
+            else "no connection"
+        )
+        self._unreachable.report(reason, "; still trying")
 
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         self.stats.connected = False
-        if not self._stop.is_set():
-            log.warning("disconnected from broker: %s", reason)
+        since, self._connected_since = self._connected_since, None
+        if self._stop.is_set():
+            return
+        if since is None:
+            if not self._answered:  # closed before the broker answered CONNECT
+                self.stats.connect_failures += 1
+                b = self.config.broker
+                self._unreachable.report(
+                    describe_closed_unanswered(port=b.port, tls=b.tls, section="[broker]"),
+                    "; still trying",
+                )
+            return
+        if self._monotonic() - since >= SHORT_LINK_S:
+            self._short_links = 0
+            self._lost_link.report(str(reason), "; reconnecting")
+            return
+        self._short_links += 1
+        if self._short_links < SHORT_LINKS_TAKEN_OVER:
+            self._lost_link.report(str(reason), "; reconnecting")
+            return
+        b = self.config.broker
+        self._taken_over.report(
+            f"{SHORT_LINKS_TAKEN_OVER} times or more in a row, each within {SHORT_LINK_S:g} s. "
+            f"Probably another client is connected with the user name {b.username!r}: the "
+            f"broker uses the user name as client id, so each connection ends the other's. "
+            f"Give every ingest worker an account of its own"
+        )
+
+    def _tend_link(self) -> None:
+        """Once a connection has lasted, say that the trouble with it is over."""
+        since = self._connected_since
+        if since is not None and self._monotonic() - since >= SHORT_LINK_S:
+            self._taken_over.resolved("the connection to the broker lasts again")
+            self._lost_link.resolved("connected to the broker again", level=logging.INFO)
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._queue.put(
@@ -223,6 +354,19 @@ class IngestService:
         )
 
     def start(self) -> None:
+        """Connect, subscribe and store until `stop`. A stats file that cannot be written is
+        a ConfigError before anything starts (`close` the service then)."""
+        try:
+            self._write_stats()
+        except OSError as exc:
+            path = Path(self.config.stats_path or "")
+            missing = not path.parent.is_dir()
+            raise self.config.key_error(
+                "stats_path",
+                f"the directory {path.parent} does not exist: create it or correct stats_path"
+                if missing
+                else f"{path} cannot be written: {exc.strerror or exc}",
+            ) from None
         b = self.config.broker
         props = connect_properties(self.config)
         self._client.connect_async(
@@ -313,11 +457,15 @@ class IngestService:
                         else:
                             self._stop.wait(min(1.0 * failures, 5.0))
                 self._tend_deadletters()
-                self._write_stats()
+                self._tend_link()
+                self._tend_stats()
                 self._write_status()
-            except Exception:  # the loop's own steps (stats file, queue): never die of them
+                self._loop_trouble.resolved("ingest writer loop runs again")
+            except Exception as exc:  # the loop's own steps (the queue, ...): never die of them
                 self.stats.internal_errors += 1
-                log.exception("ingest writer loop error; carrying on")
+                # Not a traceback a second: the reason now and then, the traceback with -vv.
+                self._loop_trouble.report(repr(exc), "; carrying on")
+                log.debug("ingest writer loop error", exc_info=True)
                 self._stop.wait(1.0)
 
     def _give_up(self, item: Incoming, exc: Exception) -> None:
@@ -730,6 +878,7 @@ class IngestService:
             "internal_errors": s.internal_errors,
             "batches": s.batches,
             "connected": s.connected,
+            "connect_failures": s.connect_failures,
             "deadletter_available": s.deadletter_available,
             "held_back": s.held_back,
             "held_back_waiting": s.held_back_waiting,
@@ -743,6 +892,16 @@ class IngestService:
             self._influx.write([to_line(point)])
         except (StorageUnavailable, StorageRejected) as exc:
             log.warning("ingest status not written: %s", exc)
+
+    def _tend_stats(self) -> None:
+        """Write the stats file; one that cannot be written (its directory gone, a full disk)
+        is said now and then, and the ingest goes on without it."""
+        try:
+            self._write_stats()
+        except OSError as exc:
+            self._stats_trouble.report(exc.strerror or str(exc))
+        else:
+            self._stats_trouble.resolved(f"stats file {self.config.stats_path} written again")
 
     def _write_stats(self) -> None:
         if self.config.stats_path is None:

@@ -20,6 +20,8 @@ class IngestStats:
     deadletters_pruned: int = 0
     confirmations: int = 0  # acknowledgements published to devices (protocol.ack)
     connected: bool = False
+    # Attempts to connect to the broker that failed: unreachable, refused, never answered.
+    connect_failures: int = 0
     # The dead-letter store: whether it can write, why not (SQLite's error), since when (epoch s).
     deadletter_available: bool = True
     deadletter_error: str | None = None
@@ -45,6 +47,7 @@ class IngestStats:
             "deadletters_pruned": self.deadletters_pruned,
             "confirmations": self.confirmations,
             "connected": self.connected,
+            "connect_failures": self.connect_failures,
             "deadletter_available": self.deadletter_available,
             "deadletter_error": self.deadletter_error,
             "deadletter_unavailable_since": self.deadletter_unavailable_since,

@@ -46,7 +46,7 @@ class RegistryView:
             mtime = self.path.stat().st_mtime
         except FileNotFoundError:
             mtime = None
-        if mtime == self._mtime:
+        if self._loaded and mtime == self._mtime:
             return
         self._mtime = mtime
         try:
