@@ -98,6 +98,7 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--dir", _file(t, "f", "") + "/st"], "f/st: cannot create the stack directory"),
     ],
     "stack status": [
+        (lambda t: ["--dir", ""], "give a directory (`--dir .` for this one)"),
         (lambda t: ["--dir", str(t)], "no stack in"),
         (lambda t: ["--dir", _stack_with_bad_state(t)], "stack.json: not a stack state file"),
         (lambda t: ["--dir", _stopped_stack_with_bad_registry(t)], "registry.toml: not valid"),

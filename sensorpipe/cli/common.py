@@ -11,11 +11,20 @@ from pydantic import ValidationError
 if TYPE_CHECKING:
     from sensorpipe.stack.local import LocalStack
 
+def _not_empty(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter("give a directory (`--dir .` for this one)")
+    return Path(value)
+
+
 DIR_OPTION = click.option(
     "--dir",
     "directory",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(file_okay=False),
     default=None,
+    callback=_not_empty,
     help="Stack directory (default: $SENSORPIPE_DIR or ./.sensorpipe).",
 )
 

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-DEFAULT_DIR = Path(os.environ.get("SENSORPIPE_DIR", ".sensorpipe")) / "clips"
+DEFAULT_DIR = Path(os.environ.get("SENSORPIPE_DIR") or ".sensorpipe") / "clips"
 VTEST_PACKAGE = "opencv-doc"
 VTEST_MEMBER = "./usr/share/doc/opencv-doc/examples/data/vtest.avi"
 VTEST_SHA256 = "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf"
