@@ -102,9 +102,7 @@ def test_the_readme_table_of_folders_matches_the_tree() -> None:
     readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
     listed = set(re.findall(r"^\| `([\w/]+)/` \|", readme, flags=re.M))
     on_disk = {
-        f"sensorpipe/{p.name}"
-        for p in PACKAGE.iterdir()
-        if p.is_dir() and p.name != "__pycache__"
+        f"sensorpipe/{p.name}" for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"
     }
     top = {"tests", "bench", "eval", "training"}
     assert on_disk >= {"sensorpipe/edge", "sensorpipe/ingest"}

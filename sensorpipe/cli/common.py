@@ -11,6 +11,7 @@ from pydantic import ValidationError
 if TYPE_CHECKING:
     from sensorpipe.stack.local import LocalStack
 
+
 def _not_empty(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Path | None:
     if value is None:
         return None
