@@ -19,6 +19,7 @@ from sensorpipe.cli.main import main
 from sensorpipe.edge.outbox import SqliteOutbox
 from sensorpipe.resources import EXAMPLE_CONFIG_DIR
 from tests.helpers import wait_for
+from tests.test_brokerlink import SilentListener
 
 CONFIG = EXAMPLE_CONFIG_DIR
 
@@ -79,6 +80,30 @@ def _edge_config(
     return path
 
 
+class RunningAgent:
+    """`sensorpipe edge run` in its own process, its log lines collected in `lines`."""
+
+    def __init__(self, config: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sensorpipe", "edge", "run", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(
+            target=lambda: self.lines.extend(self.process.stderr or []), daemon=True
+        )
+        self._reader.start()
+
+    def stop(self) -> int:
+        """SIGTERM, as systemd stops it; its exit status."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+        self._reader.join(timeout=5)
+        return self.process.returncode
+
+
 @pytest.mark.parametrize(
     ("host", "reason"),
     [("127.0.0.1", "connection refused"), ("no-such-host.invalid", "does not resolve")],
@@ -88,16 +113,8 @@ def test_an_unreachable_broker_is_reported_within_seconds_and_not_at_every_retry
 ) -> None:
     port = _free_port()  # nothing listens there
     config = _edge_config(tmp_path, host=host, port=port)
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "sensorpipe", "edge", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert agent.stderr is not None
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(agent.stderr or []), daemon=True)
-    reader.start()
+    agent = RunningAgent(config)
+    lines = agent.lines
     try:
         wait_for(
             lambda: any("cannot connect to the broker" in line for line in lines),
@@ -106,15 +123,43 @@ def test_an_unreachable_broker_is_reported_within_seconds_and_not_at_every_retry
         )
         time.sleep(7)  # paho tries again after 1, 2 and 4 s
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(timeout=30)
-        reader.join(timeout=5)
-    assert agent.returncode == 0  # SIGTERM is a clean stop
+        status = agent.stop()
+    assert status == 0  # SIGTERM is a clean stop
     said = [line for line in lines if "cannot connect to the broker" in line]
     assert len(said) == 1, said  # once, not at every attempt
     assert "WARNING" in said[0] and f"{host}:{port}" in said[0] and reason in said[0]
     # The sensors that cannot be opened are said too, and did not stop the agent.
     assert any("sensor bme280: not available" in line for line in lines)
+
+
+def test_a_port_that_accepts_but_never_answers_is_named_within_seconds_then_retried_quietly(
+    tmp_path: Path,
+) -> None:
+    """Not an MQTT broker (an HTTP port, a listener that never speaks): paho alone would wait
+    the keepalive, close and try again without a word."""
+    silent = SilentListener()
+    config = _edge_config(tmp_path, host="127.0.0.1", port=silent.port)
+    text = config.read_text().replace("tls = false", "tls = false\nconnect_timeout_s = 2")
+    config.write_text(text)
+    agent = RunningAgent(config)
+    lines = agent.lines
+    try:
+        wait_for(
+            lambda: any("no MQTT answer" in line for line in lines),
+            timeout_s=30,
+            what="the agent to say the port does not answer (default log level)",
+        )
+        wait_for(lambda: len(silent.accepted) >= 3, timeout_s=30, what="two more attempts")
+    finally:
+        status = agent.stop()
+        silent.close()
+    assert status == 0
+    said = [line for line in lines if "cannot connect to the broker" in line]
+    assert len(said) == 1, said  # once, not at every attempt
+    assert "WARNING" in said[0]
+    assert (
+        f"no MQTT answer from 127.0.0.1:{silent.port} within 2 s: is it an MQTT broker" in said[0]
+    )
 
 
 def _video(path: Path, frames: int) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from paho.mqtt.packettypes import PacketTypes
@@ -18,9 +19,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from sensorpipe.edge.config import MqttConfig
 from sensorpipe.edge.outbox import MemoryOutbox, OutboxEntry, OutboxError
-from sensorpipe.edge.publisher import LinkState, Publisher
+from sensorpipe.edge.publisher import LinkState, Publisher, make_client
 from sensorpipe.protocol.ack import encode_ack
+from sensorpipe.protocol.brokerlink import Client, NoMqttAnswer
 from tests.helpers import wait_for
+from tests.test_brokerlink import SilentListener
 
 OK = ReasonCode(PacketTypes.CONNACK, identifier=0)
 
@@ -45,6 +48,7 @@ class ScriptedClient:
         self.on_message: Any = None
         self.on_subscribe: Any = None
         self.on_connect_fail: Any = None
+        self.on_pre_connect: Any = None
         self.last_connect_error: OSError | None = None
 
     def connect_async(self, *args: Any, **kwargs: Any) -> None:
@@ -69,15 +73,27 @@ class ScriptedClient:
 
     # --- the broker's side ---
     def connect(self, props: Any = None) -> None:
+        self.on_pre_connect(self, None)
         self.on_connect(self, None, None, OK, props)
 
     def fail_connect(self, exc: OSError) -> None:
         """paho's loop failed to connect (it retries by itself)."""
+        self.on_pre_connect(self, None)
         self.last_connect_error = exc
         self.on_connect_fail(self, None)
 
+    def close_before_answering(self) -> None:
+        """The other end accepted the connection and closed it without a CONNACK."""
+        self.on_pre_connect(self, None)
+        reason = ReasonCode(PacketTypes.DISCONNECT, identifier=0x80)  # unspecified error
+        self.on_disconnect(self, None, None, reason, None)
+
     def refuse_connect(self, code: int) -> None:
+        self.on_pre_connect(self, None)
         self.on_connect(self, None, None, ReasonCode(PacketTypes.CONNACK, identifier=code), None)
+        # paho closes the connection after a refusal, as the broker does.
+        reason = ReasonCode(PacketTypes.DISCONNECT, identifier=0x80)
+        self.on_disconnect(self, None, None, reason, None)
 
     def drop(self) -> None:
         self.on_disconnect(self, None, None, OK, None)
@@ -286,6 +302,112 @@ def test_an_unreachable_broker_is_reported_at_once_with_its_reason_then_less_oft
         assert publisher.connect_failures == 24
     finally:
         publisher.stop()
+
+
+def test_a_port_that_accepts_but_never_answers_is_reported_with_its_reason_then_less_often(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [1000.0]
+    publisher, client = _publisher(MemoryOutbox(), clock=lambda: now[0], port=8086)
+    try:
+        with caplog.at_level(logging.WARNING, logger="sensorpipe.edge.publisher"):
+            for _ in range(5):  # the client gives up after its timeout and tries again
+                client.fail_connect(NoMqttAnswer(10.0))
+                now[0] += 12.0
+            (line,) = caplog.records
+            assert line.levelno == logging.WARNING
+            assert line.getMessage() == (
+                "cannot connect to the broker at 127.0.0.1:8086: no MQTT answer from "
+                "127.0.0.1:8086 within 10 s: is it an MQTT broker (or its TLS port: then set "
+                "tls = true in [mqtt])?; still trying"
+            )
+            now[0] += 60.0
+            client.fail_connect(NoMqttAnswer(10.0))
+            assert "; 5 times in the last 2 min; still trying" in caplog.records[-1].getMessage()
+        assert publisher.connect_failures == 6
+    finally:
+        publisher.stop()
+
+
+@pytest.mark.parametrize(
+    ("tls", "exc", "said"),
+    [
+        (
+            True,
+            ConnectionResetError(104, "Connection reset by peer"),
+            "the TLS handshake failed (Connection reset by peer): is port 1883 the broker's "
+            "TLS port? With tls = true it must be (usually 8883)",
+        ),
+        (
+            True,
+            ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+            "the TLS handshake failed (WRONG_VERSION_NUMBER): is port 1883 the broker's TLS",
+        ),
+        (
+            True,
+            TimeoutError("_ssl.c:1011: The handshake operation timed out"),
+            "no answer to the TLS handshake from 127.0.0.1:1883 within 10 s: is it the "
+            "broker's TLS port?",
+        ),
+        (False, TimeoutError("timed out"), "no answer (wrong host, or a firewall in between)"),
+    ],
+)
+def test_a_tls_mismatch_is_named_as_one(
+    caplog: pytest.LogCaptureFixture, tls: bool, exc: OSError, said: str
+) -> None:
+    if isinstance(exc, ssl.SSLError):
+        exc.reason = "WRONG_VERSION_NUMBER"  # set by the ssl module when it raises it
+    publisher, client = _publisher(MemoryOutbox(), port=1883, tls=tls)
+    try:
+        with caplog.at_level(logging.WARNING, logger="sensorpipe.edge.publisher"):
+            client.fail_connect(exc)
+        (line,) = caplog.records
+        assert said in line.getMessage()
+    finally:
+        publisher.stop()
+
+
+def test_a_connection_closed_before_the_broker_answered_is_reported_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publisher, client = _publisher(MemoryOutbox(), port=8883)
+    try:
+        with caplog.at_level(logging.WARNING, logger="sensorpipe.edge.publisher"):
+            client.close_before_answering()  # a TLS port that got plain text
+            client.close_before_answering()
+            (line,) = caplog.records
+            assert line.getMessage() == (
+                "cannot connect to the broker at 127.0.0.1:8883: the connection was closed "
+                "before the broker answered; if port 8883 is the broker's TLS port, set "
+                "tls = true in [mqtt]; still trying"
+            )
+            client.refuse_connect(0x86)  # answered, then closed: the refusal is the reason
+            (refused,) = caplog.records[1:]
+            assert "refused the connection" in refused.getMessage()
+        assert publisher.connect_failures == 3
+    finally:
+        publisher.stop()
+
+
+def test_the_agent_s_client_gives_up_on_a_port_that_never_answers() -> None:
+    """paho alone would wait the keepalive, then close the connection without a word."""
+    silent = SilentListener()
+    config = MqttConfig(username="u", password="p", port=silent.port, connect_timeout_s=1.0)
+    client = cast(Client, make_client("dev-1", config))
+    failures: list[OSError | None] = []
+    client.on_connect_fail = lambda _c, _userdata: failures.append(client.last_connect_error)
+    client.connect_async("127.0.0.1", silent.port, keepalive=config.keepalive_s)
+    client.loop_start()
+    try:
+        wait_for(lambda: len(failures) >= 2, timeout_s=30, what="two attempts given up")
+        assert all(isinstance(f, NoMqttAnswer) and f.timeout_s == 1.0 for f in failures)
+        assert len(silent.accepted) >= 2  # each attempt a new connection
+    finally:
+        client.loop_stop()
+        silent.close()
+    # paho would close the silent connection itself at the keepalive, unreported.
+    short_keepalive = MqttConfig(username="u", password="p", keepalive_s=5)
+    assert cast(Client, make_client("dev-1", short_keepalive)).connack_timeout_s == 5.0
 
 
 class FlakyOutbox(MemoryOutbox):

@@ -24,6 +24,10 @@ class MqttConfig(_Strict):
     username: str
     password: str
     keepalive_s: int = Field(default=30, ge=5, le=3600)
+    # How long to wait for the broker at each step of connecting: the TCP connection, the TLS
+    # handshake and its answer to CONNECT. A port that accepts but never answers (not an MQTT
+    # broker) is reported after this long, and tried again like any other failure.
+    connect_timeout_s: float = Field(default=10.0, ge=1.0, le=120.0)
     tls: bool = False
     ca_file: str | None = None
     # Keep each outbox entry until the ingest confirms it kept the message (protocol.ack), not

@@ -17,10 +17,12 @@ exceeded": the broker's queue for the ingest is full) are retried after a pause.
 are possible and harmless: the ingest stores each message under its observation time, so a
 repeated message overwrites itself.
 
-A broker that cannot be reached, or refuses the connection, is reported at once with the
-reason (WARNING), and again only after growing pauses while the client keeps trying
-(problems.RepeatedProblem); reaching it again is reported too. Bookkeeping the outbox cannot
-write (a full disk) is kept and tried again; the entry is at worst sent once more.
+A broker that cannot be reached, refuses the connection, or does not answer it (a port that
+accepts but never speaks MQTT is given up on after `connect_timeout_s`, protocol.brokerlink),
+is reported at once with the reason (WARNING), and again only after growing pauses while the
+client keeps trying (problems.RepeatedProblem); reaching it again is reported too.
+Bookkeeping the outbox cannot write (a full disk) is kept and tried again; the entry is at
+worst sent once more.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import functools
 import logging
 import math
 import queue
-import socket
 import ssl
 import threading
 import time
@@ -48,6 +49,12 @@ from sensorpipe.edge.config import MqttConfig
 from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxError
 from sensorpipe.edge.problems import RepeatedProblem
 from sensorpipe.protocol.ack import ack_topic, decode_ack
+from sensorpipe.protocol.brokerlink import (
+    Client,
+    describe_closed_unanswered,
+    describe_connect_error,
+    describe_refusal,
+)
 from sensorpipe.protocol.codec import MAX_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)
@@ -67,41 +74,17 @@ class LinkState:
     backlog: bool
 
 
-class Client(mqtt.Client):
-    """paho's client, keeping why its last attempt to connect failed: paho retries by itself
-    and tells `on_connect_fail` only that an attempt failed, not why."""
-
-    last_connect_error: OSError | None = None
-
-    def reconnect(self) -> mqtt.MQTTErrorCode:
-        try:
-            return super().reconnect()
-        except OSError as exc:  # socket.gaierror, ConnectionRefusedError, TimeoutError, SSL
-            self.last_connect_error = exc
-            raise
-
-
 def make_client(client_id: str, config: MqttConfig) -> mqtt.Client:
     client = Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.username_pw_set(config.username, config.password)
     if config.tls:
         client.tls_set(ca_certs=config.ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.connect_timeout = config.connect_timeout_s  # TCP connection and TLS handshake
+    # Within the keepalive: paho would otherwise close the silent connection first, unreported.
+    client.connack_timeout_s = min(config.connect_timeout_s, float(config.keepalive_s))
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.max_queued_messages_set(0)  # the window below bounds what paho holds
     return client
-
-
-def describe_connect_error(exc: OSError, host: str, port: int) -> str:
-    """Why a connection attempt failed, in words a Pi owner can act on."""
-    if isinstance(exc, socket.gaierror):
-        return f"the host name {host!r} does not resolve ({exc.strerror or exc})"
-    if isinstance(exc, ConnectionRefusedError):
-        return f"connection refused: nothing listens on port {port} (wrong port, or broker down)"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "no answer (wrong host, or a firewall in between)"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed: {exc.reason or exc} (check ca_file and the broker's certificate)"
-    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def publish_overhead(topic: str) -> int:
@@ -138,6 +121,7 @@ class Publisher:
         self._unbooked: deque[Callable[[], object]] = deque()  # outbox writes to do again
         self._aside: set[int] = set()  # entries being set aside (the outbox may not know yet)
         self._client = client_factory(client_id, mqtt_config)
+        self._client.on_pre_connect = self._on_pre_connect
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
@@ -158,6 +142,7 @@ class Publisher:
         self._in_flight: dict[int, int] = {}  # paho mid -> outbox entry id
         self._last_handed = 0
         self._connected_since: float | None = None
+        self._answered = False  # the broker answered this attempt's CONNECT
         self._connections = 0
         self.acked = 0  # PUBACKs: the broker has the entry
         self.confirmed = 0  # entries the ingest confirmed, removed from the outbox
@@ -200,12 +185,14 @@ class Publisher:
         self._client.loop_stop()
 
     # --- paho callbacks: network thread, so they only hand over to the pump thread ----------
+    def _on_pre_connect(self, client: Any, userdata: Any) -> None:
+        self._answered = False
+
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self._answered = True
         if reason.is_failure:
             self.connect_failures += 1
-            bad_login = reason.value in (0x86, 0x87)  # bad user name or password, not authorised
-            hint = " (check username and password in [mqtt])" if bad_login else ""
-            self._unreachable.report(f"the broker refused the connection: {reason}{hint}")
+            self._unreachable.report(describe_refusal(reason, "[mqtt]"), "; still trying")
             return
         self._connections += 1
         self._connected_since = time.time()
@@ -228,8 +215,16 @@ class Publisher:
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self.connect_failures += 1
         exc = getattr(client, "last_connect_error", None)
+        c = self._config
         reason = (
-            describe_connect_error(exc, self._config.host, self._config.port)
+            describe_connect_error(
+                exc,
+                host=c.host,
+                port=c.port,
+                tls=c.tls,
+                connect_timeout_s=c.connect_timeout_s,
+                section="[mqtt]",
+            )
             if exc is not None
             else "no connection"
         )
@@ -238,8 +233,16 @@ class Publisher:
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
-        if self._connected_since is not None and not self._stop.is_set():
+        stopping = self._stop.is_set()
+        if self._connected_since is not None and not stopping:
             self._lost_link.report(str(reason), "; reconnecting")
+        elif not self._answered and not stopping:  # closed before it answered CONNECT
+            self.connect_failures += 1
+            c = self._config
+            self._unreachable.report(
+                describe_closed_unanswered(port=c.port, tls=c.tls, section="[mqtt]"),
+                "; still trying",
+            )
         self._connected_since = None
         self._subscribed.clear()
 
