@@ -192,3 +192,64 @@ def test_a_video_source_that_ends_ends_the_agent_with_a_message_after_its_counts
     kinds = [json.loads(e.body)["kind"] for e in outbox.pending()]
     outbox.close()
     assert "count" in kinds  # the last interval's counts wait for the broker
+
+
+def test_relative_paths_are_relative_to_the_config_file_whichever_directory_it_runs_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The outbox used to be created in the current directory, and the video not found there.
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    _video(folder / "rel.avi", 10)
+    config = _edge_config(
+        folder, host="127.0.0.1", port=_free_port(), example="edge-camera.example.toml"
+    )
+    text = config.read_text().replace(f'"{folder / "outbox.sqlite"}"', '"rel-outbox.sqlite"')
+    config.write_text(text.replace('kind = "picamera2"', 'kind = "video"\npath = "rel.avi"'))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(main, ["edge", "run", "--config", "../etc/edge.toml"])
+    assert result.exit_code == 0, result.output
+    assert "the frame source ended after 10 frames" in result.output
+    assert (folder / "rel-outbox.sqlite").is_file()
+    assert list(elsewhere.iterdir()) == []
+
+
+def _one_line_failure(config: Path) -> str:
+    result = CliRunner().invoke(main, ["edge", "run", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: {config}: ")
+    return line
+
+
+def test_a_ca_file_that_is_not_there_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    config = _edge_config(tmp_path, host="127.0.0.1", port=_free_port())
+    text = config.read_text().replace("tls = false", 'tls = true\nca_file = "nope.pem"')
+    config.write_text(text)
+    line = _one_line_failure(config)
+    number = text.splitlines().index('ca_file = "nope.pem"') + 1
+    assert f"mqtt.ca_file (line {number}): {tmp_path / 'nope.pem'} does not exist" in line
+
+
+def test_an_outbox_or_video_that_cannot_be_opened_names_the_key_its_line_and_the_path(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    config = _edge_config(tmp_path, host="127.0.0.1", port=_free_port())
+    text = config.read_text()
+    config.write_text(text.replace(f'"{tmp_path / "outbox.sqlite"}"', '"a-file/outbox.sqlite"'))
+    line = _one_line_failure(config)
+    number = next(n for n, t in enumerate(text.splitlines(), 1) if t.startswith("outbox_path"))
+    assert f"outbox_path (line {number}): cannot open {tmp_path / 'a-file/outbox.sqlite'}" in line
+    (tmp_path / "street.avi").write_text("not a video")
+    camera = _edge_config(
+        tmp_path, host="127.0.0.1", port=_free_port(), example="edge-camera.example.toml"
+    )
+    text = camera.read_text().replace('kind = "picamera2"', 'kind = "video"\npath = "street.avi"')
+    camera.write_text(text)
+    line = _one_line_failure(camera)
+    source_line = text.splitlines().index("[counting.source]") + 1
+    assert f"counting.source (line {source_line}): cannot open video {tmp_path}/street.avi" in line

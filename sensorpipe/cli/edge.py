@@ -36,15 +36,23 @@ def edge_run(config_path: Path) -> None:
 
     try:
         config = load_edge_config(config_path)
+    except ConfigError as exc:
+        fail(str(exc))
+    # What the file names is opened now; what cannot be is one line naming the key.
+    try:
         counter = None
         if config.counting is not None:
             pipeline = build_pipeline(config.counting, config_path.resolve().parent)
-            counter = CountingLoop(pipeline, open_source(config.counting.source))
+            try:
+                source = open_source(config.counting.source)
+            except SourceUnavailable as exc:
+                fail(str(config.key_error("counting.source", str(exc))))
+            counter = CountingLoop(pipeline, source)
         outbox = SqliteOutbox(config.outbox_path, max_entries=config.outbox_max_entries)
-    except (ConfigError, ModelError, SourceUnavailable) as exc:
+    except ModelError as exc:
         fail(str(exc))
     except OutboxError as exc:
-        fail(f"outbox_path: {exc}")
+        fail(str(config.key_error("outbox_path", str(exc))))
     # Sensors are opened by the agent: one that cannot be opened is reported and tried again
     # while the others are read.
     sensors = [

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from sensorpipe.edge.counting.config import CountingConfig
 from sensorpipe.edge.drivers.registry import SensorConfig
-from sensorpipe.protocol.configfile import load_model
+from sensorpipe.protocol.configfile import ConfigError, key_error, load_model
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
 
@@ -29,6 +30,8 @@ class MqttConfig(_Strict):
     # broker) is reported after this long, and tried again like any other failure.
     connect_timeout_s: float = Field(default=10.0, ge=1.0, le=120.0)
     tls: bool = False
+    # The CA certificate (PEM) the broker's certificate is checked against, with tls = true;
+    # without it, the system's. Relative to the configuration file.
     ca_file: str | None = None
     # Keep each outbox entry until the ingest confirms it kept the message (protocol.ack), not
     # only until the broker acknowledged it. Off only for a broker with no sensorpipe ingest.
@@ -49,6 +52,7 @@ class EdgeConfig(_Strict):
     device_id: str = Field(pattern=DEVICE_ID_PATTERN)
     private_key: str = Field(description="base64 Ed25519 private key from `devices add`")
     mqtt: MqttConfig
+    # Relative to the configuration file, like every path in it.
     outbox_path: str = "/var/lib/sensorpipe/outbox.sqlite"
     # When this many readings wait (or the disk is full), the oldest make room for new ones.
     outbox_max_entries: int = Field(default=500_000, ge=100)
@@ -56,6 +60,8 @@ class EdgeConfig(_Strict):
     location: LocationConfig | None = None
     sensors: list[SensorConfig] = Field(default_factory=list)
     counting: CountingConfig | None = None
+    # The file this configuration was loaded from, for errors found after loading.
+    _source: Path | None = PrivateAttr(default=None)
 
     @field_validator("private_key")
     @classmethod
@@ -79,6 +85,80 @@ class EdgeConfig(_Strict):
             raise ValueError("configure at least one [[sensors]] entry or a [counting] section")
         return self
 
+    def key_error(self, key: str, message: str) -> ConfigError:
+        """A problem with `key` (dotted: `counting.source.path`) found after loading, say when
+        the agent opens its outbox: one line naming the file and the key's line, as a load
+        error does."""
+        if self._source is None:  # built in code, not loaded from a file
+            return ConfigError("edge configuration", f"{key}: {message}")
+        return key_error(self._source, key.split("."), message)
+
 
 def load_edge_config(path: Path | str) -> EdgeConfig:
-    return load_model(path, EdgeConfig)
+    """Load and check the configuration. Its paths are made absolute, relative to the file
+    (not to where the agent was started), and the files it reads must exist: the broker's CA
+    certificate, a video source, a model. ConfigError names the file, the key and its line."""
+    config = _resolve_paths(load_model(path, EdgeConfig), Path(path).resolve().parent)
+    config._source = Path(path)
+    _check_files(config)
+    return config
+
+
+def _resolve_paths(config: EdgeConfig, base: Path) -> EdgeConfig:
+    def resolved(value: str) -> str:
+        return str(base / value)  # an absolute one stays as it is
+
+    updates: dict[str, object] = {"outbox_path": resolved(config.outbox_path)}
+    if config.mqtt.ca_file is not None:
+        updates["mqtt"] = config.mqtt.model_copy(update={"ca_file": resolved(config.mqtt.ca_file)})
+    counting = config.counting
+    if counting is not None:
+        source = counting.source
+        if source.path is not None:
+            source = source.model_copy(update={"path": resolved(source.path)})
+        changes: dict[str, object] = {"source": source}
+        if "model" in counting.model_fields_set:  # else the one installed with sensorpipe
+            changes["model"] = resolved(counting.model)
+        updates["counting"] = counting.model_copy(update=changes)
+    return config.model_copy(update=updates)
+
+
+def _check_files(config: EdgeConfig) -> None:
+    outbox = Path(config.outbox_path)
+    if outbox.is_dir():
+        raise config.key_error(
+            "outbox_path",
+            f"{outbox} is a directory: name a file in it, e.g. {outbox / 'outbox.sqlite'}",
+        )
+    if config.mqtt.tls and config.mqtt.ca_file is not None:
+        _check_ca_file(config, Path(config.mqtt.ca_file))
+    counting = config.counting
+    if counting is None:
+        return
+    if counting.source.kind == "video" and counting.source.path is not None:
+        _check_file(config, "counting.source.path", Path(counting.source.path))
+    if "model" in counting.model_fields_set:
+        _check_file(config, "counting.model", Path(counting.model))
+
+
+def _check_file(config: EdgeConfig, key: str, path: Path) -> None:
+    if not path.exists():
+        raise config.key_error(key, f"{path} does not exist")
+    if not path.is_file():
+        raise config.key_error(key, f"{path} is not a file")
+
+
+def _check_ca_file(config: EdgeConfig, path: Path) -> None:
+    """paho reads the CA file when the agent starts: a traceback there, a line here."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise config.key_error("mqtt.ca_file", f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise config.key_error("mqtt.ca_file", f"{path} is a directory") from None
+    except ssl.SSLError as exc:  # an OSError too: first
+        raise config.key_error(
+            "mqtt.ca_file", f"{path} holds no PEM certificate ({exc.reason or exc})"
+        ) from None
+    except OSError as exc:
+        raise config.key_error("mqtt.ca_file", f"{path} cannot be read: {exc.strerror}") from None
