@@ -240,9 +240,63 @@ def test_a_sensor_that_cannot_be_opened_is_reported_and_tried_again_while_others
     lines = [r.getMessage() for r in caplog.records]
     # Said once (the same reason again waits), with what happens next; and when it is over.
     assert len([x for x in lines if "cannot open I2C bus 1" in x]) == 1
-    assert "trying again every 0 s" in lines[0] and "sensor bme280" in lines[0]
+    assert "trying again every 0 s, meanwhile sds011 is read" in lines[0]
+    assert "sensor bme280" in lines[0]
     assert "sensor bme280 opened" in lines[-1]
     assert len(attempts) == 3
+
+
+def _unavailable(model: str) -> SensorOpener:
+    def open_sensor() -> FakeDriver:
+        raise SensorConfigError(f"{model}: no such port")
+
+    return SensorOpener(model, open_sensor, 60.0)
+
+
+def _available(model: str) -> SensorOpener:
+    return SensorOpener(model, lambda: FakeDriver(model, [{"temperature": 20.0}] * 3), 60.0)
+
+
+@pytest.mark.parametrize(
+    ("sensors", "counting", "said"),
+    [
+        # Opened after the one that fails, in the same round: it is read all the same.
+        (
+            ["sds011 fails", "bme280"],
+            False,
+            "sensor sds011: not available: no such port; trying again every 60 s, "
+            "meanwhile bme280 is read",
+        ),
+        (
+            ["sds011 fails", "bme280 fails"],
+            False,
+            "sensor sds011: not available: no such port; trying again every 60 s; "
+            "no sensor can be read, so nothing is measured until one opens",
+        ),
+        (
+            ["sds011 fails"],
+            True,
+            "sensor sds011: not available: no such port; trying again every 60 s; "
+            "no sensor can be read meanwhile, counting goes on",
+        ),
+    ],
+)
+def test_a_sensor_that_cannot_be_opened_says_what_is_measured_meanwhile(
+    caplog: pytest.LogCaptureFixture, sensors: list[str], counting: bool, said: str
+) -> None:
+    openers = [
+        _unavailable(name.split()[0]) if name.endswith(" fails") else _available(name)
+        for name in sensors
+    ]
+    counter = cast(CountingLoop, object()) if counting else None  # sample() only asks if any
+    agent, _outbox = _agent([], sensors=openers, counter=counter)
+    with caplog.at_level(logging.WARNING, logger="sensorpipe.edge.agent"):
+        agent.sample(agent._slots)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == said
+    assert not any("other sensors are read" in line for line in lines)
+    if len(sensors) == 2 and sensors[1].endswith(" fails"):
+        assert lines[1].endswith("no sensor can be read, so nothing is measured until one opens")
 
 
 def test_a_driver_fault_costs_that_sensor_s_reading_only() -> None:

@@ -167,10 +167,7 @@ class Agent:
         """Read the given sensors once and queue one air message; the outbox id, if any."""
         observed = self._clock()
         readings: list[dict[str, Any]] = []
-        for slot in slots:
-            driver = self._opened(slot)
-            if driver is None:
-                continue
+        for slot, driver in self._open(slots):
             try:
                 values = driver.read()
             except Exception as exc:  # a driver fault in one sensor must not stop the others
@@ -198,24 +195,36 @@ class Agent:
         self.stats.readings += len(readings)
         return self._queue("air", observed, {"readings": readings})
 
-    def _opened(self, slot: SensorSlot) -> SensorDriver | None:
-        """The slot's driver, opening it first if it is not open (None: not this time)."""
-        if slot.driver is not None:
-            return slot.driver
-        if slot.opener is None or time.monotonic() < slot.next_open:
-            return None
-        try:
-            slot.driver = slot.opener()
-        except Exception as exc:  # no bus, no port, wrong chip, a missing package
-            slot.next_open = time.monotonic() + self._reopen_after_s
-            self._failed(
-                slot,
-                f"not available: {exc}",
-                f"; trying again every {self._reopen_after_s:.0f} s, the other sensors are read",
-            )
-            return None
-        slot.problem.resolved(f"sensor {slot.model} opened", level=logging.WARNING)
-        return slot.driver
+    def _open(self, slots: Sequence[SensorSlot]) -> list[tuple[SensorSlot, SensorDriver]]:
+        """The slots whose driver is open, with it, opening those that are due first. A sensor
+        that cannot be opened is reported once all are tried, so that its line can say what
+        is read meanwhile."""
+        failed: list[tuple[SensorSlot, Exception]] = []
+        for slot in slots:
+            if slot.driver is not None or slot.opener is None:
+                continue
+            if time.monotonic() < slot.next_open:
+                continue
+            try:
+                slot.driver = slot.opener()
+            except Exception as exc:  # no bus, no port, wrong chip, a missing package
+                slot.next_open = time.monotonic() + self._reopen_after_s
+                failed.append((slot, exc))
+                continue
+            slot.problem.resolved(f"sensor {slot.model} opened", level=logging.WARNING)
+        for slot, error in failed:
+            retry = f"; trying again every {self._reopen_after_s:.0f} s"
+            self._failed(slot, f"not available: {error}", retry + self._meanwhile(slot))
+        return [(s, s.driver) for s in slots if s.driver is not None]
+
+    def _meanwhile(self, slot: SensorSlot) -> str:
+        """What the agent measures while `slot` cannot be opened."""
+        read = [s.model for s in self._slots if s is not slot and s.driver is not None]
+        if read:
+            return f", meanwhile {', '.join(read)} {'is' if len(read) == 1 else 'are'} read"
+        if self.counter is not None:
+            return "; no sensor can be read meanwhile, counting goes on"
+        return "; no sensor can be read, so nothing is measured until one opens"
 
     def _failed(self, slot: SensorSlot, error: str, detail: str = "") -> None:
         slot.reads_failed += 1
