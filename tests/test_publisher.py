@@ -180,6 +180,67 @@ def test_an_entry_unconfirmed_for_the_timeout_is_sent_again() -> None:
         publisher.stop()
 
 
+def _lines(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def test_nothing_confirmed_for_the_timeout_is_said_with_likely_causes_then_less_often(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outbox = MemoryOutbox()
+    _fill(outbox, 2)
+    # A clock that stands still: the pause before the same line again never ends.
+    publisher, client = _publisher(outbox, clock=lambda: 0.0, confirm_timeout_s=1.0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="sensorpipe.edge.publisher"):
+            client.connect()
+            client.suback()
+            wait_for(lambda: len(client.sent) == 2, what="two entries sent")
+            for sent in client.sent:
+                client.puback(sent)
+            wait_for(
+                lambda: _lines(caplog, "no confirmations from the ingest"),
+                timeout_s=10,
+                what="the warning that nothing is confirmed",
+            )
+            time.sleep(2.0)  # several more rounds of sending again, each without a confirmation
+            (line,) = _lines(caplog, "no confirmations from the ingest")
+            assert line.startswith(
+                "no confirmations from the ingest: nothing the broker acknowledged has been "
+                "confirmed (2 messages in "
+            )
+            assert "is the ingest running and connected to this broker" in line
+            assert caplog.records[0].levelno == logging.WARNING
+            client.deliver_ack([1, 2])
+            wait_for(
+                lambda: _lines(caplog, "confirmations from the ingest arrive again"),
+                what="the end of it said",
+            )
+            wait_for(lambda: outbox.depth() == 0, what="the entries confirmed")
+    finally:
+        publisher.stop()
+
+
+def test_nothing_confirmed_is_not_said_while_the_broker_is_away(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outbox = MemoryOutbox()
+    _fill(outbox, 1)
+    publisher, client = _publisher(outbox, confirm_timeout_s=1.0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="sensorpipe.edge.publisher"):
+            client.connect()
+            client.suback()
+            wait_for(lambda: len(client.sent) == 1, what="the entry sent")
+            client.puback(client.sent[0])
+            wait_for(lambda: publisher.acked == 1, what="its PUBACK handled")
+            client.drop()  # its confirmation may be lost with the connection: no fault of it
+            time.sleep(2.5)  # more than twice the timeout
+        assert _lines(caplog, "no confirmations") == []
+    finally:
+        publisher.stop()
+
+
 def test_without_confirmations_the_broker_acknowledgement_is_enough() -> None:
     outbox = MemoryOutbox()
     _fill(outbox, 2)

@@ -20,7 +20,9 @@ repeated message overwrites itself.
 A broker that cannot be reached, refuses the connection, or does not answer it (a port that
 accepts but never speaks MQTT is given up on after `connect_timeout_s`, protocol.brokerlink),
 is reported at once with the reason (WARNING), and again only after growing pauses while the
-client keeps trying (problems.RepeatedProblem); reaching it again is reported too.
+client keeps trying (problems.RepeatedProblem); reaching it again is reported too. So is a
+link on which nothing the broker acknowledged gets confirmed for `confirm_timeout_s` (no
+ingest behind the broker, or one that cannot store), with the likely causes.
 Bookkeeping the outbox cannot write (a full disk) is kept and tried again; the entry is at
 worst sent once more.
 """
@@ -118,6 +120,16 @@ class Publisher:
         )
         self._lost_link = RepeatedProblem(log, f"disconnected from the broker at {where}")
         self._outbox_problem = RepeatedProblem(log, "outbox bookkeeping", level=logging.ERROR)
+        # Entries the broker acknowledged that no confirmation followed: since when, how many.
+        self._unconfirmed_since: float | None = None
+        self._unconfirmed_acks = 0
+        self._unconfirmed = RepeatedProblem(
+            log,
+            "no confirmations from the ingest",
+            clock=clock,
+            first_pause_s=mqtt_config.confirm_timeout_s,
+            max_pause_s=max(900.0, mqtt_config.confirm_timeout_s),
+        )
         self._unbooked: deque[Callable[[], object]] = deque()  # outbox writes to do again
         self._aside: set[int] = set()  # entries being set aside (the outbox may not know yet)
         self._client = client_factory(client_id, mqtt_config)
@@ -321,6 +333,9 @@ class Publisher:
             except queue.Empty:
                 return
             self._book(functools.partial(self._count_confirmed, numbers))
+            self._unconfirmed_since = None
+            self._unconfirmed_acks = 0
+            self._unconfirmed.resolved("confirmations from the ingest arrive again")
 
     def _count_confirmed(self, numbers: list[int]) -> None:
         self.confirmed += self._outbox.confirm(numbers)
@@ -334,6 +349,7 @@ class Publisher:
             cutoff = math.inf
         elif self._confirming and now >= self._next_requeue:
             cutoff = time.time() - self._config.confirm_timeout_s
+            self._check_confirmations(now)  # once a round of sending again
         else:
             return
         self._next_requeue = now + self._config.confirm_timeout_s / 4
@@ -342,6 +358,27 @@ class Publisher:
             log.info("offering %d sent entries again: no confirmation from the ingest", again)
             self.resent += again
             self._last_handed = 0
+
+    def _check_confirmations(self, now: float) -> None:
+        """Say when nothing the broker acknowledged was confirmed for `confirm_timeout_s` while
+        connected: the readings pile up in the outbox, and only the log can say why.
+
+        A private key that is not the registered one does not show here: the ingest confirms
+        what it rejects (bad_signature) like what it stores, as a dead letter it keeps."""
+        since = self._unconfirmed_since
+        if since is None or self._connected_since is None:
+            return
+        waited = now - since
+        if waited < self._config.confirm_timeout_s:
+            return
+        took = f"{waited:.0f} s" if waited < 120 else f"{waited / 60:.0f} min"
+        self._unconfirmed.report(
+            "nothing the broker acknowledged has been confirmed",
+            f" ({self._unconfirmed_acks} messages in {took}; they stay in the outbox and are "
+            f"sent again): is the ingest running and connected to this broker, and InfluxDB "
+            f"up? Does the broker's ACL let this device read its confirmations (regenerate it "
+            f"with `sensorpipe gateway config`)?",
+        )
 
     def _handle_acks(self) -> None:
         while True:
@@ -355,6 +392,9 @@ class Publisher:
             if not getattr(reason, "is_failure", False):
                 self.acked += 1
                 if self._confirming:
+                    if self._unconfirmed_since is None:
+                        self._unconfirmed_since = time.monotonic()
+                    self._unconfirmed_acks += 1
                     self._book(functools.partial(self._outbox.mark_sent, entry_id))
                 else:
                     self._book(functools.partial(self._outbox.remove, entry_id))
