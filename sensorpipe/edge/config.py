@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -10,6 +9,7 @@ from pydantic_core import PydanticCustomError
 
 from sensorpipe.edge.counting.config import CountingConfig
 from sensorpipe.edge.drivers.registry import SensorConfig
+from sensorpipe.protocol.brokerlink import ca_file_problem
 from sensorpipe.protocol.configfile import ConfigError, key_error, load_model
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
@@ -150,15 +150,6 @@ def _check_file(config: EdgeConfig, key: str, path: Path) -> None:
 
 def _check_ca_file(config: EdgeConfig, path: Path) -> None:
     """paho reads the CA file when the agent starts: a traceback there, a line here."""
-    try:
-        ssl.create_default_context(cafile=path)
-    except FileNotFoundError:
-        raise config.key_error("mqtt.ca_file", f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise config.key_error("mqtt.ca_file", f"{path} is a directory") from None
-    except ssl.SSLError as exc:  # an OSError too: first
-        raise config.key_error(
-            "mqtt.ca_file", f"{path} holds no PEM certificate ({exc.reason or exc})"
-        ) from None
-    except OSError as exc:
-        raise config.key_error("mqtt.ca_file", f"{path} cannot be read: {exc.strerror}") from None
+    problem = ca_file_problem(path)
+    if problem:
+        raise config.key_error("mqtt.ca_file", problem)

@@ -53,8 +53,8 @@ from sensorpipe.edge.problems import RepeatedProblem
 from sensorpipe.protocol.ack import ack_topic, decode_ack
 from sensorpipe.protocol.brokerlink import (
     Client,
+    connect_failure,
     describe_closed_unanswered,
-    describe_connect_error,
     describe_refusal,
 )
 from sensorpipe.protocol.codec import MAX_PAYLOAD_BYTES
@@ -226,19 +226,14 @@ class Publisher:
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self.connect_failures += 1
-        exc = getattr(client, "last_connect_error", None)
         c = self._config
-        reason = (
-            describe_connect_error(
-                exc,
-                host=c.host,
-                port=c.port,
-                tls=c.tls,
-                connect_timeout_s=c.connect_timeout_s,
-                section="[mqtt]",
-            )
-            if exc is not None
-            else "no connection"
+        reason = connect_failure(
+            client,
+            host=c.host,
+            port=c.port,
+            tls=c.tls,
+            connect_timeout_s=c.connect_timeout_s,
+            section="[mqtt]",
         )
         self._unreachable.report(reason, "; still trying")
 

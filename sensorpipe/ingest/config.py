@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
-import ssl
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from sensorpipe.protocol.brokerlink import ca_file_problem
 from sensorpipe.protocol.configfile import ConfigError, key_error, load_model
 
 # The shared subscription's group name is a secret of the ingest workers. Mosquitto 2.0 grants
@@ -164,16 +164,6 @@ def check_ca_file(config: IngestConfig) -> None:
     """A ca_file that is set must hold a CA certificate (PEM): ConfigError if not."""
     if config.broker.ca_file is None:
         return
-    path = Path(config.broker.ca_file)
-    try:
-        ssl.create_default_context(cafile=path)
-    except FileNotFoundError:
-        raise config.key_error("broker.ca_file", f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise config.key_error("broker.ca_file", f"{path} is a directory") from None
-    except ssl.SSLError as exc:  # an OSError too: first
-        raise config.key_error(
-            "broker.ca_file", f"{path} holds no PEM certificate ({exc.reason or exc})"
-        ) from None
-    except OSError as exc:
-        raise config.key_error("broker.ca_file", f"{path} cannot be read: {exc.strerror}") from None
+    problem = ca_file_problem(Path(config.broker.ca_file))
+    if problem:
+        raise config.key_error("broker.ca_file", problem)

@@ -61,8 +61,8 @@ from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
 from sensorpipe.protocol.ack import ack_topic, encode_ack
 from sensorpipe.protocol.brokerlink import (
     Client,
+    connect_failure,
     describe_closed_unanswered,
-    describe_connect_error,
     describe_refusal,
 )
 from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
@@ -287,18 +287,13 @@ class IngestService:
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self.stats.connect_failures += 1
         b = self.config.broker
-        exc = getattr(client, "last_connect_error", None)
-        reason = (
-            describe_connect_error(
-                exc,
-                host=b.host,
-                port=b.port,
-                tls=b.tls,
-                connect_timeout_s=b.connect_timeout_s,
-                section="[broker]",
-            )
-            if exc is not None
-            else "no connection"
+        reason = connect_failure(
+            client,
+            host=b.host,
+            port=b.port,
+            tls=b.tls,
+            connect_timeout_s=b.connect_timeout_s,
+            section="[broker]",
         )
         self._unreachable.report(reason, "; still trying")
 

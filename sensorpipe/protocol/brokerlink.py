@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -99,6 +100,39 @@ def describe_connect_error(
             f"certificate)"
         )
     return _os_reason(exc)
+
+
+def connect_failure(
+    client: mqtt.Client,
+    *,
+    host: str,
+    port: int,
+    tls: bool,
+    connect_timeout_s: float,
+    section: str,
+) -> str:
+    """Why `client`'s last connection attempt failed, for its on_connect_fail callback."""
+    exc = getattr(client, "last_connect_error", None)
+    if exc is None:
+        return "no connection"
+    return describe_connect_error(
+        exc, host=host, port=port, tls=tls, connect_timeout_s=connect_timeout_s, section=section
+    )
+
+
+def ca_file_problem(path: Path) -> str | None:
+    """Why `path` cannot serve as the CA file paho will load at connect time, or None."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    except IsADirectoryError:
+        return f"{path} is a directory"
+    except ssl.SSLError as exc:  # an OSError too: first
+        return f"{path} holds no PEM certificate ({exc.reason or exc})"
+    except OSError as exc:
+        return f"{path} cannot be read: {exc.strerror}"
+    return None
 
 
 def describe_refusal(reason: Any, section: str) -> str:
