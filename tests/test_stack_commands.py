@@ -41,6 +41,8 @@ SLEEP = ["sleep", f"300.{os.getpid()}"]  # a command line no other process on th
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     """An unrelated process: what a recorded process id may belong to after a reboot."""
     proc = subprocess.Popen(SLEEP)
+    # Until the child has exec'd, /proc shows the parent's command line, or none at all.
+    wait_for(lambda: process_argv(proc.pid) == SLEEP, what="sleep to start")
     yield proc
     proc.kill()
     proc.wait()
