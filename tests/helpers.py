@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -27,3 +28,18 @@ def wait_for(
         time.sleep(interval_s)
         last = probe()
     return last
+
+
+def one_line_config_error(load: Callable[[Path], object], path: Path) -> str:
+    """The ConfigError `load(path)` raises, checked to be one line that starts with the file."""
+    from sensorpipe.protocol.configfile import ConfigError
+
+    try:
+        load(path)
+    except ConfigError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError(f"{path} loaded without an error")
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    return message

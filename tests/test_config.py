@@ -16,6 +16,7 @@ from sensorpipe.ingest.config import load_ingest_config
 from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.protocol.registry import Registry, load_registry, save_registry
 from sensorpipe.resources import EXAMPLE_CONFIG_DIR
+from tests.helpers import one_line_config_error
 
 CONFIG = EXAMPLE_CONFIG_DIR
 
@@ -248,12 +249,7 @@ def _ingest_files(tmp_path: Path, text: str = INGEST, *, registry: bool = True) 
 
 
 def _one_line_error(path: Path) -> str:
-    with pytest.raises(ConfigError) as caught:
-        load_ingest_config(path)
-    message = str(caught.value)
-    assert "\n" not in message
-    assert message.startswith(f"{path}: ")
-    return message
+    return one_line_config_error(load_ingest_config, path)
 
 
 def test_ingest_paths_are_relative_to_the_file_the_ca_file_too(tmp_path: Path) -> None:

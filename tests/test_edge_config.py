@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sensorpipe.edge.config import MqttConfig, load_edge_config
-from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.resources import EXAMPLE_CONFIG_DIR
+from tests.helpers import one_line_config_error
 from tests.test_config import _ca_pem
 
 KEY = "MKlQRRKv0efglPgRHbPORe6w7I2H1wO0SJ/+KeAlSYk="
@@ -52,12 +52,7 @@ def _line_of(text: str, start: str) -> int:
 
 
 def _one_line_error(path: Path) -> str:
-    with pytest.raises(ConfigError) as caught:
-        load_edge_config(path)
-    message = str(caught.value)
-    assert "\n" not in message
-    assert message.startswith(f"{path}: ")
-    return message
+    return one_line_config_error(load_edge_config, path)
 
 
 def test_every_path_is_relative_to_the_config_file_not_to_where_the_agent_starts(
