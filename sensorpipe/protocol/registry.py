@@ -44,6 +44,30 @@ class DeviceEntry(_Strict):
     # (3 decimals is about 100 m): citizen hosts decide how precisely their home is shown.
     location: Location | None = None
     location_precision_decimals: int = Field(default=3, ge=0, le=6)
+    # What residents are told (the public register). Empty: the network's value.
+    contact: str = Field(default="", max_length=200)
+    legal_basis: str = Field(default="", max_length=300)
+    retention: str = Field(default="", max_length=200)
+    licence: str = Field(default="", max_length=100)
+    # Classes a counting camera reports (empty: every class sensorpipe counts, when it counts).
+    count_classes: list[Annotated[str, Field(pattern=DIRECTION_PATTERN)]] = Field(
+        default_factory=list, max_length=16
+    )
+    # Whether the device processes personal data on the device (a camera does, even if only
+    # anonymous counts leave it). None: decided from its sensors.
+    personal_data: bool | None = None
+
+
+class NetworkInfo(_Strict):
+    """Who runs the network, and what applies to each device unless its entry says otherwise."""
+
+    name: str = Field(default="sensorpipe network", max_length=120)
+    operator: str = Field(default="", max_length=200)
+    contact: str = Field(default="", max_length=200)
+    legal_basis: str = Field(default="", max_length=300)
+    retention: str = Field(default="readings are kept as long as the network runs", max_length=200)
+    licence: str = Field(default="CC-BY-4.0", max_length=100)
+    privacy_url: str = Field(default="", max_length=300)
 
 
 # Sensor models a device may name without declaring them: the drivers here and the sensors of
@@ -73,6 +97,7 @@ class ServiceAccount(_Strict):
 
 
 class Registry(_Strict):
+    network: NetworkInfo = Field(default_factory=NetworkInfo)
     devices: dict[str, DeviceEntry] = Field(default_factory=dict)
     ingest: ServiceAccount | None = None
     # Further accounts that may read every device's messages (more ingest workers on a shared
@@ -125,4 +150,4 @@ def load_registry(path: Path | str, *, must_exist: bool = False) -> Registry:
 
 def save_registry(registry: Registry, path: Path | str) -> None:
     # Password hashes: private to the owner, from the first byte on.
-    write_private(path, tomli_w.dumps(registry.model_dump(mode="json", exclude_none=True)))
+    write_private(path, tomli_w.dumps(registry.model_dump(mode="json", exclude_none=True, exclude_defaults=True)))

@@ -1,0 +1,36 @@
+"""The FastAPI application: the API, SensorThings and the dashboard over one context."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from sensorpipe import __version__
+from sensorpipe.api import dashboard, sta, v1
+from sensorpipe.api.context import ApiContext
+from sensorpipe.api.problems import install_problem_handlers
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        ctx.close()
+
+    app = FastAPI(
+        title="sensorpipe",
+        version=__version__,
+        description=(
+            "Local environmental measurements: the public sensor register, air readings and "
+            "counts of passers-by, read-only. Errors are RFC 9457 problem details."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.api = ctx
+    install_problem_handlers(app)
+    app.include_router(v1.router)
+    app.include_router(sta.router)
+    app.include_router(dashboard.router)
+    return app

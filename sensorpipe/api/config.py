@@ -1,0 +1,132 @@
+"""The HTTP service's configuration file (TOML). See config/serve.example.toml.
+
+Every setting has a default, so `sensorpipe serve` runs against a local stack without a file.
+Access tokens are stored as SHA-256 hashes only: the file can be read by operators who must
+not learn the tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sensorpipe.protocol.configfile import ConfigError, key_error, load_model
+
+TOKEN_HASH_PATTERN = r"^sha256:[0-9a-f]{64}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InfluxSettings(_Strict):
+    url: str = "http://127.0.0.1:8086"
+    database: str = "sensorpipe"
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+
+class BrokerSettings(_Strict):
+    """The broker whose reachability /api/v1/health reports (a TCP connect, nothing sent)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+
+
+class ServeConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # Off loopback the service needs TLS (cert and key, PEM) or allow_plaintext: a bearer
+    # token would otherwise cross the network readable by anyone on it.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    allow_plaintext: bool = False
+    registry_path: str = "registry.toml"
+    # The ingest's stats file (its heartbeat): /api/v1/health reports the ingest alive while
+    # it is fresh. Unset: the health check leaves the ingest out.
+    ingest_stats_path: str | None = None
+    influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    broker: BrokerSettings | None = None
+    # SHA-256 hashes of bearer tokens that may see exact locations and per-message link
+    # metadata (`sensorpipe serve token` makes one).
+    token_hashes: list[str] = Field(default_factory=list)
+    # Map tiles for the dashboard, e.g. "https://tile.openstreetmap.org/{z}/{x}/{y}.png".
+    # Empty: no background map; the devices are still drawn on their coordinates.
+    tile_url: str = ""
+    tile_attribution: str = ""
+    # The most values (rows x columns) one answer may hold; a request for more is refused
+    # with a 400 that says how to narrow it.
+    max_points: int = Field(default=100_000, ge=100, le=10_000_000)
+    # How long the register's statistics (uptime, gaps, latency) are reused before they are
+    # computed again from InfluxDB.
+    register_cache_s: float = Field(default=30.0, ge=0, le=3600)
+
+    @field_validator("token_hashes")
+    @classmethod
+    def _hashes(cls, hashes: list[str]) -> list[str]:
+        for h in hashes:
+            if not re.match(TOKEN_HASH_PATTERN, h):
+                raise ValueError(
+                    f"{h[:20]!r}...: expected 'sha256:' and 64 hex digits; make one with "
+                    f"`sensorpipe serve token`"
+                )
+        return hashes
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tiles(cls, url: str) -> str:
+        if url and not (url.startswith(("http://", "https://", "/")) and "{z}" in url):
+            raise ValueError(f"{url!r}: expected an http(s) URL with {{z}}, {{x}} and {{y}}")
+        return url
+
+
+def hash_token(token: str) -> str:
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> tuple[str, str]:
+    """A new bearer token and the hash that goes into the config."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def load_serve_config(path: Path | str) -> ServeConfig:
+    """The config in `path`, its relative paths resolved against the file's folder."""
+    path = Path(path)
+    config = load_model(path, ServeConfig)
+    base = path.resolve().parent
+    config.registry_path = str(base / config.registry_path)
+    if config.ingest_stats_path:
+        config.ingest_stats_path = str(base / config.ingest_stats_path)
+    for key in ("tls_cert", "tls_key"):
+        value = getattr(config, key)
+        if value is not None:
+            full = base / value
+            if not full.is_file():
+                raise key_error(path, [key], f"{value!r}: no such file")
+            setattr(config, key, str(full))
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise key_error(path, ["tls_cert"], "give tls_cert and tls_key together, or neither")
+    return config
+
+
+def check_public_bind(config: ServeConfig, source: str) -> None:
+    """The broker's rule: off loopback only with TLS or an explicit allow_plaintext."""
+    from sensorpipe.gateway.mosquitto import ListenerError, check_bind, is_loopback
+
+    try:
+        check_bind(config.host)
+    except ListenerError as exc:
+        raise ConfigError(source, str(exc)) from None
+    if not is_loopback(config.host) and config.tls_cert is None and not config.allow_plaintext:
+        raise ConfigError(
+            source,
+            f"host {config.host!r} is not loopback: give tls_cert and tls_key, or set "
+            f"allow_plaintext (--allow-plaintext) if a proxy in front of it does TLS",
+        )

@@ -1,0 +1,122 @@
+"""What every request handler shares: the configuration, the InfluxDB client, the registry
+(read again when its file changes) and the register's statistics (reused for a short while).
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Request
+
+from sensorpipe.api.config import ServeConfig, hash_token
+from sensorpipe.api.problems import ApiProblem
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.protocol.registry import Registry, load_registry
+from sensorpipe.query.register import RegisterStats, register_stats
+
+
+@dataclass
+class CachedStats:
+    stats: RegisterStats
+    computed_at: float  # time.monotonic()
+
+
+class ApiContext:
+    def __init__(self, config: ServeConfig, influx: InfluxClient | None = None) -> None:
+        self.config = config
+        s = config.influx
+        self.influx = influx or InfluxClient(
+            s.url,
+            s.database,
+            username=s.username,
+            password=s.password,
+            token=s.token,
+            timeout_s=s.timeout_s,
+        )
+        self._registry: Registry | None = None
+        self._registry_stamp: tuple[int, int] | None = None
+        self._registry_lock = threading.Lock()
+        self._stats: CachedStats | None = None
+        self._stats_lock = threading.Lock()
+        self._refreshing = False
+
+    def close(self) -> None:
+        self.influx.close()
+
+    # --- registry -------------------------------------------------------------------------
+    def registry(self) -> Registry:
+        """The registry as its file is now; read again only when the file changed."""
+        path = Path(self.config.registry_path)
+        try:
+            st = path.stat()
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        with self._registry_lock:
+            if self._registry is None or stamp != self._registry_stamp:
+                self._registry = load_registry(path) if stamp is not None else Registry()
+                self._registry_stamp = stamp
+            return self._registry
+
+    # --- statistics -----------------------------------------------------------------------
+    def stats(self, *, now: Callable[[], float] = time.monotonic) -> RegisterStats:
+        """The register's statistics: computed when there are none, reused while younger
+        than register_cache_s, and recomputed in the background (the stale ones answered
+        meanwhile) once older, so one slow computation never holds every request up."""
+        cached = self._stats
+        ttl = self.config.register_cache_s
+        if cached is not None and now() - cached.computed_at < ttl:
+            return cached.stats
+        if cached is not None:
+            self._refresh_in_background()
+            return cached.stats
+        with self._stats_lock:
+            if self._stats is None or ttl == 0:
+                self._stats = CachedStats(register_stats(self.influx), now())
+            return self._stats.stats
+
+    def _refresh_in_background(self) -> None:
+        with self._stats_lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+
+        def work() -> None:
+            try:
+                self._stats = CachedStats(register_stats(self.influx), time.monotonic())
+            except Exception:
+                pass
+            finally:
+                self._refreshing = False
+
+        threading.Thread(target=work, name="register-stats", daemon=True).start()
+
+    # --- access ---------------------------------------------------------------------------
+    def authorised(self, request: Request) -> bool:
+        """Whether the request carries a bearer token listed (hashed) in the config."""
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        candidate = hash_token(token.strip())
+        return any(hmac.compare_digest(candidate, h) for h in self.config.token_hashes)
+
+    def require_token(self, request: Request, what: str) -> None:
+        if not self.authorised(request):
+            if request.headers.get("authorization"):
+                raise ApiProblem(401, f"{what} needs a valid bearer token; this one is not listed")
+            raise ApiProblem(
+                401,
+                f"{what} needs a bearer token (Authorization: Bearer <token>) listed in the "
+                f"service's config; the public data needs none",
+            )
+
+
+def context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.api
+    return ctx

@@ -1,0 +1,135 @@
+"""The public sensor register: what each device measures, who runs it, why, and what that means
+for residents' privacy (the Dutch *Communicatierichtlijn Sensoren* asks municipalities to
+publish exactly this).
+
+Built from the registry alone: the HTTP API adds what InfluxDB knows (first and last seen,
+uptime, gaps, latency), `sensorpipe devices export` writes it to a file. Only public facts
+appear here: no keys, no password hashes, and the location rounded as the host chose.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sensorpipe.protocol.counting import COUNT_CLASSES
+from sensorpipe.protocol.quantities import QUANTITIES
+from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, DeviceEntry, NetworkInfo, Registry
+
+# What each sensor model sensorpipe knows measures (quantity names of protocol.quantities).
+SENSOR_QUANTITIES: dict[str, tuple[str, ...]] = {
+    "sds011": ("pm2_5", "pm10"),
+    "pms5003": ("pm1", "pm2_5", "pm10"),
+    "pms7003": ("pm1", "pm2_5", "pm10"),
+    "pmsa003": ("pm1", "pm2_5", "pm10"),
+    "sps30": ("pm1", "pm2_5", "pm4", "pm10"),
+    "bme280": ("temperature", "relative_humidity", "pressure"),
+    "bmp280": ("temperature", "pressure"),
+    "bme680": ("temperature", "relative_humidity", "pressure"),
+    "sht3x": ("temperature", "relative_humidity"),
+    "sht31": ("temperature", "relative_humidity"),
+    "sht4x": ("temperature", "relative_humidity"),
+    "htu21d": ("temperature", "relative_humidity"),
+    "dht22": ("temperature", "relative_humidity"),
+    "scd30": ("co2", "temperature", "relative_humidity"),
+    "scd4x": ("co2", "temperature", "relative_humidity"),
+    "ds18b20": ("temperature",),
+    "no2-b43f": ("no2",),
+}
+CAMERA_SENSORS = frozenset({"camera"})
+
+PERSONAL_DATA_CAMERA = (
+    "yes: a camera sees people in public space; images are processed on the device only and "
+    "never stored or sent; only anonymous counts per class and direction leave it"
+)
+PERSONAL_DATA_NONE = "no: the device measures air and weather only"
+LEGAL_BASIS_NONE = "not applicable: no personal data is processed"
+LEGAL_BASIS_UNSTATED = "not stated by the operator: ask the contact"
+
+
+class RoundedLocation(BaseModel):
+    lat: float
+    lon: float
+    precision_decimals: int = Field(description="decimals published; 3 is about 100 m")
+
+
+class RegisterEntry(BaseModel):
+    """One device in the public register."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: str
+    site: str
+    owner: str
+    purpose: str
+    sensors: list[str] = Field(description="sensor models (declared, plus any seen reporting)")
+    quantities: list[str] = Field(description="quantities it measures (protocol names)")
+    counts: bool = Field(description="whether it counts passers-by")
+    count_classes: list[str] = Field(description="classes it counts (empty if it does not)")
+    directions: list[str]
+    personal_data: bool
+    personal_data_note: str
+    contact: str
+    legal_basis: str
+    retention: str
+    licence: str
+    location: RoundedLocation | None
+
+
+def counts_passers_by(entry: DeviceEntry) -> bool:
+    return bool(CAMERA_SENSORS & set(entry.sensors)) or bool(entry.count_classes)
+
+
+def register_entry(
+    device_id: str,
+    entry: DeviceEntry,
+    network: NetworkInfo,
+    *,
+    seen_sensors: set[str] | frozenset[str] = frozenset(),
+    seen_quantities: set[str] | frozenset[str] = frozenset(),
+    seen_counting: bool = False,
+) -> RegisterEntry:
+    """The public entry of one device; `seen_*` add what InfluxDB shows it reporting."""
+    sensors = sorted(set(entry.sensors) | set(seen_sensors))
+    quantities = {q for s in sensors for q in SENSOR_QUANTITIES.get(s, ())}
+    quantities |= set(seen_quantities)
+    counting = counts_passers_by(entry) or seen_counting
+    personal = entry.personal_data if entry.personal_data is not None else counting
+    if personal:
+        note = PERSONAL_DATA_CAMERA if counting else "yes: as stated by the operator"
+    else:
+        note = PERSONAL_DATA_NONE if not counting else "no: as stated by the operator"
+    legal = entry.legal_basis or network.legal_basis
+    if not legal:
+        legal = LEGAL_BASIS_UNSTATED if personal else LEGAL_BASIS_NONE
+    location = None
+    if entry.location is not None:
+        n = entry.location_precision_decimals
+        location = RoundedLocation(
+            lat=round(entry.location.lat, n), lon=round(entry.location.lon, n), precision_decimals=n
+        )
+    return RegisterEntry(
+        device_id=device_id,
+        site=entry.site,
+        owner=entry.owner,
+        purpose=entry.purpose,
+        sensors=sensors,
+        quantities=[q for q in QUANTITIES if q in quantities],
+        counts=counting,
+        count_classes=(list(entry.count_classes) or list(COUNT_CLASSES)) if counting else [],
+        directions=list(entry.directions or DEFAULT_DIRECTIONS) if counting else [],
+        personal_data=personal,
+        personal_data_note=note,
+        contact=entry.contact or network.contact,
+        legal_basis=legal,
+        retention=entry.retention or network.retention,
+        licence=entry.licence or network.licence,
+        location=location,
+    )
+
+
+def build_register(registry: Registry) -> list[RegisterEntry]:
+    """Every registered device's public entry, by device id."""
+    return [
+        register_entry(device_id, entry, registry.network)
+        for device_id, entry in sorted(registry.devices.items())
+    ]

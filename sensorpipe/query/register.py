@@ -1,0 +1,149 @@
+"""What InfluxDB tells about each device, for the public register: first and last seen, uptime,
+messages missing by sequence gaps, median delivery latency, the sensors seen reporting and the
+latest PM2.5.
+
+Uptime is the share of 5-minute windows with at least one message from the device, counted
+from when it was first seen (or the start of the period, if later): a device that reports at
+least every 5 minutes and never misses a window has 100 %.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sensorpipe.ingest.influx import InfluxClient, identifier
+from sensorpipe.protocol import storage
+
+UPTIME_WINDOW_S = 300
+PERIODS = {"24h": 86_400, "7d": 7 * 86_400}
+
+
+@dataclass
+class DeviceStats:
+    first_seen_ms: int | None = None
+    last_seen_ms: int | None = None
+    # period name -> share of 5-minute windows with a message (None: not seen in the period)
+    uptime: dict[str, float | None] = field(default_factory=dict)
+    messages_7d: int = 0
+    missing_7d: int = 0  # messages missing by sequence gaps in the last 7 days
+    median_latency_ms_7d: float | None = None
+    sensors: set[str] = field(default_factory=set)
+    counting: bool = False
+    latest_pm2_5: float | None = None
+    latest_pm2_5_ms: int | None = None
+
+
+@dataclass
+class RegisterStats:
+    devices: dict[str, DeviceStats]
+    computed_at_ms: int
+
+    def of(self, device_id: str) -> DeviceStats:
+        return self.devices.get(device_id) or DeviceStats()
+
+
+def _by_device(series: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The first row of each device's series."""
+    out: dict[str, list[Any]] = {}
+    for s in series:
+        device = (s.get("tags") or {}).get("device_id")
+        if device and s.get("values"):
+            out[device] = s["values"][0]
+    return out
+
+
+def _series_tags(key: str) -> dict[str, str]:
+    """Tags of a series key as SHOW SERIES writes it: `air,device_id=a,sensor=b,site=c`."""
+    parts: list[str] = []
+    current = ""
+    escaped = False
+    for ch in key:
+        if escaped:
+            current += ch
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ",":
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+
+
+def register_stats(influx: InfluxClient, *, now_ms: int | None = None) -> RegisterStats:
+    """Every device's statistics, from a handful of queries that run side by side."""
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    link = identifier(storage.LINK)
+    window = f"{UPTIME_WINDOW_S}s"
+    statements: dict[str, str] = {
+        "first": f"SELECT first(seq) FROM {link} GROUP BY device_id",
+        "last": f"SELECT last(seq) FROM {link} GROUP BY device_id",
+        "week": (
+            f"SELECT count(seq), sum(seq_gap), median(latency_ms) FROM {link} "
+            f"WHERE time > {now_ms}ms - 7d AND time <= {now_ms}ms GROUP BY device_id"
+        ),
+        "air_series": f"SHOW SERIES FROM {identifier(storage.AIR)}",
+        "counters": f"SHOW TAG VALUES FROM {identifier(storage.COUNTER)} WITH KEY = device_id",
+        "pm": (
+            f"SELECT last(pm2_5) FROM {identifier(storage.AIR)} "
+            f"WHERE time > {now_ms}ms - 7d AND time <= {now_ms}ms GROUP BY device_id"
+        ),
+    }
+    for name, seconds in PERIODS.items():
+        statements[f"up_{name}"] = (
+            f"SELECT count(n) FROM (SELECT count(seq) AS n FROM {link} "
+            f"WHERE time > {now_ms}ms - {seconds}s AND time <= {now_ms}ms "
+            f"GROUP BY time({window}), device_id fill(none)) GROUP BY device_id"
+        )
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {k: pool.submit(influx.query, q) for k, q in statements.items()}
+        results = {k: f.result() for k, f in futures.items()}
+
+    devices: dict[str, DeviceStats] = {}
+
+    def get(device: str) -> DeviceStats:
+        return devices.setdefault(device, DeviceStats())
+
+    for device, row in _by_device(results["first"]).items():
+        get(device).first_seen_ms = int(row[0])
+    for device, row in _by_device(results["last"]).items():
+        get(device).last_seen_ms = int(row[0])
+    for device, row in _by_device(results["week"]).items():
+        d = get(device)
+        d.messages_7d = int(row[1] or 0)
+        d.missing_7d = int(row[2] or 0)
+        d.median_latency_ms_7d = float(row[3]) if row[3] is not None else None
+    for s in results["air_series"]:
+        for (key,) in s.get("values") or []:
+            tags = _series_tags(str(key))
+            if "device_id" in tags and "sensor" in tags:
+                get(tags["device_id"]).sensors.add(tags["sensor"])
+    for s in results["counters"]:
+        for _, device in s.get("values") or []:
+            get(str(device)).counting = True
+    for device, row in _by_device(results["pm"]).items():
+        d = get(device)
+        d.latest_pm2_5_ms = int(row[0])
+        d.latest_pm2_5 = float(row[1]) if row[1] is not None else None
+    for name, seconds in PERIODS.items():
+        up = _by_device(results[f"up_{name}"])
+        for device, d in devices.items():
+            windows = int(up[device][1]) if device in up and up[device][1] is not None else 0
+            if d.first_seen_ms is None or windows == 0:
+                d.uptime[name] = None if d.first_seen_ms is None else 0.0
+                continue
+            # Windows the device could have reported in: from its first sighting (or the
+            # period's start) to now, the window of its first message counted whole.
+            start_ms = max(d.first_seen_ms, now_ms - seconds * 1000)
+            possible = math.ceil((now_ms - start_ms) / (UPTIME_WINDOW_S * 1000)) or 1
+            if start_ms > now_ms - seconds * 1000:
+                aligned = start_ms - start_ms % (UPTIME_WINDOW_S * 1000)
+                possible = math.ceil((now_ms - aligned) / (UPTIME_WINDOW_S * 1000)) or 1
+            d.uptime[name] = min(1.0, windows / possible)
+    return RegisterStats(devices, now_ms)
