@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench model real-model clean
+.PHONY: setup demo test lint bench model real-model clean vendor
 
 setup: $(STAMP)
 
@@ -46,6 +46,24 @@ real-model:
 	test -x $(CONVERT_VENV)/bin/python || python3 -m venv $(CONVERT_VENV)
 	$(CONVERT_VENV)/bin/pip install -q 'tensorflow-cpu>=2.21,<2.22' 'tf2onnx>=1.17,<1.18' 'numpy>=1.26,<2' 'onnx>=1.16'
 	$(CONVERT_VENV)/bin/python -m training.convert_nanodet --out sensorpipe/models
+
+# The dashboard's browser libraries (Leaflet, uPlot) from npm at the exact versions in
+# frontend/package-lock.json, copied with their licences into sensorpipe/api/static/vendor/.
+# The copies are committed, so the package works without npm; this target reproduces them.
+VENDOR := sensorpipe/api/static/vendor
+NPM_DIST := frontend/node_modules
+vendor:
+	cd frontend && npm ci --ignore-scripts --no-audit --no-fund
+	rm -rf $(VENDOR)
+	mkdir -p $(VENDOR)/leaflet/images $(VENDOR)/uplot
+	cp $(NPM_DIST)/leaflet/dist/leaflet.js $(NPM_DIST)/leaflet/dist/leaflet.css \
+	   $(NPM_DIST)/leaflet/LICENSE $(VENDOR)/leaflet/
+	cp $(NPM_DIST)/leaflet/dist/images/*.png $(VENDOR)/leaflet/images/
+	cp $(NPM_DIST)/uplot/dist/uPlot.iife.min.js $(NPM_DIST)/uplot/dist/uPlot.min.css \
+	   $(NPM_DIST)/uplot/LICENSE $(VENDOR)/uplot/
+	for n in leaflet uplot; do \
+	  echo "$$n $$(node -p "require('./$(NPM_DIST)/$$n/package.json').version")"; \
+	done > $(VENDOR)/VERSIONS
 
 clean:
 	rm -rf $(VENV) .sensorpipe .pytest_cache .mypy_cache .ruff_cache

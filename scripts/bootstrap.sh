@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up what sensorpipe needs on a Debian / Raspberry Pi OS machine:
-# the system packages (mosquitto, influxdb, python3-venv) and a virtualenv with the project.
+# the system packages (mosquitto, influxdb, python3-venv, and chromium with a font for the
+# dashboard's browser tests) and a virtualenv with the project.
 set -euo pipefail
 venv="${1:-.venv}"
 
@@ -9,6 +10,10 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(
 command -v mosquitto_passwd >/dev/null 2>&1 || missing+=(mosquitto)
 command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# The dashboard tests drive Debian's chromium with Playwright (Playwright's own browser
+# download is not used); a font so that the page's text renders in screenshots.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
