@@ -16,6 +16,7 @@ from sensorpipe.cli.edge import edge
 from sensorpipe.cli.gateway import gateway
 from sensorpipe.cli.ingest import ingest
 from sensorpipe.cli.query import query
+from sensorpipe.cli.serve import serve
 from sensorpipe.cli.sim import sim
 from sensorpipe.cli.stack import stack
 from sensorpipe.protocol.configfile import ConfigError
@@ -52,6 +53,7 @@ for command in (
     count_eval,
     count_video_cmd,
     demo,
+    serve,
     config,
 ):
     main.add_command(command)

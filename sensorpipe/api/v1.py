@@ -1,0 +1,517 @@
+"""/api/v1: the public register, air readings, counts of passers-by, health, and (with a
+token) per-message link metadata.
+
+Public: the register with rounded locations, aggregated readings and counts. Behind a bearer
+token listed in the config: exact locations (`/devices?exact=true`) and `/link`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, StringConstraints
+
+from sensorpipe.api.context import ApiContext, context
+from sensorpipe.api.problems import PROBLEM_RESPONSES, ApiProblem, bad_request
+from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+from sensorpipe.ingest.influx import identifier, string_literal
+from sensorpipe.protocol import storage
+from sensorpipe.protocol.register import RegisterEntry, register_entry
+from sensorpipe.protocol.registry import TAG_PATTERN, Registry
+from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
+from sensorpipe.query.influxql import QueryInputError
+from sensorpipe.query.register import RegisterStats
+from sensorpipe.query.series import (
+    SERIES_AGGREGATES,
+    AirSeriesRequest,
+    CountSeriesRequest,
+    air_series,
+    as_rows,
+    count_series,
+)
+
+router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES)
+
+DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
+Site = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+TimeParam = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+Every = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,4}[mhd]$")]
+INGEST_FRESH_S = 30.0
+
+
+# --- answers --------------------------------------------------------------------------------
+class DeviceInfo(RegisterEntry):
+    first_seen: str | None = Field(description="first message stored (UTC)")
+    last_seen: str | None = Field(description="latest message stored (UTC)")
+    uptime_24h: float | None = Field(description="share of 5-minute windows with a message")
+    uptime_7d: float | None
+    messages_7d: int
+    missing_7d: int = Field(description="messages missing by sequence gaps, last 7 days")
+    median_latency_ms_7d: float | None = Field(description="median delivery latency")
+    latest_pm2_5: float | None
+    latest_pm2_5_time: str | None
+    exact_location: dict[str, float] | None = Field(
+        default=None, description="only with a bearer token"
+    )
+
+
+class NetworkOut(BaseModel):
+    name: str
+    operator: str
+    contact: str
+    licence: str
+    privacy_url: str
+
+
+class DevicesOut(BaseModel):
+    network: NetworkOut
+    stats_computed_at: str
+    devices: list[DeviceInfo]
+
+
+class AirSeries(BaseModel):
+    device_id: str | None
+    site: str | None
+    sensor: str | None
+    time: list[str]
+    values: dict[str, list[float | None]]
+
+
+class AirOut(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    every: str
+    aggregate: str
+    group: str
+    units: dict[str, str]
+    series: list[AirSeries]
+
+
+class ClassCounts(BaseModel):
+    class_: str = Field(alias="class")
+    direction: str
+    values: list[int | None]
+
+
+class CountSeries(BaseModel):
+    device_id: str
+    site: str | None
+    time: list[str]
+    running_fraction: list[float | None]
+    counts: list[ClassCounts]
+
+
+class CountsOut(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    every: str
+    series: list[CountSeries]
+
+
+class Check(BaseModel):
+    ok: bool | None = Field(description="null: not configured, so not checked")
+    detail: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    influxdb: Check
+    broker: Check
+    ingest: Check
+    last_write: str | None
+
+
+# --- helpers --------------------------------------------------------------------------------
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _storage_call(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except QueryInputError as exc:
+        raise bad_request(str(exc)) from None
+    except StorageUnavailable as exc:
+        raise ApiProblem(503, f"the time series store does not answer: {exc}") from None
+    except QueryError as exc:
+        raise bad_request(f"InfluxDB could not run this query: {exc}") from None
+
+
+def _wants(request: Request, fmt: str | None, allowed: tuple[str, ...]) -> str:
+    if fmt is not None:
+        return fmt
+    accept = request.headers.get("accept", "")
+    if "text/csv" in accept and "csv" in allowed:
+        return "csv"
+    if "application/geo+json" in accept and "geojson" in allowed:
+        return "geojson"
+    return "json"
+
+
+def _csv(header: list[str], rows: list[list[Any]], filename: str) -> Response:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    return Response(
+        buf.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'inline; filename="{filename}"'},
+    )
+
+
+def device_infos(
+    registry: Registry, stats: RegisterStats, *, exact: bool = False
+) -> list[DeviceInfo]:
+    out = []
+    for device_id, entry in sorted(registry.devices.items()):
+        s = stats.of(device_id)
+        public = register_entry(
+            device_id,
+            entry,
+            registry.network,
+            seen_sensors=s.sensors,
+            seen_counting=s.counting,
+        )
+        exact_location = None
+        if exact and entry.location is not None:
+            exact_location = {"lat": entry.location.lat, "lon": entry.location.lon}
+        out.append(
+            DeviceInfo(
+                **public.model_dump(),
+                first_seen=_iso(s.first_seen_ms),
+                last_seen=_iso(s.last_seen_ms),
+                uptime_24h=s.uptime.get("24h"),
+                uptime_7d=s.uptime.get("7d"),
+                messages_7d=s.messages_7d,
+                missing_7d=s.missing_7d,
+                median_latency_ms_7d=s.median_latency_ms_7d,
+                latest_pm2_5=s.latest_pm2_5,
+                latest_pm2_5_time=_iso(s.latest_pm2_5_ms),
+                exact_location=exact_location,
+            )
+        )
+    return out
+
+
+def geojson(devices: list[DeviceInfo], network: NetworkOut) -> dict[str, Any]:
+    """The register as a GeoJSON FeatureCollection (RFC 7946: coordinates are [lon, lat])."""
+    features = []
+    for d in devices:
+        props = d.model_dump(exclude={"location", "exact_location"})
+        geometry = None
+        where = d.exact_location or (
+            {"lat": d.location.lat, "lon": d.location.lon} if d.location else None
+        )
+        if where is not None:
+            geometry = {"type": "Point", "coordinates": [where["lon"], where["lat"]]}
+            if d.location is not None:
+                props["location_precision_decimals"] = d.location.precision_decimals
+        features.append(
+            {"type": "Feature", "id": d.device_id, "geometry": geometry, "properties": props}
+        )
+    return {"type": "FeatureCollection", "name": network.name, "features": features}
+
+
+def _bbox_devices(registry: Registry, bbox: str) -> list[str]:
+    """Devices whose published (rounded) location lies in `minlon,minlat,maxlon,maxlat`."""
+    parts = bbox.split(",")
+    try:
+        minlon, minlat, maxlon, maxlat = (float(p) for p in parts)
+    except ValueError:
+        raise bad_request(
+            f"bbox {bbox[:80]!r}: give minlon,minlat,maxlon,maxlat in degrees, "
+            f"e.g. 5.0,52.0,5.2,52.2",
+            "bbox",
+        ) from None
+    if not (-180 <= minlon <= maxlon <= 180 and -90 <= minlat <= maxlat <= 90):
+        raise bad_request(
+            "bbox: need -180 <= minlon <= maxlon <= 180 and -90 <= minlat <= maxlat <= 90",
+            "bbox",
+        )
+    inside = []
+    for device_id, entry in registry.devices.items():
+        if entry.location is None:
+            continue
+        n = entry.location_precision_decimals
+        lat, lon = round(entry.location.lat, n), round(entry.location.lon, n)
+        if minlon <= lon <= maxlon and minlat <= lat <= maxlat:
+            inside.append(device_id)
+    return sorted(inside)
+
+
+def _known(registry: Registry, devices: list[str], sites: list[str]) -> None:
+    """Unknown devices and sites are a 404 that lists what exists, not an empty answer."""
+    unknown = [d for d in devices if d not in registry.devices]
+    if unknown:
+        raise ApiProblem(
+            404,
+            f"no device {unknown[0]!r} in the register; /api/v1/devices lists the devices",
+        )
+    known_sites = {e.site for e in registry.devices.values()}
+    missing = [s for s in sites if s not in known_sites]
+    if missing:
+        raise ApiProblem(
+            404,
+            f"no site {missing[0]!r} in the register (sites: "
+            f"{', '.join(sorted(known_sites)[:20]) or 'none'})",
+        )
+
+
+Ctx = Annotated[ApiContext, Depends(context)]
+Fmt = Literal["json", "csv"]
+
+
+# --- routes ---------------------------------------------------------------------------------
+@router.get(
+    "/devices",
+    response_model=DevicesOut,
+    responses={200: {"content": {"application/geo+json": {}}}},
+    summary="The public sensor register, with uptime, gaps and latency",
+)
+def devices(
+    request: Request,
+    ctx: Ctx,
+    format: Literal["json", "geojson"] | None = None,
+    exact: bool = Query(False, description="exact locations; needs a bearer token"),
+) -> Any:
+    """One entry per device: what it measures, who runs it and why, whether it processes
+    personal data, its rounded location, and how well it delivers (first and last seen,
+    uptime over 24 h and 7 days, messages missing by sequence gaps, median latency)."""
+    if exact:
+        ctx.require_token(request, "exact locations")
+    registry = ctx.registry()
+    stats = _storage_call(ctx.stats)
+    infos = device_infos(registry, stats, exact=exact)
+    n = registry.network
+    network = NetworkOut(
+        name=n.name,
+        operator=n.operator,
+        contact=n.contact,
+        licence=n.licence,
+        privacy_url=n.privacy_url,
+    )
+    if _wants(request, format, ("json", "geojson")) == "geojson":
+        return Response(json.dumps(geojson(infos, network)), media_type="application/geo+json")
+    return DevicesOut(
+        network=network, stats_computed_at=_iso(stats.computed_at_ms) or "", devices=infos
+    )
+
+
+@router.get("/devices/{device_id}", response_model=DeviceInfo, summary="One device's entry")
+def device(device_id: DeviceId, ctx: Ctx) -> DeviceInfo:
+    registry = ctx.registry()
+    if device_id not in registry.devices:
+        raise ApiProblem(404, f"no device {device_id!r} in the register")
+    stats = _storage_call(ctx.stats)
+    (info,) = device_infos(
+        Registry(network=registry.network, devices={device_id: registry.devices[device_id]}),
+        stats,
+    )
+    return info
+
+
+@router.get(
+    "/air",
+    response_model=AirOut,
+    response_model_by_alias=True,
+    responses={200: {"content": {"text/csv": {}}}},
+    summary="Air readings aggregated per interval; empty intervals are null",
+)
+def air(
+    request: Request,
+    ctx: Ctx,
+    device: Annotated[list[DeviceId], Query(max_length=100)] = [],  # noqa: B006
+    site: Annotated[list[Site], Query(max_length=100)] = [],  # noqa: B006
+    quantity: Annotated[list[Name], Query(max_length=20)] = [],  # noqa: B006
+    bbox: Annotated[
+        str | None, Query(max_length=100, description="minlon,minlat,maxlon,maxlat")
+    ] = None,
+    from_: Annotated[
+        TimeParam, Query(alias="from", description="-24h, a date, or ISO 8601")
+    ] = "-24h",
+    to: TimeParam = "now",
+    every: Annotated[Every, Query(description="1m to 1d")] = "1h",
+    agg: Literal["mean", "median", "min", "max", "count"] = "mean",
+    group: Literal["device", "site"] = "device",
+    format: Fmt | None = None,
+) -> Any:
+    """Readings of the chosen quantities, aggregated over `every`, per device and sensor
+    (`group=device`) or per site. Every interval from `from` to `to` is listed: one without
+    readings is null, so gaps stay visible."""
+    assert set(SERIES_AGGREGATES) >= {agg}
+    registry = ctx.registry()
+    _known(registry, list(device), list(site))
+    devices_ = list(device)
+    if bbox is not None:
+        inside = _bbox_devices(registry, bbox)
+        devices_ = [d for d in devices_ if d in inside] if devices_ else inside
+    req = AirSeriesRequest(
+        devices=devices_,
+        sites=list(site),
+        quantities=list(quantity),
+        start=from_,
+        end=to,
+        every=every,
+        aggregate=agg,
+        group=group,
+        max_points=ctx.config.max_points,
+    )
+    if bbox is not None and not devices_:
+        req.check()  # the other parameters are still checked
+        answer = _storage_call(air_series, ctx.influx, req, True)
+    else:
+        answer = _storage_call(air_series, ctx.influx, req)
+    if _wants(request, format, ("json", "csv")) == "csv":
+        header, rows = as_rows(answer, "air")
+        return _csv(header, rows, "air.csv")
+    return JSONResponse(answer)
+
+
+@router.get(
+    "/counts",
+    response_model=CountsOut,
+    response_model_by_alias=True,
+    responses={200: {"content": {"text/csv": {}}}},
+    summary="Passers-by per class and direction, with the share of time the counter ran",
+)
+def counts(
+    request: Request,
+    ctx: Ctx,
+    device: Annotated[list[DeviceId], Query(max_length=100)] = [],  # noqa: B006
+    site: Annotated[list[Site], Query(max_length=100)] = [],  # noqa: B006
+    class_: Annotated[list[Name], Query(alias="class", max_length=20)] = [],  # noqa: B006
+    direction: Annotated[list[Name], Query(max_length=8)] = [],  # noqa: B006
+    from_: Annotated[TimeParam, Query(alias="from")] = "-24h",
+    to: TimeParam = "now",
+    every: Every = "1h",
+    format: Fmt | None = None,
+) -> Any:
+    """Counts summed over `every`. `running_fraction` is the share of each interval the
+    counter processed frames: a half-hour outage shows as 0.5, not as an empty street, and
+    an interval without any report has null counts."""
+    registry = ctx.registry()
+    _known(registry, list(device), list(site))
+    req = CountSeriesRequest(
+        devices=list(device),
+        sites=list(site),
+        classes=list(class_),
+        directions=list(direction),
+        start=from_,
+        end=to,
+        every=every,
+        max_points=ctx.config.max_points,
+    )
+    answer = _storage_call(count_series, ctx.influx, req)
+    if _wants(request, format, ("json", "csv")) == "csv":
+        header, rows = as_rows(answer, "counts")
+        return _csv(header, rows, "counts.csv")
+    return JSONResponse(answer)
+
+
+@router.get(
+    "/link",
+    summary="Per-message communication metadata of one device (needs a bearer token)",
+    responses={401: PROBLEM_RESPONSES[400]},
+)
+def link(
+    request: Request,
+    ctx: Ctx,
+    device: DeviceId,
+    from_: Annotated[TimeParam, Query(alias="from")] = "-1h",
+    to: TimeParam = "now",
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> Any:
+    """Each stored message's link record: sequence number, gaps, latency, reconnects,
+    outbox depth, signal strength, gateway. Not public: it tells when a host is home."""
+    ctx.require_token(request, "per-message link metadata")
+    registry = ctx.registry()
+    _known(registry, [device], [])
+    from sensorpipe.query.series import _range
+
+    try:
+        t0, t1 = _range(from_, to)
+    except QueryInputError as exc:
+        raise bad_request(str(exc)) from None
+    q = (
+        f"SELECT * FROM {identifier(storage.LINK)} WHERE {identifier('device_id')} = "
+        f"{string_literal(device)} AND time >= {int(t0.timestamp() * 1000)}ms AND "
+        f"time < {int(t1.timestamp() * 1000)}ms LIMIT {limit}"
+    )
+    series = _storage_call(ctx.influx.query, q)
+    rows: list[dict[str, Any]] = []
+    for s in series:
+        for values in s.get("values") or []:
+            row = dict(zip(s["columns"], values, strict=True))
+            row["time"] = _iso(row["time"])
+            rows.append(row)
+    return {"device_id": device, "from": _iso(int(t0.timestamp() * 1000)), "messages": rows}
+
+
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    responses={503: {"model": HealthOut, "description": "something is down"}},
+    summary="For monitoring: InfluxDB and broker reachable, ingest alive, last write",
+)
+def health(ctx: Ctx) -> Any:
+    influx_ok = ctx.influx.ping()
+    influx = Check(
+        ok=influx_ok,
+        detail=f"{ctx.config.influx.url} answers"
+        if influx_ok
+        else f"{ctx.config.influx.url} does not answer",
+    )
+    broker = Check(ok=None, detail="no broker configured")
+    if ctx.config.broker is not None:
+        b = ctx.config.broker
+        try:
+            with socket.create_connection((b.host, b.port), timeout=2):
+                broker = Check(ok=True, detail=f"{b.host}:{b.port} accepts connections")
+        except OSError as exc:
+            broker = Check(ok=False, detail=f"{b.host}:{b.port}: {exc.strerror or exc}")
+    ingest = Check(ok=None, detail="no ingest stats file configured")
+    if ctx.config.ingest_stats_path:
+        path = Path(ctx.config.ingest_stats_path)
+        try:
+            age = time.time() - path.stat().st_mtime
+            connected = json.loads(path.read_text()).get("connected", False)
+        except (OSError, ValueError):
+            ingest = Check(ok=False, detail=f"{path}: not written (is the ingest running?)")
+        else:
+            fresh = age < INGEST_FRESH_S
+            ingest = Check(
+                ok=fresh and bool(connected),
+                detail=f"heartbeat {age:.0f} s ago, "
+                + ("connected to the broker" if connected else "not connected to the broker"),
+            )
+    last_write = None
+    if influx_ok:
+        try:
+            series = ctx.influx.query(f"SELECT last(seq) FROM {identifier(storage.LINK)}")
+            if series and series[0].get("values"):
+                last_write = _iso(int(series[0]["values"][0][0]))
+        except (QueryError, StorageUnavailable):
+            pass
+    ok = all(c.ok is not False for c in (influx, broker, ingest))
+    body = HealthOut(
+        status="ok" if ok else "degraded",
+        influxdb=influx,
+        broker=broker,
+        ingest=ingest,
+        last_write=last_write,
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

@@ -1,0 +1,136 @@
+"""`sensorpipe serve`: the read-only HTTP API, SensorThings and the dashboard."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+
+
+@click.group(invoke_without_command=True)
+@DIR_OPTION
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Service config (TOML, see `sensorpipe config example serve`); without it, the "
+    "local stack's InfluxDB, registry and broker.",
+)
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Default 8080.")
+@click.option(
+    "--allow-plaintext",
+    is_flag=True,
+    help="Listen off loopback without TLS (only behind a proxy that does TLS).",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    directory: Path | None,
+    config_path: str | None,
+    host: str | None,
+    port: int | None,
+    allow_plaintext: bool,
+) -> None:
+    """Serve the register, readings and counts over HTTP: the API under /api/v1 (docs at
+    /docs), SensorThings under /sta/v1.1 and the dashboard at /."""
+    if ctx.invoked_subcommand is not None:
+        return
+    config = serve_config(directory, config_path, host, port, allow_plaintext)
+    run_server(config)
+
+
+def serve_config(
+    directory: Path | None,
+    config_path: str | None,
+    host: str | None,
+    port: int | None,
+    allow_plaintext: bool,
+) -> Any:
+    from sensorpipe.api.config import (
+        BrokerSettings,
+        InfluxSettings,
+        ServeConfig,
+        check_public_bind,
+        load_serve_config,
+    )
+
+    if config_path is not None:
+        config = load_serve_config(config_path)
+        source = config_path
+    else:
+        s = local_stack(directory)
+        info = s.require_info()
+        config = ServeConfig(
+            registry_path=str(s.registry_path),
+            ingest_stats_path=str(s.directory / "ingest" / "stats.json"),
+            influx=InfluxSettings(url=info.influx_url, database=info.database),
+            broker=BrokerSettings(host="127.0.0.1", port=info.broker_port),
+        )
+        source = "--host"
+    if host is not None:
+        config.host = host
+    if port is not None:
+        config.port = port
+    if allow_plaintext:
+        config.allow_plaintext = True
+    check_public_bind(config, source)
+    return config
+
+
+def run_server(config: Any) -> None:
+    import uvicorn
+
+    from sensorpipe.api.app import create_app
+    from sensorpipe.api.context import ApiContext
+
+    sock = _listen(config.host, config.port)
+    scheme = "https" if config.tls_cert else "http"
+    shown = f"[{config.host}]" if ":" in config.host else config.host
+    url = f"{scheme}://{shown}:{sock.getsockname()[1]}/"
+    click.echo(f"dashboard {url}  API {url}api/v1  docs {url}docs  SensorThings {url}sta/v1.1")
+    app = create_app(ApiContext(config))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            ssl_certfile=config.tls_cert,
+            ssl_keyfile=config.tls_key,
+            proxy_headers=False,
+        )
+    )
+    server.run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, made here so a port in use is one clear line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"port {port} on {host} is in use: pick another with --port (or port = ...)")
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+@serve.command("token")
+def serve_token() -> None:
+    """Make a bearer token for exact locations and link metadata: the token goes to whoever
+    may see them, its hash into the service config's token_hashes."""
+    from sensorpipe.api.config import new_token
+
+    token, digest = new_token()
+    click.echo(f"token (give it to the user, shown only now): {token}")
+    click.echo(f'for the service config:  token_hashes = ["{digest}"]')

@@ -1,0 +1,341 @@
+"""Aggregated time series for the HTTP API and `sensorpipe query counts`: air readings per
+device or site, and counts of passers-by with the share of each interval the counter ran.
+
+Every interval between `from` and `to` is in the answer: an interval without data is an explicit
+null, so a gap stays a gap. Before InfluxDB is asked, the size of the answer is estimated
+(intervals x series x values) and a request for more than `max_points` is refused with what
+would narrow it; the InfluxQL also carries a LIMIT, so no answer can grow without bound.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sensorpipe.ingest.influx import InfluxClient, identifier, string_literal
+from sensorpipe.protocol import storage
+from sensorpipe.protocol.quantities import QUANTITIES
+from sensorpipe.protocol.register import SENSOR_QUANTITIES
+from sensorpipe.query.influxql import QueryInputError, parse_time
+
+SERIES_AGGREGATES = ("mean", "median", "min", "max", "count")
+_EVERY = re.compile(r"^([1-9]\d{0,4})(m|h|d)$")
+_UNIT_S = {"m": 60, "h": 3600, "d": 86400}
+MIN_EVERY_S = 60
+MAX_EVERY_S = 86400
+# The most series SHOW SERIES is asked for when estimating an answer's size.
+_SERIES_PROBE = 10_000
+
+
+class TooManyPoints(QueryInputError):
+    """The answer would hold more values than allowed; the message says how to narrow it."""
+
+
+def parse_every(value: str) -> int:
+    """An aggregation interval from 1m to 1d, in seconds."""
+    m = _EVERY.match(value)
+    seconds = int(m.group(1)) * _UNIT_S[m.group(2)] if m else 0
+    if not m or not MIN_EVERY_S <= seconds <= MAX_EVERY_S:
+        raise QueryInputError(
+            f"every {value!r}: use an interval from 1m to 1d, like 1m, 15m, 1h or 1d"
+        )
+    return seconds
+
+
+def _range(start: str, end: str) -> tuple[datetime, datetime]:
+    now = datetime.now(UTC)
+    t0, t1 = parse_time(start, now), parse_time(end, now)
+    if t0 >= t1:
+        raise QueryInputError(f"from {start!r} is not before to {end!r}: give a later 'to'")
+    if t0.year < 1677 or t1.year > 2262:
+        raise QueryInputError("times must lie between 1677 and 2262 (InfluxDB's range)")
+    return t0, t1
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _tag_filter(tag: str, values: Sequence[str]) -> str | None:
+    if not values:
+        return None
+    return "(" + " OR ".join(f"{identifier(tag)} = {string_literal(v)}" for v in values) + ")"
+
+
+def _where(filters: Sequence[str | None]) -> str:
+    present = [f for f in filters if f]
+    return " AND ".join(present)
+
+
+def _intervals(t0: datetime, t1: datetime, every_s: int) -> int:
+    """How many intervals InfluxDB's GROUP BY time() gives between t0 and t1 (aligned to
+    the epoch, the partial first and last ones included)."""
+    first = _ms(t0) // (every_s * 1000)
+    last = (_ms(t1) - 1) // (every_s * 1000)
+    return int(last - first + 1)
+
+
+def _series(
+    influx: InfluxClient, measurement: str, where: str, group: Sequence[str]
+) -> set[tuple[str, ...]]:
+    """Distinct combinations of `group` tags among the series matching `where`: what an
+    answer can hold at most."""
+    q = f"SHOW SERIES FROM {identifier(measurement)}"
+    if where:
+        q += f" WHERE {where}"
+    q += f" LIMIT {_SERIES_PROBE}"
+    from sensorpipe.query.register import _series_tags
+
+    seen: set[tuple[str, ...]] = set()
+    for s in influx.query(q):
+        for (key,) in s.get("values") or []:
+            tags = _series_tags(str(key))
+            seen.add(tuple(tags.get(t, "") for t in group))
+    return seen
+
+
+def _refuse(points: int, limit: int, narrow: str) -> TooManyPoints:
+    return TooManyPoints(
+        f"this request would return about {points:,} values, more than the {limit:,} one "
+        f"answer may hold; {narrow}"
+    )
+
+
+@dataclass
+class AirSeriesRequest:
+    devices: Sequence[str] = ()
+    sites: Sequence[str] = ()
+    quantities: Sequence[str] = ()
+    start: str = "-24h"
+    end: str = "now"
+    every: str = "1h"
+    aggregate: str = "mean"
+    group: str = "device"  # device: per device and sensor; site: per site
+    max_points: int = 100_000
+
+    def check(self) -> tuple[datetime, datetime, int]:
+        for q in self.quantities:
+            if q not in QUANTITIES:
+                raise QueryInputError(f"unknown quantity {q!r} (known: {', '.join(QUANTITIES)})")
+        if self.aggregate not in SERIES_AGGREGATES:
+            raise QueryInputError(
+                f"aggregate {self.aggregate!r}: use one of {', '.join(SERIES_AGGREGATES)}"
+            )
+        if self.group not in ("device", "site"):
+            raise QueryInputError(f"group {self.group!r}: use device or site")
+        every_s = parse_every(self.every)
+        t0, t1 = _range(self.start, self.end)
+        return t0, t1, every_s
+
+
+def air_series(
+    influx: InfluxClient, req: AirSeriesRequest, nothing: bool = False
+) -> dict[str, Any]:
+    """The aggregated series; with `nothing` (a filter no device matches, such as an empty
+    bounding box), the answer's frame without series, InfluxDB not asked."""
+    t0, t1, every_s = req.check()
+    quantities = list(req.quantities or QUANTITIES)
+    if nothing:
+        return _air_answer(req, t0, t1, quantities, [])
+    tag_where = _where([_tag_filter("device_id", req.devices), _tag_filter("site", req.sites)])
+    group_tags = ["device_id", "site", "sensor"] if req.group == "device" else ["site"]
+    intervals = _intervals(t0, t1, every_s)
+    found = _series(influx, storage.AIR, tag_where, ["device_id", "site", "sensor"])
+    # Values per interval: each series' quantities (those its sensor model measures, or all
+    # asked for when the model is not one sensorpipe knows), per group.
+    per_group: dict[tuple[str, ...], set[str]] = {}
+    for device_id, site, sensor in found:
+        key = (device_id, site, sensor) if req.group == "device" else (site,)
+        measures = set(SENSOR_QUANTITIES.get(sensor, quantities)) & set(quantities)
+        per_group.setdefault(key, set()).update(measures)
+    values = sum(len(q) for q in per_group.values())
+    series = len(per_group)
+    points = intervals * values
+    if points > req.max_points:
+        raise _refuse(
+            points,
+            req.max_points,
+            f"{intervals:,} intervals of {req.every} x {series} series with {values} values "
+            f"in all: ask for a shorter time range, a longer 'every', fewer quantities, or "
+            f"one device or site",
+        )
+    select = ", ".join(f"{req.aggregate}({identifier(q)}) AS {identifier(q)}" for q in quantities)
+    where = _where([f"time >= {_ms(t0)}ms", f"time < {_ms(t1)}ms", tag_where])
+    influxql = (
+        f"SELECT {select} FROM {identifier(storage.AIR)} WHERE {where} "
+        f"GROUP BY time({every_s}s), {', '.join(identifier(t) for t in group_tags)} fill(null) "
+        f"LIMIT {intervals + 1} SLIMIT {max(series, 1)}"
+    )
+    out_series = []
+    for s in influx.query(influxql):
+        tags = s.get("tags") or {}
+        columns = s["columns"]
+        rows = s["values"]
+        values: dict[str, list[Any]] = {}
+        for i, name in enumerate(columns[1:], start=1):
+            column = [r[i] for r in rows]
+            if any(v is not None for v in column):
+                values[name] = column
+        if not values:
+            continue
+        out_series.append(
+            {
+                "device_id": tags.get("device_id") if req.group == "device" else None,
+                "site": tags.get("site"),
+                "sensor": tags.get("sensor") if req.group == "device" else None,
+                "time": [_iso(r[0]) for r in rows],
+                "values": values,
+            }
+        )
+    out_series.sort(key=lambda s: (s["site"] or "", s["device_id"] or "", s["sensor"] or ""))
+    return _air_answer(req, t0, t1, quantities, out_series)
+
+
+def _air_answer(
+    req: AirSeriesRequest,
+    t0: datetime,
+    t1: datetime,
+    quantities: list[str],
+    out_series: list[dict[str, Any]],
+) -> dict[str, Any]:
+    if not req.quantities:  # all asked for: list those with readings
+        present = {q for s in out_series for q in s["values"]}
+        quantities = [q for q in quantities if q in present]
+    return {
+        "from": _iso(_ms(t0)),
+        "to": _iso(_ms(t1)),
+        "every": req.every,
+        "aggregate": req.aggregate,
+        "group": req.group,
+        "units": {q: QUANTITIES[q].unit for q in quantities},
+        "series": out_series,
+    }
+
+
+@dataclass
+class CountSeriesRequest:
+    devices: Sequence[str] = ()
+    sites: Sequence[str] = ()
+    classes: Sequence[str] = ()
+    directions: Sequence[str] = ()
+    start: str = "-24h"
+    end: str = "now"
+    every: str = "1h"
+    max_points: int = 100_000
+
+
+def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any]:
+    """Passers-by per class and direction, summed over `every`, with `running_fraction`: the
+    share of each interval the counter ran (null: no report at all for that interval)."""
+    every_s = parse_every(req.every)
+    t0, t1 = _range(req.start, req.end)
+    device_where = _where([_tag_filter("device_id", req.devices), _tag_filter("site", req.sites)])
+    traffic_where = _where(
+        [
+            device_where,
+            _tag_filter("class", req.classes),
+            _tag_filter("direction", req.directions),
+        ]
+    )
+    intervals = _intervals(t0, t1, every_s)
+    series = len(
+        _series(influx, storage.TRAFFIC, traffic_where, ["device_id", "class", "direction"])
+    )
+    points = intervals * series
+    if points > req.max_points:
+        raise _refuse(
+            points,
+            req.max_points,
+            f"{intervals:,} intervals of {req.every} x {series} class/direction series: ask "
+            f"for a shorter time range, a longer 'every', or one device, class or direction",
+        )
+    window = _where([f"time >= {_ms(t0)}ms", f"time < {_ms(t1)}ms"])
+    limit = f"LIMIT {intervals + 1} SLIMIT {max(series, 1)}"
+    counts_q = (
+        f"SELECT sum({identifier('count')}) AS {identifier('count')} "
+        f"FROM {identifier(storage.TRAFFIC)} WHERE {_where([window, traffic_where])} "
+        f'GROUP BY time({every_s}s), "device_id", "site", "class", "direction" '
+        f"fill(null) {limit}"
+    )
+    running_q = (
+        f"SELECT sum(run_s) AS run_s FROM (SELECT running_fraction * interval_s AS run_s "
+        f"FROM {identifier(storage.COUNTER)} WHERE {_where([window, device_where])} "
+        f'GROUP BY "device_id", "site") WHERE {window} '
+        f'GROUP BY time({every_s}s), "device_id", "site" fill(null) '
+        f"LIMIT {intervals + 1} SLIMIT {max(series, 1)}"
+    )
+    running: dict[str, dict[int, float | None]] = {}
+    for s in influx.query(running_q):
+        device = (s.get("tags") or {}).get("device_id", "")
+        running[device] = {
+            r[0]: None if r[1] is None else min(1.0, float(r[1]) / every_s) for r in s["values"]
+        }
+    by_device: dict[str, dict[str, Any]] = {}
+    for s in influx.query(counts_q):
+        tags = s.get("tags") or {}
+        device = tags.get("device_id", "")
+        rows = s["values"]
+        entry = by_device.get(device)
+        if entry is None:
+            times = [r[0] for r in rows]
+            fractions = running.get(device, {})
+            entry = by_device[device] = {
+                "device_id": device,
+                "site": tags.get("site"),
+                "time": [_iso(t) for t in times],
+                "running_fraction": [fractions.get(t) for t in times],
+                "counts": [],
+                "_times": times,
+            }
+        fractions = running.get(device, {})
+        values = [
+            None if fractions.get(t) is None else (None if v is None else int(v))
+            for t, v in ((r[0], r[1]) for r in rows)
+        ]
+        entry["counts"].append(
+            {"class": tags.get("class"), "direction": tags.get("direction"), "values": values}
+        )
+    out = []
+    for device in sorted(by_device):
+        entry = by_device[device]
+        entry.pop("_times")
+        entry["counts"].sort(key=lambda c: (c["class"], c["direction"]))
+        out.append(entry)
+    return {"from": _iso(_ms(t0)), "to": _iso(_ms(t1)), "every": req.every, "series": out}
+
+
+def as_rows(answer: dict[str, Any], kind: str) -> tuple[list[str], list[list[Any]]]:
+    """An answer of air_series (kind 'air') or count_series ('counts') as CSV-ready rows."""
+    if kind == "air":
+        quantities = list(answer["units"])
+        header = ["time", "device_id", "site", "sensor", *quantities]
+        rows = []
+        for s in answer["series"]:
+            for i, t in enumerate(s["time"]):
+                values = [s["values"].get(q, [None] * len(s["time"]))[i] for q in quantities]
+                rows.append([t, s["device_id"], s["site"], s["sensor"], *values])
+        return header, rows
+    header = ["time", "device_id", "site", "class", "direction", "count", "running_fraction"]
+    rows = []
+    for s in answer["series"]:
+        for c in s["counts"]:
+            for i, t in enumerate(s["time"]):
+                rows.append(
+                    [
+                        t,
+                        s["device_id"],
+                        s["site"],
+                        c["class"],
+                        c["direction"],
+                        c["values"][i],
+                        s["running_fraction"][i],
+                    ]
+                )
+    return header, rows
