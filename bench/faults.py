@@ -68,7 +68,7 @@ def run_case(
         raise ValueError(f"unknown case {case!r}: expected one of {', '.join(CASES)}")
     started = time.monotonic()
     stack = LocalStack(workdir / "stack")
-    stack.up(detach=False)
+    stack.up(detach=False, serve=False)
     fleet: Fleet | None = None
     try:
         info = stack.require_info()

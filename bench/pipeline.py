@@ -311,7 +311,7 @@ def main() -> None:
         workdir = Path(tmp)
         stack = LocalStack(workdir / "stack")
         say("starting the stack (mosquitto, influxd, ingest)")
-        stack.up(detach=False)
+        stack.up(detach=False, serve=False)
         try:
             devices = [(f"bench-{r + 1:02d}", {"site": "bench"}) for r in range(args.rounds)]
             rounds = []

@@ -8,6 +8,7 @@ token listed in the config: exact locations (`/devices?exact=true`) and `/link`.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import socket
@@ -25,7 +26,7 @@ from sensorpipe.api.problems import PROBLEM_RESPONSES, ApiProblem, bad_request
 from sensorpipe.ingest.errors import QueryError, StorageUnavailable
 from sensorpipe.ingest.influx import identifier, string_literal
 from sensorpipe.protocol import storage
-from sensorpipe.protocol.register import RegisterEntry, register_entry
+from sensorpipe.protocol.register import RegisterEntry, register_entry, register_geojson
 from sensorpipe.protocol.registry import TAG_PATTERN, Registry
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
 from sensorpipe.query.influxql import QueryInputError
@@ -39,7 +40,34 @@ from sensorpipe.query.series import (
     count_series,
 )
 
-router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES)
+
+def _known_parameters_only(request: Request) -> None:
+    """A parameter the route does not take is refused, not ignored: `?devcie=x` would
+    otherwise answer for every device."""
+    route = request.scope.get("route")
+    if route is None or not hasattr(route, "dependant"):
+        return
+    known: set[str] = set()
+    pending = [route.dependant]
+    while pending:  # the route's own parameters and those of its dependencies
+        dependant = pending.pop()
+        known.update(p.alias for p in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    for name in request.query_params:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            listed = ", ".join(sorted(known)) or "none"
+            raise bad_request(
+                f"unknown parameter {name[:40]!r}{hint} (this resource takes: {listed})", name[:40]
+            )
+
+
+router = APIRouter(
+    prefix="/api/v1",
+    responses=PROBLEM_RESPONSES,
+    dependencies=[Depends(_known_parameters_only)],
+)
 
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
 Site = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
@@ -209,21 +237,7 @@ def device_infos(
 
 def geojson(devices: list[DeviceInfo], network: NetworkOut) -> dict[str, Any]:
     """The register as a GeoJSON FeatureCollection (RFC 7946: coordinates are [lon, lat])."""
-    features = []
-    for d in devices:
-        props = d.model_dump(exclude={"location", "exact_location"})
-        geometry = None
-        where = d.exact_location or (
-            {"lat": d.location.lat, "lon": d.location.lon} if d.location else None
-        )
-        if where is not None:
-            geometry = {"type": "Point", "coordinates": [where["lon"], where["lat"]]}
-            if d.location is not None:
-                props["location_precision_decimals"] = d.location.precision_decimals
-        features.append(
-            {"type": "Feature", "id": d.device_id, "geometry": geometry, "properties": props}
-        )
-    return {"type": "FeatureCollection", "name": network.name, "features": features}
+    return register_geojson([d.model_dump() for d in devices], network.name)
 
 
 def _bbox_devices(registry: Registry, bbox: str) -> list[str]:

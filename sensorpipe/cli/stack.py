@@ -82,6 +82,10 @@ def _echo_endpoints(s: LocalStack, info: StackInfo, as_json: bool) -> None:
     click.echo(f"  MQTT broker : mqtt://127.0.0.1:{info.broker_port}")
     click.echo(f"  InfluxDB    : {info.influx_url} (database {info.database})")
     click.echo(f"  registry    : {s.registry_path}")
+    if info.api_url:
+        click.echo(
+            f"  dashboard   : {info.api_url}  (API {info.api_url}api/v1, docs {info.api_url}docs)"
+        )
     click.echo("next: `sensorpipe devices add ID` or `sensorpipe sim fleet --devices 3`")
 
 
@@ -145,6 +149,8 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
         _echo_deadletter(deadletter)
     if status.get("metrics"):
         click.echo(f"  ingest metrics (Prometheus): {status['metrics']}")
+    if status.get("api"):
+        click.echo(f"  dashboard and API: {status['api']}")
 
 
 def _echo_deadletter(d: dict[str, Any]) -> None:

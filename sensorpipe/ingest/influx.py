@@ -23,12 +23,14 @@ def quiet_request_log() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+# InfluxQL's scanner ends a quoted string at a raw newline (a parse error) and reads `\n` as
+# one, so a newline is written as that escape; backslashes and the quote are escaped too.
 def string_literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
 
 
 def identifier(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 class InfluxClient:

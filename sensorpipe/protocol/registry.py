@@ -150,4 +150,7 @@ def load_registry(path: Path | str, *, must_exist: bool = False) -> Registry:
 
 def save_registry(registry: Registry, path: Path | str) -> None:
     # Password hashes: private to the owner, from the first byte on.
-    write_private(path, tomli_w.dumps(registry.model_dump(mode="json", exclude_none=True, exclude_defaults=True)))
+    write_private(
+        path,
+        tomli_w.dumps(registry.model_dump(mode="json", exclude_none=True, exclude_defaults=True)),
+    )

@@ -54,7 +54,10 @@ from sensorpipe.stack.process import (
 DATABASE = "sensorpipe"
 # The order the components start in; they stop in the reverse order (the ingest first, so it
 # can finish its batch).
-COMPONENTS = ("influxd", "mosquitto", "ingest")
+COMPONENTS = ("influxd", "mosquitto", "ingest", "serve")
+# What an operator may set in the stack's serve.toml that `stack up` keeps when it writes the
+# file again with the new ports.
+SERVE_KEPT = ("token_hashes", "tile_url", "tile_attribution", "max_points", "register_cache_s")
 
 
 class StackError(RuntimeError):
@@ -69,6 +72,12 @@ class StackInfo:
     database: str
     pids: dict[str, int]
     metrics_port: int | None = None
+    api_port: int | None = None
+
+    @property
+    def api_url(self) -> str | None:
+        """The dashboard and API (`sensorpipe serve`), when the stack runs one."""
+        return None if self.api_port is None else f"http://127.0.0.1:{self.api_port}/"
 
     @property
     def metrics_url(self) -> str | None:
@@ -82,6 +91,7 @@ class StackInfo:
             "mqtt": {"host": "127.0.0.1", "port": self.broker_port},
             "influx": {"url": self.influx_url, "database": self.database},
             "metrics": self.metrics_url,
+            "api": self.api_url,
             "pids": self.pids,
         }
 
@@ -93,7 +103,8 @@ class StackInfo:
             d["influx"]["url"],
             d["influx"]["database"],
             {k: int(v) for k, v in d["pids"].items()},
-            int(d["metrics"].rsplit(":", 1)[1].split("/")[0]) if d.get("metrics") else None,
+            _port_of(d.get("metrics")),
+            _port_of(d.get("api")),
         )
 
 
@@ -110,6 +121,7 @@ class LocalStack:
         self.broker: Broker | None = None
         self.influxd: Influxd | None = None
         self.ingest: ManagedProcess | None = None
+        self.api: ManagedProcess | None = None
 
     # --- state ----------------------------------------------------------------------------
     def info(self) -> StackInfo | None:
@@ -139,6 +151,7 @@ class LocalStack:
             "influxd": ["influxd", "-config", str(self.directory / "influxdb" / "influxdb.conf")],
             "mosquitto": ["mosquitto", "-c", str(self.directory / "broker" / "mosquitto.conf")],
             "ingest": _ingest_argv(self.directory / "ingest" / "ingest.toml"),
+            "serve": _serve_argv(self.directory / "serve" / "serve.toml"),
         }
 
     def running(self) -> dict[str, list[int]]:
@@ -147,8 +160,9 @@ class LocalStack:
         return find_processes(self.commands())
 
     # --- up / down ------------------------------------------------------------------------
-    def up(self, *, detach: bool = True, progress: Any = None) -> StackInfo:
-        """Start influxd, Mosquitto and the ingest, each waited for until it answers.
+    def up(self, *, detach: bool = True, progress: Any = None, serve: bool = True) -> StackInfo:
+        """Start influxd, Mosquitto, the ingest and (with `serve`) the HTTP API and dashboard,
+        each waited for until it answers.
 
         Each process id goes into stack.json as soon as the process exists. Whatever ends
         `up` early (a component that does not start, Ctrl-C, a closed output pipe, any
@@ -168,11 +182,13 @@ class LocalStack:
                     f"a stack is already running from {self.directory} ({describe_pids(running)}); "
                     f"`sensorpipe stack down --dir {self.directory}` stops it"
                 )
-            influxd, broker, ingest, info = self._prepare()
+            influxd, broker, ingest, api, info = self._prepare(serve)
             self._state = info
             try:
                 self._write_state()
-                for process in (influxd.process, broker.process, ingest):
+                for process in (influxd.process, broker.process, ingest, api):
+                    if process is None:
+                        continue
                     process.on_spawn = functools.partial(self._record, process.name)
                 say(f"starting influxd on {influxd.url.removeprefix('http://')}")
                 self._processes.append(influxd.process)
@@ -184,13 +200,21 @@ class LocalStack:
                 self._processes.append(ingest)
                 self.ingest = ingest
                 self.start_ingest(detach=detach)
+                if api is not None:
+                    say(f"starting the API and dashboard on {info.api_url}")
+                    self._processes.append(api)
+                    self.api = api
+                    url = f"{info.api_url}api/v1/health"
+                    api.start(lambda: _answers(url), timeout_s=30, detach=detach)
             except BaseException:
                 self._stop_all()
                 raise
         self.broker, self.influxd = broker, influxd
         return info
 
-    def _prepare(self) -> tuple[Influxd, Broker, ManagedProcess, StackInfo]:
+    def _prepare(
+        self, serve: bool
+    ) -> tuple[Influxd, Broker, ManagedProcess, ManagedProcess | None, StackInfo]:
         """The registry with a new ingest account, and each component's files; nothing runs."""
         registry = self.registry()
         try:
@@ -201,7 +225,7 @@ class LocalStack:
             ) from None
         try:
             save_registry(registry, self.registry_path)
-            broker_port, http_port, rpc_port, metrics_port = free_ports(4)
+            broker_port, http_port, rpc_port, metrics_port, api_port = free_ports(5)
             influxd = Influxd(
                 self.directory / "influxdb",
                 http_port=http_port,
@@ -221,8 +245,51 @@ class LocalStack:
         except OSError as exc:
             raise StackError(f"cannot prepare the stack in {self.directory}: {exc}") from None
         ingest = ManagedProcess("ingest", _ingest_argv(ingest_config), ingest_dir / "ingest.log")
-        info = StackInfo(self.directory, broker_port, influxd.url, DATABASE, {}, metrics_port)
-        return influxd, broker, ingest, info
+        api = None
+        if serve:
+            try:
+                serve_config = self._write_serve_config(broker_port, influxd.url, api_port)
+            except OSError as exc:
+                raise StackError(f"cannot prepare the stack in {self.directory}: {exc}") from None
+            api = ManagedProcess(
+                "serve", _serve_argv(serve_config), serve_config.parent / "serve.log"
+            )
+        info = StackInfo(
+            self.directory,
+            broker_port,
+            influxd.url,
+            DATABASE,
+            {},
+            metrics_port,
+            api_port if serve else None,
+        )
+        return influxd, broker, ingest, api, info
+
+    def _write_serve_config(self, broker_port: int, influx_url: str, api_port: int) -> Path:
+        """serve/serve.toml for this run's ports, keeping what an operator set (tokens, tiles)."""
+        path = self.directory / "serve" / "serve.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept: dict[str, Any] = {}
+        try:
+            old = tomllib.loads(path.read_text())
+            kept = {k: old[k] for k in SERVE_KEPT if k in old}
+        except FileNotFoundError:
+            pass
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise StackError(
+                f"{path}: cannot read it ({exc}); correct it or remove it (it is written anew)"
+            ) from None
+        config = {
+            "host": "127.0.0.1",
+            "port": api_port,
+            "registry_path": str(self.registry_path),
+            "ingest_stats_path": str(self.directory / "ingest" / "stats.json"),
+            **kept,
+            "influx": {"url": influx_url, "database": DATABASE},
+            "broker": {"host": "127.0.0.1", "port": broker_port},
+        }
+        write_private(path, tomli_w.dumps(config))
+        return path
 
     def _record(self, name: str, pid: int) -> None:
         if self._state is not None:
@@ -329,6 +396,8 @@ class LocalStack:
         components: dict[str, Any] = {}
         for name in COMPONENTS:
             pids = running[name]
+            if name == "serve" and info.api_port is None and not pids:
+                continue  # started without the API (`up(serve=False)`)
             recorded = info.pids.get(name)
             pid = recorded if recorded in pids or not pids else pids[0]
             components[name] = {"pid": pid, "running": bool(pids)}
@@ -344,9 +413,33 @@ class LocalStack:
         return {**info.as_dict(), "components": components, "devices": len(self.registry().devices)}
 
     # --- devices --------------------------------------------------------------------------
-    def add_device(self, device_id: str, **fields: Any) -> DeviceCredentials:
+    def add_device(
+        self,
+        device_id: str,
+        *,
+        contact: str = "",
+        legal_basis: str = "",
+        retention: str = "",
+        licence: str = "",
+        count_classes: list[str] | None = None,
+        personal_data: bool | None = None,
+        **fields: Any,
+    ) -> DeviceCredentials:
+        """Register a device (`fields`: site, owner, purpose, sensors, directions, location,
+        location_precision_decimals, as gateway.devices.add_device takes them) and reload a
+        running broker."""
         registry = self.registry()
-        credentials = add_device(registry, device_id, **fields)
+        credentials = add_device(
+            registry,
+            device_id,
+            contact=contact,
+            legal_basis=legal_basis,
+            retention=retention,
+            licence=licence,
+            count_classes=count_classes,
+            personal_data=personal_data,
+            **fields,
+        )
         save_registry(registry, self.registry_path)
         self._reload_broker(registry)
         return credentials
@@ -463,6 +556,30 @@ def _ingest_connected(stats_path: Path) -> bool:
         return bool(json.loads(stats_path.read_text()).get("connected"))
     except (FileNotFoundError, ValueError):
         return False
+
+
+def _serve_argv(config: Path) -> list[str]:
+    return [sys.executable, "-m", "sensorpipe", "serve", "--config", str(config)]
+
+
+def _answers(url: str) -> bool:
+    """Whether the HTTP service answers at `url` (whatever it says: 503 is an answer too)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def _port_of(url: str | None) -> int | None:
+    if not url:
+        return None
+    return int(url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[1])
 
 
 def _ingest_argv(config: Path) -> list[str]:

@@ -32,7 +32,7 @@ def _require_binaries() -> None:
 def stack(tmp_path: Path) -> Iterator[LocalStack]:
     _require_binaries()
     s = LocalStack(tmp_path / "stack")
-    s.up(detach=False)
+    s.up(detach=False, serve=False)  # the API has its own fixtures (tests/integration/test_api.py)
     try:
         yield s
     finally:

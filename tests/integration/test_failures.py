@@ -230,7 +230,7 @@ def test_a_full_broker_queue_loses_nothing(tmp_path: Path) -> None:
     ingest although it acknowledged them to the device. The devices keep them until the ingest
     confirms them and send them again: all are stored once the ingest is back."""
     stack = LocalStack(tmp_path / "stack", broker_queue=20)
-    stack.up(detach=False)
+    stack.up(detach=False, serve=False)
     try:
         influx = InfluxClient(stack.require_info().influx_url, stack.require_info().database)
         creds = stack.add_devices([(f"flood-{i}", {"site": "f"}) for i in range(2)])
