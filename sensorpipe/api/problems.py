@@ -99,7 +99,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no resource at {request.url.path}; the API is described at /docs"
-        return problem_response(exc.status_code, detail, request, headers=exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return problem_response(exc.status_code, detail, request, headers=headers)
 
 
 # For OpenAPI: the problem answers each route can give.

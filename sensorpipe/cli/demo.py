@@ -21,16 +21,53 @@ from sensorpipe.cli.common import fail
 )
 @click.option("--devices", "count", type=click.IntRange(1, 200), default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def demo(duration: float, count: int, as_json: bool) -> None:
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="After the summary, keep the stack and the dashboard running until Ctrl-C.",
+)
+def demo(duration: float, count: int, as_json: bool, serve: bool) -> None:
     """The whole pipeline on real parts, then a summary counted from InfluxDB."""
     from sensorpipe.stack.demo import run_demo
     from sensorpipe.stack.process import ProcessStartError
 
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    printed = False
+
+    def show(summary: Any, info: Any = None) -> None:
+        nonlocal printed
+        printed = True
+        _print_summary(summary, as_json)
+        if info is not None:
+            _hold(info, say)
+
     try:
-        summary = run_demo(devices=count, duration_s=duration, say=say)
+        summary = run_demo(
+            devices=count, duration_s=duration, say=say, after=show if serve else None
+        )
     except ProcessStartError as exc:
         fail(str(exc))
+    if not printed:
+        _print_summary(summary, as_json)
+    if summary.lost:
+        sys.exit(1)
+
+
+def _hold(info: Any, say: Any) -> None:
+    """Keep the stack up for a look at the dashboard, until Ctrl-C."""
+    import time
+
+    say("")
+    say(f"dashboard: {info.api_url}  (API {info.api_url}api/v1, docs {info.api_url}docs)")
+    say("the stack keeps running for a look at what the demo stored; Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        say("")
+
+
+def _print_summary(summary: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary.as_dict()))
         return
@@ -49,8 +86,6 @@ def demo(duration: float, count: int, as_json: bool) -> None:
     cols = drop_empty_columns(summary.query, ["time", "device_id", "site", "sensor"])
     click.echo("\nper-minute means from InfluxDB:")
     click.echo(render(summary.query[-10:], cols, "table"))
-    if summary.lost:
-        sys.exit(1)
 
 
 def demo_totals_line(summary: Any) -> str:

@@ -155,14 +155,14 @@ def air_series(
         key = (device_id, site, sensor) if req.group == "device" else (site,)
         measures = set(SENSOR_QUANTITIES.get(sensor, quantities)) & set(quantities)
         per_group.setdefault(key, set()).update(measures)
-    values = sum(len(q) for q in per_group.values())
+    n_values = sum(len(q) for q in per_group.values())
     series = len(per_group)
-    points = intervals * values
+    points = intervals * n_values
     if points > req.max_points:
         raise _refuse(
             points,
             req.max_points,
-            f"{intervals:,} intervals of {req.every} x {series} series with {values} values "
+            f"{intervals:,} intervals of {req.every} x {series} series with {n_values} values "
             f"in all: ask for a shorter time range, a longer 'every', fewer quantities, or "
             f"one device or site",
         )

@@ -21,9 +21,10 @@ from sensorpipe.firmware_sim.fleet import Fleet
 from sensorpipe.ingest.deadletter import DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol import storage
+from sensorpipe.protocol.messages import Location
 from sensorpipe.query.influxql import AirQuery
 from sensorpipe.query.output import rows_from_series
-from sensorpipe.stack.local import LocalStack
+from sensorpipe.stack.local import LocalStack, StackInfo
 
 Say = Callable[[str], None]
 
@@ -69,7 +70,10 @@ def run_demo(
     fault_every_s: float = 5.0,
     say: Say = print,
     directory: Path | None = None,
+    after: Callable[[DemoSummary, StackInfo], None] | None = None,
 ) -> DemoSummary:
+    """Run the demo; `after` is called with the summary while the stack still runs (the
+    dashboard kept up for a look at what was stored), and the stack stops when it returns."""
     summary = DemoSummary(devices=devices, duration_s=duration_s)
     with tempfile.TemporaryDirectory(prefix="sensorpipe-demo-") as tmp:
         root = directory or Path(tmp)
@@ -86,6 +90,8 @@ def run_demo(
                 fault_every_s,
                 say,
             )
+            if after is not None:
+                after(summary, info)
         finally:
             say("stopping the stack")
             stack.down()
@@ -111,6 +117,7 @@ def _run(
                 "owner": "demo",
                 "purpose": "simulated air quality",
                 "sensors": ["sds011", "bme280"],
+                "location": _demo_location(i),
             },
         )
         for i in range(summary.devices)
@@ -191,6 +198,13 @@ def _run(
     finally:
         influx.close()
         deadletters.close()
+
+
+def _demo_location(i: int) -> Location:
+    """Places for the demo's devices on the dashboard's map: a few streets in Utrecht."""
+    return Location(
+        lat=round(52.0907 + 0.004 * (i % 5), 5), lon=round(5.1214 + 0.006 * (i // 5), 5)
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
