@@ -1,5 +1,12 @@
-"""OGC SensorThings API v1.1, read part, under /sta/v1.1."""
+"""OGC SensorThings API v1.1, read part, under /sta/v1.1.
 
-from fastapi import APIRouter
+- ids.py: entity ids that stay the same across restarts
+- odata.py: the query options ($top, $skip, $count, $orderby, $select, $expand, $filter)
+- catalog.py: Things, Locations, Sensors, ObservedProperties and Datastreams
+- observations.py: Observations, read from InfluxDB a page at a time
+- routes.py: the resource paths
+"""
 
-router = APIRouter(prefix="/sta/v1.1", tags=["SensorThings"])
+from sensorpipe.api.sta.routes import router
+
+__all__ = ["router"]

@@ -1,0 +1,34 @@
+"""Entity ids that stay the same across restarts and hosts.
+
+Things, Locations, Sensors, ObservedProperties and Datastreams get integers derived from
+their names: the first bytes of a SHA-256 hash, below 2^53 so a JavaScript number holds them
+exactly. An Observation's id names its datastream and its time (`"<datastream id>-<epoch ms>"`,
+a string): it can be read back into both, which a hash of them could not, and it needs more
+than 53 bits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_SAFE_INTEGER = 2**53 - 1
+_OBSERVATION_ID = re.compile(r"^([1-9][0-9]{0,15})-(0|[1-9][0-9]{0,15})$")
+
+
+def stable_id(kind: str, *names: str) -> int:
+    """The id of the entity of type `kind` named by `names`: 1 .. 2^53 - 1."""
+    digest = hashlib.sha256("\x1f".join((kind, *names)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % MAX_SAFE_INTEGER + 1
+
+
+def observation_id(datastream_id: int, time_ms: int) -> str:
+    return f"{datastream_id}-{time_ms}"
+
+
+def parse_observation_id(value: str) -> tuple[int, int] | None:
+    """The datastream id and time of an observation id, or None when it is none."""
+    m = _OBSERVATION_ID.match(value)
+    if m is None:
+        return None
+    return int(m.group(1)), int(m.group(2))

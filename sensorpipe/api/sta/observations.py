@@ -1,0 +1,195 @@
+"""Observations, read from InfluxDB a page at a time.
+
+An air datastream's observations are the stored values of its quantity, one per point; a
+count datastream's are the per-interval counts, their phenomenonTime the interval
+(`start/end`, from the point's time and `interval_s`) and their resultTime its end.
+
+Every query names the datastream's series by its tags and carries LIMIT and OFFSET, so no
+request reads more than one page; `$filter` on phenomenonTime and result becomes a WHERE
+clause built only from checked numbers and escaped names. A filter on phenomenonTime compares
+the observation's (interval's) start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sensorpipe.api.problems import bad_request
+from sensorpipe.api.sta.catalog import AirSource, CountSource, Source
+from sensorpipe.api.sta.odata import Comparison, DateTime, OrderBy
+from sensorpipe.ingest.influx import InfluxClient, identifier, string_literal
+from sensorpipe.protocol import storage
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INFLUX_OPS = {"eq": "=", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+TIME_PATHS = (("phenomenonTime",), ("resultTime",), ("id",), ("@iot.id",))
+DATASTREAM_ID_PATHS = (("Datastream", "id"), ("Datastream", "@iot.id"))
+
+
+@dataclass(frozen=True)
+class ObservationRow:
+    time_ms: int
+    result: float | int
+    interval_s: float | None  # counts only
+
+
+def iso_time(ms: int) -> str:
+    """`ms` since the epoch as ISO 8601 in UTC with milliseconds: 2024-05-01T12:00:00.000Z."""
+    moment = _EPOCH + timedelta(milliseconds=ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _where(source: Source, conditions: list[Comparison]) -> str:
+    """The WHERE clause: the datastream's series and the filter's conditions."""
+    if isinstance(source, AirSource):
+        tags = {"device_id": source.device_id, "sensor": source.sensor}
+        value_field = source.quantity
+    else:
+        tags = {
+            "device_id": source.device_id,
+            "class": source.count_class,
+            "direction": source.direction,
+        }
+        value_field = "count"
+    parts = [f"{identifier(k)} = {string_literal(v)}" for k, v in tags.items()]
+    for c in conditions:
+        op = _INFLUX_OPS[c.op]
+        if c.path == ("result",):
+            parts.append(f"{identifier(value_field)} {op} {_number(c)}")
+        else:
+            parts.append(f"time {op} {_time_ns(c, source)}")
+    return " AND ".join(parts)
+
+
+def _number(c: Comparison) -> str:
+    if isinstance(c.value, bool) or not isinstance(c.value, int | float):
+        raise bad_request(
+            f"$filter: result is compared with a number, not {c.value!r}"[:200], "$filter"
+        )
+    return repr(c.value)
+
+
+def _time_ns(c: Comparison, source: Source) -> int:
+    if c.path == ("resultTime",) and isinstance(source, CountSource):
+        raise bad_request(
+            "$filter: a count's resultTime is the end of its interval and cannot be filtered; "
+            "filter on phenomenonTime (the interval's start)",
+            "$filter",
+        )
+    if not isinstance(c.value, DateTime):
+        raise bad_request(
+            f"$filter: {'/'.join(c.path)} is compared with a date-time such as "
+            f"2024-05-01T00:00:00Z",
+            "$filter",
+        )
+    if c.op == "ne":
+        raise bad_request(f"$filter: {'/'.join(c.path)} ne is not supported", "$filter")
+    return c.value.ns
+
+
+def check_conditions(conditions: list[Comparison]) -> None:
+    """Refuse any comparison observations cannot be filtered by (the datastream-id ones are
+    the caller's to take out first)."""
+    for c in conditions:
+        if c.path not in (("phenomenonTime",), ("resultTime",), ("result",)):
+            raise bad_request(
+                f"$filter on Observations compares phenomenonTime, resultTime or result "
+                f"(or Datastream/@iot.id), not {'/'.join(c.path)!r}"[:300],
+                "$filter",
+            )
+
+
+def _descending(orderby: list[OrderBy]) -> bool:
+    """Whether the observations go newest first; only their time can order them."""
+    for o in orderby:
+        if o.path not in TIME_PATHS:
+            raise bad_request(
+                f"$orderby on Observations: only by phenomenonTime (or resultTime, id), "
+                f"not {'/'.join(o.path)!r}"[:300],
+                "$orderby",
+            )
+    return bool(orderby) and orderby[0].descending
+
+
+def _select_fields(source: Source) -> tuple[str, str]:
+    if isinstance(source, AirSource):
+        return identifier(source.quantity), identifier(storage.AIR)
+    return f"{identifier('count')}, {identifier('interval_s')}", identifier(storage.TRAFFIC)
+
+
+def _rows(series: list[dict[str, Any]], source: Source) -> list[ObservationRow]:
+    out = []
+    for s in series:
+        for row in s.get("values") or []:
+            if row[1] is None:
+                continue
+            interval = None
+            if isinstance(source, CountSource):
+                interval = float(row[2]) if len(row) > 2 and row[2] is not None else 0.0
+            out.append(ObservationRow(int(row[0]), row[1], interval))
+    return out
+
+
+def page(
+    influx: InfluxClient,
+    source: Source,
+    conditions: list[Comparison],
+    orderby: list[OrderBy],
+    top: int,
+    skip: int,
+) -> tuple[list[ObservationRow], bool]:
+    """One page of a datastream's observations, and whether more follow it."""
+    check_conditions(conditions)
+    order = "DESC" if _descending(orderby) else "ASC"
+    fields, measurement = _select_fields(source)
+    q = (
+        f"SELECT {fields} FROM {measurement} WHERE {_where(source, conditions)} "
+        f"ORDER BY time {order} LIMIT {top + 1} OFFSET {skip}"
+    )
+    rows = _rows(influx.query(q), source)
+    return rows[:top], len(rows) > top
+
+
+def count(influx: InfluxClient, source: Source, conditions: list[Comparison]) -> int:
+    """How many observations of the datastream match the conditions."""
+    check_conditions(conditions)
+    value_field = source.quantity if isinstance(source, AirSource) else "count"
+    _, measurement = _select_fields(source)
+    q = (
+        f"SELECT count({identifier(value_field)}) FROM {measurement} "
+        f"WHERE {_where(source, conditions)} LIMIT 1"
+    )
+    for s in influx.query(q):
+        for row in s.get("values") or []:
+            return int(row[1] or 0)
+    return 0
+
+
+def one(influx: InfluxClient, source: Source, time_ms: int) -> ObservationRow | None:
+    """The datastream's observation at `time_ms`, if there is one."""
+    fields, measurement = _select_fields(source)
+    q = (
+        f"SELECT {fields} FROM {measurement} WHERE {_where(source, [])} "
+        f"AND time = {int(time_ms)}ms LIMIT 1"
+    )
+    rows = _rows(influx.query(q), source)
+    return rows[0] if rows else None
+
+
+def render(row: ObservationRow, source: Source) -> dict[str, Any]:
+    """An observation's own properties, as SensorThings writes them."""
+    if isinstance(source, CountSource):
+        end_ms = row.time_ms + round((row.interval_s or 0.0) * 1000)
+        return {
+            "phenomenonTime": f"{iso_time(row.time_ms)}/{iso_time(end_ms)}",
+            "resultTime": iso_time(end_ms),
+            "result": int(row.result),
+            "parameters": {"interval_s": row.interval_s},
+        }
+    return {
+        "phenomenonTime": iso_time(row.time_ms),
+        "resultTime": iso_time(row.time_ms),
+        "result": row.result,
+    }
