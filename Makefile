@@ -11,8 +11,10 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 	bash scripts/bootstrap.sh $(VENV)
 	touch $(STAMP)
 
+# From a terminal the demo keeps its stack and dashboard up after the summary (Ctrl-C ends it);
+# run without one (CI, a pipe), it ends after the summary.
 demo: setup
-	$(VENV)/bin/sensorpipe demo
+	if [ -t 0 ]; then $(VENV)/bin/sensorpipe demo --serve; else $(VENV)/bin/sensorpipe demo; fi
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -16,6 +16,7 @@ EXAMPLE_CONFIGS = {
     "edge-camera": "edge-camera.example.toml",
     "ingest": "ingest.example.toml",
     "registry": "registry.example.toml",
+    "serve": "serve.example.toml",
 }
 
 

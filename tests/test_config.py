@@ -173,6 +173,7 @@ def test_every_example_the_command_prints_loads_from_where_a_user_saves_it(
 ) -> None:
     from click.testing import CliRunner
 
+    from sensorpipe.api.config import load_serve_config
     from sensorpipe.cli.main import main
     from sensorpipe.resources import EXAMPLE_CONFIGS
 
@@ -182,6 +183,7 @@ def test_every_example_the_command_prints_loads_from_where_a_user_saves_it(
         "edge-camera": load_edge_config,
         "registry": load_registry,
         "ingest": load_ingest_config,
+        "serve": load_serve_config,
     }
     assert set(loaders) == set(EXAMPLE_CONFIGS)
     for name, load in loaders.items():

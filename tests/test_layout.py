@@ -23,6 +23,9 @@ FORBIDDEN = {
     "edge": {"ingest", "gateway", "firmware_sim", "query", "stack", "cli"},
     "ingest": {"edge", "firmware_sim", "stack", "cli"},
     "gateway": {"edge", "ingest", "firmware_sim", "stack", "cli"},
+    # The HTTP service reads what the ingest stored; it runs no device, simulator or stack.
+    "api": {"edge", "firmware_sim", "stack", "cli"},
+    "query": {"edge", "firmware_sim", "stack", "cli", "api"},
 }
 SHARED = "sensorpipe.stack.process"
 

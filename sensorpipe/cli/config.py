@@ -22,5 +22,6 @@ def config_example(name: str) -> None:
     edge-camera  a Raspberry Pi that counts passers-by with a camera
     ingest       the ingest (broker, InfluxDB, dead-letter store)
     registry     the device registry
+    serve        the HTTP API and dashboard (`sensorpipe serve`)
     """
     click.echo(example_config(name).read_text(encoding="utf-8"), nl=False)
