@@ -47,7 +47,16 @@ def add_device(
     directions: list[str] | None = None,
     location: Location | None = None,
     location_precision_decimals: int = 3,
+    contact: str = "",
+    legal_basis: str = "",
+    retention: str = "",
+    licence: str = "",
+    count_classes: list[str] | None = None,
+    personal_data: bool | None = None,
 ) -> DeviceCredentials:
+    """Register `device_id` and return its credentials. The register fields (contact, legal
+    basis, retention, licence) left empty are the network's; `personal_data` None is decided
+    from its sensors (a camera processes personal data on the device)."""
     if not is_valid_device_id(device_id):
         raise ProvisioningError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
     if device_id in registry.devices:
@@ -69,6 +78,12 @@ def add_device(
         password_hash=hash_password(device_id, password),
         location=location,
         location_precision_decimals=location_precision_decimals,
+        contact=contact,
+        legal_basis=legal_basis,
+        retention=retention,
+        licence=licence,
+        count_classes=count_classes or [],
+        personal_data=personal_data,
     )
     return DeviceCredentials(device_id, device_id, password, private_key, public_key)
 

@@ -9,6 +9,9 @@ appear here: no keys, no password hashes, and the location rounded as the host c
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from sensorpipe.protocol.counting import COUNT_CLASSES
@@ -133,3 +136,31 @@ def build_register(registry: Registry) -> list[RegisterEntry]:
         register_entry(device_id, entry, registry.network)
         for device_id, entry in sorted(registry.devices.items())
     ]
+
+
+def register_geojson(
+    entries: Sequence[Mapping[str, Any]],
+    name: str,
+    *,
+    foreign: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Register entries (RegisterEntry dumps, with any further properties) as a GeoJSON
+    FeatureCollection (RFC 7946: coordinates are [lon, lat]).
+
+    The point is the published, rounded `location`, or `exact_location` where an entry carries
+    one; an entry without either is a feature with a null geometry. `foreign` adds members to
+    the collection (RFC 7946 section 6.1), such as who runs the network."""
+    features = []
+    for entry in entries:
+        props = {k: v for k, v in entry.items() if k not in ("location", "exact_location")}
+        location = entry.get("location")
+        where = entry.get("exact_location") or location
+        geometry = None
+        if where is not None:
+            geometry = {"type": "Point", "coordinates": [where["lon"], where["lat"]]}
+            if location is not None:
+                props["location_precision_decimals"] = location["precision_decimals"]
+        features.append(
+            {"type": "Feature", "id": entry["device_id"], "geometry": geometry, "properties": props}
+        )
+    return {"type": "FeatureCollection", "name": name, **(foreign or {}), "features": features}
