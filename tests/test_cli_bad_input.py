@@ -115,9 +115,37 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["d1", "--dir", _stack_with_bad_registry(t)], "registry.toml: not valid TOML"),
         (lambda t: ["d1", "--dir", str(t), "--direction", "a b"], "--direction 'a b': use"),
         (lambda t: ["d1", "--dir", str(t), "--sensor", "SDS011"], "did you mean 'sds011'?"),
+        (lambda t: ["d1", "--dir", str(t), "--count-class", "bicycle"], "--count-class bicycle"),
+        (lambda t: ["d1", "--dir", str(t), "--count-class", "Car"], "did you mean 'car'?"),
+        (lambda t: ["d1", "--dir", str(t), "--contact", "x" * 201], "--contact 'xxx"),
+        (lambda t: ["d1", "--dir", str(t), "--licence", "x" * 101], "--licence 'xxx"),
+        (lambda t: ["d1", "--dir", str(t), "--legal-basis", "x" * 301], "--legal-basis 'xxx"),
+        (lambda t: ["d1", "--dir", str(t), "--retention", "x" * 201], "at most 200 characters"),
     ],
     "devices list": [(lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML")],
-    "devices export": [(lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML")],
+    "devices export": [
+        (lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML"),
+        (lambda t: ["--dir", str(t), "--format", "pdf"], "'pdf' is not one of 'json'"),
+        (lambda t: ["--dir", str(t), "--lang", "de"], "'de' is not one of 'en', 'nl'"),
+        (lambda t: ["--dir", str(t), "--lang", "nl"], "--lang nl: only the html page is"),
+        (lambda t: ["--dir", str(t), "--out", str(t)], "is a directory"),
+        (
+            lambda t: ["--dir", str(t), "--out", str(t / "none" / "r.html")],
+            "--out {t}/none/r.html: no directory {t}/none",
+        ),
+    ],
+    "devices network": [
+        (lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML"),
+        (lambda t: ["--dir", str(t), "--name", " "], "--name '': give the network a name"),
+        (
+            lambda t: ["--dir", str(t), "--privacy-url", "javascript:alert(1)"],
+            "--privacy-url 'javascript:alert(1)': give a web address like https://",
+        ),
+        (lambda t: ["--dir", str(t), "--privacy-url", "https://a b"], "give a web address"),
+        (lambda t: ["--dir", str(t), "--contact", "x" * 201], "--contact 'xxx"),
+        (lambda t: ["--dir", str(t), "--operator", "x" * 201], "--operator 'xxx"),
+        (lambda t: ["--dir", str(t), "--licence", "x" * 101], "at most 100 characters"),
+    ],
     "edge run": [
         (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),
         (lambda t: ["--config", _bad_toml(t)], "bad.toml: not valid TOML"),
@@ -184,7 +212,7 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--dir", _stopped_stack_with_bad_registry(t)], "registry.toml: not valid"),
         (lambda t: ["--dir", _stopped_stack(t)], "(127.0.0.1:9) does not run or answer"),
     ],
-    "query": [
+    "query air": [
         (lambda t: ["--from", "2026-11-02", "--to", "2026-11-01"], "swap them"),
         (lambda t: ["--from", "now", "--to", "-1h"], "is not before"),
         (lambda t: ["--limit", "0"], "0 is not in the range x>=1"),
@@ -196,6 +224,27 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--from", "2026-11-01T00:00:00"], "has no UTC offset"),
         (lambda t: ["--every", "5 minutes"], "use a duration like"),
         (lambda t: ["--dir", str(t)], "no stack in"),
+        (lambda t: ["--format", "xml"], "'xml' is not one of 'table', 'csv', 'json'"),
+    ],
+    "query counts": [
+        (lambda t: ["--every", "5 minutes"], "--every 5 minutes: use an interval from 1m to 1d"),
+        (lambda t: ["--every", "2d"], "--every 2d: use an interval from 1m to 1d"),
+        (lambda t: ["--every", "30s"], "--every 30s: use an interval from 1m to 1d"),
+        (lambda t: ["--from", "now", "--to", "-1h"], "--from now is not before --to -1h"),
+        (lambda t: ["--from", "-1h", "--to", "-1h"], "are the same time: give a later --to"),
+        (lambda t: ["--from", "yesterday"], "--from: time 'yesterday': use 'now'"),
+        (lambda t: ["--to", "2026-11-01T00:00:00"], "--to: time '2026-11-01T00:00:00' has no UTC"),
+        (lambda t: ["--from", "-99999999999d"], "too far back"),
+        (lambda t: ["--from", "1500-01-01"], "between 1677 and 2262"),
+        (lambda t: ["--class", "cyclists"], "--class cyclists: not a class sensorpipe counts; did"),
+        (lambda t: ["--direction", "Left to right"], "--direction 'Left to right': direction"),
+        (lambda t: ["--max-points", "0"], "0 is not in the range x>=1"),
+        (lambda t: ["--format", "xml"], "'xml' is not one of 'table', 'csv', 'json'"),
+        (lambda t: ["--dir", str(t)], "no stack in"),
+        (
+            lambda t: ["--influx-url", "http://127.0.0.1:9"],
+            "InfluxDB at http://127.0.0.1:9 unreachable",
+        ),
     ],
     "count-eval": [
         (lambda t: ["--conditions", "fog"], "fog"),
@@ -215,6 +264,7 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--devices", "0"], "0 is not in the range 1<=x<=200"),
         (lambda t: ["--duration", "soon"], "'soon' is not a valid float"),
     ],
+    "serve token": [(lambda t: ["extra"], "Got unexpected extra argument (extra)")],
     "config example": [(lambda t: ["printer"], "'printer' is not one of 'edge'")],
 }
 
@@ -303,3 +353,12 @@ def test_devices_add_notes_a_sensor_no_driver_reads(tmp_path: Path) -> None:
         main, ["devices", "add", "pi-1", "--dir", str(tmp_path), "--sensor", "sds011"]
     )
     assert quiet.exit_code == 0 and "note:" not in quiet.output
+
+
+def test_query_with_an_option_first_is_query_air() -> None:
+    """`sensorpipe query --agg max` (scripts written before `query counts`) runs `query air`."""
+    assert_one_line_error(["query", "--agg", "max"], "--agg max needs --every")
+    assert_one_line_error(["query", "--quantity", "pm25"], "did you mean 'pm2_5'?")
+    listing = CliRunner().invoke(main, ["query", "--help"])
+    assert listing.exit_code == 0
+    assert "air " in listing.output and "counts " in listing.output

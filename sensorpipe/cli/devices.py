@@ -6,12 +6,17 @@ import difflib
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
 
 from sensorpipe.cli.common import DIR_OPTION, fail, invalid, local_stack
 from sensorpipe.protocol.configfile import ConfigError
+
+if TYPE_CHECKING:
+    from sensorpipe.query.register import RegisterStats
+    from sensorpipe.stack.local import LocalStack
 
 
 @click.group()
@@ -46,6 +51,25 @@ def devices() -> None:
     show_default=True,
     help="Decimals of the location that are published (3 ≈ 100 m).",
 )
+@click.option("--contact", default="", help="Whom residents ask (default: the network's).")
+@click.option(
+    "--legal-basis",
+    default="",
+    help="Legal basis for processing personal data (default: the network's).",
+)
+@click.option("--retention", default="", help="How long its data is kept (default: the network's).")
+@click.option("--licence", default="", help="Licence of its data (default: the network's).")
+@click.option(
+    "--count-class",
+    "count_classes",
+    multiple=True,
+    help="Class its camera counts (repeatable; default: every class sensorpipe counts).",
+)
+@click.option(
+    "--personal-data/--no-personal-data",
+    default=None,
+    help="Whether it processes personal data (default: yes for a camera, no otherwise).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
 def devices_add(
     device_id: str,
@@ -58,6 +82,12 @@ def devices_add(
     lat: float | None,
     lon: float | None,
     precision: int,
+    contact: str,
+    legal_basis: str,
+    retention: str,
+    licence: str,
+    count_classes: tuple[str, ...],
+    personal_data: bool | None,
     as_json: bool,
 ) -> None:
     """Register DEVICE_ID and print its broker password and signing key (shown once)."""
@@ -77,7 +107,13 @@ def devices_add(
         "owner": "--owner",
         "sensors": "--sensor",
         "directions": "--direction",
+        "contact": "--contact",
+        "legal_basis": "--legal-basis",
+        "retention": "--retention",
+        "licence": "--licence",
+        "count_classes": "--count-class",
     }
+    check_count_classes("--count-class", count_classes)
     try:
         location = Location(lat=lat, lon=lon) if lat is not None and lon is not None else None
     except ValidationError as exc:
@@ -94,6 +130,12 @@ def devices_add(
             directions=list(directions),
             location=location,
             location_precision_decimals=precision,
+            contact=contact,
+            legal_basis=legal_basis,
+            retention=retention,
+            licence=licence,
+            count_classes=list(count_classes),
+            personal_data=personal_data,
         )
     except (ProvisioningError, PasswordToolError, ConfigError) as exc:
         fail(str(exc))
@@ -121,10 +163,27 @@ def devices_add(
 @DIR_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def devices_list(directory: Path | None, as_json: bool) -> None:
-    """List registered devices."""
+    """List registered devices (`--json`: with the register fields each one sets itself)."""
     registry = local_stack(directory).registry()
     if as_json:
-        click.echo(json.dumps(registry.public_view(), indent=2))
+        out = []
+        for item in registry.public_view():
+            d = registry.devices[str(item["device_id"])]
+            out.append(
+                {
+                    **item,
+                    "directions": d.directions,
+                    "location_precision_decimals": d.location_precision_decimals,
+                    # Empty: the network's value; personal_data null: decided from the sensors.
+                    "contact": d.contact,
+                    "legal_basis": d.legal_basis,
+                    "retention": d.retention,
+                    "licence": d.licence,
+                    "count_classes": d.count_classes,
+                    "personal_data": d.personal_data,
+                }
+            )
+        click.echo(json.dumps(out, indent=2))
         return
     for device_id, d in sorted(registry.devices.items()):
         click.echo(f"{device_id:20s} site={d.site:16s} sensors={','.join(d.sensors)}")
@@ -132,9 +191,171 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
 
 @devices.command("export")
 @DIR_OPTION
-def devices_export(directory: Path | None) -> None:
-    """Public register (JSON): what each sensor measures, who owns it and why."""
-    click.echo(json.dumps(local_stack(directory).registry().public_view(), indent=2))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "geojson", "csv", "html"]),
+    default="json",
+    show_default=True,
+    help="json: a list of devices; geojson: a FeatureCollection; csv: a row per device; "
+    "html: one self-contained page for a website.",
+)
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "nl"]),
+    default=None,
+    help="Language of the html page (default en; nl: Dutch).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write to this file (default: standard output).",
+)
+@click.option(
+    "--influx-url",
+    default=None,
+    help="InfluxDB for first/last seen, uptime and latency (default: the stack's).",
+)
+@click.option("--database", default=None, help="Its database (default: the stack's, sensorpipe).")
+def devices_export(
+    directory: Path | None,
+    fmt: str,
+    lang: str | None,
+    out: str | None,
+    influx_url: str | None,
+    database: str | None,
+) -> None:
+    """Public register: what each sensor measures, who owns it, why, personal data, legal basis,
+    retention, licence, contact, rounded location, and (when InfluxDB answers) how it runs."""
+    from sensorpipe.query.export import export
+
+    if lang is not None and fmt != "html":
+        fail(
+            f"--lang {lang}: only the html page is translated; json, geojson and csv use the "
+            f"register's field names (use --format html, or leave --lang out)"
+        )
+    if out is not None and not Path(out).parent.is_dir():
+        fail(f"--out {out}: no directory {Path(out).parent}; create it or give another file")
+    s = local_stack(directory)
+    registry = s.registry()
+    stats, why_not = _register_stats(s, influx_url, database)
+    if why_not:
+        click.echo(
+            f"note: {why_not}; exported the register without first/last seen, uptime, missing "
+            f"messages and latency",
+            err=True,
+        )
+    text = export(registry, stats, fmt, lang=lang or "en")
+    if out is None:
+        click.echo(text.rstrip("\n"))
+        return
+    try:
+        Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as exc:
+        fail(
+            f"--out {out}: cannot write it ({exc.strerror or exc}); give a file in a "
+            f"directory that exists"
+        )
+    click.echo(f"wrote {len(registry.devices)} devices ({fmt}) to {out}", err=True)
+
+
+def _register_stats(
+    s: LocalStack, influx_url: str | None, database: str | None
+) -> tuple[RegisterStats | None, str | None]:
+    """The statistics from InfluxDB, or None and why there are none."""
+    from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+    from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.query.register import register_stats
+
+    if influx_url is None:
+        info = s.info()
+        if info is None:
+            return None, f"no stack in {s.directory} (pass --influx-url for statistics)"
+        influx_url, database = info.influx_url, database or info.database
+    client = InfluxClient(influx_url, database or "sensorpipe", timeout_s=10.0)
+    try:
+        if not client.ping():
+            return None, f"InfluxDB at {influx_url} does not answer"
+        return register_stats(client), None
+    except (StorageUnavailable, QueryError) as exc:
+        return None, f"InfluxDB at {influx_url} could not give statistics ({exc})"
+    finally:
+        client.close()
+
+
+@devices.command("network")
+@DIR_OPTION
+@click.option("--name", default=None, help="Name of the network, the register's title.")
+@click.option("--operator", default=None, help="Who runs it (a municipality, a foundation).")
+@click.option("--contact", default=None, help="Whom residents ask about any device.")
+@click.option("--legal-basis", default=None, help="Legal basis where personal data is processed.")
+@click.option("--retention", default=None, help="How long data is kept.")
+@click.option("--licence", default=None, help="Licence of the published data, e.g. CC-BY-4.0.")
+@click.option("--privacy-url", default=None, help="Web address of the privacy statement.")
+@click.option("--json", "as_json", is_flag=True, help="Print the network's values as JSON.")
+def devices_network(
+    directory: Path | None,
+    name: str | None,
+    operator: str | None,
+    contact: str | None,
+    legal_basis: str | None,
+    retention: str | None,
+    licence: str | None,
+    privacy_url: str | None,
+    as_json: bool,
+) -> None:
+    """Set what applies to every device unless its own entry says otherwise (contact, legal
+    basis, retention, licence) and who runs the network; without options, print them."""
+    from sensorpipe.protocol.registry import NetworkInfo, save_registry
+
+    given = {
+        "name": name,
+        "operator": operator,
+        "contact": contact,
+        "legal_basis": legal_basis,
+        "retention": retention,
+        "licence": licence,
+        "privacy_url": privacy_url,
+    }
+    changes = {k: v.strip() for k, v in given.items() if v is not None}
+    if changes.get("name") == "":
+        fail("--name '': give the network a name (it is the register's title)")
+    url = changes.get("privacy_url")
+    if url and (
+        not url.lower().startswith(("https://", "http://")) or any(c.isspace() for c in url)
+    ):
+        fail(f"--privacy-url {url!r}: give a web address like https://example.org/privacy")
+    s = local_stack(directory)
+    registry = s.registry()
+    if changes:
+        try:
+            registry.network = NetworkInfo(**{**registry.network.model_dump(), **changes})
+        except ValidationError as exc:
+            invalid(exc, {k: "--" + k.replace("_", "-") for k in given})
+        save_registry(registry, s.registry_path)
+    values = registry.network.model_dump()
+    if as_json:
+        click.echo(json.dumps(values, indent=2))
+        return
+    if changes:
+        click.echo(f"network defaults saved in {s.registry_path}")
+    for key, value in values.items():
+        click.echo(f"{key:12s} {value}")
+
+
+def check_count_classes(option: str, count_classes: tuple[str, ...]) -> None:
+    """Classes of passers-by are those the edge counts: anything else is a one-line error."""
+    from sensorpipe.protocol.counting import COUNT_CLASSES
+
+    for cls in count_classes:
+        if cls not in COUNT_CLASSES:
+            close = difflib.get_close_matches(cls.lower(), sorted(COUNT_CLASSES), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            fail(
+                f"{option} {cls}: not a class sensorpipe counts; {hint}"
+                f"use {', '.join(COUNT_CLASSES)}"
+            )
 
 
 def _sensor_notes(sensors: list[str]) -> list[str]:

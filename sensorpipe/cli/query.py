@@ -1,4 +1,5 @@
-"""`sensorpipe query`: air measurements from InfluxDB as a table, CSV or JSON."""
+"""`sensorpipe query`: air measurements and counts of passers-by from InfluxDB as a table, CSV
+or JSON."""
 
 from __future__ import annotations
 
@@ -10,7 +11,26 @@ import click
 from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
 
 
-@click.command()
+class _AirByDefault(click.Group):
+    """`sensorpipe query --device ...` (options first, as before there were subcommands) runs
+    `sensorpipe query air --device ...`; so does a bare `sensorpipe query`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0].startswith("-") and args[0] not in self.get_help_option_names(ctx)):
+            args = ["air", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_AirByDefault)
+def query() -> None:
+    """Air measurements (`query air`) and counts of passers-by (`query counts`) from InfluxDB.
+
+    `sensorpipe query --device ...`, with an option first, is `sensorpipe query air --device
+    ...`, as it was before `query counts` existed.
+    """
+
+
+@query.command("air")
 @DIR_OPTION
 @click.option("--influx-url", default=None, help="InfluxDB URL (default: the stack's).")
 @click.option("--database", default="sensorpipe", show_default=True)
@@ -43,7 +63,7 @@ from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
     default="table",
     show_default=True,
 )
-def query(
+def query_air(
     directory: Path | None,
     influx_url: str | None,
     database: str,
@@ -107,15 +127,190 @@ def query(
         click.echo(f"no air readings match these filters from {start} to {end}", err=True)
 
 
-def _explain_empty(client: Any, database: str, asked: dict[str, tuple[str, ...]]) -> None:
-    """An empty answer because a device or site is unknown is an error that says so."""
-    from sensorpipe.query.influxql import tag_values
+@query.command("counts")
+@DIR_OPTION
+@click.option("--influx-url", default=None, help="InfluxDB URL (default: the stack's).")
+@click.option("--database", default="sensorpipe", show_default=True)
+@click.option("--device", "devices_", multiple=True, help="Device id (repeatable).")
+@click.option("--site", "sites", multiple=True, help="Site (repeatable).")
+@click.option(
+    "--class",
+    "classes",
+    multiple=True,
+    help="Class of passers-by: pedestrian, cyclist, car, motorcycle, heavy_vehicle (repeatable).",
+)
+@click.option("--direction", "directions", multiple=True, help="e.g. left_to_right (repeatable).")
+@click.option(
+    "--from",
+    "start",
+    default="-24h",
+    show_default=True,
+    help="Start: -24h, -7d, a date (midnight UTC) or ISO 8601 with offset.",
+)
+@click.option("--to", "end", default="now", show_default=True)
+@click.option(
+    "--every", default="1h", show_default=True, help="Sum over intervals of 1m to 1d, e.g. 15m."
+)
+@click.option(
+    "--max-points",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Refuse an answer with more values than this.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+def query_counts(
+    directory: Path | None,
+    influx_url: str | None,
+    database: str,
+    devices_: tuple[str, ...],
+    sites: tuple[str, ...],
+    classes: tuple[str, ...],
+    directions: tuple[str, ...],
+    start: str,
+    end: str,
+    every: str,
+    max_points: int,
+    fmt: str,
+) -> None:
+    """Passers-by per class and direction, summed per interval, with the share of each
+    interval the counter ran (running_fraction).
+
+    An interval in which the counter did not report has no count (empty in the table and CSV,
+    null in JSON); one in which it ran only part of the time is flagged in the table: fewer
+    passers-by there may be an outage, not an empty street.
+    """
+    from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+    from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.protocol import storage
+    from sensorpipe.query.influxql import QueryInputError
+    from sensorpipe.query.output import drop_empty_columns, render
+    from sensorpipe.query.series import CountSeriesRequest, as_rows, count_series
+    from sensorpipe.stack.local import StackError
+
+    _check_counts_input(classes, directions, start, end, every)
+    if influx_url is None:
+        try:
+            influx_url = local_stack(directory).require_info().influx_url
+        except StackError as exc:
+            fail(f"{exc} (or pass --influx-url)")
+    request = CountSeriesRequest(
+        devices=devices_,
+        sites=sites,
+        classes=classes,
+        directions=directions,
+        start=start,
+        end=end,
+        every=every,
+        max_points=max_points,
+    )
+    client = InfluxClient(influx_url, database)
+    try:
+        answer = count_series(client, request)
+        if not answer["series"]:
+            asked = {
+                "device_id": devices_,
+                "site": sites,
+                "class": classes,
+                "direction": directions,
+            }
+            _explain_empty(client, database, asked, storage.TRAFFIC, "counts", "counts")
+    except (QueryError, StorageUnavailable) as exc:
+        fail(str(exc))
+    except QueryInputError as exc:  # TooManyPoints: says how to narrow the request
+        fail(f"{exc}, or raise --max-points" if "answer may hold" in str(exc) else str(exc))
+    finally:
+        client.close()
+    header, values = as_rows(answer, "counts")
+    rows = [dict(zip(header, v, strict=True)) for v in values]
+    columns = list(header)
+    if fmt == "table":
+        for row in rows:
+            row["note"] = _running_note(row["running_fraction"])
+        columns = drop_empty_columns(rows, header)
+    if rows or fmt != "table":
+        click.echo(render(rows, columns, fmt).rstrip("\n"))
+    if not rows:
+        click.echo(f"no counts match these filters from {start} to {end}", err=True)
+    elif fmt == "table" and any(r["note"] for r in rows):
+        click.echo(
+            "note: running_fraction is the share of the interval the counter ran; where it "
+            "is below 1, fewer passers-by were seen than passed",
+            err=True,
+        )
+
+
+def _running_note(fraction: float | None) -> str | None:
+    if fraction is None:
+        return "counter did not report"
+    if fraction < 1:
+        return f"counter ran {fraction:.0%} of the interval"
+    return None
+
+
+def _check_counts_input(
+    classes: tuple[str, ...], directions: tuple[str, ...], start: str, end: str, every: str
+) -> None:
+    """Refuse what no InfluxDB could answer, before looking for one."""
+    import re
+    from datetime import UTC, datetime
+
+    from sensorpipe.cli.devices import check_count_classes
+    from sensorpipe.protocol.counting import DIRECTION_PATTERN
+    from sensorpipe.query.influxql import QueryInputError, parse_time
+    from sensorpipe.query.series import parse_every
+
+    check_count_classes("--class", classes)
+    for direction in directions:
+        if not re.match(DIRECTION_PATTERN, direction):
+            fail(
+                f"--direction {direction!r}: direction names are lower-case letters, digits "
+                f"and '_', like left_to_right"
+            )
+    try:
+        parse_every(every)
+    except QueryInputError:
+        fail(f"--every {every}: use an interval from 1m to 1d, like 1m, 15m, 1h or 1d")
+    now = datetime.now(UTC)
+    times = []
+    for option, value in (("--from", start), ("--to", end)):
+        try:
+            times.append(parse_time(value, now, relative_example="-24h or -7d"))
+        except QueryInputError as exc:
+            fail(f"{option}: {exc}")
+    t0, t1 = times
+    if t0 == t1:
+        fail(f"--from {start} and --to {end} are the same time: give a later --to")
+    if t0 > t1:
+        fail(f"--from {start} is not before --to {end}: swap them")
+    if t0.year < 1677 or t1.year > 2262:
+        fail(f"--from {start} --to {end}: times must lie between 1677 and 2262 (InfluxDB's range)")
+
+
+def _explain_empty(
+    client: Any,
+    database: str,
+    asked: dict[str, tuple[str, ...]],
+    measurement: str = "air",
+    what: str = "air readings",
+    having: str = "readings",
+) -> None:
+    """An empty answer because a device, site, class or direction is unknown is an error that
+    says so and lists those with data."""
+    from sensorpipe.ingest.influx import identifier
 
     for tag, values in asked.items():
         if not values:
             continue
         known: set[str] = set()
-        for series in client.query(tag_values(tag)):
+        statement = f"SHOW TAG VALUES FROM {identifier(measurement)} WITH KEY = {identifier(tag)}"
+        for series in client.query(statement):
             known.update(str(value) for _, value in series.get("values") or [])
         unknown = [v for v in values if v not in known]
         if unknown:
@@ -124,5 +319,5 @@ def _explain_empty(client: Any, database: str, asked: dict[str, tuple[str, ...]]
             more = f" and {len(known) - 10} more" if len(known) > 10 else ""
             fail(
                 f"unknown {name} {', '.join(map(repr, unknown))}: database {database!r} holds "
-                f"no air readings from it (those with readings: {listed}{more})"
+                f"no {what} from it (those with {having}: {listed}{more})"
             )

@@ -1,0 +1,543 @@
+"""The public sensor register as files a municipality publishes on its website: JSON, GeoJSON,
+CSV, and one self-contained HTML page in English or Dutch.
+
+The page follows the idea of the Dutch *Communicatierichtlijn Sensoren*: for each sensor, what
+it measures, who is responsible for it, why it is there, whether it processes personal data
+(and what happens to it), on what legal basis, how long data is kept, under what licence the
+data is published, and whom to ask. The page has inline CSS only: no scripts, no fonts, images
+or style sheets from elsewhere, and a Content-Security-Policy that forbids loading any. Every
+value from the registry is HTML-escaped.
+
+Statistics from InfluxDB (first and last seen, uptime, missing messages, latency) are added
+when they are available; without them the register part is exported alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sensorpipe.protocol.quantities import QUANTITIES
+from sensorpipe.protocol.register import (
+    LEGAL_BASIS_NONE,
+    LEGAL_BASIS_UNSTATED,
+    PERSONAL_DATA_CAMERA,
+    PERSONAL_DATA_NONE,
+    RegisterEntry,
+    build_register,
+    register_entry,
+    register_geojson,
+)
+from sensorpipe.protocol.registry import NetworkInfo, Registry
+from sensorpipe.query.register import RegisterStats
+
+FORMATS = ("json", "geojson", "csv", "html")
+LANGUAGES = ("en", "nl")
+# What InfluxDB adds to each entry, when it answers.
+STATS_FIELDS = (
+    "first_seen",
+    "last_seen",
+    "uptime_24h",
+    "uptime_7d",
+    "messages_7d",
+    "missing_7d",
+    "median_latency_ms_7d",
+)
+LIST_SEPARATOR = ";"
+_ENTRY_FIELDS = [f for f in RegisterEntry.model_fields if f != "location"]
+CSV_COLUMNS = [*_ENTRY_FIELDS, "lat", "lon", "location_precision_decimals"]
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def register_records(registry: Registry, stats: RegisterStats | None) -> list[dict[str, Any]]:
+    """Each device's public register entry as a dict; with `stats`, the sensors seen reporting
+    are in it and STATS_FIELDS are added."""
+    if stats is None:
+        return [e.model_dump() for e in build_register(registry)]
+    records = []
+    for device_id, entry in sorted(registry.devices.items()):
+        s = stats.of(device_id)
+        public = register_entry(
+            device_id, entry, registry.network, seen_sensors=s.sensors, seen_counting=s.counting
+        )
+        record = public.model_dump()
+        record.update(
+            first_seen=_iso(s.first_seen_ms),
+            last_seen=_iso(s.last_seen_ms),
+            uptime_24h=s.uptime.get("24h"),
+            uptime_7d=s.uptime.get("7d"),
+            messages_7d=s.messages_7d,
+            missing_7d=s.missing_7d,
+            median_latency_ms_7d=s.median_latency_ms_7d,
+        )
+        records.append(record)
+    return records
+
+
+def network_dict(network: NetworkInfo) -> dict[str, str]:
+    return network.model_dump()
+
+
+def to_json(records: Sequence[dict[str, Any]]) -> str:
+    """A JSON list, one object per device (the keys `devices export` always printed, device_id,
+    site, owner, purpose, sensors and location with lat and lon, plus the rest of the entry)."""
+    return json.dumps(list(records), indent=2)
+
+
+def to_geojson(records: Sequence[dict[str, Any]], network: NetworkInfo) -> str:
+    collection = register_geojson(records, network.name, foreign={"network": network_dict(network)})
+    return json.dumps(collection, indent=2)
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return LIST_SEPARATOR.join(str(v) for v in value)
+    return value
+
+
+def to_csv(records: Sequence[dict[str, Any]]) -> str:
+    """One row per device; lists joined with ';', no location: empty lat and lon."""
+    with_stats = any("first_seen" in r for r in records)
+    columns = CSV_COLUMNS + (list(STATS_FIELDS) if with_stats else [])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in records:
+        location = r.get("location") or {}
+        flat = {
+            **r,
+            "lat": location.get("lat"),
+            "lon": location.get("lon"),
+            "location_precision_decimals": location.get("precision_decimals"),
+        }
+        writer.writerow([_csv_value(flat.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+# --- the HTML page --------------------------------------------------------------------------
+_TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Sensor register",
+        "intro": (
+            "This page lists every sensor of {network}: what it measures, who is responsible "
+            "for it, why it is there, and what it means for your privacy."
+        ),
+        "operator": "Operator",
+        "contact": "Contact",
+        "privacy": "Privacy statement",
+        "data_licence": "Licence of the data",
+        "overview": "Overview",
+        "sensor": "Sensor",
+        "site": "Area",
+        "measures": "What it measures",
+        "models": "Sensor models",
+        "owner": "Owner",
+        "purpose": "Purpose",
+        "personal_data": "Processes personal data",
+        "legal_basis": "Legal basis",
+        "retention": "Retention",
+        "licence": "Licence",
+        "location": "Location",
+        "operation": "In operation",
+        "first_seen": "First seen",
+        "last_seen": "Last seen",
+        "uptime_24h": "Uptime, last 24 hours",
+        "uptime_7d": "Uptime, last 7 days",
+        "missing_7d": "Messages missing, last 7 days",
+        "median_latency_ms_7d": "Median delivery time, last 7 days",
+        "yes": "Yes",
+        "no": "No",
+        "not_stated": "not stated",
+        "not_published": "not published",
+        "never": "not seen yet",
+        "unknown": "unknown",
+        "rounded": "rounded to {decimals} decimals (about {size})",
+        "map": "map",
+        "in": "in",
+        "missing": "{missing} of {sent} sent",
+        "counting": "passers-by, counted per class and direction: {classes}; directions: {dirs}",
+        "no_quantities": "nothing declared yet",
+        "devices": "{n} sensors",
+        "no_stats": (
+            "Figures on operation (last seen, uptime) were not available when this page was made."
+        ),
+        "generated": "Made on {date} with sensorpipe.",
+        "empty": "No sensors are registered.",
+    },
+    "nl": {
+        "title": "Sensorregister",
+        "intro": (
+            "Op deze pagina staan alle sensoren van {network}: wat ze meten, wie ervoor "
+            "verantwoordelijk is, waarom ze er hangen en wat dat betekent voor uw privacy."
+        ),
+        "operator": "Beheerder",
+        "contact": "Contact",
+        "privacy": "Privacyverklaring",
+        "data_licence": "Licentie van de data",
+        "overview": "Overzicht",
+        "sensor": "Sensor",
+        "site": "Gebied",
+        "measures": "Wat meet de sensor",
+        "models": "Type sensoren",
+        "owner": "Eigenaar",
+        "purpose": "Doel",
+        "personal_data": "Verwerkt persoonsgegevens",
+        "legal_basis": "Grondslag",
+        "retention": "Bewaartermijn",
+        "licence": "Licentie",
+        "location": "Locatie",
+        "operation": "In bedrijf",
+        "first_seen": "Voor het eerst gezien",
+        "last_seen": "Laatst gezien",
+        "uptime_24h": "Beschikbaarheid, afgelopen 24 uur",
+        "uptime_7d": "Beschikbaarheid, afgelopen 7 dagen",
+        "missing_7d": "Ontbrekende berichten, afgelopen 7 dagen",
+        "median_latency_ms_7d": "Mediane aflevertijd, afgelopen 7 dagen",
+        "yes": "Ja",
+        "no": "Nee",
+        "not_stated": "niet opgegeven",
+        "not_published": "niet gepubliceerd",
+        "never": "nog niet gezien",
+        "unknown": "onbekend",
+        "rounded": "afgerond op {decimals} decimalen (ongeveer {size})",
+        "map": "kaart",
+        "in": "in",
+        "missing": "{missing} van {sent} verstuurd",
+        "counting": "passanten, geteld per klasse en richting: {classes}; richtingen: {dirs}",
+        "no_quantities": "nog niets opgegeven",
+        "devices": "{n} sensoren",
+        "no_stats": (
+            "Gegevens over de werking (laatst gezien, beschikbaarheid) waren niet beschikbaar "
+            "toen deze pagina werd gemaakt."
+        ),
+        "generated": "Gemaakt op {date} met sensorpipe.",
+        "empty": "Er zijn geen sensoren geregistreerd.",
+    },
+}
+
+QUANTITY_NAMES: dict[str, dict[str, str]] = {
+    "en": {
+        "pm1": "particulate matter (PM1)",
+        "pm2_5": "particulate matter (PM2.5)",
+        "pm4": "particulate matter (PM4)",
+        "pm10": "particulate matter (PM10)",
+        "temperature": "temperature",
+        "relative_humidity": "relative humidity",
+        "pressure": "air pressure",
+        "no2": "nitrogen dioxide (NO₂)",
+        "co2": "carbon dioxide (CO₂)",
+        "noise": "sound level",
+        "soil_moisture": "soil moisture",
+    },
+    "nl": {
+        "pm1": "fijnstof (PM1)",
+        "pm2_5": "fijnstof (PM2,5)",
+        "pm4": "fijnstof (PM4)",
+        "pm10": "fijnstof (PM10)",
+        "temperature": "temperatuur",
+        "relative_humidity": "relatieve luchtvochtigheid",
+        "pressure": "luchtdruk",
+        "no2": "stikstofdioxide (NO₂)",
+        "co2": "kooldioxide (CO₂)",
+        "noise": "geluidsniveau",
+        "soil_moisture": "bodemvochtigheid",
+    },
+}
+_UNITS = {"ug/m3": "µg/m³", "degC": "°C", "%": "%", "hPa": "hPa", "ppm": "ppm", "dBA": "dB(A)"}
+
+CLASS_NAMES: dict[str, dict[str, str]] = {
+    "en": {
+        "pedestrian": "pedestrians",
+        "cyclist": "cyclists",
+        "car": "cars and vans",
+        "motorcycle": "motorcycles and scooters",
+        "heavy_vehicle": "buses and trucks",
+    },
+    "nl": {
+        "pedestrian": "voetgangers",
+        "cyclist": "fietsers",
+        "car": "auto's en bestelwagens",
+        "motorcycle": "motoren en scooters",
+        "heavy_vehicle": "bussen en vrachtwagens",
+    },
+}
+DIRECTION_NAMES: dict[str, dict[str, str]] = {
+    "en": {"left_to_right": "left to right", "right_to_left": "right to left"},
+    "nl": {"left_to_right": "van links naar rechts", "right_to_left": "van rechts naar links"},
+}
+
+# The register's fixed texts (protocol.register, the network's default retention) in Dutch.
+# A text the operator wrote stays as written.
+FIXED_NL: dict[str, str] = {
+    PERSONAL_DATA_CAMERA: (
+        "ja: een camera ziet mensen in de openbare ruimte; de beelden worden alleen op het "
+        "apparaat zelf verwerkt en nooit opgeslagen of verstuurd; alleen anonieme aantallen per "
+        "klasse en richting verlaten het apparaat"
+    ),
+    PERSONAL_DATA_NONE: "nee: het apparaat meet alleen lucht en weer",
+    "yes: as stated by the operator": "ja: volgens opgave van de beheerder",
+    "no: as stated by the operator": "nee: volgens opgave van de beheerder",
+    LEGAL_BASIS_NONE: "niet van toepassing: er worden geen persoonsgegevens verwerkt",
+    LEGAL_BASIS_UNSTATED: "niet opgegeven door de beheerder: vraag het de contactpersoon",
+    str(NetworkInfo.model_fields["retention"].default): (
+        "metingen worden bewaard zolang het netwerk bestaat"
+    ),
+}
+# How far a rounded coordinate may lie from the real place, by decimals kept.
+_ROUNDING = {0: "100 km", 1: "10 km", 2: "1 km", 3: "100 m", 4: "10 m", 5: "1 m", 6: "10 cm"}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
+max-width:60rem;padding:1rem 1.25rem 3rem;line-height:1.5;color:#1b1b1b;background:#fff}
+h1{font-size:1.8rem;margin:.5rem 0}
+h2{font-size:1.3rem;margin:0 0 .5rem}
+table{border-collapse:collapse;width:100%;margin:1rem 0}
+th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ccc;vertical-align:top}
+article{border:1px solid #bbb;border-radius:.4rem;padding:1rem 1.25rem;margin:1.25rem 0}
+dl{display:grid;grid-template-columns:minmax(10rem,16rem) 1fr;gap:.3rem 1rem;margin:0}
+dt{font-weight:600}
+dd{margin:0;overflow-wrap:anywhere}
+.personal{background:#fff4e0;border-left:.3rem solid #d98200;padding-left:.5rem}
+.note{color:#444;font-style:italic}
+footer{margin-top:2rem;color:#555;font-size:.9rem}
+@media (max-width:40rem){dl{grid-template-columns:1fr}dt{margin-top:.4rem}}
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fixed(text: str, lang: str) -> str:
+    return FIXED_NL.get(text, text) if lang == "nl" else text
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _number(value: float, decimals: int, lang: str) -> str:
+    out = f"{value:,.{decimals}f}"
+    if lang == "nl":  # 1.234,5
+        out = out.replace(",", "\0").replace(".", ",").replace("\0", ".")
+    return out
+
+
+def _when(iso: str | None, t: dict[str, str]) -> str:
+    if iso is None:
+        return t["never"]
+    return iso.replace("T", " ")[:16] + " UTC"
+
+
+def _measures(record: dict[str, Any], lang: str) -> str:
+    t = _TEXT[lang]
+    parts = []
+    for q in record["quantities"]:
+        name = QUANTITY_NAMES[lang].get(q, q)
+        unit = QUANTITIES[q].unit if q in QUANTITIES else ""
+        parts.append(f"{name} {t['in']} {_UNITS.get(unit, unit)}" if unit else name)
+    if record["counts"]:
+        classes = [CLASS_NAMES[lang].get(c, c) for c in record["count_classes"]]
+        dirs = [DIRECTION_NAMES[lang].get(d, d) for d in record["directions"]]
+        parts.append(t["counting"].format(classes=", ".join(classes), dirs=", ".join(dirs)))
+    return "; ".join(parts) if parts else t["no_quantities"]
+
+
+def _or_not_stated(value: str, t: dict[str, str]) -> str:
+    return _e(value) if value.strip() else f'<span class="note">{_e(t["not_stated"])}</span>'
+
+
+def _location(record: dict[str, Any], lang: str) -> str:
+    t = _TEXT[lang]
+    loc = record.get("location")
+    if loc is None:
+        return f'<span class="note">{_e(t["not_published"])}</span>'
+    lat, lon, n = float(loc["lat"]), float(loc["lon"]), int(loc["precision_decimals"])
+    rounded = t["rounded"].format(decimals=n, size=_ROUNDING.get(n, "?"))
+    osm = f"https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=16/{lat}/{lon}"
+    return (
+        f"{_e(f'{lat:.{n}f}, {lon:.{n}f}')}, {_e(rounded)} "
+        f'<a href="{_e(osm)}" rel="nofollow noopener">{_e(t["map"])}</a>'
+    )
+
+
+def _uptime(value: float | None, lang: str) -> str:
+    return _TEXT[lang]["unknown"] if value is None else _number(value * 100, 1, lang) + " %"
+
+
+def _article(record: dict[str, Any], lang: str) -> str:
+    t = _TEXT[lang]
+    personal = record["personal_data"]
+    # The note starts with its answer ("yes: ...", "nee: ..."), which the page shows in bold.
+    note = _fixed(record["personal_data_note"], lang)
+    answer, _, reason = note.partition(": ")
+    if answer.lower() in ("yes", "no", "ja", "nee") and reason:
+        note = reason
+    rows: list[tuple[str, str, str]] = [
+        ("measures", _e(_sentence(_measures(record, lang))), ""),
+        ("purpose", _or_not_stated(record["purpose"], t), ""),
+        ("owner", _or_not_stated(record["owner"], t), ""),
+        ("site", _e(record["site"]), ""),
+        (
+            "personal_data",
+            f"<strong>{_e(t['yes'] if personal else t['no'])}</strong>: {_e(note)}",
+            ' class="personal"' if personal else "",
+        ),
+        ("legal_basis", _or_not_stated(_fixed(record["legal_basis"], lang), t), ""),
+        ("retention", _or_not_stated(_fixed(record["retention"], lang), t), ""),
+        ("licence", _or_not_stated(record["licence"], t), ""),
+        ("contact", _or_not_stated(record["contact"], t), ""),
+        ("models", _e(", ".join(record["sensors"])) or _e(t["not_stated"]), ""),
+        ("location", _location(record, lang), ""),
+    ]
+    if "first_seen" in record:
+        latency = record["median_latency_ms_7d"]
+        rows += [
+            ("first_seen", _e(_when(record["first_seen"], t)), ""),
+            ("last_seen", _e(_when(record["last_seen"], t)), ""),
+            ("uptime_24h", _e(_uptime(record["uptime_24h"], lang)), ""),
+            ("uptime_7d", _e(_uptime(record["uptime_7d"], lang)), ""),
+            (
+                "missing_7d",
+                _e(
+                    t["missing"].format(
+                        missing=_number(record["missing_7d"], 0, lang),
+                        sent=_number(record["messages_7d"] + record["missing_7d"], 0, lang),
+                    )
+                ),
+                "",
+            ),
+            (
+                "median_latency_ms_7d",
+                _e(t["unknown"] if latency is None else f"{_number(latency, 0, lang)} ms"),
+                "",
+            ),
+        ]
+    body = "\n".join(
+        f"<dt{attr}>{_e(t[key])}</dt><dd{attr}>{value}</dd>" for key, value, attr in rows
+    )
+    device = record["device_id"]
+    return (
+        f'<article id="device-{_e(device)}">\n<h2>{_e(t["sensor"])} {_e(device)}</h2>\n'
+        f"<dl>\n{body}\n</dl>\n</article>"
+    )
+
+
+def _overview(records: Sequence[dict[str, Any]], lang: str) -> str:
+    t = _TEXT[lang]
+    head = "".join(f"<th>{_e(t[k])}</th>" for k in ("sensor", "site", "measures", "personal_data"))
+    rows = []
+    for r in records:
+        device = r["device_id"]
+        rows.append(
+            f'<tr><td><a href="#device-{_e(device)}">{_e(device)}</a></td>'
+            f"<td>{_e(r['site'])}</td><td>{_e(_measures(r, lang))}</td>"
+            f"<td>{_e(t['yes'] if r['personal_data'] else t['no'])}</td></tr>"
+        )
+    return (
+        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody>\n</table>"
+    )
+
+
+def to_html(
+    records: Sequence[dict[str, Any]],
+    network: NetworkInfo,
+    *,
+    lang: str = "en",
+    generated_at: datetime | None = None,
+) -> str:
+    """The register as one self-contained HTML page in `lang` (en or nl)."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"lang {lang!r}: use one of {', '.join(LANGUAGES)}")
+    t = _TEXT[lang]
+    generated_at = generated_at or datetime.now(UTC)
+    facts = []
+    if network.operator.strip():
+        facts.append(("operator", _e(network.operator)))
+    if network.contact.strip():
+        facts.append(("contact", _e(network.contact)))
+    url = network.privacy_url.strip()
+    if url:
+        # Only a web address becomes a link: a `javascript:` URL in the registry stays text.
+        is_web = url.lower().startswith(("https://", "http://"))
+        link = f'<a href="{_e(url)}" rel="noopener">{_e(url)}</a>' if is_web else _e(url)
+        facts.append(("privacy", link))
+    if network.licence.strip():
+        facts.append(("data_licence", _e(network.licence)))
+    network_dl = "\n".join(f"<dt>{_e(t[k])}</dt><dd>{v}</dd>" for k, v in facts)
+    with_stats = any("first_seen" in r for r in records)
+    parts = [
+        "<!DOCTYPE html>",
+        f'<html lang="{lang}">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        '<meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        f"<title>{_e(t['title'])}: {_e(network.name)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        "<header>",
+        f"<h1>{_e(t['title'])}: {_e(network.name)}</h1>",
+        f"<p>{_e(t['intro'].format(network=network.name))}</p>",
+    ]
+    if network_dl:
+        parts.append(f"<dl>\n{network_dl}\n</dl>")
+    if not with_stats:
+        parts.append(f'<p class="note">{_e(t["no_stats"])}</p>')
+    parts += ["</header>", "<main>"]
+    if records:
+        parts += [
+            f"<h2>{_e(t['overview'])} ({_e(t['devices'].format(n=len(records)))})</h2>",
+            _overview(records, lang),
+        ]
+        parts += [_article(r, lang) for r in records]
+    else:
+        parts.append(f"<p>{_e(t['empty'])}</p>")
+    date = generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts += [
+        "</main>",
+        f"<footer><p>{_e(t['generated'].format(date=date))}</p></footer>",
+        "</body>",
+        "</html>",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def export(
+    registry: Registry,
+    stats: RegisterStats | None,
+    fmt: str,
+    *,
+    lang: str = "en",
+    generated_at: datetime | None = None,
+) -> str:
+    """The register in `fmt` (json, geojson, csv or html)."""
+    records = register_records(registry, stats)
+    if fmt == "json":
+        return to_json(records)
+    if fmt == "geojson":
+        return to_geojson(records, registry.network)
+    if fmt == "csv":
+        return to_csv(records)
+    if fmt == "html":
+        return to_html(records, registry.network, lang=lang, generated_at=generated_at)
+    raise ValueError(f"format {fmt!r}: use one of {', '.join(FORMATS)}")
