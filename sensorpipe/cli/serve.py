@@ -57,7 +57,6 @@ def serve_config(
         BrokerSettings,
         InfluxSettings,
         ServeConfig,
-        check_public_bind,
         load_serve_config,
     )
 
@@ -67,6 +66,11 @@ def serve_config(
     else:
         s = local_stack(directory)
         info = s.require_info()
+        stack_config = s.directory / "serve" / "serve.toml"
+        if stack_config.exists():  # what `stack up` wrote, with the operator's tokens and tiles
+            config = load_serve_config(stack_config)
+            config.port = 8080
+            return _override(config, str(stack_config), host, port, allow_plaintext)
         config = ServeConfig(
             registry_path=str(s.registry_path),
             ingest_stats_path=str(s.directory / "ingest" / "stats.json"),
@@ -74,6 +78,14 @@ def serve_config(
             broker=BrokerSettings(host="127.0.0.1", port=info.broker_port),
         )
         source = "--host"
+    return _override(config, source, host, port, allow_plaintext)
+
+
+def _override(
+    config: Any, source: str, host: str | None, port: int | None, allow_plaintext: bool
+) -> Any:
+    from sensorpipe.api.config import check_public_bind
+
     if host is not None:
         config.host = host
     if port is not None:

@@ -14,6 +14,8 @@ import venv
 import zipfile
 from pathlib import Path
 
+import httpx
+
 from sensorpipe.edge.counting.clips import VTEST_LINE, fetch_vtest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +47,12 @@ def test_the_wheel_installs_one_package_and_runs_from_anywhere(tmp_path: Path) -
         "sensorpipe/config/edge-camera.example.toml",
         "sensorpipe/config/ingest.example.toml",
         "sensorpipe/config/registry.example.toml",
+        "sensorpipe/config/serve.example.toml",
+        "sensorpipe/api/static/index.html",
+        "sensorpipe/api/static/vendor/leaflet/leaflet.js",
+        "sensorpipe/api/static/vendor/leaflet/LICENSE",
+        "sensorpipe/api/static/vendor/uplot/uPlot.iife.min.js",
+        "sensorpipe/api/static/vendor/uplot/LICENSE",
     ):
         assert shipped in names, shipped
 
@@ -70,6 +78,18 @@ def test_the_wheel_installs_one_package_and_runs_from_anywhere(tmp_path: Path) -
     )
     assert summary["published"] > 0 and summary["lost"] == 0
     assert summary["stored"] + summary["rejected"] == summary["published"]
+
+    # The stack it starts serves the API and the dashboard, with its vendored libraries.
+    stack_dir = tmp_path / "stack"
+    up = _run([command, "stack", "up", "--dir", str(stack_dir), "--json"], elsewhere)
+    try:
+        url = json.loads(up.stdout)["api"]
+        assert "<html" in httpx.get(url, timeout=10).text.lower()
+        assert httpx.get(f"{url}static/vendor/leaflet/leaflet.js", timeout=10).status_code == 200
+        assert httpx.get(f"{url}api/v1/health", timeout=10).json()["status"] == "ok"
+        assert httpx.get(f"{url}openapi.json", timeout=10).json()["paths"]
+    finally:
+        _run([command, "stack", "down", "--dir", str(stack_dir)], elsewhere)
 
     clip = fetch_vtest()
     line = ",".join(str(v) for v in VTEST_LINE)
