@@ -497,6 +497,8 @@ HOSTILE_PATHS = [
     "Things(" + "9" * 5000 + ")",
     "Things(1)/name/$value/more",
     "a/b/c/d/e/f/g/h",
+    "Things(1%0A)",
+    "Observations(%271-2%0A%27)",
 ]
 HOSTILE_OPTIONS: list[dict[str, str]] = [
     {"$top": "-1"},

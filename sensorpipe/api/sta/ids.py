@@ -13,7 +13,7 @@ import hashlib
 import re
 
 MAX_SAFE_INTEGER = 2**53 - 1
-_OBSERVATION_ID = re.compile(r"^([1-9][0-9]{0,15})-(0|[1-9][0-9]{0,15})$")
+_OBSERVATION_ID = re.compile(r"([1-9][0-9]{0,15})-(0|[1-9][0-9]{0,15})")
 
 
 def stable_id(kind: str, *names: str) -> int:
@@ -28,7 +28,7 @@ def observation_id(datastream_id: int, time_ms: int) -> str:
 
 def parse_observation_id(value: str) -> tuple[int, int] | None:
     """The datastream id and time of an observation id, or None when it is none."""
-    m = _OBSERVATION_ID.match(value)
+    m = _OBSERVATION_ID.fullmatch(value)
     if m is None:
         return None
     return int(m.group(1)), int(m.group(2))

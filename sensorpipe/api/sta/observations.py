@@ -101,7 +101,7 @@ def check_conditions(conditions: list[Comparison]) -> None:
             )
 
 
-def _descending(orderby: list[OrderBy]) -> bool:
+def descending(orderby: list[OrderBy]) -> bool:
     """Whether the observations go newest first; only their time can order them."""
     for o in orderby:
         if o.path not in TIME_PATHS:
@@ -142,7 +142,7 @@ def page(
 ) -> tuple[list[ObservationRow], bool]:
     """One page of a datastream's observations, and whether more follow it."""
     check_conditions(conditions)
-    order = "DESC" if _descending(orderby) else "ASC"
+    order = "DESC" if descending(orderby) else "ASC"
     fields, measurement = _select_fields(source)
     q = (
         f"SELECT {fields} FROM {measurement} WHERE {_where(source, conditions)} "

@@ -31,7 +31,7 @@ OPERATORS = ("eq", "ne", "gt", "ge", "lt", "le")
 _MIRRORED = {"eq": "eq", "ne": "ne", "gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}
 _OPTIONS = ("$top", "$skip", "$count", "$orderby", "$select", "$expand", "$filter")
 _NAME = r"[A-Za-z_@][A-Za-z0-9_@.]{0,63}"
-_PATH = re.compile(rf"^{_NAME}(?:/{_NAME}){{0,3}}$")
+_PATH = re.compile(rf"{_NAME}(?:/{_NAME}){{0,3}}")
 _DATETIME = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:\d{2})"
 )
@@ -156,7 +156,7 @@ def _integer(name: str, value: str, maximum: int, parameter: str) -> int:
 
 
 def _path(text: str, option: str, parameter: str) -> tuple[str, ...]:
-    if not _PATH.match(text):
+    if not _PATH.fullmatch(text):
         raise bad_request(f"{option}: {_shown(text)} is no property name or path", parameter)
     return tuple(text.split("/"))
 

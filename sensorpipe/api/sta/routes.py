@@ -49,7 +49,7 @@ MAX_SEGMENTS = 6
 MAX_SEGMENT_CHARS = 200
 # Observation times as ids are kept to where InfluxDB can look them up.
 MAX_TIME_MS = 7_258_118_400_000  # 2200-01-01
-_SEGMENT = re.compile(r"^([A-Za-z]{1,40})(?:\((.*)\))?$", re.DOTALL)
+_SEGMENT = re.compile(r"([A-Za-z]{1,40})(?:\((.*)\))?", re.DOTALL)
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "gt": operator.gt,
     "ge": operator.ge,
@@ -91,7 +91,7 @@ def _not_found(detail: str) -> ApiProblem:
 
 
 def _segment(text: str) -> tuple[str, str | None]:
-    m = _SEGMENT.match(text) if len(text) <= MAX_SEGMENT_CHARS else None
+    m = _SEGMENT.fullmatch(text) if len(text) <= MAX_SEGMENT_CHARS else None
     if m is None:
         raise _not_found(f"no resource {text[:60]!r}: expected e.g. Things, Things(1), Datastreams")
     return m.group(1), m.group(2)
@@ -285,6 +285,28 @@ def _select_entities(
     return matching[options.skip : end], len(matching), end < len(matching)
 
 
+def _check_select_expand(entity_type: str, options: QueryOptions) -> None:
+    """Refuse $select and $expand names the entity type does not have."""
+    navs = NAVIGATION[entity_type]
+    if options.select is not None:
+        known = {"id", "@iot.id", "@iot.selfLink", *PROPERTIES[entity_type], *navs}
+        for name in options.select:
+            if name not in known:
+                raise bad_request(
+                    f"$select: a {entity_type} has no property {name!r}; it has id, "
+                    f"{', '.join((*PROPERTIES[entity_type], *navs))}",
+                    "$select",
+                )
+    for e in options.expand:
+        if e.name not in navs:
+            raise bad_request(
+                f"$expand: a {entity_type} has no navigation property {e.name!r}; it has "
+                f"{', '.join(navs)}",
+                "$expand",
+            )
+        _check_select_expand(navs[e.name].target, e.options)
+
+
 # --- writing entities ------------------------------------------------------------------------
 def _link_query(options: QueryOptions, skip: int) -> str:
     params = [(k, v) for k, v in options.raw if k != "$skip"] + [("$skip", str(skip))]
@@ -310,22 +332,7 @@ class _Writer:
         entity_type = one.type
         select = options.select
         navs = NAVIGATION[entity_type]
-        if select is not None:
-            known = {"id", "@iot.id", "@iot.selfLink", *PROPERTIES[entity_type], *navs}
-            for name in select:
-                if name not in known:
-                    raise bad_request(
-                        f"$select: a {entity_type} has no property {name!r}; it has id, "
-                        f"{', '.join((*PROPERTIES[entity_type], *navs))}",
-                        "$select",
-                    )
-        for e in options.expand:
-            if e.name not in navs:
-                raise bad_request(
-                    f"$expand: a {entity_type} has no navigation property {e.name!r}; it has "
-                    f"{', '.join(navs)}",
-                    "$expand",
-                )
+        _check_select_expand(entity_type, options)
         link = self.self_link(one)
         out: dict[str, Any] = {}
         if select is None or {"id", "@iot.id"} & set(select):
@@ -371,6 +378,7 @@ class _Writer:
     ) -> tuple[list[dict[str, Any]], int | None, bool]:
         """The written entities of one page of `coll`, the count if asked, and whether more
         follow."""
+        _check_select_expand(coll.type, options)
         if coll.type == "Observation":
             return self.observation_page(coll, options)
         entities = self.cat.all(coll.type)
@@ -399,6 +407,7 @@ class _Writer:
         ds, conditions = self._observation_scope(coll, options.filter)
         if ds is None or ds.source is None:
             observations.check_conditions(conditions)
+            observations.descending(options.orderby)
             return [], (0 if options.count else None), False
         rows, more = observations.page(
             self.ctx.influx, ds.source, conditions, options.orderby, options.top, options.skip
