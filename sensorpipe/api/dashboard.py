@@ -1,5 +1,41 @@
-"""The dashboard page at / and its static files."""
+"""The dashboard page at / and its static files.
 
-from fastapi import APIRouter
+The page (static/index.html, dashboard.js, dashboard.css) reads the public API under
+/api/v1 and its map settings from /dashboard/config.json. Leaflet and uPlot are vendored in
+static/vendor (`make vendor`), so the page loads nothing from other servers except map tiles,
+and only when `tile_url` is set. All URLs in the page are relative, so the service may sit
+under a path prefix behind a proxy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from sensorpipe.api.context import context
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 router = APIRouter(include_in_schema=False)
+router.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+# The page changes with the package; a browser asks again rather than keep a stale copy.
+_NO_STALE = {"Cache-Control": "no-cache"}
+
+
+@router.get("/", include_in_schema=False)
+def index() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=_NO_STALE)
+
+
+@router.get("/dashboard/config.json", include_in_schema=False)
+def dashboard_config(request: Request) -> JSONResponse:
+    """The map's settings: the tile server (empty: no background map) and its attribution."""
+    config = context(request).config
+    return JSONResponse(
+        {"tile_url": config.tile_url, "tile_attribution": config.tile_attribution},
+        headers=_NO_STALE,
+    )

@@ -1,0 +1,741 @@
+/* The sensorpipe dashboard: a map and list of the devices in the public register, and for a
+ * chosen device or site its charts and register entry. It reads only the service's own
+ * public API (relative URLs) and, when one is configured, a tile server for the map.
+ * Text from the register is always inserted as text, never as HTML.
+ */
+(function () {
+  "use strict";
+
+  // European Air Quality Index bands for PM2.5 (µg/m³); a value on a boundary belongs to
+  // the lower band.
+  const BANDS = [
+    { max: 10, key: "good", label: "good", range: "0–10" },
+    { max: 20, key: "fair", label: "fair", range: "10–20" },
+    { max: 25, key: "moderate", label: "moderate", range: "20–25" },
+    { max: 50, key: "poor", label: "poor", range: "25–50" },
+    { max: 75, key: "very-poor", label: "very poor", range: "50–75" },
+    { max: Infinity, key: "extremely-poor", label: "extremely poor", range: "over 75" },
+  ];
+  // A latest reading older than this is not coloured: it says nothing about the air now.
+  const STALE_MS = 3 * 3600 * 1000;
+  const AIR_QUANTITIES = ["pm2_5", "pm10", "temperature", "relative_humidity"];
+  const QUANTITY_LABEL = {
+    pm2_5: "PM2.5", pm10: "PM10", temperature: "Temperature",
+    relative_humidity: "Relative humidity", pressure: "Pressure",
+  };
+  const CLASS_LABEL = {
+    pedestrian: "Pedestrians", cyclist: "Cyclists", car: "Cars",
+    motorcycle: "Motorcycles", heavy_vehicle: "Heavy vehicles",
+  };
+  const PALETTE = ["#0b5cad", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e",
+    "#a6761d", "#444444"];
+  const CHARTS = {
+    pm: { quantities: ["pm2_5", "pm10"], unit: "µg/m³", digits: 1 },
+    temperature: { quantities: ["temperature"], unit: "°C", digits: 1 },
+    humidity: { quantities: ["relative_humidity"], unit: "%", digits: 0 },
+  };
+  const EVERY = [["1m", 60], ["5m", 300], ["10m", 600], ["30m", 1800], ["1h", 3600],
+    ["3h", 10800], ["6h", 21600], ["12h", 43200], ["1d", 86400]];
+  const MAX_POINTS_PER_LINE = 600;
+
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    register: null,
+    devices: new Map(), // device_id -> register entry
+    markers: new Map(), // device_id -> Leaflet marker
+    listButtons: [],
+    selection: null, // {kind: "device"|"site", id}
+    plots: {}, // chart name -> uPlot
+    load: 0,
+  };
+  // For tests and the curious: the charts' data and what is chosen.
+  window.sensorpipeDashboard = state;
+
+  // --- helpers -----------------------------------------------------------------------------
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children) {
+      if (c !== null && c !== undefined) node.append(c);
+    }
+    return node;
+  }
+
+  function band(value) {
+    if (value === null || value === undefined || Number.isNaN(value)) return null;
+    return BANDS.find((b) => value <= b.max);
+  }
+
+  function freshPm(entry) {
+    if (entry.latest_pm2_5 === null || entry.latest_pm2_5 === undefined) return null;
+    const t = Date.parse(entry.latest_pm2_5_time || "");
+    if (Number.isNaN(t) || Date.now() - t > STALE_MS) return null;
+    return entry.latest_pm2_5;
+  }
+
+  function fmtNumber(v, digits) {
+    return v.toLocaleString("en-GB", { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+  }
+
+  function fmtTime(iso) {
+    if (!iso) return "never";
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return iso;
+    return d.toLocaleString("en-GB", {
+      year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+    });
+  }
+
+  function ago(iso) {
+    const t = Date.parse(iso || "");
+    if (Number.isNaN(t)) return "";
+    const s = Math.max(0, (Date.now() - t) / 1000);
+    if (s < 90) return "just now";
+    if (s < 5400) return `${Math.round(s / 60)} minutes ago`;
+    if (s < 172800) return `${Math.round(s / 3600)} hours ago`;
+    return `${Math.round(s / 86400)} days ago`;
+  }
+
+  function pct(v) {
+    return v === null || v === undefined ? "not known" : `${fmtNumber(v * 100, 1)} %`;
+  }
+
+  function readingText(entry) {
+    const pm = freshPm(entry);
+    if (pm === null) {
+      if (entry.latest_pm2_5 !== null && entry.latest_pm2_5 !== undefined) {
+        return `PM2.5 ${fmtNumber(entry.latest_pm2_5, 1)} µg/m³ ${ago(entry.latest_pm2_5_time)}`;
+      }
+      return entry.counts ? "counts" : "no PM2.5 reading";
+    }
+    return `PM2.5 ${fmtNumber(pm, 1)} µg/m³, ${band(pm).label}`;
+  }
+
+  async function fetchJSON(url) {
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (_e) {
+      body = null;
+    }
+    if (!response.ok) {
+      const why = body && (body.detail || body.title);
+      throw new Error(why || `the service answered ${response.status}`);
+    }
+    return body;
+  }
+
+  function setStatus(text, isError) {
+    const s = $("detail-status");
+    s.textContent = text;
+    s.classList.toggle("error", Boolean(isError));
+  }
+
+  // --- header, list and map ----------------------------------------------------------------
+  function renderHeader(reg) {
+    const n = reg.network || {};
+    $("network-name").textContent = n.name || "Sensor network";
+    document.title = `${n.name || "Sensor network"}: air quality and counts`;
+    const about = $("network-about");
+    about.textContent = "";
+    const parts = [];
+    if (n.operator) parts.push(`Run by ${n.operator}.`);
+    if (n.contact) parts.push(`Contact: ${n.contact}.`);
+    about.append(parts.join(" ") + " ");
+    if (n.privacy_url && /^https?:\/\//.test(n.privacy_url)) {
+      about.append(el("a", { href: n.privacy_url, text: "Privacy statement" }), ". ");
+    }
+    const count = reg.devices.length;
+    about.append(`${count} ${count === 1 ? "device" : "devices"}`);
+    if (reg.stats_computed_at) about.append(`; statistics from ${fmtTime(reg.stats_computed_at)}`);
+    about.append(".");
+  }
+
+  function renderBandLegend() {
+    const ul = $("band-legend");
+    for (const b of BANDS) {
+      ul.append(el("li", {},
+        el("span", { class: `swatch air band-${b.key}`, "aria-hidden": "true" }),
+        `${b.label} (${b.range})`));
+    }
+  }
+
+  function bySite(devices) {
+    const sites = new Map();
+    for (const d of devices) {
+      if (!sites.has(d.site)) sites.set(d.site, []);
+      sites.get(d.site).push(d);
+    }
+    return new Map([...sites.entries()].sort((a, b) => a[0].localeCompare(b[0])));
+  }
+
+  function swatchClass(entry) {
+    const pm = freshPm(entry);
+    const b = band(pm);
+    return `${entry.counts ? "count" : "air"} ${b ? `band-${b.key}` : "nodata"}`;
+  }
+
+  function renderList(devices) {
+    const ul = $("sites");
+    ul.textContent = "";
+    state.listButtons = [];
+    for (const [site, members] of bySite(devices)) {
+      const inner = el("ul");
+      for (const d of members) {
+        const button = el("button", {
+          type: "button", class: "device-button", "data-device": d.device_id,
+          "aria-current": "false",
+        },
+        el("span", { class: `swatch ${swatchClass(d)}`, "aria-hidden": "true" }),
+        el("span", { text: d.device_id }),
+        el("span", { class: "reading", text: readingText(d) + (d.location ? "" : ", no location") }));
+        button.addEventListener("click", () => select({ kind: "device", id: d.device_id }, true));
+        state.listButtons.push(button);
+        inner.append(el("li", {}, button));
+      }
+      const siteButton = el("button", {
+        type: "button", class: "site-button", "data-site": site, "aria-current": "false",
+      }, `Site ${site}`, el("span", {
+        class: "reading", text: `${members.length} ${members.length === 1 ? "device" : "devices"}`,
+      }));
+      siteButton.addEventListener("click", () => select({ kind: "site", id: site }, true));
+      state.listButtons.push(siteButton);
+      ul.append(el("li", {}, el("h4", {}, siteButton), inner));
+    }
+  }
+
+  function renderMap(devices, config) {
+    const mapEl = $("map");
+    const map = L.map(mapEl, { zoomSnap: 0.5 });
+    state.map = map;
+    const note = $("map-note");
+    if (config.tile_url) {
+      L.tileLayer(config.tile_url, { attribution: config.tile_attribution || "", maxZoom: 19 })
+        .addTo(map);
+      note.textContent = "";
+    } else {
+      mapEl.classList.add("no-tiles");
+      note.textContent = "No background map is configured: the devices are drawn at their " +
+        "coordinates, as published in the register.";
+    }
+    L.control.scale({ imperial: false }).addTo(map);
+    // The view first: Leaflet adds markers to a map only once it has one.
+    const points = devices.filter((d) => d.location).map((d) => [d.location.lat, d.location.lon]);
+    let fitting = false;
+    let userMoved = false;
+    const fit = () => {
+      fitting = true;
+      map.fitBounds(L.latLngBounds(points), { padding: [30, 30], maxZoom: 16, animate: false });
+      fitting = false;
+    };
+    map.on("dragstart", () => { userMoved = true; });
+    map.on("zoomstart", () => { if (!fitting) userMoved = true; });
+    if (points.length) {
+      fit();
+      // A map that changes size (a turned phone, a resized window) shows every device again,
+      // until someone pans or zooms it.
+      if ("ResizeObserver" in window) {
+        new ResizeObserver(() => {
+          map.invalidateSize({ animate: false });
+          if (!userMoved) fit();
+        }).observe(mapEl);
+      }
+    } else {
+      map.setView([0, 0], 1);
+      note.textContent = "No device in the register has a published location.";
+    }
+    for (const d of devices) {
+      if (!d.location) continue;
+      const latlng = [d.location.lat, d.location.lon];
+      const label = `${d.device_id}, site ${d.site}: ${readingText(d)}`;
+      const kind = d.counts ? "count" : "air";
+      const pm = freshPm(d);
+      const b = band(pm);
+      const icon = L.divIcon({
+        className: `dev-marker ${kind}`,
+        html: `<span class="shape ${b ? `band-${b.key}` : "nodata"}"></span>`,
+        iconSize: [24, 24],
+        iconAnchor: [12, 12],
+      });
+      const marker = L.marker(latlng, { icon, title: label, keyboard: true, riseOnHover: true });
+      marker.on("click", () => select({ kind: "device", id: d.device_id }, true));
+      marker.addTo(map);
+      const node = marker.getElement();
+      node.setAttribute("aria-label", label);
+      node.dataset.device = d.device_id;
+      // Leaflet makes the marker focusable (role=button) but presses it with neither key.
+      node.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " ") {
+          e.preventDefault();
+          select({ kind: "device", id: d.device_id }, true);
+        }
+      });
+      state.markers.set(d.device_id, marker);
+    }
+    mapEl.dataset.markers = String(points.length);
+  }
+
+  // --- selection -----------------------------------------------------------------------------
+  function selectedDevices() {
+    const sel = state.selection;
+    if (!sel) return [];
+    if (sel.kind === "device") return [state.devices.get(sel.id)].filter(Boolean);
+    return [...state.devices.values()].filter((d) => d.site === sel.id);
+  }
+
+  function highlight() {
+    const sel = state.selection;
+    for (const b of state.listButtons) {
+      const on = sel && ((sel.kind === "device" && b.dataset.device === sel.id) ||
+        (sel.kind === "site" && b.dataset.site === sel.id));
+      b.setAttribute("aria-current", on ? "true" : "false");
+    }
+    const chosen = new Set(selectedDevices().map((d) => d.device_id));
+    for (const [id, marker] of state.markers) {
+      const node = marker.getElement();
+      if (node) node.classList.toggle("selected", chosen.has(id));
+    }
+  }
+
+  function writeHash() {
+    const sel = state.selection;
+    const params = new URLSearchParams();
+    if (sel) params.set(sel.kind, sel.id);
+    const range = currentRangeChoice();
+    params.set("range", range);
+    if (range === "custom") {
+      params.set("from", $("range-from").value);
+      params.set("to", $("range-to").value);
+    }
+    history.replaceState(null, "", `#${params.toString()}`);
+  }
+
+  function readHash() {
+    const params = new URLSearchParams(location.hash.slice(1));
+    const range = params.get("range");
+    if (range && ["24h", "7d", "custom"].includes(range)) {
+      document.querySelector(`input[name=range][value="${range}"]`).checked = true;
+      if (range === "custom") {
+        if (params.get("from")) $("range-from").value = params.get("from");
+        if (params.get("to")) $("range-to").value = params.get("to");
+      }
+      syncCustom();
+    }
+    if (params.get("device") && state.devices.has(params.get("device"))) {
+      return { kind: "device", id: params.get("device") };
+    }
+    const site = params.get("site");
+    if (site && [...state.devices.values()].some((d) => d.site === site)) {
+      return { kind: "site", id: site };
+    }
+    return null;
+  }
+
+  function select(selection, moveFocus) {
+    state.selection = selection;
+    highlight();
+    writeHash();
+    const devices = selectedDevices();
+    const title = $("detail-title");
+    if (selection.kind === "device") {
+      const d = devices[0];
+      title.textContent = `Device ${d.device_id}`;
+      $("detail-subtitle").textContent = `Site ${d.site}. ${d.purpose || ""}`.trim();
+    } else {
+      title.textContent = `Site ${selection.id}`;
+      $("detail-subtitle").textContent =
+        `${devices.length} ${devices.length === 1 ? "device" : "devices"}: ` +
+        `${devices.map((d) => d.device_id).join(", ")}. Air readings are the site's mean; ` +
+        "counts are the site's devices added up (an hour with no device reporting is a gap).";
+    }
+    $("range-form").hidden = false;
+    renderRegister(devices);
+    if (moveFocus) {
+      title.focus({ preventScroll: true });
+      $("detail").scrollIntoView({ behavior: "smooth", block: "start" });
+    }
+    loadCharts();
+  }
+
+  // --- time range ----------------------------------------------------------------------------
+  function currentRangeChoice() {
+    return document.querySelector("input[name=range]:checked").value;
+  }
+
+  function toLocalInput(ms) {
+    const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60000);
+    return d.toISOString().slice(0, 16);
+  }
+
+  function syncCustom() {
+    $("custom-range").hidden = currentRangeChoice() !== "custom";
+  }
+
+  /** The chosen range as epoch milliseconds, or an error text. */
+  function rangeMs() {
+    const choice = currentRangeChoice();
+    const minute = 60000;
+    const now = Math.ceil(Date.now() / minute) * minute;
+    if (choice === "24h") return { from: now - 24 * 3600000, to: now };
+    if (choice === "7d") return { from: now - 7 * 24 * 3600000, to: now };
+    const from = Date.parse($("range-from").value);
+    const to = Date.parse($("range-to").value);
+    if (Number.isNaN(from) || Number.isNaN(to)) return { error: "Give both a start and an end." };
+    if (from >= to) return { error: "The start must be before the end." };
+    return { from, to };
+  }
+
+  function everyFor(spanS) {
+    for (const [name, seconds] of EVERY) {
+      if (spanS / seconds <= MAX_POINTS_PER_LINE) return [name, seconds];
+    }
+    return EVERY[EVERY.length - 1];
+  }
+
+  function everyText(every) {
+    const m = /^(\d+)([smhd])$/.exec(every || "");
+    if (!m) return every || "";
+    const unit = { s: "second", m: "minute", h: "hour", d: "day" }[m[2]];
+    return m[1] === "1" ? unit : `${m[1]} ${unit}s`;
+  }
+
+  // --- charts --------------------------------------------------------------------------------
+  /** Align series that may have different time axes onto one: the union of their times. */
+  function align(lines) {
+    const times = new Set();
+    for (const line of lines) for (const t of line.times) times.add(t);
+    const xs = [...times].sort((a, b) => a - b);
+    const index = new Map(xs.map((t, i) => [t, i]));
+    const ys = lines.map((line) => {
+      const out = new Array(xs.length).fill(null);
+      line.times.forEach((t, i) => {
+        const v = line.values[i];
+        out[index.get(t)] = v === undefined ? null : v;
+      });
+      return out;
+    });
+    return { xs, ys };
+  }
+
+  /** Tick labels in 24-hour time, with the date at midnight, or dates alone. */
+  function timeTicks(_u, splits, _axis, _space, incr) {
+    return splits.map((s, i) => {
+      const d = new Date(s * 1000);
+      const day = d.toLocaleDateString("en-GB", { day: "numeric", month: "short" });
+      if (incr >= 86400) return day;
+      const hm = d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" });
+      return i === 0 || (d.getHours() === 0 && d.getMinutes() === 0) ? `${hm}\n${day}` : hm;
+    });
+  }
+
+  function destroyPlot(name) {
+    if (state.plots[name]) {
+      state.plots[name].destroy();
+      delete state.plots[name];
+    }
+  }
+
+  function drawChart(name, lines, unit, digits, range, opts) {
+    const fig = $(`chart-${name}`);
+    const plotEl = fig.querySelector(".plot");
+    const summary = fig.querySelector(".chart-summary");
+    destroyPlot(name);
+    plotEl.textContent = "";
+    const nonNull = lines.reduce((n, l) => n + l.values.filter((v) => v !== null).length, 0);
+    fig.dataset.points = String(nonNull);
+    fig.dataset.series = String(lines.length);
+    if (!lines.length || nonNull === 0) {
+      fig.dataset.state = "empty";
+      summary.textContent = "No readings in this range.";
+      plotEl.setAttribute("aria-label", `${fig.querySelector("figcaption").textContent}: no readings in this range`);
+      return;
+    }
+    const { xs, ys } = align(lines);
+    const width = Math.max(280, plotEl.clientWidth || fig.clientWidth - 16);
+    const fmt = (v) => (v === null || v === undefined ? "–" : `${fmtNumber(v, digits)} ${unit}`);
+    const plot = new uPlot({
+      width,
+      height: 240,
+      legend: { live: true },
+      cursor: { drag: { x: true, y: false } },
+      scales: { x: { time: true, range: () => [range.from / 1000, range.to / 1000] } },
+      axes: [{ values: timeTicks, space: 60 }, { label: unit, size: 56 }],
+      series: [{ label: "Time", value: (_u, v) => (v === null ? "–" : fmtTime(v * 1000)) }].concat(lines.map((l, i) => ({
+        label: l.label,
+        stroke: PALETTE[i % PALETTE.length],
+        width: 1.5,
+        spanGaps: false,
+        value: (_u, v) => fmt(v),
+        ...(opts && opts.stepped ? { paths: uPlot.paths.stepped({ align: 1 }) } : {}),
+      }))),
+    }, [xs, ...ys], plotEl);
+    state.plots[name] = plot;
+    fig.dataset.state = "ready";
+    const parts = lines.map((l) => {
+      const vals = l.values.filter((v) => v !== null);
+      if (!vals.length) return `${l.label}: no readings`;
+      const last = vals[vals.length - 1];
+      return `${l.label}: ${vals.length} values from ${fmt(Math.min(...vals))} to ` +
+        `${fmt(Math.max(...vals))}, latest ${fmt(last)}`;
+    });
+    const gaps = ys.reduce((n, y) => n + y.filter((v) => v === null).length, 0);
+    summary.textContent = parts.join("; ") + (gaps ? `. ${gaps} empty windows are shown as gaps.` : ".");
+    plotEl.setAttribute("aria-label", `${fig.querySelector("figcaption").textContent}. ${summary.textContent}`);
+  }
+
+  function chartError(name, message) {
+    const fig = $(`chart-${name}`);
+    destroyPlot(name);
+    fig.querySelector(".plot").textContent = "";
+    fig.dataset.points = "0";
+    fig.dataset.state = "error";
+    fig.querySelector(".chart-summary").textContent = message;
+  }
+
+  function seriesLabel(s, quantity, many) {
+    const who = s.device_id || (s.site ? `site ${s.site}` : "");
+    const base = QUANTITY_LABEL[quantity] || quantity;
+    if (!many) return base;
+    return [base, who, s.sensor].filter(Boolean).join(" · ");
+  }
+
+  function airLines(answer, quantities) {
+    const lines = [];
+    for (const q of quantities) {
+      const carrying = answer.series.filter((s) => s.values && Array.isArray(s.values[q]) &&
+        s.values[q].some((v) => v !== null));
+      for (const s of carrying) {
+        lines.push({
+          label: seriesLabel(s, q, carrying.length > 1),
+          times: s.time.map((t) => Date.parse(t) / 1000),
+          values: s.values[q],
+        });
+      }
+    }
+    return lines;
+  }
+
+  function countLines(answer) {
+    // Per class: both directions, and for a site every device, added up; an hour in which
+    // nothing was reported stays null (a gap), never 0.
+    const byClass = new Map();
+    for (const s of answer.series) {
+      const times = s.time.map((t) => Date.parse(t) / 1000);
+      for (const c of s.counts) {
+        if (!byClass.has(c.class)) byClass.set(c.class, new Map());
+        const sums = byClass.get(c.class);
+        c.values.forEach((v, i) => {
+          const t = times[i];
+          if (!sums.has(t)) sums.set(t, null);
+          if (v !== null && v !== undefined) sums.set(t, (sums.get(t) || 0) + v);
+        });
+      }
+    }
+    const order = Object.keys(CLASS_LABEL);
+    const classes = [...byClass.keys()].sort((a, b) => {
+      const ia = order.indexOf(a), ib = order.indexOf(b);
+      return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
+    });
+    return classes.map((cls) => {
+      const entries = [...byClass.get(cls).entries()].sort((a, b) => a[0] - b[0]);
+      return {
+        label: CLASS_LABEL[cls] || cls,
+        times: entries.map((e) => e[0]),
+        values: entries.map((e) => e[1]),
+      };
+    });
+  }
+
+  async function loadCharts() {
+    const sel = state.selection;
+    if (!sel) return;
+    const load = ++state.load;
+    const detail = $("detail");
+    const range = rangeMs();
+    if (range.error) {
+      setStatus(range.error, true);
+      return;
+    }
+    const devices = selectedDevices();
+    const quantities = new Set(devices.flatMap((d) => d.quantities || []));
+    const wantAir = AIR_QUANTITIES.some((q) => quantities.has(q));
+    const wantCounts = devices.some((d) => d.counts);
+    for (const [name, def] of Object.entries(CHARTS)) {
+      $(`chart-${name}`).hidden = !def.quantities.some((q) => quantities.has(q));
+    }
+    $("chart-counts").hidden = !wantCounts;
+    $("gap-note").hidden = !(wantAir || wantCounts);
+    detail.dataset.state = "loading";
+    setStatus("Loading…");
+
+    const fromIso = new Date(range.from).toISOString();
+    const toIso = new Date(range.to).toISOString();
+    const [every] = everyFor((range.to - range.from) / 1000);
+    const where = new URLSearchParams();
+    where.set(sel.kind === "device" ? "device" : "site", sel.id);
+    const air = new URLSearchParams(where);
+    for (const q of AIR_QUANTITIES) if (quantities.has(q)) air.append("quantity", q);
+    air.set("from", fromIso);
+    air.set("to", toIso);
+    air.set("every", every);
+    air.set("agg", "mean");
+    air.set("group", sel.kind === "device" ? "device" : "site");
+    const counts = new URLSearchParams(where);
+    counts.set("from", fromIso);
+    counts.set("to", toIso);
+    counts.set("every", "1h");
+
+    const [airResult, countResult] = await Promise.allSettled([
+      wantAir ? fetchJSON(`api/v1/air?${air}`) : Promise.resolve(null),
+      wantCounts ? fetchJSON(`api/v1/counts?${counts}`) : Promise.resolve(null),
+    ]);
+    if (load !== state.load) return; // a newer choice was made meanwhile
+    const problems = [];
+    if (wantAir) {
+      if (airResult.status === "fulfilled") {
+        const answer = airResult.value;
+        for (const [name, def] of Object.entries(CHARTS)) {
+          if ($(`chart-${name}`).hidden) continue;
+          drawChart(name, airLines(answer, def.quantities), def.unit, def.digits, range);
+        }
+        state.airEvery = answer.every;
+      } else {
+        problems.push(`air readings: ${airResult.reason.message}`);
+        for (const name of Object.keys(CHARTS)) chartError(name, airResult.reason.message);
+      }
+    }
+    if (wantCounts) {
+      if (countResult.status === "fulfilled") {
+        drawChart("counts", countLines(countResult.value), "per hour", 0, range, { stepped: true });
+      } else {
+        problems.push(`counts: ${countResult.reason.message}`);
+        chartError("counts", countResult.reason.message);
+      }
+    }
+    if (problems.length) {
+      setStatus(`Could not load ${problems.join("; ")}`, true);
+      detail.dataset.state = "error";
+      return;
+    }
+    const span = `${fmtTime(fromIso)} to ${fmtTime(toIso)}`;
+    const how = wantAir ? ` Air readings: mean per ${everyText(state.airEvery || every)}.` : "";
+    setStatus(wantAir || wantCounts ? `${span}.${how}` : `${span}: this device reports nothing the dashboard charts.`);
+    detail.dataset.state = "ready";
+  }
+
+  function resizePlots() {
+    for (const [name, plot] of Object.entries(state.plots)) {
+      const plotEl = $(`chart-${name}`).querySelector(".plot");
+      const width = Math.max(280, plotEl.clientWidth);
+      if (Math.abs(width - plot.width) > 2) plot.setSize({ width, height: 240 });
+    }
+  }
+
+  // --- register entry ------------------------------------------------------------------------
+  function given(v) {
+    return v === null || v === undefined || v === "" ? "not given" : String(v);
+  }
+
+  function registerEntry(d, withHeading) {
+    // The note may itself begin with the answer ("no: ..."); the answer is said once.
+    const note = (d.personal_data_note || "").replace(/^(yes|no)\s*[:,.-]\s*/i, "");
+    const rows = [
+      ["What it measures", [
+        (d.quantities || []).map((q) => QUANTITY_LABEL[q] || q).join(", "),
+        d.counts ? `counts of ${(d.count_classes || []).map((c) => (CLASS_LABEL[c] || c).toLowerCase()).join(", ")}` +
+          (d.directions && d.directions.length ? ` in ${d.directions.length} directions (${d.directions.join(", ").replaceAll("_", " ")})` : "")
+          : "",
+      ].filter(Boolean).join("; ") + (d.sensors && d.sensors.length ? ` (sensors: ${d.sensors.join(", ")})` : "")],
+      ["Who runs it", given(d.owner)],
+      ["Why", given(d.purpose)],
+      ["Site", d.site],
+      ["Location", d.location
+        ? `${d.location.lat}, ${d.location.lon} (published to ${d.location.precision_decimals} decimals)`
+        : "not published"],
+      ["Personal data", (d.personal_data ? "Yes" : "No") + (note ? `: ${note}` : "")],
+      ["Contact", given(d.contact)],
+      ["Legal basis", given(d.legal_basis)],
+      ["Retention", given(d.retention)],
+      ["Licence of the data", given(d.licence)],
+      ["Uptime", `${pct(d.uptime_24h)} over the last 24 hours, ${pct(d.uptime_7d)} over 7 days`],
+      ["Missing messages", `${(d.missing_7d ?? 0).toLocaleString("en-GB")} missing, ` +
+        `${(d.messages_7d ?? 0).toLocaleString("en-GB")} received in the last 7 days`],
+      ["Latency", d.median_latency_ms_7d === null || d.median_latency_ms_7d === undefined
+        ? "not known"
+        : `median ${fmtNumber(d.median_latency_ms_7d, 0)} ms from measurement to storage (7 days)`],
+      ["First and last message", `${fmtTime(d.first_seen)} – ${fmtTime(d.last_seen)}` +
+        (d.last_seen ? ` (${ago(d.last_seen)})` : "")],
+    ];
+    const dl = el("dl", { "data-device": d.device_id });
+    for (const [k, v] of rows) dl.append(el("dt", { text: k }), el("dd", { text: v }));
+    const box = el("div", { class: "entry" });
+    if (withHeading) box.append(el("h4", { text: `Device ${d.device_id}` }));
+    box.append(dl);
+    return box;
+  }
+
+  function renderRegister(devices) {
+    const box = $("register-entries");
+    box.textContent = "";
+    for (const d of devices) box.append(registerEntry(d, devices.length > 1));
+    $("register").hidden = devices.length === 0;
+  }
+
+  // --- start ---------------------------------------------------------------------------------
+  function wireRange() {
+    const now = Date.now();
+    $("range-from").value = toLocalInput(now - 3 * 86400000);
+    $("range-to").value = toLocalInput(now);
+    for (const radio of document.querySelectorAll("input[name=range]")) {
+      radio.addEventListener("change", () => {
+        syncCustom();
+        if (currentRangeChoice() !== "custom" && state.selection) {
+          writeHash();
+          loadCharts();
+        }
+      });
+    }
+    $("range-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      if (state.selection) {
+        writeHash();
+        loadCharts();
+      }
+    });
+  }
+
+  async function start() {
+    renderBandLegend();
+    wireRange();
+    let reg;
+    let config;
+    try {
+      [reg, config] = await Promise.all([fetchJSON("api/v1/devices"), fetchJSON("dashboard/config.json")]);
+    } catch (e) {
+      $("network-about").textContent = `The register could not be loaded: ${e.message}`;
+      document.body.dataset.state = "error";
+      return;
+    }
+    state.register = reg;
+    for (const d of reg.devices) state.devices.set(d.device_id, d);
+    renderHeader(reg);
+    renderList(reg.devices);
+    renderMap(reg.devices, config);
+    if ("ResizeObserver" in window) {
+      new ResizeObserver(() => resizePlots()).observe($("detail"));
+    } else {
+      window.addEventListener("resize", resizePlots);
+    }
+    document.body.dataset.state = "ready";
+    const fromHash = readHash();
+    if (fromHash) select(fromHash, false);
+  }
+
+  start();
+})();

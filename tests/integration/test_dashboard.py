@@ -1,0 +1,462 @@
+"""The dashboard at / in a real browser: Debian's chromium driven by Playwright, against a
+stack (real influxd) holding a week of simulated history, served by uvicorn.
+
+Screenshots go to $SENSORPIPE_ARTEFACTS, or tests/artefacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.testclient import TestClient
+
+from sensorpipe.api.app import create_app
+from sensorpipe.api.config import InfluxSettings, ServeConfig
+from sensorpipe.api.context import ApiContext
+from sensorpipe.api.dashboard import STATIC_DIR
+from sensorpipe.firmware_sim.history import (
+    HistoryDevice,
+    history_devices,
+    register_history_devices,
+    write_history,
+)
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.protocol.registry import load_registry, save_registry
+from sensorpipe.stack.local import LocalStack
+from tests.integration.live_server import live_server
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY_MS = 86_400_000
+# European Air Quality Index bands for PM2.5, as the page must colour them.
+EAQI = [(10, "good"), (20, "fair"), (25, "moderate"), (50, "poor"), (75, "very-poor")]
+READY = "#detail[data-state=ready]"
+WAIT_MS = 30_000
+
+
+def artefacts() -> Path:
+    folder = Path(os.environ.get("SENSORPIPE_ARTEFACTS") or ROOT / "tests" / "artefacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        # A missing browser is a broken setup, not a reason to skip.
+        pytest.fail(
+            "the dashboard tests need Debian's chromium (Playwright drives it; its own browser "
+            "download is not used): run `make test` as root, or `sudo apt-get install -y "
+            "chromium fonts-dejavu-core`"
+        )
+    return path
+
+
+def eaqi_band(pm: float) -> str:
+    return next((name for limit, name in EAQI if pm <= limit), "extremely-poor")
+
+
+# --- fixtures --------------------------------------------------------------------------------
+@dataclass
+class History:
+    stack: LocalStack
+    devices: list[HistoryDevice]
+    influx_url: str
+    database: str
+
+    def app(self, **settings: Any) -> FastAPI:
+        config = ServeConfig(
+            registry_path=str(self.stack.registry_path),
+            influx=InfluxSettings(url=self.influx_url, database=self.database),
+            **settings,
+        )
+        return create_app(ApiContext(config))
+
+
+@pytest.fixture
+def history(stack: LocalStack) -> History:
+    """Three air devices and two counting cameras with seven days of 1-minute history,
+    up to now; every device has an outage somewhere in it."""
+    devices = history_devices(3, 2, per_site=3)
+    registry = load_registry(stack.registry_path)
+    register_history_devices(registry, devices)
+    save_registry(registry, stack.registry_path)
+    info = stack.require_info()
+    now_ms = int(time.time() * 1000)
+    influx = InfluxClient(info.influx_url, info.database)
+    try:
+        write_history(influx, devices, now_ms - 7 * DAY_MS, now_ms)
+    finally:
+        influx.close()
+    return History(stack, devices, info.influx_url, info.database)
+
+
+class Browser:
+    """One chromium page that records JavaScript errors and requests to other hosts."""
+
+    def __init__(self, base_url: str, **context_options: Any) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self.base_url = base_url
+        self.errors: list[str] = []
+        self.foreign: list[str] = []
+        self.requests: list[str] = []
+        self._pw = sync_playwright().start()
+        try:
+            self.browser = self._pw.chromium.launch(
+                executable_path=chromium_path(), args=["--no-sandbox"]
+            )
+        except BaseException:
+            self._pw.stop()
+            raise
+        self.context = self.browser.new_context(**context_options)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(WAIT_MS)
+        self.page.on(
+            "console",
+            lambda m: (
+                self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+            ),
+        )
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.on("request", self._request)
+
+    def _request(self, request: Any) -> None:
+        self.requests.append(request.url)
+        if not request.url.startswith((self.base_url + "/", "data:")):
+            self.foreign.append(request.url)
+
+    def wait(self, selector: str) -> None:
+        """Wait for `selector`; on a timeout, fail with what the page said."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.page.wait_for_selector(selector, state="attached")
+        except PlaywrightTimeout:
+            said = self.page.evaluate(
+                "() => [document.body.dataset.state, "
+                "document.querySelector('#network-about')?.textContent, "
+                "document.querySelector('#detail-status')?.textContent]"
+            )
+            pytest.fail(f"{selector} did not appear; the page says {said}; errors: {self.errors}")
+
+    def close(self) -> None:
+        self.context.close()
+        self.browser.close()
+        self._pw.stop()
+
+
+@pytest.fixture
+def open_browser() -> Iterator[Any]:
+    opened: list[Browser] = []
+
+    def open_(base_url: str, **options: Any) -> Browser:
+        b = Browser(base_url, **options)
+        opened.append(b)
+        return b
+
+    yield open_
+    for b in opened:
+        b.close()
+
+
+def api(base_url: str, path: str, **params: Any) -> Any:
+    r = httpx.get(f"{base_url}{path}", params=params, timeout=30)
+    r.raise_for_status()
+    return r.json()
+
+
+def chart_data(page: Any, name: str) -> list[list[float | None]]:
+    """What uPlot holds for one chart: [times, series...]."""
+    data: list[list[float | None]] = page.evaluate(
+        "(name) => { const p = window.sensorpipeDashboard.plots[name];"
+        " return p ? p.data.map((a) => Array.from(a)) : null; }",
+        name,
+    )
+    assert data is not None, f"no uPlot chart {name!r} on the page"
+    return data
+
+
+def assert_markers_inside_map(page: Any) -> None:
+    box = page.locator("#map").bounding_box()
+    assert box is not None
+    for m in page.locator(".dev-marker").all():
+        mb = m.bounding_box()
+        assert mb is not None, m.get_attribute("data-device")
+        inside_x = box["x"] <= mb["x"] and mb["x"] + mb["width"] <= box["x"] + box["width"]
+        inside_y = box["y"] <= mb["y"] and mb["y"] + mb["height"] <= box["y"] + box["height"]
+        assert inside_x and inside_y, f"{m.get_attribute('data-device')} is outside the map"
+
+
+def non_null(series: list[float | None]) -> int:
+    return sum(v is not None for v in series)
+
+
+def inner_gap(series: list[float | None]) -> bool:
+    """Whether a null lies between two values: a gap inside the line, not at its ends."""
+    idx = [i for i, v in enumerate(series) if v is not None]
+    return bool(idx) and any(series[i] is None for i in range(idx[0], idx[-1]))
+
+
+# --- the page in a browser -------------------------------------------------------------------
+def test_dashboard_without_tiles_map_charts_register(history: History, open_browser: Any) -> None:
+    air_ids = [d.device_id for d in history.devices if not d.counting]
+    count_ids = [d.device_id for d in history.devices if d.counting]
+    with live_server(history.app()) as base:
+        register = {d["device_id"]: d for d in api(base, "/api/v1/devices")["devices"]}
+        b = open_browser(base, viewport={"width": 1280, "height": 900})
+        page = b.page
+        page.goto(f"{base}/")
+        b.wait("body[data-state=ready]")
+
+        # One marker per device, a distinct shape for counting cameras, PM2.5 by EAQI band.
+        markers = page.locator(".leaflet-marker-icon.dev-marker")
+        assert markers.count() == len(history.devices)
+        shown = {
+            m.get_attribute("data-device"): m.get_attribute("class") or "" for m in markers.all()
+        }
+        assert set(shown) == set(air_ids + count_ids)
+        for device_id in count_ids:
+            assert " count" in shown[device_id] and " air" not in shown[device_id]
+        for device_id in air_ids:
+            assert " air" in shown[device_id]
+            pm = register[device_id]["latest_pm2_5"]
+            assert pm is not None, f"{device_id} has no latest PM2.5 in the API"
+            shape = page.locator(f".dev-marker[data-device={device_id}] .shape")
+            assert f"band-{eaqi_band(pm)}" in (shape.get_attribute("class") or "").split()
+        # Keyboard: every marker is focusable, with a name.
+        for m in markers.all():
+            assert m.get_attribute("tabindex") == "0"
+            assert m.get_attribute("role") == "button"
+            assert (m.get_attribute("aria-label") or "").startswith(
+                m.get_attribute("data-device") or "?"
+            )
+
+        # No tile server: no tiles, a note, and the map fitted to the devices.
+        assert page.locator(".leaflet-tile").count() == 0
+        assert "No background map" in page.locator("#map-note").inner_text()
+        assert_markers_inside_map(page)
+        # The list beside the map names every device and site.
+        assert page.locator("#sites button.device-button").count() == len(history.devices)
+        page.screenshot(path=str(artefacts() / "dashboard-overview.png"), full_page=True)
+
+        # A click on an air device's marker: its charts, with data, for the last 24 hours.
+        device = air_ids[0]
+        with page.expect_response(re.compile(r"/api/v1/air\?")) as air_response:
+            page.locator(f".dev-marker[data-device={device}]").click()
+        b.wait(READY)
+        assert page.locator("#detail-title").inner_text() == f"Device {device}"
+        assert "selected" in (
+            page.locator(f".dev-marker[data-device={device}]").get_attribute("class") or ""
+        )
+        pm = chart_data(page, "pm")
+        assert len(pm) == 3  # time, PM2.5, PM10
+        points = int(page.locator("#chart-pm").get_attribute("data-points") or 0)
+        assert points == non_null(pm[1]) + non_null(pm[2])
+        assert non_null(pm[1]) > 100  # 24 h in 5-minute windows
+        for name in ("temperature", "humidity"):
+            data = chart_data(page, name)
+            assert non_null(data[1]) > 100, name
+            assert int(page.locator(f"#chart-{name}").get_attribute("data-points") or 0) > 100
+        assert page.locator("#chart-counts").is_hidden()
+        answer = air_response.value.json()
+        assert answer["series"], "the page asked for air readings and got none"
+
+        # Seven days: the outage is a gap (null), exactly where the API says, never a zero.
+        with page.expect_response(re.compile(r"/api/v1/air\?")) as air_response:
+            page.get_by_label("Last 7 days").check()
+        b.wait(READY)
+        pm = chart_data(page, "pm")
+        answer = air_response.value.json()
+        (sds,) = [
+            s for s in answer["series"] if any(v is not None for v in s["values"].get("pm2_5", []))
+        ]
+        api_times = [round(time_ms(t) / 1000) for t in sds["time"]]
+        assert [round(t) for t in pm[0] if t is not None] == api_times
+        assert pm[1] == sds["values"]["pm2_5"]
+        assert inner_gap(pm[1]), "the device's outage should show as a gap in 7 days"
+        page.screenshot(path=str(artefacts() / "dashboard-air-7d.png"), full_page=True)
+
+        # Its register entry, from the API.
+        entry = register[device]
+        dl = page.locator(f"#register dl[data-device={device}]")
+        text = dl.inner_text()
+        for label in (
+            "What it measures", "Who runs it", "Why", "Personal data", "Contact",
+            "Legal basis", "Retention", "Licence", "Uptime", "Missing messages", "Latency",
+        ):  # fmt: skip
+            assert label in text, label
+        assert entry["owner"] in text and entry["purpose"] in text and entry["licence"] in text
+        assert f"{entry['missing_7d']:,} missing" in text
+        assert f"{entry['messages_7d']:,} received" in text
+
+        # The keyboard way in: a counting camera's marker, focused and chosen with Enter.
+        counter = count_ids[0]
+        page.locator(f".dev-marker[data-device={counter}]").focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "(id) => document.querySelector('#detail-title').textContent === 'Device ' + id",
+            arg=counter,
+        )
+        b.wait(READY)
+        counts = chart_data(page, "counts")
+        assert len(counts) == 1 + 5  # time and the five classes
+        assert all(non_null(s) > 24 for s in counts[1:])  # 7 days, per hour
+        assert int(page.locator("#chart-counts").get_attribute("data-points") or 0) == sum(
+            non_null(s) for s in counts[1:]
+        )
+        assert page.locator("#chart-pm").is_hidden()
+        assert "Yes" in page.locator(f"#register dl[data-device={counter}]").inner_text()
+        page.screenshot(path=str(artefacts() / "dashboard-counts-7d.png"), full_page=True)
+
+        # A whole site from the list, with Space on its button: the site's mean per window.
+        site = history.devices[0].site
+        page.locator(f"#sites button.site-button[data-site={site}]").focus()
+        page.keyboard.press("Space")
+        page.wait_for_function(
+            "(s) => document.querySelector('#detail-title').textContent === 'Site ' + s",
+            arg=site,
+        )
+        b.wait(READY)
+        assert non_null(chart_data(page, "pm")[1]) > 24
+        members = [d.device_id for d in history.devices if d.site == site]
+        assert page.locator("#register dl").count() == len(members)
+
+        # A custom range: the last two days up to one day ago, for the first air device.
+        page.locator(f"#sites button.device-button[data-device={device}]").click()
+        b.wait(READY)
+        page.get_by_label("From … to …").check()
+        now = time.time()
+        page.locator("#range-from").fill(local_input(now - 3 * 86400))
+        page.locator("#range-to").fill(local_input(now - 86400))
+        with page.expect_response(re.compile(r"/api/v1/air\?")) as air_response:
+            page.get_by_role("button", name="Show").click()
+        b.wait(READY)
+        requested = httpx.URL(air_response.value.url).params
+        assert abs(time_ms(requested["from"]) / 1000 - (now - 3 * 86400)) < 120
+        assert abs(time_ms(requested["to"]) / 1000 - (now - 86400)) < 120
+        pm = chart_data(page, "pm")
+        assert non_null(pm[1]) > 100
+        assert max(t for t in pm[0] if t is not None) <= now - 86400 + 60
+
+        # Reloading the page keeps the choice (it is in the address).
+        page.reload()
+        b.wait(READY)
+        assert page.locator("#detail-title").inner_text() == f"Device {device}"
+
+        # A narrow screen: no sideways scrolling, the list below the map.
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(300)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page scrolls sideways by {overflow} px on a phone"
+        map_box = page.locator("#map").bounding_box()
+        list_box = page.locator("#device-list").bounding_box()
+        assert map_box is not None and list_box is not None
+        assert list_box["y"] >= map_box["y"] + map_box["height"]
+        assert_markers_inside_map(page)
+        page.screenshot(path=str(artefacts() / "dashboard-phone.png"), full_page=True)
+
+        assert b.errors == [], b.errors
+        assert b.foreign == [], f"the page loaded from other hosts: {b.foreign}"
+
+
+def test_dashboard_with_a_tile_server(history: History, open_browser: Any) -> None:
+    """With tile_url set, tiles are requested from it and its attribution is shown."""
+    app = history.app(
+        tile_url="/test-tiles/{z}/{x}/{y}.png", tile_attribution="Test tiles of the project"
+    )
+    tile = STATIC_DIR / "vendor" / "leaflet" / "images" / "layers-2x.png"
+    served: list[str] = []
+
+    @app.get("/test-tiles/{z}/{x}/{y}.png", include_in_schema=False)
+    def tiles(z: int, x: int, y: int) -> FileResponse:
+        served.append(f"{z}/{x}/{y}")
+        return FileResponse(tile, media_type="image/png")
+
+    with live_server(app) as base:
+        b = open_browser(base, viewport={"width": 1000, "height": 800})
+        page = b.page
+        page.goto(f"{base}/")
+        b.wait("body[data-state=ready]")
+        page.wait_for_selector(".leaflet-tile-loaded")
+        assert page.locator(".dev-marker").count() == len(history.devices)
+        assert (
+            "Test tiles of the project" in page.locator(".leaflet-control-attribution").inner_text()
+        )
+        assert served, "no tile was asked for"
+        assert page.locator("#map-note").inner_text() == ""
+        assert b.errors == [], b.errors
+
+
+# --- without a browser ----------------------------------------------------------------------
+def test_dashboard_routes_and_files() -> None:
+    app = create_app(ApiContext(ServeConfig(tile_url="https://tiles.example/{z}/{x}/{y}.png")))
+    with TestClient(app) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert '<html lang="en">' in page.text
+        config = client.get("/dashboard/config.json").json()
+        assert config == {
+            "tile_url": "https://tiles.example/{z}/{x}/{y}.png",
+            "tile_attribution": "",
+        }
+        # Every file the page names is served from the package, none from elsewhere.
+        refs = re.findall(r'(?:src|href)="([^"#]+)"', page.text)
+        local = [r for r in refs if not r.startswith("data:")]
+        assert all(not r.startswith(("http:", "https:", "//")) for r in local), local
+        for ref in local:
+            if ref.startswith("static/"):
+                assert client.get(f"/{ref}").status_code == 200, ref
+        assert client.get("/static/vendor/leaflet/LICENSE").status_code == 200
+        assert client.get("/static/vendor/uplot/LICENSE").status_code == 200
+        assert client.get("/static/../dashboard.py").status_code == 404
+        paths = client.get("/openapi.json").json()["paths"]
+        assert not any(p == "/" or p.startswith(("/static", "/dashboard")) for p in paths)
+
+
+def test_vendored_libraries_are_the_locked_versions() -> None:
+    """static/vendor holds what `make vendor` copies for frontend/package-lock.json."""
+    lock = json.loads((ROOT / "frontend" / "package-lock.json").read_text())["packages"]
+    package = json.loads((ROOT / "frontend" / "package.json").read_text())
+    vendor = STATIC_DIR / "vendor"
+    versions = dict(line.split() for line in (vendor / "VERSIONS").read_text().splitlines() if line)
+    for name in ("leaflet", "uplot"):
+        locked = lock[f"node_modules/{name}"]["version"]
+        assert package["dependencies"][name] == locked, "package.json must pin exact versions"
+        assert versions[name] == locked
+        assert (vendor / name / "LICENSE").stat().st_size > 500
+    assert (
+        f"Leaflet {versions['leaflet']}," in (vendor / "leaflet" / "leaflet.js").read_text()[:300]
+    )
+    assert f"(v{versions['uplot']})" in (vendor / "uplot" / "uPlot.iife.min.js").read_text()[:200]
+
+
+def test_missing_chromium_fails_with_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    with pytest.raises(pytest.fail.Exception, match=r"apt-get install -y chromium"):
+        chromium_path()
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def time_ms(iso: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def local_input(epoch_s: float) -> str:
+    """A datetime-local field's value (the browser's local time, which is this machine's)."""
+    return time.strftime("%Y-%m-%dT%H:%M", time.localtime(epoch_s))
