@@ -15,9 +15,9 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+import sensorpipe.api.sta.observations as observations
 from sensorpipe.api.context import ApiContext, context
 from sensorpipe.api.problems import PROBLEM_RESPONSES, ApiProblem, bad_request
-from sensorpipe.api.sta import observations
 from sensorpipe.api.sta.catalog import (
     ENTITY_SETS,
     NAVIGATION,
