@@ -289,6 +289,9 @@ def test_dashboard_without_tiles_map_charts_register(history: History, open_brow
         assert pm[1] == sds["values"]["pm2_5"]
         assert inner_gap(pm[1]), "the device's outage should show as a gap in 7 days"
         page.screenshot(path=str(artefacts() / "dashboard-air-7d.png"), full_page=True)
+        # The README's picture (docs/dashboard.png is a copy): map, list and the first charts.
+        clip = {"x": 0, "y": 0, "width": 1280, "height": 1545}
+        page.screenshot(path=str(artefacts() / "dashboard.png"), full_page=True, clip=clip)
 
         # Its register entry, from the API.
         entry = register[device]
@@ -373,8 +376,9 @@ def test_dashboard_without_tiles_map_charts_register(history: History, open_brow
         assert b.foreign == [], f"the page loaded from other hosts: {b.foreign}"
 
 
-def test_dashboard_with_a_tile_server(history: History, open_browser: Any) -> None:
-    """With tile_url set, tiles are requested from it and its attribution is shown."""
+def test_dashboard_with_tiles_and_a_refused_range(history: History, open_browser: Any) -> None:
+    """With tile_url set, tiles are requested from it and its attribution is shown; a range
+    the service refuses is explained on the page."""
     app = history.app(
         tile_url="/test-tiles/{z}/{x}/{y}.png", tile_attribution="Test tiles of the project"
     )
@@ -399,6 +403,29 @@ def test_dashboard_with_a_tile_server(history: History, open_browser: Any) -> No
         assert served, "no tile was asked for"
         assert page.locator("#map-note").inner_text() == ""
         assert b.errors == [], b.errors
+
+        # A range too long for hourly counts: the service's problem detail is shown, the
+        # chart is emptied, and the page goes on working.
+        counter = next(d.device_id for d in history.devices if d.counting)
+        page.locator(f"#sites button.device-button[data-device={counter}]").click()
+        b.wait(READY)
+        page.get_by_label("From … to …").check()
+        now = time.time()
+        page.locator("#range-from").fill(local_input(now - 3 * 365 * 86400))
+        page.locator("#range-to").fill(local_input(now))
+        with page.expect_response(re.compile(r"/api/v1/counts\?")) as refused:
+            page.get_by_role("button", name="Show").click()
+        b.wait("#detail[data-state=error]")
+        assert refused.value.status == 400
+        detail = refused.value.json()["detail"]
+        assert detail in page.locator("#detail-status").inner_text()
+        assert page.locator("#chart-counts").get_attribute("data-state") == "error"
+        assert page.locator("#chart-counts canvas").count() == 0
+        # Chromium reports the refused request itself; nothing else may have gone wrong.
+        assert [e for e in b.errors if "status of 400" not in e] == [], b.errors
+        page.get_by_label("Last 24 hours").check()
+        b.wait(READY)
+        assert non_null(chart_data(page, "counts")[1]) > 12
 
 
 # --- without a browser ----------------------------------------------------------------------
