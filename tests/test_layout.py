@@ -107,7 +107,7 @@ def test_the_readme_table_of_folders_matches_the_tree() -> None:
     on_disk = {
         f"sensorpipe/{p.name}" for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"
     }
-    top = {"tests", "bench", "eval", "training"}
+    top = {"tests", "bench", "eval", "training", "frontend", "docs"}
     assert on_disk >= {"sensorpipe/edge", "sensorpipe/ingest"}
     assert listed == on_disk | top
     assert all((PACKAGE.parent / folder).is_dir() for folder in top)
