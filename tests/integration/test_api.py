@@ -485,3 +485,59 @@ def test_stack_up_starts_the_api_and_prints_its_url(tmp_path: Path) -> None:
     assert "serve" in down.stdout
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}api/v1/health", timeout=2)
+
+
+def test_demo_serve_keeps_the_dashboard_up_until_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sensorpipe",
+            "demo",
+            "--duration",
+            "3",
+            "--devices",
+            "2",
+            "--serve",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert demo.stdout is not None
+        url = None
+        seen = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            seen.append(line)
+            if line.startswith("dashboard: "):
+                url = line.split()[1]
+                break
+            assert line, "".join(seen)
+        assert url is not None, "".join(seen)
+        assert any(line.startswith("published ") for line in seen)  # the summary came first
+        registered = httpx.get(f"{url}api/v1/devices", timeout=30).json()["devices"]
+        stored = [d for d in registered if d["device_id"].startswith("sim-0")]
+        assert len(stored) == 2
+        assert all(d["location"] is not None and d["messages_7d"] > 0 for d in stored)
+        air = httpx.get(f"{url}api/v1/air", params={"from": "-10m", "every": "1m"}, timeout=30)
+        assert air.json()["series"]
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+        assert demo.returncode == 0, rest
+        assert "stopping the stack" in rest
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{url}api/v1/health", timeout=2)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
