@@ -80,6 +80,8 @@ def _location(loc: Any) -> str:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
+    _document_invalid_requests_as_400(app)
+
     @app.exception_handler(ApiProblem)
     async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -103,11 +105,46 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, detail, request, headers=headers)
 
 
-# For OpenAPI: the problem answers each route can give.
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {
-        "model": Problem,
-        "description": "Invalid parameters",
-        "content": {PROBLEM_MEDIA_TYPE: {}},
-    },
+def _document_invalid_requests_as_400(app: FastAPI) -> None:
+    """FastAPI documents a 422 for every route with parameters; here invalid parameters are
+    a 400 problem (declared with PROBLEM_RESPONSES), so the 422 is taken out of /openapi.json."""
+    make = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = make()
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas = document.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+# For OpenAPI. The schema is given under application/problem+json itself: FastAPI would put a
+# response `model` under application/json, a type these answers never have.
+_PROBLEM_SCHEMA = Problem.model_json_schema()
+_DESCRIPTIONS = {
+    400: "Invalid parameters",
+    401: "A bearer token is needed, or the one given is not listed",
+    404: "No such device, site or resource",
+    503: "The time series store does not answer",
 }
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """For OpenAPI: problem answers (application/problem+json) with these statuses."""
+    return {
+        status: {
+            "description": _DESCRIPTIONS.get(status, _TITLES.get(status, "Error")),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }
+
+
+# The problem answers every route can give.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = problem_responses(400)

@@ -22,7 +22,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, StringConstraints
 
 from sensorpipe.api.context import ApiContext, context
-from sensorpipe.api.problems import PROBLEM_RESPONSES, ApiProblem, bad_request
+from sensorpipe.api.problems import (
+    PROBLEM_RESPONSES,
+    ApiProblem,
+    bad_request,
+    problem_responses,
+)
 from sensorpipe.ingest.errors import QueryError, StorageUnavailable
 from sensorpipe.ingest.influx import identifier, string_literal
 from sensorpipe.protocol import storage
@@ -293,7 +298,10 @@ Fmt = Literal["json", "csv"]
 @router.get(
     "/devices",
     response_model=DevicesOut,
-    responses={200: {"content": {"application/geo+json": {}}}},
+    responses={
+        200: {"content": {"application/geo+json": {}}},
+        **problem_responses(401, 503),
+    },
     summary="The public sensor register, with uptime, gaps and latency",
 )
 def devices(
@@ -325,7 +333,12 @@ def devices(
     )
 
 
-@router.get("/devices/{device_id}", response_model=DeviceInfo, summary="One device's entry")
+@router.get(
+    "/devices/{device_id}",
+    response_model=DeviceInfo,
+    responses=problem_responses(404, 503),
+    summary="One device's entry",
+)
 def device(device_id: DeviceId, ctx: Ctx) -> DeviceInfo:
     registry = ctx.registry()
     if device_id not in registry.devices:
@@ -342,7 +355,7 @@ def device(device_id: DeviceId, ctx: Ctx) -> DeviceInfo:
     "/air",
     response_model=AirOut,
     response_model_by_alias=True,
-    responses={200: {"content": {"text/csv": {}}}},
+    responses={200: {"content": {"text/csv": {}}}, **problem_responses(404, 503)},
     summary="Air readings aggregated per interval; empty intervals are null",
 )
 def air(
@@ -399,7 +412,7 @@ def air(
     "/counts",
     response_model=CountsOut,
     response_model_by_alias=True,
-    responses={200: {"content": {"text/csv": {}}}},
+    responses={200: {"content": {"text/csv": {}}}, **problem_responses(404, 503)},
     summary="Passers-by per class and direction, with the share of time the counter ran",
 )
 def counts(
@@ -439,7 +452,7 @@ def counts(
 @router.get(
     "/link",
     summary="Per-message communication metadata of one device (needs a bearer token)",
-    responses={401: PROBLEM_RESPONSES[400]},
+    responses=problem_responses(401, 404, 503),
 )
 def link(
     request: Request,
