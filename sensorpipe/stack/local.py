@@ -372,7 +372,7 @@ class LocalStack:
                 if process.pid is not None and process.running:
                     stopped.append((name, process.pid))
                 process.stop()
-            for pid in found[name]:
+            for pid in found.get(name, []):
                 if pid not in own_pids:
                     stop_pid(pid, argv=commands[name])
                     stopped.append((name, pid))
@@ -395,7 +395,7 @@ class LocalStack:
             info = self.require_info()
         components: dict[str, Any] = {}
         for name in COMPONENTS:
-            pids = running[name]
+            pids = running.get(name, [])
             if name == "serve" and info.api_port is None and not pids:
                 continue  # started without the API (`up(serve=False)`)
             recorded = info.pids.get(name)
