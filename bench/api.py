@@ -51,7 +51,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -364,16 +364,11 @@ def direct_call(
 
         return call
 
-    pool = ThreadPoolExecutor(max_workers=64)
-
     def call_parallel(client: httpx.Client) -> None:
-        # As register_stats: `parallel` statements in flight at once.
-        pending = list(statements)
-        futures: list[Future[None]] = []
-        while pending or futures:
-            while pending and len(futures) < parallel:
-                futures.append(pool.submit(one, client, pending.pop(0)))
-            futures.pop(0).result()
+        # As register_stats: a pool of `parallel` threads for the statements of one request.
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            for future in [pool.submit(one, client, q) for q in statements]:
+                future.result()
 
     return call_parallel
 
