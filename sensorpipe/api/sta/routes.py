@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 import sensorpipe.api.sta.observations as observations
 from sensorpipe.api.context import ApiContext, context
-from sensorpipe.api.problems import PROBLEM_RESPONSES, ApiProblem, bad_request
+from sensorpipe.api.problems import PROBLEM_RESPONSES, ApiProblem, bad_request, problem_responses
 from sensorpipe.api.sta.catalog import (
     ENTITY_SETS,
     NAVIGATION,
@@ -470,6 +470,7 @@ def service_root(request: Request) -> dict[str, Any]:
 
 @router.get(
     "/{resource:path}",
+    responses=problem_responses(404, 503),
     summary="SensorThings entity sets, entities, navigation and properties",
     description=(
         "Things, Locations, Sensors, ObservedProperties, Datastreams and Observations, read "
