@@ -174,23 +174,29 @@ def air_series(
         f"LIMIT {intervals + 1} SLIMIT {max(series, 1)}"
     )
     out_series = []
+    # Every series has the same intervals: their times are written out once.
+    times_iso: dict[tuple[Any, ...], list[str]] = {}
     for s in influx.query(influxql):
         tags = s.get("tags") or {}
-        columns = s["columns"]
-        rows = s["values"]
+        # Columns of the rows (transposed in C; a column of nulls is a quantity not measured).
+        by_column = list(zip(*s["values"], strict=True))
+        if not by_column:
+            continue
         values: dict[str, list[Any]] = {}
-        for i, name in enumerate(columns[1:], start=1):
-            column = [r[i] for r in rows]
-            if any(v is not None for v in column):
-                values[name] = column
+        for name, column in zip(s["columns"][1:], by_column[1:], strict=True):
+            if column.count(None) < len(column):
+                values[name] = list(column)
         if not values:
             continue
+        times = by_column[0]
+        if times not in times_iso:
+            times_iso[times] = [_iso(t) for t in times]
         out_series.append(
             {
                 "device_id": tags.get("device_id") if req.group == "device" else None,
                 "site": tags.get("site"),
                 "sensor": tags.get("sensor") if req.group == "device" else None,
-                "time": [_iso(r[0]) for r in rows],
+                "time": list(times_iso[times]),
                 "values": values,
             }
         )
