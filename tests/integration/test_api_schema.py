@@ -3,8 +3,9 @@ over a stack holding a day of history: no 5xx, and every answer has a documented
 a documented content type and a body that matches the documented schema.
 
 Generated values are random, so a device id or site would almost never exist; half of the
-generated cases have their device, site and path ids swapped for registered ones, so that the
-200 answers (and not only the 4xx problems) are held against their schemas. Half of the cases
+generated cases have their device, site and path ids swapped for registered ones (half of
+those also lose their generated time range), so that the 200 answers, and not only the 4xx
+problems, are held against their schemas. Half of the cases
 carry a valid bearer token, so both the 401 and the 200 answers of the token-only parts are
 checked.
 """
@@ -155,7 +156,7 @@ def test_the_live_service_serves_the_document_under_test(api_url: str) -> None:
     max_examples=30,
     deadline=None,
     derandomize=True,
-    suppress_health_check=list(HealthCheck),
+    suppress_health_check=[HealthCheck.too_slow],  # generation time on a busy machine
 )
 def test_every_answer_matches_the_openapi_document(api_url: str, case: schemathesis.Case) -> None:
     headers = None
