@@ -2,12 +2,14 @@
 InfluxDB, over a week of history.
 
     python -m bench.api [--devices 100] [--counting 20] [--days 7] [--requests 100]
-                        [--cold-requests 20] [--keep] [--json]
+                        [--cold-requests 20] [--keep] [--stack DIR] [--json]
 
 A local stack is started and loaded with `--devices` air devices and `--counting` counting
 devices x `--days` days of 1-minute messages (sensorpipe.firmware_sim.history), written as line
 protocol to InfluxDB's /write as the ingest writes it (not through MQTT). The load time and
-points/s are figures of their own.
+points/s are figures of their own. `--keep` leaves the loaded stack running; `--stack DIR`
+measures such a stack again without loading it. Measuring starts once influxd has finished
+compacting what was loaded.
 
 The API runs as `sensorpipe serve` in a process of its own (uvicorn, one worker), so the
 clients here do not share its interpreter. Each scenario is measured with 1 and with 8
