@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,7 +17,14 @@ from sensorpipe.api.problems import install_problem_handlers
 def create_app(ctx: ApiContext) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        refresher = threading.Thread(
+            target=ctx.keep_stats_fresh, args=(stop,), name="register-stats", daemon=True
+        )
+        refresher.start()
         yield
+        stop.set()
+        refresher.join(timeout=5)
         ctx.close()
 
     app = FastAPI(

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from sensorpipe.api.problems import ApiProblem
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.registry import Registry, load_registry
 from sensorpipe.query.register import RegisterStats, register_stats
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,18 +70,37 @@ class ApiContext:
     def stats(self, *, now: Callable[[], float] = time.monotonic) -> RegisterStats:
         """The register's statistics: computed when there are none, reused while younger
         than register_cache_s, and recomputed in the background (the stale ones answered
-        meanwhile) once older, so one slow computation never holds every request up."""
-        cached = self._stats
+        meanwhile) once older, so one slow computation never holds every request up. With
+        register_cache_s = 0, computed for every request."""
         ttl = self.config.register_cache_s
+        if ttl == 0:
+            return register_stats(self.influx)
+        cached = self._stats
         if cached is not None and now() - cached.computed_at < ttl:
             return cached.stats
         if cached is not None:
             self._refresh_in_background()
             return cached.stats
         with self._stats_lock:
-            if self._stats is None or ttl == 0:
+            if self._stats is None:
                 self._stats = CachedStats(register_stats(self.influx), now())
             return self._stats.stats
+
+    def keep_stats_fresh(self, stop: threading.Event) -> None:
+        """Recompute the statistics every register_cache_s until `stop` is set (run in a
+        thread by the app), so that requests find them computed: the first right after
+        the service starts, the next before they are stale."""
+        ttl = self.config.register_cache_s
+        if ttl == 0:
+            return
+        while not stop.is_set():
+            try:
+                fresh = CachedStats(register_stats(self.influx), time.monotonic())
+            except Exception:
+                log.debug("register statistics not computed", exc_info=True)
+            else:
+                self._stats = fresh
+            stop.wait(max(1.0, ttl * 0.8))
 
     def _refresh_in_background(self) -> None:
         with self._stats_lock:

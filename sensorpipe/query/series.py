@@ -10,6 +10,8 @@ would narrow it; the InfluxQL also carries a LIMIT, so no answer can grow withou
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,23 +84,50 @@ def _intervals(t0: datetime, t1: datetime, every_s: int) -> int:
     return int(last - first + 1)
 
 
-def _series(
-    influx: InfluxClient, measurement: str, where: str, group: Sequence[str]
-) -> set[tuple[str, ...]]:
-    """Distinct combinations of `group` tags among the series matching `where`: what an
-    answer can hold at most."""
-    q = f"SHOW SERIES FROM {identifier(measurement)}"
-    if where:
-        q += f" WHERE {where}"
-    q += f" LIMIT {_SERIES_PROBE}"
+# The series InfluxDB holds per measurement, listed once and reused this long: the size check
+# before each answer then costs no round trip. A series newer than the list is still answered
+# (the hard bound, SLIMIT, does not depend on it); only its share of the estimate is missed.
+SERIES_LIST_TTL_S = 10.0
+_series_lists: dict[tuple[str, str, str], tuple[float, list[dict[str, str]]]] = {}
+_series_lock = threading.Lock()
+
+
+def _all_series(influx: InfluxClient, measurement: str) -> list[dict[str, str]]:
+    key = (influx.url, influx.database, measurement)
+    now = time.monotonic()
+    with _series_lock:
+        cached = _series_lists.get(key)
+    if cached is not None and now - cached[0] < SERIES_LIST_TTL_S:
+        return cached[1]
     from sensorpipe.query.register import _series_tags
 
-    seen: set[tuple[str, ...]] = set()
-    for s in influx.query(q):
-        for (key,) in s.get("values") or []:
-            tags = _series_tags(str(key))
-            seen.add(tuple(tags.get(t, "") for t in group))
-    return seen
+    q = f"SHOW SERIES FROM {identifier(measurement)} LIMIT {_SERIES_PROBE}"
+    listed = [_series_tags(str(key_)) for s in influx.query(q) for (key_,) in s.get("values") or []]
+    with _series_lock:
+        _series_lists[key] = (now, listed)
+    return listed
+
+
+def _series(
+    influx: InfluxClient,
+    measurement: str,
+    filters: dict[str, Sequence[str]],
+    group: Sequence[str],
+) -> set[tuple[str, ...]]:
+    """Distinct combinations of `group` tags among the series whose tags match `filters`
+    (tag -> accepted values; an empty list accepts any): what an answer can hold at most."""
+    wanted = {tag: set(values) for tag, values in filters.items() if values}
+    return {
+        tuple(tags.get(t, "") for t in group)
+        for tags in _all_series(influx, measurement)
+        if all(tags.get(tag) in values for tag, values in wanted.items())
+    }
+
+
+def _series_cap(max_points: int, intervals: int) -> int:
+    """SLIMIT of an aggregated query: each series has a row per interval with at least one
+    value, so more series than this cannot fit an answer of `max_points` values anyway."""
+    return max_points // max(intervals, 1) + 1
 
 
 def _refuse(points: int, limit: int, narrow: str) -> TooManyPoints:
@@ -147,7 +176,12 @@ def air_series(
     tag_where = _where([_tag_filter("device_id", req.devices), _tag_filter("site", req.sites)])
     group_tags = ["device_id", "site", "sensor"] if req.group == "device" else ["site"]
     intervals = _intervals(t0, t1, every_s)
-    found = _series(influx, storage.AIR, tag_where, ["device_id", "site", "sensor"])
+    found = _series(
+        influx,
+        storage.AIR,
+        {"device_id": req.devices, "site": req.sites},
+        ["device_id", "site", "sensor"],
+    )
     # Values per interval: each series' quantities (those its sensor model measures, or all
     # asked for when the model is not one sensorpipe knows), per group.
     per_group: dict[tuple[str, ...], set[str]] = {}
@@ -171,7 +205,7 @@ def air_series(
     influxql = (
         f"SELECT {select} FROM {identifier(storage.AIR)} WHERE {where} "
         f"GROUP BY time({every_s}s), {', '.join(identifier(t) for t in group_tags)} fill(null) "
-        f"LIMIT {intervals + 1} SLIMIT {max(series, 1)}"
+        f"LIMIT {intervals + 1} SLIMIT {_series_cap(req.max_points, intervals)}"
     )
     out_series = []
     # Every series has the same intervals: their times are written out once.
@@ -251,9 +285,13 @@ def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any
         ]
     )
     intervals = _intervals(t0, t1, every_s)
-    series = len(
-        _series(influx, storage.TRAFFIC, traffic_where, ["device_id", "class", "direction"])
-    )
+    filters = {
+        "device_id": req.devices,
+        "site": req.sites,
+        "class": req.classes,
+        "direction": req.directions,
+    }
+    series = len(_series(influx, storage.TRAFFIC, filters, ["device_id", "class", "direction"]))
     points = intervals * series
     if points > req.max_points:
         raise _refuse(
@@ -263,7 +301,7 @@ def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any
             f"for a shorter time range, a longer 'every', or one device, class or direction",
         )
     window = _where([f"time >= {_ms(t0)}ms", f"time < {_ms(t1)}ms"])
-    limit = f"LIMIT {intervals + 1} SLIMIT {max(series, 1)}"
+    limit = f"LIMIT {intervals + 1} SLIMIT {_series_cap(req.max_points, intervals)}"
     counts_q = (
         f"SELECT sum({identifier('count')}) AS {identifier('count')} "
         f"FROM {identifier(storage.TRAFFIC)} WHERE {_where([window, traffic_where])} "
@@ -275,7 +313,7 @@ def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any
         f"FROM {identifier(storage.COUNTER)} WHERE {_where([window, device_where])} "
         f'GROUP BY "device_id", "site") WHERE {window} '
         f'GROUP BY time({every_s}s), "device_id", "site" fill(null) '
-        f"LIMIT {intervals + 1} SLIMIT {max(series, 1)}"
+        f"LIMIT {intervals + 1} SLIMIT {_series_cap(req.max_points, intervals)}"
     )
     running: dict[str, dict[int, float | None]] = {}
     for s in influx.query(running_q):

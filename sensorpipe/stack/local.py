@@ -284,6 +284,8 @@ class LocalStack:
             "port": api_port,
             "registry_path": str(self.registry_path),
             "ingest_stats_path": str(self.directory / "ingest" / "stats.json"),
+            # A local stack holds little: its figures can be fresh within seconds.
+            "register_cache_s": 5.0,
             **kept,
             "influx": {"url": influx_url, "database": DATABASE},
             "broker": {"host": "127.0.0.1", "port": broker_port},
