@@ -21,6 +21,8 @@ def _serve(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
 
 
 def _config(tmp_path: Path, text: str = "") -> Path:
+    """serve.toml with `text`, beside an (empty) registry.toml that it names by default."""
+    (tmp_path / "registry.toml").touch()
     path = tmp_path / "serve.toml"
     path.write_text(text)
     return path
@@ -94,3 +96,15 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     loaded = load_serve_config(config)
     assert Path(loaded.registry_path) == tmp_path / "sub" / "registry.toml"
     assert ServeConfig().host == "127.0.0.1"  # loopback unless told otherwise
+
+
+def test_a_missing_registry_is_refused_not_served_as_an_empty_register(tmp_path: Path) -> None:
+    config = _config(tmp_path, 'registry_path = "nowhere/registry.toml"\n')
+    line = _one_error_line(_serve("--config", str(config)))
+    assert str(config) in line and "registry_path" in line and "does not exist" in line
+
+
+def test_the_host_option_is_named_when_it_breaks_the_bind_rule(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    line = _one_error_line(_serve("--config", str(config), "--host", "0.0.0.0"))
+    assert line.startswith("Error: --host: ")

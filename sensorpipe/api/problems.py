@@ -74,6 +74,34 @@ def problem_response(
     )
 
 
+# What a parameter that does not match its pattern should look like, in words.
+_PATTERN_HINTS = {
+    "device": "device ids are lower-case letters, digits, '_' and '-', starting with a letter "
+    "or digit (up to 64)",
+    "device_id": "device ids are lower-case letters, digits, '_' and '-', starting with a "
+    "letter or digit (up to 64)",
+    "site": "site names are letters, digits, '.', '_' and '-', starting with a letter or digit "
+    "(up to 64)",
+    "every": "use an interval from 1m to 1d, like 1m, 15m, 1h or 1d",
+    "quantity": "quantity names are lower-case, like pm2_5 or temperature",
+    "class": "class names are lower-case, like pedestrian or cyclist",
+    "direction": "direction names are lower-case, like left_to_right",
+}
+
+
+def _explain(error: Any) -> str:
+    """A validation error in words: what was given and what would do."""
+    loc = [str(p) for p in error.get("loc", ()) if not isinstance(p, int)]
+    name = loc[-1] if loc else ""
+    given = error.get("input")
+    shown = repr(given) if len(repr(given)) <= 60 else repr(given)[:57] + "..."
+    if error.get("type") == "string_pattern_mismatch" and name in _PATTERN_HINTS:
+        return f"{shown}: {_PATTERN_HINTS[name]}"
+    if error.get("type") in ("string_too_long", "too_long"):
+        return f"{shown}: {error.get('msg', 'too long')}"
+    return str(error.get("msg", "invalid"))
+
+
 def _location(loc: Any) -> str:
     parts = [str(p) for p in loc if p not in ("query", "path", "header", "body")]
     return ".".join(parts) or "request"
@@ -90,8 +118,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"parameter": _location(e.get("loc", ())), "detail": str(e.get("msg", ""))}
-            for e in exc.errors()
+            {"parameter": _location(e.get("loc", ())), "detail": _explain(e)} for e in exc.errors()
         ]
         detail = "; ".join(f"{e['parameter']}: {e['detail']}" for e in errors)
         return problem_response(400, detail or "invalid request", request, errors)

@@ -31,8 +31,9 @@ from sensorpipe.api.problems import (
 from sensorpipe.ingest.errors import QueryError, StorageUnavailable
 from sensorpipe.ingest.influx import identifier, string_literal
 from sensorpipe.protocol import storage
+from sensorpipe.protocol.counting import COUNT_CLASSES
 from sensorpipe.protocol.register import RegisterEntry, register_entry, register_geojson
-from sensorpipe.protocol.registry import TAG_PATTERN, Registry
+from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, TAG_PATTERN, Registry
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
 from sensorpipe.query.influxql import QueryInputError
 from sensorpipe.query.register import RegisterStats
@@ -80,6 +81,8 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 TimeParam = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 Every = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,4}[mhd]$")]
 INGEST_FRESH_S = 30.0
+# How long /health waits for InfluxDB: monitors give up after a few seconds.
+HEALTH_TIMEOUT_S = 3.0
 
 
 # --- answers --------------------------------------------------------------------------------
@@ -290,6 +293,19 @@ def _known(registry: Registry, devices: list[str], sites: list[str]) -> None:
         )
 
 
+def _known_names(parameter: str, given: list[str], known: list[str]) -> None:
+    """A class or direction nothing is counted as is a 400 with the names there are, not an
+    empty answer that reads as "nobody passed"."""
+    for name in given:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise bad_request(
+                f"{parameter} {name!r} is not counted: {hint}(known: {', '.join(known)})",
+                parameter,
+            )
+
+
 Ctx = Annotated[ApiContext, Depends(context)]
 Fmt = Literal["json", "csv"]
 
@@ -432,6 +448,11 @@ def counts(
     an interval without any report has null counts."""
     registry = ctx.registry()
     _known(registry, list(device), list(site))
+    _known_names("class", list(class_), list(COUNT_CLASSES))
+    directions = set(DEFAULT_DIRECTIONS)
+    for entry in registry.devices.values():
+        directions.update(entry.directions)
+    _known_names("direction", list(direction), sorted(directions))
     req = CountSeriesRequest(
         devices=list(device),
         sites=list(site),
@@ -476,16 +497,30 @@ def link(
     q = (
         f"SELECT * FROM {identifier(storage.LINK)} WHERE {identifier('device_id')} = "
         f"{string_literal(device)} AND time >= {int(t0.timestamp() * 1000)}ms AND "
-        f"time < {int(t1.timestamp() * 1000)}ms LIMIT {limit}"
+        f"time < {int(t1.timestamp() * 1000)}ms LIMIT {limit + 1}"
     )
     series = _storage_call(ctx.influx.query, q)
     rows: list[dict[str, Any]] = []
     for s in series:
         for values in s.get("values") or []:
-            row = dict(zip(s["columns"], values, strict=True))
-            row["time"] = _iso(row["time"])
-            rows.append(row)
-    return {"device_id": device, "from": _iso(int(t0.timestamp() * 1000)), "messages": rows}
+            rows.append(dict(zip(s["columns"], values, strict=True)))
+    truncated = len(rows) > limit
+    rows = rows[:limit]
+    following = None
+    if truncated:  # the next page starts after the last message given
+        following = str(
+            request.url.include_query_params(**{"from": _iso(int(rows[-1]["time"]) + 1)})
+        )
+    for row in rows:
+        row["time"] = _iso(row["time"])
+    return {
+        "device_id": device,
+        "from": _iso(int(t0.timestamp() * 1000)),
+        "to": _iso(int(t1.timestamp() * 1000)),
+        "truncated": truncated,
+        "next": following,
+        "messages": rows,
+    }
 
 
 @router.get(
@@ -495,7 +530,7 @@ def link(
     summary="For monitoring: InfluxDB and broker reachable, ingest alive, last write",
 )
 def health(ctx: Ctx) -> Any:
-    influx_ok = ctx.influx.ping()
+    influx_ok = ctx.influx.ping(timeout_s=HEALTH_TIMEOUT_S)  # a hung InfluxDB is down too
     influx = Check(
         ok=influx_ok,
         detail=f"{ctx.config.influx.url} answers"

@@ -85,6 +85,7 @@ def _override(
     config: Any, source: str, host: str | None, port: int | None, allow_plaintext: bool
 ) -> Any:
     from sensorpipe.api.config import check_public_bind
+    from sensorpipe.protocol.configfile import ConfigError
 
     if host is not None:
         config.host = host
@@ -92,7 +93,14 @@ def _override(
         config.port = port
     if allow_plaintext:
         config.allow_plaintext = True
-    check_public_bind(config, source)
+    check_public_bind(config, "--host" if host is not None else source)
+    if not Path(config.registry_path).is_file():
+        # Without it every device would be unknown: an empty register, served as if true.
+        raise ConfigError(
+            source,
+            f"registry_path: {config.registry_path} does not exist; give the device registry "
+            f"the ingest reads (`sensorpipe config example registry` shows one)",
+        )
     return config
 
 
@@ -105,6 +113,8 @@ def run_server(config: Any) -> None:
     sock = _listen(config.host, config.port)
     scheme = "https" if config.tls_cert else "http"
     shown = f"[{config.host}]" if ":" in config.host else config.host
+    if config.host in ("0.0.0.0", "::"):  # every address: name one a browser can open
+        shown = socket.gethostname()
     url = f"{scheme}://{shown}:{sock.getsockname()[1]}/"
     click.echo(f"dashboard {url}  API {url}api/v1  docs {url}docs  SensorThings {url}sta/v1.1")
     app = create_app(ApiContext(config))

@@ -56,9 +56,11 @@ class InfluxClient:
     def close(self) -> None:
         self._http.close()
 
-    def ping(self) -> bool:
+    def ping(self, timeout_s: float | None = None) -> bool:
+        """Whether InfluxDB answers /ping (within `timeout_s`, default the client's)."""
         try:
-            return self._http.get("/ping").status_code == 204
+            timeout = httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s
+            return self._http.get("/ping", timeout=timeout).status_code == 204
         except httpx.HTTPError:
             return False
 

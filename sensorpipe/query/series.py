@@ -57,6 +57,15 @@ def _range(start: str, end: str) -> tuple[datetime, datetime]:
     return t0, t1
 
 
+def _aligned(t0: datetime, every_s: int) -> datetime:
+    """`t0` moved back to the start of its interval (intervals are aligned to the epoch, as
+    InfluxDB's GROUP BY time() aligns them), so the first interval is a whole one: a first
+    interval that began before `from` would hold only part of its readings and counts, and
+    read as a quiet street or an outage."""
+    ms = _ms(t0)
+    return datetime.fromtimestamp((ms - ms % (every_s * 1000)) / 1000, UTC)
+
+
 def _ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
 
@@ -161,7 +170,7 @@ class AirSeriesRequest:
             raise QueryInputError(f"group {self.group!r}: use device or site")
         every_s = parse_every(self.every)
         t0, t1 = _range(self.start, self.end)
-        return t0, t1, every_s
+        return _aligned(t0, every_s), t1, every_s
 
 
 def air_series(
@@ -196,8 +205,8 @@ def air_series(
         raise _refuse(
             points,
             req.max_points,
-            f"{intervals:,} intervals of {req.every} x {series} series with {n_values} values "
-            f"in all: ask for a shorter time range, a longer 'every', fewer quantities, or "
+            f"{intervals:,} intervals of {req.every} x {series} series, {n_values} values an "
+            f"interval: ask for a shorter time range, a longer 'every', fewer quantities, or "
             f"one device or site",
         )
     select = ", ".join(f"{req.aggregate}({identifier(q)}) AS {identifier(q)}" for q in quantities)
@@ -276,6 +285,8 @@ def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any
     share of each interval the counter ran (null: no report at all for that interval)."""
     every_s = parse_every(req.every)
     t0, t1 = _range(req.start, req.end)
+    t0 = _aligned(t0, every_s)
+    t1_ms = _ms(t1)
     device_where = _where([_tag_filter("device_id", req.devices), _tag_filter("site", req.sites)])
     traffic_where = _where(
         [
@@ -319,7 +330,11 @@ def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any
     for s in influx.query(running_q):
         device = (s.get("tags") or {}).get("device_id", "")
         running[device] = {
-            r[0]: None if r[1] is None else min(1.0, float(r[1]) / every_s) for r in s["values"]
+            # Of the last interval only the part before `to` can have run.
+            r[0]: None
+            if r[1] is None
+            else min(1.0, float(r[1]) / max(1.0, min(every_s, (t1_ms - r[0]) / 1000)))
+            for r in s["values"]
         }
     by_device: dict[str, dict[str, Any]] = {}
     for s in influx.query(counts_q):

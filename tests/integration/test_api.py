@@ -551,3 +551,71 @@ def test_demo_serve_keeps_the_dashboard_up_until_ctrl_c(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 demo.kill()
                 demo.wait()
+
+
+def test_an_unaligned_from_starts_at_a_whole_interval(world: World, client: TestClient) -> None:
+    """A first interval cut by `from` would hold part of its counts and read as an outage."""
+    device = next(d for d in world.devices if d.counting)
+    start = world.end_ms - 5 * HOUR_MS - 17 * 60_000  # 17 minutes into an hour
+    body = client.get(
+        "/api/v1/counts",
+        params={"device": device.device_id, "from": _iso(start), "to": _iso(world.end_ms)},
+    ).json()
+    assert _ms(body["from"]) == start - start % HOUR_MS
+    (series,) = body["series"]
+    first = _ms(series["time"][0])
+    assert first == start - start % HOUR_MS
+    in_hour = [
+        p
+        for p in world.points[device.device_id]
+        if p.measurement == storage.TRAFFIC and first <= p.time_ms < first + HOUR_MS
+    ]
+    pedestrians = next(
+        c
+        for c in series["counts"]
+        if (c["class"], c["direction"]) == ("pedestrian", "left_to_right")
+    )
+    assert pedestrians["values"][0] == sum(
+        int(p.fields["count"])
+        for p in in_hour
+        if (p.tags["class"], p.tags["direction"]) == ("pedestrian", "left_to_right")
+    )
+
+
+def test_unknown_classes_and_directions_are_refused_with_the_known_ones(client: TestClient) -> None:
+    for params, expected in (
+        ({"class": "cyclists"}, "did you mean 'cyclist'"),
+        ({"class": "bus"}, "known: pedestrian"),
+        ({"direction": "up"}, "left_to_right"),
+    ):
+        answer = client.get("/api/v1/counts", params=params)
+        assert answer.status_code == 400, answer.text
+        assert expected in answer.json()["detail"]
+
+
+def test_link_pages_say_when_they_are_cut_and_where_the_next_begins(
+    world: World, client: TestClient
+) -> None:
+    device = world.devices[0]
+    auth = {"Authorization": f"Bearer {world.token}"}
+    params = {
+        "device": device.device_id,
+        "from": _iso(world.end_ms - HOUR_MS),
+        "to": _iso(world.end_ms),
+        "limit": "25",
+    }
+    seqs: list[int] = []
+    url: str | None = "/api/v1/link"
+    pages = 0
+    while url is not None:
+        page = client.get(url, params=params if pages == 0 else None, headers=auth).json()
+        pages += 1
+        seqs.extend(m["seq"] for m in page["messages"])
+        assert page["truncated"] is (page["next"] is not None)
+        url = page["next"]
+    expected = [
+        p.fields["seq"]
+        for p in _links(world, device.device_id)
+        if p.time_ms >= world.end_ms - HOUR_MS
+    ]
+    assert seqs == expected and pages == 3  # 60 messages, 25 a page
