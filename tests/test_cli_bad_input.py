@@ -212,6 +212,12 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--dir", _stopped_stack_with_bad_registry(t)], "registry.toml: not valid"),
         (lambda t: ["--dir", _stopped_stack(t)], "(127.0.0.1:9) does not run or answer"),
     ],
+    "sim history": [
+        (lambda t: ["--devices", "0", "--counting", "0"], "nothing to simulate"),
+        (lambda t: ["--days", "0"], "0 is not in the range 1<=x<=31"),
+        (lambda t: ["--dir", str(t)], "no stack in"),
+        (lambda t: ["--dir", _stopped_stack(t)], "does not answer: is the stack up?"),
+    ],
     "query air": [
         (lambda t: ["--from", "2026-11-02", "--to", "2026-11-01"], "swap them"),
         (lambda t: ["--from", "now", "--to", "-1h"], "is not before"),

@@ -619,3 +619,63 @@ def test_link_pages_say_when_they_are_cut_and_where_the_next_begins(
         if p.time_ms >= world.end_ms - HOUR_MS
     ]
     assert seqs == expected and pages == 3  # 60 messages, 25 a page
+
+
+def test_sim_history_registers_devices_and_writes_their_days(stack: LocalStack) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sensorpipe",
+            "sim",
+            "history",
+            "--dir",
+            str(stack.directory),
+            "--devices",
+            "1",
+            "--counting",
+            "1",
+            "--days",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    registry = stack.registry()
+    assert {"hist-air-000", "hist-count-000"} <= set(registry.devices)
+    assert registry.devices["hist-count-000"].sensors == ["camera"]
+    info = stack.require_info()
+    influx = InfluxClient(info.influx_url, info.database)
+    try:
+        series = influx.query('SELECT count(seq) FROM "link" GROUP BY device_id')
+    finally:
+        influx.close()
+    messages = {s["tags"]["device_id"]: s["values"][0][1] for s in series}
+    # A day of minutes (1440 or 1441, as the minutes fall) less each device's outage (1 % of
+    # the span: 14 or 15 minutes).
+    assert set(messages) == {"hist-air-000", "hist-count-000"}
+    assert all(1440 - 15 <= n <= 1441 - 14 for n in messages.values()), messages
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sensorpipe",
+            "sim",
+            "history",
+            "--dir",
+            str(stack.directory),
+            "--devices",
+            "1",
+            "--counting",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 1 and "already registered" in again.stderr
