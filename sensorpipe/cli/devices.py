@@ -374,6 +374,8 @@ def _sensor_notes(sensors: list[str]) -> list[str]:
                 f"--sensor {model}: not a model sensorpipe knows{hint}; readings that name it "
                 f"are accepted from this device only as declared here"
             )
+        elif model == "camera":
+            continue  # read by the counting pipeline (`[counting]` in the edge config)
         elif model not in DRIVERS:
             notes.append(
                 f"--sensor {model}: the sensorpipe edge agent has no driver for it (drivers: "

@@ -45,6 +45,7 @@ PERSONAL_DATA_CAMERA = (
     "never stored or sent; only anonymous counts per class and direction leave it"
 )
 PERSONAL_DATA_NONE = "no: the device measures air and weather only"
+PERSONAL_DATA_UNDECLARED = "no: no camera is declared for it; ask the contact what it measures"
 LEGAL_BASIS_NONE = "not applicable: no personal data is processed"
 LEGAL_BASIS_UNSTATED = "not stated by the operator: ask the contact"
 
@@ -100,7 +101,10 @@ def register_entry(
     if personal:
         note = PERSONAL_DATA_CAMERA if counting else "yes: as stated by the operator"
     else:
-        note = PERSONAL_DATA_NONE if not counting else "no: as stated by the operator"
+        if counting:
+            note = "no: as stated by the operator"
+        else:
+            note = PERSONAL_DATA_NONE if sensors else PERSONAL_DATA_UNDECLARED
     legal = entry.legal_basis or network.legal_basis
     if not legal:
         legal = LEGAL_BASIS_UNSTATED if personal else LEGAL_BASIS_NONE

@@ -28,6 +28,7 @@ from sensorpipe.protocol.register import (
     LEGAL_BASIS_UNSTATED,
     PERSONAL_DATA_CAMERA,
     PERSONAL_DATA_NONE,
+    PERSONAL_DATA_UNDECLARED,
     RegisterEntry,
     build_register,
     register_entry,
@@ -289,6 +290,9 @@ FIXED_NL: dict[str, str] = {
         "klasse en richting verlaten het apparaat"
     ),
     PERSONAL_DATA_NONE: "nee: het apparaat meet alleen lucht en weer",
+    PERSONAL_DATA_UNDECLARED: (
+        "nee: er is geen camera voor opgegeven; vraag de contactpersoon wat het meet"
+    ),
     "yes: as stated by the operator": "ja: volgens opgave van de beheerder",
     "no: as stated by the operator": "nee: volgens opgave van de beheerder",
     LEGAL_BASIS_NONE: "niet van toepassing: er worden geen persoonsgegevens verwerkt",
