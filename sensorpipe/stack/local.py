@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 import tomllib
@@ -226,6 +227,10 @@ class LocalStack:
         try:
             save_registry(registry, self.registry_path)
             broker_port, http_port, rpc_port, metrics_port, api_port = free_ports(5)
+            api_port = (
+                self._previous_api_port(exclude={broker_port, http_port, rpc_port, metrics_port})
+                or api_port
+            )
             influxd = Influxd(
                 self.directory / "influxdb",
                 http_port=http_port,
@@ -264,6 +269,25 @@ class LocalStack:
             api_port if serve else None,
         )
         return influxd, broker, ingest, api, info
+
+    def _previous_api_port(self, exclude: set[int]) -> int | None:
+        """The dashboard's port of the last `up`, if it is free: bookmarks keep working."""
+        try:
+            port = int(tomllib.loads((self.directory / "serve" / "serve.toml").read_text())["port"])
+        except (OSError, ValueError, KeyError, TypeError, tomllib.TOMLDecodeError):
+            return None
+        if port in exclude or not 1024 <= port <= 65535:
+            return None
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # As the service binds it: connections of the last run in TIME_WAIT do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return None
+        finally:
+            probe.close()
+        return port
 
     def _write_serve_config(self, broker_port: int, influx_url: str, api_port: int) -> Path:
         """serve/serve.toml for this run's ports, keeping what an operator set (tokens, tiles)."""

@@ -448,6 +448,7 @@ def test_openapi_and_docs_are_served(client: TestClient) -> None:
 
 
 def test_stack_up_starts_the_api_and_prints_its_url(tmp_path: Path) -> None:
+    import json
     import subprocess
     import sys
 
@@ -485,6 +486,22 @@ def test_stack_up_starts_the_api_and_prints_its_url(tmp_path: Path) -> None:
     assert "serve" in down.stdout
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}api/v1/health", timeout=2)
+    # Up again: the dashboard keeps its address (bookmarks work), its port being free.
+    again = subprocess.run(
+        [*sensorpipe, "stack", "up", "--dir", str(directory), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    try:
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["api"] == url
+    finally:
+        subprocess.run(
+            [*sensorpipe, "stack", "down", "--dir", str(directory)],
+            capture_output=True,
+            timeout=120,
+        )
 
 
 def test_demo_serve_keeps_the_dashboard_up_until_ctrl_c(tmp_path: Path) -> None:
