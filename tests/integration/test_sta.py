@@ -3,6 +3,7 @@ read with plain HTTP and with an independent client (frost-sta-client)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -230,6 +231,30 @@ def test_navigation_links_lead_to_related_entities(env: Env) -> None:
     assert sorted(s["@iot.id"] for s in via_filter["value"]) == sorted(
         s["@iot.id"] for s in navigated["value"]
     )
+
+
+def test_value_of_an_object_property_is_its_json(env: Env) -> None:
+    air = _device(env, False)
+    thing = _thing(env, air.device_id)
+    ds = _datastream(env, air.device_id, quantity="pm2_5")
+    location = env.follow(thing["Locations@iot.navigationLink"])["value"][0]
+    for path, expected in (
+        (f"Things({thing['@iot.id']})/properties", thing["properties"]),
+        (f"Datastreams({ds['@iot.id']})/unitOfMeasurement", ds["unitOfMeasurement"]),
+        (f"Locations({location['@iot.id']})/location", location["location"]),
+    ):
+        raw = env.client.get(f"/sta/v1.1/{path}/$value")
+        assert raw.status_code == 200, raw.text
+        assert raw.headers["content-type"] == "application/json"
+        assert raw.json() == expected
+        assert "'" not in raw.text  # JSON, not a Python repr
+    # Primitives stay plain text: strings bare, numbers as JSON writes them.
+    raw = env.client.get(f"/sta/v1.1/Things({thing['@iot.id']})/name/$value")
+    assert raw.headers["content-type"].startswith("text/plain") and raw.text == air.device_id
+    first = env.follow(ds["Observations@iot.navigationLink"] + "?$top=1")["value"][0]
+    raw = env.client.get(f"{first['@iot.selfLink']}/result/$value")
+    assert raw.headers["content-type"].startswith("text/plain")
+    assert float(raw.text) == first["result"] and raw.text == json.dumps(first["result"])
 
 
 def test_select_orderby_top_skip_on_the_catalog(env: Env) -> None:

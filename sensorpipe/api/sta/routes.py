@@ -5,6 +5,7 @@ properties (`Things(1)/name`, `.../name/$value`), with the query options of odat
 
 from __future__ import annotations
 
+import json
 import operator
 import re
 from collections.abc import Callable
@@ -451,6 +452,22 @@ class _Writer:
         return self.cat.get("Datastream", ids.pop()), rest
 
 
+def _raw_value(value: Any) -> Response:
+    """A property's `/$value`: a primitive as plain text (null as nothing, booleans as OData
+    writes them), an object or array (properties, unitOfMeasurement, location, parameters) as
+    its JSON text. OData's $value is defined for primitives; SensorThings servers such as
+    FROST answer JSON for complex properties, and that is more use than a 400."""
+    if value is None:
+        return PlainTextResponse("")
+    if isinstance(value, bool):
+        return PlainTextResponse("true" if value else "false")
+    if isinstance(value, str):
+        return PlainTextResponse(value)
+    if isinstance(value, int | float):
+        return PlainTextResponse(json.dumps(value))
+    return JSONResponse(value)
+
+
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/") + PREFIX
 
@@ -490,7 +507,7 @@ def resource(resource: str, request: Request) -> Response:
         writer = _Writer(request, ctx, cat)
         if isinstance(target, Property):
             if target.raw:
-                return PlainTextResponse("" if target.value is None else str(target.value))
+                return _raw_value(target.value)
             return JSONResponse({target.name: target.value})
         if isinstance(target, One):
             return JSONResponse(writer.entity(target, options))
