@@ -1,18 +1,22 @@
-"""The SensorThings query options parser and the stable ids."""
+"""The SensorThings query options parser, the stable ids, and how count observations get
+their counter's running_fraction."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import pytest
 
 from sensorpipe.api.problems import ApiProblem
+from sensorpipe.api.sta.catalog import AirSource, CountSource
 from sensorpipe.api.sta.ids import (
     MAX_SAFE_INTEGER,
     observation_id,
     parse_observation_id,
     stable_id,
 )
+from sensorpipe.api.sta.observations import ObservationRow, render, with_running_fraction
 from sensorpipe.api.sta.odata import (
     TOP_DEFAULT,
     TOP_MAX,
@@ -24,6 +28,7 @@ from sensorpipe.api.sta.odata import (
     parse_options,
     split_top_level,
 )
+from sensorpipe.ingest.influx import InfluxClient
 
 
 def _ns(iso: str) -> int:
@@ -221,3 +226,53 @@ def test_observation_ids_round_trip() -> None:
         "1" * 17 + "-1",
     ):
         assert parse_observation_id(bad) is None, bad
+
+
+class _CannedInflux:
+    """Answers every query with the same counter points, and keeps the queries."""
+
+    def __init__(self, values: list[list[object]]) -> None:
+        self.values = values
+        self.queries: list[str] = []
+
+    def query(self, q: str, *, database: str | None = None) -> list[dict[str, Any]]:
+        self.queries.append(q)
+        return [{"name": "counter", "columns": ["time", "running_fraction"], "values": self.values}]
+
+
+def test_running_fraction_null_when_unreported_absent_when_not_read() -> None:
+    source = CountSource("cam-1", "car", "left_to_right")
+    rows = [ObservationRow(t, 3, 60.0) for t in (0, 60_000, 120_000, 180_000)]
+    influx = _CannedInflux([[0, 0.5], [60_000, 1.0], [180_000, 1.0]])
+    out = with_running_fraction(cast(InfluxClient, influx), source, rows, limit=10)
+    assert [r.running_fraction for r in out] == [0.5, 1.0, None, 1.0]
+    (q,) = influx.queries
+    assert '"counter"' in q and "'cam-1'" in q and " LIMIT 10" in q
+    assert "time >= 0ms AND time <= 180000ms" in q
+    assert render(out[2], source)["parameters"] == {"interval_s": 60.0, "running_fraction": None}
+    # The LIMIT reached at 60 000: the rows after it were not looked up, and say nothing.
+    influx = _CannedInflux([[0, 0.5], [60_000, 1.0]])
+    out = with_running_fraction(cast(InfluxClient, influx), source, rows, limit=2)
+    assert [r.running_looked_up for r in out] == [True, True, False, False]
+    assert render(out[3], source)["parameters"] == {"interval_s": 60.0}
+    # Newest first: the query goes newest first too, and the oldest rows are the ones left.
+    influx = _CannedInflux([[180_000, 1.0], [120_000, 0.5]])
+    out = with_running_fraction(
+        cast(InfluxClient, influx), source, rows[::-1], newest_first=True, limit=2
+    )
+    assert "ORDER BY time DESC" in influx.queries[0]
+    assert [(r.running_fraction, r.running_looked_up) for r in out] == [
+        (1.0, True),
+        (0.5, True),
+        (None, False),
+        (None, False),
+    ]
+    # Air observations ask nothing more.
+    air = _CannedInflux([])
+    assert (
+        with_running_fraction(
+            cast(InfluxClient, air), AirSource("a", "sds011", "pm2_5"), rows, limit=10
+        )
+        == rows
+    )
+    assert air.queries == []

@@ -29,6 +29,7 @@ from sensorpipe.firmware_sim.history import (
 )
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.influxd import Influxd
+from sensorpipe.ingest.lineprotocol import to_line
 from sensorpipe.protocol.registry import Registry, save_registry
 from sensorpipe.stack.process import free_ports
 from tests.integration.live_server import live_server
@@ -365,15 +366,24 @@ def test_filter_on_result_and_phenomenon_time(env: Env) -> None:
 def test_count_observations_are_intervals(env: Env) -> None:
     counter = _device(env, True)
     ds = _datastream(env, counter.device_id, **{"class": "cyclist", "direction": "left_to_right"})
+    points = list(device_points(counter, env.start_ms, env.end_ms))
     written = [
         (p.time_ms, int(p.fields["count"]))
-        for p in device_points(counter, env.start_ms, env.end_ms)
+        for p in points
         if p.measurement == "traffic"
         and p.tags["class"] == "cyclist"
         and p.tags["direction"] == "left_to_right"
     ]
+    running = {
+        p.time_ms: p.fields["running_fraction"] for p in points if p.measurement == "counter"
+    }
+    assert sorted(set(running.values())) == [0.5, 1.0]
     url = ds["Observations@iot.navigationLink"] + "?$top=1000&$count=true"
+    env.influx.statements.clear()
     page = env.follow(url)
+    counter_queries = [s for s in env.influx.statements if '"counter"' in s]
+    assert len(counter_queries) == 1 and " LIMIT " in counter_queries[0]
+    half_running = 0
     assert page["@iot.count"] == len(written)
     total = 0
     n = 0
@@ -383,19 +393,74 @@ def test_count_observations_are_intervals(env: Env) -> None:
             assert _ms(end) - _ms(start) == MINUTE_MS
             assert o["resultTime"] == end
             assert isinstance(o["result"], int)
-            assert o["parameters"] == {"interval_s": 60.0}
+            assert o["parameters"] == {
+                "interval_s": 60.0,
+                "running_fraction": running[_ms(start)],
+            }
+            half_running += o["parameters"]["running_fraction"] == 0.5
             total += o["result"]
             n += 1
         if "@iot.nextLink" not in page:
             break
         page = env.follow(page["@iot.nextLink"])
     assert n == len(written) and total == sum(c for _, c in written)
+    assert half_running == 30  # the slow recovery after the outage
     busy = env.follow(ds["Observations@iot.navigationLink"] + "?$filter=result ge 10&$count=true")
     assert busy["@iot.count"] == sum(1 for _, c in written if c >= 10)
     assert all(o["result"] >= 10 for o in busy["value"])
     # A fractional bound against the integer counts.
     half = env.follow(ds["Observations@iot.navigationLink"] + "?$filter=result gt 9.5&$count=true")
     assert half["@iot.count"] == busy["@iot.count"]
+
+
+def test_count_observations_carry_running_fraction_newest_first_and_by_id(env: Env) -> None:
+    counter = _device(env, True)
+    ds = _datastream(env, counter.device_id, **{"class": "car", "direction": "right_to_left"})
+    halves = sorted(
+        p.time_ms
+        for p in device_points(counter, env.start_ms, env.end_ms)
+        if p.measurement == "counter" and p.fields["running_fraction"] == 0.5
+    )
+    # The half-running stretch, newest first and across pages of 7.
+    lo, hi = _iso(halves[0] - 5 * MINUTE_MS), _iso(halves[-1] + 5 * MINUTE_MS)
+    cond = f"phenomenonTime ge {lo} and phenomenonTime le {hi}"
+    page = env.follow(
+        ds["Observations@iot.navigationLink"]
+        + f"?$filter={cond}&$orderby=phenomenonTime desc&$top=7"
+    )
+    seen: list[tuple[int, float]] = []
+    while True:
+        seen += [
+            (_ms(o["phenomenonTime"].split("/")[0]), o["parameters"]["running_fraction"])
+            for o in page["value"]
+        ]
+        if "@iot.nextLink" not in page:
+            break
+        page = env.follow(page["@iot.nextLink"])
+    times = [t for t, _ in seen]
+    # The five minutes before are the end of the outage: nothing there.
+    assert times == sorted(times, reverse=True) and len(seen) == 30 + 5
+    assert sorted(t for t, f in seen if f == 0.5) == halves
+    assert all(f == 1.0 for t, f in seen if t not in halves)
+    # One observation by id, and a counter that did not report: null, not 1 or 0.
+    first_id = f"{ds['@iot.id']}-{env.start_ms}"
+    one = env.get(f"Observations('{first_id}')")
+    assert one["parameters"]["running_fraction"] == 1.0
+    tags = {"device_id": counter.device_id, "site": counter.site}
+    restore = next(
+        p
+        for p in device_points(counter, env.start_ms, env.start_ms + MINUTE_MS)
+        if p.measurement == "counter"
+    )
+    env.influx.delete("counter", tags, env.start_ms)
+    try:
+        one = env.get(f"Observations('{first_id}')")
+        assert one["parameters"] == {"interval_s": 60.0, "running_fraction": None}
+        listed = env.follow(ds["Observations@iot.navigationLink"] + "?$top=2")["value"]
+        assert [o["parameters"]["running_fraction"] for o in listed] == [None, 1.0]
+    finally:
+        env.influx.write([to_line(restore)])
+    assert env.get(f"Observations('{first_id}')")["parameters"]["running_fraction"] == 1.0
 
 
 def test_observations_top_level_need_a_datastream(env: Env) -> None:

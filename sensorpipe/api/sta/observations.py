@@ -8,11 +8,16 @@ Every query names the datastream's series by its tags and carries LIMIT and OFFS
 request reads more than one page; `$filter` on phenomenonTime and result becomes a WHERE
 clause built only from checked numbers and escaped names. A filter on phenomenonTime compares
 the observation's (interval's) start.
+
+A count observation carries the counter's `running_fraction` for its interval (the `counter`
+point of the device at the same time) in its parameters, so a half-running minute is not read
+as a quiet street; a page reads them with one more query: the device's counter points in the
+page's time range, with a LIMIT.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +38,12 @@ class ObservationRow:
     time_ms: int
     result: float | int
     interval_s: float | None  # counts only
+    # Counts only: how much of the interval the counter ran; None when it did not report.
+    running_fraction: float | None = None
+    # False when the page spanned more counter points than its query could read and this
+    # row's were not among them: then no running_fraction is written (null would say "did not
+    # report").
+    running_looked_up: bool = True
 
 
 def iso_time(ms: int) -> str:
@@ -132,6 +143,49 @@ def _rows(series: list[dict[str, Any]], source: Source) -> list[ObservationRow]:
     return out
 
 
+def with_running_fraction(
+    influx: InfluxClient,
+    source: Source,
+    rows: list[ObservationRow],
+    *,
+    newest_first: bool = False,
+    limit: int,
+) -> list[ObservationRow]:
+    """`rows` (a page of count observations, in time order, newest first if so) with the
+    counter's running_fraction at each one's time, read in one query of at most `limit`
+    points. Should the page span more counter points than that (a sparse `$filter`), the rows
+    past the points read are marked not looked up rather than given a None that would say the
+    counter did not report."""
+    if not isinstance(source, CountSource) or not rows:
+        return rows
+    lo = min(r.time_ms for r in rows)
+    hi = max(r.time_ms for r in rows)
+    q = (
+        f"SELECT {identifier('running_fraction')} FROM {identifier(storage.COUNTER)} "
+        f"WHERE {identifier('device_id')} = {string_literal(source.device_id)} "
+        f"AND time >= {int(lo)}ms AND time <= {int(hi)}ms "
+        f"ORDER BY time {'DESC' if newest_first else 'ASC'} LIMIT {int(limit)}"
+    )
+    found: dict[int, float] = {}
+    last: int | None = None
+    n = 0
+    for s in influx.query(q):
+        for row in s.get("values") or []:
+            n += 1
+            last = int(row[0])
+            if row[1] is not None:
+                found[last] = float(row[1])
+    out = []
+    for r in rows:
+        beyond = (
+            n >= limit
+            and last is not None
+            and (r.time_ms < last if newest_first else r.time_ms > last)
+        )
+        out.append(replace(r, running_fraction=found.get(r.time_ms), running_looked_up=not beyond))
+    return out
+
+
 def page(
     influx: InfluxClient,
     source: Source,
@@ -139,17 +193,23 @@ def page(
     orderby: list[OrderBy],
     top: int,
     skip: int,
+    *,
+    counter_limit: int,
 ) -> tuple[list[ObservationRow], bool]:
-    """One page of a datastream's observations, and whether more follow it."""
+    """One page of a datastream's observations, and whether more follow it; count
+    observations with their running_fraction (read with at most `counter_limit` points)."""
     check_conditions(conditions)
-    order = "DESC" if descending(orderby) else "ASC"
+    newest_first = descending(orderby)
     fields, measurement = _select_fields(source)
     q = (
         f"SELECT {fields} FROM {measurement} WHERE {_where(source, conditions)} "
-        f"ORDER BY time {order} LIMIT {top + 1} OFFSET {skip}"
+        f"ORDER BY time {'DESC' if newest_first else 'ASC'} LIMIT {top + 1} OFFSET {skip}"
     )
     rows = _rows(influx.query(q), source)
-    return rows[:top], len(rows) > top
+    shown = with_running_fraction(
+        influx, source, rows[:top], newest_first=newest_first, limit=counter_limit
+    )
+    return shown, len(rows) > top
 
 
 def count(influx: InfluxClient, source: Source, conditions: list[Comparison]) -> int:
@@ -174,7 +234,7 @@ def one(influx: InfluxClient, source: Source, time_ms: int) -> ObservationRow | 
         f"SELECT {fields} FROM {measurement} WHERE {_where(source, [])} "
         f"AND time = {int(time_ms)}ms LIMIT 1"
     )
-    rows = _rows(influx.query(q), source)
+    rows = with_running_fraction(influx, source, _rows(influx.query(q), source), limit=1)
     return rows[0] if rows else None
 
 
@@ -186,7 +246,8 @@ def render(row: ObservationRow, source: Source) -> dict[str, Any]:
             "phenomenonTime": f"{iso_time(row.time_ms)}/{iso_time(end_ms)}",
             "resultTime": iso_time(end_ms),
             "result": int(row.result),
-            "parameters": {"interval_s": row.interval_s},
+            "parameters": {"interval_s": row.interval_s}
+            | ({"running_fraction": row.running_fraction} if row.running_looked_up else {}),
         }
     return {
         "phenomenonTime": iso_time(row.time_ms),

@@ -411,7 +411,13 @@ class _Writer:
             observations.descending(options.orderby)
             return [], (0 if options.count else None), False
         rows, more = observations.page(
-            self.ctx.influx, ds.source, conditions, options.orderby, options.top, options.skip
+            self.ctx.influx,
+            ds.source,
+            conditions,
+            options.orderby,
+            options.top,
+            options.skip,
+            counter_limit=self.ctx.config.max_points,
         )
         total = (
             observations.count(self.ctx.influx, ds.source, conditions) if options.count else None
