@@ -50,7 +50,7 @@ real-model:
 	$(CONVERT_VENV)/bin/pip install -q 'tensorflow-cpu>=2.21,<2.22' 'tf2onnx>=1.17,<1.18' 'numpy>=1.26,<2' 'onnx>=1.16'
 	$(CONVERT_VENV)/bin/python -m training.convert_nanodet --out sensorpipe/models
 
-# The dashboard's browser libraries (Leaflet, uPlot) from npm at the exact versions in
+# The dashboard's browser libraries (Leaflet, uPlot) and Swagger UI for /docs from npm at the exact versions in
 # frontend/package-lock.json, copied with their licences into sensorpipe/api/static/vendor/.
 # The copies are committed, so the package works without npm; this target reproduces them.
 VENDOR := sensorpipe/api/static/vendor
@@ -64,7 +64,12 @@ vendor:
 	cp $(NPM_DIST)/leaflet/dist/images/*.png $(VENDOR)/leaflet/images/
 	cp $(NPM_DIST)/uplot/dist/uPlot.iife.min.js $(NPM_DIST)/uplot/dist/uPlot.min.css \
 	   $(NPM_DIST)/uplot/LICENSE $(VENDOR)/uplot/
-	for n in leaflet uplot; do \
+	mkdir -p $(VENDOR)/swagger-ui
+	cp $(NPM_DIST)/swagger-ui-dist/swagger-ui-bundle.js \
+	   $(NPM_DIST)/swagger-ui-dist/swagger-ui-bundle.js.LICENSE.txt \
+	   $(NPM_DIST)/swagger-ui-dist/swagger-ui.css $(NPM_DIST)/swagger-ui-dist/favicon-32x32.png \
+	   $(NPM_DIST)/swagger-ui-dist/LICENSE $(NPM_DIST)/swagger-ui-dist/NOTICE $(VENDOR)/swagger-ui/
+	for n in leaflet uplot swagger-ui-dist; do \
 	  echo "$$n $$(node -p "require('./$(NPM_DIST)/$$n/package.json').version")"; \
 	done > $(VENDOR)/VERSIONS
 

@@ -35,6 +35,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
             "counts of passers-by, read-only. Errors are RFC 9457 problem details."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.api = ctx
     install_problem_handlers(app)

@@ -5,6 +5,9 @@ The page (static/index.html, dashboard.js, dashboard.css) reads the public API u
 static/vendor (`make vendor`), so the page loads nothing from other servers except map tiles,
 and only when `tile_url` is set. All URLs in the page are relative, so the service may sit
 under a path prefix behind a proxy.
+
+/docs, the interactive API reference, is Swagger UI from the same vendored copy (FastAPI's
+own /docs would load it from a CDN, so the app is made with docs_url=None, redoc_url=None).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from sensorpipe.api.context import context
@@ -38,4 +42,20 @@ def dashboard_config(request: Request) -> JSONResponse:
     return JSONResponse(
         {"tile_url": config.tile_url, "tile_attribution": config.tile_attribution},
         headers=_NO_STALE,
+    )
+
+
+@router.get("/docs", include_in_schema=False)
+def api_docs(request: Request) -> HTMLResponse:
+    """Swagger UI for /openapi.json, from static/vendor/swagger-ui: nothing from other hosts."""
+    root = request.scope.get("root_path", "").rstrip("/")
+    vendor = f"{root}/static/vendor/swagger-ui"
+    return get_swagger_ui_html(
+        openapi_url=f"{root}/openapi.json",
+        title=f"{request.app.title}: API",
+        swagger_js_url=f"{vendor}/swagger-ui-bundle.js",
+        swagger_css_url=f"{vendor}/swagger-ui.css",
+        swagger_favicon_url=f"{vendor}/favicon-32x32.png",
+        # No badge that sends the specification to validator.swagger.io.
+        swagger_ui_parameters={"validatorUrl": None},
     )

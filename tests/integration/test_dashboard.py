@@ -428,6 +428,23 @@ def test_dashboard_with_tiles_and_a_refused_range(history: History, open_browser
         assert non_null(chart_data(page, "counts")[1]) > 12
 
 
+def test_api_docs_from_the_package(open_browser: Any) -> None:
+    """/docs is Swagger UI from static/vendor: it lists the operations and asks no other host
+    for anything (FastAPI's own /docs would load it from a CDN)."""
+    app = create_app(ApiContext(ServeConfig()))
+    with live_server(app) as base:
+        b = open_browser(base, viewport={"width": 1280, "height": 900})
+        page = b.page
+        page.goto(f"{base}/docs")
+        page.get_by_text("/api/v1/air", exact=True).first.wait_for(state="visible")
+        assert page.locator(".opblock").count() >= 5
+        page.wait_for_load_state("networkidle")
+        assert f"{base}/static/vendor/swagger-ui/swagger-ui-bundle.js" in b.requests
+        assert f"{base}/openapi.json" in b.requests
+        assert b.foreign == [], f"/docs loaded from other hosts: {b.foreign}"
+        assert b.errors == [], b.errors
+
+
 # --- without a browser ----------------------------------------------------------------------
 def test_dashboard_routes_and_files() -> None:
     app = create_app(ApiContext(ServeConfig(tile_url="https://tiles.example/{z}/{x}/{y}.png")))
@@ -449,6 +466,15 @@ def test_dashboard_routes_and_files() -> None:
                 assert client.get(f"/{ref}").status_code == 200, ref
         assert client.get("/static/vendor/leaflet/LICENSE").status_code == 200
         assert client.get("/static/vendor/uplot/LICENSE").status_code == 200
+        # /docs is served from the package too; ReDoc (which loads from a CDN) is off.
+        docs = client.get("/docs")
+        assert docs.status_code == 200
+        docs_refs = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+        assert docs_refs and all(r.startswith("/static/vendor/swagger-ui/") for r in docs_refs)
+        assert "cdn." not in docs.text and "tiangolo" not in docs.text
+        for ref in docs_refs:
+            assert client.get(ref).status_code == 200, ref
+        assert client.get("/redoc").status_code == 404
         assert client.get("/static/../dashboard.py").status_code == 404
         paths = client.get("/openapi.json").json()["paths"]
         assert not any(p == "/" or p.startswith(("/static", "/dashboard")) for p in paths)
@@ -460,11 +486,18 @@ def test_vendored_libraries_are_the_locked_versions() -> None:
     package = json.loads((ROOT / "frontend" / "package.json").read_text())
     vendor = STATIC_DIR / "vendor"
     versions = dict(line.split() for line in (vendor / "VERSIONS").read_text().splitlines() if line)
-    for name in ("leaflet", "uplot"):
+    for name, folder in (
+        ("leaflet", "leaflet"),
+        ("uplot", "uplot"),
+        ("swagger-ui-dist", "swagger-ui"),
+    ):
         locked = lock[f"node_modules/{name}"]["version"]
         assert package["dependencies"][name] == locked, "package.json must pin exact versions"
         assert versions[name] == locked
-        assert (vendor / name / "LICENSE").stat().st_size > 500
+        assert (vendor / folder / "LICENSE").stat().st_size > 500
+    assert "SmartBear" in (vendor / "swagger-ui" / "NOTICE").read_text()
+    bundle = (vendor / "swagger-ui" / "swagger-ui-bundle.js").read_text()
+    assert f'PACKAGE_VERSION:"{versions["swagger-ui-dist"]}"' in bundle
     assert (
         f"Leaflet {versions['leaflet']}," in (vendor / "leaflet" / "leaflet.js").read_text()[:300]
     )
