@@ -99,6 +99,11 @@ def test_datetimes_are_exact_and_zoned() -> None:
     assert parse_datetime("2024-05-01T12:00:00.000000001Z", "p") == DateTime(base + 1)
     assert parse_datetime("2024-05-01T12:00:00.5Z", "p") == DateTime(base + 500_000_000)
     assert parse_datetime("1970-01-01T00:00:00Z", "p") == DateTime(0)
+    # The years the rest of the API takes (InfluxDB's), before 1970 and past 2200 included.
+    assert parse_datetime("1969-12-31T23:59:59Z", "p") == DateTime(-(10**9))
+    assert parse_datetime("1677-01-01T00:00:00Z", "p").ns < -(2**63)  # past InfluxDB's start
+    assert parse_datetime("2262-12-31T23:59:59Z", "p").ns > 2**63
+    assert parse_datetime("2201-01-01T00:00:00Z", "p").ns == _ns("2201-01-01T00:00:00+00:00")
     now = datetime.now(UTC).replace(microsecond=0)
     assert parse_datetime(now.isoformat(), "p") == DateTime(int(now.timestamp()) * 10**9)
 
@@ -110,8 +115,8 @@ def test_datetimes_are_exact_and_zoned() -> None:
         "2024-02-30T00:00:00Z",
         "2024-05-01T24:00:00Z",
         "2024-05-01T12:00:00+25:00",
-        "1969-12-31T23:59:59Z",
-        "2201-01-01T00:00:00Z",
+        "1676-12-31T23:59:59Z",
+        "2263-01-01T00:00:00Z",
         "2024-05-01",
     ],
 )
@@ -212,6 +217,8 @@ def test_stable_ids() -> None:
 def test_observation_ids_round_trip() -> None:
     assert parse_observation_id(observation_id(123, 1714521600000)) == (123, 1714521600000)
     assert parse_observation_id(observation_id(5, 0)) == (5, 0)
+    assert observation_id(5, -60_000) == "5--60000"
+    assert parse_observation_id("5--60000") == (5, -60_000)
     for bad in (
         "",
         "1",
@@ -224,6 +231,9 @@ def test_observation_ids_round_trip() -> None:
         "1 -2",
         "1-2\n",
         "1" * 17 + "-1",
+        "1--0",
+        "1---1",
+        "1--01",
     ):
         assert parse_observation_id(bad) is None, bad
 
@@ -276,3 +286,30 @@ def test_running_fraction_null_when_unreported_absent_when_not_read() -> None:
         == rows
     )
     assert air.queries == []
+
+
+def test_times_past_influxdbs_ends_compare_as_they_mean() -> None:
+    from sensorpipe.api.sta.observations import INFLUX_MAX_NS, INFLUX_MIN_NS, _where
+
+    source = AirSource("a", "sds011", "pm2_5")
+    early = parse_datetime("1677-01-01T00:00:00Z", "p")
+    late = parse_datetime("2262-12-31T00:00:00Z", "p")
+    every, none = f"time >= {INFLUX_MIN_NS}", f"time > {INFLUX_MAX_NS}"
+    assert INFLUX_MIN_NS == -(2**63) + 2 and INFLUX_MAX_NS == 2**63 - 2
+    for value, op, expected in (
+        (early, "gt", every),
+        (early, "ge", every),
+        (early, "lt", none),
+        (early, "le", none),
+        (early, "eq", none),
+        (late, "gt", none),
+        (late, "ge", none),
+        (late, "eq", none),
+        (late, "lt", every),
+        (late, "le", every),
+    ):
+        where = _where(source, [Comparison(("phenomenonTime",), op, value)])
+        assert where.endswith(f" AND {expected}"), (op, where)
+    inside = parse_datetime("1900-01-01T00:00:00Z", "p")
+    where = _where(source, [Comparison(("phenomenonTime",), "gt", inside)])
+    assert where.endswith(f"time > {inside.ns}") and inside.ns < 0

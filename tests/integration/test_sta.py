@@ -29,7 +29,7 @@ from sensorpipe.firmware_sim.history import (
 )
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.influxd import Influxd
-from sensorpipe.ingest.lineprotocol import to_line
+from sensorpipe.ingest.lineprotocol import Point, to_line
 from sensorpipe.protocol.registry import Registry, save_registry
 from sensorpipe.stack.process import free_ports
 from tests.integration.live_server import live_server
@@ -531,6 +531,49 @@ def test_ids_are_the_same_after_a_restart(env: Env) -> None:
         assert everything(client) == first
     for entities in first.values():
         assert all(isinstance(i, int) and 0 < i < 2**53 for i, _ in entities)
+
+
+def test_times_from_1677_to_2262_like_the_rest_of_the_api(env: Env) -> None:
+    air = _device(env, False)
+    ds = _datastream(env, air.device_id, quantity="pm2_5")
+    observations = f"Datastreams({ds['@iot.id']})/Observations"
+    n = len(_written_air(env, air, "pm2_5"))
+
+    def count(cond: str) -> int:
+        got = env.get(observations, **{"$filter": cond, "$count": "true", "$top": "0"})
+        return int(got["@iot.count"])
+
+    # Bounds past InfluxDB's ends (inside 1677 and 2262) mean what they say.
+    everything = "phenomenonTime ge 1677-01-01T00:00:00Z and phenomenonTime le 2262-12-31T23:59:59Z"
+    assert count(everything) == n
+    assert count("phenomenonTime gt 1677-01-01T00:00:00Z") == n
+    assert count("phenomenonTime lt 2262-12-31T23:59:59Z") == n
+    assert count("phenomenonTime lt 1677-06-01T00:00:00Z") == 0
+    assert count("phenomenonTime eq 1677-06-01T00:00:00Z") == 0
+    assert count("phenomenonTime ge 2262-12-31T00:00:00Z") == 0
+    assert count("phenomenonTime ge 2201-01-01T00:00:00Z") == 0
+    for cond in ("phenomenonTime gt 1676-12-31T00:00:00Z", "phenomenonTime lt 2263-01-01T00:00Z"):
+        r = env.client.get(f"/sta/v1.1/{observations}", params={"$filter": cond})
+        assert r.status_code == 400 and "1677..2262" in r.json()["detail"]
+    # An observation before 1970 is listed, and its id leads back to it.
+    tags = {"device_id": air.device_id, "site": air.site, "sensor": "sds011"}
+    old = Point("air", tags, {"pm2_5": 4.5}, -DAY_MS)
+    env.influx.write([to_line(old)])
+    try:
+        got = env.get(observations, **{"$filter": "phenomenonTime lt 1970-01-01T00:00:00Z"})
+        (o,) = got["value"]
+        assert o["phenomenonTime"] == "1969-12-31T00:00:00.000Z" and o["result"] == 4.5
+        assert o["@iot.id"] == f"{ds['@iot.id']}--{DAY_MS}"
+        assert env.follow(o["@iot.selfLink"]) == o
+    finally:
+        env.influx.delete("air", tags, -DAY_MS)
+    assert count("phenomenonTime lt 1970-01-01T00:00:00Z") == 0
+    # Ids at times InfluxDB cannot look up are simply not there.
+    for ms in (9_223_372_036_855, 99_999_999_999_999, -9_223_372_036_855):
+        r = env.client.get(f"/sta/v1.1/Observations('{ds['@iot.id']}-{ms}')")
+        assert r.status_code == 404, r.text
+    r = env.client.get(f"/sta/v1.1/Observations('{ds['@iot.id']}-9223372036854')")
+    assert r.status_code == 404, r.text  # the last ms there is: looked up, nothing there
 
 
 # --- an independent client --------------------------------------------------------------------

@@ -3,8 +3,8 @@
 Things, Locations, Sensors, ObservedProperties and Datastreams get integers derived from
 their names: the first bytes of a SHA-256 hash, below 2^53 so a JavaScript number holds them
 exactly. An Observation's id names its datastream and its time (`"<datastream id>-<epoch ms>"`,
-a string): it can be read back into both, which a hash of them could not, and it needs more
-than 53 bits.
+a string; a time before 1970 is negative: `"<datastream id>--60000"`): it can be read back
+into both, which a hash of them could not, and it needs more than 53 bits.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import hashlib
 import re
 
 MAX_SAFE_INTEGER = 2**53 - 1
-_OBSERVATION_ID = re.compile(r"([1-9][0-9]{0,15})-(0|[1-9][0-9]{0,15})")
+# The time may be negative (before 1970): `"5--60000"`.
+_OBSERVATION_ID = re.compile(r"([1-9][0-9]{0,15})-(0|-?[1-9][0-9]{0,15})")
 
 
 def stable_id(kind: str, *names: str) -> int:

@@ -28,6 +28,12 @@ from sensorpipe.ingest.influx import InfluxClient, identifier, string_literal
 from sensorpipe.protocol import storage
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The times InfluxDB stores points at, in ns: int64 but for its two ends.
+INFLUX_MIN_NS = -(2**63) + 2
+INFLUX_MAX_NS = 2**63 - 2
+# Observation ids name their time in ms; these are the ms InfluxDB can look a point up at.
+MIN_TIME_MS = -(-INFLUX_MIN_NS // 1_000_000)
+MAX_TIME_MS = INFLUX_MAX_NS // 1_000_000
 _INFLUX_OPS = {"eq": "=", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 TIME_PATHS = (("phenomenonTime",), ("resultTime",), ("id",), ("@iot.id",))
 DATASTREAM_ID_PATHS = (("Datastream", "id"), ("Datastream", "@iot.id"))
@@ -70,7 +76,7 @@ def _where(source: Source, conditions: list[Comparison]) -> str:
         if c.path == ("result",):
             parts.append(f"{identifier(value_field)} {op} {_number(c)}")
         else:
-            parts.append(f"time {op} {_time_ns(c, source)}")
+            parts.append(_time_condition(c, source))
     return " AND ".join(parts)
 
 
@@ -82,7 +88,7 @@ def _number(c: Comparison) -> str:
     return repr(c.value)
 
 
-def _time_ns(c: Comparison, source: Source) -> int:
+def _time_condition(c: Comparison, source: Source) -> str:
     if c.path == ("resultTime",) and isinstance(source, CountSource):
         raise bad_request(
             "$filter: a count's resultTime is the end of its interval and cannot be filtered; "
@@ -97,7 +103,15 @@ def _time_ns(c: Comparison, source: Source) -> int:
         )
     if c.op == "ne":
         raise bad_request(f"$filter: {'/'.join(c.path)} ne is not supported", "$filter")
-    return c.value.ns
+    ns = c.value.ns
+    if INFLUX_MIN_NS <= ns <= INFLUX_MAX_NS:
+        return f"time {_INFLUX_OPS[c.op]} {ns}"
+    # The years 1677 and 2262 reach past InfluxDB's ends (and past int64, which InfluxQL
+    # refuses; its aggregates also return nothing for a bound at int64's end). No point lies
+    # beyond an end, so the comparison holds for every point or for none: said with the ends.
+    before_start = ns < INFLUX_MIN_NS
+    holds = c.op in (("gt", "ge") if before_start else ("lt", "le"))
+    return f"time >= {INFLUX_MIN_NS}" if holds else f"time > {INFLUX_MAX_NS}"
 
 
 def check_conditions(conditions: list[Comparison]) -> None:

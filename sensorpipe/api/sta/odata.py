@@ -48,6 +48,9 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Date-times are taken in the years the rest of the API takes (InfluxDB's range; it ends
+# inside 1677 and 2262, and observations.py says a comparison past its ends with them).
+MIN_YEAR, MAX_YEAR = 1677, 2262
 
 
 @dataclass(frozen=True)
@@ -293,8 +296,11 @@ def parse_datetime(text: str, parameter: str) -> DateTime:
     second = int(m.group(6) or 0)
     fraction = (m.group(7) or "").ljust(9, "0")
     zone = m.group(8)
-    if not 1970 <= year <= 2200:
-        raise bad_request(f"{_shown(text)}: the year is outside 1970..2200", parameter)
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise bad_request(
+            f"{_shown(text)}: the year is outside {MIN_YEAR}..{MAX_YEAR} (InfluxDB's range)",
+            parameter,
+        )
     try:
         offset = timedelta(0)
         if zone != "Z":

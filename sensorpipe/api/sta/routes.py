@@ -29,7 +29,12 @@ from sensorpipe.api.sta.catalog import (
     catalog,
 )
 from sensorpipe.api.sta.ids import observation_id, parse_observation_id
-from sensorpipe.api.sta.observations import DATASTREAM_ID_PATHS, ObservationRow
+from sensorpipe.api.sta.observations import (
+    DATASTREAM_ID_PATHS,
+    MAX_TIME_MS,
+    MIN_TIME_MS,
+    ObservationRow,
+)
 from sensorpipe.api.sta.odata import (
     Comparison,
     DateTime,
@@ -48,8 +53,6 @@ CONFORMANCE = [
 ]
 MAX_SEGMENTS = 6
 MAX_SEGMENT_CHARS = 200
-# Observation times as ids are kept to where InfluxDB can look them up.
-MAX_TIME_MS = 7_258_118_400_000  # 2200-01-01
 _SEGMENT = re.compile(r"([A-Za-z]{1,40})(?:\((.*)\))?", re.DOTALL)
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "gt": operator.gt,
@@ -172,7 +175,8 @@ class _Resolver:
                 "e.g. Observations('123-1714521600000')"
             )
         parsed = parse_observation_id(key[1:-1])
-        if parsed is None or parsed[1] > MAX_TIME_MS:
+        # Only times InfluxDB can look up (beyond them `time = ...ms` does not parse).
+        if parsed is None or not MIN_TIME_MS <= parsed[1] <= MAX_TIME_MS:
             raise _not_found(f"no Observation with id {key[:60]}")
         ds = self.cat.get("Datastream", parsed[0])
         if (
