@@ -309,21 +309,71 @@ def test_dashboard_without_tiles_map_charts_register(history: History, open_brow
         # The keyboard way in: a counting camera's marker, focused and chosen with Enter.
         counter = count_ids[0]
         page.locator(f".dev-marker[data-device={counter}]").focus()
-        page.keyboard.press("Enter")
+        with page.expect_response(re.compile(r"/api/v1/counts\?")) as count_response:
+            page.keyboard.press("Enter")
         page.wait_for_function(
             "(id) => document.querySelector('#detail-title').textContent === 'Device ' + id",
             arg=counter,
         )
         b.wait(READY)
         counts = chart_data(page, "counts")
-        assert len(counts) == 1 + 5  # time and the five classes
-        assert all(non_null(s) > 24 for s in counts[1:])  # 7 days, per hour
+        assert len(counts) == 1 + 5 + 1  # time, the five classes, the counter's running share
+        assert all(non_null(s) > 24 for s in counts[1:6])  # 7 days, per hour
         assert int(page.locator("#chart-counts").get_attribute("data-points") or 0) == sum(
-            non_null(s) for s in counts[1:]
+            non_null(s) for s in counts[1:6]
         )
+        # The counter's running share, in %, on its own axis; an hour without a report is a
+        # gap in the counts, an hour it ran part of the time is said in the summary.
+        (series,) = count_response.value.json()["series"]
+        fraction = series["running_fraction"]
+        expected = {
+            round(time_ms(t) / 1000): f for t, f in zip(series["time"], fraction, strict=True)
+        }
+        running = dict(zip([round(t) for t in counts[0] if t is not None], counts[6], strict=True))
+        assert set(running) == set(expected)
+        for t, f in expected.items():
+            if f is None:
+                assert running[t] is None, t
+                assert all(s[counts[0].index(t)] is None for s in counts[1:6]), t
+            else:
+                assert running[t] == pytest.approx(f * 100), t
+        partial = sum(f is not None and f < 1 for f in fraction)
+        assert partial >= 1, "the history has a half-running stretch after the outage"
+        assert any(f is None for f in fraction), "the history has an outage with no reports"
+        assert inner_gap(counts[1]), "the outage should be a gap in the counts"
+        summary = page.locator("#chart-counts .chart-summary").inner_text()
+        assert f"{partial} hours with the counter running part of the time" in summary
+        assert page.locator("#chart-counts .u-legend").get_by_text("Counter running").count()
+        axis = page.evaluate(
+            "() => { const a = window.sensorpipeDashboard.plots.counts.axes[2];"
+            " return [a.scale, a.side, a.label]; }"
+        )
+        assert axis == ["%", 1, "counter running %"]  # a second y axis, on the right
         assert page.locator("#chart-pm").is_hidden()
         assert "Yes" in page.locator(f"#register dl[data-device={counter}]").inner_text()
         page.screenshot(path=str(artefacts() / "dashboard-counts-7d.png"), full_page=True)
+
+        # The counting cameras' site: counts added up, the running share the mean over its
+        # devices (one that did not report counts as 0), and the summary says so.
+        count_site = next(d.site for d in history.devices if d.counting)
+        with page.expect_response(re.compile(r"/api/v1/counts\?")) as count_response:
+            page.locator(f"#sites button.site-button[data-site={count_site}]").click()
+        b.wait(READY)
+        answer = count_response.value.json()["series"]
+        assert len(answer) == len(count_ids)
+        means: dict[int, float | None] = {}
+        for i, t in enumerate(answer[0]["time"]):
+            fs = [s["running_fraction"][i] for s in answer]
+            reported = [f for f in fs if f is not None]
+            means[round(time_ms(t) / 1000)] = sum(reported) / len(fs) * 100 if reported else None
+        counts = chart_data(page, "counts")
+        running = dict(zip([round(t) for t in counts[0] if t is not None], counts[6], strict=True))
+        assert running == pytest.approx(means)
+        assert any(v is not None and v < 100 for v in running.values())
+        summary = page.locator("#chart-counts .chart-summary").inner_text()
+        assert "mean over its 2 counting devices (a device that did not report counts as 0)" in (
+            summary
+        )
 
         # A whole site from the list, with Space on its button: the site's mean per window.
         site = history.devices[0].site

@@ -447,10 +447,13 @@
     const summary = fig.querySelector(".chart-summary");
     destroyPlot(name);
     plotEl.textContent = "";
-    const nonNull = lines.reduce((n, l) => n + l.values.filter((v) => v !== null).length, 0);
+    // An "aside" line (the counter's running share) has its own scale and right-hand axis;
+    // it is not one of the chart's readings.
+    const main = lines.filter((l) => !l.aside);
+    const nonNull = main.reduce((n, l) => n + l.values.filter((v) => v !== null).length, 0);
     fig.dataset.points = String(nonNull);
-    fig.dataset.series = String(lines.length);
-    if (!lines.length || nonNull === 0) {
+    fig.dataset.series = String(main.length);
+    if (!main.length || nonNull === 0) {
       fig.dataset.state = "empty";
       summary.textContent = "No readings in this range.";
       plotEl.setAttribute("aria-label", `${fig.querySelector("figcaption").textContent}: no readings in this range`);
@@ -459,33 +462,42 @@
     const { xs, ys } = align(lines);
     const width = Math.max(280, plotEl.clientWidth || fig.clientWidth - 16);
     const fmt = (v) => (v === null || v === undefined ? "–" : `${fmtNumber(v, digits)} ${unit}`);
+    const scales = { x: { time: true, range: () => [range.from / 1000, range.to / 1000] } };
+    const axes = [{ values: timeTicks, space: 60 }, { label: unit, size: 56 }];
+    const aside = lines.find((l) => l.aside);
+    if (aside) {
+      scales[aside.scale] = { range: [0, 105] }; // 100 % is not drawn on the frame
+      axes.push({ scale: aside.scale, side: 1, label: aside.axisLabel, size: 56, grid: { show: false } });
+    }
     const plot = new uPlot({
       width,
       height: 240,
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
-      scales: { x: { time: true, range: () => [range.from / 1000, range.to / 1000] } },
-      axes: [{ values: timeTicks, space: 60 }, { label: unit, size: 56 }],
+      scales,
+      axes,
       series: [{ label: "Time", value: (_u, v) => (v === null ? "–" : fmtTime(v * 1000)) }].concat(lines.map((l, i) => ({
         label: l.label,
-        stroke: PALETTE[i % PALETTE.length],
-        width: 1.5,
+        stroke: l.aside ? "#777" : PALETTE[i % PALETTE.length],
+        width: l.aside ? 1 : 1.5,
         spanGaps: false,
-        value: (_u, v) => fmt(v),
+        value: (_u, v) => (l.aside ? (v === null ? "–" : `${fmtNumber(v, 0)} %`) : fmt(v)),
+        ...(l.aside ? { scale: l.scale, dash: [5, 4] } : {}),
         ...(opts && opts.stepped ? { paths: uPlot.paths.stepped({ align: 1 }) } : {}),
       }))),
     }, [xs, ...ys], plotEl);
     state.plots[name] = plot;
     fig.dataset.state = "ready";
-    const parts = lines.map((l) => {
+    const parts = main.map((l) => {
       const vals = l.values.filter((v) => v !== null);
       if (!vals.length) return `${l.label}: no readings`;
       const last = vals[vals.length - 1];
       return `${l.label}: ${vals.length} values from ${fmt(Math.min(...vals))} to ` +
         `${fmt(Math.max(...vals))}, latest ${fmt(last)}`;
     });
-    const gaps = ys.reduce((n, y) => n + y.filter((v) => v === null).length, 0);
-    summary.textContent = parts.join("; ") + (gaps ? `. ${gaps} empty windows are shown as gaps.` : ".");
+    const gaps = ys.reduce((n, y, i) => n + (lines[i].aside ? 0 : y.filter((v) => v === null).length), 0);
+    summary.textContent = parts.join("; ") + (gaps ? `. ${gaps} empty windows are shown as gaps.` : ".") +
+      (opts && opts.note ? ` ${opts.note}` : "");
     plotEl.setAttribute("aria-label", `${fig.querySelector("figcaption").textContent}. ${summary.textContent}`);
   }
 
@@ -521,18 +533,34 @@
     return lines;
   }
 
-  function countLines(answer) {
+  function countLines(answer, deviceCount) {
     // Per class: both directions, and for a site every device, added up; an hour in which
-    // nothing was reported stays null (a gap), never 0.
+    // nothing was reported stays null (a gap), never 0. A device's counts in an hour in
+    // which its counter did not report (running_fraction null) are not counts: a gap.
+    // The counter's running share: a device's running_fraction; for a site, the mean over
+    // its counting devices, a device that did not report counting as 0 (null when none did).
     const byClass = new Map();
+    const running = new Map(); // time -> {sum, reported}
     for (const s of answer.series) {
       const times = s.time.map((t) => Date.parse(t) / 1000);
+      const fraction = s.running_fraction || [];
+      times.forEach((t, i) => {
+        const f = fraction[i];
+        const r = running.get(t) || { sum: 0, reported: false };
+        if (f !== null && f !== undefined) {
+          r.sum += f;
+          r.reported = true;
+        }
+        running.set(t, r);
+      });
       for (const c of s.counts) {
         if (!byClass.has(c.class)) byClass.set(c.class, new Map());
         const sums = byClass.get(c.class);
         c.values.forEach((v, i) => {
           const t = times[i];
           if (!sums.has(t)) sums.set(t, null);
+          const f = fraction[i];
+          if (f === null || f === undefined) return;
           if (v !== null && v !== undefined) sums.set(t, (sums.get(t) || 0) + v);
         });
       }
@@ -542,7 +570,7 @@
       const ia = order.indexOf(a), ib = order.indexOf(b);
       return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
     });
-    return classes.map((cls) => {
+    const lines = classes.map((cls) => {
       const entries = [...byClass.get(cls).entries()].sort((a, b) => a[0] - b[0]);
       return {
         label: CLASS_LABEL[cls] || cls,
@@ -550,6 +578,33 @@
         values: entries.map((e) => e[1]),
       };
     });
+    const n = Math.max(1, deviceCount, answer.series.length);
+    const entries = [...running.entries()].sort((a, b) => a[0] - b[0]);
+    const share = entries.map(([, r]) => (r.reported ? (r.sum / n) * 100 : null));
+    if (lines.length) {
+      lines.push({
+        label: "Counter running", aside: true, scale: "%", axisLabel: "counter running %",
+        times: entries.map((e) => e[0]), values: share,
+      });
+    }
+    return lines;
+  }
+
+  /** The counts chart's words on the counter's running share. */
+  function runningNote(lines, deviceCount, isSite) {
+    const line = lines.find((l) => l.aside);
+    if (!line) return "";
+    const part = line.values.filter((v) => v !== null && v < 100 - 1e-6).length;
+    const none = line.values.filter((v) => v === null).length;
+    const hours = (k) => `${k} ${k === 1 ? "hour" : "hours"}`;
+    let text = `Counter running (dashed, right-hand axis): ${hours(part)} with the counter ` +
+      `running part of the time, where the counts are lower than the traffic was; ` +
+      `${hours(none)} with no report from the counter, shown as gaps.`;
+    if (isSite) {
+      text += ` For the site, the share is the mean over its ${deviceCount} counting ` +
+        `${deviceCount === 1 ? "device" : "devices"} (a device that did not report counts as 0).`;
+    }
+    return text;
   }
 
   async function loadCharts() {
@@ -612,7 +667,11 @@
     }
     if (wantCounts) {
       if (countResult.status === "fulfilled") {
-        drawChart("counts", countLines(countResult.value), "per hour", 0, range, { stepped: true });
+        const counters = devices.filter((d) => d.counts).length;
+        const lines = countLines(countResult.value, counters);
+        drawChart("counts", lines, "per hour", 0, range, {
+          stepped: true, note: runningNote(lines, counters, sel.kind === "site"),
+        });
       } else {
         problems.push(`counts: ${countResult.reason.message}`);
         chartError("counts", countResult.reason.message);
