@@ -478,6 +478,63 @@ def test_dashboard_with_tiles_and_a_refused_range(history: History, open_browser
         assert non_null(chart_data(page, "counts")[1]) > 12
 
 
+def test_dashboard_follows_the_address(history: History, open_browser: Any) -> None:
+    """Each choice is a history entry (Back returns to the view before, and finally to the
+    empty page, not away from it); a changed address changes the open page's view."""
+    air = next(d for d in history.devices if not d.counting)
+    counter = next(d for d in history.devices if d.counting)
+    with live_server(history.app()) as base:
+        b = open_browser(base, viewport={"width": 1280, "height": 900})
+        page = b.page
+        page.goto(f"{base}/")
+        b.wait("body[data-state=ready]")
+
+        def shows(title: str, range_: str) -> None:
+            page.wait_for_function(
+                "(t) => document.querySelector('#detail-title').textContent === t", arg=title
+            )
+            if title.startswith(("Device", "Site")):
+                b.wait(READY)
+                assert page.locator("input[name=range]:checked").get_attribute("value") == range_
+                assert non_null(chart_data(page, "counts" if "count" in title else "pm")[1]) > 0
+
+        page.locator(f"#sites button.device-button[data-device={air.device_id}]").click()
+        shows(f"Device {air.device_id}", "24h")
+        page.get_by_label("Last 7 days").check()
+        shows(f"Device {air.device_id}", "7d")
+        assert page.evaluate("location.hash") == f"#device={air.device_id}&range=7d"
+        page.locator(f"#sites button.site-button[data-site={counter.site}]").click()
+        shows(f"Site {counter.site}", "7d")
+
+        page.go_back()
+        shows(f"Device {air.device_id}", "7d")
+        page.go_back()
+        shows(f"Device {air.device_id}", "24h")
+        page.go_back()
+        shows("Choose a device or a site", "")
+        assert page.url == f"{base}/", "Back left the dashboard"
+        assert page.locator("#range-form").is_hidden() and page.locator("#chart-pm").is_hidden()
+        page.go_forward()
+        shows(f"Device {air.device_id}", "24h")
+
+        # The address changed on the open page: by a script, and by a shared link pasted in.
+        page.evaluate("(h) => { location.hash = h; }", f"#device={counter.device_id}&range=7d")
+        shows(f"Device {counter.device_id}", "7d")
+        page.goto(f"{base}/#site={air.site}&range=24h")
+        shows(f"Site {air.site}", "24h")
+        # The skip link's #device-list is a place on the page, not a view: nothing changes.
+        page.locator("a.skip").focus()
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(300)
+        assert page.locator("#detail-title").inner_text() == f"Site {air.site}"
+        page.go_back()
+        shows(f"Site {air.site}", "24h")
+        page.go_back()
+        shows(f"Device {counter.device_id}", "7d")
+        assert b.errors == [], b.errors
+        assert b.foreign == [], b.foreign
+
+
 def test_api_docs_from_the_package(open_browser: Any) -> None:
     """/docs is Swagger UI from static/vendor: it lists the operations and asks no other host
     for anything (FastAPI's own /docs would load it from a CDN)."""

@@ -303,7 +303,10 @@
     }
   }
 
-  function writeHash() {
+  // The view is in the address (#device=…&range=…): a link shows the same view, each choice
+  // is an entry in the history (Back returns to the view before), and a changed address (a
+  // link pasted into the open tab, Back, Forward) changes the view.
+  function currentHash() {
     const sel = state.selection;
     const params = new URLSearchParams();
     if (sel) params.set(sel.kind, sel.id);
@@ -313,20 +316,26 @@
       params.set("from", $("range-from").value);
       params.set("to", $("range-to").value);
     }
-    history.replaceState(null, "", `#${params.toString()}`);
+    return `#${params.toString()}`;
+  }
+
+  /** A choice on the page: a new history entry, unless the address says it already. */
+  function writeHash() {
+    const hash = currentHash();
+    state.hash = hash;
+    if (hash !== location.hash) history.pushState(null, "", hash);
   }
 
   function readHash() {
     const params = new URLSearchParams(location.hash.slice(1));
-    const range = params.get("range");
-    if (range && ["24h", "7d", "custom"].includes(range)) {
-      document.querySelector(`input[name=range][value="${range}"]`).checked = true;
-      if (range === "custom") {
-        if (params.get("from")) $("range-from").value = params.get("from");
-        if (params.get("to")) $("range-to").value = params.get("to");
-      }
-      syncCustom();
+    let range = params.get("range");
+    if (!range || !["24h", "7d", "custom"].includes(range)) range = "24h";
+    document.querySelector(`input[name=range][value="${range}"]`).checked = true;
+    if (range === "custom") {
+      if (params.get("from")) $("range-from").value = params.get("from");
+      if (params.get("to")) $("range-to").value = params.get("to");
     }
+    syncCustom();
     if (params.get("device") && state.devices.has(params.get("device"))) {
       return { kind: "device", id: params.get("device") };
     }
@@ -337,10 +346,42 @@
     return null;
   }
 
-  function select(selection, moveFocus) {
+  /** Show what the address says; nothing when it is the view already shown. */
+  function applyHash() {
+    if (location.hash === state.hash) return;
+    // An anchor in the page (the skip link's #device-list) is not a view.
+    const params = new URLSearchParams(location.hash.slice(1));
+    if (location.hash.length > 1 && !["device", "site", "range"].some((k) => params.has(k))) return;
+    const selection = readHash();
+    if (selection) {
+      select(selection, false, true);
+    } else {
+      clearSelection();
+    }
+    state.hash = location.hash;
+  }
+
+  function clearSelection() {
+    state.selection = null;
+    state.load += 1; // an answer still on its way is not shown
+    highlight();
+    $("detail-title").textContent = "Choose a device or a site";
+    $("detail-subtitle").textContent = "Click a marker on the map or a name in the list.";
+    $("range-form").hidden = true;
+    for (const fig of document.querySelectorAll("#detail .chart")) {
+      destroyPlot(fig.id.replace(/^chart-/, ""));
+      fig.hidden = true;
+    }
+    $("gap-note").hidden = true;
+    renderRegister([]);
+    setStatus("");
+    $("detail").dataset.state = "empty";
+  }
+
+  function select(selection, moveFocus, fromAddress) {
     state.selection = selection;
     highlight();
-    writeHash();
+    if (!fromAddress) writeHash();
     const devices = selectedDevices();
     const title = $("detail-title");
     if (selection.kind === "device") {
@@ -792,8 +833,9 @@
       window.addEventListener("resize", resizePlots);
     }
     document.body.dataset.state = "ready";
-    const fromHash = readHash();
-    if (fromHash) select(fromHash, false);
+    applyHash();
+    window.addEventListener("hashchange", applyHash);
+    window.addEventListener("popstate", applyHash);
   }
 
   start();
