@@ -535,6 +535,58 @@ def test_dashboard_follows_the_address(history: History, open_browser: Any) -> N
         assert b.foreign == [], b.foreign
 
 
+def test_device_list_text_is_not_clipped(history: History, open_browser: Any) -> None:
+    """At 1400 px (and on a phone) every entry of the list shows its whole text: a long
+    reading ("…, moderate, no location") wraps rather than being cut off."""
+    registry = load_registry(history.stack.registry_path)
+    unplaced = next(d.device_id for d in history.devices if not d.counting)
+    registry.devices[unplaced].location = None
+    save_registry(registry, history.stack.registry_path)
+    clipped_js = """() => [...document.querySelectorAll('#sites button, #sites button > span')]
+        .filter((e) => e.scrollWidth > e.clientWidth + 0.5 || e.scrollHeight > e.clientHeight + 0.5)
+        .map((e) => e.textContent)"""
+    air = [d.device_id for d in history.devices if not d.counting]
+
+    def worst_readings(route: Any) -> None:
+        # The longest readings the list can show: the longest band names, a stale reading.
+        body = route.fetch().json()
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        stale = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5 * 3600))
+        for d in body["devices"]:
+            if d["device_id"] in air:
+                pm, at = {air[0]: (62.4, now), air[1]: (81.7, now)}.get(
+                    d["device_id"], (12.4, stale)
+                )
+                d["latest_pm2_5"], d["latest_pm2_5_time"] = pm, at
+        route.fulfill(json=body)
+
+    with live_server(history.app()) as base:
+        b = open_browser(base, viewport={"width": 1400, "height": 900})
+        page = b.page
+        page.route(re.compile(r"/api/v1/devices$"), worst_readings)
+        page.goto(f"{base}/")
+        b.wait("body[data-state=ready]")
+        reading = page.locator(f"#sites button[data-device={unplaced}] .reading").inner_text()
+        assert reading == "PM2.5 62.4 µg/m³, very poor, no location"
+        assert page.locator("#sites button").count() == len(history.devices) + 2
+        assert page.evaluate(clipped_js) == []
+        # Every text lies inside the list's box, not cut off by it either.
+        edge = page.evaluate(
+            "() => document.querySelector('#device-list').getBoundingClientRect().right"
+        )
+        right = page.evaluate(
+            "() => Math.max(...[...document.querySelectorAll('#sites .reading')]"
+            ".map((e) => e.getBoundingClientRect().right))"
+        )
+        assert right <= edge + 0.5
+        page.screenshot(path=str(artefacts() / "dashboard-list-1400.png"))
+        for width in (1000, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.wait_for_timeout(200)
+            assert page.evaluate(clipped_js) == [], width
+        assert b.errors == [], b.errors
+
+
 def test_api_docs_from_the_package(open_browser: Any) -> None:
     """/docs is Swagger UI from static/vendor: it lists the operations and asks no other host
     for anything (FastAPI's own /docs would load it from a CDN)."""
