@@ -234,13 +234,19 @@ def test_site_means_aggregate_the_site_and_csv_has_the_same_numbers(
     (series,) = body["series"]
     assert series["site"] == site and series["device_id"] is None
     in_site = [d.device_id for d in world.devices if d.site == site and not d.counting]
-    day = [
-        float(p.fields["pm10"])
-        for d in in_site
-        for p in world.points[d]
-        if "pm10" in p.fields and p.time_ms >= world.end_ms - DAY_MS
-    ]
-    assert max(v for v in series["values"]["pm10"] if v is not None) == pytest.approx(max(day))
+    # The answer starts at the whole day (UTC) that holds `from`: a daily max per day.
+    first_day = (world.end_ms - DAY_MS) // DAY_MS * DAY_MS
+    assert _ms(body["from"]) == first_day
+    expected: dict[int, float] = {}
+    for d in in_site:
+        for p in world.points[d]:
+            if "pm10" in p.fields and p.time_ms >= first_day:
+                day_start = p.time_ms // DAY_MS * DAY_MS
+                expected[day_start] = max(expected.get(day_start, 0.0), float(p.fields["pm10"]))
+    got = dict(zip((_ms(t) for t in series["time"]), series["values"]["pm10"], strict=True))
+    assert got.keys() == expected.keys()
+    for day_start, value in expected.items():
+        assert got[day_start] == pytest.approx(value)
     for answer in (
         client.get("/api/v1/air", params={**params, "format": "csv"}),
         client.get("/api/v1/air", params=params, headers={"Accept": "text/csv"}),
