@@ -254,8 +254,8 @@ def test_site_means_aggregate_the_site_and_csv_has_the_same_numbers(
         assert answer.headers["content-type"].startswith("text/csv")
         rows = list(csv.DictReader(io.StringIO(answer.text)))
         assert [r["time"] for r in rows] == series["time"]
-        got = [float(r["pm10"]) if r["pm10"] else None for r in rows]
-        assert got == series["values"]["pm10"]
+        from_csv = [float(r["pm10"]) if r["pm10"] else None for r in rows]
+        assert from_csv == series["values"]["pm10"]
 
 
 def test_bbox_selects_the_devices_published_inside_it(world: World, client: TestClient) -> None:
