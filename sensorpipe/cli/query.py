@@ -21,6 +21,16 @@ class _AirByDefault(click.Group):
         return super().parse_args(ctx, args)
 
 
+# How both queries print what they found.
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+
+
 @click.group(cls=_AirByDefault)
 def query() -> None:
     """Air measurements (`query air`) and counts of passers-by (`query counts`) from InfluxDB.
@@ -56,13 +66,7 @@ def query() -> None:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="At most this many rows per series."
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
+@FORMAT_OPTION
 def query_air(
     directory: Path | None,
     influx_url: str | None,
@@ -158,13 +162,7 @@ def query_air(
     show_default=True,
     help="Refuse an answer with more values than this.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
+@FORMAT_OPTION
 def query_counts(
     directory: Path | None,
     influx_url: str | None,
