@@ -21,6 +21,7 @@ from sensorpipe.ingest.lineprotocol import FieldValue, Point, to_line
 from sensorpipe.protocol import storage
 from sensorpipe.protocol.counting import COUNT_CLASSES
 from sensorpipe.protocol.messages import Location
+from sensorpipe.protocol.provenance import EDGE, provenance_tags
 from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, Registry
 
 MINUTE_MS = 60_000
@@ -97,7 +98,13 @@ def _link(
     }
     if gap:
         fields["seq_gap"] = gap
-    tags = {"device_id": device.device_id, "site": device.site, "kind": kind, "gateway": "history"}
+    tags = {
+        "device_id": device.device_id,
+        "site": device.site,
+        **provenance_tags(EDGE),
+        "kind": kind,
+        "gateway": "history",
+    }
     return Point(storage.LINK, tags, fields, t)
 
 
@@ -107,7 +114,7 @@ def device_points(
     """The points one device's messages from `start_ms` to `end_ms` became."""
     rng = random.Random(device.device_id + ":values")
     off_from, off_to = _outage(device, start_ms, end_ms)
-    base = {"device_id": device.device_id, "site": device.site}
+    base = {"device_id": device.device_id, "site": device.site, **provenance_tags(EDGE)}
     seq = 0
     missed = 0
     level = rng.uniform(6, 14)

@@ -8,7 +8,8 @@ What the generated configuration guarantees, and why:
   it cannot exhaust the gateway's memory. What does not fit is refused for now ("quota
   exceeded") or dropped for the ingest; nothing is lost, because each device keeps every entry
   until the ingest confirms it (protocol.ack) and sends it again later;
-- password file with one account per device plus the ingest account; no anonymous access;
+- password file with one account per edge device, per gateway (which publishes for the kits
+  registered to it: airrohr, The Things Stack) plus the ingest account; no anonymous access;
 - ACL: a device may publish only below sensorpipe/v1/<its id>/ and read only its own
   acknowledgements (sensorpipe/ack/v1/<its id>, protocol.ack); the ingest accounts may read
   everything below sensorpipe/v1/ and publish only acknowledgements.
@@ -40,6 +41,7 @@ from pathlib import Path
 from sensorpipe.protocol.ack import ACK_PREFIX, ack_acl_pattern
 from sensorpipe.protocol.codec import MAX_PAYLOAD_BYTES
 from sensorpipe.protocol.files import write_private
+from sensorpipe.protocol.provenance import EDGE
 from sensorpipe.protocol.registry import Registry
 from sensorpipe.protocol.topics import TOPIC_PREFIX, acl_pattern
 
@@ -94,7 +96,14 @@ class BrokerFiles:
 
 
 def password_file(registry: Registry) -> str:
-    lines = [f"{device_id}:{d.password_hash}" for device_id, d in sorted(registry.devices.items())]
+    # Broker accounts: edge devices (kits have none: their gateway publishes for them), the
+    # ingest, readers and gateways.
+    lines = [
+        f"{device_id}:{d.password_hash}"
+        for device_id, d in sorted(registry.devices.items())
+        if d.source == EDGE
+    ]
+    lines += [f"{name}:{g.password_hash}" for name, g in sorted(registry.gateways.items())]
     if registry.ingest is not None:
         lines.append(f"{registry.ingest.username}:{registry.ingest.password_hash}")
     lines += [f"{r.username}:{r.password_hash}" for r in registry.readers]
@@ -116,6 +125,10 @@ def acl_file(registry: Registry) -> str:
             f"topic write {ACK_PREFIX}/+",
             "",
         ]
+    # A gateway publishes for the kits registered to it, and for no one else.
+    for name in sorted(registry.gateways):
+        kits = sorted(d for d, e in registry.devices.items() if e.gateway == name)
+        lines += [f"user {name}", *(f"topic write {TOPIC_PREFIX}/{kit}/+" for kit in kits), ""]
     # Pattern lines apply to every user, so devices need no line each.
     lines += [f"pattern write {acl_pattern()}", f"pattern read {ack_acl_pattern()}", ""]
     return "\n".join(lines)

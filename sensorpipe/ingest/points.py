@@ -9,6 +9,7 @@ from sensorpipe.ingest.lineprotocol import FieldValue, Point
 from sensorpipe.ingest.validate import epoch_ms
 from sensorpipe.protocol import storage
 from sensorpipe.protocol.messages import AirMessage, AnyMessage, CountMessage
+from sensorpipe.protocol.provenance import EDGE, provenance_tags
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +27,12 @@ class Receipt:
     first_delivery: bool = True
 
 
-def message_points(message: AnyMessage, site: str, receipt: Receipt) -> list[Point]:
+def message_points(
+    message: AnyMessage, site: str, receipt: Receipt, source: str = EDGE
+) -> list[Point]:
+    """The points of `message` from a device registered with `source` (its provenance)."""
     t = epoch_ms(message.observed_at)
-    base = {"device_id": message.device_id, "site": site}
+    base = {"device_id": message.device_id, "site": site, **provenance_tags(source)}
     points: list[Point] = []
     if isinstance(message, AirMessage):
         by_sensor: dict[str, dict[str, FieldValue]] = defaultdict(dict)
@@ -86,6 +90,15 @@ def _link_point(message: AnyMessage, base: dict[str, str], receipt: Receipt, t: 
     }
     if link.rssi_dbm is not None:
         fields["rssi_dbm"] = link.rssi_dbm
+    if message.vouched_by is not None:
+        fields["vouched_by"] = message.vouched_by
+    if link.kit is not None:
+        for key, value in link.kit.model_dump(exclude_none=True).items():
+            if key == "gateway_ids":
+                if value:
+                    fields[key] = ",".join(value)
+            else:
+                fields[key] = value
     if receipt.first_delivery:
         fields["received_at_ms"] = receipt.received_at_ms
         fields["latency_ms"] = receipt.received_at_ms - sent_ms

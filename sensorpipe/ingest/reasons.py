@@ -20,6 +20,7 @@ REASONS: dict[str, str] = {
     "unknown_device": "the device is not in the registry",
     "unsigned": "the message carries no signature",
     "bad_signature": "the signature does not verify with the device's key",
+    "wrong_signer": "signed by someone who may not vouch for the device (a kit's gateway)",
     "future_timestamp": "observed too far in the future",
     "too_old": "observed before the backlog window",
     "undeclared_sensor": "a sensor model the registry does not declare for the device",

@@ -67,6 +67,7 @@ from sensorpipe.protocol.brokerlink import (
 )
 from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
 from sensorpipe.protocol.problems import RepeatedProblem
+from sensorpipe.protocol.provenance import EDGE
 from sensorpipe.protocol.topics import parse_topic, subscription
 
 log = logging.getLogger(__name__)
@@ -772,7 +773,8 @@ class IngestService:
             seq_gap=gap,
             first_delivery=not repeat,
         )
-        points = message_points(message, site, receipt)
+        source = device.source if device is not None else EDGE
+        points = message_points(message, site, receipt, source)
         try:
             lines = [to_line(p) for p in points]
         except LineProtocolError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 from sensorpipe.protocol.codec import DecodeError, canonical_bytes, parse_json, validate
 from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.protocol.messages import AnyMessage
+from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES
 from sensorpipe.protocol.registry import (
     DeviceEntry,
     Registry,
@@ -27,6 +28,8 @@ from sensorpipe.protocol.signing import Verifier
 from sensorpipe.protocol.topics import parse_topic
 
 Rejection = DecodeError
+# Gateways and devices have separate name spaces in the registry; verifiers are kept in one map.
+GATEWAY_KEY_PREFIX = "gateway:"
 log = logging.getLogger(__name__)
 
 
@@ -64,10 +67,15 @@ class RegistryView:
     def device(self, device_id: str) -> DeviceEntry | None:
         return self._registry.devices.get(device_id)
 
-    def verifier(self, device_id: str) -> Verifier:
-        if device_id not in self._verifiers:
-            self._verifiers[device_id] = Verifier(self._registry.devices[device_id].public_key)
-        return self._verifiers[device_id]
+    def verifier(self, signer: str) -> Verifier:
+        """The verifier of a device's key, or of a gateway's (`GATEWAY_KEY_PREFIX` + its id)."""
+        if signer not in self._verifiers:
+            if signer.startswith(GATEWAY_KEY_PREFIX):
+                key = self._registry.gateways[signer[len(GATEWAY_KEY_PREFIX) :]].public_key
+            else:
+                key = self._registry.devices[signer].public_key
+            self._verifiers[signer] = Verifier(key)
+        return self._verifiers[signer]
 
 
 class Validator:
@@ -102,13 +110,15 @@ class Validator:
                 "kind_mismatch",
                 f"payload kind {obj.get('kind')!r} differs from topic {topic_kind!r}",
             )
-        if self.registry.device(topic_device) is None:
+        entry = self.registry.device(topic_device)
+        if entry is None:
             raise Rejection("unknown_device", f"{topic_device!r} is not in the device registry")
+        signer = self._signer(topic_device, entry, obj.get("vouched_by"))
         signature = obj.get("sig")
         if not isinstance(signature, str):
             raise Rejection("unsigned", "message has no signature")
-        if not self.registry.verifier(topic_device).verify(canonical_bytes(obj), signature):
-            raise Rejection("bad_signature", f"signature does not verify with {topic_device}'s key")
+        if not self.registry.verifier(signer).verify(canonical_bytes(obj), signature):
+            raise Rejection("bad_signature", f"signature does not verify with {signer}'s key")
         message = validate(obj)
         self._check_tags(message, self.registry.device(topic_device))
         ahead = message.observed_at.timestamp() - self._clock()
@@ -127,6 +137,28 @@ class Validator:
         if end is not None and end.timestamp() - self._clock() > self._max_future_s:
             raise Rejection("future_timestamp", f"interval_end {end.isoformat()} is in the future")
         return message
+
+    @staticmethod
+    def _signer(device_id: str, entry: DeviceEntry, vouched_by: object) -> str:
+        """Whose key must verify the message: the device's own, or for a kit the key of the
+        gateway registered for it (never another gateway's, never the kit's claim alone)."""
+        if entry.source == EDGE:
+            if vouched_by is not None:
+                raise Rejection(
+                    "wrong_signer", f"{device_id} signs its own messages; vouched_by must be absent"
+                )
+            return device_id
+        if entry.source in KIT_SOURCES:
+            if vouched_by != entry.gateway:
+                raise Rejection(
+                    "wrong_signer",
+                    f"{device_id} is a {entry.source} kit vouched for by gateway "
+                    f"{entry.gateway!r}, not {vouched_by!r}",
+                )
+            return GATEWAY_KEY_PREFIX + str(entry.gateway)
+        raise Rejection(
+            "wrong_signer", f"{device_id} is registered for imported history only, not messages"
+        )
 
     @staticmethod
     def _check_tags(message: AnyMessage, entry: DeviceEntry | None) -> None:

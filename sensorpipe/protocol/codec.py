@@ -34,6 +34,11 @@ def canonical_bytes(obj: dict[str, Any]) -> bytes:
 
 def encode(message: AnyMessage, sign: Callable[[bytes], str] | None = None) -> bytes:
     body = message.model_dump(mode="json", exclude={"sig"})
+    # Fields only kits' messages use are left out of a device's own, as they were before.
+    if body.get("vouched_by") is None:
+        body.pop("vouched_by", None)
+    if body["link"].get("kit") is None:
+        body["link"].pop("kit", None)
     if sign is not None:
         body["sig"] = sign(canonical_bytes(body))
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -34,6 +34,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class KitLink(_Strict):
+    """What a gateway learnt about a kit's transmission (airrohr HTTP, LoRaWAN through The
+    Things Stack), stored as communication metadata beside what every device reports."""
+
+    # Where `observed_at` came from: `receive` (the kit has no clock: the gateway's receive
+    # time) or `network` (The Things Stack's `received_at`).
+    time_source: Literal["receive", "network"]
+    # airrohr: its measuring cycle (`samples` loop passes, `min_micro`/`max_micro` µs per pass,
+    # `interval` ms between sends).
+    samples: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    min_micro: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    max_micro: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    interval_ms: int | None = Field(default=None, ge=0, le=INT64_MAX, strict=True)
+    # LoRaWAN: the frame counter, the gateways that heard the uplink, the best SNR, the radio
+    # settings and the airtime.
+    f_cnt: int | None = Field(default=None, ge=0, le=2**32 - 1, strict=True)
+    f_port: int | None = Field(default=None, ge=0, le=255, strict=True)
+    gateways: int | None = Field(default=None, ge=0, le=1000, strict=True)
+    gateway_ids: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=8
+    )
+    snr_db: float | None = Field(default=None, ge=-40, le=40, strict=True)
+    spreading_factor: int | None = Field(default=None, ge=5, le=12, strict=True)
+    bandwidth_hz: int | None = Field(default=None, ge=0, le=10_000_000, strict=True)
+    frequency_hz: int | None = Field(default=None, ge=0, le=10_000_000_000, strict=True)
+    airtime_s: float | None = Field(default=None, ge=0, le=3600, strict=True)
+
+
 class Link(_Strict):
     """What the device reports about its connection at the moment it sent the message."""
 
@@ -47,6 +75,8 @@ class Link(_Strict):
     # Readings the device gave up since the agent started (dropped to make room, not storable,
     # too large to send); each also left a gap in the sequence numbers, the exact figure.
     outbox_dropped: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
+    # Kits only: what the gateway that received the reading learnt about its transmission.
+    kit: KitLink | None = None
 
 
 class Location(_Strict):
@@ -104,6 +134,9 @@ class _Envelope(_Strict):
     sent_at: AwareDatetime
     location: Location | None = None
     link: Link
+    # A kit's message is signed by the sensorpipe gateway that received it: this is that
+    # gateway's id, and `sig` is its signature. None: the device signed it itself.
+    vouched_by: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN)
     sig: str | None = Field(default=None, max_length=200)
 
 

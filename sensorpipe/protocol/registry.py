@@ -11,15 +11,22 @@ from pathlib import Path
 from typing import Annotated
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sensorpipe.protocol.configfile import load_model
 from sensorpipe.protocol.counting import DIRECTION_PATTERN
 from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.messages import SENSOR_PATTERN, Location
+from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES, DeviceSource
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
 
 TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# An airrohr kit's chip id as its firmware sends it (`esp8266id`, decimal; ESP32 kits send a
+# longer number derived from the MAC address).
+CHIP_ID_PATTERN = r"^[0-9]{1,20}$"
+# The Things Stack: application id with its tenant (`my-app@ttn`), end device id (`eui-...`).
+TTN_APPLICATION_PATTERN = r"^[a-z0-9](?:-?[a-z0-9]){1,35}@[a-z0-9](?:-?[a-z0-9]){1,35}$"
+TTN_DEVICE_PATTERN = r"^[a-z0-9](?:-?[a-z0-9]){1,35}$"
 
 
 class _Strict(BaseModel):
@@ -38,8 +45,19 @@ class DeviceEntry(_Strict):
     directions: list[Annotated[str, Field(pattern=DIRECTION_PATTERN)]] = Field(
         default_factory=list, max_length=8
     )
-    public_key: str
-    password_hash: str
+    # How its readings arrive (protocol.provenance): its own edge agent, a kit through a
+    # sensorpipe gateway, or history files only.
+    source: DeviceSource = EDGE
+    # Edge devices: the Ed25519 public key it signs with and its broker password's hash.
+    # airrohr kits: the hash of the HTTP basic-auth password typed into the kit (no key: the
+    # gateway signs). TTN nodes and imported devices: neither.
+    public_key: str = ""
+    password_hash: str = ""
+    # Kits: the sensorpipe gateway that receives their readings and signs them.
+    gateway: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN)
+    chip_id: str | None = Field(default=None, pattern=CHIP_ID_PATTERN)
+    ttn_application: str | None = Field(default=None, pattern=TTN_APPLICATION_PATTERN)
+    ttn_device: str | None = Field(default=None, pattern=TTN_DEVICE_PATTERN)
     # Fixed location of a stationary device, published rounded to this many decimals
     # (3 decimals is about 100 m): citizen hosts decide how precisely their home is shown.
     location: Location | None = None
@@ -56,6 +74,31 @@ class DeviceEntry(_Strict):
     # Whether the device processes personal data on the device (a camera does, even if only
     # anonymous counts leave it). None: decided from its sensors.
     personal_data: bool | None = None
+
+    @model_validator(mode="after")
+    def _what_its_source_needs(self) -> DeviceEntry:
+        needs: dict[str, tuple[str, ...]] = {
+            "edge": ("public_key", "password_hash"),
+            "airrohr": ("gateway", "chip_id", "password_hash"),
+            "ttn": ("gateway", "ttn_application", "ttn_device"),
+            "import": (),
+        }
+        missing = [k for k in needs[self.source] if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"a device of source {self.source!r} needs {', '.join(missing)}")
+        if self.source not in KIT_SOURCES and self.gateway is not None:
+            raise ValueError(f"only kits (airrohr, ttn) have a gateway, not {self.source!r}")
+        if self.source != EDGE and self.public_key:
+            raise ValueError(f"a device of source {self.source!r} has no key of its own")
+        return self
+
+
+class GatewayAccount(_Strict):
+    """A sensorpipe gateway that receives kits' readings (airrohr HTTP, The Things Stack) and
+    publishes them signed with its own key: its broker account may publish only for its kits."""
+
+    public_key: str
+    password_hash: str
 
 
 class NetworkInfo(_Strict):
@@ -104,6 +147,7 @@ class Registry(_Strict):
     # subscription, auditors). The broker uses the user name as client id, so each process
     # that reads needs an account of its own.
     readers: list[ServiceAccount] = Field(default_factory=list)
+    gateways: dict[str, GatewayAccount] = Field(default_factory=dict)
 
     def reader_names(self) -> list[str]:
         names = [self.ingest.username] if self.ingest is not None else []
@@ -116,6 +160,48 @@ class Registry(_Strict):
             if not is_valid_device_id(device_id):
                 raise ValueError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
         return devices
+
+    @model_validator(mode="after")
+    def _kits_are_consistent(self) -> Registry:
+        for name in self.gateways:
+            if not is_valid_device_id(name):
+                raise ValueError(f"invalid gateway id {name!r}: expected {DEVICE_ID_PATTERN}")
+            if name in self.devices or name in self.reader_names():
+                raise ValueError(f"gateway {name!r} has the name of a device or a reader")
+        chips: dict[str, str] = {}
+        nodes: dict[tuple[str, str], str] = {}
+        for device_id, d in self.devices.items():
+            if d.gateway is not None and d.gateway not in self.gateways:
+                raise ValueError(f"device {device_id!r}: gateway {d.gateway!r} is not registered")
+            if d.chip_id is not None:
+                if d.chip_id in chips:
+                    raise ValueError(
+                        f"chip id {d.chip_id} is registered twice: {chips[d.chip_id]}, {device_id}"
+                    )
+                chips[d.chip_id] = device_id
+            if d.ttn_application is not None and d.ttn_device is not None:
+                node = (d.ttn_application, d.ttn_device)
+                if node in nodes:
+                    raise ValueError(
+                        f"TTN device {node[1]} of {node[0]} is registered twice: "
+                        f"{nodes[node]}, {device_id}"
+                    )
+                nodes[node] = device_id
+        return self
+
+    def kit_by_chip(self, chip_id: str) -> str | None:
+        """The device id of the airrohr kit with this chip id."""
+        for device_id, d in self.devices.items():
+            if d.source == "airrohr" and d.chip_id == chip_id:
+                return device_id
+        return None
+
+    def kit_by_ttn(self, application: str, ttn_device: str) -> str | None:
+        """The device id of the TTN node `ttn_device` of `application` (`app@tenant`)."""
+        for device_id, d in self.devices.items():
+            if d.source == "ttn" and (d.ttn_application, d.ttn_device) == (application, ttn_device):
+                return device_id
+        return None
 
     def public_view(self) -> list[dict[str, object]]:
         """What residents may see: id, site, owner, purpose, sensors, rounded location."""
