@@ -13,8 +13,10 @@ from pydantic import ValidationError
 
 from sensorpipe.cli.common import DIR_OPTION, fail, invalid, local_stack
 from sensorpipe.protocol.configfile import ConfigError
+from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES
 
 if TYPE_CHECKING:
+    from sensorpipe.protocol.registry import DeviceEntry
     from sensorpipe.query.register import RegisterStats
     from sensorpipe.stack.local import LocalStack
 
@@ -159,12 +161,47 @@ def devices_add(
     click.echo(f"  private_key = {creds.private_key}")
 
 
+def _vouch_text(d: DeviceEntry) -> str:
+    """How a device's readings are vouched for, in words."""
+    if d.source == EDGE:
+        return "signed on the device"
+    if d.source in KIT_SOURCES:
+        return f"signed by gateway {d.gateway}"
+    return "imported by a named user"
+
+
+def _data_sources(s: LocalStack) -> tuple[dict[str, list[str]] | None, str | None]:
+    """The provenance of the data stored per device, or None and why it is not known."""
+    from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+    from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.query.register import sources_seen
+
+    info = s.info()
+    if info is None:
+        return None, None  # no stack here: the registry alone is what there is to list
+    client = InfluxClient(info.influx_url, info.database, timeout_s=5.0)
+    try:
+        if not client.ping(timeout_s=2.0):
+            return None, f"InfluxDB at {info.influx_url} does not answer"
+        return sources_seen(client), None
+    except (StorageUnavailable, QueryError) as exc:
+        return None, f"InfluxDB at {info.influx_url} could not list the data's sources ({exc})"
+    finally:
+        client.close()
+
+
 @devices.command("list")
 @DIR_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def devices_list(directory: Path | None, as_json: bool) -> None:
-    """List registered devices (`--json`: with the register fields each one sets itself)."""
-    registry = local_stack(directory).registry()
+    """List registered devices: site, how their readings arrive and who vouches for them, the
+    sources of their stored data (when the stack's InfluxDB answers) and their sensors
+    (`--json`: with the register fields each one sets itself)."""
+    s = local_stack(directory)
+    registry = s.registry()
+    seen, why_not = _data_sources(s)
+    if why_not:
+        click.echo(f"note: {why_not}; listed without the sources of stored data", err=True)
     if as_json:
         out = []
         for item in registry.public_view():
@@ -172,6 +209,10 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
             out.append(
                 {
                     **item,
+                    "source": d.source,
+                    "vouched": _vouch_text(d),
+                    "gateway": d.gateway,
+                    "data_sources": None if seen is None else seen.get(str(item["device_id"]), []),
                     "directions": d.directions,
                     "location_precision_decimals": d.location_precision_decimals,
                     # Empty: the network's value; personal_data null: decided from the sensors.
@@ -186,7 +227,11 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(out, indent=2))
         return
     for device_id, d in sorted(registry.devices.items()):
-        click.echo(f"{device_id:20s} site={d.site:16s} sensors={','.join(d.sensors)}")
+        data = "" if seen is None else f" data={','.join(seen.get(device_id, [])) or 'none'}"
+        click.echo(
+            f"{device_id:20s} site={d.site:16s} source={d.source:8s} "
+            f"vouch={_vouch_text(d)!r}{data} sensors={','.join(d.sensors)}"
+        )
 
 
 @devices.command("export")

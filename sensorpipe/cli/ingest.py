@@ -229,6 +229,7 @@ def ingest_replay(
     from sensorpipe.ingest.config import load_ingest_config
     from sensorpipe.ingest.deadletter import DeadLetterStore, DeadLetterStoreUnavailable
     from sensorpipe.ingest.service import IngestService
+    from sensorpipe.protocol.topics import is_message_topic
 
     _reason_option(code)
     since_ts = _since(since)
@@ -252,7 +253,20 @@ def ingest_replay(
             f"--id {', '.join(map(str, missing))}: no such dead letter in {dl_path} "
             f"(or not matching the other filters); `sensorpipe ingest rejects` lists them"
         )
-    if not letters:
+    # Rows of imported files and kits' posts were never MQTT messages: they cannot be fed
+    # through the message validation again, only imported or posted again once fixed.
+    foreign = [d for d in letters if not is_message_topic(d.topic)]
+    letters = [d for d in letters if is_message_topic(d.topic)]
+    if foreign:
+        kinds = sorted({d.topic.split(":", 1)[0] for d in foreign})
+        note = (
+            f"{len(foreign)} dead letters came from {', '.join(kinds)} (not MQTT messages) and "
+            f"are not replayed: fix the cause, then import the file or let the kit send again"
+        )
+        if ids and not letters:
+            fail(note)
+        click.echo(note, err=True)
+    if not letters and not foreign:
         click.echo("no dead letters match " + _filters_text(code, since), err=True)
     letters.reverse()  # oldest first, in the order they arrived
     try:

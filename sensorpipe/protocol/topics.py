@@ -34,6 +34,17 @@ def parse_topic(topic: str) -> tuple[str, str] | None:
     return rest[0], rest[1]
 
 
+# Where dead letters that were never MQTT messages come from: a kit's post to the gateway, an
+# uplink from The Things Stack, a row of an imported file.
+FOREIGN_LETTER_PREFIXES = ("airrohr:", "ttn:", "import:")
+
+
+def is_message_topic(topic: str) -> bool:
+    """Whether a dead letter's topic is an MQTT message topic (below TOPIC_PREFIX), rather than
+    where a kit's post or an imported row came from (`airrohr:...`, `ttn:...`, `import:...`)."""
+    return not topic.startswith(FOREIGN_LETTER_PREFIXES)
+
+
 def subscription(shared_group: str | None = None) -> str:
     """The ingest's subscription; with a group, a shared subscription for N workers."""
     topic = f"{TOPIC_PREFIX}/+/+"

@@ -147,3 +147,21 @@ def register_stats(influx: InfluxClient, *, now_ms: int | None = None) -> Regist
                 possible = math.ceil((now_ms - aligned) / (UPTIME_WINDOW_S * 1000)) or 1
             d.uptime[name] = min(1.0, windows / possible)
     return RegisterStats(devices, now_ms)
+
+
+def sources_seen(influx: InfluxClient) -> dict[str, list[str]]:
+    """For each device, the provenance (`source` tag) of the data stored for it: a kit's own
+    readings and its imported archive are both listed."""
+    from sensorpipe.protocol.provenance import SOURCE_TAG
+
+    seen: dict[str, set[str]] = {}
+    for measurement in (storage.AIR, storage.TRAFFIC, storage.SENSOR_STATUS):
+        q = f"SHOW SERIES FROM {identifier(measurement)} LIMIT 100000"
+        for s in influx.query(q):
+            for (key,) in s.get("values") or []:
+                tags = _series_tags(str(key))
+                device = tags.get("device_id")
+                if device:
+                    # Points stored before provenance tags existed came from edge devices.
+                    seen.setdefault(device, set()).add(tags.get(SOURCE_TAG, "edge"))
+    return {device: sorted(sources) for device, sources in seen.items()}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from sensorpipe.protocol.signing import Signer
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
 from tests.integration.mqtt_helpers import TestDevice, air_message, start_fleet
+
+SENSORPIPE = [sys.executable, "-m", "sensorpipe"]
 
 
 def _link_rows(influx: InfluxClient, device_id: str) -> list[dict[str, Any]]:
@@ -47,8 +51,32 @@ def test_simulated_reading_is_queryable_with_its_metadata(
     assert by_sensor["sds011"]["pm10"] >= by_sensor["sds011"]["pm2_5"]
     assert -20 < by_sensor["bme280"]["temperature"] < 40
     assert 900 < by_sensor["bme280"]["pressure"] < 1100
+    # Provenance: from an edge agent, signed on the device; a tag like any other.
+    assert {(r["source"], r["vouch"]) for r in by_sensor.values()} == {("edge", "device")}
+    counted = [
+        influx.query(f"SELECT count(pm2_5) FROM air WHERE device_id = 'balcony-01'{where}")
+        for where in ("", " AND source = 'edge' AND vouch = 'device'")
+    ]
+    assert counted[0][0]["values"][0][1] >= 1
+    assert counted[1] == counted[0]
+
+    listed = json.loads(
+        subprocess.run(
+            [*SENSORPIPE, "devices", "list", "--dir", str(stack.directory), "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    entry = next(d for d in listed if d["device_id"] == "balcony-01")
+    assert (entry["source"], entry["vouched"], entry["data_sources"]) == (
+        "edge",
+        "signed on the device",
+        ["edge"],
+    )
 
     link = _link_rows(influx, "balcony-01")[0]
+    assert (link["source"], link["vouch"]) == ("edge", "device")
     # What the device reported about its link ...
     assert link["firmware"].startswith("sensorpipe-edge/")
     assert link["clock_synced"] is True
