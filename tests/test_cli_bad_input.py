@@ -231,8 +231,10 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--every", "5 minutes"], "use a duration like"),
         (lambda t: ["--dir", str(t)], "no stack in"),
         (lambda t: ["--format", "xml"], "'xml' is not one of 'table', 'csv', 'json'"),
+        (lambda t: ["--source", "import:excel"], "unknown source 'import:excel': use one of edge"),
     ],
     "query counts": [
+        (lambda t: ["--source", "telraam"], "--source: unknown source 'telraam': use one of"),
         (lambda t: ["--every", "5 minutes"], "--every 5 minutes: use an interval from 1m to 1d"),
         (lambda t: ["--every", "2d"], "--every 2d: use an interval from 1m to 1d"),
         (lambda t: ["--every", "30s"], "--every 30s: use an interval from 1m to 1d"),

@@ -32,6 +32,7 @@ from sensorpipe.ingest.errors import QueryError, StorageUnavailable
 from sensorpipe.ingest.influx import identifier, string_literal
 from sensorpipe.protocol import storage
 from sensorpipe.protocol.counting import COUNT_CLASSES
+from sensorpipe.protocol.provenance import all_sources
 from sensorpipe.protocol.register import RegisterEntry, register_entry, register_geojson
 from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, TAG_PATTERN, Registry
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
@@ -78,6 +79,7 @@ router = APIRouter(
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
 Site = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+Source = Annotated[str, StringConstraints(pattern=r"^[a-z]+(:[a-z-]{1,32})?$")]
 TimeParam = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 Every = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,4}[mhd]$")]
 INGEST_FRESH_S = 30.0
@@ -293,7 +295,9 @@ def _known(registry: Registry, devices: list[str], sites: list[str]) -> None:
         )
 
 
-def _known_names(parameter: str, given: list[str], known: list[str]) -> None:
+def _known_names(
+    parameter: str, given: list[str], known: list[str], what: str = "is not counted"
+) -> None:
     """A class or direction nothing is counted as is a 400 with the names there are, not an
     empty answer that reads as "nobody passed"."""
     for name in given:
@@ -301,7 +305,7 @@ def _known_names(parameter: str, given: list[str], known: list[str]) -> None:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise bad_request(
-                f"{parameter} {name!r} is not counted: {hint}(known: {', '.join(known)})",
+                f"{parameter} {name!r} {what}: {hint}(known: {', '.join(known)})",
                 parameter,
             )
 
@@ -380,6 +384,10 @@ def air(
     device: Annotated[list[DeviceId], Query(max_length=100)] = [],  # noqa: B006
     site: Annotated[list[Site], Query(max_length=100)] = [],  # noqa: B006
     quantity: Annotated[list[Name], Query(max_length=20)] = [],  # noqa: B006
+    source: Annotated[
+        list[Source],
+        Query(max_length=10, description="provenance: edge, airrohr, ttn, import:<format>"),
+    ] = [],  # noqa: B006
     bbox: Annotated[
         str | None, Query(max_length=100, description="minlon,minlat,maxlon,maxlat")
     ] = None,
@@ -398,6 +406,7 @@ def air(
     assert set(SERIES_AGGREGATES) >= {agg}
     registry = ctx.registry()
     _known(registry, list(device), list(site))
+    _known_names("source", list(source), all_sources(), "is no source of data")
     devices_ = list(device)
     if bbox is not None:
         inside = _bbox_devices(registry, bbox)
@@ -406,6 +415,7 @@ def air(
         devices=devices_,
         sites=list(site),
         quantities=list(quantity),
+        sources=list(source),
         start=from_,
         end=to,
         every=every,
@@ -436,6 +446,10 @@ def counts(
     ctx: Ctx,
     device: Annotated[list[DeviceId], Query(max_length=100)] = [],  # noqa: B006
     site: Annotated[list[Site], Query(max_length=100)] = [],  # noqa: B006
+    source: Annotated[
+        list[Source],
+        Query(max_length=10, description="provenance: edge, airrohr, ttn, import:<format>"),
+    ] = [],  # noqa: B006
     class_: Annotated[list[Name], Query(alias="class", max_length=20)] = [],  # noqa: B006
     direction: Annotated[list[Name], Query(max_length=8)] = [],  # noqa: B006
     from_: Annotated[TimeParam, Query(alias="from")] = "-24h",
@@ -448,6 +462,7 @@ def counts(
     an interval without any report has null counts."""
     registry = ctx.registry()
     _known(registry, list(device), list(site))
+    _known_names("source", list(source), all_sources(), "is no source of data")
     _known_names("class", list(class_), list(COUNT_CLASSES))
     directions = set(DEFAULT_DIRECTIONS)
     for entry in registry.devices.values():
@@ -456,6 +471,7 @@ def counts(
     req = CountSeriesRequest(
         devices=list(device),
         sites=list(site),
+        sources=list(source),
         classes=list(class_),
         directions=list(direction),
         start=from_,

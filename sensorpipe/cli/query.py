@@ -48,6 +48,12 @@ def query() -> None:
 @click.option("--site", "sites", multiple=True, help="Site (repeatable).")
 @click.option("--quantity", "quantities", multiple=True, help="e.g. pm2_5 (repeatable).")
 @click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    help="Only data from this source: edge, airrohr, ttn, import:<format> (repeatable).",
+)
+@click.option(
     "--from",
     "start",
     default="-1h",
@@ -74,6 +80,7 @@ def query_air(
     devices_: tuple[str, ...],
     sites: tuple[str, ...],
     quantities: tuple[str, ...],
+    sources: tuple[str, ...],
     start: str,
     end: str,
     every: str | None,
@@ -98,6 +105,7 @@ def query_air(
             devices=devices_,
             sites=sites,
             quantities=quantities,
+            sources=sources,
             start=start,
             end=end,
             every=every,
@@ -145,6 +153,12 @@ def query_air(
 )
 @click.option("--direction", "directions", multiple=True, help="e.g. left_to_right (repeatable).")
 @click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    help="Only counts from this source: edge, import:telraam, ... (repeatable).",
+)
+@click.option(
     "--from",
     "start",
     default="-24h",
@@ -171,6 +185,7 @@ def query_counts(
     sites: tuple[str, ...],
     classes: tuple[str, ...],
     directions: tuple[str, ...],
+    sources: tuple[str, ...],
     start: str,
     end: str,
     every: str,
@@ -187,12 +202,17 @@ def query_counts(
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
     from sensorpipe.ingest.influx import InfluxClient
     from sensorpipe.protocol import storage
+    from sensorpipe.protocol.provenance import check_source
     from sensorpipe.query.influxql import QueryInputError
     from sensorpipe.query.output import drop_empty_columns, render
     from sensorpipe.query.series import CountSeriesRequest, as_rows, count_series
     from sensorpipe.stack.local import StackError
 
     _check_counts_input(classes, directions, start, end, every)
+    for source in sources:
+        problem = check_source(source)
+        if problem:
+            fail(f"--source: {problem}")
     if influx_url is None:
         try:
             influx_url = local_stack(directory).require_info().influx_url
@@ -203,6 +223,7 @@ def query_counts(
         sites=sites,
         classes=classes,
         directions=directions,
+        sources=sources,
         start=start,
         end=end,
         every=every,

@@ -65,3 +65,15 @@ def vouch_for(source: str) -> str:
 def provenance_tags(source: str) -> dict[str, str]:
     """The two tags every stored point of `source` carries."""
     return {SOURCE_TAG: source, VOUCH_TAG: vouch_for(source)}
+
+
+def all_sources() -> list[str]:
+    """Every value the `source` tag can have."""
+    return [EDGE, *KIT_SOURCES, *(f"{IMPORT}:{fmt}" for fmt in IMPORT_FORMATS)]
+
+
+def check_source(source: str) -> str | None:
+    """None for a source the pipeline writes, else a sentence naming the ones it does."""
+    if source in all_sources():
+        return None
+    return f"unknown source {source!r}: use one of {', '.join(all_sources())}"

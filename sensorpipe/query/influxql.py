@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from sensorpipe.ingest.influx import identifier, string_literal
 from sensorpipe.protocol import storage
+from sensorpipe.protocol.provenance import SOURCE_TAG, check_source
 from sensorpipe.protocol.quantities import QUANTITIES
 
 AGGREGATES = ("mean", "median", "min", "max", "count", "last", "first", "stddev")
@@ -82,6 +83,7 @@ class AirQuery:
     devices: Sequence[str] = ()
     sites: Sequence[str] = ()
     quantities: Sequence[str] = ()
+    sources: Sequence[str] = ()  # provenance: edge, airrohr, ttn, import:<format>
     start: str = "-1h"
     end: str = "now"
     every: str | None = None
@@ -90,6 +92,10 @@ class AirQuery:
     columns: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
+        for source in self.sources:
+            problem = check_source(source)
+            if problem:
+                raise QueryInputError(problem)
         for q in self.quantities:
             if q not in QUANTITIES:
                 close = difflib.get_close_matches(q, list(QUANTITIES), n=1)
@@ -131,7 +137,11 @@ class AirQuery:
         else:
             select = ", ".join(identifier(q) for q in self.columns)
         where = [f"time >= {time_expression(self.start)}", f"time < {time_expression(self.end)}"]
-        for tag, values in (("device_id", self.devices), ("site", self.sites)):
+        for tag, values in (
+            ("device_id", self.devices),
+            ("site", self.sites),
+            (SOURCE_TAG, self.sources),
+        ):
             if values:
                 where.append(
                     "("

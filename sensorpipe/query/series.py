@@ -19,6 +19,7 @@ from typing import Any
 
 from sensorpipe.ingest.influx import InfluxClient, identifier, string_literal
 from sensorpipe.protocol import storage
+from sensorpipe.protocol.provenance import SOURCE_TAG, check_source
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.register import SENSOR_QUANTITIES
 from sensorpipe.query.influxql import QueryInputError, parse_time
@@ -72,6 +73,13 @@ def _ms(t: datetime) -> int:
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _check_sources(sources: Sequence[str]) -> None:
+    for source in sources:
+        problem = check_source(source)
+        if problem:
+            raise QueryInputError(problem)
 
 
 def _tag_filter(tag: str, values: Sequence[str]) -> str | None:
@@ -151,6 +159,7 @@ class AirSeriesRequest:
     devices: Sequence[str] = ()
     sites: Sequence[str] = ()
     quantities: Sequence[str] = ()
+    sources: Sequence[str] = ()  # provenance: edge, airrohr, ttn, import:<format>
     start: str = "-24h"
     end: str = "now"
     every: str = "1h"
@@ -159,6 +168,7 @@ class AirSeriesRequest:
     max_points: int = 100_000
 
     def check(self) -> tuple[datetime, datetime, int]:
+        _check_sources(self.sources)
         for q in self.quantities:
             if q not in QUANTITIES:
                 raise QueryInputError(f"unknown quantity {q!r} (known: {', '.join(QUANTITIES)})")
@@ -182,13 +192,19 @@ def air_series(
     quantities = list(req.quantities or QUANTITIES)
     if nothing:
         return _air_answer(req, t0, t1, quantities, [])
-    tag_where = _where([_tag_filter("device_id", req.devices), _tag_filter("site", req.sites)])
+    tag_where = _where(
+        [
+            _tag_filter("device_id", req.devices),
+            _tag_filter("site", req.sites),
+            _tag_filter(SOURCE_TAG, req.sources),
+        ]
+    )
     group_tags = ["device_id", "site", "sensor"] if req.group == "device" else ["site"]
     intervals = _intervals(t0, t1, every_s)
     found = _series(
         influx,
         storage.AIR,
-        {"device_id": req.devices, "site": req.sites},
+        {"device_id": req.devices, "site": req.sites, SOURCE_TAG: req.sources},
         ["device_id", "site", "sensor"],
     )
     # Values per interval: each series' quantities (those its sensor model measures, or all
@@ -272,6 +288,7 @@ def _air_answer(
 class CountSeriesRequest:
     devices: Sequence[str] = ()
     sites: Sequence[str] = ()
+    sources: Sequence[str] = ()
     classes: Sequence[str] = ()
     directions: Sequence[str] = ()
     start: str = "-24h"
@@ -283,11 +300,18 @@ class CountSeriesRequest:
 def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any]:
     """Passers-by per class and direction, summed over `every`, with `running_fraction`: the
     share of each interval the counter ran (null: no report at all for that interval)."""
+    _check_sources(req.sources)
     every_s = parse_every(req.every)
     t0, t1 = _range(req.start, req.end)
     t0 = _aligned(t0, every_s)
     t1_ms = _ms(t1)
-    device_where = _where([_tag_filter("device_id", req.devices), _tag_filter("site", req.sites)])
+    device_where = _where(
+        [
+            _tag_filter("device_id", req.devices),
+            _tag_filter("site", req.sites),
+            _tag_filter(SOURCE_TAG, req.sources),
+        ]
+    )
     traffic_where = _where(
         [
             device_where,
@@ -299,6 +323,7 @@ def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any
     filters = {
         "device_id": req.devices,
         "site": req.sites,
+        SOURCE_TAG: req.sources,
         "class": req.classes,
         "direction": req.directions,
     }

@@ -702,3 +702,23 @@ def test_sim_history_registers_devices_and_writes_their_days(stack: LocalStack) 
         timeout=60,
     )
     assert again.returncode == 1 and "already registered" in again.stderr
+
+
+def test_provenance_is_a_filter_like_any_tag(world: World, client: TestClient) -> None:
+    device = world.devices[0]
+    counting = next(d for d in world.devices if d.counting)
+    window = {"from": _iso(world.start_ms), "to": _iso(world.end_ms), "every": "1d"}
+    for path, who in (("/api/v1/air", device), ("/api/v1/counts", counting)):
+        everything = client.get(path, params={**window, "device": who.device_id})
+        assert everything.status_code == 200, everything.text
+        assert everything.json()["series"]
+        edge = client.get(path, params={**window, "device": who.device_id, "source": "edge"})
+        assert edge.json() == everything.json()  # the history is the edge agents' data
+        kits = client.get(
+            path, params={**window, "device": who.device_id, "source": ["airrohr", "ttn"]}
+        )
+        assert kits.status_code == 200 and kits.json()["series"] == []
+        wrong = client.get(path, params={**window, "source": "import:excel"})
+        assert wrong.status_code == 400
+        assert "is no source of data" in wrong.json()["detail"]
+        assert "import:sensor-community" in wrong.json()["detail"]
