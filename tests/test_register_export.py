@@ -216,6 +216,8 @@ def test_dutch_page_has_dutch_headings_and_fixed_texts(directory: Path) -> None:
         "de beelden worden alleen op het apparaat zelf verwerkt",
         "niet van toepassing: er worden geen persoonsgegevens verwerkt",
         "metingen worden bewaard zolang het netwerk bestaat",
+        "Hoe de gegevens binnenkomen",
+        "een sensorpipe-apparaat dat zijn metingen zelf ondertekent",
     ):
         assert dutch in text, dutch
     for english in (
@@ -227,6 +229,7 @@ def test_dutch_page_has_dutch_headings_and_fixed_texts(directory: Path) -> None:
         "images are processed",
         "not applicable",
         "left to right",
+        "signs its readings",
     ):
         assert english not in text, english
     # What the operator typed stays as typed.
@@ -235,7 +238,7 @@ def test_dutch_page_has_dutch_headings_and_fixed_texts(directory: Path) -> None:
 
 def test_every_fixed_note_has_a_dutch_translation() -> None:
     from sensorpipe.protocol.messages import Location
-    from sensorpipe.protocol.registry import DeviceEntry
+    from sensorpipe.protocol.registry import DeviceEntry, GatewayAccount
 
     registry = Registry()
     for i, (sensors, personal) in enumerate(
@@ -249,9 +252,18 @@ def test_every_fixed_note_has_a_dutch_translation() -> None:
             password_hash="h",
             location=Location(lat=52.0, lon=5.0),
         )
+    registry.gateways["gw"] = GatewayAccount(public_key="k", password_hash="h")
+    registry.devices["kit"] = DeviceEntry(
+        site="s", source="airrohr", gateway="gw", chip_id="1", password_hash="h"
+    )
+    registry.devices["node"] = DeviceEntry(
+        site="s", source="ttn", gateway="gw", ttn_application="a1@ttn", ttn_device="n1"
+    )
+    registry.devices["history"] = DeviceEntry(site="s", source="import")
     records = json.loads(export(registry, None, "json"))
+    assert {r["source"] for r in records} == {"edge", "airrohr", "ttn", "import"}
     for r in records:
-        for key in ("personal_data_note", "legal_basis", "retention"):
+        for key in ("personal_data_note", "legal_basis", "retention", "source_note"):
             assert r[key] in FIXED_NL, (key, r[key])
     assert set(QUANTITY_NAMES["nl"]) == set(QUANTITY_NAMES["en"])
     from sensorpipe.protocol.quantities import QUANTITIES

@@ -46,6 +46,19 @@ PERSONAL_DATA_CAMERA = (
 )
 PERSONAL_DATA_NONE = "no: the device measures air and weather only"
 PERSONAL_DATA_UNDECLARED = "no: no camera is declared for it; ask the contact what it measures"
+# How a device's readings arrive and what vouches for them (protocol.provenance), for residents.
+SOURCE_NOTES: dict[str, str] = {
+    "edge": "a sensorpipe device that signs its readings itself",
+    "airrohr": (
+        "a Sensor.Community airrohr kit; it cannot sign its readings, so the network's gateway "
+        "that receives them signs them"
+    ),
+    "ttn": (
+        "a LoRaWAN node through The Things Network; the network's gateway signs the readings "
+        "it receives"
+    ),
+    "import": "history imported from files by the network's operator",
+}
 LEGAL_BASIS_NONE = "not applicable: no personal data is processed"
 LEGAL_BASIS_UNSTATED = "not stated by the operator: ask the contact"
 
@@ -76,6 +89,8 @@ class RegisterEntry(BaseModel):
     legal_basis: str
     retention: str
     licence: str
+    source: str = Field(description="how its readings arrive: edge, airrohr, ttn or import")
+    source_note: str = Field(description="the same, and what vouches for them, in words")
     location: RoundedLocation | None
 
 
@@ -130,6 +145,8 @@ def register_entry(
         legal_basis=legal,
         retention=entry.retention or network.retention,
         licence=entry.licence or network.licence,
+        source=entry.source,
+        source_note=SOURCE_NOTES[entry.source],
         location=location,
     )
 

@@ -29,6 +29,7 @@ from sensorpipe.protocol.register import (
     PERSONAL_DATA_CAMERA,
     PERSONAL_DATA_NONE,
     PERSONAL_DATA_UNDECLARED,
+    SOURCE_NOTES,
     RegisterEntry,
     build_register,
     register_entry,
@@ -152,6 +153,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "legal_basis": "Legal basis",
         "retention": "Retention",
         "licence": "Licence",
+        "source": "How its data arrives",
         "location": "Location",
         "operation": "In operation",
         "first_seen": "First seen",
@@ -200,6 +202,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "legal_basis": "Grondslag",
         "retention": "Bewaartermijn",
         "licence": "Licentie",
+        "source": "Hoe de gegevens binnenkomen",
         "location": "Locatie",
         "operation": "In bedrijf",
         "first_seen": "Voor het eerst gezien",
@@ -296,6 +299,18 @@ FIXED_NL: dict[str, str] = {
     "yes: as stated by the operator": "ja: volgens opgave van de beheerder",
     "no: as stated by the operator": "nee: volgens opgave van de beheerder",
     LEGAL_BASIS_NONE: "niet van toepassing: er worden geen persoonsgegevens verwerkt",
+    SOURCE_NOTES["edge"]: "een sensorpipe-apparaat dat zijn metingen zelf ondertekent",
+    SOURCE_NOTES["airrohr"]: (
+        "een Sensor.Community-meetkastje (airrohr); het kan zijn metingen niet ondertekenen, "
+        "dus de gateway van het meetnet die ze ontvangt ondertekent ze"
+    ),
+    SOURCE_NOTES["ttn"]: (
+        "een LoRaWAN-sensor via The Things Network; de gateway van het meetnet ondertekent de "
+        "metingen die hij ontvangt"
+    ),
+    SOURCE_NOTES[
+        "import"
+    ]: "geschiedenis uit bestanden, ingelezen door de beheerder van het meetnet",
     LEGAL_BASIS_UNSTATED: "niet opgegeven door de beheerder: vraag het de contactpersoon",
     str(NetworkInfo.model_fields["retention"].default): (
         "metingen worden bewaard zolang het netwerk bestaat"
@@ -405,6 +420,7 @@ def _article(record: dict[str, Any], lang: str) -> str:
         ("retention", _or_not_stated(_fixed(record["retention"], lang), t), ""),
         ("licence", _or_not_stated(record["licence"], t), ""),
         ("contact", _or_not_stated(record["contact"], t), ""),
+        ("source", _e(_fixed(record["source_note"], lang)), ""),
         ("models", _e(", ".join(record["sensors"])) or _e(t["not_stated"]), ""),
         ("location", _location(record, lang), ""),
     ]

@@ -763,6 +763,7 @@
       ["Legal basis", given(d.legal_basis)],
       ["Retention", given(d.retention)],
       ["Licence of the data", given(d.licence)],
+      ["How its data arrives", given(d.source_note)],
       ["Uptime", `${pct(d.uptime_24h)} over the last 24 hours, ${pct(d.uptime_7d)} over 7 days`],
       ["Missing messages", `${(d.missing_7d ?? 0).toLocaleString("en-GB")} missing, ` +
         `${(d.messages_7d ?? 0).toLocaleString("en-GB")} received in the last 7 days`],
