@@ -14,6 +14,7 @@ EXAMPLE_CONFIG_DIR = PACKAGE_DIR / "config"
 EXAMPLE_CONFIGS = {
     "edge": "edge.example.toml",
     "edge-camera": "edge-camera.example.toml",
+    "gateway": "gateway.example.toml",
     "ingest": "ingest.example.toml",
     "registry": "registry.example.toml",
     "serve": "serve.example.toml",

@@ -78,6 +78,32 @@ def _gateway(tmp: Path) -> list[str]:
     return ["--registry", _file(tmp, "r.toml", ""), "--out", str(tmp / "out")]
 
 
+def _kit_gateway_config(tmp: Path, *lines: str, key_mode: int = 0o600, tail: str = "") -> list[str]:
+    """A gateway.toml with its registry and secret files, `lines` at the top, `tail` last."""
+    import os
+
+    from sensorpipe.protocol.signing import generate_keypair
+
+    _file(tmp, "registry.toml", "")
+    key = tmp / "gw.key"
+    key.write_text(generate_keypair()[0] + "\n")
+    os.chmod(key, key_mode)
+    (tmp / "gw.password").write_text("secret\n")
+    os.chmod(tmp / "gw.password", 0o600)
+    text = "\n".join(
+        [
+            *lines,
+            'gateway_id = "gw"',
+            'private_key_file = "gw.key"',
+            'deadletter_path = "dl.sqlite"',
+            "[broker]",
+            'password_file = "gw.password"',
+            tail,
+        ]
+    )
+    return ["--config", _file(tmp, "gateway.toml", text + "\n")]
+
+
 def _stack_with_bad_state(tmp: Path) -> str:
     (tmp / "st").mkdir()
     (tmp / "st" / "stack.json").write_text('{"mqtt": {}}')
@@ -175,6 +201,44 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--id", "7", "--config", _ingest_config(t)], "--id 7: no such dead letter"),
         (lambda t: ["--id", "seven", "--config", _ingest_config(t)], "'seven' is not a valid"),
         (lambda t: ["--id", "9" * 23, "--config", _ingest_config(t)], "is not in the range"),
+    ],
+    "gateway run": [
+        (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),
+        (lambda t: ["--config", _bad_toml(t)], "not valid TOML"),
+        (
+            lambda t: _kit_gateway_config(t, "gateway = 'gw'"),
+            "gateway (line 1): unknown key; did you mean 'gateway_id'?",
+        ),
+        (
+            lambda t: [*_kit_gateway_config(t), "--allow-plaintext", "x"],
+            "Got unexpected extra argument (x)",
+        ),
+        (
+            lambda t: _kit_gateway_config(t, "registry_path = 'none.toml'"),
+            "registry_path (line 1): {t}/none.toml: no such file",
+        ),
+        (
+            lambda t: _kit_gateway_config(t, tail="[http]\nbind = '0.0.0.0'"),
+            "[http] bind '0.0.0.0' is not loopback",
+        ),
+        (lambda t: _kit_gateway_config(t, key_mode=0o644), "readable by others (mode 644)"),
+        (lambda t: _kit_gateway_config(t), "gateway_id 'gw' is not registered in"),
+    ],
+    "devices add-kit airrohr": [
+        (lambda t: ["--dir", str(t)], "Missing option '--chip-id'"),
+        (lambda t: ["--chip-id", "esp8266-42", "--dir", str(t)], "--chip-id 'esp8266-42'"),
+        (lambda t: ["--chip-id", "42", "--dir", str(t), "--site", "a;b"], "--site 'a;b': use"),
+        (lambda t: ["--chip-id", "42", "--dir", str(t), "--id", "Kit 1"], "invalid device id"),
+        (lambda t: ["--chip-id", "42", "--dir", str(t), "--id", "ingest"], "the ingest"),
+        (lambda t: ["--chip-id", "42", "--dir", str(t), "--lat", "52"], "give both --lat"),
+        (lambda t: ["--chip-id", "42", "--dir", str(t), "--sensor", "SDS011"], "did you mean"),
+        (lambda t: ["--chip-id", "4", "--dir", _stack_with_bad_registry(t)], "not valid TOML"),
+    ],
+    "devices add-gateway": [
+        (lambda t: ["Gw 1", "--dir", str(t)], "invalid gateway id 'Gw 1'"),
+        (lambda t: ["ingest", "--dir", str(t)], "'ingest' is the name of a reading account"),
+        (lambda t: ["gw", "--dir", str(t), "--out", _file(t, "f", "")], "is a file"),
+        (lambda t: ["gw", "--dir", _stack_with_bad_registry(t)], "not valid TOML"),
     ],
     "gateway config": [
         (

@@ -175,6 +175,7 @@ def test_every_example_the_command_prints_loads_from_where_a_user_saves_it(
 
     from sensorpipe.api.config import load_serve_config
     from sensorpipe.cli.main import main
+    from sensorpipe.gateway.kits.config import load_gateway_config
     from sensorpipe.resources import EXAMPLE_CONFIGS
 
     # The registry before the ingest's configuration, which names it.
@@ -184,6 +185,7 @@ def test_every_example_the_command_prints_loads_from_where_a_user_saves_it(
         "registry": load_registry,
         "ingest": load_ingest_config,
         "serve": load_serve_config,
+        "gateway": load_gateway_config,
     }
     assert set(loaders) == set(EXAMPLE_CONFIGS)
     for name, load in loaders.items():

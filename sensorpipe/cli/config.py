@@ -20,6 +20,7 @@ def config_example(name: str) -> None:
     \b
     edge         a Raspberry Pi with an SDS011 and a BME280
     edge-camera  a Raspberry Pi that counts passers-by with a camera
+    gateway      the kit gateway (airrohr kits, The Things Stack)
     ingest       the ingest (broker, InfluxDB, dead-letter store)
     registry     the device registry
     serve        the HTTP API and dashboard (`sensorpipe serve`)

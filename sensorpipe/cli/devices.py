@@ -16,6 +16,7 @@ from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES
 
 if TYPE_CHECKING:
+    from sensorpipe.protocol.messages import Location
     from sensorpipe.protocol.registry import DeviceEntry
     from sensorpipe.query.register import RegisterStats
     from sensorpipe.stack.local import LocalStack
@@ -159,6 +160,215 @@ def devices_add(
     click.echo(f"  username    = {creds.username}")
     click.echo(f"  password    = {creds.password}")
     click.echo(f"  private_key = {creds.private_key}")
+
+
+@devices.group("add-kit")
+def devices_add_kit() -> None:
+    """Register a kit that runs its own firmware (an airrohr box, a LoRaWAN node): its
+    readings reach sensorpipe through a kit gateway, which vouches for them."""
+
+
+@devices_add_kit.command("airrohr")
+@click.option(
+    "--chip-id",
+    required=True,
+    help="The kit's chip id: the number in its name (airRohr-<chip id>) and on its start page.",
+)
+@DIR_OPTION
+@click.option("--site", default="unassigned", show_default=True, help="Site or neighbourhood tag.")
+@click.option(
+    "--id",
+    "device_id",
+    default=None,
+    help="Device id, also the kit's user name (default: airrohr-<chip id>).",
+)
+@click.option("--owner", default="", help="Who hosts the kit.")
+@click.option("--purpose", default="", help="Why it measures: shown to residents.")
+@click.option(
+    "--sensor",
+    "sensors",
+    multiple=True,
+    help="Sensor model it has (repeatable; none given: any model sensorpipe knows). Needed "
+    "for models sensorpipe does not know, e.g. hpma115, nextpm, ips7100, bmp180, dnms.",
+)
+@click.option("--lat", type=float, default=None)
+@click.option("--lon", type=float, default=None)
+@click.option(
+    "--precision",
+    type=click.IntRange(0, 6),
+    default=3,
+    show_default=True,
+    help="Decimals of the location that are published (3 ≈ 100 m).",
+)
+@click.option("--contact", default="", help="Whom residents ask (default: the network's).")
+@click.option("--legal-basis", default="", help="Legal basis (default: the network's).")
+@click.option("--retention", default="", help="How long its data is kept (default: the network's).")
+@click.option("--licence", default="", help="Licence of its data (default: the network's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the kit's settings as JSON.")
+def devices_add_kit_airrohr(
+    chip_id: str,
+    directory: Path | None,
+    site: str,
+    device_id: str | None,
+    owner: str,
+    purpose: str,
+    sensors: tuple[str, ...],
+    lat: float | None,
+    lon: float | None,
+    precision: int,
+    contact: str,
+    legal_basis: str,
+    retention: str,
+    licence: str,
+    as_json: bool,
+) -> None:
+    """Register a Sensor.Community airrohr kit received by the stack's kit gateway, and print
+    what to type into its config page (tab "APIs", "Send data to custom API")."""
+    import re
+
+    from sensorpipe.gateway.devices import ProvisioningError
+    from sensorpipe.gateway.mosquitto import PasswordToolError
+    from sensorpipe.protocol.registry import CHIP_ID_PATTERN
+
+    chip_id = chip_id.strip()
+    if not re.match(CHIP_ID_PATTERN, chip_id):
+        fail(
+            f"--chip-id {chip_id!r}: expected the kit's chip id, digits only (the number in its "
+            f"name airRohr-<chip id>, or esp8266id on its start page)"
+        )
+    location = _location(lat, lon)
+    notes = _sensor_notes(list(sensors))
+    options = {
+        "site": "--site",
+        "owner": "--owner",
+        "sensors": "--sensor",
+        "contact": "--contact",
+        "legal_basis": "--legal-basis",
+        "retention": "--retention",
+        "licence": "--licence",
+    }
+    s = local_stack(directory)
+    try:
+        creds = s.add_airrohr_kit(
+            chip_id=chip_id,
+            site=site,
+            device_id=device_id,
+            owner=owner,
+            purpose=purpose,
+            sensors=list(sensors),
+            location=location,
+            location_precision_decimals=precision,
+            contact=contact,
+            legal_basis=legal_basis,
+            retention=retention,
+            licence=licence,
+        )
+    except (ProvisioningError, PasswordToolError, ConfigError) as exc:
+        fail(str(exc))
+    except ValidationError as exc:
+        invalid(exc, options)
+    for note in notes:
+        if "no driver" not in note:  # the kit's firmware reads it, not the edge agent
+            click.echo(f"note: {note}", err=True)
+    setup = s.kit_setup()
+    out = {
+        "device_id": creds.device_id,
+        "chip_id": creds.chip_id,
+        "gateway": creds.gateway,
+        "site": site,
+        "server": setup["server"],
+        "path": setup["path"],
+        "port": setup["port"],
+        "user": creds.device_id,
+        "password": creds.password,
+        "https": setup["https"],
+    }
+    if as_json:
+        click.echo(json.dumps(out))
+    else:
+        click.echo(
+            f"registered {creds.device_id} (chip {chip_id}, site {site}), received by gateway "
+            f"{creds.gateway}, in {s.registry_path}"
+        )
+        click.echo(
+            "On the kit's config page (http://airRohr-<chip id>.local/config or its address), "
+            'tab "APIs": tick "Send data to custom API" and type'
+        )
+        click.echo(f"  Server   : {out['server']}")
+        click.echo(f"  Path     : {out['path']}")
+        click.echo(f"  Port     : {out['port']}")
+        click.echo(f"  User     : {out['user']}")
+        click.echo(f"  Password : {out['password']}   (shown only now)")
+        click.echo(f"  HTTPS    : {'tick it' if out['https'] else 'leave it unticked'}")
+        click.echo('then "Save configuration and restart".')
+    if setup["note"]:
+        click.echo(f"note: {setup['note']}", err=True)
+
+
+@devices.command("add-gateway")
+@click.argument("gateway_id")
+@DIR_OPTION
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for the gateway's key and password files (default: <stack dir>/gateways).",
+)
+@click.option("--rotate", is_flag=True, help="Give a registered gateway a new key and password.")
+def devices_add_gateway(
+    gateway_id: str, directory: Path | None, out_dir: Path | None, rotate: bool
+) -> None:
+    """Register a kit gateway that runs on another machine (`sensorpipe gateway run`): its
+    private key and broker password go into two private files for that machine; the
+    registry keeps the public key and the password's hash. The stack's own gateway
+    (local-gateway) is registered by `sensorpipe stack up`."""
+    from sensorpipe.gateway.devices import ProvisioningError
+    from sensorpipe.gateway.mosquitto import PasswordToolError
+    from sensorpipe.protocol.files import write_private
+
+    s = local_stack(directory)
+    out_dir = out_dir or s.directory / "gateways"
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out {out_dir}: is a file; give a directory")
+    try:
+        creds = s.add_gateway(gateway_id, rotate=rotate)
+    except (ProvisioningError, PasswordToolError, ConfigError) as exc:
+        fail(str(exc))
+    key_path = out_dir / f"{gateway_id}.key"
+    password_path = out_dir / f"{gateway_id}.password"
+    try:
+        write_private(key_path, creds.private_key + "\n")
+        write_private(password_path, creds.password + "\n")
+    except OSError as exc:
+        fail(
+            f"--out {out_dir}: cannot write the gateway's files ({exc.strerror or exc}); "
+            f"`sensorpipe devices add-gateway {gateway_id} --rotate --out DIR` makes new ones"
+        )
+    click.echo(f"registered gateway {gateway_id} in {s.registry_path}")
+    click.echo(f"  private key     : {key_path}")
+    click.echo(f"  broker password : {password_path}")
+    click.echo(
+        "copy both (mode 600) to the gateway's machine and name them in its gateway.toml "
+        "(private_key_file, [broker] password_file); `sensorpipe config example gateway` "
+        "shows the rest"
+    )
+
+
+def _location(lat: float | None, lon: float | None) -> Location | None:
+    from sensorpipe.protocol.messages import Location
+
+    if (lat is None) != (lon is None):
+        fail("give both --lat and --lon, or neither")
+    if lat is None or lon is None:
+        return None
+    for name, value in (("--lat", lat), ("--lon", lon)):
+        if not math.isfinite(value):
+            fail(f"{name} {value}: not a number")
+    try:
+        return Location(lat=lat, lon=lon)
+    except ValidationError as exc:
+        invalid(exc, {"lat": "--lat", "lon": "--lon"})
 
 
 def _vouch_text(d: DeviceEntry) -> str:

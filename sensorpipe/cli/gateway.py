@@ -1,20 +1,94 @@
-"""`sensorpipe gateway`: mosquitto configuration for a system broker."""
+"""`sensorpipe gateway`: mosquitto configuration for a system broker, and the kit gateway."""
 
 from __future__ import annotations
 
 import pwd
 import re
+import socket
+import sqlite3
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from sensorpipe.cli.common import fail
 from sensorpipe.protocol.configfile import ConfigError
 
+if TYPE_CHECKING:
+    from sensorpipe.ingest.deadletter import DeadLetterStore
+
 
 @click.group()
 def gateway() -> None:
-    """Mosquitto configuration from the device registry."""
+    """Mosquitto configuration from the device registry, and the kit gateway (airrohr kits,
+    The Things Stack) that publishes kits' readings to it."""
+
+
+@gateway.command("run")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Gateway config (TOML, see `sensorpipe config example gateway`).",
+)
+@click.option(
+    "--allow-plaintext",
+    is_flag=True,
+    help="Listen off loopback without TLS (kits' passwords cross the network readable).",
+)
+def gateway_run(config_path: str, allow_plaintext: bool) -> None:
+    """Run the kit gateway: the HTTP endpoint airrohr kits post to ("Send data to custom
+    API") and The Things Stack bridges, publishing each reading to the broker signed as this
+    gateway. A kit is answered 200 only once the broker has the reading, 503 when it does not."""
+    from sensorpipe.cli.serve import _listen
+    from sensorpipe.gateway.kits.app import AIRROHR_PATH
+    from sensorpipe.gateway.kits.config import load_gateway_config, load_gateway_secrets
+    from sensorpipe.gateway.kits.service import KitGateway, check_registered, check_ttn, serve
+    from sensorpipe.ingest.deadletter import DeadLetterStore
+
+    config = load_gateway_config(config_path, allow_plaintext=allow_plaintext)
+    secrets = load_gateway_secrets(config, config_path)
+    check_registered(config, secrets, config_path)
+    check_ttn(config, config_path)
+    try:
+        store = DeadLetterStore(config.deadletter_path)
+    except (OSError, sqlite3.Error) as exc:
+        fail(f"{config_path}: deadletter_path {config.deadletter_path}: cannot be opened ({exc})")
+    http = config.http
+    sock = _listen(http.bind, http.port)
+    scheme = "https" if http.tls_cert else "http"
+    host = http.bind
+    if host in ("0.0.0.0", "::"):
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    url = f"{scheme}://{host}:{sock.getsockname()[1]}"
+    click.echo(
+        f"kit gateway {config.gateway_id}: airrohr kits post to {url}{AIRROHR_PATH}  "
+        f"health {url}/health  metrics {url}/metrics"
+    )
+    try:
+        serve(KitGateway(config, secrets, _DeadLetters(store)), sock)
+    finally:
+        store.close()
+
+
+class _DeadLetters:
+    """The ingest's dead-letter store, as the kit gateway keeps its rejected input there."""
+
+    def __init__(self, store: DeadLetterStore) -> None:
+        self._store = store
+
+    def keep(self, topic: str, payload: bytes, code: str, detail: str) -> None:
+        from sensorpipe.gateway.kits.context import LetterNotKept
+        from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStoreUnavailable
+
+        try:
+            self._store.add_many([DeadLetter(time.time(), topic, payload, code, detail)])
+        except DeadLetterStoreUnavailable as exc:
+            raise LetterNotKept(str(exc)) from None
 
 
 @gateway.command("config")

@@ -86,6 +86,11 @@ def _echo_endpoints(s: LocalStack, info: StackInfo, as_json: bool) -> None:
         click.echo(
             f"  dashboard   : {info.api_url}  (API {info.api_url}api/v1, docs {info.api_url}docs)"
         )
+    if info.kits_url:
+        click.echo(
+            f"  kit gateway : {info.kits_url}  (airrohr kits post to "
+            f"{info.kits_url}airrohr/v1/push: `sensorpipe devices add-kit airrohr`)"
+        )
     click.echo("next: `sensorpipe devices add ID` or `sensorpipe sim fleet --devices 3`")
 
 
@@ -151,6 +156,13 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
         click.echo(f"  ingest metrics (Prometheus): {status['metrics']}")
     if status.get("api"):
         click.echo(f"  dashboard and API: {status['api']}")
+    gateway = status["components"].get("gateway")
+    if gateway and gateway.get("url"):
+        posts = ((gateway.get("health") or {}).get("kits") or {}).get("airrohr", {}).get("posts")
+        counts = ", ".join(f"{n} x {code}" for code, n in sorted((posts or {}).items()))
+        click.echo(
+            f"  kit gateway: {gateway['url']}" + (f" (airrohr posts: {counts})" if counts else "")
+        )
 
 
 def _echo_deadletter(d: dict[str, Any]) -> None:

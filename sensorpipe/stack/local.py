@@ -1,4 +1,5 @@
-"""`sensorpipe stack up|status|down`: Mosquitto, influxd and the ingest on free loopback ports.
+"""`sensorpipe stack up|status|down`: Mosquitto, influxd, the ingest, the kit gateway and the
+HTTP service on free loopback ports.
 
 Everything lives under one directory (default ./.sensorpipe): the registry, the broker's files
 and persistence, InfluxDB's data, the ingest's dead letters and stats, logs, and stack.json
@@ -39,7 +40,13 @@ from sensorpipe.gateway.devices import (
     add_reader,
     set_ingest_account,
 )
-from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES
+from sensorpipe.gateway.kits.provision import (
+    GatewayCredentials,
+    KitCredentials,
+    add_airrohr_kit,
+    add_gateway,
+)
+from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES, is_loopback
 from sensorpipe.ingest.config import new_shared_group
 from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.protocol.files import write_private
@@ -53,12 +60,19 @@ from sensorpipe.stack.process import (
 )
 
 DATABASE = "sensorpipe"
-# The order the components start in; they stop in the reverse order (the ingest first, so it
-# can finish its batch).
-COMPONENTS = ("influxd", "mosquitto", "ingest", "serve")
+# The order the components start in; they stop in the reverse order (the ingest after the
+# gateway, so it can finish its batch with what the gateway published last).
+COMPONENTS = ("influxd", "mosquitto", "ingest", "gateway", "serve")
 # What an operator may set in the stack's serve.toml that `stack up` keeps when it writes the
 # file again with the new ports.
 SERVE_KEPT = ("token_hashes", "tile_url", "tile_attribution", "max_points", "register_cache_s")
+# The stack's kit gateway (airrohr kits post to it) and what an operator may set in its
+# gateway.toml that `stack up` keeps: where kits reach it (the port is kept from run to run, as
+# kits have it typed into their config page), its limits and The Things Stack applications.
+STACK_GATEWAY_ID = "local-gateway"
+GATEWAY_PORT = 8090
+GATEWAY_KEPT = ("airrohr", "ttn")
+GATEWAY_HTTP_KEPT = ("bind", "port", "tls_cert", "tls_key", "allow_plaintext", "max_body_bytes")
 
 
 class StackError(RuntimeError):
@@ -74,6 +88,8 @@ class StackInfo:
     pids: dict[str, int]
     metrics_port: int | None = None
     api_port: int | None = None
+    # The kit gateway's base URL (`http(s)://host:port/`), when the stack runs one.
+    kits_url: str | None = None
 
     @property
     def api_url(self) -> str | None:
@@ -93,6 +109,7 @@ class StackInfo:
             "influx": {"url": self.influx_url, "database": self.database},
             "metrics": self.metrics_url,
             "api": self.api_url,
+            "kits": self.kits_url,
             "pids": self.pids,
         }
 
@@ -106,6 +123,7 @@ class StackInfo:
             {k: int(v) for k, v in d["pids"].items()},
             _port_of(d.get("metrics")),
             _port_of(d.get("api")),
+            d.get("kits") or None,
         )
 
 
@@ -123,6 +141,7 @@ class LocalStack:
         self.influxd: Influxd | None = None
         self.ingest: ManagedProcess | None = None
         self.api: ManagedProcess | None = None
+        self.gateway: ManagedProcess | None = None
 
     # --- state ----------------------------------------------------------------------------
     def info(self) -> StackInfo | None:
@@ -152,8 +171,13 @@ class LocalStack:
             "influxd": ["influxd", "-config", str(self.directory / "influxdb" / "influxdb.conf")],
             "mosquitto": ["mosquitto", "-c", str(self.directory / "broker" / "mosquitto.conf")],
             "ingest": _ingest_argv(self.directory / "ingest" / "ingest.toml"),
+            "gateway": _gateway_argv(self.gateway_config_path),
             "serve": _serve_argv(self.directory / "serve" / "serve.toml"),
         }
+
+    @property
+    def gateway_config_path(self) -> Path:
+        return self.directory / "gateway" / "gateway.toml"
 
     def running(self) -> dict[str, list[int]]:
         """For each component, the ids of the processes that run it now: found by their
@@ -161,9 +185,18 @@ class LocalStack:
         return find_processes(self.commands())
 
     # --- up / down ------------------------------------------------------------------------
-    def up(self, *, detach: bool = True, progress: Any = None, serve: bool = True) -> StackInfo:
-        """Start influxd, Mosquitto, the ingest and (with `serve`) the HTTP API and dashboard,
-        each waited for until it answers.
+    def up(
+        self,
+        *,
+        detach: bool = True,
+        progress: Any = None,
+        serve: bool = True,
+        kits: bool | None = None,
+    ) -> StackInfo:
+        """Start influxd, Mosquitto, the ingest, (with `kits`) the kit gateway that airrohr
+        kits post to and The Things Stack bridges, and (with `serve`) the HTTP API and
+        dashboard, each waited for until it answers. `kits` left out: as `serve`, the two
+        services that face people and kits.
 
         Each process id goes into stack.json as soon as the process exists. Whatever ends
         `up` early (a component that does not start, Ctrl-C, a closed output pipe, any
@@ -183,11 +216,13 @@ class LocalStack:
                     f"a stack is already running from {self.directory} ({describe_pids(running)}); "
                     f"`sensorpipe stack down --dir {self.directory}` stops it"
                 )
-            influxd, broker, ingest, api, info = self._prepare(serve)
+            influxd, broker, ingest, api, gateway, info = self._prepare(
+                serve, serve if kits is None else kits
+            )
             self._state = info
             try:
                 self._write_state()
-                for process in (influxd.process, broker.process, ingest, api):
+                for process in (influxd.process, broker.process, ingest, gateway, api):
                     if process is None:
                         continue
                     process.on_spawn = functools.partial(self._record, process.name)
@@ -201,6 +236,11 @@ class LocalStack:
                 self._processes.append(ingest)
                 self.ingest = ingest
                 self.start_ingest(detach=detach)
+                if gateway is not None:
+                    say(f"starting the kit gateway on {info.kits_url}")
+                    self._processes.append(gateway)
+                    self.gateway = gateway
+                    self.start_gateway(detach=detach)
                 if api is not None:
                     say(f"starting the API and dashboard on {info.api_url}")
                     self._processes.append(api)
@@ -214,12 +254,17 @@ class LocalStack:
         return info
 
     def _prepare(
-        self, serve: bool
-    ) -> tuple[Influxd, Broker, ManagedProcess, ManagedProcess | None, StackInfo]:
-        """The registry with a new ingest account, and each component's files; nothing runs."""
+        self, serve: bool, kits: bool
+    ) -> tuple[
+        Influxd, Broker, ManagedProcess, ManagedProcess | None, ManagedProcess | None, StackInfo
+    ]:
+        """The registry with a new ingest account (and the kit gateway's, once), and each
+        component's files; nothing runs."""
         registry = self.registry()
         try:
             ingest_password = set_ingest_account(registry)
+            if kits:
+                self._ensure_gateway(registry)
         except ProvisioningError as exc:
             raise StackError(
                 f"{self.registry_path}: {exc}; remove that entry and register it under another id"
@@ -227,10 +272,8 @@ class LocalStack:
         try:
             save_registry(registry, self.registry_path)
             broker_port, http_port, rpc_port, metrics_port, api_port = free_ports(5)
-            api_port = (
-                self._previous_api_port(exclude={broker_port, http_port, rpc_port, metrics_port})
-                or api_port
-            )
+            taken = {broker_port, http_port, rpc_port, metrics_port}
+            api_port = self._previous_api_port(exclude=taken) or api_port
             influxd = Influxd(
                 self.directory / "influxdb",
                 http_port=http_port,
@@ -259,6 +302,18 @@ class LocalStack:
             api = ManagedProcess(
                 "serve", _serve_argv(serve_config), serve_config.parent / "serve.log"
             )
+        gateway = None
+        kits_url = None
+        if kits:
+            try:
+                gateway_config, kits_url = self._write_gateway_config(
+                    broker_port, exclude=taken | {api_port}
+                )
+            except OSError as exc:
+                raise StackError(f"cannot prepare the stack in {self.directory}: {exc}") from None
+            gateway = ManagedProcess(
+                "gateway", _gateway_argv(gateway_config), gateway_config.parent / "gateway.log"
+            )
         info = StackInfo(
             self.directory,
             broker_port,
@@ -267,8 +322,9 @@ class LocalStack:
             {},
             metrics_port,
             api_port if serve else None,
+            kits_url,
         )
-        return influxd, broker, ingest, api, info
+        return influxd, broker, ingest, api, gateway, info
 
     def _previous_api_port(self, exclude: set[int]) -> int | None:
         """The dashboard's port of the last `up`, if it is free: bookmarks keep working."""
@@ -276,18 +332,130 @@ class LocalStack:
             port = int(tomllib.loads((self.directory / "serve" / "serve.toml").read_text())["port"])
         except (OSError, ValueError, KeyError, TypeError, tomllib.TOMLDecodeError):
             return None
-        if port in exclude or not 1024 <= port <= 65535:
+        if port in exclude or not 1024 <= port <= 65535 or not _can_bind("127.0.0.1", port):
             return None
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        # As the service binds it: connections of the last run in TIME_WAIT do not count.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return None
-        finally:
-            probe.close()
         return port
+
+    # --- the kit gateway --------------------------------------------------------------------
+    @property
+    def gateway_key_path(self) -> Path:
+        return self.directory / "gateway" / f"{STACK_GATEWAY_ID}.key"
+
+    @property
+    def gateway_password_path(self) -> Path:
+        return self.directory / "gateway" / f"{STACK_GATEWAY_ID}.password"
+
+    def _ensure_gateway(self, registry: Registry) -> GatewayCredentials | None:
+        """Give the stack's kit gateway its account, once: its key signs kits' readings, and
+        messages signed with an earlier key would no longer verify. A new account only when
+        the registry or the private files lack it. The caller saves the registry."""
+        have_files = self.gateway_key_path.is_file() and self.gateway_password_path.is_file()
+        if STACK_GATEWAY_ID in registry.gateways and have_files:
+            return None
+        credentials = add_gateway(registry, STACK_GATEWAY_ID, rotate=True)
+        write_private(self.gateway_key_path, credentials.private_key + "\n")
+        write_private(self.gateway_password_path, credentials.password + "\n")
+        return credentials
+
+    def _gateway_settings(self) -> dict[str, Any]:
+        """What the operator set in gateway.toml that is kept (see GATEWAY_KEPT)."""
+        path = self.gateway_config_path
+        try:
+            old = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise StackError(
+                f"{path}: cannot read it ({exc}); correct it or remove it (it is written anew)"
+            ) from None
+        kept: dict[str, Any] = {k: old[k] for k in GATEWAY_KEPT if k in old}
+        http = old.get("http")
+        if isinstance(http, dict):
+            kept["http"] = {k: http[k] for k in GATEWAY_HTTP_KEPT if k in http}
+        return kept
+
+    def _write_gateway_config(self, broker_port: int, *, exclude: set[int]) -> tuple[Path, str]:
+        """gateway/gateway.toml for this run, and the gateway's URL. Its port stays that of
+        the last run (kits have it typed in) unless something else took it meanwhile."""
+        path = self.gateway_config_path
+        kept = self._gateway_settings()
+        http: dict[str, Any] = {"bind": "127.0.0.1", **kept.pop("http", {})}
+        bind = str(http["bind"])
+        port = http.get("port")
+        if not isinstance(port, int) or port in exclude or not _can_bind(bind, port):
+            port = GATEWAY_PORT if GATEWAY_PORT not in exclude else 0
+            if not _can_bind(bind, port):
+                port = free_ports(1)[0]
+        http["port"] = port
+        config = {
+            "gateway_id": STACK_GATEWAY_ID,
+            "private_key_file": self.gateway_key_path.name,
+            "registry_path": str(self.registry_path),
+            # The ingest's store: `sensorpipe ingest rejects` shows kits' rejected posts too.
+            "deadletter_path": str(self.directory / "ingest" / "deadletter.sqlite"),
+            "seq_path": "kit-seq.sqlite",
+            **kept,
+            "broker": {
+                "host": "127.0.0.1",
+                "port": broker_port,
+                "password_file": self.gateway_password_path.name,
+            },
+            "http": http,
+        }
+        write_private(path, tomli_w.dumps(config))
+        scheme = "https" if http.get("tls_cert") else "http"
+        return path, f"{scheme}://{_connect_host(bind)}:{port}/"
+
+    def start_gateway(self, *, detach: bool = False) -> None:
+        """(Re)start the kit gateway and wait until it answers."""
+        info = self._state or self.require_info()
+        if self.gateway is None or info.kits_url is None:
+            raise StackError("the kit gateway was not set up by this object")
+        url = info.kits_url
+        if url.startswith("https://"):
+            host, port = url.removeprefix("https://").rstrip("/").rsplit(":", 1)
+
+            def ready() -> bool:
+                return port_open(int(port), host.strip("[]"))
+        else:
+
+            def ready() -> bool:
+                return _answers(f"{url}health")
+
+        self.gateway.start(ready, timeout_s=30, detach=detach)
+
+    def kit_setup(self) -> dict[str, Any]:
+        """What to type into an airrohr kit's config page to reach this stack's gateway, and
+        a note when the kits cannot reach it as it is set up."""
+        from sensorpipe.gateway.kits.app import AIRROHR_PATH
+
+        settings = self._gateway_settings().get("http", {})
+        bind = str(settings.get("bind", "127.0.0.1"))
+        port = settings.get("port")
+        info = self.info()
+        if info is not None and info.kits_url:
+            port = _port_of(info.kits_url)
+        note = None
+        if is_loopback(bind):
+            server = "127.0.0.1"
+            note = (
+                f"the gateway listens on {bind} only, where no kit can reach it: set "
+                f'[http] bind = "0.0.0.0" and allow_plaintext = true (or tls_cert and tls_key) '
+                f"in {self.gateway_config_path}, then `sensorpipe stack down` and `stack up`"
+            )
+        elif bind in ("0.0.0.0", "::"):
+            server = _lan_address()
+        else:
+            server = bind
+        if port is None:
+            note = "the kit gateway has not run yet: `sensorpipe stack up` starts it"
+        return {
+            "server": server,
+            "path": AIRROHR_PATH,
+            "port": port or GATEWAY_PORT,
+            "https": bool(settings.get("tls_cert")),
+            "note": note,
+        }
 
     def _write_serve_config(self, broker_port: int, influx_url: str, api_port: int) -> Path:
         """serve/serve.toml for this run's ports, keeping what an operator set (tokens, tiles)."""
@@ -424,9 +592,14 @@ class LocalStack:
             pids = running.get(name, [])
             if name == "serve" and info.api_port is None and not pids:
                 continue  # started without the API (`up(serve=False)`)
+            if name == "gateway" and info.kits_url is None and not pids:
+                continue  # started without the kit gateway (`up(kits=False)`)
             recorded = info.pids.get(name)
             pid = recorded if recorded in pids or not pids else pids[0]
             components[name] = {"pid": pid, "running": bool(pids)}
+        if "gateway" in components:
+            components["gateway"]["url"] = info.kits_url
+            components["gateway"]["health"] = _health(info.kits_url)
         components["mosquitto"]["port_open"] = port_open(info.broker_port)
         stats_path = self.directory / "ingest" / "stats.json"
         try:
@@ -466,6 +639,28 @@ class LocalStack:
             personal_data=personal_data,
             **fields,
         )
+        save_registry(registry, self.registry_path)
+        self._reload_broker(registry)
+        return credentials
+
+    def add_airrohr_kit(self, *, chip_id: str, site: str, **fields: Any) -> KitCredentials:
+        """Register an airrohr kit received by the stack's gateway (`fields`: device_id,
+        owner, purpose, sensors, location, ... as provision.add_airrohr_kit takes them), then
+        reload a running broker (the gateway may now publish for it); the gateway re-reads
+        the registry by itself."""
+        registry = self.registry()
+        self._ensure_gateway(registry)
+        credentials = add_airrohr_kit(
+            registry, chip_id=chip_id, gateway=STACK_GATEWAY_ID, site=site, **fields
+        )
+        save_registry(registry, self.registry_path)
+        self._reload_broker(registry)
+        return credentials
+
+    def add_gateway(self, gateway_id: str, *, rotate: bool = False) -> GatewayCredentials:
+        """Register a further kit gateway (one that runs elsewhere), then reload the broker."""
+        registry = self.registry()
+        credentials = add_gateway(registry, gateway_id, rotate=rotate)
         save_registry(registry, self.registry_path)
         self._reload_broker(registry)
         return credentials
@@ -582,6 +777,61 @@ def _ingest_connected(stats_path: Path) -> bool:
         return bool(json.loads(stats_path.read_text()).get("connected"))
     except (FileNotFoundError, ValueError):
         return False
+
+
+def _gateway_argv(config: Path) -> list[str]:
+    return [sys.executable, "-m", "sensorpipe", "gateway", "run", "--config", str(config)]
+
+
+def _can_bind(host: str, port: int) -> bool:
+    """Whether a service could listen on `host`:`port` now (connections of an earlier run in
+    TIME_WAIT do not count, as the services set SO_REUSEADDR)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind((host, port))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def _connect_host(bind: str) -> str:
+    """Where this machine reaches a service listening on `bind`."""
+    if bind == "0.0.0.0":
+        return "127.0.0.1"
+    if bind == "::":
+        return "[::1]"
+    return f"[{bind}]" if ":" in bind else bind
+
+
+def _lan_address() -> str:
+    """This machine's address on its network (the one its default route leaves from; no
+    packet is sent), or its host name."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: only picks the route
+        return str(probe.getsockname()[0])
+    except OSError:
+        return socket.gethostname()
+    finally:
+        probe.close()
+
+
+def _health(url: str | None) -> dict[str, Any] | None:
+    """The kit gateway's /health, when it answers over plain HTTP."""
+    import urllib.request
+
+    if not url or not url.startswith("http://"):
+        return None
+    try:
+        with urllib.request.urlopen(f"{url}health", timeout=2) as answer:
+            data = json.loads(answer.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _serve_argv(config: Path) -> list[str]:

@@ -1,0 +1,148 @@
+"""The kit gateway's HTTP side (FastAPI): the airrohr endpoint, /health and /metrics, and the
+routers other kit adapters bring (The Things Stack's webhook).
+
+The airrohr endpoint takes the credentials and the kit's rate limit before it reads a byte of
+the body, and reads the body only up to the limit: a post announcing more (Content-Length) is
+refused at once, one sending more without saying so is cut off there (413).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.concurrency import run_in_threadpool
+
+from sensorpipe import __version__
+from sensorpipe.gateway.kits.context import KitContext
+from sensorpipe.gateway.kits.intake import Admitted, AirrohrIntake, Answer
+
+# What a group types into the kit's "Path" field. The firmware posts to it as typed.
+AIRROHR_PATH = "/airrohr/v1/push"
+
+
+class _CountersCollector(Collector):
+    def __init__(self, ctx: KitContext) -> None:
+        self._ctx = ctx
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        families = {
+            "posts": CounterMetricFamily(
+                "sensorpipe_gateway_posts",
+                "Posts and uplinks answered, by kit adapter and HTTP status.",
+                labels=["kit", "status"],
+            ),
+            "values": CounterMetricFamily(
+                "sensorpipe_gateway_values",
+                "Values in kits' posts: stored, not stored (known, no quantity), or dead-lettered "
+                "by reason.",
+                labels=["kit", "outcome"],
+            ),
+            "deadletters": CounterMetricFamily(
+                "sensorpipe_gateway_deadletters",
+                "Dead letters kept by reason (not_kept: the store could not write).",
+                labels=["kit", "reason"],
+            ),
+            "logins": CounterMetricFamily(
+                "sensorpipe_gateway_logins",
+                "Logins refused without a password check after too many wrong passwords.",
+                labels=["kit", "outcome"],
+            ),
+        }
+        for (kit, what, key), n in self._ctx.counters.items():
+            family = families.get(what)
+            if family is not None:
+                family.add_metric([kit, key], n)
+        yield from families.values()
+        yield GaugeMetricFamily(
+            "sensorpipe_gateway_broker_connected",
+            "1 while the gateway is connected to the broker.",
+            value=int(self._ctx.publisher.connected),
+        )
+
+
+def _response(answer: Answer) -> Response:
+    return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+
+
+def create_app(
+    ctx: KitContext,
+    intake: AirrohrIntake,
+    *,
+    max_body_bytes: int,
+    routers: Sequence[APIRouter] = (),
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="sensorpipe kit gateway",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    metrics = CollectorRegistry()
+    metrics.register(_CountersCollector(ctx))
+
+    async def airrohr_push(request: Request) -> Response:
+        received_at = datetime.now(UTC)
+        admitted = await run_in_threadpool(intake.admit, request.headers.get("authorization"))
+        if isinstance(admitted, Answer):
+            return _response(admitted)
+        body = await _body_up_to(request, max_body_bytes)
+        if body is None:
+            return _response(intake.answer(413, {"error": f"body over {max_body_bytes} bytes"}))
+        answer = await run_in_threadpool(
+            _take, intake, admitted, body, request.headers.get("x-sensor"), received_at
+        )
+        return _response(answer)
+
+    for path in (AIRROHR_PATH, AIRROHR_PATH + "/"):
+        app.add_api_route(path, airrohr_push, methods=["POST"], include_in_schema=False)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        publisher = ctx.publisher
+        return {
+            "gateway_id": ctx.gateway_id,
+            "broker": {
+                "connected": publisher.connected,
+                "problem": getattr(publisher, "last_problem", None),
+            },
+            "kits": ctx.counters.as_dict(),
+        }
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics), media_type="text/plain; version=0.0.4")
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def _take(
+    intake: AirrohrIntake, kit: Admitted, body: bytes, x_sensor: str | None, at: datetime
+) -> Answer:
+    return intake.take(kit, body, x_sensor=x_sensor, received_at=at)
+
+
+async def _body_up_to(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to be over `limit` bytes."""
+    length = request.headers.get("content-length")
+    if length is not None and length.strip().isdigit() and int(length) > limit:
+        return None
+    body = bytearray()
+    stream: AsyncIterator[bytes] = request.stream()
+    async for chunk in stream:
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)

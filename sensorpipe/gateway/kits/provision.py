@@ -1,0 +1,120 @@
+"""Registering gateways and airrohr kits.
+
+A gateway gets an Ed25519 key pair and a broker password: the registry keeps the public key
+and the Mosquitto hash, the caller writes the private key and the password to private files
+for the gateway process. An airrohr kit gets a basic-auth password: the registry keeps its
+salted hash, the person setting up the kit types the password into its config page.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sensorpipe.gateway.devices import INGEST_USERNAME, ProvisioningError
+from sensorpipe.gateway.kits.auth import hash_kit_password, new_kit_password
+from sensorpipe.gateway.mosquitto import hash_password
+from sensorpipe.protocol.messages import Location
+from sensorpipe.protocol.provenance import AIRROHR
+from sensorpipe.protocol.registry import DeviceEntry, GatewayAccount, Registry
+from sensorpipe.protocol.signing import generate_keypair
+from sensorpipe.protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayCredentials:
+    gateway_id: str
+    password: str
+    private_key: str
+    public_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class KitCredentials:
+    device_id: str
+    chip_id: str
+    gateway: str
+    password: str
+
+
+def add_gateway(registry: Registry, gateway_id: str, *, rotate: bool = False) -> GatewayCredentials:
+    """Register `gateway_id` (or, with `rotate`, give it a new key and password)."""
+    if not is_valid_device_id(gateway_id):
+        raise ProvisioningError(f"invalid gateway id {gateway_id!r}: expected {DEVICE_ID_PATTERN}")
+    if gateway_id in registry.devices:
+        raise ProvisioningError(f"{gateway_id!r} is registered as a device; choose another id")
+    if gateway_id == INGEST_USERNAME or gateway_id in registry.reader_names():
+        raise ProvisioningError(
+            f"{gateway_id!r} is the name of a reading account (the ingest's or a reader's); "
+            f"choose another id"
+        )
+    if gateway_id in registry.gateways and not rotate:
+        raise ProvisioningError(
+            f"gateway {gateway_id!r} is already registered (--rotate gives it a new key and "
+            f"password; the old ones stop working)"
+        )
+    password = secrets.token_urlsafe(24)
+    private_key, public_key = generate_keypair()
+    registry.gateways[gateway_id] = GatewayAccount(
+        public_key=public_key, password_hash=hash_password(gateway_id, password)
+    )
+    return GatewayCredentials(gateway_id, password, private_key, public_key)
+
+
+def default_kit_id(chip_id: str) -> str:
+    return f"airrohr-{chip_id}"
+
+
+def add_airrohr_kit(
+    registry: Registry,
+    *,
+    chip_id: str,
+    gateway: str,
+    site: str,
+    device_id: str | None = None,
+    owner: str = "",
+    purpose: str = "",
+    sensors: list[str] | None = None,
+    location: Location | None = None,
+    location_precision_decimals: int = 3,
+    contact: str = "",
+    legal_basis: str = "",
+    retention: str = "",
+    licence: str = "",
+) -> KitCredentials:
+    """Register the airrohr kit with chip id `chip_id`, received by `gateway`; returns the
+    basic-auth user (its device id) and password to type into the kit."""
+    device_id = device_id or default_kit_id(chip_id)
+    if not is_valid_device_id(device_id):
+        raise ProvisioningError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
+    if device_id in registry.devices:
+        raise ProvisioningError(f"device {device_id!r} is already registered")
+    if device_id in registry.gateways or device_id == INGEST_USERNAME:
+        raise ProvisioningError(f"{device_id!r} is the name of a gateway or the ingest")
+    if device_id in registry.reader_names():
+        raise ProvisioningError(f"{device_id!r} is the name of a reading account")
+    other = registry.kit_by_chip(chip_id)
+    if other is not None:
+        raise ProvisioningError(f"chip id {chip_id} is already registered as {other!r}")
+    if gateway not in registry.gateways:
+        raise ProvisioningError(
+            f"gateway {gateway!r} is not registered: `sensorpipe devices add-gateway {gateway}`"
+        )
+    password = new_kit_password()
+    registry.devices[device_id] = DeviceEntry(
+        site=site,
+        owner=owner,
+        purpose=purpose,
+        sensors=sensors or [],
+        source=AIRROHR,
+        gateway=gateway,
+        chip_id=chip_id,
+        password_hash=hash_kit_password(password),
+        location=location,
+        location_precision_decimals=location_precision_decimals,
+        contact=contact,
+        legal_basis=legal_basis,
+        retention=retention,
+        licence=licence,
+    )
+    return KitCredentials(device_id, chip_id, gateway, password)
