@@ -28,6 +28,9 @@ REASONS: dict[str, str] = {
     "unstorable": "cannot be written as line protocol",
     "storage_rejected": "InfluxDB refused the write",
     "internal_error": "the ingest failed on it (a bug): kept for replay",
+    # Kits' posts (the kit gateway): the rest of the post is still taken.
+    "unknown_value_type": "an airrohr value type sensorpipe does not know",
+    "bad_value": "a kit's value that is not a number, repeated, or outside its plausible range",
 }
 
 
