@@ -28,6 +28,10 @@ REASONS: dict[str, str] = {
     "unstorable": "cannot be written as line protocol",
     "storage_rejected": "InfluxDB refused the write",
     "internal_error": "the ingest failed on it (a bug): kept for replay",
+    # The Things Stack uplinks (the kit gateway): what can be stored of one still is.
+    "unknown_field": "a TTN decoded_payload field with no mapping in the gateway's [[ttn]] config",
+    "not_decoded": "a TTN uplink without decoded_payload: no payload formatter is set",
+    "simulated": "a TTN uplink simulated in the console, not measured (says what it would store)",
     # Kits' posts (the kit gateway): the rest of the post is still taken.
     "unknown_value_type": "an airrohr value type sensorpipe does not know",
     "bad_value": "a kit's value that is not a number, repeated, or outside its plausible range",

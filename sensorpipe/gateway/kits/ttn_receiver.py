@@ -1,0 +1,474 @@
+"""One The Things Stack application's uplinks, turned into signed messages of its nodes.
+
+`TtnReceiver.handle` takes an uplink exactly as an integration delivered it (the MQTT bridge,
+the webhook, the Storage Integration's gap filling) and either publishes it, as an air message
+of the sensorpipe device registered for that node, signed by this gateway, or keeps it as a
+dead letter with a reason, or both: the values that can be stored are published, and what
+could not be mapped is kept (`unknown_field`, `schema`), never dropped unsaid.
+
+What becomes of an uplink:
+- `decoded_payload` fields map to readings through the application's `fields` (dotted paths
+  for nested objects, `value * scale + offset`); `null` is no value; fields in
+  `ignore_fields` are left alone; any other field is an `unknown_field` letter;
+- the observation time is the Network Server's `received_at` (`time_source` "network", clock
+  synchronised), so the same uplink delivered twice is the same point;
+- `seq` is `f_cnt` continued across the node's sessions (ttn_state), `f_cnt` itself and
+  `f_port` go into the kit link metadata with the number of gateways that heard it, their ids
+  (strongest first, up to 8), the best RSSI (`Link.rssi_dbm`) and SNR, the spreading factor,
+  bandwidth, frequency (Hz) and `consumed_airtime` (s); the firmware is the end device's
+  `version_ids.firmware_version`, else "lorawan".
+
+Rejections (dead letters on topic `ttn:<application>@<tenant>/<device id>` with the exact
+bytes): `malformed_json`, `too_large`, `schema` (not an uplink as The Things Stack sends it, a
+mapped value that is no number or out of range), `device_mismatch` (topic and body disagree,
+another application), `unknown_device` (a node not registered), `wrong_signer` (registered to
+another gateway, whose broker account alone may publish for it), `not_decoded` (no
+payload formatter output), `unknown_field`, `simulated` (made in the console, not measured).
+
+Delivery: `handle` returns once the message is acknowledged by the broker and its letters are
+committed; otherwise it raises (`BrokerUnavailable`, `DeadLettersUnavailable`) and the caller
+does not acknowledge the uplink upstream, so it comes again. An uplink published before is
+handled again while it is remembered (the last few thousand per application): neither
+published nor dead-lettered twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from sensorpipe.gateway.kits.ttn_config import TtnApplication
+from sensorpipe.gateway.kits.ttn_state import TtnState
+from sensorpipe.gateway.kits.ttn_uplink import ApplicationUp, ApplicationUplink
+from sensorpipe.protocol.codec import DecodeError, parse_json
+from sensorpipe.protocol.messages import AirMessage, KitLink, Link, Location, Reading
+from sensorpipe.protocol.quantities import QUANTITIES
+from sensorpipe.protocol.registry import Registry, load_registry
+
+log = logging.getLogger(__name__)
+
+MAX_GATEWAY_IDS = 8  # KitLink keeps the strongest few
+REMEMBERED = 4096  # uplinks per application known to be handled, not handled again
+# Decoded fields The Things Stack reads as the node's position (`locations["frm-payload"]`).
+POSITION_FIELDS = frozenset({"latitude", "longitude", "altitude", "accuracy"})
+
+
+@dataclass(frozen=True, slots=True)
+class KitLetter:
+    """A dead letter from a kit: where from (`ttn:<application>/<device>`), the exact bytes,
+    the reason code and a one-line detail."""
+
+    topic: str
+    payload: bytes
+    code: str
+    detail: str
+
+
+# Keeps letters, all or none, before it returns; raises when it cannot (disk full).
+LetterSink = Callable[[Sequence[KitLetter]], None]
+
+
+class Publisher(Protocol):
+    """What publishes for the kits (publish.KitPublisher): signs as `gateway_id`, returns
+    once the broker acknowledged, raises BrokerUnavailable otherwise."""
+
+    gateway_id: str
+
+    def publish(self, message: AirMessage, *, timeout_s: float = ...) -> None: ...
+
+
+class DeadLettersUnavailable(RuntimeError):
+    """The dead-letter store did not keep the letters. Retryable."""
+
+
+@dataclass
+class Handled:
+    """What became of one uplink."""
+
+    device_id: str | None = None  # the sensorpipe device, when the node is registered
+    message: AirMessage | None = None  # published
+    letters: list[KitLetter] = field(default_factory=list)
+    # Handled before (published or dead-lettered): nothing was done this time.
+    duplicate: bool = False
+    # The Application Server's receive time (epoch ms), for the bridge's progress.
+    as_received_ms: int | None = None
+
+    @property
+    def codes(self) -> list[str]:
+        return [letter.code for letter in self.letters]
+
+
+@dataclass
+class ReceiverStats:
+    received: int = 0
+    published: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "published": self.published,
+            "duplicates": self.duplicates,
+            "rejected": dict(self.rejected),
+        }
+
+
+class RegistryFile:
+    """The registry file, read again when it changes (nodes added while the gateway runs);
+    a registry that cannot be read keeps the last good one."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._mtime: float | None = None
+        self._registry = load_registry(self.path, must_exist=True)
+        self._mtime = self._stat()
+        self._lock = threading.Lock()
+
+    def _stat(self) -> float | None:
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return None
+
+    def __call__(self) -> Registry:
+        with self._lock:
+            mtime = self._stat()
+            if mtime is not None and mtime != self._mtime:
+                self._mtime = mtime
+                try:
+                    self._registry = load_registry(self.path, must_exist=True)
+                except ValueError as exc:
+                    log.error("registry not reloaded, keeping the previous one: %s", exc)
+            return self._registry
+
+
+class TtnReceiver:
+    def __init__(
+        self,
+        app: TtnApplication,
+        *,
+        publisher: Publisher,
+        registry: Callable[[], Registry],
+        letters: LetterSink,
+        state: TtnState,
+        clock: Callable[[], float] = time.time,
+        publish_timeout_s: float = 10.0,
+    ) -> None:
+        self.app = app
+        self.stats = ReceiverStats()
+        self._publisher = publisher
+        self._registry = registry
+        self._letters = letters
+        self._state = state
+        self._clock = clock
+        self._publish_timeout_s = publish_timeout_s
+        # Uplinks handled (published, dead-lettered) lately: not handled again.
+        self._handled: OrderedDict[_Key, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def letter_topic(self, device: str) -> str:
+        return f"ttn:{self.app.application}/{device}"
+
+    def handle(self, raw: bytes, *, topic_device: str | None = None) -> Handled:
+        """Publish and/or dead-letter one uplink (`raw`: the exact bytes received;
+        `topic_device`: the device id its MQTT topic names). Raises `BrokerUnavailable` or
+        `DeadLettersUnavailable` when it could not finish: the uplink must come again."""
+        self.stats.received += 1
+        result = Handled()
+        device = topic_device or "unknown"
+        key: _Key | None = None
+        try:
+            up = self._parse(raw)
+            device = up.end_device_ids.device_id
+            if up.received_at is not None:
+                result.as_received_ms = round(up.received_at.timestamp() * 1000)
+            self._check_identity(up, topic_device)
+            key = _key(up)
+            if key is not None and self._handled_before(key):
+                result.duplicate = True
+                self.stats.duplicates += 1
+                return result
+            result.device_id = self._kit(up)
+            message, problems = self._message(up, result.device_id)
+        except DecodeError as rejected:
+            result.letters.append(
+                KitLetter(self.letter_topic(device), raw, rejected.code, rejected.detail)
+            )
+            return self._finish(result, key)
+        except Exception as exc:  # a bug here: the uplink is kept to be looked at
+            log.exception("handling an uplink of %s failed unexpectedly", self.app.application)
+            result.letters.append(
+                KitLetter(self.letter_topic(device), raw, "internal_error", repr(exc)[:500])
+            )
+            return self._finish(result, key)
+        result.letters += [
+            KitLetter(self.letter_topic(device), raw, code, detail) for code, detail in problems
+        ]
+        if message is not None:
+            # BrokerUnavailable propagates: nothing is acknowledged upstream, it comes again.
+            self._publisher.publish(message, timeout_s=self._publish_timeout_s)
+            result.message = message
+        return self._finish(result, key)
+
+    # --- steps ----------------------------------------------------------------------------
+    @staticmethod
+    def _parse(raw: bytes) -> ApplicationUp:
+        obj = parse_json(raw)  # DecodeError: too_large, malformed_json
+        try:
+            up = ApplicationUp.model_validate(obj)
+        except ValidationError as exc:
+            raise DecodeError("schema", _summary(exc)) from None
+        if up.uplink_message is None:
+            kinds = ", ".join(k for k in obj if k not in ApplicationUp.model_fields) or "none"
+            raise DecodeError("schema", f"not an uplink message (no uplink_message; has {kinds})")
+        return up
+
+    def _check_identity(self, up: ApplicationUp, topic_device: str | None) -> None:
+        ids = up.end_device_ids
+        if ids.application_ids.application_id != self.app.application_id:
+            raise DecodeError(
+                "device_mismatch",
+                f"uplink of application {ids.application_ids.application_id!r}, received for "
+                f"{self.app.application}",
+            )
+        if topic_device is not None and ids.device_id != topic_device:
+            raise DecodeError(
+                "device_mismatch",
+                f"body names device {ids.device_id!r}, the topic {topic_device!r}",
+            )
+
+    def _kit(self, up: ApplicationUp) -> str:
+        """The sensorpipe device registered for the node, which this gateway vouches for."""
+        ids = up.end_device_ids
+        registry = self._registry()
+        kit = registry.kit_by_ttn(self.app.application, ids.device_id)
+        entry = None if kit is None else registry.devices.get(kit)
+        if kit is None or entry is None:
+            raise DecodeError(
+                "unknown_device",
+                f"TTN device {ids.device_id} of {self.app.application} is not registered; "
+                f"`sensorpipe devices add-kit ttn --application {self.app.application} "
+                f"--device-id {ids.device_id} --site ...` registers it",
+            )
+        if entry.gateway != self._publisher.gateway_id:
+            raise DecodeError(
+                "wrong_signer",
+                f"{kit} is registered to gateway {entry.gateway!r}; this is "
+                f"{self._publisher.gateway_id!r}, which the broker does not let publish for it",
+            )
+        return kit
+
+    def _message(
+        self, up: ApplicationUp, kit: str
+    ) -> tuple[AirMessage | None, list[tuple[str, str]]]:
+        """The message to publish (None: nothing to store) and the problems to keep."""
+        ids = up.end_device_ids
+        uplink = up.uplink_message
+        assert uplink is not None
+        if uplink.decoded_payload is None:
+            warnings = "; ".join(uplink.decoded_payload_warnings)
+            raise DecodeError(
+                "not_decoded",
+                f"f_cnt {uplink.f_cnt} on f_port {uplink.f_port} has no decoded_payload: set a "
+                f"payload formatter for the application or device in the TTN console"
+                + (f" (formatter warnings: {warnings})" if warnings else ""),
+            )
+        observed = up.observed_at
+        if observed is None:
+            raise DecodeError("schema", "no received_at: the uplink has no time")
+        readings, problems = self._readings(uplink)
+        if up.simulated and not self.app.store_simulated:
+            would = ", ".join(f"{r.quantity}={r.value:g} {r.unit}" for r in readings) or "nothing"
+            raise DecodeError(
+                "simulated",
+                f"simulated in the console, not measured; it would store {would}"
+                + "".join(f"; {detail}" for _, detail in problems),
+            )
+        if not readings:
+            return None, problems
+        received_ms = round(observed.timestamp() * 1000)
+        seq = self._state.seq(
+            self.app.application,
+            ids.device_id,
+            session_key=uplink.session_key_id,
+            f_cnt=uplink.f_cnt,
+            received_ms=received_ms,
+        )
+        try:
+            message = AirMessage(
+                device_id=kit,
+                seq=seq,
+                observed_at=observed,
+                clock_synced=True,
+                sent_at=datetime.fromtimestamp(self._clock(), UTC),
+                location=_position(uplink),
+                link=_link(uplink),
+                readings=readings,
+            )
+        except ValidationError as exc:
+            raise DecodeError("schema", _summary(exc)) from None
+        return message, problems
+
+    def _readings(self, uplink: ApplicationUplink) -> tuple[list[Reading], list[tuple[str, str]]]:
+        assert uplink.decoded_payload is not None
+        values = flatten(uplink.decoded_payload)
+        position = "frm-payload" in uplink.locations
+        readings: list[Reading] = []
+        bad: list[str] = []
+        unknown: list[str] = []
+        for path, value in values.items():
+            mapping = self.app.fields.get(path)
+            if mapping is None:
+                if not (self._ignored(path) or (position and path in POSITION_FIELDS)):
+                    unknown.append(path)
+                continue
+            if value is None:
+                continue  # the formatter says it has no value
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                bad.append(f"{path}: expected a number, got {_short(value)}")
+                continue
+            quantity = QUANTITIES[mapping.quantity]
+            converted = mapping.convert(float(value))
+            try:
+                readings.append(
+                    Reading(
+                        quantity=mapping.quantity,
+                        value=converted,
+                        unit=quantity.unit,
+                        sensor=mapping.sensor,
+                    )
+                )
+            except ValidationError as exc:
+                bad.append(f"{path} = {value!r}: {_summary(exc)}")
+        problems: list[tuple[str, str]] = []
+        if unknown:
+            problems.append(
+                (
+                    "unknown_field",
+                    f"decoded_payload fields without a mapping: {', '.join(sorted(unknown))} "
+                    f"(map them under [ttn.fields] or list them in ignore_fields); "
+                    f"f_cnt {uplink.f_cnt}",
+                )
+            )
+        if bad:
+            problems.append(("schema", "; ".join(bad) + f"; f_cnt {uplink.f_cnt}"))
+        return readings, problems
+
+    def _ignored(self, path: str) -> bool:
+        return any(path == i or path.startswith(i + ".") for i in self.app.ignore_fields)
+
+    def _handled_before(self, key: _Key) -> bool:
+        with self._lock:
+            if key in self._handled:
+                self._handled.move_to_end(key)
+                return True
+            return False
+
+    def _finish(self, result: Handled, key: _Key | None) -> Handled:
+        if result.letters:
+            try:
+                self._letters(result.letters)
+            except Exception as exc:  # whatever the store raises: nothing was kept
+                raise DeadLettersUnavailable(str(exc) or type(exc).__name__) from exc
+        if key is not None:
+            with self._lock:
+                self._handled[key] = None
+                while len(self._handled) > REMEMBERED:
+                    self._handled.popitem(last=False)
+        for code in result.codes:
+            self.stats.rejected[code] += 1
+        if result.message is not None:
+            self.stats.published += 1
+        return result
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+_Key = tuple[str, int, int, bool]
+
+
+def _key(up: ApplicationUp) -> _Key | None:
+    """What tells one uplink from another: the node, its reception time, its counter."""
+    observed = up.observed_at
+    if observed is None or up.uplink_message is None:
+        return None
+    ms = round(observed.timestamp() * 1000)
+    return (up.end_device_ids.device_id, ms, up.uplink_message.f_cnt, up.simulated)
+
+
+def flatten(decoded: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Leaf values by dotted path: {"sds011": {"pm25": 3}} -> {"sds011.pm25": 3}. Lists and
+    empty objects are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in decoded.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def _link(uplink: ApplicationUplink) -> Link:
+    heard = sorted(
+        uplink.rx_metadata,
+        key=lambda m: m.signal_dbm if m.signal_dbm is not None else -math.inf,
+        reverse=True,
+    )
+    gateway_ids = list(dict.fromkeys(m.gateway[:64] for m in heard))
+    rssis = [m.signal_dbm for m in heard if m.signal_dbm is not None]
+    snrs = [s for s in (m.snr_db for m in heard) if s is not None]
+    best_rssi = round(max(rssis)) if rssis else None
+    lora = uplink.settings.data_rate.lora
+    version = uplink.version_ids
+    firmware = (version.firmware_version if version else None) or "lorawan"
+    return Link(
+        # An RSSI outside what the link metadata can hold (a simulated +42) is not stored.
+        rssi_dbm=best_rssi if best_rssi is not None and -130 <= best_rssi <= 0 else None,
+        uptime_s=0.0,
+        firmware=firmware[:64],
+        kit=KitLink(
+            time_source="network",
+            f_cnt=uplink.f_cnt,
+            f_port=uplink.f_port,
+            gateways=len(gateway_ids),
+            gateway_ids=gateway_ids[:MAX_GATEWAY_IDS],
+            snr_db=max(snrs) if snrs else None,
+            spreading_factor=lora.spreading_factor if lora and lora.spreading_factor else None,
+            bandwidth_hz=lora.bandwidth if lora and lora.bandwidth else None,
+            frequency_hz=uplink.settings.frequency_hz,
+            airtime_s=uplink.airtime_s,
+        ),
+    )
+
+
+def _position(uplink: ApplicationUplink) -> Location | None:
+    """Where a moving node was: the position The Things Stack read from its payload."""
+    found = uplink.locations.get("frm-payload")
+    if found is None:
+        return None
+    return Location(lat=found.latitude, lon=found.longitude, alt_m=found.altitude)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _summary(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)[:500]
