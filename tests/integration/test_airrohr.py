@@ -1,0 +1,237 @@
+"""airrohr kits through the real kit gateway process, Mosquitto, the ingest and influxd.
+
+Each kit posts exactly what its firmware sends (tests/airrohr_post.py, written from the
+firmware's source), over a raw socket as the ESP8266's HTTP client writes it. One stack for
+the module; each test uses kits of its own, so the per-kit rate limit of one test does not
+reach into another.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sensorpipe.gateway.kits.app import AIRROHR_PATH
+from sensorpipe.gateway.kits.provision import KitCredentials
+from sensorpipe.ingest.deadletter import DeadLetterStore
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.stack.local import STACK_GATEWAY_ID, LocalStack
+from tests.airrohr_post import (
+    SDS_BME280_VALUES,
+    SOFTWARE_VERSION,
+    firmware_body,
+    firmware_request,
+    send_raw,
+)
+from tests.helpers import wait_for
+from tests.integration.conftest import _require_binaries
+
+pytestmark = pytest.mark.integration
+
+KITS = {
+    "firmware": "13107491",
+    "chip-a": "2001",
+    "chip-b": "2002",
+    "flood": "3001",
+    "big": "4001",
+    "fault": "5001",
+}
+
+
+class Kits:
+    def __init__(self, stack: LocalStack, credentials: dict[str, KitCredentials]) -> None:
+        self.stack = stack
+        self.credentials = credentials
+        url = stack.require_info().kits_url
+        assert url is not None and url.startswith("http://")
+        self.url = url
+        host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+        self.host, self.port = host, int(port)
+
+    def post(
+        self,
+        name: str,
+        values: list[tuple[str, str]] = SDS_BME280_VALUES,
+        *,
+        password: str | None = None,
+        body_chip: str | None = None,
+        body: bytes | None = None,
+    ) -> tuple[int, bytes]:
+        c = self.credentials[name]
+        if body is None:
+            body = firmware_body(body_chip or c.chip_id, values)
+        request = firmware_request(
+            host=self.host,
+            port=self.port,
+            path=AIRROHR_PATH,
+            chip_id=c.chip_id,
+            body=body,
+            user=c.device_id,
+            password=c.password if password is None else password,
+        )
+        return send_raw(self.host, self.port, request)
+
+    def health(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}health", timeout=5) as answer:
+            data: dict[str, Any] = json.loads(answer.read())
+        return data
+
+    def posts(self, status: int) -> int:
+        return int(self.health()["kits"].get("airrohr", {}).get("posts", {}).get(str(status), 0))
+
+
+@pytest.fixture(scope="module")
+def kits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kits]:
+    _require_binaries()
+    stack = LocalStack(tmp_path_factory.mktemp("airrohr") / "stack")
+    # Most kits are registered before the stack starts; one (chip-b) while it runs, to show
+    # that the broker's ACL is reloaded and the gateway re-reads the registry.
+    credentials = {
+        name: stack.add_airrohr_kit(chip_id=chip, site="oost", owner="buurtgroep")
+        for name, chip in KITS.items()
+        if name != "chip-b"
+    }
+    stack.up(detach=False, serve=False, kits=True)
+    try:
+        credentials["chip-b"] = stack.add_airrohr_kit(chip_id=KITS["chip-b"], site="west")
+        yield Kits(stack, credentials)
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="module")
+def influx(kits: Kits) -> Iterator[InfluxClient]:
+    info = kits.stack.require_info()
+    client = InfluxClient(info.influx_url, info.database)
+    yield client
+    client.close()
+
+
+def _rows(influx: InfluxClient, q: str) -> list[dict[str, Any]]:
+    """Each row of each series as a dict, with the series' tags."""
+    out = []
+    for series in influx.query(q):
+        for values in series["values"]:
+            out.append(
+                {**series.get("tags", {}), **dict(zip(series["columns"], values, strict=True))}
+            )
+    return out
+
+
+def test_a_kit_posting_as_its_firmware_does_is_stored_with_metadata_and_provenance(
+    kits: Kits, influx: InfluxClient
+) -> None:
+    kit = kits.credentials["firmware"]
+    values = [*SDS_BME280_VALUES[:5], ("SPS30_N05", "3.10"), ("FUTURE_sensor", "1.00")]
+    values += SDS_BME280_VALUES[5:]
+    status, answer = kits.post("firmware", values)
+    assert status == 200, answer
+    reply = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert reply["readings"] == 5 and reply["not_stored"] == ["SPS30_N05"]
+
+    q = f"SELECT * FROM air WHERE device_id = '{kit.device_id}' GROUP BY *"
+    rows = wait_for(lambda: _rows(influx, q), what="the kit's readings in InfluxDB")
+    by_sensor = {r["sensor"]: r for r in rows}
+    assert set(by_sensor) == {"sds011", "bme280"}
+    sds, bme = by_sensor["sds011"], by_sensor["bme280"]
+    assert (sds["pm10"], sds["pm2_5"]) == (12.3, 5.6)
+    assert bme["temperature"] == 21.53 and bme["relative_humidity"] == 54.2
+    assert bme["pressure"] == pytest.approx(1013.2545)  # sent in Pa
+    for r in rows:
+        assert (r["source"], r["vouch"], r["site"]) == ("airrohr", "gateway", "oost")
+
+    q = f"SELECT * FROM link WHERE device_id = '{kit.device_id}' GROUP BY *"
+    (link,) = wait_for(lambda: _rows(influx, q), what="the kit's link point")
+    assert link["rssi_dbm"] == -67 and link["firmware"] == SOFTWARE_VERSION
+    assert (link["samples"], link["min_micro"], link["max_micro"]) == (645632, 28, 20145)
+    assert link["interval_ms"] == 145000 and link["time_source"] == "receive"
+    assert link["vouched_by"] == STACK_GATEWAY_ID and link["clock_synced"] is False
+    assert (link["source"], link["vouch"], link["kind"]) == ("airrohr", "gateway", "air")
+    assert link["seq"] == reply["seq"]
+
+    # The unknown value type is kept, with the exact body, where `ingest rejects` looks.
+    store = DeadLetterStore(kits.stack.directory / "ingest" / "deadletter.sqlite")
+    try:
+        (letter,) = store.list(code="unknown_value_type")
+    finally:
+        store.close()
+    assert letter.topic == f"airrohr:{kit.chip_id}"
+    assert letter.payload == firmware_body(kit.chip_id, values)
+    assert "FUTURE_sensor = '1.00'" in letter.detail
+
+
+def test_wrong_credentials_are_refused_401_and_counted(kits: Kits) -> None:
+    before = kits.posts(401)
+    status, answer = kits.post("chip-a", password="not-the-password")
+    assert status == 401
+    assert b'WWW-Authenticate: Basic realm="sensorpipe kits"' in answer.replace(
+        b"www-authenticate", b"WWW-Authenticate"
+    )
+    assert kits.posts(401) == before + 1
+
+
+def test_a_kits_credentials_do_not_admit_another_chip(kits: Kits, influx: InfluxClient) -> None:
+    # chip-b was registered while the stack ran: once the gateway has read the registry again
+    # (within a second), its own post is taken.
+    wait_for(lambda: kits.post("chip-b")[0] == 200, timeout_s=10, what="chip-b let in")
+    status, answer = kits.post("chip-b", body_chip=KITS["chip-a"])
+    assert status == 403, answer
+    assert b"were used for chip 2001" in answer
+    device_a = kits.credentials["chip-a"].device_id
+    assert influx.query(f"SELECT * FROM air WHERE device_id = '{device_a}'") == []
+
+
+def test_a_flooding_kit_gets_429_while_another_kit_still_gets_200(kits: Kits) -> None:
+    statuses = [kits.post("flood")[0] for _ in range(8)]
+    assert statuses[:5] == [200] * 5  # the burst
+    assert statuses[5:] == [429] * 3
+    status, answer = kits.post("flood")
+    assert status == 429 and b"retry-after: " in answer.lower()
+    assert kits.post("chip-a")[0] == 200
+    assert kits.posts(429) >= 4
+
+
+def test_a_body_over_the_limit_is_refused_413(kits: Kits) -> None:
+    values = [(f"X{i}", "1.00") for i in range(600)]  # about 21 KiB
+    status, _answer = kits.post("big", values)
+    assert status == 413
+    assert kits.posts(413) == 1
+
+
+def test_broker_down_the_kit_gets_503_and_nothing_is_stored(
+    kits: Kits, influx: InfluxClient
+) -> None:
+    """The FAULT test: a post while the broker is stopped is answered 503 and leaves nothing;
+    once the broker is back the gateway reconnects and the next post is stored."""
+    stack = kits.stack
+    device = kits.credentials["fault"].device_id
+    assert stack.broker is not None
+    stack.broker.stop()
+    try:
+        wait_for(lambda: not kits.health()["broker"]["connected"], what="the gateway to notice")
+        status, answer = kits.post("fault", [("SDS_P1", "777.00"), ("SDS_P2", "77.00")])
+        assert status == 503, answer
+        assert b"retry-after: 60" in answer.lower()
+    finally:
+        stack.broker.start()
+    wait_for(lambda: kits.health()["broker"]["connected"], timeout_s=30, what="reconnected")
+    status, answer = kits.post("fault", [("SDS_P1", "333.00"), ("SDS_P2", "33.00")])
+    assert status == 200, answer
+    q = f"SELECT pm10, pm2_5 FROM air WHERE device_id = '{device}'"
+    rows = wait_for(lambda: _rows(influx, q), timeout_s=30, what="the post after the outage")
+    # The ingest has caught up (it took the later message): the refused one left no point.
+    assert [(r["pm10"], r["pm2_5"]) for r in rows] == [(333.0, 33.0)]
+    time.sleep(0.5)
+    links = _rows(influx, f"SELECT seq FROM link WHERE device_id = '{device}'")
+    assert len(links) == 1
+    store = DeadLetterStore(stack.directory / "ingest" / "deadletter.sqlite")
+    try:
+        assert not [d for d in store.list(limit=1000) if d.topic == f"airrohr:{KITS['fault']}"]
+    finally:
+        store.close()
+    assert kits.posts(503) == 1
