@@ -7,8 +7,11 @@ it or dead-letters it as it does every device's messages.
 
 The Things Stack adapter lives in gateway/kits/ttn.py. This module looks for two functions
 there and uses them when the configuration has `[[ttn]]` applications:
-- `webhook_router(apps: list[TtnApplication], ctx: KitContext) -> fastapi.APIRouter`
-- `start_bridges(apps: list[TtnApplication], ctx: KitContext) -> list[<object with stop()>]`
+- `webhook_router(apps: list[TtnApplication], ctx: KitContext, *, state_path) -> APIRouter`
+- `start_bridges(apps: list[TtnApplication], ctx: KitContext, *, state_path)
+  -> list[<object with stop()>]`
+`state_path` is the SQLite file of the nodes' sequence numbers across LoRaWAN sessions
+(ttn-state.sqlite beside seq_path).
 """
 
 from __future__ import annotations
@@ -122,12 +125,15 @@ class KitGateway:
             authenticator=KitAuthenticator(self.registry.current),
         )
         self._ttn = ttn_module() if config.ttn else None
+        self._ttn_state = Path(config.seq_path).with_name("ttn-state.sqlite")
         self._bridges: list[Any] = []
 
     def app(self) -> FastAPI:
         routers = []
         if self._ttn is not None:
-            routers.append(self._ttn.webhook_router(self.config.ttn, self.ctx))
+            routers.append(
+                self._ttn.webhook_router(self.config.ttn, self.ctx, state_path=self._ttn_state)
+            )
 
         @asynccontextmanager
         async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -150,7 +156,9 @@ class KitGateway:
         if start is not None:
             start()
         if self._ttn is not None:
-            self._bridges = list(self._ttn.start_bridges(self.config.ttn, self.ctx))
+            self._bridges = list(
+                self._ttn.start_bridges(self.config.ttn, self.ctx, state_path=self._ttn_state)
+            )
 
     def stop(self) -> None:
         for bridge in self._bridges:

@@ -42,7 +42,6 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -53,10 +52,11 @@ from sensorpipe.gateway.kits.ttn_uplink import ApplicationUp, ApplicationUplink
 from sensorpipe.protocol.codec import DecodeError, parse_json
 from sensorpipe.protocol.messages import AirMessage, KitLink, Link, Location, Reading
 from sensorpipe.protocol.quantities import QUANTITIES
-from sensorpipe.protocol.registry import Registry, load_registry
+from sensorpipe.protocol.registry import Registry
 
 log = logging.getLogger(__name__)
 
+KIT = "ttn"  # the gateway's counters by kit adapter
 MAX_GATEWAY_IDS = 8  # KitLink keeps the strongest few
 REMEMBERED = 4096  # uplinks per application known to be handled, not handled again
 # Decoded fields The Things Stack reads as the node's position (`locations["frm-payload"]`).
@@ -85,6 +85,12 @@ class Publisher(Protocol):
     gateway_id: str
 
     def publish(self, message: AirMessage, *, timeout_s: float = ...) -> None: ...
+
+
+class Counting(Protocol):
+    """The gateway's counters (context.Counters): /health and /metrics show them."""
+
+    def add(self, kit: str, what: str, key: str, n: int = 1) -> None: ...
 
 
 class DeadLettersUnavailable(RuntimeError):
@@ -124,35 +130,6 @@ class ReceiverStats:
         }
 
 
-class RegistryFile:
-    """The registry file, read again when it changes (nodes added while the gateway runs);
-    a registry that cannot be read keeps the last good one."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._mtime: float | None = None
-        self._registry = load_registry(self.path, must_exist=True)
-        self._mtime = self._stat()
-        self._lock = threading.Lock()
-
-    def _stat(self) -> float | None:
-        try:
-            return self.path.stat().st_mtime
-        except OSError:
-            return None
-
-    def __call__(self) -> Registry:
-        with self._lock:
-            mtime = self._stat()
-            if mtime is not None and mtime != self._mtime:
-                self._mtime = mtime
-                try:
-                    self._registry = load_registry(self.path, must_exist=True)
-                except ValueError as exc:
-                    log.error("registry not reloaded, keeping the previous one: %s", exc)
-            return self._registry
-
-
 class TtnReceiver:
     def __init__(
         self,
@@ -162,11 +139,13 @@ class TtnReceiver:
         registry: Callable[[], Registry],
         letters: LetterSink,
         state: TtnState,
+        counters: Counting | None = None,
         clock: Callable[[], float] = time.time,
         publish_timeout_s: float = 10.0,
     ) -> None:
         self.app = app
         self.stats = ReceiverStats()
+        self._counters = counters
         self._publisher = publisher
         self._registry = registry
         self._letters = letters
@@ -198,6 +177,8 @@ class TtnReceiver:
             if key is not None and self._handled_before(key):
                 result.duplicate = True
                 self.stats.duplicates += 1
+                if self._counters is not None:
+                    self._counters.add(KIT, "uplinks", "duplicate")
                 return result
             result.device_id = self._kit(up)
             message, problems = self._message(up, result.device_id)
@@ -390,6 +371,13 @@ class TtnReceiver:
             self.stats.rejected[code] += 1
         if result.message is not None:
             self.stats.published += 1
+        if self._counters is not None:
+            outcome = "published" if result.message is not None else "not_published"
+            self._counters.add(KIT, "uplinks", outcome)
+            if result.message is not None:
+                self._counters.add(KIT, "values", "stored", len(result.message.readings))
+            for code in result.codes:
+                self._counters.add(KIT, "deadletters", code)
         return result
 
 
