@@ -448,6 +448,18 @@ def test_a_kits_credentials_admit_only_its_chip(gw: Gateway) -> None:
     assert answer.status_code == 200
 
 
+def test_a_kit_of_another_gateway_is_refused_403(gw: Gateway, tmp_path: Path) -> None:
+    # The broker's ACL would acknowledge and drop what this gateway published for it.
+    registry = gw.registry.current()
+    registry.gateways["gw-2"] = GatewayAccount(public_key=generate_keypair()[1], password_hash="x")
+    entry = registry.devices["airrohr-777"]
+    registry.devices["airrohr-777"] = entry.model_copy(update={"gateway": "gw-2"})
+    answer = gw.post(firmware_body("777", SDS_BME280_VALUES), kit="airrohr-777", chip="777")
+    assert answer.status_code == 403
+    assert "received by gateway gw-2, not gw-1" in answer.json()["error"]
+    assert gw.publisher.messages == []
+
+
 def test_a_flooding_kit_gets_429_while_another_kit_still_posts(gw: Gateway) -> None:
     statuses = [gw.post(BODY).status_code for _ in range(6)]
     assert statuses == [200, 200, 200, 429, 429, 429]

@@ -645,16 +645,18 @@ class LocalStack:
 
     def add_airrohr_kit(self, *, chip_id: str, site: str, **fields: Any) -> KitCredentials:
         """Register an airrohr kit received by the stack's gateway (`fields`: device_id,
-        owner, purpose, sensors, location, ... as provision.add_airrohr_kit takes them), then
-        reload a running broker (the gateway may now publish for it); the gateway re-reads
-        the registry by itself."""
+        owner, purpose, sensors, location, ... as provision.add_airrohr_kit takes them):
+        reload a running broker (the gateway may now publish for it), then save the registry,
+        which the gateway re-reads by itself."""
         registry = self.registry()
         self._ensure_gateway(registry)
         credentials = add_airrohr_kit(
             registry, chip_id=chip_id, gateway=STACK_GATEWAY_ID, site=site, **fields
         )
-        save_registry(registry, self.registry_path)
+        # The broker first: a gateway that saw the kit in the registry before the broker's ACL
+        # let it publish for the kit would be acknowledged and its messages dropped unsaid.
         self._reload_broker(registry)
+        save_registry(registry, self.registry_path)
         return credentials
 
     def add_gateway(self, gateway_id: str, *, rotate: bool = False) -> GatewayCredentials:

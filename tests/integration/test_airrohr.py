@@ -183,6 +183,10 @@ def test_a_kits_credentials_do_not_admit_another_chip(kits: Kits, influx: Influx
     assert status == 403, answer
     assert b"were used for chip 2001" in answer
     device_a = kits.credentials["chip-a"].device_id
+    device_b = kits.credentials["chip-b"].device_id
+    # What chip-b posted is stored: the broker let the gateway publish for the new kit.
+    q = f"SELECT pm10 FROM air WHERE device_id = '{device_b}'"
+    wait_for(lambda: _rows(influx, q), what="chip-b's reading in InfluxDB")
     assert influx.query(f"SELECT * FROM air WHERE device_id = '{device_a}'") == []
 
 

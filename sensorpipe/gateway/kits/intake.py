@@ -10,8 +10,9 @@ What a kit is answered:
   are in the dead-letter store, named in the answer;
 - 400 for a body that is no airrohr post (kept as a dead letter);
 - 401 for missing or wrong credentials (WWW-Authenticate: Basic), 403 for a kit's credentials
-  used for another chip id, 429 (Retry-After) over the kit's rate limit or after too many
-  wrong passwords for its name, 413 for a body over the limit (app.py);
+  used for another chip id or a kit registered to another gateway, 429 (Retry-After) over the
+  kit's rate limit or after too many wrong passwords for its name, 413 for a body over the
+  limit (app.py);
 - 503 (Retry-After) when the broker did not take the message: nothing of the post is stored
   or dead-lettered. The firmware does not send a refused post again; the sequence number it
   would have had stays unused, so the ingest shows the reading as a gap.
@@ -99,6 +100,15 @@ class AirrohrIntake:
                 {"error": "too many wrong passwords for this user; try again later"},
                 {"Retry-After": retry_after(result.retry_after_s)},
             )
+        if result.entry.gateway != self.ctx.gateway_id:
+            # The broker would take the message (PUBACK) and drop it: its ACL lets a gateway
+            # publish only for its own kits. Say so instead of answering 200 for nothing.
+            why = (
+                f"kit {result.device_id} is received by gateway {result.entry.gateway}, "
+                f"not {self.ctx.gateway_id}"
+            )
+            log.warning("airrohr post refused (403): %s", why)
+            return self.answer(403, {"error": why})
         wait = self._limiter.wait_s(result.device_id)
         if wait > 0:
             return self.answer(
