@@ -74,6 +74,10 @@ def _stopped_stack(tmp: Path) -> str:
     return str(directory)
 
 
+def _ttn_node(tmp: Path) -> list[str]:
+    return ["--application", "a1@ttn", "--device-id", "n1", "--dir", str(tmp)]
+
+
 def _gateway(tmp: Path) -> list[str]:
     return ["--registry", _file(tmp, "r.toml", ""), "--out", str(tmp / "out")]
 
@@ -233,6 +237,29 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--chip-id", "42", "--dir", str(t), "--lat", "52"], "give both --lat"),
         (lambda t: ["--chip-id", "42", "--dir", str(t), "--sensor", "SDS011"], "did you mean"),
         (lambda t: ["--chip-id", "4", "--dir", _stack_with_bad_registry(t)], "not valid TOML"),
+    ],
+    "devices add-kit ttn": [
+        (lambda t: ["--device-id", "n1", "--dir", str(t)], "Missing option '--application'"),
+        (
+            lambda t: ["--application", "my-app", "--device-id", "n1", "--dir", str(t)],
+            "application 'my-app': expected <application id>@<tenant id>",
+        ),
+        (
+            lambda t: ["--application", "a1@ttn", "--device-id", "EUI-01", "--dir", str(t)],
+            "TTN device id 'EUI-01'",
+        ),
+        (
+            lambda t: [*_ttn_node(t), "--id", "Node 1"],
+            "invalid device id",
+        ),
+        (
+            lambda t: [*_ttn_node(t), "--lat", "52"],
+            "give both --lat",
+        ),
+        (
+            lambda t: [*_ttn_node(t)[:4], "--dir", _stack_with_bad_registry(t)],
+            "not valid TOML",
+        ),
     ],
     "devices add-gateway": [
         (lambda t: ["Gw 1", "--dir", str(t)], "invalid gateway id 'Gw 1'"),

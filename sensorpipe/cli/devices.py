@@ -305,6 +305,155 @@ def devices_add_kit_airrohr(
         click.echo(f"note: {setup['note']}", err=True)
 
 
+@devices_add_kit.command("ttn")
+@click.option(
+    "--application",
+    required=True,
+    help="The Things Stack application: <application id>@<tenant id> (my-app@ttn on TTN).",
+)
+@click.option(
+    "--device-id",
+    "ttn_device",
+    required=True,
+    help="The node's end device id as the TTN console shows it (e.g. eui-70b3d57ed005e1a2).",
+)
+@DIR_OPTION
+@click.option("--site", default="unassigned", show_default=True, help="Site or neighbourhood tag.")
+@click.option(
+    "--id", "device_id", default=None, help="sensorpipe device id (default: the TTN device id)."
+)
+@click.option("--owner", default="", help="Who hosts the node.")
+@click.option("--purpose", default="", help="Why it measures: shown to residents.")
+@click.option(
+    "--sensor",
+    "sensors",
+    multiple=True,
+    help="Sensor model it has, as the application's [ttn.fields] name it (repeatable; none "
+    "given: any model sensorpipe knows).",
+)
+@click.option("--lat", type=float, default=None)
+@click.option("--lon", type=float, default=None)
+@click.option(
+    "--precision",
+    type=click.IntRange(0, 6),
+    default=3,
+    show_default=True,
+    help="Decimals of the location that are published (3 ≈ 100 m).",
+)
+@click.option("--contact", default="", help="Whom residents ask (default: the network's).")
+@click.option("--legal-basis", default="", help="Legal basis (default: the network's).")
+@click.option("--retention", default="", help="How long its data is kept (default: the network's).")
+@click.option("--licence", default="", help="Licence of its data (default: the network's).")
+@click.option(
+    "--webhook",
+    is_flag=True,
+    help="Make a webhook token for the application (its hash goes into the stack's "
+    "gateway.toml) and print what to type into the console's webhook form.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the node's settings as JSON.")
+def devices_add_kit_ttn(
+    application: str,
+    ttn_device: str,
+    directory: Path | None,
+    site: str,
+    device_id: str | None,
+    owner: str,
+    purpose: str,
+    sensors: tuple[str, ...],
+    lat: float | None,
+    lon: float | None,
+    precision: int,
+    contact: str,
+    legal_basis: str,
+    retention: str,
+    licence: str,
+    webhook: bool,
+    as_json: bool,
+) -> None:
+    """Register a LoRaWAN node of a The Things Stack application (The Things Network or a
+    private instance), bridged by the stack's kit gateway, and print what to set up in the
+    TTN console: with the MQTT integration nothing per node (the gateway connects); with
+    --webhook the URL, header and token of the application's webhook."""
+    from sensorpipe.cli.ttn_setup import ttn_setup_lines
+    from sensorpipe.gateway.devices import ProvisioningError
+    from sensorpipe.gateway.kits.ttn_provision import add_webhook_hash, new_webhook_token
+    from sensorpipe.gateway.mosquitto import PasswordToolError
+    from sensorpipe.stack.local import STACK_GATEWAY_ID
+
+    application, ttn_device = application.strip(), ttn_device.strip()
+    location = _location(lat, lon)
+    notes = _sensor_notes(list(sensors))
+    options = {
+        "site": "--site",
+        "owner": "--owner",
+        "sensors": "--sensor",
+        "contact": "--contact",
+        "legal_basis": "--legal-basis",
+        "retention": "--retention",
+        "licence": "--licence",
+    }
+    s = local_stack(directory)
+    try:
+        registered = s.add_ttn_node(
+            application=application,
+            ttn_device=ttn_device,
+            site=site,
+            device_id=device_id,
+            owner=owner,
+            purpose=purpose,
+            sensors=list(sensors),
+            location=location,
+            location_precision_decimals=precision,
+            contact=contact,
+            legal_basis=legal_basis,
+            retention=retention,
+            licence=licence,
+        )
+    except (ProvisioningError, PasswordToolError, ConfigError) as exc:
+        fail(str(exc))
+    except ValidationError as exc:
+        invalid(exc, options)
+    token = None
+    if webhook:
+        token, digest = new_webhook_token()
+        try:
+            add_webhook_hash(s.gateway_config_path, application, digest)
+        except (ProvisioningError, OSError) as exc:
+            fail(f"{registered} is registered, but the webhook token was not saved: {exc}")
+    for note in notes:
+        if "no driver" not in note:  # the node's firmware reads it, not the edge agent
+            click.echo(f"note: {note}", err=True)
+    info = s.info()
+    setup = ttn_setup_lines(
+        application,
+        config_path=s.gateway_config_path,
+        kits_url=info.kits_url if info is not None else None,
+        token=token,
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "device_id": registered,
+                    "application": application,
+                    "ttn_device": ttn_device,
+                    "gateway": STACK_GATEWAY_ID,
+                    "site": site,
+                    **setup.as_dict(),
+                }
+            )
+        )
+        return
+    click.echo(
+        f"registered {registered} (TTN device {ttn_device} of {application}, site {site}), "
+        f"received by gateway {STACK_GATEWAY_ID}, in {s.registry_path}"
+    )
+    for line in setup.lines:
+        click.echo(line)
+    for note in setup.notes:
+        click.echo(f"note: {note}", err=True)
+
+
 @devices.command("add-gateway")
 @click.argument("gateway_id")
 @DIR_OPTION

@@ -659,6 +659,28 @@ class LocalStack:
         save_registry(registry, self.registry_path)
         return credentials
 
+    def add_ttn_node(self, *, application: str, ttn_device: str, site: str, **fields: Any) -> str:
+        """Register The Things Stack end device `ttn_device` of `application` (`app@tenant`),
+        bridged by the stack's gateway (`fields`: device_id, owner, purpose, sensors,
+        location, ... as ttn_provision.add_ttn_node takes them): reload a running broker
+        (the gateway may now publish for it), then save the registry, which the gateway
+        re-reads by itself. Returns its device id."""
+        from sensorpipe.gateway.kits.ttn_provision import add_ttn_node
+
+        registry = self.registry()
+        self._ensure_gateway(registry)
+        device_id = add_ttn_node(
+            registry,
+            application=application,
+            ttn_device=ttn_device,
+            gateway=STACK_GATEWAY_ID,
+            site=site,
+            **fields,
+        )
+        self._reload_broker(registry)  # before the gateway sees the node: see add_airrohr_kit
+        save_registry(registry, self.registry_path)
+        return device_id
+
     def add_gateway(self, gateway_id: str, *, rotate: bool = False) -> GatewayCredentials:
         """Register a further kit gateway (one that runs elsewhere), then reload the broker."""
         registry = self.registry()
