@@ -7,7 +7,8 @@ base64), never the password. Checking one costs about 50 ms and 16 MiB on purpos
 - unknown users are refused without hashing anything (device ids are public in the register);
 - wrong passwords for one user are throttled (a token bucket per user): once it is empty the
   gateway answers 429 without hashing, so a flood of guesses cannot burn the CPU the other
-  kits need. A kit whose password was remembered is not affected by guesses at its name.
+  kits need. A kit whose password was remembered is not affected by guesses at its name;
+- at most two checks run at once, so guesses at many names cannot take more than 32 MiB.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ _PREFIX = "scrypt"
 PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 PASSWORD_LENGTH = 20  # about 98 bits; the firmware takes up to 64 characters
 _REMEMBERED_MAX = 10_000
+_CHECKS_AT_ONCE = 2
 
 
 def new_kit_password() -> str:
@@ -108,6 +111,7 @@ class KitAuthenticator:
         self._registry = registry
         self._remembered: set[bytes] = set()
         self._failures = RateLimiter(burst=failures_burst, refill_s=failure_refill_s, clock=clock)
+        self._checks = threading.BoundedSemaphore(_CHECKS_AT_ONCE)
 
     def check(self, authorization: str | None) -> AuthResult:
         """Who the `Authorization` header admits. May take one scrypt (~50 ms): call it from
@@ -129,7 +133,9 @@ class KitAuthenticator:
             return AuthResult(
                 None, status=429, retry_after_s=wait, why=f"too many wrong passwords for {user}"
             )
-        if not verify_kit_password(password, entry.password_hash):
+        with self._checks:
+            right = verify_kit_password(password, entry.password_hash)
+        if not right:
             self._failures.wait_s(user)
             return AuthResult(None, status=401, why=f"wrong password for {user}")
         if len(self._remembered) >= _REMEMBERED_MAX:
