@@ -233,8 +233,8 @@ def devices_add_kit_airrohr(
     chip_id = chip_id.strip()
     if not re.match(CHIP_ID_PATTERN, chip_id):
         fail(
-            f"--chip-id {chip_id!r}: expected the kit's chip id, digits only (the number in its "
-            f"name airRohr-<chip id>, or esp8266id on its start page)"
+            f"--chip-id {chip_id!r}: expected the kit's chip id as its name airRohr-<chip id> "
+            f"shows it (its esp8266id), without the airRohr- or esp8266- in front"
         )
     location = _location(lat, lon)
     notes = _sensor_notes(list(sensors))
