@@ -481,13 +481,28 @@ def test_seq_continues_across_a_rejoin_and_survives_a_restart(
     r.handle(_uplink(0, "2024-11-26T09:20:00Z", "BBB="))  # joined again: f_cnt from 0
     r.handle(_uplink(2, "2024-11-26T09:30:00Z", "BBB="))  # f_cnt 1 was lost: a gap
     assert [m.seq for m in publisher.messages] == [42, 43, 44, 46]
-    # After a restart, a late copy of the first session's uplink keeps its number, and the
-    # new session goes on where it was.
-    r2 = receiver(TtnState(path), publisher, letters)
-    r2.handle(_uplink(42, "2024-11-26T09:05:00Z", "AAA="))
+    # After a restart: an uplink of the first session that comes late keeps its place, and
+    # the new sessions go on where the last one was.
+    state = TtnState(path)
+    r2 = receiver(state, publisher, letters)
+    r2.handle(_uplink(40, "2024-11-26T08:55:00Z", "AAA="))
     r2.handle(_uplink(3, "2024-11-26T09:35:00Z", "BBB="))
     r2.handle(_uplink(0, "2024-11-26T10:00:00Z", "CCC="))
-    assert [m.seq for m in publisher.messages][4:] == [43, 47, 48]
+    assert [m.seq for m in publisher.messages][4:] == [41, 47, 48]
+    # The same uplink, whenever asked, has the same number.
+    ms = round(datetime(2024, 11, 26, 9, 5, tzinfo=UTC).timestamp() * 1000)
+    seq = state.seq(APP, "eui-70b3d57ed005e1a2", session_key="AAA=", f_cnt=42, received_ms=ms)
+    assert seq == 43
+
+
+def test_an_uplink_handled_before_a_restart_is_not_handled_again(
+    tmp_path: Path, publisher: FakePublisher, letters: Letters
+) -> None:
+    path = tmp_path / "ttn.sqlite"
+    receiver(TtnState(path), publisher, letters).handle(sample("uplink_extra_fields.json"))
+    again = receiver(TtnState(path), publisher, letters).handle(sample("uplink_extra_fields.json"))
+    assert again.duplicate
+    assert len(publisher.messages) == 1 and len(letters.kept) == 2
 
 
 def test_nodes_without_session_key_reset_their_counter(
@@ -495,13 +510,12 @@ def test_nodes_without_session_key_reset_their_counter(
 ) -> None:
     r = receiver(state, publisher, letters)
     r.handle(_uplink(7, "2024-11-26T09:00:00Z", None))
-    r.handle(_uplink(8, "2024-11-26T09:01:00Z", None))
+    r.handle(_uplink(9, "2024-11-26T09:02:00Z", None))
     r.handle(_uplink(0, "2024-11-26T09:03:00Z", None))  # rebooted: counter reset
     r.handle(_uplink(1, "2024-11-26T09:04:00Z", None))
-    # A copy of an uplink from before the reset arrives late: its old number.
-    r2 = receiver(state, publisher, letters)
-    r2.handle(_uplink(8, "2024-11-26T09:01:00Z", None))
-    assert [m.seq for m in publisher.messages] == [8, 9, 10, 11, 9]
+    # An uplink from before the reset arrives late: its place in the old counting.
+    r.handle(_uplink(8, "2024-11-26T09:01:00Z", None))
+    assert [m.seq for m in publisher.messages] == [8, 10, 11, 12, 9]
 
 
 def test_a_moving_node_has_the_position_from_its_payload(

@@ -28,8 +28,8 @@ payload formatter output), `unknown_field`, `simulated` (made in the console, no
 Delivery: `handle` returns once the message is acknowledged by the broker and its letters are
 committed; otherwise it raises (`BrokerUnavailable`, `DeadLettersUnavailable`) and the caller
 does not acknowledge the uplink upstream, so it comes again. An uplink published before is
-handled again while it is remembered (the last few thousand per application): neither
-published nor dead-lettered twice.
+handled again (ttn_state remembers a week of them, across restarts): neither published nor
+dead-lettered twice.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from sensorpipe.gateway.kits.ttn_config import TtnApplication
-from sensorpipe.gateway.kits.ttn_state import TtnState
+from sensorpipe.gateway.kits.ttn_state import TtnState, UplinkKey
 from sensorpipe.gateway.kits.ttn_uplink import ApplicationUp, ApplicationUplink
 from sensorpipe.protocol.codec import DecodeError, parse_json
 from sensorpipe.protocol.messages import AirMessage, KitLink, Link, Location, Reading
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 KIT = "ttn"  # the gateway's counters by kit adapter
 MAX_GATEWAY_IDS = 8  # KitLink keeps the strongest few
-REMEMBERED = 4096  # uplinks per application known to be handled, not handled again
+REMEMBERED = 4096  # uplinks handled lately, known without asking the state file
 # Decoded fields The Things Stack reads as the node's position (`locations["frm-payload"]`).
 POSITION_FIELDS = frozenset({"latitude", "longitude", "altitude", "accuracy"})
 
@@ -153,7 +153,7 @@ class TtnReceiver:
         self._clock = clock
         self._publish_timeout_s = publish_timeout_s
         # Uplinks handled (published, dead-lettered) lately: not handled again.
-        self._handled: OrderedDict[_Key, None] = OrderedDict()
+        self._handled: OrderedDict[UplinkKey, None] = OrderedDict()
         self._lock = threading.Lock()
 
     def letter_topic(self, device: str) -> str:
@@ -166,7 +166,7 @@ class TtnReceiver:
         self.stats.received += 1
         result = Handled()
         device = topic_device or "unknown"
-        key: _Key | None = None
+        key: UplinkKey | None = None
         try:
             up = self._parse(raw)
             device = up.end_device_ids.device_id
@@ -349,20 +349,21 @@ class TtnReceiver:
     def _ignored(self, path: str) -> bool:
         return any(path == i or path.startswith(i + ".") for i in self.app.ignore_fields)
 
-    def _handled_before(self, key: _Key) -> bool:
+    def _handled_before(self, key: UplinkKey) -> bool:
         with self._lock:
             if key in self._handled:
                 self._handled.move_to_end(key)
                 return True
-            return False
+        return self._state.was_handled(self.app.application, key)
 
-    def _finish(self, result: Handled, key: _Key | None) -> Handled:
+    def _finish(self, result: Handled, key: UplinkKey | None) -> Handled:
         if result.letters:
             try:
                 self._letters(result.letters)
             except Exception as exc:  # whatever the store raises: nothing was kept
                 raise DeadLettersUnavailable(str(exc) or type(exc).__name__) from exc
         if key is not None:
+            self._state.set_was_handled(self.app.application, key)
             with self._lock:
                 self._handled[key] = None
                 while len(self._handled) > REMEMBERED:
@@ -382,10 +383,7 @@ class TtnReceiver:
 
 
 # --- pure helpers ---------------------------------------------------------------------------
-_Key = tuple[str, int, int, bool]
-
-
-def _key(up: ApplicationUp) -> _Key | None:
+def _key(up: ApplicationUp) -> UplinkKey | None:
     """What tells one uplink from another: the node, its reception time, its counter."""
     observed = up.observed_at
     if observed is None or up.uplink_message is None:

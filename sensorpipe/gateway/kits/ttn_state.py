@@ -16,6 +16,10 @@ but with a lower `f_cnt` opens a new session. The same uplink delivered again (M
 redelivery, webhook retry, gap filling from the Storage Integration) gets the same number,
 whenever and in whatever order it comes.
 
+Uplinks handled. Which uplinks were published or dead-lettered lately (a week), so that one
+that comes again (the gap filling's overlap, a redelivery after a restart) is not published or
+dead-lettered a second time.
+
 Progress. Per application, the `received_at` of the newest uplink handled (published or
 dead-lettered) from the live stream: after a restart or an outage, uplinks since then are
 fetched from the Storage Integration.
@@ -31,6 +35,12 @@ from pathlib import Path
 from sensorpipe.protocol.files import create_private
 
 UNKEYED = "time:"  # prefix of sessions without a session_key_id, followed by their start (ms)
+# Uplinks handled are remembered this long (the ingest's backlog window: anything older it
+# refuses anyway), so that one delivered again after a restart is not handled twice.
+KEEP_HANDLED_MS = 7 * 86400 * 1000
+PRUNE_EVERY = 1000
+# An uplink: the node's TTN device id, its reception time (ms), f_cnt, whether simulated.
+UplinkKey = tuple[str, int, int, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +73,12 @@ class TtnState:
             "CREATE TABLE IF NOT EXISTS progress (application TEXT PRIMARY KEY, "
             "handled_until_ms INTEGER NOT NULL)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS handled (application TEXT NOT NULL, device TEXT NOT NULL, "
+            "received_ms INTEGER NOT NULL, f_cnt INTEGER NOT NULL, simulated INTEGER NOT NULL, "
+            "PRIMARY KEY (application, device, received_ms, f_cnt, simulated))"
+        )
+        self._since_prune = 0
 
     def seq(
         self,
@@ -127,6 +143,31 @@ class TtnState:
         if session is unkeyed[-1] and received_ms > session.last_ms and f_cnt < session.max_f_cnt:
             return None
         return session
+
+    def was_handled(self, application: str, key: UplinkKey) -> bool:
+        """Whether this uplink was published or dead-lettered before (within KEEP_HANDLED_MS
+        of the newest one)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM handled WHERE application = ? AND device = ? AND received_ms = ? "
+                "AND f_cnt = ? AND simulated = ?",
+                (application, *key),
+            ).fetchone()
+        return row is not None
+
+    def set_was_handled(self, application: str, key: UplinkKey) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO handled VALUES (?, ?, ?, ?, ?)", (application, *key)
+            )
+            self._since_prune += 1
+            if self._since_prune >= PRUNE_EVERY:
+                self._since_prune = 0
+                self._db.execute(
+                    "DELETE FROM handled WHERE received_ms < "
+                    "(SELECT max(received_ms) FROM handled) - ?",
+                    (KEEP_HANDLED_MS,),
+                )
 
     def handled_until(self, application: str) -> int | None:
         """The newest live uplink handled for `application` (epoch ms), if any."""
