@@ -605,3 +605,19 @@ def test_the_application_config_knows_its_topic_and_user_name(tmp_path: Path) ->
 def test_config_mistakes_are_named(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         application(**overrides)
+
+
+def test_the_example_gateway_config_has_a_valid_ttn_section() -> None:
+    """The commented [[ttn]] section of `sensorpipe config example gateway`, uncommented."""
+    import tomllib
+
+    from sensorpipe.resources import example_config
+
+    text = example_config("gateway").read_text()
+    block = text[text.index("# [[ttn]]") :]
+    lines = [ln.removeprefix("# ") for ln in block.splitlines() if not ln.startswith("# # ")]
+    config = tomllib.loads("\n".join(lines))
+    (section,) = config["ttn"]
+    app = TtnApplication.model_validate(section)
+    assert app.server == "eu1.cloud.thethings.network" and app.storage_url is not None
+    assert app.fields["pressure"].convert(101320) == pytest.approx(1013.2)
