@@ -12,10 +12,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from sensorpipe.gateway.kits import ttn
+from sensorpipe.gateway.kits.context import KitContext, RegistryFile
 from sensorpipe.gateway.kits.ttn_bridge import StorageIntegration, StorageUnavailable
 from sensorpipe.gateway.kits.ttn_receiver import TtnReceiver
 from sensorpipe.gateway.kits.ttn_state import TtnState
 from sensorpipe.gateway.kits.ttn_webhook import token_hash, webhook_router
+from sensorpipe.protocol.configfile import ConfigError
+from sensorpipe.protocol.registry import save_registry
 from tests.test_ttn import APP, FakePublisher, Letters, application, registry, sample
 
 TOKEN = "s3cret-webhook-token"
@@ -200,3 +204,52 @@ def test_a_storage_that_fails_says_why(
     )
     with pytest.raises(StorageUnavailable, match=message):
         list(storage.uplinks(0))
+
+
+# --- the gateway's hooks ---------------------------------------------------------------------
+def _context(tmp_path: Path, publisher: FakePublisher) -> KitContext:
+    save_registry(registry(), tmp_path / "registry.toml")
+
+    class Keep:
+        def __init__(self) -> None:
+            self.kept: list[tuple[str, str]] = []
+
+        def keep(self, topic: str, payload: bytes, code: str, detail: str) -> None:
+            self.kept.append((topic, code))
+
+    return KitContext(
+        gateway_id="gw-1",
+        publisher=publisher,  # type: ignore[arg-type]
+        registry=RegistryFile(tmp_path / "registry.toml"),
+        deadletters=Keep(),
+    )
+
+
+def test_the_gateway_hooks_share_one_service(tmp_path: Path, publisher: FakePublisher) -> None:
+    ctx = _context(tmp_path, publisher)
+    app = application(webhook_token_hashes=[token_hash(TOKEN)])
+    state = tmp_path / "ttn-state.sqlite"
+    api = FastAPI()
+    api.include_router(ttn.webhook_router([app], ctx, state_path=state))
+    (service,) = ttn.start_bridges([app], ctx, state_path=state)
+    assert service.bridges == []  # webhook only: no MQTT server to bridge
+    client = TestClient(api)
+    response = client.post(URL, content=sample("uplink.json"), headers=bearer(TOKEN))
+    assert response.status_code == 200 and len(publisher.messages) == 1
+    assert ctx.counters.get("ttn", "uplinks", "published") == 1
+    response = client.post(URL, content=sample("uplink_simulated.json"), headers=bearer(TOKEN))
+    assert response.json()["dead_lettered"] == ["simulated"]
+    kept = ctx.deadletters.kept  # type: ignore[attr-defined]
+    assert kept == [(f"ttn:{APP}/eui-70b3d57ed005e1a2", "simulated")]
+    service.stop()
+    assert state.exists()
+
+
+def test_an_unusable_api_key_stops_the_gateway_with_its_file(
+    tmp_path: Path, publisher: FakePublisher
+) -> None:
+    key = tmp_path / "ttn.key"
+    key.write_text("\n")
+    app = application(server="127.0.0.1", api_key_file=key)
+    with pytest.raises(ConfigError, match=r"ttn.key: the API key of fijnstof-wijk@ttn cannot be"):
+        ttn.webhook_router([app], _context(tmp_path, publisher), state_path=tmp_path / "s")

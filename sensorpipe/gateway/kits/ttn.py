@@ -28,6 +28,7 @@ from sensorpipe.gateway.kits.ttn_config import TtnApplication
 from sensorpipe.gateway.kits.ttn_receiver import KitLetter, TtnReceiver
 from sensorpipe.gateway.kits.ttn_state import TtnState
 from sensorpipe.gateway.kits.ttn_webhook import webhook_router as _router
+from sensorpipe.protocol.configfile import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class TtnService:
         self, apps: Sequence[TtnApplication], ctx: KitContext, *, state_path: Path
     ) -> None:
         self.ctx = ctx
+        self._keys = {app.application: _api_key(app) for app in apps if app.api_key_file}
         self.state = TtnState(state_path)
         self.receivers: dict[str, TtnReceiver] = {
             app.application: TtnReceiver(
@@ -74,13 +76,15 @@ class TtnService:
             app = receiver.app
             if app.server is None:
                 continue
-            storage = StorageIntegration(app, app.api_key()) if app.storage_url else None
+            key = self._keys[app.application]
+            storage = StorageIntegration(app, key) if app.storage_url else None
             bridge = TtnBridge(
                 app,
                 receiver,
                 state=self.state,
                 # Stable per gateway and application: the server keeps its session by it.
                 client_id=f"sensorpipe-{self.ctx.gateway_id}-{app.application_id}-{app.tenant}",
+                api_key=key,
                 storage=storage,
             )
             bridge.start()
@@ -102,6 +106,17 @@ class TtnService:
 
     def status(self) -> list[dict[str, Any]]:
         return [bridge.status() for bridge in self.bridges]
+
+
+def _api_key(app: TtnApplication) -> str:
+    """The application's API key, or a ConfigError naming its file."""
+    assert app.api_key_file is not None
+    try:
+        return app.api_key()
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(
+            app.api_key_file, f"the API key of {app.application} cannot be used: {exc}"
+        ) from None
 
 
 # One service per gateway (its context): the webhook and the bridges share the receivers.

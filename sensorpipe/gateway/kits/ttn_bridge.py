@@ -147,6 +147,7 @@ class TtnBridge:
         *,
         state: TtnState,
         client_id: str,
+        api_key: str,
         storage: StorageIntegration | None = None,
         max_pending: int = 10_000,
         monotonic: Callable[[], float] = time.monotonic,
@@ -185,7 +186,7 @@ class TtnBridge:
             clean_session=False,
             manual_ack=True,
         )
-        client.username_pw_set(app.username, app.api_key())
+        client.username_pw_set(app.username, api_key)
         if app.tls:
             cafile = str(app.ca_file) if app.ca_file else None
             client.tls_set_context(ssl.create_default_context(cafile=cafile))
