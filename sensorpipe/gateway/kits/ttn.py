@@ -18,7 +18,6 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter
 
@@ -86,6 +85,7 @@ class TtnService:
                 client_id=f"sensorpipe-{self.ctx.gateway_id}-{app.application_id}-{app.tenant}",
                 api_key=key,
                 storage=storage,
+                counters=self.ctx.counters,
             )
             bridge.start()
             self.bridges.append(bridge)
@@ -103,9 +103,6 @@ class TtnService:
         self.state.close()
         with _lock:
             _services.pop(id(self.ctx), None)
-
-    def status(self) -> list[dict[str, Any]]:
-        return [bridge.status() for bridge in self.bridges]
 
 
 def _api_key(app: TtnApplication) -> str:

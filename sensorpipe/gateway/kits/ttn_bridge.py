@@ -47,7 +47,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from sensorpipe.gateway.kits.publish import BrokerUnavailable
 from sensorpipe.gateway.kits.ttn_config import TtnApplication
-from sensorpipe.gateway.kits.ttn_receiver import DeadLettersUnavailable, Handled, TtnReceiver
+from sensorpipe.gateway.kits.ttn_receiver import (
+    KIT,
+    Counting,
+    DeadLettersUnavailable,
+    Handled,
+    TtnReceiver,
+)
 from sensorpipe.gateway.kits.ttn_state import TtnState
 from sensorpipe.protocol.brokerlink import Client, connect_failure, describe_refusal
 from sensorpipe.protocol.problems import RepeatedProblem
@@ -149,6 +155,7 @@ class TtnBridge:
         client_id: str,
         api_key: str,
         storage: StorageIntegration | None = None,
+        counters: Counting | None = None,
         max_pending: int = 10_000,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -156,15 +163,14 @@ class TtnBridge:
         self.app = app
         self.receiver = receiver
         self.storage = storage
+        self._counters = counters
         self.max_pending = max_pending
         self.dropped = 0  # uplinks dropped from memory (to be fetched from the storage)
-        self.backfilled = 0  # uplinks fetched from the storage and handled
         self._state = state
         self._queue: queue.Queue[_Uplink | _Backfill] = queue.Queue()
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._generation = 0
-        self._busy = False  # the worker holds an item
         # While uplinks were dropped from memory: the progress before the first of them.
         self._dropped_after_ms: int | None = None
         self._timers: list[threading.Timer] = []
@@ -204,10 +210,6 @@ class TtnBridge:
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
-    def idle(self) -> bool:
-        """Nothing waiting and nothing in hand (for tests and status)."""
-        return self._queue.empty() and not self._busy
-
     def start(self) -> None:
         if self.storage is None:
             log.warning(
@@ -233,16 +235,6 @@ class TtnBridge:
         if self.storage is not None:
             self.storage.close()
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "application": self.app.application,
-            "connected": self.connected,
-            "pending": self._queue.qsize(),
-            "dropped": self.dropped,
-            "backfilled": self.backfilled,
-            **self.receiver.stats.as_dict(),
-        }
-
     # --- paho callbacks (its network thread) ----------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
@@ -250,6 +242,7 @@ class TtnBridge:
             return
         self._generation += 1
         self._connected.set()
+        self._count("connections", "made")
         self._unreachable.resolved(
             f"The Things Stack {self.app.application}: connected to {self.app.server}"
         )
@@ -286,6 +279,7 @@ class TtnBridge:
         was = self._connected.is_set()
         self._connected.clear()
         if was and not self._stop.is_set():
+            self._count("connections", "lost")
             self._unreachable.report(f"disconnected ({reason})", "; reconnecting")
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -294,6 +288,7 @@ class TtnBridge:
         if msg.qos == 0 and self._queue.qsize() >= self.max_pending:
             # QoS 0 cannot be refused: drop it from memory, fetch it from the storage later.
             self.dropped += 1
+            self._count("uplinks", "dropped_from_memory")
             if self._dropped_after_ms is None:
                 self._dropped_after_ms = self._state.handled_until(self.app.application) or 0
             return
@@ -307,7 +302,6 @@ class TtnBridge:
             except queue.Empty:
                 self._after_drops()
                 continue
-            self._busy = True
             try:
                 if isinstance(item, _Backfill):
                     self._backfill(item.after_ms)
@@ -315,8 +309,6 @@ class TtnBridge:
                     self._live(item)
             except Exception:  # a bug must not end the bridge
                 log.exception("The Things Stack %s: bridge worker error", self.app.application)
-            finally:
-                self._busy = False
 
     def _live(self, item: _Uplink) -> None:
         result = self._take(item.payload, item.device)
@@ -352,7 +344,7 @@ class TtnBridge:
                 if result is None:
                     return
                 if not result.duplicate:
-                    self.backfilled += 1
+                    self._count("uplinks", "gap_filled")
                 if result.as_received_ms is not None:
                     newest = max(newest or 0, result.as_received_ms)
         except StorageUnavailable as exc:
@@ -363,6 +355,7 @@ class TtnBridge:
                 exc,
                 STORAGE_RETRY_S,
             )
+            self._count("storage", "failed")
             self._later(STORAGE_RETRY_S, lambda: self._queue.put(_Backfill(after_ms)))
             return
         if newest is not None:
@@ -391,6 +384,10 @@ class TtnBridge:
         until = self._state.handled_until(self.app.application)
         if until is not None:
             self._queue.put(_Backfill(max(0, until - round(self.app.backfill_margin_s * 1000))))
+
+    def _count(self, what: str, key: str) -> None:
+        if self._counters is not None:
+            self._counters.add(KIT, what, key)
 
     def _later(self, delay_s: float, action: Callable[[], None]) -> None:
         timer = threading.Timer(delay_s, action)
