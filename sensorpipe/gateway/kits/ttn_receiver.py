@@ -23,7 +23,8 @@ bytes): `malformed_json`, `too_large`, `schema` (not an uplink as The Things Sta
 mapped value that is no number or out of range), `device_mismatch` (topic and body disagree,
 another application), `unknown_device` (a node not registered), `wrong_signer` (registered to
 another gateway, whose broker account alone may publish for it), `not_decoded` (no
-payload formatter output), `unknown_field`, `simulated` (made in the console, not measured).
+payload formatter output), `unknown_field`, `simulated` (made in the console, not measured),
+`internal_error` (a bug here: kept to be looked at).
 
 Delivery: `handle` returns once the message is acknowledged by the broker and its letters are
 committed; otherwise it raises (`BrokerUnavailable`, `DeadLettersUnavailable`) and the caller

@@ -33,6 +33,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 # The Things Stack's identifiers: lower case letters, digits and single dashes, up to 36.
 TTS_ID_PATTERN = r"^[a-z0-9](?:[-]?[a-z0-9]){1,35}$"
+# Gateway ids are stored comma-separated (KitLink.gateway_ids): no commas, no spaces.
+GATEWAY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _DURATION = re.compile(r"^(\d{1,9})(?:\.(\d{1,9}))?s$")
 # Packet Broker delivers uplinks that other networks' gateways heard under this gateway id;
 # the gateway's own id, when its network shares it, is in `packet_broker.forwarder_gateway_id`.
@@ -54,14 +56,15 @@ class EndDeviceIds(_Tolerant):
 
 
 class GatewayIds(_Tolerant):
-    gateway_id: str = Field(pattern=TTS_ID_PATTERN)
+    gateway_id: str = Field(pattern=GATEWAY_ID_PATTERN)
     eui: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{16}$")
 
 
 class PacketBrokerMetadata(_Tolerant):
     forwarder_net_id: str | None = None
     forwarder_tenant_id: str | None = None
-    forwarder_gateway_id: str | None = Field(default=None, max_length=64)
+    # Another network's name for its gateway (TTN v2 ids have underscores).
+    forwarder_gateway_id: str | None = Field(default=None, pattern=GATEWAY_ID_PATTERN)
 
 
 class RxMetadata(_Tolerant):
