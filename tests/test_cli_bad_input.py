@@ -114,6 +114,14 @@ def _stack_with_bad_state(tmp: Path) -> str:
     return str(tmp / "st")
 
 
+def _sample(name: str) -> str:
+    """A history file of tests/data/import (for `sensorpipe import`)."""
+    return str(Path(__file__).parent / "data" / "import" / name)
+
+
+SC = "2024-03-01_sds011_sensor_12345.csv"
+
+
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     with socket.socket() as listener:
@@ -323,6 +331,8 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--dir", str(t)], "no stack in"),
         (lambda t: ["--format", "xml"], "'xml' is not one of 'table', 'csv', 'json'"),
         (lambda t: ["--source", "import:excel"], "unknown source 'import:excel': use one of edge"),
+        (lambda t: ["--bbox", "5.0,52.0,5.2"], "--bbox: bbox '5.0,52.0,5.2': give minlon,minlat"),
+        (lambda t: ["--bbox", "5.2,52.0,5.0,52.2"], "need -180 <= minlon <= maxlon <= 180"),
     ],
     "query counts": [
         (lambda t: ["--source", "telraam"], "--source: unknown source 'telraam': use one of"),
@@ -344,6 +354,54 @@ CASES: dict[str, list[Case]] = {
             lambda t: ["--influx-url", "http://127.0.0.1:9"],
             "InfluxDB at http://127.0.0.1:9 unreachable",
         ),
+    ],
+    "import sensor-community": [
+        (lambda t: [], "Missing argument 'FILES...'"),
+        (lambda t: [str(t / "none.csv")], "{t}/none.csv: no such file"),
+        (lambda t: [str(t)], "is a directory, not a file"),
+        (lambda t: [_file(t, "e.csv", "")], "e.csv: is empty"),
+        (
+            lambda t: [_file(t, "o.csv", "createdAt,value\n2024-01-01T00:00:00Z,1\n")],
+            "o.csv: not a Sensor.Community archive CSV: expected a header starting "
+            "sensor_id;sensor_type;location;lat;lon;timestamp;P1",
+        ),
+        (lambda t: [_sample(SC), "--dir", str(t)], "no stack in"),
+        (lambda t: [_sample(SC), "--site", "a;b"], "--site 'a;b': use letters"),
+        (lambda t: [_sample(SC), "--site", "a", "--device", "d1"], "give --site or --device"),
+        (lambda t: [_sample(SC), "--device", "D 1"], "--device 'D 1': not a device id"),
+        (lambda t: [_sample(SC), "--user", "a\nb"], "--user 'a\\nb': give a name of 1 to 100"),
+        (lambda t: [_sample(SC), "--batch-size", "5"], "5 is not in the range 100<=x<=100000"),
+        (
+            lambda t: [_sample(SC), "--device", "kit-9", "--dir", str(t), "--influx-url", "x"],
+            "--device kit-9: no such device in",
+        ),
+        (
+            lambda t: [_sample(SC), "--dir", str(t), "--influx-url", "http://127.0.0.1:9"],
+            "InfluxDB at http://127.0.0.1:9 does not answer: nothing imported",
+        ),
+    ],
+    "import opensensemap": [
+        (lambda t: [_sample("5f0a1b2c3d4e5f6a7b8c9d0e.csv")], "give --quantity, one of pm1"),
+        (lambda t: [_sample(SC), "--quantity", "pm2_5"], "expected a CSV header with createdAt"),
+        (lambda t: [_sample(SC), "--quantity", "pm25"], "'pm25' is not one of 'pm1'"),
+        (lambda t: [_sample(SC), "--box", "a/b"], "--box 'a/b': an openSenseMap box id"),
+        (lambda t: [_sample(SC), "--sensor", "SDS 011"], "--sensor 'SDS 011': use letters"),
+        (
+            lambda t: [_file(t, "b.json", "[1, 2]"), "--quantity", "pm2_5"],
+            "b.json: not an openSenseMap measurement download: expected a JSON array",
+        ),
+    ],
+    "import telraam": [
+        (lambda t: [_sample(SC)], "not a Telraam traffic export: it lacks"),
+        (lambda t: [_file(t, "t.json", "{")], "t.json: not valid JSON"),
+        (lambda t: [_sample(SC), "--direction-names", "lft"], "give two different direction"),
+        (lambda t: [_sample(SC), "--direction-names", "a,a"], "give two different direction"),
+        (lambda t: [_sample(SC), "--segment", "abc"], "--segment 'abc': a Telraam segment id"),
+    ],
+    "import track": [
+        (lambda t: [_sample("ride-2024-05-04.csv")], "give --track-id NAME"),
+        (lambda t: [_sample(SC)], "not a track CSV"),
+        (lambda t: [_sample(SC), "--track-id", "a b"], "--track-id 'a b': use letters"),
     ],
     "count-eval": [
         (lambda t: ["--conditions", "fog"], "fog"),

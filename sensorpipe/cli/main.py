@@ -14,6 +14,7 @@ from sensorpipe.cli.demo import demo
 from sensorpipe.cli.devices import devices
 from sensorpipe.cli.edge import edge
 from sensorpipe.cli.gateway import gateway
+from sensorpipe.cli.importing import import_
 from sensorpipe.cli.ingest import ingest
 from sensorpipe.cli.query import query
 from sensorpipe.cli.serve import serve
@@ -47,6 +48,7 @@ for command in (
     devices,
     edge,
     ingest,
+    import_,
     gateway,
     sim,
     query,

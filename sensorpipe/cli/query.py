@@ -54,6 +54,12 @@ def query() -> None:
     help="Only data from this source: edge, airrohr, ttn, import:<format> (repeatable).",
 )
 @click.option(
+    "--bbox",
+    default=None,
+    help="Only readings in minlon,minlat,maxlon,maxlat: by their own position (mobile "
+    "sensors, imported rides) or their device's registered location.",
+)
+@click.option(
     "--from",
     "start",
     default="-1h",
@@ -81,6 +87,7 @@ def query_air(
     sites: tuple[str, ...],
     quantities: tuple[str, ...],
     sources: tuple[str, ...],
+    bbox: str | None,
     start: str,
     end: str,
     every: str | None,
@@ -88,9 +95,11 @@ def query_air(
     limit: int | None,
     fmt: str,
 ) -> None:
-    """Select air measurements by device, site, quantity and time; print table, CSV or JSON."""
+    """Select air measurements by device, site, quantity, place and time; print table, CSV or
+    JSON."""
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
     from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.query.bbox import BBoxError, devices_inside, parse_bbox
     from sensorpipe.query.influxql import GROUP_TAGS, AirQuery, QueryInputError
     from sensorpipe.query.output import drop_empty_columns, render, rows_from_series
     from sensorpipe.stack.local import StackError
@@ -100,6 +109,12 @@ def query_air(
             f"--agg {aggregate} needs --every (the window to aggregate over); without it, "
             f"raw values are printed"
         )
+    box = None
+    if bbox is not None:
+        try:
+            box = parse_bbox(bbox)
+        except BBoxError as exc:
+            fail(f"--bbox: {exc}")
     try:
         q = AirQuery(
             devices=devices_,
@@ -111,9 +126,13 @@ def query_air(
             every=every,
             aggregate=aggregate or "mean",
             limit=limit,
+            bbox=box,
         )
     except QueryInputError as exc:
         fail(str(exc))
+    if box is not None:
+        # Stationary devices carry no position with their readings: their registered one.
+        q.bbox_devices = devices_inside(local_stack(directory).registry(), box)
     if influx_url is None:
         try:
             influx_url = local_stack(directory).require_info().influx_url

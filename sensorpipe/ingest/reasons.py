@@ -35,6 +35,13 @@ REASONS: dict[str, str] = {
     # Kits' posts (the kit gateway): the rest of the post is still taken.
     "unknown_value_type": "an airrohr value type sensorpipe does not know",
     "bad_value": "a kit's value that is not a number, repeated, or outside its plausible range",
+    # Rows of imported history files (`sensorpipe import`); `bad_value`, `future_timestamp`,
+    # `undeclared_sensor`, `undeclared_direction` and `storage_rejected` apply to them too.
+    "bad_row": "an imported row that does not fit its file's columns, or holds no value",
+    "bad_timestamp": "an imported row whose time is missing or not in its format's form",
+    "no_position": "an imported mobile reading without a position (no GPS fix)",
+    "device_error": "an imported row its device flagged as faulty (a sensor error code)",
+    "unknown_phenomenon": "an openSenseMap phenomenon or unit sensorpipe has no quantity for",
 }
 
 

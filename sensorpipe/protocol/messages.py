@@ -8,7 +8,6 @@ Ed25519 signature over everything else.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -22,7 +21,12 @@ from pydantic import (
 )
 
 from sensorpipe.protocol.counting import COUNT_CLASSES, DIRECTION_PATTERN
-from sensorpipe.protocol.quantities import QUANTITIES, canonical_unit, spellings_of
+from sensorpipe.protocol.quantities import (
+    QUANTITIES,
+    canonical_unit,
+    plausibility_error,
+    spellings_of,
+)
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
 
 # Numbers are taken as sent (no "12" for 12, no true for 1) and integers fit InfluxDB's int64.
@@ -105,11 +109,9 @@ class Reading(_Strict):
         if self.unit != q.unit:
             written = " or ".join(repr(s) for s in spellings_of(q.unit))
             raise ValueError(f"{self.quantity} must be in {written}, got {self.unit!r}")
-        if not math.isfinite(self.value) or not q.minimum <= self.value <= q.maximum:
-            raise ValueError(
-                f"{self.quantity} = {self.value} {q.unit} is outside the plausible range "
-                f"{q.minimum}..{q.maximum}"
-            )
+        problem = plausibility_error(self.quantity, self.value)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 

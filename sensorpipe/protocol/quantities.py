@@ -39,6 +39,26 @@ QUANTITIES: dict[str, Quantity] = _declare(
 )
 
 
+# (minimum, maximum) per quantity, for the check every reading passes (messages, kits, imports).
+_BOUNDS: dict[str, tuple[float, float]] = {
+    q.name: (q.minimum, q.maximum) for q in QUANTITIES.values()
+}
+
+
+def plausibility_error(quantity: str, value: float) -> str | None:
+    """None when `value` (in the quantity's canonical unit) is one a working sensor can give,
+    else why not. Not a number and infinities are never plausible. Fast enough to call for
+    every value of a bulk import: one dict lookup and one chained comparison."""
+    bounds = _BOUNDS.get(quantity)
+    if bounds is None:
+        return f"unknown quantity {quantity!r}"
+    low, high = bounds
+    if low <= value <= high:  # False for NaN
+        return None
+    unit = QUANTITIES[quantity].unit
+    return f"{quantity} = {value} {unit} is outside the plausible range {low}..{high}"
+
+
 # How people write the canonical units (in datasheets, on airrohr pages, in this README).
 # Keys are compared after `_unit_key`: case folded, spaces dropped, µ/μ read as u, ³ as 3.
 _UNIT_SPELLINGS: dict[str, str] = {

@@ -1,15 +1,20 @@
 """Names of what the ingest stores in InfluxDB; the query side reads the same names.
 
 - `air`: one point per (device, sensor, observation time); a field per quantity, named as in
-  protocol.quantities and in its canonical unit; tags device_id, site, sensor.
+  protocol.quantities and in its canonical unit; tags device_id, site, sensor. A mobile
+  reading (a message with a location, a row of an imported track) has fields `lat`/`lon`.
 - `link`: one point per message: what the device reported about its link and what the
   pipeline observed (gateway, receive time, latency, redelivery, sequence gap); tags
   device_id, site, kind, gateway.
 - `sensor_status`: per-sensor health from status messages; tags device_id, site, sensor.
 - `traffic`: passers-by per interval; tags device_id, site, class, direction; field `count`
-  (zeros included) and `interval_s`; timestamped at the interval start.
+  (zeros included) and `interval_s`; timestamped at the interval start. Imported Telraam
+  counts add `count_extrapolated` (Telraam's figure, scaled up to the whole interval).
 - `counter`: per interval, how much of it the counter ran (`running_fraction`), frames
-  processed and the model id; tags device_id, site.
+  processed and the model id; tags device_id, site. Telraam imports add `v85_kmh`.
+- `imports`: one point per imported history file and device (`sensorpipe import`): who imported
+  it (`user`), the file's name and sha256, its rows, how many were stored and rejected; tags
+  device_id, source, vouch; timestamped when the file was first imported.
 Points are keyed by the device's observation time, so a redelivered message overwrites itself.
 """
 
@@ -18,4 +23,5 @@ LINK = "link"
 SENSOR_STATUS = "sensor_status"
 TRAFFIC = "traffic"
 COUNTER = "counter"
-MEASUREMENTS = (AIR, LINK, SENSOR_STATUS, TRAFFIC, COUNTER)
+IMPORTS = "imports"
+MEASUREMENTS = (AIR, LINK, SENSOR_STATUS, TRAFFIC, COUNTER, IMPORTS)

@@ -16,6 +16,7 @@ from sensorpipe.ingest.influx import identifier, string_literal
 from sensorpipe.protocol import storage
 from sensorpipe.protocol.provenance import SOURCE_TAG, check_source
 from sensorpipe.protocol.quantities import QUANTITIES
+from sensorpipe.query.bbox import BBox, bbox_condition
 
 AGGREGATES = ("mean", "median", "min", "max", "count", "last", "first", "stddev")
 _DURATION = re.compile(r"^\d+(ms|s|m|h|d|w)$")
@@ -89,6 +90,9 @@ class AirQuery:
     every: str | None = None
     aggregate: str = "mean"
     limit: int | None = None
+    # Only readings in this box (their own position, or their device's location: bbox_devices).
+    bbox: BBox | None = None
+    bbox_devices: Sequence[str] = ()
     columns: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -135,8 +139,12 @@ class AirQuery:
                 f"{self.aggregate}({identifier(q)}) AS {identifier(q)}" for q in self.columns
             )
         else:
-            select = ", ".join(identifier(q) for q in self.columns)
+            # Raw readings in a box come with their positions (a ride's route).
+            positions = ["lat", "lon"] if self.bbox is not None else []
+            select = ", ".join(identifier(q) for q in [*self.columns, *positions])
         where = [f"time >= {time_expression(self.start)}", f"time < {time_expression(self.end)}"]
+        if self.bbox is not None:
+            where.append(bbox_condition(self.bbox, tuple(self.bbox_devices)))
         for tag, values in (
             ("device_id", self.devices),
             ("site", self.sites),

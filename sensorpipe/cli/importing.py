@@ -1,0 +1,381 @@
+"""`sensorpipe import`: history files (Sensor.Community archives, openSenseMap downloads,
+Telraam exports, bike tracks) into the stack's InfluxDB, through the same checks as live data."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.protocol.quantities import QUANTITIES
+
+if TYPE_CHECKING:
+    from sensorpipe.importer.base import ImportOptions
+    from sensorpipe.importer.runner import FileResult
+
+_USER = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
+SHOWN_DEVICES = 10  # devices named per file in the summary (--json lists them all)
+
+
+@click.group("import")
+def import_() -> None:
+    """Import history files through the same checks as live data.
+
+    Sensor.Community archive CSVs, openSenseMap downloads, Telraam traffic exports and mobile
+    tracks (Snuffelfiets): every reading is checked as the ingest checks it, bad rows go to the
+    dead-letter store with file, line and reason (`sensorpipe ingest rejects`), and every point
+    is tagged source=import:<format>, vouch=import. Importing a file again stores nothing twice.
+    """
+
+
+def _common(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path)),
+        DIR_OPTION,
+        click.option("--influx-url", default=None, help="InfluxDB URL (default: the stack's)."),
+        click.option("--database", default="sensorpipe", show_default=True),
+        click.option(
+            "--site",
+            default=None,
+            help="Site of the devices the import registers (default: unassigned).",
+        ),
+        click.option(
+            "--device",
+            default=None,
+            help="Import everything into this registered device instead of registering the "
+            "files' own devices.",
+        ),
+        click.option(
+            "--user",
+            default=None,
+            help="Who imports (recorded with each file; default: your login name).",
+        ),
+        click.option(
+            "--force", is_flag=True, help="Read files imported before again (nothing is doubled)."
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(100, 100_000),
+            default=20_000,
+            show_default=True,
+            help="Points per write to InfluxDB.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@import_.command("sensor-community")
+@_common
+def import_sensor_community(files: tuple[Path, ...], **common: Any) -> None:
+    """Sensor.Community archive CSVs (archive.sensor.community, `;`-separated, gzip'd too).
+
+    Each sensor becomes device sc-<sensor_id>: P1/P2/P0/P4 are PM10/PM2.5/PM1/PM4, temperature,
+    humidity, pressure (Pa, stored as hPa), noise_LAeq."""
+    _import("sensor-community", files, common, {})
+
+
+@import_.command("opensensemap")
+@_common
+@click.option(
+    "--quantity",
+    type=click.Choice(list(QUANTITIES)),
+    default=None,
+    help="What the values are (a per-sensor download does not say), in its canonical unit.",
+)
+@click.option("--sensor", default=None, help="Sensor model name (default: the sensorType column).")
+@click.option("--box", default=None, help="The senseBox a per-sensor download is from.")
+@click.option("--mobile", is_flag=True, help="A mobile box: each reading keeps its own position.")
+def import_opensensemap(files: tuple[Path, ...], **common: Any) -> None:
+    """openSenseMap measurement downloads: CSV (createdAt,value,... per sensor, or /boxes/data
+    with sensorId/boxId/phenomenon columns) or JSON (an array of {value, createdAt, location}).
+
+    The device is osm-<boxId> (or osm-<sensorId>); the phenomenon column says what was measured,
+    else --quantity must."""
+    extra = {k: common.pop(k) for k in ("quantity", "sensor", "box", "mobile")}
+    _import("opensensemap", files, common, extra)
+
+
+@import_.command("telraam")
+@_common
+@click.option("--segment", default=None, help="The road segment, when the file has no segment_id.")
+@click.option(
+    "--direction-names",
+    default="lft,rgt",
+    show_default=True,
+    help="Direction names for Telraam's _lft and _rgt counts, e.g. right_to_left,left_to_right.",
+)
+def import_telraam(files: tuple[Path, ...], **common: Any) -> None:
+    """Telraam traffic exports (the API's reports/traffic JSON, or CSV with its columns) into
+    the counting series: heavy -> heavy_vehicle, car -> car, bike -> cyclist, pedestrian ->
+    pedestrian per direction, uptime as the counter's running_fraction.
+
+    Each segment becomes device telraam-<segment_id>."""
+    extra = {k: common.pop(k) for k in ("segment", "direction_names")}
+    _import("telraam", files, common, extra)
+
+
+@import_.command("track")
+@_common
+@click.option(
+    "--track-id",
+    default=None,
+    help="Names the bike or sensor when the file has no id column (device track-<ID>).",
+)
+@click.option("--sensor", default=None, help="Sensor model name (default: snuffelfiets or track).")
+def import_track(files: tuple[Path, ...], **common: Any) -> None:
+    """Mobile tracks, one reading per row with its own time, latitude and longitude (Snuffelfiets
+    exports, or CSV with time,latitude,longitude,pm2_5,...): each reading keeps its position, so
+    `sensorpipe query air --bbox` finds a ride."""
+    extra = {k: common.pop(k) for k in ("track_id", "sensor")}
+    _import("track", files, common, extra)
+
+
+def _import(
+    fmt: str, files: tuple[Path, ...], common: dict[str, Any], extra: dict[str, Any]
+) -> None:
+    from sensorpipe.importer.files import FileProblem
+    from sensorpipe.importer.runner import Importer, ImportProblem, prepare
+    from sensorpipe.ingest.deadletter import is_sqlite_file
+    from sensorpipe.ingest.influx import InfluxClient, quiet_request_log
+    from sensorpipe.stack.local import StackError
+
+    options = _options(common, extra)
+    try:
+        parsers = prepare(fmt, list(files), options)
+    except FileProblem as exc:
+        fail(str(exc))
+    stack = local_stack(common["directory"])
+    influx_url = common["influx_url"]
+    if influx_url is None:
+        try:
+            influx_url = stack.require_info().influx_url
+        except StackError as exc:
+            fail(f"{exc} (or pass --influx-url)")
+    deadletters = stack.directory / "ingest" / "deadletter.sqlite"
+    if deadletters.exists() and not is_sqlite_file(deadletters):
+        fail(f"{deadletters} is not a dead-letter store (not an SQLite database)")
+    quiet_request_log()
+    client = InfluxClient(influx_url, common["database"], timeout_s=60.0)
+    try:
+        try:
+            importer = Importer(
+                fmt,
+                options,
+                influx=client,
+                registry_path=stack.registry_path,
+                deadletter_path=deadletters,
+                ledger_path=stack.directory / "imports" / "ledger.sqlite",
+                force=common["force"],
+            )
+        except ImportProblem as exc:
+            fail(str(exc))
+        if not client.ping(timeout_s=5.0):
+            fail(
+                f"InfluxDB at {influx_url} does not answer: nothing imported; is the stack up "
+                f"(`sensorpipe stack up`)?"
+            )
+        started = time.monotonic()
+        total = sum(p.file.size for p in parsers)
+        with _progress(total, quiet=common["as_json"]) as advance:
+            importer.progress = advance
+            results = importer.run(parsers)
+        seconds = time.monotonic() - started
+    finally:
+        client.close()
+    _summary(fmt, results, seconds, common["as_json"])
+    failed = [r for r in results if r.error]
+    if failed:
+        not_read = len(parsers) - len(results)
+        more = f"; {not_read} more not started" if not_read else ""
+        fail(
+            f"{len(failed)} of {len(parsers)} files were not imported completely "
+            f"({failed[0].error}){more}: import them again once fixed (nothing is stored twice)"
+        )
+
+
+def _options(common: dict[str, Any], extra: dict[str, Any]) -> ImportOptions:
+    from sensorpipe.importer.base import ImportOptions
+    from sensorpipe.protocol.counting import DIRECTION_PATTERN
+    from sensorpipe.protocol.messages import SENSOR_PATTERN
+    from sensorpipe.protocol.registry import TAG_PATTERN
+    from sensorpipe.protocol.topics import is_valid_device_id
+
+    site, device = common["site"], common["device"]
+    if site is not None and not re.match(TAG_PATTERN, site):
+        fail(
+            f"--site {site!r}: use letters, digits, '.', '_' and '-', starting with a letter "
+            f"or digit"
+        )
+    if site is not None and device is not None:
+        fail(
+            f"give --site or --device, not both: what is imported into --device {device} "
+            f"keeps that device's site"
+        )
+    if device is not None and not is_valid_device_id(device):
+        fail(f"--device {device!r}: not a device id (lower-case letters, digits, '_' and '-')")
+    user = common["user"] if common["user"] is not None else _login_name()
+    if not _USER.match(user):
+        fail(f"--user {user[:40]!r}: give a name of 1 to 100 characters without control characters")
+    sensor = extra.get("sensor")
+    if sensor is not None and not re.match(SENSOR_PATTERN, sensor):
+        fail(f"--sensor {sensor!r}: use letters, digits, '.', '_' and '-' (at most 32)")
+    box = extra.get("box")
+    if box is not None and not re.match(r"^[A-Za-z0-9]{1,59}$", box):
+        fail(f"--box {box!r}: an openSenseMap box id is letters and digits")
+    segment = extra.get("segment")
+    if segment is not None and not (
+        segment.isascii() and segment.isdigit() and 0 < int(segment) < 10**18
+    ):
+        fail(f"--segment {segment!r}: a Telraam segment id is a number")
+    track_id = extra.get("track_id")
+    if track_id is not None and not is_valid_device_id(f"track-{track_id.lower()}"):
+        fail(f"--track-id {track_id!r}: use letters, digits, '_' and '-' (at most 58)")
+    names = extra.get("direction_names", "lft,rgt").split(",")
+    if (
+        len(names) != 2
+        or names[0] == names[1]
+        or not all(re.match(DIRECTION_PATTERN, n) for n in names)
+    ):
+        fail(
+            f"--direction-names {extra.get('direction_names')!r}: give two different direction "
+            f"names, comma-separated, like lft,rgt or right_to_left,left_to_right"
+        )
+    return ImportOptions(
+        user=user,
+        site=site,
+        device=device,
+        quantity=extra.get("quantity"),
+        sensor=sensor,
+        mobile=bool(extra.get("mobile", False)),
+        box=box,
+        track_id=track_id,
+        segment=segment,
+        direction_names=(names[0], names[1]),
+        batch_size=common["batch_size"],
+    )
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return f"uid {os.getuid()}"
+
+
+@contextmanager
+def _progress(total: int, *, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr by bytes read, when stderr is a terminal."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda _n: None
+        return
+    with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _summary(fmt: str, results: list[FileResult], seconds: float, as_json: bool) -> None:
+    rows = sum(r.rows for r in results)
+    stored = sum(r.stored for r in results)
+    rejected: Counter[str] = Counter()
+    for r in results:
+        rejected.update(r.rejected)
+    rate = rows / seconds if seconds > 0 else 0.0
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "format": fmt,
+                    "files": [_file_json(r) for r in results],
+                    "rows": rows,
+                    "stored": stored,
+                    "rejected": sum(rejected.values()),
+                    "rejected_by_reason": dict(sorted(rejected.items())),
+                    "seconds": round(seconds, 3),
+                    "rows_per_s": round(rate),
+                },
+                indent=2,
+            )
+        )
+        return
+    for r in results:
+        click.echo(_file_line(r))
+    read = [r for r in results if r.skipped is None]
+    before = len(results) - len(read)
+    skipped = f" ({before} imported before: skipped)" if before else ""
+    click.echo(
+        f"imported {len(read)} file{'s' if len(read) != 1 else ''}{skipped}: {rows} rows, "
+        f"{stored} stored, {sum(rejected.values())} rejected{_reasons(rejected)} in "
+        f"{seconds:.1f} s ({rate:.0f} rows/s)"
+    )
+    if rejected:
+        click.echo("rejected rows: `sensorpipe ingest rejects --reason REASON` shows them")
+
+
+def _reasons(rejected: Counter[str]) -> str:
+    if not rejected:
+        return ""
+    return " (" + ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) + ")"
+
+
+def _file_line(r: FileResult) -> str:
+    if r.skipped is not None:
+        s = r.skipped
+        when = datetime.fromtimestamp((s.completed_ms or s.first_ms) / 1000, UTC)
+        return (
+            f"{r.path}: already imported {when:%Y-%m-%d %H:%M}Z by {s.user} ({s.rows} rows, "
+            f"{s.stored} stored, {s.rejected} rejected): nothing written; --force reads it again"
+        )
+    rejected = sum(r.rejected.values())
+    named = [d + (" (new)" if d in r.new_devices else "") for d in r.devices[:SHOWN_DEVICES]]
+    more = len(r.devices) - SHOWN_DEVICES
+    devices = ", ".join(named) + (f" and {more} more" if more > 0 else "")
+    line = (
+        f"{r.path}: {r.rows} rows, {r.stored} stored, {rejected} rejected{_reasons(r.rejected)}"
+        f"{'; devices ' + devices if devices else ''}"
+    )
+    shown = {k: v for k, v in r.not_imported.items() if v}
+    if shown:
+        line += "; not imported (no sensorpipe quantity): " + ", ".join(
+            f"{k} ({v} values)" for k, v in shown.items()
+        )
+    for note in r.notes:
+        line += f"; note: {note}"
+    if r.error:
+        line += f"; NOT COMPLETE: {r.error}"
+    return line
+
+
+def _file_json(r: FileResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"file": str(r.path), "sha256": r.sha256}
+    if r.skipped is not None:
+        out["skipped"] = "already imported"
+        out["imported_by"] = r.skipped.user
+        return out
+    out.update(
+        {
+            "rows": r.rows,
+            "stored": r.stored,
+            "rejected": sum(r.rejected.values()),
+            "rejected_by_reason": dict(sorted(r.rejected.items())),
+            "devices": r.devices,
+            "new_devices": r.new_devices,
+            "not_imported": {k: v for k, v in r.not_imported.items() if v},
+            "notes": r.notes,
+            "error": r.error,
+        }
+    )
+    return out

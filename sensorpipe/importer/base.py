@@ -1,0 +1,214 @@
+"""The contract between a history format and the import runner.
+
+A format (`sensor_community`, `opensensemap`, `telraam`, `track`) is one class:
+
+- `prepare()` is called for every file before anything is imported. It reads the header (and
+  perhaps the first rows) and raises `FileProblem` with one line that names the expected header
+  when the file is not of its format, or when the file cannot tell what only an option can
+  (which quantity, which device).
+- `parse(ctx, text)` reads the whole file. Every row either becomes points, written as line protocol
+  to `ctx.lines`, or goes to `ctx.reject` with a reason: nothing is dropped silently. It calls
+  `ctx.flush()` whenever `ctx.lines` holds `ctx.batch_size` lines. Errors reading the file
+  (damaged gzip, not UTF-8) propagate; what was flushed before stays written.
+
+The runner owns the rest: the registry, batching and the writer thread, dead letters, the
+ledger of imported files and the `imports` points. Points are built as strings straight away
+(see `lines.py`): the same bytes as `ingest.lineprotocol.to_line`, a test holds them equal.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, ClassVar
+
+from sensorpipe.importer.files import HistoryFile
+from sensorpipe.importer.lines import series_prefix
+from sensorpipe.protocol import storage
+from sensorpipe.protocol.provenance import import_source, provenance_tags
+
+DEFAULT_BATCH = 20_000
+# As the ingest: a reading may be observed at most this far ahead of this machine's clock.
+MAX_FUTURE_S = 300.0
+
+
+@dataclass
+class ImportOptions:
+    """What the person importing says; each format reads the options that concern it."""
+
+    user: str
+    site: str | None = None  # site of devices the import registers (default "unassigned")
+    device: str | None = None  # an existing device that gets every row of the files
+    quantity: str | None = None  # openSenseMap: what a per-sensor download measures
+    sensor: str | None = None  # openSenseMap, track: the sensor model's name (a tag)
+    mobile: bool = False  # openSenseMap: each reading keeps its own position
+    box: str | None = None  # openSenseMap: the senseBox a per-sensor download is from
+    track_id: str | None = None  # track: names the bike or sensor when the file does not
+    segment: str | None = None  # Telraam: the segment when the file does not name it
+    direction_names: tuple[str, str] = ("lft", "rgt")  # Telraam _lft/_rgt as directions
+    batch_size: int = DEFAULT_BATCH
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A device a file describes (a sensor, a senseBox, a road segment, a bike): registered
+    under `device_id` with source `import` unless `--device` maps it to an existing one."""
+
+    device_id: str
+    purpose: str
+    sensors: tuple[str, ...] = ()
+    location: tuple[float, float] | None = None  # lat, lon
+    directions: tuple[str, ...] = ()
+    count_classes: tuple[str, ...] = ()
+    personal_data: bool | None = None
+
+
+class Target:
+    """Where a device's rows go: the device as registered, what it may report, and how many
+    of this file's rows it stored and rejected."""
+
+    __slots__ = ("device_id", "directions", "may_declare", "rejected", "sensors", "site", "stored")
+
+    def __init__(
+        self,
+        device_id: str,
+        site: str,
+        sensors: frozenset[str],
+        directions: frozenset[str],
+        may_declare: bool,
+    ) -> None:
+        self.device_id = device_id
+        self.site = site
+        self.sensors = sensors
+        self.directions = directions
+        # An imported device's entry grows with what its files report; any other device's
+        # entry is the owner's declaration, checked as the ingest checks it.
+        self.may_declare = may_declare
+        self.stored = 0
+        self.rejected = 0
+
+
+Letter = tuple[int, str, str, str]  # line number, raw row, reason, detail
+
+
+class ImportContext:
+    """What a format's `parse` hands its rows to, for one file."""
+
+    def __init__(
+        self,
+        fmt: str,
+        file: HistoryFile,
+        options: ImportOptions,
+        *,
+        resolve: Callable[[DeviceSpec], Target],
+        declare: Callable[[Target, str, str], bool],
+        flush: Callable[[ImportContext], None],
+        now_ms: int,
+    ) -> None:
+        self.fmt = fmt
+        self.file = file
+        self.options = options
+        self.batch_size = options.batch_size
+        self.source = import_source(fmt)
+        self._tags = provenance_tags(self.source)
+        self.lines: list[str] = []
+        self.line_nos: list[int] = []  # the file line of each entry of `lines`
+        self.letters: list[Letter] = []
+        self.rejected_by_reason: Counter[str] = Counter()
+        self.unassigned_rejected = 0  # rejected rows no device could be told for
+        self.targets: dict[str, Target] = {}
+        self.not_imported: dict[str, int] = {}  # column -> values it held, not imported
+        self.row_word = "line"  # how dead letters' details name a row: line (CSV), item (JSON)
+        self.latest_ms = now_ms + int(MAX_FUTURE_S * 1000)
+        self._resolve = resolve
+        self._declare = declare
+        self._flush = flush
+        self._prefixes: dict[tuple[str, ...], str | None] = {}
+
+    # --- devices and series -----------------------------------------------------------------
+    def target(self, spec: DeviceSpec) -> Target:
+        """The target of the device `spec` describes (registered on first sight)."""
+        target = self._resolve(spec)
+        self.targets.setdefault(target.device_id, target)
+        return target
+
+    def air_prefix(self, target: Target, sensor: str) -> str | None:
+        """The start of an `air` line of `sensor` on `target`, up to the fields; None when the
+        device's registry entry does not declare the sensor (the row is rejected)."""
+        key = (target.device_id, storage.AIR, sensor)
+        if key not in self._prefixes:
+            allowed = sensor in target.sensors or self._declare(target, "sensor", sensor)
+            self._prefixes[key] = (
+                series_prefix(storage.AIR, self._series_tags(target, sensor=sensor))
+                if allowed
+                else None
+            )
+        return self._prefixes[key]
+
+    def traffic_prefix(self, target: Target, count_class: str, direction: str) -> str | None:
+        """The start of a `traffic` line; None for a direction the device does not have."""
+        key = (target.device_id, storage.TRAFFIC, count_class, direction)
+        if key not in self._prefixes:
+            allowed = direction in target.directions or self._declare(
+                target, "direction", direction
+            )
+            tags = self._series_tags(target, **{"class": count_class, "direction": direction})
+            self._prefixes[key] = series_prefix(storage.TRAFFIC, tags) if allowed else None
+        return self._prefixes[key]
+
+    def counter_prefix(self, target: Target) -> str:
+        key = (target.device_id, storage.COUNTER)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            prefix = series_prefix(storage.COUNTER, self._series_tags(target))
+            self._prefixes[key] = prefix
+        return prefix
+
+    def _series_tags(self, target: Target, **extra: str) -> dict[str, str]:
+        return {"device_id": target.device_id, "site": target.site, **self._tags, **extra}
+
+    # --- rows -------------------------------------------------------------------------------
+    def reject(
+        self, line_no: int, raw: str, reason: str, detail: str, target: Target | None = None
+    ) -> None:
+        """Keep a row that cannot be stored, with its reason, in the dead-letter store."""
+        self.letters.append((line_no, raw, reason, detail))
+        self.rejected_by_reason[reason] += 1
+        if target is None:
+            self.unassigned_rejected += 1
+        else:
+            target.rejected += 1
+
+    def flush(self) -> None:
+        """Hand `lines` (and the letters so far) to the runner; both start empty again."""
+        self._flush(self)
+
+    @property
+    def stored(self) -> int:
+        return sum(t.stored for t in self.targets.values())
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+
+class HistoryFormat(ABC):
+    """One kind of history file; an instance reads one file (see the module's docstring)."""
+
+    name: ClassVar[str]  # as in `import_source`: sensor-community, opensensemap, ...
+    title: ClassVar[str]  # "a Sensor.Community archive CSV"
+
+    def __init__(self, file: HistoryFile, options: ImportOptions) -> None:
+        self.file = file
+        self.options = options
+        self.is_json = False  # CSV or JSON, as prepare() found
+
+    @abstractmethod
+    def prepare(self) -> None:
+        """Check the file is of this format (header, first rows); raise FileProblem if not."""
+
+    @abstractmethod
+    def parse(self, ctx: ImportContext, text: IO[str]) -> None:
+        """Read every row of `text` (the file, from its first byte) into `ctx`."""

@@ -1,0 +1,265 @@
+"""openSenseMap measurement downloads (api.opensensemap.org), CSV and JSON.
+
+- One sensor, `GET /boxes/{boxId}/data/{sensorId}?format=csv` (saved as `{sensorId}.csv`):
+  header `createdAt,value` (or `;`-separated with `delimiter=semicolon`). With `format=json`
+  (saved as `{sensorId}.json`): an array of `{"location": [lon, lat], "createdAt":
+  "2023-09-29T08:06:13.254Z", "value": "6.38"}`; the value is a string.
+- Several boxes, `GET /boxes/data?boxId=...&phenomenon=...`: CSV with the columns asked for,
+  by default `sensorId,createdAt,value,lat,lon`, any of `createdAt, value, lat, lon, height,
+  boxId, boxName, exposure, sensorId, phenomenon, unit, sensorType`; JSON: objects with those
+  keys.
+
+What a value measures comes from the `phenomenon` (and `unit`) columns: openSenseMap's German
+and English names (`PM2.5`, `Temperatur`, `rel. Luftfeuchte`, `Luftdruck`, ...) map to
+sensorpipe's quantities, Pa to hPa. A per-sensor download does not say: `--quantity` names it.
+The device is the senseBox (`osm-<boxId>`, from the column or `--box`), else the sensor
+(`osm-<sensorId>`, from the column or the file's name); the sensor model is the `sensorType`
+column (`SDS 011` -> `sds011`) or `--sensor`. A box of exposure `mobile` (or `--mobile`) keeps
+each reading's own position as fields `lat`/`lon`; a stationary box's first position becomes
+its registered location.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import IO, Any
+
+from sensorpipe.importer.base import DeviceSpec, HistoryFormat, ImportContext, Target
+from sensorpipe.importer.fields import (
+    Columns,
+    RowSource,
+    json_text,
+    location,
+    quantity_named,
+    sensor_model,
+    unit_divisor,
+)
+from sensorpipe.importer.files import FileProblem, first_char, header, rows
+from sensorpipe.importer.timeparse import TimestampError, utc_ms
+from sensorpipe.protocol.quantities import QUANTITIES, plausibility_error
+
+# The columns read, in this order, from CSV and JSON alike.
+KEYS = (
+    "createdAt", "value", "lat", "lon", "boxId", "sensorId", "phenomenon", "unit", "sensorType",
+    "exposure",
+)  # fmt: skip
+CREATED, VALUE, LAT, LON, BOX, SENSOR, PHENOMENON, UNIT, SENSOR_TYPE, EXPOSURE = range(len(KEYS))
+COLUMNS = Columns(KEYS)  # height, boxName and any other column are not read
+OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+ID = re.compile(r"^[A-Za-z0-9]{1,59}$")
+
+
+class OpenSenseMap(HistoryFormat):
+    name = "opensensemap"
+    title = "an openSenseMap measurement download"
+
+    def prepare(self) -> None:
+        columns, first = self._peek()
+        o = self.options
+        if o.quantity is None and "phenomenon" not in columns:
+            raise FileProblem(
+                f"{self.file.path}: does not say what it measures (a per-sensor download has "
+                f"no phenomenon column): give --quantity, one of {', '.join(QUANTITIES)}"
+            )
+        if o.quantity is None and first is not None:
+            phenomenon = first[PHENOMENON]
+            unit = first[UNIT]
+            if quantity_named(phenomenon) is None:
+                raise FileProblem(
+                    f"{self.file.path}: phenomenon {phenomenon!r} is no quantity sensorpipe "
+                    f"stores: give --quantity if it is one of {', '.join(QUANTITIES)}"
+                )
+            quantity = quantity_named(phenomenon)
+            if unit and quantity and unit_divisor(quantity, unit) is None:
+                raise FileProblem(
+                    f"{self.file.path}: {phenomenon} in {unit!r}: sensorpipe stores {quantity} "
+                    f"in {QUANTITIES[quantity].unit}"
+                )
+        names_device = {"boxId", "sensorId"} & columns or o.box or o.device
+        if not names_device and not OBJECT_ID.match(self.file.path.name.split(".")[0]):
+            raise FileProblem(
+                f"{self.file.path}: names no senseBox or sensor (no boxId or sensorId column, "
+                f"and its name is not an openSenseMap sensor id): give --box BOXID or --device ID"
+            )
+        if o.box is not None and not ID.match(o.box):
+            raise FileProblem(f"--box {o.box!r}: an openSenseMap box id is letters and digits")
+
+    def _peek(self) -> tuple[set[str], list[str] | None]:
+        """The columns of the file and its first row (as KEYS)."""
+        with self.file.open_text() as (text, _):
+            self.is_json = first_char(text) in "[{"
+        with self.file.open_text() as (text, _):
+            if self.is_json:
+                items = self._json_items(text)
+                columns = set(items[0]) if items else set()
+                return columns, (_json_row(items[0]) if items else None)
+            head = header(text, ",;")
+            if head is None or "createdAt" not in head[3] or "value" not in head[3]:
+                found = "nothing" if head is None else repr(head[1][:80])
+                raise FileProblem(
+                    f"{self.file.path}: not {self.title}: expected a CSV header with createdAt "
+                    f"and value (createdAt,value or sensorId,createdAt,value,lat,lon) or a "
+                    f"JSON array of measurements, found {found}"
+                )
+            index = COLUMNS.index(head[3])
+            first = next((COLUMNS.csv_row(f, index) for _, _, f in rows(text, head[2])), None)
+            return set(head[3]), first
+
+    def _json_items(self, text: IO[str]) -> list[Any]:
+        try:
+            doc = json.load(text)
+        except ValueError as exc:
+            raise FileProblem(f"{self.file.path}: not valid JSON ({exc})") from None
+        if not isinstance(doc, list) or (
+            doc and not (isinstance(doc[0], dict) and {"createdAt", "value"} <= set(doc[0]))
+        ):
+            raise FileProblem(
+                f"{self.file.path}: not {self.title}: expected a JSON array of measurements "
+                f'like [{{"location": [7.6, 51.9], "createdAt": "2023-09-29T08:06:13.254Z", '
+                f'"value": "6.38"}}]'
+            )
+        return doc
+
+    def parse(self, ctx: ImportContext, text: IO[str]) -> None:
+        if self.is_json:
+            items = self._json_items(text)
+            ctx.row_word = "item"
+            self._read(ctx, _json_rows(items))
+            return
+        head = header(text, ",;")
+        assert head is not None
+        self._read(ctx, COLUMNS.csv_rows(rows(text, head[2], head[0] + 1), head[3]))
+
+    def _read(self, ctx: ImportContext, source: RowSource) -> None:
+        o = self.options
+        lines, line_nos = ctx.lines, ctx.line_nos
+        latest = ctx.latest_ms
+        quantities: dict[tuple[str, str], tuple[str, float] | str] = {}
+        targets: dict[str, Target] = {}
+        prefixes: dict[tuple[str, str], str | None] = {}
+        stem = self.file.path.name.split(".")[0]
+        file_sensor = stem if OBJECT_ID.match(stem) else ""  # the API names a download so
+        for n, raw, r, whole in source:
+            if not whole:
+                ctx.reject(n, raw, "bad_row", "its columns do not match the header")
+                continue
+            key = r[BOX] or o.box or r[SENSOR] or file_sensor
+            if o.device is None and not ID.match(key):
+                why = f"{key[:40]!r} is no openSenseMap id" if key else "names no box or sensor"
+                ctx.reject(n, raw, "bad_row", why)
+                continue
+            sensor = o.sensor or sensor_model(r[SENSOR_TYPE], "opensensemap")
+            # A device is registered by its first row that is stored, with that row's sensor.
+            target = targets.get(key)
+            try:
+                t = utc_ms(r[CREATED])
+            except TimestampError as exc:
+                ctx.reject(n, raw, "bad_timestamp", f"createdAt: {exc}", target)
+                continue
+            if t > latest:
+                ctx.reject(n, raw, "future_timestamp", f"{r[CREATED]} is in the future", target)
+                continue
+            meaning = quantities.get((r[PHENOMENON], r[UNIT]))
+            if meaning is None:
+                meaning = _meaning(o.quantity, r[PHENOMENON], r[UNIT])
+                quantities[(r[PHENOMENON], r[UNIT])] = meaning
+            if isinstance(meaning, str):
+                ctx.reject(n, raw, "unknown_phenomenon", meaning, target)
+                continue
+            quantity, divisor = meaning
+            if not r[VALUE]:
+                ctx.reject(n, raw, "bad_row", "no value", target)
+                continue
+            try:
+                v = float(r[VALUE])
+            except ValueError:
+                ctx.reject(n, raw, "bad_value", f"value {r[VALUE][:40]!r} is not a number", target)
+                continue
+            if divisor != 1.0:
+                v = round(v / divisor, 6)
+            problem = plausibility_error(quantity, v)
+            if problem is not None:
+                ctx.reject(n, raw, "bad_value", problem, target)
+                continue
+            field = f"{quantity}={v!r}"
+            if o.mobile or r[EXPOSURE] == "mobile":
+                position = location(r[LAT], r[LON])
+                if position is None:
+                    ctx.reject(
+                        n, raw, "no_position", "a mobile box's reading without lat/lon", target
+                    )
+                    continue
+                field += f",lat={position[0]!r},lon={position[1]!r}"
+            if target is None:
+                target = ctx.target(self._spec(key, sensor, r))
+                targets[key] = target
+            if (key, sensor) not in prefixes:
+                prefixes[(key, sensor)] = ctx.air_prefix(target, sensor)
+            prefix = prefixes[(key, sensor)]
+            if prefix is None:
+                ctx.reject(
+                    n,
+                    raw,
+                    "undeclared_sensor",
+                    f"device {target.device_id} does not declare sensor {sensor!r}",
+                    target,
+                )
+                continue
+            lines.append(f"{prefix}{field} {t}")
+            line_nos.append(n)
+            target.stored += 1
+            if len(lines) >= ctx.batch_size:
+                ctx.flush()
+
+    def _spec(self, key: str, sensor: str, r: list[str]) -> DeviceSpec:
+        # The key is the box (column, --box) or else the sensor (column, the file's name).
+        box = r[BOX] or self.options.box or ""
+        what = f"openSenseMap senseBox {box}" if box else f"openSenseMap sensor {key}"
+        device_id = f"osm-{key.lower()}"
+        mobile = self.options.mobile or r[EXPOSURE] == "mobile"
+        return DeviceSpec(
+            device_id=device_id,
+            purpose=f"{what}; measurements imported from openSenseMap downloads",
+            sensors=(sensor,),
+            location=None if mobile else location(r[LAT], r[LON]),
+        )
+
+
+def _meaning(quantity: str | None, phenomenon: str, unit: str) -> tuple[str, float] | str:
+    """The quantity and divisor of a (phenomenon, unit), or why there is none."""
+    if quantity is None:
+        named = quantity_named(phenomenon)
+        if named is None:
+            return f"phenomenon {phenomenon[:60]!r} is no quantity sensorpipe stores"
+        quantity = named
+    if not unit:
+        return quantity, 1.0
+    divisor = unit_divisor(quantity, unit)
+    if divisor is None:
+        return f"{quantity} in {unit[:20]!r}: sensorpipe stores it in {QUANTITIES[quantity].unit}"
+    return quantity, divisor
+
+
+def _json_rows(items: list[Any]) -> RowSource:
+    """As Columns.json_rows, with the measurement's `location` ([lon, lat] or {lat, lng})."""
+    for n, raw, row, whole in COLUMNS.json_rows(items):
+        if whole:
+            _located(row, items[n - 1])
+        yield n, raw, row, whole
+
+
+def _json_row(item: dict[str, Any]) -> list[str]:
+    return _located(COLUMNS.json_row(item), item)
+
+
+def _located(row: list[str], item: dict[str, Any]) -> list[str]:
+    where = item.get("location")
+    if isinstance(where, list) and len(where) >= 2:
+        row[LON], row[LAT] = json_text(where[0]), json_text(where[1])
+    elif isinstance(where, dict):
+        row[LAT], row[LON] = (
+            json_text(where.get("lat")),
+            json_text(where.get("lng", where.get("lon"))),
+        )
+    return row

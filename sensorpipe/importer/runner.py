@@ -1,0 +1,404 @@
+"""Imports history files: the part every format shares.
+
+For each file: the ledger says whether it was imported before (then it is skipped, or with
+`force` read again without adding a dead letter twice); the format's parser reads it into
+line protocol; batches go to InfluxDB on the writer thread while parsing goes on; rejected
+rows go to the dead-letter store with file, line and reason; devices the file names are
+registered (source `import`) before their first point is written; once every point of the
+file is written, one `imports` point per device records who imported what, and the ledger
+marks the file done. A file that cannot be read to its end keeps what was written before
+the damage and is reported; InfluxDB or the dead-letter store failing ends the run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from sensorpipe.importer.base import (
+    DeviceSpec,
+    HistoryFormat,
+    ImportContext,
+    ImportOptions,
+    Letter,
+    Target,
+)
+from sensorpipe.importer.files import READ_ERRORS, FileProblem, inspect, read_error
+from sensorpipe.importer.ledger import Ledger, LedgerEntry
+from sensorpipe.importer.opensensemap import OpenSenseMap
+from sensorpipe.importer.sensor_community import SensorCommunity
+from sensorpipe.importer.telraam import Telraam
+from sensorpipe.importer.track import Track
+from sensorpipe.importer.writer import BatchWriter, Refused, WriteFailed
+from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore, DeadLetterStoreUnavailable
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.ingest.lineprotocol import Point, to_line
+from sensorpipe.protocol import storage
+from sensorpipe.protocol.counting import DIRECTION_PATTERN
+from sensorpipe.protocol.messages import SENSOR_PATTERN, Location
+from sensorpipe.protocol.provenance import IMPORT, import_source, provenance_tags
+from sensorpipe.protocol.registry import (
+    DeviceEntry,
+    Registry,
+    allowed_directions,
+    allowed_sensors,
+    load_registry,
+    save_registry,
+)
+from sensorpipe.protocol.topics import is_valid_device_id
+
+# Every format, by the name `sensorpipe import <name>` and the `source` tag use.
+FORMATS: dict[str, type[HistoryFormat]] = {
+    SensorCommunity.name: SensorCommunity,
+    OpenSenseMap.name: OpenSenseMap,
+    Telraam.name: Telraam,
+    Track.name: Track,
+}
+LETTER_CHUNK = 1000
+DEFAULT_SITE = "unassigned"
+
+
+def prepare(fmt: str, paths: list[Path], options: ImportOptions) -> list[HistoryFormat]:
+    """Check every file before anything is imported: it exists, can be read and is of the
+    format (header, first rows). Raises FileProblem with one line naming the file."""
+    parsers = []
+    for path in paths:
+        parser = FORMATS[fmt](inspect(path), options)
+        parser.prepare()
+        parsers.append(parser)
+    return parsers
+
+
+class ImportProblem(Exception):
+    """Nothing can be imported as asked (an unknown --device); the message is one line."""
+
+
+@dataclass
+class FileResult:
+    path: Path
+    sha256: str
+    rows: int = 0
+    stored: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    devices: list[str] = field(default_factory=list)
+    new_devices: list[str] = field(default_factory=list)
+    not_imported: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    skipped: LedgerEntry | None = None  # imported before: nothing done
+    error: str | None = None  # read or written only in part
+    fatal: bool = False  # the error ends the run (InfluxDB, the dead-letter store)
+
+
+@dataclass
+class _Change:
+    kind: Literal["add", "sensor", "direction"]
+    device_id: str
+    entry: DeviceEntry | None = None
+    value: str = ""
+
+
+class Importer:
+    def __init__(
+        self,
+        fmt: str,
+        options: ImportOptions,
+        *,
+        influx: InfluxClient,
+        registry_path: Path,
+        deadletter_path: Path,
+        ledger_path: Path,
+        force: bool = False,
+        progress: Callable[[int], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        retry_backoff_s: float = 1.0,
+    ) -> None:
+        self.fmt = fmt
+        self.format = FORMATS[fmt]
+        self.options = options
+        self.source = import_source(fmt)
+        self.force = force
+        self.registry_path = registry_path
+        self.registry: Registry = load_registry(registry_path)
+        self._influx = influx
+        self._deadletter_path = deadletter_path
+        self._ledger_path = ledger_path
+        self.progress: Callable[[int], None] = progress or (lambda _n: None)  # bytes read
+        self._clock = clock
+        self._retry_backoff_s = retry_backoff_s
+        self._pending: list[_Change] = []
+        self._last_ms = 0
+        # per file
+        self._targets: dict[str, Target] = {}
+        self._new: list[str] = []
+        self._notes: list[str] = []
+        self._letters_seen = 0
+        self._letters_kept = 0
+        self._position: Callable[[], int] = lambda: 0
+        self._reported = 0
+        if options.device is not None and options.device not in self.registry.devices:
+            known = ", ".join(sorted(self.registry.devices)[:10]) or "none"
+            raise ImportProblem(
+                f"--device {options.device}: no such device in {registry_path} "
+                f"(registered: {known}); leave --device out to register the file's own devices"
+            )
+
+    # --- the import -------------------------------------------------------------------------
+    def run(self, parsers: list[HistoryFormat]) -> list[FileResult]:
+        ledger = Ledger(self._ledger_path)
+        store = DeadLetterStore(self._deadletter_path)
+        writer = BatchWriter(self._influx, backoff_s=self._retry_backoff_s)
+        self._ledger, self._store, self._writer = ledger, store, writer
+        results = []
+        try:
+            for parser in parsers:
+                result = self._one(parser)
+                results.append(result)
+                if result.fatal:
+                    break
+        finally:
+            writer.close()
+            store.close()
+            ledger.close()
+        return results
+
+    def _one(self, parser: HistoryFormat) -> FileResult:
+        file = parser.file
+        result = FileResult(file.path, file.sha256)
+        entry = self._ledger.get(file.sha256)
+        if entry is not None and entry.completed_ms is not None and not self.force:
+            result.skipped = entry
+            self.progress(file.size)
+            return result
+        first_ms = entry.first_ms if entry is not None else self._unique_ms()
+        self._ledger.begin(file.sha256, self.fmt, file.name, self.options.user, first_ms)
+        self._targets, self._new, self._notes = {}, [], []
+        self._letters_seen = 0
+        self._letters_kept = entry.letters_kept if entry is not None else 0
+        ctx = ImportContext(
+            self.fmt,
+            file,
+            self.options,
+            resolve=self._resolve,
+            declare=self._declare,
+            flush=self._flush,
+            now_ms=int(self._clock() * 1000),
+        )
+        self._reported = 0
+        try:
+            with file.open_text() as (text, position):
+                self._position = position
+                try:
+                    parser.parse(ctx, text)
+                except READ_ERRORS as exc:
+                    result.error = read_error(file, exc)
+                except FileProblem as exc:  # what prepare() saw changed since
+                    result.error = str(exc)
+                ctx.flush()
+            self._position = lambda: file.size  # read to its end (or as far as it could be)
+            refused = self._writer.wait()
+            self._refused(ctx, refused)
+            ctx.flush()  # their letters; and the progress bar to the file's end
+            if result.error is None:
+                self._writer.submit(*self._imports_points(ctx, first_ms))
+                self._writer.wait()
+                self._save_registry()
+                self._ledger.complete(
+                    file.sha256,
+                    completed_ms=int(self._clock() * 1000),
+                    rows=ctx.stored + ctx.rejected,
+                    stored=ctx.stored,
+                    rejected=ctx.rejected,
+                )
+        except WriteFailed as exc:
+            result.error, result.fatal = f"InfluxDB could not be written: {exc}", True
+        except DeadLetterStoreUnavailable as exc:
+            result.error = f"the dead-letter store {self._deadletter_path} cannot write ({exc})"
+            result.fatal = True
+        result.rows = ctx.stored + ctx.rejected
+        result.stored = ctx.stored
+        result.rejected = Counter(ctx.rejected_by_reason)
+        result.devices = sorted(ctx.targets)
+        result.new_devices = list(self._new)
+        result.not_imported = dict(ctx.not_imported)
+        result.notes = list(self._notes)
+        return result
+
+    def _unique_ms(self) -> int:
+        """Now, and later than any time handed out before: each file's `imports` points."""
+        self._last_ms = max(int(self._clock() * 1000), self._last_ms + 1)
+        return self._last_ms
+
+    # --- what the parser calls --------------------------------------------------------------
+    def _flush(self, ctx: ImportContext) -> None:
+        if self._pending:
+            self._save_registry()  # devices are registered before their points land
+        if ctx.lines:
+            self._writer.submit(ctx.lines[:], ctx.line_nos[:])
+            ctx.lines.clear()
+            ctx.line_nos.clear()
+        if ctx.letters:
+            letters = ctx.letters[:]
+            ctx.letters.clear()
+            self._keep(ctx, letters)
+        position = self._position()
+        self.progress(max(0, position - self._reported))
+        self._reported = max(self._reported, position)
+
+    def _resolve(self, spec: DeviceSpec) -> Target:
+        o = self.options
+        device_id = o.device or spec.device_id
+        target = self._targets.get(device_id)
+        if target is not None:
+            return target
+        entry = self.registry.devices.get(device_id)
+        if entry is None:
+            if not is_valid_device_id(device_id):
+                raise ValueError(f"a format made the invalid device id {device_id!r}")
+            entry = DeviceEntry(
+                source=IMPORT,
+                site=o.site or DEFAULT_SITE,
+                purpose=spec.purpose,
+                sensors=list(spec.sensors),
+                directions=list(spec.directions),
+                count_classes=list(spec.count_classes),
+                personal_data=spec.personal_data,
+                location=None
+                if spec.location is None
+                else Location(lat=spec.location[0], lon=spec.location[1]),
+            )
+            self.registry.devices[device_id] = entry
+            self._pending.append(_Change("add", device_id, entry))
+            self._new.append(device_id)
+        elif o.site and o.device is None and entry.site != o.site:
+            self._notes.append(
+                f"{device_id} is registered at site {entry.site}: its data keeps that site "
+                f"(--site {o.site} is for devices the import registers)"
+            )
+        target = Target(
+            device_id,
+            entry.site,
+            frozenset(allowed_sensors(entry)),
+            frozenset(allowed_directions(entry)),
+            may_declare=entry.source == IMPORT,
+        )
+        self._targets[device_id] = target
+        return target
+
+    def _declare(self, target: Target, kind: str, value: str) -> bool:
+        """Add a sensor or direction to an imported device's entry; other devices' entries
+        are their owners' declarations (False: the row is rejected, as the ingest would)."""
+        entry = self.registry.devices[target.device_id]
+        if not target.may_declare:
+            return False
+        if kind == "sensor":
+            if not re.match(SENSOR_PATTERN, value) or len(entry.sensors) >= 32:
+                return False
+            entry.sensors.append(value)
+            target.sensors = target.sensors | {value}
+            self._pending.append(_Change("sensor", target.device_id, value=value))
+        else:
+            if not re.match(DIRECTION_PATTERN, value) or len(entry.directions) >= 8:
+                return False
+            entry.directions.append(value)
+            target.directions = target.directions | {value}
+            self._pending.append(_Change("direction", target.device_id, value=value))
+        return True
+
+    def _save_registry(self) -> None:
+        """Apply this import's changes to the registry as it is on disk now (someone may have
+        added a device meanwhile) and save it."""
+        if not self._pending:
+            return
+        fresh = load_registry(self.registry_path)
+        for change in self._pending:
+            if change.kind == "add":
+                assert change.entry is not None
+                fresh.devices.setdefault(change.device_id, change.entry)
+                continue
+            entry = fresh.devices.get(change.device_id)
+            if entry is None:
+                continue
+            values = entry.sensors if change.kind == "sensor" else entry.directions
+            if change.value not in values:
+                values.append(change.value)
+        save_registry(fresh, self.registry_path)
+        self.registry = fresh
+        self._pending.clear()
+
+    # --- dead letters and records -----------------------------------------------------------
+    def _keep(self, ctx: ImportContext, letters: list[Letter]) -> None:
+        """Store the file's letters, but none that an earlier reading of it stored."""
+        now = self._clock()
+        new: list[DeadLetter] = []
+        for line_no, raw, reason, detail in letters:
+            self._letters_seen += 1
+            if self._letters_seen <= self._letters_kept:
+                continue
+            new.append(
+                DeadLetter(
+                    received_at=now,
+                    topic=f"import:{self.fmt}:{ctx.file.name}:{line_no}",
+                    payload=raw.encode("utf-8"),
+                    code=reason,
+                    detail=f"{ctx.file.name} {ctx.row_word} {line_no}: {detail}",
+                )
+            )
+        for start in range(0, len(new), LETTER_CHUNK):
+            chunk = new[start : start + LETTER_CHUNK]
+            self._store.add_many(chunk)
+            self._letters_kept += len(chunk)
+            self._ledger.letters_kept(ctx.file.sha256, self._letters_kept)
+
+    def _refused(self, ctx: ImportContext, refused: list[Refused]) -> None:
+        """Points InfluxDB refused: their rows count as rejected (`storage_rejected`)."""
+        seen: set[int] = set()
+        for r in refused:
+            if r.line_no in seen:  # one row, several points (a Telraam hour)
+                continue
+            seen.add(r.line_no)
+            device = _device_of(r.line)
+            target = ctx.targets.get(device)
+            if target is not None:
+                target.stored -= 1
+            ctx.reject(
+                r.line_no,
+                r.line,
+                "storage_rejected",
+                f"InfluxDB refused its point: {r.reason}",
+                target,
+            )
+
+    def _imports_points(self, ctx: ImportContext, first_ms: int) -> tuple[list[str], list[int]]:
+        """One `imports` point per device of the file: who, which file, what became of it."""
+        tags = provenance_tags(self.source)
+        counts = {d: (t.stored, t.rejected) for d, t in ctx.targets.items()}
+        if ctx.unassigned_rejected:
+            # Rows that named no usable device: on the file's first device, or on none.
+            first = next(iter(counts), "")
+            stored, rejected = counts.get(first, (0, 0))
+            counts[first] = (stored, rejected + ctx.unassigned_rejected)
+        name = ctx.file.name.replace("\n", "?").replace("\r", "?")
+        lines = []
+        for device_id, (stored, rejected) in counts.items():
+            point_tags = {"device_id": device_id, **tags} if device_id else dict(tags)
+            fields: dict[str, str | int] = {
+                "user": self.options.user,
+                "file": name,
+                "sha256": ctx.file.sha256,
+                "rows": stored + rejected,
+                "stored": stored,
+                "rejected": rejected,
+            }
+            lines.append(to_line(Point(storage.IMPORTS, point_tags, fields, first_ms)))
+        return lines, [0] * len(lines)
+
+
+def _device_of(line: str) -> str:
+    """The device_id tag of a line this importer wrote (the first tag: tags are sorted)."""
+    first_tag = line.split(",", 2)[1] if line.count(",") >= 1 else ""
+    return first_tag.split(" ", 1)[0].removeprefix("device_id=")

@@ -1,0 +1,177 @@
+"""Sensor.Community archive CSVs (archive.sensor.community/YYYY-MM-DD/, one file per sensor
+and day, e.g. `2024-03-01_sds011_sensor_12345.csv`, also gzip'd).
+
+`;`-separated, a header, then one row per measurement, times in UTC without an offset (older
+files: with microseconds and `+00:00`). Six columns come first in every file,
+`sensor_id;sensor_type;location;lat;lon;timestamp` (`location` is the archive's location id,
+`lat`/`lon` rounded to 3 decimals), then the sensor type's own:
+
+| sensor types                          | columns after `timestamp`                             |
+| ------------------------------------- | ----------------------------------------------------- |
+| SDS011, PPD42NS                       | P1;durP1;ratioP1;P2;durP2;ratioP2                     |
+| PMS1003/3003/5003/6003/7003           | P1;P2;P0                                              |
+| HPM                                   | P1;P2                                                 |
+| SPS30                                 | P1;P4;P2;P0;N10;N4;N25;N1;N05;TS                      |
+| DHT22, HTU21D, SHT30/31/35, SHT85     | temperature;humidity                                  |
+| BMP180, BMP280                        | pressure;altitude;pressure_sealevel;temperature       |
+| BME280                                | pressure;altitude;pressure_sealevel;temperature;humidity |
+| DS18B20                               | temperature                                           |
+| DNMS (noise)                          | noise_LAeq;noise_LA_min;noise_LA_max                  |
+
+P0, P1, P2, P4 are PM1, PM10, PM2.5 and PM4 in µg/m³; `pressure` is in Pa (stored as hPa).
+Columns sensorpipe has no quantity for (the PPD42NS's pulse durations and ratios, particle
+number concentrations N05..N10 and typical size TS, altitude and sea-level pressure derived by
+the firmware, LA_min/LA_max) are not imported; the summary names those that held values.
+Each sensor becomes device `sc-<sensor_id>` with its type (lower case) as its sensor model.
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from typing import IO
+
+from sensorpipe.importer.base import DeviceSpec, HistoryFormat, ImportContext, Target
+from sensorpipe.importer.fields import location, sensor_model
+from sensorpipe.importer.files import FileProblem, header, rows
+from sensorpipe.importer.timeparse import TimestampError, utc_ms
+from sensorpipe.protocol.quantities import QUANTITIES, plausibility_error
+
+FIXED = ("sensor_id", "sensor_type", "location", "lat", "lon", "timestamp")
+# column -> (quantity, divisor to its canonical unit)
+COLUMNS: dict[str, tuple[str, float]] = {
+    "P0": ("pm1", 1.0),
+    "P1": ("pm10", 1.0),
+    "P2": ("pm2_5", 1.0),
+    "P4": ("pm4", 1.0),
+    "temperature": ("temperature", 1.0),
+    "humidity": ("relative_humidity", 1.0),
+    "pressure": ("pressure", 100.0),  # Pa -> hPa
+    "noise_LAeq": ("noise", 1.0),
+}
+
+
+class SensorCommunity(HistoryFormat):
+    name = "sensor-community"
+    title = "a Sensor.Community archive CSV"
+
+    def prepare(self) -> None:
+        with self.file.open_text() as (text, _):
+            head = header(text, ";")
+        expected = ";".join(FIXED)
+        if head is None or tuple(head[3][:6]) != FIXED:
+            found = "nothing" if head is None else repr(head[1][:80])
+            raise FileProblem(
+                f"{self.file.path}: not {self.title}: expected a header starting "
+                f"{expected};P1;... (or ;temperature;..., per sensor type), found {found}"
+            )
+        values = head[3][6:]
+        if not any(c in COLUMNS for c in values):
+            raise FileProblem(
+                f"{self.file.path}: its columns {';'.join(values)} hold no quantity sensorpipe "
+                f"stores (known: {', '.join(COLUMNS)}): nothing to import"
+            )
+
+    def parse(self, ctx: ImportContext, text: IO[str]) -> None:
+        head = header(text, ";")
+        assert head is not None  # prepare() saw it
+        names = head[3]
+        ncols = len(names)
+        # (index, "quantity=", low, high, divisor, column, quantity)
+        wanted = []
+        skipped: list[int] = []
+        for i, name in enumerate(names[6:], start=6):
+            if name in COLUMNS:
+                quantity, divisor = COLUMNS[name]
+                q = QUANTITIES[quantity]
+                wanted.append((i, quantity + "=", q.minimum, q.maximum, divisor, name, quantity))
+            else:
+                skipped.append(i)
+        skipped_counts = [0] * len(skipped)
+        # The columns not imported, in one C call; mostly all empty (the PPD42NS's columns).
+        unused = itemgetter(*skipped, *skipped) if skipped else None
+        lines, line_nos = ctx.lines, ctx.line_nos
+        batch, latest = ctx.batch_size, ctx.latest_ms
+        sensor_id = sensor_type = None
+        target: Target | None = None
+        prefix: str | None = None
+        for line_no, raw, f in rows(text, ";", head[0] + 1):
+            if len(f) != ncols:
+                ctx.reject(
+                    line_no, raw, "bad_row", f"{len(f)} columns, the header has {ncols}", target
+                )
+                continue
+            if f[0] != sensor_id or f[1] != sensor_type:
+                sensor_id, sensor_type = f[0], f[1]
+                target, prefix = self._device(ctx, f)
+            if target is None:
+                ctx.reject(line_no, raw, "bad_row", f"sensor_id {f[0]!r} is not a number")
+                continue
+            try:
+                t = utc_ms(f[5])
+            except TimestampError as exc:
+                ctx.reject(line_no, raw, "bad_timestamp", f"timestamp: {exc}", target)
+                continue
+            if t > latest:
+                ctx.reject(line_no, raw, "future_timestamp", f"{f[5]} is in the future", target)
+                continue
+            fields = []
+            problem = None
+            for i, key, low, high, divisor, name, quantity in wanted:
+                s = f[i]
+                if not s:
+                    continue
+                try:
+                    v = float(s)
+                except ValueError:
+                    problem = f"{name} {s[:40]!r} is not a number"
+                    break
+                if divisor != 1.0:
+                    v = round(v / divisor, 6)
+                if not low <= v <= high:
+                    problem = f"{name}: {plausibility_error(quantity, v)}"
+                    break
+                fields.append(key + repr(v))
+            if problem is not None:
+                ctx.reject(line_no, raw, "bad_value", problem, target)
+                continue
+            if not fields:
+                ctx.reject(line_no, raw, "bad_row", "no value in any column", target)
+                continue
+            if prefix is None:
+                ctx.reject(
+                    line_no,
+                    raw,
+                    "undeclared_sensor",
+                    f"device {target.device_id} does not declare sensor {f[1]!r}",
+                    target,
+                )
+                continue
+            lines.append(f"{prefix}{','.join(fields)} {t}")
+            line_nos.append(line_no)
+            target.stored += 1
+            if unused is not None and any(unused(f)):
+                for k, i in enumerate(skipped):
+                    if f[i]:
+                        skipped_counts[k] += 1
+            if len(lines) >= batch:
+                ctx.flush()
+        for k, i in enumerate(skipped):
+            if skipped_counts[k]:
+                ctx.not_imported[names[i]] = skipped_counts[k]
+
+    def _device(self, ctx: ImportContext, f: list[str]) -> tuple[Target | None, str | None]:
+        sensor_id, sensor_type = f[0], f[1]
+        if not (sensor_id.isascii() and sensor_id.isdigit()) or len(sensor_id) > 20:
+            return None, None
+        model = sensor_model(sensor_type)
+        spec = DeviceSpec(
+            device_id=f"sc-{sensor_id}",
+            purpose=(
+                f"Sensor.Community sensor {sensor_id} ({sensor_type}); history imported from "
+                f"the archive"
+            ),
+            sensors=(model,),
+            location=location(f[3], f[4]),
+        )
+        target = ctx.target(spec)
+        return target, ctx.air_prefix(target, model)
