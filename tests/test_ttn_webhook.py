@@ -148,7 +148,7 @@ def test_a_body_over_the_limit_is_refused_unread(client: TestClient, letters: Le
         for _ in range(10):
             yield b" " * 1000
 
-    streamed = client.post(URL, content=chunks(), headers=bearer(TOKEN))  # type: ignore[arg-type]
+    streamed = client.post(URL, content=chunks(), headers=bearer(TOKEN))
     assert streamed.status_code == 413 and letters.kept == []
 
 
