@@ -188,7 +188,7 @@ def test_provenance_names() -> None:
                 "site": "s",
                 "source": "airrohr",
                 "gateway": "gw1",
-                "chip_id": "12a",
+                "chip_id": "12A",
                 "password_hash": "h",
             },
             "chip_id",

@@ -69,7 +69,8 @@ class KitLink(_Strict):
 class Link(_Strict):
     """What the device reports about its connection at the moment it sent the message."""
 
-    rssi_dbm: int | None = Field(default=None, ge=-130, le=0, strict=True)
+    # Wi-Fi, or LoRa, which is received down to about -137 dBm at SF12.
+    rssi_dbm: int | None = Field(default=None, ge=-150, le=0, strict=True)
     reconnects: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
     outbox_depth: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
     uptime_s: float = Field(ge=0, le=1e12, strict=True)

@@ -37,6 +37,11 @@ SENSOR_QUANTITIES: dict[str, tuple[str, ...]] = {
     "scd4x": ("co2", "temperature", "relative_humidity"),
     "ds18b20": ("temperature",),
     "no2-b43f": ("no2",),
+    "hpma115": ("pm2_5", "pm10"),
+    "nextpm": ("pm1", "pm2_5", "pm10"),
+    "ips7100": ("pm1", "pm2_5", "pm10"),
+    "bmp180": ("temperature", "pressure"),
+    "dnms": ("noise",),
 }
 CAMERA_SENSORS = frozenset({"camera"})
 

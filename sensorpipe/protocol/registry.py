@@ -21,9 +21,9 @@ from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES, DeviceSource
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
 
 TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-# An airrohr kit's chip id as its firmware sends it (`esp8266id`, decimal; ESP32 kits send a
-# longer number derived from the MAC address).
-CHIP_ID_PATTERN = r"^[0-9]{1,20}$"
+# An airrohr kit's chip id as its firmware sends it (`esp8266id`): decimal on an ESP8266,
+# lower-case hexadecimal on an ESP32.
+CHIP_ID_PATTERN = r"^[0-9a-f]{1,20}$"
 # The Things Stack: application id with its tenant (`my-app@ttn`), end device id (`eui-...`).
 TTN_APPLICATION_PATTERN = r"^[a-z0-9](?:-?[a-z0-9]){1,35}@[a-z0-9](?:-?[a-z0-9]){1,35}$"
 TTN_DEVICE_PATTERN = r"^[a-z0-9](?:-?[a-z0-9]){1,35}$"
@@ -120,7 +120,7 @@ KNOWN_SENSORS = frozenset(
     {
         "sds011", "bme280", "bmp280", "bme680", "pms5003", "pms7003", "pmsa003", "sps30",
         "sht3x", "sht31", "sht4x", "htu21d", "dht22", "scd30", "scd4x", "ds18b20",
-        "no2-b43f", "camera",
+        "no2-b43f", "camera", "hpma115", "nextpm", "ips7100", "bmp180", "dnms",
     }
 )  # fmt: skip
 DEFAULT_DIRECTIONS = ("left_to_right", "right_to_left")

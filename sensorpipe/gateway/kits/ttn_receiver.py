@@ -421,7 +421,7 @@ def _link(uplink: ApplicationUplink) -> Link:
     firmware = (version.firmware_version if version else None) or "lorawan"
     return Link(
         # An RSSI outside what the link metadata can hold (a simulated +42) is not stored.
-        rssi_dbm=best_rssi if best_rssi is not None and -130 <= best_rssi <= 0 else None,
+        rssi_dbm=best_rssi if best_rssi is not None and -150 <= best_rssi <= 0 else None,
         uptime_s=0.0,
         firmware=firmware[:64],
         kit=KitLink(
