@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from sensorpipe.edge.counting.clips import VTEST_LINE, fetch_vtest
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,6 +50,7 @@ def test_the_wheel_installs_one_package_and_runs_from_anywhere(tmp_path: Path) -
         "sensorpipe/config/ingest.example.toml",
         "sensorpipe/config/registry.example.toml",
         "sensorpipe/config/serve.example.toml",
+        "sensorpipe/config/gateway.example.toml",
         "sensorpipe/api/static/index.html",
         "sensorpipe/api/static/vendor/leaflet/leaflet.js",
         "sensorpipe/api/static/vendor/leaflet/LICENSE",
@@ -88,6 +91,55 @@ def test_the_wheel_installs_one_package_and_runs_from_anywhere(tmp_path: Path) -
         assert httpx.get(f"{url}static/vendor/leaflet/leaflet.js", timeout=10).status_code == 200
         assert httpx.get(f"{url}api/v1/health", timeout=10).json()["status"] == "ok"
         assert httpx.get(f"{url}openapi.json", timeout=10).json()["paths"]
+        # A citizen-science group's kit posts to the stack's kit gateway, and its history
+        # file is imported: both land beside the rest, each with its provenance.
+        kit = json.loads(
+            _run(
+                [command, "devices", "add-kit", "airrohr", "--dir", str(stack_dir),
+                 "--chip-id", "13107491", "--site", "oost", "--json"],
+                elsewhere,
+            ).stdout
+        )  # fmt: skip
+        body = {
+            "esp8266id": "13107491",
+            "software_version": "NRZ-2024-135",
+            "sensordatavalues": [
+                {"value_type": "SDS_P1", "value": "12.30"},
+                {"value_type": "SDS_P2", "value": "5.10"},
+            ],
+        }
+        posted = httpx.post(
+            f"http://{kit['server']}:{kit['port']}{kit['path']}",
+            json=body,
+            auth=(kit["user"], kit["password"]),
+            headers={"X-Sensor": "esp8266-13107491"},
+            timeout=30,
+        )
+        assert posted.status_code == 200, posted.text
+        files = tmp_path / "files"
+        files.mkdir()
+        archive = files / "2024-03-01_sds011_sensor_12345.csv"
+        shutil.copy(ROOT / "tests" / "data" / "import" / archive.name, archive)
+        imported = json.loads(
+            _run(
+                [command, "import", "sensor-community", str(archive), "--dir", str(stack_dir),
+                 "--json"],
+                elsewhere,
+            ).stdout
+        )  # fmt: skip
+        assert (
+            imported["stored"] > 0 and imported["rejected"] == imported["rows"] - imported["stored"]
+        )
+
+        def kit_pm10() -> list[float | None]:
+            answer = httpx.get(
+                f"{url}api/v1/air",
+                params={"source": "airrohr", "quantity": "pm10", "from": "-1h", "every": "1h"},
+                timeout=10,
+            ).json()
+            return [v for s in answer["series"] for v in s["values"]["pm10"] if v is not None]
+
+        wait_for(lambda: kit_pm10() == [12.3], what="the kit's reading through the ingest")
     finally:
         _run([command, "stack", "down", "--dir", str(stack_dir)], elsewhere)
 
