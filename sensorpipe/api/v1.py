@@ -36,6 +36,7 @@ from sensorpipe.protocol.provenance import all_sources
 from sensorpipe.protocol.register import RegisterEntry, register_entry, register_geojson
 from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, TAG_PATTERN, Registry
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
+from sensorpipe.query.bbox import BBox, BBoxError, devices_inside, parse_bbox
 from sensorpipe.query.influxql import QueryInputError
 from sensorpipe.query.register import RegisterStats
 from sensorpipe.query.series import (
@@ -250,31 +251,17 @@ def geojson(devices: list[DeviceInfo], network: NetworkOut) -> dict[str, Any]:
     return register_geojson([d.model_dump() for d in devices], network.name)
 
 
-def _bbox_devices(registry: Registry, bbox: str) -> list[str]:
-    """Devices whose published (rounded) location lies in `minlon,minlat,maxlon,maxlat`."""
-    parts = bbox.split(",")
+def _bbox_candidates(registry: Registry, text: str) -> tuple[BBox, list[str], list[str]]:
+    """The box, the devices whose published (rounded) location lies in it, and the devices
+    whose readings can lie in it: those, and devices without a registered location (mobile
+    sensors: each of their readings carries its own position)."""
     try:
-        minlon, minlat, maxlon, maxlat = (float(p) for p in parts)
-    except ValueError:
-        raise bad_request(
-            f"bbox {bbox[:80]!r}: give minlon,minlat,maxlon,maxlat in degrees, "
-            f"e.g. 5.0,52.0,5.2,52.2",
-            "bbox",
-        ) from None
-    if not (-180 <= minlon <= maxlon <= 180 and -90 <= minlat <= maxlat <= 90):
-        raise bad_request(
-            "bbox: need -180 <= minlon <= maxlon <= 180 and -90 <= minlat <= maxlat <= 90",
-            "bbox",
-        )
-    inside = []
-    for device_id, entry in registry.devices.items():
-        if entry.location is None:
-            continue
-        n = entry.location_precision_decimals
-        lat, lon = round(entry.location.lat, n), round(entry.location.lon, n)
-        if minlon <= lon <= maxlon and minlat <= lat <= maxlat:
-            inside.append(device_id)
-    return sorted(inside)
+        box = parse_bbox(text)
+    except BBoxError as exc:
+        raise bad_request(str(exc), "bbox") from None
+    inside = devices_inside(registry, box)
+    mobile = [d for d, e in registry.devices.items() if e.location is None]
+    return box, inside, sorted(set(inside) | set(mobile))
 
 
 def _known(registry: Registry, devices: list[str], sites: list[str]) -> None:
@@ -409,8 +396,8 @@ def air(
     _known_names("source", list(source), all_sources(), "is no source of data")
     devices_ = list(device)
     if bbox is not None:
-        inside = _bbox_devices(registry, bbox)
-        devices_ = [d for d in devices_ if d in inside] if devices_ else inside
+        box, inside, candidates = _bbox_candidates(registry, bbox)
+        devices_ = [d for d in devices_ if d in candidates] if devices_ else candidates
     req = AirSeriesRequest(
         devices=devices_,
         sites=list(site),
@@ -422,6 +409,8 @@ def air(
         aggregate=agg,
         group=group,
         max_points=ctx.config.max_points,
+        bbox=box if bbox is not None else None,
+        bbox_devices=inside if bbox is not None else (),
     )
     if bbox is not None and not devices_:
         req.check()  # the other parameters are still checked

@@ -22,6 +22,7 @@ from sensorpipe.protocol import storage
 from sensorpipe.protocol.provenance import SOURCE_TAG, check_source
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.register import SENSOR_QUANTITIES
+from sensorpipe.query.bbox import BBox, bbox_condition
 from sensorpipe.query.influxql import QueryInputError, parse_time
 
 SERIES_AGGREGATES = ("mean", "median", "min", "max", "count")
@@ -166,6 +167,11 @@ class AirSeriesRequest:
     aggregate: str = "mean"
     group: str = "device"  # device: per device and sensor; site: per site
     max_points: int = 100_000
+    # Only readings in this box: by their own position (mobile sensors) or, for
+    # `bbox_devices`, by their device's registered location. `devices` should then hold the
+    # devices whose readings can lie in it, which bounds the size estimate.
+    bbox: BBox | None = None
+    bbox_devices: Sequence[str] = ()
 
     def check(self) -> tuple[datetime, datetime, int]:
         _check_sources(self.sources)
@@ -197,6 +203,7 @@ def air_series(
             _tag_filter("device_id", req.devices),
             _tag_filter("site", req.sites),
             _tag_filter(SOURCE_TAG, req.sources),
+            bbox_condition(req.bbox, tuple(req.bbox_devices)) if req.bbox is not None else None,
         ]
     )
     group_tags = ["device_id", "site", "sensor"] if req.group == "device" else ["site"]

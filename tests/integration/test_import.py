@@ -14,7 +14,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 
+from sensorpipe.api.app import create_app
+from sensorpipe.api.config import BrokerSettings, InfluxSettings, ServeConfig
+from sensorpipe.api.context import ApiContext
 from sensorpipe.cli.main import main
 from sensorpipe.ingest.deadletter import DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
@@ -216,6 +220,33 @@ def test_a_bounding_box_finds_the_readings_of_a_ride(world: World) -> None:
         ("osm-5f0a1b2c3d4e5f6a7b8c9d30", 9.5, 52.0901),
         ("osm-5f0a1b2c3d4e5f6a7b8c9d30", 9.9, 52.0911),
     ]
+
+
+def test_the_api_bbox_finds_the_readings_of_a_ride_by_their_own_position(world: World) -> None:
+    info = world.stack.require_info()
+    config = ServeConfig(
+        registry_path=str(world.stack.registry_path),
+        ingest_stats_path=str(world.stack.directory / "ingest" / "stats.json"),
+        influx=InfluxSettings(url=info.influx_url, database=info.database),
+        broker=BrokerSettings(port=info.broker_port),
+        register_cache_s=0,
+    )
+    window = {"from": "2024-05-04T09:00:00Z", "to": "2024-05-04T09:01:00Z", "every": "1m"}
+    with TestClient(create_app(ApiContext(config))) as client:
+
+        def pm25(bbox: str) -> dict[str, Any]:
+            answer = client.get(
+                "/api/v1/air", params={**window, "bbox": bbox, "quantity": "pm2_5", "agg": "max"}
+            )
+            assert answer.status_code == 200, answer.text
+            return {s["device_id"]: s["values"]["pm2_5"] for s in answer.json()["series"]}
+
+        # The first three readings of the ride lie in the box, the fourth north of it.
+        assert pm25("4.89,52.37,4.90,52.3716") == {"track-bike-7": [9.0]}
+        assert pm25("4.89,52.372,4.90,52.38") == {"track-bike-7": [8.7]}
+        assert pm25("5.0,52.0,5.2,52.2") == {}  # the ride does not pass Utrecht
+        wrong = client.get("/api/v1/air", params={**window, "bbox": "4.9,52.3"})
+        assert wrong.status_code == 400 and "minlon,minlat" in wrong.json()["detail"]
 
 
 def test_the_register_shows_the_imported_devices(world: World) -> None:
