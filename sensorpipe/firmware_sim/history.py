@@ -73,6 +73,10 @@ def _outage(device: HistoryDevice, start_ms: int, end_ms: int) -> tuple[int, int
     span = end_ms - start_ms
     length = max(MINUTE_MS, span // 100)
     begin = start_ms + int(rng.uniform(0.1, 0.8) * span)
+    if length >= 3_600_000:
+        # From a whole hour on, so that at least one hour has no report at all, whatever
+        # minute of the hour the history ends at.
+        begin -= begin % 3_600_000
     return begin, begin + length
 
 
