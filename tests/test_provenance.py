@@ -257,3 +257,10 @@ def test_replay_leaves_kit_and_import_letters_alone(tmp_path: Path) -> None:
     store = DeadLetterStore(tmp_path / "dl.sqlite")
     assert store.count() == 1
     store.close()
+
+
+def test_a_new_device_may_not_take_a_gateway_s_name() -> None:
+    from sensorpipe.gateway.devices import ProvisioningError, add_device
+
+    with pytest.raises(ProvisioningError, match="'gw1' is the name of a gateway"):
+        add_device(_registry(), "gw1", site="s")

@@ -22,6 +22,18 @@ if TYPE_CHECKING:
     from sensorpipe.stack.local import LocalStack
 
 
+# Registry fields a kit's registration sets, and the option that gives each (for errors).
+_KIT_OPTIONS = {
+    "site": "--site",
+    "owner": "--owner",
+    "sensors": "--sensor",
+    "contact": "--contact",
+    "legal_basis": "--legal-basis",
+    "retention": "--retention",
+    "licence": "--licence",
+}
+
+
 @click.group()
 def devices() -> None:
     """Register devices and publish what each one measures and why."""
@@ -238,15 +250,7 @@ def devices_add_kit_airrohr(
         )
     location = _location(lat, lon)
     notes = _sensor_notes(list(sensors))
-    options = {
-        "site": "--site",
-        "owner": "--owner",
-        "sensors": "--sensor",
-        "contact": "--contact",
-        "legal_basis": "--legal-basis",
-        "retention": "--retention",
-        "licence": "--licence",
-    }
+    options = _KIT_OPTIONS
     s = local_stack(directory)
     try:
         creds = s.add_airrohr_kit(
@@ -383,15 +387,7 @@ def devices_add_kit_ttn(
     application, ttn_device = application.strip(), ttn_device.strip()
     location = _location(lat, lon)
     notes = _sensor_notes(list(sensors))
-    options = {
-        "site": "--site",
-        "owner": "--owner",
-        "sensors": "--sensor",
-        "contact": "--contact",
-        "legal_basis": "--legal-basis",
-        "retention": "--retention",
-        "licence": "--licence",
-    }
+    options = _KIT_OPTIONS
     s = local_stack(directory)
     try:
         registered = s.add_ttn_node(

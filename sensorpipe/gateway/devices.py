@@ -36,6 +36,22 @@ class DeviceCredentials:
         return asdict(self)
 
 
+def check_new_device_id(registry: Registry, device_id: str, hint: str = "") -> None:
+    """ProvisioningError unless `device_id` is a valid id no device, reading account or
+    gateway has; `hint` says how to choose another (e.g. the option that sets it)."""
+    if not is_valid_device_id(device_id):
+        raise ProvisioningError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
+    if device_id in registry.devices:
+        raise ProvisioningError(f"device {device_id!r} is already registered{hint}")
+    if device_id == INGEST_USERNAME or device_id in registry.reader_names():
+        raise ProvisioningError(
+            f"{device_id!r} is the name of a reading account (the ingest's or a reader's); "
+            f"choose another device id"
+        )
+    if device_id in registry.gateways:
+        raise ProvisioningError(f"{device_id!r} is the name of a gateway; choose another device id")
+
+
 def add_device(
     registry: Registry,
     device_id: str,
@@ -57,15 +73,7 @@ def add_device(
     """Register `device_id` and return its credentials. The register fields (contact, legal
     basis, retention, licence) left empty are the network's; `personal_data` None is decided
     from its sensors (a camera processes personal data on the device)."""
-    if not is_valid_device_id(device_id):
-        raise ProvisioningError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
-    if device_id in registry.devices:
-        raise ProvisioningError(f"device {device_id!r} is already registered")
-    if device_id == INGEST_USERNAME or device_id in registry.reader_names():
-        raise ProvisioningError(
-            f"{device_id!r} is the name of a reading account (the ingest's or a reader's); "
-            f"choose another device id"
-        )
+    check_new_device_id(registry, device_id)
     password = secrets.token_urlsafe(24)
     private_key, public_key = generate_keypair()
     registry.devices[device_id] = DeviceEntry(

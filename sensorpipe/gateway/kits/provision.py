@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sensorpipe.gateway.devices import INGEST_USERNAME, ProvisioningError
+from sensorpipe.gateway.devices import INGEST_USERNAME, ProvisioningError, check_new_device_id
 from sensorpipe.gateway.kits.auth import hash_kit_password, new_kit_password
 from sensorpipe.gateway.mosquitto import hash_password
 from sensorpipe.protocol.messages import Location
@@ -85,14 +85,7 @@ def add_airrohr_kit(
     """Register the airrohr kit with chip id `chip_id`, received by `gateway`; returns the
     basic-auth user (its device id) and password to type into the kit."""
     device_id = device_id or default_kit_id(chip_id)
-    if not is_valid_device_id(device_id):
-        raise ProvisioningError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
-    if device_id in registry.devices:
-        raise ProvisioningError(f"device {device_id!r} is already registered")
-    if device_id in registry.gateways or device_id == INGEST_USERNAME:
-        raise ProvisioningError(f"{device_id!r} is the name of a gateway or the ingest")
-    if device_id in registry.reader_names():
-        raise ProvisioningError(f"{device_id!r} is the name of a reading account")
+    check_new_device_id(registry, device_id)
     other = registry.kit_by_chip(chip_id)
     if other is not None:
         raise ProvisioningError(f"chip id {chip_id} is already registered as {other!r}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import tomli_w
 from pydantic import ValidationError
 
-from sensorpipe.gateway.devices import INGEST_USERNAME, ProvisioningError
+from sensorpipe.gateway.devices import ProvisioningError, check_new_device_id
 from sensorpipe.gateway.kits.ttn_config import TtnApplication
 from sensorpipe.gateway.kits.ttn_webhook import token_hash
 from sensorpipe.protocol.files import write_private
@@ -27,7 +27,6 @@ from sensorpipe.protocol.registry import (
     DeviceEntry,
     Registry,
 )
-from sensorpipe.protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
 
 
 def add_ttn_node(
@@ -61,16 +60,7 @@ def add_ttn_node(
             f"it, e.g. eui-70b3d57ed005e1a2 (lower case letters, digits and dashes)"
         )
     device_id = device_id or ttn_device
-    if not is_valid_device_id(device_id):
-        raise ProvisioningError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
-    if device_id in registry.devices:
-        raise ProvisioningError(
-            f"device {device_id!r} is already registered; give this node another id (--id)"
-        )
-    if device_id in registry.gateways or device_id == INGEST_USERNAME:
-        raise ProvisioningError(f"{device_id!r} is the name of a gateway or the ingest")
-    if device_id in registry.reader_names():
-        raise ProvisioningError(f"{device_id!r} is the name of a reading account")
+    check_new_device_id(registry, device_id, "; give this node another id (--id)")
     other = registry.kit_by_ttn(application, ttn_device)
     if other is not None:
         raise ProvisioningError(
