@@ -311,7 +311,9 @@ def test_a_key_of_two_sections_names_both_and_a_misspelling_still_gets_its_spell
 ) -> None:
     text = 'registry_path = "registry.toml"\npassword = "x"\n[broker]\npassword = "x"\n'
     message = _one_line_error(_ingest_files(tmp_path, text))
-    assert "did you mean [broker] password or [influx] password?" in message
+    assert "did you mean [broker] password or [influx] password or [broker_admin] password?" in (
+        message
+    )
     text = 'registry_path = "registry.toml"\n[broker]\npasword = "x"\npassword = "x"\n'
     assert "did you mean 'password'?" in _one_line_error(_ingest_files(tmp_path / "again", text))
 

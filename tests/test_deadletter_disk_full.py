@@ -7,6 +7,7 @@ does when COMMIT finds no room is what is tested.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 import sqlite3
@@ -41,8 +42,13 @@ def disk(tmp_path: Path) -> Iterator[Path]:
         yield path
 
 
-def _letter(payload: bytes = b"{not json") -> DeadLetter:
-    return DeadLetter(time.time(), "sensorpipe/v1/x/air", payload, "malformed_json", "test")
+_serial = itertools.count()
+
+
+def _letter(payload: bytes | None = None) -> DeadLetter:
+    # Each letter its own payload: the same payload again would only count a repeat.
+    body = payload if payload is not None else b"{not json %d" % next(_serial)
+    return DeadLetter(time.time(), "sensorpipe/v1/x/air", body, "malformed_json", "test")
 
 
 def test_a_commit_without_room_reports_the_real_error(disk: Path) -> None:

@@ -77,7 +77,7 @@ def test_the_password_never_goes_on_mosquitto_passwds_command_line(
     assert calls and all(secret not in " ".join(c) for c in calls)
 
 
-def test_dead_letters_are_capped_in_size_count_and_age(tmp_path: Path) -> None:
+def test_dead_letters_are_capped_in_size_and_count_and_never_evicted(tmp_path: Path) -> None:
     import hashlib
 
     store = DeadLetterStore(
@@ -89,9 +89,15 @@ def test_dead_letters_are_capped_in_size_count_and_age(tmp_path: Path) -> None:
     assert len(letter.payload) == 1024 and letter.payload == huge[:1024]
     assert "of 10000000 bytes" in letter.detail
     assert hashlib.sha256(huge).hexdigest() in letter.detail
-    store.add_many([DeadLetter(1000.0 + i, "t", b"x", "bad_json", "x") for i in range(1, 150)])
-    assert store.count() == 100 and store.pruned == 50
-    assert min(d.received_at for d in store.list(limit=1000)) == 1050.0  # the oldest went
-    store.add_many([DeadLetter(1000.0 + 7200, "t", b"x", "bad_json", "new")])
-    assert [d.detail for d in store.list(limit=1000)] == ["new"]  # older than an hour: gone
+    result = store.add_many(
+        [DeadLetter(1000.0 + i, "t", b"x%d" % i, "bad_json", "x") for i in range(1, 150)]
+    )
+    # A full store refuses the newest; it never removes an older letter to make room.
+    assert store.count() == 100 and store.pruned == 0 and store.refused == 50
+    assert result.refused == list(range(99, 149))
+    assert min(d.received_at for d in store.list(limit=1000)) == 1000.0
+    # Age pruning, where configured, removes what is older than max_age_s.
+    store.add_many([DeadLetter(1000.0 + 7200, "t", b"new", "bad_json", "new")])
+    assert [d.detail for d in store.list(limit=1000)] == ["new"]
+    assert store.pruned == 100
     store.close()

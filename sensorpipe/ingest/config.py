@@ -73,6 +73,42 @@ class InfluxConfig(_Strict):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
+class BrokerAdminConfig(_Strict):
+    """The broker's admin account (Mosquitto's dynamic security plugin), on the same broker as
+    [broker]: with it, the ingest disables the broker account of a device it quarantines, so
+    the broker refuses the device's connection from then on."""
+
+    username: str
+    password: str
+
+
+class QuotaConfig(_Strict):
+    """What one device may send, per ingest worker, enforced as each message arrives (before it
+    is parsed): token buckets that refill at the rate and hold the burst. A message over the
+    quota is acknowledged to the broker without being stored or confirmed to its device, so it
+    costs almost nothing and never queues in front of another device's; a device that waits for
+    confirmations (the edge agent) keeps it and sends it again later. The defaults leave a
+    working device far below them: one message a minute in normal operation, and the edge
+    agent's backlog after an outage drains at its own pace (10 a second, edge `[mqtt]`).
+    A device registered with `max_messages_per_s`/`max_bytes_per_s` has those instead."""
+
+    messages_per_s: float = Field(default=20.0, gt=0)
+    burst_messages: int = Field(default=600, ge=1)
+    bytes_per_s: int = Field(default=64 * 1024, ge=1024)
+    burst_bytes: int = Field(default=4 * 1024 * 1024, ge=70 * 1024)
+    # Rejected messages a device may send (bad signatures, undeclared sensors, ...) before it
+    # counts as over its quota; they are still dead-lettered up to its dead-letter quota.
+    rejects_per_s: float = Field(default=1.0, gt=0)
+    burst_rejects: int = Field(default=100, ge=1)
+    # Dead letters kept per device (letters and bytes). Letters are never pruned to make room:
+    # beyond its quota a device's further rejected messages are not kept and not confirmed.
+    deadletters_per_device: int = Field(default=10_000, ge=10)
+    deadletter_bytes_per_device: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    # A device over its quota in this many seconds within 1.5 times as long is quarantined
+    # (quarantine_path; its broker account disabled with [broker_admin]). 0: never.
+    quarantine_after_s: float = Field(default=10.0, ge=0)
+
+
 class IngestConfig(_Strict):
     broker: BrokerConfig
     influx: InfluxConfig = InfluxConfig()
@@ -94,10 +130,19 @@ class IngestConfig(_Strict):
     # offline sends its outbox when it is back; older than this is refused (`too_old`), which
     # also keeps old dates from opening new InfluxDB shards one by one.
     max_backlog_s: float = Field(default=7 * 86400.0, gt=0)
-    # Dead-letter limits: payload bytes kept per letter, letters kept, and their age (days).
+    # Dead-letter limits: payload bytes kept per letter, and letters kept in all. A full store
+    # keeps no further letters; it never removes old ones to make room (they may be the only
+    # copy, confirmed to their device). Per device: [quota].
     deadletter_max_payload_bytes: int = Field(default=64 * 1024, ge=256)
-    deadletter_max_letters: int = Field(default=100_000, ge=100)
-    deadletter_max_age_days: float = Field(default=90.0, gt=0)
+    deadletter_max_letters: int = Field(default=1_000_000, ge=100)
+    # Letters older than this many days are removed. None (the default): only by an operator
+    # (`sensorpipe ingest purge`).
+    deadletter_max_age_days: float | None = Field(default=None, gt=0)
+    quota: QuotaConfig = QuotaConfig()
+    # The quarantine book (protocol.quarantine) shared with the kit gateway and the CLI; none:
+    # a device over its quota is only reported.
+    quarantine_path: str | None = None
+    broker_admin: BrokerAdminConfig | None = None
     # Prometheus text endpoint (GET /metrics) on this port; none without it. Port 0: any free.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_bind: str = "127.0.0.1"
@@ -134,7 +179,7 @@ def load_ingest_config(path: Path | str) -> IngestConfig:
     base = Path(path).resolve().parent
     # Relative paths in the file are relative to the file, not to where the ingest started.
     updates: dict[str, object] = {}
-    for key in ("registry_path", "deadletter_path", "stats_path"):
+    for key in ("registry_path", "deadletter_path", "stats_path", "quarantine_path"):
         value = getattr(config, key)
         if value is not None and not Path(value).is_absolute():
             updates[key] = str(base / value)

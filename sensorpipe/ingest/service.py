@@ -174,7 +174,11 @@ class IngestService:
                 config.deadletter_path,
                 max_payload_bytes=config.deadletter_max_payload_bytes,
                 max_letters=config.deadletter_max_letters,
-                max_age_s=config.deadletter_max_age_days * 86400.0,
+                max_age_s=None
+                if config.deadletter_max_age_days is None
+                else config.deadletter_max_age_days * 86400.0,
+                per_device_letters=config.quota.deadletters_per_device,
+                per_device_bytes=config.quota.deadletter_bytes_per_device,
             )
         except (OSError, sqlite3.Error) as exc:
             self._influx.close()
