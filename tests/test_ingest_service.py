@@ -103,12 +103,13 @@ def _item(device: str, seq: int) -> Incoming:
         payload=payload,
         dup=False,
         received_at=0.0,
+        device=device,
     )
 
 
 def _run(service: IngestService, items: list[Incoming], until: Callable[[], bool]) -> None:
     for item in items:
-        service._queue.put(item)
+        service._queue.put(item.device, item)
     thread = threading.Thread(target=service._work, daemon=True)
     thread.start()
     try:

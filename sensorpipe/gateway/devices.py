@@ -69,10 +69,13 @@ def add_device(
     licence: str = "",
     count_classes: list[str] | None = None,
     personal_data: bool | None = None,
+    max_messages_per_s: float | None = None,
+    max_bytes_per_s: int | None = None,
 ) -> DeviceCredentials:
     """Register `device_id` and return its credentials. The register fields (contact, legal
     basis, retention, licence) left empty are the network's; `personal_data` None is decided
-    from its sensors (a camera processes personal data on the device)."""
+    from its sensors (a camera processes personal data on the device). `max_messages_per_s`,
+    `max_bytes_per_s`: its own quota at the ingest instead of the network's default."""
     check_new_device_id(registry, device_id)
     password = secrets.token_urlsafe(24)
     private_key, public_key = generate_keypair()
@@ -83,6 +86,8 @@ def add_device(
         sensors=sensors or [],
         directions=directions or [],
         public_key=public_key,
+        max_messages_per_s=max_messages_per_s,
+        max_bytes_per_s=max_bytes_per_s,
         password_hash=hash_password(device_id, password),
         location=location,
         location_precision_decimals=location_precision_decimals,

@@ -43,6 +43,23 @@ class _StatsCollector(Collector):
                 s.held_back,
             ),
             (
+                "quarantines",
+                "Devices this worker quarantined for exceeding their quota.",
+                s.quarantines,
+            ),
+            (
+                "broker_accounts_disabled",
+                "Broker accounts of quarantined devices disabled by this worker.",
+                s.broker_disabled,
+            ),
+            (
+                "deadletter_refused",
+                "Rejected messages not kept (nor confirmed): their device's dead-letter quota "
+                "was full.",
+                s.deadletter_refused,
+            ),
+            ("shed_bytes", "Bytes of the messages refused on arrival.", s.shed_bytes),
+            (
                 "left_to_sender",
                 "Held-back messages acknowledged to the broker unconfirmed; only senders that "
                 "wait for confirmations send them again.",
@@ -58,6 +75,15 @@ class _StatsCollector(Collector):
         for reason, n in sorted(s.rejected_by_code.items()):
             rejected.add_metric([reason], n)
         yield rejected
+        shed = CounterMetricFamily(
+            "sensorpipe_ingest_shed",
+            "Messages refused on arrival, acknowledged unstored and unconfirmed: over their "
+            "device's quota (over_rate, over_bytes) or from a quarantined device.",
+            labels=["reason"],
+        )
+        for reason, n in sorted(s.shed_by_reason.items()):
+            shed.add_metric([reason], n)
+        yield shed
         yield GaugeMetricFamily(
             "sensorpipe_ingest_connected", "1 while connected to the broker.", value=s.connected
         )

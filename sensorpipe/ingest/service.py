@@ -29,6 +29,7 @@ broker does when another client connects with the same user name (its client id)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
@@ -52,10 +53,12 @@ from paho.mqtt.properties import Properties
 from sensorpipe.ingest.config import IngestConfig, check_ca_file
 from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore, DeadLetterStoreUnavailable
 from sensorpipe.ingest.errors import QueryError, StorageRejected, StorageUnavailable
+from sensorpipe.ingest.fair import FairQueue
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import FieldValue, LineProtocolError, Point, to_line
 from sensorpipe.ingest.metrics import IngestMetrics
 from sensorpipe.ingest.points import Receipt, message_points
+from sensorpipe.ingest.quota import Due, QuotaKeeper
 from sensorpipe.ingest.stats import IngestStats
 from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
 from sensorpipe.protocol.ack import ack_topic, encode_ack
@@ -68,7 +71,8 @@ from sensorpipe.protocol.brokerlink import (
 from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
 from sensorpipe.protocol.problems import RepeatedProblem
 from sensorpipe.protocol.provenance import EDGE
-from sensorpipe.protocol.topics import parse_topic, subscription
+from sensorpipe.protocol.quarantine import QuarantineBook
+from sensorpipe.protocol.topics import TOPIC_PREFIX, parse_topic, subscription
 
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # unexpected failures of one batch before it is split (or dead-lettered)
@@ -103,6 +107,38 @@ class Incoming:
     payload: bytes
     dup: bool
     received_at: float
+    qos: int = 1
+    device: str = ""  # the device its topic names ("" if none): whose quota and lane
+
+
+# Rejections that depend on nothing but the bytes and the registry: the same payload on the same
+# topic gets the same one again, from a cache, without parsing or verifying it again.
+REPEATABLE = frozenset(
+    {
+        "bad_topic",
+        "too_large",
+        "bad_json",
+        "malformed_json",
+        "device_mismatch",
+        "kind_mismatch",
+        "unknown_device",
+        "unsigned",
+        "bad_signature",
+        "wrong_signer",
+    }
+)
+REJECTION_CACHE = 4096  # payloads remembered
+_TOPIC_HEAD = TOPIC_PREFIX + "/"
+
+
+def topic_device(topic: str) -> str:
+    """The device a message topic names, cheaply ("" if it names none); the broker lets only
+    that device publish there."""
+    if not topic.startswith(_TOPIC_HEAD):
+        return ""
+    rest = topic[len(_TOPIC_HEAD) :]
+    cut = rest.find("/")
+    return rest[:cut] if cut > 0 else ""
 
 
 @dataclass
@@ -201,7 +237,28 @@ class IngestService:
         self.metrics = IngestMetrics(self.stats)
         self.metrics_port: int | None = None
         self._next_status = 0.0
-        self._queue: queue.Queue[Incoming] = queue.Queue()
+        self._queue: FairQueue[Incoming] = FairQueue()
+        self._quota = QuotaKeeper(config.quota, limits_for=self._device_limits)
+        self._registry_generation = self._registry.generation
+        # Rejections of recent bad payloads, by digest of topic and payload (REPEATABLE).
+        self._known_bad: dict[bytes, Rejection] = {}
+        self._book: QuarantineBook | None = None
+        if config.quarantine_path is not None:
+            try:
+                self._book = QuarantineBook(config.quarantine_path)
+            except (OSError, sqlite3.Error) as exc:
+                self._deadletters.close()
+                self._influx.close()
+                raise config.key_error(
+                    "quarantine_path",
+                    f"cannot open the quarantine book {config.quarantine_path}: {exc}",
+                ) from None
+        # Quarantines to apply at the broker, off the writer thread (BrokerAdmin waits for it).
+        self._to_disable: queue.Queue[str] = queue.Queue()
+        self._admin_thread: threading.Thread | None = None
+        self._full_reported: dict[str, float] = {}  # device -> when to say it again (monotonic)
+        self._due_devices: set[str] = set()  # reported due for quarantine, until lifted
+        self._next_lift_check = 0.0
         self._generation = 0
         self._last_seq: dict[str, int] = {}
         self._stop = threading.Event()
@@ -342,16 +399,42 @@ class IngestService:
             self._lost_link.resolved("connected to the broker again", level=logging.INFO)
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """Before anything else, the sender's quota (`ingest.quota`): a message over it, or
+        from a quarantined device, is acknowledged to the broker at once and goes no further:
+        not stored, not dead-lettered, not confirmed, so a sender that waits for confirmations
+        (the edge agent) sends it again later. The rest wait in the device's lane."""
+        topic = msg.topic
+        device = topic_device(topic)
+        payload = msg.payload
+        qos = msg.qos
+        if self._book is not None and self._book.is_quarantined(device):
+            verdict: str | None = "quarantined"
+        else:
+            verdict = self._quota.admit(device, len(payload))
+        if verdict is not None:
+            if qos > 0:
+                client.ack(msg.mid, qos)
+            self.stats.note_shed(device, verdict, len(payload))
+            return
         self._queue.put(
+            device,
             Incoming(
                 self._generation,
                 msg.mid,
-                msg.topic,
-                bytes(msg.payload),
+                topic,
+                bytes(payload),
                 bool(msg.dup),
                 self._clock(),
-            )
+                qos,
+                device,
+            ),
         )
+
+    def _device_limits(self, device: str) -> tuple[float | None, int | None]:
+        entry = self._registry.device(device)
+        if entry is None:
+            return None, None
+        return entry.max_messages_per_s, entry.max_bytes_per_s
 
     def start(self) -> None:
         """Connect, subscribe and store until `stop`. A stats file that cannot be written is
@@ -427,13 +510,13 @@ class IngestService:
                         and failures == 0
                     ):
                         if checked is None:  # head first: the refresh below must not overlap
-                            self._registry.refresh()
+                            self._refresh_registry()
                             checked = self._start_checks(head).results()
                         following = self._collect(wait=False)
                         if following:
                             self.stats.received += len(following)
                             pending.append(following)
-                            self._registry.refresh()
+                            self._refresh_registry()
                             ahead = self._start_checks(following)
                     try:
                         self.process(head, checked)
@@ -457,6 +540,7 @@ class IngestService:
                         else:
                             self._stop.wait(min(1.0 * failures, 5.0))
                 self._tend_deadletters()
+                self._tend_quarantine()
                 self._tend_link()
                 self._tend_stats()
                 self._write_status()
@@ -474,51 +558,34 @@ class IngestService:
             item, rejection=Rejection("internal_error", f"could not be processed: {exc!r}"[:500])
         )
         log.info("rejected %s: %s", item.topic, outcome.rejection)
+        refused: list[_Outcome] | None
         try:
-            kept = self._dead_letter([outcome])
+            refused = self._dead_letter([outcome])
         except Exception:
             log.exception("could not dead-letter %s either; holding it back", item.topic)
-            kept = False
-        if not kept:  # not kept, so not confirmed
+            refused = None
+        if refused is None:  # not kept, so not confirmed
             self._ack(self._hold_back([outcome]))
             return
-        self._confirm([outcome])  # first, as in `process`
+        if not refused:
+            self._confirm([outcome])  # first, as in `process`
         self._ack([item])
 
     def _collect(self, *, wait: bool = True) -> list[Incoming]:
-        """Up to `batch_max` messages: waiting for the first (up to 0.5 s) and then up to
-        `batch_wait_ms` for more, or, with wait=False, only those already here."""
+        """Up to `batch_max` messages, one per device in turn (`ingest.fair`): waiting for the
+        first (up to 0.5 s) and then up to `batch_wait_ms` for more, or, with wait=False, only
+        those already here."""
         if not wait:
-            batch: list[Incoming] = []
-            while len(batch) < self.config.batch_max:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            return batch
-        try:
-            first = self._queue.get(timeout=0.5)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.config.batch_wait_ms / 1000
-        while len(batch) < self.config.batch_max:
-            remaining = deadline - time.monotonic()
-            try:
-                batch.append(
-                    self._queue.get(timeout=max(0.0, remaining))
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
-            except queue.Empty:
-                break
-        return batch
+            return self._queue.take(self.config.batch_max)
+        return self._queue.get_batch(
+            self.config.batch_max, first_timeout_s=0.5, fill_s=self.config.batch_wait_ms / 1000
+        )
 
     def process(self, batch: list[Incoming], checked: list[Checked] | None = None) -> bool:
         """Validate, store, dead-letter and acknowledge one batch. False if stopped midway.
         `checked`: the batch's check results when they were made ahead (`_start_checks`)."""
         if checked is None:
-            self._registry.refresh()
+            self._refresh_registry()
         outcomes = self._evaluate_all(batch, checked)
         accepted = [o for o in outcomes if o.rejection is None]
         if not self._store_part(accepted):
@@ -526,7 +593,9 @@ class IngestService:
         rejected = [o for o in outcomes if o.rejection is not None]
         for o in rejected:
             log.info("rejected %s: %s", o.item.topic, o.rejection)
-        kept = self._dead_letter(rejected)
+            if o.item.device:
+                self._quota.rejected(o.item.device)
+        refused = self._dead_letter(rejected)
         # Counted once the whole batch is kept, so a batch written again after an error is not
         # counted twice.
         stored = [o for o in accepted if o.rejection is None]
@@ -537,8 +606,11 @@ class IngestService:
         # the order asked). Killed in between, the ingest gets the batch again and confirms it
         # again; the other way round, the broker would forget the batch while the devices,
         # never told, kept it until their confirm timeout.
-        if kept:
-            self._confirm(outcomes)
+        if refused is not None:
+            # Letters over their device's quota were not kept: not confirmed either, so a
+            # device that waits for confirmations still has them.
+            not_kept = {id(o.item) for o in refused}
+            self._confirm([o for o in outcomes if id(o.item) not in not_kept])
             self._ack(batch)  # in arrival order, as MQTT asks of acknowledgements
         else:  # the dead-letter store cannot write: the rejected ones are held back
             self._confirm(stored)
@@ -552,8 +624,9 @@ class IngestService:
         """Acknowledge to the broker; only on the connection that delivered (after a reconnect
         the broker sends the unacknowledged ones again)."""
         for item in items:
-            if item.generation == self._generation:
-                self._client.ack(item.mid, 1)
+            # A QoS 0 message has no acknowledgement (and no message id to give one for).
+            if item.generation == self._generation and item.qos > 0:
+                self._client.ack(item.mid, item.qos)
 
     def _hold_back(self, rejected: list[_Outcome]) -> list[Incoming]:
         """Rejected messages that the dead-letter store could not keep; none is confirmed.
@@ -617,12 +690,16 @@ class IngestService:
 
     def _release_held(self) -> None:
         held = sorted(self._held_named + self._held_unnamed, key=lambda o: o.item.received_at)
-        if not held or not self._dead_letter(held):
+        if not held:
+            return
+        refused = self._dead_letter(held)
+        if refused is None:
             return
         self._held_named.clear()
         self._held_unnamed.clear()
         self.stats.held_back_waiting = 0
-        self._confirm(held)
+        not_kept = {id(o.item) for o in refused}
+        self._confirm([o for o in held if id(o.item) not in not_kept])
         self._ack([o.item for o in held])
         log.warning("%d held-back messages dead-lettered, confirmed and acknowledged", len(held))
 
@@ -696,7 +773,7 @@ class IngestService:
         """Feed dead letters through validation again, e.g. after registering a forgotten
         device: those that pass are stored and leave the dead-letter store; the others stay,
         with the reason they fail for now. Needs no broker connection."""
-        self._registry.refresh()
+        self._refresh_registry()
         result = ReplayResult()
         for start in range(0, len(letters), self.config.batch_max):
             chunk = letters[start : start + self.config.batch_max]
@@ -740,9 +817,23 @@ class IngestService:
         return [self._check(item) for item in items]
 
     def _check(self, item: Incoming) -> Checked:
+        """The message checked, or why it is rejected. A payload rejected before (REPEATABLE)
+        gets the same rejection from `_known_bad` without being parsed or verified again, so
+        a flood of one bad message costs a hash each."""
+        digest = hashlib.blake2b(item.topic.encode(), digest_size=16)
+        digest.update(b"\x00")
+        digest.update(item.payload)
+        key = digest.digest()
+        known = self._known_bad.get(key)
+        if known is not None:
+            return known
         try:
             return self._validator.check(item.topic, item.payload)
         except Rejection as rejection:
+            if rejection.code in REPEATABLE:
+                if len(self._known_bad) >= REJECTION_CACHE:
+                    self._known_bad.clear()
+                self._known_bad[key] = rejection
             return rejection
         except Exception as exc:  # a validation bug: keep the message as a dead letter
             log.exception("validating %s failed unexpectedly", item.topic)
@@ -831,11 +922,13 @@ class IngestService:
                     return False
                 delay = min(delay * 2, RETRY_CAP_S)
 
-    def _dead_letter(self, rejected: list[_Outcome]) -> bool:
-        """Keep these rejected messages as dead letters: False, keeping none, while the store
-        cannot write (which it says at once, without trying, until its next try is due)."""
+    def _dead_letter(self, rejected: list[_Outcome]) -> list[_Outcome] | None:
+        """Keep these rejected messages as dead letters. Returns those not kept because their
+        device's dead-letter quota (or the whole store) is full, to be neither confirmed nor
+        kept; None, keeping none, while the store cannot write (which it says at once,
+        without trying, until its next try is due)."""
         if not rejected:
-            return True
+            return []
         letters = []
         for o in rejected:
             assert o.rejection is not None
@@ -849,17 +942,156 @@ class IngestService:
                 )
             )
         try:
-            self._deadletters.add_many(letters)
+            result = self._deadletters.add_many(letters)
         except DeadLetterStoreUnavailable:
             self._note_store_state()
-            return False
+            return None
         self._note_store_state()
+        refused = [rejected[i] for i in result.refused]
+        not_kept = {id(o) for o in refused}
         for o in rejected:  # counted once kept
             assert o.rejection is not None
+            if id(o) in not_kept:
+                continue
             self.stats.rejected += 1
             self.stats.rejected_by_code[o.rejection.code] += 1
+        if refused:
+            self.stats.deadletter_refused += len(refused)
+            now = self._monotonic()
+            for device in sorted({o.item.device for o in refused}):
+                if now < self._full_reported.get(device, 0.0):
+                    continue
+                self._full_reported[device] = now + OUTAGE_REPORT_S
+                log.error(
+                    "device %s: its dead-letter quota is full (%s); its further rejected "
+                    "messages are neither kept nor confirmed (%d so far, from all devices). "
+                    "Look at its letters (`sensorpipe ingest rejects`), fix the device, then "
+                    "replay or purge them",
+                    device or "(none)",
+                    self._quota_text(),
+                    self.stats.deadletter_refused,
+                )
+        for device in result.near_full:
+            u = self._deadletters.usage(device)
+            log.warning(
+                "device %s keeps %d dead letters (%d bytes), over %d %% of its quota (%s): "
+                "beyond it, its rejected messages are no longer kept. Look at them "
+                "(`sensorpipe ingest rejects`), fix the device, then replay or purge them",
+                device or "(none)",
+                u.letters,
+                u.bytes,
+                round(self._deadletters.warn_fraction * 100),
+                self._quota_text(),
+            )
+            self.stats.deadletter_near_full.add(device)
         self.stats.deadletters_pruned = self._deadletters.pruned
-        return True
+        return refused
+
+    def _quota_text(self) -> str:
+        q = self.config.quota
+        return f"{q.deadletters_per_device} letters or {q.deadletter_bytes_per_device} bytes"
+
+    # --- quotas and quarantine ---------------------------------------------------------------
+    def _refresh_registry(self) -> None:
+        """Re-read a changed registry; what depended on the old one is forgotten."""
+        self._registry.refresh()
+        if self._registry.generation != self._registry_generation:
+            self._registry_generation = self._registry.generation
+            self._known_bad.clear()
+            self._quota.refresh_limits()
+
+    def _tend_quarantine(self) -> None:
+        for due in self._quota.due():
+            self._quarantine(due)
+            self._due_devices.add(due.device)
+        # A quarantine lifted (or never made): the device's meter starts afresh, so that it
+        # is quarantined again if it goes on.
+        if self._due_devices and self._monotonic() >= self._next_lift_check:
+            self._next_lift_check = self._monotonic() + 1.0
+            for device in list(self._due_devices):
+                if self._book is None or not self._book.is_quarantined(device):
+                    self._quota.forget(device)
+                    self._due_devices.discard(device)
+
+    def _quarantine(self, due: Due) -> None:
+        device, reason, detail = due.device, due.reason, due.detail
+        entry = self._registry.device(device)
+        if entry is None:
+            return  # not a device: its messages are rejected anyway
+        if self._book is None:
+            self.stats.over_quota_reported += 1
+            log.error(
+                "device %s is over its quota (%s: %s); no quarantine_path is configured, so it "
+                "is not quarantined",
+                device,
+                reason,
+                detail,
+            )
+            return
+        by = f"ingest {self.config.broker.username}"
+        if not self._book.quarantine(device, reason=reason, detail=detail, by=by):
+            return  # quarantined already (by another worker, the gateway, an operator)
+        self.stats.quarantines += 1
+        self.stats.quarantines_by_reason[reason] += 1
+        where = "its messages are refused here"
+        if entry.source == EDGE and self.config.broker_admin is not None:
+            where = "its broker account is being disabled"
+            self._start_admin()
+            self._to_disable.put(device)
+        elif entry.gateway is not None:
+            where = f"its gateway {entry.gateway} refuses it"
+        log.warning(
+            "quarantined %s (%s): %s; %s. `sensorpipe devices lift %s` lets it back",
+            device,
+            reason,
+            detail,
+            where,
+            device,
+        )
+
+    def _start_admin(self) -> None:
+        if self._admin_thread is None:
+            self._admin_thread = threading.Thread(
+                target=self._disable_accounts, name="ingest-quarantine", daemon=True
+            )
+            self._admin_thread.start()
+
+    def _disable_accounts(self) -> None:
+        """Disable quarantined devices' broker accounts, one at a time, retrying while the
+        broker cannot be reached."""
+        from sensorpipe.gateway.brokeradmin import AdminCredentials, BrokerAdmin, BrokerAdminError
+
+        a = self.config.broker_admin
+        assert a is not None
+        b = self.config.broker
+        admin: BrokerAdmin | None = None
+        while not self._stop.is_set():
+            try:
+                device = self._to_disable.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            while not self._stop.is_set():
+                try:
+                    if admin is None:
+                        admin = BrokerAdmin(
+                            b.host,
+                            b.port,
+                            AdminCredentials(a.username, a.password),
+                            tls=b.tls,
+                            ca_file=b.ca_file,
+                        )
+                    admin.disable(device)
+                    self.stats.broker_disabled += 1
+                    log.info("broker account of %s disabled", device)
+                    break
+                except BrokerAdminError as exc:
+                    log.error("could not disable the broker account of %s: %s", device, exc)
+                    if admin is not None:
+                        admin.close()
+                        admin = None
+                    self._stop.wait(5.0)
+        if admin is not None:
+            admin.close()
 
     def _write_status(self) -> None:
         """Every status_interval_s, the counters as one `ingest_status` point in InfluxDB.

@@ -33,6 +33,27 @@ class IngestStats:
     # Of those, acknowledged to the broker unconfirmed (beyond the ingest's hold): kept only
     # by a sender that waits for confirmations, which sends them again.
     left_to_sender: int = 0
+    # Messages refused on arrival (over their device's quota, or from a quarantined device):
+    # acknowledged to the broker, not stored, not confirmed.
+    shed: int = 0
+    shed_bytes: int = 0
+    shed_by_reason: Counter[str] = field(default_factory=Counter)
+    shed_by_device: Counter[str] = field(default_factory=Counter)
+    # Rejected messages not kept: their device's dead-letter quota (or the store) was full.
+    deadletter_refused: int = 0
+    # Devices whose dead letters passed the warning share of their quota.
+    deadletter_near_full: set[str] = field(default_factory=set)
+    quarantines: int = 0  # devices this worker quarantined
+    quarantines_by_reason: Counter[str] = field(default_factory=Counter)
+    broker_disabled: int = 0  # of those, broker accounts disabled
+    over_quota_reported: int = 0  # devices over their quota with no quarantine book to put them in
+
+    def note_shed(self, device: str, reason: str, size: int) -> None:
+        self.shed += 1
+        self.shed_bytes += size
+        self.shed_by_reason[reason] += 1
+        if device in self.shed_by_device or len(self.shed_by_device) < 10_000:
+            self.shed_by_device[device] += 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,4 +75,14 @@ class IngestStats:
             "held_back": self.held_back,
             "held_back_waiting": self.held_back_waiting,
             "left_to_sender": self.left_to_sender,
+            "shed": self.shed,
+            "shed_bytes": self.shed_bytes,
+            "shed_by_reason": dict(self.shed_by_reason),
+            "shed_by_device": dict(self.shed_by_device.most_common(20)),
+            "deadletter_refused": self.deadletter_refused,
+            "deadletter_near_full": sorted(self.deadletter_near_full),
+            "quarantines": self.quarantines,
+            "quarantines_by_reason": dict(self.quarantines_by_reason),
+            "broker_disabled": self.broker_disabled,
+            "over_quota_reported": self.over_quota_reported,
         }

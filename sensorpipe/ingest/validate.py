@@ -42,6 +42,7 @@ class RegistryView:
         self._loaded = False
         self._registry = Registry()
         self._verifiers: dict[str, Verifier] = {}
+        self.generation = 0  # goes up each time another registry is loaded
         self.refresh()
 
     def refresh(self) -> None:
@@ -63,6 +64,7 @@ class RegistryView:
         self._registry = registry
         self._verifiers = {}
         self._loaded = True
+        self.generation += 1
 
     def device(self, device_id: str) -> DeviceEntry | None:
         return self._registry.devices.get(device_id)

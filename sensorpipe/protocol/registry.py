@@ -74,6 +74,10 @@ class DeviceEntry(_Strict):
     # Whether the device processes personal data on the device (a camera does, even if only
     # anonymous counts leave it). None: decided from its sensors.
     personal_data: bool | None = None
+    # Its own quota at the ingest, where the network's default ([quota] in ingest.toml) does not
+    # fit: e.g. a device that reports every second. None: the default.
+    max_messages_per_s: float | None = Field(default=None, gt=0, le=100_000)
+    max_bytes_per_s: int | None = Field(default=None, ge=1024)
 
     @model_validator(mode="after")
     def _what_its_source_needs(self) -> DeviceEntry:
