@@ -509,3 +509,24 @@ def test_bookkeeping_a_full_disk_refuses_is_done_once_it_has_room() -> None:
         wait_for(lambda: outbox.depth() == 0, what="the second confirmed")
     finally:
         publisher.stop()
+
+
+def test_a_backlog_drains_at_the_configured_pace() -> None:
+    """An outbox full after an outage is sent at max_messages_per_s, within the network's
+    quota per device, not all at once."""
+    now = [0.0]
+    outbox = MemoryOutbox()
+    _fill(outbox, 50)
+    publisher, client = _publisher(outbox, clock=lambda: now[0], max_messages_per_s=5)
+    try:
+        client.connect()
+        client.suback()
+        wait_for(lambda: len(client.sent) == 5, what="a second's worth sent")
+        time.sleep(0.6)  # the pump runs again (every 0.5 s at least): still the same second
+        assert len(client.sent) == 5
+        now[0] = 2.0  # two seconds later: at most one more second's worth (the bucket's size)
+        wait_for(lambda: len(client.sent) == 10, what="the next second's worth")
+        time.sleep(0.6)
+        assert len(client.sent) == 10
+    finally:
+        publisher.stop()

@@ -38,6 +38,10 @@ class MqttConfig(_Strict):
     confirm: bool = True
     # A sent entry without a confirmation after this long is sent again.
     confirm_timeout_s: float = Field(default=600.0, ge=1.0)
+    # At most this many messages a second, so that an outbox draining after an outage stays
+    # well within the network's quota per device (the ingest's [quota], 20 a second by
+    # default): a day of one-minute readings drains in under three minutes.
+    max_messages_per_s: float = Field(default=10.0, gt=0, le=10_000)
 
 
 class LocationConfig(_Strict):

@@ -147,6 +147,11 @@ class Publisher:
         self._subscribed = threading.Event()
         self._confirming = mqtt_config.confirm
         self._paused_until = 0.0
+        # Sending pace (max_messages_per_s): a token bucket holding a second's worth.
+        self._rate = mqtt_config.max_messages_per_s
+        self._tokens = max(1.0, self._rate)
+        self._tokens_at = clock()
+        self._clock = clock
         self._next_requeue = time.monotonic() + mqtt_config.confirm_timeout_s
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -401,7 +406,12 @@ class Publisher:
                 self._paused_until = time.monotonic() + REFUSED_PAUSE_S
 
     def _hand_over(self) -> None:
-        room = self._window - len(self._in_flight)
+        now = self._clock()
+        self._tokens = min(
+            max(1.0, self._rate), self._tokens + (now - self._tokens_at) * self._rate
+        )
+        self._tokens_at = now
+        room = min(self._window - len(self._in_flight), int(self._tokens))
         if room <= 0:
             return
         connected_since = self._connected_since or time.time()
@@ -429,6 +439,7 @@ class Publisher:
                 continue
             info = self._client.publish(entry.topic, payload, qos=1)
             self._in_flight[info.mid] = entry.id
+            self._tokens -= 1.0
 
     def payload_limit(self, topic: str) -> int:
         """The largest payload the broker takes on `topic`."""
