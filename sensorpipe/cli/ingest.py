@@ -128,6 +128,7 @@ DB_OPTION = click.option(
     default=None,
     help="Only rejections since: 1h, 30m, 2d back from now, a date, or ISO 8601.",
 )
+@click.option("--device", default=None, help="Only this device's letters.")
 @click.option("--json", "as_json", is_flag=True)
 @DB_OPTION
 @DIR_OPTION
@@ -137,9 +138,11 @@ def _rejects(
     limit: int,
     code: str | None,
     since: str | None,
+    device: str | None,
     as_json: bool,
 ) -> None:
-    """Rejected messages with their reasons, newest first (raw bytes kept)."""
+    """Rejected messages with their reasons, newest first (raw bytes kept), and how many
+    letters each device keeps (its dead-letter quota is counted in them)."""
     from sensorpipe.ingest.deadletter import DeadLetterStore
 
     _reason_option(code)
@@ -147,8 +150,9 @@ def _rejects(
     path = _deadletter_path(directory, db)
     try:
         store = DeadLetterStore(path)
-        letters = store.list(limit=limit, code=code, since=since_ts)
+        letters = store.list(limit=limit, code=code, since=since_ts, device=device)
         counts = store.counts_by_code()
+        usage = store.usage_by_device()
         store.close()
     except (sqlite3.Error, OSError) as exc:
         fail(f"dead-letter store {path} cannot be read: {exc}")
@@ -157,11 +161,16 @@ def _rejects(
             json.dumps(
                 {
                     "counts": counts,
+                    "by_device": {
+                        k: {"letters": u.letters, "bytes": u.bytes} for k, u in usage.items()
+                    },
                     "letters": [
                         {
                             "id": d.id,
                             "received_at": d.received_at,
                             "topic": d.topic,
+                            "device": d.device,
+                            "repeats": d.repeats,
                             "code": d.code,
                             "detail": d.detail,
                             # Readable text, and the exact bytes as received.
@@ -178,19 +187,71 @@ def _rejects(
     click.echo(
         "rejections by reason: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
     )
+    if usage:
+        top = sorted(usage.items(), key=lambda kv: -kv[1].letters)[:10]
+        click.echo(
+            "letters by device: "
+            + ", ".join(f"{k or '(none)'} {u.letters} ({u.bytes} bytes)" for k, u in top)
+        )
     for d in letters:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.received_at))
-        click.echo(f"#{d.id} {when}Z {d.topic} [{d.code}] {d.detail}")
-    if not letters and (code or since):
-        click.echo("no dead letters match " + _filters_text(code, since), err=True)
+        again = f" (x{d.repeats})" if d.repeats > 1 else ""
+        click.echo(f"#{d.id} {when}Z {d.topic} [{d.code}]{again} {d.detail}")
+    if not letters and (code or since or device):
+        click.echo("no dead letters match " + _filters_text(code, since, device), err=True)
 
 
 ingest.command("rejects")(_rejects)
 
 
-def _filters_text(code: str | None, since: str | None) -> str:
+def _filters_text(code: str | None, since: str | None, device: str | None = None) -> str:
     parts = ([f"reason {code}"] if code else []) + ([f"since {since}"] if since else [])
+    parts += [f"device {device}"] if device else []
     return " and ".join(parts) or "(none stored)"
+
+
+@ingest.command("purge")
+@click.option("--reason", "code", default=None, help="Only letters rejected for this reason.")
+@click.option("--device", default=None, help="Only this device's letters.")
+@click.option(
+    "--older-than",
+    "older_than",
+    default=None,
+    help="Only letters received before this: 30d, 12h back from now, a date, or ISO 8601.",
+)
+@click.option("--all", "everything", is_flag=True, help="Every letter (no filter given).")
+@DB_OPTION
+@DIR_OPTION
+def ingest_purge(
+    directory: Path | None,
+    db: Path | None,
+    code: str | None,
+    device: str | None,
+    older_than: str | None,
+    everything: bool,
+) -> None:
+    """Remove dead letters for good: the operator's decision, as the store never removes a
+    letter by itself (it may be the only copy of a reading). Frees the devices' quotas."""
+    from sensorpipe.ingest.deadletter import DeadLetterStore, DeadLetterStoreUnavailable
+
+    _reason_option(code)
+    if not (code or device or older_than or everything):
+        fail("give --reason, --device or --older-than to choose letters, or --all for every one")
+    before = _since(older_than) if older_than else None
+    path = _deadletter_path(directory, db)
+    try:
+        store = DeadLetterStore(path)
+        removed = store.purge(code=code, device=device, before=before)
+        left = store.count()
+        store.close()
+    except DeadLetterStoreUnavailable as exc:
+        fail(f"dead-letter store {path} cannot write: {exc}")
+    except (sqlite3.Error, OSError) as exc:
+        fail(f"dead-letter store {path} cannot be changed: {exc}")
+    parts = [f"reason {code}"] if code else []
+    parts += [f"device {device}"] if device else []
+    parts += [f"older than {older_than}"] if older_than else []
+    click.echo(f"removed {removed} dead letters ({' and '.join(parts) or 'all'}); {left} left")
 
 
 @ingest.command("replay")
