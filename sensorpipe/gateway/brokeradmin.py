@@ -64,7 +64,7 @@ class BrokerAdminError(RuntimeError):
 class AdminCredentials:
     username: str
     password: str
-    password_hash: str  # for the password file
+    password_hash: str = ""  # for the password file; not needed to connect
 
 
 def admin_credentials(broker_dir: Path, *, create: bool = True) -> AdminCredentials:
@@ -160,13 +160,16 @@ class BrokerAdmin:
         self._sequence = 0
 
     # --- what callers use ---------------------------------------------------------------
-    def disable(self, username: str) -> None:
-        """Disconnect `username` now and refuse its connections until `enable`."""
-        self._one({"command": "disableClient", "username": username})
+    def disable(self, username: str) -> bool:
+        """Disconnect `username` now and refuse its connections until `enable`. False when
+        the broker has no such account (a kit: its gateway publishes for it), which is not
+        an error: there is nothing to disable."""
+        return self._one({"command": "disableClient", "username": username})
 
-    def enable(self, username: str) -> None:
-        """Let `username` connect again (its password file entry authenticates it)."""
-        self._one({"command": "enableClient", "username": username})
+    def enable(self, username: str) -> bool:
+        """Let `username` connect again (its password file entry authenticates it). False
+        when the broker has no such account."""
+        return self._one({"command": "enableClient", "username": username})
 
     def sync(self, registry: Registry, disabled: Iterable[str] = ()) -> SyncResult:
         """Make the broker's clients and roles those the registry gives (one client and one
@@ -285,8 +288,17 @@ class BrokerAdmin:
         self.close()
 
     # --- the connection -----------------------------------------------------------------
-    def _one(self, command: dict[str, Any]) -> None:
-        self.run([command])
+    def _one(self, command: dict[str, Any]) -> bool:
+        (response,) = self._send([command])
+        error = response.get("error")
+        if error == "Client not found":
+            return False
+        if error:
+            raise BrokerAdminError(
+                f"the broker's security plugin refused {command['command']} "
+                f"{command.get('username', '')}: {error}"
+            )
+        return True
 
     def _send(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         with self._lock:
