@@ -56,6 +56,21 @@ def _edge_config(tmp: Path, line: str) -> str:
     return _file(tmp, "edge.toml", f"{first}\n{line}\n{rest}\n")
 
 
+def _stack_with_device(tmp: Path, *, quarantined: bool = False) -> str:
+    """A stack directory (never started) with device d1 registered, quarantined or not."""
+    from sensorpipe.protocol.quarantine import QuarantineBook
+    from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+
+    directory = tmp / "st"
+    registry = Registry(devices={"d1": DeviceEntry(site="s", source="import")})
+    save_registry(registry, directory / "registry.toml")
+    if quarantined:
+        book = QuarantineBook(directory / "quarantine.sqlite")
+        book.quarantine("d1", reason="manual", detail="test", by="a test")
+        book.close()
+    return str(directory)
+
+
 def _stopped_stack_with_bad_registry(tmp: Path) -> str:
     directory = Path(_stack_with_bad_registry(tmp))
     state = {
@@ -161,6 +176,21 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["d1", "--dir", str(t), "--retention", "x" * 201], "at most 200 characters"),
     ],
     "devices list": [(lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML")],
+    "devices quarantine": [
+        (lambda t: ["d2", "--dir", _stack_with_device(t)], "d2: no such device in the registry"),
+        (lambda t: ["d", "--dir", _stack_with_device(t)], "(did you mean d1?)"),
+        (lambda t: ["d1", "--dir", _stack_with_bad_registry(t)], "not valid TOML"),
+        (lambda t: ["d1", "--dir", str(t), "--reason-text", "x" * 2001], "at most 2000"),
+        (
+            lambda t: ["d1", "--dir", _stack_with_device(t, quarantined=True)],
+            "d1 is already quarantined (since",
+        ),
+    ],
+    "devices lift": [
+        (lambda t: ["d2", "--dir", _stack_with_device(t)], "d2: no such device in the registry"),
+        (lambda t: ["d1", "--dir", _stack_with_device(t)], "d1 is not quarantined"),
+        (lambda t: ["d1", "--dir", _stack_with_bad_registry(t)], "not valid TOML"),
+    ],
     "devices export": [
         (lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML"),
         (lambda t: ["--dir", str(t), "--format", "pdf"], "'pdf' is not one of 'json'"),

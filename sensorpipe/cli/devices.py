@@ -17,6 +17,7 @@ from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES
 
 if TYPE_CHECKING:
     from sensorpipe.protocol.messages import Location
+    from sensorpipe.protocol.quarantine import Quarantine
     from sensorpipe.protocol.registry import DeviceEntry
     from sensorpipe.query.register import RegisterStats
     from sensorpipe.stack.local import LocalStack
@@ -550,10 +551,12 @@ def _data_sources(s: LocalStack) -> tuple[dict[str, list[str]] | None, str | Non
 @click.option("--json", "as_json", is_flag=True)
 def devices_list(directory: Path | None, as_json: bool) -> None:
     """List registered devices: site, how their readings arrive and who vouches for them, the
-    sources of their stored data (when the stack's InfluxDB answers) and their sensors
-    (`--json`: with the register fields each one sets itself)."""
+    sources of their stored data (when the stack's InfluxDB answers), their sensors and
+    whether they are quarantined (`--json`: with the register fields each one sets itself
+    and the quarantine's reason, detail, time and who made it)."""
     s = local_stack(directory)
     registry = s.registry()
+    quarantined = s.quarantines()
     seen, why_not = _data_sources(s)
     if why_not:
         click.echo(f"note: {why_not}; listed without the sources of stored data", err=True)
@@ -577,16 +580,99 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
                     "licence": d.licence,
                     "count_classes": d.count_classes,
                     "personal_data": d.personal_data,
+                    # null, or since when (epoch s), why and by whom it is quarantined.
+                    "quarantine": _quarantine_fields(quarantined.get(str(item["device_id"]))),
                 }
             )
         click.echo(json.dumps(out, indent=2))
         return
     for device_id, d in sorted(registry.devices.items()):
         data = "" if seen is None else f" data={','.join(seen.get(device_id, [])) or 'none'}"
+        q = quarantined.get(device_id)
+        state = "" if q is None else f" QUARANTINED({q.reason} since {_when(q.since)})"
         click.echo(
             f"{device_id:20s} site={d.site:16s} source={d.source:8s} "
-            f"vouch={_vouch_text(d)!r}{data} sensors={','.join(d.sensors)}"
+            f"vouch={_vouch_text(d)!r}{data} sensors={','.join(d.sensors)}{state}"
         )
+
+
+def _quarantine_fields(q: Quarantine | None) -> dict[str, object] | None:
+    if q is None:
+        return None
+    return {k: v for k, v in q.as_dict().items() if k != "device_id"}
+
+
+def _when(epoch_s: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_s))
+
+
+@devices.command("quarantine")
+@click.argument("device_id")
+@DIR_OPTION
+@click.option(
+    "--reason-text",
+    default="",
+    help="Why, in words (kept in the quarantine book's log and shown by `devices list`).",
+)
+def devices_quarantine(directory: Path | None, device_id: str, reason_text: str) -> None:
+    """Take DEVICE_ID off the network until `sensorpipe devices lift`: the ingest drops its
+    messages, the kit gateway refuses its posts, and where the stack's broker runs its broker
+    account is disabled now (it is disconnected and cannot log in again)."""
+    from sensorpipe.stack.local import StackError
+
+    if len(reason_text) > 2000:
+        fail(f"--reason-text: {len(reason_text)} characters; at most 2000")
+    s = local_stack(directory)
+    try:
+        _entry, disabled = s.quarantine(device_id, detail=reason_text, by=_operator())
+    except StackError as exc:
+        fail(str(exc))
+    entry = s.registry().devices[device_id]
+    if disabled:
+        where = "its broker account is disabled"
+    elif entry.source != EDGE:
+        where = f"a kit has no broker account: gateway {entry.gateway} refuses it"
+    else:
+        where = "no broker runs; `stack up` starts it with the account disabled"
+    click.echo(f"quarantined {device_id} ({where}); `sensorpipe devices lift {device_id}` ends it")
+
+
+@devices.command("lift")
+@click.argument("device_id")
+@DIR_OPTION
+def devices_lift(directory: Path | None, device_id: str) -> None:
+    """End DEVICE_ID's quarantine: the ingest and the kit gateway take it again within a
+    second, and where the stack's broker runs its broker account is enabled."""
+    from sensorpipe.stack.local import StackError
+
+    s = local_stack(directory)
+    try:
+        entry, enabled = s.lift(device_id, by=_operator())
+    except StackError as exc:
+        fail(str(exc))
+    since = _when(entry.since)
+    if enabled:
+        account = "its broker account is enabled"
+    elif s.running()["mosquitto"]:
+        account = "it has no broker account to enable"
+    else:
+        account = "no broker runs; `stack up` starts it with the account enabled"
+    click.echo(
+        f"lifted the quarantine of {device_id} ({entry.reason} since {since}, by {entry.by}); "
+        f"{account}"
+    )
+
+
+def _operator() -> str:
+    """Who runs the command, for the quarantine book's log."""
+    import getpass
+
+    try:
+        return f"operator {getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return "operator"
 
 
 @devices.command("export")

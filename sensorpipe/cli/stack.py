@@ -118,7 +118,7 @@ def _signals_interrupt() -> Iterator[None]:
 @DIR_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def stack_status(directory: Path | None, as_json: bool) -> None:
-    """Show whether each component runs, and the ingest's counters.
+    """Show whether each component runs, the ingest's counters and the quarantined devices.
 
     Exit status: 0 when every component runs, 3 when one does not (the status is printed
     all the same), 1 when there is no stack in the directory."""
@@ -152,6 +152,7 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
     deadletter = status["components"]["ingest"].get("deadletter")
     if deadletter:
         _echo_deadletter(deadletter)
+    _echo_quarantined(status.get("quarantined") or [])
     if status.get("metrics"):
         click.echo(f"  ingest metrics (Prometheus): {status['metrics']}")
     if status.get("api"):
@@ -163,6 +164,18 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
         click.echo(
             f"  kit gateway: {gateway['url']}" + (f" (airrohr posts: {counts})" if counts else "")
         )
+
+
+def _echo_quarantined(quarantined: list[dict[str, Any]]) -> None:
+    """Devices taken off the network, and how to let each back."""
+    if not quarantined:
+        click.echo("  quarantined devices: none")
+        return
+    click.echo(f"  QUARANTINED devices: {len(quarantined)} (`sensorpipe devices lift ID` ends it)")
+    for q in quarantined:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(q["since"]))
+        detail = f": {q['detail']}" if q["detail"] else ""
+        click.echo(f"    {q['device_id']:20s} since {since}, {q['reason']}{detail} (by {q['by']})")
 
 
 def _echo_deadletter(d: dict[str, Any]) -> None:

@@ -2,8 +2,14 @@
 HTTP service on free loopback ports.
 
 Everything lives under one directory (default ./.sensorpipe): the registry, the broker's files
-and persistence, InfluxDB's data, the ingest's dead letters and stats, logs, and stack.json
-with the endpoints and process ids.
+and persistence, InfluxDB's data, the ingest's dead letters and stats, the quarantine book
+(quarantine.sqlite, shared by the ingest, the kit gateway and `sensorpipe devices
+quarantine|lift`), logs, and stack.json with the endpoints and process ids.
+
+A quarantined device stays quarantined across `stack down` and `stack up`: the broker's
+security is generated with its account disabled. Registry changes while the stack runs reach the
+broker without a restart (gateway.broker.reload_pid: password file, SIGHUP, the security
+plugin brought in line).
 
 A process counts as one of the stack's components only while its command line names that
 component's configuration file in this directory: process ids in stack.json are written down
@@ -21,6 +27,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import sys
 import time
 import tomllib
@@ -32,6 +39,7 @@ from typing import Any
 import tomli_w
 
 from sensorpipe.gateway.broker import Broker, reload_pid
+from sensorpipe.gateway.brokeradmin import BrokerAdmin, BrokerAdminError, admin_credentials
 from sensorpipe.gateway.devices import (
     INGEST_USERNAME,
     DeviceCredentials,
@@ -50,6 +58,7 @@ from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES, is_loopback
 from sensorpipe.ingest.config import new_shared_group
 from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.protocol.files import write_private
+from sensorpipe.protocol.quarantine import Quarantine, QuarantineBook
 from sensorpipe.protocol.registry import Registry, load_registry, save_registry
 from sensorpipe.stack.process import (
     ManagedProcess,
@@ -134,6 +143,7 @@ class LocalStack:
         self.registry_path = self.directory / "registry.toml"
         self.state_path = self.directory / "stack.json"
         self.lock_path = self.directory / "stack.lock"
+        self.quarantine_path = self.directory / "quarantine.sqlite"
         self._processes: list[ManagedProcess] = []
         self._state: StackInfo | None = None  # what stack.json says, while this object runs it
         # Set by up() in this process, for callers (tests) that restart one component.
@@ -285,13 +295,21 @@ class LocalStack:
                 registry,
                 port=broker_port,
                 max_queued_messages=self.broker_queue,
+                disabled=self.quarantined(),
             )
             ingest_dir = self.directory / "ingest"
             ingest_config = self._write_ingest_config(
-                ingest_dir, broker_port, influxd.url, ingest_password, metrics_port
+                ingest_dir,
+                broker_port,
+                influxd.url,
+                ingest_password,
+                metrics_port,
+                admin={"username": broker.admin.username, "password": broker.admin.password},
             )
         except OSError as exc:
             raise StackError(f"cannot prepare the stack in {self.directory}: {exc}") from None
+        except BrokerAdminError as exc:
+            raise StackError(str(exc)) from None
         ingest = ManagedProcess("ingest", _ingest_argv(ingest_config), ingest_dir / "ingest.log")
         api = None
         if serve:
@@ -374,6 +392,15 @@ class LocalStack:
             kept["http"] = {k: http[k] for k in GATEWAY_HTTP_KEPT if k in http}
         return kept
 
+    def _gateway_quarantine(self) -> dict[str, Any]:
+        """The stack's quarantine book for the kit gateway, where its configuration has the key
+        (a gateway that does not know it would refuse its configuration)."""
+        from sensorpipe.gateway.kits.config import GatewayConfig
+
+        if "quarantine_path" not in GatewayConfig.model_fields:
+            return {}
+        return {"quarantine_path": str(self.quarantine_path)}
+
     def _write_gateway_config(self, broker_port: int, *, exclude: set[int]) -> tuple[Path, str]:
         """gateway/gateway.toml for this run, and the gateway's URL. Its port stays that of
         the last run (kits have it typed in) unless something else took it meanwhile."""
@@ -394,6 +421,7 @@ class LocalStack:
             # The ingest's store: `sensorpipe ingest rejects` shows kits' rejected posts too.
             "deadletter_path": str(self.directory / "ingest" / "deadletter.sqlite"),
             "seq_path": "kit-seq.sqlite",
+            **self._gateway_quarantine(),
             **kept,
             "broker": {
                 "host": "127.0.0.1",
@@ -525,7 +553,14 @@ class LocalStack:
         self.ingest.start(lambda: _ingest_connected(stats_path), timeout_s=30, detach=detach)
 
     def _write_ingest_config(
-        self, directory: Path, broker_port: int, influx_url: str, password: str, metrics_port: int
+        self,
+        directory: Path,
+        broker_port: int,
+        influx_url: str,
+        password: str,
+        metrics_port: int,
+        *,
+        admin: dict[str, str] | None = None,
     ) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "ingest.toml"
@@ -536,6 +571,9 @@ class LocalStack:
             "gateway_id": "local",
             "metrics_port": metrics_port,
             "status_interval_s": 10.0,
+            # Devices over their quota are quarantined in the stack's book, and their broker
+            # accounts disabled with the admin account.
+            "quarantine_path": str(self.quarantine_path),
             "broker": {
                 "host": "127.0.0.1",
                 "port": broker_port,
@@ -543,8 +581,9 @@ class LocalStack:
                 "password": password,
             },
             "influx": {"url": influx_url, "database": DATABASE},
+            **({"broker_admin": admin} if admin is not None else {}),
         }
-        write_private(path, tomli_w.dumps(config))  # holds the ingest's broker password
+        write_private(path, tomli_w.dumps(config))  # holds the broker passwords
         return path
 
     def down(self) -> list[tuple[str, int]]:
@@ -609,7 +648,12 @@ class LocalStack:
         components["ingest"]["deadletter"] = _deadletter_status(
             self.directory / "ingest" / "ingest.toml", components["ingest"]["stats"]
         )
-        return {**info.as_dict(), "components": components, "devices": len(self.registry().devices)}
+        return {
+            **info.as_dict(),
+            "components": components,
+            "devices": len(self.registry().devices),
+            "quarantined": [q.as_dict() for q in self.quarantines().values()],
+        }
 
     # --- devices --------------------------------------------------------------------------
     def add_device(
@@ -740,12 +784,124 @@ class LocalStack:
         return out
 
     def _reload_broker(self, registry: Registry) -> None:
+        """Apply `registry` to the running broker (none running: the files are written at the
+        next `stack up`): its password file, SIGHUP, then the security plugin brought in line
+        with the registry and the quarantine book. StackError when the plugin could not be
+        (the registry is saved; the next `stack up` applies it)."""
         brokers = self.running()["mosquitto"]
         if not brokers:
-            return  # not running: the files are written at the next `stack up`
+            return
+        info = self.info()
+        disabled = self.quarantined()
         for pid in brokers:
-            reload_pid(pid, self.directory / "broker", registry)
-        time.sleep(0.2)  # Mosquitto applies SIGHUP on its next loop iteration
+            try:
+                reload_pid(
+                    pid,
+                    self.directory / "broker",
+                    registry,
+                    disabled,
+                    port=None if info is None else info.broker_port,
+                )
+            except BrokerAdminError as exc:
+                raise StackError(
+                    f"the registry is saved, but the running broker could not apply it: {exc}; "
+                    f"`sensorpipe stack down` and `stack up` apply it"
+                ) from None
+
+    # --- quarantine -------------------------------------------------------------------------
+    def _book(self) -> QuarantineBook:
+        try:
+            return QuarantineBook(self.quarantine_path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StackError(
+                f"{self.quarantine_path}: cannot open the quarantine book ({exc})"
+            ) from None
+
+    def quarantines(self) -> dict[str, Quarantine]:
+        """The devices quarantined now (none when the stack has no book yet)."""
+        if not self.quarantine_path.exists():
+            return {}
+        book = self._book()
+        try:
+            return book.active()
+        finally:
+            book.close()
+
+    def quarantined(self) -> set[str]:
+        return set(self.quarantines())
+
+    def quarantine(
+        self, device_id: str, *, detail: str = "", by: str = "operator"
+    ) -> tuple[Quarantine, bool | None]:
+        """Quarantine a registered device by hand (reason `manual`) and, where the stack's
+        broker runs, disable its broker account now. Returns the quarantine and whether the
+        broker account was disabled (None: no broker runs, or the device has no broker
+        account). StackError for an unknown device or one already quarantined (with since
+        when and why)."""
+        registry = self.registry()
+        if device_id not in registry.devices:
+            raise StackError(self._unknown_device(registry, device_id))
+        book = self._book()
+        try:
+            if not book.quarantine(device_id, reason="manual", detail=detail, by=by):
+                q = book.active()[device_id]
+                raise StackError(
+                    f"{device_id} is already quarantined (since {_when(q.since)}, {q.reason}"
+                    f"{': ' + q.detail if q.detail else ''}, by {q.by})"
+                )
+            entry = book.active()[device_id]
+        finally:
+            book.close()
+        return entry, self._broker_account(device_id, enable=False)
+
+    def lift(self, device_id: str, *, by: str = "operator") -> tuple[Quarantine, bool | None]:
+        """End a device's quarantine: the book first (the kit gateway and the ingest let it in
+        within a second), then its broker account, enabled where the stack's broker runs.
+        Returns the quarantine lifted and whether the broker account was enabled (None: no
+        broker runs, or the device has no broker account). StackError for an unknown device
+        or one not quarantined (a device removed from the registry can still be lifted)."""
+        entry = None
+        if self.quarantine_path.exists():
+            book = self._book()
+            try:
+                entry = book.lift(device_id, by=by)
+            finally:
+                book.close()
+        if entry is None:
+            registry = self.registry()
+            if device_id not in registry.devices:
+                raise StackError(self._unknown_device(registry, device_id))
+            raise StackError(f"{device_id} is not quarantined: nothing to lift")
+        return entry, self._broker_account(device_id, enable=True)
+
+    def _broker_account(self, device_id: str, *, enable: bool) -> bool | None:
+        """Enable or disable `device_id` at the running broker: True when done, None when no
+        broker runs or the device has no broker account (a kit)."""
+        info = self.info()
+        if info is None or not self.running()["mosquitto"]:
+            return None
+        try:
+            credentials = admin_credentials(self.directory / "broker", create=False)
+            with BrokerAdmin("127.0.0.1", info.broker_port, credentials) as admin:
+                done = admin.enable(device_id) if enable else admin.disable(device_id)
+        except BrokerAdminError as exc:
+            action = "enable" if enable else "disable"
+            raise StackError(
+                f"the quarantine book is updated, but the broker could not {action} "
+                f"{device_id}: {exc}; `sensorpipe stack down` and `stack up` apply the book"
+            ) from None
+        return True if done else None
+
+    @staticmethod
+    def _unknown_device(registry: Registry, device_id: str) -> str:
+        import difflib
+
+        close = difflib.get_close_matches(device_id, list(registry.devices), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return (
+            f"{device_id}: no such device in the registry{hint}; "
+            f"`sensorpipe devices list` lists them"
+        )
 
 
 @dataclass
@@ -884,6 +1040,10 @@ def _port_of(url: str | None) -> int | None:
 
 def _ingest_argv(config: Path) -> list[str]:
     return [sys.executable, "-m", "sensorpipe", "ingest", "run", "--config", str(config)]
+
+
+def _when(epoch_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_s))
 
 
 def describe_pids(running: dict[str, list[int]]) -> str:
