@@ -92,8 +92,7 @@ def broker(tmp_path: Path) -> Iterator[tuple[int, dict[str, DeviceCredentials], 
 def _ingest(port: int, password: str, client_id: str = "sensorpipe-ingest") -> Client:
     c = Client(port, "ingest", password, client_id)
     assert c.connected.wait(5)
-    c.client.subscribe("sensorpipe/#", qos=1)
-    time.sleep(0.2)
+    assert not c.subscribe("sensorpipe/v1/#")[0].is_failure
     return c
 
 
@@ -165,8 +164,7 @@ def test_a_reader_account_reads_every_device_and_publishes_nothing(broker: Any) 
     ingest = _ingest(port, ingest_password)
     auditor = Client(port, READER, reader_password, "anything")
     assert auditor.connected.wait(5)
-    auditor.client.subscribe("sensorpipe/#", qos=1)
-    time.sleep(0.2)
+    assert not auditor.subscribe("sensorpipe/v1/#")[0].is_failure
     device = Client(port, "dev-a", creds["dev-a"].password, "dev-a")
     assert device.connected.wait(5)
     device.client.publish("sensorpipe/v1/dev-a/air", b"real", qos=1).wait_for_publish(5)
@@ -185,10 +183,10 @@ def test_confirmations_reach_only_their_device_and_only_the_ingest_sends_them(
     port, creds, ingest_password, _ = broker
     ingest = _ingest(port, ingest_password)
     devices = {d: Client(port, d, creds[d].password, d) for d in ("dev-a", "dev-b")}
-    for c in devices.values():
+    for name, c in devices.items():
         assert c.connected.wait(5)
-        c.client.subscribe("sensorpipe/ack/v1/#", qos=1)  # asks for everyone's
-    time.sleep(0.3)
+        assert c.subscribe("sensorpipe/ack/v1/#")[0].is_failure  # everyone's: refused
+        assert not c.subscribe(f"sensorpipe/ack/v1/{name}")[0].is_failure  # its own
     ingest.client.publish("sensorpipe/ack/v1/dev-a", b"for a", qos=1).wait_for_publish(5)
     # dev-b forging a confirmation would make dev-a drop readings nobody stored.
     devices["dev-b"].client.publish("sensorpipe/ack/v1/dev-a", b"forged", qos=1)
