@@ -6,6 +6,7 @@ the running broker without a restart."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -231,3 +232,64 @@ def test_registry_changes_reach_the_running_broker_without_a_restart(setup: Setu
     wait_for(lambda: refused.refused, timeout_s=5, what="dev-a refused")
     for c in (device, gateway, reader, refused, dev_b):
         c.close()
+
+
+@pytest.mark.timeout(300)
+def test_quarantine_and_lift_through_the_stack_and_across_a_restart(tmp_path: Path) -> None:
+    """`devices add` while the stack runs, `devices quarantine` (kicked, refused), `stack down`
+    and `up` (still refused: the generated security has it disabled), `devices lift` (back)."""
+    from click.testing import CliRunner
+
+    from sensorpipe.cli.main import main
+    from sensorpipe.gateway.mosquitto import ADMIN_USERNAME
+    from sensorpipe.ingest.config import load_ingest_config
+    from sensorpipe.stack.local import LocalStack
+    from tests.integration.mqtt_helpers import TestDevice, air_message
+
+    stack = LocalStack(tmp_path / "stack")
+    stack.up(detach=False, serve=False)
+    cli = CliRunner()
+    where = ["--dir", str(stack.directory)]
+    try:
+        # The ingest quarantines into the stack's book and disables with the admin account.
+        config = load_ingest_config(stack.directory / "ingest" / "ingest.toml")
+        assert config.quarantine_path == str(stack.quarantine_path)
+        assert config.broker_admin is not None
+        assert config.broker_admin.username == ADMIN_USERNAME
+        port = stack.require_info().broker_port
+        broker = stack.running()["mosquitto"]
+        (creds,) = stack.add_devices([("dev-q", {"site": "s"})])
+        assert stack.running()["mosquitto"] == broker  # no restart
+        device = TestDevice(creds, port)
+        assert not device.send(air_message("dev-q", 1)).is_failure
+        device.close()
+        watcher = Client(port, "dev-q", creds.password, "dev-q")
+        assert watcher.connected.wait(5)
+        assert _granted(watcher, "sensorpipe/ack/v1/dev-q") and not _granted(watcher, "#")
+        out = cli.invoke(main, ["devices", "quarantine", "dev-q", *where, "--reason-text", "test"])
+        assert out.exit_code == 0, out.output
+        assert "quarantined dev-q (its broker account is disabled)" in out.output
+        wait_for(lambda: watcher.disconnects, timeout_s=5, what="dev-q disconnected")
+        watcher.close()
+        (entry,) = stack.status()["quarantined"]
+        assert (entry["device_id"], entry["reason"], entry["detail"]) == ("dev-q", "manual", "test")
+        listed = cli.invoke(main, ["devices", "list", *where, "--json"])
+        (row,) = [d for d in json.loads(listed.stdout) if d["device_id"] == "dev-q"]
+        assert row["quarantine"]["reason"] == "manual"
+        stack.down()
+        stack.up(detach=False, serve=False)
+        port = stack.require_info().broker_port
+        refused = Client(port, "dev-q", creds.password, "dev-q")
+        wait_for(lambda: refused.refused, timeout_s=5, what="dev-q refused after a restart")
+        assert refused.refused == ["Not authorized"]
+        refused.close()
+        out = cli.invoke(main, ["devices", "lift", "dev-q", *where])
+        assert out.exit_code == 0, out.output
+        assert "lifted the quarantine of dev-q (manual since" in out.output
+        assert "its broker account is enabled" in out.output
+        back = TestDevice(creds, port)
+        assert not back.send(air_message("dev-q", 2)).is_failure
+        back.close()
+        assert stack.status()["quarantined"] == []
+    finally:
+        stack.down()
