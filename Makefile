@@ -31,6 +31,7 @@ bench: setup
 	$(PY) -m bench.counting
 	$(PY) -m bench.api
 	$(PY) -m bench.importer
+	$(PY) -m bench.isolation
 	$(PY) -m bench.conditions --seeds 5000-5004 --minutes 15 --jobs 2
 
 # Retrain the shipped street detector from synthetic scenes (PyTorch, CPU; about 25 minutes
