@@ -429,6 +429,7 @@ def test_the_same_uplink_again_is_neither_published_nor_kept_twice(
         "published": 1,
         "duplicates": 3,
         "rejected": {"unknown_field": 1, "schema": 1},
+        "dropped": {},
     }
 
 

@@ -82,6 +82,7 @@ def test_an_uplink_with_the_token_is_published_before_the_answer(
         "seq": 43,
         "dead_lettered": [],
         "duplicate": False,
+        "dropped": None,
     }
     assert [m.device_id for m in publisher.messages] == ["fijnstof-01"]
     again = client.post(URL, content=sample("uplink.json"), headers=bearer(TOKEN))

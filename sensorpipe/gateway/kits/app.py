@@ -1,9 +1,11 @@
 """The kit gateway's HTTP side (FastAPI): the airrohr endpoint, /health and /metrics, and the
 routers other kit adapters bring (The Things Stack's webhook).
 
-The airrohr endpoint takes the credentials and the kit's rate limit before it reads a byte of
-the body, and reads the body only up to the limit: a post announcing more (Content-Length) is
-refused at once, one sending more without saying so is cut off there (413).
+The airrohr endpoint takes the kit's quarantine, credentials and rate limit before it reads a
+byte of the body, and reads the body only up to the limit: a post announcing more
+(Content-Length) is refused at once, one sending more without saying so is cut off there (413).
+/health and /metrics show the kits of this gateway that are quarantined and what the gateway
+counted (posts by status, quarantines it made, posts refused and uplinks dropped for one).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from sensorpipe import __version__
 from sensorpipe.gateway.kits.context import KitContext
 from sensorpipe.gateway.kits.intake import Admitted, AirrohrIntake, Answer
+from sensorpipe.protocol.quarantine import Quarantine
 
 # What a group types into the kit's "Path" field. The firmware posts to it as typed.
 AIRROHR_PATH = "/airrohr/v1/push"
@@ -55,6 +58,18 @@ class _CountersCollector(Collector):
                 "Logins refused without a password check after too many wrong passwords.",
                 labels=["kit", "outcome"],
             ),
+            "uplinks": CounterMetricFamily(
+                "sensorpipe_gateway_uplinks",
+                "The Things Stack uplinks: published, not published (all dead-lettered), "
+                "duplicate, dropped over the node's rate limit or while it is quarantined.",
+                labels=["kit", "outcome"],
+            ),
+            "quarantine": CounterMetricFamily(
+                "sensorpipe_gateway_quarantine",
+                "Kits quarantined by this gateway for exceeding their rate limit, posts and "
+                "uplinks refused because their kit is quarantined, quarantines not recorded.",
+                labels=["kit", "event"],
+            ),
         }
         for (kit, what, key), n in self._ctx.counters.items():
             family = families.get(what)
@@ -66,6 +81,20 @@ class _CountersCollector(Collector):
             "1 while the gateway is connected to the broker.",
             value=int(self._ctx.publisher.connected),
         )
+        yield GaugeMetricFamily(
+            "sensorpipe_gateway_quarantined_kits",
+            "This gateway's kits that are quarantined now (by anyone).",
+            value=len(quarantined_kits(self._ctx)),
+        )
+
+
+def quarantined_kits(ctx: KitContext) -> list[Quarantine]:
+    """The quarantines of kits received by this gateway, from the book now."""
+    if ctx.quarantine is None:
+        return []
+    devices = ctx.registry.current().devices
+    mine = [d for d, entry in devices.items() if entry.gateway == ctx.gateway_id]
+    return ctx.quarantine.active(mine)
 
 
 def _response(answer: Answer) -> Response:
@@ -117,6 +146,11 @@ def create_app(
                 "problem": getattr(publisher, "last_problem", None),
             },
             "kits": ctx.counters.as_dict(),
+            "quarantine": {
+                "enabled": ctx.quarantine is not None and ctx.quarantine.book is not None,
+                "quarantine_after_s": (None if ctx.quarantine is None else ctx.quarantine.after_s),
+                "kits": [q.as_dict() for q in quarantined_kits(ctx)],
+            },
         }
 
     @app.get("/metrics")

@@ -55,6 +55,12 @@ class AirrohrSettings(_Strict):
     refill_s: float = Field(default=10.0, gt=0, le=3600)
 
 
+# A kit over its rate limit (airrohr posts answered 429, TTN uplinks dropped) in this many
+# seconds within 1.5 times as long is quarantined. A working kit is never over its limit at
+# all; a flood is over it every second, so it is quarantined about 10 s after it began.
+QUARANTINE_AFTER_S = 10.0
+
+
 class GatewayConfig(_Strict):
     gateway_id: str = Field(pattern=DEVICE_ID_PATTERN)
     # Its Ed25519 private key (base64), alone in a private file.
@@ -66,6 +72,12 @@ class GatewayConfig(_Strict):
     deadletter_path: str = "deadletter.sqlite"
     # The kits' sequence numbers (gateway.kits.seq).
     seq_path: str = "kit-seq.sqlite"
+    # The quarantine book the ingest and the CLI share (protocol.quarantine): a quarantined
+    # kit is refused (403) whoever quarantined it, and a kit that keeps exceeding its rate
+    # limit is quarantined here. None: no quarantine, only the rate limits.
+    quarantine_path: str | None = None
+    # Seconds over its rate limit (within 1.5 times as long) that quarantine a kit; 0: never.
+    quarantine_after_s: float = Field(default=QUARANTINE_AFTER_S, ge=0, le=3600)
     broker: BrokerSettings
     http: HttpSettings = Field(default_factory=HttpSettings)
     airrohr: AirrohrSettings = Field(default_factory=AirrohrSettings)
@@ -90,6 +102,8 @@ def load_gateway_config(path: Path | str, *, allow_plaintext: bool = False) -> G
     base = path.resolve().parent
     for key in ("private_key_file", "registry_path", "deadletter_path", "seq_path"):
         setattr(config, key, str(base / getattr(config, key)))
+    if config.quarantine_path is not None:
+        config.quarantine_path = str(base / config.quarantine_path)
     config.broker.password_file = str(base / config.broker.password_file)
     if not Path(config.registry_path).is_file():
         # Without it every kit would be unknown: each post refused as if its password were wrong.

@@ -1,5 +1,5 @@
 """What every kit adapter (airrohr, The Things Stack) is given: the gateway's publisher, the
-registry as it is now, the dead-letter store and the gateway's counters.
+registry as it is now, the dead-letter store, the gateway's counters and the quarantine book.
 
 Each is an interface here, so that adapters and their unit tests need no broker, no file and
 no SQLite: `sensorpipe gateway run` passes the real ones (KitPublisher, the ingest's
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from sensorpipe.gateway.kits.quarantine import KitQuarantine
 from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.protocol.messages import AnyMessage
 from sensorpipe.protocol.registry import Registry, load_registry
@@ -129,3 +130,5 @@ class KitContext:
     deadletters: DeadLetterSink
     counters: Counters = field(default_factory=Counters)
     publish_timeout_s: float = 5.0
+    # The quarantine book (None: no quarantine, only rate limits).
+    quarantine: KitQuarantine | None = None

@@ -13,6 +13,9 @@ What a kit is answered:
   used for another chip id or a kit registered to another gateway, 429 (Retry-After) over the
   kit's rate limit or after too many wrong passwords for its name, 413 for a body over the
   limit (app.py);
+- 403 for a quarantined kit, with the reason and the command that lifts it, checked first:
+  before the password (no scrypt for it) and before the body is read. A kit answered 429 for
+  its rate for a sustained period is quarantined (gateway.kits.quarantine);
 - 503 (Retry-After) when the broker did not take the message: nothing of the post is stored
   or dead-lettered. The firmware does not send a refused post again; the sequence number it
   would have had stays unused, so the ingest shows the reading as a gap.
@@ -36,10 +39,11 @@ from sensorpipe.gateway.kits.airrohr import (
     parse_post,
     translate,
 )
-from sensorpipe.gateway.kits.auth import AuthResult, KitAuthenticator
+from sensorpipe.gateway.kits.auth import AuthResult, KitAuthenticator, parse_basic
 from sensorpipe.gateway.kits.context import KitContext, LetterNotKept
 from sensorpipe.gateway.kits.limits import RateLimiter, retry_after
 from sensorpipe.gateway.kits.publish import BrokerUnavailable
+from sensorpipe.gateway.kits.quarantine import describe
 from sensorpipe.protocol.registry import DeviceEntry, allowed_sensors
 
 log = logging.getLogger(__name__)
@@ -86,7 +90,11 @@ class AirrohrIntake:
         return Answer(status, body, headers or {})
 
     def admit(self, authorization: str | None) -> Admitted | Answer:
-        """The kit the credentials admit, if its rate limit lets it post now."""
+        """The kit the credentials admit, if it is not quarantined and its rate limit lets it
+        post now."""
+        refused = self._quarantined(authorization)
+        if refused is not None:
+            return refused
         result: AuthResult = self._auth.check(authorization)
         if result.status == 401:
             log.info("airrohr post refused (401): %s", result.why)
@@ -111,12 +119,33 @@ class AirrohrIntake:
             return self.answer(403, {"error": why})
         wait = self._limiter.wait_s(result.device_id)
         if wait > 0:
+            quarantine = self.ctx.quarantine
+            if quarantine is not None:
+                limit = (
+                    f"answered 429 over its rate limit of {self._limiter.burst} posts, then one "
+                    f"every {self._limiter.refill_s:g} s"
+                )
+                entry = quarantine.over_limit(KIT, result.device_id, limit)
+                if entry is not None:
+                    return self.answer(403, {"error": describe(entry)})
             return self.answer(
                 429,
                 {"error": f"kit {result.device_id} posts too often"},
                 {"Retry-After": retry_after(wait)},
             )
         return Admitted(result.device_id, result.entry)
+
+    def _quarantined(self, authorization: str | None) -> Answer | None:
+        """403 for a quarantined kit's name, whatever the password: a dictionary lookup."""
+        quarantine = self.ctx.quarantine
+        credentials = parse_basic(authorization)
+        if quarantine is None or credentials is None:
+            return None
+        why = quarantine.refusal(credentials[0][:64], KIT)
+        if why is None:
+            return None
+        log.debug("airrohr post refused (403): %s", why)
+        return self.answer(403, {"error": why})
 
     def take(
         self,

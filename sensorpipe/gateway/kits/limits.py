@@ -62,3 +62,55 @@ class RateLimiter:
 def retry_after(seconds: float) -> str:
     """A Retry-After header value: whole seconds, at least 1."""
     return str(max(1, math.ceil(seconds)))
+
+
+class SentRateLimiter:
+    """A token bucket per key whose clock is when each item was sent, not when it arrived:
+    for The Things Stack's uplinks, timed by the Network Server (`received_at`).
+
+    Uplinks that waited (in the bridge while the broker was away, in The Things Stack's webhook
+    retries, in its Storage Integration while the gateway was down) arrive together but were
+    sent apart: they pass as they were sent. An item sent before the newest one already counted
+    for its key is such a late one and is not counted. A time ahead of the gateway's clock
+    counts as now, so a wrong time cannot buy a key room in the future.
+    """
+
+    def __init__(
+        self,
+        *,
+        burst: int,
+        refill_s: float,
+        clock: Callable[[], float] = time.time,
+        max_keys: int = 100_000,
+    ) -> None:
+        if burst < 1 or refill_s <= 0:
+            raise ValueError("burst must be at least 1 and refill_s above 0")
+        self.burst = burst
+        self.refill_s = refill_s
+        self._clock = clock
+        self._max_keys = max_keys
+        # key -> (tokens, the send time they were counted at)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str, sent_at: float | None) -> bool:
+        """Whether `key` may have an item sent at `sent_at` (epoch s; None: now)."""
+        now = self._clock()
+        at = now if sent_at is None else min(sent_at, now)
+        with self._lock:
+            tokens, then = self._buckets.get(key, (float(self.burst), at))
+            if at < then:
+                return True  # sent before the newest one counted: a late delivery
+            tokens = min(float(self.burst), tokens + (at - then) / self.refill_s)
+            allowed = tokens >= 1.0
+            if allowed:
+                tokens -= 1.0
+            if key not in self._buckets and len(self._buckets) >= self._max_keys:
+                horizon = now - self.burst * self.refill_s
+                self._buckets = {k: v for k, v in self._buckets.items() if v[1] > horizon}
+            self._buckets[key] = (tokens, at)
+            return allowed
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._buckets.pop(key, None)

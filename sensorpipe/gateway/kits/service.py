@@ -12,6 +12,10 @@ there and uses them when the configuration has `[[ttn]]` applications:
   -> list[<object with stop()>]`
 `state_path` is the SQLite file of the nodes' sequence numbers across LoRaWAN sessions
 (ttn-state.sqlite beside seq_path).
+
+Quarantine: with `quarantine_path` the gateway reads the book the ingest and the CLI share
+(gateway.kits.quarantine): quarantined kits are refused, and a kit that keeps exceeding its
+rate limit is quarantined by this gateway.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import importlib
 import logging
 import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,12 +35,20 @@ from fastapi import FastAPI
 from sensorpipe.gateway.kits.app import create_app
 from sensorpipe.gateway.kits.auth import KitAuthenticator
 from sensorpipe.gateway.kits.config import GatewayConfig, GatewaySecrets
-from sensorpipe.gateway.kits.context import DeadLetterSink, KitContext, Publisher, RegistryFile
+from sensorpipe.gateway.kits.context import (
+    Counters,
+    DeadLetterSink,
+    KitContext,
+    Publisher,
+    RegistryFile,
+)
 from sensorpipe.gateway.kits.intake import AirrohrIntake
 from sensorpipe.gateway.kits.limits import RateLimiter
 from sensorpipe.gateway.kits.publish import KitPublisher
+from sensorpipe.gateway.kits.quarantine import KitQuarantine
 from sensorpipe.gateway.kits.seq import SeqStore
 from sensorpipe.protocol.configfile import ConfigError
+from sensorpipe.protocol.quarantine import QuarantineBook
 from sensorpipe.protocol.signing import Signer, Verifier
 
 log = logging.getLogger(__name__)
@@ -88,6 +101,21 @@ def check_ttn(config: GatewayConfig, source: str) -> None:
         )
 
 
+def open_book(config: GatewayConfig) -> QuarantineBook | None:
+    """The quarantine book of `quarantine_path` (None when unset); ConfigError when it cannot
+    be opened."""
+    if config.quarantine_path is None:
+        return None
+    try:
+        return QuarantineBook(config.quarantine_path)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(
+            config.quarantine_path,
+            f"quarantine_path: cannot open the quarantine book ({exc}); check the folder "
+            f"exists and is writable by the gateway's user",
+        ) from None
+
+
 class KitGateway:
     def __init__(
         self,
@@ -110,12 +138,21 @@ class KitGateway:
             )
         self.publisher = publisher
         self.registry = RegistryFile(config.registry_path)
+        counters = Counters()
+        self.quarantine = KitQuarantine(
+            open_book(config),
+            gateway_id=config.gateway_id,
+            counters=counters,
+            after_s=config.quarantine_after_s,
+        )
         self.ctx = KitContext(
             gateway_id=config.gateway_id,
             publisher=publisher,
             registry=self.registry,
             deadletters=deadletters,
+            counters=counters,
             publish_timeout_s=config.broker.publish_timeout_s,
+            quarantine=self.quarantine,
         )
         self.seq = SeqStore(config.seq_path)
         self.intake = AirrohrIntake(
@@ -171,6 +208,7 @@ class KitGateway:
         if stop is not None:
             stop()
         self.seq.close()
+        self.quarantine.close()
 
 
 def serve(gateway: KitGateway, sock: socket.socket) -> None:

@@ -52,6 +52,7 @@ class TtnService:
                 state=self.state,
                 counters=ctx.counters,
                 publish_timeout_s=ctx.publish_timeout_s,
+                quarantine=ctx.quarantine,
             )
             for app in apps
         }

@@ -40,6 +40,9 @@ from sensorpipe.protocol.registry import TTN_APPLICATION_PATTERN
 TOKEN_HASH_PATTERN = r"^sha256:[0-9a-f]{64}$"
 # A decoded_payload field: its key, or keys joined by dots for nested objects (`sds011.pm25`).
 FIELD_PATH_PATTERN = r"^[^.\s]{1,64}(\.[^.\s]{1,64}){0,3}$"
+# A node's uplink rate limit (see TtnApplication.uplink_burst).
+UPLINK_BURST = 10
+UPLINK_REFILL_S = 2.0
 
 
 class _Strict(BaseModel):
@@ -104,6 +107,14 @@ class TtnApplication(_Strict):
     # Uplinks simulated in the console (`"simulated": true`) are no measurements: kept as dead
     # letters (`simulated`, naming what would have been stored) unless this is set.
     store_simulated: bool = False
+    # Per node: `uplink_burst` uplinks at once, then one every `uplink_refill_s` seconds, by
+    # the Network Server's reception times; beyond that an uplink is dropped (counted). The
+    # default is a little above what the LoRa duty cycle lets a node send at most: 1 % of the
+    # time on each of EU868's two sub-bands at the shortest airtime (SF7/125 kHz, one byte of
+    # payload: about 46 ms) is one uplink every 2.3 s. Raise it for a band without a duty
+    # cycle (US915) with nodes that send that often.
+    uplink_burst: int = Field(default=UPLINK_BURST, ge=1, le=10_000)
+    uplink_refill_s: float = Field(default=UPLINK_REFILL_S, gt=0, le=86400)
 
     @field_validator("webhook_token_hashes")
     @classmethod

@@ -18,6 +18,17 @@ What becomes of an uplink:
   bandwidth, frequency (Hz) and `consumed_airtime` (s); the firmware is the end device's
   `version_ids.firmware_version`, else "lorawan".
 
+Limits: each node may send `uplink_burst` uplinks at once, then one every `uplink_refill_s`
+seconds (the application's settings; by default a little above what the LoRa duty cycle
+allows), timed by the Network Server's reception, so uplinks that arrive late and together
+(queued while our broker was away, retried, fetched from the Storage Integration) pass as they
+were sent (limits.SentRateLimiter). An uplink over it is dropped (counted, not dead-lettered:
+a flood must not fill the store); a node that keeps exceeding it for a sustained period is
+quarantined (gateway.kits.quarantine, reason `kit_flood`), and a quarantined node's uplinks,
+whoever quarantined it, are dropped (counted) until an operator lifts it. Dropped uplinks are
+still acknowledged upstream (handled: not fetched or taken again), so The Things Stack neither
+resends them nor counts the application's webhook as failing for its other nodes.
+
 Rejections (dead letters on topic `ttn:<application>@<tenant>/<device id>` with the exact
 bytes): `malformed_json`, `too_large`, `schema` (not an uplink as The Things Stack sends it, a
 mapped value that is no number or out of range), `device_mismatch` (topic and body disagree,
@@ -47,6 +58,8 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from sensorpipe.gateway.kits.limits import SentRateLimiter
+from sensorpipe.gateway.kits.quarantine import KitQuarantine
 from sensorpipe.gateway.kits.ttn_config import TtnApplication
 from sensorpipe.gateway.kits.ttn_state import TtnState, UplinkKey
 from sensorpipe.gateway.kits.ttn_uplink import ApplicationUp, ApplicationUplink
@@ -109,6 +122,9 @@ class Handled:
     duplicate: bool = False
     # The Application Server's receive time (epoch ms), for the bridge's progress.
     as_received_ms: int | None = None
+    # Not published and not kept, on purpose: "over_rate" (the node's rate limit) or
+    # "quarantined" (the node's kit is).
+    dropped: str | None = None
 
     @property
     def codes(self) -> list[str]:
@@ -121,6 +137,7 @@ class ReceiverStats:
     published: int = 0
     duplicates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +145,7 @@ class ReceiverStats:
             "published": self.published,
             "duplicates": self.duplicates,
             "rejected": dict(self.rejected),
+            "dropped": dict(self.dropped),
         }
 
 
@@ -143,6 +161,7 @@ class TtnReceiver:
         counters: Counting | None = None,
         clock: Callable[[], float] = time.time,
         publish_timeout_s: float = 10.0,
+        quarantine: KitQuarantine | None = None,
     ) -> None:
         self.app = app
         self.stats = ReceiverStats()
@@ -153,6 +172,10 @@ class TtnReceiver:
         self._state = state
         self._clock = clock
         self._publish_timeout_s = publish_timeout_s
+        self._quarantine = quarantine
+        self._rate = SentRateLimiter(
+            burst=app.uplink_burst, refill_s=app.uplink_refill_s, clock=clock
+        )
         # Uplinks handled (published, dead-lettered) lately: not handled again.
         self._handled: OrderedDict[UplinkKey, None] = OrderedDict()
         self._lock = threading.Lock()
@@ -182,6 +205,9 @@ class TtnReceiver:
                     self._counters.add(KIT, "uplinks", "duplicate")
                 return result
             result.device_id = self._kit(up)
+            result.dropped = self._held_back(up, result.device_id)
+            if result.dropped is not None:
+                return self._finish(result, key)
             message, problems = self._message(up, result.device_id)
         except DecodeError as rejected:
             result.letters.append(
@@ -250,6 +276,22 @@ class TtnReceiver:
                 f"{self._publisher.gateway_id!r}, which the broker does not let publish for it",
             )
         return kit
+
+    def _held_back(self, up: ApplicationUp, kit: str) -> str | None:
+        """Why the uplink is dropped ("quarantined", "over_rate"), or None: it goes on."""
+        quarantine = self._quarantine
+        if quarantine is not None and quarantine.refusal(kit, KIT) is not None:
+            return "quarantined"
+        observed = up.observed_at
+        if self._rate.allow(kit, None if observed is None else observed.timestamp()):
+            return None
+        if quarantine is not None:
+            limit = (
+                f"uplinks over its rate limit of {self._rate.burst} at once, then one every "
+                f"{self._rate.refill_s:g} s"
+            )
+            quarantine.over_limit(KIT, kit, limit)
+        return "over_rate"
 
     def _message(
         self, up: ApplicationUp, kit: str
@@ -373,8 +415,15 @@ class TtnReceiver:
             self.stats.rejected[code] += 1
         if result.message is not None:
             self.stats.published += 1
+        if result.dropped is not None:
+            self.stats.dropped[result.dropped] += 1
         if self._counters is not None:
-            outcome = "published" if result.message is not None else "not_published"
+            if result.dropped is not None:
+                outcome = f"dropped_{result.dropped}"
+            elif result.message is not None:
+                outcome = "published"
+            else:
+                outcome = "not_published"
             self._counters.add(KIT, "uplinks", outcome)
             if result.message is not None:
                 self._counters.add(KIT, "values", "stored", len(result.message.readings))
