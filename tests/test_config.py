@@ -123,7 +123,7 @@ def test_registry_round_trip(tmp_path: Path) -> None:
 def test_generated_mosquitto_files_lock_devices_to_their_topic(tmp_path: Path) -> None:
     registry = load_registry(CONFIG / "registry.example.toml")
     files = BrokerFiles(tmp_path / "m.conf", tmp_path / "passwd", tmp_path / "acl", tmp_path / "d")
-    conf = broker_config(files, port=18830)
+    conf = broker_config(files, port=18830, dynsec_plugin=None)  # the acl_file fallback
     for line in (
         "allow_anonymous false",
         "persistence true",
