@@ -150,6 +150,7 @@ def create_app(
                 "enabled": ctx.quarantine is not None and ctx.quarantine.book is not None,
                 "quarantine_after_s": (None if ctx.quarantine is None else ctx.quarantine.after_s),
                 "kits": [q.as_dict() for q in quarantined_kits(ctx)],
+                "problem": None if ctx.quarantine is None else ctx.quarantine.problem,
             },
         }
 

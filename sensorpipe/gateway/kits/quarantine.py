@@ -21,7 +21,9 @@ What a kit is held to:
   period over its limit.
 
 Without a book (`quarantine_path` unset) the limits still hold and a kit that would have been
-quarantined is logged, once.
+quarantined is logged, once. A book that cannot be read (a broken disk) lets kits in unchecked
+rather than answering every kit 500 (logged, shown in /health); one that cannot be written is
+tried again at the kit's next refusal.
 """
 
 from __future__ import annotations
@@ -117,6 +119,9 @@ class KitQuarantine:
         self._entries: dict[str, Quarantine] = {}
         self._entries_read = -float("inf")
         self._warned: set[str] = set()  # would have been quarantined, no book: said once
+        # The book could not be read at the last look (logged at most once a minute).
+        self.problem: str | None = None
+        self._next_read_error_log = -float("inf")
 
     @property
     def after_s(self) -> float:
@@ -126,14 +131,25 @@ class KitQuarantine:
         """`device_id`'s quarantine, as of at most the book's `cache_s` ago; None when it is
         not quarantined. Costs a dictionary lookup: it runs before a password check."""
         book = self.book
-        if book is None or not book.is_quarantined(device_id):
+        if book is None:
             return None
-        now = self._clock()
-        with self._lock:
-            if device_id not in self._entries and now - self._entries_read >= book.cache_s:
-                self._entries = book.active()
-                self._entries_read = now
-            found = self._entries.get(device_id)
+        try:
+            if not book.is_quarantined(device_id):
+                return None
+            now = self._clock()
+            with self._lock:
+                if device_id not in self._entries and now - self._entries_read >= book.cache_s:
+                    self._entries = book.active()
+                    self._entries_read = now
+                found = self._entries.get(device_id)
+        except sqlite3.Error as exc:
+            # Every kit would be answered 500 otherwise; the rate limits still hold.
+            self.problem = f"{book.path}: cannot be read ({exc})"
+            if self._clock() >= self._next_read_error_log:
+                self._next_read_error_log = self._clock() + 60.0
+                log.error("quarantine book %s, kits let in unchecked", self.problem)
+            return None
+        self.problem = None
         return found or Quarantine(device_id, 0.0, "", "", "")
 
     def refusal(self, device_id: str, adapter: str) -> str | None:
@@ -194,10 +210,15 @@ class KitQuarantine:
         return self.entry(device_id)
 
     def active(self, devices: Iterable[str] | None = None) -> list[Quarantine]:
-        """The quarantines in the book now (of `devices` only, when given), oldest first."""
+        """The quarantines in the book now (of `devices` only, when given), oldest first;
+        none when the book cannot be read (`problem` says why)."""
         if self.book is None:
             return []
-        entries = self.book.active()
+        try:
+            entries = self.book.active()
+        except sqlite3.Error as exc:
+            self.problem = f"{self.book.path}: cannot be read ({exc})"
+            return []
         if devices is not None:
             wanted = set(devices)
             entries = {k: v for k, v in entries.items() if k in wanted}
