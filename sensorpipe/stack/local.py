@@ -81,6 +81,8 @@ SERVE_KEPT = ("token_hashes", "tile_url", "tile_attribution", "max_points", "reg
 STACK_GATEWAY_ID = "local-gateway"
 GATEWAY_PORT = 8090
 GATEWAY_KEPT = ("airrohr", "ttn")
+# How long a registry change waits for the stack's kit gateway to reconnect to the broker.
+GATEWAY_RECONNECT_S = 15.0
 GATEWAY_HTTP_KEPT = ("bind", "port", "tls_cert", "tls_key", "allow_plaintext", "max_body_bytes")
 
 
@@ -795,7 +797,7 @@ class LocalStack:
         disabled = self.quarantined()
         for pid in brokers:
             try:
-                reload_pid(
+                result = reload_pid(
                     pid,
                     self.directory / "broker",
                     registry,
@@ -807,6 +809,26 @@ class LocalStack:
                     f"the registry is saved, but the running broker could not apply it: {exc}; "
                     f"`sensorpipe stack down` and `stack up` apply it"
                 ) from None
+            if result is not None and STACK_GATEWAY_ID in result.rules_changed:
+                self._await_gateway_reconnect(info)
+
+    def _await_gateway_reconnect(self, info: StackInfo | None) -> None:
+        """The broker disconnects a client whose rights changed (Mosquitto 2.0's dynamic
+        security plugin does so for every change to a role), so the stack's kit gateway, given
+        a new kit, reconnects about a second later; a kit posting meanwhile would be answered
+        503. Wait (at most GATEWAY_RECONNECT_S) until the gateway says it is connected again."""
+        if info is None or not info.kits_url or not self.running()["gateway"]:
+            return
+        time.sleep(0.2)  # the broker has disconnected it; let the gateway notice
+        deadline = time.monotonic() + GATEWAY_RECONNECT_S
+        while time.monotonic() < deadline:
+            health = _health(info.kits_url)
+            if health is None and not info.kits_url.startswith("http://"):
+                time.sleep(2.0)  # TLS: no health to read here; paho reconnects after 1 s
+                return
+            if health and (health.get("broker") or {}).get("connected"):
+                return
+            time.sleep(0.1)
 
     # --- quarantine -------------------------------------------------------------------------
     def _book(self) -> QuarantineBook:
