@@ -2,7 +2,8 @@
 been over that for long enough to be quarantined.
 
 Each device has three token buckets (config `[quota]`, or the device's own
-`max_messages_per_s`/`max_bytes_per_s` in the registry): messages, bytes, and rejected messages.
+`max_messages_per_s`/`max_bytes_per_s` in the registry): messages, bytes, and rejected messages
+(a device allowed k times the default message rate may send k times the rejected ones too).
 A bucket holds up to its burst and refills at its rate. `admit` is asked in the MQTT network
 thread before anything else is done with a message: a message that finds the message or byte
 bucket empty is refused there ("over_rate", "over_bytes"), at the cost of a few dictionary
@@ -88,13 +89,16 @@ class QuotaKeeper:
             rate, byte_rate = self._limits_for(device)
             rate = rate if rate is not None else q.messages_per_s
             byte_rate = byte_rate if byte_rate is not None else q.bytes_per_s
-            # A device allowed more than the default may burst as much more.
-            burst = max(float(q.burst_messages), rate * q.burst_messages / q.messages_per_s)
+            # A device allowed more messages than the default may burst, and send rejected
+            # messages, as much more.
+            scale = max(1.0, rate / q.messages_per_s)
+            burst = q.burst_messages * scale
             byte_burst = max(float(q.burst_bytes), byte_rate * q.burst_bytes / q.bytes_per_s)
+            reject_burst = q.burst_rejects * scale
             m = self._meters[device] = _Meter(
                 _Bucket(rate, burst, burst, now),
                 _Bucket(float(byte_rate), byte_burst, byte_burst, now),
-                _Bucket(q.rejects_per_s, float(q.burst_rejects), float(q.burst_rejects), now),
+                _Bucket(q.rejects_per_s * scale, reject_burst, reject_burst, now),
             )
         return m
 
@@ -183,7 +187,8 @@ class QuotaKeeper:
                     if old_b.rate == new_b.rate:
                         old_b.take(0.0, now)
                         new_b.tokens = min(new_b.burst, old_b.tokens)
-                new.rejects = m.rejects
+                if new.rejects.rate == m.rejects.rate:
+                    new.rejects = m.rejects
                 new.over_seconds = m.over_seconds
                 new.reason = m.reason
                 new.refused, new.refused_bytes = m.refused, m.refused_bytes

@@ -94,7 +94,11 @@ def test_a_full_deadletter_disk_holds_back_only_the_rejected_messages(
         assert stack.ingest is not None
         ingest_pid = stack.ingest.pid
         good_creds = stack.add_devices([(f"good-{i}", {"site": "g"}) for i in range(3)])
-        bad_creds, junk_creds = stack.add_devices([("bad", {"site": "b"}), ("junk", {"site": "j"})])
+        # About the full disk, not quotas (integration/test_isolation): the bad device is
+        # allowed its rate of rejected messages, and is not quarantined for them.
+        bad_creds, junk_creds = stack.add_devices(
+            [("bad", {"site": "b", "max_messages_per_s": 1000.0}), ("junk", {"site": "j"})]
+        )
         good_ids = [c.device_id for c in good_creds]
         filler = fill(disk)
 
