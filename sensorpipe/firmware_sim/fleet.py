@@ -55,8 +55,13 @@ class Fleet:
         seed: int = 0,
         confirm_timeout_s: float = 600.0,
         sds011: bool = True,
+        max_messages_per_s: float | None = None,
     ) -> None:
+        """`max_messages_per_s`: each agent's sending pace; by default twice what its sensors
+        produce (one message per sensor per interval), and at least the edge default, so that
+        a backlog drains."""
         self.hosts: list[SimulatedHost] = []
+        pace = max_messages_per_s or max(10.0, 4.0 / interval_s)
         for i, creds in enumerate(devices):
             street = Street(seed + i)
             sensors: list[SensorConfig] = []
@@ -85,6 +90,7 @@ class Fleet:
                     username=creds.username,
                     password=creds.password,
                     confirm_timeout_s=confirm_timeout_s,
+                    max_messages_per_s=pace,
                 ),
                 outbox_path=str(workdir / f"{creds.device_id}.outbox.sqlite"),
                 status_interval_s=status_interval_s,
