@@ -40,6 +40,7 @@ KITS = {
     "flood": "3001",
     "big": "4001",
     "fault": "5001",
+    "quarantine": "6001",
 }
 
 
@@ -198,6 +199,37 @@ def test_a_flooding_kit_gets_429_while_another_kit_still_gets_200(kits: Kits) ->
     assert status == 429 and b"retry-after: " in answer.lower()
     assert kits.post("chip-a")[0] == 200
     assert kits.posts(429) >= 4
+
+
+def test_a_kit_that_keeps_flooding_is_quarantined_until_lifted(kits: Kits) -> None:
+    """A kit posting several times a second is answered 429, then quarantined by the gateway
+    in the stack's book; refused 403 (whatever the password) while the other kits post; one
+    lift lets it back."""
+    device = kits.credentials["quarantine"].device_id
+    statuses: list[int] = []
+    give_up = time.monotonic() + 90  # a guard against a test that never ends, not a bound
+    while (not statuses or statuses[-1] != 403) and time.monotonic() < give_up:
+        statuses.append(kits.post("quarantine")[0])
+        time.sleep(0.2)
+    assert statuses[-1] == 403, statuses
+    # The burst, then 429 (but for the one post every 10 s its bucket allows).
+    assert statuses[:5] == [200] * 5 and set(statuses[5:-1]) <= {200, 429}
+    assert statuses.count(429) >= 10
+    status, answer = kits.post("quarantine", password="not its password")
+    assert status == 403
+    assert f"kit {device} is quarantined (kit_flood, since ".encode() in answer
+    assert f"`sensorpipe devices lift {device}`".encode() in answer
+    entry = kits.stack.quarantines()[device]
+    assert (entry.reason, entry.by) == ("kit_flood", STACK_GATEWAY_ID)
+    health = kits.health()
+    assert [q["device_id"] for q in health["quarantine"]["kits"]] == [device]
+    assert health["kits"]["airrohr"]["quarantine"]["quarantined"] == 1
+    assert kits.post("chip-b")[0] == 200
+    kits.stack.lift(device, by="test")
+    # Let back within the book's cache (1 s); its bucket fills again at one post per 10 s.
+    wait_for(lambda: kits.post("quarantine")[0] != 403, interval_s=1.0, what="the lift")
+    wait_for(lambda: kits.post("quarantine")[0] == 200, interval_s=4.0, timeout_s=30)
+    assert kits.stack.quarantines() == {}
 
 
 def test_a_body_over_the_limit_is_refused_413(kits: Kits) -> None:
