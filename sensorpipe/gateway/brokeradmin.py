@@ -17,22 +17,28 @@ What it is for, and why this way:
   password file; its role allows nothing but the plugin's control topic. Its name
   (gateway.mosquitto.ADMIN_USERNAME) has a dot, which no device id can have.
 
-Each call answers within `timeout_s` or raises BrokerAdminError with a one-line reason (the
-broker is not reachable, refuses the admin account, has no plugin, or the plugin refused a
-command); nothing is retried here, the caller decides (the ingest tries again later, the CLI
-says what to do).
+Each call connects, sends its commands, waits for the answers and disconnects. The broker ties
+the client id to the user name, so two connections of the admin account cannot be open at
+once: the newer one (say `devices lift` while the ingest disables a device) takes over and the
+older call fails, and is never reconnected behind its caller's back (two clients taking the id
+from each other in turn). Each call answers within `timeout_s` or raises BrokerAdminError with
+a one-line reason (the broker is not reachable, refuses the admin account, has no plugin, the
+connection was taken over, or the plugin refused a command); nothing is retried here, the
+caller decides (the ingest tries again later, the CLI says what to do).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import ssl
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -48,6 +54,7 @@ from sensorpipe.gateway.mosquitto import (
 from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.registry import Registry
 
+T = TypeVar("T")
 ADMIN_FILE = "admin.json"
 RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"
 # Commands per control message: the broker takes packets up to gateway.mosquitto's
@@ -58,6 +65,19 @@ BATCH_BYTES = 32 * 1024
 
 class BrokerAdminError(RuntimeError):
     """The broker's access rules could not be read or changed; the message says why."""
+
+
+class ConnectionTakenOver(BrokerAdminError):
+    """The admin connection ended before the answer came: most likely another admin
+    connection (same user name, so same client id) took it over. Worth trying again."""
+
+
+LOST = (
+    "the admin connection was lost before the answer (another admin connection may have "
+    "taken it over); try again"
+)
+# disable, enable and sync try again this many times after a connection taken over.
+ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +151,8 @@ def _acl_key(acl: dict[str, Any]) -> tuple[str, str, bool, int]:
 class BrokerAdmin:
     """The dynamic security plugin of the broker at `host`:`port`, as `credentials`' account.
 
-    One connection, made at the first call and kept until `close` (or until it fails: the next
-    call connects again). Safe to use from several threads: calls take turns."""
+    A connection per call (see the module docstring). Safe to use from several threads: calls
+    take turns."""
 
     def __init__(
         self,
@@ -157,25 +177,32 @@ class BrokerAdmin:
         self._connected = False
         self._refused: str | None = None
         self._subscribed = False
+        self._lost = False
         self._sequence = 0
+        # Every admin connection receives every answer: ours carry a prefix of their own.
+        self._prefix = secrets.token_hex(6)
 
     # --- what callers use ---------------------------------------------------------------
     def disable(self, username: str) -> bool:
         """Disconnect `username` now and refuse its connections until `enable`. False when
         the broker has no such account (a kit: its gateway publishes for it), which is not
         an error: there is nothing to disable."""
-        return self._one({"command": "disableClient", "username": username})
+        return self._again(lambda: self._one({"command": "disableClient", "username": username}))
 
     def enable(self, username: str) -> bool:
         """Let `username` connect again (its password file entry authenticates it). False
         when the broker has no such account."""
-        return self._one({"command": "enableClient", "username": username})
+        return self._again(lambda: self._one({"command": "enableClient", "username": username}))
 
     def sync(self, registry: Registry, disabled: Iterable[str] = ()) -> SyncResult:
         """Make the broker's clients and roles those the registry gives (one client and one
         role per account, gateway.mosquitto.account_acls), with the accounts in `disabled`
         (quarantined devices or gateways; never the readers or the admin) disabled and every
         other enabled. Clients the registry no longer has are deleted (and disconnected)."""
+        off = set(disabled)  # read once: each attempt uses it
+        return self._again(lambda: self._sync(registry, off))
+
+    def _sync(self, registry: Registry, disabled: set[str]) -> SyncResult:
         wanted = account_acls(registry, admin_username=self.credentials.username)
         can_disable = set(registry.devices) | set(registry.gateways)
         off = {u for u in disabled if u in wanted and u in can_disable}
@@ -255,18 +282,22 @@ class BrokerAdmin:
     def run(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send `commands` to the plugin and return its responses in their order;
         BrokerAdminError on the first one it refused."""
-        responses: list[dict[str, Any]] = []
-        batch: list[dict[str, Any]] = []
+        batches: list[list[dict[str, Any]]] = []
         size = 0
         for command in commands:
             length = len(json.dumps(command))
-            if batch and (len(batch) >= BATCH_COMMANDS or size + length > BATCH_BYTES):
-                responses += self._send(batch)
-                batch, size = [], 0
-            batch.append(command)
+            if not batches or len(batches[-1]) >= BATCH_COMMANDS or size + length > BATCH_BYTES:
+                batches.append([])
+                size = 0
+            batches[-1].append(command)
             size += length
-        if batch:
-            responses += self._send(batch)
+        responses: list[dict[str, Any]] = []
+        with self._lock:
+            try:
+                for batch in batches:
+                    responses += self._send(batch)
+            finally:
+                self._disconnect()
         for command, response in zip(commands, responses, strict=True):
             error = response.get("error")
             if error:
@@ -288,8 +319,24 @@ class BrokerAdmin:
         self.close()
 
     # --- the connection -----------------------------------------------------------------
+    def _again(self, call: Callable[[], T]) -> T:
+        """`call`, tried again (ATTEMPTS in all, after a short random pause) while another
+        admin connection takes the client id over: each is read from the broker afresh."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return call()
+            except ConnectionTakenOver:
+                if attempt == ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0.05, 0.3))
+        raise AssertionError("unreachable")
+
     def _one(self, command: dict[str, Any]) -> bool:
-        (response,) = self._send([command])
+        with self._lock:
+            try:
+                (response,) = self._send([command])
+            finally:
+                self._disconnect()
         error = response.get("error")
         if error == "Client not found":
             return False
@@ -301,38 +348,36 @@ class BrokerAdmin:
         return True
 
     def _send(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        with self._lock:
-            client = self._connect()
-            ids = []
-            with self._cond:
-                for command in commands:
-                    self._sequence += 1
-                    ids.append(f"sensorpipe-{self._sequence}")
-                    command["correlationData"] = ids[-1]
-            payload = json.dumps({"commands": commands})
+        """One control message and its answers; the caller holds the lock."""
+        client = self._connect()
+        ids = []
+        with self._cond:
             for command in commands:
-                del command["correlationData"]
-            info = client.publish(CONTROL_TOPIC, payload, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                self._disconnect()
-                raise BrokerAdminError(
-                    f"{self._where()}: could not send to the security plugin "
-                    f"({mqtt.error_string(info.rc)})"
-                )
-            with self._cond:
-                answered = self._cond.wait_for(
-                    lambda: all(i in self._responses for i in ids) or not self._connected,
-                    timeout=self.timeout_s,
-                )
-                got = [self._responses.pop(i, None) for i in ids]
-            if not answered or any(r is None for r in got):
-                self._disconnect()
-                why = "the connection was lost" if answered else f"{self.timeout_s:g} s passed"
-                raise BrokerAdminError(
-                    f"{self._where()}: no answer from the broker's dynamic security plugin "
-                    f"({why}); does its mosquitto.conf load the plugin?"
-                )
-            return [r for r in got if r is not None]
+                self._sequence += 1
+                ids.append(f"{self._prefix}-{self._sequence}")
+                command["correlationData"] = ids[-1]
+        payload = json.dumps({"commands": commands})
+        for command in commands:
+            del command["correlationData"]
+        info = client.publish(CONTROL_TOPIC, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._disconnect()
+            raise ConnectionTakenOver(f"{self._where()}: {LOST}")
+        with self._cond:
+            answered = self._cond.wait_for(
+                lambda: all(i in self._responses for i in ids) or not self._connected,
+                timeout=self.timeout_s,
+            )
+            got = [self._responses.pop(i, None) for i in ids]
+        if not answered or any(r is None for r in got):
+            self._disconnect()
+            if answered:
+                raise ConnectionTakenOver(f"{self._where()}: {LOST}")
+            raise BrokerAdminError(
+                f"{self._where()}: no answer from the broker's dynamic security plugin within "
+                f"{self.timeout_s:g} s; does its mosquitto.conf load the plugin?"
+            )
+        return [r for r in got if r is not None]
 
     def _where(self) -> str:
         return f"broker at {self.host}:{self.port}"
@@ -345,6 +390,7 @@ class BrokerAdmin:
             CallbackAPIVersion.VERSION2,
             client_id=self.credentials.username,
             protocol=mqtt.MQTTv5,
+            reconnect_on_failure=False,  # see the module docstring
         )
         client.username_pw_set(self.credentials.username, self.credentials.password)
         if self.tls:
@@ -358,6 +404,7 @@ class BrokerAdmin:
             self._connected = False
             self._subscribed = False
             self._refused = None
+            self._lost = False
         try:
             # A clean start and no session expiry: the broker keeps nothing for the admin.
             client.connect(self.host, self.port, keepalive=30, clean_start=True)
@@ -369,9 +416,14 @@ class BrokerAdmin:
         self._client = client
         with self._cond:
             done = self._cond.wait_for(
-                lambda: self._subscribed or self._refused is not None, timeout=self.timeout_s
+                lambda: self._subscribed or self._refused is not None or self._lost,
+                timeout=self.timeout_s,
             )
             refused = self._refused
+            lost = self._lost and not self._subscribed
+        if lost:
+            self._disconnect()
+            raise ConnectionTakenOver(f"{self._where()}: {LOST}")
         if refused is not None or not done:
             self._disconnect()
             raise BrokerAdminError(
@@ -414,6 +466,7 @@ class BrokerAdmin:
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
         with self._cond:
             self._connected = False
+            self._lost = True
             self._cond.notify_all()
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:

@@ -293,3 +293,42 @@ def test_quarantine_and_lift_through_the_stack_and_across_a_restart(tmp_path: Pa
         assert stack.status()["quarantined"] == []
     finally:
         stack.down()
+
+
+def test_two_admin_connections_at_once_never_take_the_id_from_each_other_for_good(
+    setup: Setup,
+) -> None:
+    """The ingest disabling a device while an operator lifts another: the broker lets one
+    admin connection per user name, so one call may fail (and says so); neither reconnects
+    behind its caller's back, and the next calls work."""
+    import threading
+
+    from sensorpipe.gateway.brokeradmin import ATTEMPTS, BrokerAdminError
+
+    outcomes: list[str] = []
+
+    def toggle(device: str) -> None:
+        admin = setup.broker.admin_client(timeout_s=5)
+        for _ in range(20):
+            try:
+                admin.disable(device)
+                admin.enable(device)
+                outcomes.append("done")
+            except BrokerAdminError as exc:
+                outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=toggle, args=(d,)) for d in ("dev-a", "dev-b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outcomes) == 40
+    # Each call is tried again after a take-over; one that still failed says so.
+    failed = [o for o in outcomes if o != "done"]
+    assert all("admin connection was lost" in o for o in failed), failed
+    print(f"{len(failed)} of 40 disable+enable pairs failed after {ATTEMPTS} attempts")
+    with setup.broker.admin_client() as admin:
+        admin.sync(setup.registry)  # enables one whose enable call failed
+        assert not admin.sync(setup.registry).changed  # nothing astray
+    for name in ("dev-a", "dev-b"):
+        setup.device(name).close()
