@@ -48,15 +48,17 @@ APP = "fijnstof-wijk@ttn"
 API_KEY = "NNSXS.TESTKEY4BRIDGE.SECRETPART0123456789"
 WEBHOOK_TOKEN = "webhook-token-for-the-test"
 AS_USER, AS_PASSWORD = "application-server", "as-password"
-# Each uplink is received a second after the one before, as The Things Stack's clock goes on:
-# the gap filling asks for what came after the last uplink the bridge handled.
+# Each uplink is received 5 s after the one before, as The Things Stack's clock goes on: the
+# gap filling asks for what came after the last uplink the bridge handled, and no node sends
+# faster than the LoRa duty cycle allows (the gateway's uplink rate limit).
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-_SECONDS = itertools.count(1)
+_SECONDS = itertools.count(5, 5)
 NODES = {  # sensorpipe device id: TTN end device id
     "fijnstof-01": "eui-70b3d57ed005e1a2",
     "school-02": "school-dak-02",
     "hook-03": "hook-03",
     "fault-04": "fault-04",
+    "flood-05": "flood-05",
 }
 
 
@@ -64,12 +66,20 @@ def _time(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"  # nanoseconds, as The Things Stack
 
 
-def uplink(ttn_device: str, f_cnt: int, *, template: str = "uplink.json", pm25: float = 0) -> dict:
-    """A sample uplink as `ttn_device` sends it with frame counter `f_cnt`, received now."""
+def uplink(
+    ttn_device: str,
+    f_cnt: int,
+    *,
+    template: str = "uplink.json",
+    pm25: float = 0,
+    at: datetime | None = None,
+) -> dict:
+    """A sample uplink as `ttn_device` sends it with frame counter `f_cnt`, received now (or
+    `at`, by the Network Server)."""
     obj: dict[str, Any] = json.loads((DATA / template).read_text())
     obj["end_device_ids"]["device_id"] = ttn_device
     up = obj["uplink_message"]
-    ns = T0 + timedelta(seconds=next(_SECONDS))
+    ns = at if at is not None else T0 + timedelta(seconds=next(_SECONDS))
     up["received_at"] = _time(ns)
     obj["received_at"] = _time(ns + timedelta(milliseconds=180))
     up["f_cnt"] = f_cnt
@@ -435,3 +445,60 @@ def test_a_bridge_that_loses_its_connection_resumes_without_loss_or_duplicates(t
     counts = ttn.health()["kits"]["ttn"]
     assert counts["uplinks"]["gap_filled"] >= 8
     assert counts["connections"]["made"] == 2 and counts["connections"]["lost"] == 1
+
+
+def test_a_node_that_floods_is_limited_then_quarantined_until_lifted(ttn: Ttn) -> None:
+    """A node sending four uplinks a second (by the Network Server's times, twice what the
+    LoRa duty cycle allows at the shortest airtime) has those over its limit dropped, then is
+    quarantined by the gateway in the stack's book; another node's uplinks go on being stored
+    meanwhile; nothing of the flood is dead-lettered; one lift lets the node back. Last in
+    the module: its uplinks' times run ahead of the shared clock."""
+    tts, stack = ttn.tts, ttn.stack
+    base = T0 + timedelta(seconds=next(_SECONDS))
+    sent = 0
+    school: list[int] = []
+    give_up = time.monotonic() + 90  # a guard against a test that never ends, not a bound
+    while "flood-05" not in stack.quarantines() and time.monotonic() < give_up:
+        at = base + timedelta(seconds=0.25 * sent)
+        tts.uplink(uplink("flood-05", sent, at=at, pm25=1.0 + sent))
+        if sent % 8 == 0:  # the school's node, every 2 s: within its limit
+            school.append(5000 + sent)
+            tts.uplink(uplink("school-dak-02", school[-1], at=at))
+        sent += 1
+        time.sleep(0.25)
+    entry = stack.quarantines().get("flood-05")
+    assert entry is not None, f"not quarantined after {sent} uplinks"
+    assert (entry.reason, entry.by) == ("kit_flood", STACK_GATEWAY_ID)
+    assert "rate limit of 10 at once, then one every 2 s" in entry.detail
+    # Quarantined: its uplinks are dropped (and acknowledged upstream).
+    for i in range(sent, sent + 4):
+        tts.uplink(uplink("flood-05", i, at=base + timedelta(seconds=0.25 * i)))
+    health = wait_for(
+        lambda: (
+            (h := ttn.health())["kits"]["ttn"]["uplinks"].get("dropped_quarantined", 0) >= 4 and h
+        ),
+        what="the quarantined node's uplinks dropped",
+    )
+    counts = health["kits"]["ttn"]
+    assert counts["uplinks"]["dropped_over_rate"] >= 10
+    assert counts["quarantine"]["quarantined"] == 1
+    assert [q["device_id"] for q in health["quarantine"]["kits"]] == ["flood-05"]
+    # Stored: the burst and one per 2 s of the flood's network time, nothing else.
+    links = wait_for(lambda: _link(ttn, "flood-05"), what="the flood's first uplinks")
+    time.sleep(1.0)
+    links = _link(ttn, "flood-05")
+    assert 10 <= len(links) <= 10 + sent * 0.25 / 2 + 1
+    assert not [d for d in ttn.letters() if d.topic.endswith("/flood-05")]
+    # The other node was not touched.
+    q = "SELECT f_cnt FROM link WHERE device_id = 'school-02' AND f_cnt >= 5000"
+    wait_for(
+        lambda: sorted(r["f_cnt"] for r in ttn.rows(q)) == school,
+        what="the school node's uplinks during the flood",
+    )
+    # One lift: its next uplink (sent well within its limit) is stored again.
+    stack.lift("flood-05", by="test")
+    after = base + timedelta(seconds=0.25 * (sent + 4) + 60)
+    time.sleep(1.5)  # the book's cache
+    tts.uplink(uplink("flood-05", 10_000, at=after))
+    q = "SELECT f_cnt FROM link WHERE device_id = 'flood-05' AND f_cnt = 10000"
+    wait_for(lambda: ttn.rows(q), what="the node's uplink after the lift")
