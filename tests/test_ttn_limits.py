@@ -144,6 +144,27 @@ def test_a_node_over_its_rate_has_uplinks_dropped_and_counted_not_kept(node: Nod
     assert node.quarantine.active() == []
 
 
+def test_a_node_nobody_registered_is_limited_too_and_never_quarantined(node: Node) -> None:
+    dropped = []
+    for f_cnt in range(4 * 20):  # four a second for 20 s
+        dropped.append(node.live("stranger", f_cnt))
+        node.clocks.advance(0.25)
+    # Its letters (unknown_device) stop at its limit: the store is not filled by a flood.
+    assert node.letters.codes() == ["unknown_device"] * dropped.count(None)
+    # The burst of 10 and one per 2 s of the 19.75 s that follow.
+    assert dropped.count(None) == 19 and dropped.count("over_rate") == 61
+    assert node.letters.kept[0].topic == f"ttn:{APP}/stranger"
+    assert node.quarantine.active() == []  # there is no kit to quarantine
+
+
+def test_a_kit_of_another_gateway_is_limited_but_not_quarantined_here(node: Node) -> None:
+    for f_cnt in range(4 * 20):
+        node.live("elders-03", f_cnt)  # registered to gw-2
+        node.clocks.advance(0.25)
+    assert node.letters.codes() == ["wrong_signer"] * 19
+    assert node.quarantine.active() == []
+
+
 def test_uplinks_that_arrive_together_pass_as_they_were_sent(node: Node) -> None:
     # Queued while the broker was away, or fetched from the Storage Integration: a day of
     # uplinks every 5 minutes, handled at once.

@@ -4,6 +4,10 @@ A bucket holds up to `burst` tokens and gains one every `refill_s` seconds; each
 one. An airrohr kit posts every 145 s (every 30 s at the shortest interval its config page
 allows), so the default (a burst of 5, then one every 10 s) never stops a working kit, while a
 kit stuck in a loop, or someone with its password, is answered 429 with a Retry-After.
+
+The Things Stack's nodes are limited by SentRateLimiter: the same bucket, on the clock of the
+Network Server that received each uplink, so uplinks delivered late and together pass as they
+were sent. A kit that stays over its limit is quarantined (gateway.kits.quarantine).
 """
 
 from __future__ import annotations

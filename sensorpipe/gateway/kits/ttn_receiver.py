@@ -18,16 +18,17 @@ What becomes of an uplink:
   bandwidth, frequency (Hz) and `consumed_airtime` (s); the firmware is the end device's
   `version_ids.firmware_version`, else "lorawan".
 
-Limits: each node may send `uplink_burst` uplinks at once, then one every `uplink_refill_s`
-seconds (the application's settings; by default a little above what the LoRa duty cycle
-allows), timed by the Network Server's reception, so uplinks that arrive late and together
-(queued while our broker was away, retried, fetched from the Storage Integration) pass as they
-were sent (limits.SentRateLimiter). An uplink over it is dropped (counted, not dead-lettered:
-a flood must not fill the store); a node that keeps exceeding it for a sustained period is
-quarantined (gateway.kits.quarantine, reason `kit_flood`), and a quarantined node's uplinks,
-whoever quarantined it, are dropped (counted) until an operator lifts it. Dropped uplinks are
-still acknowledged upstream (handled: not fetched or taken again), so The Things Stack neither
-resends them nor counts the application's webhook as failing for its other nodes.
+Limits: each node, registered or not, may send `uplink_burst` uplinks at once, then one every
+`uplink_refill_s` seconds (the application's settings; by default a little above what the LoRa
+duty cycle allows), timed by the Network Server's reception, so uplinks that arrive late and
+together (queued while our broker was away, retried, fetched from the Storage Integration) pass
+as they were sent (limits.SentRateLimiter). An uplink over it is dropped (counted, not
+dead-lettered: a flood must not fill the store); a kit of this gateway that keeps exceeding it
+for a sustained period is quarantined (gateway.kits.quarantine, reason `kit_flood`), and a
+quarantined node's uplinks, whoever quarantined it, are dropped (counted) until an operator
+lifts it. Dropped uplinks are still acknowledged upstream (handled: not fetched or taken
+again), so The Things Stack neither resends them nor counts the application's webhook as
+failing for its other nodes.
 
 Rejections (dead letters on topic `ttn:<application>@<tenant>/<device id>` with the exact
 bytes): `malformed_json`, `too_large`, `schema` (not an uplink as The Things Stack sends it, a
@@ -204,10 +205,10 @@ class TtnReceiver:
                 if self._counters is not None:
                     self._counters.add(KIT, "uplinks", "duplicate")
                 return result
-            result.device_id = self._kit(up)
-            result.dropped = self._held_back(up, result.device_id)
+            result.dropped, result.device_id = self._held_back(up)
             if result.dropped is not None:
                 return self._finish(result, key)
+            result.device_id = self._kit(up)
             message, problems = self._message(up, result.device_id)
         except DecodeError as rejected:
             result.letters.append(
@@ -277,21 +278,30 @@ class TtnReceiver:
             )
         return kit
 
-    def _held_back(self, up: ApplicationUp, kit: str) -> str | None:
-        """Why the uplink is dropped ("quarantined", "over_rate"), or None: it goes on."""
-        quarantine = self._quarantine
-        if quarantine is not None and quarantine.refusal(kit, KIT) is not None:
-            return "quarantined"
+    def _held_back(self, up: ApplicationUp) -> tuple[str | None, str | None]:
+        """Why the uplink is dropped ("quarantined", "over_rate"; None: it goes on), and the
+        node's kit when it is one of this gateway's. The limit holds for every node,
+        registered or not (a node nobody registered must not fill the dead-letter store
+        either); only this gateway's kits are quarantined."""
+        node = up.end_device_ids.device_id
+        registry = self._registry()
+        kit = registry.kit_by_ttn(self.app.application, node)
+        entry = None if kit is None else registry.devices.get(kit)
+        ours = kit if entry is not None and entry.gateway == self._publisher.gateway_id else None
+        quarantine = self._quarantine if ours is not None else None
+        if quarantine is not None and ours is not None and quarantine.refusal(ours, KIT):
+            return "quarantined", ours
         observed = up.observed_at
-        if self._rate.allow(kit, None if observed is None else observed.timestamp()):
-            return None
-        if quarantine is not None:
+        sent_at = None if observed is None else observed.timestamp()
+        if self._rate.allow(kit or self.letter_topic(node), sent_at):
+            return None, ours
+        if quarantine is not None and ours is not None:
             limit = (
                 f"uplinks over its rate limit of {self._rate.burst} at once, then one every "
                 f"{self._rate.refill_s:g} s"
             )
-            quarantine.over_limit(KIT, kit, limit)
-        return "over_rate"
+            quarantine.over_limit(KIT, ours, limit)
+        return "over_rate", ours
 
     def _message(
         self, up: ApplicationUp, kit: str
