@@ -273,6 +273,11 @@ def test_quarantine_and_lift_through_the_stack_and_across_a_restart(tmp_path: Pa
         watcher.close()
         (entry,) = stack.status()["quarantined"]
         assert (entry["device_id"], entry["reason"], entry["detail"]) == ("dev-q", "manual", "test")
+        status = cli.invoke(main, ["stack", "status", *where])
+        assert "QUARANTINED devices: 1 (`sensorpipe devices lift ID` ends it)" in status.output
+        assert "dev-q" in status.output and "manual: test (by operator" in status.output
+        text = cli.invoke(main, ["devices", "list", *where]).output
+        assert "QUARANTINED(manual since" in text
         listed = cli.invoke(main, ["devices", "list", *where, "--json"])
         (row,) = [d for d in json.loads(listed.stdout) if d["device_id"] == "dev-q"]
         assert row["quarantine"]["reason"] == "manual"
