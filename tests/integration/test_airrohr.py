@@ -136,7 +136,15 @@ def test_a_kit_posting_as_its_firmware_does_is_stored_with_metadata_and_provenan
     assert reply["readings"] == 5 and reply["not_stored"] == ["SPS30_N05"]
 
     q = f"SELECT * FROM air WHERE device_id = '{kit.device_id}' GROUP BY *"
-    rows = wait_for(lambda: _rows(influx, q), what="the kit's readings in InfluxDB")
+    quantities = ("pm10", "pm2_5", "temperature", "relative_humidity", "pressure")
+
+    def all_five() -> list[dict[str, Any]]:
+        # A query while the write is under way can see some of a point's fields already.
+        rows = _rows(influx, q)
+        found = sum(1 for r in rows for k in quantities if r.get(k) is not None)
+        return rows if found == 5 else []
+
+    rows = wait_for(all_five, what="the kit's five readings in InfluxDB")
     by_sensor = {r["sensor"]: r for r in rows}
     assert set(by_sensor) == {"sds011", "bme280"}
     sds, bme = by_sensor["sds011"], by_sensor["bme280"]
