@@ -347,3 +347,33 @@ def test_sim_fleet_fails_when_messages_are_left_in_outboxes(
     assert "Error: 2 messages were never sent: still in the simulated devices' outboxes" in (
         result.output
     )
+
+
+def test_quarantine_and_lift_without_a_running_stack(tmp_path: Path) -> None:
+    """The book is the record: a quarantine made while nothing runs is applied by the next
+    `stack up` (test_broker_security checks the broker), and says so."""
+    from sensorpipe.protocol.quarantine import QuarantineBook
+
+    directory = tmp_path / "st"
+    registry = Registry(devices={"pi-1": DeviceEntry(site="s", source="import")})
+    save_registry(registry, directory / "registry.toml")
+    runner = CliRunner()
+    where = ["--dir", str(directory)]
+    out = runner.invoke(main, ["devices", "quarantine", "pi-1", *where, "--reason-text", "loop"])
+    assert out.exit_code == 0, out.output
+    assert "quarantined pi-1 (" in out.output and "devices lift pi-1" in out.output
+    book = QuarantineBook(directory / "quarantine.sqlite")
+    (entry,) = book.active().values()
+    assert (entry.reason, entry.detail) == ("manual", "loop") and entry.by.startswith("operator")
+    book.close()
+    listed = runner.invoke(main, ["devices", "list", *where])
+    assert "QUARANTINED(manual since" in listed.output
+    out = runner.invoke(main, ["devices", "lift", "pi-1", *where])
+    assert out.exit_code == 0, out.output
+    assert "lifted the quarantine of pi-1 (manual since" in out.output
+    assert "no broker runs" in out.output
+    again = runner.invoke(main, ["devices", "lift", "pi-1", *where])
+    assert again.exit_code == 1 and "pi-1 is not quarantined" in again.output
+    book = QuarantineBook(directory / "quarantine.sqlite")
+    assert [e.event for e in book.events(device_id="pi-1")] == ["lifted", "quarantined"]
+    book.close()

@@ -632,8 +632,10 @@ def devices_quarantine(directory: Path | None, device_id: str, reason_text: str)
     entry = s.registry().devices[device_id]
     if disabled:
         where = "its broker account is disabled"
-    elif entry.source != EDGE:
+    elif entry.source in KIT_SOURCES:
         where = f"a kit has no broker account: gateway {entry.gateway} refuses it"
+    elif entry.source != EDGE:
+        where = f"a device of source {entry.source} has no broker account"
     else:
         where = "no broker runs; `stack up` starts it with the account disabled"
     click.echo(f"quarantined {device_id} ({where}); `sensorpipe devices lift {device_id}` ends it")
