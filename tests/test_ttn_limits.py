@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from sensorpipe.gateway.kits.context import Counters
-from sensorpipe.gateway.kits.limits import SentRateLimiter
+from sensorpipe.gateway.kits.limits import Pacer, SentRateLimiter
 from sensorpipe.gateway.kits.quarantine import KitQuarantine
 from sensorpipe.gateway.kits.ttn_config import UPLINK_BURST, UPLINK_REFILL_S
 from sensorpipe.gateway.kits.ttn_receiver import TtnReceiver
@@ -70,6 +70,8 @@ class Node:
             clock=lambda: self.clocks.mono,
         )
         self.state = TtnState(tmp_path / "ttn.sqlite")
+        self.waited: list[float] = []  # the publishing pace's waits
+        self.pacer = Pacer(10.0, clock=lambda: self.clocks.mono, sleep=self._sleep)
         self.receiver = TtnReceiver(
             application(**app),
             publisher=self.publisher,
@@ -79,7 +81,12 @@ class Node:
             counters=self.counters,
             clock=lambda: self.clocks.wall,
             quarantine=self.quarantine,
+            pacer=self.pacer,
         )
+
+    def _sleep(self, seconds: float) -> None:
+        self.waited.append(seconds)
+        self.clocks.advance(seconds)
 
     def live(self, device: str, f_cnt: int) -> str | None:
         """One uplink sent now and handled at once; why it was dropped, if it was."""
@@ -177,6 +184,8 @@ def test_uplinks_that_arrive_together_pass_as_they_were_sent(node: Node) -> None
     late = node.receiver.handle(uplink(NODE, 299, START - timedelta(minutes=5)))
     assert late.dropped is None
     assert node.published("fijnstof-01") == 290
+    # Published ten a second, not all at once: within the ingest's quota per device.
+    assert len(node.waited) == 289 and all(w == pytest.approx(0.1) for w in node.waited)
 
 
 def test_a_node_that_keeps_exceeding_is_quarantined_until_lifted(node: Node) -> None:
@@ -225,6 +234,21 @@ def test_a_node_quarantined_elsewhere_is_dropped_and_the_webhook_still_says_200(
     assert answer.json()["dropped"] == "quarantined" and answer.json()["stored"] is False
     assert node.publisher.messages == [] and node.letters.kept == []
     assert node.counters.get("ttn", "quarantine", "refused") == 1
+
+
+def test_the_pace_is_per_kit() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    pacer = Pacer(10.0, clock=lambda: now[0], sleep=sleep)
+    assert [pacer.wait("a") for _ in range(3)] == pytest.approx([0.0, 0.1, 0.2])
+    assert pacer.wait("b") == 0.0  # another kit does not wait for this one
+    now[0] = 5.0
+    assert pacer.wait("a") == 0.0  # a kit within its pace never waits
+    assert slept == pytest.approx([0.1, 0.2])
 
 
 def test_limits_per_application_in_the_config() -> None:

@@ -118,3 +118,44 @@ class SentRateLimiter:
     def forget(self, key: str) -> None:
         with self._lock:
             self._buckets.pop(key, None)
+
+
+class Pacer:
+    """At most `per_s` items a second per key, spaced evenly: `wait(key)` returns when the
+    key's next turn has come (at once when it is not sending faster than that).
+
+    The kit gateway publishes each kit's messages through it, so uplinks that come all at once
+    (a day of them from the Storage Integration after the gateway was down) reach the ingest
+    at the pace an edge agent drains its outbox, within the ingest's quota per device, instead
+    of being refused there. Another kit's turn does not wait for this one's.
+    """
+
+    def __init__(
+        self,
+        per_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        max_keys: int = 100_000,
+    ) -> None:
+        if per_s <= 0:
+            raise ValueError("per_s must be above 0")
+        self.interval_s = 1.0 / per_s
+        self._clock = clock
+        self._sleep = sleep
+        self._max_keys = max_keys
+        self._next: dict[str, float] = {}  # key -> when its next item may go
+        self._lock = threading.Lock()
+
+    def wait(self, key: str) -> float:
+        """Wait for `key`'s turn; the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            turn = max(now, self._next.get(key, now))
+            if key not in self._next and len(self._next) >= self._max_keys:
+                self._next = {k: t for k, t in self._next.items() if t > now}
+            self._next[key] = turn + self.interval_s
+        delay = turn - now
+        if delay > 0:
+            self._sleep(delay)
+        return delay

@@ -38,6 +38,10 @@ another gateway, whose broker account alone may publish for it), `not_decoded` (
 payload formatter output), `unknown_field`, `simulated` (made in the console, not measured),
 `internal_error` (a bug here: kept to be looked at).
 
+Pace: one kit's messages are published at most `PUBLISH_PER_KIT_S` (10) a second, so a day
+of a node's uplinks fetched at once after an outage stays within the ingest's quota per device
+(limits.Pacer); other kits' messages do not wait for it.
+
 Delivery: `handle` returns once the message is acknowledged by the broker and its letters are
 committed; otherwise it raises (`BrokerUnavailable`, `DeadLettersUnavailable`) and the caller
 does not acknowledge the uplink upstream, so it comes again. An uplink published before is
@@ -59,7 +63,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from sensorpipe.gateway.kits.limits import SentRateLimiter
+from sensorpipe.gateway.kits.limits import Pacer, SentRateLimiter
 from sensorpipe.gateway.kits.quarantine import KitQuarantine
 from sensorpipe.gateway.kits.ttn_config import TtnApplication
 from sensorpipe.gateway.kits.ttn_state import TtnState, UplinkKey
@@ -74,6 +78,10 @@ log = logging.getLogger(__name__)
 KIT = "ttn"  # the gateway's counters by kit adapter
 MAX_GATEWAY_IDS = 8  # KitLink keeps the strongest few
 REMEMBERED = 4096  # uplinks handled lately, known without asking the state file
+# The most messages a second published for one kit: the edge agent's own pace when it drains
+# its outbox, half the ingest's default quota per device (20 a second), so the uplinks of a
+# long outage fetched at once are not refused there. A live node sends one every few minutes.
+PUBLISH_PER_KIT_S = 10.0
 # Decoded fields The Things Stack reads as the node's position (`locations["frm-payload"]`).
 POSITION_FIELDS = frozenset({"latitude", "longitude", "altitude", "accuracy"})
 
@@ -163,6 +171,7 @@ class TtnReceiver:
         clock: Callable[[], float] = time.time,
         publish_timeout_s: float = 10.0,
         quarantine: KitQuarantine | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.app = app
         self.stats = ReceiverStats()
@@ -174,6 +183,7 @@ class TtnReceiver:
         self._clock = clock
         self._publish_timeout_s = publish_timeout_s
         self._quarantine = quarantine
+        self._pacer = pacer or Pacer(PUBLISH_PER_KIT_S)
         self._rate = SentRateLimiter(
             burst=app.uplink_burst, refill_s=app.uplink_refill_s, clock=clock
         )
@@ -225,6 +235,7 @@ class TtnReceiver:
             KitLetter(self.letter_topic(device), raw, code, detail) for code, detail in problems
         ]
         if message is not None:
+            self._pacer.wait(message.device_id)
             # BrokerUnavailable propagates: nothing is acknowledged upstream, it comes again.
             self._publisher.publish(message, timeout_s=self._publish_timeout_s)
             result.message = message
