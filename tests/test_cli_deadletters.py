@@ -56,3 +56,16 @@ def test_purge_removes_only_what_the_operator_chose(tmp_path: Path) -> None:
         main, ["ingest", "purge", "--db", str(db), "--older-than", "1970-01-02"]
     )
     assert "removed 2 dead letters (older than 1970-01-02); 0 left" in old.output
+
+
+def test_the_kit_gateway_keeps_a_kits_letters_within_its_quota(tmp_path: Path) -> None:
+    from sensorpipe.cli.gateway import _DeadLetters
+
+    store = DeadLetterStore(tmp_path / "dl.sqlite", per_device_letters=3)
+    sink = _DeadLetters(store)
+    for i in range(10):  # a kit posting junk: beyond its quota nothing is kept, nothing raised
+        sink.keep("airrohr:123", b"junk %d" % i, "malformed_json", "x")
+    sink.keep("airrohr:456", b"other kit", "malformed_json", "x")
+    assert store.usage("airrohr:123").letters == 3
+    assert store.usage("airrohr:456").letters == 1
+    store.close()

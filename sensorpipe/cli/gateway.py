@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pwd
 import re
 import socket
@@ -53,7 +54,13 @@ def gateway_run(config_path: str, allow_plaintext: bool) -> None:
     check_registered(config, secrets, config_path)
     check_ttn(config, config_path)
     try:
-        store = DeadLetterStore(config.deadletter_path)
+        # Each kit keeps at most as many letters as a device does at the ingest (its default
+        # [quota]): one kit's rejected posts never fill the store for the others.
+        store = DeadLetterStore(
+            config.deadletter_path,
+            per_device_letters=KIT_LETTERS,
+            per_device_bytes=KIT_LETTER_BYTES,
+        )
     except (OSError, sqlite3.Error) as exc:
         fail(f"{config_path}: deadletter_path {config.deadletter_path}: cannot be opened ({exc})")
     http = config.http
@@ -75,20 +82,46 @@ def gateway_run(config_path: str, allow_plaintext: bool) -> None:
         store.close()
 
 
+KIT_LETTERS = 10_000
+KIT_LETTER_BYTES = 64 * 1024 * 1024
+
+
 class _DeadLetters:
     """The ingest's dead-letter store, as the kit gateway keeps its rejected input there."""
 
     def __init__(self, store: DeadLetterStore) -> None:
         self._store = store
+        self._said: dict[str, float] = {}  # kit -> when its full quota may be said again
 
     def keep(self, topic: str, payload: bytes, code: str, detail: str) -> None:
         from sensorpipe.gateway.kits.context import LetterNotKept
         from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStoreUnavailable
 
+        letter = DeadLetter(time.time(), topic, payload, code, detail)
         try:
-            self._store.add_many([DeadLetter(time.time(), topic, payload, code, detail)])
+            result = self._store.add_many([letter])
         except DeadLetterStoreUnavailable as exc:
             raise LetterNotKept(str(exc)) from None
+        for kit in result.near_full:
+            logging.getLogger(__name__).warning(
+                "%s keeps over 80 %% of its dead-letter quota (%d letters, %d bytes)",
+                kit,
+                KIT_LETTERS,
+                KIT_LETTER_BYTES,
+            )
+        if result.refused and time.monotonic() >= self._said.get(letter.device, 0.0):
+            # Not retried: the kit's rate limit bounds how many come, and sending them again
+            # would not make room. Said once a minute per kit.
+            self._said[letter.device] = time.monotonic() + 60.0
+            logging.getLogger(__name__).error(
+                "%s: its dead-letter quota is full (%d letters or %d bytes); its further "
+                "rejected input is not kept. Look at it (`sensorpipe ingest rejects`), then "
+                "purge it (`sensorpipe ingest purge --device %s`)",
+                letter.device,
+                KIT_LETTERS,
+                KIT_LETTER_BYTES,
+                letter.device,
+            )
 
 
 @gateway.command("config")
