@@ -160,17 +160,19 @@ def gateway_config(
     allow_plaintext: bool,
     run_as: str,
 ) -> None:
-    """Write mosquitto.conf, passwd and acl for a system broker.
+    """Write mosquitto.conf, passwd and the access rules (the dynamic security plugin's
+    dynamic-security.json, or acl without the plugin) for a system broker.
 
     A listener off loopback needs TLS: --tls-cert and --tls-key (PEM files the broker user can
     read), or --allow-plaintext to accept the risk.
     """
     from sensorpipe.gateway.mosquitto import (
-        BrokerFiles,
         ListenerError,
         Tls,
         broker_config,
+        broker_files,
         is_loopback,
+        uses_dynsec,
         write_security_files,
     )
     from sensorpipe.protocol.registry import load_registry
@@ -199,10 +201,10 @@ def gateway_config(
     except ConfigError as exc:
         fail(str(exc))
     if out_dir.exists() and not out_dir.is_dir():
-        fail(f"--out {out_dir}: is a file; give a directory for mosquitto.conf, passwd and acl")
-    files = BrokerFiles(
-        out_dir / "mosquitto.conf", out_dir / "passwd", out_dir / "acl", out_dir / "data"
-    )
+        fail(f"--out {out_dir}: is a file; give a directory for the broker's files")
+    # The access rules: the dynamic security plugin's JSON where this Mosquitto has the plugin
+    # (SUBSCRIBE refused beyond a device's own confirmations), else an acl_file.
+    files = broker_files(out_dir)
     try:
         config = broker_config(
             files, port=port, bind=bind, tls=tls, allow_plaintext=allow_plaintext, user=run_as
@@ -218,6 +220,13 @@ def gateway_config(
         where = exc.filename or out_dir
         fail(f"--out {out_dir}: cannot write {where}: {exc.strerror or exc}")
     click.echo(f"wrote {files.config}, {files.passwords}, {files.acl}")
+    if uses_dynsec(files.config):
+        click.echo(
+            "after a registry change, run this again and restart the broker: its dynamic "
+            "security plugin does not read its file again on SIGHUP"
+        )
+    else:
+        click.echo("after a registry change, run this again and send the broker SIGHUP")
     if run_as != "mosquitto" and not _system_user(run_as):
         click.echo(f"warning: --user {run_as}: no such user on this machine", err=True)
     if not registry.devices:
