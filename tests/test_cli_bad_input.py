@@ -237,6 +237,16 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--limit", "9" * 23, "--dir", str(t)], "is not in the range 1<=x<=1000000"),
         (lambda t: ["--since", "99999999999d", "--dir", str(t)], "too far back"),
     ],
+    "ingest purge": [
+        (lambda t: ["--db", str(t / "none.sqlite"), "--all"], "no dead-letter store at"),
+        (lambda t: ["--db", _file(t, "notes.txt", "x"), "--all"], "not a dead-letter store"),
+        (lambda t: ["--dir", str(t)], "give --reason, --device or --older-than"),
+        (lambda t: ["--reason", "bad_sig", "--dir", str(t)], "did you mean 'bad_signature'?"),
+        (
+            lambda t: ["--older-than", "last week", "--dir", str(t)],
+            "--older-than: time 'last week'",
+        ),
+    ],
     "ingest replay": [
         (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),
         (lambda t: ["--reason", "schemas", "--config", _ingest_config(t)], "did you mean 'schema'"),

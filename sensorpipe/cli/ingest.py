@@ -98,7 +98,7 @@ def _deadletter_path(directory: Path | None, db: Path | None) -> Path:
     return path
 
 
-def _since(value: str | None) -> float | None:
+def _since(value: str | None, option: str = "--since") -> float | None:
     """'1h', '-30m', '2d' back from now, a date (midnight UTC) or ISO 8601 with offset."""
     from sensorpipe.query.influxql import QueryInputError, parse_time
 
@@ -110,7 +110,7 @@ def _since(value: str | None) -> float | None:
     try:
         return parse_time(text, relative_example="1h, 30m or 2d").timestamp()
     except QueryInputError as exc:
-        fail(f"--since: {exc}")
+        fail(f"{option}: {exc}")
 
 
 DB_OPTION = click.option(
@@ -237,7 +237,7 @@ def ingest_purge(
     _reason_option(code)
     if not (code or device or older_than or everything):
         fail("give --reason, --device or --older-than to choose letters, or --all for every one")
-    before = _since(older_than) if older_than else None
+    before = _since(older_than, "--older-than") if older_than else None
     path = _deadletter_path(directory, db)
     try:
         store = DeadLetterStore(path)

@@ -1080,9 +1080,11 @@ class IngestService:
                             tls=b.tls,
                             ca_file=b.ca_file,
                         )
-                    admin.disable(device)
-                    self.stats.broker_disabled += 1
-                    log.info("broker account of %s disabled", device)
+                    if admin.disable(device):
+                        self.stats.broker_disabled += 1
+                        log.info("broker account of %s disabled", device)
+                    else:
+                        log.warning("the broker has no account %s to disable", device)
                     break
                 except BrokerAdminError as exc:
                     log.error("could not disable the broker account of %s: %s", device, exc)
