@@ -121,7 +121,7 @@ def test_rejected_messages_have_their_own_quota() -> None:
 
 def test_a_device_with_its_own_quota_from_the_registry() -> None:
     clock = Clock()
-    limits = {"fast": (200.0, 1_000_000)}
+    limits: dict[str, tuple[float | None, int | None]] = {"fast": (200.0, 1_000_000)}
     keeper = QuotaKeeper(
         QuotaConfig(messages_per_s=10, burst_messages=20),
         limits_for=lambda d: limits.get(d, (None, None)),
@@ -220,7 +220,7 @@ def test_a_device_over_its_quota_for_long_enough_is_quarantined(tmp_path: Path) 
         quarantine_path=str(book_path),
         quota={"messages_per_s": 5, "burst_messages": 5, "quarantine_after_s": 3},
     )
-    service._quota._clock = clock  # type: ignore[attr-defined]
+    service._quota._clock = clock
     mqtt = FakeMqtt()
     for second in range(4):
         for seq in range(50):
