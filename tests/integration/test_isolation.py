@@ -22,17 +22,18 @@ from tests.integration.conftest import _require_binaries
 pytestmark = pytest.mark.integration
 
 BASELINE_S = 3.0
-# Long enough for a sustained flood to be quarantined (the ingest's default: over its quota
-# for 10 s); the subscribing attackers need only the time to subscribe.
+# Long enough for a sustained flood to be quarantined (the ingest's default: over its quota in
+# 10 s out of 15; it took 8 to 9 s on a 2-core machine), with room for a slower one; the
+# subscribing attackers need only the time to subscribe.
 ATTACK_S = {"subscriptions": 5.0, "shared_group": 5.0}
-FLOOD_ATTACK_S = 14.0
+FLOOD_ATTACK_S = 16.0
 DRAIN_S = 20.0
 # A message counts as stored in time within 2 s of its publication (the bench: 1 s): a CI
 # machine may be slower, and the attacker takes its CPU too. A flood that queues good messages
-# delays them by far more (5 to 20 s measured before the ingest took devices in turn).
+# delays them by far more (p99 2 to 20 s measured before the ingest took devices in turn).
 GRACE_S = 2.0
 # What the broker may grow by while one device sends 100,000 subscription filters (it grew by
-# 130 MB when they were granted).
+# 100 MB, and kept it, when they were granted).
 RSS_GROWTH_MB = 16.0
 
 
