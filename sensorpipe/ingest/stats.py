@@ -77,8 +77,10 @@ class IngestStats:
             "left_to_sender": self.left_to_sender,
             "shed": self.shed,
             "shed_bytes": self.shed_bytes,
+            # Copied first (one C-level copy, which the network thread adding a key cannot
+            # interrupt), then sorted: these counters grow in the network thread.
             "shed_by_reason": dict(self.shed_by_reason),
-            "shed_by_device": dict(self.shed_by_device.most_common(20)),
+            "shed_by_device": dict(Counter(dict(self.shed_by_device)).most_common(20)),
             "deadletter_refused": self.deadletter_refused,
             "deadletter_near_full": sorted(self.deadletter_near_full),
             "quarantines": self.quarantines,
