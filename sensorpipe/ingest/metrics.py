@@ -81,7 +81,7 @@ class _StatsCollector(Collector):
             "device's quota (over_rate, over_bytes) or from a quarantined device.",
             labels=["reason"],
         )
-        for reason, n in sorted(s.shed_by_reason.items()):
+        for reason, n in sorted(dict(s.shed_by_reason).items()):
             shed.add_metric([reason], n)
         yield shed
         yield GaugeMetricFamily(
