@@ -166,13 +166,14 @@ def gateway_config(
     A listener off loopback needs TLS: --tls-cert and --tls-key (PEM files the broker user can
     read), or --allow-plaintext to accept the risk.
     """
+    from sensorpipe.gateway.brokeradmin import ADMIN_FILE, BrokerAdminError, admin_credentials
     from sensorpipe.gateway.mosquitto import (
+        DYNSEC_FILE,
         ListenerError,
         Tls,
         broker_config,
         broker_files,
         is_loopback,
-        uses_dynsec,
         write_security_files,
     )
     from sensorpipe.protocol.registry import load_registry
@@ -211,16 +212,28 @@ def gateway_config(
         )
     except ListenerError as exc:
         fail(str(exc))
+    dynsec = files.acl.name == DYNSEC_FILE
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         files.data_dir.mkdir(exist_ok=True)
-        write_security_files(files, registry)
+        # With the plugin: the broker's admin account, made once and kept in --out (0600),
+        # through which the ingest disables a quarantined device's account and
+        # `devices quarantine|lift` reach this broker.
+        admin = admin_credentials(out_dir) if dynsec else None
+        write_security_files(files, registry, admin=admin)
         files.config.write_text(config)
+    except BrokerAdminError as exc:
+        fail(f"--out {out_dir}: {exc}")
     except OSError as exc:
         where = exc.filename or out_dir
         fail(f"--out {out_dir}: cannot write {where}: {exc.strerror or exc}")
     click.echo(f"wrote {files.config}, {files.passwords}, {files.acl}")
-    if uses_dynsec(files.config):
+    if admin is not None:
+        click.echo(
+            f"the broker's admin account is in {out_dir / ADMIN_FILE}; give it to the ingest "
+            f"(ingest.toml: [broker_admin] username = {admin.username!r}, password from that "
+            f"file) so that it disables the broker account of a device it quarantines"
+        )
         click.echo(
             "after a registry change, run this again and restart the broker: its dynamic "
             "security plugin does not read its file again on SIGHUP"

@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sensorpipe.gateway.broker import mosquitto_binary
+from sensorpipe.gateway.brokeradmin import BrokerAdmin, admin_credentials
 from sensorpipe.gateway.devices import add_device
 from sensorpipe.gateway.mosquitto import find_dynsec_plugin
 from sensorpipe.protocol.registry import Registry, save_registry
@@ -68,6 +69,13 @@ def test_the_written_files_run_a_broker_that_refuses_foreign_subscriptions(
         own, everything = granted[0]
         assert own == "Granted QoS 1"
         assert everything == ("Not authorized" if plugin else "Granted QoS 1")
+        if plugin:
+            # The admin account it made (and named) reaches this broker: what the ingest's
+            # [broker_admin] uses to disable a quarantined device's account.
+            assert "[broker_admin]" in result.stdout
+            with BrokerAdmin("127.0.0.1", port, admin_credentials(out, create=False)) as admin:
+                assert admin.disable("balcony-1")
+                assert not admin.disable("no-such-device")
     finally:
         broker.terminate()
         broker.wait(10)
