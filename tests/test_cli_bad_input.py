@@ -317,6 +317,28 @@ CASES: dict[str, list[Case]] = {
     ],
     "gateway config": [
         (
+            lambda t: [
+                "--registry",
+                _file(t, "r.toml", ""),
+                "--out",
+                str(t / "o"),
+                "--quarantine",
+                str(t / "none.sqlite"),
+            ],
+            "--quarantine " + "{t}/none.sqlite: no such file",
+        ),
+        (
+            lambda t: [
+                "--registry",
+                _file(t, "r.toml", ""),
+                "--out",
+                str(t / "o"),
+                "--quarantine",
+                _file(t, "notes.txt", "not a database"),
+            ],
+            "not a quarantine book",
+        ),
+        (
             lambda t: ["--registry", str(t / "none.toml"), "--out", str(t / "o")],
             "--registry " + "{t}/none.toml: no such file",
         ),

@@ -86,6 +86,25 @@ KIT_LETTERS = 10_000
 KIT_LETTER_BYTES = 64 * 1024 * 1024
 
 
+def _quarantined(path: Path | None) -> set[str]:
+    """The devices the quarantine book at `path` holds: their accounts are written disabled,
+    so that writing the files again (after a registry change) lifts no quarantine."""
+    if path is None:
+        return set()
+    from sensorpipe.protocol.quarantine import QuarantineBook
+
+    if not path.is_file():
+        fail(f"--quarantine {path}: no such file; give the ingest's quarantine_path")
+    try:
+        book = QuarantineBook(path)
+        try:
+            return set(book.active())
+        finally:
+            book.close()
+    except (sqlite3.Error, OSError) as exc:
+        fail(f"--quarantine {path}: not a quarantine book ({exc})")
+
+
 class _DeadLetters:
     """The ingest's dead-letter store, as the kit gateway keeps its rejected input there."""
 
@@ -149,6 +168,14 @@ class _DeadLetters:
     show_default=True,
     help="User the broker drops to when started as root.",
 )
+@click.option(
+    "--quarantine",
+    "quarantine_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The quarantine book (the ingest's quarantine_path): its devices' accounts are "
+    "written disabled.",
+)
 def gateway_config(
     registry_path: Path,
     out_dir: Path,
@@ -159,6 +186,7 @@ def gateway_config(
     tls_ca: Path | None,
     allow_plaintext: bool,
     run_as: str,
+    quarantine_path: Path | None,
 ) -> None:
     """Write mosquitto.conf, passwd and the access rules (the dynamic security plugin's
     dynamic-security.json, or acl without the plugin) for a system broker.
@@ -213,6 +241,7 @@ def gateway_config(
     except ListenerError as exc:
         fail(str(exc))
     dynsec = files.acl.name == DYNSEC_FILE
+    disabled = _quarantined(quarantine_path)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         files.data_dir.mkdir(exist_ok=True)
@@ -220,7 +249,7 @@ def gateway_config(
         # through which the ingest disables a quarantined device's account and
         # `devices quarantine|lift` reach this broker.
         admin = admin_credentials(out_dir) if dynsec else None
-        write_security_files(files, registry, admin=admin)
+        write_security_files(files, registry, admin=admin, disabled=disabled)
         files.config.write_text(config)
     except BrokerAdminError as exc:
         fail(f"--out {out_dir}: {exc}")

@@ -4,6 +4,7 @@ authenticates devices and refuses their subscriptions beyond their own confirmat
 from __future__ import annotations
 
 import getpass
+import json
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from sensorpipe.gateway.broker import mosquitto_binary
 from sensorpipe.gateway.brokeradmin import BrokerAdmin, admin_credentials
 from sensorpipe.gateway.devices import add_device
 from sensorpipe.gateway.mosquitto import find_dynsec_plugin
+from sensorpipe.protocol.quarantine import QuarantineBook
 from sensorpipe.protocol.registry import Registry, save_registry
 from sensorpipe.stack.process import free_ports, port_open
 from tests.helpers import wait_for
@@ -79,3 +81,27 @@ def test_the_written_files_run_a_broker_that_refuses_foreign_subscriptions(
     finally:
         broker.terminate()
         broker.wait(10)
+
+
+def test_written_again_it_keeps_quarantined_accounts_disabled(tmp_path: Path) -> None:
+    registry = Registry()
+    add_device(registry, "balcony-1", site="s")
+    add_device(registry, "balcony-2", site="s")
+    save_registry(registry, tmp_path / "registry.toml")
+    book = QuarantineBook(tmp_path / "quarantine.sqlite")
+    book.quarantine("balcony-2", reason="manual", by="test")
+    book.close()
+    out = tmp_path / "broker"
+    argv = ["gateway", "config", "--registry", str(tmp_path / "registry.toml"), "--out", str(out)]
+    argv += ["--quarantine", str(tmp_path / "quarantine.sqlite"), "--user", getpass.getuser()]
+    result = subprocess.run(
+        [sys.executable, "-m", "sensorpipe", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    if find_dynsec_plugin() is not None:
+        clients = json.loads((out / "dynamic-security.json").read_text())["clients"]
+        disabled = {c["username"]: bool(c.get("disabled")) for c in clients}
+        assert disabled["balcony-2"] and not disabled["balcony-1"]
+    else:  # the acl_file fallback leaves a quarantined account out of the password file
+        users = {line.split(":")[0] for line in (out / "passwd").read_text().splitlines()}
+        assert "balcony-1" in users and "balcony-2" not in users
