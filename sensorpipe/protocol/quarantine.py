@@ -19,10 +19,11 @@ table at most every `cache_s` seconds and only when another connection changed t
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,46 +109,44 @@ class QuarantineBook:
         if reason not in REASONS:
             raise ValueError(f"unknown quarantine reason {reason!r}")
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._db.execute(
-                    "INSERT OR IGNORE INTO quarantined (device_id, since, reason, detail, by) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (device_id, now, reason, detail[:2000], by),
-                )
-                added = cur.rowcount == 1
-                if added:
-                    self._log(now, device_id, "quarantined", reason, detail, by)
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            self._forget()
+        with self._transaction():
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO quarantined (device_id, since, reason, detail, by) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (device_id, now, reason, detail[:2000], by),
+            )
+            added = cur.rowcount == 1
+            if added:
+                self._log(now, device_id, "quarantined", reason, detail, by)
         return added
 
     def lift(self, device_id: str, *, by: str) -> Quarantine | None:
         """End `device_id`'s quarantine: the entry it had, or None if it was not quarantined."""
         now = time.time()
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT device_id, since, reason, detail, by FROM quarantined WHERE device_id = ?",
+                (device_id,),
+            ).fetchone()
+            if row is not None:
+                self._db.execute("DELETE FROM quarantined WHERE device_id = ?", (device_id,))
+                self._log(now, device_id, "lifted", row[2], "", by)
+        return None if row is None else Quarantine(row[0], row[1], row[2], row[3], row[4])
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction, under the lock; the cache is read again afterwards."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute(
-                    "SELECT device_id, since, reason, detail, by FROM quarantined "
-                    "WHERE device_id = ?",
-                    (device_id,),
-                ).fetchone()
-                if row is not None:
-                    self._db.execute("DELETE FROM quarantined WHERE device_id = ?", (device_id,))
-                    self._log(now, device_id, "lifted", row[2], "", by)
+                yield
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
-            self._forget()
-        return None if row is None else Quarantine(row[0], row[1], row[2], row[3], row[4])
+            finally:
+                self._forget()
 
     def _forget(self) -> None:
         # data_version changes only for other connections' commits: read again after our own.

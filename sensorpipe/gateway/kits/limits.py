@@ -18,13 +18,15 @@ import time
 from collections.abc import Callable
 
 
-class RateLimiter:
+class _Buckets:
+    """A token bucket per key: up to `burst` tokens, one more every `refill_s` seconds."""
+
     def __init__(
         self,
         *,
         burst: int,
         refill_s: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float],
         max_keys: int = 100_000,
     ) -> None:
         if burst < 1 or refill_s <= 0:
@@ -33,9 +35,21 @@ class RateLimiter:
         self.refill_s = refill_s
         self._clock = clock
         self._max_keys = max_keys
-        # key -> (tokens, when they were counted)
+        # key -> (tokens, the time they were counted at)
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+
+
+class RateLimiter(_Buckets):
+    def __init__(
+        self,
+        *,
+        burst: int,
+        refill_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
+        super().__init__(burst=burst, refill_s=refill_s, clock=clock, max_keys=max_keys)
 
     def wait_s(self, key: str, *, take: bool = True) -> float:
         """0 when `key` may go now (and, with `take`, a token is taken); else the seconds
@@ -68,7 +82,7 @@ def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-class SentRateLimiter:
+class SentRateLimiter(_Buckets):
     """A token bucket per key whose clock is when each item was sent, not when it arrived:
     for The Things Stack's uplinks, timed by the Network Server (`received_at`).
 
@@ -87,15 +101,8 @@ class SentRateLimiter:
         clock: Callable[[], float] = time.time,
         max_keys: int = 100_000,
     ) -> None:
-        if burst < 1 or refill_s <= 0:
-            raise ValueError("burst must be at least 1 and refill_s above 0")
-        self.burst = burst
-        self.refill_s = refill_s
-        self._clock = clock
-        self._max_keys = max_keys
-        # key -> (tokens, the send time they were counted at)
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
+        # Its buckets are counted at send times (epoch s).
+        super().__init__(burst=burst, refill_s=refill_s, clock=clock, max_keys=max_keys)
 
     def allow(self, key: str, sent_at: float | None) -> bool:
         """Whether `key` may have an item sent at `sent_at` (epoch s; None: now)."""
