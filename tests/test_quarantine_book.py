@@ -47,3 +47,50 @@ def test_unknown_reason_is_refused(tmp_path: Path) -> None:
 def test_the_file_is_private(tmp_path: Path) -> None:
     QuarantineBook(tmp_path / "q.sqlite")
     assert (tmp_path / "q.sqlite").stat().st_mode & 0o077 == 0
+
+
+def test_a_lift_stays_pending_until_the_broker_confirms_it(tmp_path: Path) -> None:
+    book = QuarantineBook(tmp_path / "q.sqlite")
+    book.quarantine("dev-3", reason="manual", by="operator")
+    assert book.lift("dev-3", by="operator") is not None
+    assert not book.is_quarantined("dev-3")
+    (pending,) = book.pending_lifts().values()
+    assert (pending.device_id, pending.reason, pending.attempts) == ("dev-3", "manual", 0)
+    book.lift_failed("dev-3", "no answer within 10 s")
+    book.lift_failed("dev-3", "connection refused")
+    again = QuarantineBook(tmp_path / "q.sqlite").pending_lifts()["dev-3"]  # another process
+    assert (again.attempts, again.last_error) == (2, "connection refused")
+    assert book.lift_done("dev-3", by="ingest")
+    assert book.pending_lifts() == {}
+    assert not book.lift_done("dev-3", by="ingest")  # done once
+    assert [e.event for e in book.events(device_id="dev-3")] == [
+        "enabled",
+        "lifted",
+        "quarantined",
+    ]
+
+
+def test_quarantined_again_a_pending_lift_is_dropped(tmp_path: Path) -> None:
+    book = QuarantineBook(tmp_path / "q.sqlite")
+    book.quarantine("dev-4", reason="manual", by="operator")
+    book.lift("dev-4", by="operator")
+    assert "dev-4" in book.pending_lifts()
+    book.quarantine("dev-4", reason="over_rate", by="ingest")
+    assert book.pending_lifts() == {}  # the account must stay disabled: nothing to enable
+
+
+def test_an_old_book_gains_the_pending_lifts_table(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "q.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE quarantined (device_id TEXT PRIMARY KEY, since REAL NOT NULL, "
+        "reason TEXT NOT NULL, detail TEXT NOT NULL, by TEXT NOT NULL)"
+    )
+    db.execute("INSERT INTO quarantined VALUES ('old', 1.0, 'manual', '', 'operator')")
+    db.commit()
+    db.close()
+    book = QuarantineBook(path)
+    assert book.lift("old", by="operator") is not None
+    assert "old" in book.pending_lifts()

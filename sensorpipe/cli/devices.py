@@ -557,6 +557,7 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
     s = local_stack(directory)
     registry = s.registry()
     quarantined = s.quarantines()
+    pending = s.pending_lifts()
     seen, why_not = _data_sources(s)
     if why_not:
         click.echo(f"note: {why_not}; listed without the sources of stored data", err=True)
@@ -582,6 +583,12 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
                     "personal_data": d.personal_data,
                     # null, or since when (epoch s), why and by whom it is quarantined.
                     "quarantine": _quarantine_fields(quarantined.get(str(item["device_id"]))),
+                    # null, or a lift the broker has not confirmed (account still disabled).
+                    "lift_pending": (
+                        None
+                        if (p := pending.get(str(item["device_id"]))) is None
+                        else {k: v for k, v in p.as_dict().items() if k != "device_id"}
+                    ),
                 }
             )
         click.echo(json.dumps(out, indent=2))
@@ -590,6 +597,8 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
         data = "" if seen is None else f" data={','.join(seen.get(device_id, [])) or 'none'}"
         q = quarantined.get(device_id)
         state = "" if q is None else f" QUARANTINED({q.reason} since {_when(q.since)})"
+        if device_id in pending:
+            state += f" LIFT-PENDING(since {_when(pending[device_id].lifted_at)})"
         click.echo(
             f"{device_id:20s} site={d.site:16s} source={d.source:8s} "
             f"vouch={_vouch_text(d)!r}{data} sensors={','.join(d.sensors)}{state}"
@@ -650,10 +659,17 @@ def devices_lift(directory: Path | None, device_id: str) -> None:
     from sensorpipe.stack.local import StackError
 
     s = local_stack(directory)
+    pending = s.pending_lifts().get(device_id)
     try:
         entry, enabled = s.lift(device_id, by=_operator())
     except StackError as exc:
         fail(str(exc))
+    if pending is not None:
+        click.echo(
+            f"the broker account of {device_id} is enabled: the lift made "
+            f"{_when(pending.lifted_at)} by {pending.by} is done"
+        )
+        return
     since = _when(entry.since)
     if enabled:
         account = "its broker account is enabled"

@@ -153,6 +153,7 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
     if deadletter:
         _echo_deadletter(deadletter)
     _echo_quarantined(status.get("quarantined") or [])
+    _echo_pending_lifts(status.get("pending_lifts") or [])
     if status.get("metrics"):
         click.echo(f"  ingest metrics (Prometheus): {status['metrics']}")
     if status.get("api"):
@@ -176,6 +177,24 @@ def _echo_quarantined(quarantined: list[dict[str, Any]]) -> None:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(q["since"]))
         detail = f": {q['detail']}" if q["detail"] else ""
         click.echo(f"    {q['device_id']:20s} since {since}, {q['reason']}{detail} (by {q['by']})")
+
+
+def _echo_pending_lifts(pending: list[dict[str, Any]]) -> None:
+    """Lifts the broker has not confirmed: those devices' accounts may still be disabled."""
+    if not pending:
+        return
+    click.echo(
+        f"  LIFT PENDING for {len(pending)} device{'' if len(pending) == 1 else 's'}: lifted in "
+        f"the quarantine book, broker account still disabled (retried by the ingest; "
+        f"`sensorpipe devices lift ID` tries again now)"
+    )
+    for p in pending:
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["lifted_at"]))
+        error = f"; last error: {p['last_error']}" if p["last_error"] else ""
+        click.echo(
+            f"    {p['device_id']:20s} lifted {at} by {p['by']}, {p['attempts']} failed "
+            f"tr{'y' if p['attempts'] == 1 else 'ies'}{error}"
+        )
 
 
 def _echo_deadletter(d: dict[str, Any]) -> None:

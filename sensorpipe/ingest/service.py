@@ -43,7 +43,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -71,8 +71,11 @@ from sensorpipe.protocol.brokerlink import (
 from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
 from sensorpipe.protocol.problems import RepeatedProblem
 from sensorpipe.protocol.provenance import EDGE
-from sensorpipe.protocol.quarantine import QuarantineBook
+from sensorpipe.protocol.quarantine import LIFT_RETRY_S, QuarantineBook
 from sensorpipe.protocol.topics import TOPIC_PREFIX, parse_topic, subscription
+
+if TYPE_CHECKING:
+    from sensorpipe.gateway.brokeradmin import BrokerAdmin
 
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # unexpected failures of one batch before it is split (or dead-lettered)
@@ -457,6 +460,8 @@ class IngestService:
         )
         self._seed_last_seq()
         self._client.loop_start()
+        if self._book is not None and self.config.broker_admin is not None:
+            self._start_admin()  # lifts left pending by an unreachable broker are retried
         if self.config.metrics_port is not None:
             self.metrics_port = self.metrics.serve(
                 self.config.metrics_port, self.config.metrics_bind
@@ -1058,29 +1063,51 @@ class IngestService:
 
     def _disable_accounts(self) -> None:
         """Disable quarantined devices' broker accounts, one at a time, retrying while the
-        broker cannot be reached."""
+        broker cannot be reached; and every LIFT_RETRY_S enable the accounts of lifts the
+        quarantine book holds as pending (an operator's lift whose broker could not be
+        reached), until the broker confirms each."""
         from sensorpipe.gateway.brokeradmin import AdminCredentials, BrokerAdmin, BrokerAdminError
 
         a = self.config.broker_admin
         assert a is not None
         b = self.config.broker
         admin: BrokerAdmin | None = None
+        next_lifts = 0.0
+
+        def connected() -> BrokerAdmin:
+            nonlocal admin
+            if admin is None:
+                admin = BrokerAdmin(
+                    b.host,
+                    b.port,
+                    AdminCredentials(a.username, a.password),
+                    tls=b.tls,
+                    ca_file=b.ca_file,
+                )
+            return admin
+
+        def drop() -> None:
+            nonlocal admin
+            if admin is not None:
+                admin.close()
+                admin = None
+
         while not self._stop.is_set():
+            if self._monotonic() >= next_lifts:
+                next_lifts = self._monotonic() + LIFT_RETRY_S
+                try:
+                    self._enable_pending_lifts(connected)
+                except BrokerAdminError:
+                    drop()
+                except sqlite3.Error as exc:
+                    log.error("cannot update the quarantine book's pending lifts: %s", exc)
             try:
                 device = self._to_disable.get(timeout=0.5)
             except queue.Empty:
                 continue
             while not self._stop.is_set():
                 try:
-                    if admin is None:
-                        admin = BrokerAdmin(
-                            b.host,
-                            b.port,
-                            AdminCredentials(a.username, a.password),
-                            tls=b.tls,
-                            ca_file=b.ca_file,
-                        )
-                    if admin.disable(device):
+                    if connected().disable(device):
                         self.stats.broker_disabled += 1
                         log.info("broker account of %s disabled", device)
                     else:
@@ -1088,12 +1115,37 @@ class IngestService:
                     break
                 except BrokerAdminError as exc:
                     log.error("could not disable the broker account of %s: %s", device, exc)
-                    if admin is not None:
-                        admin.close()
-                        admin = None
+                    drop()
                     self._stop.wait(5.0)
-        if admin is not None:
-            admin.close()
+        drop()
+
+    def _enable_pending_lifts(self, admin: Callable[[], BrokerAdmin]) -> None:
+        """Enable the broker account of each lift pending in the book; a lift ends in the book
+        only once the broker confirmed it. BrokerAdminError when the broker cannot be reached
+        (each failure is also noted in the book, where `stack status` shows it)."""
+        from sensorpipe.gateway.brokeradmin import BrokerAdminError
+
+        if self._book is None:
+            return
+        try:
+            pending = self._book.pending_lifts()
+        except sqlite3.Error as exc:
+            log.error("cannot read the pending lifts of the quarantine book: %s", exc)
+            return
+        by = f"ingest {self.config.broker.username}"
+        for device in pending:
+            if self._book.is_quarantined(device):
+                continue  # quarantined again meanwhile: the book dropped the lift
+            try:
+                enabled = admin().enable(device)
+            except BrokerAdminError as exc:
+                log.error("could not enable the broker account of %s (lifted): %s", device, exc)
+                self._book.lift_failed(device, str(exc))
+                raise
+            self._book.lift_done(
+                device, by=by, detail="" if enabled else "no broker account to enable"
+            )
+            log.info("broker account of %s enabled (its pending lift is done)", device)
 
     def _write_status(self) -> None:
         """Every status_interval_s, the counters as one `ingest_status` point in InfluxDB.

@@ -15,6 +15,13 @@ disabled. The book is the record those enforcements are made from and restored f
 Readers on the hot path (the gateway per request) use `is_quarantined`, which re-reads the
 table at most every `cache_s` seconds and only when another connection changed the file
 (SQLite's data_version), so a lookup costs a dictionary access.
+
+A lift is two steps that cannot be one transaction: the book, then the broker account. The book
+therefore keeps a lift as *pending* (table `pending_lifts`) until the broker has confirmed the
+account enabled (`lift_done`). A lift whose broker could not be reached is not forgotten: it is
+shown (`stack status`, `devices list`), retried by the ingest (which holds the broker's admin
+account) and by `devices lift` again, and applied by the next `stack up`. Quarantining the
+device again drops its pending lift.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sensorpipe.protocol.files import create_private
+
+# How often the ingest tries again to enable the broker account of a pending lift.
+LIFT_RETRY_S = 5.0
 
 # Why a device was quarantined (stable codes; `detail` says the figures).
 REASONS = {
@@ -58,10 +68,33 @@ class Quarantine:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingLift:
+    """A lift the book has made but the broker has not confirmed: the device's broker account
+    may still be disabled."""
+
+    device_id: str
+    lifted_at: float  # epoch s
+    by: str
+    reason: str  # why it had been quarantined
+    attempts: int  # failed tries to enable the account
+    last_error: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "device_id": self.device_id,
+            "lifted_at": self.lifted_at,
+            "by": self.by,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class QuarantineEvent:
     at: float  # epoch s
     device_id: str
-    event: str  # "quarantined" or "lifted"
+    event: str  # "quarantined", "lifted" or "enabled" (the broker confirmed a lift)
     reason: str
     detail: str
     by: str
@@ -96,6 +129,11 @@ class QuarantineBook:
                 "at REAL NOT NULL, device_id TEXT NOT NULL, event TEXT NOT NULL, "
                 "reason TEXT NOT NULL, detail TEXT NOT NULL, by TEXT NOT NULL)"
             )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS pending_lifts (device_id TEXT PRIMARY KEY, "
+                "lifted_at REAL NOT NULL, by TEXT NOT NULL, reason TEXT NOT NULL, "
+                "attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '')"
+            )
         except BaseException:
             self._db.close()
             raise
@@ -117,11 +155,16 @@ class QuarantineBook:
             )
             added = cur.rowcount == 1
             if added:
+                # Quarantined again before the broker confirmed a lift: the account stays
+                # disabled, so that lift is no longer pending.
+                self._db.execute("DELETE FROM pending_lifts WHERE device_id = ?", (device_id,))
                 self._log(now, device_id, "quarantined", reason, detail, by)
         return added
 
     def lift(self, device_id: str, *, by: str) -> Quarantine | None:
-        """End `device_id`'s quarantine: the entry it had, or None if it was not quarantined."""
+        """End `device_id`'s quarantine: the entry it had, or None if it was not quarantined.
+        The lift stays pending (`pending_lifts`) until `lift_done` says the broker account is
+        enabled (or that the device has none)."""
         now = time.time()
         with self._transaction():
             row = self._db.execute(
@@ -130,8 +173,44 @@ class QuarantineBook:
             ).fetchone()
             if row is not None:
                 self._db.execute("DELETE FROM quarantined WHERE device_id = ?", (device_id,))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO pending_lifts (device_id, lifted_at, by, reason) "
+                    "VALUES (?, ?, ?, ?)",
+                    (device_id, now, by, row[2]),
+                )
                 self._log(now, device_id, "lifted", row[2], "", by)
         return None if row is None else Quarantine(row[0], row[1], row[2], row[3], row[4])
+
+    def lift_done(self, device_id: str, *, by: str, detail: str = "") -> bool:
+        """The broker has enabled `device_id`'s account (or it has none): its lift is no longer
+        pending. True if a pending lift ended here (and the event is logged)."""
+        now = time.time()
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT reason FROM pending_lifts WHERE device_id = ?", (device_id,)
+            ).fetchone()
+            if row is not None:
+                self._db.execute("DELETE FROM pending_lifts WHERE device_id = ?", (device_id,))
+                self._log(now, device_id, "enabled", row[0], detail, by)
+        return row is not None
+
+    def lift_failed(self, device_id: str, error: str) -> None:
+        """A try to enable `device_id`'s broker account failed: counted, and why kept."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE pending_lifts SET attempts = attempts + 1, last_error = ? "
+                "WHERE device_id = ?",
+                (error[:500], device_id),
+            )
+
+    def pending_lifts(self) -> dict[str, PendingLift]:
+        """Lifts the broker has not confirmed yet, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device_id, lifted_at, by, reason, attempts, last_error "
+                "FROM pending_lifts ORDER BY lifted_at"
+            ).fetchall()
+        return {r[0]: PendingLift(*r) for r in rows}
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -58,7 +58,12 @@ from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES, is_loopback
 from sensorpipe.ingest.config import new_shared_group
 from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.protocol.files import write_private
-from sensorpipe.protocol.quarantine import Quarantine, QuarantineBook
+from sensorpipe.protocol.quarantine import (
+    LIFT_RETRY_S,
+    PendingLift,
+    Quarantine,
+    QuarantineBook,
+)
 from sensorpipe.protocol.registry import Registry, load_registry, save_registry
 from sensorpipe.stack.process import (
     ManagedProcess,
@@ -244,6 +249,7 @@ class LocalStack:
                 say(f"starting mosquitto on 127.0.0.1:{broker.port}")
                 self._processes.append(broker.process)
                 broker.start(detach=detach)
+                self._pending_lifts_applied()
                 say("starting the ingest")
                 self._processes.append(ingest)
                 self.ingest = ingest
@@ -655,6 +661,7 @@ class LocalStack:
             "components": components,
             "devices": len(self.registry().devices),
             "quarantined": [q.as_dict() for q in self.quarantines().values()],
+            "pending_lifts": [p.as_dict() for p in self.pending_lifts().values()],
         }
 
     # --- devices --------------------------------------------------------------------------
@@ -852,6 +859,28 @@ class LocalStack:
     def quarantined(self) -> set[str]:
         return set(self.quarantines())
 
+    def pending_lifts(self) -> dict[str, PendingLift]:
+        """Lifts whose broker account the broker has not confirmed enabled yet."""
+        if not self.quarantine_path.exists():
+            return {}
+        book = self._book()
+        try:
+            return book.pending_lifts()
+        finally:
+            book.close()
+
+    def _pending_lifts_applied(self) -> None:
+        """The broker just started with the security generated from the book: every account
+        not quarantined is enabled, so no lift is pending any more."""
+        if not self.quarantine_path.exists():
+            return
+        book = self._book()
+        try:
+            for device_id in book.pending_lifts():
+                book.lift_done(device_id, by="stack up", detail="broker started with it enabled")
+        finally:
+            book.close()
+
     def quarantine(
         self, device_id: str, *, detail: str = "", by: str = "operator"
     ) -> tuple[Quarantine, bool | None]:
@@ -881,20 +910,47 @@ class LocalStack:
         within a second), then its broker account, enabled where the stack's broker runs.
         Returns the quarantine lifted and whether the broker account was enabled (None: no
         broker runs, or the device has no broker account). StackError for an unknown device
-        or one not quarantined (a device removed from the registry can still be lifted)."""
-        entry = None
+        or one not quarantined (a device removed from the registry can still be lifted).
+
+        Until the broker confirms, the lift is pending in the book: a broker that cannot be
+        reached leaves it pending (StackError says so), shown by `stack status`, retried by
+        the ingest, by calling this again, and applied by `stack up`."""
         if self.quarantine_path.exists():
             book = self._book()
             try:
                 entry = book.lift(device_id, by=by)
+                if entry is None:
+                    pending = book.pending_lifts().get(device_id)
+                    if pending is not None:
+                        entry = pending_entry(pending)
+                if entry is not None:
+                    return self._finish_lift(book, entry, by)
             finally:
                 book.close()
-        if entry is None:
-            registry = self.registry()
-            if device_id not in registry.devices:
-                raise StackError(self._unknown_device(registry, device_id))
-            raise StackError(f"{device_id} is not quarantined: nothing to lift")
-        return entry, self._broker_account(device_id, enable=True)
+        registry = self.registry()
+        if device_id not in registry.devices:
+            raise StackError(self._unknown_device(registry, device_id))
+        raise StackError(f"{device_id} is not quarantined: nothing to lift")
+
+    def _finish_lift(
+        self, book: QuarantineBook, entry: Quarantine, by: str
+    ) -> tuple[Quarantine, bool | None]:
+        """Enable the lifted device's broker account; the book's pending lift ends only once
+        the broker confirmed it (or there is no broker or account to enable)."""
+        device_id = entry.device_id
+        try:
+            enabled = self._broker_account(device_id, enable=True)
+        except StackError as exc:
+            book.lift_failed(device_id, _cause(exc))
+            raise StackError(
+                f"the quarantine of {device_id} is lifted in the book, but its broker account "
+                f"is still disabled: the broker could not enable it ({_cause(exc)}); the lift "
+                f"stays pending: the ingest retries it every {LIFT_RETRY_S:g} s, `sensorpipe "
+                f"devices lift {device_id}` tries again now, `stack up` applies it, and "
+                f"`sensorpipe stack status` shows it until then"
+            ) from None
+        book.lift_done(device_id, by=by, detail="" if enabled else "no broker account to enable")
+        return entry, enabled
 
     def _broker_account(self, device_id: str, *, enable: bool) -> bool | None:
         """Enable or disable `device_id` at the running broker: True when done, None when no
@@ -911,7 +967,7 @@ class LocalStack:
             raise StackError(
                 f"the quarantine book is updated, but the broker could not {action} "
                 f"{device_id}: {exc}; `sensorpipe stack down` and `stack up` apply the book"
-            ) from None
+            ) from exc
         return True if done else None
 
     @staticmethod
@@ -1062,6 +1118,17 @@ def _port_of(url: str | None) -> int | None:
 
 def _ingest_argv(config: Path) -> list[str]:
     return [sys.executable, "-m", "sensorpipe", "ingest", "run", "--config", str(config)]
+
+
+def pending_entry(p: PendingLift) -> Quarantine:
+    """A pending lift as the quarantine it ended (what `lift` answers with)."""
+    return Quarantine(p.device_id, p.lifted_at, p.reason, "", p.by)
+
+
+def _cause(exc: StackError) -> str:
+    """The broker's own words for a failed admin call, else the whole message."""
+    cause = exc.__cause__
+    return str(cause) if cause is not None else str(exc)
 
 
 def _when(epoch_s: float) -> str:

@@ -337,3 +337,64 @@ def test_two_admin_connections_at_once_never_take_the_id_from_each_other_for_goo
         assert not admin.sync(setup.registry).changed  # nothing astray
     for name in ("dev-a", "dev-b"):
         setup.device(name).close()
+
+
+def test_a_lift_the_broker_did_not_confirm_stays_pending_shown_and_retried(
+    tmp_path: Path,
+) -> None:
+    """`devices lift` while the broker cannot answer (stopped with SIGSTOP): the book is lifted
+    but the account is still disabled, so the lift stays pending: the command fails saying so,
+    `stack status` and `devices list` show it, a second `devices lift` tries again instead of
+    finding nothing to lift, and once the broker answers the ingest enables the account and
+    ends the lift; the device is let in."""
+    from click.testing import CliRunner
+
+    from sensorpipe.cli.main import main
+    from sensorpipe.protocol.quarantine import QuarantineBook
+    from sensorpipe.stack.local import LocalStack
+    from tests.integration.mqtt_helpers import TestDevice, air_message
+
+    stack = LocalStack(tmp_path / "stack")
+    stack.up(detach=False, serve=False)
+    cli = CliRunner()
+    where = ["--dir", str(stack.directory)]
+    (broker_pid,) = stack.running()["mosquitto"]
+    stopped = False
+    try:
+        port = stack.require_info().broker_port
+        (creds,) = stack.add_devices([("dev-p", {"site": "s"})])
+        out = cli.invoke(main, ["devices", "quarantine", "dev-p", *where])
+        assert "its broker account is disabled" in out.output, out.output
+        os.kill(broker_pid, signal.SIGSTOP)
+        stopped = True
+        out = cli.invoke(main, ["devices", "lift", "dev-p", *where])
+        assert out.exit_code == 1, out.output
+        assert "lifted in the book, but its broker account is still disabled" in out.output
+        assert "the lift stays pending" in out.output and "Traceback" not in out.output
+        status = stack.status()
+        assert status["quarantined"] == []
+        (pending,) = status["pending_lifts"]
+        assert pending["device_id"] == "dev-p" and pending["attempts"] >= 1
+        shown = cli.invoke(main, ["stack", "status", *where]).output
+        assert "LIFT PENDING for 1 device" in shown and "dev-p" in shown
+        assert "LIFT-PENDING(since" in cli.invoke(main, ["devices", "list", *where]).output
+        again = cli.invoke(main, ["devices", "lift", "dev-p", *where])
+        assert again.exit_code == 1, again.output
+        assert "nothing to lift" not in again.output
+        assert "still disabled" in again.output
+        os.kill(broker_pid, signal.SIGCONT)
+        stopped = False
+        # Nobody lifts again: the ingest's retry enables the account and ends the lift.
+        wait_for(lambda: not stack.pending_lifts(), timeout_s=60, what="the ingest's retry")
+        book = QuarantineBook(stack.quarantine_path)
+        (enabled, *_rest) = book.events(device_id="dev-p")
+        book.close()
+        assert enabled.event == "enabled" and enabled.by.startswith("ingest")
+        back = TestDevice(creds, port)
+        assert not back.send(air_message("dev-p", 1)).is_failure
+        back.close()
+        assert "LIFT PENDING" not in cli.invoke(main, ["stack", "status", *where]).output
+    finally:
+        if stopped:
+            os.kill(broker_pid, signal.SIGCONT)
+        stack.down()
