@@ -168,6 +168,8 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["d1", "--dir", _stack_with_bad_registry(t)], "registry.toml: not valid TOML"),
         (lambda t: ["d1", "--dir", str(t), "--direction", "a b"], "--direction 'a b': use"),
         (lambda t: ["d1", "--dir", str(t), "--sensor", "SDS011"], "did you mean 'sds011'?"),
+        (lambda t: ["d1", "--dir", str(t), "--sensor", "sds012"], "did you mean 'sds011'?"),
+        (lambda t: ["d1", "--dir", str(t), "--sensor", "xyz9"], "add --allow-unknown-sensor"),
         (lambda t: ["d1", "--dir", str(t), "--count-class", "bicycle"], "--count-class bicycle"),
         (lambda t: ["d1", "--dir", str(t), "--count-class", "Car"], "did you mean 'car'?"),
         (lambda t: ["d1", "--dir", str(t), "--contact", "x" * 201], "--contact 'xxx"),
@@ -278,7 +280,9 @@ CASES: dict[str, list[Case]] = {
     ],
     "devices add-kit airrohr": [
         (lambda t: ["--dir", str(t)], "Missing option '--chip-id'"),
-        (lambda t: ["--chip-id", "esp8266-42", "--dir", str(t)], "--chip-id 'esp8266-42'"),
+        (lambda t: ["--chip-id", "abc", "--dir", str(t)], "give it as esp32-abc"),
+        (lambda t: ["--chip-id", "esp8266-4a", "--dir", str(t)], "--chip-id 'esp8266-4a'"),
+        (lambda t: ["--chip-id", "42", "--dir", str(t), "--sensor", "sds012"], "'sds011'?"),
         (lambda t: ["--chip-id", "42", "--dir", str(t), "--site", "a;b"], "--site 'a;b': use"),
         (lambda t: ["--chip-id", "42", "--dir", str(t), "--id", "Kit 1"], "invalid device id"),
         (lambda t: ["--chip-id", "42", "--dir", str(t), "--id", "ingest"], "the ingest"),
@@ -581,3 +585,33 @@ def test_query_with_an_option_first_is_query_air() -> None:
     listing = CliRunner().invoke(main, ["query", "--help"])
     assert listing.exit_code == 0
     assert "air " in listing.output and "counts " in listing.output
+
+
+def test_junk_chip_ids_and_sensor_models_do_not_enter_the_register(tmp_path: Path) -> None:
+    """`--chip-id abc` and `--sensor sds012` are refused and register nothing; chip ids in the
+    forms kits show them (decimal, esp8266-<n>, esp32-<hex>) and a declared unknown model are
+    taken."""
+    from sensorpipe.protocol.registry import load_registry
+
+    d = tmp_path / "st"
+    runner = CliRunner()
+    for args in (
+        ["devices", "add-kit", "airrohr", "--chip-id", "abc"],
+        ["devices", "add", "x", "--sensor", "sds012"],
+        ["devices", "add-kit", "airrohr", "--chip-id", "77", "--sensor", "sds012"],
+    ):
+        result = runner.invoke(main, [*args, "--dir", str(d)])
+        assert result.exit_code == 1, result.output
+        assert not (d / "registry.toml").exists() or not load_registry(d / "registry.toml").devices
+    for chip, stored in (("esp8266-4242", "4242"), ("esp32-A1B2C3", "a1b2c3"), ("7", "7")):
+        ok = runner.invoke(
+            main, ["devices", "add-kit", "airrohr", "--chip-id", chip, "--dir", str(d)]
+        )
+        assert ok.exit_code == 0, ok.output
+        assert load_registry(d / "registry.toml").devices[f"airrohr-{stored}"].chip_id == stored
+    other = runner.invoke(
+        main, ["devices", "add", "y", "--sensor", "xyz9", "--allow-unknown-sensor", "--dir", str(d)]
+    )
+    assert other.exit_code == 0, other.output
+    assert "not a model sensorpipe knows" in other.output  # said, not refused
+    assert load_registry(d / "registry.toml").devices["y"].sensors == ["xyz9"]

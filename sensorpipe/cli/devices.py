@@ -35,6 +35,16 @@ _KIT_OPTIONS = {
 }
 
 
+# Declaring a sensor model sensorpipe does not know takes this flag, so that a typo (sds012)
+# is refused with a suggestion instead of registering a device whose readings are then refused.
+ALLOW_UNKNOWN_SENSOR = click.option(
+    "--allow-unknown-sensor",
+    is_flag=True,
+    help="Accept --sensor models sensorpipe does not know (their readings are accepted from "
+    "this device only as declared); without it such a model is refused as a likely typo.",
+)
+
+
 @click.group()
 def devices() -> None:
     """Register devices and publish what each one measures and why."""
@@ -86,6 +96,7 @@ def devices() -> None:
     default=None,
     help="Whether it processes personal data (default: yes for a camera, no otherwise).",
 )
+@ALLOW_UNKNOWN_SENSOR
 @click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
 def devices_add(
     device_id: str,
@@ -104,6 +115,7 @@ def devices_add(
     licence: str,
     count_classes: tuple[str, ...],
     personal_data: bool | None,
+    allow_unknown_sensor: bool,
     as_json: bool,
 ) -> None:
     """Register DEVICE_ID and print its broker password and signing key (shown once)."""
@@ -134,7 +146,7 @@ def devices_add(
         location = Location(lat=lat, lon=lon) if lat is not None and lon is not None else None
     except ValidationError as exc:
         invalid(exc, options)
-    notes = _sensor_notes(list(sensors))  # refuses a misspelt model before registering
+    notes = _sensor_notes(list(sensors), allow_unknown_sensor)  # before registering
     s = local_stack(directory)
     try:
         creds = s.add_device(
@@ -217,6 +229,7 @@ def devices_add_kit() -> None:
 @click.option("--legal-basis", default="", help="Legal basis (default: the network's).")
 @click.option("--retention", default="", help="How long its data is kept (default: the network's).")
 @click.option("--licence", default="", help="Licence of its data (default: the network's).")
+@ALLOW_UNKNOWN_SENSOR
 @click.option("--json", "as_json", is_flag=True, help="Print the kit's settings as JSON.")
 def devices_add_kit_airrohr(
     chip_id: str,
@@ -233,24 +246,17 @@ def devices_add_kit_airrohr(
     legal_basis: str,
     retention: str,
     licence: str,
+    allow_unknown_sensor: bool,
     as_json: bool,
 ) -> None:
     """Register a Sensor.Community airrohr kit received by the stack's kit gateway, and print
     what to type into its config page (tab "APIs", "Send data to custom API")."""
-    import re
-
     from sensorpipe.gateway.devices import ProvisioningError
     from sensorpipe.gateway.mosquitto import PasswordToolError
-    from sensorpipe.protocol.registry import CHIP_ID_PATTERN
 
-    chip_id = chip_id.strip()
-    if not re.match(CHIP_ID_PATTERN, chip_id):
-        fail(
-            f"--chip-id {chip_id!r}: expected the kit's chip id as its name airRohr-<chip id> "
-            f"shows it (its esp8266id), without the airRohr- or esp8266- in front"
-        )
+    chip_id = parse_chip_id(chip_id)
     location = _location(lat, lon)
-    notes = _sensor_notes(list(sensors))
+    notes = _sensor_notes(list(sensors), allow_unknown_sensor)
     options = _KIT_OPTIONS
     s = local_stack(directory)
     try:
@@ -355,6 +361,7 @@ def devices_add_kit_airrohr(
     help="Make a webhook token for the application (its hash goes into the stack's "
     "gateway.toml) and print what to type into the console's webhook form.",
 )
+@ALLOW_UNKNOWN_SENSOR
 @click.option("--json", "as_json", is_flag=True, help="Print the node's settings as JSON.")
 def devices_add_kit_ttn(
     application: str,
@@ -373,6 +380,7 @@ def devices_add_kit_ttn(
     retention: str,
     licence: str,
     webhook: bool,
+    allow_unknown_sensor: bool,
     as_json: bool,
 ) -> None:
     """Register a LoRaWAN node of a The Things Stack application (The Things Network or a
@@ -387,7 +395,7 @@ def devices_add_kit_ttn(
 
     application, ttn_device = application.strip(), ttn_device.strip()
     location = _location(lat, lon)
-    notes = _sensor_notes(list(sensors))
+    notes = _sensor_notes(list(sensors), allow_unknown_sensor)
     options = _KIT_OPTIONS
     s = local_stack(directory)
     try:
@@ -848,6 +856,30 @@ def devices_network(
         click.echo(f"{key:12s} {value}")
 
 
+def parse_chip_id(text: str) -> str:
+    """The chip id of `--chip-id` as the kit's firmware sends it (`esp8266id`): the decimal
+    number of an ESP8266 kit (its name airRohr-<number>, also given as esp8266-<number>), or
+    the hexadecimal id of an ESP32 kit, which must be given with its prefix (esp32-<hex>) so
+    that a mistyped decimal id is never taken for one. Anything else is a one-line error."""
+    import re
+
+    value = text.strip()
+    decimal = re.fullmatch(r"(?i:airrohr-|esp8266-)?([0-9]{1,20})", value)
+    if decimal:
+        return decimal.group(1)
+    esp32 = re.fullmatch(r"(?i:esp32-)([0-9a-fA-F]{1,20})", value)
+    if esp32:
+        return esp32.group(1).lower()
+    hint = ""
+    if re.fullmatch(r"[0-9a-fA-F]{1,20}", value):
+        hint = f"; if it is an ESP32 kit, give it as esp32-{value.lower()}"
+    fail(
+        f"--chip-id {text!r}: not a chip id; it is the number in the kit's name airRohr-<number> "
+        f"(an ESP8266 kit) or esp32-<hex digits> for an ESP32 kit, as its start page shows"
+        f"{hint}"
+    )
+
+
 def check_count_classes(option: str, count_classes: tuple[str, ...]) -> None:
     """Classes of passers-by are those the edge counts: anything else is a one-line error."""
     from sensorpipe.protocol.counting import COUNT_CLASSES
@@ -862,8 +894,10 @@ def check_count_classes(option: str, count_classes: tuple[str, ...]) -> None:
             )
 
 
-def _sensor_notes(sensors: list[str]) -> list[str]:
-    """What to know about declared sensor models that the edge agent cannot read itself."""
+def _sensor_notes(sensors: list[str], allow_unknown: bool = False) -> list[str]:
+    """What to know about declared sensor models that the edge agent cannot read itself; a
+    model sensorpipe does not know is refused (with the nearest known one) unless
+    `allow_unknown` (--allow-unknown-sensor)."""
     from sensorpipe.edge.drivers.registry import DRIVERS
     from sensorpipe.protocol.registry import KNOWN_SENSORS
 
@@ -873,6 +907,13 @@ def _sensor_notes(sensors: list[str]) -> list[str]:
             fail(f"--sensor {model}: did you mean {model.lower()!r}? Sensor models are lower case")
         if model not in KNOWN_SENSORS:
             close = difflib.get_close_matches(model, sorted(KNOWN_SENSORS), n=1)
+            if not allow_unknown:
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                fail(
+                    f"--sensor {model}: not a model sensorpipe knows; {hint}known models: "
+                    f"{', '.join(sorted(KNOWN_SENSORS))}; to declare another model, add "
+                    f"--allow-unknown-sensor"
+                )
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             notes.append(
                 f"--sensor {model}: not a model sensorpipe knows{hint}; readings that name it "

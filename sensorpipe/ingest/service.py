@@ -1142,9 +1142,7 @@ class IngestService:
                 log.error("could not enable the broker account of %s (lifted): %s", device, exc)
                 self._book.lift_failed(device, str(exc))
                 raise
-            self._book.lift_done(
-                device, by=by, detail="" if enabled else "no broker account to enable"
-            )
+            self._book.lift_done(device, by=by, enabled=enabled)
             log.info("broker account of %s enabled (its pending lift is done)", device)
 
     def _write_status(self) -> None:

@@ -181,9 +181,10 @@ class QuarantineBook:
                 self._log(now, device_id, "lifted", row[2], "", by)
         return None if row is None else Quarantine(row[0], row[1], row[2], row[3], row[4])
 
-    def lift_done(self, device_id: str, *, by: str, detail: str = "") -> bool:
-        """The broker has enabled `device_id`'s account (or it has none): its lift is no longer
-        pending. True if a pending lift ended here (and the event is logged)."""
+    def lift_done(self, device_id: str, *, by: str, detail: str = "", enabled: bool = True) -> bool:
+        """The broker has enabled `device_id`'s account (`enabled`; False: there was no account
+        or broker to enable it at): its lift is no longer pending. True if a pending lift ended
+        here; an enabled account is logged as an "enabled" event."""
         now = time.time()
         with self._transaction():
             row = self._db.execute(
@@ -191,7 +192,8 @@ class QuarantineBook:
             ).fetchone()
             if row is not None:
                 self._db.execute("DELETE FROM pending_lifts WHERE device_id = ?", (device_id,))
-                self._log(now, device_id, "enabled", row[0], detail, by)
+                if enabled:
+                    self._log(now, device_id, "enabled", row[0], detail, by)
         return row is not None
 
     def lift_failed(self, device_id: str, error: str) -> None:

@@ -949,7 +949,7 @@ class LocalStack:
                 f"devices lift {device_id}` tries again now, `stack up` applies it, and "
                 f"`sensorpipe stack status` shows it until then"
             ) from None
-        book.lift_done(device_id, by=by, detail="" if enabled else "no broker account to enable")
+        book.lift_done(device_id, by=by, enabled=bool(enabled))
         return entry, enabled
 
     def _broker_account(self, device_id: str, *, enable: bool) -> bool | None:
