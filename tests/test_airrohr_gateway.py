@@ -66,7 +66,9 @@ class MemoryLetters:
         self.letters: list[tuple[str, bytes, str, str]] = []
         self.broken = False
 
-    def keep(self, topic: str, payload: bytes, code: str, detail: str) -> None:
+    def keep(
+        self, topic: str, payload: bytes, code: str, detail: str, *, device_id: str = ""
+    ) -> None:
         if self.broken:
             raise LetterNotKept("database or disk is full")
         self.letters.append((topic, payload, code, detail))

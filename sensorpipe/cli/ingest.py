@@ -128,7 +128,12 @@ DB_OPTION = click.option(
     default=None,
     help="Only rejections since: 1h, 30m, 2d back from now, a date, or ISO 8601.",
 )
-@click.option("--device", default=None, help="Only this device's letters.")
+@click.option(
+    "--device",
+    default=None,
+    help="Only this device's letters: its device id (a kit's, the --device of an import) or "
+    "the name its topic gives (airrohr:<chip id>, ttn:<app>/<node>, import:<format>:<file>).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @DB_OPTION
 @DIR_OPTION
@@ -170,6 +175,9 @@ def _rejects(
                             "received_at": d.received_at,
                             "topic": d.topic,
                             "device": d.device,
+                            # The registered device it belongs to, where the topic names
+                            # none (a kit's, an import's row's); "" when not known.
+                            "device_id": d.device_id,
                             "repeats": d.repeats,
                             "code": d.code,
                             "detail": d.detail,
@@ -196,7 +204,8 @@ def _rejects(
     for d in letters:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.received_at))
         again = f" (x{d.repeats})" if d.repeats > 1 else ""
-        click.echo(f"#{d.id} {when}Z {d.topic} [{d.code}]{again} {d.detail}")
+        of = f" ({d.device_id})" if d.device_id else ""
+        click.echo(f"#{d.id} {when}Z {d.topic}{of} [{d.code}]{again} {d.detail}")
     if not letters and (code or since or device):
         click.echo("no dead letters match " + _filters_text(code, since, device), err=True)
 

@@ -373,7 +373,7 @@ def test_the_webhook_takes_uplinks_with_its_token_only(ttn: Ttn) -> None:
     status, _ = post("not-the-token")
     assert status == 401
     status, answer = post(WEBHOOK_TOKEN)
-    assert status == 200 and answer["stored"] is True and answer["seq"] == 6
+    assert status == 200 and answer["published"] is True and answer["seq"] == 6
     # Answered only after the broker acknowledged: the ingest stores it shortly.
     (link,) = wait_for(lambda: _link(ttn, "hook-03"), what="the webhook's uplink stored")
     assert link["f_cnt"] == 5 and link["vouched_by"] == STACK_GATEWAY_ID

@@ -212,7 +212,7 @@ class AirrohrIntake:
         if len(detail) > _DETAIL_MAX:
             detail = detail[: _DETAIL_MAX - 3] + "..."
         try:
-            self.ctx.deadletters.keep(f"{KIT}:{chip}", body, code, detail)
+            self.ctx.deadletters.keep(f"{KIT}:{chip}", body, code, detail, device_id=kit.device_id)
         except LetterNotKept as exc:
             # The readings (if any) are published; only the letter is lost. Counted and logged
             # loudly: the operator must free the disk.

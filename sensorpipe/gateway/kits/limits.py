@@ -166,3 +166,45 @@ class Pacer:
         if delay > 0:
             self._sleep(delay)
         return delay
+
+
+class Budget:
+    """At most `items` items and `size` bytes in any `window_s`, refilled evenly over it
+    (a token bucket in two units). `take(n)` takes one item of `n` bytes if both allow it.
+
+    The kit gateway bounds the dead letters of The Things Stack nodes nobody registered with
+    one per application: each invented node id would otherwise have a quota of its own."""
+
+    def __init__(
+        self,
+        *,
+        items: int,
+        size: int,
+        window_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if items < 0 or size < 0 or window_s <= 0:
+            raise ValueError("items and size must be at least 0, window_s above 0")
+        self.items = items
+        self.size = size
+        self.window_s = window_s
+        self._clock = clock
+        self._left = (float(items), float(size))
+        self._then = clock()
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        now = self._clock()
+        with self._lock:
+            part = max(0.0, now - self._then) / self.window_s
+            self._then = now
+            items = min(float(self.items), self._left[0] + part * self.items)
+            size = min(float(self.size), self._left[1] + part * self.size)
+            # A letter larger than the whole byte budget needs all of it, not more.
+            n = min(n, self.size) if self.size else n
+            ok = items >= 1.0 and size >= n
+            if ok:
+                items -= 1.0
+                size -= n
+            self._left = (items, size)
+            return ok
