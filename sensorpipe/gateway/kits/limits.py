@@ -51,20 +51,21 @@ class RateLimiter(_Buckets):
     ) -> None:
         super().__init__(burst=burst, refill_s=refill_s, clock=clock, max_keys=max_keys)
 
-    def wait_s(self, key: str, *, take: bool = True) -> float:
+    def wait_s(self, key: str, *, take: bool = True, need: float = 1.0) -> float:
         """0 when `key` may go now (and, with `take`, a token is taken); else the seconds
-        until it may."""
+        until it may. `need`: how many tokens the bucket must hold for it to go (one is
+        taken): above 1 keeps the rest in reserve for others."""
         now = self._clock()
         with self._lock:
             tokens, then = self._buckets.get(key, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - then) / self.refill_s)
-            if tokens >= 1.0:
+            if tokens >= need:
                 if take:
                     tokens -= 1.0
                 self._remember(key, tokens, now)
                 return 0.0
             self._remember(key, tokens, now)
-            return (1.0 - tokens) * self.refill_s
+            return (need - tokens) * self.refill_s
 
     def _remember(self, key: str, tokens: float, now: float) -> None:
         if key not in self._buckets and len(self._buckets) >= self._max_keys:
