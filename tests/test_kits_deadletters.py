@@ -104,3 +104,48 @@ def test_letters_carry_their_registered_device_and_old_ones_stay_findable(
     assert [x["payload"] for x in _rejects(db, "--device", "kit-ttn-1")["letters"]] == ["up"]
     purged = CliRunner().invoke(main, ["ingest", "purge", "--db", str(db), "--device", "sc-1"])
     assert purged.exit_code == 0 and "removed 1 dead letters" in purged.output
+
+
+def test_an_imports_letters_are_found_by_the_device_it_named(tmp_path: Path) -> None:
+    from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+    from tests.test_importer_runner import BAD, DATA, FakeInflux, run
+
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / BAD).write_bytes((DATA / BAD).read_bytes())
+    registry = Registry()
+    registry.devices["pi-1"] = DeviceEntry(
+        site="south", public_key="k", password_hash="h", sensors=["bme280"]
+    )
+    save_registry(registry, tmp_path / "registry.toml")
+    (result,) = run(tmp_path, FakeInflux(), [BAD], device="pi-1")
+    assert sum(result.rejected.values()) > 0
+    db = tmp_path / "ingest" / "deadletter.sqlite"
+    found = _rejects(db, "--device", "pi-1", "--limit", "100")["letters"]
+    assert len(found) == sum(result.rejected.values())
+    assert {x["device_id"] for x in found} == {"pi-1"}
+    # The file's name for them still finds them too.
+    assert len(_rejects(db, "--device", f"import:sensor-community:{BAD}")["letters"]) == len(found)
+
+
+def test_a_kits_letters_from_before_are_found_by_its_device_id_in_the_stack(
+    tmp_path: Path,
+) -> None:
+    from sensorpipe.gateway.kits.provision import add_airrohr_kit
+    from sensorpipe.protocol.registry import GatewayAccount, Registry, save_registry
+    from sensorpipe.protocol.signing import generate_keypair
+
+    registry = Registry()
+    registry.gateways["gw-1"] = GatewayAccount(public_key=generate_keypair()[1], password_hash="x")
+    creds = add_airrohr_kit(registry, chip_id="555001", gateway="gw-1", site="oost")
+    save_registry(registry, tmp_path / "registry.toml")
+    (tmp_path / "ingest").mkdir()
+    store = DeadLetterStore(tmp_path / "ingest" / "deadletter.sqlite")
+    # Kept before letters carried their device id: only the topic names the kit.
+    store.add_many([DeadLetter(1.0, "airrohr:555001", b"old", "bad_value", "old letter")])
+    store.add_many([DeadLetter(1.0, "airrohr:999", b"other", "bad_value", "another kit")])
+    store.close()
+    result = CliRunner().invoke(
+        main, ["ingest", "rejects", "--dir", str(tmp_path), "--json", "--device", creds.device_id]
+    )
+    assert result.exit_code == 0, result.output
+    assert [x["payload"] for x in json.loads(result.output)["letters"]] == ["old"]

@@ -82,6 +82,29 @@ def _reason_option(code: str | None) -> None:
         fail(f"--reason: {problem}")
 
 
+def _device_names(directory: Path | None, db: Path | None, device: str | None) -> list[str] | None:
+    """The names `--device` finds letters by: itself, and for a kit of the stack's registry
+    the name its letters' topic gives (`airrohr:<chip id>`, `ttn:<app>/<node>`), which is all
+    that letters kept before they carried their device id have."""
+    if device is None:
+        return None
+    names = [device]
+    if db is not None:
+        return names  # another store than the stack's: its registry is not known here
+    from sensorpipe.protocol.configfile import ConfigError
+
+    try:
+        stack = local_stack(directory)
+        entry = stack.registry().devices.get(device) if stack.registry_path.is_file() else None
+    except (ConfigError, OSError):
+        return names
+    if entry is not None and entry.chip_id:
+        names.append(f"airrohr:{entry.chip_id}")
+    if entry is not None and entry.ttn_application and entry.ttn_device:
+        names.append(f"ttn:{entry.ttn_application}/{entry.ttn_device}")
+    return names
+
+
 def _deadletter_path(directory: Path | None, db: Path | None) -> Path:
     from sensorpipe.ingest.deadletter import is_sqlite_file
 
@@ -155,7 +178,8 @@ def _rejects(
     path = _deadletter_path(directory, db)
     try:
         store = DeadLetterStore(path)
-        letters = store.list(limit=limit, code=code, since=since_ts, device=device)
+        names = _device_names(directory, db, device)
+        letters = store.list(limit=limit, code=code, since=since_ts, device=names)
         counts = store.counts_by_code()
         usage = store.usage_by_device()
         store.close()
@@ -250,7 +274,7 @@ def ingest_purge(
     path = _deadletter_path(directory, db)
     try:
         store = DeadLetterStore(path)
-        removed = store.purge(code=code, device=device, before=before)
+        removed = store.purge(code=code, device=_device_names(directory, db, device), before=before)
         left = store.count()
         store.close()
     except DeadLetterStoreUnavailable as exc:

@@ -452,7 +452,7 @@ class DeadLetterStore:
         code: str | None = None,
         since: float | None = None,
         ids: Sequence[int] | None = None,
-        device: str | None = None,
+        device: str | Sequence[str] | None = None,
     ) -> list[DeadLetter]:
         """Newest first; filtered by rejection code, receive time (epoch s), row ids and
         device."""
@@ -478,7 +478,7 @@ class DeadLetterStore:
         self,
         *,
         code: str | None = None,
-        device: str | None = None,
+        device: str | Sequence[str] | None = None,
         before: float | None = None,
     ) -> int:
         """An operator's removal of the letters that match (all of them with no filter): how
@@ -590,14 +590,17 @@ def _where(
     since: float | None = None,
     before: float | None = None,
     ids: Sequence[int] | None = None,
-    device: str | None = None,
+    device: str | Sequence[str] | None = None,
 ) -> tuple[list[str], list[object]]:
     where: list[str] = []
     args: list[object] = []
     if device is not None:
-        # The device its topic names (the quota's), or the registered device it carries.
-        where.append("(device = ? OR device_id = ?)")
-        args += [device, device]
+        # The device its topic names (the quota's), or the registered device it carries; any
+        # of several names.
+        names = [device] if isinstance(device, str) else list(device)
+        marks = ",".join("?" * len(names))
+        where.append(f"(device IN ({marks}) OR device_id IN ({marks}))" if names else "0")
+        args += names + names
     if before is not None:
         where.append("received_at < ?")
         args.append(before)
