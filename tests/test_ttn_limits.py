@@ -231,7 +231,7 @@ def test_a_node_quarantined_elsewhere_is_dropped_and_the_webhook_still_says_200(
     )
     # Acknowledged: an error would count against the webhook, for every node.
     assert answer.status_code == 200
-    assert answer.json()["dropped"] == "quarantined" and answer.json()["stored"] is False
+    assert answer.json()["dropped"] == "quarantined" and answer.json()["published"] is False
     assert node.publisher.messages == [] and node.letters.kept == []
     assert node.counters.get("ttn", "quarantine", "refused") == 1
 

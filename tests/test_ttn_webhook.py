@@ -5,6 +5,7 @@ and the storage's paging."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,15 @@ from sensorpipe.gateway.kits.ttn_state import TtnState
 from sensorpipe.gateway.kits.ttn_webhook import token_hash, webhook_router
 from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.protocol.registry import save_registry
-from tests.test_ttn import APP, FakePublisher, Letters, application, registry, sample
+from tests.test_ttn import (
+    APP,
+    FakePublisher,
+    Letters,
+    application,
+    edited,
+    registry,
+    sample,
+)
 
 TOKEN = "s3cret-webhook-token"
 URL = f"/ttn/v3/{APP}/uplink"
@@ -61,6 +70,7 @@ def client(
         letters=letters,
         state=TtnState(tmp_path / "ttn.sqlite"),
         counters=counters,
+        clock=lambda: 1_732_622_400.0,  # the samples' day: within the ingest's window
     )
     api = FastAPI()
     api.include_router(webhook_router({APP: receiver}, counters=counters, max_body_bytes=8192))
@@ -78,7 +88,7 @@ def test_an_uplink_with_the_token_is_published_before_the_answer(
     assert response.status_code == 200
     assert response.json() == {
         "device_id": "fijnstof-01",
-        "stored": True,
+        "published": True,
         "seq": 43,
         "dead_lettered": [],
         "duplicate": False,
@@ -136,7 +146,7 @@ def test_what_cannot_be_stored_is_answered_200_once_kept(
 ) -> None:
     response = client.post(URL, content=sample("uplink_not_decoded.json"), headers=bearer(TOKEN))
     assert response.status_code == 200
-    assert response.json()["stored"] is False
+    assert response.json()["published"] is False
     assert response.json()["dead_lettered"] == ["not_decoded"]
     assert letters.kept[0].payload == sample("uplink_not_decoded.json")
 
@@ -215,7 +225,9 @@ def _context(tmp_path: Path, publisher: FakePublisher) -> KitContext:
         def __init__(self) -> None:
             self.kept: list[tuple[str, str]] = []
 
-        def keep(self, topic: str, payload: bytes, code: str, detail: str) -> None:
+        def keep(
+            self, topic: str, payload: bytes, code: str, detail: str, *, device_id: str = ""
+        ) -> None:
             self.kept.append((topic, code))
 
     return KitContext(
@@ -235,10 +247,16 @@ def test_the_gateway_hooks_share_one_service(tmp_path: Path, publisher: FakePubl
     (service,) = ttn.start_bridges([app], ctx, state_path=state)
     assert service.bridges == []  # webhook only: no MQTT server to bridge
     client = TestClient(api)
-    response = client.post(URL, content=sample("uplink.json"), headers=bearer(TOKEN))
+    # Received now: the gateway's clock is the wall clock, and older than the ingest's window
+    # would not be published.
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    body = edited("uplink.json", lambda obj: obj["uplink_message"].update(received_at=now))
+    response = client.post(URL, content=body, headers=bearer(TOKEN))
     assert response.status_code == 200 and len(publisher.messages) == 1
     assert ctx.counters.get("ttn", "uplinks", "published") == 1
-    response = client.post(URL, content=sample("uplink_simulated.json"), headers=bearer(TOKEN))
+    later = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    simulated = edited("uplink_simulated.json", lambda obj: obj.update(received_at=later))
+    response = client.post(URL, content=simulated, headers=bearer(TOKEN))
     assert response.json()["dead_lettered"] == ["simulated"]
     kept = ctx.deadletters.kept  # type: ignore[attr-defined]
     assert kept == [(f"ttn:{APP}/eui-70b3d57ed005e1a2", "simulated")]

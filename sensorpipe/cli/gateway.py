@@ -112,11 +112,13 @@ class _DeadLetters:
         self._store = store
         self._said: dict[str, float] = {}  # kit -> when its full quota may be said again
 
-    def keep(self, topic: str, payload: bytes, code: str, detail: str) -> None:
+    def keep(
+        self, topic: str, payload: bytes, code: str, detail: str, *, device_id: str = ""
+    ) -> None:
         from sensorpipe.gateway.kits.context import LetterNotKept
         from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStoreUnavailable
 
-        letter = DeadLetter(time.time(), topic, payload, code, detail)
+        letter = DeadLetter(time.time(), topic, payload, code, detail, device_id=device_id)
         try:
             result = self._store.add_many([letter])
         except DeadLetterStoreUnavailable as exc:

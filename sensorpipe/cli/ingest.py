@@ -82,6 +82,29 @@ def _reason_option(code: str | None) -> None:
         fail(f"--reason: {problem}")
 
 
+def _device_names(directory: Path | None, db: Path | None, device: str | None) -> list[str] | None:
+    """The names `--device` finds letters by: itself, and for a kit of the stack's registry
+    the name its letters' topic gives (`airrohr:<chip id>`, `ttn:<app>/<node>`), which is all
+    that letters kept before they carried their device id have."""
+    if device is None:
+        return None
+    names = [device]
+    if db is not None:
+        return names  # another store than the stack's: its registry is not known here
+    from sensorpipe.protocol.configfile import ConfigError
+
+    try:
+        stack = local_stack(directory)
+        entry = stack.registry().devices.get(device) if stack.registry_path.is_file() else None
+    except (ConfigError, OSError):
+        return names
+    if entry is not None and entry.chip_id:
+        names.append(f"airrohr:{entry.chip_id}")
+    if entry is not None and entry.ttn_application and entry.ttn_device:
+        names.append(f"ttn:{entry.ttn_application}/{entry.ttn_device}")
+    return names
+
+
 def _deadletter_path(directory: Path | None, db: Path | None) -> Path:
     from sensorpipe.ingest.deadletter import is_sqlite_file
 
@@ -128,7 +151,12 @@ DB_OPTION = click.option(
     default=None,
     help="Only rejections since: 1h, 30m, 2d back from now, a date, or ISO 8601.",
 )
-@click.option("--device", default=None, help="Only this device's letters.")
+@click.option(
+    "--device",
+    default=None,
+    help="Only this device's letters: its device id (a kit's, the --device of an import) or "
+    "the name its topic gives (airrohr:<chip id>, ttn:<app>/<node>, import:<format>:<file>).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @DB_OPTION
 @DIR_OPTION
@@ -150,7 +178,8 @@ def _rejects(
     path = _deadletter_path(directory, db)
     try:
         store = DeadLetterStore(path)
-        letters = store.list(limit=limit, code=code, since=since_ts, device=device)
+        names = _device_names(directory, db, device)
+        letters = store.list(limit=limit, code=code, since=since_ts, device=names)
         counts = store.counts_by_code()
         usage = store.usage_by_device()
         store.close()
@@ -170,6 +199,9 @@ def _rejects(
                             "received_at": d.received_at,
                             "topic": d.topic,
                             "device": d.device,
+                            # The registered device it belongs to, where the topic names
+                            # none (a kit's, an import's row's); "" when not known.
+                            "device_id": d.device_id,
                             "repeats": d.repeats,
                             "code": d.code,
                             "detail": d.detail,
@@ -196,7 +228,8 @@ def _rejects(
     for d in letters:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.received_at))
         again = f" (x{d.repeats})" if d.repeats > 1 else ""
-        click.echo(f"#{d.id} {when}Z {d.topic} [{d.code}]{again} {d.detail}")
+        of = f" ({d.device_id})" if d.device_id else ""
+        click.echo(f"#{d.id} {when}Z {d.topic}{of} [{d.code}]{again} {d.detail}")
     if not letters and (code or since or device):
         click.echo("no dead letters match " + _filters_text(code, since, device), err=True)
 
@@ -241,7 +274,7 @@ def ingest_purge(
     path = _deadletter_path(directory, db)
     try:
         store = DeadLetterStore(path)
-        removed = store.purge(code=code, device=device, before=before)
+        removed = store.purge(code=code, device=_device_names(directory, db, device), before=before)
         left = store.count()
         store.close()
     except DeadLetterStoreUnavailable as exc:

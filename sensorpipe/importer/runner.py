@@ -335,6 +335,9 @@ class Importer:
         """Store the file's letters, but none that an earlier reading of it stored."""
         now = self._clock()
         new: list[DeadLetter] = []
+        # The device the rows were for, where one is known: --device, or the file's only one.
+        targets = list(ctx.targets)
+        device_id = self.options.device or (targets[0] if len(targets) == 1 else "")
         for line_no, raw, reason, detail in letters:
             self._letters_seen += 1
             if self._letters_seen <= self._letters_kept:
@@ -346,6 +349,7 @@ class Importer:
                     payload=raw.encode("utf-8"),
                     code=reason,
                     detail=f"{ctx.file.name} {ctx.row_word} {line_no}: {detail}",
+                    device_id=device_id,
                 )
             )
         for start in range(0, len(new), LETTER_CHUNK):

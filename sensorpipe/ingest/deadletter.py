@@ -11,14 +11,20 @@ come from:
   `per_device_bytes` bytes. Beyond that its further letters are refused (`AddResult.refused`):
   the ingest then neither keeps nor confirms them, so a device that waits for confirmations
   still has them. One device's flood therefore never costs another device a letter;
-- the same payload on the same topic again (a flood of one bad message, a redelivery) is not
-  stored again: its letter's `repeats` goes up, which costs no quota;
+- the same payload on the same topic rejected for the same reason again (a flood of one bad
+  message, a redelivery) is not stored again: its letter's `repeats` goes up, which costs no
+  quota. A payload rejected for several reasons (a kit's post with a value that is no number
+  and a value type nobody knows) has a letter per reason, each findable by its reason, and
+  each letter's `repeats` counts the deliveries rejected for it;
 - in all the store keeps at most `max_letters`; a full store refuses further letters;
 - a payload is kept up to `max_payload_bytes` (longer ones are cut, with their full length and
   sha256 noted in the detail).
 A device passing `warn_fraction` of its quota is reported once (`AddResult.near_full`), for the
-ingest to say loudly. Letters leave only when replayed successfully, when an operator removes
-them (`purge`), or, only where configured, when older than `max_age_s` (`pruned`).
+ingest to say loudly. A letter may also name the registered device it belongs to
+(`device_id`: a kit's sensorpipe device, the device an import's row was for), where the topic
+does not (`airrohr:<chip>`, `ttn:<app>/<node>`, `import:...`): `list`/`purge` with `device`
+find a letter by either name. Letters leave only when replayed successfully, when an operator
+removes them (`purge`), or, only where configured, when older than `max_age_s` (`pruned`).
 
 When the store cannot write (its disk is full, an I/O error), `add_many` raises
 `DeadLetterStoreUnavailable` with SQLite's own error and the store is marked unavailable.
@@ -63,10 +69,14 @@ class DeadLetter:
     code: str
     detail: str
     id: int = 0
-    repeats: int = 1  # how often this same payload came on this topic
+    repeats: int = 1  # how often this same payload came on this topic for this reason
+    # The registered sensorpipe device the letter belongs to, where its sender knows it and
+    # the topic does not name it ("" otherwise).
+    device_id: str = ""
 
     @property
     def device(self) -> str:
+        """Whose quota the letter counts against: the device its topic names."""
         return letter_device(self.topic)
 
 
@@ -183,10 +193,27 @@ class DeadLetterStore:
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
-        """Stores written before letters had a device, a digest and a repeat count get them."""
+        """Stores written before letters had a device, a digest and a repeat count get them;
+        stores written before letters named their registered device get an empty one (their
+        letters stay findable by the device their topic names)."""
         columns = {r[1] for r in db.execute("PRAGMA table_info(dead_letters)")}
-        if "device" in columns:
-            return
+        if "device" not in columns:
+            DeadLetterStore._add_devices(db)
+        if "device_id" not in columns:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("ALTER TABLE dead_letters ADD COLUMN device_id TEXT NOT NULL DEFAULT ''")
+                db.execute(
+                    "CREATE INDEX IF NOT EXISTS dead_letters_device_id ON dead_letters (device_id)"
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _add_devices(db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
             for sql in (
@@ -248,8 +275,8 @@ class DeadLetterStore:
                     device, digest, size = row[5], row[6], row[7]
                     cur = db.execute(
                         "UPDATE dead_letters SET repeats = repeats + 1 "
-                        "WHERE digest = ? AND topic = ?",
-                        (digest, row[1]),
+                        "WHERE digest = ? AND topic = ? AND code = ?",
+                        (digest, row[1], row[3]),
                     )
                     if cur.rowcount > 0:
                         continue  # the same payload again: counted, not stored twice
@@ -259,7 +286,8 @@ class DeadLetterStore:
                         continue
                     db.execute(
                         "INSERT INTO dead_letters (received_at, topic, payload, code, detail, "
-                        "device, digest, size, repeats) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                        "device, digest, size, device_id, repeats) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
                         row,
                     )
                     u.letters += 1
@@ -370,8 +398,9 @@ class DeadLetterStore:
             self._next_try = self._clock() + self.probe_interval_s
         self.error = str(exc) or type(exc).__name__
 
-    def _capped(self, d: DeadLetter) -> tuple[float, str, bytes, str, str, str, bytes, int]:
-        """The row: received_at, topic, payload, code, detail, device, digest, size."""
+    def _capped(self, d: DeadLetter) -> tuple[float, str, bytes, str, str, str, bytes, int, str]:
+        """The row: received_at, topic, payload, code, detail, device, digest, size,
+        device_id."""
         topic = d.topic[:1024]
         digest = _digest(topic, d.payload)  # of the whole payload, before it is cut
         payload, detail = d.payload, d.detail
@@ -392,6 +421,7 @@ class DeadLetterStore:
             letter_device(topic),
             digest,
             _size(topic, payload, detail),
+            d.device_id[:200],
         )
 
     def _prune(self, db: sqlite3.Connection, now: float, usage: dict[str, DeviceUsage]) -> int:
@@ -422,18 +452,21 @@ class DeadLetterStore:
         code: str | None = None,
         since: float | None = None,
         ids: Sequence[int] | None = None,
-        device: str | None = None,
+        device: str | Sequence[str] | None = None,
     ) -> list[DeadLetter]:
         """Newest first; filtered by rejection code, receive time (epoch s), row ids and
         device."""
-        sql = "SELECT id, received_at, topic, payload, code, detail, repeats FROM dead_letters"
+        sql = (
+            "SELECT id, received_at, topic, payload, code, detail, repeats, device_id "
+            "FROM dead_letters"
+        )
         where, args = _where(code=code, since=since, ids=ids, device=device)
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         with self._lock:
             rows = self._connection().execute(sql, (*args, limit)).fetchall()
-        return [DeadLetter(r[1], r[2], bytes(r[3]), r[4], r[5], r[0], r[6]) for r in rows]
+        return [DeadLetter(r[1], r[2], bytes(r[3]), r[4], r[5], r[0], r[6], r[7]) for r in rows]
 
     def remove(self, ids: Sequence[int]) -> None:
         """Letters whose messages are now stored (after a replay)."""
@@ -445,7 +478,7 @@ class DeadLetterStore:
         self,
         *,
         code: str | None = None,
-        device: str | None = None,
+        device: str | Sequence[str] | None = None,
         before: float | None = None,
     ) -> int:
         """An operator's removal of the letters that match (all of them with no filter): how
@@ -479,14 +512,46 @@ class DeadLetterStore:
         return removed
 
     def update_reason(self, letter_id: int, code: str, detail: str) -> None:
-        """A replayed letter that was rejected again, perhaps for another reason now."""
+        """A replayed letter that was rejected again, perhaps for another reason now. Where
+        the same payload already has a letter for that reason, the two become one (their
+        repeats added up)."""
         with self._lock:
-            self._write(
-                lambda db: db.execute(
-                    "UPDATE dead_letters SET code = ?, detail = ? WHERE id = ?",
-                    (code, detail, letter_id),
+            usage = {k: DeviceUsage(u.letters, u.bytes) for k, u in self._usage.items()}
+            merged = 0
+
+            def update(db: sqlite3.Connection) -> None:
+                nonlocal merged
+                row = db.execute(
+                    "SELECT digest, topic, repeats, device, size FROM dead_letters WHERE id = ?",
+                    (letter_id,),
+                ).fetchone()
+                if row is None:
+                    return
+                digest, topic, repeats, device, size = row
+                other = db.execute(
+                    "SELECT id FROM dead_letters WHERE digest = ? AND topic = ? AND code = ? "
+                    "AND id != ? ORDER BY id LIMIT 1",
+                    (digest, topic, code, letter_id),
+                ).fetchone()
+                if other is None:
+                    db.execute(
+                        "UPDATE dead_letters SET code = ?, detail = ? WHERE id = ?",
+                        (code, detail, letter_id),
+                    )
+                    return
+                db.execute(
+                    "UPDATE dead_letters SET repeats = repeats + ?, detail = ? WHERE id = ?",
+                    (int(repeats), detail, other[0]),
                 )
-            )
+                db.execute("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
+                u = usage.setdefault(device, DeviceUsage())
+                u.letters -= 1
+                u.bytes -= int(size)
+                merged = 1
+
+            self._write(update)
+            self._usage = usage
+            self._total -= merged
 
     def count(self) -> int:
         with self._lock:
@@ -525,13 +590,17 @@ def _where(
     since: float | None = None,
     before: float | None = None,
     ids: Sequence[int] | None = None,
-    device: str | None = None,
+    device: str | Sequence[str] | None = None,
 ) -> tuple[list[str], list[object]]:
     where: list[str] = []
     args: list[object] = []
     if device is not None:
-        where.append("device = ?")
-        args.append(device)
+        # The device its topic names (the quota's), or the registered device it carries; any
+        # of several names.
+        names = [device] if isinstance(device, str) else list(device)
+        marks = ",".join("?" * len(names))
+        where.append(f"(device IN ({marks}) OR device_id IN ({marks}))" if names else "0")
+        args += names + names
     if before is not None:
         where.append("received_at < ?")
         args.append(before)

@@ -32,6 +32,8 @@ REASONS: dict[str, str] = {
     "unknown_field": "a TTN decoded_payload field with no mapping in the gateway's [[ttn]] config",
     "not_decoded": "a TTN uplink without decoded_payload: no payload formatter is set",
     "simulated": "a TTN uplink simulated in the console, not measured (says what it would store)",
+    "conflicting_uplink": "a TTN uplink at a time handled before for its node with another "
+    "f_cnt: it would overwrite the stored reading",
     # Kits' posts (the kit gateway): the rest of the post is still taken.
     "unknown_value_type": "an airrohr value type sensorpipe does not know",
     "bad_value": "a kit's value that is not a number, repeated, or outside its plausible range",

@@ -59,6 +59,7 @@ NODES = {  # sensorpipe device id: TTN end device id
     "hook-03": "hook-03",
     "fault-04": "fault-04",
     "flood-05": "flood-05",
+    "order-06": "order-06",
 }
 
 
@@ -373,7 +374,7 @@ def test_the_webhook_takes_uplinks_with_its_token_only(ttn: Ttn) -> None:
     status, _ = post("not-the-token")
     assert status == 401
     status, answer = post(WEBHOOK_TOKEN)
-    assert status == 200 and answer["stored"] is True and answer["seq"] == 6
+    assert status == 200 and answer["published"] is True and answer["seq"] == 6
     # Answered only after the broker acknowledged: the ingest stores it shortly.
     (link,) = wait_for(lambda: _link(ttn, "hook-03"), what="the webhook's uplink stored")
     assert link["f_cnt"] == 5 and link["vouched_by"] == STACK_GATEWAY_ID
@@ -502,3 +503,40 @@ def test_a_node_that_floods_is_limited_then_quarantined_until_lifted(ttn: Ttn) -
     tts.uplink(uplink("flood-05", 10_000, at=after))
     q = "SELECT f_cnt FROM link WHERE device_id = 'flood-05' AND f_cnt = 10000"
     wait_for(lambda: ttn.rows(q), what="the node's uplink after the lift")
+
+
+def _webhook(ttn: Ttn, up: dict[str, Any]) -> dict[str, Any]:
+    url = f"{ttn.stack.require_info().kits_url}ttn/v3/{APP}/uplink"
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(up).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=15) as answer:
+        assert answer.status == 200
+        data: dict[str, Any] = json.loads(answer.read())
+    return data
+
+
+def test_a_token_holder_can_neither_overwrite_nor_resequence_stored_readings(ttn: Ttn) -> None:
+    at = T0 + timedelta(minutes=30)
+    assert _webhook(ttn, uplink("order-06", 10, pm25=5.0, at=at))["published"] is True
+    # Another f_cnt at the same network time: it would overwrite the stored reading.
+    forged = _webhook(ttn, uplink("order-06", 99, pm25=444.0, at=at))
+    assert forged["published"] is False and forged["dead_lettered"] == ["conflicting_uplink"]
+    # Dated tomorrow and in 9999: kept by the gateway, no sequence number moved.
+    tomorrow = _webhook(ttn, uplink("order-06", 5000, at=datetime.now(UTC) + timedelta(days=1)))
+    assert tomorrow["dead_lettered"] == ["future_timestamp"]
+    far = uplink("order-06", 6000)
+    far["uplink_message"]["received_at"] = far["received_at"] = "9999-12-31T23:59:59.000000123Z"
+    assert _webhook(ttn, far)["dead_lettered"] == ["future_timestamp"]
+    later = _webhook(ttn, uplink("order-06", 11, pm25=6.0, at=at + timedelta(minutes=1)))
+    assert later["published"] is True and later["seq"] == 12
+    q = "SELECT pm2_5 FROM air WHERE device_id = 'order-06'"
+    wait_for(lambda: len(ttn.rows(q)) == 2, what="both readings")
+    assert [r["pm2_5"] for r in ttn.rows(q)] == [5.0, 6.0]
+    links = wait_for(lambda: _link(ttn, "order-06"), what="the link points")
+    assert sorted(link["seq"] for link in links) == [11, 12]
+    codes = {d.code for d in ttn.letters() if d.topic.endswith("/order-06")}
+    assert codes == {"conflicting_uplink", "future_timestamp"}

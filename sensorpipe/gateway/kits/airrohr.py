@@ -144,6 +144,9 @@ NOT_STORED: dict[str, str] = {
 }
 
 MAX_VALUES = 256  # a kit with every sensor ticked sends about 40
+# The firmware writes values of a few characters ("-67", "1013.25"); a longer one is no value
+# (and Python refuses to turn over 4,300 digits into an int at all).
+MAX_VALUE_CHARS = 64
 # Numbers as the firmware writes them: no NaN, no "inf", no Python-only forms like "1_0".
 _DECIMAL = re.compile(r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$")
 _INTEGER = re.compile(r"^\s*[-+]?\d+\s*$")
@@ -170,7 +173,7 @@ class AirrohrPost:
 def parse_post(body: bytes) -> AirrohrPost:
     """The post's chip id, firmware version and values; PostError if it is not one."""
     try:
-        obj = json.loads(body, parse_constant=_no_constant)
+        obj = json.loads(body, parse_constant=_no_constant, parse_int=_json_int)
     except RecursionError:
         raise PostError("malformed_json", "nested too deeply") from None
     except ValueError as exc:  # not UTF-8, not JSON, NaN
@@ -203,6 +206,21 @@ def parse_post(body: bytes) -> AirrohrPost:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+@dataclass(frozen=True, slots=True)
+class TooLong:
+    """A JSON number of more digits than any value (Python would refuse to convert it): a
+    bad value where it is one, not a broken post."""
+
+    digits: int
+
+    def __repr__(self) -> str:
+        return f"<a number of {self.digits} digits>"
+
+
+def _json_int(text: str) -> int | TooLong:
+    return TooLong(len(text)) if len(text) > MAX_VALUE_CHARS else int(text)
 
 
 def _short(value: object) -> str:
@@ -253,7 +271,7 @@ def translate(post: AirrohrPost, *, allowed_sensors: frozenset[str]) -> Translat
                 position[POSITION_TYPES[name]] = number
         else:
             out.problem("unknown_value_type", f"{name} = {_short(raw)}")
-    out.location = _location(position)
+    out.location = _location(out, position)
     return out
 
 
@@ -296,22 +314,42 @@ def _link_value(out: Translation, name: str, raw: object) -> None:
     out.kit[key] = number
 
 
-def _location(position: dict[str, float]) -> Location | None:
+NO_FIX = -200.0  # what the firmware sends for a position it has no fix for
+NO_HEIGHT = -1000.0  # ... and for a height it does not know
+
+
+def _location(out: Translation, position: dict[str, float]) -> Location | None:
+    """The kit's position; None without GPS or without a fix. A position out of range (lat
+    in [-90, 90], lon in [-180, 180], height in [-500, 9000] m) is a `bad_value`."""
     lat, lon = position.get("lat"), position.get("lon")
-    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        return None  # no fix (-200) or no GPS
+    if lat is None or lon is None or NO_FIX in (lat, lon):
+        return None  # no GPS, or no fix
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        out.problem(
+            "bad_value",
+            f"GPS_lat = {lat!r}, GPS_lon = {lon!r}: not a position (lat -90..90, lon -180..180)",
+        )
+        return None
     alt = position.get("alt_m")
-    if alt is not None and not -500 <= alt <= 9000:
-        alt = None  # -1000: height unknown
+    if alt == NO_HEIGHT:
+        alt = None
+    elif alt is not None and not -500 <= alt <= 9000:
+        out.problem("bad_value", f"GPS_height = {alt!r}: not a height (-500..9000 m)")
+        alt = None
     return Location(lat=lat, lon=lon, alt_m=alt)
 
 
 def _decimal(raw: object) -> float | None:
     if isinstance(raw, bool):
         return None
-    if isinstance(raw, int | float) or (isinstance(raw, str) and _DECIMAL.match(raw)):
-        number = float(raw)
-    else:
+    if isinstance(raw, str) and len(raw) > MAX_VALUE_CHARS:
+        return None
+    try:
+        if isinstance(raw, int | float) or (isinstance(raw, str) and _DECIMAL.match(raw)):
+            number = float(raw)
+        else:
+            return None
+    except OverflowError:  # an int beyond any float
         return None
     return number if number == number and abs(number) != float("inf") else None
 
@@ -321,7 +359,7 @@ def _integer(raw: object) -> int | None:
         return None
     if isinstance(raw, int):
         return raw
-    if isinstance(raw, str) and _INTEGER.match(raw):
+    if isinstance(raw, str) and len(raw) <= MAX_VALUE_CHARS and _INTEGER.match(raw):
         return int(raw)
     return None
 

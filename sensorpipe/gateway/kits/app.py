@@ -55,7 +55,7 @@ class _CountersCollector(Collector):
             ),
             "logins": CounterMetricFamily(
                 "sensorpipe_gateway_logins",
-                "Logins refused without a password check after too many wrong passwords.",
+                "Logins refused without a password check: the budget of password checks is spent.",
                 labels=["kit", "outcome"],
             ),
             "uplinks": CounterMetricFamily(

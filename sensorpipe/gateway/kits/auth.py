@@ -5,9 +5,15 @@ base64), never the password. Checking one costs about 50 ms and 16 MiB on purpos
 - a password that was checked once is remembered (a SHA-256 of user, password and stored hash
   in memory): a kit posting every 145 s costs one scrypt per gateway start, not one per post;
 - unknown users are refused without hashing anything (device ids are public in the register);
-- wrong passwords for one user are throttled (a token bucket per user): once it is empty the
-  gateway answers 429 without hashing, so a flood of guesses cannot burn the CPU the other
-  kits need. A kit whose password was remembered is not affected by guesses at its name;
+- all checks share a global budget (a token bucket: `CHECKS_BURST` at once, then one every
+  `CHECK_REFILL_S`): beyond it the gateway answers 429 without hashing, so a flood of guesses,
+  at one name or many, cannot burn the CPU the other kits need;
+- wrong passwords for one user are counted (a token bucket per user, 5 then one per 12 s).
+  A user over it is still checked (a right password must always pass: kit ids are public, so
+  anyone could otherwise keep a kit out, and the firmware never sends a refused post again),
+  but only from the part of the global budget above `CHECKS_RESERVE`: a flood at one name
+  leaves that reserve to the other kits. A kit whose password was remembered is not affected
+  by guesses at its name at all;
 - at most two checks run at once, so guesses at many names cannot take more than 32 MiB.
 """
 
@@ -36,6 +42,14 @@ PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 PASSWORD_LENGTH = 20  # about 98 bits; the firmware takes up to 64 characters
 _REMEMBERED_MAX = 10_000
 _CHECKS_AT_ONCE = 2
+# The global budget of password checks (about 50 ms of CPU each): 20 at once, then two a
+# second (a tenth of a core). Kits post every 145 s and are checked once per gateway start,
+# so 1,000 kits starting together are all in within about eight minutes.
+CHECKS_BURST = 20
+CHECK_REFILL_S = 0.5
+# Checks of a user with too many wrong passwords lately leave this many in the budget.
+CHECKS_RESERVE = 10
+_ALL = ""  # the global budget's key
 
 
 def new_kit_password() -> str:
@@ -75,7 +89,7 @@ def is_kit_password_hash(stored: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class AuthResult:
     """`device_id` set: admitted. Else `status` 401 (unknown or wrong) or 429 (`retry_after_s`:
-    too many wrong passwords for this user lately)."""
+    the budget of password checks is spent for now)."""
 
     device_id: str | None
     entry: DeviceEntry | None = None
@@ -106,11 +120,18 @@ class KitAuthenticator:
         *,
         failures_burst: int = 5,
         failure_refill_s: float = 12.0,
+        checks_burst: int = CHECKS_BURST,
+        check_refill_s: float = CHECK_REFILL_S,
+        checks_reserve: int = CHECKS_RESERVE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not 0 <= checks_reserve < checks_burst:
+            raise ValueError("checks_reserve must be at least 0 and below checks_burst")
         self._registry = registry
         self._remembered: set[bytes] = set()
         self._failures = RateLimiter(burst=failures_burst, refill_s=failure_refill_s, clock=clock)
+        self._budget = RateLimiter(burst=checks_burst, refill_s=check_refill_s, clock=clock)
+        self._reserve = checks_reserve
         self._checks = threading.BoundedSemaphore(_CHECKS_AT_ONCE)
 
     def check(self, authorization: str | None) -> AuthResult:
@@ -128,11 +149,14 @@ class KitAuthenticator:
         ).digest()
         if key in self._remembered:
             return AuthResult(user, entry)
-        wait = self._failures.wait_s(user, take=False)
+        guessed_at = self._failures.wait_s(user, take=False) > 0
+        need = 1.0 + (self._reserve if guessed_at else 0)
+        wait = self._budget.wait_s(_ALL, need=need)
         if wait > 0:
-            return AuthResult(
-                None, status=429, retry_after_s=wait, why=f"too many wrong passwords for {user}"
+            why = "too many password checks" + (
+                f" (and wrong passwords for {user})" if guessed_at else ""
             )
+            return AuthResult(None, status=429, retry_after_s=wait, why=why)
         with self._checks:
             right = verify_kit_password(password, entry.password_hash)
         if not right:

@@ -29,11 +29,14 @@ class LetterNotKept(RuntimeError):
 
 
 class DeadLetterSink(Protocol):
-    def keep(self, topic: str, payload: bytes, code: str, detail: str) -> None:
+    def keep(
+        self, topic: str, payload: bytes, code: str, detail: str, *, device_id: str = ""
+    ) -> None:
         """Keep one rejected input: `topic` names where it came from (`airrohr:<chip id>`,
         `ttn:<app>/<device>`), `payload` is the exact bytes received, `code` a reason from
-        sensorpipe.ingest.reasons and `detail` one line. Returns once it is committed;
-        raises LetterNotKept otherwise."""
+        sensorpipe.ingest.reasons and `detail` one line; `device_id` the registered kit it is
+        of, when known (`sensorpipe ingest rejects --device` finds it by that). Returns once it
+        is committed; raises LetterNotKept otherwise."""
         ...
 
 

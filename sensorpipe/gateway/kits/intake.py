@@ -11,7 +11,7 @@ What a kit is answered:
 - 400 for a body that is no airrohr post (kept as a dead letter);
 - 401 for missing or wrong credentials (WWW-Authenticate: Basic), 403 for a kit's credentials
   used for another chip id or a kit registered to another gateway, 429 (Retry-After) over the
-  kit's rate limit or after too many wrong passwords for its name, 413 for a body over the
+  kit's rate limit or over the budget of password checks (auth.py), 413 for a body over the
   limit (app.py);
 - 403 for a quarantined kit, with the reason and the command that lifts it, checked first:
   before the password (no scrypt for it) and before the body is read. A kit answered 429 for
@@ -103,9 +103,10 @@ class AirrohrIntake:
             )
         if result.device_id is None or result.entry is None:
             self.ctx.counters.add(KIT, "logins", "throttled")
+            log.info("airrohr post refused (429): %s", result.why)
             return self.answer(
                 429,
-                {"error": "too many wrong passwords for this user; try again later"},
+                {"error": "too many password checks lately; try again later"},
                 {"Retry-After": retry_after(result.retry_after_s)},
             )
         if result.entry.gateway != self.ctx.gateway_id:
@@ -212,7 +213,7 @@ class AirrohrIntake:
         if len(detail) > _DETAIL_MAX:
             detail = detail[: _DETAIL_MAX - 3] + "..."
         try:
-            self.ctx.deadletters.keep(f"{KIT}:{chip}", body, code, detail)
+            self.ctx.deadletters.keep(f"{KIT}:{chip}", body, code, detail, device_id=kit.device_id)
         except LetterNotKept as exc:
             # The readings (if any) are published; only the letter is lost. Counted and logged
             # loudly: the operator must free the disk.

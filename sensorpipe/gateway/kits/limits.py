@@ -51,20 +51,21 @@ class RateLimiter(_Buckets):
     ) -> None:
         super().__init__(burst=burst, refill_s=refill_s, clock=clock, max_keys=max_keys)
 
-    def wait_s(self, key: str, *, take: bool = True) -> float:
+    def wait_s(self, key: str, *, take: bool = True, need: float = 1.0) -> float:
         """0 when `key` may go now (and, with `take`, a token is taken); else the seconds
-        until it may."""
+        until it may. `need`: how many tokens the bucket must hold for it to go (one is
+        taken): above 1 keeps the rest in reserve for others."""
         now = self._clock()
         with self._lock:
             tokens, then = self._buckets.get(key, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - then) / self.refill_s)
-            if tokens >= 1.0:
+            if tokens >= need:
                 if take:
                     tokens -= 1.0
                 self._remember(key, tokens, now)
                 return 0.0
             self._remember(key, tokens, now)
-            return (1.0 - tokens) * self.refill_s
+            return (need - tokens) * self.refill_s
 
     def _remember(self, key: str, tokens: float, now: float) -> None:
         if key not in self._buckets and len(self._buckets) >= self._max_keys:
@@ -166,3 +167,45 @@ class Pacer:
         if delay > 0:
             self._sleep(delay)
         return delay
+
+
+class Budget:
+    """At most `items` items and `size` bytes in any `window_s`, refilled evenly over it
+    (a token bucket in two units). `take(n)` takes one item of `n` bytes if both allow it.
+
+    The kit gateway bounds the dead letters of The Things Stack nodes nobody registered with
+    one per application: each invented node id would otherwise have a quota of its own."""
+
+    def __init__(
+        self,
+        *,
+        items: int,
+        size: int,
+        window_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if items < 0 or size < 0 or window_s <= 0:
+            raise ValueError("items and size must be at least 0, window_s above 0")
+        self.items = items
+        self.size = size
+        self.window_s = window_s
+        self._clock = clock
+        self._left = (float(items), float(size))
+        self._then = clock()
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        now = self._clock()
+        with self._lock:
+            part = max(0.0, now - self._then) / self.window_s
+            self._then = now
+            items = min(float(self.items), self._left[0] + part * self.items)
+            size = min(float(self.size), self._left[1] + part * self.size)
+            # A letter larger than the whole byte budget needs all of it, not more.
+            n = min(n, self.size) if self.size else n
+            ok = items >= 1.0 and size >= n
+            if ok:
+                items -= 1.0
+                size -= n
+            self._left = (items, size)
+            return ok

@@ -62,7 +62,13 @@ class TtnService:
 
     def _keep(self, letters: Sequence[KitLetter]) -> None:
         for letter in letters:  # LetterNotKept propagates: the uplink comes again
-            self.ctx.deadletters.keep(letter.topic, letter.payload, letter.code, letter.detail)
+            self.ctx.deadletters.keep(
+                letter.topic,
+                letter.payload,
+                letter.code,
+                letter.detail,
+                device_id=letter.device_id,
+            )
 
     def router(self) -> APIRouter:
         return _router(self.receivers, counters=self.ctx.counters)

@@ -43,6 +43,16 @@ FIELD_PATH_PATTERN = r"^[^.\s]{1,64}(\.[^.\s]{1,64}){0,3}$"
 # A node's uplink rate limit (see TtnApplication.uplink_burst).
 UPLINK_BURST = 10
 UPLINK_REFILL_S = 2.0
+# The ingest's time window (its defaults, ingest `max_future_s` and `max_backlog_s`): an uplink
+# outside it is dead-lettered by the gateway before it moves any of the node's state.
+MAX_FUTURE_S = 300.0
+MAX_BACKLOG_S = 7 * 86400.0
+# Dead letters of nodes nobody registered (to this gateway), per application: at most this many
+# letters and bytes in any `UNKNOWN_NODE_WINDOW_S` (refilled evenly); beyond it such uplinks
+# are dropped and counted, not kept.
+UNKNOWN_NODE_LETTERS = 500
+UNKNOWN_NODE_LETTER_BYTES = 4 * 1024 * 1024
+UNKNOWN_NODE_WINDOW_S = 86400.0
 
 
 class _Strict(BaseModel):
@@ -115,6 +125,21 @@ class TtnApplication(_Strict):
     # cycle (US915) with nodes that send that often.
     uplink_burst: int = Field(default=UPLINK_BURST, ge=1, le=10_000)
     uplink_refill_s: float = Field(default=UPLINK_REFILL_S, gt=0, le=86400)
+    # The time window of the ingest this gateway publishes to (its `max_future_s`,
+    # `max_backlog_s`): an uplink whose Network Server time is further ahead of the gateway's
+    # clock, or older, is dead-lettered here (`future_timestamp`, `too_old`) and moves none of
+    # the node's state (sequence numbers, uplinks handled, the bridge's progress).
+    max_future_s: float = Field(default=MAX_FUTURE_S, gt=0, le=86400)
+    max_backlog_s: float = Field(default=MAX_BACKLOG_S, gt=0, le=366 * 86400)
+    # Dead letters of uplinks whose node is no kit of this gateway (not registered, registered
+    # to another gateway, or not named at all): at most `unknown_node_letters` letters and
+    # `unknown_node_letter_bytes` bytes of payload per `unknown_node_window_s`, refilled
+    # evenly over it. Beyond that such uplinks are dropped and counted (said once a minute).
+    unknown_node_letters: int = Field(default=UNKNOWN_NODE_LETTERS, ge=0, le=1_000_000)
+    unknown_node_letter_bytes: int = Field(
+        default=UNKNOWN_NODE_LETTER_BYTES, ge=0, le=1024 * 1024 * 1024
+    )
+    unknown_node_window_s: float = Field(default=UNKNOWN_NODE_WINDOW_S, gt=0, le=366 * 86400)
 
     @field_validator("webhook_token_hashes")
     @classmethod

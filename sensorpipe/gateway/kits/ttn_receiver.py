@@ -30,6 +30,20 @@ lifts it. Dropped uplinks are still acknowledged upstream (handled: not fetched 
 again), so The Things Stack neither resends them nor counts the application's webhook as
 failing for its other nodes.
 
+Time and order. An uplink whose Network Server time is beyond the ingest's window (further
+ahead of the gateway's clock than `max_future_s`, older than `max_backlog_s`) is kept as a
+`future_timestamp` or `too_old` letter before it moves any state: no sequence number is
+given, it is not remembered as handled, and the bridge's progress does not move, so a forged
+date cannot push later genuine uplinks below the node's stored numbers. An uplink at a time
+already handled for its node but with another `f_cnt` would overwrite the stored reading (the
+time is the point's key): it is refused and kept (`conflicting_uplink`).
+
+Strangers. Letters of uplinks whose node is no kit of this gateway (not registered, another
+gateway's, or unnamed) are bounded per application (`unknown_node_letters`,
+`unknown_node_letter_bytes` per `unknown_node_window_s`, limits.Budget): beyond it the uplink
+is dropped (`dropped` "letter_budget", counted, said once a minute), so invented node ids
+cannot fill the dead-letter store.
+
 Rejections (dead letters on topic `ttn:<application>@<tenant>/<device id>` with the exact
 bytes): `malformed_json`, `too_large`, `schema` (not an uplink as The Things Stack sends it, a
 mapped value that is no number or out of range), `device_mismatch` (topic and body disagree,
@@ -57,13 +71,13 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from sensorpipe.gateway.kits.limits import Pacer, SentRateLimiter
+from sensorpipe.gateway.kits.limits import Budget, Pacer, SentRateLimiter
 from sensorpipe.gateway.kits.quarantine import KitQuarantine
 from sensorpipe.gateway.kits.ttn_config import TtnApplication
 from sensorpipe.gateway.kits.ttn_state import TtnState, UplinkKey
@@ -82,6 +96,7 @@ REMEMBERED = 4096  # uplinks handled lately, known without asking the state file
 # its outbox, half the ingest's default quota per device (20 a second), so the uplinks of a
 # long outage fetched at once are not refused there. A live node sends one every few minutes.
 PUBLISH_PER_KIT_S = 10.0
+SAY_EVERY_S = 60.0  # how often a full budget for strangers' letters is said
 # Decoded fields The Things Stack reads as the node's position (`locations["frm-payload"]`).
 POSITION_FIELDS = frozenset({"latitude", "longitude", "altitude", "accuracy"})
 
@@ -95,6 +110,7 @@ class KitLetter:
     payload: bytes
     code: str
     detail: str
+    device_id: str = ""  # the sensorpipe device registered for the node, when there is one
 
 
 # Keeps letters, all or none, before it returns; raises when it cannot (disk full).
@@ -131,8 +147,9 @@ class Handled:
     duplicate: bool = False
     # The Application Server's receive time (epoch ms), for the bridge's progress.
     as_received_ms: int | None = None
-    # Not published and not kept, on purpose: "over_rate" (the node's rate limit) or
-    # "quarantined" (the node's kit is).
+    # Not published and not kept, on purpose: "over_rate" (the node's rate limit),
+    # "quarantined" (the node's kit is) or "letter_budget" (a node that is no kit of this
+    # gateway, with its application's budget for such letters used up).
     dropped: str | None = None
 
     @property
@@ -190,6 +207,17 @@ class TtnReceiver:
         # Uplinks handled (published, dead-lettered) lately: not handled again.
         self._handled: OrderedDict[UplinkKey, None] = OrderedDict()
         self._lock = threading.Lock()
+        # Letters of nodes that are no kit of this gateway.
+        self._strangers = Budget(
+            items=app.unknown_node_letters,
+            size=app.unknown_node_letter_bytes,
+            window_s=app.unknown_node_window_s,
+            clock=clock,
+        )
+        self._strangers_dropped = 0  # since it was last said
+        self._strangers_said_at: float | None = None
+        # One uplink of a node at a time from the check of its time to its state's update.
+        self._node_locks: dict[str, threading.Lock] = {}
 
     def letter_topic(self, device: str) -> str:
         return f"ttn:{self.app.application}/{device}"
@@ -201,12 +229,28 @@ class TtnReceiver:
         self.stats.received += 1
         result = Handled()
         device = topic_device or "unknown"
-        key: UplinkKey | None = None
         try:
             up = self._parse(raw)
-            device = up.end_device_ids.device_id
-            if up.received_at is not None:
-                result.as_received_ms = round(up.received_at.timestamp() * 1000)
+        except DecodeError as rejected:
+            result.letters.append(
+                KitLetter(self.letter_topic(device), raw, rejected.code, rejected.detail)
+            )
+            return self._finish(result, None)
+        with self._node_lock(up.end_device_ids.device_id):
+            return self._handle(raw, up, topic_device, result)
+
+    def _node_lock(self, node: str) -> threading.Lock:
+        with self._lock:
+            if len(self._node_locks) > 100_000:
+                self._node_locks = {k: v for k, v in self._node_locks.items() if v.locked()}
+            return self._node_locks.setdefault(node, threading.Lock())
+
+    def _handle(
+        self, raw: bytes, up: ApplicationUp, topic_device: str | None, result: Handled
+    ) -> Handled:
+        device = up.end_device_ids.device_id
+        key: UplinkKey | None = None
+        try:
             self._check_identity(up, topic_device)
             key = _key(up)
             if key is not None and self._handled_before(key):
@@ -218,6 +262,14 @@ class TtnReceiver:
             result.dropped, result.device_id = self._held_back(up)
             if result.dropped is not None:
                 return self._finish(result, key)
+            try:
+                self._check_window(up)
+            except DecodeError:
+                key = None  # outside the window: not remembered, moves nothing
+                raise
+            if up.received_at is not None:
+                result.as_received_ms = round(up.received_at.timestamp() * 1000)
+            self._check_conflict(up, key)
             result.device_id = self._kit(up)
             message, problems = self._message(up, result.device_id)
         except DecodeError as rejected:
@@ -266,6 +318,46 @@ class TtnReceiver:
             raise DecodeError(
                 "device_mismatch",
                 f"body names device {ids.device_id!r}, the topic {topic_device!r}",
+            )
+
+    def _check_window(self, up: ApplicationUp) -> None:
+        """The ingest's window: not further ahead of the gateway's clock than max_future_s (by
+        the Network Server's time, nor by the Application Server's), nor older than
+        max_backlog_s."""
+        now = self._clock()
+        for at in (up.observed_at, up.received_at):
+            if at is not None and at.timestamp() - now > self.app.max_future_s:
+                raise DecodeError(
+                    "future_timestamp",
+                    f"received_at {at.isoformat()} is {at.timestamp() - now:.0f} s ahead of the "
+                    f"gateway's clock (at most {self.app.max_future_s:g} s: max_future_s)",
+                )
+        observed = up.observed_at
+        if observed is not None and now - observed.timestamp() > self.app.max_backlog_s:
+            raise DecodeError(
+                "too_old",
+                f"received_at {observed.isoformat()} is {(now - observed.timestamp()) / 86400:.1f} "
+                f"days old; the ingest's backlog window is {self.app.max_backlog_s / 86400:g} "
+                f"days (max_backlog_s)",
+            )
+
+    def _check_conflict(self, up: ApplicationUp, key: UplinkKey | None) -> None:
+        """Another uplink of this node at the same time was handled: this one would overwrite
+        its reading (the time is the stored point's key)."""
+        if key is None:
+            return
+        node, received_ms, f_cnt, _ = key
+        others = [
+            c for c in self._state.handled_at(self.app.application, node, received_ms) if c != f_cnt
+        ]
+        if others:
+            observed = up.observed_at
+            assert observed is not None
+            raise DecodeError(
+                "conflicting_uplink",
+                f"f_cnt {f_cnt} at {observed.isoformat()}: an uplink of {node} at that time "
+                f"(f_cnt {', '.join(str(c) for c in sorted(others))}) was handled before; "
+                f"this one would overwrite its reading",
             )
 
     def _kit(self, up: ApplicationUp) -> str:
@@ -421,6 +513,10 @@ class TtnReceiver:
         return self._state.was_handled(self.app.application, key)
 
     def _finish(self, result: Handled, key: UplinkKey | None) -> Handled:
+        if result.letters and result.device_id is None:
+            self._within_budget(result)
+        if result.letters and result.device_id is not None:
+            result.letters = [replace(x, device_id=result.device_id) for x in result.letters]
         if result.letters:
             try:
                 self._letters(result.letters)
@@ -451,6 +547,39 @@ class TtnReceiver:
             for code in result.codes:
                 self._counters.add(KIT, "deadletters", code)
         return result
+
+    def _within_budget(self, result: Handled) -> None:
+        """Letters of a node that is no kit of this gateway: kept within the application's
+        budget for them, else dropped (counted, said once a minute)."""
+        size = sum(len(x.payload) for x in result.letters)
+        if self._strangers.take(size):
+            return
+        n = len(result.letters)
+        result.letters = []
+        result.dropped = "letter_budget"
+        if self._counters is not None:
+            self._counters.add(KIT, "deadletters", "over_budget", n)
+        with self._lock:
+            self._strangers_dropped += 1
+            now = self._clock()
+            said = self._strangers_said_at
+            if said is not None and now - said < SAY_EVERY_S:
+                return
+            self._strangers_said_at = now
+            dropped, self._strangers_dropped = self._strangers_dropped, 0
+        app = self.app
+        log.warning(
+            "The Things Stack %s: the dead-letter budget for unregistered nodes (%d letters, "
+            "%d bytes per %g s: unknown_node_letters, unknown_node_letter_bytes, "
+            "unknown_node_window_s) is used up; %d uplink(s) of such nodes dropped unkept since "
+            "this was last said. `sensorpipe ingest rejects --reason unknown_device` lists those "
+            "kept",
+            app.application,
+            app.unknown_node_letters,
+            app.unknown_node_letter_bytes,
+            app.unknown_node_window_s,
+            dropped,
+        )
 
 
 # --- pure helpers ---------------------------------------------------------------------------

@@ -155,6 +155,16 @@ class TtnState:
             ).fetchone()
         return row is not None
 
+    def handled_at(self, application: str, device: str, received_ms: int) -> list[int]:
+        """The f_cnt of each uplink of `device` received at `received_ms` that was handled."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f_cnt FROM handled WHERE application = ? AND device = ? "
+                "AND received_ms = ?",
+                (application, device, received_ms),
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
     def set_was_handled(self, application: str, key: UplinkKey) -> None:
         with self._lock:
             self._db.execute(

@@ -6,15 +6,16 @@ additional header `Authorization` with the value `Bearer <token>`; the token's S
 into the application's `webhook_token_hashes` (`sensorpipe devices add-kit ttn --webhook`
 makes both). The body is the same ApplicationUp JSON the MQTT integration publishes.
 
-Answers: 200 once the uplink is published to the broker (acknowledged) and/or kept as a dead
-letter (the body says which), or dropped on purpose (`dropped`: over the node's rate limit, or
-its kit is quarantined; an error status would count against the webhook's health, and The
-Things Stack suspends an unhealthy webhook for every node of the application); 401 for a
-missing or wrong token, or an application this gateway does not take (the same answer: no way
-to probe for application names); 413 for a body over the limit (read no further); 503 with
-Retry-After when the broker or the dead-letter store did not take it: nothing is half stored,
-and The Things Stack's webhook retries (on Cloud and Enterprise) or the bridge's gap filling
-from the Storage Integration bring it again.
+Answers: 200 once the uplink is published to the broker (acknowledged; `"published": true`,
+which the ingest may still reject) and/or kept as a dead letter (the body says which), or
+dropped on purpose (`dropped`: over the node's rate limit, its kit is quarantined, or the
+application's budget for letters of unregistered nodes is used up; an error status would
+count against the webhook's health, and The Things Stack suspends an unhealthy webhook for
+every node of the application); 401 for a missing or wrong token, or an application this
+gateway does not take (the same answer: no way to probe for application names); 413 for a
+body over the limit (read no further); 503 with Retry-After when the broker or the dead-letter
+store did not take it: nothing is half stored, and The Things Stack's webhook retries (on
+Cloud and Enterprise) or the bridge's gap filling from the Storage Integration bring it again.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ def webhook_router(
             200,
             {
                 "device_id": handled.device_id,
-                "stored": handled.message is not None,
+                # Published to the broker: the ingest may still reject it (its dead letters).
+                "published": handled.message is not None,
                 "seq": handled.message.seq if handled.message is not None else None,
                 "dead_lettered": handled.codes,
                 "duplicate": handled.duplicate,
