@@ -171,8 +171,8 @@ class _Resolver:
     def observation(self, coll: Collection, key: str) -> One:
         if not (len(key) >= 2 and key[0] == key[-1] == "'"):
             raise bad_request(
-                "Observation ids are quoted strings '<datastream id>-<epoch ms>', "
-                "e.g. Observations('123-1714521600000')"
+                "Observation ids are quoted strings '<datastream id>-<epoch ms>-<source>', "
+                "e.g. Observations('123-1714521600000-edge')"
             )
         parsed = parse_observation_id(key[1:-1])
         # Only times InfluxDB can look up (beyond them `time = ...ms` does not parse).
@@ -185,7 +185,7 @@ class _Resolver:
             or (coll.datastream is not None and coll.datastream.id != ds.id)
         ):
             raise _not_found(f"no Observation with id {key[:60]} in {coll.url}")
-        row = observations.one(self.ctx.influx, ds.source, parsed[1])
+        row = observations.one(self.ctx.influx, ds.source, parsed[1], parsed[2])
         if row is None:
             raise _not_found(f"no Observation with id {key[:60]}")
         return One("Observation", ds, row)
@@ -328,7 +328,7 @@ class _Writer:
 
     def self_link(self, one: One) -> str:
         if one.row is not None:
-            key = observation_id(one.entity.id, one.row.time_ms)
+            key = observation_id(one.entity.id, one.row.time_ms, one.row.source)
             return f"{self.base}/Observations('{key}')"
         return f"{self.base}/{SET_OF[one.type]}({one.entity.id})"
 
@@ -342,7 +342,9 @@ class _Writer:
         out: dict[str, Any] = {}
         if select is None or {"id", "@iot.id"} & set(select):
             out["@iot.id"] = (
-                observation_id(one.entity.id, one.row.time_ms) if one.row else one.entity.id
+                observation_id(one.entity.id, one.row.time_ms, one.row.source)
+                if one.row
+                else one.entity.id
             )
         if select is None or {"id", "@iot.id", "@iot.selfLink"} & set(select):
             out["@iot.selfLink"] = link
