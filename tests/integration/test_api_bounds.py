@@ -377,7 +377,10 @@ def _links_in(value: Any) -> list[str]:
         return [link for v in value.values() for link in _links_in(v)]
     if isinstance(value, list):
         return [link for v in value for link in _links_in(v)]
-    return [value] if isinstance(value, str) and "://" in value else []
+    service = ("/sta/v1.1", "/api/v1/")  # not the conformance classes' opengis.net URLs
+    if isinstance(value, str) and "://" in value and any(p in value for p in service):
+        return [value]
+    return []
 
 
 def test_links_never_come_from_a_forged_host_header(env: Env) -> None:
@@ -495,3 +498,37 @@ def test_a_connection_that_dribbles_its_headers_is_closed(env: Env, tmp_path: Pa
     finally:
         server.terminate()
         server.wait(15)
+
+
+# --- the dashboard under its CSP, and the tile attribution as text --------------------------------
+def test_dashboard_runs_under_its_csp_and_shows_the_attribution_as_text(env: Env) -> None:
+    from fastapi.responses import FileResponse
+
+    from sensorpipe.api.dashboard import STATIC_DIR
+    from tests.integration.live_server import live_server
+    from tests.integration.test_dashboard import Browser
+
+    attribution = '<img src="x" id="injected">Tiles &copy; <b>them</b>'
+    app = create_app(
+        ApiContext(env.config(tile_url="/test-tiles/{z}/{x}/{y}.png", tile_attribution=attribution))
+    )
+    tile = STATIC_DIR / "vendor" / "leaflet" / "images" / "layers-2x.png"
+
+    @app.get("/test-tiles/{z}/{x}/{y}.png", include_in_schema=False)
+    def tiles(z: int, x: int, y: int) -> FileResponse:
+        return FileResponse(tile, media_type="image/png")
+
+    with live_server(app) as base:
+        browser = Browser(base)
+        try:
+            page = browser.page
+            page.goto(base + "/")
+            page.wait_for_selector(".leaflet-tile-loaded")
+            control = page.locator(".leaflet-control-attribution")
+            assert attribution in control.inner_text()
+            assert page.locator("#injected").count() == 0
+            assert control.locator("b").count() == 0
+            assert browser.errors == [], browser.errors  # a CSP violation is logged as one
+            assert browser.foreign == []
+        finally:
+            browser.close()

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 import sensorpipe.api.sta.observations as observations
-from sensorpipe.api.context import ApiContext, context
+from sensorpipe.api.context import ApiContext, context, public_base
 from sensorpipe.api.problems import PROBLEM_RESPONSES, ApiProblem, bad_request, problem_responses
 from sensorpipe.api.sta.catalog import (
     ENTITY_SETS,
@@ -54,6 +54,8 @@ CONFORMANCE = [
 MAX_SEGMENTS = 6
 MAX_SEGMENT_CHARS = 200
 _SEGMENT = re.compile(r"([A-Za-z]{1,40})(?:\((.*)\))?", re.DOTALL)
+# What a resource path keeps unquoted in a link: Datastreams(5)/Observations('1-2-edge').
+_PATH_SAFE = "/()',:$@"
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "gt": operator.gt,
     "ge": operator.ge,
@@ -322,7 +324,7 @@ def _link_query(options: QueryOptions, skip: int) -> str:
 
 class _Writer:
     def __init__(self, request: Request, ctx: ApiContext, cat: Catalog) -> None:
-        self.base = str(request.base_url).rstrip("/") + PREFIX
+        self.base = _base(request)
         self.ctx = ctx
         self.cat = cat
 
@@ -481,7 +483,8 @@ def _raw_value(value: Any) -> Response:
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + PREFIX
+    """Where links in answers start: the public address (never the Host header)."""
+    return public_base(request) + PREFIX
 
 
 def _root(request: Request) -> dict[str, Any]:
@@ -533,7 +536,8 @@ def resource(resource: str, request: Request) -> Response:
         body["@iot.count"] = total
     body["value"] = value
     if more:
-        body["@iot.nextLink"] = str(
-            request.url.replace(query=_link_query(options, options.skip + options.top))
+        body["@iot.nextLink"] = (
+            f"{_base(request)}/{quote(resource, safe=_PATH_SAFE)}?"
+            f"{_link_query(options, options.skip + options.top)}"
         )
     return JSONResponse(body)
