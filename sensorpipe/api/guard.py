@@ -40,7 +40,8 @@ def tile_origin(tile_url: str) -> str | None:
         return None
     parts = urlsplit(tile_url.replace("{s}", "subdomain-placeholder"))
     host = (parts.netloc or "").replace("subdomain-placeholder", "*")
-    if not host or "{" in host or "}" in host or not re.fullmatch(r"[A-Za-z0-9.*:\[\]-]+", host):
+    # CSP takes a wildcard only as the host's first label (*.example.org).
+    if not re.fullmatch(r"(\*\.)?[A-Za-z0-9.:\[\]-]+", host):
         return f"{parts.scheme}:"  # a placeholder elsewhere in the host: the scheme only
     return f"{parts.scheme}://{host}"
 

@@ -145,6 +145,8 @@ class AirQuery:
             )
         now = datetime.now(UTC)
         start, end = parse_time(self.start, now), parse_time(self.end, now)
+        check_influx_range(start, self.start, "from")
+        check_influx_range(end, self.end, "to")
         if start == end:
             raise QueryInputError(
                 f"from {self.start!r} and to {self.end!r} are the same time: no time lies "
