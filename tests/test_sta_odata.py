@@ -187,6 +187,8 @@ def test_bad_options(params: list[tuple[str, str]]) -> None:
         "result gt 1 and " * 40 + "result gt 1",
         "phenomenonTime gt 2024-05-01T00:00:00",
         "a/b/c/d/e eq 1",
+        "(" * 500 + "result gt 1" + ")" * 500,
+        "(" * 11 + "result gt 1" + ")" * 11,
     ],
 )
 def test_bad_filters(text: str) -> None:
@@ -194,6 +196,11 @@ def test_bad_filters(text: str) -> None:
         parse_filter(text)
     assert e.value.status == 400
     assert len(e.value.detail) < 400
+
+
+def test_filters_nest_up_to_ten_parentheses() -> None:
+    assert parse_filter("(" * 10 + "result gt 1" + ")" * 10) == parse_filter("result gt 1")
+    assert len(parse_filter("((result gt 1) and (result lt 2)) and (result ne 0)")) == 3
 
 
 def test_split_top_level_respects_quotes_and_parentheses() -> None:
@@ -215,11 +222,25 @@ def test_stable_ids() -> None:
 
 
 def test_observation_ids_round_trip() -> None:
-    assert parse_observation_id(observation_id(123, 1714521600000)) == (123, 1714521600000)
-    assert parse_observation_id(observation_id(5, 0)) == (5, 0)
-    assert observation_id(5, -60_000) == "5--60000"
-    assert parse_observation_id("5--60000") == (5, -60_000)
+    assert parse_observation_id(observation_id(123, 1714521600000, "edge")) == (
+        123,
+        1714521600000,
+        "edge",
+    )
+    assert parse_observation_id(observation_id(5, 0, "import:sensor-community")) == (
+        5,
+        0,
+        "import:sensor-community",
+    )
+    assert observation_id(5, -60_000, "ttn") == "5--60000-ttn"
+    assert parse_observation_id("5--60000-ttn") == (5, -60_000, "ttn")
+    # Ids written before the source was part of them still read.
+    assert parse_observation_id("5--60000") == (5, -60_000, None)
     for bad in (
+        "1-2-Edge",
+        "1-2-edge:",
+        "1-2-edge-",
+        "1-2-import:x_y",
         "",
         "1",
         "1-",
@@ -228,6 +249,7 @@ def test_observation_ids_round_trip() -> None:
         "1-01",
         "a-1",
         "1-2-3",
+        "1-2--edge",
         "1 -2",
         "1-2\n",
         "1" * 17 + "-1",

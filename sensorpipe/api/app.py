@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sensorpipe import __version__
 from sensorpipe.api import dashboard, sta, v1
 from sensorpipe.api.context import ApiContext
+from sensorpipe.api.guard import Guard
 from sensorpipe.api.problems import install_problem_handlers
 
 
@@ -39,6 +40,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         redoc_url=None,
     )
     app.state.api = ctx
+    app.add_middleware(Guard, config=ctx.config)
     install_problem_handlers(app)
     app.include_router(v1.router)
     app.include_router(sta.router)

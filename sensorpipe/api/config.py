@@ -11,6 +11,7 @@ import hashlib
 import re
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -66,6 +67,21 @@ class ServeConfig(_Strict):
     # How long the register's statistics (uptime, gaps, latency) are reused before they are
     # computed again from InfluxDB.
     register_cache_s: float = Field(default=30.0, ge=0, le=3600)
+    # Requests that read InfluxDB (/api/v1 devices, air, counts, link; SensorThings below its
+    # root) served at once; one more is answered 503 with Retry-After at once, so a flood
+    # cannot queue work without bound. /api/v1/health, the dashboard's files and /docs are
+    # never held by it.
+    max_heavy_requests: int = Field(default=8, ge=1, le=1000)
+    # The Retry-After (seconds) of that 503.
+    busy_retry_after_s: int = Field(default=5, ge=1, le=3600)
+    # The service's public address, e.g. "https://data.example.org" or with a path prefix
+    # "https://example.org/sensors": links in answers (SensorThings selfLink and nextLink,
+    # /api/v1/link's next) start with it. Empty: the address the service listens on (never
+    # the request's Host header, which any client can forge).
+    public_url: str = ""
+    # A client has this long (seconds) to send a request's line and headers, from connecting
+    # or from its first byte after a kept-alive answer; then the connection is closed.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
 
     @field_validator("token_hashes")
     @classmethod
@@ -77,6 +93,25 @@ class ServeConfig(_Strict):
                     f"`sensorpipe serve token`"
                 )
         return hashes
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, url: str) -> str:
+        if not url:
+            return url
+        parts = urlsplit(url)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or any(c in url for c in " \"'<>\\")
+        ):
+            raise ValueError(
+                f"{url[:80]!r}: expected the service's address as http(s)://host[:port][/path], "
+                f"e.g. https://data.example.org"
+            )
+        return url.rstrip("/")
 
     @field_validator("tile_url")
     @classmethod

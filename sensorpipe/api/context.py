@@ -139,6 +139,34 @@ class ApiContext:
             )
 
 
+def public_base(request: Request) -> str:
+    """The service's address for links in answers, without a trailing '/': the configured
+    public_url, else the address the connection was accepted on (the listening socket's, as
+    the server reports it), with the app's root path. Never the Host header: any client can
+    send one, and a link built from it would point the next reader to the client's server.
+    Without a known address (a Unix socket), the links are relative: ''."""
+    configured = context(request).config.public_url
+    if configured:
+        return configured
+    scheme = request.scope.get("scheme", "http")
+    server = request.scope.get("server")
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    if not server or server[1] is None:
+        return root
+    host, port = str(server[0]), int(server[1])
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}.get(scheme)
+    authority = host if port == default else f"{host}:{port}"
+    return f"{scheme}://{authority}{root}"
+
+
 def context(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.api
     return ctx
+
+
+async def context_dependency(request: Request) -> ApiContext:
+    """`context` for Depends: async, so it needs no thread (a sync dependency waits for one of
+    the threads the request handlers share)."""
+    return context(request)

@@ -1,6 +1,7 @@
 """The dashboard page at / and its static files.
 
-The page (static/index.html, dashboard.js, dashboard.css) reads the public API under
+The page (static/index.html, dashboard.js, dashboard.css; nothing inline, as the service's
+Content-Security-Policy allows no inline script or style) reads the public API under
 /api/v1 and its map settings from /dashboard/config.json. Leaflet and uPlot are vendored in
 static/vendor (`make vendor`), so the page loads nothing from other servers except map tiles,
 and only when `tile_url` is set. All URLs in the page are relative, so the service may sit
@@ -12,6 +13,7 @@ own /docs would load it from a CDN, so the app is made with docs_url=None, redoc
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -20,6 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from sensorpipe.api.context import context
+from sensorpipe.api.guard import content_security_policy
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -47,10 +50,12 @@ def dashboard_config(request: Request) -> JSONResponse:
 
 @router.get("/docs", include_in_schema=False)
 def api_docs(request: Request) -> HTMLResponse:
-    """Swagger UI for /openapi.json, from static/vendor/swagger-ui: nothing from other hosts."""
+    """Swagger UI for /openapi.json, from static/vendor/swagger-ui: nothing from other hosts.
+    Its one inline script (the page's settings) runs by a nonce of this answer's
+    Content-Security-Policy; nothing else inline does."""
     root = request.scope.get("root_path", "").rstrip("/")
     vendor = f"{root}/static/vendor/swagger-ui"
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=f"{root}/openapi.json",
         title=f"{request.app.title}: API",
         swagger_js_url=f"{vendor}/swagger-ui-bundle.js",
@@ -59,3 +64,7 @@ def api_docs(request: Request) -> HTMLResponse:
         # No badge that sends the specification to validator.swagger.io.
         swagger_ui_parameters={"validatorUrl": None},
     )
+    nonce = secrets.token_urlsafe(16)
+    html = bytes(page.body).decode().replace("<script>", f'<script nonce="{nonce}">')
+    csp = content_security_policy(context(request).config, script_nonce=nonce)
+    return HTMLResponse(html, headers={"Content-Security-Policy": csp})

@@ -7,10 +7,12 @@ token listed in the config: exact locations (`/devices?exact=true`) and `/link`.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,7 +21,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, StringConstraints
 
-from sensorpipe.api.context import ApiContext, context
+from sensorpipe.api.context import ApiContext, context_dependency, public_base
 from sensorpipe.api.problems import (
     PROBLEM_RESPONSES,
     ApiProblem,
@@ -48,7 +50,7 @@ from sensorpipe.query.series import (
 from sensorpipe.query.spreadsheet import to_csv_text
 
 
-def _known_parameters_only(request: Request) -> None:
+async def _known_parameters_only(request: Request) -> None:
     """A parameter the route does not take is refused, not ignored: `?devcie=x` would
     otherwise answer for every device."""
     route = request.scope.get("route")
@@ -162,11 +164,14 @@ class Check(BaseModel):
 
 
 class HealthOut(BaseModel):
+    """Anonymous callers get the status only; the parts (which name InfluxDB's URL and the
+    broker's address) need a bearer token."""
+
     status: Literal["ok", "degraded"]
-    influxdb: Check
-    broker: Check
-    ingest: Check
-    last_write: str | None
+    influxdb: Check | None = Field(default=None, description="only with a bearer token")
+    broker: Check | None = Field(default=None, description="only with a bearer token")
+    ingest: Check | None = Field(default=None, description="only with a bearer token")
+    last_write: str | None = Field(default=None, description="only with a bearer token")
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -291,7 +296,7 @@ def _known_names(
             )
 
 
-Ctx = Annotated[ApiContext, Depends(context)]
+Ctx = Annotated[ApiContext, Depends(context_dependency)]
 Fmt = Literal["json", "csv"]
 
 
@@ -507,9 +512,9 @@ def link(
     rows = rows[:limit]
     following = None
     if truncated:  # the next page starts after the last message given
-        following = str(
-            request.url.include_query_params(**{"from": _iso(int(rows[-1]["time"]) + 1)})
-        )
+        # From the public address, never from the request's Host header.
+        query = request.url.include_query_params(**{"from": _iso(int(rows[-1]["time"]) + 1)})
+        following = f"{public_base(request)}{router.prefix}/link?{query.query}"
     for row in rows:
         row["time"] = _iso(row["time"])
     return {
@@ -522,13 +527,30 @@ def link(
     }
 
 
+# /health's checks run on threads of their own: never queued behind the threads that heavy
+# requests hold, so a monitor gets its answer while the service is busy.
+_HEALTH_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="health")
+
+
 @router.get(
     "/health",
     response_model=HealthOut,
     responses={503: {"model": HealthOut, "description": "something is down"}},
-    summary="For monitoring: InfluxDB and broker reachable, ingest alive, last write",
+    summary="For monitoring: ok or degraded; with a bearer token, each part and the last write",
 )
-def health(ctx: Ctx) -> Any:
+async def health(request: Request, ctx: Ctx) -> Any:
+    """`ok` when InfluxDB answers, the broker accepts connections and the ingest is alive
+    (each where configured), else `degraded` with a 503. The parts and the time of the last
+    write only with a bearer token: they name internal addresses."""
+    detailed = ctx.authorised(request)
+    loop = asyncio.get_running_loop()
+    body = await loop.run_in_executor(_HEALTH_THREADS, _health, ctx, detailed)
+    ok = body.status == "ok"
+    shown = body.model_dump() if detailed else {"status": body.status}
+    return JSONResponse(shown, status_code=200 if ok else 503)
+
+
+def _health(ctx: ApiContext, detailed: bool) -> HealthOut:
     influx_ok = ctx.influx.ping(timeout_s=HEALTH_TIMEOUT_S)  # a hung InfluxDB is down too
     influx = Check(
         ok=influx_ok,
@@ -560,7 +582,7 @@ def health(ctx: Ctx) -> Any:
                 + ("connected to the broker" if connected else "not connected to the broker"),
             )
     last_write = None
-    if influx_ok:
+    if influx_ok and detailed:
         try:
             series = ctx.influx.query(f"SELECT last(seq) FROM {identifier(storage.LINK)}")
             if series and series[0].get("values"):
@@ -568,11 +590,10 @@ def health(ctx: Ctx) -> Any:
         except (QueryError, StorageUnavailable):
             pass
     ok = all(c.ok is not False for c in (influx, broker, ingest))
-    body = HealthOut(
+    return HealthOut(
         status="ok" if ok else "degraded",
         influxdb=influx,
         broker=broker,
         ingest=ingest,
         last_write=last_write,
     )
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

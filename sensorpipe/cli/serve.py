@@ -109,6 +109,7 @@ def run_server(config: Any) -> None:
 
     from sensorpipe.api.app import create_app
     from sensorpipe.api.context import ApiContext
+    from sensorpipe.api.server import uvicorn_config
 
     sock = _listen(config.host, config.port)
     scheme = "https" if config.tls_cert else "http"
@@ -118,15 +119,7 @@ def run_server(config: Any) -> None:
     url = f"{scheme}://{shown}:{sock.getsockname()[1]}/"
     click.echo(f"dashboard {url}  API {url}api/v1  docs {url}docs  SensorThings {url}sta/v1.1")
     app = create_app(ApiContext(config))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            log_level="warning",
-            ssl_certfile=config.tls_cert,
-            ssl_keyfile=config.tls_key,
-            proxy_headers=False,
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(app, config))  # with a deadline for headers
     server.run(sockets=[sock])
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sensorpipe.ingest.influx import identifier, string_literal
 from sensorpipe.protocol.registry import Registry
+from sensorpipe.query.literals import number_literal
 
 EXAMPLE = "5.0,52.0,5.2,52.2"
 
@@ -64,9 +65,10 @@ def devices_inside(registry: Registry, bbox: BBox) -> list[str]:
 def bbox_condition(bbox: BBox, devices: list[str] | tuple[str, ...] = ()) -> str:
     """InfluxQL: a reading whose own position lies in the box, or one of `devices`."""
     lat, lon = identifier("lat"), identifier("lon")
+    n = number_literal  # plain decimals: InfluxQL cannot read 1e-05
     own = (
-        f"{lat} >= {bbox.min_lat!r} AND {lat} <= {bbox.max_lat!r} AND "
-        f"{lon} >= {bbox.min_lon!r} AND {lon} <= {bbox.max_lon!r}"
+        f"{lat} >= {n(bbox.min_lat)} AND {lat} <= {n(bbox.max_lat)} AND "
+        f"{lon} >= {n(bbox.min_lon)} AND {lon} <= {n(bbox.max_lon)}"
     )
     named = [f"{identifier('device_id')} = {string_literal(d)}" for d in devices]
     return "(" + " OR ".join([f"({own})", *named]) + ")"

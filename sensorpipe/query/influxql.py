@@ -28,6 +28,30 @@ class QueryInputError(ValueError):
     """A filter the user gave cannot be used; the message says what would work."""
 
 
+# The times InfluxDB can store and compare: int64 nanoseconds since the epoch, but for its two
+# ends (InfluxQL refuses a bound past them: "overflowed duration").
+INFLUX_MIN_NS = -(2**63) + 2
+INFLUX_MAX_NS = 2**63 - 2
+INFLUX_MIN_TEXT = "1677-09-21T00:12:43.145224194Z"
+INFLUX_MAX_TEXT = "2262-04-11T23:47:16.854775806Z"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def datetime_ns(t: datetime) -> int:
+    """`t` in nanoseconds since the epoch, exactly (datetime has microseconds)."""
+    return ((t - _EPOCH) // timedelta(microseconds=1)) * 1000
+
+
+def check_influx_range(t: datetime, given: str, name: str) -> None:
+    """Refuse a time InfluxDB cannot hold, with its exact range, rather than let the query
+    overflow inside InfluxDB."""
+    if not INFLUX_MIN_NS <= datetime_ns(t) <= INFLUX_MAX_NS:
+        raise QueryInputError(
+            f"{name} {given[:40]!r} is outside the times InfluxDB can hold "
+            f"({INFLUX_MIN_TEXT} .. {INFLUX_MAX_TEXT}): give a time between them"
+        )
+
+
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -121,6 +145,8 @@ class AirQuery:
             )
         now = datetime.now(UTC)
         start, end = parse_time(self.start, now), parse_time(self.end, now)
+        check_influx_range(start, self.start, "from")
+        check_influx_range(end, self.end, "to")
         if start == end:
             raise QueryInputError(
                 f"from {self.start!r} and to {self.end!r} are the same time: no time lies "

@@ -1,4 +1,6 @@
-"""What InfluxDB tells about each device, for the public register: first and last seen, uptime,
+"""What InfluxDB tells about each device, for the public register: first and last seen (of any
+data stored for it: its messages, readings, counts, counter and sensor status, imported
+history included), uptime,
 messages missing by sequence gaps, median delivery latency, the sensors seen reporting and the
 latest PM2.5.
 
@@ -19,6 +21,8 @@ from sensorpipe.ingest.influx import InfluxClient, identifier
 from sensorpipe.protocol import storage
 
 UPTIME_WINDOW_S = 300
+# Besides `link`, what holds a device's data (`imports` records files, not observations).
+_DATA_MEASUREMENTS = (storage.AIR, storage.TRAFFIC, storage.COUNTER, storage.SENSOR_STATUS)
 PERIODS = {"24h": 86_400, "7d": 7 * 86_400}
 
 
@@ -95,6 +99,15 @@ def register_stats(influx: InfluxClient, *, now_ms: int | None = None) -> Regist
             f"WHERE time > {now_ms}ms - 7d AND time <= {now_ms}ms GROUP BY device_id"
         ),
     }
+    # First and last seen are of any data stored for the device, not only its live messages: a
+    # device whose history was imported has no `link` points at all. One point per device and
+    # end, from each measurement that holds a device's data.
+    for measurement in _DATA_MEASUREMENTS:
+        m = identifier(measurement)
+        for end, order in (("first", "ASC"), ("last", "DESC")):
+            statements[f"{end}_{measurement}"] = (
+                f"SELECT * FROM {m} GROUP BY device_id ORDER BY time {order} LIMIT 1"
+            )
     for name, seconds in PERIODS.items():
         statements[f"up_{name}"] = (
             f"SELECT count(n) FROM (SELECT count(seq) AS n FROM {link} "
@@ -110,10 +123,21 @@ def register_stats(influx: InfluxClient, *, now_ms: int | None = None) -> Regist
     def get(device: str) -> DeviceStats:
         return devices.setdefault(device, DeviceStats())
 
+    # Uptime counts windows with a message from the first message on (not from imported data).
+    first_message_ms: dict[str, int] = {}
     for device, row in _by_device(results["first"]).items():
-        get(device).first_seen_ms = int(row[0])
+        get(device).first_seen_ms = first_message_ms[device] = int(row[0])
     for device, row in _by_device(results["last"]).items():
         get(device).last_seen_ms = int(row[0])
+    for measurement in _DATA_MEASUREMENTS:
+        for device, row in _by_device(results[f"first_{measurement}"]).items():
+            d = get(device)
+            t = int(row[0])
+            d.first_seen_ms = t if d.first_seen_ms is None else min(d.first_seen_ms, t)
+        for device, row in _by_device(results[f"last_{measurement}"]).items():
+            d = get(device)
+            t = int(row[0])
+            d.last_seen_ms = t if d.last_seen_ms is None else max(d.last_seen_ms, t)
     for device, row in _by_device(results["week"]).items():
         d = get(device)
         d.messages_7d = int(row[1] or 0)
@@ -135,12 +159,13 @@ def register_stats(influx: InfluxClient, *, now_ms: int | None = None) -> Regist
         up = _by_device(results[f"up_{name}"])
         for device, d in devices.items():
             windows = int(up[device][1]) if device in up and up[device][1] is not None else 0
-            if d.first_seen_ms is None or windows == 0:
-                d.uptime[name] = None if d.first_seen_ms is None else 0.0
+            first_ms = first_message_ms.get(device)
+            if first_ms is None or windows == 0:
+                d.uptime[name] = None if first_ms is None else 0.0
                 continue
-            # Windows the device could have reported in: from its first sighting (or the
+            # Windows the device could have reported in: from its first message (or the
             # period's start) to now, the window of its first message counted whole.
-            start_ms = max(d.first_seen_ms, now_ms - seconds * 1000)
+            start_ms = max(first_ms, now_ms - seconds * 1000)
             possible = math.ceil((now_ms - start_ms) / (UPTIME_WINDOW_S * 1000)) or 1
             if start_ms > now_ms - seconds * 1000:
                 aligned = start_ms - start_ms % (UPTIME_WINDOW_S * 1000)

@@ -4,7 +4,11 @@ device or site, and counts of passers-by with the share of each interval the cou
 Every interval between `from` and `to` is in the answer: an interval without data is an explicit
 null, so a gap stays a gap. Before InfluxDB is asked, the size of the answer is estimated
 (intervals x series x values) and a request for more than `max_points` is refused with what
-would narrow it; the InfluxQL also carries a LIMIT, so no answer can grow without bound.
+would narrow it. The estimate can miss series (a quantity a sensor model does not usually
+report), so the bound does not rest on it: a range of more intervals than `max_points` is
+refused before InfluxDB is asked, and the InfluxQL carries a LIMIT (the intervals) and an
+SLIMIT (the series of that many rows that fit, plus one): an answer that would hold more series
+is refused too, never cut short. No answer can grow without bound.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from sensorpipe.protocol.provenance import SOURCE_TAG, check_source
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.register import SENSOR_QUANTITIES
 from sensorpipe.query.bbox import BBox, bbox_condition
-from sensorpipe.query.influxql import QueryInputError, parse_time
+from sensorpipe.query.influxql import QueryInputError, check_influx_range, parse_time
 
 SERIES_AGGREGATES = ("mean", "median", "min", "max", "count")
 _EVERY = re.compile(r"^([1-9]\d{0,4})(m|h|d)$")
@@ -52,10 +56,10 @@ def parse_every(value: str) -> int:
 def _range(start: str, end: str) -> tuple[datetime, datetime]:
     now = datetime.now(UTC)
     t0, t1 = parse_time(start, now), parse_time(end, now)
+    check_influx_range(t0, start, "from")
+    check_influx_range(t1, end, "to")
     if t0 >= t1:
         raise QueryInputError(f"from {start!r} is not before to {end!r}: give a later 'to'")
-    if t0.year < 1677 or t1.year > 2262:
-        raise QueryInputError("times must lie between 1677 and 2262 (InfluxDB's range)")
     return t0, t1
 
 
@@ -142,10 +146,30 @@ def _series(
     }
 
 
+def _check_intervals(intervals: int, max_points: int, every: str) -> None:
+    """Every series of an answer has a row per interval (fill(null)): a range with more
+    intervals than `max_points` cannot fit even one series, whatever the estimate found. So
+    the intervals a GROUP BY time() may make are bounded before InfluxDB is asked."""
+    if intervals > max_points:
+        raise _refuse(
+            intervals,
+            max_points,
+            f"{intervals:,} intervals of {every}, each a value of every series: ask for a "
+            f"shorter time range or a longer 'every'",
+        )
+
+
 def _series_cap(max_points: int, intervals: int) -> int:
-    """SLIMIT of an aggregated query: each series has a row per interval with at least one
-    value, so more series than this cannot fit an answer of `max_points` values anyway."""
-    return max_points // max(intervals, 1) + 1
+    """The most series of `intervals` rows that fit an answer of `max_points`: the hard bound
+    (queries ask for one more, to tell a full answer from one cut short)."""
+    return max(1, max_points // max(intervals, 1))
+
+
+def _too_many_series(cap: int, intervals: int, limit: int, narrow: str) -> TooManyPoints:
+    return TooManyPoints(
+        f"this request would return more than {cap:,} series of {intervals:,} intervals, more "
+        f"than the {limit:,} values one answer may hold; {narrow}"
+    )
 
 
 def _refuse(points: int, limit: int, narrow: str) -> TooManyPoints:
@@ -195,6 +219,8 @@ def air_series(
     """The aggregated series; with `nothing` (a filter no device matches, such as an empty
     bounding box), the answer's frame without series, InfluxDB not asked."""
     t0, t1, every_s = req.check()
+    intervals = _intervals(t0, t1, every_s)
+    _check_intervals(intervals, req.max_points, req.every)
     quantities = list(req.quantities or QUANTITIES)
     if nothing:
         return _air_answer(req, t0, t1, quantities, [])
@@ -207,7 +233,6 @@ def air_series(
         ]
     )
     group_tags = ["device_id", "site", "sensor"] if req.group == "device" else ["site"]
-    intervals = _intervals(t0, t1, every_s)
     found = _series(
         influx,
         storage.AIR,
@@ -234,15 +259,26 @@ def air_series(
         )
     select = ", ".join(f"{req.aggregate}({identifier(q)}) AS {identifier(q)}" for q in quantities)
     where = _where([f"time >= {_ms(t0)}ms", f"time < {_ms(t1)}ms", tag_where])
+    # The hard bound, whatever the estimate said: at most `cap` series of `intervals` rows
+    # (one more series is asked for, to know when they do not fit).
+    cap = _series_cap(req.max_points, intervals)
     influxql = (
         f"SELECT {select} FROM {identifier(storage.AIR)} WHERE {where} "
         f"GROUP BY time({every_s}s), {', '.join(identifier(t) for t in group_tags)} fill(null) "
-        f"LIMIT {intervals + 1} SLIMIT {_series_cap(req.max_points, intervals)}"
+        f"LIMIT {intervals + 1} SLIMIT {cap + 1}"
     )
+    answered = influx.query(influxql)
+    if len(answered) > cap:
+        raise _too_many_series(
+            cap,
+            intervals,
+            req.max_points,
+            "ask for a shorter time range, a longer 'every', or fewer devices or sites",
+        )
     out_series = []
     # Every series has the same intervals: their times are written out once.
     times_iso: dict[tuple[Any, ...], list[str]] = {}
-    for s in influx.query(influxql):
+    for s in answered:
         tags = s.get("tags") or {}
         # Columns of the rows (transposed in C; a column of nulls is a quantity not measured).
         by_column = list(zip(*s["values"], strict=True))
@@ -327,6 +363,7 @@ def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any
         ]
     )
     intervals = _intervals(t0, t1, every_s)
+    _check_intervals(intervals, req.max_points, req.every)
     filters = {
         "device_id": req.devices,
         "site": req.sites,
@@ -344,32 +381,47 @@ def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any
             f"for a shorter time range, a longer 'every', or one device, class or direction",
         )
     window = _where([f"time >= {_ms(t0)}ms", f"time < {_ms(t1)}ms"])
-    limit = f"LIMIT {intervals + 1} SLIMIT {_series_cap(req.max_points, intervals)}"
+    cap = _series_cap(req.max_points, intervals)
     counts_q = (
         f"SELECT sum({identifier('count')}) AS {identifier('count')} "
         f"FROM {identifier(storage.TRAFFIC)} WHERE {_where([window, traffic_where])} "
         f'GROUP BY time({every_s}s), "device_id", "site", "class", "direction" '
-        f"fill(null) {limit}"
+        f"fill(null) LIMIT {intervals + 1} SLIMIT {cap + 1}"
     )
-    running_q = (
-        f"SELECT sum(run_s) AS run_s FROM (SELECT running_fraction * interval_s AS run_s "
-        f"FROM {identifier(storage.COUNTER)} WHERE {_where([window, device_where])} "
-        f'GROUP BY "device_id", "site") WHERE {window} '
-        f'GROUP BY time({every_s}s), "device_id", "site" fill(null) '
-        f"LIMIT {intervals + 1} SLIMIT {_series_cap(req.max_points, intervals)}"
+    counted = influx.query(counts_q)
+    if len(counted) > cap:
+        raise _too_many_series(
+            cap,
+            intervals,
+            req.max_points,
+            "ask for a shorter time range, a longer 'every', or one device, class or direction",
+        )
+    # The counter's running time is read only for the devices with counts in the answer: a
+    # class, direction or source nothing was counted as reads no counter points at all.
+    counted_devices = sorted(
+        {str((s.get("tags") or {}).get("device_id", "")) for s in counted} - {""}
     )
     running: dict[str, dict[int, float | None]] = {}
-    for s in influx.query(running_q):
-        device = (s.get("tags") or {}).get("device_id", "")
-        running[device] = {
-            # Of the last interval only the part before `to` can have run.
-            r[0]: None
-            if r[1] is None
-            else min(1.0, float(r[1]) / max(1.0, min(every_s, (t1_ms - r[0]) / 1000)))
-            for r in s["values"]
-        }
+    if counted_devices:
+        running_where = _where([device_where, _tag_filter("device_id", counted_devices)])
+        running_q = (
+            f"SELECT sum(run_s) AS run_s FROM (SELECT running_fraction * interval_s AS run_s "
+            f"FROM {identifier(storage.COUNTER)} WHERE {_where([window, running_where])} "
+            f'GROUP BY "device_id", "site") WHERE {window} '
+            f'GROUP BY time({every_s}s), "device_id", "site" fill(null) '
+            f"LIMIT {intervals + 1} SLIMIT {cap + 1}"
+        )
+        for s in influx.query(running_q):
+            device = (s.get("tags") or {}).get("device_id", "")
+            running[device] = {
+                # Of the last interval only the part before `to` can have run.
+                r[0]: None
+                if r[1] is None
+                else min(1.0, float(r[1]) / max(1.0, min(every_s, (t1_ms - r[0]) / 1000)))
+                for r in s["values"]
+            }
     by_device: dict[str, dict[str, Any]] = {}
-    for s in influx.query(counts_q):
+    for s in counted:
         tags = s.get("tags") or {}
         device = tags.get("device_id", "")
         rows = s["values"]

@@ -420,7 +420,8 @@ def test_exact_locations_and_link_metadata_need_a_listed_token(
 
 # --- health -------------------------------------------------------------------------------------
 def test_health_reports_each_part_and_a_down_broker_as_503(world: World) -> None:
-    with TestClient(create_app(ApiContext(world.config))) as client:
+    auth = {"Authorization": f"Bearer {world.token}"}  # the parts are for token holders
+    with TestClient(create_app(ApiContext(world.config)), headers=auth) as client:
         ok = client.get("/api/v1/health")
         assert ok.status_code == 200
         body = ok.json()
@@ -430,7 +431,7 @@ def test_health_reports_each_part_and_a_down_broker_as_503(world: World) -> None
             p.time_ms for d in world.devices for p in _links(world, d.device_id)
         )
     closed = world.config.model_copy(update={"broker": BrokerSettings(port=1)})
-    with TestClient(create_app(ApiContext(closed))) as client:
+    with TestClient(create_app(ApiContext(closed)), headers=auth) as client:
         down = client.get("/api/v1/health")
         assert down.status_code == 503
         assert down.json()["status"] == "degraded" and down.json()["broker"]["ok"] is False

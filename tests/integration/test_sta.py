@@ -308,7 +308,7 @@ def test_observation_by_id_and_its_datastream(env: Env) -> None:
     air = _device(env, False)
     ds = _datastream(env, air.device_id, quantity="temperature")
     first = env.follow(ds["Observations@iot.navigationLink"] + "?$top=1")["value"][0]
-    assert first["@iot.id"] == f"{ds['@iot.id']}-{env.start_ms}"
+    assert first["@iot.id"] == f"{ds['@iot.id']}-{env.start_ms}-edge"
     assert env.follow(first["@iot.selfLink"]) == first
     assert env.follow(first["Datastream@iot.navigationLink"])["@iot.id"] == ds["@iot.id"]
     expanded = env.follow(first["@iot.selfLink"] + "?$expand=Datastream($select=name)")
@@ -474,7 +474,7 @@ def test_observations_top_level_need_a_datastream(env: Env) -> None:
     assert got["value"] == env.follow(ds["Observations@iot.navigationLink"] + "?$top=5")["value"]
     assert got["@iot.nextLink"].startswith("http://testserver/sta/v1.1/Observations?")
     assert env.follow(got["@iot.nextLink"])["value"][0]["@iot.id"] == (
-        f"{ds['@iot.id']}-{env.start_ms + 5 * MINUTE_MS}"
+        f"{ds['@iot.id']}-{env.start_ms + 5 * MINUTE_MS}-edge"
     )
 
 
@@ -563,7 +563,7 @@ def test_times_from_1677_to_2262_like_the_rest_of_the_api(env: Env) -> None:
         got = env.get(observations, **{"$filter": "phenomenonTime lt 1970-01-01T00:00:00Z"})
         (o,) = got["value"]
         assert o["phenomenonTime"] == "1969-12-31T00:00:00.000Z" and o["result"] == 4.5
-        assert o["@iot.id"] == f"{ds['@iot.id']}--{DAY_MS}"
+        assert o["@iot.id"] == f"{ds['@iot.id']}--{DAY_MS}-edge"
         assert env.follow(o["@iot.selfLink"]) == o
     finally:
         env.influx.delete("air", tags, -DAY_MS)

@@ -26,6 +26,8 @@ from sensorpipe.api.sta.catalog import AirSource, CountSource, Source
 from sensorpipe.api.sta.odata import Comparison, DateTime, OrderBy
 from sensorpipe.ingest.influx import InfluxClient, identifier, string_literal
 from sensorpipe.protocol import storage
+from sensorpipe.protocol.provenance import EDGE, SOURCE_TAG
+from sensorpipe.query.literals import number_literal
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The times InfluxDB stores points at, in ns: int64 but for its two ends.
@@ -50,6 +52,10 @@ class ObservationRow:
     # row's were not among them: then no running_fraction is written (null would say "did not
     # report").
     running_looked_up: bool = True
+    # The point's provenance (its `source` tag; points stored before there were such tags came
+    # from edge devices): part of the observation's id, as a device's own reading and an
+    # imported one can share a time.
+    source: str = EDGE
 
 
 def iso_time(ms: int) -> str:
@@ -85,7 +91,7 @@ def _number(c: Comparison) -> str:
         raise bad_request(
             f"$filter: result is compared with a number, not {c.value!r}"[:200], "$filter"
         )
-    return repr(c.value)
+    return number_literal(c.value)  # a plain decimal: InfluxQL cannot read 1e-05
 
 
 def _time_condition(c: Comparison, source: Source) -> str:
@@ -139,9 +145,16 @@ def descending(orderby: list[OrderBy]) -> bool:
 
 
 def _select_fields(source: Source) -> tuple[str, str]:
+    """The columns an observation is read from (its value first, the `source` tag last: a
+    tag selected with fields comes as a column, and the rows of every source stay one list
+    in time order, paged together) and the measurement."""
+    tag = identifier(SOURCE_TAG)
     if isinstance(source, AirSource):
-        return identifier(source.quantity), identifier(storage.AIR)
-    return f"{identifier('count')}, {identifier('interval_s')}", identifier(storage.TRAFFIC)
+        return f"{identifier(source.quantity)}, {tag}", identifier(storage.AIR)
+    return (
+        f"{identifier('count')}, {identifier('interval_s')}, {tag}",
+        identifier(storage.TRAFFIC),
+    )
 
 
 def _rows(series: list[dict[str, Any]], source: Source) -> list[ObservationRow]:
@@ -152,8 +165,8 @@ def _rows(series: list[dict[str, Any]], source: Source) -> list[ObservationRow]:
                 continue
             interval = None
             if isinstance(source, CountSource):
-                interval = float(row[2]) if len(row) > 2 and row[2] is not None else 0.0
-            out.append(ObservationRow(int(row[0]), row[1], interval))
+                interval = float(row[2]) if len(row) > 3 and row[2] is not None else 0.0
+            out.append(ObservationRow(int(row[0]), row[1], interval, source=str(row[-1] or EDGE)))
     return out
 
 
@@ -241,11 +254,20 @@ def count(influx: InfluxClient, source: Source, conditions: list[Comparison]) ->
     return 0
 
 
-def one(influx: InfluxClient, source: Source, time_ms: int) -> ObservationRow | None:
-    """The datastream's observation at `time_ms`, if there is one."""
+def one(
+    influx: InfluxClient, source: Source, time_ms: int, provenance: str | None = None
+) -> ObservationRow | None:
+    """The datastream's observation at `time_ms` from `provenance` (a `source` tag's value;
+    None: the first at that time, whatever its source), if there is one."""
     fields, measurement = _select_fields(source)
+    tag = identifier(SOURCE_TAG)
+    by_source = ""
+    if provenance == EDGE:  # points stored before there were source tags came from the edge
+        by_source = f" AND ({tag} = {string_literal(EDGE)} OR {tag} = '')"
+    elif provenance is not None:
+        by_source = f" AND {tag} = {string_literal(provenance)}"
     q = (
-        f"SELECT {fields} FROM {measurement} WHERE {_where(source, [])} "
+        f"SELECT {fields} FROM {measurement} WHERE {_where(source, [])}{by_source} "
         f"AND time = {int(time_ms)}ms LIMIT 1"
     )
     rows = with_running_fraction(influx, source, _rows(influx.query(q), source), limit=1)

@@ -23,6 +23,8 @@ TOP_MAX = 1000
 SKIP_MAX = 1_000_000_000
 MAX_OPTION_CHARS = 2000
 MAX_COMPARISONS = 32
+# Parentheses a $filter may nest: a conjunction needs none; deeper nesting would only recurse.
+MAX_FILTER_DEPTH = 10
 MAX_ORDERBY = 5
 MAX_SELECT = 50
 MAX_EXPAND = 10
@@ -345,6 +347,7 @@ class _FilterParser:
         self.parameter = parameter
         self.tokens = _tokens(text, parameter)
         self.pos = 0
+        self.depth = 0
         self.out: list[Comparison] = []
 
     def fail(self, what: str) -> ApiProblem:
@@ -390,8 +393,12 @@ class _FilterParser:
     def term(self) -> None:
         token = self.peek()
         if token is not None and token.kind == "open":
+            if self.depth >= MAX_FILTER_DEPTH:
+                raise self.fail(f"parentheses nest deeper than {MAX_FILTER_DEPTH} levels")
+            self.depth += 1
             self.pos += 1
             self.conjunction()
+            self.depth -= 1
             if self.take().kind != "close":
                 self.pos -= 1
                 raise self.fail("expected ')'")

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 import sensorpipe.api.sta.observations as observations
-from sensorpipe.api.context import ApiContext, context
+from sensorpipe.api.context import ApiContext, context, public_base
 from sensorpipe.api.problems import PROBLEM_RESPONSES, ApiProblem, bad_request, problem_responses
 from sensorpipe.api.sta.catalog import (
     ENTITY_SETS,
@@ -54,6 +54,8 @@ CONFORMANCE = [
 MAX_SEGMENTS = 6
 MAX_SEGMENT_CHARS = 200
 _SEGMENT = re.compile(r"([A-Za-z]{1,40})(?:\((.*)\))?", re.DOTALL)
+# What a resource path keeps unquoted in a link: Datastreams(5)/Observations('1-2-edge').
+_PATH_SAFE = "/()',:$@"
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "gt": operator.gt,
     "ge": operator.ge,
@@ -171,8 +173,8 @@ class _Resolver:
     def observation(self, coll: Collection, key: str) -> One:
         if not (len(key) >= 2 and key[0] == key[-1] == "'"):
             raise bad_request(
-                "Observation ids are quoted strings '<datastream id>-<epoch ms>', "
-                "e.g. Observations('123-1714521600000')"
+                "Observation ids are quoted strings '<datastream id>-<epoch ms>-<source>', "
+                "e.g. Observations('123-1714521600000-edge')"
             )
         parsed = parse_observation_id(key[1:-1])
         # Only times InfluxDB can look up (beyond them `time = ...ms` does not parse).
@@ -185,7 +187,7 @@ class _Resolver:
             or (coll.datastream is not None and coll.datastream.id != ds.id)
         ):
             raise _not_found(f"no Observation with id {key[:60]} in {coll.url}")
-        row = observations.one(self.ctx.influx, ds.source, parsed[1])
+        row = observations.one(self.ctx.influx, ds.source, parsed[1], parsed[2])
         if row is None:
             raise _not_found(f"no Observation with id {key[:60]}")
         return One("Observation", ds, row)
@@ -322,13 +324,13 @@ def _link_query(options: QueryOptions, skip: int) -> str:
 
 class _Writer:
     def __init__(self, request: Request, ctx: ApiContext, cat: Catalog) -> None:
-        self.base = str(request.base_url).rstrip("/") + PREFIX
+        self.base = _base(request)
         self.ctx = ctx
         self.cat = cat
 
     def self_link(self, one: One) -> str:
         if one.row is not None:
-            key = observation_id(one.entity.id, one.row.time_ms)
+            key = observation_id(one.entity.id, one.row.time_ms, one.row.source)
             return f"{self.base}/Observations('{key}')"
         return f"{self.base}/{SET_OF[one.type]}({one.entity.id})"
 
@@ -342,7 +344,9 @@ class _Writer:
         out: dict[str, Any] = {}
         if select is None or {"id", "@iot.id"} & set(select):
             out["@iot.id"] = (
-                observation_id(one.entity.id, one.row.time_ms) if one.row else one.entity.id
+                observation_id(one.entity.id, one.row.time_ms, one.row.source)
+                if one.row
+                else one.entity.id
             )
         if select is None or {"id", "@iot.id", "@iot.selfLink"} & set(select):
             out["@iot.selfLink"] = link
@@ -479,7 +483,8 @@ def _raw_value(value: Any) -> Response:
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + PREFIX
+    """Where links in answers start: the public address (never the Host header)."""
+    return public_base(request) + PREFIX
 
 
 def _root(request: Request) -> dict[str, Any]:
@@ -531,7 +536,8 @@ def resource(resource: str, request: Request) -> Response:
         body["@iot.count"] = total
     body["value"] = value
     if more:
-        body["@iot.nextLink"] = str(
-            request.url.replace(query=_link_query(options, options.skip + options.top))
+        body["@iot.nextLink"] = (
+            f"{_base(request)}/{quote(resource, safe=_PATH_SAFE)}?"
+            f"{_link_query(options, options.skip + options.top)}"
         )
     return JSONResponse(body)

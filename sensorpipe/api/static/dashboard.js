@@ -210,14 +210,22 @@
     }
   }
 
+  // `text` as HTML that shows it as it is: for what Leaflet takes as HTML.
+  function htmlText(text) {
+    const span = document.createElement("span");
+    span.textContent = String(text);
+    return span.innerHTML;
+  }
+
   function renderMap(devices, config) {
     const mapEl = $("map");
     const map = L.map(mapEl, { zoomSnap: 0.5 });
     state.map = map;
     const note = $("map-note");
     if (config.tile_url) {
-      L.tileLayer(config.tile_url, { attribution: config.tile_attribution || "", maxZoom: 19 })
-        .addTo(map);
+      // Leaflet writes an attribution as HTML; the configured one is text, so it is escaped.
+      const attribution = htmlText(config.tile_attribution || "");
+      L.tileLayer(config.tile_url, { attribution, maxZoom: 19 }).addTo(map);
       note.textContent = "";
     } else {
       mapEl.classList.add("no-tiles");
