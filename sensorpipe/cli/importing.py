@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.importer.files import DEFAULT_MAX_DECOMPRESSED_MIB
 from sensorpipe.protocol.quantities import QUANTITIES
 
 if TYPE_CHECKING:
@@ -71,6 +72,13 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
             default=20_000,
             show_default=True,
             help="Points per write to InfluxDB.",
+        ),
+        click.option(
+            "--max-decompressed-mib",
+            type=click.IntRange(1, 1024 * 1024),
+            default=DEFAULT_MAX_DECOMPRESSED_MIB,
+            show_default=True,
+            help="A gzip'd file may expand to this many MiB; reading stops past it.",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
     ]
@@ -267,6 +275,7 @@ def _options(common: dict[str, Any], extra: dict[str, Any]) -> ImportOptions:
         segment=segment,
         direction_names=(names[0], names[1]),
         batch_size=common["batch_size"],
+        max_decompressed_mib=common["max_decompressed_mib"],
     )
 
 

@@ -67,9 +67,13 @@ def prepare(fmt: str, paths: list[Path], options: ImportOptions) -> list[History
     """Check every file before anything is imported: it exists, can be read and is of the
     format (header, first rows). Raises FileProblem with one line naming the file."""
     parsers = []
+    limit = options.max_decompressed_mib * 1024 * 1024
     for path in paths:
-        parser = FORMATS[fmt](inspect(path), options)
-        parser.prepare()
+        parser = FORMATS[fmt](inspect(path, limit), options)
+        try:
+            parser.prepare()
+        except READ_ERRORS as exc:
+            raise FileProblem(read_error(parser.file, exc)) from None
         parsers.append(parser)
     return parsers
 
@@ -177,6 +181,8 @@ class Importer:
         first_ms = entry.first_ms if entry is not None else self._unique_ms()
         self._ledger.begin(file.sha256, self.fmt, file.name, self.options.user, first_ms)
         self._targets, self._new, self._notes = {}, [], []
+        if file.note is not None:
+            self._notes.append(file.note)
         self._letters_seen = 0
         self._letters_kept = entry.letters_kept if entry is not None else 0
         ctx = ImportContext(
