@@ -210,6 +210,8 @@ def _import(
     if failed:
         not_read = len(parsers) - len(results)
         more = f"; {not_read} more not started" if not_read else ""
+        if all(r.refused for r in failed):
+            fail(f"{len(failed)} of {len(parsers)} files were refused ({failed[0].error}){more}")
         fail(
             f"{len(failed)} of {len(parsers)} files were not imported completely "
             f"({failed[0].error}){more}: import them again once fixed (nothing is stored twice)"
@@ -364,7 +366,7 @@ def _file_line(r: FileResult) -> str:
     for note in r.notes:
         line += f"; note: {note}"
     if r.error:
-        line += f"; NOT COMPLETE: {r.error}"
+        line += f"; {'REFUSED' if r.refused else 'NOT COMPLETE'}: {r.error}"
     return line
 
 
@@ -385,6 +387,7 @@ def _file_json(r: FileResult) -> dict[str, Any]:
             "not_imported": {k: v for k, v in r.not_imported.items() if v},
             "notes": r.notes,
             "error": r.error,
+            "refused": r.refused,
         }
     )
     return out

@@ -210,6 +210,7 @@ class HistoryFormat(ABC):
 
     name: ClassVar[str]  # as in `import_source`: sensor-community, opensensemap, ...
     title: ClassVar[str]  # "a Sensor.Community archive CSV"
+    device_prefix: ClassVar[str]  # every device id it registers starts so: "sc-"
 
     def __init__(self, file: HistoryFile, options: ImportOptions) -> None:
         self.file = file

@@ -55,6 +55,7 @@ ID = re.compile(r"^[A-Za-z0-9]{1,59}$")
 class OpenSenseMap(HistoryFormat):
     name = "opensensemap"
     title = "an openSenseMap measurement download"
+    device_prefix = "osm-"
 
     def prepare(self) -> None:
         columns, first = self._peek()

@@ -53,6 +53,7 @@ COLUMNS: dict[str, tuple[str, float]] = {
 class SensorCommunity(HistoryFormat):
     name = "sensor-community"
     title = "a Sensor.Community archive CSV"
+    device_prefix = "sc-"
 
     def prepare(self) -> None:
         with self.file.open_text() as (text, _):

@@ -65,6 +65,7 @@ assert {c for _, c in CLASSES} <= set(COUNT_CLASSES)
 class Telraam(HistoryFormat):
     name = "telraam"
     title = "a Telraam traffic export"
+    device_prefix = "telraam-"
 
     def prepare(self) -> None:
         columns, first = self._peek()

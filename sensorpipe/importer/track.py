@@ -62,6 +62,7 @@ ERRORS = {
 class Track(HistoryFormat):
     name = "track"
     title = "a track CSV (time, latitude, longitude and values per row)"
+    device_prefix = "track-"
 
     def prepare(self) -> None:
         with self.file.open_text() as (text, _):
