@@ -1,7 +1,8 @@
 """`sensorpipe import` of hostile files into a real influxd, run as the command a user runs (a
-child process, whose peak RSS is read from wait4): a gzip bomb, a 100 MB line, a JSON item of
-100 MB, an unclosed quote, JSON nested a million levels deep; and imports refused where another
-source of the device has data at the file's times (a live edge reading, a live camera count).
+child process that reports its own peak RSS from /proc/self/status as it exits): a gzip bomb, a
+100 MB line, a JSON item of 100 MB, an unclosed quote, JSON nested a million levels deep; and
+imports refused where another source of the device has data at the file's times (a live edge
+reading, a live camera count).
 
 Memory: the import may use MAX_RSS_MB (the command alone takes about 50 MB; batches of 20,000
 points and a writer queue two deep add some 20 MB). Before the bounds, the 100 MB line cost
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -31,6 +31,21 @@ from tests.integration.conftest import _require_binaries
 from tests.integration.mqtt_helpers import TestDevice, air_message
 
 MAX_RSS_MB = 120
+# `python -m sensorpipe` that writes its peak RSS (VmHWM, kB) to argv[1] as it exits. VmHWM, not
+# wait4's ru_maxrss: Linux carries a process's maximum RSS over exec, so a child forked from
+# the test runner would report the runner's size.
+AS_MODULE = """
+import atexit, runpy, sys
+out = sys.argv.pop(1)
+def peak():
+    with open("/proc/self/status") as f:
+        kb = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    with open(out, "w") as f:
+        f.write(kb)
+atexit.register(peak)
+sys.argv[0] = "sensorpipe"
+runpy.run_module("sensorpipe", run_name="__main__", alter_sys=True)
+"""
 SC_HEADER = "sensor_id;sensor_type;location;lat;lon;timestamp;P1;durP1;ratioP1;P2;durP2;ratioP2\n"
 DAY = datetime(2024, 4, 1, tzinfo=UTC)
 
@@ -68,22 +83,22 @@ class World:
 
     def sensorpipe(self, *args: str) -> Ran:
         """`python -m sensorpipe ARGS --dir STACK` as a child process, and its peak RSS."""
-        with (
-            open(self.stack.directory.parent / "out", "w+") as out,
-            open(self.stack.directory.parent / "err", "w+") as err,
-        ):
-            child = subprocess.Popen(
-                [sys.executable, "-m", "sensorpipe", *args, "--dir", str(self.stack.directory)],
+        work = self.stack.directory.parent
+        hwm = work / "hwm"
+        hwm.unlink(missing_ok=True)
+        with open(work / "out", "w+") as out, open(work / "err", "w+") as err:
+            child = subprocess.run(
+                [sys.executable, "-c", AS_MODULE, str(hwm), "import", *args,
+                 "--dir", str(self.stack.directory)],
                 stdout=out,
                 stderr=err,
                 # a safety net for the code before the bounds: it fails here, not the machine
                 preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)),
-            )
-            _, status, usage = os.wait4(child.pid, 0)
-            child.returncode = os.waitstatus_to_exitcode(status)
+                check=False,
+            )  # fmt: skip
             out.seek(0)
             err.seek(0)
-            return Ran(child.returncode, out.read(), err.read(), usage.ru_maxrss / 1024)
+            return Ran(child.returncode, out.read(), err.read(), int(hwm.read_text()) / 1024)
 
     def count(self, q: str) -> int:
         series = self.influx.query(q)
@@ -123,7 +138,7 @@ def test_a_gzip_bomb_stops_at_the_decompressed_limit_in_bounded_memory(
     # 4 GiB without a newline after one good row, in some 4 MB
     repeated_gzip(bomb, (SC_HEADER + sc_row(0, 901)).encode(), b"9" * (16 << 20), 256)
     assert bomb.stat().st_size < 5 << 20
-    ran = world.sensorpipe("import", "sensor-community", str(bomb))  # the default limit
+    ran = world.sensorpipe("sensor-community", str(bomb))  # the default limit
     assert ran.code == 1
     line = ran.error_line()
     assert str(bomb) in line and "more than 1024 MiB when decompressed" in line
@@ -142,7 +157,7 @@ def test_a_100_mb_line_is_one_bad_row_in_bounded_memory(world: World, tmp_path: 
         100,  # the line goes on for 100 MiB
         ("\n" + sc_row(2, 902) + sc_row(3, 902)).encode(),
     )
-    ran = world.sensorpipe("import", "sensor-community", str(path), "--json")
+    ran = world.sensorpipe("sensor-community", str(path), "--json")
     assert ran.code == 0, ran.stderr[-3000:]
     summary = json.loads(ran.stdout)
     assert (summary["stored"], summary["rejected_by_reason"]) == (3, {"bad_row": 1})
@@ -159,7 +174,7 @@ def test_json_is_read_as_a_stream_and_a_100_mb_item_is_one_bad_row(
         for _ in range(100):
             f.write("1" * (1 << 20))
         f.write('"}, ' + item % (2, 2) + "]")
-    ran = world.sensorpipe("import", "opensensemap", str(path), "--quantity", "pm2_5", "--json")
+    ran = world.sensorpipe("opensensemap", str(path), "--quantity", "pm2_5", "--json")
     assert ran.code == 0, ran.stderr[-3000:]
     summary = json.loads(ran.stdout)
     assert (summary["stored"], summary["rejected_by_reason"]) == (2, {"bad_row": 1})
@@ -172,7 +187,7 @@ def test_an_unclosed_quote_in_20000_lines_costs_one_row(world: World, tmp_path: 
     lines = [sc_row(i, 903) for i in range(20_000)]
     lines[10] = lines[10].replace(";SDS011;", ';"SDS011;')
     path.write_text(SC_HEADER + "".join(lines))
-    ran = world.sensorpipe("import", "sensor-community", str(path), "--json")
+    ran = world.sensorpipe("sensor-community", str(path), "--json")
     assert ran.code == 0, ran.stderr[-3000:]
     summary = json.loads(ran.stdout)
     assert (summary["stored"], summary["rejected_by_reason"]) == (19_999, {"bad_row": 1})
@@ -186,7 +201,7 @@ def test_json_nested_a_million_deep_is_one_line(world: World, tmp_path: Path, fm
     path = tmp_path / "5f0a1b2c3d4e5f6a7b8c9d02.json"
     path.write_text("[" * 1_000_000 + "]" * 1_000_000)
     option = ["--quantity", "pm2_5"] if fmt == "opensensemap" else ["--segment", "5"]
-    ran = world.sensorpipe("import", fmt, str(path), *option)
+    ran = world.sensorpipe(fmt, str(path), *option)
     assert ran.code == 1
     line = ran.error_line()
     assert str(path) in line and "nested deeper than 32 levels" in line
@@ -209,7 +224,7 @@ def test_an_archive_is_refused_where_a_live_device_has_readings_at_its_times(
     archive = tmp_path / "recent_sds011_sensor_904.csv"
     archive.write_text(SC_HEADER + "".join(sc_row(i, 904, RECENT) for i in range(0, 600, 30)))
 
-    ran = world.sensorpipe("import", "sensor-community", str(archive), "--device", "balcony-09")
+    ran = world.sensorpipe("sensor-community", str(archive), "--device", "balcony-09")
     assert ran.code == 1
     line = ran.error_line()
     for needle in (
@@ -226,8 +241,8 @@ def test_an_archive_is_refused_where_a_live_device_has_readings_at_its_times(
     assert world.count(imported) == 0  # nothing of the file was written
 
     # Under its own device (source import) the same file is imported, and again with --force.
-    assert world.sensorpipe("import", "sensor-community", str(archive)).code == 0
-    again = world.sensorpipe("import", "sensor-community", str(archive), "--force")
+    assert world.sensorpipe("sensor-community", str(archive)).code == 0
+    again = world.sensorpipe("sensor-community", str(archive), "--force")
     assert again.code == 0, again.stderr
     assert world.count("SELECT count(pm10) FROM air WHERE device_id = 'sc-904'") == 20
 
@@ -235,11 +250,9 @@ def test_an_archive_is_refused_where_a_live_device_has_readings_at_its_times(
     later = tmp_path / "day-before_sds011_sensor_904.csv"
     rows = "".join(sc_row(i, 904, RECENT) for i in range(-86_400, -85_800, 60))
     later.write_text(SC_HEADER + rows)
-    first = world.sensorpipe("import", "sensor-community", str(later), "--device", "balcony-09")
+    first = world.sensorpipe("sensor-community", str(later), "--device", "balcony-09")
     assert first.code == 0, first.stderr
-    forced = world.sensorpipe(
-        "import", "sensor-community", str(later), "--device", "balcony-09", "--force"
-    )
+    forced = world.sensorpipe("sensor-community", str(later), "--device", "balcony-09", "--force")
     assert forced.code == 0, forced.stderr
     assert world.count(imported) == 10
     assert world.count(live) == 1  # the live reading as it was
@@ -277,7 +290,7 @@ def test_telraam_counts_are_refused_in_an_hour_a_live_camera_counted(
     )
     export = tmp_path / "telraam-recent.csv"
     export.write_text(header + f"7,{RECENT:%Y-%m-%d %H:%M:%S},hourly,1.0,1,1,100,90,5,5,2,2\n")
-    ran = world.sensorpipe("import", "telraam", str(export), "--device", "cam-09")
+    ran = world.sensorpipe("telraam", str(export), "--device", "cam-09")
     assert ran.code == 1
     line = ran.error_line()
     for needle in ("device cam-09", "counts", "source edge", iso(start),
@@ -285,7 +298,7 @@ def test_telraam_counts_are_refused_in_an_hour_a_live_camera_counted(
         assert needle in line, line
     assert world.count(total) == 155  # not 155 + 190
     # The README's way now: the segment's own device.
-    assert world.sensorpipe("import", "telraam", str(export)).code == 0
+    assert world.sensorpipe("telraam", str(export)).code == 0
     assert world.count("SELECT sum(count) FROM traffic WHERE device_id = 'telraam-7'") == 206
 
 
@@ -293,11 +306,9 @@ def test_a_different_import_source_is_another_source_too(world: World, tmp_path:
     """An openSenseMap download of the sensor an archive was imported for, into its device."""
     archive = tmp_path / "recent_sds011_sensor_905.csv"
     archive.write_text(SC_HEADER + "".join(sc_row(i, 905, RECENT) for i in range(0, 600, 30)))
-    assert world.sensorpipe("import", "sensor-community", str(archive)).code == 0
+    assert world.sensorpipe("sensor-community", str(archive)).code == 0
     path = tmp_path / "5f0a1b2c3d4e5f6a7b8c9d03.csv"
     path.write_text(f"createdAt,value\n{iso(RECENT + timedelta(seconds=120))},12.5\n")
-    ran = world.sensorpipe(
-        "import", "opensensemap", str(path), "--quantity", "pm2_5", "--device", "sc-905"
-    )
+    ran = world.sensorpipe("opensensemap", str(path), "--quantity", "pm2_5", "--device", "sc-905")
     assert ran.code == 1
     assert "source import:sensor-community" in ran.error_line()
