@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.importer.files import DEFAULT_MAX_DECOMPRESSED_MIB
 from sensorpipe.protocol.quantities import QUANTITIES
 
 if TYPE_CHECKING:
@@ -71,6 +72,13 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
             default=20_000,
             show_default=True,
             help="Points per write to InfluxDB.",
+        ),
+        click.option(
+            "--max-decompressed-mib",
+            type=click.IntRange(1, 1024 * 1024),
+            default=DEFAULT_MAX_DECOMPRESSED_MIB,
+            show_default=True,
+            help="A gzip'd file may expand to this many MiB; reading stops past it.",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
     ]
@@ -202,6 +210,8 @@ def _import(
     if failed:
         not_read = len(parsers) - len(results)
         more = f"; {not_read} more not started" if not_read else ""
+        if all(r.refused for r in failed):
+            fail(f"{len(failed)} of {len(parsers)} files were refused ({failed[0].error}){more}")
         fail(
             f"{len(failed)} of {len(parsers)} files were not imported completely "
             f"({failed[0].error}){more}: import them again once fixed (nothing is stored twice)"
@@ -267,6 +277,7 @@ def _options(common: dict[str, Any], extra: dict[str, Any]) -> ImportOptions:
         segment=segment,
         direction_names=(names[0], names[1]),
         batch_size=common["batch_size"],
+        max_decompressed_mib=common["max_decompressed_mib"],
     )
 
 
@@ -355,7 +366,7 @@ def _file_line(r: FileResult) -> str:
     for note in r.notes:
         line += f"; note: {note}"
     if r.error:
-        line += f"; NOT COMPLETE: {r.error}"
+        line += f"; {'REFUSED' if r.refused else 'NOT COMPLETE'}: {r.error}"
     return line
 
 
@@ -376,6 +387,7 @@ def _file_json(r: FileResult) -> dict[str, Any]:
             "not_imported": {k: v for k, v in r.not_imported.items() if v},
             "notes": r.notes,
             "error": r.error,
+            "refused": r.refused,
         }
     )
     return out

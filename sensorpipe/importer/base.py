@@ -24,12 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, ClassVar
 
-from sensorpipe.importer.files import HistoryFile
+from sensorpipe.importer.files import DEFAULT_MAX_DECOMPRESSED_MIB, HistoryFile
 from sensorpipe.importer.lines import series_prefix
 from sensorpipe.protocol import storage
 from sensorpipe.protocol.provenance import import_source, provenance_tags
 
 DEFAULT_BATCH = 20_000
+# Rejected rows held before they go to the dead-letter store (a file of bad rows writes no
+# points, so no batch of points would take them there).
+LETTER_FLUSH = 1000
 # As the ingest: a reading may be observed at most this far ahead of this machine's clock.
 MAX_FUTURE_S = 300.0
 
@@ -49,6 +52,7 @@ class ImportOptions:
     segment: str | None = None  # Telraam: the segment when the file does not name it
     direction_names: tuple[str, str] = ("lft", "rgt")  # Telraam _lft/_rgt as directions
     batch_size: int = DEFAULT_BATCH
+    max_decompressed_mib: int = DEFAULT_MAX_DECOMPRESSED_MIB  # a gzip'd file's expanded size
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,13 @@ class ImportContext:
             self.unassigned_rejected += 1
         else:
             target.rejected += 1
+        if len(self.letters) >= LETTER_FLUSH:
+            self.flush()
+
+    def bad_row(self, line_no: int, raw: str, detail: str) -> None:
+        """A row past the bounds of `files.rows` or `jsonstream.items` (too long, a quote
+        that never closes)."""
+        self.reject(line_no, raw, "bad_row", detail)
 
     def flush(self) -> None:
         """Hand `lines` (and the letters so far) to the runner; both start empty again."""
@@ -199,6 +210,7 @@ class HistoryFormat(ABC):
 
     name: ClassVar[str]  # as in `import_source`: sensor-community, opensensemap, ...
     title: ClassVar[str]  # "a Sensor.Community archive CSV"
+    device_prefix: ClassVar[str]  # every device id it registers starts so: "sc-"
 
     def __init__(self, file: HistoryFile, options: ImportOptions) -> None:
         self.file = file

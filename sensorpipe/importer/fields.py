@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sensorpipe.importer.files import Row
@@ -116,10 +116,10 @@ class Columns:
         for n, raw, f in source:
             yield n, raw, self.csv_row(f, index), len(f) == width
 
-    def json_rows(self, items: list[Any]) -> RowSource:
-        """Each item, numbered from 1, with its compact JSON text (the dead letter's payload);
-        an item that is not an object comes as not whole."""
-        for n, item in enumerate(items, start=1):
+    def json_rows(self, items: Iterable[tuple[int, Any]]) -> RowSource:
+        """Each numbered item with its compact JSON text (the dead letter's payload); an item
+        that is not an object comes as not whole."""
+        for n, item in items:
             raw = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
             if isinstance(item, dict):
                 yield n, raw, self.json_row(item), True

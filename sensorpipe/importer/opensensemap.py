@@ -21,10 +21,11 @@ its registered location.
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Iterator
 from typing import IO, Any
 
+from sensorpipe.importer import jsonstream
 from sensorpipe.importer.base import DeviceSpec, HistoryFormat, ImportContext, Target
 from sensorpipe.importer.fields import (
     Columns,
@@ -36,6 +37,7 @@ from sensorpipe.importer.fields import (
     unit_divisor,
 )
 from sensorpipe.importer.files import FileProblem, first_char, header, rows
+from sensorpipe.importer.jsonstream import BadItem
 from sensorpipe.importer.timeparse import TimestampError, utc_ms
 from sensorpipe.protocol.quantities import QUANTITIES, plausibility_error
 
@@ -53,6 +55,7 @@ ID = re.compile(r"^[A-Za-z0-9]{1,59}$")
 class OpenSenseMap(HistoryFormat):
     name = "opensensemap"
     title = "an openSenseMap measurement download"
+    device_prefix = "osm-"
 
     def prepare(self) -> None:
         columns, first = self._peek()
@@ -91,9 +94,13 @@ class OpenSenseMap(HistoryFormat):
             self.is_json = first_char(text) in "[{"
         with self.file.open_text() as (text, _):
             if self.is_json:
-                items = self._json_items(text)
-                columns = set(items[0]) if items else set()
-                return columns, (_json_row(items[0]) if items else None)
+                first = next(self._json_items(text), None)
+                if first is None:
+                    return set(), None
+                item = first[1]
+                if not (isinstance(item, dict) and {"createdAt", "value"} <= set(item)):
+                    raise self._not_measurements()
+                return set(item), _json_row(item)
             head = header(text, ",;")
             if head is None or "createdAt" not in head[3] or "value" not in head[3]:
                 found = "nothing" if head is None else repr(head[1][:80])
@@ -103,33 +110,32 @@ class OpenSenseMap(HistoryFormat):
                     f"JSON array of measurements, found {found}"
                 )
             index = COLUMNS.index(head[3])
-            first = next((COLUMNS.csv_row(f, index) for _, _, f in rows(text, head[2])), None)
-            return set(head[3]), first
+            first_row = next((COLUMNS.csv_row(f, index) for _, _, f in rows(text, head[2])), None)
+            return set(head[3]), first_row
 
-    def _json_items(self, text: IO[str]) -> list[Any]:
+    def _json_items(
+        self, text: IO[str], bad_item: BadItem | None = None
+    ) -> Iterator[tuple[int, Any]]:
         try:
-            doc = json.load(text)
-        except ValueError as exc:
-            raise FileProblem(f"{self.file.path}: not valid JSON ({exc})") from None
-        if not isinstance(doc, list) or (
-            doc and not (isinstance(doc[0], dict) and {"createdAt", "value"} <= set(doc[0]))
-        ):
-            raise FileProblem(
-                f"{self.file.path}: not {self.title}: expected a JSON array of measurements "
-                f'like [{{"location": [7.6, 51.9], "createdAt": "2023-09-29T08:06:13.254Z", '
-                f'"value": "6.38"}}]'
-            )
-        return doc
+            yield from jsonstream.items(text, bad_item=bad_item)
+        except jsonstream.NotTheShape:
+            raise self._not_measurements() from None
+
+    def _not_measurements(self) -> FileProblem:
+        return FileProblem(
+            f"{self.file.path}: not {self.title}: expected a JSON array of measurements "
+            f'like [{{"location": [7.6, 51.9], "createdAt": "2023-09-29T08:06:13.254Z", '
+            f'"value": "6.38"}}]'
+        )
 
     def parse(self, ctx: ImportContext, text: IO[str]) -> None:
         if self.is_json:
-            items = self._json_items(text)
             ctx.row_word = "item"
-            self._read(ctx, _json_rows(items))
+            self._read(ctx, _json_rows(self._json_items(text, ctx.bad_row)))
             return
         head = header(text, ",;")
         assert head is not None
-        self._read(ctx, COLUMNS.csv_rows(rows(text, head[2], head[0] + 1), head[3]))
+        self._read(ctx, COLUMNS.csv_rows(rows(text, head[2], head[0] + 1, ctx.bad_row), head[3]))
 
     def _read(self, ctx: ImportContext, source: RowSource) -> None:
         o = self.options
@@ -241,12 +247,13 @@ def _meaning(quantity: str | None, phenomenon: str, unit: str) -> tuple[str, flo
     return quantity, divisor
 
 
-def _json_rows(items: list[Any]) -> RowSource:
+def _json_rows(items: Iterator[tuple[int, Any]]) -> RowSource:
     """As Columns.json_rows, with the measurement's `location` ([lon, lat] or {lat, lng})."""
-    for n, raw, row, whole in COLUMNS.json_rows(items):
-        if whole:
-            _located(row, items[n - 1])
-        yield n, raw, row, whole
+    for n, item in items:
+        for _, raw, row, whole in COLUMNS.json_rows([(n, item)]):
+            if whole:
+                _located(row, item)
+            yield n, raw, row, whole
 
 
 def _json_row(item: dict[str, Any]) -> list[str]:

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from sensorpipe.importer.base import (
     DeviceSpec,
@@ -31,11 +31,13 @@ from sensorpipe.importer.base import (
 from sensorpipe.importer.files import READ_ERRORS, FileProblem, inspect, read_error
 from sensorpipe.importer.ledger import Ledger, LedgerEntry
 from sensorpipe.importer.opensensemap import OpenSenseMap
+from sensorpipe.importer.overlap import Spans, devices_with_other_sources, find_overlap, refusal
 from sensorpipe.importer.sensor_community import SensorCommunity
 from sensorpipe.importer.telraam import Telraam
 from sensorpipe.importer.track import Track
 from sensorpipe.importer.writer import BatchWriter, Refused, WriteFailed
 from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore, DeadLetterStoreUnavailable
+from sensorpipe.ingest.errors import QueryError, StorageUnavailable
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import Point, to_line
 from sensorpipe.protocol import storage
@@ -60,6 +62,8 @@ FORMATS: dict[str, type[HistoryFormat]] = {
     Track.name: Track,
 }
 LETTER_CHUNK = 1000
+RETRIES = 3  # as the writer's
+T = TypeVar("T")
 DEFAULT_SITE = "unassigned"
 
 
@@ -67,9 +71,13 @@ def prepare(fmt: str, paths: list[Path], options: ImportOptions) -> list[History
     """Check every file before anything is imported: it exists, can be read and is of the
     format (header, first rows). Raises FileProblem with one line naming the file."""
     parsers = []
+    limit = options.max_decompressed_mib * 1024 * 1024
     for path in paths:
-        parser = FORMATS[fmt](inspect(path), options)
-        parser.prepare()
+        parser = FORMATS[fmt](inspect(path, limit), options)
+        try:
+            parser.prepare()
+        except READ_ERRORS as exc:
+            raise FileProblem(read_error(parser.file, exc)) from None
         parsers.append(parser)
     return parsers
 
@@ -90,7 +98,8 @@ class FileResult:
     not_imported: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     skipped: LedgerEntry | None = None  # imported before: nothing done
-    error: str | None = None  # read or written only in part
+    error: str | None = None  # read or written only in part, or refused
+    refused: bool = False  # another source has data of its device and times: nothing written
     fatal: bool = False  # the error ends the run (InfluxDB, the dead-letter store)
 
 
@@ -174,9 +183,26 @@ class Importer:
             result.skipped = entry
             self.progress(file.size)
             return result
+        try:
+            refusal = self._retrying(lambda: self._overlap(parser))
+        except READ_ERRORS as exc:
+            result.error = read_error(file, exc)
+            return result
+        except FileProblem as exc:
+            result.error = str(exc)
+            return result
+        except (StorageUnavailable, QueryError) as exc:
+            result.error = f"InfluxDB could not be asked what it holds at the file's times: {exc}"
+            result.fatal = True
+            return result
+        if refusal is not None:
+            result.error, result.refused = refusal, True
+            return result
         first_ms = entry.first_ms if entry is not None else self._unique_ms()
         self._ledger.begin(file.sha256, self.fmt, file.name, self.options.user, first_ms)
         self._targets, self._new, self._notes = {}, [], []
+        if file.note is not None:
+            self._notes.append(file.note)
         self._letters_seen = 0
         self._letters_kept = entry.letters_kept if entry is not None else 0
         ctx = ImportContext(
@@ -227,6 +253,78 @@ class Importer:
         result.not_imported = dict(ctx.not_imported)
         result.notes = list(self._notes)
         return result
+
+    def _retrying(self, ask: Callable[[], T]) -> T:
+        """`ask`, tried again while InfluxDB is unavailable, as the writer tries a batch."""
+        delay = self._retry_backoff_s
+        for attempt in range(RETRIES + 1):
+            try:
+                return ask()
+            except StorageUnavailable as exc:
+                if attempt == RETRIES:
+                    raise
+                time.sleep(exc.retry_after_s or delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def _overlap(self, parser: HistoryFormat) -> str | None:
+        """Why the file must not be written (another source's data of a device it writes to,
+        in its times; see overlap.py), or None. Reads the file once more only where a device
+        it may write to has another source's data at all."""
+        others = devices_with_other_sources(self._influx, self.source)
+        device = self.options.device
+        candidates = {
+            family: {
+                d for d in found if (d == device if device else d.startswith(parser.device_prefix))
+            }
+            for family, found in others.items()
+        }
+        if not any(candidates.values()):
+            return None
+        spans = Spans(candidates)
+
+        def collect(ctx: ImportContext) -> None:
+            spans.add(ctx.lines)
+            ctx.lines.clear()
+            ctx.line_nos.clear()
+            ctx.letters.clear()
+
+        ctx = ImportContext(
+            self.fmt,
+            parser.file,
+            self.options,
+            resolve=self._resolve_unregistered,
+            declare=lambda target, _kind, _value: target.may_declare,
+            flush=collect,
+            now_ms=int(self._clock() * 1000),
+        )
+        with parser.file.open_text() as (text, _):
+            parser.parse(ctx, text)
+        ctx.flush()
+        found = find_overlap(self._influx, self.source, spans)
+        if found is None:
+            return None
+        return refusal(parser.file.path, self.source, found, device_given=device is not None)
+
+    def _resolve_unregistered(self, spec: DeviceSpec) -> Target:
+        """As `_resolve`, but registering nothing (for the reading that finds time spans)."""
+        device_id = self.options.device or spec.device_id
+        entry = self.registry.devices.get(device_id)
+        if entry is None:
+            return Target(
+                device_id,
+                self.options.site or DEFAULT_SITE,
+                frozenset(spec.sensors),
+                frozenset(spec.directions),
+                may_declare=True,
+            )
+        return Target(
+            device_id,
+            entry.site,
+            frozenset(allowed_sensors(entry)),
+            frozenset(allowed_directions(entry)),
+            may_declare=entry.source == IMPORT,
+        )
 
     def _unique_ms(self) -> int:
         """Now, and later than any time handed out before: each file's `imports` points."""

@@ -53,6 +53,7 @@ COLUMNS: dict[str, tuple[str, float]] = {
 class SensorCommunity(HistoryFormat):
     name = "sensor-community"
     title = "a Sensor.Community archive CSV"
+    device_prefix = "sc-"
 
     def prepare(self) -> None:
         with self.file.open_text() as (text, _):
@@ -94,7 +95,7 @@ class SensorCommunity(HistoryFormat):
         sensor_id = sensor_type = None
         target: Target | None = None
         prefix: str | None = None
-        for line_no, raw, f in rows(text, ";", head[0] + 1):
+        for line_no, raw, f in rows(text, ";", head[0] + 1, ctx.bad_row):
             if len(f) != ncols:
                 ctx.reject(
                     line_no, raw, "bad_row", f"{len(f)} columns, the header has {ncols}", target

@@ -30,13 +30,14 @@ S2 `mode_*` breakdown are not imported (the summary lists them).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import IO, Any
 
+from sensorpipe.importer import jsonstream
 from sensorpipe.importer.base import DeviceSpec, HistoryFormat, ImportContext, Target
 from sensorpipe.importer.fields import Columns, RowSource, json_text
 from sensorpipe.importer.files import FileProblem, Row, first_char, header, rows
+from sensorpipe.importer.jsonstream import BadItem
 from sensorpipe.importer.timeparse import TimestampError, utc_ms
 from sensorpipe.protocol.counting import COUNT_CLASSES
 
@@ -64,6 +65,7 @@ assert {c for _, c in CLASSES} <= set(COUNT_CLASSES)
 class Telraam(HistoryFormat):
     name = "telraam"
     title = "a Telraam traffic export"
+    device_prefix = "telraam-"
 
     def prepare(self) -> None:
         columns, first = self._peek()
@@ -86,45 +88,45 @@ class Telraam(HistoryFormat):
             self.is_json = first_char(text) in "[{"
         with self.file.open_text() as (text, _):
             if self.is_json:
-                items = self._json_items(text)
-                if not items or not isinstance(items[0], dict):
+                first = next(self._json_items(text), None)
+                if first is None or not isinstance(first[1], dict):
                     return set(), None
-                return set(items[0]), COLUMNS.json_row(items[0])
+                return set(first[1]), COLUMNS.json_row(first[1])
             head = header(text, ",;")
             if head is None:
                 raise FileProblem(f"{self.file.path}: not {self.title}: it holds no line")
             index = COLUMNS.index(head[3])
-            first = next((COLUMNS.csv_row(f, index) for _, _, f in rows(text, head[2])), None)
-            return set(head[3]), first
+            first_row = next((COLUMNS.csv_row(f, index) for _, _, f in rows(text, head[2])), None)
+            return set(head[3]), first_row
 
-    def _json_items(self, text: IO[str]) -> list[Any]:
+    def _json_items(
+        self, text: IO[str], bad_item: BadItem | None = None
+    ) -> Iterator[tuple[int, Any]]:
         try:
-            doc = json.load(text)
-        except ValueError as exc:
-            raise FileProblem(f"{self.file.path}: not valid JSON ({exc})") from None
-        if isinstance(doc, dict) and isinstance(doc.get("report"), list):
-            return list(doc["report"])
-        if isinstance(doc, list):
-            return doc
-        raise FileProblem(
-            f"{self.file.path}: not {self.title}: expected Telraam's traffic report, "
-            f'{{"report": [{{"segment_id": ..., "date": ..., "uptime": ..., "car_lft": ...}}]}}'
-        )
+            yield from jsonstream.items(text, "report", bad_item)
+        except jsonstream.NotTheShape:
+            raise FileProblem(
+                f"{self.file.path}: not {self.title}: expected Telraam's traffic report, "
+                f'{{"report": [{{"segment_id": ..., "date": ..., "uptime": ..., '
+                f'"car_lft": ...}}]}}'
+            ) from None
 
     def parse(self, ctx: ImportContext, text: IO[str]) -> None:
         if self.is_json:
             ctx.row_word = "item"
-            items = self._json_items(text)
-            extra: dict[str, int] = {}
-            for item in items:
-                if isinstance(item, dict):
-                    for k, v in item.items():
-                        if k not in USED and _holds_value(
-                            json_text(v) if not isinstance(v, list) else str(v)
-                        ):
-                            extra[k] = extra.get(k, 0) + 1
-            ctx.not_imported.update(extra)
-            self._read(ctx, COLUMNS.json_rows(items))
+            extra = ctx.not_imported
+
+            def counted_items() -> Iterator[tuple[int, Any]]:
+                for n, item in self._json_items(text, ctx.bad_row):
+                    if isinstance(item, dict):
+                        for k, v in item.items():
+                            if k not in USED and _holds_value(
+                                json_text(v) if not isinstance(v, list) else str(v)
+                            ):
+                                extra[k] = extra.get(k, 0) + 1
+                    yield n, item
+
+            self._read(ctx, COLUMNS.json_rows(counted_items()))
             return
         head = header(text, ",;")
         assert head is not None
@@ -132,7 +134,7 @@ class Telraam(HistoryFormat):
         counts = [0] * len(unused)
 
         def counted() -> Iterator[Row]:
-            for row in rows(text, head[2], head[0] + 1):
+            for row in rows(text, head[2], head[0] + 1, ctx.bad_row):
                 f = row[2]
                 for k, (i, _) in enumerate(unused):
                     if i < len(f) and _holds_value(f[i]):

@@ -62,6 +62,7 @@ ERRORS = {
 class Track(HistoryFormat):
     name = "track"
     title = "a track CSV (time, latitude, longitude and values per row)"
+    device_prefix = "track-"
 
     def prepare(self) -> None:
         with self.file.open_text() as (text, _):
@@ -100,7 +101,7 @@ class Track(HistoryFormat):
         targets: dict[str, tuple[Target | None, str | None]] = {}
         ti, lai, loi, vi = plan.time, plan.lat, plan.lon, plan.version
         assert ti is not None and lai is not None and loi is not None
-        for n, raw, f in rows(text, head[2], head[0] + 1):
+        for n, raw, f in rows(text, head[2], head[0] + 1, ctx.bad_row):
             if len(f) != width:
                 ctx.reject(n, raw, "bad_row", f"{len(f)} columns, the header has {width}")
                 continue
