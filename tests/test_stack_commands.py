@@ -377,3 +377,34 @@ def test_quarantine_and_lift_without_a_running_stack(tmp_path: Path) -> None:
     book = QuarantineBook(directory / "quarantine.sqlite")
     assert [e.event for e in book.events(device_id="pi-1")] == ["lifted", "quarantined"]
     book.close()
+
+
+def test_stack_up_keeps_the_operators_serve_settings(tmp_path: Path) -> None:
+    """serve.toml is written anew at every `stack up` (new ports); what an operator set there,
+    the service's bounds and public address included, is kept."""
+    import tomllib
+
+    import tomli_w
+
+    from sensorpipe.stack.local import SERVE_KEPT, LocalStack
+
+    stack = LocalStack(tmp_path / "st")
+    path = stack._write_serve_config(1883, "http://127.0.0.1:8086", 8080)
+    mine = {
+        "token_hashes": ["a" * 64],
+        "tile_url": "https://tiles.example.org/{z}/{x}/{y}.png",
+        "tile_attribution": "© example",
+        "max_points": 5000,
+        "register_cache_s": 60.0,
+        "max_heavy_requests": 3,
+        "busy_retry_after_s": 9,
+        "header_timeout_s": 4.0,
+        "public_url": "https://data.example.org/sensors",
+    }
+    assert set(mine) == set(SERVE_KEPT)
+    old = tomllib.loads(path.read_text())
+    path.write_text(tomli_w.dumps({**old, **mine}))
+    rewritten = stack._write_serve_config(1884, "http://127.0.0.1:8087", 8081)
+    again = tomllib.loads(rewritten.read_text())
+    assert {k: again[k] for k in mine} == mine
+    assert again["broker"]["port"] == 1884

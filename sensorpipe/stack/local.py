@@ -79,7 +79,17 @@ DATABASE = "sensorpipe"
 COMPONENTS = ("influxd", "mosquitto", "ingest", "gateway", "serve")
 # What an operator may set in the stack's serve.toml that `stack up` keeps when it writes the
 # file again with the new ports.
-SERVE_KEPT = ("token_hashes", "tile_url", "tile_attribution", "max_points", "register_cache_s")
+SERVE_KEPT = (
+    "token_hashes",
+    "tile_url",
+    "tile_attribution",
+    "max_points",
+    "register_cache_s",
+    "max_heavy_requests",
+    "busy_retry_after_s",
+    "header_timeout_s",
+    "public_url",
+)
 # The stack's kit gateway (airrohr kits post to it) and what an operator may set in its
 # gateway.toml that `stack up` keeps: where kits reach it (the port is kept from run to run, as
 # kits have it typed into their config page), its limits and The Things Stack applications.
