@@ -165,11 +165,18 @@ def _series_cap(max_points: int, intervals: int) -> int:
     return max(1, max_points // max(intervals, 1))
 
 
-def _too_many_series(cap: int, intervals: int, limit: int, narrow: str) -> TooManyPoints:
-    return TooManyPoints(
-        f"this request would return more than {cap:,} series of {intervals:,} intervals, more "
-        f"than the {limit:,} values one answer may hold; {narrow}"
-    )
+def _bounded(
+    influx: InfluxClient, influxql: str, cap: int, intervals: int, limit: int, narrow: str
+) -> list[dict[str, Any]]:
+    """The series of `influxql` (which asks for `cap` + 1 of them); TooManyPoints when more
+    than `cap` came, rather than an answer cut short."""
+    answered = influx.query(influxql)
+    if len(answered) > cap:
+        raise TooManyPoints(
+            f"this request would return more than {cap:,} series of {intervals:,} intervals, "
+            f"more than the {limit:,} values one answer may hold; {narrow}"
+        )
+    return answered
 
 
 def _refuse(points: int, limit: int, narrow: str) -> TooManyPoints:
@@ -267,14 +274,14 @@ def air_series(
         f"GROUP BY time({every_s}s), {', '.join(identifier(t) for t in group_tags)} fill(null) "
         f"LIMIT {intervals + 1} SLIMIT {cap + 1}"
     )
-    answered = influx.query(influxql)
-    if len(answered) > cap:
-        raise _too_many_series(
-            cap,
-            intervals,
-            req.max_points,
-            "ask for a shorter time range, a longer 'every', or fewer devices or sites",
-        )
+    answered = _bounded(
+        influx,
+        influxql,
+        cap,
+        intervals,
+        req.max_points,
+        "ask for a shorter time range, a longer 'every', or fewer devices or sites",
+    )
     out_series = []
     # Every series has the same intervals: their times are written out once.
     times_iso: dict[tuple[Any, ...], list[str]] = {}
@@ -388,14 +395,14 @@ def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any
         f'GROUP BY time({every_s}s), "device_id", "site", "class", "direction" '
         f"fill(null) LIMIT {intervals + 1} SLIMIT {cap + 1}"
     )
-    counted = influx.query(counts_q)
-    if len(counted) > cap:
-        raise _too_many_series(
-            cap,
-            intervals,
-            req.max_points,
-            "ask for a shorter time range, a longer 'every', or one device, class or direction",
-        )
+    counted = _bounded(
+        influx,
+        counts_q,
+        cap,
+        intervals,
+        req.max_points,
+        "ask for a shorter time range, a longer 'every', or one device, class or direction",
+    )
     # The counter's running time is read only for the devices with counts in the answer: a
     # class, direction or source nothing was counted as reads no counter points at all.
     counted_devices = sorted(

@@ -31,10 +31,10 @@ import sqlite3
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import tomli_w
 
@@ -73,6 +73,7 @@ from sensorpipe.stack.process import (
     stop_pid,
 )
 
+T = TypeVar("T")
 DATABASE = "sensorpipe"
 # The order the components start in; they stop in the reverse order (the ingest after the
 # gateway, so it can finish its batch with what the gateway published last).
@@ -856,28 +857,26 @@ class LocalStack:
                 f"{self.quarantine_path}: cannot open the quarantine book ({exc})"
             ) from None
 
-    def quarantines(self) -> dict[str, Quarantine]:
-        """The devices quarantined now (none when the stack has no book yet)."""
+    def _read_book(self, read: Callable[[QuarantineBook], dict[str, T]]) -> dict[str, T]:
+        """What `read` finds in the quarantine book (nothing when the stack has no book yet)."""
         if not self.quarantine_path.exists():
             return {}
         book = self._book()
         try:
-            return book.active()
+            return read(book)
         finally:
             book.close()
+
+    def quarantines(self) -> dict[str, Quarantine]:
+        """The devices quarantined now."""
+        return self._read_book(QuarantineBook.active)
 
     def quarantined(self) -> set[str]:
         return set(self.quarantines())
 
     def pending_lifts(self) -> dict[str, PendingLift]:
         """Lifts whose broker account the broker has not confirmed enabled yet."""
-        if not self.quarantine_path.exists():
-            return {}
-        book = self._book()
-        try:
-            return book.pending_lifts()
-        finally:
-            book.close()
+        return self._read_book(QuarantineBook.pending_lifts)
 
     def _pending_lifts_applied(self) -> None:
         """The broker just started with the security generated from the book: every account
