@@ -283,6 +283,9 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--chip-id", "abc", "--dir", str(t)], "give it as esp32-abc"),
         (lambda t: ["--chip-id", "esp8266-4a", "--dir", str(t)], "--chip-id 'esp8266-4a'"),
         (lambda t: ["--chip-id", "42", "--dir", str(t), "--sensor", "sds012"], "'sds011'?"),
+        (lambda t: ["--chip-id", "42", "--dir", str(t), "--sensor", "pms7003"], "--sensor pms5003"),
+        (lambda t: ["--chip-id", "42", "--dir", str(t), "--sensor", "scd4x"], "not a sensor the"),
+        (lambda t: ["--chip-id", "0", "--dir", str(t)], "--chip-id '0': not a chip id"),
         (lambda t: ["--chip-id", "42", "--dir", str(t), "--site", "a;b"], "--site 'a;b': use"),
         (lambda t: ["--chip-id", "42", "--dir", str(t), "--id", "Kit 1"], "invalid device id"),
         (lambda t: ["--chip-id", "42", "--dir", str(t), "--id", "ingest"], "the ingest"),
@@ -603,7 +606,12 @@ def test_junk_chip_ids_and_sensor_models_do_not_enter_the_register(tmp_path: Pat
         result = runner.invoke(main, [*args, "--dir", str(d)])
         assert result.exit_code == 1, result.output
         assert not (d / "registry.toml").exists() or not load_registry(d / "registry.toml").devices
-    for chip, stored in (("esp8266-4242", "4242"), ("esp32-A1B2C3", "a1b2c3"), ("7", "7")):
+    for chip, stored in (
+        ("esp8266-4242", "4242"),
+        ("esp32-A1B2C3", "a1b2c3"),
+        ("7", "7"),
+        ("0042", "42"),  # the firmware sends esp8266id without leading zeros
+    ):
         ok = runner.invoke(
             main, ["devices", "add-kit", "airrohr", "--chip-id", chip, "--dir", str(d)]
         )

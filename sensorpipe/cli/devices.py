@@ -213,8 +213,9 @@ def devices_add_kit() -> None:
     "--sensor",
     "sensors",
     multiple=True,
-    help="Sensor model it has (repeatable; none given: any model sensorpipe knows). Needed "
-    "for models sensorpipe does not know, e.g. hpma115, nextpm, ips7100, bmp180, dnms.",
+    help="Sensor model it has, as the kit gateway names the firmware's sensors (repeatable; "
+    "none given: any of them): sds011, pms5003 (the whole PMS family), hpma115, nextpm, "
+    "ips7100, sps30, bme280, bmp280, bmp180, sht3x, htu21d, dht22, ds18b20, scd30, dnms.",
 )
 @click.option("--lat", type=float, default=None)
 @click.option("--lon", type=float, default=None)
@@ -256,6 +257,7 @@ def devices_add_kit_airrohr(
 
     chip_id = parse_chip_id(chip_id)
     location = _location(lat, lon)
+    _airrohr_sensors(sensors)
     notes = _sensor_notes(list(sensors), allow_unknown_sensor)
     options = _KIT_OPTIONS
     s = local_stack(directory)
@@ -856,6 +858,44 @@ def devices_network(
         click.echo(f"{key:12s} {value}")
 
 
+# Models a kit's firmware has that the kit gateway reports under another name.
+_AIRROHR_ALIASES = {
+    "pms1003": "pms5003",
+    "pms3003": "pms5003",
+    "pms6003": "pms5003",
+    "pms7003": "pms5003",
+    "pmsa003": "pms5003",
+    "sht31": "sht3x",
+    "sht30": "sht3x",
+    "sht35": "sht3x",
+}
+
+
+def _airrohr_sensors(sensors: tuple[str, ...]) -> None:
+    """An airrohr kit's readings name the models the kit gateway maps the firmware's value
+    types to (gateway.kits.airrohr.VALUE_TYPES): a model declared under another name (its
+    readings would all be set aside as undeclared) or one the gateway never reports is
+    refused with the name to use."""
+    from sensorpipe.gateway.kits.airrohr import VALUE_TYPES
+
+    reported = sorted({v.sensor for v in VALUE_TYPES.values()})
+    for model in sensors:
+        if model in reported:
+            continue
+        alias = _AIRROHR_ALIASES.get(model.lower())
+        if alias is not None:
+            fail(
+                f"--sensor {model}: the kit gateway reports this sensor of an airrohr kit as "
+                f"{alias!r}; declare --sensor {alias}"
+            )
+        close = difflib.get_close_matches(model.lower(), reported, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        fail(
+            f"--sensor {model}: not a sensor the airrohr firmware reports; {hint}the kit "
+            f"gateway reports {', '.join(reported)}"
+        )
+
+
 def parse_chip_id(text: str) -> str:
     """The chip id of `--chip-id` as the kit's firmware sends it (`esp8266id`): the decimal
     number of an ESP8266 kit (its name airRohr-<number>, also given as esp8266-<number>), or
@@ -865,8 +905,9 @@ def parse_chip_id(text: str) -> str:
 
     value = text.strip()
     decimal = re.fullmatch(r"(?i:airrohr-|esp8266-)?([0-9]{1,20})", value)
-    if decimal:
-        return decimal.group(1)
+    if decimal and int(decimal.group(1)) > 0:
+        # The firmware sends the number without leading zeros (esp8266id "42", not "0042").
+        return str(int(decimal.group(1)))
     esp32 = re.fullmatch(r"(?i:esp32-)([0-9a-fA-F]{1,20})", value)
     if esp32:
         return esp32.group(1).lower()
