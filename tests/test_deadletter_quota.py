@@ -90,3 +90,17 @@ def test_letters_belong_to_the_device_their_topic_names() -> None:
     assert letter_device("airrohr:12345") == "airrohr:12345"
     assert letter_device("import:track:ride.csv:17") == "import:track:ride.csv"
     assert letter_device("garbage") == ""
+
+
+def test_deliveries_count_each_repeat_of_a_letter(tmp_path: Path) -> None:
+    from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore
+
+    store = DeadLetterStore(tmp_path / "dl.sqlite")
+    same = DeadLetter(1.0, "sensorpipe/v1/d1/air", b"{not json", "malformed_json", "x")
+    store.add_many([same])
+    store.add_many([same])
+    store.add_many([DeadLetter(2.0, "sensorpipe/v1/d1/air", b"{}", "schema", "y")])
+    assert store.count() == 2  # letters
+    assert store.deliveries() == 3  # messages
+    assert store.deliveries_by_code() == {"malformed_json": 2, "schema": 1}
+    store.close()

@@ -559,6 +559,25 @@ class DeadLetterStore:
                 self._connection().execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
             )
 
+    def deliveries(self) -> int:
+        """Messages rejected, not letters: a payload that came again counts each time (its
+        letter's `repeats`)."""
+        with self._lock:
+            total = self._connection().execute("SELECT SUM(repeats) FROM dead_letters").fetchone()
+        return int(total[0] or 0)
+
+    def deliveries_by_code(self) -> dict[str, int]:
+        """`deliveries` per reason code."""
+        with self._lock:
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT code, SUM(repeats) FROM dead_letters GROUP BY code ORDER BY code"
+                )
+                .fetchall()
+            )
+        return {r[0]: int(r[1]) for r in rows}
+
     def counts_by_code(self) -> dict[str, int]:
         with self._lock:
             rows = (

@@ -170,3 +170,23 @@ def test_demo_accounts_for_every_message(tmp_path: Path) -> None:
     summary.pending_in_outboxes = 7
     assert "still in device outboxes 7 (not lost" in demo_totals_line(summary)
     assert summary.query and {r["device_id"] for r in summary.query} == {"sim-001", "sim-002"}
+
+
+def test_the_demo_with_its_defaults_loses_nothing_and_exits_0(tmp_path: Path) -> None:
+    """`make demo` as a newcomer runs it: `sensorpipe demo` with its default duration (60 s)
+    and devices. The misbehaving device sends the same malformed bytes more than once in that
+    time; the store keeps them as one letter with repeats, and the demo counts messages."""
+    run = subprocess.run(
+        [sys.executable, "-m", "sensorpipe", "demo", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    assert summary["duration_s"] >= 60 and summary["devices"] == 5
+    assert summary["lost"] == 0 and summary["pending_in_outboxes"] == 0
+    assert summary["rejected"] == sum(summary["defective_sent"].values()) > 0
+    assert sum(summary["rejected_by_reason"].values()) == summary["rejected"]
+    assert summary["stored"] == summary["published"] - summary["rejected"]
