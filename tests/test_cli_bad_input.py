@@ -56,6 +56,15 @@ def _edge_config(tmp: Path, line: str) -> str:
     return _file(tmp, "edge.toml", f"{first}\n{line}\n{rest}\n")
 
 
+def _edge_config_with(tmp: Path, old: str, new: str) -> str:
+    """The example edge configuration with the line `old` replaced by `new`."""
+    from sensorpipe.resources import example_config
+
+    text = example_config("edge").read_text()
+    assert old in text
+    return _file(tmp, "edge.toml", text.replace(old, new, 1))
+
+
 def _stack_with_device(tmp: Path, *, quarantined: bool = False) -> str:
     """A stack directory (never started) with device d1 registered, quarantined or not."""
     from sensorpipe.protocol.quarantine import QuarantineBook
@@ -221,6 +230,21 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--config", _bad_toml(t)], "bad.toml: not valid TOML"),
         (lambda t: ["--config", _edge_config(t, 'private_key = "abc"')], "private_key (line 2)"),
         (lambda t: ["--config", _edge_config(t, "status_interval_s = -5")], "status_interval_s"),
+        (
+            lambda t: ["--config", _edge_config_with(t, 'name = "balcony-01"', 'name = "b"')],
+            "mqtt (line 8): username 'b' is not the device_id 'balcony-01'",
+        ),
+        (
+            lambda t: ["--config", _edge_config_with(t, "address = 0x76", "address = 0x99")],
+            "sensors.1.bme280.address (line 36): 0x99: a BME280 answers only at 0x76",
+        ),
+        (
+            lambda t: [
+                "--config",
+                _edge_config_with(t, 'port = "/dev/ttyUSB0"', f'port = "{_file(t, "tty", "x")}"'),
+            ],
+            "tty is a regular file, not a serial device",
+        ),
     ],
     "ingest run": [
         (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from sensorpipe.edge.counting.config import CountingConfig
@@ -88,6 +96,23 @@ class EdgeConfig(_Strict):
         if not self.sensors and self.counting is None:
             raise ValueError("configure at least one [[sensors]] entry or a [counting] section")
         return self
+
+    @field_validator("mqtt")
+    @classmethod
+    def _publishes_as_itself(cls, mqtt: MqttConfig, info: ValidationInfo) -> MqttConfig:
+        # The broker lets an account publish only under its own device id, and the ingest
+        # checks the id in the topic against the message: with another user name every reading
+        # would be refused and kept in the outbox for ever.
+        device = info.data.get("device_id")
+        if device is not None and mqtt.username != device:
+            raise PydanticCustomError(
+                "device_mismatch",
+                "username '{user}' is not the device_id '{device}': a device logs in to the "
+                "broker with its own id (as `sensorpipe devices add` printed it); set both to "
+                "the registered device id",
+                {"device": device, "user": mqtt.username},
+            )
+        return mqtt
 
     def key_error(self, key: str, message: str) -> ConfigError:
         """A problem with `key` (dotted: `counting.source.path`) found after loading, say when

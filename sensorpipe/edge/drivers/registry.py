@@ -7,9 +7,11 @@ its test, and one line in DRIVERS.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.bme280 import Bme280, I2CBus
@@ -28,11 +30,44 @@ class Sds011Config(_SensorConfig):
     port: str = Field(description="serial device, e.g. /dev/ttyUSB0")
     timeout_s: float = Field(default=3.0, gt=0)
 
+    @field_validator("port")
+    @classmethod
+    def _a_device(cls, port: str) -> str:
+        # A port that is not there yet is fine (a USB adapter plugged in later is opened then);
+        # a regular file or a directory never becomes a serial port: a typo that costs every
+        # reading, refused at start.
+        path = Path(port)
+        if path.is_file() or path.is_dir():
+            kind = "a directory" if path.is_dir() else "a regular file"
+            raise PydanticCustomError(
+                "not_a_port",
+                "{port} is {kind}, not a serial device: name the sensor's port, e.g. "
+                "/dev/ttyUSB0 (`ls /dev/ttyUSB* /dev/serial/by-id/` lists them)",
+                {"port": port, "kind": kind},
+            )
+        return port
+
+
+# The BME280 answers at one of two addresses, chosen by its SDO pin.
+BME280_ADDRESSES = (0x76, 0x77)
+
 
 class Bme280Config(_SensorConfig):
     driver: Literal["bme280"]
-    bus: int = Field(default=1, ge=0, description="I2C bus number: /dev/i2c-<bus>")
+    bus: int = Field(default=1, ge=0, le=255, description="I2C bus number: /dev/i2c-<bus>")
     address: int = Field(default=0x76, description="0x76, or 0x77 with SDO pulled high")
+
+    @field_validator("address")
+    @classmethod
+    def _bme280_address(cls, address: int) -> int:
+        if address not in BME280_ADDRESSES:
+            raise PydanticCustomError(
+                "i2c_address",
+                "{address}: a BME280 answers only at 0x76 (SDO to ground) or 0x77 (SDO to "
+                "3.3 V); `i2cdetect -y 1` shows which",
+                {"address": hex(address) if address >= 0 else str(address)},
+            )
+        return address
 
 
 SensorConfig = Annotated[Sds011Config | Bme280Config, Field(discriminator="driver")]
