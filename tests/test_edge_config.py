@@ -131,3 +131,44 @@ def test_a_video_or_model_that_is_not_there_is_named_with_its_key_and_resolved_p
 def test_a_port_that_never_answers_is_given_up_on_within_seconds_by_default() -> None:
     config = MqttConfig(username="u", password="p")
     assert config.connect_timeout_s == 10.0
+
+
+def test_an_air_only_host_needs_no_onnxruntime_and_a_counting_one_is_told_the_extra(
+    tmp_path: Path,
+) -> None:
+    """onnxruntime is the `counting` extra (no wheel for 32-bit Raspberry Pi OS): with it
+    missing, the agent for air sensors loads and starts its CLI, and a [counting] section says
+    which extra to install, in one line."""
+    import subprocess
+    import sys
+
+    from sensorpipe.resources import example_config
+
+    air = example_config("edge").read_text()
+    air = air.replace('"/var/lib/sensorpipe/outbox.sqlite"', '"o.sqlite"')
+    (tmp_path / "air.toml").write_text(air)
+    script = (
+        "import sys\n"
+        "sys.modules['onnxruntime'] = None  # as on a host without the counting extra\n"
+        "from sensorpipe.edge.config import load_edge_config\n"
+        "import sensorpipe.edge.agent, sensorpipe.cli.main\n"
+        "config = load_edge_config(sys.argv[1])\n"
+        "print('loaded', [s.driver for s in config.sensors])\n"
+        "from sensorpipe.edge.counting.detector import Detector\n"
+        "from sensorpipe.edge.counting.errors import ModelError\n"
+        "from sensorpipe.resources import MODELS\n"
+        "try:\n"
+        "    Detector(MODELS / 'street-detector.int8.onnx', ['person'])\n"
+        "except ModelError as exc:\n"
+        "    print(exc)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "air.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "loaded ['sds011', 'bme280']" in run.stdout
+    assert "counting needs onnxruntime, which is not installed: pip install " in run.stdout
+    assert "'sensorpipe[counting]'" in run.stdout

@@ -9,7 +9,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sensorpipe.edge.counting.classes import validate_class_map
-from sensorpipe.edge.counting.detector import Detector
 from sensorpipe.edge.counting.errors import ModelError
 from sensorpipe.edge.counting.modelspec import (
     DEFAULT_CONF,
@@ -110,6 +109,8 @@ def resolve_model(config: CountingConfig, base_dir: Path) -> ModelSpec:
 
 
 def build_pipeline(config: CountingConfig, base_dir: Path) -> CountingPipeline:
+    from sensorpipe.edge.counting.detector import Detector
+
     spec = resolve_model(config, base_dir)
     detector = Detector(
         spec.path,

@@ -13,9 +13,9 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from sensorpipe.edge.counting.decode import (
     Detections,
@@ -29,6 +29,20 @@ from sensorpipe.edge.counting.decode import (
 )
 from sensorpipe.edge.counting.errors import ModelError
 from sensorpipe.edge.counting.preprocess import letterbox_image, to_tensor
+
+
+def _onnxruntime() -> Any:
+    """onnxruntime, which only counting needs: it is the `counting` extra, so that a host that
+    measures air only installs where onnxruntime has no wheel (32-bit Raspberry Pi OS)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelError(
+            "counting needs onnxruntime, which is not installed: pip install "
+            "'sensorpipe[counting]' (it has wheels for 64-bit Raspberry Pi OS and x86-64; "
+            "a 32-bit Raspberry Pi OS cannot count, but measures air without it)"
+        ) from None
+    return onnxruntime
 
 
 @dataclass
@@ -57,6 +71,7 @@ class Detector:
         path = Path(model_path)
         if not path.is_file():
             raise ModelError(f"model file {path} not found")
+        ort = _onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -161,7 +176,7 @@ class Detector:
         return found
 
 
-def _check_declared_classes(path: Path, session: ort.InferenceSession, nc: int) -> None:
+def _check_declared_classes(path: Path, session: Any, nc: int) -> None:
     """Refuse a model whose metadata declares another number of classes than configured."""
     names = session.get_modelmeta().custom_metadata_map.get("names")
     if not names:
