@@ -74,6 +74,10 @@ class ServeConfig(_Strict):
     max_heavy_requests: int = Field(default=8, ge=1, le=1000)
     # The Retry-After (seconds) of that 503.
     busy_retry_after_s: int = Field(default=5, ge=1, le=3600)
+    # /api/v1/health checks InfluxDB, the broker (a TCP connection) and the ingest's heartbeat
+    # at most once per this many seconds; calls in between get that check's result, so a
+    # flood of /health costs one check per period (0: every call checks).
+    health_cache_s: float = Field(default=2.0, ge=0, le=60)
     # The service's public address, e.g. "https://data.example.org" or with a path prefix
     # "https://example.org/sensors": links in answers (SensorThings selfLink and nextLink,
     # /api/v1/link's next) start with it. Empty: the address the service listens on (never
