@@ -60,6 +60,9 @@ class ServeConfig(_Strict):
     # Map tiles for the dashboard, e.g. "https://tile.openstreetmap.org/{z}/{x}/{y}.png".
     # Empty: no background map; the devices are still drawn on their coordinates.
     tile_url: str = ""
+    # Shown on the map as text, but for links written as <a href="https://...">text</a>
+    # (an http(s) href only; other attributes dropped) and character references (&copy;):
+    # the usual OpenStreetMap attribution works as it is. Other markup shows as text.
     tile_attribution: str = ""
     # The most values (rows x columns) one answer may hold; a request for more is refused
     # with a 400 that says how to narrow it.
