@@ -60,3 +60,18 @@ def test_telraam_rejects_the_item_and_imports_the_rest(tmp_path: Path) -> None:
     rejected = {d.topic.rsplit(":", 1)[1]: d for d in letters(tmp_path)}
     assert rejected["2"].code == "bad_value" and "5000-digit number" in rejected["2"].detail
     assert "3" in rejected
+
+
+def test_telraam_csv_with_a_huge_segment_id_rejects_the_row(tmp_path: Path) -> None:
+    """The same number in a CSV column: no segment id, that row's bad_row."""
+    lines = (DATA / "telraam-export.csv").read_text().splitlines(keepends=True)
+    plain = run(tmp_path / "plain", "telraam", [DATA / "telraam-export.csv"])[0]
+    bad = lines[1].replace("9000002001", HUGE, 1).replace(" 07:00:00", " 05:00:00", 1)
+    path = tmp_path / "telraam.csv"
+    path.write_text(lines[0] + lines[1] + bad + "".join(lines[2:]))
+    (result,) = run(tmp_path, "telraam", [path])
+    assert result.error is None, result.error
+    assert plain.stored > 1 and result.stored == plain.stored
+    assert sum(result.rejected.values()) == sum(plain.rejected.values()) + 1
+    (letter,) = [d for d in letters(tmp_path) if d.topic.endswith(":3")]
+    assert letter.code == "bad_row" and "segment_id" in letter.detail, letter.detail
