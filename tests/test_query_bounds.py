@@ -46,3 +46,18 @@ def test_times_outside_influxdbs_range_are_refused_with_the_range(start: str, en
 def test_times_just_inside_influxdbs_range_are_taken() -> None:
     q = AirQuery(start="1677-09-21T00:12:44Z", end="2262-04-11T23:47:16Z")
     assert "2262-04-11T23:47:16" in q.to_influxql()
+
+
+@pytest.mark.parametrize(
+    ("every", "earliest"),
+    [
+        ("1d", "1677-09-22T00:00:00Z"),
+        ("1h", "1677-09-21T01:00:00Z"),
+        ("1m", "1677-09-21T00:13:00Z"),
+    ],
+)
+def test_a_window_that_starts_before_influxdbs_range_is_refused(every: str, earliest: str) -> None:
+    """1677-09-21T00:12:44Z is inside the range, but the window it lies in starts before it."""
+    with pytest.raises(QueryInputError, match=rf"every {every}.*from of {earliest} or later"):
+        AirQuery(start="1677-09-21T00:12:44Z", end="1677-09-23", every=every)
+    AirQuery(start=earliest, end="1677-09-23", every=every)

@@ -398,6 +398,7 @@ def test_stack_up_keeps_the_operators_serve_settings(tmp_path: Path) -> None:
         "register_cache_s": 60.0,
         "max_heavy_requests": 3,
         "busy_retry_after_s": 9,
+        "health_cache_s": 5.0,
         "header_timeout_s": 4.0,
         "public_url": "https://data.example.org/sensors",
     }

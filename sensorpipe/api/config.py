@@ -60,6 +60,9 @@ class ServeConfig(_Strict):
     # Map tiles for the dashboard, e.g. "https://tile.openstreetmap.org/{z}/{x}/{y}.png".
     # Empty: no background map; the devices are still drawn on their coordinates.
     tile_url: str = ""
+    # Shown on the map as text, but for links written as <a href="https://...">text</a>
+    # (an http(s) href only; other attributes dropped) and character references (&copy;):
+    # the usual OpenStreetMap attribution works as it is. Other markup shows as text.
     tile_attribution: str = ""
     # The most values (rows x columns) one answer may hold; a request for more is refused
     # with a 400 that says how to narrow it.
@@ -74,6 +77,10 @@ class ServeConfig(_Strict):
     max_heavy_requests: int = Field(default=8, ge=1, le=1000)
     # The Retry-After (seconds) of that 503.
     busy_retry_after_s: int = Field(default=5, ge=1, le=3600)
+    # /api/v1/health checks InfluxDB, the broker (a TCP connection) and the ingest's heartbeat
+    # at most once per this many seconds; calls in between get that check's result, so a
+    # flood of /health costs one check per period (0: every call checks).
+    health_cache_s: float = Field(default=2.0, ge=0, le=60)
     # The service's public address, e.g. "https://data.example.org" or with a path prefix
     # "https://example.org/sensors": links in answers (SensorThings selfLink and nextLink,
     # /api/v1/link's next) start with it. Empty: the address the service listens on (never

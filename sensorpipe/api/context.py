@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 
@@ -47,6 +48,9 @@ class ApiContext:
         self._stats: CachedStats | None = None
         self._stats_lock = threading.Lock()
         self._refreshing = False
+        # /api/v1/health's last check of the parts: (time.monotonic(), the check).
+        self.health_checked: tuple[float, Any] | None = None
+        self.health_lock = threading.Lock()
 
     def close(self) -> None:
         self.influx.close()

@@ -551,6 +551,41 @@ async def health(request: Request, ctx: Ctx) -> Any:
 
 
 def _health(ctx: ApiContext, detailed: bool) -> HealthOut:
+    influx, broker, ingest = _parts(ctx)
+    last_write = None
+    if influx.ok and detailed:
+        try:
+            series = ctx.influx.query(f"SELECT last(seq) FROM {identifier(storage.LINK)}")
+            if series and series[0].get("values"):
+                last_write = _iso(int(series[0]["values"][0][0]))
+        except (QueryError, StorageUnavailable):
+            pass
+    ok = all(c.ok is not False for c in (influx, broker, ingest))
+    return HealthOut(
+        status="ok" if ok else "degraded",
+        influxdb=influx,
+        broker=broker,
+        ingest=ingest,
+        last_write=last_write,
+    )
+
+
+def _parts(ctx: ApiContext) -> tuple[Check, Check, Check]:
+    """InfluxDB, the broker and the ingest, checked at most once per `health_cache_s`: a
+    flood of /health calls (anonymous ones too) costs one check per period, not a connection
+    to the broker (and a line in its log) each. Calls while a check runs wait for it."""
+    with ctx.health_lock:
+        checked = ctx.health_checked
+        now = time.monotonic()
+        if checked is not None and now - checked[0] < ctx.config.health_cache_s:
+            parts: tuple[Check, Check, Check] = checked[1]
+            return parts
+        parts = _check_parts(ctx)
+        ctx.health_checked = (time.monotonic(), parts)
+        return parts
+
+
+def _check_parts(ctx: ApiContext) -> tuple[Check, Check, Check]:
     influx_ok = ctx.influx.ping(timeout_s=HEALTH_TIMEOUT_S)  # a hung InfluxDB is down too
     influx = Check(
         ok=influx_ok,
@@ -581,19 +616,4 @@ def _health(ctx: ApiContext, detailed: bool) -> HealthOut:
                 detail=f"heartbeat {age:.0f} s ago, "
                 + ("connected to the broker" if connected else "not connected to the broker"),
             )
-    last_write = None
-    if influx_ok and detailed:
-        try:
-            series = ctx.influx.query(f"SELECT last(seq) FROM {identifier(storage.LINK)}")
-            if series and series[0].get("values"):
-                last_write = _iso(int(series[0]["values"][0][0]))
-        except (QueryError, StorageUnavailable):
-            pass
-    ok = all(c.ok is not False for c in (influx, broker, ingest))
-    return HealthOut(
-        status="ok" if ok else "degraded",
-        influxdb=influx,
-        broker=broker,
-        ingest=ingest,
-        last_write=last_write,
-    )
+    return influx, broker, ingest

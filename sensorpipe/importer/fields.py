@@ -129,7 +129,8 @@ class Columns:
 
 def json_text(value: Any) -> str:
     """A JSON value as a CSV file would hold it. What is neither a string nor a number (an
-    object, true) becomes a text no number parses, so it is refused as not a number."""
+    object, true) becomes a text no number parses, so it is refused as not a number; so is an
+    integer too long to be one (jsonstream.LongNumber, already such a text)."""
     if value is None:
         return ""
     if isinstance(value, bool) or not isinstance(value, int | float | str):

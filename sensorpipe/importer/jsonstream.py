@@ -8,7 +8,9 @@ MAX_ROW characters) and a depth counter, never the document; each item is then p
 (README, "Security: what each bound is"): an item longer than MAX_ROW characters is one
 `bad_row` (its first KEEP characters kept) and reading goes on with the next item; nesting
 deeper than MAX_DEPTH levels (within an item, or in a value skipped) ends the file, as does
-JSON that is not valid: ReadProblem, one line that says where.
+JSON that is not valid: ReadProblem, one line that says where. A JSON integer of more than
+MAX_INT_CHARS characters (valid JSON, but over 4,300 digits Python refuses to make it an int)
+is read as a LongNumber, which no importer takes as a number: that item's `bad_value`.
 
 Why not the standard library's `json.load`: it reads the whole document into memory (a
 100 MB file costs several hundred MB) and recurses once per nesting level (a file of
@@ -31,6 +33,24 @@ _CHUNK = 64 * 1024
 _STRUCTURE = re.compile(r'["\[\]{},]')
 _IN_STRING = re.compile(r'["\\]')
 _NOT_SPACE = re.compile(r"[^ \t\r\n]")
+
+
+# The longest JSON integer read as a number (sign included). No measurement, count or id has
+# more digits; Python refuses to convert one of over 4,300 digits at all.
+MAX_INT_CHARS = 64
+
+
+class LongNumber(str):
+    """A JSON integer longer than MAX_INT_CHARS, kept as a short text that says so (not a
+    number to any importer, nor to float())."""
+
+    __slots__ = ()
+
+
+def _int(text: str) -> int | LongNumber:
+    if len(text) > MAX_INT_CHARS:
+        return LongNumber(f"<{len(text.lstrip('-'))}-digit number>")
+    return int(text)
 
 
 class NotTheShape(ReadProblem):
@@ -234,6 +254,6 @@ def _array(s: _Scanner, bad_item: BadItem | None) -> Iterator[tuple[int, Any]]:
 
 def _parse(raw: str, what: str) -> Any:
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_int=_int)
     except ValueError as exc:  # RecursionError cannot happen: MAX_DEPTH was checked
         raise ReadProblem(f"not valid JSON in {what}: {exc}") from None

@@ -267,7 +267,8 @@ def _segment(r: list[str]) -> str | None:
         value = r[column].strip()
         if value.endswith(".0"):  # JSON numbers written by some tools as floats
             value = value[:-2]
-        if value.isascii() and value.isdigit() and int(value) > 0:
+        # At most 20 digits (a uint64): Python refuses to read an int of thousands.
+        if value.isascii() and value.isdigit() and len(value) <= 20 and int(value) > 0:
             return prefix + value
     return None
 

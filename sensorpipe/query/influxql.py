@@ -52,8 +52,33 @@ def check_influx_range(t: datetime, given: str, name: str) -> None:
         )
 
 
+def check_first_interval(t: datetime, every_ns: int, given: str, every: str) -> None:
+    """Refuse a `from` whose interval (intervals are aligned to the epoch, as InfluxDB's GROUP
+    BY time() aligns them) starts before the times InfluxDB can hold: the query would
+    overflow inside InfluxDB however late in that interval `from` lies."""
+    ns = datetime_ns(t)
+    if ns - ns % every_ns >= INFLUX_MIN_NS:
+        return
+    earliest = -(-INFLUX_MIN_NS // every_ns) * every_ns  # the first interval inside the range
+    first = _EPOCH + timedelta(microseconds=earliest // 1000)
+    raise QueryInputError(
+        f"from {given[:40]!r} with every {every}: its interval starts before the times "
+        f"InfluxDB can hold ({INFLUX_MIN_TEXT} .. {INFLUX_MAX_TEXT}); give a from of "
+        f"{first.isoformat().replace('+00:00', 'Z')} or later"
+    )
+
+
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_ns(text: str) -> int:
+    """A duration `_DURATION` matches (5m, 30s, 1w), in nanoseconds."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise QueryInputError(f"window {text!r}: use a duration like 30s, 5m, 1h, 1d")
+    unit = m.group(1)
+    return int(text[: -len(unit)]) * round(_UNIT_SECONDS[unit] * 1000) * 1_000_000
 
 
 def parse_time(
@@ -147,6 +172,8 @@ class AirQuery:
         start, end = parse_time(self.start, now), parse_time(self.end, now)
         check_influx_range(start, self.start, "from")
         check_influx_range(end, self.end, "to")
+        if self.every is not None:
+            check_first_interval(start, duration_ns(self.every), self.start, self.every)
         if start == end:
             raise QueryInputError(
                 f"from {self.start!r} and to {self.end!r} are the same time: no time lies "

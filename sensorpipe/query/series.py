@@ -8,7 +8,11 @@ would narrow it. The estimate can miss series (a quantity a sensor model does no
 report), so the bound does not rest on it: a range of more intervals than `max_points` is
 refused before InfluxDB is asked, and the InfluxQL carries a LIMIT (the intervals) and an
 SLIMIT (the series of that many rows that fit, plus one): an answer that would hold more series
-is refused too, never cut short. No answer can grow without bound.
+is refused too, never cut short. InfluxDB's reply to the service is then at most (max_points +
+one series' intervals) rows of the quantities asked. The answer itself is counted as it is
+given: every column with data (an sds011 with a co2 reading holds a co2 column), times the
+intervals, per series; more than `max_points` values is refused, like the estimate's. No answer
+can grow without bound.
 """
 
 from __future__ import annotations
@@ -27,7 +31,12 @@ from sensorpipe.protocol.provenance import SOURCE_TAG, check_source
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.register import SENSOR_QUANTITIES
 from sensorpipe.query.bbox import BBox, bbox_condition
-from sensorpipe.query.influxql import QueryInputError, check_influx_range, parse_time
+from sensorpipe.query.influxql import (
+    QueryInputError,
+    check_first_interval,
+    check_influx_range,
+    parse_time,
+)
 
 SERIES_AGGREGATES = ("mean", "median", "min", "max", "count")
 _EVERY = re.compile(r"^([1-9]\d{0,4})(m|h|d)$")
@@ -217,6 +226,7 @@ class AirSeriesRequest:
             raise QueryInputError(f"group {self.group!r}: use device or site")
         every_s = parse_every(self.every)
         t0, t1 = _range(self.start, self.end)
+        check_first_interval(t0, every_s * 10**9, self.start, self.every)
         return _aligned(t0, every_s), t1, every_s
 
 
@@ -282,11 +292,12 @@ def air_series(
         req.max_points,
         "ask for a shorter time range, a longer 'every', or fewer devices or sites",
     )
-    out_series = []
-    # Every series has the same intervals: their times are written out once.
-    times_iso: dict[tuple[Any, ...], list[str]] = {}
+    # The columns with data of each series: what the answer holds. The estimate counted the
+    # quantities a sensor model usually reports; a series can hold more (every quantity asked
+    # for that has a reading), so the answer's own values are counted before it is given.
+    kept: list[tuple[dict[str, Any], tuple[Any, ...], dict[str, list[Any]]]] = []
+    held = 0
     for s in answered:
-        tags = s.get("tags") or {}
         # Columns of the rows (transposed in C; a column of nulls is a quantity not measured).
         by_column = list(zip(*s["values"], strict=True))
         if not by_column:
@@ -297,7 +308,21 @@ def air_series(
                 values[name] = list(column)
         if not values:
             continue
-        times = by_column[0]
+        held += len(values) * len(by_column[0])
+        kept.append((s.get("tags") or {}, by_column[0], values))
+    if held > req.max_points:
+        with_data = len({name for _, _, values in kept for name in values})
+        raise _refuse(
+            held,
+            req.max_points,
+            f"{len(kept)} series of {intervals:,} intervals of {req.every} hold readings of "
+            f"{with_data} quantities: ask for fewer quantities (quantity=...), a shorter time "
+            f"range, a longer 'every', or one device or site",
+        )
+    out_series = []
+    # Every series has the same intervals: their times are written out once.
+    times_iso: dict[tuple[Any, ...], list[str]] = {}
+    for tags, times, values in kept:
         if times not in times_iso:
             times_iso[times] = [_iso(t) for t in times]
         out_series.append(
@@ -353,6 +378,7 @@ def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any
     _check_sources(req.sources)
     every_s = parse_every(req.every)
     t0, t1 = _range(req.start, req.end)
+    check_first_interval(t0, every_s * 10**9, req.start, req.every)
     t0 = _aligned(t0, every_s)
     t1_ms = _ms(t1)
     device_where = _where(

@@ -88,6 +88,7 @@ SERVE_KEPT = (
     "register_cache_s",
     "max_heavy_requests",
     "busy_retry_after_s",
+    "health_cache_s",
     "header_timeout_s",
     "public_url",
 )

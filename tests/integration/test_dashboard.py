@@ -426,12 +426,42 @@ def test_dashboard_without_tiles_map_charts_register(history: History, open_brow
         assert b.foreign == [], f"the page loaded from other hosts: {b.foreign}"
 
 
+# The usual OpenStreetMap attribution, a link that is no web address, and markup that would
+# run a script: the link is a link, the rest is text, and nothing runs.
+OSM = "https://www.openstreetmap.org/copyright"
+ATTRIBUTION = (
+    f'Test tiles &copy; <a href="{OSM}">OpenStreetMap</a> contributors '
+    "<img src=x onerror=\"document.body.dataset.ran='yes'\"> "
+    "<a href=\"javascript:document.body.dataset.ran='yes'\">click</a> "
+    "<a href='https://example.org/a?b=1&amp;c=2' onclick='x()' style='color:red'>B&amp;C</a>"
+)
+
+
+def assert_attribution(page: Any) -> None:
+    control = page.locator(".leaflet-control-attribution")
+    shown = control.inner_text()
+    assert "Test tiles © OpenStreetMap contributors" in shown, shown
+    assert "<img src=x onerror=" in shown, shown  # as text
+    assert '<a href="javascript:' in shown and ">click</a>" in shown, shown
+    links = control.evaluate(
+        "(c) => Array.from(c.querySelectorAll('a')).map((a) => "
+        "[a.getAttribute('href'), a.textContent, a.getAttributeNames().sort()])"
+    )
+    ours = [link for link in links if "leafletjs.com" not in (link[0] or "")]
+    assert ours == [
+        [OSM, "OpenStreetMap", ["href", "rel"]],
+        ["https://example.org/a?b=1&c=2", "B&C", ["href", "rel"]],
+    ], links
+    rels = control.locator(f'a[href="{OSM}"]').get_attribute("rel")
+    assert rels == "noopener noreferrer"
+    assert control.locator("img").count() == 0
+    assert page.evaluate("document.body.dataset.ran") is None
+
+
 def test_dashboard_with_tiles_and_a_refused_range(history: History, open_browser: Any) -> None:
     """With tile_url set, tiles are requested from it and its attribution is shown; a range
     the service refuses is explained on the page."""
-    app = history.app(
-        tile_url="/test-tiles/{z}/{x}/{y}.png", tile_attribution="Test tiles of the project"
-    )
+    app = history.app(tile_url="/test-tiles/{z}/{x}/{y}.png", tile_attribution=ATTRIBUTION)
     tile = STATIC_DIR / "vendor" / "leaflet" / "images" / "layers-2x.png"
     served: list[str] = []
 
@@ -447,9 +477,7 @@ def test_dashboard_with_tiles_and_a_refused_range(history: History, open_browser
         b.wait("body[data-state=ready]")
         page.wait_for_selector(".leaflet-tile-loaded")
         assert page.locator(".dev-marker").count() == len(history.devices)
-        assert (
-            "Test tiles of the project" in page.locator(".leaflet-control-attribution").inner_text()
-        )
+        assert_attribution(page)
         assert served, "no tile was asked for"
         assert page.locator("#map-note").inner_text() == ""
         assert b.errors == [], b.errors

@@ -210,11 +210,54 @@
     }
   }
 
-  // `text` as HTML that shows it as it is: for what Leaflet takes as HTML.
-  function htmlText(text) {
-    const span = document.createElement("span");
-    span.textContent = String(text);
-    return span.innerHTML;
+  // The configured tile attribution, built as elements: its text, with character references
+  // (&copy;, &#169;) read as the characters they name, and each <a href="http(s)://...">text</a>
+  // as a link of that href alone (its other attributes dropped, rel="noopener noreferrer").
+  // Any other markup, a link to anything but http(s) included, is shown as the text it is.
+  // The configured text is never parsed as HTML.
+  const ATTRIBUTION_LINK = /<a\b([^<>]*)>([^<]*)<\/a\s*>/gi;
+  const HREF = /(?:^|\s)href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))/i;
+  const ENTITIES = {
+    amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: "\u00a0", copy: "©", reg: "®",
+    trade: "™", middot: "·", ndash: "–", mdash: "—", hellip: "…",
+  };
+
+  function decodeEntities(text) {
+    return text.replace(/&(?:#(\d{1,7})|#[xX]([0-9a-fA-F]{1,6})|([a-zA-Z]+));/g,
+      (whole, dec, hex, name) => {
+        if (name !== undefined) return Object.hasOwn(ENTITIES, name) ? ENTITIES[name] : whole;
+        const code = dec !== undefined ? parseInt(dec, 10) : parseInt(hex, 16);
+        return code > 0 && code <= 0x10ffff && !(code >= 0xd800 && code <= 0xdfff)
+          ? String.fromCodePoint(code) : whole;
+      });
+  }
+
+  function webAddress(href) {
+    try {
+      const url = new URL(href);
+      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function attributionElement(text) {
+    const out = document.createElement("span");
+    let at = 0;
+    for (const m of text.matchAll(ATTRIBUTION_LINK)) {
+      const h = HREF.exec(m[1]);
+      const href = h ? webAddress(decodeEntities(h[1] ?? h[2] ?? h[3]).trim()) : null;
+      if (href === null) continue; // shown as text with what is around it
+      out.append(decodeEntities(text.slice(at, m.index)));
+      const a = document.createElement("a");
+      a.href = href;
+      a.rel = "noopener noreferrer";
+      a.textContent = decodeEntities(m[2]);
+      out.append(a);
+      at = m.index + m[0].length;
+    }
+    out.append(decodeEntities(text.slice(at)));
+    return out;
   }
 
   function renderMap(devices, config) {
@@ -223,8 +266,9 @@
     state.map = map;
     const note = $("map-note");
     if (config.tile_url) {
-      // Leaflet writes an attribution as HTML; the configured one is text, so it is escaped.
-      const attribution = htmlText(config.tile_attribution || "");
+      // Leaflet writes an attribution as HTML: it gets the serialisation of the elements
+      // built from the configured text (text escaped, links of an http(s) href only).
+      const attribution = attributionElement(String(config.tile_attribution || "")).innerHTML;
       L.tileLayer(config.tile_url, { attribution, maxZoom: 19 }).addTo(map);
       note.textContent = "";
     } else {
