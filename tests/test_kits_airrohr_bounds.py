@@ -202,6 +202,24 @@ def test_an_out_of_range_position_is_a_bad_value_letter(gw: Gateway, lat: str, l
     assert ("bad_value", KIT, 1) in gw.letters()
 
 
+@pytest.mark.parametrize(
+    "gps",
+    [
+        [("GPS_lat", "1e308")],
+        [("GPS_lon", "5.1")],
+        [("GPS_lat", "-200"), ("GPS_lon", "1e308")],
+        [("GPS_lat", "52.1"), ("GPS_lon", "-200")],
+        [("GPS_lat", "52.1")],
+    ],
+)
+def test_half_a_position_is_a_bad_value_letter(gw: Gateway, gps: list[tuple[str, str]]) -> None:
+    status, answer = gw.post([*SDS_BME280_VALUES, *gps])
+    assert status == 200
+    assert "bad_value" in answer["dead_lettered"], answer
+    assert gw.publisher.messages[-1].location is None
+    assert ("bad_value", KIT, 1) in gw.letters()
+
+
 def test_no_gps_fix_is_no_position_and_no_letter(gw: Gateway) -> None:
     status, answer = gw.post([*SDS_BME280_VALUES, ("GPS_lat", "-200.000000"), ("GPS_lon", "-200")])
     assert status == 200 and answer["dead_lettered"] == {}
