@@ -424,7 +424,8 @@ def test_stack_up_keeps_the_operators_serve_settings(tmp_path: Path) -> None:
         "register_cache_s": 60.0,
         "max_heavy_requests": 3,
         "busy_retry_after_s": 9,
-        "header_timeout_s": 4.0,
+        "request_timeout_s": 4.0,
+        "max_connections_per_client": 0,
         "public_url": "https://data.example.org/sensors",
     }
     assert set(mine) == set(SERVE_KEPT)
@@ -434,3 +435,10 @@ def test_stack_up_keeps_the_operators_serve_settings(tmp_path: Path) -> None:
     again = tomllib.loads(rewritten.read_text())
     assert {k: again[k] for k in mine} == mine
     assert again["broker"]["port"] == 1884
+    # request_timeout_s was header_timeout_s: an operator's value under the old name is kept.
+    old = {k: v for k, v in again.items() if k != "request_timeout_s"}
+    rewritten.write_text(tomli_w.dumps({**old, "header_timeout_s": 7.0}))
+    again = tomllib.loads(
+        stack._write_serve_config(1885, "http://127.0.0.1:8088", 8082).read_text()
+    )
+    assert again["request_timeout_s"] == 7.0 and "header_timeout_s" not in again

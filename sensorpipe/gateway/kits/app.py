@@ -122,7 +122,10 @@ def create_app(
 
     async def airrohr_push(request: Request) -> Response:
         received_at = datetime.now(UTC)
-        admitted = await run_in_threadpool(intake.admit, request.headers.get("authorization"))
+        client = request.client.host if request.client else None
+        admitted = await run_in_threadpool(
+            intake.admit, request.headers.get("authorization"), client
+        )
         if isinstance(admitted, Answer):
             return _response(admitted)
         body = await _body_up_to(request, max_body_bytes)
