@@ -114,6 +114,7 @@ def test_silent_connections_from_one_address_do_not_keep_a_kit_out(gateway: Gate
     try:
         # A kit from another address is answered as ever, while the attacker holds its 64.
         assert gateway.post("steady") == 200
+
         # Beyond the cap, the server answered 503 and closed at once; wait to see them all.
         def refused() -> list[socket.socket]:
             out = []
