@@ -157,6 +157,23 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
+def allow_open_files(connections: int) -> None:
+    """Raise this process's soft limit of open files (often 1024, e.g. under systemd) towards
+    its hard limit, so that `connections` connections at once meet uvicorn's 503, not a
+    failing accept()."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = connections + 256  # the listening socket, files, the broker, threads
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        if new > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            except (ValueError, OSError):
+                log.warning("could not raise the limit of open files from %d to %d", soft, new)
+
+
 def renamed_timeout(cls: Any, value: float | None) -> float | None:
     """A config's validator for `header_timeout_s`, the former name of request_timeout_s."""
     if value is not None:

@@ -47,7 +47,7 @@ from sensorpipe.gateway.kits.limits import RateLimiter
 from sensorpipe.gateway.kits.publish import KitPublisher
 from sensorpipe.gateway.kits.quarantine import KitQuarantine
 from sensorpipe.gateway.kits.seq import SeqStore
-from sensorpipe.http_server import uvicorn_config
+from sensorpipe.http_server import allow_open_files, uvicorn_config
 from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.protocol.quarantine import QuarantineBook
 from sensorpipe.protocol.signing import Signer, Verifier
@@ -223,6 +223,7 @@ def serve(gateway: KitGateway, sock: socket.socket) -> None:
     import uvicorn
 
     http = gateway.config.http
+    allow_open_files(LIMIT_CONCURRENCY)
     server = uvicorn.Server(
         uvicorn_config(
             gateway.app(),
