@@ -16,11 +16,11 @@ but with a lower `f_cnt` opens a new session. The same uplink delivered again (M
 redelivery, webhook retry, gap filling from the Storage Integration) gets the same number,
 whenever and in whatever order it comes.
 
-Uplinks handled. Which uplinks of this gateway's kits were published or dead-lettered lately
-(a week), so that one that comes again (the gap filling's overlap, a redelivery after a
-restart) is not published or dead-lettered a second time. Uplinks of other nodes are not
-written here (anyone may invent node ids: a row per uplink would grow the file for a week);
-delivered again after a restart they are letters again, within the unknown nodes' budget.
+Uplinks handled. Which uplinks were published or dead-lettered lately (a week), so that one
+that comes again (the gap filling's overlap, a redelivery after a restart) is not published or
+dead-lettered a second time. Uplinks of nodes that are no kit of this gateway are written here
+only when their letter was kept (within the budget of unknown nodes' letters): anyone may
+invent node ids, and a row for each of their uplinks would grow the file for a week.
 
 Progress. Per application, the `received_at` of the newest uplink handled (published or
 dead-lettered) from the live stream: after a restart or an outage, uplinks since then are
