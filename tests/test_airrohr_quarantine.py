@@ -251,8 +251,7 @@ def test_health_and_metrics_show_the_quarantine(gw: Gateway) -> None:
     health = gw.client.get("/health").json()
     quarantine = health["quarantine"]
     assert quarantine["enabled"] is True and quarantine["quarantine_after_s"] == 10
-    ((entry),) = quarantine["kits"]
-    assert (entry["device_id"], entry["reason"], entry["by"]) == (KIT, "kit_flood", GATEWAY)
+    assert quarantine["quarantined_kits"] == 1 and quarantine["book_readable"] is True
     assert health["kits"]["airrohr"]["quarantine"]["quarantined"] == 1
     text = gw.client.get("/metrics").text
     assert 'sensorpipe_gateway_quarantine_total{event="quarantined",kit="airrohr"} 1.0' in text
@@ -264,8 +263,29 @@ def test_health_and_metrics_show_the_quarantine(gw: Gateway) -> None:
     # A device of no kit of this gateway is not this gateway's to show.
     operator = _operator_book(gw)
     operator.quarantine("someone-else", reason="manual", by="operator")
-    assert len(gw.client.get("/health").json()["quarantine"]["kits"]) == 1
+    assert gw.client.get("/health").json()["quarantine"]["quarantined_kits"] == 1
     operator.close()
+
+
+def test_anonymous_health_shows_counts_and_states_but_no_text_names_or_addresses(
+    gw: Gateway,
+) -> None:
+    """The gateway faces the internet: /health tells anyone the status and counts, not the
+    quarantine's free text, who quarantined, or the broker's problem (its address)."""
+    operator = _operator_book(gw)
+    secret = "the neighbour at Kerkstraat 12 complained"
+    operator.quarantine(KIT, reason="manual", detail=secret, by="operator root")
+    operator.close()
+    gw.publisher.connected = False
+    setattr(gw.publisher, "last_problem", "broker 10.0.3.7:8883: connection refused")  # noqa: B010
+    gw.clock.now += 5.0  # past the book's cache
+    answer = gw.client.get("/health")
+    assert answer.status_code == 200
+    for text in (secret, "operator root", "10.0.3.7", "connection refused", KIT, "manual"):
+        assert text not in answer.text, text
+    health = answer.json()
+    assert health["status"] == "degraded" and health["broker"] == {"connected": False}
+    assert health["quarantine"]["quarantined_kits"] == 1
 
 
 def test_without_a_book_the_limit_holds_and_the_flood_is_logged_once(
@@ -283,8 +303,8 @@ def test_without_a_book_the_limit_holds_and_the_flood_is_logged_once(
         assert health == {
             "enabled": False,
             "quarantine_after_s": 10.0,
-            "kits": [],
-            "problem": None,
+            "quarantined_kits": 0,
+            "book_readable": True,
         }
     finally:
         gw.close()
@@ -314,9 +334,12 @@ def test_a_book_that_cannot_be_read_lets_kits_in_and_says_so(gw: Gateway) -> Non
     assert gw.post().status_code == 200  # not a 500 for every kit
     statuses = gw.flood(3)
     assert 429 in statuses and 500 not in statuses
-    health = gw.client.get("/health").json()["quarantine"]
-    assert health["problem"].startswith(f"{gw.book_path}: cannot be read (")
-    assert health["kits"] == []
+    health = gw.client.get("/health").json()
+    assert health["status"] == "degraded"
+    assert health["quarantine"]["book_readable"] is False
+    assert health["quarantine"]["quarantined_kits"] == 0
+    assert gw.quarantine.problem is not None
+    assert gw.quarantine.problem.startswith(f"{gw.book_path}: cannot be read (")
 
 
 def test_the_refusal_names_the_lift_command() -> None:

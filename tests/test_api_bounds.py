@@ -12,7 +12,8 @@ from sensorpipe.api.guard import content_security_policy, is_heavy, tile_origin
 
 def test_defaults() -> None:
     c = ServeConfig()
-    assert (c.max_heavy_requests, c.busy_retry_after_s, c.header_timeout_s) == (8, 5, 10.0)
+    assert (c.max_heavy_requests, c.busy_retry_after_s, c.request_timeout_s) == (8, 5, 10.0)
+    assert c.max_connections_per_client == 64
     assert c.public_url == ""
 
 

@@ -2,7 +2,8 @@
 authenticator (on an injected clock: no sleeping) and dead-letter store:
 
 - wrong passwords at a kit's name cannot keep the kit's right password out; a flood of them
-  over the global budget of password checks is refused without hashing;
+  over the global budget of password checks is refused without hashing; one address guessing
+  at many names cannot spend the global budget (it has a budget of its own);
 - a value of more digits than Python converts is a `bad_value` letter, not a 500;
 - an out-of-range GPS position is a `bad_value` letter, not silently dropped;
 - every reason of one post is its own letter, findable by reason and by the kit's device id.
@@ -39,6 +40,8 @@ from tests.test_airrohr_gateway import FakeClock, FakePublisher
 GATEWAY = "gw-1"
 KIT, CHIP = "airrohr-555001", "555001"
 OTHER, OTHER_CHIP = "airrohr-555002", "555002"
+KIT_ADDRESS = "192.0.2.10"  # where the kits post from, unless a test says otherwise
+ATTACKER = "203.0.113.9"
 
 
 def _basic(user: str, password: str) -> str:
@@ -48,15 +51,17 @@ def _basic(user: str, password: str) -> str:
 class Gateway:
     """A freshly started gateway: nothing remembered, every bucket full."""
 
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, more_kits: int = 0):
         registry = Registry()
         registry.gateways[GATEWAY] = GatewayAccount(
             public_key=generate_keypair()[1], password_hash="x"
         )
         self.passwords = {}
-        for chip in (CHIP, OTHER_CHIP):
+        self.chips = {}
+        for chip in (CHIP, OTHER_CHIP, *(str(555100 + i) for i in range(more_kits))):
             creds = add_airrohr_kit(registry, chip_id=chip, gateway=GATEWAY, site="oost")
             self.passwords[creds.device_id] = creds.password
+            self.chips[creds.device_id] = chip
         save_registry(registry, tmp_path / "registry.toml")
         self.db = tmp_path / "deadletter.sqlite"
         self.store = DeadLetterStore(self.db, per_device_letters=100)
@@ -76,7 +81,8 @@ class Gateway:
             limiter=RateLimiter(burst=5, refill_s=10.0, clock=self.clock),
             authenticator=KitAuthenticator(self.ctx.registry.current, clock=self.clock),
         )
-        self.client = TestClient(create_app(self.ctx, self.intake, max_body_bytes=16 * 1024))
+        self.app = create_app(self.ctx, self.intake, max_body_bytes=16 * 1024)
+        self.clients: dict[str, TestClient] = {}
         self.hashed: list[str] = []
         real = auth_module.verify_kit_password
 
@@ -93,9 +99,13 @@ class Gateway:
         kit: str = KIT,
         password: str | None = None,
         body: bytes | None = None,
+        frm: str = KIT_ADDRESS,
     ) -> tuple[int, dict[str, Any]]:
-        chip = CHIP if kit == KIT else OTHER_CHIP
-        response = self.client.post(
+        chip = self.chips[kit]
+        client = self.clients.get(frm)
+        if client is None:
+            client = self.clients[frm] = TestClient(self.app, client=(frm, 40000))
+        response = client.post(
             AIRROHR_PATH,
             content=firmware_body(chip, values) if body is None else body,
             headers={
@@ -137,7 +147,8 @@ def test_the_right_password_passes_while_wrong_ones_keep_coming(gw: Gateway) -> 
 def test_a_flood_of_wrong_passwords_is_refused_cheaply_and_others_still_get_in(
     gw: Gateway,
 ) -> None:
-    answers = [gw.post(password=f"guess-{i}")[0] for i in range(300)]
+    # From many addresses: one address alone has a smaller budget of its own (below).
+    answers = [gw.post(password=f"guess-{i}", frm=f"203.0.113.{i % 50}")[0] for i in range(300)]
     # Checked within the global budget of password checks, the rest refused unhashed.
     checks = len(gw.hashed)
     assert checks <= auth_module.CHECKS_BURST
@@ -153,8 +164,34 @@ def test_a_flood_of_wrong_passwords_is_refused_cheaply_and_others_still_get_in(
 def test_a_flood_at_many_names_cannot_take_more_than_the_global_budget(gw: Gateway) -> None:
     # Wrong passwords spread over two names: each name's own throttle alone would allow more.
     for i in range(100):
-        gw.post(kit=KIT if i % 2 else OTHER, password=f"guess-{i}")
+        gw.post(kit=KIT if i % 2 else OTHER, password=f"guess-{i}", frm=f"203.0.113.{i % 50}")
     assert len(gw.hashed) <= auth_module.CHECKS_BURST
+
+
+def test_one_address_guessing_at_many_names_cannot_keep_the_other_kits_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One address cycling over 19 kit names, 10 wrong passwords a second for a minute: the
+    18 other kits' first posts since the gateway started, each from its own address, pass."""
+    gw = Gateway(tmp_path, monkeypatch, more_kits=18)
+    try:
+        names = sorted(gw.passwords)[:19]
+        kits = sorted(set(gw.passwords) - {names[0]})[:18]
+        firsts: dict[str, int] = {}
+        guesses: list[int] = []
+        for tick in range(600):  # 0.1 s each
+            guesses.append(gw.post(kit=names[tick % 19], password=f"guess-{tick}", frm=ATTACKER)[0])
+            if tick % 30 == 15 and len(firsts) < len(kits):  # a first post every 3 s
+                kit = kits[len(firsts)]
+                firsts[kit] = gw.post(kit=kit, frm=f"198.51.100.{len(firsts)}")[0]
+            gw.clock.now += 0.1
+        assert firsts == dict.fromkeys(kits, 200)
+        # The attacker got its own budget's checks (10, then one per 2 s), the rest 429.
+        checks = auth_module.CLIENT_CHECKS_BURST + 60 / auth_module.CLIENT_CHECK_REFILL_S
+        assert guesses.count(401) <= checks and guesses.count(429) >= 600 - checks
+    finally:
+        gw.seq.close()
+        gw.store.close()
 
 
 # --- 6. numbers Python will not convert --------------------------------------------------------
@@ -198,6 +235,24 @@ def test_an_out_of_range_position_is_a_bad_value_letter(gw: Gateway, lat: str, l
     status, answer = gw.post([*SDS_BME280_VALUES, ("GPS_lat", lat), ("GPS_lon", lon)])
     assert status == 200
     assert "bad_value" in answer["dead_lettered"]
+    assert gw.publisher.messages[-1].location is None
+    assert ("bad_value", KIT, 1) in gw.letters()
+
+
+@pytest.mark.parametrize(
+    "gps",
+    [
+        [("GPS_lat", "1e308")],
+        [("GPS_lon", "5.1")],
+        [("GPS_lat", "-200"), ("GPS_lon", "1e308")],
+        [("GPS_lat", "52.1"), ("GPS_lon", "-200")],
+        [("GPS_lat", "52.1")],
+    ],
+)
+def test_half_a_position_is_a_bad_value_letter(gw: Gateway, gps: list[tuple[str, str]]) -> None:
+    status, answer = gw.post([*SDS_BME280_VALUES, *gps])
+    assert status == 200
+    assert "bad_value" in answer["dead_lettered"], answer
     assert gw.publisher.messages[-1].location is None
     assert ("bad_value", KIT, 1) in gw.letters()
 

@@ -12,6 +12,7 @@ through the gateway's real webhook, receiver, state file and dead-letter store:
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -198,3 +199,30 @@ def test_the_unknown_node_budget_has_a_default(tmp_path: Path) -> None:
     assert app.unknown_node_letters == 500
     assert app.unknown_node_letter_bytes == 4 * 1024 * 1024
     assert app.unknown_node_window_s == 86400
+
+
+def test_uplinks_of_nodes_that_are_no_kit_of_this_gateway_are_not_remembered(
+    tmp_path: Path,
+) -> None:
+    """Uplinks of nodes that are no kit of this gateway are remembered as handled in
+    ttn-state.sqlite only while their letters are kept (within the budget of unknown nodes'
+    letters): an invented node id per uplink, dropped over the budget, adds nothing to the
+    file, which would otherwise grow by a row per uplink for a week."""
+    setup = Setup(tmp_path, unknown_node_letters=3)
+    try:
+        for i in range(20):
+            answer = setup.post(uplink(1, NOW - timedelta(seconds=i), node=f"invented-{i:04d}"))
+            assert answer["published"] is False
+        mine = setup.post(uplink(10, NOW - timedelta(minutes=1)))
+        assert mine["published"] is True
+        db = sqlite3.connect(tmp_path / "ttn.sqlite")
+        rows = db.execute("SELECT device FROM handled").fetchall()
+        db.close()
+        kept = {"invented-0000", "invented-0001", "invented-0002"}  # the budget's three letters
+        assert sorted(d for (d,) in rows) == sorted({NODE, *kept})
+        # One whose letter was kept, delivered again: known, not kept twice.
+        assert setup.post(uplink(1, NOW, node="invented-0000"))["duplicate"] is True
+        # A kit's uplink delivered again is still known as handled.
+        assert setup.post(uplink(10, NOW - timedelta(minutes=1)))["duplicate"] is True
+    finally:
+        setup.state.close()

@@ -371,12 +371,38 @@ def test_quarantine_and_lift_without_a_running_stack(tmp_path: Path) -> None:
     out = runner.invoke(main, ["devices", "lift", "pi-1", *where])
     assert out.exit_code == 0, out.output
     assert "lifted the quarantine of pi-1 (manual since" in out.output
-    assert "no broker runs" in out.output
+    assert "no broker runs; `sensorpipe stack up` starts it" in out.output
     again = runner.invoke(main, ["devices", "lift", "pi-1", *where])
     assert again.exit_code == 1 and "pi-1 is not quarantined" in again.output
     book = QuarantineBook(directory / "quarantine.sqlite")
     assert [e.event for e in book.events(device_id="pi-1")] == ["lifted", "quarantined"]
     book.close()
+
+
+def test_with_the_broker_down_and_the_rest_running_lift_says_stack_down_then_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`stack up` refuses while any part of the stack runs: with only the broker gone,
+    quarantine and lift say to take the stack down first."""
+    from sensorpipe.stack.local import COMPONENTS, LocalStack
+
+    directory = tmp_path / "st"
+    registry = Registry(devices={"pi-1": DeviceEntry(site="s", public_key="k", password_hash="h")})
+    save_registry(registry, directory / "registry.toml")
+    running = {name: [] if name == "mosquitto" else [4242] for name in COMPONENTS}
+    monkeypatch.setattr(LocalStack, "running", lambda self: running)
+    runner = CliRunner()
+    where = ["--dir", str(directory)]
+    out = runner.invoke(main, ["devices", "quarantine", "pi-1", *where, "--reason-text", "x"])
+    assert out.exit_code == 0, out.output
+    assert "no broker runs; `sensorpipe stack down` then `sensorpipe stack up` start it" in (
+        out.output
+    )
+    out = runner.invoke(main, ["devices", "lift", "pi-1", *where])
+    assert out.exit_code == 0, out.output
+    assert "no broker runs; `sensorpipe stack down` then `sensorpipe stack up` start it" in (
+        out.output
+    )
 
 
 def test_stack_up_keeps_the_operators_serve_settings(tmp_path: Path) -> None:
@@ -399,7 +425,8 @@ def test_stack_up_keeps_the_operators_serve_settings(tmp_path: Path) -> None:
         "max_heavy_requests": 3,
         "busy_retry_after_s": 9,
         "health_cache_s": 5.0,
-        "header_timeout_s": 4.0,
+        "request_timeout_s": 4.0,
+        "max_connections_per_client": 0,
         "public_url": "https://data.example.org/sensors",
     }
     assert set(mine) == set(SERVE_KEPT)
@@ -409,3 +436,10 @@ def test_stack_up_keeps_the_operators_serve_settings(tmp_path: Path) -> None:
     again = tomllib.loads(rewritten.read_text())
     assert {k: again[k] for k in mine} == mine
     assert again["broker"]["port"] == 1884
+    # request_timeout_s was header_timeout_s: an operator's value under the old name is kept.
+    old = {k: v for k, v in again.items() if k != "request_timeout_s"}
+    rewritten.write_text(tomli_w.dumps({**old, "header_timeout_s": 7.0}))
+    again = tomllib.loads(
+        stack._write_serve_config(1885, "http://127.0.0.1:8088", 8082).read_text()
+    )
+    assert again["request_timeout_s"] == 7.0 and "header_timeout_s" not in again

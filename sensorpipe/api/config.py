@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sensorpipe.http_server import MAX_CONNECTIONS_PER_CLIENT, REQUEST_TIMEOUT_S, renamed_timeout
 from sensorpipe.protocol.configfile import ConfigError, key_error, load_model
 
 TOKEN_HASH_PATTERN = r"^sha256:[0-9a-f]{64}$"
@@ -86,9 +87,18 @@ class ServeConfig(_Strict):
     # /api/v1/link's next) start with it. Empty: the address the service listens on (never
     # the request's Host header, which any client can forge).
     public_url: str = ""
-    # A client has this long (seconds) to send a request's line and headers, from connecting
-    # or from its first byte after a kept-alive answer; then the connection is closed.
-    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # A client has this long (seconds) to send a whole request (line, headers and body), from
+    # connecting or from its first byte after a kept-alive answer; then the connection is
+    # closed (sensorpipe.http_server).
+    request_timeout_s: float = Field(default=REQUEST_TIMEOUT_S, gt=0, le=300)
+    # Connections one client address may hold at once; one more is answered 503 and closed.
+    # 0: no cap (behind a reverse proxy, where every client has the proxy's address).
+    max_connections_per_client: int = Field(default=MAX_CONNECTIONS_PER_CLIENT, ge=0, le=100_000)
+    # The former name of request_timeout_s, which bounded the headers only: refused with a
+    # message that names the new key, rather than taken with a wider meaning unnoticed.
+    header_timeout_s: float | None = Field(default=None, exclude=True)
+
+    _renamed = field_validator("header_timeout_s")(renamed_timeout)
 
     @field_validator("token_hashes")
     @classmethod

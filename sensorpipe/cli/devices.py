@@ -656,7 +656,7 @@ def devices_quarantine(directory: Path | None, device_id: str, reason_text: str)
     elif entry.source != EDGE:
         where = f"a device of source {entry.source} has no broker account"
     else:
-        where = "no broker runs; `stack up` starts it with the account disabled"
+        where = f"no broker runs; {_restart_broker(s)} with the account disabled"
     click.echo(f"quarantined {device_id} ({where}); `sensorpipe devices lift {device_id}` ends it")
 
 
@@ -686,11 +686,18 @@ def devices_lift(directory: Path | None, device_id: str) -> None:
     elif s.running()["mosquitto"]:
         account = "it has no broker account to enable"
     else:
-        account = "no broker runs; `stack up` starts it with the account enabled"
+        account = f"no broker runs; {_restart_broker(s)} with the account enabled"
     click.echo(
         f"lifted the quarantine of {device_id} ({entry.reason} since {since}, by {entry.by}); "
         f"{account}"
     )
+
+
+def _restart_broker(s: LocalStack) -> str:
+    """How to start the stack's broker again: `stack up` refuses while other parts run."""
+    if any(s.running().values()):
+        return "`sensorpipe stack down` then `sensorpipe stack up` start it"
+    return "`sensorpipe stack up` starts it"
 
 
 def _operator() -> str:

@@ -119,7 +119,7 @@ def run_server(config: Any) -> None:
     url = f"{scheme}://{shown}:{sock.getsockname()[1]}/"
     click.echo(f"dashboard {url}  API {url}api/v1  docs {url}docs  SensorThings {url}sta/v1.1")
     app = create_app(ApiContext(config))
-    server = uvicorn.Server(uvicorn_config(app, config))  # with a deadline for headers
+    server = uvicorn.Server(uvicorn_config(app, config))  # with a deadline per request
     server.run(sockets=[sock])
 
 

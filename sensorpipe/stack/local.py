@@ -89,9 +89,12 @@ SERVE_KEPT = (
     "max_heavy_requests",
     "busy_retry_after_s",
     "health_cache_s",
-    "header_timeout_s",
+    "request_timeout_s",
+    "max_connections_per_client",
     "public_url",
 )
+# Keys of serve.toml renamed since: an operator's value is kept under the new name.
+SERVE_RENAMED = {"header_timeout_s": "request_timeout_s"}
 # The stack's kit gateway (airrohr kits post to it) and what an operator may set in its
 # gateway.toml that `stack up` keeps: where kits reach it (the port is kept from run to run, as
 # kits have it typed into their config page), its limits and The Things Stack applications.
@@ -100,7 +103,16 @@ GATEWAY_PORT = 8090
 GATEWAY_KEPT = ("airrohr", "ttn")
 # How long a registry change waits for the stack's kit gateway to reconnect to the broker.
 GATEWAY_RECONNECT_S = 15.0
-GATEWAY_HTTP_KEPT = ("bind", "port", "tls_cert", "tls_key", "allow_plaintext", "max_body_bytes")
+GATEWAY_HTTP_KEPT = (
+    "bind",
+    "port",
+    "tls_cert",
+    "tls_key",
+    "allow_plaintext",
+    "max_body_bytes",
+    "request_timeout_s",
+    "max_connections_per_client",
+)
 
 
 class StackError(RuntimeError):
@@ -513,6 +525,9 @@ class LocalStack:
         try:
             old = tomllib.loads(path.read_text())
             kept = {k: old[k] for k in SERVE_KEPT if k in old}
+            for was, now in SERVE_RENAMED.items():
+                if was in old and now not in kept:
+                    kept[now] = old[was]
         except FileNotFoundError:
             pass
         except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -452,7 +452,7 @@ def test_a_connection_that_dribbles_its_headers_is_closed(env: Env, tmp_path: Pa
     (port,) = free_ports(1)
     config = tmp_path / "serve.toml"
     config.write_text(
-        f'port = {port}\nregistry_path = "{env.registry_path}"\nheader_timeout_s = 1\n'
+        f'port = {port}\nregistry_path = "{env.registry_path}"\nrequest_timeout_s = 1\n'
         f'[influx]\nurl = "{env.influxd.url}"\ndatabase = "{DB}"\n'
     )
     server = subprocess.Popen(

@@ -483,7 +483,7 @@ def test_a_node_that_floods_is_limited_then_quarantined_until_lifted(ttn: Ttn) -
     counts = health["kits"]["ttn"]
     assert counts["uplinks"]["dropped_over_rate"] >= 10
     assert counts["quarantine"]["quarantined"] == 1
-    assert [q["device_id"] for q in health["quarantine"]["kits"]] == ["flood-05"]
+    assert health["quarantine"]["quarantined_kits"] == 1
     # Stored: the burst and one per 2 s of the flood's network time, nothing else.
     links = wait_for(lambda: _link(ttn, "flood-05"), what="the flood's first uplinks")
     time.sleep(1.0)

@@ -319,15 +319,18 @@ NO_HEIGHT = -1000.0  # ... and for a height it does not know
 
 
 def _location(out: Translation, position: dict[str, float]) -> Location | None:
-    """The kit's position; None without GPS or without a fix. A position out of range (lat
-    in [-90, 90], lon in [-180, 180], height in [-500, 9000] m) is a `bad_value`."""
+    """The kit's position; None without GPS or without a fix (neither GPS_lat nor GPS_lon, or
+    both the firmware's -200). A position out of range (lat in [-90, 90], lon in [-180, 180],
+    height in [-500, 9000] m), or half of one (one of GPS_lat and GPS_lon missing or -200, the
+    other not), is a `bad_value`."""
     lat, lon = position.get("lat"), position.get("lon")
-    if lat is None or lon is None or NO_FIX in (lat, lon):
+    if lat in (None, NO_FIX) and lon in (None, NO_FIX):
         return None  # no GPS, or no fix
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
         out.problem(
             "bad_value",
-            f"GPS_lat = {lat!r}, GPS_lon = {lon!r}: not a position (lat -90..90, lon -180..180)",
+            f"GPS_lat = {_coordinate(lat)}, GPS_lon = {_coordinate(lon)}: not a position "
+            f"(lat -90..90, lon -180..180, both or neither)",
         )
         return None
     alt = position.get("alt_m")
@@ -337,6 +340,10 @@ def _location(out: Translation, position: dict[str, float]) -> Location | None:
         out.problem("bad_value", f"GPS_height = {alt!r}: not a height (-500..9000 m)")
         alt = None
     return Location(lat=lat, lon=lon, alt_m=alt)
+
+
+def _coordinate(value: float | None) -> str:
+    return "missing" if value is None else repr(value)
 
 
 def _decimal(raw: object) -> float | None:

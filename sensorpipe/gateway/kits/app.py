@@ -4,8 +4,9 @@ routers other kit adapters bring (The Things Stack's webhook).
 The airrohr endpoint takes the kit's quarantine, credentials and rate limit before it reads a
 byte of the body, and reads the body only up to the limit: a post announcing more
 (Content-Length) is refused at once, one sending more without saying so is cut off there (413).
-/health and /metrics show the kits of this gateway that are quarantined and what the gateway
-counted (posts by status, quarantines it made, posts refused and uplinks dropped for one).
+/health and /metrics, both anonymous, show how many kits of this gateway are quarantined and
+what the gateway counted (posts by status, quarantines it made, posts refused and uplinks
+dropped for one): counts and states only, no free text, names or addresses.
 """
 
 from __future__ import annotations
@@ -122,7 +123,10 @@ def create_app(
 
     async def airrohr_push(request: Request) -> Response:
         received_at = datetime.now(UTC)
-        admitted = await run_in_threadpool(intake.admit, request.headers.get("authorization"))
+        client = request.client.host if request.client else None
+        admitted = await run_in_threadpool(
+            intake.admit, request.headers.get("authorization"), client
+        )
         if isinstance(admitted, Answer):
             return _response(admitted)
         body = await _body_up_to(request, max_body_bytes)
@@ -138,19 +142,23 @@ def create_app(
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        publisher = ctx.publisher
+        # Anonymous, and the gateway faces the internet: the status and counts only. Which
+        # kits are quarantined, why and by whom, and the broker's or the book's problem (with
+        # addresses and paths) are in the gateway's log, `sensorpipe devices list` and
+        # `sensorpipe stack status`.
+        quarantine = ctx.quarantine
+        enabled = quarantine is not None and quarantine.book is not None
+        book_readable = quarantine is None or quarantine.problem is None
+        connected = bool(ctx.publisher.connected)
         return {
-            "gateway_id": ctx.gateway_id,
-            "broker": {
-                "connected": publisher.connected,
-                "problem": getattr(publisher, "last_problem", None),
-            },
+            "status": "ok" if connected and book_readable else "degraded",
+            "broker": {"connected": connected},
             "kits": ctx.counters.as_dict(),
             "quarantine": {
-                "enabled": ctx.quarantine is not None and ctx.quarantine.book is not None,
-                "quarantine_after_s": (None if ctx.quarantine is None else ctx.quarantine.after_s),
-                "kits": [q.as_dict() for q in quarantined_kits(ctx)],
-                "problem": None if ctx.quarantine is None else ctx.quarantine.problem,
+                "enabled": enabled,
+                "quarantine_after_s": None if quarantine is None else quarantine.after_s,
+                "quarantined_kits": len(quarantined_kits(ctx)),
+                "book_readable": book_readable,
             },
         }
 

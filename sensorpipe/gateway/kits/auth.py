@@ -14,6 +14,14 @@ base64), never the password. Checking one costs about 50 ms and 16 MiB on purpos
   but only from the part of the global budget above `CHECKS_RESERVE`: a flood at one name
   leaves that reserve to the other kits. A kit whose password was remembered is not affected
   by guesses at its name at all;
+- each client address has a budget of its own within the global one (`CLIENT_CHECKS_BURST`
+  at once, then one every `CLIENT_CHECK_REFILL_S`; an IPv6 address counts by its /64): beyond
+  it that address is answered 429 without hashing and without taking from the global budget,
+  so one address guessing at many names cannot keep the other kits' first posts out (it
+  takes four addresses guessing at once, 4 x 0.5 checks a second, to spend the global budget
+  as it refills). Behind a reverse proxy every client has the proxy's address:
+  the per-address budget is then a second global one (raise it there, [airrohr] in
+  gateway.toml);
 - at most two checks run at once, so guesses at many names cannot take more than 32 MiB.
 """
 
@@ -30,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sensorpipe.gateway.kits.limits import RateLimiter
+from sensorpipe.http_server import client_key
 from sensorpipe.protocol.provenance import AIRROHR
 from sensorpipe.protocol.registry import DeviceEntry, Registry
 
@@ -49,6 +58,10 @@ CHECKS_BURST = 20
 CHECK_REFILL_S = 0.5
 # Checks of a user with too many wrong passwords lately leave this many in the budget.
 CHECKS_RESERVE = 10
+# Each client address: 10 checks at once (a school's kits behind one router, all starting
+# after a gateway restart), then one every 2 s: a quarter of the global refill.
+CLIENT_CHECKS_BURST = 10
+CLIENT_CHECK_REFILL_S = 2.0
 _ALL = ""  # the global budget's key
 
 
@@ -123,6 +136,8 @@ class KitAuthenticator:
         checks_burst: int = CHECKS_BURST,
         check_refill_s: float = CHECK_REFILL_S,
         checks_reserve: int = CHECKS_RESERVE,
+        client_checks_burst: int = CLIENT_CHECKS_BURST,
+        client_check_refill_s: float = CLIENT_CHECK_REFILL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 <= checks_reserve < checks_burst:
@@ -131,12 +146,15 @@ class KitAuthenticator:
         self._remembered: set[bytes] = set()
         self._failures = RateLimiter(burst=failures_burst, refill_s=failure_refill_s, clock=clock)
         self._budget = RateLimiter(burst=checks_burst, refill_s=check_refill_s, clock=clock)
+        self._per_client = RateLimiter(
+            burst=client_checks_burst, refill_s=client_check_refill_s, clock=clock
+        )
         self._reserve = checks_reserve
         self._checks = threading.BoundedSemaphore(_CHECKS_AT_ONCE)
 
-    def check(self, authorization: str | None) -> AuthResult:
-        """Who the `Authorization` header admits. May take one scrypt (~50 ms): call it from
-        a worker thread."""
+    def check(self, authorization: str | None, client: str | None = None) -> AuthResult:
+        """Who the `Authorization` header, sent from the address `client`, admits. May take
+        one scrypt (~50 ms): call it from a worker thread."""
         credentials = parse_basic(authorization)
         if credentials is None:
             return AuthResult(None, status=401, why="no basic-auth credentials")
@@ -150,8 +168,16 @@ class KitAuthenticator:
         if key in self._remembered:
             return AuthResult(user, entry)
         guessed_at = self._failures.wait_s(user, take=False) > 0
+        address = None if client is None else client_key(client)
+        if address is not None:
+            wait = self._per_client.wait_s(address, take=False)
+            if wait > 0:
+                why = f"too many password checks from {address}"
+                return AuthResult(None, status=429, retry_after_s=wait, why=why)
         need = 1.0 + (self._reserve if guessed_at else 0)
         wait = self._budget.wait_s(_ALL, need=need)
+        if address is not None and wait == 0:
+            self._per_client.wait_s(address)
         if wait > 0:
             why = "too many password checks" + (
                 f" (and wrong passwords for {user})" if guessed_at else ""

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sensorpipe.gateway.kits.auth import CLIENT_CHECK_REFILL_S, CLIENT_CHECKS_BURST
 from sensorpipe.gateway.kits.ttn_config import TtnApplication
 from sensorpipe.gateway.mosquitto import ListenerError, check_bind, is_loopback
+from sensorpipe.http_server import MAX_CONNECTIONS_PER_CLIENT, REQUEST_TIMEOUT_S
 from sensorpipe.protocol.configfile import ConfigError, key_error, load_model
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
@@ -47,12 +49,25 @@ class HttpSettings(_Strict):
     allow_plaintext: bool = False
     # airrohr posts are under 2 KiB; anything far larger is refused (413) unread.
     max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    # A client has this long (seconds) to send a whole request (line, headers and body), from
+    # connecting or from its first byte after a kept-alive answer; then the connection is
+    # closed (sensorpipe.http_server). A kit sends its post in well under a second.
+    request_timeout_s: float = Field(default=REQUEST_TIMEOUT_S, gt=0, le=300)
+    # Connections one client address may hold at once; one more is answered 503 and closed.
+    # 0: no cap (behind a reverse proxy, where every client has the proxy's address).
+    max_connections_per_client: int = Field(default=MAX_CONNECTIONS_PER_CLIENT, ge=0, le=100_000)
 
 
 class AirrohrSettings(_Strict):
     # Per kit: `burst` posts at once, then one every `refill_s` seconds (429 beyond that).
     burst: int = Field(default=5, ge=1, le=1000)
     refill_s: float = Field(default=10.0, gt=0, le=3600)
+    # Per client address: `client_checks_burst` password checks at once, then one every
+    # `client_check_refill_s` seconds, out of the gateway's global budget (gateway.kits.auth);
+    # beyond it 429 without hashing. Behind a reverse proxy every client has the proxy's
+    # address, so this becomes a second global budget: raise it there.
+    client_checks_burst: int = Field(default=CLIENT_CHECKS_BURST, ge=1, le=1000)
+    client_check_refill_s: float = Field(default=CLIENT_CHECK_REFILL_S, gt=0, le=3600)
 
 
 # A kit over its rate limit (airrohr posts answered 429, TTN uplinks dropped) in this many

@@ -89,13 +89,14 @@ class AirrohrIntake:
         self.ctx.counters.add(KIT, "posts", str(status))
         return Answer(status, body, headers or {})
 
-    def admit(self, authorization: str | None) -> Admitted | Answer:
+    def admit(self, authorization: str | None, client: str | None = None) -> Admitted | Answer:
         """The kit the credentials admit, if it is not quarantined and its rate limit lets it
-        post now."""
+        post now. `client`: the address the post came from (its own budget of password
+        checks)."""
         refused = self._quarantined(authorization)
         if refused is not None:
             return refused
-        result: AuthResult = self._auth.check(authorization)
+        result: AuthResult = self._auth.check(authorization, client)
         if result.status == 401:
             log.info("airrohr post refused (401): %s", result.why)
             return self.answer(

@@ -47,6 +47,7 @@ from sensorpipe.gateway.kits.limits import RateLimiter
 from sensorpipe.gateway.kits.publish import KitPublisher
 from sensorpipe.gateway.kits.quarantine import KitQuarantine
 from sensorpipe.gateway.kits.seq import SeqStore
+from sensorpipe.http_server import allow_open_files, uvicorn_config
 from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.protocol.quarantine import QuarantineBook
 from sensorpipe.protocol.signing import Signer, Verifier
@@ -54,6 +55,8 @@ from sensorpipe.protocol.signing import Signer, Verifier
 log = logging.getLogger(__name__)
 TTN_MODULE = "sensorpipe.gateway.kits.ttn"
 TTN_HOOKS = ("webhook_router", "start_bridges")
+# Connections (and requests) at once, beyond which uvicorn answers 503.
+LIMIT_CONCURRENCY = 1024
 
 
 def ttn_module() -> ModuleType | None:
@@ -159,7 +162,11 @@ class KitGateway:
             self.ctx,
             next_seq=self.seq.next,
             limiter=RateLimiter(burst=config.airrohr.burst, refill_s=config.airrohr.refill_s),
-            authenticator=KitAuthenticator(self.registry.current),
+            authenticator=KitAuthenticator(
+                self.registry.current,
+                client_checks_burst=config.airrohr.client_checks_burst,
+                client_check_refill_s=config.airrohr.client_check_refill_s,
+            ),
         )
         self._ttn = ttn_module() if config.ttn else None
         self._ttn_state = Path(config.seq_path).with_name("ttn-state.sqlite")
@@ -216,16 +223,19 @@ def serve(gateway: KitGateway, sock: socket.socket) -> None:
     import uvicorn
 
     http = gateway.config.http
+    allow_open_files(LIMIT_CONCURRENCY)
     server = uvicorn.Server(
-        uvicorn.Config(
+        uvicorn_config(
             gateway.app(),
-            log_level="warning",
-            ssl_certfile=http.tls_cert,
-            ssl_keyfile=http.tls_key,
-            proxy_headers=False,
+            tls_cert=http.tls_cert,
+            tls_key=http.tls_key,
+            request_timeout_s=http.request_timeout_s,
+            max_connections_per_client=http.max_connections_per_client,
             server_header=False,
-            # Kits post every few minutes; many connections at once is someone else.
-            limit_concurrency=256,
+            # Kits post every few minutes and close. Every connection is closed at the request
+            # deadline or after 5 s idle, and one address holds at most
+            # max_connections_per_client: past this many at once, requests are answered 503.
+            limit_concurrency=LIMIT_CONCURRENCY,
             timeout_keep_alive=5,
         )
     )

@@ -18,7 +18,9 @@ whenever and in whatever order it comes.
 
 Uplinks handled. Which uplinks were published or dead-lettered lately (a week), so that one
 that comes again (the gap filling's overlap, a redelivery after a restart) is not published or
-dead-lettered a second time.
+dead-lettered a second time. Uplinks of nodes that are no kit of this gateway are written here
+only when their letter was kept (within the budget of unknown nodes' letters): anyone may
+invent node ids, and a row for each of their uplinks would grow the file for a week.
 
 Progress. Per application, the `received_at` of the newest uplink handled (published or
 dead-lettered) from the live stream: after a restart or an outage, uplinks since then are
