@@ -123,9 +123,12 @@ def test_edge_check_names_the_cause_of_each_failure(
 ) -> None:
     (creds,) = stack.add_devices([("check-02", {"site": "c"})])
     port = stack.require_info().broker_port
-    good = {"port": port, "serial_port": sds011.port}
 
-    wrong_password = _failed(_check(_config(tmp_path, creds, **good, password="nope"), _probes()))
+    wrong_password = _failed(
+        _check(
+            _config(tmp_path, creds, port=port, serial_port=sds011.port, password="nope"), _probes()
+        )
+    )
     assert len(wrong_password) == 1 and "broker" in wrong_password[0]
     assert "wrong username or password" in wrong_password[0]
 
@@ -143,7 +146,9 @@ def test_edge_check_names_the_cause_of_each_failure(
     assert len(sensor_missing) == 1 and "sds011" in sensor_missing[0]
     assert f"{missing}: no such port" in sensor_missing[0]
 
-    unsynced = _failed(_check(_config(tmp_path, creds, **good), _probes(synced=False)))
+    unsynced = _failed(
+        _check(_config(tmp_path, creds, port=port, serial_port=sds011.port), _probes(synced=False))
+    )
     assert len(unsynced) == 1 and "clock" in unsynced[0] and "not synchronised" in unsynced[0]
 
 
