@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -60,6 +61,11 @@ def edge_run(config_path: Path) -> None:
         for s in config.sensors
     ]
     agent = Agent(config, sensors=sensors, outbox=outbox, counter=counter)
+    # Without -v the agent still says how it starts: each sensor's first reading queued, the
+    # first confirmation from the ingest, then a summary every few minutes (INFO).
+    edge_log = logging.getLogger("sensorpipe.edge")
+    if logging.getLogger().getEffectiveLevel() > logging.INFO and edge_log.level == 0:
+        edge_log.setLevel(logging.INFO)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo(f"{config.device_id}: publishing to {config.mqtt.host}:{config.mqtt.port}")
