@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -154,3 +156,25 @@ def test_abstract_socket_names_and_the_environment() -> None:
 def test_a_notify_socket_that_is_gone_does_not_stop_the_agent(tmp_path: Path) -> None:
     notifier = Notifier(str(tmp_path / "gone"))
     assert not notifier.ready("x") and not notifier.watchdog()
+
+
+def test_the_first_reading_and_a_summary_every_few_minutes_are_logged_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="sensorpipe.edge.agent")
+    agent = _agent(Notifier(None))
+    agent._summary_interval_s = 0.05
+    stop, thread = _run(agent)
+    try:
+        while not any("outbox depth" in r.getMessage() for r in caplog.records):
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert lines[0] == "first reading queued: bme280 (temperature 20.5)"
+    assert len([x for x in lines if x.startswith("first reading")]) == 1  # only the first
+    summary = next(x for x in lines if "outbox depth" in x)
+    assert re.fullmatch(
+        r"\d+ readings, 0 messages confirmed by the ingest, outbox depth \d+", summary
+    )
