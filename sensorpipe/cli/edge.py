@@ -107,7 +107,7 @@ def edge_check(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     except ConfigError as exc:
         fail(str(exc))
     probes = ctx.find_object(check.Probes) or check.Probes()
-    checks = check.run_checks(config, probes)
+    checks = check.run_checks(config, probes, config_dir=config_path.resolve().parent)
     click.echo(check.as_json(checks) if as_json else check.render(checks))
     if any(c.status != check.OK for c in checks):
         ctx.exit(1)

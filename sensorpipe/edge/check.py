@@ -79,12 +79,16 @@ class Probes:
     confirm_timeout_s: float = 20.0
 
 
-def run_checks(config: EdgeConfig, probes: Probes | None = None) -> list[Check]:
+def run_checks(
+    config: EdgeConfig, probes: Probes | None = None, *, config_dir: Path | None = None
+) -> list[Check]:
+    """Every check, in order; `config_dir`: where the configuration file is (relative model
+    paths are relative to it)."""
     probes = probes or Probes()
     checks: list[Check] = []
     health: list[SensorHealth] = []
     for sensor in config.sensors:
-        check, ok = _check_sensor(sensor, probes)
+        check, ok = check_sensor(sensor, probes)
         checks.append(check)
         health.append(
             SensorHealth(
@@ -97,7 +101,7 @@ def run_checks(config: EdgeConfig, probes: Probes | None = None) -> list[Check]:
             )
         )
     if config.counting is not None:
-        checks.append(_check_camera(config))
+        checks.append(_check_camera(config, config_dir or Path.cwd()))
     synced = probes.clock_synced()
     checks.append(
         Check("clock", OK, "synchronised (NTP)")
@@ -120,7 +124,7 @@ def run_checks(config: EdgeConfig, probes: Probes | None = None) -> list[Check]:
 
 
 # --- sensors ---------------------------------------------------------------------------------
-def _check_sensor(sensor: Sds011Config | Bme280Config, probes: Probes) -> tuple[Check, bool]:
+def check_sensor(sensor: Sds011Config | Bme280Config, probes: Probes) -> tuple[Check, bool]:
     where = sensor.port if isinstance(sensor, Sds011Config) else f"/dev/i2c-{sensor.bus}"
     if isinstance(sensor, Bme280Config):
         where += f" at {hex(sensor.address)}"
@@ -187,12 +191,12 @@ def _sensor_problem(
 
 
 # --- camera ----------------------------------------------------------------------------------
-def _check_camera(config: EdgeConfig) -> Check:
+def _check_camera(config: EdgeConfig, config_dir: Path) -> Check:
     from sensorpipe.edge.counting.config import build_pipeline, open_source
 
     assert config.counting is not None
     try:
-        build_pipeline(config.counting, Path(config.outbox_path).parent)
+        build_pipeline(config.counting, config_dir)
     except Exception as exc:  # a missing extra, a broken model: its message says which
         return Check("camera", FAIL, f"the model does not load: {exc}")
     try:
