@@ -117,6 +117,7 @@ class Agent:
         self.notifier = notifier if notifier is not None else Notifier.from_env()
         self._summary_interval_s = summary_interval_s
         self._last_did = "started"
+        self._announced: set[str] = set()  # sensors whose first queued reading was logged
         self.publisher = publisher_factory(
             outbox=outbox,
             mqtt_config=config.mqtt,
@@ -209,7 +210,7 @@ class Agent:
         """Read the given sensors once and queue one air message; the outbox id, if any."""
         observed = self._clock()
         readings: list[dict[str, Any]] = []
-        first: list[str] = []
+        shown: dict[str, str] = {}  # sensor: its values, for the first-reading line
         for slot, driver in self._open(slots):
             try:
                 values = driver.read()
@@ -217,9 +218,8 @@ class Agent:
                 self._failed(slot, str(exc) if isinstance(exc, SensorError) else repr(exc))
                 continue
             slot.reads_ok += 1
-            if slot.reads_ok == 1:
-                shown = ", ".join(f"{q} {v:g}" for q, v in values.items())
-                first.append(f"{slot.model} ({shown})")
+            if slot.model not in self._announced:
+                shown[slot.model] = ", ".join(f"{q} {v:g}" for q, v in values.items())
             slot.last_ok = True
             slot.problem.resolved(f"sensor {slot.model} reads again", level=logging.INFO)
             for quantity, value in values.items():
@@ -247,8 +247,10 @@ class Agent:
             sensors = sorted({r["sensor"] for r in readings})
             n = len(readings)
             self._last_did = f"queued {n} reading{'' if n == 1 else 's'} of {', '.join(sensors)}"
+            first = [f"{m} ({v})" for m, v in shown.items() if m in sensors]
             if first:
                 log.info("first reading queued: %s", "; ".join(first))
+                self._announced.update(m for m, _ in shown.items() if m in sensors)
         return entry
 
     def _open(self, slots: Sequence[SensorSlot]) -> list[tuple[SensorSlot, SensorDriver]]:
