@@ -364,7 +364,11 @@ def _deliver(
 ) -> Check:
     if outbox is None:
         return Check("delivery", SKIP, "not tried: the outbox check failed")
-    client.subscribe(ack_topic(config.mqtt.username), qos=1)
+    confirming = config.mqtt.confirm
+    if confirming:
+        client.subscribe(ack_topic(config.mqtt.username), qos=1)
+    else:
+        link.subscribed.set()
     if not link.subscribed.wait(10) or link.refused:
         why = link.refused[0] if link.refused else "no answer to the subscription"
         return Check("delivery", FAIL, f"{why}: regenerate the broker's ACL (`gateway config`)")
@@ -386,7 +390,18 @@ def _deliver(
     draft["link"] = {"uptime_s": 0.0, "firmware": FIRMWARE, "outbox_depth": outbox.depth()}
     payload = encode(MESSAGE_ADAPTER.validate_python(draft), Signer(config.private_key).sign)
     started = time.monotonic()
-    client.publish(topic, payload, qos=1)
+    info = client.publish(topic, payload, qos=1)
+    if not confirming:  # a broker with no sensorpipe ingest behind it: its PUBACK is the end
+        try:
+            info.wait_for_publish(probes.confirm_timeout_s)
+        except (ValueError, RuntimeError) as exc:
+            return Check("delivery", FAIL, f"message {seq} not sent: {exc}")
+        if not info.is_published():
+            return Check("delivery", FAIL, f"message {seq}: no acknowledgement from the broker")
+        outbox.confirm([seq])
+        return Check(
+            "delivery", OK, f"message {seq} accepted by the broker (confirm = false in [mqtt])"
+        )
     deadline = started + probes.confirm_timeout_s
     while seq not in link.confirmed:
         left = deadline - time.monotonic()

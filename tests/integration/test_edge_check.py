@@ -47,6 +47,7 @@ def _config(
     serial_port: str,
     password: str | None = None,
     ca_file: Path | None = None,
+    confirm: bool = True,
 ) -> Path:
     tls = f'tls = true\nca_file = "{ca_file}"\n' if ca_file is not None else ""
     text = f"""\
@@ -60,6 +61,7 @@ port = {port}
 username = "{creds.username}"
 password = "{password or creds.password}"
 connect_timeout_s = 5
+confirm = {str(confirm).lower()}
 {tls}
 [[sensors]]
 driver = "sds011"
@@ -116,6 +118,12 @@ def test_edge_check_is_green_for_a_registered_device_and_its_message_is_stored(
         "0 messages waiting" in next(c for c in again["checks"] if c["name"] == "outbox")["detail"]
     )
     assert "message 2 " in again["checks"][-1]["detail"]
+    # A broker with no ingest behind it (confirm = false): the broker's acknowledgement does.
+    port = stack.require_info().broker_port
+    unconfirmed = _config(tmp_path, creds, port=port, serial_port=sds011.port, confirm=False)
+    result = _check(unconfirmed, _probes())
+    assert result.exit_code == 0, result.output
+    assert "message 3 accepted by the broker (confirm = false" in result.output
 
 
 def test_edge_check_names_the_cause_of_each_failure(
