@@ -6,16 +6,19 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from sensorpipe.edge.check import FAIL, OK, Probes, check_sensor
+from sensorpipe.edge.check import FAIL, OK, Probes, check_camera, check_sensor
+from sensorpipe.edge.config import EdgeConfig, load_edge_config
 from sensorpipe.edge.drivers.bme280 import I2CBus
 from sensorpipe.edge.drivers.registry import Bme280Config, Sds011Config
 from sensorpipe.firmware_sim.bme280 import Bme280Device
 from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
+from sensorpipe.resources import EXAMPLE_CONFIG_DIR
 
 
 def _i2c(error: int | None = None, address: int = 0x76) -> Probes:
@@ -79,3 +82,26 @@ def test_an_sds011_whose_frames_fail_their_checksum() -> None:
             Sds011Config(driver="sds011", port=sim.port, timeout_s=1.0), Probes()
         )
     assert not ok and "bad checksum" in check.detail
+
+
+def test_the_camera_check_loads_the_model_and_takes_one_frame(tmp_path: Path) -> None:
+    cv2 = pytest.importorskip("cv2")
+    import numpy as np
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 240))
+    for i in range(3):
+        writer.write(np.full((240, 320, 3), 40 * i, np.uint8))
+    writer.release()
+
+    def config(source: str) -> EdgeConfig:
+        text = (EXAMPLE_CONFIG_DIR / "edge-camera.example.toml").read_text()
+        text = text.replace('kind = "picamera2"', f'kind = "video"\npath = "{source}"')
+        (tmp_path / "edge.toml").write_text(text)
+        return load_edge_config(tmp_path / "edge.toml")
+
+    check = check_camera(config("clip.avi"), tmp_path)
+    assert check.status == OK and check.detail == "one frame 320x240; the model loads"
+    (tmp_path / "empty.avi").write_bytes(b"")  # a file no frame comes from
+    broken = check_camera(config("empty.avi"), tmp_path)
+    assert broken.status == FAIL and "empty.avi" in broken.detail

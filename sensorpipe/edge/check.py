@@ -101,7 +101,7 @@ def run_checks(
             )
         )
     if config.counting is not None:
-        checks.append(_check_camera(config, config_dir or Path.cwd()))
+        checks.append(check_camera(config, config_dir or Path.cwd()))
     synced = probes.clock_synced()
     checks.append(
         Check("clock", OK, "synchronised (NTP)")
@@ -191,7 +191,7 @@ def _sensor_problem(
 
 
 # --- camera ----------------------------------------------------------------------------------
-def _check_camera(config: EdgeConfig, config_dir: Path) -> Check:
+def check_camera(config: EdgeConfig, config_dir: Path) -> Check:
     from sensorpipe.edge.counting.config import build_pipeline, open_source
 
     assert config.counting is not None
