@@ -246,6 +246,14 @@ CASES: dict[str, list[Case]] = {
             "tty is a regular file, not a serial device",
         ),
     ],
+    "edge check": [
+        (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),
+        (lambda t: ["--config", _bad_toml(t)], "bad.toml: not valid TOML"),
+        (
+            lambda t: ["--config", _edge_config_with(t, "address = 0x76", "address = 0x99")],
+            "sensors.1.bme280.address (line 36): 0x99: a BME280 answers only at 0x76",
+        ),
+    ],
     "ingest run": [
         (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),
         (lambda t: ["--config", _bad_toml(t)], "bad.toml: not valid TOML"),

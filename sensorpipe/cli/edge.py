@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -60,6 +61,11 @@ def edge_run(config_path: Path) -> None:
         for s in config.sensors
     ]
     agent = Agent(config, sensors=sensors, outbox=outbox, counter=counter)
+    # Without -v the agent still says how it starts: each sensor's first reading queued, the
+    # first confirmation from the ingest, then a summary every few minutes (INFO).
+    edge_log = logging.getLogger("sensorpipe.edge")
+    if logging.getLogger().getEffectiveLevel() > logging.INFO and edge_log.level == 0:
+        edge_log.setLevel(logging.INFO)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo(f"{config.device_id}: publishing to {config.mqtt.host}:{config.mqtt.port}")
@@ -83,3 +89,25 @@ def edge_run(config_path: Path) -> None:
         click.echo(summary, err=True)
         return
     fail(f"{summary}; the camera stopped delivering frames")
+
+
+@edge.command("check")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@click.option("--json", "as_json", is_flag=True, help="The same checks as JSON.")
+@click.pass_context
+def edge_check(ctx: click.Context, config_path: Path, as_json: bool) -> None:
+    """Check this host once: each sensor read, the camera, the clock, the broker login, one
+    message confirmed by the ingest, and the outbox's free space. One line per check; exit
+    status 0 only when all pass. Stop `edge run` first: the check logs in as the device."""
+    from sensorpipe.edge import check
+    from sensorpipe.edge.config import load_edge_config
+
+    try:
+        config = load_edge_config(config_path)
+    except ConfigError as exc:
+        fail(str(exc))
+    probes = ctx.find_object(check.Probes) or check.Probes()
+    checks = check.run_checks(config, probes, config_dir=config_path.resolve().parent)
+    click.echo(check.as_json(checks) if as_json else check.render(checks))
+    if any(c.status != check.OK for c in checks):
+        ctx.exit(1)

@@ -27,6 +27,7 @@ from sensorpipe.edge.counting.intervals import IntervalCounts
 from sensorpipe.edge.counting.loop import CountingLoop
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.notify import Notifier
 from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxError
 from sensorpipe.edge.problems import RepeatedProblem
 from sensorpipe.edge.publisher import LinkState, Publisher
@@ -95,6 +96,8 @@ class Agent:
         rssi: Callable[[], int | None] = host.wifi_rssi_dbm,
         counter: CountingLoop | None = None,
         reopen_after_s: float = 60.0,
+        notifier: Notifier | None = None,
+        summary_interval_s: float = 300.0,
     ) -> None:
         self.config = config
         self.outbox = outbox
@@ -111,6 +114,10 @@ class Agent:
         self._started = time.monotonic()
         self._next_status = 0.0
         self.counter = counter
+        self.notifier = notifier if notifier is not None else Notifier.from_env()
+        self._summary_interval_s = summary_interval_s
+        self._last_did = "started"
+        self._announced: set[str] = set()  # sensors whose first queued reading was logged
         self.publisher = publisher_factory(
             outbox=outbox,
             mqtt_config=config.mqtt,
@@ -139,6 +146,11 @@ class Agent:
         self.publisher.start()
         if self.counter is not None:
             self.counter.start(self.queue_counts, on_end=counting_ended)
+        notifier = self.notifier
+        ping_every = notifier.watchdog_interval_s
+        next_ping = 0.0
+        next_summary = time.monotonic() + self._summary_interval_s
+        ready = False
         try:
             while not stop.is_set():
                 now = time.monotonic()
@@ -150,11 +162,25 @@ class Agent:
                 if now >= self._next_status:
                     self.queue_status()
                     self._next_status = now + self.config.status_interval_s
-                wait = (
-                    min([s.next_due for s in self._slots] + [self._next_status]) - time.monotonic()
-                )
-                stop.wait(max(0.0, wait))
+                if not ready:
+                    # Every sensor was tried once and the outbox is open: readings are kept
+                    # from now on, whether the broker is reachable or not.
+                    ready = True
+                    notifier.ready(self._last_did)
+                elif due:
+                    notifier.status(self._last_did)
+                if now >= next_summary:
+                    log.info("%s", self.summary())
+                    next_summary = now + self._summary_interval_s
+                wakes = [s.next_due for s in self._slots] + [self._next_status, next_summary]
+                if ping_every is not None:
+                    if now >= next_ping and self.healthy():
+                        notifier.watchdog()
+                        next_ping = now + ping_every
+                    wakes.append(max(next_ping, now + min(1.0, ping_every)))
+                stop.wait(max(0.0, min(wakes) - time.monotonic()))
         finally:
+            notifier.stopping(f"stopping; {self.summary()}")
             if self.counter is not None:
                 self.counter.stop()  # flushes the open interval into the outbox
             self.publisher.stop(drain_timeout_s=drain_timeout_s)
@@ -163,10 +189,28 @@ class Agent:
                     slot.driver.close()
         return ended[0] if ended else None
 
+    def healthy(self) -> bool:
+        """What the watchdog ping vouches for besides the sampling loop itself: the thread
+        that moves the outbox to the broker still runs."""
+        return bool(getattr(self.publisher, "alive", True))
+
+    def summary(self) -> str:
+        """Totals since the start, for the log line every few minutes."""
+        confirmed = getattr(self.publisher, "confirmed", 0)
+        try:
+            depth: int | str = self.outbox.depth()
+        except OutboxError:
+            depth = "unreadable"
+        return (
+            f"{self.stats.readings} readings, {confirmed} messages confirmed by the ingest, "
+            f"outbox depth {depth}"
+        )
+
     def sample(self, slots: Sequence[SensorSlot]) -> int | None:
         """Read the given sensors once and queue one air message; the outbox id, if any."""
         observed = self._clock()
         readings: list[dict[str, Any]] = []
+        shown: dict[str, str] = {}  # sensor: its values, for the first-reading line
         for slot, driver in self._open(slots):
             try:
                 values = driver.read()
@@ -174,6 +218,8 @@ class Agent:
                 self._failed(slot, str(exc) if isinstance(exc, SensorError) else repr(exc))
                 continue
             slot.reads_ok += 1
+            if slot.model not in self._announced:
+                shown[slot.model] = ", ".join(f"{q} {v:g}" for q, v in values.items())
             slot.last_ok = True
             slot.problem.resolved(f"sensor {slot.model} reads again", level=logging.INFO)
             for quantity, value in values.items():
@@ -191,9 +237,21 @@ class Agent:
                     continue
                 readings.append(reading.model_dump(mode="json"))
         if not readings:
+            self._last_did = "no sensor could be read: " + "; ".join(
+                f"{s.model}: {s.last_error}" for s in slots if not s.last_ok
+            )
             return None
         self.stats.readings += len(readings)
-        return self._queue("air", observed, {"readings": readings})
+        entry = self._queue("air", observed, {"readings": readings})
+        if entry is not None:
+            sensors = sorted({r["sensor"] for r in readings})
+            n = len(readings)
+            self._last_did = f"queued {n} reading{'' if n == 1 else 's'} of {', '.join(sensors)}"
+            first = [f"{m} ({v})" for m, v in shown.items() if m in sensors]
+            if first:
+                log.info("first reading queued: %s", "; ".join(first))
+                self._announced.update(m for m, _ in shown.items() if m in sensors)
+        return entry
 
     def _open(self, slots: Sequence[SensorSlot]) -> list[tuple[SensorSlot, SensorDriver]]:
         """The slots whose driver is open, with it, opening those that are due first. A sensor

@@ -168,6 +168,11 @@ class Publisher:
         self.connect_failures = 0
 
     @property
+    def alive(self) -> bool:
+        """The thread that hands entries to the broker runs (or has not started yet)."""
+        return self._thread.is_alive() or not self._thread.ident
+
+    @property
     def reconnects(self) -> int:
         return max(0, self._connections - 1)
 
@@ -338,7 +343,13 @@ class Publisher:
             self._unconfirmed.resolved("confirmations from the ingest arrive again")
 
     def _count_confirmed(self, numbers: list[int]) -> None:
+        first = self.confirmed == 0
         self.confirmed += self._outbox.confirm(numbers)
+        if first and self.confirmed:
+            log.info(
+                "first confirmation from the ingest: %d messages stored end to end",
+                self.confirmed,
+            )
 
     def _offer_unconfirmed_again(self) -> None:
         now = time.monotonic()
