@@ -70,7 +70,8 @@ def server_setup(
         run_setup,
     )
 
-    if root is None and os.geteuid() != 0:
+    system = (root or Path("/")).resolve() == Path("/")
+    if system and os.geteuid() != 0:
         fail(
             "server setup writes under /etc and /var/lib: run it as root "
             f"(sudo {shlex.join([sys.executable, '-m', 'sensorpipe', *sys.argv[1:]])}), "
@@ -94,8 +95,8 @@ def server_setup(
         influx_url=influx_url.rstrip("/"),
         tls_cert=tls_cert,
         tls_key=tls_key,
-        chown=root is None,
-        broker_user="mosquitto" if root is None else getpass.getuser(),
+        chown=system,
+        broker_user="mosquitto" if system else getpass.getuser(),
     )
     try:
         written = run_setup(setup)
@@ -114,7 +115,7 @@ def server_setup(
     click.echo("next (the setup starts nothing):")
     for command in next_commands(setup):
         click.echo(f"  {command}")
-    if root is not None and root.resolve() != Path("/"):
+    if not system:
         click.echo(f"(under {setup.root}: the units' commands, to run by hand:)")
         for name in ("ingest", "gateway", "serve"):
             click.echo(f"  {shlex.join(exec_start(setup, name))}")

@@ -419,9 +419,9 @@ class LocalStack:
 
     def _plan_ports(self, *, serve: bool, kits: bool) -> dict[str, int]:
         """The stack's addresses: each kept from the last run (edge devices, kits and bookmarks
-        have them), chosen once (a free port; the kit gateway 8090 if free) and recorded
-        otherwise. A kept port that something else holds now is a StackError naming the
-        holder: never a silent move to another port."""
+        have them), chosen once (a free port below the ephemeral range; the kit gateway 8090 if
+        free) and recorded otherwise. A kept port that something else holds now is a
+        StackError naming the holder: never a silent move to another port."""
         kept = self._kept_ports()
         used = {
             "mqtt": True,
@@ -458,7 +458,7 @@ class LocalStack:
         ):
             ports["kits"] = GATEWAY_PORT
         missing = [name for name in PORT_ROLES if name not in ports]
-        fresh = _fresh_ports(len(missing), exclude=set(ports.values()))
+        fresh = _lasting_ports(len(missing), exclude=set(ports.values()))
         ports.update(zip(missing, fresh, strict=True))
         recorded = {name: ports[name] for name in PORT_ROLES if name != "kits"}
         try:
@@ -1154,6 +1154,34 @@ def _fresh_ports(n: int, *, exclude: set[int]) -> list[int]:
         chosen = [p for p in ports if p not in exclude][:n]
         if len(chosen) == n:
             return chosen
+
+
+def _lasting_ports(n: int, *, exclude: set[int]) -> list[int]:
+    """`n` free loopback ports to keep for good: below the kernel's ephemeral range (where
+    outgoing connections take their local ports, and could hold a kept port when the stack
+    comes up again), from 20000 on; from that range only where there is no room below it."""
+    import random
+
+    low = _ephemeral_low()
+    candidates = list(range(20000, low)) if low > 21000 else []
+    random.shuffle(candidates)
+    chosen: list[int] = []
+    for port in candidates:
+        if len(chosen) == n:
+            break
+        if port not in exclude and port not in chosen and _can_bind("127.0.0.1", port):
+            chosen.append(port)
+    if len(chosen) < n:
+        chosen += _fresh_ports(n - len(chosen), exclude=exclude | set(chosen))
+    return chosen
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _can_bind(host: str, port: int) -> bool:

@@ -47,6 +47,9 @@ def test_ports_are_kept_and_a_taken_one_is_an_error_naming_its_holder(
     assert addresses(stack) == first
     info = stack.require_info()
     stack.down()
+    # Chosen below the ephemeral range: no outgoing connection's local port can hold them.
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert info.broker_port < low and info.api_port is not None and info.api_port < low
 
     kits_port = int(str(info.kits_url).rstrip("/").rsplit(":", 1)[1])
     for port in (info.broker_port, info.api_port, kits_port):
