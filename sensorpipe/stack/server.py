@@ -163,7 +163,7 @@ def run_setup(setup: Setup) -> list[Path]:
 
     registry_path = setup.etc / "registry.toml"
     registry = load_registry(registry_path)
-    ingest_password = set_ingest_account(registry)
+    ingest_password = _kept_ingest_password(setup, registry) or set_ingest_account(registry)
     key_path = setup.etc / f"{GATEWAY_ID}.key"
     password_path = setup.etc / f"{GATEWAY_ID}.password"
     if not (GATEWAY_ID in registry.gateways and key_path.is_file() and password_path.is_file()):
@@ -215,6 +215,19 @@ def run_setup(setup: Setup) -> list[Path]:
         path.chmod(0o644)
         written.append(path)
     return written
+
+
+def _kept_ingest_password(setup: Setup, registry: Any) -> str | None:
+    """The ingest's broker password of an earlier setup, where the registry still has its
+    account: a second run (after `devices add`) leaves the running ingest's login valid."""
+    if registry.ingest is None:
+        return None
+    try:
+        old = tomllib.loads((setup.etc / "ingest.toml").read_text())
+        password = old["broker"]["password"]
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
+        return None
+    return password if isinstance(password, str) and password else None
 
 
 def _owners(chown: bool) -> dict[str, tuple[int, int]]:

@@ -80,6 +80,8 @@ def test_setup_writes_units_that_verify_and_run_to_a_stored_message(
     again = setup(root, ports, influxd.url)
     assert again.returncode == 0, again.stderr
     assert (etc / "tls" / "ca.pem").read_text() == ca
+    # ... and the ingest's login (a running ingest stays logged in).
+    assert load_registry(etc / "registry.toml").ingest == registry.ingest
 
     # Secrets: the CA key and the gateway's key for their owner alone, the service configs
     # (passwords) for their group at most; nothing secret readable by others.
