@@ -472,7 +472,7 @@ class LocalStack:
     def _port_source(self, name: str) -> str:
         if name == "kits":
             return f"{self.gateway_config_path} [http] port"
-        return f"{self.ports_path} {name}"
+        return f'{self.ports_path} ("{name}")'
 
     # --- the kit gateway --------------------------------------------------------------------
     @property
