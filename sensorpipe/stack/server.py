@@ -53,25 +53,17 @@ from sensorpipe.gateway.mosquitto import (
 )
 from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.registry import load_registry, save_registry
+from sensorpipe.stack.local import GATEWAY_KEPT
+from sensorpipe.stack.local import SERVE_KEPT as STACK_SERVE_KEPT
 
 SERVICE_USER = "sensorpipe"
 BROKER_USER = "mosquitto"
 GATEWAY_ID = "server-kits"
 DATABASE = "sensorpipe"
 UNITS = ("ingest", "gateway", "serve")
-# What an operator may set in serve.toml and gateway.toml that a new setup keeps.
-SERVE_KEPT = (
-    "token_hashes",
-    "tile_url",
-    "tile_attribution",
-    "max_points",
-    "register_cache_s",
-    "max_heavy_requests",
-    "busy_retry_after_s",
-    "health_cache_s",
-    "header_timeout_s",
-)
-GATEWAY_KEPT = ("airrohr", "ttn")
+# What an operator may set in serve.toml and gateway.toml that a new setup keeps: as for the
+# local stack, but the public URL, which follows --public-host.
+SERVE_KEPT = tuple(k for k in STACK_SERVE_KEPT if k != "public_url")
 
 
 class SetupError(RuntimeError):
