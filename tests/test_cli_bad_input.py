@@ -531,6 +531,7 @@ CASES: dict[str, list[Case]] = {
         ),
         (lambda t: ["--root", str(t), "--public-host", "a b"], "--public-host 'a b': not a host"),
         (lambda t: ["--root", str(t), "--api-port", "1883"], "the ports must differ"),
+        (lambda t: ["--root", str(t), "--influx-url", "localhost:8086"], "--influx-url 'local"),
     ],
 }
 

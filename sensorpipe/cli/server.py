@@ -84,6 +84,8 @@ def server_setup(
         check_bind(host)
     except ListenerError:
         fail(f"--public-host {host!r}: not a host name or IP address")
+    if not influx_url.startswith(("http://", "https://")) or any(c.isspace() for c in influx_url):
+        fail(f"--influx-url {influx_url!r}: give InfluxDB's address, e.g. http://127.0.0.1:8086")
     ports = Ports(broker_port, broker_tls_port, kits_port, api_port, metrics_port)
     values = [broker_port, broker_tls_port, kits_port, api_port, metrics_port]
     if len(set(values)) != len(values):
