@@ -361,7 +361,8 @@ def _ingest_config(setup: Setup, password: str, admin: Any) -> dict[str, Any]:
         "registry_path": str(setup.etc / "registry.toml"),
         "deadletter_path": str(setup.state / "deadletter.sqlite"),
         "stats_path": str(setup.state / "ingest-stats.json"),
-        "gateway_id": setup.public_host.split(".")[0] or "server",
+        # The `gateway` tag of what this ingest stores: the host's first label.
+        "gateway_id": _tag(setup.public_host),
         "metrics_port": setup.ports.metrics,
         "metrics_bind": "127.0.0.1",
         "quarantine_path": str(setup.state / "quarantine.sqlite"),
@@ -378,6 +379,12 @@ def _ingest_config(setup: Setup, password: str, admin: Any) -> dict[str, Any]:
             else {}
         ),
     }
+
+
+def _tag(host: str) -> str:
+    """A host name's first label as a gateway tag ("server" for an IP address)."""
+    label = host.split(".")[0]
+    return "server" if _is_ip(host) or not label.isascii() or not label[:1].isalnum() else label
 
 
 def _gateway_config(
