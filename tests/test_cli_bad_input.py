@@ -524,6 +524,23 @@ CASES: dict[str, list[Case]] = {
     ],
     "serve token": [(lambda t: ["extra"], "Got unexpected extra argument (extra)")],
     "config example": [(lambda t: ["printer"], "'printer' is not one of 'edge'")],
+    "server setup": [
+        (lambda t: ["--root", str(t), "--tls-cert", _file(t, "c.pem", "")], "give both"),
+        (
+            lambda t: [
+                "--root",
+                str(t),
+                "--tls-cert",
+                _file(t, "c.pem", "x"),
+                "--tls-key",
+                "c.pem",
+            ],
+            "--tls-cert {t}/c.pem: not a PEM file with a certificate",
+        ),
+        (lambda t: ["--root", str(t), "--public-host", "a b"], "--public-host 'a b': not a host"),
+        (lambda t: ["--root", str(t), "--api-port", "1883"], "the ports must differ"),
+        (lambda t: ["--root", str(t), "--influx-url", "localhost:8086"], "--influx-url 'local"),
+    ],
 }
 
 

@@ -18,6 +18,7 @@ from sensorpipe.cli.importing import import_
 from sensorpipe.cli.ingest import ingest
 from sensorpipe.cli.query import query
 from sensorpipe.cli.serve import serve
+from sensorpipe.cli.server import server
 from sensorpipe.cli.sim import sim
 from sensorpipe.cli.stack import stack
 from sensorpipe.protocol.configfile import ConfigError
@@ -56,6 +57,7 @@ for command in (
     count_video_cmd,
     demo,
     serve,
+    server,
     config,
 ):
     main.add_command(command)

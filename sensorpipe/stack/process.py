@@ -231,3 +231,57 @@ class ManagedProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def port_holders(port: int) -> list[tuple[int, str]]:
+    """The processes that listen on TCP `port` (any address, IPv4 or IPv6): (pid, command
+    line), found from /proc/net/tcp{,6} and the sockets in /proc/<pid>/fd. Processes of other
+    users whose fds cannot be read are missing: an empty list means "another process"."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            # local_address is HEXADDR:HEXPORT; state 0A is LISTEN.
+            listening = len(fields) > 9 and fields[3] == "0A"
+            if listening and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    if not inodes:
+        return []
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    holders: list[tuple[int, str]] = []
+    try:
+        entries = sorted(int(e) for e in os.listdir("/proc") if e.isdigit())
+    except OSError:
+        return []
+    for pid in entries:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target in wanted:
+                argv = process_argv(pid)
+                holders.append((pid, " ".join(argv) if argv else "?"))
+                break
+    return holders
+
+
+def describe_holder(port: int) -> str:
+    """`pid 12 (mosquitto -c /etc/mosquitto/mosquitto.conf)`, or "another process"."""
+    holders = port_holders(port)
+    if not holders:
+        return "another process"
+    return ", ".join(f"pid {pid} ({_short(cmd)})" for pid, cmd in holders)
+
+
+def _short(command: str, limit: int = 120) -> str:
+    return command if len(command) <= limit else command[: limit - 3] + "..."
