@@ -154,6 +154,7 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
         _echo_deadletter(deadletter)
     _echo_quarantined(status.get("quarantined") or [])
     _echo_pending_lifts(status.get("pending_lifts") or [])
+    _echo_sensor_health(status)
     if status.get("metrics"):
         click.echo(f"  ingest metrics (Prometheus): {status['metrics']}")
     if status.get("api"):
@@ -165,6 +166,26 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
         click.echo(
             f"  kit gateway: {gateway['url']}" + (f" (airrohr posts: {counts})" if counts else "")
         )
+
+
+def _echo_sensor_health(status: dict[str, Any]) -> None:
+    """Devices with a sensor that is not ok, and registered devices with no data yet."""
+    not_ok = status.get("sensors_not_ok")
+    if not_ok is None:
+        click.echo("  sensors: health not known (InfluxDB does not answer)")
+    elif not not_ok:
+        click.echo("  sensors: all ok")
+    else:
+        devices = sorted({s["device_id"] for s in not_ok})
+        click.echo(
+            f"  SENSORS NOT OK on {len(devices)} device{'' if len(devices) == 1 else 's'} "
+            f"(`sensorpipe devices list --json` has each sensor's health)"
+        )
+        for s in not_ok:
+            click.echo(f"    {s['device_id']:20s} {s['note']}")
+    no_data = status.get("no_data_yet")
+    if no_data:
+        click.echo(f"  registered, no data yet: {', '.join(no_data)}")
 
 
 def _echo_quarantined(quarantined: list[dict[str, Any]]) -> None:
