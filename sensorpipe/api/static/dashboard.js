@@ -456,6 +456,7 @@
       fig.hidden = true;
     }
     $("gap-note").hidden = true;
+    renderHealth([]);
     renderRegister([]);
     setStatus("");
     $("detail").dataset.state = "empty";
@@ -479,6 +480,7 @@
         "counts are the site's devices added up (an hour with no device reporting is a gap).";
     }
     $("range-form").hidden = false;
+    renderHealth(devices, selection.kind === "site");
     renderRegister(devices);
     if (moveFocus) {
       title.focus({ preventScroll: true });
@@ -864,6 +866,18 @@
     for (const note of sensorNotes(d)) box.append(el("p", { class: "health problem", role: "status", text: note }));
     box.append(dl);
     return box;
+  }
+
+  // Under the panel's title: each sensor of the chosen device(s) that is not working.
+  function renderHealth(devices, named) {
+    const box = $("detail-health");
+    const lines = devices.flatMap((d) => sensorNotes(d).map((n) => (named ? `${d.device_id}: ${n}` : n)));
+    box.textContent = "";
+    lines.forEach((line, i) => {
+      if (i) box.append(el("br"));
+      box.append(line);
+    });
+    box.hidden = lines.length === 0;
   }
 
   function renderRegister(devices) {
