@@ -8,7 +8,9 @@ after T (since its first status at all, if it was never ok).
 A sensor's uptime is counted like the device's (sensorpipe.query.register): the share of
 5-minute windows with at least one reading of that sensor, from the device's first message (or
 the period's start, if later). A sensor that never delivered a reading has 0 %: the device may
-report every window with its other sensor, and still miss all of this one's.
+report every window with its other sensor, and still miss all of this one's. A reading is
+counted by the field a known model always reports (PM2.5 for a particle sensor, temperature for
+a BME280); for a model sensorpipe does not know, by its most-reported field.
 
 Every place that shows a device (the CLI's `devices list` and `stack status`, /api/v1/devices,
 SensorThings, the dashboard) takes its sensors' health from here.
@@ -18,11 +20,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sensorpipe.protocol import storage
+from sensorpipe.protocol.register import SENSOR_QUANTITIES
 
 UPTIME_WINDOW_S = 300
 NO_DATA_YET = "registered, no data yet"
@@ -115,12 +119,7 @@ def health_statements(now_ms: int, periods: Mapping[str, int]) -> dict[str, str]
     for value in ("true", "false"):
         out[f"h_first_{value}"] = f"SELECT first(ok) FROM {status} WHERE ok = {value} {by}"
         out[f"h_last_{value}"] = f"SELECT last(ok) FROM {status} WHERE ok = {value} {by}"
-    for name, seconds in periods.items():
-        out[f"h_up_{name}"] = (
-            f"SELECT count(*) FROM (SELECT count(*) FROM {air} "
-            f"WHERE time > {now_ms}ms - {seconds}s AND time <= {now_ms}ms "
-            f"GROUP BY time({UPTIME_WINDOW_S}s), device_id, sensor fill(none)) {by}"
-        )
+    out["h_fields"] = f"SHOW FIELD KEYS FROM {air}"
     return out
 
 
@@ -180,14 +179,55 @@ def sensor_health(
         s = get(device, sensor)
         s.last_error_ms = int(row[0])
         s.last_error = str(row[1]) if row[1] is not None else None
+    # Windows with a reading, counted on one field per sensor: the one a known model always
+    # reports (its PM2.5, its temperature); for a model sensorpipe does not know, every field,
+    # the most-reported one counting. One field is far cheaper for InfluxDB than all of them.
+    all_fields = [
+        str(row[0])
+        for series in results["h_fields"]
+        for row in series.get("values") or []
+        if row[0] not in _POSITION_FIELDS
+    ]
+    models = {sensor for seen in sensors_seen.values() for sensor in seen}
+    mains = {m: main for m in models if (main := _main_field(m)) is not None}
+    fields = sorted(set(mains.values()) | (set(all_fields) if len(mains) < len(models) else set()))
+    statements = {
+        (name, f): (
+            f"SELECT count(n) FROM (SELECT count({_ident(f)}) AS n FROM {_ident(storage.AIR)} "
+            f"WHERE time > {now_ms}ms - {seconds}s AND time <= {now_ms}ms "
+            f"GROUP BY time({UPTIME_WINDOW_S}s), device_id, sensor fill(none)) "
+            f"GROUP BY device_id, sensor"
+        )
+        for name, seconds in periods.items()
+        for f in fields
+    }
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {k: pool.submit(query, q) for k, q in statements.items()}
+        counted = {k: _rows(f.result()) for k, f in futures.items()}
     for name, seconds in periods.items():
-        up = _rows(results[f"h_up_{name}"])
         for device, of_device in states.items():
             for sensor, s in of_device.items():
-                counted = up.get((device, sensor)) or []
-                # One column per field the sensor reports: the windows with the most-reported.
-                windows = max((int(v) for v in counted[1:] if v is not None), default=0)
+                main = _main_field(sensor)
+                windows = max(
+                    (
+                        int(found[1] or 0)
+                        for f in ([main] if main else fields)
+                        if (found := counted.get((name, f), {}).get((device, sensor)))
+                    ),
+                    default=0,
+                )
                 s.uptime[name] = window_share(
                     windows, first_message_ms.get(device), now_ms, seconds
                 )
     return states
+
+
+_POSITION_FIELDS = frozenset({"lat", "lon"})
+
+
+def _main_field(model: str) -> str | None:
+    """The field a reading of a known sensor model always has; None for an unknown model."""
+    quantities = SENSOR_QUANTITIES.get(model)
+    if not quantities:
+        return None
+    return "pm2_5" if "pm2_5" in quantities else quantities[0]

@@ -24,6 +24,9 @@ def test_ok_since_and_uptime_per_sensor_follow_the_stored_points(influx: InfluxC
         lines.append(f"air,device_id=d1,site=s,sensor=sds011 pm2_5=3,pm10=5 {t}")
         if i < 4:
             lines.append(f"air,device_id=d1,site=s,sensor=bme280 temperature=20 {t}")
+        if i < 6:  # a model sensorpipe does not know: its most-reported field counts
+            extra = ",co2=400" if i < 2 else ""
+            lines.append(f"air,device_id=d1,site=s,sensor=acme-7 noise=40{extra} {t}")
     status = [
         (1, "bme280", "true", None),
         (4, "bme280", "false", "bme280: no answer at 0x76"),
@@ -47,7 +50,8 @@ def test_ok_since_and_uptime_per_sensor_follow_the_stored_points(influx: InfluxC
 
     stats = register_stats(influx, now_ms=T0 + 60 * MIN)
     d1 = stats.of("d1").health
-    assert set(d1) == {"sds011", "bme280"}
+    assert set(d1) == {"sds011", "bme280", "acme-7"}
+    assert d1["acme-7"].uptime["24h"] == pytest.approx(6 / 12) and d1["acme-7"].ok is None
     bme, sds = d1["bme280"], d1["sds011"]
     assert bme.ok is False
     assert bme.since_ms == T0 + 6 * 5 * MIN  # the first failure after it was last ok
