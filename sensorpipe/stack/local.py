@@ -1174,6 +1174,8 @@ def _sensor_health(info: StackInfo, registry: Registry, *, running: bool) -> dic
         return unknown
     client = InfluxClient(info.influx_url, info.database, timeout_s=5.0)
     try:
+        if not client.ping(timeout_s=2.0):  # a stopped influxd: the status is not held up
+            return unknown
         stats = register_stats(client)
     except (StorageUnavailable, QueryError):
         return unknown
