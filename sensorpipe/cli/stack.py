@@ -118,14 +118,17 @@ def _signals_interrupt() -> Iterator[None]:
 @DIR_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def stack_status(directory: Path | None, as_json: bool) -> None:
-    """Show whether each component runs, the ingest's counters and the quarantined devices.
+    """Show whether each component runs, the ingest's counters, the quarantined devices, the
+    devices with a sensor that is not ok and those registered with no data yet.
 
     Exit status: 0 when every component runs, 3 when one does not (the status is printed
     all the same), 1 when there is no stack in the directory."""
     from sensorpipe.stack.local import StackError
 
     try:
-        status = local_stack(directory).status()
+        s = local_stack(directory)
+        status = s.status()
+        status.update(s.sensor_health())
     except StackError as exc:
         fail(str(exc))
     _echo_status(status, as_json)

@@ -668,15 +668,23 @@ class LocalStack:
         components["ingest"]["deadletter"] = _deadletter_status(
             self.directory / "ingest" / "ingest.toml", components["ingest"]["stats"]
         )
-        registry = self.registry()
         return {
             **info.as_dict(),
             "components": components,
-            "devices": len(registry.devices),
-            **_sensor_health(info, registry, running=bool(running.get("influxd"))),
+            "devices": len(self.registry().devices),
             "quarantined": [q.as_dict() for q in self.quarantines().values()],
             "pending_lifts": [p.as_dict() for p in self.pending_lifts().values()],
         }
+
+    def sensor_health(self) -> dict[str, Any]:
+        """For `stack status`: the registered devices with a sensor that is not ok, and those
+        with no data yet (sensorpipe.query.health); null where InfluxDB does not answer.
+        Apart from status(), which stays cheap for those who call it in a loop."""
+        info = self.info()
+        if info is None:
+            return {"sensors_not_ok": None, "no_data_yet": None}
+        running = bool(self.running().get("influxd"))
+        return _sensor_health(info, self.registry(), running=running)
 
     # --- devices --------------------------------------------------------------------------
     def add_device(
