@@ -1,8 +1,9 @@
 """What InfluxDB tells about each device, for the public register: first and last seen (of any
 data stored for it: its messages, readings, counts, counter and sensor status, imported
 history included), uptime,
-messages missing by sequence gaps, median delivery latency, the sensors seen reporting and the
-latest PM2.5.
+messages missing by sequence gaps, median delivery latency, the sensors seen reporting, the
+latest PM2.5, and each sensor's health (ok or not, last error, since when, uptime per sensor:
+sensorpipe.query.health).
 
 Uptime is the share of 5-minute windows with at least one message from the device, counted
 from when it was first seen (or the start of the period, if later): a device that reports at
