@@ -37,6 +37,7 @@ from sensorpipe.protocol.register import RegisterEntry, register_entry, register
 from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, TAG_PATTERN, Registry
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
 from sensorpipe.query.bbox import BBox, BBoxError, devices_inside, parse_bbox
+from sensorpipe.query.health import NO_DATA_YET, not_ok_notes
 from sensorpipe.query.influxql import QueryInputError
 from sensorpipe.query.register import RegisterStats
 from sensorpipe.query.series import (
@@ -90,7 +91,25 @@ HEALTH_TIMEOUT_S = 3.0
 
 
 # --- answers --------------------------------------------------------------------------------
+class SensorHealthOut(BaseModel):
+    sensor: str
+    ok: bool | None = Field(description="the sensor's newest status; null: none reported yet")
+    last_error: str | None = Field(description="the newest error the device reported for it")
+    last_error_at: str | None
+    since: str | None = Field(description="since when it has been ok, or not ok (UTC)")
+    reported_at: str | None = Field(description="its newest status (UTC)")
+    uptime_24h: float | None = Field(description="share of 5-minute windows with its readings")
+    uptime_7d: float | None
+
+
 class DeviceInfo(RegisterEntry):
+    state: str | None = Field(
+        description=f"{NO_DATA_YET!r} for a registered device nothing is stored from yet"
+    )
+    sensor_health: list[SensorHealthOut] = Field(
+        description="per sensor: ok, last error, since when, uptime"
+    )
+    notes: list[str] = Field(description="one line per sensor that is not ok")
     first_seen: str | None = Field(description="first message stored (UTC)")
     last_seen: str | None = Field(description="latest message stored (UTC)")
     uptime_24h: float | None = Field(description="share of 5-minute windows with a message")
@@ -230,6 +249,9 @@ def device_infos(
         out.append(
             DeviceInfo(
                 **public.model_dump(),
+                state=NO_DATA_YET if s.first_seen_ms is None else None,
+                sensor_health=[SensorHealthOut(**h.as_json()) for _, h in sorted(s.health.items())],
+                notes=not_ok_notes(s.health),
                 first_seen=_iso(s.first_seen_ms),
                 last_seen=_iso(s.last_seen_ms),
                 uptime_24h=s.uptime.get("24h"),

@@ -536,22 +536,29 @@ def _vouch_text(d: DeviceEntry) -> str:
     return "imported by a named user"
 
 
-def _data_sources(s: LocalStack) -> tuple[dict[str, list[str]] | None, str | None]:
-    """The provenance of the data stored per device, or None and why it is not known."""
+def _data_sources(
+    s: LocalStack,
+) -> tuple[dict[str, list[str]] | None, RegisterStats | None, str | None]:
+    """The provenance of the data stored per device and the register's statistics (each
+    sensor's health among them), or None and why they are not known."""
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
     from sensorpipe.ingest.influx import InfluxClient
-    from sensorpipe.query.register import sources_seen
+    from sensorpipe.query.register import register_stats, sources_seen
 
     info = s.info()
     if info is None:
-        return None, None  # no stack here: the registry alone is what there is to list
+        return None, None, None  # no stack here: the registry alone is what there is to list
     client = InfluxClient(info.influx_url, info.database, timeout_s=5.0)
     try:
         if not client.ping(timeout_s=2.0):
-            return None, f"InfluxDB at {info.influx_url} does not answer"
-        return sources_seen(client), None
+            return None, None, f"InfluxDB at {info.influx_url} does not answer"
+        return sources_seen(client), register_stats(client), None
     except (StorageUnavailable, QueryError) as exc:
-        return None, f"InfluxDB at {info.influx_url} could not list the data's sources ({exc})"
+        return (
+            None,
+            None,
+            f"InfluxDB at {info.influx_url} could not list the data's sources ({exc})",
+        )
     finally:
         client.close()
 
@@ -568,9 +575,14 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
     registry = s.registry()
     quarantined = s.quarantines()
     pending = s.pending_lifts()
-    seen, why_not = _data_sources(s)
+    from sensorpipe.query.health import NO_DATA_YET, not_ok_notes
+
+    seen, stats, why_not = _data_sources(s)
     if why_not:
-        click.echo(f"note: {why_not}; listed without the sources of stored data", err=True)
+        click.echo(
+            f"note: {why_not}; listed without the sources of stored data and the sensors' health",
+            err=True,
+        )
     if as_json:
         out = []
         for item in registry.public_view():
@@ -599,6 +611,9 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
                         if (p := pending.get(str(item["device_id"]))) is None
                         else {k: v for k, v in p.as_dict().items() if k != "device_id"}
                     ),
+                    # null where InfluxDB does not answer; else per sensor: ok, last error,
+                    # since when, uptime (sensorpipe.query.health)
+                    **_health_fields(stats, str(item["device_id"])),
                 }
             )
         click.echo(json.dumps(out, indent=2))
@@ -609,10 +624,27 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
         state = "" if q is None else f" QUARANTINED({q.reason} since {_when(q.since)})"
         if device_id in pending:
             state += f" LIFT-PENDING(since {_when(pending[device_id].lifted_at)})"
+        if stats is not None and stats.of(device_id).first_seen_ms is None:
+            state += f" ({NO_DATA_YET})"
         click.echo(
             f"{device_id:20s} site={d.site:16s} source={d.source:8s} "
             f"vouch={_vouch_text(d)!r}{data} sensors={','.join(d.sensors)}{state}"
         )
+        for note in [] if stats is None else not_ok_notes(stats.of(device_id).health):
+            click.echo(f"  ! {note}")
+
+
+def _health_fields(stats: RegisterStats | None, device_id: str) -> dict[str, object]:
+    from sensorpipe.query.health import NO_DATA_YET, not_ok_notes
+
+    if stats is None:
+        return {"state": None, "sensor_health": None, "notes": None}
+    of = stats.of(device_id)
+    return {
+        "state": NO_DATA_YET if of.first_seen_ms is None else None,
+        "sensor_health": [h.as_json() for _, h in sorted(of.health.items())],
+        "notes": not_ok_notes(of.health),
+    }
 
 
 def _quarantine_fields(q: Quarantine | None) -> dict[str, object] | None:

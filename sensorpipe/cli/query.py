@@ -143,10 +143,16 @@ def query_air(
     except QueryInputError as exc:
         fail(str(exc))
     client = InfluxClient(influx_url, database)
+    note = None
     try:
         rows = rows_from_series(client.query(influxql), GROUP_TAGS)
         if not rows:
-            _explain_empty(client, database, {"device_id": devices_, "site": sites})
+            note = _explain_empty(
+                client,
+                database,
+                {"device_id": devices_, "site": sites},
+                registered=_registered(directory) if devices_ else set(),
+            )
     except (QueryError, StorageUnavailable) as exc:
         fail(str(exc))
     finally:
@@ -155,7 +161,7 @@ def query_air(
     if rows or fmt != "table":  # an empty JSON list or CSV header is still valid output
         click.echo(render(rows, columns, fmt).rstrip("\n"))
     if not rows:
-        click.echo(f"no air readings match these filters from {start} to {end}", err=True)
+        click.echo(note or f"no air readings match these filters from {start} to {end}", err=True)
 
 
 @query.command("counts")
@@ -258,7 +264,15 @@ def query_counts(
                 "class": classes,
                 "direction": directions,
             }
-            _explain_empty(client, database, asked, storage.TRAFFIC, "counts", "counts")
+            note = _explain_empty(
+                client,
+                database,
+                asked,
+                storage.TRAFFIC,
+                "counts",
+                "counts",
+                registered=_registered(directory) if devices_ else set(),
+            )
     except (QueryError, StorageUnavailable) as exc:
         fail(str(exc))
     except QueryInputError as exc:  # TooManyPoints: says how to narrow the request
@@ -275,7 +289,7 @@ def query_counts(
     if rows or fmt != "table":
         click.echo(render(rows, columns, fmt).rstrip("\n"))
     if not rows:
-        click.echo(f"no counts match these filters from {start} to {end}", err=True)
+        click.echo(note or f"no counts match these filters from {start} to {end}", err=True)
     elif fmt == "table" and any(r["note"] for r in rows):
         click.echo(
             "note: running_fraction is the share of the interval the counter ran; where it "
@@ -331,6 +345,17 @@ def _check_counts_input(
         fail(f"--from {start} --to {end}: times must lie between 1677 and 2262 (InfluxDB's range)")
 
 
+def _registered(directory: Path | None) -> set[str]:
+    """The devices in the stack's register (none where there is no stack or it cannot be
+    read: an empty answer is then explained by what InfluxDB holds alone)."""
+    from sensorpipe.protocol.configfile import ConfigError
+
+    try:
+        return set(local_stack(directory).registry().devices)
+    except (OSError, ValueError, ConfigError):
+        return set()
+
+
 def _explain_empty(
     client: Any,
     database: str,
@@ -338,11 +363,15 @@ def _explain_empty(
     measurement: str = "air",
     what: str = "air readings",
     having: str = "readings",
-) -> None:
+    registered: set[str] | None = None,
+) -> str | None:
     """An empty answer because a device, site, class or direction is unknown is an error that
-    says so and lists those with data."""
+    says so and lists those with data. A registered device InfluxDB holds nothing of (here)
+    is no error: what is returned is the note to print for it, `registered, no air readings
+    from it yet`."""
     from sensorpipe.ingest.influx import identifier
 
+    note = None
     for tag, values in asked.items():
         if not values:
             continue
@@ -351,6 +380,15 @@ def _explain_empty(
         for series in client.query(statement):
             known.update(str(value) for _, value in series.get("values") or [])
         unknown = [v for v in values if v not in known]
+        if tag == "device_id" and registered:
+            waiting = [v for v in unknown if v in registered]
+            unknown = [v for v in unknown if v not in registered]
+            if waiting:
+                note = (
+                    f"device {', '.join(map(repr, waiting))}: registered, no {what} from it "
+                    f"yet (database {database!r} holds none; `sensorpipe devices list` shows "
+                    f"its sensors' health)"
+                )
         if unknown:
             name = "device" if tag == "device_id" else tag
             listed = ", ".join(sorted(known)[:10]) or "none"
@@ -359,3 +397,4 @@ def _explain_empty(
                 f"unknown {name} {', '.join(map(repr, unknown))}: database {database!r} holds "
                 f"no {what} from it (those with {having}: {listed}{more})"
             )
+    return note

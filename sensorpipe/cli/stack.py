@@ -118,14 +118,17 @@ def _signals_interrupt() -> Iterator[None]:
 @DIR_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def stack_status(directory: Path | None, as_json: bool) -> None:
-    """Show whether each component runs, the ingest's counters and the quarantined devices.
+    """Show whether each component runs, the ingest's counters, the quarantined devices, the
+    devices with a sensor that is not ok and those registered with no data yet.
 
     Exit status: 0 when every component runs, 3 when one does not (the status is printed
     all the same), 1 when there is no stack in the directory."""
     from sensorpipe.stack.local import StackError
 
     try:
-        status = local_stack(directory).status()
+        s = local_stack(directory)
+        status = s.status()
+        status.update(s.sensor_health())
     except StackError as exc:
         fail(str(exc))
     _echo_status(status, as_json)
@@ -154,6 +157,7 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
         _echo_deadletter(deadletter)
     _echo_quarantined(status.get("quarantined") or [])
     _echo_pending_lifts(status.get("pending_lifts") or [])
+    _echo_sensor_health(status)
     if status.get("metrics"):
         click.echo(f"  ingest metrics (Prometheus): {status['metrics']}")
     if status.get("api"):
@@ -165,6 +169,26 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
         click.echo(
             f"  kit gateway: {gateway['url']}" + (f" (airrohr posts: {counts})" if counts else "")
         )
+
+
+def _echo_sensor_health(status: dict[str, Any]) -> None:
+    """Devices with a sensor that is not ok, and registered devices with no data yet."""
+    not_ok = status.get("sensors_not_ok")
+    if not_ok is None:
+        click.echo("  sensors: health not known (InfluxDB does not answer)")
+    elif not not_ok:
+        click.echo("  sensors: all ok")
+    else:
+        devices = sorted({s["device_id"] for s in not_ok})
+        click.echo(
+            f"  SENSORS NOT OK on {len(devices)} device{'' if len(devices) == 1 else 's'} "
+            f"(`sensorpipe devices list --json` has each sensor's health)"
+        )
+        for s in not_ok:
+            click.echo(f"    {s['device_id']:20s} {s['note']}")
+    no_data = status.get("no_data_yet")
+    if no_data:
+        click.echo(f"  registered, no data yet: {', '.join(no_data)}")
 
 
 def _echo_quarantined(quarantined: list[dict[str, Any]]) -> None:

@@ -1,8 +1,9 @@
 """What InfluxDB tells about each device, for the public register: first and last seen (of any
 data stored for it: its messages, readings, counts, counter and sensor status, imported
 history included), uptime,
-messages missing by sequence gaps, median delivery latency, the sensors seen reporting and the
-latest PM2.5.
+messages missing by sequence gaps, median delivery latency, the sensors seen reporting, the
+latest PM2.5, and each sensor's health (ok or not, last error, since when, uptime per sensor:
+sensorpipe.query.health).
 
 Uptime is the share of 5-minute windows with at least one message from the device, counted
 from when it was first seen (or the start of the period, if later): a device that reports at
@@ -11,7 +12,6 @@ least every 5 minutes and never misses a window has 100 %.
 
 from __future__ import annotations
 
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,8 +19,14 @@ from typing import Any
 
 from sensorpipe.ingest.influx import InfluxClient, identifier
 from sensorpipe.protocol import storage
+from sensorpipe.query.health import (
+    UPTIME_WINDOW_S,
+    SensorState,
+    health_statements,
+    sensor_health,
+    window_share,
+)
 
-UPTIME_WINDOW_S = 300
 # Besides `link`, what holds a device's data (`imports` records files, not observations).
 _DATA_MEASUREMENTS = (storage.AIR, storage.TRAFFIC, storage.COUNTER, storage.SENSOR_STATUS)
 PERIODS = {"24h": 86_400, "7d": 7 * 86_400}
@@ -39,6 +45,8 @@ class DeviceStats:
     counting: bool = False
     latest_pm2_5: float | None = None
     latest_pm2_5_ms: int | None = None
+    # sensor -> its health (sensorpipe.query.health): ok or not, last error, since, uptime
+    health: dict[str, SensorState] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,6 +122,7 @@ def register_stats(influx: InfluxClient, *, now_ms: int | None = None) -> Regist
             f"WHERE time > {now_ms}ms - {seconds}s AND time <= {now_ms}ms "
             f"GROUP BY time({window}), device_id fill(none)) GROUP BY device_id"
         )
+    statements.update(health_statements(now_ms, PERIODS))
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {k: pool.submit(influx.query, q) for k, q in statements.items()}
         results = {k: f.result() for k, f in futures.items()}
@@ -159,18 +168,17 @@ def register_stats(influx: InfluxClient, *, now_ms: int | None = None) -> Regist
         up = _by_device(results[f"up_{name}"])
         for device, d in devices.items():
             windows = int(up[device][1]) if device in up and up[device][1] is not None else 0
-            first_ms = first_message_ms.get(device)
-            if first_ms is None or windows == 0:
-                d.uptime[name] = None if first_ms is None else 0.0
-                continue
-            # Windows the device could have reported in: from its first message (or the
-            # period's start) to now, the window of its first message counted whole.
-            start_ms = max(first_ms, now_ms - seconds * 1000)
-            possible = math.ceil((now_ms - start_ms) / (UPTIME_WINDOW_S * 1000)) or 1
-            if start_ms > now_ms - seconds * 1000:
-                aligned = start_ms - start_ms % (UPTIME_WINDOW_S * 1000)
-                possible = math.ceil((now_ms - aligned) / (UPTIME_WINDOW_S * 1000)) or 1
-            d.uptime[name] = min(1.0, windows / possible)
+            d.uptime[name] = window_share(windows, first_message_ms.get(device), now_ms, seconds)
+    health = sensor_health(
+        results,
+        influx.query,
+        now_ms=now_ms,
+        periods=PERIODS,
+        first_message_ms=first_message_ms,
+        sensors_seen={device: d.sensors for device, d in devices.items()},
+    )
+    for device, sensors in health.items():
+        get(device).health = sensors
     return RegisterStats(devices, now_ms)
 
 

@@ -786,6 +786,16 @@ class LocalStack:
             "pending_lifts": [p.as_dict() for p in self.pending_lifts().values()],
         }
 
+    def sensor_health(self) -> dict[str, Any]:
+        """For `stack status`: the registered devices with a sensor that is not ok, and those
+        with no data yet (sensorpipe.query.health); null where InfluxDB does not answer.
+        Apart from status(), which stays cheap for those who call it in a loop."""
+        info = self.info()
+        if info is None:
+            return {"sensors_not_ok": None, "no_data_yet": None}
+        running = bool(self.running().get("influxd"))
+        return _sensor_health(info, self.registry(), running=running)
+
     # --- devices --------------------------------------------------------------------------
     def add_device(
         self,
@@ -1306,3 +1316,31 @@ def default_directory() -> Path:
     """$SENSORPIPE_DIR, or ./.sensorpipe when it is unset or empty (an empty value must not
     make the current directory the stack directory)."""
     return Path(os.environ.get("SENSORPIPE_DIR") or ".sensorpipe")
+
+
+def _sensor_health(info: StackInfo, registry: Registry, *, running: bool) -> dict[str, Any]:
+    """The registered devices with a sensor that is not ok, and those with no data yet
+    (sensorpipe.query.health); null where InfluxDB does not answer."""
+    from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+    from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.query.register import register_stats
+
+    unknown: dict[str, Any] = {"sensors_not_ok": None, "no_data_yet": None}
+    if not running:
+        return unknown
+    client = InfluxClient(info.influx_url, info.database, timeout_s=5.0)
+    try:
+        if not client.ping(timeout_s=2.0):  # a stopped influxd: the status is not held up
+            return unknown
+        stats = register_stats(client)
+    except (StorageUnavailable, QueryError):
+        return unknown
+    finally:
+        client.close()
+    not_ok = []
+    for device_id in sorted(registry.devices):
+        for _, h in sorted(stats.of(device_id).health.items()):
+            if h.ok is False:
+                not_ok.append({"device_id": device_id, **h.as_json(), "note": h.note()})
+    no_data = [d for d in sorted(registry.devices) if stats.of(d).first_seen_ms is None]
+    return {"sensors_not_ok": not_ok, "no_data_yet": no_data}

@@ -707,3 +707,46 @@ def time_ms(iso: str) -> int:
 def local_input(epoch_s: float) -> str:
     """A datetime-local field's value (the browser's local time, which is this machine's)."""
     return time.strftime("%Y-%m-%dT%H:%M", time.localtime(epoch_s))
+
+
+def test_a_sensor_that_is_not_working_is_noted_in_the_list_and_the_device_panel(
+    stack: LocalStack, tmp_path: Path, open_browser: Any
+) -> None:
+    """A device whose BME280 never opened delivers every window with its SDS011 (uptime
+    100 %): the list and its panel say the BME280 is not working, since when and why."""
+    from tests.integration.health_device import BME280_ERROR, deliver_with_a_silent_bme280
+
+    deliver_with_a_silent_bme280(stack, tmp_path, "balcony-01")
+    info = stack.require_info()
+    app = create_app(
+        ApiContext(
+            ServeConfig(
+                registry_path=str(stack.registry_path),
+                influx=InfluxSettings(url=info.influx_url, database=info.database),
+            )
+        )
+    )
+    with live_server(app) as base:
+        b = open_browser(base, viewport={"width": 1280, "height": 900})
+        page = b.page
+        page.goto(f"{base}/")
+        b.wait("body[data-state=ready]")
+        in_list = page.locator("#sites button[data-device=balcony-01] .health.problem")
+        assert in_list.count() == 1 and in_list.is_visible()
+        text = in_list.inner_text()
+        # The time alone on the day it began (a date too on a later day).
+        assert re.fullmatch(r"BME280 not working since (.+ )?\d\d:\d\d: .+", text), text
+        assert BME280_ERROR in text
+        page.locator("#sites button[data-device=balcony-01]").click()
+        b.wait(READY)
+        under_title = page.locator("#detail-health")
+        assert under_title.is_visible() and under_title.inner_text() == text
+        panel = page.locator("#register .entry")
+        note = panel.locator(".health.problem")
+        assert note.is_visible() and note.inner_text() == text
+        sensors = panel.inner_text()
+        assert "100 % over the last 24 hours" in sensors  # the device's uptime hides it
+        assert "bme280: NOT WORKING since" in sensors
+        assert ", readings in 0 % of the last 24 hours; sds011: ok, readings in 100 %" in sensors
+        page.screenshot(path=str(artefacts() / "dashboard-sensor-not-working.png"), full_page=True)
+        assert b.errors == [], b.errors

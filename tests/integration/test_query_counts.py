@@ -194,8 +194,9 @@ def test_too_many_points_and_unknown_names_are_one_line_errors(world: World) -> 
         "unknown device 'hist-count-999': database 'sensorpipe' holds no counts from it "
         "(those with counts: hist-count-000, hist-count-001)"
     ) in unknown.output
-    air_only = _counts(world, "--device", "hist-air-000")
-    assert "unknown device 'hist-air-000'" in air_only.output
+    air_only = _counts(world, "--device", "hist-air-000")  # registered: not "unknown"
+    assert air_only.exit_code == 0, air_only.output
+    assert "device 'hist-air-000': registered, no counts from it yet" in air_only.output
     site = _counts(world, "--site", "nowhere")
     assert "unknown site 'nowhere'" in site.output and "count-site-00" in site.output
 

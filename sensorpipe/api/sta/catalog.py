@@ -30,7 +30,8 @@ from sensorpipe.protocol.counting import COUNT_CLASSES
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.register import CAMERA_SENSORS, SENSOR_QUANTITIES, register_entry
 from sensorpipe.protocol.registry import Registry
-from sensorpipe.query.register import _series_tags
+from sensorpipe.query.health import NO_DATA_YET, SensorState, not_ok_notes
+from sensorpipe.query.register import RegisterStats, _series_tags
 
 OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/"
 MEASUREMENT = OM + "OM_Measurement"
@@ -247,8 +248,12 @@ class _Builder:
         )
 
 
-def build_catalog(registry: Registry, influx: InfluxClient) -> Catalog:
-    """Every Thing, Location, Sensor, ObservedProperty and Datastream there is now."""
+def build_catalog(
+    registry: Registry, influx: InfluxClient, stats: RegisterStats | None = None
+) -> Catalog:
+    """Every Thing, Location, Sensor, ObservedProperty and Datastream there is now. With
+    `stats`, each Thing's properties hold its sensors' health (`sensor_health`, `notes`,
+    `state`) and each air Datastream's properties its sensor's (`health`)."""
     air_seen: dict[str, set[str]] = {}
     for tags in _seen_series(influx, storage.AIR):
         if "device_id" in tags and "sensor" in tags:
@@ -269,6 +274,13 @@ def build_catalog(registry: Registry, influx: InfluxClient) -> Catalog:
             seen_counting=bool(seen_pairs),
         )
         props = entry.model_dump(mode="json", exclude={"device_id", "location"})
+        health: dict[str, SensorState] = {}
+        if stats is not None:
+            of = stats.of(device_id)
+            health = of.health
+            props["state"] = NO_DATA_YET if of.first_seen_ms is None else None
+            props["sensor_health"] = [h.as_json() for _, h in sorted(health.items())]
+            props["notes"] = not_ok_notes(health)
         thing = b.add(
             "Thing",
             (device_id,),
@@ -320,6 +332,7 @@ def build_catalog(registry: Registry, influx: InfluxClient) -> Catalog:
                             "device_id": device_id,
                             "sensor": model,
                             "quantity": quantity,
+                            **({"health": health[model].as_json()} if model in health else {}),
                         },
                     },
                 )
@@ -394,6 +407,21 @@ def catalog(ctx: ApiContext) -> Catalog:
             and time.monotonic() - c.built_at < ctx.config.register_cache_s
         )
         if c is None or not fresh:
-            c = _Cached(build_catalog(registry, ctx.influx), registry, time.monotonic())
+            c = _Cached(
+                build_catalog(registry, ctx.influx, _stats_or_none(ctx)),
+                registry,
+                time.monotonic(),
+            )
             cache.cached = c
         return c.catalog
+
+
+def _stats_or_none(ctx: ApiContext) -> RegisterStats | None:
+    """The register's statistics (the sensors' health), or None where InfluxDB cannot give
+    them: the catalog is then built without health, as before."""
+    from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+
+    try:
+        return ctx.stats()
+    except (StorageUnavailable, QueryError):
+        return None

@@ -101,6 +101,35 @@
     return `${Math.round(s / 86400)} days ago`;
   }
 
+  // When a sensor's state began: the time alone today, the date and time before.
+  function sinceText(iso) {
+    const d = new Date(iso || "");
+    if (Number.isNaN(d.getTime())) return "";
+    const today = new Date().toDateString() === d.toDateString();
+    return today
+      ? d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" })
+      : fmtTime(iso);
+  }
+
+  // One line per sensor whose newest status is not ok, e.g. "BME280 not working since 10:42:
+  // bme280: no answer at 0x76" (the device's own uptime can be 100 % all the same).
+  function sensorNotes(d) {
+    return (d.sensor_health || []).filter((h) => h.ok === false).map((h) =>
+      `${h.sensor.toUpperCase()} not working` + (h.since ? ` since ${sinceText(h.since)}` : "") +
+      (h.last_error ? `: ${h.last_error}` : ""));
+  }
+
+  function sensorsText(d) {
+    const health = d.sensor_health || [];
+    if (!health.length) return d.state || "no sensor has reported yet";
+    return health.map((h) => {
+      const state = h.ok === false
+        ? `NOT WORKING${h.since ? ` since ${sinceText(h.since)}` : ""}${h.last_error ? ` (${h.last_error})` : ""}`
+        : h.ok ? "ok" : "no status reported";
+      return `${h.sensor}: ${state}, readings in ${pct(h.uptime_24h)} of the last 24 hours`;
+    }).join("; ");
+  }
+
   function pct(v) {
     return v === null || v === undefined ? "not known" : `${fmtNumber(v * 100, 1)} %`;
   }
@@ -194,7 +223,9 @@
         },
         el("span", { class: `swatch ${swatchClass(d)}`, "aria-hidden": "true" }),
         el("span", { text: d.device_id }),
-        el("span", { class: "reading", text: readingText(d) + (d.location ? "" : ", no location") }));
+        el("span", { class: "reading", text: readingText(d) + (d.location ? "" : ", no location") }),
+        ...(d.state ? [el("span", { class: "health", text: d.state })] : []),
+        ...sensorNotes(d).map((note) => el("span", { class: "health problem", text: note })));
         button.addEventListener("click", () => select({ kind: "device", id: d.device_id }, true));
         state.listButtons.push(button);
         inner.append(el("li", {}, button));
@@ -425,6 +456,7 @@
       fig.hidden = true;
     }
     $("gap-note").hidden = true;
+    renderHealth([]);
     renderRegister([]);
     setStatus("");
     $("detail").dataset.state = "empty";
@@ -448,6 +480,7 @@
         "counts are the site's devices added up (an hour with no device reporting is a gap).";
     }
     $("range-form").hidden = false;
+    renderHealth(devices, selection.kind === "site");
     renderRegister(devices);
     if (moveFocus) {
       title.focus({ preventScroll: true });
@@ -817,6 +850,7 @@
       ["Licence of the data", given(d.licence)],
       ["How its data arrives", given(d.source_note)],
       ["Uptime", `${pct(d.uptime_24h)} over the last 24 hours, ${pct(d.uptime_7d)} over 7 days`],
+      ["Sensors", sensorsText(d)],
       ["Missing messages", `${(d.missing_7d ?? 0).toLocaleString("en-GB")} missing, ` +
         `${(d.messages_7d ?? 0).toLocaleString("en-GB")} received in the last 7 days`],
       ["Latency", d.median_latency_ms_7d === null || d.median_latency_ms_7d === undefined
@@ -829,8 +863,21 @@
     for (const [k, v] of rows) dl.append(el("dt", { text: k }), el("dd", { text: v }));
     const box = el("div", { class: "entry" });
     if (withHeading) box.append(el("h4", { text: `Device ${d.device_id}` }));
+    for (const note of sensorNotes(d)) box.append(el("p", { class: "health problem", role: "status", text: note }));
     box.append(dl);
     return box;
+  }
+
+  // Under the panel's title: each sensor of the chosen device(s) that is not working.
+  function renderHealth(devices, named) {
+    const box = $("detail-health");
+    const lines = devices.flatMap((d) => sensorNotes(d).map((n) => (named ? `${d.device_id}: ${n}` : n)));
+    box.textContent = "";
+    lines.forEach((line, i) => {
+      if (i) box.append(el("br"));
+      box.append(line);
+    });
+    box.hidden = lines.length === 0;
   }
 
   function renderRegister(devices) {
