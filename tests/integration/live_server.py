@@ -8,11 +8,15 @@ uvicorn runs in a daemon thread on a free loopback port; leaving the block stops
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -47,3 +51,30 @@ def live_server(app: Any, *, start_timeout_s: float = 15.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def serve_process(config: Path, port: int, *, start_timeout_s: float = 30.0) -> Iterator[None]:
+    """`sensorpipe serve --config CONFIG` as its own process (its own uvicorn settings, as a
+    user runs it), waited for until PORT accepts connections; stopped when the block ends."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sensorpipe", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    out = server.stdout.read().decode() if server.stdout else ""
+                    raise RuntimeError(f"serve did not start: {out[-2000:]}") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        server.terminate()
+        server.wait(15)

@@ -6,11 +6,8 @@ headers."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +30,7 @@ from sensorpipe.ingest.lineprotocol import Point, to_line
 from sensorpipe.protocol.messages import Location
 from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
 from sensorpipe.stack.process import free_ports
+from tests.integration.live_server import serve_process
 
 pytestmark = pytest.mark.integration
 
@@ -455,23 +453,7 @@ def test_a_connection_that_dribbles_its_headers_is_closed(env: Env, tmp_path: Pa
         f'port = {port}\nregistry_path = "{env.registry_path}"\nrequest_timeout_s = 1\n'
         f'[influx]\nurl = "{env.influxd.url}"\ndatabase = "{DB}"\n'
     )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sensorpipe", "serve", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    out = server.stdout.read().decode() if server.stdout else ""
-                    pytest.fail(f"serve did not start: {out[-2000:]}")
-                time.sleep(0.1)
+    with serve_process(config, port):
         # A whole request in time is answered.
         assert httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=10).status_code == 200
         sock = socket.create_connection(("127.0.0.1", port), timeout=0.2)
@@ -495,9 +477,6 @@ def test_a_connection_that_dribbles_its_headers_is_closed(env: Env, tmp_path: Pa
         assert sent < len(request)
         # The server still answers others.
         assert httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=10).status_code == 200
-    finally:
-        server.terminate()
-        server.wait(15)
 
 
 # --- the dashboard under its CSP, and the tile attribution as text --------------------------------

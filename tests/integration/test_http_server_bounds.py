@@ -14,10 +14,7 @@ the bound must bring about.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +28,7 @@ from sensorpipe.stack.local import LocalStack
 from sensorpipe.stack.process import free_ports
 from tests.airrohr_post import SDS_BME280_VALUES, firmware_body, firmware_request
 from tests.integration.conftest import _require_binaries
+from tests.integration.live_server import serve_process
 
 pytestmark = pytest.mark.integration
 
@@ -220,27 +218,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
         f'port = {port}\nregistry_path = "{tmp / "registry.toml"}"\nrequest_timeout_s = 1\n'
         f'[influx]\nurl = "http://127.0.0.1:{dead}"\ndatabase = "x"\ntimeout_s = 2\n'
     )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sensorpipe", "serve", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        give_up = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > give_up:
-                    out = server.stdout.read().decode() if server.stdout else ""
-                    pytest.fail(f"serve did not start: {out[-2000:]}")
-                time.sleep(0.1)
+    with serve_process(config, port):
         yield "127.0.0.1", port
-    finally:
-        server.terminate()
-        server.wait(15)
 
 
 @pytest.mark.parametrize(
