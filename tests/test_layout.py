@@ -101,9 +101,9 @@ def test_no_import_cycles() -> None:
     assert cycles == []
 
 
-def test_the_readme_table_of_folders_matches_the_tree() -> None:
-    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
-    listed = set(re.findall(r"^\| `([\w/]+)/` \|", readme, flags=re.M))
+def test_the_table_of_folders_matches_the_tree() -> None:
+    page = (PACKAGE.parent / "docs" / "development.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([\w/]+)/` \|", page, flags=re.M))
     on_disk = {
         f"sensorpipe/{p.name}" for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"
     }

@@ -28,6 +28,7 @@ def test_an_unknown_reason_is_named_with_the_likely_one() -> None:
     assert message is not None and "did you mean 'bad_signature'?" in message
 
 
-def test_the_readme_names_every_reason() -> None:
-    readme = (Path(sensorpipe.__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    assert [code for code in REASONS if f"`{code}`" not in readme] == []
+def test_the_guarantees_page_names_every_reason() -> None:
+    root = Path(sensorpipe.__file__).parent.parent
+    page = (root / "docs" / "guarantees.md").read_text(encoding="utf-8")
+    assert [code for code in REASONS if f"`{code}`" not in page] == []

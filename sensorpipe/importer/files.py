@@ -12,7 +12,7 @@ text (UTF-16 without a byte-order mark looks so, and cannot be told from binary 
 Rows come from `rows`: a plain line is split on the delimiter (what the csv module does with a
 line that has no quote, three times faster); a line with a quote goes through `csv.reader`,
 together with the lines a quoted field carries on to. Each row comes with its line number and
-its exact text, for the dead-letter store. The bounds (README, "Security: what each bound
+its exact text, for the dead-letter store. The bounds (docs/security.md, "Security: what each bound
 is"): a line longer than MAX_LINE characters, or a quoted row that has not closed within
 MAX_ROW characters (or by the file's end), is one `bad_row` and reading goes on at the next
 line (a row that never closes its quote costs its first line, not the file); a gzip stream

@@ -5,7 +5,7 @@ array under a key of one object (Telraam's `{"report": [...]}`). `items` walks t
 with a small scanner that only tracks strings and brackets, so memory holds one item (at most
 MAX_ROW characters) and a depth counter, never the document; each item is then parsed by
 `json.loads`, which its bounded size and depth keep cheap and recursion-safe. The bounds
-(README, "Security: what each bound is"): an item longer than MAX_ROW characters is one
+(docs/security.md, "Security: what each bound is"): an item longer than MAX_ROW characters is one
 `bad_row` (its first KEEP characters kept) and reading goes on with the next item; nesting
 deeper than MAX_DEPTH levels (within an item, or in a value skipped) ends the file, as does
 JSON that is not valid: ReadProblem, one line that says where. A JSON integer of more than

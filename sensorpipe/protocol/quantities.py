@@ -59,7 +59,7 @@ def plausibility_error(quantity: str, value: float) -> str | None:
     return f"{quantity} = {value} {unit} is outside the plausible range {low}..{high}"
 
 
-# How people write the canonical units (in datasheets, on airrohr pages, in this README).
+# How people write the canonical units (in datasheets, on airrohr pages, in docs/).
 # Keys are compared after `_unit_key`: case folded, spaces dropped, µ/μ read as u, ³ as 3.
 _UNIT_SPELLINGS: dict[str, str] = {
     "ug/m3": "ug/m3",

@@ -161,7 +161,7 @@ def test_a_hundred_thousand_subscriptions_are_refused_and_cost_no_memory(setup: 
     time.sleep(1.0)
     after = _rss_kib(pid)
     assert all(c.is_failure for c in codes)
-    # The figures are printed for the README; the bound is far below the 133 MB granted
+    # The figures are printed for docs/guarantees.md; the bound is far below the 133 MB granted
     # subscriptions cost, and above what a few packets in flight may take.
     print(f"broker RSS: before {before} KiB, peak {peak} KiB, after {after} KiB")
     assert peak - before < 16 * 1024 and after - before < 16 * 1024

@@ -289,7 +289,7 @@ def test_dashboard_without_tiles_map_charts_register(history: History, open_brow
         assert pm[1] == sds["values"]["pm2_5"]
         assert inner_gap(pm[1]), "the device's outage should show as a gap in 7 days"
         page.screenshot(path=str(artefacts() / "dashboard-air-7d.png"), full_page=True)
-        # The README's picture (docs/dashboard.png is a copy): map, list and the first charts.
+        # The picture in docs/query-and-api.md (docs/dashboard.png is a copy): map, list, charts.
         clip = {"x": 0, "y": 0, "width": 1280, "height": 1545}
         page.screenshot(path=str(artefacts() / "dashboard.png"), full_page=True, clip=clip)
 

@@ -297,7 +297,7 @@ def test_telraam_counts_are_refused_in_an_hour_a_live_camera_counted(
                    f"{iso(RECENT)} to {iso(RECENT + timedelta(seconds=3599))}"):  # fmt: skip
         assert needle in line, line
     assert world.count(total) == 155  # not 155 + 190
-    # The README's way now: the segment's own device.
+    # docs/import.md's way now: the segment's own device.
     assert world.sensorpipe("telraam", str(export)).code == 0
     assert world.count("SELECT sum(count) FROM traffic WHERE device_id = 'telraam-7'") == 206
 

@@ -149,7 +149,7 @@ def test_the_wheel_installs_one_package_and_runs_from_anywhere(tmp_path: Path) -
         _run([command, "count-video", str(clip), "--line", line, "--json"], elsewhere).stdout
     )
     assert counted["model_id"].startswith("coco-nanodet-m-416@")
-    # The figures the README gives for this clip, counted by the checkout's own tests too.
+    # The figures docs/edge.md gives for this clip, counted by the checkout's own tests too.
     assert counted["frames"] == 398
     assert counted["totals"]["pedestrian"] == 32
     assert counted["totals"]["car"] == counted["totals"]["heavy_vehicle"] == 0

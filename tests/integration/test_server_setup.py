@@ -71,7 +71,7 @@ def test_setup_writes_units_that_verify_and_run_to_a_stored_message(
     assert first.returncode == 0, first.stderr
     assert "systemctl daemon-reload" in first.stdout
     etc = root / "etc" / "sensorpipe"
-    # A device registered as the README says, then the setup again: its account reaches the
+    # A device registered as docs/server.md says, then the setup again: its account reaches the
     # broker's files, and the CA made the first time is kept.
     ca = (etc / "tls" / "ca.pem").read_text()
     registry = load_registry(etc / "registry.toml")
