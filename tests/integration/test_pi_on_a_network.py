@@ -45,6 +45,7 @@ class Network:
     kind: str  # "namespace" or "fallback"
     server: str  # the server's address as the Pi reaches it
     prefix: tuple[str, ...]  # what runs a command on the Pi's side
+    names: tuple[str, ...] = ()  # the namespace and the server's end of the veth pair
 
     def on_pi(self, argv: list[str]) -> list[str]:
         return [*self.prefix, *argv]
@@ -80,10 +81,21 @@ def pi_network() -> Iterator[Network]:
         ):
             made = _ip(*args)
             assert made.returncode == 0, f"ip {' '.join(args)}: {made.stderr}"
-        yield Network("namespace", f"{subnet}.1", ("ip", "netns", "exec", ns))
+        yield Network("namespace", f"{subnet}.1", ("ip", "netns", "exec", ns), (ns, host_end))
     finally:
         _ip("link", "del", host_end)  # takes the namespace's end with it
         _ip("netns", "del", ns)
+
+
+def test_the_pis_namespace_is_removed_when_the_test_fails() -> None:
+    with pytest.raises(RuntimeError), pi_network() as net:
+        if net.kind != "namespace":
+            pytest.skip("no network namespaces here (not root, or no `ip`): nothing to remove")
+        ns, host_end = net.names
+        assert ns in _ip("netns", "list").stdout
+        raise RuntimeError("the test failed")
+    assert ns not in _ip("netns", "list").stdout
+    assert _ip("link", "show", host_end).returncode != 0  # the veth pair is gone
 
 
 def exec_start(unit: Path) -> list[str]:
