@@ -1,0 +1,278 @@
+"""Issue 25: a Pi on a real network. The server is set up by `sensorpipe server setup` (its
+units' ExecStart lines run as processes, Mosquitto from the written configuration, a real
+influxd); the Pi is the real agent in a network namespace of its own, joined to the server by
+a veth pair (10.77.x.1 the server, 10.77.x.2 the Pi), that reaches the server only through
+the broker's TLS listener, checking the server's certificate against the CA copied from it.
+`edge check` is green, `edge run` delivers, and after the broker and the ingest are killed and
+started again on the same address while the Pi keeps reading, every message is stored once.
+
+Where this machine cannot make a namespace (not root, no `ip`), the Pi runs beside the server
+and reaches it through a second loopback address (127.0.0.2, the server's public host; the
+broker's own listener stays on 127.0.0.1): a different topology, said in the test's output."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sensorpipe.firmware_sim.environment import Street
+from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
+from sensorpipe.gateway.broker import mosquitto_binary
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.ingest.influxd import Influxd
+from sensorpipe.stack.process import ManagedProcess, free_ports, port_open
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+DEVICE = "pi-net-01"
+
+
+@dataclass(frozen=True)
+class Network:
+    kind: str  # "namespace" or "fallback"
+    server: str  # the server's address as the Pi reaches it
+    prefix: tuple[str, ...]  # what runs a command on the Pi's side
+    names: tuple[str, ...] = ()  # the namespace and the server's end of the veth pair
+
+    def on_pi(self, argv: list[str]) -> list[str]:
+        return [*self.prefix, *argv]
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+
+
+@contextlib.contextmanager
+def pi_network() -> Iterator[Network]:
+    """A namespace for the Pi joined to this host by a veth pair, removed afterwards whatever
+    happens; the loopback fallback where namespaces cannot be made."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        yield Network("fallback", "127.0.0.2", ())
+        return
+    tag = secrets.token_hex(3)
+    ns, host_end, pi_end = f"sp-pi-{tag}", f"sps{tag}", f"spp{tag}"
+    used = _ip("-o", "-4", "addr").stdout
+    subnet = next(f"10.77.{n}" for n in range(256) if f" 10.77.{n}." not in used)
+    if _ip("netns", "add", ns).returncode != 0:
+        yield Network("fallback", "127.0.0.2", ())
+        return
+    try:
+        for args in (
+            ("link", "add", host_end, "type", "veth", "peer", "name", pi_end),
+            ("link", "set", pi_end, "netns", ns),
+            ("addr", "add", f"{subnet}.1/24", "dev", host_end),
+            ("link", "set", host_end, "up"),
+            ("-n", ns, "addr", "add", f"{subnet}.2/24", "dev", pi_end),
+            ("-n", ns, "link", "set", pi_end, "up"),
+            ("-n", ns, "link", "set", "lo", "up"),
+        ):
+            made = _ip(*args)
+            assert made.returncode == 0, f"ip {' '.join(args)}: {made.stderr}"
+        yield Network("namespace", f"{subnet}.1", ("ip", "netns", "exec", ns), (ns, host_end))
+    finally:
+        _ip("link", "del", host_end)  # takes the namespace's end with it
+        _ip("netns", "del", ns)
+
+
+def test_the_pis_namespace_is_removed_when_the_test_fails() -> None:
+    with pytest.raises(RuntimeError), pi_network() as net:
+        if net.kind != "namespace":
+            pytest.skip("no network namespaces here (not root, or no `ip`): nothing to remove")
+        ns, host_end = net.names
+        assert ns in _ip("netns", "list").stdout
+        raise RuntimeError("the test failed")
+    assert ns not in _ip("netns", "list").stdout
+    assert _ip("link", "show", host_end).returncode != 0  # the veth pair is gone
+
+
+def exec_start(unit: Path) -> list[str]:
+    for line in unit.read_text().splitlines():
+        if line.startswith("ExecStart="):
+            return shlex.split(line.removeprefix("ExecStart="))
+    raise AssertionError(f"{unit}: no ExecStart")
+
+
+def sensorpipe(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sensorpipe", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def seqs(influx: InfluxClient) -> list[int]:
+    try:
+        series = influx.query(f"SELECT seq FROM link WHERE device_id = '{DEVICE}'")
+    except Exception:
+        return []
+    return sorted(int(v[1]) for s in series for v in s["values"])
+
+
+def outbox_rows(path: Path, *, sent: bool | None = None) -> int:
+    """Entries waiting in the Pi's outbox: all, or those sent (to the broker, not yet
+    confirmed by the ingest) or not sent yet."""
+    where = "" if sent is None else f" WHERE sent_at IS {'NOT ' if sent else ''}NULL"
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return int(db.execute(f"SELECT count(*) FROM outbox{where}").fetchone()[0])
+
+
+@pytest.fixture
+def influxd(tmp_path: Path) -> Iterator[Influxd]:
+    http_port, rpc_port = free_ports(2)
+    server = Influxd(tmp_path / "influxdb", http_port=http_port, rpc_port=rpc_port, database="x")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_pi_on_its_own_network_delivers_every_message_once_across_a_server_restart(
+    tmp_path: Path, influxd: Influxd
+) -> None:
+    with pi_network() as net:
+        print(f"topology: {net.kind} (the Pi reaches the server at {net.server})")
+        run_pi_against_server(tmp_path, influxd, net)
+
+
+def run_pi_against_server(tmp_path: Path, influxd: Influxd, net: Network) -> None:
+    root = tmp_path / "root"
+    names = ("broker", "broker-tls", "kits", "api", "metrics")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    setup = ["server", "setup", "--root", str(root), "--public-host", net.server]
+    setup += ["--influx-url", influxd.url]
+    for name, port in ports.items():
+        setup += [f"--{name}-port", str(port)]
+    first = sensorpipe(*setup)
+    assert first.returncode == 0, first.stderr
+    etc = root / "etc" / "sensorpipe"
+    added = sensorpipe("devices", "add", "--dir", str(etc), DEVICE, "--site", "lab", "--json")
+    assert added.returncode == 0, added.stderr
+    creds = json.loads(added.stdout)
+    again = sensorpipe(*setup)  # writes the device's account for the broker, as the README says
+    assert again.returncode == 0, again.stderr
+    (create,) = [line.strip() for line in again.stdout.splitlines() if "CREATE DATABASE" in line]
+    made = subprocess.run(create, shell=True, capture_output=True, text=True, timeout=30)
+    assert made.returncode == 0 and '"error"' not in made.stdout, made.stdout + made.stderr
+
+    (tmp_path / "mosquitto-data").mkdir()
+    main_conf = tmp_path / "mosquitto.conf"  # as Debian's: persistence, then conf.d
+    conf_d = root / "etc" / "mosquitto" / "conf.d"
+    main_conf.write_text(
+        f"persistence true\npersistence_location {tmp_path}/mosquitto-data/\ninclude_dir {conf_d}\n"
+    )
+    logs = tmp_path / "logs"
+    broker = ManagedProcess("mosquitto", [mosquitto_binary(), "-c", str(main_conf)], logs / "m")
+    unit = root / "etc" / "systemd" / "system" / "sensorpipe-ingest.service"
+    ingest = ManagedProcess("ingest", exec_start(unit), logs / "ingest")
+    stats = root / "var" / "lib" / "sensorpipe" / "ingest-stats.json"
+
+    def start_server() -> None:
+        broker.start(lambda: port_open(ports["broker-tls"], net.server), timeout_s=15)
+        stats.unlink(missing_ok=True)
+        ingest.start(lambda: stats.exists() and '"connected": true' in stats.read_text())
+
+    # The Pi's side: its own directory, the server's CA copied there, an SDS011 on a pty.
+    pi = tmp_path / "pi"
+    pi.mkdir()
+    shutil.copy(etc / "tls" / "ca.pem", pi / "ca.pem")
+    config = pi / "edge.toml"
+    config.write_text(
+        f'device_id = "{DEVICE}"\nprivate_key = "{creds["private_key"]}"\n'
+        f'outbox_path = "{pi / "outbox.sqlite"}"\n\n'
+        f'[mqtt]\nhost = "{net.server}"\nport = {ports["broker-tls"]}\n'
+        f'username = "{creds["username"]}"\npassword = "{creds["password"]}"\n'
+        'tls = true\nca_file = "ca.pem"\nconnect_timeout_s = 5\nconfirm_timeout_s = 3\n\n'
+        '[[sensors]]\ndriver = "sds011"\nport = "{sds}"\ninterval_s = 0.5\ntimeout_s = 2.0\n\n'
+        '[[sensors]]\ndriver = "bme280"\nbus = 1\naddress = 0x76\ninterval_s = 1.0\n'
+    )
+    agent_argv = [sys.executable, str(Path(__file__).with_name("pi_agent.py")), "edge"]
+    influx = influxd.client()
+    influx.database = "sensorpipe"
+    pi_run: ManagedProcess | None = None
+    sim = Sds011Simulator(Sds011Device(read_pm=Street(1).pm_now, bad_frame_rate=0.0))
+    with sim:
+        config.write_text(config.read_text().replace("{sds}", sim.port))
+        try:
+            start_server()
+            if net.kind == "namespace":
+                # The Pi is on a network of its own: the broker's loopback listener, which the
+                # server's services use, is not there; only the TLS listener is reachable.
+                probe = (
+                    "import socket, sys; socket.create_connection((sys.argv[1], sys.argv[2]), 3)"
+                )
+                for host, port, reachable in (
+                    ("127.0.0.1", ports["broker"], False),
+                    (net.server, ports["broker-tls"], True),
+                ):
+                    tried = subprocess.run(
+                        net.on_pi([sys.executable, "-c", probe, host, str(port)]),
+                        capture_output=True,
+                        text=True,
+                        timeout=30,
+                    )
+                    assert (tried.returncode == 0) is reachable, (host, port, tried.stderr)
+
+            check = subprocess.run(
+                net.on_pi([*agent_argv, "check", "--config", str(config)]),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert check.returncode == 0, check.stdout + check.stderr
+            assert [line.split()[:2] for line in check.stdout.strip().splitlines()] == [
+                ["ok", "sds011"],
+                ["ok", "bme280"],
+                ["ok", "clock"],
+                ["ok", "outbox"],
+                ["ok", "broker"],
+                ["ok", "delivery"],
+            ], check.stdout
+            assert seqs(influx) == [1]
+
+            pi_run = ManagedProcess(
+                "edge run", net.on_pi([*agent_argv, "run", "--config", str(config)]), logs / "pi"
+            )
+            pi_run.start(lambda: len(seqs(influx)) >= 4, timeout_s=30)  # the Pi's readings stored
+            # Both sensors' readings are stored, each in its own point.
+            air = influx.query(
+                f"SELECT count(pm2_5), count(temperature) FROM air WHERE device_id = '{DEVICE}'"
+            )
+            assert all(n >= 1 for n in air[0]["values"][0][1:]), air
+
+            # The server goes down hard while the Pi keeps reading. First the ingest: what the
+            # broker accepts now (PUBACK) is confirmed by no one and dies with the broker ...
+            outbox = pi / "outbox.sqlite"
+            ingest.kill()
+            wait_for(
+                lambda: outbox_rows(outbox, sent=True) >= 3, what="messages only the broker has"
+            )
+            broker.kill()
+            before = seqs(influx)
+            # ... then the broker: the Pi's outbox fills.
+            wait_for(lambda: outbox_rows(outbox, sent=False) >= 3, what="readings queued")
+            # ... and the server comes back on the same address and ports.
+            start_server()
+            wait_for(
+                lambda: outbox_rows(outbox) == 0 and len(seqs(influx)) > len(before) + 4,
+                timeout_s=45,
+                what=f"the Pi's outbox drained into InfluxDB ({logs})",
+            )
+            pi_run.stop()
+            stored = seqs(influx)
+            # Every sequence number the Pi used, stored once: none lost, none twice.
+            assert stored == list(range(1, stored[-1] + 1)), stored
+        finally:
+            if pi_run is not None:
+                pi_run.stop()
+            ingest.stop()
+            broker.stop()
