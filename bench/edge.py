@@ -298,10 +298,18 @@ def drafts(device_id: str, n: int, first_seq: int) -> list[dict[str, Any]]:
 
 
 def signed(draft: dict[str, Any], private_key: str) -> bytes:
-    """What the agent publishes for a draft: with `sent_at` and `link`, signed."""
+    """What the agent publishes for a draft: with `sent_at` and `link` (the fields the agent
+    fills in, so the baseline's payloads have the agent's size), signed."""
     message = dict(draft)
     message["sent_at"] = message["observed_at"]
-    message["link"] = {"reconnects": 1, "outbox_depth": 10_000, "uptime_s": 5.0, "firmware": "b"}
+    message["link"] = {
+        "reconnects": 1,
+        "outbox_depth": 10_000,
+        "uptime_s": 5.123,
+        "firmware": "sensorpipe-edge/0.1.0",
+        "backlog": True,
+        "outbox_dropped": 0,
+    }
     return encode(MESSAGE_ADAPTER.validate_python(message), Signer(private_key).sign)
 
 
