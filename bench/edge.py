@@ -1,7 +1,7 @@
 """What the edge agent costs a Raspberry Pi without a camera: memory, SD-card writes, and how
 fast it empties its outbox after an outage, against a bare paho publisher in the same run.
 
-    python -m bench.edge [--minutes M] [--interval S] [--messages N] [--json]
+    python -m bench.edge [--minutes M] [--interval S] [--messages N] [--workdir DIR] [--json]
 
 The agent is the real one, a subprocess: `python -m bench.edge_agent --config edge.toml`, which
 is `sensorpipe edge run --config edge.toml` with the BME280 driver given a simulated I2C bus
