@@ -425,6 +425,12 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.minutes <= 0 or args.interval <= 0:
+        parser.error("--minutes and --interval must be above 0")
+    if args.messages < 1:
+        parser.error("--messages must be at least 1")
+    if not args.workdir.is_dir():
+        parser.error(f"--workdir {args.workdir}: no such directory")
     say = (lambda _m: None) if args.json else print
 
     with tempfile.TemporaryDirectory(prefix=".bench-edge-", dir=args.workdir) as tmp:
