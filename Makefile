@@ -32,6 +32,7 @@ bench: setup
 	$(PY) -m bench.api
 	$(PY) -m bench.importer
 	$(PY) -m bench.isolation
+	$(PY) -m bench.edge
 	$(PY) -m bench.conditions --seeds 5000-5004 --minutes 15 --jobs 2
 
 # Retrain the shipped street detector from synthetic scenes (PyTorch, CPU; about 25 minutes

@@ -1,0 +1,498 @@
+"""What the edge agent costs a Raspberry Pi without a camera: memory, SD-card writes, and how
+fast it empties its outbox after an outage, against a bare paho publisher in the same run.
+
+    python -m bench.edge [--minutes M] [--interval S] [--messages N] [--workdir DIR] [--json]
+
+The agent is the real one, a subprocess: `python -m bench.edge_agent --config edge.toml`, which
+is `sensorpipe edge run --config edge.toml` with the BME280 driver given a simulated I2C bus
+(`SimulatedI2CBus` + `Bme280Device` in the agent's process: this machine has no /dev/i2c-N);
+the SDS011 is simulated on a pty by this process (`Sds011Simulator`), so the agent opens and
+reads a real serial device node. No camera, no counting.
+
+Figures:
+- steady state (`--minutes`, default 10): the agent with both sensors every `--interval`
+  seconds (default 1 s; their default is 60 s, so this is 60 times the readings and the
+  messages of a normal host) against the local stack (`sensorpipe stack up`'s LocalStack:
+  Mosquitto, the ingest, influxd) with `confirm = true`, as deployed: every message is kept in
+  the SQLite outbox until the ingest confirms it stored it.
+  - rss_mb / hwm_mb: VmRSS and VmHWM from /proc/<pid>/status of the agent process at the end
+    (goal: RSS <= 40 MB).
+  - write_bytes_per_reading: /proc/<pid>/io write_bytes of the agent process over the whole
+    run (from its start, so opening the outbox counts) divided by the readings it took (an
+    SDS011 sample is 2 readings, a BME280 sample 3); also per message. write_bytes counts what
+    the process caused to be written to the block layer, which is what wears an SD card.
+    On a filesystem without block accounting (tmpfs) it reads 0: the outbox lives under
+    `--workdir` (default: a temporary directory under the current directory, on its disk).
+- replay (`--messages` N, default 10,000) after an outage: a bare Mosquitto (anonymous, no
+  ingest behind it, so the agent runs with `confirm = false`: an entry leaves the outbox at
+  the broker's PUBACK) is down while N air messages are put in the agent's outbox through the
+  outbox's own API (as the agent queues them: one at a time, synchronous=FULL); the agent
+  starts (reaching no broker), then the broker is started. The agent paces itself with
+  `[mqtt] max_messages_per_s` (default 10): for this figure it is raised to 10,000, the most
+  the setting allows. The outbox is polled every 10 ms (its SQLite file, read-only):
+  replay_msg_s is the messages that left between the first poll that found fewer than N and
+  the poll that found none, divided by that time (the agent's reconnect back-off before it is
+  not counted; replay_from_broker_start_s includes it).
+  - paho_qos1_msg_s (the baseline): a bare paho client publishing the same number of
+    messages, of the same size, QoS 1 to the same broker and topic, timed until the last PUBACK.
+  - the default pace: what draining a day's backlog takes at `max_messages_per_s = 10` (one
+    message a minute when both sensors share the default 60-s interval: 1,440 messages).
+
+The numbers depend on the machine and its load; a shared machine gives lower figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.pipeline import Publisher
+from sensorpipe.edge.outbox import SqliteOutbox
+from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
+from sensorpipe.gateway.broker import mosquitto_binary
+from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES
+from sensorpipe.protocol.codec import encode
+from sensorpipe.protocol.messages import MESSAGE_ADAPTER
+from sensorpipe.protocol.signing import Signer, generate_keypair
+from sensorpipe.protocol.topics import topic_for
+from sensorpipe.stack.local import LocalStack
+from sensorpipe.stack.process import ManagedProcess, free_port, port_open
+
+DEFAULT_PACE = 10.0  # [mqtt] max_messages_per_s's default
+REPLAY_PACE = 10_000.0  # the most [mqtt] max_messages_per_s allows
+
+
+def edge_toml(
+    *,
+    device_id: str,
+    private_key: str,
+    port: int,
+    username: str,
+    password: str,
+    outbox: Path,
+    serial_port: str,
+    interval_s: float,
+    confirm: bool = True,
+    pace: float = DEFAULT_PACE,
+) -> str:
+    return f"""\
+device_id = "{device_id}"
+private_key = "{private_key}"
+outbox_path = "{outbox.resolve()}"
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+username = "{username}"
+password = "{password}"
+confirm = {str(confirm).lower()}
+max_messages_per_s = {pace}
+
+[[sensors]]
+driver = "sds011"
+port = "{serial_port}"
+interval_s = {interval_s}
+
+[[sensors]]
+driver = "bme280"
+bus = 1
+address = 0x76
+interval_s = {interval_s}
+"""
+
+
+@dataclass
+class Agent:
+    """The agent subprocess, and the systemd notify socket it reports its STATUS to."""
+
+    process: subprocess.Popen[bytes]
+    notify: socket.socket
+    log: Path
+    last_status: str = ""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def statuses(self) -> list[str]:
+        """STATUS= lines received since the last call (without blocking)."""
+        out: list[str] = []
+        while True:
+            try:
+                data = self.notify.recv(65536).decode()
+            except BlockingIOError:
+                return out
+            for line in data.splitlines():
+                if line.startswith("STATUS="):
+                    out.append(line.removeprefix("STATUS="))
+                    self.last_status = out[-1]
+
+    def stop(self) -> str:
+        """SIGTERM, wait, and the agent's last STATUS (its summary when stopping)."""
+        if self.notify.fileno() == -1:  # stopped already
+            return self.last_status
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.statuses()
+        self.notify.close()
+        return self.last_status
+
+
+@contextmanager
+def run_agent(config: Path, workdir: Path) -> Iterator[Agent]:
+    sock_path = workdir / f"notify-{config.stem}"
+    sock_path.unlink(missing_ok=True)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(sock_path))
+    notify.setblocking(False)
+    log = workdir / f"{config.stem}.log"
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
+    env.pop("WATCHDOG_USEC", None)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.edge_agent", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    agent = Agent(process, notify, log)
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM in kB from /proc/<pid>/status."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def proc_write_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no write_bytes in /proc/{pid}/io")
+
+
+def readings_in(summary: str) -> tuple[int, int, int]:
+    """(readings, messages confirmed, outbox depth) from the agent's summary
+    'N readings, M messages confirmed by the ingest, outbox depth D'."""
+    words = summary.replace(";", "").replace(",", "").split()
+    readings = int(words[words.index("readings") - 1])
+    confirmed = int(words[words.index("messages") - 1])
+    depth = int(words[words.index("depth") + 1])
+    return readings, confirmed, depth
+
+
+@dataclass(frozen=True)
+class Account:
+    """Where the agent publishes, as whom, and whether it waits for the ingest's confirmation."""
+
+    device_id: str
+    private_key: str
+    port: int
+    username: str
+    password: str
+    confirm: bool = True
+
+
+def steady_state(
+    account: Account, workdir: Path, seconds: float, interval_s: float
+) -> dict[str, Any]:
+    """The agent with an SDS011 and a BME280 every `interval_s` for `seconds`: its memory at
+    the end and what it wrote to disk per reading."""
+    with Sds011Simulator(Sds011Device(bad_frame_rate=0.0)) as sds:
+        config = workdir / "steady.toml"
+        config.write_text(
+            edge_toml(
+                device_id=account.device_id,
+                private_key=account.private_key,
+                port=account.port,
+                username=account.username,
+                password=account.password,
+                outbox=workdir / "steady" / "outbox.sqlite",
+                serial_port=sds.port,
+                interval_s=interval_s,
+                confirm=account.confirm,
+            )
+        )
+        with run_agent(config, workdir) as agent:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                if agent.process.poll() is not None:
+                    raise RuntimeError(
+                        f"the agent exited ({agent.process.returncode}): "
+                        + agent.log.read_text()[-2000:]
+                    )
+                agent.statuses()
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            memory = proc_status(agent.pid)
+            written = proc_write_bytes(agent.pid)
+            summary = agent.stop()
+    if agent.process.returncode != 0 or "readings" not in summary:
+        raise RuntimeError(f"the agent ended badly: {agent.log.read_text()[-2000:]}")
+    readings, confirmed, depth = readings_in(summary)
+    if readings == 0:
+        raise RuntimeError(f"the agent took no readings: {agent.log.read_text()[-2000:]}")
+    messages = max(1, confirmed + depth)  # queued: confirmed, or still waiting
+    return {
+        "seconds": round(seconds, 1),
+        "interval_s": interval_s,
+        "rss_mb": round(memory["VmRSS"] / 1024, 1),
+        "hwm_mb": round(memory["VmHWM"] / 1024, 1),
+        "readings": readings,
+        "messages_confirmed": confirmed,
+        "outbox_depth": depth,
+        "write_bytes": written,
+        "write_bytes_per_reading": round(written / readings, 1),
+        "write_bytes_per_message": round(written / messages, 1),
+    }
+
+
+def drafts(device_id: str, n: int, first_seq: int) -> list[dict[str, Any]]:
+    """Air messages as the agent queues them (before `sent_at` and `link` are added)."""
+    observed = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return [
+        {
+            "v": 1,
+            "kind": "air",
+            "device_id": device_id,
+            "seq": first_seq + i,
+            "observed_at": observed,
+            "clock_synced": True,
+            "location": None,
+            "readings": [
+                {"quantity": "pm2_5", "value": 12.3, "unit": "ug/m3", "sensor": "sds011"},
+                {"quantity": "pm10", "value": 20.1, "unit": "ug/m3", "sensor": "sds011"},
+                {"quantity": "temperature", "value": 21.5, "unit": "degC", "sensor": "bme280"},
+                {"quantity": "relative_humidity", "value": 55.0, "unit": "%", "sensor": "bme280"},
+                {"quantity": "pressure", "value": 1013.25, "unit": "hPa", "sensor": "bme280"},
+            ],
+        }
+        for i in range(n)
+    ]
+
+
+def signed(draft: dict[str, Any], private_key: str) -> bytes:
+    """What the agent publishes for a draft: with `sent_at` and `link` (the fields the agent
+    fills in, so the baseline's payloads have the agent's size), signed."""
+    message = dict(draft)
+    message["sent_at"] = message["observed_at"]
+    message["link"] = {
+        "reconnects": 1,
+        "outbox_depth": 10_000,
+        "uptime_s": 5.123,
+        "firmware": "sensorpipe-edge/0.1.0",
+        "backlog": True,
+        "outbox_dropped": 0,
+    }
+    return encode(MESSAGE_ADAPTER.validate_python(message), Signer(private_key).sign)
+
+
+def bare_broker(workdir: Path, port: int) -> ManagedProcess:
+    conf = workdir / "replay-broker.conf"
+    # As bench.pipeline's baseline broker: the generated config's queue and in-flight limits,
+    # without accounts, ACLs or persistence.
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}\nmax_inflight_messages 200\n"
+    )
+    return ManagedProcess("mosquitto", [mosquitto_binary(), "-c", str(conf)], workdir / "rb.log")
+
+
+def waiting(db: Path, up_to_seq: int) -> int:
+    """Entries with seq <= up_to_seq still in the outbox (read-only, beside the agent)."""
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+        row = conn.execute("SELECT count(*) FROM outbox WHERE seq <= ?", (up_to_seq,)).fetchone()
+    return int(row[0])
+
+
+def replay(workdir: Path, n: int, *, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Fill the outbox with n messages while the broker is down, start it, time the drain;
+    then the bare paho baseline on the same broker."""
+    device_id = "edge-replay-01"
+    private_key, _public = generate_keypair()
+    db = workdir / "replay" / "outbox.sqlite"
+    outbox = SqliteOutbox(db)
+    topic = topic_for(device_id, "air")
+    items = drafts(device_id, n, 0)
+    for draft in items:
+        draft["seq"] = outbox.next_seq()
+        outbox.put(topic, json.dumps(draft).encode(), seq=draft["seq"])
+    last_seq = items[-1]["seq"]
+    outbox.close()
+    payloads = [signed(d, private_key) for d in items]
+    port = free_port()
+    broker = bare_broker(workdir, port)
+    with Sds011Simulator(Sds011Device(bad_frame_rate=0.0)) as sds:
+        config = workdir / "replay.toml"
+        config.write_text(
+            edge_toml(
+                device_id=device_id,
+                private_key=private_key,
+                port=port,
+                username=device_id,
+                password="unused",
+                outbox=db,
+                serial_port=sds.port,
+                interval_s=60.0,
+                confirm=False,
+                pace=REPLAY_PACE,
+            )
+        )
+        try:
+            with run_agent(config, workdir) as agent:
+                time.sleep(2.0)  # the agent is up, finds no broker, and waits to try again
+                if agent.process.poll() is not None:
+                    raise RuntimeError(f"the agent exited: {agent.log.read_text()[-2000:]}")
+                broker.start(lambda: port_open(port))
+                started = time.perf_counter()
+                first: tuple[float, int] | None = None
+                while True:
+                    left = waiting(db, last_seq)
+                    now = time.perf_counter()
+                    if first is None and left < n:
+                        first = (now, left)
+                    if left == 0:
+                        break
+                    if now - started > timeout_s:
+                        raise RuntimeError(
+                            f"{left} of {n} messages still in the outbox; the agent's log: "
+                            + agent.log.read_text()[-3000:]
+                        )
+                    time.sleep(0.01)
+                assert first is not None
+                t_first, left_first = first
+                drained = left_first / (now - t_first) if now > t_first else float("inf")
+                from_start = now - started
+            # The baseline: a bare paho client, the same messages, QoS 1, the same broker.
+            pub = Publisher(port)
+            try:
+                t0 = time.perf_counter()
+                pub.publish_all(topic, payloads)
+                if not pub.done.wait(timeout_s):
+                    raise RuntimeError(f"paho: only {pub.acked} of {n} PUBACKs")
+                paho = n / (time.perf_counter() - t0)
+            finally:
+                pub.close()
+        finally:
+            broker.stop()
+    return {
+        "messages": n,
+        "payload_bytes": round(sum(map(len, payloads)) / n),
+        "max_messages_per_s": REPLAY_PACE,
+        "replay_msg_s": round(drained),
+        "replay_from_broker_start_s": round(from_start, 2),
+        "paho_qos1_msg_s": round(paho),
+        "replay_vs_paho": round(drained / paho, 3),
+        "default_pace_day_backlog_s": round(1440 / DEFAULT_PACE),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="steady-state run length")
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between readings of each sensor"
+    )
+    parser.add_argument("--messages", type=int, default=10_000, help="messages to replay")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("."), help="where the temporary outboxes go (a disk)"
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.minutes <= 0 or args.interval <= 0:
+        parser.error("--minutes and --interval must be above 0")
+    if args.messages < 1:
+        parser.error("--messages must be at least 1")
+    if not args.workdir.is_dir():
+        parser.error(f"--workdir {args.workdir}: no such directory")
+    say = (lambda _m: None) if args.json else print
+
+    with tempfile.TemporaryDirectory(prefix=".bench-edge-", dir=args.workdir) as tmp:
+        workdir = Path(tmp).resolve()  # paths in edge.toml are relative to the file
+        stack = LocalStack(workdir / "stack")
+        say("starting the stack (mosquitto, influxd, ingest)")
+        stack.up(detach=False, serve=False)
+        try:
+            say(
+                f"steady state: the agent, SDS011 + BME280 every {args.interval:g} s, "
+                f"confirm = true, for {args.minutes:g} min"
+            )
+            (creds,) = stack.add_devices([("edge-bench-01", {"site": "bench"})])
+            account = Account(
+                creds.device_id,
+                creds.private_key,
+                stack.require_info().broker_port,
+                creds.username,
+                creds.password,
+            )
+            steady = steady_state(account, workdir, args.minutes * 60, args.interval)
+        finally:
+            stack.down()
+        say(f"replay: {args.messages} messages in the outbox, broker down, then started")
+        rep = replay(workdir, args.messages)
+
+    result = {"steady": steady, "replay": rep}
+    if args.json:
+        print(json.dumps(result))
+        return
+    s, r = steady, rep
+    print()
+    print(
+        f"agent, no camera, SDS011 + BME280 every {s['interval_s']:g} s, "
+        f"{s['seconds'] / 60:g} min, confirm = true:"
+    )
+    print(f"  RSS at the end                 : {s['rss_mb']:>8} MB (goal <= 40 MB)")
+    print(f"  peak RSS (VmHWM)               : {s['hwm_mb']:>8} MB")
+    print(f"  readings / messages confirmed  : {s['readings']:>8} / {s['messages_confirmed']}")
+    print(
+        f"  disk writes per reading        : {s['write_bytes_per_reading']:>8} B "
+        f"({s['write_bytes_per_message']} B per message, {s['write_bytes']} B in all)"
+    )
+    print(
+        f"outbox replay, {r['messages']} messages of {r['payload_bytes']} B, confirm = false, "
+        f"max_messages_per_s = {r['max_messages_per_s']:g}:"
+    )
+    print(f"  bare paho publisher, QoS 1     : {r['paho_qos1_msg_s']:>8} msg/s (baseline)")
+    print(
+        f"  agent's outbox replay          : {r['replay_msg_s']:>8} msg/s "
+        f"({r['replay_vs_paho']:.2f}x paho; goal >= 5,000 msg/s)"
+    )
+    print(
+        f"  from broker start to empty     : {r['replay_from_broker_start_s']:>8} s "
+        "(including the agent's reconnect back-off)"
+    )
+    print(
+        f"  at the default pace ({DEFAULT_PACE:g} msg/s), a day's backlog of 1,440 messages "
+        f"(60-s readings) drains in {r['default_pace_day_backlog_s']} s; "
+        f"{r['messages']} messages in {r['messages'] / DEFAULT_PACE / 60:.0f} min"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""bench.edge's measurements, run for a few seconds so the benchmark does not rot: the real
+agent subprocess (`bench.edge_agent`: `edge run` with a simulated BME280 bus, an SDS011 on a
+pty) against a bare Mosquitto with `confirm = false`, and the outbox replay with its paho
+baseline. The figures are not judged (timing); that each was measured, and is plausible, is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.edge import Account, bare_broker, readings_in, replay, steady_state
+from sensorpipe.protocol.signing import generate_keypair
+from sensorpipe.stack.process import ManagedProcess, free_port, port_open
+
+
+def test_readings_in_reads_the_agent_summary() -> None:
+    summary = "stopping; 640 readings, 127 messages confirmed by the ingest, outbox depth 3"
+    assert readings_in(summary) == (640, 127, 3)
+
+
+def test_steady_state_measures_the_agent_process(tmp_path: Path) -> None:
+    port = free_port()
+    broker: ManagedProcess = bare_broker(tmp_path, port)
+    broker.start(lambda: port_open(port))
+    try:
+        key, _ = generate_keypair()
+        account = Account("smoke-01", key, port, "smoke-01", "x", confirm=False)
+        result = steady_state(account, tmp_path, seconds=4.0, interval_s=0.5)
+    finally:
+        broker.stop()
+    assert result["readings"] >= 5  # both sensors were read: 2 + 3 readings a sample
+    assert result["readings"] % 5 == 0, "a sensor failed: not every sample had 5 readings"
+    assert 5 < result["rss_mb"] <= result["hwm_mb"]
+    assert result["write_bytes_per_reading"] == pytest.approx(
+        result["write_bytes"] / result["readings"], rel=0.01
+    )
+
+
+def test_replay_drains_the_outbox_and_measures_the_baseline(tmp_path: Path) -> None:
+    result = replay(tmp_path, 300, timeout_s=60)
+    assert result["messages"] == 300
+    assert result["replay_msg_s"] > 0 and result["paho_qos1_msg_s"] > 0
+    assert result["payload_bytes"] > 300  # a signed air message with five readings
