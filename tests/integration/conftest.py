@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.stack.local import LocalStack
+from sensorpipe.stack.process import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -45,3 +47,13 @@ def influx(stack: LocalStack) -> Iterator[InfluxClient]:
     client = InfluxClient(info.influx_url, info.database)
     yield client
     client.close()
+
+
+@pytest.fixture
+def influxd(tmp_path: Path) -> Iterator[Influxd]:
+    """A bare influxd (no broker, no ingest) on free loopback ports, database `x`."""
+    http_port, rpc_port = free_ports(2)
+    server = Influxd(tmp_path / "influxdb", http_port=http_port, rpc_port=rpc_port, database="x")
+    server.start()
+    yield server
+    server.stop()

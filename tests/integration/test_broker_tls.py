@@ -6,6 +6,8 @@ import datetime
 import ipaddress
 import ssl
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -100,24 +102,35 @@ def _connects(port: int, username: str, password: str, ca: Path | None) -> bool:
     return bool(result and result[0])
 
 
-def test_a_tls_listener_takes_tls_clients_only(tmp_path: Path) -> None:
-    ca, cert, key = _certificates(tmp_path)
-    registry = Registry()
-    dev = add_device(registry, "dev-a", site="centrum")
-    d = tmp_path / "broker"
-    files = BrokerFiles(d / "mosquitto.conf", d / "passwd", d / "acl", d / "data")
+@contextmanager
+def tls_broker(directory: Path, registry: Registry, cert: Path, key: Path) -> Iterator[int]:
+    """Mosquitto with a TLS listener (`cert`, `key`) and `registry`'s accounts, on a free
+    port (yielded) while the block runs."""
+    files = BrokerFiles(
+        directory / "mosquitto.conf", directory / "passwd", directory / "acl", directory / "data"
+    )
     files.data_dir.mkdir(parents=True)
     write_security_files(files, registry)
     (port,) = free_ports(1)
     files.config.write_text(broker_config(files, port=port, tls=Tls(cert, key)))
-    broker = ManagedProcess("mosquitto", [mosquitto_binary(), "-c", str(files.config)], d / "log")
+    broker = ManagedProcess(
+        "mosquitto", [mosquitto_binary(), "-c", str(files.config)], directory / "log"
+    )
     broker.start(lambda: port_open(port), timeout_s=15)
     try:
+        yield port
+    finally:
+        broker.stop()
+
+
+def test_a_tls_listener_takes_tls_clients_only(tmp_path: Path) -> None:
+    ca, cert, key = _certificates(tmp_path)
+    registry = Registry()
+    dev = add_device(registry, "dev-a", site="centrum")
+    with tls_broker(tmp_path / "broker", registry, cert, key) as port:
         assert _connects(port, "dev-a", dev.password, ca)
         assert not _connects(port, "dev-a", dev.password, None)  # plain text is refused
         assert not _connects(port, "dev-a", "wrong", ca)
-    finally:
-        broker.stop()
 
 
 def test_gateway_config_refuses_a_plaintext_listener_off_loopback(tmp_path: Path) -> None:

@@ -17,14 +17,12 @@ from sensorpipe.firmware_sim.bme280 import Bme280Device
 from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
-from sensorpipe.gateway.broker import mosquitto_binary
 from sensorpipe.gateway.devices import DeviceCredentials, add_device
-from sensorpipe.gateway.mosquitto import BrokerFiles, Tls, broker_config, write_security_files
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.registry import Registry
 from sensorpipe.stack.local import LocalStack
-from sensorpipe.stack.process import ManagedProcess, free_ports, port_open
-from tests.integration.test_broker_tls import _certificates
+from sensorpipe.stack.process import free_ports
+from tests.integration.test_broker_tls import _certificates, tls_broker
 
 
 @pytest.fixture
@@ -169,19 +167,9 @@ def test_edge_check_says_when_the_brokers_certificate_is_not_signed_by_the_confi
     wrong_ca, _, _ = _certificates(tmp_path / "other")  # a CA that did not sign the broker's
     registry = Registry()
     dev = add_device(registry, "check-tls", site="c")
-    d = tmp_path / "broker"
-    files = BrokerFiles(d / "mosquitto.conf", d / "passwd", d / "acl", d / "data")
-    files.data_dir.mkdir(parents=True)
-    write_security_files(files, registry)
-    (port,) = free_ports(1)
-    files.config.write_text(broker_config(files, port=port, tls=Tls(cert, key)))
-    broker = ManagedProcess("mosquitto", [mosquitto_binary(), "-c", str(files.config)], d / "log")
-    broker.start(lambda: port_open(port), timeout_s=15)
-    try:
+    with tls_broker(tmp_path / "broker", registry, cert, key) as port:
         config = _config(tmp_path, dev, port=port, serial_port=sds011.port, ca_file=wrong_ca)
         failed = _failed(_check(config, _probes()))
-    finally:
-        broker.stop()
     assert len(failed) == 1 and "broker" in failed[0]
     assert "TLS: the broker's certificate is not trusted" in failed[0]
     assert str(wrong_ca) in failed[0]

@@ -127,15 +127,6 @@ def outbox_rows(path: Path, *, sent: bool | None = None) -> int:
         return int(db.execute(f"SELECT count(*) FROM outbox{where}").fetchone()[0])
 
 
-@pytest.fixture
-def influxd(tmp_path: Path) -> Iterator[Influxd]:
-    http_port, rpc_port = free_ports(2)
-    server = Influxd(tmp_path / "influxdb", http_port=http_port, rpc_port=rpc_port, database="x")
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_a_pi_on_its_own_network_delivers_every_message_once_across_a_server_restart(
     tmp_path: Path, influxd: Influxd
 ) -> None:

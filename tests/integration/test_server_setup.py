@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +49,6 @@ def exec_start(unit: Path) -> list[str]:
         if line.startswith("ExecStart="):
             return shlex.split(line.removeprefix("ExecStart="))
     raise AssertionError(f"{unit}: no ExecStart")
-
-
-@pytest.fixture
-def influxd(tmp_path: Path) -> Iterator[Influxd]:
-    http_port, rpc_port = free_ports(2)
-    server = Influxd(tmp_path / "influxdb", http_port=http_port, rpc_port=rpc_port, database="x")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_setup_writes_units_that_verify_and_run_to_a_stored_message(
