@@ -80,6 +80,26 @@ def _stack_with_device(tmp: Path, *, quarantined: bool = False) -> str:
     return str(directory)
 
 
+def _stack_with_edge_device(tmp: Path) -> str:
+    """A stack directory with edge device e1 registered to make its own key (none enrolled)."""
+    from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+
+    directory = tmp / "st"
+    registry = Registry(devices={"e1": DeviceEntry(site="s", password_hash="x")})
+    save_registry(registry, directory / "registry.toml")
+    return str(directory)
+
+
+def _join_code(tmp: Path, port: int) -> str:
+    """A file with a join code for a broker on 127.0.0.1:`port`."""
+    from sensorpipe.protocol.enrollment import JoinCode
+
+    code = JoinCode(
+        device_id="e1", host="127.0.0.1", port=port, tls=False, username="e1", password="pw"
+    )
+    return _file(tmp, "code", code.encode())
+
+
 def _stopped_stack_with_bad_registry(tmp: Path) -> str:
     directory = Path(_stack_with_bad_registry(tmp))
     state = {
@@ -197,6 +217,12 @@ CASES: dict[str, list[Case]] = {
             "d1 is already quarantined (since",
         ),
     ],
+    "devices reset-key": [
+        (lambda t: ["d2", "--dir", _stack_with_device(t)], "d2: not a registered device"),
+        (lambda t: ["d1", "--dir", _stack_with_device(t)], "source 'import' has no key"),
+        (lambda t: ["e1", "--dir", _stack_with_edge_device(t)], "e1: it has not enrolled a key"),
+        (lambda t: ["d1", "--dir", _stack_with_bad_registry(t)], "not valid TOML"),
+    ],
     "devices lift": [
         (lambda t: ["d2", "--dir", _stack_with_device(t)], "d2: no such device in the registry"),
         (lambda t: ["d1", "--dir", _stack_with_device(t)], "d1 is not quarantined"),
@@ -252,6 +278,15 @@ CASES: dict[str, list[Case]] = {
         (
             lambda t: ["--config", _edge_config_with(t, "address = 0x76", "address = 0x99")],
             "sensors.1.bme280.address (line 36): 0x99: a BME280 answers only at 0x76",
+        ),
+    ],
+    "edge join": [
+        (lambda t: ["--code-file", str(t / "none")], "none: cannot read it"),
+        (lambda t: ["--code-file", _file(t, "c", "hello")], "not a join code (it starts with"),
+        (lambda t: ["--code-file", _file(t, "c", "spj1.AAAA")], "the join code is damaged"),
+        (
+            lambda t: ["--code-file", _join_code(t, 1), "--root", str(t / "pi")],
+            "e1: broker 127.0.0.1:1 (plain text): connection refused: nothing listens on port 1",
         ),
     ],
     "ingest run": [
@@ -627,7 +662,7 @@ def test_devices_add_notes_a_sensor_no_driver_reads(tmp_path: Path) -> None:
     quiet = CliRunner().invoke(
         main, ["devices", "add", "pi-1", "--dir", str(tmp_path), "--sensor", "sds011"]
     )
-    assert quiet.exit_code == 0 and "note:" not in quiet.output
+    assert quiet.exit_code == 0 and "note: --sensor" not in quiet.output
 
 
 def test_query_with_an_option_first_is_query_air() -> None:

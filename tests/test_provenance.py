@@ -175,7 +175,7 @@ def test_provenance_names() -> None:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"site": "s"}, "needs public_key, password_hash"),
+        ({"site": "s"}, "needs password_hash"),
         ({"site": "s", "source": "airrohr", "gateway": "gw1"}, "needs chip_id, password_hash"),
         (
             {"site": "s", "source": "ttn", "gateway": "gw1", "ttn_device": "n1"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES
 
 if TYPE_CHECKING:
+    from sensorpipe.protocol.enrollment import EnrolledKey
     from sensorpipe.protocol.messages import Location
     from sensorpipe.protocol.quarantine import Quarantine
     from sensorpipe.protocol.registry import DeviceEntry
@@ -97,6 +99,13 @@ def devices() -> None:
     help="Whether it processes personal data (default: yes for a camera, no otherwise).",
 )
 @ALLOW_UNKNOWN_SENSOR
+@click.option(
+    "--make-key",
+    is_flag=True,
+    help="Make the device's signing key here and print it with the password, for a device "
+    "you configure by hand. Default: the device makes its own key when it joins "
+    "(`sensorpipe edge join` with the printed join code).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
 def devices_add(
     device_id: str,
@@ -116,9 +125,12 @@ def devices_add(
     count_classes: tuple[str, ...],
     personal_data: bool | None,
     allow_unknown_sensor: bool,
+    make_key: bool,
     as_json: bool,
 ) -> None:
-    """Register DEVICE_ID and print its broker password and signing key (shown once)."""
+    """Register DEVICE_ID and print how it joins: a join code (its broker address, TLS
+    certificate, username and password) and the three commands to run on the Pi, where its
+    signing key is made. With --make-key: its password and signing key (shown once)."""
     from sensorpipe.gateway.devices import ProvisioningError
     from sensorpipe.gateway.mosquitto import PasswordToolError
     from sensorpipe.protocol.messages import Location
@@ -164,6 +176,7 @@ def devices_add(
             licence=licence,
             count_classes=list(count_classes),
             personal_data=personal_data,
+            make_key=make_key,
         )
     except (ProvisioningError, PasswordToolError, ConfigError) as exc:
         fail(str(exc))
@@ -171,20 +184,107 @@ def devices_add(
         invalid(exc, options)
     for note in notes:
         click.echo(f"note: {note}", err=True)
-    info = s.info()
-    out = {
+    broker = _join_broker(s)
+    out: dict[str, object] = {
         **creds.as_dict(),
         "site": site,
-        "mqtt": {"host": "127.0.0.1", "port": info.broker_port} if info else None,
+        "mqtt": broker and {k: v for k, v in broker.items() if k != "ca_pem"},
     }
+    code = None
+    if not make_key:
+        del out["private_key"], out["public_key"]
+        if broker is not None:
+            from sensorpipe.protocol.enrollment import JoinCode
+
+            code = JoinCode.model_validate(
+                {
+                    "device_id": device_id,
+                    "username": creds.username,
+                    "password": creds.password,
+                    "sensors": list(sensors),
+                    **broker,
+                }
+            ).encode()
+        out["join_code"] = code
+        out["pi_commands"] = pi_commands()
     if as_json:
         click.echo(json.dumps(out))
         return
     click.echo(f"registered {device_id} (site {site}) in {s.registry_path}")
-    click.echo("credentials, shown only now; put them in the device's edge config:")
-    click.echo(f"  username    = {creds.username}")
-    click.echo(f"  password    = {creds.password}")
-    click.echo(f"  private_key = {creds.private_key}")
+    if make_key:
+        click.echo("credentials, shown only now; put them in the device's edge config:")
+        click.echo(f"  username    = {creds.username}")
+        click.echo(f"  password    = {creds.password}")
+        click.echo(f"  private_key = {creds.private_key}")
+        return
+    if broker is None:
+        click.echo(
+            f"note: no broker address is known here (no `stack up` in {s.directory}, no "
+            "`server setup`), so no join code: the device's password is below; its key is "
+            "made when it joins",
+            err=True,
+        )
+        click.echo(f"  username = {creds.username}\n  password = {creds.password}")
+        return
+    if join_note := _server_note(s):
+        click.echo(join_note)
+    click.echo("on the Pi, three commands (its signing key is made there, at the join):")
+    for i, command in enumerate(pi_commands(), 1):
+        click.echo(f"  {i}. {command}")
+    click.echo(
+        f"join code for {device_id}, asked for by command 2 (it holds the device's password: "
+        "give it to the host only, as you would a password):"
+    )
+    click.echo(code)
+
+
+def pi_commands() -> list[str]:
+    """What the host of a Pi runs to join: install, join (asks for the code), check and start."""
+    from sensorpipe import __version__
+
+    wheel = f"./sensorpipe-{__version__}-py3-none-any.whl"
+    return [
+        "sudo apt-get install -y python3-venv i2c-tools && sudo python3 -m venv /opt/sensorpipe "
+        f"&& sudo /opt/sensorpipe/bin/pip install {wheel}",
+        "sudo /opt/sensorpipe/bin/sensorpipe edge join",
+        "sudo -u sensorpipe /opt/sensorpipe/bin/sensorpipe edge check --config "
+        "/etc/sensorpipe/edge.toml && sudo systemctl enable --now sensorpipe-edge",
+    ]
+
+
+def _join_broker(s: LocalStack) -> dict[str, object] | None:
+    """What a join code says about the broker: a `server setup` directory's public TLS
+    listener and CA, or a running local stack's loopback port."""
+    from sensorpipe.stack.local import join_broker
+
+    broker = join_broker(s.directory)
+    if broker is not None:
+        ca_file = str(broker.get("ca_file") or "")
+        try:
+            ca_pem = Path(ca_file).read_text() if ca_file else None
+        except OSError as exc:
+            fail(f"{ca_file}: cannot read the server's CA certificate ({exc.strerror or exc})")
+        return {
+            "host": str(broker.get("host")),
+            "port": int(broker.get("port", 8883)),
+            "tls": bool(broker.get("tls", True)),
+            "ca_pem": ca_pem,
+        }
+    info = s.info()
+    if info is None:
+        return None
+    return {"host": "127.0.0.1", "port": info.broker_port, "tls": False, "ca_pem": None}
+
+
+def _server_note(s: LocalStack) -> str:
+    from sensorpipe.stack.local import join_broker
+
+    if join_broker(s.directory) is None:
+        return ""
+    return (
+        "the broker learns the password when you run `sensorpipe server setup` again and "
+        "`systemctl restart mosquitto` (before the Pi joins)"
+    )
 
 
 @devices.group("add-kit")
@@ -577,6 +677,7 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
     pending = s.pending_lifts()
     from sensorpipe.query.health import NO_DATA_YET, not_ok_notes
 
+    keys = _enrolled_keys(s)
     seen, stats, why_not = _data_sources(s)
     if why_not:
         click.echo(
@@ -603,6 +704,8 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
                     "licence": d.licence,
                     "count_classes": d.count_classes,
                     "personal_data": d.personal_data,
+                    # Edge devices: where its signing key comes from (protocol.enrollment).
+                    "key": _key_fields(d, keys.get(str(item["device_id"]))),
                     # null, or since when (epoch s), why and by whom it is quarantined.
                     "quarantine": _quarantine_fields(quarantined.get(str(item["device_id"]))),
                     # null, or a lift the broker has not confirmed (account still disabled).
@@ -624,6 +727,9 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
         state = "" if q is None else f" QUARANTINED({q.reason} since {_when(q.since)})"
         if device_id in pending:
             state += f" LIFT-PENDING(since {_when(pending[device_id].lifted_at)})"
+        key = _key_fields(d, keys.get(device_id))
+        if key is not None and key["state"] == AWAITING_JOIN:
+            state += f" KEY({AWAITING_JOIN})"
         if stats is not None and stats.of(device_id).first_seen_ms is None:
             state += f" ({NO_DATA_YET})"
         click.echo(
@@ -632,6 +738,67 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
         )
         for note in [] if stats is None else not_ok_notes(stats.of(device_id).health):
             click.echo(f"  ! {note}")
+
+
+AWAITING_JOIN = "awaiting join"
+
+
+def _enrolled_keys(s: LocalStack) -> dict[str, EnrolledKey]:
+    import sqlite3
+
+    from sensorpipe.protocol.enrollment import KeyStore
+
+    try:
+        return KeyStore(s.keys_path).all()
+    except sqlite3.Error as exc:
+        click.echo(f"note: {s.keys_path}: cannot read the enrolled keys ({exc})", err=True)
+        return {}
+
+
+def _key_fields(d: DeviceEntry, enrolled: EnrolledKey | None) -> dict[str, object] | None:
+    """Where an edge device's signing key comes from: the registry (made by `devices add
+    --make-key`), enrolled by the device at its join, or not yet (awaiting its join)."""
+    from sensorpipe.protocol.enrollment import fingerprint
+
+    if d.source != EDGE:
+        return None
+    if d.public_key:
+        return {"state": "registry", "fingerprint": fingerprint(d.public_key)}
+    if enrolled is None:
+        return {"state": AWAITING_JOIN, "fingerprint": None}
+    return {
+        "state": "enrolled",
+        "fingerprint": fingerprint(enrolled.public_key),
+        "enrolled_at": enrolled.enrolled_at,
+    }
+
+
+@devices.command("reset-key")
+@click.argument("device_id")
+@DIR_OPTION
+def devices_reset_key(device_id: str, directory: Path | None) -> None:
+    """Forget the key DEVICE_ID enrolled at its join, so that it can join again (a Pi set up
+    anew, a lost SD card). Until it joins again, its messages are set aside (`no_key`)."""
+    from sensorpipe.protocol.enrollment import KeyStore
+
+    s = local_stack(directory)
+    registry = s.registry()
+    entry = registry.devices.get(device_id)
+    if entry is None:
+        fail(f"{device_id}: not a registered device (`sensorpipe devices list` shows them)")
+    if entry.source != EDGE:
+        fail(f"{device_id}: a device of source {entry.source!r} has no key of its own")
+    if entry.public_key:
+        fail(
+            f"{device_id}: its key is in the registry (registered with --make-key), not "
+            "enrolled: register it again to give it another"
+        )
+    if not KeyStore(s.keys_path).forget(device_id):
+        fail(f"{device_id}: it has not enrolled a key ({s.keys_path}): it can join as it is")
+    # Touched (owner and mode kept), so that the ingest, which re-reads a changed registry,
+    # forgets the key too.
+    os.utime(s.registry_path)
+    click.echo(f"{device_id}: its enrolled key is forgotten; it can join again (`edge join`)")
 
 
 def _health_fields(stats: RegisterStats | None, device_id: str) -> dict[str, object]:

@@ -111,3 +111,68 @@ def edge_check(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     click.echo(check.as_json(checks) if as_json else check.render(checks))
     if any(c.status != check.OK for c in checks):
         ctx.exit(1)
+
+
+@edge.command("join")
+@click.option(
+    "--code-file",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default=None,
+    help="Read the join code from this file ('-': standard input). Default: asked for.",
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write everything under this directory instead of / (no root needed; no user is "
+    "made and systemd is not told).",
+)
+def edge_join(code_file: Path | None, root: Path | None) -> None:
+    """Join the server with the code `sensorpipe devices add` printed for this device.
+
+    Makes the device's signing key here (it never leaves this Pi), writes
+    /etc/sensorpipe/edge.toml (0640 root:sensorpipe) and the server's CA certificate, enrols
+    the key with the server over the broker, creates the `sensorpipe` user (groups dialout,
+    i2c, video) and writes the systemd unit sensorpipe-edge.service. Starts nothing: it prints
+    the two commands that check and start the agent."""
+    import shlex
+    import sys
+
+    from sensorpipe.edge.join import JoinError, Layout, join
+    from sensorpipe.protocol.enrollment import BadJoinCode, decode_join_code
+
+    if code_file is None:
+        if sys.stdin.isatty():
+            text = click.prompt("join code", hide_input=True, err=True)
+        else:
+            text = sys.stdin.readline()
+    else:
+        try:
+            text = sys.stdin.read() if str(code_file) == "-" else code_file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"--code-file {code_file}: cannot read it ({exc})")
+    try:
+        code = decode_join_code(text)
+    except BadJoinCode as exc:
+        fail(str(exc))
+    layout = Layout((root or Path("/")).resolve())
+    try:
+        joined = join(code, layout)
+    except JoinError as exc:
+        fail(f"{code.device_id}: {exc}")
+    except OSError as exc:
+        fail(f"cannot write {exc.filename or layout.root}: {exc.strerror or exc}")
+    for note in joined.notes:
+        click.echo(note)
+    for path in joined.written:
+        click.echo(f"wrote {path}")
+    made = "made on this device" if joined.new_key else "kept from the earlier join"
+    click.echo(f"{code.device_id}: key {joined.fingerprint} ({made}) enrolled with the server")
+    config = shlex.quote(str(layout.config))
+    as_user = "sudo -u sensorpipe " if layout.system else ""
+    click.echo("next: check the sensors, the clock and one message end to end, then start it:")
+    click.echo(
+        f"  {as_user}{shlex.quote(sys.executable)} -m sensorpipe edge check --config {config}"
+    )
+    if layout.system:
+        click.echo("  sudo systemctl enable --now sensorpipe-edge")

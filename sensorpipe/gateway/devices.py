@@ -71,14 +71,17 @@ def add_device(
     personal_data: bool | None = None,
     max_messages_per_s: float | None = None,
     max_bytes_per_s: int | None = None,
+    make_key: bool = True,
 ) -> DeviceCredentials:
-    """Register `device_id` and return its credentials. The register fields (contact, legal
+    """Register `device_id` and return its credentials. `make_key` False: no key pair is
+    made here; the device makes its own and enrols it (`edge join`, protocol.enrollment), and
+    the credentials' keys are empty. The register fields (contact, legal
     basis, retention, licence) left empty are the network's; `personal_data` None is decided
     from its sensors (a camera processes personal data on the device). `max_messages_per_s`,
     `max_bytes_per_s`: its own quota at the ingest instead of the network's default."""
     check_new_device_id(registry, device_id)
     password = secrets.token_urlsafe(24)
-    private_key, public_key = generate_keypair()
+    private_key, public_key = generate_keypair() if make_key else ("", "")
     registry.devices[device_id] = DeviceEntry(
         site=site,
         owner=owner,

@@ -142,6 +142,9 @@ class IngestConfig(_Strict):
     # The quarantine book (protocol.quarantine) shared with the kit gateway and the CLI; none:
     # a device over its quota is only reported.
     quarantine_path: str | None = None
+    # The keys devices made themselves and enrolled (protocol.enrollment, `edge join`); the
+    # ingest writes it, so it lies under the server's state directory, not beside the registry.
+    keys_path: str = "keys.sqlite"
     broker_admin: BrokerAdminConfig | None = None
     # Prometheus text endpoint (GET /metrics) on this port; none without it. Port 0: any free.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
@@ -179,7 +182,7 @@ def load_ingest_config(path: Path | str) -> IngestConfig:
     base = Path(path).resolve().parent
     # Relative paths in the file are relative to the file, not to where the ingest started.
     updates: dict[str, object] = {}
-    for key in ("registry_path", "deadletter_path", "stats_path", "quarantine_path"):
+    for key in ("registry_path", "deadletter_path", "stats_path", "quarantine_path", "keys_path"):
         value = getattr(config, key)
         if value is not None and not Path(value).is_absolute():
             updates[key] = str(base / value)

@@ -61,13 +61,14 @@ from sensorpipe.ingest.points import Receipt, message_points
 from sensorpipe.ingest.quota import Due, QuotaKeeper
 from sensorpipe.ingest.stats import IngestStats
 from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
-from sensorpipe.protocol.ack import ack_topic, encode_ack
+from sensorpipe.protocol.ack import ack_topic, encode_ack, encode_key_reply
 from sensorpipe.protocol.brokerlink import (
     Client,
     connect_failure,
     describe_closed_unanswered,
     describe_refusal,
 )
+from sensorpipe.protocol.enrollment import KEY_KIND, KeyEnrollment, KeyReply, KeyStore, fingerprint
 from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
 from sensorpipe.protocol.problems import RepeatedProblem
 from sensorpipe.protocol.provenance import EDGE
@@ -132,6 +133,7 @@ REPEATABLE = frozenset(
 )
 REJECTION_CACHE = 4096  # payloads remembered
 _TOPIC_HEAD = TOPIC_PREFIX + "/"
+_KEY_TOPIC_TAIL = "/" + KEY_KIND
 
 
 def topic_device(topic: str) -> str:
@@ -159,7 +161,7 @@ class _Outcome:
     rejection: Rejection | None = None
 
 
-Checked = AnyMessage | Rejection  # what checking one message gives
+Checked = AnyMessage | KeyEnrollment | Rejection  # what checking one message gives
 
 
 @dataclass
@@ -193,7 +195,8 @@ class IngestService:
         self.stats = IngestStats()
         self._clock = clock
         self._monotonic = monotonic
-        self._registry = RegistryView(config.registry_path)
+        self._keys = KeyStore(config.keys_path)
+        self._registry = RegistryView(config.registry_path, self._keys)
         self._validator = Validator(
             self._registry,
             clock=clock,
@@ -833,6 +836,8 @@ class IngestService:
         if known is not None:
             return known
         try:
+            if item.topic.endswith(_KEY_TOPIC_TAIL):
+                return self._validator.check_enrollment(item.topic, item.payload)
             return self._validator.check(item.topic, item.payload)
         except Rejection as rejection:
             if rejection.code in REPEATABLE:
@@ -845,7 +850,11 @@ class IngestService:
             return Rejection("internal_error", repr(exc)[:500])
 
     def _evaluate(self, item: Incoming, checked: Checked) -> _Outcome:
+        if isinstance(checked, KeyEnrollment):
+            return self._enroll(item, checked)
         if isinstance(checked, Rejection):
+            if item.topic.endswith(_KEY_TOPIC_TAIL):
+                self._answer_enrollment(item, ok=False, reason=f"{checked.code}: {checked}")
             return _Outcome(item, rejection=checked)
         message = checked
         device = self._registry.device(message.device_id)
@@ -880,6 +889,45 @@ class IngestService:
         except LineProtocolError as exc:
             return _Outcome(item, rejection=Rejection("unstorable", str(exc)))
         return _Outcome(item, message=message, points=points, lines=lines)
+
+    def _enroll(self, item: Incoming, enrollment: KeyEnrollment) -> _Outcome:
+        """Keep the first key a device enrols (protocol.enrollment) and answer it; another key
+        is refused and dead-lettered. Nothing is stored in InfluxDB for it."""
+        device = enrollment.device_id
+        try:
+            kept, accepted = self._keys.enroll(device, enrollment.public_key)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("cannot write the key store %s: %s", self._keys.path, exc)
+            rejection = Rejection("key_store", f"the server cannot keep keys now ({exc})")
+            self._answer_enrollment(item, ok=False, reason=f"{rejection.code}: {rejection}")
+            return _Outcome(item, rejection=rejection)
+        if not accepted:
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(kept.enrolled_at))
+            rejection = Rejection(
+                "key_taken",
+                f"{device} enrolled another key ({fingerprint(kept.public_key)}) at {when}; "
+                f"to let it join again, on the server: sensorpipe devices reset-key {device}",
+            )
+            self._answer_enrollment(item, ok=False, reason=f"{rejection.code}: {rejection}")
+            return _Outcome(item, rejection=rejection)
+        self._registry.forget_verifier(device)
+        log.info("%s enrolled its key %s", device, fingerprint(kept.public_key))
+        self._answer_enrollment(item, ok=True, fp=fingerprint(kept.public_key))
+        return _Outcome(item)
+
+    def _answer_enrollment(
+        self, item: Incoming, *, ok: bool, reason: str = "", fp: str = ""
+    ) -> None:
+        """Answer an enrollment on its device's acknowledgement topic (the one topic a device
+        may read), naming its nonce; one too broken to name them gets no answer."""
+        parsed = parse_topic(item.topic)
+        try:
+            nonce = json.loads(item.payload).get("nonce")
+            reply = KeyReply(nonce=nonce, ok=ok, reason=reason[:500], fingerprint=fp)
+        except (ValueError, AttributeError, RecursionError):
+            return
+        if parsed is not None:
+            self._client.publish(ack_topic(parsed[0]), encode_key_reply(reply), qos=1)
 
     def _store_part(self, part: list[_Outcome]) -> bool:
         """Write these messages; when InfluxDB refuses (4xx: bad line, type conflict), split in

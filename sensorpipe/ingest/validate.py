@@ -3,11 +3,16 @@
 Order: topic, size and JSON, device registered, topic matches payload, signature, schema and
 ranges, observation time neither in the future nor older than the backlog window. The first
 failure is the reason; `code` is short and stable so rejections can be counted per reason.
+
+A device's key is the registry's, or, where the registry has none, the one it enrolled
+(protocol.enrollment: the key store is read, not written, here). An enrollment message on
+`sensorpipe/v1/<id>/key` is checked here too (`check_enrollment`); keeping it is the ingest's.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -15,6 +20,7 @@ from pathlib import Path
 
 from sensorpipe.protocol.codec import DecodeError, canonical_bytes, parse_json, validate
 from sensorpipe.protocol.configfile import ConfigError
+from sensorpipe.protocol.enrollment import KEY_KIND, KeyEnrollment, KeyStore
 from sensorpipe.protocol.messages import AnyMessage
 from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES
 from sensorpipe.protocol.registry import (
@@ -36,8 +42,9 @@ log = logging.getLogger(__name__)
 class RegistryView:
     """The registry file, re-read when it changes, so devices added at runtime are accepted."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, keys: KeyStore | None = None) -> None:
         self.path = Path(path)
+        self.keys = keys
         self._mtime: float | None = None
         self._loaded = False
         self._registry = Registry()
@@ -70,14 +77,35 @@ class RegistryView:
         return self._registry.devices.get(device_id)
 
     def verifier(self, signer: str) -> Verifier:
-        """The verifier of a device's key, or of a gateway's (`GATEWAY_KEY_PREFIX` + its id)."""
+        """The verifier of a device's key, or of a gateway's (`GATEWAY_KEY_PREFIX` + its id).
+        Raises `Rejection` `no_key` for a device that has not enrolled its key yet."""
         if signer not in self._verifiers:
             if signer.startswith(GATEWAY_KEY_PREFIX):
                 key = self._registry.gateways[signer[len(GATEWAY_KEY_PREFIX) :]].public_key
             else:
-                key = self._registry.devices[signer].public_key
+                key = self._registry.devices[signer].public_key or self.enrolled_key(signer)
+                if not key:
+                    raise Rejection(
+                        "no_key",
+                        f"{signer} has no signing key yet: run `sensorpipe edge join` on the "
+                        "device (it makes its key and enrols it)",
+                    )
             self._verifiers[signer] = Verifier(key)
         return self._verifiers[signer]
+
+    def enrolled_key(self, device_id: str) -> str:
+        """The key `device_id` enrolled, read from the key store now; "" if none."""
+        if self.keys is None:
+            return ""
+        try:
+            enrolled = self.keys.get(device_id)
+        except sqlite3.Error as exc:
+            log.error("cannot read the key store %s: %s", self.keys.path, exc)
+            return ""
+        return enrolled.public_key if enrolled is not None else ""
+
+    def forget_verifier(self, device_id: str) -> None:
+        self._verifiers.pop(device_id, None)
 
 
 class Validator:
@@ -115,6 +143,8 @@ class Validator:
         entry = self.registry.device(topic_device)
         if entry is None:
             raise Rejection("unknown_device", f"{topic_device!r} is not in the device registry")
+        if topic_kind == KEY_KIND:
+            raise Rejection("bad_topic", "a key enrollment is checked by check_enrollment")
         signer = self._signer(topic_device, entry, obj.get("vouched_by"))
         signature = obj.get("sig")
         if not isinstance(signature, str):
@@ -139,6 +169,38 @@ class Validator:
         if end is not None and end.timestamp() - self._clock() > self._max_future_s:
             raise Rejection("future_timestamp", f"interval_end {end.isoformat()} is in the future")
         return message
+
+    def check_enrollment(self, topic: str, payload: bytes) -> KeyEnrollment:
+        """An enrollment of the device's own key (protocol.enrollment), or `Rejection`. Whether
+        the device already has another key is decided where it is kept (the ingest)."""
+        parsed = parse_topic(topic)
+        if parsed is None or parsed[1] != KEY_KIND:
+            raise Rejection("bad_topic", f"{topic!r} is not sensorpipe/v1/<device_id>/key")
+        obj = parse_json(payload)
+        if obj.get("device_id") != parsed[0]:
+            raise Rejection(
+                "device_mismatch",
+                f"payload device_id {obj.get('device_id')!r} differs from topic device "
+                f"{parsed[0]!r}",
+            )
+        entry = self.registry.device(parsed[0])
+        if entry is None:
+            raise Rejection("unknown_device", f"{parsed[0]!r} is not in the device registry")
+        if entry.source != EDGE:
+            raise Rejection("wrong_signer", f"{parsed[0]} is a {entry.source} device: no key")
+        if entry.public_key:
+            raise Rejection(
+                "key_taken",
+                f"{parsed[0]} has a key in the registry (`devices add --make-key`): use that "
+                "configuration, or register the device again without --make-key",
+            )
+        try:
+            enrollment = KeyEnrollment.model_validate(obj)
+        except ValueError as exc:
+            raise Rejection("schema", f"not a key enrollment: {str(exc).splitlines()[0]}") from None
+        if not enrollment.proves_possession():
+            raise Rejection("bad_signature", "the enrollment is not signed by the key it enrols")
+        return enrollment
 
     @staticmethod
     def _signer(device_id: str, entry: DeviceEntry, vouched_by: object) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sensorpipe.protocol.enrollment import KeyReply
 from sensorpipe.protocol.messages import INT64_MAX
 from sensorpipe.protocol.topics import is_valid_device_id
 
@@ -30,7 +31,10 @@ class Ack(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: int = Field(default=1, ge=1, le=1)
-    seqs: list[tuple[int, int]] = Field(max_length=MAX_RANGES)
+    seqs: list[tuple[int, int]] = Field(default_factory=list, max_length=MAX_RANGES)
+    # The answer to a key enrollment (protocol.enrollment), on the same topic: the only one
+    # a device may read.
+    key: KeyReply | None = None
 
     @field_validator("seqs")
     @classmethod
@@ -69,7 +73,11 @@ def to_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
 
 
 def encode_ack(seqs: Iterable[int]) -> bytes:
-    return Ack(seqs=to_ranges(seqs)).model_dump_json().encode()
+    return Ack(seqs=to_ranges(seqs)).model_dump_json(exclude_none=True).encode()
+
+
+def encode_key_reply(reply: KeyReply) -> bytes:
+    return Ack(key=reply).model_dump_json(exclude_none=True).encode()
 
 
 def decode_ack(payload: bytes) -> Ack:

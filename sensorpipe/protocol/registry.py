@@ -48,7 +48,8 @@ class DeviceEntry(_Strict):
     # How its readings arrive (protocol.provenance): its own edge agent, a kit through a
     # sensorpipe gateway, or history files only.
     source: DeviceSource = EDGE
-    # Edge devices: the Ed25519 public key it signs with and its broker password's hash.
+    # Edge devices: the Ed25519 public key it signs with and its broker password's hash. An
+    # empty key: the device makes its own and enrols it (protocol.enrollment, `edge join`).
     # airrohr kits: the hash of the HTTP basic-auth password typed into the kit (no key: the
     # gateway signs). TTN nodes and imported devices: neither.
     public_key: str = ""
@@ -82,7 +83,7 @@ class DeviceEntry(_Strict):
     @model_validator(mode="after")
     def _what_its_source_needs(self) -> DeviceEntry:
         needs: dict[str, tuple[str, ...]] = {
-            "edge": ("public_key", "password_hash"),
+            "edge": ("password_hash",),
             "airrohr": ("gateway", "chip_id", "password_hash"),
             "ttn": ("gateway", "ttn_application", "ttn_device"),
             "import": (),

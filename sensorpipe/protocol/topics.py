@@ -6,6 +6,8 @@ import re
 
 TOPIC_PREFIX = "sensorpipe/v1"
 KINDS = ("air", "status", "count")
+# Not data: a device enrolling the key it made (protocol.enrollment); never stored as a point.
+CONTROL_KINDS = ("key",)
 # Device ids end up in topics, usernames, file names and InfluxDB tags: keep them boring.
 DEVICE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
@@ -29,7 +31,7 @@ def parse_topic(topic: str) -> tuple[str, str] | None:
     if not topic.startswith(prefix):
         return None
     rest = topic[len(prefix) :].split("/")
-    if len(rest) != 2 or rest[1] not in KINDS or not is_valid_device_id(rest[0]):
+    if len(rest) != 2 or rest[1] not in KINDS + CONTROL_KINDS or not is_valid_device_id(rest[0]):
         return None
     return rest[0], rest[1]
 

@@ -179,6 +179,34 @@ class StackInfo:
         )
 
 
+SERVER_FILE = "server.toml"
+
+
+def server_state_dir(directory: Path) -> Path | None:
+    """The state directory a `server setup` directory names in server.toml; None elsewhere."""
+    try:
+        with (directory / SERVER_FILE).open("rb") as f:
+            state = tomllib.load(f).get("state", {}).get("directory")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise StackError(f"{directory / SERVER_FILE}: cannot read it ({exc})") from None
+    return Path(state) if isinstance(state, str) else None
+
+
+def join_broker(directory: Path) -> dict[str, Any] | None:
+    """How devices reach the broker of a `server setup` directory (its server.toml's
+    [broker]: host, port, tls, ca_file); None elsewhere."""
+    try:
+        with (directory / SERVER_FILE).open("rb") as f:
+            broker = tomllib.load(f).get("broker")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise StackError(f"{directory / SERVER_FILE}: cannot read it ({exc})") from None
+    return broker if isinstance(broker, dict) else None
+
+
 class LocalStack:
     def __init__(self, directory: Path | str, *, broker_queue: int = MAX_QUEUED_MESSAGES) -> None:
         self.directory = Path(directory).resolve()
@@ -186,7 +214,11 @@ class LocalStack:
         self.registry_path = self.directory / "registry.toml"
         self.state_path = self.directory / "stack.json"
         self.lock_path = self.directory / "stack.lock"
-        self.quarantine_path = self.directory / "quarantine.sqlite"
+        # A directory written by `server setup` names where the services keep their state
+        # (server.toml): the quarantine book and the enrolled keys are there, not here.
+        state = server_state_dir(self.directory) or self.directory
+        self.quarantine_path = state / "quarantine.sqlite"
+        self.keys_path = state / "keys.sqlite"
         self._processes: list[ManagedProcess] = []
         self._state: StackInfo | None = None  # what stack.json says, while this object runs it
         # Set by up() in this process, for callers (tests) that restart one component.
@@ -704,6 +736,7 @@ class LocalStack:
             # Devices over their quota are quarantined in the stack's book, and their broker
             # accounts disabled with the admin account.
             "quarantine_path": str(self.quarantine_path),
+            "keys_path": str(self.keys_path),
             "broker": {
                 "host": "127.0.0.1",
                 "port": broker_port,

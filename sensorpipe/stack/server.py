@@ -53,7 +53,7 @@ from sensorpipe.gateway.mosquitto import (
 )
 from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.registry import load_registry, save_registry
-from sensorpipe.stack.local import GATEWAY_KEPT
+from sensorpipe.stack.local import GATEWAY_KEPT, SERVER_FILE
 from sensorpipe.stack.local import SERVE_KEPT as STACK_SERVE_KEPT
 
 SERVICE_USER = "sensorpipe"
@@ -200,6 +200,26 @@ def run_setup(setup: Setup) -> list[Path]:
         write_private(path, tomli_w.dumps(config))  # passwords: private from the first byte
         _own(path, ids, group=SERVICE_USER, mode=0o640)
         written.append(path)
+
+    # What `devices add --dir <etc>` puts in a device's join code, and where the services
+    # keep their state (the quarantine book, the enrolled keys) for the CLI to read.
+    server_file = setup.etc / SERVER_FILE
+    server_file.write_text(
+        "# written by `sensorpipe server setup`: how devices reach this server\n"
+        + tomli_w.dumps(
+            {
+                "broker": {
+                    "host": setup.public_host,
+                    "port": setup.ports.broker_tls,
+                    "tls": True,
+                    "ca_file": str(setup.ca_cert) if setup.tls_cert is None else "",
+                },
+                "state": {"directory": str(setup.state)},
+            }
+        )
+    )
+    server_file.chmod(0o644)
+    written.append(server_file)
 
     for name in UNITS:
         path = setup.unit_path(name)
@@ -366,6 +386,7 @@ def _ingest_config(setup: Setup, password: str, admin: Any) -> dict[str, Any]:
         "metrics_port": setup.ports.metrics,
         "metrics_bind": "127.0.0.1",
         "quarantine_path": str(setup.state / "quarantine.sqlite"),
+        "keys_path": str(setup.state / "keys.sqlite"),
         "broker": {
             "host": "127.0.0.1",
             "port": setup.ports.broker,

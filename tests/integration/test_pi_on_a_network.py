@@ -2,7 +2,8 @@
 units' ExecStart lines run as processes, Mosquitto from the written configuration, a real
 influxd); the Pi is the real agent in a network namespace of its own, joined to the server by
 a veth pair (10.77.x.1 the server, 10.77.x.2 the Pi), that reaches the server only through
-the broker's TLS listener, checking the server's certificate against the CA copied from it.
+the broker's TLS listener, checking the server's certificate against the CA its join code
+carries: the Pi joins with `edge join` and the code `devices add` printed (its key made there).
 `edge check` is green, `edge run` delivers, and after the broker and the ingest are killed and
 started again on the same address while the Pi keeps reading, every message is stored once.
 
@@ -21,11 +22,13 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
@@ -172,29 +175,42 @@ def run_pi_against_server(tmp_path: Path, influxd: Influxd, net: Network) -> Non
         stats.unlink(missing_ok=True)
         ingest.start(lambda: stats.exists() and '"connected": true' in stats.read_text())
 
-    # The Pi's side: its own directory, the server's CA copied there, an SDS011 on a pty.
+    # The Pi's side: a root directory of its own (`edge join --root`), an SDS011 on a pty.
     pi = tmp_path / "pi"
-    pi.mkdir()
-    shutil.copy(etc / "tls" / "ca.pem", pi / "ca.pem")
-    config = pi / "edge.toml"
-    config.write_text(
-        f'device_id = "{DEVICE}"\nprivate_key = "{creds["private_key"]}"\n'
-        f'outbox_path = "{pi / "outbox.sqlite"}"\n\n'
-        f'[mqtt]\nhost = "{net.server}"\nport = {ports["broker-tls"]}\n'
-        f'username = "{creds["username"]}"\npassword = "{creds["password"]}"\n'
-        'tls = true\nca_file = "ca.pem"\nconnect_timeout_s = 5\nconfirm_timeout_s = 3\n\n'
-        '[[sensors]]\ndriver = "sds011"\nport = "{sds}"\ninterval_s = 0.5\ntimeout_s = 2.0\n\n'
-        '[[sensors]]\ndriver = "bme280"\nbus = 1\naddress = 0x76\ninterval_s = 1.0\n'
-    )
+    code_file = tmp_path / "join-code"
+    code_file.write_text(creds["join_code"] + "\n")
+    config = pi / "etc" / "sensorpipe" / "edge.toml"
     agent_argv = [sys.executable, str(Path(__file__).with_name("pi_agent.py")), "edge"]
     influx = influxd.client()
     influx.database = "sensorpipe"
     pi_run: ManagedProcess | None = None
     sim = Sds011Simulator(Sds011Device(read_pm=Street(1).pm_now, bad_frame_rate=0.0))
     with sim:
-        config.write_text(config.read_text().replace("{sds}", sim.port))
         try:
             start_server()
+            # The Pi joins with the code `devices add` printed: its key is made there and
+            # enrolled over the broker's TLS listener, checked against the CA in the code.
+            joined = subprocess.run(
+                net.on_pi(
+                    [sys.executable, "-m", "sensorpipe", "edge", "join", "--root", str(pi)]
+                    + ["--code-file", str(code_file)]
+                ),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert joined.returncode == 0, joined.stdout + joined.stderr
+            assert "made on this device" in joined.stdout, joined.stdout
+            assert config.stat().st_mode & 0o077 == 0  # its password and key: not for others
+            assert "private_key" not in creds  # the key never was on the server
+            # The simulated sensors' addresses and a quick pace for the test.
+            edge = tomllib.loads(config.read_text())
+            edge["sensors"] = [
+                {"driver": "sds011", "port": sim.port, "interval_s": 0.5, "timeout_s": 2.0},
+                {"driver": "bme280", "bus": 1, "address": 0x76, "interval_s": 1.0},
+            ]
+            edge["mqtt"].update(connect_timeout_s=5, confirm_timeout_s=3)
+            config.write_text(tomli_w.dumps(edge))
             if net.kind == "namespace":
                 # The Pi is on a network of its own: the broker's loopback listener, which the
                 # server's services use, is not there; only the TLS listener is reachable.
@@ -242,7 +258,7 @@ def run_pi_against_server(tmp_path: Path, influxd: Influxd, net: Network) -> Non
 
             # The server goes down hard while the Pi keeps reading. First the ingest: what the
             # broker accepts now (PUBACK) is confirmed by no one and dies with the broker ...
-            outbox = pi / "outbox.sqlite"
+            outbox = pi / "var" / "lib" / "sensorpipe" / "outbox.sqlite"
             ingest.kill()
             wait_for(
                 lambda: outbox_rows(outbox, sent=True) >= 3, what="messages only the broker has"

@@ -1,0 +1,396 @@
+"""`sensorpipe edge join`: a Raspberry Pi joins the server from one join code.
+
+The server's `devices add` prints the code (protocol.enrollment.JoinCode: broker address and
+port, TLS and its CA certificate, the device's username and password, its declared sensors).
+Joining, on the Pi, as root:
+
+1. the `sensorpipe` system user that runs the agent exists, in the groups `dialout` (serial
+   adapters), `i2c` and `video` (a camera), where the system has them;
+2. the device's Ed25519 key pair is made here (joined before: the key in the configuration is
+   kept), so the private key never leaves the Pi;
+3. /etc/sensorpipe/edge.toml (0640 root:sensorpipe: it holds the password and the key) and
+   /etc/sensorpipe/ca.pem (0644) are written, the outbox's directory /var/lib/sensorpipe made
+   (0750 sensorpipe);
+4. the public key is enrolled: published, signed with the new key, on the device's key topic
+   over the broker link the agent will use, and the ingest's answer awaited. So a wrong
+   password, an untrusted certificate or a closed port shows now, in one line;
+5. the systemd unit sensorpipe-edge.service is written (Type=notify with a watchdog,
+   Restart=always, after time-sync and the network, the `sensorpipe` user) and systemd told.
+
+It starts nothing: `edge check` then `systemctl enable --now sensorpipe-edge` do. Run again,
+it writes the files anew and enrols the same key (accepted again). `--root DIR` writes under DIR
+instead of / and leaves users and systemd alone (no root needed): a trial, or the tests.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import secrets
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from sensorpipe.protocol.enrollment import (
+    JoinCode,
+    KeyReply,
+    enroll_topic,
+    enrollment_payload,
+    fingerprint,
+)
+from sensorpipe.protocol.files import write_private
+from sensorpipe.protocol.signing import generate_keypair
+
+USER = "sensorpipe"
+GROUPS = ("dialout", "i2c", "video")
+UNIT_NAME = "sensorpipe-edge.service"
+WATCHDOG_S = 120
+ANSWER_TIMEOUT_S = 20.0
+# The sensors a join code may name, and the section each gets (the Pi's usual wiring; edit
+# the file where yours differs, and `edge check` says what answers).
+SENSOR_SECTIONS: dict[str, dict[str, Any]] = {
+    "sds011": {"driver": "sds011", "port": "/dev/ttyUSB0", "interval_s": 60},
+    "bme280": {"driver": "bme280", "bus": 1, "address": 0x76, "interval_s": 60},
+}
+
+
+class JoinError(RuntimeError):
+    """Joining stopped; the message says why and what to do."""
+
+
+@dataclass
+class Layout:
+    root: Path
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc" / "sensorpipe"
+
+    @property
+    def config(self) -> Path:
+        return self.etc / "edge.toml"
+
+    @property
+    def ca(self) -> Path:
+        return self.etc / "ca.pem"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "var" / "lib" / "sensorpipe"
+
+    @property
+    def unit(self) -> Path:
+        return self.root / "etc" / "systemd" / "system" / UNIT_NAME
+
+    @property
+    def system(self) -> bool:
+        return self.root.resolve() == Path("/")
+
+
+@dataclass
+class Joined:
+    device_id: str
+    fingerprint: str
+    new_key: bool
+    written: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def join(code: JoinCode, layout: Layout, *, enroll: bool = True) -> Joined:
+    """Do every step of joining (see the module's docstring); JoinError names what failed."""
+    notes: list[str] = []
+    if layout.system:
+        notes += _ensure_user()
+    private_key, new = _key(layout, code.device_id)
+    public_key = _public_key(private_key)
+    written = _write_files(code, layout, private_key)
+    joined = Joined(code.device_id, fingerprint(public_key), new, written, notes)
+    if enroll:
+        enrol(code, layout, private_key, public_key)
+    layout.unit.parent.mkdir(parents=True, exist_ok=True)
+    layout.unit.write_text(unit_text(layout))
+    layout.unit.chmod(0o644)
+    written.append(layout.unit)
+    if layout.system and Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
+        subprocess.run(["systemctl", "daemon-reload"], check=False)
+    return joined
+
+
+def _public_key(private_key: str) -> str:
+    import base64
+
+    from nacl.signing import SigningKey
+
+    raw = base64.b64decode(private_key)
+    return base64.b64encode(bytes(SigningKey(raw).verify_key)).decode()
+
+
+def _key(layout: Layout, device_id: str) -> tuple[str, bool]:
+    """The key this Pi has for `device_id` (joined before), or a new one."""
+    try:
+        old = tomllib.loads(layout.config.read_text())
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        old = {}
+    key = old.get("private_key")
+    if old.get("device_id") == device_id and isinstance(key, str):
+        try:
+            _public_key(key)
+            return key, False
+        except (ValueError, TypeError):
+            pass
+    private_key, _ = generate_keypair()
+    return private_key, True
+
+
+def edge_config(code: JoinCode, layout: Layout, private_key: str) -> dict[str, Any]:
+    mqtt: dict[str, Any] = {
+        "host": code.host,
+        "port": code.port,
+        "username": code.username,
+        "password": code.password,
+        "tls": code.tls,
+    }
+    if code.tls and code.ca_pem:
+        mqtt["ca_file"] = str(layout.ca)
+    sensors = [SENSOR_SECTIONS[s] for s in code.sensors if s in SENSOR_SECTIONS]
+    if not code.sensors:  # any model: the usual pair
+        sensors = list(SENSOR_SECTIONS.values())
+    return {
+        "device_id": code.device_id,
+        "private_key": private_key,
+        "outbox_path": str(layout.state / "outbox.sqlite"),
+        "mqtt": mqtt,
+        "sensors": sensors,
+    }
+
+
+HEADER = (
+    "# written by `sensorpipe edge join`: the device's password and private key (made on this\n"
+    "# device; it never leaves it). Sensors: edit port/bus/address where yours differ, then\n"
+    "# `sensorpipe edge check --config {path}` says what answers.\n"
+)
+
+
+def _write_files(code: JoinCode, layout: Layout, private_key: str) -> list[Path]:
+    ids = _ids() if layout.system else None
+    layout.etc.mkdir(parents=True, exist_ok=True)
+    layout.state.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if code.tls and code.ca_pem:
+        layout.ca.write_text(code.ca_pem if code.ca_pem.endswith("\n") else code.ca_pem + "\n")
+        layout.ca.chmod(0o644)
+        written.append(layout.ca)
+    text = HEADER.format(path=layout.config) + tomli_w.dumps(edge_config(code, layout, private_key))
+    write_private(layout.config, text)  # 0600 from its first byte, then the group may read
+    if ids is not None:
+        os.chown(layout.config, 0, ids[1])
+        layout.config.chmod(0o640)
+        os.chown(layout.state, ids[0], ids[1])
+        layout.state.chmod(0o750)
+    written.append(layout.config)
+    return written
+
+
+def _ids() -> tuple[int, int]:
+    try:
+        return pwd.getpwnam(USER).pw_uid, grp.getgrnam(USER).gr_gid
+    except KeyError:
+        raise JoinError(
+            f"there is no `{USER}` user: create it (`adduser --system --group {USER}`)"
+        ) from None
+
+
+def _ensure_user() -> list[str]:
+    """Make the system user that runs the agent and put it in the groups that reach the
+    sensors; what was done, as notes."""
+    if os.geteuid() != 0:
+        raise JoinError(
+            "joining writes /etc/sensorpipe and the agent's systemd unit: run it as root "
+            f"(sudo {sys.executable} -m sensorpipe edge join), or give --root DIR to write there"
+        )
+    notes = []
+    if not _user_exists(USER):
+        home = "/var/lib/sensorpipe"
+        command = ["useradd", "--system", "--user-group", "--home-dir", home]
+        command += ["--shell", "/usr/sbin/nologin", USER]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise JoinError(f"cannot create the user {USER}: {done.stderr.strip()}")
+        notes.append(f"created the system user {USER}")
+    have = {g.gr_name for g in grp.getgrall() if USER in g.gr_mem}
+    wanted = [g for g in GROUPS if _group_exists(g) and g not in have]
+    if wanted:
+        subprocess.run(["usermod", "-aG", ",".join(wanted), USER], check=False)
+        notes.append(f"added {USER} to the groups {', '.join(wanted)}")
+    missing = [g for g in GROUPS if not _group_exists(g)]
+    if missing:
+        notes.append(f"no group {', '.join(missing)} on this system (needed only for its devices)")
+    return notes
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def unit_text(layout: Layout) -> str:
+    """The agent's systemd unit: Type=notify with a watchdog (the agent speaks sd_notify),
+    restarted always, after the clock is synchronised and the network is up, as `sensorpipe`
+    with the groups of its sensors."""
+    command = f"{sys.executable} -m sensorpipe edge run --config {layout.config}"
+    return "\n".join(
+        [
+            "# written by `sensorpipe edge join`; run it again rather than editing this",
+            "[Unit]",
+            "Description=sensorpipe edge agent",
+            "After=time-sync.target network-online.target",
+            "Wants=network-online.target",
+            "",
+            "[Service]",
+            "Type=notify",
+            "NotifyAccess=main",
+            f"WatchdogSec={WATCHDOG_S}",
+            f"User={USER}",
+            f"Group={USER}",
+            f"SupplementaryGroups={' '.join(GROUPS)}",
+            f"ExecStart={command}",
+            "Restart=always",
+            "RestartSec=10",
+            f"StateDirectory={USER}",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ProtectHome=read-only",
+            "PrivateTmp=yes",
+            f"ReadWritePaths={layout.state}",
+            "UMask=0027",
+            "",
+            "[Install]",
+            "WantedBy=multi-user.target",
+            "",
+        ]
+    )
+
+
+# --- enrolling the key -----------------------------------------------------------------------
+
+
+def enrol(code: JoinCode, layout: Layout, private_key: str, public_key: str) -> KeyReply:
+    """Publish the key on the device's key topic and wait for the ingest's answer."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from sensorpipe.protocol.ack import ack_topic, decode_ack
+    from sensorpipe.protocol.brokerlink import BAD_LOGIN, Client, describe_refusal
+
+    where = f"{code.host}:{code.port} ({'TLS' if code.tls else 'plain text'})"
+    nonce = secrets.token_urlsafe(12)
+    connected, subscribed, answered = threading.Event(), threading.Event(), threading.Event()
+    refused: list[str] = []
+    replies: list[KeyReply] = []
+    client = Client(
+        CallbackAPIVersion.VERSION2, client_id=f"edge-{code.device_id}", protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set(code.username, code.password)
+    if code.tls:
+        ca = str(layout.ca) if code.ca_pem else None
+        client.tls_set(ca_certs=ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.connect_timeout = 10.0
+
+    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure and reason.value in BAD_LOGIN:
+            refused.append(
+                f"login refused ({reason}): the broker does not know this password yet; on the "
+                "server, after `devices add`: `sensorpipe server setup` again and "
+                "`systemctl restart mosquitto` (a lasting server), then join again"
+            )
+        elif reason.is_failure:
+            refused.append(describe_refusal(reason, "[mqtt]"))
+        connected.set()
+
+    def on_subscribe(_c: Any, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            refused.append("the broker refused the device's acknowledgement topic")
+        subscribed.set()
+
+    def on_message(_c: Any, _u: Any, msg: Any) -> None:
+        try:
+            reply = decode_ack(bytes(msg.payload)).key
+        except ValueError:
+            return
+        if reply is not None and reply.nonce == nonce:
+            replies.append(reply)
+            answered.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    try:
+        client.connect(code.host, code.port, 30, clean_start=True, properties=props)
+    except OSError as exc:
+        raise JoinError(f"broker {where}: {_connect_problem(exc, code, layout)}") from None
+    client.loop_start()
+    try:
+        if not connected.wait(10.0):
+            raise JoinError(f"broker {where}: no MQTT answer within 10 s: is it an MQTT broker?")
+        if refused:
+            raise JoinError(f"broker {where}: {refused[0]}")
+        client.subscribe(ack_topic(code.username), qos=1)
+        if not subscribed.wait(10.0) or refused:
+            raise JoinError(f"broker {where}: {refused[0] if refused else 'no SUBACK'}")
+        payload = enrollment_payload(code.device_id, private_key, public_key, nonce)
+        client.publish(enroll_topic(code.device_id), payload, qos=1)
+        if not answered.wait(ANSWER_TIMEOUT_S):
+            raise JoinError(
+                f"broker {where}: logged in, but the ingest did not answer the key enrollment "
+                f"within {ANSWER_TIMEOUT_S:g} s: is `sensorpipe ingest` running on the server? "
+                "Join again when it is"
+            )
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    reply = replies[0]
+    if not reply.ok:
+        raise JoinError(f"the server refused the key: {reply.reason}")
+    return reply
+
+
+def _connect_problem(exc: OSError, code: JoinCode, layout: Layout) -> str:
+    from sensorpipe.protocol.brokerlink import describe_connect_error
+
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"TLS: the broker's certificate is not trusted ({exc.verify_message}): is "
+            f"{code.host} the server that printed the join code? (CA: {layout.ca})"
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return (
+            f"connection refused: nothing listens on port {code.port} (the broker down, or a "
+            "firewall)"
+        )
+    return describe_connect_error(
+        exc, host=code.host, port=code.port, tls=code.tls, connect_timeout_s=10.0, section="code"
+    )
