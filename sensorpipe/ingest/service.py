@@ -854,7 +854,7 @@ class IngestService:
             return self._enroll(item, checked)
         if isinstance(checked, Rejection):
             if item.topic.endswith(_KEY_TOPIC_TAIL):
-                self._answer_enrollment(item, ok=False, reason=f"{checked.code}: {checked}")
+                self._answer_enrollment(item, ok=False, reason=str(checked))
             return _Outcome(item, rejection=checked)
         message = checked
         device = self._registry.device(message.device_id)
@@ -899,7 +899,7 @@ class IngestService:
         except (sqlite3.Error, OSError) as exc:
             log.error("cannot write the key store %s: %s", self._keys.path, exc)
             rejection = Rejection("key_store", f"the server cannot keep keys now ({exc})")
-            self._answer_enrollment(item, ok=False, reason=f"{rejection.code}: {rejection}")
+            self._answer_enrollment(item, ok=False, reason=str(rejection))
             return _Outcome(item, rejection=rejection)
         if not accepted:
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(kept.enrolled_at))
@@ -908,7 +908,7 @@ class IngestService:
                 f"{device} enrolled another key ({fingerprint(kept.public_key)}) at {when}; "
                 f"to let it join again, on the server: sensorpipe devices reset-key {device}",
             )
-            self._answer_enrollment(item, ok=False, reason=f"{rejection.code}: {rejection}")
+            self._answer_enrollment(item, ok=False, reason=str(rejection))
             return _Outcome(item, rejection=rejection)
         self._registry.forget_verifier(device)
         log.info("%s enrolled its key %s", device, fingerprint(kept.public_key))

@@ -190,11 +190,9 @@ def run_pi_against_server(tmp_path: Path, influxd: Influxd, net: Network) -> Non
             start_server()
             # The Pi joins with the code `devices add` printed: its key is made there and
             # enrolled over the broker's TLS listener, checked against the CA in the code.
+            join = ["edge", "join", "--root", str(pi), "--code-file", str(code_file)]
             joined = subprocess.run(
-                net.on_pi(
-                    [sys.executable, "-m", "sensorpipe", "edge", "join", "--root", str(pi)]
-                    + ["--code-file", str(code_file)]
-                ),
+                net.on_pi([sys.executable, "-m", "sensorpipe", *join]),
                 capture_output=True,
                 text=True,
                 timeout=60,
