@@ -2,10 +2,12 @@
 a Pi runs it, in a process of its own (tests/integration/test_pi_on_a_network.py runs it in a
 network namespace), with what a test machine lacks put in place: a BME280 on the simulated I2C
 bus (the one tests/integration/test_edge_check.py uses) and a clock taken as synchronised (a
-container's clock is not NTP-disciplined). The SDS011 is the configured serial port, a pty."""
+container's clock is not NTP-disciplined; `PI_CLOCK_SYNCED=0` in the environment: taken as not
+synchronised). The SDS011 is the configured serial port, a pty."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -26,7 +28,8 @@ def run() -> None:
         return open_bme280(config, lambda _n: bus)
 
     registry.DRIVERS["bme280"] = simulated  # `edge run` opens its sensors through this table
-    probes = Probes(clock_synced=lambda: True, i2c_bus_factory=lambda _n: bus)
+    synced = os.environ.get("PI_CLOCK_SYNCED", "1") != "0"
+    probes = Probes(clock_synced=lambda: synced, i2c_bus_factory=lambda _n: bus)
     main(args=sys.argv[1:], prog_name="sensorpipe", obj=probes)
 
 

@@ -14,10 +14,8 @@ broker's own listener stays on 127.0.0.1): a different topology, said in the tes
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
-import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -32,11 +30,11 @@ import tomli_w
 
 from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
-from sensorpipe.gateway.broker import mosquitto_binary
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.influxd import Influxd
-from sensorpipe.stack.process import ManagedProcess, free_ports, port_open
+from sensorpipe.stack.process import ManagedProcess
 from tests.helpers import wait_for
+from tests.integration.setup_server import SetupServer
 
 pytestmark = pytest.mark.integration
 
@@ -101,19 +99,6 @@ def test_the_pis_namespace_is_removed_when_the_test_fails() -> None:
     assert _ip("link", "show", host_end).returncode != 0  # the veth pair is gone
 
 
-def exec_start(unit: Path) -> list[str]:
-    for line in unit.read_text().splitlines():
-        if line.startswith("ExecStart="):
-            return shlex.split(line.removeprefix("ExecStart="))
-    raise AssertionError(f"{unit}: no ExecStart")
-
-
-def sensorpipe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sensorpipe", *args], capture_output=True, text=True, timeout=120
-    )
-
-
 def seqs(influx: InfluxClient) -> list[int]:
     try:
         series = influx.query(f"SELECT seq FROM link WHERE device_id = '{DEVICE}'")
@@ -139,41 +124,11 @@ def test_a_pi_on_its_own_network_delivers_every_message_once_across_a_server_res
 
 
 def run_pi_against_server(tmp_path: Path, influxd: Influxd, net: Network) -> None:
-    root = tmp_path / "root"
-    names = ("broker", "broker-tls", "kits", "api", "metrics")
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
-    setup = ["server", "setup", "--root", str(root), "--public-host", net.server]
-    setup += ["--influx-url", influxd.url]
-    for name, port in ports.items():
-        setup += [f"--{name}-port", str(port)]
-    first = sensorpipe(*setup)
-    assert first.returncode == 0, first.stderr
-    etc = root / "etc" / "sensorpipe"
-    added = sensorpipe("devices", "add", "--dir", str(etc), DEVICE, "--site", "lab", "--json")
-    assert added.returncode == 0, added.stderr
-    creds = json.loads(added.stdout)
-    again = sensorpipe(*setup)  # writes the device's account for the broker, as the README says
-    assert again.returncode == 0, again.stderr
-    (create,) = [line.strip() for line in again.stdout.splitlines() if "CREATE DATABASE" in line]
-    made = subprocess.run(create, shell=True, capture_output=True, text=True, timeout=30)
-    assert made.returncode == 0 and '"error"' not in made.stdout, made.stdout + made.stderr
-
-    (tmp_path / "mosquitto-data").mkdir()
-    main_conf = tmp_path / "mosquitto.conf"  # as Debian's: persistence, then conf.d
-    conf_d = root / "etc" / "mosquitto" / "conf.d"
-    main_conf.write_text(
-        f"persistence true\npersistence_location {tmp_path}/mosquitto-data/\ninclude_dir {conf_d}\n"
-    )
-    logs = tmp_path / "logs"
-    broker = ManagedProcess("mosquitto", [mosquitto_binary(), "-c", str(main_conf)], logs / "m")
-    unit = root / "etc" / "systemd" / "system" / "sensorpipe-ingest.service"
-    ingest = ManagedProcess("ingest", exec_start(unit), logs / "ingest")
-    stats = root / "var" / "lib" / "sensorpipe" / "ingest-stats.json"
-
-    def start_server() -> None:
-        broker.start(lambda: port_open(ports["broker-tls"], net.server), timeout_s=15)
-        stats.unlink(missing_ok=True)
-        ingest.start(lambda: stats.exists() and '"connected": true' in stats.read_text())
+    server = SetupServer(tmp_path, [sys.executable, "-m", "sensorpipe"], net.server, influxd.url)
+    server.setup()
+    creds = server.add_device(DEVICE, "--site", "lab")
+    server.setup()  # writes the device's account for the broker, as the docs say
+    logs = server.logs
 
     # The Pi's side: a root directory of its own (`edge join --root`), an SDS011 on a pty.
     pi = tmp_path / "pi"
@@ -187,7 +142,7 @@ def run_pi_against_server(tmp_path: Path, influxd: Influxd, net: Network) -> Non
     sim = Sds011Simulator(Sds011Device(read_pm=Street(1).pm_now, bad_frame_rate=0.0))
     with sim:
         try:
-            start_server()
+            server.start()
             # The Pi joins with the code `devices add` printed: its key is made there and
             # enrolled over the broker's TLS listener, checked against the CA in the code.
             join = ["edge", "join", "--root", str(pi), "--code-file", str(code_file)]
@@ -216,8 +171,8 @@ def run_pi_against_server(tmp_path: Path, influxd: Influxd, net: Network) -> Non
                     "import socket, sys; socket.create_connection((sys.argv[1], sys.argv[2]), 3)"
                 )
                 for host, port, reachable in (
-                    ("127.0.0.1", ports["broker"], False),
-                    (net.server, ports["broker-tls"], True),
+                    ("127.0.0.1", server.ports["broker"], False),
+                    (net.server, server.ports["broker-tls"], True),
                 ):
                     tried = subprocess.run(
                         net.on_pi([sys.executable, "-c", probe, host, str(port)]),
@@ -257,16 +212,17 @@ def run_pi_against_server(tmp_path: Path, influxd: Influxd, net: Network) -> Non
             # The server goes down hard while the Pi keeps reading. First the ingest: what the
             # broker accepts now (PUBACK) is confirmed by no one and dies with the broker ...
             outbox = pi / "var" / "lib" / "sensorpipe" / "outbox.sqlite"
-            ingest.kill()
+            assert server.ingest is not None
+            server.ingest.kill()
             wait_for(
                 lambda: outbox_rows(outbox, sent=True) >= 3, what="messages only the broker has"
             )
-            broker.kill()
+            server.broker.kill()
             before = seqs(influx)
             # ... then the broker: the Pi's outbox fills.
             wait_for(lambda: outbox_rows(outbox, sent=False) >= 3, what="readings queued")
             # ... and the server comes back on the same address and ports.
-            start_server()
+            server.start()
             wait_for(
                 lambda: outbox_rows(outbox) == 0 and len(seqs(influx)) > len(before) + 4,
                 timeout_s=45,
@@ -279,5 +235,4 @@ def run_pi_against_server(tmp_path: Path, influxd: Influxd, net: Network) -> Non
         finally:
             if pi_run is not None:
                 pi_run.stop()
-            ingest.stop()
-            broker.stop()
+            server.stop()
