@@ -50,6 +50,7 @@ class SetupServer:
         broker = [mosquitto_binary(), "-c", str(main_conf)]
         self.broker = ManagedProcess("mosquitto", broker, logs / "m")
         self.ingest: ManagedProcess | None = None
+        self.gateway: ManagedProcess | None = None
         self.serve: ManagedProcess | None = None
         self.logs = logs
 
@@ -81,8 +82,9 @@ class SetupServer:
     def unit(self, name: str) -> list[str]:
         return exec_start(self.root / "etc" / "systemd" / "system" / f"sensorpipe-{name}.service")
 
-    def start(self, *, serve: bool = False) -> None:
-        """The broker, the ingest (until it is connected) and, with `serve`, the API."""
+    def start(self, *, serve: bool = False, gateway: bool = False) -> None:
+        """The broker, the ingest (until it is connected) and, with `serve` and `gateway`,
+        the API and the kit gateway."""
         self.broker.start(
             lambda: port_open(self.ports["broker-tls"], self.public_host), timeout_s=15
         )
@@ -90,11 +92,15 @@ class SetupServer:
         stats.unlink(missing_ok=True)
         self.ingest = self.ingest or ManagedProcess("ingest", self.unit("ingest"), self.logs / "i")
         self.ingest.start(lambda: stats.exists() and '"connected": true' in stats.read_text())
+        if gateway:
+            kits = ManagedProcess("kits", self.unit("gateway"), self.logs / "k")
+            self.gateway = self.gateway or kits
+            self.gateway.start(lambda: port_open(self.ports["kits"], "127.0.0.1"), timeout_s=30)
         if serve:
             self.serve = self.serve or ManagedProcess("serve", self.unit("serve"), self.logs / "s")
             self.serve.start(lambda: port_open(self.ports["api"], "127.0.0.1"), timeout_s=30)
 
     def stop(self) -> None:
-        for process in (self.serve, self.ingest, self.broker):
+        for process in (self.serve, self.gateway, self.ingest, self.broker):
             if process is not None:
                 process.stop()

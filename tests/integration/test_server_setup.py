@@ -6,7 +6,6 @@ message sent over the TLS listener."""
 
 from __future__ import annotations
 
-import shlex
 import ssl
 import stat
 import subprocess
@@ -19,16 +18,15 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from sensorpipe.gateway.broker import mosquitto_binary
 from sensorpipe.gateway.devices import add_device
 from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.protocol.codec import encode
 from sensorpipe.protocol.registry import load_registry, save_registry
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import topic_for
-from sensorpipe.stack.process import ManagedProcess, free_ports, port_open
 from tests.helpers import wait_for
 from tests.integration.mqtt_helpers import air_message
+from tests.integration.setup_server import SetupServer
 
 pytestmark = pytest.mark.integration
 
@@ -36,39 +34,20 @@ SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"
 UNITS = ("ingest", "gateway", "serve")
 
 
-def setup(root: Path, ports: dict[str, int], influx_url: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "sensorpipe", "server", "setup", "--root", str(root)]
-    argv += ["--public-host", "localhost", "--influx-url", influx_url]
-    for name, port in ports.items():
-        argv += [f"--{name}-port", str(port)]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
-
-
-def exec_start(unit: Path) -> list[str]:
-    for line in unit.read_text().splitlines():
-        if line.startswith("ExecStart="):
-            return shlex.split(line.removeprefix("ExecStart="))
-    raise AssertionError(f"{unit}: no ExecStart")
-
-
 def test_setup_writes_units_that_verify_and_run_to_a_stored_message(
     tmp_path: Path, influxd: Influxd
 ) -> None:
-    root = tmp_path / "root"
-    names = ("broker", "broker-tls", "kits", "api", "metrics")
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
-    first = setup(root, ports, influxd.url)
-    assert first.returncode == 0, first.stderr
+    server = SetupServer(tmp_path, [sys.executable, "-m", "sensorpipe"], "localhost", influxd.url)
+    root, etc, ports = server.root, server.etc, server.ports
+    first = server.setup()
     assert "systemctl daemon-reload" in first.stdout
-    etc = root / "etc" / "sensorpipe"
     # A device registered as docs/server.md says, then the setup again: its account reaches the
     # broker's files, and the CA made the first time is kept.
     ca = (etc / "tls" / "ca.pem").read_text()
     registry = load_registry(etc / "registry.toml")
     creds = add_device(registry, "balcony-01", site="s", sensors=["sds011"])
     save_registry(registry, etc / "registry.toml")
-    again = setup(root, ports, influxd.url)
-    assert again.returncode == 0, again.stderr
+    server.setup()
     assert (etc / "tls" / "ca.pem").read_text() == ca
     # ... and the ingest's login (a running ingest stays logged in).
     assert load_registry(etc / "registry.toml").ingest == registry.ingest
@@ -108,30 +87,10 @@ def test_setup_writes_units_that_verify_and_run_to_a_stored_message(
 
     conf = root / "etc" / "mosquitto" / "conf.d" / "sensorpipe.conf"
     assert "persistence_location" not in conf.read_text()  # Debian's mosquitto.conf sets it
-    # Started as Debian's service starts it: a main mosquitto.conf, as Debian's, that sets
-    # persistence and includes conf.d.
-    (tmp_path / "mosquitto-data").mkdir()
-    main = tmp_path / "mosquitto.conf"
-    main.write_text(
-        f"persistence true\npersistence_location {tmp_path}/mosquitto-data/\n"
-        f"include_dir {conf.parent}\n"
-    )
-    logs = tmp_path / "logs"
-    broker = ManagedProcess("mosquitto", [mosquitto_binary(), "-c", str(main)], logs / "m.log")
-    processes = [broker] + [
-        ManagedProcess(n, exec_start(u), logs / f"{n}.log")
-        for n, u in zip(UNITS, units, strict=True)
-    ]
-    # The printed command that makes the ingest's database, run as printed.
-    (create,) = [line.strip() for line in again.stdout.splitlines() if "CREATE DATABASE" in line]
-    made = subprocess.run(create, shell=True, capture_output=True, text=True, timeout=30)
-    assert made.returncode == 0 and '"error"' not in made.stdout, made.stdout + made.stderr
+    # Started as Debian's service starts it (a main mosquitto.conf, as Debian's, that sets
+    # persistence and includes conf.d), and the units' ExecStart lines.
     try:
-        broker.start(lambda: port_open(ports["broker-tls"]), timeout_s=15)
-        stats = root / "var" / "lib" / "sensorpipe" / "ingest-stats.json"
-        processes[1].start(lambda: stats.exists() and '"connected": true' in stats.read_text())
-        processes[2].start(lambda: port_open(ports["kits"]))
-        processes[3].start(lambda: port_open(ports["api"]))
+        server.start(gateway=True, serve=True)
         publish_over_tls(creds, ports["broker-tls"], etc / "tls" / "ca.pem")
         influx = influxd.client()
         influx.database = "sensorpipe"
@@ -151,8 +110,7 @@ def test_setup_writes_units_that_verify_and_run_to_a_stored_message(
         with urllib.request.urlopen(url, context=ssl_context, timeout=10) as answer:
             assert answer.status in (200, 503)
     finally:
-        for process in reversed(processes):
-            process.stop()
+        server.stop()
 
 
 def publish_over_tls(creds: Any, port: int, ca: Path) -> None:
