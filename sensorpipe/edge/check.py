@@ -251,6 +251,7 @@ class _Link:
     refused: list[str] = field(default_factory=list)
     subscribed: threading.Event = field(default_factory=threading.Event)
     confirmed: list[int] = field(default_factory=list)
+    set_aside: dict[int, str] = field(default_factory=dict)  # seq: why the ingest set it aside
     confirmation: threading.Event = field(default_factory=threading.Event)
 
 
@@ -289,9 +290,11 @@ def _check_broker_and_delivery(
 
     def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            link.confirmed += decode_ack(bytes(msg.payload)).numbers()
+            ack = decode_ack(bytes(msg.payload))
         except ValueError:
             return
+        link.set_aside.update((r.seq, r.detail or r.code) for r in ack.rejected)
+        link.confirmed += ack.numbers()
         link.confirmation.set()
 
     client.on_connect = on_connect
@@ -417,6 +420,13 @@ def _deliver(
         link.confirmation.clear()
     outbox.confirm([seq])
     took = time.monotonic() - started
+    if seq in link.set_aside:
+        return Check(
+            "delivery",
+            FAIL,
+            f"message {seq} reached the ingest, which set it aside instead of storing it: "
+            f"{link.set_aside[seq]}",
+        )
     return Check("delivery", OK, f"message {seq} stored and confirmed by the ingest ({took:.1f} s)")
 
 

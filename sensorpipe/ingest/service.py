@@ -61,7 +61,7 @@ from sensorpipe.ingest.points import Receipt, message_points
 from sensorpipe.ingest.quota import Due, QuotaKeeper
 from sensorpipe.ingest.stats import IngestStats
 from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
-from sensorpipe.protocol.ack import ack_topic, encode_ack, encode_key_reply
+from sensorpipe.protocol.ack import SetAside, ack_topic, encode_ack, encode_key_reply
 from sensorpipe.protocol.brokerlink import (
     Client,
     connect_failure,
@@ -742,12 +742,20 @@ class IngestService:
         (protocol.ack), so that it can drop them from its outbox. QoS 1; a confirmation lost
         on the way only makes the device send the message again, which is stored once."""
         kept: dict[str, set[int]] = {}
+        aside: dict[str, list[SetAside]] = {}
         for o in outcomes:
             claim = _sender_and_seq(o)
             if claim is not None:
                 kept.setdefault(claim[0], set()).add(claim[1])
+                if o.rejection is not None:
+                    detail = str(o.rejection)[:300]
+                    code = o.rejection.code[:40]
+                    aside.setdefault(claim[0], []).append(
+                        SetAside(seq=claim[1], code=code, detail=detail)
+                    )
         for device, seqs in kept.items():
-            self._client.publish(ack_topic(device), encode_ack(seqs), qos=1)
+            payload = encode_ack(seqs, aside.get(device, ()))
+            self._client.publish(ack_topic(device), payload, qos=1)
             self.stats.confirmations += 1
 
     def _seed_last_seq(self) -> None:

@@ -27,11 +27,25 @@ MAX_RANGES = 1000  # one batch of a device's messages is far fewer
 MAX_SPAN = 100_000  # numbers in one range; more would be an outbox bigger than any device's
 
 
+class SetAside(BaseModel):
+    """A confirmed message the ingest kept as a dead letter instead of storing it: the device
+    drops it all the same (sending it again would not change its fate), but `edge check` and
+    the agent's log can say why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seq: int = Field(ge=0, le=INT64_MAX)
+    code: str = Field(max_length=40)
+    detail: str = Field(default="", max_length=300)
+
+
 class Ack(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: int = Field(default=1, ge=1, le=1)
     seqs: list[tuple[int, int]] = Field(default_factory=list, max_length=MAX_RANGES)
+    # Of `seqs`, those set aside as dead letters (rejected, with the reason), not stored.
+    rejected: list[SetAside] = Field(default_factory=list, max_length=MAX_RANGES)
     # The answer to a key enrollment (protocol.enrollment), on the same topic: the only one
     # a device may read.
     key: KeyReply | None = None
@@ -72,8 +86,10 @@ def to_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-def encode_ack(seqs: Iterable[int]) -> bytes:
-    return Ack(seqs=to_ranges(seqs)).model_dump_json(exclude_none=True).encode()
+def encode_ack(seqs: Iterable[int], rejected: Iterable[SetAside] = ()) -> bytes:
+    ack = Ack(seqs=to_ranges(seqs), rejected=list(rejected)[:MAX_RANGES])
+    leave_out = {"rejected"} if not ack.rejected else set()
+    return ack.model_dump_json(exclude_none=True, exclude=leave_out).encode()
 
 
 def encode_key_reply(reply: KeyReply) -> bytes:

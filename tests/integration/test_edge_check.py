@@ -4,6 +4,7 @@ broken thing is one FAIL line naming its cause and a non-zero exit."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from sensorpipe.gateway.devices import DeviceCredentials, add_device
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.registry import Registry
+from sensorpipe.protocol.signing import generate_keypair
 from sensorpipe.stack.local import LocalStack
 from sensorpipe.stack.process import free_ports
 from tests.integration.test_broker_tls import _certificates, tls_broker
@@ -156,6 +158,24 @@ def test_edge_check_names_the_cause_of_each_failure(
         _check(_config(tmp_path, creds, port=port, serial_port=sds011.port), _probes(synced=False))
     )
     assert len(unsynced) == 1 and "clock" in unsynced[0] and "not synchronised" in unsynced[0]
+
+    # A private key that is not the device's: the ingest confirms the message (kept as a dead
+    # letter, so the device drops it) and says it set it aside; the check does not call that
+    # delivered.
+    other_key, _ = generate_keypair()
+    wrong_key = _failed(
+        _check(
+            _config(
+                tmp_path,
+                dataclasses.replace(creds, private_key=other_key),
+                port=port,
+                serial_port=sds011.port,
+            ),
+            _probes(),
+        )
+    )
+    assert len(wrong_key) == 1 and "delivery" in wrong_key[0], wrong_key
+    assert "set it aside instead of storing it: bad_signature" in wrong_key[0]
 
 
 def test_edge_check_says_when_the_brokers_certificate_is_not_signed_by_the_configured_ca(
