@@ -10,6 +10,11 @@ inclusive ranges. Ranges, not "everything up to N", because several ingest worke
 device's stream and each knows only the messages it handled. A device that gets no
 acknowledgement (the broker lost the message, or the acknowledgement) sends the entry again
 after a reconnect or a timeout; the ingest stores a repeated message idempotently.
+
+Those of the numbers it kept as dead letters rather than storing them are listed again in
+`rejected`, with the reason, so that a device can tell "stored" from "set aside" (`edge check`
+fails on the latter). The same topic carries the answer to a key enrollment (`key`,
+protocol.enrollment): it is the only topic a device may read.
 """
 
 from __future__ import annotations
