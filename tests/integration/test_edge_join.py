@@ -86,6 +86,21 @@ def test_a_pi_joins_with_its_own_key_and_a_second_key_is_refused_until_reset(
     assert first.returncode == 0, first.stdout + first.stderr
     assert "(made on this device) enrolled with the server" in first.stdout
     fp = first.stdout.split(" key ", 1)[1].split()[0]
+    # The Pi's own unit: as systemd would load it, watched and restarted, as the agent's user.
+    unit = tmp_path / "pi-a" / "etc" / "systemd" / "system" / "sensorpipe-edge.service"
+    verify = subprocess.run(
+        ["/usr/bin/systemd-analyze", "verify", str(unit)], capture_output=True, text=True
+    )
+    assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
+    for line in (
+        "Type=notify",
+        "WatchdogSec=120",
+        "Restart=always",
+        "After=time-sync.target network-online.target",
+        "User=sensorpipe",
+        "SupplementaryGroups=dialout i2c video",
+    ):
+        assert line in unit.read_text().splitlines(), line
     key = key_of(stack.directory, "pi-join")
     assert key["state"] == "enrolled" and key["fingerprint"] == fp
 
