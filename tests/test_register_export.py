@@ -17,6 +17,7 @@ from sensorpipe.cli.main import main
 from sensorpipe.protocol.register import register_geojson
 from sensorpipe.protocol.registry import NetworkInfo, Registry, load_registry
 from sensorpipe.query.export import FIXED_NL, QUANTITY_NAMES, export, to_html
+from sensorpipe.query.health import SensorState
 from sensorpipe.query.register import DeviceStats, RegisterStats
 
 HOSTILE = '<script>alert("owner")</script>'
@@ -293,6 +294,16 @@ def _stats() -> RegisterStats:
                 missing_7d=12,
                 median_latency_ms_7d=243.0,
                 sensors={"sds011", "bme280"},
+                health={
+                    "sds011": SensorState("sds011", ok=True, uptime={"24h": 1.0}),
+                    "bme280": SensorState(
+                        "bme280",
+                        ok=False,
+                        last_error="no answer at 0x76",
+                        since_ms=now - 3_600_000,
+                        uptime={"24h": 0.5},
+                    ),
+                },
             )
         },
         now,
@@ -321,6 +332,28 @@ def test_statistics_appear_in_every_format_when_there_are_some(directory: Path) 
     collection = json.loads(export(registry, stats, "geojson"))
     props = {f["id"]: f["properties"] for f in collection["features"]}
     assert props["air-1"]["uptime_7d"] == 0.9
+
+
+def test_a_sensor_that_is_not_ok_is_in_every_format(directory: Path) -> None:
+    """The register shows each sensor's health where it shows the device (issue 25, point 5)."""
+    registry = load_registry(directory / "registry.toml")
+    stats = _stats()
+    note = "bme280 not ok since 2026-11-20 11:00 UTC: no answer at 0x76"
+    records = {r["device_id"]: r for r in json.loads(export(registry, stats, "json"))}
+    assert records["air-1"]["sensors_not_ok"] == [note]
+    health = {h["sensor"]: h for h in records["air-1"]["sensor_health"]}
+    assert health["bme280"]["ok"] is False and health["bme280"]["uptime_24h"] == 0.5
+    assert health["sds011"]["ok"] is True and health["sds011"]["last_error"] is None
+    assert records["home-1"]["sensors_not_ok"] == [] and records["home-1"]["sensor_health"] == []
+    rows = {r["device_id"]: r for r in csv.DictReader(io.StringIO(export(registry, stats, "csv")))}
+    assert rows["air-1"]["sensors_not_ok"] == note and rows["home-1"]["sensors_not_ok"] == ""
+    page = export(registry, stats, "html")
+    assert note in _visible_text(page) and 'class="not-ok"' in page
+    assert "Sensoren die niet werken" in export(registry, stats, "html", lang="nl")
+    props = {
+        f["id"]: f["properties"] for f in json.loads(export(registry, stats, "geojson"))["features"]
+    }
+    assert props["air-1"]["sensors_not_ok"] == [note]
 
 
 def test_an_influxdb_that_does_not_answer_leaves_the_register_part(directory: Path) -> None:

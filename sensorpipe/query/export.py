@@ -34,6 +34,7 @@ from sensorpipe.protocol.register import (
     register_geojson,
 )
 from sensorpipe.protocol.registry import NetworkInfo, Registry
+from sensorpipe.query.health import not_ok_notes
 from sensorpipe.query.register import RegisterStats
 from sensorpipe.query.spreadsheet import to_csv_text
 
@@ -48,6 +49,7 @@ STATS_FIELDS = (
     "messages_7d",
     "missing_7d",
     "median_latency_ms_7d",
+    "sensors_not_ok",
 )
 LIST_SEPARATOR = ";"
 _ENTRY_FIELDS = [f for f in RegisterEntry.model_fields if f != "location"]
@@ -80,6 +82,10 @@ def register_records(registry: Registry, stats: RegisterStats | None) -> list[di
             messages_7d=s.messages_7d,
             missing_7d=s.missing_7d,
             median_latency_ms_7d=s.median_latency_ms_7d,
+            # Per sensor: ok, last error, since when, uptime (sensorpipe.query.health); and
+            # one line per sensor that is not ok, e.g. "bme280 not ok since ...: no answer".
+            sensor_health=[h.as_json() for _, h in sorted(s.health.items())],
+            sensors_not_ok=not_ok_notes(s.health),
         )
         records.append(record)
     return records
@@ -160,6 +166,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "uptime_7d": "Uptime, last 7 days",
         "missing_7d": "Messages missing, last 7 days",
         "median_latency_ms_7d": "Median delivery time, last 7 days",
+        "sensors_not_ok": "Sensors not working",
+        "all_ok": "none reported",
         "yes": "Yes",
         "no": "No",
         "not_stated": "not stated",
@@ -209,6 +217,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "uptime_7d": "Beschikbaarheid, afgelopen 7 dagen",
         "missing_7d": "Ontbrekende berichten, afgelopen 7 dagen",
         "median_latency_ms_7d": "Mediane aflevertijd, afgelopen 7 dagen",
+        "sensors_not_ok": "Sensoren die niet werken",
+        "all_ok": "geen gemeld",
         "yes": "Ja",
         "no": "Nee",
         "not_stated": "niet opgegeven",
@@ -329,6 +339,7 @@ dl{display:grid;grid-template-columns:minmax(10rem,16rem) 1fr;gap:.3rem 1rem;mar
 dt{font-weight:600}
 dd{margin:0;overflow-wrap:anywhere}
 .personal{background:#fff4e0;border-left:.3rem solid #d98200;padding-left:.5rem}
+.not-ok{background:#fdecea;border-left:.3rem solid #c0392b;padding-left:.5rem}
 .note{color:#444;font-style:italic}
 footer{margin-top:2rem;color:#555;font-size:.9rem}
 @media (max-width:40rem){dl{grid-template-columns:1fr}dt{margin-top:.4rem}}
@@ -443,6 +454,11 @@ def _article(record: dict[str, Any], lang: str) -> str:
                 "median_latency_ms_7d",
                 _e(t["unknown"] if latency is None else f"{_number(latency, 0, lang)} ms"),
                 "",
+            ),
+            (
+                "sensors_not_ok",
+                "<br>".join(_e(n) for n in record["sensors_not_ok"]) or _e(t["all_ok"]),
+                ' class="not-ok"' if record["sensors_not_ok"] else "",
             ),
         ]
     body = "\n".join(
