@@ -283,7 +283,7 @@ CASES: dict[str, list[Case]] = {
     "edge join": [
         (lambda t: ["--code-file", str(t / "none")], "none: cannot read it"),
         (lambda t: ["--code-file", _file(t, "c", "hello")], "not a join code (it starts with"),
-        (lambda t: ["--code-file", _file(t, "c", "spj1.AAAA")], "the join code is damaged"),
+        (lambda t: ["--code-file", _file(t, "c", "spj1.AAAA")], "incomplete or mistyped"),
         (
             lambda t: ["--code-file", _join_code(t, 1), "--root", str(t / "pi")],
             "e1: broker 127.0.0.1:1 (plain text): connection refused: nothing listens on port 1",

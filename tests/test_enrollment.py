@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,8 +56,8 @@ def test_a_join_code_is_one_line_that_survives_wrapping_and_indenting() -> None:
     [
         ("", "no join code given"),
         ("hello", "not a join code (it starts with 'spj1.')"),
-        ("spj1.@@@@", "the join code is damaged"),
-        ("spj1.AAAA", "the join code is damaged"),
+        ("spj1.@@@@", "the join code is incomplete or mistyped"),
+        ("spj1.AAAA", "the join code is incomplete or mistyped"),
         ("spj1." + "A" * 20_000, "characters long: not a join code"),
     ],
 )
@@ -66,10 +67,18 @@ def test_a_bad_join_code_says_what_to_do(text: str, reason: str) -> None:
     assert reason in str(caught.value)
 
 
-def test_a_code_cut_short_is_damaged_not_half_read() -> None:
-    text = _code().encode()
-    with pytest.raises(BadJoinCode, match="damaged"):
-        decode_join_code(text[: len(text) // 2])
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda t: t[: len(t) // 2],  # cut in half
+        lambda t: t[:-1],  # its last character lost
+        lambda t: t[:40] + t[41:],  # one character lost in the middle
+        lambda t: t[:40] + ("B" if t[40] != "B" else "C") + t[41:],  # one mistyped
+    ],
+)
+def test_a_code_cut_short_or_mistyped_is_refused_not_half_read(spoil: Any) -> None:
+    with pytest.raises(BadJoinCode, match="incomplete or mistyped"):
+        decode_join_code(spoil(_code().encode()))
 
 
 def test_the_first_key_a_device_enrols_is_kept(tmp_path: Path) -> None:

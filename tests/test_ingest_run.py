@@ -237,7 +237,7 @@ def test_a_metrics_bind_that_is_no_address_is_said_as_such(tmp_path: Path) -> No
     line = _one_line_error(
         _run_args(tmp_path, top='metrics_port = 0\nmetrics_bind = "999.1.1.1"\n')
     )
-    assert "metrics_bind (line 2): Value error, '999.1.1.1' is not an IP address" in line
+    assert "metrics_bind (line 2): '999.1.1.1' is not an IP address" in line
     assert "already running" not in line
 
 

@@ -142,10 +142,7 @@ def edge_join(code_file: Path | None, root: Path | None) -> None:
     from sensorpipe.protocol.enrollment import BadJoinCode, decode_join_code
 
     if code_file is None:
-        if sys.stdin.isatty():
-            text = click.prompt("join code", hide_input=True, err=True)
-        else:
-            text = sys.stdin.readline()
+        text = _read_code() if sys.stdin.isatty() else sys.stdin.read(1_000_000)
     else:
         try:
             text = sys.stdin.read() if str(code_file) == "-" else code_file.read_text()
@@ -171,8 +168,42 @@ def edge_join(code_file: Path | None, root: Path | None) -> None:
     config = shlex.quote(str(layout.config))
     as_user = "sudo -u sensorpipe " if layout.system else ""
     click.echo("next: check the sensors, the clock and one message end to end, then start it:")
-    click.echo(
-        f"  {as_user}{shlex.quote(sys.executable)} -m sensorpipe edge check --config {config}"
-    )
+    script = Path(sys.executable).parent / "sensorpipe"
+    command = shlex.quote(str(script)) if script.is_file() else "sensorpipe"
+    click.echo(f"  {as_user}{command} edge check --config {config}")
     if layout.system:
         click.echo("  sudo systemctl enable --now sensorpipe-edge")
+
+
+def _read_code() -> str:
+    """The join code typed or pasted at the terminal, not echoed (it holds a password): line
+    by line until it reads whole, so a code the terminal wrapped over several lines is taken
+    as it is pasted; an empty line ends it. Echo is switched off once for the whole code
+    (getpass per line would discard the lines of a paste that arrived before it asked)."""
+    import sys
+    import termios
+
+    from sensorpipe.protocol.enrollment import BadJoinCode, decode_join_code
+
+    click.echo("paste the join code (`devices add` printed it), then Enter:", err=True)
+    fd = sys.stdin.fileno()
+    before = termios.tcgetattr(fd)
+    quiet = list(before)
+    quiet[3] &= ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSADRAIN, quiet)
+    text = ""
+    try:
+        for _ in range(100):
+            line = sys.stdin.readline()
+            if not line.strip():
+                break
+            text += line.strip()
+            try:
+                decode_join_code(text)
+            except BadJoinCode:
+                continue
+            break
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, before)
+        click.echo("", err=True)
+    return text

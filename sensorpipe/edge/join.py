@@ -8,12 +8,14 @@ Joining, on the Pi, as root:
    adapters), `i2c` and `video` (a camera), where the system has them;
 2. the device's Ed25519 key pair is made here (joined before: the key in the configuration is
    kept), so the private key never leaves the Pi;
-3. /etc/sensorpipe/edge.toml (0640 root:sensorpipe: it holds the password and the key) and
+3. the public key is enrolled: published, signed with the new key, on the device's key topic
+   over the broker link the agent will use (TLS checked against the CA in the code), and the
+   ingest's answer awaited. So a wrong password, an untrusted certificate or a closed port
+   shows now, in one line, and nothing is written until the server took the key (`join`);
+4. /etc/sensorpipe/edge.toml (0640 root:sensorpipe: it holds the password and the key; what
+   the owner set in an earlier one, its sensors above all, is kept) and
    /etc/sensorpipe/ca.pem (0644) are written, the outbox's directory /var/lib/sensorpipe made
    (0750 sensorpipe);
-4. the public key is enrolled: published, signed with the new key, on the device's key topic
-   over the broker link the agent will use, and the ingest's answer awaited. So a wrong
-   password, an untrusted certificate or a closed port shows now, in one line;
 5. the systemd unit sensorpipe-edge.service is written (Type=notify with a watchdog,
    Restart=always, after time-sync and the network, the `sensorpipe` user) and systemd told.
 
@@ -106,16 +108,34 @@ class Joined:
 
 
 def join(code: JoinCode, layout: Layout, *, enroll: bool = True) -> Joined:
-    """Do every step of joining (see the module's docstring); JoinError names what failed."""
+    """Do every step of joining (see the module's docstring); JoinError names what failed.
+
+    Nothing is written before the server took the key: a join refused (a wrong password, an
+    untrusted certificate, another key enrolled first) leaves the Pi as it was. One exception:
+    when the key was sent but no answer came, the server may still take it later (its broker
+    keeps the message for the ingest), so the configuration with that key is written, and
+    joining again from this Pi sends the same key."""
     notes: list[str] = []
     if layout.system:
         notes += _ensure_user()
-    private_key, new = _key(layout, code.device_id)
+    old = _old_config(layout)
+    private_key, new = _key(old, code.device_id)
     public_key = _public_key(private_key)
-    written = _write_files(code, layout, private_key)
-    joined = Joined(code.device_id, fingerprint(public_key), new, written, notes)
     if enroll:
-        enrol(code, layout, private_key, public_key)
+        try:
+            enrol(code, private_key, public_key)
+        except Unanswered:
+            _write_files(code, layout, private_key, old)
+            raise
+    written = _write_files(code, layout, private_key, old)
+    joined = Joined(code.device_id, fingerprint(public_key), new, written, notes)
+    if old.get("sensors"):
+        notes.append(f"kept the [[sensors]] of the earlier {layout.config.name}")
+    elif not edge_config(code, layout, private_key, {})["sensors"]:
+        notes.append(
+            f"no sensor declared for {code.device_id} ({', '.join(code.sensors)}) has a driver "
+            f"in the edge agent: add a [[sensors]] section to {layout.config} before `edge check`"
+        )
     layout.unit.parent.mkdir(parents=True, exist_ok=True)
     layout.unit.write_text(unit_text(layout))
     layout.unit.chmod(0o644)
@@ -123,6 +143,19 @@ def join(code: JoinCode, layout: Layout, *, enroll: bool = True) -> Joined:
     if layout.system and Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
         subprocess.run(["systemctl", "daemon-reload"], check=False)
     return joined
+
+
+class Unanswered(JoinError):
+    """The key was sent and no answer came: the server may still take it."""
+
+
+def _old_config(layout: Layout) -> dict[str, Any]:
+    """The configuration an earlier join (or its owner) left, as far as it reads; {} if none."""
+    try:
+        old = tomllib.loads(layout.config.read_text())
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}
+    return old if isinstance(old, dict) else {}
 
 
 def _public_key(private_key: str) -> str:
@@ -134,12 +167,8 @@ def _public_key(private_key: str) -> str:
     return base64.b64encode(bytes(SigningKey(raw).verify_key)).decode()
 
 
-def _key(layout: Layout, device_id: str) -> tuple[str, bool]:
+def _key(old: dict[str, Any], device_id: str) -> tuple[str, bool]:
     """The key this Pi has for `device_id` (joined before), or a new one."""
-    try:
-        old = tomllib.loads(layout.config.read_text())
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        old = {}
     key = old.get("private_key")
     if old.get("device_id") == device_id and isinstance(key, str):
         try:
@@ -151,7 +180,11 @@ def _key(layout: Layout, device_id: str) -> tuple[str, bool]:
     return private_key, True
 
 
-def edge_config(code: JoinCode, layout: Layout, private_key: str) -> dict[str, Any]:
+def edge_config(
+    code: JoinCode, layout: Layout, private_key: str, old: dict[str, Any]
+) -> dict[str, Any]:
+    """The configuration the code gives; from an earlier one (`old`), what its owner set for
+    the sensors, location, counting, outbox and link is kept."""
     mqtt: dict[str, Any] = {
         "host": code.host,
         "port": code.port,
@@ -164,13 +197,19 @@ def edge_config(code: JoinCode, layout: Layout, private_key: str) -> dict[str, A
     sensors = [SENSOR_SECTIONS[s] for s in code.sensors if s in SENSOR_SECTIONS]
     if not code.sensors:  # any model: the usual pair
         sensors = list(SENSOR_SECTIONS.values())
-    return {
+    old_mqtt = old.get("mqtt")
+    if not isinstance(old_mqtt, dict):
+        old_mqtt = {}
+    kept_mqtt = {k: v for k, v in old_mqtt.items() if k not in (*mqtt, "ca_file")}
+    config: dict[str, Any] = {
         "device_id": code.device_id,
         "private_key": private_key,
         "outbox_path": str(layout.state / "outbox.sqlite"),
-        "mqtt": mqtt,
-        "sensors": sensors,
     }
+    config.update({k: v for k, v in old.items() if k not in (*config, "mqtt", "sensors")})
+    config["mqtt"] = {**mqtt, **kept_mqtt}
+    config["sensors"] = old.get("sensors") or sensors
+    return config
 
 
 HEADER = (
@@ -180,7 +219,9 @@ HEADER = (
 )
 
 
-def _write_files(code: JoinCode, layout: Layout, private_key: str) -> list[Path]:
+def _write_files(
+    code: JoinCode, layout: Layout, private_key: str, old: dict[str, Any]
+) -> list[Path]:
     ids = _ids() if layout.system else None
     layout.etc.mkdir(parents=True, exist_ok=True)
     layout.state.mkdir(parents=True, exist_ok=True)
@@ -189,13 +230,14 @@ def _write_files(code: JoinCode, layout: Layout, private_key: str) -> list[Path]
         layout.ca.write_text(code.ca_pem if code.ca_pem.endswith("\n") else code.ca_pem + "\n")
         layout.ca.chmod(0o644)
         written.append(layout.ca)
-    text = HEADER.format(path=layout.config) + tomli_w.dumps(edge_config(code, layout, private_key))
+    text = HEADER.format(path=layout.config)
+    text += tomli_w.dumps(edge_config(code, layout, private_key, old))
     write_private(layout.config, text)  # 0600 from its first byte, then the group may read
+    layout.state.chmod(0o750)
     if ids is not None:
         os.chown(layout.config, 0, ids[1])
         layout.config.chmod(0o640)
         os.chown(layout.state, ids[0], ids[1])
-        layout.state.chmod(0o750)
     written.append(layout.config)
     return written
 
@@ -294,7 +336,7 @@ def unit_text(layout: Layout) -> str:
 # --- enrolling the key -----------------------------------------------------------------------
 
 
-def enrol(code: JoinCode, layout: Layout, private_key: str, public_key: str) -> KeyReply:
+def enrol(code: JoinCode, private_key: str, public_key: str) -> KeyReply:
     """Publish the key on the device's key topic and wait for the ingest's answer."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -313,9 +355,8 @@ def enrol(code: JoinCode, layout: Layout, private_key: str, public_key: str) -> 
         CallbackAPIVersion.VERSION2, client_id=f"edge-{code.device_id}", protocol=mqtt.MQTTv5
     )
     client.username_pw_set(code.username, code.password)
-    if code.tls:
-        ca = str(layout.ca) if code.ca_pem else None
-        client.tls_set(ca_certs=ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    if code.tls:  # checked against the CA the code carries (or the system's): nothing on disk yet
+        client.tls_set_context(ssl.create_default_context(cadata=code.ca_pem or None))
     client.connect_timeout = 10.0
 
     def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -351,7 +392,7 @@ def enrol(code: JoinCode, layout: Layout, private_key: str, public_key: str) -> 
     try:
         client.connect(code.host, code.port, 30, clean_start=True, properties=props)
     except OSError as exc:
-        raise JoinError(f"broker {where}: {_connect_problem(exc, code, layout)}") from None
+        raise JoinError(f"broker {where}: {_connect_problem(exc, code)}") from None
     client.loop_start()
     try:
         if not connected.wait(10.0):
@@ -364,10 +405,11 @@ def enrol(code: JoinCode, layout: Layout, private_key: str, public_key: str) -> 
         payload = enrollment_payload(code.device_id, private_key, public_key, nonce)
         client.publish(enroll_topic(code.device_id), payload, qos=1)
         if not answered.wait(ANSWER_TIMEOUT_S):
-            raise JoinError(
+            raise Unanswered(
                 f"broker {where}: logged in, but the ingest did not answer the key enrollment "
                 f"within {ANSWER_TIMEOUT_S:g} s: is `sensorpipe ingest` running on the server? "
-                "Join again when it is"
+                "It may still take this key when it runs, so the configuration with it is "
+                "written: join again from this Pi (the same key is sent) when it runs"
             )
     finally:
         client.disconnect()
@@ -378,13 +420,13 @@ def enrol(code: JoinCode, layout: Layout, private_key: str, public_key: str) -> 
     return reply
 
 
-def _connect_problem(exc: OSError, code: JoinCode, layout: Layout) -> str:
+def _connect_problem(exc: OSError, code: JoinCode) -> str:
     from sensorpipe.protocol.brokerlink import describe_connect_error
 
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (
-            f"TLS: the broker's certificate is not trusted ({exc.verify_message}): is "
-            f"{code.host} the server that printed the join code? (CA: {layout.ca})"
+            f"TLS: the broker's certificate is not trusted ({exc.verify_message}) by the CA in "
+            f"the join code: is {code.host} the server that printed it?"
         )
     if isinstance(exc, ConnectionRefusedError):
         return (

@@ -67,7 +67,7 @@ def key_error(path: Path | str, loc: Sequence[str], message: str) -> ConfigError
 
 def _describe(err: Any, model: type[BaseModel], text: str) -> str:
     loc = [str(p) for p in err["loc"]]
-    message = err["msg"]
+    message = str(err["msg"]).removeprefix("Value error, ")  # pydantic's, not the owner's
     if err["type"] == "extra_forbidden":
         message = "unknown key" + _suggestion(loc[-1], model, loc[:-1])
     return _key_line(text, loc, message)

@@ -199,8 +199,15 @@ class JoinCode(BaseModel):
     sensors: list[str] = Field(default_factory=list, max_length=32)
 
     def encode(self) -> str:
+        """`spj1.<base64url of the compressed JSON>.<check>`: the check (8 hex digits of its
+        SHA-256) tells a code cut short or mistyped from a whole one."""
         raw = zlib.compress(self.model_dump_json(exclude_none=True).encode(), 9)
-        return CODE_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        body = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return f"{CODE_PREFIX}{body}.{_check(body)}"
+
+
+def _check(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()[:8]
 
 
 class BadJoinCode(ValueError):
@@ -218,14 +225,19 @@ def decode_join_code(text: str) -> JoinCode:
             f"not a join code (it starts with {CODE_PREFIX!r}): paste the whole line that "
             "`sensorpipe devices add` printed"
         )
-    body = text[len(CODE_PREFIX) :]
+    body, _, check = text[len(CODE_PREFIX) :].rpartition(".")
+    if not body or check != _check(body):
+        raise BadJoinCode(
+            "the join code is incomplete or mistyped (its last 8 characters, a check of the "
+            "rest, do not match): copy the whole code again from what `sensorpipe devices add` "
+            "printed"
+        )
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         data = zlib.decompressobj().decompress(raw, 64 * 1024)
         return JoinCode.model_validate_json(data)
-    except (binascii.Error, ValueError, zlib.error, ValidationError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except (binascii.Error, ValueError, zlib.error, ValidationError):
         raise BadJoinCode(
-            f"the join code is damaged ({detail}): copy it again, as one line, from what "
-            "`sensorpipe devices add` printed"
+            "the join code is not one this version of sensorpipe reads: update sensorpipe on "
+            "this Pi to the server's version, or print the code again with `devices add`"
         ) from None
