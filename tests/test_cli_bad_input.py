@@ -206,7 +206,10 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["d1", "--dir", str(t), "--legal-basis", "x" * 301], "--legal-basis 'xxx"),
         (lambda t: ["d1", "--dir", str(t), "--retention", "x" * 201], "at most 200 characters"),
     ],
-    "devices list": [(lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML")],
+    "devices list": [
+        (lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML"),
+        (lambda t: ["--dir", str(t / "nowhere")], "nowhere/registry.toml: no device is registered"),
+    ],
     "devices quarantine": [
         (lambda t: ["d2", "--dir", _stack_with_device(t)], "d2: no such device in the registry"),
         (lambda t: ["d", "--dir", _stack_with_device(t)], "(did you mean d1?)"),
@@ -218,7 +221,8 @@ CASES: dict[str, list[Case]] = {
         ),
     ],
     "devices reset-key": [
-        (lambda t: ["d2", "--dir", _stack_with_device(t)], "d2: not a registered device"),
+        (lambda t: ["d2", "--dir", _stack_with_device(t)], "d2: no such device in the registry"),
+        (lambda t: ["d", "--dir", _stack_with_device(t)], "(did you mean d1?)"),
         (lambda t: ["d1", "--dir", _stack_with_device(t)], "source 'import' has no key"),
         (lambda t: ["e1", "--dir", _stack_with_edge_device(t)], "e1: it has not enrolled a key"),
         (lambda t: ["d1", "--dir", _stack_with_bad_registry(t)], "not valid TOML"),

@@ -645,20 +645,17 @@ def _data_sources(
     from sensorpipe.ingest.influx import InfluxClient
     from sensorpipe.query.register import register_stats, sources_seen
 
-    info = s.info()
-    if info is None:
+    endpoint = s.influx_endpoint()
+    if endpoint is None:
         return None, None, None  # no stack here: the registry alone is what there is to list
-    client = InfluxClient(info.influx_url, info.database, timeout_s=5.0)
+    url, database = endpoint
+    client = InfluxClient(url, database, timeout_s=5.0)
     try:
         if not client.ping(timeout_s=2.0):
-            return None, None, f"InfluxDB at {info.influx_url} does not answer"
+            return None, None, f"InfluxDB at {url} does not answer"
         return sources_seen(client), register_stats(client), None
     except (StorageUnavailable, QueryError) as exc:
-        return (
-            None,
-            None,
-            f"InfluxDB at {info.influx_url} could not list the data's sources ({exc})",
-        )
+        return None, None, f"InfluxDB at {url} could not list the data's sources ({exc})"
     finally:
         client.close()
 
@@ -672,6 +669,11 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
     whether they are quarantined (`--json`: with the register fields each one sets itself
     and the quarantine's reason, detail, time and who made it)."""
     s = local_stack(directory)
+    if not s.registry_path.is_file():
+        fail(
+            f"no registry at {s.registry_path}: no device is registered there; give --dir "
+            "(the stack's directory, or /etc/sensorpipe on a lasting server)"
+        )
     registry = s.registry()
     quarantined = s.quarantines()
     pending = s.pending_lifts()
@@ -728,8 +730,9 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
         if device_id in pending:
             state += f" LIFT-PENDING(since {_when(pending[device_id].lifted_at)})"
         key = _key_fields(d, keys.get(device_id))
-        if key is not None and key["state"] == AWAITING_JOIN:
-            state += f" KEY({AWAITING_JOIN})"
+        if key is not None:
+            fp = f"({key['fingerprint']})" if key["fingerprint"] else ""
+            state += f" key={str(key['state']).replace(' ', '-')}{fp}"
         if stats is not None and stats.of(device_id).first_seen_ms is None:
             state += f" ({NO_DATA_YET})"
         click.echo(
@@ -758,6 +761,8 @@ def _enrolled_keys(s: LocalStack) -> dict[str, EnrolledKey]:
 def _key_fields(d: DeviceEntry, enrolled: EnrolledKey | None) -> dict[str, object] | None:
     """Where an edge device's signing key comes from: the registry (made by `devices add
     --make-key`), enrolled by the device at its join, or not yet (awaiting its join)."""
+    from datetime import UTC, datetime
+
     from sensorpipe.protocol.enrollment import fingerprint
 
     if d.source != EDGE:
@@ -766,10 +771,11 @@ def _key_fields(d: DeviceEntry, enrolled: EnrolledKey | None) -> dict[str, objec
         return {"state": "registry", "fingerprint": fingerprint(d.public_key)}
     if enrolled is None:
         return {"state": AWAITING_JOIN, "fingerprint": None}
+    when = datetime.fromtimestamp(enrolled.enrolled_at, UTC).isoformat(timespec="seconds")
     return {
         "state": "enrolled",
         "fingerprint": fingerprint(enrolled.public_key),
-        "enrolled_at": enrolled.enrolled_at,
+        "enrolled_at": when.replace("+00:00", "Z"),
     }
 
 
@@ -785,7 +791,7 @@ def devices_reset_key(device_id: str, directory: Path | None) -> None:
     registry = s.registry()
     entry = registry.devices.get(device_id)
     if entry is None:
-        fail(f"{device_id}: not a registered device (`sensorpipe devices list` shows them)")
+        fail(s.unknown_device(registry, device_id))
     if entry.source != EDGE:
         fail(f"{device_id}: a device of source {entry.source!r} has no key of its own")
     if entry.public_key:
@@ -989,10 +995,10 @@ def _register_stats(
     from sensorpipe.query.register import register_stats
 
     if influx_url is None:
-        info = s.info()
-        if info is None:
+        endpoint = s.influx_endpoint()
+        if endpoint is None:
             return None, f"no stack in {s.directory} (pass --influx-url for statistics)"
-        influx_url, database = info.influx_url, database or info.database
+        influx_url, database = endpoint[0], database or endpoint[1]
     client = InfluxClient(influx_url, database or "sensorpipe", timeout_s=10.0)
     try:
         if not client.ping():

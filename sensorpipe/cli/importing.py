@@ -171,10 +171,10 @@ def _import(
     influx_url = common["influx_url"]
     if influx_url is None:
         try:
-            influx_url = stack.require_info().influx_url
+            influx_url = stack.require_influx()[0]
         except StackError as exc:
             fail(f"{exc} (or pass --influx-url)")
-    deadletters = stack.directory / "ingest" / "deadletter.sqlite"
+    deadletters = stack.deadletter_path
     if deadletters.exists() and not is_sqlite_file(deadletters):
         fail(f"{deadletters} is not a dead-letter store (not an SQLite database)")
     quiet_request_log()

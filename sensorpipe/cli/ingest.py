@@ -108,7 +108,7 @@ def _device_names(directory: Path | None, db: Path | None, device: str | None) -
 def _deadletter_path(directory: Path | None, db: Path | None) -> Path:
     from sensorpipe.ingest.deadletter import is_sqlite_file
 
-    path = db or local_stack(directory).directory / "ingest" / "deadletter.sqlite"
+    path = db or local_stack(directory).deadletter_path
     if not path.is_file():
         hint = (
             "give the ingest's deadletter_path with --db"

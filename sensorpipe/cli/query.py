@@ -135,7 +135,7 @@ def query_air(
         q.bbox_devices = devices_inside(local_stack(directory).registry(), box)
     if influx_url is None:
         try:
-            influx_url = local_stack(directory).require_info().influx_url
+            influx_url = local_stack(directory).require_influx()[0]
         except StackError as exc:
             fail(f"{exc} (or pass --influx-url)")
     try:
@@ -240,7 +240,7 @@ def query_counts(
             fail(f"--source: {problem}")
     if influx_url is None:
         try:
-            influx_url = local_stack(directory).require_info().influx_url
+            influx_url = local_stack(directory).require_influx()[0]
         except StackError as exc:
             fail(f"{exc} (or pass --influx-url)")
     request = CountSeriesRequest(

@@ -182,29 +182,29 @@ class StackInfo:
 SERVER_FILE = "server.toml"
 
 
-def server_state_dir(directory: Path) -> Path | None:
-    """The state directory a `server setup` directory names in server.toml; None elsewhere."""
+def _server_section(directory: Path, name: str) -> dict[str, Any] | None:
+    """A section of the server.toml `server setup` writes into its configuration directory
+    (/etc/sensorpipe); None where there is none (a local stack's directory)."""
     try:
         with (directory / SERVER_FILE).open("rb") as f:
-            state = tomllib.load(f).get("state", {}).get("directory")
+            section = tomllib.load(f).get(name)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise StackError(f"{directory / SERVER_FILE}: cannot read it ({exc})") from None
+    return section if isinstance(section, dict) else None
+
+
+def server_state_dir(directory: Path) -> Path | None:
+    """The state directory a `server setup` directory names; None elsewhere."""
+    state = (_server_section(directory, "state") or {}).get("directory")
     return Path(state) if isinstance(state, str) else None
 
 
 def join_broker(directory: Path) -> dict[str, Any] | None:
-    """How devices reach the broker of a `server setup` directory (its server.toml's
-    [broker]: host, port, tls, ca_file); None elsewhere."""
-    try:
-        with (directory / SERVER_FILE).open("rb") as f:
-            broker = tomllib.load(f).get("broker")
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise StackError(f"{directory / SERVER_FILE}: cannot read it ({exc})") from None
-    return broker if isinstance(broker, dict) else None
+    """How devices reach the broker of a `server setup` directory ([broker]: host, port, tls,
+    ca_file); None elsewhere."""
+    return _server_section(directory, "broker")
 
 
 class LocalStack:
@@ -216,9 +216,16 @@ class LocalStack:
         self.lock_path = self.directory / "stack.lock"
         # A directory written by `server setup` names where the services keep their state
         # (server.toml): the quarantine book and the enrolled keys are there, not here.
-        state = server_state_dir(self.directory) or self.directory
+        server_state = server_state_dir(self.directory)
+        state = server_state or self.directory
         self.quarantine_path = state / "quarantine.sqlite"
         self.keys_path = state / "keys.sqlite"
+        # The ingest's dead letters: the local stack's ingest directory, a server's state.
+        self.deadletter_path = (
+            server_state / "deadletter.sqlite"
+            if server_state is not None
+            else self.directory / "ingest" / "deadletter.sqlite"
+        )
         self._processes: list[ManagedProcess] = []
         self._state: StackInfo | None = None  # what stack.json says, while this object runs it
         # Set by up() in this process, for callers (tests) that restart one component.
@@ -239,6 +246,27 @@ class LocalStack:
                 f"{self.state_path}: not a stack state file ({type(exc).__name__}: {exc}); "
                 f"if no stack runs there, remove it and run `sensorpipe stack up`"
             ) from None
+
+    def influx_endpoint(self) -> tuple[str, str] | None:
+        """The InfluxDB this directory's data is in, (url, database): the running stack's, or
+        the one a `server setup` directory names; None where neither is known."""
+        info = self.info()
+        if info is not None:
+            return info.influx_url, info.database
+        influx = _server_section(self.directory, "influx")
+        if influx is not None and isinstance(influx.get("url"), str):
+            return influx["url"], str(influx.get("database") or DATABASE)
+        return None
+
+    def require_influx(self) -> tuple[str, str]:
+        endpoint = self.influx_endpoint()
+        if endpoint is None:
+            raise StackError(
+                f"no stack in {self.directory} and no server configuration "
+                f"({self.directory / SERVER_FILE}): run `sensorpipe stack up` first, or give "
+                "--dir /etc/sensorpipe on a lasting server"
+            )
+        return endpoint
 
     def require_info(self) -> StackInfo:
         info = self.info()
@@ -1054,7 +1082,7 @@ class LocalStack:
         when and why)."""
         registry = self.registry()
         if device_id not in registry.devices:
-            raise StackError(self._unknown_device(registry, device_id))
+            raise StackError(self.unknown_device(registry, device_id))
         book = self._book()
         try:
             if not book.quarantine(device_id, reason="manual", detail=detail, by=by):
@@ -1092,7 +1120,7 @@ class LocalStack:
                 book.close()
         registry = self.registry()
         if device_id not in registry.devices:
-            raise StackError(self._unknown_device(registry, device_id))
+            raise StackError(self.unknown_device(registry, device_id))
         raise StackError(f"{device_id} is not quarantined: nothing to lift")
 
     def _finish_lift(
@@ -1133,15 +1161,16 @@ class LocalStack:
             ) from exc
         return True if done else None
 
-    @staticmethod
-    def _unknown_device(registry: Registry, device_id: str) -> str:
+    def unknown_device(self, registry: Registry, device_id: str) -> str:
+        """Why `device_id` is not found, naming the registry looked in and the nearest id."""
         import difflib
 
         close = difflib.get_close_matches(device_id, list(registry.devices), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
+        elsewhere = "" if self.registry_path.exists() else " (there is none: give --dir)"
         return (
-            f"{device_id}: no such device in the registry{hint}; "
-            f"`sensorpipe devices list` lists them"
+            f"{device_id}: no such device in the registry {self.registry_path}{elsewhere}{hint}; "
+            f"`sensorpipe devices list --dir {self.directory}` lists them"
         )
 
 

@@ -215,6 +215,7 @@ def run_setup(setup: Setup) -> list[Path]:
                     "ca_file": str(setup.ca_cert) if setup.tls_cert is None else "",
                 },
                 "state": {"directory": str(setup.state)},
+                "influx": {"url": setup.influx_url, "database": DATABASE},
             }
         )
     )

@@ -279,6 +279,19 @@ def test_a_pi_joins_a_lasting_server_from_the_installed_wheel(
                 return [v for s in answer["series"] for v in s["values"]["pm2_5"] if v is not None]
 
             wait_for(lambda: len(pm25()) >= 1, timeout_s=60, what="readings in /api/v1/air")
+
+            # The operator's commands on the lasting server, pointed at /etc/sensorpipe only:
+            # the device with its enrolled key and data, its readings, the dead letters.
+            etc = str(server.etc)
+            listed = _run([*command, "devices", "list", "--dir", etc], elsewhere).stdout
+            (line,) = [x for x in listed.splitlines() if x.startswith("pi-wheel ")]
+            assert "key=enrolled(" in line and "data=edge" in line, listed
+            rows = _run(
+                [*command, "query", "air", "--dir", etc, "--device", "pi-wheel", "--from", "-1h"],
+                elsewhere,
+            ).stdout
+            assert "pm2_5" in rows, rows
+            _run([*command, "ingest", "rejects", "--dir", etc, "--json"], elsewhere)
     finally:
         if run is not None:
             run.terminate()
