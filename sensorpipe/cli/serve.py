@@ -117,6 +117,8 @@ def run_server(config: Any) -> None:
     if config.host in ("0.0.0.0", "::"):  # every address: name one a browser can open
         shown = socket.gethostname()
     url = f"{scheme}://{shown}:{sock.getsockname()[1]}/"
+    if config.public_url:  # the name its certificate and its users know it by
+        url = config.public_url if config.public_url.endswith("/") else config.public_url + "/"
     click.echo(f"dashboard {url}  API {url}api/v1  docs {url}docs  SensorThings {url}sta/v1.1")
     app = create_app(ApiContext(config))
     server = uvicorn.Server(uvicorn_config(app, config))  # with a deadline per request

@@ -218,6 +218,9 @@ def test_a_pi_joins_a_lasting_server_from_the_installed_wheel(
     run = None
     try:
         server.start(serve=True)
+        # It names itself as its certificate does (--public-host), not by the machine's name.
+        api_url = f"https://127.0.0.1:{server.ports['api']}/"
+        wait_for(lambda: f"dashboard {api_url}" in (server.logs / "s").read_text(), what=api_url)
         joined = subprocess.run(
             [*command, "edge", "join", "--root", str(pi), "--code-file", str(code_file)],
             cwd=elsewhere, capture_output=True, text=True, timeout=60,
