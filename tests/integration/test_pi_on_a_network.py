@@ -4,8 +4,9 @@ influxd); the Pi is the real agent in a network namespace of its own, joined to 
 a veth pair (10.77.x.1 the server, 10.77.x.2 the Pi), that reaches the server only through
 the broker's TLS listener, checking the server's certificate against the CA its join code
 carries: the Pi joins with `edge join` and the code `devices add` printed (its key made there).
-`edge check` is green, `edge run` delivers, and after the broker and the ingest are killed and
-started again on the same address while the Pi keeps reading, every message is stored once.
+One test: `edge check` is green over that network. A second: `edge run` delivers, and after the
+broker and the ingest are killed and started again on the same address while the Pi keeps
+reading, every message is stored once (both share one server and one joined Pi).
 
 Where this machine cannot make a namespace (not root, no `ip`), the Pi runs beside the server
 and reaches it through a second loopback address (127.0.0.2, the server's public host; the
@@ -32,7 +33,7 @@ from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.influxd import Influxd
-from sensorpipe.stack.process import ManagedProcess
+from sensorpipe.stack.process import ManagedProcess, free_ports
 from tests.helpers import wait_for
 from tests.integration.setup_server import SetupServer
 
@@ -115,36 +116,41 @@ def outbox_rows(path: Path, *, sent: bool | None = None) -> int:
         return int(db.execute(f"SELECT count(*) FROM outbox{where}").fetchone()[0])
 
 
-def test_a_pi_on_its_own_network_delivers_every_message_once_across_a_server_restart(
-    tmp_path: Path, influxd: Influxd
-) -> None:
-    with pi_network() as net:
-        print(f"topology: {net.kind} (the Pi reaches the server at {net.server})")
-        run_pi_against_server(tmp_path, influxd, net)
+@dataclass
+class JoinedPi:
+    """A server set up by the documented commands and a Pi joined to it over its own network,
+    its agent configured for the simulated sensors; shared by this module's two tests."""
+
+    net: Network
+    server: SetupServer
+    influx: InfluxClient
+    pi: Path  # the Pi's root directory
+    config: Path
+    agent: list[str]  # `sensorpipe` on the Pi, with the simulated BME280 (pi_agent.py)
 
 
-def run_pi_against_server(tmp_path: Path, influxd: Influxd, net: Network) -> None:
-    server = SetupServer(tmp_path, [sys.executable, "-m", "sensorpipe"], net.server, influxd.url)
-    server.setup()
-    creds = server.add_device(DEVICE, "--site", "lab")
-    server.setup()  # writes the device's account for the broker, as the docs say
-    logs = server.logs
-
-    # The Pi's side: a root directory of its own (`edge join --root`), an SDS011 on a pty.
-    pi = tmp_path / "pi"
-    code_file = tmp_path / "join-code"
-    code_file.write_text(creds["join_code"] + "\n")
-    config = pi / "etc" / "sensorpipe" / "edge.toml"
-    agent_argv = [sys.executable, str(Path(__file__).with_name("pi_agent.py")), "edge"]
-    influx = influxd.client()
-    influx.database = "sensorpipe"
-    pi_run: ManagedProcess | None = None
+@pytest.fixture(scope="module")
+def joined(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JoinedPi]:
+    tmp_path = tmp_path_factory.mktemp("pi-net")
+    http_port, rpc_port = free_ports(2)
+    influxd = Influxd(tmp_path / "influxdb", http_port=http_port, rpc_port=rpc_port, database="x")
+    influxd.start()
     sim = Sds011Simulator(Sds011Device(read_pm=Street(1).pm_now, bad_frame_rate=0.0))
-    with sim:
+    with pi_network() as net, sim:
+        print(f"topology: {net.kind} (the Pi reaches the server at {net.server})")
+        command = [sys.executable, "-m", "sensorpipe"]
+        server = SetupServer(tmp_path, command, net.server, influxd.url)
         try:
+            server.setup()
+            creds = server.add_device(DEVICE, "--site", "lab")
+            server.setup()  # writes the device's account for the broker, as the docs say
+            assert "private_key" not in creds  # the key is never on the server
             server.start()
             # The Pi joins with the code `devices add` printed: its key is made there and
             # enrolled over the broker's TLS listener, checked against the CA in the code.
+            pi = tmp_path / "pi"
+            code_file = tmp_path / "join-code"
+            code_file.write_text(creds["join_code"] + "\n")
             join = ["edge", "join", "--root", str(pi), "--code-file", str(code_file)]
             joined = subprocess.run(
                 net.on_pi([sys.executable, "-m", "sensorpipe", *join]),
@@ -154,8 +160,8 @@ def run_pi_against_server(tmp_path: Path, influxd: Influxd, net: Network) -> Non
             )
             assert joined.returncode == 0, joined.stdout + joined.stderr
             assert "made on this device" in joined.stdout, joined.stdout
+            config = pi / "etc" / "sensorpipe" / "edge.toml"
             assert config.stat().st_mode & 0o077 == 0  # its password and key: not for others
-            assert "private_key" not in creds  # the key never was on the server
             # The simulated sensors' addresses and a quick pace for the test.
             edge = tomllib.loads(config.read_text())
             edge["sensors"] = [
@@ -164,75 +170,88 @@ def run_pi_against_server(tmp_path: Path, influxd: Influxd, net: Network) -> Non
             ]
             edge["mqtt"].update(connect_timeout_s=5, confirm_timeout_s=3)
             config.write_text(tomli_w.dumps(edge))
-            if net.kind == "namespace":
-                # The Pi is on a network of its own: the broker's loopback listener, which the
-                # server's services use, is not there; only the TLS listener is reachable.
-                probe = (
-                    "import socket, sys; socket.create_connection((sys.argv[1], sys.argv[2]), 3)"
-                )
-                for host, port, reachable in (
-                    ("127.0.0.1", server.ports["broker"], False),
-                    (net.server, server.ports["broker-tls"], True),
-                ):
-                    tried = subprocess.run(
-                        net.on_pi([sys.executable, "-c", probe, host, str(port)]),
-                        capture_output=True,
-                        text=True,
-                        timeout=30,
-                    )
-                    assert (tried.returncode == 0) is reachable, (host, port, tried.stderr)
+            influx = influxd.client()
+            influx.database = "sensorpipe"
+            agent = [sys.executable, str(Path(__file__).with_name("pi_agent.py")), "edge"]
+            yield JoinedPi(net, server, influx, pi, config, agent)
+        finally:
+            server.stop()
+            influxd.stop()
 
-            check = subprocess.run(
-                net.on_pi([*agent_argv, "check", "--config", str(config)]),
+
+def test_a_pi_on_its_own_network_joins_over_tls_and_its_check_is_green(joined: JoinedPi) -> None:
+    net, server = joined.net, joined.server
+    if net.kind == "namespace":
+        # The Pi is on a network of its own: the broker's loopback listener, which the
+        # server's services use, is not there; only the TLS listener is reachable.
+        probe = "import socket, sys; socket.create_connection((sys.argv[1], sys.argv[2]), 3)"
+        for host, port, reachable in (
+            ("127.0.0.1", server.ports["broker"], False),
+            (net.server, server.ports["broker-tls"], True),
+        ):
+            tried = subprocess.run(
+                net.on_pi([sys.executable, "-c", probe, host, str(port)]),
                 capture_output=True,
                 text=True,
-                timeout=120,
+                timeout=30,
             )
-            assert check.returncode == 0, check.stdout + check.stderr
-            assert [line.split()[:2] for line in check.stdout.strip().splitlines()] == [
-                ["ok", "sds011"],
-                ["ok", "bme280"],
-                ["ok", "clock"],
-                ["ok", "outbox"],
-                ["ok", "broker"],
-                ["ok", "delivery"],
-            ], check.stdout
-            assert seqs(influx) == [1]
+            assert (tried.returncode == 0) is reachable, (host, port, tried.stderr)
+    check = subprocess.run(
+        net.on_pi([*joined.agent, "check", "--config", str(joined.config)]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert [line.split()[:2] for line in check.stdout.strip().splitlines()] == [
+        ["ok", "sds011"],
+        ["ok", "bme280"],
+        ["ok", "clock"],
+        ["ok", "outbox"],
+        ["ok", "broker"],
+        ["ok", "delivery"],
+    ], check.stdout
+    assert seqs(joined.influx) == [1]
 
-            pi_run = ManagedProcess(
-                "edge run", net.on_pi([*agent_argv, "run", "--config", str(config)]), logs / "pi"
-            )
-            pi_run.start(lambda: len(seqs(influx)) >= 4, timeout_s=30)  # the Pi's readings stored
-            # Both sensors' readings are stored, each in its own point.
-            air = influx.query(
-                f"SELECT count(pm2_5), count(temperature) FROM air WHERE device_id = '{DEVICE}'"
-            )
-            assert all(n >= 1 for n in air[0]["values"][0][1:]), air
 
-            # The server goes down hard while the Pi keeps reading. First the ingest: what the
-            # broker accepts now (PUBACK) is confirmed by no one and dies with the broker ...
-            outbox = pi / "var" / "lib" / "sensorpipe" / "outbox.sqlite"
-            assert server.ingest is not None
-            server.ingest.kill()
-            wait_for(
-                lambda: outbox_rows(outbox, sent=True) >= 3, what="messages only the broker has"
-            )
-            server.broker.kill()
-            before = seqs(influx)
-            # ... then the broker: the Pi's outbox fills.
-            wait_for(lambda: outbox_rows(outbox, sent=False) >= 3, what="readings queued")
-            # ... and the server comes back on the same address and ports.
-            server.start()
-            wait_for(
-                lambda: outbox_rows(outbox) == 0 and len(seqs(influx)) > len(before) + 4,
-                timeout_s=45,
-                what=f"the Pi's outbox drained into InfluxDB ({logs})",
-            )
-            pi_run.stop()
-            stored = seqs(influx)
-            # Every sequence number the Pi used, stored once: none lost, none twice.
-            assert stored == list(range(1, stored[-1] + 1)), stored
-        finally:
-            if pi_run is not None:
-                pi_run.stop()
-            server.stop()
+def test_the_servers_broker_and_ingest_killed_while_the_pi_sends_lose_nothing(
+    joined: JoinedPi,
+) -> None:
+    server, influx = joined.server, joined.influx
+    pi_run = ManagedProcess(
+        "edge run",
+        joined.net.on_pi([*joined.agent, "run", "--config", str(joined.config)]),
+        server.logs / "pi",
+    )
+    start = len(seqs(influx))
+    try:
+        pi_run.start(lambda: len(seqs(influx)) >= start + 4, timeout_s=30)  # readings stored
+        # Both sensors' readings are stored, each in its own point.
+        air = influx.query(
+            f"SELECT count(pm2_5), count(temperature) FROM air WHERE device_id = '{DEVICE}'"
+        )
+        assert all(n >= 1 for n in air[0]["values"][0][1:]), air
+
+        # The server goes down hard while the Pi keeps reading. First the ingest: what the
+        # broker accepts now (PUBACK) is confirmed by no one and dies with the broker ...
+        outbox = joined.pi / "var" / "lib" / "sensorpipe" / "outbox.sqlite"
+        assert server.ingest is not None
+        server.ingest.kill()
+        wait_for(lambda: outbox_rows(outbox, sent=True) >= 3, what="messages only the broker has")
+        server.broker.kill()
+        before = seqs(influx)
+        # ... then the broker: the Pi's outbox fills.
+        wait_for(lambda: outbox_rows(outbox, sent=False) >= 3, what="readings queued")
+        # ... and the server comes back on the same address and ports.
+        server.start()
+        wait_for(
+            lambda: outbox_rows(outbox) == 0 and len(seqs(influx)) > len(before) + 4,
+            timeout_s=45,
+            what=f"the Pi's outbox drained into InfluxDB ({server.logs})",
+        )
+        pi_run.stop()
+        stored = seqs(influx)
+        # Every sequence number the Pi used, stored once: none lost, none twice.
+        assert stored == list(range(1, stored[-1] + 1)), stored
+    finally:
+        pi_run.stop()
