@@ -605,8 +605,8 @@ class IngestService:
                 self._quota.rejected(o.item.device)
         refused = self._dead_letter(rejected)
         # Counted once the whole batch is kept, so a batch written again after an error is not
-        # counted twice.
-        stored = [o for o in accepted if o.rejection is None]
+        # counted twice. An enrolled key (no message) is not a stored message.
+        stored = [o for o in accepted if o.rejection is None and o.message is not None]
         self.stats.stored_messages += len(stored)
         self.stats.stored_points += sum(len(o.lines) for o in stored)
         self.stats.batches += 1
