@@ -39,6 +39,9 @@ from sensorpipe.protocol.topics import topic_for
 
 log = logging.getLogger(__name__)
 FIRMWARE = "sensorpipe-edge/0.1.0"
+# The Wi-Fi signal a message reports is read at most this often: reading /proc/net/wireless
+# for each message would cost an outbox draining after an outage a file read per message.
+RSSI_MAX_AGE_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,7 @@ class Agent:
         self._clock = clock
         self._clock_synced = clock_synced
         self._rssi = rssi
+        self._rssi_read: tuple[float, int | None] | None = None  # (monotonic time, value)
         self._started = time.monotonic()
         self._next_status = 0.0
         self.counter = counter
@@ -374,12 +378,18 @@ class Agent:
         n = loc.precision_decimals
         return {"lat": round(loc.lat, n), "lon": round(loc.lon, n), "alt_m": loc.alt_m}
 
+    def _signal(self) -> int | None:
+        now = time.monotonic()
+        if self._rssi_read is None or now - self._rssi_read[0] >= RSSI_MAX_AGE_S:
+            self._rssi_read = (now, self._rssi())
+        return self._rssi_read[1]
+
     # --- called by the publisher when it hands an entry to the broker -----------------------
     def _finalize(self, entry: OutboxEntry, link: LinkState) -> bytes:
         draft = json.loads(entry.body)
         draft["sent_at"] = _iso(self._clock())
         draft["link"] = {
-            "rssi_dbm": self._rssi(),
+            "rssi_dbm": self._signal(),
             "reconnects": link.reconnects,
             "outbox_depth": link.outbox_depth,
             "uptime_s": round(time.monotonic() - self._started, 3),

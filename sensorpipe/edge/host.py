@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 from pathlib import Path
 
 TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised
@@ -30,13 +31,25 @@ def wifi_rssi_dbm(
     return None
 
 
-def clock_synchronised() -> bool:
-    """True when the kernel says NTP (chrony, timesyncd, ntpd) keeps the clock synchronised."""
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    # Found once: find_library runs `ldconfig -p` in a subprocess (about 1.5 ms, and a fork of
+    # the agent) on every call, and the agent asks for every message it queues.
     name = ctypes.util.find_library("c")
     if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+
+
+def clock_synchronised() -> bool:
+    """True when the kernel says NTP (chrony, timesyncd, ntpd) keeps the clock synchronised."""
+    libc = _libc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
         buf = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
         state = libc.adjtimex(buf)
     except (OSError, AttributeError):
