@@ -144,6 +144,21 @@ def test_a_batch_is_written_once_enough_entries_wait(
     other.close()
 
 
+def test_a_new_outbox_has_small_pages_an_older_one_keeps_its_own(tmp_path: Path) -> None:
+    new = SqliteOutbox(tmp_path / "new.sqlite")
+    assert new._db.execute("PRAGMA page_size").fetchone()[0] == outbox_module.PAGE_SIZE == 1024
+    new.close()
+    old = sqlite3.connect(tmp_path / "old.sqlite")  # an older agent's: SQLite's default
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE t (x)")
+    old.close()
+    box = SqliteOutbox(tmp_path / "old.sqlite")
+    assert box._db.execute("PRAGMA page_size").fetchone()[0] == 4096
+    box.put("t", b"x" * 3000, seq=1)
+    assert [len(e.body) for e in box.pending()] == [3000]
+    box.close()
+
+
 _CRASH = """
 import os, signal, sys
 from sensorpipe.edge.outbox import SqliteOutbox

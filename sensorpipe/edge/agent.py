@@ -147,6 +147,7 @@ class Agent:
             log.info("%s: stopping the agent", ended[0])
             stop.set()
 
+        host.limit_malloc_arenas()  # before the publisher's and paho's threads start
         self.publisher.start()
         if self.counter is not None:
             self.counter.start(self.queue_counts, on_end=counting_ended)
@@ -171,11 +172,13 @@ class Agent:
                     # from now on, whether the broker is reachable or not.
                     ready = True
                     notifier.ready(self._last_did)
+                    host.trim_memory()  # what starting up used and freed
                 elif due:
                     notifier.status(self._last_did)
                 if now >= next_summary:
                     log.info("%s", self.summary())
                     next_summary = now + self._summary_interval_s
+                    host.trim_memory()
                 wakes = [s.next_due for s in self._slots] + [self._next_status, next_summary]
                 if ping_every is not None:
                     if now >= next_ping and self.healthy():

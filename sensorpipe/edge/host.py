@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -55,3 +56,25 @@ def clock_synchronised() -> bool:
     except (OSError, AttributeError):
         return False
     return 0 <= int(state) < TIME_ERROR
+
+
+M_ARENA_MAX = -8  # mallopt(3)
+
+
+def limit_malloc_arenas() -> None:
+    """Keep every thread on one C heap (glibc makes one per thread by default, each holding
+    freed memory of its own): the agent's threads allocate little outside Python's own
+    allocator. Call before the threads start. Nothing on a C library without mallopt."""
+    libc = _libc()
+    with contextlib.suppress(AttributeError, OSError):
+        if libc is not None:
+            libc.mallopt(M_ARENA_MAX, 1)
+
+
+def trim_memory() -> None:
+    """Give the C heap's free memory back to the system (glibc's malloc_trim): what importing
+    and loading the configuration used and freed stays in the process otherwise."""
+    libc = _libc()
+    with contextlib.suppress(AttributeError, OSError):
+        if libc is not None:
+            libc.malloc_trim(0)

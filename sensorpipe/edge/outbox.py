@@ -68,6 +68,12 @@ WAL_KEEP_BYTES = 1024 * 1024
 # Acknowledgements and confirmations kept in memory before they are written (see above).
 FLUSH_ENTRIES = 1000
 FLUSH_AFTER_S = 10.0
+# A new outbox's database pages. Each commit appends the pages it changed to the log, and a
+# reading changes three or four (the table, its indexes, the id counter): 1 KiB pages write
+# about half the bytes of SQLite's 4 KiB default per reading (measured: 11.7 against 21 KB
+# per message with its bookkeeping), and an outbox entry (about 800 bytes) fits one. An outbox
+# made by an older agent keeps its page size (changing it needs a VACUUM, a full rewrite).
+PAGE_SIZE = 1024
 # Free space the database leaves to its log and index files: it grows into the rest only.
 DISK_HEADROOM_BYTES = 2 * 1024 * 1024
 
@@ -371,6 +377,7 @@ class SqliteOutbox:
             raise OutboxError(f"cannot open {path}: {exc}") from exc
 
     def _setup(self) -> None:
+        self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new database only
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a put that returned survives power loss, not only a crash of the agent.
         self._db.execute("PRAGMA synchronous=FULL")
