@@ -26,7 +26,8 @@ Figures:
 - replay (`--messages` N, default 10,000) after an outage: a bare Mosquitto (anonymous, no
   ingest behind it, so the agent runs with `confirm = false`: an entry leaves the outbox at
   the broker's PUBACK) is down while N air messages are put in the agent's outbox through the
-  outbox's own API (as the agent queues them: one at a time, synchronous=FULL); the agent
+  outbox's own API (as the agent queues them: validated and dumped by `edge.agent.prepare`,
+  one at a time, synchronous=FULL); the agent
   starts (reaching no broker), then the broker is started. The agent paces itself with
   `[mqtt] max_messages_per_s` (default 10): for this figure it is raised to 10,000, the most
   the setting allows. The outbox is polled every 10 ms (its SQLite file, read-only):
@@ -65,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.pipeline import Publisher
+from sensorpipe.edge.agent import prepare
 from sensorpipe.edge.outbox import SqliteOutbox
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from sensorpipe.gateway.broker import mosquitto_binary
@@ -346,7 +348,7 @@ def replay(workdir: Path, n: int, *, timeout_s: float = 120.0) -> dict[str, Any]
     items = drafts(device_id, n, 0)
     for draft in items:
         draft["seq"] = outbox.next_seq()
-        outbox.put(topic, json.dumps(draft).encode(), seq=draft["seq"])
+        outbox.put(topic, prepare(draft), seq=draft["seq"])
     last_seq = items[-1]["seq"]
     outbox.close()
     payloads = [signed(d, private_key) for d in items]

@@ -261,3 +261,32 @@ def test_the_clock_check_finds_the_c_library_once(monkeypatch: pytest.MonkeyPatc
     assert [host.clock_synchronised() for _ in range(5)] == [first] * 5
     assert calls == ["c"]
     host._libc.cache_clear()
+
+
+def test_a_prepared_entry_is_sent_as_the_same_bytes_as_one_validated_when_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sensorpipe.edge import agent as agent_module
+    from sensorpipe.edge.publisher import LinkState
+    from tests.test_agent import FakeDriver, _agent
+
+    monkeypatch.setattr(agent_module.time, "monotonic", lambda: 1000.0)  # the same uptime_s
+    sds = FakeDriver("sds011", [{"pm2_5": 10.04, "pm10": 15.0}])
+    agent, box = _agent([sds])
+    agent.sample(agent._slots)
+    (prepared,) = box.pending()
+    fields = json.loads(prepared.body)
+    assert fields.pop(agent_module.PREPARED) is True
+    plain_id = box.put(prepared.topic, json.dumps(fields).encode(), seq=prepared.seq)
+    (plain,) = [e for e in box.pending() if e.id == plain_id]
+    state = LinkState(reconnects=2, outbox_depth=2, backlog=True)
+    assert agent._finalize(prepared, state) == agent._finalize(plain, state)
+    assert decode(agent._finalize(prepared, state)).seq == prepared.seq
+
+
+def test_a_draft_that_does_not_validate_is_kept_as_it_is_and_refused_when_sent() -> None:
+    from sensorpipe.edge.agent import PREPARED, prepare
+
+    draft = {"v": 1, "kind": "air", "device_id": "d1", "seq": 1, "readings": []}
+    assert PREPARED not in json.loads(prepare(draft))
+    assert json.loads(prepare(draft)) == draft

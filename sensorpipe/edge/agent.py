@@ -31,8 +31,8 @@ from sensorpipe.edge.notify import Notifier
 from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxError
 from sensorpipe.edge.problems import RepeatedProblem
 from sensorpipe.edge.publisher import LinkState, Publisher
-from sensorpipe.protocol.codec import encode
-from sensorpipe.protocol.messages import MESSAGE_ADAPTER, Reading, SensorHealth
+from sensorpipe.protocol.codec import encode, encode_fields
+from sensorpipe.protocol.messages import MESSAGE_ADAPTER, Reading, SendingFields, SensorHealth
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import topic_for
@@ -42,6 +42,28 @@ FIRMWARE = "sensorpipe-edge/0.1.0"
 # The Wi-Fi signal a message reports is read at most this often: reading /proc/net/wireless
 # for each message would cost an outbox draining after an outage a file read per message.
 RSSI_MAX_AGE_S = 10.0
+# Marks an outbox entry whose fields were validated when it was queued (`prepare`).
+PREPARED = "_prepared"
+_PLACEHOLDER_LINK = {"uptime_s": 0.0, "firmware": FIRMWARE}
+
+
+def prepare(draft: dict[str, Any]) -> bytes:
+    """An outbox entry's body for a message draft (without `sent_at` and `link`).
+
+    The draft is validated now, once, and kept as the message model dumps it, marked
+    PREPARED: sending it then only validates what the agent adds (`sent_at`, `link`), not the
+    readings again, which is most of the work of an outbox draining after an outage. A draft
+    that does not validate is kept as it is: sending it sets it aside with the reason, as any
+    entry that cannot be encoded."""
+    try:
+        message = MESSAGE_ADAPTER.validate_python(
+            {**draft, "sent_at": draft["observed_at"], "link": _PLACEHOLDER_LINK}
+        )
+    except (ValidationError, KeyError):
+        return json.dumps(draft).encode()
+    fields = message.model_dump(mode="json", exclude={"sig", "sent_at", "link"})
+    fields[PREPARED] = True
+    return json.dumps(fields).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +371,7 @@ class Agent:
                 **payload,
             }
             entry_id = self.outbox.put(
-                topic_for(self.config.device_id, kind), json.dumps(draft).encode(), seq=seq
+                topic_for(self.config.device_id, kind), prepare(draft), seq=seq
             )
         except OutboxError as exc:
             self.stats.messages_dropped += 1
@@ -390,6 +412,7 @@ class Agent:
     # --- called by the publisher when it hands an entry to the broker -----------------------
     def _finalize(self, entry: OutboxEntry, link: LinkState) -> bytes:
         draft = json.loads(entry.body)
+        prepared = draft.pop(PREPARED, False)
         draft["sent_at"] = _iso(self._clock())
         draft["link"] = {
             "rssi_dbm": self._signal(),
@@ -401,6 +424,12 @@ class Agent:
             "outbox_dropped": self.outbox.dropped,
         }
         try:
+            if prepared:  # validated when queued: only what was added now
+                sending = SendingFields.model_validate(
+                    {"sent_at": draft["sent_at"], "link": draft["link"]}
+                )
+                draft.update(sending.model_dump(mode="json"))
+                return encode_fields(draft, self._signer.sign)
             message = MESSAGE_ADAPTER.validate_python(draft)
         except ValidationError as exc:
             raise ValueError(str(exc)) from None

@@ -471,7 +471,10 @@ class Publisher:
             self._ahead.extend(self._outbox.pending(after_id=after, limit=limit))
             self._more_waiting = len(self._ahead) == limit
         depth = self._outbox.depth()
-        while room > 0 and self._ahead:
+        # Encode and sign the batch first, then publish it in one go: paho's thread wakes for
+        # each publish, and publishing between the encodings would wake it once a message.
+        ready: list[tuple[OutboxEntry, bytes]] = []
+        while len(ready) < room and self._ahead:
             entry = self._ahead.popleft()
             if entry.id in self._aside:
                 continue
@@ -492,10 +495,11 @@ class Publisher:
                 reason = f"too large: {len(payload)} bytes, the broker accepts {limit}"
                 self._set_aside(entry.id, reason, entry.seq)
                 continue
+            ready.append((entry, payload))
+        for entry, payload in ready:
             info = self._client.publish(entry.topic, payload, qos=1)
             self._in_flight[info.mid] = entry.id
             self._tokens -= 1.0
-            room -= 1
             self._handed_since_flush += 1
 
     def _rewind(self, last_handed: int) -> None:

@@ -37,7 +37,11 @@ def _dumps(obj: dict[str, Any]) -> str:
 
 
 def encode(message: AnyMessage, sign: Callable[[bytes], str] | None = None) -> bytes:
-    body = message.model_dump(mode="json", exclude={"sig"})
+    return encode_fields(message.model_dump(mode="json", exclude={"sig"}), sign)
+
+
+def encode_fields(body: dict[str, Any], sign: Callable[[bytes], str] | None = None) -> bytes:
+    """`encode` of a message already dumped (`model_dump(mode="json")`, without `sig`)."""
     # Fields only kits' messages use are left out of a device's own, as they were before.
     if body.get("vouched_by") is None:
         body.pop("vouched_by", None)
