@@ -114,14 +114,31 @@ def test_a_reading_costs_one_commit_its_bookkeeping_rides_with_the_next(tmp_path
     box = SqliteOutbox(path)
     other = _commits_seen(path)
     first = box.put("t", b"1", seq=1)
+    box.put("t", b"2", seq=2)  # queued while the first is on its way
     seen = _version(other)
     box.mark_sent(first)  # PUBACK
     assert box.confirm([1]) == 1  # the ingest's confirmation
     assert _version(other) == seen  # nothing written yet ...
-    assert box.depth() == 0 and box.pending() == []  # ... but it counts at once
-    box.put("t", b"2", seq=2)  # the next reading: one commit with both
+    assert box.depth() == 1 and [e.seq for e in box.pending()] == [2]  # ... it counts at once
+    box.put("t", b"3", seq=3)  # the next reading: one commit with both
     assert _version(other) != seen
-    assert [r[0] for r in other.execute("SELECT seq FROM outbox")] == [2]
+    assert [r[0] for r in other.execute("SELECT seq FROM outbox")] == [2, 3]
+    other.close()
+    box.close()
+
+
+def test_an_outbox_whose_entries_are_all_delivered_is_empty_on_disk_at_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "o.sqlite"
+    box = SqliteOutbox(path)
+    other = _commits_seen(path)
+    ids = [box.put("t", b"x", seq=n) for n in (1, 2)]
+    box.mark_sent_many(ids)
+    assert box.confirm([1]) == 1
+    assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 2  # one still waits
+    assert box.confirm([2]) == 1
+    assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
     other.close()
     box.close()
 

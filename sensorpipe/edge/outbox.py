@@ -5,7 +5,8 @@ Contract (both implementations pass the same tests):
 - What the publisher learns about entries (`mark_sent`, `remove`, `confirm`) takes effect at
   once for `pending` and `depth`, but SQLite writes it to disk in batches (`flush`): with the
   next `put`, in the same transaction, or once `FLUSH_ENTRIES` wait or the oldest has waited
-  `FLUSH_AFTER_S`, and at `close`. A power cut before that loses only bookkeeping: an entry
+  `FLUSH_AFTER_S`, once every entry is delivered (the file is then empty too), and at
+  `close`. A power cut before that loses only bookkeeping: an entry
   acknowledged or confirmed comes back as unsent and is sent again, which is harmless (the
   ingest stores a point under the device's sequence number and observation time, so a
   repeated message overwrites itself; DESIGN.md, invariant 2). Nothing queued is ever lost
@@ -531,6 +532,7 @@ class SqliteOutbox:
         if (
             len(self._gone) + len(self._sent) >= FLUSH_ENTRIES
             or now - self._unwritten_since >= FLUSH_AFTER_S
+            or self._depth() == 0  # all delivered: the file says so too
         ):
             self._flush()
 

@@ -337,9 +337,9 @@ class Publisher:
 
     def _flush_after_backlog(self) -> None:
         """Once a backlog (more than a window's worth) has gone and every PUBACK is in, write
-        the outbox's bookkeeping at once rather than with the next reading: the outbox file
-        shows the backlog gone. Not for single messages: their bookkeeping rides with the
-        next reading's write (outbox module docstring)."""
+        the outbox's bookkeeping at once (readings queued meanwhile may keep the outbox from
+        emptying, which would write it too): the outbox file shows the backlog gone. Not for
+        single messages (outbox module docstring)."""
         if (
             self._handed_since_flush >= self._window
             and not self._in_flight
