@@ -584,8 +584,12 @@ CASES: dict[str, list[Case]] = {
 
 
 def _leaf_commands(group: click.Group, prefix: str = "") -> set[str]:
+    # list_commands/get_command, not .commands: the top-level group imports its groups lazily.
+    ctx = click.Context(group)
     out: set[str] = set()
-    for name, command in group.commands.items():
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = f"{prefix}{name}"
         if isinstance(command, click.Group):
             out |= _leaf_commands(command, path + " ")

@@ -66,6 +66,9 @@ class ScriptedClient:
     def subscribe(self, topic: str, qos: int) -> None:
         self.subscriptions.append(topic)
 
+    def limit_in_flight(self, n: int) -> None:
+        self.max_in_flight = n
+
     def publish(self, topic: str, payload: bytes, qos: int) -> Any:
         self._mid += 1
         self.sent.append(Sent(topic, payload, self._mid))

@@ -1,31 +1,113 @@
-"""The `sensorpipe` command: one group of subcommands per module of this package."""
+"""The `sensorpipe` command: one group of subcommands per module of this package.
+
+The groups are imported when they are used, not when `sensorpipe` starts: importing all of
+them (the stack, the API's FastAPI, the importers, counting's numpy and ONNX Runtime) costs
+about 40 MB, which the edge agent on a Raspberry Pi would carry for nothing. `COMMANDS` names
+where each group lives and its short help, which `sensorpipe --help` shows without importing
+any group (a test checks that each one matches its command's docstring).
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
 
 import click
 
 from sensorpipe import __version__
-from sensorpipe.cli.config import config
-from sensorpipe.cli.counting import count_eval, count_video_cmd
-from sensorpipe.cli.demo import demo
-from sensorpipe.cli.devices import devices
-from sensorpipe.cli.edge import edge
-from sensorpipe.cli.gateway import gateway
-from sensorpipe.cli.importing import import_
-from sensorpipe.cli.ingest import ingest
-from sensorpipe.cli.query import query
-from sensorpipe.cli.serve import serve
-from sensorpipe.cli.server import server
-from sensorpipe.cli.sim import sim
-from sensorpipe.cli.stack import stack
 from sensorpipe.protocol.configfile import ConfigError
-from sensorpipe.stack.local import StackError
+from sensorpipe.stack.errors import StackError
+
+# Name -> ("module:attribute", short help as `sensorpipe --help` shows it). In this order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "stack": (
+        "sensorpipe.cli.stack:stack",
+        "Run Mosquitto, InfluxDB and the ingest locally, in the background.",
+    ),
+    "devices": (
+        "sensorpipe.cli.devices:devices",
+        "Register devices and publish what each one measures and why.",
+    ),
+    "edge": ("sensorpipe.cli.edge:edge", "The agent that runs on the Raspberry Pi."),
+    "ingest": ("sensorpipe.cli.ingest:ingest", "Validate and store what devices send."),
+    "import": (
+        "sensorpipe.cli.importing:import_",
+        "Import history files through the same checks as live data.",
+    ),
+    "gateway": (
+        "sensorpipe.cli.gateway:gateway",
+        "Mosquitto configuration from the device registry, and the kit gateway (airrohr kits, "
+        "The Things Stack) that publishes kits' readings to it.",
+    ),
+    "sim": (
+        "sensorpipe.cli.sim:sim",
+        "Simulated devices (byte-accurate SDS011 and BME280) against the stack.",
+    ),
+    "query": (
+        "sensorpipe.cli.query:query",
+        "Air measurements (`query air`) and counts of passers-by (`query counts`) from InfluxDB.",
+    ),
+    "count-eval": (
+        "sensorpipe.cli.counting:count_eval",
+        "Count a held-out synthetic street (or, with --video, a real clip) against the truth.",
+    ),
+    "count-video": (
+        "sensorpipe.cli.counting:count_video_cmd",
+        "Count the crossings of a line in a video file, per class and direction.",
+    ),
+    "demo": (
+        "sensorpipe.cli.demo:demo",
+        "The whole pipeline on real parts, then a summary counted from InfluxDB.",
+    ),
+    "serve": (
+        "sensorpipe.cli.serve:serve",
+        "Serve the register, readings and counts over HTTP: the API under /api/v1 (docs at "
+        "/docs), SensorThings under /sta/v1.1 and the dashboard at /.",
+    ),
+    "server": (
+        "sensorpipe.cli.server:server",
+        "A lasting server on Debian 12 / Raspberry Pi OS: configuration, TLS and systemd units.",
+    ),
+    "config": (
+        "sensorpipe.cli.config:config",
+        "Example configuration files, to start your own from.",
+    ),
+}
+
+
+def load_command(name: str) -> click.Command:
+    """Import the command `name` of COMMANDS."""
+    module, _, attribute = COMMANDS[name][0].partition(":")
+    command = getattr(importlib.import_module(module), attribute)
+    assert isinstance(command, click.Command), COMMANDS[name][0]
+    return command
 
 
 class _Commands(click.Group):
+    """The top-level group: its commands are imported on first use (COMMANDS)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        if cmd_name not in self.commands:
+            self.commands[cmd_name] = load_command(cmd_name)
+        return self.commands[cmd_name]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # As click.Group's, from the short help in COMMANDS: `--help` imports no group.
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        # click's own shortening, on a stand-in with the help text, not the real command.
+        rows = [(n, click.Command(n, help=COMMANDS[n][1]).get_short_help_str(limit)) for n in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
         # A configuration, registry or stack state file that cannot be used ends any command
         # with its one-line reason (file, key, line), wherever the command happened to read it.
@@ -42,22 +124,3 @@ def main(verbose: int) -> None:
     """sensorpipe: local environmental measurement from Raspberry Pi to InfluxDB."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-for command in (
-    stack,
-    devices,
-    edge,
-    ingest,
-    import_,
-    gateway,
-    sim,
-    query,
-    count_eval,
-    count_video_cmd,
-    demo,
-    serve,
-    server,
-    config,
-):
-    main.add_command(command)

@@ -31,14 +31,39 @@ from sensorpipe.edge.notify import Notifier
 from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxError
 from sensorpipe.edge.problems import RepeatedProblem
 from sensorpipe.edge.publisher import LinkState, Publisher
-from sensorpipe.protocol.codec import encode
-from sensorpipe.protocol.messages import MESSAGE_ADAPTER, Reading, SensorHealth
+from sensorpipe.protocol.codec import encode, encode_fields
+from sensorpipe.protocol.messages import MESSAGE_ADAPTER, Reading, SendingFields, SensorHealth
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import topic_for
 
 log = logging.getLogger(__name__)
 FIRMWARE = "sensorpipe-edge/0.1.0"
+# The Wi-Fi signal a message reports is read at most this often: reading /proc/net/wireless
+# for each message would cost an outbox draining after an outage a file read per message.
+RSSI_MAX_AGE_S = 10.0
+# Marks an outbox entry whose fields were validated when it was queued (`prepare`).
+PREPARED = "_prepared"
+_PLACEHOLDER_LINK = {"uptime_s": 0.0, "firmware": FIRMWARE}
+
+
+def prepare(draft: dict[str, Any]) -> bytes:
+    """An outbox entry's body for a message draft (without `sent_at` and `link`).
+
+    The draft is validated now, once, and kept as the message model dumps it, marked
+    PREPARED: sending it then only validates what the agent adds (`sent_at`, `link`), not the
+    readings again, which is most of the work of an outbox draining after an outage. A draft
+    that does not validate is kept as it is: sending it sets it aside with the reason, as any
+    entry that cannot be encoded."""
+    try:
+        message = MESSAGE_ADAPTER.validate_python(
+            {**draft, "sent_at": draft["observed_at"], "link": _PLACEHOLDER_LINK}
+        )
+    except (ValidationError, KeyError):
+        return json.dumps(draft).encode()
+    fields = message.model_dump(mode="json", exclude={"sig", "sent_at", "link"})
+    fields[PREPARED] = True
+    return json.dumps(fields).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +136,7 @@ class Agent:
         self._clock = clock
         self._clock_synced = clock_synced
         self._rssi = rssi
+        self._rssi_read: tuple[float, int | None] | None = None  # (monotonic time, value)
         self._started = time.monotonic()
         self._next_status = 0.0
         self.counter = counter
@@ -143,6 +169,7 @@ class Agent:
             log.info("%s: stopping the agent", ended[0])
             stop.set()
 
+        host.limit_malloc_arenas()  # before the publisher's and paho's threads start
         self.publisher.start()
         if self.counter is not None:
             self.counter.start(self.queue_counts, on_end=counting_ended)
@@ -167,11 +194,13 @@ class Agent:
                     # from now on, whether the broker is reachable or not.
                     ready = True
                     notifier.ready(self._last_did)
+                    host.trim_memory()  # what starting up used and freed
                 elif due:
                     notifier.status(self._last_did)
                 if now >= next_summary:
                     log.info("%s", self.summary())
                     next_summary = now + self._summary_interval_s
+                    host.trim_memory()
                 wakes = [s.next_due for s in self._slots] + [self._next_status, next_summary]
                 if ping_every is not None:
                     if now >= next_ping and self.healthy():
@@ -342,7 +371,7 @@ class Agent:
                 **payload,
             }
             entry_id = self.outbox.put(
-                topic_for(self.config.device_id, kind), json.dumps(draft).encode(), seq=seq
+                topic_for(self.config.device_id, kind), prepare(draft), seq=seq
             )
         except OutboxError as exc:
             self.stats.messages_dropped += 1
@@ -374,12 +403,19 @@ class Agent:
         n = loc.precision_decimals
         return {"lat": round(loc.lat, n), "lon": round(loc.lon, n), "alt_m": loc.alt_m}
 
+    def _signal(self) -> int | None:
+        now = time.monotonic()
+        if self._rssi_read is None or now - self._rssi_read[0] >= RSSI_MAX_AGE_S:
+            self._rssi_read = (now, self._rssi())
+        return self._rssi_read[1]
+
     # --- called by the publisher when it hands an entry to the broker -----------------------
     def _finalize(self, entry: OutboxEntry, link: LinkState) -> bytes:
         draft = json.loads(entry.body)
+        prepared = draft.pop(PREPARED, False)
         draft["sent_at"] = _iso(self._clock())
         draft["link"] = {
-            "rssi_dbm": self._rssi(),
+            "rssi_dbm": self._signal(),
             "reconnects": link.reconnects,
             "outbox_depth": link.outbox_depth,
             "uptime_s": round(time.monotonic() - self._started, 3),
@@ -388,6 +424,12 @@ class Agent:
             "outbox_dropped": self.outbox.dropped,
         }
         try:
+            if prepared:  # validated when queued: only what was added now
+                sending = SendingFields.model_validate(
+                    {"sent_at": draft["sent_at"], "link": draft["link"]}
+                )
+                draft.update(sending.model_dump(mode="json"))
+                return encode_fields(draft, self._signer.sign)
             message = MESSAGE_ADAPTER.validate_python(draft)
         except ValidationError as exc:
             raise ValueError(str(exc)) from None

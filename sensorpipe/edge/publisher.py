@@ -65,6 +65,12 @@ Finalize = Callable[[OutboxEntry, "LinkState"], bytes]
 # PUBACK reason codes that will not change on a retry: the entry is set aside.
 REFUSED_FOR_GOOD = {0x87, 0x90, 0x99}  # not authorised, topic name invalid, payload format
 REFUSED_PAUSE_S = 5.0  # before offering entries again that the broker refused for now
+# Entries read from the outbox at once, to hand to the broker as the window allows: one read
+# for many messages when an outbox drains after an outage, not one for each PUBACK.
+READ_AHEAD = 500
+# PUBACKs are handed to the pump thread in batches of up to this many (or all that are in
+# flight), not one wake-up each: each wake-up is a switch between paho's thread and the pump's.
+ACK_BATCH = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +82,7 @@ class LinkState:
     backlog: bool
 
 
-def make_client(client_id: str, config: MqttConfig) -> mqtt.Client:
+def make_client(client_id: str, config: MqttConfig) -> Client:
     client = Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.username_pw_set(config.username, config.password)
     if config.tls:
@@ -104,7 +110,7 @@ class Publisher:
         client_id: str,
         finalize: Finalize,
         window: int = 100,
-        client_factory: Callable[[str, MqttConfig], mqtt.Client] = make_client,
+        client_factory: Callable[[str, MqttConfig], Client] = make_client,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -140,7 +146,7 @@ class Publisher:
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
-        self._acks: queue.Queue[tuple[int, Any]] = queue.Queue()
+        self._acks: deque[tuple[int, Any]] = deque()  # PUBACKs (appended by paho's thread)
         self._confirms: queue.Queue[list[int]] = queue.Queue()
         self._reconnected = threading.Event()
         # Confirmations come only once the subscription stands: nothing is sent before that.
@@ -158,6 +164,9 @@ class Publisher:
         self._thread = threading.Thread(target=self._run, name="outbox-publisher", daemon=True)
         self._in_flight: dict[int, int] = {}  # paho mid -> outbox entry id
         self._last_handed = 0
+        self._ahead: deque[OutboxEntry] = deque()  # read from the outbox, not yet handed over
+        self._more_waiting = False  # the last read ahead found as many entries as it asked for
+        self._handed_since_flush = 0
         self._connected_since: float | None = None
         self._answered = False  # the broker answered this attempt's CONNECT
         self._connections = 0
@@ -219,6 +228,11 @@ class Publisher:
         self._connections += 1
         self._connected_since = time.time()
         self._broker_max_packet = getattr(props, "MaximumPacketSize", None)
+        # paho keeps 20 messages in flight unless told otherwise, and ignores the broker's
+        # Receive Maximum (a broker disconnects a client that sends more): the window, within
+        # what the broker takes (MQTT 5: 65,535 when its CONNACK does not say).
+        receive_maximum = getattr(props, "ReceiveMaximum", None) or 65_535
+        client.limit_in_flight(min(self._window, receive_maximum))
         where = f"{self._config.host}:{self._config.port}"
         if not self._unreachable.resolved(f"connected to the broker at {where}"):
             log.info("connected to %s", where)
@@ -264,8 +278,14 @@ class Publisher:
         self._subscribed.clear()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        self._acks.put((mid, reason))
-        self._wake.set()
+        self._acks.append((mid, reason))
+        if self._acks_due():
+            self._wake.set()
+
+    def _acks_due(self) -> bool:
+        """Enough PUBACKs wait to wake the pump: a batch, or one for each entry in flight
+        (as the pump last left them: it changes them only while it is awake)."""
+        return len(self._acks) >= min(ACK_BATCH, max(1, len(self._in_flight)))
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if any(r.is_failure for r in reasons):
@@ -292,7 +312,8 @@ class Publisher:
     # --- pump thread ----------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(timeout=0.5)
+            if not self._acks_due():
+                self._wake.wait(timeout=0.5)
             self._wake.clear()
             try:
                 self._pump()
@@ -312,6 +333,21 @@ class Publisher:
             and time.monotonic() >= self._paused_until
         ):
             self._hand_over()
+            self._flush_after_backlog()
+
+    def _flush_after_backlog(self) -> None:
+        """Once a backlog (more than a window's worth) has gone and every PUBACK is in, write
+        the outbox's bookkeeping at once (readings queued meanwhile may keep the outbox from
+        emptying, which would write it too): the outbox file shows the backlog gone. Not for
+        single messages (outbox module docstring)."""
+        if (
+            self._handed_since_flush >= self._window
+            and not self._in_flight
+            and not self._ahead
+            and not self._more_waiting
+        ):
+            self._handed_since_flush = 0
+            self._book(self._outbox.flush)
 
     def _book(self, write: Callable[[], object]) -> None:
         """Write to the outbox now, or, if that fails (a full disk), as soon as it can. In
@@ -356,7 +392,7 @@ class Publisher:
         if self._reconnected.is_set():
             self._reconnected.clear()
             self._in_flight.clear()  # their PUBACKs will not come on this connection
-            self._last_handed = 0
+            self._rewind(0)
             cutoff = math.inf
         elif self._confirming and now >= self._next_requeue:
             cutoff = time.time() - self._config.confirm_timeout_s
@@ -368,7 +404,7 @@ class Publisher:
         if again:
             log.info("offering %d sent entries again: no confirmation from the ingest", again)
             self.resent += again
-            self._last_handed = 0
+            self._rewind(0)
 
     def _check_confirmations(self, now: float) -> None:
         """Say when nothing the broker acknowledged was confirmed for `confirm_timeout_s` while
@@ -392,29 +428,33 @@ class Publisher:
         )
 
     def _handle_acks(self) -> None:
+        delivered: list[int] = []  # booked at once: one outbox call for a batch of PUBACKs
         while True:
             try:
-                mid, reason = self._acks.get_nowait()
-            except queue.Empty:
-                return
+                mid, reason = self._acks.popleft()
+            except IndexError:
+                break
             entry_id = self._in_flight.pop(mid, None)
             if entry_id is None:
                 continue
             if not getattr(reason, "is_failure", False):
                 self.acked += 1
-                if self._confirming:
-                    if self._unconfirmed_since is None:
-                        self._unconfirmed_since = time.monotonic()
-                    self._unconfirmed_acks += 1
-                    self._book(functools.partial(self._outbox.mark_sent, entry_id))
-                else:
-                    self._book(functools.partial(self._outbox.remove, entry_id))
+                delivered.append(entry_id)
             elif reason.value in REFUSED_FOR_GOOD:
                 self._set_aside(entry_id, f"broker: {reason}")
             else:  # e.g. quota exceeded: the same entry will do later
                 log.warning("broker refused outbox entry %d for now: %s", entry_id, reason)
-                self._last_handed = min(self._last_handed, entry_id - 1)
+                self._rewind(min(self._last_handed, entry_id - 1))
                 self._paused_until = time.monotonic() + REFUSED_PAUSE_S
+        if not delivered:
+            return
+        if self._confirming:
+            if self._unconfirmed_since is None:
+                self._unconfirmed_since = time.monotonic()
+            self._unconfirmed_acks += len(delivered)
+            self._book(functools.partial(self._outbox.mark_sent_many, delivered))
+        else:
+            self._book(functools.partial(self._outbox.remove_many, delivered))
 
     def _hand_over(self) -> None:
         now = self._clock()
@@ -426,9 +466,16 @@ class Publisher:
         if room <= 0:
             return
         connected_since = self._connected_since or time.time()
-        entries = self._outbox.pending(after_id=self._last_handed, limit=room)
+        if not self._ahead:
+            after, limit = self._last_handed, max(room, READ_AHEAD)
+            self._ahead.extend(self._outbox.pending(after_id=after, limit=limit))
+            self._more_waiting = len(self._ahead) == limit
         depth = self._outbox.depth()
-        for entry in entries:
+        # Encode and sign the batch first, then publish it in one go: paho's thread wakes for
+        # each publish, and publishing between the encodings would wake it once a message.
+        ready: list[tuple[OutboxEntry, bytes]] = []
+        while len(ready) < room and self._ahead:
+            entry = self._ahead.popleft()
             if entry.id in self._aside:
                 continue
             state = LinkState(
@@ -448,9 +495,18 @@ class Publisher:
                 reason = f"too large: {len(payload)} bytes, the broker accepts {limit}"
                 self._set_aside(entry.id, reason, entry.seq)
                 continue
+            ready.append((entry, payload))
+        for entry, payload in ready:
             info = self._client.publish(entry.topic, payload, qos=1)
             self._in_flight[info.mid] = entry.id
             self._tokens -= 1.0
+            self._handed_since_flush += 1
+
+    def _rewind(self, last_handed: int) -> None:
+        """Hand over again from the entry after `last_handed` (what was read ahead may be
+        stale: entries offered again, or refused for now)."""
+        self._last_handed = last_handed
+        self._ahead.clear()
 
     def payload_limit(self, topic: str) -> int:
         """The largest payload the broker takes on `topic`."""

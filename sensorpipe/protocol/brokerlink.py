@@ -51,6 +51,13 @@ class Client(mqtt.Client):
         self._connect_sent_at = time.monotonic()
         return result
 
+    def limit_in_flight(self, n: int) -> None:
+        """Send at most `n` QoS 1/2 messages before their acknowledgements (paho: 20, and it
+        ignores the broker's Receive Maximum). paho's own setter refuses to change it on an
+        open connection; called from `on_connect`, it applies before paho sends anything on
+        the new one."""
+        self._max_inflight_messages = max(1, n)
+
     def loop_misc(self) -> mqtt.MQTTErrorCode:
         # Called by paho's network loop at least once a second (its select timeout).
         sent_at = self._connect_sent_at

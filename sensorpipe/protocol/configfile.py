@@ -6,7 +6,6 @@ the spelling that was probably meant.
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from collections.abc import Sequence
@@ -231,5 +230,7 @@ def _inner_models(annotation: Any) -> list[type[BaseModel]]:
 
 
 def _suggest(key: str, allowed: list[str]) -> str | None:
+    import difflib  # only for a mistake: not in every process that reads a config file
+
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     return close[0] if close else None

@@ -143,6 +143,14 @@ class _Envelope(_Strict):
     sig: str | None = Field(default=None, max_length=200)
 
 
+class SendingFields(_Strict):
+    """The envelope's fields a device fills in as it sends (as in `_Envelope`), for an agent
+    that validated the rest when it queued the message (edge.agent.prepare)."""
+
+    sent_at: AwareDatetime
+    link: Link
+
+
 class AirMessage(_Envelope):
     kind: Literal["air"] = "air"
     readings: list[Reading] = Field(min_length=1, max_length=64)

@@ -88,9 +88,14 @@ def _unit_key(unit: str) -> str:
     return key.replace("µ", "u").replace("μ", "u").replace("³", "3")
 
 
+_CANONICAL_UNITS = frozenset(_UNIT_SPELLINGS.values())  # each is its own canonical spelling
+
+
 def canonical_unit(unit: str) -> str:
     """The canonical spelling of `unit` (`µg/m³` -> `ug/m3`, `°C` -> `degC`), or `unit` itself
     when it is no known spelling (the caller then refuses it with the unit it expected)."""
+    if unit in _CANONICAL_UNITS:  # as every message of the edge agent spells it: no key to make
+        return unit
     return _UNIT_SPELLINGS.get(_unit_key(unit), unit)
 
 

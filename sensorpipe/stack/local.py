@@ -65,6 +65,7 @@ from sensorpipe.protocol.quarantine import (
     QuarantineBook,
 )
 from sensorpipe.protocol.registry import Registry, load_registry, save_registry
+from sensorpipe.stack.errors import StackError
 from sensorpipe.stack.process import (
     ManagedProcess,
     describe_holder,
@@ -125,10 +126,6 @@ PORT_ROLES = {
     "metrics": ("the ingest's metrics", "your metrics scraper"),
     "kits": ("the kit gateway's", "every airrohr kit (its config page)"),
 }
-
-
-class StackError(RuntimeError):
-    """The stack is not in a state for what was asked (not up, already up)."""
 
 
 @dataclass

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from sensorpipe.edge.counting.decode import Detections, box_areas, intersection_matrix
-from sensorpipe.protocol.counting import COUNT_CLASSES
+from sensorpipe.edge.counting.modelspec import IGNORE as IGNORE
+from sensorpipe.edge.counting.modelspec import validate_class_map as validate_class_map
 
 RIDDEN = ("cyclist", "motorcycle")
-IGNORE = "ignore"
 # Count classes that one physical object can be mistaken between. A detector may call a van a
 # car and a truck at once, or a moped a bicycle and a motorcycle; it never calls one object a
 # person and a vehicle (a person on a bicycle is two objects, merged as a rider below).
@@ -50,18 +50,6 @@ class Sighting:
     box: np.ndarray  # x1 y1 x2 y2, frame pixels
     score: float
     count_class: str
-
-
-def validate_class_map(class_names: list[str], class_map: dict[str, str]) -> None:
-    unknown = [c for c in class_map.values() if c != IGNORE and c not in COUNT_CLASSES]
-    if unknown:
-        raise ValueError(
-            f"class_map targets {unknown} are not count classes: use {', '.join(COUNT_CLASSES)} "
-            f"or {IGNORE!r}"
-        )
-    missing = [c for c in class_map if c not in class_names]
-    if missing:
-        raise ValueError(f"class_map names {missing}, which the model does not have")
 
 
 def _rider_overlap(person: np.ndarray, mount: np.ndarray) -> float:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sensorpipe.edge.counting.classes import validate_class_map
 from sensorpipe.edge.counting.errors import ModelError
 from sensorpipe.edge.counting.modelspec import (
     DEFAULT_CONF,
@@ -17,10 +16,13 @@ from sensorpipe.edge.counting.modelspec import (
     default_class_map,
     load_spec,
     sidecar_of,
+    validate_class_map,
 )
-from sensorpipe.edge.counting.pipeline import CountingPipeline
-from sensorpipe.edge.counting.sources import FrameSource, OpenCvSource, PiCameraSource
 from sensorpipe.protocol.counting import DIRECTION_PATTERN
+
+if TYPE_CHECKING:  # numpy and ONNX Runtime: imported only when counting is configured
+    from sensorpipe.edge.counting.pipeline import CountingPipeline
+    from sensorpipe.edge.counting.sources import FrameSource
 
 
 class _Strict(BaseModel):
@@ -110,6 +112,7 @@ def resolve_model(config: CountingConfig, base_dir: Path) -> ModelSpec:
 
 def build_pipeline(config: CountingConfig, base_dir: Path) -> CountingPipeline:
     from sensorpipe.edge.counting.detector import Detector
+    from sensorpipe.edge.counting.pipeline import CountingPipeline
 
     spec = resolve_model(config, base_dir)
     detector = Detector(
@@ -132,6 +135,8 @@ def build_pipeline(config: CountingConfig, base_dir: Path) -> CountingPipeline:
 
 
 def open_source(config: SourceConfig) -> FrameSource:
+    from sensorpipe.edge.counting.sources import OpenCvSource, PiCameraSource
+
     if config.kind == "picamera2":
         return PiCameraSource(width=config.width, height=config.height, fps=config.fps)
     if config.kind == "video":

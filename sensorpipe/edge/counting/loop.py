@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sensorpipe.edge.counting.intervals import IntervalCounts
-from sensorpipe.edge.counting.pipeline import CountingPipeline
-from sensorpipe.edge.counting.sources import FrameSource
+
+if TYPE_CHECKING:  # numpy: not on an agent without counting, which imports this module
+    from sensorpipe.edge.counting.pipeline import CountingPipeline
+    from sensorpipe.edge.counting.sources import FrameSource
 
 log = logging.getLogger(__name__)
 

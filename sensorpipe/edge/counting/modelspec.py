@@ -12,9 +12,25 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sensorpipe.edge.counting.classes import IGNORE
 from sensorpipe.edge.counting.errors import ModelError
+from sensorpipe.protocol.counting import COUNT_CLASSES
 from sensorpipe.resources import MODELS
+
+# The class map's target for a model class that is not counted.
+IGNORE = "ignore"
+
+
+def validate_class_map(class_names: list[str], class_map: dict[str, str]) -> None:
+    unknown = [c for c in class_map.values() if c != IGNORE and c not in COUNT_CLASSES]
+    if unknown:
+        raise ValueError(
+            f"class_map targets {unknown} are not count classes: use {', '.join(COUNT_CLASSES)} "
+            f"or {IGNORE!r}"
+        )
+    missing = [c for c in class_map if c not in class_names]
+    if missing:
+        raise ValueError(f"class_map names {missing}, which the model does not have")
+
 
 # COCO-trained NanoDet-m (training/convert_nanodet.py): the detector for real cameras.
 REAL_MODEL = MODELS / "coco-nanodet-m-416.onnx"

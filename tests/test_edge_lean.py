@@ -1,0 +1,309 @@
+"""The edge agent on a small Pi (issue 25): what it imports, how often it writes to the SD card,
+and how its outbox drains after an outage. The figures themselves come from `bench.edge`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import pytest
+
+from sensorpipe.cli import main as cli_main
+from sensorpipe.edge import host
+from sensorpipe.edge import outbox as outbox_module
+from sensorpipe.edge.outbox import MemoryOutbox, SqliteOutbox
+from sensorpipe.protocol.codec import canonical_bytes, decode, encode
+from sensorpipe.protocol.messages import MESSAGE_ADAPTER
+from sensorpipe.protocol.signing import Signer, Verifier, generate_keypair
+from tests.helpers import wait_for
+from tests.test_cli_edge import _edge_config
+from tests.test_publisher import _fill, _publisher
+
+# Never needed by an agent without a camera: numpy/ONNX (counting), the server side.
+HEAVY = (
+    "numpy",
+    "onnxruntime",
+    "cv2",
+    "fastapi",
+    "uvicorn",
+    "httpx",
+    "rich",
+    "sensorpipe.stack.local",
+    "sensorpipe.edge.counting.pipeline",
+    "sensorpipe.cli.stack",
+    "sensorpipe.cli.query",
+)
+
+
+def _loaded_after(code: str, *args: str) -> tuple[list[str], str]:
+    """Run `code` in a fresh interpreter; the HEAVY modules it left imported, and its stderr."""
+    found = f"','.join(m for m in {HEAVY!r} if m in sys.modules)"
+    probe = f"{code}\nimport sys\nprint('loaded:' + {found})"
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("loaded:")]
+    return [m for m in line.removeprefix("loaded:").split(",") if m], done.stderr
+
+
+def test_help_lists_every_group_and_imports_none() -> None:
+    code = (
+        "from click.testing import CliRunner\n"
+        "from sensorpipe.cli.main import COMMANDS, main\n"
+        "out = CliRunner().invoke(main, ['--help']).output\n"
+        "assert all(f'  {name} ' in out for name in COMMANDS), out\n"
+        "assert not [m for m in sys.modules if m.startswith('sensorpipe.cli.') and\n"
+        "            m not in ('sensorpipe.cli.main',)], sorted(sys.modules)\n"
+    )
+    loaded, _ = _loaded_after("import sys\n" + code)
+    assert loaded == []
+
+
+def test_each_group_s_short_help_is_its_docstring_s() -> None:
+    ctx = click.Context(cli_main.main)
+    for name, (_where, short) in cli_main.COMMANDS.items():
+        command = cli_main.main.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=10_000) == short, name
+
+
+def test_the_agent_without_a_camera_imports_no_counting_and_no_server_code(
+    tmp_path: Path,
+) -> None:
+    config = _edge_config(tmp_path, host="127.0.0.1", port=1)
+    (tmp_path / "a-file").write_text("")
+    # The outbox cannot be opened (its folder is a file): `edge run` stops after it has
+    # imported what it runs with and loaded the configuration.
+    text = config.read_text().replace(
+        str(tmp_path / "outbox.sqlite"), str(tmp_path / "a-file" / "outbox.sqlite")
+    )
+    config.write_text(text)
+    code = (
+        "from sensorpipe.cli.main import main\n"
+        "try:\n"
+        "    main(['edge', 'run', '--config', sys.argv[1]], prog_name='sensorpipe')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+    )
+    loaded, stderr = _loaded_after("import sys\n" + code, str(config))
+    assert "outbox_path" in stderr  # it got as far as opening the outbox
+    assert loaded == []
+
+
+# --- the outbox: bookkeeping in batches --------------------------------------------------
+
+
+def _commits_seen(path: Path) -> sqlite3.Connection:
+    """A second connection: its `PRAGMA data_version` changes when another one commits."""
+    return sqlite3.connect(path)
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def test_a_reading_costs_one_commit_its_bookkeeping_rides_with_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = SqliteOutbox(path)
+    other = _commits_seen(path)
+    first = box.put("t", b"1", seq=1)
+    box.put("t", b"2", seq=2)  # queued while the first is on its way
+    seen = _version(other)
+    box.mark_sent(first)  # PUBACK
+    assert box.confirm([1]) == 1  # the ingest's confirmation
+    assert _version(other) == seen  # nothing written yet ...
+    assert box.depth() == 1 and [e.seq for e in box.pending()] == [2]  # ... it counts at once
+    box.put("t", b"3", seq=3)  # the next reading: one commit with both
+    assert _version(other) != seen
+    assert [r[0] for r in other.execute("SELECT seq FROM outbox")] == [2, 3]
+    other.close()
+    box.close()
+
+
+def test_an_outbox_whose_entries_are_all_delivered_is_empty_on_disk_at_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "o.sqlite"
+    box = SqliteOutbox(path)
+    other = _commits_seen(path)
+    ids = [box.put("t", b"x", seq=n) for n in (1, 2)]
+    box.mark_sent_many(ids)
+    assert box.confirm([1]) == 1
+    assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 2  # one still waits
+    assert box.confirm([2]) == 1
+    assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+    other.close()
+    box.close()
+
+
+def test_a_batch_is_written_once_enough_entries_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "FLUSH_ENTRIES", 10)
+    path = tmp_path / "o.sqlite"
+    box = SqliteOutbox(path)
+    ids = [box.put("t", b"x", seq=n) for n in range(1, 21)]
+    other = _commits_seen(path)
+    box.remove_many(ids[:9])
+    assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 20
+    box.remove(ids[9])  # the tenth: written
+    assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 10
+    box.remove_many(ids[10:12])
+    box.close()  # and what waits at close
+    assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 8
+    other.close()
+
+
+def test_a_new_outbox_has_small_pages_an_older_one_keeps_its_own(tmp_path: Path) -> None:
+    new = SqliteOutbox(tmp_path / "new.sqlite")
+    assert new._db.execute("PRAGMA page_size").fetchone()[0] == outbox_module.PAGE_SIZE == 1024
+    new.close()
+    old = sqlite3.connect(tmp_path / "old.sqlite")  # an older agent's: SQLite's default
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE t (x)")
+    old.close()
+    box = SqliteOutbox(tmp_path / "old.sqlite")
+    assert box._db.execute("PRAGMA page_size").fetchone()[0] == 4096
+    box.put("t", b"x" * 3000, seq=1)
+    assert [len(e.body) for e in box.pending()] == [3000]
+    box.close()
+
+
+_CRASH = """
+import os, signal, sys
+from sensorpipe.edge.outbox import SqliteOutbox
+box = SqliteOutbox(sys.argv[1])
+ids = [box.put("t", b"m%d" % n, seq=box.next_seq()) for n in range(1, 6)]
+box.remove(ids[0])  # delivered without confirmations (PUBACK)
+box.mark_sent(ids[1])
+box.confirm([3])  # delivered and confirmed by the ingest
+print(box.depth(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # power cut before the batch was written
+"""
+
+
+def test_a_crash_before_the_batch_is_written_sends_again_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "o.sqlite"
+    done = subprocess.run(
+        [sys.executable, "-c", _CRASH, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == -signal.SIGKILL and done.stdout.strip() == "3"
+    box = SqliteOutbox(path)
+    # What was delivered comes back unsent and goes again (the ingest keeps one copy of
+    # each); what was not delivered is all there; numbers are never handed out twice.
+    assert [e.seq for e in box.pending()] == [1, 2, 3, 4, 5]
+    assert box.next_seq() == 6
+    box.close()
+
+
+def test_a_drained_backlog_writes_its_bookkeeping_at_once_single_messages_do_not() -> None:
+    flushes: list[int] = []
+
+    class Box(MemoryOutbox):
+        def flush(self) -> None:
+            flushes.append(self.depth())
+
+    box = Box()
+    _fill(box, 150)  # more than the window (100)
+    publisher, client = _publisher(box, confirm=False, max_messages_per_s=10_000)
+    try:
+        client.connect()
+        client.suback()
+        while box.depth():
+            wait_for(lambda: len(client.sent) > 0, what="entries sent")
+            for sent in list(client.sent):
+                client.puback(sent)
+            client.sent.clear()
+            time.sleep(0.05)
+        wait_for(lambda: flushes == [0], what="the bookkeeping written once, at the end")
+        box.put("sensorpipe/v1/dev-1/air", b"one more", seq=151)
+        publisher.notify()
+        wait_for(lambda: len(client.sent) == 1, what="the single message sent")
+        client.puback(client.sent[0])
+        wait_for(lambda: box.depth() == 0, what="the single message delivered")
+        time.sleep(0.6)  # the pump runs again meanwhile
+        assert flushes == [0]  # its bookkeeping waits for the next reading
+    finally:
+        publisher.stop()
+
+
+# --- less work for each message ------------------------------------------------------------
+
+
+def test_a_signed_message_is_the_sorted_json_of_its_fields_and_verifies() -> None:
+    private, public = generate_keypair()
+    draft = {
+        "v": 1,
+        "kind": "air",
+        "device_id": "dev-1",
+        "seq": 7,
+        "observed_at": "2026-01-01T00:00:00.000+00:00",
+        "sent_at": "2026-01-01T00:00:01.000+00:00",
+        "clock_synced": True,
+        "location": None,
+        "readings": [{"quantity": "pm2_5", "value": 1.5, "unit": "µg/m³", "sensor": "sds011"}],
+        "link": {"reconnects": 0, "outbox_depth": 1, "uptime_s": 1.0, "firmware": "x"},
+    }
+    payload = encode(MESSAGE_ADAPTER.validate_python(draft), Signer(private).sign)
+    obj = json.loads(payload)
+    assert (
+        payload
+        == json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    )
+    assert obj["readings"][0]["unit"] == "ug/m3"
+    assert Verifier(public).verify(canonical_bytes(obj), obj["sig"])
+    assert decode(payload).seq == 7
+
+
+def test_the_clock_check_finds_the_c_library_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = host.ctypes.util.find_library
+
+    def counting(name: str) -> str | None:
+        calls.append(name)
+        return real(name)
+
+    host._libc.cache_clear()
+    monkeypatch.setattr(host.ctypes.util, "find_library", counting)
+    first = host.clock_synchronised()
+    assert [host.clock_synchronised() for _ in range(5)] == [first] * 5
+    assert calls == ["c"]
+    host._libc.cache_clear()
+
+
+def test_a_prepared_entry_is_sent_as_the_same_bytes_as_one_validated_when_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sensorpipe.edge import agent as agent_module
+    from sensorpipe.edge.publisher import LinkState
+    from tests.test_agent import FakeDriver, _agent
+
+    monkeypatch.setattr(agent_module.time, "monotonic", lambda: 1000.0)  # the same uptime_s
+    sds = FakeDriver("sds011", [{"pm2_5": 10.04, "pm10": 15.0}])
+    agent, box = _agent([sds])
+    agent.sample(agent._slots)
+    (prepared,) = box.pending()
+    fields = json.loads(prepared.body)
+    assert fields.pop(agent_module.PREPARED) is True
+    plain_id = box.put(prepared.topic, json.dumps(fields).encode(), seq=prepared.seq)
+    (plain,) = [e for e in box.pending() if e.id == plain_id]
+    state = LinkState(reconnects=2, outbox_depth=2, backlog=True)
+    assert agent._finalize(prepared, state) == agent._finalize(plain, state)
+    assert decode(agent._finalize(prepared, state)).seq == prepared.seq
+
+
+def test_a_draft_that_does_not_validate_is_kept_as_it_is_and_refused_when_sent() -> None:
+    from sensorpipe.edge.agent import PREPARED, prepare
+
+    draft = {"v": 1, "kind": "air", "device_id": "d1", "seq": 1, "readings": []}
+    assert PREPARED not in json.loads(prepare(draft))
+    assert json.loads(prepare(draft)) == draft
