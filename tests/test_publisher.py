@@ -20,7 +20,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sensorpipe.edge.config import MqttConfig
 from sensorpipe.edge.outbox import MemoryOutbox, OutboxEntry, OutboxError
 from sensorpipe.edge.publisher import LinkState, Publisher, make_client
-from sensorpipe.protocol.ack import encode_ack
+from sensorpipe.protocol.ack import SetAside, encode_ack
 from sensorpipe.protocol.brokerlink import Client, NoMqttAnswer
 from tests.helpers import wait_for
 from tests.test_brokerlink import SilentListener
@@ -531,5 +531,58 @@ def test_a_backlog_drains_at_the_configured_pace() -> None:
         wait_for(lambda: len(client.sent) == 10, what="the next second's worth")
         time.sleep(0.6)
         assert len(client.sent) == 10
+    finally:
+        publisher.stop()
+
+
+def test_a_message_the_ingest_set_aside_leaves_the_outbox_and_is_said_on_the_device(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A confirmation that names a message kept as a dead letter: it leaves the outbox like
+    any confirmed one, and the agent's log says why (once, then less often), not only the
+    server's dead-letter store."""
+    outbox = MemoryOutbox()
+    _fill(outbox, 3)
+    publisher, client = _publisher(outbox)
+    try:
+        with caplog.at_level(logging.WARNING, logger="sensorpipe.edge.publisher"):
+            client.connect()
+            client.suback()
+            wait_for(lambda: len(client.sent) == 3, what="three entries sent")
+            aside = [
+                SetAside(seq=n, code="bad_signature", detail="does not verify") for n in (1, 2)
+            ]
+            msg = SimpleNamespace(
+                topic="sensorpipe/ack/v1/dev-1", payload=encode_ack([1, 2, 3], aside)
+            )
+            client.on_message(client, None, msg)
+            wait_for(lambda: outbox.depth() == 0, what="the confirmed entries removed")
+        (line,) = _lines(caplog, "set a message aside")
+        assert "bad_signature (sequence number 1: does not verify)" in line
+        assert "`sensorpipe ingest rejects` on the server" in line
+    finally:
+        publisher.stop()
+
+
+def test_a_link_taken_over_again_and_again_is_one_problem_with_a_hint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another client with this device's name (a second agent): the broker closes this
+    connection each time the other logs in. Said once, with the likely cause, not a line a
+    second; and no "connected again" while the link does not hold."""
+    outbox = MemoryOutbox()
+    publisher, client = _publisher(outbox)
+    taken_over = ReasonCode(PacketTypes.DISCONNECT, identifier=0x8E)
+    try:
+        with caplog.at_level(logging.INFO, logger="sensorpipe.edge.publisher"):
+            for _ in range(5):
+                client.connect()
+                client.suback()
+                client.on_disconnect(client, None, None, taken_over, None)
+            client.connect()
+            time.sleep(1.0)  # the pump runs: the link has not held for STABLE_LINK_S
+        (line,) = _lines(caplog, "disconnected from the broker")
+        assert "another client logged in as this device" in line
+        assert _lines(caplog, "connected again") == []
     finally:
         publisher.stop()

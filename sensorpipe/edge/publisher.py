@@ -71,6 +71,9 @@ READ_AHEAD = 500
 # PUBACKs are handed to the pump thread in batches of up to this many (or all that are in
 # flight), not one wake-up each: each wake-up is a switch between paho's thread and the pump's.
 ACK_BATCH = 25
+# A link counts as back once it has held this long: one that drops again at once is the same
+# problem, not a "connected again" line a second.
+STABLE_LINK_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +127,14 @@ class Publisher:
         self._unreachable = RepeatedProblem(
             log, f"cannot connect to the broker at {where}", clock=clock
         )
-        self._lost_link = RepeatedProblem(log, f"disconnected from the broker at {where}")
+        self._lost_link = RepeatedProblem(
+            log, f"disconnected from the broker at {where}", occurrence="disconnection"
+        )
+        # Messages the ingest kept as dead letters instead of storing them (protocol.ack's
+        # `rejected`): confirmed, so they leave the outbox, but said here, not only centrally.
+        self._set_aside_centrally = RepeatedProblem(
+            log, "the ingest set a message aside instead of storing it", first_pause_s=300.0
+        )
         self._outbox_problem = RepeatedProblem(log, "outbox bookkeeping", level=logging.ERROR)
         # Entries the broker acknowledged that no confirmation followed: since when, how many.
         self._unconfirmed_since: float | None = None
@@ -236,7 +246,6 @@ class Publisher:
         where = f"{self._config.host}:{self._config.port}"
         if not self._unreachable.resolved(f"connected to the broker at {where}"):
             log.info("connected to %s", where)
-        self._lost_link.resolved("connected again", level=logging.INFO)
         self._subscribed.clear()
         if self._confirming:
             client.subscribe(ack_topic(self._config.username), qos=1)
@@ -266,7 +275,15 @@ class Publisher:
     ) -> None:
         stopping = self._stop.is_set()
         if self._connected_since is not None and not stopping:
-            self._lost_link.report(str(reason), "; reconnecting")
+            held = time.time() - self._connected_since
+            hint = ""
+            if held < STABLE_LINK_S and getattr(reason, "value", None) in (0x80, 0x8E):
+                # Mosquitto closes the older of two connections with the same client id.
+                hint = (
+                    "; is another client logged in as this device (a second agent, or "
+                    "`edge check` beside `edge run`)?"
+                )
+            self._lost_link.report(str(reason), f"{hint}; reconnecting")
         elif not self._answered and not stopping:  # closed before it answered CONNECT
             self.connect_failures += 1
             c = self._config
@@ -302,10 +319,17 @@ class Publisher:
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            numbers = decode_ack(bytes(msg.payload)).numbers()
+            ack = decode_ack(bytes(msg.payload))
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             log.warning("ignoring a malformed acknowledgement on %s: %s", msg.topic, exc)
             return
+        numbers = ack.numbers()
+        for aside in ack.rejected:
+            self._set_aside_centrally.report(
+                aside.code,
+                f" (sequence number {aside.seq}: {aside.detail}); `sensorpipe ingest rejects` "
+                "on the server shows them",
+            )
         self._confirms.put(numbers)
         self._wake.set()
 
@@ -322,6 +346,11 @@ class Publisher:
                 self._stop.wait(1.0)
 
     def _pump(self) -> None:
+        since = self._connected_since
+        if self._lost_link.active and since is not None and time.time() - since >= STABLE_LINK_S:
+            # Said once the link has held a while: a link that drops again at once (another
+            # client with this device's name) is one problem, not a line a second.
+            self._lost_link.resolved("connected again", level=logging.INFO)
         if not self._book_again():
             return  # the disk is still full: nothing new until the bookkeeping is done
         self._handle_acks()

@@ -24,8 +24,10 @@ class RepeatedProblem:
         clock: Callable[[], float] = time.monotonic,
         first_pause_s: float = 60.0,
         max_pause_s: float = 900.0,
+        occurrence: str = "failed attempt",
     ) -> None:
         self._log = logger
+        self._occurrence = occurrence  # what one report is, in `resolved`'s line
         self.what = what
         self._level = level
         self._clock = clock
@@ -81,11 +83,14 @@ class RepeatedProblem:
         if self.count == 0:
             return False
         took = self._clock() - self._began
+        plural = "" if self.count == 1 else "s"
         self._log.log(
             self._level if level is None else level,
-            "%s (after %d failed attempts over %.0f s)",
+            "%s (after %d %s%s over %.0f s)",
             message,
             self.count,
+            self._occurrence,
+            plural,
             took,
         )
         self.count = 0
