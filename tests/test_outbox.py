@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -251,3 +253,15 @@ def test_the_sequence_number_survives_a_torn_write_and_an_older_outbox(tmp_path:
     box = SqliteOutbox(path)
     assert box.next_seq() == 42
     box.close()
+
+
+def test_a_new_outbox_is_private_to_the_agent_s_user(tmp_path: Path) -> None:
+    """Readings (and where the device stands) are the host's, whatever the umask."""
+    old = os.umask(0o022)
+    try:
+        outbox = SqliteOutbox(tmp_path / "var" / "outbox.sqlite")
+        outbox.put("sensorpipe/v1/dev-1/air", b"{}", seq=outbox.next_seq())
+        outbox.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "var" / "outbox.sqlite").stat().st_mode) == 0o600

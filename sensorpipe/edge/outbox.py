@@ -56,6 +56,7 @@ from typing import Protocol
 
 from sensorpipe.edge.errors import EdgeError
 from sensorpipe.edge.problems import RepeatedProblem
+from sensorpipe.protocol.files import create_private
 
 log = logging.getLogger(__name__)
 
@@ -365,6 +366,9 @@ class SqliteOutbox:
         self._rows = 0  # rows in the table, those in _gone included
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # The readings (and where the device stands) are the host's: 0600 from the first
+            # byte, whatever the umask; SQLite gives its log files the same mode.
+            create_private(path)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(f"cannot open {path}: {exc}") from exc
