@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from sensorpipe.protocol.enrollment import JoinCode
 
 T = TypeVar("T")
 
@@ -43,3 +46,32 @@ def one_line_config_error(load: Callable[[Path], object], path: Path) -> str:
     assert "\n" not in message
     assert message.startswith(f"{path}: ")
     return message
+
+
+# What `sensorpipe edge check` prints, first two words a line, when everything a Pi with an
+# SDS011 and a BME280 needs works.
+EDGE_CHECK_ALL_OK = [
+    ["ok", "sds011"],
+    ["ok", "bme280"],
+    ["ok", "clock"],
+    ["ok", "outbox"],
+    ["ok", "broker"],
+    ["ok", "delivery"],
+]
+
+
+def join_code(**changes: object) -> JoinCode:
+    """A join code for device pi-1 at sensors.example.nl:8883 (TLS), with `changes`."""
+    from sensorpipe.protocol.enrollment import JoinCode
+
+    values: dict[str, object] = {
+        "device_id": "pi-1",
+        "host": "sensors.example.nl",
+        "port": 8883,
+        "tls": True,
+        "ca_pem": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        "username": "pi-1",
+        "password": "s3cret-password",
+        "sensors": ["sds011", "bme280"],
+    }
+    return JoinCode.model_validate({**values, **changes})

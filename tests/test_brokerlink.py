@@ -76,7 +76,8 @@ def _describe(exc: OSError, *, tls: bool = False) -> str:
 
 def test_each_failure_is_described_with_what_to_check() -> None:
     assert _describe(ConnectionRefusedError(111, "Connection refused")) == (
-        "connection refused: nothing listens on port 8883 (wrong port, or broker down)"
+        "connection refused: nothing listens on port 8883 (wrong port, the broker down, or a "
+        "firewall)"
     )
     assert _describe(socket.gaierror(-2, "Name or service not known")) == (
         "the host name 'mqtt.example.nl' does not resolve (Name or service not known)"

@@ -14,22 +14,13 @@ import pytest
 from sensorpipe.edge import join as join_module
 from sensorpipe.edge.join import JoinError, Layout, Unanswered, join
 from sensorpipe.protocol.enrollment import JoinCode, KeyReply
+from tests.helpers import join_code
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 def _code(**changes: object) -> JoinCode:
-    values: dict[str, object] = {
-        "device_id": "pi-1",
-        "host": "sensors.example.nl",
-        "port": 8883,
-        "tls": True,
-        "ca_pem": CA,
-        "username": "pi-1",
-        "password": "pw",
-        "sensors": ["sds011", "bme280"],
-    }
-    return JoinCode.model_validate({**values, **changes})
+    return join_code(**{"ca_pem": CA, "password": "pw", **changes})
 
 
 def _answer(monkeypatch: pytest.MonkeyPatch, outcome: Exception | None) -> list[str]:

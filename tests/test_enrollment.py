@@ -25,22 +25,13 @@ from sensorpipe.protocol.enrollment import (
 from sensorpipe.protocol.messages import AirMessage, Link, Reading
 from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
 from sensorpipe.protocol.signing import Signer, generate_keypair
+from tests.helpers import join_code
 
 CA = "-----BEGIN CERTIFICATE-----\n" + "A" * 900 + "\n-----END CERTIFICATE-----\n"
 
 
 def _code(**changes: object) -> JoinCode:
-    values: dict[str, object] = {
-        "device_id": "pi-1",
-        "host": "sensors.example.nl",
-        "port": 8883,
-        "tls": True,
-        "ca_pem": CA,
-        "username": "pi-1",
-        "password": "s3cret-password",
-        "sensors": ["sds011", "bme280"],
-    }
-    return JoinCode.model_validate({**values, **changes})
+    return join_code(**{"ca_pem": CA, **changes})
 
 
 def test_a_join_code_is_one_line_that_survives_wrapping_and_indenting() -> None:

@@ -130,7 +130,7 @@ def test_an_unreachable_broker_is_said_at_once_with_its_reason_then_less_often(
         assert first.levelno == logging.WARNING
         assert first.getMessage() == (
             "cannot connect to the broker at 127.0.0.1:1884: connection refused: nothing "
-            "listens on port 1884 (wrong port, or broker down); still trying"
+            "listens on port 1884 (wrong port, the broker down, or a firewall); still trying"
         )
         for _ in range(20):  # paho tries again every few seconds
             one.now += 2.0

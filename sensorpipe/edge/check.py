@@ -332,16 +332,6 @@ def _check_broker_and_delivery(
 
 def _connect_problem(exc: OSError, config: EdgeConfig) -> str:
     c = config.mqtt
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"TLS: the broker's certificate is not trusted ({exc.verify_message}): check "
-            f"ca_file in [mqtt] ({c.ca_file or 'the system CAs'}) against the server's CA"
-        )
-    if isinstance(exc, ConnectionRefusedError):
-        return (
-            f"connection refused: nothing listens on port {c.port} (wrong port, the broker "
-            f"down, or a firewall)"
-        )
     return describe_connect_error(
         exc,
         host=c.host,
@@ -349,6 +339,8 @@ def _connect_problem(exc: OSError, config: EdgeConfig) -> str:
         tls=c.tls,
         connect_timeout_s=c.connect_timeout_s,
         section="[mqtt]",
+        untrusted=f": check ca_file in [mqtt] ({c.ca_file or 'the system CAs'}) against the "
+        "server's CA",
     )
 
 

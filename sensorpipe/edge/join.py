@@ -423,16 +423,12 @@ def enrol(code: JoinCode, private_key: str, public_key: str) -> KeyReply:
 def _connect_problem(exc: OSError, code: JoinCode) -> str:
     from sensorpipe.protocol.brokerlink import describe_connect_error
 
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"TLS: the broker's certificate is not trusted ({exc.verify_message}) by the CA in "
-            f"the join code: is {code.host} the server that printed it?"
-        )
-    if isinstance(exc, ConnectionRefusedError):
-        return (
-            f"connection refused: nothing listens on port {code.port} (the broker down, or a "
-            "firewall)"
-        )
     return describe_connect_error(
-        exc, host=code.host, port=code.port, tls=code.tls, connect_timeout_s=10.0, section="code"
+        exc,
+        host=code.host,
+        port=code.port,
+        tls=code.tls,
+        connect_timeout_s=10.0,
+        section="code",
+        untrusted=f" by the CA in the join code: is {code.host} the server that printed it?",
     )

@@ -76,9 +76,20 @@ class Client(mqtt.Client):
 
 
 def describe_connect_error(
-    exc: OSError, *, host: str, port: int, tls: bool, connect_timeout_s: float, section: str
+    exc: OSError,
+    *,
+    host: str,
+    port: int,
+    tls: bool,
+    connect_timeout_s: float,
+    section: str,
+    untrusted: str | None = None,
 ) -> str:
-    """Why a connection attempt failed (`Client.last_connect_error`)."""
+    """Why a connection attempt failed (`Client.last_connect_error`). `untrusted`: what to
+    check when the broker's certificate is not trusted, where the caller knows better than
+    "ca_file" (the CA a join code carries)."""
+    if untrusted is not None and isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: the broker's certificate is not trusted ({exc.verify_message}){untrusted}"
     if isinstance(exc, NoMqttAnswer):
         hint = "" if tls else f" (or its TLS port: then set tls = true in {section})"
         return (
@@ -88,7 +99,10 @@ def describe_connect_error(
     if isinstance(exc, socket.gaierror):
         return f"the host name {host!r} does not resolve ({exc.strerror or exc})"
     if isinstance(exc, ConnectionRefusedError):
-        return f"connection refused: nothing listens on port {port} (wrong port, or broker down)"
+        return (
+            f"connection refused: nothing listens on port {port} (wrong port, the broker "
+            "down, or a firewall)"
+        )
     if tls and _tls_mismatch(exc):
         return (
             f"the TLS handshake failed ({_os_reason(exc)}): is port {port} the broker's TLS "

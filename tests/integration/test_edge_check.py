@@ -24,6 +24,7 @@ from sensorpipe.protocol.registry import Registry
 from sensorpipe.protocol.signing import generate_keypair
 from sensorpipe.stack.local import LocalStack
 from sensorpipe.stack.process import free_ports
+from tests.helpers import EDGE_CHECK_ALL_OK
 from tests.integration.test_broker_tls import _certificates, tls_broker
 
 
@@ -98,14 +99,7 @@ def test_edge_check_is_green_for_a_registered_device_and_its_message_is_stored(
     result = _check(config, _probes())
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
-    assert [line.split()[:2] for line in lines] == [
-        ["ok", "sds011"],
-        ["ok", "bme280"],
-        ["ok", "clock"],
-        ["ok", "outbox"],
-        ["ok", "broker"],
-        ["ok", "delivery"],
-    ]
+    assert [line.split()[:2] for line in lines] == EDGE_CHECK_ALL_OK
     assert "pm2_5" in lines[0] and "temperature" in lines[1]
     assert "confirmed by the ingest" in lines[5]
     # Confirmed means stored: the check's status message is in InfluxDB ...
