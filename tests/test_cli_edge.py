@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import socket
@@ -16,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from sensorpipe.cli.main import main
+from sensorpipe.edge.agent import read_body
 from sensorpipe.edge.outbox import SqliteOutbox
 from sensorpipe.resources import EXAMPLE_CONFIG_DIR
 from tests.helpers import wait_for
@@ -191,7 +191,7 @@ def test_a_video_source_that_ends_ends_the_agent_with_a_message_after_its_counts
     # 4 s of video: one interval, or two when a 10 s boundary falls within.
     assert re.search(r"count messages queued: [12],", result.output)
     outbox = SqliteOutbox(tmp_path / "outbox.sqlite")
-    kinds = [json.loads(e.body)["kind"] for e in outbox.pending()]
+    kinds = [read_body(e.body)["kind"] for e in outbox.pending()]
     outbox.close()
     assert "count" in kinds  # the last interval's counts wait for the broker
 

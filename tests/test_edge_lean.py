@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -285,6 +286,9 @@ def test_the_clock_check_finds_the_c_library_once(monkeypatch: pytest.MonkeyPatc
 def test_a_prepared_entry_is_sent_as_the_same_bytes_as_one_validated_when_sent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The readings are kept encoded (PREPARED_PARTS) and only `sent_at` and `link` are added
+    as the entry is sent: the same signed bytes as a message validated and encoded whole,
+    and as an entry queued by an agent before this form (a JSON object marked PREPARED)."""
     from sensorpipe.edge import agent as agent_module
     from sensorpipe.edge.publisher import LinkState
     from tests.test_agent import FakeDriver, _agent
@@ -294,13 +298,54 @@ def test_a_prepared_entry_is_sent_as_the_same_bytes_as_one_validated_when_sent(
     agent, box = _agent([sds])
     agent.sample(agent._slots)
     (prepared,) = box.pending()
-    fields = json.loads(prepared.body)
-    assert fields.pop(agent_module.PREPARED) is True
+    assert prepared.body.startswith(agent_module.PREPARED_PARTS)
+    fields = agent_module.read_body(prepared.body)
+    assert fields["readings"][0] == {
+        "quantity": "pm2_5",
+        "sensor": "sds011",
+        "unit": "ug/m3",
+        "value": 10.04,
+    }
     plain_id = box.put(prepared.topic, json.dumps(fields).encode(), seq=prepared.seq)
-    (plain,) = [e for e in box.pending() if e.id == plain_id]
-    state = LinkState(reconnects=2, outbox_depth=2, backlog=True)
-    assert agent._finalize(prepared, state) == agent._finalize(plain, state)
-    assert decode(agent._finalize(prepared, state)).seq == prepared.seq
+    legacy = {**fields, agent_module.PREPARED: True}
+    legacy_id = box.put(prepared.topic, json.dumps(legacy).encode(), seq=prepared.seq)
+    entries = {e.id: e for e in box.pending()}
+    for state in (
+        LinkState(reconnects=2, outbox_depth=2, backlog=True),
+        LinkState(reconnects=0, outbox_depth=7, backlog=False),
+    ):
+        sent = agent._finalize(prepared, state)
+        assert sent == agent._finalize(entries[plain_id], state)
+        assert sent == agent._finalize(entries[legacy_id], state)
+        message = decode(sent)
+        assert message.seq == prepared.seq
+        assert (message.link.outbox_depth, message.link.backlog) == (
+            state.outbox_depth,
+            state.backlog,
+        )
+
+
+def test_encoding_from_parts_gives_the_bytes_of_encoding_the_whole_message() -> None:
+    """encode_parts against encode_fields, for values JSON escapes or formats specially:
+    non-ASCII and control characters, quotes, floats of every form, nesting, empty values."""
+    from sensorpipe.protocol.codec import dumps_value, encode_fields, encode_parts
+
+    body: dict[str, Any] = {
+        "a_first": 'zuid-oost \u00e9\u20ac "quoted" \\ back\nline\u0000nul',
+        "device_id": "d\u00fcsseldorf-1",
+        "floats": [0.1, 1e16, 1.5e-7, -0.0, 123456789.125, 2.0],
+        "link": {"uptime_s": 1.0, "firmware": "x", "kit": "airrohr"},
+        "nested": {"z": [], "a": {}, "m": None, "b": True},
+        "seq": 2**53,
+        "t": "\u2603",
+        "vouched_by": "gw-1",
+    }
+    sign = lambda data: f"signed {len(data)} {hash(data)}"  # noqa: E731
+    parts = {key: dumps_value(value) for key, value in body.items()}
+    assert encode_parts(parts, sign) == encode_fields(dict(body), sign)
+    assert json.loads(encode_parts(parts, sign))["sig"] == sign(
+        json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    )
 
 
 def test_a_draft_that_does_not_validate_is_kept_as_it_is_and_refused_when_sent() -> None:

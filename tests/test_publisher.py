@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,9 +37,16 @@ class Sent:
 
 
 class ScriptedClient:
-    """Records what the publisher does; the test plays the broker's part via the callbacks."""
+    """Records what the publisher does; the test plays the broker's part via the callbacks.
+
+    As paho's network thread does, a thread of its own runs `after_io` (the publisher's work)
+    after each thing the broker did, when woken, and at least twice a second."""
 
     def __init__(self) -> None:
+        self.after_io: Callable[[], None] | None = None
+        self._woken = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
         self.sent: list[Sent] = []
         self.subscriptions: list[str] = []
         self._mid = 0
@@ -55,10 +63,28 @@ class ScriptedClient:
         pass
 
     def loop_start(self) -> None:
-        pass
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._woken.wait(0.5)
+            self._woken.clear()
+            if self.after_io is not None:
+                self.after_io()
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    @property
+    def network_alive(self) -> bool:
+        return self._thread is None or self._thread.is_alive()
 
     def loop_stop(self) -> None:
-        pass
+        self._stopping.set()
+        self._woken.set()
+        if self._thread is not None:
+            self._thread.join(5)
 
     def disconnect(self) -> None:
         pass
@@ -78,6 +104,7 @@ class ScriptedClient:
     def connect(self, props: Any = None) -> None:
         self.on_pre_connect(self, None)
         self.on_connect(self, None, None, OK, props)
+        self.wake()
 
     def fail_connect(self, exc: OSError) -> None:
         """paho's loop failed to connect (it retries by itself)."""
@@ -103,24 +130,31 @@ class ScriptedClient:
 
     def suback(self, code: int = 1) -> None:
         self.on_subscribe(self, None, 1, [ReasonCode(PacketTypes.SUBACK, identifier=code)], None)
+        self.wake()
 
     def puback(self, sent: Sent, code: int = 0) -> None:
         self.on_publish(self, None, sent.mid, ReasonCode(PacketTypes.PUBACK, identifier=code), None)
+        self.wake()
 
     def deliver_ack(self, seqs: list[int]) -> None:
         msg = SimpleNamespace(topic="sensorpipe/ack/v1/dev-1", payload=encode_ack(seqs))
         self.on_message(self, None, msg)
+        self.wake()
+
+
+def _as_queued(entry: OutboxEntry, _link: LinkState) -> bytes:
+    return entry.body
 
 
 def _publisher(
-    outbox: MemoryOutbox, *, clock: Callable[[], float] = time.monotonic, **mqtt: Any
+    outbox: MemoryOutbox,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    finalize: Callable[[OutboxEntry, LinkState], bytes] = _as_queued,
+    **mqtt: Any,
 ) -> tuple[Publisher, ScriptedClient]:
     client = ScriptedClient()
     config = MqttConfig(username="dev-1", password="x", **mqtt)
-
-    def finalize(entry: OutboxEntry, _link: LinkState) -> bytes:
-        return entry.body
-
     publisher = Publisher(
         outbox=outbox,
         mqtt_config=config,
@@ -503,7 +537,7 @@ def test_bookkeeping_a_full_disk_refuses_is_done_once_it_has_room() -> None:
         client.deliver_ack([1])
         client.puback(client.sent[1])
         time.sleep(0.5)
-        assert publisher._thread.is_alive() and outbox.depth() == 2
+        assert publisher.alive and outbox.depth() == 2
         assert len(client.sent) == 2  # nothing sent twice meanwhile
         outbox.full = False
         wait_for(lambda: outbox.depth() == 1, what="the confirmed entry removed")
@@ -556,6 +590,7 @@ def test_a_message_the_ingest_set_aside_leaves_the_outbox_and_is_said_on_the_dev
                 topic="sensorpipe/ack/v1/dev-1", payload=encode_ack([1, 2, 3], aside)
             )
             client.on_message(client, None, msg)
+            client.wake()
             wait_for(lambda: outbox.depth() == 0, what="the confirmed entries removed")
         (line,) = _lines(caplog, "set a message aside")
         assert "bad_signature (sequence number 1: does not verify)" in line
@@ -584,5 +619,29 @@ def test_a_link_taken_over_again_and_again_is_one_problem_with_a_hint(
         (line,) = _lines(caplog, "disconnected from the broker")
         assert "another client logged in as this device" in line
         assert _lines(caplog, "connected again") == []
+    finally:
+        publisher.stop()
+
+
+def test_a_publisher_whose_work_fails_is_no_longer_alive_so_the_watchdog_stops(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in the work done in paho's thread (not an entry that cannot be encoded: that is
+    set aside) stops the publisher and says so; the agent's watchdog ping then stops."""
+
+    def broken(entry: OutboxEntry, _link: LinkState) -> bytes:
+        raise RuntimeError("a bug")
+
+    outbox = MemoryOutbox()
+    _fill(outbox, 2)
+    publisher, client = _publisher(outbox, finalize=broken)
+    try:
+        assert publisher.alive
+        with caplog.at_level(logging.ERROR, logger="sensorpipe.edge.publisher"):
+            client.connect()
+            client.suback()
+            wait_for(lambda: not publisher.alive, what="the publisher given up")
+        assert "the outbox publisher failed" in caplog.text and "a bug" in caplog.text
+        assert outbox.depth() == 2 and not client.sent
     finally:
         publisher.stop()

@@ -1,6 +1,6 @@
 """The edge agent: samples sensors on schedule, queues messages durably, publishes them.
 
-Sampler (caller's thread) -> outbox (disk) -> publisher (its own thread) -> broker.
+Sampler (caller's thread) -> outbox (disk) -> publisher (paho's network thread) -> broker.
 A failed read is counted and skipped, and a sensor that cannot be opened (no I2C bus, no
 serial adapter) is reported in the log and in `sensor_status` and opened again every
 `reopen_after_s`: the agent never stops because one sensor misbehaves, the others are read.
@@ -31,7 +31,7 @@ from sensorpipe.edge.notify import Notifier
 from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxError
 from sensorpipe.edge.problems import RepeatedProblem
 from sensorpipe.edge.publisher import LinkState, Publisher
-from sensorpipe.protocol.codec import encode, encode_fields
+from sensorpipe.protocol.codec import dumps_value, encode, encode_fields, encode_parts
 from sensorpipe.protocol.messages import MESSAGE_ADAPTER, Reading, SendingFields, SensorHealth
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.signing import Signer
@@ -42,7 +42,12 @@ FIRMWARE = "sensorpipe-edge/0.1.0"
 # The Wi-Fi signal a message reports is read at most this often: reading /proc/net/wireless
 # for each message would cost an outbox draining after an outage a file read per message.
 RSSI_MAX_AGE_S = 10.0
-# Marks an outbox entry whose fields were validated when it was queued (`prepare`).
+# Starts the body of an outbox entry whose fields were validated when it was queued
+# (`prepare`): then its fields, name and value by turns, each value as it appears in the
+# message's canonical JSON, separated by NUL bytes (JSON text never holds one).
+PREPARED_PARTS = b"sensorpipe-prepared/2\0"
+# Marked an entry validated when queued by agents before PREPARED_PARTS: a JSON object with
+# this key. Still sent as such after an upgrade.
 PREPARED = "_prepared"
 _PLACEHOLDER_LINK = {"uptime_s": 0.0, "firmware": FIRMWARE}
 
@@ -50,11 +55,12 @@ _PLACEHOLDER_LINK = {"uptime_s": 0.0, "firmware": FIRMWARE}
 def prepare(draft: dict[str, Any]) -> bytes:
     """An outbox entry's body for a message draft (without `sent_at` and `link`).
 
-    The draft is validated now, once, and kept as the message model dumps it, marked
-    PREPARED: sending it then only validates what the agent adds (`sent_at`, `link`), not the
-    readings again, which is most of the work of an outbox draining after an outage. A draft
-    that does not validate is kept as it is: sending it sets it aside with the reason, as any
-    entry that cannot be encoded."""
+    The draft is validated now, once, and kept as the message model dumps it, each field
+    encoded as the signed message will hold it (PREPARED_PARTS): sending it then validates and
+    encodes only what the agent adds (`sent_at`, `link`), not the readings again, which is most
+    of the work of an outbox draining after an outage. A draft that does not validate is kept
+    as JSON as it is: sending it sets it aside with the reason, as any entry that cannot be
+    encoded."""
     try:
         message = MESSAGE_ADAPTER.validate_python(
             {**draft, "sent_at": draft["observed_at"], "link": _PLACEHOLDER_LINK}
@@ -62,8 +68,24 @@ def prepare(draft: dict[str, Any]) -> bytes:
     except (ValidationError, KeyError):
         return json.dumps(draft).encode()
     fields = message.model_dump(mode="json", exclude={"sig", "sent_at", "link"})
-    fields[PREPARED] = True
-    return json.dumps(fields).encode()
+    if fields.get("vouched_by") is None:  # as encode_fields leaves it out
+        fields.pop("vouched_by", None)
+    return PREPARED_PARTS + b"\0".join(
+        part for name, value in fields.items() for part in (name.encode(), dumps_value(value))
+    )
+
+
+def read_body(body: bytes) -> dict[str, Any]:
+    """The message fields an outbox entry's body holds, whichever form it has."""
+    if not body.startswith(PREPARED_PARTS):
+        fields: dict[str, Any] = json.loads(body)
+        fields.pop(PREPARED, None)
+        return fields
+    parts = body[len(PREPARED_PARTS) :].split(b"\0")
+    return {
+        name.decode(): json.loads(value)
+        for name, value in zip(parts[::2], parts[1::2], strict=True)
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +160,8 @@ class Agent:
         self._rssi = rssi
         self._rssi_read: tuple[float, int | None] | None = None  # (monotonic time, value)
         self._started = time.monotonic()
+        self._sending_key: tuple[Any, ...] | None = None  # _sending_parts's last answer
+        self._sending: dict[str, bytes] = {}
         self._next_status = 0.0
         self.counter = counter
         self.notifier = notifier if notifier is not None else Notifier.from_env()
@@ -411,6 +435,13 @@ class Agent:
 
     # --- called by the publisher when it hands an entry to the broker -----------------------
     def _finalize(self, entry: OutboxEntry, link: LinkState) -> bytes:
+        if entry.body.startswith(PREPARED_PARTS):
+            parts = entry.body[len(PREPARED_PARTS) :].split(b"\0")
+            fields = {
+                name.decode(): value for name, value in zip(parts[::2], parts[1::2], strict=True)
+            }
+            fields.update(self._sending_parts(link))
+            return encode_parts(fields, self._signer.sign)
         draft = json.loads(entry.body)
         prepared = draft.pop(PREPARED, False)
         draft["sent_at"] = _iso(self._clock())
@@ -434,3 +465,33 @@ class Agent:
         except ValidationError as exc:
             raise ValueError(str(exc)) from None
         return encode(message, self._signer.sign)
+
+    def _sending_parts(self, link: LinkState) -> dict[str, bytes]:
+        """`sent_at` and `link`, validated and encoded: once for all the entries handed over in
+        the same millisecond with the same link state (an outbox draining after an outage)."""
+        stamp = round(self._clock(), 3)
+        key = (link, stamp, self.outbox.dropped, self._signal())
+        if key == self._sending_key:
+            return self._sending
+        try:
+            sending = SendingFields.model_validate(
+                {
+                    "sent_at": _iso(stamp),
+                    "link": {
+                        "rssi_dbm": key[3],
+                        "reconnects": link.reconnects,
+                        "outbox_depth": link.outbox_depth,
+                        "uptime_s": round(time.monotonic() - self._started, 3),
+                        "firmware": FIRMWARE,
+                        "backlog": link.backlog,
+                        "outbox_dropped": key[2],
+                    },
+                }
+            ).model_dump(mode="json")
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from None
+        if sending["link"].get("kit") is None:  # as encode_fields leaves it out
+            sending["link"].pop("kit", None)
+        self._sending_key = key
+        self._sending = {name: dumps_value(value) for name, value in sending.items()}
+        return self._sending

@@ -25,6 +25,11 @@ link on which nothing the broker acknowledged gets confirmed for `confirm_timeou
 ingest behind the broker, or one that cannot store), with the likely causes.
 Bookkeeping the outbox cannot write (a full disk) is kept and tried again; the entry is at
 worst sent once more.
+
+All of it runs in paho's network thread, after each pass of its loop (brokerlink.Client's
+`after_io`): the PUBACKs read in a pass are booked with one outbox write and answered with the
+next entries, with no hand-over between threads (each would wait for Python's GIL). The
+sampler's thread only wakes the loop (`notify`).
 """
 
 from __future__ import annotations
@@ -68,9 +73,7 @@ REFUSED_PAUSE_S = 5.0  # before offering entries again that the broker refused f
 # Entries read from the outbox at once, to hand to the broker as the window allows: one read
 # for many messages when an outbox drains after an outage, not one for each PUBACK.
 READ_AHEAD = 500
-# PUBACKs are handed to the pump thread in batches of up to this many (or all that are in
-# flight), not one wake-up each: each wake-up is a switch between paho's thread and the pump's.
-ACK_BATCH = 25
+OUTBOX_RETRY_S = 1.0  # before reading an outbox again that could not be read
 # A link counts as back once it has held this long: one that drops again at once is the same
 # problem, not a "connected again" line a second.
 STABLE_LINK_S = 30.0
@@ -156,7 +159,10 @@ class Publisher:
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
-        self._acks: deque[tuple[int, Any]] = deque()  # PUBACKs (appended by paho's thread)
+        # The publisher's work runs in paho's network thread, after each pass of its loop
+        # (brokerlink.Client.after_io): the callbacks only note what arrived, for it.
+        self._client.after_io = self._after_io
+        self._acks: deque[tuple[int, Any]] = deque()  # PUBACKs
         self._confirms: queue.Queue[list[int]] = queue.Queue()
         self._reconnected = threading.Event()
         # Confirmations come only once the subscription stands: nothing is sent before that.
@@ -169,9 +175,10 @@ class Publisher:
         self._tokens_at = clock()
         self._clock = clock
         self._next_requeue = time.monotonic() + mqtt_config.confirm_timeout_s
-        self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="outbox-publisher", daemon=True)
+        self._started = False
+        self._failed: BaseException | None = None  # what stopped the publisher's work
+        self._outbox_retry_at = 0.0
         self._in_flight: dict[int, int] = {}  # paho mid -> outbox entry id
         self._last_handed = 0
         self._ahead: deque[OutboxEntry] = deque()  # read from the outbox, not yet handed over
@@ -188,8 +195,9 @@ class Publisher:
 
     @property
     def alive(self) -> bool:
-        """The thread that hands entries to the broker runs (or has not started yet)."""
-        return self._thread.is_alive() or not self._thread.ident
+        """Entries are handed to the broker: paho's network thread runs (or has not started
+        yet), and the work in it has not failed."""
+        return self._failed is None and bool(getattr(self._client, "network_alive", True))
 
     @property
     def reconnects(self) -> int:
@@ -206,26 +214,24 @@ class Publisher:
             properties=props,
         )
         self._client.loop_start()
-        self._thread.start()
+        self._started = True
 
     def notify(self) -> None:
         """New entries are in the outbox."""
-        self._wake.set()
+        self._client.wake()
 
     def stop(self, drain_timeout_s: float = 0.0) -> None:
         """Stop; first wait up to `drain_timeout_s` for the outbox to empty."""
         deadline = time.monotonic() + drain_timeout_s
         with contextlib.suppress(OutboxError):  # an outbox that cannot be read has no drain
             while time.monotonic() < deadline and (self._outbox.depth() or self._in_flight):
-                self._wake.set()
                 time.sleep(0.05)
         self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=5)
-        self._client.disconnect()
-        self._client.loop_stop()
+        if self._started:
+            self._client.disconnect()
+            self._client.loop_stop()
 
-    # --- paho callbacks: network thread, so they only hand over to the pump thread ----------
+    # --- paho callbacks: in its network thread; they note what arrived for _after_io ------
     def _on_pre_connect(self, client: Any, userdata: Any) -> None:
         self._answered = False
 
@@ -255,7 +261,6 @@ class Publisher:
             # Confirmations published while we were away are gone (clean start), and a broker
             # that restarted may have lost what it acknowledged: offer every sent entry again.
             self._reconnected.set()
-        self._wake.set()
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self.connect_failures += 1
@@ -296,13 +301,6 @@ class Publisher:
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         self._acks.append((mid, reason))
-        if self._acks_due():
-            self._wake.set()
-
-    def _acks_due(self) -> bool:
-        """Enough PUBACKs wait to wake the pump: a batch, or one for each entry in flight
-        (as the pump last left them: it changes them only while it is awake)."""
-        return len(self._acks) >= min(ACK_BATCH, max(1, len(self._in_flight)))
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if any(r.is_failure for r in reasons):
@@ -315,7 +313,6 @@ class Publisher:
             self._confirming = False
             self._reconnected.set()  # entries marked sent go once more, to leave on PUBACK
         self._subscribed.set()
-        self._wake.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -331,19 +328,23 @@ class Publisher:
                 "on the server shows them",
             )
         self._confirms.put(numbers)
-        self._wake.set()
 
-    # --- pump thread ----------------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self._acks_due():
-                self._wake.wait(timeout=0.5)
-            self._wake.clear()
-            try:
-                self._pump()
-            except OutboxError as exc:  # cannot even read the outbox: try again shortly
-                self._outbox_problem.report(str(exc))
-                self._stop.wait(1.0)
+    # --- after each pass of paho's loop, in its thread -----------------------------------
+    def _after_io(self) -> None:
+        """Book what arrived (PUBACKs, confirmations) and hand the next entries over: once a
+        pass of paho's loop, so a batch of PUBACKs read at once is booked with one write."""
+        if self._stop.is_set() or self._failed is not None:
+            return
+        if time.monotonic() < self._outbox_retry_at:
+            return
+        try:
+            self._pump()
+        except OutboxError as exc:  # cannot even read the outbox: try again shortly
+            self._outbox_problem.report(str(exc))
+            self._outbox_retry_at = time.monotonic() + OUTBOX_RETRY_S
+        except Exception as exc:  # a bug: the agent sees `alive` go false and stops
+            log.exception("the outbox publisher failed")
+            self._failed = exc
 
     def _pump(self) -> None:
         since = self._connected_since
@@ -500,10 +501,8 @@ class Publisher:
             self._ahead.extend(self._outbox.pending(after_id=after, limit=limit))
             self._more_waiting = len(self._ahead) == limit
         depth = self._outbox.depth()
-        # Encode and sign the batch first, then publish it in one go: paho's thread wakes for
-        # each publish, and publishing between the encodings would wake it once a message.
-        ready: list[tuple[OutboxEntry, bytes]] = []
-        while len(ready) < room and self._ahead:
+        handed = 0
+        while handed < room and self._ahead:
             entry = self._ahead.popleft()
             if entry.id in self._aside:
                 continue
@@ -524,12 +523,12 @@ class Publisher:
                 reason = f"too large: {len(payload)} bytes, the broker accepts {limit}"
                 self._set_aside(entry.id, reason, entry.seq)
                 continue
-            ready.append((entry, payload))
-        for entry, payload in ready:
+            # paho sends it on its loop's next pass, right after this one.
             info = self._client.publish(entry.topic, payload, qos=1)
             self._in_flight[info.mid] = entry.id
             self._tokens -= 1.0
             self._handed_since_flush += 1
+            handed += 1
 
     def _rewind(self, last_handed: int) -> None:
         """Hand over again from the entry after `last_handed` (what was read ahead may be

@@ -11,9 +11,12 @@ wrong into one sentence. `section` names the configuration section the hints poi
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +38,19 @@ class Client(mqtt.Client):
     """paho's client, keeping why its last attempt to connect failed (`last_connect_error`),
     and giving up on a connection that was accepted but never answered after
     `connack_timeout_s`: such an attempt fails like any other (`on_connect_fail`, with a
-    NoMqttAnswer) and is retried after paho's growing delay."""
+    NoMqttAnswer) and is retried after paho's growing delay.
+
+    `after_io`, if set, runs in paho's network thread (`loop_start`) after each pass of its
+    loop while connected: after what arrived was read and handed to the callbacks, and at
+    least once a second. Work done there needs no hand-over between threads: a program that
+    answers PUBACKs with new PUBLISHes (the edge's outbox publisher) would otherwise wait for
+    Python's GIL twice a message. `wake()` makes the loop pass at once, from any thread."""
 
     last_connect_error: OSError | None = None
     connack_timeout_s: float = 10.0
+    after_io: Callable[[], None] | None = None
     _connect_sent_at: float | None = None
+    _network_thread: threading.Thread | None = None
 
     def reconnect(self) -> mqtt.MQTTErrorCode:
         self._connect_sent_at = None
@@ -72,7 +83,31 @@ class Client(mqtt.Client):
             # The loop takes this for a lost connection: it waits its reconnect delay, then
             # reconnect() closes this socket and tries again.
             return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
-        return super().loop_misc()
+        result = super().loop_misc()
+        after_io = self.after_io
+        if after_io is not None and result == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS:
+            after_io()
+        return result
+
+    def wake(self) -> None:
+        """Make the network loop pass (and run `after_io`) now, not at its next timeout: the
+        byte paho itself writes to its loop's socket pair when something is published from
+        another thread."""
+        writer = self._sockpairW
+        if writer is not None:
+            with contextlib.suppress(OSError):  # full: the loop is woken already
+                writer.send(b"\0")
+
+    def loop_start(self) -> mqtt.MQTTErrorCode:
+        result = super().loop_start()
+        self._network_thread = self._thread  # paho forgets it when the thread ends
+        return result
+
+    @property
+    def network_alive(self) -> bool:
+        """paho's network thread runs (`loop_start`), or was not started yet."""
+        thread = self._network_thread
+        return thread is None or thread.is_alive()
 
 
 def describe_connect_error(

@@ -7,8 +7,10 @@ that can produce sorted compact JSON can sign.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -58,6 +60,28 @@ def encode_fields(body: dict[str, Any], sign: Callable[[bytes], str] | None = No
     sig = sign(("{" + unsigned + "}").encode())
     signed = ",".join(part for part in (before, '"sig":' + json.dumps(sig), after) if part)
     return ("{" + signed + "}").encode()
+
+
+def dumps_value(value: Any) -> bytes:
+    """A value as it appears inside a message's canonical JSON (for `encode_parts`)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@functools.lru_cache(maxsize=256)
+def _key_prefix(key: str) -> bytes:
+    return (json.dumps(key, ensure_ascii=False) + ":").encode()
+
+
+def encode_parts(parts: Mapping[str, bytes], sign: Callable[[bytes], str]) -> bytes:
+    """`encode_fields` of a message whose top-level values are encoded already
+    (`dumps_value`), signed: the same bytes, without encoding again what did not change. An
+    agent keeps a queued message's readings encoded and adds only what it fills in as it sends
+    (`sent_at`, `link`). Keys are sorted as `json.dumps(sort_keys=True)` sorts them."""
+    keys = sorted(key for key in parts if key != "sig")
+    items = [_key_prefix(key) + parts[key] for key in keys]
+    sig = sign(b"{" + b",".join(items) + b"}")
+    items.insert(bisect.bisect_left(keys, "sig"), _key_prefix("sig") + dumps_value(sig))
+    return b"{" + b",".join(items) + b"}"
 
 
 def parse_json(payload: bytes) -> dict[str, Any]:
