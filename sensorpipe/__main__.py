@@ -1,5 +1,5 @@
 """`python -m sensorpipe`: the same as the `sensorpipe` command."""
 
-from sensorpipe.cli.main import main
+from sensorpipe.cli.entry import main
 
 main()

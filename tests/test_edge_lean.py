@@ -60,8 +60,8 @@ def test_help_lists_every_group_and_imports_none() -> None:
         "from sensorpipe.cli.main import COMMANDS, main\n"
         "out = CliRunner().invoke(main, ['--help']).output\n"
         "assert all(f'  {name} ' in out for name in COMMANDS), out\n"
-        "assert not [m for m in sys.modules if m.startswith('sensorpipe.cli.') and\n"
-        "            m not in ('sensorpipe.cli.main',)], sorted(sys.modules)\n"
+        "assert not [m for m in sys.modules if m.startswith('sensorpipe.cli.') and m not in\n"
+        "            ('sensorpipe.cli.main', 'sensorpipe.cli.entry')], sorted(sys.modules)\n"
     )
     loaded, _ = _loaded_after("import sys\n" + code)
     assert loaded == []
@@ -87,15 +87,64 @@ def test_the_agent_without_a_camera_imports_no_counting_and_no_server_code(
     )
     config.write_text(text)
     code = (
-        "from sensorpipe.cli.main import main\n"
+        "from sensorpipe.cli.entry import main\n"
         "try:\n"
-        "    main(['edge', 'run', '--config', sys.argv[1]], prog_name='sensorpipe')\n"
-        "except SystemExit:\n"
-        "    pass\n"
+        "    main(['-v', 'edge', 'run', '--config', sys.argv[1]])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 1, exc.code\n"
+        "assert not [m for m in sys.modules if m == 'click' or m.startswith('sensorpipe.cli.')\n"
+        "            and m != 'sensorpipe.cli.entry'], sorted(sys.modules)\n"
     )
     loaded, stderr = _loaded_after("import sys\n" + code, str(config))
-    assert "outbox_path" in stderr  # it got as far as opening the outbox
+    # It got as far as opening the outbox, and said why it stopped in one line, as click would.
+    (error,) = [line for line in stderr.splitlines() if line.startswith("Error: ")]
+    assert "outbox_path" in error
     assert loaded == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["edge", "run", "--config", "edge.toml"], (Path("edge.toml"), 0)),
+        (["-vv", "edge", "run", "--config=/etc/e.toml"], (Path("/etc/e.toml"), 2)),
+        (["-v", "--verbose", "edge", "run", "--config", "e.toml"], (Path("e.toml"), 2)),
+        (["edge", "run", "--config"], None),  # click says what is missing
+        (["edge", "run", "--config="], None),
+        (["edge", "run", "--help"], None),
+        (["edge", "run", "--config", "e.toml", "--extra"], None),
+        (["edge", "check", "--config", "e.toml"], None),
+        (["--version"], None),
+        ([], None),
+    ],
+)
+def test_only_a_plain_edge_run_starts_without_click(
+    args: list[str], expected: tuple[Path, int] | None
+) -> None:
+    from sensorpipe.cli.entry import agent_command
+
+    assert agent_command(args) == expected
+
+
+def test_the_command_without_click_runs_as_the_click_command_does(tmp_path: Path) -> None:
+    """The same configuration error, the same line and status, whichever way it starts."""
+    config = tmp_path / "edge.toml"
+    config.write_text('device_id = "Not A Valid Id"\n')
+    lean = subprocess.run(
+        [sys.executable, "-m", "sensorpipe", "edge", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    full = subprocess.run(  # an extra -- is not plain: click reads this command line
+        [sys.executable, "-m", "sensorpipe", "edge", "run", "--config", str(config), "--"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert lean.returncode == full.returncode == 1
+    assert lean.stderr == full.stderr
+    assert lean.stderr.startswith("Error: ") and str(config) in lean.stderr
+    assert "Traceback" not in lean.stderr
 
 
 # --- the outbox: bookkeeping in batches --------------------------------------------------

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import logging
-import signal
-import threading
 from pathlib import Path
 
 import click
@@ -27,68 +23,12 @@ def edge_run(config_path: Path) -> None:
     A counting agent whose video file ends stops by itself (status 0); one whose camera stops
     delivering frames stops with status 1, for the service manager to start it again.
     """
-    from sensorpipe.edge.agent import Agent, SensorOpener
-    from sensorpipe.edge.config import load_edge_config
-    from sensorpipe.edge.counting.config import build_pipeline, open_source
-    from sensorpipe.edge.counting.errors import ModelError, SourceUnavailable
-    from sensorpipe.edge.counting.loop import CountingLoop
-    from sensorpipe.edge.drivers import open_driver
-    from sensorpipe.edge.outbox import OutboxError, SqliteOutbox
+    from sensorpipe.edge.run import RunError, run_agent
 
     try:
-        config = load_edge_config(config_path)
-    except ConfigError as exc:
+        run_agent(config_path)
+    except RunError as exc:
         fail(str(exc))
-    # What the file names is opened now; what cannot be is one line naming the key.
-    try:
-        counter = None
-        if config.counting is not None:
-            pipeline = build_pipeline(config.counting, config_path.resolve().parent)
-            try:
-                source = open_source(config.counting.source)
-            except SourceUnavailable as exc:
-                fail(str(config.key_error("counting.source", str(exc))))
-            counter = CountingLoop(pipeline, source)
-        outbox = SqliteOutbox(config.outbox_path, max_entries=config.outbox_max_entries)
-    except ModelError as exc:
-        fail(str(exc))
-    except OutboxError as exc:
-        fail(str(config.key_error("outbox_path", str(exc))))
-    # Sensors are opened by the agent: one that cannot be opened is reported and tried again
-    # while the others are read.
-    sensors = [
-        SensorOpener(s.driver, functools.partial(open_driver, s), s.interval_s)
-        for s in config.sensors
-    ]
-    agent = Agent(config, sensors=sensors, outbox=outbox, counter=counter)
-    # Without -v the agent still says how it starts: each sensor's first reading queued, the
-    # first confirmation from the ingest, then a summary every few minutes (INFO).
-    edge_log = logging.getLogger("sensorpipe.edge")
-    if logging.getLogger().getEffectiveLevel() > logging.INFO and edge_log.level == 0:
-        edge_log.setLevel(logging.INFO)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    click.echo(f"{config.device_id}: publishing to {config.mqtt.host}:{config.mqtt.port}")
-    try:
-        ended = agent.run(stop)
-    except KeyboardInterrupt:
-        stop.set()
-        ended = None
-    finally:
-        waiting = outbox.depth()
-        outbox.close()
-    if ended is None:
-        return
-    assert config.counting is not None
-    queued = agent.stats.kinds.get("count", 0)
-    summary = (
-        f"{config.device_id}: {ended}; count messages queued: {queued}, "
-        f"messages waiting in the outbox for the next start: {waiting}"
-    )
-    if config.counting.source.kind == "video":
-        click.echo(summary, err=True)
-        return
-    fail(f"{summary}; the camera stopped delivering frames")
 
 
 @edge.command("check")

@@ -10,12 +10,12 @@ any group (a test checks that each one matches its command's docstring).
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import Any
 
 import click
 
 from sensorpipe import __version__
+from sensorpipe.cli.entry import configure_logging
 from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.stack.errors import StackError
 
@@ -122,5 +122,4 @@ class _Commands(click.Group):
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def main(verbose: int) -> None:
     """sensorpipe: local environmental measurement from Raspberry Pi to InfluxDB."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(verbose)

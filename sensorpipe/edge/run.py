@@ -1,0 +1,91 @@
+"""`sensorpipe edge run`: open what the configuration names, then run the agent until stopped.
+
+Shared by the click command (sensorpipe.cli.edge) and the command's lean start
+(sensorpipe.cli.entry), which runs the agent without loading the CLI library: the agent runs
+for months on a small Pi, and click and the command groups are a megabyte it never uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from sensorpipe.protocol.configfile import ConfigError
+
+
+class RunError(Exception):
+    """What ends `edge run` with status 1, in one line."""
+
+
+def run_agent(config_path: Path) -> None:
+    """Run the agent of `config_path` until SIGTERM or Ctrl-C (or its video file ends).
+
+    Raises RunError for a configuration that cannot be used or something it names that cannot
+    be opened, and for a camera that stopped delivering frames (for the service manager to
+    start the agent again)."""
+    from sensorpipe.edge.agent import Agent, SensorOpener
+    from sensorpipe.edge.config import load_edge_config
+    from sensorpipe.edge.counting.config import build_pipeline, open_source
+    from sensorpipe.edge.counting.errors import ModelError, SourceUnavailable
+    from sensorpipe.edge.counting.loop import CountingLoop
+    from sensorpipe.edge.drivers import open_driver
+    from sensorpipe.edge.outbox import OutboxError, SqliteOutbox
+
+    try:
+        config = load_edge_config(config_path)
+    except ConfigError as exc:
+        raise RunError(str(exc)) from None
+    # What the file names is opened now; what cannot be is one line naming the key.
+    try:
+        counter = None
+        if config.counting is not None:
+            pipeline = build_pipeline(config.counting, config_path.resolve().parent)
+            try:
+                source = open_source(config.counting.source)
+            except SourceUnavailable as exc:
+                raise RunError(str(config.key_error("counting.source", str(exc)))) from None
+            counter = CountingLoop(pipeline, source)
+        outbox = SqliteOutbox(config.outbox_path, max_entries=config.outbox_max_entries)
+    except ModelError as exc:
+        raise RunError(str(exc)) from None
+    except OutboxError as exc:
+        raise RunError(str(config.key_error("outbox_path", str(exc)))) from None
+    # Sensors are opened by the agent: one that cannot be opened is reported and tried again
+    # while the others are read.
+    sensors = [
+        SensorOpener(s.driver, functools.partial(open_driver, s), s.interval_s)
+        for s in config.sensors
+    ]
+    agent = Agent(config, sensors=sensors, outbox=outbox, counter=counter)
+    # Without -v the agent still says how it starts: each sensor's first reading queued, the
+    # first confirmation from the ingest, then a summary every few minutes (INFO).
+    edge_log = logging.getLogger("sensorpipe.edge")
+    if logging.getLogger().getEffectiveLevel() > logging.INFO and edge_log.level == 0:
+        edge_log.setLevel(logging.INFO)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"{config.device_id}: publishing to {config.mqtt.host}:{config.mqtt.port}", flush=True)
+    try:
+        ended = agent.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+        ended = None
+    finally:
+        waiting = outbox.depth()
+        outbox.close()
+    if ended is None:
+        return
+    assert config.counting is not None
+    queued = agent.stats.kinds.get("count", 0)
+    summary = (
+        f"{config.device_id}: {ended}; count messages queued: {queued}, "
+        f"messages waiting in the outbox for the next start: {waiting}"
+    )
+    if config.counting.source.kind == "video":
+        print(summary, file=sys.stderr, flush=True)
+        return
+    raise RunError(f"{summary}; the camera stopped delivering frames")
