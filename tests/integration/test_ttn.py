@@ -297,7 +297,15 @@ def test_uplinks_through_the_bridge_are_stored_with_metadata_and_provenance(ttn:
     ttn.tts.uplink(first)
     ttn.tts.uplink(uplink("school-dak-02", 1234, template="uplink_gateways.json"))
     q = "SELECT * FROM air WHERE device_id = 'fijnstof-01' GROUP BY *"
-    rows = wait_for(lambda: ttn.rows(q), what="the node's readings in InfluxDB")
+
+    def complete() -> list[dict[str, Any]]:
+        # The ingest's writes may land in two batches: wait for every field, not the first.
+        rows = ttn.rows(q)
+        fields = {r["sensor"]: {k for k, v in r.items() if v is not None} for r in rows}
+        wanted = {"sds011": {"pm2_5", "pm10"}, "bme280": {"temperature", "pressure"}}
+        return rows if all(f <= fields.get(s, set()) for s, f in wanted.items()) else []
+
+    rows = wait_for(complete, what="the node's readings in InfluxDB")
     by_sensor = {r["sensor"]: r for r in rows}
     assert set(by_sensor) == {"sds011", "bme280"}
     sds, bme = by_sensor["sds011"], by_sensor["bme280"]
