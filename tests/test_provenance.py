@@ -106,6 +106,17 @@ def test_a_kit_message_signed_by_its_gateway_passes(validator: Validator) -> Non
         ("sc-1234", None, DEVICE_KEY, "wrong_signer"),  # imported history only
         ("sc-1234", "gw1", GW1_KEY, "wrong_signer"),
     ],
+    # The keys are made at import: named by their role, so every test worker sees one list.
+    ids=[
+        "kit-signs-itself",
+        "another-gateway",
+        "named-gw1-signed-by-gw2",
+        "named-gw1-signed-by-a-device",
+        "node-via-gw1",
+        "edge-device-via-gw1",
+        "import-signs-itself",
+        "import-via-gw1",
+    ],
 )
 def test_only_the_registered_signer_may_vouch(
     validator: Validator, device: str, vouched_by: str | None, key: str, code: str

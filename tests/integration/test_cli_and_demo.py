@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sensorpipe.gateway.devices import DeviceCredentials
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import Point, to_line
@@ -173,6 +175,7 @@ def test_demo_accounts_for_every_message(tmp_path: Path) -> None:
     assert summary.query and {r["device_id"] for r in summary.query} == {"sim-001", "sim-002"}
 
 
+@pytest.mark.timeout(300)  # several minutes on a busy machine (make test's workers)
 def test_the_demo_with_its_defaults_loses_nothing_and_exits_0(tmp_path: Path) -> None:
     """`make demo` as a newcomer runs it: `sensorpipe demo` with its default duration (60 s)
     and devices. The misbehaving device sends the same malformed bytes more than once in that

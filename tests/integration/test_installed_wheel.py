@@ -49,6 +49,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
+@pytest.mark.timeout(300)  # several minutes on a busy machine (make test's workers)
 def test_the_wheel_installs_one_package_and_runs_from_anywhere(
     tmp_path: Path, wheel: Path
 ) -> None:
@@ -174,6 +175,7 @@ def test_the_wheel_installs_one_package_and_runs_from_anywhere(
     assert list(elsewhere.iterdir()) == [elsewhere / "edge.toml"]  # nothing left behind
 
 
+@pytest.mark.timeout(300)  # several minutes on a busy machine (make test's workers)
 def test_a_pi_joins_a_lasting_server_from_the_installed_wheel(
     tmp_path: Path, wheel: Path, influxd: Influxd
 ) -> None:

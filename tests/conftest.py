@@ -1,0 +1,37 @@
+"""Test-run order, for `make test`'s workers (pytest-xdist).
+
+The files below take a minute or more each. They are collected first, so that the workers start
+them first and finish together, instead of one worker running a long file while the others
+wait at the end. They are also marked `slow`: `make check` leaves them out (with
+tests/integration) for the inner loop. The list only orders the run: a file missing from it is
+still run, just not first.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+SLOW_FILES = (  # the longest first
+    "tests/integration/test_counting_pipeline.py",
+    "tests/integration/test_installed_wheel.py",
+    "tests/test_real_counting.py",
+    "tests/integration/test_fault_suite.py",
+    "tests/integration/test_cli_and_demo.py",
+    "tests/integration/test_isolation.py",
+    "tests/test_count_eval.py",
+    "tests/test_cli_edge.py",
+    "tests/integration/test_deadletter_disk_full.py",
+    "tests/integration/test_edge_join.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: n for n, path in enumerate(SLOW_FILES)}
+
+    def order(item: pytest.Item) -> int:
+        return rank.get(item.nodeid.split("::")[0], len(SLOW_FILES))
+
+    items.sort(key=order)  # stable: within a file, and among the rest, collection order
+    for item in items:
+        if order(item) < len(SLOW_FILES):
+            item.add_marker(pytest.mark.slow)
