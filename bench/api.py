@@ -69,11 +69,11 @@ from sensorpipe.firmware_sim.history import (
     write_history,
 )
 from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.process import free_port
 from sensorpipe.protocol.registry import save_registry
 from sensorpipe.query.register import register_stats
 from sensorpipe.query.series import AirSeriesRequest, air_series
 from sensorpipe.stack.local import LocalStack
-from sensorpipe.stack.process import free_port
 
 CLIENTS = (1, 8)
 WARMUP = 3

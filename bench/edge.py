@@ -71,12 +71,12 @@ from sensorpipe.edge.outbox import SqliteOutbox
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from sensorpipe.gateway.broker import mosquitto_binary
 from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES
+from sensorpipe.process import ManagedProcess, free_port, port_open
 from sensorpipe.protocol.codec import encode
 from sensorpipe.protocol.messages import MESSAGE_ADAPTER
 from sensorpipe.protocol.signing import Signer, generate_keypair
 from sensorpipe.protocol.topics import topic_for
 from sensorpipe.stack.local import LocalStack
-from sensorpipe.stack.process import ManagedProcess, free_port, port_open
 
 DEFAULT_PACE = 10.0  # [mqtt] max_messages_per_s's default
 REPLAY_PACE = 10_000.0  # the most [mqtt] max_messages_per_s allows

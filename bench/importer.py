@@ -35,7 +35,7 @@ from sensorpipe.importer.files import inspect
 from sensorpipe.importer.runner import Importer, prepare
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.influxd import Influxd
-from sensorpipe.stack.process import free_ports
+from sensorpipe.process import free_ports
 
 HEADER = "sensor_id;sensor_type;location;lat;lon;timestamp;P1;durP1;ratioP1;P2;durP2;ratioP2\n"
 START = 1_704_067_200  # 2024-01-01T00:00:00Z

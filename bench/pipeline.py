@@ -48,12 +48,12 @@ from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import Point, to_line
 from sensorpipe.ingest.validate import RegistryView, Validator
+from sensorpipe.process import ManagedProcess, free_port, port_open
 from sensorpipe.protocol.codec import encode
 from sensorpipe.protocol.messages import MESSAGE_ADAPTER, AirMessage, Link, Reading
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import topic_for
 from sensorpipe.stack.local import LocalStack
-from sensorpipe.stack.process import ManagedProcess, free_port, port_open
 
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
 

@@ -1,7 +1,15 @@
 """sensorpipe: local environmental measurement from a Raspberry Pi to a time series.
 
-The components (`edge`, `gateway`, `ingest`, `firmware_sim`, and `protocol`, the wire contract
-they share) are subpackages, so that installing sensorpipe adds this one name to site-packages.
+The components are subpackages, so that installing sensorpipe adds this one name to
+site-packages: `protocol/` (the wire contract they share), `edge/` (the agent on the Pi),
+`gateway/` (the broker's configuration and the kit gateway), `ingest/` (broker to InfluxDB),
+`importer/` (history files into the same series), `query/` and `api/` (reading what is stored:
+the command line, and the HTTP service with its dashboard), `firmware_sim/` (simulated sensors
+and devices), `stack/` (everything on one machine, or installed on a server) and `cli/` (the
+`sensorpipe` command, which `__main__` runs). What several components share sits here at the
+top and imports no component: `process` (child processes and loopback ports), `http_server`
+(the uvicorn bounds of both HTTP services) and `resources` (the files the package ships: the
+detectors in `models/` and the example configurations in `config/`).
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sensorpipe.api.app import create_app
 from sensorpipe.api.config import BrokerSettings, InfluxSettings, ServeConfig
 from sensorpipe.api.context import ApiContext
-from sensorpipe.stack.process import free_ports
+from sensorpipe.process import free_ports
 
 
 @pytest.fixture

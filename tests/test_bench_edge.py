@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench.edge import Account, bare_broker, readings_in, replay, steady_state
+from sensorpipe.process import ManagedProcess, free_port, port_open
 from sensorpipe.protocol.signing import generate_keypair
-from sensorpipe.stack.process import ManagedProcess, free_port, port_open
 
 
 def test_readings_in_reads_the_agent_summary() -> None:

@@ -3,10 +3,11 @@
 - `protocol` is the shared contract and imports no other component;
 - `edge` (what runs on the Pi) and `ingest` never import each other, nor the simulators, the
   local stack or the command line;
+- the components below the local stack (`gateway`, `ingest`, `edge`, `protocol`) never import
+  it (`stack`) or the command line (`cli`), not even inside a function;
+- the shared modules at the package's top (`process`, `http_server`, `resources`) import no
+  component, so every component may import them;
 - module-level imports (including those only for type checking) form no cycle.
-
-`stack.process` (starting a child process on a free port and stopping it) is the one shared
-helper: the managed broker and the throw-away influxd for tests and the demo use it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ FORBIDDEN = {
     "api": {"edge", "firmware_sim", "stack", "cli"},
     "query": {"edge", "firmware_sim", "stack", "cli", "api"},
 }
-SHARED = "sensorpipe.stack.process"
+# The command's entry (`python -m sensorpipe`) sits at the top too, but it is the command line.
+GROUND_FLOOR_EXCEPT = {"sensorpipe", "sensorpipe.__main__"}
 
 
 def _module_name(path: Path) -> str:
@@ -68,11 +70,37 @@ def test_components_import_only_what_they_may() -> None:
         component = name.split(".")[1] if "." in name else ""
         for imported in _imports(tree, top_level_only=False):
             target = imported.split(".")[1]
-            if imported.startswith(SHARED):
-                continue
             if target in FORBIDDEN.get(component, set()):
                 broken.append(f"{name} imports {imported}")
     assert broken == []
+
+
+def test_components_below_the_stack_never_reach_up() -> None:
+    below = ("gateway", "ingest", "edge", "protocol")
+    above = ("sensorpipe.stack", "sensorpipe.cli")
+    checked = [name for name in MODULES if name.split(".")[1:2] and name.split(".")[1] in below]
+    assert {name.split(".")[1] for name in checked} == set(below)
+    reaching_up = sorted(
+        f"{name} imports {imported}"
+        for name in checked
+        for imported in _imports(MODULES[name], top_level_only=False)
+        if any(imported == up or imported.startswith(up + ".") for up in above)
+    )
+    assert reaching_up == []
+
+
+def test_the_ground_floor_imports_no_component() -> None:
+    ground = {_module_name(path) for path in PACKAGE.glob("*.py")} - GROUND_FLOOR_EXCEPT
+    components = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    assert {"sensorpipe.process", "sensorpipe.http_server", "sensorpipe.resources"} <= ground
+    assert {"gateway", "ingest", "stack"} <= components
+    imports_a_component = sorted(
+        f"{name} imports {imported}"
+        for name in ground
+        for imported in _imports(MODULES[name], top_level_only=False)
+        if imported.split(".")[1] in components
+    )
+    assert imports_a_component == []
 
 
 def test_no_import_cycles() -> None:

@@ -22,9 +22,7 @@ from click.testing import CliRunner
 
 from sensorpipe.cli.main import main
 from sensorpipe.gateway.devices import ProvisioningError, add_device, add_reader
-from sensorpipe.protocol.registry import DeviceEntry, Registry, load_registry, save_registry
-from sensorpipe.stack.local import LocalStack, default_directory
-from sensorpipe.stack.process import (
+from sensorpipe.process import (
     ManagedProcess,
     find_processes,
     process_argv,
@@ -32,6 +30,8 @@ from sensorpipe.stack.process import (
     same_command,
     stop_pid,
 )
+from sensorpipe.protocol.registry import DeviceEntry, Registry, load_registry, save_registry
+from sensorpipe.stack.local import LocalStack, default_directory
 from tests.helpers import wait_for
 
 SLEEP = ["sleep", f"300.{os.getpid()}"]  # a command line no other process on the machine has

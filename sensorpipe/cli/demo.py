@@ -28,8 +28,8 @@ from sensorpipe.cli.common import fail
 )
 def demo(duration: float, count: int, as_json: bool, serve: bool) -> None:
     """The whole pipeline on real parts, then a summary counted from InfluxDB."""
+    from sensorpipe.process import ProcessStartError
     from sensorpipe.stack.demo import run_demo
-    from sensorpipe.stack.process import ProcessStartError
 
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     printed = False

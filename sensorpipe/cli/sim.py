@@ -39,8 +39,8 @@ def sim_fleet(directory: Path | None, count: int, duration: float, interval: flo
     non-zero when messages are left in the simulated devices' outboxes at the end: those
     devices are gone, so nothing will ever send them."""
     from sensorpipe.firmware_sim.fleet import Fleet
+    from sensorpipe.process import port_open
     from sensorpipe.stack.local import StackError
-    from sensorpipe.stack.process import port_open
 
     s = local_stack(directory)
     try:

@@ -38,8 +38,8 @@ def stack_up(directory: Path | None, as_json: bool) -> None:
     All or nothing: if it is interrupted (Ctrl-C, SIGTERM, a closed terminal or output pipe)
     or a component does not start, it stops what it had started and exits non-zero."""
     from sensorpipe.gateway.mosquitto import PasswordToolError
+    from sensorpipe.process import ProcessStartError
     from sensorpipe.stack.local import StackError
-    from sensorpipe.stack.process import ProcessStartError
 
     s = local_stack(directory)
     try:

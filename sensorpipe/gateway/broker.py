@@ -30,8 +30,8 @@ from sensorpipe.gateway.mosquitto import (
     write_broker_files,
     write_security_files,
 )
+from sensorpipe.process import ManagedProcess, port_open
 from sensorpipe.protocol.registry import Registry
-from sensorpipe.stack.process import ManagedProcess, port_open
 
 # Mosquitto applies SIGHUP on its next loop iteration.
 SIGHUP_SETTLE_S = 0.2

@@ -1,8 +1,11 @@
 """`sensorpipe import`: history files into the same series as live data.
 
 One module per format (`sensor_community`, `opensensemap`, `telraam`, `track`), each a thin
-parser behind the contract in `base`; `runner` does what all share (registry, batching on the
-writer thread, dead letters, the ledger that makes a second import store nothing twice, the
-`imports` records). Every point carries the provenance tags `source=import:<format>` and
-`vouch=import`.
+parser behind the contract in `base`, helped by `files` (checked, hashed, opened), `jsonstream`
+(JSON read item by item), `timeparse` (strict times) and `fields` (values several formats
+carry). `runner` does what all share: the registry, `overlap` (an import must not blend into
+another source's data), batches of `lines` (line protocol without an object per row) written
+by `writer` on a thread of its own, dead letters, the `ledger` that makes a second import store
+nothing twice, and the `imports` records. Every point carries the provenance tags
+`source=import:<format>` and `vouch=import`.
 """

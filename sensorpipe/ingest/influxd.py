@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from sensorpipe.ingest.influx import InfluxClient
-from sensorpipe.stack.process import ManagedProcess
+from sensorpipe.process import ManagedProcess
 
 
 def influxd_config(directory: Path, *, http_port: int, rpc_port: int) -> str:

@@ -1,10 +1,15 @@
-"""The wire contract shared by edge, gateway, ingest and firmware_sim.
+"""The wire contract shared by edge, gateway, ingest and firmware_sim: one source of truth.
 
-One source of truth for topics, quantities and units, message models, signing and the device
-registry. Everything here is pure: no sockets, no files except where a function says so. Two
-helpers that the edge agent and the ingest share are the exception: connecting to the broker
-and saying why it failed (`brokerlink`), and logging a problem that keeps happening
-(`problems`).
+`topics`, `quantities` (units and plausible ranges), `counting` (classes and directions),
+`messages` and `codec` (the models and their canonical bytes), `signing` (Ed25519), `ack` (the
+ingest's confirmations to a device), `enrollment` (join codes, and the key store of the keys
+devices enrol), `registry` (the device registry file) and `register` (its public part),
+`provenance` (the `source` and `vouch` tags), `storage` (the names stored in InfluxDB),
+`quarantine` (the book of quarantined devices), `configfile` (TOML into pydantic, errors naming
+file and key) and `files` (secrets written private from the start). Encoding, decoding and
+checks are pure; a module that touches a file, a database or the network says so. Two helpers
+the edge agent and the ingest share sit here too: connecting to the broker and saying why it
+failed (`brokerlink`), and logging a problem that keeps happening (`problems`).
 """
 
 from sensorpipe.protocol.codec import DecodeError, canonical_bytes, decode, encode

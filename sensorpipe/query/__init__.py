@@ -1,1 +1,9 @@
-"""What municipalities ask of the time series: InfluxQL built safely, printed as table/CSV/JSON."""
+"""What municipalities ask of the time series, read from InfluxDB.
+
+`influxql` builds InfluxQL from user filters safely (numbers through `literals`, areas through
+`bbox`); `series` aggregates air readings and counts; `output` prints rows as a table, CSV or
+JSON, and `spreadsheet` makes CSV a spreadsheet opens as data, never as formulas. `register`
+and `health` tell what InfluxDB knows of each device and its sensors (first and last seen,
+uptime, gaps, latency, health); `export` writes the public register as JSON, GeoJSON, CSV and an
+HTML page.
+"""

@@ -1,1 +1,9 @@
-"""The local stack: Mosquitto, influxd and the ingest as managed processes, and the demo."""
+"""sensorpipe run on one machine, or installed on a server.
+
+`local` is `sensorpipe stack up|status|down`: Mosquitto, influxd, the ingest, the kit gateway
+and the HTTP service as processes on free loopback ports, under one directory. `demo` runs the
+whole pipeline with simulated devices and counts what arrived. `server` writes a lasting
+installation (`sensorpipe server setup`: Debian's Mosquitto and InfluxDB, systemd units).
+`errors` holds the stack's one error, which the command line catches without importing the
+rest. The processes themselves are started and stopped with `sensorpipe.process`.
+"""

@@ -57,6 +57,14 @@ from sensorpipe.gateway.kits.provision import (
 from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES, is_loopback
 from sensorpipe.ingest.config import new_shared_group
 from sensorpipe.ingest.influxd import Influxd
+from sensorpipe.process import (
+    ManagedProcess,
+    describe_holder,
+    find_processes,
+    free_ports,
+    port_open,
+    stop_pid,
+)
 from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.quarantine import (
     LIFT_RETRY_S,
@@ -66,14 +74,6 @@ from sensorpipe.protocol.quarantine import (
 )
 from sensorpipe.protocol.registry import Registry, load_registry, save_registry
 from sensorpipe.stack.errors import StackError
-from sensorpipe.stack.process import (
-    ManagedProcess,
-    describe_holder,
-    find_processes,
-    free_ports,
-    port_open,
-    stop_pid,
-)
 
 T = TypeVar("T")
 DATABASE = "sensorpipe"

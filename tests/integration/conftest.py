@@ -10,8 +10,8 @@ import pytest
 
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.influxd import Influxd
+from sensorpipe.process import free_ports
 from sensorpipe.stack.local import LocalStack
-from sensorpipe.stack.process import free_ports
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sensorpipe.gateway.broker import mosquitto_binary
-from sensorpipe.stack.process import ManagedProcess, free_ports, port_open
+from sensorpipe.process import ManagedProcess, free_ports, port_open
 
 PORT_NAMES = ("broker", "broker-tls", "kits", "api", "metrics")
 

@@ -22,11 +22,11 @@ from sensorpipe.api.context import ApiContext
 from sensorpipe.cli.main import main
 from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.ingest.lineprotocol import Point, to_line
+from sensorpipe.process import free_ports
 from sensorpipe.protocol.messages import Location
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
 from sensorpipe.query.influxql import INFLUX_MIN_TEXT
-from sensorpipe.stack.process import free_ports
 
 pytestmark = pytest.mark.integration
 

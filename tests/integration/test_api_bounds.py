@@ -27,9 +27,9 @@ from sensorpipe.api.sta.ids import stable_id
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.ingest.lineprotocol import Point, to_line
+from sensorpipe.process import free_ports
 from sensorpipe.protocol.messages import Location
 from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
-from sensorpipe.stack.process import free_ports
 from tests.integration.live_server import serve_process
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ from sensorpipe.gateway.broker import Broker
 from sensorpipe.gateway.devices import DeviceCredentials, add_device, add_reader, set_ingest_account
 from sensorpipe.gateway.mosquitto import MAX_PACKET_BYTES
 from sensorpipe.ingest.config import new_shared_group
+from sensorpipe.process import free_ports
 from sensorpipe.protocol.registry import Registry
 from sensorpipe.protocol.topics import subscription
-from sensorpipe.stack.process import free_ports
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration

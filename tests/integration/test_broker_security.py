@@ -24,9 +24,9 @@ from sensorpipe.gateway.broker import Broker, reload_pid
 from sensorpipe.gateway.devices import DeviceCredentials, add_device, add_reader, set_ingest_account
 from sensorpipe.gateway.kits.provision import GatewayCredentials, add_airrohr_kit, add_gateway
 from sensorpipe.ingest.config import new_shared_group
+from sensorpipe.process import free_ports
 from sensorpipe.protocol.registry import Registry
 from sensorpipe.protocol.topics import subscription
-from sensorpipe.stack.process import free_ports
 from tests.helpers import wait_for
 from tests.integration.test_broker_rules import Client
 

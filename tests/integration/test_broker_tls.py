@@ -23,8 +23,8 @@ from sensorpipe.cli.main import main
 from sensorpipe.gateway.broker import mosquitto_binary
 from sensorpipe.gateway.devices import add_device
 from sensorpipe.gateway.mosquitto import BrokerFiles, Tls, broker_config, write_security_files
+from sensorpipe.process import ManagedProcess, free_ports, port_open
 from sensorpipe.protocol.registry import Registry, save_registry
-from sensorpipe.stack.process import ManagedProcess, free_ports, port_open
 
 pytestmark = pytest.mark.integration
 

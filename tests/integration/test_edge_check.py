@@ -20,10 +20,10 @@ from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from sensorpipe.gateway.devices import DeviceCredentials, add_device
 from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.process import free_ports
 from sensorpipe.protocol.registry import Registry
 from sensorpipe.protocol.signing import generate_keypair
 from sensorpipe.stack.local import LocalStack
-from sensorpipe.stack.process import free_ports
 from tests.helpers import EDGE_CHECK_ALL_OK
 from tests.integration.test_broker_tls import _certificates, tls_broker
 

@@ -6,9 +6,9 @@ import pytest
 
 from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.process import pid_alive
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.stack.local import LocalStack
-from sensorpipe.stack.process import pid_alive
 from tests.fuzz.corpus import corpus, valid_messages
 from tests.helpers import wait_for
 from tests.integration.mqtt_helpers import TestDevice

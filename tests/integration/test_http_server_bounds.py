@@ -23,9 +23,9 @@ import pytest
 
 from sensorpipe.gateway.kits.app import AIRROHR_PATH
 from sensorpipe.gateway.kits.provision import KitCredentials
+from sensorpipe.process import free_ports
 from sensorpipe.protocol.registry import Registry, save_registry
 from sensorpipe.stack.local import LocalStack
-from sensorpipe.stack.process import free_ports
 from tests.airrohr_post import SDS_BME280_VALUES, firmware_body, firmware_request
 from tests.integration.conftest import _require_binaries
 from tests.integration.live_server import serve_process

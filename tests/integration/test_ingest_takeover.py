@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sensorpipe.gateway.broker import mosquitto_binary
-from sensorpipe.stack.process import free_ports, port_open
+from sensorpipe.process import free_ports, port_open
 from tests.helpers import wait_for
 from tests.test_ingest_run import Ingest, fake_influx, write_ingest_config
 

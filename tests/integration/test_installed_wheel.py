@@ -26,7 +26,7 @@ from sensorpipe.edge.counting.clips import VTEST_LINE, fetch_vtest
 from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from sensorpipe.ingest.influxd import Influxd
-from sensorpipe.stack.process import free_ports
+from sensorpipe.process import free_ports
 from tests.helpers import wait_for
 from tests.integration.setup_server import SetupServer
 

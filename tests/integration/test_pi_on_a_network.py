@@ -33,7 +33,7 @@ from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.influxd import Influxd
-from sensorpipe.stack.process import ManagedProcess, free_ports
+from sensorpipe.process import ManagedProcess, free_ports
 from tests.helpers import EDGE_CHECK_ALL_OK, wait_for
 from tests.integration.setup_server import SetupServer
 

@@ -16,7 +16,7 @@ from sensorpipe.edge.config import MqttConfig
 from sensorpipe.edge.outbox import MemoryOutbox, OutboxEntry
 from sensorpipe.edge.publisher import LinkState, Publisher
 from sensorpipe.gateway.broker import mosquitto_binary
-from sensorpipe.stack.process import ManagedProcess, free_port, port_open
+from sensorpipe.process import ManagedProcess, free_port, port_open
 from tests.helpers import wait_for
 
 TOPIC = "sensorpipe/v1/dev-1/air"

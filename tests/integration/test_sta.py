@@ -30,8 +30,8 @@ from sensorpipe.firmware_sim.history import (
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.ingest.lineprotocol import Point, to_line
+from sensorpipe.process import free_ports
 from sensorpipe.protocol.registry import Registry, save_registry
-from sensorpipe.stack.process import free_ports
 from tests.integration.live_server import live_server
 
 pytestmark = pytest.mark.integration

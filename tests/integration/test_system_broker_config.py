@@ -17,9 +17,9 @@ from sensorpipe.gateway.broker import mosquitto_binary
 from sensorpipe.gateway.brokeradmin import BrokerAdmin, admin_credentials
 from sensorpipe.gateway.devices import add_device
 from sensorpipe.gateway.mosquitto import find_dynsec_plugin
+from sensorpipe.process import free_ports, port_open
 from sensorpipe.protocol.quarantine import QuarantineBook
 from sensorpipe.protocol.registry import Registry, save_registry
-from sensorpipe.stack.process import free_ports, port_open
 from tests.helpers import wait_for
 
 

@@ -35,9 +35,9 @@ from sensorpipe.gateway.kits.ttn_webhook import token_hash
 from sensorpipe.gateway.mosquitto import hash_password
 from sensorpipe.ingest.deadletter import DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.process import ManagedProcess, free_ports, port_open
 from sensorpipe.protocol.files import write_private
 from sensorpipe.stack.local import STACK_GATEWAY_ID, LocalStack
-from sensorpipe.stack.process import ManagedProcess, free_ports, port_open
 from tests.helpers import wait_for
 from tests.integration.conftest import _require_binaries
 

@@ -1,4 +1,20 @@
-"""Child processes the project starts itself: free loopback ports, readiness, clean stops."""
+"""Child processes sensorpipe starts itself: free loopback ports, readiness, clean stops.
+
+- `ManagedProcess`: one child with its log file; `start` returns once the caller's `ready()`
+  holds, or raises `ProcessStartError` quoting the log; `stop` sends SIGTERM, then SIGKILL;
+- `free_port(s)`, `port_open`, `port_holders`/`describe_holder`: loopback ports, and who holds
+  one that is taken;
+- `pid_alive`, `runs`, `find_processes`, `stop_pid`: processes found again by id or command
+  line (Linux /proc). A process id written down earlier is signalled only while it still runs
+  the command line it was recorded with.
+
+Why here, at the package's top, beside `http_server` and `resources`: the managed broker
+(`gateway.broker`), the throw-away influxd (`ingest.influxd`), the local stack (`stack.local`),
+the tests and the benchmarks all start processes with it, so it belongs to none of them. In
+`stack/` the components would reach up into the local stack to run; in `protocol/` it would
+break that package's promise of pure functions without sockets or processes. It imports
+nothing of sensorpipe, so every component may import it.
+"""
 
 from __future__ import annotations
 
