@@ -11,6 +11,10 @@ A format (`sensor_community`, `opensensemap`, `telraam`, `track`) is one class:
   `ctx.flush()` whenever `ctx.lines` holds `ctx.batch_size` lines. Errors reading the file
   (damaged gzip, not UTF-8) propagate; what was flushed before stays written.
 
+A format derives from `reader.Reader` (or `reader.ColumnsReader`), whose docstring says what
+a format provides and what it gets: header checks there, the checks every row passes here on
+`ImportContext` (`observed_at`, `air_fields`, `declared`, `store`).
+
 The runner owns the rest: the registry, batching and the writer thread, dead letters, the
 ledger of imported files and the `imports` points. Points are built as strings straight away
 (see `lines.py`): the same bytes as `ingest.lineprotocol.to_line`, a test holds them equal.
@@ -26,8 +30,10 @@ from typing import IO, ClassVar
 
 from sensorpipe.importer.files import DEFAULT_MAX_DECOMPRESSED_MIB, HistoryFile
 from sensorpipe.importer.lines import series_prefix
+from sensorpipe.importer.timeparse import TimestampError, utc_ms
 from sensorpipe.protocol import storage
 from sensorpipe.protocol.provenance import import_source, provenance_tags
+from sensorpipe.protocol.quantities import QUANTITIES, plausibility_error
 
 DEFAULT_BATCH = 20_000
 # Rejected rows held before they go to the dead-letter store (a file of bad rows writes no
@@ -95,6 +101,16 @@ class Target:
 
 
 Letter = tuple[int, str, str, str]  # line number, raw row, reason, detail
+# A value column of an `air` row: index, "quantity=", plausible low and high, divisor to the
+# quantity's canonical unit, the column's name (for messages), quantity.
+ValueColumn = tuple[int, str, float, float, float, str, str]
+
+
+def value_column(index: int, name: str, quantity: str, divisor: float = 1.0) -> ValueColumn:
+    """Column `index`, named `name` in the file, holds `quantity` (in its canonical unit times
+    `divisor`): for `ImportContext.air_fields`."""
+    q = QUANTITIES[quantity]
+    return index, quantity + "=", q.minimum, q.maximum, divisor, name, quantity
 
 
 class ImportContext:
@@ -191,6 +207,90 @@ class ImportContext:
         """A row past the bounds of `files.rows` or `jsonstream.items` (too long, a quote
         that never closes)."""
         self.reject(line_no, raw, "bad_row", detail)
+
+    # The checks every format makes of a row, each rejecting with the same reason and words
+    # in every format; None (or False) after a reject, and the row goes no further.
+    def observed_at(
+        self,
+        line_no: int,
+        raw: str,
+        column: str,
+        text: str,
+        target: Target | None,
+        *,
+        strip: bool = False,
+    ) -> int | None:
+        """The row's time in epoch ms; None for a time that is no time (`bad_timestamp`) or
+        is further ahead than MAX_FUTURE_S (`future_timestamp`). `strip`: parse `text`
+        without surrounding white space (the message still shows it as written)."""
+        try:
+            t = utc_ms(text.strip() if strip else text)
+        except TimestampError as exc:
+            self.reject(line_no, raw, "bad_timestamp", f"{column}: {exc}", target)
+            return None
+        if t > self.latest_ms:
+            self.reject(line_no, raw, "future_timestamp", f"{text} is in the future", target)
+            return None
+        return t
+
+    def air_fields(
+        self,
+        line_no: int,
+        raw: str,
+        f: list[str],
+        columns: list[ValueColumn],
+        target: Target,
+        *,
+        strip: bool = False,
+        rounded: bool = True,
+    ) -> str | None:
+        """The fields of an `air` line from the row's value `columns` (see `value_column`),
+        `pm2_5=12.0,pm10=20.5`; None for a value that is not a number or not plausible
+        (`bad_value`, the first such column named) or a row with no value (`bad_row`). Empty
+        columns are left out. `strip`: values without surrounding white space; `rounded`: a
+        value divided to its canonical unit is rounded to 6 decimals."""
+        fields = []
+        for i, key, low, high, divisor, name, quantity in columns:
+            s = f[i].strip() if strip else f[i]
+            if not s:
+                continue
+            try:
+                v = float(s)
+            except ValueError:
+                problem = f"{name} {s[:40]!r} is not a number"
+                self.reject(line_no, raw, "bad_value", problem, target)
+                return None
+            if divisor != 1.0:
+                v = round(v / divisor, 6) if rounded else v / divisor
+            if not low <= v <= high:
+                problem = f"{name}: {plausibility_error(quantity, v)}"
+                self.reject(line_no, raw, "bad_value", problem, target)
+                return None
+            fields.append(key + repr(v))
+        if not fields:
+            self.reject(line_no, raw, "bad_row", "no value in any column", target)
+            return None
+        return ",".join(fields)
+
+    def declared(
+        self, line_no: int, raw: str, prefix: str | None, target: Target, sensor: str
+    ) -> bool:
+        """Whether an `air` line may be written (`prefix` from `air_prefix`); False after
+        rejecting the row (`undeclared_sensor`) when the device does not declare `sensor`."""
+        if prefix is not None:
+            return True
+        detail = f"device {target.device_id} does not declare sensor {sensor!r}"
+        self.reject(line_no, raw, "undeclared_sensor", detail, target)
+        return False
+
+    def store(self, line_no: int, line: str, target: Target) -> None:
+        """Write one stored row's line (a row of several lines: `lines.append` the others
+        first); hands a full batch to the runner."""
+        self.lines.append(line)
+        self.line_nos.append(line_no)
+        target.stored += 1
+        if len(self.lines) >= self.batch_size:
+            self.flush()
 
     def flush(self) -> None:
         """Hand `lines` (and the letters so far) to the runner; both start empty again."""

@@ -46,6 +46,10 @@ SAMPLE = 64 * 1024  # bytes that settle the encoding
 _SKIP = 64 * 1024  # characters read at a time while the rest of an overlong line is skipped
 
 
+# A header line: its number, its text, its delimiter, its fields (stripped).
+Header = tuple[int, str, str, list[str]]
+
+
 class FileProblem(Exception):
     """A file that cannot be imported at all: missing, unreadable, not of the format asked
     for. The message is one line that names the file."""
@@ -311,7 +315,7 @@ def rows(
         yield start, text, fields
 
 
-def header(text: IO[str], delimiters: str) -> tuple[int, str, str, list[str]] | None:
+def header(text: IO[str], delimiters: str) -> Header | None:
     """The first non-blank line: its number, its text, the delimiter (the first of
     `delimiters` it holds) and its fields, stripped; None for a file with no line. Raises
     ReadProblem for a first line longer than MAX_LINE, or more than a MiB of blank lines."""

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
-from sensorpipe.importer import jsonstream
-from sensorpipe.importer.base import DeviceSpec, HistoryFormat, ImportContext, Target
+from sensorpipe.importer.base import DeviceSpec, ImportContext, Target
 from sensorpipe.importer.fields import (
     Columns,
     RowSource,
@@ -36,9 +35,8 @@ from sensorpipe.importer.fields import (
     sensor_model,
     unit_divisor,
 )
-from sensorpipe.importer.files import FileProblem, first_char, header, rows
-from sensorpipe.importer.jsonstream import BadItem
-from sensorpipe.importer.timeparse import TimestampError, utc_ms
+from sensorpipe.importer.files import FileProblem, Header
+from sensorpipe.importer.reader import ColumnRow, ColumnsReader, found
 from sensorpipe.protocol.quantities import QUANTITIES, plausibility_error
 
 # The columns read, in this order, from CSV and JSON alike.
@@ -52,104 +50,79 @@ OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 ID = re.compile(r"^[A-Za-z0-9]{1,59}$")
 
 
-class OpenSenseMap(HistoryFormat):
+class OpenSenseMap(ColumnsReader):
     name = "opensensemap"
     title = "an openSenseMap measurement download"
     device_prefix = "osm-"
+    columns = COLUMNS
+    json_shape = (
+        'a JSON array of measurements like [{"location": [7.6, 51.9], "createdAt": '
+        '"2023-09-29T08:06:13.254Z", "value": "6.38"}]'
+    )
 
     def prepare(self) -> None:
-        columns, first = self._peek()
+        columns, first = self.peek()
         o = self.options
         if o.quantity is None and "phenomenon" not in columns:
-            raise FileProblem(
-                f"{self.file.path}: does not say what it measures (a per-sensor download has "
+            raise self.problem(
+                f"does not say what it measures (a per-sensor download has "
                 f"no phenomenon column): give --quantity, one of {', '.join(QUANTITIES)}"
             )
         if o.quantity is None and first is not None:
             phenomenon = first[PHENOMENON]
             unit = first[UNIT]
             if quantity_named(phenomenon) is None:
-                raise FileProblem(
-                    f"{self.file.path}: phenomenon {phenomenon!r} is no quantity sensorpipe "
+                raise self.problem(
+                    f"phenomenon {phenomenon!r} is no quantity sensorpipe "
                     f"stores: give --quantity if it is one of {', '.join(QUANTITIES)}"
                 )
             quantity = quantity_named(phenomenon)
             if unit and quantity and unit_divisor(quantity, unit) is None:
-                raise FileProblem(
-                    f"{self.file.path}: {phenomenon} in {unit!r}: sensorpipe stores {quantity} "
+                raise self.problem(
+                    f"{phenomenon} in {unit!r}: sensorpipe stores {quantity} "
                     f"in {QUANTITIES[quantity].unit}"
                 )
         names_device = {"boxId", "sensorId"} & columns or o.box or o.device
         if not names_device and not OBJECT_ID.match(self.file.path.name.split(".")[0]):
-            raise FileProblem(
-                f"{self.file.path}: names no senseBox or sensor (no boxId or sensorId column, "
-                f"and its name is not an openSenseMap sensor id): give --box BOXID or --device ID"
+            raise self.problem(
+                "names no senseBox or sensor (no boxId or sensorId column, "
+                "and its name is not an openSenseMap sensor id): give --box BOXID or --device ID"
             )
         if o.box is not None and not ID.match(o.box):
             raise FileProblem(f"--box {o.box!r}: an openSenseMap box id is letters and digits")
 
-    def _peek(self) -> tuple[set[str], list[str] | None]:
-        """The columns of the file and its first row (as KEYS)."""
-        with self.file.open_text() as (text, _):
-            self.is_json = first_char(text) in "[{"
-        with self.file.open_text() as (text, _):
-            if self.is_json:
-                first = next(self._json_items(text), None)
-                if first is None:
-                    return set(), None
-                item = first[1]
-                if not (isinstance(item, dict) and {"createdAt", "value"} <= set(item)):
-                    raise self._not_measurements()
-                return set(item), _json_row(item)
-            head = header(text, ",;")
-            if head is None or "createdAt" not in head[3] or "value" not in head[3]:
-                found = "nothing" if head is None else repr(head[1][:80])
-                raise FileProblem(
-                    f"{self.file.path}: not {self.title}: expected a CSV header with createdAt "
-                    f"and value (createdAt,value or sensorId,createdAt,value,lat,lon) or a "
-                    f"JSON array of measurements, found {found}"
-                )
-            index = COLUMNS.index(head[3])
-            first_row = next((COLUMNS.csv_row(f, index) for _, _, f in rows(text, head[2])), None)
-            return set(head[3]), first_row
+    def check_header(self, head: Header | None) -> Header:
+        if head is None or "createdAt" not in head[3] or "value" not in head[3]:
+            raise self.not_format(
+                f"expected a CSV header with createdAt and value (createdAt,value or "
+                f"sensorId,createdAt,value,lat,lon) or a JSON array of measurements, "
+                f"found {found(head)}"
+            )
+        return head
 
-    def _json_items(
-        self, text: IO[str], bad_item: BadItem | None = None
-    ) -> Iterator[tuple[int, Any]]:
-        try:
-            yield from jsonstream.items(text, bad_item=bad_item)
-        except jsonstream.NotTheShape:
-            raise self._not_measurements() from None
+    def check_item(self, item: Any) -> None:
+        if not (isinstance(item, dict) and {"createdAt", "value"} <= set(item)):
+            raise self.not_format(f"expected {self.json_shape}")
 
-    def _not_measurements(self) -> FileProblem:
-        return FileProblem(
-            f"{self.file.path}: not {self.title}: expected a JSON array of measurements "
-            f'like [{{"location": [7.6, 51.9], "createdAt": "2023-09-29T08:06:13.254Z", '
-            f'"value": "6.38"}}]'
-        )
+    def json_row(self, item: dict[str, Any]) -> list[str]:
+        return _located(COLUMNS.json_row(item), item)
 
-    def parse(self, ctx: ImportContext, text: IO[str]) -> None:
-        if self.is_json:
-            ctx.row_word = "item"
-            self._read(ctx, _json_rows(self._json_items(text, ctx.bad_row)))
-            return
-        head = header(text, ",;")
-        assert head is not None
-        self._read(ctx, COLUMNS.csv_rows(rows(text, head[2], head[0] + 1, ctx.bad_row), head[3]))
+    def json_rows(self, ctx: ImportContext, items: Iterator[tuple[int, Any]]) -> RowSource:
+        """As Columns.json_rows, with the measurement's `location` ([lon, lat] or {lat, lng})."""
+        for n, item in items:
+            for _, raw, row, whole in COLUMNS.json_rows([(n, item)]):
+                if whole:
+                    _located(row, item)
+                yield n, raw, row, whole
 
-    def _read(self, ctx: ImportContext, source: RowSource) -> None:
+    def read(self, ctx: ImportContext, source: Iterator[ColumnRow]) -> None:
         o = self.options
-        lines, line_nos = ctx.lines, ctx.line_nos
-        latest = ctx.latest_ms
         quantities: dict[tuple[str, str], tuple[str, float] | str] = {}
         targets: dict[str, Target] = {}
         prefixes: dict[tuple[str, str], str | None] = {}
         stem = self.file.path.name.split(".")[0]
         file_sensor = stem if OBJECT_ID.match(stem) else ""  # the API names a download so
-        for n, raw, r, whole in source:
-            if not whole:
-                ctx.reject(n, raw, "bad_row", "its columns do not match the header")
-                continue
+        for n, raw, r in source:
             key = r[BOX] or o.box or r[SENSOR] or file_sensor
             if o.device is None and not ID.match(key):
                 why = f"{key[:40]!r} is no openSenseMap id" if key else "names no box or sensor"
@@ -158,13 +131,8 @@ class OpenSenseMap(HistoryFormat):
             sensor = o.sensor or sensor_model(r[SENSOR_TYPE], "opensensemap")
             # A device is registered by its first row that is stored, with that row's sensor.
             target = targets.get(key)
-            try:
-                t = utc_ms(r[CREATED])
-            except TimestampError as exc:
-                ctx.reject(n, raw, "bad_timestamp", f"createdAt: {exc}", target)
-                continue
-            if t > latest:
-                ctx.reject(n, raw, "future_timestamp", f"{r[CREATED]} is in the future", target)
+            t = ctx.observed_at(n, raw, "createdAt", r[CREATED], target)
+            if t is None:
                 continue
             meaning = quantities.get((r[PHENOMENON], r[UNIT]))
             if meaning is None:
@@ -203,20 +171,8 @@ class OpenSenseMap(HistoryFormat):
             if (key, sensor) not in prefixes:
                 prefixes[(key, sensor)] = ctx.air_prefix(target, sensor)
             prefix = prefixes[(key, sensor)]
-            if prefix is None:
-                ctx.reject(
-                    n,
-                    raw,
-                    "undeclared_sensor",
-                    f"device {target.device_id} does not declare sensor {sensor!r}",
-                    target,
-                )
-                continue
-            lines.append(f"{prefix}{field} {t}")
-            line_nos.append(n)
-            target.stored += 1
-            if len(lines) >= ctx.batch_size:
-                ctx.flush()
+            if ctx.declared(n, raw, prefix, target, sensor):
+                ctx.store(n, f"{prefix}{field} {t}", target)
 
     def _spec(self, key: str, sensor: str, r: list[str]) -> DeviceSpec:
         # The key is the box (column, --box) or else the sensor (column, the file's name).
@@ -245,19 +201,6 @@ def _meaning(quantity: str | None, phenomenon: str, unit: str) -> tuple[str, flo
     if divisor is None:
         return f"{quantity} in {unit[:20]!r}: sensorpipe stores it in {QUANTITIES[quantity].unit}"
     return quantity, divisor
-
-
-def _json_rows(items: Iterator[tuple[int, Any]]) -> RowSource:
-    """As Columns.json_rows, with the measurement's `location` ([lon, lat] or {lat, lng})."""
-    for n, item in items:
-        for _, raw, row, whole in COLUMNS.json_rows([(n, item)]):
-            if whole:
-                _located(row, item)
-            yield n, raw, row, whole
-
-
-def _json_row(item: dict[str, Any]) -> list[str]:
-    return _located(COLUMNS.json_row(item), item)
 
 
 def _located(row: list[str], item: dict[str, Any]) -> list[str]:

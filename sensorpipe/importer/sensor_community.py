@@ -30,11 +30,10 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import IO
 
-from sensorpipe.importer.base import DeviceSpec, HistoryFormat, ImportContext, Target
+from sensorpipe.importer.base import DeviceSpec, ImportContext, Target, ValueColumn, value_column
 from sensorpipe.importer.fields import location, sensor_model
-from sensorpipe.importer.files import FileProblem, header, rows
-from sensorpipe.importer.timeparse import TimestampError, utc_ms
-from sensorpipe.protocol.quantities import QUANTITIES, plausibility_error
+from sensorpipe.importer.files import header, rows
+from sensorpipe.importer.reader import Reader, found
 
 FIXED = ("sensor_id", "sensor_type", "location", "lat", "lon", "timestamp")
 # column -> (quantity, divisor to its canonical unit)
@@ -50,25 +49,22 @@ COLUMNS: dict[str, tuple[str, float]] = {
 }
 
 
-class SensorCommunity(HistoryFormat):
+class SensorCommunity(Reader):
     name = "sensor-community"
     title = "a Sensor.Community archive CSV"
     device_prefix = "sc-"
 
     def prepare(self) -> None:
-        with self.file.open_text() as (text, _):
-            head = header(text, ";")
-        expected = ";".join(FIXED)
+        head = self.header(";")
         if head is None or tuple(head[3][:6]) != FIXED:
-            found = "nothing" if head is None else repr(head[1][:80])
-            raise FileProblem(
-                f"{self.file.path}: not {self.title}: expected a header starting "
-                f"{expected};P1;... (or ;temperature;..., per sensor type), found {found}"
+            raise self.not_format(
+                f"expected a header starting {';'.join(FIXED)};P1;... (or ;temperature;..., "
+                f"per sensor type), found {found(head)}"
             )
         values = head[3][6:]
         if not any(c in COLUMNS for c in values):
-            raise FileProblem(
-                f"{self.file.path}: its columns {';'.join(values)} hold no quantity sensorpipe "
+            raise self.problem(
+                f"its columns {';'.join(values)} hold no quantity sensorpipe "
                 f"stores (known: {', '.join(COLUMNS)}): nothing to import"
             )
 
@@ -77,21 +73,16 @@ class SensorCommunity(HistoryFormat):
         assert head is not None  # prepare() saw it
         names = head[3]
         ncols = len(names)
-        # (index, "quantity=", low, high, divisor, column, quantity)
-        wanted = []
+        wanted: list[ValueColumn] = []
         skipped: list[int] = []
         for i, name in enumerate(names[6:], start=6):
             if name in COLUMNS:
-                quantity, divisor = COLUMNS[name]
-                q = QUANTITIES[quantity]
-                wanted.append((i, quantity + "=", q.minimum, q.maximum, divisor, name, quantity))
+                wanted.append(value_column(i, name, *COLUMNS[name]))
             else:
                 skipped.append(i)
         skipped_counts = [0] * len(skipped)
         # The columns not imported, in one C call; mostly all empty (the PPD42NS's columns).
         unused = itemgetter(*skipped, *skipped) if skipped else None
-        lines, line_nos = ctx.lines, ctx.line_nos
-        batch, latest = ctx.batch_size, ctx.latest_ms
         sensor_id = sensor_type = None
         target: Target | None = None
         prefix: str | None = None
@@ -107,55 +98,17 @@ class SensorCommunity(HistoryFormat):
             if target is None:
                 ctx.reject(line_no, raw, "bad_row", f"sensor_id {f[0]!r} is not a number")
                 continue
-            try:
-                t = utc_ms(f[5])
-            except TimestampError as exc:
-                ctx.reject(line_no, raw, "bad_timestamp", f"timestamp: {exc}", target)
+            t = ctx.observed_at(line_no, raw, "timestamp", f[5], target)
+            if t is None:
                 continue
-            if t > latest:
-                ctx.reject(line_no, raw, "future_timestamp", f"{f[5]} is in the future", target)
+            fields = ctx.air_fields(line_no, raw, f, wanted, target)
+            if fields is None or not ctx.declared(line_no, raw, prefix, target, f[1]):
                 continue
-            fields = []
-            problem = None
-            for i, key, low, high, divisor, name, quantity in wanted:
-                s = f[i]
-                if not s:
-                    continue
-                try:
-                    v = float(s)
-                except ValueError:
-                    problem = f"{name} {s[:40]!r} is not a number"
-                    break
-                if divisor != 1.0:
-                    v = round(v / divisor, 6)
-                if not low <= v <= high:
-                    problem = f"{name}: {plausibility_error(quantity, v)}"
-                    break
-                fields.append(key + repr(v))
-            if problem is not None:
-                ctx.reject(line_no, raw, "bad_value", problem, target)
-                continue
-            if not fields:
-                ctx.reject(line_no, raw, "bad_row", "no value in any column", target)
-                continue
-            if prefix is None:
-                ctx.reject(
-                    line_no,
-                    raw,
-                    "undeclared_sensor",
-                    f"device {target.device_id} does not declare sensor {f[1]!r}",
-                    target,
-                )
-                continue
-            lines.append(f"{prefix}{','.join(fields)} {t}")
-            line_nos.append(line_no)
-            target.stored += 1
+            ctx.store(line_no, f"{prefix}{fields} {t}", target)
             if unused is not None and any(unused(f)):
                 for k, i in enumerate(skipped):
                     if f[i]:
                         skipped_counts[k] += 1
-            if len(lines) >= batch:
-                ctx.flush()
         for k, i in enumerate(skipped):
             if skipped_counts[k]:
                 ctx.not_imported[names[i]] = skipped_counts[k]

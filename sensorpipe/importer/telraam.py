@@ -31,14 +31,12 @@ S2 `mode_*` breakdown are not imported (the summary lists them).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
-from sensorpipe.importer import jsonstream
-from sensorpipe.importer.base import DeviceSpec, HistoryFormat, ImportContext, Target
+from sensorpipe.importer.base import DeviceSpec, ImportContext, Target
 from sensorpipe.importer.fields import Columns, RowSource, json_text
-from sensorpipe.importer.files import FileProblem, Row, first_char, header, rows
-from sensorpipe.importer.jsonstream import BadItem
-from sensorpipe.importer.timeparse import TimestampError, utc_ms
+from sensorpipe.importer.files import Row
+from sensorpipe.importer.reader import ColumnRow, ColumnsReader
 from sensorpipe.protocol.counting import COUNT_CLASSES
 
 # Telraam mode -> sensorpipe class, in the order the points are written.
@@ -62,100 +60,71 @@ UPTIME_SLACK = 1e-6  # uptimes of 1.0000001 are Telraam's rounding, not more tha
 assert {c for _, c in CLASSES} <= set(COUNT_CLASSES)
 
 
-class Telraam(HistoryFormat):
+class Telraam(ColumnsReader):
     name = "telraam"
     title = "a Telraam traffic export"
     device_prefix = "telraam-"
+    columns = COLUMNS
+    json_key = "report"
+    json_shape = (
+        'Telraam\'s traffic report, {"report": [{"segment_id": ..., "date": ..., '
+        '"uptime": ..., "car_lft": ...}]}'
+    )
 
     def prepare(self) -> None:
-        columns, first = self._peek()
+        columns, first = self.peek()
         missing = [c for c in ("date", "uptime", *DIRECTION_COLUMNS) if c not in columns]
         if missing:
-            raise FileProblem(
-                f"{self.file.path}: not {self.title}: it lacks {', '.join(missing)} (expected "
+            raise self.not_format(
+                f"it lacks {', '.join(missing)} (expected "
                 f"the columns of Telraam's traffic reports: segment_id, date, interval, uptime, "
                 f"heavy_lft, heavy_rgt, car_lft, ..., pedestrian_rgt)"
             )
         o = self.options
         if o.device is None and o.segment is None and first is not None and not _segment(first):
-            raise FileProblem(
-                f"{self.file.path}: names no segment or camera (no segment_id or instance_id): "
-                f"give --segment ID or --device ID"
+            raise self.problem(
+                "names no segment or camera (no segment_id or instance_id): "
+                "give --segment ID or --device ID"
             )
 
-    def _peek(self) -> tuple[set[str], list[str] | None]:
-        with self.file.open_text() as (text, _):
-            self.is_json = first_char(text) in "[{"
-        with self.file.open_text() as (text, _):
-            if self.is_json:
-                first = next(self._json_items(text), None)
-                if first is None or not isinstance(first[1], dict):
-                    return set(), None
-                return set(first[1]), COLUMNS.json_row(first[1])
-            head = header(text, ",;")
-            if head is None:
-                raise FileProblem(f"{self.file.path}: not {self.title}: it holds no line")
-            index = COLUMNS.index(head[3])
-            first_row = next((COLUMNS.csv_row(f, index) for _, _, f in rows(text, head[2])), None)
-            return set(head[3]), first_row
+    def json_rows(self, ctx: ImportContext, items: Iterator[tuple[int, Any]]) -> RowSource:
+        extra = ctx.not_imported
 
-    def _json_items(
-        self, text: IO[str], bad_item: BadItem | None = None
-    ) -> Iterator[tuple[int, Any]]:
-        try:
-            yield from jsonstream.items(text, "report", bad_item)
-        except jsonstream.NotTheShape:
-            raise FileProblem(
-                f"{self.file.path}: not {self.title}: expected Telraam's traffic report, "
-                f'{{"report": [{{"segment_id": ..., "date": ..., "uptime": ..., '
-                f'"car_lft": ...}}]}}'
-            ) from None
+        def counted() -> Iterator[tuple[int, Any]]:
+            for n, item in items:
+                if isinstance(item, dict):
+                    for k, v in item.items():
+                        if k not in USED and _holds_value(
+                            json_text(v) if not isinstance(v, list) else str(v)
+                        ):
+                            extra[k] = extra.get(k, 0) + 1
+                yield n, item
 
-    def parse(self, ctx: ImportContext, text: IO[str]) -> None:
-        if self.is_json:
-            ctx.row_word = "item"
-            extra = ctx.not_imported
+        return COLUMNS.json_rows(counted())
 
-            def counted_items() -> Iterator[tuple[int, Any]]:
-                for n, item in self._json_items(text, ctx.bad_row):
-                    if isinstance(item, dict):
-                        for k, v in item.items():
-                            if k not in USED and _holds_value(
-                                json_text(v) if not isinstance(v, list) else str(v)
-                            ):
-                                extra[k] = extra.get(k, 0) + 1
-                    yield n, item
-
-            self._read(ctx, COLUMNS.json_rows(counted_items()))
-            return
-        head = header(text, ",;")
-        assert head is not None
-        unused = [(i, c) for i, c in enumerate(head[3]) if c not in USED]
+    def csv_rows(self, ctx: ImportContext, source: Iterator[Row], names: list[str]) -> RowSource:
+        unused = [(i, c) for i, c in enumerate(names) if c not in USED]
         counts = [0] * len(unused)
 
         def counted() -> Iterator[Row]:
-            for row in rows(text, head[2], head[0] + 1, ctx.bad_row):
+            for row in source:
                 f = row[2]
                 for k, (i, _) in enumerate(unused):
                     if i < len(f) and _holds_value(f[i]):
                         counts[k] += 1
                 yield row
 
-        self._read(ctx, COLUMNS.csv_rows(counted(), head[3]))
+        yield from COLUMNS.csv_rows(counted(), names)
         for k, (_, name) in enumerate(unused):
             if counts[k]:
                 ctx.not_imported[name] = counts[k]
 
-    def _read(self, ctx: ImportContext, source: RowSource) -> None:
+    def read(self, ctx: ImportContext, source: Iterator[ColumnRow]) -> None:
         o = self.options
         lft, rgt = o.direction_names
         lines, line_nos = ctx.lines, ctx.line_nos
-        latest = ctx.latest_ms
         targets: dict[str, Target] = {}
-        for n, raw, r, whole in source:
-            if not whole:
-                ctx.reject(n, raw, "bad_row", "its columns do not match the header")
-                continue
+        for n, raw, r in source:
             segment = o.segment or _segment(r)
             if segment is None and o.device is None:
                 ctx.reject(n, raw, "bad_row", "names no segment_id or instance_id")
@@ -165,13 +134,8 @@ class Telraam(HistoryFormat):
             if target is None:
                 target = ctx.target(_spec(key, lft, rgt))
                 targets[key] = target
-            try:
-                t = utc_ms(r[DATE])
-            except TimestampError as exc:
-                ctx.reject(n, raw, "bad_timestamp", f"date: {exc}", target)
-                continue
-            if t > latest:
-                ctx.reject(n, raw, "future_timestamp", f"{r[DATE]} is in the future", target)
+            t = ctx.observed_at(n, raw, "date", r[DATE], target)
+            if t is None:
                 continue
             interval = INTERVALS.get(r[INTERVAL] or "hourly")
             if interval is None:
@@ -238,11 +202,7 @@ class Telraam(HistoryFormat):
             for prefix, fields in out:
                 lines.append(f"{prefix}{fields} {t}")
                 line_nos.append(n)
-            lines.append(f"{ctx.counter_prefix(target)}{counter} {t}")
-            line_nos.append(n)
-            target.stored += 1
-            if len(lines) >= ctx.batch_size:
-                ctx.flush()
+            ctx.store(n, f"{ctx.counter_prefix(target)}{counter} {t}", target)
 
 
 def _spec(segment: str, lft: str, rgt: str) -> DeviceSpec:

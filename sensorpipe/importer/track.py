@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from typing import IO
 
-from sensorpipe.importer.base import DeviceSpec, HistoryFormat, ImportContext, Target
+from sensorpipe.importer.base import DeviceSpec, ImportContext, Target, ValueColumn, value_column
 from sensorpipe.importer.fields import compact, quantity_named
-from sensorpipe.importer.files import FileProblem, header, rows
-from sensorpipe.importer.timeparse import TimestampError, utc_ms
-from sensorpipe.protocol.quantities import QUANTITIES, plausibility_error
+from sensorpipe.importer.files import header, rows
+from sensorpipe.importer.reader import Reader, found
+from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.topics import is_valid_device_id
 
+DELIMITERS = ",;\t"
 TIME_NAMES = ("recordingtimestamp", "time", "timestamp", "datetime", "recordedat", "createdat")
 LAT_NAMES = ("latitude", "lat")
 LON_NAMES = ("longitude", "lon", "lng", "long")
@@ -59,35 +60,34 @@ ERRORS = {
 }
 
 
-class Track(HistoryFormat):
+class Track(Reader):
     name = "track"
     title = "a track CSV (time, latitude, longitude and values per row)"
     device_prefix = "track-"
 
     def prepare(self) -> None:
-        with self.file.open_text() as (text, _):
-            head = header(text, ",;\t")
+        head = self.header(DELIMITERS)
         if head is None:
-            raise FileProblem(f"{self.file.path}: not {self.title}: it holds no line")
+            raise self.not_format("it holds no line")
         plan = _plan(head[3])
         missing = [what for what, i in (("time", plan.time), ("latitude", plan.lat),
                                           ("longitude", plan.lon)) if i is None]  # fmt: skip
         if missing or not plan.values:
             lacks = ", ".join(missing) if missing else "no column sensorpipe has a quantity for"
-            raise FileProblem(
-                f"{self.file.path}: not {self.title}: {lacks} (expected a header like "
-                f"time,latitude,longitude,pm2_5,pm10), found {head[1][:80]!r}"
+            raise self.not_format(
+                f"{lacks} (expected a header like time,latitude,longitude,pm2_5,pm10), "
+                f"found {found(head)}"
             )
         o = self.options
         if o.device is None and plan.id is None and o.track_id is None:
-            raise FileProblem(
-                f"{self.file.path}: names no bike or sensor (no entity_id or device_id "
-                f"column): give --track-id NAME (its rides become device track-NAME) or "
-                f"--device ID"
+            raise self.problem(
+                "names no bike or sensor (no entity_id or device_id "
+                "column): give --track-id NAME (its rides become device track-NAME) or "
+                "--device ID"
             )
 
     def parse(self, ctx: ImportContext, text: IO[str]) -> None:
-        head = header(text, ",;\t")
+        head = header(text, DELIMITERS)
         assert head is not None
         names = head[3]
         plan = _plan(names)
@@ -96,8 +96,6 @@ class Track(HistoryFormat):
         o = self.options
         sensor = o.sensor or ("snuffelfiets" if plan.snuffelfiets else "track")
         width = len(names)
-        lines, line_nos = ctx.lines, ctx.line_nos
-        latest = ctx.latest_ms
         targets: dict[str, tuple[Target | None, str | None]] = {}
         ti, lai, loi, vi = plan.time, plan.lat, plan.lon, plan.version
         assert ti is not None and lai is not None and loi is not None
@@ -117,13 +115,8 @@ class Track(HistoryFormat):
             if target is None:
                 ctx.reject(n, raw, "bad_row", f"bike or sensor id {key[:40]!r} is unusable")
                 continue
-            try:
-                t = utc_ms(f[ti].strip())
-            except TimestampError as exc:
-                ctx.reject(n, raw, "bad_timestamp", f"time: {exc}", target)
-                continue
-            if t > latest:
-                ctx.reject(n, raw, "future_timestamp", f"{f[ti]} is in the future", target)
+            t = ctx.observed_at(n, raw, "time", f[ti], target, strip=True)
+            if t is None:
                 continue
             version = 0
             if vi is not None:
@@ -149,44 +142,11 @@ class Track(HistoryFormat):
                     n, raw, "bad_value", f"position {lat}, {lon} is not on the globe", target
                 )
                 continue
-            fields = []
-            problem = None
-            for i, name, quantity, divisor, from_version in plan.values:
-                s = f[i].strip()
-                if not s:
-                    continue
-                try:
-                    v = float(s)
-                except ValueError:
-                    problem = f"{name} {s[:40]!r} is not a number"
-                    break
-                if divisor != 1.0 and version >= from_version:
-                    v = v / divisor
-                check = plausibility_error(quantity, v)
-                if check is not None:
-                    problem = f"{name}: {check}"
-                    break
-                fields.append(f"{quantity}={v!r}")
-            if problem is not None:
-                ctx.reject(n, raw, "bad_value", problem, target)
+            columns = plan.value_columns(version)
+            fields = ctx.air_fields(n, raw, f, columns, target, strip=True, rounded=False)
+            if fields is None or not ctx.declared(n, raw, prefix, target, sensor):
                 continue
-            if not fields:
-                ctx.reject(n, raw, "bad_row", "no value in any column", target)
-                continue
-            if prefix is None:
-                ctx.reject(
-                    n,
-                    raw,
-                    "undeclared_sensor",
-                    f"device {target.device_id} does not declare sensor {sensor!r}",
-                    target,
-                )
-                continue
-            lines.append(f"{prefix}{','.join(fields)},lat={lat!r},lon={lon!r} {t}")
-            line_nos.append(n)
-            target.stored += 1
-            if len(lines) >= ctx.batch_size:
-                ctx.flush()
+            ctx.store(n, f"{prefix}{fields},lat={lat!r},lon={lon!r} {t}", target)
         for k, i in enumerate(unused):
             if unused_counts[k]:
                 ctx.not_imported[names[i] or f"column {i + 1}"] = unused_counts[k]
@@ -221,6 +181,21 @@ class _Plan:
         # index, column, quantity, divisor of raw values, from which firmware version
         self.values: list[tuple[int, str, str, float, int]] = []
         self.unused: list[int] = []
+        self.newest_scale = 0  # the highest firmware version a unit changed at
+        self._columns: dict[int, list[ValueColumn]] = {}
+
+    def value_columns(self, version: int) -> list[ValueColumn]:
+        """The value columns of a row of firmware `version` (raw units where it has them)."""
+        # Every version from the newest threshold on reads alike, as does every one below 0
+        # (the thresholds are 0 or more): a file's own numbers make a few lists, not one each.
+        key = max(-1, min(version, self.newest_scale))
+        columns = self._columns.get(key)
+        if columns is None:
+            columns = self._columns[key] = [
+                value_column(i, name, quantity, divisor if key >= from_version else 1.0)
+                for i, name, quantity, divisor, from_version in self.values
+            ]
+        return columns
 
 
 def _plan(names: list[str]) -> _Plan:
@@ -256,6 +231,7 @@ def _plan(names: list[str]) -> _Plan:
         else:
             divisor, from_version = 1.0, 0
         plan.values.append((i, name, quantity, divisor, from_version))
+        plan.newest_scale = max(plan.newest_scale, from_version)
     return plan
 
 
