@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench model real-model clean vendor
+.PHONY: setup demo test check lint bench model real-model clean vendor
 
 setup: $(STAMP)
 
@@ -16,10 +16,21 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 demo: setup
 	if [ -t 0 ]; then $(VENV)/bin/sensorpipe demo --serve; else $(VENV)/bin/sensorpipe demo; fi
 
+# The whole suite on several workers (pytest-xdist): most tests wait on brokers, databases and
+# subprocesses, so more workers than cores pay. Each test file runs on one worker (its
+# module-scoped services are started once); the longest files start first (tests/conftest.py).
+TEST_WORKERS ?= 4
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+# The inner loop: lint, types, and the tests that start no Mosquitto or influxd (all but
+# tests/integration) except the slow ones (tests/conftest.py). `make test` runs everything.
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" --ignore=tests/integration
 
 lint: setup
 	$(VENV)/bin/ruff check .
