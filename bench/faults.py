@@ -63,7 +63,11 @@ def run_case(
     down_s: float,
     after_s: float,
     say: Callable[[str], None],
+    confirm_timeout_s: float = 600.0,
 ) -> CaseResult:
+    """One case. `confirm_timeout_s`: the agents' `[mqtt] confirm_timeout_s` (the default as
+    deployed). A broker killed between two autosaves forgets messages it acknowledged; the
+    agents offer those again after this long, so with the default they count as pending."""
     if case not in CASES:
         raise ValueError(f"unknown case {case!r}: expected one of {', '.join(CASES)}")
     started = time.monotonic()
@@ -88,6 +92,7 @@ def run_case(
             status_interval_s=60.0,
             bad_frame_rate=0.0,
             sds011=False,  # a hundred pty-backed sensors need more descriptors than select()
+            confirm_timeout_s=confirm_timeout_s,
         )
         fleet.start()
         say(f"[{case}] {devices} devices running; warm-up {warmup_s:g} s")

@@ -21,6 +21,9 @@ def test_every_fault_case_loses_nothing_and_doubles_nothing(tmp_path: Path) -> N
             down_s=2.0,
             after_s=3.0,
             say=lambda _m: None,
+            # What a killed broker acknowledged and forgot is offered again within the drain
+            # (as deployed, after 10 min): every message must then be stored.
+            confirm_timeout_s=10.0,
         )
         for case in CASES
     ]
