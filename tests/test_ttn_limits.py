@@ -124,6 +124,19 @@ def test_the_limiter_counts_by_send_time() -> None:
     assert limiter.allow("other", None)
 
 
+def test_the_limiter_forgets_a_node_a_whole_burst_after_it_was_counted() -> None:
+    now = [1000.0]
+    limiter = SentRateLimiter(burst=2, refill_s=10.0, clock=lambda: now[0], max_keys=1)
+    assert limiter.allow("a", 990.0)
+    now[0] = 1005.0
+    assert limiter.allow("b", None)  # a is full again, but counted only 15 s ago: kept
+    assert all(limiter.allow("a", 980.0 + i) for i in range(3))  # late: not counted
+    now[0] = 1011.0
+    assert limiter.allow("c", None)  # a was counted 21 s ago: forgotten
+    # A new bucket for a, which counts these: a burst of 2, then 0.1 a second.
+    assert [limiter.allow("a", 980.0 + i) for i in range(3)] == [True, True, False]
+
+
 def test_the_default_is_the_lora_duty_cycle() -> None:
     app = application()
     assert (app.uplink_burst, app.uplink_refill_s) == (UPLINK_BURST, UPLINK_REFILL_S) == (10, 2.0)
