@@ -56,39 +56,41 @@ def test_never_more_than_the_burst_and_the_refill_over_any_interval(
             assert total <= burst + rate * (at - start) + EPS * (burst + total)
 
 
+shares = st.floats(min_value=0.0, max_value=1.0)
+
+
+def _used(rate: float, burst: float, share: float) -> TokenBucket:
+    """A bucket with `share` of its burst taken at 0."""
+    bucket = TokenBucket(rate=rate, burst=burst, now=0.0)
+    assert bucket.take(share * burst, now=0.0)
+    return bucket
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     rate=rates,
     burst=bursts,
-    first=st.floats(min_value=0.0, max_value=1.0),
-    second=st.floats(min_value=0.0, max_value=1.5),
+    used=shares,
+    asked=st.floats(min_value=0.0, max_value=1.5),
     later=st.floats(min_value=0.0, max_value=10.0),
 )
 def test_a_refused_take_takes_nothing(
-    rate: float, burst: float, first: float, second: float, later: float
+    rate: float, burst: float, used: float, asked: float, later: float
 ) -> None:
-    bucket = TokenBucket(rate=rate, burst=burst, now=0.0)
-    twin = TokenBucket(rate=rate, burst=burst, now=0.0)
-    assert bucket.take(first * burst, now=0.0) and twin.take(first * burst, now=0.0)
-    if not bucket.take(second * burst, now=later):
-        assert not bucket.take(second * burst, now=later)  # and again at once
+    bucket, twin = _used(rate, burst, used), _used(rate, burst, used)
+    if not bucket.take(asked * burst, now=later):
+        assert not bucket.take(asked * burst, now=later)  # and again at once
         # Just as if it had never been asked.
         assert bucket.level(later + 1.0) == pytest.approx(twin.level(later + 1.0), rel=1e-12)
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    rate=rates,
-    burst=bursts,
-    used=st.floats(min_value=0.0, max_value=1.0),
-    share=st.floats(min_value=0.0, max_value=1.0),
-)
+@given(rate=rates, burst=bursts, used=shares, asked=shares)
 def test_the_wait_is_when_the_amount_is_there(
-    rate: float, burst: float, used: float, share: float
+    rate: float, burst: float, used: float, asked: float
 ) -> None:
-    bucket = TokenBucket(rate=rate, burst=burst, now=0.0)
-    assert bucket.take(used * burst, now=0.0)
-    amount = share * burst
+    bucket = _used(rate, burst, used)
+    amount = asked * burst
     wait = bucket.wait_s(amount, now=0.0)
     assert wait == pytest.approx(max(0.0, amount - (1 - used) * burst) / rate, abs=EPS)
     if wait > EPS:

@@ -23,9 +23,31 @@ from collections.abc import Callable
 from sensorpipe.protocol.ratelimit import KeyedBuckets, TokenBucket
 
 
-class RateLimiter:
-    """A token bucket per key: up to `burst` tokens, one more every `refill_s` seconds."""
+class _PerKey:
+    """A token bucket per key: up to `burst` tokens, one more every `refill_s` seconds; and
+    the lock the limit's callers share."""
 
+    def __init__(
+        self,
+        *,
+        burst: int,
+        refill_s: float,
+        clock: Callable[[], float],
+        max_keys: int,
+        idle_s: float = 0.0,
+    ) -> None:
+        if burst < 1 or refill_s <= 0:
+            raise ValueError("burst must be at least 1 and refill_s above 0")
+        self.burst = burst
+        self.refill_s = refill_s
+        self._clock = clock
+        self._buckets = KeyedBuckets(
+            rate=1.0 / refill_s, burst=burst, max_keys=max_keys, idle_s=idle_s
+        )
+        self._lock = threading.Lock()
+
+
+class RateLimiter(_PerKey):
     def __init__(
         self,
         *,
@@ -34,13 +56,7 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = 100_000,
     ) -> None:
-        if burst < 1 or refill_s <= 0:
-            raise ValueError("burst must be at least 1 and refill_s above 0")
-        self.burst = burst
-        self.refill_s = refill_s
-        self._clock = clock
-        self._buckets = KeyedBuckets(rate=1.0 / refill_s, burst=burst, max_keys=max_keys)
-        self._lock = threading.Lock()
+        super().__init__(burst=burst, refill_s=refill_s, clock=clock, max_keys=max_keys)
 
     def wait_s(self, key: str, *, take: bool = True, need: float = 1.0) -> float:
         """0 when `key` may go now (and, with `take`, a token is taken); else the seconds
@@ -60,7 +76,7 @@ def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-class SentRateLimiter:
+class SentRateLimiter(_PerKey):
     """A token bucket per key whose clock is when each item was sent, not when it arrived:
     for The Things Stack's uplinks, timed by the Network Server (`received_at`).
 
@@ -79,23 +95,23 @@ class SentRateLimiter:
         clock: Callable[[], float] = time.time,
         max_keys: int = 100_000,
     ) -> None:
-        if burst < 1 or refill_s <= 0:
-            raise ValueError("burst must be at least 1 and refill_s above 0")
-        self.burst = burst
-        self.refill_s = refill_s
-        self._clock = clock
         # Its buckets are counted at send times (epoch s). A bucket's send time marks what is
         # late for its key, so a bucket is forgotten only once it is a whole burst's refill
         # old, not as soon as it is full again.
-        self._buckets = KeyedBuckets(
-            rate=1.0 / refill_s, burst=burst, max_keys=max_keys, idle_s=burst * refill_s
+        super().__init__(
+            burst=burst,
+            refill_s=refill_s,
+            clock=clock,
+            max_keys=max_keys,
+            idle_s=burst * refill_s,
         )
-        self._lock = threading.Lock()
 
     def allow(self, key: str, sent_at: float | None) -> bool:
         """Whether `key` may have an item sent at `sent_at` (epoch s; None: now)."""
         now = self._clock()
         at = now if sent_at is None else min(sent_at, now)
+        # The bucket counts by the sender's clock (the send time is its `now`); the late rule
+        # is the gateway's own, so it stays here rather than in the bucket.
         with self._lock:
             counted = self._buckets.get(key)
             if counted is not None and at < counted.counted_at:
