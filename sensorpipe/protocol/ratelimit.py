@@ -21,7 +21,8 @@ What a `TokenBucket` guarantees:
 
 `KeyedBuckets` keeps a bucket per key (a kit, a node, an address) and at most about
 `max_keys` of them: when a new key would go beyond that, it first forgets the buckets that
-are full again, which hold nothing a new bucket would not.
+are full again, which hold nothing a new bucket would not (with `idle_s`: full, and not
+counted for that long, for a caller that also keeps in mind when a bucket was counted).
 
 Neither is thread-safe: each caller changes other state together with its buckets and holds
 its own lock around both.

@@ -61,7 +61,8 @@ class RateLimiter(_PerKey):
     def wait_s(self, key: str, *, take: bool = True, need: float = 1.0) -> float:
         """0 when `key` may go now (and, with `take`, a token is taken); else the seconds
         until it may. `need`: how many tokens the bucket must hold for it to go (one is
-        taken): above 1 keeps the rest in reserve for others."""
+        taken): above 1 keeps the rest in reserve for others; above the burst it never
+        comes (infinity)."""
         now = self._clock()
         with self._lock:
             bucket = self._buckets.bucket(key, now)
