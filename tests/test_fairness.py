@@ -78,6 +78,12 @@ def test_bytes_are_a_quota_of_their_own() -> None:
     assert keeper.admit("small", 500) is None
 
 
+def test_a_message_refused_for_its_bytes_uses_none_of_the_message_quota() -> None:
+    keeper = _keeper(Clock(), messages_per_s=1, burst_messages=2, burst_bytes=100_000)
+    assert [keeper.admit("big", 200_000) for _ in range(5)] == [OVER_BYTES] * 5
+    assert [keeper.admit("big", 500) for _ in range(3)] == [None, None, OVER_RATE]
+
+
 def test_sustained_excess_is_due_for_quarantine_and_a_burst_is_not() -> None:
     clock = Clock()
     keeper = _keeper(clock, messages_per_s=20, burst_messages=600, quarantine_after_s=10)

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from sensorpipe.gateway.kits.context import Counters
-from sensorpipe.gateway.kits.limits import Pacer, SentRateLimiter
+from sensorpipe.gateway.kits.limits import Budget, Pacer, SentRateLimiter
 from sensorpipe.gateway.kits.quarantine import KitQuarantine
 from sensorpipe.gateway.kits.ttn_config import UPLINK_BURST, UPLINK_REFILL_S
 from sensorpipe.gateway.kits.ttn_receiver import TtnReceiver
@@ -122,6 +122,27 @@ def test_the_limiter_counts_by_send_time() -> None:
     assert not limiter.allow("n", 5000.0)
     assert not limiter.allow("n", None)
     assert limiter.allow("other", None)
+
+
+def test_the_limiter_forgets_a_node_a_whole_burst_after_it_was_counted() -> None:
+    now = [1000.0]
+    limiter = SentRateLimiter(burst=2, refill_s=10.0, clock=lambda: now[0], max_keys=1)
+    assert limiter.allow("a", 990.0)
+    now[0] = 1005.0
+    assert limiter.allow("b", None)  # a is full again, but counted only 15 s ago: kept
+    assert all(limiter.allow("a", 980.0 + i) for i in range(3))  # late: not counted
+    now[0] = 1011.0
+    assert limiter.allow("c", None)  # a was counted 21 s ago: forgotten
+    # A new bucket for a, which counts these: a burst of 2, then 0.1 a second.
+    assert [limiter.allow("a", 980.0 + i) for i in range(3)] == [True, True, False]
+
+
+def test_the_budget_uses_an_item_only_with_its_bytes() -> None:
+    budget = Budget(items=2, size=1000, window_s=100.0, clock=lambda: 0.0)
+    assert budget.take(900)
+    assert not budget.take(500) and not budget.take(500)  # 100 bytes left: no item used
+    assert budget.take(100)  # the second item
+    assert not budget.take(0)  # and no third
 
 
 def test_the_default_is_the_lora_duty_cycle() -> None:
@@ -249,6 +270,13 @@ def test_the_pace_is_per_kit() -> None:
     now[0] = 5.0
     assert pacer.wait("a") == 0.0  # a kit within its pace never waits
     assert slept == pytest.approx([0.1, 0.2])
+
+
+def test_the_pacer_keeps_a_kit_in_mind_while_its_turn_is_to_come() -> None:
+    pacer = Pacer(10.0, clock=lambda: 0.0, sleep=lambda _s: None, max_keys=1)
+    assert [pacer.wait("a") for _ in range(2)] == pytest.approx([0.0, 0.1])
+    assert pacer.wait("b") == 0.0  # beyond max_keys, but a's next turn is still to come
+    assert pacer.wait("a") == pytest.approx(0.2)
 
 
 def test_limits_per_application_in_the_config() -> None:

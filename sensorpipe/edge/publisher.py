@@ -63,6 +63,7 @@ from sensorpipe.protocol.brokerlink import (
     describe_refusal,
 )
 from sensorpipe.protocol.codec import MAX_PAYLOAD_BYTES
+from sensorpipe.protocol.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +171,8 @@ class Publisher:
         self._confirming = mqtt_config.confirm
         self._paused_until = 0.0
         # Sending pace (max_messages_per_s): a token bucket holding a second's worth.
-        self._rate = mqtt_config.max_messages_per_s
-        self._tokens = max(1.0, self._rate)
-        self._tokens_at = clock()
+        rate = mqtt_config.max_messages_per_s
+        self._pace = TokenBucket(rate=rate, burst=max(1.0, rate), now=clock())
         self._clock = clock
         self._next_requeue = time.monotonic() + mqtt_config.confirm_timeout_s
         self._stop = threading.Event()
@@ -488,11 +488,7 @@ class Publisher:
 
     def _hand_over(self) -> None:
         now = self._clock()
-        self._tokens = min(
-            max(1.0, self._rate), self._tokens + (now - self._tokens_at) * self._rate
-        )
-        self._tokens_at = now
-        room = min(self._window - len(self._in_flight), int(self._tokens))
+        room = min(self._window - len(self._in_flight), int(self._pace.level(now)))
         if room <= 0:
             return
         connected_since = self._connected_since or time.time()
@@ -526,7 +522,7 @@ class Publisher:
             # paho sends it on its loop's next pass, right after this one.
             info = self._client.publish(entry.topic, payload, qos=1)
             self._in_flight[info.mid] = entry.id
-            self._tokens -= 1.0
+            self._pace.take(1.0, now=now)  # within `room`: never refused
             self._handed_since_flush += 1
             handed += 1
 

@@ -4,11 +4,12 @@ been over that for long enough to be quarantined.
 Each device has three token buckets (config `[quota]`, or the device's own
 `max_messages_per_s`/`max_bytes_per_s` in the registry): messages, bytes, and rejected messages
 (a device allowed k times the default message rate may send k times the rejected ones too).
-A bucket holds up to its burst and refills at its rate. `admit` is asked in the MQTT network
-thread before anything else is done with a message: a message that finds the message or byte
-bucket empty is refused there ("over_rate", "over_bytes"), at the cost of a few dictionary
-operations, so a flood is shed faster than it arrives and never queues in front of the other
-devices. `rejected` counts a message that failed validation against the reject bucket.
+A bucket (protocol.ratelimit.TokenBucket) holds up to its burst and refills at its rate.
+`admit` is asked in the MQTT network thread before anything else is done with a message: a
+message that finds the message or byte bucket empty is refused there ("over_rate",
+"over_bytes"), taking nothing from either, at the cost of a few dictionary operations, so a
+flood is shed faster than it arrives and never queues in front of the other devices.
+`rejected` counts a message that failed validation against the reject bucket.
 
 Every second in which a device was refused, or went over its reject quota, counts against it.
 A device with `quarantine_after_s` such seconds within 1.5 times that long is due for
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sensorpipe.ingest.config import QuotaConfig
+from sensorpipe.protocol.ratelimit import TokenBucket
 
 OVER_RATE = "over_rate"
 OVER_BYTES = "over_bytes"
@@ -32,26 +34,10 @@ OVER_REJECTS = "over_rejects"
 
 
 @dataclass(slots=True)
-class _Bucket:
-    rate: float
-    burst: float
-    tokens: float
-    at: float
-
-    def take(self, amount: float, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= amount:
-            self.tokens -= amount
-            return True
-        return False
-
-
-@dataclass(slots=True)
 class _Meter:
-    messages: _Bucket
-    bytes: _Bucket
-    rejects: _Bucket
+    messages: TokenBucket
+    bytes: TokenBucket
+    rejects: TokenBucket
     over_seconds: deque[int] = field(default_factory=deque)
     reason: str = ""
     refused: int = 0  # messages refused over the quota, in all
@@ -96,9 +82,9 @@ class QuotaKeeper:
             byte_burst = max(float(q.burst_bytes), byte_rate * q.burst_bytes / q.bytes_per_s)
             reject_burst = q.burst_rejects * scale
             m = self._meters[device] = _Meter(
-                _Bucket(rate, burst, burst, now),
-                _Bucket(float(byte_rate), byte_burst, byte_burst, now),
-                _Bucket(q.rejects_per_s * scale, reject_burst, reject_burst, now),
+                TokenBucket(rate=rate, burst=burst, now=now),
+                TokenBucket(rate=float(byte_rate), burst=byte_burst, now=now),
+                TokenBucket(rate=q.rejects_per_s * scale, burst=reject_burst, now=now),
             )
         return m
 
@@ -107,12 +93,12 @@ class QuotaKeeper:
         now = self._clock()
         with self._lock:
             m = self._meter(device, now)
-            if not m.messages.take(1.0, now):
+            if m.messages.level(now) < 1.0:
                 verdict = OVER_RATE
-            elif not m.bytes.take(float(size), now):
-                m.messages.tokens += 1.0  # not sent after all
+            elif not m.bytes.take(float(size), now=now):
                 verdict = OVER_BYTES
             else:
+                m.messages.take(1.0, now=now)
                 return None
             m.refused += 1
             m.refused_bytes += size
@@ -124,7 +110,7 @@ class QuotaKeeper:
         now = self._clock()
         with self._lock:
             m = self._meter(device, now)
-            if m.rejects.take(1.0, now):
+            if m.rejects.take(1.0, now=now):
                 return False
             self._over(m, OVER_REJECTS, now)
             return True
@@ -183,11 +169,11 @@ class QuotaKeeper:
                 new = self._meter(device, now)
                 # Unchanged limits: what the device has used stays used. Changed ones (an
                 # operator's decision) start full.
-                for old_b, new_b in ((m.messages, new.messages), (m.bytes, new.bytes)):
-                    if old_b.rate == new_b.rate:
-                        old_b.take(0.0, now)
-                        new_b.tokens = min(new_b.burst, old_b.tokens)
-                if new.rejects.rate == m.rejects.rate:
+                if _same_limits(m.messages, new.messages):
+                    new.messages = m.messages
+                if _same_limits(m.bytes, new.bytes):
+                    new.bytes = m.bytes
+                if _same_limits(m.rejects, new.rejects):
                     new.rejects = m.rejects
                 new.over_seconds = m.over_seconds
                 new.reason = m.reason
@@ -202,3 +188,7 @@ class QuotaKeeper:
     def forget_all(self) -> None:
         with self._lock:
             self._meters.clear()
+
+
+def _same_limits(old: TokenBucket, new: TokenBucket) -> bool:
+    return old.rate == new.rate and old.burst == new.burst

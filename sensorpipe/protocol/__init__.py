@@ -6,10 +6,12 @@ ingest's confirmations to a device), `enrollment` (join codes, and the key store
 devices enrol), `registry` (the device registry file) and `register` (its public part),
 `provenance` (the `source` and `vouch` tags), `storage` (the names stored in InfluxDB),
 `quarantine` (the book of quarantined devices), `configfile` (TOML into pydantic, errors naming
-file and key) and `files` (secrets written private from the start). Encoding, decoding and
-checks are pure; a module that touches a file, a database or the network says so. Two helpers
-the edge agent and the ingest share sit here too: connecting to the broker and saying why it
-failed (`brokerlink`), and logging a problem that keeps happening (`problems`).
+file and key), `files` (secrets written private from the start) and `ratelimit` (the one token
+bucket every rate limit is built on: the ingest's quotas, the kit gateway's limits, the edge
+agent's pace). Encoding, decoding and checks are pure; a module that touches a file, a database
+or the network says so. Two helpers the edge agent and the ingest share sit here too:
+connecting to the broker and saying why it failed (`brokerlink`), and logging a problem that
+keeps happening (`problems`).
 """
 
 from sensorpipe.protocol.codec import DecodeError, canonical_bytes, decode, encode

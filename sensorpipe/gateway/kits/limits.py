@@ -8,6 +8,9 @@ kit stuck in a loop, or someone with its password, is answered 429 with a Retry-
 The Things Stack's nodes are limited by SentRateLimiter: the same bucket, on the clock of the
 Network Server that received each uplink, so uplinks delivered late and together pass as they
 were sent. A kit that stays over its limit is quarantined (gateway.kits.quarantine).
+
+The buckets themselves are protocol.ratelimit's; this module holds the rules of the kit
+gateway around them and the lock each limit's callers share.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from sensorpipe.protocol.ratelimit import KeyedBuckets, TokenBucket
 
-class _Buckets:
-    """A token bucket per key: up to `burst` tokens, one more every `refill_s` seconds."""
+
+class _PerKey:
+    """A token bucket per key: up to `burst` tokens, one more every `refill_s` seconds; and
+    the lock the limit's callers share."""
 
     def __init__(
         self,
@@ -27,20 +33,21 @@ class _Buckets:
         burst: int,
         refill_s: float,
         clock: Callable[[], float],
-        max_keys: int = 100_000,
+        max_keys: int,
+        idle_s: float = 0.0,
     ) -> None:
         if burst < 1 or refill_s <= 0:
             raise ValueError("burst must be at least 1 and refill_s above 0")
         self.burst = burst
         self.refill_s = refill_s
         self._clock = clock
-        self._max_keys = max_keys
-        # key -> (tokens, the time they were counted at)
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets = KeyedBuckets(
+            rate=1.0 / refill_s, burst=burst, max_keys=max_keys, idle_s=idle_s
+        )
         self._lock = threading.Lock()
 
 
-class RateLimiter(_Buckets):
+class RateLimiter(_PerKey):
     def __init__(
         self,
         *,
@@ -54,28 +61,15 @@ class RateLimiter(_Buckets):
     def wait_s(self, key: str, *, take: bool = True, need: float = 1.0) -> float:
         """0 when `key` may go now (and, with `take`, a token is taken); else the seconds
         until it may. `need`: how many tokens the bucket must hold for it to go (one is
-        taken): above 1 keeps the rest in reserve for others."""
+        taken): above 1 keeps the rest in reserve for others; above the burst it never
+        comes (infinity)."""
         now = self._clock()
         with self._lock:
-            tokens, then = self._buckets.get(key, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - then) / self.refill_s)
-            if tokens >= need:
-                if take:
-                    tokens -= 1.0
-                self._remember(key, tokens, now)
-                return 0.0
-            self._remember(key, tokens, now)
-            return (need - tokens) * self.refill_s
-
-    def _remember(self, key: str, tokens: float, now: float) -> None:
-        if key not in self._buckets and len(self._buckets) >= self._max_keys:
-            # A bucket that has filled up again holds nothing a new one would not: forget those.
-            self._buckets = {
-                k: v
-                for k, v in self._buckets.items()
-                if v[0] + (now - v[1]) / self.refill_s < self.burst
-            }
-        self._buckets[key] = (tokens, now)
+            bucket = self._buckets.bucket(key, now)
+            wait = bucket.wait_s(need, now=now)
+            if wait == 0 and take:
+                bucket.take(1.0, now=now)
+            return wait
 
 
 def retry_after(seconds: float) -> str:
@@ -83,7 +77,7 @@ def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-class SentRateLimiter(_Buckets):
+class SentRateLimiter(_PerKey):
     """A token bucket per key whose clock is when each item was sent, not when it arrived:
     for The Things Stack's uplinks, timed by the Network Server (`received_at`).
 
@@ -102,30 +96,33 @@ class SentRateLimiter(_Buckets):
         clock: Callable[[], float] = time.time,
         max_keys: int = 100_000,
     ) -> None:
-        # Its buckets are counted at send times (epoch s).
-        super().__init__(burst=burst, refill_s=refill_s, clock=clock, max_keys=max_keys)
+        # Its buckets are counted at send times (epoch s). A bucket's send time marks what is
+        # late for its key, so a bucket is forgotten only once it is a whole burst's refill
+        # old, not as soon as it is full again.
+        super().__init__(
+            burst=burst,
+            refill_s=refill_s,
+            clock=clock,
+            max_keys=max_keys,
+            idle_s=burst * refill_s,
+        )
 
     def allow(self, key: str, sent_at: float | None) -> bool:
         """Whether `key` may have an item sent at `sent_at` (epoch s; None: now)."""
         now = self._clock()
         at = now if sent_at is None else min(sent_at, now)
+        # The bucket counts by the sender's clock (the send time is its `now`); the late rule
+        # is the gateway's own, so it stays here rather than in the bucket.
         with self._lock:
-            tokens, then = self._buckets.get(key, (float(self.burst), at))
-            if at < then:
+            counted = self._buckets.get(key)
+            if counted is not None and at < counted.counted_at:
                 return True  # sent before the newest one counted: a late delivery
-            tokens = min(float(self.burst), tokens + (at - then) / self.refill_s)
-            allowed = tokens >= 1.0
-            if allowed:
-                tokens -= 1.0
-            if key not in self._buckets and len(self._buckets) >= self._max_keys:
-                horizon = now - self.burst * self.refill_s
-                self._buckets = {k: v for k, v in self._buckets.items() if v[1] > horizon}
-            self._buckets[key] = (tokens, at)
-            return allowed
+            bucket = self._buckets.bucket(key, now, start=at)
+            return bucket.take(1.0, now=at)
 
     def forget(self, key: str) -> None:
         with self._lock:
-            self._buckets.pop(key, None)
+            self._buckets.forget(key)
 
 
 class Pacer:
@@ -148,22 +145,17 @@ class Pacer:
     ) -> None:
         if per_s <= 0:
             raise ValueError("per_s must be above 0")
-        self.interval_s = 1.0 / per_s
         self._clock = clock
         self._sleep = sleep
-        self._max_keys = max_keys
-        self._next: dict[str, float] = {}  # key -> when its next item may go
+        # A bucket of one: each item reserves the next turn, one 1/per_s after the last.
+        self._turns = KeyedBuckets(rate=per_s, burst=1.0, max_keys=max_keys)
         self._lock = threading.Lock()
 
     def wait(self, key: str) -> float:
         """Wait for `key`'s turn; the seconds waited."""
         with self._lock:
             now = self._clock()
-            turn = max(now, self._next.get(key, now))
-            if key not in self._next and len(self._next) >= self._max_keys:
-                self._next = {k: t for k, t in self._next.items() if t > now}
-            self._next[key] = turn + self.interval_s
-        delay = turn - now
+            delay = self._turns.bucket(key, now).reserve(1.0, now=now)
         if delay > 0:
             self._sleep(delay)
         return delay
@@ -190,22 +182,16 @@ class Budget:
         self.size = size
         self.window_s = window_s
         self._clock = clock
-        self._left = (float(items), float(size))
-        self._then = clock()
+        now = clock()
+        self._items = TokenBucket(rate=items / window_s, burst=float(items), now=now)
+        self._bytes = TokenBucket(rate=size / window_s, burst=float(size), now=now)
         self._lock = threading.Lock()
 
     def take(self, n: int) -> bool:
         now = self._clock()
         with self._lock:
-            part = max(0.0, now - self._then) / self.window_s
-            self._then = now
-            items = min(float(self.items), self._left[0] + part * self.items)
-            size = min(float(self.size), self._left[1] + part * self.size)
             # A letter larger than the whole byte budget needs all of it, not more.
             n = min(n, self.size) if self.size else n
-            ok = items >= 1.0 and size >= n
-            if ok:
-                items -= 1.0
-                size -= n
-            self._left = (items, size)
-            return ok
+            if self._items.level(now) < 1.0 or not self._bytes.take(n, now=now):
+                return False
+            return self._items.take(1.0, now=now)
