@@ -1,4 +1,4 @@
-"""Test-run order, for `make test`'s workers (pytest-xdist).
+"""Test-run order and the kit gateway's port, for `make test`'s workers (pytest-xdist).
 
 The files below take a minute or more each. They are collected first, so that the workers start
 them first and finish together, instead of one worker running a long file while the others
@@ -9,7 +9,15 @@ still run, just not first.
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+from sensorpipe.stack.ports import KITS_PORT_ENV
+
+# A new stack's kit gateway takes 8090 where it is free: the workers' stacks, up at the same
+# time, would race for it. Here each takes a free port (subprocesses inherit this).
+os.environ[KITS_PORT_ENV] = "0"
 
 SLOW_FILES = (  # the longest first
     "tests/integration/test_counting_pipeline.py",

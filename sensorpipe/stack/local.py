@@ -59,9 +59,7 @@ from sensorpipe.ingest.config import new_shared_group
 from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.process import (
     ManagedProcess,
-    describe_holder,
     find_processes,
-    free_ports,
     port_open,
     stop_pid,
 )
@@ -74,6 +72,7 @@ from sensorpipe.protocol.quarantine import (
 )
 from sensorpipe.protocol.registry import Registry, load_registry, save_registry
 from sensorpipe.stack.errors import StackError
+from sensorpipe.stack.ports import GATEWAY_PORT, StackPorts, first_kits_port, fresh_ports
 
 T = TypeVar("T")
 DATABASE = "sensorpipe"
@@ -101,7 +100,6 @@ SERVE_RENAMED = {"header_timeout_s": "request_timeout_s"}
 # gateway.toml that `stack up` keeps: where kits reach it (the port is kept from run to run, as
 # kits have it typed into their config page), its limits and The Things Stack applications.
 STACK_GATEWAY_ID = "local-gateway"
-GATEWAY_PORT = 8090
 GATEWAY_KEPT = ("airrohr", "ttn")
 # How long a registry change waits for the stack's kit gateway to reconnect to the broker.
 GATEWAY_RECONNECT_S = 15.0
@@ -115,17 +113,6 @@ GATEWAY_HTTP_KEPT = (
     "request_timeout_s",
     "max_connections_per_client",
 )
-
-
-# The stack's addresses, kept from run to run (ports.json; the kit gateway's in its
-# gateway.toml): what each is, and who has it typed in.
-PORTS_FILE = "ports.json"
-PORT_ROLES = {
-    "mqtt": ("the MQTT broker's", "every edge device (edge.toml [mqtt] port)"),
-    "api": ("the dashboard's and API's", "whoever bookmarked the dashboard or calls the API"),
-    "metrics": ("the ingest's metrics", "your metrics scraper"),
-    "kits": ("the kit gateway's", "every airrohr kit (its config page)"),
-}
 
 
 @dataclass
@@ -382,9 +369,9 @@ class LocalStack:
             ) from None
         try:
             save_registry(registry, self.registry_path)
-            ports = self._plan_ports(serve=serve, kits=kits)
+            ports = self.ports.plan(serve=serve, kits=kits)
             broker_port, metrics_port, api_port = ports["mqtt"], ports["metrics"], ports["api"]
-            http_port, rpc_port = _fresh_ports(2, exclude=set(ports.values()))
+            http_port, rpc_port = fresh_ports(2, exclude=set(ports.values()))
             influxd = Influxd(
                 self.directory / "influxdb",
                 http_port=http_port,
@@ -443,105 +430,19 @@ class LocalStack:
         )
         return influxd, broker, ingest, api, gateway, info
 
-    # --- stable addresses -------------------------------------------------------------------
+    # --- stable addresses (stack.ports) -----------------------------------------------------
+    @property
+    def ports(self) -> StackPorts:
+        return StackPorts(
+            self.directory,
+            gateway_config=self.gateway_config_path,
+            serve_config=self.directory / "serve" / "serve.toml",
+            gateway_http=self._gateway_settings().get("http", {}),
+        )
+
     @property
     def ports_path(self) -> Path:
-        return self.directory / PORTS_FILE
-
-    def _kept_ports(self) -> dict[str, int]:
-        """The ports recorded by earlier runs: ports.json (the broker, the API, the metrics),
-        the kit gateway's [http] port in gateway.toml (where its operator sets it), and, for
-        a stack from before ports.json, the API's port in serve.toml."""
-        kept: dict[str, int] = {}
-        try:
-            recorded = json.loads(self.ports_path.read_text())
-        except FileNotFoundError:
-            recorded = {}
-        except (OSError, ValueError) as exc:
-            raise StackError(
-                f"{self.ports_path}: cannot read it ({exc}); correct it, or remove it to have "
-                f"new ports chosen (edge devices and bookmarks then need the new ones)"
-            ) from None
-        if not isinstance(recorded, dict):
-            recorded = {"": recorded}
-        for name, value in recorded.items():
-            if name not in PORT_ROLES or not isinstance(value, int) or isinstance(value, bool):
-                raise StackError(
-                    f"{self.ports_path}: {name} = {value!r}: not a port of the stack (keys "
-                    f"{', '.join(k for k in PORT_ROLES if k != 'kits')}, each a port number); "
-                    f"correct it, or remove the file to have new ports chosen"
-                )
-            if not 1 <= value <= 65535:
-                raise StackError(
-                    f"{self.ports_path}: {name} = {value}: not a port (1-65535); correct it"
-                )
-            kept[name] = value
-        if "api" not in kept:
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                serve = tomllib.loads((self.directory / "serve" / "serve.toml").read_text())
-                if isinstance(serve["port"], int) and 1 <= serve["port"] <= 65535:
-                    kept["api"] = serve["port"]
-        port = self._gateway_settings().get("http", {}).get("port")
-        if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
-            kept["kits"] = port
-        return kept
-
-    def _plan_ports(self, *, serve: bool, kits: bool) -> dict[str, int]:
-        """The stack's addresses: each kept from the last run (edge devices, kits and bookmarks
-        have them), chosen once (a free port below the ephemeral range; the kit gateway 8090 if
-        free) and recorded otherwise. A kept port that something else holds now is a
-        StackError naming the holder: never a silent move to another port."""
-        kept = self._kept_ports()
-        used = {
-            "mqtt": True,
-            "metrics": True,
-            "api": serve,
-            "kits": kits,
-        }
-        bind = str(self._gateway_settings().get("http", {}).get("bind", "127.0.0.1"))
-        seen: dict[int, str] = {}
-        for name, port in kept.items():
-            if port in seen:
-                raise StackError(
-                    f"port {port} is kept for both {PORT_ROLES[seen[port]][0]} and "
-                    f"{PORT_ROLES[name][0]} address ({self._port_source(seen[port])}, "
-                    f"{self._port_source(name)}): give one of them another port"
-                )
-            seen[port] = name
-        for name, port in kept.items():
-            if used[name] and not _can_bind(bind if name == "kits" else "127.0.0.1", port):
-                what, who = PORT_ROLES[name]
-                raise StackError(
-                    f"port {port} ({what} address, kept from earlier runs in "
-                    f"{self._port_source(name)}) is taken by {describe_holder(port)}: stop "
-                    f"that process and run `stack up` again; only if it must move, change it "
-                    f"in {self._port_source(name)} and give {who} the new port (`stack up` "
-                    f"never moves it by itself)"
-                )
-        ports = dict(kept)
-        if (
-            "kits" not in ports
-            and kits
-            and GATEWAY_PORT not in ports.values()
-            and _can_bind(bind, GATEWAY_PORT)
-        ):
-            ports["kits"] = GATEWAY_PORT
-        missing = [name for name in PORT_ROLES if name not in ports]
-        fresh = _lasting_ports(len(missing), exclude=set(ports.values()))
-        ports.update(zip(missing, fresh, strict=True))
-        recorded = {name: ports[name] for name in PORT_ROLES if name != "kits"}
-        try:
-            old = json.loads(self.ports_path.read_text())
-        except (OSError, ValueError):
-            old = None
-        if old != recorded:
-            self.ports_path.write_text(json.dumps(recorded, indent=2) + "\n")
-        return ports
-
-    def _port_source(self, name: str) -> str:
-        if name == "kits":
-            return f"{self.gateway_config_path} [http] port"
-        return f'{self.ports_path} ("{name}")'
+        return self.ports.path
 
     # --- the kit gateway --------------------------------------------------------------------
     @property
@@ -591,7 +492,7 @@ class LocalStack:
         return {"quarantine_path": str(self.quarantine_path)}
 
     def _write_gateway_config(self, broker_port: int, port: int) -> tuple[Path, str]:
-        """gateway/gateway.toml for this run, and the gateway's URL. Its port (`_plan_ports`)
+        """gateway/gateway.toml for this run, and the gateway's URL. Its port (`ports.plan`)
         stays that of the last run: kits have it typed in."""
         path = self.gateway_config_path
         kept = self._gateway_settings()
@@ -664,7 +565,7 @@ class LocalStack:
         return {
             "server": server,
             "path": AIRROHR_PATH,
-            "port": port or GATEWAY_PORT,
+            "port": port or first_kits_port() or GATEWAY_PORT,
             "https": bool(settings.get("tls_cert")),
             "note": note,
         }
@@ -1228,59 +1129,6 @@ def _ingest_connected(stats_path: Path) -> bool:
 
 def _gateway_argv(config: Path) -> list[str]:
     return [sys.executable, "-m", "sensorpipe", "gateway", "run", "--config", str(config)]
-
-
-def _fresh_ports(n: int, *, exclude: set[int]) -> list[int]:
-    """`n` free loopback ports, none of them in `exclude` (ports kept for the stack, free now
-    only because the stack is down)."""
-    while True:
-        ports = free_ports(n + len(exclude))
-        chosen = [p for p in ports if p not in exclude][:n]
-        if len(chosen) == n:
-            return chosen
-
-
-def _lasting_ports(n: int, *, exclude: set[int]) -> list[int]:
-    """`n` free loopback ports to keep for good: below the kernel's ephemeral range (where
-    outgoing connections take their local ports, and could hold a kept port when the stack
-    comes up again), from 20000 on; from that range only where there is no room below it."""
-    import random
-
-    low = _ephemeral_low()
-    candidates = list(range(20000, low)) if low > 21000 else []
-    random.shuffle(candidates)
-    chosen: list[int] = []
-    for port in candidates:
-        if len(chosen) == n:
-            break
-        if port not in exclude and port not in chosen and _can_bind("127.0.0.1", port):
-            chosen.append(port)
-    if len(chosen) < n:
-        chosen += _fresh_ports(n - len(chosen), exclude=exclude | set(chosen))
-    return chosen
-
-
-def _ephemeral_low() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _can_bind(host: str, port: int) -> bool:
-    """Whether a service could listen on `host`:`port` now (connections of an earlier run in
-    TIME_WAIT do not count, as the services set SO_REUSEADDR)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    probe = socket.socket(family, socket.SOCK_STREAM)
-    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        probe.bind((host, port))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
 
 
 def _connect_host(bind: str) -> str:
