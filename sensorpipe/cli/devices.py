@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from sensorpipe.cli.common import DIR_OPTION, fail, invalid, local_stack
+from sensorpipe.cli.common import DIR_OPTION, FC, fail, invalid, local_stack, options
 from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES
 
@@ -42,19 +42,7 @@ _OPTIONS = {
     "count_classes": "--count-class",
 }
 
-FC = TypeVar("FC", bound=Callable[..., Any])
 T = TypeVar("T")
-
-
-def _options(*options: Callable[[FC], FC]) -> Callable[[FC], FC]:
-    """Several click options as one decorator, listed in `--help` in the order given."""
-
-    def apply(f: FC) -> FC:
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return apply
 
 
 SITE_OPTION = click.option(
@@ -65,7 +53,7 @@ SITE_OPTION = click.option(
 def _host_options(what: str, sensor_help: str) -> Callable[[FC], FC]:
     """--owner, --purpose, --sensor: who hosts a device or kit (`what`), why it measures and
     with which sensors (their names differ per kind: `sensor_help`)."""
-    return _options(
+    return options(
         click.option("--owner", default="", help=f"Who hosts the {what}."),
         click.option("--purpose", default="", help="Why it measures: shown to residents."),
         click.option("--sensor", "sensors", multiple=True, help=sensor_help),
@@ -76,7 +64,7 @@ def _register_options(
     legal_basis_help: str = "Legal basis (default: the network's).",
 ) -> Callable[[FC], FC]:
     """--lat, --lon, --precision and the register fields whose default is the network's."""
-    return _options(
+    return options(
         click.option("--lat", type=float, default=None),
         click.option("--lon", type=float, default=None),
         click.option(
