@@ -855,33 +855,11 @@ class LocalStack:
         return _sensor_health(info, self.registry(), running=running)
 
     # --- devices --------------------------------------------------------------------------
-    def add_device(
-        self,
-        device_id: str,
-        *,
-        contact: str = "",
-        legal_basis: str = "",
-        retention: str = "",
-        licence: str = "",
-        count_classes: list[str] | None = None,
-        personal_data: bool | None = None,
-        **fields: Any,
-    ) -> DeviceCredentials:
+    def add_device(self, device_id: str, **fields: Any) -> DeviceCredentials:
         """Register a device (`fields`: site, owner, purpose, sensors, directions, location,
-        location_precision_decimals, as gateway.devices.add_device takes them) and reload a
-        running broker."""
+        ..., as gateway.devices.add_device takes them) and reload a running broker."""
         registry = self.registry()
-        credentials = add_device(
-            registry,
-            device_id,
-            contact=contact,
-            legal_basis=legal_basis,
-            retention=retention,
-            licence=licence,
-            count_classes=count_classes,
-            personal_data=personal_data,
-            **fields,
-        )
+        credentials = add_device(registry, device_id, **fields)
         save_registry(registry, self.registry_path)
         self._reload_broker(registry)
         return credentials
