@@ -61,18 +61,30 @@ class DeviceCredentials:
         return asdict(self)
 
 
+def check_account_name(name: str, what: str) -> None:
+    """ProvisioningError unless `name` can name a broker account (a device's, a gateway's, a
+    reader's); `what` is what the name is, for the error ("device id")."""
+    if not is_valid_device_id(name):
+        raise ProvisioningError(f"invalid {what} {name!r}: expected {DEVICE_ID_PATTERN}")
+
+
+def check_not_reading_account(registry: Registry, name: str, what: str) -> None:
+    """ProvisioningError where `name` is the ingest's or a reader's account (or the name
+    the ingest's takes once it has one); `what` is what to choose instead ("device id")."""
+    if name == INGEST_USERNAME or name in registry.reader_names():
+        raise ProvisioningError(
+            f"{name!r} is the name of a reading account (the ingest's or a reader's); "
+            f"choose another {what}"
+        )
+
+
 def check_new_device_id(registry: Registry, device_id: str, hint: str = "") -> None:
     """ProvisioningError unless `device_id` is a valid id no device, reading account or
     gateway has; `hint` says how to choose another (e.g. the option that sets it)."""
-    if not is_valid_device_id(device_id):
-        raise ProvisioningError(f"invalid device id {device_id!r}: expected {DEVICE_ID_PATTERN}")
+    check_account_name(device_id, "device id")
     if device_id in registry.devices:
         raise ProvisioningError(f"device {device_id!r} is already registered{hint}")
-    if device_id == INGEST_USERNAME or device_id in registry.reader_names():
-        raise ProvisioningError(
-            f"{device_id!r} is the name of a reading account (the ingest's or a reader's); "
-            f"choose another device id"
-        )
+    check_not_reading_account(registry, device_id, "device id")
     if device_id in registry.gateways:
         raise ProvisioningError(f"{device_id!r} is the name of a gateway; choose another device id")
 
@@ -154,8 +166,7 @@ def set_ingest_account(registry: Registry, username: str = INGEST_USERNAME) -> s
 
 def add_reader(registry: Registry, username: str) -> str:
     """Create or rotate an account that reads every device's messages; returns its password."""
-    if not is_valid_device_id(username):
-        raise ProvisioningError(f"invalid account name {username!r}: expected {DEVICE_ID_PATTERN}")
+    check_account_name(username, "account name")
     ingest = INGEST_USERNAME if registry.ingest is None else registry.ingest.username
     if username in registry.devices or username == ingest:
         raise ProvisioningError(f"{username!r} is already a device or the ingest")

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sensorpipe.gateway.devices import (
-    INGEST_USERNAME,
     ProvisioningError,
+    check_account_name,
     check_kit_gateway,
     check_new_device_id,
+    check_not_reading_account,
     register,
 )
 from sensorpipe.gateway.kits.auth import hash_kit_password, new_kit_password
@@ -24,7 +25,6 @@ from sensorpipe.gateway.mosquitto import hash_password
 from sensorpipe.protocol.provenance import AIRROHR
 from sensorpipe.protocol.registry import GatewayAccount, Registry
 from sensorpipe.protocol.signing import generate_keypair
-from sensorpipe.protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -50,15 +50,10 @@ class KitCredentials:
 
 def add_gateway(registry: Registry, gateway_id: str, *, rotate: bool = False) -> GatewayCredentials:
     """Register `gateway_id` (or, with `rotate`, give it a new key and password)."""
-    if not is_valid_device_id(gateway_id):
-        raise ProvisioningError(f"invalid gateway id {gateway_id!r}: expected {DEVICE_ID_PATTERN}")
+    check_account_name(gateway_id, "gateway id")
     if gateway_id in registry.devices:
         raise ProvisioningError(f"{gateway_id!r} is registered as a device; choose another id")
-    if gateway_id == INGEST_USERNAME or gateway_id in registry.reader_names():
-        raise ProvisioningError(
-            f"{gateway_id!r} is the name of a reading account (the ingest's or a reader's); "
-            f"choose another id"
-        )
+    check_not_reading_account(registry, gateway_id, "id")
     if gateway_id in registry.gateways and not rotate:
         raise ProvisioningError(
             f"gateway {gateway_id!r} is already registered (--rotate gives it a new key and "
