@@ -1,4 +1,11 @@
-"""`sensorpipe devices`: register devices and publish the register."""
+"""`sensorpipe devices`: register devices and publish the register.
+
+`add`, `add-kit airrohr` and `add-kit ttn` take one path: the same register options
+(`SITE_OPTION`, `_host_options`, `_register_options`), read into the register fields by
+`_register_fields`, the sensor notes of `_sensor_notes`, and the stack's add function run by
+`_provision`, whose refusals are one-line errors naming the option. Each command keeps only
+its own options, checks and what it prints.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +50,6 @@ _OPTIONS = {
 }
 
 T = TypeVar("T")
-
 
 SITE_OPTION = click.option(
     "--site", default="unassigned", show_default=True, help="Site or neighbourhood tag."
