@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -18,6 +19,21 @@ def _not_empty(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     if not value.strip():
         raise click.BadParameter("give a directory (`--dir .` for this one)")
     return Path(value)
+
+
+FC = TypeVar("FC", bound=Callable[..., Any])
+
+
+def options(*decorators: Callable[[FC], FC]) -> Callable[[FC], FC]:
+    """Several click options as one decorator, listed in `--help` in the order given: the
+    options that mean the same in several commands, written once."""
+
+    def apply(f: FC) -> FC:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
 
 
 DIR_OPTION = click.option(

@@ -1,4 +1,11 @@
-"""`sensorpipe devices`: register devices and publish the register."""
+"""`sensorpipe devices`: register devices and publish the register.
+
+`add`, `add-kit airrohr` and `add-kit ttn` take one path: the same register options
+(`SITE_OPTION`, `_host_options`, `_register_options`), read into the register fields by
+`_register_fields`, the sensor notes of `_sensor_notes`, and the stack's add function run by
+`_provision`, whose refusals are one-line errors naming the option. Each command keeps only
+its own options, checks and what it prints.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,19 @@ import difflib
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import ValidationError
 
-from sensorpipe.cli.common import DIR_OPTION, fail, invalid, local_stack
+from sensorpipe.cli.common import DIR_OPTION, FC, fail, invalid, local_stack, options
 from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES
 
 if TYPE_CHECKING:
+    from sensorpipe.gateway.devices import RegisterFields
     from sensorpipe.protocol.enrollment import EnrolledKey
     from sensorpipe.protocol.messages import Location
     from sensorpipe.protocol.quarantine import Quarantine
@@ -25,16 +34,59 @@ if TYPE_CHECKING:
     from sensorpipe.stack.local import LocalStack
 
 
-# Registry fields a kit's registration sets, and the option that gives each (for errors).
-_KIT_OPTIONS = {
+# What a registration's fields are called on the command line, for its one-line errors.
+_OPTIONS = {
+    "lat": "--lat",
+    "lon": "--lon",
     "site": "--site",
     "owner": "--owner",
     "sensors": "--sensor",
+    "directions": "--direction",
     "contact": "--contact",
     "legal_basis": "--legal-basis",
     "retention": "--retention",
     "licence": "--licence",
+    "count_classes": "--count-class",
 }
+
+T = TypeVar("T")
+
+SITE_OPTION = click.option(
+    "--site", default="unassigned", show_default=True, help="Site or neighbourhood tag."
+)
+
+
+def _host_options(what: str, sensor_help: str) -> Callable[[FC], FC]:
+    """--owner, --purpose, --sensor: who hosts a device or kit (`what`), why it measures and
+    with which sensors (their names differ per kind: `sensor_help`)."""
+    return options(
+        click.option("--owner", default="", help=f"Who hosts the {what}."),
+        click.option("--purpose", default="", help="Why it measures: shown to residents."),
+        click.option("--sensor", "sensors", multiple=True, help=sensor_help),
+    )
+
+
+def _register_options(
+    legal_basis_help: str = "Legal basis (default: the network's).",
+) -> Callable[[FC], FC]:
+    """--lat, --lon, --precision and the register fields whose default is the network's."""
+    return options(
+        click.option("--lat", type=float, default=None),
+        click.option("--lon", type=float, default=None),
+        click.option(
+            "--precision",
+            type=click.IntRange(0, 6),
+            default=3,
+            show_default=True,
+            help="Decimals of the location that are published (3 ≈ 100 m).",
+        ),
+        click.option("--contact", default="", help="Whom residents ask (default: the network's)."),
+        click.option("--legal-basis", default="", help=legal_basis_help),
+        click.option(
+            "--retention", default="", help="How long its data is kept (default: the network's)."
+        ),
+        click.option("--licence", default="", help="Licence of its data (default: the network's)."),
+    )
 
 
 # Declaring a sensor model sensorpipe does not know takes this flag, so that a typo (sds012)
@@ -47,6 +99,53 @@ ALLOW_UNKNOWN_SENSOR = click.option(
 )
 
 
+def _register_fields(
+    *,
+    owner: str,
+    purpose: str,
+    sensors: tuple[str, ...],
+    lat: float | None,
+    lon: float | None,
+    precision: int,
+    contact: str,
+    legal_basis: str,
+    retention: str,
+    licence: str,
+) -> RegisterFields:
+    """The register fields the options of `_host_options` and `_register_options` give, as
+    every kind's add function takes them; a location that is not one is a one-line error."""
+    return {
+        "owner": owner,
+        "purpose": purpose,
+        "sensors": list(sensors),
+        "location": _location(lat, lon),
+        "location_precision_decimals": precision,
+        "contact": contact,
+        "legal_basis": legal_basis,
+        "retention": retention,
+        "licence": licence,
+    }
+
+
+def _provision(add: Callable[[], T]) -> T:
+    """Run one of the stack's add functions: a registration it refuses (a taken id, a field
+    that is not valid, a broker it cannot reload) ends the command with a one-line error."""
+    from sensorpipe.gateway.devices import ProvisioningError
+    from sensorpipe.gateway.mosquitto import PasswordToolError
+
+    try:
+        return add()
+    except (ProvisioningError, PasswordToolError, ConfigError) as exc:
+        fail(str(exc))
+    except ValidationError as exc:
+        invalid(exc, _OPTIONS)
+
+
+def _echo_notes(notes: list[str]) -> None:
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+
+
 @click.group()
 def devices() -> None:
     """Register devices and publish what each one measures and why."""
@@ -55,14 +154,9 @@ def devices() -> None:
 @devices.command("add")
 @click.argument("device_id")
 @DIR_OPTION
-@click.option("--site", default="unassigned", show_default=True, help="Site or neighbourhood tag.")
-@click.option("--owner", default="", help="Who hosts the device.")
-@click.option("--purpose", default="", help="Why it measures: shown to residents.")
-@click.option(
-    "--sensor",
-    "sensors",
-    multiple=True,
-    help="Sensor model it may report (repeatable; none given: any model sensorpipe knows).",
+@SITE_OPTION
+@_host_options(
+    "device", "Sensor model it may report (repeatable; none given: any model sensorpipe knows)."
 )
 @click.option(
     "--direction",
@@ -70,23 +164,7 @@ def devices() -> None:
     multiple=True,
     help="Direction name of its counting line (repeatable; default left_to_right, right_to_left).",
 )
-@click.option("--lat", type=float, default=None)
-@click.option("--lon", type=float, default=None)
-@click.option(
-    "--precision",
-    type=click.IntRange(0, 6),
-    default=3,
-    show_default=True,
-    help="Decimals of the location that are published (3 ≈ 100 m).",
-)
-@click.option("--contact", default="", help="Whom residents ask (default: the network's).")
-@click.option(
-    "--legal-basis",
-    default="",
-    help="Legal basis for processing personal data (default: the network's).",
-)
-@click.option("--retention", default="", help="How long its data is kept (default: the network's).")
-@click.option("--licence", default="", help="Licence of its data (default: the network's).")
+@_register_options("Legal basis for processing personal data (default: the network's).")
 @click.option(
     "--count-class",
     "count_classes",
@@ -111,79 +189,34 @@ def devices_add(
     device_id: str,
     directory: Path | None,
     site: str,
-    owner: str,
-    purpose: str,
-    sensors: tuple[str, ...],
     directions: tuple[str, ...],
-    lat: float | None,
-    lon: float | None,
-    precision: int,
-    contact: str,
-    legal_basis: str,
-    retention: str,
-    licence: str,
     count_classes: tuple[str, ...],
     personal_data: bool | None,
     allow_unknown_sensor: bool,
     make_key: bool,
     as_json: bool,
+    **register: Any,
 ) -> None:
     """Register DEVICE_ID and print how it joins: a join code (its broker address, TLS
     certificate, username and password) and the three commands to run on the Pi, where its
     signing key is made. With --make-key: its password and signing key (shown once)."""
-    from sensorpipe.gateway.devices import ProvisioningError
-    from sensorpipe.gateway.mosquitto import PasswordToolError
-    from sensorpipe.protocol.messages import Location
-
-    if (lat is None) != (lon is None):
-        fail("give both --lat and --lon, or neither")
-    for name, value in (("--lat", lat), ("--lon", lon)):
-        if value is not None and not math.isfinite(value):
-            fail(f"{name} {value}: not a number")
-    options = {
-        "lat": "--lat",
-        "lon": "--lon",
-        "site": "--site",
-        "owner": "--owner",
-        "sensors": "--sensor",
-        "directions": "--direction",
-        "contact": "--contact",
-        "legal_basis": "--legal-basis",
-        "retention": "--retention",
-        "licence": "--licence",
-        "count_classes": "--count-class",
-    }
+    fields = _register_fields(**register)
     check_count_classes("--count-class", count_classes)
-    try:
-        location = Location(lat=lat, lon=lon) if lat is not None and lon is not None else None
-    except ValidationError as exc:
-        invalid(exc, options)
-    notes = _sensor_notes(list(sensors), allow_unknown_sensor)  # before registering
+    sensors: list[str] = list(register["sensors"])
+    notes = _sensor_notes(sensors, allow_unknown_sensor)  # before registering
     s = local_stack(directory)
-    try:
-        creds = s.add_device(
+    creds = _provision(
+        lambda: s.add_device(
             device_id,
             site=site,
-            owner=owner,
-            purpose=purpose,
-            sensors=list(sensors),
             directions=list(directions),
-            location=location,
-            location_precision_decimals=precision,
-            contact=contact,
-            legal_basis=legal_basis,
-            retention=retention,
-            licence=licence,
             count_classes=list(count_classes),
             personal_data=personal_data,
             make_key=make_key,
+            **fields,
         )
-    except (ProvisioningError, PasswordToolError, ConfigError) as exc:
-        fail(str(exc))
-    except ValidationError as exc:
-        invalid(exc, options)
-    for note in notes:
-        click.echo(f"note: {note}", err=True)
+    )
+    _echo_notes(notes)
     broker = _join_broker(s)
     out: dict[str, object] = {
         **creds.as_dict(),
@@ -201,7 +234,7 @@ def devices_add(
                     "device_id": device_id,
                     "username": creds.username,
                     "password": creds.password,
-                    "sensors": list(sensors),
+                    "sensors": sensors,
                     **broker,
                 }
             ).encode()
@@ -300,36 +333,20 @@ def devices_add_kit() -> None:
     help="The kit's chip id: the number in its name (airRohr-<chip id>) and on its start page.",
 )
 @DIR_OPTION
-@click.option("--site", default="unassigned", show_default=True, help="Site or neighbourhood tag.")
+@SITE_OPTION
 @click.option(
     "--id",
     "device_id",
     default=None,
     help="Device id, also the kit's user name (default: airrohr-<chip id>).",
 )
-@click.option("--owner", default="", help="Who hosts the kit.")
-@click.option("--purpose", default="", help="Why it measures: shown to residents.")
-@click.option(
-    "--sensor",
-    "sensors",
-    multiple=True,
-    help="Sensor model it has, as the kit gateway names the firmware's sensors (repeatable; "
+@_host_options(
+    "kit",
+    "Sensor model it has, as the kit gateway names the firmware's sensors (repeatable; "
     "none given: any of them): sds011, pms5003 (the whole PMS family), hpma115, nextpm, "
     "ips7100, sps30, bme280, bmp280, bmp180, sht3x, htu21d, dht22, ds18b20, scd30, dnms.",
 )
-@click.option("--lat", type=float, default=None)
-@click.option("--lon", type=float, default=None)
-@click.option(
-    "--precision",
-    type=click.IntRange(0, 6),
-    default=3,
-    show_default=True,
-    help="Decimals of the location that are published (3 ≈ 100 m).",
-)
-@click.option("--contact", default="", help="Whom residents ask (default: the network's).")
-@click.option("--legal-basis", default="", help="Legal basis (default: the network's).")
-@click.option("--retention", default="", help="How long its data is kept (default: the network's).")
-@click.option("--licence", default="", help="Licence of its data (default: the network's).")
+@_register_options()
 @ALLOW_UNKNOWN_SENSOR
 @click.option("--json", "as_json", is_flag=True, help="Print the kit's settings as JSON.")
 def devices_add_kit_airrohr(
@@ -337,52 +354,21 @@ def devices_add_kit_airrohr(
     directory: Path | None,
     site: str,
     device_id: str | None,
-    owner: str,
-    purpose: str,
-    sensors: tuple[str, ...],
-    lat: float | None,
-    lon: float | None,
-    precision: int,
-    contact: str,
-    legal_basis: str,
-    retention: str,
-    licence: str,
     allow_unknown_sensor: bool,
     as_json: bool,
+    **register: Any,
 ) -> None:
     """Register a Sensor.Community airrohr kit received by the stack's kit gateway, and print
     what to type into its config page (tab "APIs", "Send data to custom API")."""
-    from sensorpipe.gateway.devices import ProvisioningError
-    from sensorpipe.gateway.mosquitto import PasswordToolError
-
     chip_id = parse_chip_id(chip_id)
-    location = _location(lat, lon)
-    _airrohr_sensors(sensors)
-    notes = _sensor_notes(list(sensors), allow_unknown_sensor)
-    options = _KIT_OPTIONS
+    fields = _register_fields(**register)
+    _airrohr_sensors(register["sensors"])
+    notes = _sensor_notes(list(register["sensors"]), allow_unknown_sensor, kit=True)
     s = local_stack(directory)
-    try:
-        creds = s.add_airrohr_kit(
-            chip_id=chip_id,
-            site=site,
-            device_id=device_id,
-            owner=owner,
-            purpose=purpose,
-            sensors=list(sensors),
-            location=location,
-            location_precision_decimals=precision,
-            contact=contact,
-            legal_basis=legal_basis,
-            retention=retention,
-            licence=licence,
-        )
-    except (ProvisioningError, PasswordToolError, ConfigError) as exc:
-        fail(str(exc))
-    except ValidationError as exc:
-        invalid(exc, options)
-    for note in notes:
-        if "no driver" not in note:  # the kit's firmware reads it, not the edge agent
-            click.echo(f"note: {note}", err=True)
+    creds = _provision(
+        lambda: s.add_airrohr_kit(chip_id=chip_id, site=site, device_id=device_id, **fields)
+    )
+    _echo_notes(notes)
     setup = s.kit_setup()
     out = {
         "device_id": creds.device_id,
@@ -431,32 +417,16 @@ def devices_add_kit_airrohr(
     help="The node's end device id as the TTN console shows it (e.g. eui-70b3d57ed005e1a2).",
 )
 @DIR_OPTION
-@click.option("--site", default="unassigned", show_default=True, help="Site or neighbourhood tag.")
+@SITE_OPTION
 @click.option(
     "--id", "device_id", default=None, help="sensorpipe device id (default: the TTN device id)."
 )
-@click.option("--owner", default="", help="Who hosts the node.")
-@click.option("--purpose", default="", help="Why it measures: shown to residents.")
-@click.option(
-    "--sensor",
-    "sensors",
-    multiple=True,
-    help="Sensor model it has, as the application's [ttn.fields] name it (repeatable; none "
+@_host_options(
+    "node",
+    "Sensor model it has, as the application's [ttn.fields] name it (repeatable; none "
     "given: any model sensorpipe knows).",
 )
-@click.option("--lat", type=float, default=None)
-@click.option("--lon", type=float, default=None)
-@click.option(
-    "--precision",
-    type=click.IntRange(0, 6),
-    default=3,
-    show_default=True,
-    help="Decimals of the location that are published (3 ≈ 100 m).",
-)
-@click.option("--contact", default="", help="Whom residents ask (default: the network's).")
-@click.option("--legal-basis", default="", help="Legal basis (default: the network's).")
-@click.option("--retention", default="", help="How long its data is kept (default: the network's).")
-@click.option("--licence", default="", help="Licence of its data (default: the network's).")
+@_register_options()
 @click.option(
     "--webhook",
     is_flag=True,
@@ -471,19 +441,10 @@ def devices_add_kit_ttn(
     directory: Path | None,
     site: str,
     device_id: str | None,
-    owner: str,
-    purpose: str,
-    sensors: tuple[str, ...],
-    lat: float | None,
-    lon: float | None,
-    precision: int,
-    contact: str,
-    legal_basis: str,
-    retention: str,
-    licence: str,
     webhook: bool,
     allow_unknown_sensor: bool,
     as_json: bool,
+    **register: Any,
 ) -> None:
     """Register a LoRaWAN node of a The Things Stack application (The Things Network or a
     private instance), bridged by the stack's kit gateway, and print what to set up in the
@@ -492,34 +453,17 @@ def devices_add_kit_ttn(
     from sensorpipe.cli.ttn_setup import ttn_setup_lines
     from sensorpipe.gateway.devices import ProvisioningError
     from sensorpipe.gateway.kits.ttn_provision import add_webhook_hash, new_webhook_token
-    from sensorpipe.gateway.mosquitto import PasswordToolError
     from sensorpipe.stack.local import STACK_GATEWAY_ID
 
     application, ttn_device = application.strip(), ttn_device.strip()
-    location = _location(lat, lon)
-    notes = _sensor_notes(list(sensors), allow_unknown_sensor)
-    options = _KIT_OPTIONS
+    fields = _register_fields(**register)
+    notes = _sensor_notes(list(register["sensors"]), allow_unknown_sensor, kit=True)
     s = local_stack(directory)
-    try:
-        registered = s.add_ttn_node(
-            application=application,
-            ttn_device=ttn_device,
-            site=site,
-            device_id=device_id,
-            owner=owner,
-            purpose=purpose,
-            sensors=list(sensors),
-            location=location,
-            location_precision_decimals=precision,
-            contact=contact,
-            legal_basis=legal_basis,
-            retention=retention,
-            licence=licence,
+    registered = _provision(
+        lambda: s.add_ttn_node(
+            application=application, ttn_device=ttn_device, site=site, device_id=device_id, **fields
         )
-    except (ProvisioningError, PasswordToolError, ConfigError) as exc:
-        fail(str(exc))
-    except ValidationError as exc:
-        invalid(exc, options)
+    )
     token = None
     if webhook:
         token, digest = new_webhook_token()
@@ -527,9 +471,7 @@ def devices_add_kit_ttn(
             add_webhook_hash(s.gateway_config_path, application, digest)
         except (ProvisioningError, OSError) as exc:
             fail(f"{registered} is registered, but the webhook token was not saved: {exc}")
-    for note in notes:
-        if "no driver" not in note:  # the node's firmware reads it, not the edge agent
-            click.echo(f"note: {note}", err=True)
+    _echo_notes(notes)
     info = s.info()
     setup = ttn_setup_lines(
         application,
@@ -579,18 +521,13 @@ def devices_add_gateway(
     private key and broker password go into two private files for that machine; the
     registry keeps the public key and the password's hash. The stack's own gateway
     (local-gateway) is registered by `sensorpipe stack up`."""
-    from sensorpipe.gateway.devices import ProvisioningError
-    from sensorpipe.gateway.mosquitto import PasswordToolError
     from sensorpipe.protocol.files import write_private
 
     s = local_stack(directory)
     out_dir = out_dir or s.directory / "gateways"
     if out_dir.exists() and not out_dir.is_dir():
         fail(f"--out {out_dir}: is a file; give a directory")
-    try:
-        creds = s.add_gateway(gateway_id, rotate=rotate)
-    except (ProvisioningError, PasswordToolError, ConfigError) as exc:
-        fail(str(exc))
+    creds = _provision(lambda: s.add_gateway(gateway_id, rotate=rotate))
     key_path = out_dir / f"{gateway_id}.key"
     password_path = out_dir / f"{gateway_id}.password"
     try:
@@ -1147,10 +1084,12 @@ def check_count_classes(option: str, count_classes: tuple[str, ...]) -> None:
             )
 
 
-def _sensor_notes(sensors: list[str], allow_unknown: bool = False) -> list[str]:
-    """What to know about declared sensor models that the edge agent cannot read itself; a
-    model sensorpipe does not know is refused (with the nearest known one) unless
-    `allow_unknown` (--allow-unknown-sensor)."""
+def _sensor_notes(
+    sensors: list[str], allow_unknown: bool = False, *, kit: bool = False
+) -> list[str]:
+    """What to know about declared sensor models that the edge agent cannot read itself (not
+    for a `kit`: its firmware reads them); a model sensorpipe does not know is refused (with
+    the nearest known one) unless `allow_unknown` (--allow-unknown-sensor)."""
     from sensorpipe.edge.drivers.registry import DRIVERS
     from sensorpipe.protocol.registry import KNOWN_SENSORS
 
@@ -1174,7 +1113,7 @@ def _sensor_notes(sensors: list[str], allow_unknown: bool = False) -> list[str]:
             )
         elif model == "camera":
             continue  # read by the counting pipeline (`[counting]` in the edge config)
-        elif model not in DRIVERS:
+        elif model not in DRIVERS and not kit:
             notes.append(
                 f"--sensor {model}: the sensorpipe edge agent has no driver for it (drivers: "
                 f"{', '.join(sorted(DRIVERS))}); its readings can come from another sender "

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.cli.common import DIR_OPTION, fail, local_stack, options
 
 
 class _AirByDefault(click.Group):
@@ -31,6 +31,16 @@ FORMAT_OPTION = click.option(
 )
 
 
+# Which InfluxDB both queries ask (the stack's unless given), and which devices and sites.
+SELECT_OPTIONS = options(
+    DIR_OPTION,
+    click.option("--influx-url", default=None, help="InfluxDB URL (default: the stack's)."),
+    click.option("--database", default="sensorpipe", show_default=True),
+    click.option("--device", "devices_", multiple=True, help="Device id (repeatable)."),
+    click.option("--site", "sites", multiple=True, help="Site (repeatable)."),
+)
+
+
 @click.group(cls=_AirByDefault)
 def query() -> None:
     """Air measurements (`query air`) and counts of passers-by (`query counts`) from InfluxDB.
@@ -41,11 +51,7 @@ def query() -> None:
 
 
 @query.command("air")
-@DIR_OPTION
-@click.option("--influx-url", default=None, help="InfluxDB URL (default: the stack's).")
-@click.option("--database", default="sensorpipe", show_default=True)
-@click.option("--device", "devices_", multiple=True, help="Device id (repeatable).")
-@click.option("--site", "sites", multiple=True, help="Site (repeatable).")
+@SELECT_OPTIONS
 @click.option("--quantity", "quantities", multiple=True, help="e.g. pm2_5 (repeatable).")
 @click.option(
     "--source",
@@ -102,7 +108,6 @@ def query_air(
     from sensorpipe.query.bbox import BBoxError, devices_inside, parse_bbox
     from sensorpipe.query.influxql import GROUP_TAGS, AirQuery, QueryInputError
     from sensorpipe.query.output import drop_empty_columns, render, rows_from_series
-    from sensorpipe.stack.local import StackError
 
     if aggregate is not None and every is None:
         fail(
@@ -133,11 +138,7 @@ def query_air(
     if box is not None:
         # Stationary devices carry no position with their readings: their registered one.
         q.bbox_devices = devices_inside(local_stack(directory).registry(), box)
-    if influx_url is None:
-        try:
-            influx_url = local_stack(directory).require_influx()[0]
-        except StackError as exc:
-            fail(f"{exc} (or pass --influx-url)")
+    influx_url = _influx_url(directory, influx_url)
     try:
         influxql = q.to_influxql()
     except QueryInputError as exc:
@@ -165,11 +166,7 @@ def query_air(
 
 
 @query.command("counts")
-@DIR_OPTION
-@click.option("--influx-url", default=None, help="InfluxDB URL (default: the stack's).")
-@click.option("--database", default="sensorpipe", show_default=True)
-@click.option("--device", "devices_", multiple=True, help="Device id (repeatable).")
-@click.option("--site", "sites", multiple=True, help="Site (repeatable).")
+@SELECT_OPTIONS
 @click.option(
     "--class",
     "classes",
@@ -231,18 +228,13 @@ def query_counts(
     from sensorpipe.query.influxql import QueryInputError
     from sensorpipe.query.output import drop_empty_columns, render
     from sensorpipe.query.series import CountSeriesRequest, as_rows, count_series
-    from sensorpipe.stack.local import StackError
 
     _check_counts_input(classes, directions, start, end, every)
     for source in sources:
         problem = check_source(source)
         if problem:
             fail(f"--source: {problem}")
-    if influx_url is None:
-        try:
-            influx_url = local_stack(directory).require_influx()[0]
-        except StackError as exc:
-            fail(f"{exc} (or pass --influx-url)")
+    influx_url = _influx_url(directory, influx_url)
     request = CountSeriesRequest(
         devices=devices_,
         sites=sites,
@@ -296,6 +288,18 @@ def query_counts(
             "is below 1, fewer passers-by were seen than passed",
             err=True,
         )
+
+
+def _influx_url(directory: Path | None, influx_url: str | None) -> str:
+    """The InfluxDB to ask: --influx-url, else the stack's (an error where none runs)."""
+    from sensorpipe.stack.local import StackError
+
+    if influx_url is not None:
+        return influx_url
+    try:
+        return local_stack(directory).require_influx()[0]
+    except StackError as exc:
+        fail(f"{exc} (or pass --influx-url)")
 
 
 def _running_note(fraction: float | None) -> str | None:

@@ -756,74 +756,53 @@ class LocalStack:
         return _sensor_health(info, self.registry(), running=running)
 
     # --- devices --------------------------------------------------------------------------
-    def add_device(
-        self,
-        device_id: str,
-        *,
-        contact: str = "",
-        legal_basis: str = "",
-        retention: str = "",
-        licence: str = "",
-        count_classes: list[str] | None = None,
-        personal_data: bool | None = None,
-        **fields: Any,
-    ) -> DeviceCredentials:
+    def add_device(self, device_id: str, **fields: Any) -> DeviceCredentials:
         """Register a device (`fields`: site, owner, purpose, sensors, directions, location,
-        location_precision_decimals, as gateway.devices.add_device takes them) and reload a
-        running broker."""
+        ..., as gateway.devices.add_device takes them) and reload a running broker."""
         registry = self.registry()
-        credentials = add_device(
-            registry,
-            device_id,
-            contact=contact,
-            legal_basis=legal_basis,
-            retention=retention,
-            licence=licence,
-            count_classes=count_classes,
-            personal_data=personal_data,
-            **fields,
-        )
+        credentials = add_device(registry, device_id, **fields)
         save_registry(registry, self.registry_path)
         self._reload_broker(registry)
         return credentials
 
     def add_airrohr_kit(self, *, chip_id: str, site: str, **fields: Any) -> KitCredentials:
         """Register an airrohr kit received by the stack's gateway (`fields`: device_id,
-        owner, purpose, sensors, location, ... as provision.add_airrohr_kit takes them):
-        reload a running broker (the gateway may now publish for it), then save the registry,
-        which the gateway re-reads by itself."""
-        registry = self.registry()
-        self._ensure_gateway(registry)
-        credentials = add_airrohr_kit(
-            registry, chip_id=chip_id, gateway=STACK_GATEWAY_ID, site=site, **fields
+        owner, purpose, sensors, location, ... as provision.add_airrohr_kit takes them)."""
+        return self._add_kit(
+            lambda registry: add_airrohr_kit(
+                registry, chip_id=chip_id, gateway=STACK_GATEWAY_ID, site=site, **fields
+            )
         )
-        # The broker first: a gateway that saw the kit in the registry before the broker's ACL
-        # let it publish for the kit would be acknowledged and its messages dropped unsaid.
-        self._reload_broker(registry)
-        save_registry(registry, self.registry_path)
-        return credentials
 
     def add_ttn_node(self, *, application: str, ttn_device: str, site: str, **fields: Any) -> str:
         """Register The Things Stack end device `ttn_device` of `application` (`app@tenant`),
         bridged by the stack's gateway (`fields`: device_id, owner, purpose, sensors,
-        location, ... as ttn_provision.add_ttn_node takes them): reload a running broker
-        (the gateway may now publish for it), then save the registry, which the gateway
-        re-reads by itself. Returns its device id."""
+        location, ... as ttn_provision.add_ttn_node takes them). Returns its device id."""
         from sensorpipe.gateway.kits.ttn_provision import add_ttn_node
 
+        return self._add_kit(
+            lambda registry: add_ttn_node(
+                registry,
+                application=application,
+                ttn_device=ttn_device,
+                gateway=STACK_GATEWAY_ID,
+                site=site,
+                **fields,
+            )
+        )
+
+    def _add_kit(self, add: Callable[[Registry], T]) -> T:
+        """Register a kit with `add`, vouched for by the stack's gateway (given its account
+        first where it has none): reload a running broker (the gateway may now publish for
+        the kit), then save the registry, which the gateway re-reads by itself."""
         registry = self.registry()
         self._ensure_gateway(registry)
-        device_id = add_ttn_node(
-            registry,
-            application=application,
-            ttn_device=ttn_device,
-            gateway=STACK_GATEWAY_ID,
-            site=site,
-            **fields,
-        )
-        self._reload_broker(registry)  # before the gateway sees the node: see add_airrohr_kit
+        registered = add(registry)
+        # The broker first: a gateway that saw the kit in the registry before the broker's ACL
+        # let it publish for the kit would be acknowledged and its messages dropped unsaid.
+        self._reload_broker(registry)
         save_registry(registry, self.registry_path)
-        return device_id
+        return registered
 
     def add_gateway(self, gateway_id: str, *, rotate: bool = False) -> GatewayCredentials:
         """Register a further kit gateway (one that runs elsewhere), then reload the broker."""

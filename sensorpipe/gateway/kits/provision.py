@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sensorpipe.gateway.devices import INGEST_USERNAME, ProvisioningError, check_new_device_id
+from sensorpipe.gateway.devices import (
+    ProvisioningError,
+    check_account_name,
+    check_kit_gateway,
+    check_new_device_id,
+    check_not_reading_account,
+    register,
+)
 from sensorpipe.gateway.kits.auth import hash_kit_password, new_kit_password
 from sensorpipe.gateway.mosquitto import hash_password
-from sensorpipe.protocol.messages import Location
 from sensorpipe.protocol.provenance import AIRROHR
-from sensorpipe.protocol.registry import DeviceEntry, GatewayAccount, Registry
+from sensorpipe.protocol.registry import GatewayAccount, Registry
 from sensorpipe.protocol.signing import generate_keypair
-from sensorpipe.protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from sensorpipe.gateway.devices import RegisterFields
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +50,10 @@ class KitCredentials:
 
 def add_gateway(registry: Registry, gateway_id: str, *, rotate: bool = False) -> GatewayCredentials:
     """Register `gateway_id` (or, with `rotate`, give it a new key and password)."""
-    if not is_valid_device_id(gateway_id):
-        raise ProvisioningError(f"invalid gateway id {gateway_id!r}: expected {DEVICE_ID_PATTERN}")
+    check_account_name(gateway_id, "gateway id")
     if gateway_id in registry.devices:
         raise ProvisioningError(f"{gateway_id!r} is registered as a device; choose another id")
-    if gateway_id == INGEST_USERNAME or gateway_id in registry.reader_names():
-        raise ProvisioningError(
-            f"{gateway_id!r} is the name of a reading account (the ingest's or a reader's); "
-            f"choose another id"
-        )
+    check_not_reading_account(registry, gateway_id, "id")
     if gateway_id in registry.gateways and not rotate:
         raise ProvisioningError(
             f"gateway {gateway_id!r} is already registered (--rotate gives it a new key and "
@@ -72,15 +78,7 @@ def add_airrohr_kit(
     gateway: str,
     site: str,
     device_id: str | None = None,
-    owner: str = "",
-    purpose: str = "",
-    sensors: list[str] | None = None,
-    location: Location | None = None,
-    location_precision_decimals: int = 3,
-    contact: str = "",
-    legal_basis: str = "",
-    retention: str = "",
-    licence: str = "",
+    **fields: Unpack[RegisterFields],
 ) -> KitCredentials:
     """Register the airrohr kit with chip id `chip_id`, received by `gateway`; returns the
     basic-auth user (its device id) and password to type into the kit."""
@@ -89,25 +87,13 @@ def add_airrohr_kit(
     other = registry.kit_by_chip(chip_id)
     if other is not None:
         raise ProvisioningError(f"chip id {chip_id} is already registered as {other!r}")
-    if gateway not in registry.gateways:
-        raise ProvisioningError(
-            f"gateway {gateway!r} is not registered: `sensorpipe devices add-gateway {gateway}`"
-        )
+    check_kit_gateway(registry, gateway)
     password = new_kit_password()
-    registry.devices[device_id] = DeviceEntry(
-        site=site,
-        owner=owner,
-        purpose=purpose,
-        sensors=sensors or [],
-        source=AIRROHR,
-        gateway=gateway,
-        chip_id=chip_id,
-        password_hash=hash_kit_password(password),
-        location=location,
-        location_precision_decimals=location_precision_decimals,
-        contact=contact,
-        legal_basis=legal_basis,
-        retention=retention,
-        licence=licence,
-    )
+    own = {
+        "source": AIRROHR,
+        "gateway": gateway,
+        "chip_id": chip_id,
+        "password_hash": hash_kit_password(password),
+    }
+    register(registry, device_id, site=site, own=own, **fields)
     return KitCredentials(device_id, chip_id, gateway, password)

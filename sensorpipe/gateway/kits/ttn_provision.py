@@ -11,22 +11,27 @@ import re
 import secrets
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tomli_w
 from pydantic import ValidationError
 
-from sensorpipe.gateway.devices import ProvisioningError, check_new_device_id
+from sensorpipe.gateway.devices import (
+    ProvisioningError,
+    check_kit_gateway,
+    check_new_device_id,
+    register,
+)
 from sensorpipe.gateway.kits.ttn_config import TtnApplication
 from sensorpipe.gateway.kits.ttn_webhook import token_hash
 from sensorpipe.protocol.files import write_private
-from sensorpipe.protocol.messages import Location
 from sensorpipe.protocol.provenance import TTN
-from sensorpipe.protocol.registry import (
-    TTN_APPLICATION_PATTERN,
-    TTN_DEVICE_PATTERN,
-    DeviceEntry,
-    Registry,
-)
+from sensorpipe.protocol.registry import TTN_APPLICATION_PATTERN, TTN_DEVICE_PATTERN, Registry
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from sensorpipe.gateway.devices import RegisterFields
 
 
 def add_ttn_node(
@@ -37,15 +42,7 @@ def add_ttn_node(
     gateway: str,
     site: str,
     device_id: str | None = None,
-    owner: str = "",
-    purpose: str = "",
-    sensors: list[str] | None = None,
-    location: Location | None = None,
-    location_precision_decimals: int = 3,
-    contact: str = "",
-    legal_basis: str = "",
-    retention: str = "",
-    licence: str = "",
+    **fields: Unpack[RegisterFields],
 ) -> str:
     """Register the end device `ttn_device` of `application` (`app@tenant`), bridged by
     `gateway`, as `device_id` (default: its TTN device id); returns the device id."""
@@ -66,26 +63,14 @@ def add_ttn_node(
         raise ProvisioningError(
             f"TTN device {ttn_device} of {application} is already registered as {other!r}"
         )
-    if gateway not in registry.gateways:
-        raise ProvisioningError(
-            f"gateway {gateway!r} is not registered: `sensorpipe devices add-gateway {gateway}`"
-        )
-    registry.devices[device_id] = DeviceEntry(
-        site=site,
-        owner=owner,
-        purpose=purpose,
-        sensors=sensors or [],
-        source=TTN,
-        gateway=gateway,
-        ttn_application=application,
-        ttn_device=ttn_device,
-        location=location,
-        location_precision_decimals=location_precision_decimals,
-        contact=contact,
-        legal_basis=legal_basis,
-        retention=retention,
-        licence=licence,
-    )
+    check_kit_gateway(registry, gateway)
+    own = {
+        "source": TTN,
+        "gateway": gateway,
+        "ttn_application": application,
+        "ttn_device": ttn_device,
+    }
+    register(registry, device_id, site=site, own=own, **fields)
     return device_id
 
 
