@@ -220,13 +220,13 @@ def test_a_device_over_its_quota_for_long_enough_is_quarantined(tmp_path: Path) 
         quarantine_path=str(book_path),
         quota={"messages_per_s": 5, "burst_messages": 5, "quarantine_after_s": 3},
     )
-    service._quota._clock = clock
+    service._guard.quota._clock = clock
     mqtt = FakeMqtt()
     for second in range(4):
         for seq in range(50):
             service._on_message(mqtt, None, _msg("bad", second * 100 + seq + 1))
         clock.now += 1.0
-        service._tend_quarantine()
+        service._guard.tend()
     book = QuarantineBook(book_path)
     entry = book.active()["bad"]
     assert entry.reason == OVER_RATE and entry.by.startswith("ingest")
@@ -235,7 +235,7 @@ def test_a_device_over_its_quota_for_long_enough_is_quarantined(tmp_path: Path) 
     queued = len(service._queue)
     shed = service.stats.shed_by_reason["quarantined"]
     assert shed > 0  # the last second's flood came after the quarantine
-    service._book.cache_s = 0  # type: ignore[union-attr]  # no second's wait for each change
+    service._guard.book.cache_s = 0  # type: ignore[union-attr]  # no second's wait for each change
     service._on_message(mqtt, None, _msg("bad", 1000))
     service._on_message(mqtt, None, _msg("good", 1))
     assert len(service._queue) == queued + 1
@@ -243,7 +243,7 @@ def test_a_device_over_its_quota_for_long_enough_is_quarantined(tmp_path: Path) 
     # Lifted (and its quota meter started afresh, as `devices lift` has the ingest do once
     # the quarantine is gone): its messages go on again.
     book.lift("bad", by="operator")
-    service._book._next_read = 0.0  # type: ignore[union-attr]
+    service._guard.book._next_read = 0.0  # type: ignore[union-attr]
     clock.now += 10.0
     service._on_message(mqtt, None, _msg("bad", 1001))
     assert len(service._queue) == queued + 2
@@ -253,7 +253,7 @@ def test_a_device_over_its_quota_for_long_enough_is_quarantined(tmp_path: Path) 
 def test_a_registry_quota_is_read_again_when_the_registry_changes(tmp_path: Path) -> None:
     service = _service(tmp_path, FakeInflux(), quota={"messages_per_s": 1, "burst_messages": 2})
     mqtt = FakeMqtt()
-    assert [service._quota.admit("good", 100) for _ in range(10)].count(None) == 2
+    assert [service._guard.quota.admit("good", 100) for _ in range(10)].count(None) == 2
     registry = load_registry(tmp_path / "registry.toml")
     registry.devices["good"] = registry.devices["good"].model_copy(
         update={"max_messages_per_s": 1000.0}
@@ -263,6 +263,6 @@ def test_a_registry_quota_is_read_again_when_the_registry_changes(tmp_path: Path
 
     os.utime(tmp_path / "registry.toml", (2_000_000_000, 2_000_000_000))
     service._refresh_registry()
-    assert [service._quota.admit("good", 100) for _ in range(10)].count(None) == 10
+    assert [service._guard.quota.admit("good", 100) for _ in range(10)].count(None) == 10
     del mqtt
     service.close()

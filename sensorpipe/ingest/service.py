@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import queue
 import random
 import sqlite3
 import threading
@@ -42,23 +41,22 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sensorpipe.ingest.config import IngestConfig, check_ca_file
+from sensorpipe.ingest.config import ConfigError, IngestConfig, check_ca_file
 from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore, DeadLetterStoreUnavailable
 from sensorpipe.ingest.errors import QueryError, StorageRejected, StorageUnavailable
 from sensorpipe.ingest.fair import FairQueue
+from sensorpipe.ingest.guard import Guard
 from sensorpipe.ingest.influx import InfluxClient
-from sensorpipe.ingest.lineprotocol import FieldValue, LineProtocolError, Point, to_line
-from sensorpipe.ingest.metrics import IngestMetrics
+from sensorpipe.ingest.lineprotocol import LineProtocolError, Point, to_line
 from sensorpipe.ingest.points import Receipt, message_points
-from sensorpipe.ingest.quota import Due, QuotaKeeper
+from sensorpipe.ingest.reporting import Reporting
 from sensorpipe.ingest.stats import IngestStats
 from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
 from sensorpipe.protocol.ack import SetAside, ack_topic, encode_ack, encode_key_reply
@@ -72,11 +70,7 @@ from sensorpipe.protocol.enrollment import KEY_KIND, KeyEnrollment, KeyReply, Ke
 from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
 from sensorpipe.protocol.problems import RepeatedProblem
 from sensorpipe.protocol.provenance import EDGE
-from sensorpipe.protocol.quarantine import LIFT_RETRY_S, QuarantineBook
 from sensorpipe.protocol.topics import TOPIC_PREFIX, parse_topic, subscription
-
-if TYPE_CHECKING:
-    from sensorpipe.gateway.brokeradmin import BrokerAdmin
 
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # unexpected failures of one batch before it is split (or dead-lettered)
@@ -240,34 +234,24 @@ class IngestService:
         self._left_before_outage = 0
         self._released_in_outage = False
         self._note_store_state()
-        self.metrics = IngestMetrics(self.stats)
-        self.metrics_port: int | None = None
-        self._next_status = 0.0
+        self._reporting = Reporting(
+            config, self.stats, self._influx, clock=clock, monotonic=monotonic
+        )
+        self.metrics = self._reporting.metrics
         self._queue: FairQueue[Incoming] = FairQueue()
-        self._quota = QuotaKeeper(config.quota, limits_for=self._device_limits)
         self._registry_generation = self._registry.generation
         # Rejections of recent bad payloads, by digest of topic and payload (REPEATABLE).
         self._known_bad: dict[bytes, Rejection] = {}
-        self._book: QuarantineBook | None = None
-        if config.quarantine_path is not None:
-            try:
-                self._book = QuarantineBook(config.quarantine_path)
-            except (OSError, sqlite3.Error) as exc:
-                self._deadletters.close()
-                self._influx.close()
-                raise config.key_error(
-                    "quarantine_path",
-                    f"cannot open the quarantine book {config.quarantine_path}: {exc}",
-                ) from None
-        # Quarantines to apply at the broker, off the writer thread (BrokerAdmin waits for it).
-        self._to_disable: queue.Queue[str] = queue.Queue()
-        self._admin_thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        try:
+            self._guard = Guard(config, self._registry, self.stats, self._stop, monotonic=monotonic)
+        except ConfigError:
+            self._deadletters.close()
+            self._influx.close()
+            raise
         self._full_reported: dict[str, float] = {}  # device -> when to say it again (monotonic)
-        self._due_devices: set[str] = set()  # reported due for quarantine, until lifted
-        self._next_lift_check = 0.0
         self._generation = 0
         self._last_seq: dict[str, int] = {}
-        self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="ingest-writer", daemon=True)
         self._pool = ThreadPoolExecutor(config.validate_threads, thread_name_prefix="ingest-check")
         b = config.broker
@@ -286,12 +270,6 @@ class IngestService:
         self._connected_since: float | None = None  # monotonic; None while not connected
         self._answered = False  # the broker answered this attempt's CONNECT
         self._short_links = 0  # connections in a row that ended within SHORT_LINK_S
-        self._stats_trouble = RepeatedProblem(
-            log,
-            f"stats file {config.stats_path} not written",
-            level=logging.ERROR,
-            clock=monotonic,
-        )
         self._loop_trouble = RepeatedProblem(
             log, "ingest writer loop error", level=logging.ERROR, clock=monotonic
         )
@@ -413,10 +391,7 @@ class IngestService:
         device = topic_device(topic)
         payload = msg.payload
         qos = msg.qos
-        if self._book is not None and self._book.is_quarantined(device):
-            verdict: str | None = "quarantined"
-        else:
-            verdict = self._quota.admit(device, len(payload))
+        verdict = self._guard.admit(device, len(payload))
         if verdict is not None:
             if qos > 0:
                 client.ack(msg.mid, qos)
@@ -436,26 +411,10 @@ class IngestService:
             ),
         )
 
-    def _device_limits(self, device: str) -> tuple[float | None, int | None]:
-        entry = self._registry.device(device)
-        if entry is None:
-            return None, None
-        return entry.max_messages_per_s, entry.max_bytes_per_s
-
     def start(self) -> None:
         """Connect, subscribe and store until `stop`. A stats file that cannot be written is
         a ConfigError before anything starts (`close` the service then)."""
-        try:
-            self._write_stats()
-        except OSError as exc:
-            path = Path(self.config.stats_path or "")
-            missing = not path.parent.is_dir()
-            raise self.config.key_error(
-                "stats_path",
-                f"the directory {path.parent} does not exist: create it or correct stats_path"
-                if missing
-                else f"{path} cannot be written: {exc.strerror or exc}",
-            ) from None
+        self._reporting.check_stats_file()
         b = self.config.broker
         props = connect_properties(self.config)
         self._client.connect_async(
@@ -463,13 +422,8 @@ class IngestService:
         )
         self._seed_last_seq()
         self._client.loop_start()
-        if self._book is not None and self.config.broker_admin is not None:
-            self._start_admin()  # lifts left pending by an unreachable broker are retried
-        if self.config.metrics_port is not None:
-            self.metrics_port = self.metrics.serve(
-                self.config.metrics_port, self.config.metrics_bind
-            )
-            log.info("metrics on http://%s:%d/metrics", self.config.metrics_bind, self.metrics_port)
+        self._guard.start()
+        self._reporting.serve_metrics()
         self._worker.start()
 
     def stop(self) -> None:
@@ -481,7 +435,7 @@ class IngestService:
         self._pool.shutdown()
         self._deadletters.close()
         self._influx.close()
-        self.metrics.close()
+        self._reporting.close()
 
     # --- writer thread ---------------------------------------------------------------------
     def _work(self) -> None:
@@ -548,7 +502,7 @@ class IngestService:
                         else:
                             self._stop.wait(min(1.0 * failures, 5.0))
                 self._tend_deadletters()
-                self._tend_quarantine()
+                self._guard.tend()
                 self._tend_link()
                 self._tend_stats()
                 self._write_status()
@@ -602,7 +556,7 @@ class IngestService:
         for o in rejected:
             log.info("rejected %s: %s", o.item.topic, o.rejection)
             if o.item.device:
-                self._quota.rejected(o.item.device)
+                self._guard.rejected(o.item.device)
         refused = self._dead_letter(rejected)
         # Counted once the whole batch is kept, so a batch written again after an error is not
         # counted twice. An enrolled key (no message) is not a stored message.
@@ -779,7 +733,7 @@ class IngestService:
         self._pool.shutdown()
         self._deadletters.close()
         self._influx.close()
-        self.metrics.close()
+        self._reporting.close()
 
     def storage_reachable(self) -> bool:
         """Whether InfluxDB answers its ping now."""
@@ -1052,205 +1006,25 @@ class IngestService:
         q = self.config.quota
         return f"{q.deadletters_per_device} letters or {q.deadletter_bytes_per_device} bytes"
 
-    # --- quotas and quarantine ---------------------------------------------------------------
+    # --- the registry ------------------------------------------------------------------------
     def _refresh_registry(self) -> None:
         """Re-read a changed registry; what depended on the old one is forgotten."""
         self._registry.refresh()
         if self._registry.generation != self._registry_generation:
             self._registry_generation = self._registry.generation
             self._known_bad.clear()
-            self._quota.refresh_limits()
+            self._guard.refresh_limits()
 
-    def _tend_quarantine(self) -> None:
-        for due in self._quota.due():
-            self._quarantine(due)
-            self._due_devices.add(due.device)
-        # A quarantine lifted (or never made): the device's meter starts afresh, so that it
-        # is quarantined again if it goes on.
-        if self._due_devices and self._monotonic() >= self._next_lift_check:
-            self._next_lift_check = self._monotonic() + 1.0
-            for device in list(self._due_devices):
-                if self._book is None or not self._book.is_quarantined(device):
-                    self._quota.forget(device)
-                    self._due_devices.discard(device)
-
-    def _quarantine(self, due: Due) -> None:
-        device, reason, detail = due.device, due.reason, due.detail
-        entry = self._registry.device(device)
-        if entry is None:
-            return  # not a device: its messages are rejected anyway
-        if self._book is None:
-            self.stats.over_quota_reported += 1
-            log.error(
-                "device %s is over its quota (%s: %s); no quarantine_path is configured, so it "
-                "is not quarantined",
-                device,
-                reason,
-                detail,
-            )
-            return
-        by = f"ingest {self.config.broker.username}"
-        if not self._book.quarantine(device, reason=reason, detail=detail, by=by):
-            return  # quarantined already (by another worker, the gateway, an operator)
-        self.stats.quarantines += 1
-        self.stats.quarantines_by_reason[reason] += 1
-        where = "its messages are refused here"
-        if entry.source == EDGE and self.config.broker_admin is not None:
-            where = "its broker account is being disabled"
-            self._start_admin()
-            self._to_disable.put(device)
-        elif entry.gateway is not None:
-            where = f"its gateway {entry.gateway} refuses it"
-        log.warning(
-            "quarantined %s (%s): %s; %s. `sensorpipe devices lift %s` lets it back",
-            device,
-            reason,
-            detail,
-            where,
-            device,
-        )
-
-    def _start_admin(self) -> None:
-        if self._admin_thread is None:
-            self._admin_thread = threading.Thread(
-                target=self._disable_accounts, name="ingest-quarantine", daemon=True
-            )
-            self._admin_thread.start()
-
-    def _disable_accounts(self) -> None:
-        """Disable quarantined devices' broker accounts, one at a time, retrying while the
-        broker cannot be reached; and every LIFT_RETRY_S enable the accounts of lifts the
-        quarantine book holds as pending (an operator's lift whose broker could not be
-        reached), until the broker confirms each."""
-        from sensorpipe.gateway.brokeradmin import AdminCredentials, BrokerAdmin, BrokerAdminError
-
-        a = self.config.broker_admin
-        assert a is not None
-        b = self.config.broker
-        admin: BrokerAdmin | None = None
-        next_lifts = 0.0
-
-        def connected() -> BrokerAdmin:
-            nonlocal admin
-            if admin is None:
-                admin = BrokerAdmin(
-                    b.host,
-                    b.port,
-                    AdminCredentials(a.username, a.password),
-                    tls=b.tls,
-                    ca_file=b.ca_file,
-                )
-            return admin
-
-        def drop() -> None:
-            nonlocal admin
-            if admin is not None:
-                admin.close()
-                admin = None
-
-        while not self._stop.is_set():
-            if self._monotonic() >= next_lifts:
-                next_lifts = self._monotonic() + LIFT_RETRY_S
-                try:
-                    self._enable_pending_lifts(connected)
-                except BrokerAdminError:
-                    drop()
-                except sqlite3.Error as exc:
-                    log.error("cannot update the quarantine book's pending lifts: %s", exc)
-            try:
-                device = self._to_disable.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            while not self._stop.is_set():
-                try:
-                    if connected().disable(device):
-                        self.stats.broker_disabled += 1
-                        log.info("broker account of %s disabled", device)
-                    else:
-                        log.warning("the broker has no account %s to disable", device)
-                    break
-                except BrokerAdminError as exc:
-                    log.error("could not disable the broker account of %s: %s", device, exc)
-                    drop()
-                    self._stop.wait(5.0)
-        drop()
-
-    def _enable_pending_lifts(self, admin: Callable[[], BrokerAdmin]) -> None:
-        """Enable the broker account of each lift pending in the book; a lift ends in the book
-        only once the broker confirmed it. BrokerAdminError when the broker cannot be reached
-        (each failure is also noted in the book, where `stack status` shows it)."""
-        from sensorpipe.gateway.brokeradmin import BrokerAdminError
-
-        if self._book is None:
-            return
-        try:
-            pending = self._book.pending_lifts()
-        except sqlite3.Error as exc:
-            log.error("cannot read the pending lifts of the quarantine book: %s", exc)
-            return
-        by = f"ingest {self.config.broker.username}"
-        for device in pending:
-            if self._book.is_quarantined(device):
-                continue  # quarantined again meanwhile: the book dropped the lift
-            try:
-                enabled = admin().enable(device)
-            except BrokerAdminError as exc:
-                log.error("could not enable the broker account of %s (lifted): %s", device, exc)
-                self._book.lift_failed(device, str(exc))
-                raise
-            self._book.lift_done(device, by=by, enabled=enabled)
-            log.info("broker account of %s enabled (its pending lift is done)", device)
+    @property
+    def metrics_port(self) -> int | None:
+        """The port /metrics is served on, once started (None without a metrics_port)."""
+        return self._reporting.metrics_port
 
     def _write_status(self) -> None:
-        """Every status_interval_s, the counters as one `ingest_status` point in InfluxDB.
-
-        Best effort: while InfluxDB is away the status is skipped, never retried or queued."""
-        now = self._clock()
-        if now < self._next_status:
-            return
-        self._next_status = now + self.config.status_interval_s
-        s = self.stats
-        fields: dict[str, FieldValue] = {
-            "received": s.received,
-            "stored_messages": s.stored_messages,
-            "stored_points": s.stored_points,
-            "rejected": s.rejected,
-            "write_retries": s.write_retries,
-            "internal_errors": s.internal_errors,
-            "batches": s.batches,
-            "connected": s.connected,
-            "connect_failures": s.connect_failures,
-            "deadletter_available": s.deadletter_available,
-            "held_back": s.held_back,
-            "held_back_waiting": s.held_back_waiting,
-            "left_to_sender": s.left_to_sender,
-        }
-        for reason, n in s.rejected_by_code.items():
-            fields[f"rejected_{reason}"] = n
-        tags = {"gateway": self.config.gateway_id, "worker": self.config.broker.username}
-        point = Point("ingest_status", tags, fields, round(now * 1000))
-        try:
-            self._influx.write([to_line(point)])
-        except (StorageUnavailable, StorageRejected) as exc:
-            log.warning("ingest status not written: %s", exc)
+        self._reporting.write_status()
 
     def _tend_stats(self) -> None:
-        """Write the stats file; one that cannot be written (its directory gone, a full disk)
-        is said now and then, and the ingest goes on without it."""
-        try:
-            self._write_stats()
-        except OSError as exc:
-            self._stats_trouble.report(exc.strerror or str(exc))
-        else:
-            self._stats_trouble.resolved(f"stats file {self.config.stats_path} written again")
-
-    def _write_stats(self) -> None:
-        if self.config.stats_path is None:
-            return
-        path = Path(self.config.stats_path)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.stats.as_dict()))
-        tmp.replace(path)
+        self._reporting.tend_stats()
 
 
 def _sender_and_seq(outcome: _Outcome) -> tuple[str, int] | None:
