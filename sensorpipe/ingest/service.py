@@ -1,5 +1,11 @@
 """The ingest service: MQTT in, InfluxDB out, dead letters aside.
 
+This module is the batch path (check -> store -> dead-letter -> confirm -> acknowledge) and the
+writer thread that runs it; `IngestService` puts the ingest's rooms together: the link to the
+broker (`ingest.link`: connect, subscribe, acknowledge), the guard (`ingest.guard`: quotas,
+quarantine, the broker's admin account) and the reporting (`ingest.reporting`: status, stats,
+metrics). Each of them opens with what it guarantees; the batch path guarantees this:
+
 Delivery guarantee: at least once, end to end. The subscription is QoS 1 on a persistent
 session with manual acknowledgement; a message is acknowledged only after the InfluxDB write
 that contains it returned success (or, when rejected, after its dead letter was committed).
@@ -20,11 +26,6 @@ again; beyond that it acknowledges them to the broker without confirmation, so t
 fill the broker's in-flight window and stop everyone: a device that waits for confirmations
 sends them again (see `_hold_back`). The store is tried again every few seconds, never per
 message.
-
-A broker it cannot reach, or that refuses it, is said at once with the reason (WARNING), then
-only after growing pauses while paho keeps trying (protocol.problems), and reaching it again
-is said too. So is a connection the broker keeps dropping right after it stood: what the
-broker does when another client connects with the same user name (its client id).
 """
 
 from __future__ import annotations
@@ -41,72 +42,30 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from sensorpipe.ingest.config import ConfigError, IngestConfig, check_ca_file
+from sensorpipe.ingest.config import ConfigError, IngestConfig
 from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore, DeadLetterStoreUnavailable
 from sensorpipe.ingest.errors import QueryError, StorageRejected, StorageUnavailable
 from sensorpipe.ingest.fair import FairQueue
 from sensorpipe.ingest.guard import Guard
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import LineProtocolError, Point, to_line
+from sensorpipe.ingest.link import BrokerLink, Incoming
 from sensorpipe.ingest.points import Receipt, message_points
 from sensorpipe.ingest.reporting import Reporting
 from sensorpipe.ingest.stats import IngestStats
 from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
 from sensorpipe.protocol.ack import SetAside, ack_topic, encode_ack, encode_key_reply
-from sensorpipe.protocol.brokerlink import (
-    Client,
-    connect_failure,
-    describe_closed_unanswered,
-    describe_refusal,
-)
 from sensorpipe.protocol.enrollment import KEY_KIND, KeyEnrollment, KeyReply, KeyStore, fingerprint
 from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
 from sensorpipe.protocol.problems import RepeatedProblem
 from sensorpipe.protocol.provenance import EDGE
-from sensorpipe.protocol.topics import TOPIC_PREFIX, parse_topic, subscription
+from sensorpipe.protocol.topics import parse_topic
 
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # unexpected failures of one batch before it is split (or dead-lettered)
 RETRY_CAP_S = 10.0  # longest backoff between write attempts while InfluxDB is away
 OUTAGE_REPORT_S = 60.0  # while the dead-letter store is unavailable: a summary line this often
-# A connection that ends within this long after it stood, this many times in a row, is taken
-# from the ingest: by another client with the same user name, which the broker uses as
-# client id (each new connection ends the one before).
-SHORT_LINK_S = 10.0
-SHORT_LINKS_TAKEN_OVER = 3
-
-
-def connect_properties(config: IngestConfig) -> Properties:
-    """MQTT 5 CONNECT: a persistent session, and at most two batches in flight.
-
-    Receive Maximum caps the QoS 1 messages the broker sends before the ingest acknowledges
-    any; the ingest acknowledges only after storing, so while InfluxDB is slow or down it holds
-    at most two batches in memory and the broker keeps the rest (backpressure). Two, not one:
-    the next batch arrives while the writer checks and stores the one in hand; with room for
-    one batch only, receiving and writing would take turns."""
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = config.broker.session_expiry_s
-    props.ReceiveMaximum = min(2 * config.batch_max, 65535)
-    return props
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    generation: int  # which MQTT connection delivered it; acks go only to that connection
-    mid: int
-    topic: str
-    payload: bytes
-    dup: bool
-    received_at: float
-    qos: int = 1
-    device: str = ""  # the device its topic names ("" if none): whose quota and lane
 
 
 # Rejections that depend on nothing but the bytes and the registry: the same payload on the same
@@ -126,18 +85,7 @@ REPEATABLE = frozenset(
     }
 )
 REJECTION_CACHE = 4096  # payloads remembered
-_TOPIC_HEAD = TOPIC_PREFIX + "/"
 _KEY_TOPIC_TAIL = "/" + KEY_KIND
-
-
-def topic_device(topic: str) -> str:
-    """The device a message topic names, cheaply ("" if it names none); the broker lets only
-    that device publish there."""
-    if not topic.startswith(_TOPIC_HEAD):
-        return ""
-    rest = topic[len(_TOPIC_HEAD) :]
-    cut = rest.find("/")
-    return rest[:cut] if cut > 0 else ""
 
 
 @dataclass
@@ -250,178 +198,28 @@ class IngestService:
             self._influx.close()
             raise
         self._full_reported: dict[str, float] = {}  # device -> when to say it again (monotonic)
-        self._generation = 0
         self._last_seq: dict[str, int] = {}
         self._worker = threading.Thread(target=self._work, name="ingest-writer", daemon=True)
         self._pool = ThreadPoolExecutor(config.validate_threads, thread_name_prefix="ingest-check")
-        b = config.broker
-        where = f"{b.host}:{b.port}"
-        self._unreachable = RepeatedProblem(
-            log, f"cannot connect to the broker at {where}", clock=monotonic
-        )
-        self._lost_link = RepeatedProblem(
-            log, f"disconnected from the broker at {where}", clock=monotonic
-        )
-        self._taken_over = RepeatedProblem(
-            log,
-            f"the broker at {where} keeps ending the ingest's connection right after it is made",
-            clock=monotonic,
-        )
-        self._connected_since: float | None = None  # monotonic; None while not connected
-        self._answered = False  # the broker answered this attempt's CONNECT
-        self._short_links = 0  # connections in a row that ended within SHORT_LINK_S
         self._loop_trouble = RepeatedProblem(
             log, "ingest writer loop error", level=logging.ERROR, clock=monotonic
         )
-        self._client = self._make_client()
-
-    # --- MQTT side -------------------------------------------------------------------------
-    def _make_client(self) -> mqtt.Client:
-        b = self.config.broker
-        client = Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=b.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        client.username_pw_set(b.username, b.password)
-        if b.tls:
-            check_ca_file(self.config)  # checked at load too; this config may come from code
-            client.tls_set(ca_certs=b.ca_file)
-        client.connect_timeout = b.connect_timeout_s  # TCP connection and TLS handshake
-        # Within the keepalive: paho would otherwise close the silent connection first, unsaid.
-        client.connack_timeout_s = min(b.connect_timeout_s, float(b.keepalive_s))
-        client.reconnect_delay_set(min_delay=1, max_delay=15)
-        client.on_pre_connect = self._on_pre_connect
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
-
-    # paho's callbacks run in its network thread, one at a time.
-    def _on_pre_connect(self, client: Any, userdata: Any) -> None:
-        self._answered = False
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        self._answered = True
-        if reason.is_failure:
-            self.stats.connect_failures += 1
-            self._unreachable.report(describe_refusal(reason, "[broker]"), "; still trying")
-            return
-        self._generation += 1
-        self._connected_since = self._monotonic()
-        self.stats.connected = True
-        b = self.config.broker
-        self._unreachable.resolved(f"connected to the broker at {b.host}:{b.port}")
-        # After connections that did not last, this one is said once it lasts (`_tend_link`):
-        # not a line at every reconnect while another client keeps taking the connection.
-        lasting = self._short_links == 0
-        if lasting:
-            self._lost_link.resolved("connected to the broker again", level=logging.INFO)
-        topic = subscription(b.shared_group)
-        client.subscribe(topic, qos=1)
-        log.log(
-            logging.INFO if lasting else logging.DEBUG,
-            "connected to the broker at %s:%d, subscribed to %s (session present: %s)",
-            b.host,
-            b.port,
-            topic,
-            flags.session_present,
-        )
-
-    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        self.stats.connect_failures += 1
-        b = self.config.broker
-        reason = connect_failure(
-            client,
-            host=b.host,
-            port=b.port,
-            tls=b.tls,
-            connect_timeout_s=b.connect_timeout_s,
-            section="[broker]",
-        )
-        self._unreachable.report(reason, "; still trying")
-
-    def _on_disconnect(
-        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        self.stats.connected = False
-        since, self._connected_since = self._connected_since, None
-        if self._stop.is_set():
-            return
-        if since is None:
-            if not self._answered:  # closed before the broker answered CONNECT
-                self.stats.connect_failures += 1
-                b = self.config.broker
-                self._unreachable.report(
-                    describe_closed_unanswered(port=b.port, tls=b.tls, section="[broker]"),
-                    "; still trying",
-                )
-            return
-        if self._monotonic() - since >= SHORT_LINK_S:
-            self._short_links = 0
-            self._lost_link.report(str(reason), "; reconnecting")
-            return
-        self._short_links += 1
-        if self._short_links < SHORT_LINKS_TAKEN_OVER:
-            self._lost_link.report(str(reason), "; reconnecting")
-            return
-        b = self.config.broker
-        self._taken_over.report(
-            f"{SHORT_LINKS_TAKEN_OVER} times or more in a row, each within {SHORT_LINK_S:g} s. "
-            f"Probably another client is connected with the user name {b.username!r}: the "
-            f"broker uses the user name as client id, so each connection ends the other's. "
-            f"Give every ingest worker an account of its own"
-        )
-
-    def _tend_link(self) -> None:
-        """Once a connection has lasted, say that the trouble with it is over."""
-        since = self._connected_since
-        if since is not None and self._monotonic() - since >= SHORT_LINK_S:
-            self._taken_over.resolved("the connection to the broker lasts again")
-            self._lost_link.resolved("connected to the broker again", level=logging.INFO)
-
-    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        """Before anything else, the sender's quota (`ingest.quota`): a message over it, or
-        from a quarantined device, is acknowledged to the broker at once and goes no further:
-        not stored, not dead-lettered, not confirmed, so a sender that waits for confirmations
-        (the edge agent) sends it again later. The rest wait in the device's lane."""
-        topic = msg.topic
-        device = topic_device(topic)
-        payload = msg.payload
-        qos = msg.qos
-        verdict = self._guard.admit(device, len(payload))
-        if verdict is not None:
-            if qos > 0:
-                client.ack(msg.mid, qos)
-            self.stats.note_shed(device, verdict, len(payload))
-            return
-        self._queue.put(
-            device,
-            Incoming(
-                self._generation,
-                msg.mid,
-                topic,
-                bytes(payload),
-                bool(msg.dup),
-                self._clock(),
-                qos,
-                device,
-            ),
+        self._link = BrokerLink(
+            config,
+            self.stats,
+            self._stop,
+            admit=self._guard.admit,
+            lanes=self._queue,
+            clock=clock,
+            monotonic=monotonic,
         )
 
     def start(self) -> None:
         """Connect, subscribe and store until `stop`. A stats file that cannot be written is
         a ConfigError before anything starts (`close` the service then)."""
         self._reporting.check_stats_file()
-        b = self.config.broker
-        props = connect_properties(self.config)
-        self._client.connect_async(
-            b.host, b.port, b.keepalive_s, clean_start=False, properties=props
-        )
         self._seed_last_seq()
-        self._client.loop_start()
+        self._link.start()
         self._guard.start()
         self._reporting.serve_metrics()
         self._worker.start()
@@ -430,8 +228,7 @@ class IngestService:
         """Finish the batch in hand, then disconnect. Unacknowledged messages stay queued."""
         self._stop.set()
         self._worker.join(timeout=30)
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._link.stop()
         self._pool.shutdown()
         self._deadletters.close()
         self._influx.close()
@@ -503,7 +300,7 @@ class IngestService:
                             self._stop.wait(min(1.0 * failures, 5.0))
                 self._tend_deadletters()
                 self._guard.tend()
-                self._tend_link()
+                self._link.tend()
                 self._tend_stats()
                 self._write_status()
                 self._loop_trouble.resolved("ingest writer loop runs again")
@@ -527,11 +324,11 @@ class IngestService:
             log.exception("could not dead-letter %s either; holding it back", item.topic)
             refused = None
         if refused is None:  # not kept, so not confirmed
-            self._ack(self._hold_back([outcome]))
+            self._link.ack(self._hold_back([outcome]))
             return
         if not refused:
             self._confirm([outcome])  # first, as in `process`
-        self._ack([item])
+        self._link.ack([item])
 
     def _collect(self, *, wait: bool = True) -> list[Incoming]:
         """Up to `batch_max` messages, one per device in turn (`ingest.fair`): waiting for the
@@ -573,22 +370,14 @@ class IngestService:
             # device that waits for confirmations still has them.
             not_kept = {id(o.item) for o in refused}
             self._confirm([o for o in outcomes if id(o.item) not in not_kept])
-            self._ack(batch)  # in arrival order, as MQTT asks of acknowledgements
+            self._link.ack(batch)  # in arrival order, as MQTT asks of acknowledgements
         else:  # the dead-letter store cannot write: the rejected ones are held back
             self._confirm(stored)
             released = self._hold_back(rejected)
             held = {id(o.item) for o in rejected}
-            self._ack([item for item in batch if id(item) not in held] + released)
+            self._link.ack([item for item in batch if id(item) not in held] + released)
         self.metrics.batch_latency.observe(max(0.0, self._clock() - batch[0].received_at))
         return True
-
-    def _ack(self, items: list[Incoming]) -> None:
-        """Acknowledge to the broker; only on the connection that delivered (after a reconnect
-        the broker sends the unacknowledged ones again)."""
-        for item in items:
-            # A QoS 0 message has no acknowledgement (and no message id to give one for).
-            if item.generation == self._generation and item.qos > 0:
-                self._client.ack(item.mid, item.qos)
 
     def _hold_back(self, rejected: list[_Outcome]) -> list[Incoming]:
         """Rejected messages that the dead-letter store could not keep; none is confirmed.
@@ -631,7 +420,7 @@ class IngestService:
             return
         # Held on a connection that is gone: the broker delivers them again on this one.
         for held in (self._held_named, self._held_unnamed):
-            held[:] = [o for o in held if o.item.generation == self._generation]
+            held[:] = [o for o in held if o.item.generation == self._link.generation]
         self.stats.held_back_waiting = len(self._held_named) + len(self._held_unnamed)
         available = self._deadletters.probe()
         self._note_store_state()
@@ -662,7 +451,7 @@ class IngestService:
         self.stats.held_back_waiting = 0
         not_kept = {id(o.item) for o in refused}
         self._confirm([o for o in held if id(o.item) not in not_kept])
-        self._ack([o.item for o in held])
+        self._link.ack([o.item for o in held])
         log.warning("%d held-back messages dead-lettered, confirmed and acknowledged", len(held))
 
     def _note_store_state(self) -> None:
@@ -709,7 +498,7 @@ class IngestService:
                     )
         for device, seqs in kept.items():
             payload = encode_ack(seqs, aside.get(device, ()))
-            self._client.publish(ack_topic(device), payload, qos=1)
+            self._link.publish(ack_topic(device), payload)
             self.stats.confirmations += 1
 
     def _seed_last_seq(self) -> None:
@@ -889,7 +678,7 @@ class IngestService:
         except (ValueError, AttributeError, RecursionError):
             return
         if parsed is not None:
-            self._client.publish(ack_topic(parsed[0]), encode_key_reply(reply), qos=1)
+            self._link.publish(ack_topic(parsed[0]), encode_key_reply(reply))
 
     def _store_part(self, part: list[_Outcome]) -> bool:
         """Write these messages; when InfluxDB refuses (4xx: bad line, type conflict), split in
