@@ -174,13 +174,13 @@ def test_a_repeated_bad_payload_is_verified_once(tmp_path: Path, monkeypatch: An
     influx = FakeInflux()
     service = _service(tmp_path, influx)
     verified: list[int] = []
-    real = service._validator.check
+    real = service._checker.validator.check
 
     def counting(topic: str, payload: bytes) -> Any:
         verified.append(1)
         return real(topic, payload)
 
-    monkeypatch.setattr(service._validator, "check", counting)
+    monkeypatch.setattr(service._checker.validator, "check", counting)
     forged = _msg("good", 1, sign=False)  # signed with another key
     items = [
         Incoming(0, i + 1, forged.topic, forged.payload, False, 0.0, 1, "good") for i in range(50)

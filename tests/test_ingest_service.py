@@ -359,7 +359,7 @@ def test_checking_in_several_threads_keeps_each_verdict_with_its_message(
     verdicts = {}
     for threads in (1, 3):
         service = _service(tmp_path / str(threads), FakeInflux(), validate_threads=threads)
-        outcomes = service._evaluate_all(items)
+        outcomes = service._checker.evaluate_all(items)
         verdicts[threads] = [
             (o.item.mid, o.rejection.code if o.rejection else o.message and o.message.seq)
             for o in outcomes
@@ -386,7 +386,7 @@ def test_the_next_batch_is_checked_while_one_is_written(
 
     influx = FakeInflux(write)
     service = _service(tmp_path, influx, batch_max=2, batch_wait_ms=0, validate_threads=2)
-    original = service._check
+    original = service._checker.check
 
     def check(item: Incoming) -> Any:
         result = original(item)
@@ -395,7 +395,7 @@ def test_the_next_batch_is_checked_while_one_is_written(
             next_checked.set()
         return result
 
-    monkeypatch.setattr(service, "_check", check)
+    monkeypatch.setattr(service._checker, "check", check)
     mqtt = service._link.client
     _run(service, [_item("good", s) for s in range(1, 7)], lambda: len(mqtt.acked) == 6)  # type: ignore[attr-defined]
     assert overlapped == [True]

@@ -30,7 +30,6 @@ message.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -39,27 +38,25 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
+from sensorpipe.ingest.checks import Checked, Checker, Checks, Outcome
 from sensorpipe.ingest.config import ConfigError, IngestConfig
 from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore, DeadLetterStoreUnavailable
 from sensorpipe.ingest.errors import QueryError, StorageRejected, StorageUnavailable
 from sensorpipe.ingest.fair import FairQueue
 from sensorpipe.ingest.guard import Guard
 from sensorpipe.ingest.influx import InfluxClient
-from sensorpipe.ingest.lineprotocol import LineProtocolError, Point, to_line
+from sensorpipe.ingest.lineprotocol import Point
 from sensorpipe.ingest.link import BrokerLink, Incoming
-from sensorpipe.ingest.points import Receipt, message_points
 from sensorpipe.ingest.reporting import Reporting
 from sensorpipe.ingest.stats import IngestStats
-from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
-from sensorpipe.protocol.ack import SetAside, ack_topic, encode_ack, encode_key_reply
-from sensorpipe.protocol.enrollment import KEY_KIND, KeyEnrollment, KeyReply, KeyStore, fingerprint
-from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
+from sensorpipe.ingest.validate import RegistryView, Rejection
+from sensorpipe.protocol.ack import SetAside, ack_topic, encode_ack
+from sensorpipe.protocol.enrollment import KeyStore
+from sensorpipe.protocol.messages import INT64_MAX
 from sensorpipe.protocol.problems import RepeatedProblem
-from sensorpipe.protocol.provenance import EDGE
 from sensorpipe.protocol.topics import parse_topic
 
 log = logging.getLogger(__name__)
@@ -68,58 +65,10 @@ RETRY_CAP_S = 10.0  # longest backoff between write attempts while InfluxDB is a
 OUTAGE_REPORT_S = 60.0  # while the dead-letter store is unavailable: a summary line this often
 
 
-# Rejections that depend on nothing but the bytes and the registry: the same payload on the same
-# topic gets the same one again, from a cache, without parsing or verifying it again.
-REPEATABLE = frozenset(
-    {
-        "bad_topic",
-        "too_large",
-        "bad_json",
-        "malformed_json",
-        "device_mismatch",
-        "kind_mismatch",
-        "unknown_device",
-        "unsigned",
-        "bad_signature",
-        "wrong_signer",
-    }
-)
-REJECTION_CACHE = 4096  # payloads remembered
-_KEY_TOPIC_TAIL = "/" + KEY_KIND
-
-
 @dataclass
 class ReplayResult:
     stored: int = 0
     still_rejected: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass
-class _Outcome:
-    item: Incoming
-    message: AnyMessage | None = None
-    points: list[Point] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-    rejection: Rejection | None = None
-
-
-Checked = AnyMessage | KeyEnrollment | Rejection  # what checking one message gives
-
-
-@dataclass
-class _Checks:
-    """The checks of one batch: done already, or under way in the pool as interleaved shares."""
-
-    batch: list[Incoming]
-    shares: list[Future[list[Checked]]]
-    done: list[Checked] | None
-
-    def results(self) -> list[Checked]:
-        if self.done is None:
-            parts = [share.result() for share in self.shares]
-            n = len(parts)
-            self.done = [parts[i % n][i // n] for i in range(len(self.batch))]
-        return self.done
 
 
 class IngestService:
@@ -139,12 +88,6 @@ class IngestService:
         self._monotonic = monotonic
         self._keys = KeyStore(config.keys_path)
         self._registry = RegistryView(config.registry_path, self._keys)
-        self._validator = Validator(
-            self._registry,
-            clock=clock,
-            max_future_s=config.max_future_s,
-            max_backlog_s=config.max_backlog_s,
-        )
         self._influx = influx or InfluxClient(
             config.influx.url,
             config.influx.database,
@@ -172,8 +115,8 @@ class IngestService:
             ) from None
         # Rejected messages the store could not keep, held unacknowledged (`_hold_back`): those
         # whose device a confirmation would name, and those too broken to name one.
-        self._held_named: list[_Outcome] = []
-        self._held_unnamed: list[_Outcome] = []
+        self._held_named: list[Outcome] = []
+        self._held_unnamed: list[Outcome] = []
         # A quarter of the broker's in-flight window (Receive Maximum): the rest stays for
         # the batch being written and the next one.
         self.hold_max = max(1, config.batch_max // 2)
@@ -187,9 +130,6 @@ class IngestService:
         )
         self.metrics = self._reporting.metrics
         self._queue: FairQueue[Incoming] = FairQueue()
-        self._registry_generation = self._registry.generation
-        # Rejections of recent bad payloads, by digest of topic and payload (REPEATABLE).
-        self._known_bad: dict[bytes, Rejection] = {}
         self._stop = threading.Event()
         try:
             self._guard = Guard(config, self._registry, self.stats, self._stop, monotonic=monotonic)
@@ -198,9 +138,7 @@ class IngestService:
             self._influx.close()
             raise
         self._full_reported: dict[str, float] = {}  # device -> when to say it again (monotonic)
-        self._last_seq: dict[str, int] = {}
         self._worker = threading.Thread(target=self._work, name="ingest-writer", daemon=True)
-        self._pool = ThreadPoolExecutor(config.validate_threads, thread_name_prefix="ingest-check")
         self._loop_trouble = RepeatedProblem(
             log, "ingest writer loop error", level=logging.ERROR, clock=monotonic
         )
@@ -213,12 +151,15 @@ class IngestService:
             clock=clock,
             monotonic=monotonic,
         )
+        self._checker = Checker(
+            config, self._registry, self._keys, publish=self._link.publish, clock=clock
+        )
 
     def start(self) -> None:
         """Connect, subscribe and store until `stop`. A stats file that cannot be written is
         a ConfigError before anything starts (`close` the service then)."""
         self._reporting.check_stats_file()
-        self._seed_last_seq()
+        self._checker.seed_last_seq(self._influx)
         self._link.start()
         self._guard.start()
         self._reporting.serve_metrics()
@@ -229,7 +170,7 @@ class IngestService:
         self._stop.set()
         self._worker.join(timeout=30)
         self._link.stop()
-        self._pool.shutdown()
+        self._checker.close()
         self._deadletters.close()
         self._influx.close()
         self._reporting.close()
@@ -244,7 +185,7 @@ class IngestService:
         With `validate_threads` above 1, the next batch (what has already arrived) is checked
         in the pool while one is stored, so signature checks overlap the InfluxDB write."""
         pending: list[list[Incoming]] = []
-        ahead: _Checks | None = None  # checks under way for a batch further down `pending`
+        ahead: Checks | None = None  # checks under way for a batch further down `pending`
         failures = 0
         while not self._stop.is_set():
             try:
@@ -270,13 +211,13 @@ class IngestService:
                     ):
                         if checked is None:  # head first: the refresh below must not overlap
                             self._refresh_registry()
-                            checked = self._start_checks(head).results()
+                            checked = self._checker.start(head).results()
                         following = self._collect(wait=False)
                         if following:
                             self.stats.received += len(following)
                             pending.append(following)
                             self._refresh_registry()
-                            ahead = self._start_checks(following)
+                            ahead = self._checker.start(following)
                     try:
                         self.process(head, checked)
                         pending.pop(0)
@@ -313,11 +254,11 @@ class IngestService:
 
     def _give_up(self, item: Incoming, exc: Exception) -> None:
         """Dead-letter a message that failed BATCH_ATTEMPTS times on its own, then ack it."""
-        outcome = _Outcome(
+        outcome = Outcome(
             item, rejection=Rejection("internal_error", f"could not be processed: {exc!r}"[:500])
         )
         log.info("rejected %s: %s", item.topic, outcome.rejection)
-        refused: list[_Outcome] | None
+        refused: list[Outcome] | None
         try:
             refused = self._dead_letter([outcome])
         except Exception:
@@ -342,10 +283,10 @@ class IngestService:
 
     def process(self, batch: list[Incoming], checked: list[Checked] | None = None) -> bool:
         """Validate, store, dead-letter and acknowledge one batch. False if stopped midway.
-        `checked`: the batch's check results when they were made ahead (`_start_checks`)."""
+        `checked`: the batch's check results when they were made ahead (`Checker.start`)."""
         if checked is None:
             self._refresh_registry()
-        outcomes = self._evaluate_all(batch, checked)
+        outcomes = self._checker.evaluate_all(batch, checked)
         accepted = [o for o in outcomes if o.rejection is None]
         if not self._store_part(accepted):
             return False  # stopping with the batch unwritten: the broker will redeliver it
@@ -379,7 +320,7 @@ class IngestService:
         self.metrics.batch_latency.observe(max(0.0, self._clock() - batch[0].received_at))
         return True
 
-    def _hold_back(self, rejected: list[_Outcome]) -> list[Incoming]:
+    def _hold_back(self, rejected: list[Outcome]) -> list[Incoming]:
         """Rejected messages that the dead-letter store could not keep; none is confirmed.
 
         They are held unacknowledged, at most `hold_max`, and dead-lettered, confirmed and
@@ -480,7 +421,7 @@ class IngestService:
                 s.held_back - self._held_back_before_outage,
             )
 
-    def _confirm(self, outcomes: list[_Outcome]) -> None:
+    def _confirm(self, outcomes: list[Outcome]) -> None:
         """Tell each device which of its messages are now kept, stored or dead-lettered
         (protocol.ack), so that it can drop them from its outbox. QoS 1; a confirmation lost
         on the way only makes the device send the message again, which is stored once."""
@@ -501,25 +442,9 @@ class IngestService:
             self._link.publish(ack_topic(device), payload)
             self.stats.confirmations += 1
 
-    def _seed_last_seq(self) -> None:
-        """The highest sequence number stored per device within the backlog window, so that
-        after a restart a replayed old message is still known as one. Best effort."""
-        window = int(self.config.max_backlog_s)
-        try:
-            series = self._influx.query(
-                f"SELECT max(seq) FROM link WHERE time > now() - {window}s GROUP BY device_id"
-            )
-        except (StorageUnavailable, QueryError) as exc:
-            log.warning("could not read the last sequence numbers from InfluxDB: %s", exc)
-            return
-        for s in series:
-            device = s.get("tags", {}).get("device_id")
-            if device and s.get("values"):
-                self._last_seq[device] = max(self._last_seq.get(device, 0), int(s["values"][0][1]))
-
     def close(self) -> None:
         """Release the stores of a service that was never started (e.g. after `replay`)."""
-        self._pool.shutdown()
+        self._checker.close()
         self._deadletters.close()
         self._influx.close()
         self._reporting.close()
@@ -540,7 +465,7 @@ class IngestService:
                 Incoming(-1, -1, d.topic, d.payload, dup=True, received_at=d.received_at)
                 for d in chunk
             ]
-            outcomes = self._evaluate_all(items)
+            outcomes = self._checker.evaluate_all(items)
             if not self._store_part([o for o in outcomes if o.rejection is None]):
                 break  # stopped while InfluxDB was away; what is left stays dead-lettered
             stored = []
@@ -555,132 +480,7 @@ class IngestService:
             result.stored += len(stored)
         return result
 
-    def _evaluate_all(
-        self, items: list[Incoming], checked: list[Checked] | None = None
-    ) -> list[_Outcome]:
-        if checked is None:
-            checked = self._start_checks(items).results()
-        return [self._evaluate(item, result) for item, result in zip(items, checked, strict=True)]
-
-    def _start_checks(self, items: list[Incoming]) -> _Checks:
-        """Check the messages in `validate_threads` interleaved shares side by side; they are
-        numbered afterwards, in arrival order, by `_evaluate` (sequence state is kept in the
-        writer thread only). The registry must not be refreshed while checks are under way."""
-        n = min(self.config.validate_threads, len(items))
-        if n <= 1:
-            return _Checks(items, [], [self._check(item) for item in items])
-        shares = [self._pool.submit(self._check_share, items[i::n]) for i in range(n)]
-        return _Checks(items, shares, None)
-
-    def _check_share(self, items: list[Incoming]) -> list[Checked]:
-        return [self._check(item) for item in items]
-
-    def _check(self, item: Incoming) -> Checked:
-        """The message checked, or why it is rejected. A payload rejected before (REPEATABLE)
-        gets the same rejection from `_known_bad` without being parsed or verified again, so
-        a flood of one bad message costs a hash each."""
-        digest = hashlib.blake2b(item.topic.encode(), digest_size=16)
-        digest.update(b"\x00")
-        digest.update(item.payload)
-        key = digest.digest()
-        known = self._known_bad.get(key)
-        if known is not None:
-            return known
-        try:
-            if item.topic.endswith(_KEY_TOPIC_TAIL):
-                return self._validator.check_enrollment(item.topic, item.payload)
-            return self._validator.check(item.topic, item.payload)
-        except Rejection as rejection:
-            if rejection.code in REPEATABLE:
-                if len(self._known_bad) >= REJECTION_CACHE:
-                    self._known_bad.clear()
-                self._known_bad[key] = rejection
-            return rejection
-        except Exception as exc:  # a validation bug: keep the message as a dead letter
-            log.exception("validating %s failed unexpectedly", item.topic)
-            return Rejection("internal_error", repr(exc)[:500])
-
-    def _evaluate(self, item: Incoming, checked: Checked) -> _Outcome:
-        if isinstance(checked, KeyEnrollment):
-            return self._enroll(item, checked)
-        if isinstance(checked, Rejection):
-            if item.topic.endswith(_KEY_TOPIC_TAIL):
-                self._answer_enrollment(item, ok=False, reason=str(checked))
-            return _Outcome(item, rejection=checked)
-        message = checked
-        device = self._registry.device(message.device_id)
-        site = device.site if device is not None else ""
-        last = self._last_seq.get(message.device_id)
-        # Seen before: a redelivery (MQTT's DUP flag) or a number at or below the highest one
-        # seen (a replay). Its data points are rewritten as they were; its delivery metadata
-        # is left as the first delivery recorded it.
-        repeat = item.dup or (last is not None and message.seq <= last)
-        gap: int | None
-        if self.config.broker.shared_group is not None:
-            # Each worker sees only part of a device's messages: no worker can tell a gap.
-            # Gaps are then read from the stored numbers (`difference(seq)` on `link`).
-            gap = None
-        elif last is None:
-            # Sequence numbers start at 1: a device's first message ever has no gap before it.
-            gap = 0 if message.seq == 1 else None
-        else:
-            gap = max(0, message.seq - last - 1)
-        self._last_seq[message.device_id] = max(message.seq, last or 0)
-        receipt = Receipt(
-            gateway=self.config.gateway_id,
-            received_at_ms=round(item.received_at * 1000),
-            redelivered=item.dup,
-            seq_gap=gap,
-            first_delivery=not repeat,
-        )
-        source = device.source if device is not None else EDGE
-        points = message_points(message, site, receipt, source)
-        try:
-            lines = [to_line(p) for p in points]
-        except LineProtocolError as exc:
-            return _Outcome(item, rejection=Rejection("unstorable", str(exc)))
-        return _Outcome(item, message=message, points=points, lines=lines)
-
-    def _enroll(self, item: Incoming, enrollment: KeyEnrollment) -> _Outcome:
-        """Keep the first key a device enrols (protocol.enrollment) and answer it; another key
-        is refused and dead-lettered. Nothing is stored in InfluxDB for it."""
-        device = enrollment.device_id
-        try:
-            kept, accepted = self._keys.enroll(device, enrollment.public_key)
-        except (sqlite3.Error, OSError) as exc:
-            log.error("cannot write the key store %s: %s", self._keys.path, exc)
-            rejection = Rejection("key_store", f"the server cannot keep keys now ({exc})")
-            self._answer_enrollment(item, ok=False, reason=str(rejection))
-            return _Outcome(item, rejection=rejection)
-        if not accepted:
-            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(kept.enrolled_at))
-            rejection = Rejection(
-                "key_taken",
-                f"{device} enrolled another key ({fingerprint(kept.public_key)}) at {when}; "
-                f"to let it join again, on the server: sensorpipe devices reset-key {device}",
-            )
-            self._answer_enrollment(item, ok=False, reason=str(rejection))
-            return _Outcome(item, rejection=rejection)
-        self._registry.forget_verifier(device)
-        log.info("%s enrolled its key %s", device, fingerprint(kept.public_key))
-        self._answer_enrollment(item, ok=True, fp=fingerprint(kept.public_key))
-        return _Outcome(item)
-
-    def _answer_enrollment(
-        self, item: Incoming, *, ok: bool, reason: str = "", fp: str = ""
-    ) -> None:
-        """Answer an enrollment on its device's acknowledgement topic (the one topic a device
-        may read), naming its nonce; one too broken to name them gets no answer."""
-        parsed = parse_topic(item.topic)
-        try:
-            nonce = json.loads(item.payload).get("nonce")
-            reply = KeyReply(nonce=nonce, ok=ok, reason=reason[:500], fingerprint=fp)
-        except (ValueError, AttributeError, RecursionError):
-            return
-        if parsed is not None:
-            self._link.publish(ack_topic(parsed[0]), encode_key_reply(reply))
-
-    def _store_part(self, part: list[_Outcome]) -> bool:
+    def _store_part(self, part: list[Outcome]) -> bool:
         """Write these messages; when InfluxDB refuses (4xx: bad line, type conflict), split in
         halves until the refused messages are found, which get InfluxDB's own error text as
         their rejection. False only if the service stopped while InfluxDB was away."""
@@ -726,7 +526,7 @@ class IngestService:
                     return False
                 delay = min(delay * 2, RETRY_CAP_S)
 
-    def _dead_letter(self, rejected: list[_Outcome]) -> list[_Outcome] | None:
+    def _dead_letter(self, rejected: list[Outcome]) -> list[Outcome] | None:
         """Keep these rejected messages as dead letters. Returns those not kept because their
         device's dead-letter quota (or the whole store) is full, to be neither confirmed nor
         kept; None, keeping none, while the store cannot write (which it says at once,
@@ -798,10 +598,7 @@ class IngestService:
     # --- the registry ------------------------------------------------------------------------
     def _refresh_registry(self) -> None:
         """Re-read a changed registry; what depended on the old one is forgotten."""
-        self._registry.refresh()
-        if self._registry.generation != self._registry_generation:
-            self._registry_generation = self._registry.generation
-            self._known_bad.clear()
+        if self._checker.refresh_registry():
             self._guard.refresh_limits()
 
     @property
@@ -816,7 +613,7 @@ class IngestService:
         self._reporting.tend_stats()
 
 
-def _sender_and_seq(outcome: _Outcome) -> tuple[str, int] | None:
+def _sender_and_seq(outcome: Outcome) -> tuple[str, int] | None:
     """Whose message this is and its sequence number, for the confirmation.
 
     Stored messages are validated. A rejected one is confirmed to the device whose topic it
