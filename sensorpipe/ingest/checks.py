@@ -36,7 +36,7 @@ from sensorpipe.ingest.points import Receipt, message_points
 from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
 from sensorpipe.protocol.ack import ack_topic, encode_key_reply
 from sensorpipe.protocol.enrollment import KEY_KIND, KeyEnrollment, KeyReply, KeyStore, fingerprint
-from sensorpipe.protocol.messages import AnyMessage
+from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
 from sensorpipe.protocol.provenance import EDGE
 from sensorpipe.protocol.topics import parse_topic
 
@@ -279,3 +279,27 @@ class Checker:
             return
         if parsed is not None:
             self._publish(ack_topic(parsed[0]), encode_key_reply(reply))
+
+
+def sender_and_seq(outcome: Outcome) -> tuple[str, int] | None:
+    """Whose message this is and its sequence number, for the confirmation.
+
+    Stored messages are validated. A rejected one is confirmed to the device whose topic it
+    came on (the broker lets only that device publish there) when it names that device and a
+    plausible number: it is kept as a dead letter, and sending it again would not change its
+    fate. A message too broken to name its number is not confirmed."""
+    if outcome.message is not None:
+        return outcome.message.device_id, outcome.message.seq
+    parsed = parse_topic(outcome.item.topic)
+    if parsed is None:
+        return None
+    try:
+        body = json.loads(outcome.item.payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict) or body.get("device_id") != parsed[0]:
+        return None
+    seq = body.get("seq")
+    if type(seq) is not int or not 0 <= seq <= INT64_MAX:
+        return None
+    return parsed[0], seq

@@ -1,10 +1,14 @@
 """The ingest service: MQTT in, InfluxDB out, dead letters aside.
 
 This module is the batch path (check -> store -> dead-letter -> confirm -> acknowledge) and the
-writer thread that runs it; `IngestService` puts the ingest's rooms together: the link to the
-broker (`ingest.link`: connect, subscribe, acknowledge), the guard (`ingest.guard`: quotas,
-quarantine, the broker's admin account) and the reporting (`ingest.reporting`: status, stats,
-metrics). Each of them opens with what it guarantees; the batch path guarantees this:
+writer thread that runs it. `IngestService` puts the ingest's rooms together, each opening
+with what it guarantees:
+
+- `ingest.link`: the link to the broker (connect, subscribe, receive, acknowledge);
+- `ingest.guard`: per-device quotas, quarantine, the broker's admin account;
+- `ingest.checks`: each message checked, numbered and made into points; key enrollment;
+- `ingest.rejects`: rejected messages dead-lettered, or held back while the store cannot write;
+- `ingest.reporting`: the stats file, the `ingest_status` point, the metrics.
 
 Delivery guarantee: at least once, end to end. The subscription is QoS 1 on a persistent
 session with manual acknowledgement; a message is acknowledged only after the InfluxDB write
@@ -16,21 +20,13 @@ its outbox: a broker that dies before saving what it acknowledged loses nothing 
 
 Runtime errors from one message never stop the loop: it is rejected with a reason. A storage
 outage stops acknowledgements, so the broker holds the backlog; the batch is retried with
-backoff until InfluxDB is back.
-
-A dead-letter store that cannot write (its disk full) holds back only the rejected messages:
-the rest of the batch is stored, confirmed and acknowledged as usual. A held-back message is
-not confirmed to its device. Up to `hold_max` of them the ingest keeps unacknowledged (the
-broker keeps them too) and dead-letters, confirms and acknowledges as soon as the store writes
-again; beyond that it acknowledges them to the broker without confirmation, so that they never
-fill the broker's in-flight window and stop everyone: a device that waits for confirmations
-sends them again (see `_hold_back`). The store is tried again every few seconds, never per
-message.
+backoff until InfluxDB is back. A dead-letter store that cannot write holds back only the
+rejected messages (`ingest.rejects`): the rest of the batch is stored, confirmed and
+acknowledged as usual.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import sqlite3
@@ -41,28 +37,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from sensorpipe.ingest.checks import Checked, Checker, Checks, Outcome
+from sensorpipe.ingest.checks import Checked, Checker, Checks, Outcome, sender_and_seq
 from sensorpipe.ingest.config import ConfigError, IngestConfig
-from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore, DeadLetterStoreUnavailable
+from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore
 from sensorpipe.ingest.errors import QueryError, StorageRejected, StorageUnavailable
 from sensorpipe.ingest.fair import FairQueue
 from sensorpipe.ingest.guard import Guard
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import Point
 from sensorpipe.ingest.link import BrokerLink, Incoming
+from sensorpipe.ingest.rejects import Rejects
 from sensorpipe.ingest.reporting import Reporting
 from sensorpipe.ingest.stats import IngestStats
 from sensorpipe.ingest.validate import RegistryView, Rejection
 from sensorpipe.protocol.ack import SetAside, ack_topic, encode_ack
 from sensorpipe.protocol.enrollment import KeyStore
-from sensorpipe.protocol.messages import INT64_MAX
 from sensorpipe.protocol.problems import RepeatedProblem
-from sensorpipe.protocol.topics import parse_topic
 
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # unexpected failures of one batch before it is split (or dead-lettered)
 RETRY_CAP_S = 10.0  # longest backoff between write attempts while InfluxDB is away
-OUTAGE_REPORT_S = 60.0  # while the dead-letter store is unavailable: a summary line this often
 
 
 @dataclass
@@ -113,18 +107,7 @@ class IngestService:
                 "deadletter_path",
                 f"cannot open the dead-letter store {config.deadletter_path}: {exc}",
             ) from None
-        # Rejected messages the store could not keep, held unacknowledged (`_hold_back`): those
-        # whose device a confirmation would name, and those too broken to name one.
-        self._held_named: list[Outcome] = []
-        self._held_unnamed: list[Outcome] = []
-        # A quarter of the broker's in-flight window (Receive Maximum): the rest stays for
-        # the batch being written and the next one.
-        self.hold_max = max(1, config.batch_max // 2)
-        self._next_outage_report = 0.0
-        self._held_back_before_outage = 0
-        self._left_before_outage = 0
-        self._released_in_outage = False
-        self._note_store_state()
+        self._rejects = Rejects(config, self._deadletters, self.stats, monotonic=monotonic)
         self._reporting = Reporting(
             config, self.stats, self._influx, clock=clock, monotonic=monotonic
         )
@@ -137,7 +120,6 @@ class IngestService:
             self._deadletters.close()
             self._influx.close()
             raise
-        self._full_reported: dict[str, float] = {}  # device -> when to say it again (monotonic)
         self._worker = threading.Thread(target=self._work, name="ingest-writer", daemon=True)
         self._loop_trouble = RepeatedProblem(
             log, "ingest writer loop error", level=logging.ERROR, clock=monotonic
@@ -260,12 +242,12 @@ class IngestService:
         log.info("rejected %s: %s", item.topic, outcome.rejection)
         refused: list[Outcome] | None
         try:
-            refused = self._dead_letter([outcome])
+            refused = self._rejects.keep([outcome])
         except Exception:
             log.exception("could not dead-letter %s either; holding it back", item.topic)
             refused = None
         if refused is None:  # not kept, so not confirmed
-            self._link.ack(self._hold_back([outcome]))
+            self._link.ack(self._rejects.hold_back([outcome]))
             return
         if not refused:
             self._confirm([outcome])  # first, as in `process`
@@ -295,7 +277,7 @@ class IngestService:
             log.info("rejected %s: %s", o.item.topic, o.rejection)
             if o.item.device:
                 self._guard.rejected(o.item.device)
-        refused = self._dead_letter(rejected)
+        refused = self._rejects.keep(rejected)
         # Counted once the whole batch is kept, so a batch written again after an error is not
         # counted twice. An enrolled key (no message) is not a stored message.
         stored = [o for o in accepted if o.rejection is None and o.message is not None]
@@ -314,112 +296,22 @@ class IngestService:
             self._link.ack(batch)  # in arrival order, as MQTT asks of acknowledgements
         else:  # the dead-letter store cannot write: the rejected ones are held back
             self._confirm(stored)
-            released = self._hold_back(rejected)
+            released = self._rejects.hold_back(rejected)
             held = {id(o.item) for o in rejected}
             self._link.ack([item for item in batch if id(item) not in held] + released)
         self.metrics.batch_latency.observe(max(0.0, self._clock() - batch[0].received_at))
         return True
 
-    def _hold_back(self, rejected: list[Outcome]) -> list[Incoming]:
-        """Rejected messages that the dead-letter store could not keep; none is confirmed.
-
-        They are held unacknowledged, at most `hold_max`, and dead-lettered, confirmed and
-        acknowledged once the store writes again (`_tend_deadletters`); a restart of the ingest
-        loses none of them, the broker still has them. Those that do not fit are returned, to be
-        acknowledged without confirmation, so that held messages never fill the broker's
-        in-flight window and stop good traffic. A device that waits for confirmations (the
-        edge agent does, by default) keeps them and sends them again after a reconnect or its
-        confirm timeout; they are dead-lettered then. A sender that does not wait (an edge agent
-        with `confirm = false`, a plain MQTT client) does not send them again: those are lost.
-        The ingest cannot tell the two apart; all it lets go are counted (`left_to_sender`).
-        So the room goes first to messages that no confirmation would name (too broken to name
-        their device and number), and the newest named ones are let go first."""
-        self.stats.held_back += len(rejected)
-        for o in rejected:
-            named = _sender_and_seq(o) is not None
-            (self._held_named if named else self._held_unnamed).append(o)
-        released: list[Incoming] = []
-        while len(self._held_named) + len(self._held_unnamed) > self.hold_max:
-            released.append((self._held_named or self._held_unnamed).pop().item)
-        self.stats.left_to_sender += len(released)
-        self.stats.held_back_waiting = len(self._held_named) + len(self._held_unnamed)
-        if released and not self._released_in_outage:
-            self._released_in_outage = True
-            log.warning(
-                "more than %d rejected messages held back: acknowledging further ones to the "
-                "broker unconfirmed; devices that wait for confirmations send them again, other "
-                "senders do not",
-                self.hold_max,
-            )
-        return released
-
     def _tend_deadletters(self) -> None:
-        """While the dead-letter store cannot write: let it try again when due (it paces
-        itself, every few seconds), report the outage now and then, and once it writes again,
-        keep the held-back messages."""
-        if self._deadletters.available and not (self._held_named or self._held_unnamed):
-            return
-        # Held on a connection that is gone: the broker delivers them again on this one.
-        for held in (self._held_named, self._held_unnamed):
-            held[:] = [o for o in held if o.item.generation == self._link.generation]
-        self.stats.held_back_waiting = len(self._held_named) + len(self._held_unnamed)
-        available = self._deadletters.probe()
-        self._note_store_state()
-        if available:
-            self._release_held()
-        elif time.monotonic() >= self._next_outage_report:
-            self._next_outage_report = time.monotonic() + OUTAGE_REPORT_S
-            s = self.stats
-            log.error(
-                "dead-letter store %s still cannot write (%s): %d rejected messages held back "
-                "and not confirmed so far, %d of them waiting here, %d left to their senders",
-                self._deadletters.path,
-                self._deadletters.error,
-                s.held_back - self._held_back_before_outage,
-                s.held_back_waiting,
-                s.left_to_sender - self._left_before_outage,
-            )
-
-    def _release_held(self) -> None:
-        held = sorted(self._held_named + self._held_unnamed, key=lambda o: o.item.received_at)
+        """Held-back rejected messages that the dead-letter store keeps again: confirmed and
+        acknowledged now (`ingest.rejects`)."""
+        held, refused = self._rejects.tend(self._link.generation)
         if not held:
             return
-        refused = self._dead_letter(held)
-        if refused is None:
-            return
-        self._held_named.clear()
-        self._held_unnamed.clear()
-        self.stats.held_back_waiting = 0
         not_kept = {id(o.item) for o in refused}
         self._confirm([o for o in held if id(o.item) not in not_kept])
         self._link.ack([o.item for o in held])
         log.warning("%d held-back messages dead-lettered, confirmed and acknowledged", len(held))
-
-    def _note_store_state(self) -> None:
-        """Copy the dead-letter store's state into the stats; log when it changes."""
-        store, s = self._deadletters, self.stats
-        was_available = s.deadletter_available
-        s.deadletter_available = store.available
-        s.deadletter_error = store.error
-        s.deadletter_unavailable_since = store.unavailable_since
-        if was_available and not store.available:
-            self._held_back_before_outage = s.held_back
-            self._left_before_outage = s.left_to_sender
-            self._released_in_outage = False
-            self._next_outage_report = time.monotonic() + OUTAGE_REPORT_S
-            log.error(
-                "dead-letter store %s cannot write: %s. Rejected messages are held back, not "
-                "confirmed to their devices, until it can; trying again every %.0f s",
-                store.path,
-                store.error,
-                store.probe_interval_s,
-            )
-        elif store.available and not was_available:
-            log.warning(
-                "dead-letter store %s writes again; %d rejected messages were held back",
-                store.path,
-                s.held_back - self._held_back_before_outage,
-            )
 
     def _confirm(self, outcomes: list[Outcome]) -> None:
         """Tell each device which of its messages are now kept, stored or dead-lettered
@@ -428,7 +320,7 @@ class IngestService:
         kept: dict[str, set[int]] = {}
         aside: dict[str, list[SetAside]] = {}
         for o in outcomes:
-            claim = _sender_and_seq(o)
+            claim = sender_and_seq(o)
             if claim is not None:
                 kept.setdefault(claim[0], set()).add(claim[1])
                 if o.rejection is not None:
@@ -526,80 +418,17 @@ class IngestService:
                     return False
                 delay = min(delay * 2, RETRY_CAP_S)
 
-    def _dead_letter(self, rejected: list[Outcome]) -> list[Outcome] | None:
-        """Keep these rejected messages as dead letters. Returns those not kept because their
-        device's dead-letter quota (or the whole store) is full, to be neither confirmed nor
-        kept; None, keeping none, while the store cannot write (which it says at once,
-        without trying, until its next try is due)."""
-        if not rejected:
-            return []
-        letters = []
-        for o in rejected:
-            assert o.rejection is not None
-            letters.append(
-                DeadLetter(
-                    o.item.received_at,
-                    o.item.topic,
-                    o.item.payload,
-                    o.rejection.code,
-                    o.rejection.detail,
-                )
-            )
-        try:
-            result = self._deadletters.add_many(letters)
-        except DeadLetterStoreUnavailable:
-            self._note_store_state()
-            return None
-        self._note_store_state()
-        refused = [rejected[i] for i in result.refused]
-        not_kept = {id(o) for o in refused}
-        for o in rejected:  # counted once kept
-            assert o.rejection is not None
-            if id(o) in not_kept:
-                continue
-            self.stats.rejected += 1
-            self.stats.rejected_by_code[o.rejection.code] += 1
-        if refused:
-            self.stats.deadletter_refused += len(refused)
-            now = self._monotonic()
-            for device in sorted({o.item.device for o in refused}):
-                if now < self._full_reported.get(device, 0.0):
-                    continue
-                self._full_reported[device] = now + OUTAGE_REPORT_S
-                log.error(
-                    "device %s: its dead-letter quota is full (%s); its further rejected "
-                    "messages are neither kept nor confirmed (%d so far, from all devices). "
-                    "Look at its letters (`sensorpipe ingest rejects`), fix the device, then "
-                    "replay or purge them",
-                    device or "(none)",
-                    self._quota_text(),
-                    self.stats.deadletter_refused,
-                )
-        for device in result.near_full:
-            u = self._deadletters.usage(device)
-            log.warning(
-                "device %s keeps %d dead letters (%d bytes), over %d %% of its quota (%s): "
-                "beyond it, its rejected messages are no longer kept. Look at them "
-                "(`sensorpipe ingest rejects`), fix the device, then replay or purge them",
-                device or "(none)",
-                u.letters,
-                u.bytes,
-                round(self._deadletters.warn_fraction * 100),
-                self._quota_text(),
-            )
-            self.stats.deadletter_near_full.add(device)
-        self.stats.deadletters_pruned = self._deadletters.pruned
-        return refused
-
-    def _quota_text(self) -> str:
-        q = self.config.quota
-        return f"{q.deadletters_per_device} letters or {q.deadletter_bytes_per_device} bytes"
-
     # --- the registry ------------------------------------------------------------------------
     def _refresh_registry(self) -> None:
         """Re-read a changed registry; what depended on the old one is forgotten."""
         if self._checker.refresh_registry():
             self._guard.refresh_limits()
+
+    @property
+    def hold_max(self) -> int:
+        """How many rejected messages are held back at most while the dead-letter store cannot
+        write (`ingest.rejects`)."""
+        return self._rejects.hold_max
 
     @property
     def metrics_port(self) -> int | None:
@@ -611,27 +440,3 @@ class IngestService:
 
     def _tend_stats(self) -> None:
         self._reporting.tend_stats()
-
-
-def _sender_and_seq(outcome: Outcome) -> tuple[str, int] | None:
-    """Whose message this is and its sequence number, for the confirmation.
-
-    Stored messages are validated. A rejected one is confirmed to the device whose topic it
-    came on (the broker lets only that device publish there) when it names that device and a
-    plausible number: it is kept as a dead letter, and sending it again would not change its
-    fate. A message too broken to name its number is not confirmed."""
-    if outcome.message is not None:
-        return outcome.message.device_id, outcome.message.seq
-    parsed = parse_topic(outcome.item.topic)
-    if parsed is None:
-        return None
-    try:
-        body = json.loads(outcome.item.payload)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(body, dict) or body.get("device_id") != parsed[0]:
-        return None
-    seq = body.get("seq")
-    if type(seq) is not int or not 0 <= seq <= INT64_MAX:
-        return None
-    return parsed[0], seq
