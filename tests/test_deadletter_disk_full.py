@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore, DeadLetterStoreUnavailable
-from sensorpipe.ingest.service import Incoming, IngestService
+from sensorpipe.ingest.link import Incoming
+from sensorpipe.ingest.service import IngestService
 from sensorpipe.protocol.ack import ack_topic
 from sensorpipe.protocol.codec import encode
 from sensorpipe.protocol.topics import topic_for
@@ -134,7 +135,7 @@ def test_a_full_store_holds_back_only_the_rejected_messages(
     caplog.set_level(logging.INFO, logger="sensorpipe.ingest")
     clock = Clock()
     service = _full_service(tmp_path, disk, clock)
-    mqtt: FakeMqtt = service._client  # type: ignore[assignment]
+    mqtt: FakeMqtt = service._link.client  # type: ignore[assignment]
     influx: FakeInflux = service._influx  # type: ignore[assignment]
     filler = fill(disk)
     assert service.process([_item("good", 1), _unsigned("good", 8, 500), _item("good", 2)])
@@ -185,7 +186,7 @@ def test_the_hold_is_bounded_and_keeps_what_no_confirmation_names(
     a device that waits for confirmations sends them again; nobody sends a broken one again."""
     service = _full_service(tmp_path, disk, Clock(), batch_max=4)
     assert service.hold_max == 2
-    mqtt: FakeMqtt = service._client  # type: ignore[assignment]
+    mqtt: FakeMqtt = service._link.client  # type: ignore[assignment]
     fill(disk)
     batch = [_malformed(900), _unsigned("good", 8, 901), _item("good", 1)]
     batch += [_unsigned("good", 9, 902), _malformed(903), _unsigned("good", 10, 904)]
@@ -212,7 +213,7 @@ def test_the_writer_loop_neither_retries_nor_splits_while_the_store_is_full(
         return service._stop.is_set()
 
     monkeypatch.setattr(service._stop, "wait", record)
-    mqtt: FakeMqtt = service._client  # type: ignore[assignment]
+    mqtt: FakeMqtt = service._link.client  # type: ignore[assignment]
     fill(disk)
     items = []
     for seq in range(1, 41):
@@ -233,11 +234,11 @@ def test_messages_held_on_a_lost_connection_are_left_to_the_broker(
     connection: the ingest lets go of its copies, and acknowledges nothing on the old one."""
     clock = Clock()
     service = _full_service(tmp_path, disk, clock)
-    mqtt: FakeMqtt = service._client  # type: ignore[assignment]
+    mqtt: FakeMqtt = service._link.client  # type: ignore[assignment]
     filler = fill(disk)
     assert service.process([_malformed(700), _unsigned("good", 8, 701)])
     assert service.stats.held_back_waiting == 2
-    service._generation += 1  # what _on_connect does
+    service._link.generation += 1  # what on_connect does
     filler.unlink()
     clock.now += 5.0
     service._tend_deadletters()

@@ -11,8 +11,8 @@ from typing import Any
 
 from sensorpipe.ingest.config import QuotaConfig
 from sensorpipe.ingest.fair import FairQueue
+from sensorpipe.ingest.link import Incoming, topic_device
 from sensorpipe.ingest.quota import OVER_BYTES, OVER_RATE, OVER_REJECTS, QuotaKeeper
-from sensorpipe.ingest.service import Incoming, topic_device
 from sensorpipe.protocol.codec import encode
 from sensorpipe.protocol.quarantine import QuarantineBook
 from sensorpipe.protocol.registry import load_registry, save_registry
@@ -164,14 +164,14 @@ def test_over_quota_messages_are_acknowledged_at_once_and_go_no_further(tmp_path
     service = _service(tmp_path, FakeInflux(), quota={"messages_per_s": 1, "burst_messages": 5})
     mqtt = FakeMqtt()
     for seq in range(1, 21):
-        service._on_message(mqtt, None, _msg("bad", seq))
-    service._on_message(mqtt, None, _msg("good", 1))
+        service._link.on_message(mqtt, None, _msg("bad", seq))
+    service._link.on_message(mqtt, None, _msg("good", 1))
     assert len(service._queue) == 6  # five of the flood, the good device's one
     assert mqtt.acked == list(range(6, 21))  # the rest acknowledged, nothing else done
     assert service.stats.shed == 15 and service.stats.shed_by_device["bad"] == 15
     assert service.stats.shed_by_reason[OVER_RATE] == 15
     # QoS 0 has nothing to acknowledge (a PUBACK for message id 0 breaks the connection).
-    service._on_message(mqtt, None, _msg("bad", 99, qos=0, mid=0))
+    service._link.on_message(mqtt, None, _msg("bad", 99, qos=0, mid=0))
     assert 0 not in mqtt.acked
     service.close()
 
@@ -180,18 +180,18 @@ def test_a_repeated_bad_payload_is_verified_once(tmp_path: Path, monkeypatch: An
     influx = FakeInflux()
     service = _service(tmp_path, influx)
     verified: list[int] = []
-    real = service._validator.check
+    real = service._checker.validator.check
 
     def counting(topic: str, payload: bytes) -> Any:
         verified.append(1)
         return real(topic, payload)
 
-    monkeypatch.setattr(service._validator, "check", counting)
+    monkeypatch.setattr(service._checker.validator, "check", counting)
     forged = _msg("good", 1, sign=False)  # signed with another key
     items = [
         Incoming(0, i + 1, forged.topic, forged.payload, False, 0.0, 1, "good") for i in range(50)
     ]
-    _run(service, items, lambda: len(service._client.acked) == 50)  # type: ignore[attr-defined]
+    _run(service, items, lambda: len(service._link.client.acked) == 50)  # type: ignore[attr-defined]
     assert len(verified) == 1
     assert service.stats.rejected_by_code["bad_signature"] == 50
     (letter,) = service._deadletters.list()
@@ -208,7 +208,7 @@ def test_a_full_dead_letter_quota_leaves_the_rest_unconfirmed(tmp_path: Path) ->
         items.append(Incoming(0, seq, m.topic, m.payload, False, 0.0, 1, "good"))
     ok = _msg("bad", 1)
     items.append(Incoming(0, 99, ok.topic, ok.payload, False, 0.0, 1, "bad"))
-    mqtt = service._client
+    mqtt = service._link.client
     _run(service, items, lambda: len(mqtt.acked) == 31)  # type: ignore[attr-defined]
     confirmed = mqtt.confirmed()  # type: ignore[attr-defined]
     assert len(confirmed["sensorpipe/ack/v1/good"]) == 10  # only those kept
@@ -226,13 +226,13 @@ def test_a_device_over_its_quota_for_long_enough_is_quarantined(tmp_path: Path) 
         quarantine_path=str(book_path),
         quota={"messages_per_s": 5, "burst_messages": 5, "quarantine_after_s": 3},
     )
-    service._quota._clock = clock
+    service._guard.quota._clock = clock
     mqtt = FakeMqtt()
     for second in range(4):
         for seq in range(50):
-            service._on_message(mqtt, None, _msg("bad", second * 100 + seq + 1))
+            service._link.on_message(mqtt, None, _msg("bad", second * 100 + seq + 1))
         clock.now += 1.0
-        service._tend_quarantine()
+        service._guard.tend()
     book = QuarantineBook(book_path)
     entry = book.active()["bad"]
     assert entry.reason == OVER_RATE and entry.by.startswith("ingest")
@@ -241,17 +241,17 @@ def test_a_device_over_its_quota_for_long_enough_is_quarantined(tmp_path: Path) 
     queued = len(service._queue)
     shed = service.stats.shed_by_reason["quarantined"]
     assert shed > 0  # the last second's flood came after the quarantine
-    service._book.cache_s = 0  # type: ignore[union-attr]  # no second's wait for each change
-    service._on_message(mqtt, None, _msg("bad", 1000))
-    service._on_message(mqtt, None, _msg("good", 1))
+    service._guard.book.cache_s = 0  # type: ignore[union-attr]  # no second's wait for each change
+    service._link.on_message(mqtt, None, _msg("bad", 1000))
+    service._link.on_message(mqtt, None, _msg("good", 1))
     assert len(service._queue) == queued + 1
     assert service.stats.shed_by_reason["quarantined"] == shed + 1
     # Lifted (and its quota meter started afresh, as `devices lift` has the ingest do once
     # the quarantine is gone): its messages go on again.
     book.lift("bad", by="operator")
-    service._book._next_read = 0.0  # type: ignore[union-attr]
+    service._guard.book._next_read = 0.0  # type: ignore[union-attr]
     clock.now += 10.0
-    service._on_message(mqtt, None, _msg("bad", 1001))
+    service._link.on_message(mqtt, None, _msg("bad", 1001))
     assert len(service._queue) == queued + 2
     service.close()
 
@@ -259,7 +259,7 @@ def test_a_device_over_its_quota_for_long_enough_is_quarantined(tmp_path: Path) 
 def test_a_registry_quota_is_read_again_when_the_registry_changes(tmp_path: Path) -> None:
     service = _service(tmp_path, FakeInflux(), quota={"messages_per_s": 1, "burst_messages": 2})
     mqtt = FakeMqtt()
-    assert [service._quota.admit("good", 100) for _ in range(10)].count(None) == 2
+    assert [service._guard.quota.admit("good", 100) for _ in range(10)].count(None) == 2
     registry = load_registry(tmp_path / "registry.toml")
     registry.devices["good"] = registry.devices["good"].model_copy(
         update={"max_messages_per_s": 1000.0}
@@ -269,6 +269,6 @@ def test_a_registry_quota_is_read_again_when_the_registry_changes(tmp_path: Path
 
     os.utime(tmp_path / "registry.toml", (2_000_000_000, 2_000_000_000))
     service._refresh_registry()
-    assert [service._quota.admit("good", 100) for _ in range(10)].count(None) == 10
+    assert [service._guard.quota.admit("good", 100) for _ in range(10)].count(None) == 10
     del mqtt
     service.close()

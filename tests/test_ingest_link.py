@@ -17,7 +17,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from sensorpipe.ingest.config import IngestConfig
-from sensorpipe.ingest.service import SHORT_LINK_S, IngestService
+from sensorpipe.ingest.link import SHORT_LINK_S
+from sensorpipe.ingest.service import IngestService
 from sensorpipe.protocol.brokerlink import NoMqttAnswer
 from sensorpipe.protocol.registry import Registry, save_registry
 
@@ -64,35 +65,35 @@ class Link:
         self.client = FakeClient()
 
     def fail(self, exc: OSError) -> None:
-        self.service._on_pre_connect(self.client, None)
+        self.service._link.on_pre_connect(self.client, None)
         self.client.last_connect_error = exc
-        self.service._on_connect_fail(self.client, None)
+        self.service._link.on_connect_fail(self.client, None)
 
     def refuse(self, code: int) -> None:
-        self.service._on_pre_connect(self.client, None)
-        self.service._on_connect(
+        self.service._link.on_pre_connect(self.client, None)
+        self.service._link.on_connect(
             self.client,
             None,
             ConnectFlags(False),
             ReasonCode(PacketTypes.CONNACK, identifier=code),
             None,
         )
-        self.service._on_disconnect(
+        self.service._link.on_disconnect(
             self.client, None, DisconnectFlags(False), ReasonCode(PacketTypes.DISCONNECT), None
         )
 
     def connect(self) -> None:
-        self.service._on_pre_connect(self.client, None)
-        self.service._on_connect(
+        self.service._link.on_pre_connect(self.client, None)
+        self.service._link.on_connect(
             self.client, None, ConnectFlags(False), ReasonCode(PacketTypes.CONNACK), None
         )
 
     def close_unanswered(self) -> None:
-        self.service._on_pre_connect(self.client, None)
+        self.service._link.on_pre_connect(self.client, None)
         self.drop()
 
     def drop(self) -> None:
-        self.service._on_disconnect(
+        self.service._link.on_disconnect(
             self.client,
             None,
             DisconnectFlags(False),
@@ -220,7 +221,7 @@ def test_a_connection_taken_over_again_and_again_names_the_likely_cause_now_and_
         assert len(_lines(caplog)) <= 8  # no INFO line at every reconnect either
         caplog.clear()
         one.now += SHORT_LINK_S  # the other one went away: the connection lasts
-        one.service._tend_link()
+        one.service._link.tend()
         assert _lines(caplog, logging.WARNING)[0].startswith(
             "the connection to the broker lasts again"
         )

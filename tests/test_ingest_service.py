@@ -18,7 +18,8 @@ import pytest
 from sensorpipe.ingest.config import IngestConfig
 from sensorpipe.ingest.deadletter import DeadLetterStore
 from sensorpipe.ingest.errors import StorageRejected, StorageUnavailable
-from sensorpipe.ingest.service import Incoming, IngestService
+from sensorpipe.ingest.link import Incoming
+from sensorpipe.ingest.service import IngestService
 from sensorpipe.protocol.ack import ack_topic, decode_ack
 from sensorpipe.protocol.codec import encode
 from sensorpipe.protocol.configfile import ConfigError
@@ -89,7 +90,7 @@ def _service(tmp_path: Path, influx: FakeInflux, **config: Any) -> IngestService
         }
     )
     service = IngestService(cfg, influx=influx)  # type: ignore[arg-type]
-    service._client = FakeMqtt()  # type: ignore[assignment]
+    service._link.client = FakeMqtt()  # type: ignore[assignment]
     return service
 
 
@@ -138,7 +139,7 @@ def test_a_message_that_always_fails_is_dead_lettered_and_the_rest_stored(
     service = _service(tmp_path, influx)
     monkeypatch.setattr(service._stop, "wait", lambda _s=None: service._stop.is_set())
     items = [_item("good", 1), _item("bad", 1), _item("good", 2), _item("good", 3)]
-    mqtt = service._client
+    mqtt = service._link.client
     _run(service, items, lambda: len(mqtt.acked) == 4)  # type: ignore[attr-defined]
     stored = {line.split("seq=")[1].split("i")[0] for line in influx.lines if "seq=" in line}
     assert stored == {"1", "2", "3"}
@@ -157,7 +158,7 @@ def test_a_refused_write_is_split_until_the_refused_message_is_found(tmp_path: P
     service = _service(tmp_path, influx)
     items = [_item("good", i) for i in range(1, 16)] + [_item("bad", 1)]
     assert service.process(items)
-    assert len(service._client.acked) == 16  # type: ignore[attr-defined]
+    assert len(service._link.client.acked) == 16  # type: ignore[attr-defined]
     (letter,) = _letters(tmp_path)
     assert letter.code == "storage_rejected" and "field type conflict" in letter.detail
     assert service.stats.stored_messages == 15
@@ -171,7 +172,7 @@ def test_the_writer_survives_a_stats_file_it_cannot_write_and_says_so_once(
     # One message per batch: the stats file is written (and fails) between the two.
     stats = tmp_path / "missing-dir" / "stats.json"
     service = _service(tmp_path, influx, batch_max=1, stats_path=str(stats))
-    mqtt = service._client
+    mqtt = service._link.client
     with caplog.at_level(logging.DEBUG, logger="sensorpipe.ingest.service"):
         _run(service, [_item("good", 1), _item("good", 2)], lambda: len(mqtt.acked) == 2)  # type: ignore[attr-defined]
     assert service.stats.stored_messages == 2
@@ -280,7 +281,7 @@ def test_a_full_dead_letter_disk_does_not_stop_storage_for_everyone(
     monkeypatch.setattr(service._deadletters, "add_many", full)
     bad = Incoming(0, 500, topic_for("good", "air"), b"{not json", False, 0.0)
     items = [_item("good", 1), bad, _item("good", 2), _item("good", 3)]
-    mqtt = service._client
+    mqtt = service._link.client
     _run(service, items, lambda: sorted(mqtt.acked) == [1, 2, 3])  # type: ignore[attr-defined]
     # The rejected message is not acknowledged (it was not kept): the broker still holds it.
     assert 500 not in mqtt.acked  # type: ignore[attr-defined]
@@ -319,7 +320,7 @@ def test_devices_are_told_which_messages_are_kept_stored_or_dead_lettered(
     forged = Incoming(0, 900, topic_for("good", "air"), _item("bad", 7).payload, False, 0.0)
     broken = Incoming(0, 901, topic_for("good", "air"), b'{"seq": 5, "device_id": "go', False, 0.0)
     items = [_item("good", 1), _item("good", 2), _item("bad", 4), forged, broken, _item("good", 3)]
-    mqtt = service._client
+    mqtt = service._link.client
     _run(service, items, lambda: len(mqtt.acked) == 6)  # type: ignore[attr-defined]
     confirmed = mqtt.confirmed()  # type: ignore[attr-defined]
     # Stored: good 1-3 and bad 4. The forged message came on good's topic but names "bad": no
@@ -336,7 +337,7 @@ def test_a_rejected_message_of_the_device_itself_is_confirmed(tmp_path: Path) ->
     service = _service(tmp_path, FakeInflux())
     unsigned = encode(air_message("good", 8))  # no signature
     items = [Incoming(0, 1, topic_for("good", "air"), unsigned, False, 0.0)]
-    mqtt = service._client
+    mqtt = service._link.client
     _run(service, items, lambda: len(mqtt.acked) == 1)  # type: ignore[attr-defined]
     assert mqtt.confirmed() == {ack_topic("good"): [8]}  # type: ignore[attr-defined]
     assert [letter.code for letter in _letters(tmp_path)] == ["unsigned"]
@@ -358,7 +359,7 @@ def test_checking_in_several_threads_keeps_each_verdict_with_its_message(
     verdicts = {}
     for threads in (1, 3):
         service = _service(tmp_path / str(threads), FakeInflux(), validate_threads=threads)
-        outcomes = service._evaluate_all(items)
+        outcomes = service._checker.evaluate_all(items)
         verdicts[threads] = [
             (o.item.mid, o.rejection.code if o.rejection else o.message and o.message.seq)
             for o in outcomes
@@ -385,7 +386,7 @@ def test_the_next_batch_is_checked_while_one_is_written(
 
     influx = FakeInflux(write)
     service = _service(tmp_path, influx, batch_max=2, batch_wait_ms=0, validate_threads=2)
-    original = service._check
+    original = service._checker.check
 
     def check(item: Incoming) -> Any:
         result = original(item)
@@ -394,8 +395,8 @@ def test_the_next_batch_is_checked_while_one_is_written(
             next_checked.set()
         return result
 
-    monkeypatch.setattr(service, "_check", check)
-    mqtt = service._client
+    monkeypatch.setattr(service._checker, "check", check)
+    mqtt = service._link.client
     _run(service, [_item("good", s) for s in range(1, 7)], lambda: len(mqtt.acked) == 6)  # type: ignore[attr-defined]
     assert overlapped == [True]
     assert mqtt.acked == [1, 2, 3, 4, 5, 6]  # type: ignore[attr-defined]
@@ -411,6 +412,6 @@ def test_devices_are_told_before_the_broker_is(tmp_path: Path) -> None:
     messages that were stored, which the broker would never deliver again (found with SIGKILL
     in tests/integration/test_shared_workers.py)."""
     service = _service(tmp_path, FakeInflux())
-    mqtt = service._client
+    mqtt = service._link.client
     assert service.process([_item("good", 1), _item("bad", 1), _item("good", 2)])
     assert mqtt.calls == ["publish", "publish", "ack", "ack", "ack"]  # type: ignore[attr-defined]

@@ -1,5 +1,15 @@
 """The ingest service: MQTT in, InfluxDB out, dead letters aside.
 
+This module is the batch path (check -> store -> dead-letter -> confirm -> acknowledge) and the
+writer thread that runs it. `IngestService` puts the ingest's rooms together, each opening
+with what it guarantees:
+
+- `ingest.link`: the link to the broker (connect, subscribe, receive, acknowledge);
+- `ingest.guard`: per-device quotas, quarantine, the broker's admin account;
+- `ingest.checks`: each message checked, numbered and made into points; key enrollment;
+- `ingest.rejects`: rejected messages dead-lettered, or held back while the store cannot write;
+- `ingest.reporting`: the stats file, the `ingest_status` point, the metrics.
+
 Delivery guarantee: at least once, end to end. The subscription is QoS 1 on a persistent
 session with manual acknowledgement; a message is acknowledged only after the InfluxDB write
 that contains it returned success (or, when rejected, after its dead letter was committed).
@@ -10,174 +20,49 @@ its outbox: a broker that dies before saving what it acknowledged loses nothing 
 
 Runtime errors from one message never stop the loop: it is rejected with a reason. A storage
 outage stops acknowledgements, so the broker holds the backlog; the batch is retried with
-backoff until InfluxDB is back.
-
-A dead-letter store that cannot write (its disk full) holds back only the rejected messages:
-the rest of the batch is stored, confirmed and acknowledged as usual. A held-back message is
-not confirmed to its device. Up to `hold_max` of them the ingest keeps unacknowledged (the
-broker keeps them too) and dead-letters, confirms and acknowledges as soon as the store writes
-again; beyond that it acknowledges them to the broker without confirmation, so that they never
-fill the broker's in-flight window and stop everyone: a device that waits for confirmations
-sends them again (see `_hold_back`). The store is tried again every few seconds, never per
-message.
-
-A broker it cannot reach, or that refuses it, is said at once with the reason (WARNING), then
-only after growing pauses while paho keeps trying (protocol.problems), and reaching it again
-is said too. So is a connection the broker keeps dropping right after it stood: what the
-broker does when another client connects with the same user name (its client id).
+backoff until InfluxDB is back. A dead-letter store that cannot write holds back only the
+rejected messages (`ingest.rejects`): the rest of the batch is stored, confirmed and
+acknowledged as usual.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import queue
 import random
 import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from sensorpipe.ingest.config import IngestConfig, check_ca_file
-from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore, DeadLetterStoreUnavailable
+from sensorpipe.ingest.checks import Checked, Checker, Checks, Outcome, sender_and_seq
+from sensorpipe.ingest.config import ConfigError, IngestConfig
+from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore
 from sensorpipe.ingest.errors import QueryError, StorageRejected, StorageUnavailable
 from sensorpipe.ingest.fair import FairQueue
+from sensorpipe.ingest.guard import Guard
 from sensorpipe.ingest.influx import InfluxClient
-from sensorpipe.ingest.lineprotocol import FieldValue, LineProtocolError, Point, to_line
-from sensorpipe.ingest.metrics import IngestMetrics
-from sensorpipe.ingest.points import Receipt, message_points
-from sensorpipe.ingest.quota import Due, QuotaKeeper
+from sensorpipe.ingest.lineprotocol import Point
+from sensorpipe.ingest.link import BrokerLink, Incoming
+from sensorpipe.ingest.rejects import Rejects
+from sensorpipe.ingest.reporting import Reporting
 from sensorpipe.ingest.stats import IngestStats
-from sensorpipe.ingest.validate import RegistryView, Rejection, Validator
-from sensorpipe.protocol.ack import SetAside, ack_topic, encode_ack, encode_key_reply
-from sensorpipe.protocol.brokerlink import (
-    Client,
-    connect_failure,
-    describe_closed_unanswered,
-    describe_refusal,
-)
-from sensorpipe.protocol.enrollment import KEY_KIND, KeyEnrollment, KeyReply, KeyStore, fingerprint
-from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
+from sensorpipe.ingest.validate import RegistryView, Rejection
+from sensorpipe.protocol.ack import SetAside, ack_topic, encode_ack
+from sensorpipe.protocol.enrollment import KeyStore
 from sensorpipe.protocol.problems import RepeatedProblem
-from sensorpipe.protocol.provenance import EDGE
-from sensorpipe.protocol.quarantine import LIFT_RETRY_S, QuarantineBook
-from sensorpipe.protocol.topics import TOPIC_PREFIX, parse_topic, subscription
-
-if TYPE_CHECKING:
-    from sensorpipe.gateway.brokeradmin import BrokerAdmin
 
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # unexpected failures of one batch before it is split (or dead-lettered)
 RETRY_CAP_S = 10.0  # longest backoff between write attempts while InfluxDB is away
-OUTAGE_REPORT_S = 60.0  # while the dead-letter store is unavailable: a summary line this often
-# A connection that ends within this long after it stood, this many times in a row, is taken
-# from the ingest: by another client with the same user name, which the broker uses as
-# client id (each new connection ends the one before).
-SHORT_LINK_S = 10.0
-SHORT_LINKS_TAKEN_OVER = 3
-
-
-def connect_properties(config: IngestConfig) -> Properties:
-    """MQTT 5 CONNECT: a persistent session, and at most two batches in flight.
-
-    Receive Maximum caps the QoS 1 messages the broker sends before the ingest acknowledges
-    any; the ingest acknowledges only after storing, so while InfluxDB is slow or down it holds
-    at most two batches in memory and the broker keeps the rest (backpressure). Two, not one:
-    the next batch arrives while the writer checks and stores the one in hand; with room for
-    one batch only, receiving and writing would take turns."""
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = config.broker.session_expiry_s
-    props.ReceiveMaximum = min(2 * config.batch_max, 65535)
-    return props
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    generation: int  # which MQTT connection delivered it; acks go only to that connection
-    mid: int
-    topic: str
-    payload: bytes
-    dup: bool
-    received_at: float
-    qos: int = 1
-    device: str = ""  # the device its topic names ("" if none): whose quota and lane
-
-
-# Rejections that depend on nothing but the bytes and the registry: the same payload on the same
-# topic gets the same one again, from a cache, without parsing or verifying it again.
-REPEATABLE = frozenset(
-    {
-        "bad_topic",
-        "too_large",
-        "bad_json",
-        "malformed_json",
-        "device_mismatch",
-        "kind_mismatch",
-        "unknown_device",
-        "unsigned",
-        "bad_signature",
-        "wrong_signer",
-    }
-)
-REJECTION_CACHE = 4096  # payloads remembered
-_TOPIC_HEAD = TOPIC_PREFIX + "/"
-_KEY_TOPIC_TAIL = "/" + KEY_KIND
-
-
-def topic_device(topic: str) -> str:
-    """The device a message topic names, cheaply ("" if it names none); the broker lets only
-    that device publish there."""
-    if not topic.startswith(_TOPIC_HEAD):
-        return ""
-    rest = topic[len(_TOPIC_HEAD) :]
-    cut = rest.find("/")
-    return rest[:cut] if cut > 0 else ""
 
 
 @dataclass
 class ReplayResult:
     stored: int = 0
     still_rejected: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass
-class _Outcome:
-    item: Incoming
-    message: AnyMessage | None = None
-    points: list[Point] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-    rejection: Rejection | None = None
-
-
-Checked = AnyMessage | KeyEnrollment | Rejection  # what checking one message gives
-
-
-@dataclass
-class _Checks:
-    """The checks of one batch: done already, or under way in the pool as interleaved shares."""
-
-    batch: list[Incoming]
-    shares: list[Future[list[Checked]]]
-    done: list[Checked] | None
-
-    def results(self) -> list[Checked]:
-        if self.done is None:
-            parts = [share.result() for share in self.shares]
-            n = len(parts)
-            self.done = [parts[i % n][i // n] for i in range(len(self.batch))]
-        return self.done
 
 
 class IngestService:
@@ -197,12 +82,6 @@ class IngestService:
         self._monotonic = monotonic
         self._keys = KeyStore(config.keys_path)
         self._registry = RegistryView(config.registry_path, self._keys)
-        self._validator = Validator(
-            self._registry,
-            clock=clock,
-            max_future_s=config.max_future_s,
-            max_backlog_s=config.max_backlog_s,
-        )
         self._influx = influx or InfluxClient(
             config.influx.url,
             config.influx.database,
@@ -228,260 +107,55 @@ class IngestService:
                 "deadletter_path",
                 f"cannot open the dead-letter store {config.deadletter_path}: {exc}",
             ) from None
-        # Rejected messages the store could not keep, held unacknowledged (`_hold_back`): those
-        # whose device a confirmation would name, and those too broken to name one.
-        self._held_named: list[_Outcome] = []
-        self._held_unnamed: list[_Outcome] = []
-        # A quarter of the broker's in-flight window (Receive Maximum): the rest stays for
-        # the batch being written and the next one.
-        self.hold_max = max(1, config.batch_max // 2)
-        self._next_outage_report = 0.0
-        self._held_back_before_outage = 0
-        self._left_before_outage = 0
-        self._released_in_outage = False
-        self._note_store_state()
-        self.metrics = IngestMetrics(self.stats)
-        self.metrics_port: int | None = None
-        self._next_status = 0.0
+        self._rejects = Rejects(config, self._deadletters, self.stats, monotonic=monotonic)
+        self._reporting = Reporting(
+            config, self.stats, self._influx, clock=clock, monotonic=monotonic
+        )
+        self.metrics = self._reporting.metrics
         self._queue: FairQueue[Incoming] = FairQueue()
-        self._quota = QuotaKeeper(config.quota, limits_for=self._device_limits)
-        self._registry_generation = self._registry.generation
-        # Rejections of recent bad payloads, by digest of topic and payload (REPEATABLE).
-        self._known_bad: dict[bytes, Rejection] = {}
-        self._book: QuarantineBook | None = None
-        if config.quarantine_path is not None:
-            try:
-                self._book = QuarantineBook(config.quarantine_path)
-            except (OSError, sqlite3.Error) as exc:
-                self._deadletters.close()
-                self._influx.close()
-                raise config.key_error(
-                    "quarantine_path",
-                    f"cannot open the quarantine book {config.quarantine_path}: {exc}",
-                ) from None
-        # Quarantines to apply at the broker, off the writer thread (BrokerAdmin waits for it).
-        self._to_disable: queue.Queue[str] = queue.Queue()
-        self._admin_thread: threading.Thread | None = None
-        self._full_reported: dict[str, float] = {}  # device -> when to say it again (monotonic)
-        self._due_devices: set[str] = set()  # reported due for quarantine, until lifted
-        self._next_lift_check = 0.0
-        self._generation = 0
-        self._last_seq: dict[str, int] = {}
         self._stop = threading.Event()
+        try:
+            self._guard = Guard(config, self._registry, self.stats, self._stop, monotonic=monotonic)
+        except ConfigError:
+            self._deadletters.close()
+            self._influx.close()
+            raise
         self._worker = threading.Thread(target=self._work, name="ingest-writer", daemon=True)
-        self._pool = ThreadPoolExecutor(config.validate_threads, thread_name_prefix="ingest-check")
-        b = config.broker
-        where = f"{b.host}:{b.port}"
-        self._unreachable = RepeatedProblem(
-            log, f"cannot connect to the broker at {where}", clock=monotonic
-        )
-        self._lost_link = RepeatedProblem(
-            log, f"disconnected from the broker at {where}", clock=monotonic
-        )
-        self._taken_over = RepeatedProblem(
-            log,
-            f"the broker at {where} keeps ending the ingest's connection right after it is made",
-            clock=monotonic,
-        )
-        self._connected_since: float | None = None  # monotonic; None while not connected
-        self._answered = False  # the broker answered this attempt's CONNECT
-        self._short_links = 0  # connections in a row that ended within SHORT_LINK_S
-        self._stats_trouble = RepeatedProblem(
-            log,
-            f"stats file {config.stats_path} not written",
-            level=logging.ERROR,
-            clock=monotonic,
-        )
         self._loop_trouble = RepeatedProblem(
             log, "ingest writer loop error", level=logging.ERROR, clock=monotonic
         )
-        self._client = self._make_client()
-
-    # --- MQTT side -------------------------------------------------------------------------
-    def _make_client(self) -> mqtt.Client:
-        b = self.config.broker
-        client = Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=b.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
+        self._link = BrokerLink(
+            config,
+            self.stats,
+            self._stop,
+            admit=self._guard.admit,
+            lanes=self._queue,
+            clock=clock,
+            monotonic=monotonic,
         )
-        client.username_pw_set(b.username, b.password)
-        if b.tls:
-            check_ca_file(self.config)  # checked at load too; this config may come from code
-            client.tls_set(ca_certs=b.ca_file)
-        client.connect_timeout = b.connect_timeout_s  # TCP connection and TLS handshake
-        # Within the keepalive: paho would otherwise close the silent connection first, unsaid.
-        client.connack_timeout_s = min(b.connect_timeout_s, float(b.keepalive_s))
-        client.reconnect_delay_set(min_delay=1, max_delay=15)
-        client.on_pre_connect = self._on_pre_connect
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
-
-    # paho's callbacks run in its network thread, one at a time.
-    def _on_pre_connect(self, client: Any, userdata: Any) -> None:
-        self._answered = False
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        self._answered = True
-        if reason.is_failure:
-            self.stats.connect_failures += 1
-            self._unreachable.report(describe_refusal(reason, "[broker]"), "; still trying")
-            return
-        self._generation += 1
-        self._connected_since = self._monotonic()
-        self.stats.connected = True
-        b = self.config.broker
-        self._unreachable.resolved(f"connected to the broker at {b.host}:{b.port}")
-        # After connections that did not last, this one is said once it lasts (`_tend_link`):
-        # not a line at every reconnect while another client keeps taking the connection.
-        lasting = self._short_links == 0
-        if lasting:
-            self._lost_link.resolved("connected to the broker again", level=logging.INFO)
-        topic = subscription(b.shared_group)
-        client.subscribe(topic, qos=1)
-        log.log(
-            logging.INFO if lasting else logging.DEBUG,
-            "connected to the broker at %s:%d, subscribed to %s (session present: %s)",
-            b.host,
-            b.port,
-            topic,
-            flags.session_present,
+        self._checker = Checker(
+            config, self._registry, self._keys, publish=self._link.publish, clock=clock
         )
-
-    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        self.stats.connect_failures += 1
-        b = self.config.broker
-        reason = connect_failure(
-            client,
-            host=b.host,
-            port=b.port,
-            tls=b.tls,
-            connect_timeout_s=b.connect_timeout_s,
-            section="[broker]",
-        )
-        self._unreachable.report(reason, "; still trying")
-
-    def _on_disconnect(
-        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        self.stats.connected = False
-        since, self._connected_since = self._connected_since, None
-        if self._stop.is_set():
-            return
-        if since is None:
-            if not self._answered:  # closed before the broker answered CONNECT
-                self.stats.connect_failures += 1
-                b = self.config.broker
-                self._unreachable.report(
-                    describe_closed_unanswered(port=b.port, tls=b.tls, section="[broker]"),
-                    "; still trying",
-                )
-            return
-        if self._monotonic() - since >= SHORT_LINK_S:
-            self._short_links = 0
-            self._lost_link.report(str(reason), "; reconnecting")
-            return
-        self._short_links += 1
-        if self._short_links < SHORT_LINKS_TAKEN_OVER:
-            self._lost_link.report(str(reason), "; reconnecting")
-            return
-        b = self.config.broker
-        self._taken_over.report(
-            f"{SHORT_LINKS_TAKEN_OVER} times or more in a row, each within {SHORT_LINK_S:g} s. "
-            f"Probably another client is connected with the user name {b.username!r}: the "
-            f"broker uses the user name as client id, so each connection ends the other's. "
-            f"Give every ingest worker an account of its own"
-        )
-
-    def _tend_link(self) -> None:
-        """Once a connection has lasted, say that the trouble with it is over."""
-        since = self._connected_since
-        if since is not None and self._monotonic() - since >= SHORT_LINK_S:
-            self._taken_over.resolved("the connection to the broker lasts again")
-            self._lost_link.resolved("connected to the broker again", level=logging.INFO)
-
-    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        """Before anything else, the sender's quota (`ingest.quota`): a message over it, or
-        from a quarantined device, is acknowledged to the broker at once and goes no further:
-        not stored, not dead-lettered, not confirmed, so a sender that waits for confirmations
-        (the edge agent) sends it again later. The rest wait in the device's lane."""
-        topic = msg.topic
-        device = topic_device(topic)
-        payload = msg.payload
-        qos = msg.qos
-        if self._book is not None and self._book.is_quarantined(device):
-            verdict: str | None = "quarantined"
-        else:
-            verdict = self._quota.admit(device, len(payload))
-        if verdict is not None:
-            if qos > 0:
-                client.ack(msg.mid, qos)
-            self.stats.note_shed(device, verdict, len(payload))
-            return
-        self._queue.put(
-            device,
-            Incoming(
-                self._generation,
-                msg.mid,
-                topic,
-                bytes(payload),
-                bool(msg.dup),
-                self._clock(),
-                qos,
-                device,
-            ),
-        )
-
-    def _device_limits(self, device: str) -> tuple[float | None, int | None]:
-        entry = self._registry.device(device)
-        if entry is None:
-            return None, None
-        return entry.max_messages_per_s, entry.max_bytes_per_s
 
     def start(self) -> None:
         """Connect, subscribe and store until `stop`. A stats file that cannot be written is
         a ConfigError before anything starts (`close` the service then)."""
-        try:
-            self._write_stats()
-        except OSError as exc:
-            path = Path(self.config.stats_path or "")
-            missing = not path.parent.is_dir()
-            raise self.config.key_error(
-                "stats_path",
-                f"the directory {path.parent} does not exist: create it or correct stats_path"
-                if missing
-                else f"{path} cannot be written: {exc.strerror or exc}",
-            ) from None
-        b = self.config.broker
-        props = connect_properties(self.config)
-        self._client.connect_async(
-            b.host, b.port, b.keepalive_s, clean_start=False, properties=props
-        )
-        self._seed_last_seq()
-        self._client.loop_start()
-        if self._book is not None and self.config.broker_admin is not None:
-            self._start_admin()  # lifts left pending by an unreachable broker are retried
-        if self.config.metrics_port is not None:
-            self.metrics_port = self.metrics.serve(
-                self.config.metrics_port, self.config.metrics_bind
-            )
-            log.info("metrics on http://%s:%d/metrics", self.config.metrics_bind, self.metrics_port)
+        self._reporting.check_stats_file()
+        self._checker.seed_last_seq(self._influx)
+        self._link.start()
+        self._guard.start()
+        self._reporting.serve_metrics()
         self._worker.start()
 
     def stop(self) -> None:
         """Finish the batch in hand, then disconnect. Unacknowledged messages stay queued."""
         self._stop.set()
         self._worker.join(timeout=30)
-        self._client.disconnect()
-        self._client.loop_stop()
-        self._pool.shutdown()
+        self._link.stop()
+        self._checker.close()
         self._deadletters.close()
         self._influx.close()
-        self.metrics.close()
+        self._reporting.close()
 
     # --- writer thread ---------------------------------------------------------------------
     def _work(self) -> None:
@@ -493,7 +167,7 @@ class IngestService:
         With `validate_threads` above 1, the next batch (what has already arrived) is checked
         in the pool while one is stored, so signature checks overlap the InfluxDB write."""
         pending: list[list[Incoming]] = []
-        ahead: _Checks | None = None  # checks under way for a batch further down `pending`
+        ahead: Checks | None = None  # checks under way for a batch further down `pending`
         failures = 0
         while not self._stop.is_set():
             try:
@@ -519,13 +193,13 @@ class IngestService:
                     ):
                         if checked is None:  # head first: the refresh below must not overlap
                             self._refresh_registry()
-                            checked = self._start_checks(head).results()
+                            checked = self._checker.start(head).results()
                         following = self._collect(wait=False)
                         if following:
                             self.stats.received += len(following)
                             pending.append(following)
                             self._refresh_registry()
-                            ahead = self._start_checks(following)
+                            ahead = self._checker.start(following)
                     try:
                         self.process(head, checked)
                         pending.pop(0)
@@ -548,8 +222,8 @@ class IngestService:
                         else:
                             self._stop.wait(min(1.0 * failures, 5.0))
                 self._tend_deadletters()
-                self._tend_quarantine()
-                self._tend_link()
+                self._guard.tend()
+                self._link.tend()
                 self._tend_stats()
                 self._write_status()
                 self._loop_trouble.resolved("ingest writer loop runs again")
@@ -562,22 +236,22 @@ class IngestService:
 
     def _give_up(self, item: Incoming, exc: Exception) -> None:
         """Dead-letter a message that failed BATCH_ATTEMPTS times on its own, then ack it."""
-        outcome = _Outcome(
+        outcome = Outcome(
             item, rejection=Rejection("internal_error", f"could not be processed: {exc!r}"[:500])
         )
         log.info("rejected %s: %s", item.topic, outcome.rejection)
-        refused: list[_Outcome] | None
+        refused: list[Outcome] | None
         try:
-            refused = self._dead_letter([outcome])
+            refused = self._rejects.keep([outcome])
         except Exception:
             log.exception("could not dead-letter %s either; holding it back", item.topic)
             refused = None
         if refused is None:  # not kept, so not confirmed
-            self._ack(self._hold_back([outcome]))
+            self._link.ack(self._rejects.hold_back([outcome]))
             return
         if not refused:
             self._confirm([outcome])  # first, as in `process`
-        self._ack([item])
+        self._link.ack([item])
 
     def _collect(self, *, wait: bool = True) -> list[Incoming]:
         """Up to `batch_max` messages, one per device in turn (`ingest.fair`): waiting for the
@@ -591,10 +265,10 @@ class IngestService:
 
     def process(self, batch: list[Incoming], checked: list[Checked] | None = None) -> bool:
         """Validate, store, dead-letter and acknowledge one batch. False if stopped midway.
-        `checked`: the batch's check results when they were made ahead (`_start_checks`)."""
+        `checked`: the batch's check results when they were made ahead (`Checker.start`)."""
         if checked is None:
             self._refresh_registry()
-        outcomes = self._evaluate_all(batch, checked)
+        outcomes = self._checker.evaluate_all(batch, checked)
         accepted = [o for o in outcomes if o.rejection is None]
         if not self._store_part(accepted):
             return False  # stopping with the batch unwritten: the broker will redeliver it
@@ -602,8 +276,8 @@ class IngestService:
         for o in rejected:
             log.info("rejected %s: %s", o.item.topic, o.rejection)
             if o.item.device:
-                self._quota.rejected(o.item.device)
-        refused = self._dead_letter(rejected)
+                self._guard.rejected(o.item.device)
+        refused = self._rejects.keep(rejected)
         # Counted once the whole batch is kept, so a batch written again after an error is not
         # counted twice. An enrolled key (no message) is not a stored message.
         stored = [o for o in accepted if o.rejection is None and o.message is not None]
@@ -619,132 +293,34 @@ class IngestService:
             # device that waits for confirmations still has them.
             not_kept = {id(o.item) for o in refused}
             self._confirm([o for o in outcomes if id(o.item) not in not_kept])
-            self._ack(batch)  # in arrival order, as MQTT asks of acknowledgements
+            self._link.ack(batch)  # in arrival order, as MQTT asks of acknowledgements
         else:  # the dead-letter store cannot write: the rejected ones are held back
             self._confirm(stored)
-            released = self._hold_back(rejected)
+            released = self._rejects.hold_back(rejected)
             held = {id(o.item) for o in rejected}
-            self._ack([item for item in batch if id(item) not in held] + released)
+            self._link.ack([item for item in batch if id(item) not in held] + released)
         self.metrics.batch_latency.observe(max(0.0, self._clock() - batch[0].received_at))
         return True
 
-    def _ack(self, items: list[Incoming]) -> None:
-        """Acknowledge to the broker; only on the connection that delivered (after a reconnect
-        the broker sends the unacknowledged ones again)."""
-        for item in items:
-            # A QoS 0 message has no acknowledgement (and no message id to give one for).
-            if item.generation == self._generation and item.qos > 0:
-                self._client.ack(item.mid, item.qos)
-
-    def _hold_back(self, rejected: list[_Outcome]) -> list[Incoming]:
-        """Rejected messages that the dead-letter store could not keep; none is confirmed.
-
-        They are held unacknowledged, at most `hold_max`, and dead-lettered, confirmed and
-        acknowledged once the store writes again (`_tend_deadletters`); a restart of the ingest
-        loses none of them, the broker still has them. Those that do not fit are returned, to be
-        acknowledged without confirmation, so that held messages never fill the broker's
-        in-flight window and stop good traffic. A device that waits for confirmations (the
-        edge agent does, by default) keeps them and sends them again after a reconnect or its
-        confirm timeout; they are dead-lettered then. A sender that does not wait (an edge agent
-        with `confirm = false`, a plain MQTT client) does not send them again: those are lost.
-        The ingest cannot tell the two apart; all it lets go are counted (`left_to_sender`).
-        So the room goes first to messages that no confirmation would name (too broken to name
-        their device and number), and the newest named ones are let go first."""
-        self.stats.held_back += len(rejected)
-        for o in rejected:
-            named = _sender_and_seq(o) is not None
-            (self._held_named if named else self._held_unnamed).append(o)
-        released: list[Incoming] = []
-        while len(self._held_named) + len(self._held_unnamed) > self.hold_max:
-            released.append((self._held_named or self._held_unnamed).pop().item)
-        self.stats.left_to_sender += len(released)
-        self.stats.held_back_waiting = len(self._held_named) + len(self._held_unnamed)
-        if released and not self._released_in_outage:
-            self._released_in_outage = True
-            log.warning(
-                "more than %d rejected messages held back: acknowledging further ones to the "
-                "broker unconfirmed; devices that wait for confirmations send them again, other "
-                "senders do not",
-                self.hold_max,
-            )
-        return released
-
     def _tend_deadletters(self) -> None:
-        """While the dead-letter store cannot write: let it try again when due (it paces
-        itself, every few seconds), report the outage now and then, and once it writes again,
-        keep the held-back messages."""
-        if self._deadletters.available and not (self._held_named or self._held_unnamed):
-            return
-        # Held on a connection that is gone: the broker delivers them again on this one.
-        for held in (self._held_named, self._held_unnamed):
-            held[:] = [o for o in held if o.item.generation == self._generation]
-        self.stats.held_back_waiting = len(self._held_named) + len(self._held_unnamed)
-        available = self._deadletters.probe()
-        self._note_store_state()
-        if available:
-            self._release_held()
-        elif time.monotonic() >= self._next_outage_report:
-            self._next_outage_report = time.monotonic() + OUTAGE_REPORT_S
-            s = self.stats
-            log.error(
-                "dead-letter store %s still cannot write (%s): %d rejected messages held back "
-                "and not confirmed so far, %d of them waiting here, %d left to their senders",
-                self._deadletters.path,
-                self._deadletters.error,
-                s.held_back - self._held_back_before_outage,
-                s.held_back_waiting,
-                s.left_to_sender - self._left_before_outage,
-            )
-
-    def _release_held(self) -> None:
-        held = sorted(self._held_named + self._held_unnamed, key=lambda o: o.item.received_at)
+        """Held-back rejected messages that the dead-letter store keeps again: confirmed and
+        acknowledged now (`ingest.rejects`)."""
+        held, refused = self._rejects.tend(self._link.generation)
         if not held:
             return
-        refused = self._dead_letter(held)
-        if refused is None:
-            return
-        self._held_named.clear()
-        self._held_unnamed.clear()
-        self.stats.held_back_waiting = 0
         not_kept = {id(o.item) for o in refused}
         self._confirm([o for o in held if id(o.item) not in not_kept])
-        self._ack([o.item for o in held])
+        self._link.ack([o.item for o in held])
         log.warning("%d held-back messages dead-lettered, confirmed and acknowledged", len(held))
 
-    def _note_store_state(self) -> None:
-        """Copy the dead-letter store's state into the stats; log when it changes."""
-        store, s = self._deadletters, self.stats
-        was_available = s.deadletter_available
-        s.deadletter_available = store.available
-        s.deadletter_error = store.error
-        s.deadletter_unavailable_since = store.unavailable_since
-        if was_available and not store.available:
-            self._held_back_before_outage = s.held_back
-            self._left_before_outage = s.left_to_sender
-            self._released_in_outage = False
-            self._next_outage_report = time.monotonic() + OUTAGE_REPORT_S
-            log.error(
-                "dead-letter store %s cannot write: %s. Rejected messages are held back, not "
-                "confirmed to their devices, until it can; trying again every %.0f s",
-                store.path,
-                store.error,
-                store.probe_interval_s,
-            )
-        elif store.available and not was_available:
-            log.warning(
-                "dead-letter store %s writes again; %d rejected messages were held back",
-                store.path,
-                s.held_back - self._held_back_before_outage,
-            )
-
-    def _confirm(self, outcomes: list[_Outcome]) -> None:
+    def _confirm(self, outcomes: list[Outcome]) -> None:
         """Tell each device which of its messages are now kept, stored or dead-lettered
         (protocol.ack), so that it can drop them from its outbox. QoS 1; a confirmation lost
         on the way only makes the device send the message again, which is stored once."""
         kept: dict[str, set[int]] = {}
         aside: dict[str, list[SetAside]] = {}
         for o in outcomes:
-            claim = _sender_and_seq(o)
+            claim = sender_and_seq(o)
             if claim is not None:
                 kept.setdefault(claim[0], set()).add(claim[1])
                 if o.rejection is not None:
@@ -755,31 +331,15 @@ class IngestService:
                     )
         for device, seqs in kept.items():
             payload = encode_ack(seqs, aside.get(device, ()))
-            self._client.publish(ack_topic(device), payload, qos=1)
+            self._link.publish(ack_topic(device), payload)
             self.stats.confirmations += 1
-
-    def _seed_last_seq(self) -> None:
-        """The highest sequence number stored per device within the backlog window, so that
-        after a restart a replayed old message is still known as one. Best effort."""
-        window = int(self.config.max_backlog_s)
-        try:
-            series = self._influx.query(
-                f"SELECT max(seq) FROM link WHERE time > now() - {window}s GROUP BY device_id"
-            )
-        except (StorageUnavailable, QueryError) as exc:
-            log.warning("could not read the last sequence numbers from InfluxDB: %s", exc)
-            return
-        for s in series:
-            device = s.get("tags", {}).get("device_id")
-            if device and s.get("values"):
-                self._last_seq[device] = max(self._last_seq.get(device, 0), int(s["values"][0][1]))
 
     def close(self) -> None:
         """Release the stores of a service that was never started (e.g. after `replay`)."""
-        self._pool.shutdown()
+        self._checker.close()
         self._deadletters.close()
         self._influx.close()
-        self.metrics.close()
+        self._reporting.close()
 
     def storage_reachable(self) -> bool:
         """Whether InfluxDB answers its ping now."""
@@ -797,7 +357,7 @@ class IngestService:
                 Incoming(-1, -1, d.topic, d.payload, dup=True, received_at=d.received_at)
                 for d in chunk
             ]
-            outcomes = self._evaluate_all(items)
+            outcomes = self._checker.evaluate_all(items)
             if not self._store_part([o for o in outcomes if o.rejection is None]):
                 break  # stopped while InfluxDB was away; what is left stays dead-lettered
             stored = []
@@ -812,132 +372,7 @@ class IngestService:
             result.stored += len(stored)
         return result
 
-    def _evaluate_all(
-        self, items: list[Incoming], checked: list[Checked] | None = None
-    ) -> list[_Outcome]:
-        if checked is None:
-            checked = self._start_checks(items).results()
-        return [self._evaluate(item, result) for item, result in zip(items, checked, strict=True)]
-
-    def _start_checks(self, items: list[Incoming]) -> _Checks:
-        """Check the messages in `validate_threads` interleaved shares side by side; they are
-        numbered afterwards, in arrival order, by `_evaluate` (sequence state is kept in the
-        writer thread only). The registry must not be refreshed while checks are under way."""
-        n = min(self.config.validate_threads, len(items))
-        if n <= 1:
-            return _Checks(items, [], [self._check(item) for item in items])
-        shares = [self._pool.submit(self._check_share, items[i::n]) for i in range(n)]
-        return _Checks(items, shares, None)
-
-    def _check_share(self, items: list[Incoming]) -> list[Checked]:
-        return [self._check(item) for item in items]
-
-    def _check(self, item: Incoming) -> Checked:
-        """The message checked, or why it is rejected. A payload rejected before (REPEATABLE)
-        gets the same rejection from `_known_bad` without being parsed or verified again, so
-        a flood of one bad message costs a hash each."""
-        digest = hashlib.blake2b(item.topic.encode(), digest_size=16)
-        digest.update(b"\x00")
-        digest.update(item.payload)
-        key = digest.digest()
-        known = self._known_bad.get(key)
-        if known is not None:
-            return known
-        try:
-            if item.topic.endswith(_KEY_TOPIC_TAIL):
-                return self._validator.check_enrollment(item.topic, item.payload)
-            return self._validator.check(item.topic, item.payload)
-        except Rejection as rejection:
-            if rejection.code in REPEATABLE:
-                if len(self._known_bad) >= REJECTION_CACHE:
-                    self._known_bad.clear()
-                self._known_bad[key] = rejection
-            return rejection
-        except Exception as exc:  # a validation bug: keep the message as a dead letter
-            log.exception("validating %s failed unexpectedly", item.topic)
-            return Rejection("internal_error", repr(exc)[:500])
-
-    def _evaluate(self, item: Incoming, checked: Checked) -> _Outcome:
-        if isinstance(checked, KeyEnrollment):
-            return self._enroll(item, checked)
-        if isinstance(checked, Rejection):
-            if item.topic.endswith(_KEY_TOPIC_TAIL):
-                self._answer_enrollment(item, ok=False, reason=str(checked))
-            return _Outcome(item, rejection=checked)
-        message = checked
-        device = self._registry.device(message.device_id)
-        site = device.site if device is not None else ""
-        last = self._last_seq.get(message.device_id)
-        # Seen before: a redelivery (MQTT's DUP flag) or a number at or below the highest one
-        # seen (a replay). Its data points are rewritten as they were; its delivery metadata
-        # is left as the first delivery recorded it.
-        repeat = item.dup or (last is not None and message.seq <= last)
-        gap: int | None
-        if self.config.broker.shared_group is not None:
-            # Each worker sees only part of a device's messages: no worker can tell a gap.
-            # Gaps are then read from the stored numbers (`difference(seq)` on `link`).
-            gap = None
-        elif last is None:
-            # Sequence numbers start at 1: a device's first message ever has no gap before it.
-            gap = 0 if message.seq == 1 else None
-        else:
-            gap = max(0, message.seq - last - 1)
-        self._last_seq[message.device_id] = max(message.seq, last or 0)
-        receipt = Receipt(
-            gateway=self.config.gateway_id,
-            received_at_ms=round(item.received_at * 1000),
-            redelivered=item.dup,
-            seq_gap=gap,
-            first_delivery=not repeat,
-        )
-        source = device.source if device is not None else EDGE
-        points = message_points(message, site, receipt, source)
-        try:
-            lines = [to_line(p) for p in points]
-        except LineProtocolError as exc:
-            return _Outcome(item, rejection=Rejection("unstorable", str(exc)))
-        return _Outcome(item, message=message, points=points, lines=lines)
-
-    def _enroll(self, item: Incoming, enrollment: KeyEnrollment) -> _Outcome:
-        """Keep the first key a device enrols (protocol.enrollment) and answer it; another key
-        is refused and dead-lettered. Nothing is stored in InfluxDB for it."""
-        device = enrollment.device_id
-        try:
-            kept, accepted = self._keys.enroll(device, enrollment.public_key)
-        except (sqlite3.Error, OSError) as exc:
-            log.error("cannot write the key store %s: %s", self._keys.path, exc)
-            rejection = Rejection("key_store", f"the server cannot keep keys now ({exc})")
-            self._answer_enrollment(item, ok=False, reason=str(rejection))
-            return _Outcome(item, rejection=rejection)
-        if not accepted:
-            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(kept.enrolled_at))
-            rejection = Rejection(
-                "key_taken",
-                f"{device} enrolled another key ({fingerprint(kept.public_key)}) at {when}; "
-                f"to let it join again, on the server: sensorpipe devices reset-key {device}",
-            )
-            self._answer_enrollment(item, ok=False, reason=str(rejection))
-            return _Outcome(item, rejection=rejection)
-        self._registry.forget_verifier(device)
-        log.info("%s enrolled its key %s", device, fingerprint(kept.public_key))
-        self._answer_enrollment(item, ok=True, fp=fingerprint(kept.public_key))
-        return _Outcome(item)
-
-    def _answer_enrollment(
-        self, item: Incoming, *, ok: bool, reason: str = "", fp: str = ""
-    ) -> None:
-        """Answer an enrollment on its device's acknowledgement topic (the one topic a device
-        may read), naming its nonce; one too broken to name them gets no answer."""
-        parsed = parse_topic(item.topic)
-        try:
-            nonce = json.loads(item.payload).get("nonce")
-            reply = KeyReply(nonce=nonce, ok=ok, reason=reason[:500], fingerprint=fp)
-        except (ValueError, AttributeError, RecursionError):
-            return
-        if parsed is not None:
-            self._client.publish(ack_topic(parsed[0]), encode_key_reply(reply), qos=1)
-
-    def _store_part(self, part: list[_Outcome]) -> bool:
+    def _store_part(self, part: list[Outcome]) -> bool:
         """Write these messages; when InfluxDB refuses (4xx: bad line, type conflict), split in
         halves until the refused messages are found, which get InfluxDB's own error text as
         their rejection. False only if the service stopped while InfluxDB was away."""
@@ -983,295 +418,25 @@ class IngestService:
                     return False
                 delay = min(delay * 2, RETRY_CAP_S)
 
-    def _dead_letter(self, rejected: list[_Outcome]) -> list[_Outcome] | None:
-        """Keep these rejected messages as dead letters. Returns those not kept because their
-        device's dead-letter quota (or the whole store) is full, to be neither confirmed nor
-        kept; None, keeping none, while the store cannot write (which it says at once,
-        without trying, until its next try is due)."""
-        if not rejected:
-            return []
-        letters = []
-        for o in rejected:
-            assert o.rejection is not None
-            letters.append(
-                DeadLetter(
-                    o.item.received_at,
-                    o.item.topic,
-                    o.item.payload,
-                    o.rejection.code,
-                    o.rejection.detail,
-                )
-            )
-        try:
-            result = self._deadletters.add_many(letters)
-        except DeadLetterStoreUnavailable:
-            self._note_store_state()
-            return None
-        self._note_store_state()
-        refused = [rejected[i] for i in result.refused]
-        not_kept = {id(o) for o in refused}
-        for o in rejected:  # counted once kept
-            assert o.rejection is not None
-            if id(o) in not_kept:
-                continue
-            self.stats.rejected += 1
-            self.stats.rejected_by_code[o.rejection.code] += 1
-        if refused:
-            self.stats.deadletter_refused += len(refused)
-            now = self._monotonic()
-            for device in sorted({o.item.device for o in refused}):
-                if now < self._full_reported.get(device, 0.0):
-                    continue
-                self._full_reported[device] = now + OUTAGE_REPORT_S
-                log.error(
-                    "device %s: its dead-letter quota is full (%s); its further rejected "
-                    "messages are neither kept nor confirmed (%d so far, from all devices). "
-                    "Look at its letters (`sensorpipe ingest rejects`), fix the device, then "
-                    "replay or purge them",
-                    device or "(none)",
-                    self._quota_text(),
-                    self.stats.deadletter_refused,
-                )
-        for device in result.near_full:
-            u = self._deadletters.usage(device)
-            log.warning(
-                "device %s keeps %d dead letters (%d bytes), over %d %% of its quota (%s): "
-                "beyond it, its rejected messages are no longer kept. Look at them "
-                "(`sensorpipe ingest rejects`), fix the device, then replay or purge them",
-                device or "(none)",
-                u.letters,
-                u.bytes,
-                round(self._deadletters.warn_fraction * 100),
-                self._quota_text(),
-            )
-            self.stats.deadletter_near_full.add(device)
-        self.stats.deadletters_pruned = self._deadletters.pruned
-        return refused
-
-    def _quota_text(self) -> str:
-        q = self.config.quota
-        return f"{q.deadletters_per_device} letters or {q.deadletter_bytes_per_device} bytes"
-
-    # --- quotas and quarantine ---------------------------------------------------------------
+    # --- the registry ------------------------------------------------------------------------
     def _refresh_registry(self) -> None:
         """Re-read a changed registry; what depended on the old one is forgotten."""
-        self._registry.refresh()
-        if self._registry.generation != self._registry_generation:
-            self._registry_generation = self._registry.generation
-            self._known_bad.clear()
-            self._quota.refresh_limits()
+        if self._checker.refresh_registry():
+            self._guard.refresh_limits()
 
-    def _tend_quarantine(self) -> None:
-        for due in self._quota.due():
-            self._quarantine(due)
-            self._due_devices.add(due.device)
-        # A quarantine lifted (or never made): the device's meter starts afresh, so that it
-        # is quarantined again if it goes on.
-        if self._due_devices and self._monotonic() >= self._next_lift_check:
-            self._next_lift_check = self._monotonic() + 1.0
-            for device in list(self._due_devices):
-                if self._book is None or not self._book.is_quarantined(device):
-                    self._quota.forget(device)
-                    self._due_devices.discard(device)
+    @property
+    def hold_max(self) -> int:
+        """How many rejected messages are held back at most while the dead-letter store cannot
+        write (`ingest.rejects`)."""
+        return self._rejects.hold_max
 
-    def _quarantine(self, due: Due) -> None:
-        device, reason, detail = due.device, due.reason, due.detail
-        entry = self._registry.device(device)
-        if entry is None:
-            return  # not a device: its messages are rejected anyway
-        if self._book is None:
-            self.stats.over_quota_reported += 1
-            log.error(
-                "device %s is over its quota (%s: %s); no quarantine_path is configured, so it "
-                "is not quarantined",
-                device,
-                reason,
-                detail,
-            )
-            return
-        by = f"ingest {self.config.broker.username}"
-        if not self._book.quarantine(device, reason=reason, detail=detail, by=by):
-            return  # quarantined already (by another worker, the gateway, an operator)
-        self.stats.quarantines += 1
-        self.stats.quarantines_by_reason[reason] += 1
-        where = "its messages are refused here"
-        if entry.source == EDGE and self.config.broker_admin is not None:
-            where = "its broker account is being disabled"
-            self._start_admin()
-            self._to_disable.put(device)
-        elif entry.gateway is not None:
-            where = f"its gateway {entry.gateway} refuses it"
-        log.warning(
-            "quarantined %s (%s): %s; %s. `sensorpipe devices lift %s` lets it back",
-            device,
-            reason,
-            detail,
-            where,
-            device,
-        )
-
-    def _start_admin(self) -> None:
-        if self._admin_thread is None:
-            self._admin_thread = threading.Thread(
-                target=self._disable_accounts, name="ingest-quarantine", daemon=True
-            )
-            self._admin_thread.start()
-
-    def _disable_accounts(self) -> None:
-        """Disable quarantined devices' broker accounts, one at a time, retrying while the
-        broker cannot be reached; and every LIFT_RETRY_S enable the accounts of lifts the
-        quarantine book holds as pending (an operator's lift whose broker could not be
-        reached), until the broker confirms each."""
-        from sensorpipe.gateway.brokeradmin import AdminCredentials, BrokerAdmin, BrokerAdminError
-
-        a = self.config.broker_admin
-        assert a is not None
-        b = self.config.broker
-        admin: BrokerAdmin | None = None
-        next_lifts = 0.0
-
-        def connected() -> BrokerAdmin:
-            nonlocal admin
-            if admin is None:
-                admin = BrokerAdmin(
-                    b.host,
-                    b.port,
-                    AdminCredentials(a.username, a.password),
-                    tls=b.tls,
-                    ca_file=b.ca_file,
-                )
-            return admin
-
-        def drop() -> None:
-            nonlocal admin
-            if admin is not None:
-                admin.close()
-                admin = None
-
-        while not self._stop.is_set():
-            if self._monotonic() >= next_lifts:
-                next_lifts = self._monotonic() + LIFT_RETRY_S
-                try:
-                    self._enable_pending_lifts(connected)
-                except BrokerAdminError:
-                    drop()
-                except sqlite3.Error as exc:
-                    log.error("cannot update the quarantine book's pending lifts: %s", exc)
-            try:
-                device = self._to_disable.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            while not self._stop.is_set():
-                try:
-                    if connected().disable(device):
-                        self.stats.broker_disabled += 1
-                        log.info("broker account of %s disabled", device)
-                    else:
-                        log.warning("the broker has no account %s to disable", device)
-                    break
-                except BrokerAdminError as exc:
-                    log.error("could not disable the broker account of %s: %s", device, exc)
-                    drop()
-                    self._stop.wait(5.0)
-        drop()
-
-    def _enable_pending_lifts(self, admin: Callable[[], BrokerAdmin]) -> None:
-        """Enable the broker account of each lift pending in the book; a lift ends in the book
-        only once the broker confirmed it. BrokerAdminError when the broker cannot be reached
-        (each failure is also noted in the book, where `stack status` shows it)."""
-        from sensorpipe.gateway.brokeradmin import BrokerAdminError
-
-        if self._book is None:
-            return
-        try:
-            pending = self._book.pending_lifts()
-        except sqlite3.Error as exc:
-            log.error("cannot read the pending lifts of the quarantine book: %s", exc)
-            return
-        by = f"ingest {self.config.broker.username}"
-        for device in pending:
-            if self._book.is_quarantined(device):
-                continue  # quarantined again meanwhile: the book dropped the lift
-            try:
-                enabled = admin().enable(device)
-            except BrokerAdminError as exc:
-                log.error("could not enable the broker account of %s (lifted): %s", device, exc)
-                self._book.lift_failed(device, str(exc))
-                raise
-            self._book.lift_done(device, by=by, enabled=enabled)
-            log.info("broker account of %s enabled (its pending lift is done)", device)
+    @property
+    def metrics_port(self) -> int | None:
+        """The port /metrics is served on, once started (None without a metrics_port)."""
+        return self._reporting.metrics_port
 
     def _write_status(self) -> None:
-        """Every status_interval_s, the counters as one `ingest_status` point in InfluxDB.
-
-        Best effort: while InfluxDB is away the status is skipped, never retried or queued."""
-        now = self._clock()
-        if now < self._next_status:
-            return
-        self._next_status = now + self.config.status_interval_s
-        s = self.stats
-        fields: dict[str, FieldValue] = {
-            "received": s.received,
-            "stored_messages": s.stored_messages,
-            "stored_points": s.stored_points,
-            "rejected": s.rejected,
-            "write_retries": s.write_retries,
-            "internal_errors": s.internal_errors,
-            "batches": s.batches,
-            "connected": s.connected,
-            "connect_failures": s.connect_failures,
-            "deadletter_available": s.deadletter_available,
-            "held_back": s.held_back,
-            "held_back_waiting": s.held_back_waiting,
-            "left_to_sender": s.left_to_sender,
-        }
-        for reason, n in s.rejected_by_code.items():
-            fields[f"rejected_{reason}"] = n
-        tags = {"gateway": self.config.gateway_id, "worker": self.config.broker.username}
-        point = Point("ingest_status", tags, fields, round(now * 1000))
-        try:
-            self._influx.write([to_line(point)])
-        except (StorageUnavailable, StorageRejected) as exc:
-            log.warning("ingest status not written: %s", exc)
+        self._reporting.write_status()
 
     def _tend_stats(self) -> None:
-        """Write the stats file; one that cannot be written (its directory gone, a full disk)
-        is said now and then, and the ingest goes on without it."""
-        try:
-            self._write_stats()
-        except OSError as exc:
-            self._stats_trouble.report(exc.strerror or str(exc))
-        else:
-            self._stats_trouble.resolved(f"stats file {self.config.stats_path} written again")
-
-    def _write_stats(self) -> None:
-        if self.config.stats_path is None:
-            return
-        path = Path(self.config.stats_path)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.stats.as_dict()))
-        tmp.replace(path)
-
-
-def _sender_and_seq(outcome: _Outcome) -> tuple[str, int] | None:
-    """Whose message this is and its sequence number, for the confirmation.
-
-    Stored messages are validated. A rejected one is confirmed to the device whose topic it
-    came on (the broker lets only that device publish there) when it names that device and a
-    plausible number: it is kept as a dead letter, and sending it again would not change its
-    fate. A message too broken to name its number is not confirmed."""
-    if outcome.message is not None:
-        return outcome.message.device_id, outcome.message.seq
-    parsed = parse_topic(outcome.item.topic)
-    if parsed is None:
-        return None
-    try:
-        body = json.loads(outcome.item.payload)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(body, dict) or body.get("device_id") != parsed[0]:
-        return None
-    seq = body.get("seq")
-    if type(seq) is not int or not 0 <= seq <= INT64_MAX:
-        return None
-    return parsed[0], seq
+        self._reporting.tend_stats()
