@@ -20,13 +20,13 @@ from sensorpipe.stack.ports import KITS_PORT_ENV
 os.environ[KITS_PORT_ENV] = "0"
 
 SLOW_FILES = (  # the longest first
-    "tests/integration/test_counting_pipeline.py",
     "tests/integration/test_installed_wheel.py",
     "tests/test_real_counting.py",
     "tests/integration/test_fault_suite.py",
     "tests/integration/test_cli_and_demo.py",
     "tests/integration/test_isolation.py",
     "tests/test_count_eval.py",
+    "tests/integration/test_counting_pipeline.py",
     "tests/test_cli_edge.py",
     "tests/integration/test_deadletter_disk_full.py",
     "tests/integration/test_edge_join.py",
