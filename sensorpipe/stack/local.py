@@ -25,7 +25,6 @@ import fcntl
 import functools
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import sys
@@ -73,6 +72,7 @@ from sensorpipe.protocol.quarantine import (
 from sensorpipe.protocol.registry import Registry, load_registry, save_registry
 from sensorpipe.stack.errors import StackError
 from sensorpipe.stack.ports import GATEWAY_PORT, StackPorts, first_kits_port, fresh_ports
+from sensorpipe.stack.status import deadletter_status, gateway_health, sensor_health
 
 T = TypeVar("T")
 DATABASE = "sensorpipe"
@@ -727,14 +727,14 @@ class LocalStack:
             components[name] = {"pid": pid, "running": bool(pids)}
         if "gateway" in components:
             components["gateway"]["url"] = info.kits_url
-            components["gateway"]["health"] = _health(info.kits_url)
+            components["gateway"]["health"] = gateway_health(info.kits_url)
         components["mosquitto"]["port_open"] = port_open(info.broker_port)
         stats_path = self.directory / "ingest" / "stats.json"
         try:
             components["ingest"]["stats"] = json.loads(stats_path.read_text())
         except (FileNotFoundError, ValueError):
             components["ingest"]["stats"] = None
-        components["ingest"]["deadletter"] = _deadletter_status(
+        components["ingest"]["deadletter"] = deadletter_status(
             self.directory / "ingest" / "ingest.toml", components["ingest"]["stats"]
         )
         return {
@@ -753,7 +753,7 @@ class LocalStack:
         if info is None:
             return {"sensors_not_ok": None, "no_data_yet": None}
         running = bool(self.running().get("influxd"))
-        return _sensor_health(info, self.registry(), running=running)
+        return sensor_health(info.influx_url, info.database, self.registry(), running=running)
 
     # --- devices --------------------------------------------------------------------------
     def add_device(self, device_id: str, **fields: Any) -> DeviceCredentials:
@@ -899,7 +899,7 @@ class LocalStack:
         time.sleep(0.2)  # the broker has disconnected it; let the gateway notice
         deadline = time.monotonic() + GATEWAY_RECONNECT_S
         while time.monotonic() < deadline:
-            health = _health(info.kits_url)
+            health = gateway_health(info.kits_url)
             if health is None and not info.kits_url.startswith("http://"):
                 time.sleep(2.0)  # TLS: no health to read here; paho reconnects after 1 s
                 return
@@ -1076,29 +1076,6 @@ class IngestWorker:
         self.process.stop()
 
 
-def _deadletter_status(ingest_config: Path, stats: dict[str, Any] | None) -> dict[str, Any]:
-    """Where the ingest keeps its dead letters and the room left on that disk; from its
-    counters, whether it can write there and what it holds back while it cannot."""
-    path: Path | None = None
-    free: int | None = None
-    try:
-        path = Path(tomllib.loads(ingest_config.read_text())["deadletter_path"])
-        free = shutil.disk_usage(path.parent).free
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
-        pass
-    s = stats or {}
-    return {
-        "path": None if path is None else str(path),
-        "free_bytes": free,
-        "available": s.get("deadletter_available"),
-        "error": s.get("deadletter_error"),
-        "unavailable_since": s.get("deadletter_unavailable_since"),
-        "held_back": s.get("held_back", 0),
-        "held_back_waiting": s.get("held_back_waiting", 0),
-        "left_to_sender": s.get("left_to_sender", 0),
-    }
-
-
 def _ingest_connected(stats_path: Path) -> bool:
     try:
         return bool(json.loads(stats_path.read_text()).get("connected"))
@@ -1130,20 +1107,6 @@ def _lan_address() -> str:
         return socket.gethostname()
     finally:
         probe.close()
-
-
-def _health(url: str | None) -> dict[str, Any] | None:
-    """The kit gateway's /health, when it answers over plain HTTP."""
-    import urllib.request
-
-    if not url or not url.startswith("http://"):
-        return None
-    try:
-        with urllib.request.urlopen(f"{url}health", timeout=2) as answer:
-            data = json.loads(answer.read())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _serve_argv(config: Path) -> list[str]:
@@ -1202,31 +1165,3 @@ def default_directory() -> Path:
     """$SENSORPIPE_DIR, or ./.sensorpipe when it is unset or empty (an empty value must not
     make the current directory the stack directory)."""
     return Path(os.environ.get("SENSORPIPE_DIR") or ".sensorpipe")
-
-
-def _sensor_health(info: StackInfo, registry: Registry, *, running: bool) -> dict[str, Any]:
-    """The registered devices with a sensor that is not ok, and those with no data yet
-    (sensorpipe.query.health); null where InfluxDB does not answer."""
-    from sensorpipe.ingest.errors import QueryError, StorageUnavailable
-    from sensorpipe.ingest.influx import InfluxClient
-    from sensorpipe.query.register import register_stats
-
-    unknown: dict[str, Any] = {"sensors_not_ok": None, "no_data_yet": None}
-    if not running:
-        return unknown
-    client = InfluxClient(info.influx_url, info.database, timeout_s=5.0)
-    try:
-        if not client.ping(timeout_s=2.0):  # a stopped influxd: the status is not held up
-            return unknown
-        stats = register_stats(client)
-    except (StorageUnavailable, QueryError):
-        return unknown
-    finally:
-        client.close()
-    not_ok = []
-    for device_id in sorted(registry.devices):
-        for _, h in sorted(stats.of(device_id).health.items()):
-            if h.ok is False:
-                not_ok.append({"device_id": device_id, **h.as_json(), "note": h.note()})
-    no_data = [d for d in sorted(registry.devices) if stats.of(d).first_seen_ms is None]
-    return {"sensors_not_ok": not_ok, "no_data_yet": no_data}
