@@ -58,7 +58,7 @@ from sensorpipe.edge.problems import RepeatedProblem
 from sensorpipe.protocol.ack import ack_topic, decode_ack
 from sensorpipe.protocol.brokerlink import (
     Client,
-    connect_failure,
+    connect_failure_at,
     describe_closed_unanswered,
     describe_refusal,
 )
@@ -264,15 +264,7 @@ class Publisher:
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self.connect_failures += 1
-        c = self._config
-        reason = connect_failure(
-            client,
-            host=c.host,
-            port=c.port,
-            tls=c.tls,
-            connect_timeout_s=c.connect_timeout_s,
-            section="[mqtt]",
-        )
+        reason = connect_failure_at(client, self._config, "[mqtt]")
         self._unreachable.report(reason, "; still trying")
 
     def _on_disconnect(

@@ -36,7 +36,7 @@ from sensorpipe.ingest.fair import FairQueue
 from sensorpipe.ingest.stats import IngestStats
 from sensorpipe.protocol.brokerlink import (
     Client,
-    connect_failure,
+    connect_failure_at,
     describe_closed_unanswered,
     describe_refusal,
 )
@@ -216,15 +216,7 @@ class BrokerLink:
 
     def on_connect_fail(self, client: Any, userdata: Any) -> None:
         self._stats.connect_failures += 1
-        b = self.config.broker
-        reason = connect_failure(
-            client,
-            host=b.host,
-            port=b.port,
-            tls=b.tls,
-            connect_timeout_s=b.connect_timeout_s,
-            section="[broker]",
-        )
+        reason = connect_failure_at(client, self.config.broker, "[broker]")
         self._unreachable.report(reason, "; still trying")
 
     def on_disconnect(

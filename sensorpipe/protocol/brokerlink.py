@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
@@ -173,6 +173,32 @@ def connect_failure(
         return "no connection"
     return describe_connect_error(
         exc, host=host, port=port, tls=tls, connect_timeout_s=connect_timeout_s, section=section
+    )
+
+
+class BrokerAddress(Protocol):
+    """Where a configuration section says the broker is: `[mqtt]` on a device, `[broker]` for
+    the ingest."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def tls(self) -> bool: ...
+    @property
+    def connect_timeout_s(self) -> float: ...
+
+
+def connect_failure_at(client: mqtt.Client, broker: BrokerAddress, section: str) -> str:
+    """`connect_failure` for the broker a configuration section names."""
+    return connect_failure(
+        client,
+        host=broker.host,
+        port=broker.port,
+        tls=broker.tls,
+        connect_timeout_s=broker.connect_timeout_s,
+        section=section,
     )
 
 
