@@ -125,12 +125,13 @@ def _read_code() -> str:
 
     from sensorpipe.protocol.enrollment import BadJoinCode, decode_join_code
 
-    click.echo("paste the join code (`devices add` printed it), then Enter:", err=True)
     fd = sys.stdin.fileno()
     before = termios.tcgetattr(fd)
     quiet = list(before)
     quiet[3] &= ~termios.ECHO
+    # echo off before asking: a paste that comes the moment the question shows is not echoed
     termios.tcsetattr(fd, termios.TCSADRAIN, quiet)
+    click.echo("paste the join code (`devices add` printed it), then Enter:", err=True)
     text = ""
     try:
         for _ in range(100):

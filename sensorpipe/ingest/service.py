@@ -409,6 +409,7 @@ class IngestService:
                 return True
             except StorageUnavailable as exc:
                 self.stats.write_retries += 1
+                self._tend_stats()  # `stack status` shows the retries while they go on
                 # Full jitter: many workers coming back at once do not hit InfluxDB together.
                 wait = random.uniform(delay / 2, delay)
                 if exc.retry_after_s is not None:

@@ -75,7 +75,10 @@ def test_influxdb_down_holds_messages_until_it_returns(
         stack.influxd.stop()
         for seq in range(2, 12):
             assert not device.send(air_message("db-outage", seq)).is_failure
-        time.sleep(1.0)  # the ingest is now retrying against a dead InfluxDB
+        wait_for(
+            lambda: stack.status()["components"]["ingest"]["stats"]["write_retries"] > 0,
+            what="the ingest retrying its write against a stopped InfluxDB",
+        )
         stack.influxd.process.start(influx.ping, timeout_s=60)
         wait_for(
             lambda: _stored_seqs(influx, "db-outage") == list(range(1, 12)),
