@@ -32,6 +32,7 @@ from sensorpipe.process import (
 )
 from sensorpipe.protocol.registry import DeviceEntry, Registry, load_registry, save_registry
 from sensorpipe.stack.local import LocalStack, default_directory
+from sensorpipe.stack.registration import StackRegistrar
 from tests.helpers import wait_for
 
 SLEEP = ["sleep", f"300.{os.getpid()}"]  # a command line no other process on the machine has
@@ -340,7 +341,7 @@ def test_sim_fleet_fails_when_messages_are_left_in_outboxes(
     monkeypatch.setattr(
         LocalStack, "running", lambda self: {"influxd": [], "mosquitto": [1], "ingest": []}
     )
-    monkeypatch.setattr(LocalStack, "_reload_broker", lambda self, registry: None)
+    monkeypatch.setattr(StackRegistrar, "reload_broker", lambda self, registry: None)
     result = _invoke("sim", "fleet", "--dir", str(d), "--devices", "1", "--duration", "1")
     assert result.exit_code == 1
     assert "done: 1 message acknowledged by the broker, 2 still in outboxes" in result.output

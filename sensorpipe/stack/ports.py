@@ -4,7 +4,8 @@ Edge devices, kits and bookmarks have the stack's ports typed in, so `stack up` 
 port once and keeps it: the broker's, the API's and the metrics' in ports.json, the kit
 gateway's in its gateway.toml (`[http] port`, where its operator sets it). A kept port that
 something else holds is an error naming the holder, never a silent move. New ports come from
-below the kernel's ephemeral range, where outgoing connections never take them.
+below the kernel's ephemeral range, where outgoing connections never take them. `port_of`
+reads a port back from a component's URL, `answers` whether an HTTP service answers there.
 """
 
 from __future__ import annotations
@@ -207,3 +208,24 @@ def can_bind(host: str, port: int) -> bool:
     finally:
         probe.close()
     return True
+
+
+def answers(url: str) -> bool:
+    """Whether the HTTP service answers at `url` (whatever it says: 503 is an answer too)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def port_of(url: str | None) -> int | None:
+    """The port of `http(s)://host:port/...`; None for no URL."""
+    if not url:
+        return None
+    return int(url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[1])

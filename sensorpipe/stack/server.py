@@ -53,8 +53,9 @@ from sensorpipe.gateway.mosquitto import (
 )
 from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.registry import load_registry, save_registry
-from sensorpipe.stack.local import GATEWAY_KEPT, SERVER_FILE
-from sensorpipe.stack.local import SERVE_KEPT as STACK_SERVE_KEPT
+from sensorpipe.stack.configs import SERVE_KEPT as STACK_SERVE_KEPT
+from sensorpipe.stack.kitgateway import GATEWAY_KEPT
+from sensorpipe.stack.local import SERVER_FILE
 
 SERVICE_USER = "sensorpipe"
 BROKER_USER = "mosquitto"

@@ -211,7 +211,8 @@ def test_rejects_can_be_listed_and_replayed_after_registering_the_device(
     creds = add_device(scratch, "forgotten", site="f")
     registry = stack.registry()
     registry.devices["forgotten"] = scratch.devices["forgotten"]
-    stack._reload_broker(registry)  # broker account only: write the broker files, not the registry
+    # The broker account only: write the broker files, not the registry.
+    stack.registrar.reload_broker(registry)
     device = TestDevice(creds, info.broker_port)
     try:
         for seq in (1, 2):

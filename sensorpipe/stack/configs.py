@@ -1,0 +1,140 @@
+"""The local stack's ingest and API configuration, and the command lines that run them.
+
+ingest.toml and serve.toml are written anew at every `stack up` with that run's ports and the
+ingest's new broker password, private to the stack's user (they hold broker passwords). What
+an operator set in serve.toml (SERVE_KEPT: tokens, tiles, bounds, public address) is kept,
+under its new name where a key was renamed (SERVE_RENAMED); a serve.toml that cannot be read
+is an error naming it, never silently replaced. ingest.toml is the stack's own: nothing in it
+is kept, and extra ingest workers (`LocalStack.add_worker`) start from a copy of it.
+
+Plain functions of paths and ports: they write files and start nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from sensorpipe.gateway.devices import INGEST_USERNAME
+from sensorpipe.protocol.files import write_private
+from sensorpipe.stack.errors import StackError
+
+DATABASE = "sensorpipe"
+# What an operator may set in the stack's serve.toml that `stack up` keeps when it writes the
+# file again with the new ports.
+SERVE_KEPT = (
+    "token_hashes",
+    "tile_url",
+    "tile_attribution",
+    "max_points",
+    "register_cache_s",
+    "max_heavy_requests",
+    "busy_retry_after_s",
+    "health_cache_s",
+    "request_timeout_s",
+    "max_connections_per_client",
+    "public_url",
+)
+# Keys of serve.toml renamed since: an operator's value is kept under the new name.
+SERVE_RENAMED = {"header_timeout_s": "request_timeout_s"}
+
+
+def write_serve_config(
+    path: Path,
+    *,
+    registry_path: Path,
+    ingest_stats_path: Path,
+    broker_port: int,
+    influx_url: str,
+    api_port: int,
+) -> Path:
+    """serve.toml at `path` for this run's ports, keeping what an operator set there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept: dict[str, Any] = {}
+    try:
+        old = tomllib.loads(path.read_text())
+        kept = {k: old[k] for k in SERVE_KEPT if k in old}
+        for was, now in SERVE_RENAMED.items():
+            if was in old and now not in kept:
+                kept[now] = old[was]
+    except FileNotFoundError:
+        pass
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise StackError(
+            f"{path}: cannot read it ({exc}); correct it or remove it (it is written anew)"
+        ) from None
+    config = {
+        "host": "127.0.0.1",
+        "port": api_port,
+        "registry_path": str(registry_path),
+        "ingest_stats_path": str(ingest_stats_path),
+        # A local stack holds little: its figures can be fresh within seconds.
+        "register_cache_s": 5.0,
+        **kept,
+        "influx": {"url": influx_url, "database": DATABASE},
+        "broker": {"host": "127.0.0.1", "port": broker_port},
+    }
+    write_private(path, tomli_w.dumps(config))
+    return path
+
+
+def write_ingest_config(
+    directory: Path,
+    *,
+    registry_path: Path,
+    quarantine_path: Path,
+    keys_path: Path,
+    broker_port: int,
+    influx_url: str,
+    password: str,
+    metrics_port: int,
+    admin: dict[str, str] | None = None,
+) -> Path:
+    """ingest.toml in `directory` (with its dead letters and stats), for this run's ports and
+    the ingest's broker password; `admin`: the broker's admin account, with which the ingest
+    disables the accounts of devices it quarantines."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "ingest.toml"
+    config = {
+        "registry_path": str(registry_path),
+        "deadletter_path": str(directory / "deadletter.sqlite"),
+        "stats_path": str(directory / "stats.json"),
+        "gateway_id": "local",
+        "metrics_port": metrics_port,
+        "status_interval_s": 10.0,
+        # Devices over their quota are quarantined in the stack's book, and their broker
+        # accounts disabled with the admin account.
+        "quarantine_path": str(quarantine_path),
+        "keys_path": str(keys_path),
+        "broker": {
+            "host": "127.0.0.1",
+            "port": broker_port,
+            "username": INGEST_USERNAME,
+            "password": password,
+        },
+        "influx": {"url": influx_url, "database": DATABASE},
+        **({"broker_admin": admin} if admin is not None else {}),
+    }
+    write_private(path, tomli_w.dumps(config))  # holds the broker passwords
+    return path
+
+
+def ingest_connected(stats_path: Path) -> bool:
+    """Whether the ingest writing `stats_path` says it is connected and subscribed."""
+    try:
+        return bool(json.loads(stats_path.read_text()).get("connected"))
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def ingest_argv(config: Path) -> list[str]:
+    return [sys.executable, "-m", "sensorpipe", "ingest", "run", "--config", str(config)]
+
+
+def serve_argv(config: Path) -> list[str]:
+    return [sys.executable, "-m", "sensorpipe", "serve", "--config", str(config)]
