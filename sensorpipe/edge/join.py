@@ -42,6 +42,7 @@ from typing import Any
 
 import tomli_w
 
+from sensorpipe.places import Installation
 from sensorpipe.protocol.enrollment import (
     JoinCode,
     KeyReply,
@@ -70,12 +71,8 @@ class JoinError(RuntimeError):
 
 
 @dataclass
-class Layout:
-    root: Path
-
-    @property
-    def etc(self) -> Path:
-        return self.root / "etc" / "sensorpipe"
+class Layout(Installation):
+    """The edge agent's files among sensorpipe's places below `root`."""
 
     @property
     def config(self) -> Path:
@@ -86,12 +83,8 @@ class Layout:
         return self.etc / "ca.pem"
 
     @property
-    def state(self) -> Path:
-        return self.root / "var" / "lib" / "sensorpipe"
-
-    @property
     def unit(self) -> Path:
-        return self.root / "etc" / "systemd" / "system" / UNIT_NAME
+        return self.units_dir / UNIT_NAME
 
     @property
     def system(self) -> bool:

@@ -51,6 +51,7 @@ from sensorpipe.gateway.mosquitto import (
     broker_files,
     write_security_files,
 )
+from sensorpipe.places import Installation
 from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.registry import load_registry, save_registry
 from sensorpipe.stack.configs import SERVE_KEPT as STACK_SERVE_KEPT
@@ -81,8 +82,10 @@ class Ports:
 
 
 @dataclass
-class Setup:
-    root: Path
+class Setup(Installation):
+    """A server's installation below `root` (sensorpipe's places, Mosquitto's and the units)
+    and what `server setup` writes into it."""
+
     public_host: str
     ports: Ports = field(default_factory=Ports)
     influx_url: str = "http://127.0.0.1:8086"
@@ -95,14 +98,6 @@ class Setup:
     broker_user: str = BROKER_USER
 
     @property
-    def etc(self) -> Path:
-        return self.root / "etc" / "sensorpipe"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "var" / "lib" / "sensorpipe"
-
-    @property
     def tls_dir(self) -> Path:
         return self.etc / "tls"
 
@@ -113,10 +108,6 @@ class Setup:
     @property
     def mosquitto_conf(self) -> Path:
         return self.root / "etc" / "mosquitto" / "conf.d" / "sensorpipe.conf"
-
-    @property
-    def units_dir(self) -> Path:
-        return self.root / "etc" / "systemd" / "system"
 
     def unit_path(self, name: str) -> Path:
         return self.units_dir / f"sensorpipe-{name}.service"
