@@ -63,9 +63,9 @@ from sensorpipe.stack.configs import (
     write_ingest_config,
     write_serve_config,
 )
-from sensorpipe.stack.configs import SERVE_KEPT as SERVE_KEPT
+from sensorpipe.stack.configs import SERVE_KEPT as SERVE_KEPT  # callers import it from here
 from sensorpipe.stack.errors import StackError
-from sensorpipe.stack.kitgateway import STACK_GATEWAY_ID as STACK_GATEWAY_ID
+from sensorpipe.stack.kitgateway import STACK_GATEWAY_ID as STACK_GATEWAY_ID  # as SERVE_KEPT
 from sensorpipe.stack.kitgateway import StackGateway, gateway_answers, gateway_argv
 from sensorpipe.stack.ports import StackPorts, answers, fresh_ports
 from sensorpipe.stack.quarantine import StackQuarantine
@@ -76,8 +76,6 @@ from sensorpipe.stack.status import deadletter_status, gateway_health, sensor_he
 # The order the components start in; they stop in the reverse order (the ingest after the
 # gateway, so it can finish its batch with what the gateway published last).
 COMPONENTS = ("influxd", "mosquitto", "ingest", "gateway", "serve")
-
-
 SERVER_FILE = "server.toml"
 
 
@@ -107,6 +105,9 @@ def join_broker(directory: Path) -> dict[str, Any] | None:
 
 
 class LocalStack:
+    """The stack in `directory`: its processes, its state (stack.json, stack.lock) and, through
+    its collaborators, its configuration, registrations and quarantines."""
+
     def __init__(self, directory: Path | str, *, broker_queue: int = MAX_QUEUED_MESSAGES) -> None:
         self.directory = Path(directory).resolve()
         self.broker_queue = broker_queue  # messages the broker holds per client
