@@ -3,13 +3,14 @@
 Every registration is saved in the stack's registry and reaches a running broker without a
 restart (`reload_broker`: password file, SIGHUP, the security plugin brought in line with the
 registry and the quarantine book); with no broker running, the next `stack up` writes its
-files from the registry. A broker that cannot apply a change is a StackError saying the
-registry is saved and `stack down` and `stack up` apply it.
+files from the registry. A broker that cannot apply a change is a StackError saying that
+`stack down` and `stack up` apply it.
 
 A kit is vouched for by the stack's kit gateway, which is given its account first where it has
 none, and the broker learns of the kit before the registry is saved: the gateway re-reads the
 registry by itself, and one that saw the kit before the broker let it publish for the kit
-would have its messages acknowledged and dropped unsaid. A change to the gateway's rights
+would have its messages acknowledged and dropped unsaid. A kit the running broker could not
+take is therefore not saved. A change to the gateway's rights
 makes the broker disconnect it; registering waits (at most GATEWAY_RECONNECT_S) until it is
 connected again, so a kit that posts right after being added is not answered 503.
 
