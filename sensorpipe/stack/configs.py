@@ -1,7 +1,8 @@
-"""The local stack's ingest and API configuration, and the command lines that run them.
+"""The local stack's ingest and API configuration, written anew at every `stack up` with what an
+operator set kept, and the command lines that run them.
 
-ingest.toml and serve.toml are written anew at every `stack up` with that run's ports and the
-ingest's new broker password, private to the stack's user (they hold broker passwords). What
+ingest.toml and serve.toml get each run's ports and the ingest's new broker password, and are
+private to the stack's user (they hold broker passwords). What
 an operator set in serve.toml (SERVE_KEPT: tokens, tiles, bounds, public address) is kept,
 under its new name where a key was renamed (SERVE_RENAMED); a serve.toml that cannot be read
 is an error naming it, never silently replaced. ingest.toml is the stack's own: nothing in it

@@ -1,4 +1,5 @@
-"""The local stack's kit gateway: its account, its gateway.toml, and where kits reach it.
+"""The local stack's kit gateway: one account, kept, and a gateway.toml that keeps what its
+operator set (where kits reach it above all).
 
 The gateway's account is made once and kept: its key signs kits' readings, and messages signed
 with an earlier key would no longer verify, so a new account comes only where the registry or

@@ -1,10 +1,10 @@
-"""Registering devices, kits, gateways, readers and ingest workers with the local stack.
+"""Registering devices, kits, gateways, readers and ingest workers with the local stack: saved
+in its registry, and applied to its running broker without a restart.
 
-Every registration is saved in the stack's registry and reaches a running broker without a
-restart (`reload_broker`: password file, SIGHUP, the security plugin brought in line with the
-registry and the quarantine book); with no broker running, the next `stack up` writes its
-files from the registry. A broker that cannot apply a change is a StackError saying that
-`stack down` and `stack up` apply it.
+`reload_broker` brings a running broker in line (password file, SIGHUP, the security plugin
+made to match the registry and the quarantine book); with no broker running, the next
+`stack up` writes its files from the registry. A broker that cannot apply a change is a
+StackError saying that `stack down` and `stack up` apply it.
 
 A kit is vouched for by the stack's kit gateway, which is given its account first where it has
 none, and the broker learns of the kit before the registry is saved: the gateway re-reads the

@@ -1,4 +1,5 @@
-"""What a running local stack is, as stack.json records it and as its collaborators see it.
+"""What a running local stack is: as stack.json records it (a record, never a proof), and as
+its collaborators see it.
 
 `StackInfo` is stack.json: the stack's endpoints (the broker, InfluxDB, the metrics, the API,
 the kit gateway) and the process ids recorded as each component started. Those ids are a
