@@ -341,7 +341,7 @@ def test_sim_fleet_fails_when_messages_are_left_in_outboxes(
     monkeypatch.setattr(
         LocalStack, "running", lambda self: {"influxd": [], "mosquitto": [1], "ingest": []}
     )
-    monkeypatch.setattr(StackRegistrar, "reload_broker", lambda self, registry: None)
+    monkeypatch.setattr(StackRegistrar, "reload_broker", lambda self, registry, **_: None)
     result = _invoke("sim", "fleet", "--dir", str(d), "--devices", "1", "--duration", "1")
     assert result.exit_code == 1
     assert "done: 1 message acknowledged by the broker, 2 still in outboxes" in result.output

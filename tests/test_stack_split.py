@@ -80,8 +80,8 @@ def test_kit_setup_names_the_running_port_and_says_when_kits_cannot_reach_it(
     gateway.write_config(1883, 8095)
     setup = gateway.kit_setup(None)
     assert (setup["server"], setup["port"], setup["https"]) == ("127.0.0.1", 8095, False)
-    assert "listens on 127.0.0.1 only" in setup["note"] and str(gateway.config_path) in (
-        setup["note"]
+    assert (
+        "listens on 127.0.0.1 only" in setup["note"] and str(gateway.config_path) in (setup["note"])
     )
     assert gateway.kit_setup("http://127.0.0.1:9000/")["port"] == 9000
 
@@ -91,3 +91,36 @@ def test_a_pi_and_a_server_keep_sensorpipes_files_in_the_same_places(tmp_path: P
     assert pi.etc == server.etc == tmp_path / "etc" / "sensorpipe"
     assert pi.state == server.state == tmp_path / "var" / "lib" / "sensorpipe"
     assert pi.unit.parent == server.unit_path("ingest").parent == server.units_dir
+
+
+@pytest.mark.parametrize("kit", [True, False])
+def test_a_change_the_running_broker_cannot_take_says_whether_it_was_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kit: bool
+) -> None:
+    """A device is saved before the broker hears of it; a kit only after the broker took it
+    (stack.registration), so a failed kit is not registered and the error must not say it is."""
+    from sensorpipe.gateway.brokeradmin import BrokerAdminError
+    from sensorpipe.protocol.registry import load_registry
+    from sensorpipe.stack import registration
+    from sensorpipe.stack.local import LocalStack
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise BrokerAdminError("the security plugin refused")
+
+    stack = LocalStack(tmp_path / "st")
+    stack.directory.mkdir()
+    monkeypatch.setattr(
+        LocalStack, "running", lambda self: {"influxd": [], "mosquitto": [1], "ingest": []}
+    )
+    monkeypatch.setattr(registration, "reload_pid", refuse)
+    with pytest.raises(StackError) as failed:
+        if kit:
+            stack.add_airrohr_kit(chip_id="12345", site="s")
+        else:
+            stack.add_device("pi-1", site="s")
+    message = str(failed.value)
+    saved = load_registry(stack.registry_path) if stack.registry_path.exists() else Registry()
+    if kit:
+        assert message.startswith("nothing was registered: ") and not saved.devices
+    else:
+        assert message.startswith("the registry is saved, ") and "pi-1" in saved.devices

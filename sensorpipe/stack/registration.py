@@ -146,7 +146,7 @@ class StackRegistrar:
         registry = self.stack.registry()
         self.stack.kit_gateway.ensure_account(registry)
         registered = add(registry)
-        self.reload_broker(registry)
+        self.reload_broker(registry, saved=False)
         save_registry(registry, self.stack.registry_path)
         return registered
 
@@ -186,10 +186,11 @@ class StackRegistrar:
             write_private(path, new_shared_group() + "\n")
         return path.read_text().strip()
 
-    def reload_broker(self, registry: Registry) -> None:
+    def reload_broker(self, registry: Registry, *, saved: bool = True) -> None:
         """Apply `registry` to the running broker (none running: the files are written at the
-        next `stack up`). StackError when the security plugin could not be brought in line
-        (the registry is saved; the next `stack up` applies it)."""
+        next `stack up`). StackError when the security plugin could not be brought in line;
+        its message says whether the registry was `saved` before (the next `stack up` applies
+        it) or not (a kit: nothing was registered, add it again once the broker runs anew)."""
         brokers = self.stack.running()["mosquitto"]
         if not brokers:
             return
@@ -205,6 +206,11 @@ class StackRegistrar:
                     port=None if info is None else info.broker_port,
                 )
             except BrokerAdminError as exc:
+                if not saved:
+                    raise StackError(
+                        f"nothing was registered: the running broker could not take it: {exc}; "
+                        f"run `sensorpipe stack down` and `stack up`, then add it again"
+                    ) from None
                 raise StackError(
                     f"the registry is saved, but the running broker could not apply it: {exc}; "
                     f"`sensorpipe stack down` and `stack up` apply it"
