@@ -571,9 +571,7 @@ class DeadLetterStore:
         with self._lock:
             rows = (
                 self._connection()
-                .execute(
-                    "SELECT code, SUM(repeats) FROM dead_letters GROUP BY code ORDER BY code"
-                )
+                .execute("SELECT code, SUM(repeats) FROM dead_letters GROUP BY code ORDER BY code")
                 .fetchall()
             )
         return {r[0]: int(r[1]) for r in rows}

@@ -11,7 +11,7 @@ dropped for one): counts and states only, no free text, names or addresses.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from sensorpipe import __version__
 from sensorpipe.gateway.kits.context import KitContext
 from sensorpipe.gateway.kits.intake import Admitted, AirrohrIntake, Answer
+from sensorpipe.http_server import body_up_to
 from sensorpipe.protocol.quarantine import Quarantine
 
 # What a group types into the kit's "Path" field. The firmware posts to it as typed.
@@ -129,7 +130,7 @@ def create_app(
         )
         if isinstance(admitted, Answer):
             return _response(admitted)
-        body = await _body_up_to(request, max_body_bytes)
+        body = await body_up_to(request, max_body_bytes)
         if body is None:
             return _response(intake.answer(413, {"error": f"body over {max_body_bytes} bytes"}))
         answer = await run_in_threadpool(
@@ -175,17 +176,3 @@ def _take(
     intake: AirrohrIntake, kit: Admitted, body: bytes, x_sensor: str | None, at: datetime
 ) -> Answer:
     return intake.take(kit, body, x_sensor=x_sensor, received_at=at)
-
-
-async def _body_up_to(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to be over `limit` bytes."""
-    length = request.headers.get("content-length")
-    if length is not None and length.strip().isdigit() and int(length) > limit:
-        return None
-    body = bytearray()
-    stream: AsyncIterator[bytes] = request.stream()
-    async for chunk in stream:
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
