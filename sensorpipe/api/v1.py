@@ -36,9 +36,9 @@ from sensorpipe.protocol.register import RegisterEntry, register_entry, register
 from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, TAG_PATTERN, Registry
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
 from sensorpipe.query.bbox import BBox, BBoxError, devices_inside, parse_bbox
-from sensorpipe.query.health import NO_DATA_YET, not_ok_notes
+from sensorpipe.query.health import NO_DATA_YET, iso, not_ok_notes
 from sensorpipe.query.influxql import QueryInputError
-from sensorpipe.query.register import RegisterStats, iso_time
+from sensorpipe.query.register import RegisterStats
 from sensorpipe.query.series import (
     SERIES_AGGREGATES,
     AirSeriesRequest,
@@ -247,7 +247,7 @@ def device_infos(
                 notes=not_ok_notes(s.health),
                 **s.activity(),
                 latest_pm2_5=s.latest_pm2_5,
-                latest_pm2_5_time=iso_time(s.latest_pm2_5_ms),
+                latest_pm2_5_time=iso(s.latest_pm2_5_ms),
                 exact_location=exact_location,
             )
         )
@@ -344,7 +344,7 @@ def devices(
     if _wants(request, format, ("json", "geojson")) == "geojson":
         return Response(json.dumps(geojson(infos, network)), media_type="application/geo+json")
     return DevicesOut(
-        network=network, stats_computed_at=iso_time(stats.computed_at_ms) or "", devices=infos
+        network=network, stats_computed_at=iso(stats.computed_at_ms) or "", devices=infos
     )
 
 
@@ -522,14 +522,14 @@ def link(
     following = None
     if truncated:  # the next page starts after the last message given
         # From the public address, never from the request's Host header.
-        query = request.url.include_query_params(**{"from": iso_time(int(rows[-1]["time"]) + 1)})
+        query = request.url.include_query_params(**{"from": iso(int(rows[-1]["time"]) + 1)})
         following = f"{public_base(request)}{router.prefix}/link?{query.query}"
     for row in rows:
-        row["time"] = iso_time(row["time"])
+        row["time"] = iso(row["time"])
     return {
         "device_id": device,
-        "from": iso_time(int(t0.timestamp() * 1000)),
-        "to": iso_time(int(t1.timestamp() * 1000)),
+        "from": iso(int(t0.timestamp() * 1000)),
+        "to": iso(int(t1.timestamp() * 1000)),
         "truncated": truncated,
         "next": following,
         "messages": rows,
@@ -566,7 +566,7 @@ def _health(ctx: ApiContext, detailed: bool) -> HealthOut:
         try:
             series = ctx.influx.query(f"SELECT last(seq) FROM {identifier(storage.LINK)}")
             if series and series[0].get("values"):
-                last_write = iso_time(int(series[0]["values"][0][0]))
+                last_write = iso(int(series[0]["values"][0][0]))
         except (QueryError, StorageUnavailable):
             pass
     ok = all(c.ok is not False for c in (influx, broker, ingest))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sensorpipe.ingest.influx import InfluxClient, identifier
@@ -24,6 +23,7 @@ from sensorpipe.query.health import (
     UPTIME_WINDOW_S,
     SensorState,
     health_statements,
+    iso,
     sensor_health,
     window_share,
 )
@@ -53,8 +53,8 @@ class DeviceStats:
         """The register's figures of the device's activity, times in ISO 8601 (the API's
         device list and `devices export` alike)."""
         return {
-            "first_seen": iso_time(self.first_seen_ms),
-            "last_seen": iso_time(self.last_seen_ms),
+            "first_seen": iso(self.first_seen_ms),
+            "last_seen": iso(self.last_seen_ms),
             "uptime_24h": self.uptime.get("24h"),
             "uptime_7d": self.uptime.get("7d"),
             "messages_7d": self.messages_7d,
@@ -70,13 +70,6 @@ class RegisterStats:
 
     def of(self, device_id: str) -> DeviceStats:
         return self.devices.get(device_id) or DeviceStats()
-
-
-def iso_time(ms: int | None) -> str | None:
-    """An epoch time in ms as ISO 8601 in UTC with a Z, e.g. 2026-05-01T12:00:00Z."""
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _by_device(series: list[dict[str, Any]]) -> dict[str, list[Any]]:
