@@ -21,7 +21,7 @@ from sensorpipe.http_server import (
 )
 from sensorpipe.http_server import token_hash as hash_token  # the API's name for it
 from sensorpipe.ingest.config import InfluxConfig
-from sensorpipe.protocol.configfile import ConfigError, key_error, load_model
+from sensorpipe.protocol.configfile import ConfigError, load_model, resolve_tls_files
 
 
 class _Strict(BaseModel):
@@ -146,15 +146,7 @@ def load_serve_config(path: Path | str) -> ServeConfig:
     config.registry_path = str(base / config.registry_path)
     if config.ingest_stats_path:
         config.ingest_stats_path = str(base / config.ingest_stats_path)
-    for key in ("tls_cert", "tls_key"):
-        value = getattr(config, key)
-        if value is not None:
-            full = base / value
-            if not full.is_file():
-                raise key_error(path, [key], f"{value!r}: no such file")
-            setattr(config, key, str(full))
-    if (config.tls_cert is None) != (config.tls_key is None):
-        raise key_error(path, ["tls_cert"], "give tls_cert and tls_key together, or neither")
+    resolve_tls_files(path, config)
     return config
 
 
