@@ -1,6 +1,8 @@
 """What both HTTP services (`sensorpipe serve` and the kit gateway) share: the uvicorn settings
 they run with, their bearer tokens (stored as hashes: `token_hash`, `check_token_hashes`,
-`bearer_listed`) and a request body read no further than its limit (`body_up_to`).
+`bearer_listed`) and a request body read no further than its limit (`body_up_to`). One module
+rather than one per concept (aiomqtt's shape): each part is a few lines, and both services
+need every one.
 
 uvicorn closes a kept-alive connection that stays idle between requests (timeout_keep_alive),
 but nothing else: a client that connects and sends nothing, sends a request's line and headers

@@ -1,7 +1,8 @@
 """Loading TOML configuration into pydantic models with errors a Pi owner can act on.
 
 An error names the file, the key (and its line when it can be found) and, for a misspelt key,
-the spelling that was probably meant.
+the spelling that was probably meant. `resolve_tls_files` checks the certificate and key an
+HTTP service's section names (`sensorpipe serve`, the kit gateway's [http]) the same way.
 """
 
 from __future__ import annotations
