@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from sensorpipe.http_server import bearer_listed, body_up_to, check_token_hashes, token_hash
 from sensorpipe.importer.files import ReadProblem
 from sensorpipe.importer.jsonstream import _CHUNK, items
+from sensorpipe.ingest.stats import IngestStats
 from sensorpipe.protocol.configfile import ConfigError, resolve_tls_files
 from sensorpipe.protocol.quarantine import PendingLift, Quarantine
 from sensorpipe.query.register import DeviceStats
@@ -143,3 +145,18 @@ def test_json_scanner_reads_on_across_chunks(shift: int) -> None:
 def test_json_scanner_says_where_the_document_ends_too_soon(doc: str, problem: str) -> None:
     with pytest.raises(ReadProblem, match=problem):
         list(items(io.StringIO(doc)))
+
+
+def test_ingest_stats_file_has_every_field_in_order_with_plain_values() -> None:
+    stats = IngestStats(received=3)
+    stats.rejected_by_code["bad_sig"] += 2
+    for i in range(25):
+        stats.note_shed(f"d{i:02}", "over_rate", 10)
+    stats.note_shed("d07", "over_rate", 10)
+    stats.deadletter_near_full |= {"b", "a"}
+    out = json.loads(json.dumps(stats.as_dict()))
+    assert list(out) == [f.name for f in fields(IngestStats)]
+    assert out["received"] == 3 and out["rejected_by_code"] == {"bad_sig": 2}
+    assert out["shed_by_reason"] == {"over_rate": 26} and out["shed_bytes"] == 260
+    assert len(out["shed_by_device"]) == 20 and next(iter(out["shed_by_device"])) == "d07"
+    assert out["deadletter_near_full"] == ["a", "b"]
