@@ -84,6 +84,13 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Source = Annotated[str, StringConstraints(pattern=r"^[a-z]+(:[a-z-]{1,32})?$")]
 TimeParam = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 Every = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,4}[mhd]$")]
+# The filters /air and /counts share (repeatable: ?device=a&device=b).
+Devices = Annotated[list[DeviceId], Query(max_length=100)]
+Sites = Annotated[list[Site], Query(max_length=100)]
+Sources = Annotated[
+    list[Source],
+    Query(max_length=10, description="provenance: edge, airrohr, ttn, import:<format>"),
+]
 INGEST_FRESH_S = 30.0
 # How long /health waits for InfluxDB: monitors give up after a few seconds.
 HEALTH_TIMEOUT_S = 3.0
@@ -376,13 +383,10 @@ def device(device_id: DeviceId, ctx: Ctx) -> DeviceInfo:
 def air(
     request: Request,
     ctx: Ctx,
-    device: Annotated[list[DeviceId], Query(max_length=100)] = [],  # noqa: B006
-    site: Annotated[list[Site], Query(max_length=100)] = [],  # noqa: B006
+    device: Devices = [],  # noqa: B006
+    site: Sites = [],  # noqa: B006
     quantity: Annotated[list[Name], Query(max_length=20)] = [],  # noqa: B006
-    source: Annotated[
-        list[Source],
-        Query(max_length=10, description="provenance: edge, airrohr, ttn, import:<format>"),
-    ] = [],  # noqa: B006
+    source: Sources = [],  # noqa: B006
     bbox: Annotated[
         str | None, Query(max_length=100, description="minlon,minlat,maxlon,maxlat")
     ] = None,
@@ -441,12 +445,9 @@ def air(
 def counts(
     request: Request,
     ctx: Ctx,
-    device: Annotated[list[DeviceId], Query(max_length=100)] = [],  # noqa: B006
-    site: Annotated[list[Site], Query(max_length=100)] = [],  # noqa: B006
-    source: Annotated[
-        list[Source],
-        Query(max_length=10, description="provenance: edge, airrohr, ttn, import:<format>"),
-    ] = [],  # noqa: B006
+    device: Devices = [],  # noqa: B006
+    site: Sites = [],  # noqa: B006
+    source: Sources = [],  # noqa: B006
     class_: Annotated[list[Name], Query(alias="class", max_length=20)] = [],  # noqa: B006
     direction: Annotated[list[Name], Query(max_length=8)] = [],  # noqa: B006
     from_: Annotated[TimeParam, Query(alias="from")] = "-24h",
