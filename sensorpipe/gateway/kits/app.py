@@ -33,45 +33,41 @@ from sensorpipe.protocol.quarantine import Quarantine
 AIRROHR_PATH = "/airrohr/v1/push"
 
 
+# The kit context's counters by what they count: the label of their key, and the metric's help.
+# Each is exported as sensorpipe_gateway_<what>, labelled by kit and that key.
+_COUNTERS = {
+    "posts": ("status", "Posts and uplinks answered, by kit adapter and HTTP status."),
+    "values": (
+        "outcome",
+        "Values in kits' posts: stored, not stored (known, no quantity), or dead-lettered "
+        "by reason.",
+    ),
+    "deadletters": ("reason", "Dead letters kept by reason (not_kept: the store could not write)."),
+    "logins": (
+        "outcome",
+        "Logins refused without a password check: the budget of password checks is spent.",
+    ),
+    "uplinks": (
+        "outcome",
+        "The Things Stack uplinks: published, not published (all dead-lettered), "
+        "duplicate, dropped over the node's rate limit or while it is quarantined.",
+    ),
+    "quarantine": (
+        "event",
+        "Kits quarantined by this gateway for exceeding their rate limit, posts and "
+        "uplinks refused because their kit is quarantined, quarantines not recorded.",
+    ),
+}
+
+
 class _CountersCollector(Collector):
     def __init__(self, ctx: KitContext) -> None:
         self._ctx = ctx
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         families = {
-            "posts": CounterMetricFamily(
-                "sensorpipe_gateway_posts",
-                "Posts and uplinks answered, by kit adapter and HTTP status.",
-                labels=["kit", "status"],
-            ),
-            "values": CounterMetricFamily(
-                "sensorpipe_gateway_values",
-                "Values in kits' posts: stored, not stored (known, no quantity), or dead-lettered "
-                "by reason.",
-                labels=["kit", "outcome"],
-            ),
-            "deadletters": CounterMetricFamily(
-                "sensorpipe_gateway_deadletters",
-                "Dead letters kept by reason (not_kept: the store could not write).",
-                labels=["kit", "reason"],
-            ),
-            "logins": CounterMetricFamily(
-                "sensorpipe_gateway_logins",
-                "Logins refused without a password check: the budget of password checks is spent.",
-                labels=["kit", "outcome"],
-            ),
-            "uplinks": CounterMetricFamily(
-                "sensorpipe_gateway_uplinks",
-                "The Things Stack uplinks: published, not published (all dead-lettered), "
-                "duplicate, dropped over the node's rate limit or while it is quarantined.",
-                labels=["kit", "outcome"],
-            ),
-            "quarantine": CounterMetricFamily(
-                "sensorpipe_gateway_quarantine",
-                "Kits quarantined by this gateway for exceeding their rate limit, posts and "
-                "uplinks refused because their kit is quarantined, quarantines not recorded.",
-                labels=["kit", "event"],
-            ),
+            what: CounterMetricFamily(f"sensorpipe_gateway_{what}", help_text, labels=["kit", key])
+            for what, (key, help_text) in _COUNTERS.items()
         }
         for (kit, what, key), n in self._ctx.counters.items():
             family = families.get(what)
