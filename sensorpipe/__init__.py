@@ -8,9 +8,10 @@ the command line, and the HTTP service with its dashboard), `firmware_sim/` (sim
 and devices), `stack/` (everything on one machine, or installed on a server) and `cli/` (the
 `sensorpipe` command, which `__main__` runs). What several components share sits here at the
 top and imports no component: `process` (child processes and loopback ports), `http_server`
-(the uvicorn bounds of both HTTP services), `places` (where sensorpipe's files lie on an
-installed Pi or server) and `resources` (the files the package ships: the detectors in
-`models/` and the example configurations in `config/`).
+(what both HTTP services share: uvicorn's bounds, bearer tokens, bodies read within a limit),
+`places` (where sensorpipe's files lie on an installed Pi or server) and `resources` (the
+files the package ships: the detectors in `models/` and the example configurations in
+`config/`).
 """
 
 from importlib.metadata import PackageNotFoundError, version

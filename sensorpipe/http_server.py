@@ -1,4 +1,8 @@
-"""The uvicorn settings both HTTP services run with (`sensorpipe serve` and the kit gateway).
+"""What both HTTP services (`sensorpipe serve` and the kit gateway) share: the uvicorn settings
+they run with, their bearer tokens (stored as hashes: `token_hash`, `check_token_hashes`,
+`bearer_listed`) and a request body read no further than its limit (`body_up_to`). One module
+rather than one per concept (aiomqtt's shape): each part is a few lines, and both services
+need every one.
 
 uvicorn closes a kept-alive connection that stays idle between requests (timeout_keep_alive),
 but nothing else: a client that connects and sends nothing, sends a request's line and headers
@@ -20,20 +24,26 @@ connection for as long as it likes. A few hundred of those take every slot of uv
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import ipaddress
 import logging
+import re
 import time
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, ClassVar
 
 import h11
 import uvicorn
 from pydantic_core import PydanticCustomError
+from starlette.requests import Request
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 10.0
 MAX_CONNECTIONS_PER_CLIENT = 64
+TOKEN_HASH_PATTERN = r"^sha256:[0-9a-f]{64}$"
 _LOG_EVERY_S = 60.0
 
 
@@ -229,3 +239,41 @@ def uvicorn_config(
         ),
         **settings,
     )
+
+
+def token_hash(token: str) -> str:
+    """What a config's token hashes hold for `token`: `sha256:` and its hex digest."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_token_hashes(hashes: list[str], *, how: str) -> list[str]:
+    """A config's validator for a list of token hashes; `how` says how to make one."""
+    for h in hashes:
+        if not re.match(TOKEN_HASH_PATTERN, h):
+            raise ValueError(f"{h[:20]!r}...: expected 'sha256:' and 64 hex digits; {how}")
+    return hashes
+
+
+def bearer_listed(request: Request, hashes: Iterable[str]) -> bool:
+    """Whether the request carries a bearer token whose hash is one of `hashes`."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    candidate = token_hash(token.strip())
+    # Every hash compared, in constant time each: the answer takes as long for any token.
+    matches = [hmac.compare_digest(candidate, h) for h in hashes]
+    return any(matches)
+
+
+async def body_up_to(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to be over `limit` bytes."""
+    length = request.headers.get("content-length", "").strip()
+    if length.isdigit() and int(length) > limit:
+        return None
+    body = bytearray()
+    stream: AsyncIterator[bytes] = request.stream()
+    async for chunk in stream:
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)

@@ -7,30 +7,30 @@ not learn the tokens.
 
 from __future__ import annotations
 
-import hashlib
-import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sensorpipe.http_server import MAX_CONNECTIONS_PER_CLIENT, REQUEST_TIMEOUT_S, renamed_timeout
-from sensorpipe.protocol.configfile import ConfigError, key_error, load_model
-
-TOKEN_HASH_PATTERN = r"^sha256:[0-9a-f]{64}$"
+from sensorpipe.http_server import (
+    MAX_CONNECTIONS_PER_CLIENT,
+    REQUEST_TIMEOUT_S,
+    check_token_hashes,
+    renamed_timeout,
+)
+from sensorpipe.http_server import token_hash as hash_token  # the API's name for it
+from sensorpipe.ingest.config import InfluxConfig
+from sensorpipe.protocol.configfile import ConfigError, load_model, resolve_tls_files
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class InfluxSettings(_Strict):
-    url: str = "http://127.0.0.1:8086"
-    database: str = "sensorpipe"
-    username: str | None = None
-    password: str | None = None
-    token: str | None = None
+class InfluxSettings(InfluxConfig):
+    """The ingest's [influx] keys, for the database it writes; a query waits longer."""
+
     timeout_s: float = Field(default=30.0, gt=0, le=600)
 
 
@@ -103,13 +103,7 @@ class ServeConfig(_Strict):
     @field_validator("token_hashes")
     @classmethod
     def _hashes(cls, hashes: list[str]) -> list[str]:
-        for h in hashes:
-            if not re.match(TOKEN_HASH_PATTERN, h):
-                raise ValueError(
-                    f"{h[:20]!r}...: expected 'sha256:' and 64 hex digits; make one with "
-                    f"`sensorpipe serve token`"
-                )
-        return hashes
+        return check_token_hashes(hashes, how="make one with `sensorpipe serve token`")
 
     @field_validator("public_url")
     @classmethod
@@ -138,10 +132,6 @@ class ServeConfig(_Strict):
         return url
 
 
-def hash_token(token: str) -> str:
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
-
-
 def new_token() -> tuple[str, str]:
     """A new bearer token and the hash that goes into the config."""
     token = secrets.token_urlsafe(32)
@@ -156,15 +146,7 @@ def load_serve_config(path: Path | str) -> ServeConfig:
     config.registry_path = str(base / config.registry_path)
     if config.ingest_stats_path:
         config.ingest_stats_path = str(base / config.ingest_stats_path)
-    for key in ("tls_cert", "tls_key"):
-        value = getattr(config, key)
-        if value is not None:
-            full = base / value
-            if not full.is_file():
-                raise key_error(path, [key], f"{value!r}: no such file")
-            setattr(config, key, str(full))
-    if (config.tls_cert is None) != (config.tls_key is None):
-        raise key_error(path, ["tls_cert"], "give tls_cert and tls_key together, or neither")
+    resolve_tls_files(path, config)
     return config
 
 

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 import time
@@ -15,8 +14,9 @@ from typing import Any
 
 from fastapi import Request
 
-from sensorpipe.api.config import ServeConfig, hash_token
+from sensorpipe.api.config import ServeConfig
 from sensorpipe.api.problems import ApiProblem
+from sensorpipe.http_server import bearer_listed
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.registry import Registry, load_registry
 from sensorpipe.query.register import RegisterStats, register_stats
@@ -125,12 +125,7 @@ class ApiContext:
     # --- access ---------------------------------------------------------------------------
     def authorised(self, request: Request) -> bool:
         """Whether the request carries a bearer token listed (hashed) in the config."""
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return False
-        candidate = hash_token(token.strip())
-        return any(hmac.compare_digest(candidate, h) for h in self.config.token_hashes)
+        return bearer_listed(request, self.config.token_hashes)
 
     def require_token(self, request: Request, what: str) -> None:
         if not self.authorised(request):

@@ -13,7 +13,6 @@ import json
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,7 +36,7 @@ from sensorpipe.protocol.register import RegisterEntry, register_entry, register
 from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, TAG_PATTERN, Registry
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
 from sensorpipe.query.bbox import BBox, BBoxError, devices_inside, parse_bbox
-from sensorpipe.query.health import NO_DATA_YET, not_ok_notes
+from sensorpipe.query.health import NO_DATA_YET, iso, not_ok_notes
 from sensorpipe.query.influxql import QueryInputError
 from sensorpipe.query.register import RegisterStats
 from sensorpipe.query.series import (
@@ -85,6 +84,13 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Source = Annotated[str, StringConstraints(pattern=r"^[a-z]+(:[a-z-]{1,32})?$")]
 TimeParam = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 Every = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,4}[mhd]$")]
+# The filters /air and /counts share (repeatable: ?device=a&device=b).
+Devices = Annotated[list[DeviceId], Query(max_length=100)]
+Sites = Annotated[list[Site], Query(max_length=100)]
+Sources = Annotated[
+    list[Source],
+    Query(max_length=10, description="provenance: edge, airrohr, ttn, import:<format>"),
+]
 INGEST_FRESH_S = 30.0
 # How long /health waits for InfluxDB: monitors give up after a few seconds.
 HEALTH_TIMEOUT_S = 3.0
@@ -194,12 +200,6 @@ class HealthOut(BaseModel):
 
 
 # --- helpers --------------------------------------------------------------------------------
-def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
-
-
 def _storage_call(fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
@@ -252,15 +252,9 @@ def device_infos(
                 state=NO_DATA_YET if s.first_seen_ms is None else None,
                 sensor_health=[SensorHealthOut(**h.as_json()) for _, h in sorted(s.health.items())],
                 notes=not_ok_notes(s.health),
-                first_seen=_iso(s.first_seen_ms),
-                last_seen=_iso(s.last_seen_ms),
-                uptime_24h=s.uptime.get("24h"),
-                uptime_7d=s.uptime.get("7d"),
-                messages_7d=s.messages_7d,
-                missing_7d=s.missing_7d,
-                median_latency_ms_7d=s.median_latency_ms_7d,
+                **s.activity(),
                 latest_pm2_5=s.latest_pm2_5,
-                latest_pm2_5_time=_iso(s.latest_pm2_5_ms),
+                latest_pm2_5_time=iso(s.latest_pm2_5_ms),
                 exact_location=exact_location,
             )
         )
@@ -357,7 +351,7 @@ def devices(
     if _wants(request, format, ("json", "geojson")) == "geojson":
         return Response(json.dumps(geojson(infos, network)), media_type="application/geo+json")
     return DevicesOut(
-        network=network, stats_computed_at=_iso(stats.computed_at_ms) or "", devices=infos
+        network=network, stats_computed_at=iso(stats.computed_at_ms) or "", devices=infos
     )
 
 
@@ -389,13 +383,10 @@ def device(device_id: DeviceId, ctx: Ctx) -> DeviceInfo:
 def air(
     request: Request,
     ctx: Ctx,
-    device: Annotated[list[DeviceId], Query(max_length=100)] = [],  # noqa: B006
-    site: Annotated[list[Site], Query(max_length=100)] = [],  # noqa: B006
+    device: Devices = [],  # noqa: B006
+    site: Sites = [],  # noqa: B006
     quantity: Annotated[list[Name], Query(max_length=20)] = [],  # noqa: B006
-    source: Annotated[
-        list[Source],
-        Query(max_length=10, description="provenance: edge, airrohr, ttn, import:<format>"),
-    ] = [],  # noqa: B006
+    source: Sources = [],  # noqa: B006
     bbox: Annotated[
         str | None, Query(max_length=100, description="minlon,minlat,maxlon,maxlat")
     ] = None,
@@ -454,12 +445,9 @@ def air(
 def counts(
     request: Request,
     ctx: Ctx,
-    device: Annotated[list[DeviceId], Query(max_length=100)] = [],  # noqa: B006
-    site: Annotated[list[Site], Query(max_length=100)] = [],  # noqa: B006
-    source: Annotated[
-        list[Source],
-        Query(max_length=10, description="provenance: edge, airrohr, ttn, import:<format>"),
-    ] = [],  # noqa: B006
+    device: Devices = [],  # noqa: B006
+    site: Sites = [],  # noqa: B006
+    source: Sources = [],  # noqa: B006
     class_: Annotated[list[Name], Query(alias="class", max_length=20)] = [],  # noqa: B006
     direction: Annotated[list[Name], Query(max_length=8)] = [],  # noqa: B006
     from_: Annotated[TimeParam, Query(alias="from")] = "-24h",
@@ -535,14 +523,14 @@ def link(
     following = None
     if truncated:  # the next page starts after the last message given
         # From the public address, never from the request's Host header.
-        query = request.url.include_query_params(**{"from": _iso(int(rows[-1]["time"]) + 1)})
+        query = request.url.include_query_params(**{"from": iso(int(rows[-1]["time"]) + 1)})
         following = f"{public_base(request)}{router.prefix}/link?{query.query}"
     for row in rows:
-        row["time"] = _iso(row["time"])
+        row["time"] = iso(row["time"])
     return {
         "device_id": device,
-        "from": _iso(int(t0.timestamp() * 1000)),
-        "to": _iso(int(t1.timestamp() * 1000)),
+        "from": iso(int(t0.timestamp() * 1000)),
+        "to": iso(int(t1.timestamp() * 1000)),
         "truncated": truncated,
         "next": following,
         "messages": rows,
@@ -579,7 +567,7 @@ def _health(ctx: ApiContext, detailed: bool) -> HealthOut:
         try:
             series = ctx.influx.query(f"SELECT last(seq) FROM {identifier(storage.LINK)}")
             if series and series[0].get("values"):
-                last_write = _iso(int(series[0]["values"][0][0]))
+                last_write = iso(int(series[0]["values"][0][0]))
         except (QueryError, StorageUnavailable):
             pass
     ok = all(c.ok is not False for c in (influx, broker, ingest))

@@ -95,16 +95,24 @@ class _Scanner:
         self.buf += chunk
         return True
 
-    def peek(self) -> str:
-        """The next character that is not white space, not consumed; "" at the end."""
+    def _search(self, pattern: re.Pattern[str]) -> re.Match[str] | None:
+        """The next match of `pattern` from `pos`, reading on as far as it takes; None at the
+        end of the text."""
         while True:
-            m = _NOT_SPACE.search(self.buf, self.pos)
+            m = pattern.search(self.buf, self.pos)
             if m is not None:
-                self.pos = m.start()
-                return self.buf[self.pos]
+                return m
             self.pos = len(self.buf)
             if not self._fill():
-                return ""
+                return None
+
+    def peek(self) -> str:
+        """The next character that is not white space, not consumed; "" at the end."""
+        m = self._search(_NOT_SPACE)
+        if m is None:
+            return ""
+        self.pos = m.start()
+        return self.buf[self.pos]
 
     def expect(self, char: str, after: str) -> None:
         found = self.peek()
@@ -124,12 +132,10 @@ class _Scanner:
         self._mark, self._limit, self._start = self.pos, limit, ""
         depth = 0
         while True:
-            m = _STRUCTURE.search(self.buf, self.pos)
+            # Searched here first: this loop is the import's hottest, the call only for a refill.
+            m = _STRUCTURE.search(self.buf, self.pos) or self._search(_STRUCTURE)
             if m is None:
-                self.pos = len(self.buf)
-                if not self._fill():
-                    raise ReadProblem("not valid JSON: it ends inside a value")
-                continue
+                raise ReadProblem("not valid JSON: it ends inside a value")
             c, i = m.group(), m.start()
             if c == '"':
                 self.pos = i + 1
@@ -166,12 +172,9 @@ class _Scanner:
 
     def _string(self) -> None:
         while True:
-            m = _IN_STRING.search(self.buf, self.pos)
+            m = _IN_STRING.search(self.buf, self.pos) or self._search(_IN_STRING)
             if m is None:
-                self.pos = len(self.buf)
-                if not self._fill():
-                    raise ReadProblem("not valid JSON: it ends inside a string")
-                continue
+                raise ReadProblem("not valid JSON: it ends inside a string")
             if m.group() == '"':
                 self.pos = m.end()
                 return

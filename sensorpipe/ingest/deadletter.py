@@ -568,21 +568,17 @@ class DeadLetterStore:
 
     def deliveries_by_code(self) -> dict[str, int]:
         """`deliveries` per reason code."""
-        with self._lock:
-            rows = (
-                self._connection()
-                .execute(
-                    "SELECT code, SUM(repeats) FROM dead_letters GROUP BY code ORDER BY code"
-                )
-                .fetchall()
-            )
-        return {r[0]: int(r[1]) for r in rows}
+        return self._per_code("SUM(repeats)")
 
     def counts_by_code(self) -> dict[str, int]:
+        """Letters per reason code."""
+        return self._per_code("COUNT(*)")
+
+    def _per_code(self, aggregate: str) -> dict[str, int]:
         with self._lock:
             rows = (
                 self._connection()
-                .execute("SELECT code, COUNT(*) FROM dead_letters GROUP BY code ORDER BY code")
+                .execute(f"SELECT code, {aggregate} FROM dead_letters GROUP BY code ORDER BY code")
                 .fetchall()
             )
         return {r[0]: int(r[1]) for r in rows}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -56,35 +56,15 @@ class IngestStats:
             self.shed_by_device[device] += 1
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "received": self.received,
-            "stored_messages": self.stored_messages,
-            "stored_points": self.stored_points,
-            "rejected": self.rejected,
-            "rejected_by_code": dict(self.rejected_by_code),
-            "write_retries": self.write_retries,
-            "internal_errors": self.internal_errors,
-            "batches": self.batches,
-            "deadletters_pruned": self.deadletters_pruned,
-            "confirmations": self.confirmations,
-            "connected": self.connected,
-            "connect_failures": self.connect_failures,
-            "deadletter_available": self.deadletter_available,
-            "deadletter_error": self.deadletter_error,
-            "deadletter_unavailable_since": self.deadletter_unavailable_since,
-            "held_back": self.held_back,
-            "held_back_waiting": self.held_back_waiting,
-            "left_to_sender": self.left_to_sender,
-            "shed": self.shed,
-            "shed_bytes": self.shed_bytes,
+        """Every field, in their order (the stats file's keys), counters as plain values."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out.update(
+            rejected_by_code=dict(self.rejected_by_code),
             # Copied first (one C-level copy, which the network thread adding a key cannot
             # interrupt), then sorted: these counters grow in the network thread.
-            "shed_by_reason": dict(self.shed_by_reason),
-            "shed_by_device": dict(Counter(dict(self.shed_by_device)).most_common(20)),
-            "deadletter_refused": self.deadletter_refused,
-            "deadletter_near_full": sorted(self.deadletter_near_full),
-            "quarantines": self.quarantines,
-            "quarantines_by_reason": dict(self.quarantines_by_reason),
-            "broker_disabled": self.broker_disabled,
-            "over_quota_reported": self.over_quota_reported,
-        }
+            shed_by_reason=dict(self.shed_by_reason),
+            shed_by_device=dict(Counter(dict(self.shed_by_device)).most_common(20)),
+            deadletter_near_full=sorted(self.deadletter_near_full),
+            quarantines_by_reason=dict(self.quarantines_by_reason),
+        )
+        return out

@@ -1,7 +1,8 @@
 """Loading TOML configuration into pydantic models with errors a Pi owner can act on.
 
 An error names the file, the key (and its line when it can be found) and, for a misspelt key,
-the spelling that was probably meant.
+the spelling that was probably meant. `resolve_tls_files` checks the certificate and key an
+HTTP service's section names (`sensorpipe serve`, the kit gateway's [http]) the same way.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, Literal, Protocol, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -62,6 +63,28 @@ def key_error(path: Path | str, loc: Sequence[str], message: str) -> ConfigError
     except (OSError, UnicodeDecodeError):
         text = ""
     return ConfigError(path, _key_line(text, [str(p) for p in loc], message))
+
+
+class TlsFiles(Protocol):
+    """A section that names a certificate and its key (PEM files) for an HTTP service."""
+
+    tls_cert: str | None
+    tls_key: str | None
+
+
+def resolve_tls_files(path: Path, section: TlsFiles, loc: Sequence[str] = ()) -> None:
+    """`section`'s tls_cert and tls_key resolved against the folder of `path`, the file that
+    names them (at `loc`): each must be a file, and both are given or neither."""
+    base = path.resolve().parent
+    for key in ("tls_cert", "tls_key"):
+        value = getattr(section, key)
+        if value is not None:
+            full = base / value
+            if not full.is_file():
+                raise key_error(path, [*loc, key], f"{value!r}: no such file")
+            setattr(section, key, str(full))
+    if (section.tls_cert is None) != (section.tls_key is None):
+        raise key_error(path, [*loc, "tls_cert"], "give tls_cert and tls_key together, or neither")
 
 
 def _describe(err: Any, model: type[BaseModel], text: str) -> str:

@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sensorpipe.protocol.files import create_private
@@ -58,13 +58,7 @@ class Quarantine:
     by: str  # who quarantined it: an ingest worker, a gateway, an operator
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "device_id": self.device_id,
-            "since": self.since,
-            "reason": self.reason,
-            "detail": self.detail,
-            "by": self.by,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +74,7 @@ class PendingLift:
     last_error: str
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "device_id": self.device_id,
-            "lifted_at": self.lifted_at,
-            "by": self.by,
-            "reason": self.reason,
-            "attempts": self.attempts,
-            "last_error": self.last_error,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,12 +56,6 @@ _ENTRY_FIELDS = [f for f in RegisterEntry.model_fields if f != "location"]
 CSV_COLUMNS = [*_ENTRY_FIELDS, "lat", "lon", "location_precision_decimals"]
 
 
-def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
-
-
 def register_records(registry: Registry, stats: RegisterStats | None) -> list[dict[str, Any]]:
     """Each device's public register entry as a dict; with `stats`, the sensors seen reporting
     are in it and STATS_FIELDS are added."""
@@ -75,13 +69,7 @@ def register_records(registry: Registry, stats: RegisterStats | None) -> list[di
         )
         record = public.model_dump()
         record.update(
-            first_seen=_iso(s.first_seen_ms),
-            last_seen=_iso(s.last_seen_ms),
-            uptime_24h=s.uptime.get("24h"),
-            uptime_7d=s.uptime.get("7d"),
-            messages_7d=s.messages_7d,
-            missing_7d=s.missing_7d,
-            median_latency_ms_7d=s.median_latency_ms_7d,
+            s.activity(),
             # Per sensor: ok, last error, since when, uptime (sensorpipe.query.health); and
             # one line per sensor that is not ok, e.g. "bme280 not ok since ...: no answer".
             sensor_health=[h.as_json() for _, h in sorted(s.health.items())],

@@ -23,6 +23,7 @@ from sensorpipe.query.health import (
     UPTIME_WINDOW_S,
     SensorState,
     health_statements,
+    iso,
     sensor_health,
     window_share,
 )
@@ -47,6 +48,19 @@ class DeviceStats:
     latest_pm2_5_ms: int | None = None
     # sensor -> its health (sensorpipe.query.health): ok or not, last error, since, uptime
     health: dict[str, SensorState] = field(default_factory=dict)
+
+    def activity(self) -> dict[str, Any]:
+        """The register's figures of the device's activity, times in ISO 8601 (the API's
+        device list and `devices export` alike)."""
+        return {
+            "first_seen": iso(self.first_seen_ms),
+            "last_seen": iso(self.last_seen_ms),
+            "uptime_24h": self.uptime.get("24h"),
+            "uptime_7d": self.uptime.get("7d"),
+            "messages_7d": self.messages_7d,
+            "missing_7d": self.missing_7d,
+            "median_latency_ms_7d": self.median_latency_ms_7d,
+        }
 
 
 @dataclass

@@ -11,7 +11,7 @@ dropped for one): counts and states only, no free text, names or addresses.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -26,10 +26,38 @@ from starlette.concurrency import run_in_threadpool
 from sensorpipe import __version__
 from sensorpipe.gateway.kits.context import KitContext
 from sensorpipe.gateway.kits.intake import Admitted, AirrohrIntake, Answer
+from sensorpipe.http_server import body_up_to
 from sensorpipe.protocol.quarantine import Quarantine
 
 # What a group types into the kit's "Path" field. The firmware posts to it as typed.
 AIRROHR_PATH = "/airrohr/v1/push"
+
+
+# The kit context's counters by what they count: the label of their key, and the metric's help.
+# Each is exported as sensorpipe_gateway_<what>, labelled by kit and that key.
+_COUNTERS = {
+    "posts": ("status", "Posts and uplinks answered, by kit adapter and HTTP status."),
+    "values": (
+        "outcome",
+        "Values in kits' posts: stored, not stored (known, no quantity), or dead-lettered "
+        "by reason.",
+    ),
+    "deadletters": ("reason", "Dead letters kept by reason (not_kept: the store could not write)."),
+    "logins": (
+        "outcome",
+        "Logins refused without a password check: the budget of password checks is spent.",
+    ),
+    "uplinks": (
+        "outcome",
+        "The Things Stack uplinks: published, not published (all dead-lettered), "
+        "duplicate, dropped over the node's rate limit or while it is quarantined.",
+    ),
+    "quarantine": (
+        "event",
+        "Kits quarantined by this gateway for exceeding their rate limit, posts and "
+        "uplinks refused because their kit is quarantined, quarantines not recorded.",
+    ),
+}
 
 
 class _CountersCollector(Collector):
@@ -38,39 +66,8 @@ class _CountersCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         families = {
-            "posts": CounterMetricFamily(
-                "sensorpipe_gateway_posts",
-                "Posts and uplinks answered, by kit adapter and HTTP status.",
-                labels=["kit", "status"],
-            ),
-            "values": CounterMetricFamily(
-                "sensorpipe_gateway_values",
-                "Values in kits' posts: stored, not stored (known, no quantity), or dead-lettered "
-                "by reason.",
-                labels=["kit", "outcome"],
-            ),
-            "deadletters": CounterMetricFamily(
-                "sensorpipe_gateway_deadletters",
-                "Dead letters kept by reason (not_kept: the store could not write).",
-                labels=["kit", "reason"],
-            ),
-            "logins": CounterMetricFamily(
-                "sensorpipe_gateway_logins",
-                "Logins refused without a password check: the budget of password checks is spent.",
-                labels=["kit", "outcome"],
-            ),
-            "uplinks": CounterMetricFamily(
-                "sensorpipe_gateway_uplinks",
-                "The Things Stack uplinks: published, not published (all dead-lettered), "
-                "duplicate, dropped over the node's rate limit or while it is quarantined.",
-                labels=["kit", "outcome"],
-            ),
-            "quarantine": CounterMetricFamily(
-                "sensorpipe_gateway_quarantine",
-                "Kits quarantined by this gateway for exceeding their rate limit, posts and "
-                "uplinks refused because their kit is quarantined, quarantines not recorded.",
-                labels=["kit", "event"],
-            ),
+            what: CounterMetricFamily(f"sensorpipe_gateway_{what}", help_text, labels=["kit", key])
+            for what, (key, help_text) in _COUNTERS.items()
         }
         for (kit, what, key), n in self._ctx.counters.items():
             family = families.get(what)
@@ -129,7 +126,7 @@ def create_app(
         )
         if isinstance(admitted, Answer):
             return _response(admitted)
-        body = await _body_up_to(request, max_body_bytes)
+        body = await body_up_to(request, max_body_bytes)
         if body is None:
             return _response(intake.answer(413, {"error": f"body over {max_body_bytes} bytes"}))
         answer = await run_in_threadpool(
@@ -175,17 +172,3 @@ def _take(
     intake: AirrohrIntake, kit: Admitted, body: bytes, x_sensor: str | None, at: datetime
 ) -> Answer:
     return intake.take(kit, body, x_sensor=x_sensor, received_at=at)
-
-
-async def _body_up_to(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to be over `limit` bytes."""
-    length = request.headers.get("content-length")
-    if length is not None and length.strip().isdigit() and int(length) > limit:
-        return None
-    body = bytearray()
-    stream: AsyncIterator[bytes] = request.stream()
-    async for chunk in stream:
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)

@@ -18,7 +18,7 @@ from sensorpipe.gateway.kits.auth import CLIENT_CHECK_REFILL_S, CLIENT_CHECKS_BU
 from sensorpipe.gateway.kits.ttn_config import TtnApplication
 from sensorpipe.gateway.mosquitto import ListenerError, check_bind, is_loopback
 from sensorpipe.http_server import MAX_CONNECTIONS_PER_CLIENT, REQUEST_TIMEOUT_S
-from sensorpipe.protocol.configfile import ConfigError, key_error, load_model
+from sensorpipe.protocol.configfile import ConfigError, key_error, load_model, resolve_tls_files
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
 
@@ -125,15 +125,7 @@ def load_gateway_config(path: Path | str, *, allow_plaintext: bool = False) -> G
         raise key_error(path, ["registry_path"], f"{config.registry_path}: no such file")
     if config.broker.ca_file is not None:
         config.broker.ca_file = _existing(path, ["broker", "ca_file"], base, config.broker.ca_file)
-    http = config.http
-    for key in ("tls_cert", "tls_key"):
-        value = getattr(http, key)
-        if value is not None:
-            setattr(http, key, _existing(path, ["http", key], base, value))
-    if (http.tls_cert is None) != (http.tls_key is None):
-        raise key_error(
-            path, ["http", "tls_cert"], "give tls_cert and tls_key together, or neither"
-        )
+    resolve_tls_files(path, config.http, ["http"])
     for i, app in enumerate(config.ttn):
         for key in ("ca_file", "api_key_file"):
             value = getattr(app, key)

@@ -33,11 +33,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sensorpipe.http_server import check_token_hashes
 from sensorpipe.protocol.messages import SENSOR_PATTERN
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.registry import TTN_APPLICATION_PATTERN
 
-TOKEN_HASH_PATTERN = r"^sha256:[0-9a-f]{64}$"
 # A decoded_payload field: its key, or keys joined by dots for nested objects (`sds011.pm25`).
 FIELD_PATH_PATTERN = r"^[^.\s]{1,64}(\.[^.\s]{1,64}){0,3}$"
 # A node's uplink rate limit (see TtnApplication.uplink_burst).
@@ -144,13 +144,9 @@ class TtnApplication(_Strict):
     @field_validator("webhook_token_hashes")
     @classmethod
     def _hashes(cls, hashes: list[str]) -> list[str]:
-        for h in hashes:
-            if not re.match(TOKEN_HASH_PATTERN, h):
-                raise ValueError(
-                    f"{h[:20]!r}...: expected 'sha256:' and 64 hex digits; make a token and its "
-                    f"hash with `sensorpipe serve token`"
-                )
-        return hashes
+        return check_token_hashes(
+            hashes, how="make a token and its hash with `sensorpipe serve token`"
+        )
 
     @field_validator("storage_url")
     @classmethod

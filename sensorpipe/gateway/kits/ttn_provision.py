@@ -23,7 +23,7 @@ from sensorpipe.gateway.devices import (
     register,
 )
 from sensorpipe.gateway.kits.ttn_config import TtnApplication
-from sensorpipe.gateway.kits.ttn_webhook import token_hash
+from sensorpipe.http_server import token_hash
 from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.provenance import TTN
 from sensorpipe.protocol.registry import TTN_APPLICATION_PATTERN, TTN_DEVICE_PATTERN, Registry

@@ -71,7 +71,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -166,13 +166,9 @@ class ReceiverStats:
     dropped: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "received": self.received,
-            "published": self.published,
-            "duplicates": self.duplicates,
-            "rejected": dict(self.rejected),
-            "dropped": dict(self.dropped),
-        }
+        """Every field, in their order; counters as plain dicts."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**out, "rejected": dict(self.rejected), "dropped": dict(self.dropped)}
 
 
 class TtnReceiver:

@@ -20,10 +20,8 @@ Cloud and Enterprise) or the bridge's gap filling from the Storage Integration b
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
@@ -32,6 +30,8 @@ from starlette.concurrency import run_in_threadpool
 
 from sensorpipe.gateway.kits.publish import BrokerUnavailable
 from sensorpipe.gateway.kits.ttn_receiver import DeadLettersUnavailable, TtnReceiver
+from sensorpipe.http_server import bearer_listed, body_up_to
+from sensorpipe.http_server import token_hash as token_hash  # what webhook_token_hashes hold
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,6 @@ RETRY_AFTER_S = 60
 
 class Counting(Protocol):
     def add(self, kit: str, what: str, key: str, n: int = 1) -> None: ...
-
-
-def token_hash(token: str) -> str:
-    """What `webhook_token_hashes` holds for `token`: `sha256:` and its hex digest."""
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 def webhook_url_path(application: str) -> str:
@@ -73,7 +68,7 @@ def webhook_router(
     @router.post(WEBHOOK_PATH, include_in_schema=False)
     async def uplink(application: str, request: Request) -> Any:
         receiver = receivers.get(application)
-        if receiver is None or not _authorised(request, receiver.app.webhook_token_hashes):
+        if receiver is None or not bearer_listed(request, receiver.app.webhook_token_hashes):
             log.info(
                 "TTN webhook for %r refused (401): %s",
                 application[:80],
@@ -84,7 +79,7 @@ def webhook_router(
                 {"error": "a valid bearer token for this application is needed"},
                 {"WWW-Authenticate": "Bearer"},
             )
-        body = await _body_up_to(request, max_body_bytes)
+        body = await body_up_to(request, max_body_bytes)
         if body is None:
             return answer(413, {"error": f"body over {max_body_bytes} bytes"})
         try:
@@ -110,27 +105,3 @@ def webhook_router(
         )
 
     return router
-
-
-def _authorised(request: Request, hashes: list[str]) -> bool:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return False
-    candidate = token_hash(token.strip())
-    # Every hash compared, in constant time each: the answer takes as long for any token.
-    matches = [hmac.compare_digest(candidate, h) for h in hashes]
-    return any(matches)
-
-
-async def _body_up_to(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to be over `limit` bytes."""
-    length = request.headers.get("content-length", "").strip()
-    if length.isdigit() and int(length) > limit:
-        return None
-    body = bytearray()
-    stream: AsyncIterator[bytes] = request.stream()
-    async for chunk in stream:
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
