@@ -317,7 +317,7 @@ def _check_counts_input(
     import re
     from datetime import UTC, datetime
 
-    from sensorpipe.cli.devices import check_count_classes
+    from sensorpipe.cli.provisioning import check_count_classes
     from sensorpipe.protocol.counting import DIRECTION_PATTERN
     from sensorpipe.query.influxql import QueryInputError, parse_time
     from sensorpipe.query.series import parse_every
