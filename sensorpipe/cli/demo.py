@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from sensorpipe.cli.common import fail
+from sensorpipe.cli.options import json_option
 
 
 @click.command()
@@ -20,7 +21,7 @@ from sensorpipe.cli.common import fail
     help="Seconds the devices run (Ctrl-C ends early).",
 )
 @click.option("--devices", "count", type=click.IntRange(1, 200), default=5, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@json_option("Print the summary as one JSON object.")
 @click.option(
     "--serve",
     is_flag=True,

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.cli.common import fail, local_stack
 from sensorpipe.cli.kits import devices_add_kit
+from sensorpipe.cli.options import DIR_OPTION, json_option
 from sensorpipe.cli.provisioning import (
     ALLOW_UNKNOWN_SENSOR,
     SITE_OPTION,
@@ -91,7 +92,7 @@ for _command in (
     "you configure by hand. Default: the device makes its own key when it joins "
     "(`sensorpipe edge join` with the printed join code).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
+@json_option("Print the credentials as JSON.")
 def devices_add(
     device_id: str,
     directory: Path | None,
@@ -307,7 +308,7 @@ def _data_sources(
 
 @devices.command("list")
 @DIR_OPTION
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def devices_list(directory: Path | None, as_json: bool) -> None:
     """List registered devices: site, how their readings arrive and who vouches for them, the
     sources of their stored data (when the stack's InfluxDB answers), their sensors and

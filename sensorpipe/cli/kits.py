@@ -15,7 +15,8 @@ from typing import Any
 
 import click
 
-from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.options import DIR_OPTION, json_option
 from sensorpipe.cli.provisioning import (
     ALLOW_UNKNOWN_SENSOR,
     SITE_OPTION,
@@ -56,7 +57,7 @@ def devices_add_kit() -> None:
 )
 @register_options()
 @ALLOW_UNKNOWN_SENSOR
-@click.option("--json", "as_json", is_flag=True, help="Print the kit's settings as JSON.")
+@json_option("Print the kit's settings as JSON.")
 def devices_add_kit_airrohr(
     chip_id: str,
     directory: Path | None,
@@ -142,7 +143,7 @@ def devices_add_kit_airrohr(
     "gateway.toml) and print what to type into the console's webhook form.",
 )
 @ALLOW_UNKNOWN_SENSOR
-@click.option("--json", "as_json", is_flag=True, help="Print the node's settings as JSON.")
+@json_option("Print the node's settings as JSON.")
 def devices_add_kit_ttn(
     application: str,
     ttn_device: str,

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 from pydantic import ValidationError
 
-from sensorpipe.cli.common import FC, fail, invalid, options
+from sensorpipe.cli.common import fail, invalid
+from sensorpipe.cli.options import FC, options
 from sensorpipe.protocol.configfile import ConfigError
 
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import click
 from pydantic import ValidationError
 
-from sensorpipe.cli.common import DIR_OPTION, fail, invalid, local_stack
+from sensorpipe.cli.common import fail, invalid, local_stack
+from sensorpipe.cli.options import DIR_OPTION, json_option
 
 if TYPE_CHECKING:
     from sensorpipe.query.register import RegisterStats
@@ -125,7 +126,7 @@ def _register_stats(
 @click.option("--retention", default=None, help="How long data is kept.")
 @click.option("--licence", default=None, help="Licence of the published data, e.g. CC-BY-4.0.")
 @click.option("--privacy-url", default=None, help="Web address of the privacy statement.")
-@click.option("--json", "as_json", is_flag=True, help="Print the network's values as JSON.")
+@json_option("Print the network's values as JSON.")
 def devices_network(
     directory: Path | None,
     name: str | None,

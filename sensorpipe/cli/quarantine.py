@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.options import DIR_OPTION
 from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES
 
 if TYPE_CHECKING:

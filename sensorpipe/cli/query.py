@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from sensorpipe.cli.common import DIR_OPTION, fail, local_stack, options
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, options
 
 
 class _AirByDefault(click.Group):
@@ -30,12 +31,14 @@ FORMAT_OPTION = click.option(
     show_default=True,
 )
 
+# The end of both queries' time range (their start has each its own default).
+TO_OPTION = click.option("--to", "end", default="now", show_default=True)
+
 
 # Which InfluxDB both queries ask (the stack's unless given), and which devices and sites.
 SELECT_OPTIONS = options(
     DIR_OPTION,
-    click.option("--influx-url", default=None, help="InfluxDB URL (default: the stack's)."),
-    click.option("--database", default="sensorpipe", show_default=True),
+    INFLUX_OPTIONS,
     click.option("--device", "devices_", multiple=True, help="Device id (repeatable)."),
     click.option("--site", "sites", multiple=True, help="Site (repeatable)."),
 )
@@ -72,7 +75,7 @@ def query() -> None:
     show_default=True,
     help="Start: -1h, -30m, a date (midnight UTC) or ISO 8601 with offset.",
 )
-@click.option("--to", "end", default="now", show_default=True)
+@TO_OPTION
 @click.option("--every", default=None, help="Aggregation window, e.g. 5m; raw values if unset.")
 @click.option(
     "--agg",
@@ -187,7 +190,7 @@ def query_air(
     show_default=True,
     help="Start: -24h, -7d, a date (midnight UTC) or ISO 8601 with offset.",
 )
-@click.option("--to", "end", default="now", show_default=True)
+@TO_OPTION
 @click.option(
     "--every", default="1h", show_default=True, help="Sum over intervals of 1m to 1d, e.g. 15m."
 )

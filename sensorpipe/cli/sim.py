@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.options import DIR_OPTION
 
 
 @click.group()
