@@ -17,20 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from sensorpipe.cli import provisioning
 from sensorpipe.cli.common import fail, local_stack
 from sensorpipe.cli.kits import devices_add_kit
 from sensorpipe.cli.options import DIR_OPTION, json_option
-from sensorpipe.cli.provisioning import (
-    ALLOW_UNKNOWN_SENSOR,
-    SITE_OPTION,
-    check_count_classes,
-    echo_notes,
-    host_options,
-    provision,
-    register_fields,
-    register_options,
-    sensor_notes,
-)
 from sensorpipe.cli.public_register import devices_export, devices_network
 from sensorpipe.cli.quarantine import devices_lift, devices_quarantine, when
 from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES
@@ -62,8 +52,8 @@ for _command in (
 @devices.command("add")
 @click.argument("device_id")
 @DIR_OPTION
-@SITE_OPTION
-@host_options(
+@provisioning.SITE_OPTION
+@provisioning.host_options(
     "device", "Sensor model it may report (repeatable; none given: any model sensorpipe knows)."
 )
 @click.option(
@@ -72,7 +62,7 @@ for _command in (
     multiple=True,
     help="Direction name of its counting line (repeatable; default left_to_right, right_to_left).",
 )
-@register_options("Legal basis for processing personal data (default: the network's).")
+@provisioning.register_options("Legal basis for processing personal data (default: the network's).")
 @click.option(
     "--count-class",
     "count_classes",
@@ -84,7 +74,7 @@ for _command in (
     default=None,
     help="Whether it processes personal data (default: yes for a camera, no otherwise).",
 )
-@ALLOW_UNKNOWN_SENSOR
+@provisioning.ALLOW_UNKNOWN_SENSOR
 @click.option(
     "--make-key",
     is_flag=True,
@@ -108,12 +98,12 @@ def devices_add(
     """Register DEVICE_ID and print how it joins: a join code (its broker address, TLS
     certificate, username and password) and the three commands to run on the Pi, where its
     signing key is made. With --make-key: its password and signing key (shown once)."""
-    fields = register_fields(**register)
-    check_count_classes("--count-class", count_classes)
+    fields = provisioning.register_fields(**register)
+    provisioning.check_count_classes("--count-class", count_classes)
     sensors: list[str] = list(register["sensors"])
-    notes = sensor_notes(sensors, allow_unknown_sensor)  # before registering
+    notes = provisioning.sensor_notes(sensors, allow_unknown_sensor)  # before registering
     s = local_stack(directory)
-    creds = provision(
+    creds = provisioning.provision(
         lambda: s.add_device(
             device_id,
             site=site,
@@ -124,7 +114,7 @@ def devices_add(
             **fields,
         )
     )
-    echo_notes(notes)
+    provisioning.echo_notes(notes)
     broker = _join_broker(s)
     out: dict[str, object] = {
         **creds.as_dict(),
@@ -252,7 +242,7 @@ def devices_add_gateway(
     out_dir = out_dir or s.directory / "gateways"
     if out_dir.exists() and not out_dir.is_dir():
         fail(f"--out {out_dir}: is a file; give a directory")
-    creds = provision(lambda: s.add_gateway(gateway_id, rotate=rotate))
+    creds = provisioning.provision(lambda: s.add_gateway(gateway_id, rotate=rotate))
     key_path = out_dir / f"{gateway_id}.key"
     password_path = out_dir / f"{gateway_id}.password"
     try:

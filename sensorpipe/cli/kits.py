@@ -15,18 +15,9 @@ from typing import Any
 
 import click
 
+from sensorpipe.cli import provisioning
 from sensorpipe.cli.common import fail, local_stack
 from sensorpipe.cli.options import DIR_OPTION, json_option
-from sensorpipe.cli.provisioning import (
-    ALLOW_UNKNOWN_SENSOR,
-    SITE_OPTION,
-    echo_notes,
-    host_options,
-    provision,
-    register_fields,
-    register_options,
-    sensor_notes,
-)
 
 
 @click.group("add-kit")
@@ -42,21 +33,21 @@ def devices_add_kit() -> None:
     help="The kit's chip id: the number in its name (airRohr-<chip id>) and on its start page.",
 )
 @DIR_OPTION
-@SITE_OPTION
+@provisioning.SITE_OPTION
 @click.option(
     "--id",
     "device_id",
     default=None,
     help="Device id, also the kit's user name (default: airrohr-<chip id>).",
 )
-@host_options(
+@provisioning.host_options(
     "kit",
     "Sensor model it has, as the kit gateway names the firmware's sensors (repeatable; "
     "none given: any of them): sds011, pms5003 (the whole PMS family), hpma115, nextpm, "
     "ips7100, sps30, bme280, bmp280, bmp180, sht3x, htu21d, dht22, ds18b20, scd30, dnms.",
 )
-@register_options()
-@ALLOW_UNKNOWN_SENSOR
+@provisioning.register_options()
+@provisioning.ALLOW_UNKNOWN_SENSOR
 @json_option("Print the kit's settings as JSON.")
 def devices_add_kit_airrohr(
     chip_id: str,
@@ -70,14 +61,14 @@ def devices_add_kit_airrohr(
     """Register a Sensor.Community airrohr kit received by the stack's kit gateway, and print
     what to type into its config page (tab "APIs", "Send data to custom API")."""
     chip_id = parse_chip_id(chip_id)
-    fields = register_fields(**register)
+    fields = provisioning.register_fields(**register)
     _airrohr_sensors(register["sensors"])
-    notes = sensor_notes(list(register["sensors"]), allow_unknown_sensor, kit=True)
+    notes = provisioning.sensor_notes(list(register["sensors"]), allow_unknown_sensor, kit=True)
     s = local_stack(directory)
-    creds = provision(
+    creds = provisioning.provision(
         lambda: s.add_airrohr_kit(chip_id=chip_id, site=site, device_id=device_id, **fields)
     )
-    echo_notes(notes)
+    provisioning.echo_notes(notes)
     setup = s.kit_setup()
     out = {
         "device_id": creds.device_id,
@@ -126,23 +117,23 @@ def devices_add_kit_airrohr(
     help="The node's end device id as the TTN console shows it (e.g. eui-70b3d57ed005e1a2).",
 )
 @DIR_OPTION
-@SITE_OPTION
+@provisioning.SITE_OPTION
 @click.option(
     "--id", "device_id", default=None, help="sensorpipe device id (default: the TTN device id)."
 )
-@host_options(
+@provisioning.host_options(
     "node",
     "Sensor model it has, as the application's [ttn.fields] name it (repeatable; none "
     "given: any model sensorpipe knows).",
 )
-@register_options()
+@provisioning.register_options()
 @click.option(
     "--webhook",
     is_flag=True,
     help="Make a webhook token for the application (its hash goes into the stack's "
     "gateway.toml) and print what to type into the console's webhook form.",
 )
-@ALLOW_UNKNOWN_SENSOR
+@provisioning.ALLOW_UNKNOWN_SENSOR
 @json_option("Print the node's settings as JSON.")
 def devices_add_kit_ttn(
     application: str,
@@ -165,10 +156,10 @@ def devices_add_kit_ttn(
     from sensorpipe.stack.local import STACK_GATEWAY_ID
 
     application, ttn_device = application.strip(), ttn_device.strip()
-    fields = register_fields(**register)
-    notes = sensor_notes(list(register["sensors"]), allow_unknown_sensor, kit=True)
+    fields = provisioning.register_fields(**register)
+    notes = provisioning.sensor_notes(list(register["sensors"]), allow_unknown_sensor, kit=True)
     s = local_stack(directory)
-    registered = provision(
+    registered = provisioning.provision(
         lambda: s.add_ttn_node(
             application=application, ttn_device=ttn_device, site=site, device_id=device_id, **fields
         )
@@ -180,7 +171,7 @@ def devices_add_kit_ttn(
             add_webhook_hash(s.gateway_config_path, application, digest)
         except (ProvisioningError, OSError) as exc:
             fail(f"{registered} is registered, but the webhook token was not saved: {exc}")
-    echo_notes(notes)
+    provisioning.echo_notes(notes)
     info = s.info()
     setup = ttn_setup_lines(
         application,
