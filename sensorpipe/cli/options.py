@@ -1,9 +1,11 @@
 """The click options several commands share, each written once where it means the same: the
 stack directory (`DIR_OPTION`), JSON output (`json_option`, its help saying what is printed),
-the InfluxDB a command asks (`INFLUX_OPTIONS`) and the configuration file a component runs
-from (`CONFIG_FILE_OPTION`). An option of the same name that means something else in a
-command (`serve --config`, with its default; `devices export --database`, the stack's unless
-given) stays that command's own. `options` joins several options into one decorator.
+the InfluxDB a command asks (`INFLUX_OPTIONS`), the configuration file a component runs from
+(`CONFIG_FILE_OPTION`) and how many simulated devices run for how long (`device_count_option`,
+`duration_option`: `sim fleet` and `demo`). An option of the same name that means something
+else in a command (`serve --config`, with its default; `devices export --database`, the
+stack's unless given; `sim history --devices`, which may be 0) stays that command's own.
+`options` joins several options into one decorator.
 """
 
 from __future__ import annotations
@@ -63,3 +65,17 @@ INFLUX_OPTIONS = options(
 CONFIG_FILE_OPTION = click.option(
     "--config", "config_path", type=click.Path(path_type=Path), required=True
 )
+
+
+def device_count_option(most: int) -> Callable[[FC], FC]:
+    """`--devices` (the parameter `count`): how many simulated devices run, 1 to `most`."""
+    return click.option(
+        "--devices", "count", type=click.IntRange(1, most), default=5, show_default=True
+    )
+
+
+def duration_option(help: str) -> Callable[[FC], FC]:
+    """`--duration`: the seconds the simulated devices run; `help` says it for the command."""
+    return click.option(
+        "--duration", type=click.FloatRange(min=1), default=60, show_default=True, help=help
+    )
