@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 
 def when(epoch_s: float) -> str:
+    """A quarantine's or a lift's time as `lift` and `devices list` show it (local time)."""
     import time
 
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_s))
