@@ -281,6 +281,19 @@ class _Cutoff:
         if self.first is None and self.t0 > 0:
             self.first = time.time() - self.t0
 
+    def start(self, go: Any) -> None:
+        """Wait for the signal that the attack window begins, and start its clock there."""
+        go.wait()
+        self.t0 = time.time()
+
+
+def _start(client: mqtt.Client, go: Any, cut: _Cutoff, settle_s: float = 0.0) -> None:
+    """Start the attacker's network loop, give it `settle_s` to connect before the window, and
+    wait for the window to begin."""
+    client.loop_start()
+    time.sleep(settle_s)
+    cut.start(go)
+
 
 def _flood(spec: dict[str, Any], payloads: list[bytes], go: Any, cut: _Cutoff) -> dict[str, Any]:
     """QoS 1 publishes flat out, at most 1000 unacknowledged."""
@@ -315,9 +328,7 @@ def _flood(spec: dict[str, Any], payloads: list[bytes], go: Any, cut: _Cutoff) -
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
     client.on_publish = on_publish
-    client.loop_start()
-    go.wait()
-    cut.t0 = time.time()
+    _start(client, go, cut)
     start = time.perf_counter()
     end = start + spec["seconds"]
     topic = spec["topic"]
@@ -386,10 +397,7 @@ def _subscriptions(spec: dict[str, Any], go: Any, cut: _Cutoff) -> dict[str, Any
     client = _connect(spec, spec["username"], clean=False, expiry=7 * 86400)
     client.on_subscribe = on_subscribe
     client.on_disconnect = on_disconnect
-    client.loop_start()
-    time.sleep(0.3)
-    go.wait()
-    cut.t0 = time.time()
+    _start(client, go, cut, settle_s=0.3)
     start = time.perf_counter()
     me = spec["username"]
     for p in range(SUBSCRIBE_PACKETS):
@@ -433,10 +441,7 @@ def _shared(spec: dict[str, Any], go: Any, cut: _Cutoff) -> dict[str, Any]:
     client = _connect(spec, spec["username"], clean=True, expiry=0)
     client.on_subscribe = on_subscribe
     client.on_message = on_message
-    client.loop_start()
-    time.sleep(0.3)
-    go.wait()
-    cut.t0 = time.time()
+    _start(client, go, cut, settle_s=0.3)
     client.subscribe(f"$share/{spec['group']}/sensorpipe/v1/+/+", qos=1)
     time.sleep(spec["seconds"])
     client.disconnect()
@@ -481,8 +486,7 @@ def _kit_flood(spec: dict[str, Any], go: Any, cut: _Cutoff) -> dict[str, Any]:
     url = spec["kits_url"].rstrip("/") + AIRROHR_PATH
     statuses: dict[str, int] = {}
     lock = threading.Lock()
-    go.wait()
-    cut.t0 = time.time()
+    cut.start(go)
     end = time.perf_counter() + spec["seconds"]
 
     def worker() -> None:

@@ -10,7 +10,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from sensorpipe.cli.devices import devices_add, devices_add_kit_airrohr, devices_add_kit_ttn
+from sensorpipe.cli.devices import devices_add
+from sensorpipe.cli.kits import devices_add_kit_airrohr, devices_add_kit_ttn
 from sensorpipe.cli.main import main
 from sensorpipe.protocol.registry import load_registry
 

@@ -1,9 +1,15 @@
 """The `sensorpipe` command: one module per command group.
 
 `entry` starts the command (`edge run` without click, everything else with it) and `main` lists
-the groups, each imported only when used; `common` holds what they share (the stack directory
-option, one-line errors). The groups: `stack`, `demo`, `devices` (with `ttn_setup`, what
-`devices add-kit ttn` prints), `edge`, `ingest`, `gateway`, `serve`, `server` (`server setup`),
-`sim`, `query`, `counting` (`count-video`, `count-eval`), `config` (the example files) and
-`importing` (`sensorpipe import`).
+the groups, each imported only when used; `common` holds what they share (the stack, one-line
+errors) and `options` the click options several commands share, each written once. The
+groups: `stack`, `demo`, `devices`, `edge`, `ingest`, `gateway`, `serve`, `server` (`server
+setup`), `sim`, `query`, `counting` (`count-video`, `count-eval`), `config` (the example files)
+and `importing` (`sensorpipe import`).
+
+`devices` keeps `add`, `add-gateway`, `list` and `reset-key`; its other commands have modules
+of their own: `kits` (`devices add-kit airrohr|ttn`, with `ttn_setup`, what `add-kit ttn`
+prints), `quarantine` (`devices quarantine` and `lift`) and `public_register` (`devices export`
+and `network`). `provisioning` is the one path `devices add` and the kits share: the register
+options, the register fields they give and the stack's add function with one-line refusals.
 """

@@ -1,49 +1,16 @@
-"""What every command group shares: the stack directory option and one-line errors."""
+"""What every command group shares: the stack it works on and one-line errors (the shared
+click options are in `options`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from pydantic import ValidationError
 
 if TYPE_CHECKING:
     from sensorpipe.stack.local import LocalStack
-
-
-def _not_empty(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Path | None:
-    if value is None:
-        return None
-    if not value.strip():
-        raise click.BadParameter("give a directory (`--dir .` for this one)")
-    return Path(value)
-
-
-FC = TypeVar("FC", bound=Callable[..., Any])
-
-
-def options(*decorators: Callable[[FC], FC]) -> Callable[[FC], FC]:
-    """Several click options as one decorator, listed in `--help` in the order given: the
-    options that mean the same in several commands, written once."""
-
-    def apply(f: FC) -> FC:
-        for decorator in reversed(decorators):
-            f = decorator(f)
-        return f
-
-    return apply
-
-
-DIR_OPTION = click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False),
-    default=None,
-    callback=_not_empty,
-    help="Stack directory (default: $SENSORPIPE_DIR or ./.sensorpipe).",
-)
 
 
 def local_stack(directory: Path | None) -> LocalStack:

@@ -8,6 +8,10 @@ from pathlib import Path
 import click
 
 from sensorpipe.cli.common import fail
+from sensorpipe.cli.options import json_option
+
+# Threads of the detector (ONNX Runtime) for both commands.
+THREADS_OPTION = click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
 
 
 @click.command("count-eval")
@@ -33,7 +37,7 @@ from sensorpipe.cli.common import fail
     default=None,
     help="ONNX model (default: the shipped street detector).",
 )
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
+@THREADS_OPTION
 @click.option(
     "--video",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -61,7 +65,7 @@ from sensorpipe.cli.common import fail
     show_default=True,
     help="Seconds a counted crossing may lie from the annotated one (--video).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def count_eval(
     seed: int,
     minutes: float,
@@ -216,8 +220,8 @@ def _eval_video(
     default=None,
     help="ONNX detector with a <name>.json class list beside it (default: the COCO detector).",
 )
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@THREADS_OPTION
+@json_option()
 def count_video_cmd(
     video: Path,
     line_text: str,

@@ -9,18 +9,13 @@ from typing import Any
 import click
 
 from sensorpipe.cli.common import fail
+from sensorpipe.cli.options import device_count_option, duration_option, json_option
 
 
 @click.command()
-@click.option(
-    "--duration",
-    type=click.FloatRange(min=1),
-    default=60,
-    show_default=True,
-    help="Seconds the devices run (Ctrl-C ends early).",
-)
-@click.option("--devices", "count", type=click.IntRange(1, 200), default=5, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@duration_option("Seconds the devices run (Ctrl-C ends early).")
+@device_count_option(200)
+@json_option("Print the summary as one JSON object.")
 @click.option(
     "--serve",
     is_flag=True,

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from sensorpipe.cli.common import fail
+from sensorpipe.cli.options import CONFIG_FILE_OPTION, json_option
 from sensorpipe.protocol.configfile import ConfigError
 
 
@@ -16,7 +17,7 @@ def edge() -> None:
 
 
 @edge.command("run")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@CONFIG_FILE_OPTION
 def edge_run(config_path: Path) -> None:
     """Read the configured sensors and publish until stopped (SIGTERM or Ctrl-C).
 
@@ -32,8 +33,8 @@ def edge_run(config_path: Path) -> None:
 
 
 @edge.command("check")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
-@click.option("--json", "as_json", is_flag=True, help="The same checks as JSON.")
+@CONFIG_FILE_OPTION
+@json_option("The same checks as JSON.")
 @click.pass_context
 def edge_check(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     """Check this host once: each sensor read, the camera, the clock, the broker login, one

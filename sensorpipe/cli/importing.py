@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
 from sensorpipe.importer.files import DEFAULT_MAX_DECOMPRESSED_MIB
 from sensorpipe.protocol.quantities import QUANTITIES
 
@@ -45,8 +46,7 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path)),
         DIR_OPTION,
-        click.option("--influx-url", default=None, help="InfluxDB URL (default: the stack's)."),
-        click.option("--database", default="sensorpipe", show_default=True),
+        INFLUX_OPTIONS,
         click.option(
             "--site",
             default=None,
@@ -80,7 +80,7 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="A gzip'd file may expand to this many MiB; reading stops past it.",
         ),
-        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+        json_option("Print the summary as JSON."),
     ]
     for option in reversed(options):
         command = option(command)

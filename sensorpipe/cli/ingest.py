@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.options import CONFIG_FILE_OPTION, DIR_OPTION, json_option
 from sensorpipe.protocol.configfile import ConfigError
 
 
@@ -24,7 +25,7 @@ def ingest() -> None:
 
 
 @ingest.command("run")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@CONFIG_FILE_OPTION
 def ingest_run(config_path: Path) -> None:
     """Subscribe and store until stopped (SIGTERM or Ctrl-C)."""
     from sensorpipe.ingest.config import load_ingest_config
@@ -143,21 +144,28 @@ DB_OPTION = click.option(
     help="Dead-letter database (default: the stack's).",
 )
 
-
-@click.option("--limit", type=click.IntRange(1, 1_000_000), default=20, show_default=True)
-@click.option("--reason", "--code", "code", default=None, help="Only this rejection reason.")
-@click.option(
+# The letters `ingest purge` and `ingest replay` take (`ingest rejects` names them otherwise).
+REASON_OPTION = click.option(
+    "--reason", "code", default=None, help="Only letters rejected for this reason."
+)
+# Since when `ingest rejects` lists letters and `ingest replay` replays them.
+SINCE_OPTION = click.option(
     "--since",
     default=None,
     help="Only rejections since: 1h, 30m, 2d back from now, a date, or ISO 8601.",
 )
+
+
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=20, show_default=True)
+@click.option("--reason", "--code", "code", default=None, help="Only this rejection reason.")
+@SINCE_OPTION
 @click.option(
     "--device",
     default=None,
     help="Only this device's letters: its device id (a kit's, the --device of an import) or "
     "the name its topic gives (airrohr:<chip id>, ttn:<app>/<node>, import:<format>:<file>).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @DB_OPTION
 @DIR_OPTION
 def _rejects(
@@ -244,7 +252,7 @@ def _filters_text(code: str | None, since: str | None, device: str | None = None
 
 
 @ingest.command("purge")
-@click.option("--reason", "code", default=None, help="Only letters rejected for this reason.")
+@REASON_OPTION
 @click.option("--device", default=None, help="Only this device's letters.")
 @click.option(
     "--older-than",
@@ -296,7 +304,7 @@ def ingest_purge(
     default=None,
     help="The ingest's configuration (default: the local stack's).",
 )
-@click.option("--reason", "code", default=None, help="Only letters rejected for this reason.")
+@REASON_OPTION
 @click.option(
     "--id",
     "ids",
@@ -304,12 +312,8 @@ def ingest_purge(
     multiple=True,
     help="Only this letter (repeatable).",
 )
-@click.option(
-    "--since",
-    default=None,
-    help="Only rejections since: 1h, 30m, 2d back from now, a date, or ISO 8601.",
-)
-@click.option("--json", "as_json", is_flag=True)
+@SINCE_OPTION
+@json_option()
 def ingest_replay(
     directory: Path | None,
     config_path: Path | None,

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from sensorpipe.cli.common import DIR_OPTION, fail, local_stack, options
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, options
 
 
 class _AirByDefault(click.Group):
@@ -30,12 +31,14 @@ FORMAT_OPTION = click.option(
     show_default=True,
 )
 
+# The end of both queries' time range (their start has each its own default).
+TO_OPTION = click.option("--to", "end", default="now", show_default=True)
+
 
 # Which InfluxDB both queries ask (the stack's unless given), and which devices and sites.
 SELECT_OPTIONS = options(
     DIR_OPTION,
-    click.option("--influx-url", default=None, help="InfluxDB URL (default: the stack's)."),
-    click.option("--database", default="sensorpipe", show_default=True),
+    INFLUX_OPTIONS,
     click.option("--device", "devices_", multiple=True, help="Device id (repeatable)."),
     click.option("--site", "sites", multiple=True, help="Site (repeatable)."),
 )
@@ -72,7 +75,7 @@ def query() -> None:
     show_default=True,
     help="Start: -1h, -30m, a date (midnight UTC) or ISO 8601 with offset.",
 )
-@click.option("--to", "end", default="now", show_default=True)
+@TO_OPTION
 @click.option("--every", default=None, help="Aggregation window, e.g. 5m; raw values if unset.")
 @click.option(
     "--agg",
@@ -107,7 +110,7 @@ def query_air(
     from sensorpipe.ingest.influx import InfluxClient
     from sensorpipe.query.bbox import BBoxError, devices_inside, parse_bbox
     from sensorpipe.query.influxql import GROUP_TAGS, AirQuery, QueryInputError
-    from sensorpipe.query.output import drop_empty_columns, render, rows_from_series
+    from sensorpipe.query.output import drop_empty_columns, rows_from_series
 
     if aggregate is not None and every is None:
         fail(
@@ -152,17 +155,16 @@ def query_air(
                 client,
                 database,
                 {"device_id": devices_, "site": sites},
-                registered=_registered(directory) if devices_ else set(),
+                directory=directory,
             )
     except (QueryError, StorageUnavailable) as exc:
         fail(str(exc))
     finally:
         client.close()
     columns = drop_empty_columns(rows, ["time", *GROUP_TAGS])
-    if rows or fmt != "table":  # an empty JSON list or CSV header is still valid output
-        click.echo(render(rows, columns, fmt).rstrip("\n"))
-    if not rows:
-        click.echo(note or f"no air readings match these filters from {start} to {end}", err=True)
+    _print_rows(
+        rows, columns, fmt, note or f"no air readings match these filters from {start} to {end}"
+    )
 
 
 @query.command("counts")
@@ -187,7 +189,7 @@ def query_air(
     show_default=True,
     help="Start: -24h, -7d, a date (midnight UTC) or ISO 8601 with offset.",
 )
-@click.option("--to", "end", default="now", show_default=True)
+@TO_OPTION
 @click.option(
     "--every", default="1h", show_default=True, help="Sum over intervals of 1m to 1d, e.g. 15m."
 )
@@ -226,7 +228,7 @@ def query_counts(
     from sensorpipe.protocol import storage
     from sensorpipe.protocol.provenance import check_source
     from sensorpipe.query.influxql import QueryInputError
-    from sensorpipe.query.output import drop_empty_columns, render
+    from sensorpipe.query.output import drop_empty_columns
     from sensorpipe.query.series import CountSeriesRequest, as_rows, count_series
 
     _check_counts_input(classes, directions, start, end, every)
@@ -247,6 +249,7 @@ def query_counts(
         max_points=max_points,
     )
     client = InfluxClient(influx_url, database)
+    note = None
     try:
         answer = count_series(client, request)
         if not answer["series"]:
@@ -263,7 +266,7 @@ def query_counts(
                 storage.TRAFFIC,
                 "counts",
                 "counts",
-                registered=_registered(directory) if devices_ else set(),
+                directory=directory,
             )
     except (QueryError, StorageUnavailable) as exc:
         fail(str(exc))
@@ -278,16 +281,24 @@ def query_counts(
         for row in rows:
             row["note"] = _running_note(row["running_fraction"])
         columns = drop_empty_columns(rows, header)
-    if rows or fmt != "table":
-        click.echo(render(rows, columns, fmt).rstrip("\n"))
-    if not rows:
-        click.echo(note or f"no counts match these filters from {start} to {end}", err=True)
-    elif fmt == "table" and any(r["note"] for r in rows):
+    _print_rows(rows, columns, fmt, note or f"no counts match these filters from {start} to {end}")
+    if rows and fmt == "table" and any(r["note"] for r in rows):
         click.echo(
             "note: running_fraction is the share of the interval the counter ran; where it "
             "is below 1, fewer passers-by were seen than passed",
             err=True,
         )
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: list[str], fmt: str, nothing: str) -> None:
+    """The rows as a table, CSV or JSON; where there are none, `nothing` on standard error (an
+    empty JSON list or CSV header is still printed: it is valid output)."""
+    from sensorpipe.query.output import render
+
+    if rows or fmt != "table":
+        click.echo(render(rows, columns, fmt).rstrip("\n"))
+    if not rows:
+        click.echo(nothing, err=True)
 
 
 def _influx_url(directory: Path | None, influx_url: str | None) -> str:
@@ -317,7 +328,7 @@ def _check_counts_input(
     import re
     from datetime import UTC, datetime
 
-    from sensorpipe.cli.devices import check_count_classes
+    from sensorpipe.cli.provisioning import check_count_classes
     from sensorpipe.protocol.counting import DIRECTION_PATTERN
     from sensorpipe.query.influxql import QueryInputError, parse_time
     from sensorpipe.query.series import parse_every
@@ -367,7 +378,7 @@ def _explain_empty(
     measurement: str = "air",
     what: str = "air readings",
     having: str = "readings",
-    registered: set[str] | None = None,
+    directory: Path | None = None,
 ) -> str | None:
     """An empty answer because a device, site, class or direction is unknown is an error that
     says so and lists those with data. A registered device InfluxDB holds nothing of (here)
@@ -375,6 +386,7 @@ def _explain_empty(
     from it yet`."""
     from sensorpipe.ingest.influx import identifier
 
+    registered = _registered(directory) if asked.get("device_id") else set()
     note = None
     for tag, values in asked.items():
         if not values:

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.options import DIR_OPTION
 
 
 @click.group(invoke_without_command=True)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.options import DIR_OPTION, device_count_option, duration_option
 
 
 @click.group()
@@ -17,14 +18,8 @@ def sim() -> None:
 
 @sim.command("fleet")
 @DIR_OPTION
-@click.option("--devices", "count", type=click.IntRange(1, 500), default=5, show_default=True)
-@click.option(
-    "--duration",
-    type=click.FloatRange(min=1),
-    default=60,
-    show_default=True,
-    help="Seconds to run.",
-)
+@device_count_option(500)
+@duration_option("Seconds to run.")
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.1),

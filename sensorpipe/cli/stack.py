@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from sensorpipe.cli.common import DIR_OPTION, fail, local_stack
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.options import DIR_OPTION, json_option
 
 if TYPE_CHECKING:
     from sensorpipe.stack.local import LocalStack, StackInfo
@@ -31,7 +32,7 @@ def stack() -> None:
 
 @stack.command("up")
 @DIR_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print the endpoints as JSON.")
+@json_option("Print the endpoints as JSON.")
 def stack_up(directory: Path | None, as_json: bool) -> None:
     """Start the stack on free loopback ports and print its endpoints.
 
@@ -116,7 +117,7 @@ def _signals_interrupt() -> Iterator[None]:
 
 @stack.command("status")
 @DIR_OPTION
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def stack_status(directory: Path | None, as_json: bool) -> None:
     """Show whether each component runs, the ingest's counters, the quarantined devices, the
     devices with a sensor that is not ok and those registered with no data yet.

@@ -1,0 +1,177 @@
+"""`sensorpipe devices export` and `devices network`: the public register and its defaults.
+
+`export` writes the register (json, geojson, csv or a self-contained html page) with how each
+device runs when the stack's InfluxDB answers; `network` sets or prints what applies to every
+device unless its own entry says otherwise. `devices` adds both commands to its group.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from pydantic import ValidationError
+
+from sensorpipe.cli.common import fail, invalid, local_stack
+from sensorpipe.cli.options import DIR_OPTION, json_option
+
+if TYPE_CHECKING:
+    from sensorpipe.query.register import RegisterStats
+    from sensorpipe.stack.local import LocalStack
+
+
+@click.command("export")
+@DIR_OPTION
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "geojson", "csv", "html"]),
+    default="json",
+    show_default=True,
+    help="json: a list of devices; geojson: a FeatureCollection; csv: a row per device; "
+    "html: one self-contained page for a website.",
+)
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "nl"]),
+    default=None,
+    help="Language of the html page (default en; nl: Dutch).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write to this file (default: standard output).",
+)
+@click.option(
+    "--influx-url",
+    default=None,
+    help="InfluxDB for first/last seen, uptime and latency (default: the stack's).",
+)
+@click.option("--database", default=None, help="Its database (default: the stack's, sensorpipe).")
+def devices_export(
+    directory: Path | None,
+    fmt: str,
+    lang: str | None,
+    out: str | None,
+    influx_url: str | None,
+    database: str | None,
+) -> None:
+    """Public register: what each sensor measures, who owns it, why, personal data, legal basis,
+    retention, licence, contact, rounded location, and (when InfluxDB answers) how it runs."""
+    from sensorpipe.query.export import export
+
+    if lang is not None and fmt != "html":
+        fail(
+            f"--lang {lang}: only the html page is translated; json, geojson and csv use the "
+            f"register's field names (use --format html, or leave --lang out)"
+        )
+    if out is not None and not Path(out).parent.is_dir():
+        fail(f"--out {out}: no directory {Path(out).parent}; create it or give another file")
+    s = local_stack(directory)
+    registry = s.registry()
+    stats, why_not = _register_stats(s, influx_url, database)
+    if why_not:
+        click.echo(
+            f"note: {why_not}; exported the register without first/last seen, uptime, missing "
+            f"messages and latency",
+            err=True,
+        )
+    text = export(registry, stats, fmt, lang=lang or "en")
+    if out is None:
+        click.echo(text.rstrip("\n"))
+        return
+    try:
+        Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as exc:
+        fail(
+            f"--out {out}: cannot write it ({exc.strerror or exc}); give a file in a "
+            f"directory that exists"
+        )
+    click.echo(f"wrote {len(registry.devices)} devices ({fmt}) to {out}", err=True)
+
+
+def _register_stats(
+    s: LocalStack, influx_url: str | None, database: str | None
+) -> tuple[RegisterStats | None, str | None]:
+    """The statistics from InfluxDB, or None and why there are none."""
+    from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+    from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.query.register import register_stats
+
+    if influx_url is None:
+        endpoint = s.influx_endpoint()
+        if endpoint is None:
+            return None, f"no stack in {s.directory} (pass --influx-url for statistics)"
+        influx_url, database = endpoint[0], database or endpoint[1]
+    client = InfluxClient(influx_url, database or "sensorpipe", timeout_s=10.0)
+    try:
+        if not client.ping():
+            return None, f"InfluxDB at {influx_url} does not answer"
+        return register_stats(client), None
+    except (StorageUnavailable, QueryError) as exc:
+        return None, f"InfluxDB at {influx_url} could not give statistics ({exc})"
+    finally:
+        client.close()
+
+
+@click.command("network")
+@DIR_OPTION
+@click.option("--name", default=None, help="Name of the network, the register's title.")
+@click.option("--operator", default=None, help="Who runs it (a municipality, a foundation).")
+@click.option("--contact", default=None, help="Whom residents ask about any device.")
+@click.option("--legal-basis", default=None, help="Legal basis where personal data is processed.")
+@click.option("--retention", default=None, help="How long data is kept.")
+@click.option("--licence", default=None, help="Licence of the published data, e.g. CC-BY-4.0.")
+@click.option("--privacy-url", default=None, help="Web address of the privacy statement.")
+@json_option("Print the network's values as JSON.")
+def devices_network(
+    directory: Path | None,
+    name: str | None,
+    operator: str | None,
+    contact: str | None,
+    legal_basis: str | None,
+    retention: str | None,
+    licence: str | None,
+    privacy_url: str | None,
+    as_json: bool,
+) -> None:
+    """Set what applies to every device unless its own entry says otherwise (contact, legal
+    basis, retention, licence) and who runs the network; without options, print them."""
+    from sensorpipe.protocol.registry import NetworkInfo, save_registry
+
+    given = {
+        "name": name,
+        "operator": operator,
+        "contact": contact,
+        "legal_basis": legal_basis,
+        "retention": retention,
+        "licence": licence,
+        "privacy_url": privacy_url,
+    }
+    changes = {k: v.strip() for k, v in given.items() if v is not None}
+    if changes.get("name") == "":
+        fail("--name '': give the network a name (it is the register's title)")
+    url = changes.get("privacy_url")
+    if url and (
+        not url.lower().startswith(("https://", "http://")) or any(c.isspace() for c in url)
+    ):
+        fail(f"--privacy-url {url!r}: give a web address like https://example.org/privacy")
+    s = local_stack(directory)
+    registry = s.registry()
+    if changes:
+        try:
+            registry.network = NetworkInfo(**{**registry.network.model_dump(), **changes})
+        except ValidationError as exc:
+            invalid(exc, {k: "--" + k.replace("_", "-") for k in given})
+        save_registry(registry, s.registry_path)
+    values = registry.network.model_dump()
+    if as_json:
+        click.echo(json.dumps(values, indent=2))
+        return
+    if changes:
+        click.echo(f"network defaults saved in {s.registry_path}")
+    for key, value in values.items():
+        click.echo(f"{key:12s} {value}")
