@@ -1,14 +1,24 @@
-"""Shared helpers for the test suite: polling instead of fixed sleeps."""
+"""Shared helpers for the test suite: polling instead of fixed sleeps, and the services the
+integration tests start once a module (a stack, a bare influxd) with what they read back."""
 
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
 
 if TYPE_CHECKING:
+    from sensorpipe.api.config import ServeConfig
+    from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.ingest.influxd import Influxd
+    from sensorpipe.ingest.lineprotocol import Point
     from sensorpipe.protocol.enrollment import JoinCode
+    from sensorpipe.stack.local import LocalStack, StackInfo
 
 T = TypeVar("T")
 
@@ -75,3 +85,105 @@ def join_code(**changes: object) -> JoinCode:
         "sensors": ["sds011", "bme280"],
     }
     return JoinCode.model_validate({**values, **changes})
+
+
+# --- integration: services started once a module --------------------------------------------
+def require_binaries(*names: str) -> None:
+    """Fail (not skip: a missing broker or database is a broken setup) when a program is missing."""
+    missing = [b for b in names if shutil.which(b) is None and not Path(f"/usr/sbin/{b}").exists()]
+    if missing:
+        pytest.fail(
+            f"integration tests need {', '.join(missing)}: run `make test` as root "
+            f"or apt-get install mosquitto influxdb"
+        )
+
+
+@contextmanager
+def running_stack(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **up: Any
+) -> Iterator[tuple[LocalStack, StackInfo]]:
+    """A local stack in a new temporary folder `name`, up in the foreground with `up`
+    (LocalStack.up's options), and down when the block ends."""
+    from sensorpipe.stack.local import LocalStack
+
+    require_binaries("mosquitto", "mosquitto_passwd", "influxd")
+    stack = LocalStack(tmp_path_factory.mktemp(name) / "stack")
+    info = stack.up(detach=False, **up)
+    try:
+        yield stack, info
+    finally:
+        stack.down()
+
+
+def stack_serve_config(stack: LocalStack, **settings: Any) -> ServeConfig:
+    """What `sensorpipe serve` reads for a running stack (its register, the ingest's stats,
+    its InfluxDB and broker), with `settings`."""
+    from sensorpipe.api.config import BrokerSettings, InfluxSettings, ServeConfig
+
+    info = stack.require_info()
+    return ServeConfig(
+        registry_path=str(stack.registry_path),
+        ingest_stats_path=str(stack.directory / "ingest" / "stats.json"),
+        influx=InfluxSettings(url=info.influx_url, database=info.database),
+        broker=BrokerSettings(port=info.broker_port),
+        **settings,
+    )
+
+
+@contextmanager
+def running_influxd(
+    tmp_path_factory: pytest.TempPathFactory, name: str, database: str
+) -> Iterator[tuple[Influxd, Path]]:
+    """A bare influxd (no broker, no ingest) on free loopback ports with `database`, in a new
+    temporary folder `name` (given too, for the files a test writes beside it)."""
+    from sensorpipe.ingest.influxd import Influxd
+    from sensorpipe.process import free_ports
+
+    require_binaries("influxd")
+    root = tmp_path_factory.mktemp(name)
+    http_port, rpc_port = free_ports(2)
+    influxd = Influxd(root / "influxdb", http_port=http_port, rpc_port=rpc_port, database=database)
+    influxd.start()
+    try:
+        yield influxd, root
+    finally:
+        influxd.stop()
+
+
+def influx_rows(influx: InfluxClient, q: str) -> list[dict[str, Any]]:
+    """Each row of each series `q` answers as a dict, with the series' tags."""
+    out = []
+    for series in influx.query(q):
+        for values in series["values"]:
+            out.append(
+                {**series.get("tags", {}), **dict(zip(series["columns"], values, strict=True))}
+            )
+    return out
+
+
+def count_sums(
+    points: Iterable[Point], every_ms: int
+) -> tuple[dict[tuple[str, str, int], int], dict[int, float]]:
+    """From the points a counting device wrote: the counts per (class, direction, interval
+    start) and the seconds the counter ran per interval start, intervals `every_ms` long."""
+    from sensorpipe.protocol import storage
+
+    sums: dict[tuple[str, str, int], int] = {}
+    running: dict[int, float] = {}
+    for p in points:
+        start = p.time_ms // every_ms * every_ms
+        if p.measurement == storage.TRAFFIC:
+            key = (p.tags["class"], p.tags["direction"], start)
+            sums[key] = sums.get(key, 0) + int(p.fields["count"])
+        elif p.measurement == storage.COUNTER:
+            run = float(p.fields["running_fraction"]) * float(p.fields["interval_s"])
+            running[start] = running.get(start, 0.0) + run
+    return sums, running
+
+
+def kits_address(stack: LocalStack) -> tuple[str, str, int]:
+    """The running stack's kit gateway: its base URL (plain HTTP), host and port."""
+    url = stack.require_info().kits_url
+    assert url is not None and url.startswith("http://")
+    host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    return url, host, int(port)

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sensorpipe.api.app import create_app
-from sensorpipe.api.config import BrokerSettings, InfluxSettings, ServeConfig, new_token
+from sensorpipe.api.config import BrokerSettings, ServeConfig, new_token
 from sensorpipe.api.context import ApiContext
 from sensorpipe.firmware_sim.history import (
     HistoryDevice,
@@ -38,7 +38,7 @@ from sensorpipe.query.series import (
     count_series,
 )
 from sensorpipe.stack.local import LocalStack
-from tests.integration.conftest import _require_binaries
+from tests.helpers import count_sums, running_stack, stack_serve_config
 
 pytestmark = pytest.mark.integration
 
@@ -60,10 +60,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    _require_binaries()
-    stack = LocalStack(tmp_path_factory.mktemp("api") / "stack")
-    info = stack.up(detach=False, serve=False)
-    try:
+    with running_stack(tmp_path_factory, "api", serve=False) as (stack, info):
         devices = history_devices(3, 2)
         registry = stack.registry()
         register_history_devices(registry, devices)
@@ -75,18 +72,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         write_history(influx, devices, start_ms, end_ms)
         points = {d.device_id: list(device_points(d, start_ms, end_ms)) for d in devices}
         token, digest = new_token()
-        config = ServeConfig(
-            registry_path=str(stack.registry_path),
-            ingest_stats_path=str(stack.directory / "ingest" / "stats.json"),
-            influx=InfluxSettings(url=info.influx_url, database=info.database),
-            broker=BrokerSettings(port=info.broker_port),
-            token_hashes=[digest],
-            register_cache_s=0,
-        )
+        config = stack_serve_config(stack, token_hashes=[digest], register_cache_s=0)
         yield World(stack, influx, devices, points, start_ms, end_ms, token, config)
         influx.close()
-    finally:
-        stack.down()
 
 
 @pytest.fixture
@@ -300,16 +288,7 @@ def test_counts_are_the_stored_sums_and_the_running_fraction_shows_the_outage(
     assert answer.status_code == 200, answer.text
     (series,) = answer.json()["series"]
     assert len(series["time"]) == 7 * 24
-    sums: dict[tuple[str, str, int], int] = {}
-    running: dict[int, float] = {}
-    for p in world.points[device.device_id]:
-        hour = p.time_ms // HOUR_MS * HOUR_MS
-        if p.measurement == storage.TRAFFIC:
-            key = (p.tags["class"], p.tags["direction"], hour)
-            sums[key] = sums.get(key, 0) + int(p.fields["count"])
-        elif p.measurement == storage.COUNTER:
-            run = float(p.fields["running_fraction"]) * float(p.fields["interval_s"])
-            running[hour] = running.get(hour, 0.0) + run
+    sums, running = count_sums(world.points[device.device_id], HOUR_MS)
     assert len(series["counts"]) == 10  # five classes, two directions
     for c in series["counts"]:
         for t, value in zip(series["time"], c["values"], strict=True):

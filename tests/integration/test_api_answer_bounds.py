@@ -4,7 +4,6 @@ influxd, through the HTTP API and `sensorpipe query`."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,11 +21,11 @@ from sensorpipe.api.context import ApiContext
 from sensorpipe.cli.main import main
 from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.ingest.lineprotocol import Point, to_line
-from sensorpipe.process import free_ports
 from sensorpipe.protocol.messages import Location
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
 from sensorpipe.query.influxql import INFLUX_MIN_TEXT
+from tests.helpers import running_influxd
 
 pytestmark = pytest.mark.integration
 
@@ -55,13 +54,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    if shutil.which("influxd") is None and not Path("/usr/bin/influxd").exists():
-        pytest.fail("these tests need influxd: apt-get install influxdb")
-    root = tmp_path_factory.mktemp("answers")
-    http_port, rpc_port = free_ports(2)
-    influxd = Influxd(root / "influxdb", http_port=http_port, rpc_port=rpc_port, database=DB)
-    influxd.start()
-    try:
+    with running_influxd(tmp_path_factory, "answers", DB) as (influxd, root):
         here = Location(lat=52.0, lon=5.0)
         registry = Registry()
         registry.devices[ALL] = DeviceEntry(
@@ -91,8 +84,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         writer.write([to_line(p) for p in points])
         writer.close()
         yield Env(influxd, registry_path, now_ms)
-    finally:
-        influxd.stop()
 
 
 def _problem(answer: httpx.Response) -> str:

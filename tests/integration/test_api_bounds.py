@@ -6,7 +6,6 @@ headers."""
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
 import threading
 import time
@@ -30,6 +29,7 @@ from sensorpipe.ingest.lineprotocol import Point, to_line
 from sensorpipe.process import free_ports
 from sensorpipe.protocol.messages import Location
 from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+from tests.helpers import running_influxd
 from tests.integration.live_server import serve_process
 
 pytestmark = pytest.mark.integration
@@ -89,13 +89,7 @@ def _air(device: str, time_ms: int, source: str, **fields: float) -> Point:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    if shutil.which("influxd") is None and not Path("/usr/bin/influxd").exists():
-        pytest.fail("these tests need influxd: apt-get install influxdb")
-    root = tmp_path_factory.mktemp("bounds")
-    http_port, rpc_port = free_ports(2)
-    influxd = Influxd(root / "influxdb", http_port=http_port, rpc_port=rpc_port, database=DB)
-    influxd.start()
-    try:
+    with running_influxd(tmp_path_factory, "bounds", DB) as (influxd, root):
         registry = Registry()
         for d in CO2_DEVICES:
             registry.devices[d] = DeviceEntry(
@@ -148,8 +142,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         writer.write([to_line(p) for p in points])
         writer.close()
         yield Env(influxd, registry_path, now_ms, root)
-    finally:
-        influxd.stop()
 
 
 def _iso(ms: int) -> str:
