@@ -4,9 +4,10 @@ integration tests start once a module (a stack, a bare influxd) with what they r
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -14,6 +15,7 @@ import pytest
 
 if TYPE_CHECKING:
     from sensorpipe.api.config import ServeConfig
+    from sensorpipe.ingest.deadletter import DeadLetter
     from sensorpipe.ingest.influx import InfluxClient
     from sensorpipe.ingest.influxd import Influxd
     from sensorpipe.ingest.lineprotocol import Point
@@ -85,6 +87,32 @@ def join_code(**changes: object) -> JoinCode:
         "sensors": ["sds011", "bme280"],
     }
     return JoinCode.model_validate({**values, **changes})
+
+
+def run_sql(path: Path, *statements: str, rows: Iterable[Sequence[object]] | None = None) -> None:
+    """Run `statements` in order on the SQLite file at `path` (made if missing) and commit:
+    how a test writes what an older release left there. With `rows`, the last statement runs
+    once for each row."""
+    *first, last = statements
+    with closing(sqlite3.connect(path)) as db:
+        for statement in first:
+            db.execute(statement)
+        if rows is None:
+            db.execute(last)
+        else:
+            db.executemany(last, rows)
+        db.commit()
+
+
+def dead_letters(stack_dir: Path) -> list[DeadLetter]:
+    """The dead letters kept in the stack at `stack_dir` (the ingest's store), up to 1,000."""
+    from sensorpipe.ingest.deadletter import DeadLetterStore
+
+    store = DeadLetterStore(stack_dir / "ingest" / "deadletter.sqlite")
+    try:
+        return store.list(limit=1000)
+    finally:
+        store.close()
 
 
 # --- integration: services started once a module --------------------------------------------
