@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -87,6 +89,16 @@ def join_code(**changes: object) -> JoinCode:
         "sensors": ["sds011", "bme280"],
     }
     return JoinCode.model_validate({**values, **changes})
+
+
+def run_sensorpipe(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m sensorpipe *args` in a new process, its output and errors kept as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "sensorpipe", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 def run_sql(path: Path, *statements: str, rows: Iterable[Sequence[object]] | None = None) -> None:

@@ -38,7 +38,7 @@ from sensorpipe.query.series import (
     count_series,
 )
 from sensorpipe.stack.local import LocalStack
-from tests.helpers import count_sums, running_stack, stack_serve_config
+from tests.helpers import count_sums, run_sensorpipe, running_stack, stack_serve_config
 
 pytestmark = pytest.mark.integration
 
@@ -435,59 +435,32 @@ def test_openapi_and_docs_are_served(client: TestClient) -> None:
 
 def test_stack_up_starts_the_api_and_prints_its_url(tmp_path: Path) -> None:
     import json
-    import subprocess
-    import sys
 
     import httpx
 
     directory = tmp_path / "stack"
-    sensorpipe = [sys.executable, "-m", "sensorpipe"]
-    up = subprocess.run(
-        [*sensorpipe, "stack", "up", "--dir", str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    up = run_sensorpipe("stack", "up", "--dir", str(directory))
     try:
         assert up.returncode == 0, up.stderr
         line = next(x for x in up.stdout.splitlines() if x.strip().startswith("dashboard"))
         url = line.split(":", 1)[1].split()[0]
         assert httpx.get(f"{url}api/v1/health", timeout=10).json()["status"] == "ok"
         assert "<html" in httpx.get(url, timeout=10).text.lower()
-        status = subprocess.run(
-            [*sensorpipe, "stack", "status", "--dir", str(directory)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        status = run_sensorpipe("stack", "status", "--dir", str(directory), timeout_s=60)
         assert status.returncode == 0 and "serve" in status.stdout
     finally:
-        down = subprocess.run(
-            [*sensorpipe, "stack", "down", "--dir", str(directory)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        down = run_sensorpipe("stack", "down", "--dir", str(directory))
     assert down.returncode == 0
     assert "serve" in down.stdout
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}api/v1/health", timeout=2)
     # Up again: the dashboard keeps its address (bookmarks work), its port being free.
-    again = subprocess.run(
-        [*sensorpipe, "stack", "up", "--dir", str(directory), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = run_sensorpipe("stack", "up", "--dir", str(directory), "--json")
     try:
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["api"] == url
     finally:
-        subprocess.run(
-            [*sensorpipe, "stack", "down", "--dir", str(directory)],
-            capture_output=True,
-            timeout=120,
-        )
+        run_sensorpipe("stack", "down", "--dir", str(directory))
 
 
 def test_demo_serve_keeps_the_dashboard_up_until_ctrl_c(tmp_path: Path) -> None:
@@ -628,28 +601,10 @@ def test_link_pages_say_when_they_are_cut_and_where_the_next_begins(
 
 
 def test_sim_history_registers_devices_and_writes_their_days(stack: LocalStack) -> None:
-    import subprocess
-    import sys
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sensorpipe",
-            "sim",
-            "history",
-            "--dir",
-            str(stack.directory),
-            "--devices",
-            "1",
-            "--counting",
-            "1",
-            "--days",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    directory = str(stack.directory)
+    result = run_sensorpipe(
+        "sim", "history", "--dir", directory, "--devices", "1", "--counting", "1", "--days", "1"
     )
     assert result.returncode == 0, result.stderr
     registry = stack.registry()
@@ -666,23 +621,8 @@ def test_sim_history_registers_devices_and_writes_their_days(stack: LocalStack) 
     # the span: 14 or 15 minutes).
     assert set(messages) == {"hist-air-000", "hist-count-000"}
     assert all(1440 - 15 <= n <= 1441 - 14 for n in messages.values()), messages
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sensorpipe",
-            "sim",
-            "history",
-            "--dir",
-            str(stack.directory),
-            "--devices",
-            "1",
-            "--counting",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    again = run_sensorpipe(
+        "sim", "history", "--dir", directory, "--devices", "1", "--counting", "0", timeout_s=60
     )
     assert again.returncode == 1 and "already registered" in again.stderr
 
