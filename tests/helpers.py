@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     from sensorpipe.api.config import ServeConfig
     from sensorpipe.ingest.deadletter import DeadLetter
     from sensorpipe.ingest.influx import InfluxClient
@@ -99,6 +102,33 @@ def run_sensorpipe(*args: str, timeout_s: float = 120) -> subprocess.CompletedPr
         text=True,
         timeout=timeout_s,
     )
+
+
+def throwaway_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A self-signed CA certificate for tests (and its key), valid from five minutes ago for a
+    day."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sensorpipe test CA")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
 
 
 def run_sql(path: Path, *statements: str, rows: Iterable[Sequence[object]] | None = None) -> None:
