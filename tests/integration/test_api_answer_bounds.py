@@ -6,26 +6,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
-from fastapi.testclient import TestClient
 
-from sensorpipe.api.app import create_app
-from sensorpipe.api.config import InfluxSettings, ServeConfig
-from sensorpipe.api.context import ApiContext
 from sensorpipe.cli.main import main
-from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.ingest.lineprotocol import Point, to_line
 from sensorpipe.protocol.messages import Location
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
 from sensorpipe.query.influxql import INFLUX_MIN_TEXT
 from tests.helpers import running_influxd
+from tests.integration.test_api_bounds import Env
 
 pytestmark = pytest.mark.integration
 
@@ -34,22 +28,6 @@ DB = "answers"
 ALL = "all-1"  # an sds011 device with one point of every quantity
 SITE_DEVICES = ["pm-a", "pm-b"]  # two sds011 devices at site s2
 COUNTER = "cnt-1"
-
-
-@dataclass
-class Env:
-    influxd: Influxd
-    registry_path: Path
-    now_ms: int
-
-    def client(self, **settings: Any) -> TestClient:
-        config = ServeConfig(
-            registry_path=str(self.registry_path),
-            influx=InfluxSettings(url=self.influxd.url, database=DB),
-            register_cache_s=0,
-            **settings,
-        )
-        return TestClient(create_app(ApiContext(config)), raise_server_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +61,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         writer = influxd.client()
         writer.write([to_line(p) for p in points])
         writer.close()
-        yield Env(influxd, registry_path, now_ms)
+        yield Env(influxd, registry_path, now_ms, root)
 
 
 def _problem(answer: httpx.Response) -> str:

@@ -64,6 +64,9 @@ class RecordingInflux(InfluxClient):
 
 @dataclass
 class Env:
+    """The API over a bare influxd (its database) and a registry file, `now_ms` the time of
+    the newest points written; `root` holds both."""
+
     influxd: Influxd
     registry_path: Path
     now_ms: int
@@ -72,7 +75,7 @@ class Env:
     def config(self, **settings: Any) -> ServeConfig:
         return ServeConfig(
             registry_path=str(self.registry_path),
-            influx=InfluxSettings(url=self.influxd.url, database=DB),
+            influx=InfluxSettings(url=self.influxd.url, database=self.influxd.database),
             register_cache_s=0,
             **settings,
         )
