@@ -14,12 +14,11 @@ from click.testing import CliRunner
 
 from sensorpipe.cli.main import main
 from sensorpipe.ingest.lineprotocol import Point, to_line
-from sensorpipe.protocol.messages import Location
 from sensorpipe.protocol.quantities import QUANTITIES
-from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+from sensorpipe.protocol.registry import Registry, save_registry
 from sensorpipe.query.influxql import INFLUX_MIN_TEXT
 from tests.helpers import running_influxd
-from tests.integration.test_api_bounds import Env
+from tests.integration.test_api_bounds import Env, imported_counter, imported_device
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +32,11 @@ COUNTER = "cnt-1"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     with running_influxd(tmp_path_factory, "answers", DB) as (influxd, root):
-        here = Location(lat=52.0, lon=5.0)
         registry = Registry()
-        registry.devices[ALL] = DeviceEntry(
-            site="s1", sensors=["sds011"], source="import", location=here
-        )
+        registry.devices[ALL] = imported_device("s1")
         for d in SITE_DEVICES:
-            registry.devices[d] = DeviceEntry(
-                site="s2", sensors=["sds011"], source="import", location=here
-            )
-        registry.devices[COUNTER] = DeviceEntry(
-            site="s3", sensors=["camera"], source="import", count_classes=["pedestrian"]
-        )
+            registry.devices[d] = imported_device("s2")
+        registry.devices[COUNTER] = imported_counter("s3")
         registry_path = root / "registry.toml"
         save_registry(registry, registry_path)
         now = int(time.time() * 1000)

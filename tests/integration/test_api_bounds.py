@@ -62,6 +62,17 @@ class RecordingInflux(InfluxClient):
         return super().query(q, database=database)
 
 
+def imported_device(site: str, *, placed: bool = True) -> DeviceEntry:
+    """An SDS011 device whose readings were imported, at 52° N 5° E unless not `placed`."""
+    location = Location(lat=52.0, lon=5.0) if placed else None
+    return DeviceEntry(site=site, sensors=["sds011"], source="import", location=location)
+
+
+def imported_counter(site: str) -> DeviceEntry:
+    """A camera that counts pedestrians, its counts imported."""
+    return DeviceEntry(site=site, sensors=["camera"], source="import", count_classes=["pedestrian"])
+
+
 @dataclass
 class Env:
     """The API over a bare influxd (its database) and a registry file, `now_ms` the time of
@@ -95,19 +106,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     with running_influxd(tmp_path_factory, "bounds", DB) as (influxd, root):
         registry = Registry()
         for d in CO2_DEVICES:
-            registry.devices[d] = DeviceEntry(
-                site="s1", sensors=["sds011"], source="import", location=Location(lat=52.0, lon=5.0)
-            )
-        registry.devices[MOBILE] = DeviceEntry(site="s1", sensors=["sds011"], source="import")
-        registry.devices[DUP] = DeviceEntry(
-            site="s1", sensors=["sds011"], source="import", location=Location(lat=52.0, lon=5.0)
-        )
-        registry.devices[IMPORTED] = DeviceEntry(
-            site="s1", sensors=["sds011"], source="import", location=Location(lat=52.0, lon=5.0)
-        )
-        registry.devices[COUNTER] = DeviceEntry(
-            site="s1", sensors=["camera"], source="import", count_classes=["pedestrian"]
-        )
+            registry.devices[d] = imported_device("s1")
+        registry.devices[MOBILE] = imported_device("s1", placed=False)
+        registry.devices[DUP] = imported_device("s1")
+        registry.devices[IMPORTED] = imported_device("s1")
+        registry.devices[COUNTER] = imported_counter("s1")
         registry_path = root / "registry.toml"
         save_registry(registry, registry_path)
         now = int(time.time() * 1000)

@@ -25,28 +25,16 @@ from sensorpipe.firmware_sim.history import (
     register_history_devices,
     write_history,
 )
-from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import Point, to_line
 from sensorpipe.protocol.registry import Registry, save_registry
 from tests.helpers import running_influxd
 from tests.integration.live_server import live_server
+from tests.integration.test_api_bounds import RecordingInflux
 
 pytestmark = pytest.mark.integration
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
-
-
-class RecordingInflux(InfluxClient):
-    """An InfluxDB client that keeps every statement it ran."""
-
-    def __init__(self, url: str, database: str) -> None:
-        super().__init__(url, database)
-        self.statements: list[str] = []
-
-    def query(self, q: str, *, database: str | None = None) -> list[dict[str, Any]]:
-        self.statements.append(q)
-        return super().query(q, database=database)
 
 
 @dataclass
