@@ -4,7 +4,6 @@ influxd, through the HTTP API and `sensorpipe query`."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,11 +17,15 @@ from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.registry import Registry, save_registry
 from sensorpipe.query.influxql import INFLUX_MIN_TEXT
 from tests.helpers import running_influxd
-from tests.integration.test_api_bounds import Env, imported_counter, imported_device
+from tests.integration.test_api_bounds import (
+    Env,
+    imported_counter,
+    imported_device,
+    minute_ms_ten_minutes_ago,
+)
 
 pytestmark = pytest.mark.integration
 
-MINUTE_MS = 60_000
 DB = "answers"
 ALL = "all-1"  # an sds011 device with one point of every quantity
 SITE_DEVICES = ["pm-a", "pm-b"]  # two sds011 devices at site s2
@@ -39,8 +42,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         registry.devices[COUNTER] = imported_counter("s3")
         registry_path = root / "registry.toml"
         save_registry(registry, registry_path)
-        now = int(time.time() * 1000)
-        now_ms = now - now % MINUTE_MS - 10 * MINUTE_MS
+        now_ms = minute_ms_ten_minutes_ago()
         # One point with a value of every quantity, on a device whose model reports two.
         every_quantity = {q: 1.0 for q in QUANTITIES}
         points = [

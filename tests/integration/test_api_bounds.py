@@ -73,6 +73,12 @@ def imported_counter(site: str) -> DeviceEntry:
     return DeviceEntry(site=site, sensors=["camera"], source="import", count_classes=["pedestrian"])
 
 
+def minute_ms_ten_minutes_ago() -> int:
+    """The start of the minute ten minutes before now (ms): where the tests' newest points lie."""
+    now = int(time.time() * 1000)
+    return now - now % MINUTE_MS - 10 * MINUTE_MS
+
+
 @dataclass
 class Env:
     """The API over a bare influxd (its database) and a registry file, `now_ms` the time of
@@ -113,8 +119,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         registry.devices[COUNTER] = imported_counter("s1")
         registry_path = root / "registry.toml"
         save_registry(registry, registry_path)
-        now = int(time.time() * 1000)
-        now_ms = now - now % MINUTE_MS - 10 * MINUTE_MS
+        now_ms = minute_ms_ten_minutes_ago()
         points = [_air(d, now_ms, "import:sensor-community", co2=400.0) for d in CO2_DEVICES]
         points.append(
             Point(
