@@ -1,5 +1,7 @@
-"""Shared helpers for the test suite: polling instead of fixed sleeps, and the services the
-integration tests start once a module (a stack, a bare influxd) with what they read back."""
+"""Shared helpers for the test suite: polling instead of fixed sleeps; what tests are given
+(a join code, a throw-away CA, an older release's SQLite file); the CLI in a new process; and
+the services integration tests start once a module (a stack, a bare influxd), with what they
+read back from them. Fixtures that several files use are in tests/conftest.py."""
 
 from __future__ import annotations
 
