@@ -1,14 +1,33 @@
-"""Shared helpers for the test suite: polling instead of fixed sleeps."""
+"""Shared helpers for the test suite: polling instead of fixed sleeps; what tests are given
+(a join code, a throw-away CA, an older release's SQLite file); the CLI in a new process; and
+the services integration tests start once a module (a stack, a bare influxd), with what they
+read back from them. Fixtures that several files use are in tests/conftest.py."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
 
 if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from sensorpipe.api.config import ServeConfig
+    from sensorpipe.ingest.deadletter import DeadLetter
+    from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.ingest.influxd import Influxd
+    from sensorpipe.ingest.lineprotocol import Point
     from sensorpipe.protocol.enrollment import JoinCode
+    from sensorpipe.stack.local import LocalStack, StackInfo
 
 T = TypeVar("T")
 
@@ -75,3 +94,168 @@ def join_code(**changes: object) -> JoinCode:
         "sensors": ["sds011", "bme280"],
     }
     return JoinCode.model_validate({**values, **changes})
+
+
+def run_sensorpipe(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m sensorpipe *args` in a new process, its output and errors kept as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "sensorpipe", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+def throwaway_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A self-signed CA certificate for tests (and its key), valid from five minutes ago for a
+    day."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sensorpipe test CA")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def run_sql(path: Path, *statements: str, rows: Iterable[Sequence[object]] | None = None) -> None:
+    """Run `statements` in order on the SQLite file at `path` (made if missing) and commit:
+    how a test writes what an older release left there. With `rows`, the last statement runs
+    once for each row."""
+    *first, last = statements
+    with closing(sqlite3.connect(path)) as db:
+        for statement in first:
+            db.execute(statement)
+        if rows is None:
+            db.execute(last)
+        else:
+            db.executemany(last, rows)
+        db.commit()
+
+
+def dead_letters(stack_dir: Path) -> list[DeadLetter]:
+    """The dead letters kept in the stack at `stack_dir` (the ingest's store), up to 1,000."""
+    from sensorpipe.ingest.deadletter import DeadLetterStore
+
+    store = DeadLetterStore(stack_dir / "ingest" / "deadletter.sqlite")
+    try:
+        return store.list(limit=1000)
+    finally:
+        store.close()
+
+
+# --- integration: services started once a module --------------------------------------------
+def require_binaries(*names: str) -> None:
+    """Fail (not skip: a missing broker or database is a broken setup) when a program is missing."""
+    missing = [b for b in names if shutil.which(b) is None and not Path(f"/usr/sbin/{b}").exists()]
+    if missing:
+        pytest.fail(
+            f"integration tests need {', '.join(missing)}: run `make test` as root "
+            f"or apt-get install mosquitto influxdb"
+        )
+
+
+@contextmanager
+def running_stack(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **up: Any
+) -> Iterator[tuple[LocalStack, StackInfo]]:
+    """A local stack in a new temporary folder `name`, up in the foreground with `up`
+    (LocalStack.up's options), and down when the block ends."""
+    from sensorpipe.stack.local import LocalStack
+
+    require_binaries("mosquitto", "mosquitto_passwd", "influxd")
+    stack = LocalStack(tmp_path_factory.mktemp(name) / "stack")
+    info = stack.up(detach=False, **up)
+    try:
+        yield stack, info
+    finally:
+        stack.down()
+
+
+def stack_serve_config(stack: LocalStack, **settings: Any) -> ServeConfig:
+    """What `sensorpipe serve` reads for a running stack (its register, the ingest's stats,
+    its InfluxDB and broker), with `settings`."""
+    from sensorpipe.api.config import BrokerSettings, InfluxSettings, ServeConfig
+
+    info = stack.require_info()
+    return ServeConfig(
+        registry_path=str(stack.registry_path),
+        ingest_stats_path=str(stack.directory / "ingest" / "stats.json"),
+        influx=InfluxSettings(url=info.influx_url, database=info.database),
+        broker=BrokerSettings(port=info.broker_port),
+        **settings,
+    )
+
+
+@contextmanager
+def running_influxd(
+    tmp_path_factory: pytest.TempPathFactory, name: str, database: str
+) -> Iterator[tuple[Influxd, Path]]:
+    """A bare influxd (no broker, no ingest) on free loopback ports with `database`, in a new
+    temporary folder `name` (given too, for the files a test writes beside it)."""
+    from sensorpipe.ingest.influxd import Influxd
+    from sensorpipe.process import free_ports
+
+    require_binaries("influxd")
+    root = tmp_path_factory.mktemp(name)
+    http_port, rpc_port = free_ports(2)
+    influxd = Influxd(root / "influxdb", http_port=http_port, rpc_port=rpc_port, database=database)
+    influxd.start()
+    try:
+        yield influxd, root
+    finally:
+        influxd.stop()
+
+
+def influx_rows(influx: InfluxClient, q: str) -> list[dict[str, Any]]:
+    """Each row of each series `q` answers as a dict, with the series' tags."""
+    out = []
+    for series in influx.query(q):
+        for values in series["values"]:
+            out.append(
+                {**series.get("tags", {}), **dict(zip(series["columns"], values, strict=True))}
+            )
+    return out
+
+
+def count_sums(
+    points: Iterable[Point], every_ms: int
+) -> tuple[dict[tuple[str, str, int], int], dict[int, float]]:
+    """From the points a counting device wrote: the counts per (class, direction, interval
+    start) and the seconds the counter ran per interval start, intervals `every_ms` long."""
+    from sensorpipe.protocol import storage
+
+    sums: dict[tuple[str, str, int], int] = {}
+    running: dict[int, float] = {}
+    for p in points:
+        start = p.time_ms // every_ms * every_ms
+        if p.measurement == storage.TRAFFIC:
+            key = (p.tags["class"], p.tags["direction"], start)
+            sums[key] = sums.get(key, 0) + int(p.fields["count"])
+        elif p.measurement == storage.COUNTER:
+            run = float(p.fields["running_fraction"]) * float(p.fields["interval_s"])
+            running[start] = running.get(start, 0.0) + run
+    return sums, running
+
+
+def kits_address(stack: LocalStack) -> tuple[str, str, int]:
+    """The running stack's kit gateway: its base URL (plain HTTP), host and port."""
+    url = stack.require_info().kits_url
+    assert url is not None and url.startswith("http://")
+    host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    return url, host, int(port)

@@ -124,35 +124,27 @@ def test_basic_auth_headers(header: str | None, parsed: tuple[str, str] | None) 
 
 
 def test_a_flood_of_wrong_passwords_is_throttled_without_hashing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, hashed_kit_passwords: list[str]
 ) -> None:
     passwords = _registry(tmp_path / "registry.toml")
     registry = RegistryFile(tmp_path / "registry.toml")
     clock = FakeClock()
     checker = KitAuthenticator(registry.current, clock=clock)
-    hashed: list[str] = []
-    real = auth_module.verify_kit_password
-
-    def counting(password: str, stored: str) -> bool:
-        hashed.append(password)
-        return real(password, stored)
-
-    monkeypatch.setattr(auth_module, "verify_kit_password", counting)
     good = _basic("airrohr-13107491", passwords["airrohr-13107491"])
     assert checker.check(good).device_id == "airrohr-13107491"
     assert checker.check(good).device_id == "airrohr-13107491"
-    assert len(hashed) == 1  # remembered
+    assert len(hashed_kit_passwords) == 1  # remembered
     # Unknown users and malformed headers cost nothing.
     for header in (_basic("nobody", "x"), _basic("gw-1", "x"), "Basic x", None):
         assert checker.check(header).status == 401
-    assert len(hashed) == 1
+    assert len(hashed_kit_passwords) == 1
     wrong = _basic("airrohr-13107491", "guess")
     assert [checker.check(wrong).status for _ in range(5)] == [401] * 5
     # Over its own throttle a name is still checked, from the global budget above its reserve.
     after = [checker.check(wrong) for _ in range(100)]
     checked = auth_module.CHECKS_BURST - auth_module.CHECKS_RESERVE - 6
     assert [r.status for r in after] == [401] * checked + [429] * (100 - checked)
-    assert len(hashed) == 6 + checked
+    assert len(hashed_kit_passwords) == 6 + checked
     assert after[-1].retry_after_s == pytest.approx(auth_module.CHECK_REFILL_S)
     # The kit itself, remembered, is not locked out; a guess at the other kit's name is tried.
     assert checker.check(good).device_id == "airrohr-13107491"

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from sensorpipe.gateway.kits import auth as auth_module
 from sensorpipe.gateway.kits.app import AIRROHR_PATH, create_app
 from sensorpipe.gateway.kits.auth import KitAuthenticator
 from sensorpipe.gateway.kits.config import (
@@ -189,16 +188,8 @@ def test_a_flooding_kit_is_quarantined_and_refused_while_the_others_post(gw: Gat
 
 
 def test_a_quarantined_kit_is_refused_before_its_password_is_checked(
-    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+    gw: Gateway, hashed_kit_passwords: list[str]
 ) -> None:
-    hashed: list[str] = []
-    real = auth_module.verify_kit_password
-
-    def counting(password: str, stored: str) -> bool:
-        hashed.append(password)
-        return real(password, stored)
-
-    monkeypatch.setattr(auth_module, "verify_kit_password", counting)
     # Quarantined by the ingest, not by this gateway: refused all the same.
     operator = _operator_book(gw)
     operator.quarantine(KIT, reason="over_rate", detail="x", by="ingest")
@@ -208,7 +199,7 @@ def test_a_quarantined_kit_is_refused_before_its_password_is_checked(
         assert answer.status_code == 403
         assert answer.json()["error"].startswith(f"kit {KIT} is quarantined (over_rate, since ")
         assert "by ingest)" in answer.json()["error"]
-    assert hashed == [] and gw.publisher.messages == []
+    assert hashed_kit_passwords == [] and gw.publisher.messages == []
     operator.close()
 
 

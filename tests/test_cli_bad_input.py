@@ -7,8 +7,7 @@ types, unknown names, reversed ranges); a test checks that no command is left ou
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -164,14 +163,6 @@ def _sample(name: str) -> str:
 
 
 SC = "2024-03-01_sds011_sensor_12345.csv"
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        yield listener.getsockname()[1]
 
 
 CASES: dict[str, list[Case]] = {
@@ -650,12 +641,12 @@ def test_ingest_replay_says_so_when_influxdb_does_not_answer(tmp_path: Path) -> 
 
 
 def test_ingest_run_refuses_a_metrics_port_in_use_before_connecting(
-    tmp_path: Path, busy_port: int
+    tmp_path: Path, listening_port: int
 ) -> None:
-    config = _ingest_config(tmp_path, metrics_port=str(busy_port))
+    config = _ingest_config(tmp_path, metrics_port=str(listening_port))
     assert_one_line_error(
         ["ingest", "run", "--config", config],
-        f"metrics_port {busy_port} on 127.0.0.1 cannot be used (Address already in use)",
+        f"metrics_port {listening_port} on 127.0.0.1 cannot be used (Address already in use)",
     )
 
 

@@ -96,6 +96,10 @@ class RunningAgent:
         )
         self._reader.start()
 
+    def wait_until_said(self, text: str, *, timeout_s: float, what: str) -> None:
+        """Wait until a log line holds `text` (fail the test, naming `what`, after `timeout_s`)."""
+        wait_for(lambda: any(text in line for line in self.lines), timeout_s=timeout_s, what=what)
+
     def stop(self) -> int:
         """SIGTERM, as systemd stops it; its exit status."""
         self.process.send_signal(signal.SIGTERM)
@@ -116,8 +120,8 @@ def test_an_unreachable_broker_is_reported_within_seconds_and_not_at_every_retry
     agent = RunningAgent(config)
     lines = agent.lines
     try:
-        wait_for(
-            lambda: any("cannot connect to the broker" in line for line in lines),
+        agent.wait_until_said(
+            "cannot connect to the broker",
             timeout_s=20,
             what="the agent to say it cannot reach the broker (default log level)",
         )
@@ -146,8 +150,8 @@ def test_a_port_that_accepts_but_never_answers_is_named_within_seconds_then_retr
     agent = RunningAgent(config)
     lines = agent.lines
     try:
-        wait_for(
-            lambda: any("no MQTT answer" in line for line in lines),
+        agent.wait_until_said(
+            "no MQTT answer",
             timeout_s=30,
             what="the agent to say the port does not answer (default log level)",
         )

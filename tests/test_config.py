@@ -16,7 +16,7 @@ from sensorpipe.ingest.config import load_ingest_config
 from sensorpipe.protocol.configfile import ConfigError
 from sensorpipe.protocol.registry import Registry, load_registry, save_registry
 from sensorpipe.resources import EXAMPLE_CONFIG_DIR
-from tests.helpers import one_line_config_error
+from tests.helpers import one_line_config_error, throwaway_ca
 
 CONFIG = EXAMPLE_CONFIG_DIR
 
@@ -216,27 +216,9 @@ ca_file = "ca.pem"
 
 def _ca_pem() -> bytes:
     """A throw-away self-signed CA certificate (PEM)."""
-    import datetime
+    from cryptography.hazmat.primitives import serialization
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sensorpipe test CA")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    _, cert = throwaway_ca()
     return cert.public_bytes(serialization.Encoding.PEM)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore, letter_device
+from tests.helpers import run_sql
 
 
 def _letter(device: str, i: int, size: int = 10, code: str = "bad_signature") -> DeadLetter:
@@ -65,18 +65,14 @@ def test_usage_survives_a_reopen_and_purge_frees_it(tmp_path: Path) -> None:
 
 def test_a_store_from_before_quotas_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
-    db = sqlite3.connect(path)
-    db.execute(
+    run_sql(
+        path,
         "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, received_at REAL "
         "NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL, code TEXT NOT NULL, "
-        "detail TEXT NOT NULL)"
-    )
-    db.executemany(
+        "detail TEXT NOT NULL)",
         "INSERT INTO dead_letters (received_at, topic, payload, code, detail) VALUES (?,?,?,?,?)",
-        [(1.0, "sensorpipe/v1/old-dev/air", b"p%d" % i, "bad_json", "x") for i in range(4)],
+        rows=[(1.0, "sensorpipe/v1/old-dev/air", b"p%d" % i, "bad_json", "x") for i in range(4)],
     )
-    db.commit()
-    db.close()
     store = DeadLetterStore(path, per_device_letters=5)
     assert store.usage("old-dev").letters == 4
     # An old letter's payload again is recognised as a repeat.

@@ -19,8 +19,8 @@ from sensorpipe.cli.main import main
 from sensorpipe.importer.base import ImportOptions
 from sensorpipe.importer.files import MAX_LINE, MAX_ROW, rows
 from sensorpipe.importer.runner import FileResult, Importer, prepare
-from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
+from tests.helpers import dead_letters
 from tests.test_importer_runner import FakeInflux
 
 DATA = Path(__file__).parent / "data" / "import"
@@ -56,14 +56,6 @@ def run(
     return importer.run(prepare(fmt, files, opts))
 
 
-def letters(tmp_path: Path) -> list[DeadLetter]:
-    store = DeadLetterStore(tmp_path / "ingest" / "deadletter.sqlite")
-    try:
-        return store.list(limit=1000)
-    finally:
-        store.close()
-
-
 def cli(*args: str) -> Any:
     return CliRunner().invoke(main, ["import", *args, "--influx-url", "http://127.0.0.1:9"])
 
@@ -87,7 +79,7 @@ def test_a_line_longer_than_the_cap_is_one_bad_row_and_reading_goes_on(tmp_path:
     (result,) = run(tmp_path, "sensor-community", [path])
     assert result.error is None
     assert (result.stored, dict(result.rejected)) == (3, {"bad_row": 1})
-    (letter,) = letters(tmp_path)
+    (letter,) = dead_letters(tmp_path)
     assert letter.topic == "import:sensor-community:long.csv:3"
     assert f"longer than {MAX_LINE} characters" in letter.detail
     assert len(letter.payload) <= 1024  # its start is kept, not the whole line
@@ -117,7 +109,7 @@ def test_an_unclosed_quote_costs_its_row_and_every_row_after_it_is_imported(
     (result,) = run(tmp_path, "sensor-community", [path])
     assert result.error is None
     assert (result.stored, dict(result.rejected)) == (19_999, {"bad_row": 1})
-    (letter,) = letters(tmp_path)
+    (letter,) = dead_letters(tmp_path)
     assert letter.topic == "import:sensor-community:quote.csv:6"
     assert "quote" in letter.detail and letter.payload == lines[4].rstrip("\n").encode()
 
@@ -167,7 +159,7 @@ def test_json_items_are_read_one_by_one_and_an_overlong_item_is_a_bad_row(
     assert result.error is None and plain.stored > 1
     assert result.stored == plain.stored
     assert result.rejected == {"bad_row": 1, **plain.rejected}
-    (letter,) = [d for d in letters(tmp_path) if d.code == "bad_row"]
+    (letter,) = [d for d in dead_letters(tmp_path) if d.code == "bad_row"]
     assert letter.topic.endswith(":2") and "item 2: longer than" in letter.detail
 
 

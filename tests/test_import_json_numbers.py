@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 from sensorpipe.importer.jsonstream import items
-from tests.test_import_bounds import DATA, letters, run
+from tests.helpers import dead_letters
+from tests.test_import_bounds import DATA, run
 
 HUGE = "9" * 5000  # a valid JSON number
 
@@ -36,7 +37,7 @@ def test_opensensemap_rejects_the_item_and_imports_the_rest(tmp_path: Path) -> N
     assert result.error is None, result.error
     assert plain.stored > 1 and result.stored == plain.stored
     assert sum(result.rejected.values()) == sum(plain.rejected.values()) + 1
-    (letter,) = [d for d in letters(tmp_path) if d.topic.endswith(":2")]
+    (letter,) = [d for d in dead_letters(tmp_path) if d.topic.endswith(":2")]
     assert letter.code in ("bad_value", "bad_row")
     assert "5000-digit number" in letter.detail, letter.detail
     assert len(letter.payload) <= 1024
@@ -57,7 +58,7 @@ def test_telraam_rejects_the_item_and_imports_the_rest(tmp_path: Path) -> None:
     assert result.error is None, result.error
     assert plain.stored > 1 and result.stored == plain.stored
     assert sum(result.rejected.values()) == sum(plain.rejected.values()) + 2
-    rejected = {d.topic.rsplit(":", 1)[1]: d for d in letters(tmp_path)}
+    rejected = {d.topic.rsplit(":", 1)[1]: d for d in dead_letters(tmp_path)}
     assert rejected["2"].code == "bad_value" and "5000-digit number" in rejected["2"].detail
     assert "3" in rejected
 
@@ -73,5 +74,5 @@ def test_telraam_csv_with_a_huge_segment_id_rejects_the_row(tmp_path: Path) -> N
     assert result.error is None, result.error
     assert plain.stored > 1 and result.stored == plain.stored
     assert sum(result.rejected.values()) == sum(plain.rejected.values()) + 1
-    (letter,) = [d for d in letters(tmp_path) if d.topic.endswith(":3")]
+    (letter,) = [d for d in dead_letters(tmp_path) if d.topic.endswith(":3")]
     assert letter.code == "bad_row" and "segment_id" in letter.detail, letter.detail

@@ -13,9 +13,9 @@ import pytest
 from sensorpipe.importer.base import ImportOptions
 from sensorpipe.importer.runner import FileResult, Importer, ImportProblem, prepare
 from sensorpipe.importer.writer import BatchWriter, WriteFailed
-from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.registry import DeviceEntry, Registry, load_registry, save_registry
+from tests.helpers import dead_letters
 
 DATA = Path(__file__).parent / "data" / "import"
 CLEAN = "2024-03-01_sds011_sensor_12345.csv"
@@ -75,14 +75,6 @@ def run(
     return importer.run(parsers)
 
 
-def letters(stack: Path) -> list[DeadLetter]:
-    store = DeadLetterStore(stack / "ingest" / "deadletter.sqlite")
-    try:
-        return store.list(limit=1000)
-    finally:
-        store.close()
-
-
 def test_devices_points_letters_and_records(stack: Path) -> None:
     fake = FakeInflux()
     clean, bad = run(stack, fake, [CLEAN, BAD], site="utrecht")
@@ -106,7 +98,7 @@ def test_devices_points_letters_and_records(stack: Path) -> None:
         'user="alice",file="2024-03-02_sds011_sensor_12348.csv",sha256="'
     )
     assert ",rows=8i,stored=2i,rejected=6i " in records[1]
-    kept = letters(stack)
+    kept = dead_letters(stack)
     assert len(kept) == 6
     by_line = {d.topic: d for d in kept}
     letter = by_line["import:sensor-community:2024-03-02_sds011_sensor_12348.csv:4"]
@@ -118,17 +110,17 @@ def test_devices_points_letters_and_records(stack: Path) -> None:
 def test_a_second_import_stores_nothing_twice_and_force_adds_no_letter(stack: Path) -> None:
     fake = FakeInflux()
     run(stack, fake, [CLEAN, BAD])
-    written, kept = list(fake.lines), len(letters(stack))
+    written, kept = list(fake.lines), len(dead_letters(stack))
     again = run(stack, fake, [CLEAN, BAD])
     assert all(r.skipped is not None for r in again)
     assert again[1].skipped is not None and again[1].skipped.user == "alice"
-    assert fake.lines == written and len(letters(stack)) == kept
+    assert fake.lines == written and len(dead_letters(stack)) == kept
     forced = run(stack, fake, [BAD], force=True)
     assert forced[0].stored == 2 and forced[0].error is None
     second = fake.lines[len(written) :]
     # the same points again (they overwrite themselves), the same record time, no new letter
     assert sorted(second) == sorted(line for line in written if "sc-12348" in line)
-    assert len(letters(stack)) == kept
+    assert len(dead_letters(stack)) == kept
 
 
 def test_points_influxdb_refuses_are_found_and_kept_as_letters(stack: Path) -> None:
@@ -137,7 +129,7 @@ def test_points_influxdb_refuses_are_found_and_kept_as_letters(stack: Path) -> N
     assert result.error is None
     assert (result.stored, dict(result.rejected)) == (3, {"storage_rejected": 1})
     assert len([line for line in fake.lines if line.startswith("air,")]) == 3
-    (letter,) = letters(stack)
+    (letter,) = dead_letters(stack)
     assert letter.code == "storage_rejected"
     assert letter.topic == f"import:sensor-community:{CLEAN}:3"
     assert "field type conflict" in letter.detail

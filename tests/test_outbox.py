@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 import threading
 import time
@@ -21,6 +20,7 @@ from sensorpipe.edge.outbox import (
     OutboxFull,
     SqliteOutbox,
 )
+from tests.helpers import run_sql
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -68,14 +68,12 @@ def test_requeue_takes_only_entries_sent_before_the_given_time(outbox: Outbox) -
 
 def test_sqlite_outbox_of_an_older_agent_gains_the_new_columns(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.execute(
+    run_sql(
+        path,
         "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
-        "body BLOB NOT NULL, created_at REAL NOT NULL)"
+        "body BLOB NOT NULL, created_at REAL NOT NULL)",
+        "INSERT INTO outbox (topic, body, created_at) VALUES ('t/a', x'6f6c64', 1.0)",
     )
-    db.execute("INSERT INTO outbox (topic, body, created_at) VALUES ('t/a', x'6f6c64', 1.0)")
-    db.commit()
-    db.close()
     box = SqliteOutbox(path)
     (old,) = box.pending()
     assert old.body == b"old" and old.seq is None
@@ -246,10 +244,7 @@ def test_the_sequence_number_survives_a_torn_write_and_an_older_outbox(tmp_path:
     box.close()
     # An outbox from an agent that kept the counter in the database, without the file.
     Path(f"{path}.seq").unlink()
-    db = sqlite3.connect(path)
-    db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES ('seq', 41)")
-    db.commit()
-    db.close()
+    run_sql(path, "INSERT OR REPLACE INTO counters (name, value) VALUES ('seq', 41)")
     box = SqliteOutbox(path)
     assert box.next_seq() == 42
     box.close()

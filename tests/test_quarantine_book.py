@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sensorpipe.protocol.quarantine import QuarantineBook
+from tests.helpers import run_sql
 
 
 def test_quarantine_lift_and_the_event_log(tmp_path: Path) -> None:
@@ -80,17 +81,13 @@ def test_quarantined_again_a_pending_lift_is_dropped(tmp_path: Path) -> None:
 
 
 def test_an_old_book_gains_the_pending_lifts_table(tmp_path: Path) -> None:
-    import sqlite3
-
     path = tmp_path / "q.sqlite"
-    db = sqlite3.connect(path)
-    db.execute(
+    run_sql(
+        path,
         "CREATE TABLE quarantined (device_id TEXT PRIMARY KEY, since REAL NOT NULL, "
-        "reason TEXT NOT NULL, detail TEXT NOT NULL, by TEXT NOT NULL)"
+        "reason TEXT NOT NULL, detail TEXT NOT NULL, by TEXT NOT NULL)",
+        "INSERT INTO quarantined VALUES ('old', 1.0, 'manual', '', 'operator')",
     )
-    db.execute("INSERT INTO quarantined VALUES ('old', 1.0, 'manual', '', 'operator')")
-    db.commit()
-    db.close()
     book = QuarantineBook(path)
     assert book.lift("old", by="operator") is not None
     assert "old" in book.pending_lifts()

@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -290,14 +289,6 @@ def test_up_reports_a_device_named_ingest_in_one_line(tmp_path: Path) -> None:
 
 
 # --- sim fleet --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def listening_port() -> Iterator[int]:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        yield listener.getsockname()[1]
 
 
 def test_sim_fleet_registers_nothing_when_the_broker_is_down(

@@ -41,17 +41,21 @@ def edited(name: str, change: Any) -> bytes:
     return json.dumps(obj).encode()
 
 
+# The decoded payload fields of an SDS011 + BME280 node, as a [ttn] section maps them.
+FIELDS: dict[str, dict[str, Any]] = {
+    "pm25": {"quantity": "pm2_5", "sensor": "sds011"},
+    "pm10": {"quantity": "pm10", "sensor": "sds011"},
+    "temperature": {"quantity": "temperature", "sensor": "bme280"},
+    "humidity": {"quantity": "relative_humidity", "sensor": "bme280"},
+    "pressure": {"quantity": "pressure", "sensor": "bme280", "scale": 0.01},
+}
+
+
 def application(**overrides: Any) -> TtnApplication:
     settings: dict[str, Any] = {
         "application": APP,
         "webhook_token_hashes": [HASH],
-        "fields": {
-            "pm25": {"quantity": "pm2_5", "sensor": "sds011"},
-            "pm10": {"quantity": "pm10", "sensor": "sds011"},
-            "temperature": {"quantity": "temperature", "sensor": "bme280"},
-            "humidity": {"quantity": "relative_humidity", "sensor": "bme280"},
-            "pressure": {"quantity": "pressure", "sensor": "bme280", "scale": 0.01},
-        },
+        "fields": FIELDS,
     }
     settings.update(overrides)
     return TtnApplication.model_validate(settings)

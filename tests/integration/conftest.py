@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,22 +11,13 @@ from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.process import free_ports
 from sensorpipe.stack.local import LocalStack
+from tests.helpers import require_binaries
 
 pytestmark = pytest.mark.integration
 
 
 def _require_binaries() -> None:
-    missing = [
-        b
-        for b in ("mosquitto", "mosquitto_passwd", "influxd")
-        if shutil.which(b) is None and not Path(f"/usr/sbin/{b}").exists()
-    ]
-    if missing:
-        # A missing broker or database is a broken setup, not a reason to skip: fail loudly.
-        pytest.fail(
-            f"integration tests need {', '.join(missing)}: run `make test` as root "
-            f"or apt-get install mosquitto influxdb"
-        )
+    require_binaries("mosquitto", "mosquitto_passwd", "influxd")
 
 
 @pytest.fixture

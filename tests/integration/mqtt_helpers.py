@@ -101,3 +101,9 @@ def start_fleet(
     )
     fleet.start()
     return fleet
+
+
+def registered_device(stack: LocalStack, device_id: str, *, site: str) -> TestDevice:
+    """A device newly registered in the running `stack` at `site`, connected to its broker."""
+    (creds,) = stack.add_devices([(device_id, {"site": site})])
+    return TestDevice(creds, stack.require_info().broker_port)

@@ -28,7 +28,7 @@ from tests.airrohr_post import (
     firmware_request,
     send_raw,
 )
-from tests.helpers import wait_for
+from tests.helpers import influx_rows, kits_address, wait_for
 from tests.integration.conftest import _require_binaries
 
 pytestmark = pytest.mark.integration
@@ -48,11 +48,7 @@ class Kits:
     def __init__(self, stack: LocalStack, credentials: dict[str, KitCredentials]) -> None:
         self.stack = stack
         self.credentials = credentials
-        url = stack.require_info().kits_url
-        assert url is not None and url.startswith("http://")
-        self.url = url
-        host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
-        self.host, self.port = host, int(port)
+        self.url, self.host, self.port = kits_address(stack)
 
     def post(
         self,
@@ -113,17 +109,6 @@ def influx(kits: Kits) -> Iterator[InfluxClient]:
     client.close()
 
 
-def _rows(influx: InfluxClient, q: str) -> list[dict[str, Any]]:
-    """Each row of each series as a dict, with the series' tags."""
-    out = []
-    for series in influx.query(q):
-        for values in series["values"]:
-            out.append(
-                {**series.get("tags", {}), **dict(zip(series["columns"], values, strict=True))}
-            )
-    return out
-
-
 def test_a_kit_posting_as_its_firmware_does_is_stored_with_metadata_and_provenance(
     kits: Kits, influx: InfluxClient
 ) -> None:
@@ -140,7 +125,7 @@ def test_a_kit_posting_as_its_firmware_does_is_stored_with_metadata_and_provenan
 
     def all_five() -> list[dict[str, Any]]:
         # A query while the write is under way can see some of a point's fields already.
-        rows = _rows(influx, q)
+        rows = influx_rows(influx, q)
         found = sum(1 for r in rows for k in quantities if r.get(k) is not None)
         return rows if found == 5 else []
 
@@ -155,7 +140,7 @@ def test_a_kit_posting_as_its_firmware_does_is_stored_with_metadata_and_provenan
         assert (r["source"], r["vouch"], r["site"]) == ("airrohr", "gateway", "oost")
 
     q = f"SELECT * FROM link WHERE device_id = '{kit.device_id}' GROUP BY *"
-    (link,) = wait_for(lambda: _rows(influx, q), what="the kit's link point")
+    (link,) = wait_for(lambda: influx_rows(influx, q), what="the kit's link point")
     assert link["rssi_dbm"] == -67 and link["firmware"] == SOFTWARE_VERSION
     assert (link["samples"], link["min_micro"], link["max_micro"]) == (645632, 28, 20145)
     assert link["interval_ms"] == 145000 and link["time_source"] == "receive"
@@ -195,7 +180,7 @@ def test_a_kits_credentials_do_not_admit_another_chip(kits: Kits, influx: Influx
     device_b = kits.credentials["chip-b"].device_id
     # What chip-b posted is stored: the broker let the gateway publish for the new kit.
     q = f"SELECT pm10 FROM air WHERE device_id = '{device_b}'"
-    wait_for(lambda: _rows(influx, q), what="chip-b's reading in InfluxDB")
+    wait_for(lambda: influx_rows(influx, q), what="chip-b's reading in InfluxDB")
     assert influx.query(f"SELECT * FROM air WHERE device_id = '{device_a}'") == []
 
 
@@ -267,11 +252,11 @@ def test_broker_down_the_kit_gets_503_and_nothing_is_stored(
     status, answer = kits.post("fault", [("SDS_P1", "333.00"), ("SDS_P2", "33.00")])
     assert status == 200, answer
     q = f"SELECT pm10, pm2_5 FROM air WHERE device_id = '{device}'"
-    rows = wait_for(lambda: _rows(influx, q), timeout_s=30, what="the post after the outage")
+    rows = wait_for(lambda: influx_rows(influx, q), timeout_s=30, what="the post after the outage")
     # The ingest has caught up (it took the later message): the refused one left no point.
     assert [(r["pm10"], r["pm2_5"]) for r in rows] == [(333.0, 33.0)]
     time.sleep(0.5)
-    links = _rows(influx, f"SELECT seq FROM link WHERE device_id = '{device}'")
+    links = influx_rows(influx, f"SELECT seq FROM link WHERE device_id = '{device}'")
     assert len(links) == 1
     store = DeadLetterStore(stack.directory / "ingest" / "deadletter.sqlite")
     try:

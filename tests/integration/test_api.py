@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sensorpipe.api.app import create_app
-from sensorpipe.api.config import BrokerSettings, InfluxSettings, ServeConfig, new_token
+from sensorpipe.api.config import BrokerSettings, ServeConfig, new_token
 from sensorpipe.api.context import ApiContext
 from sensorpipe.firmware_sim.history import (
     HistoryDevice,
@@ -38,7 +38,7 @@ from sensorpipe.query.series import (
     count_series,
 )
 from sensorpipe.stack.local import LocalStack
-from tests.integration.conftest import _require_binaries
+from tests.helpers import count_sums, run_sensorpipe, running_stack, stack_serve_config
 
 pytestmark = pytest.mark.integration
 
@@ -60,10 +60,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    _require_binaries()
-    stack = LocalStack(tmp_path_factory.mktemp("api") / "stack")
-    info = stack.up(detach=False, serve=False)
-    try:
+    with running_stack(tmp_path_factory, "api", serve=False) as (stack, info):
         devices = history_devices(3, 2)
         registry = stack.registry()
         register_history_devices(registry, devices)
@@ -75,18 +72,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         write_history(influx, devices, start_ms, end_ms)
         points = {d.device_id: list(device_points(d, start_ms, end_ms)) for d in devices}
         token, digest = new_token()
-        config = ServeConfig(
-            registry_path=str(stack.registry_path),
-            ingest_stats_path=str(stack.directory / "ingest" / "stats.json"),
-            influx=InfluxSettings(url=info.influx_url, database=info.database),
-            broker=BrokerSettings(port=info.broker_port),
-            token_hashes=[digest],
-            register_cache_s=0,
-        )
+        config = stack_serve_config(stack, token_hashes=[digest], register_cache_s=0)
         yield World(stack, influx, devices, points, start_ms, end_ms, token, config)
         influx.close()
-    finally:
-        stack.down()
 
 
 @pytest.fixture
@@ -300,16 +288,7 @@ def test_counts_are_the_stored_sums_and_the_running_fraction_shows_the_outage(
     assert answer.status_code == 200, answer.text
     (series,) = answer.json()["series"]
     assert len(series["time"]) == 7 * 24
-    sums: dict[tuple[str, str, int], int] = {}
-    running: dict[int, float] = {}
-    for p in world.points[device.device_id]:
-        hour = p.time_ms // HOUR_MS * HOUR_MS
-        if p.measurement == storage.TRAFFIC:
-            key = (p.tags["class"], p.tags["direction"], hour)
-            sums[key] = sums.get(key, 0) + int(p.fields["count"])
-        elif p.measurement == storage.COUNTER:
-            run = float(p.fields["running_fraction"]) * float(p.fields["interval_s"])
-            running[hour] = running.get(hour, 0.0) + run
+    sums, running = count_sums(world.points[device.device_id], HOUR_MS)
     assert len(series["counts"]) == 10  # five classes, two directions
     for c in series["counts"]:
         for t, value in zip(series["time"], c["values"], strict=True):
@@ -456,59 +435,32 @@ def test_openapi_and_docs_are_served(client: TestClient) -> None:
 
 def test_stack_up_starts_the_api_and_prints_its_url(tmp_path: Path) -> None:
     import json
-    import subprocess
-    import sys
 
     import httpx
 
     directory = tmp_path / "stack"
-    sensorpipe = [sys.executable, "-m", "sensorpipe"]
-    up = subprocess.run(
-        [*sensorpipe, "stack", "up", "--dir", str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    up = run_sensorpipe("stack", "up", "--dir", str(directory))
     try:
         assert up.returncode == 0, up.stderr
         line = next(x for x in up.stdout.splitlines() if x.strip().startswith("dashboard"))
         url = line.split(":", 1)[1].split()[0]
         assert httpx.get(f"{url}api/v1/health", timeout=10).json()["status"] == "ok"
         assert "<html" in httpx.get(url, timeout=10).text.lower()
-        status = subprocess.run(
-            [*sensorpipe, "stack", "status", "--dir", str(directory)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        status = run_sensorpipe("stack", "status", "--dir", str(directory), timeout_s=60)
         assert status.returncode == 0 and "serve" in status.stdout
     finally:
-        down = subprocess.run(
-            [*sensorpipe, "stack", "down", "--dir", str(directory)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        down = run_sensorpipe("stack", "down", "--dir", str(directory))
     assert down.returncode == 0
     assert "serve" in down.stdout
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}api/v1/health", timeout=2)
     # Up again: the dashboard keeps its address (bookmarks work), its port being free.
-    again = subprocess.run(
-        [*sensorpipe, "stack", "up", "--dir", str(directory), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = run_sensorpipe("stack", "up", "--dir", str(directory), "--json")
     try:
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["api"] == url
     finally:
-        subprocess.run(
-            [*sensorpipe, "stack", "down", "--dir", str(directory)],
-            capture_output=True,
-            timeout=120,
-        )
+        run_sensorpipe("stack", "down", "--dir", str(directory))
 
 
 def test_demo_serve_keeps_the_dashboard_up_until_ctrl_c(tmp_path: Path) -> None:
@@ -649,28 +601,10 @@ def test_link_pages_say_when_they_are_cut_and_where_the_next_begins(
 
 
 def test_sim_history_registers_devices_and_writes_their_days(stack: LocalStack) -> None:
-    import subprocess
-    import sys
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sensorpipe",
-            "sim",
-            "history",
-            "--dir",
-            str(stack.directory),
-            "--devices",
-            "1",
-            "--counting",
-            "1",
-            "--days",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    directory = str(stack.directory)
+    result = run_sensorpipe(
+        "sim", "history", "--dir", directory, "--devices", "1", "--counting", "1", "--days", "1"
     )
     assert result.returncode == 0, result.stderr
     registry = stack.registry()
@@ -687,23 +621,8 @@ def test_sim_history_registers_devices_and_writes_their_days(stack: LocalStack) 
     # the span: 14 or 15 minutes).
     assert set(messages) == {"hist-air-000", "hist-count-000"}
     assert all(1440 - 15 <= n <= 1441 - 14 for n in messages.values()), messages
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sensorpipe",
-            "sim",
-            "history",
-            "--dir",
-            str(stack.directory),
-            "--devices",
-            "1",
-            "--counting",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    again = run_sensorpipe(
+        "sim", "history", "--dir", directory, "--devices", "1", "--counting", "0", timeout_s=60
     )
     assert again.returncode == 1 and "already registered" in again.stderr
 

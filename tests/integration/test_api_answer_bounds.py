@@ -4,80 +4,45 @@ influxd, through the HTTP API and `sensorpipe query`."""
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
-from fastapi.testclient import TestClient
 
-from sensorpipe.api.app import create_app
-from sensorpipe.api.config import InfluxSettings, ServeConfig
-from sensorpipe.api.context import ApiContext
 from sensorpipe.cli.main import main
-from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.ingest.lineprotocol import Point, to_line
-from sensorpipe.process import free_ports
-from sensorpipe.protocol.messages import Location
 from sensorpipe.protocol.quantities import QUANTITIES
-from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+from sensorpipe.protocol.registry import Registry, save_registry
 from sensorpipe.query.influxql import INFLUX_MIN_TEXT
+from tests.helpers import running_influxd
+from tests.integration.test_api_bounds import (
+    Env,
+    imported_counter,
+    imported_device,
+    minute_ms_ten_minutes_ago,
+)
 
 pytestmark = pytest.mark.integration
 
-MINUTE_MS = 60_000
 DB = "answers"
 ALL = "all-1"  # an sds011 device with one point of every quantity
 SITE_DEVICES = ["pm-a", "pm-b"]  # two sds011 devices at site s2
 COUNTER = "cnt-1"
 
 
-@dataclass
-class Env:
-    influxd: Influxd
-    registry_path: Path
-    now_ms: int
-
-    def client(self, **settings: Any) -> TestClient:
-        config = ServeConfig(
-            registry_path=str(self.registry_path),
-            influx=InfluxSettings(url=self.influxd.url, database=DB),
-            register_cache_s=0,
-            **settings,
-        )
-        return TestClient(create_app(ApiContext(config)), raise_server_exceptions=False)
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    if shutil.which("influxd") is None and not Path("/usr/bin/influxd").exists():
-        pytest.fail("these tests need influxd: apt-get install influxdb")
-    root = tmp_path_factory.mktemp("answers")
-    http_port, rpc_port = free_ports(2)
-    influxd = Influxd(root / "influxdb", http_port=http_port, rpc_port=rpc_port, database=DB)
-    influxd.start()
-    try:
-        here = Location(lat=52.0, lon=5.0)
+    with running_influxd(tmp_path_factory, "answers", DB) as (influxd, root):
         registry = Registry()
-        registry.devices[ALL] = DeviceEntry(
-            site="s1", sensors=["sds011"], source="import", location=here
-        )
+        registry.devices[ALL] = imported_device("s1")
         for d in SITE_DEVICES:
-            registry.devices[d] = DeviceEntry(
-                site="s2", sensors=["sds011"], source="import", location=here
-            )
-        registry.devices[COUNTER] = DeviceEntry(
-            site="s3", sensors=["camera"], source="import", count_classes=["pedestrian"]
-        )
+            registry.devices[d] = imported_device("s2")
+        registry.devices[COUNTER] = imported_counter("s3")
         registry_path = root / "registry.toml"
         save_registry(registry, registry_path)
-        now = int(time.time() * 1000)
-        now_ms = now - now % MINUTE_MS - 10 * MINUTE_MS
+        now_ms = minute_ms_ten_minutes_ago()
         # One point with a value of every quantity, on a device whose model reports two.
         every_quantity = {q: 1.0 for q in QUANTITIES}
         points = [
@@ -90,9 +55,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         writer = influxd.client()
         writer.write([to_line(p) for p in points])
         writer.close()
-        yield Env(influxd, registry_path, now_ms)
-    finally:
-        influxd.stop()
+        yield Env(influxd, registry_path, now_ms, root)
 
 
 def _problem(answer: httpx.Response) -> str:

@@ -6,7 +6,6 @@ headers."""
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
 import threading
 import time
@@ -30,6 +29,7 @@ from sensorpipe.ingest.lineprotocol import Point, to_line
 from sensorpipe.process import free_ports
 from sensorpipe.protocol.messages import Location
 from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+from tests.helpers import running_influxd
 from tests.integration.live_server import serve_process
 
 pytestmark = pytest.mark.integration
@@ -62,8 +62,28 @@ class RecordingInflux(InfluxClient):
         return super().query(q, database=database)
 
 
+def imported_device(site: str, *, placed: bool = True) -> DeviceEntry:
+    """An SDS011 device whose readings were imported, at 52° N 5° E unless not `placed`."""
+    location = Location(lat=52.0, lon=5.0) if placed else None
+    return DeviceEntry(site=site, sensors=["sds011"], source="import", location=location)
+
+
+def imported_counter(site: str) -> DeviceEntry:
+    """A camera that counts pedestrians, its counts imported."""
+    return DeviceEntry(site=site, sensors=["camera"], source="import", count_classes=["pedestrian"])
+
+
+def minute_ms_ten_minutes_ago() -> int:
+    """The start of the minute ten minutes before now (ms): where the tests' newest points lie."""
+    now = int(time.time() * 1000)
+    return now - now % MINUTE_MS - 10 * MINUTE_MS
+
+
 @dataclass
 class Env:
+    """The API over a bare influxd (its database) and a registry file, `now_ms` the time of
+    the newest points written; `root` holds both."""
+
     influxd: Influxd
     registry_path: Path
     now_ms: int
@@ -72,7 +92,7 @@ class Env:
     def config(self, **settings: Any) -> ServeConfig:
         return ServeConfig(
             registry_path=str(self.registry_path),
-            influx=InfluxSettings(url=self.influxd.url, database=DB),
+            influx=InfluxSettings(url=self.influxd.url, database=self.influxd.database),
             register_cache_s=0,
             **settings,
         )
@@ -89,32 +109,17 @@ def _air(device: str, time_ms: int, source: str, **fields: float) -> Point:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    if shutil.which("influxd") is None and not Path("/usr/bin/influxd").exists():
-        pytest.fail("these tests need influxd: apt-get install influxdb")
-    root = tmp_path_factory.mktemp("bounds")
-    http_port, rpc_port = free_ports(2)
-    influxd = Influxd(root / "influxdb", http_port=http_port, rpc_port=rpc_port, database=DB)
-    influxd.start()
-    try:
+    with running_influxd(tmp_path_factory, "bounds", DB) as (influxd, root):
         registry = Registry()
         for d in CO2_DEVICES:
-            registry.devices[d] = DeviceEntry(
-                site="s1", sensors=["sds011"], source="import", location=Location(lat=52.0, lon=5.0)
-            )
-        registry.devices[MOBILE] = DeviceEntry(site="s1", sensors=["sds011"], source="import")
-        registry.devices[DUP] = DeviceEntry(
-            site="s1", sensors=["sds011"], source="import", location=Location(lat=52.0, lon=5.0)
-        )
-        registry.devices[IMPORTED] = DeviceEntry(
-            site="s1", sensors=["sds011"], source="import", location=Location(lat=52.0, lon=5.0)
-        )
-        registry.devices[COUNTER] = DeviceEntry(
-            site="s1", sensors=["camera"], source="import", count_classes=["pedestrian"]
-        )
+            registry.devices[d] = imported_device("s1")
+        registry.devices[MOBILE] = imported_device("s1", placed=False)
+        registry.devices[DUP] = imported_device("s1")
+        registry.devices[IMPORTED] = imported_device("s1")
+        registry.devices[COUNTER] = imported_counter("s1")
         registry_path = root / "registry.toml"
         save_registry(registry, registry_path)
-        now = int(time.time() * 1000)
-        now_ms = now - now % MINUTE_MS - 10 * MINUTE_MS
+        now_ms = minute_ms_ten_minutes_ago()
         points = [_air(d, now_ms, "import:sensor-community", co2=400.0) for d in CO2_DEVICES]
         points.append(
             Point(
@@ -148,8 +153,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         writer.write([to_line(p) for p in points])
         writer.close()
         yield Env(influxd, registry_path, now_ms, root)
-    finally:
-        influxd.stop()
 
 
 def _iso(ms: int) -> str:

@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from sensorpipe.api.app import create_app
-from sensorpipe.api.config import BrokerSettings, InfluxSettings, ServeConfig, new_token
+from sensorpipe.api.config import ServeConfig, new_token
 from sensorpipe.api.context import ApiContext
 from sensorpipe.firmware_sim.history import (
     MINUTE_MS,
@@ -40,8 +40,7 @@ from sensorpipe.firmware_sim.history import (
 )
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.registry import save_registry
-from sensorpipe.stack.local import LocalStack
-from tests.integration.conftest import _require_binaries
+from tests.helpers import running_stack, stack_serve_config
 from tests.integration.live_server import live_server
 
 pytestmark = pytest.mark.integration
@@ -60,10 +59,7 @@ TOKEN, TOKEN_HASH = new_token()
 
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    _require_binaries()
-    stack = LocalStack(tmp_path_factory.mktemp("api-schema") / "stack")
-    info = stack.up(detach=False, serve=False)
-    try:
+    with running_stack(tmp_path_factory, "api-schema", serve=False) as (stack, info):
         registry = stack.registry()
         register_history_devices(registry, DEVICES)
         save_registry(registry, stack.registry_path)
@@ -71,17 +67,9 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         end_ms = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS
         write_history(influx, DEVICES, end_ms - 86_400_000, end_ms)
         influx.close()
-        config = ServeConfig(
-            registry_path=str(stack.registry_path),
-            ingest_stats_path=str(stack.directory / "ingest" / "stats.json"),
-            influx=InfluxSettings(url=info.influx_url, database=info.database),
-            broker=BrokerSettings(port=info.broker_port),
-            token_hashes=[TOKEN_HASH],
-        )
+        config = stack_serve_config(stack, token_hashes=[TOKEN_HASH])
         with live_server(create_app(ApiContext(config))) as url:
             yield url
-    finally:
-        stack.down()
 
 
 def _known_values(query: dict[str, Any] | None) -> st.SearchStrategy[dict[str, Any] | None]:

@@ -25,6 +25,7 @@ from sensorpipe.gateway.devices import add_device
 from sensorpipe.gateway.mosquitto import BrokerFiles, Tls, broker_config, write_security_files
 from sensorpipe.process import ManagedProcess, free_ports, port_open
 from sensorpipe.protocol.registry import Registry, save_registry
+from tests.helpers import throwaway_ca
 
 pytestmark = pytest.mark.integration
 
@@ -32,24 +33,12 @@ pytestmark = pytest.mark.integration
 def _certificates(directory: Path) -> tuple[Path, Path, Path]:
     """A throw-away CA and a server certificate for 127.0.0.1 signed by it (PEM files)."""
     now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sensorpipe test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_key, ca = throwaway_ca()
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
+        .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))

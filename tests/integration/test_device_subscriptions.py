@@ -10,20 +10,15 @@ still a secret of the stack (a random one), should the broker lack the plugin.
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from sensorpipe.gateway.devices import DeviceCredentials
 from sensorpipe.ingest.config import load_ingest_config
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.topics import subscription
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
 from tests.integration.mqtt_helpers import TestDevice, air_message
+from tests.integration.test_broker_rules import Client
 
 # What a device would try: the ingest's subscription under the group name the project used to
 # give it and the names one would guess, everything, every device's readings and
@@ -44,40 +39,6 @@ PER_DEVICE = 40
 SENDERS = 3
 
 
-class Spy:
-    """A registered device's own MQTT 5 connection, subscribed to what it should not read."""
-
-    def __init__(self, creds: DeviceCredentials, port: int) -> None:
-        self.messages: list[mqtt.MQTTMessage] = []
-        self.subacks: dict[str, list[Any]] = {}
-        self._mids: dict[int, str] = {}
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=creds.device_id, protocol=mqtt.MQTTv5
-        )
-        self.client.username_pw_set(creds.username, creds.password)
-        self.client.on_message = lambda _c, _u, msg: self.messages.append(msg)
-        self.client.on_subscribe = self._on_subscribe
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def _on_subscribe(self, _c: Any, _u: Any, mid: int, reasons: Any, _p: Any) -> None:
-        with self._lock:
-            self.subacks[self._mids[mid]] = list(reasons)
-
-    def subscribe_all(self, topics: tuple[str, ...]) -> None:
-        for topic in topics:
-            with self._lock:
-                _rc, mid = self.client.subscribe(topic, qos=1)
-                assert mid is not None
-                self._mids[mid] = topic
-        wait_for(lambda: len(self.subacks) == len(topics), timeout_s=10, what="every SUBACK")
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @pytest.mark.timeout(240)
 def test_a_spying_device_neither_reads_nor_delays_any_message(
     stack: LocalStack, influx: InfluxClient
@@ -93,10 +54,11 @@ def test_a_spying_device_neither_reads_nor_delays_any_message(
     creds = stack.add_devices(
         [("spy", {"site": "s"})] + [(f"sender-{i}", {"site": "s"}) for i in range(SENDERS)]
     )
-    spy = Spy(creds[0], port)
+    # The spy: a registered device's own MQTT 5 connection, subscribed to what it should not read.
+    spy = Client(port, creds[0].username, creds[0].password, creds[0].device_id)
     senders = [TestDevice(c, port) for c in creds[1:]]
     try:
-        spy.subscribe_all((*SPY_TOPICS, subscription(group)))
+        subacks = {t: spy.subscribe(t) for t in (*SPY_TOPICS, subscription(group))}
         for seq in range(1, PER_DEVICE + 1):
             for device in senders:
                 assert not device.send(air_message(device.creds.device_id, seq)).is_failure
@@ -115,7 +77,7 @@ def test_a_spying_device_neither_reads_nor_delays_any_message(
             assert seqs == list(range(1, PER_DEVICE + 1)), device.creds.device_id
         assert spy.messages == [], [(m.topic, m.payload[:40]) for m in spy.messages]
         # Refused at SUBSCRIBE: the broker holds no subscription for any of them.
-        granted = {t: r for t, r in spy.subacks.items() if not r[0].is_failure}
+        granted = {t: r for t, r in subacks.items() if not r[0].is_failure}
         assert granted == {}, granted
     finally:
         spy.close()

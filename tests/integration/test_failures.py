@@ -14,7 +14,13 @@ from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.messages import Reading
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
-from tests.integration.mqtt_helpers import BASE_TIME, TestDevice, air_message, start_fleet
+from tests.integration.mqtt_helpers import (
+    BASE_TIME,
+    TestDevice,
+    air_message,
+    registered_device,
+    start_fleet,
+)
 
 
 def _count(influx: InfluxClient, where: str = "") -> int:
@@ -65,9 +71,7 @@ def test_influxdb_down_holds_messages_until_it_returns(
     stack: LocalStack, influx: InfluxClient
 ) -> None:
     """While InfluxDB is away the ingest acknowledges nothing; afterwards all is stored."""
-    info = stack.require_info()
-    (creds,) = stack.add_devices([("db-outage", {"site": "d"})])
-    device = TestDevice(creds, info.broker_port)
+    device = registered_device(stack, "db-outage", site="d")
     assert stack.influxd is not None
     try:
         device.send(air_message("db-outage", 1))
@@ -92,9 +96,7 @@ def test_influxdb_down_holds_messages_until_it_returns(
 
 
 def test_redelivery_and_replay_do_not_double_count(stack: LocalStack, influx: InfluxClient) -> None:
-    info = stack.require_info()
-    (creds,) = stack.add_devices([("replayer", {"site": "r"})])
-    device = TestDevice(creds, info.broker_port)
+    device = registered_device(stack, "replayer", site="r")
     try:
         first = air_message("replayer", 5, pm2_5=10.0)
         device.send(first)
@@ -148,9 +150,7 @@ def test_a_message_from_before_influxdbs_time_range_never_blocks_the_stream(
     stack: LocalStack, influx: InfluxClient
 ) -> None:
     """Regression: a signed message dated 1600 made every write fail and blocked all storage."""
-    info = stack.require_info()
-    (creds,) = stack.add_devices([("time-traveller", {"site": "t"})])
-    device = TestDevice(creds, info.broker_port)
+    device = registered_device(stack, "time-traveller", site="t")
     ancient = datetime(1600, 1, 1, tzinfo=UTC)
     try:
         device.send(air_message("time-traveller", 1, observed_at=ancient))

@@ -27,6 +27,7 @@ from sensorpipe.process import free_ports
 from sensorpipe.protocol.registry import Registry, save_registry
 from sensorpipe.stack.local import LocalStack
 from tests.airrohr_post import SDS_BME280_VALUES, firmware_body, firmware_request
+from tests.helpers import kits_address
 from tests.integration.conftest import _require_binaries
 from tests.integration.live_server import serve_process
 
@@ -42,10 +43,7 @@ class Gateway:
     def __init__(self, stack: LocalStack, kits: dict[str, KitCredentials]) -> None:
         self.stack = stack
         self.kits = kits
-        url = stack.require_info().kits_url
-        assert url is not None and url.startswith("http://")
-        host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
-        self.host, self.port = host, int(port)
+        _, self.host, self.port = kits_address(stack)
 
     def post(self, name: str, *, password: str | None = None, frm: str | None = None) -> int:
         c = self.kits[name]

@@ -17,13 +17,12 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from sensorpipe.api.app import create_app
-from sensorpipe.api.config import BrokerSettings, InfluxSettings, ServeConfig
 from sensorpipe.api.context import ApiContext
 from sensorpipe.cli.main import main
 from sensorpipe.ingest.deadletter import DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.stack.local import LocalStack
-from tests.integration.conftest import _require_binaries
+from tests.helpers import influx_rows, running_stack, stack_serve_config
 
 DATA = Path(__file__).parent.parent / "data" / "import"
 ARCHIVE = [
@@ -66,31 +65,18 @@ def import_all(stack: LocalStack, *extra: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    _require_binaries()
-    stack = LocalStack(tmp_path_factory.mktemp("import") / "stack")
-    info = stack.up(detach=False, serve=False, kits=False)
-    influx = InfluxClient(info.influx_url, info.database)
-    try:
-        yield World(stack, influx, import_all(stack))
-    finally:
-        influx.close()
-        stack.down()
-
-
-def rows(influx: InfluxClient, q: str) -> list[dict[str, Any]]:
-    out = []
-    for series in influx.query(q):
-        for values in series["values"]:
-            out.append(
-                {**series.get("tags", {}), **dict(zip(series["columns"], values, strict=True))}
-            )
-    return out
+    with running_stack(tmp_path_factory, "import", serve=False, kits=False) as (stack, info):
+        influx = InfluxClient(info.influx_url, info.database)
+        try:
+            yield World(stack, influx, import_all(stack))
+        finally:
+            influx.close()
 
 
 def counts(influx: InfluxClient) -> dict[str, int]:
     """Points per measurement (the data here is small enough to read whole)."""
     return {
-        m: len(rows(influx, f'SELECT * FROM "{m}" GROUP BY *'))
+        m: len(influx_rows(influx, f'SELECT * FROM "{m}" GROUP BY *'))
         for m in ("air", "traffic", "counter", "imports")
     }
 
@@ -111,7 +97,7 @@ def test_the_summaries_count_every_row(world: World) -> None:
 
 
 def test_archive_values_arrive_with_their_provenance(world: World) -> None:
-    got = rows(world.influx, "SELECT * FROM air WHERE device_id = 'sc-12345' GROUP BY *")
+    got = influx_rows(world.influx, "SELECT * FROM air WHERE device_id = 'sc-12345' GROUP BY *")
     assert [(r["pm10"], r["pm2_5"]) for r in got] == [
         (28.03, 17.0),
         (26.4, 16.1),
@@ -121,9 +107,11 @@ def test_archive_values_arrive_with_their_provenance(world: World) -> None:
     assert {(r["source"], r["vouch"], r["site"], r["sensor"]) for r in got} == {
         ("import:sensor-community", "import", "utrecht", "sds011")
     }
-    (bme,) = rows(world.influx, "SELECT pressure FROM air WHERE device_id = 'sc-12346' LIMIT 1")
+    (bme,) = influx_rows(
+        world.influx, "SELECT pressure FROM air WHERE device_id = 'sc-12346' LIMIT 1"
+    )
     assert bme["pressure"] == 1013.252  # 101325.20 Pa
-    sources = rows(world.influx, 'SHOW TAG VALUES FROM "air" WITH KEY = "source"')
+    sources = influx_rows(world.influx, 'SHOW TAG VALUES FROM "air" WITH KEY = "source"')
     assert {r["value"] for r in sources} >= {
         "import:sensor-community",
         "import:opensensemap",
@@ -132,7 +120,7 @@ def test_archive_values_arrive_with_their_provenance(world: World) -> None:
 
 
 def test_each_file_and_device_is_recorded_with_the_user(world: World) -> None:
-    records = rows(world.influx, "SELECT * FROM imports GROUP BY *")
+    records = influx_rows(world.influx, "SELECT * FROM imports GROUP BY *")
     bad = next(r for r in records if r["device_id"] == "sc-12348")
     path = DATA / "2024-03-02_sds011_sensor_12348.csv"
     assert bad["user"] == "alice"
@@ -188,7 +176,7 @@ def test_telraam_hours_in_the_counting_series(world: World) -> None:
     assert got[("2024-03-01T07:00:00Z", "lft")]["count"] == 48  # 64 x uptime 0.75
     assert got[("2024-03-01T07:00:00Z", "lft")]["running_fraction"] == 0.75
     assert got[("2024-03-01T08:00:00Z", "rgt")]["count"] == 45
-    (raw,) = rows(
+    (raw,) = influx_rows(
         world.influx,
         "SELECT count_extrapolated, interval_s FROM traffic WHERE device_id = "
         "'telraam-9000001844' AND class = 'car' AND direction = 'lft' AND "
@@ -223,14 +211,7 @@ def test_a_bounding_box_finds_the_readings_of_a_ride(world: World) -> None:
 
 
 def test_the_api_bbox_finds_the_readings_of_a_ride_by_their_own_position(world: World) -> None:
-    info = world.stack.require_info()
-    config = ServeConfig(
-        registry_path=str(world.stack.registry_path),
-        ingest_stats_path=str(world.stack.directory / "ingest" / "stats.json"),
-        influx=InfluxSettings(url=info.influx_url, database=info.database),
-        broker=BrokerSettings(port=info.broker_port),
-        register_cache_s=0,
-    )
+    config = stack_serve_config(world.stack, register_cache_s=0)
     window = {"from": "2024-05-04T09:00:00Z", "to": "2024-05-04T09:01:00Z", "every": "1m"}
     with TestClient(create_app(ApiContext(config))) as client:
 
@@ -286,5 +267,5 @@ def test_a_damaged_file_keeps_what_was_read_and_the_command_fails(
     assert result.exit_code == 1
     assert "NOT COMPLETE" in result.stdout and "damaged gzip data" in result.output
     assert "import them again once fixed" in result.output
-    stored = rows(world.influx, "SELECT count(pm10) FROM air WHERE device_id = 'sc-777'")
+    stored = influx_rows(world.influx, "SELECT count(pm10) FROM air WHERE device_id = 'sc-777'")
     assert 0 < stored[0]["count"] < 40_000  # what came before the damage

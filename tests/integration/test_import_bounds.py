@@ -26,8 +26,7 @@ import pytest
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.messages import ClassCount, CountMessage, Link
 from sensorpipe.stack.local import LocalStack
-from tests.helpers import wait_for
-from tests.integration.conftest import _require_binaries
+from tests.helpers import running_stack, wait_for
 from tests.integration.mqtt_helpers import TestDevice, air_message
 
 MAX_RSS_MB = 120
@@ -107,15 +106,12 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    _require_binaries()
-    stack = LocalStack(tmp_path_factory.mktemp("import-bounds") / "stack")
-    info = stack.up(detach=False, serve=False, kits=False)
-    influx = InfluxClient(info.influx_url, info.database)
-    try:
-        yield World(stack, influx)
-    finally:
-        influx.close()
-        stack.down()
+    with running_stack(tmp_path_factory, "import-bounds", serve=False, kits=False) as (stack, info):
+        influx = InfluxClient(info.influx_url, info.database)
+        try:
+            yield World(stack, influx)
+        finally:
+            influx.close()
 
 
 def repeated_gzip(path: Path, head: bytes, block: bytes, times: int, tail: bytes = b"") -> None:

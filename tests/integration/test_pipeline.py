@@ -17,7 +17,7 @@ from sensorpipe.protocol.codec import canonical_bytes, encode
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
-from tests.integration.mqtt_helpers import TestDevice, air_message, start_fleet
+from tests.integration.mqtt_helpers import TestDevice, air_message, registered_device, start_fleet
 
 SENSORPIPE = [sys.executable, "-m", "sensorpipe"]
 
@@ -94,9 +94,7 @@ def test_simulated_reading_is_queryable_with_its_metadata(
 def test_invalid_message_is_dead_lettered_and_the_next_valid_one_stored(
     stack: LocalStack, influx: InfluxClient
 ) -> None:
-    info = stack.require_info()
-    (creds,) = stack.add_devices([("kit-07", {"site": "centrum"})])
-    device = TestDevice(creds, info.broker_port)
+    device = registered_device(stack, "kit-07", site="centrum")
     try:
         bad = air_message("kit-07", 1).model_dump(mode="json")
         bad["readings"][0]["value"] = -40.0  # negative PM: no sensor measures that
@@ -260,9 +258,7 @@ def test_invented_tag_values_create_no_series(stack: LocalStack, influx: InfluxC
     """Regression: 300 messages with free-form sensor names invented 19,200 series."""
     from sensorpipe.protocol.messages import Reading
 
-    info = stack.require_info()
-    (creds,) = stack.add_devices([("inventor", {"site": "i"})])
-    device = TestDevice(creds, info.broker_port)
+    device = registered_device(stack, "inventor", site="i")
     try:
         for seq in range(1, 41):
             m = air_message("inventor", seq).model_copy(

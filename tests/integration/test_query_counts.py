@@ -27,7 +27,7 @@ from sensorpipe.ingest.lineprotocol import Point
 from sensorpipe.protocol import storage
 from sensorpipe.protocol.registry import save_registry
 from sensorpipe.stack.local import LocalStack
-from tests.integration.conftest import _require_binaries
+from tests.helpers import count_sums, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -52,10 +52,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    _require_binaries()
-    stack = LocalStack(tmp_path_factory.mktemp("counts") / "stack")
-    info = stack.up(detach=False)
-    try:
+    with running_stack(tmp_path_factory, "counts") as (stack, info):
         devices = history_devices(2, 2)
         registry = stack.registry()
         register_history_devices(registry, devices)
@@ -71,8 +68,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         influx.close()
         points = {d.device_id: list(device_points(d, start_ms, end_ms)) for d in devices}
         yield World(stack, devices, points, start_ms, end_ms)
-    finally:
-        stack.down()
 
 
 def _iso(ms: int) -> str:
@@ -99,17 +94,7 @@ def _expected(
 ) -> tuple[dict[tuple[str, str, int], int], dict[int, float]]:
     """Sums per (class, direction, interval) and seconds run per interval, from the points
     written."""
-    sums: dict[tuple[str, str, int], int] = {}
-    running: dict[int, float] = {}
-    for p in world.points[device]:
-        hour = p.time_ms // every_ms * every_ms
-        if p.measurement == storage.TRAFFIC:
-            key = (p.tags["class"], p.tags["direction"], hour)
-            sums[key] = sums.get(key, 0) + int(p.fields["count"])
-        elif p.measurement == storage.COUNTER:
-            run = float(p.fields["running_fraction"]) * float(p.fields["interval_s"])
-            running[hour] = running.get(hour, 0.0) + run
-    return sums, running
+    return count_sums(world.points[device], every_ms)
 
 
 def test_counts_are_the_sums_written_with_the_running_fraction(world: World) -> None:

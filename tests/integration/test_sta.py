@@ -4,11 +4,9 @@ read with plain HTTP and with an independent client (frost-sta-client)."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,29 +25,16 @@ from sensorpipe.firmware_sim.history import (
     register_history_devices,
     write_history,
 )
-from sensorpipe.ingest.influx import InfluxClient
-from sensorpipe.ingest.influxd import Influxd
 from sensorpipe.ingest.lineprotocol import Point, to_line
-from sensorpipe.process import free_ports
 from sensorpipe.protocol.registry import Registry, save_registry
+from tests.helpers import running_influxd
 from tests.integration.live_server import live_server
+from tests.integration.test_api_bounds import RecordingInflux
 
 pytestmark = pytest.mark.integration
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
-
-
-class RecordingInflux(InfluxClient):
-    """An InfluxDB client that keeps every statement it ran."""
-
-    def __init__(self, url: str, database: str) -> None:
-        super().__init__(url, database)
-        self.statements: list[str] = []
-
-    def query(self, q: str, *, database: str | None = None) -> list[dict[str, Any]]:
-        self.statements.append(q)
-        return super().query(q, database=database)
 
 
 @dataclass
@@ -78,13 +63,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    if shutil.which("influxd") is None and not Path("/usr/bin/influxd").exists():
-        pytest.fail("the SensorThings tests need influxd: apt-get install influxdb")
-    root = tmp_path_factory.mktemp("sta")
-    http_port, rpc_port = free_ports(2)
-    influxd = Influxd(root / "influxdb", http_port=http_port, rpc_port=rpc_port, database="sta")
-    influxd.start()
-    try:
+    with running_influxd(tmp_path_factory, "sta", "sta") as (influxd, root):
         devices = history_devices(2, 1)
         registry = Registry()
         register_history_devices(registry, devices)
@@ -104,8 +83,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         app = create_app(ApiContext(config, influx=influx))
         with TestClient(app) as client:
             yield Env(client, app, config, influx, devices, registry, start_ms, end_ms)
-    finally:
-        influxd.stop()
 
 
 def _device(env: Env, counting: bool) -> HistoryDevice:

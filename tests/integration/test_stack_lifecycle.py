@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sensorpipe.stack.local import LocalStack
-from tests.helpers import wait_for
+from tests.helpers import run_sensorpipe, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +34,6 @@ def processes_in(directory: Path) -> dict[int, str]:
         if f"{directory}/" in cmdline:
             found[int(entry)] = cmdline
     return found
-
-
-def sensorpipe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sensorpipe", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def start_up(directory: Path) -> subprocess.Popen[bytes]:
@@ -92,7 +86,7 @@ def test_up_with_its_output_closed_stops_what_it_started(directory: Path) -> Non
     assert "Error: output closed: stopped what had started; nothing runs from" in error
     assert "Traceback" not in error and "Exception ignored" not in error
     assert processes_in(directory) == {}
-    down = sensorpipe("stack", "down", "--dir", str(directory))
+    down = run_sensorpipe("stack", "down", "--dir", str(directory))
     assert down.stdout == "stopped: nothing was running\n"
 
 
@@ -125,17 +119,17 @@ def test_down_finds_what_a_killed_up_left_and_up_never_starts_a_second_stack(
     recorded = json.loads((directory / "stack.json").read_text())["pids"]
     assert set(recorded.values()) == set(left)
 
-    again = sensorpipe("stack", "up", "--dir", str(directory))
+    again = run_sensorpipe("stack", "up", "--dir", str(directory))
     assert again.returncode == 1 and "a stack is already running from" in again.stderr
     (directory / "stack.json").unlink()  # lost: up and down find the processes all the same
-    again = sensorpipe("stack", "up", "--dir", str(directory))
+    again = run_sensorpipe("stack", "up", "--dir", str(directory))
     assert again.returncode == 1 and "a stack is already running from" in again.stderr
     assert processes_in(directory) == left
 
-    status = sensorpipe("stack", "status", "--dir", str(directory))
+    status = run_sensorpipe("stack", "status", "--dir", str(directory))
     assert status.returncode == 1 and "stack down --dir" in status.stderr
 
-    down = sensorpipe("stack", "down", "--dir", str(directory))
+    down = run_sensorpipe("stack", "down", "--dir", str(directory))
     assert down.returncode == 0
     for name in ("ingest", "mosquitto", "influxd"):
         assert name in down.stdout
@@ -166,21 +160,21 @@ def test_pids_of_other_processes_in_stack_json_are_not_trusted(
     (directory / "stack.json").write_text(json.dumps(state))
     d = str(directory)
 
-    status = sensorpipe("stack", "status", "--dir", d)
+    status = run_sensorpipe("stack", "status", "--dir", d)
     assert status.returncode == 3, status.stderr
     assert status.stdout.count("NOT RUNNING") == 3
-    assert sensorpipe("devices", "add", "pi-1", "--dir", d).returncode == 0  # no SIGHUP
-    down = sensorpipe("stack", "down", "--dir", d)
+    assert run_sensorpipe("devices", "add", "pi-1", "--dir", d).returncode == 0  # no SIGHUP
+    down = run_sensorpipe("stack", "down", "--dir", d)
     assert down.stdout == "stopped: nothing was running\n"
 
     (directory / "stack.json").write_text(json.dumps(state))
-    up = sensorpipe("stack", "up", "--dir", d)
+    up = run_sensorpipe("stack", "up", "--dir", d)
     assert up.returncode == 0, up.stderr
     try:
-        status = sensorpipe("stack", "status", "--dir", d)
+        status = run_sensorpipe("stack", "status", "--dir", d)
         assert status.returncode == 0 and "NOT RUNNING" not in status.stdout
     finally:
-        down = sensorpipe("stack", "down", "--dir", d)
+        down = run_sensorpipe("stack", "down", "--dir", d)
     assert down.returncode == 0 and processes_in(directory) == {}
 
     assert sleeper.poll() is None

@@ -40,6 +40,7 @@ from sensorpipe.protocol.files import write_private
 from sensorpipe.stack.local import STACK_GATEWAY_ID, LocalStack
 from tests.helpers import wait_for
 from tests.integration.conftest import _require_binaries
+from tests.test_ttn import FIELDS
 
 pytestmark = pytest.mark.integration
 
@@ -261,13 +262,7 @@ def ttn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ttn]:
             "backfill_settle_s": 2.0,
             "webhook_token_hashes": [token_hash(WEBHOOK_TOKEN)],
             "ignore_fields": ["battery_v", "status"],
-            "fields": {
-                "pm25": {"quantity": "pm2_5", "sensor": "sds011"},
-                "pm10": {"quantity": "pm10", "sensor": "sds011"},
-                "temperature": {"quantity": "temperature", "sensor": "bme280"},
-                "humidity": {"quantity": "relative_humidity", "sensor": "bme280"},
-                "pressure": {"quantity": "pressure", "sensor": "bme280", "scale": 0.01},
-            },
+            "fields": FIELDS,
         }
         write_private(stack.gateway_config_path, tomli_w.dumps({"ttn": [section]}))
         stack.up(detach=False, serve=False, kits=True)
