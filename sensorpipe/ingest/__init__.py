@@ -13,4 +13,9 @@ client; `deadletter` keeps each rejected message with its reason. `quota` (per-d
 and `fair` (one lane per device) keep one device from crowding out the rest; `stats` and
 `metrics` count and report; `errors` are marked retryable or permanent. `influxd` is a
 throw-away InfluxDB for the local stack, the demo and the tests.
+
+A hand-written pipeline rather than a dataflow library's sources, steps and sinks (Bytewax):
+the guarantee that matters, that a message is acknowledged to the broker only once it is
+stored or dead-lettered, ties the broker connection to the batch path, and the rooms state it
+the way such a library's docstrings state at-least-once delivery.
 """

@@ -1,6 +1,12 @@
 """Sensor drivers: `base` (the contract every driver keeps), one module per sensor (`sds011` over
 UART, `bme280` over I2C), and `registry` (the driver names the edge configuration may use, each
-with its config schema and opener)."""
+with its config schema and opener).
+
+A driver is one module here, not a folder holding its test, sample configuration and README
+as a Telegraf plugin or an ESPHome component is: the wheel a Pi installs carries only what
+runs, so each driver's test lives in `tests/`, its simulator in `firmware_sim/`, its sample
+section in `config/edge.example.toml` (loaded by a test) and its wiring in the README. Adding a
+sensor touches those four places and one line of `registry`."""
 
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.registry import DRIVERS, open_driver
