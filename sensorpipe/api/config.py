@@ -60,7 +60,7 @@ class Basemap:
 _PDOK = (
     "https://service.pdok.nl/brt/achtergrondkaart/wmts/v2_0/{layer}/EPSG:3857/{{z}}/{{x}}/{{y}}.png"
 )
-_KADASTER = 'Kaartgegevens &copy; <a href="https://www.kadaster.nl">Kadaster</a>'
+_KADASTER = 'Kaartgegevens &copy; <a href="https://www.kadaster.nl/">Kadaster</a>'
 # The Netherlands with a margin: PDOK's BRT-Achtergrondkaart covers it and nothing else, so
 # no tile outside it is asked for.
 _NL_BOUNDS = ((50.5, 3.0), (54.0, 7.5))

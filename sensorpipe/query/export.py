@@ -391,8 +391,8 @@ h1,h2{overflow-wrap:anywhere}
 dt{margin-top:.4rem}article{padding:.75rem}
 thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
 table,tbody,tr,td{display:block}tr{border-bottom:1px solid #999;padding:.4rem 0}
-td{border:0;padding:.1rem 0;display:grid;grid-template-columns:9rem 1fr;gap:.5rem}
-td::before{content:attr(data-label);font-weight:600}}
+td{border:0;padding:.1rem 0;display:grid;grid-template-columns:11rem 1fr;gap:.5rem}
+td::before{content:attr(data-label);font-weight:600;overflow-wrap:normal}}
 """
 
 

@@ -611,7 +611,7 @@
       scales[aside.scale] = { range: [0, 105] }; // 100 % is not drawn on the frame
       axes.push({ scale: aside.scale, side: 1, label: aside.axisLabel, size: 56, grid: { show: false } });
     }
-    const unfinished = unfinishedPart(xs, (opts && opts.partial) || []);
+    const unfinished = unfinishedPart(xs, (opts && opts.partial) || [], Boolean(opts && opts.stepped));
     state.unfinished[name] = unfinished;
     fig.dataset.unfinished = unfinished ? "true" : "false";
     const plot = new uPlot({
@@ -649,14 +649,15 @@
   }
 
   /** The intervals of a chart that are not over (the API's `partial`, epoch seconds in `xs`):
-   * where the lighter part starts (the last whole interval before them) and their times;
-   * null when every interval is over. */
-  function unfinishedPart(xs, partialIso) {
+   * where the lighter part starts and their times; null when every interval is over. A line
+   * is lighter from the last whole interval on (the segment into the unfinished one); steps
+   * (each value drawn from its time on) from the unfinished interval's own time. */
+  function unfinishedPart(xs, partialIso, stepped) {
     const partial = new Set(partialIso.map((t) => Date.parse(t) / 1000));
     const idx = xs.map((x, i) => (partial.has(x) ? i : -1)).filter((i) => i >= 0);
     if (!idx.length) return null;
-    const first = idx[0];
-    return { from: xs[Math.max(0, first - 1)], times: idx.map((i) => xs[i]) };
+    const first = stepped ? idx[0] : Math.max(0, idx[0] - 1);
+    return { from: xs[first], stepped, times: idx.map((i) => xs[i]) };
   }
 
   /** Over the chart: the stretch into the unfinished interval drawn lighter, its start
@@ -664,7 +665,8 @@
    * drop. */
   function drawUnfinished(u, name, part) {
     const ctx = u.ctx;
-    const left = Math.round(u.valToPos(part.from, "x", true));
+    // A step's drop at its own time is inside the lighter part.
+    const left = Math.round(u.valToPos(part.from, "x", true)) - (part.stepped ? 3 : 0);
     const right = u.bbox.left + u.bbox.width;
     if (!(right > left)) return;
     ctx.save();
