@@ -129,9 +129,8 @@ def _importer_purpose_tails() -> list[str]:
 def test_every_importers_generated_purpose_has_a_dutch_translation() -> None:
     tails = _importer_purpose_tails()
     assert len(tails) >= 4, tails  # Sensor.Community, Telraam, track files, openSenseMap
-    patterns = [p.pattern.replace("\\", "") for p, _ in GENERATED_NL]
     for tail in tails:
-        assert any(tail in p for p in patterns), f"no Dutch for an importer's {tail!r}"
+        assert any(tail in english for english in GENERATED_NL), f"no Dutch for {tail!r}"
 
 
 # The English texts sensorpipe itself writes that reached the Dutch page before.

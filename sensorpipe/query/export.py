@@ -317,54 +317,42 @@ FIXED_NL: dict[str, str] = {
 UNASSIGNED_SITE = "unassigned"
 SITE_NAMES_NL = {UNASSIGNED_SITE: "niet toegewezen"}
 
-# What sensorpipe writes itself into a device's purpose (the importers, the history
-# simulation), in Dutch: a pattern of the whole text and its translation (groups kept as they
-# are: ids and model names). tests/test_public_register_nl.py checks that every importer's
-# "... imported from ..." text is here.
-GENERATED_NL: list[tuple[re.Pattern[str], str]] = [
-    (
-        re.compile(r"Sensor\.Community sensor (.+) \((.*)\); history imported from the archive"),
-        r"Sensor.Community-sensor \1 (\2); geschiedenis ingelezen uit het archief",
+# What sensorpipe writes itself into a device's purpose or owner (the importers, the history
+# simulation), in Dutch: `{}` stands for what is kept as it is (ids, model names).
+# tests/test_public_view.py checks that every importer's "... imported from ..." text is here.
+GENERATED_NL: dict[str, str] = {
+    "Sensor.Community sensor {} ({}); history imported from the archive": (
+        "Sensor.Community-sensor {} ({}); geschiedenis ingelezen uit het archief"
     ),
-    (
-        re.compile(
-            r"Telraam traffic counter, camera instance (.+); counts imported from Telraam exports"
-        ),
-        r"Telraam-verkeersteller, camera \1; tellingen ingelezen uit Telraam-exports",
+    "Telraam traffic counter, camera instance {}; counts imported from Telraam exports": (
+        "Telraam-verkeersteller, camera {}; tellingen ingelezen uit Telraam-exports"
     ),
-    (
-        re.compile(
-            r"Telraam traffic counter, road segment (.+); counts imported from Telraam exports"
-        ),
-        r"Telraam-verkeersteller, wegvak \1; tellingen ingelezen uit Telraam-exports",
+    "Telraam traffic counter, road segment {}; counts imported from Telraam exports": (
+        "Telraam-verkeersteller, wegvak {}; tellingen ingelezen uit Telraam-exports"
     ),
-    (
-        re.compile(r"Snuffelfiets bike sensor (.+); rides imported from track files"),
-        r"Snuffelfiets-fietssensor \1; ritten ingelezen uit routebestanden",
+    "Snuffelfiets bike sensor {}; rides imported from track files": (
+        "Snuffelfiets-fietssensor {}; ritten ingelezen uit routebestanden"
     ),
-    (
-        re.compile(r"mobile sensor (.+); rides imported from track files"),
-        r"mobiele sensor \1; ritten ingelezen uit routebestanden",
+    "mobile sensor {}; rides imported from track files": (
+        "mobiele sensor {}; ritten ingelezen uit routebestanden"
     ),
-    (
-        re.compile(
-            r"openSenseMap senseBox (.+); measurements imported from openSenseMap downloads"
-        ),
-        r"openSenseMap-senseBox \1; metingen ingelezen uit openSenseMap-downloads",
+    "openSenseMap senseBox {}; measurements imported from openSenseMap downloads": (
+        "openSenseMap-senseBox {}; metingen ingelezen uit openSenseMap-downloads"
     ),
-    (
-        re.compile(r"openSenseMap sensor (.+); measurements imported from openSenseMap downloads"),
-        r"openSenseMap-sensor \1; metingen ingelezen uit openSenseMap-downloads",
+    "openSenseMap sensor {}; measurements imported from openSenseMap downloads": (
+        "openSenseMap-sensor {}; metingen ingelezen uit openSenseMap-downloads"
     ),
-    (
-        re.compile(r"counts passers-by on a street \(simulated history\)"),
-        "telt passanten in een straat (gesimuleerde geschiedenis)",
+    "counts passers-by on a street (simulated history)": (
+        "telt passanten in een straat (gesimuleerde geschiedenis)"
     ),
-    (
-        re.compile(r"PM2\.5/PM10 and climate in a street \(simulated history\)"),
-        "PM2,5/PM10 en klimaat in een straat (gesimuleerde geschiedenis)",
+    "PM2.5/PM10 and climate in a street (simulated history)": (
+        "PM2,5/PM10 en klimaat in een straat (gesimuleerde geschiedenis)"
     ),
-    (re.compile(r"sensorpipe history simulation"), "sensorpipe-geschiedenissimulatie"),
+    "sensorpipe history simulation": "sensorpipe-geschiedenissimulatie",
+}
+_GENERATED_PATTERNS = [
+    (re.compile(re.escape(english).replace(r"\{\}", "(.+)")), dutch)
+    for english, dutch in GENERATED_NL.items()
 ]
 
 # How far a rounded coordinate may lie from the real place, by decimals kept.
@@ -409,9 +397,10 @@ def _generated(text: str, lang: str) -> str:
     words stay as written."""
     if lang != "nl":
         return text
-    for pattern, dutch in GENERATED_NL:
-        if pattern.fullmatch(text):
-            return pattern.sub(dutch, text)
+    for pattern, dutch in _GENERATED_PATTERNS:
+        match = pattern.fullmatch(text)
+        if match:
+            return dutch.format(*match.groups())
     return text
 
 
