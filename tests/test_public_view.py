@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import html
 import io
 import re
 from datetime import UTC, datetime
@@ -102,7 +103,7 @@ def test_pdok_tiles_are_asked_for_only_over_the_netherlands() -> None:
 
 # --- 2. the Dutch register page --------------------------------------------------------------
 def _visible_text(page: str) -> str:
-    return re.sub(r"<[^>]+>", " ", page.split("</style>", 1)[1])
+    return html.unescape(re.sub(r"<[^>]+>", " ", page.split("</style>", 1)[1]))
 
 
 def _importer_purpose_tails() -> list[str]:
@@ -146,6 +147,8 @@ ENGLISH = (
     "unassigned",
     "not ok",
     "since",
+    "sensorpipe network",
+    "camera's left",
 )
 
 
@@ -174,6 +177,8 @@ def _registry_with_generated_texts() -> Registry:
             owner="sensorpipe history simulation" if device_id == "sim-1" else "",
             sensors=sensors,
         )
+    # Telraam's own direction names, as its importer registers them.
+    registry.devices["telraam-9000"].directions = list(_spec("9000", "lft", "rgt").directions)
     return registry
 
 
@@ -199,6 +204,8 @@ def test_the_dutch_page_has_no_english_text_sensorpipe_generated() -> None:
         "sensorpipe-geschiedenissimulatie",
         "niet toegewezen",
         "bme280 werkt niet sinds 2026-12-06 10:00 UTC",
+        "Sensorregister: sensorpipe-meetnet",
+        "naar links gezien vanaf de camera",
     ):
         assert dutch in dutch_page, dutch
     # The device's own error message is quoted as it sent it.

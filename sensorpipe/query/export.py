@@ -277,8 +277,19 @@ CLASS_NAMES: dict[str, dict[str, str]] = {
     },
 }
 DIRECTION_NAMES: dict[str, dict[str, str]] = {
-    "en": {"left_to_right": "left to right", "right_to_left": "right to left"},
-    "nl": {"left_to_right": "van links naar rechts", "right_to_left": "van rechts naar links"},
+    # lft and rgt: Telraam's names (importer.telraam), traffic to the camera's left or right.
+    "en": {
+        "left_to_right": "left to right",
+        "right_to_left": "right to left",
+        "lft": "to the camera's left",
+        "rgt": "to the camera's right",
+    },
+    "nl": {
+        "left_to_right": "van links naar rechts",
+        "right_to_left": "van rechts naar links",
+        "lft": "naar links gezien vanaf de camera",
+        "rgt": "naar rechts gezien vanaf de camera",
+    },
 }
 
 # The register's fixed texts (protocol.register, the network's default retention) in Dutch.
@@ -312,6 +323,7 @@ FIXED_NL: dict[str, str] = {
     str(NetworkInfo.model_fields["retention"].default): (
         "metingen worden bewaard zolang het netwerk bestaat"
     ),
+    str(NetworkInfo.model_fields["name"].default): "sensorpipe-meetnet",
 }
 # The site a device is registered in when none is given (`devices add`, the importers).
 UNASSIGNED_SITE = "unassigned"
@@ -575,6 +587,7 @@ def to_html(
     if lang not in LANGUAGES:
         raise ValueError(f"lang {lang!r}: use one of {', '.join(LANGUAGES)}")
     t = _TEXT[lang]
+    name = _fixed(network.name, lang)
     generated_at = generated_at or datetime.now(UTC)
     facts = []
     if network.operator.strip():
@@ -599,13 +612,13 @@ def to_html(
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta http-equiv="Content-Security-Policy" '
         "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-        f"<title>{_e(t['title'])}: {_e(network.name)}</title>",
+        f"<title>{_e(t['title'])}: {_e(name)}</title>",
         f"<style>{_CSS}</style>",
         "</head>",
         "<body>",
         "<header>",
-        f"<h1>{_e(t['title'])}: {_e(network.name)}</h1>",
-        f"<p>{_e(t['intro'].format(network=network.name))}</p>",
+        f"<h1>{_e(t['title'])}: {_e(name)}</h1>",
+        f"<p>{_e(t['intro'].format(network=name))}</p>",
     ]
     if network_dl:
         parts.append(f"<dl>\n{network_dl}\n</dl>")
