@@ -314,6 +314,10 @@ def test_csv_names_units_and_rounds_each_quantity_to_its_precision() -> None:
         ["t", "12.3", "20.0", "-3.5", "68", "1013.3"],
         ["t2", "", "7.0", "0.0", "100", ""],
     ]  # fmt: skip
+    # The counter's running share to 0.1 % of it, a count as it is.
+    assert quantity_csv(["count", "running_fraction"], [[7, 0.98333333]]) == (
+        "count,running_fraction\n7,0.983\n"
+    )
     # A count of readings has no unit and is not rounded.
     assert quantity_csv(["time", "pm2_5"], [["t", 59]], units=False) == "time,pm2_5\nt,59\n"
 

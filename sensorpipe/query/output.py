@@ -3,7 +3,8 @@
 CSV (here and the API's CSV answers, `quantity_csv`) names each quantity's column with its
 unit, `pm2_5_ugm3`, `temperature_degc`, `relative_humidity_pct` (`csv_column`), and writes its
 values to the quantity's precision (protocol.quantities.DECIMALS): PM to 0.1 µg/m³,
-temperature to 0.1 °C, relative humidity to 1 %. JSON keeps the values as stored.
+temperature to 0.1 °C, relative humidity to 1 %; the counter's running_fraction to 0.001.
+JSON keeps the values as stored.
 """
 
 from __future__ import annotations
@@ -73,10 +74,14 @@ def csv_column(column: str) -> str:
     return f"{column}_{UNIT_SUFFIX.get(quantity.unit, quantity.unit)}"
 
 
+# Columns that are no quantity but a share, written to 0.1 % of it.
+SHARE_DECIMALS = {"running_fraction": 3}
+
+
 def csv_value(column: str, value: Any) -> Any:
     """A quantity's value rounded to its precision (a whole number without a decimal point
-    where it has none); anything else as it is."""
-    decimals = DECIMALS.get(column)
+    where it has none), a share (running_fraction) to 3 decimals; anything else as it is."""
+    decimals = DECIMALS.get(column, SHARE_DECIMALS.get(column))
     if decimals is None or not isinstance(value, int | float) or isinstance(value, bool):
         return value
     if decimals == 0:
