@@ -101,9 +101,11 @@ def test_rows_and_formats() -> None:
         "pm2_5": None,
         "temperature": 18.25,
     }
+    # CSV: quantities with their unit in the header and to their precision (0.1 °C); JSON
+    # above keeps the stored value.
     assert render(rows, columns, "csv").splitlines() == [
-        "time,device_id,sensor,pm2_5,temperature",
-        "2026-09-21T14:13:20.000+00:00,d1,bme280,,18.25",
+        "time,device_id,sensor,pm2_5_ugm3,temperature_degc",
+        "2026-09-21T14:13:20.000+00:00,d1,bme280,,18.2",
         "2026-09-21T14:13:20.000+00:00,d1,sds011,12.5,",
     ]
     table = render(rows, columns, "table").splitlines()

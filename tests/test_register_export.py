@@ -389,4 +389,4 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text(
         assert row[key.replace("-", "_")] == "'" + value, key
     # A query's CSV: text cells guarded, numbers as they are.
     rendered = render([{"site": "=1+1", "temperature": -3.5}], ["site", "temperature"], "csv")
-    assert rendered == "site,temperature\n'=1+1,-3.5\n"
+    assert rendered == "site,temperature_degc\n'=1+1,-3.5\n"

@@ -73,6 +73,9 @@ def test_config_mistakes_name_the_file_and_key(tmp_path: Path) -> None:
         ("max_points = 1\n", "max_points"),
         ('tile_url = "tiles"\n', "tile_url"),
         ("prot = 8080\n", "prot"),
+        ('[map]\nbasemap = "google"\n', "map.basemap"),
+        ('[map]\nbasemap = "custom"\n', "map"),
+        ('[map]\nbasemap = "osm"\ntile_url = "https://t.example/{z}/{x}/{y}.png"\n', "map"),
     ):
         config = _config(tmp_path, text)
         assert key in one_line_config_error(load_serve_config, config)

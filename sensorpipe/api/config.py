@@ -8,10 +8,12 @@ not learn the tokens.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sensorpipe.http_server import (
     MAX_CONNECTIONS_PER_CLIENT,
@@ -41,6 +43,84 @@ class BrokerSettings(_Strict):
     port: int = Field(default=1883, ge=1, le=65535)
 
 
+@dataclass(frozen=True)
+class Basemap:
+    """A background map for the dashboard: a tile URL template (XYZ, 256 px tiles in Web
+    Mercator) and the attribution its licence asks for, shown on the map."""
+
+    name: str
+    tile_url: str
+    attribution: str
+    min_zoom: int = 0
+    max_zoom: int = 19
+    # [[south, west], [north, east]]: no tile is asked for outside it (None: anywhere).
+    bounds: tuple[tuple[float, float], tuple[float, float]] | None = None
+
+
+_PDOK = (
+    "https://service.pdok.nl/brt/achtergrondkaart/wmts/v2_0/{layer}/EPSG:3857/{{z}}/{{x}}/{{y}}.png"
+)
+_KADASTER = 'Kaartgegevens &copy; <a href="https://www.kadaster.nl/">Kadaster</a>'
+# The Netherlands with a margin: PDOK's BRT-Achtergrondkaart covers it and nothing else, so
+# no tile outside it is asked for.
+_NL_BOUNDS = ((50.5, 3.0), (54.0, 7.5))
+# The base maps `[map] basemap` names. PDOK's BRT-Achtergrondkaart is the Dutch government's
+# free base map (Kadaster's BRT, CC BY 4.0); its raster tiles start at zoom 6. OpenStreetMap's
+# standard tiles are served under its tile usage policy (a visible attribution, a Referer).
+BASEMAPS: dict[str, Basemap] = {
+    "pdok": Basemap(
+        "pdok", _PDOK.format(layer="standaard"), _KADASTER, min_zoom=6, bounds=_NL_BOUNDS
+    ),
+    "pdok-grijs": Basemap(
+        "pdok-grijs", _PDOK.format(layer="grijs"), _KADASTER, min_zoom=6, bounds=_NL_BOUNDS
+    ),
+    "osm": Basemap(
+        "osm",
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
+    ),
+}
+
+
+def _check_tile_url(url: str) -> str:
+    if url and not (url.startswith(("http://", "https://", "/")) and "{z}" in url):
+        raise ValueError(f"{url!r}: expected an http(s) URL with {{z}}, {{x}} and {{y}}")
+    return url
+
+
+class MapSettings(_Strict):
+    """[map]: the dashboard's background map. `basemap` names one (pdok: the Dutch government's
+    BRT-Achtergrondkaart; pdok-grijs: its grey version; osm: OpenStreetMap; none: no
+    background, for offline use), or `tile_url` (with `attribution`) gives your own."""
+
+    basemap: Literal["pdok", "pdok-grijs", "osm", "none", "custom"] = "pdok"
+    tile_url: str = ""
+    # Shown on the map as text, but for links written as <a href="https://...">text</a>
+    # (an http(s) href only; other attributes dropped) and character references (&copy;).
+    attribution: str = ""
+
+    _tiles = field_validator("tile_url")(_check_tile_url)
+
+    @model_validator(mode="after")
+    def _custom(self) -> MapSettings:
+        if self.tile_url and "basemap" in self.model_fields_set and self.basemap != "custom":
+            raise ValueError(
+                f"basemap = {self.basemap!r} and a tile_url: give one of them (a tile_url is "
+                f'basemap "custom")'
+            )
+        if self.tile_url:
+            self.basemap = "custom"
+        elif self.basemap == "custom":
+            raise ValueError('basemap = "custom" needs a tile_url (and its attribution)')
+        return self
+
+    def resolved(self) -> Basemap | None:
+        """The background map to draw; None: none."""
+        if self.basemap == "custom":
+            return Basemap("custom", self.tile_url, self.attribution)
+        return BASEMAPS.get(self.basemap)
+
+
 class ServeConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -58,12 +138,11 @@ class ServeConfig(_Strict):
     # SHA-256 hashes of bearer tokens that may see exact locations and per-message link
     # metadata (`sensorpipe serve token` makes one).
     token_hashes: list[str] = Field(default_factory=list)
-    # Map tiles for the dashboard, e.g. "https://tile.openstreetmap.org/{z}/{x}/{y}.png".
-    # Empty: no background map; the devices are still drawn on their coordinates.
+    # The dashboard's background map ([map]); by default PDOK's BRT-Achtergrondkaart.
+    map: MapSettings = Field(default_factory=MapSettings)
+    # The former place of [map] tile_url and attribution, still read: a tile_url here is
+    # [map] basemap "custom" with that URL (and tile_attribution its attribution).
     tile_url: str = ""
-    # Shown on the map as text, but for links written as <a href="https://...">text</a>
-    # (an http(s) href only; other attributes dropped) and character references (&copy;):
-    # the usual OpenStreetMap attribution works as it is. Other markup shows as text.
     tile_attribution: str = ""
     # The most values (rows x columns) one answer may hold; a request for more is refused
     # with a 400 that says how to narrow it.
@@ -124,12 +203,23 @@ class ServeConfig(_Strict):
             )
         return url.rstrip("/")
 
-    @field_validator("tile_url")
-    @classmethod
-    def _tiles(cls, url: str) -> str:
-        if url and not (url.startswith(("http://", "https://", "/")) and "{z}" in url):
-            raise ValueError(f"{url!r}: expected an http(s) URL with {{z}}, {{x}} and {{y}}")
-        return url
+    _tiles = field_validator("tile_url")(_check_tile_url)
+
+    @model_validator(mode="after")
+    def _legacy_tiles(self) -> ServeConfig:
+        if not self.tile_url:
+            return self
+        if self.map.model_fields_set:
+            raise ValueError(
+                "tile_url is set both at the top and in [map]: keep [map] (basemap, or "
+                "tile_url and attribution) and remove the top-level tile_url"
+            )
+        self.map = MapSettings(tile_url=self.tile_url, attribution=self.tile_attribution)
+        return self
+
+    def basemap(self) -> Basemap | None:
+        """The dashboard's background map; None: none (offline)."""
+        return self.map.resolved()
 
 
 def new_token() -> tuple[str, str]:

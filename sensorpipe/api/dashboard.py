@@ -4,7 +4,8 @@ The page (static/index.html, dashboard.js, dashboard.css; nothing inline, as the
 Content-Security-Policy allows no inline script or style) reads the public API under
 /api/v1 and its map settings from /dashboard/config.json. Leaflet and uPlot are vendored in
 static/vendor (`make vendor`), so the page loads nothing from other servers except map tiles,
-and only when `tile_url` is set. All URLs in the page are relative, so the service may sit
+from the one tile server of `[map]` (PDOK's BRT-Achtergrondkaart by default; none with
+`basemap = "none"`). All URLs in the page are relative, so the service may sit
 under a path prefix behind a proxy.
 
 /docs, the interactive API reference, is Swagger UI from the same vendored copy (FastAPI's
@@ -40,12 +41,22 @@ def index() -> FileResponse:
 
 @router.get("/dashboard/config.json", include_in_schema=False)
 def dashboard_config(request: Request) -> JSONResponse:
-    """The map's settings: the tile server (empty: no background map) and its attribution."""
-    config = context(request).config
-    return JSONResponse(
-        {"tile_url": config.tile_url, "tile_attribution": config.tile_attribution},
-        headers=_NO_STALE,
-    )
+    """The map's settings: the background map's name ("none": no background), its tile URL
+    template (empty: none), attribution, zoom levels and the bounds outside which it has no
+    tiles (null: anywhere)."""
+    basemap = context(request).config.basemap()
+    if basemap is None:
+        body: dict[str, object] = {"basemap": "none", "tile_url": "", "tile_attribution": ""}
+    else:
+        body = {
+            "basemap": basemap.name,
+            "tile_url": basemap.tile_url,
+            "tile_attribution": basemap.attribution,
+            "min_zoom": basemap.min_zoom,
+            "max_zoom": basemap.max_zoom,
+            "bounds": basemap.bounds,
+        }
+    return JSONResponse(body, headers=_NO_STALE)
 
 
 @router.get("/docs", include_in_schema=False)

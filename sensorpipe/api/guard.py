@@ -9,9 +9,10 @@ dashboard's files, /docs and /openapi.json are never held by the limit.
 
 Every answer carries `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` and a
 Content-Security-Policy: scripts, styles, fonts and connections from the service itself only
-(nothing inline), images also from the tile server's origin, no frames of the service on other
-sites (`frame-ancestors 'none'`). A route that sets its own policy (/docs, with a nonce for its
-one inline script) keeps it.
+(nothing inline), images also from the configured background map's tile server (its origin
+alone, e.g. https://service.pdok.nl; none with `[map] basemap = "none"`), no frames of the
+service on other sites (`frame-ancestors 'none'`). A route that sets its own policy (/docs,
+with a nonce for its one inline script) keeps it.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def tile_origin(tile_url: str) -> str | None:
 
 def content_security_policy(config: ServeConfig, *, script_nonce: str | None = None) -> str:
     images = ["'self'", "data:"]
-    origin = tile_origin(config.tile_url)
+    basemap = config.basemap()
+    origin = tile_origin(basemap.tile_url) if basemap else None
     if origin:
         images.append(origin)
     scripts = ["'self'"] + ([f"'nonce-{script_nonce}'"] if script_nonce else [])

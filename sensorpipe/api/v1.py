@@ -13,6 +13,7 @@ import json
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,6 +39,7 @@ from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
 from sensorpipe.query.bbox import BBox, BBoxError, devices_inside, parse_bbox
 from sensorpipe.query.health import NO_DATA_YET, iso, not_ok_notes
 from sensorpipe.query.influxql import QueryInputError
+from sensorpipe.query.output import quantity_csv
 from sensorpipe.query.register import RegisterStats
 from sensorpipe.query.series import (
     SERIES_AGGREGATES,
@@ -46,8 +48,8 @@ from sensorpipe.query.series import (
     air_series,
     as_rows,
     count_series,
+    parse_every,
 )
-from sensorpipe.query.spreadsheet import to_csv_text
 
 
 async def _known_parameters_only(request: Request) -> None:
@@ -144,6 +146,13 @@ class DevicesOut(BaseModel):
     devices: list[DeviceInfo]
 
 
+PARTIAL_DOC = (
+    "times (as in `time`) of the intervals not over when the answer was made, or cut short by "
+    "`to`, such as the current hour: their mean or sum covers only part of the interval (a "
+    "sum of counts reads low), so they are drawn as unfinished, not as a drop"
+)
+
+
 class AirSeries(BaseModel):
     device_id: str | None
     site: str | None
@@ -160,6 +169,7 @@ class AirOut(BaseModel):
     group: str
     units: dict[str, str]
     series: list[AirSeries]
+    partial: list[str] = Field(description=PARTIAL_DOC)
 
 
 class ClassCounts(BaseModel):
@@ -181,6 +191,7 @@ class CountsOut(BaseModel):
     to: str
     every: str
     series: list[CountSeries]
+    partial: list[str] = Field(description=PARTIAL_DOC)
 
 
 class Check(BaseModel):
@@ -222,9 +233,29 @@ def _wants(request: Request, fmt: str | None, allowed: tuple[str, ...]) -> str:
     return "json"
 
 
-def _csv(header: list[str], rows: list[list[Any]], filename: str) -> Response:
+def mark_partial(answer: dict[str, Any], now_ms: int | None = None) -> dict[str, Any]:
+    """`answer` (of air_series or count_series) with `partial`: the times of its intervals
+    that end after `to` or after now (`now_ms`, default the clock), whose values cover only
+    part of the interval."""
+    every_ms = parse_every(answer["every"]) * 1000
+    to_ms = _epoch_ms(answer["to"])
+    cutoff = min(to_ms, now_ms if now_ms is not None else int(time.time() * 1000))
+    times = {t for s in answer["series"] for t in s["time"]}
+    answer["partial"] = sorted(t for t in times if _epoch_ms(t) + every_ms > cutoff)
+    return answer
+
+
+def _epoch_ms(iso_time: str) -> int:
+    return int(datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _csv(
+    header: list[str], rows: list[list[Any]], filename: str, *, units: bool = True
+) -> Response:
+    """CSV as `sensorpipe query` writes it: quantities with their unit in the header and to
+    their precision (query.output.quantity_csv)."""
     return Response(
-        to_csv_text(header, rows),
+        quantity_csv(header, rows, units=units),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'inline; filename="{filename}"'},
     )
@@ -429,9 +460,10 @@ def air(
         answer = _storage_call(air_series, ctx.influx, req, True)
     else:
         answer = _storage_call(air_series, ctx.influx, req)
+    mark_partial(answer)
     if _wants(request, format, ("json", "csv")) == "csv":
         header, rows = as_rows(answer, "air")
-        return _csv(header, rows, "air.csv")
+        return _csv(header, rows, "air.csv", units=agg != "count")
     return JSONResponse(answer)
 
 
@@ -477,7 +509,7 @@ def counts(
         every=every,
         max_points=ctx.config.max_points,
     )
-    answer = _storage_call(count_series, ctx.influx, req)
+    answer = mark_partial(_storage_call(count_series, ctx.influx, req))
     if _wants(request, format, ("json", "csv")) == "csv":
         header, rows = as_rows(answer, "counts")
         return _csv(header, rows, "counts.csv")

@@ -115,6 +115,7 @@ def devices_add(
         )
     )
     provisioning.echo_notes(notes)
+    provisioning.warn_personal_data_gaps(s.registry(), [device_id])
     broker = _join_broker(s)
     out: dict[str, object] = {
         **creds.as_dict(),

@@ -25,6 +25,7 @@ from sensorpipe.protocol.configfile import ConfigError
 if TYPE_CHECKING:
     from sensorpipe.gateway.devices import RegisterFields
     from sensorpipe.protocol.messages import Location
+    from sensorpipe.protocol.registry import Registry
 
 
 # What a registration's fields are called on the command line, for its one-line errors.
@@ -205,3 +206,46 @@ def sensor_notes(
                 f"that signs as this device"
             )
     return notes
+
+
+def personal_data_gaps(registry: Registry, device_ids: list[str] | None = None) -> list[str]:
+    """For each device (of `device_ids`, or all) that processes personal data (a counting
+    camera, or one declared so) and whose register entry has no legal basis or no contact,
+    neither its own nor the network's: `ID (no legal basis, no contact)`."""
+    from sensorpipe.protocol.register import counts_passers_by
+
+    gaps = []
+    network = registry.network
+    for device_id in device_ids if device_ids is not None else sorted(registry.devices):
+        entry = registry.devices.get(device_id)
+        if entry is None:
+            continue
+        personal = entry.personal_data
+        if personal is None:
+            personal = counts_passers_by(entry)
+        if not personal:
+            continue
+        missing = []
+        if not (entry.legal_basis or network.legal_basis).strip():
+            missing.append("no legal basis")
+        if not (entry.contact or network.contact).strip():
+            missing.append("no contact")
+        if missing:
+            gaps.append(f"{device_id} ({', '.join(missing)})")
+    return gaps
+
+
+def warn_personal_data_gaps(registry: Registry, device_ids: list[str] | None = None) -> None:
+    """One line on standard error naming the devices of `personal_data_gaps`, and how to fill
+    them in; nothing where there are none. A warning: the command still succeeds."""
+    gaps = personal_data_gaps(registry, device_ids)
+    if not gaps:
+        return
+    what = "a camera processes" if len(gaps) == 1 else "cameras process"
+    click.echo(
+        f"warning: {what} personal data but the register states no legal basis or contact "
+        f"for {'; '.join(gaps)}: residents are told 'not stated'; give them with "
+        f"`sensorpipe devices network --legal-basis ... --contact ...` (the network's) or "
+        f"--legal-basis/--contact when adding the device",
+        err=True,
+    )

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from sensorpipe.cli.common import fail, invalid, local_stack
 from sensorpipe.cli.options import DIR_OPTION, json_option
+from sensorpipe.cli.provisioning import warn_personal_data_gaps
 
 if TYPE_CHECKING:
     from sensorpipe.query.register import RegisterStats
@@ -80,6 +81,7 @@ def devices_export(
             err=True,
         )
     text = export(registry, stats, fmt, lang=lang or "en")
+    warn_personal_data_gaps(registry)
     if out is None:
         click.echo(text.rstrip("\n"))
         return

@@ -163,7 +163,11 @@ def query_air(
         client.close()
     columns = drop_empty_columns(rows, ["time", *GROUP_TAGS])
     _print_rows(
-        rows, columns, fmt, note or f"no air readings match these filters from {start} to {end}"
+        rows,
+        columns,
+        fmt,
+        note or f"no air readings match these filters from {start} to {end}",
+        units=aggregate != "count",  # a count of readings has no unit
     )
 
 
@@ -290,13 +294,15 @@ def query_counts(
         )
 
 
-def _print_rows(rows: list[dict[str, Any]], columns: list[str], fmt: str, nothing: str) -> None:
+def _print_rows(
+    rows: list[dict[str, Any]], columns: list[str], fmt: str, nothing: str, *, units: bool = True
+) -> None:
     """The rows as a table, CSV or JSON; where there are none, `nothing` on standard error (an
     empty JSON list or CSV header is still printed: it is valid output)."""
     from sensorpipe.query.output import render
 
     if rows or fmt != "table":
-        click.echo(render(rows, columns, fmt).rstrip("\n"))
+        click.echo(render(rows, columns, fmt, units=units).rstrip("\n"))
     if not rows:
         click.echo(nothing, err=True)
 

@@ -103,3 +103,22 @@ def spellings_of(unit: str) -> list[str]:
     """A few accepted spellings of a canonical unit, for error messages."""
     examples = {"ug/m3": ["µg/m³", "ug/m3"], "degC": ["°C", "degC"], "%": ["%", "%RH"]}
     return examples.get(unit, [unit])
+
+
+# Decimals a value of each quantity is published with in CSV (sensorpipe.query.output): what
+# the sensors resolve and what a reader can use, not the float noise of a mean. PM to
+# 0.1 µg/m³ (the SDS011's and PMS5003's resolution is 0.1 and 1), temperature to 0.1 °C,
+# relative humidity to 1 % (the sensors' accuracy is ±2-3 %), pressure to 0.1 hPa.
+DECIMALS: dict[str, int] = {
+    "pm1": 1,
+    "pm2_5": 1,
+    "pm4": 1,
+    "pm10": 1,
+    "temperature": 1,
+    "relative_humidity": 0,
+    "pressure": 1,
+    "no2": 1,
+    "co2": 0,
+    "noise": 1,
+    "soil_moisture": 0,
+}

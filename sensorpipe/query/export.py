@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -276,8 +277,19 @@ CLASS_NAMES: dict[str, dict[str, str]] = {
     },
 }
 DIRECTION_NAMES: dict[str, dict[str, str]] = {
-    "en": {"left_to_right": "left to right", "right_to_left": "right to left"},
-    "nl": {"left_to_right": "van links naar rechts", "right_to_left": "van rechts naar links"},
+    # lft and rgt: Telraam's names (importer.telraam), traffic to the camera's left or right.
+    "en": {
+        "left_to_right": "left to right",
+        "right_to_left": "right to left",
+        "lft": "to the camera's left",
+        "rgt": "to the camera's right",
+    },
+    "nl": {
+        "left_to_right": "van links naar rechts",
+        "right_to_left": "van rechts naar links",
+        "lft": "naar links gezien vanaf de camera",
+        "rgt": "naar rechts gezien vanaf de camera",
+    },
 }
 
 # The register's fixed texts (protocol.register, the network's default retention) in Dutch.
@@ -311,7 +323,50 @@ FIXED_NL: dict[str, str] = {
     str(NetworkInfo.model_fields["retention"].default): (
         "metingen worden bewaard zolang het netwerk bestaat"
     ),
+    str(NetworkInfo.model_fields["name"].default): "sensorpipe-meetnet",
 }
+# The site a device is registered in when none is given (`devices add`, the importers).
+UNASSIGNED_SITE = "unassigned"
+SITE_NAMES_NL = {UNASSIGNED_SITE: "niet toegewezen"}
+
+# What sensorpipe writes itself into a device's purpose or owner (the importers, the history
+# simulation), in Dutch: `{}` stands for what is kept as it is (ids, model names).
+# tests/test_public_view.py checks that every importer's "... imported from ..." text is here.
+GENERATED_NL: dict[str, str] = {
+    "Sensor.Community sensor {} ({}); history imported from the archive": (
+        "Sensor.Community-sensor {} ({}); geschiedenis ingelezen uit het archief"
+    ),
+    "Telraam traffic counter, camera instance {}; counts imported from Telraam exports": (
+        "Telraam-verkeersteller, camera {}; tellingen ingelezen uit Telraam-exports"
+    ),
+    "Telraam traffic counter, road segment {}; counts imported from Telraam exports": (
+        "Telraam-verkeersteller, wegvak {}; tellingen ingelezen uit Telraam-exports"
+    ),
+    "Snuffelfiets bike sensor {}; rides imported from track files": (
+        "Snuffelfiets-fietssensor {}; ritten ingelezen uit routebestanden"
+    ),
+    "mobile sensor {}; rides imported from track files": (
+        "mobiele sensor {}; ritten ingelezen uit routebestanden"
+    ),
+    "openSenseMap senseBox {}; measurements imported from openSenseMap downloads": (
+        "openSenseMap-senseBox {}; metingen ingelezen uit openSenseMap-downloads"
+    ),
+    "openSenseMap sensor {}; measurements imported from openSenseMap downloads": (
+        "openSenseMap-sensor {}; metingen ingelezen uit openSenseMap-downloads"
+    ),
+    "counts passers-by on a street (simulated history)": (
+        "telt passanten in een straat (gesimuleerde geschiedenis)"
+    ),
+    "PM2.5/PM10 and climate in a street (simulated history)": (
+        "PM2,5/PM10 en klimaat in een straat (gesimuleerde geschiedenis)"
+    ),
+    "sensorpipe history simulation": "sensorpipe-geschiedenissimulatie",
+}
+_GENERATED_PATTERNS = [
+    (re.compile(re.escape(english).replace(r"\{\}", "(.+)")), dutch)
+    for english, dutch in GENERATED_NL.items()
+]
+
 # How far a rounded coordinate may lie from the real place, by decimals kept.
 _ROUNDING = {0: "100 km", 1: "10 km", 2: "1 km", 3: "100 m", 4: "10 m", 5: "1 m", 6: "10 cm"}
 
@@ -321,7 +376,8 @@ max-width:60rem;padding:1rem 1.25rem 3rem;line-height:1.5;color:#1b1b1b;backgrou
 h1{font-size:1.8rem;margin:.5rem 0}
 h2{font-size:1.3rem;margin:0 0 .5rem}
 table{border-collapse:collapse;width:100%;margin:1rem 0}
-th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ccc;vertical-align:top}
+th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ccc;vertical-align:top;
+overflow-wrap:anywhere}
 article{border:1px solid #bbb;border-radius:.4rem;padding:1rem 1.25rem;margin:1.25rem 0}
 dl{display:grid;grid-template-columns:minmax(10rem,16rem) 1fr;gap:.3rem 1rem;margin:0}
 dt{font-weight:600}
@@ -330,7 +386,13 @@ dd{margin:0;overflow-wrap:anywhere}
 .not-ok{background:#fdecea;border-left:.3rem solid #c0392b;padding-left:.5rem}
 .note{color:#444;font-style:italic}
 footer{margin-top:2rem;color:#555;font-size:.9rem}
-@media (max-width:40rem){dl{grid-template-columns:1fr}dt{margin-top:.4rem}}
+h1,h2{overflow-wrap:anywhere}
+@media (max-width:40rem){body{padding:.75rem .75rem 2rem}dl{grid-template-columns:1fr}
+dt{margin-top:.4rem}article{padding:.75rem}
+thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
+table,tbody,tr,td{display:block}tr{border-bottom:1px solid #999;padding:.4rem 0}
+td{border:0;padding:.1rem 0;display:grid;grid-template-columns:11rem 1fr;gap:.5rem}
+td::before{content:attr(data-label);font-weight:600;overflow-wrap:normal}}
 """
 
 
@@ -340,6 +402,38 @@ def _e(value: object) -> str:
 
 def _fixed(text: str, lang: str) -> str:
     return FIXED_NL.get(text, text) if lang == "nl" else text
+
+
+def _generated(text: str, lang: str) -> str:
+    """`text` (a purpose or owner), in Dutch where sensorpipe wrote it; the operator's own
+    words stay as written."""
+    if lang != "nl":
+        return text
+    for pattern, dutch in _GENERATED_PATTERNS:
+        match = pattern.fullmatch(text)
+        if match:
+            return dutch.format(*match.groups())
+    return text
+
+
+def _site(site: str, lang: str) -> str:
+    return SITE_NAMES_NL.get(site, site) if lang == "nl" else site
+
+
+def _not_ok(record: dict[str, Any], lang: str) -> list[str]:
+    """The notes of the device's sensors that are not working; in Dutch built from the
+    sensors' states (the device's own error message quoted as it sent it)."""
+    if lang != "nl" or "sensor_health" not in record:
+        return list(record["sensors_not_ok"])
+    notes = []
+    for h in record["sensor_health"]:
+        if h.get("ok") is not False:
+            continue
+        since = h.get("since")
+        when = f" sinds {since.replace('T', ' ')[:16]} UTC" if since else ""
+        error = f"; melding van het apparaat: “{h['last_error']}”" if h.get("last_error") else ""
+        notes.append(f"{h['sensor']} werkt niet{when}{error}")
+    return notes
 
 
 def _sentence(text: str) -> str:
@@ -405,9 +499,9 @@ def _article(record: dict[str, Any], lang: str) -> str:
         note = reason
     rows: list[tuple[str, str, str]] = [
         ("measures", _e(_sentence(_measures(record, lang))), ""),
-        ("purpose", _or_not_stated(record["purpose"], t), ""),
-        ("owner", _or_not_stated(record["owner"], t), ""),
-        ("site", _e(record["site"]), ""),
+        ("purpose", _or_not_stated(_generated(record["purpose"], lang), t), ""),
+        ("owner", _or_not_stated(_generated(record["owner"], lang), t), ""),
+        ("site", _e(_site(record["site"], lang)), ""),
         (
             "personal_data",
             f"<strong>{_e(t['yes'] if personal else t['no'])}</strong>: {_e(note)}",
@@ -445,7 +539,7 @@ def _article(record: dict[str, Any], lang: str) -> str:
             ),
             (
                 "sensors_not_ok",
-                "<br>".join(_e(n) for n in record["sensors_not_ok"]) or _e(t["all_ok"]),
+                "<br>".join(_e(n) for n in _not_ok(record, lang)) or _e(t["all_ok"]),
                 ' class="not-ok"' if record["sensors_not_ok"] else "",
             ),
         ]
@@ -461,14 +555,19 @@ def _article(record: dict[str, Any], lang: str) -> str:
 
 def _overview(records: Sequence[dict[str, Any]], lang: str) -> str:
     t = _TEXT[lang]
-    head = "".join(f"<th>{_e(t[k])}</th>" for k in ("sensor", "site", "measures", "personal_data"))
+    keys = ("sensor", "site", "measures", "personal_data")
+    head = "".join(f"<th>{_e(t[k])}</th>" for k in keys)
+    # Each cell names its column (data-label): on a phone the rows are stacked as cards.
+    label = {k: f' data-label="{_e(t[k])}"' for k in keys}
     rows = []
     for r in records:
         device = r["device_id"]
         rows.append(
-            f'<tr><td><a href="#device-{_e(device)}">{_e(device)}</a></td>'
-            f"<td>{_e(r['site'])}</td><td>{_e(_measures(r, lang))}</td>"
-            f"<td>{_e(t['yes'] if r['personal_data'] else t['no'])}</td></tr>"
+            f'<tr><td{label["sensor"]}><a href="#device-{_e(device)}">{_e(device)}</a></td>'
+            f"<td{label['site']}>{_e(_site(r['site'], lang))}</td>"
+            f"<td{label['measures']}>{_e(_measures(r, lang))}</td>"
+            f"<td{label['personal_data']}>{_e(t['yes'] if r['personal_data'] else t['no'])}</td>"
+            "</tr>"
         )
     return (
         f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
@@ -488,6 +587,7 @@ def to_html(
     if lang not in LANGUAGES:
         raise ValueError(f"lang {lang!r}: use one of {', '.join(LANGUAGES)}")
     t = _TEXT[lang]
+    name = _fixed(network.name, lang)
     generated_at = generated_at or datetime.now(UTC)
     facts = []
     if network.operator.strip():
@@ -512,13 +612,13 @@ def to_html(
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta http-equiv="Content-Security-Policy" '
         "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-        f"<title>{_e(t['title'])}: {_e(network.name)}</title>",
+        f"<title>{_e(t['title'])}: {_e(name)}</title>",
         f"<style>{_CSS}</style>",
         "</head>",
         "<body>",
         "<header>",
-        f"<h1>{_e(t['title'])}: {_e(network.name)}</h1>",
-        f"<p>{_e(t['intro'].format(network=network.name))}</p>",
+        f"<h1>{_e(t['title'])}: {_e(name)}</h1>",
+        f"<p>{_e(t['intro'].format(network=name))}</p>",
     ]
     if network_dl:
         parts.append(f"<dl>\n{network_dl}\n</dl>")

@@ -1,12 +1,20 @@
-"""Rows from InfluxDB series, and the three ways `sensorpipe query` prints them."""
+"""Rows from InfluxDB series, and the three ways `sensorpipe query` prints them.
+
+CSV (here and the API's CSV answers, `quantity_csv`) names each quantity's column with its
+unit, `pm2_5_ugm3`, `temperature_degc`, `relative_humidity_pct` (`csv_column`), and writes its
+values to the quantity's precision (protocol.quantities.DECIMALS): PM to 0.1 µg/m³,
+temperature to 0.1 °C, relative humidity to 1 %; the counter's running_fraction to 0.001.
+JSON keeps the values as stored.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sensorpipe.protocol.quantities import DECIMALS, QUANTITIES
 from sensorpipe.query.spreadsheet import to_csv_text
 
 Row = dict[str, Any]
@@ -46,11 +54,64 @@ def drop_empty_columns(rows: list[Row], keep: Sequence[str]) -> list[str]:
     return [c for c in columns if c in keep or any(r.get(c) is not None for r in rows)]
 
 
-def render(rows: list[Row], columns: Sequence[str], fmt: str) -> str:
+# A unit as a column name's suffix: letters and digits only.
+UNIT_SUFFIX = {
+    "ug/m3": "ugm3",
+    "degC": "degc",
+    "%": "pct",
+    "hPa": "hpa",
+    "ppm": "ppm",
+    "dBA": "dba",
+}
+
+
+def csv_column(column: str) -> str:
+    """A quantity's CSV column name with its unit (`pm2_5` -> `pm2_5_ugm3`); any other column
+    as it is."""
+    quantity = QUANTITIES.get(column)
+    if quantity is None:
+        return column
+    return f"{column}_{UNIT_SUFFIX.get(quantity.unit, quantity.unit)}"
+
+
+# Columns that are no quantity but a share, written to 0.1 % of it.
+SHARE_DECIMALS = {"running_fraction": 3}
+
+
+def csv_value(column: str, value: Any) -> Any:
+    """A quantity's value rounded to its precision (a whole number without a decimal point
+    where it has none), a share (running_fraction) to 3 decimals; anything else as it is."""
+    decimals = DECIMALS.get(column, SHARE_DECIMALS.get(column))
+    if decimals is None or not isinstance(value, int | float) or isinstance(value, bool):
+        return value
+    if decimals == 0:
+        return round(value)
+    # A number, not text: a negative value stays a number (query.spreadsheet); its shortest
+    # repr has at most `decimals` decimals.
+    return round(float(value), decimals)
+
+
+def quantity_csv(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], *, units: bool = True
+) -> str:
+    """CSV of `rows` under `columns`, quantities with their units in the header and to their
+    precision. `units=False` (values that are no quantity's, such as counts of readings): the
+    header and values as they are."""
+    if not units:
+        return to_csv_text(columns, rows)
+    return to_csv_text(
+        [csv_column(c) for c in columns],
+        ([csv_value(c, v) for c, v in zip(columns, row, strict=True)] for row in rows),
+    )
+
+
+def render(rows: list[Row], columns: Sequence[str], fmt: str, *, units: bool = True) -> str:
+    """Rows as json, csv (`quantity_csv`; `units=False`: values that are no quantity's) or a
+    table."""
     if fmt == "json":
         return json.dumps([{c: r.get(c) for c in columns} for r in rows], indent=2)
     if fmt == "csv":
-        return to_csv_text(columns, ([r.get(c) for c in columns] for r in rows))
+        return quantity_csv(columns, ([r.get(c) for c in columns] for r in rows), units=units)
     return _table(rows, columns)
 
 

@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse
 from fastapi.testclient import TestClient
 
 from sensorpipe.api.app import create_app
-from sensorpipe.api.config import InfluxSettings, ServeConfig
+from sensorpipe.api.config import InfluxSettings, MapSettings, ServeConfig
 from sensorpipe.api.context import ApiContext
 from sensorpipe.api.dashboard import STATIC_DIR
 from sensorpipe.firmware_sim.history import (
@@ -78,6 +78,9 @@ class History:
     database: str
 
     def app(self, **settings: Any) -> FastAPI:
+        # No background map unless a test asks for one: the tests run offline.
+        if "map" not in settings and "tile_url" not in settings:
+            settings["map"] = MapSettings(basemap="none")
         config = ServeConfig(
             registry_path=str(self.stack.registry_path),
             influx=InfluxSettings(url=self.influx_url, database=self.database),
@@ -640,9 +643,14 @@ def test_dashboard_routes_and_files() -> None:
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert '<html lang="en">' in page.text
         config = client.get("/dashboard/config.json").json()
+        # A top-level tile_url (where it was before [map]) is a custom background map.
         assert config == {
+            "basemap": "custom",
             "tile_url": "https://tiles.example/{z}/{x}/{y}.png",
             "tile_attribution": "",
+            "min_zoom": 0,
+            "max_zoom": 19,
+            "bounds": None,
         }
         # Every file the page names is served from the package, none from elsewhere.
         refs = re.findall(r'(?:src|href)="([^"#]+)"', page.text)

@@ -46,6 +46,8 @@
     listButtons: [],
     selection: null, // {kind: "device"|"site", id}
     plots: {}, // chart name -> uPlot
+    unfinished: {}, // chart name -> {from, times} of its intervals not over yet, or null
+    unfinishedDrawn: {}, // chart name -> {left, right}: where it was drawn lighter (px)
     load: 0,
   };
   // For tests and the curious: the charts' data and what is chosen.
@@ -300,9 +302,23 @@
       // Leaflet writes an attribution as HTML: it gets the serialisation of the elements
       // built from the configured text (text escaped, links of an http(s) href only).
       const attribution = attributionElement(String(config.tile_attribution || "")).innerHTML;
-      L.tileLayer(config.tile_url, { attribution, maxZoom: 19 }).addTo(map);
+      const options = {
+        attribution,
+        minZoom: config.min_zoom ?? 0,
+        maxZoom: config.max_zoom ?? 19,
+        // The page sends no Referer anywhere else; a tile server's usage policy
+        // (OpenStreetMap's) asks for the page's origin, which is what it gets.
+        referrerPolicy: "strict-origin-when-cross-origin",
+      };
+      // No tile is asked for where the map has none (PDOK's: the Netherlands).
+      if (config.bounds) options.bounds = L.latLngBounds(config.bounds);
+      state.tileLayer = L.tileLayer(config.tile_url, options).addTo(map);
+      state.basemap = { name: config.basemap, url: config.tile_url, attribution };
+      mapEl.dataset.basemap = config.basemap || "custom";
       note.textContent = "";
     } else {
+      state.basemap = { name: "none", url: "", attribution: "" };
+      mapEl.dataset.basemap = "none";
       mapEl.classList.add("no-tiles");
       note.textContent = "No background map is configured: the devices are drawn at their " +
         "coordinates, as published in the register.";
@@ -595,10 +611,14 @@
       scales[aside.scale] = { range: [0, 105] }; // 100 % is not drawn on the frame
       axes.push({ scale: aside.scale, side: 1, label: aside.axisLabel, size: 56, grid: { show: false } });
     }
+    const unfinished = unfinishedPart(xs, (opts && opts.partial) || [], Boolean(opts && opts.stepped));
+    state.unfinished[name] = unfinished;
+    fig.dataset.unfinished = unfinished ? "true" : "false";
     const plot = new uPlot({
       width,
       height: 240,
       legend: { live: true },
+      hooks: unfinished ? { draw: [(u) => drawUnfinished(u, name, unfinished)] } : {},
       cursor: { drag: { x: true, y: false } },
       scales,
       axes,
@@ -623,8 +643,57 @@
     });
     const gaps = ys.reduce((n, y, i) => n + (lines[i].aside ? 0 : y.filter((v) => v === null).length), 0);
     summary.textContent = parts.join("; ") + (gaps ? `. ${gaps} empty windows are shown as gaps.` : ".") +
+      (unfinished ? ` ${unfinishedText(unfinished, opts && opts.every)}` : "") +
       (opts && opts.note ? ` ${opts.note}` : "");
     plotEl.setAttribute("aria-label", `${fig.querySelector("figcaption").textContent}. ${summary.textContent}`);
+  }
+
+  /** The intervals of a chart that are not over (the API's `partial`, epoch seconds in `xs`):
+   * where the lighter part starts and their times; null when every interval is over. A line
+   * is lighter from the last whole interval on (the segment into the unfinished one); steps
+   * (each value drawn from its time on) from the unfinished interval's own time. */
+  function unfinishedPart(xs, partialIso, stepped) {
+    const partial = new Set(partialIso.map((t) => Date.parse(t) / 1000));
+    const idx = xs.map((x, i) => (partial.has(x) ? i : -1)).filter((i) => i >= 0);
+    if (!idx.length) return null;
+    const first = stepped ? idx[0] : Math.max(0, idx[0] - 1);
+    return { from: xs[first], stepped, times: idx.map((i) => xs[i]) };
+  }
+
+  /** Over the chart: the stretch into the unfinished interval drawn lighter, its start
+   * marked with a dashed line and "not over yet", so a part-filled hour does not read as a
+   * drop. */
+  function drawUnfinished(u, name, part) {
+    const ctx = u.ctx;
+    // A step's drop at its own time is inside the lighter part.
+    const left = Math.round(u.valToPos(part.from, "x", true)) - (part.stepped ? 3 : 0);
+    const right = u.bbox.left + u.bbox.width;
+    if (!(right > left)) return;
+    ctx.save();
+    ctx.fillStyle = "rgba(255, 255, 255, 0.6)";
+    ctx.fillRect(left, u.bbox.top, right - left, u.bbox.height);
+    ctx.strokeStyle = "#777";
+    ctx.setLineDash([4, 4]);
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(left + 0.5, u.bbox.top);
+    ctx.lineTo(left + 0.5, u.bbox.top + u.bbox.height);
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = "#444";
+    ctx.font = `${Math.round(11 * devicePixelRatio)}px sans-serif`;
+    ctx.textAlign = "right";
+    ctx.fillText("not over yet", right - 4, u.bbox.top + 14 * devicePixelRatio);
+    ctx.restore();
+    state.unfinishedDrawn[name] = { left, right };
+  }
+
+  function unfinishedText(part, every) {
+    const unit = everyText(every || "");
+    const what = /^[a-z]+$/.test(unit) ? `current ${unit}` : `last interval (${unit || every})`;
+    return part.times.length === 1
+      ? `The ${what} is not over yet: its value covers only part of it and is drawn lighter.`
+      : `The last ${part.times.length} intervals are not over yet: their values cover only part of them and are drawn lighter.`;
   }
 
   function chartError(name, message) {
@@ -783,7 +852,9 @@
         const answer = airResult.value;
         for (const [name, def] of Object.entries(CHARTS)) {
           if ($(`chart-${name}`).hidden) continue;
-          drawChart(name, airLines(answer, def.quantities), def.unit, def.digits, range);
+          drawChart(name, airLines(answer, def.quantities), def.unit, def.digits, range, {
+            partial: answer.partial, every: answer.every,
+          });
         }
         state.airEvery = answer.every;
       } else {
@@ -797,6 +868,7 @@
         const lines = countLines(countResult.value, counters);
         drawChart("counts", lines, "per hour", 0, range, {
           stepped: true, note: runningNote(lines, counters, sel.kind === "site"),
+          partial: countResult.value.partial, every: countResult.value.every,
         });
       } else {
         problems.push(`counts: ${countResult.reason.message}`);
