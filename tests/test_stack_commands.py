@@ -412,6 +412,7 @@ def test_stack_up_keeps_the_operators_serve_settings(tmp_path: Path) -> None:
         "token_hashes": ["a" * 64],
         "tile_url": "https://tiles.example.org/{z}/{x}/{y}.png",
         "tile_attribution": "© example",
+        "map": {"basemap": "osm"},
         "max_points": 5000,
         "register_cache_s": 60.0,
         "max_heavy_requests": 3,

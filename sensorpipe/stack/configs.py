@@ -3,7 +3,7 @@ operator set kept, and the command lines that run them.
 
 ingest.toml and serve.toml get each run's ports and the ingest's new broker password, and are
 private to the stack's user (they hold broker passwords). What
-an operator set in serve.toml (SERVE_KEPT: tokens, tiles, bounds, public address) is kept,
+an operator set in serve.toml (SERVE_KEPT: tokens, the map, bounds, public address) is kept,
 under its new name where a key was renamed (SERVE_RENAMED); a serve.toml that cannot be read
 is an error naming it, never silently replaced. ingest.toml is the stack's own: nothing in it
 is kept, and extra ingest workers (`LocalStack.add_worker`) start from a copy of it.
@@ -32,6 +32,7 @@ SERVE_KEPT = (
     "token_hashes",
     "tile_url",
     "tile_attribution",
+    "map",
     "max_points",
     "register_cache_s",
     "max_heavy_requests",
