@@ -1,5 +1,6 @@
 """`sensorpipe import`: history files (Sensor.Community archives, openSenseMap downloads,
-Telraam exports, bike tracks) into the stack's InfluxDB, through the same checks as live data."""
+Telraam exports, bike tracks, any logger's CSV, reference stations' data) into the stack's
+InfluxDB, through the same checks as live data."""
 
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ SHOWN_DEVICES = 10  # devices named per file in the summary (--json lists them a
 def import_() -> None:
     """Import history files through the same checks as live data.
 
-    Sensor.Community archive CSVs, openSenseMap downloads, Telraam traffic exports and mobile
-    tracks (Snuffelfiets): every reading is checked as the ingest checks it, bad rows go to the
+    Sensor.Community archive CSVs, openSenseMap downloads, Telraam traffic exports, mobile
+    tracks (Snuffelfiets), any logger's CSV (`import csv`) and reference stations' hourly
+    values (`import reference`, source=reference:<format>): every reading is checked as the ingest checks it, bad rows go to the
     dead-letter store with file, line and reason (`sensorpipe ingest rejects`), and every point
     is tagged source=import:<format>, vouch=import. Importing a file again stores nothing twice.
     """
