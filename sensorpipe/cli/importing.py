@@ -38,9 +38,10 @@ def import_() -> None:
 
     Sensor.Community archive CSVs, openSenseMap downloads, Telraam traffic exports, mobile
     tracks (Snuffelfiets), any logger's CSV (`import csv`) and reference stations' hourly
-    values (`import reference`, source=reference:<format>): every reading is checked as the ingest checks it, bad rows go to the
-    dead-letter store with file, line and reason (`sensorpipe ingest rejects`), and every point
-    is tagged source=import:<format>, vouch=import. Importing a file again stores nothing twice.
+    values (`import reference`): every reading is checked as the ingest checks it, bad rows go
+    to the dead-letter store with file, line and reason (`sensorpipe ingest rejects`), and every
+    point is tagged source=import:<format>, vouch=import (a reference station's:
+    source=reference:<format>, vouch=reference). Importing a file again stores nothing twice.
     """
 
 
