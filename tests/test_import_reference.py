@@ -406,3 +406,28 @@ def test_a_logger_device_must_be_registered_or_registered_by_the_import(tmp_path
     assert (entry.source, entry.site, entry.sensors) == ("import", "lab", ["logger"])
     (again,) = run(tmp_path, fake, "csv", path, **logger())
     assert again.skipped is not None
+
+
+def test_the_register_shows_a_stations_code_operator_and_method_in_english_and_dutch() -> None:
+    from sensorpipe.query.export import export
+
+    entry = DeviceEntry(
+        site="burdens-creek",
+        source="reference",
+        station_code="370630099",
+        operator="OAQ",
+        method="PM2.5-88101: AQS method 238",
+    )
+    registry = Registry(devices={"ref-370630099": entry})
+    (record,) = json.loads(export(registry, None, "json"))
+    assert (record["station_code"], record["operator"], record["method"]) == (
+        "370630099",
+        "OAQ",
+        "PM2.5-88101: AQS method 238",
+    )
+    assert record["source_note"].startswith("an official reference station")
+    page = export(registry, None, "html", lang="nl")
+    assert "<dt>Referentiestation</dt>" in page
+    assert "370630099; OAQ; PM2.5-88101: AQS method 238" in page
+    assert "een officieel referentiestation van een meetnet" in page
+    assert "Reference station" in export(registry, None, "html", lang="en")
