@@ -23,18 +23,20 @@ reason `qc_invalid`, naming the code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC
 from typing import IO
 
-from sensorpipe.importer.base import DeviceSpec, ImportContext, Target
-from sensorpipe.importer.fields import unit_divisor
-from sensorpipe.importer.files import header, rows
+from sensorpipe.importer.base import DeviceSpec, ImportContext
+from sensorpipe.importer.files import header
 from sensorpipe.importer.reader import Reader, found
 from sensorpipe.importer.reference import (
     DEVICE_PREFIX,
     QC_INVALID,
-    Columns,
+    Values,
     instrument,
+    scan_methods,
+    station_rows,
     station_spec,
 )
 from sensorpipe.importer.timeparse import LocalTimes
@@ -83,47 +85,21 @@ class AirNowTech(Reader):
                 f"(expected AirNow-Tech's unpivoted table: {','.join(COLUMNS)}; found "
                 f"{found(head)})"
             )
-        # Each site's methods, for its registry entry (a station's file is a few thousand rows).
-        self._methods: dict[str, dict[str, str]] = {}
-        at = {c: names.index(c) for c in COLUMNS}
-        width = len(names)
-        with self.file.open_text() as (text, _):
-            start = header(text, ",")
-            assert start is not None
-            for _, _, f in rows(text, ",", start[0] + 1):
-                if len(f) != width:
-                    continue
-                methods = self._methods.setdefault(f[at["Site AQS"]].strip(), {})
-                param = f[at["Param"]].strip()
-                if param and param not in methods and len(methods) < 20:
-                    methods[param] = f[at["Method"]].strip()
+        self._methods = scan_methods(self.file, "Site AQS", "Param", "Method")
 
     def parse(self, ctx: ImportContext, text: IO[str]) -> None:
         head = header(text, ",")
         assert head is not None  # prepare() saw it
         names = head[3]
-        width = len(names)
         agency, site, aqs, param, param_aqs, poc, _, _, date, time_, *_ = (
             names.index(c) for c in COLUMNS
         )
         value, unit, qc = (names.index(c) for c in ("Value", "Unit", "QC Code"))
         times = LocalTimes("%m/%d/%Y %H:%M", UTC)
-        columns = Columns(value, "Value")
-        targets: dict[str, Target] = {}
+        values = Values(value, "Value", "Unit")
         quantities: dict[str, str | None] = {}
-        divisors: dict[tuple[str, str], float | None] = {}
-        for n, raw, f in rows(text, ",", head[0] + 1, ctx.bad_row):
-            if len(f) != width:
-                ctx.reject(n, raw, "bad_row", "its columns do not match the header")
-                continue
-            code = f[aqs].strip()
-            target = targets.get(code)
-            if target is None:
-                if not code:
-                    ctx.reject(n, raw, "bad_row", "Site AQS is empty: no station to store it for")
-                    continue
-                target = ctx.target(self._spec(code, f[site].strip(), f[agency].strip()))
-                targets[code] = target
+        spec = self._spec(site, agency)
+        for (n, raw, f), target in station_rows(ctx, text, head, aqs, spec):
             name = f[param].strip()
             quantity = quantities.get(name)
             if name not in quantities:
@@ -149,34 +125,18 @@ class AirNowTech(Reader):
                     target,
                 )
                 continue
-            key = (quantity, f[unit].strip())
-            if key not in divisors:
-                divisors[key] = unit_divisor(*key)
-            divisor = divisors[key]
-            if divisor is None:
-                ctx.reject(
-                    n,
-                    raw,
-                    "bad_unit",
-                    f"Unit {key[1][:20]!r} cannot be converted to {quantity}'s unit",
-                    target,
-                )
-                continue
-            fields = ctx.air_fields(n, raw, f, columns(quantity, divisor), target, strip=True)
-            if fields is None:
-                continue
-            sensor = instrument(f[poc])
-            prefix = ctx.air_prefix(target, sensor)
-            if ctx.declared(n, raw, prefix, target, sensor):
-                ctx.store(n, f"{prefix}{fields} {t}", target)
+            values.store(ctx, (n, raw, f), target, quantity, f[unit].strip(), t, instrument(f[poc]))
 
-    def _spec(self, code: str, site: str, agency: str) -> DeviceSpec:
-        methods = self._methods.get(code, {})
-        method = "; ".join(f"{p}: AQS method {m}" for p, m in methods.items() if m)
-        return station_spec(
-            code,
-            network="AirNow-Tech (US EPA)",
-            name=site[:120],
-            operator=agency[:200],
-            method=method,
-        )
+    def _spec(self, site: int, agency: int) -> Callable[[str, list[str]], DeviceSpec]:
+        def spec(code: str, f: list[str]) -> DeviceSpec:
+            methods = self._methods.get(code, {})
+            method = "; ".join(f"{p}: AQS method {m}" for p, m in methods.items() if m)
+            return station_spec(
+                code,
+                network="AirNow-Tech (US EPA)",
+                name=f[site].strip()[:120],
+                operator=f[agency].strip()[:200],
+                method=method,
+            )
+
+        return spec

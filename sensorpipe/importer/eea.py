@@ -32,18 +32,19 @@ reason `qc_invalid`. `-999` as a value is the newer form's mark for "missing": a
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta, timezone
 from typing import IO
 
-from sensorpipe.importer.base import DeviceSpec, ImportContext, Target
-from sensorpipe.importer.fields import unit_divisor
-from sensorpipe.importer.files import header, rows
+from sensorpipe.importer.base import DeviceSpec, ImportContext
+from sensorpipe.importer.files import header
 from sensorpipe.importer.reader import Reader, found
 from sensorpipe.importer.reference import (
     DEVICE_PREFIX,
     QC_INVALID,
-    SENSOR,
-    Columns,
+    Values,
+    scan_methods,
+    station_rows,
     station_spec,
 )
 from sensorpipe.importer.timeparse import LocalTimes
@@ -99,52 +100,23 @@ class Eea(Reader):
             )
         # Each station's sampling process per pollutant, for its registry entry.
         self._methods: dict[str, dict[str, str]] = {}
-        if self._form == "download":
-            return
-        at = [names.index(c) for c in _READ["e-reporting"]]
-        width = len(names)
-        with self.file.open_text() as (text, _):
-            start = header(text, ",")
-            assert start is not None
-            for _, _, f in rows(text, ",", start[0] + 1):
-                if len(f) != width:
-                    continue
-                methods = self._methods.setdefault(f[at[0]].strip(), {})
-                notation = f[at[5]].strip()
-                if notation and notation not in methods and len(methods) < 20:
-                    methods[notation] = f[at[3]].strip()
+        if self._form == "e-reporting":
+            self._methods = scan_methods(
+                self.file, "AirQualityStationEoICode", "AirPollutant", "SamplingProcess"
+            )
 
     def parse(self, ctx: ImportContext, text: IO[str]) -> None:
         head = header(text, ",")
         assert head is not None  # prepare() saw it
         names = head[3]
-        width = len(names)
         station, name, operator, _, pollutant, notation, averaging, value, unit, begin, valid = (
             names.index(c) if c else -1 for c in _READ[self._form]
         )
         times = LocalTimes(None, EEA_HOURLY_ZONE)
-        columns = Columns(value, names[value])
-        targets: dict[str, Target] = {}
+        values = Values(value, names[value], names[unit])
         quantities: dict[str, str | None] = {}
-        divisors: dict[tuple[str, str], float | None] = {}
-        for n, raw, f in rows(text, ",", head[0] + 1, ctx.bad_row):
-            if len(f) != width:
-                ctx.reject(n, raw, "bad_row", "its columns do not match the header")
-                continue
-            code = f[station].strip()
-            target = targets.get(code)
-            if target is None:
-                if not code:
-                    ctx.reject(n, raw, "bad_row", f"{names[station]} is empty: no station")
-                    continue
-                target = ctx.target(
-                    self._spec(
-                        code,
-                        f[name].strip() if name >= 0 else "",
-                        f[operator].strip() if operator >= 0 else "",
-                    )
-                )
-                targets[code] = target
+        spec = self._spec(name, operator)
+        for (n, raw, f), target in station_rows(ctx, text, head, station, spec):
             pid = f[pollutant]
             quantity = quantities.get(pid)
             if pid not in quantities:
@@ -184,30 +156,17 @@ class Eea(Reader):
             if f[value].strip() == MISSING:
                 ctx.reject(n, raw, "bad_row", f"{names[value]} -999: the EEA's mark for missing")
                 continue
-            key = (quantity, f[unit].strip())
-            if key not in divisors:
-                divisors[key] = unit_divisor(*key)
-            divisor = divisors[key]
-            if divisor is None:
-                ctx.reject(
-                    n,
-                    raw,
-                    "bad_unit",
-                    f"{names[unit]} {key[1][:20]!r} cannot be converted to {quantity}'s unit",
-                    target,
-                )
-                continue
-            fields = ctx.air_fields(n, raw, f, columns(quantity, divisor), target, strip=True)
-            if fields is None:
-                continue
-            prefix = ctx.air_prefix(target, SENSOR)
-            if ctx.declared(n, raw, prefix, target, SENSOR):
-                ctx.store(n, f"{prefix}{fields} {t}", target)
+            values.store(ctx, (n, raw, f), target, quantity, f[unit].strip(), t)
 
-    def _spec(self, code: str, name: str, operator: str) -> DeviceSpec:
-        methods = self._methods.get(code, {})
-        method = "; ".join(f"{p}: {m}" for p, m in methods.items() if m)
-        return station_spec(
-            code, network="the EEA's air-quality download", name=name, operator=operator,
-            method=method,
-        )  # fmt: skip
+    def _spec(self, name: int, operator: int) -> Callable[[str, list[str]], DeviceSpec]:
+        def spec(code: str, f: list[str]) -> DeviceSpec:
+            methods = self._methods.get(code, {})
+            return station_spec(
+                code,
+                network="the EEA's air-quality download",
+                name=f[name].strip() if name >= 0 else "",
+                operator=f[operator].strip() if operator >= 0 else "",
+                method="; ".join(f"{p}: {m}" for p, m in methods.items() if m),
+            )
+
+        return spec

@@ -27,13 +27,13 @@ from collections.abc import Iterator
 from sensorpipe.importer.base import ImportContext, Target
 from sensorpipe.importer.fields import Columns
 from sensorpipe.importer.reader import ColumnRow, ColumnsReader
-from sensorpipe.importer.reference import DEVICE_PREFIX, SENSOR, station_spec
-from sensorpipe.importer.reference import Columns as ValueColumns
+from sensorpipe.importer.reference import DEVICE_PREFIX, Values, station_spec
 
 KEYS = ("station_number", "formula", "value", "timestamp_measured")
 STATION, FORMULA, VALUE, TIME = range(4)
 FORMULAS = {"PM25": "pm2_5", "PM10": "pm10", "NO2": "no2"}
 HOUR_MS = 3_600_000
+UNIT = "ug/m3"  # the API's, for every formula imported (its JSON names none)
 
 
 class Luchtmeetnet(ColumnsReader):
@@ -66,9 +66,8 @@ class Luchtmeetnet(ColumnsReader):
         o = self.options
         shift = HOUR_MS if o.hour_label == "end" else 0
         only = next(iter(o.stations)) if len(o.stations) == 1 else None
-        columns = ValueColumns(VALUE, "value")
+        values = Values(VALUE, "value", "unit")
         targets: dict[str, Target] = {}
-        prefix: dict[str, str | None] = {}
         for n, raw, r in source:
             number = r[STATION].strip().upper() or only
             if not number:
@@ -87,7 +86,6 @@ class Luchtmeetnet(ColumnsReader):
                     )
                 )
                 targets[number] = target
-                prefix[number] = ctx.air_prefix(target, SENSOR)
             quantity = FORMULAS.get(r[FORMULA])
             if quantity is None:
                 ctx.not_imported[r[FORMULA][:40]] = ctx.not_imported.get(r[FORMULA][:40], 0) + 1
@@ -95,7 +93,4 @@ class Luchtmeetnet(ColumnsReader):
             t = ctx.observed_at(n, raw, "timestamp_measured", r[TIME], target)
             if t is None:
                 continue
-            fields = ctx.air_fields(n, raw, r, columns(quantity, 1.0), target)
-            if fields is None or not ctx.declared(n, raw, prefix[number], target, SENSOR):
-                continue
-            ctx.store(n, f"{prefix[number]}{fields} {t - shift}", target)
+            values.store(ctx, (n, raw, r), target, quantity, UNIT, t - shift)

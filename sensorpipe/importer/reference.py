@@ -19,10 +19,21 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
-from sensorpipe.importer.base import DeviceSpec, StationInfo, ValueColumn, value_column
+from sensorpipe.importer.base import (
+    DeviceSpec,
+    ImportContext,
+    StationInfo,
+    Target,
+    ValueColumn,
+    value_column,
+)
 from sensorpipe.importer.fields import location as position
+from sensorpipe.importer.fields import unit_divisor
+from sensorpipe.importer.files import Header, HistoryFile, Row, header, rows
 from sensorpipe.protocol.provenance import REFERENCE
 
 SENSOR = "reference"  # the sensor tag of a station's values (a second instrument: reference-2)
@@ -72,21 +83,97 @@ def instrument(poc: str) -> str:
     return f"{SENSOR}-{int(poc)}"
 
 
-class Columns:
-    """`ValueColumn`s by (quantity, divisor), made once."""
+class Values:
+    """Stores a station's hourly values, one per row: the row's unit converted to the
+    quantity's (a unit it cannot convert is `bad_unit`), the value checked (`air_fields`),
+    the instrument declared, the line written. Made once per file."""
 
-    def __init__(self, index: int, name: str) -> None:
+    def __init__(self, index: int, name: str, unit_name: str) -> None:
         self._index = index
         self._name = name
-        self._made: dict[tuple[str, float], list[ValueColumn]] = {}
+        self._unit_name = unit_name
+        self._columns: dict[tuple[str, float], list[ValueColumn]] = {}
+        self._divisors: dict[tuple[str, str], float | None] = {}
 
-    def __call__(self, quantity: str, divisor: float) -> list[ValueColumn]:
-        key = (quantity, divisor)
-        made = self._made.get(key)
-        if made is None:
-            made = [value_column(self._index, self._name, quantity, divisor)]
-            self._made[key] = made
-        return made
+    def store(
+        self,
+        ctx: ImportContext,
+        row: tuple[int, str, list[str]],
+        target: Target,
+        quantity: str,
+        unit: str,
+        t: int,
+        sensor: str = SENSOR,
+    ) -> None:
+        n, raw, f = row
+        key = (quantity, unit)
+        if key not in self._divisors:
+            self._divisors[key] = unit_divisor(quantity, unit)
+        divisor = self._divisors[key]
+        if divisor is None:
+            problem = f"{self._unit_name} {unit[:20]!r} cannot be converted to {quantity}'s unit"
+            ctx.reject(n, raw, "bad_unit", problem, target)
+            return
+        columns = self._columns.get((quantity, divisor))
+        if columns is None:
+            columns = [value_column(self._index, self._name, quantity, divisor)]
+            self._columns[(quantity, divisor)] = columns
+        fields = ctx.air_fields(n, raw, f, columns, target, strip=True)
+        if fields is None:
+            return
+        prefix = ctx.air_prefix(target, sensor)
+        if ctx.declared(n, raw, prefix, target, sensor):
+            ctx.store(n, f"{prefix}{fields} {t}", target)
+
+
+def scan_methods(
+    file: HistoryFile, station: str, label: str, method: str
+) -> dict[str, dict[str, str]]:
+    """Per station (column `station`), the `method` column's first value for each `label`
+    (parameter, pollutant): what its registry entry says of how it measures. Reads the whole
+    file once (a station's file is a few thousand rows a month); at most 20 labels a station."""
+    out: dict[str, dict[str, str]] = {}
+    with file.open_text() as (text, _):
+        head = header(text, ",")
+        if head is None:
+            return out
+        names = head[3]
+        at = [names.index(c) for c in (station, label, method)]
+        for _, _, f in rows(text, ",", head[0] + 1):
+            if len(f) != len(names):
+                continue
+            methods = out.setdefault(f[at[0]].strip(), {})
+            name = f[at[1]].strip()
+            if name and name not in methods and len(methods) < 20:
+                methods[name] = f[at[2]].strip()
+    return out
+
+
+def station_rows(
+    ctx: ImportContext,
+    text: IO[str],
+    head: Header,
+    station: int,
+    spec: Callable[[str, list[str]], DeviceSpec],
+) -> Iterator[tuple[Row, Target]]:
+    """The rows under `head` with the target of their station (column `station`; `spec`
+    describes a station from its code and first row); a row of another width, or without a
+    station, is a `bad_row`."""
+    width = len(head[3])
+    targets: dict[str, Target] = {}
+    for n, raw, f in rows(text, ",", head[0] + 1, ctx.bad_row):
+        if len(f) != width:
+            ctx.reject(n, raw, "bad_row", "its columns do not match the header")
+            continue
+        code = f[station].strip()
+        target = targets.get(code)
+        if target is None:
+            if not code:
+                ctx.reject(n, raw, "bad_row", f"{head[3][station]} is empty: no station")
+                continue
+            target = ctx.target(spec(code, f))
+            targets[code] = target
+        yield (n, raw, f), target
 
 
 def read_station(path: Path) -> tuple[str, StationInfo]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,21 @@ def _require_binaries() -> None:
             f"integration tests need {', '.join(missing)}: run `make test` as root "
             f"or apt-get install mosquitto influxdb"
         )
+
+
+@contextlib.contextmanager
+def stack_and_influx(folder: Path) -> Iterator[tuple[LocalStack, InfluxClient]]:
+    """A stack (no API, no kit gateway) in `folder` and a client of its InfluxDB, for a
+    module's fixture; both ended afterwards."""
+    _require_binaries()
+    stack = LocalStack(folder / "stack")
+    info = stack.up(detach=False, serve=False, kits=False)
+    influx = InfluxClient(info.influx_url, info.database)
+    try:
+        yield stack, influx
+    finally:
+        influx.close()
+        stack.down()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from sensorpipe.cli.main import main
 from sensorpipe.ingest.deadletter import DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.stack.local import LocalStack
-from tests.integration.conftest import _require_binaries
+from tests.integration.conftest import stack_and_influx
 
 DATA = Path(__file__).parent.parent / "data" / "colocation"
 SENSOR = DATA / "toco_toucan_RT01_2019-08-18_20.csv"
@@ -59,15 +59,8 @@ def import_both(stack: LocalStack) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    _require_binaries()
-    stack = LocalStack(tmp_path_factory.mktemp("refimport") / "stack")
-    info = stack.up(detach=False, serve=False, kits=False)
-    influx = InfluxClient(info.influx_url, info.database)
-    try:
+    with stack_and_influx(tmp_path_factory.mktemp("refimport")) as (stack, influx):
         yield World(stack, influx, import_both(stack))
-    finally:
-        influx.close()
-        stack.down()
 
 
 def hourly(influx: InfluxClient, device: str, select: str) -> dict[datetime, list[Any]]:
