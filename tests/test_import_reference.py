@@ -431,3 +431,29 @@ def test_the_register_shows_a_stations_code_operator_and_method_in_english_and_d
     assert "370630099; OAQ; PM2.5-88101: AQS method 238" in page
     assert "een officieel referentiestation van een meetnet" in page
     assert "Reference station" in export(registry, None, "html", lang="en")
+
+
+@pytest.mark.parametrize("fmt", ["%m/%d/%Y %H:%M", "%Y-%m-%dT%H:%M:%S", "%d.%m.%Y  %H:%M:%S"])
+def test_the_fast_reading_of_numeric_formats_is_strptimes(fmt: str) -> None:
+    from sensorpipe.importer.timeparse import LocalTimes, TimestampError
+
+    tz = zone("-05:00")
+    fast, slow = LocalTimes(fmt, tz), LocalTimes(fmt, tz)
+    slow._fast = None  # strptime alone
+    assert fast._fast is not None
+    texts = [
+        "8/1/2019 7:11", "08/01/2019 07:11", "13/01/2019 7:11", "2/30/2019 1:00",
+        "8/1/2019 24:00", "8/1/2019 7:60", "8/1/2019  7:11", "2019-08-01T07:11:00",
+        "2019-08-01t07:11:00", "01.08.2019 07:11:00", "0/1/2019 1:00", "8/1/1969 1:00",
+        "8/1/2019 7:11 ", "2019-08-01T07:11:60",
+    ]  # fmt: skip
+
+    def read(times: LocalTimes, text: str) -> int | str:
+        try:
+            return times(text)
+        except TimestampError:
+            return "refused"
+
+    read_fast = [read(fast, t) for t in texts]
+    assert read_fast == [read(slow, t) for t in texts]
+    assert any(isinstance(ms, int) for ms in read_fast)  # each format reads some

@@ -118,6 +118,41 @@ def _general(text: str) -> int:
     return ms
 
 
+_dates: dict[tuple[str, str, str], int] = {}
+_NUMERIC = {"Y": r"([0-9]{4})", "m": r"([0-9]{1,2})", "d": r"([0-9]{1,2})", "H": r"([0-9]{1,2})",
+            "M": r"([0-9]{1,2})", "S": r"([0-9]{1,2})"}  # fmt: skip
+
+
+def _numeric_format(fmt: str) -> tuple[re.Pattern[str], tuple[int, ...]] | None:
+    """A regular expression for a `strptime` format of %Y, %m, %d, %H, %M and %S between
+    literal characters (each directive at most once, %Y among them), and where year, month,
+    day, hour, minute and second are among ("1", "0", *its groups); None for any other format
+    (strptime reads it)."""
+    pattern, order = [], []
+    i = 0
+    while i < len(fmt):
+        c = fmt[i]
+        if c == "%":
+            d = fmt[i + 1 : i + 2]
+            if d not in _NUMERIC or d in order:
+                return None
+            pattern.append(_NUMERIC[d])
+            order.append(d)
+            i += 2
+            continue
+        if c.isspace():  # as strptime: white space in the format is any run of it
+            while i < len(fmt) and fmt[i].isspace():
+                i += 1
+            pattern.append(r"\s+")
+            continue
+        pattern.append(re.escape(c))
+        i += 1
+    if "Y" not in order:
+        return None
+    where = tuple(order.index(d) + 2 if d in order else (0 if d in "md" else 1) for d in "YmdHMS")
+    return re.compile("".join(pattern) + r"\Z", re.IGNORECASE), where
+
+
 _OFFSET = re.compile(r"^(?:UTC|GMT)?([+-\u2212])([0-9]{1,2})(?::?([0-9]{2}))?$")
 
 
@@ -156,8 +191,17 @@ class LocalTimes:
         self.tz = tz
         self._last_ms: int | None = None
         self._fixed = tz is UTC or isinstance(tz, timezone)
+        # A fixed zone and a format of numbers only (the common case, a row a minute): a
+        # regular expression and a cache of midnights instead of strptime, 3 times faster.
+        self._fast = _numeric_format(fmt) if fmt is not None and self._fixed else None
+        offset = tz.utcoffset(None) if self._fixed else None
+        self._offset_ms = 0 if offset is None else int(offset.total_seconds() * 1000)
 
     def __call__(self, text: str) -> int:
+        if self._fast is not None:
+            ms = self._numeric(self._fast, text)
+            if ms is not None:
+                return ms
         if self.fmt is None:
             match = _ISO.match(text)
             if match is None or match.group(8):
@@ -183,6 +227,34 @@ class LocalTimes:
         ms = round(moment.timestamp() * 1000) if self.fmt else int(moment.timestamp()) * 1000
         if fraction:
             ms += round(int(fraction) * 1000 / 10 ** len(fraction))
+        self._last_ms = ms
+        return ms
+
+    def _numeric(self, fast: tuple[re.Pattern[str], tuple[int, ...]], text: str) -> int | None:
+        """`text` read by the format's regular expression; None where it does not match or
+        is no real time (strptime then says why, in its words)."""
+        match = fast[0].match(text)
+        if match is None:
+            return None
+        g = ("1", "0", *match.groups())  # a directive the format lacks: month, day 1; hour 0
+        year, month, day, hour, minute, second = (g[i] for i in fast[1])
+        h, mi, sec = int(hour), int(minute), int(second)
+        if h > 23 or mi > 59 or sec > 59:
+            return None
+        date = (year, month, day)
+        midnight = _dates.get(date)
+        if midnight is None:
+            try:
+                moment = datetime(int(year), int(month), int(day), tzinfo=UTC)
+            except ValueError:
+                return None
+            midnight = int(moment.timestamp()) * 1000
+            if len(_dates) >= _CACHE_MAX:
+                _dates.clear()
+            _dates[date] = midnight
+        ms = midnight + ((h * 60 + mi) * 60 + sec) * 1000 - self._offset_ms
+        if ms < 0:
+            raise TimestampError(f"{text[:40]!r} is before 1970")
         self._last_ms = ms
         return ms
 
