@@ -191,3 +191,66 @@ def test_importing_again_stores_nothing_twice(world: World) -> None:
     again = import_both(world.stack)
     assert all(f.get("skipped") for s in again.values() for f in s["files"])
     assert hourly(world.influx, "rt01", 'count("pm2_5")') == before
+
+
+def test_luchtmeetnet_and_eea_through_the_command(world: World, tmp_path: Path) -> None:
+    """Constructed files (the formats' documented shapes) through `import reference`: a
+    station with its own JSON, hour-ending labels at the hour's start, EEA's UTC+01:00."""
+    page = {
+        "pagination": {"current_page": 1, "last_page": 1},
+        "data": [
+            {
+                "station_number": "NL99001",
+                "formula": "PM25",
+                "value": 7.4,
+                "timestamp_measured": "2024-02-01T13:00:00+00:00",
+            }
+        ],
+    }
+    station = {
+        "data": {
+            "location": "Voorbeeldstad-Straatweg",
+            "organisation": "RIVM",
+            "geometry": {"type": "point", "coordinates": [5.1201, 52.0902]},
+        }
+    }
+    (tmp_path / "page-1.json").write_text(json.dumps(page))
+    (tmp_path / "NL99001.json").write_text(json.dumps(station))
+    eea = (
+        "Samplingpoint,Pollutant,Start,End,Value,Unit,AggType,Validity,Verification\n"
+        "NL/SPO-NL99002_00008_100,8,2024-02-01 14:00:00,2024-02-01 15:00:00,21.5,ug.m-3,hour,1,3\n"
+        "NL/SPO-NL99002_00008_100,8,2024-02-01 15:00:00,2024-02-01 16:00:00,99,ug.m-3,hour,-1,3\n"
+    )
+    (tmp_path / "eea.csv").write_text(eea)
+    d = ["--dir", str(world.stack.directory), "--json"]
+    luchtmeetnet = sensorpipe(
+        "import", "reference", "luchtmeetnet", str(tmp_path / "page-1.json"),
+        "--station", str(tmp_path / "NL99001.json"), *d,
+    )  # fmt: skip
+    assert json.loads(luchtmeetnet.stdout)["stored"] == 1
+    summary = json.loads(
+        sensorpipe("import", "reference", "eea", str(tmp_path / "eea.csv"), *d).stdout
+    )
+    assert (summary["stored"], summary["rejected_by_reason"]) == (1, {"qc_invalid": 1})
+    q = (
+        "SELECT pm2_5, no2 FROM air WHERE time >= '2024-02-01T00:00:00Z' "
+        "AND time < '2024-02-02T00:00:00Z' GROUP BY device_id, source"
+    )
+    stored = {
+        (s["tags"]["device_id"], s["tags"]["source"]): s["values"] for s in world.influx.query(q)
+    }
+    t12 = int(datetime(2024, 2, 1, 12, tzinfo=UTC).timestamp() * 1000)
+    t13 = t12 + 3_600_000  # 14:00 at UTC+01:00
+    assert stored == {
+        ("ref-nl99001", "reference:luchtmeetnet"): [[t12, 7.4, None]],
+        ("ref-nl-spo-nl99002_00008_100", "reference:eea"): [[t13, None, 21.5]],
+    }
+    listed = json.loads(
+        sensorpipe("devices", "list", "--dir", str(world.stack.directory), "--json").stdout
+    )
+    (nl,) = [x for x in listed if x["device_id"] == "ref-nl99001"]
+    assert (nl["source"], nl["operator"], nl["location"]) == (
+        "reference",
+        "RIVM",
+        {"lat": 52.09, "lon": 5.12},  # published rounded to 3 decimals
+    )
