@@ -100,6 +100,7 @@ def test_airnowtech_hours_units_qc_codes_and_the_station(tmp_path: Path) -> None
         f"{SITE},PM2.5-88101,88101,2,238,1 Hr,8/1/2019,5:00,8/1/2019,0:00,-05:00,7.9,UG/M3,0",
         f"{SITE},TEMP,62101,1,40,1 Hr,8/1/2019,7:00,8/1/2019,2:00,-05:00,70.7,F,0",
         f"{SITE},PM2.5-88101,88101,1,238,1 Hr,8/32/2019,5:00,8/1/2019,0:00,-05:00,7,UG/M3,0",
+        f"{SITE},PM2.5-88101,88101,1,238,24 Hr,8/2/2019,5:00,8/2/2019,0:00,-05:00,7,UG/M3,0",
     ]
     p = parse("airnowtech", write(tmp_path, "anc.csv", H + "\n".join(rows) + "\n"))
     src, dev = "reference:airnowtech", "ref-370630099"
@@ -115,6 +116,7 @@ def test_airnowtech_hours_units_qc_codes_and_the_station(tmp_path: Path) -> None
         8: "qc_invalid",
         10: "bad_unit",
         11: "bad_timestamp",
+        12: "bad_row",  # a 24-hour mean is no hour
     }
     assert "QC Code '9' (invalid)" in p.letters[0][3]
     assert "QC Code '5' (suspect)" in p.letters[1][3]

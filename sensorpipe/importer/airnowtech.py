@@ -13,7 +13,8 @@ hour); AirNow-Tech labels an hourly value by the hour's start, which is where se
 stores it (see `reference`). Parameters, by AQS parameter code: 88101 and 88502 (PM2.5) ->
 pm2_5, 81102 (PM10) -> pm10, 42602 (NO2, ppb stored as µg/m³ at 20 °C) -> no2, 62101
 (temperature) -> temperature, 62201 (relative humidity) -> relative_humidity; the others (O3,
-CO, SO2, wind, ...) have no sensorpipe quantity and are counted as not imported.
+CO, SO2, wind, ...) have no sensorpipe quantity and are counted as not imported. Only hourly
+values are imported (`Duration` `1 Hr`): a 24-hour mean is a `bad_row`, not an hour.
 
 QC codes, as sensortoolkit reads them: 0 valid, 1 adjusted, 2 averaged, 3 interpolated,
 4 estimated are stored; 5 suspect, 6 suspect (audit failure), 7 insufficient data, 8 missing
@@ -68,6 +69,7 @@ QC_CODES = {
     "9": "invalid",
 }
 QC_VALID = frozenset({"0", "1", "2", "3", "4"})
+HOURLY = frozenset({"1 hr", "1hr", "1 hour", "60 min"})  # `Duration`, case aside
 
 
 class AirNowTech(Reader):
@@ -91,7 +93,7 @@ class AirNowTech(Reader):
         head = header(text, ",")
         assert head is not None  # prepare() saw it
         names = head[3]
-        agency, site, aqs, param, param_aqs, poc, _, _, date, time_, *_ = (
+        agency, site, aqs, param, param_aqs, poc, _, duration, date, time_, *_ = (
             names.index(c) for c in COLUMNS
         )
         value, unit, qc = (names.index(c) for c in ("Value", "Unit", "QC Code"))
@@ -107,6 +109,10 @@ class AirNowTech(Reader):
                 quantities[name] = quantity
             if quantity is None:
                 ctx.not_imported[name] = ctx.not_imported.get(name, 0) + 1
+                continue
+            if f[duration].strip().casefold() not in HOURLY:
+                problem = f"Duration {f[duration][:20]!r}: only hourly values are imported"
+                ctx.reject(n, raw, "bad_row", problem, target)
                 continue
             t = ctx.observed_at(
                 n, raw, "Date (UTC)", f"{f[date].strip()} {f[time_].strip()}", target, parse=times
