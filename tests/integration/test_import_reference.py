@@ -157,6 +157,10 @@ def test_qc_invalid_hours_are_dead_letters_with_their_line(world: World) -> None
     assert all(d.device_id == STATION for d in letters)
     assert all(d.topic.startswith(f"import:airnowtech:{REFERENCE.name}:") for d in letters)
     assert all(b",10.1,UG/M3,9" in d.payload for d in letters)
+    listed = sensorpipe(
+        "ingest", "rejects", "--reason", "qc_invalid", "--dir", str(world.stack.directory), "--json"
+    )
+    assert "QC Code '9' (invalid)" in listed.stdout
 
 
 def test_the_station_and_the_logger_are_registered_and_listed(world: World) -> None:
