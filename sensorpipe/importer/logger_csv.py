@@ -26,7 +26,7 @@ from typing import IO
 
 from sensorpipe.importer.base import DeviceSpec, ImportContext, ValueColumn, value_column
 from sensorpipe.importer.fields import unit_divisor
-from sensorpipe.importer.files import KEEP, lines, overlong, rows
+from sensorpipe.importer.files import lines, overlong, rows
 from sensorpipe.importer.reader import Reader
 from sensorpipe.importer.timeparse import LocalTimes, TimestampError
 from sensorpipe.protocol.quantities import QUANTITIES, spellings_of
@@ -55,7 +55,7 @@ class LoggerCsv(Reader):
                 if overlong(line) or not line.strip():
                     continue
                 for delimiter in DELIMITERS:
-                    if delimiter not in line and len(wanted) > 1:
+                    if delimiter not in line:  # the time and a column at least: two fields
                         continue
                     fields = _fields(line, delimiter)
                     matches = sum(1 for w in wanted if w in fields)
@@ -148,7 +148,8 @@ class LoggerCsv(Reader):
 
 
 def _fields(line: str, delimiter: str) -> list[str]:
-    text = line.rstrip("\n")[: KEEP * 64]
+    """A line's fields, stripped (a line `lines` gave: at most MAX_LINE characters)."""
+    text = line.rstrip("\n")
     try:
         fields = next(csv.reader([text], delimiter=delimiter))
     except (csv.Error, StopIteration):
