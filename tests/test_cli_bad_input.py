@@ -157,6 +157,15 @@ def _stack_with_bad_state(tmp: Path) -> str:
     return str(tmp / "st")
 
 
+def _logger(tmp: Path) -> list[str]:
+    """`import csv` of a logger file with a preamble, all options right but the stack."""
+    text = "Serial: 1\n\nTime,PM2.5\n8/1/2019 7:11,5.4\n"
+    return [
+        _file(tmp, "rt.csv", text), "--device", "rt01", "--time", "Time", "--column",
+        "PM2.5=pm2_5", "--time-format", "%m/%d/%Y %H:%M",
+    ]  # fmt: skip
+
+
 def _sample(name: str) -> str:
     """A history file of tests/data/import (for `sensorpipe import`)."""
     return str(Path(__file__).parent / "data" / "import" / name)
@@ -533,6 +542,73 @@ CASES: dict[str, list[Case]] = {
         (lambda t: [_sample("ride-2024-05-04.csv")], "give --track-id NAME"),
         (lambda t: [_sample(SC)], "not a track CSV"),
         (lambda t: [_sample(SC), "--track-id", "a b"], "--track-id 'a b': use letters"),
+    ],
+    "import csv": [
+        (lambda t: [_sample(SC), "--time", "t", "--column", "a=pm2_5"], "give --device ID"),
+        (
+            lambda t: [_sample(SC), "--device", "d1", "--time", "t", "--column", "a"],
+            "--column 'a': write HEADER=QUANTITY",
+        ),
+        (
+            lambda t: [_sample(SC), "--device", "d1", "--time", "t", "--column", "a=pm25"],
+            "'pm25' is no quantity; use one of pm1",
+        ),
+        (
+            lambda t: [_sample(SC), "--device", "d1", "--time", "t", "--column", "a=pm2_5:mg/m3"],
+            "unit 'mg/m3' cannot be converted to pm2_5's ug/m3",
+        ),
+        (
+            lambda t: [*_logger(t), "--timezone", "Mars/Olympus"],
+            "--timezone: 'Mars/Olympus' is no time zone",
+        ),
+        (
+            lambda t: [*_logger(t), "--column", "PM2.5=pm2_5"],
+            "pm2_5 given for more than one column",
+        ),
+        (
+            lambda t: [
+                _file(t, "l.csv", "time,pm\n2024-01-01T00:00:00,1\n"),
+                "--device",
+                "d1",
+                "--time",
+                "time",
+                "--column",
+                "PM2.5=pm2_5",
+            ],
+            "l.csv: no row in its first 200 lines holds 'PM2.5'",
+        ),
+        (
+            lambda t: [*_logger(t)[:-2], "--time-format", "%Y-%m-%d"],
+            "line 4: Time '8/1/2019 7:11' cannot be read as --time-format",
+        ),
+        (
+            lambda t: [*_logger(t), "--dir", str(t), "--influx-url", "x"],
+            "--device rt01: not registered in",
+        ),
+    ],
+    "import reference airnowtech": [
+        (lambda t: [_sample(SC)], "not an AirNow-Tech export: its header lacks Agency, Site"),
+    ],
+    "import reference luchtmeetnet": [
+        (lambda t: [_sample(SC)], "not a Luchtmeetnet /measurements answer: expected"),
+        (
+            lambda t: [
+                _file(
+                    t,
+                    "p.json",
+                    '{"data": [{"formula": "NO2", "value": 1, '
+                    '"timestamp_measured": "2024-01-01T00:00:00+00:00"}]}',
+                )
+            ],
+            "p.json: its measurements name no station_number",
+        ),
+        (
+            lambda t: [_sample(SC), "--station", _file(t, "station.json", "{}")],
+            "station.json: name the file after the station number",
+        ),
+    ],
+    "import reference eea": [
+        (lambda t: [_sample(SC)], "not an EEA air-quality download CSV: expected the e-Reporting"),
     ],
     "count-eval": [
         (lambda t: ["--conditions", "fog"], "fog"),

@@ -433,9 +433,9 @@ def test_plausibility_is_one_rule_for_messages_and_imports() -> None:
 
 
 def test_every_format_is_registered_under_its_source_name() -> None:
-    from sensorpipe.protocol.provenance import IMPORT_FORMATS
+    from sensorpipe.protocol.provenance import IMPORT_FORMATS, REFERENCE_FORMATS
 
-    assert set(FORMATS) == set(IMPORT_FORMATS)
+    assert set(FORMATS) == set(IMPORT_FORMATS) | set(REFERENCE_FORMATS)
     assert all(cls.name == name for name, cls in FORMATS.items())
 
 

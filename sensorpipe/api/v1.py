@@ -91,7 +91,10 @@ Devices = Annotated[list[DeviceId], Query(max_length=100)]
 Sites = Annotated[list[Site], Query(max_length=100)]
 Sources = Annotated[
     list[Source],
-    Query(max_length=10, description="provenance: edge, airrohr, ttn, import:<format>"),
+    Query(
+        max_length=10,
+        description="provenance: edge, airrohr, ttn, import:<format>, reference:<format>",
+    ),
 ]
 INGEST_FRESH_S = 30.0
 # How long /health waits for InfluxDB: monitors give up after a few seconds.

@@ -270,6 +270,8 @@ def _vouch_text(d: DeviceEntry) -> str:
         return "signed on the device"
     if d.source in KIT_SOURCES:
         return f"signed by gateway {d.gateway}"
+    if d.source == "reference":
+        return "a reference station's published values, imported by a named user"
     return "imported by a named user"
 
 
@@ -343,6 +345,10 @@ def devices_list(directory: Path | None, as_json: bool) -> None:
                     "licence": d.licence,
                     "count_classes": d.count_classes,
                     "personal_data": d.personal_data,
+                    # Reference stations: their code, who runs them, how they measure.
+                    "station_code": d.station_code,
+                    "operator": d.operator,
+                    "method": d.method,
                     # Edge devices: where its signing key comes from (protocol.enrollment).
                     "key": _key_fields(d, keys.get(str(item["device_id"]))),
                     # null, or since when (epoch s), why and by whom it is quarantined.

@@ -1,5 +1,6 @@
 """`sensorpipe import`: history files (Sensor.Community archives, openSenseMap downloads,
-Telraam exports, bike tracks) into the stack's InfluxDB, through the same checks as live data."""
+Telraam exports, bike tracks, any logger's CSV, reference stations' data) into the stack's
+InfluxDB, through the same checks as live data."""
 
 from __future__ import annotations
 
@@ -35,10 +36,12 @@ SHOWN_DEVICES = 10  # devices named per file in the summary (--json lists them a
 def import_() -> None:
     """Import history files through the same checks as live data.
 
-    Sensor.Community archive CSVs, openSenseMap downloads, Telraam traffic exports and mobile
-    tracks (Snuffelfiets): every reading is checked as the ingest checks it, bad rows go to the
-    dead-letter store with file, line and reason (`sensorpipe ingest rejects`), and every point
-    is tagged source=import:<format>, vouch=import. Importing a file again stores nothing twice.
+    Sensor.Community archive CSVs, openSenseMap downloads, Telraam traffic exports, mobile
+    tracks (Snuffelfiets), any logger's CSV (`import csv`) and reference stations' hourly
+    values (`import reference`): every reading is checked as the ingest checks it, bad rows go
+    to the dead-letter store with file, line and reason (`sensorpipe ingest rejects`), and every
+    point is tagged source=import:<format>, vouch=import (a reference station's:
+    source=reference:<format>, vouch=reference). Importing a file again stores nothing twice.
     """
 
 
@@ -153,6 +156,137 @@ def import_track(files: tuple[Path, ...], **common: Any) -> None:
     _import("track", files, common, extra)
 
 
+@import_.command("csv")
+@_common
+@click.option("--time", "time_column", required=True, help="The header of the time column.")
+@click.option(
+    "--time-format",
+    default=None,
+    help="How its times are written, as strptime reads them, e.g. '%m/%d/%Y %H:%M' "
+    "(default: ISO 8601).",
+)
+@click.option(
+    "--timezone",
+    default="UTC",
+    show_default=True,
+    help="Zone of times without an offset: an offset like -05:00, or a zone name like "
+    "Europe/Amsterdam (daylight saving included).",
+)
+@click.option(
+    "--column",
+    "columns",
+    multiple=True,
+    required=True,
+    help="HEADER=QUANTITY or HEADER=QUANTITY:UNIT (repeatable), e.g. 'PM2.5 (µg/m³)=pm2_5' or "
+    "'Pressure=pressure:Pa'; without a unit, the quantity's own.",
+)
+@click.option("--sensor", default=None, help="Sensor model name, a tag (default: logger).")
+@click.option(
+    "--register",
+    is_flag=True,
+    help="Register --device (history from files, source import) when it is not registered.",
+)
+def import_csv(files: tuple[Path, ...], **common: Any) -> None:
+    """Any logger's CSV export into --device: the header row is found below any preamble, each
+    --column maps a header to a quantity (converted from its unit), empty cells are skipped.
+
+    Example: sensorpipe import csv RT01.csv --device rt01 --register --time Time
+    --time-format '%m/%d/%Y %H:%M' --timezone -05:00 --column 'PM2.5 (µg/m³)=pm2_5'"""
+    from sensorpipe.importer.logger_csv import column_spec
+    from sensorpipe.importer.timeparse import zone
+
+    extra = {
+        k: common.pop(k)
+        for k in ("time_column", "time_format", "timezone", "columns", "sensor", "register")
+    }
+    if common["device"] is None:
+        fail("import csv: give --device ID (the logger's device; --register registers it)")
+    try:
+        extra["columns"] = tuple(column_spec(c) for c in extra["columns"])
+        extra["timezone"] = zone(extra["timezone"])
+    except ValueError as exc:
+        fail(f"--timezone: {exc}" if "--column" not in str(exc) else str(exc))
+    quantities = [q for _, q, _ in extra["columns"]]
+    twice = sorted({q for q in quantities if quantities.count(q) > 1})
+    if twice:
+        fail(f"--column: {', '.join(twice)} given for more than one column: map each quantity once")
+    fmt = extra["time_format"]
+    if fmt is not None and "%" not in fmt:
+        fail(f"--time-format {fmt!r}: write it as strptime does, like '%m/%d/%Y %H:%M'")
+    if not extra["register"] and common["site"] is not None:
+        fail("--site is for the device --register registers")
+    _import("csv", files, common, extra)
+
+
+@import_.group("reference")
+def import_reference() -> None:
+    """Reference stations' published hourly values: AirNow-Tech exports (US), Luchtmeetnet's
+    open API (NL) and the EEA's air-quality download (EU).
+
+    Each station is a device of source reference (registered by the import with what the
+    files say of it: station code, name, operator, method); its points are tagged
+    source=reference:<format>, vouch=reference. Each hourly value is stored at the start of
+    its hour, as sensorpipe's own hourly means are. A value the agency marks invalid is a
+    dead letter (reason qc_invalid)."""
+
+
+@import_reference.command("airnowtech")
+@_common
+def import_airnowtech(files: tuple[Path, ...], **common: Any) -> None:
+    """AirNow-Tech exports, the unpivoted table (Agency,Site,Site AQS,Param,...,QC Code).
+
+    Device ref-<Site AQS>; PM2.5 (88101, 88502), PM10, NO2 (ppb to µg/m³ at 20 °C),
+    temperature and relative humidity are stored; QC codes 5-9 are dead letters."""
+    _import("airnowtech", files, common, {})
+
+
+@import_reference.command("luchtmeetnet")
+@_common
+@click.option(
+    "--station",
+    "stations",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A station's /stations/{number} answer, named after its number (NL10404.json): its "
+    "name, location and organisation go into the station's registry entry (repeatable).",
+)
+@click.option(
+    "--hour-label",
+    type=click.Choice(["end", "start"]),
+    default="end",
+    show_default=True,
+    help="Whether timestamp_measured labels the hour's end (18:00 = 17:00-18:00, stored at "
+    "17:00) or its start.",
+)
+def import_luchtmeetnet(files: tuple[Path, ...], **common: Any) -> None:
+    """Luchtmeetnet open-API /measurements answers saved as JSON files (one page a file).
+
+    Device ref-<station number>; PM25, PM10 and NO2 (µg/m³) are stored."""
+    from sensorpipe.importer.reference import read_station
+
+    extra = {k: common.pop(k) for k in ("stations", "hour_label")}
+    stations = {}
+    for path in extra["stations"]:
+        try:
+            number, info = read_station(path)
+        except ValueError as exc:
+            fail(f"--station {exc}")
+        stations[number] = info
+    extra["stations"] = stations
+    _import("luchtmeetnet", files, common, extra)
+
+
+@import_reference.command("eea")
+@_common
+def import_eea(files: tuple[Path, ...], **common: Any) -> None:
+    """EEA air-quality download CSVs: the e-Reporting time series (*_timeseries.csv) or the
+    download service's table as CSV (Samplingpoint,Pollutant,Start,End,Value,...).
+
+    Device ref-<station EoI code> (the newer form: ref-<sampling point>); hourly PM2.5, PM10
+    and NO2 are stored; Validity 0 or below is a dead letter."""
+    _import("eea", files, common, {})
+
+
 def _import(
     fmt: str, files: tuple[Path, ...], common: dict[str, Any], extra: dict[str, Any]
 ) -> None:
@@ -231,7 +365,7 @@ def _options(common: dict[str, Any], extra: dict[str, Any]) -> ImportOptions:
             f"--site {site!r}: use letters, digits, '.', '_' and '-', starting with a letter "
             f"or digit"
         )
-    if site is not None and device is not None:
+    if site is not None and device is not None and not extra.get("register"):
         fail(
             f"give --site or --device, not both: what is imported into --device {device} "
             f"keeps that device's site"
@@ -276,6 +410,13 @@ def _options(common: dict[str, Any], extra: dict[str, Any]) -> ImportOptions:
         track_id=track_id,
         segment=segment,
         direction_names=(names[0], names[1]),
+        time_column=extra.get("time_column"),
+        time_format=extra.get("time_format"),
+        timezone=extra.get("timezone", UTC),
+        columns=extra.get("columns", ()),
+        register=bool(extra.get("register", False)),
+        hour_label=extra.get("hour_label", "end"),
+        stations=extra.get("stations", {}),
         batch_size=common["batch_size"],
         max_decompressed_mib=common["max_decompressed_mib"],
     )

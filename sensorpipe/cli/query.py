@@ -60,7 +60,8 @@ def query() -> None:
     "--source",
     "sources",
     multiple=True,
-    help="Only data from this source: edge, airrohr, ttn, import:<format> (repeatable).",
+    help="Only data from this source: edge, airrohr, ttn, import:<format>, reference:<format> "
+    "(repeatable).",
 )
 @click.option(
     "--bbox",

@@ -1,13 +1,16 @@
 """`sensorpipe import`: history files into the same series as live data.
 
-One module per format (`sensor_community`, `opensensemap`, `telraam`, `track`), each a thin
-parser behind the contract in `base`, built on the reader base in `reader` (header checks, CSV
-or JSON of named columns) and the row checks of `base.ImportContext` (time, values, declared
-sensor, storing), so a format holds only its columns, devices and units. Helped by `files`
-(checked, hashed, opened), `jsonstream` (JSON read item by item), `timeparse` (strict times)
-and `fields` (values several formats carry). `runner` does what all share: the registry,
-`overlap` (an import must not blend into another source's data), batches of `lines` (line
-protocol without an object per row) written by `writer` on a thread of its own, dead letters,
-the `ledger` that makes a second import store nothing twice, and the `imports` records. Every
-point carries the provenance tags `source=import:<format>` and `vouch=import`.
+One module per format (`sensor_community`, `opensensemap`, `telraam`, `track`, `logger_csv`
+for any logger's CSV, and the reference stations' `airnowtech`, `luchtmeetnet` and `eea`,
+which share `reference`), each a thin parser behind the contract in `base`, built on the
+reader base in `reader` (header checks, CSV or JSON of named columns) and the row checks of
+`base.ImportContext` (time, values, declared sensor, storing), so a format holds only its
+columns, devices and units. Helped by `files` (checked, hashed, opened), `jsonstream` (JSON
+read item by item), `timeparse` (strict times, and loggers' local times) and `fields` (values
+several formats carry). `runner` does what all share: the registry, `overlap` (an import must
+not blend into another source's data), batches of `lines` (line protocol without an object per
+row) written by `writer` on a thread of its own, dead letters, the `ledger` that makes a second
+import store nothing twice, and the `imports` records. Every point carries the provenance tags
+`source=import:<format>` and `vouch=import` (a reference station's: `source=reference:<format>`
+and `vouch=reference`).
 """

@@ -25,14 +25,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import IO, ClassVar
 
 from sensorpipe.importer.files import DEFAULT_MAX_DECOMPRESSED_MIB, HistoryFile
 from sensorpipe.importer.lines import series_prefix
 from sensorpipe.importer.timeparse import TimestampError, utc_ms
 from sensorpipe.protocol import storage
-from sensorpipe.protocol.provenance import import_source, provenance_tags
+from sensorpipe.protocol.provenance import IMPORT, DeviceSource, import_source, provenance_tags
 from sensorpipe.protocol.quantities import QUANTITIES, plausibility_error
 
 DEFAULT_BATCH = 20_000
@@ -41,6 +42,15 @@ DEFAULT_BATCH = 20_000
 LETTER_FLUSH = 1000
 # As the ingest: a reading may be observed at most this far ahead of this machine's clock.
 MAX_FUTURE_S = 300.0
+
+
+@dataclass(frozen=True)
+class StationInfo:
+    """What a reference network publishes about a station, beyond its measurements."""
+
+    name: str = ""
+    operator: str = ""
+    location: tuple[float, float] | None = None  # lat, lon
 
 
 @dataclass
@@ -57,14 +67,26 @@ class ImportOptions:
     track_id: str | None = None  # track: names the bike or sensor when the file does not
     segment: str | None = None  # Telraam: the segment when the file does not name it
     direction_names: tuple[str, str] = ("lft", "rgt")  # Telraam _lft/_rgt as directions
+    # csv (any logger): the time column, its strptime format (None: ISO 8601), the zone of
+    # times without an offset, and (header, quantity, divisor to the canonical unit) per column
+    time_column: str | None = None
+    time_format: str | None = None
+    timezone: tzinfo = UTC
+    columns: tuple[tuple[str, str, float], ...] = ()
+    register: bool = False  # csv: register --device (source import) when it is not registered
+    # luchtmeetnet: whether its timestamps label the hour's end (default) or start; station
+    # metadata (/stations/{n} answers) by station number
+    hour_label: str = "end"
+    stations: dict[str, StationInfo] = field(default_factory=dict)
     batch_size: int = DEFAULT_BATCH
     max_decompressed_mib: int = DEFAULT_MAX_DECOMPRESSED_MIB  # a gzip'd file's expanded size
 
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """A device a file describes (a sensor, a senseBox, a road segment, a bike): registered
-    under `device_id` with source `import` unless `--device` maps it to an existing one."""
+    """A device a file describes (a sensor, a senseBox, a road segment, a bike, a reference
+    station): registered under `device_id` with source `import` (`reference` for a station)
+    unless `--device` maps it to an existing one."""
 
     device_id: str
     purpose: str
@@ -73,6 +95,10 @@ class DeviceSpec:
     directions: tuple[str, ...] = ()
     count_classes: tuple[str, ...] = ()
     personal_data: bool | None = None
+    source: DeviceSource = IMPORT  # the registry's source: import, or reference for a station
+    station_code: str = ""
+    operator: str = ""
+    method: str = ""
 
 
 class Target:
@@ -219,12 +245,14 @@ class ImportContext:
         target: Target | None,
         *,
         strip: bool = False,
+        parse: Callable[[str], int] = utc_ms,
     ) -> int | None:
         """The row's time in epoch ms; None for a time that is no time (`bad_timestamp`) or
         is further ahead than MAX_FUTURE_S (`future_timestamp`). `strip`: parse `text`
-        without surrounding white space (the message still shows it as written)."""
+        without surrounding white space (the message still shows it as written); `parse`:
+        the format's own reading of a time (ISO 8601 by default), raising TimestampError."""
         try:
-            t = utc_ms(text.strip() if strip else text)
+            t = parse(text.strip() if strip else text)
         except TimestampError as exc:
             self.reject(line_no, raw, "bad_timestamp", f"{column}: {exc}", target)
             return None

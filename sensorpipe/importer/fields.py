@@ -9,7 +9,7 @@ from typing import Any
 
 from sensorpipe.importer.files import Row
 from sensorpipe.protocol.messages import SENSOR_PATTERN
-from sensorpipe.protocol.quantities import QUANTITIES, canonical_unit
+from sensorpipe.protocol.quantities import QUANTITIES, UG_M3_PER_PPB, canonical_unit
 
 _SENSOR = re.compile(SENSOR_PATTERN)
 _NOT_IN_MODEL = re.compile(r"[^a-z0-9._-]")
@@ -80,12 +80,17 @@ def quantity_named(name: str) -> str | None:
 
 def unit_divisor(quantity: str, unit: str) -> float | None:
     """What to divide a value in `unit` by for `quantity`'s canonical unit; None for a unit
-    that is not one of its spellings (nor Pa or kPa for pressure)."""
+    that is not one of its spellings (nor Pa or kPa for pressure, nor ppb or ppm for a gas
+    with a factor in `UG_M3_PER_PPB`)."""
     canonical = canonical_unit(unit)
     if canonical == QUANTITIES[quantity].unit:
         return 1.0
+    key = canonical.strip().casefold()
     if quantity == "pressure":
-        return {"pa": 100.0, "kpa": 0.1}.get(canonical.strip().casefold())
+        return {"pa": 100.0, "kpa": 0.1}.get(key)
+    factor = UG_M3_PER_PPB.get(quantity)
+    if factor is not None and key in ("ppb", "ppm"):
+        return 1.0 / factor if key == "ppb" else 0.001 / factor
     return None
 
 

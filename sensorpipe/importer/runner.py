@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from sensorpipe.importer.airnowtech import AirNowTech
 from sensorpipe.importer.base import (
     DeviceSpec,
     HistoryFormat,
@@ -28,8 +29,11 @@ from sensorpipe.importer.base import (
     Letter,
     Target,
 )
+from sensorpipe.importer.eea import Eea
 from sensorpipe.importer.files import READ_ERRORS, FileProblem, inspect, read_error
 from sensorpipe.importer.ledger import Ledger, LedgerEntry
+from sensorpipe.importer.logger_csv import LoggerCsv
+from sensorpipe.importer.luchtmeetnet import Luchtmeetnet
 from sensorpipe.importer.opensensemap import OpenSenseMap
 from sensorpipe.importer.overlap import Spans, devices_with_other_sources, find_overlap, refusal
 from sensorpipe.importer.sensor_community import SensorCommunity
@@ -43,7 +47,7 @@ from sensorpipe.ingest.lineprotocol import Point, to_line
 from sensorpipe.protocol import storage
 from sensorpipe.protocol.counting import DIRECTION_PATTERN
 from sensorpipe.protocol.messages import SENSOR_PATTERN, Location
-from sensorpipe.protocol.provenance import IMPORT, import_source, provenance_tags
+from sensorpipe.protocol.provenance import IMPORT, REFERENCE, import_source, provenance_tags
 from sensorpipe.protocol.registry import (
     DeviceEntry,
     Registry,
@@ -60,6 +64,10 @@ FORMATS: dict[str, type[HistoryFormat]] = {
     OpenSenseMap.name: OpenSenseMap,
     Telraam.name: Telraam,
     Track.name: Track,
+    LoggerCsv.name: LoggerCsv,
+    AirNowTech.name: AirNowTech,
+    Luchtmeetnet.name: Luchtmeetnet,
+    Eea.name: Eea,
 }
 LETTER_CHUNK = 1000
 RETRIES = 3  # as the writer's
@@ -149,11 +157,30 @@ class Importer:
         self._letters_kept = 0
         self._position: Callable[[], int] = lambda: 0
         self._reported = 0
-        if options.device is not None and options.device not in self.registry.devices:
+        if fmt == LoggerCsv.name:
+            self._check_logger(options)
+        elif options.device is not None and options.device not in self.registry.devices:
             known = ", ".join(sorted(self.registry.devices)[:10]) or "none"
             raise ImportProblem(
                 f"--device {options.device}: no such device in {registry_path} "
                 f"(registered: {known}); leave --device out to register the file's own devices"
+            )
+
+    def _check_logger(self, options: ImportOptions) -> None:
+        """A logger's CSV goes into a registered device of source import, or one --register
+        registers."""
+        device = options.device
+        entry = self.registry.devices.get(device or "")
+        if entry is None and not options.register:
+            raise ImportProblem(
+                f"--device {device}: not registered in {self.registry_path}: add --register "
+                f"(and --site SITE) to this command to register it as a device whose history "
+                f"comes from files (source import)"
+            )
+        if entry is not None and entry.source != IMPORT:
+            raise ImportProblem(
+                f"--device {device} is registered with source {entry.source}: a logger's CSV "
+                f"goes into a device of source import; give another device id and --register"
             )
 
     # --- the import -------------------------------------------------------------------------
@@ -323,7 +350,7 @@ class Importer:
             entry.site,
             frozenset(allowed_sensors(entry)),
             frozenset(allowed_directions(entry)),
-            may_declare=entry.source == IMPORT,
+            may_declare=entry.source in (IMPORT, REFERENCE),
         )
 
     def _unique_ms(self) -> int:
@@ -358,7 +385,10 @@ class Importer:
             if not is_valid_device_id(device_id):
                 raise ValueError(f"a format made the invalid device id {device_id!r}")
             entry = DeviceEntry(
-                source=IMPORT,
+                source=spec.source,
+                station_code=spec.station_code,
+                operator=spec.operator,
+                method=spec.method,
                 site=o.site or DEFAULT_SITE,
                 purpose=spec.purpose,
                 sensors=list(spec.sensors),
@@ -382,7 +412,7 @@ class Importer:
             entry.site,
             frozenset(allowed_sensors(entry)),
             frozenset(allowed_directions(entry)),
-            may_declare=entry.source == IMPORT,
+            may_declare=entry.source in (IMPORT, REFERENCE),
         )
         self._targets[device_id] = target
         return target

@@ -47,6 +47,8 @@ REASONS: dict[str, str] = {
     "no_position": "an imported mobile reading without a position (no GPS fix)",
     "device_error": "an imported row its device flagged as faulty (a sensor error code)",
     "unknown_phenomenon": "an openSenseMap phenomenon or unit sensorpipe has no quantity for",
+    "bad_unit": "an imported reference value in a unit sensorpipe cannot convert",
+    "qc_invalid": "a reference station's value its agency marks invalid (QC code, validity)",
 }
 
 

@@ -66,6 +66,7 @@ _UNIT_SPELLINGS: dict[str, str] = {
     "ug/m^3": "ug/m3",
     "ugm-3": "ug/m3",
     "ug/m**3": "ug/m3",
+    "ug.m-3": "ug/m3",
     "degc": "degC",
     "°c": "degC",
     "℃": "degC",
@@ -81,6 +82,12 @@ _UNIT_SPELLINGS: dict[str, str] = {
     "dba": "dBA",
     "db(a)": "dBA",
 }
+
+
+# µg/m³ per ppb of a gas stored in µg/m³, at the EU's reference conditions for gases (20 °C,
+# 101.3 kPa; Directive 2008/50/EC, Annex VI): molar mass / 24.055 L/mol. A reference station's
+# or logger's ppb (or ppm) becomes µg/m³ with it.
+UG_M3_PER_PPB: dict[str, float] = {"no2": 1.9125}
 
 
 def _unit_key(unit: str) -> str:

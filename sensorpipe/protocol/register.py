@@ -63,6 +63,10 @@ SOURCE_NOTES: dict[str, str] = {
         "it receives"
     ),
     "import": "history imported from files by the network's operator",
+    "reference": (
+        "an official reference station of a monitoring network; its published values are "
+        "imported from files by the network's operator"
+    ),
 }
 LEGAL_BASIS_NONE = "not applicable: no personal data is processed"
 LEGAL_BASIS_UNSTATED = "not stated by the operator: ask the contact"
@@ -94,8 +98,15 @@ class RegisterEntry(BaseModel):
     legal_basis: str
     retention: str
     licence: str
-    source: str = Field(description="how its readings arrive: edge, airrohr, ttn or import")
+    source: str = Field(
+        description="how its readings arrive: edge, airrohr, ttn, import or reference"
+    )
     source_note: str = Field(description="the same, and what vouches for them, in words")
+    station_code: str = Field(
+        default="", description="a reference station's code in its network (empty otherwise)"
+    )
+    operator: str = Field(default="", description="who runs a reference station")
+    method: str = Field(default="", description="how a reference station measures")
     location: RoundedLocation | None
 
 
@@ -152,6 +163,9 @@ def register_entry(
         licence=entry.licence or network.licence,
         source=entry.source,
         source_note=SOURCE_NOTES[entry.source],
+        station_code=entry.station_code,
+        operator=entry.operator,
+        method=entry.method,
         location=location,
     )
 

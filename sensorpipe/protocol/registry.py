@@ -79,6 +79,12 @@ class DeviceEntry(_Strict):
     # fit: e.g. a device that reports every second. None: the default.
     max_messages_per_s: float | None = Field(default=None, gt=0, le=100_000)
     max_bytes_per_s: int | None = Field(default=None, ge=1024)
+    # Reference stations (source reference): the network's own station code (`NL10404`, AQS
+    # `370630099`), who runs it, and how it measures (the methods per quantity, as the data
+    # says). Empty for other devices.
+    station_code: str = Field(default="", max_length=100)
+    operator: str = Field(default="", max_length=200)
+    method: str = Field(default="", max_length=300)
 
     @model_validator(mode="after")
     def _what_its_source_needs(self) -> DeviceEntry:
@@ -87,6 +93,7 @@ class DeviceEntry(_Strict):
             "airrohr": ("gateway", "chip_id", "password_hash"),
             "ttn": ("gateway", "ttn_application", "ttn_device"),
             "import": (),
+            "reference": (),
         }
         missing = [k for k in needs[self.source] if not getattr(self, k)]
         if missing:

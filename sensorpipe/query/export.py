@@ -147,6 +147,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "retention": "Retention",
         "licence": "Licence",
         "source": "How its data arrives",
+        "station": "Reference station",
         "location": "Location",
         "operation": "In operation",
         "first_seen": "First seen",
@@ -198,6 +199,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "retention": "Bewaartermijn",
         "licence": "Licentie",
         "source": "Hoe de gegevens binnenkomen",
+        "station": "Referentiestation",
         "location": "Locatie",
         "operation": "In bedrijf",
         "first_seen": "Voor het eerst gezien",
@@ -319,6 +321,10 @@ FIXED_NL: dict[str, str] = {
     SOURCE_NOTES[
         "import"
     ]: "geschiedenis uit bestanden, ingelezen door de beheerder van het meetnet",
+    SOURCE_NOTES["reference"]: (
+        "een officieel referentiestation van een meetnet; de gepubliceerde waarden zijn uit "
+        "bestanden ingelezen door de beheerder van het meetnet"
+    ),
     LEGAL_BASIS_UNSTATED: "niet opgegeven door de beheerder: vraag het de contactpersoon",
     str(NetworkInfo.model_fields["retention"].default): (
         "metingen worden bewaard zolang het netwerk bestaat"
@@ -515,6 +521,9 @@ def _article(record: dict[str, Any], lang: str) -> str:
         ("models", _e(", ".join(record["sensors"])) or _e(t["not_stated"]), ""),
         ("location", _location(record, lang), ""),
     ]
+    station = [record.get(k) or "" for k in ("station_code", "operator", "method")]
+    if any(station):
+        rows.insert(-2, ("station", _e("; ".join(v for v in station if v)), ""))
     if "first_seen" in record:
         latency = record["median_latency_ms_7d"]
         rows += [
