@@ -236,7 +236,24 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML"),
         (lambda t: ["--dir", str(t), "--format", "pdf"], "'pdf' is not one of 'json'"),
         (lambda t: ["--dir", str(t), "--lang", "de"], "'de' is not one of 'en', 'nl'"),
-        (lambda t: ["--dir", str(t), "--lang", "nl"], "--lang nl: only the html page is"),
+        (lambda t: ["--dir", str(t), "--lang", "nl"], "--lang nl: only the html pages are"),
+        (lambda t: ["--dir", str(t), "--format", "algorithm"], "'algorithm' is not one of"),
+        (
+            lambda t: ["--dir", str(t), "--format", "algorithms", "--lang", "en"],
+            "--lang en: only the html pages are translated",
+        ),
+        (
+            lambda t: ["--dir", str(t), "--format", "algorithms-html", "--lang", "de"],
+            "'de' is not one of 'en', 'nl'",
+        ),
+        (
+            lambda t: ["--dir", _stack_with_bad_registry(t), "--format", "algorithms"],
+            "not valid TOML",
+        ),
+        (
+            lambda t: ["--dir", str(t), "--format", "algorithms-html", "--out", str(t)],
+            "is a directory",
+        ),
         (lambda t: ["--dir", str(t), "--out", str(t)], "is a directory"),
         (
             lambda t: ["--dir", str(t), "--out", str(t / "none" / "r.html")],

@@ -1,5 +1,5 @@
-"""/api/v1: the public register, air readings, counts of passers-by, health, and (with a
-token) per-message link metadata.
+"""/api/v1: the public register, air readings, counts of passers-by, health, the algorithms
+in the Dutch algorithm register's terms, and (with a token) per-message link metadata.
 
 Public: the register with rounded locations, aggregated readings and counts. Behind a bearer
 token listed in the config: exact locations (`/devices?exact=true`) and `/link`.
@@ -36,6 +36,7 @@ from sensorpipe.protocol.provenance import all_sources
 from sensorpipe.protocol.register import RegisterEntry, register_entry, register_geojson
 from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, TAG_PATTERN, Registry
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
+from sensorpipe.query.algorithms import AlgorithmEntry, algorithm_entries
 from sensorpipe.query.bbox import BBox, BBoxError, devices_inside, parse_bbox
 from sensorpipe.query.health import NO_DATA_YET, iso, not_ok_notes
 from sensorpipe.query.influxql import QueryInputError
@@ -387,6 +388,19 @@ def devices(
     return DevicesOut(
         network=network, stats_computed_at=iso(stats.computed_at_ms) or "", devices=infos
     )
+
+
+@router.get(
+    "/algorithms",
+    response_model=list[AlgorithmEntry],
+    summary="The algorithms in the Dutch algorithm register's terms (publication standard 1.0)",
+)
+def algorithms(ctx: Ctx) -> list[AlgorithmEntry]:
+    """One entry for the on-device counting model and one per calibration method, in the field
+    names of the Algoritmeregister's publication standard 1.0 (in Dutch, as the register
+    publishes). The organisation, contact and legal basis are the register's network settings;
+    where these are not set, the fields are empty."""
+    return algorithm_entries(ctx.registry())
 
 
 @router.get(

@@ -1,8 +1,10 @@
 """`sensorpipe devices export` and `devices network`: the public register and its defaults.
 
 `export` writes the register (json, geojson, csv or a self-contained html page) with how each
-device runs when the stack's InfluxDB answers; `network` sets or prints what applies to every
-device unless its own entry says otherwise. `devices` adds both commands to its group.
+device runs when the stack's InfluxDB answers, or the algorithms sensorpipe uses in the Dutch
+algorithm register's terms (algorithms: JSON, algorithms-html: a page); `network` sets or prints
+what applies to every device unless its own entry says otherwise. `devices` adds both commands
+to its group.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sensorpipe.cli.options import DIR_OPTION, json_option
 from sensorpipe.cli.provisioning import warn_personal_data_gaps
 
 if TYPE_CHECKING:
+    from sensorpipe.protocol.registry import Registry
     from sensorpipe.query.register import RegisterStats
     from sensorpipe.stack.local import LocalStack
 
@@ -28,17 +31,19 @@ if TYPE_CHECKING:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["json", "geojson", "csv", "html"]),
+    type=click.Choice(["json", "geojson", "csv", "html", "algorithms", "algorithms-html"]),
     default="json",
     show_default=True,
     help="json: a list of devices; geojson: a FeatureCollection; csv: a row per device; "
-    "html: one self-contained page for a website.",
+    "html: one self-contained page for a website; algorithms: the algorithms sensorpipe uses "
+    "as JSON in the Dutch algorithm register's field names (standard 1.0); algorithms-html: "
+    "the same as a page.",
 )
 @click.option(
     "--lang",
     type=click.Choice(["en", "nl"]),
     default=None,
-    help="Language of the html page (default en; nl: Dutch).",
+    help="Language of the html pages (default: en for html, nl for algorithms-html).",
 )
 @click.option(
     "--out",
@@ -64,15 +69,20 @@ def devices_export(
     retention, licence, contact, rounded location, and (when InfluxDB answers) how it runs."""
     from sensorpipe.query.export import export
 
-    if lang is not None and fmt != "html":
+    if lang is not None and fmt not in ("html", "algorithms-html"):
         fail(
-            f"--lang {lang}: only the html page is translated; json, geojson and csv use the "
-            f"register's field names (use --format html, or leave --lang out)"
+            f"--lang {lang}: only the html pages are translated; json, geojson, csv and "
+            f"algorithms use the registers' field names (use --format html or algorithms-html, "
+            f"or leave --lang out)"
         )
     if out is not None and not Path(out).parent.is_dir():
         fail(f"--out {out}: no directory {Path(out).parent}; create it or give another file")
     s = local_stack(directory)
     registry = s.registry()
+    if fmt.startswith("algorithms"):
+        text, n = _algorithms(registry, fmt, lang or "nl")
+        _write(text, out, f"{n} algorithms ({fmt})")
+        return
     stats, why_not = _register_stats(s, influx_url, database)
     if why_not:
         click.echo(
@@ -82,6 +92,11 @@ def devices_export(
         )
     text = export(registry, stats, fmt, lang=lang or "en")
     warn_personal_data_gaps(registry)
+    _write(text, out, f"{len(registry.devices)} devices ({fmt})")
+
+
+def _write(text: str, out: str | None, what: str) -> None:
+    """`text` to standard output, or to the file `out` and a line saying `what` was written."""
     if out is None:
         click.echo(text.rstrip("\n"))
         return
@@ -92,7 +107,33 @@ def devices_export(
             f"--out {out}: cannot write it ({exc.strerror or exc}); give a file in a "
             f"directory that exists"
         )
-    click.echo(f"wrote {len(registry.devices)} devices ({fmt}) to {out}", err=True)
+    click.echo(f"wrote {what} to {out}", err=True)
+
+
+def _algorithms(registry: Registry, fmt: str, lang: str) -> tuple[str, int]:
+    """The algorithm register's entries as JSON or a page, and how many; one warning line when
+    the network settings lack the organisation's name, contact or legal basis."""
+    from sensorpipe.query import algorithms
+
+    try:
+        if fmt == "algorithms":
+            entries = algorithms.algorithm_entries(registry)
+            text, n = algorithms.to_json(entries), len(entries)
+        else:
+            fields = algorithms.entry_fields(registry, lang="en" if lang == "en" else "nl")
+            text = algorithms.to_html(fields, registry.network, lang=lang)
+            n = len(fields)
+    except algorithms.ModelCardError as exc:
+        fail(f"{exc}; reinstall sensorpipe, whose model files are damaged")
+    missing = algorithms.missing_organisation_fields(registry.network)
+    if missing:
+        click.echo(
+            f"warning: the algorithm register's entries leave the "
+            f"{', '.join(what for what, _ in missing)} empty: give them with "
+            f"`sensorpipe devices network {' '.join(o + ' ...' for _, o in missing)}`",
+            err=True,
+        )
+    return text, n
 
 
 def _register_stats(

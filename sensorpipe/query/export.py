@@ -613,44 +613,63 @@ def to_html(
         facts.append(("data_licence", _e(network.licence)))
     network_dl = "\n".join(f"<dt>{_e(t[k])}</dt><dd>{v}</dd>" for k, v in facts)
     with_stats = any("first_seen" in r for r in records)
-    parts = [
-        "<!DOCTYPE html>",
-        f'<html lang="{lang}">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        '<meta http-equiv="Content-Security-Policy" '
-        "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-        f"<title>{_e(t['title'])}: {_e(name)}</title>",
-        f"<style>{_CSS}</style>",
-        "</head>",
-        "<body>",
-        "<header>",
-        f"<h1>{_e(t['title'])}: {_e(name)}</h1>",
-        f"<p>{_e(t['intro'].format(network=name))}</p>",
-    ]
+    header = [f"<p>{_e(t['intro'].format(network=name))}</p>"]
     if network_dl:
-        parts.append(f"<dl>\n{network_dl}\n</dl>")
+        header.append(f"<dl>\n{network_dl}\n</dl>")
     if not with_stats:
-        parts.append(f'<p class="note">{_e(t["no_stats"])}</p>')
-    parts += ["</header>", "<main>"]
+        header.append(f'<p class="note">{_e(t["no_stats"])}</p>')
+    main: list[str] = []
     if records:
-        parts += [
+        main += [
             f"<h2>{_e(t['overview'])} ({_e(t['devices'].format(n=len(records)))})</h2>",
             _overview(records, lang),
         ]
-        parts += [_article(r, lang) for r in records]
+        main += [_article(r, lang) for r in records]
     else:
-        parts.append(f"<p>{_e(t['empty'])}</p>")
+        main.append(f"<p>{_e(t['empty'])}</p>")
     date = generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    parts += [
-        "</main>",
-        f"<footer><p>{_e(t['generated'].format(date=date))}</p></footer>",
-        "</body>",
-        "</html>",
-        "",
-    ]
-    return "\n".join(parts)
+    return html_page(
+        lang=lang,
+        title=f"{t['title']}: {name}",
+        header=header,
+        main=main,
+        footer=t["generated"].format(date=date),
+    )
+
+
+def html_page(
+    *, lang: str, title: str, header: Sequence[str], main: Sequence[str], footer: str
+) -> str:
+    """A self-contained page for a municipality's website (the register's and the algorithm
+    register's): inline CSS that fits a 390 px phone, no scripts, nothing loaded from elsewhere
+    (its Content-Security-Policy forbids it). `title` and `footer` are text, escaped here;
+    `header` and `main` are HTML fragments whose values the caller escaped."""
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            f'<html lang="{_e(lang)}">',
+            "<head>",
+            '<meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            '<meta http-equiv="Content-Security-Policy" '
+            "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+            f"<title>{_e(title)}</title>",
+            f"<style>{_CSS}</style>",
+            "</head>",
+            "<body>",
+            "<header>",
+            f"<h1>{_e(title)}</h1>",
+            *header,
+            "</header>",
+            "<main>",
+            *main,
+            "</main>",
+            f"<footer><p>{_e(footer)}</p></footer>",
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
 
 
 def export(
