@@ -24,7 +24,7 @@ from sensorpipe.api.app import create_app
 from sensorpipe.api.config import ServeConfig
 from sensorpipe.api.context import ApiContext
 from sensorpipe.cli.main import main
-from sensorpipe.protocol.registry import NetworkInfo, Registry
+from sensorpipe.protocol.registry import DeviceEntry, NetworkInfo, Registry, save_registry
 from sensorpipe.query.algorithms import (
     CALIBRATION_METHODS,
     AlgorithmEntry,
@@ -72,14 +72,19 @@ def run(*args: str) -> Result:
 
 @pytest.fixture
 def directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A stack directory whose register has a counting camera and no network settings."""
+    """A stack directory whose register has a counting camera (with its own contact and legal
+    basis) and no network settings."""
     monkeypatch.setenv("SENSORPIPE_DIR", str(tmp_path / "no-stack"))
     d = tmp_path / "st"
-    camera = run(
-        "devices", "add", "cam-1", "--dir", str(d), "--sensor", "camera", "--lat", "52.08",
-        "--lon", "5.13", "--contact", "verkeer@example.org", "--legal-basis", "public task",
-    )  # fmt: skip
-    assert camera.exit_code == 0, camera.output
+    d.mkdir()
+    camera = DeviceEntry(
+        site="oudwijk",
+        sensors=["camera"],
+        contact="verkeer@example.org",
+        legal_basis="task",
+        source="import",
+    )
+    save_registry(Registry(devices={"cam-1": camera}), d / "registry.toml")
     return d
 
 

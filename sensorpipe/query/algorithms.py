@@ -912,16 +912,10 @@ def _value(key: str, value: Any, lang: str) -> str:
     return _e(text) if text else f'<span class="note">{_e(_PAGE[lang]["not_stated"])}</span>'
 
 
-def to_html(
-    entries: Sequence[dict[str, Any]],
-    network: NetworkInfo,
-    *,
-    lang: str = "nl",
-    generated_at: datetime | None = None,
-) -> str:
+def to_html(entries: Sequence[dict[str, Any]], network: NetworkInfo, lang: str = "nl") -> str:
     """The entries (entry_fields in `lang`) as one self-contained page, built like the
     register's page (query.export.html_page): it fits a 390 px phone."""
-    if lang not in LANGUAGES:
+    if lang not in _PAGE:
         raise ValueError(f"lang {lang!r}: use one of {', '.join(LANGUAGES)}")
     t, labels = _PAGE[lang], _LABELS[lang]
     name = FIXED_NL.get(network.name, network.name) if lang == "nl" else network.name
@@ -937,7 +931,7 @@ def to_html(
             f'<article id="algorithm-{i}">\n<h2>{_e(e["name"])}</h2>\n<dl>\n{rows}\n</dl>\n'
             "</article>"
         )
-    date = (generated_at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return html_page(
         lang=lang,
         title=f"{t['title']}: {name}",
