@@ -66,7 +66,9 @@ def devices_export(
     database: str | None,
 ) -> None:
     """Public register: what each sensor measures, who owns it, why, personal data, legal basis,
-    retention, licence, contact, rounded location, and (when InfluxDB answers) how it runs."""
+    retention, licence, contact, rounded location, and (when InfluxDB answers) how it runs; or
+    (--format algorithms, algorithms-html) the algorithms it uses, in the Dutch algorithm
+    register's terms."""
     from sensorpipe.query.export import export
 
     if lang is not None and fmt not in ("html", "algorithms-html"):
