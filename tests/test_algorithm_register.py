@@ -175,7 +175,7 @@ def test_the_counting_entry_states_the_model_cards_and_json_facts() -> None:
     assert f"{spec['input'][3]}×{spec['input'][2]} pixels" in how
     assert f"Van de {len(spec['classes'])} klassen worden er {len(spec['class_map'])}" in how
     for model_class in spec["class_map"]:
-        assert f"{model_class} → " in how
+        assert f"‘{model_class}’ → " in how
     assert f"zekerheid {_dutch(spec['conf_threshold'], 2)}" in how
     assert spec["sha256"] in how and entry.source_id.endswith(spec["sha256"][:12])
     assert f"bij drempel {_dutch(figures['threshold'], 2)}" in how

@@ -169,7 +169,7 @@ class ModelCardError(ValueError):
 class CountingModelFacts:
     file: str  # the ONNX file's name
     network: str  # e.g. NanoDet-m
-    trained_on: str  # the training data set, e.g. "COCO 2017 train"
+    trained_on: str  # the training data set, e.g. "COCO 2017" (of "COCO 2017 train")
     n_classes: int
     class_map: dict[str, str]  # model class -> count class
     input_width: int
@@ -254,7 +254,7 @@ def counting_model_facts(
     return CountingModelFacts(
         file=model.name,
         network=facts["network"].split(" (")[0],
-        trained_on=facts["trained on"].split(",")[0].split(" (")[0],
+        trained_on=re.sub(r" train$", "", facts["trained on"].split(",")[0].split(" (")[0]),
         n_classes=len(classes),
         class_map=class_map,
         input_width=width,
@@ -325,8 +325,8 @@ _COUNTING: dict[str, dict[str, str]] = {
         ),
         "data": (
             "Camerabeelden van de straat, alleen in het geheugen van het apparaat. Het model is "
-            "getraind door de makers van {network} op de dataset {trained_on} ({n_classes} "
-            "klassen); sensorpipe heeft het niet bijgetraind."
+            "getraind door de makers van {network} op de trainingsset van {trained_on} "
+            "({n_classes} klassen); sensorpipe heeft het niet bijgetraind."
         ),
         "how": (
             "Elk beeld wordt verkleind tot {width}×{height} pixels en gaat door het neurale "
@@ -385,7 +385,7 @@ _COUNTING: dict[str, dict[str, str]] = {
         ),
         "data": (
             "Camera images of the street, only in the device's memory. The model was trained by "
-            "the makers of {network} on the data set {trained_on} ({n_classes} classes); "
+            "the makers of {network} on the training set of {trained_on} ({n_classes} classes); "
             "sensorpipe did not retrain it."
         ),
         "how": (
@@ -414,7 +414,8 @@ def counting_entry_fields(
     t = _COUNTING[lang]
     names = CLASS_NAMES[lang]
     counted = list(dict.fromkeys(facts.class_map.values()))
-    mapping = [f"{model_class} → {names.get(c, c)}" for model_class, c in facts.class_map.items()]
+    # The model's class names are its own identifiers: quoted, not translated.
+    mapping = [f"‘{model_class}’ → {names.get(c, c)}" for model_class, c in facts.class_map.items()]
     values = {
         "network": facts.network,
         "classes": _join([names.get(c, c) for c in counted], lang),
