@@ -220,6 +220,8 @@ def counting_model_facts(
 ) -> CountingModelFacts:
     """What the entry says about the counting model: from `model`'s JSON file and the section
     of the model card (`card_path`, default MODEL_CARD.md beside it) that names it."""
+    # The JSON file beside the model, named as edge.counting.modelspec.sidecar_of names it
+    # (query may not import edge).
     sidecar = model.with_name(model.name.split(".")[0] + ".json")
     try:
         spec = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -230,19 +232,20 @@ def counting_model_facts(
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelCardError(f"{sidecar}: not the model's facts ({exc})") from exc
     section = _card_section(card, model.name)
-    facts = {row[0]: row[1] for row in _table_rows(section) if len(row) == 2}
+    table = _table_rows(section)
+    facts = {row[0]: row[1] for row in table if len(row) == 2}
     if "network" not in facts or "trained on" not in facts:
         raise ModelCardError(
             f"{MODEL_CARD.name}: no 'network' or 'trained on' row for {model.name}"
         )
-    table = _table_rows(section)
     shipped = [i for i, row in enumerate(table) if row and row[0].endswith("(shipped)")]
     if not shipped:
         raise ModelCardError(f"{MODEL_CARD.name}: no '(shipped)' row in {model.name}'s section")
     row = table[shipped[0]]
-    header = next(r for r in reversed(table[: shipped[0]]) if not r[0][:1].isdigit())
-    cells = dict(zip(header, row, strict=False))
     try:
+        # The table's header: the nearest row above that starts with no figure.
+        header = next(r for r in reversed(table[: shipped[0]]) if not r[0][:1].isdigit())
+        cells = dict(zip(header, row, strict=False))
         evaluation = {
             "eval_threshold": float(row[0].split()[0]),
             "wape_pct": _pct(next(v for k, v in cells.items() if "WAPE" in k)),
