@@ -25,6 +25,7 @@ from sensorpipe.api.config import ServeConfig
 from sensorpipe.api.context import ApiContext
 from sensorpipe.cli.main import main
 from sensorpipe.protocol.registry import DeviceEntry, NetworkInfo, Registry, save_registry
+from sensorpipe.query.algorithm_page import to_html
 from sensorpipe.query.algorithms import (
     CALIBRATION_METHODS,
     AlgorithmEntry,
@@ -32,7 +33,6 @@ from sensorpipe.query.algorithms import (
     algorithm_entries,
     counting_model_facts,
     entry_fields,
-    to_html,
 )
 from sensorpipe.resources import MODELS
 

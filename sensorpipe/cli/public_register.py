@@ -115,7 +115,7 @@ def _write(text: str, out: str | None, what: str) -> None:
 def _algorithms(registry: Registry, fmt: str, lang: str) -> tuple[str, int]:
     """The algorithm register's entries as JSON or a page, and how many; one warning line when
     the network settings lack the organisation's name, contact or legal basis."""
-    from sensorpipe.query import algorithms
+    from sensorpipe.query import algorithm_page, algorithms
 
     try:
         if fmt == "algorithms":
@@ -123,7 +123,7 @@ def _algorithms(registry: Registry, fmt: str, lang: str) -> tuple[str, int]:
             text, n = algorithms.to_json(entries), len(entries)
         else:
             fields = algorithms.entry_fields(registry, lang="en" if lang == "en" else "nl")
-            text = algorithms.to_html(fields, registry.network, lang=lang)
+            text = algorithm_page.to_html(fields, registry.network, lang=lang)
             n = len(fields)
     except algorithms.ModelCardError as exc:
         fail(f"{exc}; reinstall sensorpipe, whose model files are damaged")

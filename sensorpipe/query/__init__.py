@@ -6,6 +6,7 @@ JSON, and `spreadsheet` makes CSV a spreadsheet opens as data, never as formulas
 and `health` tell what InfluxDB knows of each device and its sensors (first and last seen,
 uptime, gaps, latency, health); `export` writes the public register as JSON, GeoJSON, CSV and an
 HTML page. `algorithms` describes the algorithms sensorpipe uses (the counting model, from its
-model card, and the calibration methods) in the Dutch algorithm register's publication standard,
-as JSON and as a page like the register's.
+model card, and the calibration methods, whose public descriptions are `calibration_texts`) in
+the Dutch algorithm register's publication standard, as JSON, and `algorithm_page` as a page
+like the register's.
 """

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from sensorpipe.protocol.registry import NetworkInfo, Registry
-from sensorpipe.query.algorithms import Lang, entry_fields, to_html
+from sensorpipe.query.algorithm_page import to_html
+from sensorpipe.query.algorithms import Lang, entry_fields
 from tests.integration.test_dashboard import chromium_path
 
 pytestmark = pytest.mark.integration
