@@ -26,6 +26,7 @@ from sensorpipe.protocol.quantities import QUANTITIES
 if TYPE_CHECKING:
     from sensorpipe.importer.base import ImportOptions
     from sensorpipe.importer.runner import FileResult
+    from sensorpipe.quality.config import QualityConfig
 
 _USER = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
 SHOWN_DEVICES = 10  # devices named per file in the summary (--json lists them all)
@@ -79,6 +80,13 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
             default=DEFAULT_MAX_DECOMPRESSED_MIB,
             show_default=True,
             help="A gzip'd file may expand to this many MiB; reading stops past it.",
+        ),
+        click.option(
+            "--quality-config",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="A TOML file whose [quality] section sets the quality flags' thresholds (an "
+            "ingest.toml; default: the stack's ingest.toml, or the defaults).",
         ),
         json_option("Print the summary as JSON."),
     ]
@@ -168,6 +176,7 @@ def _import(
     except FileProblem as exc:
         fail(str(exc))
     stack = local_stack(common["directory"])
+    quality = _quality_config(common["quality_config"], stack.directory)
     influx_url = common["influx_url"]
     if influx_url is None:
         try:
@@ -189,6 +198,7 @@ def _import(
                 deadletter_path=deadletters,
                 ledger_path=stack.directory / "imports" / "ledger.sqlite",
                 force=common["force"],
+                quality=quality,
             )
         except ImportProblem as exc:
             fail(str(exc))
@@ -216,6 +226,22 @@ def _import(
             f"{len(failed)} of {len(parsers)} files were not imported completely "
             f"({failed[0].error}){more}: import them again once fixed (nothing is stored twice)"
         )
+
+
+def _quality_config(path: Path | None, stack_directory: Path) -> QualityConfig:
+    """The [quality] section of `path`, else of the stack's ingest.toml where there is one,
+    else the defaults: imports are flagged by the thresholds the live ingest uses."""
+    from sensorpipe.protocol.configfile import ConfigError
+    from sensorpipe.quality.config import QualityConfig, load_quality_config
+
+    if path is None:
+        path = stack_directory / "ingest" / "ingest.toml"
+        if not path.is_file():
+            return QualityConfig()
+    try:
+        return load_quality_config(path)
+    except ConfigError as exc:
+        fail(f"--quality-config {exc}")
 
 
 def _options(common: dict[str, Any], extra: dict[str, Any]) -> ImportOptions:
