@@ -162,7 +162,9 @@ class QualityChecker:
                     series.warm_from_ms = None
         # stuck: the N-th equal value in a row and after.
         series.run = series.run + 1 if value == series.value else 1
-        at_limit = value == rules.low or value == rules.high
+        at_limit = (
+            value <= rules.low + rules.limit_band or value >= rules.high - rules.limit_band
+        )
         needed = rules.stuck_readings_at_limit if at_limit else rules.stuck_readings
         if needed and series.run >= needed:
             raised.append(F.STUCK)

@@ -46,6 +46,9 @@ class Thresholds(_Strict):
     # stuck, for a value at the range's limit (0 µg/m³ in clean air, 100 % RH in fog), where
     # a run of equal values is normal: judged by this longer run; 0 turns it off.
     stuck_readings_at_limit: int | None = Field(default=None, ge=0)
+    # how close to `low` or `high` a value counts as at the limit (a saturated sensor reads
+    # just below its ceiling: 99.9 % RH).
+    limit_band: float | None = Field(default=None, ge=0)
     # spike: flagged when value > spike_factor x the recent level (the median of the last
     # readings) and value - level > spike_step; spike_factor 0 turns it off.
     spike_factor: float | None = Field(default=None, ge=0)
@@ -66,6 +69,7 @@ class Rules:
     high: float
     stuck_readings: int
     stuck_readings_at_limit: int
+    limit_band: float
     spike_factor: float
     spike_step: float
     humidity: bool
@@ -83,8 +87,11 @@ class Rules:
 #   in moving air changes within minutes; weather sensors with 0.01 resolution even sooner.
 #   Research27 §7: 3 equal hourly values flag a frozen reference monitor, which is 180 of
 #   our 1-min readings; 30 is stricter, yet long enough that a still night passes.
-# - stuck at the limit: 0 µg/m³ holds for hours in very clean air, 100 % RH for a night of
-#   fog: 360 readings (6 h) of PM at 0, 1440 (a day) of RH at 100 %.
+# - stuck at the limit: 0 µg/m³ holds for hours in very clean air, a saturated RH sensor reads
+#   its ceiling through a night of fog: 360 readings (6 h) of PM at 0, 1440 (a day) of RH at
+#   98 % or more (limit_band 2: the co-location sensor RT01 saturates at 99.9 %, a BME280 at
+#   100 %). RT01 read 99.9 % for 2,126 minutes in a row on 24-25 August 2019 while the
+#   reference beside it measured 70-95 %: a day is long enough for fog and short enough for that.
 # - spike: 10 x the recent level (the example) and a step of more than 100 µg/m³
 #   (research27 §7, a 1-min step of 100 µg/m³ in the low-cost literature; both together, so
 #   a rise from 1 to 15 µg/m³ in clean air is not a spike). Off for weather quantities, whose
@@ -98,6 +105,7 @@ class Rules:
 _DEFAULT = Thresholds(
     stuck_readings=30,
     stuck_readings_at_limit=0,
+    limit_band=0.0,
     spike_factor=0.0,
     spike_step=0.0,
     humidity=False,
@@ -114,8 +122,8 @@ _PM = Thresholds(
 )
 DEFAULTS: dict[str, Thresholds] = {
     **{q: _PM for q in PM},
-    # BME280 and most humidity sensors read 100.0 through a night of fog.
-    "relative_humidity": Thresholds(stuck_readings_at_limit=1440),
+    # Humidity sensors saturate at or near 100 % through a night of fog (see above).
+    "relative_humidity": Thresholds(stuck_readings_at_limit=1440, limit_band=2.0),
     # The BME280's operating range (data sheet: -40..85 °C); most others' are wider.
     "temperature": Thresholds(low=-40.0),
 }
