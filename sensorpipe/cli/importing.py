@@ -175,8 +175,11 @@ def _import(
         parsers = prepare(fmt, list(files), options)
     except FileProblem as exc:
         fail(str(exc))
+    given = common["quality_config"]
+    quality = _quality_config(given) if given is not None else None
     stack = local_stack(common["directory"])
-    quality = _quality_config(common["quality_config"], stack.directory)
+    if quality is None:
+        quality = _quality_config(stack.directory / "ingest" / "ingest.toml", default=True)
     influx_url = common["influx_url"]
     if influx_url is None:
         try:
@@ -228,20 +231,19 @@ def _import(
         )
 
 
-def _quality_config(path: Path | None, stack_directory: Path) -> QualityConfig:
-    """The [quality] section of `path`, else of the stack's ingest.toml where there is one,
-    else the defaults: imports are flagged by the thresholds the live ingest uses."""
+def _quality_config(path: Path, *, default: bool = False) -> QualityConfig:
+    """The [quality] section of `path`: --quality-config, or else (`default`) the stack's
+    ingest.toml, where there is one, else the defaults. Imports are so flagged by the
+    thresholds the live ingest uses."""
     from sensorpipe.protocol.configfile import ConfigError
     from sensorpipe.quality.config import QualityConfig, load_quality_config
 
-    if path is None:
-        path = stack_directory / "ingest" / "ingest.toml"
-        if not path.is_file():
-            return QualityConfig()
+    if default and not path.is_file():
+        return QualityConfig()
     try:
         return load_quality_config(path)
     except ConfigError as exc:
-        fail(f"--quality-config {exc}")
+        fail(f"--quality-config {exc}" if not default else str(exc))
 
 
 def _options(common: dict[str, Any], extra: dict[str, Any]) -> ImportOptions:
