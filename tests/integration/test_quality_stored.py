@@ -62,13 +62,14 @@ def test_stored_points_carry_the_flags_beside_the_raw_values(stack: LocalStack) 
     (creds,) = stack.add_devices([("qc-01", {"site": "s", "sensors": ["sds011", "bme280"]})])
     device = TestDevice(creds, info.broker_port)
     try:
-        for seq, (pm, rh) in enumerate(SENT, start=1):
-            assert not device.send(_message(seq, pm, rh)).is_failure
+        for seq, (pm2_5, rh) in enumerate(SENT, start=1):
+            assert not device.send(_message(seq, pm2_5, rh)).is_failure
     finally:
         device.close()
     influx = InfluxClient(info.influx_url, info.database)
     try:
-        pm = wait_for(lambda: (r := _rows(influx, "sds011")) and len(r) == 5 and r, what="5 points")
+        wait_for(lambda: len(_rows(influx, "sds011")) == 5, what="5 points")
+        pm = _rows(influx, "sds011")
         weather = _rows(influx, "bme280")
     finally:
         influx.close()
