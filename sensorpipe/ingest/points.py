@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import cast
 
 from sensorpipe.ingest.lineprotocol import FieldValue, Point
 from sensorpipe.ingest.validate import epoch_ms
@@ -109,12 +110,11 @@ def _flag(
             uptime_s = None
         clock_synced = message.clock_synced
     for sensor, fields in by_sensor.items():
-        values = [(q, v) for q, v in fields.items() if isinstance(v, float)]
         flagged = quality.flag(
             message.device_id,
             sensor,
             t,
-            values,
+            cast("dict[str, float]", fields).items(),  # only its readings, so far
             humidity=humidity,
             uptime_s=uptime_s,
             clock_synced=clock_synced,

@@ -41,15 +41,29 @@ SPIKE_MIN_HISTORY = 3
 class _Series:
     """What one series remembers (about 150 bytes)."""
 
-    __slots__ = ("flags", "last_ms", "recent", "run", "value", "warm_from_ms")
+    __slots__ = ("flags", "last_ms", "recent", "rules", "run", "value", "warm_from_ms")
 
-    def __init__(self) -> None:
-        self.last_ms = -(2**63)
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self.last_ms = NEVER
         self.value = float("nan")
         self.run = 0
         self.recent: list[float] = []
         self.warm_from_ms: int | None = None
         self.flags: list[str] = []
+
+
+class _Sensor:
+    """The series of one sensor on one device, kept and forgotten together."""
+
+    __slots__ = ("last_ms", "series")
+
+    def __init__(self) -> None:
+        self.last_ms = NEVER
+        self.series: dict[str, _Series] = {}
+
+
+NEVER = -(2**63)
 
 
 class QualityChecker:
@@ -65,12 +79,14 @@ class QualityChecker:
         self._forget_ms = int(self.config.forget_after_s * 1000)
         self._max_series = self.config.max_series
         self._rules: dict[tuple[str, str], Rules] = {}
-        self._series: OrderedDict[tuple[str, str, str], _Series] = OrderedDict()
-        self._newest_ms = -(2**63)
+        # by (device, sensor), least recently seen first
+        self._sensors: OrderedDict[tuple[str, str], _Sensor] = OrderedDict()
+        self._count = 0  # series in all
+        self._newest_ms = NEVER
 
     def __len__(self) -> int:
         """How many series are remembered."""
-        return len(self._series)
+        return self._count
 
     def rules(self, sensor: str, quantity: str) -> Rules:
         key = (sensor, quantity)
@@ -96,100 +112,96 @@ class QualityChecker:
         `humidity`: the relative humidity measured with it (the same message or row), or None;
         `uptime_s`: the device's uptime when it took the reading, or None where unknown;
         `clock_synced`: False when the device says its clock was not synchronised."""
+        key = (device_id, sensor)
+        held = self._sensors.get(key)
+        if held is None:
+            held = self._sensors[key] = _Sensor()
+        else:
+            self._sensors.move_to_end(key)
+        humid = fog = False
+        if humidity is not None:
+            humid, fog = humidity >= self._humidity_rh, humidity >= self._fog_rh
         out: dict[str, str] = {}
         for quantity, value in values:
-            raised = self._one(device_id, sensor, quantity, value, t_ms, humidity, uptime_s)
+            series = held.series.get(quantity)
+            if series is None:
+                series = held.series[quantity] = _Series(self.rules(sensor, quantity))
+                self._count += 1
+            rules = series.rules
+            raised: list[str] = []
+            if value < rules.low or value > rules.high:
+                raised.append(F.RANGE)
+            if rules.humidity:
+                if fog:
+                    raised.append(F.FOG)
+                if humid:
+                    raised.append(F.HUMIDITY)
+            if rules.warmup_s and uptime_s is not None and 0 <= uptime_s < rules.warmup_s:
+                raised.append(F.WARMUP)
+            if t_ms > series.last_ms:
+                _stateful(series, rules, value, t_ms, raised)
+                series.flags = raised
+            elif t_ms == series.last_ms:  # the same reading again: the flags it got
+                raised = list(series.flags)
+            # else older than the last: the stateless flags only, the state left alone
             if clock_synced is False:
                 raised.append(F.CLOCK)
             if raised:
                 out[quantity] = ",".join(sorted(set(raised)))
+        if t_ms > held.last_ms:
+            held.last_ms = t_ms
         if t_ms > self._newest_ms:
             self._newest_ms = t_ms
-            self._forget()
+            self._forget(self._newest_ms - self._forget_ms)
+        if self._count > self._max_series:
+            self._forget(None)
         return out
 
-    def _one(
-        self,
-        device_id: str,
-        sensor: str,
-        quantity: str,
-        value: float,
-        t_ms: int,
-        humidity: float | None,
-        uptime_s: float | None,
-    ) -> list[str]:
-        rules = self.rules(sensor, quantity)
-        raised: list[str] = []
-        if value < rules.low or value > rules.high:
-            raised.append(F.RANGE)
-        if rules.humidity and humidity is not None:
-            if humidity >= self._fog_rh:
-                raised.append(F.FOG)
-            if humidity >= self._humidity_rh:
-                raised.append(F.HUMIDITY)
-        if rules.warmup_s and uptime_s is not None and 0 <= uptime_s < rules.warmup_s:
-            raised.append(F.WARMUP)
-        key = (device_id, sensor, quantity)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = _Series()
-            if len(self._series) > self._max_series:
-                self._series.popitem(last=False)
-        else:
-            self._series.move_to_end(key)
-        if t_ms < series.last_ms:  # older than the last: stateless flags only
-            return raised
-        if t_ms == series.last_ms:  # the same reading again: the flags it got
-            return list(series.flags)
-        self._stateful(series, rules, value, t_ms, raised)
-        series.flags = raised
-        return raised
+    def _forget(self, horizon: int | None) -> None:
+        """Drop the sensors not seen since `horizon` (None: as many as keep max_series). The
+        least recently seen are at the front, so this stops at the first one still wanted."""
+        sensors = self._sensors
+        while sensors:
+            key, oldest = next(iter(sensors.items()))
+            if horizon is None:
+                if self._count <= self._max_series:
+                    return
+            elif oldest.last_ms >= horizon:
+                return
+            del sensors[key]
+            self._count -= len(oldest.series)
 
-    @staticmethod
-    def _stateful(
-        series: _Series, rules: Rules, value: float, t_ms: int, raised: list[str]
-    ) -> None:
-        first = series.last_ms == -(2**63)
-        # warm-up after a gap: from the first reading after it, for warmup_s.
-        if rules.warmup_s:
-            if not first and t_ms - series.last_ms > rules.gap_s * 1000:
-                series.warm_from_ms = t_ms
-            if series.warm_from_ms is not None:
-                if t_ms - series.warm_from_ms < rules.warmup_s * 1000:
-                    if F.WARMUP not in raised:
-                        raised.append(F.WARMUP)
-                else:
-                    series.warm_from_ms = None
-        # stuck: the N-th equal value in a row and after.
-        series.run = series.run + 1 if value == series.value else 1
-        at_limit = (
-            value <= rules.low + rules.limit_band or value >= rules.high - rules.limit_band
-        )
-        needed = rules.stuck_readings_at_limit if at_limit else rules.stuck_readings
-        if needed and series.run >= needed:
-            raised.append(F.STUCK)
-        # spike: far above the median of the last few readings.
+
+def _stateful(series: _Series, rules: Rules, value: float, t_ms: int, raised: list[str]) -> None:
+    """The checks that depend on the readings before (warm-up after a gap, stuck, spike)."""
+    # warm-up after a gap: from the first reading after it, for warmup_s.
+    if rules.warmup_s:
+        if series.last_ms != NEVER and t_ms - series.last_ms > rules.gap_s * 1000:
+            series.warm_from_ms = t_ms
+        if series.warm_from_ms is not None:
+            if t_ms - series.warm_from_ms < rules.warmup_s * 1000:
+                raised.append(F.WARMUP)
+            else:
+                series.warm_from_ms = None
+    # stuck: the N-th equal value in a row and after.
+    series.run = series.run + 1 if value == series.value else 1
+    band = rules.limit_band
+    at_limit = value <= rules.low + band or value >= rules.high - band
+    needed = rules.stuck_readings_at_limit if at_limit else rules.stuck_readings
+    if needed and series.run >= needed:
+        raised.append(F.STUCK)
+    # spike: far above the median of the last few readings.
+    if rules.spike_factor:
         recent = series.recent
-        if rules.spike_factor and len(recent) >= SPIKE_MIN_HISTORY:
+        if len(recent) >= SPIKE_MIN_HISTORY:
             level = sorted(recent)[len(recent) // 2]
             if value > rules.spike_factor * level and value - level > rules.spike_step:
                 raised.append(F.SPIKE)
         recent.append(value)
         if len(recent) > SPIKE_WINDOW:
             del recent[0]
-        series.value = value
-        series.last_ms = t_ms
-
-    def _forget(self) -> None:
-        """Drop the series not seen for `forget_after_s` before the newest reading: the least
-        recently seen are at the front, so this stops at the first one still wanted."""
-        horizon = self._newest_ms - self._forget_ms
-        series = self._series
-        while series:
-            key, oldest = next(iter(series.items()))
-            if oldest.last_ms >= horizon:
-                return
-            del series[key]
+    series.value = value
+    series.last_ms = t_ms
 
 
 def qc_fields(flagged: dict[str, str]) -> dict[str, str]:
