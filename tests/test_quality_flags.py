@@ -398,3 +398,62 @@ def test_imported_rows_carry_the_same_fields_as_to_line_writes(tmp_path: Path) -
     assert unchecked.air_fields(1, "", ["14.0", "98.5"], columns, target, sensor="x", t=T0) == (
         "pm2_5=14.0,relative_humidity=98.5"
     )
+
+
+# --- counts ----------------------------------------------------------------------------------
+
+HOUR = 3_600_000
+
+
+def counts(checker: QualityChecker, values: list[float], **kw: object) -> list[str]:
+    return [
+        checker.flag_count("cam", "pedestrian", "in", T0 + i * HOUR, 3600.0, v, **kw)  # type: ignore[arg-type]
+        for i, v in enumerate(values)
+    ]
+
+
+def test_counts_stuck_at_zero_for_a_day_and_at_another_count_for_6_hours() -> None:
+    zeros = counts(QualityChecker(), [5.0] + [0.0] * 25)
+    assert zeros[23] == "" and zeros[24] == "stuck" and zeros[25] == "stuck"  # 23 h, 24 h, 25 h
+    twos = counts(QualityChecker(), [2.0] * 7)
+    assert twos == ["", "", "", "", "", "stuck", "stuck"]  # 5 h, then 6 h of the same 2
+    off = QualityChecker(QualityConfig(count_stuck_s=0, count_stuck_nonzero_s=0))
+    assert "stuck" not in counts(off, [0.0] * 30 + [2.0] * 10)
+
+
+def test_a_count_of_an_interval_not_counted_neither_continues_nor_ends_a_run() -> None:
+    checker = QualityChecker(QualityConfig(count_stuck_nonzero_s=3 * 3600))
+    assert counts(checker, [4.0, 4.0]) == ["", ""]
+    idle = checker.flag_count(
+        "cam", "pedestrian", "in", T0 + 2 * HOUR, 3600.0, 0.0, running_fraction=0.0
+    )
+    assert idle == ""
+    assert checker.flag_count("cam", "pedestrian", "in", T0 + 3 * HOUR, 3600.0, 4.0) == "stuck"
+
+
+def test_count_points_carry_the_flags() -> None:
+    from sensorpipe.protocol.messages import ClassCount, CountMessage
+
+    checker = QualityChecker(QualityConfig(count_stuck_s=2 * 60))
+    stored = []
+    for seq in (1, 2):
+        start = NOW + timedelta(minutes=seq)
+        message = CountMessage(
+            device_id="cam1",
+            seq=seq,
+            observed_at=start,
+            clock_synced=seq == 1,
+            sent_at=start + timedelta(minutes=1),
+            link=Link(uptime_s=3600.0, firmware="t"),
+            interval_end=start + timedelta(minutes=1),
+            model_id="m",
+            running_fraction=1.0,
+            frames=100,
+            counts=[ClassCount(count_class="pedestrian", direction="in", count=0)],
+        )
+        points = message_points(message, "s", RECEIPT, quality=checker)
+        stored += [dict(p.fields) for p in points if p.measurement == storage.TRAFFIC]
+    assert stored == [
+        {"count": 0, "interval_s": 60.0, "qc": 1},
+        {"count": 0, "interval_s": 60.0, "qc_count": "clock,stuck", "qc": 1},
+    ]

@@ -116,3 +116,43 @@ def test_warmup_after_the_87_minute_gap(flagged: list[dict[str, str]]) -> None:
     rows = _rows()
     warm = [rows[i][0] for i, qc in enumerate(flagged) if "warmup" in _flags(qc, "pm2_5")]
     assert warm == ["8/25/2019 6:17", "8/25/2019 6:18"]  # 0 and 60 s after it; 6:19 is 120 s
+
+
+# --- counts: tests/data/pedestrian-counts/auckland_slice_flags.csv (CC BY 4.0, see its .md) ---
+
+AUCKLAND = Path(__file__).parent / "data" / "pedestrian-counts" / "auckland_slice_flags.csv"
+
+
+def _utc_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def test_a_counter_stuck_at_zero_is_flagged_after_a_day_and_night_zeros_are_not() -> None:
+    with AUCKLAND.open(encoding="utf-8", newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: r["time_utc"])
+    checker = QualityChecker()
+    flagged: dict[str, list[str]] = {}
+    for r in rows:
+        flags = checker.flag_count(
+            r["site"], "pedestrian", "both", _utc_ms(r["time_utc"]), 3600.0, float(r["count"])
+        )
+        if flags:
+            flagged.setdefault(r["site"], []).append(r["time_utc"])
+    # independently: per site, runs of equal counts in time order, flagged where the run has
+    # lasted a day (a zero) or 6 hours (another count) by the end of the hour
+    expected: dict[str, list[str]] = {}
+    for site in ("107 Quay Street", "Commerce Street West"):
+        hours = [r for r in rows if r["site"] == site]
+        for _, group in groupby(hours, key=lambda r: r["count"]):
+            run = list(group)
+            limit = 24 if run[0]["count"] == "0" else 6
+            first = datetime.fromisoformat(run[0]["time_utc"].replace("Z", "+00:00"))
+            for r in run:
+                end = datetime.fromisoformat(r["time_utc"].replace("Z", "+00:00"))
+                if (end - first).total_seconds() + 3600 >= limit * 3600:
+                    expected.setdefault(site, []).append(r["time_utc"])
+    assert flagged == expected
+    stuck = flagged["107 Quay Street"]
+    assert stuck[0] == "2019-04-01T16:00:00Z"  # the 24th hour of zeros from 3/31 17:00
+    assert stuck[-1] == "2019-04-08T23:00:00Z" and len(stuck) == 198 - 23
+    assert "Commerce Street West" not in flagged  # its 12 hours of zeros are a quiet night

@@ -289,6 +289,32 @@ class ImportContext:
             return ",".join(fields) + self.quality_fields(target, sensor, t, values)
         return ",".join(fields)
 
+    def count_quality_fields(
+        self,
+        target: Target,
+        count_class: str,
+        direction: str,
+        t: int,
+        interval_s: float,
+        count: float,
+        running_fraction: float,
+    ) -> str:
+        """`,qc_count="stuck"` where flagged and `,qc=<version>i`, for a `traffic` line's
+        fields; "" without a checker (quality.checker, `QualityChecker.flag_count`)."""
+        if self.quality is None:
+            return ""
+        flagged = self.quality.flag_count(
+            target.device_id,
+            count_class,
+            direction,
+            t,
+            interval_s,
+            count,
+            running_fraction=running_fraction,
+        )
+        qc = f',qc_count="{flagged}"' if flagged else ""
+        return f"{qc},qc={QC_VERSION}i"
+
     def quality_fields(
         self, target: Target, sensor: str, t: int, values: list[tuple[str, float]]
     ) -> str:

@@ -8,7 +8,8 @@ reading (`link.uptime_s` less the time from observation to sending; unknown for 
 older than the uptime, taken before the last restart, and for kits, whose firmware sends
 none) and whether its clock was synchronised. A kit (`link.kit`) has no clock of its own: its
 time is the gateway's receive time or the network's (`kit.time_source`), not an
-unsynchronised clock, so its readings are not flagged `clock`.
+unsynchronised clock, so its readings are not flagged `clock`. Counts (`traffic` points) are
+flagged too (`qc_count`: stuck, clock), an interval the counter did not run judged by none.
 """
 
 from __future__ import annotations
@@ -66,11 +67,25 @@ def message_points(
             points.append(Point(storage.AIR, {**base, "sensor": sensor}, fields, t))
     elif isinstance(message, CountMessage):
         interval_s = (message.interval_end - message.observed_at).total_seconds()
+        synced = message.clock_synced if message.link.kit is None else None
         for c in message.counts:
             tags = {**base, "class": c.count_class, "direction": c.direction}
-            points.append(
-                Point(storage.TRAFFIC, tags, {"count": c.count, "interval_s": interval_s}, t)
-            )
+            counted: dict[str, FieldValue] = {"count": c.count, "interval_s": interval_s}
+            if quality is not None:
+                flagged = quality.flag_count(
+                    message.device_id,
+                    c.count_class,
+                    c.direction,
+                    t,
+                    interval_s,
+                    c.count,
+                    running_fraction=message.running_fraction,
+                    clock_synced=synced,
+                )
+                if flagged:
+                    counted["qc_count"] = flagged
+                counted["qc"] = QC_VERSION
+            points.append(Point(storage.TRAFFIC, tags, counted, t))
         counter: dict[str, FieldValue] = {
             "running_fraction": message.running_fraction,
             "frames": message.frames,

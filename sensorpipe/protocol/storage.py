@@ -14,6 +14,7 @@
 - `traffic`: passers-by per interval; tags device_id, site, class, direction; field `count`
   (zeros included) and `interval_s`; timestamped at the interval start. Imported Telraam
   counts add `count_extrapolated` (Telraam's figure, scaled up to the whole interval).
+  Quality flags as on `air`: `qc`, and `qc_count` where a flag is raised.
 - `counter`: per interval, how much of it the counter ran (`running_fraction`), frames
   processed and the model id; tags device_id, site. Telraam imports add `v85_kmh`.
 - `imports`: one point per imported history file and device (`sensorpipe import`): who imported

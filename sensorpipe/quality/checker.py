@@ -41,13 +41,23 @@ SPIKE_MIN_HISTORY = 3
 class _Series:
     """What one series remembers (about 150 bytes)."""
 
-    __slots__ = ("flags", "last_ms", "recent", "rules", "run", "value", "warm_from_ms")
+    __slots__ = (
+        "flags",
+        "last_ms",
+        "recent",
+        "rules",
+        "run",
+        "run_from_ms",
+        "value",
+        "warm_from_ms",
+    )
 
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: Rules | None) -> None:
         self.rules = rules
         self.last_ms = NEVER
         self.value = float("nan")
         self.run = 0
+        self.run_from_ms = NEVER
         self.recent: list[float] = []
         self.warm_from_ms: int | None = None
         self.flags: list[str] = []
@@ -83,6 +93,8 @@ class QualityChecker:
         self._sensors: OrderedDict[tuple[str, str], _Sensor] = OrderedDict()
         self._count = 0  # series in all
         self._newest_ms = NEVER
+        self._count_stuck_ms = self.config.count_stuck_s * 1000
+        self._count_stuck_nonzero_ms = self.config.count_stuck_nonzero_s * 1000
 
     def __len__(self) -> int:
         """How many series are remembered."""
@@ -128,6 +140,7 @@ class QualityChecker:
                 series = held.series[quantity] = _Series(self.rules(sensor, quantity))
                 self._count += 1
             rules = series.rules
+            assert rules is not None
             raised: list[str] = []
             if value < rules.low or value > rules.high:
                 raised.append(F.RANGE)
@@ -156,6 +169,60 @@ class QualityChecker:
         if self._count > self._max_series:
             self._forget(None)
         return out
+
+    def flag_count(
+        self,
+        device_id: str,
+        count_class: str,
+        direction: str,
+        t_ms: int,
+        interval_s: float,
+        count: float,
+        *,
+        running_fraction: float | None = None,
+        clock_synced: bool | None = None,
+    ) -> str:
+        """The flags of one count (passers-by of a class and direction in the interval from
+        `t_ms`, `interval_s` long), stored form; "" for none.
+
+        stuck: the same count in every interval for `count_stuck_s` or more (a zero), or
+        `count_stuck_nonzero_s` (any other count), from the start of the run's first interval
+        to the end of this one; missing intervals do not end a run.
+        An interval the counter did not run at all (`running_fraction` 0) counts nothing, so
+        its zero neither continues nor ends a run."""
+        key = (device_id, "")  # a device's counts: "" is no sensor name (SENSOR_PATTERN)
+        held = self._sensors.get(key)
+        if held is None:
+            held = self._sensors[key] = _Sensor()
+        else:
+            self._sensors.move_to_end(key)
+        name = f"{count_class}/{direction}"
+        series = held.series.get(name)
+        if series is None:
+            series = held.series[name] = _Series(None)
+            self._count += 1
+        raised: list[str] = []
+        stuck_ms = self._count_stuck_ms if count == 0 else self._count_stuck_nonzero_ms
+        if t_ms > series.last_ms and running_fraction != 0:
+            if count != series.value:
+                series.value, series.run_from_ms = count, t_ms
+            end_ms = t_ms + interval_s * 1000
+            if stuck_ms and end_ms - series.run_from_ms >= stuck_ms:
+                raised.append(F.STUCK)
+            series.last_ms = t_ms
+            series.flags = raised
+        elif t_ms == series.last_ms:
+            raised = list(series.flags)
+        if clock_synced is False:
+            raised.append(F.CLOCK)
+        if t_ms > held.last_ms:
+            held.last_ms = t_ms
+        if t_ms > self._newest_ms:
+            self._newest_ms = t_ms
+            self._forget(self._newest_ms - self._forget_ms)
+        if self._count > self._max_series:
+            self._forget(None)
+        return ",".join(sorted(raised))
 
     def _forget(self, horizon: int | None) -> None:
         """Drop the sensors not seen since `horizon` (None: as many as keep max_series). The

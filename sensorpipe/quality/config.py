@@ -151,6 +151,14 @@ class QualityConfig(_Strict):
     humidity_rh: float = Field(default=70.0, gt=0, le=100)
     # At 98 % RH and above, fog: RIVM calls PM calibration unreliable then.
     fog_rh: float = Field(default=98.0, gt=0, le=100)
+    # Counts of passers-by (`traffic`): stuck when the same count fills every interval for
+    # this long: a zero for count_stuck_s, any other count for count_stuck_nonzero_s. In the
+    # shared Auckland pedestrian counts (21 city-centre sites, hourly, 2019-2024) equal
+    # non-zero counts never ran longer than 5 hours; zeros ran 6 hours or more 124 times (nights,
+    # lockdowns), a day or more 16 times, one of them the broken counter at 107 Quay Street,
+    # 0 for 25,560 hours. 0 turns either off.
+    count_stuck_s: float = Field(default=86400.0, ge=0)
+    count_stuck_nonzero_s: float = Field(default=21600.0, ge=0)
     # A series (device, sensor, quantity) not seen for this long (observation time) is
     # forgotten; and at most max_series are remembered (the least recently seen go first).
     # Two days outlasts a weekend's outage; each series is under 200 bytes.
