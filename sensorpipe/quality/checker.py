@@ -161,13 +161,7 @@ class QualityChecker:
                 raised.append(F.CLOCK)
             if raised:
                 out[quantity] = ",".join(sorted(set(raised)))
-        if t_ms > held.last_ms:
-            held.last_ms = t_ms
-        if t_ms > self._newest_ms:
-            self._newest_ms = t_ms
-            self._forget(self._newest_ms - self._forget_ms)
-        if self._count > self._max_series:
-            self._forget(None)
+        self._seen(held, t_ms)
         return out
 
     def flag_count(
@@ -215,6 +209,11 @@ class QualityChecker:
             raised = list(series.flags)
         if clock_synced is False:
             raised.append(F.CLOCK)
+        self._seen(held, t_ms)
+        return ",".join(sorted(raised))
+
+    def _seen(self, held: _Sensor, t_ms: int) -> None:
+        """`held` has a reading at `t_ms`: forget what is now too old, or too much."""
         if t_ms > held.last_ms:
             held.last_ms = t_ms
         if t_ms > self._newest_ms:
@@ -222,7 +221,6 @@ class QualityChecker:
             self._forget(self._newest_ms - self._forget_ms)
         if self._count > self._max_series:
             self._forget(None)
-        return ",".join(sorted(raised))
 
     def _forget(self, horizon: int | None) -> None:
         """Drop the sensors not seen since `horizon` (None: as many as keep max_series). The

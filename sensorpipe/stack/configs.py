@@ -57,7 +57,7 @@ def write_serve_config(
 ) -> Path:
     """serve.toml at `path` for this run's ports, keeping what an operator set there."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    old = _written_before(path)
+    old = written_before(path)
     kept = {k: old[k] for k in SERVE_KEPT if k in old}
     for was, now in SERVE_RENAMED.items():
         if was in old and now not in kept:
@@ -77,7 +77,7 @@ def write_serve_config(
     return path
 
 
-def _written_before(path: Path) -> dict[str, Any]:
+def written_before(path: Path) -> dict[str, Any]:
     """What the file at `path` held (nothing when it does not exist); StackError when it
     cannot be read, rather than replacing what an operator set there."""
     try:
@@ -108,7 +108,7 @@ def write_ingest_config(
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "ingest.toml"
     # The operator's quality thresholds ([quality]) are kept; `sensorpipe import` reads them too.
-    quality = _written_before(path).get("quality")
+    quality = written_before(path).get("quality")
     config = {
         "registry_path": str(registry_path),
         "deadletter_path": str(directory / "deadletter.sqlite"),
