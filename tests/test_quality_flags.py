@@ -268,6 +268,7 @@ def test_the_quality_section_of_ingest_toml(tmp_path: Path) -> None:
         ("[quality.quantities.pm25]\nstuck_readings = 3\n", "unknown quantity 'pm25'"),
         ("[quality]\nfog_rh = 120\n", "fog_rh"),
         ("[quality.quantities.pm2_5]\nstuck_reading = 3\n", "stuck_reading"),
+        ("[quality.sensors.sds011.pm10]\nstuck_readings = 1\n", "give 2 or more, or 0"),
     ],
 )
 def test_a_bad_quality_section_is_one_line_naming_the_key(

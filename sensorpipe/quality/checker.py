@@ -240,21 +240,24 @@ class QualityChecker:
 def _stateful(series: _Series, rules: Rules, value: float, t_ms: int, raised: list[str]) -> None:
     """The checks that depend on the readings before (warm-up after a gap, stuck, spike)."""
     # warm-up after a gap: from the first reading after it, for warmup_s.
-    if rules.warmup_s:
-        if series.last_ms != NEVER and t_ms - series.last_ms > rules.gap_s * 1000:
+    if rules.warmup_ms:
+        if series.last_ms != NEVER and t_ms - series.last_ms > rules.gap_ms:
             series.warm_from_ms = t_ms
         if series.warm_from_ms is not None:
-            if t_ms - series.warm_from_ms < rules.warmup_s * 1000:
+            if t_ms - series.warm_from_ms < rules.warmup_ms:
                 raised.append(F.WARMUP)
             else:
                 series.warm_from_ms = None
     # stuck: the N-th equal value in a row and after.
-    series.run = series.run + 1 if value == series.value else 1
-    band = rules.limit_band
-    at_limit = value <= rules.low + band or value >= rules.high - band
-    needed = rules.stuck_readings_at_limit if at_limit else rules.stuck_readings
-    if needed and series.run >= needed:
-        raised.append(F.STUCK)
+    if value == series.value:
+        series.run += 1
+        at_limit = value <= rules.at_low or value >= rules.at_high
+        needed = rules.stuck_readings_at_limit if at_limit else rules.stuck_readings
+        if needed and series.run >= needed:
+            raised.append(F.STUCK)
+    else:
+        series.run = 1
+        series.value = value
     # spike: far above the median of the last few readings.
     if rules.spike_factor:
         recent = series.recent
@@ -265,7 +268,6 @@ def _stateful(series: _Series, rules: Rules, value: float, t_ms: int, raised: li
         recent.append(value)
         if len(recent) > SPIKE_WINDOW:
             del recent[0]
-    series.value = value
     series.last_ms = t_ms
 
 

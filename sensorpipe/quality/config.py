@@ -20,7 +20,7 @@ a network whose devices report every 5 minutes sets smaller runs for their senso
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -60,6 +60,13 @@ class Thresholds(_Strict):
     warmup_s: float | None = Field(default=None, ge=0)
     gap_s: float | None = Field(default=None, gt=0)
 
+    @field_validator("stuck_readings", "stuck_readings_at_limit")
+    @classmethod
+    def _a_run(cls, n: int | None) -> int | None:
+        if n == 1:
+            raise ValueError("a run is 2 equal readings or more: give 2 or more, or 0 (off)")
+        return n
+
 
 @dataclass(frozen=True, slots=True)
 class Rules:
@@ -75,6 +82,17 @@ class Rules:
     humidity: bool
     warmup_s: float
     gap_s: float
+    # derived, for the checker's inner loop
+    warmup_ms: float = field(init=False)
+    gap_ms: float = field(init=False)
+    at_low: float = field(init=False)  # at or below: at the limit (low + limit_band)
+    at_high: float = field(init=False)  # at or above: at the limit (high - limit_band)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "warmup_ms", self.warmup_s * 1000)
+        object.__setattr__(self, "gap_ms", self.gap_s * 1000)
+        object.__setattr__(self, "at_low", self.low + self.limit_band)
+        object.__setattr__(self, "at_high", self.high - self.limit_band)
 
 
 # The defaults, with their reasons.
