@@ -98,3 +98,31 @@ def test_stored_points_carry_the_flags_beside_the_raw_values(stack: LocalStack) 
     assert sorted(r["pm2_5"] for r in rows if r.get("pm2_5") is not None) == [
         8.0, 8.0, 8.0, 12.0, 13.0,
     ]  # fmt: skip
+
+
+def test_an_import_is_flagged_by_the_stacks_quality_section(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    ride = tmp_path / "ride.csv"
+    ride.write_text(
+        "time,latitude,longitude,pm2_5,humidity\n"
+        "2024-05-04T09:00:00Z,52.3702,4.8952,8.1,99\n"
+        "2024-05-04T09:01:00Z,52.3708,4.8961,8.1,75\n"
+        "2024-05-04T09:02:00Z,52.3715,4.8973,8.1,50\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        main, ["import", "track", str(ride), "--track-id", "b1", "--dir", str(stack.directory)]
+    )
+    assert result.exit_code == 0, result.output
+    info = stack.require_info()
+    influx = InfluxClient(info.influx_url, info.database)
+    try:
+        series = influx.query("SELECT * FROM air WHERE device_id = 'track-b1' ORDER BY time")
+    finally:
+        influx.close()
+    got = [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
+    assert [r["pm2_5"] for r in got] == [8.1, 8.1, 8.1]
+    # stuck_readings = 3 from the stack's ingest.toml, as the live ingest judges
+    assert [r["qc_pm2_5"] for r in got] == ["fog,humidity", "humidity", "stuck"]
+    assert {r["qc"] for r in got} == {1}
