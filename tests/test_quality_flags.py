@@ -458,3 +458,32 @@ def test_count_points_carry_the_flags() -> None:
         {"count": 0, "interval_s": 60.0, "qc": 1},
         {"count": 0, "interval_s": 60.0, "qc_count": "clock,stuck", "qc": 1},
     ]
+
+
+def test_stack_up_keeps_the_quality_section_of_ingest_toml(tmp_path: Path) -> None:
+    import tomllib
+
+    from sensorpipe.stack.configs import write_ingest_config
+    from sensorpipe.stack.errors import StackError
+
+    def write() -> dict[str, object]:
+        path = write_ingest_config(
+            tmp_path,
+            registry_path=tmp_path / "r.toml",
+            quarantine_path=tmp_path / "q.sqlite",
+            keys_path=tmp_path / "k.sqlite",
+            broker_port=1883,
+            influx_url="http://127.0.0.1:8086",
+            password="pw",
+            metrics_port=0,
+        )
+        return tomllib.loads(path.read_text())
+
+    assert "quality" not in write()
+    ingest_toml = tmp_path / "ingest.toml"
+    ingest_toml.write_text(ingest_toml.read_text() + "[quality]\nfog_rh = 97.5\n")
+    assert write()["quality"] == {"fog_rh": 97.5}
+    assert write()["quality"] == {"fog_rh": 97.5}  # and again, at the next `stack up`
+    ingest_toml.write_text("[quality\n")
+    with pytest.raises(StackError, match=r"ingest\.toml: cannot read it"):
+        write()
