@@ -1,6 +1,6 @@
 """What the quality flags cost the ingest: its rate with flags on ÷ off, in the same run.
 
-    python -m bench.qc [--devices N] [--messages M] [--rounds R] [--json]
+    python -m bench.qc [--devices N] [--messages M] [--rounds R] [--real N] [--json]
 
 A realistic batch: N devices (default 200), each with an SDS011 (PM2.5, PM10) and a BME280
 (temperature, relative humidity, pressure), M air messages each (default 25), one a minute,
@@ -17,6 +17,8 @@ Figures (messages a second on one core, in-process: no broker, no InfluxDB):
   default `validate_threads = 1`): the check (JSON, registry, Ed25519 signature, schema and
   ranges, `ingest.validate.Validator`) and the points and lines as above. The goal is
   ingest_ratio >= 0.9.
+- with `--real N`, real_off / real_on: through the real ingest (`real_ingest`), publish to
+  stored in InfluxDB, N messages a round, at most 3 rounds.
 """
 
 from __future__ import annotations
@@ -153,14 +155,61 @@ def measure(devices: int, messages: int, rounds: int) -> dict[str, Any]:
     return result
 
 
+def real_ingest(messages: int, rounds: int) -> dict[str, Any]:
+    """Through the real ingest: two local stacks side by side (Mosquitto, influxd, the
+    ingest), one with `[quality] enabled = false`; each round a new device on each sends the
+    same `messages` signed messages (bench.pipeline's: humid air, a device just started)
+    as fast as QoS 1 allows, timed until InfluxDB holds them all; off and on in turn first."""
+    from bench.pipeline import FLOODING, payloads, pipeline
+    from sensorpipe.stack.local import LocalStack
+
+    with tempfile.TemporaryDirectory(prefix="sensorpipe-bench-qc-") as tmp:
+        stacks = {}
+        for name, enabled in (("off", "false"), ("on", "true")):
+            stack = LocalStack(Path(tmp) / name)
+            config = stack.directory / "ingest" / "ingest.toml"
+            config.parent.mkdir(parents=True)
+            config.write_text(f"[quality]\nenabled = {enabled}\n", encoding="utf-8")
+            stacks[name] = stack
+        for stack in stacks.values():
+            stack.up(detach=False, serve=False, kits=False)
+        try:
+            rates: dict[str, list[float]] = {"off": [], "on": []}
+            for r in range(rounds):
+                order = ("off", "on") if r % 2 == 0 else ("on", "off")
+                for name in order:
+                    (creds,) = stacks[name].add_devices([(f"qc-{r:02d}", FLOODING)])
+                    items = payloads(creds, messages)
+                    rates[name].append(pipeline(items, stacks[name], creds))
+        finally:
+            for stack in stacks.values():
+                stack.down()
+    ratios = [on / off for on, off in zip(rates["on"], rates["off"], strict=True)]
+    return {
+        "real_off_msg_s": round(median(rates["off"])),
+        "real_on_msg_s": round(median(rates["on"])),
+        "real_ratio": round(median(ratios), 3),
+        "real_messages": messages,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--messages", type=int, default=25, help="messages per device")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--real",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also through the real ingest: N messages a round to two local stacks",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = measure(args.devices, args.messages, args.rounds)
+    if args.real:
+        result.update(real_ingest(args.real, min(args.rounds, 3)))
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -169,6 +218,9 @@ def main() -> None:
         off, on = result[f"{name}_off_msg_s"], result[f"{name}_on_msg_s"]
         ratio = result[f"{name}_ratio"]
         print(f"{name:7} off {off:>9,.0f} msg/s   on {on:>9,.0f} msg/s   on/off {ratio:.3f}")
+    if args.real:
+        off, on, ratio = result["real_off_msg_s"], result["real_on_msg_s"], result["real_ratio"]
+        print(f"real    off {off:>9,.0f} msg/s   on {on:>9,.0f} msg/s   on/off {ratio:.3f}")
     verdict = "met" if result["goal_met"] else "NOT met"
     print(f"goal: ingest on/off >= 0.9: {verdict}")
 
