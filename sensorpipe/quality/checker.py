@@ -32,6 +32,15 @@ from collections.abc import Iterable
 from sensorpipe.quality import flags as F
 from sensorpipe.quality.config import QualityConfig, Rules
 
+# Each flag a bit, so that a reading's flags are an integer while they are checked and their
+# stored form is one lookup (`_JOINED`): the checker's inner loop runs for every value stored.
+_BIT = {name: 1 << i for i, name in enumerate(F.ALL_FLAGS)}  # ALL_FLAGS is sorted
+CLOCK, FOG, HUMIDITY, RANGE = _BIT[F.CLOCK], _BIT[F.FOG], _BIT[F.HUMIDITY], _BIT[F.RANGE]
+SPIKE, STUCK, WARMUP = _BIT[F.SPIKE], _BIT[F.STUCK], _BIT[F.WARMUP]
+_JOINED = [
+    ",".join(name for name in F.ALL_FLAGS if mask & _BIT[name]) for mask in range(1 << len(_BIT))
+]
+
 # The recent level a spike is measured against: the median of this many earlier readings,
 # judged once at least SPIKE_MIN_HISTORY are known. A median ignores one earlier spike.
 SPIKE_WINDOW = 5
@@ -60,7 +69,7 @@ class _Series:
         self.run_from_ms = NEVER
         self.recent: list[float] = []
         self.warm_from_ms: int | None = None
-        self.flags: list[str] = []
+        self.flags = 0  # the last reading's, without CLOCK
 
 
 class _Sensor:
@@ -130,37 +139,36 @@ class QualityChecker:
             held = self._sensors[key] = _Sensor()
         else:
             self._sensors.move_to_end(key)
-        humid = fog = False
-        if humidity is not None:
-            humid, fog = humidity >= self._humidity_rh, humidity >= self._fog_rh
+        if humidity is None:
+            wet = 0
+        else:
+            wet = (FOG if humidity >= self._fog_rh else 0) | (
+                HUMIDITY if humidity >= self._humidity_rh else 0
+            )
+        clock = CLOCK if clock_synced is False else 0
         out: dict[str, str] = {}
+        held_series = held.series
         for quantity, value in values:
-            series = held.series.get(quantity)
+            series = held_series.get(quantity)
             if series is None:
-                series = held.series[quantity] = _Series(self.rules(sensor, quantity))
+                series = held_series[quantity] = _Series(self.rules(sensor, quantity))
                 self._count += 1
             rules = series.rules
             assert rules is not None
-            raised: list[str] = []
-            if value < rules.low or value > rules.high:
-                raised.append(F.RANGE)
+            mask = RANGE if value < rules.low or value > rules.high else 0
             if rules.humidity:
-                if fog:
-                    raised.append(F.FOG)
-                if humid:
-                    raised.append(F.HUMIDITY)
+                mask |= wet
             if rules.warmup_s and uptime_s is not None and 0 <= uptime_s < rules.warmup_s:
-                raised.append(F.WARMUP)
+                mask |= WARMUP
             if t_ms > series.last_ms:
-                _stateful(series, rules, value, t_ms, raised)
-                series.flags = raised
+                mask |= _stateful(series, rules, value, t_ms)
+                series.flags = mask
             elif t_ms == series.last_ms:  # the same reading again: the flags it got
-                raised = list(series.flags)
+                mask = series.flags
             # else older than the last: the stateless flags only, the state left alone
-            if clock_synced is False:
-                raised.append(F.CLOCK)
-            if raised:
-                out[quantity] = ",".join(sorted(set(raised)))
+            mask |= clock
+            if mask:
+                out[quantity] = _JOINED[mask]
         self._seen(held, t_ms)
         return out
 
@@ -195,22 +203,22 @@ class QualityChecker:
         if series is None:
             series = held.series[name] = _Series(None)
             self._count += 1
-        raised: list[str] = []
+        mask = 0
         stuck_ms = self._count_stuck_ms if count == 0 else self._count_stuck_nonzero_ms
         if t_ms > series.last_ms and running_fraction != 0:
             if count != series.value:
                 series.value, series.run_from_ms = count, t_ms
             end_ms = t_ms + interval_s * 1000
             if stuck_ms and end_ms - series.run_from_ms >= stuck_ms:
-                raised.append(F.STUCK)
+                mask = STUCK
             series.last_ms = t_ms
-            series.flags = raised
+            series.flags = mask
         elif t_ms == series.last_ms:
-            raised = list(series.flags)
+            mask = series.flags
         if clock_synced is False:
-            raised.append(F.CLOCK)
+            mask |= CLOCK
         self._seen(held, t_ms)
-        return ",".join(sorted(raised))
+        return _JOINED[mask]
 
     def _seen(self, held: _Sensor, t_ms: int) -> None:
         """`held` has a reading at `t_ms`: forget what is now too old, or too much."""
@@ -237,15 +245,17 @@ class QualityChecker:
             self._count -= len(oldest.series)
 
 
-def _stateful(series: _Series, rules: Rules, value: float, t_ms: int, raised: list[str]) -> None:
-    """The checks that depend on the readings before (warm-up after a gap, stuck, spike)."""
+def _stateful(series: _Series, rules: Rules, value: float, t_ms: int) -> int:
+    """The flags that depend on the readings before (warm-up after a gap, stuck, spike),
+    the series' state moved on by this reading."""
+    mask = 0
     # warm-up after a gap: from the first reading after it, for warmup_s.
     if rules.warmup_ms:
         if series.last_ms != NEVER and t_ms - series.last_ms > rules.gap_ms:
             series.warm_from_ms = t_ms
         if series.warm_from_ms is not None:
             if t_ms - series.warm_from_ms < rules.warmup_ms:
-                raised.append(F.WARMUP)
+                mask = WARMUP
             else:
                 series.warm_from_ms = None
     # stuck: the N-th equal value in a row and after.
@@ -254,7 +264,7 @@ def _stateful(series: _Series, rules: Rules, value: float, t_ms: int, raised: li
         at_limit = value <= rules.at_low or value >= rules.at_high
         needed = rules.stuck_readings_at_limit if at_limit else rules.stuck_readings
         if needed and series.run >= needed:
-            raised.append(F.STUCK)
+            mask |= STUCK
     else:
         series.run = 1
         series.value = value
@@ -264,11 +274,12 @@ def _stateful(series: _Series, rules: Rules, value: float, t_ms: int, raised: li
         if len(recent) >= SPIKE_MIN_HISTORY:
             level = sorted(recent)[len(recent) // 2]
             if value > rules.spike_factor * level and value - level > rules.spike_step:
-                raised.append(F.SPIKE)
+                mask |= SPIKE
         recent.append(value)
         if len(recent) > SPIKE_WINDOW:
             del recent[0]
     series.last_ms = t_ms
+    return mask
 
 
 def qc_fields(flagged: dict[str, str]) -> dict[str, str]:
