@@ -3,9 +3,11 @@
 Stateless checks first (range, humidity, fog, clock, warm-up by the device's uptime), then the
 stateful ones (stuck, spike, warm-up after a gap) with a small state per series (device,
 sensor, quantity): the last time and value, the length of the run of equal values, the last
-few values for the recent level, and when a warm-up began. A series not seen for
-`forget_after_s` (observation time) is forgotten, and at most `max_series` are kept, the least
-recently seen going first: memory stays bounded whatever devices come and go.
+few values for the recent level, and when a warm-up began. Counts of passers-by
+(`flag_count`) are series too (device, class, direction), checked for stuck and clock. A
+series not seen for `forget_after_s` (observation time) is forgotten, and at most `max_series`
+are kept, a device's sensor least recently seen going first: memory stays bounded whatever
+devices come and go.
 
 What a stateful check can and cannot see:
 - A series is judged in the order its readings arrive. A reading older than the series' last
@@ -20,8 +22,8 @@ What a stateful check can and cannot see:
   keeps its own state and sees a share of each device's messages: a stuck run is then seen
   only as far as one worker's share holds it (shorter runs), the recent level and the gaps are
   those of the share. The stateless checks are unaffected. Workers share nothing by design
-  (ingest.service); a device's complete series is judged again where it is stored (the
-  periodic checks, not in this module).
+  (ingest.service); judging a device's complete series would be a periodic check over what
+  is stored (as the neighbour outlier will be), not built yet.
 """
 
 from __future__ import annotations
