@@ -5,13 +5,17 @@ with the run's checker), checked against figures counted independently from the 
   MIT): a real low-cost sensor's 1-minute PM2.5 beside its own relative humidity, with long
   runs at RH >= 90 %, a humidity sensor stuck at 99.9 % for 2,126 minutes while the reference
   beside it read 70-95 %, and an 87-minute gap.
+- tests/data/pedestrian-counts/auckland_slice_flags.csv (CC BY 4.0): a counter stuck at 0 and
+  a working one with night zeros.
+- tests/data/colocation/airnowtech_slice_flags.csv (MIT): a reference monitor's hourly PM2.5
+  stuck at 10.1 for 4 hours, which its agency marked invalid.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import groupby
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import pytest
 from sensorpipe.importer.base import ImportContext, ImportOptions, Target, value_column
 from sensorpipe.importer.files import inspect
 from sensorpipe.quality.checker import QualityChecker
+from sensorpipe.quality.config import QualityConfig, Thresholds
 
 RT01 = Path(__file__).parent / "data" / "colocation" / "rt01_slice_flags.csv"
 FIELD = re.compile(r'(\w+)=("[^"]*"|[^,]+)')  # a line protocol field; a string holds commas
@@ -156,3 +161,35 @@ def test_a_counter_stuck_at_zero_is_flagged_after_a_day_and_night_zeros_are_not(
     assert stuck[0] == "2019-04-01T16:00:00Z"  # the 24th hour of zeros from 3/31 17:00
     assert stuck[-1] == "2019-04-08T23:00:00Z" and len(stuck) == 198 - 23
     assert "Commerce Street West" not in flagged  # its 12 hours of zeros are a quiet night
+
+
+# --- a frozen reference monitor: tests/data/colocation/airnowtech_slice_flags.csv (MIT) -------
+
+AIRNOWTECH = Path(__file__).parent / "data" / "colocation" / "airnowtech_slice_flags.csv"
+
+
+@pytest.mark.parametrize(
+    ("run", "flagged"),
+    [
+        # 4 equal hourly values: exactly the hours the agency marked invalid (QC code 9) that
+        # a run of 4 can see, its 4th
+        (4, ["8/19/2019 15:00"]),
+        # 3 (research27 §7's "3 identical consecutive hourly values"): a valid run too
+        (3, ["8/19/2019 14:00", "8/19/2019 15:00", "8/25/2019 5:00"]),
+    ],
+)
+def test_a_reference_monitors_stuck_hours(run: int, flagged: list[str]) -> None:
+    with AIRNOWTECH.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    config = QualityConfig(sensors={"fem": {"pm2_5": Thresholds(stuck_readings=run)}})
+    checker = QualityChecker(config)
+    stuck = []
+    for r in rows:
+        hour = datetime.strptime(f"{r['Date (UTC)']} {r['Time (UTC)']}", "%m/%d/%Y %H:%M")
+        t = int(hour.replace(tzinfo=UTC).timestamp() * 1000)
+        out = checker.flag("burdens-creek", "fem", t, [("pm2_5", float(r["Value"]))])
+        if "stuck" in out.get("pm2_5", ""):
+            stuck.append(f"{r['Date (UTC)']} {r['Time (UTC)']}")
+    assert stuck == flagged
+    invalid = [f"{r['Date (UTC)']} {r['Time (UTC)']}" for r in rows if r["QC Code"] == "9"]
+    assert invalid == ["8/19/2019 12:00", "8/19/2019 13:00", "8/19/2019 14:00", "8/19/2019 15:00"]
