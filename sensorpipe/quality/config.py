@@ -104,7 +104,10 @@ class Rules:
 #   report with 0.1 µg/m³ resolution (SDS011) or whole µg/m³ (Plantower), and a working one
 #   in moving air changes within minutes; weather sensors with 0.01 resolution even sooner.
 #   Research27 §7: 3 equal hourly values flag a frozen reference monitor, which is 180 of
-#   our 1-min readings; 30 is stricter, yet long enough that a still night passes.
+#   our 1-min readings; 30 is stricter, yet long enough that a still night passes. Hourly
+#   data wants 4 for its sensor model: in the shared reference file's hourly PM2.5 (0.1
+#   µg/m³ resolution), runs of 4 are exactly the hours its agency marked invalid, runs of 3
+#   include a valid one (tests/test_quality_real_data.py).
 # - stuck at the limit: 0 µg/m³ holds for hours in very clean air, a saturated RH sensor reads
 #   its ceiling through a night of fog: 360 readings (6 h) of PM at 0, 1440 (a day) of RH at
 #   98 % or more (limit_band 2: the co-location sensor RT01 saturates at 99.9 %, a BME280 at
