@@ -50,10 +50,10 @@ def _message(seq: int, pm2_5: float, rh: float) -> AirMessage:
     return base.model_copy(update={"readings": readings})
 
 
-def _rows(influx: InfluxClient, sensor: str) -> list[dict[str, Any]]:
-    series = influx.query(
-        f"SELECT * FROM air WHERE device_id = 'qc-01' AND sensor = '{sensor}' ORDER BY time"
-    )
+def _rows(influx: InfluxClient, device: str, sensor: str | None = None) -> list[dict[str, Any]]:
+    """The air points of `device` (of one `sensor`), oldest first, as column -> value."""
+    which = f" AND sensor = '{sensor}'" if sensor else ""
+    series = influx.query(f"SELECT * FROM air WHERE device_id = '{device}'{which} ORDER BY time")
     return [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
 
 
@@ -68,9 +68,9 @@ def test_stored_points_carry_the_flags_beside_the_raw_values(stack: LocalStack) 
         device.close()
     influx = InfluxClient(info.influx_url, info.database)
     try:
-        wait_for(lambda: len(_rows(influx, "sds011")) == 5, what="5 points")
-        pm = _rows(influx, "sds011")
-        weather = _rows(influx, "bme280")
+        wait_for(lambda: len(_rows(influx, "qc-01", "sds011")) == 5, what="5 points")
+        pm = _rows(influx, "qc-01", "sds011")
+        weather = _rows(influx, "qc-01", "bme280")
     finally:
         influx.close()
 
@@ -118,10 +118,9 @@ def test_an_import_is_flagged_by_the_stacks_quality_section(
     info = stack.require_info()
     influx = InfluxClient(info.influx_url, info.database)
     try:
-        series = influx.query("SELECT * FROM air WHERE device_id = 'track-b1' ORDER BY time")
+        got = _rows(influx, "track-b1")
     finally:
         influx.close()
-    got = [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
     assert [r["pm2_5"] for r in got] == [8.1, 8.1, 8.1]
     # stuck_readings = 3 from the stack's ingest.toml, as the live ingest judges
     assert [r["qc_pm2_5"] for r in got] == ["fog,humidity", "humidity", "stuck"]
