@@ -172,6 +172,7 @@ def _sample(name: str) -> str:
 
 
 SC = "2024-03-01_sds011_sensor_12345.csv"
+RIDE = _sample("ride-2024-05-04.csv")
 
 
 CASES: dict[str, list[Case]] = {
@@ -557,6 +558,20 @@ CASES: dict[str, list[Case]] = {
     ],
     "import track": [
         (lambda t: [_sample("ride-2024-05-04.csv")], "give --track-id NAME"),
+        (
+            lambda t: [RIDE, "--track-id", "b", "--quality-config", str(t / "q.toml")],
+            "--quality-config {t}/q.toml: file not found",
+        ),
+        (
+            lambda t: [
+                RIDE,
+                "--track-id",
+                "b",
+                "--quality-config",
+                _file(t, "q.toml", "[quality]\nfog_rh = 101\n"),
+            ],
+            "q.toml: quality.fog_rh (line 2): Input should be less than or equal to 100",
+        ),
         (lambda t: [_sample(SC)], "not a track CSV"),
         (lambda t: [_sample(SC), "--track-id", "a b"], "--track-id 'a b': use letters"),
     ],

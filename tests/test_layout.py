@@ -27,6 +27,18 @@ FORBIDDEN = {
     # The HTTP service reads what the ingest stored; it runs no device, simulator or stack.
     "api": {"edge", "firmware_sim", "stack", "cli"},
     "query": {"edge", "firmware_sim", "stack", "cli", "api"},
+    # The quality checks judge readings; the ingest and the importer call them, not they them.
+    "quality": {
+        "edge",
+        "gateway",
+        "ingest",
+        "importer",
+        "firmware_sim",
+        "query",
+        "stack",
+        "cli",
+        "api",
+    },
 }
 # The command's entry (`python -m sensorpipe`) sits at the top too, but it is the command line.
 GROUND_FLOOR_EXCEPT = {"sensorpipe", "sensorpipe.__main__"}

@@ -27,6 +27,7 @@ from sensorpipe.protocol.quantities import QUANTITIES
 if TYPE_CHECKING:
     from sensorpipe.importer.base import ImportOptions
     from sensorpipe.importer.runner import FileResult
+    from sensorpipe.quality.config import QualityConfig
 
 _USER = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
 SHOWN_DEVICES = 10  # devices named per file in the summary (--json lists them all)
@@ -82,6 +83,13 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
             default=DEFAULT_MAX_DECOMPRESSED_MIB,
             show_default=True,
             help="A gzip'd file may expand to this many MiB; reading stops past it.",
+        ),
+        click.option(
+            "--quality-config",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="A TOML file whose [quality] section sets the quality flags' thresholds (an "
+            "ingest.toml; default: the stack's ingest.toml, or the defaults).",
         ),
         json_option("Print the summary as JSON."),
     ]
@@ -301,7 +309,11 @@ def _import(
         parsers = prepare(fmt, list(files), options)
     except FileProblem as exc:
         fail(str(exc))
+    given = common["quality_config"]
+    quality = _quality_config(given) if given is not None else None
     stack = local_stack(common["directory"])
+    if quality is None:
+        quality = _quality_config(stack.directory / "ingest" / "ingest.toml", default=True)
     influx_url = common["influx_url"]
     if influx_url is None:
         try:
@@ -323,6 +335,7 @@ def _import(
                 deadletter_path=deadletters,
                 ledger_path=stack.directory / "imports" / "ledger.sqlite",
                 force=common["force"],
+                quality=quality,
             )
         except ImportProblem as exc:
             fail(str(exc))
@@ -350,6 +363,21 @@ def _import(
             f"{len(failed)} of {len(parsers)} files were not imported completely "
             f"({failed[0].error}){more}: import them again once fixed (nothing is stored twice)"
         )
+
+
+def _quality_config(path: Path, *, default: bool = False) -> QualityConfig:
+    """The [quality] section of `path`: --quality-config, or else (`default`) the stack's
+    ingest.toml, where there is one, else the defaults. Imports are so flagged by the
+    thresholds the live ingest uses."""
+    from sensorpipe.protocol.configfile import ConfigError
+    from sensorpipe.quality.config import QualityConfig, load_quality_config
+
+    if default and not path.is_file():
+        return QualityConfig()
+    try:
+        return load_quality_config(path)
+    except ConfigError as exc:
+        fail(f"--quality-config {exc}" if not default else str(exc))
 
 
 def _options(common: dict[str, Any], extra: dict[str, Any]) -> ImportOptions:

@@ -15,6 +15,11 @@ A format derives from `reader.Reader` (or `reader.ColumnsReader`), whose docstri
 a format provides and what it gets: header checks there, the checks every row passes here on
 `ImportContext` (`observed_at`, `air_fields`, `declared`, `store`).
 
+Quality flags: `air_fields` given the row's `sensor` and time (or `quality_fields`, for a
+format that writes its fields itself) asks the run's `QualityChecker` (quality.checker, the
+same the ingest uses) for the row's flags and adds `qc_<quantity>` and `qc`; the humidity they
+judge PM by is the row's own `relative_humidity` column, where it has one.
+
 The runner owns the rest: the registry, batching and the writer thread, dead letters, the
 ledger of imported files and the `imports` points. Points are built as strings straight away
 (see `lines.py`): the same bytes as `ingest.lineprotocol.to_line`, a test holds them equal.
@@ -35,6 +40,8 @@ from sensorpipe.importer.timeparse import TimestampError, utc_ms
 from sensorpipe.protocol import storage
 from sensorpipe.protocol.provenance import IMPORT, DeviceSource, import_source, provenance_tags
 from sensorpipe.protocol.quantities import QUANTITIES, plausibility_error
+from sensorpipe.quality.checker import QualityChecker
+from sensorpipe.quality.flags import QC_VERSION
 
 DEFAULT_BATCH = 20_000
 # Rejected rows held before they go to the dead-letter store (a file of bad rows writes no
@@ -152,8 +159,11 @@ class ImportContext:
         declare: Callable[[Target, str, str], bool],
         flush: Callable[[ImportContext], None],
         now_ms: int,
+        quality: QualityChecker | None = None,
     ) -> None:
+        """`quality`: the checker that flags air rows (None: rows are stored unflagged)."""
         self.fmt = fmt
+        self.quality = quality
         self.file = file
         self.options = options
         self.batch_size = options.batch_size
@@ -271,13 +281,17 @@ class ImportContext:
         *,
         strip: bool = False,
         rounded: bool = True,
+        sensor: str | None = None,
+        t: int | None = None,
     ) -> str | None:
         """The fields of an `air` line from the row's value `columns` (see `value_column`),
         `pm2_5=12.0,pm10=20.5`; None for a value that is not a number or not plausible
         (`bad_value`, the first such column named) or a row with no value (`bad_row`). Empty
         columns are left out. `strip`: values without surrounding white space; `rounded`: a
-        value divided to its canonical unit is rounded to 6 decimals."""
+        value divided to its canonical unit is rounded to 6 decimals. With the row's `sensor`
+        and time `t` (epoch ms), the quality fields follow (`quality_fields`)."""
         fields = []
+        values: list[tuple[str, float]] = []
         for i, key, low, high, divisor, name, quantity in columns:
             s = f[i].strip() if strip else f[i]
             if not s:
@@ -295,10 +309,52 @@ class ImportContext:
                 self.reject(line_no, raw, "bad_value", problem, target)
                 return None
             fields.append(key + repr(v))
+            values.append((quantity, v))
         if not fields:
             self.reject(line_no, raw, "bad_row", "no value in any column", target)
             return None
+        if self.quality is not None and sensor is not None and t is not None:
+            return ",".join(fields) + self.quality_fields(target, sensor, t, values)
         return ",".join(fields)
+
+    def count_quality_fields(
+        self,
+        target: Target,
+        count_class: str,
+        direction: str,
+        t: int,
+        interval_s: float,
+        count: float,
+        running_fraction: float,
+    ) -> str:
+        """`,qc_count="stuck"` where flagged and `,qc=<version>i`, for a `traffic` line's
+        fields; "" without a checker (quality.checker, `QualityChecker.flag_count`)."""
+        if self.quality is None:
+            return ""
+        flagged = self.quality.flag_count(
+            target.device_id,
+            count_class,
+            direction,
+            t,
+            interval_s,
+            count,
+            running_fraction=running_fraction,
+        )
+        qc = f',qc_count="{flagged}"' if flagged else ""
+        return f"{qc},qc={QC_VERSION}i"
+
+    def quality_fields(
+        self, target: Target, sensor: str, t: int, values: list[tuple[str, float]]
+    ) -> str:
+        """`,qc_<quantity>="flag,..."` for each flagged quantity of `values` and `,qc=<version>i`
+        (the fields to append to an air line's values), or "" without a checker. The
+        humidity is the row's own `relative_humidity` among `values`, where it has one."""
+        if self.quality is None:
+            return ""
+        humidity = next((v for q, v in values if q == "relative_humidity"), None)
+        flagged = self.quality.flag(target.device_id, sensor, t, values, humidity=humidity)
+        qc = "".join(f',qc_{q}="{joined}"' for q, joined in flagged.items())
+        return f"{qc},qc={QC_VERSION}i"
 
     def declared(
         self, line_no: int, raw: str, prefix: str | None, target: Target, sensor: str

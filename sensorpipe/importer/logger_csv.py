@@ -138,7 +138,7 @@ class LoggerCsv(Reader):
             )
             if t is None:
                 continue
-            fields = ctx.air_fields(n, raw, f, columns, target, strip=True)
+            fields = ctx.air_fields(n, raw, f, columns, target, strip=True, sensor=sensor, t=t)
             if fields is None or not ctx.declared(n, raw, prefix, target, sensor):
                 continue
             ctx.store(n, f"{prefix}{fields} {t}", target)

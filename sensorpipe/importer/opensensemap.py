@@ -157,6 +157,7 @@ class OpenSenseMap(ColumnsReader):
                 ctx.reject(n, raw, "bad_value", problem, target)
                 continue
             field = f"{quantity}={v!r}"
+            position_fields = ""
             if o.mobile or r[EXPOSURE] == "mobile":
                 position = location(r[LAT], r[LON])
                 if position is None:
@@ -164,7 +165,7 @@ class OpenSenseMap(ColumnsReader):
                         n, raw, "no_position", "a mobile box's reading without lat/lon", target
                     )
                     continue
-                field += f",lat={position[0]!r},lon={position[1]!r}"
+                position_fields = f",lat={position[0]!r},lon={position[1]!r}"
             if target is None:
                 target = ctx.target(self._spec(key, sensor, r))
                 targets[key] = target
@@ -172,7 +173,8 @@ class OpenSenseMap(ColumnsReader):
                 prefixes[(key, sensor)] = ctx.air_prefix(target, sensor)
             prefix = prefixes[(key, sensor)]
             if ctx.declared(n, raw, prefix, target, sensor):
-                ctx.store(n, f"{prefix}{field} {t}", target)
+                qc = ctx.quality_fields(target, sensor, t, [(quantity, v)])
+                ctx.store(n, f"{prefix}{field}{qc}{position_fields} {t}", target)
 
     def _spec(self, key: str, sensor: str, r: list[str]) -> DeviceSpec:
         # The key is the box (column, --box) or else the sensor (column, the file's name).

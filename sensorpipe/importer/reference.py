@@ -118,7 +118,7 @@ class Values:
         if columns is None:
             columns = [value_column(self._index, self._name, quantity, divisor)]
             self._columns[(quantity, divisor)] = columns
-        fields = ctx.air_fields(n, raw, f, columns, target, strip=True)
+        fields = ctx.air_fields(n, raw, f, columns, target, strip=True, sensor=sensor, t=t)
         if fields is None:
             return
         prefix = ctx.air_prefix(target, sensor)

@@ -57,6 +57,8 @@ from sensorpipe.protocol.registry import (
     save_registry,
 )
 from sensorpipe.protocol.topics import is_valid_device_id
+from sensorpipe.quality.checker import QualityChecker
+from sensorpipe.quality.config import QualityConfig
 
 # Every format, by the name `sensorpipe import <name>` and the `source` tag use.
 FORMATS: dict[str, type[HistoryFormat]] = {
@@ -133,7 +135,9 @@ class Importer:
         progress: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.time,
         retry_backoff_s: float = 1.0,
+        quality: QualityConfig | None = None,
     ) -> None:
+        """`quality`: the flags' thresholds (the defaults without; `enabled = false`: none)."""
         self.fmt = fmt
         self.format = FORMATS[fmt]
         self.options = options
@@ -148,6 +152,10 @@ class Importer:
         self._clock = clock
         self._retry_backoff_s = retry_backoff_s
         self._pending: list[_Change] = []
+        quality = quality if quality is not None else QualityConfig()
+        # One checker for the whole run: a series continued in the next file (a day's archive
+        # after the day before) is judged as one.
+        self._quality = QualityChecker(quality) if quality.enabled else None
         self._last_ms = 0
         # per file
         self._targets: dict[str, Target] = {}
@@ -240,6 +248,7 @@ class Importer:
             declare=self._declare,
             flush=self._flush,
             now_ms=int(self._clock() * 1000),
+            quality=self._quality,
         )
         self._reported = 0
         try:

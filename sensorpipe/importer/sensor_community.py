@@ -84,6 +84,7 @@ class SensorCommunity(Reader):
         # The columns not imported, in one C call; mostly all empty (the PPD42NS's columns).
         unused = itemgetter(*skipped, *skipped) if skipped else None
         sensor_id = sensor_type = None
+        model = ""
         target: Target | None = None
         prefix: str | None = None
         for line_no, raw, f in rows(text, ";", head[0] + 1, ctx.bad_row):
@@ -95,13 +96,14 @@ class SensorCommunity(Reader):
             if f[0] != sensor_id or f[1] != sensor_type:
                 sensor_id, sensor_type = f[0], f[1]
                 target, prefix = self._device(ctx, f)
+                model = sensor_model(sensor_type)
             if target is None:
                 ctx.reject(line_no, raw, "bad_row", f"sensor_id {f[0]!r} is not a number")
                 continue
             t = ctx.observed_at(line_no, raw, "timestamp", f[5], target)
             if t is None:
                 continue
-            fields = ctx.air_fields(line_no, raw, f, wanted, target)
+            fields = ctx.air_fields(line_no, raw, f, wanted, target, sensor=model, t=t)
             if fields is None or not ctx.declared(line_no, raw, prefix, target, f[1]):
                 continue
             ctx.store(line_no, f"{prefix}{fields} {t}", target)

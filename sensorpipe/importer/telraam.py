@@ -178,11 +178,14 @@ class Telraam(ColumnsReader):
                 if prefix is None:
                     problem = f"device {target.device_id} has no direction {direction!r}"
                     break
+                count = round(value * uptime)
+                qc = ctx.count_quality_fields(
+                    target, count_class, direction, t, interval, count, uptime
+                )
                 out.append(
                     (
                         prefix,
-                        f"count={round(value * uptime)}i,interval_s={interval!r},"
-                        f"count_extrapolated={value!r}",
+                        f"count={count}i,interval_s={interval!r},count_extrapolated={value!r}{qc}",
                     )
                 )
             if problem is not None:

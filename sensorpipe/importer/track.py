@@ -143,7 +143,9 @@ class Track(Reader):
                 )
                 continue
             columns = plan.value_columns(version)
-            fields = ctx.air_fields(n, raw, f, columns, target, strip=True, rounded=False)
+            fields = ctx.air_fields(
+                n, raw, f, columns, target, strip=True, rounded=False, sensor=sensor, t=t
+            )
             if fields is None or not ctx.declared(n, raw, prefix, target, sensor):
                 continue
             ctx.store(n, f"{prefix}{fields},lat={lat!r},lon={lon!r} {t}", target)

@@ -12,6 +12,9 @@ so a flood of one bad message costs a hash each; the memory goes when the regist
 Sequence numbers are kept in the writer thread only. After a restart they are read back from
 InfluxDB within the backlog window (`seed_last_seq`, best effort): when they cannot be read, an
 old message replayed afterwards is recorded as a first delivery; its points are the same.
+Quality flags (quality.checker) are computed here too, in the writer thread, as messages
+become points, so each series is judged in arrival order; the `[quality]` section configures
+them, `enabled = false` leaves them out.
 An enrollment's answer goes out at once (QoS 1, on the device's acknowledgement topic); the
 first key a device enrols is kept before it is answered.
 """
@@ -39,6 +42,7 @@ from sensorpipe.protocol.enrollment import KEY_KIND, KeyEnrollment, KeyReply, Ke
 from sensorpipe.protocol.messages import INT64_MAX, AnyMessage
 from sensorpipe.protocol.provenance import EDGE
 from sensorpipe.protocol.topics import parse_topic
+from sensorpipe.quality.checker import QualityChecker
 
 # The ingest's rooms share the one logger name its lines have always had.
 log = logging.getLogger("sensorpipe.ingest.service")
@@ -122,6 +126,7 @@ class Checker:
         # Rejections of recent bad payloads, by digest of topic and payload (REPEATABLE).
         self._known_bad: dict[bytes, Rejection] = {}
         self._last_seq: dict[str, int] = {}
+        self.quality = QualityChecker(config.quality) if config.quality.enabled else None
         self._pool = ThreadPoolExecutor(config.validate_threads, thread_name_prefix="ingest-check")
 
     def close(self) -> None:
@@ -234,7 +239,7 @@ class Checker:
             first_delivery=not repeat,
         )
         source = device.source if device is not None else EDGE
-        points = message_points(message, site, receipt, source)
+        points = message_points(message, site, receipt, source, self.quality)
         try:
             lines = [to_line(p) for p in points]
         except LineProtocolError as exc:

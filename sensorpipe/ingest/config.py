@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from sensorpipe.protocol.brokerlink import ca_file_problem
 from sensorpipe.protocol.configfile import ConfigError, key_error, load_model
+from sensorpipe.quality.config import QualityConfig
 
 # The shared subscription's group name is a secret of the ingest workers. Mosquitto 2.0 grants
 # every client's SUBSCRIBE to `$share/<group>/...` and applies its ACL only when it delivers:
@@ -151,6 +152,9 @@ class IngestConfig(_Strict):
     metrics_bind: str = "127.0.0.1"
     # Every this many seconds the counters are also written to InfluxDB (`ingest_status`).
     status_interval_s: float = Field(default=60.0, gt=0)
+    # Quality flags on every air reading as it is stored (quality.config): thresholds per
+    # quantity and sensor model; without the section, the defaults.
+    quality: QualityConfig = QualityConfig()
     # The file this configuration was loaded from, for errors found after loading.
     _source: Path | None = PrivateAttr(default=None)
 

@@ -3,6 +3,10 @@
 - `air`: one point per (device, sensor, observation time); a field per quantity, named as in
   protocol.quantities and in its canonical unit; tags device_id, site, sensor. A mobile
   reading (a message with a location, a row of an imported track) has fields `lat`/`lon`.
+  Quality flags (sensorpipe.quality), beside the raw values, which they never change: the
+  integer field `qc`, the version of the check set applied (absent: never checked), and a
+  string field `qc_<quantity>` per flagged quantity, its flag names sorted and joined by ","
+  (`fog,humidity`), present only where a flag is raised.
 - `link`: one point per message: what the device reported about its link and what the
   pipeline observed (gateway, receive time, latency, redelivery, sequence gap); tags
   device_id, site, kind, gateway.
@@ -10,6 +14,7 @@
 - `traffic`: passers-by per interval; tags device_id, site, class, direction; field `count`
   (zeros included) and `interval_s`; timestamped at the interval start. Imported Telraam
   counts add `count_extrapolated` (Telraam's figure, scaled up to the whole interval).
+  Quality flags as on `air`: `qc`, and `qc_count` where a flag is raised.
 - `counter`: per interval, how much of it the counter ran (`running_fraction`), frames
   processed and the model id; tags device_id, site. Telraam imports add `v85_kmh`.
 - `imports`: one point per imported history file and device (`sensorpipe import`): who imported

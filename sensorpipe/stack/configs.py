@@ -6,7 +6,8 @@ private to the stack's user (they hold broker passwords). What
 an operator set in serve.toml (SERVE_KEPT: tokens, the map, bounds, public address) is kept,
 under its new name where a key was renamed (SERVE_RENAMED); a serve.toml that cannot be read
 is an error naming it, never silently replaced. ingest.toml is the stack's own: nothing in it
-is kept, and extra ingest workers (`LocalStack.add_worker`) start from a copy of it.
+is kept but its [quality] section (the quality flags' thresholds, which `sensorpipe import`
+reads from it too), and extra ingest workers (`LocalStack.add_worker`) start from a copy of it.
 
 Plain functions of paths and ports: they write files and start nothing.
 """
@@ -57,19 +58,11 @@ def write_serve_config(
 ) -> Path:
     """serve.toml at `path` for this run's ports, keeping what an operator set there."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept: dict[str, Any] = {}
-    try:
-        old = tomllib.loads(path.read_text())
-        kept = {k: old[k] for k in SERVE_KEPT if k in old}
-        for was, now in SERVE_RENAMED.items():
-            if was in old and now not in kept:
-                kept[now] = old[was]
-    except FileNotFoundError:
-        pass
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise StackError(
-            f"{path}: cannot read it ({exc}); correct it or remove it (it is written anew)"
-        ) from None
+    old = written_before(path)
+    kept = {k: old[k] for k in SERVE_KEPT if k in old}
+    for was, now in SERVE_RENAMED.items():
+        if was in old and now not in kept:
+            kept[now] = old[was]
     config = {
         "host": "127.0.0.1",
         "port": api_port,
@@ -83,6 +76,19 @@ def write_serve_config(
     }
     write_private(path, tomli_w.dumps(config))
     return path
+
+
+def written_before(path: Path) -> dict[str, Any]:
+    """What the file at `path` held (nothing when it does not exist); StackError when it
+    cannot be read, rather than replacing what an operator set there."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise StackError(
+            f"{path}: cannot read it ({exc}); correct it or remove it (it is written anew)"
+        ) from None
 
 
 def write_ingest_config(
@@ -102,6 +108,8 @@ def write_ingest_config(
     disables the accounts of devices it quarantines."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "ingest.toml"
+    # The operator's quality thresholds ([quality]) are kept; `sensorpipe import` reads them too.
+    quality = written_before(path).get("quality")
     config = {
         "registry_path": str(registry_path),
         "deadletter_path": str(directory / "deadletter.sqlite"),
@@ -121,6 +129,7 @@ def write_ingest_config(
         },
         "influx": {"url": influx_url, "database": DATABASE},
         **({"broker_admin": admin} if admin is not None else {}),
+        **({"quality": quality} if isinstance(quality, dict) else {}),
     }
     write_private(path, tomli_w.dumps(config))  # holds the broker passwords
     return path

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import socket
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from sensorpipe.gateway.mosquitto import is_loopback
 from sensorpipe.process import port_open
 from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.registry import Registry
-from sensorpipe.stack.errors import StackError
+from sensorpipe.stack.configs import written_before
 from sensorpipe.stack.ports import GATEWAY_PORT, answers, first_kits_port, port_of
 
 # The stack's kit gateway (airrohr kits post to it) and what an operator may set in its
@@ -85,15 +84,7 @@ class StackGateway:
     def settings(self) -> dict[str, Any]:
         """What the operator set in gateway.toml that is kept (GATEWAY_KEPT, and its [http]
         section's GATEWAY_HTTP_KEPT); {} before the first run."""
-        path = self.config_path
-        try:
-            old = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise StackError(
-                f"{path}: cannot read it ({exc}); correct it or remove it (it is written anew)"
-            ) from None
+        old = written_before(self.config_path)
         kept: dict[str, Any] = {k: old[k] for k in GATEWAY_KEPT if k in old}
         http = old.get("http")
         if isinstance(http, dict):

@@ -138,6 +138,8 @@ def test_a_kit_posting_as_its_firmware_does_is_stored_with_metadata_and_provenan
     assert bme["pressure"] == pytest.approx(1013.2545)  # sent in Pa
     for r in rows:
         assert (r["source"], r["vouch"], r["site"]) == ("airrohr", "gateway", "oost")
+        # quality-checked as any device's readings; a kit has no clock to flag (ingest.points)
+        assert r["qc"] == 1 and r.get("qc_pm2_5") is None
 
     q = f"SELECT * FROM link WHERE device_id = '{kit.device_id}' GROUP BY *"
     (link,) = wait_for(lambda: influx_rows(influx, q), what="the kit's link point")

@@ -107,6 +107,7 @@ def test_archive_values_arrive_with_their_provenance(world: World) -> None:
     assert {(r["source"], r["vouch"], r["site"], r["sensor"]) for r in got} == {
         ("import:sensor-community", "import", "utrecht", "sds011")
     }
+    assert {r["qc"] for r in got} == {1}  # quality-checked as the ingest checks (no flag here)
     (bme,) = influx_rows(
         world.influx, "SELECT pressure FROM air WHERE device_id = 'sc-12346' LIMIT 1"
     )
@@ -178,11 +179,11 @@ def test_telraam_hours_in_the_counting_series(world: World) -> None:
     assert got[("2024-03-01T08:00:00Z", "rgt")]["count"] == 45
     (raw,) = influx_rows(
         world.influx,
-        "SELECT count_extrapolated, interval_s FROM traffic WHERE device_id = "
+        "SELECT count_extrapolated, interval_s, qc FROM traffic WHERE device_id = "
         "'telraam-9000001844' AND class = 'car' AND direction = 'lft' AND "
         "time = '2024-03-01T07:00:00Z'",
     )
-    assert (raw["count_extrapolated"], raw["interval_s"]) == (64.0, 3600.0)
+    assert (raw["count_extrapolated"], raw["interval_s"], raw["qc"]) == (64.0, 3600.0, 1)
 
 
 def test_a_bounding_box_finds_the_readings_of_a_ride(world: World) -> None:

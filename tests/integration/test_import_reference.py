@@ -262,3 +262,23 @@ def test_luchtmeetnet_and_eea_through_the_command(world: World, tmp_path: Path) 
         "RIVM",
         {"lat": 52.09, "lon": 5.12},  # published rounded to 3 decimals
     )
+
+
+def test_a_loggers_and_a_stations_rows_are_quality_checked(world: World) -> None:
+    """Imports are flagged as the live ingest flags (quality.checker): every stored row says
+    which check set judged it, and the logger's PM at 70 % RH and more (most of these August
+    nights) carries the humidity flag, computed from the same row's humidity."""
+    logger = world.influx.query(
+        "SELECT qc, qc_pm2_5, pm2_5, relative_humidity FROM air WHERE device_id = 'rt01' "
+        "AND time > '2019-01-01'"
+    )
+    rows = [dict(zip(s["columns"], v, strict=True)) for s in logger for v in s["values"]]
+    assert rows and {r["qc"] for r in rows} == {1}
+    humid = [r for r in rows if r["pm2_5"] is not None and (r["relative_humidity"] or 0) >= 70]
+    assert humid and all("humidity" in (r["qc_pm2_5"] or "") for r in humid)
+    dry = [r for r in rows if r["pm2_5"] is not None and (r["relative_humidity"] or 100) < 70]
+    assert dry and not any("humidity" in (r["qc_pm2_5"] or "") for r in dry)
+    station = world.influx.query(
+        f"SELECT qc FROM air WHERE device_id = '{STATION}' AND time > '2019-01-01'"
+    )
+    assert {v[1] for s in station for v in s["values"]} == {1}

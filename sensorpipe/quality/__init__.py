@@ -1,0 +1,13 @@
+"""Quality flags on every air reading, computed as it is stored, beside the raw value.
+
+`flags` names each flag and says in one sentence why it exists; `config` holds the thresholds
+per quantity and per sensor model (the `[quality]` section of ingest.toml), each default with
+its reason; `checker` is the `QualityChecker` the live ingest (devices and the kit gateway's
+kits alike, which arrive over MQTT) and the importer both use: one implementation, so a value
+imported from a history file is flagged as the same value arriving live would be.
+
+The raw value is never changed: a flag is a string field `qc_<quantity>` beside it (the sorted
+flag names, joined by ","), written only where a flag is raised, and every checked air point
+carries the integer field `qc`, the version of the check set (`flags.QC_VERSION`), so
+"checked, no flag" differs from "not checked" (`protocol.storage`).
+"""
