@@ -1,0 +1,69 @@
+"""Calibrated values computed when they are read, never stored over the raw ones.
+
+`calibrate_rows` takes rows as `sensorpipe query air` prints them (time, device_id, ...,
+quantities) and the calibration book's assignments, and replaces each calibrated quantity's
+value by the calibration's, naming it in the row's `calibration` column (`raw` where none
+applies). A calibration assigned today so applies to last year's readings as well; the raw
+values stay in InfluxDB. A method that needs relative humidity takes the row's own
+`relative_humidity` (the hourly mean when the rows are hourly means); a row without one keeps
+its raw value and says `raw`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sensorpipe.calibration.methods import NEEDS_RH, apply
+from sensorpipe.calibration.store import Assignment
+
+RAW = "raw"
+COLUMN = "calibration"
+RH = "relative_humidity"
+
+
+def _ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def applicable(assignments: Sequence[Assignment], device: str, t_ms: int) -> Assignment | None:
+    """The latest assignment of `device` whose period holds `t_ms`."""
+    found = None
+    for a in assignments:  # oldest first
+        if a.device_id == device and a.covers(t_ms):
+            found = a
+    return found
+
+
+def calibrate_rows(
+    rows: Iterable[dict[str, Any]],
+    assignments: Sequence[Assignment],
+    calibrations: Mapping[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The rows with their calibrated quantities and the `calibration` column."""
+    out = []
+    for row in rows:
+        row = dict(row)
+        label = RAW
+        chosen = applicable(assignments, str(row.get("device_id", "")), _ms(row["time"]))
+        if chosen is not None:
+            record = calibrations[chosen.calibration_id]
+            quantity = record["quantity"]
+            value = row.get(quantity)
+            rh = row.get(RH)
+            method = record["method"]
+            if value is not None and (method not in NEEDS_RH or rh is not None):
+                calibrated = float(apply(method, record["coefficients"], [value], [rh])[0])
+                if math.isfinite(calibrated):
+                    row[quantity] = calibrated
+                    label = chosen.calibration_id
+        row[COLUMN] = label
+        out.append(row)
+    return out
+
+
+def raw_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as stored, each labelled `raw`."""
+    return [{**row, COLUMN: RAW} for row in rows]
