@@ -26,6 +26,10 @@ class Targets:
     nrmse_max: float
 
 
+# A value on a target's limit meets it: rounding in the fit (1.3500000000000003) does not
+# move it out.
+TOLERANCE = 1e-9
+
 # The EPA's performance targets (sensortoolkit's PM25 and PM10 rows).
 TARGETS = {
     "pm2_5": Targets((0.65, 1.35), (-5.0, 5.0), 0.70, 7.0, 30.0),
@@ -70,11 +74,13 @@ def targets_met(stats: dict[str, Any], quantity: str) -> dict[str, bool]:
     lo, hi = target.slope
     ilo, ihi = target.intercept
     nrmse = stats.get("nrmse")
+    e = TOLERANCE
     return {
-        "slope": bool(lo <= stats["slope"] <= hi),
-        "intercept": bool(ilo <= stats["intercept"] <= ihi),
-        "r2": stats["r2"] is not None and bool(stats["r2"] >= target.r2_min),
+        "slope": bool(lo - e <= stats["slope"] <= hi + e),
+        "intercept": bool(ilo - e <= stats["intercept"] <= ihi + e),
+        "r2": stats["r2"] is not None and bool(stats["r2"] >= target.r2_min - e),
         "rmse": bool(
-            stats["rmse"] <= target.rmse_max or (nrmse is not None and nrmse <= target.nrmse_max)
+            stats["rmse"] <= target.rmse_max + e
+            or (nrmse is not None and nrmse <= target.nrmse_max + e)
         ),
     }
