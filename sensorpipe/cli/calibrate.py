@@ -6,6 +6,8 @@ server's state directory where `server setup` made one), beside the quarantine b
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,18 @@ def _open(directory: Path | None, *, create: bool) -> CalibrationBook | None:
         return open_book(path, create=create)
     except (OSError, sqlite3.Error) as exc:
         fail(f"{path}: cannot open the calibration book ({exc})")
+
+
+@contextmanager
+def calibration_book(directory: Path | None, *, create: bool) -> Iterator[CalibrationBook | None]:
+    """The stack's calibration book, closed after the block; None where there is none and
+    `create` is false."""
+    book = _open(directory, create=create)
+    try:
+        yield book
+    finally:
+        if book is not None:
+            book.close()
 
 
 def _time(option: str, value: str | None) -> datetime | None:
@@ -142,12 +156,9 @@ def calibrate_fit(
             "cv": fitted.cv,
         },
     }
-    book = _open(directory, create=True)
-    assert book is not None
-    try:
+    with calibration_book(directory, create=True) as book:
+        assert book is not None
         stored = book.add(record)
-    finally:
-        book.close()
     if as_json:
         click.echo(json.dumps(stored, indent=2))
         return
@@ -238,9 +249,8 @@ def calibrate_apply(
         by = getpass.getuser()
     except (KeyError, OSError):
         by = "operator"
-    book = _open(directory, create=True)
-    assert book is not None
-    try:
+    with calibration_book(directory, create=True) as book:
+        assert book is not None
         made = [
             book.assign(
                 calibration_id,
@@ -251,8 +261,6 @@ def calibrate_apply(
             )
             for device in dict.fromkeys(devices_)
         ]
-    finally:
-        book.close()
     if as_json:
         click.echo(json.dumps([a.as_dict() for a in made], indent=2))
         return
@@ -262,14 +270,19 @@ def calibrate_apply(
 
 
 def _record(directory: Path | None, calibration_id: str) -> dict[str, Any]:
-    book = _open(directory, create=False)
-    if book is None:
-        fail(f"calibration {calibration_id!r}: the stack has none yet (`calibrate fit` makes one)")
-    try:
+    """The calibration with its assignments; a one-line error where there is none."""
+    with calibration_book(directory, create=False) as book:
+        if book is None:
+            fail(
+                f"calibration {calibration_id!r}: the stack has none yet "
+                "(`calibrate fit` makes one)"
+            )
         record = book.get(calibration_id)
         ids = book.ids()
-    finally:
-        book.close()
+        if record is not None:
+            record["assigned"] = [
+                a.as_dict() for a in book.assignments(calibration_id=calibration_id)
+            ]
     if record is None:
         listed = ", ".join(ids[-10:]) or "none"
         fail(f"calibration {calibration_id!r}: no such calibration (the stack has: {listed})")
@@ -281,15 +294,12 @@ def _record(directory: Path | None, calibration_id: str) -> dict[str, Any]:
 @json_option("Print the calibrations (with their assignments) as JSON.")
 def calibrate_list(directory: Path | None, as_json: bool) -> None:
     """The calibrations in the book, oldest first, with the devices each applies to."""
-    book = _open(directory, create=False)
     records: list[dict[str, Any]] = []
-    if book is not None:
-        try:
+    with calibration_book(directory, create=False) as book:
+        if book is not None:
             records = book.all()
             for r in records:
                 r["assigned"] = [a.as_dict() for a in book.assignments(calibration_id=r["id"])]
-        finally:
-            book.close()
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
@@ -315,12 +325,6 @@ def calibrate_list(directory: Path | None, as_json: bool) -> None:
 def calibrate_show(calibration_id: str, directory: Path | None, as_json: bool) -> None:
     """One calibration: how it was made, its statistics and where it applies."""
     record = _record(directory, calibration_id)
-    book = _open(directory, create=False)
-    assert book is not None
-    try:
-        record["assigned"] = [a.as_dict() for a in book.assignments(calibration_id=calibration_id)]
-    finally:
-        book.close()
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return

@@ -341,16 +341,13 @@ class _Calibrations:
 def _calibrations(directory: Path | None, devices: tuple[str, ...]) -> _Calibrations | None:
     """What calibrates the rows of `devices` (all: none given); None where nothing is
     assigned (every row is raw)."""
-    from sensorpipe.cli.calibrate import _open
+    from sensorpipe.cli.calibrate import calibration_book
 
-    book = _open(directory, create=False)
-    if book is None:
-        return None
-    try:
+    with calibration_book(directory, create=False) as book:
+        if book is None:
+            return None
         assignments = book.assignments(devices)
         records = {i: r for i in {a.calibration_id for a in assignments} if (r := book.get(i))}
-    finally:
-        book.close()
     return _Calibrations(assignments, records) if assignments else None
 
 
