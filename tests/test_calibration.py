@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -195,3 +196,34 @@ def test_the_book_keeps_every_version_and_the_latest_assignment_applies(tmp_path
         (3.0, "raw"),
     ]
     assert rows[0]["pm2_5"] == 3.0  # the rows given are not changed
+
+
+def test_an_api_answer_is_calibrated_per_device_series(tmp_path: Path) -> None:
+    from sensorpipe.calibration.readtime import calibrate_series
+
+    book = CalibrationBook(tmp_path / "calibrations.sqlite")
+    book.add(
+        {"method": "linear_rh", "quantity": "pm2_5", "coefficients": {"a": 1, "b": 2, "c": 0.1}}
+    )
+    book.assign("cal-1", "d", HOUR, None, "a test")
+    assignments, records = book.assignments(), {r["id"]: r for r in book.all()}
+    book.close()
+    times = ["1970-01-01T00:00:00Z", "1970-01-01T01:00:00Z", "1970-01-01T02:00:00Z"]
+    answer: dict[str, Any] = {
+        "group": "device",
+        "series": [
+            {
+                "device_id": "d",
+                "time": times,
+                "values": {"pm2_5": [3.0, 3.0, None], "relative_humidity": [50, 50, 50]},
+            },
+            {"device_id": None, "site": "s", "time": times, "values": {"pm2_5": [1.0, 2.0, 3.0]}},
+        ],
+    }
+    out = calibrate_series(answer, assignments, records)
+    d, site = out["series"]
+    assert d["values"]["pm2_5"] == [3.0, 12.0, None]  # before the assignment: raw
+    assert d["calibration"] == ["raw", "cal-1", "raw"]
+    assert d["values"]["relative_humidity"] == [50, 50, 50]
+    assert site["calibration"] == ["raw"] * 3 and site["values"]["pm2_5"] == [1.0, 2.0, 3.0]
+    assert answer["series"][0]["values"]["pm2_5"] == [3.0, 3.0, None]  # not changed

@@ -67,3 +67,33 @@ def calibrate_rows(
 def raw_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows as stored, each labelled `raw`."""
     return [{**row, COLUMN: RAW} for row in rows]
+
+
+def calibrate_series(
+    answer: dict[str, Any],
+    assignments: Sequence[Assignment],
+    calibrations: Mapping[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """An answer of `query.series.air_series` (for `/api/v1/air?values=calibrated`) with its
+    per-device series calibrated where an assignment applies, and in each series a list
+    `calibration` naming, per interval, the calibration or `raw`. A series per site
+    (group=site) mixes devices in InfluxDB's mean and stays raw, labelled so."""
+    out = dict(answer)
+    out["series"] = []
+    for series in answer["series"]:
+        series = {**series, "values": {q: list(v) for q, v in series["values"].items()}}
+        rows = [
+            {
+                "time": t,
+                "device_id": series.get("device_id") or "",
+                **{q: v[i] for q, v in series["values"].items()},
+            }
+            for i, t in enumerate(series["time"])
+        ]
+        done = calibrate_rows(rows, assignments, calibrations) if series.get("device_id") else []
+        if done:
+            for q, column in series["values"].items():
+                column[:] = [row[q] for row in done]
+        series["calibration"] = [row[COLUMN] for row in done] or [RAW] * len(rows)
+        out["series"].append(series)
+    return out
