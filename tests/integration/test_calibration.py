@@ -69,6 +69,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         linear = json.loads(
             sensorpipe(*fit, "--method", "linear", "--dir", str(stack.directory)).stdout
         )
+        # The second device: cal-1 for all time, then cal-2 from 20 August (the later wins).
+        apply = ["calibrate", "apply", "--device", "rt01-copy", "--dir", str(stack.directory)]
+        sensorpipe(*apply[:2], fitted["id"], *apply[2:])
+        sensorpipe(*apply[:2], linear["id"], *apply[2:], "--from", "2019-08-20T00:00:00Z")
         yield World(stack, fitted, linear)
 
 
@@ -171,8 +175,6 @@ def test_the_linear_fit_is_least_squares_of_the_reference_on_the_raw_means(world
 
 
 def test_calibrated_hourly_means_of_a_second_device_are_the_formula(world: World) -> None:
-    cal = world.fitted["id"]
-    sensorpipe("calibrate", "apply", cal, "--device", "rt01-copy", *world.dir())
     query = ["query", "air", "--device", "rt01-copy", "--quantity", "pm2_5", "--every", "1h"]
     answer = json.loads(sensorpipe(*query, *PERIOD, "--format", "json", *world.dir()).stdout)
     raw = json.loads(
@@ -180,36 +182,59 @@ def test_calibrated_hourly_means_of_a_second_device_are_the_formula(world: World
     )
     pm, rh = sensor_minutes("PM2.5 (µg/m³)"), sensor_minutes("RH (%)")
     assert len(answer) == len(raw) == len(pm) == 72
+    records = {world.fitted["id"]: world.fitted, world.linear["id"]: world.linear}
     for row, raw_row in zip(answer, raw, strict=True):
         hour = datetime.fromisoformat(row["time"])
-        mean_rh = statistics.fmean(rh[hour])
-        assert row["calibration"] == cal and raw_row["calibration"] == "raw"
+        later = hour >= datetime(2019, 8, 20, tzinfo=UTC)
+        assert row["calibration"] == ("cal-2" if later else "cal-1")
+        assert raw_row["calibration"] == "raw"
         assert raw_row["pm2_5"] == pytest.approx(statistics.fmean(pm[hour]), rel=1e-12)
-        expected = calibrated(world.fitted, statistics.fmean(pm[hour]), mean_rh)
+        record = records[row["calibration"]]
+        expected = calibrated(record, statistics.fmean(pm[hour]), statistics.fmean(rh[hour]))
         assert row["pm2_5"] == pytest.approx(expected, rel=1e-9)
         assert "relative_humidity" not in row  # read to calibrate with, not asked for
     # The training device has no assignment: its values stay raw, and say so.
     own = json.loads(sensorpipe(*query[:3], "rt01", *query[4:], *PERIOD, "--format", "json",
                                 *world.dir()).stdout)  # fmt: skip
     assert {r["calibration"] for r in own} == {"raw"}
+    table = sensorpipe(*query, *PERIOD, *world.dir()).stdout
+    assert table.splitlines()[0].split()[-1] == "calibration"
 
 
 def test_apply_refuses_another_sensor_model_and_show_lists_assignments(world: World) -> None:
     refused = sensorpipe("calibrate", "apply", "cal-2", "--device", STATION, *world.dir(), ok=False)
     assert refused.exit_code == 1
     assert "sensor model reference; cal-2 was fitted on logger" in refused.output
-    sensorpipe("calibrate", "apply", "cal-2", "--device", "rt01-copy", "--from",
-               "2019-08-20T00:00:00Z", *world.dir())  # fmt: skip
     shown = json.loads(sensorpipe("calibrate", "show", "cal-2", "--json", *world.dir()).stdout)
     assert [(a["device_id"], a["from"], a["to"]) for a in shown["assigned"]] == [
         ("rt01-copy", "2019-08-20T00:00:00Z", None)
     ]
+    assert shown["coefficients"] == world.linear["coefficients"]
     listed = json.loads(sensorpipe("calibrate", "list", "--json", *world.dir()).stdout)
-    assert [r["id"] for r in listed] == ["cal-1", "cal-2"]
-    # From 20 August cal-2, the later assignment, applies; before it cal-1 still does.
-    q = ["query", "air", "--device", "rt01-copy", "--quantity", "pm2_5", "--every", "1h"]
-    rows = json.loads(sensorpipe(*q, *PERIOD, "--format", "json", *world.dir()).stdout)
-    labels = {r["time"][:10]: r["calibration"] for r in rows}
-    assert (labels["2019-08-19"], labels["2019-08-20"]) == ("cal-1", "cal-2")
-    table = sensorpipe(*q, *PERIOD, *world.dir()).stdout
-    assert "calibration" in table.splitlines()[0]
+    assert [r["id"] for r in listed][:2] == ["cal-1", "cal-2"]
+    assert [a["device_id"] for a in listed[0]["assigned"]] == ["rt01-copy"]
+
+
+def test_a_fit_without_data_says_what_is_missing_in_one_line(world: World) -> None:
+    fit = ["calibrate", "fit", *world.dir()]
+    cases = [
+        (["--device", "rt01", "--reference", "ref-nowhere"], "reference 'ref-nowhere': InfluxDB "
+         "holds no pm2_5 of it; import it first"),
+        (["--device", "rt-none", "--reference", STATION], "device 'rt-none': InfluxDB holds no "
+         "pm2_5 of it in the period 2019-08-18T05:00:00Z .. 2019-08-21T05:00:00Z"),
+        (["--device", "rt01", "--reference", STATION, "--from", "2019-08-18T05:00:00Z", "--to",
+          "2019-08-18T20:00:00Z"], "pairs on fewer than 2 days"),
+    ]  # fmt: skip
+    for args, expected in cases:
+        result = sensorpipe(*fit, *args, ok=False)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        (line,) = result.output.splitlines()
+        assert line.startswith("Error: ") and expected in line, result.output
+    # One day is enough with a method given; the period is the one asked for.
+    one_day = json.loads(
+        sensorpipe(*fit, "--device", "rt01", "--reference", STATION, "--from",
+                   "2019-08-18T05:00:00Z", "--to", "2019-08-18T20:00:00Z", "--method", "linear",
+                   "--json").stdout
+    )  # fmt: skip
+    assert one_day["period"] == {"from": "2019-08-18T05:00:00Z", "to": "2019-08-18T20:00:00Z"}
+    assert 10 <= one_day["statistics"]["n_pairs"] <= 15
