@@ -32,7 +32,7 @@ def constructed(n: int = 480, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np
 
 
 def as_pairs(hours: np.ndarray, raw: np.ndarray, ref: np.ndarray, rh: np.ndarray) -> Pairs:
-    return Pairs(list(hours), ["d"] * len(hours), list(raw), list(ref), list(rh))
+    return Pairs(list(hours), ["d"] * len(hours), list(raw), list(ref), list(rh), [])
 
 
 # --- each method recovers the coefficients that made the data ------------------------------
@@ -164,6 +164,7 @@ def test_an_hour_counts_with_75_percent_of_the_readings_its_interval_expects() -
     pairs = pair_hours("d", hourly, 45, reference, {HOUR: 80.0}, {HOUR: 70.0, 3 * HOUR: 75.0})
     assert pairs.hours == [HOUR, 3 * HOUR]  # 44 readings too few; no reference at 2h
     assert (pairs.raw, pairs.reference, pairs.rh) == ([6.0, 8.0], [2.0, 4.0], [80.0, 75.0])
+    assert pairs.humidity_sources() == {"device": 1, "reference": 1, "none": 0}
 
 
 # --- the book and read-time application -----------------------------------------------------

@@ -45,12 +45,17 @@ class Pairs:
     raw: list[float] = field(default_factory=list)
     reference: list[float] = field(default_factory=list)
     rh: list[float] = field(default_factory=list)  # NaN: no humidity for the hour
+    rh_from: list[str] = field(default_factory=list)  # "device", "reference" or "none"
 
     def __len__(self) -> int:
         return len(self.hours)
 
+    def humidity_sources(self) -> dict[str, int]:
+        """How many pairs took their RH from the device, the reference, or had none."""
+        return {k: self.rh_from.count(k) for k in ("device", "reference", "none")}
+
     def extend(self, other: Pairs) -> None:
-        for name in ("hours", "devices", "raw", "reference", "rh"):
+        for name in ("hours", "devices", "raw", "reference", "rh", "rh_from"):
             getattr(self, name).extend(getattr(other, name))
 
 
@@ -69,12 +74,13 @@ def pair_hours(
         mean, count = hourly[hour]
         if count < needed or hour not in reference or mean is None:
             continue
-        rh = (device_rh or {}).get(hour)
+        rh, source = (device_rh or {}).get(hour), "device"
         if rh is None:
-            rh = (reference_rh or {}).get(hour)
+            rh, source = (reference_rh or {}).get(hour), "reference"
         out.hours.append(hour)
         out.devices.append(device)
         out.raw.append(float(mean))
         out.reference.append(float(reference[hour]))
         out.rh.append(float("nan") if rh is None else float(rh))
+        out.rh_from.append("none" if rh is None else source)
     return out

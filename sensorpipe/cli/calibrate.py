@@ -147,6 +147,7 @@ def calibrate_fit(
         "period": {"from": _iso(training.window.start_ms), "to": _iso(training.window.end_ms)},
         "hours_needed": training.needed,
         "rh_cap": RH_CAP,
+        "humidity_from": training.pairs.humidity_sources(),
         "chosen_by": fitted.chosen_by,
         "folds": fitted.folds,
         "statistics": {

@@ -171,6 +171,7 @@ def test_the_linear_fit_is_least_squares_of_the_reference_on_the_raw_means(world
     # On these three days humidity explains what a line cannot: the next test then also
     # checks that the hourly RH is read to calibrate with.
     assert world.fitted["method"] == "linear_rh"
+    assert world.fitted["humidity_from"] == {"device": len(pairs()), "reference": 0, "none": 0}
     assert world.fitted["sensor_model"] == "logger" and world.fitted["hours_needed"] == {"rt01": 45}
 
 
