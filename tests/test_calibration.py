@@ -228,3 +228,34 @@ def test_an_api_answer_is_calibrated_per_device_series(tmp_path: Path) -> None:
     assert d["values"]["relative_humidity"] == [50, 50, 50]
     assert site["calibration"] == ["raw"] * 3 and site["values"]["pm2_5"] == [1.0, 2.0, 3.0]
     assert answer["series"][0]["values"]["pm2_5"] == [3.0, 3.0, None]  # not changed
+
+
+def test_a_row_without_humidity_takes_the_reference_stations_of_its_hour() -> None:
+    from sensorpipe.calibration.readtime import needing_humidity
+    from sensorpipe.calibration.store import Assignment
+
+    records = {
+        "cal-1": {
+            "method": "linear_rh",
+            "quantity": "pm2_5",
+            "reference": "ref-1",
+            "coefficients": {"a": 1, "b": 2, "c": 0.1},
+        }
+    }
+    assigned = [Assignment(1, "cal-1", "d", None, None, 0.0, "a test")]
+    rows = [
+        {"time": "1970-01-01T01:00:00Z", "device_id": "d", "pm2_5": 3.0},
+        {"time": "1970-01-01T01:59:00Z", "device_id": "d", "pm2_5": 3.0},
+        {"time": "1970-01-01T02:10:00Z", "device_id": "d", "pm2_5": 3.0},  # station has none
+        {"time": "1970-01-01T02:20:00Z", "device_id": "d", "pm2_5": 3.0, "relative_humidity": 10},
+    ]
+    assert needing_humidity(rows, assigned, records) == {
+        "ref-1": [HOUR, HOUR + 59 * 60_000, 2 * HOUR + 600_000]
+    }
+    out = calibrate_rows(rows, assigned, records, {"ref-1": {HOUR: 50.0, 3 * HOUR: 90.0}})
+    assert [(r["pm2_5"], r["calibration"]) for r in out] == [
+        (pytest.approx(12.0), "cal-1"),
+        (pytest.approx(12.0), "cal-1"),
+        (3.0, "raw"),
+        (pytest.approx(8.0), "cal-1"),  # its own RH first
+    ]

@@ -5,8 +5,9 @@ quantities) and the calibration book's assignments, and replaces each calibrated
 value by the calibration's, naming it in the row's `calibration` column (`raw` where none
 applies). A calibration assigned today so applies to last year's readings as well; the raw
 values stay in InfluxDB. A method that needs relative humidity takes the row's own
-`relative_humidity` (the hourly mean when the rows are hourly means); a row without one keeps
-its raw value and says `raw`.
+`relative_humidity` (the hourly mean when the rows are hourly means), else, as a fit does, the
+hourly RH of the reference station the calibration was fitted against (`needing_humidity`
+says which stations and times to read); a row with neither keeps its raw value and says `raw`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sensorpipe.calibration.methods import NEEDS_RH, apply
 from sensorpipe.calibration.store import Assignment
 
 RAW = "raw"
+HOUR_MS = 3_600_000
 COLUMN = "calibration"
 RH = "relative_humidity"
 
@@ -37,22 +39,50 @@ def applicable(assignments: Sequence[Assignment], device: str, t_ms: int) -> Ass
     return found
 
 
+def needing_humidity(
+    rows: Iterable[dict[str, Any]],
+    assignments: Sequence[Assignment],
+    calibrations: Mapping[str, dict[str, Any]],
+) -> dict[str, list[int]]:
+    """Per reference station, the times (ms) of rows that a calibration with humidity,
+    fitted against it, applies to and that have no RH of their own."""
+    out: dict[str, list[int]] = {}
+    for row in rows:
+        if row.get(RH) is not None:
+            continue
+        t = _ms(row["time"])
+        chosen = applicable(assignments, str(row.get("device_id", "")), t)
+        if chosen is None:
+            continue
+        record = calibrations[chosen.calibration_id]
+        reference = record.get("reference")
+        if reference and record["method"] in NEEDS_RH and row.get(record["quantity"]) is not None:
+            out.setdefault(reference, []).append(t)
+    return out
+
+
 def calibrate_rows(
     rows: Iterable[dict[str, Any]],
     assignments: Sequence[Assignment],
     calibrations: Mapping[str, dict[str, Any]],
+    reference_rh: Mapping[str, Mapping[int, float]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The rows with their calibrated quantities and the `calibration` column."""
+    """The rows with their calibrated quantities and the `calibration` column. A row without
+    RH of its own takes its calibration's reference station's RH of the hour, where
+    `reference_rh` (station -> hour ms -> RH) has it."""
     out = []
     for row in rows:
         row = dict(row)
         label = RAW
-        chosen = applicable(assignments, str(row.get("device_id", "")), _ms(row["time"]))
+        t = _ms(row["time"])
+        chosen = applicable(assignments, str(row.get("device_id", "")), t)
         if chosen is not None:
             record = calibrations[chosen.calibration_id]
             quantity = record["quantity"]
             value = row.get(quantity)
             rh = row.get(RH)
+            if rh is None and reference_rh:
+                rh = reference_rh.get(record.get("reference", ""), {}).get(t - t % HOUR_MS)
             method = record["method"]
             if value is not None and (method not in NEEDS_RH or rh is not None):
                 calibrated = float(apply(method, record["coefficients"], [value], [rh])[0])

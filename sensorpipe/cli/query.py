@@ -175,6 +175,8 @@ def query_air(
                 {"device_id": devices_, "site": sites},
                 directory=directory,
             )
+        if calibration is not None and rows:
+            calibration.read_reference_humidity(client, rows)
     except (QueryError, StorageUnavailable) as exc:
         fail(str(exc))
     finally:
@@ -325,6 +327,22 @@ class _Calibrations:
     def __init__(self, assignments: list[Any], records: dict[str, dict[str, Any]]) -> None:
         self.assignments = assignments
         self.records = records
+        # Per reference station: its hourly RH (hour ms -> %), for rows without their own.
+        self.reference_rh: dict[str, dict[int, float]] = {}
+
+    def read_reference_humidity(self, client: Any, rows: list[dict[str, Any]]) -> None:
+        """The hourly RH of the reference stations of the calibrations with humidity, over
+        the rows' times, where a row they calibrate has no RH of its own (as a fit takes the
+        reference's humidity where the device has none)."""
+        from sensorpipe.calibration.data import RH, Window, hourly
+        from sensorpipe.calibration.readtime import needing_humidity
+
+        wanted = needing_humidity(rows, self.assignments, self.records)
+        for reference, times in wanted.items():
+            window = Window(min(times) - min(times) % 3_600_000, max(times) + 3_600_000)
+            self.reference_rh[reference] = {
+                h: v for h, (v, _) in hourly(client, reference, RH, window).items()
+            }
 
     def needs(self, quantities: tuple[str, ...]) -> set[str]:
         """The quantities beyond the calibrated ones that calibrating `quantities` needs."""
@@ -363,7 +381,9 @@ def _label(
 
     if calibration is None:
         return raw_rows(rows)
-    out = calibrate_rows(rows, calibration.assignments, calibration.records)
+    out = calibrate_rows(
+        rows, calibration.assignments, calibration.records, calibration.reference_rh
+    )
     extra = set(read) - set(asked)
     if extra:
         out = [{k: v for k, v in row.items() if k not in extra} for row in out]

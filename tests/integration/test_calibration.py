@@ -63,6 +63,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             sensorpipe(
                 "import", "csv", str(SENSOR), "--device", device, "--force", *SENSOR_ARGS, *d
             )
+        # A third copy without the humidity column: calibrated with the station's RH.
+        no_rh = SENSOR_ARGS[: SENSOR_ARGS.index("RH (%)=relative_humidity") - 1]
+        sensorpipe("import", "csv", str(SENSOR), "--device", "rt01-dry", "--force", *no_rh, *d)
         sensorpipe("import", "reference", "airnowtech", str(REFERENCE), *d)
         fit = ["calibrate", "fit", "--device", "rt01", "--reference", STATION, "--json"]
         fitted = json.loads(sensorpipe(*fit, "--dir", str(stack.directory)).stdout)
@@ -73,6 +76,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         apply = ["calibrate", "apply", "--device", "rt01-copy", "--dir", str(stack.directory)]
         sensorpipe(*apply[:2], fitted["id"], *apply[2:])
         sensorpipe(*apply[:2], linear["id"], *apply[2:], "--from", "2019-08-20T00:00:00Z")
+        sensorpipe(*apply[:2], fitted["id"], "--device", "rt01-dry", *apply[4:])
         yield World(stack, fitted, linear)
 
 
@@ -93,15 +97,15 @@ def sensor_minutes(column: str) -> dict[datetime, list[float]]:
     return out
 
 
-def reference_hours() -> dict[datetime, float]:
-    """The reference's valid (QC code 0) PM2.5 per UTC hour."""
+def reference_hours(param: str = "PM2.5-88101") -> dict[datetime, float]:
+    """The reference's valid (QC code 0) values of a parameter per UTC hour."""
     with REFERENCE.open(newline="") as f:
         return {
             datetime.strptime(f"{r['Date (UTC)']} {r['Time (UTC)']}", "%m/%d/%Y %H:%M").replace(
                 tzinfo=UTC
             ): float(r["Value"])
             for r in csv.DictReader(f)
-            if r["Param"] == "PM2.5-88101" and r["QC Code"] == "0"
+            if r["Param"] == param and r["QC Code"] == "0"
         }
 
 
@@ -202,6 +206,28 @@ def test_calibrated_hourly_means_of_a_second_device_are_the_formula(world: World
     assert table.splitlines()[0].split()[-1] == "calibration"
 
 
+def test_a_device_without_humidity_is_calibrated_with_the_stations(world: World) -> None:
+    assert world.fitted["method"] == "linear_rh"
+    query = ["query", "air", "--device", "rt01-dry", "--quantity", "pm2_5", "--every", "1h"]
+    answer = json.loads(sensorpipe(*query, *PERIOD, "--format", "json", *world.dir()).stdout)
+    pm, station_rh = sensor_minutes("PM2.5 (µg/m³)"), reference_hours("RHUM")
+    assert len(answer) == 72 and len(station_rh) == 72
+    for row in answer:
+        hour = datetime.fromisoformat(row["time"])
+        expected = calibrated(world.fitted, statistics.fmean(pm[hour]), station_rh[hour])
+        assert (row["pm2_5"], row["calibration"]) == (pytest.approx(expected, rel=1e-9), "cal-1")
+    # Its minute readings too: each takes the station's RH of its hour.
+    minutes = json.loads(
+        sensorpipe(*query[:-2], "--from", "2019-08-19T10:00:00Z", "--to", "2019-08-19T10:03:00Z",
+                   "--format", "json", *world.dir()).stdout
+    )  # fmt: skip
+    rh = station_rh[datetime(2019, 8, 19, 10, tzinfo=UTC)]
+    raw = pm[datetime(2019, 8, 19, 10, tzinfo=UTC)][:3]
+    assert [r["pm2_5"] for r in minutes] == pytest.approx(
+        [calibrated(world.fitted, v, rh) for v in raw], rel=1e-9
+    )
+
+
 def test_apply_refuses_another_sensor_model_and_show_lists_assignments(world: World) -> None:
     refused = sensorpipe("calibrate", "apply", "cal-2", "--device", STATION, *world.dir(), ok=False)
     assert refused.exit_code == 1
@@ -213,7 +239,7 @@ def test_apply_refuses_another_sensor_model_and_show_lists_assignments(world: Wo
     assert shown["coefficients"] == world.linear["coefficients"]
     listed = json.loads(sensorpipe("calibrate", "list", "--json", *world.dir()).stdout)
     assert [r["id"] for r in listed][:2] == ["cal-1", "cal-2"]
-    assert [a["device_id"] for a in listed[0]["assigned"]] == ["rt01-copy"]
+    assert [a["device_id"] for a in listed[0]["assigned"]] == ["rt01-copy", "rt01-dry"]
 
 
 def test_a_fit_without_data_says_what_is_missing_in_one_line(world: World) -> None:
