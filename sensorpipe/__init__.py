@@ -5,7 +5,9 @@ site-packages: `protocol/` (the wire contract they share), `edge/` (the agent on
 `gateway/` (the broker's configuration and the kit gateway), `ingest/` (broker to InfluxDB),
 `importer/` (history files into the same series), `quality/` (the quality flags both the ingest
 and the importer store beside each air reading), `query/` and `api/` (reading what is stored:
-the command line, and the HTTP service with its dashboard), `firmware_sim/` (simulated sensors
+the command line, and the HTTP service with its dashboard), `calibration/` (low-cost sensors
+fitted against a reference station, the calibration book, values calibrated when read),
+`firmware_sim/` (simulated sensors
 and devices), `stack/` (everything on one machine, or installed on a server) and `cli/` (the
 `sensorpipe` command, which `__main__` runs). What several components share sits here at the
 top and imports no component: `process` (child processes and loopback ports), `http_server`

@@ -79,6 +79,27 @@ def _stack_with_device(tmp: Path, *, quarantined: bool = False) -> str:
     return str(directory)
 
 
+def _stack_with_calibration(tmp: Path, sensors: tuple[str, ...] = ("sds011",)) -> str:
+    """A stack directory (never started) with device d1 (of `sensors`) and calibration cal-1
+    of sensor model logger in its calibration book."""
+    from sensorpipe.calibration.store import CalibrationBook
+    from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+
+    directory = tmp / "cs"
+    entry = DeviceEntry(site="s", source="import", sensors=list(sensors))
+    save_registry(Registry(devices={"d1": entry}), directory / "registry.toml")
+    book = CalibrationBook(directory / "calibrations.sqlite")
+    book.add({"method": "linear", "quantity": "pm2_5", "sensor_model": "logger"})
+    book.close()
+    return str(directory)
+
+
+def _stack_with_bad_calibration_book(tmp: Path) -> str:
+    (tmp / "cb").mkdir()
+    (tmp / "cb" / "calibrations.sqlite").write_bytes(b"not a database at all" * 100)
+    return str(tmp / "cb")
+
+
 def _stack_with_edge_device(tmp: Path) -> str:
     """A stack directory with edge device e1 registered to make its own key (none enrolled)."""
     from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
@@ -491,6 +512,70 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--source", "import:excel"], "unknown source 'import:excel': use one of edge"),
         (lambda t: ["--bbox", "5.0,52.0,5.2"], "--bbox: bbox '5.0,52.0,5.2': give minlon,minlat"),
         (lambda t: ["--bbox", "5.2,52.0,5.0,52.2"], "need -180 <= minlon <= maxlon <= 180"),
+    ],
+    "calibrate fit": [
+        (lambda t: ["--device", "d", "--reference", "r", "--quantity", "pm25"], "'pm25': unknown"),
+        (lambda t: ["--device", "r", "--reference", "r"], "a device is not its own reference"),
+        (
+            lambda t: [
+                "--device",
+                "d",
+                "--reference",
+                "r",
+                "--from",
+                "2019-08-02",
+                "--to",
+                "2019-08-01",
+            ],
+            "--from 2019-08-02 is not before --to 2019-08-01",
+        ),
+        (lambda t: ["--device", "d", "--reference", "r", "--from", "yesterday"], "--from: time"),
+        (
+            lambda t: ["--device", "d", "--reference", "r", "--method", "cubic"],
+            "'cubic' is not one",
+        ),
+        (lambda t: ["--reference", "r"], "Missing option '--device'"),
+        (lambda t: ["--device", "d", "--reference", "r", "--dir", str(t)], "no stack in"),
+        (
+            lambda t: ["--device", "d", "--reference", "r", "--influx-url", "http://127.0.0.1:9"],
+            "InfluxDB at http://127.0.0.1:9 unreachable",
+        ),
+    ],
+    "calibrate apply": [
+        (lambda t: ["cal-1"], "Missing option '--device'"),
+        (lambda t: ["cal-1", "--device", "d1", "--dir", str(t)], "the stack has none yet"),
+        (
+            lambda t: ["cal-7", "--device", "d1", "--dir", _stack_with_calibration(t)],
+            "calibration 'cal-7': no such calibration (the stack has: cal-1)",
+        ),
+        (
+            lambda t: ["cal-1", "--device", "d9", "--dir", _stack_with_calibration(t)],
+            "--device d9: not in the register",
+        ),
+        (
+            lambda t: ["cal-1", "--device", "d1", "--dir", _stack_with_calibration(t)],
+            "--device d1: sensor model sds011; cal-1 was fitted on logger and applies only",
+        ),
+        (lambda t: ["cal-1", "--device", "d1", "--to", "soon"], "--to: time 'soon'"),
+        (
+            lambda t: ["cal-1", "--device", "d1", "--dir", _stack_with_bad_calibration_book(t)],
+            "calibrations.sqlite: cannot open the calibration book",
+        ),
+    ],
+    "calibrate list": [
+        (lambda t: ["--dir", ""], "give a directory (`--dir .` for this one)"),
+        (
+            lambda t: ["--dir", _stack_with_bad_calibration_book(t)],
+            "calibrations.sqlite: cannot open the calibration book",
+        ),
+    ],
+    "calibrate show": [
+        (lambda t: [], "Missing argument 'CALIBRATION_ID'"),
+        (lambda t: ["cal-1", "--dir", str(t)], "the stack has none yet"),
+        (
+            lambda t: ["cal-2", "--dir", _stack_with_calibration(t)],
+            "calibration 'cal-2': no such calibration (the stack has: cal-1)",
+        ),
     ],
     "query counts": [
         (lambda t: ["--source", "telraam"], "--source: unknown source 'telraam': use one of"),

@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sensorpipe.cli.importing:import_",
         "Import history files through the same checks as live data.",
     ),
+    "calibrate": (
+        "sensorpipe.cli.calibrate:calibrate",
+        "Calibrate low-cost sensors against a reference station: fit, apply, list, show.",
+    ),
     "gateway": (
         "sensorpipe.cli.gateway:gateway",
         "Mosquitto configuration from the device registry, and the kit gateway (airrohr kits, "

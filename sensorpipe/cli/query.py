@@ -88,6 +88,16 @@ def query() -> None:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="At most this many rows per series."
 )
+@click.option(
+    "--values",
+    "values_",
+    type=click.Choice(["calibrated", "raw"]),
+    default="calibrated",
+    show_default=True,
+    help="calibrated: where a calibration is assigned to the device (`sensorpipe calibrate "
+    "apply`), its values, computed now from the raw ones; raw elsewhere. raw: as stored. The "
+    "column `calibration` names the calibration of each row, or raw.",
+)
 @FORMAT_OPTION
 def query_air(
     directory: Path | None,
@@ -103,10 +113,11 @@ def query_air(
     every: str | None,
     aggregate: str | None,
     limit: int | None,
+    values_: str,
     fmt: str,
 ) -> None:
     """Select air measurements by device, site, quantity, place and time; print table, CSV or
-    JSON."""
+    JSON, calibrated where a calibration applies (see --values)."""
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
     from sensorpipe.ingest.influx import InfluxClient
     from sensorpipe.query.bbox import BBoxError, devices_inside, parse_bbox
@@ -124,6 +135,12 @@ def query_air(
             box = parse_bbox(bbox)
         except BBoxError as exc:
             fail(f"--bbox: {exc}")
+    calibrating = values_ == "calibrated" and (aggregate or "mean") in CALIBRATED_AGGREGATES
+    calibration = _calibrations(directory, devices_) if calibrating else None
+    asked = quantities
+    if calibration is not None and quantities:
+        # A method with humidity needs the rows' relative humidity: read, used, not printed.
+        quantities = (*quantities, *sorted(calibration.needs(quantities) - set(quantities)))
     try:
         q = AirQuery(
             devices=devices_,
@@ -158,11 +175,14 @@ def query_air(
                 {"device_id": devices_, "site": sites},
                 directory=directory,
             )
+        if calibration is not None and rows:
+            calibration.read_reference_humidity(client, rows)
     except (QueryError, StorageUnavailable) as exc:
         fail(str(exc))
     finally:
         client.close()
-    columns = drop_empty_columns(rows, ["time", *GROUP_TAGS])
+    rows = _label(rows, calibration, asked, quantities)
+    columns = drop_empty_columns(rows, ["time", *GROUP_TAGS, "calibration"])
     _print_rows(
         rows,
         columns,
@@ -293,6 +313,82 @@ def query_counts(
             "is below 1, fewer passers-by were seen than passed",
             err=True,
         )
+
+
+# Aggregates of which a calibration of the value is the aggregate of calibrated values (or
+# near it: a mean of a non-linear method's values is its value at the mean). A count or a
+# standard deviation is printed as read, labelled raw.
+CALIBRATED_AGGREGATES = ("mean", "median", "min", "max", "first", "last")
+
+
+class _Calibrations:
+    """The calibration book's assignments of the devices asked for, and their calibrations."""
+
+    def __init__(self, assignments: list[Any], records: dict[str, dict[str, Any]]) -> None:
+        self.assignments = assignments
+        self.records = records
+        # Per reference station: its hourly RH (hour ms -> %), for rows without their own.
+        self.reference_rh: dict[str, dict[int, float]] = {}
+
+    def read_reference_humidity(self, client: Any, rows: list[dict[str, Any]]) -> None:
+        """The hourly RH of the reference stations of the calibrations with humidity, over
+        the rows' times, where a row they calibrate has no RH of its own (as a fit takes the
+        reference's humidity where the device has none)."""
+        from sensorpipe.calibration.data import RH, Window, hourly
+        from sensorpipe.calibration.readtime import needing_humidity
+
+        wanted = needing_humidity(rows, self.assignments, self.records)
+        for reference, times in wanted.items():
+            window = Window(min(times) - min(times) % 3_600_000, max(times) + 3_600_000)
+            self.reference_rh[reference] = {
+                h: v for h, (v, _) in hourly(client, reference, RH, window).items()
+            }
+
+    def needs(self, quantities: tuple[str, ...]) -> set[str]:
+        """The quantities beyond the calibrated ones that calibrating `quantities` needs."""
+        from sensorpipe.calibration.methods import NEEDS_RH
+        from sensorpipe.calibration.readtime import RH
+
+        return {
+            RH
+            for r in self.records.values()
+            if r["quantity"] in quantities and r["method"] in NEEDS_RH
+        }
+
+
+def _calibrations(directory: Path | None, devices: tuple[str, ...]) -> _Calibrations | None:
+    """What calibrates the rows of `devices` (all: none given); None where nothing is
+    assigned (every row is raw)."""
+    from sensorpipe.cli.calibrate import calibration_book
+
+    with calibration_book(directory, create=False) as book:
+        if book is None:
+            return None
+        assignments = book.assignments(devices)
+        records = {i: r for i in {a.calibration_id for a in assignments} if (r := book.get(i))}
+    return _Calibrations(assignments, records) if assignments else None
+
+
+def _label(
+    rows: list[dict[str, Any]],
+    calibration: _Calibrations | None,
+    asked: tuple[str, ...],
+    read: tuple[str, ...],
+) -> list[dict[str, Any]]:
+    """The rows calibrated where an assigned calibration applies, each with its `calibration`
+    column; a quantity read only to calibrate with is dropped again."""
+    from sensorpipe.calibration.readtime import calibrate_rows, raw_rows
+
+    if calibration is None:
+        return raw_rows(rows)
+    out = calibrate_rows(
+        rows, calibration.assignments, calibration.records, calibration.reference_rh
+    )
+    extra = set(read) - set(asked)
+    if extra:
+        out = [{k: v for k, v in row.items() if k not in extra} for row in out]
+        out = [r for r in out if any(r.get(q) is not None for q in asked)]
+    return out
 
 
 def _print_rows(

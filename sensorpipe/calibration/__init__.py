@@ -1,0 +1,11 @@
+"""Calibration of low-cost sensors against a reference station, versioned and explainable.
+
+`pairing` makes the hourly pairs a fit needs (hours >= 75 % complete, from the device's median
+reading interval, against the reference's hour-start values, with the hour's humidity);
+`methods` fits and applies `linear`, `linear_rh` and `kohler` (κ-Köhler growth) with numpy;
+`fitting` chooses the method by cross-validation over blocks of contiguous days; `stats` gives
+n, slope, intercept, R², RMSE, NRMSE and the US EPA's PM2.5 targets; `data` reads what a fit
+needs from InfluxDB; `store` is the calibration book (calibrations.sqlite: calibrations, never
+overwritten, and their assignments to devices); `readtime` calibrates values as they are read
+(`query air`'s rows, and `calibrate_series` for an `air_series` answer of the HTTP API).
+"""

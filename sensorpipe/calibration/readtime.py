@@ -1,0 +1,129 @@
+"""Calibrated values computed when they are read, never stored over the raw ones.
+
+`calibrate_rows` takes rows as `sensorpipe query air` prints them (time, device_id, ...,
+quantities) and the calibration book's assignments, and replaces each calibrated quantity's
+value by the calibration's, naming it in the row's `calibration` column (`raw` where none
+applies). A calibration assigned today so applies to last year's readings as well; the raw
+values stay in InfluxDB. A method that needs relative humidity takes the row's own
+`relative_humidity` (the hourly mean when the rows are hourly means), else, as a fit does, the
+hourly RH of the reference station the calibration was fitted against (`needing_humidity`
+says which stations and times to read); a row with neither keeps its raw value and says `raw`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sensorpipe.calibration.methods import NEEDS_RH, apply
+from sensorpipe.calibration.store import Assignment
+
+RAW = "raw"
+HOUR_MS = 3_600_000
+COLUMN = "calibration"
+RH = "relative_humidity"
+
+
+def _ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def applicable(assignments: Sequence[Assignment], device: str, t_ms: int) -> Assignment | None:
+    """The latest assignment of `device` whose period holds `t_ms`."""
+    found = None
+    for a in assignments:  # oldest first
+        if a.device_id == device and a.covers(t_ms):
+            found = a
+    return found
+
+
+def needing_humidity(
+    rows: Iterable[dict[str, Any]],
+    assignments: Sequence[Assignment],
+    calibrations: Mapping[str, dict[str, Any]],
+) -> dict[str, list[int]]:
+    """Per reference station, the times (ms) of rows that a calibration with humidity,
+    fitted against it, applies to and that have no RH of their own."""
+    out: dict[str, list[int]] = {}
+    for row in rows:
+        if row.get(RH) is not None:
+            continue
+        t = _ms(row["time"])
+        chosen = applicable(assignments, str(row.get("device_id", "")), t)
+        if chosen is None:
+            continue
+        record = calibrations[chosen.calibration_id]
+        reference = record.get("reference")
+        if reference and record["method"] in NEEDS_RH and row.get(record["quantity"]) is not None:
+            out.setdefault(reference, []).append(t)
+    return out
+
+
+def calibrate_rows(
+    rows: Iterable[dict[str, Any]],
+    assignments: Sequence[Assignment],
+    calibrations: Mapping[str, dict[str, Any]],
+    reference_rh: Mapping[str, Mapping[int, float]] | None = None,
+) -> list[dict[str, Any]]:
+    """The rows with their calibrated quantities and the `calibration` column. A row without
+    RH of its own takes its calibration's reference station's RH of the hour, where
+    `reference_rh` (station -> hour ms -> RH) has it."""
+    out = []
+    for row in rows:
+        row = dict(row)
+        label = RAW
+        t = _ms(row["time"])
+        chosen = applicable(assignments, str(row.get("device_id", "")), t)
+        if chosen is not None:
+            record = calibrations[chosen.calibration_id]
+            quantity = record["quantity"]
+            value = row.get(quantity)
+            rh = row.get(RH)
+            if rh is None and reference_rh:
+                rh = reference_rh.get(record.get("reference", ""), {}).get(t - t % HOUR_MS)
+            method = record["method"]
+            if value is not None and (method not in NEEDS_RH or rh is not None):
+                calibrated = float(apply(method, record["coefficients"], [value], [rh])[0])
+                if math.isfinite(calibrated):
+                    row[quantity] = calibrated
+                    label = chosen.calibration_id
+        row[COLUMN] = label
+        out.append(row)
+    return out
+
+
+def raw_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as stored, each labelled `raw`."""
+    return [{**row, COLUMN: RAW} for row in rows]
+
+
+def calibrate_series(
+    answer: dict[str, Any],
+    assignments: Sequence[Assignment],
+    calibrations: Mapping[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """An answer of `query.series.air_series` (for `/api/v1/air?values=calibrated`) with its
+    per-device series calibrated where an assignment applies, and in each series a list
+    `calibration` naming, per interval, the calibration or `raw`. A series per site
+    (group=site) mixes devices in InfluxDB's mean and stays raw, labelled so."""
+    out = dict(answer)
+    out["series"] = []
+    for series in answer["series"]:
+        series = {**series, "values": {q: list(v) for q, v in series["values"].items()}}
+        rows = [
+            {
+                "time": t,
+                "device_id": series.get("device_id") or "",
+                **{q: v[i] for q, v in series["values"].items()},
+            }
+            for i, t in enumerate(series["time"])
+        ]
+        done = calibrate_rows(rows, assignments, calibrations) if series.get("device_id") else []
+        if done:
+            for q, column in series["values"].items():
+                column[:] = [row[q] for row in done]
+        series["calibration"] = [row[COLUMN] for row in done] or [RAW] * len(rows)
+        out["series"].append(series)
+    return out
