@@ -109,6 +109,12 @@ class CalibrationBook:
         rows = self._db.execute("SELECT record FROM calibrations ORDER BY seq").fetchall()
         return [dict(json.loads(r[0])) for r in rows]
 
+    def methods_in_use(self) -> set[str]:
+        """The methods of the calibrations assigned to at least one device (the algorithm
+        register calls those in use)."""
+        used = {a.calibration_id for a in self._assignments("", ())}
+        return {r["method"] for r in self.all() if r.get("id") in used}
+
     def ids(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT id FROM calibrations ORDER BY seq")]
 

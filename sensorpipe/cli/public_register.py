@@ -82,7 +82,7 @@ def devices_export(
     s = local_stack(directory)
     registry = s.registry()
     if fmt.startswith("algorithms"):
-        text, n = _algorithms(registry, fmt, lang or "nl")
+        text, n = _algorithms(registry, fmt, lang or "nl", _methods_in_use(directory))
         _write(text, out, f"{n} algorithms ({fmt})")
         return
     stats, why_not = _register_stats(s, influx_url, database)
@@ -112,17 +112,33 @@ def _write(text: str, out: str | None, what: str) -> None:
     click.echo(f"wrote {what} to {out}", err=True)
 
 
-def _algorithms(registry: Registry, fmt: str, lang: str) -> tuple[str, int]:
+def _methods_in_use(directory: Path | None) -> set[str]:
+    """The calibration methods assigned to a device in the stack's calibration book."""
+    from sensorpipe.cli.calibrate import calibration_book
+
+    with calibration_book(directory, create=False) as book:
+        return set() if book is None else book.methods_in_use()
+
+
+def _algorithms(
+    registry: Registry, fmt: str, lang: str, calibrations_in_use: set[str]
+) -> tuple[str, int]:
     """The algorithm register's entries as JSON or a page, and how many; one warning line when
     the network settings lack the organisation's name, contact or legal basis."""
     from sensorpipe.query import algorithm_page, algorithms
 
     try:
         if fmt == "algorithms":
-            entries = algorithms.algorithm_entries(registry)
+            entries = algorithms.algorithm_entries(
+                registry, calibrations_in_use=calibrations_in_use
+            )
             text, n = algorithms.to_json(entries), len(entries)
         else:
-            fields = algorithms.entry_fields(registry, lang="en" if lang == "en" else "nl")
+            fields = algorithms.entry_fields(
+                registry,
+                lang="en" if lang == "en" else "nl",
+                calibrations_in_use=calibrations_in_use,
+            )
             text = algorithm_page.to_html(fields, registry.network, lang=lang)
             n = len(fields)
     except algorithms.ModelCardError as exc:

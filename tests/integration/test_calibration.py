@@ -265,3 +265,18 @@ def test_a_fit_without_data_says_what_is_missing_in_one_line(world: World) -> No
     )  # fmt: skip
     assert one_day["period"] == {"from": "2019-08-18T05:00:00Z", "to": "2019-08-18T20:00:00Z"}
     assert 10 <= one_day["statistics"]["n_pairs"] <= 15
+
+
+def test_the_algorithm_register_calls_assigned_methods_in_use(world: World) -> None:
+    """`devices export --format algorithms`: a calibration method assigned to a device is "In
+    gebruik" (in use); the others stay "In ontwikkeling"."""
+    out = sensorpipe("devices", "export", "--format", "algorithms", *world.dir()).stdout
+    entries = json.loads(out[out.index("[") :])
+    status = {
+        e["source_id"].rsplit(":", 1)[1]: e["status"]
+        for e in entries
+        if e["source_id"].startswith("sensorpipe:calibration:")
+    }
+    used = {world.fitted["method"], world.linear["method"]}
+    assert {m for m, s in status.items() if s == "In gebruik"} == used
+    assert all(s == "In ontwikkeling" for m, s in status.items() if m not in used)
