@@ -86,8 +86,8 @@ CALIBRATION_RISKS: dict[str, str] = {
         "luchtvochtigheid) en gemarkeerde waarden worden anders getoond; een kalibratie geldt "
         "alleen voor hetzelfde sensortype en binnen haar geldigheidsperiode; bij elke "
         "kalibratie staan de statistieken tegenover de US EPA-doelen (helling 1 ± 0,35, "
-        "snijpunt binnen ± 5 µg/m³, R² ten minste 0,70, RMSE ten hoogste 7 µg/m³); elke waarde "
-        "toont haar onzekerheid; een verlopen geldigheid vraagt om een nieuwe kalibratie."
+        "snijpunt binnen ± 5 µg/m³, R² ten minste 0,70, RMSE ten hoogste 7 µg/m³); een "
+        "verlopen geldigheid vraagt om een nieuwe kalibratie."
     ),
     "en": (
         "Risks: in fog (relative humidity 98 % or more) particulate matter values are unusable "
@@ -96,8 +96,8 @@ CALIBRATION_RISKS: dict[str, str] = {
         "flags (fog and high humidity among them) and flagged values are shown differently; a "
         "calibration applies only to the same sensor model and within its validity period; "
         "every calibration shows its statistics against the US EPA targets (slope 1 ± 0.35, "
-        "intercept within ± 5 µg/m³, R² at least 0.70, RMSE at most 7 µg/m³); every value "
-        "shows its uncertainty; an expired validity calls for a new calibration."
+        "intercept within ± 5 µg/m³, R² at least 0.70, RMSE at most 7 µg/m³); an expired "
+        "validity calls for a new calibration."
     ),
 }
 CALIBRATION_GOAL: dict[str, str] = {
