@@ -459,3 +459,19 @@ def test_the_fast_reading_of_numeric_formats_is_strptimes(fmt: str) -> None:
     read_fast = [read(fast, t) for t in texts]
     assert read_fast == [read(slow, t) for t in texts]
     assert any(isinstance(ms, int) for ms in read_fast)  # each format reads some
+
+
+@pytest.mark.parametrize("text", ["05:00", "01:00", "0100", "A5", "15:00"])
+def test_an_offset_needs_its_sign(text: str) -> None:
+    """`--timezone 01:00` is no offset west or east until it says which: refused, never read
+    as a negative offset (a character range once took digits and letters for a sign)."""
+    with pytest.raises(ValueError, match="is no time zone"):
+        zone(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "hours"), [("+02:00", 2), ("-05:00", -5), ("UTC-05:00", -5), ("\u221205:00", -5)]
+)
+def test_an_offset_with_its_sign(text: str, hours: int) -> None:
+    offset = zone(text).utcoffset(None)
+    assert offset is not None and offset.total_seconds() == hours * 3600

@@ -35,8 +35,9 @@ from sensorpipe.importer.fields import location as position
 from sensorpipe.importer.fields import unit_divisor
 from sensorpipe.importer.files import Header, HistoryFile, Row, header, rows
 from sensorpipe.protocol.provenance import REFERENCE
+from sensorpipe.quality.config import REFERENCE_MODEL
 
-SENSOR = "reference"  # the sensor tag of a station's values (a second instrument: reference-2)
+SENSOR = REFERENCE_MODEL  # the sensor tag of a station's values (a second instrument: reference-2)
 QC_INVALID = "qc_invalid"
 DEVICE_PREFIX = "ref-"
 MAX_STATION_JSON = 1024 * 1024

@@ -153,7 +153,7 @@ def _numeric_format(fmt: str) -> tuple[re.Pattern[str], tuple[int, ...]] | None:
     return re.compile("".join(pattern) + r"\Z", re.IGNORECASE), where
 
 
-_OFFSET = re.compile(r"^(?:UTC|GMT)?([+-\u2212])([0-9]{1,2})(?::?([0-9]{2}))?$")
+_OFFSET = re.compile(r"^(?:UTC|GMT)?([+\-\u2212])([0-9]{1,2})(?::?([0-9]{2}))?$")
 
 
 def zone(text: str) -> tzinfo:

@@ -29,6 +29,8 @@ from sensorpipe.protocol.configfile import load_model
 from sensorpipe.protocol.quantities import QUANTITIES
 
 PM = ("pm1", "pm2_5", "pm4", "pm10")
+# The sensor tag of a reference station's values (importer.reference.SENSOR).
+REFERENCE_MODEL = "reference"
 
 
 class _Strict(BaseModel):
@@ -161,7 +163,21 @@ SENSOR_DEFAULTS: dict[str, dict[str, Thresholds]] = {
     "dht22": {"temperature": Thresholds(low=-40.0, high=80.0)},
     # SCD30 data sheet: CO2 measurement range 400-10,000 ppm.
     "scd30": {"co2": Thresholds(high=10_000.0)},
+    # A reference station's hourly values (`sensorpipe import reference`; a second instrument
+    # of a station is `reference-2`, judged alike): a stuck run is 4 hours (runs of 4 are the
+    # hours the shared file's agency marked invalid, see above); no warm-up, since an hourly
+    # value is the mean of a monitor that runs on and each hour is a gap of 60 minutes; no
+    # humidity or fog flags, since reference monitors dry the sampled air (a heated inlet).
+    REFERENCE_MODEL: {
+        q: Thresholds(stuck_readings=4, warmup_s=0.0, humidity=False) for q in QUANTITIES
+    },
 }
+
+
+def model_of(sensor: str) -> str:
+    """The sensor model whose defaults apply to a sensor tag: a reference station's further
+    instruments (`reference-2`) are the reference's."""
+    return REFERENCE_MODEL if sensor.startswith(REFERENCE_MODEL) else sensor
 
 
 class QualityConfig(_Strict):
@@ -212,7 +228,7 @@ class QualityConfig(_Strict):
         layers = (
             _DEFAULT,
             DEFAULTS.get(quantity),
-            SENSOR_DEFAULTS.get(sensor, {}).get(quantity),
+            SENSOR_DEFAULTS.get(model_of(sensor), {}).get(quantity),
             self.quantities.get(quantity),
             self.sensors.get(sensor, {}).get(quantity),
         )

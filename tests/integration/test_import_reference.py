@@ -279,6 +279,10 @@ def test_a_loggers_and_a_stations_rows_are_quality_checked(world: World) -> None
     dry = [r for r in rows if r["pm2_5"] is not None and (r["relative_humidity"] or 100) < 70]
     assert dry and not any("humidity" in (r["qc_pm2_5"] or "") for r in dry)
     station = world.influx.query(
-        f"SELECT qc FROM air WHERE device_id = '{STATION}' AND time > '2019-01-01'"
+        f"SELECT qc, qc_pm2_5 FROM air WHERE device_id = '{STATION}' AND time > '2019-01-01'"
     )
-    assert {v[1] for s in station for v in s["values"]} == {1}
+    hours = [v for s in station for v in s["values"]]
+    assert hours and {v[1] for v in hours} == {1}
+    # An hourly station is no sensor warming up after each hour's gap, and dries its air: its
+    # values carry neither warm-up nor humidity flags (quality.config, the reference model).
+    assert not [v for v in hours if v[2] and ("warmup" in v[2] or "humidity" in v[2])]
