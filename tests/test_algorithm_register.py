@@ -307,3 +307,20 @@ def test_the_api_answers_with_the_same_entries(directory: Path) -> None:
     }
     status = schema["components"]["schemas"]["AlgorithmEntry"]["properties"]["status"]
     assert set(status["enum"]) == STATUSES
+
+
+def test_an_entry_says_which_methods_are_computed_and_which_not_yet() -> None:
+    """The methods `calibrate fit` offers are the ones whose entries say how they are fitted;
+    the others (`group`) say they are in development, not that they are computed."""
+    from sensorpipe.cli.calibrate import METHOD_CHOICES
+    from sensorpipe.query.calibration_texts import BUILT, FIT_STATS, NOT_BUILT
+
+    assert set(BUILT) == set(METHOD_CHOICES)
+    registry = Registry()
+    for fields in entry_fields(registry)[1:]:
+        method = fields["source_id"].rsplit(":", 1)[1]
+        text = fields["methods_and_models"]
+        if method in BUILT:
+            assert FIT_STATS["nl"] in text and NOT_BUILT["nl"] not in text
+        else:
+            assert NOT_BUILT["nl"] in text and FIT_STATS["nl"] not in text

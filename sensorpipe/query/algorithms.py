@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sensorpipe.protocol.register import counts_passers_by
 from sensorpipe.protocol.registry import NetworkInfo, Registry
 from sensorpipe.query.calibration_texts import (
+    BUILT,
     CALIBRATION_GOAL,
     CALIBRATION_IMPACT,
     CALIBRATION_METHODS,
@@ -41,6 +42,7 @@ from sensorpipe.query.calibration_texts import (
     CALIBRATION_RISKS,
     CALIBRATION_TAGS,
     FIT_STATS,
+    NOT_BUILT,
     Lang,
     calibration_description,
 )
@@ -486,7 +488,7 @@ def calibration_entry_fields(
         "risks": f"{d.risks} {CALIBRATION_RISKS[lang]}",
         "impacttoetsen": CALIBRATION_IMPACT[lang],
         "source_data": d.data,
-        "methods_and_models": f"{d.how} {FIT_STATS[lang]}",
+        "methods_and_models": f"{d.how} {(FIT_STATS if method in BUILT else NOT_BUILT)[lang]}",
         "provider": "sensorpipe (open source)",
         "source_id": f"sensorpipe:calibration:{method}",
         "tags": CALIBRATION_TAGS[lang],

@@ -49,14 +49,16 @@ _FIT_BY_ANALYST = {
         "maakt de kalibratie en kent haar toe aan vergelijkbare sensoren (hetzelfde type) met "
         "een geldigheidsperiode. Bij elke kalibratie ziet de analist de statistiek tegenover de "
         "doelen van de Amerikaanse milieudienst (US EPA) en besluit dan of ze wordt gebruikt. "
-        "Een kalibratie kan worden ingetrokken; de ruwe metingen blijven altijd bewaard."
+        "Een latere toekenning vervangt een eerdere vanaf haar begin; de ruwe metingen blijven "
+        "altijd bewaard."
     ),
     "en": (
         "An analyst of the organisation chooses the sensors, the reference station and the "
         "period, fits the calibration and assigns it to comparable sensors (the same model) "
         "with a validity period. With every calibration the analyst sees its statistics against "
         "the targets of the US Environmental Protection Agency (US EPA) and then decides whether "
-        "it is used. A calibration can be withdrawn; the raw values are always kept."
+        "it is used. A later assignment takes over from its start; the raw values are always "
+        "kept."
     ),
 }
 FIT_STATS = {
@@ -86,8 +88,8 @@ CALIBRATION_RISKS: dict[str, str] = {
         "luchtvochtigheid) en gemarkeerde waarden worden anders getoond; een kalibratie geldt "
         "alleen voor hetzelfde sensortype en binnen haar geldigheidsperiode; bij elke "
         "kalibratie staan de statistieken tegenover de US EPA-doelen (helling 1 ± 0,35, "
-        "snijpunt binnen ± 5 µg/m³, R² ten minste 0,70, RMSE ten hoogste 7 µg/m³); een "
-        "verlopen geldigheid vraagt om een nieuwe kalibratie."
+        "snijpunt binnen ± 5 µg/m³, R² ten minste 0,70, RMSE ten hoogste 7 µg/m³); "
+        "buiten haar geldigheidsperiode blijft een waarde ruw."
     ),
     "en": (
         "Risks: in fog (relative humidity 98 % or more) particulate matter values are unusable "
@@ -96,8 +98,8 @@ CALIBRATION_RISKS: dict[str, str] = {
         "flags (fog and high humidity among them) and flagged values are shown differently; a "
         "calibration applies only to the same sensor model and within its validity period; "
         "every calibration shows its statistics against the US EPA targets (slope 1 ± 0.35, "
-        "intercept within ± 5 µg/m³, R² at least 0.70, RMSE at most 7 µg/m³); an expired "
-        "validity calls for a new calibration."
+        "intercept within ± 5 µg/m³, R² at least 0.70, RMSE at most 7 µg/m³); outside "
+        "its validity period a value stays raw."
     ),
 }
 CALIBRATION_GOAL: dict[str, str] = {
@@ -307,6 +309,19 @@ CALIBRATION_METHODS: dict[str, dict[str, MethodDescription]] = {
         ),
     },
 }
+# What stands in for FIT_STATS where a method is described but not yet built (`group`).
+NOT_BUILT = {
+    "nl": (
+        "Deze methode is in ontwikkeling: sensorpipe berekent haar nog niet; de beschrijving "
+        "zegt hoe ze zal werken."
+    ),
+    "en": (
+        "This method is in development: sensorpipe does not compute it yet; the description "
+        "says how it will work."
+    ),
+}
+# The methods sensorpipe computes (`calibrate fit --method`).
+BUILT = ("linear", "linear_rh", "kohler")
 CALIBRATION_TAGS = {
     "nl": "fijnstof, luchtkwaliteit, sensoren, kalibratie, luchtvochtigheid, sensorpipe",
     "en": "particulate matter, air quality, sensors, calibration, humidity, sensorpipe",
