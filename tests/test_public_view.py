@@ -361,3 +361,38 @@ def test_the_current_hour_is_marked_partial_and_a_finished_range_is_not() -> Non
         mark_partial({"to": "2026-12-06T10:24:00Z", "every": "1h", "series": []}, now)["partial"]
         == []
     )
+
+
+@pytest.mark.parametrize(
+    ("purpose", "dutch"),
+    [
+        (
+            "logger history imported from its CSV exports",
+            "geschiedenis van een meetlogger, ingelezen uit zijn CSV-exports",
+        ),
+        (
+            "reference station Burdens Creek (370630099), run by US EPA: official hourly values "
+            "from AirNow-Tech, to check and calibrate low-cost sensors against",
+            "referentiestation Burdens Creek (370630099), beheerd door US EPA: officiële "
+            "uurwaarden van AirNow-Tech, om goedkope sensoren mee te controleren en te kalibreren",
+        ),
+        (
+            "reference station NL10404: official hourly values from Luchtmeetnet, to check and "
+            "calibrate low-cost sensors against",
+            "referentiestation NL10404: officiële uurwaarden van Luchtmeetnet, om goedkope "
+            "sensoren mee te controleren en te kalibreren",
+        ),
+    ],
+)
+def test_the_logger_and_reference_purposes_are_dutch_on_the_dutch_page(
+    purpose: str, dutch: str
+) -> None:
+    from sensorpipe.importer.reference import station_spec
+    from sensorpipe.query.export import _generated
+
+    assert _generated(purpose, "nl") == dutch
+    assert _generated(purpose, "en") == purpose
+    # The importers still write these very texts.
+    if purpose.startswith("reference station NL10404"):
+        spec = station_spec("NL10404", network="Luchtmeetnet")
+        assert spec.purpose == purpose

@@ -367,6 +367,20 @@ GENERATED_NL: dict[str, str] = {
         "PM2,5/PM10 en klimaat in een straat (gesimuleerde geschiedenis)"
     ),
     "sensorpipe history simulation": "sensorpipe-geschiedenissimulatie",
+    "logger history imported from its CSV exports": (
+        "geschiedenis van een meetlogger, ingelezen uit zijn CSV-exports"
+    ),
+    # importer.reference's purpose, with and without the station's operator (that one first).
+    "reference station {}, run by {}: official hourly values from {}, to check and calibrate "
+    "low-cost sensors against": (
+        "referentiestation {}, beheerd door {}: officiële uurwaarden van {}, om goedkope "
+        "sensoren mee te controleren en te kalibreren"
+    ),
+    "reference station {}: official hourly values from {}, to check and calibrate low-cost "
+    "sensors against": (
+        "referentiestation {}: officiële uurwaarden van {}, om goedkope sensoren mee te "
+        "controleren en te kalibreren"
+    ),
 }
 _GENERATED_PATTERNS = [
     (re.compile(re.escape(english).replace(r"\{\}", "(.+)")), dutch)
