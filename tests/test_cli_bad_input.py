@@ -80,14 +80,14 @@ def _stack_with_device(tmp: Path, *, quarantined: bool = False) -> str:
 
 
 def _stack_with_calibration(tmp: Path, sensors: tuple[str, ...] = ("sds011",)) -> str:
-    """A stack directory (never started) with device d1 (of `sensors`) and calibration cal-1
-    of sensor model logger in its calibration book."""
+    """A stack directory (never started) with devices d1 (of `sensors`) and r1 and calibration
+    cal-1 of sensor model logger in its calibration book."""
     from sensorpipe.calibration.store import CalibrationBook
     from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
 
     directory = tmp / "cs"
     entry = DeviceEntry(site="s", source="import", sensors=list(sensors))
-    save_registry(Registry(devices={"d1": entry}), directory / "registry.toml")
+    save_registry(Registry(devices={"d1": entry, "r1": entry}), directory / "registry.toml")
     book = CalibrationBook(directory / "calibrations.sqlite")
     book.add({"method": "linear", "quantity": "pm2_5", "sensor_model": "logger"})
     book.close()
@@ -537,7 +537,30 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--reference", "r"], "Missing option '--device'"),
         (lambda t: ["--device", "d", "--reference", "r", "--dir", str(t)], "no stack in"),
         (
-            lambda t: ["--device", "d", "--reference", "r", "--influx-url", "http://127.0.0.1:9"],
+            lambda t: [
+                *("--device", "d9", "--reference", "r1", "--dir", _stack_with_calibration(t)),
+                *("--influx-url", "http://127.0.0.1:9"),
+            ],
+            "--device d9: not in the register",
+        ),
+        (
+            lambda t: [
+                *("--device", "d1", "--reference", "r9", "--dir", _stack_with_calibration(t)),
+                *("--influx-url", "http://127.0.0.1:9"),
+            ],
+            "--reference r9: not in the register",
+        ),
+        (
+            lambda t: [
+                "--device",
+                "d1",
+                "--reference",
+                "r1",
+                "--dir",
+                _stack_with_calibration(t),
+                "--influx-url",
+                "http://127.0.0.1:9",
+            ],
             "InfluxDB at http://127.0.0.1:9 unreachable",
         ),
     ],

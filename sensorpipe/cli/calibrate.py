@@ -121,7 +121,12 @@ def calibrate_fit(
     t0, t1 = _period(start, end)
     from sensorpipe.cli.query import _influx_url
 
-    client = InfluxClient(_influx_url(directory, influx_url), database)
+    url = _influx_url(directory, influx_url)
+    registry = local_stack(directory).registry()
+    for option, device in [*(("--device", d) for d in devices_), ("--reference", reference)]:
+        if device not in registry.devices:
+            fail(f"{option} {device}: not in the register; `sensorpipe devices list` lists them")
+    client = InfluxClient(url, database)
     try:
         training = training_pairs(
             client, list(dict.fromkeys(devices_)), reference, quantity, t0, t1
