@@ -245,8 +245,8 @@ def test_apply_refuses_another_sensor_model_and_show_lists_assignments(world: Wo
 def test_a_fit_without_data_says_what_is_missing_in_one_line(world: World) -> None:
     fit = ["calibrate", "fit", *world.dir()]
     cases = [
-        (["--device", "rt01", "--reference", "ref-nowhere"], "reference 'ref-nowhere': InfluxDB "
-         "holds no pm2_5 of it; import it first"),
+        (["--device", "rt01", "--reference", "ref-nowhere"], "--reference ref-nowhere: not in "
+         "the register; `sensorpipe devices list` lists them"),
         (["--device", "rt-none", "--reference", STATION], "device 'rt-none': InfluxDB holds no "
          "pm2_5 of it in the period 2019-08-18T05:00:00Z .. 2019-08-21T05:00:00Z"),
         (["--device", "rt01", "--reference", STATION, "--from", "2019-08-18T05:00:00Z", "--to",
