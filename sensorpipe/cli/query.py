@@ -87,6 +87,21 @@ def query() -> None:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="At most this many rows per series."
 )
+@click.option(
+    "--flags",
+    "flag_mode",
+    type=click.Choice(["include", "exclude", "only"]),
+    default="include",
+    show_default=True,
+    help="Quality flags: every reading, with <quantity>_flags (and, per --every window, "
+    "<quantity>_flagged: how many); exclude leaves flagged readings out; only shows them alone.",
+)
+@click.option(
+    "--flag",
+    "flag_names",
+    multiple=True,
+    help="Only this flag counts as flagged, e.g. fog (repeatable; `docs/quality.md` lists them).",
+)
 @FORMAT_OPTION
 def query_air(
     directory: Path | None,
@@ -102,10 +117,12 @@ def query_air(
     every: str | None,
     aggregate: str | None,
     limit: int | None,
+    flag_mode: str,
+    flag_names: tuple[str, ...],
     fmt: str,
 ) -> None:
     """Select air measurements by device, site, quantity, place and time; print table, CSV or
-    JSON."""
+    JSON, with each reading's quality flags."""
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
     from sensorpipe.ingest.influx import InfluxClient
     from sensorpipe.query.bbox import BBoxError, devices_inside, parse_bbox
@@ -117,6 +134,7 @@ def query_air(
             f"--agg {aggregate} needs --every (the window to aggregate over); without it, "
             f"raw values are printed"
         )
+    flt = _flag_filter(flag_mode, flag_names, aggregate or "mean" if every else None)
     box = None
     if bbox is not None:
         try:
@@ -150,6 +168,7 @@ def query_air(
     note = None
     try:
         rows = rows_from_series(client.query(influxql), GROUP_TAGS)
+        rows = _with_flags(client, q, rows, flt)
         if not rows:
             note = _explain_empty(
                 client,
@@ -288,6 +307,41 @@ def query_counts(
             "is below 1, fewer passers-by were seen than passed",
             err=True,
         )
+
+
+def _flag_filter(mode: str, names: tuple[str, ...], aggregate: str | None) -> Any:
+    """--flags and --flag, checked before InfluxDB is asked."""
+    from sensorpipe.query.flagged import FlagFilter
+    from sensorpipe.query.influxql import QueryInputError
+
+    flt = FlagFilter(mode, names)
+    try:
+        flt.check()
+        if aggregate is not None:
+            flt.check_aggregate(aggregate)
+    except QueryInputError as exc:
+        text = str(exc)
+        fail(f"--flag: {text}" if text.startswith("unknown flag") else f"--flags: {text}")
+    return flt
+
+
+def _with_flags(client: Any, q: Any, rows: list[dict[str, Any]], flt: Any) -> Any:
+    """The rows with their quality flags (query.flagged.flag_rows), asked of InfluxDB with
+    `q`'s filters."""
+    import dataclasses
+
+    from sensorpipe.query.flagged import flag_rows
+    from sensorpipe.query.influxql import GROUP_TAGS
+    from sensorpipe.query.output import iso_ms
+
+    def statement(aggregate: str, fields: Any, conditions: Any) -> str:
+        flagged = dataclasses.replace(q, conditions=list(conditions))
+        flagged.columns = list(fields)
+        flagged.aggregate = aggregate
+        return str(flagged.to_influxql())
+
+    aggregate = q.aggregate if q.every else None
+    return flag_rows(client, statement, rows, q.columns, flt, aggregate, GROUP_TAGS, iso_ms)
 
 
 def _print_rows(rows: list[dict[str, Any]], columns: list[str], fmt: str, nothing: str) -> None:

@@ -1,0 +1,189 @@
+"""Quality flags read back on the real stack: a device sends readings at 75 % and 99 % relative
+humidity and a stuck run through Mosquitto, the ingest flags and stores them, and `sensorpipe
+query air` and `/api/v1/air` (JSON and CSV) show per interval how many readings were flagged
+and which flags, leave them out (`exclude`) or show them alone (`only`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from sensorpipe.api.app import create_app
+from sensorpipe.api.config import InfluxSettings, ServeConfig
+from sensorpipe.api.context import ApiContext
+from sensorpipe.cli.main import main
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.protocol.messages import AirMessage, Reading
+from sensorpipe.quality.flags import FLAGS
+from sensorpipe.stack.local import LocalStack
+from tests.helpers import wait_for
+from tests.integration.conftest import _require_binaries
+from tests.integration.mqtt_helpers import TestDevice, air_message
+
+pytestmark = pytest.mark.integration
+
+# (pm2_5, relative humidity) per minute of one hour; the ingest.toml below makes a stuck run of
+# 3 equal PM2.5 readings: flags humidity, fog+humidity, -, -, stuck.
+SENT = [(12.0, 75.0), (13.0, 99.0), (8.0, 50.0), (8.0, 50.0), (8.0, 50.0)]
+PM10 = [18.0, 19.5, 12.0, 12.0, 12.0]  # air_message's pm10: 1.5 x pm2_5; its run of 30 not met
+HOUR = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class World:
+    stack: LocalStack
+    api: TestClient
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    _require_binaries()
+    s = LocalStack(tmp_path_factory.mktemp("flagsread") / "stack")
+    ingest_toml = s.directory / "ingest" / "ingest.toml"
+    ingest_toml.parent.mkdir(parents=True)
+    ingest_toml.write_text("[quality.quantities.pm2_5]\nstuck_readings = 3\n", encoding="utf-8")
+    s.up(detach=False, serve=False)
+    try:
+        info = s.require_info()
+        (creds,) = s.add_devices([("qc-r", {"site": "s", "sensors": ["sds011", "bme280"]})])
+        device = TestDevice(creds, info.broker_port)
+        try:
+            for seq, (pm2_5, rh) in enumerate(SENT, start=1):
+                assert not device.send(_message(seq, pm2_5, rh)).is_failure
+        finally:
+            device.close()
+        influx = InfluxClient(info.influx_url, info.database)
+        try:
+            stored = "SELECT count(pm2_5) FROM air WHERE device_id = 'qc-r'"
+            wait_for(
+                lambda: [v[1] for x in influx.query(stored) for v in x["values"]] == [5],
+                what="5 PM points",
+            )
+        finally:
+            influx.close()
+        config = ServeConfig(
+            registry_path=str(s.registry_path),
+            influx=InfluxSettings(url=info.influx_url, database=info.database),
+            register_cache_s=0,
+        )
+        api = TestClient(create_app(ApiContext(config)), raise_server_exceptions=False)
+        yield World(s, api)
+    finally:
+        s.down()
+
+
+def _message(seq: int, pm2_5: float, rh: float) -> AirMessage:
+    base = air_message("qc-r", seq, pm2_5=pm2_5, observed_at=HOUR + timedelta(minutes=seq))
+    readings = [
+        *base.readings,
+        Reading(quantity="relative_humidity", value=rh, unit="%", sensor="bme280"),
+    ]
+    return base.model_copy(update={"readings": readings})
+
+
+def _query(world: World, *args: str) -> list[dict[str, Any]]:
+    result = CliRunner().invoke(
+        main,
+        [
+            "query", "air", "--dir", str(world.stack.directory), "--device", "qc-r",
+            "--quantity", "pm2_5", "--quantity", "pm10", "--from", HOUR.isoformat(),
+            "--to", (HOUR + timedelta(hours=1)).isoformat(), "--format", "json", *args,
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows: list[dict[str, Any]] = json.loads(result.output)
+    return rows
+
+
+def test_query_air_counts_the_flagged_readings_of_each_interval(world: World) -> None:
+    (row,) = _query(world, "--every", "1h")
+    assert row["pm2_5"] == pytest.approx(sum(p for p, _ in SENT) / 5)  # every reading, as before
+    assert (row["pm2_5_flagged"], row["pm2_5_flags"]) == (3, "fog,humidity,stuck")
+    assert (row["pm10_flagged"], row["pm10_flags"]) == (2, "fog,humidity")
+    # --flag: only that flag counts
+    (fog,) = _query(world, "--every", "1h", "--flag", "fog")
+    assert (fog["pm2_5_flagged"], fog["pm2_5_flags"]) == (1, "fog")
+
+
+def test_query_air_leaves_flagged_readings_out_or_shows_them_alone(world: World) -> None:
+    (clean,) = _query(world, "--every", "1h", "--flags", "exclude")
+    assert clean["pm2_5"] == pytest.approx(8.0)  # the two unflagged readings
+    assert clean["pm10"] == pytest.approx(12.0)  # humid and foggy left out; not stuck for pm10
+    (no_fog,) = _query(world, "--every", "1h", "--flags", "exclude", "--flag", "fog")
+    assert no_fog["pm2_5"] == pytest.approx((12 + 8 + 8 + 8) / 4)
+    (counted,) = _query(world, "--every", "1h", "--flags", "exclude", "--agg", "count")
+    assert (counted["pm2_5"], counted["pm10"]) == (2, 3)
+    (flagged,) = _query(world, "--every", "1h", "--flags", "only")
+    assert flagged["pm2_5"] == pytest.approx((12 + 13 + 8) / 3)
+    assert flagged["pm10"] == pytest.approx((18 + 19.5) / 2)
+    (fog,) = _query(world, "--every", "1h", "--flags", "only", "--flag", "fog", "--agg", "max")
+    assert (fog["pm2_5"], fog["pm10"]) == (13.0, 19.5)
+
+
+def test_raw_readings_carry_their_own_flags(world: World) -> None:
+    rows = _query(world)
+    assert [r["pm2_5"] for r in rows] == [p for p, _ in SENT]
+    assert [r["pm2_5_flags"] for r in rows] == ["humidity", "fog,humidity", "", "", "stuck"]
+    only = _query(world, "--flags", "only", "--flag", "stuck")
+    assert [(r["pm2_5"], r.get("pm10")) for r in only] == [(8.0, None)]  # pm10 not stuck
+    kept = _query(world, "--flags", "exclude")
+    # the humid and the foggy minute had both values flagged: left out
+    assert [r["pm2_5"] for r in kept] == [8.0, 8.0, None]
+    assert [r["pm10"] for r in kept] == [12.0, 12.0, 12.0]
+
+
+def _air(world: World, **params: Any) -> Any:
+    base = {
+        "device": "qc-r",
+        "quantity": ["pm2_5", "pm10"],
+        "from": HOUR.isoformat(),
+        "to": (HOUR + timedelta(hours=1)).isoformat(),
+        "every": "1h",
+    }
+    return world.api.get("/api/v1/air", params={**base, **params})
+
+
+def test_api_air_flags_in_json_and_csv(world: World) -> None:
+    answer = _air(world)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["flags"], body["flag"]) == ("include", [])
+    (series,) = [s for s in body["series"] if s["sensor"] == "sds011"]
+    assert series["values"]["pm2_5"] == [pytest.approx(9.8)]
+    assert series["flags"]["pm2_5"] == {"flagged": [3], "flags": [["fog", "humidity", "stuck"]]}
+    assert series["flags"]["pm10"] == {"flagged": [2], "flags": [["fog", "humidity"]]}
+
+    clean = _air(world, flags="exclude").json()
+    (series,) = [s for s in clean["series"] if s["sensor"] == "sds011"]
+    assert series["values"] == {"pm2_5": [pytest.approx(8.0)], "pm10": [pytest.approx(12.0)]}
+    fog = _air(world, flags="only", flag="fog", agg="max").json()
+    (series,) = fog["series"]  # the bme280's series holds no flagged reading
+    assert series["values"] == {"pm2_5": [13.0], "pm10": [19.5]}
+
+    text = _air(world, format="csv").text
+    (row,) = [r for r in csv.DictReader(io.StringIO(text)) if r["sensor"] == "sds011"]
+    assert (row["pm2_5_flagged"], row["pm2_5_flags"]) == ("3", "fog,humidity,stuck")
+    assert float(row["pm2_5"]) == pytest.approx(9.8)
+
+
+def test_api_refuses_unknown_flags_and_serves_each_flags_sentence(world: World) -> None:
+    # a bad parameter is a 400 problem detail, as everywhere in /api/v1
+    bad = _air(world, flag="foggy")
+    assert bad.status_code == 400
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    assert "unknown flag 'foggy'; did you mean 'fog'? (known: clock, fog" in bad.json()["detail"]
+    assert _air(world, flags="drop").status_code == 400
+    median = _air(world, flags="exclude", agg="median")
+    assert median.status_code == 400
+    assert "works for mean and count only" in median.json()["detail"]
+    listed = world.api.get("/api/v1/flags").json()
+    assert listed["flags"] == FLAGS
