@@ -124,6 +124,9 @@ class DeviceInfo(RegisterEntry):
     messages_7d: int
     missing_7d: int = Field(description="messages missing by sequence gaps, last 7 days")
     median_latency_ms_7d: float | None = Field(description="median delivery latency")
+    flagged_7d: dict[str, int] = Field(
+        description="per quality flag (/api/v1/flags), readings that carried it, last 7 days"
+    )
     latest_pm2_5: float | None
     latest_pm2_5_time: str | None
     exact_location: dict[str, float] | None = Field(

@@ -187,3 +187,24 @@ def test_api_refuses_unknown_flags_and_serves_each_flags_sentence(world: World) 
     assert "works for mean and count only" in median.json()["detail"]
     listed = world.api.get("/api/v1/flags").json()
     assert listed["flags"] == FLAGS
+
+
+def test_register_counts_each_devices_flagged_readings_per_flag(world: World) -> None:
+    # pm2_5: humidity, fog+humidity, stuck; pm10: humidity, fog+humidity (the bme280 unflagged)
+    expected = {"fog": 2, "humidity": 4, "stuck": 1}
+    listed = world.api.get("/api/v1/devices").json()
+    (entry,) = [d for d in listed["devices"] if d["device_id"] == "qc-r"]
+    assert entry["flagged_7d"] == expected
+    for fmt in ("json", "csv"):
+        result = CliRunner().invoke(
+            main, ["devices", "export", "--dir", str(world.stack.directory), "--format", fmt]
+        )
+        assert result.exit_code == 0, result.output
+        if fmt == "json":
+            (record,) = [r for r in json.loads(result.output) if r["device_id"] == "qc-r"]
+            assert record["flagged_7d"] == expected
+        else:
+            (row,) = [
+                r for r in csv.DictReader(io.StringIO(result.output)) if r["device_id"] == "qc-r"
+            ]
+            assert row["flagged_7d"] == "fog=2;humidity=4;stuck=1"
