@@ -208,3 +208,42 @@ def test_register_counts_each_devices_flagged_readings_per_flag(world: World) ->
                 r for r in csv.DictReader(io.StringIO(result.output)) if r["device_id"] == "qc-r"
             ]
             assert row["flagged_7d"] == "fog=2;humidity=4;stuck=1"
+
+
+def _sta(world: World, path: str, **params: str) -> Any:
+    answer = world.api.get(f"/sta/v1.1/{path}", params=params)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_sensorthings_observations_carry_their_flags_as_result_quality(world: World) -> None:
+    (thing,) = _sta(world, "Things", **{"$filter": "name eq 'qc-r'"})["value"]
+    (ds,) = _sta(
+        world,
+        f"Things({thing['@iot.id']})/Datastreams",
+        **{"$filter": "properties/quantity eq 'pm2_5'"},
+    )["value"]
+    observations = _sta(world, f"Datastreams({ds['@iot.id']})/Observations")["value"]
+    assert [o["result"] for o in observations] == [p for p, _ in SENT]
+    # a list of flags; null: checked, no flag
+    assert [o["resultQuality"] for o in observations] == [
+        ["humidity"], ["fog", "humidity"], None, None, ["stuck"],
+    ]  # fmt: skip
+    foggy = _sta(
+        world,
+        f"Datastreams({ds['@iot.id']})/Observations",
+        **{"$filter": "resultQuality eq 'fog'"},
+    )["value"]
+    assert [o["result"] for o in foggy] == [13.0]
+    flagged = _sta(
+        world,
+        f"Datastreams({ds['@iot.id']})/Observations",
+        **{"$filter": "resultQuality ne null", "$count": "true"},
+    )
+    assert flagged["@iot.count"] == 3
+    refused = world.api.get(
+        f"/sta/v1.1/Datastreams({ds['@iot.id']})/Observations",
+        params={"$filter": "resultQuality eq null"},
+    )
+    assert refused.status_code == 400
+    assert "values without a flag cannot be filtered for" in refused.json()["detail"]
