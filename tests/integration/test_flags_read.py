@@ -247,3 +247,29 @@ def test_sensorthings_observations_carry_their_flags_as_result_quality(world: Wo
     )
     assert refused.status_code == 400
     assert "values without a flag cannot be filtered for" in refused.json()["detail"]
+
+
+def test_register_counts_flagged_counts_too_and_only_in_its_window(influxd: Any) -> None:
+    from sensorpipe.query.register import register_stats
+
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    day_ms = 86_400_000
+    client = influxd.client()
+    try:
+        cam = "traffic,device_id=cam,site=s,class=car"
+        pm = "air,device_id=pm,site=s,sensor=sds011"
+        client.write(
+            [
+                f'{cam},direction=in count=0i,qc=1i,qc_count="stuck" {now_ms - day_ms}',
+                f'{cam},direction=out count=0i,qc=1i,qc_count="stuck" {now_ms - day_ms}',
+                f"{cam},direction=in count=3i,qc=1i {now_ms - 2 * day_ms}",
+                # eight days ago: outside the register's 7 days
+                f'{pm} pm2_5=9,qc=1i,qc_pm2_5="fog,humidity" {now_ms - 8 * day_ms}',
+                f'{pm} pm2_5=9,qc=1i,qc_pm2_5="humidity" {now_ms - day_ms}',
+            ]
+        )
+        stats = register_stats(client, now_ms=now_ms)
+    finally:
+        client.close()
+    assert stats.of("cam").flagged_7d == {"stuck": 2}
+    assert stats.of("pm").flagged_7d == {"humidity": 1}
