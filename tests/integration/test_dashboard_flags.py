@@ -5,7 +5,9 @@ present in one sentence, the sentence the API serves from sensorpipe.quality.fla
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,13 +15,10 @@ import pytest
 from sensorpipe.api.app import create_app
 from sensorpipe.api.config import InfluxSettings, ServeConfig
 from sensorpipe.api.context import ApiContext
-from sensorpipe.ingest.influx import InfluxClient
-from sensorpipe.protocol.messages import AirMessage, Reading
 from sensorpipe.quality.flags import FLAGS
 from sensorpipe.stack.local import LocalStack
-from tests.helpers import wait_for
+from tests.integration.flagged_device import flagging_stack, send_flagged
 from tests.integration.live_server import live_server
-from tests.integration.mqtt_helpers import TestDevice, air_message
 from tests.integration.test_dashboard import READY, artefacts, chart_data
 from tests.integration.test_dashboard import open_browser as _open_browser
 
@@ -27,57 +26,21 @@ open_browser = _open_browser  # the fixture: one chromium page, its errors recor
 
 pytestmark = pytest.mark.integration
 
-# (pm2_5, relative humidity) 10 minutes apart, each its own window of the 24-hour view.
-SENT = [(12.0, 75.0), (13.0, 99.0), (8.0, 50.0), (8.0, 50.0), (8.0, 50.0)]
+# flagged_device.SENT, 10 minutes apart from START on: each its own window of the 24-hour view
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
 
 @pytest.fixture
-def stack(tmp_path: Any) -> Any:
-    from tests.integration.conftest import _require_binaries
-
-    _require_binaries()
-    s = LocalStack(tmp_path / "stack")
-    ingest_toml = s.directory / "ingest" / "ingest.toml"
-    ingest_toml.parent.mkdir(parents=True)
-    ingest_toml.write_text("[quality.quantities.pm2_5]\nstuck_readings = 3\n", encoding="utf-8")
-    s.up(detach=False, serve=False)
-    try:
+def stack(tmp_path: Path) -> Iterator[LocalStack]:
+    with flagging_stack(tmp_path / "stack") as s:
         yield s
-    finally:
-        s.down()
-
-
-def _message(seq: int, pm2_5: float, rh: float) -> AirMessage:
-    at = START + timedelta(minutes=10 * seq)
-    base = air_message("qc-d", seq, pm2_5=pm2_5, observed_at=at)
-    readings = [
-        *base.readings,
-        Reading(quantity="relative_humidity", value=rh, unit="%", sensor="bme280"),
-    ]
-    return base.model_copy(update={"readings": readings})
 
 
 def test_flagged_points_are_drawn_hollow_and_each_flag_explained(
     stack: LocalStack, open_browser: Any
 ) -> None:
+    send_flagged(stack, "qc-d", START + timedelta(minutes=10), timedelta(minutes=10))
     info = stack.require_info()
-    (creds,) = stack.add_devices([("qc-d", {"site": "s", "sensors": ["sds011", "bme280"]})])
-    device = TestDevice(creds, info.broker_port)
-    try:
-        for seq, (pm2_5, rh) in enumerate(SENT, start=1):
-            assert not device.send(_message(seq, pm2_5, rh)).is_failure
-    finally:
-        device.close()
-    influx = InfluxClient(info.influx_url, info.database)
-    try:
-        stored = "SELECT count(pm2_5) FROM air WHERE device_id = 'qc-d'"
-        wait_for(
-            lambda: [v[1] for x in influx.query(stored) for v in x["values"]] == [5],
-            what="5 PM points",
-        )
-    finally:
-        influx.close()
     config = ServeConfig(
         registry_path=str(stack.registry_path),
         influx=InfluxSettings(url=info.influx_url, database=info.database),

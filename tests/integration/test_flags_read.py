@@ -21,20 +21,13 @@ from sensorpipe.api.app import create_app
 from sensorpipe.api.config import InfluxSettings, ServeConfig
 from sensorpipe.api.context import ApiContext
 from sensorpipe.cli.main import main
-from sensorpipe.ingest.influx import InfluxClient
-from sensorpipe.protocol.messages import AirMessage, Reading
 from sensorpipe.quality.flags import FLAGS
 from sensorpipe.stack.local import LocalStack
-from tests.helpers import wait_for
-from tests.integration.conftest import _require_binaries
-from tests.integration.mqtt_helpers import TestDevice, air_message
+from tests.integration.flagged_device import SENT, flagging_stack, send_flagged
 
 pytestmark = pytest.mark.integration
 
-# (pm2_5, relative humidity) per minute of one hour; the ingest.toml below makes a stuck run of
-# 3 equal PM2.5 readings: flags humidity, fog+humidity, -, -, stuck.
-SENT = [(12.0, 75.0), (13.0, 99.0), (8.0, 50.0), (8.0, 50.0), (8.0, 50.0)]
-PM10 = [18.0, 19.5, 12.0, 12.0, 12.0]  # air_message's pm10: 1.5 x pm2_5; its run of 30 not met
+# SENT, one a minute from the hour's first minute on: all in one hourly window
 HOUR = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
 
 
@@ -46,48 +39,15 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    _require_binaries()
-    s = LocalStack(tmp_path_factory.mktemp("flagsread") / "stack")
-    ingest_toml = s.directory / "ingest" / "ingest.toml"
-    ingest_toml.parent.mkdir(parents=True)
-    ingest_toml.write_text("[quality.quantities.pm2_5]\nstuck_readings = 3\n", encoding="utf-8")
-    s.up(detach=False, serve=False)
-    try:
+    with flagging_stack(tmp_path_factory.mktemp("flagsread") / "stack") as s:
+        send_flagged(s, "qc-r", HOUR + timedelta(minutes=1), timedelta(minutes=1))
         info = s.require_info()
-        (creds,) = s.add_devices([("qc-r", {"site": "s", "sensors": ["sds011", "bme280"]})])
-        device = TestDevice(creds, info.broker_port)
-        try:
-            for seq, (pm2_5, rh) in enumerate(SENT, start=1):
-                assert not device.send(_message(seq, pm2_5, rh)).is_failure
-        finally:
-            device.close()
-        influx = InfluxClient(info.influx_url, info.database)
-        try:
-            stored = "SELECT count(pm2_5) FROM air WHERE device_id = 'qc-r'"
-            wait_for(
-                lambda: [v[1] for x in influx.query(stored) for v in x["values"]] == [5],
-                what="5 PM points",
-            )
-        finally:
-            influx.close()
         config = ServeConfig(
             registry_path=str(s.registry_path),
             influx=InfluxSettings(url=info.influx_url, database=info.database),
             register_cache_s=0,
         )
-        api = TestClient(create_app(ApiContext(config)), raise_server_exceptions=False)
-        yield World(s, api)
-    finally:
-        s.down()
-
-
-def _message(seq: int, pm2_5: float, rh: float) -> AirMessage:
-    base = air_message("qc-r", seq, pm2_5=pm2_5, observed_at=HOUR + timedelta(minutes=seq))
-    readings = [
-        *base.readings,
-        Reading(quantity="relative_humidity", value=rh, unit="%", sensor="bme280"),
-    ]
-    return base.model_copy(update={"readings": readings})
+        yield World(s, TestClient(create_app(ApiContext(config)), raise_server_exceptions=False))
 
 
 def _query(world: World, *args: str) -> list[dict[str, Any]]:
