@@ -178,7 +178,8 @@ def filtered_values(
             if aggregate == "count":
                 out.setdefault(key, {})[q] = kept if n else None
             else:
-                out.setdefault(key, {})[q] = (total - f_total) / kept if kept else None
+                # Rounded past what a sensor resolves: the difference of two sums is not exact.
+                out.setdefault(key, {})[q] = round((total - f_total) / kept, 9) if kept else None
     return out
 
 
