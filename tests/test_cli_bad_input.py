@@ -476,10 +476,6 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--bbox", "5.2,52.0,5.0,52.2"], "need -180 <= minlon <= maxlon <= 180"),
         (lambda t: ["--flag", "foggy"], "--flag: unknown flag 'foggy'; did you mean 'fog'?"),
         (lambda t: ["--flags", "drop"], "'drop' is not one of 'include', 'exclude', 'only'"),
-        (
-            lambda t: ["--flags", "exclude", "--every", "1h", "--agg", "max"],
-            "--flags: flags exclude with aggregate 'max': leaving flagged readings out works for",
-        ),
     ],
     "query counts": [
         (lambda t: ["--source", "telraam"], "--source: unknown source 'telraam': use one of"),

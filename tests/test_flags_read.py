@@ -8,7 +8,7 @@ import re
 import pytest
 
 from sensorpipe.quality.flags import ALL_FLAGS
-from sensorpipe.query.flagged import FlagFilter, check_flag_name, flag_reasons
+from sensorpipe.query.flagged import FlagFilter, _aggregate, check_flag_name, flag_reasons
 from sensorpipe.query.influxql import QueryInputError
 
 
@@ -48,12 +48,26 @@ def test_unknown_flags_and_modes_are_refused_with_the_known_ones() -> None:
         check_flag_name("fgo")
     with pytest.raises(QueryInputError, match="flags 'drop': use one of include, exclude, only"):
         FlagFilter("drop").check()
-    with pytest.raises(QueryInputError, match="works for mean and count only"):
-        FlagFilter("exclude").check_aggregate("median")
-    FlagFilter("only").check_aggregate("median")  # the flagged readings alone: any aggregate
 
 
 def test_every_flag_has_its_sentence_for_the_legend() -> None:
     reasons = flag_reasons()
     assert list(reasons) == list(ALL_FLAGS)
     assert all(sentence and not sentence.endswith(".") for sentence in reasons.values())
+
+
+@pytest.mark.parametrize(
+    ("aggregate", "expected"),
+    [("median", 8.5), ("min", 2.0), ("max", 12.0), ("first", 12.0), ("last", 9.0)],
+)
+def test_an_interval_is_aggregated_as_influxql_does_in_time_order(
+    aggregate: str, expected: float
+) -> None:
+    readings = [(3, 8.0), (1, 12.0), (2, 2.0), (4, 9.0)]  # (time, value), not in time order
+    assert _aggregate(aggregate, readings) == expected
+
+
+def test_an_interval_whose_readings_were_all_left_out_is_empty() -> None:
+    assert _aggregate("max", []) is None
+    assert _aggregate("stddev", [(1, 3.0)]) is None  # a sample's deviation needs two
+    assert _aggregate("stddev", [(1, 2.0), (2, 4.0)]) == pytest.approx(2**0.5)

@@ -134,7 +134,7 @@ def query_air(
             f"--agg {aggregate} needs --every (the window to aggregate over); without it, "
             f"raw values are printed"
         )
-    flt = _flag_filter(flag_mode, flag_names, aggregate or "mean" if every else None)
+    flt = _flag_filter(flag_mode, flag_names)
     box = None
     if bbox is not None:
         try:
@@ -309,7 +309,7 @@ def query_counts(
         )
 
 
-def _flag_filter(mode: str, names: tuple[str, ...], aggregate: str | None) -> Any:
+def _flag_filter(mode: str, names: tuple[str, ...]) -> Any:
     """--flags and --flag, checked before InfluxDB is asked."""
     from sensorpipe.query.flagged import FlagFilter
     from sensorpipe.query.influxql import QueryInputError
@@ -317,11 +317,8 @@ def _flag_filter(mode: str, names: tuple[str, ...], aggregate: str | None) -> An
     flt = FlagFilter(mode, names)
     try:
         flt.check()
-        if aggregate is not None:
-            flt.check_aggregate(aggregate)
     except QueryInputError as exc:
-        text = str(exc)
-        fail(f"--flag: {text}" if text.startswith("unknown flag") else f"--flags: {text}")
+        fail(f"--flag: {exc}")
     return flt
 
 
@@ -330,18 +327,23 @@ def _with_flags(client: Any, q: Any, rows: list[dict[str, Any]], flt: Any) -> An
     `q`'s filters."""
     import dataclasses
 
-    from sensorpipe.query.flagged import flag_rows
-    from sensorpipe.query.influxql import GROUP_TAGS
+    from sensorpipe.query.flagged import RAW_READINGS_MAX, flag_rows
+    from sensorpipe.query.influxql import GROUP_TAGS, duration_ns
     from sensorpipe.query.output import iso_ms
 
     def statement(aggregate: str, fields: Any, conditions: Any) -> str:
         flagged = dataclasses.replace(q, conditions=list(conditions))
         flagged.columns = list(fields)
         flagged.aggregate = aggregate
+        if not aggregate and q.every:  # the readings of aggregated intervals
+            flagged.every, flagged.limit = None, RAW_READINGS_MAX + 1
         return str(flagged.to_influxql())
 
     aggregate = q.aggregate if q.every else None
-    return flag_rows(client, statement, rows, q.columns, flt, aggregate, GROUP_TAGS, iso_ms)
+    every_ms = duration_ns(q.every) // 1_000_000 if q.every else 0
+    return flag_rows(
+        client, statement, rows, q.columns, flt, aggregate, GROUP_TAGS, iso_ms, every_ms
+    )
 
 
 def _print_rows(rows: list[dict[str, Any]], columns: list[str], fmt: str, nothing: str) -> None:

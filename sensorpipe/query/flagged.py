@@ -6,9 +6,11 @@ joined by ","), present only where a flag is raised (`protocol.storage`). Influx
 missing field as false whatever the operator, so "not flagged" cannot be a WHERE condition:
 
 - `only` is one: `qc_<quantity> =~ /(^|,)(fog|stuck)(,|$)/` (any flag: `/./`).
-- `exclude` is computed from two aggregates InfluxDB can make exactly: every reading's sum and
-  count, less those of the flagged readings. So `exclude` answers the mean and the count; for a
-  median, minimum or maximum without the flagged readings it refuses, saying so.
+- `exclude` of the mean and the count is computed from two aggregates InfluxDB makes exactly:
+  every reading's sum and count, less those of the flagged readings. Of the other aggregates
+  (median, min, max, first, last, stddev) it is InfluxDB's aggregate in the intervals without a
+  flagged reading, and in those with one, the aggregate of their unflagged readings computed
+  here from the readings themselves (at most `RAW_READINGS_MAX` a series, else refused).
 - Per interval, the flagged readings are counted (`count(qc_<quantity>)`) and their flag names
   listed (`distinct(qc_<quantity>)`), for the quantities that have ever been flagged (`SHOW
   FIELD KEYS`): a reading never checked (no `qc` field) counts as unflagged here.
@@ -20,6 +22,7 @@ grouping: this module adds only the fields, the aggregate and the flag condition
 from __future__ import annotations
 
 import difflib
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,12 +33,15 @@ from sensorpipe.quality.flags import ALL_FLAGS, FLAGS, parse
 from sensorpipe.query.influxql import QueryInputError
 
 FLAG_MODES = ("include", "exclude", "only")
-# The aggregates `exclude` can compute from sums and counts.
+# The aggregates `exclude` computes from sums and counts; the others from the readings of the
+# intervals with flagged readings, at most this many a series.
 EXCLUDE_AGGREGATES = ("mean", "count")
+RAW_READINGS_MAX = 200_000
 QC_PREFIX = "qc_"
 
 # (aggregate, fields, extra WHERE conditions) -> InfluxQL selecting `aggregate(field) AS field`
-# with the caller's filters and grouping (GROUP BY time(...) and its tags).
+# with the caller's filters and grouping (GROUP BY time(...) and its tags); aggregate "": the
+# fields of each reading, grouped by the tags alone, at most RAW_READINGS_MAX + 1 a series.
 Statement = Callable[[str, Sequence[str], Sequence[str]], str]
 # A series' tags (in the caller's order) and an interval's start (epoch ms).
 Key = tuple[tuple[str, ...], int]
@@ -69,14 +75,6 @@ class FlagFilter:
         """The flags of a stored value that this filter counts."""
         flags = parse(stored)
         return tuple(f for f in flags if f in self.names) if self.names else flags
-
-    def check_aggregate(self, aggregate: str) -> None:
-        if self.mode == "exclude" and aggregate not in EXCLUDE_AGGREGATES:
-            raise QueryInputError(
-                f"flags exclude with aggregate {aggregate!r}: leaving flagged readings out "
-                f"works for {' and '.join(EXCLUDE_AGGREGATES)} only; use one of those, or "
-                f"flags only to see the flagged readings alone"
-            )
 
 
 def check_flag_name(name: str) -> None:
@@ -154,11 +152,11 @@ def filtered_values(
     aggregate: str,
     flt: FlagFilter,
     tag_names: Sequence[str],
+    every_ms: int,
 ) -> dict[Key, dict[str, float | None]]:
-    """Per (series, interval): each quantity's aggregate without the flagged readings
-    (`exclude`) or of them alone (`only`); an interval whose readings were all left out is
-    None (or absent)."""
-    flt.check_aggregate(aggregate)
+    """Per (series, interval of `every_ms`): each quantity's aggregate without the flagged
+    readings (`exclude`) or of them alone (`only`); an interval whose readings were all left
+    out is None (or absent)."""
     flagged = flagged_quantities(influx, quantities)
     out: dict[Key, dict[str, float | None]] = {}
     if flt.mode == "only":
@@ -166,6 +164,10 @@ def filtered_values(
             for key, row in _rows(influx, statement(aggregate, [q], [flt.condition(q)]), tag_names):
                 out.setdefault(key, {})[q] = row.get(q)
         return out
+    if aggregate not in EXCLUDE_AGGREGATES:
+        return _recomputed(
+            influx, statement, quantities, flagged, aggregate, flt, tag_names, every_ms
+        )
     sums = _sum_count(influx, statement, quantities, [], tag_names)
     less: dict[Key, dict[str, tuple[float, int]]] = {}
     for q in flagged:
@@ -181,6 +183,76 @@ def filtered_values(
                 # Rounded past what a sensor resolves: the difference of two sums is not exact.
                 out.setdefault(key, {})[q] = round((total - f_total) / kept, 9) if kept else None
     return out
+
+
+def _recomputed(
+    influx: InfluxClient,
+    statement: Statement,
+    quantities: Sequence[str],
+    flagged: Sequence[str],
+    aggregate: str,
+    flt: FlagFilter,
+    tag_names: Sequence[str],
+    every_ms: int,
+) -> dict[Key, dict[str, float | None]]:
+    """`exclude` for an aggregate that sums and counts cannot make (median, min, max, ...):
+    InfluxDB's aggregate where an interval holds no flagged reading; in the intervals that do,
+    the aggregate of their unflagged readings, computed here from the readings themselves
+    (read between the first and the last such interval, at most RAW_READINGS_MAX a series)."""
+    out: dict[Key, dict[str, float | None]] = {}
+    for key, row in _rows(influx, statement(aggregate, quantities, []), tag_names):
+        out[key] = {q: row.get(q) for q in quantities}
+    for q in flagged:
+        field = QC_PREFIX + q
+        hit = {
+            key
+            for key, row in _rows(
+                influx, statement("count", [field], [flt.condition(q)]), tag_names
+            )
+            if row.get(field)
+        }
+        if not hit:
+            continue
+        lo = min(t for _, t in hit)
+        hi = max(t for _, t in hit) + every_ms
+        window = [f"time >= {lo}ms", f"time < {hi}ms"]
+        kept: dict[Key, list[tuple[int, float]]] = {key: [] for key in hit}
+        per_series: dict[tuple[str, ...], int] = {}
+        for (tags, t), row in _rows(influx, statement("", [q, field], window), tag_names):
+            per_series[tags] = per_series.get(tags, 0) + 1
+            if per_series[tags] > RAW_READINGS_MAX:
+                raise QueryInputError(
+                    f"flags exclude with aggregate {aggregate!r} reads every reading of the "
+                    f"intervals with flagged readings: more than {RAW_READINGS_MAX:,} of one "
+                    f"series; ask for a shorter time range, or the mean or count"
+                )
+            key = (tags, t - t % every_ms)
+            value = row.get(q)
+            if key in kept and value is not None and not flt.counted(row.get(field)):
+                kept[key].append((t, float(value)))
+        for key, readings in kept.items():
+            out.setdefault(key, {})[q] = _aggregate(aggregate, readings)
+    return out
+
+
+def _aggregate(aggregate: str, readings: list[tuple[int, float]]) -> float | None:
+    """What InfluxQL's `aggregate` gives of (time, value) readings (None of none)."""
+    values = [v for _, v in sorted(readings)]
+    if not values:
+        return None
+    if aggregate == "median":
+        return statistics.median(values)
+    if aggregate == "min":
+        return min(values)
+    if aggregate == "max":
+        return max(values)
+    if aggregate == "first":
+        return values[0]
+    if aggregate == "last":
+        return values[-1]
+    if aggregate == "stddev":  # the sample standard deviation, as InfluxQL's
+        return statistics.stdev(values) if len(values) > 1 else None
+    raise QueryInputError(f"aggregate {aggregate!r}: not one sensorpipe computes")
 
 
 def _sum_count(
@@ -215,6 +287,7 @@ def flag_rows(
     aggregate: str | None,
     tag_names: Sequence[str],
     iso: Callable[[int], str],
+    every_ms: int = 0,
 ) -> list[dict[str, Any]]:
     """`sensorpipe query air`'s rows (time as `iso` writes it, the tags, the quantities) with
     their flags: aggregated (`aggregate` given), `<quantity>_flagged` (how many readings of the
@@ -236,7 +309,9 @@ def flag_rows(
                 row[f"{q}_flagged"], row[f"{q}_flags"] = f.count, f.text
                 shown.add(q)
         if flt.mode != "include":
-            computed = filtered_values(influx, statement, flagged, aggregate, flt, tag_names)
+            computed = filtered_values(
+                influx, statement, flagged, aggregate, flt, tag_names, every_ms
+            )
             values = {(tags, iso(t)): v for (tags, t), v in computed.items()}
             for key, row in by_key.items():
                 for q in quantities:

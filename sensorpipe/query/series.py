@@ -31,7 +31,13 @@ from sensorpipe.protocol.provenance import SOURCE_TAG, check_source
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.register import SENSOR_QUANTITIES
 from sensorpipe.query.bbox import BBox, bbox_condition
-from sensorpipe.query.flagged import FlagFilter, IntervalFlags, filtered_values, interval_flags
+from sensorpipe.query.flagged import (
+    RAW_READINGS_MAX,
+    FlagFilter,
+    IntervalFlags,
+    filtered_values,
+    interval_flags,
+)
 from sensorpipe.query.influxql import (
     QueryInputError,
     check_first_interval,
@@ -220,7 +226,6 @@ class AirSeriesRequest:
     def check(self) -> tuple[datetime, datetime, int]:
         _check_sources(self.sources)
         self.flags.check()
-        self.flags.check_aggregate(self.aggregate)
         for q in self.quantities:
             if q not in QUANTITIES:
                 raise QueryInputError(f"unknown quantity {q!r} (known: {', '.join(QUANTITIES)})")
@@ -328,15 +333,23 @@ def air_series(
 
     def statement(aggregate: str, fields: Sequence[str], conditions: Sequence[str]) -> str:
         # The flags' queries: the same filters and grouping, without the LIMIT (`distinct`
-        # has a row per flag combination and interval), their series bounded as above.
+        # has a row per flag combination and interval), their series bounded as above; no
+        # aggregate: the readings themselves, at most RAW_READINGS_MAX + 1 a series.
+        tags = ", ".join(identifier(t) for t in group_tags)
+        selected = f"FROM {identifier(storage.AIR)} WHERE {_where([where, *conditions])}"
+        if not aggregate:
+            chosen = ", ".join(identifier(f) for f in fields)
+            return (
+                f"SELECT {chosen} {selected} GROUP BY {tags} "
+                f"LIMIT {RAW_READINGS_MAX + 1} SLIMIT {cap + 1}"
+            )
         chosen = ", ".join(f"{aggregate}({identifier(f)}) AS {identifier(f)}" for f in fields)
         return (
-            f"SELECT {chosen} FROM {identifier(storage.AIR)} WHERE {_where([where, *conditions])} "
-            f"GROUP BY time({every_s}s), {', '.join(identifier(t) for t in group_tags)} "
+            f"SELECT {chosen} {selected} GROUP BY time({every_s}s), {tags} "
             f"fill(none) SLIMIT {cap + 1}"
         )
 
-    flags = _flags_of(influx, req, statement, quantities, group_tags, kept)
+    flags = _flags_of(influx, req, statement, quantities, group_tags, kept, every_s)
     out_series = []
     # Every series has the same intervals: their times are written out once.
     times_iso: dict[tuple[Any, ...], list[str]] = {}
@@ -366,6 +379,7 @@ def _flags_of(
     quantities: list[str],
     group_tags: list[str],
     kept: list[tuple[dict[str, Any], tuple[Any, ...], dict[str, list[Any]]]],
+    every_s: int,
 ) -> list[dict[str, dict[str, list[Any]]]]:
     """Per series of `kept`: each flagged quantity's count of flagged readings and their flag
     names per interval; with `exclude` or `only`, the series' values are replaced (in place)
@@ -374,7 +388,9 @@ def _flags_of(
         return []
     found = interval_flags(influx, statement, quantities, req.flags, group_tags)
     filtered = (
-        filtered_values(influx, statement, quantities, req.aggregate, req.flags, group_tags)
+        filtered_values(
+            influx, statement, quantities, req.aggregate, req.flags, group_tags, every_s * 1000
+        )
         if req.flags.mode != "include"
         else None
     )
