@@ -243,3 +243,19 @@ def test_register_counts_flagged_counts_too_and_only_in_its_window(influxd: Any)
         client.close()
     assert stats.of("cam").flagged_7d == {"stuck": 2}
     assert stats.of("pm").flagged_7d == {"humidity": 1}
+
+
+def test_exclude_refuses_to_read_more_readings_than_its_bound(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sensorpipe.query import flagged, series
+
+    monkeypatch.setattr(flagged, "RAW_READINGS_MAX", 2)
+    monkeypatch.setattr(series, "RAW_READINGS_MAX", 2)
+    refused = _air(world, flags="exclude", agg="max")
+    assert refused.status_code == 400
+    assert (
+        "reads every reading of the intervals with flagged readings: more than 2 of one"
+        in (refused.json()["detail"])
+    )
+    assert _air(world, flags="exclude", agg="mean").status_code == 200  # sums: no readings read
