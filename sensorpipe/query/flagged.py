@@ -335,11 +335,11 @@ def flag_rows(
                 for q in quantities:
                     if ((id(row), q) in hit) == (flt.mode == "exclude"):
                         row[q] = None
-    for row in rows:
-        for q in sorted(shown):
+    for row in rows:  # every row the same columns, in the quantities' order
+        for q in (q for q in quantities if q in shown):
             if aggregate is not None:
-                row.setdefault(f"{q}_flagged", 0)
-            row.setdefault(f"{q}_flags", "")
+                row[f"{q}_flagged"] = row.pop(f"{q}_flagged", 0)
+            row[f"{q}_flags"] = row.pop(f"{q}_flags", "")
     if flt.mode == "include":
         return rows
     return [r for r in rows if any(r.get(q) is not None for q in quantities)]

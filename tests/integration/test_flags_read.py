@@ -69,6 +69,20 @@ def test_query_air_counts_the_flagged_readings_of_each_interval(world: World) ->
     assert row["pm2_5"] == pytest.approx(sum(p for p, _ in SENT) / 5)  # every reading, as before
     assert (row["pm2_5_flagged"], row["pm2_5_flags"]) == (3, "fog,humidity,stuck")
     assert (row["pm10_flagged"], row["pm10_flags"]) == (2, "fog,humidity")
+    table = CliRunner().invoke(
+        main,
+        [
+            "query", "air", "--dir", str(world.stack.directory), "--device", "qc-r",
+            "--quantity", "pm2_5", "--quantity", "pm10", "--from", HOUR.isoformat(),
+            "--to", (HOUR + timedelta(hours=1)).isoformat(), "--every", "1h",
+        ],
+    )  # fmt: skip
+    header, _, row_line = table.output.splitlines()
+    assert header.split() == [
+        "time", "device_id", "site", "sensor", "pm2_5", "pm10",
+        "pm2_5_flagged", "pm2_5_flags", "pm10_flagged", "pm10_flags",
+    ]  # fmt: skip
+    assert row_line.split()[-4:] == ["3", "fog,humidity,stuck", "2", "fog,humidity"]
     # --flag: only that flag counts
     (fog,) = _query(world, "--every", "1h", "--flag", "fog")
     assert (fog["pm2_5_flagged"], fog["pm2_5_flags"]) == (1, "fog")
