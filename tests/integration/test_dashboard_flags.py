@@ -72,5 +72,8 @@ def test_flagged_points_are_drawn_hollow_and_each_flag_explained(
         assert "5 windows hold flagged readings (hollow markers)" in (
             fig.locator(".chart-summary").inner_text()
         )
+        # the register entry counts them per flag
+        entry = page.locator("#register dl[data-device=qc-d]")
+        assert "fog: 2, humidity: 4, stuck: 1 in the last 7 days" in entry.inner_text()
         fig.screenshot(path=str(artefacts() / "dashboard-flags.png"))
         assert b.errors == []

@@ -883,6 +883,14 @@
     return v === null || v === undefined || v === "" ? "not given" : String(v);
   }
 
+  /** The register's count of flagged readings per quality flag, last 7 days. */
+  function flaggedText(counts) {
+    const entries = Object.entries(counts || {});
+    if (!entries.length) return "none in the last 7 days";
+    return entries.map(([name, n]) => `${name}: ${n.toLocaleString("en-GB")}`).join(", ") +
+      " in the last 7 days (a reading with two flags counts for each)";
+  }
+
   function registerEntry(d, withHeading) {
     // The note may itself begin with the answer ("no: ..."); the answer is said once.
     const note = (d.personal_data_note || "").replace(/^(yes|no)\s*[:,.-]\s*/i, "");
@@ -914,6 +922,7 @@
         : `median ${fmtNumber(d.median_latency_ms_7d, 0)} ms from measurement to storage (7 days)`],
       ["First and last message", `${fmtTime(d.first_seen)} – ${fmtTime(d.last_seen)}` +
         (d.last_seen ? ` (${ago(d.last_seen)})` : "")],
+      ["Flagged readings", flaggedText(d.flagged_7d)],
     ];
     const dl = el("dl", { "data-device": d.device_id });
     for (const [k, v] of rows) dl.append(el("dt", { text: k }), el("dd", { text: v }));
