@@ -3,13 +3,19 @@ or JSON."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from sensorpipe.cli.common import fail, local_stack
 from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, options
+
+if TYPE_CHECKING:
+    from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.query.flagged import FlagFilter
+    from sensorpipe.query.influxql import AirQuery
 
 
 class _AirByDefault(click.Group):
@@ -309,7 +315,7 @@ def query_counts(
         )
 
 
-def _flag_filter(mode: str, names: tuple[str, ...]) -> Any:
+def _flag_filter(mode: str, names: tuple[str, ...]) -> FlagFilter:
     """--flags and --flag, checked before InfluxDB is asked."""
     from sensorpipe.query.flagged import FlagFilter
     from sensorpipe.query.influxql import QueryInputError
@@ -322,7 +328,9 @@ def _flag_filter(mode: str, names: tuple[str, ...]) -> Any:
     return flt
 
 
-def _with_flags(client: Any, q: Any, rows: list[dict[str, Any]], flt: Any) -> Any:
+def _with_flags(
+    client: InfluxClient, q: AirQuery, rows: list[dict[str, Any]], flt: FlagFilter
+) -> list[dict[str, Any]]:
     """The rows with their quality flags (query.flagged.flag_rows), asked of InfluxDB with
     `q`'s filters."""
     import dataclasses
@@ -331,13 +339,13 @@ def _with_flags(client: Any, q: Any, rows: list[dict[str, Any]], flt: Any) -> An
     from sensorpipe.query.influxql import GROUP_TAGS, duration_ns
     from sensorpipe.query.output import iso_ms
 
-    def statement(aggregate: str, fields: Any, conditions: Any) -> str:
+    def statement(aggregate: str, fields: Sequence[str], conditions: Sequence[str]) -> str:
         flagged = dataclasses.replace(q, conditions=list(conditions))
         flagged.columns = list(fields)
         flagged.aggregate = aggregate
         if not aggregate and q.every:  # the readings of aggregated intervals
             flagged.every, flagged.limit = None, RAW_READINGS_MAX + 1
-        return str(flagged.to_influxql())
+        return flagged.to_influxql()
 
     aggregate = q.aggregate if q.every else None
     every_ms = duration_ns(q.every) // 1_000_000 if q.every else 0

@@ -35,6 +35,7 @@ from sensorpipe.query.flagged import (
     RAW_READINGS_MAX,
     FlagFilter,
     IntervalFlags,
+    Statement,
     filtered_values,
     interval_flags,
 )
@@ -375,7 +376,7 @@ def air_series(
 def _flags_of(
     influx: InfluxClient,
     req: AirSeriesRequest,
-    statement: Any,
+    statement: Statement,
     quantities: list[str],
     group_tags: list[str],
     kept: list[tuple[dict[str, Any], tuple[Any, ...], dict[str, list[Any]]]],
