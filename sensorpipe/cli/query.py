@@ -337,7 +337,6 @@ def _with_flags(
 
     from sensorpipe.query.flagged import RAW_READINGS_MAX, flag_rows
     from sensorpipe.query.influxql import GROUP_TAGS, duration_ns
-    from sensorpipe.query.output import iso_ms
 
     def statement(aggregate: str, fields: Sequence[str], conditions: Sequence[str]) -> str:
         flagged = dataclasses.replace(q, conditions=list(conditions))
@@ -349,9 +348,7 @@ def _with_flags(
 
     aggregate = q.aggregate if q.every else None
     every_ms = duration_ns(q.every) // 1_000_000 if q.every else 0
-    return flag_rows(
-        client, statement, rows, q.columns, flt, aggregate, GROUP_TAGS, iso_ms, every_ms
-    )
+    return flag_rows(client, statement, rows, q.columns, flt, aggregate, GROUP_TAGS, every_ms)
 
 
 def _print_rows(rows: list[dict[str, Any]], columns: list[str], fmt: str, nothing: str) -> None:

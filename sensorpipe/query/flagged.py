@@ -25,6 +25,7 @@ import difflib
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sensorpipe.ingest.influx import InfluxClient, identifier
@@ -33,6 +34,7 @@ from sensorpipe.quality.flags import ALL_FLAGS, FLAGS, parse
 from sensorpipe.query.influxql import QueryInputError
 
 FLAG_MODES = ("include", "exclude", "only")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The aggregates `exclude` computes from sums and counts; the others from the readings of the
 # intervals with flagged readings, at most this many a series.
 EXCLUDE_AGGREGATES = ("mean", "count")
@@ -286,17 +288,16 @@ def flag_rows(
     flt: FlagFilter,
     aggregate: str | None,
     tag_names: Sequence[str],
-    iso: Callable[[int], str],
     every_ms: int = 0,
 ) -> list[dict[str, Any]]:
-    """`sensorpipe query air`'s rows (time as `iso` writes it, the tags, the quantities) with
+    """`sensorpipe query air`'s rows (time in ISO 8601, the tags, the quantities) with
     their flags: aggregated (`aggregate` given), `<quantity>_flagged` (how many readings of the
     interval were flagged) and `<quantity>_flags` (their flags); raw, `<quantity>_flags` (the
     reading's). With `exclude` or `only`, the values are those without the flagged readings or
     of them alone, and a row left without any value is left out."""
     if not rows:
         return rows
-    by_key = {(tuple(str(r.get(t, "")) for t in tag_names), r["time"]): r for r in rows}
+    by_key = {(tuple(str(r.get(t, "")) for t in tag_names), _epoch_ms(r["time"])): r for r in rows}
     flagged = flagged_quantities(influx, quantities)
     shown: set[str] = set()
     # Per row and quantity, whether its reading(s) count as flagged.
@@ -304,15 +305,14 @@ def flag_rows(
     if aggregate is not None:
         found = interval_flags(influx, statement, flagged, flt, tag_names)
         for ((tags, t), q), f in found.items():
-            row = by_key.get((tags, iso(t)))
+            row = by_key.get((tags, t))
             if row is not None:
                 row[f"{q}_flagged"], row[f"{q}_flags"] = f.count, f.text
                 shown.add(q)
         if flt.mode != "include":
-            computed = filtered_values(
+            values = filtered_values(
                 influx, statement, flagged, aggregate, flt, tag_names, every_ms
             )
-            values = {(tags, iso(t)): v for (tags, t), v in computed.items()}
             for key, row in by_key.items():
                 for q in quantities:
                     if q in flagged or flt.mode == "only":
@@ -321,7 +321,7 @@ def flag_rows(
         either = "(" + " OR ".join(flt.condition(q) for q in flagged) + ")"
         fields = [QC_PREFIX + q for q in flagged]
         for (tags, t), found_row in _rows(influx, statement("", fields, [either]), tag_names):
-            row = by_key.get((tags, iso(t)))
+            row = by_key.get((tags, t))
             if row is None:
                 continue
             for q in flagged:
@@ -343,3 +343,9 @@ def flag_rows(
     if flt.mode == "include":
         return rows
     return [r for r in rows if any(r.get(q) is not None for q in quantities)]
+
+
+def _epoch_ms(iso: str) -> int:
+    """A row's ISO 8601 time (UTC) as InfluxDB's epoch milliseconds."""
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return (moment - _EPOCH) // timedelta(milliseconds=1)

@@ -27,7 +27,7 @@ def rows_from_series(series: Sequence[dict[str, Any]], tag_names: Sequence[str])
             measured = {k: v for k, v in record.items() if k != "time"}
             if all(v is None for v in measured.values()):
                 continue
-            row: Row = {"time": iso_ms(record["time"])}
+            row: Row = {"time": _iso(record["time"])}
             row.update({t: tags.get(t, "") for t in tag_names})
             row.update(measured)
             rows.append(row)
@@ -35,7 +35,7 @@ def rows_from_series(series: Sequence[dict[str, Any]], tag_names: Sequence[str])
     return rows
 
 
-def iso_ms(epoch_ms: int) -> str:
+def _iso(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
