@@ -143,6 +143,10 @@ def test_api_air_flags_in_json_and_csv(world: World) -> None:
     assert series["flags"]["pm2_5"] == {"flagged": [3], "flags": [["fog", "humidity", "stuck"]]}
     assert series["flags"]["pm10"] == {"flagged": [2], "flags": [["fog", "humidity"]]}
 
+    # per site: the site's readings, flagged ones counted the same
+    (site,) = _air(world, group="site", device=[]).json()["series"]
+    assert site["site"] == "s" and site["flags"]["pm2_5"]["flagged"] == [3]
+
     clean = _air(world, flags="exclude").json()
     (series,) = [s for s in clean["series"] if s["sensor"] == "sds011"]
     assert series["values"] == {"pm2_5": [pytest.approx(8.0)], "pm10": [pytest.approx(12.0)]}
