@@ -174,15 +174,19 @@ def query_air(
     note = None
     try:
         rows = rows_from_series(client.query(influxql), GROUP_TAGS)
+        readings = bool(rows)
         rows = _with_flags(client, q, rows, flt)
-        if not rows:
+        if not readings:
             note = _explain_empty(
                 client,
                 database,
                 {"device_id": devices_, "site": sites},
                 directory=directory,
             )
-    except (QueryError, StorageUnavailable) as exc:
+        elif not rows:
+            left = "without a flag" if flt.mode == "exclude" else "flagged"
+            note = f"no air readings {left} match these filters from {start} to {end}"
+    except (QueryError, StorageUnavailable, QueryInputError) as exc:
         fail(str(exc))
     finally:
         client.close()

@@ -114,6 +114,15 @@ def test_raw_readings_carry_their_own_flags(world: World) -> None:
     rows = _query(world)
     assert [r["pm2_5"] for r in rows] == [p for p, _ in SENT]
     assert [r["pm2_5_flags"] for r in rows] == ["humidity", "fog,humidity", "", "", "stuck"]
+    clock = CliRunner().invoke(
+        main,
+        [
+            "query", "air", "--dir", str(world.stack.directory), "--device", "qc-r",
+            "--from", HOUR.isoformat(), "--flags", "only", "--flag", "clock",
+        ],
+    )  # fmt: skip
+    assert clock.exit_code == 0
+    assert "no air readings flagged match these filters" in clock.output
     only = _query(world, "--flags", "only", "--flag", "stuck")
     assert [(r["pm2_5"], r.get("pm10")) for r in only] == [(8.0, None)]  # pm10 not stuck
     kept = _query(world, "--flags", "exclude")
@@ -277,3 +286,12 @@ def test_exclude_refuses_to_read_more_readings_than_its_bound(
         in (refused.json()["detail"])
     )
     assert _air(world, flags="exclude", agg="mean").status_code == 200  # sums: no readings read
+    cli = CliRunner().invoke(
+        main,
+        [
+            "query", "air", "--dir", str(world.stack.directory), "--device", "qc-r",
+            "--from", HOUR.isoformat(), "--every", "1h", "--flags", "exclude", "--agg", "max",
+        ],
+    )  # fmt: skip
+    assert cli.exit_code == 1
+    assert "more than 2 of one series" in cli.output and "Traceback" not in cli.output
