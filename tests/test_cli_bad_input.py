@@ -512,6 +512,8 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--source", "import:excel"], "unknown source 'import:excel': use one of edge"),
         (lambda t: ["--bbox", "5.0,52.0,5.2"], "--bbox: bbox '5.0,52.0,5.2': give minlon,minlat"),
         (lambda t: ["--bbox", "5.2,52.0,5.0,52.2"], "need -180 <= minlon <= maxlon <= 180"),
+        (lambda t: ["--flag", "foggy"], "--flag: unknown flag 'foggy'; did you mean 'fog'?"),
+        (lambda t: ["--flags", "drop"], "'drop' is not one of 'include', 'exclude', 'only'"),
     ],
     "calibrate fit": [
         (lambda t: ["--device", "d", "--reference", "r", "--quantity", "pm25"], "'pm25': unknown"),

@@ -38,6 +38,7 @@ from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, TAG_PATTERN, Regist
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
 from sensorpipe.query.algorithms import AlgorithmEntry, algorithm_entries
 from sensorpipe.query.bbox import BBox, BBoxError, devices_inside, parse_bbox
+from sensorpipe.query.flagged import FlagFilter, check_flag_name, flag_reasons
 from sensorpipe.query.health import NO_DATA_YET, iso, not_ok_notes
 from sensorpipe.query.influxql import QueryInputError
 from sensorpipe.query.output import quantity_csv
@@ -129,6 +130,9 @@ class DeviceInfo(RegisterEntry):
     messages_7d: int
     missing_7d: int = Field(description="messages missing by sequence gaps, last 7 days")
     median_latency_ms_7d: float | None = Field(description="median delivery latency")
+    flagged_7d: dict[str, int] = Field(
+        description="per quality flag (/api/v1/flags), readings that carried it, last 7 days"
+    )
     latest_pm2_5: float | None
     latest_pm2_5_time: str | None
     exact_location: dict[str, float] | None = Field(
@@ -157,12 +161,20 @@ PARTIAL_DOC = (
 )
 
 
+class FlaggedOut(BaseModel):
+    flagged: list[int] = Field(description="per interval: how many readings were flagged")
+    flags: list[list[str]] = Field(description="per interval: the flags they carried")
+
+
 class AirSeries(BaseModel):
     device_id: str | None
     site: str | None
     sensor: str | None
     time: list[str]
     values: dict[str, list[float | None]]
+    flags: dict[str, FlaggedOut] = Field(
+        description="per quantity with flagged readings (quality flags, /api/v1/flags)"
+    )
 
 
 class AirOut(BaseModel):
@@ -171,6 +183,8 @@ class AirOut(BaseModel):
     every: str
     aggregate: str
     group: str
+    flags: str = Field(description="include, exclude or only the flagged readings")
+    flag: list[str] = Field(description="the flags that counted as flagged (none: any)")
     units: dict[str, str]
     series: list[AirSeries]
     partial: list[str] = Field(description=PARTIAL_DOC)
@@ -445,12 +459,26 @@ def air(
     every: Annotated[Every, Query(description="1m to 1d")] = "1h",
     agg: Literal["mean", "median", "min", "max", "count"] = "mean",
     group: Literal["device", "site"] = "device",
+    flags: Annotated[
+        Literal["include", "exclude", "only"],
+        Query(description="every reading (flagged ones counted), or without or only flagged"),
+    ] = "include",
+    flag: Annotated[
+        list[Name], Query(max_length=20, description="only these flags count as flagged")
+    ] = [],  # noqa: B006
     format: Fmt | None = None,
 ) -> Any:
     """Readings of the chosen quantities, aggregated over `every`, per device and sensor
     (`group=device`) or per site. Every interval from `from` to `to` is listed: one without
-    readings is null, so gaps stay visible."""
+    readings is null, so gaps stay visible. Per quantity, how many readings of each interval
+    carry a quality flag and which (`flags=exclude` leaves them out of the means and counts,
+    `flags=only` shows them alone; `flag=fog` counts that flag alone)."""
     assert set(SERIES_AGGREGATES) >= {agg}
+    for name in flag:  # a bad parameter is a 400 problem, as everywhere in /api/v1
+        try:
+            check_flag_name(name)
+        except QueryInputError as exc:
+            raise bad_request(str(exc), "flag") from None
     registry = ctx.registry()
     _known(registry, list(device), list(site))
     _known_names("source", list(source), all_sources(), "is no source of data")
@@ -471,6 +499,7 @@ def air(
         max_points=ctx.config.max_points,
         bbox=box if bbox is not None else None,
         bbox_devices=inside if bbox is not None else (),
+        flags=FlagFilter(flags, tuple(flag)),
     )
     if bbox is not None and not devices_:
         req.check()  # the other parameters are still checked
@@ -482,6 +511,20 @@ def air(
         header, rows = as_rows(answer, "air")
         return _csv(header, rows, "air.csv", units=agg != "count")
     return JSONResponse(answer)
+
+
+class FlagsOut(BaseModel):
+    version: int = Field(description="the check set's version, stored as each point's `qc`")
+    flags: dict[str, str] = Field(description="each quality flag and why it exists")
+
+
+@router.get("/flags", response_model=FlagsOut, summary="The quality flags, each in one sentence")
+def flags_() -> FlagsOut:
+    """The quality flags a reading can carry (`flags` of /api/v1/air), each with the sentence
+    that explains it: the dashboard's legend."""
+    from sensorpipe.quality.flags import QC_VERSION
+
+    return FlagsOut(version=QC_VERSION, flags=flag_reasons())
 
 
 @router.get(

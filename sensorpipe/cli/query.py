@@ -3,13 +3,19 @@ or JSON."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from sensorpipe.cli.common import fail, local_stack
 from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, options
+
+if TYPE_CHECKING:
+    from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.query.flagged import FlagFilter
+    from sensorpipe.query.influxql import AirQuery
 
 
 class _AirByDefault(click.Group):
@@ -98,6 +104,21 @@ def query() -> None:
     "apply`), its values, computed now from the raw ones; raw elsewhere. raw: as stored. The "
     "column `calibration` names the calibration of each row, or raw.",
 )
+@click.option(
+    "--flags",
+    "flag_mode",
+    type=click.Choice(["include", "exclude", "only"]),
+    default="include",
+    show_default=True,
+    help="Quality flags: every reading, with <quantity>_flags (and, per --every window, "
+    "<quantity>_flagged: how many); exclude leaves flagged readings out; only shows them alone.",
+)
+@click.option(
+    "--flag",
+    "flag_names",
+    multiple=True,
+    help="Only this flag counts as flagged, e.g. fog (repeatable; `docs/quality.md` lists them).",
+)
 @FORMAT_OPTION
 def query_air(
     directory: Path | None,
@@ -114,10 +135,13 @@ def query_air(
     aggregate: str | None,
     limit: int | None,
     values_: str,
+    flag_mode: str,
+    flag_names: tuple[str, ...],
     fmt: str,
 ) -> None:
     """Select air measurements by device, site, quantity, place and time; print table, CSV or
-    JSON, calibrated where a calibration applies (see --values)."""
+    JSON, calibrated where a calibration applies (see --values), with each reading's quality
+    flags."""
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
     from sensorpipe.ingest.influx import InfluxClient
     from sensorpipe.query.bbox import BBoxError, devices_inside, parse_bbox
@@ -129,6 +153,7 @@ def query_air(
             f"--agg {aggregate} needs --every (the window to aggregate over); without it, "
             f"raw values are printed"
         )
+    flt = _flag_filter(flag_mode, flag_names)
     box = None
     if bbox is not None:
         try:
@@ -168,16 +193,21 @@ def query_air(
     note = None
     try:
         rows = rows_from_series(client.query(influxql), GROUP_TAGS)
-        if not rows:
+        readings = bool(rows)
+        rows = _with_flags(client, q, rows, flt)
+        if not readings:
             note = _explain_empty(
                 client,
                 database,
                 {"device_id": devices_, "site": sites},
                 directory=directory,
             )
+        elif not rows:
+            left = "without a flag" if flt.mode == "exclude" else "flagged"
+            note = f"no air readings {left} match these filters from {start} to {end}"
         if calibration is not None and rows:
             calibration.read_reference_humidity(client, rows)
-    except (QueryError, StorageUnavailable) as exc:
+    except (QueryError, StorageUnavailable, QueryInputError) as exc:
         fail(str(exc))
     finally:
         client.close()
@@ -385,10 +415,48 @@ def _label(
         rows, calibration.assignments, calibration.records, calibration.reference_rh
     )
     extra = set(read) - set(asked)
-    if extra:
-        out = [{k: v for k, v in row.items() if k not in extra} for row in out]
+    if extra:  # with their quality-flag columns (`<quantity>_flags`, `<quantity>_flagged`)
+        out = [
+            {k: v for k, v in row.items() if k.rsplit("_flag", 1)[0] not in extra} for row in out
+        ]
         out = [r for r in out if any(r.get(q) is not None for q in asked)]
     return out
+
+
+def _flag_filter(mode: str, names: tuple[str, ...]) -> FlagFilter:
+    """--flags and --flag, checked before InfluxDB is asked."""
+    from sensorpipe.query.flagged import FlagFilter
+    from sensorpipe.query.influxql import QueryInputError
+
+    flt = FlagFilter(mode, names)
+    try:
+        flt.check()
+    except QueryInputError as exc:
+        fail(f"--flag: {exc}")
+    return flt
+
+
+def _with_flags(
+    client: InfluxClient, q: AirQuery, rows: list[dict[str, Any]], flt: FlagFilter
+) -> list[dict[str, Any]]:
+    """The rows with their quality flags (query.flagged.flag_rows), asked of InfluxDB with
+    `q`'s filters."""
+    import dataclasses
+
+    from sensorpipe.query.flagged import RAW_READINGS_MAX, flag_rows
+    from sensorpipe.query.influxql import GROUP_TAGS, duration_ns
+
+    def statement(aggregate: str, fields: Sequence[str], conditions: Sequence[str]) -> str:
+        flagged = dataclasses.replace(q, conditions=list(conditions))
+        flagged.columns = list(fields)
+        flagged.aggregate = aggregate
+        if not aggregate and q.every:  # the readings of aggregated intervals
+            flagged.every, flagged.limit = None, RAW_READINGS_MAX + 1
+        return flagged.to_influxql()
+
+    aggregate = q.aggregate if q.every else None
+    every_ms = duration_ns(q.every) // 1_000_000 if q.every else 0
+    return flag_rows(client, statement, rows, q.columns, flt, aggregate, GROUP_TAGS, every_ms)
 
 
 def _print_rows(

@@ -2,7 +2,9 @@
 
 `influxql` builds InfluxQL from user filters safely (numbers through `literals`, areas through
 `bbox`); `series` aggregates air readings and counts; `output` prints rows as a table, CSV or
-JSON, and `spreadsheet` makes CSV a spreadsheet opens as data, never as formulas. `register`
+JSON, and `spreadsheet` makes CSV a spreadsheet opens as data, never as formulas. `flagged`
+reads the quality flags back: per interval how many readings were flagged and which flags, and
+aggregates without the flagged readings or of them alone. `register`
 and `health` tell what InfluxDB knows of each device and its sensors (first and last seen,
 uptime, gaps, latency, health); `export` writes the public register as JSON, GeoJSON, CSV and an
 HTML page. `algorithms` describes the algorithms sensorpipe uses (the counting model, from its

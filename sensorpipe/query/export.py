@@ -50,6 +50,7 @@ STATS_FIELDS = (
     "messages_7d",
     "missing_7d",
     "median_latency_ms_7d",
+    "flagged_7d",
     "sensors_not_ok",
 )
 LIST_SEPARATOR = ";"
@@ -102,6 +103,8 @@ def _csv_value(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, list):
         return LIST_SEPARATOR.join(str(v) for v in value)
+    if isinstance(value, dict):  # flagged_7d: fog=3;humidity=12
+        return LIST_SEPARATOR.join(f"{k}={v}" for k, v in value.items())
     return value
 
 

@@ -142,6 +142,8 @@ class AirQuery:
     # Only readings in this box (their own position, or their device's location: bbox_devices).
     bbox: BBox | None = None
     bbox_devices: Sequence[str] = ()
+    # More WHERE conditions, ANDed (query.flagged: the flag conditions on `qc_<quantity>`).
+    conditions: Sequence[str] = ()
     columns: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -198,6 +200,7 @@ class AirQuery:
         where = [f"time >= {time_expression(self.start)}", f"time < {time_expression(self.end)}"]
         if self.bbox is not None:
             where.append(bbox_condition(self.bbox, tuple(self.bbox_devices)))
+        where.extend(self.conditions)
         for tag, values in (
             ("device_id", self.devices),
             ("site", self.sites),

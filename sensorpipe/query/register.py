@@ -2,8 +2,8 @@
 data stored for it: its messages, readings, counts, counter and sensor status, imported
 history included), uptime,
 messages missing by sequence gaps, median delivery latency, the sensors seen reporting, the
-latest PM2.5, and each sensor's health (ok or not, last error, since when, uptime per sensor:
-sensorpipe.query.health).
+latest PM2.5, each sensor's health (ok or not, last error, since when, uptime per sensor:
+sensorpipe.query.health), and per quality flag how many readings carried it in the last 7 days.
 
 Uptime is the share of 5-minute windows with at least one message from the device, counted
 from when it was first seen (or the start of the period, if later): a device that reports at
@@ -48,6 +48,9 @@ class DeviceStats:
     latest_pm2_5_ms: int | None = None
     # sensor -> its health (sensorpipe.query.health): ok or not, last error, since, uptime
     health: dict[str, SensorState] = field(default_factory=dict)
+    # quality flag -> how many of its readings (a value of one quantity, or a count) carried
+    # it in the last 7 days (sensorpipe.quality); a flag none carried is not listed
+    flagged_7d: dict[str, int] = field(default_factory=dict)
 
     def activity(self) -> dict[str, Any]:
         """The register's figures of the device's activity, times in ISO 8601 (the API's
@@ -60,6 +63,7 @@ class DeviceStats:
             "messages_7d": self.messages_7d,
             "missing_7d": self.missing_7d,
             "median_latency_ms_7d": self.median_latency_ms_7d,
+            "flagged_7d": dict(sorted(self.flagged_7d.items())),
         }
 
 
@@ -193,7 +197,46 @@ def register_stats(influx: InfluxClient, *, now_ms: int | None = None) -> Regist
     )
     for device, sensors in health.items():
         get(device).health = sensors
+    for device, counts in flag_counts(influx, now_ms, PERIODS["7d"]).items():
+        get(device).flagged_7d = counts
     return RegisterStats(devices, now_ms)
+
+
+def flag_counts(influx: InfluxClient, now_ms: int, seconds: int) -> dict[str, dict[str, int]]:
+    """Per device and quality flag, the readings that carried it in the `seconds` before
+    `now_ms`: over every `qc_<quantity>` field of `air` and `qc_count` of `traffic` (a value
+    with two flags counts for each). One query per field and flag, side by side; fields that
+    InfluxDB holds none of are not asked."""
+    from sensorpipe.quality.flags import ALL_FLAGS
+    from sensorpipe.query.flagged import QC_PREFIX, FlagFilter
+
+    statements = []
+    for measurement in (storage.AIR, storage.TRAFFIC):
+        m = identifier(measurement)
+        for s in influx.query(f"SHOW FIELD KEYS FROM {m}"):
+            for row in s.get("values") or []:
+                name = str(row[0])
+                if not name.startswith(QC_PREFIX):
+                    continue
+                for flag in ALL_FLAGS:
+                    condition = FlagFilter("include", (flag,)).condition(name[len(QC_PREFIX) :])
+                    statements.append(
+                        (
+                            flag,
+                            f"SELECT count({identifier(name)}) FROM {m} WHERE time > "
+                            f"{now_ms}ms - {seconds}s AND time <= {now_ms}ms AND {condition} "
+                            f"GROUP BY device_id",
+                        )
+                    )
+    counts: dict[str, dict[str, int]] = {}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = [(flag, pool.submit(influx.query, q)) for flag, q in statements]
+        for flag, answer in answers:
+            for device, row in _by_device(answer.result()).items():
+                if row[1]:
+                    per_flag = counts.setdefault(device, {})
+                    per_flag[flag] = per_flag.get(flag, 0) + int(row[1])
+    return counts
 
 
 def sources_seen(influx: InfluxClient) -> dict[str, list[str]]:

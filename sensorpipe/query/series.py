@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,14 @@ from sensorpipe.protocol.provenance import SOURCE_TAG, check_source
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.register import SENSOR_QUANTITIES
 from sensorpipe.query.bbox import BBox, bbox_condition
+from sensorpipe.query.flagged import (
+    RAW_READINGS_MAX,
+    FlagFilter,
+    IntervalFlags,
+    Statement,
+    filtered_values,
+    interval_flags,
+)
 from sensorpipe.query.influxql import (
     QueryInputError,
     check_first_interval,
@@ -212,9 +220,13 @@ class AirSeriesRequest:
     # devices whose readings can lie in it, which bounds the size estimate.
     bbox: BBox | None = None
     bbox_devices: Sequence[str] = ()
+    # Quality flags: include (every reading, flagged ones counted per interval), exclude or
+    # only the flagged readings (or those with the named flags).
+    flags: FlagFilter = field(default_factory=FlagFilter)
 
     def check(self) -> tuple[datetime, datetime, int]:
         _check_sources(self.sources)
+        self.flags.check()
         for q in self.quantities:
             if q not in QUANTITIES:
                 raise QueryInputError(f"unknown quantity {q!r} (known: {', '.join(QUANTITIES)})")
@@ -319,10 +331,32 @@ def air_series(
             f"{with_data} quantities: ask for fewer quantities (quantity=...), a shorter time "
             f"range, a longer 'every', or one device or site",
         )
+
+    def statement(aggregate: str, fields: Sequence[str], conditions: Sequence[str]) -> str:
+        # The flags' queries: the same filters and grouping, without the LIMIT (`distinct`
+        # has a row per flag combination and interval), their series bounded as above; no
+        # aggregate: the readings themselves, at most RAW_READINGS_MAX + 1 a series.
+        tags = ", ".join(identifier(t) for t in group_tags)
+        selected = f"FROM {identifier(storage.AIR)} WHERE {_where([where, *conditions])}"
+        if not aggregate:
+            chosen = ", ".join(identifier(f) for f in fields)
+            return (
+                f"SELECT {chosen} {selected} GROUP BY {tags} "
+                f"LIMIT {RAW_READINGS_MAX + 1} SLIMIT {cap + 1}"
+            )
+        chosen = ", ".join(f"{aggregate}({identifier(f)}) AS {identifier(f)}" for f in fields)
+        return (
+            f"SELECT {chosen} {selected} GROUP BY time({every_s}s), {tags} "
+            f"fill(none) SLIMIT {cap + 1}"
+        )
+
+    flags = _flags_of(influx, req, statement, quantities, group_tags, kept, every_s)
     out_series = []
     # Every series has the same intervals: their times are written out once.
     times_iso: dict[tuple[Any, ...], list[str]] = {}
-    for tags, times, values in kept:
+    for (tags, times, values), series_flags in zip(kept, flags, strict=True):
+        if not values and not series_flags:  # `only`: no flagged reading in it
+            continue
         if times not in times_iso:
             times_iso[times] = [_iso(t) for t in times]
         out_series.append(
@@ -332,10 +366,53 @@ def air_series(
                 "sensor": tags.get("sensor") if req.group == "device" else None,
                 "time": list(times_iso[times]),
                 "values": values,
+                "flags": series_flags,
             }
         )
     out_series.sort(key=lambda s: (s["site"] or "", s["device_id"] or "", s["sensor"] or ""))
     return _air_answer(req, t0, t1, quantities, out_series)
+
+
+def _flags_of(
+    influx: InfluxClient,
+    req: AirSeriesRequest,
+    statement: Statement,
+    quantities: list[str],
+    group_tags: list[str],
+    kept: list[tuple[dict[str, Any], tuple[Any, ...], dict[str, list[Any]]]],
+    every_s: int,
+) -> list[dict[str, dict[str, list[Any]]]]:
+    """Per series of `kept`: each flagged quantity's count of flagged readings and their flag
+    names per interval; with `exclude` or `only`, the series' values are replaced (in place)
+    by the aggregates without the flagged readings or of them alone."""
+    if not kept:
+        return []
+    found = interval_flags(influx, statement, quantities, req.flags, group_tags)
+    filtered = (
+        filtered_values(
+            influx, statement, quantities, req.aggregate, req.flags, group_tags, every_s * 1000
+        )
+        if req.flags.mode != "include"
+        else None
+    )
+    out = []
+    for tags, times, values in kept:
+        key = tuple(str(tags.get(t, "")) for t in group_tags)
+        if filtered is not None:
+            for q in list(values):
+                values[q] = [filtered.get((key, t), {}).get(q) for t in times]
+                if values[q].count(None) == len(times):
+                    del values[q]
+        series_flags: dict[str, dict[str, list[Any]]] = {}
+        for q in quantities:
+            per_t: list[IntervalFlags | None] = [found.get(((key, t), q)) for t in times]
+            if any(per_t):
+                series_flags[q] = {
+                    "flagged": [f.count if f else 0 for f in per_t],
+                    "flags": [list(f.names) if f else [] for f in per_t],
+                }
+        out.append(series_flags)
+    return out
 
 
 def _air_answer(
@@ -347,6 +424,7 @@ def _air_answer(
 ) -> dict[str, Any]:
     if not req.quantities:  # all asked for: list those with readings
         present = {q for s in out_series for q in s["values"]}
+        present |= {q for s in out_series for q in s.get("flags", {})}
         quantities = [q for q in quantities if q in present]
     return {
         "from": _iso(_ms(t0)),
@@ -354,6 +432,8 @@ def _air_answer(
         "every": req.every,
         "aggregate": req.aggregate,
         "group": req.group,
+        "flags": req.flags.mode,
+        "flag": list(req.flags.names),
         "units": {q: QUANTITIES[q].unit for q in quantities},
         "series": out_series,
     }
@@ -491,11 +571,18 @@ def as_rows(answer: dict[str, Any], kind: str) -> tuple[list[str], list[list[Any
     """An answer of air_series (kind 'air') or count_series ('counts') as CSV-ready rows."""
     if kind == "air":
         quantities = list(answer["units"])
+        # A quantity with flagged readings has two more columns: how many of the interval's
+        # readings were flagged, and their flags.
+        flagged = [q for q in quantities if any(q in s.get("flags", {}) for s in answer["series"])]
         header = ["time", "device_id", "site", "sensor", *quantities]
+        header += [name for q in flagged for name in (f"{q}_flagged", f"{q}_flags")]
         rows = []
         for s in answer["series"]:
             for i, t in enumerate(s["time"]):
                 values = [s["values"].get(q, [None] * len(s["time"]))[i] for q in quantities]
+                for q in flagged:
+                    f = s.get("flags", {}).get(q)
+                    values += [f["flagged"][i], ",".join(f["flags"][i])] if f else [0, ""]
                 rows.append([t, s["device_id"], s["site"], s["sensor"], *values])
         return header, rows
     header = ["time", "device_id", "site", "class", "direction", "count", "running_fraction"]

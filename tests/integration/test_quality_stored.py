@@ -19,7 +19,7 @@ from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.messages import AirMessage, Reading
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
-from tests.integration.conftest import _require_binaries
+from tests.integration.flagged_device import flagging_stack
 from tests.integration.mqtt_helpers import BASE_TIME, TestDevice, air_message
 
 # (pm2_5, relative humidity) per message; the last three PM values are one stuck run of 3.
@@ -28,16 +28,8 @@ SENT = [(12.0, 75.0), (13.0, 99.0), (8.0, 50.0), (8.0, 50.0), (8.0, 50.0)]
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[LocalStack]:
-    _require_binaries()
-    s = LocalStack(tmp_path / "stack")
-    ingest_toml = s.directory / "ingest" / "ingest.toml"
-    ingest_toml.parent.mkdir(parents=True)
-    ingest_toml.write_text("[quality.quantities.pm2_5]\nstuck_readings = 3\n", encoding="utf-8")
-    s.up(detach=False, serve=False)
-    try:
+    with flagging_stack(tmp_path / "stack") as s:
         yield s
-    finally:
-        s.down()
 
 
 def _message(seq: int, pm2_5: float, rh: float) -> AirMessage:

@@ -287,6 +287,8 @@ def test_observation_by_id_and_its_datastream(env: Env) -> None:
     first = env.follow(ds["Observations@iot.navigationLink"] + "?$top=1")["value"][0]
     assert first["@iot.id"] == f"{ds['@iot.id']}-{env.start_ms}-edge"
     assert env.follow(first["@iot.selfLink"]) == first
+    # written without quality flags (never checked): no resultQuality, not a clean null
+    assert "resultQuality" not in first
     assert env.follow(first["Datastream@iot.navigationLink"])["@iot.id"] == ds["@iot.id"]
     expanded = env.follow(first["@iot.selfLink"] + "?$expand=Datastream($select=name)")
     assert expanded["Datastream"] == {"name": ds["name"]}

@@ -100,7 +100,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "unitOfMeasurement",
         "properties",
     ),
-    "Observation": ("phenomenonTime", "resultTime", "result", "parameters"),
+    "Observation": ("phenomenonTime", "resultTime", "result", "resultQuality", "parameters"),
 }
 
 

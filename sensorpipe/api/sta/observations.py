@@ -56,6 +56,10 @@ class ObservationRow:
     # from edge devices): part of the observation's id, as a device's own reading and an
     # imported one can share a time.
     source: str = EDGE
+    # Quality flags (sensorpipe.quality): the check set's version (None: never checked) and
+    # the flags raised on this value.
+    qc: int | None = None
+    flags: tuple[str, ...] = ()
 
 
 def iso_time(ms: int) -> str:
@@ -79,11 +83,32 @@ def _where(source: Source, conditions: list[Comparison]) -> str:
     parts = [f"{identifier(k)} = {string_literal(v)}" for k, v in tags.items()]
     for c in conditions:
         op = _INFLUX_OPS[c.op]
-        if c.path == ("result",):
+        if c.path == ("resultQuality",):
+            parts.append(_quality_condition(c, value_field))
+        elif c.path == ("result",):
             parts.append(f"{identifier(value_field)} {op} {_number(c)}")
         else:
             parts.append(_time_condition(c, source))
     return " AND ".join(parts)
+
+
+def _quality_condition(c: Comparison, value_field: str) -> str:
+    """`resultQuality eq 'fog'`: the values flagged fog (among others); `resultQuality ne
+    null`: the values with any flag. InfluxQL cannot select a missing field, so the values
+    without a flag cannot be filtered for."""
+    from sensorpipe.quality.flags import ALL_FLAGS
+    from sensorpipe.query.flagged import FlagFilter
+
+    if c.op == "eq" and isinstance(c.value, str) and c.value in ALL_FLAGS:
+        return FlagFilter("include", (c.value,)).condition(value_field)
+    if c.op == "ne" and c.value is None:
+        return FlagFilter().condition(value_field)
+    raise bad_request(
+        f"$filter: resultQuality can be compared as `resultQuality eq 'FLAG'` (values with "
+        f"that quality flag; flags: {', '.join(ALL_FLAGS)}) or `resultQuality ne null` (values "
+        f"with any flag); values without a flag cannot be filtered for",
+        "$filter",
+    )
 
 
 def _number(c: Comparison) -> str:
@@ -124,9 +149,10 @@ def check_conditions(conditions: list[Comparison]) -> None:
     """Refuse any comparison observations cannot be filtered by (the datastream-id ones are
     the caller's to take out first)."""
     for c in conditions:
-        if c.path not in (("phenomenonTime",), ("resultTime",), ("result",)):
+        if c.path not in (("phenomenonTime",), ("resultTime",), ("result",), ("resultQuality",)):
             raise bad_request(
-                f"$filter on Observations compares phenomenonTime, resultTime or result "
+                f"$filter on Observations compares phenomenonTime, resultTime, result or "
+                f"resultQuality "
                 f"(or Datastream/@iot.id), not {'/'.join(c.path)!r}"[:300],
                 "$filter",
             )
@@ -150,23 +176,39 @@ def _select_fields(source: Source) -> tuple[str, str]:
     in time order, paged together) and the measurement."""
     tag = identifier(SOURCE_TAG)
     if isinstance(source, AirSource):
-        return f"{identifier(source.quantity)}, {tag}", identifier(storage.AIR)
+        quality = f"{identifier('qc')}, {identifier('qc_' + source.quantity)}"
+        return f"{identifier(source.quantity)}, {quality}, {tag}", identifier(storage.AIR)
     return (
-        f"{identifier('count')}, {identifier('interval_s')}, {tag}",
+        f"{identifier('count')}, {identifier('interval_s')}, {identifier('qc')}, "
+        f"{identifier('qc_count')}, {tag}",
         identifier(storage.TRAFFIC),
     )
 
 
 def _rows(series: list[dict[str, Any]], source: Source) -> list[ObservationRow]:
+    from sensorpipe.quality.flags import parse
+
     out = []
     for s in series:
-        for row in s.get("values") or []:
-            if row[1] is None:
+        columns = s["columns"]
+        for values in s.get("values") or []:
+            row = dict(zip(columns, values, strict=True))
+            if values[1] is None:
                 continue
             interval = None
             if isinstance(source, CountSource):
-                interval = float(row[2]) if len(row) > 3 and row[2] is not None else 0.0
-            out.append(ObservationRow(int(row[0]), row[1], interval, source=str(row[-1] or EDGE)))
+                interval = float(row["interval_s"]) if row.get("interval_s") is not None else 0.0
+            qc = row.get("qc")
+            out.append(
+                ObservationRow(
+                    int(values[0]),
+                    values[1],
+                    interval,
+                    source=str(row.get(SOURCE_TAG) or EDGE),
+                    qc=int(qc) if qc is not None else None,
+                    flags=parse(row.get(f"qc_{columns[1]}")),
+                )
+            )
     return out
 
 
@@ -274,6 +316,15 @@ def one(
     return rows[0] if rows else None
 
 
+def _quality(row: ObservationRow) -> dict[str, Any]:
+    """`resultQuality`: the quality flags raised on the value (a list of their names), null
+    where it was checked and none was raised; absent where it was never checked (stored before
+    there were flags, or with flagging off)."""
+    if row.qc is None:
+        return {}
+    return {"resultQuality": list(row.flags) or None}
+
+
 def render(row: ObservationRow, source: Source) -> dict[str, Any]:
     """An observation's own properties, as SensorThings writes them."""
     if isinstance(source, CountSource):
@@ -282,6 +333,7 @@ def render(row: ObservationRow, source: Source) -> dict[str, Any]:
             "phenomenonTime": f"{iso_time(row.time_ms)}/{iso_time(end_ms)}",
             "resultTime": iso_time(end_ms),
             "result": int(row.result),
+            **_quality(row),
             "parameters": {"interval_s": row.interval_s}
             | ({"running_fraction": row.running_fraction} if row.running_looked_up else {}),
         }
@@ -289,4 +341,5 @@ def render(row: ObservationRow, source: Source) -> dict[str, Any]:
         "phenomenonTime": iso_time(row.time_ms),
         "resultTime": iso_time(row.time_ms),
         "result": row.result,
+        **_quality(row),
     }

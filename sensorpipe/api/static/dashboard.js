@@ -49,6 +49,7 @@
     unfinished: {}, // chart name -> {from, times} of its intervals not over yet, or null
     unfinishedDrawn: {}, // chart name -> {left, right}: where it was drawn lighter (px)
     load: 0,
+    flagReasons: {}, // quality flag -> the sentence that explains it (api/v1/flags)
   };
   // For tests and the curious: the charts' data and what is chosen.
   window.sensorpipeDashboard = state;
@@ -593,6 +594,9 @@
     // it is not one of the chart's readings.
     const main = lines.filter((l) => !l.aside);
     const nonNull = main.reduce((n, l) => n + l.values.filter((v) => v !== null).length, 0);
+    const marked = flaggedLines(main);
+    lines = lines.concat(marked);
+    renderFlagLegend(fig, main);
     fig.dataset.points = String(nonNull);
     fig.dataset.series = String(main.length);
     if (!main.length || nonNull === 0) {
@@ -622,7 +626,16 @@
       cursor: { drag: { x: true, y: false } },
       scales,
       axes,
-      series: [{ label: "Time", value: (_u, v) => (v === null ? "–" : fmtTime(v * 1000)) }].concat(lines.map((l, i) => ({
+      series: [{ label: "Time", value: (_u, v) => (v === null ? "–" : fmtTime(v * 1000)) }].concat(lines.map((l, i) => (l.flaggedOf ? {
+        // Windows with flagged readings: hollow markers in their line's colour, no line.
+        label: l.label,
+        stroke: PALETTE[lines.indexOf(l.flaggedOf) % PALETTE.length],
+        width: 0,
+        spanGaps: false,
+        paths: () => null,
+        points: { show: true, space: 0, size: 11, width: 2, fill: "#ffffff" },
+        value: (_u, v, _si, idx) => (v === null || v === undefined ? "–" : `${fmtNumber(v, digits)} ${unit}, flagged: ${(l.names[idx] || []).join(", ")}`),
+      } : {
         label: l.label,
         stroke: l.aside ? "#777" : PALETTE[i % PALETTE.length],
         width: l.aside ? 1 : 1.5,
@@ -641,9 +654,12 @@
       return `${l.label}: ${vals.length} values from ${fmt(Math.min(...vals))} to ` +
         `${fmt(Math.max(...vals))}, latest ${fmt(last)}`;
     });
-    const gaps = ys.reduce((n, y, i) => n + (lines[i].aside ? 0 : y.filter((v) => v === null).length), 0);
+    const gaps = ys.reduce((n, y, i) => n + (lines[i].aside || lines[i].flaggedOf ? 0 : y.filter((v) => v === null).length), 0);
+    const flagged = marked.reduce((n, l) => n + l.values.filter((v) => v !== null).length, 0);
+    fig.dataset.flagged = String(flagged);
     summary.textContent = parts.join("; ") + (gaps ? `. ${gaps} empty windows are shown as gaps.` : ".") +
       (unfinished ? ` ${unfinishedText(unfinished, opts && opts.every)}` : "") +
+      (flagged ? ` ${flagged} ${flagged === 1 ? "window holds" : "windows hold"} flagged readings (hollow markers).` : "") +
       (opts && opts.note ? ` ${opts.note}` : "");
     plotEl.setAttribute("aria-label", `${fig.querySelector("figcaption").textContent}. ${summary.textContent}`);
   }
@@ -696,9 +712,47 @@
       : `The last ${part.times.length} intervals are not over yet: their values cover only part of them and are drawn lighter.`;
   }
 
+  /** For each line with flagged readings, a line of its flagged windows alone (drawn as
+   * hollow markers over it). */
+  function flaggedLines(main) {
+    const out = [];
+    for (const l of main) {
+      if (!l.flags || !l.flags.some((f) => f && f.length)) continue;
+      out.push({
+        label: `${l.label} · flagged`,
+        flaggedOf: l,
+        names: l.flags,
+        times: l.times,
+        values: l.values.map((v, i) => (l.flags[i] && l.flags[i].length ? v : null)),
+      });
+    }
+    return out;
+  }
+
+  /** Under a chart: each quality flag its lines carry, in one sentence (from the API). */
+  function renderFlagLegend(fig, main) {
+    let legend = fig.querySelector(".flag-legend");
+    if (legend) legend.remove();
+    const present = new Set();
+    for (const l of main) for (const names of l.flags || []) for (const n of names || []) present.add(n);
+    if (!present.size) return;
+    legend = el("div", { class: "flag-legend note" },
+      el("p", {}, "Hollow markers: windows with readings that a quality check flagged as " +
+        "doubtful. Their values are kept and included in the mean; a flag says why:"));
+    const list = el("ul", {});
+    for (const name of [...present].sort()) {
+      const reason = state.flagReasons[name];
+      list.append(el("li", { "data-flag": name }, el("strong", {}, name),
+        reason ? `: ${reason}.` : ""));
+    }
+    legend.append(list);
+    fig.insertBefore(legend, fig.querySelector(".chart-summary"));
+  }
+
   function chartError(name, message) {
     const fig = $(`chart-${name}`);
     destroyPlot(name);
+    renderFlagLegend(fig, []);
     fig.querySelector(".plot").textContent = "";
     fig.dataset.points = "0";
     fig.dataset.state = "error";
@@ -718,10 +772,12 @@
       const carrying = answer.series.filter((s) => s.values && Array.isArray(s.values[q]) &&
         s.values[q].some((v) => v !== null));
       for (const s of carrying) {
+        const flagged = s.flags && s.flags[q];
         lines.push({
           label: seriesLabel(s, q, carrying.length > 1),
           times: s.time.map((t) => Date.parse(t) / 1000),
           values: s.values[q],
+          flags: flagged ? flagged.flags : null, // per window: the flags of its readings
         });
       }
     }
@@ -899,6 +955,14 @@
     return v === null || v === undefined || v === "" ? "not given" : String(v);
   }
 
+  /** The register's count of flagged readings per quality flag, last 7 days. */
+  function flaggedText(counts) {
+    const entries = Object.entries(counts || {});
+    if (!entries.length) return "none in the last 7 days";
+    return entries.map(([name, n]) => `${name}: ${n.toLocaleString("en-GB")}`).join(", ") +
+      " in the last 7 days (a reading with two flags counts for each)";
+  }
+
   function registerEntry(d, withHeading) {
     // The note may itself begin with the answer ("no: ..."); the answer is said once.
     const note = (d.personal_data_note || "").replace(/^(yes|no)\s*[:,.-]\s*/i, "");
@@ -930,6 +994,7 @@
         : `median ${fmtNumber(d.median_latency_ms_7d, 0)} ms from measurement to storage (7 days)`],
       ["First and last message", `${fmtTime(d.first_seen)} – ${fmtTime(d.last_seen)}` +
         (d.last_seen ? ` (${ago(d.last_seen)})` : "")],
+      ["Flagged readings", flaggedText(d.flagged_7d)],
     ];
     const dl = el("dl", { "data-device": d.device_id });
     for (const [k, v] of rows) dl.append(el("dt", { text: k }), el("dd", { text: v }));
@@ -989,6 +1054,8 @@
     let config;
     try {
       [reg, config] = await Promise.all([fetchJSON("api/v1/devices"), fetchJSON("dashboard/config.json")]);
+      // The sentence of each quality flag; without it the legend names the flags alone.
+      state.flagReasons = await fetchJSON("api/v1/flags").then((f) => f.flags, () => ({}));
     } catch (e) {
       $("network-about").textContent = `The register could not be loaded: ${e.message}`;
       document.body.dataset.state = "error";
