@@ -80,9 +80,9 @@ def test_query_air_counts_the_flagged_readings_of_each_interval(world: World) ->
     header, _, row_line = table.output.splitlines()
     assert header.split() == [
         "time", "device_id", "site", "sensor", "pm2_5", "pm10",
-        "pm2_5_flagged", "pm2_5_flags", "pm10_flagged", "pm10_flags",
+        "pm2_5_flagged", "pm2_5_flags", "pm10_flagged", "pm10_flags", "calibration",
     ]  # fmt: skip
-    assert row_line.split()[-4:] == ["3", "fog,humidity,stuck", "2", "fog,humidity"]
+    assert row_line.split()[-5:] == ["3", "fog,humidity,stuck", "2", "fog,humidity", "raw"]
     # --flag: only that flag counts
     (fog,) = _query(world, "--every", "1h", "--flag", "fog")
     assert (fog["pm2_5_flagged"], fog["pm2_5_flags"]) == (1, "fog")
@@ -172,7 +172,7 @@ def test_api_air_flags_in_json_and_csv(world: World) -> None:
     text = _air(world, format="csv").text
     (row,) = [r for r in csv.DictReader(io.StringIO(text)) if r["sensor"] == "sds011"]
     assert (row["pm2_5_flagged"], row["pm2_5_flags"]) == ("3", "fog,humidity,stuck")
-    assert float(row["pm2_5"]) == pytest.approx(9.8)
+    assert float(row["pm2_5_ugm3"]) == pytest.approx(9.8)  # the CSV's unit in its header
 
 
 def test_api_refuses_unknown_flags_and_serves_each_flags_sentence(world: World) -> None:
