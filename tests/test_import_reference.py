@@ -475,3 +475,38 @@ def test_an_offset_needs_its_sign(text: str) -> None:
 def test_an_offset_with_its_sign(text: str, hours: int) -> None:
     offset = zone(text).utcoffset(None)
     assert offset is not None and offset.total_seconds() == hours * 3600
+
+
+def _minutes(days: range, per_day: int = 30) -> str:
+    """Logger rows a minute apart, `per_day` a day, on August `days` of 2019 (m/d/Y)."""
+    return "".join(
+        f"8/{d}/2019 {m // 60}:{m % 60:02d},1,2.5,20.0,80,S\n" for d in days for m in range(per_day)
+    )
+
+
+def test_day_and_month_the_other_way_round_is_refused_before_anything_is_stored(
+    tmp_path: Path,
+) -> None:
+    """`%d/%m` on a file written `%m/%d`: its first days read (8 January, 8 February ...) and
+    the rest do not, or, where no day passes the 12th, every day jumps a month. Either way one
+    line and nothing stored, not months of wrong dates and a dead letter per row."""
+    swapped = logger(time_format="%d/%m/%Y %H:%M", timezone=zone("-05:00"))
+    path = write(tmp_path, "rt01.csv", PREAMBLE + LOGGER + _minutes(range(1, 21)))
+    with pytest.raises(FileProblem, match=r"240 of 600 times cannot be read as --time-format"):
+        prepare("csv", [path], ImportOptions(user="t", **swapped))
+    path = write(tmp_path, "rt02.csv", PREAMBLE + LOGGER + _minutes(range(1, 13)))
+    with pytest.raises(FileProblem, match=r"11 of 360 times jump by more than a week"):
+        prepare("csv", [path], ImportOptions(user="t", **swapped))
+    # Read the right way round, both files import whole.
+    right = logger(time_format="%m/%d/%Y %H:%M", timezone=zone("-05:00"))
+    assert len(parse("csv", path, **right).lines) == 360
+
+
+def test_a_few_bad_times_are_dead_letters_not_a_refusal(tmp_path: Path) -> None:
+    """A logger's odd row (a 25th hour, a gap of a week) is its own dead letter or simply
+    stored: the file is refused only where more than 1 % of its rows (and 3) fail or jump."""
+    rows = _minutes(range(1, 11), per_day=60)  # 600 rows
+    odd = "8/20/2019 25:00,1,2.5,20.0,80,S\n8/27/2019 0:01,1,2.5,20.0,80,S\n"
+    path = write(tmp_path, "rt01.csv", PREAMBLE + LOGGER + rows + odd)
+    p = parse("csv", path, **logger(time_format="%m/%d/%Y %H:%M", timezone=zone("-05:00")))
+    assert len(p.lines) == 601 and list(p.reasons().values()) == ["bad_timestamp"]

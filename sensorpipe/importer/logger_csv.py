@@ -34,7 +34,12 @@ from sensorpipe.protocol.quantities import QUANTITIES, spellings_of
 MAX_PREAMBLE_LINES = 200
 DELIMITERS = ",;\t"
 DEFAULT_SENSOR = "logger"
-_CHECKED_ROWS = 5  # data rows the time format is tried on before anything is imported
+_CHECKED_ROWS = 5  # first rows whose time must read, or the format is refused at once
+# Between two rows of a logger's file, in time order: back by more than an hour (a clock set
+# back, a DST hour) or on by more than a week (an outage) is a jump; many jumps are a format
+# that reads the wrong fields (day and month swapped).
+_BACK_MS = 3_600_000
+_JUMP_MS = 7 * 86_400_000
 
 
 class LoggerCsv(Reader):
@@ -78,29 +83,58 @@ class LoggerCsv(Reader):
         )
 
     def _check_times(self, header_line: int, delimiter: str, names: list[str]) -> None:
-        """The first data rows' times, read as asked: a wrong --time-format is one line, not
-        a dead letter per row."""
+        """Every row's time, read as asked, before anything is imported: a wrong --time-format
+        is one line, not a dead letter per row. The first time that cannot be read ends it at
+        once; a format that reads some rows but not the rest, or reads them into jumps of
+        weeks (day and month swapped: 08/01 .. 08/12 read as 8 January .. 8 December), ends it
+        too, where more than 1 % of the rows (and 3 at least) fail or jump: a logger writes
+        its rows in time order, a minute or so apart."""
         o = self.options
         assert o.time_column is not None
         index = names.index(o.time_column)
         times = LocalTimes(o.time_format, o.timezone)
+        fmt = "--time-format" if o.time_format else "ISO 8601 (no --time-format)"
+        checked = failed = jumps = 0
+        first_failed: tuple[int, str] | None = None
+        first_jump: tuple[int, str] | None = None
+        last: int | None = None
         with self.file.open_text() as (text, _):
             source = _after(text, header_line)
-            for k, (n, _, f) in enumerate(rows(source, delimiter, header_line + 1)):
-                if k >= _CHECKED_ROWS:
-                    return
+            for n, _, f in rows(source, delimiter, header_line + 1):
                 value = f[index].strip() if index < len(f) else ""
                 if not value:
                     continue
+                checked += 1
                 try:
-                    times(value)
+                    t = times(value)
                 except TimestampError as exc:
-                    fmt = "--time-format" if o.time_format else "ISO 8601 (no --time-format)"
-                    raise self.problem(
-                        f"line {n}: {o.time_column} {value[:40]!r} cannot be read as {fmt} "
-                        f"({exc}): give --time-format, like '%m/%d/%Y %H:%M'"
-                    ) from None
-                return
+                    if checked <= _CHECKED_ROWS and failed == checked - 1:
+                        raise self.problem(
+                            f"line {n}: {o.time_column} {value[:40]!r} cannot be read as {fmt} "
+                            f"({exc}): give --time-format, like '%m/%d/%Y %H:%M'"
+                        ) from None
+                    failed += 1
+                    first_failed = first_failed or (n, value)
+                    continue
+                if last is not None and not -_BACK_MS <= t - last <= _JUMP_MS:
+                    jumps += 1
+                    first_jump = first_jump or (n, value)
+                last = t
+        bound = max(3, checked // 100)
+        if failed > bound and first_failed is not None:
+            n, value = first_failed
+            raise self.problem(
+                f"{failed} of {checked} times cannot be read as {fmt} (the first at line {n}: "
+                f"{value[:40]!r}) though earlier ones could: are day and month the other way "
+                f"round? correct --time-format; nothing was imported"
+            )
+        if jumps > bound and first_jump is not None:
+            n, value = first_jump
+            raise self.problem(
+                f"{jumps} of {checked} times jump by more than a week from the row before (the "
+                f"first at line {n}: {value[:40]!r}) when read as {fmt}: are day and month the "
+                f"other way round? correct --time-format; nothing was imported"
+            )
 
     def parse(self, ctx: ImportContext, text: IO[str]) -> None:
         o = self.options
