@@ -112,7 +112,16 @@ class Target:
     """Where a device's rows go: the device as registered, what it may report, and how many
     of this file's rows it stored and rejected."""
 
-    __slots__ = ("device_id", "directions", "may_declare", "rejected", "sensors", "site", "stored")
+    __slots__ = (
+        "device_id",
+        "directions",
+        "may_declare",
+        "quantities",
+        "rejected",
+        "sensors",
+        "site",
+        "stored",
+    )
 
     def __init__(
         self,
@@ -129,6 +138,8 @@ class Target:
         # An imported device's entry grows with what its files report; any other device's
         # entry is the owner's declaration, checked as the ingest checks it.
         self.may_declare = may_declare
+        # The quantities its entry names (`DeviceEntry.quantities`, kept for the register).
+        self.quantities: frozenset[str] = frozenset()
         self.stored = 0
         self.rejected = 0
 
@@ -313,6 +324,10 @@ class ImportContext:
         if not fields:
             self.reject(line_no, raw, "bad_row", "no value in any column", target)
             return None
+        if target.may_declare:
+            for quantity, _ in values:
+                if quantity not in target.quantities:
+                    self._declare(target, "quantity", quantity)
         if self.quality is not None and sensor is not None and t is not None:
             return ",".join(fields) + self.quality_fields(target, sensor, t, values)
         return ",".join(fields)

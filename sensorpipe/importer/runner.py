@@ -115,7 +115,7 @@ class FileResult:
 
 @dataclass
 class _Change:
-    kind: Literal["add", "sensor", "direction"]
+    kind: Literal["add", "sensor", "direction", "quantity"]
     device_id: str
     entry: DeviceEntry | None = None
     value: str = ""
@@ -423,15 +423,23 @@ class Importer:
             frozenset(allowed_directions(entry)),
             may_declare=entry.source in (IMPORT, REFERENCE),
         )
+        target.quantities = frozenset(entry.quantities)
         self._targets[device_id] = target
         return target
 
     def _declare(self, target: Target, kind: str, value: str) -> bool:
-        """Add a sensor or direction to an imported device's entry; other devices' entries
-        are their owners' declarations (False: the row is rejected, as the ingest would)."""
+        """Add a sensor, direction or quantity to an imported device's entry; other devices'
+        entries are their owners' declarations (False: the row is rejected, as the ingest
+        would; a quantity is only noted for the register, never refused)."""
         entry = self.registry.devices[target.device_id]
         if not target.may_declare:
             return False
+        if kind == "quantity":  # what the register says it measures; never refuses a row
+            target.quantities = target.quantities | {value}
+            if value not in entry.quantities and len(entry.quantities) < 64:
+                entry.quantities.append(value)
+                self._pending.append(_Change("quantity", target.device_id, value=value))
+            return True
         if kind == "sensor":
             if not re.match(SENSOR_PATTERN, value) or len(entry.sensors) >= 32:
                 return False
@@ -460,7 +468,11 @@ class Importer:
             entry = fresh.devices.get(change.device_id)
             if entry is None:
                 continue
-            values = entry.sensors if change.kind == "sensor" else entry.directions
+            values = {
+                "sensor": entry.sensors,
+                "direction": entry.directions,
+                "quantity": entry.quantities,
+            }[change.kind]
             if change.value not in values:
                 values.append(change.value)
         save_registry(fresh, self.registry_path)

@@ -126,7 +126,7 @@ def register_entry(
     """The public entry of one device; `seen_*` add what InfluxDB shows it reporting."""
     sensors = sorted(set(entry.sensors) | set(seen_sensors))
     quantities = {q for s in sensors for q in SENSOR_QUANTITIES.get(s, ())}
-    quantities |= set(seen_quantities)
+    quantities |= set(seen_quantities) | set(entry.quantities)
     counting = counts_passers_by(entry) or seen_counting
     personal = entry.personal_data if entry.personal_data is not None else counting
     if personal:

@@ -18,6 +18,7 @@ from sensorpipe.protocol.counting import DIRECTION_PATTERN
 from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.messages import SENSOR_PATTERN, Location
 from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES, DeviceSource
+from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
 
 TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -85,6 +86,18 @@ class DeviceEntry(_Strict):
     station_code: str = Field(default="", max_length=100)
     operator: str = Field(default="", max_length=200)
     method: str = Field(default="", max_length=300)
+    # Imported history (sources import and reference): the quantities its files held, for the
+    # register where the sensor model says nothing of them (a logger, a station). Kept by
+    # `sensorpipe import`, never by hand.
+    quantities: list[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("quantities")
+    @classmethod
+    def _known_quantities(cls, quantities: list[str]) -> list[str]:
+        unknown = [q for q in quantities if q not in QUANTITIES]
+        if unknown:
+            raise ValueError(f"unknown quantities {unknown}: expected some of {list(QUANTITIES)}")
+        return quantities
 
     @model_validator(mode="after")
     def _what_its_source_needs(self) -> DeviceEntry:

@@ -286,3 +286,13 @@ def test_a_loggers_and_a_stations_rows_are_quality_checked(world: World) -> None
     # An hourly station is no sensor warming up after each hour's gap, and dries its air: its
     # values carry neither warm-up nor humidity flags (quality.config, the reference model).
     assert not [v for v in hours if v[2] and ("warmup" in v[2] or "humidity" in v[2])]
+
+
+def test_the_register_says_what_an_imported_logger_and_station_measure(world: World) -> None:
+    """A logger's or a station's sensor model says nothing of its quantities: the import keeps
+    the ones its files held in the entry, and the public register lists them (it said
+    "nothing declared yet")."""
+    out = sensorpipe("devices", "export", "--format", "json", "--dir", str(world.stack.directory))
+    devices = {d["device_id"]: d for d in json.loads(out.stdout)}
+    assert {"pm2_5", "temperature", "relative_humidity"} <= set(devices["rt01"]["quantities"])
+    assert "pm2_5" in devices[STATION]["quantities"]
