@@ -99,6 +99,7 @@ def test_device_activity_keys_and_times() -> None:
         "messages_7d": 3,
         "missing_7d": 0,
         "median_latency_ms_7d": None,
+        "flagged_7d": {},  # per quality flag, the readings that carried it
     }
     # In the order devices export lists them.
     assert list(s.activity()) == [f for f in STATS_FIELDS if f != "sensors_not_ok"]
