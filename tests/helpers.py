@@ -187,6 +187,21 @@ def running_stack(
         stack.down()
 
 
+@contextmanager
+def running_stack_influx(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **up: Any
+) -> Iterator[tuple[LocalStack, InfluxClient]]:
+    """`running_stack`, with a client of its InfluxDB (closed when the block ends)."""
+    from sensorpipe.ingest.influx import InfluxClient
+
+    with running_stack(tmp_path_factory, name, **up) as (stack, info):
+        influx = InfluxClient(info.influx_url, info.database)
+        try:
+            yield stack, influx
+        finally:
+            influx.close()
+
+
 def stack_serve_config(stack: LocalStack, **settings: Any) -> ServeConfig:
     """What `sensorpipe serve` reads for a running stack (its register, the ingest's stats,
     its InfluxDB and broker), with `settings`."""

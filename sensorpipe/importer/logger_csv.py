@@ -121,20 +121,16 @@ class LoggerCsv(Reader):
                     first_jump = first_jump or (n, value)
                 last = t
         bound = max(3, checked // 100)
-        if failed > bound and first_failed is not None:
-            n, value = first_failed
-            raise self.problem(
-                f"{failed} of {checked} times cannot be read as {fmt} (the first at line {n}: "
-                f"{value[:40]!r}) though earlier ones could: are day and month the other way "
-                f"round? correct --time-format; nothing was imported"
-            )
-        if jumps > bound and first_jump is not None:
-            n, value = first_jump
-            raise self.problem(
-                f"{jumps} of {checked} times jump by more than a week from the row before (the "
-                f"first at line {n}: {value[:40]!r}) when read as {fmt}: are day and month the "
-                f"other way round? correct --time-format; nothing was imported"
-            )
+        for count, first, what in (
+            (failed, first_failed, f"cannot be read as {fmt}"),
+            (jumps, first_jump, f"jump by more than a week from the row before, read as {fmt},"),
+        ):
+            if count > bound and first is not None:
+                raise self.problem(
+                    f"{count} of {checked} times {what} (the first at line {first[0]}: "
+                    f"{first[1][:40]!r}): are day and month the other way round? correct "
+                    f"--time-format; nothing was imported"
+                )
 
     def parse(self, ctx: ImportContext, text: IO[str]) -> None:
         o = self.options

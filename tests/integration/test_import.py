@@ -22,7 +22,7 @@ from sensorpipe.cli.main import main
 from sensorpipe.ingest.deadletter import DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.stack.local import LocalStack
-from tests.helpers import influx_rows, running_stack, stack_serve_config
+from tests.helpers import influx_rows, running_stack_influx, stack_serve_config
 
 DATA = Path(__file__).parent.parent / "data" / "import"
 ARCHIVE = [
@@ -65,12 +65,9 @@ def import_all(stack: LocalStack, *extra: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with running_stack(tmp_path_factory, "import", serve=False, kits=False) as (stack, info):
-        influx = InfluxClient(info.influx_url, info.database)
-        try:
-            yield World(stack, influx, import_all(stack))
-        finally:
-            influx.close()
+    up = {"serve": False, "kits": False}
+    with running_stack_influx(tmp_path_factory, "import", **up) as (stack, influx):
+        yield World(stack, influx, import_all(stack))
 
 
 def counts(influx: InfluxClient) -> dict[str, int]:

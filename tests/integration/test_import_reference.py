@@ -23,7 +23,7 @@ from sensorpipe.cli.main import main
 from sensorpipe.ingest.deadletter import DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.stack.local import LocalStack
-from tests.helpers import running_stack
+from tests.helpers import running_stack_influx
 
 DATA = Path(__file__).parent.parent / "data" / "colocation"
 SENSOR = DATA / "toco_toucan_RT01_2019-08-18_20.csv"
@@ -59,12 +59,9 @@ def import_both(stack: LocalStack) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with running_stack(tmp_path_factory, "refimport", serve=False, kits=False) as (stack, info):
-        influx = InfluxClient(info.influx_url, info.database)
-        try:
-            yield World(stack, influx, import_both(stack))
-        finally:
-            influx.close()
+    up = {"serve": False, "kits": False}
+    with running_stack_influx(tmp_path_factory, "refimport", **up) as (stack, influx):
+        yield World(stack, influx, import_both(stack))
 
 
 def hourly(influx: InfluxClient, device: str, select: str) -> dict[datetime, list[Any]]:
