@@ -259,3 +259,25 @@ def test_a_row_without_humidity_takes_the_reference_stations_of_its_hour() -> No
         (3.0, "raw"),
         (pytest.approx(8.0), "cal-1"),  # its own RH first
     ]
+
+
+def test_a_quantity_read_only_to_calibrate_with_leaves_with_its_flag_columns() -> None:
+    """`query air --quantity pm2_5` with a humidity method reads RH to calibrate with: neither RH
+    nor its quality-flag columns are printed, and a row that held only RH is dropped."""
+    from sensorpipe.calibration.store import Assignment
+    from sensorpipe.cli.query import _Calibrations, _label
+
+    record = {"method": "linear_rh", "quantity": "pm2_5", "coefficients": {"a": 1, "b": 1, "c": 0}}
+    calibration = _Calibrations(
+        [Assignment(1, "cal-1", "d", None, None, 0.0, "t")], {"cal-1": record}
+    )
+    t = "2019-08-18T05:00:00Z"
+    rows = [
+        {"time": t, "device_id": "d", "pm2_5": 4.0, "pm2_5_flags": "humidity",
+         "relative_humidity": 80.0, "relative_humidity_flags": "stuck",
+         "relative_humidity_flagged": 1},
+        {"time": t, "device_id": "d", "relative_humidity": 80.0},
+    ]  # fmt: skip
+    (row,) = _label(rows, calibration, ("pm2_5",), ("pm2_5", "relative_humidity"))
+    assert set(row) == {"time", "device_id", "pm2_5", "pm2_5_flags", "calibration"}
+    assert row["calibration"] == "cal-1"
