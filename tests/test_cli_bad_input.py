@@ -30,6 +30,20 @@ def _bad_toml(tmp: Path) -> str:
     return _file(tmp, "bad.toml", 'device_id = "x"\n[mqtt\n')
 
 
+def _bad_ledger(tmp: Path) -> str:
+    (tmp / "st" / "imports").mkdir(parents=True)
+    (tmp / "st" / "imports" / "ledger.sqlite").write_text("not a database, " * 100)
+    return str(tmp / "st")
+
+
+def _empty_ledger(tmp: Path) -> str:
+    from sensorpipe.importer.ledger import Ledger
+
+    (tmp / "st" / "imports").mkdir(parents=True)
+    Ledger(tmp / "st" / "imports" / "ledger.sqlite").close()
+    return str(tmp / "st")
+
+
 def _stack_with_bad_registry(tmp: Path) -> str:
     (tmp / "st").mkdir()
     (tmp / "st" / "registry.toml").write_text("devices = [\n")
@@ -727,6 +741,14 @@ CASES: dict[str, list[Case]] = {
             lambda t: [*_logger(t), "--dir", str(t), "--influx-url", "x"],
             "--device rt01: not registered in",
         ),
+    ],
+    "import list": [(lambda t: ["--dir", _bad_ledger(t)], "not the stack's ledger of imported")],
+    "import remove": [
+        (lambda t: ["abc", "--dir", str(t / "st")], "no file has been imported into this stack"),
+        (lambda t: ["abc", "--dir", _empty_ledger(t)], "abc: neither a file nor a sha256"),
+        (lambda t: ["0123abcd", "--dir", _empty_ledger(t)], "no imported file's sha256 starts"),
+        (lambda t: [_file(t, "f.csv", "a"), "--dir", _empty_ledger(t)], "was never imported"),
+        (lambda t: ["--dir", _bad_ledger(t), "abcdefab"], "not the stack's ledger of imported"),
     ],
     "import reference airnowtech": [
         (lambda t: [_sample(SC)], "not an AirNow-Tech export: its header lacks Agency, Site"),

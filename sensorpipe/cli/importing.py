@@ -1,6 +1,7 @@
 """`sensorpipe import`: history files (Sensor.Community archives, openSenseMap downloads,
 Telraam exports, bike tracks, any logger's CSV, reference stations' data) into the stack's
-InfluxDB, through the same checks as live data."""
+InfluxDB, through the same checks as live data. `list` and `remove` (the files imported, and
+undoing an import) live in `import_ledger`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.import_ledger import import_list, import_remove
 from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
 from sensorpipe.importer.files import DEFAULT_MAX_DECOMPRESSED_MIB
 from sensorpipe.protocol.quantities import QUANTITIES
@@ -43,7 +45,13 @@ def import_() -> None:
     to the dead-letter store with file, line and reason (`sensorpipe ingest rejects`), and every
     point is tagged source=import:<format>, vouch=import (a reference station's:
     source=reference:<format>, vouch=reference). Importing a file again stores nothing twice.
+    `import list` lists the imported files; `import remove` undoes an import.
     """
+
+
+# The group's commands that live in a module of their own (import_ledger).
+import_.add_command(import_list)
+import_.add_command(import_remove)
 
 
 def _common(command: Callable[..., Any]) -> Callable[..., Any]:

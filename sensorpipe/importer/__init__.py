@@ -10,7 +10,8 @@ read item by item), `timeparse` (strict times, and loggers' local times) and `fi
 several formats carry). `runner` does what all share: the registry, `overlap` (an import must
 not blend into another source's data), batches of `lines` (line protocol without an object per
 row) written by `writer` on a thread of its own, dead letters, the `ledger` that makes a second
-import store nothing twice, and the `imports` records. Every point carries the provenance tags
-`source=import:<format>` and `vouch=import` (a reference station's: `source=reference:<format>`
-and `vouch=reference`).
+import store nothing twice (and notes where each file's points lie), and the `imports`
+records; `removal` undoes an import (`sensorpipe import remove`). Every point carries the
+provenance tags `source=import:<format>` and `vouch=import` (a reference station's:
+`source=reference:<format>` and `vouch=reference`).
 """

@@ -31,7 +31,7 @@ from sensorpipe.importer.base import (
 )
 from sensorpipe.importer.eea import Eea
 from sensorpipe.importer.files import READ_ERRORS, FileProblem, inspect, read_error
-from sensorpipe.importer.ledger import Ledger, LedgerEntry
+from sensorpipe.importer.ledger import Ledger, LedgerEntry, SpanKey, line_spans
 from sensorpipe.importer.logger_csv import LoggerCsv
 from sensorpipe.importer.luchtmeetnet import Luchtmeetnet
 from sensorpipe.importer.opensensemap import OpenSenseMap
@@ -372,6 +372,10 @@ class Importer:
         if self._pending:
             self._save_registry()  # devices are registered before their points land
         if ctx.lines:
+            # Where the points go, noted before they are written: `import remove` finds them.
+            spans: dict[SpanKey, list[int]] = {}
+            line_spans(ctx.lines, spans)
+            self._ledger.widen(ctx.file.sha256, spans)
             self._writer.submit(ctx.lines[:], ctx.line_nos[:])
             ctx.lines.clear()
             ctx.line_nos.clear()

@@ -480,10 +480,14 @@ class DeadLetterStore:
         code: str | None = None,
         device: str | Sequence[str] | None = None,
         before: float | None = None,
+        topic_prefix: str | None = None,
     ) -> int:
         """An operator's removal of the letters that match (all of them with no filter): how
-        many went."""
-        return self._delete(*_where(code=code, device=device, before=before))
+        many went. `topic_prefix`: those whose topic starts with it (an imported file's
+        letters: `import:<format>:<file name>:`)."""
+        return self._delete(
+            *_where(code=code, device=device, before=before, topic_prefix=topic_prefix)
+        )
 
     def _delete(self, where: Sequence[str], args: Sequence[object]) -> int:
         cond = " WHERE " + " AND ".join(where) if where else ""
@@ -606,9 +610,13 @@ def _where(
     before: float | None = None,
     ids: Sequence[int] | None = None,
     device: str | Sequence[str] | None = None,
+    topic_prefix: str | None = None,
 ) -> tuple[list[str], list[object]]:
     where: list[str] = []
     args: list[object] = []
+    if topic_prefix is not None:
+        where.append("substr(topic, 1, ?) = ?")
+        args += [len(topic_prefix), topic_prefix]
     if device is not None:
         # The device its topic names (the quota's), or the registered device it carries; any
         # of several names.

@@ -38,7 +38,14 @@ def test_stack_devices_query_and_deadletter_commands(tmp_path: Path) -> None:
 
         creds = json.loads(
             sensorpipe(
-                "devices", "add", "school-roof", "--dir", d, "--site", "oost", "--json",
+                "devices",
+                "add",
+                "school-roof",
+                "--dir",
+                d,
+                "--site",
+                "oost",
+                "--json",
                 "--make-key",
             ).stdout
         )

@@ -50,9 +50,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.timeout(300)  # several minutes on a busy machine (make test's workers)
-def test_the_wheel_installs_one_package_and_runs_from_anywhere(
-    tmp_path: Path, wheel: Path
-) -> None:
+def test_the_wheel_installs_one_package_and_runs_from_anywhere(tmp_path: Path, wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {
         "sensorpipe",
