@@ -72,6 +72,10 @@ QC_VALID = frozenset({"0", "1", "2", "3", "4"})
 HOURLY = frozenset({"1 hr", "1hr", "1 hour", "60 min"})  # `Duration`, case aside
 
 
+def _imported(param_aqs: str) -> bool:
+    return param_aqs.strip() in PARAMETERS
+
+
 class AirNowTech(Reader):
     name = "airnowtech"
     title = "an AirNow-Tech export"
@@ -87,7 +91,9 @@ class AirNowTech(Reader):
                 f"(expected AirNow-Tech's unpivoted table: {','.join(COLUMNS)}; found "
                 f"{found(head)})"
             )
-        self._methods = scan_methods(self.file, "Site AQS", "Param", "Method")
+        self._methods = scan_methods(
+            self.file, "Site AQS", "Param", "Method", ("Param AQS", _imported)
+        )
 
     def parse(self, ctx: ImportContext, text: IO[str]) -> None:
         head = header(text, ",")

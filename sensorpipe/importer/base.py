@@ -106,6 +106,7 @@ class DeviceSpec:
     station_code: str = ""
     operator: str = ""
     method: str = ""
+    site: str = ""  # where the file says it is (a station's name); --site, or unassigned, else
 
 
 class Target:

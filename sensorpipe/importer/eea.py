@@ -102,7 +102,11 @@ class Eea(Reader):
         self._methods: dict[str, dict[str, str]] = {}
         if self._form == "e-reporting":
             self._methods = scan_methods(
-                self.file, "AirQualityStationEoICode", "AirPollutant", "SamplingProcess"
+                self.file,
+                "AirQualityStationEoICode",
+                "AirPollutant",
+                "SamplingProcess",
+                ("AirPollutantCode", lambda pid: _pollutant_id(pid) in POLLUTANTS),
             )
 
     def parse(self, ctx: ImportContext, text: IO[str]) -> None:

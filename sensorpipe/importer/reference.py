@@ -42,11 +42,18 @@ QC_INVALID = "qc_invalid"
 DEVICE_PREFIX = "ref-"
 MAX_STATION_JSON = 1024 * 1024
 _NOT_IN_ID = re.compile(r"[^a-z0-9_-]+")
+_NOT_IN_SITE = re.compile(r"[^a-z0-9]+")
 
 
 def station_device(code: str) -> str:
     """The device id of the station `code` (`NL10404` -> `ref-nl10404`)."""
     return (DEVICE_PREFIX + _NOT_IN_ID.sub("-", code.casefold()).strip("-"))[:64]
+
+
+def station_site(name: str) -> str:
+    """The site a station registers at: its name as a site id (`Burdens Creek` ->
+    `burdens-creek`, `Amsterdam-Vondelpark` -> `amsterdam-vondelpark`); "" for no usable name."""
+    return _NOT_IN_SITE.sub("-", name.casefold()).strip("-")[:64].strip("-")
 
 
 def station_spec(
@@ -72,6 +79,7 @@ def station_spec(
         station_code=code[:100],
         operator=operator[:200],
         method=method[:300],
+        site=station_site(name),
     )
 
 
@@ -128,20 +136,26 @@ class Values:
 
 
 def scan_methods(
-    file: HistoryFile, station: str, label: str, method: str
+    file: HistoryFile,
+    station: str,
+    label: str,
+    method: str,
+    imported: tuple[str, Callable[[str], bool]],
 ) -> dict[str, dict[str, str]]:
     """Per station (column `station`), the `method` column's first value for each `label`
-    (parameter, pollutant): what its registry entry says of how it measures. Reads the whole
-    file once (a station's file is a few thousand rows a month); at most 20 labels a station."""
+    (parameter, pollutant) that is imported (`imported`: a column and whether its value is a
+    parameter sensorpipe stores): what its registry entry says of how it measures what it
+    holds. Reads the whole file once (a station's file is a few thousand rows a month); at
+    most 20 labels a station."""
     out: dict[str, dict[str, str]] = {}
     with file.open_text() as (text, _):
         head = header(text, ",")
         if head is None:
             return out
         names = head[3]
-        at = [names.index(c) for c in (station, label, method)]
+        at = [names.index(c) for c in (station, label, method, imported[0])]
         for _, _, f in rows(text, ",", head[0] + 1):
-            if len(f) != len(names):
+            if len(f) != len(names) or not imported[1](f[at[3]]):
                 continue
             methods = out.setdefault(f[at[0]].strip(), {})
             name = f[at[1]].strip()

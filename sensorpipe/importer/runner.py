@@ -402,7 +402,7 @@ class Importer:
                 station_code=spec.station_code,
                 operator=spec.operator,
                 method=spec.method,
-                site=o.site or DEFAULT_SITE,
+                site=o.site or spec.site or DEFAULT_SITE,
                 purpose=spec.purpose,
                 sensors=list(spec.sensors),
                 directions=list(spec.directions),

@@ -176,6 +176,11 @@ def test_the_station_and_the_logger_are_registered_and_listed(world: World) -> N
         "OAQ",
     )
     assert "PM2.5-88101: AQS method 238" in station["method"]
+    # What it holds, only: the file's O3 is not imported, so its method is not listed.
+    assert "O3" in world.summaries["airnowtech"]["files"][0]["not_imported"]
+    assert "O3" not in station["method"] and "NO2" in station["method"]
+    # At the site its name gives (the file names no other), not "unassigned".
+    assert station["site"] == "burdens-creek"
     assert station["data_sources"] == ["reference:airnowtech"]
     logger = devices["rt01"]
     assert (logger["source"], logger["site"], logger["data_sources"]) == (
