@@ -186,3 +186,23 @@ def test_read_time_multiplies_by_the_hours_factor_and_leaves_the_rest_raw_saying
     assert day[0]["pm2_5"] == 10.0 and "longer than an hour" in day[0]["calibration_note"]
     # The existing read-time function leaves a group calibration's rows raw (no factors).
     assert calibrate_rows(rows[:1], assignments, records)[0]["calibration"] == "raw"
+
+
+def test_an_api_answer_gets_the_group_factors_per_device_series(tmp_path: Path) -> None:
+    from sensorpipe.calibration.readtime import calibrate_series, calibrate_series_grouped
+
+    book = CalibrationBook(tmp_path / "calibrations.sqlite")
+    cid = book.add({"method": "group", "quantity": "pm2_5", "coefficients": {}})["id"]
+    book.add_factors(cid, [hour_factor(T0, [2.0, 2.0, 2.0], 3.0, None, [])])
+    book.assign(cid, "near", None, None, "a test")
+    factors = {cid: {f.hour_ms: (f.factor, f.reason) for f in book.factors(cid)}}
+    assignments, records = book.assignments(), {r["id"]: r for r in book.all()}
+    book.close()
+    times = ["2019-08-01T00:00:00Z", "2019-08-01T01:00:00Z"]
+    answer = {"series": [{"device_id": "near", "time": times, "values": {"pm2_5": [4.0, 4.0]}}]}
+    (series,) = calibrate_series_grouped(answer, assignments, records, factors, HOUR)["series"]
+    assert series["values"]["pm2_5"] == [6.0, 4.0]
+    assert series["calibration"] == [cid, "raw"]
+    assert series["calibration_note"][0] is None and "no factor" in series["calibration_note"][1]
+    (plain,) = calibrate_series(answer, assignments, records)["series"]
+    assert plain["values"]["pm2_5"] == [4.0, 4.0] and "calibration_note" not in plain

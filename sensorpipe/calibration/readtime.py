@@ -13,13 +13,14 @@ A group calibration (Samen Meten style, `calibration.group`) has no formula but 
 hour, stored in the book: `calibrate_rows_grouped` (what `query air` uses) multiplies a row's
 value by the factor of its hour; an hour without one (fog, too few members, no reference yet)
 stays raw and says why in the column `calibration_note`. `calibrate_rows` leaves rows of a
-group calibration raw (it has no factors to apply).
+group calibration raw (it has no factors to apply); `calibrate_series_grouped` is
+`calibrate_series` with group calibrations (for the HTTP API).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -162,6 +163,30 @@ def calibrate_series(
     per-device series calibrated where an assignment applies, and in each series a list
     `calibration` naming, per interval, the calibration or `raw`. A series per site
     (group=site) mixes devices in InfluxDB's mean and stays raw, labelled so."""
+    return _calibrate_series(answer, lambda rows: calibrate_rows(rows, assignments, calibrations))
+
+
+def calibrate_series_grouped(
+    answer: dict[str, Any],
+    assignments: Sequence[Assignment],
+    calibrations: Mapping[str, dict[str, Any]],
+    group_factors: Mapping[str, Mapping[int, tuple[float | None, str]]],
+    window_ms: int | None = None,
+) -> dict[str, Any]:
+    """`calibrate_series` with group calibrations applied as `calibrate_rows_grouped` does
+    (`window_ms`: the answer's interval); where a group calibration is among `calibrations`,
+    each series also has a list `calibration_note` (why a value stayed raw, or None)."""
+    return _calibrate_series(
+        answer,
+        lambda rows: calibrate_rows_grouped(
+            rows, assignments, calibrations, None, group_factors, window_ms
+        ),
+    )
+
+
+def _calibrate_series(
+    answer: dict[str, Any], calibrate: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+) -> dict[str, Any]:
     out = dict(answer)
     out["series"] = []
     for series in answer["series"]:
@@ -174,10 +199,12 @@ def calibrate_series(
             }
             for i, t in enumerate(series["time"])
         ]
-        done = calibrate_rows(rows, assignments, calibrations) if series.get("device_id") else []
+        done = calibrate(rows) if series.get("device_id") else []
         if done:
             for q, column in series["values"].items():
                 column[:] = [row[q] for row in done]
+            if any(NOTE in row for row in done):
+                series[NOTE] = [row.get(NOTE) for row in done]
         series["calibration"] = [row[COLUMN] for row in done] or [RAW] * len(rows)
         out["series"].append(series)
     return out
