@@ -206,3 +206,28 @@ def test_an_api_answer_gets_the_group_factors_per_device_series(tmp_path: Path) 
     assert series["calibration_note"][0] is None and "no factor" in series["calibration_note"][1]
     (plain,) = calibrate_series(answer, assignments, records)["series"]
     assert plain["values"]["pm2_5"] == [4.0, 4.0] and "calibration_note" not in plain
+
+
+def test_without_devices_the_group_is_the_registered_devices_near_the_station() -> None:
+    from sensorpipe.cli.calibrate import _group_members
+    from sensorpipe.protocol.messages import Location
+    from sensorpipe.protocol.registry import DeviceEntry, Registry
+
+    def at(lat: float, lon: float, sensor: str = "sds011") -> DeviceEntry:
+        return DeviceEntry(
+            site="s", source="import", sensors=[sensor], location=Location(lat=lat, lon=lon)
+        )
+
+    registry = Registry(
+        devices={
+            "station": at(52.0, 5.0),
+            "near": at(52.02, 5.02),  # 2.6 km
+            "far": at(52.2, 5.0),  # 22 km
+            "bme": at(52.01, 5.0, "bme280"),  # 1.1 km, another model
+            "nowhere": DeviceEntry(site="s", source="import", sensors=["sds011"]),
+        }
+    )
+    assert _group_members(registry, "station", (), 10.0, "sds011") == ["near"]
+    assert _group_members(registry, "station", (), 10.0, None) == ["bme", "near"]
+    assert _group_members(registry, "station", (), 25.0, "sds011") == ["far", "near"]
+    assert _group_members(registry, "station", ("far", "far"), 1.0, None) == ["far"]

@@ -76,10 +76,10 @@ def hour_factor(
     if reference is None:
         return HourFactor(hour, None, n, mean, None, "no reference value for the hour")
     if station_rh is not None and station_rh >= FOG_RH:
-        reason = f"fog: RH {station_rh:.0f} % at the station (>= {FOG_RH:g} %)"
+        reason = f"fog: RH {station_rh:.1f} % at the station (>= {FOG_RH:g} %)"
         return HourFactor(hour, None, n, mean, reference, reason)
     if rhs and statistics.fmean(rhs) >= FOG_RH:
-        reason = f"fog: the group's mean RH {statistics.fmean(rhs):.0f} % (>= {FOG_RH:g} %)"
+        reason = f"fog: the group's mean RH {statistics.fmean(rhs):.1f} % (>= {FOG_RH:g} %)"
         return HourFactor(hour, None, n, mean, reference, reason)
     if n < min_members:
         reason = f"{n} members with a complete hour (at least {min_members} needed)"

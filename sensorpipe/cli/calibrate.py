@@ -179,14 +179,17 @@ def _num(value: Any, fmt: str = ".2f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _stats_table(stats: dict[str, Any]) -> list[str]:
-    """The statistics of a record as table lines."""
+def _stats_table(
+    stats: dict[str, Any], rows: list[tuple[str, dict[str, Any]]] | None = None
+) -> list[str]:
+    """The statistics of a record (or the `rows` given) as table lines."""
     header = (
         f"{'':<28}{'n':>6}{'slope':>8}{'icept':>8}{'R²':>7}{'RMSE':>7}{'NRMSE':>8}  EPA targets"
     )
     lines = [header]
-    rows = [("raw", stats["raw"]), ("calibrated (in-sample)", stats["calibrated"])]
-    rows += [(f"cv {m} (out-of-fold)", s) for m, s in stats["cv"].items() if "n" in s]
+    if rows is None:
+        rows = [("raw", stats["raw"]), ("calibrated (in-sample)", stats["calibrated"])]
+        rows += [(f"cv {m} (out-of-fold)", s) for m, s in stats["cv"].items() if "n" in s]
     for name, s in rows:
         targets = s.get("targets") or {}
         met = ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in targets.items()) or "-"
@@ -238,18 +241,10 @@ def _describe_group(record: dict[str, Any]) -> str:
         lines.append(f"hours stored {hours['first']} .. {hours['last']}: {counts}")
     lines.append("statistics: each member calibrated with the factors of the others "
                  "(leave one device out)")  # fmt: skip
-    table = {"raw": stats["raw"], "calibrated": stats["calibrated"], "cv": {}}
-    lines += _stats_table(table)[:1]
-    body = _stats_table(table)[1:]
-    lines += [body[0], body[1].replace("calibrated (in-sample)", "calibrated (leave-one-out)")]
+    rows = [("raw", stats["raw"]), ("calibrated (leave-one-out)", stats["calibrated"])]
     for device, s in stats.get("per_device", {}).items():
-        rows = _stats_table({"raw": s["raw"], "calibrated": s["calibrated"], "cv": {}})[1:]
-        lines += [
-            rows[0].replace("raw".ljust(28), f"{device} raw"[:27].ljust(28)),
-            rows[1].replace(
-                "calibrated (in-sample)".ljust(28), f"{device} left out"[:27].ljust(28)
-            ),
-        ]
+        rows += [(f"{device} raw"[:27], s["raw"]), (f"{device} left out"[:27], s["calibrated"])]
+    lines += _stats_table(stats, rows)
     return "\n".join(lines)
 
 
