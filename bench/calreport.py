@@ -85,15 +85,12 @@ def main_() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = measure(args.data, args.out)
-    if args.json:
-        print(json.dumps(result))
-        return
-    print()
-    print(
+    summary = (
         f"calibrate report on the shared co-location month: {result['report_s']} s "
         f"({result['pairs']} hourly pairs, a {result['bytes'] / 1024:.0f} KiB page); "
         f"calibrate fit took {result['fit_s']} s ({result['method']})"
     )
+    print(json.dumps(result) if args.json else f"\n{summary}")
 
 
 if __name__ == "__main__":

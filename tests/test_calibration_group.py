@@ -14,6 +14,7 @@ import pytest
 
 from sensorpipe.calibration.group import (
     FOG_RH,
+    GroupHours,
     distance_km,
     group_statistics,
     hour_factor,
@@ -46,7 +47,7 @@ def constructed(
 
 def test_each_hours_factor_is_the_one_the_data_were_made_with() -> None:
     members, reference, truth = constructed()
-    factors = hourly_factors(members, reference, {}, {})
+    factors = hourly_factors(GroupHours(members, reference, {}, {}))
     assert [f.hour_ms for f in factors] == sorted(truth)
     for f in factors:
         assert f.factor == pytest.approx(truth[f.hour_ms]) and f.members == 3 and not f.reason
@@ -61,7 +62,9 @@ def test_too_few_members_fog_and_no_reference_give_no_factor_and_say_why() -> No
     member_rh["a"][hours[3]] = 99.0  # one member foggy, the mean (99 + 90 + 90)/3 is not
     member_rh["b"][hours[3]] = member_rh["c"][hours[3]] = 90.0
     del reference[hours[4]]
-    factors = {f.hour_ms: f for f in hourly_factors(members, reference, station_rh, member_rh)}
+    factors = {
+        f.hour_ms: f for f in hourly_factors(GroupHours(members, reference, station_rh, member_rh))
+    }
     assert factors[hours[0]].factor is None and "2 members" in factors[hours[0]].reason
     assert factors[hours[1]].factor is None and "at the station" in factors[hours[1]].reason
     assert factors[hours[2]].factor is None and "group's mean RH" in factors[hours[2]].reason
@@ -69,7 +72,9 @@ def test_too_few_members_fog_and_no_reference_give_no_factor_and_say_why() -> No
     assert factors[hours[4]].factor is None and "no reference" in factors[hours[4]].reason
     assert factors[hours[5]].factor is not None
     # Fewer members are enough when asked.
-    assert hourly_factors(members, reference, {}, {}, min_members=2)[0].factor is not None
+    assert (
+        hourly_factors(GroupHours(members, reference, {}, {}), min_members=2)[0].factor is not None
+    )
 
 
 def test_leave_one_device_out_statistics_equal_a_computation_written_out_here() -> None:
@@ -80,7 +85,7 @@ def test_leave_one_device_out_statistics_equal_a_computation_written_out_here() 
         members["b"][h] += 0.3 * math.sin(2 * i)
     members["d"] = {h: v * 1.1 for h, v in members["b"].items()}
     del members["c"][T0]
-    loo = leave_one_out(members, reference, {}, {})
+    loo = leave_one_out(GroupHours(members, reference, {}, {}))
     expected: list[tuple[str, int, float, float, float]] = []
     for device in sorted(members):
         for h, raw in sorted(members[device].items()):

@@ -6,9 +6,10 @@ Only the fields needed are selected, by name."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from sensorpipe.calibration.group import GroupHours
 from sensorpipe.calibration.methods import CalibrationError
 from sensorpipe.calibration.pairing import (
     Pairs,
@@ -178,16 +179,12 @@ def complete_hours(
 
 
 @dataclass
-class GroupInputs:
-    """What a group calibration reads: each member's complete hourly means and hourly RH,
-    the reference's hourly values and RH, the members' sensor model."""
+class GroupInputs(GroupHours):
+    """What a group calibration reads (`GroupHours`), with the members' sensor model and the
+    readings an hour needs per member."""
 
-    members: dict[str, dict[int, float]]
-    member_rh: dict[str, dict[int, float]]
-    reference: dict[int, float]
-    station_rh: dict[int, float]
-    sensor_model: str
-    needed: dict[str, int]
+    sensor_model: str = ""
+    needed: dict[str, int] = field(default_factory=dict)
 
 
 def group_inputs(
@@ -222,11 +219,11 @@ def group_inputs(
         members[device], needed[device] = complete_hours(influx, device, quantity, window)
     return GroupInputs(
         members=members,
+        reference={h: v for h, (v, _) in hourly(influx, reference, quantity, window).items()},
+        station_rh={h: v for h, (v, _) in hourly(influx, reference, RH, window).items()},
         member_rh={
             d: {h: v for h, (v, _) in hourly(influx, d, RH, window).items()} for d in devices
         },
-        reference={h: v for h, (v, _) in hourly(influx, reference, quantity, window).items()},
-        station_rh={h: v for h, (v, _) in hourly(influx, reference, RH, window).items()},
         sensor_model=distinct[0] if distinct else "",
         needed=needed,
     )

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +36,6 @@ FOG_RH = 98.0  # % relative humidity: fog, PM readings unusable
 MIN_MEMBERS = 3
 WITHIN_KM = 10.0  # default radius around the station in which the group is chosen
 EARTH_RADIUS_KM = 6371.0088
-
-Hourly = Mapping[int, float]  # hour start (ms) -> value
 
 
 @dataclass(frozen=True)
@@ -90,18 +88,30 @@ def hour_factor(
     return HourFactor(hour, reference / mean, n, mean, reference)
 
 
+@dataclass
+class GroupHours:
+    """What the factors are computed from: each member's complete hourly means (device ->
+    hour -> mean), the reference's hourly values, the station's hourly RH, and each member's
+    hourly RH."""
+
+    members: dict[str, dict[int, float]]
+    reference: dict[int, float]
+    station_rh: dict[int, float]
+    member_rh: dict[str, dict[int, float]]
+
+    def without(self, device: str) -> GroupHours:
+        """The same hours with one member left out."""
+        members = {d: m for d, m in self.members.items() if d != device}
+        return GroupHours(members, self.reference, self.station_rh, self.member_rh)
+
+
 def hourly_factors(
-    members: Mapping[str, Hourly],
-    reference: Hourly,
-    station_rh: Hourly,
-    member_rh: Mapping[str, Hourly],
-    min_members: int = MIN_MEMBERS,
-    hours: Iterable[int] | None = None,
+    group: GroupHours, min_members: int = MIN_MEMBERS, hours: Iterable[int] | None = None
 ) -> list[HourFactor]:
-    """The factor of every hour (those given, else every hour a member or the reference has),
-    from each member's complete hourly means (`members`: device -> hour -> mean)."""
+    """The factor of every hour (those given, else every hour a member or the reference has)."""
+    members = group.members
     if hours is None:
-        hours = set(reference).union(*(set(m) for m in members.values()))
+        hours = set(group.reference).union(*(set(m) for m in members.values()))
     out = []
     for hour in sorted(set(hours)):
         having = [d for d, m in members.items() if hour in m]
@@ -109,9 +119,9 @@ def hourly_factors(
             hour_factor(
                 hour,
                 [members[d][hour] for d in having],
-                reference.get(hour),
-                station_rh.get(hour),
-                [member_rh[d][hour] for d in having if hour in member_rh.get(d, {})],
+                group.reference.get(hour),
+                group.station_rh.get(hour),
+                [group.member_rh[d][hour] for d in having if hour in group.member_rh.get(d, {})],
                 min_members,
             )
         )
@@ -129,19 +139,12 @@ class LeaveOneOut:
     reference: list[float]
 
 
-def leave_one_out(
-    members: Mapping[str, Hourly],
-    reference: Hourly,
-    station_rh: Hourly,
-    member_rh: Mapping[str, Hourly],
-    min_members: int = MIN_MEMBERS,
-) -> LeaveOneOut:
+def leave_one_out(group: GroupHours, min_members: int = MIN_MEMBERS) -> LeaveOneOut:
     """Every member hour that gets a factor from the group without that member."""
     out = LeaveOneOut([], [], [], [], [])
-    for device in sorted(members):
-        others = {d: m for d, m in members.items() if d != device}
-        own = members[device]
-        for f in hourly_factors(others, reference, station_rh, member_rh, min_members, own):
+    for device in sorted(group.members):
+        own = group.members[device]
+        for f in hourly_factors(group.without(device), min_members, own):
             if f.factor is None or f.reference is None:
                 continue
             out.devices.append(device)

@@ -162,16 +162,31 @@ def calibrate_fit(
             "cv": fitted.cv,
         },
     }
+    _store(directory, record, as_json, " to devices of the same sensor model")
+
+
+def _store(
+    directory: Path | None,
+    record: dict[str, Any],
+    as_json: bool,
+    then: str,
+    factors: list[Any] | None = None,
+) -> None:
+    """Add the calibration (and a group calibration's hourly factors) to the book and print
+    it, as JSON or described, with what to do next."""
     with calibration_book(directory, create=True) as book:
         assert book is not None
         stored = book.add(record)
+        if factors is not None:
+            book.add_factors(stored["id"], factors)
+            stored["hours"] = _hours_summary(book, stored["id"])
     if as_json:
         click.echo(json.dumps(stored, indent=2))
         return
     click.echo(_describe(stored))
     click.echo(
         f"stored as {stored['id']}: `sensorpipe calibrate apply {stored['id']} --device ...` "
-        "assigns it to devices of the same sensor model"
+        f"assigns it{then}"
     )
 
 
@@ -501,19 +516,7 @@ def calibrate_group(
         "folds": len(members),
         "statistics": stats,
     }
-    with calibration_book(directory, create=True) as book:
-        assert book is not None
-        stored = book.add(record)
-        book.add_factors(stored["id"], factors)
-        stored["hours"] = _hours_summary(book, stored["id"])
-    if as_json:
-        click.echo(json.dumps(stored, indent=2))
-        return
-    click.echo(_describe(stored))
-    click.echo(
-        f"stored as {stored['id']}: `sensorpipe calibrate apply {stored['id']} --device ...` "
-        f"assigns it; `sensorpipe calibrate update {stored['id']}` adds the hours since"
-    )
+    _store(directory, record, as_json, "; `calibrate update` adds the hours since", factors)
 
 
 @contextmanager
@@ -551,9 +554,8 @@ def _group_compute(
         inputs = group_inputs(client, members, reference, quantity, window, require_all=not update)
     except CalibrationError as exc:
         fail(str(exc))
-    args = (inputs.members, inputs.reference, inputs.station_rh, inputs.member_rh, least)
-    factors = hourly_factors(*args)
-    stats = group_statistics(leave_one_out(*args), quantity)
+    factors = hourly_factors(inputs, least)
+    stats = group_statistics(leave_one_out(inputs, least), quantity)
     return inputs, factors, stats
 
 
@@ -642,17 +644,17 @@ def _ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
+REPORT_OUT = click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+    help="The HTML file to write (self-contained: inline SVG, no scripts).",
+)  # fmt: skip
+
+
 @calibrate.command("report")
 @click.argument("calibration_id")
+@REPORT_OUT
 @DIR_OPTION
 @INFLUX_OPTIONS
-@click.option(
-    "--out",
-    "out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The HTML file to write (self-contained: inline SVG, no scripts).",
-)
 @click.option("--from", "start", default=None, help="Start (default: the calibration's period).")
 @click.option("--to", "end", default=None, help="End (default: the calibration's period).")
 def calibrate_report(

@@ -30,6 +30,7 @@ from click.testing import CliRunner
 from sensorpipe.cli.main import main
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import running_stack
+from tests.integration.test_calibration import reference_hours
 
 DATA = Path(__file__).parent.parent / "data" / "colocation"
 SENSOR = DATA / "toco_toucan_RT01_2019-08-18_20.csv"
@@ -119,17 +120,6 @@ def minutes(path: Path, column: str) -> dict[datetime, list[float]]:
             hour = (local + timedelta(hours=5)).replace(minute=0, tzinfo=UTC)
             out[hour].append(float(row[column]))
     return out
-
-
-def reference_hours(param: str) -> dict[datetime, float]:
-    with REFERENCE.open(newline="") as f:
-        return {
-            datetime.strptime(f"{r['Date (UTC)']} {r['Time (UTC)']}", "%m/%d/%Y %H:%M").replace(
-                tzinfo=UTC
-            ): float(r["Value"])
-            for r in csv.DictReader(f)
-            if r["Param"] == param and r["QC Code"] == "0"
-        }
 
 
 def complete_means(path: Path) -> dict[datetime, float]:
