@@ -251,7 +251,7 @@ def timeseries_svg(pairs: ReportPairs, quantity: str, unit: str) -> str:
     matrix = f"matrix({_f(sx)} 0 0 {_f(-sy)} {_f(TS_LEFT)} {_f(bottom + sy * lo)})"
     parts = [
         '<svg xmlns="http://www.w3.org/2000/svg" id="timeseries" '
-        f'width="{_f(TS_LEFT + TS_WIDTH + 16)}" height="{_f(bottom + 64)}" role="img" '
+        f'width="{_f(TS_LEFT + TS_WIDTH + 16)}" height="HEIGHT" role="img" '
         'aria-label="time series">',
         f'<rect x="{_f(TS_LEFT)}" y="{_f(top)}" width="{_f(TS_WIDTH)}" height="{_f(TS_HEIGHT)}" '
         'fill="#fff" stroke="#888"/>',
@@ -298,24 +298,28 @@ def timeseries_svg(pairs: ReportPairs, quantity: str, unit: str) -> str:
             f"{label}</text>"
         )
         d += every * day
-    x = TS_LEFT
+    x, y = TS_LEFT, bottom + 32  # the legend, wrapped to rows within the plot's width
     for name, colour, dash in [*legend, ("fog (RH ≥ 98 %)", "#ff7f0e", "fog")]:
+        width = 30 + 7 * len(name)
+        if x + width > TS_LEFT + TS_WIDTH and x > TS_LEFT:
+            x, y = TS_LEFT, y + 18
         if dash == "fog":
             mark = (
-                f'<rect x="{_f(x)}" y="{_f(bottom + 32)}" width="18" height="10" '
+                f'<rect x="{_f(x)}" y="{_f(y)}" width="18" height="10" '
                 f'fill="{colour}" fill-opacity="0.3"/>'
             )
         else:
             dashes = f' stroke-dasharray="{dash}"' if dash else ""
             mark = (
-                f'<line x1="{_f(x)}" y1="{_f(bottom + 37)}" x2="{_f(x + 18)}" '
-                f'y2="{_f(bottom + 37)}" stroke="{colour}" stroke-width="2"{dashes}/>'
+                f'<line x1="{_f(x)}" y1="{_f(y + 5)}" x2="{_f(x + 18)}" '
+                f'y2="{_f(y + 5)}" stroke="{colour}" stroke-width="2"{dashes}/>'
             )
         parts.append(
-            f'{mark}<text x="{_f(x + 22)}" y="{_f(bottom + 41)}" font-size="11">'
+            f'{mark}<text x="{_f(x + 22)}" y="{_f(y + 9)}" font-size="11">'
             f"{html.escape(name)}</text>"
         )
-        x += 30 + 7 * len(name)
+        x += width
+    parts[0] = parts[0].replace('height="HEIGHT"', f'height="{_f(y + 24)}"')
     parts.append(
         f'<text transform="translate(14 {_f(top + TS_HEIGHT / 2)}) rotate(-90)" '
         f'text-anchor="middle" font-size="12">{html.escape(f"{quantity} ({unit})")}</text>'
