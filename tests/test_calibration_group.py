@@ -236,3 +236,33 @@ def test_without_devices_the_group_is_the_registered_devices_near_the_station() 
     assert _group_members(registry, "station", (), 10.0, None) == ["bme", "near"]
     assert _group_members(registry, "station", (), 25.0, "sds011") == ["far", "near"]
     assert _group_members(registry, "station", ("far", "far"), 1.0, None) == ["far"]
+
+
+def test_apply_warns_where_a_group_calibration_goes_beyond_its_radius(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sensorpipe.cli.main import main
+    from sensorpipe.protocol.messages import Location
+    from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+
+    def at(lat: float | None) -> DeviceEntry:
+        where = None if lat is None else Location(lat=lat, lon=5.0)
+        return DeviceEntry(site="s", source="import", sensors=["sds011"], location=where)
+
+    devices = {"station": at(52.0), "near": at(52.05), "far": at(52.3), "unplaced": at(None)}
+    save_registry(Registry(devices=devices), tmp_path / "registry.toml")
+    book = CalibrationBook(tmp_path / "calibrations.sqlite")
+    group = {"chosen_by": "within 10 km of station", "within_km": 10.0}
+    record = {"method": "group", "quantity": "pm2_5", "sensor_model": "sds011", "group": group}
+    cid = book.add({**record, "reference": "station", "coefficients": {}})["id"]
+    book.close()
+    run = CliRunner().invoke(
+        main,
+        ["calibrate", "apply", cid, "--device", "near", "--device", "far",
+         "--device", "unplaced", "--dir", str(tmp_path)],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert "--device near" not in run.stderr
+    assert "--device far is 33.4 km from station, outside the 10 km" in run.stderr
+    assert "--device unplaced has no registered location" in run.stderr
+    assert run.stdout.count(f"{cid} applies to") == 3

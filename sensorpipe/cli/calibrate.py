@@ -296,6 +296,9 @@ def calibrate_apply(
                 f"--device {device}: sensor model {have}; {calibration_id} was fitted on "
                 f"{model} and applies only to that model"
             )
+    if record["method"] == "group":
+        for device in devices_:
+            _warn_if_far(registry, record, device)
     try:
         by = getpass.getuser()
     except (KeyError, OSError):
@@ -318,6 +321,33 @@ def calibrate_apply(
     for a in made:
         period = f"{a.as_dict()['from'] or 'the start'} .. {a.as_dict()['to'] or 'open'}"
         click.echo(f"{calibration_id} applies to {a.device_id} ({period})")
+
+
+def _warn_if_far(registry: Any, record: dict[str, Any], device: str) -> None:
+    """A warning (the assignment is still made) where a group calibration is assigned to a
+    device outside the radius its group was chosen in, or without a location to tell."""
+    from sensorpipe.calibration.group import distance_km
+
+    radius = record.get("group", {}).get("within_km")
+    station = registry.devices.get(record["reference"])
+    if radius is None or station is None or station.location is None:
+        return
+    where = registry.devices[device].location
+    if where is None:
+        click.echo(
+            f"warning: --device {device} has no registered location: {record['id']}'s hourly "
+            f"factors are of sensors within {radius:g} km of {record['reference']}",
+            err=True,
+        )
+        return
+    km = distance_km(station.location.lat, station.location.lon, where.lat, where.lon)
+    if km > radius:
+        click.echo(
+            f"warning: --device {device} is {km:.1f} km from {record['reference']}, outside "
+            f"the {radius:g} km {record['id']}'s group was chosen in: its factors may not hold "
+            "there",
+            err=True,
+        )
 
 
 def _record(directory: Path | None, calibration_id: str) -> dict[str, Any]:
@@ -506,6 +536,7 @@ def calibrate_group(
         "devices": members,
         "group": {
             "chosen_by": "--device" if devices_ else f"within {radius:g} km of {reference}",
+            "within_km": None if devices_ else radius,
             "min_members": least,
             "fog_rh": FOG_RH,
         },
