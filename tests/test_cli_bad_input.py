@@ -616,6 +616,60 @@ CASES: dict[str, list[Case]] = {
             "calibration 'cal-2': no such calibration (the stack has: cal-1)",
         ),
     ],
+    "calibrate report": [
+        (lambda t: [], "Missing argument 'CALIBRATION_ID'"),
+        (lambda t: ["cal-1"], "Missing option '--out'"),
+        (lambda t: ["cal-1", "--out", str(t / "r.png")], "only an HTML report is written"),
+        (lambda t: ["cal-1", "--out", str(t / "r.html"), "--dir", str(t)], "the stack has none"),
+        (
+            lambda t: ["cal-7", "--out", str(t / "r.html"), "--dir", _stack_with_calibration(t)],
+            "calibration 'cal-7': no such calibration (the stack has: cal-1)",
+        ),
+        (
+            lambda t: [
+                "cal-1",
+                "--out",
+                str(t / "r.html"),
+                "--from",
+                "2019-08-02",
+                "--to",
+                "2019-08-01",
+            ],
+            "--from 2019-08-02 is not before --to 2019-08-01",
+        ),
+    ],
+    "calibrate group": [
+        (lambda t: [], "Missing option '--reference'"),
+        (lambda t: ["--reference", "r1", "--device", "r1"], "a device is not its own reference"),
+        (
+            lambda t: ["--reference", "r1", "--device", "d1", "--within", "5"],
+            "--within and --sensor choose the group near the station; with --device, leave out",
+        ),
+        (lambda t: ["--reference", "r1", "--within", "0"], "0.0 is not in the range x>0"),
+        (lambda t: ["--reference", "r1", "--min-members", "0"], "0 is not in the range x>=1"),
+        (
+            lambda t: ["--reference", "r9", "--dir", _stack_with_calibration(t)],
+            "--reference r9: not in the register",
+        ),
+        (
+            lambda t: ["--reference", "r1", "--device", "d9", "--dir", _stack_with_calibration(t)],
+            "--device d9: not in the register",
+        ),
+        (
+            lambda t: ["--reference", "r1", "--dir", _stack_with_calibration(t)],
+            "--reference r1: the register has no location for it",
+        ),
+        (lambda t: ["--reference", "r1", "--quantity", "pm25"], "'pm25': unknown"),
+    ],
+    "calibrate update": [
+        (lambda t: [], "Missing argument 'CALIBRATION_ID'"),
+        (lambda t: ["cal-1", "--dir", str(t)], "the stack has none yet"),
+        (
+            lambda t: ["cal-1", "--dir", _stack_with_calibration(t)],
+            "cal-1: a linear calibration has fixed coefficients, nothing to update",
+        ),
+        (lambda t: ["cal-1", "--to", "soon"], "--to: time 'soon'"),
+    ],
     "query counts": [
         (lambda t: ["--source", "telraam"], "--source: unknown source 'telraam': use one of"),
         (lambda t: ["--every", "5 minutes"], "--every 5 minutes: use an interval from 1m to 1d"),

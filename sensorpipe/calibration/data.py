@@ -1,13 +1,15 @@
 """What a fit reads from InfluxDB: each device's hourly means and counts of a quantity and of
 relative humidity, the readings' times (for the median interval), its sensor model, and the
-reference's hourly values. Only the fields needed are selected, by name."""
+reference's hourly values (`training_pairs` for a fit, `group_inputs` for a group calibration).
+Only the fields needed are selected, by name."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from sensorpipe.calibration.group import GroupHours
 from sensorpipe.calibration.methods import CalibrationError
 from sensorpipe.calibration.pairing import (
     Pairs,
@@ -164,3 +166,64 @@ def _iso(ms: int) -> str:
     from datetime import UTC
 
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def complete_hours(
+    influx: InfluxClient, device: str, field: str, window: Window
+) -> tuple[dict[int, float], int]:
+    """The device's hourly means of `field` with at least the readings its median interval
+    says an hour needs (as a fit counts them), and that number."""
+    needed = minimum_count(median_interval_ms(reading_times(influx, device, field, window)))
+    means = {h: m for h, (m, n) in hourly(influx, device, field, window).items() if n >= needed}
+    return means, needed
+
+
+@dataclass
+class GroupInputs(GroupHours):
+    """What a group calibration reads (`GroupHours`), with the members' sensor model and the
+    readings an hour needs per member."""
+
+    sensor_model: str = ""
+    needed: dict[str, int] = field(default_factory=dict)
+
+
+def group_inputs(
+    influx: InfluxClient,
+    devices: Sequence[str],
+    reference: str,
+    quantity: str,
+    window: Window,
+    *,
+    require_all: bool = True,
+) -> GroupInputs:
+    """The group's and the station's hours in `window`; all members must report `quantity`
+    from one sensor model. With `require_all` false (an update), a member without readings
+    in the window is no error: it has no hours."""
+    models = {d: sensor_models(influx, d, quantity, window) for d in devices}
+    missing = [d for d, m in models.items() if not m]
+    if missing and require_all:
+        raise CalibrationError(
+            f"device {missing[0]!r}: InfluxDB holds no {quantity} of it in the period "
+            f"{_iso(window.start_ms)} .. {_iso(window.end_ms)}; check the id, --from and --to"
+        )
+    distinct = sorted({m for ms in models.values() for m in ms})
+    if len(distinct) > 1 or (require_all and not distinct):
+        listed = "; ".join(f"{d}: {', '.join(m)}" for d, m in models.items())
+        raise CalibrationError(
+            f"the group's devices report {quantity} from {len(distinct)} sensor models "
+            f"({listed}): a group is of one model; give --device or --sensor"
+        )
+    members: dict[str, dict[int, float]] = {}
+    needed: dict[str, int] = {}
+    for device in devices:
+        members[device], needed[device] = complete_hours(influx, device, quantity, window)
+    return GroupInputs(
+        members=members,
+        reference={h: v for h, (v, _) in hourly(influx, reference, quantity, window).items()},
+        station_rh={h: v for h, (v, _) in hourly(influx, reference, RH, window).items()},
+        member_rh={
+            d: {h: v for h, (v, _) in hourly(influx, d, RH, window).items()} for d in devices
+        },
+        sensor_model=distinct[0] if distinct else "",
+        needed=needed,
+    )

@@ -8,12 +8,19 @@ values stay in InfluxDB. A method that needs relative humidity takes the row's o
 `relative_humidity` (the hourly mean when the rows are hourly means), else, as a fit does, the
 hourly RH of the reference station the calibration was fitted against (`needing_humidity`
 says which stations and times to read); a row with neither keeps its raw value and says `raw`.
+
+A group calibration (Samen Meten style, `calibration.group`) has no formula but a factor per
+hour, stored in the book: `calibrate_rows_grouped` (what `query air` uses) multiplies a row's
+value by the factor of its hour; an hour without one (fog, too few members, no reference yet)
+stays raw and says why in the column `calibration_note`. `calibrate_rows` leaves rows of a
+group calibration raw (it has no factors to apply); `calibrate_series_grouped` is
+`calibrate_series` with group calibrations (for the HTTP API).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +31,8 @@ RAW = "raw"
 HOUR_MS = 3_600_000
 COLUMN = "calibration"
 RH = "relative_humidity"
+NOTE = "calibration_note"
+GROUP = "group"
 
 
 def _ms(iso: str) -> int:
@@ -84,6 +93,8 @@ def calibrate_rows(
             if rh is None and reference_rh:
                 rh = reference_rh.get(record.get("reference", ""), {}).get(t - t % HOUR_MS)
             method = record["method"]
+            if method == GROUP:  # hourly factors from the book: `calibrate_rows_grouped`
+                value = None
             if value is not None and (method not in NEEDS_RH or rh is not None):
                 calibrated = float(apply(method, record["coefficients"], [value], [rh])[0])
                 if math.isfinite(calibrated):
@@ -91,6 +102,50 @@ def calibrate_rows(
                     label = chosen.calibration_id
         row[COLUMN] = label
         out.append(row)
+    return out
+
+
+def calibrate_rows_grouped(
+    rows: Iterable[dict[str, Any]],
+    assignments: Sequence[Assignment],
+    calibrations: Mapping[str, dict[str, Any]],
+    reference_rh: Mapping[str, Mapping[int, float]] | None = None,
+    group_factors: Mapping[str, Mapping[int, tuple[float | None, str]]] | None = None,
+    window_ms: int | None = None,
+) -> list[dict[str, Any]]:
+    """`calibrate_rows`, and rows of a group calibration multiplied by the factor of their
+        hour (`group_factors`: calibration id -> hour ms -> (factor or None, reason)). Rows of
+        windows longer than an hour (`window_ms`) stay raw: one hour's factor does not hold for a
+        day's mean. A row left raw by a group calibration says why in `calibration_note` (a column
+    every row has where a group calibration is among `calibrations`)."""
+    rows = list(rows)
+    out = calibrate_rows(rows, assignments, calibrations, reference_rh)
+    if not any(r["method"] == GROUP for r in calibrations.values()):
+        return out
+    for original, row in zip(rows, out, strict=True):
+        row[NOTE] = None  # every row has the column; empty, it is not printed
+        t = _ms(row["time"])
+        chosen = applicable(assignments, str(row.get("device_id", "")), t)
+        if chosen is None or calibrations[chosen.calibration_id]["method"] != GROUP:
+            continue
+        quantity = calibrations[chosen.calibration_id]["quantity"]
+        value = original.get(quantity)
+        if value is None:
+            continue
+        cid = chosen.calibration_id
+        if window_ms is not None and window_ms > HOUR_MS:
+            row[NOTE] = f"{cid}: hourly factors, not for windows longer than an hour"
+            continue
+        factor, reason = (
+            (group_factors or {})
+            .get(cid, {})
+            .get(t - t % HOUR_MS, (None, f"no factor for the hour yet (`calibrate update {cid}`)"))
+        )
+        if factor is None:
+            row[NOTE] = f"{cid}: {reason}"
+            continue
+        row[quantity] = float(value) * factor
+        row[COLUMN] = cid
     return out
 
 
@@ -108,6 +163,30 @@ def calibrate_series(
     per-device series calibrated where an assignment applies, and in each series a list
     `calibration` naming, per interval, the calibration or `raw`. A series per site
     (group=site) mixes devices in InfluxDB's mean and stays raw, labelled so."""
+    return _calibrate_series(answer, lambda rows: calibrate_rows(rows, assignments, calibrations))
+
+
+def calibrate_series_grouped(
+    answer: dict[str, Any],
+    assignments: Sequence[Assignment],
+    calibrations: Mapping[str, dict[str, Any]],
+    group_factors: Mapping[str, Mapping[int, tuple[float | None, str]]],
+    window_ms: int | None = None,
+) -> dict[str, Any]:
+    """`calibrate_series` with group calibrations applied as `calibrate_rows_grouped` does
+    (`window_ms`: the answer's interval); where a group calibration is among `calibrations`,
+    each series also has a list `calibration_note` (why a value stayed raw, or None)."""
+    return _calibrate_series(
+        answer,
+        lambda rows: calibrate_rows_grouped(
+            rows, assignments, calibrations, None, group_factors, window_ms
+        ),
+    )
+
+
+def _calibrate_series(
+    answer: dict[str, Any], calibrate: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+) -> dict[str, Any]:
     out = dict(answer)
     out["series"] = []
     for series in answer["series"]:
@@ -120,10 +199,12 @@ def calibrate_series(
             }
             for i, t in enumerate(series["time"])
         ]
-        done = calibrate_rows(rows, assignments, calibrations) if series.get("device_id") else []
+        done = calibrate(rows) if series.get("device_id") else []
         if done:
             for q, column in series["values"].items():
                 column[:] = [row[q] for row in done]
+            if any(NOTE in row for row in done):
+                series[NOTE] = [row.get(NOTE) for row in done]
         series["calibration"] = [row[COLUMN] for row in done] or [RAW] * len(rows)
         out["series"].append(series)
     return out

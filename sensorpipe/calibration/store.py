@@ -7,6 +7,9 @@ names today. Its record holds the method, coefficients, quantity, sensor model, 
 devices, reference, period, statistics and creation time. An assignment (`calibrate apply`)
 says that a calibration applies to a device's readings, for a validity period or for all time;
 assignments are added, never removed: where several cover a reading, the latest made applies.
+A group calibration (`group`) keeps its hourly factors in `group_factors`: a factor once stored
+is never changed; an hour stored without one (no reference yet, too few members) may be filled
+by a later `calibrate update`.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sensorpipe.calibration.group import HourFactor
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calibrations (
@@ -36,6 +41,16 @@ CREATE TABLE IF NOT EXISTS assignments (
     by TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS assignments_device ON assignments(device_id);
+CREATE TABLE IF NOT EXISTS group_factors (
+    calibration_id TEXT NOT NULL REFERENCES calibrations(id),
+    hour_ms INTEGER NOT NULL,
+    factor REAL,
+    members INTEGER NOT NULL,
+    group_mean REAL,
+    reference REAL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (calibration_id, hour_ms)
+);
 """
 
 
@@ -155,6 +170,41 @@ class CalibrationBook:
             args,
         ).fetchall()
         return [Assignment(*row) for row in rows]
+
+    def add_factors(self, calibration_id: str, factors: Iterable[HourFactor]) -> int:
+        """Store hourly factors of a group calibration: new hours, and hours stored without a
+        factor; an hour with a factor is kept as it is. How many rows were written."""
+        rows = [
+            (calibration_id, f.hour_ms, f.factor, f.members, f.group_mean, f.reference, f.reason)
+            for f in factors
+        ]
+        with self._db:
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT INTO group_factors (calibration_id, hour_ms, factor, members, "
+                "group_mean, reference, reason) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (calibration_id, hour_ms) DO UPDATE SET factor = excluded.factor, "
+                "members = excluded.members, group_mean = excluded.group_mean, "
+                "reference = excluded.reference, reason = excluded.reason "
+                "WHERE group_factors.factor IS NULL",
+                rows,
+            )
+            return self._db.total_changes - before
+
+    def factors(
+        self, calibration_id: str, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[HourFactor]:
+        """The stored hours of a group calibration in [start_ms, end_ms), in time order."""
+        rows = self._db.execute(
+            "SELECT hour_ms, factor, members, group_mean, reference, reason FROM group_factors "
+            "WHERE calibration_id = ? AND hour_ms >= ? AND hour_ms < ? ORDER BY hour_ms",
+            (
+                calibration_id,
+                -(2**62) if start_ms is None else start_ms,
+                2**62 if end_ms is None else end_ms,
+            ),
+        ).fetchall()
+        return [HourFactor(*row) for row in rows]
 
 
 def open_book(path: Path, *, create: bool) -> CalibrationBook | None:

@@ -145,7 +145,7 @@ def query_air(
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
     from sensorpipe.ingest.influx import InfluxClient
     from sensorpipe.query.bbox import BBoxError, devices_inside, parse_bbox
-    from sensorpipe.query.influxql import GROUP_TAGS, AirQuery, QueryInputError
+    from sensorpipe.query.influxql import GROUP_TAGS, AirQuery, QueryInputError, duration_ns
     from sensorpipe.query.output import drop_empty_columns, rows_from_series
 
     if aggregate is not None and every is None:
@@ -211,7 +211,8 @@ def query_air(
         fail(str(exc))
     finally:
         client.close()
-    rows = _label(rows, calibration, asked, quantities)
+    window_ms = None if every is None else duration_ns(every) // 1_000_000
+    rows = _label(rows, calibration, asked, quantities, window_ms)
     columns = drop_empty_columns(rows, ["time", *GROUP_TAGS, "calibration"])
     _print_rows(
         rows,
@@ -359,6 +360,8 @@ class _Calibrations:
         self.records = records
         # Per reference station: its hourly RH (hour ms -> %), for rows without their own.
         self.reference_rh: dict[str, dict[int, float]] = {}
+        # Per group calibration: hour ms -> (factor or None, why none), from the book.
+        self.group_factors: dict[str, dict[int, tuple[float | None, str]]] = {}
 
     def read_reference_humidity(self, client: Any, rows: list[dict[str, Any]]) -> None:
         """The hourly RH of the reference stations of the calibrations with humidity, over
@@ -396,7 +399,13 @@ def _calibrations(directory: Path | None, devices: tuple[str, ...]) -> _Calibrat
             return None
         assignments = book.assignments(devices)
         records = {i: r for i in {a.calibration_id for a in assignments} if (r := book.get(i))}
-    return _Calibrations(assignments, records) if assignments else None
+        found = _Calibrations(assignments, records)
+        for cid, record in records.items():
+            if record["method"] == "group":
+                found.group_factors[cid] = {
+                    f.hour_ms: (f.factor, f.reason) for f in book.factors(cid)
+                }
+    return found if assignments else None
 
 
 def _label(
@@ -404,15 +413,21 @@ def _label(
     calibration: _Calibrations | None,
     asked: tuple[str, ...],
     read: tuple[str, ...],
+    window_ms: int | None = None,
 ) -> list[dict[str, Any]]:
     """The rows calibrated where an assigned calibration applies, each with its `calibration`
     column; a quantity read only to calibrate with is dropped again."""
-    from sensorpipe.calibration.readtime import calibrate_rows, raw_rows
+    from sensorpipe.calibration.readtime import calibrate_rows_grouped, raw_rows
 
     if calibration is None:
         return raw_rows(rows)
-    out = calibrate_rows(
-        rows, calibration.assignments, calibration.records, calibration.reference_rh
+    out = calibrate_rows_grouped(
+        rows,
+        calibration.assignments,
+        calibration.records,
+        calibration.reference_rh,
+        calibration.group_factors,
+        window_ms,
     )
     extra = set(read) - set(asked)
     if extra:  # with their quality-flag columns (`<quantity>_flags`, `<quantity>_flagged`)

@@ -64,18 +64,21 @@ _FIT_BY_ANALYST = {
 FIT_STATS = {
     "nl": (
         "Bij elke kalibratie worden het aantal uren, helling, snijpunt, R², RMSE en NRMSE "
-        "berekend, voor de ruwe en de gekalibreerde waarden. Zonder opgegeven methode kiest "
-        "sensorpipe de methode met kruisvalidatie in de tijd. De gekalibreerde waarde wordt "
-        "berekend bij het opvragen en nooit over de ruwe geschreven; elke waarde zegt welke "
-        "kalibratie haar maakte. Niet zelflerend: een kalibratie verandert alleen als een "
-        "analist een nieuwe maakt."
+        "berekend, voor de ruwe en de gekalibreerde waarden (bij de groepskalibratie elke sensor "
+        "gekalibreerd met factoren die zonder die sensor zijn berekend). Zonder opgegeven "
+        "methode kiest sensorpipe tussen de regressiemethoden met kruisvalidatie in de tijd. De "
+        "gekalibreerde waarde wordt berekend bij het opvragen en nooit over de ruwe geschreven; "
+        "elke waarde zegt welke kalibratie haar maakte. Niet zelflerend: een kalibratie "
+        "verandert alleen als een analist een nieuwe maakt."
     ),
     "en": (
         "With every calibration the number of hours, slope, intercept, R², RMSE and NRMSE are "
-        "computed, for the raw and the calibrated values. Unless a method is given, sensorpipe "
-        "chooses it by cross-validation over time. The calibrated value is computed when read "
-        "and never written over the raw one; each value says which calibration made it. It does "
-        "not learn by itself: a calibration changes only when an analyst makes a new one."
+        "computed, for the raw and the calibrated values (for the group calibration each sensor "
+        "calibrated with factors computed without it). Unless a method is given, sensorpipe "
+        "chooses among the regression methods by cross-validation over time. The calibrated "
+        "value is computed when read and never written over the raw one; each value says which "
+        "calibration made it. It does not learn by itself: a calibration changes only when an "
+        "analyst makes a new one."
     ),
 }
 
@@ -268,9 +271,15 @@ CALIBRATION_METHODS: dict[str, dict[str, MethodDescription]] = {
                 "Meten van het RIVM dat doet."
             ),
             how=(
-                "Elk uur wordt het gemiddelde van een groep vergelijkbare sensoren in een gebied "
-                "vergeleken met het dichtstbijzijnde referentiestation; die verhouding "
-                "corrigeert elke sensor van de groep in dat uur."
+                "Elk uur wordt het gemiddelde van een groep vergelijkbare sensoren (hetzelfde "
+                "sensortype; door de analist gekozen, of de geregistreerde sensoren binnen een "
+                "straal rond het station, standaard 10 km) vergeleken met de uurwaarde van het "
+                "referentiestation. Die verhouding (referentie ÷ groepsgemiddelde) vermenigvuldigt "
+                "de waarden van dat uur van de sensoren van de groep en van de sensoren waaraan de "
+                "analist de kalibratie toekent. Een uur met te weinig sensoren (standaard minder "
+                "dan 3) of met mist (luchtvochtigheid 98 % of meer bij het station of gemiddeld in "
+                "de groep) krijgt geen factor: de waarden blijven ruw en zeggen waarom. De "
+                "factoren worden per uur bewaard en met `calibrate update` aangevuld."
             ),
             data=(
                 f"{_RAW['nl']}, van elke sensor van de groep, en de uurwaarden van het "
@@ -292,9 +301,15 @@ CALIBRATION_METHODS: dict[str, dict[str, MethodDescription]] = {
                 "RIVM's Samen Meten does."
             ),
             how=(
-                "Each hour the mean of a group of comparable sensors in an area is compared "
-                "with the nearest reference station; that ratio corrects each sensor of the "
-                "group in that hour."
+                "Each hour the mean of a group of comparable sensors (the same sensor model; "
+                "chosen by the analyst, or the registered sensors within a radius of the "
+                "station, 10 km by default) is compared with the reference station's hourly "
+                "value. That ratio (reference ÷ group mean) multiplies the values of that hour "
+                "of the group's sensors and of the sensors the analyst assigns the calibration "
+                "to. An hour with too few sensors (by default fewer than 3) or fog (relative "
+                "humidity 98 % or more at the station or in the group's mean) gets no factor: "
+                "its values stay raw and say why. The factors are stored per hour and extended "
+                "by `calibrate update`."
             ),
             data=(
                 f"{_RAW['en']}, of each sensor of the group, and the hourly values of the "
@@ -309,7 +324,7 @@ CALIBRATION_METHODS: dict[str, dict[str, MethodDescription]] = {
         ),
     },
 }
-# What stands in for FIT_STATS where a method is described but not yet built (`group`).
+# What stands in for FIT_STATS where a method is described but not yet built (none now).
 NOT_BUILT = {
     "nl": (
         "Deze methode is in ontwikkeling: sensorpipe berekent haar nog niet; de beschrijving "
@@ -320,8 +335,8 @@ NOT_BUILT = {
         "says how it will work."
     ),
 }
-# The methods sensorpipe computes (`calibrate fit --method`).
-BUILT = ("linear", "linear_rh", "kohler")
+# The methods sensorpipe computes (`calibrate fit --method`, and `calibrate group`).
+BUILT = ("linear", "linear_rh", "kohler", "group")
 CALIBRATION_TAGS = {
     "nl": "fijnstof, luchtkwaliteit, sensoren, kalibratie, luchtvochtigheid, sensorpipe",
     "en": "particulate matter, air quality, sensors, calibration, humidity, sensorpipe",
