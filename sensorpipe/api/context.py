@@ -55,6 +55,34 @@ class ApiContext:
     def close(self) -> None:
         self.influx.close()
 
+    # --- calibration ----------------------------------------------------------------------
+    def calibration_book_path(self) -> Path:
+        """The calibration book: the config's calibration_book_path, else the one beside the
+        registry (a local stack's)."""
+        from sensorpipe.calibration.status import book_beside
+
+        configured = self.config.calibration_book_path
+        return Path(configured) if configured else book_beside(self.config.registry_path)
+
+    def calibrations_now(self, device_ids: list[str]) -> dict[str, Any]:
+        """Per device and quantity the calibration that applies now (calibration.status);
+        nothing where there is no book. ApiProblem 503 where it cannot be read."""
+        import sqlite3
+
+        from sensorpipe.calibration.status import calibration_status
+        from sensorpipe.calibration.store import open_book
+
+        path = self.calibration_book_path()
+        try:
+            book = open_book(path, create=False)
+            try:
+                return calibration_status(book, device_ids, int(time.time() * 1000))
+            finally:
+                if book is not None:
+                    book.close()
+        except (OSError, sqlite3.Error) as exc:
+            raise ApiProblem(503, f"the calibration book cannot be read: {exc}") from None
+
     # --- registry -------------------------------------------------------------------------
     def registry(self) -> Registry:
         """The registry as its file is now; read again only when the file changed."""

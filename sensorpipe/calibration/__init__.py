@@ -8,4 +8,6 @@ n, slope, intercept, R², RMSE, NRMSE and the US EPA's PM2.5 targets; `data` rea
 needs from InfluxDB; `store` is the calibration book (calibrations.sqlite: calibrations, never
 overwritten, and their assignments to devices); `readtime` calibrates values as they are read
 (`query air`'s rows, and `calibrate_series` for an `air_series` answer of the HTTP API).
+`status` says which calibration applies to each device's quantities now (the register, the
+API, SensorThings' calibrated Datastreams) and the uncertainty of a calibration's values.
 """

@@ -74,6 +74,7 @@ def serve_config(
             return _override(config, str(stack_config), host, port, allow_plaintext)
         config = ServeConfig(
             registry_path=str(s.registry_path),
+            calibration_book_path=str(s.calibration_book_path),
             ingest_stats_path=str(s.directory / "ingest" / "stats.json"),
             influx=InfluxSettings(url=info.influx_url, database=info.database),
             broker=BrokerSettings(host="127.0.0.1", port=info.broker_port),

@@ -400,7 +400,16 @@ class LocalStack:
             broker_port=broker_port,
             influx_url=influx_url,
             api_port=api_port,
+            calibration_book_path=self.calibration_book_path,
         )
+
+    @property
+    def calibration_book_path(self) -> Path:
+        """The calibration book (`sensorpipe calibrate`): in the state directory, beside the
+        quarantine book."""
+        from sensorpipe.calibration.status import BOOK_FILE
+
+        return self.quarantine_path.parent / BOOK_FILE
 
     def _record(self, name: str, pid: int) -> None:
         if self._state is not None:
