@@ -30,6 +30,7 @@ from tests.integration.test_calibration import (
     STATION,
     calibrated,
     pairs,
+    reference_hours,
     sensorpipe,
 )
 
@@ -58,6 +59,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             sensorpipe(
                 "import", "csv", str(SENSOR), "--device", device, "--force", *SENSOR_ARGS, *d
             )
+        # A third copy without the humidity column: calibrated with the station's hourly RH.
+        no_rh = SENSOR_ARGS[: SENSOR_ARGS.index("RH (%)=relative_humidity") - 1]
+        sensorpipe("import", "csv", str(SENSOR), "--device", "rt03", "--force", *no_rh, *d)
         sensorpipe("import", "reference", "airnowtech", str(REFERENCE), *d)
         fit = ["calibrate", "fit", "--device", "rt01", "--reference", STATION, "--json", *d]
         rh = json.loads(sensorpipe(*fit, "--method", "linear_rh").stdout)
@@ -65,6 +69,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         apply = ["calibrate", "apply", "--device", "rt02", *d]
         sensorpipe(*apply[:2], rh["id"], *apply[2:], "--from", "2019-08-19", "--to", SPLIT)
         sensorpipe(*apply[:2], linear["id"], *apply[2:], "--from", SPLIT)
+        sensorpipe("calibrate", "apply", rh["id"], "--device", "rt03", *d)
         # The service as `sensorpipe serve` runs it without a config: the book is found beside
         # the registry, in the stack's directory.
         ctx = ApiContext(stack_serve_config(stack))
@@ -135,8 +140,10 @@ def test_a_calibrated_datastream_stands_beside_the_raw_one(world: World) -> None
     assert thing["name"] == "rt02"
 
 
-def _window(world: World, start: str, end: str, **more: str) -> list[dict[str, Any]]:
-    cal = datastreams(world, "rt02")["rt02 pm2_5 (logger) (calibrated)"]
+def _window(
+    world: World, start: str, end: str, device: str = "rt02", **more: str
+) -> list[dict[str, Any]]:
+    cal = datastreams(world, device)[f"{device} pm2_5 (logger) (calibrated)"]
     flt = f"phenomenonTime ge {start} and phenomenonTime lt {end}"
     got = world.sta(f"Datastreams({cal['@iot.id']})/Observations", **{"$filter": flt}, **more)
     return list(got["value"])
@@ -194,3 +201,30 @@ def test_top_orderby_and_next_links_page_as_on_the_raw_datastream(world: World) 
     # Its result is computed when read: it cannot be filtered, and the answer says where to.
     r = world.client.get(f"/sta/v1.1/{path}", params={"$filter": "result gt 5"})
     assert r.status_code == 400 and f"Datastreams({cal['properties']['raw_datastream']})" in r.text
+
+
+def test_a_device_without_humidity_is_calibrated_with_the_stations(world: World) -> None:
+    files, station_rh = minutes(), reference_hours("RHUM")
+    got = _window(world, "2019-08-18T15:58:00Z", "2019-08-18T16:02:00Z", device="rt03")
+    assert len(got) == 4
+    for obs in got:
+        t = datetime.fromisoformat(obs["phenomenonTime"].replace("Z", "+00:00"))
+        rh = station_rh[t.replace(minute=0)]
+        expected = calibrated(world.rh, files[t][0], rh)
+        assert obs["result"] == pytest.approx(expected, rel=1e-9)
+        assert obs["parameters"]["calibration"] == world.rh["id"]
+
+
+def test_expanded_observations_are_calibrated_too(world: World) -> None:
+    cal = datastreams(world, "rt02")["rt02 pm2_5 (logger) (calibrated)"]
+    got = world.sta(
+        f"Datastreams({cal['@iot.id']})",
+        **{"$expand": "Observations($top=2;$orderby=phenomenonTime asc)"},
+    )
+    first = got["Observations"]
+    assert [o["phenomenonTime"] for o in first] == [
+        "2019-08-19T00:00:00.000Z",
+        "2019-08-19T00:01:00.000Z",
+    ]
+    raw, rh = minutes()[datetime(2019, 8, 19, tzinfo=UTC)]
+    assert first[0]["result"] == pytest.approx(calibrated(world.rh, raw, rh), rel=1e-9)
