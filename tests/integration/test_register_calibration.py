@@ -55,13 +55,11 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with running_stack(tmp_path_factory, "register-cal", serve=False, kits=False) as (stack, _):
         d = ["--dir", str(stack.directory)]
-        for device in ("rt01", "rt02"):
-            sensorpipe(
-                "import", "csv", str(SENSOR), "--device", device, "--force", *SENSOR_ARGS, *d
-            )
-        # A third copy without the humidity column: calibrated with the station's hourly RH.
+        # rt03 without the humidity column: calibrated with the station's hourly RH.
         no_rh = SENSOR_ARGS[: SENSOR_ARGS.index("RH (%)=relative_humidity") - 1]
-        sensorpipe("import", "csv", str(SENSOR), "--device", "rt03", "--force", *no_rh, *d)
+        copies = {"rt01": SENSOR_ARGS, "rt02": SENSOR_ARGS, "rt03": no_rh}
+        for device, columns in copies.items():  # the same file again: --force past the ledger
+            sensorpipe("import", "csv", str(SENSOR), "--device", device, "--force", *columns, *d)
         sensorpipe("import", "reference", "airnowtech", str(REFERENCE), *d)
         fit = ["calibrate", "fit", "--device", "rt01", "--reference", STATION, "--json", *d]
         rh = json.loads(sensorpipe(*fit, "--method", "linear_rh").stdout)

@@ -29,7 +29,7 @@ from typing import Any
 
 from sensorpipe.api.context import ApiContext
 from sensorpipe.api.sta.ids import stable_id
-from sensorpipe.calibration.status import applied_dict, of_quantity
+from sensorpipe.calibration.status import Applied, applied_dict, of_quantity
 from sensorpipe.calibration.store import Assignment
 from sensorpipe.ingest.influx import InfluxClient, identifier, string_literal
 from sensorpipe.protocol import storage
@@ -411,34 +411,25 @@ def _calibrated_datastream(b: _Builder, raw: Entity, book: BookContents) -> Enti
     )
     if not mine:
         return None
-    from sensorpipe.calibration.status import Applied
-
     listed = []
     for a in mine:
         d = applied_dict(Applied(a, records[a.calibration_id]))
         listed.append({k: v for k, v in d.items() if k != "status"})
+    description = raw.props["description"].removesuffix(": every stored reading")
+    properties = {**raw.props["properties"], "calibrated": True, "raw_datastream": raw.id}
     ds = b.add(
         "Datastream",
         ("air-calibrated", device_id, model, quantity),
-        {
+        raw.props
+        | {
             "name": f"{raw.props['name']} (calibrated)",
             "description": (
-                f"{raw.props['description'].removesuffix(': every stored reading')}, "
-                f"calibrated when read: each reading a calibration's validity period covers, "
-                f"calibrated by the latest assigned (never stored; Datastream {raw.id} has the "
-                f"raw readings); each Observation's parameters name its calibration and "
-                f"uncertainty"
+                f"{description}, calibrated when read: each reading a calibration's validity "
+                f"period covers, calibrated by the latest assigned (never stored; Datastream "
+                f"{raw.id} has the raw readings); each Observation's parameters name its "
+                f"calibration and uncertainty"
             ),
-            "observationType": MEASUREMENT,
-            "unitOfMeasurement": raw.props["unitOfMeasurement"],
-            "properties": {
-                "device_id": device_id,
-                "sensor": model,
-                "quantity": quantity,
-                "calibrated": True,
-                "raw_datastream": raw.id,
-                "calibrations": listed,
-            },
+            "properties": properties | {"calibrations": listed},
         },
     )
     ds.source = CalibratedSource(
