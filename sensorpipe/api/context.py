@@ -67,16 +67,27 @@ class ApiContext:
     def calibrations_now(self, device_ids: list[str]) -> dict[str, Any]:
         """Per device and quantity the calibration that applies now (calibration.status);
         nothing where there is no book. ApiProblem 503 where it cannot be read."""
+        from sensorpipe.calibration.status import calibration_status
+
+        now_ms = int(time.time() * 1000)
+        return self._with_book(lambda book: calibration_status(book, device_ids, now_ms))
+
+    def calibration_methods_in_use(self) -> set[str]:
+        """The methods of the calibrations assigned to a device (the algorithm register's
+        "in use"); none without a book."""
+        return set(self._with_book(lambda book: book.methods_in_use() if book else set()))
+
+    def _with_book(self, read: Callable[[Any], Any]) -> Any:
+        """`read(book)` of the calibration book, opened for it (None: there is none);
+        ApiProblem 503 where it cannot be read."""
         import sqlite3
 
-        from sensorpipe.calibration.status import calibration_status
         from sensorpipe.calibration.store import open_book
 
-        path = self.calibration_book_path()
         try:
-            book = open_book(path, create=False)
+            book = open_book(self.calibration_book_path(), create=False)
             try:
-                return calibration_status(book, device_ids, int(time.time() * 1000))
+                return read(book)
             finally:
                 if book is not None:
                     book.close()

@@ -461,8 +461,9 @@ def algorithms(ctx: Ctx) -> list[AlgorithmEntry]:
     """One entry for the on-device counting model and one per calibration method, in the field
     names of the Algoritmeregister's publication standard 1.0 (in Dutch, as the register
     publishes). The organisation, contact and legal basis are the register's network settings;
-    where these are not set, the fields are empty."""
-    return algorithm_entries(ctx.registry())
+    where these are not set, the fields are empty. A calibration method is "In gebruik" (in
+    use) where a calibration of it is assigned to a device."""
+    return algorithm_entries(ctx.registry(), calibrations_in_use=ctx.calibration_methods_in_use())
 
 
 @router.get(

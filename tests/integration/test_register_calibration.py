@@ -226,3 +226,16 @@ def test_expanded_observations_are_calibrated_too(world: World) -> None:
     ]
     raw, rh = minutes()[datetime(2019, 8, 19, tzinfo=UTC)]
     assert first[0]["result"] == pytest.approx(calibrated(world.rh, raw, rh), rel=1e-9)
+
+
+def test_the_api_calls_assigned_calibration_methods_in_use(world: World) -> None:
+    """/api/v1/algorithms, as `devices export --format algorithms`: the methods of the
+    calibrations assigned are "In gebruik", the others "In ontwikkeling"."""
+    status = {
+        e["source_id"]: e["status"]
+        for e in world.client.get("/api/v1/algorithms").json()
+        if e["source_id"].startswith("sensorpipe:calibration:")
+    }
+    used = {f"sensorpipe:calibration:{m}" for m in ("linear", "linear_rh")}
+    assert {i for i, s in status.items() if s == "In gebruik"} == used
+    assert status["sensorpipe:calibration:kohler"] == "In ontwikkeling"
