@@ -135,7 +135,10 @@ def test_a_calibrated_datastream_stands_beside_the_raw_one(world: World) -> None
     assert not [n for n in datastreams(world, "rt01") if n.endswith("(calibrated)")]
     assert "rt02 relative_humidity (logger) (calibrated)" not in streams
     thing = world.sta(f"Datastreams({cal['@iot.id']})/Thing")
-    assert thing["name"] == "rt02"
+    assert thing["name"] == "rt02"  # which says, as the register does, what applies now
+    now = thing["properties"]["calibration"]
+    assert now["pm2_5"]["calibration_id"] == world.linear["id"]
+    assert now["relative_humidity"] == {"status": "not_calibrated"}
 
 
 def _window(

@@ -29,7 +29,7 @@ from typing import Any
 
 from sensorpipe.api.context import ApiContext
 from sensorpipe.api.sta.ids import stable_id
-from sensorpipe.calibration.status import Applied, applied_dict, of_quantity
+from sensorpipe.calibration.status import Applied, applied_dict, applying, describe, of_quantity
 from sensorpipe.calibration.store import Assignment
 from sensorpipe.ingest.influx import InfluxClient, identifier, string_literal
 from sensorpipe.protocol import storage
@@ -307,6 +307,10 @@ def build_catalog(
             props["state"] = NO_DATA_YET if of.first_seen_ms is None else None
             props["sensor_health"] = [h.as_json() for _, h in sorted(health.items())]
             props["notes"] = not_ok_notes(health)
+        if calibration is not None:  # as /api/v1/devices says it: per quantity, now
+            props["calibration"] = _calibrated_now(
+                device_id, entry.quantities, entry.source, calibration
+            )
         thing = b.add(
             "Thing",
             (device_id,),
@@ -396,6 +400,19 @@ def build_catalog(
             ds.source = CountSource(device_id, count_class, direction)
             _relate_datastream(b, ds, thing, sensor, prop)
     return Catalog(b.entities)
+
+
+def _calibrated_now(
+    device_id: str, quantities: list[str], source: str, book: BookContents
+) -> dict[str, dict[str, Any]]:
+    """Per quantity of the device, the calibration that applies now, or its status."""
+    now_ms = int(time.time() * 1000)
+    applied = {
+        q: found
+        for q in quantities
+        if (found := applying(book[0], book[1], device_id, q, now_ms)) is not None
+    }
+    return describe(quantities, source, applied)
 
 
 def _calibrated_datastream(b: _Builder, raw: Entity, book: BookContents) -> Entity | None:
