@@ -70,14 +70,16 @@ class ApiContext:
         from sensorpipe.calibration.status import calibration_status
 
         now_ms = int(time.time() * 1000)
-        return self._with_book(lambda book: calibration_status(book, device_ids, now_ms))
+        return self.with_calibration_book(lambda book: calibration_status(book, device_ids, now_ms))
 
     def calibration_methods_in_use(self) -> set[str]:
         """The methods of the calibrations assigned to a device (the algorithm register's
         "in use"); none without a book."""
-        return set(self._with_book(lambda book: book.methods_in_use() if book else set()))
+        return set(
+            self.with_calibration_book(lambda book: book.methods_in_use() if book else set())
+        )
 
-    def _with_book(self, read: Callable[[Any], Any]) -> Any:
+    def with_calibration_book(self, read: Callable[[Any], Any]) -> Any:
         """`read(book)` of the calibration book, opened for it (None: there is none);
         ApiProblem 503 where it cannot be read."""
         import sqlite3

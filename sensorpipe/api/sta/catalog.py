@@ -507,21 +507,15 @@ def catalog(ctx: ApiContext) -> Catalog:
 def _book_or_none(ctx: ApiContext) -> BookContents | None:
     """The calibration book's assignments and calibrations ((), {} where there is no book), or
     None where it cannot be read: the catalog then has no calibrated Datastreams."""
-    import sqlite3
-
+    from sensorpipe.api.problems import ApiProblem
     from sensorpipe.calibration.status import read_book
-    from sensorpipe.calibration.store import open_book
 
     try:
-        book = open_book(ctx.calibration_book_path(), create=False)
-        try:
-            return read_book(book)
-        finally:
-            if book is not None:
-                book.close()
-    except (OSError, sqlite3.Error):
+        contents: BookContents = ctx.with_calibration_book(read_book)
+    except ApiProblem:
         log.warning("calibration book not read: no calibrated Datastreams", exc_info=True)
         return None
+    return contents
 
 
 def _stats_or_none(ctx: ApiContext) -> RegisterStats | None:
