@@ -85,6 +85,7 @@ def devices_export(
         text, n = _algorithms(registry, fmt, lang or "nl", _methods_in_use(directory))
         _write(text, out, f"{n} algorithms ({fmt})")
         return
+    calibration = _calibration(directory, registry)  # first: a bad book fails before InfluxDB
     stats, why_not = _register_stats(s, influx_url, database)
     if why_not:
         click.echo(
@@ -92,9 +93,7 @@ def devices_export(
             f"messages and latency",
             err=True,
         )
-    text = export(
-        registry, stats, fmt, lang=lang or "en", calibration=_calibration(directory, registry)
-    )
+    text = export(registry, stats, fmt, lang=lang or "en", calibration=calibration)
     warn_personal_data_gaps(registry)
     _write(text, out, f"{len(registry.devices)} devices ({fmt})")
 
