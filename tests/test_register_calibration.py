@@ -14,7 +14,6 @@ from typing import Any
 
 from sensorpipe.calibration.status import (
     Applied,
-    book_beside,
     calibration_status,
     describe,
     uncertainty,
@@ -183,22 +182,11 @@ def test_flagged_7d_is_on_the_html_page(directory: Path) -> None:
         assert f"{heading} {counts}" in text and f"{heading} {none}" in text
 
 
-def test_a_served_stack_finds_its_book_beside_its_registry(tmp_path: Path) -> None:
-    assert book_beside(tmp_path / "registry.toml") == tmp_path / "calibrations.sqlite"
-
-
 def test_the_stack_serves_with_the_book_calibrate_writes(tmp_path: Path) -> None:
-    """`stack up`'s serve.toml names the book `sensorpipe calibrate` keeps (a relative path in
-    a serve config is read against the file's folder)."""
+    """`stack up`'s serve.toml names the book `sensorpipe calibrate` keeps."""
     from sensorpipe.api.config import load_serve_config
     from sensorpipe.stack.local import LocalStack
 
     stack = LocalStack(tmp_path / "st")
-    assert stack.calibration_book_path == book_path(stack.directory)
     written = stack._write_serve_config(1883, "http://127.0.0.1:8086", 8080)
-    assert load_serve_config(written).calibration_book_path == str(book_path(stack.directory))
-    own = tmp_path / "serve.toml"
-    own.write_text('calibration_book_path = "state/calibrations.sqlite"\n')
-    assert load_serve_config(own).calibration_book_path == str(
-        tmp_path / "state" / "calibrations.sqlite"
-    )
+    assert load_serve_config(written).calibration_path == str(book_path(stack.directory))

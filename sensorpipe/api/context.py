@@ -56,13 +56,11 @@ class ApiContext:
         self.influx.close()
 
     # --- calibration ----------------------------------------------------------------------
-    def calibration_book_path(self) -> Path:
-        """The calibration book: the config's calibration_book_path, else the one beside the
-        registry (a local stack's)."""
-        from sensorpipe.calibration.status import book_beside
-
-        configured = self.config.calibration_book_path
-        return Path(configured) if configured else book_beside(self.config.registry_path)
+    def calibration_book_path(self) -> Path | None:
+        """The calibration book the config names (calibration_path); None: none (every value
+        is then raw, and the register says no device is calibrated)."""
+        configured = self.config.calibration_path
+        return Path(configured) if configured else None
 
     def calibrations_now(self, device_ids: list[str]) -> dict[str, Any]:
         """Per device and quantity the calibration that applies now (calibration.status);
@@ -86,8 +84,9 @@ class ApiContext:
 
         from sensorpipe.calibration.store import open_book
 
+        path = self.calibration_book_path()
         try:
-            book = open_book(self.calibration_book_path(), create=False)
+            book = None if path is None else open_book(path, create=False)
             try:
                 return read(book)
             finally:

@@ -17,22 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from sensorpipe.calibration.store import Assignment, CalibrationBook, _iso
 
-# The book's file name in a stack's (or server's) state directory, beside quarantine.sqlite.
-BOOK_FILE = "calibrations.sqlite"
 REFERENCE_SOURCE = "reference"  # protocol.register's `source` of a reference station
 CALIBRATED, NOT_CALIBRATED, REFERENCE = "calibrated", "not_calibrated", "reference"
 Status = Literal["calibrated", "not_calibrated", "reference"]
-
-
-def book_beside(registry_path: str | Path) -> Path:
-    """Where a local stack keeps its book when nothing else says: beside its registry (a
-    stack's directory is its state directory, unless `server setup` made it)."""
-    return Path(registry_path).parent / BOOK_FILE
 
 
 @dataclass(frozen=True)

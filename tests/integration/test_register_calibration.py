@@ -68,9 +68,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         sensorpipe(*apply[:2], rh["id"], *apply[2:], "--from", "2019-08-19", "--to", SPLIT)
         sensorpipe(*apply[:2], linear["id"], *apply[2:], "--from", SPLIT)
         sensorpipe("calibrate", "apply", rh["id"], "--device", "rt03", *d)
-        # The service as `sensorpipe serve` runs it without a config: the book is found beside
-        # the registry, in the stack's directory.
-        ctx = ApiContext(stack_serve_config(stack))
+        # The service as `sensorpipe serve` runs it: with the stack's book.
+        ctx = ApiContext(stack_serve_config(stack, calibration_path=str(stack.calibration_path)))
         with TestClient(create_app(ctx)) as client:
             yield World(stack, client, rh, linear)
 
