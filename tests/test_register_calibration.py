@@ -93,9 +93,9 @@ def test_describe_names_reference_stations_and_indicative_values() -> None:
 
 
 def test_uncertainty_is_the_out_of_fold_rmse_else_the_fits() -> None:
-    assert uncertainty(record()) == (1.61, "cv_rmse")
-    assert uncertainty(record(cv=None)) == (1.58, "fit_rmse")
-    assert uncertainty({}) == (None, "fit_rmse")
+    assert uncertainty(record()) == (1.61, "cv")
+    assert uncertainty(record(cv=None)) == (1.58, "fitted")
+    assert uncertainty({}) == (None, "fitted")
 
 
 def _with_calibration(directory: Path) -> str:

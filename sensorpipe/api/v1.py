@@ -137,7 +137,7 @@ class CalibrationOut(BaseModel):
     )
     uncertainty_basis: str | None = Field(
         default=None,
-        description="cv_rmse: the chosen method's out-of-fold RMSE; fit_rmse: the fit's RMSE",
+        description="cv: the chosen method's out-of-fold RMSE; fitted: the fit's RMSE",
     )
     unit: str | None = None
     algorithm: str | None = Field(

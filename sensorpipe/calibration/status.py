@@ -100,13 +100,13 @@ def calibration_status(
 
 def uncertainty(record: Mapping[str, Any]) -> tuple[float | None, str]:
     """The ± of a calibration's values in its quantity's unit, and which RMSE it is:
-    `cv_rmse` (out-of-fold, of the chosen method) or `fit_rmse` (the fit on all pairs)."""
+    `cv` (out-of-fold, of the chosen method) or `fitted` (the fit on all pairs)."""
     stats = record.get("statistics") or {}
     cv = (stats.get("cv") or {}).get(record.get("method")) or {}
     if isinstance(cv.get("rmse"), int | float):
-        return float(cv["rmse"]), "cv_rmse"
+        return float(cv["rmse"]), "cv"
     fitted = (stats.get("calibrated") or {}).get("rmse")
-    return (float(fitted), "fit_rmse") if isinstance(fitted, int | float) else (None, "fit_rmse")
+    return (float(fitted), "fitted") if isinstance(fitted, int | float) else (None, "fitted")
 
 
 def _algorithm_id(method: str) -> str:

@@ -168,8 +168,9 @@ def test_calibrated_observations_are_the_raw_minutes_calibrated(world: World) ->
             assert obs["result"] == pytest.approx(expected, rel=1e-9)
             params = obs["parameters"]
             assert params["calibration"] == record["id"] and params["raw_result"] == raw
-            assert params["uncertainty"] == record["statistics"]["cv"][record["method"]]["rmse"]
-            assert params["uncertainty_basis"] == "cv_rmse"
+            rmse = record["statistics"]["cv"][record["method"]]["rmse"]  # out-of-fold
+            assert params["uncertainty"] == round(rmse, 2) and params["uncertainty_rmse"] == "cv"
+            assert params["uncertainty_basis"] == f"calibration:{record['id']}"
             one = world.sta(f"Observations('{obs['@iot.id']}')")
             assert one["result"] == obs["result"]
 

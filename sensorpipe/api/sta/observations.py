@@ -435,11 +435,13 @@ def render(row: ObservationRow, source: Source) -> dict[str, Any]:
     if isinstance(source, CalibratedSource) and row.calibration is not None:
         from sensorpipe.calibration.status import uncertainty
 
-        error, basis = uncertainty(source.records.get(row.calibration) or {})
+        # As /api/v1/air gives it: ± to 0.01 of the unit, its basis the calibration's key.
+        error, rmse = uncertainty(source.records.get(row.calibration) or {})
         out["parameters"] = {
             "calibration": row.calibration,
-            "uncertainty": error,
-            "uncertainty_basis": basis,
+            "uncertainty": None if error is None else round(error, 2),
+            "uncertainty_basis": f"calibration:{row.calibration}",
+            "uncertainty_rmse": rmse,
             "raw_result": row.raw,
         }
     return out
