@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sensorpipe.calibration.status import (
     Applied,
     calibration_status,
@@ -190,3 +192,24 @@ def test_the_stack_serves_with_the_book_calibrate_writes(tmp_path: Path) -> None
     stack = LocalStack(tmp_path / "st")
     written = stack._write_serve_config(1883, "http://127.0.0.1:8086", 8080)
     assert load_serve_config(written).calibration_path == str(book_path(stack.directory))
+
+
+def test_the_api_reads_the_configured_book_and_refuses_a_broken_one(tmp_path: Path) -> None:
+    """No book configured: nothing is calibrated. A book that cannot be read is a 503, not a
+    register that says "not calibrated"."""
+    from sensorpipe.api.config import ServeConfig
+    from sensorpipe.api.context import ApiContext
+    from sensorpipe.api.problems import ApiProblem
+
+    assert ApiContext(ServeConfig()).calibrations_now(["a"]) == {}
+    good = CalibrationBook(tmp_path / "calibrations.sqlite")
+    good.assign(str(good.add(record())["id"]), "a", None, None, "t")
+    good.close()
+    served = ApiContext(ServeConfig(calibration_path=str(tmp_path / "calibrations.sqlite")))
+    assert served.calibrations_now(["a"])["a"]["pm2_5"].calibration_id == "cal-1"
+    assert served.calibration_methods_in_use() == {"linear"}
+    broken = tmp_path / "broken.sqlite"
+    broken.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(ApiProblem) as caught:
+        ApiContext(ServeConfig(calibration_path=str(broken))).calibrations_now(["a"])
+    assert caught.value.status == 503 and "calibration book cannot be read" in str(caught.value)
