@@ -139,7 +139,11 @@ def test_devices_export_states_how_each_quantity_is_calibrated(directory: Path) 
         r["device_id"]: r
         for r in csv.DictReader(io.StringIO(run_export(directory, "--format", "csv").stdout))
     }
-    assert f"pm2_5={cal}" in rows["air-1"]["calibration"].split(";")
+    assert (
+        f"pm2_5={cal} (linear, reference ref-370630099, valid from 2019-08-19T00:00:00Z, 706 "
+        f"hours, RMSE 1.58 ug/m3, R² 0.52, algorithm sensorpipe:calibration:linear)"
+        in rows["air-1"]["calibration"].split(";")
+    )
     assert "temperature=not_calibrated" in rows["air-1"]["calibration"].split(";")
 
     en = html.unescape(_visible_text(run_export(directory, "--format", "html").stdout))

@@ -150,8 +150,25 @@ def flagged_text(flagged: Mapping[str, int], lang: str) -> str:
 
 
 def calibration_csv(calibration: Mapping[str, Mapping[str, Any]]) -> str:
-    """The `calibration` column of the register's CSV: `pm2_5=cal-1;temperature=not_calibrated`
-    (a calibration's id, or its status)."""
-    return ";".join(
-        f"{q}={s.get('calibration_id') or s.get('status')}" for q, s in calibration.items()
-    )
+    """The `calibration` column of the register's CSV, one `quantity=...` per quantity joined
+    with ';': `pm2_5=cal-1 (linear, reference ref-1, valid from 2019-08-19T00:00:00Z, 706
+    hours, RMSE 1.58 ug/m3, R² 0.52, algorithm sensorpipe:calibration:linear)`, or the status
+    (`not_calibrated`: indicative values; `reference`)."""
+    cells = []
+    for q, s in calibration.items():
+        if s.get("status") != CALIBRATED:
+            cells.append(f"{q}={s.get('status')}")
+            continue
+        facts = [str(s.get("method"))]
+        if s.get("reference"):
+            facts.append(f"reference {s['reference']}")
+        facts += [f"valid from {s['valid_from']}"] * bool(s.get("valid_from"))
+        facts += [f"valid to {s['valid_to']}"] * bool(s.get("valid_to"))
+        facts += [f"{s['n_hours']} hours"] * isinstance(s.get("n_hours"), int)
+        if isinstance(s.get("rmse"), int | float):
+            facts.append(f"RMSE {s['rmse']:.2f} {s.get('unit') or ''}".rstrip())
+        if isinstance(s.get("r2"), int | float):
+            facts.append(f"R² {s['r2']:.2f}")
+        facts.append(f"algorithm {s.get('algorithm')}")
+        cells.append(f"{q}={s['calibration_id']} ({', '.join(facts)})")
+    return ";".join(cells)
