@@ -295,6 +295,10 @@ CASES: dict[str, list[Case]] = {
             lambda t: ["--dir", str(t), "--out", str(t / "none" / "r.html")],
             "--out {t}/none/r.html: no directory {t}/none",
         ),
+        (  # the register says how each device is calibrated: it reads the book
+            lambda t: ["--dir", _stack_with_bad_calibration_book(t), "--format", "html"],
+            "calibrations.sqlite: cannot open the calibration book",
+        ),
     ],
     "devices network": [
         (lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML"),

@@ -55,6 +55,46 @@ class ApiContext:
     def close(self) -> None:
         self.influx.close()
 
+    # --- calibration ----------------------------------------------------------------------
+    def calibration_book_path(self) -> Path | None:
+        """The calibration book the config names (calibration_path); None: none (every value
+        is then raw, and the register says no device is calibrated)."""
+        configured = self.config.calibration_path
+        return Path(configured) if configured else None
+
+    def calibrations_now(self, device_ids: list[str]) -> dict[str, Any]:
+        """Per device and quantity the calibration that applies now (calibration.status);
+        nothing where there is no book. ApiProblem 503 where it cannot be read."""
+        from sensorpipe.calibration.status import calibration_status
+
+        now_ms = int(time.time() * 1000)
+        return self.with_calibration_book(lambda book: calibration_status(book, device_ids, now_ms))
+
+    def calibration_methods_in_use(self) -> set[str]:
+        """The methods of the calibrations assigned to a device (the algorithm register's
+        "in use"); none without a book."""
+        return set(
+            self.with_calibration_book(lambda book: book.methods_in_use() if book else set())
+        )
+
+    def with_calibration_book(self, read: Callable[[Any], Any]) -> Any:
+        """`read(book)` of the calibration book, opened for it (None: there is none);
+        ApiProblem 503 where it cannot be read."""
+        import sqlite3
+
+        from sensorpipe.calibration.store import open_book
+
+        path = self.calibration_book_path()
+        try:
+            book = None if path is None else open_book(path, create=False)
+            try:
+                return read(book)
+            finally:
+                if book is not None:
+                    book.close()
+        except (OSError, sqlite3.Error) as exc:
+            raise ApiProblem(503, f"the calibration book cannot be read: {exc}") from None
+
     # --- registry -------------------------------------------------------------------------
     def registry(self) -> Registry:
         """The registry as its file is now; read again only when the file changed."""

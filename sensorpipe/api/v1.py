@@ -115,6 +115,36 @@ class SensorHealthOut(BaseModel):
     uptime_7d: float | None
 
 
+class CalibrationOut(BaseModel):
+    """How one quantity of a device is calibrated now (sensorpipe.calibration.status)."""
+
+    status: Literal["calibrated", "not_calibrated", "reference"] = Field(
+        description="calibrated; not_calibrated (a low-cost sensor's values are indicative); "
+        "reference (a reference station: the values others are calibrated against)"
+    )
+    calibration_id: str | None = Field(default=None, description="e.g. cal-1 (`calibrate show`)")
+    method: str | None = Field(default=None, description="linear, linear_rh, kohler, ...")
+    formula: str | None = None
+    sensor_model: str | None = Field(default=None, description="the model it was fitted on")
+    reference: str | None = Field(default=None, description="the reference station's device id")
+    valid_from: str | None = Field(default=None, description="null: from all the past")
+    valid_to: str | None = Field(default=None, description="null: open")
+    n_hours: int | None = Field(default=None, description="hourly pairs it was fitted on")
+    rmse: float | None = Field(default=None, description="RMSE after calibration (the fit's)")
+    r2: float | None = Field(default=None, description="R² after calibration")
+    uncertainty: float | None = Field(
+        default=None, description="± of its values, in `unit`: see uncertainty_basis"
+    )
+    uncertainty_basis: str | None = Field(
+        default=None,
+        description="cv: the chosen method's out-of-fold RMSE; fitted: the fit's RMSE",
+    )
+    unit: str | None = None
+    algorithm: str | None = Field(
+        default=None, description="its method's entry in /api/v1/algorithms (source_id)"
+    )
+
+
 class DeviceInfo(RegisterEntry):
     state: str | None = Field(
         description=f"{NO_DATA_YET!r} for a registered device nothing is stored from yet"
@@ -135,6 +165,11 @@ class DeviceInfo(RegisterEntry):
     )
     latest_pm2_5: float | None
     latest_pm2_5_time: str | None
+    calibration: dict[str, CalibrationOut] = Field(
+        default_factory=dict,
+        description="per quantity it measures: the calibration that applies now, or "
+        "not_calibrated (values indicative), or reference",
+    )
     exact_location: dict[str, float] | None = Field(
         default=None, description="only with a bearer token"
     )
@@ -280,8 +315,14 @@ def _csv(
 
 
 def device_infos(
-    registry: Registry, stats: RegisterStats, *, exact: bool = False
+    registry: Registry,
+    stats: RegisterStats,
+    *,
+    exact: bool = False,
+    calibration: dict[str, Any] | None = None,
 ) -> list[DeviceInfo]:
+    from sensorpipe.calibration.status import describe
+
     out = []
     for device_id, entry in sorted(registry.devices.items()):
         s = stats.of(device_id)
@@ -305,6 +346,12 @@ def device_infos(
                 latest_pm2_5=s.latest_pm2_5,
                 latest_pm2_5_time=iso(s.latest_pm2_5_ms),
                 exact_location=exact_location,
+                calibration={
+                    q: CalibrationOut(**c)
+                    for q, c in describe(
+                        public.quantities, public.source, (calibration or {}).get(device_id)
+                    ).items()
+                },
             )
         )
     return out
@@ -388,7 +435,8 @@ def devices(
         ctx.require_token(request, "exact locations")
     registry = ctx.registry()
     stats = _storage_call(ctx.stats)
-    infos = device_infos(registry, stats, exact=exact)
+    calibration = ctx.calibrations_now(list(registry.devices))
+    infos = device_infos(registry, stats, exact=exact, calibration=calibration)
     n = registry.network
     network = NetworkOut(
         name=n.name,
@@ -413,8 +461,9 @@ def algorithms(ctx: Ctx) -> list[AlgorithmEntry]:
     """One entry for the on-device counting model and one per calibration method, in the field
     names of the Algoritmeregister's publication standard 1.0 (in Dutch, as the register
     publishes). The organisation, contact and legal basis are the register's network settings;
-    where these are not set, the fields are empty."""
-    return algorithm_entries(ctx.registry())
+    where these are not set, the fields are empty. A calibration method is "In gebruik" (in
+    use) where a calibration of it is assigned to a device."""
+    return algorithm_entries(ctx.registry(), calibrations_in_use=ctx.calibration_methods_in_use())
 
 
 @router.get(
@@ -431,6 +480,7 @@ def device(device_id: DeviceId, ctx: Ctx) -> DeviceInfo:
     (info,) = device_infos(
         Registry(network=registry.network, devices={device_id: registry.devices[device_id]}),
         stats,
+        calibration=ctx.calibrations_now([device_id]),
     )
     return info
 

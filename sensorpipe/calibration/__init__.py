@@ -10,5 +10,7 @@ overwritten, and their assignments to devices); `readtime` calibrates values as 
 (`query air`'s rows, and `calibrate_series` for an `air_series` answer of the HTTP API;
 `calibrate_rows_grouped` also applies group calibrations); `group` is the Samen-Meten-style
 group calibration (hourly factors reference ÷ group mean, leave-one-device-out statistics);
-`report` writes `calibrate report`'s self-contained HTML page (inline SVG).
+`report` writes `calibrate report`'s self-contained HTML page (inline SVG). `status` says which
+calibration applies to each device's quantities now (the register, the API, SensorThings'
+calibrated Datastreams) and the uncertainty of a calibration's values.
 """

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -85,6 +85,7 @@ def devices_export(
         text, n = _algorithms(registry, fmt, lang or "nl", _methods_in_use(directory))
         _write(text, out, f"{n} algorithms ({fmt})")
         return
+    calibration = _calibration(directory, registry)  # first: a bad book fails before InfluxDB
     stats, why_not = _register_stats(s, influx_url, database)
     if why_not:
         click.echo(
@@ -92,7 +93,7 @@ def devices_export(
             f"messages and latency",
             err=True,
         )
-    text = export(registry, stats, fmt, lang=lang or "en")
+    text = export(registry, stats, fmt, lang=lang or "en", calibration=calibration)
     warn_personal_data_gaps(registry)
     _write(text, out, f"{len(registry.devices)} devices ({fmt})")
 
@@ -110,6 +111,17 @@ def _write(text: str, out: str | None, what: str) -> None:
             f"directory that exists"
         )
     click.echo(f"wrote {what} to {out}", err=True)
+
+
+def _calibration(directory: Path | None, registry: Registry) -> dict[str, Any]:
+    """Per device and quantity, the calibration that applies now (none without a book)."""
+    import time
+
+    from sensorpipe.calibration.status import calibration_status
+    from sensorpipe.cli.calibrate import calibration_book
+
+    with calibration_book(directory, create=False) as book:
+        return calibration_status(book, registry.devices, int(time.time() * 1000))
 
 
 def _methods_in_use(directory: Path | None) -> set[str]:

@@ -7,8 +7,9 @@ reads the quality flags back: per interval how many readings were flagged and wh
 aggregates without the flagged readings or of them alone. `register`
 and `health` tell what InfluxDB knows of each device and its sensors (first and last seen,
 uptime, gaps, latency, health); `export` writes the public register as JSON, GeoJSON, CSV and an
-HTML page. `algorithms` describes the algorithms sensorpipe uses (the counting model, from its
-model card, and the calibration methods, whose public descriptions are `calibration_texts`) in
-the Dutch algorithm register's publication standard, as JSON, and `algorithm_page` as a page
-like the register's.
+HTML page, with `register_quality`'s words (in English and Dutch) for how each quantity is
+calibrated and the quality flags of the last 7 days. `algorithms` describes the algorithms
+sensorpipe uses (the counting model, from its model card, and the calibration methods, whose
+public descriptions are `calibration_texts`) in the Dutch algorithm register's publication
+standard, as JSON, and `algorithm_page` as a page like the register's.
 """

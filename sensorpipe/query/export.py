@@ -17,10 +17,11 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sensorpipe.calibration.status import describe
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.register import (
     LEGAL_BASIS_NONE,
@@ -37,7 +38,21 @@ from sensorpipe.protocol.register import (
 from sensorpipe.protocol.registry import NetworkInfo, Registry
 from sensorpipe.query.health import not_ok_notes
 from sensorpipe.query.register import RegisterStats
+from sensorpipe.query.register_quality import (
+    TEXTS as QUALITY_TEXTS,
+)
+from sensorpipe.query.register_quality import (
+    calibration_csv,
+    calibration_sentence,
+    flagged_text,
+)
 from sensorpipe.query.spreadsheet import to_csv_text
+
+if TYPE_CHECKING:
+    from sensorpipe.calibration.status import Applied
+
+# Per device and quantity, the calibration that applies now (calibration.status).
+Calibrations = Mapping[str, Mapping[str, "Applied"]]
 
 FORMATS = ("json", "geojson", "csv", "html")
 LANGUAGES = ("en", "nl")
@@ -58,9 +73,22 @@ _ENTRY_FIELDS = [f for f in RegisterEntry.model_fields if f != "location"]
 CSV_COLUMNS = [*_ENTRY_FIELDS, "lat", "lon", "location_precision_decimals"]
 
 
-def register_records(registry: Registry, stats: RegisterStats | None) -> list[dict[str, Any]]:
+def register_records(
+    registry: Registry, stats: RegisterStats | None, calibration: Calibrations | None = None
+) -> list[dict[str, Any]]:
     """Each device's public register entry as a dict; with `stats`, the sensors seen reporting
-    are in it and STATS_FIELDS are added."""
+    are in it and STATS_FIELDS are added; with `calibration` (calibration.status), per quantity
+    it measures how it is calibrated (`calibration`)."""
+    records = _records(registry, stats)
+    if calibration is not None:
+        for record in records:
+            record["calibration"] = describe(
+                record["quantities"], record["source"], calibration.get(record["device_id"])
+            )
+    return records
+
+
+def _records(registry: Registry, stats: RegisterStats | None) -> list[dict[str, Any]]:
     if stats is None:
         return [e.model_dump() for e in build_register(registry)]
     records = []
@@ -103,6 +131,8 @@ def _csv_value(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, list):
         return LIST_SEPARATOR.join(str(v) for v in value)
+    if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+        return calibration_csv(value)  # calibration: pm2_5=cal-1;temperature=not_calibrated
     if isinstance(value, dict):  # flagged_7d: fog=3;humidity=12
         return LIST_SEPARATOR.join(f"{k}={v}" for k, v in value.items())
     return value
@@ -113,6 +143,8 @@ def to_csv(records: Sequence[dict[str, Any]]) -> str:
     spreadsheet would run as a formula is written as text (query.spreadsheet)."""
     with_stats = any("first_seen" in r for r in records)
     columns = CSV_COLUMNS + (list(STATS_FIELDS) if with_stats else [])
+    if any("calibration" in r for r in records):
+        columns.append("calibration")
     rows = []
     for r in records:
         location = r.get("location") or {}
@@ -568,15 +600,28 @@ def _article(record: dict[str, Any], lang: str) -> str:
                 "<br>".join(_e(n) for n in _not_ok(record, lang)) or _e(t["all_ok"]),
                 ' class="not-ok"' if record["sensors_not_ok"] else "",
             ),
+            ("flagged_7d", _e(flagged_text(record.get("flagged_7d") or {}, lang)), ""),
         ]
+    if record.get("calibration"):
+        rows.insert(1, ("calibration", _calibration(record, lang), ""))
     body = "\n".join(
-        f"<dt{attr}>{_e(t[key])}</dt><dd{attr}>{value}</dd>" for key, value, attr in rows
+        f"<dt{attr}>{_e(t.get(key) or QUALITY_TEXTS[lang][key])}</dt><dd{attr}>{value}</dd>"
+        for key, value, attr in rows
     )
     device = record["device_id"]
     return (
         f'<article id="device-{_e(device)}">\n<h2>{_e(t["sensor"])} {_e(device)}</h2>\n'
         f"<dl>\n{body}\n</dl>\n</article>"
     )
+
+
+def _calibration(record: dict[str, Any], lang: str) -> str:
+    """Per quantity the device measures, whether and how it is calibrated: one line each."""
+    lines = []
+    for q, status in record["calibration"].items():
+        name = _sentence(QUANTITY_NAMES[lang].get(q, q))
+        lines.append(f"{_e(name)}: {_e(calibration_sentence(status, lang, _UNITS))}")
+    return "<br>".join(lines)
 
 
 def _overview(records: Sequence[dict[str, Any]], lang: str) -> str:
@@ -696,9 +741,11 @@ def export(
     *,
     lang: str = "en",
     generated_at: datetime | None = None,
+    calibration: Calibrations | None = None,
 ) -> str:
-    """The register in `fmt` (json, geojson, csv or html)."""
-    records = register_records(registry, stats)
+    """The register in `fmt` (json, geojson, csv or html); with `calibration`, how each
+    device's quantities are calibrated."""
+    records = register_records(registry, stats, calibration)
     if fmt == "json":
         return to_json(records)
     if fmt == "geojson":

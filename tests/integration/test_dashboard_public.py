@@ -15,8 +15,11 @@ import pytest
 
 from sensorpipe.api.config import MapSettings
 from sensorpipe.api.dashboard import STATIC_DIR
+from sensorpipe.calibration.status import Applied
+from sensorpipe.calibration.store import Assignment
 from sensorpipe.protocol.registry import DeviceEntry, NetworkInfo, Registry
 from sensorpipe.query.export import export
+from sensorpipe.query.register import DeviceStats, RegisterStats
 from tests.integration import test_dashboard as dashboard
 from tests.integration.live_server import live_server
 from tests.integration.test_dashboard import READY, History, artefacts
@@ -152,8 +155,26 @@ def _register() -> Registry:
     return registry
 
 
+def _calibrated_pm2_5() -> dict[str, dict[str, Applied]]:
+    """sc-87654321's PM2.5 calibrated, with every part of the register's sentence."""
+    assignment = Assignment(1, "cal-12", "sc-87654321", 1_566_172_800_000, None, 0.0, "analist")
+    record = {
+        "method": "linear_rh",
+        "quantity": "pm2_5",
+        "unit": "ug/m3",
+        "reference": "ref-NL10636-utrecht-kardinaal-de-jongweg",
+        "statistics": {"n_pairs": 706, "calibrated": {"rmse": 1.58, "r2": 0.52}},
+    }
+    return {"sc-87654321": {"pm2_5": Applied(assignment, record)}}
+
+
 def test_the_dutch_register_page_fits_a_390_px_phone(open_browser: Any) -> None:
-    page_html = export(_register(), None, "html", lang="nl")
+    # With its statistics (the flags of the last 7 days) and how each quantity is calibrated.
+    stats = RegisterStats(
+        {"sc-87654321": DeviceStats(first_seen_ms=1, flagged_7d={"fog": 1234, "humidity": 56})},
+        1_700_000_000_000,
+    )
+    page_html = export(_register(), stats, "html", lang="nl", calibration=_calibrated_pm2_5())
     b = open_browser("http://127.0.0.1:9", viewport={"width": 390, "height": 844})
     page = b.page
     page.set_content(page_html)
@@ -187,7 +208,9 @@ def test_the_dutch_register_page_fits_a_390_px_phone(open_browser: Any) -> None:
         assert font >= 14 and box is not None and box["width"] >= 300, (font, box)
     text = page.locator("body").inner_text()
     assert "niet toegewezen" in text and "Telraam-verkeersteller" in text
-    for english in ("unassigned", "imported from", "traffic counter"):
+    assert "gekalibreerd met cal-12" in text and "niet gekalibreerd: indicatieve waarden" in text
+    assert "mist (RV ≥ 98 %) 1.234" in text
+    for english in ("unassigned", "imported from", "traffic counter", "calibrated", "fog"):
         assert english not in text, english
     page.screenshot(path=str(artefacts() / "register-nl-390px.png"), full_page=True)
     assert b.errors == [], b.errors

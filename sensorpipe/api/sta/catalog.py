@@ -7,7 +7,10 @@ series InfluxDB holds.
 - ObservedProperty: a quantity (pm2_5, temperature, ...) or a class of passers-by counted.
 - Datastream: a device's sensor measuring one quantity (air), or a device's count of one class
   in one direction (counts). It exists when the device declares a sensor model that measures
-  the quantity (or counts), or when InfluxDB holds its series.
+  the quantity (or counts), or when InfluxDB holds its series. Beside an air Datastream whose
+  quantity has a calibration of its sensor model assigned (`sensorpipe calibrate apply`), a
+  second one, "<name> (calibrated)": the same readings calibrated when read (observations.py),
+  its properties naming the calibrations; the raw Datastream and its id stay as they were.
 
 The catalog is small (a handful of entities per device) and is rebuilt when the registry
 changes or it is older than the register cache time; Observations are read from InfluxDB per
@@ -16,14 +19,18 @@ request (see observations.py).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sensorpipe.api.context import ApiContext
 from sensorpipe.api.sta.ids import stable_id
+from sensorpipe.calibration.status import Applied, applied_dict, applying, describe, of_quantity
+from sensorpipe.calibration.store import Assignment
 from sensorpipe.ingest.influx import InfluxClient, identifier, string_literal
 from sensorpipe.protocol import storage
 from sensorpipe.protocol.counting import COUNT_CLASSES
@@ -123,7 +130,21 @@ class CountSource:
     direction: str
 
 
+@dataclass(frozen=True)
+class CalibratedSource(AirSource):
+    """A calibrated air datastream's values: those of its AirSource, calibrated when read by
+    the calibrations of its quantity and sensor model assigned to its device (oldest first;
+    where several cover a reading, the latest made applies)."""
+
+    assignments: tuple[Assignment, ...] = ()
+    records: Mapping[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)
+    raw_datastream_id: int = 0
+
+
 Source = AirSource | CountSource
+log = logging.getLogger(__name__)
+# The calibration book's assignments (oldest first) and the calibrations they name.
+BookContents = tuple[Sequence[Assignment], Mapping[str, dict[str, Any]]]
 
 
 @dataclass
@@ -249,11 +270,16 @@ class _Builder:
 
 
 def build_catalog(
-    registry: Registry, influx: InfluxClient, stats: RegisterStats | None = None
+    registry: Registry,
+    influx: InfluxClient,
+    stats: RegisterStats | None = None,
+    calibration: BookContents | None = None,
 ) -> Catalog:
     """Every Thing, Location, Sensor, ObservedProperty and Datastream there is now. With
     `stats`, each Thing's properties hold its sensors' health (`sensor_health`, `notes`,
-    `state`) and each air Datastream's properties its sensor's (`health`)."""
+    `state`) and each air Datastream's properties its sensor's (`health`). With
+    `calibration` (the book's assignments and calibrations), a calibrated Datastream beside
+    each air Datastream that a calibration is assigned to."""
     air_seen: dict[str, set[str]] = {}
     for tags in _seen_series(influx, storage.AIR):
         if "device_id" in tags and "sensor" in tags:
@@ -281,6 +307,10 @@ def build_catalog(
             props["state"] = NO_DATA_YET if of.first_seen_ms is None else None
             props["sensor_health"] = [h.as_json() for _, h in sorted(health.items())]
             props["notes"] = not_ok_notes(health)
+        if calibration is not None:  # as /api/v1/devices says it: per quantity, now
+            props["calibration"] = _calibrated_now(
+                device_id, entry.quantities, entry.source, calibration
+            )
         thing = b.add(
             "Thing",
             (device_id,),
@@ -338,6 +368,10 @@ def build_catalog(
                 )
                 ds.source = AirSource(device_id, model, quantity)
                 _relate_datastream(b, ds, thing, sensor, prop)
+                if calibration is not None:
+                    calibrated = _calibrated_datastream(b, ds, calibration)
+                    if calibrated is not None:
+                        _relate_datastream(b, calibrated, thing, sensor, prop)
 
         pairs = set(seen_pairs)
         if entry.counts:
@@ -366,6 +400,60 @@ def build_catalog(
             ds.source = CountSource(device_id, count_class, direction)
             _relate_datastream(b, ds, thing, sensor, prop)
     return Catalog(b.entities)
+
+
+def _calibrated_now(
+    device_id: str, quantities: list[str], source: str, book: BookContents
+) -> dict[str, dict[str, Any]]:
+    """Per quantity of the device, the calibration that applies now, or its status."""
+    now_ms = int(time.time() * 1000)
+    applied = {
+        q: found
+        for q in quantities
+        if (found := applying(book[0], book[1], device_id, q, now_ms)) is not None
+    }
+    return describe(quantities, source, applied)
+
+
+def _calibrated_datastream(b: _Builder, raw: Entity, book: BookContents) -> Entity | None:
+    """The calibrated Datastream beside `raw` (an air Datastream), where calibrations of its
+    quantity and sensor model are assigned to its device; None where none is."""
+    assert isinstance(raw.source, AirSource)
+    device_id, model, quantity = raw.source.device_id, raw.source.sensor, raw.source.quantity
+    assignments, records = book
+    mine = tuple(
+        a
+        for a in of_quantity(assignments, records, quantity)
+        if a.device_id == device_id and records[a.calibration_id].get("sensor_model") == model
+    )
+    if not mine:
+        return None
+    listed = []
+    for a in mine:
+        d = applied_dict(Applied(a, records[a.calibration_id]))
+        listed.append({k: v for k, v in d.items() if k != "status"})
+    description = raw.props["description"].removesuffix(": every stored reading")
+    properties = {**raw.props["properties"], "calibrated": True, "raw_datastream": raw.id}
+    ds = b.add(
+        "Datastream",
+        ("air-calibrated", device_id, model, quantity),
+        raw.props
+        | {
+            "name": f"{raw.props['name']} (calibrated)",
+            "description": (
+                f"{description}, calibrated when read: each reading a calibration's validity "
+                f"period covers, calibrated by the latest assigned (never stored; Datastream "
+                f"{raw.id} has the raw readings); each Observation's parameters name its "
+                f"calibration and uncertainty"
+            ),
+            "properties": properties | {"calibrations": listed},
+        },
+    )
+    ds.source = CalibratedSource(
+        device_id, model, quantity, assignments=mine, records=records, raw_datastream_id=raw.id
+    )
+    raw.props["properties"]["calibrated_datastream"] = ds.id
+    return ds
 
 
 def _relate_datastream(
@@ -408,12 +496,26 @@ def catalog(ctx: ApiContext) -> Catalog:
         )
         if c is None or not fresh:
             c = _Cached(
-                build_catalog(registry, ctx.influx, _stats_or_none(ctx)),
+                build_catalog(registry, ctx.influx, _stats_or_none(ctx), _book_or_none(ctx)),
                 registry,
                 time.monotonic(),
             )
             cache.cached = c
         return c.catalog
+
+
+def _book_or_none(ctx: ApiContext) -> BookContents | None:
+    """The calibration book's assignments and calibrations ((), {} where there is no book), or
+    None where it cannot be read: the catalog then has no calibrated Datastreams."""
+    from sensorpipe.api.problems import ApiProblem
+    from sensorpipe.calibration.status import read_book
+
+    try:
+        contents: BookContents = ctx.with_calibration_book(read_book)
+    except ApiProblem:
+        log.warning("calibration book not read: no calibrated Datastreams", exc_info=True)
+        return None
+    return contents
 
 
 def _stats_or_none(ctx: ApiContext) -> RegisterStats | None:

@@ -9,6 +9,17 @@ request reads more than one page; `$filter` on phenomenonTime and result becomes
 clause built only from checked numbers and escaped names. A filter on phenomenonTime compares
 the observation's (interval's) start.
 
+A calibrated datastream's observations are its raw datastream's readings, calibrated as they
+are read (never stored) by the calibration assigned to the device that covers each reading's
+time (sensorpipe.calibration.readtime); its `parameters` name the calibration, the uncertainty
+(± the calibration's RMSE, calibration.status.uncertainty) and the raw value. The query is
+bounded to the time its assignments cover; a reading in a gap between two validity periods is
+left out of its page (a page can then hold fewer than $top, and $count counts it). A method
+with humidity takes the point's own relative_humidity, else the reference station's hourly RH,
+as `query air` does; a reading with neither is left out. Its `result` cannot be filtered
+(InfluxDB holds the raw values only); $orderby, $top, $skip and the time filters work as on
+the raw datastream.
+
 A count observation carries the counter's `running_fraction` for its interval (the `counter`
 point of the device at the same time) in its parameters, so a half-running minute is not read
 as a quiet street; a page reads them with one more query: the device's counter points in the
@@ -22,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sensorpipe.api.problems import bad_request
-from sensorpipe.api.sta.catalog import AirSource, CountSource, Source
+from sensorpipe.api.sta.catalog import AirSource, CalibratedSource, CountSource, Source
 from sensorpipe.api.sta.odata import Comparison, DateTime, OrderBy
 from sensorpipe.ingest.influx import InfluxClient, identifier, string_literal
 from sensorpipe.protocol import storage
@@ -30,6 +41,9 @@ from sensorpipe.protocol.provenance import EDGE, SOURCE_TAG
 from sensorpipe.query.literals import number_literal
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RH = "relative_humidity"
+RAW = "raw"  # readtime's label of a row no calibration applied to
+HOUR_MS = 3_600_000
 # The times InfluxDB stores points at, in ns: int64 but for its two ends.
 INFLUX_MIN_NS = -(2**63) + 2
 INFLUX_MAX_NS = 2**63 - 2
@@ -60,6 +74,11 @@ class ObservationRow:
     # the flags raised on this value.
     qc: int | None = None
     flags: tuple[str, ...] = ()
+    # Calibrated datastreams only: the point's own relative humidity (read to calibrate with),
+    # the calibration that made `result`, and the raw value it was made from.
+    humidity: float | None = None
+    calibration: str | None = None
+    raw: float | None = None
 
 
 def iso_time(ms: int) -> str:
@@ -81,15 +100,37 @@ def _where(source: Source, conditions: list[Comparison]) -> str:
         }
         value_field = "count"
     parts = [f"{identifier(k)} = {string_literal(v)}" for k, v in tags.items()]
+    if isinstance(source, CalibratedSource):
+        parts += _covered(source)
     for c in conditions:
         op = _INFLUX_OPS[c.op]
         if c.path == ("resultQuality",):
             parts.append(_quality_condition(c, value_field))
+        elif c.path == ("result",) and isinstance(source, CalibratedSource):
+            raise bad_request(
+                "$filter: the result of a calibrated datastream is computed when read and "
+                "cannot be filtered; filter its raw datastream "
+                f"(Datastreams({source.raw_datastream_id})) or on phenomenonTime",
+                "$filter",
+            )
         elif c.path == ("result",):
             parts.append(f"{identifier(value_field)} {op} {_number(c)}")
         else:
             parts.append(_time_condition(c, source))
     return " AND ".join(parts)
+
+
+def _covered(source: CalibratedSource) -> list[str]:
+    """The time its assignments cover, from the earliest start to the latest end (open where
+    one is open)."""
+    starts = [a.valid_from_ms for a in source.assignments]
+    ends = [a.valid_to_ms for a in source.assignments]
+    out = []
+    if starts and None not in starts:
+        out.append(f"time >= {min(s for s in starts if s is not None)}ms")
+    if ends and None not in ends:
+        out.append(f"time < {max(e for e in ends if e is not None)}ms")
+    return out
 
 
 def _quality_condition(c: Comparison, value_field: str) -> str:
@@ -177,6 +218,8 @@ def _select_fields(source: Source) -> tuple[str, str]:
     tag = identifier(SOURCE_TAG)
     if isinstance(source, AirSource):
         quality = f"{identifier('qc')}, {identifier('qc_' + source.quantity)}"
+        if isinstance(source, CalibratedSource) and source.quantity != RH:
+            quality += f", {identifier(RH)}"
         return f"{identifier(source.quantity)}, {quality}, {tag}", identifier(storage.AIR)
     return (
         f"{identifier('count')}, {identifier('interval_s')}, {identifier('qc')}, "
@@ -207,8 +250,53 @@ def _rows(series: list[dict[str, Any]], source: Source) -> list[ObservationRow]:
                     source=str(row.get(SOURCE_TAG) or EDGE),
                     qc=int(qc) if qc is not None else None,
                     flags=parse(row.get(f"qc_{columns[1]}")),
+                    humidity=row.get(RH),
                 )
             )
+    return out
+
+
+def calibrated(
+    influx: InfluxClient, source: Source, rows: list[ObservationRow]
+) -> list[ObservationRow]:
+    """`rows` of a calibrated datastream calibrated (readtime.calibrate_rows), each naming its
+    calibration; a row no calibration covers, or one whose method lacks its humidity, is left
+    out. Rows of any other datastream as they are."""
+    if not isinstance(source, CalibratedSource) or not rows:
+        return rows
+    from sensorpipe.calibration.readtime import COLUMN, calibrate_rows, needing_humidity
+
+    q = source.quantity
+    table = [
+        {
+            "time": iso_time(r.time_ms),
+            "device_id": source.device_id,
+            q: r.result,
+            **({RH: r.humidity} if q != RH and r.humidity is not None else {}),
+        }
+        for r in rows
+    ]
+    reference_rh = _reference_humidity(
+        influx, needing_humidity(table, source.assignments, source.records)
+    )
+    done = calibrate_rows(table, source.assignments, source.records, reference_rh)
+    return [
+        replace(r, result=d[q], calibration=d[COLUMN], raw=float(r.result))
+        for r, d in zip(rows, done, strict=True)
+        if d[COLUMN] != RAW
+    ]
+
+
+def _reference_humidity(
+    influx: InfluxClient, wanted: dict[str, list[int]]
+) -> dict[str, dict[int, float]]:
+    """Per reference station, its hourly RH over the times of the rows that need it."""
+    from sensorpipe.calibration.data import Window, hourly
+
+    out = {}
+    for reference, times in wanted.items():
+        window = Window(min(times) - min(times) % HOUR_MS, max(times) + HOUR_MS)
+        out[reference] = {h: v for h, (v, _) in hourly(influx, reference, RH, window).items()}
     return out
 
 
@@ -278,7 +366,7 @@ def page(
     shown = with_running_fraction(
         influx, source, rows[:top], newest_first=newest_first, limit=counter_limit
     )
-    return shown, len(rows) > top
+    return calibrated(influx, source, shown), len(rows) > top
 
 
 def count(influx: InfluxClient, source: Source, conditions: list[Comparison]) -> int:
@@ -313,6 +401,7 @@ def one(
         f"AND time = {int(time_ms)}ms LIMIT 1"
     )
     rows = with_running_fraction(influx, source, _rows(influx.query(q), source), limit=1)
+    rows = calibrated(influx, source, rows)
     return rows[0] if rows else None
 
 
@@ -337,9 +426,22 @@ def render(row: ObservationRow, source: Source) -> dict[str, Any]:
             "parameters": {"interval_s": row.interval_s}
             | ({"running_fraction": row.running_fraction} if row.running_looked_up else {}),
         }
-    return {
+    out = {
         "phenomenonTime": iso_time(row.time_ms),
         "resultTime": iso_time(row.time_ms),
         "result": row.result,
         **_quality(row),
     }
+    if isinstance(source, CalibratedSource) and row.calibration is not None:
+        from sensorpipe.calibration.status import uncertainty
+
+        # As /api/v1/air gives it: ± to 0.01 of the unit, its basis the calibration's key.
+        error, rmse = uncertainty(source.records.get(row.calibration) or {})
+        out["parameters"] = {
+            "calibration": row.calibration,
+            "uncertainty": None if error is None else round(error, 2),
+            "uncertainty_basis": f"calibration:{row.calibration}",
+            "uncertainty_rmse": rmse,
+            "raw_result": row.raw,
+        }
+    return out
