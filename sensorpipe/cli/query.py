@@ -4,6 +4,7 @@ or JSON."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -497,11 +498,10 @@ def _check_counts_input(
 ) -> None:
     """Refuse what no InfluxDB could answer, before looking for one."""
     import re
-    from datetime import UTC, datetime
 
     from sensorpipe.cli.provisioning import check_count_classes
     from sensorpipe.protocol.counting import DIRECTION_PATTERN
-    from sensorpipe.query.influxql import QueryInputError, parse_time
+    from sensorpipe.query.influxql import QueryInputError
     from sensorpipe.query.series import parse_every
 
     check_count_classes("--class", classes)
@@ -515,6 +515,13 @@ def _check_counts_input(
         parse_every(every)
     except QueryInputError:
         fail(f"--every {every}: use an interval from 1m to 1d, like 1m, 15m, 1h or 1d")
+    time_range(start, end)
+
+
+def time_range(start: str, end: str) -> tuple[datetime, datetime]:
+    """--from and --to as times, refused in one line where no InfluxDB could answer them."""
+    from sensorpipe.query.influxql import QueryInputError, parse_time
+
     now = datetime.now(UTC)
     times = []
     for option, value in (("--from", start), ("--to", end)):
@@ -529,6 +536,7 @@ def _check_counts_input(
         fail(f"--from {start} is not before --to {end}: swap them")
     if t0.year < 1677 or t1.year > 2262:
         fail(f"--from {start} --to {end}: times must lie between 1677 and 2262 (InfluxDB's range)")
+    return t0, t1
 
 
 def _registered(directory: Path | None) -> set[str]:
