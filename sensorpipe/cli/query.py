@@ -256,6 +256,22 @@ def query_air(
     show_default=True,
     help="Refuse an answer with more values than this.",
 )
+@click.option(
+    "--flags",
+    "flag_mode",
+    type=click.Choice(["include", "exclude", "only"]),
+    default="include",
+    show_default=True,
+    help="Quality flags of the counts (a counter stuck at 0, ...): every count, with "
+    "count_flagged (how many of the interval's counts were flagged) and count_flags; exclude "
+    "leaves flagged counts out of the sums; only sums them alone.",
+)
+@click.option(
+    "--flag",
+    "flag_names",
+    multiple=True,
+    help="Only this flag counts as flagged, e.g. stuck (repeatable).",
+)
 @FORMAT_OPTION
 def query_counts(
     directory: Path | None,
@@ -270,10 +286,13 @@ def query_counts(
     end: str,
     every: str,
     max_points: int,
+    flag_mode: str,
+    flag_names: tuple[str, ...],
     fmt: str,
 ) -> None:
     """Passers-by per class and direction, summed per interval, with the share of each
-    interval the counter ran (running_fraction).
+    interval the counter ran (running_fraction), and where counts carry quality flags, how
+    many of each interval's were flagged and which (count_flagged, count_flags).
 
     An interval in which the counter did not report has no count (empty in the table and CSV,
     null in JSON); one in which it ran only part of the time is flagged in the table: fewer
@@ -288,6 +307,7 @@ def query_counts(
     from sensorpipe.query.series import CountSeriesRequest, as_rows, count_series
 
     _check_counts_input(classes, directions, start, end, every)
+    flt = _flag_filter(flag_mode, flag_names)
     for source in sources:
         problem = check_source(source)
         if problem:
@@ -303,12 +323,15 @@ def query_counts(
         end=end,
         every=every,
         max_points=max_points,
+        flags=flt,
     )
     client = InfluxClient(influx_url, database)
     note = None
     try:
         answer = count_series(client, request)
-        if not answer["series"]:
+        if not answer["series"] and flt.mode == "only":
+            note = f"no flagged counts match these filters from {start} to {end}"
+        elif not answer["series"]:
             asked = {
                 "device_id": devices_,
                 "site": sites,
