@@ -88,6 +88,14 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Source = Annotated[str, StringConstraints(pattern=r"^[a-z]+(:[a-z-]{1,32})?$")]
 TimeParam = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 Every = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,4}[mhd]$")]
+# Quality flags of /counts: every count, or without or only the flagged; which flags count.
+CountFlags = Annotated[
+    Literal["include", "exclude", "only"],
+    Query(description="every count (flagged ones counted), or without or only flagged"),
+]
+FlagNames = Annotated[
+    list[Name], Query(max_length=20, description="only these flags count as flagged")
+]
 # The filters /air and /counts share (repeatable: ?device=a&device=b).
 Devices = Annotated[list[DeviceId], Query(max_length=100)]
 Sites = Annotated[list[Site], Query(max_length=100)]
@@ -552,13 +560,8 @@ def counts(
     from_: Annotated[TimeParam, Query(alias="from")] = "-24h",
     to: TimeParam = "now",
     every: Every = "1h",
-    flags: Annotated[
-        Literal["include", "exclude", "only"],
-        Query(description="every count (flagged ones counted), or without or only flagged"),
-    ] = "include",
-    flag: Annotated[
-        list[Name], Query(max_length=20, description="only these flags count as flagged")
-    ] = [],  # noqa: B006
+    flags: CountFlags = "include",
+    flag: FlagNames = [],  # noqa: B006
     format: Fmt | None = None,
 ) -> Any:
     """Counts summed over `every`. `running_fraction` is the share of each interval the

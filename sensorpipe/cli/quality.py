@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from sensorpipe.cli.common import fail, local_stack
-from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
+from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, QUALITY_CONFIG_OPTION, json_option
 
 if TYPE_CHECKING:
     from sensorpipe.ingest.neighbours import NeighbourRun
@@ -33,13 +33,7 @@ def quality() -> None:
     help="Start: -24h, -7d, a date (midnight UTC) or ISO 8601 with offset; whole UTC hours.",
 )
 @click.option("--to", "end", default="now", show_default=True)
-@click.option(
-    "--quality-config",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="A TOML file whose [quality.neighbours] section sets radius, neighbours and limits "
-    "(default: the stack's ingest.toml, else the defaults).",
-)
+@QUALITY_CONFIG_OPTION
 @json_option("Print the summary as JSON.")
 def quality_neighbours(
     directory: Path | None,

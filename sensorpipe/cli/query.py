@@ -38,6 +38,29 @@ FORMAT_OPTION = click.option(
     show_default=True,
 )
 
+
+def flag_options(help: str, example: str) -> Any:
+    """--flags include|exclude|only (`flag_mode`) and --flag NAME (`flag_names`): both
+    queries' quality flags, `help` saying what --flags does for the query."""
+    return options(
+        click.option(
+            "--flags",
+            "flag_mode",
+            type=click.Choice(["include", "exclude", "only"]),
+            default="include",
+            show_default=True,
+            help=help,
+        ),
+        click.option(
+            "--flag",
+            "flag_names",
+            multiple=True,
+            help=f"Only this flag counts as flagged, e.g. {example} (repeatable; "
+            f"`docs/quality.md` lists them).",
+        ),
+    )
+
+
 # The end of both queries' time range (their start has each its own default).
 TO_OPTION = click.option("--to", "end", default="now", show_default=True)
 
@@ -105,20 +128,10 @@ def query() -> None:
     "apply`), its values, computed now from the raw ones; raw elsewhere. raw: as stored. The "
     "column `calibration` names the calibration of each row, or raw.",
 )
-@click.option(
-    "--flags",
-    "flag_mode",
-    type=click.Choice(["include", "exclude", "only"]),
-    default="include",
-    show_default=True,
-    help="Quality flags: every reading, with <quantity>_flags (and, per --every window, "
+@flag_options(
+    "Quality flags: every reading, with <quantity>_flags (and, per --every window, "
     "<quantity>_flagged: how many); exclude leaves flagged readings out; only shows them alone.",
-)
-@click.option(
-    "--flag",
-    "flag_names",
-    multiple=True,
-    help="Only this flag counts as flagged, e.g. fog (repeatable; `docs/quality.md` lists them).",
+    "fog",
 )
 @FORMAT_OPTION
 def query_air(
@@ -256,21 +269,11 @@ def query_air(
     show_default=True,
     help="Refuse an answer with more values than this.",
 )
-@click.option(
-    "--flags",
-    "flag_mode",
-    type=click.Choice(["include", "exclude", "only"]),
-    default="include",
-    show_default=True,
-    help="Quality flags of the counts (a counter stuck at 0, ...): every count, with "
+@flag_options(
+    "Quality flags of the counts (a counter stuck at 0, ...): every count, with "
     "count_flagged (how many of the interval's counts were flagged) and count_flags; exclude "
     "leaves flagged counts out of the sums; only sums them alone.",
-)
-@click.option(
-    "--flag",
-    "flag_names",
-    multiple=True,
-    help="Only this flag counts as flagged, e.g. stuck (repeatable).",
+    "stuck",
 )
 @FORMAT_OPTION
 def query_counts(

@@ -191,9 +191,10 @@ def run_neighbours(
 
 class NeighbourSchedule:
     """The stack's schedule: every `every_s`, the last `hours` finished hours (each once
-    `settle_s` has passed since its end), on a thread of its own beside the ingest's, with a
-    client of its own: the ingest's message path does not wait for it. A failed run is logged
-    and tried again at the next turn."""
+    `settle_s` has passed since its end), on a thread of its own beside the ingest's writer:
+    the ingest's message path does not wait for it (it may share the ingest's InfluxDB
+    client, whose connection pool serves both). A failed run is logged and tried again at the
+    next turn."""
 
     def __init__(
         self,
@@ -219,8 +220,9 @@ class NeighbourSchedule:
         self._thread.start()
 
     def stop(self) -> None:
+        """Let a run under way finish (its flags are whole points), then end the thread."""
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread.ident is not None:  # started
             self._thread.join(timeout=30)
 
     def run_once(self) -> NeighbourRun:

@@ -137,30 +137,19 @@ class IngestService:
         self._checker = Checker(
             config, self._registry, self._keys, publish=self._link.publish, clock=clock
         )
-        # The neighbour outlier over the last hours, on a timer thread of its own with a client
-        # of its own (ingest.neighbours): the message path never waits for it.
+        # The neighbour outlier over the last hours, on a timer thread of its own
+        # (ingest.neighbours): the message path never waits for it.
         self._neighbours: NeighbourSchedule | None = None
         if config.quality.enabled and config.quality.neighbours.enabled:
-            # (a client given to the service, as the tests give one, is shared, not closed)
+            # The service's client, shared (its connection pool serves both threads; the
+            # schedule does not close it).
             self._neighbours = NeighbourSchedule(
                 config.quality,
                 config.registry_path,
-                self._new_influx if influx is None else (lambda: self._influx),
-                owns_client=influx is None,
+                lambda: self._influx,
+                owns_client=False,
                 clock=clock,
             )
-
-    def _new_influx(self) -> InfluxClient:
-        """A client of the InfluxDB the ingest writes to, for another thread."""
-        c = self.config.influx
-        return InfluxClient(
-            c.url,
-            c.database,
-            username=c.username,
-            password=c.password,
-            token=c.token,
-            timeout_s=c.timeout_s,
-        )
 
     def start(self) -> None:
         """Connect, subscribe and store until `stop`. A stats file that cannot be written is
