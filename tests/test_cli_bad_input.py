@@ -619,6 +619,8 @@ CASES: dict[str, list[Case]] = {
     ],
     "query counts": [
         (lambda t: ["--source", "telraam"], "--source: unknown source 'telraam': use one of"),
+        (lambda t: ["--flag", "stuk"], "--flag: unknown flag 'stuk'; did you mean 'stuck'?"),
+        (lambda t: ["--flags", "some"], "Invalid value for '--flags'"),
         (lambda t: ["--every", "5 minutes"], "--every 5 minutes: use an interval from 1m to 1d"),
         (lambda t: ["--every", "2d"], "--every 2d: use an interval from 1m to 1d"),
         (lambda t: ["--every", "30s"], "--every 30s: use an interval from 1m to 1d"),

@@ -208,3 +208,40 @@ def test_a_network_made_of_the_real_sensor_flags_the_faulty_copy_alone() -> None
     assert len(hours) == 46
     assert verdicts.references == {"station"}
     assert verdicts.too_few == 0 and verdicts.judged == len(rt01) * len(scales)
+
+
+def test_the_schedule_judges_the_last_finished_hours(tmp_path: Path) -> None:
+    """At 12:05 with settle 10 minutes, 11:00-12:00 has not settled: the 3 hours before it,
+    08:00-11:00, are read; at 12:10 it has."""
+    from sensorpipe.ingest.neighbours import NeighbourSchedule
+    from sensorpipe.protocol.messages import Location
+    from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+
+    registry = tmp_path / "registry.toml"
+    entry = DeviceEntry(site="s", password_hash="x", location=Location(lat=52.0, lon=5.0))
+    save_registry(Registry(devices={"d": entry}), registry)
+    asked: list[str] = []
+
+    class Influx:
+        def query(self, q: str) -> list[dict]:
+            asked.append(q)
+            return []
+
+        def write(self, lines: list[str]) -> None:
+            assert lines == []
+
+    noon = 1_764_763_200  # 2025-12-03T12:00:00Z
+    for now, end_hour in ((noon + 5 * 60, 11), (noon + 10 * 60, 12)):
+        asked.clear()
+        schedule = NeighbourSchedule(
+            QualityConfig(),
+            registry,
+            lambda: Influx(),  # type: ignore[arg-type,return-value]
+            owns_client=False,
+            clock=lambda t=now: t,  # type: ignore[misc]
+        )
+        schedule.run_once()
+        end_ms = (noon - (12 - end_hour) * 3600) * 1000
+        (q,) = asked
+        assert f"time >= {end_ms - 3 * 3_600_000}ms AND time < {end_ms}ms" in q
+        assert schedule.runs == 1

@@ -182,3 +182,37 @@ def test_running_it_again_changes_nothing_and_says_who_was_not_judged(stack: Loc
     odd = rows[(H0 + timedelta(hours=1)).strftime("%Y-%m-%dT%H")]
     assert odd["pm2_5_flagged"] == 10 and odd["pm2_5_flags"] == "neighbour"
     assert rows[H0.strftime("%Y-%m-%dT%H")]["pm2_5_flagged"] == 0
+
+
+def test_every_reader_of_the_flags_sees_it(stack: LocalStack) -> None:
+    """The register's flagged_7d, SensorThings' resultQuality and /api/v1/flags."""
+    from fastapi.testclient import TestClient
+
+    from sensorpipe.api.app import create_app
+    from sensorpipe.api.context import ApiContext
+    from tests.helpers import stack_serve_config
+
+    wait_for(
+        lambda: (
+            sum("neighbour" in (v.get("qc_pm2_5") or "") for v in _stored(stack).values()) == 10
+        ),
+        timeout_s=90,
+        what="the ingest's neighbour run",
+    )
+    api = TestClient(create_app(ApiContext(stack_serve_config(stack, register_cache_s=0))))
+    assert "neighbour" in api.get("/api/v1/flags").json()["flags"]
+    devices = api.get("/api/v1/devices").json()
+    records = devices["devices"] if isinstance(devices, dict) else devices
+    odd = next(r for r in records if r["device_id"] == "nb-odd")
+    assert odd["flagged_7d"] == {"fog": 1, "humidity": 1, "neighbour": 10}
+    (thing,) = api.get("/sta/v1.1/Things", params={"$filter": "name eq 'nb-odd'"}).json()["value"]
+    (ds,) = api.get(
+        f"/sta/v1.1/Things({thing['@iot.id']})/Datastreams",
+        params={"$filter": "properties/quantity eq 'pm2_5'"},
+    ).json()["value"]
+    flagged = api.get(
+        f"/sta/v1.1/Datastreams({ds['@iot.id']})/Observations",
+        params={"$filter": "resultQuality eq 'neighbour'", "$count": "true"},
+    ).json()
+    assert flagged["@iot.count"] == 10
+    assert all("neighbour" in o["resultQuality"] for o in flagged["value"])
