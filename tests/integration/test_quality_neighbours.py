@@ -122,15 +122,23 @@ def _stored(stack: LocalStack) -> dict[tuple[str, int], dict[str, Any]]:
     return out
 
 
+def _flagged(stack: LocalStack) -> list[tuple[str, int]]:
+    """(device, time) of the stored readings flagged `neighbour`."""
+    return [k for k, v in _stored(stack).items() if "neighbour" in (v.get("qc_pm2_5") or "")]
+
+
+def _wait_for_the_ingests_run(stack: LocalStack) -> None:
+    wait_for(lambda: len(_flagged(stack)) == 10, timeout_s=90, what="the ingest's neighbour run")
+
+
 def test_the_stack_flags_the_outlier_hour_and_keeps_everything_else(stack: LocalStack) -> None:
     odd_hour = range(H0_MS + HOUR_MS, H0_MS + 2 * HOUR_MS)
 
-    def flagged() -> list[tuple[str, int]]:
-        return [k for k, v in _stored(stack).items() if "neighbour" in (v.get("qc_pm2_5") or "")]
-
-    wait_for(lambda: len(flagged()) == 10, timeout_s=90, what="the ingest's neighbour run")
+    _wait_for_the_ingests_run(stack)
     stored = _stored(stack)
-    assert sorted(flagged()) == sorted(("nb-odd", H0_MS + HOUR_MS + m * 60_000) for m in range(10))
+    assert sorted(_flagged(stack)) == sorted(
+        ("nb-odd", H0_MS + HOUR_MS + m * 60_000) for m in range(10)
+    )
     fog = stored[("nb-odd", H0_MS + HOUR_MS + 3 * 60_000)]
     assert fog["qc_pm2_5"] == "fog,humidity,neighbour"
     for (device, t), v in stored.items():
@@ -142,13 +150,7 @@ def test_the_stack_flags_the_outlier_hour_and_keeps_everything_else(stack: Local
 
 
 def test_running_it_again_changes_nothing_and_says_who_was_not_judged(stack: LocalStack) -> None:
-    wait_for(
-        lambda: (
-            sum("neighbour" in (v.get("qc_pm2_5") or "") for v in _stored(stack).values()) == 10
-        ),
-        timeout_s=90,
-        what="the ingest's neighbour run",
-    )
+    _wait_for_the_ingests_run(stack)
     before = _stored(stack)
     period = ["--from", H0.isoformat(), "--to", (H0 + timedelta(hours=3)).isoformat()]
     args = ["quality", "neighbours", "--dir", str(stack.directory), *period]
@@ -192,13 +194,7 @@ def test_every_reader_of_the_flags_sees_it(stack: LocalStack) -> None:
     from sensorpipe.api.context import ApiContext
     from tests.helpers import stack_serve_config
 
-    wait_for(
-        lambda: (
-            sum("neighbour" in (v.get("qc_pm2_5") or "") for v in _stored(stack).values()) == 10
-        ),
-        timeout_s=90,
-        what="the ingest's neighbour run",
-    )
+    _wait_for_the_ingests_run(stack)
     api = TestClient(create_app(ApiContext(stack_serve_config(stack, register_cache_s=0))))
     assert "neighbour" in api.get("/api/v1/flags").json()["flags"]
     devices = api.get("/api/v1/devices").json()
