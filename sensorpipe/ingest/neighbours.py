@@ -33,7 +33,7 @@ from sensorpipe.protocol import storage
 from sensorpipe.protocol.registry import Registry, load_registry
 from sensorpipe.quality import flags as F
 from sensorpipe.quality.config import QualityConfig
-from sensorpipe.quality.neighbours import Place, Verdicts, judge
+from sensorpipe.quality.neighbours import Place, Verdicts, judge, neighbourhoods
 
 log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000
@@ -173,12 +173,13 @@ def run_neighbours(
     a time, flag the outliers; `progress(end of the day done, so far)` after each day."""
     n = config.neighbours
     places = places_of(registry)
+    nearby = neighbourhoods(places, n.radius_m)
     start = t0_ms - t0_ms % HOUR_MS
     end = t1_ms + (-t1_ms) % HOUR_MS
     done = NeighbourRun()
     while start < end:
         stop = min(end, start + DAY_MS)
-        verdicts = judge(hourly_means(influx, list(n.quantities), start, stop), places, n)
+        verdicts = judge(hourly_means(influx, list(n.quantities), start, stop), places, n, nearby)
         written, already = mark(influx, verdicts.outliers)
         done.verdicts.merge(verdicts)
         done.readings_flagged += written
@@ -226,20 +227,29 @@ class NeighbourSchedule:
             self._thread.join(timeout=30)
 
     def run_once(self) -> NeighbourRun:
+        """One turn: the last finished hours. InfluxDB is not asked while no registered device
+        has a location (nothing could be judged)."""
         n = self.config.neighbours
         now_ms = int(self._clock() * 1000)
         end = now_ms - int(n.settle_s * 1000)
         end -= end % HOUR_MS
-        influx = self._client()
-        try:
-            registry = load_registry(self.registry_path, must_exist=True)
-            done = run_neighbours(influx, registry, self.config, end - n.hours * HOUR_MS, end)
-        finally:
-            if self._owns_client:
-                influx.close()
+        registry = load_registry(self.registry_path, must_exist=True)
+        done = NeighbourRun()
+        if places_of(registry):
+            influx = self._client()
+            try:
+                done = run_neighbours(influx, registry, self.config, end - n.hours * HOUR_MS, end)
+            finally:
+                if self._owns_client:
+                    influx.close()
         self.runs += 1
         self.last = done
-        log.info("neighbour outlier: %s", "; ".join(done.lines(self.config)))
+        judged = done.verdicts.judged or done.verdicts.too_few
+        log.log(
+            logging.INFO if judged else logging.DEBUG,
+            "neighbour outlier: %s",
+            "; ".join(done.lines(self.config)),
+        )
         return done
 
     def _loop(self) -> None:

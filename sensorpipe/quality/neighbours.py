@@ -114,10 +114,17 @@ class Verdicts:
         self.references |= other.references
 
 
-def judge(means: Means, places: Mapping[str, Place], config: NeighbourConfig) -> Verdicts:
-    """Each series' hourly mean against its neighbours' (module docstring)."""
+def judge(
+    means: Means,
+    places: Mapping[str, Place],
+    config: NeighbourConfig,
+    nearby: Mapping[str, list[str]] | None = None,
+) -> Verdicts:
+    """Each series' hourly mean against its neighbours' (module docstring); `nearby`: the
+    places' `neighbourhoods`, where a caller judging many days has them already."""
     out = Verdicts()
-    nearby = _neighbourhoods(places, config.radius_m)
+    if nearby is None:
+        nearby = neighbourhoods(places, config.radius_m)
     for (quantity, hour), series in means.items():
         if quantity not in config.quantities:
             continue
@@ -153,7 +160,7 @@ def judge(means: Means, places: Mapping[str, Place], config: NeighbourConfig) ->
     return out
 
 
-def _neighbourhoods(places: Mapping[str, Place], radius_m: float) -> dict[str, list[str]]:
+def neighbourhoods(places: Mapping[str, Place], radius_m: float) -> dict[str, list[str]]:
     """Per device, the other devices within `radius_m` of it."""
     ids = sorted(places)
     out: dict[str, list[str]] = {d: [] for d in ids}
