@@ -47,8 +47,10 @@ def quality_neighbours(
     """Flag each device's hours whose mean stands far apart from its neighbours' (a robust
     z-score against the devices and reference stations within a radius), adding the flag
     `neighbour` to that hour's readings. Running it twice changes nothing; where a device has
-    too few neighbours it is not judged, and the summary says so. The stack runs it every hour
-    over the last hours (`[quality.neighbours]` in ingest.toml)."""
+    too few neighbours it is not judged, and the summary says so. The devices and their
+    locations are the stack's register's (--dir), the readings those of its InfluxDB (or
+    --influx-url). The stack runs it every hour over the last hours (`[quality.neighbours]` in
+    ingest.toml)."""
     import json
 
     from sensorpipe.cli.importing import _quality_config
