@@ -53,6 +53,9 @@ def _points() -> list[str]:
             for minute in range(10):
                 t = H0_MS + hour * HOUR_MS + minute * 60_000
                 fields: dict[str, Any] = {"pm2_5": _value(device, hour, minute), "qc": 1}
+                if sensor == "sds011":  # PM10 like its neighbours' (not an outlier), flagged
+                    fields["pm10"] = 15.0 + minute * 0.1
+                    fields["qc_pm10"] = "humidity"
                 if device == "nb-odd" and hour == 1 and minute == 3:
                     fields["qc_pm2_5"] = "fog,humidity"
                 lines.append(to_line(Point("air", tags, fields, t)))
@@ -145,6 +148,8 @@ def test_the_stack_flags_the_outlier_hour_and_keeps_everything_else(stack: Local
         hour, minute = divmod(t - H0_MS, HOUR_MS)
         assert v["pm2_5"] == _value(device, hour, minute // 60_000)  # raw untouched
         assert v["qc"] == 1  # the version it was stored with, kept
+        if device != "nb-st":  # another quantity of the same points: its flags as they were
+            assert v["qc_pm10"] == "humidity"
         if device != "nb-odd" or t not in odd_hour:
             assert v.get("qc_pm2_5") is None
 
@@ -168,7 +173,8 @@ def test_running_it_again_changes_nothing_and_says_who_was_not_judged(stack: Loc
     assert _stored(stack) == before
     text = CliRunner().invoke(main, args)
     assert text.exit_code == 0, text.output
-    assert "too few neighbours: 3 device-hours with fewer than 5 neighbours" in text.stdout
+    # nb-far: PM2.5 and PM10, 3 hours each
+    assert "too few neighbours: 6 device-hours with fewer than 5 neighbours" in text.stdout
     assert "nb-far" in text.stdout and "0 readings flagged now (10 had" in text.stdout
     # the read side sees the flag like any other
     query = CliRunner().invoke(
@@ -200,7 +206,7 @@ def test_every_reader_of_the_flags_sees_it(stack: LocalStack) -> None:
     devices = api.get("/api/v1/devices").json()
     records = devices["devices"] if isinstance(devices, dict) else devices
     odd = next(r for r in records if r["device_id"] == "nb-odd")
-    assert odd["flagged_7d"] == {"fog": 1, "humidity": 1, "neighbour": 10}
+    assert odd["flagged_7d"] == {"fog": 1, "humidity": 1 + 30, "neighbour": 10}  # PM10: 30
     (thing,) = api.get("/sta/v1.1/Things", params={"$filter": "name eq 'nb-odd'"}).json()["value"]
     (ds,) = api.get(
         f"/sta/v1.1/Things({thing['@iot.id']})/Datastreams",
