@@ -113,6 +113,20 @@ def test_query_counts_shows_the_stuck_hours(world: dict[str, Any]) -> None:
     # per day: the flagged counts summed
     daily = _query(world, "--device", "akl-quay", "--every", "1d", "--format", "json")
     assert [r["count_flagged"] for r in daily] == [0, 8, 24]
+    # the CLI's CSV and table name the columns alike
+    result = CliRunner().invoke(
+        main,
+        ["query", "counts", "--influx-url", world["url"], "--database", "x", *PERIOD,
+         "--device", "akl-quay", "--format", "csv"],
+    )  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert sum(int(r["count_flagged"]) for r in rows) == 32
+    table = CliRunner().invoke(
+        main,
+        ["query", "counts", "--influx-url", world["url"], "--database", "x", *PERIOD,
+         "--device", "akl-quay"],
+    )  # fmt: skip
+    assert "count_flagged" in table.stdout and "stuck" in table.stdout
     # the working counter: night zeros are no stuck counter, and no flag column
     commerce = _query(world, "--device", "akl-commerce", "--format", "json")
     assert commerce and all("count_flagged" not in r for r in commerce)
