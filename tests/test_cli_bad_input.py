@@ -674,8 +674,25 @@ CASES: dict[str, list[Case]] = {
         ),
         (lambda t: ["cal-1", "--to", "soon"], "--to: time 'soon'"),
     ],
+    "quality neighbours": [
+        (lambda t: ["--from", "yesterday"], "--from: time 'yesterday': use 'now', a relative"),
+        (lambda t: ["--from", "now", "--to", "-1h"], "--from now is not before --to -1h"),
+        (
+            lambda t: [
+                "--quality-config",
+                _file(t, "q.toml", "[quality.neighbours]\nradius = 3000\n"),
+            ],
+            "quality.neighbours.radius (line 2): unknown key; did you mean 'radius_m'?",
+        ),
+        (
+            lambda t: ["--dir", str(t / "st")],
+            "no device in the register",
+        ),
+    ],
     "query counts": [
         (lambda t: ["--source", "telraam"], "--source: unknown source 'telraam': use one of"),
+        (lambda t: ["--flag", "stuk"], "--flag: unknown flag 'stuk'; did you mean 'stuck'?"),
+        (lambda t: ["--flags", "some"], "Invalid value for '--flags'"),
         (lambda t: ["--every", "5 minutes"], "--every 5 minutes: use an interval from 1m to 1d"),
         (lambda t: ["--every", "2d"], "--every 2d: use an interval from 1m to 1d"),
         (lambda t: ["--every", "30s"], "--every 30s: use an interval from 1m to 1d"),

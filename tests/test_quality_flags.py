@@ -235,7 +235,9 @@ def test_memory_is_bounded_by_count_and_by_age() -> None:
 
 
 def test_every_flag_has_its_reason() -> None:
-    assert set(F.ALL_FLAGS) == {"range", "stuck", "spike", "humidity", "fog", "warmup", "clock"}
+    assert set(F.ALL_FLAGS) == {
+        *("range", "stuck", "spike", "humidity", "fog", "warmup", "clock", "neighbour")
+    }
     assert all(len(reason) > 40 for reason in F.FLAGS.values())
     assert F.parse("fog,humidity") == ("fog", "humidity") and F.parse(None) == ()
 
@@ -322,7 +324,7 @@ def test_air_points_carry_qc_and_the_flags_beside_unchanged_raw_values() -> None
         "qc_pm10": "fog,humidity",
         "qc": F.QC_VERSION,
     }
-    assert air["bme280"] == {"temperature": 9.5, "relative_humidity": 99.0, "qc": 1}
+    assert air["bme280"] == {"temperature": 9.5, "relative_humidity": 99.0, "qc": F.QC_VERSION}
     unflagged = _air(message_points(_message(99.0), "s", RECEIPT))
     assert unflagged["sds011"] == {"pm2_5": 14.0, "pm10": 21.5}  # no checker: not checked
 
@@ -346,7 +348,7 @@ def test_a_kit_has_no_clock_and_no_uptime_to_flag() -> None:
         update={"link": Link(uptime_s=0.0, firmware="t", kit=KitLink(time_source="receive"))}
     )
     air = _air(message_points(kit, "s", RECEIPT, quality=QualityChecker()))
-    assert air["sds011"] == {"pm2_5": 14.0, "pm10": 21.5, "qc": 1}
+    assert air["sds011"] == {"pm2_5": 14.0, "pm10": 21.5, "qc": F.QC_VERSION}
 
 
 def test_a_stuck_run_through_message_points() -> None:
@@ -383,7 +385,7 @@ def test_imported_rows_carry_the_same_fields_as_to_line_writes(tmp_path: Path) -
     point = Point(
         storage.AIR,
         {"device_id": "track-1", "site": "s"},
-        {"pm2_5": 14.0, "relative_humidity": 98.5, "qc_pm2_5": "fog,humidity", "qc": 1},
+        {"pm2_5": 14.0, "relative_humidity": 98.5, "qc_pm2_5": "fog,humidity", "qc": F.QC_VERSION},
         T0,
     )
     assert f"{prefix}{fields} {T0}" == to_line(point)
@@ -455,8 +457,8 @@ def test_count_points_carry_the_flags() -> None:
         points = message_points(message, "s", RECEIPT, quality=checker)
         stored += [dict(p.fields) for p in points if p.measurement == storage.TRAFFIC]
     assert stored == [
-        {"count": 0, "interval_s": 60.0, "qc": 1},
-        {"count": 0, "interval_s": 60.0, "qc_count": "clock,stuck", "qc": 1},
+        {"count": 0, "interval_s": 60.0, "qc": F.QC_VERSION},
+        {"count": 0, "interval_s": 60.0, "qc_count": "clock,stuck", "qc": F.QC_VERSION},
     ]
 
 

@@ -25,6 +25,7 @@ from sensorpipe.importer.base import ImportContext, ImportOptions, Target, value
 from sensorpipe.importer.files import inspect
 from sensorpipe.quality.checker import QualityChecker
 from sensorpipe.quality.config import QualityConfig, Thresholds
+from sensorpipe.quality.flags import QC_VERSION
 
 RT01 = Path(__file__).parent / "data" / "colocation" / "rt01_slice_flags.csv"
 FIELD = re.compile(r'(\w+)=("[^"]*"|[^,]+)')  # a line protocol field; a string holds commas
@@ -77,7 +78,7 @@ def _flags(qc: dict[str, str], quantity: str) -> set[str]:
 
 
 def test_every_row_is_checked(flagged: list[dict[str, str]]) -> None:
-    assert len(flagged) == 2314 and all(qc["qc"] == "1i" for qc in flagged)
+    assert len(flagged) == 2314 and all(qc["qc"] == f"{QC_VERSION}i" for qc in flagged)
 
 
 def test_humidity_and_fog_on_pm_where_the_rows_own_humidity_says(

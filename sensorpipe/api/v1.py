@@ -88,6 +88,14 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Source = Annotated[str, StringConstraints(pattern=r"^[a-z]+(:[a-z-]{1,32})?$")]
 TimeParam = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 Every = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,4}[mhd]$")]
+# Quality flags of /counts: every count, or without or only the flagged; which flags count.
+CountFlags = Annotated[
+    Literal["include", "exclude", "only"],
+    Query(description="every count (flagged ones counted), or without or only flagged"),
+]
+FlagNames = Annotated[
+    list[Name], Query(max_length=20, description="only these flags count as flagged")
+]
 # The filters /air and /counts share (repeatable: ?device=a&device=b).
 Devices = Annotated[list[DeviceId], Query(max_length=100)]
 Sites = Annotated[list[Site], Query(max_length=100)]
@@ -229,6 +237,11 @@ class ClassCounts(BaseModel):
     class_: str = Field(alias="class")
     direction: str
     values: list[int | None]
+    flagged: list[int] | None = Field(
+        default=None,
+        description="per interval, how many counts carried a quality flag (only where one did)",
+    )
+    flags: list[list[str]] | None = Field(default=None, description="per interval, which flags")
 
 
 class CountSeries(BaseModel):
@@ -243,6 +256,8 @@ class CountsOut(BaseModel):
     from_: str = Field(alias="from")
     to: str
     every: str
+    flags: str = Field(description="include, exclude or only the flagged counts")
+    flag: list[str] = Field(description="the flags that count as flagged (none: any)")
     series: list[CountSeries]
     partial: list[str] = Field(description=PARTIAL_DOC)
 
@@ -595,11 +610,21 @@ def counts(
     from_: Annotated[TimeParam, Query(alias="from")] = "-24h",
     to: TimeParam = "now",
     every: Every = "1h",
+    flags: CountFlags = "include",
+    flag: FlagNames = [],  # noqa: B006
     format: Fmt | None = None,
 ) -> Any:
     """Counts summed over `every`. `running_fraction` is the share of each interval the
     counter processed frames: a half-hour outage shows as 0.5, not as an empty street, and
-    an interval without any report has null counts."""
+    an interval without any report has null counts. Where counts carry a quality flag (a
+    counter stuck at 0), each class and direction has `flagged` (per interval, how many of
+    its counts were flagged) and `flags` (which), CSV `count_flagged` and `count_flags`;
+    `flags=exclude` leaves flagged counts out of the sums, `flags=only` sums them alone."""
+    flt = FlagFilter(flags, tuple(flag))
+    try:
+        flt.check()
+    except QueryInputError as exc:  # a bad parameter is a 400 problem, as everywhere
+        raise bad_request(str(exc), "flag") from None
     registry = ctx.registry()
     _known(registry, list(device), list(site))
     _known_names("source", list(source), all_sources(), "is no source of data")
@@ -618,6 +643,7 @@ def counts(
         end=to,
         every=every,
         max_points=ctx.config.max_points,
+        flags=flt,
     )
     answer = mark_partial(_storage_call(count_series, ctx.influx, req))
     if _wants(request, format, ("json", "csv")) == "csv":

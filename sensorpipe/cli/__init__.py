@@ -5,8 +5,9 @@ the groups, each imported only when used; `common` holds what they share (the st
 errors) and `options` the click options several commands share, each written once. The
 groups: `stack`, `demo`, `devices`, `edge`, `ingest`, `gateway`, `serve`, `server` (`server
 setup`), `sim`, `query`, `counting` (`count-video`, `count-eval`), `config` (the example files),
-`importing` (`sensorpipe import`; `import_ledger` holds its `list` and `remove`) and
-`calibrate` (`calibrate fit|apply|list|show`).
+`importing` (`sensorpipe import`; `import_ledger` holds its `list` and `remove`),
+`calibrate` (`calibrate fit|group|update|apply|list|show|report`) and `quality` (`quality
+neighbours`, the neighbour outlier over stored data).
 
 `devices` keeps `add`, `add-gateway`, `list` and `reset-key`; its other commands have modules
 of their own: `kits` (`devices add-kit airrohr|ttn`, with `ttn_setup`, what `add-kit ttn`

@@ -22,7 +22,7 @@ import click
 
 from sensorpipe.cli.common import fail, local_stack
 from sensorpipe.cli.import_ledger import import_list, import_remove
-from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
+from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, QUALITY_CONFIG_OPTION, json_option
 from sensorpipe.importer.files import DEFAULT_MAX_DECOMPRESSED_MIB
 from sensorpipe.protocol.quantities import QUANTITIES
 
@@ -92,13 +92,7 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="A gzip'd file may expand to this many MiB; reading stops past it.",
         ),
-        click.option(
-            "--quality-config",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="A TOML file whose [quality] section sets the quality flags' thresholds (an "
-            "ingest.toml; default: the stack's ingest.toml, or the defaults).",
-        ),
+        QUALITY_CONFIG_OPTION,
         json_option("Print the summary as JSON."),
     ]
     for option in reversed(options):

@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sensorpipe.cli.importing:import_",
         "Import history files through the same checks as live data.",
     ),
+    "quality": (
+        "sensorpipe.cli.quality:quality",
+        "Quality checks over stored data: the neighbour outlier (`quality neighbours`).",
+    ),
     "calibrate": (
         "sensorpipe.cli.calibrate:calibrate",
         "Calibrate low-cost sensors against a reference station: fit, apply, list, show.",

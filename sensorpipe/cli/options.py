@@ -61,6 +61,16 @@ INFLUX_OPTIONS = options(
     click.option("--database", default="sensorpipe", show_default=True),
 )
 
+# The thresholds of the quality checks: `sensorpipe import` flags with them, `sensorpipe quality`
+# judges with them.
+QUALITY_CONFIG_OPTION = click.option(
+    "--quality-config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A TOML file whose [quality] section sets the quality checks' thresholds (an "
+    "ingest.toml; default: the stack's ingest.toml, or the defaults).",
+)
+
 # The TOML file a long-running component (`edge run`, `ingest run`) or a check of it reads.
 CONFIG_FILE_OPTION = click.option(
     "--config", "config_path", type=click.Path(path_type=Path), required=True

@@ -4,6 +4,7 @@ or JSON."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,29 @@ FORMAT_OPTION = click.option(
     default="table",
     show_default=True,
 )
+
+
+def flag_options(help: str, example: str) -> Any:
+    """--flags include|exclude|only (`flag_mode`) and --flag NAME (`flag_names`): both
+    queries' quality flags, `help` saying what --flags does for the query."""
+    return options(
+        click.option(
+            "--flags",
+            "flag_mode",
+            type=click.Choice(["include", "exclude", "only"]),
+            default="include",
+            show_default=True,
+            help=help,
+        ),
+        click.option(
+            "--flag",
+            "flag_names",
+            multiple=True,
+            help=f"Only this flag counts as flagged, e.g. {example} (repeatable; "
+            f"`docs/quality.md` lists them).",
+        ),
+    )
+
 
 # The end of both queries' time range (their start has each its own default).
 TO_OPTION = click.option("--to", "end", default="now", show_default=True)
@@ -104,20 +128,10 @@ def query() -> None:
     "apply`), its values, computed now from the raw ones; raw elsewhere. raw: as stored. The "
     "column `calibration` names the calibration of each row, or raw.",
 )
-@click.option(
-    "--flags",
-    "flag_mode",
-    type=click.Choice(["include", "exclude", "only"]),
-    default="include",
-    show_default=True,
-    help="Quality flags: every reading, with <quantity>_flags (and, per --every window, "
+@flag_options(
+    "Quality flags: every reading, with <quantity>_flags (and, per --every window, "
     "<quantity>_flagged: how many); exclude leaves flagged readings out; only shows them alone.",
-)
-@click.option(
-    "--flag",
-    "flag_names",
-    multiple=True,
-    help="Only this flag counts as flagged, e.g. fog (repeatable; `docs/quality.md` lists them).",
+    "fog",
 )
 @FORMAT_OPTION
 def query_air(
@@ -256,6 +270,12 @@ def query_air(
     show_default=True,
     help="Refuse an answer with more values than this.",
 )
+@flag_options(
+    "Quality flags of the counts (a counter stuck at 0, ...): every count, with "
+    "count_flagged (how many of the interval's counts were flagged) and count_flags; exclude "
+    "leaves flagged counts out of the sums; only sums them alone.",
+    "stuck",
+)
 @FORMAT_OPTION
 def query_counts(
     directory: Path | None,
@@ -270,10 +290,13 @@ def query_counts(
     end: str,
     every: str,
     max_points: int,
+    flag_mode: str,
+    flag_names: tuple[str, ...],
     fmt: str,
 ) -> None:
     """Passers-by per class and direction, summed per interval, with the share of each
-    interval the counter ran (running_fraction).
+    interval the counter ran (running_fraction), and where counts carry quality flags, how
+    many of each interval's were flagged and which (count_flagged, count_flags).
 
     An interval in which the counter did not report has no count (empty in the table and CSV,
     null in JSON); one in which it ran only part of the time is flagged in the table: fewer
@@ -288,6 +311,7 @@ def query_counts(
     from sensorpipe.query.series import CountSeriesRequest, as_rows, count_series
 
     _check_counts_input(classes, directions, start, end, every)
+    flt = _flag_filter(flag_mode, flag_names)
     for source in sources:
         problem = check_source(source)
         if problem:
@@ -303,12 +327,15 @@ def query_counts(
         end=end,
         every=every,
         max_points=max_points,
+        flags=flt,
     )
     client = InfluxClient(influx_url, database)
     note = None
     try:
         answer = count_series(client, request)
-        if not answer["series"]:
+        if not answer["series"] and flt.mode == "only":
+            note = f"no flagged counts match these filters from {start} to {end}"
+        elif not answer["series"]:
             asked = {
                 "device_id": devices_,
                 "site": sites,
@@ -512,11 +539,10 @@ def _check_counts_input(
 ) -> None:
     """Refuse what no InfluxDB could answer, before looking for one."""
     import re
-    from datetime import UTC, datetime
 
     from sensorpipe.cli.provisioning import check_count_classes
     from sensorpipe.protocol.counting import DIRECTION_PATTERN
-    from sensorpipe.query.influxql import QueryInputError, parse_time
+    from sensorpipe.query.influxql import QueryInputError
     from sensorpipe.query.series import parse_every
 
     check_count_classes("--class", classes)
@@ -530,6 +556,13 @@ def _check_counts_input(
         parse_every(every)
     except QueryInputError:
         fail(f"--every {every}: use an interval from 1m to 1d, like 1m, 15m, 1h or 1d")
+    time_range(start, end)
+
+
+def time_range(start: str, end: str) -> tuple[datetime, datetime]:
+    """--from and --to as times, refused in one line where no InfluxDB could answer them."""
+    from sensorpipe.query.influxql import QueryInputError, parse_time
+
     now = datetime.now(UTC)
     times = []
     for option, value in (("--from", start), ("--to", end)):
@@ -544,6 +577,7 @@ def _check_counts_input(
         fail(f"--from {start} is not before --to {end}: swap them")
     if t0.year < 1677 or t1.year > 2262:
         fail(f"--from {start} --to {end}: times must lie between 1677 and 2262 (InfluxDB's range)")
+    return t0, t1
 
 
 def _registered(directory: Path | None) -> set[str]:

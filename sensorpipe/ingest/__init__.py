@@ -12,7 +12,9 @@ turns a message into InfluxDB points, `lineprotocol` writes them and `influx` is
 client; `deadletter` keeps each rejected message with its reason. `quota` (per-device quotas)
 and `fair` (one lane per device) keep one device from crowding out the rest; `stats` and
 `metrics` count and report; `errors` are marked retryable or permanent. `influxd` is a
-throw-away InfluxDB for the local stack, the demo and the tests.
+throw-away InfluxDB for the local stack, the demo and the tests. `neighbours` runs the
+neighbour outlier (quality.neighbours) over stored hourly means and merges its flag into the
+stored points, on a timer thread of the ingest's process (and for `sensorpipe quality neighbours`).
 
 A hand-written pipeline rather than a dataflow library's sources, steps and sinks (Bytewax):
 the guarantee that matters, that a message is acknowledged to the broker only once it is

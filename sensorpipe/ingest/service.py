@@ -46,6 +46,7 @@ from sensorpipe.ingest.guard import Guard
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import Point
 from sensorpipe.ingest.link import BrokerLink, Incoming
+from sensorpipe.ingest.neighbours import NeighbourSchedule
 from sensorpipe.ingest.rejects import Rejects
 from sensorpipe.ingest.reporting import Reporting
 from sensorpipe.ingest.stats import IngestStats
@@ -136,6 +137,19 @@ class IngestService:
         self._checker = Checker(
             config, self._registry, self._keys, publish=self._link.publish, clock=clock
         )
+        # The neighbour outlier over the last hours, on a timer thread of its own
+        # (ingest.neighbours): the message path never waits for it.
+        self._neighbours: NeighbourSchedule | None = None
+        if config.quality.enabled and config.quality.neighbours.enabled:
+            # The service's client, shared (its connection pool serves both threads; the
+            # schedule does not close it).
+            self._neighbours = NeighbourSchedule(
+                config.quality,
+                config.registry_path,
+                lambda: self._influx,
+                owns_client=False,
+                clock=clock,
+            )
 
     def start(self) -> None:
         """Connect, subscribe and store until `stop`. A stats file that cannot be written is
@@ -146,10 +160,14 @@ class IngestService:
         self._guard.start()
         self._reporting.serve_metrics()
         self._worker.start()
+        if self._neighbours is not None:
+            self._neighbours.start()
 
     def stop(self) -> None:
         """Finish the batch in hand, then disconnect. Unacknowledged messages stay queued."""
         self._stop.set()
+        if self._neighbours is not None:
+            self._neighbours.stop()
         self._worker.join(timeout=30)
         self._link.stop()
         self._checker.close()

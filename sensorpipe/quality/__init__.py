@@ -10,4 +10,9 @@ The raw value is never changed: a flag is a string field `qc_<quantity>` beside 
 flag names, joined by ","), written only where a flag is raised, and every checked air point
 carries the integer field `qc`, the version of the check set (`flags.QC_VERSION`), so
 "checked, no flag" differs from "not checked" (`protocol.storage`).
+
+The neighbour outlier is judged later, over stored hourly means, where neighbours exist:
+`neighbours` computes the robust z-scores (pure functions); ingest.neighbours reads the means
+from InfluxDB, merges the flag `neighbour` into the outliers' stored flags, and is the timer the
+ingest runs it on (`sensorpipe quality neighbours` runs it over any period).
 """

@@ -20,6 +20,7 @@ a network whose devices report every 5 minutes sets smaller runs for their senso
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,6 +181,68 @@ def model_of(sensor: str) -> str:
     return REFERENCE_MODEL if sensor.startswith(REFERENCE_MODEL) else sensor
 
 
+# The neighbour outlier's defaults (quality.neighbours), with their reasons:
+# - radius 3 km and at least 5 neighbours: CrowdQC+'s buddy check (research27 §7: radius 3000 m,
+#   >= 5 buddies); within 3 km a city's PM and weather are one air mass, and a median and Qn of
+#   fewer than 5 values are too unsteady to call a device an outlier by.
+# - z beyond -3.5 or 3.5: Iglewicz & Hoaglin's limit for robust z-scores. With a Gaussian
+#   network about 1 device-hour in 2,000 passes it by chance. CrowdQC+'s own limits (buddy
+#   check alpha 0.1 two-tailed, |z| > 1.64; m2 -2.33/+1.64) clean a temperature data set before
+#   analysis, where dropping 1 good hour in 10 is a fair price; a flag shown to residents must
+#   not mark 1 good hour in 10. Symmetric: a PM sensor errs both ways (humid air high, a clogged
+#   inlet or a failing fan low); CrowdQC+'s asymmetry is for warm-biased thermometers.
+# - min_scale, the smallest spread the z is computed with, per quantity: where neighbours
+#   agree closely, a small difference would otherwise be a large z. PM 2 µg/m³: a device is then
+#   flagged no nearer than 7 µg/m³ (3.5 x 2) to its neighbours' median, the US EPA's RMSE target
+#   for a PM2.5 sensor against a reference, so a sensor meeting EPA's targets is not flagged for
+#   its neighbours agreeing well. Temperature 1 °C and RH 3 %: the BME280 data sheet's absolute
+#   accuracy. A quantity without a floor whose neighbours agree exactly is not judged.
+# - quantities: PM, temperature and relative humidity, where a city's neighbours share the air.
+#   Not pressure (it follows altitude, not the air), CO2 (indoor and outdoor sensors mix) or
+#   noise (very local by nature).
+# - every hour over the last 3 finished hours, each judged 10 minutes after it ended: an edge
+#   device's outbox delivers a short outage's readings within minutes, and a verdict once
+#   written is not withdrawn (a later run adds flags, never removes one).
+NEIGHBOUR_QUANTITIES = (*PM, "temperature", "relative_humidity")
+NEIGHBOUR_MIN_SCALE = {**{q: 2.0 for q in PM}, "temperature": 1.0, "relative_humidity": 3.0}
+
+
+class NeighbourConfig(_Strict):
+    """`[quality.neighbours]`: the neighbour outlier (quality.neighbours), and the stack's
+    schedule for it."""
+
+    # false: the ingest does not run it on its timer (`sensorpipe quality neighbours` still can)
+    enabled: bool = True
+    every_s: float = Field(default=3600.0, ge=5)
+    hours: int = Field(default=3, ge=1, le=168)
+    settle_s: float = Field(default=600.0, ge=0)
+    radius_m: float = Field(default=3000.0, gt=0)
+    min_neighbours: int = Field(default=5, ge=1)
+    z_low: float = Field(default=-3.5, lt=0)
+    z_high: float = Field(default=3.5, gt=0)
+    quantities: list[str] = Field(default_factory=lambda: list(NEIGHBOUR_QUANTITIES))
+    # per quantity; unset: NEIGHBOUR_MIN_SCALE's, else 0 (no floor)
+    min_scale: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("quantities")
+    @classmethod
+    def _known(cls, quantities: list[str]) -> list[str]:
+        _check_quantities(dict.fromkeys(quantities))
+        return quantities
+
+    @field_validator("min_scale")
+    @classmethod
+    def _known_scales(cls, scales: dict[str, float]) -> dict[str, float]:
+        _check_quantities(scales)
+        for name, value in scales.items():
+            if not value >= 0:
+                raise ValueError(f"min_scale of {name} is {value}: give 0 or more")
+        return scales
+
+    def min_scale_of(self, quantity: str) -> float:
+        return self.min_scale.get(quantity, NEIGHBOUR_MIN_SCALE.get(quantity, 0.0))
+
+
 class QualityConfig(_Strict):
     """The `[quality]` section: whether flags are computed, and their thresholds."""
 
@@ -204,6 +267,8 @@ class QualityConfig(_Strict):
     max_series: int = Field(default=100_000, ge=1)
     quantities: dict[str, Thresholds] = Field(default_factory=dict)
     sensors: dict[str, dict[str, Thresholds]] = Field(default_factory=dict)
+    # the neighbour outlier, computed over stored hourly means (quality.neighbours)
+    neighbours: NeighbourConfig = Field(default_factory=NeighbourConfig)
 
     @field_validator("quantities")
     @classmethod
@@ -238,7 +303,7 @@ class QualityConfig(_Strict):
         return Rules(**merged)  # type: ignore[arg-type]
 
 
-def _check_quantities(quantities: dict[str, Thresholds]) -> None:
+def _check_quantities(quantities: Mapping[str, object]) -> None:
     for name in quantities:
         if name not in QUANTITIES:
             known = ", ".join(QUANTITIES)

@@ -13,7 +13,9 @@ from collections.abc import Iterable
 # The version of the check set that flagged a point, stored as the integer field `qc`. Raised
 # whenever a check is added or its meaning changes, so a reader can tell which points were
 # judged by which rules (and that a point without `qc` was never checked).
-QC_VERSION = 1
+# 2: the neighbour outlier (`neighbour`), added to stored points later by its own run
+# (ingest.neighbours); the checks made as a point is stored are those of version 1.
+QC_VERSION = 2
 
 RANGE = "range"
 STUCK = "stuck"
@@ -22,6 +24,7 @@ HUMIDITY = "humidity"
 FOG = "fog"
 WARMUP = "warmup"
 CLOCK = "clock"
+NEIGHBOUR = "neighbour"
 
 # Each flag and the one sentence that explains it (API, dashboard, README).
 FLAGS: dict[str, str] = {
@@ -51,6 +54,11 @@ FLAGS: dict[str, str] = {
     ),
     CLOCK: (
         "the device's clock was not synchronised when it took the reading, so its time may be wrong"
+    ),
+    NEIGHBOUR: (
+        "the device's hourly mean stood far apart from those of the sensors and stations "
+        "around it that hour (a robust z-score against at least 5 within 3 km, by default), "
+        "as a faulty or badly placed sensor's does"
     ),
 }
 ALL_FLAGS = tuple(sorted(FLAGS))

@@ -86,18 +86,20 @@ def check_flag_name(name: str) -> None:
         raise QueryInputError(f"unknown flag {name[:40]!r}{hint} (known: {', '.join(ALL_FLAGS)})")
 
 
-def flagged_quantities(influx: InfluxClient, quantities: Sequence[str]) -> list[str]:
-    """Those of `quantities` that InfluxDB holds a `qc_<quantity>` field of: the others were
-    never flagged."""
+def flagged_quantities(
+    influx: InfluxClient, quantities: Sequence[str], measurement: str = storage.AIR
+) -> list[str]:
+    """Those of `quantities` that InfluxDB holds a `qc_<quantity>` field of in `measurement`
+    (`qc_count` on traffic): the others were never flagged."""
     fields = {
         str(row[0])
-        for s in influx.query(f"SHOW FIELD KEYS FROM {identifier(storage.AIR)}")
+        for s in influx.query(f"SHOW FIELD KEYS FROM {identifier(measurement)}")
         for row in s.get("values") or []
     }
     return [q for q in quantities if QC_PREFIX + q in fields]
 
 
-def _rows(
+def rows_by_key(
     influx: InfluxClient, influxql: str, tag_names: Sequence[str]
 ) -> list[tuple[Key, dict[str, Any]]]:
     out = []
@@ -128,18 +130,19 @@ def interval_flags(
     quantities: Sequence[str],
     flt: FlagFilter,
     tag_names: Sequence[str],
+    measurement: str = storage.AIR,
 ) -> dict[tuple[Key, str], IntervalFlags]:
     """Per (series, interval) and quantity with flagged readings: their count and flag names
     (with `flt.names`, those flags alone)."""
     found: dict[tuple[Key, str], IntervalFlags] = {}
-    for q in flagged_quantities(influx, quantities):
+    for q in flagged_quantities(influx, quantities, measurement):
         field = QC_PREFIX + q
         condition = [flt.condition(q)]
-        for key, row in _rows(influx, statement("count", [field], condition), tag_names):
+        for key, row in rows_by_key(influx, statement("count", [field], condition), tag_names):
             if row.get(field):
                 found[(key, q)] = IntervalFlags(int(row[field]), ())
         names: dict[tuple[Key, str], set[str]] = {}
-        for key, row in _rows(influx, statement("distinct", [field], condition), tag_names):
+        for key, row in rows_by_key(influx, statement("distinct", [field], condition), tag_names):
             if (key, q) in found:
                 names.setdefault((key, q), set()).update(flt.counted(row.get(field)))
         for k, flags in names.items():
@@ -163,7 +166,9 @@ def filtered_values(
     out: dict[Key, dict[str, float | None]] = {}
     if flt.mode == "only":
         for q in flagged:
-            for key, row in _rows(influx, statement(aggregate, [q], [flt.condition(q)]), tag_names):
+            for key, row in rows_by_key(
+                influx, statement(aggregate, [q], [flt.condition(q)]), tag_names
+            ):
                 out.setdefault(key, {})[q] = row.get(q)
         return out
     if aggregate not in EXCLUDE_AGGREGATES:
@@ -202,13 +207,13 @@ def _recomputed(
     the aggregate of their unflagged readings, computed here from the readings themselves
     (read between the first and the last such interval, at most RAW_READINGS_MAX a series)."""
     out: dict[Key, dict[str, float | None]] = {}
-    for key, row in _rows(influx, statement(aggregate, quantities, []), tag_names):
+    for key, row in rows_by_key(influx, statement(aggregate, quantities, []), tag_names):
         out[key] = {q: row.get(q) for q in quantities}
     for q in flagged:
         field = QC_PREFIX + q
         hit = {
             key
-            for key, row in _rows(
+            for key, row in rows_by_key(
                 influx, statement("count", [field], [flt.condition(q)]), tag_names
             )
             if row.get(field)
@@ -220,7 +225,7 @@ def _recomputed(
         window = [f"time >= {lo}ms", f"time < {hi}ms"]
         kept: dict[Key, list[tuple[int, float]]] = {key: [] for key in hit}
         per_series: dict[tuple[str, ...], int] = {}
-        for (tags, t), row in _rows(influx, statement("", [q, field], window), tag_names):
+        for (tags, t), row in rows_by_key(influx, statement("", [q, field], window), tag_names):
             per_series[tags] = per_series.get(tags, 0) + 1
             if per_series[tags] > RAW_READINGS_MAX:
                 raise QueryInputError(
@@ -264,8 +269,8 @@ def _sum_count(
     conditions: Sequence[str],
     tag_names: Sequence[str],
 ) -> dict[Key, dict[str, tuple[float, int]]]:
-    sums = dict(_rows(influx, statement("sum", quantities, conditions), tag_names))
-    counts = dict(_rows(influx, statement("count", quantities, conditions), tag_names))
+    sums = dict(rows_by_key(influx, statement("sum", quantities, conditions), tag_names))
+    counts = dict(rows_by_key(influx, statement("count", quantities, conditions), tag_names))
     out: dict[Key, dict[str, tuple[float, int]]] = {}
     for key, row in counts.items():
         for q in quantities:
@@ -320,7 +325,7 @@ def flag_rows(
     elif flagged:
         either = "(" + " OR ".join(flt.condition(q) for q in flagged) + ")"
         fields = [QC_PREFIX + q for q in flagged]
-        for (tags, t), found_row in _rows(influx, statement("", fields, [either]), tag_names):
+        for (tags, t), found_row in rows_by_key(influx, statement("", fields, [either]), tag_names):
             row = by_key.get((tags, t))
             if row is None:
                 continue

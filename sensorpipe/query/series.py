@@ -37,7 +37,9 @@ from sensorpipe.query.flagged import (
     IntervalFlags,
     Statement,
     filtered_values,
+    flagged_quantities,
     interval_flags,
+    rows_by_key,
 )
 from sensorpipe.query.influxql import (
     QueryInputError,
@@ -450,12 +452,20 @@ class CountSeriesRequest:
     end: str = "now"
     every: str = "1h"
     max_points: int = 100_000
+    # Quality flags (`qc_count`): include (every count, flagged ones counted per interval),
+    # exclude or only the flagged counts (or those with the named flags).
+    flags: FlagFilter = field(default_factory=FlagFilter)
 
 
 def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any]:
     """Passers-by per class and direction, summed over `every`, with `running_fraction`: the
-    share of each interval the counter ran (null: no report at all for that interval)."""
+    share of each interval the counter ran (null: no report at all for that interval). Where
+    a count of the answer carries a quality flag, its class and direction have `flagged` (per
+    interval, how many counts were flagged) and `flags` (which); with `exclude` the sums leave
+    the flagged counts out (null where every count was flagged), with `only` they are the
+    flagged counts' alone (null where none was)."""
     _check_sources(req.sources)
+    req.flags.check()
     every_s = parse_every(req.every)
     t0, t1 = _range(req.start, req.end)
     check_first_interval(t0, every_s * 10**9, req.start, req.every)
@@ -533,6 +543,18 @@ def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any
                 else min(1.0, float(r[1]) / max(1.0, min(every_s, (t1_ms - r[0]) / 1000)))
                 for r in s["values"]
             }
+    count_tags = ["device_id", "site", "class", "direction"]
+
+    def statement(aggregate: str, fields: Sequence[str], conditions: Sequence[str]) -> str:
+        chosen = ", ".join(f"{aggregate}({identifier(f)}) AS {identifier(f)}" for f in fields)
+        return (
+            f"SELECT {chosen} FROM {identifier(storage.TRAFFIC)} "
+            f"WHERE {_where([window, traffic_where, *conditions])} "
+            f"GROUP BY time({every_s}s), {', '.join(identifier(t) for t in count_tags)} "
+            f"fill(none) SLIMIT {cap + 1}"
+        )
+
+    flagged = _count_flags(influx, req.flags, statement, count_tags) if counted else None
     by_device: dict[str, dict[str, Any]] = {}
     for s in counted:
         tags = s.get("tags") or {}
@@ -555,16 +577,85 @@ def count_series(influx: InfluxClient, req: CountSeriesRequest) -> dict[str, Any
             None if fractions.get(t) is None else (None if v is None else int(v))
             for t, v in ((r[0], r[1]) for r in rows)
         ]
-        entry["counts"].append(
-            {"class": tags.get("class"), "direction": tags.get("direction"), "values": values}
-        )
+        counts: dict[str, Any] = {
+            "class": tags.get("class"),
+            "direction": tags.get("direction"),
+            "values": values,
+        }
+        if flagged is not None:
+            key = tuple(str(tags.get(t, "")) for t in count_tags)
+            flagged.apply(counts, key, [r[0] for r in rows])
+            if req.flags.mode == "only" and "flagged" not in counts:
+                continue  # nothing of it was flagged
+        entry["counts"].append(counts)
     out = []
     for device in sorted(by_device):
         entry = by_device[device]
         entry.pop("_times")
+        if not entry["counts"]:
+            continue
         entry["counts"].sort(key=lambda c: (c["class"], c["direction"]))
         out.append(entry)
-    return {"from": _iso(_ms(t0)), "to": _iso(_ms(t1)), "every": req.every, "series": out}
+    return {
+        "from": _iso(_ms(t0)),
+        "to": _iso(_ms(t1)),
+        "every": req.every,
+        "flags": req.flags.mode,
+        "flag": list(req.flags.names),
+        "series": out,
+    }
+
+
+@dataclass
+class _CountFlags:
+    """The flagged counts of an answer, per (device, site, class, direction) and interval."""
+
+    mode: str
+    found: dict[tuple[tuple[str, ...], int], IntervalFlags]
+    flagged_sums: dict[tuple[tuple[str, ...], int], int]
+    totals: dict[tuple[tuple[str, ...], int], int]  # counts per interval (exclude)
+
+    def apply(self, counts: dict[str, Any], key: tuple[str, ...], times: list[int]) -> None:
+        """Add `flagged` and `flags` to one class and direction's counts where one of them was
+        flagged; with exclude or only, its sums without or of the flagged counts alone."""
+        per_t = [self.found.get((key, t)) for t in times]
+        if any(per_t):
+            counts["flagged"] = [f.count if f else 0 for f in per_t]
+            counts["flags"] = [list(f.names) if f else [] for f in per_t]
+        values = counts["values"]
+        for i, (t, f) in enumerate(zip(times, per_t, strict=True)):
+            if values[i] is None:
+                continue  # the counter did not report
+            if self.mode == "only":
+                values[i] = self.flagged_sums.get((key, t)) if f else None
+            elif self.mode == "exclude" and f:
+                kept = self.totals.get((key, t), 0) - f.count
+                values[i] = values[i] - self.flagged_sums.get((key, t), 0) if kept > 0 else None
+
+
+def _count_flags(
+    influx: InfluxClient, flt: FlagFilter, statement: Statement, tags: list[str]
+) -> _CountFlags | None:
+    """What `qc_count` says of the answer's intervals (None: no count was ever flagged)."""
+    if not flagged_quantities(influx, ["count"], storage.TRAFFIC):
+        return _CountFlags(flt.mode, {}, {}, {}) if flt.mode == "only" else None
+    found = {
+        key: f
+        for (key, _), f in interval_flags(
+            influx, statement, ["count"], flt, tags, storage.TRAFFIC
+        ).items()
+    }
+    sums: dict[tuple[tuple[str, ...], int], int] = {}
+    totals: dict[tuple[tuple[str, ...], int], int] = {}
+    if flt.mode != "include":
+        for key, row in rows_by_key(
+            influx, statement("sum", ["count"], [flt.condition("count")]), tags
+        ):
+            sums[key] = int(row.get("count") or 0)
+    if flt.mode == "exclude":
+        for key, row in rows_by_key(influx, statement("count", ["count"], []), tags):
+            totals[key] = int(row.get("count") or 0)
+    return _CountFlags(flt.mode, found, sums, totals)
 
 
 def as_rows(answer: dict[str, Any], kind: str) -> tuple[list[str], list[list[Any]]]:
@@ -586,19 +677,24 @@ def as_rows(answer: dict[str, Any], kind: str) -> tuple[list[str], list[list[Any
                 rows.append([t, s["device_id"], s["site"], s["sensor"], *values])
         return header, rows
     header = ["time", "device_id", "site", "class", "direction", "count", "running_fraction"]
+    # Where a count of the answer was flagged: how many of each interval, and which flags.
+    any_flagged = any("flagged" in c for s in answer["series"] for c in s["counts"])
+    if any_flagged:
+        header += ["count_flagged", "count_flags"]
     rows = []
     for s in answer["series"]:
         for c in s["counts"]:
             for i, t in enumerate(s["time"]):
-                rows.append(
-                    [
-                        t,
-                        s["device_id"],
-                        s["site"],
-                        c["class"],
-                        c["direction"],
-                        c["values"][i],
-                        s["running_fraction"][i],
-                    ]
-                )
+                row = [
+                    t,
+                    s["device_id"],
+                    s["site"],
+                    c["class"],
+                    c["direction"],
+                    c["values"][i],
+                    s["running_fraction"][i],
+                ]
+                if any_flagged:
+                    row += [c["flagged"][i], ",".join(c["flags"][i])] if "flagged" in c else [0, ""]
+                rows.append(row)
     return header, rows

@@ -20,6 +20,7 @@ from sensorpipe.gateway.kits.app import AIRROHR_PATH
 from sensorpipe.gateway.kits.provision import KitCredentials
 from sensorpipe.ingest.deadletter import DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.quality.flags import QC_VERSION
 from sensorpipe.stack.local import STACK_GATEWAY_ID, LocalStack
 from tests.airrohr_post import (
     SDS_BME280_VALUES,
@@ -139,7 +140,7 @@ def test_a_kit_posting_as_its_firmware_does_is_stored_with_metadata_and_provenan
     for r in rows:
         assert (r["source"], r["vouch"], r["site"]) == ("airrohr", "gateway", "oost")
         # quality-checked as any device's readings; a kit has no clock to flag (ingest.points)
-        assert r["qc"] == 1 and r.get("qc_pm2_5") is None
+        assert r["qc"] == QC_VERSION and r.get("qc_pm2_5") is None
 
     q = f"SELECT * FROM link WHERE device_id = '{kit.device_id}' GROUP BY *"
     (link,) = wait_for(lambda: influx_rows(influx, q), what="the kit's link point")

@@ -21,6 +21,7 @@ from sensorpipe.api.context import ApiContext
 from sensorpipe.cli.main import main
 from sensorpipe.ingest.deadletter import DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.quality.flags import QC_VERSION
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import influx_rows, running_stack_influx, stack_serve_config
 
@@ -104,7 +105,8 @@ def test_archive_values_arrive_with_their_provenance(world: World) -> None:
     assert {(r["source"], r["vouch"], r["site"], r["sensor"]) for r in got} == {
         ("import:sensor-community", "import", "utrecht", "sds011")
     }
-    assert {r["qc"] for r in got} == {1}  # quality-checked as the ingest checks (no flag here)
+    # quality-checked as the ingest checks (no flag here)
+    assert {r["qc"] for r in got} == {QC_VERSION}
     (bme,) = influx_rows(
         world.influx, "SELECT pressure FROM air WHERE device_id = 'sc-12346' LIMIT 1"
     )
@@ -180,7 +182,7 @@ def test_telraam_hours_in_the_counting_series(world: World) -> None:
         "'telraam-9000001844' AND class = 'car' AND direction = 'lft' AND "
         "time = '2024-03-01T07:00:00Z'",
     )
-    assert (raw["count_extrapolated"], raw["interval_s"], raw["qc"]) == (64.0, 3600.0, 1)
+    assert (raw["count_extrapolated"], raw["interval_s"], raw["qc"]) == (64.0, 3600.0, QC_VERSION)
 
 
 def test_a_bounding_box_finds_the_readings_of_a_ride(world: World) -> None:

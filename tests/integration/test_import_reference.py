@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from sensorpipe.cli.main import main
 from sensorpipe.ingest.deadletter import DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.quality.flags import QC_VERSION
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import running_stack_influx
 
@@ -275,7 +276,7 @@ def test_a_loggers_and_a_stations_rows_are_quality_checked(world: World) -> None
         "AND time > '2019-01-01'"
     )
     rows = [dict(zip(s["columns"], v, strict=True)) for s in logger for v in s["values"]]
-    assert rows and {r["qc"] for r in rows} == {1}
+    assert rows and {r["qc"] for r in rows} == {QC_VERSION}
     humid = [r for r in rows if r["pm2_5"] is not None and (r["relative_humidity"] or 0) >= 70]
     assert humid and all("humidity" in (r["qc_pm2_5"] or "") for r in humid)
     dry = [r for r in rows if r["pm2_5"] is not None and (r["relative_humidity"] or 100) < 70]
@@ -284,7 +285,7 @@ def test_a_loggers_and_a_stations_rows_are_quality_checked(world: World) -> None
         f"SELECT qc, qc_pm2_5 FROM air WHERE device_id = '{STATION}' AND time > '2019-01-01'"
     )
     hours = [v for s in station for v in s["values"]]
-    assert hours and {v[1] for v in hours} == {1}
+    assert hours and {v[1] for v in hours} == {QC_VERSION}
     # An hourly station is no sensor warming up after each hour's gap, and dries its air: its
     # values carry neither warm-up nor humidity flags (quality.config, the reference model).
     assert not [v for v in hours if v[2] and ("warmup" in v[2] or "humidity" in v[2])]

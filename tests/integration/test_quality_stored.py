@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from sensorpipe.cli.main import main
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.messages import AirMessage, Reading
+from sensorpipe.quality.flags import QC_VERSION
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
 from tests.integration.flagged_device import flagging_stack
@@ -71,7 +72,7 @@ def test_stored_points_carry_the_flags_beside_the_raw_values(stack: LocalStack) 
     assert [r["qc_pm2_5"] for r in pm] == ["humidity", "fog,humidity", None, None, "stuck"]
     # pm10 keeps the default run of 30: humid and foggy, not stuck
     assert [r["qc_pm10"] for r in pm] == ["humidity", "fog,humidity", None, None, None]
-    assert {r["qc"] for r in pm + weather} == {1}  # every point checked, flagged or not
+    assert {r["qc"] for r in pm + weather} == {QC_VERSION}  # every point checked, flagged or not
     assert [r["relative_humidity"] for r in weather] == [75.0, 99.0, 50.0, 50.0, 50.0]
     assert all(r.get("qc_relative_humidity") is None for r in weather)
 
@@ -116,4 +117,4 @@ def test_an_import_is_flagged_by_the_stacks_quality_section(
     assert [r["pm2_5"] for r in got] == [8.1, 8.1, 8.1]
     # stuck_readings = 3 from the stack's ingest.toml, as the live ingest judges
     assert [r["qc_pm2_5"] for r in got] == ["fog,humidity", "humidity", "stuck"]
-    assert {r["qc"] for r in got} == {1}
+    assert {r["qc"] for r in got} == {QC_VERSION}

@@ -37,6 +37,7 @@ from sensorpipe.ingest.deadletter import DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.process import ManagedProcess, free_ports, port_open
 from sensorpipe.protocol.files import write_private
+from sensorpipe.quality.flags import QC_VERSION
 from sensorpipe.stack.local import STACK_GATEWAY_ID, LocalStack
 from tests.helpers import wait_for
 from tests.integration.conftest import _require_binaries
@@ -309,7 +310,7 @@ def test_uplinks_through_the_bridge_are_stored_with_metadata_and_provenance(ttn:
     assert bme["pressure"] == pytest.approx(1013.2)  # the node's Pa, in hPa
     for row in rows:
         assert (row["source"], row["vouch"], row["site"]) == ("ttn", "gateway", "centrum")
-        assert row["qc"] == 1  # quality-checked as any device's readings
+        assert row["qc"] == QC_VERSION  # quality-checked as any device's readings
         # The Network Server's received_at, to the millisecond.
         ns = datetime.fromisoformat(first["uplink_message"]["received_at"][:26] + "+00:00")
         assert row["time"] == round(ns.timestamp() * 1000)
