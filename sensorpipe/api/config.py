@@ -133,6 +133,10 @@ class ServeConfig(_Strict):
     # The ingest's stats file (its heartbeat): /api/v1/health reports the ingest alive while
     # it is fresh. Unset: the health check leaves the ingest out.
     ingest_stats_path: str | None = None
+    # The calibration book (calibrations.sqlite, written by `sensorpipe calibrate`):
+    # /api/v1/air?values=calibrated calibrates with it when read. Unset, or no such file:
+    # every value is raw (and labelled so).
+    calibration_path: str | None = None
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     broker: BrokerSettings | None = None
     # SHA-256 hashes of bearer tokens that may see exact locations and per-message link
@@ -236,6 +240,8 @@ def load_serve_config(path: Path | str) -> ServeConfig:
     config.registry_path = str(base / config.registry_path)
     if config.ingest_stats_path:
         config.ingest_stats_path = str(base / config.ingest_stats_path)
+    if config.calibration_path:
+        config.calibration_path = str(base / config.calibration_path)
     resolve_tls_files(path, config)
     return config
 

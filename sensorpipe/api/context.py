@@ -122,6 +122,24 @@ class ApiContext:
 
         threading.Thread(target=work, name="register-stats", daemon=True).start()
 
+    # --- calibrations ----------------------------------------------------------------------
+    def calibrations(self, devices: list[str]) -> Any:
+        """What the calibration book says of `devices` (all: none given): a
+        query.calibrated.Calibrations, or None where there is no book or nothing is assigned.
+        Read for each request, so a calibration applied a moment ago counts at once."""
+        import sqlite3
+
+        from sensorpipe.query.calibrated import from_book
+
+        if not self.config.calibration_path:
+            return None
+        try:
+            return from_book(Path(self.config.calibration_path), devices)
+        except (OSError, sqlite3.Error) as exc:
+            raise ApiProblem(
+                503, f"the calibration book cannot be read ({exc}); values=raw answers without it"
+            ) from None
+
     # --- access ---------------------------------------------------------------------------
     def authorised(self, request: Request) -> bool:
         """Whether the request carries a bearer token listed (hashed) in the config."""

@@ -71,10 +71,13 @@ def serve_config(
         if stack_config.exists():  # what `stack up` wrote, with the operator's tokens and tiles
             config = load_serve_config(stack_config)
             config.port = 8080
+            if config.calibration_path is None:  # written before it was named there
+                config.calibration_path = str(s.calibration_path)
             return _override(config, str(stack_config), host, port, allow_plaintext)
         config = ServeConfig(
             registry_path=str(s.registry_path),
             ingest_stats_path=str(s.directory / "ingest" / "stats.json"),
+            calibration_path=str(s.calibration_path),
             influx=InfluxSettings(url=info.influx_url, database=info.database),
             broker=BrokerSettings(host="127.0.0.1", port=info.broker_port),
         )

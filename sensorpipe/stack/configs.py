@@ -55,6 +55,7 @@ def write_serve_config(
     broker_port: int,
     influx_url: str,
     api_port: int,
+    calibration_path: Path | None = None,
 ) -> Path:
     """serve.toml at `path` for this run's ports, keeping what an operator set there."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +69,7 @@ def write_serve_config(
         "port": api_port,
         "registry_path": str(registry_path),
         "ingest_stats_path": str(ingest_stats_path),
+        **({"calibration_path": str(calibration_path)} if calibration_path else {}),
         # A local stack holds little: its figures can be fresh within seconds.
         "register_cache_s": 5.0,
         **kept,

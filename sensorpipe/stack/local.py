@@ -120,6 +120,8 @@ class LocalStack:
         state = server_state or self.directory
         self.quarantine_path = state / "quarantine.sqlite"
         self.keys_path = state / "keys.sqlite"
+        # The calibration book (`sensorpipe calibrate`), beside the quarantine book.
+        self.calibration_path = state / "calibrations.sqlite"
         # The ingest's dead letters: the local stack's ingest directory, a server's state.
         self.deadletter_path = (
             server_state / "deadletter.sqlite"
@@ -397,6 +399,7 @@ class LocalStack:
             self.directory / "serve" / "serve.toml",
             registry_path=self.registry_path,
             ingest_stats_path=self.directory / "ingest" / "stats.json",
+            calibration_path=self.calibration_path,
             broker_port=broker_port,
             influx_url=influx_url,
             api_port=api_port,

@@ -434,6 +434,7 @@ def _serve_config(setup: Setup, cert: Path, key: Path) -> dict[str, Any]:
         "tls_key": str(key),
         "registry_path": str(setup.etc / "registry.toml"),
         "ingest_stats_path": str(setup.state / "ingest-stats.json"),
+        "calibration_path": str(setup.state / "calibrations.sqlite"),
         "public_url": f"https://{setup.public_host}:{setup.ports.api}/",
         **_kept(setup.etc / "serve.toml", SERVE_KEPT),
         "influx": {"url": setup.influx_url, "database": DATABASE},
