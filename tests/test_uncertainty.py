@@ -158,9 +158,21 @@ def test_raw_values_count_and_site_series_are_not_calibrated() -> None:
 
 def test_query_rows_get_the_same_columns() -> None:
     rows = [
-        {"time": "2024-01-01T02:00:00Z", "device_id": "d1", "sensor": "sds011", "pm2_5": 21.0, "calibration": "cal-7"},
-        {"time": "2024-01-01T02:00:00Z", "device_id": "b", "sensor": "bme280", "temperature": 4.0, "calibration": "raw"},
-    ]  # fmt: skip
+        {
+            "time": "2024-01-01T02:00:00Z",
+            "device_id": "d1",
+            "sensor": "sds011",
+            "pm2_5": 21.0,
+            "calibration": "cal-7",
+        },
+        {
+            "time": "2024-01-01T02:00:00Z",
+            "device_id": "b",
+            "sensor": "bme280",
+            "temperature": 4.0,
+            "calibration": "raw",
+        },
+    ]
     out, used = annotate_rows(
         rows, ["pm2_5", "temperature"], {"cal-7": _record(1.5, 1.0)}, set(), "mean"
     )
