@@ -485,7 +485,7 @@ def air(
     ] = "-24h",
     to: TimeParam = "now",
     every: Annotated[Every, Query(description="1m to 1d")] = "1h",
-    agg: Literal["mean", "median", "min", "max", "count"] = "mean",
+    agg: Literal["mean", "median", "min", "max", "last", "count"] = "mean",
     group: Literal["device", "site"] = "device",
     flags: Annotated[
         Literal["include", "exclude", "only"],
@@ -511,7 +511,7 @@ def air(
     `flags=only` shows them alone; `flag=fog` counts that flag alone).
 
     Values are calibrated (`values=calibrated`, the default) where a calibration is assigned
-    to the device for that time and the aggregate is mean, median, min or max; each value
+    to the device for that time and the aggregate is mean, median, min, max or last; each value
     names its calibration or `raw`, and carries its uncertainty (±, in the quantity's unit)
     and the rule it comes from (a calibration's RMSE, else RIVM Samen Meten's defaults for
     PM: ±5.3 µg/m³ PM2.5, ±8.5 µg/m³ PM10 or 20 % of the value where larger, else a data
