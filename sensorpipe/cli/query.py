@@ -104,7 +104,9 @@ def query() -> None:
     show_default=True,
     help="calibrated: where a calibration is assigned to the device (`sensorpipe calibrate "
     "apply`), its values, computed now from the raw ones; raw elsewhere. raw: as stored. The "
-    "column `calibration` names the calibration of each row, or raw.",
+    "column `calibration` names the calibration of each row, or raw; <quantity>_uncertainty_<unit> "
+    "is each value's ± (the calibration's RMSE, else RIVM's PM defaults or a data sheet) and "
+    "<quantity>_indicative whether no calibration corrected a low-cost value.",
 )
 @click.option(
     "--flags",
@@ -393,7 +395,8 @@ def _with_uncertainty(
     fmt: str,
 ) -> list[dict[str, Any]]:
     """The rows with each quantity's `<q>_uncertainty_<unit>` and `<q>_indicative`, as
-    /api/v1/air gives them (query.calibrated); a note on standard error names the rules."""
+    /api/v1/air gives them (query.calibrated); under a table, a note on standard error names
+    the rules."""
     from sensorpipe.protocol.quantities import QUANTITIES
     from sensorpipe.query.calibrated import annotate_rows, basis_sentences, csv_bool
 
@@ -410,13 +413,15 @@ def _with_uncertainty(
     records = calibration.records if calibration is not None else {}
     quantities = [q for q in QUANTITIES if any(q in r for r in rows)]
     out, used = annotate_rows(rows, quantities, records, references, aggregate)
-    if fmt == "csv":
-        for row in out:
+    for row in out:
+        if fmt == "csv":
             for q in quantities:
                 if f"{q}_indicative" in row:
                     row[f"{q}_indicative"] = csv_bool(row[f"{q}_indicative"])
-    for key, sentence in basis_sentences(used, records).items():
-        click.echo(f"uncertainty {key}: {sentence}", err=True)
+        row["calibration"] = row.pop("calibration", None)  # the last column, as before
+    if fmt == "table":  # CSV and JSON stay data alone (docs/calibration.md says the rules)
+        for key, sentence in basis_sentences(used, records).items():
+            click.echo(f"uncertainty {key}: {sentence}", err=True)
     return out
 
 

@@ -191,4 +191,8 @@ def test_csv_and_query_air_carry_the_same_columns(world: World) -> None:
     for row in printed:  # the value printed to 0.1 µg/m³, its uncertainty from the unrounded
         v = float(row["pm2_5_ugm3"])
         assert float(row["pm2_5_uncertainty_ugm3"]) == pytest.approx(max(5.3, 0.2 * v), abs=0.02)
-    assert "rivm-default:pm2_5" in result.stderr
+    table = sensorpipe(
+        "query", "air", "--device", "rt01", "--quantity", "pm2_5", "--every", "1h",
+        *PERIOD, "--dir", str(world.stack.directory),
+    )  # fmt: skip
+    assert "uncertainty rivm-default:pm2_5: RIVM Samen Meten's default" in table.stderr
