@@ -29,9 +29,8 @@ from tests.integration.live_server import live_server
 from tests.integration.test_calibration import (
     PERIOD,
     REFERENCE,
-    SENSOR,
-    SENSOR_ARGS,
     STATION,
+    import_copies,
     pairs,
     sensor_minutes,
     sensorpipe,
@@ -51,12 +50,11 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with running_stack(tmp_path_factory, "api-calibrated", serve=False, kits=False) as (stack, _):
-        d = ["--dir", str(stack.directory), "--user", "analyst"]
-        for device in ("rt01", "rt01-copy"):
-            sensorpipe(
-                "import", "csv", str(SENSOR), "--device", device, "--force", *SENSOR_ARGS, *d
-            )
-        sensorpipe("import", "reference", "airnowtech", str(REFERENCE), *d)
+        import_copies(stack.directory, ("rt01", "rt01-copy"))
+        sensorpipe(
+            "import", "reference", "airnowtech", str(REFERENCE),
+            "--dir", str(stack.directory), "--user", "analyst",
+        )  # fmt: skip
         fit = ["calibrate", "fit", "--device", "rt01", "--reference", STATION, "--json"]
         fitted = json.loads(
             sensorpipe(*fit, "--method", "linear", "--dir", str(stack.directory)).stdout
@@ -82,6 +80,14 @@ def _series(answer: dict[str, Any], device: str) -> dict[str, Any]:
     return s
 
 
+def _valued(s: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Per interval with a PM2.5 value: time, value, calibration, uncertainty, its basis and
+    indicative."""
+    keys = ("calibration", "uncertainty", "uncertainty_basis", "indicative")
+    columns = [s["time"], s["values"]["pm2_5"], *(s[k]["pm2_5"] for k in keys)]
+    return [row for row in zip(*columns, strict=True) if row[1] is not None]
+
+
 def _hour(iso: str) -> datetime:
     return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
@@ -102,16 +108,7 @@ def test_raw_values_are_the_files_hourly_means_with_rivm_defaults(world: World) 
     s = _series(answer, "rt01-copy")
     means = _file_means()
     checked = 0
-    for t, value, cal, unc, flag in zip(
-        s["time"],
-        s["values"]["pm2_5"],
-        s["calibration"]["pm2_5"],
-        s["uncertainty"]["pm2_5"],
-        s["indicative"]["pm2_5"],
-        strict=True,
-    ):
-        if value is None:
-            continue
+    for t, value, cal, unc, _, flag in _valued(s):
         assert value == pytest.approx(means[_hour(t)], abs=1e-6)
         assert cal == "raw" and flag is True
         assert unc == round(max(5.3, 0.2 * value), 2)
@@ -134,17 +131,7 @@ def test_calibrated_values_are_raw_times_slope_plus_intercept(world: World) -> N
     rmse = world.fitted["statistics"]["cv"]["linear"]["rmse"]
     means = _file_means()
     checked = 0
-    for t, value, cal, unc, basis, flag in zip(
-        s["time"],
-        s["values"]["pm2_5"],
-        s["calibration"]["pm2_5"],
-        s["uncertainty"]["pm2_5"],
-        s["uncertainty_basis"]["pm2_5"],
-        s["indicative"]["pm2_5"],
-        strict=True,
-    ):
-        if value is None:
-            continue
+    for t, value, cal, unc, basis, flag in _valued(s):
         assert value == pytest.approx(means[_hour(t)] * b + a, rel=1e-6)
         assert (cal, unc, basis, flag) == (cal_id, round(rmse, 2), f"calibration:{cal_id}", False)
         checked += 1

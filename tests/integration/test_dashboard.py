@@ -596,9 +596,7 @@ def test_device_list_text_is_not_clipped(history: History, open_browser: Any) ->
         page = b.page
         page.route(re.compile(r"/api/v1/devices$"), worst_readings)
         # The map's latest calibrated values: none, so the register's (uncalibrated) ones.
-        page.route(
-            re.compile(r"/api/v1/air\?.*agg=last"), lambda r: r.fulfill(json={"series": []})
-        )
+        page.route(re.compile(r"/api/v1/air\?.*agg=last"), lambda r: r.fulfill(json={"series": []}))
         page.goto(f"{base}/")
         b.wait("body[data-state=ready]")
         reading = page.locator(f"#sites button[data-device={unplaced}] .reading").inner_text()

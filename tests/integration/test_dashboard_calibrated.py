@@ -20,12 +20,9 @@ from sensorpipe.api.config import MapSettings
 from sensorpipe.api.context import ApiContext
 from sensorpipe.calibration.store import CalibrationBook
 from sensorpipe.cli.serve import serve_config
-from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.stack.local import LocalStack
-from tests.helpers import wait_for
-from tests.integration.flagged_device import SENT, _message, flagging_stack
+from tests.integration.flagged_device import SENT, flagging_stack, send_flagged
 from tests.integration.live_server import live_server
-from tests.integration.mqtt_helpers import TestDevice
 from tests.integration.test_dashboard import READY, artefacts, chart_data
 from tests.integration.test_dashboard import open_browser as _open_browser
 
@@ -43,28 +40,6 @@ RMSE = 2.1
 def stack(tmp_path: Path) -> Iterator[LocalStack]:
     with flagging_stack(tmp_path / "stack") as s:
         yield s
-
-
-def _send(stack: LocalStack, device_id: str, lon: float) -> None:
-    info = stack.require_info()
-    spec = {"site": "s", "sensors": ["sds011", "bme280"], "location": {"lat": 52.09, "lon": lon}}
-    (creds,) = stack.add_devices([(device_id, spec)])
-    device = TestDevice(creds, info.broker_port)
-    try:
-        for seq, (pm2_5, rh) in enumerate(SENT, start=1):
-            message = _message(device_id, seq, START + STEP * seq, pm2_5, rh)
-            assert not device.send(message).is_failure
-    finally:
-        device.close()
-    influx = InfluxClient(info.influx_url, info.database)
-    stored = f"SELECT count(pm2_5) FROM air WHERE device_id = '{device_id}'"
-    try:
-        wait_for(
-            lambda: [v[1] for s in influx.query(stored) for v in s["values"]] == [len(SENT)],
-            what=f"{len(SENT)} PM points of {device_id}",
-        )
-    finally:
-        influx.close()
 
 
 def _calibrate(stack: LocalStack, device_id: str) -> str:
@@ -105,8 +80,8 @@ def _tooltip(page: Any, chart: str, series: int) -> list[str]:
 
 
 def test_calibrated_band_and_indicative_label(stack: LocalStack, open_browser: Any) -> None:
-    _send(stack, "cal-d", 5.12)
-    _send(stack, "raw-d", 5.13)
+    for device_id, lon in (("cal-d", 5.12), ("raw-d", 5.13)):
+        send_flagged(stack, device_id, START, STEP, {"lat": 52.09, "lon": lon})
     cal_id = _calibrate(stack, "cal-d")
     config = serve_config(stack.directory, None, None, None, False)  # finds the book
     config.map = MapSettings(basemap="none")  # offline: no tiles
