@@ -181,3 +181,26 @@ def test_query_rows_get_the_same_columns() -> None:
         out[1]["temperature_uncertainty_degc"] == 1.0 and out[1]["temperature_indicative"] is True
     )
     assert used == {"calibration:cal-7", "data-sheet:bme280:temperature"}
+
+
+def test_the_service_reads_the_book_again_when_it_changes(tmp_path: Any) -> None:
+    from sensorpipe.api.config import ServeConfig
+    from sensorpipe.api.context import ApiContext
+    from sensorpipe.calibration.store import CalibrationBook
+
+    path = tmp_path / "calibrations.sqlite"
+    ctx = ApiContext(ServeConfig(calibration_path=str(path)))
+    try:
+        assert ctx.calibrations([]) is None  # no book yet: every value raw
+        book = CalibrationBook(path)
+        cal = book.add({k: v for k, v in _record(1.5, 1.0).items() if k != "id"})["id"]
+        book.assign(cal, "d1", None, None, "t")
+        first = ctx.calibrations(["d1"])
+        assert [a.device_id for a in first.assignments] == ["d1"]
+        assert ctx.calibrations(["d2"]) is None
+        book.assign(cal, "d2", None, None, "t")  # applied while the service runs
+        book.close()
+        assert [a.device_id for a in ctx.calibrations(["d2"]).assignments] == ["d2"]
+        assert len(ctx.calibrations([]).assignments) == 2
+    finally:
+        ctx.close()
