@@ -33,6 +33,7 @@ class Calibrations:
     def __init__(self, assignments: list[Assignment], records: dict[str, dict[str, Any]]) -> None:
         self.assignments = assignments
         self.records = records
+        self.devices = {a.device_id for a in assignments}
         # Per reference station: its hourly RH (hour ms -> %), for rows without their own.
         self.reference_rh: dict[str, dict[int, float]] = {}
 
@@ -91,27 +92,40 @@ def uncertainty_column(quantity: str) -> str:
     return f"{quantity}_uncertainty_{UNIT_SUFFIX.get(unit, unit)}".rstrip("_")
 
 
-def _of(
-    quantity: str,
-    value: Any,
-    label: str,
-    *,
-    sensor: str | None,
-    reference: bool,
-    records: Mapping[str, dict[str, Any]],
-    aggregate_ok: bool,
-) -> tuple[str, uncertainty.Uncertainty, bool | None]:
-    """One value's calibration label (its calibration's id or raw), uncertainty and whether
-    it is indicative."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or not aggregate_ok:
-        return RAW, uncertainty.NONE, None
-    record = records.get(label)
-    made = record if record is not None and record.get("quantity") == quantity else None
-    u = uncertainty.of_value(
-        quantity, float(value), sensor=sensor, reference=reference, calibration=made
-    )
-    flag = uncertainty.indicative(float(value), reference=reference, calibrated=made is not None)
-    return (label if made is not None else RAW), u, flag
+class _Labeller:
+    """Each value's calibration label (its calibration's id or raw), uncertainty and whether
+    it is indicative, for one device's (or site's) quantity; the rules chosen once per
+    calibration label."""
+
+    def __init__(
+        self,
+        quantity: str,
+        *,
+        sensor: str | None,
+        reference: bool,
+        records: Mapping[str, dict[str, Any]],
+        aggregate_ok: bool,
+    ) -> None:
+        self.quantity, self.sensor, self.reference = quantity, sensor, reference
+        self.records, self.ok = records, aggregate_ok
+        self.rules: dict[str, tuple[str, uncertainty.Rule, bool]] = {}
+
+    def __call__(self, value: Any, label: str) -> tuple[str, uncertainty.Uncertainty, bool | None]:
+        if not self.ok or not isinstance(value, int | float) or isinstance(value, bool):
+            return RAW, uncertainty.NONE, None
+        chosen = self.rules.get(label)
+        if chosen is None:
+            record = self.records.get(label)
+            made = (
+                record if record is not None and record.get("quantity") == self.quantity else None
+            )
+            how = uncertainty.rule(
+                self.quantity, sensor=self.sensor, reference=self.reference, calibration=made
+            )
+            shown = label if made is not None else RAW
+            chosen = self.rules[label] = (shown, how, not (self.reference or made is not None))
+        shown, how, flag = chosen
+        return shown, how.at(float(value)), flag
 
 
 def annotate_rows(
@@ -125,21 +139,24 @@ def annotate_rows(
     value, `<q>_uncertainty_<unit>` and `<q>_indicative`; and the basis keys used."""
     used: set[str] = set()
     ok = (aggregate or "mean") in CALIBRATED_AGGREGATES
+    labellers: dict[tuple[str, Any, Any], _Labeller] = {}
     out = []
     for row in rows:
         row = dict(row)
         for q in quantities:
             if row.get(q) is None:
                 continue
-            _, u, flag = _of(
-                q,
-                row[q],
-                str(row.get(COLUMN, RAW)),
-                sensor=row.get("sensor"),
-                reference=row.get("device_id") in references,
-                records=records,
-                aggregate_ok=ok,
-            )
+            key = (q, row.get("sensor"), row.get("device_id"))
+            label = labellers.get(key)
+            if label is None:
+                label = labellers[key] = _Labeller(
+                    q,
+                    sensor=row.get("sensor"),
+                    reference=row.get("device_id") in references,
+                    records=records,
+                    aggregate_ok=ok,
+                )
+            _, u, flag = label(row[q], str(row.get(COLUMN, RAW)))
             row[uncertainty_column(q)] = u.value
             row[f"{q}_indicative"] = flag
             if u.basis:
@@ -176,7 +193,7 @@ def calibrate_answer(
         device = series.get("device_id")
         n = len(series["time"])
         labels = [RAW] * n
-        if calibrating is not None and device:
+        if calibrating is not None and device and device in calibrating.devices:
             rows = [
                 {"time": t, "device_id": device, **{q: v[i] for q, v in series["values"].items()}}
                 for i, t in enumerate(series["time"])
@@ -193,17 +210,16 @@ def calibrate_answer(
         basis: dict[str, list[str | None]] = {}
         flags: dict[str, list[bool | None]] = {}
         for q, column in series["values"].items():
+            label = _Labeller(
+                q,
+                sensor=series.get("sensor"),
+                reference=reference,
+                records=records,
+                aggregate_ok=ok,
+            )
             cal[q], unc[q], basis[q], flags[q] = [], [], [], []
-            for value, label in zip(column, labels, strict=True):
-                shown, u, flag = _of(
-                    q,
-                    value,
-                    label,
-                    sensor=series.get("sensor"),
-                    reference=reference,
-                    records=records,
-                    aggregate_ok=ok,
-                )
+            for value, at in zip(column, labels, strict=True):
+                shown, u, flag = label(value, at)
                 cal[q].append(shown)
                 unc[q].append(u.value)
                 basis[q].append(u.basis)

@@ -77,6 +77,55 @@ def calibration_rmse(record: dict[str, Any]) -> tuple[float | None, str]:
     return (None if fitted is None else float(fitted)), "fitted"
 
 
+@dataclass(frozen=True)
+class Rule:
+    """The rule that gives the uncertainty of one quantity's values of one device: a fixed ±
+    (a calibration's RMSE, a data sheet's accuracy), or RIVM's floor and share of the value,
+    or none. Chosen once per series and quantity (`rule`), applied to each value (`at`)."""
+
+    basis: str | None = None
+    fixed: float | None = None
+    floor: float | None = None  # RIVM: max(floor, RIVM_RELATIVE × |value|)
+
+    def at(self, value: float | None) -> Uncertainty:
+        if value is None or self.basis is None:
+            return NONE
+        if self.floor is not None:
+            return Uncertainty(
+                round(max(self.floor, RIVM_RELATIVE * abs(value)), DECIMALS), self.basis
+            )
+        return Uncertainty(self.fixed, self.basis)
+
+
+NO_RULE = Rule()
+
+
+def rule(
+    quantity: str,
+    *,
+    sensor: str | None,
+    reference: bool,
+    calibration: dict[str, Any] | None = None,
+) -> Rule:
+    """The rule for the values of `quantity` made by `calibration` (its record) or raw, of a
+    device with sensor model `sensor`, a reference station's or not."""
+    if reference:
+        return NO_RULE
+    if calibration is not None:
+        rmse, _ = calibration_rmse(calibration)
+        if rmse is None:
+            return NO_RULE
+        return Rule(CAL_PREFIX + str(calibration["id"]), fixed=round(rmse, DECIMALS))
+    floor = RIVM_ABSOLUTE.get(quantity)
+    if floor is not None:
+        return Rule(RIVM_PREFIX + quantity, floor=floor)
+    model = (sensor or "").lower()
+    sheet = DATA_SHEET.get(model, {}).get(quantity)
+    if sheet is not None:
+        return Rule(f"{SHEET_PREFIX}{model}:{quantity}", fixed=sheet)
+    return NO_RULE
+
+
 def of_value(
     quantity: str,
     value: float | None,
@@ -85,24 +134,8 @@ def of_value(
     reference: bool,
     calibration: dict[str, Any] | None = None,
 ) -> Uncertainty:
-    """The uncertainty of one shown `value`: made by `calibration` (its record) or raw, of a
-    device with sensor model `sensor`, a reference station's or not."""
-    if value is None or reference:
-        return NONE
-    if calibration is not None:
-        rmse, _ = calibration_rmse(calibration)
-        if rmse is not None:
-            return Uncertainty(round(rmse, DECIMALS), CAL_PREFIX + str(calibration["id"]))
-        return NONE
-    floor = RIVM_ABSOLUTE.get(quantity)
-    if floor is not None:
-        return Uncertainty(
-            round(max(floor, RIVM_RELATIVE * abs(value)), DECIMALS), RIVM_PREFIX + quantity
-        )
-    sheet = DATA_SHEET.get((sensor or "").lower(), {}).get(quantity)
-    if sheet is not None:
-        return Uncertainty(sheet, f"{SHEET_PREFIX}{(sensor or '').lower()}:{quantity}")
-    return NONE
+    """The uncertainty of one shown `value` (`rule` applied to it)."""
+    return rule(quantity, sensor=sensor, reference=reference, calibration=calibration).at(value)
 
 
 def indicative(value: float | None, *, reference: bool, calibrated: bool) -> bool | None:
