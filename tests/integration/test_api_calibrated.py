@@ -183,3 +183,24 @@ def test_csv_and_query_air_carry_the_same_columns(world: World) -> None:
         *PERIOD, "--dir", str(world.stack.directory),
     )  # fmt: skip
     assert "uncertainty rivm-default:pm2_5: RIVM Samen Meten's default" in table.stderr
+
+
+def test_the_openapi_description_documents_the_contract(world: World) -> None:
+    spec = httpx.get(f"{world.base}/openapi.json", timeout=30).json()
+    (values,) = [
+        p for p in spec["paths"]["/api/v1/air"]["get"]["parameters"] if p["name"] == "values"
+    ]
+    assert values["schema"]["enum"] == ["calibrated", "raw"]
+    assert values["schema"]["default"] == "calibrated"
+    air, series = (
+        spec["components"]["schemas"]["AirOut"],
+        spec["components"]["schemas"]["AirSeries"],
+    )
+    assert {"values", "uncertainty_basis"} <= set(air["properties"])
+    assert {"calibration", "uncertainty", "uncertainty_basis", "indicative"} <= set(
+        series["properties"]
+    )
+    assert (
+        "RIVM" in series["properties"]["uncertainty"]["description"]
+        or "RIVM" in (air["properties"]["uncertainty_basis"]["description"])
+    )
