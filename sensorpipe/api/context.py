@@ -63,11 +63,7 @@ class ApiContext:
     def registry(self) -> Registry:
         """The registry as its file is now; read again only when the file changed."""
         path = Path(self.config.registry_path)
-        try:
-            st = path.stat()
-            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = None
+        stamp = file_stamp(path)
         with self._registry_lock:
             if self._registry is None or stamp != self._registry_stamp:
                 self._registry = load_registry(path) if stamp is not None else Registry()
@@ -140,11 +136,7 @@ class ApiContext:
             return None
         path = Path(self.config.calibration_path)
         try:
-            try:
-                st = path.stat()
-                stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-            except FileNotFoundError:
-                stamp = None
+            stamp = file_stamp(path)
             with self._book_lock:
                 if stamp != self._book_stamp or stamp is None:
                     self._book = from_book(path, []) if stamp is not None else None
@@ -176,6 +168,15 @@ class ApiContext:
                 f"{what} needs a bearer token (Authorization: Bearer <token>) listed in the "
                 f"service's config; the public data needs none",
             )
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """A file's modification time and size, to tell when it changed; None: no such file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
 
 
 def public_base(request: Request) -> str:
