@@ -104,6 +104,7 @@ def test_calibrated_band_and_indicative_label(stack: LocalStack, open_browser: A
         popup.wait_for()
         assert "indicative" in popup.inner_text()
         assert "no calibration against a reference station" in popup.inner_text()
+        page.locator("#map").screenshot(path=str(artefacts() / "dashboard-map-indicative.png"))
         page.locator(".dev-marker[data-device=cal-d]").click()
         popup = page.locator(".marker-popup[data-device=cal-d]")
         popup.wait_for()
