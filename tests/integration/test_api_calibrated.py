@@ -100,6 +100,15 @@ def test_serve_finds_the_stacks_calibration_book(world: World) -> None:
     config = serve_config(world.stack.directory, None, None, None, False)
     assert config.calibration_path == str(world.stack.calibration_path)
     assert world.stack.calibration_path.is_file()
+    # A serve.toml that `stack up` wrote before it named the book: `serve --dir` adds it.
+    older = world.stack.directory / "serve" / "serve.toml"
+    older.parent.mkdir(exist_ok=True)
+    older.write_text(f"registry_path = {json.dumps(str(world.stack.registry_path))}\n")
+    try:
+        config = serve_config(world.stack.directory, None, None, None, False)
+        assert config.calibration_path == str(world.stack.calibration_path)
+    finally:
+        older.unlink()
 
 
 def test_raw_values_are_the_files_hourly_means_with_rivm_defaults(world: World) -> None:
