@@ -265,7 +265,8 @@ def test_a_quantity_read_only_to_calibrate_with_leaves_with_its_flag_columns() -
     """`query air --quantity pm2_5` with a humidity method reads RH to calibrate with: neither RH
     nor its quality-flag columns are printed, and a row that held only RH is dropped."""
     from sensorpipe.calibration.store import Assignment
-    from sensorpipe.cli.query import _Calibrations, _label
+    from sensorpipe.cli.query import _label
+    from sensorpipe.query.calibrated import Calibrations as _Calibrations
 
     record = {"method": "linear_rh", "quantity": "pm2_5", "coefficients": {"a": 1, "b": 1, "c": 0}}
     calibration = _Calibrations(

@@ -48,6 +48,10 @@ class ApiContext:
         self._stats: CachedStats | None = None
         self._stats_lock = threading.Lock()
         self._refreshing = False
+        # The calibration book as last read (all its assignments), and its file's stamp.
+        self._book: Any = None
+        self._book_stamp: tuple[int, int] | None = None
+        self._book_lock = threading.Lock()
         # /api/v1/health's last check of the parts: (time.monotonic(), the check).
         self.health_checked: tuple[float, Any] | None = None
         self.health_lock = threading.Lock()
@@ -99,11 +103,7 @@ class ApiContext:
     def registry(self) -> Registry:
         """The registry as its file is now; read again only when the file changed."""
         path = Path(self.config.registry_path)
-        try:
-            st = path.stat()
-            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = None
+        stamp = file_stamp(path)
         with self._registry_lock:
             if self._registry is None or stamp != self._registry_stamp:
                 self._registry = load_registry(path) if stamp is not None else Registry()
@@ -162,6 +162,38 @@ class ApiContext:
 
         threading.Thread(target=work, name="register-stats", daemon=True).start()
 
+    # --- calibrations ----------------------------------------------------------------------
+    def calibrations(self, devices: list[str]) -> Any:
+        """What the calibration book says of `devices` (all: none given): a
+        query.calibrated.Calibrations, or None where there is no book or nothing is assigned.
+        The book is read again whenever its file changed (`calibrate fit` and `apply` write
+        it), so a calibration applied a moment ago counts at the next request."""
+        import sqlite3
+
+        from sensorpipe.query.calibrated import Calibrations, from_book
+
+        if not self.config.calibration_path:
+            return None
+        path = Path(self.config.calibration_path)
+        try:
+            stamp = file_stamp(path)
+            with self._book_lock:
+                if stamp != self._book_stamp or stamp is None:
+                    self._book = from_book(path, []) if stamp is not None else None
+                    self._book_stamp = stamp
+                book = self._book
+        except (OSError, sqlite3.Error) as exc:
+            raise ApiProblem(
+                503, f"the calibration book cannot be read ({exc}); values=raw answers without it"
+            ) from None
+        if book is None:
+            return None
+        wanted = set(devices)
+        assignments = [a for a in book.assignments if not wanted or a.device_id in wanted]
+        if not assignments:
+            return None
+        return Calibrations(assignments, book.records)
+
     # --- access ---------------------------------------------------------------------------
     def authorised(self, request: Request) -> bool:
         """Whether the request carries a bearer token listed (hashed) in the config."""
@@ -176,6 +208,15 @@ class ApiContext:
                 f"{what} needs a bearer token (Authorization: Bearer <token>) listed in the "
                 f"service's config; the public data needs none",
             )
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """A file's modification time and size, to tell when it changed; None: no such file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
 
 
 def public_base(request: Request) -> str:

@@ -218,6 +218,25 @@ class AirSeries(BaseModel):
     flags: dict[str, FlaggedOut] = Field(
         description="per quantity with flagged readings (quality flags, /api/v1/flags)"
     )
+    calibration: dict[str, list[str]] = Field(
+        description="per quantity and interval: the id of the calibration that made the value "
+        "(`sensorpipe calibrate show ID`), or `raw` (as stored: values=raw, no calibration "
+        "assigned for that time, a group=site series, or an aggregate such as count that is "
+        "never calibrated)"
+    )
+    uncertainty: dict[str, list[float | None]] = Field(
+        description="per quantity and interval: ± in the quantity's unit (`units`); null for "
+        "a reference station's value, a count, or a quantity without a known uncertainty"
+    )
+    uncertainty_basis: dict[str, list[str | None]] = Field(
+        description="per quantity and interval: the key, in the answer's `uncertainty_basis`, "
+        "of the rule the uncertainty comes from"
+    )
+    indicative: dict[str, list[bool | None]] = Field(
+        description="per quantity and interval: true for a low-cost sensor's value that no "
+        "calibration made (indicative only); false for a calibrated value and a reference "
+        "station's; null where there is no value or it is a count"
+    )
 
 
 class AirOut(BaseModel):
@@ -229,6 +248,15 @@ class AirOut(BaseModel):
     flags: str = Field(description="include, exclude or only the flagged readings")
     flag: list[str] = Field(description="the flags that counted as flagged (none: any)")
     units: dict[str, str]
+    values: Literal["calibrated", "raw"] = Field(
+        description="calibrated: values computed now with the calibration assigned to each "
+        "device for that time, where one applies (raw elsewhere, labelled so); raw: as stored"
+    )
+    uncertainty_basis: dict[str, str] = Field(
+        description="each uncertainty rule the series use, in one sentence: a calibration's "
+        "RMSE (`calibration:<id>`), RIVM Samen Meten's defaults for uncalibrated PM "
+        "(`rivm-default:<quantity>`) or a sensor's data sheet (`data-sheet:<model>:<quantity>`)"
+    )
     series: list[AirSeries]
     partial: list[str] = Field(description=PARTIAL_DOC)
 
@@ -522,7 +550,7 @@ def air(
     ] = "-24h",
     to: TimeParam = "now",
     every: Annotated[Every, Query(description="1m to 1d")] = "1h",
-    agg: Literal["mean", "median", "min", "max", "count"] = "mean",
+    agg: Literal["mean", "median", "min", "max", "last", "count"] = "mean",
     group: Literal["device", "site"] = "device",
     flags: Annotated[
         Literal["include", "exclude", "only"],
@@ -531,13 +559,31 @@ def air(
     flag: Annotated[
         list[Name], Query(max_length=20, description="only these flags count as flagged")
     ] = [],  # noqa: B006
+    values: Annotated[
+        Literal["calibrated", "raw"],
+        Query(
+            description="calibrated: with the calibration assigned to the device for that time "
+            "(`sensorpipe calibrate apply`), computed now from the raw values, where one "
+            "applies; raw: as stored"
+        ),
+    ] = "calibrated",
     format: Fmt | None = None,
 ) -> Any:
     """Readings of the chosen quantities, aggregated over `every`, per device and sensor
     (`group=device`) or per site. Every interval from `from` to `to` is listed: one without
     readings is null, so gaps stay visible. Per quantity, how many readings of each interval
     carry a quality flag and which (`flags=exclude` leaves them out of the means and counts,
-    `flags=only` shows them alone; `flag=fog` counts that flag alone)."""
+    `flags=only` shows them alone; `flag=fog` counts that flag alone).
+
+    Values are calibrated (`values=calibrated`, the default) where a calibration is assigned
+    to the device for that time and the aggregate is mean, median, min, max or last; each value
+    names its calibration or `raw`, and carries its uncertainty (±, in the quantity's unit)
+    and the rule it comes from (a calibration's RMSE, else RIVM Samen Meten's defaults for
+    PM: ±5.3 µg/m³ PM2.5, ±8.5 µg/m³ PM10 or 20 % of the value where larger, else a data
+    sheet's accuracy), explained in one sentence per rule in `uncertainty_basis`. A low-cost
+    sensor's value that no calibration made is `indicative`; a reference station's value has
+    no uncertainty and is not indicative. CSV: the columns `<q>_calibration`,
+    `<q>_uncertainty_<unit>` and `<q>_indicative` beside each quantity."""
     assert set(SERIES_AGGREGATES) >= {agg}
     for name in flag:  # a bad parameter is a 400 problem, as everywhere in /api/v1
         try:
@@ -566,16 +612,88 @@ def air(
         bbox_devices=inside if bbox is not None else (),
         flags=FlagFilter(flags, tuple(flag)),
     )
+    calibrations = ctx.calibrations(devices_) if values == "calibrated" else None
+    read_also = _read_to_calibrate(req, calibrations)
     if bbox is not None and not devices_:
         req.check()  # the other parameters are still checked
         answer = _storage_call(air_series, ctx.influx, req, True)
     else:
         answer = _storage_call(air_series, ctx.influx, req)
+    answer = _storage_call(_calibrated, ctx, answer, calibrations, values, read_also)
     mark_partial(answer)
     if _wants(request, format, ("json", "csv")) == "csv":
-        header, rows = as_rows(answer, "air")
+        header, rows = calibrated_rows(answer)
         return _csv(header, rows, "air.csv", units=agg != "count")
     return JSONResponse(answer)
+
+
+def _read_to_calibrate(req: AirSeriesRequest, calibrations: Any) -> list[str]:
+    """The quantities a calibration of those asked for needs and that were not asked for
+    (relative humidity, for a method with humidity): added to the request, read, used and
+    left out of the answer."""
+    if calibrations is None or not req.quantities:
+        return []
+    extra = sorted(calibrations.needs(req.quantities) - set(req.quantities))
+    req.quantities = [*req.quantities, *extra]
+    return extra
+
+
+def _calibrated(
+    ctx: ApiContext,
+    answer: dict[str, Any],
+    calibrations: Any,
+    values: str,
+    read_also: list[str],
+) -> dict[str, Any]:
+    """The answer calibrated (query.calibrated), with its uncertainty and indicative labels,
+    without the quantities read only to calibrate with."""
+    from sensorpipe.query.calibrated import calibrate_answer, references_of
+
+    out = calibrate_answer(
+        answer, calibrations, references_of(ctx.registry()), values=values, client=ctx.influx
+    )
+    for q in read_also:
+        out["units"].pop(q, None)
+        for series in out["series"]:
+            for key in ("values", "flags", "calibration", "uncertainty"):
+                series[key].pop(q, None)
+            series["uncertainty_basis"].pop(q, None)
+            series["indicative"].pop(q, None)
+    if read_also:
+        out["series"] = [s for s in out["series"] if s["values"] or s["flags"]]
+        used = {k for s in out["series"] for ks in s["uncertainty_basis"].values() for k in ks}
+        out["uncertainty_basis"] = {k: v for k, v in out["uncertainty_basis"].items() if k in used}
+    return out
+
+
+def calibrated_rows(answer: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The air answer's CSV rows (`as_rows`) with, after the flag columns, per quantity
+    `<q>_calibration`, `<q>_uncertainty_<unit>` and `<q>_indicative`."""
+    from sensorpipe.query.calibrated import csv_bool, uncertainty_column
+
+    header, rows = as_rows(answer, "air")
+    quantities = list(answer["units"])
+    header += [
+        name
+        for q in quantities
+        for name in (f"{q}_calibration", uncertainty_column(q), f"{q}_indicative")
+    ]
+    i = 0
+    for s in answer["series"]:
+        for t in range(len(s["time"])):
+            extra: list[Any] = []
+            for q in quantities:
+                if q in s["values"]:
+                    extra += [
+                        s["calibration"][q][t],
+                        s["uncertainty"][q][t],
+                        csv_bool(s["indicative"][q][t]),
+                    ]
+                else:
+                    extra += [None, None, None]
+            rows[i] = [*rows[i], *extra]
+            i += 1
+    return header, rows
 
 
 class FlagsOut(BaseModel):

@@ -12,9 +12,11 @@ import click
 
 from sensorpipe.cli.common import fail, local_stack
 from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, options
+from sensorpipe.query.uncertainty import CALIBRATED_AGGREGATES
 
 if TYPE_CHECKING:
     from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.query.calibrated import Calibrations
     from sensorpipe.query.flagged import FlagFilter
     from sensorpipe.query.influxql import AirQuery
 
@@ -126,7 +128,9 @@ def query() -> None:
     show_default=True,
     help="calibrated: where a calibration is assigned to the device (`sensorpipe calibrate "
     "apply`), its values, computed now from the raw ones; raw elsewhere. raw: as stored. The "
-    "column `calibration` names the calibration of each row, or raw.",
+    "column `calibration` names the calibration of each row, or raw; <quantity>_uncertainty_<unit> "
+    "is each value's ± (the calibration's RMSE, else RIVM's PM defaults or a data sheet) and "
+    "<quantity>_indicative whether no calibration corrected a low-cost value.",
 )
 @flag_options(
     "Quality flags: every reading, with <quantity>_flags (and, per --every window, "
@@ -227,6 +231,7 @@ def query_air(
         client.close()
     window_ms = None if every is None else duration_ns(every) // 1_000_000
     rows = _label(rows, calibration, asked, quantities, window_ms)
+    rows = _with_uncertainty(rows, calibration, directory, aggregate, fmt)
     columns = drop_empty_columns(rows, ["time", *GROUP_TAGS, "calibration"])
     _print_rows(
         rows,
@@ -373,95 +378,79 @@ def query_counts(
         )
 
 
-# Aggregates of which a calibration of the value is the aggregate of calibrated values (or
-# near it: a mean of a non-linear method's values is its value at the mean). A count or a
-# standard deviation is printed as read, labelled raw.
-CALIBRATED_AGGREGATES = ("mean", "median", "min", "max", "first", "last")
-
-
-class _Calibrations:
-    """The calibration book's assignments of the devices asked for, and their calibrations."""
-
-    def __init__(self, assignments: list[Any], records: dict[str, dict[str, Any]]) -> None:
-        self.assignments = assignments
-        self.records = records
-        # Per reference station: its hourly RH (hour ms -> %), for rows without their own.
-        self.reference_rh: dict[str, dict[int, float]] = {}
-        # Per group calibration: hour ms -> (factor or None, why none), from the book.
-        self.group_factors: dict[str, dict[int, tuple[float | None, str]]] = {}
-
-    def read_reference_humidity(self, client: Any, rows: list[dict[str, Any]]) -> None:
-        """The hourly RH of the reference stations of the calibrations with humidity, over
-        the rows' times, where a row they calibrate has no RH of its own (as a fit takes the
-        reference's humidity where the device has none)."""
-        from sensorpipe.calibration.data import RH, Window, hourly
-        from sensorpipe.calibration.readtime import needing_humidity
-
-        wanted = needing_humidity(rows, self.assignments, self.records)
-        for reference, times in wanted.items():
-            window = Window(min(times) - min(times) % 3_600_000, max(times) + 3_600_000)
-            self.reference_rh[reference] = {
-                h: v for h, (v, _) in hourly(client, reference, RH, window).items()
-            }
-
-    def needs(self, quantities: tuple[str, ...]) -> set[str]:
-        """The quantities beyond the calibrated ones that calibrating `quantities` needs."""
-        from sensorpipe.calibration.methods import NEEDS_RH
-        from sensorpipe.calibration.readtime import RH
-
-        return {
-            RH
-            for r in self.records.values()
-            if r["quantity"] in quantities and r["method"] in NEEDS_RH
-        }
-
-
-def _calibrations(directory: Path | None, devices: tuple[str, ...]) -> _Calibrations | None:
+def _calibrations(directory: Path | None, devices: tuple[str, ...]) -> Calibrations | None:
     """What calibrates the rows of `devices` (all: none given); None where nothing is
     assigned (every row is raw)."""
-    from sensorpipe.cli.calibrate import calibration_book
+    import sqlite3
 
-    with calibration_book(directory, create=False) as book:
-        if book is None:
-            return None
-        assignments = book.assignments(devices)
-        records = {i: r for i in {a.calibration_id for a in assignments} if (r := book.get(i))}
-        found = _Calibrations(assignments, records)
-        for cid, record in records.items():
-            if record["method"] == "group":
-                found.group_factors[cid] = {
-                    f.hour_ms: (f.factor, f.reason) for f in book.factors(cid)
-                }
-    return found if assignments else None
+    from sensorpipe.cli.calibrate import book_path
+    from sensorpipe.query.calibrated import from_book
+
+    path = book_path(directory)
+    try:
+        return from_book(path, devices)
+    except (OSError, sqlite3.Error) as exc:
+        fail(f"{path}: cannot open the calibration book ({exc})")
 
 
 def _label(
     rows: list[dict[str, Any]],
-    calibration: _Calibrations | None,
+    calibration: Calibrations | None,
     asked: tuple[str, ...],
     read: tuple[str, ...],
     window_ms: int | None = None,
 ) -> list[dict[str, Any]]:
     """The rows calibrated where an assigned calibration applies, each with its `calibration`
     column; a quantity read only to calibrate with is dropped again."""
-    from sensorpipe.calibration.readtime import calibrate_rows_grouped, raw_rows
+    from sensorpipe.calibration.readtime import raw_rows
 
     if calibration is None:
         return raw_rows(rows)
-    out = calibrate_rows_grouped(
-        rows,
-        calibration.assignments,
-        calibration.records,
-        calibration.reference_rh,
-        calibration.group_factors,
-        window_ms,
-    )
+    out = calibration.calibrate(rows, window_ms)
     extra = set(read) - set(asked)
     if extra:  # with their quality-flag columns (`<quantity>_flags`, `<quantity>_flagged`)
         out = [
             {k: v for k, v in row.items() if k.rsplit("_flag", 1)[0] not in extra} for row in out
         ]
         out = [r for r in out if any(r.get(q) is not None for q in asked)]
+    return out
+
+
+def _with_uncertainty(
+    rows: list[dict[str, Any]],
+    calibration: Calibrations | None,
+    directory: Path | None,
+    aggregate: str | None,
+    fmt: str,
+) -> list[dict[str, Any]]:
+    """The rows with each quantity's `<q>_uncertainty_<unit>` and `<q>_indicative`, as
+    /api/v1/air gives them (query.calibrated); under a table, a note on standard error names
+    the rules."""
+    from sensorpipe.protocol.quantities import QUANTITIES
+    from sensorpipe.query.calibrated import annotate_rows, basis_sentences, csv_bool
+
+    if not rows:
+        return rows
+    try:
+        references = {
+            d
+            for d, e in local_stack(directory).registry().devices.items()
+            if e.source == "reference"
+        }
+    except Exception:  # no stack, or a register that cannot be read: none known
+        references = set()
+    records = calibration.records if calibration is not None else {}
+    quantities = [q for q in QUANTITIES if any(q in r for r in rows)]
+    out, used = annotate_rows(rows, quantities, records, references, aggregate)
+    for row in out:
+        if fmt == "csv":
+            for q in quantities:
+                if f"{q}_indicative" in row:
+                    row[f"{q}_indicative"] = csv_bool(row[f"{q}_indicative"])
+        row["calibration"] = row.pop("calibration", None)  # the last column, as before
+    if fmt == "table":  # CSV and JSON stay data alone (docs/calibration.md says the rules)
+        for key, sentence in basis_sentences(used, records).items():
+            click.echo(f"uncertainty {key}: {sentence}", err=True)
     return out
 
 

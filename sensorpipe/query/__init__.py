@@ -4,7 +4,10 @@
 `bbox`); `series` aggregates air readings and counts; `output` prints rows as a table, CSV or
 JSON, and `spreadsheet` makes CSV a spreadsheet opens as data, never as formulas. `flagged`
 reads the quality flags back: per interval how many readings were flagged and which flags, and
-aggregates without the flagged readings or of them alone. `register`
+aggregates without the flagged readings or of them alone. `calibrated` calibrates `query air`'s
+rows and `/api/v1/air`'s series when read and labels each value with its calibration, its
+`uncertainty` (a calibration's RMSE, RIVM Samen Meten's defaults, a data sheet) and whether it
+is indicative. `register`
 and `health` tell what InfluxDB knows of each device and its sensors (first and last seen,
 uptime, gaps, latency, health); `export` writes the public register as JSON, GeoJSON, CSV and an
 HTML page, with `register_quality`'s words (in English and Dutch) for how each quantity is

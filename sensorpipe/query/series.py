@@ -48,7 +48,8 @@ from sensorpipe.query.influxql import (
     parse_time,
 )
 
-SERIES_AGGREGATES = ("mean", "median", "min", "max", "count")
+# `last`: each interval's latest reading (the dashboard's map colours the latest PM2.5).
+SERIES_AGGREGATES = ("mean", "median", "min", "max", "last", "count")
 _EVERY = re.compile(r"^([1-9]\d{0,4})(m|h|d)$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400}
 MIN_EVERY_S = 60

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.messages import AirMessage, Reading
@@ -36,11 +37,21 @@ def flagging_stack(directory: Path) -> Iterator[LocalStack]:
         s.down()
 
 
-def send_flagged(stack: LocalStack, device_id: str, first: datetime, step: timedelta) -> None:
-    """Register `device_id` (an sds011 and a bme280), send SENT from `first` on, one message
-    every `step`, and wait until the ingest stored them."""
+def send_flagged(
+    stack: LocalStack,
+    device_id: str,
+    first: datetime,
+    step: timedelta,
+    location: dict[str, float] | None = None,
+) -> None:
+    """Register `device_id` (an sds011 and a bme280; at `location`, lat and lon, if given),
+    send SENT from `first` on, one message every `step`, and wait until the ingest stored
+    them."""
     info = stack.require_info()
-    (creds,) = stack.add_devices([(device_id, {"site": "s", "sensors": ["sds011", "bme280"]})])
+    spec: dict[str, Any] = {"site": "s", "sensors": ["sds011", "bme280"]}
+    if location is not None:
+        spec["location"] = location
+    (creds,) = stack.add_devices([(device_id, spec)])
     device = TestDevice(creds, info.broker_port)
     try:
         for seq, (pm2_5, rh) in enumerate(SENT, start=1):

@@ -44,6 +44,16 @@ def sensorpipe(*args: str, ok: bool = True) -> Any:
     return result
 
 
+def import_copies(directory: Path, devices: tuple[str, ...]) -> None:
+    """The sensor's file imported as each of `devices` into the stack in `directory` (the same
+    file again, as another device: --force past the ledger of files)."""
+    for device in devices:
+        sensorpipe(
+            "import", "csv", str(SENSOR), "--device", device, "--force", *SENSOR_ARGS,
+            "--dir", str(directory), "--user", "analyst",
+        )  # fmt: skip
+
+
 @dataclass
 class World:
     stack: LocalStack
@@ -58,11 +68,7 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with running_stack(tmp_path_factory, "calibration", serve=False, kits=False) as (stack, _):
         d = ["--dir", str(stack.directory), "--user", "analyst"]
-        for device in ("rt01", "rt01-copy"):
-            # The same file again, as another device: --force past the ledger of files.
-            sensorpipe(
-                "import", "csv", str(SENSOR), "--device", device, "--force", *SENSOR_ARGS, *d
-            )
+        import_copies(stack.directory, ("rt01", "rt01-copy"))
         # A third copy without the humidity column: calibrated with the station's RH.
         no_rh = SENSOR_ARGS[: SENSOR_ARGS.index("RH (%)=relative_humidity") - 1]
         sensorpipe("import", "csv", str(SENSOR), "--device", "rt01-dry", "--force", *no_rh, *d)

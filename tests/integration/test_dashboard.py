@@ -595,10 +595,12 @@ def test_device_list_text_is_not_clipped(history: History, open_browser: Any) ->
         b = open_browser(base, viewport={"width": 1400, "height": 900})
         page = b.page
         page.route(re.compile(r"/api/v1/devices$"), worst_readings)
+        # The map's latest calibrated values: none, so the register's (uncalibrated) ones.
+        page.route(re.compile(r"/api/v1/air\?.*agg=last"), lambda r: r.fulfill(json={"series": []}))
         page.goto(f"{base}/")
         b.wait("body[data-state=ready]")
         reading = page.locator(f"#sites button[data-device={unplaced}] .reading").inner_text()
-        assert reading == "PM2.5 62.4 µg/m³, very poor, no location"
+        assert reading == "PM2.5 62.4 µg/m³, very poor, indicative, no location"
         assert page.locator("#sites button").count() == len(history.devices) + 2
         assert page.evaluate(clipped_js) == []
         # Every text lies inside the list's box, not cut off by it either.

@@ -77,12 +77,15 @@ def test_query_air_counts_the_flagged_readings_of_each_interval(world: World) ->
             "--to", (HOUR + timedelta(hours=1)).isoformat(), "--every", "1h",
         ],
     )  # fmt: skip
-    header, _, row_line = table.output.splitlines()
+    header, _, row_line = table.stdout.splitlines()
     assert header.split() == [
         "time", "device_id", "site", "sensor", "pm2_5", "pm10",
-        "pm2_5_flagged", "pm2_5_flags", "pm10_flagged", "pm10_flags", "calibration",
+        "pm2_5_flagged", "pm2_5_flags", "pm10_flagged", "pm10_flags",
+        "pm2_5_uncertainty_ugm3", "pm2_5_indicative", "pm10_uncertainty_ugm3", "pm10_indicative",
+        "calibration",
     ]  # fmt: skip
-    assert row_line.split()[-5:] == ["3", "fog,humidity,stuck", "2", "fog,humidity", "raw"]
+    assert row_line.split()[-9:-5] == ["3", "fog,humidity,stuck", "2", "fog,humidity"]
+    assert row_line.split()[-1] == "raw"
     # --flag: only that flag counts
     (fog,) = _query(world, "--every", "1h", "--flag", "fog")
     assert (fog["pm2_5_flagged"], fog["pm2_5_flags"]) == (1, "fog")

@@ -37,6 +37,13 @@
   const EVERY = [["1m", 60], ["5m", 300], ["10m", 600], ["30m", 1800], ["1h", 3600],
     ["3h", 10800], ["6h", 21600], ["12h", 43200], ["1d", 86400]];
   const MAX_POINTS_PER_LINE = 600;
+  // What "indicative" means, in one sentence (charts, map popups, the legend).
+  const INDICATIVE_TEXT = "Indicative: the value of a low-cost sensor that no calibration " +
+    "against a reference station has corrected; it shows changes over time well, but its " +
+    "level may be further off than a calibrated value.";
+  const BAND_TEXT = "The shaded band around a line is each value's uncertainty (±): the error " +
+    "of its calibration against the reference station, or, uncalibrated, RIVM Samen Meten's " +
+    "default for PM (±5.3 µg/m³ PM2.5, ±8.5 µg/m³ PM10, or 20 % of the value where larger).";
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -50,6 +57,10 @@
     unfinishedDrawn: {}, // chart name -> {left, right}: where it was drawn lighter (px)
     load: 0,
     flagReasons: {}, // quality flag -> the sentence that explains it (api/v1/flags)
+    // device_id -> its latest PM2.5 as /api/v1/air?values=calibrated gives it:
+    // {value, indicative, calibration, uncertainty}
+    latestPm: new Map(),
+    bands: {}, // chart name -> per main line {label, times, lower, upper, indicative}
   };
   // For tests and the curious: the charts' data and what is chosen.
   window.sensorpipeDashboard = state;
@@ -78,7 +89,45 @@
     if (entry.latest_pm2_5 === null || entry.latest_pm2_5 === undefined) return null;
     const t = Date.parse(entry.latest_pm2_5_time || "");
     if (Number.isNaN(t) || Date.now() - t > STALE_MS) return null;
-    return entry.latest_pm2_5;
+    const latest = state.latestPm.get(entry.device_id);
+    return latest ? latest.value : entry.latest_pm2_5;
+  }
+
+  /** Whether the map's colour of a device is indicative: its latest PM2.5 was not
+   * calibrated (a reference station's never is); without the calibrated answer, any value
+   * but a reference station's. */
+  function pmIndicative(entry) {
+    const latest = state.latestPm.get(entry.device_id);
+    if (latest) return latest.indicative === true;
+    return entry.source !== "reference";
+  }
+
+  /** Each device's latest PM2.5 of the last 3 hours, calibrated where a calibration applies
+   * (/api/v1/air?values=calibrated, the last reading of the interval): the map's colours. */
+  async function loadLatestPm() {
+    const q = new URLSearchParams({
+      quantity: "pm2_5", from: new Date(Date.now() - STALE_MS).toISOString(), every: "3h",
+      agg: "last", values: "calibrated",
+    });
+    let answer;
+    try {
+      answer = await fetchJSON(`api/v1/air?${q}`);
+    } catch (e) {
+      return; // the register's raw latest values, marked indicative
+    }
+    for (const s of answer.series || []) {
+      const values = (s.values || {}).pm2_5 || [];
+      for (let i = values.length - 1; i >= 0; i--) {
+        if (values[i] === null || values[i] === undefined) continue;
+        state.latestPm.set(s.device_id, {
+          value: values[i],
+          indicative: ((s.indicative || {}).pm2_5 || [])[i],
+          calibration: ((s.calibration || {}).pm2_5 || [])[i],
+          uncertainty: ((s.uncertainty || {}).pm2_5 || [])[i],
+        });
+        break;
+      }
+    }
   }
 
   function fmtNumber(v, digits) {
@@ -145,7 +194,10 @@
       }
       return entry.counts ? "counts" : "no PM2.5 reading";
     }
-    return `PM2.5 ${fmtNumber(pm, 1)} µg/m³, ${band(pm).label}`;
+    const latest = state.latestPm.get(entry.device_id);
+    const how = pmIndicative(entry) ? ", indicative"
+      : latest && latest.calibration && latest.calibration !== "raw" ? `, calibrated (${latest.calibration})` : "";
+    return `PM2.5 ${fmtNumber(pm, 1)} µg/m³, ${band(pm).label}${how}`;
   }
 
   async function fetchJSON(url) {
@@ -210,7 +262,8 @@
   function swatchClass(entry) {
     const pm = freshPm(entry);
     const b = band(pm);
-    return `${entry.counts ? "count" : "air"} ${b ? `band-${b.key}` : "nodata"}`;
+    const marked = b && pmIndicative(entry) ? " indicative" : "";
+    return `${entry.counts ? "count" : "air"} ${b ? `band-${b.key}` : "nodata"}${marked}`;
   }
 
   function renderList(devices) {
@@ -357,14 +410,16 @@
       const kind = d.counts ? "count" : "air";
       const pm = freshPm(d);
       const b = band(pm);
+      const indicative = Boolean(b) && pmIndicative(d);
       const icon = L.divIcon({
         className: `dev-marker ${kind}`,
-        html: `<span class="shape ${b ? `band-${b.key}` : "nodata"}"></span>`,
+        html: `<span class="shape ${b ? `band-${b.key}` : "nodata"}${indicative ? " indicative" : ""}"></span>`,
         iconSize: [24, 24],
         iconAnchor: [12, 12],
       });
       const marker = L.marker(latlng, { icon, title: label, keyboard: true, riseOnHover: true });
       marker.on("click", () => select({ kind: "device", id: d.device_id }, true));
+      marker.bindPopup(() => markerPopup(d), { autoPan: false });
       marker.addTo(map);
       const node = marker.getElement();
       node.setAttribute("aria-label", label);
@@ -379,6 +434,17 @@
       state.markers.set(d.device_id, marker);
     }
     mapEl.dataset.markers = String(points.length);
+  }
+
+  /** A marker's popup: the device, its latest PM2.5 and how good it is (text only). */
+  function markerPopup(d) {
+    const box = el("div", { class: "marker-popup", "data-device": d.device_id },
+      el("strong", { text: d.device_id }), ` (site ${d.site}): ${readingText(d)}`);
+    if (freshPm(d) !== null && pmIndicative(d)) {
+      box.dataset.indicative = "true";
+      box.append(el("p", { class: "indicative-note", text: INDICATIVE_TEXT }));
+    }
+    return box;
   }
 
   // --- selection -----------------------------------------------------------------------------
@@ -597,6 +663,7 @@
     const marked = flaggedLines(main);
     lines = lines.concat(marked);
     renderFlagLegend(fig, main);
+    renderQualityNote(fig, []);
     fig.dataset.points = String(nonNull);
     fig.dataset.series = String(main.length);
     if (!main.length || nonNull === 0) {
@@ -618,11 +685,16 @@
     const unfinished = unfinishedPart(xs, (opts && opts.partial) || [], Boolean(opts && opts.stepped));
     state.unfinished[name] = unfinished;
     fig.dataset.unfinished = unfinished ? "true" : "false";
+    const bands = bandLines(main, xs);
+    state.bands[name] = bands;
+    renderQualityNote(fig, bands);
+    const hooks = { drawAxes: [(u) => drawBands(u, bands)] };
+    if (unfinished) hooks.draw = [(u) => drawUnfinished(u, name, unfinished)];
     const plot = new uPlot({
       width,
       height: 240,
       legend: { live: true },
-      hooks: unfinished ? { draw: [(u) => drawUnfinished(u, name, unfinished)] } : {},
+      hooks,
       cursor: { drag: { x: true, y: false } },
       scales,
       axes,
@@ -640,7 +712,8 @@
         stroke: l.aside ? "#777" : PALETTE[i % PALETTE.length],
         width: l.aside ? 1 : 1.5,
         spanGaps: false,
-        value: (_u, v) => (l.aside ? (v === null ? "–" : `${fmtNumber(v, 0)} %`) : fmt(v)),
+        value: (_u, v, _si, idx) => (l.aside ? (v === null ? "–" : `${fmtNumber(v, 0)} %`)
+          : fmt(v) + quality(bands[main.indexOf(l)], idx, v, digits, unit)),
         ...(l.aside ? { scale: l.scale, dash: [5, 4] } : {}),
         ...(opts && opts.stepped ? { paths: uPlot.paths.stepped({ align: 1 }) } : {}),
       }))),
@@ -657,11 +730,116 @@
     const gaps = ys.reduce((n, y, i) => n + (lines[i].aside || lines[i].flaggedOf ? 0 : y.filter((v) => v === null).length), 0);
     const flagged = marked.reduce((n, l) => n + l.values.filter((v) => v !== null).length, 0);
     fig.dataset.flagged = String(flagged);
+    fig.dataset.band = String(bands.reduce((n, b) => n + (b ? b.upper.filter((v) => v !== null).length : 0), 0));
+    fig.dataset.indicative = String(bands.reduce((n, b) => n + (b ? b.indicative.filter((v) => v === true).length : 0), 0));
     summary.textContent = parts.join("; ") + (gaps ? `. ${gaps} empty windows are shown as gaps.` : ".") +
       (unfinished ? ` ${unfinishedText(unfinished, opts && opts.every)}` : "") +
       (flagged ? ` ${flagged} ${flagged === 1 ? "window holds" : "windows hold"} flagged readings (hollow markers).` : "") +
       (opts && opts.note ? ` ${opts.note}` : "");
     plotEl.setAttribute("aria-label", `${fig.querySelector("figcaption").textContent}. ${summary.textContent}`);
+  }
+
+  /** Per main line, on the chart's times `xs`: its values' uncertainty band (lower, upper;
+   * null where it has none) and whether each value is indicative, its calibration; null for
+   * a line without any (counts). */
+  function bandLines(main, xs) {
+    return main.map((l) => {
+      if (!l.uncertainty && !l.indicative) return null;
+      const at = new Map(l.times.map((t, i) => [t, i]));
+      const pick = (arr, x) => {
+        const i = at.get(x);
+        return i === undefined || !arr ? null : (arr[i] ?? null);
+      };
+      const lower = [], upper = [], indicative = [], calibration = [];
+      for (const x of xs) {
+        const v = pick(l.values, x);
+        const u = pick(l.uncertainty, x);
+        lower.push(v !== null && u !== null ? v - u : null);
+        upper.push(v !== null && u !== null ? v + u : null);
+        indicative.push(pick(l.indicative, x));
+        calibration.push(pick(l.calibration, x));
+      }
+      return { label: l.label, lower, upper, indicative, calibration, uncertainty: xs.map((x) => pick(l.uncertainty, x)) };
+    });
+  }
+
+  /** Under the lines: each line's uncertainty band, in its colour, lighter. */
+  function drawBands(u, bands) {
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.beginPath(); // inside the plot's frame: a band may reach beyond the y range
+    ctx.rect(u.bbox.left, u.bbox.top, u.bbox.width, u.bbox.height);
+    ctx.clip();
+    bands.forEach((b, li) => {
+      if (!b) return;
+      ctx.fillStyle = PALETTE[li % PALETTE.length] + "33";
+      let run = [];
+      const flush = () => {
+        if (run.length === 1) { // a value alone between gaps: a bar of its band
+          const i = run[0];
+          const x = u.valToPos(u.data[0][i], "x", true);
+          const top = u.valToPos(b.upper[i], "y", true);
+          const w = 4 * devicePixelRatio;
+          ctx.fillRect(x - w / 2, top, w, u.valToPos(b.lower[i], "y", true) - top);
+        } else if (run.length) {
+          ctx.beginPath();
+          run.forEach((i, k) => {
+            const x = u.valToPos(u.data[0][i], "x", true);
+            const y = u.valToPos(b.upper[i], "y", true);
+            if (k === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+          });
+          for (let k = run.length - 1; k >= 0; k--) {
+            const i = run[k];
+            ctx.lineTo(u.valToPos(u.data[0][i], "x", true), u.valToPos(b.lower[i], "y", true));
+          }
+          ctx.closePath();
+          ctx.fill();
+        }
+        run = [];
+      };
+      for (let i = 0; i < b.upper.length; i++) {
+        if (b.upper[i] === null) flush(); else run.push(i);
+      }
+      flush();
+    });
+    ctx.restore();
+  }
+
+  /** A value's words after its number in the legend (the chart's tooltip): its uncertainty,
+   * and indicative or the calibration that made it. */
+  function quality(b, idx, v, digits, unit) {
+    if (!b || v === null || v === undefined || idx === null || idx === undefined) return "";
+    const u = b.uncertainty[idx];
+    const pm = u !== null && u !== undefined ? ` ± ${fmtNumber(u, digits)} ${unit}` : "";
+    if (b.indicative[idx] === true) return `${pm}, indicative`;
+    const cal = b.calibration[idx];
+    return cal && cal !== "raw" ? `${pm}, calibrated (${cal})` : pm;
+  }
+
+  /** Under a chart: which lines hold indicative values, what that means, and the band. */
+  function renderQualityNote(fig, bands) {
+    let note = fig.querySelector(".quality-note");
+    if (note) note.remove();
+    const shown = bands.filter(Boolean);
+    if (!shown.length) return;
+    note = el("div", { class: "quality-note note" });
+    if (shown.some((b) => b.upper.some((v) => v !== null))) note.append(el("p", { class: "band-text", text: BAND_TEXT }));
+    const indicative = shown.filter((b) => b.indicative.some((f) => f === true));
+    if (indicative.length) {
+      const list = el("ul", { class: "indicative-lines" });
+      for (const b of indicative) {
+        const n = b.indicative.filter((f) => f === true).length;
+        list.append(el("li", { "data-line": b.label },
+          el("strong", { text: b.label }), `: ${n} ${n === 1 ? "value" : "values"} indicative`));
+      }
+      note.append(el("p", { class: "indicative-note", text: INDICATIVE_TEXT }), list);
+    }
+    const calibrated = [...new Set(shown.flatMap((b) => b.calibration.filter((c) => c && c !== "raw")))];
+    if (calibrated.length) {
+      note.append(el("p", { class: "calibrated-note",
+        text: `Calibrated with ${calibrated.join(", ")}: computed from the raw readings when shown; the raw values stay stored.` }));
+    }
+    fig.insertBefore(note, fig.querySelector(".chart-summary"));
   }
 
   /** The intervals of a chart that are not over (the API's `partial`, epoch seconds in `xs`):
@@ -753,6 +931,7 @@
     const fig = $(`chart-${name}`);
     destroyPlot(name);
     renderFlagLegend(fig, []);
+    renderQualityNote(fig, []);
     fig.querySelector(".plot").textContent = "";
     fig.dataset.points = "0";
     fig.dataset.state = "error";
@@ -778,6 +957,9 @@
           times: s.time.map((t) => Date.parse(t) / 1000),
           values: s.values[q],
           flags: flagged ? flagged.flags : null, // per window: the flags of its readings
+          uncertainty: s.uncertainty ? s.uncertainty[q] : null, // ± per window, or null
+          indicative: s.indicative ? s.indicative[q] : null, // true: no calibration applied
+          calibration: s.calibration ? s.calibration[q] : null, // the calibration, or "raw"
         });
       }
     }
@@ -891,6 +1073,7 @@
     air.set("to", toIso);
     air.set("every", every);
     air.set("agg", "mean");
+    air.set("values", "calibrated"); // where a calibration applies; each value says which
     air.set("group", sel.kind === "device" ? "device" : "site");
     const counts = new URLSearchParams(where);
     counts.set("from", fromIso);
@@ -1064,6 +1247,7 @@
     state.register = reg;
     for (const d of reg.devices) state.devices.set(d.device_id, d);
     renderHeader(reg);
+    await loadLatestPm();
     renderList(reg.devices);
     renderMap(reg.devices, config);
     if ("ResizeObserver" in window) {
