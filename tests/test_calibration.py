@@ -282,3 +282,56 @@ def test_a_quantity_read_only_to_calibrate_with_leaves_with_its_flag_columns() -
     (row,) = _label(rows, calibration, ("pm2_5",), ("pm2_5", "relative_humidity"))
     assert set(row) == {"time", "device_id", "pm2_5", "pm2_5_flags", "calibration"}
     assert row["calibration"] == "cal-1"
+
+
+def test_each_quantity_takes_its_own_calibration() -> None:
+    """A PM10 calibration assigned after a PM2.5 one does not hide it: each quantity's latest
+    covering calibration of that quantity applies, and the row names both; the API's labels
+    and uncertainties are per quantity."""
+    from sensorpipe.calibration.readtime import calibrate_rows, label_of
+    from sensorpipe.calibration.store import Assignment
+    from sensorpipe.query.calibrated import Calibrations, calibrate_answer
+
+    line = {"method": "linear", "coefficients": {"a": 1.0, "b": 2.0}, "reference": "r"}
+    records = {
+        "cal-1": {**line, "id": "cal-1", "quantity": "pm2_5",
+                  "statistics": {"calibrated": {"rmse": 1.5}}},
+        "cal-2": {**line, "id": "cal-2", "quantity": "pm10",
+                  "statistics": {"calibrated": {"rmse": 3.0}}},
+        "cal-3": {**line, "id": "cal-3", "quantity": "pm2_5",
+                  "coefficients": {"a": 0.0, "b": 1.0}},
+    }  # fmt: skip
+    assigned = [
+        Assignment(1, "cal-1", "d", None, None, 0.0, "t"),
+        Assignment(2, "cal-2", "d", None, None, 0.0, "t"),
+        Assignment(3, "cal-3", "e", None, None, 0.0, "t"),  # another device's
+    ]
+    t = "2019-08-18T05:00:00Z"
+    (row, only) = calibrate_rows(
+        [
+            {"time": t, "device_id": "d", "pm2_5": 3.0, "pm10": 5.0},
+            {"time": t, "device_id": "d", "pm2_5": 3.0},
+        ],
+        assigned,
+        records,
+    )
+    assert (row["pm2_5"], row["pm10"]) == (7.0, 11.0)
+    assert row["calibration"] == "pm10=cal-2;pm2_5=cal-1"
+    assert label_of(row["calibration"], "pm2_5") == "cal-1"
+    assert label_of(row["calibration"], "pm10") == "cal-2"
+    assert label_of(row["calibration"], "temperature") == "raw"
+    assert (only["pm2_5"], only["calibration"]) == (7.0, "cal-1")
+    answer = {
+        "aggregate": "mean",
+        "every": "1h",
+        "series": [
+            {"device_id": "d", "sensor": "sds011", "time": [t],
+             "values": {"pm2_5": [3.0], "pm10": [5.0]}},
+        ],
+    }  # fmt: skip
+    (series,) = calibrate_answer(
+        answer, Calibrations(assigned[:2], records), set(), values="calibrated"
+    )["series"]
+    assert series["values"] == {"pm2_5": [7.0], "pm10": [11.0]}
+    assert series["calibration"] == {"pm2_5": ["cal-1"], "pm10": ["cal-2"]}
+    assert series["uncertainty"] == {"pm2_5": [1.5], "pm10": [3.0]}

@@ -192,7 +192,9 @@ class ApiContext:
         assignments = [a for a in book.assignments if not wanted or a.device_id in wanted]
         if not assignments:
             return None
-        return Calibrations(assignments, book.records)
+        found = Calibrations(assignments, book.records)
+        found.group_factors = book.group_factors  # read-only here: shared between requests
+        return found
 
     # --- access ---------------------------------------------------------------------------
     def authorised(self, request: Request) -> bool:

@@ -40,12 +40,52 @@ def _ms(iso: str) -> int:
 
 
 def applicable(assignments: Sequence[Assignment], device: str, t_ms: int) -> Assignment | None:
-    """The latest assignment of `device` whose period holds `t_ms`."""
+    """The latest assignment of `device` whose period holds `t_ms` (whatever its quantity)."""
     found = None
     for a in assignments:  # oldest first
         if a.device_id == device and a.covers(t_ms):
             found = a
     return found
+
+
+def applying(
+    assignments: Sequence[Assignment],
+    calibrations: Mapping[str, dict[str, Any]],
+    device: str,
+    t_ms: int,
+) -> dict[str, Assignment]:
+    """Per quantity, the latest assignment of `device` whose period holds `t_ms` among the
+    calibrations of that quantity: a PM10 calibration assigned later does not hide a PM2.5
+    one (as calibration.status chooses for the register)."""
+    found: dict[str, Assignment] = {}
+    for a in assignments:  # oldest first
+        if a.device_id == device and a.covers(t_ms) and a.calibration_id in calibrations:
+            found[calibrations[a.calibration_id]["quantity"]] = a
+    return found
+
+
+def label(made: Mapping[str, str]) -> str:
+    """The `calibration` column of a row: `raw`, the one calibration that made its values, or
+    several as `pm2_5=cal-1;pm10=cal-3` (`labels` reads it back per quantity)."""
+    ids = set(made.values())
+    if not ids:
+        return RAW
+    if len(ids) == 1:
+        return next(iter(ids))
+    return ";".join(f"{q}={c}" for q, c in sorted(made.items()))
+
+
+def label_of(column: str, quantity: str) -> str:
+    """The calibration that made `quantity`'s value of a row whose `calibration` column is
+    `column` (one id, or several per quantity), or `raw`; an id whose calibration is of
+    another quantity is checked by the caller."""
+    if "=" not in column:
+        return column
+    for part in column.split(";"):
+        q, _, cid = part.partition("=")
+        if q == quantity:
+            return cid
+    return RAW
 
 
 def needing_humidity(
@@ -60,13 +100,13 @@ def needing_humidity(
         if row.get(RH) is not None:
             continue
         t = _ms(row["time"])
-        chosen = applicable(assignments, str(row.get("device_id", "")), t)
-        if chosen is None:
-            continue
-        record = calibrations[chosen.calibration_id]
-        reference = record.get("reference")
-        if reference and record["method"] in NEEDS_RH and row.get(record["quantity"]) is not None:
-            out.setdefault(reference, []).append(t)
+        for quantity, chosen in applying(
+            assignments, calibrations, str(row.get("device_id", "")), t
+        ).items():
+            record = calibrations[chosen.calibration_id]
+            reference = record.get("reference")
+            if reference and record["method"] in NEEDS_RH and row.get(quantity) is not None:
+                out.setdefault(reference, []).append(t)
     return out
 
 
@@ -81,15 +121,16 @@ def calibrate_rows(
     `reference_rh` (station -> hour ms -> RH) has it."""
     out = []
     for row in rows:
+        raw = row
         row = dict(row)
-        label = RAW
+        made: dict[str, str] = {}
         t = _ms(row["time"])
-        chosen = applicable(assignments, str(row.get("device_id", "")), t)
-        if chosen is not None:
+        for quantity, chosen in applying(
+            assignments, calibrations, str(row.get("device_id", "")), t
+        ).items():
             record = calibrations[chosen.calibration_id]
-            quantity = record["quantity"]
             value = row.get(quantity)
-            rh = row.get(RH)
+            rh = raw.get(RH)  # the measured RH, also where RH itself is calibrated
             if rh is None and reference_rh:
                 rh = reference_rh.get(record.get("reference", ""), {}).get(t - t % HOUR_MS)
             method = record["method"]
@@ -99,8 +140,8 @@ def calibrate_rows(
                 calibrated = float(apply(method, record["coefficients"], [value], [rh])[0])
                 if math.isfinite(calibrated):
                     row[quantity] = calibrated
-                    label = chosen.calibration_id
-        row[COLUMN] = label
+                    made[quantity] = chosen.calibration_id
+        row[COLUMN] = label(made)
         out.append(row)
     return out
 
@@ -125,27 +166,33 @@ def calibrate_rows_grouped(
     for original, row in zip(rows, out, strict=True):
         row[NOTE] = None  # every row has the column; empty, it is not printed
         t = _ms(row["time"])
-        chosen = applicable(assignments, str(row.get("device_id", "")), t)
-        if chosen is None or calibrations[chosen.calibration_id]["method"] != GROUP:
-            continue
-        quantity = calibrations[chosen.calibration_id]["quantity"]
-        value = original.get(quantity)
-        if value is None:
-            continue
-        cid = chosen.calibration_id
-        if window_ms is not None and window_ms > HOUR_MS:
-            row[NOTE] = f"{cid}: hourly factors, not for windows longer than an hour"
-            continue
-        factor, reason = (
-            (group_factors or {})
-            .get(cid, {})
-            .get(t - t % HOUR_MS, (None, f"no factor for the hour yet (`calibrate update {cid}`)"))
-        )
-        if factor is None:
-            row[NOTE] = f"{cid}: {reason}"
-            continue
-        row[quantity] = float(value) * factor
-        row[COLUMN] = cid
+        per = applying(assignments, calibrations, str(row.get("device_id", "")), t)
+        made = {q: label_of(str(row[COLUMN]), q) for q in per}
+        made = {q: c for q, c in made.items() if c != RAW}
+        notes = []
+        for quantity, chosen in per.items():
+            cid = chosen.calibration_id
+            value = original.get(quantity)
+            if calibrations[cid]["method"] != GROUP or value is None:
+                continue
+            if window_ms is not None and window_ms > HOUR_MS:
+                notes.append(f"{cid}: hourly factors, not for windows longer than an hour")
+                continue
+            factor, reason = (
+                (group_factors or {})
+                .get(cid, {})
+                .get(
+                    t - t % HOUR_MS,
+                    (None, f"no factor for the hour yet (`calibrate update {cid}`)"),
+                )
+            )
+            if factor is None:
+                notes.append(f"{cid}: {reason}")
+                continue
+            row[quantity] = float(value) * factor
+            made[quantity] = cid
+        row[COLUMN] = label(made)
+        row[NOTE] = "; ".join(notes) or None
     return out
 
 

@@ -70,14 +70,22 @@ def of_quantity(
     ]
 
 
+# The key under which `read_book` puts a group calibration's hourly factors into its record.
+FACTORS = "hourly_factors"
+
+
 def read_book(
     book: CalibrationBook | None, device_ids: Iterable[str] = ()
 ) -> tuple[list[Assignment], dict[str, dict[str, Any]]]:
-    """The assignments of `device_ids` (all: none given) and the calibrations they name."""
+    """The assignments of `device_ids` (all: none given) and the calibrations they name (a
+    group calibration's record with its hourly factors, under FACTORS)."""
     if book is None:
         return [], {}
     assignments = book.assignments(list(device_ids))
     records = {i: r for i in {a.calibration_id for a in assignments} if (r := book.get(i))}
+    for cid, record in records.items():
+        if record.get("method") == "group":  # its hourly factors (readtime.group_factors_of)
+            record[FACTORS] = {f.hour_ms: (f.factor, f.reason) for f in book.factors(cid)}
     return assignments, records
 
 

@@ -18,7 +18,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sensorpipe.calibration.readtime import COLUMN, NOTE, RAW, RH, calibrate_rows_grouped
+from sensorpipe.calibration.readtime import (
+    COLUMN,
+    NOTE,
+    RAW,
+    RH,
+    calibrate_rows_grouped,
+    label_of,
+)
 from sensorpipe.calibration.store import Assignment, open_book
 from sensorpipe.query import uncertainty
 from sensorpipe.query.output import UNIT_SUFFIX
@@ -133,6 +140,7 @@ class _Labeller:
     def __call__(self, value: Any, label: str) -> tuple[str, uncertainty.Uncertainty, bool | None]:
         if not self.ok or not isinstance(value, int | float) or isinstance(value, bool):
             return RAW, uncertainty.NONE, None
+        label = label_of(label, self.quantity)  # a row's values may come of several
         chosen = self.rules.get(label)
         if chosen is None:
             record = self.records.get(label)
@@ -220,7 +228,8 @@ def calibrate_answer(
             ]
             if client is not None:
                 calibrating.read_reference_humidity(client, rows)
-            done = calibrating.calibrate(rows, parse_every(answer["every"]) * 1000)
+            every = answer.get("every")
+            done = calibrating.calibrate(rows, parse_every(every) * 1000 if every else None)
             for q, column in series["values"].items():
                 column[:] = [row[q] for row in done]
             labels = [str(row[COLUMN]) for row in done]

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -241,6 +242,70 @@ def test_query_air_multiplies_by_the_hours_factor_and_says_why_where_none(world:
             assert row["pm2_5"] == pytest.approx(near[hour[:19]] * factor, abs=1e-3)
             calibrated += 1
     assert calibrated > 0 and noted > 0
+
+
+def test_the_api_gives_the_same_group_calibrated_values(world: World) -> None:
+    """`/api/v1/air?values=calibrated` (the default) calibrates a group-calibrated device as
+    `query air` does: raw x the hour's stored factor, labelled; hours without one stay raw,
+    indicative, with the reason in `calibration_note`; a day's mean stays raw."""
+    from sensorpipe.api.app import create_app
+    from sensorpipe.api.context import ApiContext
+    from sensorpipe.cli.serve import serve_config
+    from tests.integration.live_server import live_server
+
+    window = {"device": "near", "quantity": "pm2_5", "from": "2019-08-18T05:00:00Z"}
+    config = serve_config(world.stack.directory, None, None, None, False)
+    with live_server(create_app(ApiContext(config))) as base:
+        hourly = httpx.get(
+            f"{base}/api/v1/air", params={**window, "to": "2019-08-20T05:00:00Z"}, timeout=30
+        ).json()
+        daily = httpx.get(
+            f"{base}/api/v1/air",
+            params={**window, "to": "2019-08-20T05:00:00Z", "every": "1d"},
+            timeout=30,
+        ).json()
+        streams = httpx.get(
+            f"{base}/sta/v1.1/Datastreams",
+            params={"$filter": "properties/device_id eq 'near'"},
+            timeout=30,
+        ).json()["value"]
+        (cal,) = [d for d in streams if "pm2_5" in d["name"] and d["name"].endswith("(calibrated)")]
+        observations = httpx.get(
+            f"{base}/sta/v1.1/Datastreams({cal['@iot.id']})/Observations",
+            params={"$top": "1000", "$filter": "phenomenonTime lt 2019-08-20T05:00:00Z"},
+            timeout=30,
+        ).json()["value"]
+    (series,) = hourly["series"]
+    near = {
+        iso(h)[:19]: statistics.fmean(v) for h, v in minutes(world.tmp / "near.csv", PM).items()
+    }
+    stored = stored_factors(world)
+    calibrated = raw = 0
+    for i, t in enumerate(series["time"]):
+        factor = stored.get(t)
+        value, label = series["values"]["pm2_5"][i], series["calibration"]["pm2_5"][i]
+        if value is None or t[:19] not in near:
+            continue
+        if factor is None:
+            assert label == "raw" and series["indicative"]["pm2_5"][i] is True
+            assert series["calibration_note"][i]
+            assert value == pytest.approx(near[t[:19]], abs=1e-3)
+            raw += 1
+        else:
+            assert label == world.group["id"] and series["indicative"]["pm2_5"][i] is False
+            assert value == pytest.approx(near[t[:19]] * factor, abs=1e-3)
+            assert series["uncertainty"]["pm2_5"][i] is not None
+            calibrated += 1
+    assert calibrated > 0 and raw > 0
+    (day,) = daily["series"]
+    assert set(day["calibration"]["pm2_5"]) == {"raw"}
+    # SensorThings' calibrated Datastream: each minute's reading x its hour's factor; minutes
+    # of hours without a factor are not in it.
+    assert len(observations) > 100
+    for o in observations:
+        hour = o["phenomenonTime"][:13] + ":00:00Z"
+        assert stored[hour] is not None and o["parameters"]["calibration"] == world.group["id"]
+        assert o["result"] == pytest.approx(o["parameters"]["raw_result"] * stored[hour], abs=1e-3)
 
 
 # --- report --------------------------------------------------------------------------------

@@ -259,12 +259,19 @@ def _rows(series: list[dict[str, Any]], source: Source) -> list[ObservationRow]:
 def calibrated(
     influx: InfluxClient, source: Source, rows: list[ObservationRow]
 ) -> list[ObservationRow]:
-    """`rows` of a calibrated datastream calibrated (readtime.calibrate_rows), each naming its
+    """`rows` of a calibrated datastream calibrated (readtime.calibrate_rows_grouped: a group
+    calibration by the factor of the reading's hour), each naming its
     calibration; a row no calibration covers, or one whose method lacks its humidity, is left
     out. Rows of any other datastream as they are."""
     if not isinstance(source, CalibratedSource) or not rows:
         return rows
-    from sensorpipe.calibration.readtime import COLUMN, calibrate_rows, needing_humidity
+    from sensorpipe.calibration.readtime import (
+        COLUMN,
+        calibrate_rows_grouped,
+        label_of,
+        needing_humidity,
+    )
+    from sensorpipe.calibration.status import FACTORS
 
     q = source.quantity
     table = [
@@ -279,11 +286,15 @@ def calibrated(
     reference_rh = _reference_humidity(
         influx, needing_humidity(table, source.assignments, source.records)
     )
-    done = calibrate_rows(table, source.assignments, source.records, reference_rh)
+    factors = {c: r[FACTORS] for c, r in source.records.items() if FACTORS in r}
+    done = calibrate_rows_grouped(
+        table, source.assignments, source.records, reference_rh, factors, None
+    )
+    made = [label_of(str(d[COLUMN]), q) for d in done]
     return [
-        replace(r, result=d[q], calibration=d[COLUMN], raw=float(r.result))
-        for r, d in zip(rows, done, strict=True)
-        if d[COLUMN] != RAW
+        replace(r, result=d[q], calibration=c, raw=float(r.result))
+        for r, d, c in zip(rows, done, made, strict=True)
+        if c != RAW
     ]
 
 
