@@ -43,3 +43,22 @@ def test_devices_keeps_every_command_and_each_answers_help() -> None:
         result = runner.invoke(main, ["devices", *command.split(), "--help"])
         assert result.exit_code == 0, (command, result.output)
         assert f"devices {command} [OPTIONS]" in result.output, result.output
+
+
+def test_calibrate_keeps_every_command_wherever_it_lives() -> None:
+    """`group`, `update` and `report` moved to modules of their own (calibrate_group,
+    calibrate_report): the group still lists and answers each of them."""
+    runner = CliRunner()
+    result = runner.invoke(main, ["calibrate", "--help"])
+    assert result.exit_code == 0, result.output
+    listed = [
+        line.split()[0]
+        for line in result.output.split("Commands:")[1].splitlines()
+        if line.startswith("  ")
+    ]
+    commands = ["apply", "fit", "group", "list", "report", "show", "update"]
+    assert listed == commands
+    for command in commands:
+        result = runner.invoke(main, ["calibrate", command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
+        assert f"calibrate {command} [OPTIONS]" in result.output, result.output

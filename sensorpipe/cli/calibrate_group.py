@@ -1,0 +1,242 @@
+"""`sensorpipe calibrate group` and `calibrate update`: the Samen-Meten-style group
+calibration (calibration.group) and keeping its hourly factors up to date
+(calibration.updating). `calibrate` adds both commands to its group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sensorpipe.calibration.updating import hours_summary, iso_ms
+from sensorpipe.cli.calibrate_book import (
+    calibration_book,
+    influx_client,
+    load_record,
+    parse_period,
+    store_record,
+)
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
+
+
+def _group_members(
+    registry: Any, reference: str, devices_: tuple[str, ...], within_km: float, sensor: str | None
+) -> list[str]:
+    """The group: the devices given, or the registered devices (not reference stations) within
+    `within_km` of the station, of model `sensor` where given."""
+    from sensorpipe.calibration.group import distance_km
+
+    if devices_:
+        for device in devices_:
+            if device not in registry.devices:
+                fail(f"--device {device}: not in the register; `devices list` lists them")
+        return list(dict.fromkeys(devices_))
+    station = registry.devices[reference]
+    if station.location is None:
+        fail(
+            f"--reference {reference}: the register has no location for it, so no devices "
+            "near it can be chosen; give the group's devices with --device"
+        )
+    members = [
+        device
+        for device, entry in sorted(registry.devices.items())
+        if device != reference
+        and entry.source != "reference"
+        and entry.location is not None
+        and (sensor is None or sensor in entry.sensors)
+        and distance_km(
+            station.location.lat, station.location.lon, entry.location.lat, entry.location.lon
+        )
+        <= within_km
+    ]
+    if not members:
+        model = f" of sensor model {sensor}" if sensor else ""
+        fail(
+            f"--within {within_km:g}: no registered device{model} with a location within "
+            f"{within_km:g} km of {reference}; give a larger --within or the devices (--device)"
+        )
+    return members
+
+
+@click.command("group")
+@DIR_OPTION
+@INFLUX_OPTIONS
+@click.option("--reference", required=True, help="The reference station's device id.")
+@click.option("--device", "devices_", multiple=True, help="A member of the group (repeatable; "
+              "default: the registered devices within --within km of the station).")  # fmt: skip
+@click.option(
+    "--within",
+    "within_km",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Radius (km) around the station to choose the group in, without --device [default: 10].",
+)
+@click.option("--sensor", default=None, help="Only devices of this sensor model (with --within).")
+@click.option(
+    "--min-members",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Fewest members with a complete hour for its factor [default: 3].",
+)
+@click.option("--quantity", default="pm2_5", show_default=True, help="The quantity to calibrate.")
+@click.option("--from", "start", default=None, help="Start (default: the reference's first hour).")
+@click.option("--to", "end", default=None, help="End (default: after the reference's last hour).")
+@json_option("Print the stored calibration record as JSON.")
+def calibrate_group(
+    directory: Path | None,
+    influx_url: str | None,
+    database: str,
+    reference: str,
+    devices_: tuple[str, ...],
+    within_km: float | None,
+    sensor: str | None,
+    min_members: int | None,
+    quantity: str,
+    start: str | None,
+    end: str | None,
+    as_json: bool,
+) -> None:
+    """Group calibration as RIVM's Samen Meten: each hour, reference ÷ the group's mean is
+    the factor for that hour's values of the group and of devices it is assigned to. Hours with
+    too few members or fog get none (they stay raw). Stores the hourly factors and prints the
+    leave-one-device-out statistics; `calibrate update ID` extends the factors."""
+    from sensorpipe.calibration.data import reference_window
+    from sensorpipe.calibration.group import FOG_RH, MIN_MEMBERS, WITHIN_KM
+    from sensorpipe.calibration.methods import CalibrationError
+    from sensorpipe.calibration.store import _iso
+    from sensorpipe.protocol.quantities import QUANTITIES
+
+    if quantity not in QUANTITIES:
+        fail(f"--quantity {quantity!r}: unknown (known: {', '.join(QUANTITIES)})")
+    if reference in devices_:
+        fail(f"--reference {reference}: also given as --device; a device is not its own reference")
+    if devices_ and (within_km is not None or sensor is not None):
+        fail("--within and --sensor choose the group near the station; with --device, leave out")
+    t0, t1 = parse_period(start, end)
+    registry = local_stack(directory).registry()
+    if reference not in registry.devices:
+        fail(f"--reference {reference}: not in the register; `sensorpipe devices list` lists them")
+    radius = WITHIN_KM if within_km is None else within_km
+    members = _group_members(registry, reference, devices_, radius, sensor)
+    least = MIN_MEMBERS if min_members is None else min_members
+    with influx_client(directory, influx_url, database) as client:
+        try:
+            window = reference_window(client, reference, quantity, t0, t1)
+        except CalibrationError as exc:
+            fail(str(exc))
+        inputs, factors, stats = _group_compute(client, members, reference, quantity, window, least)
+    record: dict[str, Any] = {
+        "method": "group",
+        "coefficients": {},
+        "formula": "value × (reference ÷ group mean) of its hour",
+        "quantity": quantity,
+        "unit": QUANTITIES[quantity].unit,
+        "sensor_model": inputs.sensor_model,
+        "devices": members,
+        "group": {
+            "chosen_by": "--device" if devices_ else f"within {radius:g} km of {reference}",
+            "within_km": None if devices_ else radius,
+            "min_members": least,
+            "fog_rh": FOG_RH,
+        },
+        "reference": reference,
+        "period": {"from": _iso(window.start_ms), "to": _iso(window.end_ms)},
+        "hours_needed": inputs.needed,
+        "chosen_by": "group",
+        "folds": len(members),
+        "statistics": stats,
+    }
+    store_record(directory, record, as_json, "; `calibrate update` adds the hours since", factors)
+
+
+def _group_compute(
+    client: Any,
+    members: list[str],
+    reference: str,
+    quantity: str,
+    window: Any,
+    least: int,
+    *,
+    update: bool = False,
+) -> tuple[Any, list[Any], dict[str, Any]]:
+    """The group's inputs, hourly factors and leave-one-device-out statistics."""
+    from sensorpipe.calibration.data import group_inputs
+    from sensorpipe.calibration.group import group_statistics, hourly_factors, leave_one_out
+    from sensorpipe.calibration.methods import CalibrationError
+
+    try:
+        inputs = group_inputs(client, members, reference, quantity, window, require_all=not update)
+    except CalibrationError as exc:
+        fail(str(exc))
+    factors = hourly_factors(inputs, least)
+    stats = group_statistics(leave_one_out(inputs, least), quantity)
+    return inputs, factors, stats
+
+
+@click.command("update")
+@click.argument("calibration_id")
+@DIR_OPTION
+@INFLUX_OPTIONS
+@click.option("--from", "start", default=None, help="Recompute from (default: 48 hours before "
+              "the last stored hour).")  # fmt: skip
+@click.option("--to", "end", default=None, help="Until (default: now).")
+def calibrate_update(
+    calibration_id: str,
+    directory: Path | None,
+    influx_url: str | None,
+    database: str,
+    start: str | None,
+    end: str | None,
+) -> None:
+    """Extend a group calibration's hourly factors to the hours since (run it periodically,
+    e.g. hourly from cron or a systemd timer). Hours that have a factor keep it; hours stored
+    without one (no reference value yet, too few members) are computed again."""
+    import time
+
+    from sensorpipe.calibration.data import Window
+
+    t0, t1 = parse_period(start, end)
+    record = load_record(directory, calibration_id)
+    if record["method"] != "group":
+        fail(
+            f"{calibration_id}: a {record['method']} calibration has fixed coefficients, "
+            "nothing to update; `calibrate update` is for group calibrations"
+        )
+    with calibration_book(directory, create=False) as book:
+        assert book is not None
+        stored = book.factors(calibration_id)
+    hour = 3_600_000
+    if t0 is not None:
+        start_ms = int(t0.timestamp() * 1000)
+    elif stored:
+        start_ms = stored[-1].hour_ms - 48 * hour
+    else:
+        start_ms = iso_ms(record["period"]["from"])
+    end_ms = int((t1.timestamp() if t1 is not None else time.time()) * 1000)
+    end_ms -= end_ms % hour  # the unfinished hour waits
+    if end_ms <= start_ms:
+        click.echo(f"{calibration_id}: no finished hour to add yet")
+        return
+    window = Window(start_ms, end_ms)
+    with influx_client(directory, influx_url, database) as client:
+        least = record["group"]["min_members"]
+        _, factors, _ = _group_compute(
+            client,
+            record["devices"],
+            record["reference"],
+            record["quantity"],
+            window,
+            least,
+            update=True,
+        )
+    with calibration_book(directory, create=False) as book:
+        assert book is not None
+        written = book.add_factors(calibration_id, factors)
+        summary = hours_summary(book, calibration_id)
+    counts = ", ".join(f"{k} {v}" for k, v in summary["counts"].items())
+    click.echo(
+        f"{calibration_id}: {written} hours written; stored {summary['first']} .. "
+        f"{summary['last']} ({counts})"
+    )
