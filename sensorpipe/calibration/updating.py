@@ -18,11 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sensorpipe.calibration.store import CalibrationBook, _iso, open_book
 from sensorpipe.ingest.errors import QueryError, StorageUnavailable
-from sensorpipe.ingest.influx import InfluxClient
+
+if TYPE_CHECKING:  # imported when used: the ingest imports this module, numpy only if it runs
+    from sensorpipe.calibration.store import CalibrationBook
+    from sensorpipe.ingest.influx import InfluxClient
 
 log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000
@@ -33,6 +35,13 @@ UPDATE_ERRORS = (QueryError, StorageUnavailable, sqlite3.Error, KeyError, TypeEr
 
 class NotGroup(ValueError):
     """The calibration is not a group calibration (fixed coefficients: nothing to update)."""
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> NotGroup:
+        return cls(
+            f"{record.get('id')}: a {record.get('method')} calibration has fixed coefficients, "
+            "nothing to update; `calibrate update` is for group calibrations"
+        )
 
 
 @dataclass
@@ -85,6 +94,7 @@ def hours_summary(book: CalibrationBook, calibration_id: str) -> dict[str, Any]:
     """The stored hours of a group calibration: their span and how many got a factor or not
     and why."""
     from sensorpipe.calibration.group import reasons
+    from sensorpipe.calibration.store import _iso
 
     stored = book.factors(calibration_id)
     return {
@@ -102,24 +112,23 @@ def update_group(
     start_ms: int | None = None,
     end_ms: int | None = None,
     now_ms: int | None = None,
+    not_before_ms: int | None = None,
 ) -> Updated:
     """Extend one group calibration's factors over [start_ms, end_ms) (default: 48 hours
-    before its last stored hour to the last finished hour). NotGroup for another method;
+    before its last stored hour, but not before `not_before_ms`, to the last finished hour).
+    NotGroup for another method;
     CalibrationError, QueryError, StorageUnavailable and sqlite3.Error as they come."""
     from sensorpipe.calibration.data import Window, group_inputs
     from sensorpipe.calibration.group import hourly_factors
 
     calibration_id = str(record["id"])
     if record.get("method") != "group":
-        raise NotGroup(
-            f"{calibration_id}: a {record.get('method')} calibration has fixed coefficients, "
-            "nothing to update; `calibrate update` is for group calibrations"
-        )
+        raise NotGroup.of(record)
     if start_ms is None:
         stored = book.factors(calibration_id)
-        start_ms = (
-            stored[-1].hour_ms - LOOKBACK_MS if stored else iso_ms(record["period"]["from"])
-        )
+        start_ms = stored[-1].hour_ms - LOOKBACK_MS if stored else iso_ms(record["period"]["from"])
+        if not_before_ms is not None:  # a calibration fitted long ago: not years of hours
+            start_ms = max(start_ms, not_before_ms - not_before_ms % HOUR_MS)
     if end_ms is None:
         end_ms = int(time.time() * 1000) if now_ms is None else now_ms
     end_ms -= end_ms % HOUR_MS  # the unfinished hour waits
@@ -145,7 +154,14 @@ def group_ids(book: CalibrationBook) -> list[str]:
 
 
 def update_each(
-    book: CalibrationBook, client: InfluxClient, ids: list[str], *, now_ms: int | None = None
+    book: CalibrationBook,
+    client: InfluxClient,
+    ids: list[str],
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    now_ms: int | None = None,
+    not_before_ms: int | None = None,
 ) -> list[Updated]:
     """Update each calibration of `ids` (group calibrations of `book`); one that fails is
     reported failed and the next is updated."""
@@ -156,24 +172,36 @@ def update_each(
         try:
             record = book.get(calibration_id)
             if record is None:
-                raise KeyError(calibration_id)
-            done.append(update_group(book, client, record, now_ms=now_ms))
+                done.append(Updated(calibration_id, error="no such calibration in the book"))
+                continue
+            done.append(
+                update_group(
+                    book,
+                    client,
+                    record,
+                    start_ms=start_ms,
+                    end_ms=end_ms,
+                    now_ms=now_ms,
+                    not_before_ms=not_before_ms,
+                )
+            )
         except (CalibrationError, NotGroup, *UPDATE_ERRORS) as exc:
             done.append(Updated(calibration_id, error=_why(exc)))
     return done
 
 
 def _why(exc: BaseException) -> str:
-    if isinstance(exc, KeyError):
-        return f"not in the book ({exc})"
+    if isinstance(exc, KeyError):  # a record without a key an update needs
+        return f"its record has no {exc}"
     return str(exc) or type(exc).__name__
 
 
 class GroupUpdateJob:
     """The ingest's periodic job: every group calibration in the book at `book_path`, updated
-    with the ingest's InfluxDB client. A book that does not exist yet: nothing to do. A book
-    that cannot be read, or a calibration that fails, raises after the others are done (the
-    schedule logs and counts it); `note(updated)` hears of each run's results."""
+    with the ingest's InfluxDB client, over at most the last `catch_up_s`. A book that does not
+    exist yet: nothing to do. A book that cannot be read raises; a calibration that fails
+    raises after the others are done (the schedule logs and counts it); `note(updated)` hears
+    of each run's results."""
 
     name = "calibration update"
 
@@ -183,11 +211,13 @@ class GroupUpdateJob:
         every_s: float,
         client: Callable[[], InfluxClient],
         *,
+        catch_up_s: float = 7 * 86400.0,
         note: Callable[[list[Updated]], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.book_path = Path(book_path)
         self.every_s = every_s
+        self.catch_up_s = catch_up_s
         self._client = client
         self._note = note
         self._clock = clock
@@ -195,14 +225,22 @@ class GroupUpdateJob:
         self.last: list[Updated] = []
 
     def run_once(self) -> list[Updated]:
+        from sensorpipe.calibration.store import open_book
+
         book = open_book(self.book_path, create=False)
         if book is None:
             self.runs += 1
             self.last = []
             return []
         try:
+            now_ms = int(self._clock() * 1000)
+            ids = group_ids(book)
             done = update_each(
-                book, self._client(), group_ids(book), now_ms=int(self._clock() * 1000)
+                book,
+                self._client() if ids else None,  # type: ignore[arg-type]
+                ids,
+                now_ms=now_ms,
+                not_before_ms=now_ms - int(self.catch_up_s * 1000),
             )
         finally:
             book.close()

@@ -4,12 +4,13 @@ calibration (calibration.group) and keeping its hourly factors up to date
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from sensorpipe.calibration.updating import hours_summary, iso_ms
 from sensorpipe.cli.calibrate_book import (
     calibration_book,
     influx_client,
@@ -158,8 +159,6 @@ def _group_compute(
     quantity: str,
     window: Any,
     least: int,
-    *,
-    update: bool = False,
 ) -> tuple[Any, list[Any], dict[str, Any]]:
     """The group's inputs, hourly factors and leave-one-device-out statistics."""
     from sensorpipe.calibration.data import group_inputs
@@ -167,7 +166,7 @@ def _group_compute(
     from sensorpipe.calibration.methods import CalibrationError
 
     try:
-        inputs = group_inputs(client, members, reference, quantity, window, require_all=not update)
+        inputs = group_inputs(client, members, reference, quantity, window, require_all=True)
     except CalibrationError as exc:
         fail(str(exc))
     factors = hourly_factors(inputs, least)
@@ -176,67 +175,67 @@ def _group_compute(
 
 
 @click.command("update")
-@click.argument("calibration_id")
+@click.argument("calibration_ids", metavar="[CALIBRATION_ID]...", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every group calibration in the book.")
 @DIR_OPTION
 @INFLUX_OPTIONS
 @click.option("--from", "start", default=None, help="Recompute from (default: 48 hours before "
               "the last stored hour).")  # fmt: skip
 @click.option("--to", "end", default=None, help="Until (default: now).")
+@json_option("Print each calibration's outcome as JSON.")
 def calibrate_update(
-    calibration_id: str,
+    calibration_ids: tuple[str, ...],
+    every: bool,
     directory: Path | None,
     influx_url: str | None,
     database: str,
     start: str | None,
     end: str | None,
+    as_json: bool,
 ) -> None:
-    """Extend a group calibration's hourly factors to the hours since (run it periodically,
-    e.g. hourly from cron or a systemd timer). Hours that have a factor keep it; hours stored
-    without one (no reference value yet, too few members) are computed again."""
-    import time
+    """Extend group calibrations' hourly factors to the hours since: those given, or every one
+    in the book (--all); one line each, exit status 1 if any failed. The stack's ingest does
+    this by itself every hour ([calibration] in ingest.toml). Hours that have a factor keep
+    it; hours stored without one (no reference value yet, too few members) are computed
+    again."""
+    from sensorpipe.calibration.updating import NotGroup, group_ids, update_each
 
-    from sensorpipe.calibration.data import Window
-
+    if every and calibration_ids:
+        fail("--all updates every group calibration in the book: give ids or --all, not both")
+    if not every and not calibration_ids:
+        fail("give the group calibrations to update (CALIBRATION_ID ...) or --all")
     t0, t1 = parse_period(start, end)
-    record = load_record(directory, calibration_id)
-    if record["method"] != "group":
-        fail(
-            f"{calibration_id}: a {record['method']} calibration has fixed coefficients, "
-            "nothing to update; `calibrate update` is for group calibrations"
-        )
+    ids = list(dict.fromkeys(calibration_ids))
+    for calibration_id in ids:  # each known and a group calibration, before any work
+        record = load_record(directory, calibration_id)
+        if record["method"] != "group":
+            fail(str(NotGroup.of(record)))
     with calibration_book(directory, create=False) as book:
+        if every:
+            ids = [] if book is None else group_ids(book)
+        if not ids:
+            if as_json:
+                click.echo("[]")
+            click.echo("no group calibrations in the book (`calibrate group` makes one)", err=True)
+            return
         assert book is not None
-        stored = book.factors(calibration_id)
-    hour = 3_600_000
-    if t0 is not None:
-        start_ms = int(t0.timestamp() * 1000)
-    elif stored:
-        start_ms = stored[-1].hour_ms - 48 * hour
+        with influx_client(directory, influx_url, database) as client:
+            done = update_each(
+                book,
+                client,
+                ids,
+                start_ms=None if t0 is None else int(t0.timestamp() * 1000),
+                end_ms=None if t1 is None else int(t1.timestamp() * 1000),
+            )
+    if as_json:
+        click.echo(json.dumps([u.as_dict() for u in done], indent=2))
     else:
-        start_ms = iso_ms(record["period"]["from"])
-    end_ms = int((t1.timestamp() if t1 is not None else time.time()) * 1000)
-    end_ms -= end_ms % hour  # the unfinished hour waits
-    if end_ms <= start_ms:
-        click.echo(f"{calibration_id}: no finished hour to add yet")
-        return
-    window = Window(start_ms, end_ms)
-    with influx_client(directory, influx_url, database) as client:
-        least = record["group"]["min_members"]
-        _, factors, _ = _group_compute(
-            client,
-            record["devices"],
-            record["reference"],
-            record["quantity"],
-            window,
-            least,
-            update=True,
+        for u in done:
+            click.echo(u.line())
+    failed = [u.calibration_id for u in done if not u.ok]
+    if failed:
+        click.echo(
+            f"Error: {len(failed)} of {len(done)} calibrations not updated: {', '.join(failed)}",
+            err=True,
         )
-    with calibration_book(directory, create=False) as book:
-        assert book is not None
-        written = book.add_factors(calibration_id, factors)
-        summary = hours_summary(book, calibration_id)
-    counts = ", ".join(f"{k} {v}" for k, v in summary["counts"].items())
-    click.echo(
-        f"{calibration_id}: {written} hours written; stored {summary['first']} .. "
-        f"{summary['last']} ({counts})"
-    )
+        sys.exit(1)
