@@ -180,17 +180,12 @@ def test_stack_up_names_its_book_and_keeps_the_operators_settings(tmp_path: Path
     (ingest / "ingest.toml").write_text(
         '[calibration]\nupdate_every_s = 600.0\nbook = "elsewhere.sqlite"\n', encoding="utf-8"
     )
-    book = tmp_path / "calibrations.sqlite"
+    q, k, c = (tmp_path / f"{n}.sqlite" for n in ("quarantine", "keys", "calibration"))
     path = write_ingest_config(
-        ingest,
-        registry_path=tmp_path / "registry.toml",
-        quarantine_path=tmp_path / "quarantine.sqlite",
-        keys_path=tmp_path / "keys.sqlite",
-        broker_port=1883,
-        influx_url="http://127.0.0.1:8086",
-        password="p",
-        metrics_port=9100,
-        calibration_path=book,
-    )
+        ingest, registry_path=tmp_path / "registry.toml", broker_port=1883, metrics_port=9100,
+        influx_url="http://127.0.0.1:8086", password="p", quarantine_path=q, keys_path=k,
+        calibration_path=c,
+    )  # fmt: skip
     written = tomllib.loads(path.read_text())
-    assert written["calibration"] == {"update_every_s": 600.0, "book": str(book)}
+    book = str(tmp_path / "calibration.sqlite")
+    assert written["calibration"] == {"update_every_s": 600.0, "book": book}
