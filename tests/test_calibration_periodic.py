@@ -189,3 +189,17 @@ def test_stack_up_names_its_book_and_keeps_the_operators_settings(tmp_path: Path
     written = tomllib.loads(path.read_text())
     book = str(tmp_path / "calibration.sqlite")
     assert written["calibration"] == {"update_every_s": 600.0, "book": book}
+
+
+def test_the_metrics_count_the_failed_runs_by_job_and_the_hours_written() -> None:
+    from sensorpipe.ingest.metrics import IngestMetrics
+    from sensorpipe.ingest.stats import IngestStats
+
+    stats = IngestStats(calibration_hours_written=7)
+    stats.periodic_errors["calibration update"] += 2
+    registry = IngestMetrics(stats).registry
+    failed = registry.get_sample_value(
+        "sensorpipe_ingest_periodic_errors_total", {"job": "calibration update"}
+    )
+    assert failed == 2
+    assert registry.get_sample_value("sensorpipe_ingest_calibration_hours_written_total") == 7
