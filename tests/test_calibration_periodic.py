@@ -203,3 +203,15 @@ def test_the_metrics_count_the_failed_runs_by_job_and_the_hours_written() -> Non
     )
     assert failed == 2
     assert registry.get_sample_value("sensorpipe_ingest_calibration_hours_written_total") == 7
+
+
+def test_update_all_without_a_book_is_nothing_to_do(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sensorpipe.cli.main import main
+
+    result = CliRunner().invoke(main, ["calibrate", "update", "--all", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "no group calibrations in the book" in result.stderr
+    assert not (tmp_path / "calibrations.sqlite").exists()
