@@ -214,7 +214,7 @@ def test_an_api_answer_gets_the_group_factors_per_device_series(tmp_path: Path) 
 
 
 def test_without_devices_the_group_is_the_registered_devices_near_the_station() -> None:
-    from sensorpipe.cli.calibrate import _group_members
+    from sensorpipe.cli.calibrate_group import _group_members
     from sensorpipe.protocol.messages import Location
     from sensorpipe.protocol.registry import DeviceEntry, Registry
 

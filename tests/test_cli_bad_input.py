@@ -666,7 +666,17 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--reference", "r1", "--quantity", "pm25"], "'pm25': unknown"),
     ],
     "calibrate update": [
-        (lambda t: [], "Missing argument 'CALIBRATION_ID'"),
+        (lambda t: [], "give the group calibrations to update (CALIBRATION_ID ...) or --all"),
+        (lambda t: ["cal-1", "--all"], "give ids or --all, not both"),
+        (
+            lambda t: ["--all", "--dir", _stack_with_bad_calibration_book(t)],
+            "cannot open the calibration book",
+        ),
+        (
+            lambda t: ["cal-9", "--dir", _stack_with_calibration(t)],
+            "calibration 'cal-9': no such calibration (the stack has: cal-1)",
+        ),
+        (lambda t: ["--all", "--from", "soon"], "--from: time 'soon'"),
         (lambda t: ["cal-1", "--dir", str(t)], "the stack has none yet"),
         (
             lambda t: ["cal-1", "--dir", _stack_with_calibration(t)],

@@ -12,5 +12,6 @@ overwritten, and their assignments to devices); `readtime` calibrates values as 
 group calibration (hourly factors reference ÷ group mean, leave-one-device-out statistics);
 `report` writes `calibrate report`'s self-contained HTML page (inline SVG). `status` says which
 calibration applies to each device's quantities now (the register, the API, SensorThings'
-calibrated Datastreams) and the uncertainty of a calibration's values.
+calibrated Datastreams) and the uncertainty of a calibration's values. `updating` extends group
+calibrations' hourly factors (`calibrate update`, and the ingest's periodic job).
 """

@@ -7,7 +7,9 @@ groups: `stack`, `demo`, `devices`, `edge`, `ingest`, `gateway`, `serve`, `serve
 setup`), `sim`, `query`, `counting` (`count-video`, `count-eval`), `config` (the example files),
 `importing` (`sensorpipe import`; `import_ledger` holds its `list` and `remove`),
 `calibrate` (`calibrate fit|group|update|apply|list|show|report`) and `quality` (`quality
-neighbours`, the neighbour outlier over stored data).
+neighbours`, the neighbour outlier over stored data). `calibrate` keeps `fit`, `apply`, `list`
+and `show`; `calibrate_group` holds `group` and `update`, `calibrate_report` holds `report`,
+and `calibrate_book` what they share (the calibration book, the period, a record described).
 
 `devices` keeps `add`, `add-gateway`, `list` and `reset-key`; its other commands have modules
 of their own: `kits` (`devices add-kit airrohr|ttn`, with `ttn_setup`, what `add-kit ttn`

@@ -153,6 +153,7 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
             f"  ingest: received {stats['received']}, stored {stats['stored_messages']}, "
             f"rejected {stats['rejected']}, write retries {stats['write_retries']}"
         )
+        _echo_periodic(stats)
     deadletter = status["components"]["ingest"].get("deadletter")
     if deadletter:
         _echo_deadletter(deadletter)
@@ -169,6 +170,23 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
         counts = ", ".join(f"{n} x {code}" for code, n in sorted((posts or {}).items()))
         click.echo(
             f"  kit gateway: {gateway['url']}" + (f" (airrohr posts: {counts})" if counts else "")
+        )
+
+
+def _echo_periodic(stats: dict[str, Any]) -> None:
+    """The ingest's periodic jobs: the group calibrations kept up to date, and failed runs."""
+    runs = stats.get("calibration_update_runs", 0)
+    if runs:
+        click.echo(
+            f"  group calibrations: {runs} update runs, {stats.get('calibration_updates', 0)} "
+            f"calibrations updated, {stats.get('calibration_hours_written', 0)} hours written"
+        )
+    errors = stats.get("periodic_errors") or {}
+    if errors:
+        counts = ", ".join(f"{name} {n}" for name, n in sorted(errors.items()))
+        click.echo(
+            f"  PERIODIC RUNS FAILED: {counts}; last: {stats.get('periodic_last_error')} "
+            "(the ingest's log has each)"
         )
 
 

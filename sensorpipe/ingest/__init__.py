@@ -14,7 +14,9 @@ and `fair` (one lane per device) keep one device from crowding out the rest; `st
 `metrics` count and report; `errors` are marked retryable or permanent. `influxd` is a
 throw-away InfluxDB for the local stack, the demo and the tests. `neighbours` runs the
 neighbour outlier (quality.neighbours) over stored hourly means and merges its flag into the
-stored points, on a timer thread of the ingest's process (and for `sensorpipe quality neighbours`).
+stored points (and for `sensorpipe quality neighbours`). `schedule` is the ingest's one timer
+thread for its periodic jobs: the neighbour outlier, and the group calibrations' hourly factors
+(calibration.updating, `[calibration]`).
 
 A hand-written pipeline rather than a dataflow library's sources, steps and sinks (Bytewax):
 the guarantee that matters, that a message is acknowledged to the broker only once it is

@@ -110,6 +110,22 @@ class QuotaConfig(_Strict):
     quarantine_after_s: float = Field(default=10.0, ge=0)
 
 
+class CalibrationConfig(_Strict):
+    """`[calibration]`: the group calibrations whose hourly factors the ingest keeps up to date
+    (calibration.updating), on the timer thread it shares with the neighbour outlier."""
+
+    # The calibration book (calibrations.sqlite); unset: no update. A book that does not exist
+    # yet is no error (nothing to update until `calibrate group` makes one).
+    book: str | None = None
+    # false: the ingest does not update them (`sensorpipe calibrate update --all` still can)
+    enabled: bool = True
+    # Every hour: a factor needs the reference's value of a finished hour.
+    update_every_s: float = Field(default=3600.0, ge=5)
+    # The earliest hour an update computes, this long before now: data older than the ingest's
+    # backlog window (7 days) does not come through it; `calibrate update --from` reaches back.
+    catch_up_s: float = Field(default=7 * 86400.0, gt=0)
+
+
 class IngestConfig(_Strict):
     broker: BrokerConfig
     influx: InfluxConfig = InfluxConfig()
@@ -155,6 +171,8 @@ class IngestConfig(_Strict):
     # Quality flags on every air reading as it is stored (quality.config): thresholds per
     # quantity and sensor model; without the section, the defaults.
     quality: QualityConfig = QualityConfig()
+    # Group calibrations kept up to date (calibration.updating); without `book`, none.
+    calibration: CalibrationConfig = CalibrationConfig()
     # The file this configuration was loaded from, for errors found after loading.
     _source: Path | None = PrivateAttr(default=None)
 
@@ -193,6 +211,9 @@ def load_ingest_config(path: Path | str) -> IngestConfig:
     ca_file = config.broker.ca_file
     if ca_file is not None and not Path(ca_file).is_absolute():
         updates["broker"] = config.broker.model_copy(update={"ca_file": str(base / ca_file)})
+    book = config.calibration.book
+    if book is not None and not Path(book).is_absolute():
+        updates["calibration"] = config.calibration.model_copy(update={"book": str(base / book)})
     config = config.model_copy(update=updates)
     config._source = Path(path)
     _check_registry(config)

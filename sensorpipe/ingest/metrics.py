@@ -65,6 +65,11 @@ class _StatsCollector(Collector):
                 "wait for confirmations send them again.",
                 s.left_to_sender,
             ),
+            (
+                "calibration_hours_written",
+                "Hourly factors of group calibrations written by the ingest's periodic update.",
+                s.calibration_hours_written,
+            ),
         ):
             yield CounterMetricFamily(f"sensorpipe_ingest_{name}", doc, value=value)
         rejected = CounterMetricFamily(
@@ -84,6 +89,14 @@ class _StatsCollector(Collector):
         for reason, n in sorted(dict(s.shed_by_reason).items()):
             shed.add_metric([reason], n)
         yield shed
+        periodic = CounterMetricFamily(
+            "sensorpipe_ingest_periodic_errors",
+            "Runs of the ingest's periodic jobs that failed (logged, tried again), by job.",
+            labels=["job"],
+        )
+        for job, n in sorted(dict(s.periodic_errors).items()):
+            periodic.add_metric([job], n)
+        yield periodic
         yield GaugeMetricFamily(
             "sensorpipe_ingest_connected", "1 while connected to the broker.", value=s.connected
         )

@@ -13,15 +13,14 @@ dashboard) sees it as it sees the others. `qc` (the version of the checks applie
 was stored) is left as it is. A flag once written is not withdrawn by a later run.
 
 Hours are UTC clock hours (InfluxDB's `GROUP BY time(1h)`), read a day at a time.
-`NeighbourSchedule` runs it in the ingest's process on a timer thread of its own (the stack's
-schedule, `[quality.neighbours]` of ingest.toml); `sensorpipe quality neighbours` over any
-period.
+`NeighbourSchedule` is the job the ingest's schedule runs (`ingest.schedule`, the timer thread
+it shares with the group calibrations' update; `[quality.neighbours]` of ingest.toml);
+`sensorpipe quality neighbours` over any period.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -191,11 +190,11 @@ def run_neighbours(
 
 
 class NeighbourSchedule:
-    """The stack's schedule: every `every_s`, the last `hours` finished hours (each once
-    `settle_s` has passed since its end), on a thread of its own beside the ingest's writer:
-    the ingest's message path does not wait for it (it may share the ingest's InfluxDB
-    client, whose connection pool serves both). A failed run is logged and tried again at the
-    next turn."""
+    """The stack's job (`ingest.schedule` runs it every `every_s`): the last `hours` finished
+    hours, each once `settle_s` has passed since its end. A failed run is logged by the
+    schedule and tried again at the next turn."""
+
+    name = "neighbour outlier run"
 
     def __init__(
         self,
@@ -212,19 +211,12 @@ class NeighbourSchedule:
         self.registry_path = Path(registry_path)
         self._client = client
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="neighbour-outlier", daemon=True)
         self.runs = 0  # runs completed
         self.last: NeighbourRun | None = None
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Let a run under way finish (its flags are whole points), then end the thread."""
-        self._stop.set()
-        if self._thread.ident is not None:  # started
-            self._thread.join(timeout=30)
+    @property
+    def every_s(self) -> float:
+        return self.config.neighbours.every_s
 
     def run_once(self) -> NeighbourRun:
         """One turn: the last finished hours. InfluxDB is not asked while no registered device
@@ -251,12 +243,3 @@ class NeighbourSchedule:
             "; ".join(done.lines(self.config)),
         )
         return done
-
-    def _loop(self) -> None:
-        every = self.config.neighbours.every_s
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception as exc:  # a run that fails is tried again next turn
-                log.warning("neighbour outlier run failed: %r; trying again in %gs", exc, every)
-            self._stop.wait(every)

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
+from sensorpipe.calibration.updating import GroupUpdateJob, Updated
 from sensorpipe.ingest.checks import Checked, Checker, Checks, Outcome, sender_and_seq
 from sensorpipe.ingest.config import ConfigError, IngestConfig
 from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore
@@ -49,6 +50,7 @@ from sensorpipe.ingest.link import BrokerLink, Incoming
 from sensorpipe.ingest.neighbours import NeighbourSchedule
 from sensorpipe.ingest.rejects import Rejects
 from sensorpipe.ingest.reporting import Reporting
+from sensorpipe.ingest.schedule import Job, Schedule
 from sensorpipe.ingest.stats import IngestStats
 from sensorpipe.ingest.validate import RegistryView, Rejection
 from sensorpipe.protocol.ack import SetAside, ack_topic, encode_ack
@@ -137,19 +139,34 @@ class IngestService:
         self._checker = Checker(
             config, self._registry, self._keys, publish=self._link.publish, clock=clock
         )
-        # The neighbour outlier over the last hours, on a timer thread of its own
-        # (ingest.neighbours): the message path never waits for it.
-        self._neighbours: NeighbourSchedule | None = None
+        # The periodic jobs (ingest.schedule), on a timer thread of their own: the neighbour
+        # outlier over the last hours, and the group calibrations' hourly factors. The message
+        # path never waits for them. They share the service's client (its connection pool
+        # serves both threads; the jobs do not close it).
+        jobs: list[Job] = []
         if config.quality.enabled and config.quality.neighbours.enabled:
-            # The service's client, shared (its connection pool serves both threads; the
-            # schedule does not close it).
-            self._neighbours = NeighbourSchedule(
-                config.quality,
-                config.registry_path,
-                lambda: self._influx,
-                owns_client=False,
-                clock=clock,
+            jobs.append(
+                NeighbourSchedule(
+                    config.quality,
+                    config.registry_path,
+                    lambda: self._influx,
+                    owns_client=False,
+                    clock=clock,
+                )
             )
+        cal = config.calibration
+        if cal.enabled and cal.book is not None:
+            jobs.append(
+                GroupUpdateJob(
+                    cal.book,
+                    cal.update_every_s,
+                    lambda: self._influx,
+                    catch_up_s=cal.catch_up_s,
+                    note=self._note_calibration_update,
+                    clock=clock,
+                )
+            )
+        self._schedule = Schedule(jobs, on_error=self._note_periodic_error)
 
     def start(self) -> None:
         """Connect, subscribe and store until `stop`. A stats file that cannot be written is
@@ -160,20 +177,28 @@ class IngestService:
         self._guard.start()
         self._reporting.serve_metrics()
         self._worker.start()
-        if self._neighbours is not None:
-            self._neighbours.start()
+        self._schedule.start()
 
     def stop(self) -> None:
         """Finish the batch in hand, then disconnect. Unacknowledged messages stay queued."""
         self._stop.set()
-        if self._neighbours is not None:
-            self._neighbours.stop()
+        self._schedule.stop()
         self._worker.join(timeout=30)
         self._link.stop()
         self._checker.close()
         self._deadletters.close()
         self._influx.close()
         self._reporting.close()
+
+    def _note_calibration_update(self, done: list[Updated]) -> None:
+        self.stats.calibration_update_runs += 1
+        self.stats.calibration_updates += sum(u.ok for u in done)
+        self.stats.calibration_hours_written += sum(u.written for u in done)
+
+    def _note_periodic_error(self, job: Job, exc: Exception) -> None:
+        self.stats.periodic_errors[job.name] += 1
+        self.stats.periodic_last_error = f"{job.name}: {exc}"
+        self.stats.periodic_last_error_at = time.time()
 
     # --- writer thread ---------------------------------------------------------------------
     def _work(self) -> None:

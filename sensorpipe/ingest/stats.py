@@ -47,6 +47,15 @@ class IngestStats:
     quarantines_by_reason: Counter[str] = field(default_factory=Counter)
     broker_disabled: int = 0  # of those, broker accounts disabled
     over_quota_reported: int = 0  # devices over their quota with no quarantine book to put them in
+    # The periodic jobs (ingest.schedule): runs that failed, by job, and the last failure.
+    periodic_errors: Counter[str] = field(default_factory=Counter)
+    periodic_last_error: str | None = None
+    periodic_last_error_at: float | None = None  # epoch s
+    # Group calibrations kept up to date ([calibration]): runs done, calibrations updated and
+    # hourly factors written by them.
+    calibration_update_runs: int = 0
+    calibration_updates: int = 0
+    calibration_hours_written: int = 0
 
     def note_shed(self, device: str, reason: str, size: int) -> None:
         self.shed += 1
@@ -66,5 +75,6 @@ class IngestStats:
             shed_by_device=dict(Counter(dict(self.shed_by_device)).most_common(20)),
             deadletter_near_full=sorted(self.deadletter_near_full),
             quarantines_by_reason=dict(self.quarantines_by_reason),
+            periodic_errors=dict(self.periodic_errors),
         )
         return out

@@ -104,14 +104,22 @@ def write_ingest_config(
     password: str,
     metrics_port: int,
     admin: dict[str, str] | None = None,
+    calibration_path: Path | None = None,
 ) -> Path:
     """ingest.toml in `directory` (with its dead letters and stats), for this run's ports and
     the ingest's broker password; `admin`: the broker's admin account, with which the ingest
-    disables the accounts of devices it quarantines."""
+    disables the accounts of devices it quarantines; `calibration_path`: the calibration book
+    whose group calibrations the ingest keeps up to date."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "ingest.toml"
     # The operator's quality thresholds ([quality]) are kept; `sensorpipe import` reads them too.
-    quality = written_before(path).get("quality")
+    before = written_before(path)
+    quality = before.get("quality")
+    # And their [calibration] settings (update_every_s, enabled); the book is the stack's.
+    calibration = before.get("calibration")
+    calibration = dict(calibration) if isinstance(calibration, dict) else {}
+    if calibration_path is not None:
+        calibration["book"] = str(calibration_path)
     config = {
         "registry_path": str(registry_path),
         "deadletter_path": str(directory / "deadletter.sqlite"),
@@ -132,6 +140,7 @@ def write_ingest_config(
         "influx": {"url": influx_url, "database": DATABASE},
         **({"broker_admin": admin} if admin is not None else {}),
         **({"quality": quality} if isinstance(quality, dict) else {}),
+        **({"calibration": calibration} if calibration else {}),
     }
     write_private(path, tomli_w.dumps(config))  # holds the broker passwords
     return path

@@ -380,6 +380,13 @@ def _ingest_config(setup: Setup, password: str, admin: Any) -> dict[str, Any]:
         "metrics_bind": "127.0.0.1",
         "quarantine_path": str(setup.state / "quarantine.sqlite"),
         "keys_path": str(setup.state / "keys.sqlite"),
+        # The calibration book `calibrate` writes (serve.toml's calibration_path): the ingest
+        # keeps its group calibrations' hourly factors up to date; the operator's other
+        # [calibration] settings are kept.
+        "calibration": {
+            **_kept(setup.etc / "ingest.toml", ("calibration",)).get("calibration", {}),
+            "book": str(setup.state / "calibrations.sqlite"),
+        },
         "broker": {
             "host": "127.0.0.1",
             "port": setup.ports.broker,

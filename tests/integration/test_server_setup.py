@@ -11,11 +11,13 @@ import stat
 import subprocess
 import sys
 import threading
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+import tomli_w
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sensorpipe.gateway.devices import add_device
@@ -47,7 +49,18 @@ def test_setup_writes_units_that_verify_and_run_to_a_stored_message(
     registry = load_registry(etc / "registry.toml")
     creds = add_device(registry, "balcony-01", site="s", sensors=["sds011"])
     save_registry(registry, etc / "registry.toml")
+    # The ingest keeps the group calibrations of the book `calibrate` writes (serve.toml's)
+    # up to date; the operator's [calibration] settings outlast a setup again.
+    ingest = tomllib.loads((etc / "ingest.toml").read_text())
+    serve = tomllib.loads((etc / "serve.toml").read_text())
+    assert ingest["calibration"] == {"book": serve["calibration_path"]}
+    ingest["calibration"]["update_every_s"] = 600.0
+    (etc / "ingest.toml").write_text(tomli_w.dumps(ingest))
     server.setup()
+    assert tomllib.loads((etc / "ingest.toml").read_text())["calibration"] == {
+        "update_every_s": 600.0,
+        "book": serve["calibration_path"],
+    }
     assert (etc / "tls" / "ca.pem").read_text() == ca
     # ... and the ingest's login (a running ingest stays logged in).
     assert load_registry(etc / "registry.toml").ingest == registry.ingest
