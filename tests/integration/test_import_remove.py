@@ -92,7 +92,8 @@ def test_a_wrong_import_is_removed_and_done_again(
     assert imports_records(influx, "rt01") == 0
     assert store.list(device="rt01") == []
     assert points(influx, STATION) == station_before  # another file's points stay
-    assert [e["file"] for e in listed(stack)] == [REFERENCE.name]
+    files = [e["file"] for e in listed(stack)]
+    assert REFERENCE.name in files and "rt01.csv" not in files
 
     # Imported again, right: read as new (not "already imported"), at the right hours.
     again = ok("import", "csv", str(bad), *wrong, "--timezone", "UTC-05:00", *d)
@@ -128,7 +129,10 @@ def test_files_sharing_a_devices_times_are_removed_together(
 
 
 def test_a_file_never_imported_is_one_line(world: tuple[LocalStack, InfluxClient]) -> None:
+    from sensorpipe.importer.ledger import Ledger
+
     stack, _ = world
+    Ledger(stack.directory / "imports" / "ledger.sqlite").close()  # whatever ran before
     result = run(
         "import", "remove", str(DATA / "README.md"), "--yes", "--dir", str(stack.directory)
     )
@@ -146,8 +150,8 @@ def series_counts(influx: InfluxClient) -> dict[str, int]:
 def test_removing_again_and_again_leaves_every_other_series(
     world: tuple[LocalStack, InfluxClient], tmp_path: Path
 ) -> None:
-    """A new user's sequence: remove a logger's import, import it again (also with --force and
-    another time zone), remove it, import it again, then remove the station's file. With
+    """A new user's sequence: remove a logger's import, import it again (--force with another
+    time zone is refused), remove it, import it again, then remove the station's file. With
     InfluxDB's in-memory index the last DELETE took every device's points in its time range;
     each removal must take its own file's series only."""
     stack, influx = world
@@ -164,7 +168,14 @@ def test_removing_again_and_again_leaves_every_other_series(
     ok("import", "csv", str(logger), *args, "--timezone", "UTC-05:00", *d)
     ok("import", "remove", str(logger), "--yes", *at)
     ok("import", "csv", str(logger), *args, "--timezone", "UTC-05:00", *d)
-    ok("import", "csv", str(logger), *args, "--timezone", "UTC+05:00", "--force", *d)
+    # Again with another time zone: refused (it would leave two shifted copies), nothing written.
+    before_force = points(influx, "rt09")
+    forced = run("import", "csv", str(logger), *args, "--timezone", "UTC+05:00", "--force", *d)
+    assert forced.exit_code == 1, forced.output
+    assert "--timezone UTC-05:00 then, UTC+05:00 now" in forced.output
+    assert "sensorpipe import remove" in forced.output and "Traceback" not in forced.output
+    assert points(influx, "rt09") == before_force
+    ok("import", "csv", str(logger), *args, "--timezone", "UTC-05:00", "--force", *d)  # the same
     ok("import", "remove", str(logger), "--yes", *at)
     ok("import", "csv", str(logger), *args, "--timezone", "UTC-05:00", *d)
     before = series_counts(influx)
@@ -201,7 +212,10 @@ def test_an_influxdb_with_the_in_memory_index_is_refused(
         client = other.client()
         client.write(["air,device_id=rt01,source=import:csv pm2_5=1 1566100800000"])
         client.close()
-        (entry, *_) = listed(stack)
+        mine = tmp_path / "station-3.csv"
+        mine.write_bytes(REFERENCE.read_bytes() + b"\n\n\n")
+        ok("import", "reference", "airnowtech", str(mine), "--dir", str(stack.directory))
+        (entry,) = [e for e in listed(stack) if e["file"] == mine.name]
         refused = run(
             "import", "remove", entry["sha256"], "--yes", "--influx-url", other.url,
             "--dir", str(stack.directory),
