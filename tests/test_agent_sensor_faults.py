@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -45,7 +45,7 @@ class FaultyDriver:
     """Plays a script of outcomes: values, an exception to raise, or a callable (to block, or
     to add bad frames); the last step repeats."""
 
-    def __init__(self, model: str, script: list[Step], *, frames_per_read: int = 0) -> None:
+    def __init__(self, model: str, script: Sequence[Step], *, frames_per_read: int = 0) -> None:
         self.model = model
         self.frames_bad = 0
         self.reads = 0
