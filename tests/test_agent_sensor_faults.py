@@ -223,19 +223,20 @@ def test_a_hanging_sensor_does_not_delay_another_s_readings() -> None:
     runner.start()
     try:
         assert hanging.wait(10)
-        reads_when_hung = bme.reads
-        # While the SDS011 still hangs: the BME280 is read again and again, its timeout counted.
-        wait_for(lambda: bme.reads >= reads_when_hung + 5, what="BME280 reads during the hang")
+
+        def bme_read_during_the_hang() -> list[datetime]:
+            air = [m for m in map(decode, _sent(agent, agent.outbox)) if isinstance(m, AirMessage)]
+            assert all(r.sensor == "bme280" for m in air for r in m.readings)
+            times = [m.observed_at for m in air]
+            assert len(set(times)) == len(times)  # each round at its own time
+            return [t for t in times if t > hang_began[0]]
+
+        # While the SDS011 still hangs, the BME280's readings are taken and queued.
+        wait_for(lambda: len(bme_read_during_the_hang()) >= 5, what="BME280 readings")
         wait_for(lambda: _health(agent, "sds011").errors.get("timeout") == 1, what="a timeout")
         assert not release.is_set() and sds.reads == 1
         health = _health(agent, "sds011")
         assert not health.ok and "the read hangs" in (health.last_error or "")
-        air = [m for m in map(decode, _sent(agent, agent.outbox)) if isinstance(m, AirMessage)]
-        bme_times = [m.observed_at for m in air if any(r.sensor == "bme280" for r in m.readings)]
-        # Read, each round at its own time, after the hang began and before it ended.
-        assert len(set(bme_times)) == len(bme_times)
-        assert len([t for t in bme_times if t > hang_began[0]]) >= 5
-        assert all(r.sensor == "bme280" for m in air for r in m.readings)
         release.set()
         wait_for(lambda: sds.reads >= 2, what="the SDS011 read again after its call returned")
         wait_for(lambda: _health(agent, "sds011").ok, what="the SDS011 ok again")

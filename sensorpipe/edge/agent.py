@@ -151,6 +151,8 @@ class SensorSlot:
     next_storm_line: float = 0.0  # monotonic; no summary line before
     last_storm_line: float | None = None
     worker: SensorWorker | None = None
+    # Asked to read, its answer not yet taken in: not asked again meanwhile, nor closed.
+    in_flight: bool = False
     problem: RepeatedProblem = field(init=False)
 
     def __post_init__(self) -> None:
@@ -268,10 +270,12 @@ class Agent:
                     for s in due:
                         s.next_due = max(s.next_due + s.interval_s, now)
                 queued = self.collect()
-                if now >= self._next_status:
+                # The first status once every sensor was tried: what it says is known then.
+                tried = first is None or first not in self._rounds
+                if now >= self._next_status and tried:
                     self.queue_status()
                     self._next_status = now + self.config.status_interval_s
-                if not ready and (first is None or first not in self._rounds):
+                if not ready and tried:
                     # Every sensor was tried once and the outbox is open: readings are kept
                     # from now on, whether the broker is reachable or not.
                     ready = True
@@ -283,10 +287,11 @@ class Agent:
                     log.info("%s", self.summary())
                     next_summary = now + self._summary_interval_s
                     host.trim_memory()
-                wakes = [s.next_due for s in self._slots] + [self._next_status, next_summary]
+                status_at = self._next_status if tried else now + POLL_S
+                wakes = [s.next_due for s in self._slots] + [status_at, next_summary]
                 if self._rounds:
                     wakes.append(now + POLL_S)
-                if ping_every is not None:
+                if ping_every is not None and ready:
                     if now >= next_ping and self.healthy():
                         notifier.watchdog()
                         next_ping = now + ping_every
@@ -317,7 +322,7 @@ class Agent:
             worker = slot.worker
             if worker is not None:
                 worker.stop()
-                if worker.busy:  # a hanging read: closing under it could crash the driver
+                if slot.in_flight:  # a hanging read: closing under it could crash the driver
                     log.warning("sensor %s: still in a %s; not closed", slot.model, worker.doing)
                     continue
             if slot.driver is not None:
@@ -384,9 +389,10 @@ class Agent:
                 continue
             if slot.worker is None:
                 slot.worker = SensorWorker(slot.model, slot.opener, self._answer)
-            if slot.worker.busy:
+            if slot.in_flight:
                 continue  # its timeout was counted; it is read again once the call returns
             rnd.pending.add(slot)
+            slot.in_flight = True
             slot.worker.submit(Outcome(rnd, slot), slot.driver)
         self._rounds.append(rnd)
         return rnd
@@ -404,6 +410,11 @@ class Agent:
             except queue.Empty:
                 break
             rnd = outcome.round
+            slot = outcome.slot
+            assert isinstance(slot, SensorSlot)
+            slot.in_flight = False
+            if outcome.opened is not None:  # used from the next round on
+                slot.driver = outcome.opened
             if outcome.slot in rnd.pending:
                 rnd.pending.discard(outcome.slot)
                 rnd.outcomes.append(outcome)
@@ -431,12 +442,10 @@ class Agent:
         return queued
 
     def _late(self, outcome: Outcome) -> None:
-        """An answer after its timeout was counted: a driver it opened is kept, its reading
-        (taken too late to carry the round's time) is not."""
+        """An answer after its timeout was counted: a driver it opened is kept (collect), its
+        reading (taken too late to carry the round's time) is not."""
         slot = outcome.slot
         assert isinstance(slot, SensorSlot)
-        if outcome.opened is not None:
-            slot.driver = outcome.opened
         log.info("sensor %s: answered again after its timeout", slot.model)
 
     def _queue_round(self, rnd: Round, outcomes: list[Outcome]) -> int | None:
@@ -449,7 +458,6 @@ class Agent:
             slot = outcome.slot
             assert isinstance(slot, SensorSlot)
             if outcome.opened is not None:
-                slot.driver = outcome.opened
                 slot.problem.resolved(f"sensor {slot.model} opened", level=logging.WARNING)
             if outcome.open_error is not None:
                 slot.next_open = time.monotonic() + self._reopen_after_s

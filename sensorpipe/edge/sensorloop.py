@@ -15,7 +15,6 @@ import logging
 import queue
 import re
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -93,7 +92,8 @@ class Outcome:
 
 class SensorWorker:
     """One sensor's thread: opens its driver if need be and reads it, one job at a time, and
-    hands each Outcome to `done` (which must not block)."""
+    hands each Outcome to `done` (which must not block). The agent gives it a job only once
+    the previous one's outcome is in (SensorSlot.in_flight)."""
 
     def __init__(
         self,
@@ -108,12 +108,7 @@ class SensorWorker:
             queue.SimpleQueue()
         )
         self._thread: threading.Thread | None = None
-        self.busy_since: float | None = None  # monotonic; None: idle
         self.doing = "read"  # what the current job does now: "open" or "read"
-
-    @property
-    def busy(self) -> bool:
-        return self.busy_since is not None
 
     def submit(self, job: Outcome, driver: SensorDriver | None) -> None:
         """Read `driver` (opening one first if it is None) for `job`'s round."""
@@ -122,7 +117,6 @@ class SensorWorker:
                 target=self._run, name=f"sensor-{self._model}", daemon=True
             )
             self._thread.start()
-        self.busy_since = time.monotonic()
         self._jobs.put((job, driver))
 
     def stop(self) -> None:
@@ -139,7 +133,6 @@ class SensorWorker:
             try:
                 self._work(outcome, driver)
             finally:
-                self.busy_since = None
                 self._done(outcome)
 
     def _work(self, outcome: Outcome, driver: SensorDriver | None) -> None:
