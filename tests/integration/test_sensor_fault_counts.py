@@ -68,17 +68,11 @@ def test_fault_counts_reach_the_central_health_view(stack: LocalStack, tmp_path:
     )
     sds = Sds011Simulator(Sds011Device(read_pm=Street(2).pm_now, bad_frame_rate=0.5, seed=7))
     sds.start()
-    sds_config = Sds011Config(driver="sds011", port=sds.port, timeout_s=1.0)
-    edge = RunningAgent(
-        stack,
-        creds,
-        tmp_path / "outbox.sqlite",
-        [
-            SensorOpener("sds011", functools.partial(open_driver, sds_config), 0.3),
-            SensorOpener("bme280", SilentBme280, 0.3),
-        ],
-        status_interval_s=1.0,
+    read_sds011 = functools.partial(
+        open_driver, Sds011Config(driver="sds011", port=sds.port, timeout_s=1.0)
     )
+    openers = [SensorOpener("sds011", read_sds011, 0.3), SensorOpener("bme280", SilentBme280, 0.3)]
+    edge = RunningAgent(stack, creds, tmp_path / "outbox.sqlite", openers, status_interval_s=1.0)
     info = stack.require_info()
     influx = InfluxClient(info.influx_url, info.database)
     try:
