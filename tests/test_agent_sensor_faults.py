@@ -159,6 +159,29 @@ def test_an_open_that_fails_is_counted_as_not_available() -> None:
     assert _health(agent, "sds011").errors == {"not_available": 2}
 
 
+def test_a_sensor_that_cannot_be_opened_is_tried_less_often_until_it_opens() -> None:
+    attempts: list[float] = []
+    driver = FaultyDriver("sds011", [{"pm2_5": 1.0, "pm10": 2.0}])
+
+    def open_sds011() -> FaultyDriver:
+        attempts.append(1)
+        if len(attempts) <= 4:
+            raise OSError(2, "No such file or directory: '/dev/ttyUSB0'")
+        return driver
+
+    agent = _agent([SensorOpener("sds011", open_sds011, 60.0)], max_backoff_s=200.0)
+    (slot,) = agent._slots
+    waits, reported = [], []
+    for _ in range(5):
+        rnd = _round(agent, [slot])
+        waits.append(round(slot.next_open - rnd.started))
+        reported.append(_health(agent, "sds011").backoff_s)
+        slot.next_open = 0.0  # as if that time had passed
+    # reopen_after_s (60), then doubling, at most max_backoff_s; opened: on schedule again.
+    assert waits[:4] == [60, 120, 200, 200] and reported == [0.0, 120.0, 200.0, 200.0, 0.0]
+    assert driver.reads == 1 and _health(agent, "sds011").errors == {"not_available": 4}
+
+
 @pytest.mark.parametrize(
     ("exc", "kind"),
     [

@@ -7,9 +7,10 @@ kind (checksum, timeout, io, out_of_range, not_available, ...) and the sensor ba
 it); a read that hangs is bounded by the sensor's `read_timeout_s`; bad frames are summed up
 in the log at most once a minute, not logged one by one. A sensor that cannot be opened (no
 I2C bus, no serial adapter) is reported in the log and in `sensor_status` and opened again
-every `reopen_after_s`: the agent never stops because one sensor misbehaves, and one
-sensor's fault never delays another's reading. All of it travels in the status messages'
-sensor health (`errors`, `backoff_s`), which the server shows wherever it shows the device.
+after `reopen_after_s`, backed off likewise: the agent never stops because one sensor
+misbehaves, and one sensor's fault never delays another's reading. All of it travels in the
+status messages' sensor health (`errors`, `backoff_s`), which the server shows wherever it
+shows the device.
 
 Time: readings are ordered by sequence number, never by wall-clock time, so a clock that jumps
 back (a Pi without a real-time clock after a power cut, until NTP steps it) neither reorders
@@ -145,6 +146,7 @@ class SensorSlot:
     # Faults by kind (SensorHealth.errors); bad frames as "checksum".
     errors: dict[str, int] = field(default_factory=dict)
     failures_in_a_row: int = 0  # failed reads since the last good one
+    open_failures: int = 0  # failed opens since it last opened
     backoff_s: float = 0.0  # seconds between attempts while backed off; 0: on schedule
     frames_seen: int = 0  # the driver's frames_bad, as last counted
     checksums_logged: int = 0  # "checksum" errors when the last summary line was written
@@ -458,13 +460,19 @@ class Agent:
             slot = outcome.slot
             assert isinstance(slot, SensorSlot)
             if outcome.opened is not None:
+                slot.open_failures = 0
+                slot.backoff_s = 0.0
                 slot.problem.resolved(f"sensor {slot.model} opened", level=logging.WARNING)
             if outcome.open_error is not None:
-                slot.next_open = time.monotonic() + self._reopen_after_s
+                slot.open_failures += 1
+                delay = backoff_delay(self._reopen_after_s, slot.open_failures, self._max_backoff_s)
+                slot.backoff_s = delay if delay > self._reopen_after_s else 0.0
+                slot.next_open = time.monotonic() + delay
                 failed_opens.append((slot, outcome.open_error))
         # Reported once all are opened, so that the line can say what is read meanwhile.
         for slot, open_error in failed_opens:
-            retry = f"; trying again every {self._reopen_after_s:.0f} s"
+            every = slot.backoff_s or self._reopen_after_s
+            retry = f"; trying again every {every:.0f} s"
             self._failed(slot, f"not available: {open_error}", retry + self._meanwhile(slot))
             self._count(slot, "not_available")
         readings: list[dict[str, Any]] = []
