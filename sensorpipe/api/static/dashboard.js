@@ -164,11 +164,25 @@
   }
 
   // One line per sensor whose newest status is not ok, e.g. "BME280 not working since 10:42:
-  // bme280: no answer at 0x76" (the device's own uptime can be 100 % all the same).
+  // bme280: no answer at 0x76 (errors: 12 io; tried every 10 min)" (the device's own uptime
+  // can be 100 % all the same).
   function sensorNotes(d) {
     return (d.sensor_health || []).filter((h) => h.ok === false).map((h) =>
       `${h.sensor.toUpperCase()} not working` + (h.since ? ` since ${sinceText(h.since)}` : "") +
-      (h.last_error ? `: ${h.last_error}` : ""));
+      (h.last_error ? `: ${h.last_error}` : "") + faultsText(h));
+  }
+
+  // The faults the agent counted by kind, most frequent first, and its back-off.
+  function faultsText(h) {
+    const counts = Object.entries(h.errors || {}).filter(([, n]) => n > 0)
+      .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+      .map(([kind, n]) => `${n} ${kind.replace(/_/g, " ")}`);
+    const parts = counts.length ? [`errors: ${counts.join(", ")}`] : [];
+    if (h.backoff_s) {
+      const s = h.backoff_s;
+      parts.push(`tried every ${s >= 120 ? `${Math.round(s / 60)} min` : `${Math.round(s)} s`}`);
+    }
+    return parts.length ? ` (${parts.join("; ")})` : "";
   }
 
   function sensorsText(d) {
