@@ -120,7 +120,7 @@ class _Shards:
     database = "sensorpipe"
 
     def __init__(self, *paths: Path | str) -> None:
-        self.rows = [
+        self.rows: list[dict[str, object]] = [
             {"name": "shard", "tags": {"database": "sensorpipe", "id": str(i), "path": str(p)}}
             for i, p in enumerate(paths, 1)
         ] + [{"name": "shard", "tags": {"database": "other", "id": "9", "path": "/nowhere"}}]
