@@ -120,10 +120,11 @@ class _Shards:
     database = "sensorpipe"
 
     def __init__(self, *paths: Path | str) -> None:
-        self.rows: list[dict[str, object]] = [
-            {"name": "shard", "tags": {"database": "sensorpipe", "id": str(i), "path": str(p)}}
-            for i, p in enumerate(paths, 1)
-        ] + [{"name": "shard", "tags": {"database": "other", "id": "9", "path": "/nowhere"}}]
+        tags = [
+            {"database": "sensorpipe", "id": str(i), "path": str(p)} for i, p in enumerate(paths, 1)
+        ]
+        tags.append({"database": "other", "id": "9", "path": "/nowhere"})
+        self.rows: list[dict[str, object]] = [{"name": "shard", "tags": t} for t in tags]
 
     def query(self, q: str, *, database: str | None = None) -> list[dict[str, object]]:
         assert q == "SHOW STATS FOR 'shard'"
