@@ -644,6 +644,10 @@ CASES: dict[str, list[Case]] = {
     ],
     "calibrate group": [
         (lambda t: [], "Missing option '--reference'"),
+        (
+            lambda t: ["--reference", "r1", "--device", "d1", "--dir", _stack_with_calibration(t)],
+            "1 device in the group (d1), and an hour needs 3 (--min-members)",
+        ),
         (lambda t: ["--reference", "r1", "--device", "r1"], "a device is not its own reference"),
         (
             lambda t: ["--reference", "r1", "--device", "d1", "--within", "5"],
