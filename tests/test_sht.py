@@ -164,7 +164,7 @@ def test_config_refuses_an_address_an_sht_cannot_have() -> None:
 
 
 def _probes(device: object, address: int = 0x44) -> Probes:
-    return Probes(i2c_bus_factory=lambda number: _bus(device, address))  # type: ignore[arg-type,return-value]
+    return Probes(i2c_bus_factory=lambda number: _bus(device, address))
 
 
 SHT4X = Sht4xConfig(driver="sht4x", address=0x44)

@@ -97,19 +97,19 @@ class _Sht:
         except OSError:
             pass
         else:  # something answers its address but refuses this model's commands
-            other = "sht4x" if self.model == "sht3x" else "sht3x"
+            twin = "sht4x" if self.model == "sht3x" else "sht3x"
             return (
                 f"{self.model}: the device at 0x{self._address:02x} refuses {self.model.upper()} "
-                f'commands ({exc}): is it an {other.upper()}? Then use driver = "{other}"'
+                f'commands ({exc}): is it an {twin.upper()}? Then use driver = "{twin}"'
             )
-        for other in SHT_ADDRESSES[self.model]:
-            if other == self._address:
+        for address in SHT_ADDRESSES[self.model]:
+            if address == self._address:
                 continue
             try:
-                self._bus.write_quick(other)  # address only, as `i2cdetect` probes
+                self._bus.write_quick(address)  # address only, as `i2cdetect` probes
             except OSError:
                 continue
-            return f"{text}; a device answers at 0x{other:02x}: set address = 0x{other:02x}"
+            return f"{text}; a device answers at 0x{address:02x}: set address = 0x{address:02x}"
         return text
 
     def _start(self) -> None:
