@@ -155,3 +155,15 @@ def test_edge_check_names_each_soil_fault_in_one_line() -> None:
     line = check_sensor(config, probes(stuck))[0]
     assert line.status == FAIL and "did not finish" in line.detail
     assert all("\n" not in c.line() for c in [ok, line])
+
+
+def test_the_example_config_has_an_sht4x_and_a_soil_probe() -> None:
+    from sensorpipe.edge.config import load_edge_config
+    from sensorpipe.edge.drivers.registry import Sht4xConfig
+    from sensorpipe.resources import EXAMPLE_CONFIG_DIR
+
+    sensors = load_edge_config(EXAMPLE_CONFIG_DIR / "edge.example.toml").sensors
+    sht = next(s for s in sensors if isinstance(s, Sht4xConfig))
+    soil = next(s for s in sensors if isinstance(s, SoilProbeConfig))
+    assert (sht.address, sht.precision) == (0x44, "high")
+    assert (soil.channel, soil.v_dry, soil.v_wet, soil.sensor) == (0, 2.6, 1.2, "soil_probe")

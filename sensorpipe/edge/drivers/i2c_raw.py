@@ -20,14 +20,14 @@ class RawI2CBus(Protocol):
     def write_quick(self, i2c_addr: int, force: bool | None = None) -> None: ...
 
 
-def write(bus: RawI2CBus, address: int, data: bytes) -> None:
+def write_bytes(bus: RawI2CBus, address: int, data: bytes) -> None:
     """One write transfer: START, address+W, `data`, STOP."""
     from smbus2 import i2c_msg
 
     bus.i2c_rdwr(i2c_msg.write(address, data))
 
 
-def read(bus: RawI2CBus, address: int, length: int) -> bytes:
+def read_bytes(bus: RawI2CBus, address: int, length: int) -> bytes:
     """One read transfer of `length` bytes: START, address+R, bytes, STOP."""
     from smbus2 import i2c_msg
 

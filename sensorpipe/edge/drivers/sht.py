@@ -34,8 +34,7 @@ import logging
 import time
 from typing import Literal
 
-from sensorpipe.edge.drivers import i2c_raw
-from sensorpipe.edge.drivers.i2c_raw import RawI2CBus
+from sensorpipe.edge.drivers.i2c_raw import RawI2CBus, close_bus, read_bytes, write_bytes
 from sensorpipe.edge.drivers.sensirion_crc import CrcError, unpack_words
 from sensorpipe.edge.errors import SensorConfigError, SensorError
 
@@ -122,9 +121,9 @@ class _Sht:
         raise NotImplementedError
 
     def _transfer(self, command: bytes, wait_s: float, length: int) -> list[int]:
-        i2c_raw.write(self._bus, self._address, command)
+        write_bytes(self._bus, self._address, command)
         time.sleep(wait_s)
-        data = i2c_raw.read(self._bus, self._address, length)
+        data = read_bytes(self._bus, self._address, length)
         try:
             return unpack_words(data, self.model)
         except CrcError:
@@ -173,16 +172,16 @@ class _Sht:
 
     def close(self) -> None:
         if self._owns_bus:
-            i2c_raw.close_bus(self._bus)
+            close_bus(self._bus)
 
 
 class Sht3x(_Sht):
     model = "sht3x"
 
     def _start(self) -> None:
-        i2c_raw.write(self._bus, self._address, SHT3X_SOFT_RESET)
+        write_bytes(self._bus, self._address, SHT3X_SOFT_RESET)
         time.sleep(0.002)
-        i2c_raw.write(self._bus, self._address, SHT3X_HEATER_OFF)
+        write_bytes(self._bus, self._address, SHT3X_HEATER_OFF)
         time.sleep(0.001)
         status = self.status()
         if status & SHT3X_STATUS_HEATER:
@@ -190,7 +189,7 @@ class Sht3x(_Sht):
                 f"sht3x: the heater at 0x{self._address:02x} stays on after `heater off` "
                 f"(status 0x{status:04x}): readings would be several °C too warm"
             )
-        i2c_raw.write(self._bus, self._address, SHT3X_CLEAR_STATUS)
+        write_bytes(self._bus, self._address, SHT3X_CLEAR_STATUS)
 
     def status(self) -> int:
         return self._transfer(SHT3X_READ_STATUS, 0.001, 3)[0]
@@ -204,7 +203,7 @@ class Sht3x(_Sht):
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            i2c_raw.write(self._bus, self._address, SHT3X_HEATER_OFF)  # never leave it on
+            write_bytes(self._bus, self._address, SHT3X_HEATER_OFF)  # never leave it on
         super().close()
 
 
@@ -213,7 +212,7 @@ class Sht4x(_Sht):
     serial_number = 0
 
     def _start(self) -> None:
-        i2c_raw.write(self._bus, self._address, SHT4X_SOFT_RESET)
+        write_bytes(self._bus, self._address, SHT4X_SOFT_RESET)
         time.sleep(0.001)
         try:
             words = self._transfer(SHT4X_SERIAL, 0.001, 6)
