@@ -37,6 +37,7 @@ ADS1115_ADDRESSES = (0x48, 0x49, 0x4A, 0x4B)
 OS_START, MODE_SINGLE, COMP_OFF = 1 << 15, 1 << 8, 0b11
 DRIFT_V = 0.05  # how far past v_dry/v_wet a reading goes before the note says "recalibrate"
 NEAR_ZERO_V = 0.05
+POLLS_BEFORE_GIVING_UP = 3
 
 
 class SMBusBlock(Protocol):
@@ -80,11 +81,15 @@ class Ads1115:
         self._bus.write_i2c_block_data(self.address, REG_CONFIG, [word >> 8, word & 0xFF])
         deadline = time.monotonic() + self.timeout_s
         time.sleep(1.0 / self.data_rate)
+        polls = 0
         while True:
             msb, lsb = self._bus.read_i2c_block_data(self.address, REG_CONFIG, 2)
+            polls += 1
             if msb & 0x80:  # OS reads 1: no conversion in progress
                 break
-            if time.monotonic() > deadline:
+            # Past the deadline and asked a few times: a process descheduled for longer than
+            # the conversion takes must not count as a stuck ADC.
+            if polls >= POLLS_BEFORE_GIVING_UP and time.monotonic() > deadline:
                 raise SensorError(
                     f"ads1115: conversion did not finish within {self.timeout_s * 1000:.0f} ms "
                     f"(config reads {msb:02x}{lsb:02x})"

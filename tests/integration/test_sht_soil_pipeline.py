@@ -1,0 +1,155 @@
+"""SHT4x and a soil probe end to end: byte-level simulators -> real drivers -> edge agent ->
+Mosquitto -> ingest -> InfluxDB -> `/api/v1/air` and SensorThings, with the SHT4x going
+silent and sending bad CRCs on the way (the soil probe keeps being read meanwhile)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from sensorpipe.api.app import create_app
+from sensorpipe.api.config import InfluxSettings, ServeConfig
+from sensorpipe.api.context import ApiContext
+from sensorpipe.edge.agent import Agent, SensorOpener
+from sensorpipe.edge.config import EdgeConfig, MqttConfig
+from sensorpipe.edge.drivers.registry import Sht4xConfig, SoilProbeConfig, open_driver
+from sensorpipe.edge.outbox import SqliteOutbox
+from sensorpipe.firmware_sim.ads1115 import Ads1115Device, SoilProbe
+from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
+from sensorpipe.firmware_sim.sht import Sht4xDevice
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.stack.local import LocalStack
+from tests.helpers import wait_for
+
+
+def _stored(influx: InfluxClient, device_id: str, field: str) -> list[float]:
+    series = influx.query(f"SELECT {field} FROM air WHERE device_id = '{device_id}'")
+    return [v[1] for s in series for v in s["values"] if v[1] is not None]
+
+
+def test_sht4x_and_soil_probe_readings_reach_the_api_through_faults(
+    stack: LocalStack, influx: InfluxClient, tmp_path: Path
+) -> None:
+    (creds,) = stack.add_devices([("garden-01", {"site": "g"})])
+    bus = SimulatedI2CBus(1)
+    sht = Sht4xDevice(lambda: (18.25, 63.5))
+    bus.attach(0x44, sht)
+    probe = SoilProbe(lambda: 35.0, v_dry=2.6, v_wet=1.2)
+    bus.attach(0x48, Ads1115Device({0: probe}))
+    configs: list[Sht4xConfig | SoilProbeConfig] = [
+        Sht4xConfig(driver="sht4x", interval_s=0.1),
+        SoilProbeConfig(driver="soil_ads1115", v_dry=2.6, v_wet=1.2, interval_s=0.1),
+    ]
+    openers = [
+        SensorOpener(
+            "sht4x" if c.driver == "sht4x" else "soil_probe",
+            functools.partial(open_driver, c, i2c_bus_factory=lambda _n: bus),
+            c.interval_s,
+        )
+        for c in configs
+    ]
+    config = EdgeConfig(
+        device_id=creds.device_id,
+        private_key=creds.private_key,
+        mqtt=MqttConfig(
+            port=stack.require_info().broker_port,
+            username=creds.username,
+            password=creds.password,
+        ),
+        outbox_path=str(tmp_path / "outbox.sqlite"),
+        status_interval_s=3600.0,
+        sensors=list(configs),
+    )
+    outbox = SqliteOutbox(tmp_path / "outbox.sqlite")
+    agent = Agent(config, sensors=openers, outbox=outbox, clock_synced=lambda: True)
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,), kwargs={"drain_timeout_s": 30.0})
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    thread.start()
+    try:
+        wait_for(
+            lambda: len(_stored(influx, "garden-01", "temperature")) >= 3,
+            timeout_s=60,
+            what="SHT4x readings stored",
+        )
+        # The SHT4x loses power and sends a burst of bad CRCs when it is back; the soil probe
+        # goes on being read meanwhile.
+        sht.silent = True
+        soil_before = len(_stored(influx, "garden-01", "soil_moisture"))
+        wait_for(
+            lambda: len(_stored(influx, "garden-01", "soil_moisture")) >= soil_before + 3,
+            timeout_s=60,
+            what="soil readings while the SHT4x is silent",
+        )
+        sht.crc_burst(3)
+        sht.silent = False
+        t_before = len(_stored(influx, "garden-01", "temperature"))
+        wait_for(
+            lambda: len(_stored(influx, "garden-01", "temperature")) >= t_before + 3,
+            timeout_s=60,
+            what="SHT4x readings again after the fault",
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        with contextlib.suppress(Exception):
+            outbox.close()
+    assert not thread.is_alive()
+    slots = {s.model: s for s in agent._slots}
+    assert slots["sht4x"].reads_failed >= 4  # silent reads and the three bad CRCs
+    assert all(abs(t - 18.25) < 0.01 for t in _stored(influx, "garden-01", "temperature"))
+    assert all(abs(h - 63.5) < 0.01 for h in _stored(influx, "garden-01", "relative_humidity"))
+    assert all(abs(m - 35.0) < 0.05 for m in _stored(influx, "garden-01", "soil_moisture"))
+    voltages = _stored(influx, "garden-01", "soil_probe_voltage")
+    assert voltages and all(abs(v - (2.6 - 1.4 * 0.35)) < 0.001 for v in voltages)
+
+    info = stack.require_info()
+    api = TestClient(
+        create_app(
+            ApiContext(
+                ServeConfig(
+                    registry_path=str(stack.registry_path),
+                    influx=InfluxSettings(url=info.influx_url, database=info.database),
+                    register_cache_s=0,
+                )
+            )
+        ),
+        raise_server_exceptions=False,
+    )
+    answer = api.get(
+        "/api/v1/air",
+        params={
+            "device": "garden-01",
+            "quantity": ["temperature", "relative_humidity", "soil_moisture", "soil_probe_voltage"],
+            "from": started.isoformat(),
+            "to": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+            "every": "1h",
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["units"]["soil_probe_voltage"] == "V"
+    series = {s["sensor"]: s for s in body["series"]}
+    assert series["sht4x"]["values"]["temperature"] == [18.249]
+    assert series["soil_probe"]["values"]["soil_moisture"] == [35]
+    assert series["soil_probe"]["values"]["soil_probe_voltage"] == [2.11]
+
+    (thing,) = api.get("/sta/v1.1/Things", params={"$filter": "name eq 'garden-01'"}).json()[
+        "value"
+    ]
+    streams = api.get(f"/sta/v1.1/Things({thing['@iot.id']})/Datastreams").json()["value"]
+    by_quantity = {d["properties"]["quantity"]: d for d in streams}
+    assert {"temperature", "relative_humidity", "soil_moisture", "soil_probe_voltage"} <= set(
+        by_quantity
+    )
+    assert by_quantity["soil_probe_voltage"]["unitOfMeasurement"]["name"] == "volt"
+    soil = by_quantity["soil_moisture"]
+    observations = api.get(f"/sta/v1.1/Datastreams({soil['@iot.id']})/Observations").json()
+    assert observations["value"] and all(
+        abs(o["result"] - 35.0) < 0.05 for o in observations["value"]
+    )
