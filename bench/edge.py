@@ -43,6 +43,9 @@ Figures:
   - the default pace: what draining a day's backlog takes at `max_messages_per_s = 10` (one
     message a minute when both sensors share the default 60-s interval: 1,440 messages).
 
+- drivers: CPU per reading of each I2C driver (SHT3x, SHT4x, the ADS1115 soil probe, the
+  BME280 as baseline) against its simulator, from `bench.edge_drivers` (see there).
+
 The numbers depend on the machine and its load; a shared machine gives lower figures.
 """
 
@@ -65,6 +68,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.edge_drivers import driver_cpu, report
 from bench.pipeline import Publisher
 from sensorpipe.edge.agent import prepare
 from sensorpipe.edge.outbox import SqliteOutbox
@@ -464,7 +468,9 @@ def main() -> None:
         say(f"replay: {args.messages} messages in the outbox, broker down, then started")
         rep = replay(workdir, args.messages)
 
-    result = {"steady": steady, "replay": rep}
+    say("CPU per reading of each I2C driver against its simulator (bench.edge_drivers)")
+    drivers = driver_cpu()
+    result = {"steady": steady, "replay": rep, "drivers": drivers}
     if args.json:
         print(json.dumps(result))
         return
@@ -499,6 +505,7 @@ def main() -> None:
         f"(60-s readings) drains in {r['default_pace_day_backlog_s']} s; "
         f"{r['messages']} messages in {r['messages'] / DEFAULT_PACE / 60:.0f} min"
     )
+    print("\n".join(report(drivers)))
 
 
 if __name__ == "__main__":
