@@ -9,6 +9,7 @@ import functools
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -25,6 +26,11 @@ from sensorpipe.firmware_sim.sht import Sht4xDevice
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
+from tests.integration.live_server import live_server
+from tests.integration.test_dashboard import READY, chart_data
+from tests.integration.test_dashboard import open_browser as _open_browser
+
+open_browser = _open_browser  # the fixture: one chromium page, its errors recorded
 
 
 def _stored(influx: InfluxClient, device_id: str, field: str) -> list[float]:
@@ -33,7 +39,7 @@ def _stored(influx: InfluxClient, device_id: str, field: str) -> list[float]:
 
 
 def test_sht4x_and_soil_probe_readings_reach_the_api_through_faults(
-    stack: LocalStack, influx: InfluxClient, tmp_path: Path
+    stack: LocalStack, influx: InfluxClient, tmp_path: Path, open_browser: Any
 ) -> None:
     (creds,) = stack.add_devices([("garden-01", {"site": "g"})])
     bus = SimulatedI2CBus(1)
@@ -109,18 +115,16 @@ def test_sht4x_and_soil_probe_readings_reach_the_api_through_faults(
     assert voltages and all(abs(v - (2.6 - 1.4 * 0.35)) < 0.001 for v in voltages)
 
     info = stack.require_info()
-    api = TestClient(
-        create_app(
-            ApiContext(
-                ServeConfig(
-                    registry_path=str(stack.registry_path),
-                    influx=InfluxSettings(url=info.influx_url, database=info.database),
-                    register_cache_s=0,
-                )
+    app = create_app(
+        ApiContext(
+            ServeConfig(
+                registry_path=str(stack.registry_path),
+                influx=InfluxSettings(url=info.influx_url, database=info.database),
+                register_cache_s=0,
             )
-        ),
-        raise_server_exceptions=False,
+        )
     )
+    api = TestClient(app, raise_server_exceptions=False)
     answer = api.get(
         "/api/v1/air",
         params={
@@ -153,3 +157,15 @@ def test_sht4x_and_soil_probe_readings_reach_the_api_through_faults(
     assert observations["value"] and all(
         abs(o["result"] - 35.0) < 0.05 for o in observations["value"]
     )
+
+    # The dashboard draws the soil moisture in a chart of its own beside the temperature.
+    with live_server(app) as base:
+        b = open_browser(base, viewport={"width": 1280, "height": 900})
+        b.page.goto(f"{base}/#device=garden-01&range=24h")
+        b.wait(READY)
+        b.wait("#chart-soil[data-state=ready]")
+        soil_chart = chart_data(b.page, "soil")
+        assert [v for v in soil_chart[1] if v is not None] == [35]
+        assert b.page.locator("#chart-temperature").is_visible()
+        assert "dry-to-wet" in b.page.locator("#chart-soil figcaption").inner_text()
+        assert b.errors == []
