@@ -167,3 +167,14 @@ def test_the_example_config_has_an_sht4x_and_a_soil_probe() -> None:
     soil = next(s for s in sensors if isinstance(s, SoilProbeConfig))
     assert (sht.address, sht.precision) == (0x44, "high")
     assert (soil.channel, soil.v_dry, soil.v_wet, soil.sensor) == (0, 2.6, 1.2, "soil_probe")
+
+
+def test_the_probe_voltage_is_a_quantity_with_a_plausible_range_and_its_unit() -> None:
+    from sensorpipe.protocol.messages import Reading
+    from sensorpipe.protocol.quantities import plausibility_error
+
+    reading = Reading(quantity="soil_probe_voltage", value=2.11, unit="volt", sensor="soil_probe")
+    assert reading.unit == "V"
+    assert plausibility_error("soil_probe_voltage", 3.3) is None
+    assert "outside the plausible range" in (plausibility_error("soil_probe_voltage", 9.0) or "")
+    assert plausibility_error("soil_moisture", 100.5) is not None

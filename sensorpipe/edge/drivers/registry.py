@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from sensorpipe.edge.drivers.ads1115 import (
@@ -89,30 +89,38 @@ class _ShtConfig(_SensorConfig):
         default=360, ge=1, description="readings in a row at >= 99.9 %RH before RH is left out"
     )
 
-    @model_validator(mode="after")
-    def _sht_address(self) -> _ShtConfig:
-        model = getattr(self, "driver", "sht4x")
-        allowed = SHT_ADDRESSES[model]
-        if self.address not in allowed:
-            address = self.address
-            raise PydanticCustomError(
-                "i2c_address",
-                "{address}: an {model} answers only at {allowed}; `i2cdetect -y 1` shows which",
-                {
-                    "address": hex(address) if address >= 0 else str(address),
-                    "model": model.upper(),
-                    "allowed": " or ".join(hex(a) for a in allowed),
-                },
-            )
-        return self
+
+def _sht_address(address: int, model: str) -> int:
+    allowed = SHT_ADDRESSES[model]
+    if address not in allowed:
+        raise PydanticCustomError(
+            "i2c_address",
+            "{address}: an {model} answers only at {allowed}; `i2cdetect -y 1` shows which",
+            {
+                "address": hex(address) if address >= 0 else str(address),
+                "model": model.upper(),
+                "allowed": " or ".join(hex(a) for a in allowed),
+            },
+        )
+    return address
 
 
 class Sht3xConfig(_ShtConfig):
     driver: Literal["sht3x"]
 
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: int) -> int:
+        return _sht_address(address, "sht3x")
+
 
 class Sht4xConfig(_ShtConfig):
     driver: Literal["sht4x"]
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: int) -> int:
+        return _sht_address(address, "sht4x")
 
 
 class SoilProbeConfig(_SensorConfig):
@@ -166,16 +174,18 @@ class SoilProbeConfig(_SensorConfig):
             )
         return rate
 
-    @model_validator(mode="after")
-    def _dry_above_wet(self) -> SoilProbeConfig:
-        if not self.v_dry > self.v_wet:
+    @field_validator("v_wet")
+    @classmethod
+    def _dry_above_wet(cls, v_wet: float, info: ValidationInfo) -> float:
+        v_dry = info.data.get("v_dry")
+        if v_dry is not None and not v_dry > v_wet:
             raise PydanticCustomError(
                 "calibration",
                 "v_dry ({dry} V) must be above v_wet ({wet} V): a capacitive probe reads lower "
                 "the wetter the soil; measure both with the probe in dry and in wet soil",
-                {"dry": self.v_dry, "wet": self.v_wet},
+                {"dry": v_dry, "wet": v_wet},
             )
-        return self
+        return v_wet
 
 
 SensorConfig = Annotated[
