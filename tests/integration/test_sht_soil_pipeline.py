@@ -21,6 +21,7 @@ from sensorpipe.edge.config import EdgeConfig, MqttConfig
 from sensorpipe.edge.drivers.registry import Sht4xConfig, SoilProbeConfig, open_driver
 from sensorpipe.edge.outbox import SqliteOutbox
 from sensorpipe.firmware_sim.ads1115 import Ads1115Device, SoilProbe
+from sensorpipe.firmware_sim.fleet import Fleet
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.sht import Sht4xDevice
 from sensorpipe.ingest.influx import InfluxClient
@@ -169,3 +170,37 @@ def test_sht4x_and_soil_probe_readings_reach_the_api_through_faults(
         assert b.page.locator("#chart-temperature").is_visible()
         assert "dry-to-wet" in b.page.locator("#chart-soil figcaption").inner_text()
         assert b.errors == []
+
+
+def test_a_fleet_with_sht4x_and_soil_probes_loses_nothing(
+    stack: LocalStack, influx: InfluxClient, tmp_path: Path
+) -> None:
+    creds = stack.add_devices([("garden-f1", {"site": "gf"}), ("garden-f2", {"site": "gf"})])
+    fleet = Fleet(
+        creds,
+        broker_host="127.0.0.1",
+        broker_port=stack.require_info().broker_port,
+        workdir=tmp_path,
+        interval_s=0.2,
+        sds011=False,
+        sht4x=True,
+        soil=True,
+    )
+    fleet.start()
+    try:
+        for device in ("garden-f1", "garden-f2"):
+            wait_for(
+                lambda d=device: len(_stored(influx, d, "soil_moisture")) >= 3,  # type: ignore[misc]
+                timeout_s=60,
+                what=f"soil readings of {device}",
+            )
+    finally:
+        left = fleet.stop()
+    assert left == 0
+    for device in ("garden-f1", "garden-f2"):
+        assert all(30 <= m <= 60 for m in _stored(influx, device, "soil_moisture"))
+        assert _stored(influx, device, "soil_probe_voltage")
+        sensors = influx.query(
+            f"SHOW TAG VALUES FROM air WITH KEY = sensor WHERE device_id = '{device}'"
+        )
+        assert {v[1] for s in sensors for v in s["values"]} == {"bme280", "sht4x", "soil_probe"}
