@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
+from dataclasses import dataclass
 
 RESET_CONFIG = 0x8583
 FSR_BY_CODE = {0: 6.144, 1: 4.096, 2: 2.048, 3: 1.024, 4: 0.512, 5: 0.256, 6: 0.256, 7: 0.256}
@@ -27,24 +28,16 @@ def _nack() -> OSError:
     return OSError(errno.EREMOTEIO, "Remote I/O error")
 
 
+@dataclass
 class SoilProbe:
     """Volts on an ADS1115 input for a soil moisture (0..100 % of the probe's span)."""
 
-    def __init__(
-        self,
-        moisture: Callable[[], float] = lambda: 40.0,
-        *,
-        v_dry: float = 2.6,
-        v_wet: float = 1.2,
-        drift_v_per_read: float = 0.0,
-        rail_v: float = 3.3,
-    ) -> None:
-        self.moisture = moisture
-        self.v_dry = v_dry
-        self.v_wet = v_wet
-        self.drift_v_per_read = drift_v_per_read
-        self.rail_v = rail_v
-        self.disconnected = False
+    moisture: Callable[[], float] = lambda: 40.0
+    v_dry: float = 2.6
+    v_wet: float = 1.2
+    drift_v_per_read: float = 0.0
+    rail_v: float = 3.3
+    disconnected: bool = False
 
     def __call__(self) -> float:
         if self.disconnected:

@@ -4,22 +4,15 @@ silent and sending bad CRCs on the way (the soil probe keeps being read meanwhil
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
-from sensorpipe.api.app import create_app
-from sensorpipe.api.config import InfluxSettings, ServeConfig
-from sensorpipe.api.context import ApiContext
-from sensorpipe.edge.agent import Agent, SensorOpener
-from sensorpipe.edge.config import EdgeConfig, MqttConfig
+from sensorpipe.edge.agent import SensorOpener
 from sensorpipe.edge.drivers.registry import Sht4xConfig, SoilProbeConfig, open_driver
-from sensorpipe.edge.outbox import SqliteOutbox
 from sensorpipe.firmware_sim.ads1115 import Ads1115Device, SoilProbe
 from sensorpipe.firmware_sim.fleet import Fleet
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
@@ -28,8 +21,9 @@ from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
 from tests.integration.live_server import live_server
-from tests.integration.test_dashboard import READY, chart_data
+from tests.integration.test_dashboard import READY, History, chart_data
 from tests.integration.test_dashboard import open_browser as _open_browser
+from tests.integration.test_edge_failures import RunningAgent
 
 open_browser = _open_browser  # the fixture: one chromium page, its errors recorded
 
@@ -37,6 +31,13 @@ open_browser = _open_browser  # the fixture: one chromium page, its errors recor
 def _stored(influx: InfluxClient, device_id: str, field: str) -> list[float]:
     series = influx.query(f"SELECT {field} FROM air WHERE device_id = '{device_id}'")
     return [v[1] for s in series for v in s["values"] if v[1] is not None]
+
+
+def _wait_for_more(influx: InfluxClient, field: str, more: int, what: str) -> None:
+    """Wait until garden-01 has `more` values of `field` stored beyond what it has now (at
+    least 3 in all)."""
+    target = max(3, len(_stored(influx, "garden-01", field)) + more)
+    wait_for(lambda: len(_stored(influx, "garden-01", field)) >= target, timeout_s=60, what=what)
 
 
 def test_sht4x_and_soil_probe_readings_reach_the_api_through_faults(
@@ -60,53 +61,20 @@ def test_sht4x_and_soil_probe_readings_reach_the_api_through_faults(
         )
         for c in configs
     ]
-    config = EdgeConfig(
-        device_id=creds.device_id,
-        private_key=creds.private_key,
-        mqtt=MqttConfig(
-            port=stack.require_info().broker_port,
-            username=creds.username,
-            password=creds.password,
-        ),
-        outbox_path=str(tmp_path / "outbox.sqlite"),
-        status_interval_s=3600.0,
-        sensors=list(configs),
-    )
-    outbox = SqliteOutbox(tmp_path / "outbox.sqlite")
-    agent = Agent(config, sensors=openers, outbox=outbox, clock_synced=lambda: True)
-    stop = threading.Event()
-    thread = threading.Thread(target=agent.run, args=(stop,), kwargs={"drain_timeout_s": 30.0})
+    edge = RunningAgent(stack, creds, tmp_path / "outbox.sqlite", openers)
     started = datetime.now(UTC) - timedelta(minutes=1)
-    thread.start()
     try:
-        wait_for(
-            lambda: len(_stored(influx, "garden-01", "temperature")) >= 3,
-            timeout_s=60,
-            what="SHT4x readings stored",
-        )
+        _wait_for_more(influx, "temperature", 0, "SHT4x readings stored")
         # The SHT4x loses power and sends a burst of bad CRCs when it is back; the soil probe
         # goes on being read meanwhile.
         sht.silent = True
-        soil_before = len(_stored(influx, "garden-01", "soil_moisture"))
-        wait_for(
-            lambda: len(_stored(influx, "garden-01", "soil_moisture")) >= soil_before + 3,
-            timeout_s=60,
-            what="soil readings while the SHT4x is silent",
-        )
+        _wait_for_more(influx, "soil_moisture", 3, "soil readings while the SHT4x is silent")
         sht.crc_burst(3)
         sht.silent = False
-        t_before = len(_stored(influx, "garden-01", "temperature"))
-        wait_for(
-            lambda: len(_stored(influx, "garden-01", "temperature")) >= t_before + 3,
-            timeout_s=60,
-            what="SHT4x readings again after the fault",
-        )
+        _wait_for_more(influx, "temperature", 3, "SHT4x readings again after the fault")
     finally:
-        stop.set()
-        thread.join(timeout=60)
-        with contextlib.suppress(Exception):
-            outbox.close()
-    assert not thread.is_alive()
+        edge.close()
+    agent = edge.agent
     slots = {s.model: s for s in agent._slots}
     assert slots["sht4x"].reads_failed >= 4  # silent reads and the three bad CRCs
     assert all(abs(t - 18.25) < 0.01 for t in _stored(influx, "garden-01", "temperature"))
@@ -116,15 +84,7 @@ def test_sht4x_and_soil_probe_readings_reach_the_api_through_faults(
     assert voltages and all(abs(v - (2.6 - 1.4 * 0.35)) < 0.001 for v in voltages)
 
     info = stack.require_info()
-    app = create_app(
-        ApiContext(
-            ServeConfig(
-                registry_path=str(stack.registry_path),
-                influx=InfluxSettings(url=info.influx_url, database=info.database),
-                register_cache_s=0,
-            )
-        )
-    )
+    app = History(stack, [], info.influx_url, info.database).app(register_cache_s=0)
     api = TestClient(app, raise_server_exceptions=False)
     answer = api.get(
         "/api/v1/air",

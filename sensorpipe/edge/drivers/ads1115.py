@@ -120,13 +120,9 @@ class SoilProbe:
                 f"{model}: v_dry ({v_dry} V) must be above v_wet ({v_wet} V): a capacitive "
                 "probe reads lower the wetter the soil"
             )
-        self._adc = adc
-        self.channel = channel
-        self.v_dry = v_dry
-        self.v_wet = v_wet
-        self.model = model
-        self._owns_bus = owns_bus
-        self.frames_bad = 0
+        self._adc, self.channel, self.model, self._owns_bus = adc, channel, model, owns_bus
+        self.v_dry, self.v_wet = v_dry, v_wet  # this probe's calibration
+        self.frames_bad = 0  # no frames: a bus fault raises
         self.note: str | None = None
         # The rail: a probe that is unplugged leaves the input where its pull or the ADC's
         # full scale puts it, above any probe's dry reading.
