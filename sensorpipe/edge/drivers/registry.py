@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -88,39 +88,33 @@ class _ShtConfig(_SensorConfig):
     stuck_after: int = Field(
         default=360, ge=1, description="readings in a row at >= 99.9 %RH before RH is left out"
     )
+    model: ClassVar[str]
 
-
-def _sht_address(address: int, model: str) -> int:
-    allowed = SHT_ADDRESSES[model]
-    if address not in allowed:
-        raise PydanticCustomError(
-            "i2c_address",
-            "{address}: an {model} answers only at {allowed}; `i2cdetect -y 1` shows which",
-            {
-                "address": hex(address) if address >= 0 else str(address),
-                "model": model.upper(),
-                "allowed": " or ".join(hex(a) for a in allowed),
-            },
-        )
-    return address
+    @field_validator("address")
+    @classmethod
+    def _sht_address(cls, address: int) -> int:
+        allowed = SHT_ADDRESSES[cls.model]
+        if address not in allowed:
+            raise PydanticCustomError(
+                "i2c_address",
+                "{address}: an {model} answers only at {allowed}; `i2cdetect -y 1` shows which",
+                {
+                    "address": hex(address) if address >= 0 else str(address),
+                    "model": cls.model.upper(),
+                    "allowed": " or ".join(hex(a) for a in allowed),
+                },
+            )
+        return address
 
 
 class Sht3xConfig(_ShtConfig):
     driver: Literal["sht3x"]
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, address: int) -> int:
-        return _sht_address(address, "sht3x")
+    model: ClassVar[str] = "sht3x"
 
 
 class Sht4xConfig(_ShtConfig):
     driver: Literal["sht4x"]
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, address: int) -> int:
-        return _sht_address(address, "sht4x")
+    model: ClassVar[str] = "sht4x"
 
 
 class SoilProbeConfig(_SensorConfig):
@@ -140,39 +134,30 @@ class SoilProbeConfig(_SensorConfig):
         description="the sensor tag of its readings; give each probe of a device its own",
     )
 
-    @field_validator("address")
+    @field_validator("address", "fsr_v", "data_rate")
     @classmethod
-    def _ads_address(cls, address: int) -> int:
-        if address not in ADS1115_ADDRESSES:
+    def _a_setting_the_chip_has(cls, value: float, info: ValidationInfo) -> float:
+        settings: dict[str, tuple[Any, str]] = {
+            "address": (
+                ADS1115_ADDRESSES,
+                "an ADS1115 answers only at 0x48 (ADDR to GND), 0x49 (VDD), 0x4a (SDA) or 0x4b "
+                "(SCL); `i2cdetect -y 1` shows which",
+            ),
+            "fsr_v": (FSR_V, "the ADS1115 ranges are {allowed} volts (4.096 for a 3.3 V probe)"),
+            "data_rate": (DATA_RATES, "the ADS1115 samples at {allowed} per second"),
+        }
+        allowed, text = settings[str(info.field_name)]
+        if value not in allowed:
+            shown = hex(int(value)) if info.field_name == "address" and value >= 0 else value
             raise PydanticCustomError(
-                "i2c_address",
-                "{address}: an ADS1115 answers only at 0x48 (ADDR to GND), 0x49 (VDD), 0x4a "
-                "(SDA) or 0x4b (SCL); `i2cdetect -y 1` shows which",
-                {"address": hex(address) if address >= 0 else str(address)},
+                "ads1115_setting",
+                "{value}: " + text,
+                {
+                    "value": shown,
+                    "allowed": ", ".join(str(a) for a in allowed),
+                },
             )
-        return address
-
-    @field_validator("fsr_v")
-    @classmethod
-    def _fsr(cls, fsr_v: float) -> float:
-        if fsr_v not in FSR_V:
-            raise PydanticCustomError(
-                "fsr",
-                "{v}: the ADS1115 ranges are {ranges} volts (4.096 for a 3.3 V probe)",
-                {"v": fsr_v, "ranges": ", ".join(str(v) for v in FSR_V)},
-            )
-        return fsr_v
-
-    @field_validator("data_rate")
-    @classmethod
-    def _rate(cls, rate: int) -> int:
-        if rate not in DATA_RATES:
-            raise PydanticCustomError(
-                "data_rate",
-                "{rate}: the ADS1115 samples at {rates} per second",
-                {"rate": rate, "rates": ", ".join(str(r) for r in DATA_RATES)},
-            )
-        return rate
+        return value
 
     @field_validator("v_wet")
     @classmethod
