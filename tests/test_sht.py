@@ -3,6 +3,8 @@ commands on the wire, the conversions, heater off, and every fault mode of the s
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from sensorpipe.edge.check import FAIL, OK, Probes, check_sensor
@@ -188,6 +190,9 @@ def test_edge_check_names_each_sht_fault_in_one_line() -> None:
     stuck = Sht4xDevice()
     stuck.stuck_humidity = True
     lines["stuck"] = check_sensor(SHT4X.model_copy(update={"stuck_after": 1}), _probes(stuck))[0]
+    saturated = Sht4xDevice()
+    saturated.stuck_humidity = True
+    lines["saturated"] = check_sensor(SHT4X, _probes(saturated))[0]
     for check in lines.values():
         assert "\n" not in check.line()
     assert lines["crc"].status == FAIL and "bad CRC" in lines["crc"].detail
@@ -197,6 +202,14 @@ def test_edge_check_names_each_sht_fault_in_one_line() -> None:
     assert "set address = 0x45" in lines["address"].detail
     assert lines["range"].status == FAIL and "outside the sensor's range" in lines["range"].detail
     assert lines["stuck"].status == OK and "stuck at >= 99.9 %" in lines["stuck"].detail
+    assert "relative_humidity" not in lines["stuck"].detail  # left out, temperature shown
+    saturated_line = lines["saturated"]  # one reading at 100 % with the default stuck_after
+    assert saturated_line.status == OK
+    assert re.search(
+        r"relative_humidity 99\.\d+ \(relative humidity at saturation: fog or dew, or, if it "
+        r"stays there for hours, a condensed sensor\)",
+        saturated_line.detail,
+    )
 
 
 def test_an_sht4x_configured_as_sht3x_is_named() -> None:

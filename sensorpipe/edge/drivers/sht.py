@@ -152,22 +152,25 @@ class _Sht:
             )
         humidity = min(100.0, max(0.0, humidity))
         values = {"temperature": temperature}
-        if humidity >= STUCK_RH:
-            self.stuck_run += 1
-        else:
-            if self.stuck_run >= self.stuck_after:
-                log.info("%s: relative humidity moves again (%.1f %%)", self.model, humidity)
-            self.stuck_run = 0
-            self.note = None
+        left_out = self.stuck_run >= self.stuck_after
+        self.stuck_run = self.stuck_run + 1 if humidity >= STUCK_RH else 0
         if self.stuck_run >= self.stuck_after:
-            if self.note is None:
+            if not left_out:
                 log.warning("%s: relative humidity stuck at 100 %%; left out", self.model)
             self.note = (
                 f"relative humidity stuck at >= 99.9 % for {self.stuck_run} readings "
                 "(condensed or contaminated sensor): left out until it moves"
             )
-        else:
-            values["relative_humidity"] = humidity
+            return values
+        if left_out:
+            log.info("%s: relative humidity moves again (%.1f %%)", self.model, humidity)
+        self.note = (
+            "relative humidity at saturation: fog or dew, or, if it stays there for hours, a "
+            "condensed sensor"
+            if self.stuck_run
+            else None
+        )
+        values["relative_humidity"] = humidity
         return values
 
     def close(self) -> None:
