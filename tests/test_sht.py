@@ -215,3 +215,21 @@ def test_edge_check_names_each_sht_fault_in_one_line() -> None:
 def test_an_sht4x_configured_as_sht3x_is_named() -> None:
     with pytest.raises(SensorConfigError, match=r'is it an SHT4X.*driver = "sht4x"'):
         Sht3x(_bus(Sht4xDevice()), 0x44)
+
+
+class _CountingBus(SimulatedI2CBus):
+    closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+        super().close()
+
+
+def test_a_failed_open_closes_the_bus_it_owns() -> None:
+    from sensorpipe.edge.drivers.registry import open_driver
+
+    bus = _CountingBus(1)
+    bus.attach(0x45, Sht4xDevice())
+    with pytest.raises(SensorConfigError, match="set address = 0x45"):
+        open_driver(SHT4X, i2c_bus_factory=lambda _n: bus)
+    assert bus.closed == 1  # the agent opens it again later: no descriptor left behind

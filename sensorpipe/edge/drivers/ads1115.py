@@ -130,6 +130,7 @@ class SoilProbe:
         try:
             adc._bus.read_i2c_block_data(adc.address, REG_CONFIG, 2)
         except OSError as exc:
+            self.close()  # the agent opens it again later: no descriptor left behind
             raise SensorConfigError(
                 f"{model}: no ADS1115 answers at I2C address 0x{adc.address:02x} ({exc})"
             ) from exc

@@ -81,10 +81,15 @@ class _Sht:
         try:
             self._start()
         except CrcError as exc:
-            self.frames_bad += 1
+            self.close()  # the agent opens it again later: no descriptor left behind
             raise SensorConfigError(str(exc)) from exc
         except OSError as exc:
-            raise SensorConfigError(self._absent(exc)) from exc
+            why = self._absent(exc)
+            self.close()
+            raise SensorConfigError(why) from exc
+        except SensorConfigError:
+            self.close()
+            raise
 
     def _absent(self, exc: OSError) -> str:
         """Why open failed on a NACK, naming another address where an SHT answers."""
