@@ -340,6 +340,18 @@ CASES: dict[str, list[Case]] = {
             lambda t: ["--config", _edge_config_with(t, "address = 0x76", "address = 0x99")],
             "sensors.1.bme280.address (line 36): 0x99: a BME280 answers only at 0x76",
         ),
+        (
+            lambda t: ["--config", _edge_config_with(t, "address = 0x44", "address = 0x47")],
+            "sensors.2.sht4x.address (line 44): 0x47: an SHT4X answers only at 0x44 or 0x45",
+        ),
+        (
+            lambda t: ["--config", _edge_config_with(t, "v_wet = 1.20", "v_wet = 2.80")],
+            "sensors.3.soil_ads1115.v_wet (line 59): v_dry (2.6 V) must be above v_wet (2.8 V)",
+        ),
+        (
+            lambda t: ["--config", _edge_config_with(t, "fsr_v = 4.096", "fsr_v = 5")],
+            "sensors.3.soil_ads1115.fsr_v (line 60): 5.0: the ADS1115 ranges are 6.144, 4.096",
+        ),
     ],
     "edge join": [
         (lambda t: ["--code-file", str(t / "none")], "none: cannot read it"),

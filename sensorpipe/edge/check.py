@@ -35,9 +35,9 @@ from sensorpipe.edge import host
 from sensorpipe.edge.config import EdgeConfig
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.registry import (
-    Bme280Config,
     I2CBusFactory,
     Sds011Config,
+    SensorConfig,
     _smbus,
     open_driver,
 )
@@ -124,9 +124,9 @@ def run_checks(
 
 
 # --- sensors ---------------------------------------------------------------------------------
-def check_sensor(sensor: Sds011Config | Bme280Config, probes: Probes) -> tuple[Check, bool]:
+def check_sensor(sensor: SensorConfig, probes: Probes) -> tuple[Check, bool]:
     where = sensor.port if isinstance(sensor, Sds011Config) else f"/dev/i2c-{sensor.bus}"
-    if isinstance(sensor, Bme280Config):
+    if not isinstance(sensor, Sds011Config):
         where += f" at {hex(sensor.address)}"
     name = sensor.driver
     driver: SensorDriver | None = None
@@ -139,7 +139,8 @@ def check_sensor(sensor: Sds011Config | Bme280Config, probes: Probes) -> tuple[C
         if driver is not None:
             driver.close()
     shown = ", ".join(f"{q} {v:g}" for q, v in values.items())
-    return Check(name, OK, f"{where}: {shown}"), True
+    note = getattr(driver, "note", None)  # a reading that is good but says something is off
+    return Check(name, OK, f"{where}: {shown}" + (f" ({note})" if note else "")), True
 
 
 def _errno_of(exc: BaseException) -> int | None:
@@ -157,9 +158,7 @@ def _errno_of(exc: BaseException) -> int | None:
     return None
 
 
-def _sensor_problem(
-    sensor: Sds011Config | Bme280Config, exc: Exception, driver: SensorDriver | None
-) -> str:
+def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver | None) -> str:
     serial = isinstance(sensor, Sds011Config)
     number = _errno_of(exc)
     if number == errno.ENOENT:
@@ -180,7 +179,8 @@ def _sensor_problem(
         )
     frames_bad = driver.frames_bad if driver is not None else 0
     if frames_bad:
-        return f"bad checksum: {frames_bad} malformed frames (loose wiring or wrong baud rate?)"
+        why = "loose wiring or wrong baud rate?" if serial else "loose wiring or a long bus?"
+        return f"bad checksum: {frames_bad} malformed frames ({why})"
     text = str(exc) if isinstance(exc, SensorError) else f"{type(exc).__name__}: {exc}"
     text = text.removeprefix(f"{sensor.driver}: ")
     if "no answer" in text or "did not finish" in text:
