@@ -502,7 +502,7 @@ def unit(setup: Setup, name: str) -> str:
 
 
 TSI1_COMMAND = (
-    "sudo sed -i 's/^ *# *index-version = \"inmem\"/  index-version = \"tsi1\"/' "
+    'sudo sed -i \'s/^ *# *index-version = "inmem"/  index-version = "tsi1"/\' '
     "/etc/influxdb/influxdb.conf"
 )
 
