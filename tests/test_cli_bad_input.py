@@ -246,6 +246,20 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML"),
         (lambda t: ["--dir", str(t / "nowhere")], "nowhere/registry.toml: no device is registered"),
     ],
+    "devices edit": [
+        (lambda t: ["d1", "--dir", _stack_with_calibration(t)], "nothing to change"),
+        (lambda t: ["d1", "--lat", "52.1", "--dir", _stack_with_calibration(t)], "give both"),
+        (
+            lambda t: ["d1", "--lat", "95", "--lon", "5", "--dir", _stack_with_calibration(t)],
+            "--lat",
+        ),
+        (lambda t: ["d9", "--owner", "x", "--dir", _stack_with_calibration(t)], "d9: not in"),
+        (lambda t: ["d1", "--owner", "x", "--dir", _stack_with_bad_registry(t)], "not valid TOML"),
+        (
+            lambda t: ["d1", "--contact", "x" * 201, "--dir", _stack_with_calibration(t)],
+            "--contact",
+        ),
+    ],
     "devices quarantine": [
         (lambda t: ["d2", "--dir", _stack_with_device(t)], "d2: no such device in the registry"),
         (lambda t: ["d", "--dir", _stack_with_device(t)], "(did you mean d1?)"),
