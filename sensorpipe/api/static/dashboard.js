@@ -43,7 +43,8 @@
   // What "indicative" means, in one sentence (charts, map popups, the legend).
   const INDICATIVE_TEXT = "Indicative: the value of a low-cost sensor that no calibration " +
     "against a reference station has corrected; it shows changes over time well, but its " +
-    "level may be further off than a calibrated value.";
+    "level may be further off than a calibrated value. In fog (98 % humidity or more) a " +
+    "calibrated value is indicative too: calibration does not hold there.";
   const BAND_TEXT = "The shaded band around a line is each value's uncertainty (±): the error " +
     "of its calibration against the reference station, or, uncalibrated, RIVM Samen Meten's " +
     "default for PM (±5.3 µg/m³ PM2.5, ±8.5 µg/m³ PM10, or 20 % of the value where larger).";
@@ -705,6 +706,10 @@
     const bands = bandLines(main, xs);
     state.bands[name] = bands;
     renderQualityNote(fig, bands);
+    const reach = bandReach(bands, main);
+    if (reach) { // the y range holds the bands too, not only the lines
+      scales.y = { range: (_u, min, max) => uPlot.rangeNum(Math.min(min, reach[0]), Math.max(max, reach[1]), 0.1, true) };
+    }
     const hooks = { drawAxes: [(u) => drawBands(u, bands)] };
     if (unfinished) hooks.draw = [(u) => drawUnfinished(u, name, unfinished)];
     const plot = new uPlot({
@@ -780,6 +785,20 @@
     });
   }
 
+  /** The lowest and highest edge of the bands ([lo, hi]), or null; a band of values that are
+   * never negative (PM, humidity) is not drawn below 0. */
+  function bandReach(bands, main) {
+    let lo = Infinity, hi = -Infinity, negative = false;
+    bands.forEach((b, i) => {
+      if (!b) return;
+      for (const v of main[i].values || []) if (v !== null && v < 0) negative = true;
+      for (const v of b.lower) if (v !== null) lo = Math.min(lo, v);
+      for (const v of b.upper) if (v !== null) hi = Math.max(hi, v);
+    });
+    if (!Number.isFinite(lo) || !Number.isFinite(hi)) return null;
+    return [negative ? lo : Math.max(0, lo), hi];
+  }
+
   /** Under the lines: each line's uncertainty band, in its colour, lighter. */
   function drawBands(u, bands) {
     const ctx = u.ctx;
@@ -828,9 +847,12 @@
     if (!b || v === null || v === undefined || idx === null || idx === undefined) return "";
     const u = b.uncertainty[idx];
     const pm = u !== null && u !== undefined ? ` ± ${fmtNumber(u, digits)} ${unit}` : "";
-    if (b.indicative[idx] === true) return `${pm}, indicative`;
     const cal = b.calibration[idx];
-    return cal && cal !== "raw" ? `${pm}, calibrated (${cal})` : pm;
+    const made = cal && cal !== "raw" ? `, calibrated (${cal})` : "";
+    // A calibrated value is indicative still where its window held fog (RIVM: calibration
+    // is unreliable in fog).
+    if (b.indicative[idx] === true) return made ? `${pm}${made}, indicative (fog)` : `${pm}, indicative`;
+    return `${pm}${made}`;
   }
 
   /** Under a chart: which lines hold indicative values, what that means, and the band. */
