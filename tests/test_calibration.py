@@ -371,3 +371,29 @@ def test_a_calibrated_value_in_fog_stays_indicative() -> None:
     ]  # fmt: skip
     out, _ = annotate_rows(rows, ["pm2_5"], {"cal-1": record}, set(), "mean")
     assert [r["pm2_5_indicative"] for r in out] == [True, False]
+
+
+def test_list_says_which_calibration_applies_now(tmp_path: Path) -> None:
+    """Applying a calibration again after another one makes it the one that applies: `list`
+    says so, not that both apply."""
+    from click.testing import CliRunner
+
+    from sensorpipe.calibration.store import CalibrationBook
+    from sensorpipe.cli.main import main
+
+    book = CalibrationBook(tmp_path / "calibrations.sqlite")
+    stats = {"n_pairs": 10, "raw": {"rmse": 3.0}, "calibrated": {"rmse": 1.5}}
+    line = {"method": "linear", "quantity": "pm2_5", "sensor_model": "logger", "unit": "ug/m3",
+            "devices": ["rt01"], "reference": "ref-1", "statistics": stats}  # fmt: skip
+    first, second = book.add(dict(line)), book.add(dict(line))
+    book.assign(first["id"], "rt01", None, None, "t")
+    book.assign(second["id"], "rt01", None, None, "t")
+    book.assign(first["id"], "rt01", None, None, "t")  # back to the first
+    book.close()
+    out = CliRunner().invoke(main, ["calibrate", "list", "--dir", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    lines = dict(line.split("  ", 1) for line in out.stdout.splitlines())
+    assert lines[first["id"]].endswith("applies now to rt01")
+    assert lines[second["id"]].endswith(
+        "applies now to no device; assigned to rt01 for other times, or replaced by a later one"
+    )

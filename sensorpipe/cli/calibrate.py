@@ -222,12 +222,25 @@ def _warn_if_far(registry: Any, record: dict[str, Any], device: str) -> None:
 @json_option("Print the calibrations (with their assignments) as JSON.")
 def calibrate_list(directory: Path | None, as_json: bool) -> None:
     """The calibrations in the book, oldest first, with the devices each applies to."""
+    import time
+
+    from sensorpipe.calibration.status import calibration_status
+
     records: list[dict[str, Any]] = []
     with calibration_book(directory, create=False) as book:
         if book is not None:
             records = book.all()
             for r in records:
                 r["assigned"] = [a.as_dict() for a in book.assignments(calibration_id=r["id"])]
+            devices = sorted({a["device_id"] for r in records for a in r["assigned"]})
+            now = calibration_status(book, devices, int(time.time() * 1000))
+            for r in records:  # where it is the one that applies now (a later one may not be)
+                r["applies_now"] = sorted(
+                    d
+                    for d, per in now.items()
+                    if (applied := per.get(r["quantity"])) is not None
+                    and applied.assignment.calibration_id == r["id"]
+                )
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
@@ -237,12 +250,18 @@ def calibrate_list(directory: Path | None, as_json: bool) -> None:
     for r in records:
         s = r["statistics"]
         cal = s["calibrated"]
-        assigned = sorted({a["device_id"] for a in r["assigned"]}) or ["nothing"]
+        now = r["applies_now"]
+        before = sorted({a["device_id"] for a in r["assigned"]} - set(now))
+        where = f"applies now to {', '.join(now) or 'no device'}"
+        if before:
+            where += (
+                f"; assigned to {', '.join(before)} for other times, or replaced by a later one"
+            )
         click.echo(
             f"{r['id']}  {r['created']}  {r['quantity']} {r['sensor_model']}  {r['method']}  "
             f"n={s['n_pairs']} RMSE raw {num(s['raw'].get('rmse'))} -> "
             f"{num(cal.get('rmse'))} {r['unit']}  trained on {', '.join(r['devices'])} vs "
-            f"{r['reference']}; applies to {', '.join(assigned)}"
+            f"{r['reference']}; {where}"
         )
 
 
