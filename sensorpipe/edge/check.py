@@ -35,13 +35,13 @@ from sensorpipe.edge import host
 from sensorpipe.edge.config import EdgeConfig
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.registry import (
-    Bme280Config,
     I2CBusFactory,
     Sds011Config,
+    SensorConfig,
     _smbus,
     open_driver,
 )
-from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.errors import EdgeError
 from sensorpipe.protocol.ack import ack_topic, decode_ack
 from sensorpipe.protocol.brokerlink import (
     BAD_LOGIN,
@@ -124,9 +124,9 @@ def run_checks(
 
 
 # --- sensors ---------------------------------------------------------------------------------
-def check_sensor(sensor: Sds011Config | Bme280Config, probes: Probes) -> tuple[Check, bool]:
+def check_sensor(sensor: SensorConfig, probes: Probes) -> tuple[Check, bool]:
     where = sensor.port if isinstance(sensor, Sds011Config) else f"/dev/i2c-{sensor.bus}"
-    if isinstance(sensor, Bme280Config):
+    if not isinstance(sensor, Sds011Config):
         where += f" at {hex(sensor.address)}"
     name = sensor.driver
     driver: SensorDriver | None = None
@@ -157,9 +157,7 @@ def _errno_of(exc: BaseException) -> int | None:
     return None
 
 
-def _sensor_problem(
-    sensor: Sds011Config | Bme280Config, exc: Exception, driver: SensorDriver | None
-) -> str:
+def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver | None) -> str:
     serial = isinstance(sensor, Sds011Config)
     number = _errno_of(exc)
     if number == errno.ENOENT:
@@ -180,8 +178,9 @@ def _sensor_problem(
         )
     frames_bad = driver.frames_bad if driver is not None else 0
     if frames_bad:
-        return f"bad checksum: {frames_bad} malformed frames (loose wiring or wrong baud rate?)"
-    text = str(exc) if isinstance(exc, SensorError) else f"{type(exc).__name__}: {exc}"
+        cause = "wrong baud rate" if serial else "too fast a bus or too long a cable"
+        return f"bad checksum: {frames_bad} malformed frames (loose wiring or {cause}?)"
+    text = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
     text = text.removeprefix(f"{sensor.driver}: ")
     if "no answer" in text or "did not finish" in text:
         return f"no answer ({text}): check the wiring and the sensor's power"

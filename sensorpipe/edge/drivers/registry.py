@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.bme280 import Bme280, I2CBus
 from sensorpipe.edge.drivers.sds011 import Sds011
+from sensorpipe.edge.drivers.sensirion import Scd4xConfig, Scd30Config, Sps30Config
 
 I2CBusFactory = Callable[[int], I2CBus]
 
@@ -70,7 +71,10 @@ class Bme280Config(_SensorConfig):
         return address
 
 
-SensorConfig = Annotated[Sds011Config | Bme280Config, Field(discriminator="driver")]
+SensorConfig = Annotated[
+    Sds011Config | Bme280Config | Sps30Config | Scd30Config | Scd4xConfig,
+    Field(discriminator="driver"),
+]
 
 
 def _smbus(bus_number: int) -> I2CBus:
@@ -93,13 +97,42 @@ def _open_bme280(config: Any, i2c: I2CBusFactory) -> SensorDriver:
     return Bme280(bus, config.address, owns_bus=True)
 
 
+def _open_sensirion(config: Any, i2c: I2CBusFactory) -> SensorDriver:
+    """SPS30, SCD30, SCD4x: `config` minus the agent's own keys are the driver's options."""
+    from importlib import import_module
+
+    from sensorpipe.edge.errors import SensorConfigError
+
+    module = import_module(f"sensorpipe.edge.drivers.{config.driver}")
+    driver_class = getattr(module, config.driver.capitalize())
+    options = config.model_dump(exclude={"driver", "interval_s", "bus", "address"})
+    try:
+        bus = i2c(config.bus)
+    except OSError as exc:
+        raise SensorConfigError(
+            f"{config.driver}: cannot open I2C bus {config.bus}: {exc}"
+        ) from exc
+    try:
+        return driver_class(bus, config.address, owns_bus=True, **options)
+    except BaseException:
+        close = getattr(bus, "close", None)
+        if close is not None:
+            close()  # the agent opens it again later: no file descriptor left behind
+        raise
+
+
 DRIVERS: dict[str, Callable[[Any, I2CBusFactory], SensorDriver]] = {
     "sds011": _open_sds011,
     "bme280": _open_bme280,
+    "sps30": _open_sensirion,
+    "scd30": _open_sensirion,
+    "scd4x": _open_sensirion,  # sensirion.py
 }
 
 
 def open_driver(
-    config: Sds011Config | Bme280Config, *, i2c_bus_factory: I2CBusFactory = _smbus
+    config: Sds011Config | Bme280Config | Sps30Config | Scd30Config | Scd4xConfig,
+    *,
+    i2c_bus_factory: I2CBusFactory = _smbus,
 ) -> SensorDriver:
     return DRIVERS[config.driver](config, i2c_bus_factory)
