@@ -4,6 +4,8 @@ mode of the simulators. Time is a fake clock that the drivers' waits advance."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import pytest
 from pydantic import TypeAdapter, ValidationError
 from smbus2 import i2c_msg
@@ -50,7 +52,10 @@ def _bus(address: int, device: object, bme280_hpa: float | None = None) -> Simul
     return bus
 
 
-def _powered(device: SensirionDevice, clock: Clock) -> SensirionDevice:
+D = TypeVar("D", bound=SensirionDevice)
+
+
+def _powered(device: D, clock: Clock) -> D:
     clock.t += device.power_up_s
     return device
 
