@@ -207,8 +207,8 @@ SENSORS = {
 
 def _open(name: str, clock: Clock, **device_kw: object) -> tuple[SensirionDevice, SensirionDriver]:
     device_class, driver_class, address = SENSORS[name]
-    device = _powered(device_class(now=clock.now, **device_kw), clock)  # type: ignore[operator]
-    return device, driver_class(_bus(address, device), sleep=clock.sleep)  # type: ignore[operator]
+    device = _powered(device_class(now=clock.now, **device_kw), clock)
+    return device, driver_class(_bus(address, device), sleep=clock.sleep)
 
 
 @pytest.mark.parametrize("name", SENSORS)
@@ -262,9 +262,9 @@ def test_a_value_outside_the_data_sheets_range_is_refused(clock: Clock, name: st
 @pytest.mark.parametrize("name", SENSORS)
 def test_a_sensor_at_another_address_is_a_configuration_error(clock: Clock, name: str) -> None:
     device_class, driver_class, address = SENSORS[name]
-    device = _powered(device_class(now=clock.now), clock)  # type: ignore[operator]
+    device = _powered(device_class(now=clock.now), clock)
     with pytest.raises(SensorConfigError, match=f"no {name} answers at 0x{address:02x}"):
-        driver_class(_bus(address + 1, device), sleep=clock.sleep)  # type: ignore[operator]
+        driver_class(_bus(address + 1, device), sleep=clock.sleep)
 
 
 # --- configuration ----------------------------------------------------------------------------

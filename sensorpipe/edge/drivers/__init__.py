@@ -1,7 +1,7 @@
 """Sensor drivers: `base` (the contract every driver keeps), one module per sensor (`sds011`
 over UART, `bme280` over I2C; `sps30`, `scd30` and `scd4x` over I2C through Sensirion's own
-drivers, with what they share in `sensirion`), and `registry` (the driver names the edge configuration may use, each
-with its config schema and opener).
+drivers, with what they share in `sensirion`), and `registry` (the driver names the edge
+configuration may use, each with its config schema and opener).
 
 A driver is one module here, not a folder holding its test, sample configuration and README
 as a Telegraf plugin or an ESPHome component is: the wheel a Pi installs carries only what

@@ -209,6 +209,9 @@ class SensirionDriver:
                     f"{low:g}..{high:g} (sensor fault)"
                 )
 
+    def read(self) -> dict[str, float]:
+        raise NotImplementedError
+
     def stop(self) -> None:
         """Put the sensor at rest (stop measuring, sleep where it can)."""
 
