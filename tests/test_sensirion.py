@@ -4,6 +4,7 @@ mode of the simulators. Time is a fake clock that the drivers' waits advance."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -216,7 +217,7 @@ def test_a_burst_of_bad_crcs_is_counted_and_then_reading_goes_on(clock: Clock, n
     device, driver = _open(name, clock)
     device.crc_burst(3)
     for _ in range(3):
-        with pytest.raises(SensorError, match="bad CRC"):
+        with pytest.raises(SensorError, match="bad checksum"):
             driver.read()
     assert driver.frames_bad == 3
     assert driver.read()
@@ -276,3 +277,20 @@ def test_the_configuration_knows_the_sensors_and_their_fixed_addresses() -> None
         adapter.validate_python({"driver": "sps30", "address": 0x70})
     with pytest.raises(ValidationError, match="measurement_interval_s"):
         adapter.validate_python({"driver": "scd30", "measurement_interval_s": 1})
+
+
+def test_the_sample_edge_config_sections_load_when_uncommented(tmp_path: Path) -> None:
+    from sensorpipe.edge.config import load_edge_config
+    from sensorpipe.edge.drivers.sensirion import Scd4xConfig, Sps30Config
+    from sensorpipe.resources import EXAMPLE_CONFIG_DIR
+
+    text = (EXAMPLE_CONFIG_DIR / "edge.example.toml").read_text()
+    ours = text[text.index("# Sensirion SPS30") :]
+    uncommented = [line.removeprefix("#") for line in ours.splitlines() if line[:2] != "# "]
+    path = tmp_path / "edge.toml"
+    path.write_text(text + "\n".join(uncommented) + "\n")
+    sensors = load_edge_config(path).sensors
+    sps = next(s for s in sensors if isinstance(s, Sps30Config))
+    scd = next(s for s in sensors if isinstance(s, Scd4xConfig))
+    assert (sps.address, sps.fan_cleaning_interval_s) == (0x69, 604_800)
+    assert (scd.address, scd.altitude_m, scd.self_calibration) == (0x62, 5, True)

@@ -178,8 +178,8 @@ def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver |
         )
     frames_bad = driver.frames_bad if driver is not None else 0
     if frames_bad:
-        cause = "wrong baud rate" if serial else "too fast a bus or too long a cable"
-        return f"bad checksum: {frames_bad} malformed frames (loose wiring or {cause}?)"
+        cause = "or wrong baud rate" if serial else ", a bus too fast or a cable too long"
+        return f"bad checksum: {frames_bad} malformed frames (loose wiring{cause}?)"
     text = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
     text = text.removeprefix(f"{sensor.driver}: ")
     if "no answer" in text or "did not finish" in text:

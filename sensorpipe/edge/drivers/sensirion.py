@@ -166,7 +166,9 @@ class SensirionDriver:
             return function(*args)
         except errors.I2cChecksumError as exc:
             self.frames_bad += 1
-            raise SensorError(f"{self.model}: bad CRC in the answer to {what} ({exc})") from exc
+            raise SensorError(
+                f"{self.model}: bad checksum (CRC) in the answer to {what} ({exc})"
+            ) from exc
         except errors.I2cNackError as exc:
             raise SensorError(
                 f"{self.model}: no answer at 0x{self.address:02x} to {what} (not acknowledged)"
