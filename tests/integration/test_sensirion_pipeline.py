@@ -1,0 +1,81 @@
+"""An SPS30 and an SCD41 end to end: the byte-level simulators on a simulated Pi's I2C bus,
+read by Sensirion's drivers in the real edge agent, through the real Mosquitto and ingest into
+the real InfluxDB, and out of `/api/v1/air` and SensorThings as CO₂ in ppm and PM1/PM4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sensorpipe.api.app import create_app
+from sensorpipe.api.context import ApiContext
+from sensorpipe.cli.serve import serve_config
+from sensorpipe.firmware_sim.fleet import Fleet
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.stack.local import LocalStack
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _stored(influx: InfluxClient, device: str) -> dict[str, dict[str, Any]]:
+    series = influx.query(f"SELECT * FROM air WHERE device_id = '{device}' GROUP BY sensor")
+    return {
+        s["tags"]["sensor"]: dict(zip(s["columns"], s["values"][-1], strict=True)) for s in series
+    }
+
+
+def test_sps30_and_scd41_readings_reach_the_api(
+    stack: LocalStack, influx: InfluxClient, tmp_path: Path
+) -> None:
+    sensors = ["bme280", "sps30", "scd4x"]
+    creds = stack.add_devices([("class-01", {"site": "school", "sensors": sensors})])
+    fleet = Fleet(
+        creds,
+        broker_host="127.0.0.1",
+        broker_port=stack.require_info().broker_port,
+        workdir=tmp_path,
+        interval_s=0.5,
+        status_interval_s=2.0,
+        sds011=False,
+        sensirion=True,
+    )
+    fleet.start()
+    try:
+        wait_for(
+            lambda: {"sps30", "scd4x"} <= set(_stored(influx, "class-01")),
+            timeout_s=60,
+            what="SPS30 and SCD41 readings stored",
+        )
+    finally:
+        assert fleet.stop() == 0
+    stored = _stored(influx, "class-01")
+    sps, scd = stored["sps30"], stored["scd4x"]
+    assert 0 < sps["pm1"] <= sps["pm2_5"] <= sps["pm4"] <= sps["pm10"] < 1000
+    assert 400 < scd["co2"] < 2000 and -10 < scd["temperature"] < 40
+
+    config = serve_config(stack.directory, None, None, None, False)
+    with TestClient(create_app(ApiContext(config))) as client:
+        answer = client.get(
+            "/api/v1/air",
+            params={
+                "device": "class-01",
+                "quantity": ["co2", "pm4"],
+                "every": "1h",
+                "from": "-1h",
+                "values": "raw",
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        by_sensor = {s["sensor"]: s for s in body["series"]}
+        assert set(by_sensor) >= {"sps30", "scd4x"}, body["series"]
+        co2 = [v for v in by_sensor["scd4x"]["values"]["co2"] if v is not None]
+        pm4 = [v for v in by_sensor["sps30"]["values"]["pm4"] if v is not None]
+        assert co2 and 400 < co2[-1] < 2000 and pm4 and 0 < pm4[-1] < 1000
+        datastreams = client.get("/sta/v1.1/Datastreams", params={"$top": 100}).json()["value"]
+        units = {d["name"]: d["unitOfMeasurement"]["symbol"] for d in datastreams}
+        assert units["class-01 co2 (scd4x)"] == "ppm" and units["class-01 pm4 (sps30)"] == "µg/m3"
