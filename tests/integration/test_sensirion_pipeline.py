@@ -76,6 +76,14 @@ def test_sps30_and_scd41_readings_reach_the_api(
         co2 = [v for v in by_sensor["scd4x"]["values"]["co2"] if v is not None]
         pm4 = [v for v in by_sensor["sps30"]["values"]["pm4"] if v is not None]
         assert co2 and 400 < co2[-1] < 2000 and pm4 and 0 < pm4[-1] < 1000
+        # Uncertainty from the SCD4x data sheet: ±(50 ppm + 5 % of the value)
+        scd = by_sensor["scd4x"]
+        shown = [
+            (v, e)
+            for v, e in zip(scd["values"]["co2"], scd["uncertainty"]["co2"], strict=True)
+            if v
+        ]
+        assert shown and all(e == round(50 + 0.05 * v, 2) for v, e in shown)
         datastreams = client.get("/sta/v1.1/Datastreams", params={"$top": 100}).json()["value"]
         units = {d["name"]: d["unitOfMeasurement"]["symbol"] for d in datastreams}
         assert units["class-01 co2 (scd4x)"] == "ppm" and units["class-01 pm4 (sps30)"] == "µg/m3"
