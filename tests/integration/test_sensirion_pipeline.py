@@ -17,6 +17,11 @@ from sensorpipe.firmware_sim.fleet import Fleet
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
+from tests.integration.live_server import live_server
+from tests.integration.test_dashboard import READY, chart_data
+from tests.integration.test_dashboard import open_browser as _open_browser
+
+open_browser = _open_browser  # the fixture: one chromium page, its errors recorded
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +33,9 @@ def _stored(influx: InfluxClient, device: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def test_sps30_and_scd41_readings_reach_the_api(
-    stack: LocalStack, influx: InfluxClient, tmp_path: Path
-) -> None:
+def _classroom(stack: LocalStack, influx: InfluxClient, tmp_path: Path) -> None:
+    """A simulated Pi with a BME280, an SPS30 and an SCD41 runs until both of the Sensirion
+    sensors' readings are stored, then stops with nothing left in its outbox."""
     sensors = ["bme280", "sps30", "scd4x"]
     creds = stack.add_devices([("class-01", {"site": "school", "sensors": sensors})])
     fleet = Fleet(
@@ -52,6 +57,12 @@ def test_sps30_and_scd41_readings_reach_the_api(
         )
     finally:
         assert fleet.stop() == 0
+
+
+def test_sps30_and_scd41_readings_reach_the_api(
+    stack: LocalStack, influx: InfluxClient, tmp_path: Path
+) -> None:
+    _classroom(stack, influx, tmp_path)
     stored = _stored(influx, "class-01")
     sps, scd = stored["sps30"], stored["scd4x"]
     assert 0 < sps["pm1"] <= sps["pm2_5"] <= sps["pm4"] <= sps["pm10"] < 1000
@@ -87,3 +98,19 @@ def test_sps30_and_scd41_readings_reach_the_api(
         datastreams = client.get("/sta/v1.1/Datastreams", params={"$top": 100}).json()["value"]
         units = {d["name"]: d["unitOfMeasurement"]["symbol"] for d in datastreams}
         assert units["class-01 co2 (scd4x)"] == "ppm" and units["class-01 pm4 (sps30)"] == "µg/m3"
+
+
+def test_the_dashboard_draws_a_co2_chart_for_a_device_that_measures_co2(
+    stack: LocalStack, influx: InfluxClient, tmp_path: Path, open_browser: Any
+) -> None:
+    _classroom(stack, influx, tmp_path)
+    config = serve_config(stack.directory, None, None, None, False)
+    with live_server(create_app(ApiContext(config))) as base:
+        b = open_browser(base, viewport={"width": 1280, "height": 900})
+        b.page.goto(f"{base}/#device=class-01&range=24h")
+        b.wait(READY)
+        b.wait("#chart-co2[data-state=ready]")
+        assert "CO₂ (ppm)" in b.page.locator("#chart-co2 figcaption").inner_text()
+        co2 = [v for v in chart_data(b.page, "co2")[1] if v is not None]
+        assert co2 and all(400 < v < 2000 for v in co2)
+        assert b.errors == []

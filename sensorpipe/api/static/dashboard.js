@@ -18,10 +18,10 @@
   ];
   // A latest reading older than this is not coloured: it says nothing about the air now.
   const STALE_MS = 3 * 3600 * 1000;
-  const AIR_QUANTITIES = ["pm2_5", "pm10", "temperature", "relative_humidity"];
+  const AIR_QUANTITIES = ["pm2_5", "pm10", "temperature", "relative_humidity", "co2"];
   const QUANTITY_LABEL = {
     pm2_5: "PM2.5", pm10: "PM10", temperature: "Temperature",
-    relative_humidity: "Relative humidity", pressure: "Pressure",
+    relative_humidity: "Relative humidity", pressure: "Pressure", co2: "CO₂",
   };
   const CLASS_LABEL = {
     pedestrian: "Pedestrians", cyclist: "Cyclists", car: "Cars",
@@ -33,6 +33,7 @@
     pm: { quantities: ["pm2_5", "pm10"], unit: "µg/m³", digits: 1 },
     temperature: { quantities: ["temperature"], unit: "°C", digits: 1 },
     humidity: { quantities: ["relative_humidity"], unit: "%", digits: 0 },
+    co2: { quantities: ["co2"], unit: "ppm", digits: 0 },
   };
   const EVERY = [["1m", 60], ["5m", 300], ["10m", 600], ["30m", 1800], ["1h", 3600],
     ["3h", 10800], ["6h", 21600], ["12h", 43200], ["1d", 86400]];
