@@ -94,7 +94,9 @@ def edge_toml(
     interval_s: float,
     confirm: bool = True,
     pace: float = DEFAULT_PACE,
+    sensirion: bool = False,
 ) -> str:
+    sections = SENSIRION_SECTIONS.format(interval_s=interval_s) if sensirion else ""
     return f"""\
 device_id = "{device_id}"
 private_key = "{private_key}"
@@ -118,7 +120,16 @@ driver = "bme280"
 bus = 1
 address = 0x76
 interval_s = {interval_s}
-"""
+
+{sections}"""
+
+
+# `--sensirion`: an SPS30, an SCD30 and an SCD4x besides the SDS011 and the BME280
+# (bench.edge_agent gives them their simulators).
+SENSIRION_SECTIONS = "".join(
+    f'[[sensors]]\ndriver = "{name}"\nbus = 1\ninterval_s = {{interval_s}}\n\n'
+    for name in ("sps30", "scd30", "scd4x")
+)
 
 
 @dataclass
@@ -227,10 +238,11 @@ class Account:
 
 
 def steady_state(
-    account: Account, workdir: Path, seconds: float, interval_s: float
+    account: Account, workdir: Path, seconds: float, interval_s: float, sensirion: bool = False
 ) -> dict[str, Any]:
-    """The agent with an SDS011 and a BME280 every `interval_s` for `seconds`: its memory at
-    the end and what it wrote to disk per reading."""
+    """The agent with an SDS011 and a BME280 (and with `sensirion` an SPS30, an SCD30 and an
+    SCD4x) every `interval_s` for `seconds`: its memory at the end and what it wrote to disk
+    per reading."""
     with Sds011Simulator(Sds011Device(bad_frame_rate=0.0)) as sds:
         config = workdir / "steady.toml"
         config.write_text(
@@ -244,6 +256,7 @@ def steady_state(
                 serial_port=sds.port,
                 interval_s=interval_s,
                 confirm=account.confirm,
+                sensirion=sensirion,
             )
         )
         with run_agent(config, workdir) as agent:
@@ -430,6 +443,11 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, default=Path("."), help="where the temporary outboxes go (a disk)"
     )
+    parser.add_argument(
+        "--sensirion",
+        action="store_true",
+        help="also an SPS30, an SCD30 and an SCD4x (simulated), and their CPU per reading",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.minutes <= 0 or args.interval <= 0:
@@ -458,13 +476,19 @@ def main() -> None:
                 creds.username,
                 creds.password,
             )
-            steady = steady_state(account, workdir, args.minutes * 60, args.interval)
+            steady = steady_state(
+                account, workdir, args.minutes * 60, args.interval, sensirion=args.sensirion
+            )
         finally:
             stack.down()
         say(f"replay: {args.messages} messages in the outbox, broker down, then started")
         rep = replay(workdir, args.messages)
 
     result = {"steady": steady, "replay": rep}
+    if args.sensirion:
+        from bench.edge_sensirion import cpu_per_reading
+
+        result["cpu_us_per_reading"] = cpu_per_reading()
     if args.json:
         print(json.dumps(result))
         return
@@ -474,6 +498,8 @@ def main() -> None:
         f"agent, no camera, SDS011 + BME280 every {s['interval_s']:g} s, "
         f"{s['seconds'] / 60:g} min, confirm = true:"
     )
+    if args.sensirion:
+        print("  with an SPS30, an SCD30 and an SCD4x too (simulated on the agent's I2C bus)")
     print(f"  RSS at the end                 : {s['rss_mb']:>8} MB (goal <= 40 MB)")
     print(f"  peak RSS (VmHWM)               : {s['hwm_mb']:>8} MB")
     print(f"  readings / messages confirmed  : {s['readings']:>8} / {s['messages_confirmed']}")
@@ -499,6 +525,10 @@ def main() -> None:
         f"(60-s readings) drains in {r['default_pace_day_backlog_s']} s; "
         f"{r['messages']} messages in {r['messages'] / DEFAULT_PACE / 60:.0f} min"
     )
+    if args.sensirion:
+        print("CPU per reading, driver + its simulator, in this process (bench/edge_sensirion.py):")
+        for name, micros in result["cpu_us_per_reading"].items():
+            print(f"  {name:<30} : {micros:>8} µs")
 
 
 if __name__ == "__main__":

@@ -42,3 +42,24 @@ def test_replay_drains_the_outbox_and_measures_the_baseline(tmp_path: Path) -> N
     assert result["messages"] == 300
     assert result["replay_msg_s"] > 0 and result["paho_qos1_msg_s"] > 0
     assert result["payload_bytes"] > 300  # a signed air message with five readings
+
+
+def test_steady_state_with_the_sensirion_sensors_and_their_cpu_per_reading(
+    tmp_path: Path,
+) -> None:
+    from bench.edge_sensirion import cpu_per_reading
+
+    port = free_port()
+    broker: ManagedProcess = bare_broker(tmp_path, port)
+    broker.start(lambda: port_open(port))
+    try:
+        key, _ = generate_keypair()
+        account = Account("smoke-02", key, port, "smoke-02", "x", confirm=False)
+        result = steady_state(account, tmp_path, seconds=6.0, interval_s=1.0, sensirion=True)
+    finally:
+        broker.stop()
+    assert 5 < result["rss_mb"] <= result["hwm_mb"]
+    first = (tmp_path / "steady.log").read_text()  # the agent's log names its first reading
+    assert "sps30 (pm1 " in first and "scd30 (co2 " in first and "scd4x (co2 " in first
+    cpu = cpu_per_reading(n=20)
+    assert set(cpu) == {"sps30", "scd30", "scd4x"} and all(v > 0 for v in cpu.values())
