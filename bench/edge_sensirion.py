@@ -22,22 +22,11 @@ from sensorpipe.firmware_sim.sensirion import (
     SCD4X_ADDRESS,
     SCD30_ADDRESS,
     SPS30_ADDRESS,
+    ManualClock,
     Scd4xDevice,
     Scd30Device,
     Sps30Device,
 )
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
 
 SENSORS: dict[str, tuple[Any, Any, int, float, dict[str, Any]]] = {
     # name: simulator, driver, address, measurement period (s), driver options
@@ -51,12 +40,12 @@ def cpu_per_reading(n: int = 500) -> dict[str, float]:
     """Microseconds of CPU per reading, per driver."""
     result = {}
     for name, (device_class, driver_class, address, period_s, options) in SENSORS.items():
-        clock = _Clock()
+        clock = ManualClock()
         device = device_class(now=clock.now)
         clock.t += device.power_up_s
         bus = SimulatedI2CBus(1)
         bus.attach(address, device)
-        driver = driver_class(bus, address, sleep=clock.sleep, **options)
+        driver = driver_class(bus, sleep=clock.sleep, **options)
         clock.t += period_s
         driver.read()  # warm: the first reading after the start
         started = time.process_time()

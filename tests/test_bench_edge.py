@@ -6,6 +6,7 @@ baseline. The figures are not judged (timing); that each was measured, and is pl
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,16 +20,21 @@ def test_readings_in_reads_the_agent_summary() -> None:
     assert readings_in(summary) == (640, 127, 3)
 
 
-def test_steady_state_measures_the_agent_process(tmp_path: Path) -> None:
+def _steady(tmp_path: Path, seconds: float, interval_s: float, **options: Any) -> dict[str, Any]:
+    """bench.edge's steady state against a bare broker, without the ingest's confirmation."""
     port = free_port()
     broker: ManagedProcess = bare_broker(tmp_path, port)
     broker.start(lambda: port_open(port))
     try:
         key, _ = generate_keypair()
         account = Account("smoke-01", key, port, "smoke-01", "x", confirm=False)
-        result = steady_state(account, tmp_path, seconds=4.0, interval_s=0.5)
+        return steady_state(account, tmp_path, seconds, interval_s, **options)
     finally:
         broker.stop()
+
+
+def test_steady_state_measures_the_agent_process(tmp_path: Path) -> None:
+    result = _steady(tmp_path, seconds=4.0, interval_s=0.5)
     assert result["readings"] >= 5  # both sensors were read: 2 + 3 readings a sample
     assert result["readings"] % 5 == 0, "a sensor failed: not every sample had 5 readings"
     assert 5 < result["rss_mb"] <= result["hwm_mb"]
@@ -49,15 +55,7 @@ def test_steady_state_with_the_sensirion_sensors_and_their_cpu_per_reading(
 ) -> None:
     from bench.edge_sensirion import cpu_per_reading
 
-    port = free_port()
-    broker: ManagedProcess = bare_broker(tmp_path, port)
-    broker.start(lambda: port_open(port))
-    try:
-        key, _ = generate_keypair()
-        account = Account("smoke-02", key, port, "smoke-02", "x", confirm=False)
-        result = steady_state(account, tmp_path, seconds=6.0, interval_s=1.0, sensirion=True)
-    finally:
-        broker.stop()
+    result = _steady(tmp_path, seconds=6.0, interval_s=1.0, sensirion=True)
     assert 5 < result["rss_mb"] <= result["hwm_mb"]
     first = (tmp_path / "steady.log").read_text()  # the agent's log names its first reading
     assert "sps30 (pm1 " in first and "scd30 (co2 " in first and "scd4x (co2 " in first

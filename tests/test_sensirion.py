@@ -5,7 +5,7 @@ mode of the simulators. Time is a fake clock that the drivers' waits advance."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
@@ -20,6 +20,9 @@ from sensorpipe.edge.errors import SensorConfigError, SensorError
 from sensorpipe.firmware_sim.bme280 import Bme280Device
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.sensirion import (
+    ManualClock as Clock,
+)
+from sensorpipe.firmware_sim.sensirion import (
     Scd4xDevice,
     Scd30Device,
     SensirionDevice,
@@ -29,20 +32,9 @@ from sensorpipe.firmware_sim.sensirion import (
 )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(100.0)
 
 
 def _bus(address: int, device: object, bme280_hpa: float | None = None) -> SimulatedI2CBus:
@@ -206,7 +198,7 @@ SENSORS = {
 }
 
 
-def _open(name: str, clock: Clock, **device_kw: object) -> tuple[SensirionDevice, SensirionDriver]:
+def _open(name: str, clock: Clock, **device_kw: Any) -> tuple[SensirionDevice, SensirionDriver]:
     device_class, driver_class, address = SENSORS[name]
     device = _powered(device_class(now=clock.now, **device_kw), clock)
     return device, driver_class(_bus(address, device), sleep=clock.sleep)
@@ -241,9 +233,9 @@ def test_a_sensor_that_goes_silent_and_comes_back(clock: Clock, name: str) -> No
 def test_stuck_values_repeat_while_the_air_changes(clock: Clock, name: str) -> None:
     level = [10.0]
     if name == "sps30":
-        device, driver = _open(name, clock, read_pm=lambda: (level[0], level[0] * 2))
+        device, driver = _open(name, clock, read=lambda: (level[0], level[0] * 2))
     else:
-        device, driver = _open(name, clock, read_air=lambda: (400 + level[0], level[0], 40.0))
+        device, driver = _open(name, clock, read=lambda: (400 + level[0], level[0], 40.0))
     first = driver.read()
     device.stuck = True
     level[0] = 30.0

@@ -21,6 +21,7 @@ import errno
 import struct
 import time
 from collections.abc import Callable
+from typing import Any
 
 SPS30_ADDRESS, SCD30_ADDRESS, SCD4X_ADDRESS = 0x69, 0x61, 0x62
 # The interface description's float example: 0x43DB8C2E, about 439.1 ppm.
@@ -54,6 +55,20 @@ def float_words(value: float) -> list[int]:
     return [high, low]
 
 
+class ManualClock:
+    """Time that passes only when a driver waits: `now` for the simulators, `sleep` for the
+    drivers (tests and benchmarks run without waiting for real)."""
+
+    def __init__(self, t: float = 0.0) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
 def _nack() -> OSError:
     return OSError(errno.EREMOTEIO, "Remote I/O error")
 
@@ -63,7 +78,11 @@ class SensirionDevice:
 
     power_up_s = 0.0
 
-    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, read: Callable[[], Any] | None = None, *, now: Callable[[], float] = time.monotonic
+    ) -> None:
+        """`read` gives what the sensor measures now (each sensor says what: `default_read`)."""
+        self.read = read or self.default_read
         self.now = now
         self.powered_at = now()
         self.silent_until = 0.0
@@ -74,7 +93,33 @@ class SensirionDevice:
         self.written: list[bytes] = []  # every accepted write, as bytes on the wire
         self.read_back: list[bytes] = []  # every answer, as bytes on the wire
         self._answer: bytes | None = None
+        self._frozen: Any = None
+        self._started_at = 0.0
+        self._last_read_at = 0.0
+        self._kept_settings()
         self._reset_state()
+
+    @staticmethod
+    def default_read() -> Any:
+        raise NotImplementedError
+
+    def _kept_settings(self) -> None:
+        """Settings that survive a power cycle (non-volatile memory)."""
+
+    def frozen(self, fresh: Callable[[], Any]) -> Any:
+        """`fresh()`, or while `stuck` the values it gave last."""
+        if not (self.stuck and self._frozen is not None):
+            self._frozen = fresh()
+        return self._frozen
+
+    def period(self) -> float:
+        return 1.0
+
+    def _ready(self) -> bool:
+        """A new measurement each period while measuring (the SPS30's and SCD30's flag)."""
+        now, period = self.now(), self.period()
+        measuring: bool = getattr(self, "measuring", False)
+        return measuring and now - self._started_at >= period and now - self._last_read_at >= period
 
     # --- faults --------------------------------------------------------------------------
     def crc_burst(self, count: int) -> None:
@@ -129,34 +174,27 @@ class SensirionDevice:
 
 
 class Sps30Device(SensirionDevice):
-    """SPS30 particulate matter sensor (I2C mode: SEL to ground). `read_pm` gives (PM2.5, PM10)
+    """SPS30 particulate matter sensor (I2C mode: SEL to ground). `read` gives (PM2.5, PM10)
     in µg/m³; PM1, PM4, the number concentrations and the typical size are derived from them."""
 
     power_up_s = 0.05  # start-up of the interface; values then stabilise over 8-30 s
-    MEASUREMENT_S = 1.0
     PRODUCT_TYPE = b"00080000"
 
-    def __init__(
-        self,
-        read_pm: Callable[[], tuple[float, float]] = lambda: (12.0, 20.0),
-        *,
-        now: Callable[[], float] = time.monotonic,
-        firmware: tuple[int, int] = (2, 2),
-    ) -> None:
-        self.read_pm = read_pm
-        self.firmware = firmware
+    firmware = (2, 2)
+
+    @staticmethod
+    def default_read() -> tuple[float, float]:
+        return 12.0, 20.0  # PM2.5, PM10
+
+    def _kept_settings(self) -> None:
         self.fan_cleanings = 0
         self.auto_cleaning_interval_s = 604_800
-        super().__init__(now)
 
     def _reset_state(self) -> None:
         self.measuring = False
         self.output_format = 0
         self.sleeping = False
         self._wake_pulse_at: float | None = None
-        self._started_at = 0.0
-        self._last_read_at = 0.0
-        self._frozen: list[float] | None = None
 
     def _answers(self) -> bool:
         return super()._answers() and not self.sleeping
@@ -176,9 +214,11 @@ class Sps30Device(SensirionDevice):
 
     def values(self) -> list[float]:
         """PM1, PM2.5, PM4, PM10 (µg/m³), NC0.5, NC1, NC2.5, NC4, NC10 (#/cm³), size (µm)."""
-        if self.stuck and self._frozen is not None:
-            return self._frozen
-        pm2_5, pm10 = self.read_pm()
+        values: list[float] = self.frozen(self._fresh)
+        return values
+
+    def _fresh(self) -> list[float]:
+        pm2_5, pm10 = self.read()
         pm1 = 0.8 * pm2_5
         pm4 = pm2_5 + 0.4 * (pm10 - pm2_5)
         if self.out_of_range:
@@ -186,17 +226,7 @@ class Sps30Device(SensirionDevice):
         nc0_5 = 6.5 * pm1
         nc1 = 7.6 * pm1
         values = [pm1, pm2_5, pm4, pm10, nc0_5, nc1, nc1 + 0.1 * pm2_5, nc1 + 0.11 * pm4]
-        values += [nc1 + 0.12 * pm10, 0.55]
-        self._frozen = values
-        return values
-
-    def _ready(self) -> bool:
-        now = self.now()
-        return (
-            self.measuring
-            and now - self._started_at >= self.MEASUREMENT_S
-            and now - self._last_read_at >= self.MEASUREMENT_S
-        )
+        return [*values, nc1 + 0.12 * pm10, 0.55]
 
     def command(self, command: int, args: list[int]) -> list[int] | None:
         now = self.now()
@@ -255,48 +285,37 @@ class Sps30Device(SensirionDevice):
 
 
 class Scd30Device(SensirionDevice):
-    """SCD30 NDIR CO₂ sensor. `read_air` gives (CO₂ ppm, °C, %RH)."""
+    """SCD30 NDIR CO₂ sensor. `read` gives (CO₂ ppm, °C, %RH)."""
 
     power_up_s = 2.0  # boot-up time < 2 s
 
-    def __init__(
-        self,
-        read_air: Callable[[], tuple[float, float, float]] = lambda: (SCD30_CO2, 22.25, 48.0),
-        *,
-        now: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.read_air = read_air
-        # Settings kept in non-volatile memory: they survive a power cycle.
+    @staticmethod
+    def default_read() -> tuple[float, float, float]:
+        return SCD30_CO2, 22.25, 48.0  # CO₂ ppm, °C, %RH
+
+    def _kept_settings(self) -> None:
         self.interval_s = 2
         self.self_calibration = False
         self.altitude_m = 0
         self.temperature_offset = 0
         self.nv_writes = 0
-        super().__init__(now)
 
     def _reset_state(self) -> None:
         self.measuring = False
         self.pressure_mbar = 0
-        self._started_at = 0.0
-        self._last_read_at = 0.0
-        self._frozen: tuple[float, float, float] | None = None
+
+    def period(self) -> float:
+        return float(self.interval_s)
 
     def values(self) -> tuple[float, float, float]:
-        if self.stuck and self._frozen is not None:
-            return self._frozen
-        co2, temperature, humidity = self.read_air()
+        values: tuple[float, float, float] = self.frozen(self._fresh)
+        return values
+
+    def _fresh(self) -> tuple[float, float, float]:
+        co2, temperature, humidity = self.read()
         if self.out_of_range:
             co2 = 65_000.0  # beyond the 0-40 000 ppm range
-        self._frozen = (co2, temperature, humidity)
-        return self._frozen
-
-    def _ready(self) -> bool:
-        now = self.now()
-        return (
-            self.measuring
-            and now - self._started_at >= self.interval_s
-            and now - self._last_read_at >= self.interval_s
-        )
+        return co2, temperature, humidity
 
     def _setting(
         self, args: list[int], name: str, valid: Callable[[int], bool]
@@ -348,7 +367,7 @@ class Scd30Device(SensirionDevice):
 
 
 class Scd4xDevice(SensirionDevice):
-    """SCD40 / SCD41 photoacoustic CO₂ sensor. `read_air` gives (CO₂ ppm, °C, %RH)."""
+    """SCD40 / SCD41 photoacoustic CO₂ sensor. `read` gives (CO₂ ppm, °C, %RH)."""
 
     power_up_s = 1.0  # data sheet §3.1: 1000 ms to enter the idle state
     PERIOD_S = 5.0
@@ -356,16 +375,11 @@ class Scd4xDevice(SensirionDevice):
     # Commands the sensor accepts while it measures periodically (data sheet Table 9).
     WHILE_MEASURING = frozenset({0xEC05, 0x3F86, 0xE000, 0xE4B8})
 
-    def __init__(
-        self,
-        read_air: Callable[[], tuple[float, float, float]] = lambda: SCD4X_EXAMPLE,
-        *,
-        now: Callable[[], float] = time.monotonic,
-        variant: str = "scd41",
-    ) -> None:
-        self.read_air = read_air
-        self.variant = variant
-        super().__init__(now)
+    variant = "scd41"
+
+    @staticmethod
+    def default_read() -> tuple[float, float, float]:
+        return SCD4X_EXAMPLE
 
     def _reset_state(self) -> None:
         # Settings live in RAM until persist_settings: a power cycle restores the defaults.
@@ -380,19 +394,19 @@ class Scd4xDevice(SensirionDevice):
         self._started_at = 0.0
         self._have_data = False
         self._last_sample_at = 0.0
-        self._frozen: list[int] | None = None
 
     def values(self) -> list[int]:
         """The three raw words: CO₂ ppm, temperature and humidity ticks."""
-        if self.stuck and self._frozen is not None:
-            return self._frozen
-        co2, temperature, humidity = self.read_air()
+        words: list[int] = self.frozen(self._fresh)
+        return words
+
+    def _fresh(self) -> list[int]:
+        co2, temperature, humidity = self.read()
         raw_t = round((temperature + 45.0) * 65535 / 175)
         raw_rh = round(humidity * 65535 / 100)
         words = [round(co2), max(0, min(0xFFFF, raw_t)), max(0, min(0xFFFF, raw_rh))]
         if self.out_of_range:
             words[0] = 0xFFFF  # 65 535 ppm: beyond the 0-40 000 ppm output range
-        self._frozen = words
         return words
 
     def _sample(self) -> None:

@@ -105,7 +105,7 @@ def _open_sensirion(config: Any, i2c: I2CBusFactory) -> SensorDriver:
 
     module = import_module(f"sensorpipe.edge.drivers.{config.driver}")
     driver_class = getattr(module, config.driver.capitalize())
-    options = config.model_dump(exclude={"driver", "interval_s", "bus", "address"})
+    options = config.model_dump(exclude={"driver", "interval_s", "bus"})
     try:
         bus = i2c(config.bus)
     except OSError as exc:
@@ -113,7 +113,7 @@ def _open_sensirion(config: Any, i2c: I2CBusFactory) -> SensorDriver:
             f"{config.driver}: cannot open I2C bus {config.bus}: {exc}"
         ) from exc
     try:
-        return driver_class(bus, config.address, owns_bus=True, **options)
+        return driver_class(bus, owns_bus=True, **options)
     except BaseException:
         close = getattr(bus, "close", None)
         if close is not None:

@@ -12,56 +12,42 @@ once a day): on a Pi up to 4 run it on the software I2C bus (`dtoverlay=i2c-gpio
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from sensorpipe.edge.drivers.sensirion import PressureSource, SensirionDriver, Sleep
+from sensorpipe.edge.drivers.sensirion import PressureSource, Scd30Config, SensirionDriver
 from sensorpipe.edge.errors import SensorError
 
-RANGES = {"co2": (0.0, 40_000.0), "temperature": (-40.0, 70.0), "relative_humidity": (0.0, 100.0)}
 PRESSURE_STEP_HPA = 2.0
 
 
 class Scd30(SensirionDriver):
     model = "scd30"
+    settings_model = Scd30Config
 
-    def __init__(
-        self,
-        bus: Any,
-        address: int = 0x61,
-        *,
-        owns_bus: bool = False,
-        self_calibration: bool = True,
-        altitude_m: int = 0,
-        measurement_interval_s: int = 2,
-        bme280_address: int | None = 0x76,
-        sleep: Sleep = time.sleep,
-    ) -> None:
-        from sensirion_i2c_scd30.device import Scd30Device
+    vendor_class = ("sensirion_i2c_scd30.device", "Scd30Device")
 
-        super().__init__(bus, address, owns_bus=owns_bus, sleep=sleep)
-        self.device = Scd30Device(self.channel)
-        self.interval_s = measurement_interval_s
+    def start(self, config: Any) -> None:
+        self.interval_s = config.measurement_interval_s
         self.first_contact("firmware version", self.device.read_firmware_version, 2.0)
         self._nv(
             "measurement interval",
             self.device.get_measurement_interval,
             self.device.set_measurement_interval,
-            measurement_interval_s,
+            config.measurement_interval_s,
         )
         self._nv(
             "self-calibration",
             self.device.get_auto_calibration_status,
             self.device.activate_auto_calibration,
-            int(self_calibration),
+            int(config.self_calibration),
         )
         self._nv(
             "altitude",
             self.device.get_altitude_compensation,
             self.device.set_altitude_compensation,
-            altitude_m,
+            config.altitude_m,
         )
-        self.pressure = PressureSource(bus, bme280_address, self.model)
+        self.pressure = PressureSource(self._bus, config.bme280_address, self.model)
         self.pressure_mbar = 0
         self._start(self._pressure_mbar())
 
@@ -94,7 +80,7 @@ class Scd30(SensirionDriver):
             "temperature": round(float(temperature), 2),
             "relative_humidity": round(float(humidity), 2),
         }
-        self.check_range(reading, RANGES)
+        self.check_range(reading)
         return reading
 
     def stop(self) -> None:

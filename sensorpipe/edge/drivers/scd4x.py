@@ -11,37 +11,23 @@ compensates. The sensor needs 1000 ms after power-up before it answers: open wai
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from sensorpipe.edge.drivers.sensirion import PressureSource, SensirionDriver, Sleep
+from sensorpipe.edge.drivers.sensirion import PressureSource, Scd4xConfig, SensirionDriver
 from sensorpipe.edge.errors import SensorError
-
-RANGES = {"co2": (0.0, 40_000.0), "temperature": (-10.0, 60.0), "relative_humidity": (0.0, 100.0)}
-PERIOD_S = 5.0
 
 
 class Scd4x(SensirionDriver):
-    model = "scd4x"
+    """SCD40 and SCD41 alike (periodic measurement; the SCD41's single shot is not used)."""
 
-    def __init__(
-        self,
-        bus: Any,
-        address: int = 0x62,
-        *,
-        owns_bus: bool = False,
-        self_calibration: bool = True,
-        altitude_m: int = 0,
-        bme280_address: int | None = 0x76,
-        sleep: Sleep = time.sleep,
-    ) -> None:
-        from sensirion_i2c_scd4x.device import Scd4xDevice
+    vendor_class = ("sensirion_i2c_scd4x.device", "Scd4xDevice")
+    model, settings_model = "scd4x", Scd4xConfig
+    period_s = 5.0
 
-        super().__init__(bus, address, owns_bus=owns_bus, sleep=sleep)
-        self.device = Scd4xDevice(self.channel)
-        self.self_calibration = self_calibration
-        self.altitude_m = altitude_m
-        self.pressure = PressureSource(bus, bme280_address, self.model)
+    def start(self, config: Any) -> None:
+        self.self_calibration = config.self_calibration
+        self.altitude_m = config.altitude_m
+        self.pressure = PressureSource(self._bus, config.bme280_address, self.model)
         self.pressure_hpa: float | None = None
         self.first_contact("stop measurement", self.device.stop_periodic_measurement, 1.0)
         self._configure_and_start()
@@ -67,7 +53,7 @@ class Scd4x(SensirionDriver):
 
     def read(self) -> dict[str, float]:
         self._update_pressure()
-        if not self.wait_ready(self.device.get_data_ready_status, PERIOD_S + 0.5, 0.25):
+        if not self.wait_ready(self.device.get_data_ready_status, self.period_s + 0.5, 0.25):
             # Back from a power cut the sensor is idle: stop (harmless) and start again.
             self.call("stop measurement", self.device.stop_periodic_measurement)
             self._configure_and_start()
@@ -78,7 +64,7 @@ class Scd4x(SensirionDriver):
             "temperature": round(float(temperature.value), 2),
             "relative_humidity": round(float(humidity.value), 2),
         }
-        self.check_range(reading, RANGES)
+        self.check_range(reading)
         return reading
 
     def stop(self) -> None:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import importlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Literal, get_args
 
@@ -31,6 +33,15 @@ Sleep = Callable[[float], None]
 
 # Each of these sensors answers at one fixed address.
 ADDRESSES = {"sps30": 0x69, "scd30": 0x61, "scd4x": 0x62}
+# The output ranges of the data sheets: a value outside is a sensor fault, not a reading.
+# SPS30: mass concentration 0-1000 µg/m³; SCD30: CO₂ 0-40 000 ppm, -40-70 °C; SCD4x: CO₂
+# 0-40 000 ppm, -10-60 °C (operating conditions).
+_RH = (0.0, 100.0)
+DATA_SHEET_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "sps30": dict.fromkeys(("pm1", "pm2_5", "pm4", "pm10"), (0.0, 1000.0)),
+    "scd30": {"co2": (0.0, 40_000.0), "temperature": (-40.0, 70.0), "relative_humidity": _RH},
+    "scd4x": {"co2": (0.0, 40_000.0), "temperature": (-10.0, 60.0), "relative_humidity": _RH},
+}
 
 
 class _SensirionConfig(BaseModel):
@@ -147,17 +158,32 @@ def open_channel(bus: Any, address: int, sleep: Sleep) -> Any:
 
 
 class SensirionDriver:
-    """The part the three drivers share: the channel, errors, data-ready polling, ranges."""
+    """The part the three drivers share: the channel, errors, data-ready polling, ranges.
+
+    A driver is made with the bus and its settings (the keys of its configuration section,
+    validated by that model: `Scd4x(bus, altitude_m=40)`); `sleep` is the clock the waits
+    use (tests pass a fake one). `start` is each sensor's own opening sequence."""
 
     model = ""
+    settings_model: Any = None  # the configuration model of the sensor's section
+    vendor_class = ("", "")  # Sensirion's driver class: module, name
 
-    def __init__(self, bus: Any, address: int, *, owns_bus: bool, sleep: Sleep) -> None:
+    def __init__(
+        self, bus: Any, *, owns_bus: bool = False, sleep: Sleep = time.sleep, **settings: Any
+    ) -> None:
+        config = self.settings_model(driver=self.model, **settings)
         self._bus = bus
-        self.address = address
+        self.address = config.address
         self._owns_bus = owns_bus
         self._sleep = sleep
         self.frames_bad = 0
-        self.channel = open_channel(bus, address, sleep)
+        self.channel = open_channel(bus, config.address, sleep)
+        module, name = self.vendor_class
+        self.device: Any = getattr(importlib.import_module(module), name)(self.channel)
+        self.start(config)
+
+    def start(self, config: Any) -> None:
+        raise NotImplementedError
 
     def call(self, what: str, function: Callable[..., Any], *args: Any) -> Any:
         """One vendor call; bus faults become `SensorError`, bad CRCs are also counted."""
@@ -202,8 +228,8 @@ class SensirionDriver:
             waited += step_s
         return True
 
-    def check_range(self, values: dict[str, float], ranges: dict[str, tuple[float, float]]) -> None:
-        for quantity, (low, high) in ranges.items():
+    def check_range(self, values: dict[str, float]) -> None:
+        for quantity, (low, high) in DATA_SHEET_RANGES[self.model].items():
             value = values[quantity]
             if not low <= value <= high:
                 raise SensorError(

@@ -11,33 +11,22 @@ supported: wire SEL to ground for I2C.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from sensorpipe.edge.drivers.sensirion import SensirionDriver, Sleep
+from sensorpipe.edge.drivers.sensirion import SensirionDriver, Sps30Config
 from sensorpipe.edge.errors import SensorError
 
 FLOAT_FORMAT = 0x0300
-MASS_RANGE = (0.0, 1000.0)  # µg/m³, data sheet §1
 QUANTITIES = ("pm1", "pm2_5", "pm4", "pm10")
 
 
 class Sps30(SensirionDriver):
     model = "sps30"
+    settings_model = Sps30Config
 
-    def __init__(
-        self,
-        bus: Any,
-        address: int = 0x69,
-        *,
-        owns_bus: bool = False,
-        fan_cleaning_interval_s: int | None = None,
-        sleep: Sleep = time.sleep,
-    ) -> None:
-        from sensirion_i2c_sps30.device import Sps30Device
+    vendor_class = ("sensirion_i2c_sps30.device", "Sps30Device")
 
-        super().__init__(bus, address, owns_bus=owns_bus, sleep=sleep)
-        self.device = Sps30Device(self.channel)
+    def start(self, config: Any) -> None:
         # A sleeping SPS30 (firmware 2.0 on) answers nothing until woken: wake it first.
         self.call("wake-up", self._wake)
         major, minor = self.first_contact(
@@ -45,13 +34,12 @@ class Sps30(SensirionDriver):
         )
         self.firmware = (int(major), int(minor))
         self.call("stop measurement", self.device.stop_measurement)  # left running by a crash
-        if fan_cleaning_interval_s is not None:
+        wanted = config.fan_cleaning_interval_s
+        if wanted is not None:
             current = self.call("auto-cleaning interval", self.device.read_auto_cleaning_interval)
-            if int(current) != fan_cleaning_interval_s:
+            if int(current) != wanted:
                 self.call(
-                    "set auto-cleaning interval",
-                    self.device.write_auto_cleaning_interval,
-                    fan_cleaning_interval_s,
+                    "set auto-cleaning interval", self.device.write_auto_cleaning_interval, wanted
                 )
         self._start()
 
@@ -72,7 +60,7 @@ class Sps30(SensirionDriver):
             raise SensorError("sps30: no new measurement for 1.5 s: measurement restarted")
         values = self.call("read measured values", self.device.read_measurement_values_float)
         reading = {q: round(float(v), 2) for q, v in zip(QUANTITIES, values[:4], strict=True)}
-        self.check_range(reading, dict.fromkeys(QUANTITIES, MASS_RANGE))
+        self.check_range(reading)
         return reading
 
     def clean_fan(self) -> None:
