@@ -88,3 +88,8 @@ def test_each_fault_is_named_in_one_line(name: str, fault: str, words: tuple[str
 def test_an_scd4x_just_powered_up_is_waited_for() -> None:
     line, ok = _check("scd4x", lambda d: setattr(d, "powered_at", _fast()))
     assert ok, line
+
+
+def test_an_sps30_whose_fan_stopped_says_so() -> None:
+    line, ok = _check("sps30", lambda d: setattr(d, "status_register", 1 << 4))
+    assert not ok and "fan error: the fan is switched on but not running" in line

@@ -190,6 +190,29 @@ def test_sps30_sleeps_on_close_and_wakes_on_open(clock: Clock) -> None:
     assert not device.sleeping and driver.read()["pm2_5"] == 12.0
 
 
+def test_sps30_fan_and_laser_errors_of_its_status_register_fail_the_reading(
+    clock: Clock,
+) -> None:
+    device = _powered(Sps30Device(now=clock.now), clock)
+    driver = Sps30(_bus(0x69, device), sleep=clock.sleep)
+    device.status_register = 1 << 21  # fan speed warning only: the reading stands
+    assert driver.read()["pm10"] == 20.0
+    device.status_register = 1 << 4
+    with pytest.raises(SensorError, match="fan error: the fan is switched on but not running"):
+        driver.read()
+    device.status_register = 1 << 5
+    with pytest.raises(SensorError, match="laser error"):
+        driver.read()
+
+
+def test_an_sps30_before_firmware_2_2_is_read_without_its_status_register(clock: Clock) -> None:
+    device = _powered(Sps30Device(now=clock.now), clock)
+    device.firmware = (2, 0)
+    driver = Sps30(_bus(0x69, device), sleep=clock.sleep)
+    device.status_register = 1 << 4
+    assert driver.read()["pm2_5"] == 12.0
+
+
 # --- faults, the same for the three sensors ---------------------------------------------------
 SENSORS = {
     "sps30": (Sps30Device, Sps30, 0x69),

@@ -189,6 +189,8 @@ class Sps30Device(SensirionDevice):
     def _kept_settings(self) -> None:
         self.fan_cleanings = 0
         self.auto_cleaning_interval_s = 604_800
+        # Device status register: bit 4 fan error, bit 5 laser error, bit 21 fan speed warning.
+        self.status_register = 0
 
     def _reset_state(self) -> None:
         self.measuring = False
@@ -275,9 +277,12 @@ class Sps30Device(SensirionDevice):
             return [w for (w,) in struct.iter_unpack(">H", text)]
         if command == 0xD100:  # firmware version
             return [(self.firmware[0] << 8) | self.firmware[1]]
-        if command == 0xD206:  # device status register: no fan, laser or speed warning
-            return [0, 0]
+        if command == 0xD206:  # device status register (firmware 2.2 on)
+            if self.firmware < (2, 2):
+                raise _nack()
+            return [self.status_register >> 16, self.status_register & 0xFFFF]
         if command in (0xD210, 0xD304):  # clear status, reset
+            self.status_register = 0
             if command == 0xD304:
                 self._reset_state()
             return None

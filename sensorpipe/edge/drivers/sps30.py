@@ -18,6 +18,11 @@ from sensorpipe.edge.errors import SensorError
 
 FLOAT_FORMAT = 0x0300
 QUANTITIES = ("pm1", "pm2_5", "pm4", "pm10")
+# The device status register's errors (firmware 2.2 on), as Sensirion's embedded driver names them.
+STATUS_ERRORS = {
+    1 << 4: "fan error: the fan is switched on but not running",
+    1 << 5: "laser error: the laser current is out of range",
+}
 
 
 class Sps30(SensirionDriver):
@@ -58,6 +63,11 @@ class Sps30(SensirionDriver):
             self.call("stop measurement", self.device.stop_measurement)
             self._start()
             raise SensorError("sps30: no new measurement for 1.5 s: measurement restarted")
+        if self.firmware >= (2, 2):
+            status = int(self.call("status register", self.device.read_device_status_register))
+            errors = [text for bit, text in STATUS_ERRORS.items() if status & bit]
+            if errors:
+                raise SensorError(f"sps30: {'; '.join(errors)} (the sensor reports it)")
         values = self.call("read measured values", self.device.read_measurement_values_float)
         reading = {q: round(float(v), 2) for q, v in zip(QUANTITIES, values[:4], strict=True)}
         self.check_range(reading)
