@@ -180,17 +180,17 @@ class Sps30Device(SensirionDevice):
     power_up_s = 0.05  # start-up of the interface; values then stabilise over 8-30 s
     PRODUCT_TYPE = b"00080000"
 
+    # Kept through a power cycle (instance attributes once changed): firmware version, fan
+    # cleanings so far, the auto-cleaning interval (a week), and the device status register
+    # (bit 4 fan error, bit 5 laser error, bit 21 fan speed warning).
     firmware = (2, 2)
+    fan_cleanings = 0
+    auto_cleaning_interval_s = 604_800
+    status_register = 0
 
     @staticmethod
     def default_read() -> tuple[float, float]:
         return 12.0, 20.0  # PM2.5, PM10
-
-    def _kept_settings(self) -> None:
-        self.fan_cleanings = 0
-        self.auto_cleaning_interval_s = 604_800
-        # Device status register: bit 4 fan error, bit 5 laser error, bit 21 fan speed warning.
-        self.status_register = 0
 
     def _reset_state(self) -> None:
         self.measuring = False
