@@ -309,3 +309,33 @@ def test_the_sample_edge_config_sections_load_when_uncommented(tmp_path: Path) -
     scd = next(s for s in sensors if isinstance(s, Scd4xConfig))
     assert (sps.address, sps.fan_cleaning_interval_s) == (0x69, 604_800)
     assert (scd.address, scd.altitude_m, scd.self_calibration) == (0x62, 5, True)
+
+
+def test_an_agent_without_sensirion_sensors_loads_none_of_their_code() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from sensorpipe.edge.config import load_edge_config\n"
+        "from sensorpipe.edge.drivers.registry import open_driver\n"
+        "import sensorpipe.edge.run, sensorpipe.edge.check\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sensirion')\n"
+        "      or m in ('sensorpipe.edge.drivers.sps30', 'sensorpipe.edge.drivers.scd30',\n"
+        "               'sensorpipe.edge.drivers.scd4x', 'sensorpipe.firmware_sim.sensirion')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", SENSORS)
+def test_a_bus_glitch_without_a_power_cut_needs_no_restart(clock: Clock, name: str) -> None:
+    device, driver = _open(name, clock)
+    driver.read()
+    device.go_silent(0.5, power_cycle=False)
+    with pytest.raises(SensorError, match="no answer"):
+        driver.read()
+    clock.t += 10.0
+    assert driver.read()
+    assert device.measuring  # type: ignore[attr-defined]
