@@ -464,8 +464,9 @@ def main() -> None:
         say("starting the stack (mosquitto, influxd, ingest)")
         stack.up(detach=False, serve=False)
         try:
+            extra = " + SPS30 + SCD30 + SCD4x" if args.sensirion else ""
             say(
-                f"steady state: the agent, SDS011 + BME280 every {args.interval:g} s, "
+                f"steady state: the agent, SDS011 + BME280{extra} every {args.interval:g} s, "
                 f"confirm = true, for {args.minutes:g} min"
             )
             (creds,) = stack.add_devices([("edge-bench-01", {"site": "bench"})])
