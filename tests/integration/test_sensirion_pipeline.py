@@ -4,6 +4,7 @@ the real InfluxDB, and out of `/api/v1/air` and SensorThings as CO₂ in ppm and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +115,24 @@ def test_the_dashboard_draws_a_co2_chart_for_a_device_that_measures_co2(
         co2 = [v for v in chart_data(b.page, "co2")[1] if v is not None]
         assert co2 and all(400 < v < 2000 for v in co2)
         assert b.errors == []
+
+
+def test_sim_fleet_with_sensirion_sensors_loses_nothing(
+    stack: LocalStack, influx: InfluxClient
+) -> None:
+    from tests.integration.test_cli_and_demo import sensorpipe
+
+    d = str(stack.directory)
+    args = ("sim", "fleet", "--dir", d, "--devices", "1", "--duration", "6", "--sensirion")
+    fleet = sensorpipe(*args)
+    assert ", 0 still in outboxes" in fleet.stdout, fleet.stdout
+    (device,) = [
+        r
+        for r in json.loads(sensorpipe("devices", "list", "--dir", d, "--json").stdout)
+        if r["device_id"].startswith("sim-")
+    ]
+    assert {"sps30", "scd4x"} <= set(device["sensors"])
+    wait_for(
+        lambda: {"sps30", "scd4x"} <= set(_stored(influx, device["device_id"])),
+        what="the simulated SPS30 and SCD41 readings stored",
+    )
