@@ -43,6 +43,11 @@ Figures:
   - the default pace: what draining a day's backlog takes at `max_messages_per_s = 10` (one
     message a minute when both sensors share the default 60-s interval: 1,440 messages).
 
+- `--i2c-sensors`: the steady state with an SHT4x and a soil probe (ADS1115) configured too,
+  simulated on the agent's I2C bus by `bench.edge_agent`: the agent's RSS with them.
+- drivers: CPU per reading of each I2C driver (SHT3x, SHT4x, the ADS1115 soil probe, the
+  BME280 as baseline) against its simulator, from `bench.edge_drivers` (see there).
+
 The numbers depend on the machine and its load; a shared machine gives lower figures.
 """
 
@@ -65,6 +70,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.edge_drivers import driver_cpu, report
 from bench.pipeline import Publisher
 from sensorpipe.edge.agent import prepare
 from sensorpipe.edge.outbox import SqliteOutbox
@@ -94,9 +100,16 @@ def edge_toml(
     interval_s: float,
     confirm: bool = True,
     pace: float = DEFAULT_PACE,
+    i2c_sensors: bool = False,
     sensirion: bool = False,
 ) -> str:
-    sections = SENSIRION_SECTIONS.format(interval_s=interval_s) if sensirion else ""
+    """`i2c_sensors`: an SHT4x and a soil probe too; `sensirion`: an SPS30, an SCD30 and an
+    SCD4x too (bench.edge_agent simulates them all)."""
+    extra = "".join(
+        f'\n[[sensors]]\ndriver = "{d}"\n{more}interval_s = {interval_s}\n'
+        for d, more in (("sht4x", ""), ("soil_ads1115", "v_dry = 2.6\nv_wet = 1.2\n"))
+    )
+    sections = "\n" + SENSIRION_SECTIONS.format(interval_s=interval_s) if sensirion else ""
     return f"""\
 device_id = "{device_id}"
 private_key = "{private_key}"
@@ -120,8 +133,7 @@ driver = "bme280"
 bus = 1
 address = 0x76
 interval_s = {interval_s}
-
-{sections}"""
+{extra if i2c_sensors else ""}{sections}"""
 
 
 # `--sensirion`: an SPS30, an SCD30 and an SCD4x besides the SDS011 and the BME280
@@ -238,11 +250,11 @@ class Account:
 
 
 def steady_state(
-    account: Account, workdir: Path, seconds: float, interval_s: float, sensirion: bool = False
+    account: Account, workdir: Path, seconds: float, interval_s: float, **sensors: bool
 ) -> dict[str, Any]:
-    """The agent with an SDS011 and a BME280 (and with `sensirion` an SPS30, an SCD30 and an
-    SCD4x) every `interval_s` for `seconds`: its memory at the end and what it wrote to disk
-    per reading."""
+    """The agent with an SDS011 and a BME280 (and the sensors `edge_toml` adds: `i2c_sensors`
+    an SHT4x and a soil probe, `sensirion` an SPS30, an SCD30 and an SCD4x) every `interval_s`
+    for `seconds`: its memory at the end and what it wrote to disk per reading."""
     with Sds011Simulator(Sds011Device(bad_frame_rate=0.0)) as sds:
         config = workdir / "steady.toml"
         config.write_text(
@@ -256,7 +268,7 @@ def steady_state(
                 serial_port=sds.port,
                 interval_s=interval_s,
                 confirm=account.confirm,
-                sensirion=sensirion,
+                **sensors,
             )
         )
         with run_agent(config, workdir) as agent:
@@ -444,6 +456,11 @@ def main() -> None:
         "--workdir", type=Path, default=Path("."), help="where the temporary outboxes go (a disk)"
     )
     parser.add_argument(
+        "--i2c-sensors",
+        action="store_true",
+        help="the steady state with an SHT4x and a soil probe too (RSS with them configured)",
+    )
+    parser.add_argument(
         "--sensirion",
         action="store_true",
         help="also an SPS30, an SCD30 and an SCD4x (simulated), and their CPU per reading",
@@ -457,6 +474,8 @@ def main() -> None:
     if not args.workdir.is_dir():
         parser.error(f"--workdir {args.workdir}: no such directory")
     say = (lambda _m: None) if args.json else print
+    sensors = "SDS011 + BME280" + (" + SHT4x + soil probe" if args.i2c_sensors else "")
+    sensors += " + SPS30 + SCD30 + SCD4x" if args.sensirion else ""
 
     with tempfile.TemporaryDirectory(prefix=".bench-edge-", dir=args.workdir) as tmp:
         workdir = Path(tmp).resolve()  # paths in edge.toml are relative to the file
@@ -464,9 +483,8 @@ def main() -> None:
         say("starting the stack (mosquitto, influxd, ingest)")
         stack.up(detach=False, serve=False)
         try:
-            extra = " + SPS30 + SCD30 + SCD4x" if args.sensirion else ""
             say(
-                f"steady state: the agent, SDS011 + BME280{extra} every {args.interval:g} s, "
+                f"steady state: the agent, {sensors} every {args.interval:g} s, "
                 f"confirm = true, for {args.minutes:g} min"
             )
             (creds,) = stack.add_devices([("edge-bench-01", {"site": "bench"})])
@@ -478,14 +496,21 @@ def main() -> None:
                 creds.password,
             )
             steady = steady_state(
-                account, workdir, args.minutes * 60, args.interval, sensirion=args.sensirion
+                account,
+                workdir,
+                args.minutes * 60,
+                args.interval,
+                i2c_sensors=args.i2c_sensors,
+                sensirion=args.sensirion,
             )
         finally:
             stack.down()
         say(f"replay: {args.messages} messages in the outbox, broker down, then started")
         rep = replay(workdir, args.messages)
 
-    result = {"steady": steady, "replay": rep}
+    say("CPU per reading of each I2C driver against its simulator (bench.edge_drivers)")
+    drivers = driver_cpu()
+    result = {"steady": steady, "replay": rep, "drivers": drivers}
     if args.sensirion:
         from bench.edge_sensirion import cpu_per_reading
 
@@ -496,11 +521,9 @@ def main() -> None:
     s, r = steady, rep
     print()
     print(
-        f"agent, no camera, SDS011 + BME280 every {s['interval_s']:g} s, "
+        f"agent, no camera, {sensors} every {s['interval_s']:g} s, "
         f"{s['seconds'] / 60:g} min, confirm = true:"
     )
-    if args.sensirion:
-        print("  with an SPS30, an SCD30 and an SCD4x too (simulated on the agent's I2C bus)")
     print(f"  RSS at the end                 : {s['rss_mb']:>8} MB (goal <= 40 MB)")
     print(f"  peak RSS (VmHWM)               : {s['hwm_mb']:>8} MB")
     print(f"  readings / messages confirmed  : {s['readings']:>8} / {s['messages_confirmed']}")
@@ -526,6 +549,7 @@ def main() -> None:
         f"(60-s readings) drains in {r['default_pace_day_backlog_s']} s; "
         f"{r['messages']} messages in {r['messages'] / DEFAULT_PACE / 60:.0f} min"
     )
+    print("\n".join(report(drivers)))
     if args.sensirion:
         print("CPU per reading, driver + its simulator, in this process (bench/edge_sensirion.py):")
         for name, micros in result["cpu_us_per_reading"].items():

@@ -33,10 +33,14 @@ def _steady(tmp_path: Path, seconds: float, interval_s: float, **options: Any) -
         broker.stop()
 
 
-def test_steady_state_measures_the_agent_process(tmp_path: Path) -> None:
-    result = _steady(tmp_path, seconds=4.0, interval_s=0.5)
-    assert result["readings"] >= 5  # both sensors were read: 2 + 3 readings a sample
-    assert result["readings"] % 5 == 0, "a sensor failed: not every sample had 5 readings"
+# SDS011 2 + BME280 3 readings a sample; with the I2C sensors SHT4x 2 + soil probe 2 more.
+@pytest.mark.parametrize(("i2c_sensors", "per_sample"), [(False, 5), (True, 9)])
+def test_steady_state_measures_the_agent_process(
+    tmp_path: Path, i2c_sensors: bool, per_sample: int
+) -> None:
+    result = _steady(tmp_path, seconds=4.0, interval_s=0.5, i2c_sensors=i2c_sensors)
+    assert result["readings"] >= per_sample  # every sensor was read
+    assert result["readings"] % per_sample == 0, "a sensor failed: a sample lacked readings"
     assert 5 < result["rss_mb"] <= result["hwm_mb"]
     assert result["write_bytes_per_reading"] == pytest.approx(
         result["write_bytes"] / result["readings"], rel=0.01

@@ -11,12 +11,13 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 from smbus2 import i2c_msg
 
+from sensorpipe.edge import errors
 from sensorpipe.edge.drivers.registry import SensorConfig
 from sensorpipe.edge.drivers.scd4x import Scd4x
 from sensorpipe.edge.drivers.scd30 import Scd30
 from sensorpipe.edge.drivers.sensirion import SensirionDriver
+from sensorpipe.edge.drivers.sensirion_crc import crc8
 from sensorpipe.edge.drivers.sps30 import Sps30
-from sensorpipe.edge.errors import SensorConfigError, SensorError
 from sensorpipe.firmware_sim.bme280 import Bme280Device
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.sensirion import (
@@ -27,7 +28,6 @@ from sensorpipe.firmware_sim.sensirion import (
     Scd30Device,
     SensirionDevice,
     Sps30Device,
-    crc8,
     encode_words,
 )
 
@@ -198,10 +198,12 @@ def test_sps30_fan_and_laser_errors_of_its_status_register_fail_the_reading(
     device.status_register = 1 << 21  # fan speed warning only: the reading stands
     assert driver.read()["pm10"] == 20.0
     device.status_register = 1 << 4
-    with pytest.raises(SensorError, match="fan error: the fan is switched on but not running"):
+    fan = "fan error: the fan is switched on but not running"
+    with pytest.raises(errors.SensorError, match=fan) as caught:
         driver.read()
+    assert caught.value.kind == "sensor_fault"
     device.status_register = 1 << 5
-    with pytest.raises(SensorError, match="laser error"):
+    with pytest.raises(errors.SensorError, match="laser error"):
         driver.read()
 
 
@@ -232,9 +234,9 @@ def test_a_burst_of_bad_crcs_is_counted_and_then_reading_goes_on(clock: Clock, n
     device, driver = _open(name, clock)
     device.crc_burst(3)
     for _ in range(3):
-        with pytest.raises(SensorError, match="bad checksum"):
+        with pytest.raises(errors.SensorChecksumError, match="bad checksum"):
             driver.read()
-    assert driver.frames_bad == 3
+    assert driver.frames_bad == 0  # each bad CRC fails its read: counted once, by its kind
     assert driver.read()
 
 
@@ -243,11 +245,11 @@ def test_a_sensor_that_goes_silent_and_comes_back(clock: Clock, name: str) -> No
     device, driver = _open(name, clock)
     driver.read()
     device.go_silent(60.0)
-    with pytest.raises(SensorError, match="no answer"):
+    with pytest.raises(errors.SensorTimeout, match="no answer"):
         driver.read()
     clock.t += 61.0 + device.power_up_s
     # Back as after a power cut: idle. The driver notices and starts it again.
-    with pytest.raises(SensorError, match="restarted"):
+    with pytest.raises(errors.SensorTimeout, match="restarted"):
         driver.read()
     assert driver.read()
 
@@ -271,7 +273,7 @@ def test_stuck_values_repeat_while_the_air_changes(clock: Clock, name: str) -> N
 def test_a_value_outside_the_data_sheets_range_is_refused(clock: Clock, name: str) -> None:
     device, driver = _open(name, clock)
     device.out_of_range = True
-    with pytest.raises(SensorError, match="outside the data sheet's range"):
+    with pytest.raises(errors.SensorOutOfRange, match="outside the data sheet's range"):
         driver.read()
 
 
@@ -279,7 +281,7 @@ def test_a_value_outside_the_data_sheets_range_is_refused(clock: Clock, name: st
 def test_a_sensor_at_another_address_is_a_configuration_error(clock: Clock, name: str) -> None:
     device_class, driver_class, address = SENSORS[name]
     device = _powered(device_class(now=clock.now), clock)
-    with pytest.raises(SensorConfigError, match=f"no {name} answers at 0x{address:02x}"):
+    with pytest.raises(errors.SensorConfigError, match=f"no {name} answers at 0x{address:02x}"):
         driver_class(_bus(address + 1, device), sleep=clock.sleep)
 
 
@@ -334,8 +336,23 @@ def test_a_bus_glitch_without_a_power_cut_needs_no_restart(clock: Clock, name: s
     device, driver = _open(name, clock)
     driver.read()
     device.go_silent(0.5, power_cycle=False)
-    with pytest.raises(SensorError, match="no answer"):
+    with pytest.raises(errors.SensorError, match="no answer"):
         driver.read()
     clock.t += 10.0
     assert driver.read()
     assert device.measuring  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", SENSORS)
+def test_a_bus_error_other_than_a_nack_is_an_io_fault(clock: Clock, name: str) -> None:
+    import errno
+
+    device, driver = _open(name, clock)
+
+    def broken(length: int) -> bytes:
+        raise OSError(errno.EOPNOTSUPP, "bus driver refuses the transfer")
+
+    device.i2c_read = broken  # type: ignore[method-assign]
+    with pytest.raises(errors.SensorIOError, match="I2C error") as caught:
+        driver.read()
+    assert caught.value.kind == "io"

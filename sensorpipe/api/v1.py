@@ -121,6 +121,14 @@ class SensorHealthOut(BaseModel):
     reported_at: str | None = Field(description="its newest status (UTC)")
     uptime_24h: float | None = Field(description="share of 5-minute windows with its readings")
     uptime_7d: float | None
+    errors: dict[str, int] = Field(
+        default_factory=dict,
+        description="its newest status's faults by kind since the device's agent started "
+        "(checksum, timeout, io, out_of_range, not_available, ...)",
+    )
+    backoff_s: float | None = Field(
+        default=None, description="seconds between tries while it keeps failing; 0: on schedule"
+    )
 
 
 class CalibrationOut(BaseModel):

@@ -41,7 +41,7 @@ from sensorpipe.edge.drivers.registry import (
     _smbus,
     open_driver,
 )
-from sensorpipe.edge.errors import EdgeError
+from sensorpipe.edge.errors import SensorError
 from sensorpipe.protocol.ack import ack_topic, decode_ack
 from sensorpipe.protocol.brokerlink import (
     BAD_LOGIN,
@@ -139,7 +139,8 @@ def check_sensor(sensor: SensorConfig, probes: Probes) -> tuple[Check, bool]:
         if driver is not None:
             driver.close()
     shown = ", ".join(f"{q} {v:g}" for q, v in values.items())
-    return Check(name, OK, f"{where}: {shown}"), True
+    note = getattr(driver, "note", None)  # a reading that is good but says something is off
+    return Check(name, OK, f"{where}: {shown}" + (f" ({note})" if note else "")), True
 
 
 def _errno_of(exc: BaseException) -> int | None:
@@ -178,9 +179,9 @@ def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver |
         )
     frames_bad = driver.frames_bad if driver is not None else 0
     if frames_bad:
-        cause = "or wrong baud rate" if serial else ", a bus too fast or a cable too long"
-        return f"bad checksum: {frames_bad} malformed frames (loose wiring{cause}?)"
-    text = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
+        why = "loose wiring or wrong baud rate?" if serial else "loose wiring or a long bus?"
+        return f"bad checksum: {frames_bad} malformed frames ({why})"
+    text = str(exc) if isinstance(exc, SensorError) else f"{type(exc).__name__}: {exc}"
     text = text.removeprefix(f"{sensor.driver}: ")
     if "no answer" in text or "did not finish" in text:
         return f"no answer ({text}): check the wiring and the sensor's power"

@@ -34,6 +34,7 @@ def run_agent(config_path: Path) -> None:
     from sensorpipe.edge.counting.loop import CountingLoop
     from sensorpipe.edge.drivers import open_driver
     from sensorpipe.edge.outbox import OutboxError, SqliteOutbox
+    from sensorpipe.edge.sensorloop import READ_TIMEOUT_S
 
     try:
         config = load_edge_config(config_path)
@@ -56,8 +57,15 @@ def run_agent(config_path: Path) -> None:
         raise RunError(str(config.key_error("outbox_path", str(exc)))) from None
     # Sensors are opened by the agent: one that cannot be opened is reported and tried again
     # while the others are read.
+    # A sensor's own `timeout_s` (where its section has one) bounds one exchange; an open or
+    # a read after a lost port does up to three (the SDS011's wake, mode, query).
     sensors = [
-        SensorOpener(s.driver, functools.partial(open_driver, s), s.interval_s)
+        SensorOpener(
+            s.driver,
+            functools.partial(open_driver, s),
+            s.interval_s,
+            read_timeout_s=max(READ_TIMEOUT_S, 3 * float(getattr(s, "timeout_s", 0.0)) + 1.0),
+        )
         for s in config.sensors
     ]
     agent = Agent(config, sensors=sensors, outbox=outbox, counter=counter)

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sensorpipe.edge.drivers.sensirion_crc import crc8, pack_words
+
 SPS30_ADDRESS, SCD30_ADDRESS, SCD4X_ADDRESS = 0x69, 0x61, 0x62
 # The interface description's float example: 0x43DB8C2E, about 439.1 ppm.
 SCD30_CO2 = struct.unpack(">f", bytes.fromhex("43DB8C2E"))[0]
@@ -30,23 +32,10 @@ SCD30_CO2 = struct.unpack(">f", bytes.fromhex("43DB8C2E"))[0]
 SCD4X_EXAMPLE = (500.0, -45 + 175 * 0x6667 / 65535, 100 * 0x5EB9 / 65535)
 
 
-def crc8(data: bytes) -> int:
-    """Sensirion CRC-8 over `data` (one 2-byte word on the wire)."""
-    crc = 0xFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x31) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc
-
-
 def encode_words(words: list[int]) -> bytes:
-    """Words as on the wire: big-endian, each followed by its CRC."""
-    out = bytearray()
-    for word in words:
-        pair = struct.pack(">H", word & 0xFFFF)
-        out += pair + bytes([crc8(pair)])
-    return bytes(out)
+    """Words as on the wire: big-endian, each followed by its CRC (`sensirion_crc`, the drivers'
+    own framing)."""
+    return pack_words(*(word & 0xFFFF for word in words))
 
 
 def float_words(value: float) -> list[int]:

@@ -104,6 +104,11 @@ def message_points(
             }
             if h.last_error:
                 status["last_error"] = h.last_error
+            # Faults by kind, one integer field each (sensorpipe.query.health reads them back).
+            for kind, n in h.errors.items():
+                status[f"{storage.ERRORS_PREFIX}{kind}"] = n
+            if h.backoff_s:
+                status["backoff_s"] = float(h.backoff_s)
             points.append(Point(storage.SENSOR_STATUS, {**base, "sensor": h.sensor}, status, t))
     points.append(_link_point(message, base, receipt, t))
     return points

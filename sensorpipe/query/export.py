@@ -280,6 +280,7 @@ QUANTITY_NAMES: dict[str, dict[str, str]] = {
         "co2": "carbon dioxide (CO₂)",
         "noise": "sound level",
         "soil_moisture": "soil moisture",
+        "soil_probe_voltage": "soil probe voltage",
     },
     "nl": {
         "pm1": "fijnstof (PM1)",
@@ -293,9 +294,18 @@ QUANTITY_NAMES: dict[str, dict[str, str]] = {
         "co2": "kooldioxide (CO₂)",
         "noise": "geluidsniveau",
         "soil_moisture": "bodemvochtigheid",
+        "soil_probe_voltage": "spanning bodemvochtsensor",
     },
 }
-_UNITS = {"ug/m3": "µg/m³", "degC": "°C", "%": "%", "hPa": "hPa", "ppm": "ppm", "dBA": "dB(A)"}
+_UNITS = {
+    "ug/m3": "µg/m³",
+    "degC": "°C",
+    "%": "%",
+    "hPa": "hPa",
+    "ppm": "ppm",
+    "dBA": "dB(A)",
+    "V": "V",
+}
 
 CLASS_NAMES: dict[str, dict[str, str]] = {
     "en": {

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from sensorpipe.edge.drivers.sensirion import PressureSource, Scd30Config, SensirionDriver
-from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.errors import SensorTimeout
 
 PRESSURE_STEP_HPA = 2.0
 
@@ -69,7 +69,7 @@ class Scd30(SensirionDriver):
             self._start(mbar)
         if not self.wait_ready(self.device.get_data_ready, self.interval_s + 1.0, 0.1):
             self._start(self.pressure_mbar)  # back from a power cut: idle, not measuring
-            raise SensorError(
+            raise SensorTimeout(
                 f"scd30: no new measurement for {self.interval_s + 1:g} s: measurement restarted"
             )
         co2, temperature, humidity = self.call(

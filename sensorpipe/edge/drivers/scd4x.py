@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from sensorpipe.edge.drivers.sensirion import PressureSource, Scd4xConfig, SensirionDriver
-from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.errors import SensorTimeout
 
 
 class Scd4x(SensirionDriver):
@@ -57,7 +57,7 @@ class Scd4x(SensirionDriver):
             # Back from a power cut the sensor is idle: stop (harmless) and start again.
             self.call("stop measurement", self.device.stop_periodic_measurement)
             self._configure_and_start()
-            raise SensorError("scd4x: no new measurement for 5.5 s: measurement restarted")
+            raise SensorTimeout("scd4x: no new measurement for 5.5 s: measurement restarted")
         co2, temperature, humidity = self.call("read measurement", self.device.read_measurement)
         reading = {
             "co2": float(co2.value),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sensorpipe.edge.errors import SensorConfigError, SensorError
+from sensorpipe.edge.errors import SensorConfigError, SensorError, SensorIOError, SensorTimeout
 
 HEAD, TAIL, CMD, DATA, REPLY = 0xAA, 0xAB, 0xB4, 0xC0, 0xC5
 SET_REPORTING_MODE, QUERY_DATA, SET_SLEEP, FIRMWARE = 2, 4, 6, 7
@@ -144,11 +144,11 @@ class Sds011:
         if self._port is not None:
             return self._port
         if self._path is None:
-            raise SensorError("sds011: the serial port was lost")
+            raise SensorIOError("sds011: the serial port was lost")
         try:
             port = _open_port(self._path)
         except OSError as exc:
-            raise SensorError(f"sds011: serial port {self._path} not back yet: {exc}") from exc
+            raise SensorIOError(f"sds011: serial port {self._path} not back yet: {exc}") from exc
         self._port = port
         # A sensor that lost power comes back in its default mode (active, awake): set it again.
         self._wake()
@@ -173,8 +173,10 @@ class Sds011:
             self._port = None
             with contextlib.suppress(OSError):
                 port.close()
-            raise SensorError(f"sds011: serial port lost ({exc}); will try to reopen it") from exc
-        raise SensorError(f"sds011: no answer to command 0x{cmd[2]:02x} within {self._timeout_s} s")
+            raise SensorIOError(f"sds011: serial port lost ({exc}); will try to reopen it") from exc
+        raise SensorTimeout(
+            f"sds011: no answer to command 0x{cmd[2]:02x} within {self._timeout_s} s"
+        )
 
 
 def _open_port(path: str) -> SerialPort:

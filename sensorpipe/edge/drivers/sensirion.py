@@ -2,13 +2,20 @@
 transport that points Sensirion's own Python drivers at our I2C bus, and the error mapping.
 
 Sensirion's packages (`sensirion-i2c-sps30`, `-scd30`, `-scd4x`, the `sensirion` extra) hold the
-command tables, CRC and conversions; they talk through a transceiver object. `SmbusTransceiver`
+command tables and conversions; they talk through a transceiver object. The CRC-8 they check
+and append is ours, `sensirion_crc.crc8` (the one the SHT drivers and every simulator use),
+handed to their channel in place of their own calculator. `SmbusTransceiver`
 is ours: each transfer is one `i2c_rdwr` write, the command's wait, then a separate `i2c_rdwr`
 read: no repeated start, which the SCD30 does not support, and no 32-byte SMBus block limit (the
 SPS30's float answer is 60 bytes). On a Pi the bus is `smbus2.SMBus(n)`, in tests
 `firmware_sim.i2c.SimulatedI2CBus`; a BME280 on the same bus is read through the same object.
 The vendor packages are imported only when such a sensor is opened: an agent without one does
 not load them (bench/edge.py measures the cost with them).
+
+Failures are raised as the agent's kinds (drivers/base.py): a bad CRC `SensorChecksumError`
+(the read is lost, so it is not also counted in `frames_bad`, which stays 0), no acknowledge or
+no new measurement in time `SensorTimeout`, another bus error `SensorIOError`, a value outside
+the data sheet's range `SensorOutOfRange`.
 """
 
 from __future__ import annotations
@@ -25,7 +32,15 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from sensorpipe.edge.errors import SensorConfigError, SensorError
+from sensorpipe.edge.drivers.sensirion_crc import crc8
+from sensorpipe.edge.errors import (
+    SensorChecksumError,
+    SensorConfigError,
+    SensorError,
+    SensorIOError,
+    SensorOutOfRange,
+    SensorTimeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +132,7 @@ def _vendor() -> Any:
 
 
 def open_channel(bus: Any, address: int, sleep: Sleep) -> Any:
-    """A Sensirion `I2cChannel` (CRC-8 0x31/0xFF) to `address` over an smbus2-shaped `bus`."""
+    """A Sensirion `I2cChannel` to `address` over an smbus2-shaped `bus`, with our CRC-8."""
     driver, i2c_channel, transceiver_v1, _errors = _vendor()
     from smbus2 import i2c_msg
 
@@ -153,8 +168,7 @@ def open_channel(bus: Any, address: int, sleep: Sleep) -> Any:
                 sleep(command.post_processing_time)  # the injected clock, not time.sleep
             return result
 
-    crc = driver.CrcCalculator(8, 0x31, 0xFF, 0x00)
-    return i2c_channel(Connection(SmbusTransceiver()), slave_address=address, crc=crc)
+    return i2c_channel(Connection(SmbusTransceiver()), slave_address=address, crc=crc8)
 
 
 class SensirionDriver:
@@ -165,6 +179,7 @@ class SensirionDriver:
     use (tests pass a fake one). `start` is each sensor's own opening sequence."""
 
     model = ""
+    frames_bad = 0  # a bad CRC fails its read (SensorChecksumError): nothing is skipped
     settings_model: Any = None  # the configuration model of the sensor's section
     vendor_class = ("", "")  # Sensirion's driver class: module, name
 
@@ -176,7 +191,6 @@ class SensirionDriver:
         self.address = config.address
         self._owns_bus = owns_bus
         self._sleep = sleep
-        self.frames_bad = 0
         self.channel = open_channel(bus, config.address, sleep)
         module, name = self.vendor_class
         self.device: Any = getattr(importlib.import_module(module), name)(self.channel)
@@ -186,21 +200,23 @@ class SensirionDriver:
         raise NotImplementedError
 
     def call(self, what: str, function: Callable[..., Any], *args: Any) -> Any:
-        """One vendor call; bus faults become `SensorError`, bad CRCs are also counted."""
+        """One vendor call; a bad CRC becomes `SensorChecksumError`, no acknowledge
+        `SensorTimeout`, another bus fault `SensorIOError`."""
         errors = _vendor()[3]
         try:
             return function(*args)
         except errors.I2cChecksumError as exc:
-            self.frames_bad += 1
-            raise SensorError(
+            raise SensorChecksumError(
                 f"{self.model}: bad checksum (CRC) in the answer to {what} ({exc})"
             ) from exc
         except errors.I2cNackError as exc:
-            raise SensorError(
+            raise SensorTimeout(
                 f"{self.model}: no answer at 0x{self.address:02x} to {what} (not acknowledged)"
             ) from exc
+        except errors.I2cTimeoutError as exc:
+            raise SensorTimeout(f"{self.model}: no answer in time to {what}: {exc}") from exc
         except (errors.I2cError, OSError) as exc:
-            raise SensorError(f"{self.model}: I2C error in {what}: {exc}") from exc
+            raise SensorIOError(f"{self.model}: I2C error in {what}: {exc}") from exc
 
     def first_contact(self, what: str, function: Callable[[], Any], wait_s: float) -> Any:
         """The first command at open: a sensor still powering up (or asleep) gets `wait_s` to
@@ -232,7 +248,7 @@ class SensirionDriver:
         for quantity, (low, high) in DATA_SHEET_RANGES[self.model].items():
             value = values[quantity]
             if not low <= value <= high:
-                raise SensorError(
+                raise SensorOutOfRange(
                     f"{self.model}: {quantity} = {value:g} is outside the data sheet's range "
                     f"{low:g}..{high:g} (sensor fault)"
                 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from sensorpipe.edge.drivers.sensirion import SensirionDriver, Sps30Config
-from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.errors import SensorError, SensorTimeout
 
 FLOAT_FORMAT = 0x0300
 QUANTITIES = ("pm1", "pm2_5", "pm4", "pm10")
@@ -62,12 +62,14 @@ class Sps30(SensirionDriver):
             # Measuring sensors have a value every second: this one lost power and is idle.
             self.call("stop measurement", self.device.stop_measurement)
             self._start()
-            raise SensorError("sps30: no new measurement for 1.5 s: measurement restarted")
+            raise SensorTimeout("sps30: no new measurement for 1.5 s: measurement restarted")
         if self.firmware >= (2, 2):
             status = int(self.call("status register", self.device.read_device_status_register))
             errors = [text for bit, text in STATUS_ERRORS.items() if status & bit]
             if errors:
-                raise SensorError(f"sps30: {'; '.join(errors)} (the sensor reports it)")
+                raise SensorError(
+                    f"sps30: {'; '.join(errors)} (the sensor reports it)", kind="sensor_fault"
+                )
         values = self.call("read measured values", self.device.read_measurement_values_float)
         reading = {q: round(float(v), 2) for q, v in zip(QUANTITIES, values[:4], strict=True)}
         self.check_range(reading)
