@@ -101,12 +101,15 @@ def edge_toml(
     confirm: bool = True,
     pace: float = DEFAULT_PACE,
     i2c_sensors: bool = False,
+    sensirion: bool = False,
 ) -> str:
-    """`i2c_sensors`: an SHT4x and a soil probe too (bench.edge_agent simulates them)."""
+    """`i2c_sensors`: an SHT4x and a soil probe too; `sensirion`: an SPS30, an SCD30 and an
+    SCD4x too (bench.edge_agent simulates them all)."""
     extra = "".join(
         f'\n[[sensors]]\ndriver = "{d}"\n{more}interval_s = {interval_s}\n'
         for d, more in (("sht4x", ""), ("soil_ads1115", "v_dry = 2.6\nv_wet = 1.2\n"))
     )
+    sections = "\n" + SENSIRION_SECTIONS.format(interval_s=interval_s) if sensirion else ""
     return f"""\
 device_id = "{device_id}"
 private_key = "{private_key}"
@@ -130,7 +133,15 @@ driver = "bme280"
 bus = 1
 address = 0x76
 interval_s = {interval_s}
-{extra if i2c_sensors else ""}"""
+{extra if i2c_sensors else ""}{sections}"""
+
+
+# `--sensirion`: an SPS30, an SCD30 and an SCD4x besides the SDS011 and the BME280
+# (bench.edge_agent gives them their simulators).
+SENSIRION_SECTIONS = "".join(
+    f'[[sensors]]\ndriver = "{name}"\nbus = 1\ninterval_s = {{interval_s}}\n\n'
+    for name in ("sps30", "scd30", "scd4x")
+)
 
 
 @dataclass
@@ -239,11 +250,11 @@ class Account:
 
 
 def steady_state(
-    account: Account, workdir: Path, seconds: float, interval_s: float, *, i2c_sensors: bool = False
+    account: Account, workdir: Path, seconds: float, interval_s: float, **sensors: bool
 ) -> dict[str, Any]:
-    """The agent with an SDS011 and a BME280 (and with `i2c_sensors` an SHT4x and a soil probe)
-    every `interval_s` for `seconds`: its memory at the end and what it wrote to disk per
-    reading."""
+    """The agent with an SDS011 and a BME280 (and the sensors `edge_toml` adds: `i2c_sensors`
+    an SHT4x and a soil probe, `sensirion` an SPS30, an SCD30 and an SCD4x) every `interval_s`
+    for `seconds`: its memory at the end and what it wrote to disk per reading."""
     with Sds011Simulator(Sds011Device(bad_frame_rate=0.0)) as sds:
         config = workdir / "steady.toml"
         config.write_text(
@@ -257,7 +268,7 @@ def steady_state(
                 serial_port=sds.port,
                 interval_s=interval_s,
                 confirm=account.confirm,
-                i2c_sensors=i2c_sensors,
+                **sensors,
             )
         )
         with run_agent(config, workdir) as agent:
@@ -449,6 +460,11 @@ def main() -> None:
         action="store_true",
         help="the steady state with an SHT4x and a soil probe too (RSS with them configured)",
     )
+    parser.add_argument(
+        "--sensirion",
+        action="store_true",
+        help="also an SPS30, an SCD30 and an SCD4x (simulated), and their CPU per reading",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.minutes <= 0 or args.interval <= 0:
@@ -459,6 +475,7 @@ def main() -> None:
         parser.error(f"--workdir {args.workdir}: no such directory")
     say = (lambda _m: None) if args.json else print
     sensors = "SDS011 + BME280" + (" + SHT4x + soil probe" if args.i2c_sensors else "")
+    sensors += " + SPS30 + SCD30 + SCD4x" if args.sensirion else ""
 
     with tempfile.TemporaryDirectory(prefix=".bench-edge-", dir=args.workdir) as tmp:
         workdir = Path(tmp).resolve()  # paths in edge.toml are relative to the file
@@ -479,7 +496,12 @@ def main() -> None:
                 creds.password,
             )
             steady = steady_state(
-                account, workdir, args.minutes * 60, args.interval, i2c_sensors=args.i2c_sensors
+                account,
+                workdir,
+                args.minutes * 60,
+                args.interval,
+                i2c_sensors=args.i2c_sensors,
+                sensirion=args.sensirion,
             )
         finally:
             stack.down()
@@ -489,6 +511,10 @@ def main() -> None:
     say("CPU per reading of each I2C driver against its simulator (bench.edge_drivers)")
     drivers = driver_cpu()
     result = {"steady": steady, "replay": rep, "drivers": drivers}
+    if args.sensirion:
+        from bench.edge_sensirion import cpu_per_reading
+
+        result["cpu_us_per_reading"] = cpu_per_reading()
     if args.json:
         print(json.dumps(result))
         return
@@ -524,6 +550,10 @@ def main() -> None:
         f"{r['messages']} messages in {r['messages'] / DEFAULT_PACE / 60:.0f} min"
     )
     print("\n".join(report(drivers)))
+    if args.sensirion:
+        print("CPU per reading, driver + its simulator, in this process (bench/edge_sensirion.py):")
+        for name, micros in result["cpu_us_per_reading"].items():
+            print(f"  {name:<30} : {micros:>8} µs")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,15 @@ and `soil_ads1115` drivers: a `SimulatedI2CBus` with a `Bme280Device` at 0x76/0x
 `Sht4xDevice` at 0x44 and an `Ads1115Device` with a soil probe at 0x48 instead of smbus2 on
 /dev/i2c-N (this machine has no I2C bus).
 The SDS011 needs no such seam: it is simulated on a pty by the benchmark process.
+With `sps30`, `scd30` or `scd4x` sections (`bench.edge --sensirion`) those drivers get a bus
+with their simulators, whose clocks run 5 times faster so the SCD4x's 5-s period fits the
+benchmark's 1-s interval.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +45,31 @@ def _simulated(name: str) -> Callable[[Any, registry.I2CBusFactory], SensorDrive
     return lambda config, _i2c: opener(config, simulated_bus)
 
 
+def sensirion_bus(_number: int) -> SimulatedI2CBus:
+    from sensorpipe.firmware_sim import sensirion as sims
+
+    def fast() -> float:
+        return time.monotonic() * 5.0
+
+    bus = simulated_bus(_number)  # the BME280 is there too: the SCD4x takes its pressure
+    for address, device_class in (
+        (sims.SPS30_ADDRESS, sims.Sps30Device),
+        (sims.SCD30_ADDRESS, sims.Scd30Device),
+        (sims.SCD4X_ADDRESS, sims.Scd4xDevice),
+    ):
+        device = device_class(now=fast)
+        device.powered_at -= device.power_up_s
+        bus.attach(address, device)
+    return bus
+
+
+def _open_sensirion(config: Any, _i2c: registry.I2CBusFactory) -> SensorDriver:
+    return registry._open_sensirion(config, sensirion_bus)
+
+
 if __name__ == "__main__":
     for name in ("bme280", "sht4x", "soil_ads1115"):
         registry.DRIVERS[name] = _simulated(name)
+    for name in ("sps30", "scd30", "scd4x"):
+        registry.DRIVERS[name] = _open_sensirion
     main(["edge", "run", *sys.argv[1:]])

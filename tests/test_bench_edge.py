@@ -6,6 +6,7 @@ baseline. The figures are not judged (timing); that each was measured, and is pl
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,22 +20,25 @@ def test_readings_in_reads_the_agent_summary() -> None:
     assert readings_in(summary) == (640, 127, 3)
 
 
-# SDS011 2 + BME280 3 readings a sample; with the I2C sensors SHT4x 2 + soil probe 2 more.
-@pytest.mark.parametrize(("i2c_sensors", "per_sample"), [(False, 5), (True, 9)])
-def test_steady_state_measures_the_agent_process(
-    tmp_path: Path, i2c_sensors: bool, per_sample: int
-) -> None:
+def _steady(tmp_path: Path, seconds: float, interval_s: float, **options: Any) -> dict[str, Any]:
+    """bench.edge's steady state against a bare broker, without the ingest's confirmation."""
     port = free_port()
     broker: ManagedProcess = bare_broker(tmp_path, port)
     broker.start(lambda: port_open(port))
     try:
         key, _ = generate_keypair()
         account = Account("smoke-01", key, port, "smoke-01", "x", confirm=False)
-        result = steady_state(
-            account, tmp_path, seconds=4.0, interval_s=0.5, i2c_sensors=i2c_sensors
-        )
+        return steady_state(account, tmp_path, seconds, interval_s, **options)
     finally:
         broker.stop()
+
+
+# SDS011 2 + BME280 3 readings a sample; with the I2C sensors SHT4x 2 + soil probe 2 more.
+@pytest.mark.parametrize(("i2c_sensors", "per_sample"), [(False, 5), (True, 9)])
+def test_steady_state_measures_the_agent_process(
+    tmp_path: Path, i2c_sensors: bool, per_sample: int
+) -> None:
+    result = _steady(tmp_path, seconds=4.0, interval_s=0.5, i2c_sensors=i2c_sensors)
     assert result["readings"] >= per_sample  # every sensor was read
     assert result["readings"] % per_sample == 0, "a sensor failed: a sample lacked readings"
     assert 5 < result["rss_mb"] <= result["hwm_mb"]
@@ -48,3 +52,16 @@ def test_replay_drains_the_outbox_and_measures_the_baseline(tmp_path: Path) -> N
     assert result["messages"] == 300
     assert result["replay_msg_s"] > 0 and result["paho_qos1_msg_s"] > 0
     assert result["payload_bytes"] > 300  # a signed air message with five readings
+
+
+def test_steady_state_with_the_sensirion_sensors_and_their_cpu_per_reading(
+    tmp_path: Path,
+) -> None:
+    from bench.edge_sensirion import cpu_per_reading
+
+    result = _steady(tmp_path, seconds=6.0, interval_s=1.0, sensirion=True)
+    assert 5 < result["rss_mb"] <= result["hwm_mb"]
+    first = (tmp_path / "steady.log").read_text()  # the agent's log names its first reading
+    assert "sps30 (pm1 " in first and "scd30 (co2 " in first and "scd4x (co2 " in first
+    cpu = cpu_per_reading(n=20)
+    assert set(cpu) == {"sps30", "scd30", "scd4x"} and all(v > 0 for v in cpu.values())

@@ -69,6 +69,11 @@ def _edge_config(tmp: Path, line: str) -> str:
     return _file(tmp, "edge.toml", f"{first}\n{line}\n{rest}\n")
 
 
+# The example's SPS30 section uncommented, with an `address` line after its `driver` line.
+_SPS30 = '#[[sensors]]\n#driver = "sps30"'
+_SPS30_AT = '[[sensors]]\ndriver = "sps30"\naddress = '
+
+
 def _edge_config_with(tmp: Path, old: str, new: str) -> str:
     """The example edge configuration with the line `old` replaced by `new`."""
     from sensorpipe.resources import example_config
@@ -340,6 +345,10 @@ CASES: dict[str, list[Case]] = {
             "sensors.1.bme280.address (line 36): 0x99: a BME280 answers only at 0x76",
         ),
         (
+            lambda t: ["--config", _edge_config_with(t, _SPS30, _SPS30_AT + "0x70")],
+            "sensors.4.sps30.address (line 72): 0x70: an sps30 answers only at 0x69",
+        ),
+        (
             lambda t: [
                 "--config",
                 _edge_config_with(t, 'port = "/dev/ttyUSB0"', f'port = "{_file(t, "tty", "x")}"'),
@@ -353,6 +362,10 @@ CASES: dict[str, list[Case]] = {
         (
             lambda t: ["--config", _edge_config_with(t, "address = 0x76", "address = 0x99")],
             "sensors.1.bme280.address (line 36): 0x99: a BME280 answers only at 0x76",
+        ),
+        (
+            lambda t: ["--config", _edge_config_with(t, _SPS30, _SPS30_AT + "0x70")],
+            "sensors.4.sps30.address (line 72): 0x70: an sps30 answers only at 0x69",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, "address = 0x44", "address = 0x47")],

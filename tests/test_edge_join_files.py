@@ -114,6 +114,15 @@ def test_a_device_whose_sensors_have_no_driver_is_told_what_to_add(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _answer(monkeypatch, None)
-    joined = join(_code(sensors=["sps30"]), Layout(tmp_path))
+    joined = join(_code(sensors=["ips7100"]), Layout(tmp_path))
     (note,) = [n for n in joined.notes if "no sensor declared" in n]
-    assert "(sps30) has a driver" in note and "add a [[sensors]] section" in note
+    assert "(ips7100) has a driver" in note and "add a [[sensors]] section" in note
+
+
+def test_a_device_with_an_sps30_and_an_scd4x_gets_their_sections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _answer(monkeypatch, None)
+    join(_code(sensors=["bme280", "sps30", "scd4x"]), Layout(tmp_path))
+    drivers = [s["driver"] for s in _config(tmp_path)["sensors"]]
+    assert drivers == ["bme280", "sps30", "scd4x"]

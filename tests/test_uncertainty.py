@@ -204,3 +204,12 @@ def test_the_service_reads_the_book_again_when_it_changes(tmp_path: Any) -> None
         assert len(ctx.calibrations([]).assignments) == 2
     finally:
         ctx.close()
+
+
+def test_co2_of_an_scd4x_or_scd30_is_its_data_sheets_fixed_part_plus_a_share() -> None:
+    # SCD4x ±(50 ppm + 5 % of the value), SCD30 ±(30 ppm + 3 %)
+    assert _raw("co2", 800.0, "scd4x") == u.Uncertainty(90.0, "data-sheet:scd4x:co2")
+    assert _raw("co2", 1000.0, "scd30") == u.Uncertainty(60.0, "data-sheet:scd30:co2")
+    assert _raw("temperature", 21.0, "scd4x") == u.Uncertainty(0.8, "data-sheet:scd4x:temperature")
+    sentence = u.basis_sentence("data-sheet:scd4x:co2", {})
+    assert "±(50 ppm + 5 % of the value)" in sentence

@@ -27,7 +27,14 @@ def sim() -> None:
     show_default=True,
     help="Seconds between readings per device.",
 )
-def sim_fleet(directory: Path | None, count: int, duration: float, interval: float) -> None:
+@click.option(
+    "--sensirion",
+    is_flag=True,
+    help="Give each device an SPS30 and an SCD41 too (needs the `sensirion` extra).",
+)
+def sim_fleet(
+    directory: Path | None, count: int, duration: float, interval: float, sensirion: bool
+) -> None:
     """Run COUNT simulated devices against a running stack for DURATION seconds.
 
     Refuses, registering nothing, when the stack's broker does not run or answer. Exits
@@ -55,7 +62,7 @@ def sim_fleet(directory: Path | None, count: int, duration: float, interval: flo
             {
                 "site": f"sim-site-{i % 3 + 1}",
                 "owner": "simulator",
-                "sensors": ["sds011", "bme280"],
+                "sensors": ["sds011", "bme280"] + (["sps30", "scd4x"] if sensirion else []),
             },
         )
         for i in range(count)
@@ -70,6 +77,7 @@ def sim_fleet(directory: Path | None, count: int, duration: float, interval: flo
         broker_port=info.broker_port,
         workdir=workdir,
         interval_s=interval,
+        sensirion=sensirion,
     )
     fleet.start()
     started = time.monotonic()

@@ -63,6 +63,7 @@ ANSWER_TIMEOUT_S = 20.0
 SENSOR_SECTIONS: dict[str, dict[str, Any]] = {
     "sds011": {"driver": "sds011", "port": "/dev/ttyUSB0", "interval_s": 60},
     "bme280": {"driver": "bme280", "bus": 1, "address": 0x76, "interval_s": 60},
+    **{m: {"driver": m, "bus": 1, "interval_s": 60} for m in ("sps30", "scd30", "scd4x")},
 }
 
 
@@ -189,7 +190,7 @@ def edge_config(
         mqtt["ca_file"] = str(layout.ca)
     sensors = [SENSOR_SECTIONS[s] for s in code.sensors if s in SENSOR_SECTIONS]
     if not code.sensors:  # any model: the usual pair
-        sensors = list(SENSOR_SECTIONS.values())
+        sensors = [SENSOR_SECTIONS["sds011"], SENSOR_SECTIONS["bme280"]]
     old_mqtt = old.get("mqtt")
     if not isinstance(old_mqtt, dict):
         old_mqtt = {}

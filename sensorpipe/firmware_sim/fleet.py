@@ -11,6 +11,11 @@ declared (or none, so that any known model is taken).
 With `sds011=False` a host has only the BME280: no pty, no serial port. A pty-backed SDS011
 costs a host about a dozen file descriptors, and pyserial and paho wait on them with select(),
 which cannot watch descriptors above 1023; fleets of a hundred hosts in one process need this.
+
+With `sensirion=True` a host also has an SPS30 and an SCD41 on its I2C bus (the SCD41 takes
+its pressure from the BME280 there), read through Sensirion's drivers (the `sensirion` extra).
+Their clocks run faster when the fleet reads more often than every 5 s (the SCD41's period), so
+a quick fleet is not held up by them.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from sensorpipe.firmware_sim.bme280 import Bme280Device
 from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
+from sensorpipe.firmware_sim.sensirion import SCD4X_ADDRESS, SPS30_ADDRESS
 from sensorpipe.firmware_sim.sht import Sht4xDevice
 from sensorpipe.gateway.devices import DeviceCredentials
 
@@ -61,6 +67,31 @@ def _garden(seed: int) -> Callable[[], float]:
 def _always(bus: SimulatedI2CBus) -> Callable[[int], SimulatedI2CBus]:
     """An I2C bus factory that hands out the simulated bus whatever bus number is asked."""
     return lambda _number: bus
+
+
+def _sensirion_sensors(
+    bus: SimulatedI2CBus, street: Street, interval_s: float
+) -> list[SensorConfig]:
+    from sensorpipe.edge.drivers.sensirion import Scd4xConfig, Sps30Config
+    from sensorpipe.firmware_sim.sensirion import Scd4xDevice, Sps30Device
+
+    speed = max(1.0, 5.0 / interval_s)
+
+    def device_time() -> float:
+        return time.monotonic() * speed
+
+    def air() -> tuple[float, float, float]:
+        temperature, humidity, _pressure = street.climate_now()
+        return 420.0 + 4.0 * street.pm_now()[0], temperature, humidity  # CO2 follows traffic
+
+    bus.attach(SPS30_ADDRESS, Sps30Device(street.pm_now, now=device_time))
+    scd = Scd4xDevice(air, now=device_time)
+    scd.powered_at -= scd.power_up_s
+    bus.attach(SCD4X_ADDRESS, scd)
+    return [
+        Sps30Config(driver="sps30", bus=1, interval_s=interval_s),
+        Scd4xConfig(driver="scd4x", bus=1, interval_s=interval_s, altitude_m=5),
+    ]
 
 
 @dataclass
@@ -88,6 +119,7 @@ class Fleet:
         confirm_timeout_s: float = 600.0,
         sds011: bool = True,
         max_messages_per_s: float | None = None,
+        sensirion: bool = False,
         sht4x: bool = False,
         soil: bool = False,
     ) -> None:
@@ -115,6 +147,8 @@ class Fleet:
             bme = Bme280Device(street.climate_now)
             bus = SimulatedI2CBus(1)
             bus.attach(0x76, bme)
+            if sensirion:
+                sensors += _sensirion_sensors(bus, street, interval_s)
             if sht4x:
                 bus.attach(0x44, Sht4xDevice(_air_of(street), seed=seed + i))
                 sensors.append(Sht4xConfig(driver="sht4x", interval_s=interval_s))

@@ -4,7 +4,8 @@ Drivers take a bus object; on a Pi that is `smbus2.SMBus(1)`, in tests this. An 
 no device behind it fails the way Linux does: OSError 121 (Remote I/O error).
 
 Two kinds of device sit on it: register devices (BME280: a register address, then bytes) and
-stream devices (`StreamDevice`: SHT3x/SHT4x take commands, the ADS1115 a pointer byte), which
+stream devices (`StreamDevice`: SHT3x/SHT4x, SPS30, SCD30 and SCD4x take commands, the ADS1115
+a pointer byte), which
 see every transfer's bytes as they are on the wire, through `i2c_rdwr` (smbus2's `i2c_msg`
 messages) or the SMBus block calls (the register byte first). A stream device refuses a transfer
 (a NACK) by raising OSError itself.

@@ -39,9 +39,15 @@ RIVM_RELATIVE = 0.20
 # The accuracy a sensor model's data sheet states, in the quantity's unit (Bosch BME280
 # data sheet, BST-BME280-DS002: temperature ±1.0 °C at 0-65 °C, humidity ±3 % RH, pressure
 # ±1.0 hPa absolute).
+# Sensirion: SCD30 CO2 ±(30 ppm + 3 % of the value) at 400-10 000 ppm (data sheet v1.0); SCD4x
+# (SCD40 data sheet v1.1) CO2 ±(50 ppm + 5 %) at 400-2000 ppm, ±0.8 °C and ±6 % RH at 15-35 °C.
 DATA_SHEET: dict[str, dict[str, float]] = {
     "bme280": {"temperature": 1.0, "relative_humidity": 3.0, "pressure": 1.0},
+    "scd30": {"co2": 30.0},
+    "scd4x": {"co2": 50.0, "temperature": 0.8, "relative_humidity": 6.0},
 }
+# The part of a data sheet's accuracy that is a share of the value, added to the fixed part.
+DATA_SHEET_SHARE: dict[str, dict[str, float]] = {"scd30": {"co2": 0.03}, "scd4x": {"co2": 0.05}}
 # What the unit is called in a sentence and in a CSV column.
 UNIT_TEXT = {"ug/m3": "µg/m³", "degC": "°C", "%": "%", "hPa": "hPa", "ppm": "ppm", "dBA": "dB(A)"}
 # The uncertainty is given to 0.01 of the unit: finer says nothing, and the crossover of
@@ -82,6 +88,7 @@ class Rule:
     basis: str | None = None
     fixed: float | None = None
     floor: float | None = None  # RIVM: max(floor, RIVM_RELATIVE × |value|)
+    share: float = 0.0  # a data sheet's "± (fixed + share of the value)"
 
     def at(self, value: float | None) -> Uncertainty:
         if value is None or self.basis is None:
@@ -90,6 +97,8 @@ class Rule:
             return Uncertainty(
                 round(max(self.floor, RIVM_RELATIVE * abs(value)), DECIMALS), self.basis
             )
+        if self.share and self.fixed is not None:
+            return Uncertainty(round(self.fixed + self.share * abs(value), DECIMALS), self.basis)
         return Uncertainty(self.fixed, self.basis)
 
 
@@ -118,7 +127,8 @@ def rule(
     model = (sensor or "").lower()
     sheet = DATA_SHEET.get(model, {}).get(quantity)
     if sheet is not None:
-        return Rule(f"{SHEET_PREFIX}{model}:{quantity}", fixed=sheet)
+        share = DATA_SHEET_SHARE.get(model, {}).get(quantity, 0.0)
+        return Rule(f"{SHEET_PREFIX}{model}:{quantity}", fixed=sheet, share=share)
     return NO_RULE
 
 
@@ -154,10 +164,13 @@ def basis_sentence(key: str, calibrations: dict[str, dict[str, Any]]) -> str:
         )
     if key.startswith(SHEET_PREFIX):
         sensor, q = key[len(SHEET_PREFIX) :].split(":", 1)
-        accuracy = DATA_SHEET[sensor][q]
+        accuracy = f"{DATA_SHEET[sensor][q]:g} {unit_text(q)}"
+        share = DATA_SHEET_SHARE.get(sensor, {}).get(q)
+        if share:
+            accuracy = f"({accuracy} + {share * 100:g} % of the value)"
         return (
             f"The {sensor.upper()} data sheet's stated accuracy for "
-            f"{QUANTITIES[q].description}: ±{accuracy:g} {unit_text(q)} (no calibration)."
+            f"{QUANTITIES[q].description}: ±{accuracy} (no calibration)."
         )
     if key.startswith(CAL_PREFIX):
         cal_id = key[len(CAL_PREFIX) :]

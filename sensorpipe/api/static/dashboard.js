@@ -19,10 +19,12 @@
   // A latest reading older than this is not coloured: it says nothing about the air now.
   const STALE_MS = 3 * 3600 * 1000;
   // Soil moisture comes with the air readings (/api/v1/air holds every environmental quantity).
-  const AIR_QUANTITIES = ["pm2_5", "pm10", "temperature", "relative_humidity", "soil_moisture"];
+  const AIR_QUANTITIES = [
+    "pm2_5", "pm10", "temperature", "relative_humidity", "co2", "soil_moisture",
+  ];
   const QUANTITY_LABEL = {
     pm2_5: "PM2.5", pm10: "PM10", temperature: "Temperature",
-    relative_humidity: "Relative humidity", pressure: "Pressure",
+    relative_humidity: "Relative humidity", pressure: "Pressure", co2: "CO₂",
     soil_moisture: "Soil moisture",
   };
   const CLASS_LABEL = {
@@ -35,6 +37,7 @@
     pm: { quantities: ["pm2_5", "pm10"], unit: "µg/m³", digits: 1 },
     temperature: { quantities: ["temperature"], unit: "°C", digits: 1 },
     humidity: { quantities: ["relative_humidity"], unit: "%", digits: 0 },
+    co2: { quantities: ["co2"], unit: "ppm", digits: 0 },
     soil: { quantities: ["soil_moisture"], unit: "%", digits: 0 },
   };
   const EVERY = [["1m", 60], ["5m", 300], ["10m", 600], ["30m", 1800], ["1h", 3600],

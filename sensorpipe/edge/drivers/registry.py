@@ -23,7 +23,9 @@ from sensorpipe.edge.drivers.ads1115 import (
 )
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.bme280 import Bme280, I2CBus
+from sensorpipe.edge.drivers.i2c_raw import close_bus
 from sensorpipe.edge.drivers.sds011 import Sds011
+from sensorpipe.edge.drivers.sensirion import Scd4xConfig, Scd30Config, Sps30Config
 from sensorpipe.edge.drivers.sht import SHT_ADDRESSES, Precision, Sht3x, Sht4x
 
 I2CBusFactory = Callable[[int], I2CBus]
@@ -173,10 +175,17 @@ class SoilProbeConfig(_SensorConfig):
         return v_wet
 
 
-SensorConfig = Annotated[
-    Sds011Config | Bme280Config | Sht3xConfig | Sht4xConfig | SoilProbeConfig,
-    Field(discriminator="driver"),
-]
+AnySensorConfig = (
+    Sds011Config
+    | Bme280Config
+    | Sht3xConfig
+    | Sht4xConfig
+    | SoilProbeConfig
+    | Sps30Config
+    | Scd30Config
+    | Scd4xConfig
+)
+SensorConfig = Annotated[AnySensorConfig, Field(discriminator="driver")]
 
 
 def _smbus(bus_number: int) -> I2CBus:
@@ -230,9 +239,27 @@ def _open_soil(config: Any, i2c: I2CBusFactory) -> SensorDriver:
     )  # fmt: skip
 
 
+def _open_sensirion(config: Any, i2c: I2CBusFactory) -> SensorDriver:
+    """SPS30, SCD30, SCD4x: `config` minus the agent's own keys are the driver's options."""
+    from importlib import import_module
+
+    module = import_module(f"sensorpipe.edge.drivers.{config.driver}")
+    driver_class = getattr(module, config.driver.capitalize())
+    options = config.model_dump(exclude={"driver", "interval_s", "bus"})
+    bus = _i2c_bus(config, i2c)
+    try:
+        return driver_class(bus, owns_bus=True, **options)
+    except BaseException:
+        close_bus(bus)  # the agent opens it again later: no file descriptor left behind
+        raise
+
+
 DRIVERS: dict[str, Callable[[Any, I2CBusFactory], SensorDriver]] = {
     "sds011": _open_sds011,
     "bme280": _open_bme280,
+    "sps30": _open_sensirion,
+    "scd30": _open_sensirion,
+    "scd4x": _open_sensirion,  # sensirion.py
     "sht3x": _open_sht,
     "sht4x": _open_sht,
     "soil_ads1115": _open_soil,
@@ -240,7 +267,7 @@ DRIVERS: dict[str, Callable[[Any, I2CBusFactory], SensorDriver]] = {
 
 
 def open_driver(
-    config: Sds011Config | Bme280Config | Sht3xConfig | Sht4xConfig | SoilProbeConfig,
+    config: AnySensorConfig,
     *,
     i2c_bus_factory: I2CBusFactory = _smbus,
 ) -> SensorDriver:
