@@ -371,6 +371,11 @@ def test_a_calibrated_value_in_fog_stays_indicative() -> None:
     ]  # fmt: skip
     out, _ = annotate_rows(rows, ["pm2_5"], {"cal-1": record}, set(), "mean")
     assert [r["pm2_5_indicative"] for r in out] == [True, False]
+    # The last reading of an interval is one reading: the interval's fog may not be its own.
+    last = calibrate_answer(
+        {**answer, "aggregate": "last"}, calibrations, set(), values="calibrated"
+    )
+    assert last["series"][0]["indicative"]["pm2_5"] == [False, False]
 
 
 def test_list_says_which_calibration_applies_now(tmp_path: Path) -> None:

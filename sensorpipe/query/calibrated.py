@@ -36,6 +36,10 @@ HOUR_MS = 3_600_000
 # A calibrated value of an interval with readings flagged fog stays indicative: RIVM warns
 # that calibration is unreliable in fog (optical sensors read droplets as particles).
 FOG = "fog"
+# Where a value is of readings that may include the fogged ones: raw readings (their own
+# flags) and the aggregates that mix an interval's readings. `last`, `first`, `min` and `max`
+# pick one reading, of which the interval's flags do not tell whether it was fogged.
+FOG_MIXES = (None, "mean", "median")
 
 
 class Calibrations:
@@ -188,7 +192,11 @@ def annotate_rows(
                     aggregate_ok=ok,
                 )
             _, u, flag = label(row[q], str(row.get(COLUMN, RAW)))
-            if flag is False and FOG in str(row.get(f"{q}_flags") or "").split(","):
+            if (
+                flag is False
+                and aggregate in FOG_MIXES
+                and FOG in str(row.get(f"{q}_flags") or "").split(",")
+            ):
                 flag = True  # calibration does not hold in fog
             row[uncertainty_column(q)] = u.value
             row[f"{q}_indicative"] = flag
@@ -256,6 +264,8 @@ def calibrate_answer(
             )
             cal[q], unc[q], basis[q], flags[q] = [], [], [], []
             names = (series.get("flags") or {}).get(q, {}).get("flags") or [[]] * n
+            if answer["aggregate"] not in FOG_MIXES:
+                names = [[]] * n
             for value, at, seen in zip(column, labels, names, strict=True):
                 shown, u, flag = label(value, at)
                 if flag is False and FOG in seen:
