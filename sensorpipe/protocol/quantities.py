@@ -36,6 +36,14 @@ QUANTITIES: dict[str, Quantity] = _declare(
     Quantity("co2", "ppm", 0.0, 40000.0, "carbon dioxide concentration"),
     Quantity("noise", "dBA", 0.0, 140.0, "A-weighted sound level"),
     Quantity("soil_moisture", "%", 0.0, 100.0, "volumetric soil water content"),
+    # Particle counts of laser PM sensors (PMS5003/7003: per 0.1 L in the frame, a uint16, so
+    # at most 65535 / 100 per cm³; the data sheet gives no narrower range).
+    Quantity("particles_0_3", "1/cm3", 0.0, 655.35, "particles larger than 0.3 µm per cm³"),
+    Quantity("particles_0_5", "1/cm3", 0.0, 655.35, "particles larger than 0.5 µm per cm³"),
+    Quantity("particles_1_0", "1/cm3", 0.0, 655.35, "particles larger than 1 µm per cm³"),
+    Quantity("particles_2_5", "1/cm3", 0.0, 655.35, "particles larger than 2.5 µm per cm³"),
+    Quantity("particles_5_0", "1/cm3", 0.0, 655.35, "particles larger than 5 µm per cm³"),
+    Quantity("particles_10", "1/cm3", 0.0, 655.35, "particles larger than 10 µm per cm³"),
 )
 
 
@@ -81,6 +89,10 @@ _UNIT_SPELLINGS: dict[str, str] = {
     "ppm": "ppm",
     "dba": "dBA",
     "db(a)": "dBA",
+    "1/cm3": "1/cm3",
+    "#/cm3": "1/cm3",
+    "/cm3": "1/cm3",
+    "cm-3": "1/cm3",
 }
 
 
@@ -128,4 +140,10 @@ DECIMALS: dict[str, int] = {
     "co2": 0,
     "noise": 1,
     "soil_moisture": 0,
+    "particles_0_3": 2,
+    "particles_0_5": 2,
+    "particles_1_0": 2,
+    "particles_2_5": 2,
+    "particles_5_0": 2,
+    "particles_10": 2,
 }

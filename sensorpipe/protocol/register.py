@@ -18,11 +18,12 @@ from sensorpipe.protocol.counting import COUNT_CLASSES
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, DeviceEntry, NetworkInfo, Registry
 
+PMS_SIZES = ("0_3", "0_5", "1_0", "2_5", "5_0", "10")
 # What each sensor model sensorpipe knows measures (quantity names of protocol.quantities).
 SENSOR_QUANTITIES: dict[str, tuple[str, ...]] = {
     "sds011": ("pm2_5", "pm10"),
-    "pms5003": ("pm1", "pm2_5", "pm10"),
-    "pms7003": ("pm1", "pm2_5", "pm10"),
+    "pms5003": ("pm1", "pm2_5", "pm10", *(f"particles_{s}" for s in PMS_SIZES)),
+    "pms7003": ("pm1", "pm2_5", "pm10", *(f"particles_{s}" for s in PMS_SIZES)),
     "pmsa003": ("pm1", "pm2_5", "pm10"),
     "sps30": ("pm1", "pm2_5", "pm4", "pm10"),
     "bme280": ("temperature", "relative_humidity", "pressure"),

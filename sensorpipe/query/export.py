@@ -280,6 +280,12 @@ QUANTITY_NAMES: dict[str, dict[str, str]] = {
         "co2": "carbon dioxide (CO₂)",
         "noise": "sound level",
         "soil_moisture": "soil moisture",
+        "particles_0_3": "particles > 0.3 µm",
+        "particles_0_5": "particles > 0.5 µm",
+        "particles_1_0": "particles > 1 µm",
+        "particles_2_5": "particles > 2.5 µm",
+        "particles_5_0": "particles > 5 µm",
+        "particles_10": "particles > 10 µm",
     },
     "nl": {
         "pm1": "fijnstof (PM1)",
@@ -293,9 +299,23 @@ QUANTITY_NAMES: dict[str, dict[str, str]] = {
         "co2": "kooldioxide (CO₂)",
         "noise": "geluidsniveau",
         "soil_moisture": "bodemvochtigheid",
+        "particles_0_3": "deeltjes > 0,3 µm",
+        "particles_0_5": "deeltjes > 0,5 µm",
+        "particles_1_0": "deeltjes > 1 µm",
+        "particles_2_5": "deeltjes > 2,5 µm",
+        "particles_5_0": "deeltjes > 5 µm",
+        "particles_10": "deeltjes > 10 µm",
     },
 }
-_UNITS = {"ug/m3": "µg/m³", "degC": "°C", "%": "%", "hPa": "hPa", "ppm": "ppm", "dBA": "dB(A)"}
+_UNITS = {
+    "ug/m3": "µg/m³",
+    "degC": "°C",
+    "%": "%",
+    "hPa": "hPa",
+    "ppm": "ppm",
+    "dBA": "dB(A)",
+    "1/cm3": "/cm³",
+}
 
 CLASS_NAMES: dict[str, dict[str, str]] = {
     "en": {

@@ -1,6 +1,6 @@
-"""Sensor drivers: `base` (the contract every driver keeps), one module per sensor (`sds011` over
-UART, `bme280` over I2C), and `registry` (the driver names the edge configuration may use, each
-with its config schema and opener).
+"""Sensor drivers: `base` (the contract every driver keeps), one module per sensor (`sds011` and
+`pms5003` over UART, `bme280` over I2C), and `registry` (the driver names the edge
+configuration may use, each with its config schema and opener).
 
 A driver is one module here, not a folder holding its test, sample configuration and README
 as a Telegraf plugin or an ESPHome component is: the wheel a Pi installs carries only what
