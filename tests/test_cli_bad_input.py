@@ -332,6 +332,14 @@ CASES: dict[str, list[Case]] = {
             ],
             "tty is a regular file, not a serial device",
         ),
+        (
+            lambda t: ["--config", _edge_config_with(t, "wake_s = 30 }", "wake_s = 10 }")],
+            "duty.wake_s = 10.0 is shorter than warmup_s = 30.0",
+        ),
+        (
+            lambda t: ["--config", _edge_config_with(t, "300\nduty", "20\nduty")],
+            "duty.wake_s = 30.0 is not shorter than interval_s = 20.0: the laser would never sleep",
+        ),
     ],
     "edge check": [
         (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),

@@ -7,6 +7,7 @@ moves them to the broker. `config` is the agent's configuration file, `run` is `
 (open what the configuration names, run until stopped), `join` is `edge join` (a Pi joins from
 a join code) and `check` is `edge check` (is this host ready to deliver?). `host` reads the
 Wi-Fi signal and clock synchronisation, `notify` speaks systemd's sd_notify, `errors` are
-marked retryable or permanent, and `problems` re-exports the repeated-problem log of
-`protocol.problems`.
+marked retryable or permanent, `problems` re-exports the repeated-problem log of
+`protocol.problems`, and `duty` is the duty cycling of laser PM sensors (wake before a reading,
+sleep after, warm-up discarded) and their laser's running hours.
 """

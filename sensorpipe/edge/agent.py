@@ -26,6 +26,7 @@ from sensorpipe.edge.config import EdgeConfig
 from sensorpipe.edge.counting.intervals import IntervalCounts
 from sensorpipe.edge.counting.loop import CountingLoop
 from sensorpipe.edge.drivers.base import SensorDriver
+from sensorpipe.edge.duty import DutyCycle
 from sensorpipe.edge.errors import SensorError
 from sensorpipe.edge.notify import Notifier
 from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxError
@@ -95,6 +96,7 @@ class SensorOpener:
     model: str  # the `sensor` tag its readings and its status carry
     open: Callable[[], SensorDriver]
     interval_s: float
+    duty: DutyCycle | None = None  # a laser PM sensor: its warm-up, wakes and running hours
 
 
 @dataclass
@@ -110,6 +112,7 @@ class SensorSlot:
     values_rejected: int = 0
     last_ok: bool = True
     last_error: str | None = None
+    duty: DutyCycle | None = None
     problem: RepeatedProblem = field(init=False)
 
     def __post_init__(self) -> None:
@@ -150,7 +153,9 @@ class Agent:
         self.outbox = outbox
         self.stats = AgentStats()
         self._slots = [SensorSlot(d.model, interval, driver=d) for d, interval in drivers]
-        self._slots += [SensorSlot(s.model, s.interval_s, opener=s.open) for s in sensors]
+        self._slots += [
+            SensorSlot(s.model, s.interval_s, opener=s.open, duty=s.duty) for s in sensors
+        ]
         self._reopen_after_s = reopen_after_s
         self._outbox_problem = RepeatedProblem(log, "outbox", level=logging.ERROR)
         self._lost_seqs: tuple[int | None, int | None] = (None, None)
@@ -205,11 +210,15 @@ class Agent:
         try:
             while not stop.is_set():
                 now = time.monotonic()
+                self._wake_due(now)
                 due = [s for s in self._slots if s.next_due <= now]
                 if due:
                     self.sample(due)
                     for s in due:
-                        s.next_due = max(s.next_due + s.interval_s, now)
+                        following = s.next_due + s.interval_s
+                        # Behind by an interval or more (and after the first reading, due at
+                        # 0): one interval from now, not at once again.
+                        s.next_due = following if following > now else now + s.interval_s
                 if now >= self._next_status:
                     self.queue_status()
                     self._next_status = now + self.config.status_interval_s
@@ -226,6 +235,7 @@ class Agent:
                     next_summary = now + self._summary_interval_s
                     host.trim_memory()
                 wakes = [s.next_due for s in self._slots] + [self._next_status, next_summary]
+                wakes += [w for s in self._slots if (w := self._wake_at(s)) is not None]
                 if ping_every is not None:
                     if now >= next_ping and self.healthy():
                         notifier.watchdog()
@@ -240,6 +250,8 @@ class Agent:
             for slot in self._slots:
                 if slot.driver is not None:
                     slot.driver.close()
+                if slot.duty is not None:
+                    slot.duty.slept(time.monotonic())
         return ended[0] if ended else None
 
     def healthy(self) -> bool:
@@ -265,12 +277,18 @@ class Agent:
         readings: list[dict[str, Any]] = []
         shown: dict[str, str] = {}  # sensor: its values, for the first-reading line
         for slot, driver in self._open(slots):
+            if slot.duty is not None and slot.duty.wake_s and not slot.duty.awake:
+                continue  # its wake failed (counted): reading it asleep would only time out
             try:
                 values = driver.read()
             except Exception as exc:  # a driver fault in one sensor must not stop the others
                 self._failed(slot, str(exc) if isinstance(exc, SensorError) else repr(exc))
                 continue
+            finally:
+                self._sleep(slot, driver)
             slot.reads_ok += 1
+            if slot.duty is not None and not slot.duty.warm(time.monotonic()):
+                continue  # the laser is warming up: a reading known to be unstable
             if slot.model not in self._announced:
                 shown[slot.model] = ", ".join(f"{q} {v:g}" for q, v in values.items())
             slot.last_ok = True
@@ -322,11 +340,52 @@ class Agent:
                 slot.next_open = time.monotonic() + self._reopen_after_s
                 failed.append((slot, exc))
                 continue
+            if slot.duty is not None:
+                slot.duty.woke(time.monotonic())  # opening a laser sensor wakes it
             slot.problem.resolved(f"sensor {slot.model} opened", level=logging.WARNING)
         for slot, error in failed:
             retry = f"; trying again every {self._reopen_after_s:.0f} s"
             self._failed(slot, f"not available: {error}", retry + self._meanwhile(slot))
         return [(s, s.driver) for s in slots if s.driver is not None]
+
+    # --- duty cycling of laser PM sensors (sensorpipe.edge.duty) ----------------------------
+    @staticmethod
+    def _wake_at(slot: SensorSlot) -> float | None:
+        return slot.duty.wake_at(slot.next_due) if slot.duty is not None else None
+
+    def _wake_due(self, now: float) -> None:
+        """Wake the duty-cycled sensors whose next reading is due within their `wake_s`."""
+        for slot in self._slots:
+            at = self._wake_at(slot)
+            if at is None or now < at:
+                continue
+            assert slot.duty is not None
+            # At the start (next_due 0), the first reading waits for the wake too.
+            slot.next_due = max(slot.next_due, now + slot.duty.wake_s)
+            if slot.driver is None:
+                self._open([slot])  # opening wakes it
+                continue
+            try:
+                getattr(slot.driver, "wake")()  # noqa: B009 - laser drivers have it
+            except Exception as exc:  # counted as a failed read; tried again next period
+                self._failed(slot, str(exc) if isinstance(exc, SensorError) else repr(exc))
+                continue
+            slot.duty.woke(now)
+
+    def _sleep(self, slot: SensorSlot, driver: SensorDriver) -> None:
+        """After a duty-cycled sensor's reading: sleep until the next wake."""
+        duty = slot.duty
+        if duty is None:
+            return
+        if duty.wake_s:
+            try:
+                getattr(driver, "sleep")()  # noqa: B009 - laser drivers have it
+            except Exception as exc:  # still running: its hours go on counting
+                log.debug("%s: cannot put it to sleep: %s", slot.model, exc)
+                return
+            duty.slept(time.monotonic())
+        else:
+            duty.hours.checkpoint(time.monotonic())
 
     def _meanwhile(self, slot: SensorSlot) -> str:
         """What the agent measures while `slot` cannot be opened."""
@@ -354,6 +413,11 @@ class Agent:
                 frames_bad=s.driver.frames_bad if s.driver is not None else 0,
                 values_rejected=s.values_rejected,
                 last_error=s.last_error,
+                laser_hours=(
+                    round(s.duty.hours.hours(s.model, time.monotonic()), 4)
+                    if s.duty is not None
+                    else None
+                ),
             )
             for s in self._slots
         ]

@@ -37,6 +37,7 @@ from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.registry import (
     Bme280Config,
     I2CBusFactory,
+    Pms5003Config,
     Sds011Config,
     _smbus,
     open_driver,
@@ -51,6 +52,7 @@ from sensorpipe.protocol.brokerlink import (
 )
 from sensorpipe.protocol.codec import encode
 from sensorpipe.protocol.messages import MESSAGE_ADAPTER, SensorHealth
+from sensorpipe.protocol.quantities import plausibility_error
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import topic_for
 
@@ -124,8 +126,10 @@ def run_checks(
 
 
 # --- sensors ---------------------------------------------------------------------------------
-def check_sensor(sensor: Sds011Config | Bme280Config, probes: Probes) -> tuple[Check, bool]:
-    where = sensor.port if isinstance(sensor, Sds011Config) else f"/dev/i2c-{sensor.bus}"
+def check_sensor(
+    sensor: Sds011Config | Pms5003Config | Bme280Config, probes: Probes
+) -> tuple[Check, bool]:
+    where = sensor.port if not isinstance(sensor, Bme280Config) else f"/dev/i2c-{sensor.bus}"
     if isinstance(sensor, Bme280Config):
         where += f" at {hex(sensor.address)}"
     name = sensor.driver
@@ -139,6 +143,9 @@ def check_sensor(sensor: Sds011Config | Bme280Config, probes: Probes) -> tuple[C
         if driver is not None:
             driver.close()
     shown = ", ".join(f"{q} {v:g}" for q, v in values.items())
+    implausible = [e for q, v in values.items() if (e := plausibility_error(q, v)) is not None]
+    if implausible:
+        return Check(name, FAIL, f"{where}: implausible reading: {implausible[0]}"), False
     return Check(name, OK, f"{where}: {shown}"), True
 
 
@@ -158,9 +165,11 @@ def _errno_of(exc: BaseException) -> int | None:
 
 
 def _sensor_problem(
-    sensor: Sds011Config | Bme280Config, exc: Exception, driver: SensorDriver | None
+    sensor: Sds011Config | Pms5003Config | Bme280Config,
+    exc: Exception,
+    driver: SensorDriver | None,
 ) -> str:
-    serial = isinstance(sensor, Sds011Config)
+    serial = not isinstance(sensor, Bme280Config)
     number = _errno_of(exc)
     if number == errno.ENOENT:
         if serial:
@@ -179,13 +188,18 @@ def _sensor_problem(
             f"(`sudo usermod -aG {group} $USER`, then log in again)"
         )
     frames_bad = driver.frames_bad if driver is not None else 0
+    if frames_bad and isinstance(sensor, Pms5003Config):
+        return (
+            f"bad checksum: {frames_bad} malformed frames (on a Pi, the mini-UART /dev/ttyS0 "
+            "garbles them: use /dev/ttyAMA0 with `dtoverlay=disable-bt`, or a USB adapter)"
+        )
     if frames_bad:
         return f"bad checksum: {frames_bad} malformed frames (loose wiring or wrong baud rate?)"
     text = str(exc) if isinstance(exc, SensorError) else f"{type(exc).__name__}: {exc}"
     text = text.removeprefix(f"{sensor.driver}: ")
     if "no answer" in text or "did not finish" in text:
         return f"no answer ({text}): check the wiring and the sensor's power"
-    if isinstance(sensor, Sds011Config):
+    if not isinstance(sensor, Bme280Config):
         return text
     return f"{text} (`i2cdetect -y {sensor.bus}` shows what answers on the bus)"
 

@@ -33,6 +33,8 @@ def run_agent(config_path: Path) -> None:
     from sensorpipe.edge.counting.errors import ModelError, SourceUnavailable
     from sensorpipe.edge.counting.loop import CountingLoop
     from sensorpipe.edge.drivers import open_driver
+    from sensorpipe.edge.drivers.registry import duty_cycle
+    from sensorpipe.edge.duty import HOURS_FILE, LaserHours
     from sensorpipe.edge.outbox import OutboxError, SqliteOutbox
 
     try:
@@ -56,8 +58,11 @@ def run_agent(config_path: Path) -> None:
         raise RunError(str(config.key_error("outbox_path", str(exc)))) from None
     # Sensors are opened by the agent: one that cannot be opened is reported and tried again
     # while the others are read.
+    hours = LaserHours(Path(config.outbox_path).parent / HOURS_FILE)
     sensors = [
-        SensorOpener(s.driver, functools.partial(open_driver, s), s.interval_s)
+        SensorOpener(
+            s.driver, functools.partial(open_driver, s), s.interval_s, duty_cycle(s, hours)
+        )
         for s in config.sensors
     ]
     agent = Agent(config, sensors=sensors, outbox=outbox, counter=counter)

@@ -104,6 +104,8 @@ def message_points(
             }
             if h.last_error:
                 status["last_error"] = h.last_error
+            if h.laser_hours is not None:
+                status["laser_hours"] = h.laser_hours
             points.append(Point(storage.SENSOR_STATUS, {**base, "sensor": h.sensor}, status, t))
     points.append(_link_point(message, base, receipt, t))
     return points

@@ -10,12 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.bme280 import Bme280, I2CBus
+from sensorpipe.edge.drivers.pms5003 import Pms5003
 from sensorpipe.edge.drivers.sds011 import Sds011
+from sensorpipe.edge.duty import DutyConfig, DutyCycle, LaserHours
 
 I2CBusFactory = Callable[[int], I2CBus]
 
@@ -25,10 +27,37 @@ class _SensorConfig(BaseModel):
     interval_s: float = Field(default=60.0, gt=0, description="seconds between readings")
 
 
-class Sds011Config(_SensorConfig):
-    driver: Literal["sds011"]
+class _SerialConfig(_SensorConfig):
     port: str = Field(description="serial device, e.g. /dev/ttyUSB0")
     timeout_s: float = Field(default=3.0, gt=0)
+    # Laser PM sensors (sensorpipe.edge.duty): readings this soon after the laser started are
+    # discarded; `duty` sleeps it between readings.
+    warmup_s: float = Field(default=0.0, ge=0, le=600)
+    duty: DutyConfig | None = None
+
+    @model_validator(mode="after")
+    def _duty_fits(self) -> _SerialConfig:
+        if self.duty is None:
+            return self
+        if self.duty.wake_s >= self.interval_s:
+            raise PydanticCustomError(
+                "duty_too_long",
+                "duty.wake_s = {wake} is not shorter than interval_s = {interval}: the laser "
+                "would never sleep; leave `duty` out, or read less often",
+                {"wake": self.duty.wake_s, "interval": self.interval_s},
+            )
+        if self.duty.wake_s < self.warmup_s:
+            raise PydanticCustomError(
+                "duty_too_short",
+                "duty.wake_s = {wake} is shorter than warmup_s = {warmup}: every reading would "
+                "be taken warming up and discarded; wake it at least {warmup} s before",
+                {"wake": self.duty.wake_s, "warmup": self.warmup_s},
+            )
+        return self
+
+
+class Sds011Config(_SerialConfig):
+    driver: Literal["sds011"]
 
     @field_validator("port")
     @classmethod
@@ -46,6 +75,14 @@ class Sds011Config(_SensorConfig):
                 {"port": port, "kind": kind},
             )
         return port
+
+
+class Pms5003Config(_SerialConfig):
+    """Plantower PMS5003, and the PMS7003/PMSA003 (the same frames and commands)."""
+
+    driver: Literal["pms5003"]
+    mode: Literal["passive", "active"] = "passive"
+    warmup_s: float = Field(default=30.0, ge=0, le=600)  # the data sheet's 30 s after a wake
 
 
 # The BME280 answers at one of two addresses, chosen by its SDO pin.
@@ -70,7 +107,7 @@ class Bme280Config(_SensorConfig):
         return address
 
 
-SensorConfig = Annotated[Sds011Config | Bme280Config, Field(discriminator="driver")]
+SensorConfig = Annotated[Sds011Config | Pms5003Config | Bme280Config, Field(discriminator="driver")]
 
 
 def _smbus(bus_number: int) -> I2CBus:
@@ -81,6 +118,10 @@ def _smbus(bus_number: int) -> I2CBus:
 
 def _open_sds011(config: Any, i2c: I2CBusFactory) -> SensorDriver:
     return Sds011.open(config.port, timeout_s=config.timeout_s)
+
+
+def _open_pms5003(config: Any, i2c: I2CBusFactory) -> SensorDriver:
+    return Pms5003.open(config.port, mode=config.mode, timeout_s=config.timeout_s)
 
 
 def _open_bme280(config: Any, i2c: I2CBusFactory) -> SensorDriver:
@@ -96,10 +137,19 @@ def _open_bme280(config: Any, i2c: I2CBusFactory) -> SensorDriver:
 DRIVERS: dict[str, Callable[[Any, I2CBusFactory], SensorDriver]] = {
     "sds011": _open_sds011,
     "bme280": _open_bme280,
+    "pms5003": _open_pms5003,
 }
 
 
+def duty_cycle(config: SensorConfig, hours: LaserHours) -> DutyCycle | None:
+    """The warm-up, wakes and running hours of a laser PM sensor; None for other sensors."""
+    if not isinstance(config, _SerialConfig):
+        return None
+    wake_s = config.duty.wake_s if config.duty is not None else 0.0
+    return DutyCycle(config.driver, wake_s=wake_s, warmup_s=config.warmup_s, hours=hours)
+
+
 def open_driver(
-    config: Sds011Config | Bme280Config, *, i2c_bus_factory: I2CBusFactory = _smbus
+    config: Sds011Config | Pms5003Config | Bme280Config, *, i2c_bus_factory: I2CBusFactory = _smbus
 ) -> SensorDriver:
     return DRIVERS[config.driver](config, i2c_bus_factory)

@@ -91,7 +91,7 @@ class Sds011:
         self._path: str | None = None  # set by `open`: where to find the sensor again
         self._timeout_s = timeout_s
         self._reader = FrameReader()
-        self._wake()
+        self.wake()
         self._expect_reply(command(SET_REPORTING_MODE, 1, 1), SET_REPORTING_MODE)
 
     @classmethod
@@ -126,7 +126,8 @@ class Sds011:
     def sleep(self) -> None:
         self._expect_reply(command(SET_SLEEP, 1, 0), SET_SLEEP)
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Start the fan and laser (the sensor answers the work command when it wakes)."""
         self._expect_reply(command(SET_SLEEP, 1, 1), SET_SLEEP)
 
     def close(self) -> None:
@@ -151,7 +152,7 @@ class Sds011:
             raise SensorError(f"sds011: serial port {self._path} not back yet: {exc}") from exc
         self._port = port
         # A sensor that lost power comes back in its default mode (active, awake): set it again.
-        self._wake()
+        self.wake()
         self._expect_reply(command(SET_REPORTING_MODE, 1, 1), SET_REPORTING_MODE)
         return port
 
