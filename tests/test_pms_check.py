@@ -1,0 +1,59 @@
+"""`edge check` names each PMS5003 fault in one line: the real driver against the simulator on a
+pty (no answer, a checksum storm, a value beyond the data sheet's range, and a healthy one)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from sensorpipe.edge.check import FAIL, OK, Check, Probes, check_sensor
+from sensorpipe.edge.drivers.registry import Pms5003Config
+from sensorpipe.firmware_sim.pms5003 import ChecksumBursts, Pms5003Device, Pms5003Simulator
+
+
+def _silent(dev: Pms5003Device) -> None:
+    dev.go_silent(3600)
+
+
+def _storm(dev: Pms5003Device) -> None:
+    dev.checksum_bursts = ChecksumBursts(every=1, length=1)
+
+
+def _out_of_range(dev: Pms5003Device) -> None:
+    dev.out_of_range = True
+
+
+def _check(fault: Callable[[Pms5003Device], None] | None) -> Check:
+    dev = Pms5003Device(read_pm=lambda: (11.0, 17.0), warmup_s=0.0)
+    if fault is not None:
+        fault(dev)
+    with Pms5003Simulator(dev) as sim:
+        config = Pms5003Config(driver="pms5003", port=sim.port, timeout_s=1.0)
+        check, ok = check_sensor(config, Probes())
+    assert ok == (check.status == OK)
+    assert "\n" not in check.line()
+    assert check.detail.startswith(f"{sim.port}: ")
+    return check
+
+
+def test_a_pms5003_that_answers_shows_its_values() -> None:
+    check = _check(None)
+    assert check.status == OK and "pm2_5 11, pm10 17" in check.detail
+    assert "particles_0_3 17.5" in check.detail
+
+
+@pytest.mark.parametrize(
+    ("fault", "named"),
+    [
+        (_silent, "no answer (no answer to command 0xe1 within 1.0 s): check the wiring"),
+        (_storm, "bad checksum: 1 malformed frames (on a Pi, the mini-UART /dev/ttyS0"),
+        (_out_of_range, "implausible reading: pm2_5 = 4000.0 ug/m3 is outside the plausible"),
+    ],
+)
+def test_each_pms5003_fault_is_named_in_one_line(
+    fault: Callable[[Pms5003Device], None], named: str
+) -> None:
+    check = _check(fault)
+    assert check.status == FAIL
+    assert named in check.detail
