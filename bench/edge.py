@@ -43,6 +43,12 @@ Figures:
   - the default pace: what draining a day's backlog takes at `max_messages_per_s = 10` (one
     message a minute when both sensors share the default 60-s interval: 1,440 messages).
 
+- driver CPU (`--driver-reads` N, default 300): the CPU time per reading of the PMS5003 driver
+  (`edge.drivers.pms5003`, passive mode: the E2 request, the 32-byte frame, its checksum and
+  nine values), in this process against `Pms5003Simulator` on a pty, so pyserial's reads and
+  writes count; measured with the reading thread's CPU clock (`time.thread_time`), so the
+  simulator's thread does not. A sample is one reading of the sensor (nine values).
+
 The numbers depend on the machine and its load; a shared machine gives lower figures.
 """
 
@@ -68,6 +74,7 @@ from typing import Any
 from bench.pipeline import Publisher
 from sensorpipe.edge.agent import prepare
 from sensorpipe.edge.outbox import SqliteOutbox
+from sensorpipe.firmware_sim.pms5003 import Pms5003Device, Pms5003Simulator
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from sensorpipe.gateway.broker import mosquitto_binary
 from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES
@@ -420,6 +427,31 @@ def replay(workdir: Path, n: int, *, timeout_s: float = 120.0) -> dict[str, Any]
     }
 
 
+def driver_cpu(reads: int) -> dict[str, Any]:
+    """CPU per reading of the PMS5003 driver, over a pty to the simulator."""
+    from sensorpipe.edge.drivers.pms5003 import Pms5003
+
+    with Pms5003Simulator(Pms5003Device(warmup_s=0.0)) as sim:
+        driver = Pms5003.open(sim.port, timeout_s=2.0)
+        try:
+            driver.read()  # the first read opens buffers; not counted
+            values = 0
+            cpu0, wall0 = time.thread_time(), time.perf_counter()
+            for _ in range(reads):
+                values += len(driver.read())
+            cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+        finally:
+            driver.close()
+    return {
+        "driver": "pms5003",
+        "reads": reads,
+        "values_per_read": values / reads,
+        "cpu_us_per_read": round(cpu / reads * 1e6, 1),
+        "wall_ms_per_read": round(wall / reads * 1e3, 2),
+        "frames_bad": driver.frames_bad,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="steady-state run length")
@@ -430,15 +462,20 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, default=Path("."), help="where the temporary outboxes go (a disk)"
     )
+    parser.add_argument(
+        "--driver-reads", type=int, default=300, help="PMS5003 readings timed for driver CPU"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.minutes <= 0 or args.interval <= 0:
         parser.error("--minutes and --interval must be above 0")
-    if args.messages < 1:
-        parser.error("--messages must be at least 1")
+    if args.messages < 1 or args.driver_reads < 1:
+        parser.error("--messages and --driver-reads must be at least 1")
     if not args.workdir.is_dir():
         parser.error(f"--workdir {args.workdir}: no such directory")
     say = (lambda _m: None) if args.json else print
+    say(f"driver CPU: {args.driver_reads} PMS5003 readings over a pty")
+    drivers = [driver_cpu(args.driver_reads)]
 
     with tempfile.TemporaryDirectory(prefix=".bench-edge-", dir=args.workdir) as tmp:
         workdir = Path(tmp).resolve()  # paths in edge.toml are relative to the file
@@ -464,7 +501,7 @@ def main() -> None:
         say(f"replay: {args.messages} messages in the outbox, broker down, then started")
         rep = replay(workdir, args.messages)
 
-    result = {"steady": steady, "replay": rep}
+    result = {"steady": steady, "replay": rep, "drivers": drivers}
     if args.json:
         print(json.dumps(result))
         return
@@ -499,6 +536,13 @@ def main() -> None:
         f"(60-s readings) drains in {r['default_pace_day_backlog_s']} s; "
         f"{r['messages']} messages in {r['messages'] / DEFAULT_PACE / 60:.0f} min"
     )
+    print("driver CPU per reading (reading thread, pyserial on a pty included):")
+    for d in drivers:
+        print(
+            f"  {d['driver']:<8} ({d['values_per_read']:g} values)   : "
+            f"{d['cpu_us_per_read']:>8} µs CPU ({d['wall_ms_per_read']} ms wall, "
+            f"{d['reads']} readings)"
+        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.edge import Account, bare_broker, readings_in, replay, steady_state
+from bench.edge import Account, bare_broker, driver_cpu, readings_in, replay, steady_state
 from sensorpipe.process import ManagedProcess, free_port, port_open
 from sensorpipe.protocol.signing import generate_keypair
 
@@ -42,3 +42,9 @@ def test_replay_drains_the_outbox_and_measures_the_baseline(tmp_path: Path) -> N
     assert result["messages"] == 300
     assert result["replay_msg_s"] > 0 and result["paho_qos1_msg_s"] > 0
     assert result["payload_bytes"] > 300  # a signed air message with five readings
+
+
+def test_driver_cpu_times_pms5003_readings() -> None:
+    result = driver_cpu(20)
+    assert result["reads"] == 20 and result["values_per_read"] == 9
+    assert result["cpu_us_per_read"] > 0 and result["frames_bad"] == 0
