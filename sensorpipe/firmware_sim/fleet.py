@@ -3,6 +3,9 @@
 Every device gets its own simulated street, an SDS011 on a pty (read through pyserial by the
 real driver), a BME280 on a simulated I2C bus, a SQLite outbox and its own broker account.
 
+With `pms5003=N` the first N hosts also carry a Plantower PMS5003 on a pty (passive mode, read
+by the real driver), whose line garbles a burst of frames now and then as a Pi's mini-UART does.
+
 With `sds011=False` a host has only the BME280: no pty, no serial port. A pty-backed SDS011
 costs a host about a dozen file descriptors, and pyserial and paho wait on them with select(),
 which cannot watch descriptors above 1023; fleets of a hundred hosts in one process need this.
@@ -17,11 +20,18 @@ from pathlib import Path
 
 from sensorpipe.edge.agent import Agent
 from sensorpipe.edge.config import EdgeConfig, MqttConfig
-from sensorpipe.edge.drivers.registry import Bme280Config, Sds011Config, SensorConfig, open_driver
+from sensorpipe.edge.drivers.registry import (
+    Bme280Config,
+    Pms5003Config,
+    Sds011Config,
+    SensorConfig,
+    open_driver,
+)
 from sensorpipe.edge.outbox import SqliteOutbox
 from sensorpipe.firmware_sim.bme280 import Bme280Device
 from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
+from sensorpipe.firmware_sim.pms5003 import ChecksumBursts, Pms5003Device, Pms5003Simulator
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from sensorpipe.gateway.devices import DeviceCredentials
 
@@ -37,6 +47,7 @@ class SimulatedHost:
     sds011: Sds011Simulator | None
     bme280: Bme280Device
     agent: Agent
+    pms5003: Pms5003Simulator | None = None
     thread: threading.Thread | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -56,6 +67,7 @@ class Fleet:
         confirm_timeout_s: float = 600.0,
         sds011: bool = True,
         max_messages_per_s: float | None = None,
+        pms5003: int = 0,
     ) -> None:
         """`max_messages_per_s`: each agent's sending pace; by default twice what its sensors
         produce (one message per sensor per interval), and at least the edge default, so that
@@ -75,6 +87,17 @@ class Fleet:
                 sensors.append(
                     Sds011Config(
                         driver="sds011", port=sds.port, interval_s=interval_s, timeout_s=1.0
+                    )
+                )
+            pms: Pms5003Simulator | None = None
+            if i < pms5003:
+                pms_device = Pms5003Device(read_pm=street.pm_now, warmup_s=0.0, seed=seed + i)
+                pms_device.checksum_bursts = ChecksumBursts(every=50, length=2)
+                pms = Pms5003Simulator(pms_device)
+                pms.start()
+                sensors.append(
+                    Pms5003Config(
+                        driver="pms5003", port=pms.port, interval_s=interval_s, timeout_s=1.0
                     )
                 )
             sensors.append(Bme280Config(driver="bme280", bus=1, interval_s=interval_s))
@@ -105,7 +128,7 @@ class Fleet:
                 outbox=SqliteOutbox(config.outbox_path, max_entries=config.outbox_max_entries),
                 clock_synced=lambda: True,
             )
-            self.hosts.append(SimulatedHost(creds, sds, bme, agent))
+            self.hosts.append(SimulatedHost(creds, sds, bme, agent, pms))
 
     def start(self) -> None:
         for host in self.hosts:
@@ -127,6 +150,8 @@ class Fleet:
                 host.thread.join(timeout=40)
             if host.sds011 is not None:
                 host.sds011.stop()
+            if host.pms5003 is not None:
+                host.pms5003.stop()
         left = self.pending()
         for host in self.hosts:
             host.agent.outbox.close()

@@ -48,8 +48,8 @@ def reply_for(cmd: int, data: int) -> bytes:
 
 @dataclass
 class ChecksumBursts:
-    every: int = 0  # frames between the starts of two bursts; 0: never
-    length: int = 3  # frames per burst
+    every: int = 0  # frames from one burst to the next; 0: never
+    length: int = 3  # the last frames of each `every` that are garbled
 
 
 class Pms5003Device:
@@ -128,7 +128,7 @@ class Pms5003Device:
         self.frames_sent += 1
         bursts = self.checksum_bursts
         out = frame
-        if bursts.every and n % bursts.every < bursts.length:
+        if bursts.every and n % bursts.every >= bursts.every - bursts.length:
             self.bad_frames_sent += 1
             out = frame[:-1] + bytes([frame[-1] ^ 0x5A])  # the checksum no longer holds
         if self.garbage_every and n % self.garbage_every == 0:
