@@ -19,10 +19,11 @@ from sensorpipe.edge.agent import Agent, SensorOpener
 from sensorpipe.edge.config import EdgeConfig, MqttConfig
 from sensorpipe.edge.drivers.pms5003 import Pms5003
 from sensorpipe.edge.drivers.registry import Pms5003Config, Sds011Config, duty_cycle
-from sensorpipe.edge.duty import LASER_LIFE_H, DutyCycle, LaserHours
+from sensorpipe.edge.duty import DutyCycle, LaserHours
 from sensorpipe.edge.outbox import MemoryOutbox
 from sensorpipe.edge.publisher import Publisher
 from sensorpipe.firmware_sim.pms5003 import Pms5003Device
+from sensorpipe.protocol.register import LASER_LIFE_H
 from sensorpipe.protocol.signing import generate_keypair
 from tests.test_agent import FakePublisher
 from tests.test_pms5003 import FakeClock, LoopPort

@@ -15,7 +15,8 @@ first reading of an always-on sensor, or one after the agent fell behind.
 
 The running hours are kept in `laser-hours.json` next to the outbox (the agent's state
 directory), so they survive restarts and updates, and reported in the sensor health the agent
-publishes (`laser_hours`), with the expected life in LASER_LIFE_H.
+publishes (`laser_hours`); the register shows them with the expected life
+(protocol.register.LASER_LIFE_H).
 """
 
 from __future__ import annotations
@@ -30,11 +31,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 
-# Expected running hours of the laser, per sensor model.
-LASER_LIFE_H: dict[str, float] = {
-    "sds011": 8_000.0,  # Nova Fitness: 8000 hours of continuous use
-    "pms5003": 3 * 8_760.0,  # Plantower: MTTF >= 3 years (PMS5003ST manual V2.6)
-}
 HOURS_FILE = "laser-hours.json"
 SAVE_EVERY_S = 3_600.0  # an always-on laser's hours reach the disk at least this often
 

@@ -45,6 +45,11 @@ SENSOR_QUANTITIES: dict[str, tuple[str, ...]] = {
     "dnms": ("noise",),
 }
 CAMERA_SENSORS = frozenset({"camera"})
+# Expected running hours of a laser PM sensor's laser (the edge agent counts them: edge.duty).
+LASER_LIFE_H: dict[str, float] = {
+    "sds011": 8_000.0,  # Nova Fitness: 8000 hours of continuous use
+    "pms5003": 3 * 8_760.0,  # Plantower: MTTF >= 3 years (PMS5003ST manual V2.6)
+}
 
 PERSONAL_DATA_CAMERA = (
     "yes: a camera sees people in public space; images are processed on the device only and "

@@ -20,6 +20,7 @@ from sensorpipe.edge.duty import HOURS_FILE, LaserHours
 from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.pms5003 import ChecksumBursts, Pms5003Device, Pms5003Simulator
 from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.protocol.register import LASER_LIFE_H
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
 from tests.integration.test_edge_failures import RunningAgent
@@ -98,3 +99,8 @@ def test_a_duty_cycled_pms5003_reaches_the_api(stack: LocalStack, tmp_path: Path
         (series,) = answer.json()["series"]
         for quantity in params["quantity"]:
             assert sum(v or 0 for v in series["values"][quantity]) >= 4, quantity
+        # The register shows the laser's running hours against its expected life.
+        devices = {e["device_id"]: e for e in client.get("/api/v1/devices").json()["devices"]}
+        (health,) = devices[device_id]["sensor_health"]
+        assert health["sensor"] == "pms5003"
+        assert health["laser_hours"] > 0 and health["laser_life_h"] == LASER_LIFE_H["pms5003"]
