@@ -36,8 +36,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from sensorpipe.edge.drivers.sds011 import PORT_ERRORS, SerialPort, _open_port
-from sensorpipe.edge.errors import SensorConfigError, SensorError
+from sensorpipe.edge.drivers.sds011 import (
+    PORT_ERRORS,
+    SerialPort,
+    UartDriver,
+    open_on_port,
+    reopen_port,
+)
+from sensorpipe.edge.errors import SensorError
 
 START = b"\x42\x4d"
 DATA_LENGTH = 28  # the length word of a PMS5003/7003 data frame: 13 words and the checksum
@@ -135,8 +141,9 @@ class FrameReader:
         del self._buffer[:2]
 
 
-class Pms5003:
+class Pms5003(UartDriver):
     model = "pms5003"
+    _reader: FrameReader
 
     def __init__(
         self,
@@ -163,23 +170,9 @@ class Pms5003:
         mode: Literal["passive", "active"] = "passive",
         timeout_s: float = 3.0,
     ) -> Pms5003:
-        import serial  # pyserial; imported here so the codec is usable without it
-
-        try:
-            port = _open_port(path)
-        except serial.SerialException as exc:
-            raise SensorConfigError(f"pms5003: cannot open serial port {path}: {exc}") from exc
-        try:
-            driver = cls(port, mode=mode, timeout_s=timeout_s)
-        except Exception:
-            port.close()
-            raise
+        driver = open_on_port(path, cls.model, lambda p: cls(p, mode=mode, timeout_s=timeout_s))
         driver._path = path
         return driver
-
-    @property
-    def frames_bad(self) -> int:
-        return self._reader.frames_bad
 
     def read(self) -> dict[str, float]:
         if self._mode == "passive":
@@ -198,16 +191,6 @@ class Pms5003:
     def sleep(self) -> None:
         self._expect_reply(SLEEP_WAKE, SLEEP)
 
-    def close(self) -> None:
-        try:
-            self.sleep()
-        except SensorError:
-            pass  # closing anyway; a sensor that did not hear us keeps running
-        finally:
-            if self._port is not None:
-                self._port.close()
-                self._port = None
-
     def _setup(self) -> None:
         """Wake the sensor (it may have been left asleep) and set the mode."""
         self.wake()
@@ -217,13 +200,7 @@ class Pms5003:
         """The open port; after an unplug, the port opened again when it is back."""
         if self._port is not None:
             return self._port
-        if self._path is None:
-            raise SensorError("pms5003: the serial port was lost")
-        try:
-            port = _open_port(self._path)
-        except OSError as exc:
-            raise SensorError(f"pms5003: serial port {self._path} not back yet: {exc}") from exc
-        self._port = port
+        port = self._port = reopen_port(self._path, self.model)
         self._setup()  # a sensor that lost power comes back active and awake
         return port
 
