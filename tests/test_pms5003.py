@@ -283,3 +283,26 @@ def test_driver_reads_through_a_real_serial_port() -> None:
         assert [driver.read()["pm2_5"] for _ in range(2)] == [7, 7]
         assert driver.frames_bad >= 1
         driver.close()
+
+
+def test_an_unplugged_adapter_is_one_error_and_the_port_is_reopened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sensorpipe.edge.drivers import sds011
+
+    clock = FakeClock()
+    dev = _device(clock)
+    driver, port = _driver(dev, clock)
+    driver._path = "/dev/ttyUSB9"
+
+    def unplugged(data: bytes) -> int:
+        raise OSError(5, "Input/output error")
+
+    port.write = unplugged  # type: ignore[method-assign]
+    with pytest.raises(SensorError, match="serial port lost"):
+        driver.read()
+    assert port.closed
+    monkeypatch.setattr(sds011, "_open_port", lambda path: LoopPort(dev, clock))
+    dev.sleeping, dev.passive = False, False  # it lost power: back in active mode
+    assert driver.read()["pm2_5"] == 12
+    assert dev.passive  # set up again after the reopen

@@ -194,3 +194,46 @@ def test_duty_config_is_checked_and_builds_the_cycle(tmp_path: Path) -> None:
         Pms5003Config.model_validate(
             {"driver": "pms5003", "port": "/dev/x", "duty": {"wake_s": 30, "sleep_s": 1}}
         )
+
+
+def test_an_sds011_is_duty_cycled_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sensorpipe.edge.drivers.sds011 import Sds011
+    from sensorpipe.firmware_sim.sds011 import Sds011Device
+
+    clock = FakeClock()
+    monkeypatch.setattr(agent_module.time, "monotonic", clock)
+    device = Sds011Device(read_pm=lambda: (8.0, 12.0))
+    states: list[tuple[float, bool]] = []  # (time, asleep) at each query the sensor answers
+    receive = device.receive
+
+    def logged(data: bytes) -> bytes:
+        if data[2] == 4:
+            states.append((clock.t, device.sleeping))
+        return receive(data)
+
+    device.receive = logged  # type: ignore[method-assign]
+    port = LoopPort(device, clock)  # type: ignore[arg-type]
+    duty = DutyCycle("sds011", wake_s=30.0, warmup_s=0.0)
+    config = EdgeConfig(
+        device_id="d1",
+        private_key=PRIVATE,
+        mqtt=MqttConfig(username="d1", password="p"),
+        sensors=[Sds011Config(driver="sds011", port="/dev/ttyUSB0")],
+        status_interval_s=10_000,
+    )
+    agent = Agent(
+        config,
+        sensors=[SensorOpener("sds011", lambda: Sds011(port), 120.0, duty)],
+        outbox=MemoryOutbox(),
+        publisher_factory=cast(Callable[..., Publisher], FakePublisher),
+        clock=lambda: 1_790_000_000.0,
+        clock_synced=lambda: True,
+        rssi=lambda: None,
+    )
+    start = clock.t
+    agent.run(FakeStop(clock, start + 450.0))  # type: ignore[arg-type]
+    assert [round(t - start) for t, _ in states] == [30, 150, 270, 390]
+    assert not any(asleep for _, asleep in states)  # awake at each reading ...
+    assert device.sleeping  # ... and asleep after
+    (health,) = agent.sensor_health()
+    assert health.laser_hours == pytest.approx(4 * 30 / 3600, abs=0.001)
