@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -26,7 +26,7 @@ from sensorpipe.edge.config import EdgeConfig
 from sensorpipe.edge.counting.intervals import IntervalCounts
 from sensorpipe.edge.counting.loop import CountingLoop
 from sensorpipe.edge.drivers.base import SensorDriver
-from sensorpipe.edge.duty import DutyCycle
+from sensorpipe.edge.duty import DutyCycle, LaserDriver
 from sensorpipe.edge.errors import SensorError
 from sensorpipe.edge.notify import Notifier
 from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxError
@@ -366,7 +366,7 @@ class Agent:
                 self._open([slot])  # opening wakes it
                 continue
             try:
-                getattr(slot.driver, "wake")()  # noqa: B009 - laser drivers have it
+                cast(LaserDriver, slot.driver).wake()
             except Exception as exc:  # counted as a failed read; tried again next period
                 self._failed(slot, str(exc) if isinstance(exc, SensorError) else repr(exc))
                 continue
@@ -379,7 +379,7 @@ class Agent:
             return
         if duty.wake_s:
             try:
-                getattr(driver, "sleep")()  # noqa: B009 - laser drivers have it
+                cast(LaserDriver, driver).sleep()
             except Exception as exc:  # still running: its hours go on counting
                 log.debug("%s: cannot put it to sleep: %s", slot.model, exc)
                 return

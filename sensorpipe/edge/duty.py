@@ -26,6 +26,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +34,14 @@ log = logging.getLogger(__name__)
 
 HOURS_FILE = "laser-hours.json"
 SAVE_EVERY_S = 3_600.0  # an always-on laser's hours reach the disk at least this often
+
+
+class LaserDriver(Protocol):
+    """What the agent asks of a duty-cycled sensor's driver (Sds011, Pms5003)."""
+
+    def wake(self) -> None: ...
+
+    def sleep(self) -> None: ...
 
 
 class DutyConfig(BaseModel):
