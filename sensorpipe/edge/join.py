@@ -63,7 +63,10 @@ ANSWER_TIMEOUT_S = 20.0
 SENSOR_SECTIONS: dict[str, dict[str, Any]] = {
     "sds011": {"driver": "sds011", "port": "/dev/ttyUSB0", "interval_s": 60},
     "bme280": {"driver": "bme280", "bus": 1, "address": 0x76, "interval_s": 60},
+    # On the Pi's PL011 UART (`dtoverlay=disable-bt`): the mini-UART garbles its frames.
+    "pms5003": {"driver": "pms5003", "port": "/dev/ttyAMA0", "interval_s": 60},
 }
+USUAL_PAIR = ("sds011", "bme280")  # what a join code that names no sensor gets
 
 
 class JoinError(RuntimeError):
@@ -189,7 +192,7 @@ def edge_config(
         mqtt["ca_file"] = str(layout.ca)
     sensors = [SENSOR_SECTIONS[s] for s in code.sensors if s in SENSOR_SECTIONS]
     if not code.sensors:  # any model: the usual pair
-        sensors = list(SENSOR_SECTIONS.values())
+        sensors = [SENSOR_SECTIONS[s] for s in USUAL_PAIR]
     old_mqtt = old.get("mqtt")
     if not isinstance(old_mqtt, dict):
         old_mqtt = {}
