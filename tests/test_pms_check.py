@@ -4,12 +4,17 @@ pty (no answer, a checksum storm, a value beyond the data sheet's range, and a h
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from sensorpipe.cli.main import main
 from sensorpipe.edge.check import FAIL, OK, Check, Probes, check_sensor
 from sensorpipe.edge.drivers.registry import Pms5003Config
 from sensorpipe.firmware_sim.pms5003 import ChecksumBursts, Pms5003Device, Pms5003Simulator
+from sensorpipe.process import free_port
+from sensorpipe.protocol.signing import generate_keypair
 
 
 def _silent(dev: Pms5003Device) -> None:
@@ -57,3 +62,24 @@ def test_each_pms5003_fault_is_named_in_one_line(
     check = _check(fault)
     assert check.status == FAIL
     assert named in check.detail
+
+
+def test_edge_check_names_a_silent_pms5003_in_one_line(tmp_path: Path) -> None:
+    private, _ = generate_keypair()
+    dev = Pms5003Device(warmup_s=0.0)
+    dev.go_silent(3600)
+    with Pms5003Simulator(dev) as sim:
+        config = tmp_path / "edge.toml"
+        config.write_text(
+            f'device_id = "pi-1"\nprivate_key = "{private}"\n'
+            f'outbox_path = "{tmp_path / "outbox.sqlite"}"\n'
+            f'[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\nusername = "pi-1"\n'
+            f'password = "x"\ntls = false\n'
+            f'[[sensors]]\ndriver = "pms5003"\nport = "{sim.port}"\ntimeout_s = 1.0\n'
+        )
+        result = CliRunner().invoke(main, ["edge", "check", "--config", str(config)])
+    assert result.exit_code != 0
+    (line,) = [x for x in result.output.splitlines() if "pms5003" in x]
+    assert line.startswith("FAIL  pms5003") and f"{sim.port}: no answer (" in line
+    assert "check the wiring and the sensor's power" in line
+    assert "Traceback" not in result.output
