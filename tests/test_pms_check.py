@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from sensorpipe.cli.main import main
 from sensorpipe.edge.check import FAIL, OK, Check, Probes, check_sensor
-from sensorpipe.edge.drivers.registry import Pms5003Config
+from sensorpipe.edge.drivers.registry import Pms5003Config, open_driver, sensor_tag
 from sensorpipe.firmware_sim.pms5003 import ChecksumBursts, Pms5003Device, Pms5003Simulator
 from sensorpipe.process import free_port
 from sensorpipe.protocol.signing import generate_keypair
@@ -83,3 +83,23 @@ def test_edge_check_names_a_silent_pms5003_in_one_line(tmp_path: Path) -> None:
     assert line.startswith("FAIL  pms5003") and f"{sim.port}: no answer (" in line
     assert "check the wiring and the sensor's power" in line
     assert "Traceback" not in result.output
+
+
+def test_a_pms7003_is_read_and_named_as_registered() -> None:
+    dev = Pms5003Device(read_pm=lambda: (5.0, 6.0), variant="pms7003", warmup_s=0.0)
+    dev.go_silent(3600)
+    with Pms5003Simulator(dev) as sim:
+        config = Pms5003Config(driver="pms5003", model="pms7003", port=sim.port, timeout_s=1.0)
+        assert sensor_tag(config) == "pms7003"
+        check, ok = check_sensor(config, Probes())
+        assert not ok and check.name == "pms7003"
+        assert check.detail == (
+            f"{sim.port}: no answer (no answer to command 0xe1 within 1.0 s): "
+            "check the wiring and the sensor's power"
+        )
+        dev.silent_until = 0.0
+        driver = open_driver(config)
+        try:
+            assert driver.model == "pms7003" and driver.read()["pm10"] == 6
+        finally:
+            driver.close()

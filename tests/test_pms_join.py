@@ -33,3 +33,13 @@ def test_a_code_naming_no_sensor_gets_the_usual_pair(
     join(_code(sensors=[]), Layout(tmp_path))
     sensors = tomllib.loads((tmp_path / "etc" / "sensorpipe" / "edge.toml").read_text())["sensors"]
     assert [s["driver"] for s in sensors] == ["sds011", "bme280"]
+
+
+def test_a_pms7003_gets_the_pms5003_driver_with_its_own_tag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _answer(monkeypatch, None)
+    join(_code(sensors=["pms7003"]), Layout(tmp_path))
+    sensors = tomllib.loads((tmp_path / "etc" / "sensorpipe" / "edge.toml").read_text())["sensors"]
+    (pms,) = [Pms5003Config.model_validate(s) for s in sensors]
+    assert pms.model == "pms7003"

@@ -41,6 +41,7 @@ from sensorpipe.edge.drivers.registry import (
     Sds011Config,
     _smbus,
     open_driver,
+    sensor_tag,
 )
 from sensorpipe.edge.errors import SensorError
 from sensorpipe.protocol.ack import ack_topic, decode_ack
@@ -94,7 +95,7 @@ def run_checks(
         checks.append(check)
         health.append(
             SensorHealth(
-                sensor=sensor.driver,
+                sensor=sensor_tag(sensor),
                 ok=ok,
                 reads_ok=int(ok),
                 reads_failed=int(not ok),
@@ -132,7 +133,7 @@ def check_sensor(
     where = sensor.port if not isinstance(sensor, Bme280Config) else f"/dev/i2c-{sensor.bus}"
     if isinstance(sensor, Bme280Config):
         where += f" at {hex(sensor.address)}"
-    name = sensor.driver
+    name = sensor_tag(sensor)
     driver: SensorDriver | None = None
     try:
         driver = open_driver(sensor, i2c_bus_factory=probes.i2c_bus_factory)
@@ -196,7 +197,7 @@ def _sensor_problem(
     if frames_bad:
         return f"bad checksum: {frames_bad} malformed frames (loose wiring or wrong baud rate?)"
     text = str(exc) if isinstance(exc, SensorError) else f"{type(exc).__name__}: {exc}"
-    text = text.removeprefix(f"{sensor.driver}: ")
+    text = text.removeprefix(f"{sensor_tag(sensor)}: ")
     if "no answer" in text or "did not finish" in text:
         return f"no answer ({text}): check the wiring and the sensor's power"
     if not isinstance(sensor, Bme280Config):

@@ -64,7 +64,10 @@ SENSOR_SECTIONS: dict[str, dict[str, Any]] = {
     "sds011": {"driver": "sds011", "port": "/dev/ttyUSB0", "interval_s": 60},
     "bme280": {"driver": "bme280", "bus": 1, "address": 0x76, "interval_s": 60},
     # On the Pi's PL011 UART (`dtoverlay=disable-bt`): the mini-UART garbles its frames.
-    "pms5003": {"driver": "pms5003", "port": "/dev/ttyAMA0", "interval_s": 60},
+    **{
+        model: {"driver": "pms5003", "model": model, "port": "/dev/ttyAMA0", "interval_s": 60}
+        for model in ("pms5003", "pms7003", "pmsa003")  # the same protocol
+    },
 }
 USUAL_PAIR = ("sds011", "bme280")  # what a join code that names no sensor gets
 

@@ -33,7 +33,7 @@ def run_agent(config_path: Path) -> None:
     from sensorpipe.edge.counting.errors import ModelError, SourceUnavailable
     from sensorpipe.edge.counting.loop import CountingLoop
     from sensorpipe.edge.drivers import open_driver
-    from sensorpipe.edge.drivers.registry import duty_cycle
+    from sensorpipe.edge.drivers.registry import duty_cycle, sensor_tag
     from sensorpipe.edge.duty import HOURS_FILE, LaserHours
     from sensorpipe.edge.outbox import OutboxError, SqliteOutbox
 
@@ -61,7 +61,7 @@ def run_agent(config_path: Path) -> None:
     hours = LaserHours(Path(config.outbox_path).parent / HOURS_FILE)
     sensors = [
         SensorOpener(
-            s.driver, functools.partial(open_driver, s), s.interval_s, duty_cycle(s, hours)
+            sensor_tag(s), functools.partial(open_driver, s), s.interval_s, duty_cycle(s, hours)
         )
         for s in config.sensors
     ]

@@ -152,7 +152,9 @@ class Pms5003(UartDriver):
         mode: Literal["passive", "active"] = "passive",
         timeout_s: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
+        model: str = "pms5003",
     ) -> None:
+        self.model = model  # the sensor tag: pms5003, or pms7003 / pmsa003 (the same protocol)
         self._port: SerialPort | None = port
         self._path: str | None = None  # set by `open`: where to find the sensor again
         self._mode = mode
@@ -169,8 +171,11 @@ class Pms5003(UartDriver):
         *,
         mode: Literal["passive", "active"] = "passive",
         timeout_s: float = 3.0,
+        model: str = "pms5003",
     ) -> Pms5003:
-        driver = open_on_port(path, cls.model, lambda p: cls(p, mode=mode, timeout_s=timeout_s))
+        driver = open_on_port(
+            path, model, lambda p: cls(p, mode=mode, timeout_s=timeout_s, model=model)
+        )
         driver._path = path
         return driver
 
@@ -208,7 +213,9 @@ class Pms5003(UartDriver):
         reply = self._exchange(command(cmd, data), Reply, cmd)
         assert isinstance(reply, Reply)
         if reply.data != data:
-            raise SensorError(f"pms5003: command 0x{cmd:02x} {data} answered with {reply.data}")
+            raise SensorError(
+                f"{self.model}: command 0x{cmd:02x} {data} answered with {reply.data}"
+            )
         return reply
 
     def _write(self, port: SerialPort, data: bytes) -> None:
@@ -221,7 +228,7 @@ class Pms5003(UartDriver):
         self._port = None
         with contextlib.suppress(OSError):
             port.close()
-        raise SensorError(f"pms5003: serial port lost ({exc}); will try to reopen it") from exc
+        raise SensorError(f"{self.model}: serial port lost ({exc}); will try to reopen it") from exc
 
     def _exchange(
         self, cmd: bytes, kind: type[DataFrame] | type[Reply], reply_to: int | None = None
@@ -242,4 +249,4 @@ class Pms5003(UartDriver):
         except PORT_ERRORS as exc:  # the adapter was unplugged
             self._lost(port, exc)
         what = f"command 0x{cmd[2]:02x}" if cmd else "a data frame (active mode)"
-        raise SensorError(f"pms5003: no answer to {what} within {self._timeout_s} s")
+        raise SensorError(f"{self.model}: no answer to {what} within {self._timeout_s} s")

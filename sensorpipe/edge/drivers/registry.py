@@ -81,6 +81,8 @@ class Pms5003Config(_SerialConfig):
     """Plantower PMS5003, and the PMS7003/PMSA003 (the same frames and commands)."""
 
     driver: Literal["pms5003"]
+    # The `sensor` tag its readings carry: the model the device is registered with.
+    model: Literal["pms5003", "pms7003", "pmsa003"] = "pms5003"
     mode: Literal["passive", "active"] = "passive"
     warmup_s: float = Field(default=30.0, ge=0, le=600)  # the data sheet's 30 s after a wake
 
@@ -121,7 +123,9 @@ def _open_sds011(config: Any, i2c: I2CBusFactory) -> SensorDriver:
 
 
 def _open_pms5003(config: Any, i2c: I2CBusFactory) -> SensorDriver:
-    return Pms5003.open(config.port, mode=config.mode, timeout_s=config.timeout_s)
+    return Pms5003.open(
+        config.port, mode=config.mode, timeout_s=config.timeout_s, model=config.model
+    )
 
 
 def _open_bme280(config: Any, i2c: I2CBusFactory) -> SensorDriver:
@@ -141,12 +145,17 @@ DRIVERS: dict[str, Callable[[Any, I2CBusFactory], SensorDriver]] = {
 }
 
 
+def sensor_tag(config: SensorConfig) -> str:
+    """The `sensor` tag of a configured sensor's readings and status (its model)."""
+    return config.model if isinstance(config, Pms5003Config) else config.driver
+
+
 def duty_cycle(config: SensorConfig, hours: LaserHours) -> DutyCycle | None:
     """The warm-up, wakes and running hours of a laser PM sensor; None for other sensors."""
     if not isinstance(config, _SerialConfig):
         return None
     wake_s = config.duty.wake_s if config.duty is not None else 0.0
-    return DutyCycle(config.driver, wake_s=wake_s, warmup_s=config.warmup_s, hours=hours)
+    return DutyCycle(sensor_tag(config), wake_s=wake_s, warmup_s=config.warmup_s, hours=hours)
 
 
 def open_driver(
