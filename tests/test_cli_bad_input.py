@@ -985,10 +985,10 @@ def test_ingest_run_refuses_a_metrics_port_in_use_before_connecting(
 
 def test_devices_add_notes_a_sensor_no_driver_reads(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main, ["devices", "add", "kit-1", "--dir", str(tmp_path), "--sensor", "pms5003"]
+        main, ["devices", "add", "kit-1", "--dir", str(tmp_path), "--sensor", "hpma115"]
     )
     assert result.exit_code == 0, result.output
-    assert "note: --sensor pms5003: the sensorpipe edge agent has no driver for it" in (
+    assert "note: --sensor hpma115: the sensorpipe edge agent has no driver for it" in (
         result.output
     )
     quiet = CliRunner().invoke(

@@ -43,3 +43,15 @@ def test_a_pms7003_gets_the_pms5003_driver_with_its_own_tag(
     sensors = tomllib.loads((tmp_path / "etc" / "sensorpipe" / "edge.toml").read_text())["sensors"]
     (pms,) = [Pms5003Config.model_validate(s) for s in sensors]
     assert pms.model == "pms7003"
+
+
+def test_registering_a_pms7003_notes_no_missing_driver(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sensorpipe.cli.main import main
+
+    for model in ("pms5003", "pms7003", "pmsa003"):
+        added = CliRunner().invoke(
+            main, ["devices", "add", f"pi-{model}", "--dir", str(tmp_path), "--sensor", model]
+        )
+        assert added.exit_code == 0 and "note: --sensor" not in added.output, added.output

@@ -158,6 +158,10 @@ def duty_cycle(config: SensorConfig, hours: LaserHours) -> DutyCycle | None:
     return DutyCycle(sensor_tag(config), wake_s=wake_s, warmup_s=config.warmup_s, hours=hours)
 
 
+# The sensor models the drivers read (a driver may read several: the PMSx003 family).
+READ_MODELS = frozenset(DRIVERS) | {"pms7003", "pmsa003"}
+
+
 def open_driver(
     config: Sds011Config | Pms5003Config | Bme280Config, *, i2c_bus_factory: I2CBusFactory = _smbus
 ) -> SensorDriver:
