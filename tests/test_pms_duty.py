@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sensorpipe.edge import agent as agent_module
 from sensorpipe.edge.agent import Agent, SensorOpener
 from sensorpipe.edge.config import EdgeConfig, MqttConfig
+from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.pms5003 import Pms5003
 from sensorpipe.edge.drivers.registry import Pms5003Config, Sds011Config, duty_cycle
 from sensorpipe.edge.duty import DutyCycle, LaserHours
@@ -73,7 +74,10 @@ def _run(
     interval_s: float,
     seconds: float,
     monkeypatch: pytest.MonkeyPatch,
+    driver: Callable[[], SensorDriver] | None = None,
 ) -> Agent:
+    """An agent with one duty-cycled sensor (by default a PMS5003 on `device`), run on the
+    fake clock for `seconds`."""
     monkeypatch.setattr(agent_module.time, "monotonic", clock)
     config = EdgeConfig(
         device_id="d1",
@@ -83,7 +87,10 @@ def _run(
         status_interval_s=10_000,
     )
     opener = SensorOpener(
-        "pms5003", lambda: Pms5003(LoopPort(device, clock), clock=clock), interval_s, duty
+        duty.model,
+        driver or (lambda: Pms5003(LoopPort(device, clock), clock=clock)),
+        interval_s,
+        duty,
     )
     agent = Agent(
         config,
@@ -201,7 +208,6 @@ def test_an_sds011_is_duty_cycled_the_same_way(monkeypatch: pytest.MonkeyPatch) 
     from sensorpipe.firmware_sim.sds011 import Sds011Device
 
     clock = FakeClock()
-    monkeypatch.setattr(agent_module.time, "monotonic", clock)
     device = Sds011Device(read_pm=lambda: (8.0, 12.0))
     states: list[tuple[float, bool]] = []  # (time, asleep) at each query the sensor answers
     receive = device.receive
@@ -214,24 +220,16 @@ def test_an_sds011_is_duty_cycled_the_same_way(monkeypatch: pytest.MonkeyPatch) 
     device.receive = logged  # type: ignore[method-assign]
     port = LoopPort(device, clock)  # type: ignore[arg-type]
     duty = DutyCycle("sds011", wake_s=30.0, warmup_s=0.0)
-    config = EdgeConfig(
-        device_id="d1",
-        private_key=PRIVATE,
-        mqtt=MqttConfig(username="d1", password="p"),
-        sensors=[Sds011Config(driver="sds011", port="/dev/ttyUSB0")],
-        status_interval_s=10_000,
-    )
-    agent = Agent(
-        config,
-        sensors=[SensorOpener("sds011", lambda: Sds011(port), 120.0, duty)],
-        outbox=MemoryOutbox(),
-        publisher_factory=cast(Callable[..., Publisher], FakePublisher),
-        clock=lambda: 1_790_000_000.0,
-        clock_synced=lambda: True,
-        rssi=lambda: None,
-    )
     start = clock.t
-    agent.run(FakeStop(clock, start + 450.0))  # type: ignore[arg-type]
+    agent = _run(
+        clock,
+        Pms5003Device(),  # not read
+        duty,
+        interval_s=120.0,
+        seconds=450.0,
+        monkeypatch=monkeypatch,
+        driver=lambda: Sds011(port),
+    )
     assert [round(t - start) for t, _ in states] == [30, 150, 270, 390]
     assert not any(asleep for _, asleep in states)  # awake at each reading ...
     assert device.sleeping  # ... and asleep after
