@@ -21,6 +21,7 @@ from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.pms5003 import Pms5003
 from sensorpipe.edge.drivers.registry import Pms5003Config, Sds011Config, duty_cycle
 from sensorpipe.edge.duty import DutyCycle, LaserHours
+from sensorpipe.edge.errors import SensorError
 from sensorpipe.edge.outbox import MemoryOutbox
 from sensorpipe.edge.publisher import Publisher
 from sensorpipe.firmware_sim.pms5003 import Pms5003Device
@@ -235,3 +236,52 @@ def test_an_sds011_is_duty_cycled_the_same_way(monkeypatch: pytest.MonkeyPatch) 
     assert device.sleeping  # ... and asleep after
     (health,) = agent.sensor_health()
     assert health.laser_hours == pytest.approx(4 * 30 / 3600, abs=0.001)
+
+
+class DeafLaser:
+    """A laser sensor's driver whose wake always fails (its adapter is gone)."""
+
+    model = "pms5003"
+    frames_bad = 0
+
+    def __init__(self) -> None:
+        self.wakes = self.reads = 0
+
+    def wake(self) -> None:
+        self.wakes += 1
+        raise SensorError("pms5003: serial port lost (gone); will try to reopen it")
+
+    def sleep(self) -> None:
+        pass
+
+    def read(self) -> dict[str, float]:
+        self.reads += 1
+        return {"pm2_5": 1.0}
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failed_wake_is_one_failed_reading_per_period_not_a_spin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    deaf = DeafLaser()
+    opened: list[float] = []
+
+    def opener() -> SensorDriver:
+        opened.append(clock.t)
+        if len(opened) == 1:
+            raise SensorError("pms5003: cannot open serial port /dev/ttyAMA0")
+        return deaf
+
+    duty = DutyCycle("pms5003", wake_s=30.0, warmup_s=30.0)
+    agent = _run(
+        clock, Pms5003Device(), duty, interval_s=300.0, seconds=1000.0,
+        monkeypatch=monkeypatch, driver=opener,
+    )  # fmt: skip
+    # Opened at 0 s (failed), then at the next wake (300 s); woken at 600 and 900 s (failed).
+    assert [round(t - opened[0]) for t in opened] == [0, 300]
+    assert deaf.wakes == 2 and deaf.reads == 1  # read once, right after the (waking) open
+    (health,) = agent.sensor_health()
+    assert health.reads_failed == 3 and health.reads_ok == 1

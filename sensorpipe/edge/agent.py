@@ -359,18 +359,21 @@ class Agent:
             at = self._wake_at(slot)
             if at is None or now < at:
                 continue
-            assert slot.duty is not None
+            duty = slot.duty
+            assert duty is not None
             # At the start (next_due 0), the first reading waits for the wake too.
-            slot.next_due = max(slot.next_due, now + slot.duty.wake_s)
+            slot.next_due = max(slot.next_due, now + duty.wake_s)
             if slot.driver is None:
                 self._open([slot])  # opening wakes it
-                continue
-            try:
-                cast(LaserDriver, slot.driver).wake()
-            except Exception as exc:  # counted as a failed read; tried again next period
-                self._failed(slot, str(exc) if isinstance(exc, SensorError) else repr(exc))
-                continue
-            slot.duty.woke(now)
+            else:
+                try:
+                    cast(LaserDriver, slot.driver).wake()
+                except Exception as exc:  # counted as a failed read
+                    self._failed(slot, str(exc) if isinstance(exc, SensorError) else repr(exc))
+                else:
+                    duty.woke(now)
+            if not duty.awake:  # not opened, or not woken: tried again for the next reading
+                slot.next_due += slot.interval_s
 
     def _sleep(self, slot: SensorSlot, driver: SensorDriver) -> None:
         """After a duty-cycled sensor's reading: sleep until the next wake."""
