@@ -187,13 +187,17 @@ def test_passive_read_in_a_checksum_burst_fails_as_one_error() -> None:
     dev = _device(clock)
     dev.checksum_bursts = ChecksumBursts(every=4, length=2)
     driver, _ = _driver(dev, clock)
-    results: list[float | None] = []
+    results: list[float | str] = []
     for _ in range(4):
         try:
             results.append(driver.read()["pm2_5"])
-        except SensorError:
-            results.append(None)
-    assert results == [12, 12, None, None]
+        except SensorError as exc:
+            results.append(str(exc))
+    garbled = (
+        "pms5003: 1 malformed frame (bad checksum or length) and no good one in answer to "
+        "command 0xe2 within 3.0 s"
+    )
+    assert results == [12, 12, garbled, garbled]
     assert driver.frames_bad == 2
 
 

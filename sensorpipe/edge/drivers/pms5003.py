@@ -234,6 +234,7 @@ class Pms5003(UartDriver):
         self, cmd: bytes, kind: type[DataFrame] | type[Reply], reply_to: int | None = None
     ) -> DataFrame | Reply:
         port = self._connected()
+        bad_before = self._reader.frames_bad
         try:
             # Frames the sensor sent before (active mode, late answers) are stale now.
             port.reset_input_buffer()
@@ -249,4 +250,10 @@ class Pms5003(UartDriver):
         except PORT_ERRORS as exc:  # the adapter was unplugged
             self._lost(port, exc)
         what = f"command 0x{cmd[2]:02x}" if cmd else "a data frame (active mode)"
+        bad = self._reader.frames_bad - bad_before
+        if bad:  # it answered, garbled: a checksum storm, not silence
+            raise SensorError(
+                f"{self.model}: {bad} malformed frame{'' if bad == 1 else 's'} (bad checksum or "
+                f"length) and no good one in answer to {what} within {self._timeout_s} s"
+            )
         raise SensorError(f"{self.model}: no answer to {what} within {self._timeout_s} s")
