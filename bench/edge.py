@@ -43,7 +43,11 @@ Figures:
   - the default pace: what draining a day's backlog takes at `max_messages_per_s = 10` (one
     message a minute when both sensors share the default 60-s interval: 1,440 messages).
 
-- driver CPU (`--driver-reads` N, default 300): the CPU time per reading of the PMS5003 driver
+- `--i2c-sensors`: the steady state with an SHT4x and a soil probe (ADS1115) configured too,
+  simulated on the agent's I2C bus by `bench.edge_agent`: the agent's RSS with them.
+- drivers: CPU per reading of each I2C driver (SHT3x, SHT4x, the ADS1115 soil probe, the
+  BME280 as baseline) against its simulator, from `bench.edge_drivers` (see there).
+- PMS5003 driver CPU (`--driver-reads` N, default 300): the CPU time per reading of its driver
   (`edge.drivers.pms5003`, passive mode: the E2 request, the 32-byte frame, its checksum and
   nine values), in this process against `Pms5003Simulator` on a pty, so pyserial's reads and
   writes count; measured with the reading thread's CPU clock (`time.thread_time`), so the
@@ -71,6 +75,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.edge_drivers import driver_cpu, report
 from bench.pipeline import Publisher
 from sensorpipe.edge.agent import prepare
 from sensorpipe.edge.outbox import SqliteOutbox
@@ -101,7 +106,13 @@ def edge_toml(
     interval_s: float,
     confirm: bool = True,
     pace: float = DEFAULT_PACE,
+    i2c_sensors: bool = False,
 ) -> str:
+    """`i2c_sensors`: an SHT4x and a soil probe too (bench.edge_agent simulates them)."""
+    extra = "".join(
+        f'\n[[sensors]]\ndriver = "{d}"\n{more}interval_s = {interval_s}\n'
+        for d, more in (("sht4x", ""), ("soil_ads1115", "v_dry = 2.6\nv_wet = 1.2\n"))
+    )
     return f"""\
 device_id = "{device_id}"
 private_key = "{private_key}"
@@ -125,7 +136,7 @@ driver = "bme280"
 bus = 1
 address = 0x76
 interval_s = {interval_s}
-"""
+{extra if i2c_sensors else ""}"""
 
 
 @dataclass
@@ -234,10 +245,11 @@ class Account:
 
 
 def steady_state(
-    account: Account, workdir: Path, seconds: float, interval_s: float
+    account: Account, workdir: Path, seconds: float, interval_s: float, *, i2c_sensors: bool = False
 ) -> dict[str, Any]:
-    """The agent with an SDS011 and a BME280 every `interval_s` for `seconds`: its memory at
-    the end and what it wrote to disk per reading."""
+    """The agent with an SDS011 and a BME280 (and with `i2c_sensors` an SHT4x and a soil probe)
+    every `interval_s` for `seconds`: its memory at the end and what it wrote to disk per
+    reading."""
     with Sds011Simulator(Sds011Device(bad_frame_rate=0.0)) as sds:
         config = workdir / "steady.toml"
         config.write_text(
@@ -251,6 +263,7 @@ def steady_state(
                 serial_port=sds.port,
                 interval_s=interval_s,
                 confirm=account.confirm,
+                i2c_sensors=i2c_sensors,
             )
         )
         with run_agent(config, workdir) as agent:
@@ -427,7 +440,7 @@ def replay(workdir: Path, n: int, *, timeout_s: float = 120.0) -> dict[str, Any]
     }
 
 
-def driver_cpu(reads: int) -> dict[str, Any]:
+def pms_driver_cpu(reads: int) -> dict[str, Any]:
     """CPU per reading of the PMS5003 driver, over a pty to the simulator."""
     from sensorpipe.edge.drivers.pms5003 import Pms5003
 
@@ -465,6 +478,11 @@ def main() -> None:
     parser.add_argument(
         "--driver-reads", type=int, default=300, help="PMS5003 readings timed for driver CPU"
     )
+    parser.add_argument(
+        "--i2c-sensors",
+        action="store_true",
+        help="the steady state with an SHT4x and a soil probe too (RSS with them configured)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.minutes <= 0 or args.interval <= 0:
@@ -475,7 +493,8 @@ def main() -> None:
         parser.error(f"--workdir {args.workdir}: no such directory")
     say = (lambda _m: None) if args.json else print
     say(f"driver CPU: {args.driver_reads} PMS5003 readings over a pty")
-    drivers = [driver_cpu(args.driver_reads)]
+    pms = pms_driver_cpu(args.driver_reads)
+    sensors = "SDS011 + BME280" + (" + SHT4x + soil probe" if args.i2c_sensors else "")
 
     with tempfile.TemporaryDirectory(prefix=".bench-edge-", dir=args.workdir) as tmp:
         workdir = Path(tmp).resolve()  # paths in edge.toml are relative to the file
@@ -484,7 +503,7 @@ def main() -> None:
         stack.up(detach=False, serve=False)
         try:
             say(
-                f"steady state: the agent, SDS011 + BME280 every {args.interval:g} s, "
+                f"steady state: the agent, {sensors} every {args.interval:g} s, "
                 f"confirm = true, for {args.minutes:g} min"
             )
             (creds,) = stack.add_devices([("edge-bench-01", {"site": "bench"})])
@@ -495,20 +514,24 @@ def main() -> None:
                 creds.username,
                 creds.password,
             )
-            steady = steady_state(account, workdir, args.minutes * 60, args.interval)
+            steady = steady_state(
+                account, workdir, args.minutes * 60, args.interval, i2c_sensors=args.i2c_sensors
+            )
         finally:
             stack.down()
         say(f"replay: {args.messages} messages in the outbox, broker down, then started")
         rep = replay(workdir, args.messages)
 
-    result = {"steady": steady, "replay": rep, "drivers": drivers}
+    say("CPU per reading of each I2C driver against its simulator (bench.edge_drivers)")
+    drivers = driver_cpu()
+    result = {"steady": steady, "replay": rep, "drivers": drivers, "pms5003_driver": pms}
     if args.json:
         print(json.dumps(result))
         return
     s, r = steady, rep
     print()
     print(
-        f"agent, no camera, SDS011 + BME280 every {s['interval_s']:g} s, "
+        f"agent, no camera, {sensors} every {s['interval_s']:g} s, "
         f"{s['seconds'] / 60:g} min, confirm = true:"
     )
     print(f"  RSS at the end                 : {s['rss_mb']:>8} MB (goal <= 40 MB)")
@@ -536,13 +559,13 @@ def main() -> None:
         f"(60-s readings) drains in {r['default_pace_day_backlog_s']} s; "
         f"{r['messages']} messages in {r['messages'] / DEFAULT_PACE / 60:.0f} min"
     )
-    print("driver CPU per reading (reading thread, pyserial on a pty included):")
-    for d in drivers:
-        print(
-            f"  {d['driver']:<8} ({d['values_per_read']:g} values)   : "
-            f"{d['cpu_us_per_read']:>8} µs CPU ({d['wall_ms_per_read']} ms wall, "
-            f"{d['reads']} readings)"
-        )
+    print("\n".join(report(drivers)))
+    print("PMS5003 driver CPU per reading (reading thread, pyserial on a pty included):")
+    print(
+        f"  {pms['driver']:<8} ({pms['values_per_read']:g} values)   : "
+        f"{pms['cpu_us_per_read']:>8} µs CPU ({pms['wall_ms_per_read']} ms wall, "
+        f"{pms['reads']} readings)"
+    )
 
 
 if __name__ == "__main__":

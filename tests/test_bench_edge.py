@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.edge import Account, bare_broker, driver_cpu, readings_in, replay, steady_state
+from bench.edge import Account, bare_broker, pms_driver_cpu, readings_in, replay, steady_state
 from sensorpipe.process import ManagedProcess, free_port, port_open
 from sensorpipe.protocol.signing import generate_keypair
 
@@ -19,18 +19,24 @@ def test_readings_in_reads_the_agent_summary() -> None:
     assert readings_in(summary) == (640, 127, 3)
 
 
-def test_steady_state_measures_the_agent_process(tmp_path: Path) -> None:
+# SDS011 2 + BME280 3 readings a sample; with the I2C sensors SHT4x 2 + soil probe 2 more.
+@pytest.mark.parametrize(("i2c_sensors", "per_sample"), [(False, 5), (True, 9)])
+def test_steady_state_measures_the_agent_process(
+    tmp_path: Path, i2c_sensors: bool, per_sample: int
+) -> None:
     port = free_port()
     broker: ManagedProcess = bare_broker(tmp_path, port)
     broker.start(lambda: port_open(port))
     try:
         key, _ = generate_keypair()
         account = Account("smoke-01", key, port, "smoke-01", "x", confirm=False)
-        result = steady_state(account, tmp_path, seconds=4.0, interval_s=0.5)
+        result = steady_state(
+            account, tmp_path, seconds=4.0, interval_s=0.5, i2c_sensors=i2c_sensors
+        )
     finally:
         broker.stop()
-    assert result["readings"] >= 5  # both sensors were read: 2 + 3 readings a sample
-    assert result["readings"] % 5 == 0, "a sensor failed: not every sample had 5 readings"
+    assert result["readings"] >= per_sample  # every sensor was read
+    assert result["readings"] % per_sample == 0, "a sensor failed: a sample lacked readings"
     assert 5 < result["rss_mb"] <= result["hwm_mb"]
     assert result["write_bytes_per_reading"] == pytest.approx(
         result["write_bytes"] / result["readings"], rel=0.01
@@ -45,6 +51,6 @@ def test_replay_drains_the_outbox_and_measures_the_baseline(tmp_path: Path) -> N
 
 
 def test_driver_cpu_times_pms5003_readings() -> None:
-    result = driver_cpu(20)
+    result = pms_driver_cpu(20)
     assert result["reads"] == 20 and result["values_per_read"] == 9
     assert result["cpu_us_per_read"] > 0 and result["frames_bad"] == 0

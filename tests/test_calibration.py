@@ -335,3 +335,39 @@ def test_each_quantity_takes_its_own_calibration() -> None:
     assert series["values"] == {"pm2_5": [7.0], "pm10": [11.0]}
     assert series["calibration"] == {"pm2_5": ["cal-1"], "pm10": ["cal-2"]}
     assert series["uncertainty"] == {"pm2_5": [1.5], "pm10": [3.0]}
+
+
+def test_a_calibrated_value_in_fog_stays_indicative() -> None:
+    """RIVM: calibration is unreliable in fog. A calibrated value of an interval holding
+    readings flagged fog is indicative (its uncertainty is still the calibration's)."""
+    from sensorpipe.calibration.store import Assignment
+    from sensorpipe.query.calibrated import Calibrations, annotate_rows, calibrate_answer
+
+    record = {
+        "id": "cal-1", "method": "linear", "quantity": "pm2_5", "reference": "r",
+        "coefficients": {"a": 0.0, "b": 1.0}, "statistics": {"calibrated": {"rmse": 1.5}},
+    }  # fmt: skip
+    assigned = [Assignment(1, "cal-1", "d", None, None, 0.0, "t")]
+    times = ["2019-08-18T05:00:00Z", "2019-08-18T06:00:00Z"]
+    answer = {
+        "aggregate": "mean",
+        "every": "1h",
+        "series": [
+            {"device_id": "d", "sensor": "sds011", "time": times,
+             "values": {"pm2_5": [3.0, 4.0]},
+             "flags": {"pm2_5": {"flagged": [12, 0], "flags": [["fog", "humidity"], []]}}},
+        ],
+    }  # fmt: skip
+    calibrations = Calibrations(assigned, {"cal-1": record})
+    (series,) = calibrate_answer(answer, calibrations, set(), values="calibrated")["series"]
+    assert series["calibration"]["pm2_5"] == ["cal-1", "cal-1"]
+    assert series["indicative"]["pm2_5"] == [True, False]
+    assert series["uncertainty"]["pm2_5"] == [1.5, 1.5]
+    rows = [
+        {"time": times[0], "device_id": "d", "pm2_5": 3.0, "pm2_5_flags": "fog,humidity",
+         "calibration": "cal-1"},
+        {"time": times[1], "device_id": "d", "pm2_5": 4.0, "pm2_5_flags": "",
+         "calibration": "cal-1"},
+    ]  # fmt: skip
+    out, _ = annotate_rows(rows, ["pm2_5"], {"cal-1": record}, set(), "mean")
+    assert [r["pm2_5_indicative"] for r in out] == [True, False]

@@ -246,6 +246,20 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--dir", _stack_with_bad_registry(t)], "not valid TOML"),
         (lambda t: ["--dir", str(t / "nowhere")], "nowhere/registry.toml: no device is registered"),
     ],
+    "devices edit": [
+        (lambda t: ["d1", "--dir", _stack_with_calibration(t)], "nothing to change"),
+        (lambda t: ["d1", "--lat", "52.1", "--dir", _stack_with_calibration(t)], "give both"),
+        (
+            lambda t: ["d1", "--lat", "95", "--lon", "5", "--dir", _stack_with_calibration(t)],
+            "--lat",
+        ),
+        (lambda t: ["d9", "--owner", "x", "--dir", _stack_with_calibration(t)], "d9: not in"),
+        (lambda t: ["d1", "--owner", "x", "--dir", _stack_with_bad_registry(t)], "not valid TOML"),
+        (
+            lambda t: ["d1", "--contact", "x" * 201, "--dir", _stack_with_calibration(t)],
+            "--contact",
+        ),
+    ],
     "devices quarantine": [
         (lambda t: ["d2", "--dir", _stack_with_device(t)], "d2: no such device in the registry"),
         (lambda t: ["d", "--dir", _stack_with_device(t)], "(did you mean d1?)"),
@@ -347,6 +361,18 @@ CASES: dict[str, list[Case]] = {
         (
             lambda t: ["--config", _edge_config_with(t, "address = 0x76", "address = 0x99")],
             "sensors.1.bme280.address (line 36): 0x99: a BME280 answers only at 0x76",
+        ),
+        (
+            lambda t: ["--config", _edge_config_with(t, "address = 0x44", "address = 0x47")],
+            "sensors.2.sht4x.address (line 44): 0x47: an SHT4X answers only at 0x44 or 0x45",
+        ),
+        (
+            lambda t: ["--config", _edge_config_with(t, "v_wet = 1.20", "v_wet = 2.80")],
+            "sensors.3.soil_ads1115.v_wet (line 59): v_dry (2.6 V) must be above v_wet (2.8 V)",
+        ),
+        (
+            lambda t: ["--config", _edge_config_with(t, "fsr_v = 4.096", "fsr_v = 5")],
+            "sensors.3.soil_ads1115.fsr_v (line 60): 5.0: the ADS1115 ranges are 6.144, 4.096",
         ),
     ],
     "edge join": [
@@ -652,6 +678,10 @@ CASES: dict[str, list[Case]] = {
     ],
     "calibrate group": [
         (lambda t: [], "Missing option '--reference'"),
+        (
+            lambda t: ["--reference", "r1", "--device", "d1", "--dir", _stack_with_calibration(t)],
+            "1 device in the group (d1), and an hour needs 3 (--min-members)",
+        ),
         (lambda t: ["--reference", "r1", "--device", "r1"], "a device is not its own reference"),
         (
             lambda t: ["--reference", "r1", "--device", "d1", "--within", "5"],

@@ -36,6 +36,7 @@ def test_devices_keeps_every_command_and_each_answers_help() -> None:
         "add",
         "add-gateway",
         "add-kit",
+        "edit",
         "export",
         "lift",
         "list",

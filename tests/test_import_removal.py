@@ -112,3 +112,37 @@ def test_a_file_is_found_by_its_bytes(tmp_path: Path) -> None:
     f.write_text("a,b\n1,3\n")
     with pytest.raises(RemovalProblem, match="never imported"):
         find_entry(ledger, str(f))
+
+
+class _Shards:
+    """What InfluxDB's `SHOW STATS FOR 'shard'` answers, for `check_index`."""
+
+    database = "sensorpipe"
+
+    def __init__(self, *paths: Path | str) -> None:
+        tags = [
+            {"database": "sensorpipe", "id": str(i), "path": str(p)} for i, p in enumerate(paths, 1)
+        ]
+        tags.append({"database": "other", "id": "9", "path": "/nowhere"})
+        self.rows: list[dict[str, object]] = [{"name": "shard", "tags": t} for t in tags]
+
+    def query(self, q: str, *, database: str | None = None) -> list[dict[str, object]]:
+        assert q == "SHOW STATS FOR 'shard'"
+        return self.rows
+
+
+def test_removal_needs_every_shard_on_the_tsi1_index(tmp_path: Path) -> None:
+    from typing import Any, cast
+
+    from sensorpipe.importer.removal import check_index
+
+    tsi1, inmem = tmp_path / "1", tmp_path / "2"
+    (tsi1 / "index").mkdir(parents=True)
+    inmem.mkdir()
+    check_index(cast(Any, _Shards(tsi1)))  # its `index` folder: tsi1
+    with pytest.raises(RemovalProblem, match=r"shard 2 of sensorpipe uses the in-memory index"):
+        check_index(cast(Any, _Shards(tsi1, inmem)))
+    elsewhere = cast(Any, _Shards(tsi1, "/var/lib/influxdb/data/sensorpipe/autogen/7"))
+    with pytest.raises(RemovalProblem, match=r"InfluxDB runs elsewhere.*--influx-index-tsi1"):
+        check_index(elsewhere)
+    check_index(elsewhere, tsi1_confirmed=True)  # the operator's word

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -35,10 +36,14 @@ WAKE, SLEEP, READ = "wake", "sleep", "read"
 
 
 class FakeStop:
-    """The agent's stop event: waiting advances the fake clock; set once it reaches `end`."""
+    """The agent's stop event: waiting advances the fake clock; set once it reaches `end`.
 
-    def __init__(self, clock: FakeClock, end: float) -> None:
-        self.clock, self.end = clock, end
+    The agent's sensors are read on their worker threads: a wait first lets the jobs under way
+    finish (in real time, the fake clock advanced only by the sensor's own serial reads), so
+    that fake time does not run on while a worker works."""
+
+    def __init__(self, clock: FakeClock, end: float, agent: Agent) -> None:
+        self.clock, self.end, self.agent = clock, end, agent
 
     def is_set(self) -> bool:
         return self.clock.t >= self.end
@@ -47,8 +52,15 @@ class FakeStop:
         self.end = self.clock.t
 
     def wait(self, timeout: float | None = None) -> bool:
+        deadline = time.perf_counter() + 10.0  # a bug, not a slow sensor: then fake time runs
+        while time.perf_counter() < deadline and self._working():
+            time.sleep(0.001)
         self.clock.t += max(timeout or 0.0, 0.01)
         return self.is_set()
+
+    def _working(self) -> bool:
+        in_flight = sum(s.in_flight for s in self.agent._slots)
+        return in_flight > self.agent._answers.qsize()
 
 
 class Recorder:
@@ -102,7 +114,7 @@ def _run(
         clock_synced=lambda: True,
         rssi=lambda: None,
     )
-    agent.run(FakeStop(clock, clock.t + seconds))  # type: ignore[arg-type]
+    agent.run(FakeStop(clock, clock.t + seconds, agent))  # type: ignore[arg-type]
     return agent
 
 

@@ -135,3 +135,21 @@ def test_a_limit_below_one_is_refused_not_read_as_no_limit() -> None:
     with pytest.raises(QueryInputError, match="limit 0: give 1 or more"):
         AirQuery(limit=0)
     assert AirQuery(limit=1).to_influxql().endswith(" LIMIT 1")
+
+
+def test_columns_of_every_row_are_printed_the_calibration_last() -> None:
+    """A device with a BME280 and an SDS011 gives rows of both: the PM columns (and their
+    uncertainty and indicative columns) are printed though the first row is the BME280's."""
+    from sensorpipe.query.output import drop_empty_columns
+
+    rows = [
+        {"time": "t", "device_id": "d", "sensor": "bme280", "temperature": 9.5,
+         "temperature_uncertainty_degc": 1.0, "pm2_5": None, "calibration": "raw"},
+        {"time": "t", "device_id": "d", "sensor": "sds011", "pm2_5": 7.0,
+         "pm2_5_uncertainty_ugm3": 5.3, "pm2_5_indicative": True, "calibration": "raw",
+         "calibration_note": None},
+    ]  # fmt: skip
+    assert drop_empty_columns(rows, ["time", "calibration"]) == [
+        "time", "device_id", "sensor", "temperature", "temperature_uncertainty_degc", "pm2_5",
+        "pm2_5_uncertainty_ugm3", "pm2_5_indicative", "calibration",
+    ]  # fmt: skip

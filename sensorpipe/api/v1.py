@@ -127,6 +127,14 @@ class SensorHealthOut(BaseModel):
     laser_life_h: float | None = Field(
         default=None, description="the laser's expected life in running hours (data sheet)"
     )
+    errors: dict[str, int] = Field(
+        default_factory=dict,
+        description="its newest status's faults by kind since the device's agent started "
+        "(checksum, timeout, io, out_of_range, not_available, ...)",
+    )
+    backoff_s: float | None = Field(
+        default=None, description="seconds between tries while it keeps failing; 0: on schedule"
+    )
 
 
 class CalibrationOut(BaseModel):

@@ -13,7 +13,8 @@ and `calibrate_book` what they share (the calibration book, the period, a record
 
 `devices` keeps `add`, `add-gateway`, `list` and `reset-key`; its other commands have modules
 of their own: `kits` (`devices add-kit airrohr|ttn`, with `ttn_setup`, what `add-kit ttn`
-prints), `quarantine` (`devices quarantine` and `lift`) and `public_register` (`devices export`
-and `network`). `provisioning` is the one path `devices add` and the kits share: the register
-options, the register fields they give and the stack's add function with one-line refusals.
+prints), `quarantine` (`devices quarantine` and `lift`), `public_register` (`devices export`
+and `network`) and `device_edit` (`devices edit`). `provisioning` is the one path `devices add`
+and the kits share: the register options, the register fields they give and the stack's add
+function with one-line refusals.
 """

@@ -122,6 +122,13 @@ def calibrate_group(
     radius = WITHIN_KM if within_km is None else within_km
     members = _group_members(registry, reference, devices_, radius, sensor)
     least = MIN_MEMBERS if min_members is None else min_members
+    if len(members) < least:
+        fail(
+            f"{len(members)} device{'s' if len(members) != 1 else ''} in the group "
+            f"({', '.join(members) or 'none'}), and an hour needs {least} (--min-members): no "
+            f"hour could get a factor; add devices (--device, or a larger --within), or fit a "
+            f"co-located sensor with `calibrate fit`"
+        )
     with influx_client(directory, influx_url, database) as client:
         try:
             window = reference_window(client, reference, quantity, t0, t1)

@@ -2,10 +2,11 @@
 
 Here: the group, `add` (a device and how it joins), `add-gateway`, `list` and `reset-key`.
 The group's other commands live in their own modules and are added to it here: `kits`
-(`add-kit airrohr|ttn`), `quarantine` (`quarantine`, `lift`) and `public_register`
-(`export`, `network`). `add` and the kits take one provisioning path (`provisioning`): the
-same register options, read into the same register fields, and the stack's add function run
-with one-line refusals; each command keeps only its own options, checks and what it prints.
+(`add-kit airrohr|ttn`), `quarantine` (`quarantine`, `lift`), `public_register` (`export`,
+`network`) and `device_edit` (`edit`: the public register fields). `add` and the kits take one
+provisioning path (`provisioning`): the same register options, read into the same register
+fields, and the stack's add function run with one-line refusals; each command keeps only its
+own options, checks and what it prints.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import click
 
 from sensorpipe.cli import provisioning
 from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.device_edit import devices_edit
 from sensorpipe.cli.kits import devices_add_kit
 from sensorpipe.cli.options import DIR_OPTION, json_option
 from sensorpipe.cli.public_register import devices_export, devices_network
@@ -45,6 +47,7 @@ for _command in (
     devices_lift,
     devices_export,  # public_register
     devices_network,
+    devices_edit,  # device_edit
 ):
     devices.add_command(_command)
 

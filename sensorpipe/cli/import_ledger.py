@@ -94,6 +94,13 @@ def import_list(directory: Path | None, as_json: bool) -> None:
 @DIR_OPTION
 @INFLUX_OPTIONS
 @click.option("--yes", is_flag=True, help="Do not ask before deleting.")
+@click.option(
+    "--influx-index-tsi1",
+    "tsi1_confirmed",
+    is_flag=True,
+    help="InfluxDB runs on another machine and uses the tsi1 index (needed: with the in-memory "
+    "index, InfluxDB 1.x deletes other devices' points too).",
+)
 @json_option("Print what was removed as JSON.")
 def import_remove(
     files: tuple[str, ...],
@@ -101,6 +108,7 @@ def import_remove(
     influx_url: str | None,
     database: str,
     yes: bool,
+    tsi1_confirmed: bool,
     as_json: bool,
 ) -> None:
     """Undo imports: delete each file's points, its `imports` records and dead letters, and
@@ -110,7 +118,14 @@ def import_remove(
     import list`). Only the points the file wrote go: found by device, source and time range,
     refused where another file of the same format wrote the same device at the same times
     (remove both, then import the right one again). Devices stay registered."""
-    from sensorpipe.importer.removal import RemovalProblem, find_entry, plan, remove, when
+    from sensorpipe.importer.removal import (
+        RemovalProblem,
+        check_index,
+        find_entry,
+        plan,
+        remove,
+        when,
+    )
     from sensorpipe.ingest.deadletter import DeadLetterStore, is_sqlite_file
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
     from sensorpipe.ingest.influx import InfluxClient, quiet_request_log
@@ -147,28 +162,40 @@ def import_remove(
                     f"    {s.measurement} {s.device_id}: {when(s.first_ms)} to {when(s.last_ms)}",
                     err=as_json,
                 )
-        if not yes:
-            if not sys.stdin.isatty():
-                fail("deleting needs a yes: add --yes (nothing removed)")
-            click.confirm("Delete these points, records and dead letters?", abort=True, err=True)
         quiet_request_log()
         client = InfluxClient(influx_url, database, timeout_s=120.0)
-        deadletters = stack.deadletter_path
-        store = (
-            DeadLetterStore(deadletters)
-            if deadletters.exists() and is_sqlite_file(deadletters)
-            else None
-        )
-        done = []
         try:
-            if not client.ping(timeout_s=5.0):
-                fail(f"InfluxDB at {influx_url} does not answer: nothing removed")
-            for r in removals:
-                done.append(remove(client, ledger, store, r))
-        except RemovalProblem as exc:
-            fail(_partial(done, str(exc)))
-        except (StorageUnavailable, QueryError) as exc:
-            fail(_partial(done, f"InfluxDB failed while deleting: {exc}; run the removal again"))
+            try:
+                if not client.ping(timeout_s=5.0):
+                    fail(f"InfluxDB at {influx_url} does not answer: nothing removed")
+                check_index(client, tsi1_confirmed=tsi1_confirmed)
+            except RemovalProblem as exc:
+                fail(str(exc))
+            except (StorageUnavailable, QueryError) as exc:
+                fail(f"InfluxDB at {influx_url} could not be asked about its shards ({exc}): "
+                     f"nothing removed")  # fmt: skip
+            if not yes:
+                if not sys.stdin.isatty():
+                    fail("deleting needs a yes: add --yes (nothing removed)")
+                click.confirm(
+                    "Delete these points, records and dead letters?", abort=True, err=True
+                )
+            deadletters = stack.deadletter_path
+            store = (
+                DeadLetterStore(deadletters)
+                if deadletters.exists() and is_sqlite_file(deadletters)
+                else None
+            )
+            done = []
+            try:
+                for r in removals:
+                    done.append(remove(client, ledger, store, r))
+            except RemovalProblem as exc:
+                fail(_partial(done, str(exc)))
+            except (StorageUnavailable, QueryError) as exc:
+                fail(
+                    _partial(done, f"InfluxDB failed while deleting: {exc}; run the removal again")
+                )
         finally:
             client.close()
     finally:

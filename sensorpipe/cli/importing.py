@@ -494,7 +494,7 @@ def _summary(fmt: str, results: list[FileResult], seconds: float, as_json: bool)
         )
         return
     for r in results:
-        click.echo(_file_line(r))
+        click.echo(_file_line(r, fmt))
     read = [r for r in results if r.skipped is None]
     before = len(results) - len(read)
     skipped = f" ({before} imported before: skipped)" if before else ""
@@ -513,7 +513,7 @@ def _reasons(rejected: Counter[str]) -> str:
     return " (" + ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) + ")"
 
 
-def _file_line(r: FileResult) -> str:
+def _file_line(r: FileResult, fmt: str) -> str:
     if r.skipped is not None:
         s = r.skipped
         when = datetime.fromtimestamp((s.completed_ms or s.first_ms) / 1000, UTC)
@@ -531,7 +531,8 @@ def _file_line(r: FileResult) -> str:
     )
     shown = {k: v for k, v in r.not_imported.items() if v}
     if shown:
-        line += "; not imported (no sensorpipe quantity): " + ", ".join(
+        why = "no --column for it" if fmt == "csv" else "no sensorpipe quantity"
+        line += f"; not imported ({why}): " + ", ".join(
             f"{k} ({v} values)" for k, v in shown.items()
         )
     for note in r.notes:

@@ -32,7 +32,13 @@ def quality() -> None:
     show_default=True,
     help="Start: -24h, -7d, a date (midnight UTC) or ISO 8601 with offset; whole UTC hours.",
 )
-@click.option("--to", "end", default="now", show_default=True)
+@click.option(
+    "--to",
+    "end",
+    default="now",
+    show_default=True,
+    help="End: the hour that is not over yet is never judged (its mean is not final).",
+)
 @QUALITY_CONFIG_OPTION
 @json_option("Print the summary as JSON.")
 def quality_neighbours(
@@ -88,14 +94,13 @@ def quality_neighbours(
                 err=True,
             )
 
+    hour = 3_600_000
+    now_ms = int(time.time() * 1000)
+    # Finished hours only: a flag is never withdrawn, and the current hour's mean is not final.
+    end_ms = min(int(t1.timestamp() * 1000), now_ms - now_ms % hour)
     try:
         done = run_neighbours(
-            client,
-            registry,
-            config,
-            int(t0.timestamp() * 1000),
-            int(t1.timestamp() * 1000),
-            progress,
+            client, registry, config, int(t0.timestamp() * 1000), end_ms, progress
         )
     except (QueryError, StorageUnavailable) as exc:
         fail(f"{exc}; flags written so far are kept, run it again (nothing is flagged twice)")

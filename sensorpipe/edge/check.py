@@ -35,10 +35,10 @@ from sensorpipe.edge import host
 from sensorpipe.edge.config import EdgeConfig
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.registry import (
-    Bme280Config,
     I2CBusFactory,
     Pms5003Config,
     Sds011Config,
+    SensorConfig,
     _smbus,
     open_driver,
     sensor_tag,
@@ -127,12 +127,11 @@ def run_checks(
 
 
 # --- sensors ---------------------------------------------------------------------------------
-def check_sensor(
-    sensor: Sds011Config | Pms5003Config | Bme280Config, probes: Probes
-) -> tuple[Check, bool]:
-    where = sensor.port if not isinstance(sensor, Bme280Config) else f"/dev/i2c-{sensor.bus}"
-    if isinstance(sensor, Bme280Config):
-        where += f" at {hex(sensor.address)}"
+def check_sensor(sensor: SensorConfig, probes: Probes) -> tuple[Check, bool]:
+    if isinstance(sensor, Sds011Config | Pms5003Config):
+        where = sensor.port
+    else:
+        where = f"/dev/i2c-{sensor.bus} at {hex(sensor.address)}"
     name = sensor_tag(sensor)
     driver: SensorDriver | None = None
     try:
@@ -147,7 +146,8 @@ def check_sensor(
     implausible = [e for q, v in values.items() if (e := plausibility_error(q, v)) is not None]
     if implausible:
         return Check(name, FAIL, f"{where}: implausible reading: {implausible[0]}"), False
-    return Check(name, OK, f"{where}: {shown}"), True
+    note = getattr(driver, "note", None)  # a reading that is good but says something is off
+    return Check(name, OK, f"{where}: {shown}" + (f" ({note})" if note else "")), True
 
 
 def _errno_of(exc: BaseException) -> int | None:
@@ -165,12 +165,8 @@ def _errno_of(exc: BaseException) -> int | None:
     return None
 
 
-def _sensor_problem(
-    sensor: Sds011Config | Pms5003Config | Bme280Config,
-    exc: Exception,
-    driver: SensorDriver | None,
-) -> str:
-    serial = not isinstance(sensor, Bme280Config)
+def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver | None) -> str:
+    serial = isinstance(sensor, Sds011Config | Pms5003Config)
     number = _errno_of(exc)
     if number == errno.ENOENT:
         if serial:
@@ -195,12 +191,13 @@ def _sensor_problem(
             "garbles them: use /dev/ttyAMA0 with `dtoverlay=disable-bt`, or a USB adapter)"
         )
     if frames_bad:
-        return f"bad checksum: {frames_bad} malformed frames (loose wiring or wrong baud rate?)"
+        why = "loose wiring or wrong baud rate?" if serial else "loose wiring or a long bus?"
+        return f"bad checksum: {frames_bad} malformed frames ({why})"
     text = str(exc) if isinstance(exc, SensorError) else f"{type(exc).__name__}: {exc}"
     text = text.removeprefix(f"{sensor_tag(sensor)}: ")
     if "no answer" in text or "did not finish" in text:
         return f"no answer ({text}): check the wiring and the sensor's power"
-    if not isinstance(sensor, Bme280Config):
+    if isinstance(sensor, Sds011Config | Pms5003Config):
         return text
     return f"{text} (`i2cdetect -y {sensor.bus}` shows what answers on the bus)"
 

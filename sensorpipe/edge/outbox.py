@@ -30,6 +30,12 @@ Contract (both implementations pass the same tests):
 - A write that fails raises `OutboxError` (retryable: the next write may work); the outbox
   itself stays usable and works again once the disk has room.
 - Safe to call from the sampler and the publisher threads at once.
+- Order is the entries' ids (and sequence numbers), never wall-clock time: a clock that jumps
+  back (a Pi without a real-time clock after a power cut, until NTP steps it) neither reorders
+  nor drops anything. The wall clock (`clock`, injectable) only stamps `created_at` and when an
+  entry was sent; an entry whose sent mark lies ahead of the clock (it was set back since) is
+  offered again by `requeue` as if it had waited long enough, rather than waiting for the
+  clock to catch up.
 
 When full (`max_entries` waiting, or the disk itself full), the oldest entries make room for
 the new one: a device that is offline for weeks keeps its most recent readings. Entries
@@ -173,7 +179,10 @@ class Outbox(Protocol):
 class MemoryOutbox:
     """For tests and for devices that accept losing the queue on reboot."""
 
-    def __init__(self, *, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self, *, max_entries: int = MAX_ENTRIES, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[int, OutboxEntry] = {}
         self._sent: dict[int, float] = {}  # entry id -> when the broker acknowledged it
@@ -194,7 +203,7 @@ class MemoryOutbox:
                     _report_dropped(self._making_room, "holds max_entries", 1, self.dropped)
                 self._pop(oldest)
             self._last_id += 1
-            entry = OutboxEntry(self._last_id, topic, body, time.time(), seq)
+            entry = OutboxEntry(self._last_id, topic, body, self._clock(), seq)
             self._entries[self._last_id] = entry
             return self._last_id
 
@@ -218,7 +227,7 @@ class MemoryOutbox:
     def mark_sent(self, entry_id: int) -> None:
         with self._lock:
             if entry_id in self._entries:
-                self._sent[entry_id] = time.time()
+                self._sent[entry_id] = self._clock()
 
     def mark_sent_many(self, entry_ids: Iterable[int]) -> None:
         for entry_id in entry_ids:
@@ -234,7 +243,8 @@ class MemoryOutbox:
 
     def requeue(self, *, sent_before: float = math.inf) -> int:
         with self._lock:
-            ids = [i for i, at in self._sent.items() if at < sent_before]
+            now = self._clock()  # a mark ahead of it: the clock was set back since
+            ids = [i for i, at in self._sent.items() if at < sent_before or at > now]
             for i in ids:
                 del self._sent[i]
             return len(ids)
@@ -352,8 +362,10 @@ class SqliteOutbox:
         *,
         max_entries: int = MAX_ENTRIES,
         free_bytes: Callable[[], int] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         path = Path(path)
+        self._clock = clock
         self.max_entries = max_entries
         self.dropped = 0
         self._making_room = _making_room()
@@ -480,7 +492,7 @@ class SqliteOutbox:
             deleted = self._write_bookkeeping() if bookkeeping else 0
             cur = self._db.execute(
                 "INSERT INTO outbox (topic, body, created_at, seq) VALUES (?, ?, ?, ?)",
-                (topic, body, time.time(), seq),
+                (topic, body, self._clock(), seq),
             )
             self._db.execute("COMMIT")
         except sqlite3.Error:
@@ -630,7 +642,7 @@ class SqliteOutbox:
     def mark_sent_many(self, entry_ids: Iterable[int]) -> None:
         with self._lock, _writing("mark entries sent"):
             here = self._here(entry_ids)
-            now = time.time()
+            now = self._clock()
             for entry_id in here:
                 self._sent[entry_id] = now
             if here:
@@ -657,9 +669,11 @@ class SqliteOutbox:
     def requeue(self, *, sent_before: float = math.inf) -> int:
         with self._lock, _writing("offer sent entries again"):
             self._flush()  # rare (a reconnect, a missing confirmation): all in the table
+            # A mark ahead of the clock: the clock was set back since; offered again too.
             cur = self._db.execute(
-                "UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL AND sent_at < ?",
-                (min(sent_before, 1e300),),
+                "UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL "
+                "AND (sent_at < ? OR sent_at > ?)",
+                (min(sent_before, 1e300), self._clock()),
             )
         return max(cur.rowcount, 0)
 

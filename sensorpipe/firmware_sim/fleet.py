@@ -5,6 +5,10 @@ real driver), a BME280 on a simulated I2C bus, a SQLite outbox and its own broke
 
 With `pms5003=N` the first N hosts also carry a Plantower PMS5003 on a pty (passive mode, read
 by the real driver), whose line garbles a burst of frames now and then as a Pi's mini-UART does.
+With `sht4x=True` a host also has an SHT4x (0x44) on its I2C bus, and with `soil=True` an
+ADS1115 (0x48) with a capacitive soil probe on AIN0 (`soil_probe`, moisture drying slowly and
+watered again), each read by its real driver; register such a device with those sensors
+declared (or none, so that any known model is taken).
 
 With `sds011=False` a host has only the BME280: no pty, no serial port. A pty-backed SDS011
 costs a host about a dozen file descriptors, and pyserial and paho wait on them with select(),
@@ -14,6 +18,7 @@ which cannot watch descriptors above 1023; fleets of a hundred hosts in one proc
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,15 +30,36 @@ from sensorpipe.edge.drivers.registry import (
     Pms5003Config,
     Sds011Config,
     SensorConfig,
+    Sht4xConfig,
+    SoilProbeConfig,
     open_driver,
 )
 from sensorpipe.edge.outbox import SqliteOutbox
+from sensorpipe.firmware_sim.ads1115 import Ads1115Device, SoilProbe
 from sensorpipe.firmware_sim.bme280 import Bme280Device
 from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.pms5003 import ChecksumBursts, Pms5003Device, Pms5003Simulator
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
+from sensorpipe.firmware_sim.sht import Sht4xDevice
 from sensorpipe.gateway.devices import DeviceCredentials
+
+
+def _air_of(street: Street) -> Callable[[], tuple[float, float]]:
+    """The street's temperature and humidity, as an SHT4x beside the BME280 measures them."""
+
+    def now() -> tuple[float, float]:
+        temperature, humidity, _pressure = street.climate_now()
+        return temperature, humidity
+
+    return now
+
+
+def _garden(seed: int) -> Callable[[], float]:
+    """Soil moisture (% of the probe's span) that dries by one point a minute from 60 to 30 %,
+    then is watered back; `seed` starts each garden elsewhere in that cycle."""
+    t0 = time.monotonic() - (seed % 30) * 60.0
+    return lambda: 60.0 - ((time.monotonic() - t0) / 60.0) % 30.0
 
 
 def _always(bus: SimulatedI2CBus) -> Callable[[int], SimulatedI2CBus]:
@@ -68,6 +94,8 @@ class Fleet:
         sds011: bool = True,
         max_messages_per_s: float | None = None,
         pms5003: int = 0,
+        sht4x: bool = False,
+        soil: bool = False,
     ) -> None:
         """`max_messages_per_s`: each agent's sending pace; by default twice what its sensors
         produce (one message per sensor per interval), and at least the edge default, so that
@@ -104,6 +132,17 @@ class Fleet:
             bme = Bme280Device(street.climate_now)
             bus = SimulatedI2CBus(1)
             bus.attach(0x76, bme)
+            if sht4x:
+                bus.attach(0x44, Sht4xDevice(_air_of(street), seed=seed + i))
+                sensors.append(Sht4xConfig(driver="sht4x", interval_s=interval_s))
+            if soil:
+                probe = SoilProbe(_garden(seed + i), v_dry=2.6, v_wet=1.2)
+                bus.attach(0x48, Ads1115Device({0: probe}))
+                sensors.append(
+                    SoilProbeConfig(
+                        driver="soil_ads1115", v_dry=2.6, v_wet=1.2, interval_s=interval_s
+                    )
+                )
             config = EdgeConfig(
                 device_id=creds.device_id,
                 private_key=creds.private_key,

@@ -18,6 +18,7 @@ format wrote the same device at the same times (`overlapping` finds those).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -87,6 +88,9 @@ class Ledger:
             "rows INTEGER NOT NULL DEFAULT 0, stored INTEGER NOT NULL DEFAULT 0, "
             "rejected INTEGER NOT NULL DEFAULT 0)"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+        if "options" not in columns:  # a ledger of an earlier sensorpipe: options unknown
+            self._db.execute("ALTER TABLE files ADD COLUMN options TEXT")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS spans (sha256 TEXT NOT NULL, measurement TEXT NOT NULL, "
             "device_id TEXT NOT NULL, first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, "
@@ -101,13 +105,35 @@ class Ledger:
         ).fetchone()
         return None if row is None else LedgerEntry(*row)
 
-    def begin(self, sha256: str, fmt: str, file_name: str, user: str, first_ms: int) -> None:
-        """Note a file whose import starts (kept as it is when it was begun before)."""
+    def begin(
+        self,
+        sha256: str,
+        fmt: str,
+        file_name: str,
+        user: str,
+        first_ms: int,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        """Note a file whose import starts, with the options that shaped its points (kept as
+        it is when it was begun before)."""
         self._db.execute(
-            "INSERT OR IGNORE INTO files (sha256, format, file_name, user, first_ms) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (sha256, fmt, file_name, user, first_ms),
+            "INSERT OR IGNORE INTO files (sha256, format, file_name, user, first_ms, options) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                sha256,
+                fmt,
+                file_name,
+                user,
+                first_ms,
+                None if options is None else json.dumps(options),
+            ),
         )
+
+    def options(self, sha256: str) -> dict[str, str] | None:
+        """The options a file was first imported with; None where not noted (an earlier
+        sensorpipe's import)."""
+        row = self._db.execute("SELECT options FROM files WHERE sha256 = ?", (sha256,)).fetchone()
+        return None if row is None or row[0] is None else dict(json.loads(row[0]))
 
     def letters_kept(self, sha256: str, count: int) -> None:
         self._db.execute("UPDATE files SET letters_kept = ? WHERE sha256 = ?", (count, sha256))

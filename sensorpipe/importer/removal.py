@@ -32,6 +32,48 @@ class RemovalProblem(Exception):
     """Nothing was removed: why, in one line."""
 
 
+# InfluxDB 1.x's in-memory series index (`index-version = "inmem"`, the default of Debian's
+# influxdb 1.6) has a fault, reproduced here with influxd 1.6.7: once a DELETE (or DROP SERIES)
+# has removed a series whole, a later DELETE restricted by tags removes the points of every
+# series of the measurement in its time range. Deleting by time range is safe only on the
+# on-disk index (`tsi1`), which the stacks sensorpipe starts use; a shard's folder holds an
+# `index` folder exactly when it uses tsi1.
+INMEM_ADVICE = (
+    'set index-version = "tsi1" under [data] in InfluxDB\'s configuration, stop influxd, '
+    "convert the shards with `influx_inspect buildtsi -datadir DATA -waldir WAL` (as the "
+    "influxdb user), start it again, then remove"
+)
+
+
+def check_index(influx: InfluxClient, *, tsi1_confirmed: bool = False) -> None:
+    """Refuse (RemovalProblem) unless every shard of the database uses the tsi1 index: where
+    a shard's folder is on this machine, its `index` folder says so; where it is not (an
+    InfluxDB elsewhere), `tsi1_confirmed` (the operator's word) is needed."""
+    if tsi1_confirmed:
+        return
+    rows = influx.query("SHOW STATS FOR 'shard'", database="")
+    shards = [r.get("tags", {}) for r in rows if r.get("name") == "shard"]
+    mine = [t for t in shards if t.get("database") == influx.database and t.get("path")]
+    unknown = []
+    for tags in mine:
+        folder = Path(tags["path"])
+        if not folder.is_dir():
+            unknown.append(tags.get("id", "?"))
+        elif not (folder / "index").is_dir():
+            raise RemovalProblem(
+                f"InfluxDB's shard {tags.get('id', '?')} of {influx.database} uses the "
+                f"in-memory index (inmem), with which InfluxDB 1.x deletes other devices' "
+                f"points too: nothing removed; {INMEM_ADVICE}"
+            )
+    if unknown:
+        raise RemovalProblem(
+            f"cannot see on this machine which index InfluxDB's shards of {influx.database} "
+            f"use (InfluxDB runs elsewhere): nothing removed; with the in-memory index (inmem) "
+            f"InfluxDB 1.x deletes other devices' points too. If it uses tsi1, add "
+            f"--influx-index-tsi1; else {INMEM_ADVICE}"
+        )
+
+
 @dataclass
 class Removal:
     entry: LedgerEntry

@@ -163,6 +163,7 @@ class Importer:
         self._notes: list[str] = []
         self._letters_seen = 0
         self._letters_kept = 0
+        self._file_note: str | None = None
         self._position: Callable[[], int] = lambda: 0
         self._reported = 0
         if fmt == LoggerCsv.name:
@@ -218,6 +219,18 @@ class Importer:
             result.skipped = entry
             self.progress(file.size)
             return result
+        if entry is not None:  # imported before (or begun): with the same options only
+            before = self._ledger.options(file.sha256) or {}  # {}: an earlier sensorpipe's
+            now = shaping_options(self.options)
+            changed = [k for k in SHAPING if before and before.get(k) != now.get(k)]
+            if "device" in changed:  # a copy into another device: no series read twice
+                self._file_note = (
+                    f"imported before into --device {before.get('device') or '(its own)'} too "
+                    f"(`sensorpipe import remove` undoes both)"
+                )
+            elif changed:
+                result.error, result.refused = options_changed(file.path, entry, before, now), True
+                return result
         try:
             refusal = self._retrying(lambda: self._overlap(parser))
         except READ_ERRORS as exc:
@@ -234,10 +247,20 @@ class Importer:
             result.error, result.refused = refusal, True
             return result
         first_ms = entry.first_ms if entry is not None else self._unique_ms()
-        self._ledger.begin(file.sha256, self.fmt, file.name, self.options.user, first_ms)
+        self._ledger.begin(
+            file.sha256,
+            self.fmt,
+            file.name,
+            self.options.user,
+            first_ms,
+            shaping_options(self.options),
+        )
         self._targets, self._new, self._notes = {}, [], []
         if file.note is not None:
             self._notes.append(file.note)
+        if self._file_note is not None:
+            self._notes.append(self._file_note)
+            self._file_note = None
         self._letters_seen = 0
         self._letters_kept = entry.letters_kept if entry is not None else 0
         ctx = ImportContext(
@@ -553,6 +576,55 @@ class Importer:
             }
             lines.append(to_line(Point(storage.IMPORTS, point_tags, fields, first_ms)))
         return lines, [0] * len(lines)
+
+
+# The options that decide which points a file becomes (times, devices, tags, quantities), by
+# the command-line option that sets each: a file imported again must be read the same way.
+SHAPING = {
+    "device": "--device",
+    "quantity": "--quantity",
+    "sensor": "--sensor",
+    "mobile": "--mobile",
+    "box": "--box",
+    "track_id": "--track-id",
+    "segment": "--segment",
+    "direction_names": "--direction-names",
+    "time_column": "--time",
+    "time_format": "--time-format",
+    "timezone": "--timezone",
+    "columns": "--column",
+    "hour_label": "--hour-label",
+}
+
+
+def shaping_options(options: ImportOptions) -> dict[str, str]:
+    """The options of `SHAPING` as text (what the ledger keeps with a file)."""
+    out = {}
+    for name in SHAPING:
+        value = getattr(options, name)
+        if name == "columns":
+            value = "; ".join(f"{h}={q}" + (f"/{d:g}" if d != 1 else "") for h, q, d in value)
+        elif name == "direction_names":
+            value = ",".join(value)
+        out[name] = "" if value is None else str(value)
+    return out
+
+
+def options_changed(
+    path: Path, entry: LedgerEntry, before: dict[str, str], now: dict[str, str]
+) -> str:
+    """Why a file imported before with other options is not imported again over it."""
+    changed = [k for k in SHAPING if before.get(k) != now.get(k) and k != "device"]
+    said = ", ".join(
+        f"{SHAPING[k]} {before.get(k) or '(none)'} then, {now.get(k) or '(none)'} now"
+        for k in changed[:3]
+    )
+    when = time.strftime("%Y-%m-%d", time.gmtime(entry.first_ms / 1000))
+    return (
+        f"{path} was imported on {when} by {entry.user} with other options ({said}): importing "
+        f"it again over that would leave both readings' points where their times differ; "
+        f"undo the first import with `sensorpipe import remove {path}`, then import it"
+    )
 
 
 def _device_of(line: str) -> str:

@@ -25,6 +25,9 @@ bind-address = "127.0.0.1:{rpc_port}"
   dir = "{directory}/data"
   wal-dir = "{directory}/wal"
   query-log-enabled = false
+  # The on-disk index, not the in-memory one: with `inmem`, InfluxDB 1.6 deletes other series'
+  # points at a DELETE once a series has been removed whole (see importer/removal.py).
+  index-version = "tsi1"
 
 [monitor]
   store-enabled = false

@@ -106,6 +106,11 @@ def message_points(
                 status["last_error"] = h.last_error
             if h.laser_hours is not None:
                 status["laser_hours"] = h.laser_hours
+            # Faults by kind, one integer field each (sensorpipe.query.health reads them back).
+            for kind, n in h.errors.items():
+                status[f"{storage.ERRORS_PREFIX}{kind}"] = n
+            if h.backoff_s:
+                status["backoff_s"] = float(h.backoff_s)
             points.append(Point(storage.SENSOR_STATUS, {**base, "sensor": h.sensor}, status, t))
     points.append(_link_point(message, base, receipt, t))
     return points

@@ -32,6 +32,9 @@ from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
 # Numbers are taken as sent (no "12" for 12, no true for 1) and integers fit InfluxDB's int64.
 INT64_MAX = 2**63 - 1
 SENSOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+# A kind of sensor fault (edge.errors): a key of SensorHealth.errors, and stored as the field
+# `errors_<kind>`.
+ERROR_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,23}$"
 
 
 class _Strict(BaseModel):
@@ -128,6 +131,14 @@ class SensorHealth(_Strict):
     last_error: str | None = Field(default=None, max_length=200)
     # A laser PM sensor's running hours (sensorpipe.edge.duty): how much of its life is used.
     laser_hours: float | None = Field(default=None, ge=0, le=1_000_000)
+    # Faults by kind since the agent started (edge.errors): failed reads and opens by the kind
+    # of their error, bad frames as "checksum", implausible values as "out_of_range".
+    errors: dict[
+        Annotated[str, Field(pattern=ERROR_KIND_PATTERN)],
+        Annotated[int, Field(ge=0, le=INT64_MAX, strict=True)],
+    ] = Field(default_factory=dict, max_length=16)
+    # Seconds between attempts while the sensor keeps failing (backed off); 0: on schedule.
+    backoff_s: float = Field(default=0.0, ge=0, le=1e9, strict=True)
 
 
 class _Envelope(_Strict):

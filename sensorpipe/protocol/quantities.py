@@ -35,7 +35,17 @@ QUANTITIES: dict[str, Quantity] = _declare(
     Quantity("no2", "ug/m3", 0.0, 5000.0, "nitrogen dioxide concentration"),
     Quantity("co2", "ppm", 0.0, 40000.0, "carbon dioxide concentration"),
     Quantity("noise", "dBA", 0.0, 140.0, "A-weighted sound level"),
-    Quantity("soil_moisture", "%", 0.0, 100.0, "volumetric soil water content"),
+    Quantity(
+        "soil_moisture",
+        "%",
+        0.0,
+        100.0,
+        "soil moisture: % of the probe's dry-to-wet span (volumetric water content only when "
+        "the probe was calibrated in dry and saturated soil)",
+    ),
+    # A capacitive probe's output as the ADC read it (0..VDD, at most 5.5 V; a little below 0
+    # is ADC noise), kept so that soil_moisture can be recomputed with a new calibration.
+    Quantity("soil_probe_voltage", "V", -0.3, 6.2, "soil moisture probe output voltage"),
     # Particle counts of laser PM sensors (PMS5003/7003: per 0.1 L in the frame, a uint16, so
     # at most 65535 / 100 per cm³; the data sheet gives no narrower range).
     Quantity("particles_0_3", "1/cm3", 0.0, 655.35, "particles larger than 0.3 µm per cm³"),
@@ -93,6 +103,8 @@ _UNIT_SPELLINGS: dict[str, str] = {
     "#/cm3": "1/cm3",
     "/cm3": "1/cm3",
     "cm-3": "1/cm3",
+    "v": "V",
+    "volt": "V",
 }
 
 
@@ -146,4 +158,5 @@ DECIMALS: dict[str, int] = {
     "particles_2_5": 2,
     "particles_5_0": 2,
     "particles_10": 2,
+    "soil_probe_voltage": 3,
 }

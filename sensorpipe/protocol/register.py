@@ -43,6 +43,7 @@ SENSOR_QUANTITIES: dict[str, tuple[str, ...]] = {
     "ips7100": ("pm1", "pm2_5", "pm10"),
     "bmp180": ("temperature", "pressure"),
     "dnms": ("noise",),
+    "soil_probe": ("soil_moisture", "soil_probe_voltage"),
 }
 CAMERA_SENSORS = frozenset({"camera"})
 # Expected running hours of a laser PM sensor's laser (the edge agent counts them: edge.duty).

@@ -146,6 +146,7 @@ KNOWN_SENSORS = frozenset(
         "sds011", "bme280", "bmp280", "bme680", "pms5003", "pms7003", "pmsa003", "sps30",
         "sht3x", "sht31", "sht4x", "htu21d", "dht22", "scd30", "scd4x", "ds18b20",
         "no2-b43f", "camera", "hpma115", "nextpm", "ips7100", "bmp180", "dnms",
+        "soil_probe",
     }
 )  # fmt: skip
 DEFAULT_DIRECTIONS = ("left_to_right", "right_to_left")

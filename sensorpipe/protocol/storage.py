@@ -10,7 +10,10 @@
 - `link`: one point per message: what the device reported about its link and what the
   pipeline observed (gateway, receive time, latency, redelivery, sequence gap); tags
   device_id, site, kind, gateway.
-- `sensor_status`: per-sensor health from status messages; tags device_id, site, sensor.
+- `sensor_status`: per-sensor health from status messages; tags device_id, site, sensor;
+  fields ok, reads_ok, reads_failed, frames_bad, values_rejected, last_error, backoff_s (when
+  backed off), and one integer field per kind of fault the agent counted, `errors_<kind>`
+  (ERRORS_PREFIX: errors_checksum, errors_timeout, errors_io, ...).
 - `traffic`: passers-by per interval; tags device_id, site, class, direction; field `count`
   (zeros included) and `interval_s`; timestamped at the interval start. Imported Telraam
   counts add `count_extrapolated` (Telraam's figure, scaled up to the whole interval).
@@ -26,6 +29,7 @@ Points are keyed by the device's observation time, so a redelivered message over
 AIR = "air"
 LINK = "link"
 SENSOR_STATUS = "sensor_status"
+ERRORS_PREFIX = "errors_"  # sensor_status: faults of one kind since the agent started
 TRAFFIC = "traffic"
 COUNTER = "counter"
 IMPORTS = "imports"

@@ -33,6 +33,9 @@ from sensorpipe.query.series import parse_every
 from sensorpipe.query.uncertainty import CALIBRATED_AGGREGATES
 
 HOUR_MS = 3_600_000
+# A calibrated value of an interval with readings flagged fog stays indicative: RIVM warns
+# that calibration is unreliable in fog (optical sensors read droplets as particles).
+FOG = "fog"
 
 
 class Calibrations:
@@ -185,6 +188,8 @@ def annotate_rows(
                     aggregate_ok=ok,
                 )
             _, u, flag = label(row[q], str(row.get(COLUMN, RAW)))
+            if flag is False and FOG in str(row.get(f"{q}_flags") or "").split(","):
+                flag = True  # calibration does not hold in fog
             row[uncertainty_column(q)] = u.value
             row[f"{q}_indicative"] = flag
             if u.basis:
@@ -250,8 +255,11 @@ def calibrate_answer(
                 aggregate_ok=ok,
             )
             cal[q], unc[q], basis[q], flags[q] = [], [], [], []
-            for value, at in zip(column, labels, strict=True):
+            names = (series.get("flags") or {}).get(q, {}).get("flags") or [[]] * n
+            for value, at, seen in zip(column, labels, names, strict=True):
                 shown, u, flag = label(value, at)
+                if flag is False and FOG in seen:
+                    flag = True  # calibration does not hold in fog
                 cal[q].append(shown)
                 unc[q].append(u.value)
                 basis[q].append(u.basis)

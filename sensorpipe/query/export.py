@@ -286,6 +286,7 @@ QUANTITY_NAMES: dict[str, dict[str, str]] = {
         "particles_2_5": "particles > 2.5 µm",
         "particles_5_0": "particles > 5 µm",
         "particles_10": "particles > 10 µm",
+        "soil_probe_voltage": "soil probe voltage",
     },
     "nl": {
         "pm1": "fijnstof (PM1)",
@@ -305,6 +306,7 @@ QUANTITY_NAMES: dict[str, dict[str, str]] = {
         "particles_2_5": "deeltjes > 2,5 µm",
         "particles_5_0": "deeltjes > 5 µm",
         "particles_10": "deeltjes > 10 µm",
+        "soil_probe_voltage": "spanning bodemvochtsensor",
     },
 }
 _UNITS = {
@@ -315,6 +317,7 @@ _UNITS = {
     "ppm": "ppm",
     "dBA": "dB(A)",
     "1/cm3": "/cm³",
+    "V": "V",
 }
 
 CLASS_NAMES: dict[str, dict[str, str]] = {

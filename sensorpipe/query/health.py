@@ -12,6 +12,10 @@ report every window with its other sensor, and still miss all of this one's. A r
 counted by the field a known model always reports (PM2.5 for a particle sensor, temperature for
 a BME280); for a model sensorpipe does not know, by its most-reported field.
 
+The newest status point also says how often each kind of fault happened since the agent last
+started (`errors`: checksum, timeout, io, out_of_range, not_available, ...) and how far apart
+the agent now tries a sensor that keeps failing (`backoff_s`).
+
 Every place that shows a device (the CLI's `devices list` and `stack status`, /api/v1/devices,
 SensorThings, the dashboard) takes its sensors' health from here.
 """
@@ -45,15 +49,29 @@ class SensorState:
     # period name -> share of 5-minute windows with a reading of this sensor
     uptime: dict[str, float | None] = field(default_factory=dict)
     laser_hours: float | None = None  # a laser PM sensor's running hours, as last reported
+    # From the newest status: faults by kind since the agent started, and the back-off.
+    errors: dict[str, int] = field(default_factory=dict)
+    backoff_s: float | None = None
 
     def note(self) -> str | None:
         """One line for a sensor that is not ok, e.g. `bme280 not ok since 2026-12-06 10:42
-        UTC: bme280: no answer at 0x76`; None for a sensor that is ok (or never reported)."""
+        UTC: bme280: no answer at 0x76 (errors: 12 io; tried every 10 min)`; None for a sensor
+        that is ok (or never reported)."""
         if self.ok is not False:
             return None
         since = f" since {_hhmm(self.since_ms)}" if self.since_ms is not None else ""
         error = f": {self.last_error}" if self.last_error else ""
-        return f"{self.sensor} not ok{since}{error}"
+        counts = self.errors_text()
+        tail = [f"errors: {counts}"] if counts else []
+        if self.backoff_s:
+            tail.append(f"tried every {_duration(self.backoff_s)}")
+        more = f" ({'; '.join(tail)})" if tail else ""
+        return f"{self.sensor} not ok{since}{error}{more}"
+
+    def errors_text(self) -> str:
+        """The faults by kind, most frequent first, e.g. `340 checksum, 2 timeout`."""
+        ranked = sorted(self.errors.items(), key=lambda kv: (-kv[1], kv[0]))
+        return ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in ranked if n)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +85,8 @@ class SensorState:
             "uptime_7d": self.uptime.get("7d"),
             "laser_hours": self.laser_hours,
             "laser_life_h": LASER_LIFE_H.get(self.sensor) if self.laser_hours is not None else None,
+            "errors": dict(self.errors),
+            "backoff_s": self.backoff_s,
         }
 
 
@@ -74,6 +94,10 @@ def iso(ms: int | None) -> str | None:
     if ms is None:
         return None
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
 def _hhmm(ms: int) -> str:
@@ -124,6 +148,31 @@ def health_statements(now_ms: int, periods: Mapping[str, int]) -> dict[str, str]
         out[f"h_first_{value}"] = f"SELECT first(ok) FROM {status} WHERE ok = {value} {by}"
         out[f"h_last_{value}"] = f"SELECT last(ok) FROM {status} WHERE ok = {value} {by}"
     out["h_fields"] = f"SHOW FIELD KEYS FROM {air}"
+    # The newest status point whole: its fault counts and back-off.
+    out["h_counts"] = f"SELECT * FROM {status} {by} ORDER BY time DESC LIMIT 1"
+    return out
+
+
+def _counts(series: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[dict[str, int], float]]:
+    """(device, sensor) -> its newest status's faults by kind, and its back-off (0: none)."""
+    out: dict[tuple[str, str], tuple[dict[str, int], float]] = {}
+    for s in series:
+        tags = s.get("tags") or {}
+        device, sensor = tags.get("device_id"), tags.get("sensor")
+        columns, values = s.get("columns") or [], s.get("values") or []
+        if not (device and sensor and values):
+            continue
+        row = dict(zip(columns, values[0], strict=False))
+        errors = {
+            name.removeprefix(storage.ERRORS_PREFIX): int(value)
+            for name, value in row.items()
+            if name.startswith(storage.ERRORS_PREFIX) and isinstance(value, int | float)
+        }
+        backoff = row.get("backoff_s")
+        out[(device, sensor)] = (
+            errors,
+            float(backoff) if isinstance(backoff, int | float) else 0.0,
+        )
     return out
 
 
@@ -182,6 +231,10 @@ def sensor_health(
     for (device, sensor), row in _rows(results.get("h_laser", [])).items():
         if row[1] is not None:
             get(device, sensor).laser_hours = float(row[1])
+    for (device, sensor), (errors, backoff_s) in _counts(results.get("h_counts", [])).items():
+        s = get(device, sensor)
+        s.errors = errors
+        s.backoff_s = backoff_s
     for (device, sensor), row in _rows(results["h_error"]).items():
         s = get(device, sensor)
         s.last_error_ms = int(row[0])

@@ -47,10 +47,19 @@ def _iso(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
+LAST_COLUMNS = ("calibration", "calibration_note")  # what made the row's values, after them
+
+
 def drop_empty_columns(rows: list[Row], keep: Sequence[str]) -> list[str]:
+    """The columns of all rows (rows of different sensors hold different ones: a BME280's
+    row has no PM uncertainty), in the order first seen, the calibration columns last; those
+    empty in every row left out, except `keep`."""
     if not rows:
         return list(keep)
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    columns = [c for c in columns if c not in LAST_COLUMNS] + [
+        c for c in LAST_COLUMNS if c in columns
+    ]
     return [c for c in columns if c in keep or any(r.get(c) is not None for r in rows)]
 
 

@@ -501,11 +501,20 @@ def unit(setup: Setup, name: str) -> str:
     )
 
 
+TSI1_COMMAND = (
+    'sudo sed -i \'s/^ *# *index-version = "inmem"/  index-version = "tsi1"/\' '
+    "/etc/influxdb/influxdb.conf"
+)
+
+
 def next_commands(setup: Setup) -> list[str]:
     """What the operator runs next (the setup starts nothing)."""
     units = " ".join(f"sensorpipe-{name}" for name in UNITS)
     return [
         "sudo systemctl daemon-reload",
+        # The on-disk series index: with the default in-memory one, InfluxDB 1.x deletes other
+        # series' points at a DELETE (`sensorpipe import remove`), see importer/removal.py.
+        TSI1_COMMAND,
         "sudo systemctl enable --now influxdb",
         create_database_command(setup),
         "sudo systemctl restart mosquitto",

@@ -135,11 +135,18 @@ def test_calibrated_band_and_indicative_label(stack: LocalStack, open_browser: A
         fig = page.locator("#chart-pm")
         assert int(fig.get_attribute("data-band") or 0) > 0
         lines = page.locator("#chart-pm .indicative-lines li")
-        assert {i.get_attribute("data-line") for i in lines.all()} == {"PM10"}  # not calibrated
+        # PM10 has no calibration; PM2.5 is indicative only in the fog window (RH 99 %).
+        assert {i.get_attribute("data-line") for i in lines.all()} == {"PM10", "PM2.5"}
         pm2_5 = [v for v in chart_data(page, "pm")[1] if v is not None]
         assert sorted(pm2_5) == sorted(A + B * v for v, _ in SENT)
         tips = _tooltip(page, "pm", 1)
-        assert tips and all(t.endswith(f"± {RMSE} µg/m³, calibrated ({cal_id})") for t in tips)
+        fog = [
+            t
+            for t in tips
+            if t.endswith(f"± {RMSE} µg/m³, calibrated ({cal_id}), indicative (fog)")
+        ]
+        clear = [t for t in tips if t.endswith(f"± {RMSE} µg/m³, calibrated ({cal_id})")]
+        assert len(fog) == sum(rh >= 98 for _, rh in SENT) and len(fog) + len(clear) == len(tips)
         bands = page.evaluate("() => window.sensorpipeDashboard.bands.pm[0]")
         drawn = [(lo, hi) for lo, hi in zip(bands["lower"], bands["upper"], strict=True) if hi]
         assert drawn and all(hi - lo == pytest.approx(2 * RMSE) for lo, hi in drawn)

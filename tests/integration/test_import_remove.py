@@ -92,7 +92,8 @@ def test_a_wrong_import_is_removed_and_done_again(
     assert imports_records(influx, "rt01") == 0
     assert store.list(device="rt01") == []
     assert points(influx, STATION) == station_before  # another file's points stay
-    assert [e["file"] for e in listed(stack)] == [REFERENCE.name]
+    files = [e["file"] for e in listed(stack)]
+    assert REFERENCE.name in files and "rt01.csv" not in files
 
     # Imported again, right: read as new (not "already imported"), at the right hours.
     again = ok("import", "csv", str(bad), *wrong, "--timezone", "UTC-05:00", *d)
@@ -128,9 +129,100 @@ def test_files_sharing_a_devices_times_are_removed_together(
 
 
 def test_a_file_never_imported_is_one_line(world: tuple[LocalStack, InfluxClient]) -> None:
+    from sensorpipe.importer.ledger import Ledger
+
     stack, _ = world
+    Ledger(stack.directory / "imports" / "ledger.sqlite").close()  # whatever ran before
     result = run(
         "import", "remove", str(DATA / "README.md"), "--yes", "--dir", str(stack.directory)
     )
     assert result.exit_code == 1
     assert "never imported" in result.output and "Traceback" not in result.output
+
+
+def series_counts(influx: InfluxClient) -> dict[str, int]:
+    rows = influx.query("SELECT count(pm2_5) FROM air GROUP BY *")
+    return {
+        ",".join(f"{k}={v}" for k, v in sorted(r["tags"].items())): r["values"][0][1] for r in rows
+    }
+
+
+def test_removing_again_and_again_leaves_every_other_series(
+    world: tuple[LocalStack, InfluxClient], tmp_path: Path
+) -> None:
+    """A new user's sequence: remove a logger's import, import it again (--force with another
+    time zone is refused), remove it, import it again, then remove the station's file. With
+    InfluxDB's in-memory index the last DELETE took every device's points in its time range;
+    each removal must take its own file's series only."""
+    stack, influx = world
+    d = ["--dir", str(stack.directory), "--user", "analyst"]
+    at = ["--dir", str(stack.directory)]
+    station = tmp_path / "station.csv"
+    station.write_bytes(REFERENCE.read_bytes() + b"\n")  # another file of the same station
+    logger = tmp_path / "rt09.csv"
+    logger.write_bytes(SENSOR.read_bytes())
+    args = ["--device", "rt09", "--register", "--site", "burdens-creek", *COLUMNS]
+    for f in [x["sha256"] for x in listed(stack) if x["file"] == REFERENCE.name]:
+        ok("import", "remove", f, "--yes", *at)  # the first test's station file
+    ok("import", "reference", "airnowtech", str(station), *d)
+    ok("import", "csv", str(logger), *args, "--timezone", "UTC-05:00", *d)
+    ok("import", "remove", str(logger), "--yes", *at)
+    ok("import", "csv", str(logger), *args, "--timezone", "UTC-05:00", *d)
+    # Again with another time zone: refused (it would leave two shifted copies), nothing written.
+    before_force = points(influx, "rt09")
+    forced = run("import", "csv", str(logger), *args, "--timezone", "UTC+05:00", "--force", *d)
+    assert forced.exit_code == 1, forced.output
+    assert "--timezone UTC-05:00 then, UTC+05:00 now" in forced.output
+    assert "sensorpipe import remove" in forced.output and "Traceback" not in forced.output
+    assert points(influx, "rt09") == before_force
+    ok("import", "csv", str(logger), *args, "--timezone", "UTC-05:00", "--force", *d)  # the same
+    ok("import", "remove", str(logger), "--yes", *at)
+    ok("import", "csv", str(logger), *args, "--timezone", "UTC-05:00", *d)
+    before = series_counts(influx)
+    assert any("device_id=rt09" in k for k in before) and any(STATION in k for k in before)
+    ok("import", "remove", str(station), "--yes", *at)
+    after = series_counts(influx)
+    assert after == {k: v for k, v in before.items() if STATION not in k}
+
+
+def test_an_influxdb_with_the_in_memory_index_is_refused(
+    world: tuple[LocalStack, InfluxClient], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """InfluxDB 1.x with `index-version = "inmem"` (the default of Debian's package) deletes
+    other series' points at a DELETE after a series was removed whole: `import remove` says so
+    and removes nothing."""
+    import sensorpipe.ingest.influxd as influxd
+    from sensorpipe.process import free_ports
+
+    stack, _ = world
+    tsi1 = influxd.influxd_config
+
+    def inmem(directory: Path, *, http_port: int, rpc_port: int) -> str:
+        text = tsi1(directory, http_port=http_port, rpc_port=rpc_port)
+        assert 'index-version = "tsi1"' in text
+        return text.replace('index-version = "tsi1"', 'index-version = "inmem"')
+
+    monkeypatch.setattr(influxd, "influxd_config", inmem)
+    http, rpc = free_ports(2)
+    other = influxd.Influxd(
+        tmp_path / "influxd", http_port=http, rpc_port=rpc, database="sensorpipe"
+    )
+    other.start()
+    try:
+        client = other.client()
+        client.write(["air,device_id=rt01,source=import:csv pm2_5=1 1566100800000"])
+        client.close()
+        mine = tmp_path / "station-3.csv"
+        mine.write_bytes(REFERENCE.read_bytes() + b"\n\n\n")
+        ok("import", "reference", "airnowtech", str(mine), "--dir", str(stack.directory))
+        (entry,) = [e for e in listed(stack) if e["file"] == mine.name]
+        refused = run(
+            "import", "remove", entry["sha256"], "--yes", "--influx-url", other.url,
+            "--dir", str(stack.directory),
+        )  # fmt: skip
+        assert refused.exit_code == 1, refused.output
+        assert "in-memory index (inmem)" in refused.output and "nothing removed" in refused.output
+        assert 'index-version = "tsi1"' in refused.output and "Traceback" not in refused.output
+        assert entry["sha256"] in {e["sha256"] for e in listed(stack)}  # not forgotten
+    finally:
+        other.stop()

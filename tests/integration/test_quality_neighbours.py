@@ -218,3 +218,20 @@ def test_every_reader_of_the_flags_sees_it(stack: LocalStack) -> None:
     ).json()
     assert flagged["@iot.count"] == 10
     assert all("neighbour" in o["resultQuality"] for o in flagged["value"])
+
+
+def test_the_hour_not_over_yet_is_never_judged(stack: LocalStack) -> None:
+    """`--to now` (the default) stops at the start of the current hour: a flag is never
+    withdrawn, and an unfinished hour's mean is not final."""
+    result = CliRunner().invoke(
+        main, ["quality", "neighbours", "--dir", str(stack.directory), "--from", "-3h"]
+    )
+    assert result.exit_code == 0, result.output
+    now = datetime.now(UTC)
+    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    reached = [
+        datetime.fromisoformat(line.split("checked to ")[1].split(":", 2)[0] + ":00:00+00:00")
+        for line in result.stderr.splitlines()
+        if line.startswith("checked to ")
+    ]
+    assert reached and max(reached) <= this_hour

@@ -18,10 +18,12 @@
   ];
   // A latest reading older than this is not coloured: it says nothing about the air now.
   const STALE_MS = 3 * 3600 * 1000;
-  const AIR_QUANTITIES = ["pm2_5", "pm10", "temperature", "relative_humidity"];
+  // Soil moisture comes with the air readings (/api/v1/air holds every environmental quantity).
+  const AIR_QUANTITIES = ["pm2_5", "pm10", "temperature", "relative_humidity", "soil_moisture"];
   const QUANTITY_LABEL = {
     pm2_5: "PM2.5", pm10: "PM10", temperature: "Temperature",
     relative_humidity: "Relative humidity", pressure: "Pressure",
+    soil_moisture: "Soil moisture",
   };
   const CLASS_LABEL = {
     pedestrian: "Pedestrians", cyclist: "Cyclists", car: "Cars",
@@ -33,6 +35,7 @@
     pm: { quantities: ["pm2_5", "pm10"], unit: "µg/m³", digits: 1 },
     temperature: { quantities: ["temperature"], unit: "°C", digits: 1 },
     humidity: { quantities: ["relative_humidity"], unit: "%", digits: 0 },
+    soil: { quantities: ["soil_moisture"], unit: "%", digits: 0 },
   };
   const EVERY = [["1m", 60], ["5m", 300], ["10m", 600], ["30m", 1800], ["1h", 3600],
     ["3h", 10800], ["6h", 21600], ["12h", 43200], ["1d", 86400]];
@@ -40,7 +43,8 @@
   // What "indicative" means, in one sentence (charts, map popups, the legend).
   const INDICATIVE_TEXT = "Indicative: the value of a low-cost sensor that no calibration " +
     "against a reference station has corrected; it shows changes over time well, but its " +
-    "level may be further off than a calibrated value.";
+    "level may be further off than a calibrated value. In fog (98 % humidity or more) a " +
+    "calibrated value is indicative too: calibration does not hold there.";
   const BAND_TEXT = "The shaded band around a line is each value's uncertainty (±): the error " +
     "of its calibration against the reference station, or, uncalibrated, RIVM Samen Meten's " +
     "default for PM (±5.3 µg/m³ PM2.5, ±8.5 µg/m³ PM10, or 20 % of the value where larger).";
@@ -164,11 +168,25 @@
   }
 
   // One line per sensor whose newest status is not ok, e.g. "BME280 not working since 10:42:
-  // bme280: no answer at 0x76" (the device's own uptime can be 100 % all the same).
+  // bme280: no answer at 0x76 (errors: 12 io; tried every 10 min)" (the device's own uptime
+  // can be 100 % all the same).
   function sensorNotes(d) {
     return (d.sensor_health || []).filter((h) => h.ok === false).map((h) =>
       `${h.sensor.toUpperCase()} not working` + (h.since ? ` since ${sinceText(h.since)}` : "") +
-      (h.last_error ? `: ${h.last_error}` : ""));
+      (h.last_error ? `: ${h.last_error}` : "") + faultsText(h));
+  }
+
+  // The faults the agent counted by kind, most frequent first, and its back-off.
+  function faultsText(h) {
+    const counts = Object.entries(h.errors || {}).filter(([, n]) => n > 0)
+      .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+      .map(([kind, n]) => `${n} ${kind.replace(/_/g, " ")}`);
+    const parts = counts.length ? [`errors: ${counts.join(", ")}`] : [];
+    if (h.backoff_s) {
+      const s = h.backoff_s;
+      parts.push(`tried every ${s >= 120 ? `${Math.round(s / 60)} min` : `${Math.round(s)} s`}`);
+    }
+    return parts.length ? ` (${parts.join("; ")})` : "";
   }
 
   function sensorsText(d) {
@@ -688,6 +706,10 @@
     const bands = bandLines(main, xs);
     state.bands[name] = bands;
     renderQualityNote(fig, bands);
+    const reach = bandReach(bands, main);
+    if (reach) { // the y range holds the bands too, not only the lines
+      scales.y = { range: (_u, min, max) => uPlot.rangeNum(Math.min(min, reach[0]), Math.max(max, reach[1]), 0.1, true) };
+    }
     const hooks = { drawAxes: [(u) => drawBands(u, bands)] };
     if (unfinished) hooks.draw = [(u) => drawUnfinished(u, name, unfinished)];
     const plot = new uPlot({
@@ -763,6 +785,20 @@
     });
   }
 
+  /** The lowest and highest edge of the bands ([lo, hi]), or null; a band of values that are
+   * never negative (PM, humidity) is not drawn below 0. */
+  function bandReach(bands, main) {
+    let lo = Infinity, hi = -Infinity, negative = false;
+    bands.forEach((b, i) => {
+      if (!b) return;
+      for (const v of main[i].values || []) if (v !== null && v < 0) negative = true;
+      for (const v of b.lower) if (v !== null) lo = Math.min(lo, v);
+      for (const v of b.upper) if (v !== null) hi = Math.max(hi, v);
+    });
+    if (!Number.isFinite(lo) || !Number.isFinite(hi)) return null;
+    return [negative ? lo : Math.max(0, lo), hi];
+  }
+
   /** Under the lines: each line's uncertainty band, in its colour, lighter. */
   function drawBands(u, bands) {
     const ctx = u.ctx;
@@ -811,9 +847,12 @@
     if (!b || v === null || v === undefined || idx === null || idx === undefined) return "";
     const u = b.uncertainty[idx];
     const pm = u !== null && u !== undefined ? ` ± ${fmtNumber(u, digits)} ${unit}` : "";
-    if (b.indicative[idx] === true) return `${pm}, indicative`;
     const cal = b.calibration[idx];
-    return cal && cal !== "raw" ? `${pm}, calibrated (${cal})` : pm;
+    const made = cal && cal !== "raw" ? `, calibrated (${cal})` : "";
+    // A calibrated value is indicative still where its window held fog (RIVM: calibration
+    // is unreliable in fog).
+    if (b.indicative[idx] === true) return made ? `${pm}${made}, indicative (fog)` : `${pm}, indicative`;
+    return `${pm}${made}`;
   }
 
   /** Under a chart: which lines hold indicative values, what that means, and the band. */

@@ -1,6 +1,8 @@
 """Sensor drivers: `base` (the contract every driver keeps), one module per sensor (`sds011` and
-`pms5003` over UART, `bme280` over I2C), and `registry` (the driver names the edge
-configuration may use, each with its config schema and opener).
+`pms5003` over UART, `bme280` over I2C, `sht` for the Sensirion SHT3x/SHT4x, `ads1115` for the
+ADC and the capacitive soil probe on it), shared pieces (`sensirion_crc`: Sensirion's CRC-8 and
+word framing; `i2c_raw`: plain I2C writes and reads for command-style sensors), and `registry`
+(the driver names the edge configuration may use, each with its config schema and opener).
 
 A driver is one module here, not a folder holding its test, sample configuration and README
 as a Telegraf plugin or an ESPHome component is: the wheel a Pi installs carries only what

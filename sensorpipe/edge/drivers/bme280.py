@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from sensorpipe.edge.errors import SensorConfigError, SensorError
+from sensorpipe.edge.errors import SensorConfigError, SensorError, SensorIOError, SensorTimeout
 
 CHIP_ID_BME280, CHIP_ID_BMP280 = 0x60, 0x58
 REG_CHIP_ID, REG_RESET, REG_CTRL_HUM, REG_STATUS = 0xD0, 0xE0, 0xF2, 0xF3
@@ -146,11 +146,11 @@ class Bme280:
             deadline = time.monotonic() + 0.1  # max conversion time at x1 is under 10 ms
             while self._bus.read_byte_data(self._address, REG_STATUS) & 0x08:
                 if time.monotonic() > deadline:
-                    raise SensorError("bme280: measurement did not finish within 100 ms")
+                    raise SensorTimeout("bme280: measurement did not finish within 100 ms")
                 time.sleep(0.002)
             raw = self._bus.read_i2c_block_data(self._address, REG_DATA, 8)
         except OSError as exc:
-            raise SensorError(f"bme280: I2C error: {exc}") from exc
+            raise SensorIOError(f"bme280: I2C error: {exc}") from exc
         adc_p = (raw[0] << 12) | (raw[1] << 4) | (raw[2] >> 4)
         adc_t = (raw[3] << 12) | (raw[4] << 4) | (raw[5] >> 4)
         adc_h = (raw[6] << 8) | raw[7]

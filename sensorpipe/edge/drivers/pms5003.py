@@ -43,7 +43,7 @@ from sensorpipe.edge.drivers.sds011 import (
     open_on_port,
     reopen_port,
 )
-from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.errors import SensorError, SensorIOError, SensorTimeout
 
 START = b"\x42\x4d"
 DATA_LENGTH = 28  # the length word of a PMS5003/7003 data frame: 13 words and the checksum
@@ -228,7 +228,9 @@ class Pms5003(UartDriver):
         self._port = None
         with contextlib.suppress(OSError):
             port.close()
-        raise SensorError(f"{self.model}: serial port lost ({exc}); will try to reopen it") from exc
+        raise SensorIOError(
+            f"{self.model}: serial port lost ({exc}); will try to reopen it"
+        ) from exc
 
     def _exchange(
         self, cmd: bytes, kind: type[DataFrame] | type[Reply], reply_to: int | None = None
@@ -252,8 +254,10 @@ class Pms5003(UartDriver):
         what = f"command 0x{cmd[2]:02x}" if cmd else "a data frame (active mode)"
         bad = self._reader.frames_bad - bad_before
         if bad:  # it answered, garbled: a checksum storm, not silence
-            raise SensorError(
+            # A timeout by kind: the malformed frames are counted already (`frames_bad`, the
+            # agent's "checksum" errors), and drivers.base counts each fault once.
+            raise SensorTimeout(
                 f"{self.model}: {bad} malformed frame{'' if bad == 1 else 's'} (bad checksum or "
                 f"length) and no good one in answer to {what} within {self._timeout_s} s"
             )
-        raise SensorError(f"{self.model}: no answer to {what} within {self._timeout_s} s")
+        raise SensorTimeout(f"{self.model}: no answer to {what} within {self._timeout_s} s")

@@ -8,15 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from sensorpipe.edge.drivers.ads1115 import (
+    ADS1115_ADDRESSES,
+    DATA_RATES,
+    FSR_V,
+    Ads1115,
+    SMBusBlock,
+    SoilProbe,
+)
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.bme280 import Bme280, I2CBus
 from sensorpipe.edge.drivers.pms5003 import Pms5003
 from sensorpipe.edge.drivers.sds011 import Sds011
+from sensorpipe.edge.drivers.sht import SHT_ADDRESSES, Precision, Sht3x, Sht4x
 from sensorpipe.edge.duty import DutyConfig, DutyCycle, LaserHours
 
 I2CBusFactory = Callable[[int], I2CBus]
@@ -109,7 +118,104 @@ class Bme280Config(_SensorConfig):
         return address
 
 
-SensorConfig = Annotated[Sds011Config | Pms5003Config | Bme280Config, Field(discriminator="driver")]
+class _ShtConfig(_SensorConfig):
+    bus: int = Field(default=1, ge=0, le=255, description="I2C bus number: /dev/i2c-<bus>")
+    address: int = Field(default=0x44)
+    precision: Precision = Field(
+        default="high", description="repeatability (SHT3x) / precision (SHT4x): high, medium, low"
+    )
+    stuck_after: int = Field(
+        default=360, ge=1, description="readings in a row at >= 99.9 %RH before RH is left out"
+    )
+    model: ClassVar[str]
+
+    @field_validator("address")
+    @classmethod
+    def _sht_address(cls, address: int) -> int:
+        allowed = SHT_ADDRESSES[cls.model]
+        if address not in allowed:
+            raise PydanticCustomError(
+                "i2c_address",
+                "{address}: an {model} answers only at {allowed}; `i2cdetect -y 1` shows which",
+                {
+                    "address": hex(address) if address >= 0 else str(address),
+                    "model": cls.model.upper(),
+                    "allowed": " or ".join(hex(a) for a in allowed),
+                },
+            )
+        return address
+
+
+class Sht3xConfig(_ShtConfig):
+    driver: Literal["sht3x"]
+    model: ClassVar[str] = "sht3x"
+
+
+class Sht4xConfig(_ShtConfig):
+    driver: Literal["sht4x"]
+    model: ClassVar[str] = "sht4x"
+
+
+class SoilProbeConfig(_SensorConfig):
+    """A capacitive soil-moisture probe on an ADS1115 input, calibrated per probe."""
+
+    driver: Literal["soil_ads1115"]
+    bus: int = Field(default=1, ge=0, le=255, description="I2C bus number: /dev/i2c-<bus>")
+    address: int = Field(default=0x48, description="ADS1115 address: 0x48..0x4b (ADDR pin)")
+    channel: int = Field(default=0, ge=0, le=3, description="input AIN0..AIN3")
+    v_dry: float = Field(gt=0, le=6.144, description="this probe's output when dry (volts)")
+    v_wet: float = Field(ge=0, le=6.144, description="this probe's output when wet (volts)")
+    fsr_v: float = Field(default=4.096, description="ADS1115 full-scale range (PGA), volts")
+    data_rate: int = Field(default=128, description="ADS1115 samples per second")
+    sensor: str = Field(
+        default="soil_probe",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$",
+        description="the sensor tag of its readings; give each probe of a device its own",
+    )
+
+    @field_validator("address", "fsr_v", "data_rate")
+    @classmethod
+    def _a_setting_the_chip_has(cls, value: float, info: ValidationInfo) -> float:
+        settings: dict[str, tuple[Any, str]] = {
+            "address": (
+                ADS1115_ADDRESSES,
+                "an ADS1115 answers only at 0x48 (ADDR to GND), 0x49 (VDD), 0x4a (SDA) or 0x4b "
+                "(SCL); `i2cdetect -y 1` shows which",
+            ),
+            "fsr_v": (FSR_V, "the ADS1115 ranges are {allowed} volts (4.096 for a 3.3 V probe)"),
+            "data_rate": (DATA_RATES, "the ADS1115 samples at {allowed} per second"),
+        }
+        allowed, text = settings[str(info.field_name)]
+        if value not in allowed:
+            shown = hex(int(value)) if info.field_name == "address" and value >= 0 else value
+            raise PydanticCustomError(
+                "ads1115_setting",
+                "{value}: " + text,
+                {
+                    "value": shown,
+                    "allowed": ", ".join(str(a) for a in allowed),
+                },
+            )
+        return value
+
+    @field_validator("v_wet")
+    @classmethod
+    def _dry_above_wet(cls, v_wet: float, info: ValidationInfo) -> float:
+        v_dry = info.data.get("v_dry")
+        if v_dry is not None and not v_dry > v_wet:
+            raise PydanticCustomError(
+                "calibration",
+                "v_dry ({dry} V) must be above v_wet ({wet} V): a capacitive probe reads lower "
+                "the wetter the soil; measure both with the probe in dry and in wet soil",
+                {"dry": v_dry, "wet": v_wet},
+            )
+        return v_wet
+
+
+SensorConfig = Annotated[
+    Sds011Config | Pms5003Config | Bme280Config | Sht3xConfig | Sht4xConfig | SoilProbeConfig,
+    Field(discriminator="driver"),
+]
 
 
 def _smbus(bus_number: int) -> I2CBus:
@@ -138,10 +244,44 @@ def _open_bme280(config: Any, i2c: I2CBusFactory) -> SensorDriver:
     return Bme280(bus, config.address, owns_bus=True)
 
 
+def _i2c_bus(config: Any, i2c: I2CBusFactory) -> Any:
+    try:
+        return i2c(config.bus)
+    except OSError as exc:
+        from sensorpipe.edge.errors import SensorConfigError
+
+        raise SensorConfigError(
+            f"{config.driver}: cannot open I2C bus {config.bus}: {exc}"
+        ) from exc
+
+
+def _open_sht(config: Any, i2c: I2CBusFactory) -> SensorDriver:
+    kind = Sht3x if config.driver == "sht3x" else Sht4x
+    return kind(
+        _i2c_bus(config, i2c),
+        config.address,
+        precision=config.precision,
+        stuck_after=config.stuck_after,
+        owns_bus=True,
+    )
+
+
+def _open_soil(config: Any, i2c: I2CBusFactory) -> SensorDriver:
+    bus: SMBusBlock = _i2c_bus(config, i2c)
+    adc = Ads1115(bus, config.address, fsr_v=config.fsr_v, data_rate=config.data_rate)
+    return SoilProbe(
+        adc, config.channel, v_dry=config.v_dry, v_wet=config.v_wet, model=config.sensor,
+        owns_bus=True,
+    )  # fmt: skip
+
+
 DRIVERS: dict[str, Callable[[Any, I2CBusFactory], SensorDriver]] = {
     "sds011": _open_sds011,
     "bme280": _open_bme280,
     "pms5003": _open_pms5003,
+    "sht3x": _open_sht,
+    "sht4x": _open_sht,
+    "soil_ads1115": _open_soil,
 }
 
 
@@ -163,6 +303,13 @@ READ_MODELS = frozenset(DRIVERS) | {"pms7003", "pmsa003"}
 
 
 def open_driver(
-    config: Sds011Config | Pms5003Config | Bme280Config, *, i2c_bus_factory: I2CBusFactory = _smbus
+    config: Sds011Config
+    | Pms5003Config
+    | Bme280Config
+    | Sht3xConfig
+    | Sht4xConfig
+    | SoilProbeConfig,
+    *,
+    i2c_bus_factory: I2CBusFactory = _smbus,
 ) -> SensorDriver:
     return DRIVERS[config.driver](config, i2c_bus_factory)

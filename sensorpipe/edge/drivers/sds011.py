@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from sensorpipe.edge.errors import SensorConfigError, SensorError
+from sensorpipe.edge.errors import SensorConfigError, SensorError, SensorIOError, SensorTimeout
 
 HEAD, TAIL, CMD, DATA, REPLY = 0xAA, 0xAB, 0xB4, 0xC0, 0xC5
 SET_REPORTING_MODE, QUERY_DATA, SET_SLEEP, FIRMWARE = 2, 4, 6, 7
@@ -173,8 +173,10 @@ class Sds011(UartDriver):
             self._port = None
             with contextlib.suppress(OSError):
                 port.close()
-            raise SensorError(f"sds011: serial port lost ({exc}); will try to reopen it") from exc
-        raise SensorError(f"sds011: no answer to command 0x{cmd[2]:02x} within {self._timeout_s} s")
+            raise SensorIOError(f"sds011: serial port lost ({exc}); will try to reopen it") from exc
+        raise SensorTimeout(
+            f"sds011: no answer to command 0x{cmd[2]:02x} within {self._timeout_s} s"
+        )
 
 
 Driver = TypeVar("Driver")
@@ -199,11 +201,11 @@ def open_on_port(path: str, model: str, make: Callable[[SerialPort], Driver]) ->
 def reopen_port(path: str | None, model: str) -> SerialPort:
     """The serial port at `path` again, after its USB adapter was unplugged."""
     if path is None:
-        raise SensorError(f"{model}: the serial port was lost")
+        raise SensorIOError(f"{model}: the serial port was lost")
     try:
         return _open_port(path)
     except OSError as exc:
-        raise SensorError(f"{model}: serial port {path} not back yet: {exc}") from exc
+        raise SensorIOError(f"{model}: serial port {path} not back yet: {exc}") from exc
 
 
 def _open_port(path: str) -> SerialPort:
