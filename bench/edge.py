@@ -47,6 +47,11 @@ Figures:
   simulated on the agent's I2C bus by `bench.edge_agent`: the agent's RSS with them.
 - drivers: CPU per reading of each I2C driver (SHT3x, SHT4x, the ADS1115 soil probe, the
   BME280 as baseline) against its simulator, from `bench.edge_drivers` (see there).
+- PMS5003 driver CPU (`--driver-reads` N, default 300): the CPU time per reading of its driver
+  (`edge.drivers.pms5003`, passive mode: the E2 request, the 32-byte frame, its checksum and
+  nine values), in this process against `Pms5003Simulator` on a pty, so pyserial's reads and
+  writes count; measured with the reading thread's CPU clock (`time.thread_time`), so the
+  simulator's thread does not. A sample is one reading of the sensor (nine values).
 
 The numbers depend on the machine and its load; a shared machine gives lower figures.
 """
@@ -74,6 +79,7 @@ from bench.edge_drivers import driver_cpu, report
 from bench.pipeline import Publisher
 from sensorpipe.edge.agent import prepare
 from sensorpipe.edge.outbox import SqliteOutbox
+from sensorpipe.firmware_sim.pms5003 import Pms5003Device, Pms5003Simulator
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from sensorpipe.gateway.broker import mosquitto_binary
 from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES
@@ -445,6 +451,31 @@ def replay(workdir: Path, n: int, *, timeout_s: float = 120.0) -> dict[str, Any]
     }
 
 
+def pms_driver_cpu(reads: int) -> dict[str, Any]:
+    """CPU per reading of the PMS5003 driver, over a pty to the simulator."""
+    from sensorpipe.edge.drivers.pms5003 import Pms5003
+
+    with Pms5003Simulator(Pms5003Device(warmup_s=0.0)) as sim:
+        driver = Pms5003.open(sim.port, timeout_s=2.0)
+        try:
+            driver.read()  # the first read opens buffers; not counted
+            values = 0
+            cpu0, wall0 = time.thread_time(), time.perf_counter()
+            for _ in range(reads):
+                values += len(driver.read())
+            cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+        finally:
+            driver.close()
+    return {
+        "driver": "pms5003",
+        "reads": reads,
+        "values_per_read": values / reads,
+        "cpu_us_per_read": round(cpu / reads * 1e6, 1),
+        "wall_ms_per_read": round(wall / reads * 1e3, 2),
+        "frames_bad": driver.frames_bad,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="steady-state run length")
@@ -454,6 +485,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000, help="messages to replay")
     parser.add_argument(
         "--workdir", type=Path, default=Path("."), help="where the temporary outboxes go (a disk)"
+    )
+    parser.add_argument(
+        "--driver-reads", type=int, default=300, help="PMS5003 readings timed for driver CPU"
     )
     parser.add_argument(
         "--i2c-sensors",
@@ -469,11 +503,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.minutes <= 0 or args.interval <= 0:
         parser.error("--minutes and --interval must be above 0")
-    if args.messages < 1:
-        parser.error("--messages must be at least 1")
+    if args.messages < 1 or args.driver_reads < 1:
+        parser.error("--messages and --driver-reads must be at least 1")
     if not args.workdir.is_dir():
         parser.error(f"--workdir {args.workdir}: no such directory")
     say = (lambda _m: None) if args.json else print
+    say(f"driver CPU: {args.driver_reads} PMS5003 readings over a pty")
+    pms = pms_driver_cpu(args.driver_reads)
     sensors = "SDS011 + BME280" + (" + SHT4x + soil probe" if args.i2c_sensors else "")
     sensors += " + SPS30 + SCD30 + SCD4x" if args.sensirion else ""
 
@@ -510,7 +546,7 @@ def main() -> None:
 
     say("CPU per reading of each I2C driver against its simulator (bench.edge_drivers)")
     drivers = driver_cpu()
-    result = {"steady": steady, "replay": rep, "drivers": drivers}
+    result = {"steady": steady, "replay": rep, "drivers": drivers, "pms5003_driver": pms}
     if args.sensirion:
         from bench.edge_sensirion import cpu_per_reading
 
@@ -554,6 +590,12 @@ def main() -> None:
         print("CPU per reading, driver + its simulator, in this process (bench/edge_sensirion.py):")
         for name, micros in result["cpu_us_per_reading"].items():
             print(f"  {name:<30} : {micros:>8} µs")
+    print("PMS5003 driver CPU per reading (reading thread, pyserial on a pty included):")
+    print(
+        f"  {pms['driver']:<8} ({pms['values_per_read']:g} values)   : "
+        f"{pms['cpu_us_per_read']:>8} µs CPU ({pms['wall_ms_per_read']} ms wall, "
+        f"{pms['reads']} readings)"
+    )
 
 
 if __name__ == "__main__":

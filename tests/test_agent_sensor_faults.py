@@ -323,3 +323,23 @@ def test_the_central_health_reads_the_counts_back_and_names_them_in_the_note() -
         "pms5003 not ok: pms5003: checksum (errors: 340 checksum, 2 timeout; tried every 8 min)"
     )
     assert state.as_json()["errors"] == {"checksum": 340, "timeout": 2}
+
+
+def test_a_failed_read_keeps_the_sensor_on_the_others_schedule() -> None:
+    """Backed off from the round's start (a moment after it was due), a sensor drifted off the
+    others' schedule: read microseconds after them in a round of its own, whose message had
+    their message's time to the millisecond (the ingest kept one: 'lost' in the demo)."""
+    sds = FaultyDriver("sds011", [SensorTimeout("sds011: no answer"), {"pm2_5": 5.0}])
+    bme = FaultyDriver("bme280", [{"temperature": 20.0}])
+    agent = _agent([_opener(sds), _opener(bme)])
+    now = time.monotonic()
+    rnd = agent.start_round(agent._slots)
+    for slot in agent._slots:  # as the loop does once the round is started
+        slot.next_due = now + slot.interval_s
+    while rnd in agent._rounds:
+        agent._answered.wait(0.05)
+        agent._answered.clear()
+        agent.collect()
+    assert _health(agent, "sds011").errors == {"timeout": 1}
+    sds_slot, bme_slot = agent._slots
+    assert sds_slot.next_due == bme_slot.next_due  # read together again

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bench.edge import Account, bare_broker, readings_in, replay, steady_state
+from bench.edge import Account, bare_broker, pms_driver_cpu, readings_in, replay, steady_state
 from sensorpipe.process import ManagedProcess, free_port, port_open
 from sensorpipe.protocol.signing import generate_keypair
 
@@ -76,3 +76,9 @@ def test_steady_state_with_the_sensirion_sensors_and_their_cpu_per_reading(
     assert "sps30 (pm1 " in first and "scd30 (co2 " in first and "scd4x (co2 " in first
     cpu = cpu_per_reading(n=20)
     assert set(cpu) == {"sps30", "scd30", "scd4x"} and all(v > 0 for v in cpu.values())
+
+
+def test_driver_cpu_times_pms5003_readings() -> None:
+    result = pms_driver_cpu(20)
+    assert result["reads"] == 20 and result["values_per_read"] == 9
+    assert result["cpu_us_per_read"] > 0 and result["frames_bad"] == 0

@@ -355,6 +355,14 @@ CASES: dict[str, list[Case]] = {
             ],
             "tty is a regular file, not a serial device",
         ),
+        (
+            lambda t: ["--config", _edge_config_with(t, "wake_s = 30 }", "wake_s = 10 }")],
+            "duty.wake_s = 10.0 is shorter than warmup_s = 30.0",
+        ),
+        (
+            lambda t: ["--config", _edge_config_with(t, "300\nduty", "20\nduty")],
+            "duty.wake_s = 30.0 is not shorter than interval_s = 20.0: the laser would never sleep",
+        ),
     ],
     "edge check": [
         (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),
@@ -1020,10 +1028,10 @@ def test_ingest_run_refuses_a_metrics_port_in_use_before_connecting(
 
 def test_devices_add_notes_a_sensor_no_driver_reads(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main, ["devices", "add", "kit-1", "--dir", str(tmp_path), "--sensor", "pms5003"]
+        main, ["devices", "add", "kit-1", "--dir", str(tmp_path), "--sensor", "hpma115"]
     )
     assert result.exit_code == 0, result.output
-    assert "note: --sensor pms5003: the sensorpipe edge agent has no driver for it" in (
+    assert "note: --sensor hpma115: the sensorpipe edge agent has no driver for it" in (
         result.output
     )
     quiet = CliRunner().invoke(

@@ -75,6 +75,7 @@ def _edge_config(
     text = text.replace('"/var/lib/sensorpipe/outbox.sqlite"', f'"{tmp_path / "outbox.sqlite"}"')
     text = text.replace("bus = 1", "bus = 99")  # no such I2C bus: the agent runs all the same
     text = text.replace("/dev/ttyUSB0", str(tmp_path / "no-such-serial-port"))
+    text = text.replace("/dev/ttyAMA0", str(tmp_path / "no-such-uart"))
     path = tmp_path / "edge.toml"
     path.write_text(text)
     return path

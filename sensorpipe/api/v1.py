@@ -121,6 +121,12 @@ class SensorHealthOut(BaseModel):
     reported_at: str | None = Field(description="its newest status (UTC)")
     uptime_24h: float | None = Field(description="share of 5-minute windows with its readings")
     uptime_7d: float | None
+    laser_hours: float | None = Field(
+        default=None, description="a laser PM sensor's running hours, as it last reported them"
+    )
+    laser_life_h: float | None = Field(
+        default=None, description="the laser's expected life in running hours (data sheet)"
+    )
     errors: dict[str, int] = Field(
         default_factory=dict,
         description="its newest status's faults by kind since the device's agent started "

@@ -176,7 +176,7 @@ def sensor_notes(
     """What to know about declared sensor models that the edge agent cannot read itself (not
     for a `kit`: its firmware reads them); a model sensorpipe does not know is refused (with
     the nearest known one) unless `allow_unknown` (--allow-unknown-sensor)."""
-    from sensorpipe.edge.drivers.registry import DRIVERS
+    from sensorpipe.edge.drivers.registry import DRIVERS, READ_MODELS
     from sensorpipe.protocol.registry import KNOWN_SENSORS
 
     notes = []
@@ -199,7 +199,7 @@ def sensor_notes(
             )
         elif model == "camera":
             continue  # read by the counting pipeline (`[counting]` in the edge config)
-        elif model not in DRIVERS and not kit:
+        elif model not in READ_MODELS and not kit:
             notes.append(
                 f"--sensor {model}: the sensorpipe edge agent has no driver for it (drivers: "
                 f"{', '.join(sorted(DRIVERS))}); its readings can come from another sender "

@@ -9,5 +9,7 @@ agent's configuration file, `run` is `edge run` (open what the configuration nam
 stopped), `join` is `edge join` (a Pi joins from a join code) and `check` is `edge check` (is
 this host ready to deliver?). `host` reads the Wi-Fi signal and clock synchronisation (and by
 what), `notify` speaks systemd's sd_notify, `errors` are marked retryable or permanent (and a
-sensor's by kind), and `problems` re-exports the repeated-problem log of `protocol.problems`.
+sensor's by kind), `problems` re-exports the repeated-problem log of `protocol.problems`, and
+`duty` is the duty cycling of laser PM sensors (wake before a reading, sleep after, warm-up
+discarded) and their laser's running hours.
 """

@@ -12,6 +12,12 @@ misbehaves, and one sensor's fault never delays another's reading. All of it tra
 status messages' sensor health (`errors`, `backoff_s`), which the server shows wherever it
 shows the device.
 
+Duty cycling (edge.duty): a laser PM sensor with `duty` is woken `wake_s` before each reading
+(a job on its worker, like a read; opening it wakes it too) and put to sleep by its worker
+right after the read; readings within `warmup_s` of its laser starting are discarded; its
+laser's running hours travel in its sensor health (`laser_hours`). A sensor that cannot be
+woken is not read: it is tried again for the next reading, one failed reading per period.
+
 Time: readings are ordered by sequence number, never by wall-clock time, so a clock that jumps
 back (a Pi without a real-time clock after a power cut, until NTP steps it) neither reorders
 nor drops the outbox; each message says whether the clock was synchronised when its readings
@@ -41,6 +47,7 @@ from sensorpipe.edge.config import EdgeConfig
 from sensorpipe.edge.counting.intervals import IntervalCounts
 from sensorpipe.edge.counting.loop import CountingLoop
 from sensorpipe.edge.drivers.base import SensorDriver
+from sensorpipe.edge.duty import DutyCycle
 from sensorpipe.edge.errors import SensorError
 from sensorpipe.edge.notify import Notifier
 from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxError
@@ -126,6 +133,7 @@ class SensorOpener:
     model: str  # the `sensor` tag its readings and its status carry
     open: Callable[[], SensorDriver]
     interval_s: float
+    duty: DutyCycle | None = None  # a laser PM sensor: its warm-up, wakes and running hours
     read_timeout_s: float = READ_TIMEOUT_S  # an open or read still running then is a timeout
 
 
@@ -155,6 +163,8 @@ class SensorSlot:
     worker: SensorWorker | None = None
     # Asked to read, its answer not yet taken in: not asked again meanwhile, nor closed.
     in_flight: bool = False
+    duty: DutyCycle | None = None
+    waking: bool = False  # its wake is under way (on its worker)
     problem: RepeatedProblem = field(init=False)
 
     def __post_init__(self) -> None:
@@ -198,7 +208,13 @@ class Agent:
         self.stats = AgentStats()
         self._slots = [SensorSlot(d.model, interval, driver=d) for d, interval in drivers]
         self._slots += [
-            SensorSlot(s.model, s.interval_s, opener=s.open, read_timeout_s=s.read_timeout_s)
+            SensorSlot(
+                s.model,
+                s.interval_s,
+                opener=s.open,
+                read_timeout_s=s.read_timeout_s,
+                duty=s.duty,
+            )
             for s in sensors
         ]
         self._reopen_after_s = reopen_after_s
@@ -265,12 +281,16 @@ class Agent:
             while not stop.is_set():
                 now = time.monotonic()
                 self._watch_clock(now)
+                self._wake_due(now)
                 due = [s for s in self._slots if s.next_due <= now]
                 if due:
                     started = self.start_round(due)
                     first = first or started
                     for s in due:
-                        s.next_due = max(s.next_due + s.interval_s, now)
+                        following = s.next_due + s.interval_s
+                        # Behind by an interval or more (and after the first reading, due at
+                        # 0): one interval from now, not at once again.
+                        s.next_due = following if following > now else now + s.interval_s
                 queued = self.collect()
                 # The first status once every sensor was tried: what it says is known then.
                 tried = first is None or first not in self._rounds
@@ -291,6 +311,7 @@ class Agent:
                     host.trim_memory()
                 status_at = self._next_status if tried else now + POLL_S
                 wakes = [s.next_due for s in self._slots] + [status_at, next_summary]
+                wakes += [w for s in self._slots if (w := self._wake_at(s)) is not None]
                 if self._rounds:
                     wakes.append(now + POLL_S)
                 if ping_every is not None and ready:
@@ -329,6 +350,8 @@ class Agent:
                     continue
             if slot.driver is not None:
                 slot.driver.close()
+                if slot.duty is not None:  # closing puts it to sleep
+                    slot.duty.slept(time.monotonic())
 
     def _watch_clock(self, now: float) -> None:
         """Say in the log when the wall clock was set (NTP stepping it after a start without
@@ -393,11 +416,74 @@ class Agent:
                 slot.worker = SensorWorker(slot.model, slot.opener, self._answer)
             if slot.in_flight:
                 continue  # its timeout was counted; it is read again once the call returns
+            duty = slot.duty
+            if duty is not None and duty.wake_s and not duty.awake:
+                continue  # its wake failed (counted): reading it asleep would only time out
             rnd.pending.add(slot)
             slot.in_flight = True
-            slot.worker.submit(Outcome(rnd, slot), slot.driver)
+            sleep_after = duty is not None and bool(duty.wake_s)
+            slot.worker.submit(Outcome(rnd, slot, sleep_after=sleep_after), slot.driver)
         self._rounds.append(rnd)
         return rnd
+
+    # --- duty cycling of laser PM sensors (sensorpipe.edge.duty) ----------------------------
+    @staticmethod
+    def _wake_at(slot: SensorSlot) -> float | None:
+        if slot.duty is None or slot.waking:
+            return None
+        return slot.duty.wake_at(slot.next_due)
+
+    def _wake_due(self, now: float) -> None:
+        """Wake the duty-cycled sensors whose next reading is due within their `wake_s`: a job
+        on the sensor's worker (opening it if it is not open yet, which wakes it)."""
+        for slot in self._slots:
+            at = self._wake_at(slot)
+            if at is None or now < at:
+                continue
+            duty = slot.duty
+            assert duty is not None
+            # At the start (next_due 0), the first reading waits for the wake too.
+            slot.next_due = max(slot.next_due, now + duty.wake_s)
+            cannot_open = slot.driver is None and (slot.opener is None or now < slot.next_open)
+            if slot.in_flight or cannot_open:
+                # A read that hangs, or an open backed off: tried again for the next reading.
+                slot.next_due += slot.interval_s
+                continue
+            if slot.worker is None:
+                slot.worker = SensorWorker(slot.model, slot.opener, self._answer)
+            rnd = Round(self._clock(), self._clock_synced(), now, wake=True)
+            rnd.pending.add(slot)
+            slot.in_flight = slot.waking = True
+            slot.worker.submit(Outcome(rnd, slot), slot.driver)
+            self._rounds.append(rnd)
+
+    def _duty_answer(self, slot: SensorSlot, outcome: Outcome) -> None:
+        """A duty-cycled sensor's wake, warm-up and sleep, as its worker's answer says."""
+        duty = slot.duty
+        if duty is None:
+            return
+        if outcome.woke_at is not None:
+            duty.woke(outcome.woke_at)
+        if outcome.slept_at is not None:
+            duty.slept(outcome.slept_at)
+        elif not duty.wake_s and outcome.read_at is not None:
+            duty.hours.checkpoint(outcome.read_at)  # always on: its hours reach the disk
+
+    def _woken(self, slot: SensorSlot, rnd: Round, outcome: Outcome) -> None:
+        """A wake's answer: a failed one is a failed reading of this period, and the sensor is
+        tried again for the next reading (not backed off further: it sleeps meanwhile)."""
+        slot.waking = False
+        exc = outcome.read_error
+        if outcome.hung is not None:
+            self._count(slot, "timeout")
+            self._failed(
+                slot, f"{slot.model}: no answer within {slot.read_timeout_s:g} s: the wake hangs"
+            )
+        elif exc is not None:
+            self._count(slot, error_kind(exc))
+            self._failed(slot, str(exc) if isinstance(exc, SensorError) else repr(exc))
+        if slot.duty is not None and not slot.duty.awake:  # not opened, or not woken
+            slot.next_due += slot.interval_s
 
     def _answer(self, outcome: Outcome) -> None:  # in a sensor's worker thread
         self._answers.put(outcome)
@@ -417,6 +503,7 @@ class Agent:
             slot.in_flight = False
             if outcome.opened is not None:  # used from the next round on
                 slot.driver = outcome.opened
+            self._duty_answer(slot, outcome)
             if outcome.slot in rnd.pending:
                 rnd.pending.discard(outcome.slot)
                 rnd.outcomes.append(outcome)
@@ -430,6 +517,8 @@ class Agent:
                     rnd.pending.discard(slot)
                     doing = slot.worker.doing if slot.worker is not None else "read"
                     rnd.outcomes.append(Outcome(rnd, slot, hung=doing))
+                    if rnd.wake:
+                        slot.waking = False
             if rnd.outcomes and (not rnd.pending or now - rnd.started >= rnd.group_wait_s):
                 entry = self._queue_round(rnd, rnd.outcomes)
                 queued = queued or entry is not None
@@ -480,6 +569,9 @@ class Agent:
         for outcome in outcomes:
             slot = outcome.slot
             assert isinstance(slot, SensorSlot)
+            if rnd.wake:
+                self._woken(slot, rnd, outcome)
+                continue
             if outcome.hung is not None:
                 hangs = (
                     f"{slot.model}: no answer within {slot.read_timeout_s:g} s: the "
@@ -498,6 +590,9 @@ class Agent:
             slot.reads_ok += 1
             slot.failures_in_a_row = 0
             slot.backoff_s = 0.0
+            duty = slot.duty
+            if duty is not None and not duty.warm(outcome.read_at or time.monotonic()):
+                continue  # the laser is warming up: a reading known to be unstable
             if slot.model not in self._announced:
                 shown[slot.model] = ", ".join(f"{q} {v:g}" for q, v in values.items())
             slot.last_ok = True
@@ -518,6 +613,8 @@ class Agent:
                     continue
                 readings.append(reading.model_dump(mode="json"))
         if not readings:
+            if rnd.wake:
+                return None
             failing = [o.slot for o in outcomes if isinstance(o.slot, SensorSlot)]
             self._last_did = "no sensor could be read: " + "; ".join(
                 f"{s.model}: {s.last_error}" for s in failing if not s.last_ok
@@ -555,7 +652,18 @@ class Agent:
         slot.failures_in_a_row += 1
         delay = backoff_delay(slot.interval_s, slot.failures_in_a_row, self._max_backoff_s)
         slot.backoff_s = delay if delay > slot.interval_s else 0.0
-        slot.next_due = max(slot.next_due, rnd.started + delay)
+        target = rnd.started + delay
+        if slot.next_due <= rnd.started:  # not on the loop's schedule (sample())
+            slot.next_due = max(slot.next_due, target)
+        else:
+            # Backed off by whole intervals on its schedule: from the round's start (a moment
+            # after it was due) it drifted off the other sensors' schedule, read microseconds
+            # after them in a round of its own whose message had their message's time to the
+            # millisecond (the ingest keys a device's messages by it: one was lost).
+            slack = min(1.0, slot.interval_s / 2)
+            if target > slot.next_due + slack:
+                periods = math.ceil((target - slack - slot.next_due) / slot.interval_s)
+                slot.next_due += periods * slot.interval_s
         if kind == "checksum":  # summed up by _storm_line, not a line each
             slot.reads_failed += 1
             slot.last_ok = False
@@ -632,6 +740,11 @@ class Agent:
                 last_error=s.last_error,
                 errors=dict(s.errors),
                 backoff_s=float(s.backoff_s),
+                laser_hours=(
+                    round(s.duty.hours.hours(s.model, time.monotonic()), 4)
+                    if s.duty is not None
+                    else None
+                ),
             )
             for s in self._slots
         ]

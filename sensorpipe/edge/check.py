@@ -36,10 +36,12 @@ from sensorpipe.edge.config import EdgeConfig
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.registry import (
     I2CBusFactory,
+    Pms5003Config,
     Sds011Config,
     SensorConfig,
     _smbus,
     open_driver,
+    sensor_tag,
 )
 from sensorpipe.edge.errors import SensorError
 from sensorpipe.protocol.ack import ack_topic, decode_ack
@@ -51,6 +53,7 @@ from sensorpipe.protocol.brokerlink import (
 )
 from sensorpipe.protocol.codec import encode
 from sensorpipe.protocol.messages import MESSAGE_ADAPTER, SensorHealth
+from sensorpipe.protocol.quantities import plausibility_error
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import topic_for
 
@@ -92,7 +95,7 @@ def run_checks(
         checks.append(check)
         health.append(
             SensorHealth(
-                sensor=sensor.driver,
+                sensor=sensor_tag(sensor),
                 ok=ok,
                 reads_ok=int(ok),
                 reads_failed=int(not ok),
@@ -125,10 +128,11 @@ def run_checks(
 
 # --- sensors ---------------------------------------------------------------------------------
 def check_sensor(sensor: SensorConfig, probes: Probes) -> tuple[Check, bool]:
-    where = sensor.port if isinstance(sensor, Sds011Config) else f"/dev/i2c-{sensor.bus}"
-    if not isinstance(sensor, Sds011Config):
-        where += f" at {hex(sensor.address)}"
-    name = sensor.driver
+    if isinstance(sensor, Sds011Config | Pms5003Config):
+        where = sensor.port
+    else:
+        where = f"/dev/i2c-{sensor.bus} at {hex(sensor.address)}"
+    name = sensor_tag(sensor)
     driver: SensorDriver | None = None
     try:
         driver = open_driver(sensor, i2c_bus_factory=probes.i2c_bus_factory)
@@ -139,6 +143,9 @@ def check_sensor(sensor: SensorConfig, probes: Probes) -> tuple[Check, bool]:
         if driver is not None:
             driver.close()
     shown = ", ".join(f"{q} {v:g}" for q, v in values.items())
+    implausible = [e for q, v in values.items() if (e := plausibility_error(q, v)) is not None]
+    if implausible:
+        return Check(name, FAIL, f"{where}: implausible reading: {implausible[0]}"), False
     note = getattr(driver, "note", None)  # a reading that is good but says something is off
     return Check(name, OK, f"{where}: {shown}" + (f" ({note})" if note else "")), True
 
@@ -159,7 +166,7 @@ def _errno_of(exc: BaseException) -> int | None:
 
 
 def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver | None) -> str:
-    serial = isinstance(sensor, Sds011Config)
+    serial = isinstance(sensor, Sds011Config | Pms5003Config)
     number = _errno_of(exc)
     if number == errno.ENOENT:
         if serial:
@@ -178,14 +185,19 @@ def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver |
             f"(`sudo usermod -aG {group} $USER`, then log in again)"
         )
     frames_bad = driver.frames_bad if driver is not None else 0
+    if frames_bad and isinstance(sensor, Pms5003Config):
+        return (
+            f"bad checksum: {frames_bad} malformed frames (on a Pi, the mini-UART /dev/ttyS0 "
+            "garbles them: use /dev/ttyAMA0 with `dtoverlay=disable-bt`, or a USB adapter)"
+        )
     if frames_bad:
         why = "loose wiring or wrong baud rate?" if serial else "loose wiring or a long bus?"
         return f"bad checksum: {frames_bad} malformed frames ({why})"
     text = str(exc) if isinstance(exc, SensorError) else f"{type(exc).__name__}: {exc}"
-    text = text.removeprefix(f"{sensor.driver}: ")
+    text = text.removeprefix(f"{sensor_tag(sensor)}: ")
     if "no answer" in text or "did not finish" in text:
         return f"no answer ({text}): check the wiring and the sensor's power"
-    if isinstance(sensor, Sds011Config):
+    if isinstance(sensor, Sds011Config | Pms5003Config):
         return text
     return f"{text} (`i2cdetect -y {sensor.bus}` shows what answers on the bus)"
 

@@ -64,7 +64,13 @@ SENSOR_SECTIONS: dict[str, dict[str, Any]] = {
     "sds011": {"driver": "sds011", "port": "/dev/ttyUSB0", "interval_s": 60},
     "bme280": {"driver": "bme280", "bus": 1, "address": 0x76, "interval_s": 60},
     **{m: {"driver": m, "bus": 1, "interval_s": 60} for m in ("sps30", "scd30", "scd4x")},
+    # On the Pi's PL011 UART (`dtoverlay=disable-bt`): the mini-UART garbles its frames.
+    **{
+        model: {"driver": "pms5003", "model": model, "port": "/dev/ttyAMA0", "interval_s": 60}
+        for model in ("pms5003", "pms7003", "pmsa003")  # the same protocol
+    },
 }
+USUAL_PAIR = ("sds011", "bme280")  # what a join code that names no sensor gets
 
 
 class JoinError(RuntimeError):
@@ -190,7 +196,7 @@ def edge_config(
         mqtt["ca_file"] = str(layout.ca)
     sensors = [SENSOR_SECTIONS[s] for s in code.sensors if s in SENSOR_SECTIONS]
     if not code.sensors:  # any model: the usual pair
-        sensors = [SENSOR_SECTIONS["sds011"], SENSOR_SECTIONS["bme280"]]
+        sensors = [SENSOR_SECTIONS[s] for s in USUAL_PAIR]
     old_mqtt = old.get("mqtt")
     if not isinstance(old_mqtt, dict):
         old_mqtt = {}

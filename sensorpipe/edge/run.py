@@ -33,6 +33,8 @@ def run_agent(config_path: Path) -> None:
     from sensorpipe.edge.counting.errors import ModelError, SourceUnavailable
     from sensorpipe.edge.counting.loop import CountingLoop
     from sensorpipe.edge.drivers import open_driver
+    from sensorpipe.edge.drivers.registry import duty_cycle, sensor_tag
+    from sensorpipe.edge.duty import HOURS_FILE, LaserHours
     from sensorpipe.edge.outbox import OutboxError, SqliteOutbox
     from sensorpipe.edge.sensorloop import READ_TIMEOUT_S
 
@@ -57,13 +59,15 @@ def run_agent(config_path: Path) -> None:
         raise RunError(str(config.key_error("outbox_path", str(exc)))) from None
     # Sensors are opened by the agent: one that cannot be opened is reported and tried again
     # while the others are read.
+    hours = LaserHours(Path(config.outbox_path).parent / HOURS_FILE)
     # A sensor's own `timeout_s` (where its section has one) bounds one exchange; an open or
     # a read after a lost port does up to three (the SDS011's wake, mode, query).
     sensors = [
         SensorOpener(
-            s.driver,
+            sensor_tag(s),
             functools.partial(open_driver, s),
             s.interval_s,
+            duty_cycle(s, hours),
             read_timeout_s=max(READ_TIMEOUT_S, 3 * float(getattr(s, "timeout_s", 0.0)) + 1.0),
         )
         for s in config.sensors

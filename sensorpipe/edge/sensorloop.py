@@ -4,9 +4,11 @@ read came to, the kind of a failure and the back-off.
 The agent (edge.agent) starts a round when sensors are due: each due sensor's worker opens its
 driver if need be and reads it, in parallel, so a slow or hanging sensor never delays another's
 reading. The round is queued as one air message once every sensor in it answered (or after
-`GROUP_WAIT_S`: a sensor answering later gets a message of its own); a sensor still busy after
-its `read_timeout_s` is counted as a timeout and left out of further rounds until its call
-returns. The drivers' contract is edge.drivers.base.
+`GROUP_WAIT_S`: a sensor answering later gets a message of its own); a sensor still busy
+after its `read_timeout_s` is counted as a timeout and left out of further rounds until its
+call returns. A duty-cycled laser PM sensor (edge.duty) is woken by a job of its own on its
+worker (a round of one, `Round.wake`, that reads nothing) and put to sleep by its worker right
+after each read. The drivers' contract is edge.drivers.base.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from sensorpipe.edge.errors import SensorError
 from sensorpipe.protocol.messages import ERROR_KIND_PATTERN
 
 if TYPE_CHECKING:
     from sensorpipe.edge.drivers.base import SensorDriver
+    from sensorpipe.edge.duty import LaserDriver
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,7 @@ class Round:
     pending: set[object] = field(default_factory=set)  # slots whose answer is awaited
     outcomes: list[Outcome] = field(default_factory=list)  # answered, not yet queued
     entry: int | None = None  # the outbox id of its (first) message
+    wake: bool = False  # a duty-cycled sensor's wake (opening it if need be): nothing is read
 
 
 @dataclass(eq=False)
@@ -87,7 +92,13 @@ class Outcome:
     open_error: Exception | None = None
     values: dict[str, float] | None = None
     read_error: Exception | None = None
-    hung: str | None = None  # "open" or "read": still running after its timeout
+    hung: str | None = None  # "open", "wake" or "read": still running after its timeout
+    sleep_after: bool = False  # a duty-cycled sensor: put it to sleep right after the read
+    # Monotonic times, for a laser's warm-up and running hours (edge.duty): when the sensor
+    # was opened or woken, read, and put to sleep by this job.
+    woke_at: float | None = None
+    read_at: float | None = None
+    slept_at: float | None = None
 
 
 class SensorWorker:
@@ -108,7 +119,7 @@ class SensorWorker:
             queue.SimpleQueue()
         )
         self._thread: threading.Thread | None = None
-        self.doing = "read"  # what the current job does now: "open" or "read"
+        self.doing = "read"  # what the current job does now: "open", "wake" or "read"
 
     def submit(self, job: Outcome, driver: SensorDriver | None) -> None:
         """Read `driver` (opening one first if it is None) for `job`'s round."""
@@ -145,8 +156,32 @@ class SensorWorker:
             except Exception as exc:  # no bus, no port, wrong chip, a missing package
                 outcome.open_error = exc
                 return
+            outcome.woke_at = time.monotonic()  # opening a laser PM sensor wakes it
+            if outcome.round.wake:
+                return
+        elif outcome.round.wake:
+            self.doing = "wake"
+            try:
+                cast("LaserDriver", driver).wake()
+            except Exception as exc:  # counted as a failed read of this period
+                outcome.read_error = exc
+                return
+            outcome.woke_at = time.monotonic()
+            return
         self.doing = "read"
         try:
             outcome.values = driver.read()
+            outcome.read_at = time.monotonic()
         except Exception as exc:  # counted by kind: one sensor's fault must not stop others
             outcome.read_error = exc
+        finally:
+            if outcome.sleep_after:
+                self._sleep(outcome, driver)
+
+    def _sleep(self, outcome: Outcome, driver: SensorDriver) -> None:
+        try:
+            cast("LaserDriver", driver).sleep()
+        except Exception as exc:  # still running: its hours go on counting
+            log.debug("%s: cannot put it to sleep: %s", self._model, exc)
+            return
+        outcome.slept_at = time.monotonic()

@@ -3,6 +3,8 @@
 Every device gets its own simulated street, an SDS011 on a pty (read through pyserial by the
 real driver), a BME280 on a simulated I2C bus, a SQLite outbox and its own broker account.
 
+With `pms5003=N` the first N hosts also carry a Plantower PMS5003 on a pty (passive mode, read
+by the real driver), whose line garbles a burst of frames now and then as a Pi's mini-UART does.
 With `sht4x=True` a host also has an SHT4x (0x44) on its I2C bus, and with `soil=True` an
 ADS1115 (0x48) with a capacitive soil probe on AIN0 (`soil_probe`, moisture drying slowly and
 watered again), each read by its real driver; register such a device with those sensors
@@ -30,6 +32,7 @@ from sensorpipe.edge.agent import Agent
 from sensorpipe.edge.config import EdgeConfig, MqttConfig
 from sensorpipe.edge.drivers.registry import (
     Bme280Config,
+    Pms5003Config,
     Sds011Config,
     SensorConfig,
     Sht4xConfig,
@@ -41,6 +44,7 @@ from sensorpipe.firmware_sim.ads1115 import Ads1115Device, SoilProbe
 from sensorpipe.firmware_sim.bme280 import Bme280Device
 from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
+from sensorpipe.firmware_sim.pms5003 import ChecksumBursts, Pms5003Device, Pms5003Simulator
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from sensorpipe.firmware_sim.sensirion import SCD4X_ADDRESS, SPS30_ADDRESS
 from sensorpipe.firmware_sim.sht import Sht4xDevice
@@ -100,6 +104,7 @@ class SimulatedHost:
     sds011: Sds011Simulator | None
     bme280: Bme280Device
     agent: Agent
+    pms5003: Pms5003Simulator | None = None
     thread: threading.Thread | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -120,6 +125,7 @@ class Fleet:
         sds011: bool = True,
         max_messages_per_s: float | None = None,
         sensirion: bool = False,
+        pms5003: int = 0,
         sht4x: bool = False,
         soil: bool = False,
     ) -> None:
@@ -141,6 +147,17 @@ class Fleet:
                 sensors.append(
                     Sds011Config(
                         driver="sds011", port=sds.port, interval_s=interval_s, timeout_s=1.0
+                    )
+                )
+            pms: Pms5003Simulator | None = None
+            if i < pms5003:
+                pms_device = Pms5003Device(read_pm=street.pm_now, warmup_s=0.0, seed=seed + i)
+                pms_device.checksum_bursts = ChecksumBursts(every=50, length=2)
+                pms = Pms5003Simulator(pms_device)
+                pms.start()
+                sensors.append(
+                    Pms5003Config(
+                        driver="pms5003", port=pms.port, interval_s=interval_s, timeout_s=1.0
                     )
                 )
             sensors.append(Bme280Config(driver="bme280", bus=1, interval_s=interval_s))
@@ -184,7 +201,7 @@ class Fleet:
                 outbox=SqliteOutbox(config.outbox_path, max_entries=config.outbox_max_entries),
                 clock_synced=lambda: True,
             )
-            self.hosts.append(SimulatedHost(creds, sds, bme, agent))
+            self.hosts.append(SimulatedHost(creds, sds, bme, agent, pms))
 
     def start(self) -> None:
         for host in self.hosts:
@@ -206,6 +223,8 @@ class Fleet:
                 host.thread.join(timeout=40)
             if host.sds011 is not None:
                 host.sds011.stop()
+            if host.pms5003 is not None:
+                host.pms5003.stop()
         left = self.pending()
         for host in self.hosts:
             host.agent.outbox.close()

@@ -17,6 +17,7 @@ import threading
 import time
 import tty
 from collections.abc import Callable
+from typing import Protocol
 
 HEAD, TAIL = 0xAA, 0xAB
 CMD_ID, DATA_ID, REPLY_ID = 0xB4, 0xC0, 0xC5
@@ -133,10 +134,21 @@ class Sds011Device:
         return 60.0 * self.working_period_min if self.working_period_min else 1.0
 
 
-class Sds011Simulator:
-    """Serves an `Sds011Device` on a pty; `port` is the path a serial driver opens."""
+class UartDevice(Protocol):
+    """What a simulated UART sensor's firmware offers the pty server."""
 
-    def __init__(self, device: Sds011Device, *, time_scale: float = 1.0) -> None:
+    def receive(self, data: bytes) -> bytes: ...
+
+    def data_frame(self) -> bytes: ...
+
+    def active_period_s(self) -> float | None: ...
+
+
+class Sds011Simulator:
+    """Serves an `Sds011Device` (or another `UartDevice`) on a pty; `port` is the path a serial
+    driver opens."""
+
+    def __init__(self, device: UartDevice, *, time_scale: float = 1.0) -> None:
         self.device = device
         self.time_scale = time_scale
         self._master, self._slave = os.openpty()
@@ -146,7 +158,7 @@ class Sds011Simulator:
         self.port = os.ttyname(self._slave)
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._serve, name=f"sds011-sim {self.port}", daemon=True
+            target=self._serve, name=f"uart-sim {self.port}", daemon=True
         )
 
     def __enter__(self) -> Sds011Simulator:
@@ -184,7 +196,9 @@ class Sds011Simulator:
                 if period is None:
                     next_frame = time.monotonic()
                 elif time.monotonic() >= next_frame:
-                    os.write(self._master, self.device.data_frame())
+                    frame = self.device.data_frame()
+                    if frame:
+                        os.write(self._master, frame)
                     next_frame = time.monotonic() + period / self.time_scale
             except BlockingIOError:
                 continue

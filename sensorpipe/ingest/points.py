@@ -104,6 +104,8 @@ def message_points(
             }
             if h.last_error:
                 status["last_error"] = h.last_error
+            if h.laser_hours is not None:
+                status["laser_hours"] = h.laser_hours
             # Faults by kind, one integer field each (sensorpipe.query.health reads them back).
             for kind, n in h.errors.items():
                 status[f"{storage.ERRORS_PREFIX}{kind}"] = n

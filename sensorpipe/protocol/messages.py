@@ -129,6 +129,8 @@ class SensorHealth(_Strict):
     frames_bad: int = Field(ge=0, le=INT64_MAX, strict=True)
     values_rejected: int = Field(default=0, ge=0, le=INT64_MAX, strict=True)
     last_error: str | None = Field(default=None, max_length=200)
+    # A laser PM sensor's running hours (sensorpipe.edge.duty): how much of its life is used.
+    laser_hours: float | None = Field(default=None, ge=0, le=1_000_000)
     # Faults by kind since the agent started (edge.errors): failed reads and opens by the kind
     # of their error, bad frames as "checksum", implausible values as "out_of_range".
     errors: dict[

@@ -46,6 +46,14 @@ QUANTITIES: dict[str, Quantity] = _declare(
     # A capacitive probe's output as the ADC read it (0..VDD, at most 5.5 V; a little below 0
     # is ADC noise), kept so that soil_moisture can be recomputed with a new calibration.
     Quantity("soil_probe_voltage", "V", -0.3, 6.2, "soil moisture probe output voltage"),
+    # Particle counts of laser PM sensors (PMS5003/7003: per 0.1 L in the frame, a uint16, so
+    # at most 65535 / 100 per cm³; the data sheet gives no narrower range).
+    Quantity("particles_0_3", "1/cm3", 0.0, 655.35, "particles larger than 0.3 µm per cm³"),
+    Quantity("particles_0_5", "1/cm3", 0.0, 655.35, "particles larger than 0.5 µm per cm³"),
+    Quantity("particles_1_0", "1/cm3", 0.0, 655.35, "particles larger than 1 µm per cm³"),
+    Quantity("particles_2_5", "1/cm3", 0.0, 655.35, "particles larger than 2.5 µm per cm³"),
+    Quantity("particles_5_0", "1/cm3", 0.0, 655.35, "particles larger than 5 µm per cm³"),
+    Quantity("particles_10", "1/cm3", 0.0, 655.35, "particles larger than 10 µm per cm³"),
 )
 
 
@@ -91,6 +99,10 @@ _UNIT_SPELLINGS: dict[str, str] = {
     "ppm": "ppm",
     "dba": "dBA",
     "db(a)": "dBA",
+    "1/cm3": "1/cm3",
+    "#/cm3": "1/cm3",
+    "/cm3": "1/cm3",
+    "cm-3": "1/cm3",
     "v": "V",
     "volt": "V",
 }
@@ -140,5 +152,11 @@ DECIMALS: dict[str, int] = {
     "co2": 0,
     "noise": 1,
     "soil_moisture": 0,
+    "particles_0_3": 2,
+    "particles_0_5": 2,
+    "particles_1_0": 2,
+    "particles_2_5": 2,
+    "particles_5_0": 2,
+    "particles_10": 2,
     "soil_probe_voltage": 3,
 }

@@ -18,11 +18,12 @@ from sensorpipe.protocol.counting import COUNT_CLASSES
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, DeviceEntry, NetworkInfo, Registry
 
+PMS_SIZES = ("0_3", "0_5", "1_0", "2_5", "5_0", "10")
 # What each sensor model sensorpipe knows measures (quantity names of protocol.quantities).
 SENSOR_QUANTITIES: dict[str, tuple[str, ...]] = {
     "sds011": ("pm2_5", "pm10"),
-    "pms5003": ("pm1", "pm2_5", "pm10"),
-    "pms7003": ("pm1", "pm2_5", "pm10"),
+    "pms5003": ("pm1", "pm2_5", "pm10", *(f"particles_{s}" for s in PMS_SIZES)),
+    "pms7003": ("pm1", "pm2_5", "pm10", *(f"particles_{s}" for s in PMS_SIZES)),
     "pmsa003": ("pm1", "pm2_5", "pm10"),
     "sps30": ("pm1", "pm2_5", "pm4", "pm10"),
     "bme280": ("temperature", "relative_humidity", "pressure"),
@@ -45,6 +46,11 @@ SENSOR_QUANTITIES: dict[str, tuple[str, ...]] = {
     "soil_probe": ("soil_moisture", "soil_probe_voltage"),
 }
 CAMERA_SENSORS = frozenset({"camera"})
+# Expected running hours of a laser PM sensor's laser (the edge agent counts them: edge.duty).
+LASER_LIFE_H: dict[str, float] = {
+    "sds011": 8_000.0,  # Nova Fitness: 8000 hours of continuous use
+    "pms5003": 3 * 8_760.0,  # Plantower: MTTF >= 3 years (PMS5003ST manual V2.6)
+}
 
 PERSONAL_DATA_CAMERA = (
     "yes: a camera sees people in public space; images are processed on the device only and "

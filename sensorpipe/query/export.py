@@ -280,6 +280,12 @@ QUANTITY_NAMES: dict[str, dict[str, str]] = {
         "co2": "carbon dioxide (CO₂)",
         "noise": "sound level",
         "soil_moisture": "soil moisture",
+        "particles_0_3": "particles > 0.3 µm",
+        "particles_0_5": "particles > 0.5 µm",
+        "particles_1_0": "particles > 1 µm",
+        "particles_2_5": "particles > 2.5 µm",
+        "particles_5_0": "particles > 5 µm",
+        "particles_10": "particles > 10 µm",
         "soil_probe_voltage": "soil probe voltage",
     },
     "nl": {
@@ -294,6 +300,12 @@ QUANTITY_NAMES: dict[str, dict[str, str]] = {
         "co2": "kooldioxide (CO₂)",
         "noise": "geluidsniveau",
         "soil_moisture": "bodemvochtigheid",
+        "particles_0_3": "deeltjes > 0,3 µm",
+        "particles_0_5": "deeltjes > 0,5 µm",
+        "particles_1_0": "deeltjes > 1 µm",
+        "particles_2_5": "deeltjes > 2,5 µm",
+        "particles_5_0": "deeltjes > 5 µm",
+        "particles_10": "deeltjes > 10 µm",
         "soil_probe_voltage": "spanning bodemvochtsensor",
     },
 }
@@ -304,6 +316,7 @@ _UNITS = {
     "hPa": "hPa",
     "ppm": "ppm",
     "dBA": "dB(A)",
+    "1/cm3": "/cm³",
     "V": "V",
 }
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sensorpipe.protocol import storage
-from sensorpipe.protocol.register import SENSOR_QUANTITIES
+from sensorpipe.protocol.register import LASER_LIFE_H, SENSOR_QUANTITIES
 
 UPTIME_WINDOW_S = 300
 NO_DATA_YET = "registered, no data yet"
@@ -48,6 +48,7 @@ class SensorState:
     reported_ms: int | None = None  # the newest status point
     # period name -> share of 5-minute windows with a reading of this sensor
     uptime: dict[str, float | None] = field(default_factory=dict)
+    laser_hours: float | None = None  # a laser PM sensor's running hours, as last reported
     # From the newest status: faults by kind since the agent started, and the back-off.
     errors: dict[str, int] = field(default_factory=dict)
     backoff_s: float | None = None
@@ -82,6 +83,8 @@ class SensorState:
             "reported_at": iso(self.reported_ms),
             "uptime_24h": self.uptime.get("24h"),
             "uptime_7d": self.uptime.get("7d"),
+            "laser_hours": self.laser_hours,
+            "laser_life_h": LASER_LIFE_H.get(self.sensor) if self.laser_hours is not None else None,
             "errors": dict(self.errors),
             "backoff_s": self.backoff_s,
         }
@@ -139,6 +142,7 @@ def health_statements(now_ms: int, periods: Mapping[str, int]) -> dict[str, str]
     out = {
         "h_newest": f"SELECT last(ok) FROM {status} {by}",
         "h_error": f"SELECT last(last_error) FROM {status} {by}",
+        "h_laser": f"SELECT last(laser_hours) FROM {status} {by}",
     }
     for value in ("true", "false"):
         out[f"h_first_{value}"] = f"SELECT first(ok) FROM {status} WHERE ok = {value} {by}"
@@ -224,6 +228,9 @@ def sensor_health(
         if found is None and answer and answer[0].get("values"):
             found = answer[0]["values"][0]
         s.since_ms = int(found[0]) if found is not None else s.reported_ms
+    for (device, sensor), row in _rows(results.get("h_laser", [])).items():
+        if row[1] is not None:
+            get(device, sensor).laser_hours = float(row[1])
     for (device, sensor), (errors, backoff_s) in _counts(results.get("h_counts", [])).items():
         s = get(device, sensor)
         s.errors = errors

@@ -49,6 +49,9 @@ class DemoSummary:
         return dict(self.__dict__)
 
 
+DEMO_PMS5003 = 1  # the first device also carries a PMS5003 (on a line that garbles frames)
+
+
 def count_stored(influx: InfluxClient, since_ms: int) -> tuple[int, int]:
     """(messages, air points) in InfluxDB since `since_ms`: one link point per message."""
 
@@ -117,7 +120,7 @@ def _run(
                 "site": f"demo-street-{i % 3 + 1}",
                 "owner": "demo",
                 "purpose": "simulated air quality",
-                "sensors": ["sds011", "bme280"],
+                "sensors": ["sds011", "bme280"] + (["pms5003"] if i < DEMO_PMS5003 else []),
                 "location": _demo_location(i),
             },
         )
@@ -143,6 +146,7 @@ def _run(
         broker_port=port,
         workdir=root / "outboxes",
         interval_s=interval_s,
+        pms5003=DEMO_PMS5003,
     )
     faulty = FaultyDevice(credentials[-1], host="127.0.0.1", port=port)
     stats_path = stack.directory / "ingest" / "stats.json"

@@ -52,6 +52,7 @@ _UCUM_UNITS: dict[str, tuple[str, str]] = {
     "hPa": ("hectopascal", "hPa"),
     "ppm": ("parts per million", "ppm"),
     "dBA": ("A-weighted decibel", "dB(A)"),
+    "1/cm3": ("per cubic centimetre", "/cm3"),
     "V": ("volt", "V"),
 }
 COUNT_UNIT = {

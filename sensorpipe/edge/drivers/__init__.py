@@ -1,10 +1,10 @@
-"""Sensor drivers: `base` (the contract every driver keeps), one module per sensor (`sds011` over
-UART, `bme280` over I2C, `sht` for the Sensirion SHT3x/SHT4x, `ads1115` for the ADC and the
-capacitive soil probe on it; `sps30`, `scd30` and `scd4x` over I2C through Sensirion's own
-drivers, with what they share in `sensirion`), shared pieces (`sensirion_crc`: Sensirion's CRC-8
-and word framing, the one CRC every Sensirion driver and simulator uses; `i2c_raw`: plain I2C
-writes and reads for command-style sensors), and `registry` (the driver names the edge
-configuration may use, each with its config schema and opener).
+"""Sensor drivers: `base` (the contract every driver keeps), one module per sensor (`sds011` and
+`pms5003` over UART, `bme280` over I2C, `sht` for the Sensirion SHT3x/SHT4x, `ads1115` for the
+ADC and the capacitive soil probe on it; `sps30`, `scd30` and `scd4x` over I2C through
+Sensirion's own drivers, with what they share in `sensirion`), shared pieces (`sensirion_crc`:
+Sensirion's CRC-8 and word framing, the one CRC every Sensirion driver and simulator uses;
+`i2c_raw`: plain I2C writes and reads for command-style sensors), and `registry` (the driver
+names the edge configuration may use, each with its config schema and opener).
 
 A driver is one module here, not a folder holding its test, sample configuration and README
 as a Telegraf plugin or an ESPHome component is: the wheel a Pi installs carries only what

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from sensorpipe.edge.drivers.ads1115 import (
@@ -24,9 +24,11 @@ from sensorpipe.edge.drivers.ads1115 import (
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.bme280 import Bme280, I2CBus
 from sensorpipe.edge.drivers.i2c_raw import close_bus
+from sensorpipe.edge.drivers.pms5003 import Pms5003
 from sensorpipe.edge.drivers.sds011 import Sds011
 from sensorpipe.edge.drivers.sensirion import Scd4xConfig, Scd30Config, Sps30Config
 from sensorpipe.edge.drivers.sht import SHT_ADDRESSES, Precision, Sht3x, Sht4x
+from sensorpipe.edge.duty import DutyConfig, DutyCycle, LaserHours
 
 I2CBusFactory = Callable[[int], I2CBus]
 
@@ -36,10 +38,37 @@ class _SensorConfig(BaseModel):
     interval_s: float = Field(default=60.0, gt=0, description="seconds between readings")
 
 
-class Sds011Config(_SensorConfig):
-    driver: Literal["sds011"]
+class _SerialConfig(_SensorConfig):
     port: str = Field(description="serial device, e.g. /dev/ttyUSB0")
     timeout_s: float = Field(default=3.0, gt=0)
+    # Laser PM sensors (sensorpipe.edge.duty): readings this soon after the laser started are
+    # discarded; `duty` sleeps it between readings.
+    warmup_s: float = Field(default=0.0, ge=0, le=600)
+    duty: DutyConfig | None = None
+
+    @model_validator(mode="after")
+    def _duty_fits(self) -> _SerialConfig:
+        if self.duty is None:
+            return self
+        if self.duty.wake_s >= self.interval_s:
+            raise PydanticCustomError(
+                "duty_too_long",
+                "duty.wake_s = {wake} is not shorter than interval_s = {interval}: the laser "
+                "would never sleep; leave `duty` out, or read less often",
+                {"wake": self.duty.wake_s, "interval": self.interval_s},
+            )
+        if self.duty.wake_s < self.warmup_s:
+            raise PydanticCustomError(
+                "duty_too_short",
+                "duty.wake_s = {wake} is shorter than warmup_s = {warmup}: every reading would "
+                "be taken warming up and discarded; wake it at least {warmup} s before",
+                {"wake": self.duty.wake_s, "warmup": self.warmup_s},
+            )
+        return self
+
+
+class Sds011Config(_SerialConfig):
+    driver: Literal["sds011"]
 
     @field_validator("port")
     @classmethod
@@ -57,6 +86,16 @@ class Sds011Config(_SensorConfig):
                 {"port": port, "kind": kind},
             )
         return port
+
+
+class Pms5003Config(_SerialConfig):
+    """Plantower PMS5003, and the PMS7003/PMSA003 (the same frames and commands)."""
+
+    driver: Literal["pms5003"]
+    # The `sensor` tag its readings carry: the model the device is registered with.
+    model: Literal["pms5003", "pms7003", "pmsa003"] = "pms5003"
+    mode: Literal["passive", "active"] = "passive"
+    warmup_s: float = Field(default=30.0, ge=0, le=600)  # the data sheet's 30 s after a wake
 
 
 # The BME280 answers at one of two addresses, chosen by its SDO pin.
@@ -177,6 +216,7 @@ class SoilProbeConfig(_SensorConfig):
 
 AnySensorConfig = (
     Sds011Config
+    | Pms5003Config
     | Bme280Config
     | Sht3xConfig
     | Sht4xConfig
@@ -196,6 +236,12 @@ def _smbus(bus_number: int) -> I2CBus:
 
 def _open_sds011(config: Any, i2c: I2CBusFactory) -> SensorDriver:
     return Sds011.open(config.port, timeout_s=config.timeout_s)
+
+
+def _open_pms5003(config: Any, i2c: I2CBusFactory) -> SensorDriver:
+    return Pms5003.open(
+        config.port, mode=config.mode, timeout_s=config.timeout_s, model=config.model
+    )
 
 
 def _open_bme280(config: Any, i2c: I2CBusFactory) -> SensorDriver:
@@ -257,6 +303,7 @@ def _open_sensirion(config: Any, i2c: I2CBusFactory) -> SensorDriver:
 DRIVERS: dict[str, Callable[[Any, I2CBusFactory], SensorDriver]] = {
     "sds011": _open_sds011,
     "bme280": _open_bme280,
+    "pms5003": _open_pms5003,
     "sps30": _open_sensirion,
     "scd30": _open_sensirion,
     "scd4x": _open_sensirion,  # sensirion.py
@@ -264,6 +311,23 @@ DRIVERS: dict[str, Callable[[Any, I2CBusFactory], SensorDriver]] = {
     "sht4x": _open_sht,
     "soil_ads1115": _open_soil,
 }
+
+
+def sensor_tag(config: SensorConfig) -> str:
+    """The `sensor` tag of a configured sensor's readings and status (its model)."""
+    return config.model if isinstance(config, Pms5003Config) else config.driver
+
+
+def duty_cycle(config: SensorConfig, hours: LaserHours) -> DutyCycle | None:
+    """The warm-up, wakes and running hours of a laser PM sensor; None for other sensors."""
+    if not isinstance(config, _SerialConfig):
+        return None
+    wake_s = config.duty.wake_s if config.duty is not None else 0.0
+    return DutyCycle(sensor_tag(config), wake_s=wake_s, warmup_s=config.warmup_s, hours=hours)
+
+
+# The sensor models the drivers read (a driver may read several: the PMSx003 family).
+READ_MODELS = frozenset(DRIVERS) | {"pms7003", "pmsa003"}
 
 
 def open_driver(

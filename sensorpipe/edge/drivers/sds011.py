@@ -11,7 +11,7 @@ import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sensorpipe.edge.errors import SensorConfigError, SensorError, SensorIOError, SensorTimeout
 
@@ -83,36 +83,51 @@ class FrameReader:
                 del self._buffer[:1]  # resynchronise on the next header byte
 
 
-class Sds011:
+class _CountsBadFrames(Protocol):
+    frames_bad: int
+
+
+class UartDriver:
+    """What the UART drivers share: their bad-frame count, and closing (asleep)."""
+
+    _port: SerialPort | None
+    _reader: _CountsBadFrames
+
+    def sleep(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def frames_bad(self) -> int:
+        return self._reader.frames_bad
+
+    def close(self) -> None:
+        try:
+            self.sleep()
+        except SensorError:
+            pass  # closing anyway; a sensor that did not hear us keeps running
+        finally:
+            if self._port is not None:
+                self._port.close()
+                self._port = None
+
+
+class Sds011(UartDriver):
     model = "sds011"
+    _reader: FrameReader
 
     def __init__(self, port: SerialPort, *, timeout_s: float = 3.0) -> None:
         self._port: SerialPort | None = port
         self._path: str | None = None  # set by `open`: where to find the sensor again
         self._timeout_s = timeout_s
         self._reader = FrameReader()
-        self._wake()
+        self.wake()
         self._expect_reply(command(SET_REPORTING_MODE, 1, 1), SET_REPORTING_MODE)
 
     @classmethod
     def open(cls, path: str, *, timeout_s: float = 3.0) -> Sds011:
-        import serial  # pyserial; imported here so the codec is usable without it
-
-        try:
-            port = _open_port(path)
-        except serial.SerialException as exc:
-            raise SensorConfigError(f"sds011: cannot open serial port {path}: {exc}") from exc
-        try:
-            driver = cls(port, timeout_s=timeout_s)
-        except Exception:
-            port.close()
-            raise
+        driver = open_on_port(path, cls.model, lambda port: cls(port, timeout_s=timeout_s))
         driver._path = path
         return driver
-
-    @property
-    def frames_bad(self) -> int:
-        return self._reader.frames_bad
 
     def read(self) -> dict[str, float]:
         frame = self._exchange(command(QUERY_DATA), lambda f: f.kind == DATA)
@@ -126,32 +141,17 @@ class Sds011:
     def sleep(self) -> None:
         self._expect_reply(command(SET_SLEEP, 1, 0), SET_SLEEP)
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Start the fan and laser (the sensor answers the work command when it wakes)."""
         self._expect_reply(command(SET_SLEEP, 1, 1), SET_SLEEP)
-
-    def close(self) -> None:
-        try:
-            self.sleep()
-        except SensorError:
-            pass  # closing anyway; a sensor that did not hear us keeps running
-        finally:
-            if self._port is not None:
-                self._port.close()
-                self._port = None
 
     def _connected(self) -> SerialPort:
         """The open port; after an unplug, the port opened again when it is back."""
         if self._port is not None:
             return self._port
-        if self._path is None:
-            raise SensorIOError("sds011: the serial port was lost")
-        try:
-            port = _open_port(self._path)
-        except OSError as exc:
-            raise SensorIOError(f"sds011: serial port {self._path} not back yet: {exc}") from exc
-        self._port = port
+        port = self._port = reopen_port(self._path, self.model)
         # A sensor that lost power comes back in its default mode (active, awake): set it again.
-        self._wake()
+        self.wake()
         self._expect_reply(command(SET_REPORTING_MODE, 1, 1), SET_REPORTING_MODE)
         return port
 
@@ -177,6 +177,35 @@ class Sds011:
         raise SensorTimeout(
             f"sds011: no answer to command 0x{cmd[2]:02x} within {self._timeout_s} s"
         )
+
+
+Driver = TypeVar("Driver")
+
+
+def open_on_port(path: str, model: str, make: Callable[[SerialPort], Driver]) -> Driver:
+    """A UART sensor's driver made on the serial port at `path`; the port is closed again when
+    the driver cannot be made (no answer)."""
+    import serial  # pyserial; imported here so the codecs are usable without it
+
+    try:
+        port = _open_port(path)
+    except serial.SerialException as exc:
+        raise SensorConfigError(f"{model}: cannot open serial port {path}: {exc}") from exc
+    try:
+        return make(port)
+    except Exception:
+        port.close()
+        raise
+
+
+def reopen_port(path: str | None, model: str) -> SerialPort:
+    """The serial port at `path` again, after its USB adapter was unplugged."""
+    if path is None:
+        raise SensorIOError(f"{model}: the serial port was lost")
+    try:
+        return _open_port(path)
+    except OSError as exc:
+        raise SensorIOError(f"{model}: serial port {path} not back yet: {exc}") from exc
 
 
 def _open_port(path: str) -> SerialPort:
