@@ -200,7 +200,7 @@ def test_the_book_keeps_every_version_and_the_latest_assignment_applies(tmp_path
 
 
 def test_an_api_answer_is_calibrated_per_device_series(tmp_path: Path) -> None:
-    from sensorpipe.calibration.readtime import calibrate_series
+    from sensorpipe.query.calibrated import Calibrations, calibrate_answer
 
     book = CalibrationBook(tmp_path / "calibrations.sqlite")
     book.add(
@@ -211,6 +211,8 @@ def test_an_api_answer_is_calibrated_per_device_series(tmp_path: Path) -> None:
     book.close()
     times = ["1970-01-01T00:00:00Z", "1970-01-01T01:00:00Z", "1970-01-01T02:00:00Z"]
     answer: dict[str, Any] = {
+        "aggregate": "mean",
+        "every": "1h",
         "group": "device",
         "series": [
             {
@@ -221,12 +223,13 @@ def test_an_api_answer_is_calibrated_per_device_series(tmp_path: Path) -> None:
             {"device_id": None, "site": "s", "time": times, "values": {"pm2_5": [1.0, 2.0, 3.0]}},
         ],
     }
-    out = calibrate_series(answer, assignments, records)
+    out = calibrate_answer(answer, Calibrations(assignments, records), set(), values="calibrated")
     d, site = out["series"]
     assert d["values"]["pm2_5"] == [3.0, 12.0, None]  # before the assignment: raw
-    assert d["calibration"] == ["raw", "cal-1", "raw"]
+    assert d["calibration"]["pm2_5"] == ["raw", "cal-1", "raw"]
     assert d["values"]["relative_humidity"] == [50, 50, 50]
-    assert site["calibration"] == ["raw"] * 3 and site["values"]["pm2_5"] == [1.0, 2.0, 3.0]
+    assert site["calibration"]["pm2_5"] == ["raw"] * 3
+    assert site["values"]["pm2_5"] == [1.0, 2.0, 3.0]
     assert answer["series"][0]["values"]["pm2_5"] == [3.0, 3.0, None]  # not changed
 
 

@@ -194,7 +194,7 @@ def test_read_time_multiplies_by_the_hours_factor_and_leaves_the_rest_raw_saying
 
 
 def test_an_api_answer_gets_the_group_factors_per_device_series(tmp_path: Path) -> None:
-    from sensorpipe.calibration.readtime import calibrate_series, calibrate_series_grouped
+    from sensorpipe.query.calibrated import Calibrations, calibrate_answer
 
     book = CalibrationBook(tmp_path / "calibrations.sqlite")
     cid = book.add({"method": "group", "quantity": "pm2_5", "coefficients": {}})["id"]
@@ -204,13 +204,30 @@ def test_an_api_answer_gets_the_group_factors_per_device_series(tmp_path: Path) 
     assignments, records = book.assignments(), {r["id"]: r for r in book.all()}
     book.close()
     times = ["2019-08-01T00:00:00Z", "2019-08-01T01:00:00Z"]
-    answer = {"series": [{"device_id": "near", "time": times, "values": {"pm2_5": [4.0, 4.0]}}]}
-    (series,) = calibrate_series_grouped(answer, assignments, records, factors, HOUR)["series"]
+    answer = {
+        "aggregate": "mean",
+        "every": "1h",
+        "series": [{"device_id": "near", "time": times, "values": {"pm2_5": [4.0, 4.0]}}],
+    }
+    with_factors = Calibrations(assignments, records)
+    with_factors.group_factors = factors
+    (series,) = calibrate_answer(answer, with_factors, set(), values="calibrated")["series"]
     assert series["values"]["pm2_5"] == [6.0, 4.0]
-    assert series["calibration"] == [cid, "raw"]
+    assert series["calibration"]["pm2_5"] == [cid, "raw"]
     assert series["calibration_note"][0] is None and "no factor" in series["calibration_note"][1]
-    (plain,) = calibrate_series(answer, assignments, records)["series"]
-    assert plain["values"]["pm2_5"] == [4.0, 4.0] and "calibration_note" not in plain
+    # Without the book's factors nothing is multiplied, and each value says why.
+    (plain,) = calibrate_answer(
+        answer, Calibrations(assignments, records), set(), values="calibrated"
+    )["series"]
+    assert plain["values"]["pm2_5"] == [4.0, 4.0] and plain["calibration"]["pm2_5"] == ["raw"] * 2
+    assert all("no factor" in note for note in plain["calibration_note"])
+    # A day's mean stays raw: one hour's factor does not hold for it.
+    (day,) = calibrate_answer({**answer, "every": "1d"}, with_factors, set(), values="calibrated")[
+        "series"
+    ]
+    assert (
+        day["values"]["pm2_5"] == [4.0, 4.0] and "longer than an hour" in day["calibration_note"][0]
+    )
 
 
 def test_without_devices_the_group_is_the_registered_devices_near_the_station() -> None:

@@ -7,7 +7,7 @@ reading interval, against the reference's hour-start values, with the hour's hum
 n, slope, intercept, R², RMSE, NRMSE and the US EPA's PM2.5 targets; `data` reads what a fit
 needs from InfluxDB; `store` is the calibration book (calibrations.sqlite: calibrations, never
 overwritten, and their assignments to devices); `readtime` calibrates values as they are read
-(`query air`'s rows, and `calibrate_series` for an `air_series` answer of the HTTP API;
+(`query air`'s rows and, through `query.calibrated`, the HTTP API's answers;
 `calibrate_rows_grouped` also applies group calibrations); `group` is the Samen-Meten-style
 group calibration (hourly factors reference ÷ group mean, leave-one-device-out statistics);
 `report` writes `calibrate report`'s self-contained HTML page (inline SVG). `status` says which

@@ -13,14 +13,14 @@ A group calibration (Samen Meten style, `calibration.group`) has no formula but 
 hour, stored in the book: `calibrate_rows_grouped` (what `query air` uses) multiplies a row's
 value by the factor of its hour; an hour without one (fog, too few members, no reference yet)
 stays raw and says why in the column `calibration_note`. `calibrate_rows` leaves rows of a
-group calibration raw (it has no factors to apply); `calibrate_series_grouped` is
-`calibrate_series` with group calibrations (for the HTTP API).
+group calibration raw (it has no factors to apply). The HTTP API's answers are calibrated by
+`query.calibrated`, with these functions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,15 +37,6 @@ GROUP = "group"
 
 def _ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def applicable(assignments: Sequence[Assignment], device: str, t_ms: int) -> Assignment | None:
-    """The latest assignment of `device` whose period holds `t_ms` (whatever its quantity)."""
-    found = None
-    for a in assignments:  # oldest first
-        if a.device_id == device and a.covers(t_ms):
-            found = a
-    return found
 
 
 def applying(
@@ -199,59 +190,3 @@ def calibrate_rows_grouped(
 def raw_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows as stored, each labelled `raw`."""
     return [{**row, COLUMN: RAW} for row in rows]
-
-
-def calibrate_series(
-    answer: dict[str, Any],
-    assignments: Sequence[Assignment],
-    calibrations: Mapping[str, dict[str, Any]],
-) -> dict[str, Any]:
-    """An answer of `query.series.air_series` (for `/api/v1/air?values=calibrated`) with its
-    per-device series calibrated where an assignment applies, and in each series a list
-    `calibration` naming, per interval, the calibration or `raw`. A series per site
-    (group=site) mixes devices in InfluxDB's mean and stays raw, labelled so."""
-    return _calibrate_series(answer, lambda rows: calibrate_rows(rows, assignments, calibrations))
-
-
-def calibrate_series_grouped(
-    answer: dict[str, Any],
-    assignments: Sequence[Assignment],
-    calibrations: Mapping[str, dict[str, Any]],
-    group_factors: Mapping[str, Mapping[int, tuple[float | None, str]]],
-    window_ms: int | None = None,
-) -> dict[str, Any]:
-    """`calibrate_series` with group calibrations applied as `calibrate_rows_grouped` does
-    (`window_ms`: the answer's interval); where a group calibration is among `calibrations`,
-    each series also has a list `calibration_note` (why a value stayed raw, or None)."""
-    return _calibrate_series(
-        answer,
-        lambda rows: calibrate_rows_grouped(
-            rows, assignments, calibrations, None, group_factors, window_ms
-        ),
-    )
-
-
-def _calibrate_series(
-    answer: dict[str, Any], calibrate: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
-) -> dict[str, Any]:
-    out = dict(answer)
-    out["series"] = []
-    for series in answer["series"]:
-        series = {**series, "values": {q: list(v) for q, v in series["values"].items()}}
-        rows = [
-            {
-                "time": t,
-                "device_id": series.get("device_id") or "",
-                **{q: v[i] for q, v in series["values"].items()},
-            }
-            for i, t in enumerate(series["time"])
-        ]
-        done = calibrate(rows) if series.get("device_id") else []
-        if done:
-            for q, column in series["values"].items():
-                column[:] = [row[q] for row in done]
-            if any(NOTE in row for row in done):
-                series[NOTE] = [row.get(NOTE) for row in done]
-        series["calibration"] = [row[COLUMN] for row in done] or [RAW] * len(rows)
-        out["series"].append(series)
-    return out
