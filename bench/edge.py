@@ -4,10 +4,11 @@ fast it empties its outbox after an outage, against a bare paho publisher in the
     python -m bench.edge [--minutes M] [--interval S] [--messages N] [--workdir DIR] [--json]
 
 The agent is the real one, a subprocess: `python -m bench.edge_agent --config edge.toml`, which
-is `sensorpipe edge run --config edge.toml` with the BME280 driver given a simulated I2C bus
-(`SimulatedI2CBus` + `Bme280Device` in the agent's process: this machine has no /dev/i2c-N);
-the SDS011 is simulated on a pty by this process (`Sds011Simulator`), so the agent opens and
-reads a real serial device node. No camera, no counting.
+is `sensorpipe edge run --config edge.toml` with its I2C drivers given a bus whose devices are
+simulated in this process (`simulated_bus`, served by `bench.remote_i2c.I2CServer`: this
+machine has no /dev/i2c-N, and a Pi's agent carries no simulators, so none is in the agent's
+memory); the SDS011 (and the PMS5003) are simulated on ptys by this process, so the agent opens
+and reads real serial device nodes. No camera, no counting.
 
 Figures:
 - steady state (`--minutes`, default 10): the agent with both sensors every `--interval`
@@ -43,8 +44,11 @@ Figures:
   - the default pace: what draining a day's backlog takes at `max_messages_per_s = 10` (one
     message a minute when both sensors share the default 60-s interval: 1,440 messages).
 
-- `--i2c-sensors`: the steady state with an SHT4x and a soil probe (ADS1115) configured too,
-  simulated on the agent's I2C bus by `bench.edge_agent`: the agent's RSS with them.
+- `--i2c-sensors`: the steady state with an SHT4x, an SHT3x and a soil probe (ADS1115)
+  configured too: the agent's RSS with them. `--sensirion`: with an SPS30, an SCD30 and an
+  SCD4x (and their CPU per reading). `--all-sensors`: every driver a Pi without a camera can
+  have, at once: SDS011, PMS5003, BME280, SHT4x, SHT3x, the soil probe, SPS30, SCD30, SCD4x
+  (goal: RSS <= 40 MB with all of them).
 - drivers: CPU per reading of each I2C driver (SHT3x, SHT4x, the ADS1115 soil probe, the
   BME280 as baseline) against its simulator, from `bench.edge_drivers` (see there).
 - PMS5003 driver CPU (`--driver-reads` N, default 300): the CPU time per reading of its driver
@@ -59,6 +63,7 @@ The numbers depend on the machine and its load; a shared machine gives lower fig
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -77,10 +82,16 @@ from typing import Any
 
 from bench.edge_drivers import driver_cpu, report
 from bench.pipeline import Publisher
+from bench.remote_i2c import I2CServer
 from sensorpipe.edge.agent import prepare
 from sensorpipe.edge.outbox import SqliteOutbox
+from sensorpipe.firmware_sim import sensirion as sims
+from sensorpipe.firmware_sim.ads1115 import Ads1115Device, SoilProbe
+from sensorpipe.firmware_sim.bme280 import Bme280Device
+from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.pms5003 import Pms5003Device, Pms5003Simulator
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
+from sensorpipe.firmware_sim.sht import Sht3xDevice, Sht4xDevice
 from sensorpipe.gateway.broker import mosquitto_binary
 from sensorpipe.gateway.mosquitto import MAX_QUEUED_MESSAGES
 from sensorpipe.process import ManagedProcess, free_port, port_open
@@ -108,14 +119,23 @@ def edge_toml(
     pace: float = DEFAULT_PACE,
     i2c_sensors: bool = False,
     sensirion: bool = False,
+    pms_port: str | None = None,
 ) -> str:
-    """`i2c_sensors`: an SHT4x and a soil probe too; `sensirion`: an SPS30, an SCD30 and an
-    SCD4x too (bench.edge_agent simulates them all)."""
+    """`i2c_sensors`: an SHT4x, an SHT3x and a soil probe too; `sensirion`: an SPS30, an SCD30
+    and an SCD4x too (on the bus `simulated_bus` builds); `pms_port`: a PMS5003 there."""
     extra = "".join(
         f'\n[[sensors]]\ndriver = "{d}"\n{more}interval_s = {interval_s}\n'
-        for d, more in (("sht4x", ""), ("soil_ads1115", "v_dry = 2.6\nv_wet = 1.2\n"))
+        for d, more in (
+            ("sht4x", ""),
+            ("sht3x", "address = 0x45\n"),
+            ("soil_ads1115", "v_dry = 2.6\nv_wet = 1.2\n"),
+        )
     )
     sections = "\n" + SENSIRION_SECTIONS.format(interval_s=interval_s) if sensirion else ""
+    if pms_port is not None:
+        sections += f'\n[[sensors]]\ndriver = "pms5003"\nport = "{pms_port}"\n'
+        # The simulator reads true from its start (warmup_s=0.0), so no reading is discarded.
+        sections += f"interval_s = {interval_s}\nwarmup_s = 0\n"
     return f"""\
 device_id = "{device_id}"
 private_key = "{private_key}"
@@ -148,6 +168,33 @@ SENSIRION_SECTIONS = "".join(
     f'[[sensors]]\ndriver = "{name}"\nbus = 1\ninterval_s = {{interval_s}}\n\n'
     for name in ("sps30", "scd30", "scd4x")
 )
+
+
+def simulated_bus() -> SimulatedI2CBus:
+    """The I2C devices the agent's configurations name, simulated in this process: BME280s at
+    0x76/0x77, an SHT4x at 0x44, an SHT3x at 0x45, an ADS1115 with a soil probe on AIN0 at
+    0x48, and the SPS30, SCD30 and SCD4x at their addresses. Their clocks run 5 times faster,
+    so the SCD4x's 5-s period fits the benchmark's 1-s interval. bench.edge_agent reaches them
+    through `bench.remote_i2c`."""
+
+    def fast() -> float:
+        return time.monotonic() * 5.0
+
+    bus = SimulatedI2CBus(1)
+    for address in (0x76, 0x77):
+        bus.attach(address, Bme280Device())
+    bus.attach(0x44, Sht4xDevice())
+    bus.attach(0x45, Sht3xDevice())
+    bus.attach(0x48, Ads1115Device({0: SoilProbe()}))
+    for address, device_class in (
+        (sims.SPS30_ADDRESS, sims.Sps30Device),
+        (sims.SCD30_ADDRESS, sims.Scd30Device),
+        (sims.SCD4X_ADDRESS, sims.Scd4xDevice),
+    ):
+        device = device_class(now=fast)
+        device.powered_at -= device.power_up_s
+        bus.attach(address, device)
+    return bus
 
 
 @dataclass
@@ -200,7 +247,8 @@ def run_agent(config: Path, workdir: Path) -> Iterator[Agent]:
     notify.bind(str(sock_path))
     notify.setblocking(False)
     log = workdir / f"{config.stem}.log"
-    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
+    i2c = I2CServer(simulated_bus(), workdir / f"i2c-{config.stem}")
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "SENSORPIPE_BENCH_I2C": str(i2c.path)}
     env.pop("WATCHDOG_USEC", None)
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -214,6 +262,7 @@ def run_agent(config: Path, workdir: Path) -> Iterator[Agent]:
         yield agent
     finally:
         agent.stop()
+        i2c.close()
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -256,12 +305,23 @@ class Account:
 
 
 def steady_state(
-    account: Account, workdir: Path, seconds: float, interval_s: float, **sensors: bool
+    account: Account,
+    workdir: Path,
+    seconds: float,
+    interval_s: float,
+    *,
+    i2c_sensors: bool = False,
+    sensirion: bool = False,
+    pms5003: bool = False,
 ) -> dict[str, Any]:
-    """The agent with an SDS011 and a BME280 (and the sensors `edge_toml` adds: `i2c_sensors`
-    an SHT4x and a soil probe, `sensirion` an SPS30, an SCD30 and an SCD4x) every `interval_s`
-    for `seconds`: its memory at the end and what it wrote to disk per reading."""
-    with Sds011Simulator(Sds011Device(bad_frame_rate=0.0)) as sds:
+    """The agent with an SDS011 and a BME280 (and: `i2c_sensors` an SHT4x, an SHT3x and a soil
+    probe, `sensirion` an SPS30, an SCD30 and an SCD4x, `pms5003` a PMS5003) every
+    `interval_s` for `seconds`: its memory at the end and what it wrote to disk per reading."""
+    with contextlib.ExitStack() as stack:
+        sds = stack.enter_context(Sds011Simulator(Sds011Device(bad_frame_rate=0.0)))
+        pms = (
+            stack.enter_context(Pms5003Simulator(Pms5003Device(warmup_s=0.0))) if pms5003 else None
+        )
         config = workdir / "steady.toml"
         config.write_text(
             edge_toml(
@@ -274,7 +334,9 @@ def steady_state(
                 serial_port=sds.port,
                 interval_s=interval_s,
                 confirm=account.confirm,
-                **sensors,
+                i2c_sensors=i2c_sensors,
+                sensirion=sensirion,
+                pms_port=pms.port if pms is not None else None,
             )
         )
         with run_agent(config, workdir) as agent:
@@ -492,7 +554,12 @@ def main() -> None:
     parser.add_argument(
         "--i2c-sensors",
         action="store_true",
-        help="the steady state with an SHT4x and a soil probe too (RSS with them configured)",
+        help="the steady state with an SHT4x, an SHT3x and a soil probe too",
+    )
+    parser.add_argument(
+        "--all-sensors",
+        action="store_true",
+        help="every driver without a camera: --i2c-sensors, --sensirion and a PMS5003",
     )
     parser.add_argument(
         "--sensirion",
@@ -507,11 +574,14 @@ def main() -> None:
         parser.error("--messages and --driver-reads must be at least 1")
     if not args.workdir.is_dir():
         parser.error(f"--workdir {args.workdir}: no such directory")
+    if args.all_sensors:
+        args.i2c_sensors = args.sensirion = True
     say = (lambda _m: None) if args.json else print
     say(f"driver CPU: {args.driver_reads} PMS5003 readings over a pty")
     pms = pms_driver_cpu(args.driver_reads)
-    sensors = "SDS011 + BME280" + (" + SHT4x + soil probe" if args.i2c_sensors else "")
+    sensors = "SDS011 + BME280" + (" + SHT4x + SHT3x + soil probe" if args.i2c_sensors else "")
     sensors += " + SPS30 + SCD30 + SCD4x" if args.sensirion else ""
+    sensors += " + PMS5003" if args.all_sensors else ""
 
     with tempfile.TemporaryDirectory(prefix=".bench-edge-", dir=args.workdir) as tmp:
         workdir = Path(tmp).resolve()  # paths in edge.toml are relative to the file
@@ -538,6 +608,7 @@ def main() -> None:
                 args.interval,
                 i2c_sensors=args.i2c_sensors,
                 sensirion=args.sensirion,
+                pms5003=args.all_sensors,
             )
         finally:
             stack.down()

@@ -1,75 +1,39 @@
-"""`sensorpipe edge run` with a BME280 simulated on its I2C bus, for bench.edge.
+"""`sensorpipe edge run` with its I2C sensors on a bus simulated in the benchmark's process.
 
-    python -m bench.edge_agent --config edge.toml
+    SENSORPIPE_BENCH_I2C=/path/to/socket python -m bench.edge_agent --config edge.toml
 
 `sensorpipe edge run --config ...` as the `sensorpipe` command starts it (sensorpipe.cli.entry),
-in the same process; the only difference is the I2C bus factory behind the `bme280`, `sht4x`
-and `soil_ads1115` drivers: a `SimulatedI2CBus` with a `Bme280Device` at 0x76/0x77, an
-`Sht4xDevice` at 0x44 and an `Ads1115Device` with a soil probe at 0x48 instead of smbus2 on
-/dev/i2c-N (this machine has no I2C bus).
-The SDS011 needs no such seam: it is simulated on a pty by the benchmark process.
-With `sps30`, `scd30` or `scd4x` sections (`bench.edge --sensirion`) those drivers get a bus
-with their simulators, whose clocks run 5 times faster so the SCD4x's 5-s period fits the
-benchmark's 1-s interval.
+in the same process; the only difference is the I2C bus factory behind the I2C drivers
+(`bme280`, `sht3x`, `sht4x`, `soil_ads1115`, `sps30`, `scd30`, `scd4x`): a
+`bench.remote_i2c.RemoteI2CBus` talking to the simulated devices that bench.edge serves
+(`I2CServer`), instead of smbus2 on /dev/i2c-N (this machine has no I2C bus). The simulators
+stay out of the agent's process, so its memory is that of an agent on a Pi.
+The SDS011 and the PMS5003 need no such seam: they are simulated on ptys by the benchmark.
 """
 
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
+from bench.remote_i2c import remote_bus_from_env
 from sensorpipe.cli.entry import main
 from sensorpipe.edge.drivers import registry
 from sensorpipe.edge.drivers.base import SensorDriver
-from sensorpipe.firmware_sim.ads1115 import Ads1115Device, SoilProbe
-from sensorpipe.firmware_sim.bme280 import Bme280Device
-from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
-from sensorpipe.firmware_sim.sht import Sht4xDevice
+
+I2C_DRIVERS = ("bme280", "sht3x", "sht4x", "soil_ads1115", "sps30", "scd30", "scd4x")
 
 
-def simulated_bus(_number: int) -> SimulatedI2CBus:
-    """BME280s at 0x76/0x77, an SHT4x at 0x44 and an ADS1115 with a soil probe on AIN0 at 0x48:
-    whichever of them the configuration names is read."""
-    bus = SimulatedI2CBus(1)
-    for address in (0x76, 0x77):
-        bus.attach(address, Bme280Device())
-    bus.attach(0x44, Sht4xDevice())
-    bus.attach(0x48, Ads1115Device({0: SoilProbe()}))
-    return bus
-
-
-def _simulated(name: str) -> Callable[[Any, registry.I2CBusFactory], SensorDriver]:
+def _remote(name: str) -> Any:
     opener = registry.DRIVERS[name]
-    return lambda config, _i2c: opener(config, simulated_bus)
 
+    def open_on_remote_bus(config: Any, _i2c: registry.I2CBusFactory) -> SensorDriver:
+        return opener(config, remote_bus_from_env)
 
-def sensirion_bus(_number: int) -> SimulatedI2CBus:
-    from sensorpipe.firmware_sim import sensirion as sims
-
-    def fast() -> float:
-        return time.monotonic() * 5.0
-
-    bus = simulated_bus(_number)  # the BME280 is there too: the SCD4x takes its pressure
-    for address, device_class in (
-        (sims.SPS30_ADDRESS, sims.Sps30Device),
-        (sims.SCD30_ADDRESS, sims.Scd30Device),
-        (sims.SCD4X_ADDRESS, sims.Scd4xDevice),
-    ):
-        device = device_class(now=fast)
-        device.powered_at -= device.power_up_s
-        bus.attach(address, device)
-    return bus
-
-
-def _open_sensirion(config: Any, _i2c: registry.I2CBusFactory) -> SensorDriver:
-    return registry._open_sensirion(config, sensirion_bus)
+    return open_on_remote_bus
 
 
 if __name__ == "__main__":
-    for name in ("bme280", "sht4x", "soil_ads1115"):
-        registry.DRIVERS[name] = _simulated(name)
-    for name in ("sps30", "scd30", "scd4x"):
-        registry.DRIVERS[name] = _open_sensirion
+    for name in I2C_DRIVERS:
+        registry.DRIVERS[name] = _remote(name)
     main(["edge", "run", *sys.argv[1:]])

@@ -65,17 +65,51 @@ def test_replay_drains_the_outbox_and_measures_the_baseline(tmp_path: Path) -> N
     assert result["payload_bytes"] > 300  # a signed air message with five readings
 
 
-def test_steady_state_with_the_sensirion_sensors_and_their_cpu_per_reading(
+def test_steady_state_with_every_driver_and_the_sensirion_cpu_per_reading(
     tmp_path: Path,
 ) -> None:
+    """`--all-sensors`: every driver of a Pi without a camera, at once."""
     from bench.edge_sensirion import cpu_per_reading
 
-    result = _steady(tmp_path, seconds=6.0, interval_s=1.0, sensirion=True)
+    result = _steady(
+        tmp_path, seconds=6.0, interval_s=1.0, i2c_sensors=True, sensirion=True, pms5003=True
+    )
     assert 5 < result["rss_mb"] <= result["hwm_mb"]
-    first = (tmp_path / "steady.log").read_text()  # the agent's log names its first reading
-    assert "sps30 (pm1 " in first and "scd30 (co2 " in first and "scd4x (co2 " in first
+    log = (tmp_path / "steady.log").read_text()  # the agent's log names its first reading
+    for reading in (
+        "sds011 (pm2_5 ",
+        "pms5003 (pm1 ",
+        "bme280 (temperature ",
+        "sht4x (temperature ",
+        "sht3x (temperature ",
+        "soil_ads1115 (soil_moisture ",
+        "sps30 (pm1 ",
+        "scd30 (co2 ",
+        "scd4x (co2 ",
+    ):
+        assert reading in log, reading
     cpu = cpu_per_reading(n=20)
     assert set(cpu) == {"sps30", "scd30", "scd4x"} and all(v > 0 for v in cpu.values())
+
+
+def test_the_agent_process_carries_no_simulator(tmp_path: Path) -> None:
+    """The I2C devices are simulated in the benchmark's process, so the agent's RSS is that of
+    an agent on a Pi: the remote bus answers as a real one, a NACK as errno 121."""
+    from bench.edge import simulated_bus
+    from bench.remote_i2c import I2CServer, RemoteI2CBus
+    from sensorpipe.edge.drivers.sht import Sht4x
+
+    server = I2CServer(simulated_bus(), tmp_path / "i2c")
+    try:
+        with RemoteI2CBus(str(server.path)) as bus:
+            assert bus.read_byte_data(0x76, 0xD0) == 0x60  # the BME280's chip id
+            reading = Sht4x(bus, 0x44).read()  # a write and a 6-byte read, CRCs checked
+            assert reading["temperature"] == pytest.approx(21.5, abs=0.1)
+            with pytest.raises(OSError) as nack:
+                bus.write_quick(0x10)
+            assert nack.value.errno == 121
+    finally:
+        server.close()
 
 
 def test_driver_cpu_times_pms5003_readings() -> None:

@@ -38,14 +38,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from sensorpipe.edge import host
 from sensorpipe.edge.config import EdgeConfig
-from sensorpipe.edge.counting.intervals import IntervalCounts
-from sensorpipe.edge.counting.loop import CountingLoop
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.duty import DutyCycle
 from sensorpipe.edge.errors import SensorError
@@ -69,6 +67,10 @@ from sensorpipe.protocol.messages import MESSAGE_ADAPTER, Reading, SendingFields
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import topic_for
+
+if TYPE_CHECKING:  # a host without a camera never loads the counting code
+    from sensorpipe.edge.counting.intervals import IntervalCounts
+    from sensorpipe.edge.counting.loop import CountingLoop
 
 log = logging.getLogger(__name__)
 FIRMWARE = "sensorpipe-edge/0.1.0"

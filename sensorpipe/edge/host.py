@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -36,15 +35,14 @@ def wifi_rssi_dbm(
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
-    # Found once: find_library runs `ldconfig -p` in a subprocess (about 1.5 ms, and a fork of
-    # the agent) on every call, and the agent asks for every message it queues.
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    # The C library the interpreter is linked with, from the process's own symbols: no
+    # `ctypes.util.find_library` (it runs `ldconfig -p` in a subprocess and loads modules the
+    # agent does not otherwise need). Found once: the agent asks for every message it queues.
     try:
-        return ctypes.CDLL(name, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
+    return libc if hasattr(libc, "adjtimex") else None
 
 
 class _Timex(ctypes.Structure):

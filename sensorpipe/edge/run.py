@@ -29,9 +29,7 @@ def run_agent(config_path: Path) -> None:
     start the agent again)."""
     from sensorpipe.edge.agent import Agent, SensorOpener
     from sensorpipe.edge.config import load_edge_config
-    from sensorpipe.edge.counting.config import build_pipeline, open_source
-    from sensorpipe.edge.counting.errors import ModelError, SourceUnavailable
-    from sensorpipe.edge.counting.loop import CountingLoop
+    from sensorpipe.edge.counting.errors import ModelError
     from sensorpipe.edge.drivers import open_driver
     from sensorpipe.edge.drivers.registry import duty_cycle, sensor_tag
     from sensorpipe.edge.duty import HOURS_FILE, LaserHours
@@ -46,6 +44,11 @@ def run_agent(config_path: Path) -> None:
     try:
         counter = None
         if config.counting is not None:
+            # Loaded only with a camera: an air-only host keeps the counting code out of memory.
+            from sensorpipe.edge.counting.config import build_pipeline, open_source
+            from sensorpipe.edge.counting.errors import SourceUnavailable
+            from sensorpipe.edge.counting.loop import CountingLoop
+
             pipeline = build_pipeline(config.counting, config_path.resolve().parent)
             try:
                 source = open_source(config.counting.source)
