@@ -324,7 +324,7 @@ def test_the_clock_check_finds_the_c_library_once(monkeypatch: pytest.MonkeyPatc
     calls: list[str | None] = []
     real = host.ctypes.CDLL
 
-    def counting(name: str | None, **kwargs: object) -> object:
+    def counting(name: str | None, **kwargs: Any) -> object:
         calls.append(name)
         return real(name, **kwargs)
 
