@@ -308,3 +308,20 @@ def test_edge_check_names_each_fault_in_one_line(tmp_path: Path) -> None:
     status, detail = gone.status, gone.detail
     assert status == FAIL and f"{ID} not found on the 1-Wire bus" in detail
     assert "i2c" not in detail.lower()
+
+
+def test_the_example_configs_ds18b20_section_loads_once_uncommented(tmp_path: Path) -> None:
+    from sensorpipe.edge.config import load_edge_config
+    from sensorpipe.resources import EXAMPLE_CONFIG_DIR
+
+    text = (EXAMPLE_CONFIG_DIR / "edge.example.toml").read_text()
+    section = '#[[sensors]]\n#driver = "ds18b20"\n'
+    start = text.index(section)
+    end = text.find("\n\n", start)
+    end = len(text) if end < 0 else end  # the next blank line, or the end of the file
+    block = "\n".join(line.removeprefix("#") for line in text[start:end].splitlines())
+    uncommented = text[:start] + block
+    path = tmp_path / "edge.toml"
+    path.write_text(uncommented + text[end:])
+    (probe,) = [s for s in load_edge_config(path).sensors if isinstance(s, Ds18b20Config)]
+    assert (probe.sensor_id, probe.quantity, probe.interval_s) == (ID, "soil_temperature", 900)
