@@ -34,6 +34,7 @@ import random
 import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sensorpipe.edge.drivers.ds18b20 import crc8
@@ -63,50 +64,43 @@ def kernel_t(scratchpad: bytes | bytearray) -> int:
     return int(raw * 1000 / 16)
 
 
+@dataclass
 class Ds18b20Probe:
-    def __init__(
-        self,
-        sensor_id: str = "28-0000072a4b1c",
-        temperature: Callable[[], float] = lambda: 12.5,
-        *,
-        resolution: int = 12,
-        burst_rate: float = 0.0,
-        burst_length: int = 3,
-        seed: int = 0,
-        t_of_ff: int = -62,
-    ) -> None:
-        self.sensor_id = sensor_id
-        self.temperature = temperature
-        self.resolution = resolution
-        self.burst_rate = burst_rate
-        self.burst_length = burst_length
-        self._random = random.Random(seed)
-        self.t_of_ff = t_of_ff
-        self.all_ff = False
-        self.stuck = False
-        self.out_of_range = False
-        self.present = True
-        self.conversions = 0
-        self._bad_crcs = 0
-        self._torn = 0
-        self._power_on = False
-        self._last: bytes | None = None
+    """One probe: its folder name, the temperature it measures, and its faults (above)."""
+
+    sensor_id: str = "28-0000072a4b1c"
+    temperature: Callable[[], float] = lambda: 12.5
+    resolution: int = 12  # 9..12 bits, in the config byte
+    burst_rate: float = 0.0
+    burst_length: int = 3
+    seed: int = 0
+    t_of_ff: int = -62  # t= of an all-FF scratchpad: -62 (current kernels) or 127937
+    all_ff: bool = False
+    stuck: bool = False
+    out_of_range: bool = False
+    present: bool = True
+    conversions: int = 0
+    _faults: dict[str, int] = field(default_factory=lambda: {"crc": 0, "torn": 0, "85": 0})
+    _last: bytes | None = None
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
 
     def crc_burst(self, n: int) -> None:
-        self._bad_crcs += n
+        self._faults["crc"] += n
 
     def torn(self, n: int) -> None:
-        self._torn += n
+        self._faults["torn"] += n
 
     def power_up(self) -> None:
-        self._power_on = True
+        self._faults["85"] = 1
 
     def scratchpad(self) -> bytes:
         """One conversion's 9 bytes, before any line fault."""
         if self.stuck and self._last is not None:
             return self._last
-        if self._power_on:
-            self._power_on = False
+        if self._faults["85"]:
+            self._faults["85"] = 0
             data = bytes(
                 [0x50, 0x05, 0x4B, 0x46, CONFIG_BY_BITS[self.resolution], 0xFF, 0x0C, 0x10]
             )
@@ -131,14 +125,15 @@ class Ds18b20Probe:
             return w1_slave_text(ff, kernel_crc_ok=crc8(ff[:8]) == 0xFF, t_milli=self.t_of_ff)
         data = bytearray(self.scratchpad())
         t_milli = kernel_t(data)
-        if not self._bad_crcs and self.burst_rate and self._random.random() < self.burst_rate:
-            self._bad_crcs = self.burst_length
-        if self._bad_crcs:
-            self._bad_crcs -= 1
+        faults = self._faults
+        if not faults["crc"] and self.burst_rate and self._random.random() < self.burst_rate:
+            faults["crc"] = self.burst_length
+        if faults["crc"]:
+            faults["crc"] -= 1
             data[0] ^= 0x04  # one bit flipped on the wire
             return w1_slave_text(bytes(data), kernel_crc_ok=False, t_milli=kernel_t(data))
-        if self._torn:
-            self._torn -= 1
+        if faults["torn"]:
+            faults["torn"] -= 1
             data[1] ^= 0x01  # 16 °C off, and the kernel line still says YES
             return w1_slave_text(bytes(data), kernel_crc_ok=True, t_milli=t_milli)
         return w1_slave_text(bytes(data), kernel_crc_ok=True, t_milli=t_milli)

@@ -69,18 +69,13 @@ def test_ds18b20_soil_temperature_reaches_the_api_through_its_faults(
     assert stored and set(stored) == {8.5}  # no 85 °C, no corrupted value
     assert _stored(influx, "temperature") == []
 
+    until = datetime.now(UTC) + timedelta(minutes=1)
+    asked = {"device": DEVICE, "quantity": "soil_temperature", "every": "1h"}
     info = stack.require_info()
-    app = History(stack, [], info.influx_url, info.database).app(register_cache_s=0)
-    api = TestClient(app, raise_server_exceptions=False)
+    history = History(stack, [], info.influx_url, info.database)
+    api = TestClient(history.app(register_cache_s=0), raise_server_exceptions=False)
     answer = api.get(
-        "/api/v1/air",
-        params={
-            "device": DEVICE,
-            "quantity": "soil_temperature",
-            "from": started.isoformat(),
-            "to": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
-            "every": "1h",
-        },
+        "/api/v1/air", params={**asked, "from": started.isoformat(), "to": until.isoformat()}
     )
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
