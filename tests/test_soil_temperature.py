@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from sensorpipe.importer.fields import quantity_named
 from sensorpipe.protocol.messages import Reading
 from sensorpipe.protocol.quantities import DECIMALS, QUANTITIES, plausibility_error
 from sensorpipe.protocol.register import SENSOR_QUANTITIES
@@ -53,3 +54,9 @@ def test_quality_rules_for_soil_temperature() -> None:
     assert (rules.low, rules.high) == (-55.0, 125.0)
     assert rules.stuck_readings == 720  # deep soil holds a value for hours
     assert QualityConfig().rules("ds18b20", "temperature").stuck_readings == 30
+
+
+def test_imported_files_name_soil_temperature_in_their_languages() -> None:
+    for name in ("Soil temperature", "soil_temperature", "Bodentemperatur", "bodemtemperatuur"):
+        assert quantity_named(name) == "soil_temperature"
+    assert quantity_named("Temperatur") == "temperature"
