@@ -44,7 +44,9 @@ Figures:
     message a minute when both sensors share the default 60-s interval: 1,440 messages).
 
 - `--i2c-sensors`: the steady state with an SHT4x and a soil probe (ADS1115) configured too,
-  simulated on the agent's I2C bus by `bench.edge_agent`: the agent's RSS with them.
+  simulated on the agent's I2C bus by `bench.edge_agent`, and a DS18B20 soil temperature
+  probe (its w1_slave written into a sysfs-like folder by this process): the agent's RSS with
+  them.
 - drivers: CPU per reading of each I2C driver (SHT3x, SHT4x, the ADS1115 soil probe, the
   BME280 as baseline) against its simulator, from `bench.edge_drivers` (see there).
 - PMS5003 driver CPU (`--driver-reads` N, default 300): the CPU time per reading of its driver
@@ -79,6 +81,7 @@ from bench.edge_drivers import driver_cpu, report
 from bench.pipeline import Publisher
 from sensorpipe.edge.agent import prepare
 from sensorpipe.edge.outbox import SqliteOutbox
+from sensorpipe.firmware_sim.ds18b20 import Ds18b20Probe, W1Bus
 from sensorpipe.firmware_sim.pms5003 import Pms5003Device, Pms5003Simulator
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from sensorpipe.gateway.broker import mosquitto_binary
@@ -108,12 +111,17 @@ def edge_toml(
     pace: float = DEFAULT_PACE,
     i2c_sensors: bool = False,
     sensirion: bool = False,
+    w1_root: Path | None = None,
 ) -> str:
-    """`i2c_sensors`: an SHT4x and a soil probe too; `sensirion`: an SPS30, an SCD30 and an
-    SCD4x too (bench.edge_agent simulates them all)."""
+    """`i2c_sensors`: an SHT4x and a soil probe too (and a DS18B20 reading `w1_root`);
+    `sensirion`: an SPS30, an SCD30 and an SCD4x too (bench.edge_agent simulates them all)."""
     extra = "".join(
         f'\n[[sensors]]\ndriver = "{d}"\n{more}interval_s = {interval_s}\n'
-        for d, more in (("sht4x", ""), ("soil_ads1115", "v_dry = 2.6\nv_wet = 1.2\n"))
+        for d, more in (
+            ("sht4x", ""),
+            ("soil_ads1115", "v_dry = 2.6\nv_wet = 1.2\n"),
+            *((("ds18b20", f'w1_root = "{w1_root}"\n'),) if w1_root is not None else ()),
+        )
     )
     sections = "\n" + SENSIRION_SECTIONS.format(interval_s=interval_s) if sensirion else ""
     return f"""\
@@ -259,8 +267,11 @@ def steady_state(
     account: Account, workdir: Path, seconds: float, interval_s: float, **sensors: bool
 ) -> dict[str, Any]:
     """The agent with an SDS011 and a BME280 (and the sensors `edge_toml` adds: `i2c_sensors`
-    an SHT4x and a soil probe, `sensirion` an SPS30, an SCD30 and an SCD4x) every `interval_s`
-    for `seconds`: its memory at the end and what it wrote to disk per reading."""
+    an SHT4x, a soil probe and a DS18B20, `sensirion` an SPS30, an SCD30 and an SCD4x) every
+    `interval_s` for `seconds`: its memory at the end and what it wrote to disk per reading."""
+    w1_root = None
+    if sensors.get("i2c_sensors"):  # a DS18B20 too: one conversion in its w1_slave, read on
+        w1_root = W1Bus(workdir / "steady-w1", [Ds18b20Probe()]).root
     with Sds011Simulator(Sds011Device(bad_frame_rate=0.0)) as sds:
         config = workdir / "steady.toml"
         config.write_text(
@@ -274,6 +285,7 @@ def steady_state(
                 serial_port=sds.port,
                 interval_s=interval_s,
                 confirm=account.confirm,
+                w1_root=w1_root,
                 **sensors,
             )
         )
@@ -492,7 +504,7 @@ def main() -> None:
     parser.add_argument(
         "--i2c-sensors",
         action="store_true",
-        help="the steady state with an SHT4x and a soil probe too (RSS with them configured)",
+        help="the steady state with an SHT4x, a soil probe and a DS18B20 too (RSS with them)",
     )
     parser.add_argument(
         "--sensirion",
@@ -510,7 +522,7 @@ def main() -> None:
     say = (lambda _m: None) if args.json else print
     say(f"driver CPU: {args.driver_reads} PMS5003 readings over a pty")
     pms = pms_driver_cpu(args.driver_reads)
-    sensors = "SDS011 + BME280" + (" + SHT4x + soil probe" if args.i2c_sensors else "")
+    sensors = "SDS011 + BME280" + (" + SHT4x + soil probe + DS18B20" if args.i2c_sensors else "")
     sensors += " + SPS30 + SCD30 + SCD4x" if args.sensirion else ""
 
     with tempfile.TemporaryDirectory(prefix=".bench-edge-", dir=args.workdir) as tmp:
