@@ -54,7 +54,7 @@ from sensorpipe.edge.errors import (
 from sensorpipe.protocol.quantities import QUANTITIES
 
 W1_ROOT = "/sys/bus/w1/devices"
-FAMILY = "28"  # DS18B20 (DS18S20 is 10, DS1822 22: other scratchpads, not read here)
+# Family code 28: a DS18B20 (a DS18S20 is 10, a DS1822 22: other scratchpads, not read here).
 SENSOR_ID = re.compile(r"28-[0-9a-f]{12}")
 RANGE_C = (-55.0, 125.0)  # data sheet: measuring range
 POWER_ON_RAW = 0x0550  # 85.000 °C, the scratchpad's power-on reset value
