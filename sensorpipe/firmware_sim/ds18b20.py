@@ -80,8 +80,11 @@ class Ds18b20Probe:
     out_of_range: bool = False
     present: bool = True
     conversions: int = 0
-    _faults: dict[str, int] = field(default_factory=lambda: {"crc": 0, "torn": 0, "85": 0})
-    _last: bytes | None = None
+    # conversions still to come with a bad CRC, torn, or at the power-on value
+    _faults: dict[str, int] = field(
+        init=False, repr=False, default_factory=lambda: {"crc": 0, "torn": 0, "85": 0}
+    )
+    _last: bytes | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
