@@ -44,8 +44,9 @@ Figures:
   - the default pace: what draining a day's backlog takes at `max_messages_per_s = 10` (one
     message a minute when both sensors share the default 60-s interval: 1,440 messages).
 
-- `--i2c-sensors`: the steady state with an SHT4x, an SHT3x and a soil probe (ADS1115)
-  configured too: the agent's RSS with them. `--sensirion`: with an SPS30, an SCD30 and an
+- `--i2c-sensors`: the steady state with an SHT4x, an SHT3x, a soil probe (ADS1115) and a
+  DS18B20 soil temperature probe (its w1_slave written into a sysfs-like folder by this
+  process) configured too: the agent's RSS with them. `--sensirion`: with an SPS30, an SCD30 and an
   SCD4x (and their CPU per reading). `--all-sensors`: every driver a Pi without a camera can
   have, at once: SDS011, PMS5003, BME280, SHT4x, SHT3x, the soil probe, SPS30, SCD30, SCD4x
   (goal: RSS <= 40 MB with all of them).
@@ -88,6 +89,7 @@ from sensorpipe.edge.outbox import SqliteOutbox
 from sensorpipe.firmware_sim import sensirion as sims
 from sensorpipe.firmware_sim.ads1115 import Ads1115Device, SoilProbe
 from sensorpipe.firmware_sim.bme280 import Bme280Device
+from sensorpipe.firmware_sim.ds18b20 import Ds18b20Probe, W1Bus
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.pms5003 import Pms5003Device, Pms5003Simulator
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
@@ -120,15 +122,18 @@ def edge_toml(
     i2c_sensors: bool = False,
     sensirion: bool = False,
     pms_port: str | None = None,
+    w1_root: Path | None = None,
 ) -> str:
-    """`i2c_sensors`: an SHT4x, an SHT3x and a soil probe too; `sensirion`: an SPS30, an SCD30
-    and an SCD4x too (on the bus `simulated_bus` builds); `pms_port`: a PMS5003 there."""
+    """`i2c_sensors`: an SHT4x, an SHT3x and a soil probe too (and a DS18B20 reading
+    `w1_root`); `sensirion`: an SPS30, an SCD30 and an SCD4x too (on the bus `simulated_bus`
+    builds); `pms_port`: a PMS5003 there."""
     extra = "".join(
         f'\n[[sensors]]\ndriver = "{d}"\n{more}interval_s = {interval_s}\n'
         for d, more in (
             ("sht4x", ""),
             ("sht3x", "address = 0x45\n"),
             ("soil_ads1115", "v_dry = 2.6\nv_wet = 1.2\n"),
+            *((("ds18b20", f'w1_root = "{w1_root}"\n'),) if w1_root is not None else ()),
         )
     )
     sections = "\n" + SENSIRION_SECTIONS.format(interval_s=interval_s) if sensirion else ""
@@ -314,9 +319,12 @@ def steady_state(
     sensirion: bool = False,
     pms5003: bool = False,
 ) -> dict[str, Any]:
-    """The agent with an SDS011 and a BME280 (and: `i2c_sensors` an SHT4x, an SHT3x and a soil
-    probe, `sensirion` an SPS30, an SCD30 and an SCD4x, `pms5003` a PMS5003) every
+    """The agent with an SDS011 and a BME280 (and: `i2c_sensors` an SHT4x, an SHT3x, a soil
+    probe and a DS18B20, `sensirion` an SPS30, an SCD30 and an SCD4x, `pms5003` a PMS5003) every
     `interval_s` for `seconds`: its memory at the end and what it wrote to disk per reading."""
+    w1_root = None
+    if i2c_sensors:  # a DS18B20 too: one conversion in its w1_slave, read on
+        w1_root = W1Bus(workdir / "steady-w1", [Ds18b20Probe()]).root
     with contextlib.ExitStack() as stack:
         sds = stack.enter_context(Sds011Simulator(Sds011Device(bad_frame_rate=0.0)))
         pms = (
@@ -337,6 +345,7 @@ def steady_state(
                 i2c_sensors=i2c_sensors,
                 sensirion=sensirion,
                 pms_port=pms.port if pms is not None else None,
+                w1_root=w1_root,
             )
         )
         with run_agent(config, workdir) as agent:
@@ -554,7 +563,7 @@ def main() -> None:
     parser.add_argument(
         "--i2c-sensors",
         action="store_true",
-        help="the steady state with an SHT4x, an SHT3x and a soil probe too",
+        help="the steady state with an SHT4x, an SHT3x, a soil probe and a DS18B20 too",
     )
     parser.add_argument(
         "--all-sensors",
@@ -579,7 +588,8 @@ def main() -> None:
     say = (lambda _m: None) if args.json else print
     say(f"driver CPU: {args.driver_reads} PMS5003 readings over a pty")
     pms = pms_driver_cpu(args.driver_reads)
-    sensors = "SDS011 + BME280" + (" + SHT4x + SHT3x + soil probe" if args.i2c_sensors else "")
+    sensors = "SDS011 + BME280"
+    sensors += " + SHT4x + SHT3x + soil probe + DS18B20" if args.i2c_sensors else ""
     sensors += " + SPS30 + SCD30 + SCD4x" if args.sensirion else ""
     sensors += " + PMS5003" if args.all_sensors else ""
 

@@ -1,4 +1,4 @@
-"""CPU per reading of each I2C sensor driver, against its byte-level simulator, in-process.
+"""CPU per reading of each I2C (and the 1-Wire DS18B20) sensor driver, against its simulator.
 
     python -m bench.edge_drivers [--reads N] [--json]
 
@@ -8,18 +8,24 @@ is the CPU one reading costs (the waits for the sensor's measurement are sleeps:
 not CPU). The simulator answers in the same process, so its own work is counted too: the figures
 are an upper bound on what the driver costs a Pi. The BME280 driver is the baseline, measured in
 the same run. `bench.edge` prints these figures with its others.
+
+The DS18B20 (`ds18b20_cpu`) is on 1-Wire, not I2C: its driver reads the w1_slave file the
+kernel writes; here the simulator writes one conversion into a temporary sysfs-like folder
+before each read (on a Pi that is the kernel's work, not the agent's), counted too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
 from sensorpipe.edge.drivers.registry import (
     Bme280Config,
+    Ds18b20Config,
     Sht3xConfig,
     Sht4xConfig,
     SoilProbeConfig,
@@ -27,6 +33,7 @@ from sensorpipe.edge.drivers.registry import (
 )
 from sensorpipe.firmware_sim.ads1115 import Ads1115Device, SoilProbe
 from sensorpipe.firmware_sim.bme280 import Bme280Device
+from sensorpipe.firmware_sim.ds18b20 import Ds18b20Probe, W1Bus
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.sht import Sht3xDevice, Sht4xDevice
 
@@ -49,9 +56,41 @@ CASES: dict[str, Callable[[], tuple[Any, Callable[[int], SimulatedI2CBus]]]] = {
 }
 
 
+def _figures(reads: int, values: int, cpu: float, wall: float) -> dict[str, float]:
+    return {
+        "reads": reads,
+        "cpu_us_per_read": round(cpu / reads * 1e6, 1),
+        "cpu_us_per_reading": round(cpu / values * 1e6, 1),
+        "wall_ms_per_read": round(wall / reads * 1e3, 2),
+    }
+
+
+def ds18b20_cpu(reads: int = 200) -> dict[str, float]:
+    """The DS18B20 driver: one simulated conversion written to w1_slave, then read(); and
+    read() alone (the same file again: what the agent's process spends on a Pi)."""
+    with tempfile.TemporaryDirectory(prefix="w1-bench-") as folder:
+        bus = W1Bus(folder, [Ds18b20Probe("28-0000072a4b1c", lambda: 11.5)])
+        driver = open_driver(Ds18b20Config(driver="ds18b20", w1_root=folder))
+        values = 0
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(reads):
+            bus.convert()
+            values += len(driver.read())
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        alone = time.process_time()
+        for _ in range(reads):
+            driver.read()
+        alone = time.process_time() - alone
+        driver.close()
+    return {
+        **_figures(reads, values, cpu, wall),
+        "driver_cpu_us_per_read": round(alone / reads * 1e6, 1),
+    }
+
+
 def driver_cpu(reads: int = 200) -> dict[str, dict[str, float]]:
     """Per driver: CPU µs per read() and per reading (one quantity's value), and wall ms per
-    read() (mostly the measurement waits)."""
+    read() (mostly the measurement waits); the I2C drivers of CASES, then the DS18B20."""
     result: dict[str, dict[str, float]] = {}
     for name, case in CASES.items():
         config, factory = case()
@@ -64,12 +103,8 @@ def driver_cpu(reads: int = 200) -> dict[str, dict[str, float]]:
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         finally:
             driver.close()
-        result[name] = {
-            "reads": reads,
-            "cpu_us_per_read": round(cpu / reads * 1e6, 1),
-            "cpu_us_per_reading": round(cpu / values * 1e6, 1),
-            "wall_ms_per_read": round(wall / reads * 1e3, 2),
-        }
+        result[name] = _figures(reads, values, cpu, wall)
+    result["ds18b20"] = ds18b20_cpu(reads)
     return result
 
 
@@ -77,6 +112,8 @@ def report(result: dict[str, dict[str, float]]) -> list[str]:
     lines = ["CPU per reading, driver + its simulator in one process (upper bound):"]
     for name, r in result.items():
         base = " (baseline)" if name == "bme280" else ""
+        if "driver_cpu_us_per_read" in r:
+            base = f" (driver alone {r['driver_cpu_us_per_read']} µs)"
         lines.append(
             f"  {name:<14}: {r['cpu_us_per_read']:>8} µs CPU per read, "
             f"{r['cpu_us_per_reading']:>8} µs per reading, {r['wall_ms_per_read']:>6} ms wall "

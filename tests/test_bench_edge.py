@@ -33,8 +33,9 @@ def _steady(tmp_path: Path, seconds: float, interval_s: float, **options: Any) -
         broker.stop()
 
 
-# SDS011 2 + BME280 3 readings a sample; with the I2C sensors SHT4x 2 + soil probe 2 more.
-@pytest.mark.parametrize(("i2c_sensors", "per_sample"), [(False, 5), (True, 9)])
+# SDS011 2 + BME280 3 readings a sample; with the I2C sensors SHT4x 2 + SHT3x 2 + soil probe 2
+# more, and the DS18B20's soil temperature.
+@pytest.mark.parametrize(("i2c_sensors", "per_sample"), [(False, 5), (True, 12)])
 def test_steady_state_measures_the_agent_process(
     tmp_path: Path, i2c_sensors: bool, per_sample: int
 ) -> None:
@@ -50,7 +51,12 @@ def test_steady_state_measures_the_agent_process(
     )
     expected = ["sds011 (pm2_5 ", "bme280 (temperature "]
     if i2c_sensors:
-        expected += ["sht4x (temperature ", "soil_ads1115 (soil_moisture "]
+        expected += [
+            "sht4x (temperature ",
+            "sht3x (temperature ",
+            "soil_ads1115 (soil_moisture ",
+            "ds18b20 (soil_",
+        ]
     assert all(name in first for name in expected), first
     assert 5 < result["rss_mb"] <= result["hwm_mb"]
     assert result["write_bytes_per_reading"] == pytest.approx(
@@ -83,6 +89,7 @@ def test_steady_state_with_every_driver_and_the_sensirion_cpu_per_reading(
         "sht4x (temperature ",
         "sht3x (temperature ",
         "soil_ads1115 (soil_moisture ",
+        "ds18b20 (soil_temperature ",
         "sps30 (pm1 ",
         "scd30 (co2 ",
         "scd4x (co2 ",

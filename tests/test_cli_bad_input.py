@@ -74,6 +74,11 @@ _SPS30 = '#[[sensors]]\n#driver = "sps30"'
 _SPS30_AT = '[[sensors]]\ndriver = "sps30"\naddress = '
 
 
+# The example's DS18B20 section (commented out there), and uncommented with an upper-case id.
+_DS18B20 = '#[[sensors]]\n#driver = "ds18b20"\n#sensor_id = "28-0000072a4b1c"'
+_DS18B20_UPPER = '[[sensors]]\ndriver = "ds18b20"\nsensor_id = "28-0000072A4B1C"'
+
+
 def _edge_config_with(tmp: Path, old: str, new: str) -> str:
     """The example edge configuration with the line `old` replaced by `new`."""
     from sensorpipe.resources import example_config
@@ -386,6 +391,10 @@ CASES: dict[str, list[Case]] = {
         (
             lambda t: ["--config", _edge_config_with(t, "fsr_v = 4.096", "fsr_v = 5")],
             "sensors.3.soil_ads1115.fsr_v (line 60): 5.0: the ADS1115 ranges are 6.144, 4.096",
+        ),
+        (
+            lambda t: ["--config", _edge_config_with(t, _DS18B20, _DS18B20_UPPER)],
+            "sensors.5.ds18b20.sensor_id (line 102): 28-0000072A4B1C: a DS18B20's folder is 28-",
         ),
     ],
     "edge join": [

@@ -35,6 +35,7 @@ from sensorpipe.edge import host
 from sensorpipe.edge.config import EdgeConfig
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.registry import (
+    Ds18b20Config,
     I2CBusFactory,
     Pms5003Config,
     Sds011Config,
@@ -43,7 +44,7 @@ from sensorpipe.edge.drivers.registry import (
     open_driver,
     sensor_tag,
 )
-from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.errors import EdgeError, SensorError
 from sensorpipe.protocol.ack import ack_topic, decode_ack
 from sensorpipe.protocol.brokerlink import (
     BAD_LOGIN,
@@ -130,6 +131,8 @@ def run_checks(
 def check_sensor(sensor: SensorConfig, probes: Probes) -> tuple[Check, bool]:
     if isinstance(sensor, Sds011Config | Pms5003Config):
         where = sensor.port
+    elif isinstance(sensor, Ds18b20Config):
+        where = f"1-Wire {sensor.w1_root}/{sensor.sensor_id or '28-*'}"
     else:
         where = f"/dev/i2c-{sensor.bus} at {hex(sensor.address)}"
     name = sensor_tag(sensor)
@@ -166,6 +169,9 @@ def _errno_of(exc: BaseException) -> int | None:
 
 
 def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver | None) -> str:
+    if isinstance(sensor, Ds18b20Config):  # its errors name the fault and what to do
+        text = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
+        return text.removeprefix(f"{sensor_tag(sensor)}: ")
     serial = isinstance(sensor, Sds011Config | Pms5003Config)
     number = _errno_of(exc)
     if number == errno.ENOENT:

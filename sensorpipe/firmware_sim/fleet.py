@@ -8,7 +8,9 @@ by the real driver), whose line garbles a burst of frames now and then as a Pi's
 With `sht4x=True` a host also has an SHT4x (0x44) on its I2C bus, and with `soil=True` an
 ADS1115 (0x48) with a capacitive soil probe on AIN0 (`soil_probe`, moisture drying slowly and
 watered again), each read by its real driver; register such a device with those sensors
-declared (or none, so that any known model is taken).
+declared (or none, so that any known model is taken). With `ds18b20=True` a host also has a
+DS18B20 soil temperature probe on a simulated 1-Wire bus (a sysfs-like folder in `workdir`,
+converted on a thread; a short burst of CRC errors now and then), read by its real driver.
 
 With `sds011=False` a host has only the BME280: no pty, no serial port. A pty-backed SDS011
 costs a host about a dozen file descriptors, and pyserial and paho wait on them with select(),
@@ -22,6 +24,7 @@ a quick fleet is not held up by them.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +35,7 @@ from sensorpipe.edge.agent import Agent
 from sensorpipe.edge.config import EdgeConfig, MqttConfig
 from sensorpipe.edge.drivers.registry import (
     Bme280Config,
+    Ds18b20Config,
     Pms5003Config,
     Sds011Config,
     SensorConfig,
@@ -42,6 +46,7 @@ from sensorpipe.edge.drivers.registry import (
 from sensorpipe.edge.outbox import SqliteOutbox
 from sensorpipe.firmware_sim.ads1115 import Ads1115Device, SoilProbe
 from sensorpipe.firmware_sim.bme280 import Bme280Device
+from sensorpipe.firmware_sim.ds18b20 import Ds18b20Probe, W1Bus
 from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.pms5003 import ChecksumBursts, Pms5003Device, Pms5003Simulator
@@ -66,6 +71,13 @@ def _garden(seed: int) -> Callable[[], float]:
     then is watered back; `seed` starts each garden elsewhere in that cycle."""
     t0 = time.monotonic() - (seed % 30) * 60.0
     return lambda: 60.0 - ((time.monotonic() - t0) / 60.0) % 30.0
+
+
+def _soil_temperature(seed: int) -> Callable[[], float]:
+    """Soil at 10 cm: 11 °C, a day's swing of ±2 °C (in an hour here, so a quick fleet sees
+    it move); `seed` starts each garden elsewhere in that cycle."""
+    t0 = time.monotonic() - (seed % 60) * 60.0
+    return lambda: 11.0 + 2.0 * math.sin(2 * math.pi * (time.monotonic() - t0) / 3600.0)
 
 
 def _always(bus: SimulatedI2CBus) -> Callable[[int], SimulatedI2CBus]:
@@ -105,6 +117,7 @@ class SimulatedHost:
     bme280: Bme280Device
     agent: Agent
     pms5003: Pms5003Simulator | None = None
+    w1: W1Bus | None = None
     thread: threading.Thread | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -128,6 +141,7 @@ class Fleet:
         pms5003: int = 0,
         sht4x: bool = False,
         soil: bool = False,
+        ds18b20: bool = False,
     ) -> None:
         """`max_messages_per_s`: each agent's sending pace; by default twice what its sensors
         produce (one message per sensor per interval), and at least the edge default, so that
@@ -177,6 +191,20 @@ class Fleet:
                         driver="soil_ads1115", v_dry=2.6, v_wet=1.2, interval_s=interval_s
                     )
                 )
+            w1: W1Bus | None = None
+            if ds18b20:
+                w1 = W1Bus(workdir / f"{creds.device_id}.w1")
+                serial = f"28-{0x3C01D607E400 + i:012x}"
+                w1.attach(
+                    Ds18b20Probe(
+                        serial, _soil_temperature(seed + i), burst_rate=0.01, burst_length=2,
+                        seed=seed + i,
+                    )
+                )  # fmt: skip
+                w1.start(period_s=min(0.5, interval_s / 2))
+                sensors.append(
+                    Ds18b20Config(driver="ds18b20", w1_root=str(w1.root), interval_s=interval_s)
+                )
             config = EdgeConfig(
                 device_id=creds.device_id,
                 private_key=creds.private_key,
@@ -201,7 +229,7 @@ class Fleet:
                 outbox=SqliteOutbox(config.outbox_path, max_entries=config.outbox_max_entries),
                 clock_synced=lambda: True,
             )
-            self.hosts.append(SimulatedHost(creds, sds, bme, agent, pms))
+            self.hosts.append(SimulatedHost(creds, sds, bme, agent, pms, w1))
 
     def start(self) -> None:
         for host in self.hosts:
@@ -225,6 +253,8 @@ class Fleet:
                 host.sds011.stop()
             if host.pms5003 is not None:
                 host.pms5003.stop()
+            if host.w1 is not None:
+                host.w1.stop()
         left = self.pending()
         for host in self.hosts:
             host.agent.outbox.close()

@@ -63,6 +63,7 @@ _QUANTITY_NAMES: dict[str, tuple[str, ...]] = {
     "no2": ("no2", "stickstoffdioxid"),
     "noise": ("noise", "lautstärke", "lautstaerke", "schallpegel", "soundlevel"),
     "soil_moisture": ("soilmoisture", "bodenfeuchte", "bodenfeuchtigkeit"),
+    "soil_temperature": ("soiltemperature", "soiltemp", "bodentemperatur", "bodemtemperatuur"),
 }  # fmt: skip
 QUANTITY_NAMES: dict[str, str] = {
     alias: quantity for quantity, aliases in _QUANTITY_NAMES.items() for alias in aliases

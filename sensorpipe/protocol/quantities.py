@@ -46,6 +46,8 @@ QUANTITIES: dict[str, Quantity] = _declare(
     # A capacitive probe's output as the ADC read it (0..VDD, at most 5.5 V; a little below 0
     # is ADC noise), kept so that soil_moisture can be recomputed with a new calibration.
     Quantity("soil_probe_voltage", "V", -0.3, 6.2, "soil moisture probe output voltage"),
+    # The DS18B20's measuring range (Maxim data sheet: -55..+125 °C), the probe buried for it.
+    Quantity("soil_temperature", "degC", -55.0, 125.0, "soil temperature"),
     # Particle counts of laser PM sensors (PMS5003/7003: per 0.1 L in the frame, a uint16, so
     # at most 65535 / 100 per cm³; the data sheet gives no narrower range).
     Quantity("particles_0_3", "1/cm3", 0.0, 655.35, "particles larger than 0.3 µm per cm³"),
@@ -159,4 +161,6 @@ DECIMALS: dict[str, int] = {
     "particles_5_0": 2,
     "particles_10": 2,
     "soil_probe_voltage": 3,
+    # The DS18B20 resolves 1/16 °C; its accuracy is ±0.5 °C: 0.1 °C like air temperature.
+    "soil_temperature": 1,
 }

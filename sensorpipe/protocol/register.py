@@ -36,7 +36,8 @@ SENSOR_QUANTITIES: dict[str, tuple[str, ...]] = {
     "dht22": ("temperature", "relative_humidity"),
     "scd30": ("co2", "temperature", "relative_humidity"),
     "scd4x": ("co2", "temperature", "relative_humidity"),
-    "ds18b20": ("temperature",),
+    # A buried probe measures soil_temperature, one in the air temperature (its config says).
+    "ds18b20": ("soil_temperature", "temperature"),
     "no2-b43f": ("no2",),
     "hpma115": ("pm2_5", "pm10"),
     "nextpm": ("pm1", "pm2_5", "pm10"),

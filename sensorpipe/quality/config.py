@@ -150,6 +150,10 @@ DEFAULTS: dict[str, Thresholds] = {
     "relative_humidity": Thresholds(stuck_readings_at_limit=1440, limit_band=2.0),
     # The BME280's operating range (data sheet: -40..85 °C); most others' are wider.
     "temperature": Thresholds(low=-40.0),
+    # Soil (DS18B20 probe, 1/16 °C steps): range as the quantity's (-55..125 °C, the data
+    # sheet's). Buried at 30-50 cm soil warms and cools by a few tenths of a degree a day, so
+    # equal values for hours are real: stuck from 12 hours of equal values (720 at 60 s).
+    "soil_temperature": Thresholds(stuck_readings=720),
 }
 # Sensor models whose data sheets give a narrower measuring range.
 SENSOR_DEFAULTS: dict[str, dict[str, Thresholds]] = {

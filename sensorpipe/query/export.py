@@ -287,6 +287,7 @@ QUANTITY_NAMES: dict[str, dict[str, str]] = {
         "particles_5_0": "particles > 5 µm",
         "particles_10": "particles > 10 µm",
         "soil_probe_voltage": "soil probe voltage",
+        "soil_temperature": "soil temperature",
     },
     "nl": {
         "pm1": "fijnstof (PM1)",
@@ -307,6 +308,7 @@ QUANTITY_NAMES: dict[str, dict[str, str]] = {
         "particles_5_0": "deeltjes > 5 µm",
         "particles_10": "deeltjes > 10 µm",
         "soil_probe_voltage": "spanning bodemvochtsensor",
+        "soil_temperature": "bodemtemperatuur",
     },
 }
 _UNITS = {

@@ -285,9 +285,15 @@ def sensor_health(
 _POSITION_FIELDS = frozenset({"lat", "lon"})
 
 
+# Sensor models that measure one of their table's quantities, whichever their configuration
+# names (a DS18B20 probe buried for soil_temperature, or in the air for temperature).
+ONE_OF_QUANTITIES = frozenset({"ds18b20"})
+
+
 def _main_field(model: str) -> str | None:
-    """The field a reading of a known sensor model always has; None for an unknown model."""
+    """The field a reading of a known sensor model always has; None for an unknown model or
+    one whose quantity its configuration chooses."""
     quantities = SENSOR_QUANTITIES.get(model)
-    if not quantities:
+    if not quantities or model in ONE_OF_QUANTITIES:
         return None
     return "pm2_5" if "pm2_5" in quantities else quantities[0]

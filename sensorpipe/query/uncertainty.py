@@ -45,6 +45,12 @@ DATA_SHEET: dict[str, dict[str, float]] = {
     "bme280": {"temperature": 1.0, "relative_humidity": 3.0, "pressure": 1.0},
     "scd30": {"co2": 30.0},
     "scd4x": {"co2": 50.0, "temperature": 0.8, "relative_humidity": 6.0},
+    "ds18b20": {"soil_temperature": 0.5, "temperature": 0.5},  # in its band (DATA_SHEET_BAND)
+}
+# Where a data sheet's accuracy holds only over part of the range: (low, high) of that part, and
+# the accuracy outside it. Maxim DS18B20: ±0.5 °C from -10 to +85 °C, ±2 °C outside (-55..125).
+DATA_SHEET_BAND: dict[str, dict[str, tuple[float, float, float]]] = {
+    "ds18b20": {q: (-10.0, 85.0, 2.0) for q in ("soil_temperature", "temperature")},
 }
 # The part of a data sheet's accuracy that is a share of the value, added to the fixed part.
 DATA_SHEET_SHARE: dict[str, dict[str, float]] = {"scd30": {"co2": 0.03}, "scd4x": {"co2": 0.05}}
@@ -89,6 +95,7 @@ class Rule:
     fixed: float | None = None
     floor: float | None = None  # RIVM: max(floor, RIVM_RELATIVE × |value|)
     share: float = 0.0  # a data sheet's "± (fixed + share of the value)"
+    band: tuple[float, float, float] | None = None  # `fixed` within (low, high), else the 3rd
 
     def at(self, value: float | None) -> Uncertainty:
         if value is None or self.basis is None:
@@ -99,6 +106,8 @@ class Rule:
             )
         if self.share and self.fixed is not None:
             return Uncertainty(round(self.fixed + self.share * abs(value), DECIMALS), self.basis)
+        if self.band is not None and not self.band[0] <= value <= self.band[1]:
+            return Uncertainty(self.band[2], self.basis)
         return Uncertainty(self.fixed, self.basis)
 
 
@@ -128,7 +137,8 @@ def rule(
     sheet = DATA_SHEET.get(model, {}).get(quantity)
     if sheet is not None:
         share = DATA_SHEET_SHARE.get(model, {}).get(quantity, 0.0)
-        return Rule(f"{SHEET_PREFIX}{model}:{quantity}", fixed=sheet, share=share)
+        band = DATA_SHEET_BAND.get(model, {}).get(quantity)
+        return Rule(f"{SHEET_PREFIX}{model}:{quantity}", fixed=sheet, share=share, band=band)
     return NO_RULE
 
 
@@ -168,6 +178,12 @@ def basis_sentence(key: str, calibrations: dict[str, dict[str, Any]]) -> str:
         share = DATA_SHEET_SHARE.get(sensor, {}).get(q)
         if share:
             accuracy = f"({accuracy} + {share * 100:g} % of the value)"
+        band = DATA_SHEET_BAND.get(sensor, {}).get(q)
+        if band:
+            low, high, outside = band
+            accuracy += (
+                f" from {low:g} to {high:g} {unit_text(q)}, ±{outside:g} {unit_text(q)} outside"
+            )
         return (
             f"The {sensor.upper()} data sheet's stated accuracy for "
             f"{QUANTITIES[q].description}: ±{accuracy} (no calibration)."

@@ -147,12 +147,16 @@ def test_a_fleet_with_sht4x_and_soil_probes_loses_nothing(
         sds011=False,
         sht4x=True,
         soil=True,
+        ds18b20=True,
     )
     fleet.start()
     try:
         for device in ("garden-f1", "garden-f2"):
             wait_for(
-                lambda d=device: len(_stored(influx, d, "soil_moisture")) >= 3,  # type: ignore[misc]
+                lambda d=device: (  # type: ignore[misc]
+                    len(_stored(influx, d, "soil_moisture")) >= 3
+                    and len(_stored(influx, d, "soil_temperature")) >= 3
+                ),
                 timeout_s=60,
                 what=f"soil readings of {device}",
             )
@@ -165,4 +169,7 @@ def test_a_fleet_with_sht4x_and_soil_probes_loses_nothing(
         sensors = influx.query(
             f"SHOW TAG VALUES FROM air WITH KEY = sensor WHERE device_id = '{device}'"
         )
-        assert {v[1] for s in sensors for v in s["values"]} == {"bme280", "sht4x", "soil_probe"}
+        assert {v[1] for s in sensors for v in s["values"]} == {
+            "bme280", "sht4x", "soil_probe", "ds18b20"
+        }  # fmt: skip
+        assert all(9.0 <= t <= 13.0 for t in _stored(influx, device, "soil_temperature"))

@@ -37,7 +37,7 @@ from sensorpipe.protocol.counting import COUNT_CLASSES
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.register import CAMERA_SENSORS, SENSOR_QUANTITIES, register_entry
 from sensorpipe.protocol.registry import Registry
-from sensorpipe.query.health import NO_DATA_YET, SensorState, not_ok_notes
+from sensorpipe.query.health import NO_DATA_YET, ONE_OF_QUANTITIES, SensorState, not_ok_notes
 from sensorpipe.query.register import RegisterStats, _series_tags
 
 OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/"
@@ -346,6 +346,9 @@ def build_catalog(
             quantities = set(SENSOR_QUANTITIES.get(model, ()))
             if not quantities and model in air_seen.get(device_id, set()):
                 quantities = _quantities_in_data(influx, device_id, model)
+            elif model in ONE_OF_QUANTITIES and model in air_seen.get(device_id, set()):
+                # a DS18B20 in the soil or in the air: the quantity its readings carry
+                quantities &= _quantities_in_data(influx, device_id, model)
             for quantity in (q for q in QUANTITIES if q in quantities):
                 sensor, prop = b.sensor(model), b.quantity(quantity)
                 q = QUANTITIES[quantity]

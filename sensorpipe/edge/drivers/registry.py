@@ -23,6 +23,7 @@ from sensorpipe.edge.drivers.ads1115 import (
 )
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.bme280 import Bme280, I2CBus
+from sensorpipe.edge.drivers.ds18b20 import SENSOR_ID, W1_ROOT, Ds18b20
 from sensorpipe.edge.drivers.i2c_raw import close_bus
 from sensorpipe.edge.drivers.pms5003 import Pms5003
 from sensorpipe.edge.drivers.sds011 import Sds011
@@ -214,6 +215,37 @@ class SoilProbeConfig(_SensorConfig):
         return v_wet
 
 
+class Ds18b20Config(_SensorConfig):
+    """A DS18B20 probe on the 1-Wire bus (`dtoverlay=w1-gpio`), read through the kernel."""
+
+    driver: Literal["ds18b20"]
+    sensor_id: str | None = Field(
+        default=None,
+        description="its folder, 28-xxxxxxxxxxxx; may be left out when it is the only DS18B20",
+    )
+    quantity: Literal["soil_temperature", "temperature"] = Field(
+        default="soil_temperature", description="soil_temperature, or temperature (air probe)"
+    )
+    w1_root: str = Field(default=W1_ROOT, description="where the kernel lists 1-Wire devices")
+    sensor: str = Field(
+        default="ds18b20",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$",
+        description="the sensor tag of its readings; give each probe of a device its own",
+    )
+
+    @field_validator("sensor_id")
+    @classmethod
+    def _a_ds18b20_id(cls, sensor_id: str | None) -> str | None:
+        if sensor_id is not None and not SENSOR_ID.fullmatch(sensor_id):
+            raise PydanticCustomError(
+                "w1_id",
+                "{id}: a DS18B20's folder is 28- and 12 hex digits, lower case, e.g. "
+                "28-0000072a4b1c; `ls /sys/bus/w1/devices/` lists them",
+                {"id": sensor_id},
+            )
+        return sensor_id
+
+
 AnySensorConfig = (
     Sds011Config
     | Pms5003Config
@@ -221,6 +253,7 @@ AnySensorConfig = (
     | Sht3xConfig
     | Sht4xConfig
     | SoilProbeConfig
+    | Ds18b20Config
     | Sps30Config
     | Scd30Config
     | Scd4xConfig
@@ -285,6 +318,10 @@ def _open_soil(config: Any, i2c: I2CBusFactory) -> SensorDriver:
     )  # fmt: skip
 
 
+def _open_ds18b20(config: Any, i2c: I2CBusFactory) -> SensorDriver:
+    return Ds18b20(config.w1_root, config.sensor_id, quantity=config.quantity, model=config.sensor)
+
+
 def _open_sensirion(config: Any, i2c: I2CBusFactory) -> SensorDriver:
     """SPS30, SCD30, SCD4x: `config` minus the agent's own keys are the driver's options."""
     from importlib import import_module
@@ -310,12 +347,15 @@ DRIVERS: dict[str, Callable[[Any, I2CBusFactory], SensorDriver]] = {
     "sht3x": _open_sht,
     "sht4x": _open_sht,
     "soil_ads1115": _open_soil,
+    "ds18b20": _open_ds18b20,  # 1-Wire, through the kernel's w1_therm
 }
 
 
 def sensor_tag(config: SensorConfig) -> str:
     """The `sensor` tag of a configured sensor's readings and status (its model)."""
-    return config.model if isinstance(config, Pms5003Config) else config.driver
+    if isinstance(config, Pms5003Config):
+        return config.model
+    return config.sensor if isinstance(config, Ds18b20Config) else config.driver
 
 
 def duty_cycle(config: SensorConfig, hours: LaserHours) -> DutyCycle | None:
