@@ -37,7 +37,6 @@ from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.registry import (
     I2CBusFactory,
     Pms5003Config,
-    Sds011Config,
     SensorConfig,
     _smbus,
     open_driver,
@@ -127,11 +126,15 @@ def run_checks(
 
 
 # --- sensors ---------------------------------------------------------------------------------
+def _serial_port(sensor: SensorConfig) -> str | None:
+    """The serial port of a UART sensor (an SDS011, a PMS5003, an SPS30 with `port`)."""
+    port = getattr(sensor, "port", None)
+    return port if isinstance(port, str) else None
+
+
 def check_sensor(sensor: SensorConfig, probes: Probes) -> tuple[Check, bool]:
-    if isinstance(sensor, Sds011Config | Pms5003Config):
-        where = sensor.port
-    else:
-        where = f"/dev/i2c-{sensor.bus} at {hex(sensor.address)}"
+    bus, address = getattr(sensor, "bus", 1), getattr(sensor, "address", 0)
+    where = _serial_port(sensor) or f"/dev/i2c-{bus} at {hex(address)}"
     name = sensor_tag(sensor)
     driver: SensorDriver | None = None
     try:
@@ -166,7 +169,7 @@ def _errno_of(exc: BaseException) -> int | None:
 
 
 def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver | None) -> str:
-    serial = isinstance(sensor, Sds011Config | Pms5003Config)
+    serial = _serial_port(sensor) is not None
     number = _errno_of(exc)
     if number == errno.ENOENT:
         if serial:
@@ -197,9 +200,9 @@ def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver |
     text = text.removeprefix(f"{sensor_tag(sensor)}: ")
     if "no answer" in text or "did not finish" in text:
         return f"no answer ({text}): check the wiring and the sensor's power"
-    if isinstance(sensor, Sds011Config | Pms5003Config):
+    if serial:
         return text
-    return f"{text} (`i2cdetect -y {sensor.bus}` shows what answers on the bus)"
+    return f"{text} (`i2cdetect -y {getattr(sensor, 'bus', 1)}` shows what answers on the bus)"
 
 
 # --- camera ----------------------------------------------------------------------------------

@@ -54,6 +54,24 @@ QUANTITIES: dict[str, Quantity] = _declare(
     Quantity("particles_2_5", "1/cm3", 0.0, 655.35, "particles larger than 2.5 µm per cm³"),
     Quantity("particles_5_0", "1/cm3", 0.0, 655.35, "particles larger than 5 µm per cm³"),
     Quantity("particles_10", "1/cm3", 0.0, 655.35, "particles larger than 10 µm per cm³"),
+    # Number concentrations of the Sensirion SPS30 (NC0.5 ... NC10): particles SMALLER than a
+    # size, from 0.3 µm on (each bin holds the ones before it: NC0.5 <= NC1 <= ... <= NC10),
+    # the opposite of the Plantower counts above (particles LARGER than a size). Their own
+    # names, so that the two never land in one series or one chart: `number_pm2_5` counts what
+    # `pm2_5` weighs. Range: the SPS30 data sheet's number concentration range, 0-3000 #/cm³
+    # (it states nothing beyond); the typical particle size 0-10 µm (the sensor's size range).
+    Quantity("number_pm0_5", "1/cm3", 0.0, 3000.0, "particles of 0.3 to 0.5 µm per cm³ (NC0.5)"),
+    Quantity("number_pm1", "1/cm3", 0.0, 3000.0, "particles of 0.3 to 1 µm per cm³ (NC1.0)"),
+    Quantity("number_pm2_5", "1/cm3", 0.0, 3000.0, "particles of 0.3 to 2.5 µm per cm³ (NC2.5)"),
+    Quantity("number_pm4", "1/cm3", 0.0, 3000.0, "particles of 0.3 to 4 µm per cm³ (NC4.0)"),
+    Quantity("number_pm10", "1/cm3", 0.0, 3000.0, "particles of 0.3 to 10 µm per cm³ (NC10)"),
+    Quantity(
+        "particle_size_typical",
+        "um",
+        0.0,
+        10.0,
+        "typical particle size: the mean diameter of the particles counted (SPS30)",
+    ),
 )
 
 
@@ -105,6 +123,9 @@ _UNIT_SPELLINGS: dict[str, str] = {
     "cm-3": "1/cm3",
     "v": "V",
     "volt": "V",
+    "um": "um",
+    "micrometre": "um",
+    "micrometer": "um",
 }
 
 
@@ -158,5 +179,13 @@ DECIMALS: dict[str, int] = {
     "particles_2_5": 2,
     "particles_5_0": 2,
     "particles_10": 2,
+    # SPS30 number concentrations: 0.1 per cm³ (the float output's noise below it); the
+    # typical size to 0.01 µm.
+    "number_pm0_5": 1,
+    "number_pm1": 1,
+    "number_pm2_5": 1,
+    "number_pm4": 1,
+    "number_pm10": 1,
+    "particle_size_typical": 2,
     "soil_probe_voltage": 3,
 }

@@ -286,6 +286,12 @@ QUANTITY_NAMES: dict[str, dict[str, str]] = {
         "particles_2_5": "particles > 2.5 µm",
         "particles_5_0": "particles > 5 µm",
         "particles_10": "particles > 10 µm",
+        "number_pm0_5": "particles 0.3-0.5 µm",
+        "number_pm1": "particles 0.3-1 µm",
+        "number_pm2_5": "particles 0.3-2.5 µm",
+        "number_pm4": "particles 0.3-4 µm",
+        "number_pm10": "particles 0.3-10 µm",
+        "particle_size_typical": "typical particle size",
         "soil_probe_voltage": "soil probe voltage",
     },
     "nl": {
@@ -306,6 +312,12 @@ QUANTITY_NAMES: dict[str, dict[str, str]] = {
         "particles_2_5": "deeltjes > 2,5 µm",
         "particles_5_0": "deeltjes > 5 µm",
         "particles_10": "deeltjes > 10 µm",
+        "number_pm0_5": "deeltjes 0,3-0,5 µm",
+        "number_pm1": "deeltjes 0,3-1 µm",
+        "number_pm2_5": "deeltjes 0,3-2,5 µm",
+        "number_pm4": "deeltjes 0,3-4 µm",
+        "number_pm10": "deeltjes 0,3-10 µm",
+        "particle_size_typical": "typische deeltjesgrootte",
         "soil_probe_voltage": "spanning bodemvochtsensor",
     },
 }
@@ -317,6 +329,7 @@ _UNITS = {
     "ppm": "ppm",
     "dBA": "dB(A)",
     "1/cm3": "/cm³",
+    "um": "µm",
     "V": "V",
 }
 
