@@ -116,9 +116,9 @@ class Sps30Uart:
                 kind="device_error",
             ) from exc
         except errors.ShdlcResponseError as exc:
-            why = str(exc).split(":", 1)[0].strip().rstrip(".").lower() or "malformed"
+            why = "wrong checksum" if "checksum" in str(exc).lower() else "malformed frame"
             raise SensorChecksumError(
-                f"sps30: bad checksum or frame in the answer to {what} ({why})"
+                f"sps30: bad checksum in the answer to {what} ({why})"
             ) from exc
         except (errors.ShdlcError, OSError, _vendor()[0].SerialException) as exc:
             raise SensorIOError(f"sps30: {self.port} failed in {what}: {exc}") from exc
@@ -135,8 +135,8 @@ class Sps30Uart:
         self._wake()
         try:
             version = self.call("firmware version", self.device.read_version)
-        except SensorTimeout:
-            self._sleep(0.1)  # still powering up (the interface needs a moment)
+        except SensorError:
+            self._sleep(0.1)  # still powering up, or a garbled answer: once more
             try:
                 version = self.call("firmware version", self.device.read_version)
             except SensorTimeout as exc:
