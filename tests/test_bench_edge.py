@@ -78,6 +78,14 @@ def test_steady_state_with_the_sensirion_sensors_and_their_cpu_per_reading(
     assert set(cpu) == {"sps30", "scd30", "scd4x"} and all(v > 0 for v in cpu.values())
 
 
+def test_driver_cpu_times_uart_sps30_readings() -> None:
+    from bench.edge_sensirion import sps30_uart_cpu
+
+    result = sps30_uart_cpu(20)
+    assert result["reads"] == 20 and result["values_per_read"] == 10
+    assert result["cpu_us_per_read"] > 0
+
+
 def test_driver_cpu_times_pms5003_readings() -> None:
     result = pms_driver_cpu(20)
     assert result["reads"] == 20 and result["values_per_read"] == 9
