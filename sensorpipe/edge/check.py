@@ -42,7 +42,7 @@ from sensorpipe.edge.drivers.registry import (
     open_driver,
     sensor_tag,
 )
-from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.errors import EdgeError
 from sensorpipe.protocol.ack import ack_topic, decode_ack
 from sensorpipe.protocol.brokerlink import (
     BAD_LOGIN,
@@ -196,7 +196,7 @@ def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver |
     if frames_bad:
         why = "loose wiring or wrong baud rate?" if serial else "loose wiring or a long bus?"
         return f"bad checksum: {frames_bad} malformed frames ({why})"
-    text = str(exc) if isinstance(exc, SensorError) else f"{type(exc).__name__}: {exc}"
+    text = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
     text = text.removeprefix(f"{sensor_tag(sensor)}: ")
     if "no answer" in text or "did not finish" in text:
         return f"no answer ({text}): check the wiring and the sensor's power"

@@ -141,8 +141,8 @@ class Sps30Uart:
                 version = self.call("firmware version", self.device.read_version)
             except SensorTimeout as exc:
                 raise SensorConfigError(
-                    f"{exc}: no SPS30 answers on {self.port} (SEL must be left open for UART; "
-                    "its TX to the Pi's RX and back; 5 V)"
+                    f"sps30: no answer on {self.port}: no SPS30 there, or not in UART mode (SEL "
+                    "left open; its TX to the Pi's RX and back; 5 V)"
                 ) from exc
         self.firmware = (int(version[0]), int(version[1]))
         self._stop_measuring()  # left running by a crash
