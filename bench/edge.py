@@ -455,27 +455,16 @@ def replay(workdir: Path, n: int, *, timeout_s: float = 120.0) -> dict[str, Any]
 
 def pms_driver_cpu(reads: int) -> dict[str, Any]:
     """CPU per reading of the PMS5003 driver, over a pty to the simulator."""
+    from bench.edge_sensirion import timed_reads
     from sensorpipe.edge.drivers.pms5003 import Pms5003
 
     with Pms5003Simulator(Pms5003Device(warmup_s=0.0)) as sim:
         driver = Pms5003.open(sim.port, timeout_s=2.0)
         try:
-            driver.read()  # the first read opens buffers; not counted
-            values = 0
-            cpu0, wall0 = time.thread_time(), time.perf_counter()
-            for _ in range(reads):
-                values += len(driver.read())
-            cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+            result = timed_reads("pms5003", driver, reads)
         finally:
             driver.close()
-    return {
-        "driver": "pms5003",
-        "reads": reads,
-        "values_per_read": values / reads,
-        "cpu_us_per_read": round(cpu / reads * 1e6, 1),
-        "wall_ms_per_read": round(wall / reads * 1e3, 2),
-        "frames_bad": driver.frames_bad,
-    }
+    return {**result, "frames_bad": driver.frames_bad}
 
 
 def main() -> None:

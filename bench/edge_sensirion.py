@@ -64,6 +64,26 @@ def cpu_per_reading(n: int = 500) -> dict[str, float]:
     return result
 
 
+def timed_reads(name: str, driver: Any, reads: int, before: Any = lambda: None) -> dict[str, Any]:
+    """CPU (the calling thread's) and wall time per reading of an open `driver`, over `reads`
+    readings after one not counted (it opens buffers); `before()` runs before each."""
+    before()
+    driver.read()
+    values = 0
+    cpu0, wall0 = time.thread_time(), time.perf_counter()
+    for _ in range(reads):
+        before()
+        values += len(driver.read())
+    cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+    return {
+        "driver": name,
+        "reads": reads,
+        "values_per_read": values / reads,
+        "cpu_us_per_read": round(cpu / reads * 1e6, 1),
+        "wall_ms_per_read": round(wall / reads * 1e3, 2),
+    }
+
+
 def sps30_uart_cpu(reads: int = 300) -> dict[str, Any]:
     """CPU per reading of the UART SPS30's driver, over a pty to its SHDLC simulator."""
     from sensorpipe.edge.drivers.sps30_uart import Sps30Uart
@@ -72,26 +92,16 @@ def sps30_uart_cpu(reads: int = 300) -> dict[str, Any]:
     clock = ManualClock(100.0)
     device = Sps30ShdlcDevice(now=clock.now)
     device.warmup_s = 0.0
+
+    def one_second() -> None:  # a new measurement for each reading
+        clock.t += 1.0
+
     with Sps30UartSimulator(device) as sim:
         driver = Sps30Uart(sim.port, sleep=clock.sleep)
         try:
-            clock.t += 1.0
-            driver.read()  # the first read opens buffers; not counted
-            values = 0
-            cpu0, wall0 = time.thread_time(), time.perf_counter()
-            for _ in range(reads):
-                clock.t += 1.0
-                values += len(driver.read())
-            cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+            return timed_reads("sps30_uart", driver, reads, one_second)
         finally:
             driver.close()
-    return {
-        "driver": "sps30_uart",
-        "reads": reads,
-        "values_per_read": values / reads,
-        "cpu_us_per_read": round(cpu / reads * 1e6, 1),
-        "wall_ms_per_read": round(wall / reads * 1e3, 2),
-    }
 
 
 if __name__ == "__main__":

@@ -60,11 +60,10 @@ QUANTITIES: dict[str, Quantity] = _declare(
     # names, so that the two never land in one series or one chart: `number_pm2_5` counts what
     # `pm2_5` weighs. Range: the SPS30 data sheet's number concentration range, 0-3000 #/cm³
     # (it states nothing beyond); the typical particle size 0-10 µm (the sensor's size range).
-    Quantity("number_pm0_5", "1/cm3", 0.0, 3000.0, "particles of 0.3 to 0.5 µm per cm³ (NC0.5)"),
-    Quantity("number_pm1", "1/cm3", 0.0, 3000.0, "particles of 0.3 to 1 µm per cm³ (NC1.0)"),
-    Quantity("number_pm2_5", "1/cm3", 0.0, 3000.0, "particles of 0.3 to 2.5 µm per cm³ (NC2.5)"),
-    Quantity("number_pm4", "1/cm3", 0.0, 3000.0, "particles of 0.3 to 4 µm per cm³ (NC4.0)"),
-    Quantity("number_pm10", "1/cm3", 0.0, 3000.0, "particles of 0.3 to 10 µm per cm³ (NC10)"),
+    *(
+        Quantity(f"number_pm{key}", "1/cm3", 0.0, 3000.0, f"particles of 0.3 to {size} µm per cm³")
+        for key, size in (("0_5", "0.5"), ("1", "1"), ("2_5", "2.5"), ("4", "4"), ("10", "10"))
+    ),
     Quantity(
         "particle_size_typical",
         "um",

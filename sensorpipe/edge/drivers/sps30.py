@@ -14,7 +14,7 @@ The UART (SHDLC) variant, SEL left open, is `sps30_uart.Sps30Uart` (a section wi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sensorpipe.edge.drivers.sensirion import (
@@ -45,6 +45,16 @@ def reading_of(values: Sequence[float], numbers: bool) -> dict[str, float]:
     return reading
 
 
+def set_cleaning_interval(call: Callable[..., Any], device: Any, wanted: int | None) -> None:
+    """Write the automatic fan-cleaning interval where the configuration sets one that the
+    sensor does not have (the same commands on I2C and UART; `call` maps their errors)."""
+    if wanted is None:
+        return
+    current = call("auto-cleaning interval", device.read_auto_cleaning_interval)
+    if int(current) != wanted:
+        call("set auto-cleaning interval", device.write_auto_cleaning_interval, wanted)
+
+
 def status_errors(status: int) -> list[str]:
     """The faults the device status register reports."""
     return [text for bit, text in STATUS_ERRORS.items() if status & bit]
@@ -67,13 +77,7 @@ class Sps30(SensirionDriver):
         )
         self.firmware = (int(major), int(minor))
         self.call("stop measurement", self.device.stop_measurement)  # left running by a crash
-        wanted = config.fan_cleaning_interval_s
-        if wanted is not None:
-            current = self.call("auto-cleaning interval", self.device.read_auto_cleaning_interval)
-            if int(current) != wanted:
-                self.call(
-                    "set auto-cleaning interval", self.device.write_auto_cleaning_interval, wanted
-                )
+        set_cleaning_interval(self.call, self.device, config.fan_cleaning_interval_s)
         self._start()
 
     def _wake(self) -> None:

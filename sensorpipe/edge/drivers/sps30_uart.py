@@ -36,7 +36,12 @@ from collections.abc import Callable
 from typing import Any
 
 from sensorpipe.edge.drivers.sensirion import Sleep, Sps30Config, check_range
-from sensorpipe.edge.drivers.sps30 import QUANTITIES, reading_of, status_errors
+from sensorpipe.edge.drivers.sps30 import (
+    QUANTITIES,
+    reading_of,
+    set_cleaning_interval,
+    status_errors,
+)
 from sensorpipe.edge.errors import (
     SensorChecksumError,
     SensorConfigError,
@@ -146,13 +151,7 @@ class Sps30Uart:
                 ) from exc
         self.firmware = (int(version[0]), int(version[1]))
         self._stop_measuring()  # left running by a crash
-        wanted = config.fan_cleaning_interval_s
-        if wanted is not None:
-            current = self.call("auto-cleaning interval", self.device.read_auto_cleaning_interval)
-            if int(current) != wanted:
-                self.call(
-                    "set auto-cleaning interval", self.device.write_auto_cleaning_interval, wanted
-                )
+        set_cleaning_interval(self.call, self.device, config.fan_cleaning_interval_s)
         self.call("start measurement", self.device.start_measurement, FLOAT_FORMAT)
 
     def _stop_measuring(self) -> None:
