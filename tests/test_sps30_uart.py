@@ -303,3 +303,17 @@ def test_edge_check_names_each_fault_of_the_uart_sps30_in_one_line(
     assert line.startswith("ok" if ok else "FAIL") and f"{port}: " in line
     for word in words:
         assert word in line, line
+
+
+def test_number_concentrations_get_the_fog_flag_and_their_own_range() -> None:
+    from sensorpipe.quality.config import QualityConfig
+
+    rules = QualityConfig().rules("sps30", "number_pm2_5")
+    assert rules.humidity and rules.warmup_s == 120.0 and rules.high == 3000.0
+    assert rules.spike_factor == 0.0  # no spike rule for counts
+    from sensorpipe.quality.checker import QualityChecker
+
+    out = QualityChecker().flag(
+        "d1", "sps30", 1_700_000_000_000, [("number_pm2_5", 80.0), ("pm2_5", 12.0)], humidity=99.0
+    )
+    assert out == {"number_pm2_5": "fog,humidity", "pm2_5": "fog,humidity"}
