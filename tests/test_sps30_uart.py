@@ -281,7 +281,8 @@ def test_the_quantities_say_what_they_count() -> None:
         ("crc", ("bad checksum",)),
         ("range", ("outside the data sheet's range",)),
         ("fan", ("fan error",)),
-        ("port", ("no such port",)),
+        ("port", ("no such port", "USB adapter")),
+        ("pi_uart", ("no such port", "enable_uart=1")),
     ],
 )
 def test_edge_check_names_each_fault_of_the_uart_sps30_in_one_line(
@@ -295,7 +296,8 @@ def test_edge_check_names_each_fault_of_the_uart_sps30_in_one_line(
         device.out_of_range = True
     elif fault == "fan":
         device.status_register = 1 << 4
-    port = "/dev/ttyNOSUCHPORT9" if fault == "port" else sim.port
+    ports = {"port": "/dev/ttyNOSUCHPORT9", "pi_uart": "/dev/serial9"}
+    port = ports.get(fault, sim.port)
     config = TypeAdapter(SensorConfig).validate_python({"driver": "sps30", "port": port})
     check, ok = check_sensor(config, Probes())
     line = check.line()
@@ -317,3 +319,22 @@ def test_number_concentrations_get_the_fog_flag_and_their_own_range() -> None:
         "d1", "sps30", 1_700_000_000_000, [("number_pm2_5", 80.0), ("pm2_5", 12.0)], humidity=99.0
     )
     assert out == {"number_pm2_5": "fog,humidity", "pm2_5": "fog,humidity"}
+
+
+def test_a_sensor_that_falls_silent_and_comes_back_is_started_again(
+    device: Sps30ShdlcDevice, sim: Sps30UartSimulator
+) -> None:
+    driver = Sps30Uart(sim.port)
+    try:
+        driver.read()
+        device.go_silent(10.0)  # device seconds: a brown-out of 0.5 s
+        with pytest.raises(SensorTimeout):
+            driver.read()
+        while device.now() < device.silent_until + device.power_up_s:
+            time.sleep(0.05)  # until it is back, as after a power cut: awake and idle
+        with pytest.raises(SensorError, match="measurement restarted") as caught:
+            driver.read()
+        assert caught.value.kind == "state" and device.measuring
+        assert driver.read()["pm2_5"] == 12.0
+    finally:
+        driver.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import shutil
 import ssl
 import threading
@@ -59,6 +60,8 @@ from sensorpipe.protocol.topics import topic_for
 FIRMWARE = "sensorpipe-edge/0.1.0"
 MIN_FREE_BYTES = 16 * 1024 * 1024  # room for tens of thousands of readings
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
+# The Raspberry Pi's own UARTs (present only when enabled), as opposed to a USB adapter.
+PI_UART = re.compile(r"/dev/(serial\d|ttyAMA\d+|ttyS\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +175,11 @@ def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver |
     serial = _serial_port(sensor) is not None
     number = _errno_of(exc)
     if number == errno.ENOENT:
+        if PI_UART.fullmatch(_serial_port(sensor) or ""):
+            return (
+                "no such port: the Pi's UART is off: add `enable_uart=1` to "
+                "/boot/firmware/config.txt and reboot"
+            )
         if serial:
             return (
                 "no such port: is the USB adapter plugged in? `ls /dev/ttyUSB* "
