@@ -338,3 +338,19 @@ def test_a_sensor_that_falls_silent_and_comes_back_is_started_again(
         assert driver.read()["pm2_5"] == 12.0
     finally:
         driver.close()
+
+
+def test_counts_beyond_the_data_sheet_leave_the_mass_reading_alone(
+    device: Sps30ShdlcDevice, sim: Sps30UartSimulator
+) -> None:
+    """Dense smoke: PM within 0-1000 µg/m³, NC beyond 3000 #/cm³. The reading keeps the PM;
+    the counts fail the quantity's plausible range, which the agent applies value by value."""
+    device.read = lambda: (500.0, 900.0)
+    driver = Sps30Uart(sim.port)
+    try:
+        reading = driver.read()
+    finally:
+        driver.close()
+    assert reading["pm2_5"] == 500.0 and reading["pm10"] == 900.0
+    implausible = {q for q, v in reading.items() if plausibility_error(q, v) is not None}
+    assert implausible and implausible <= set(NUMBERS)

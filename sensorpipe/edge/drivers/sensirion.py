@@ -49,29 +49,29 @@ Sleep = Callable[[float], None]
 # Each of these sensors answers at one fixed address.
 ADDRESSES = {"sps30": 0x69, "scd30": 0x61, "scd4x": 0x62}
 # The output ranges of the data sheets: a value outside is a sensor fault, not a reading.
-# SPS30: mass concentration 0-1000 µg/m³, number concentration 0-3000 #/cm³, sizes 0.3-10 µm
-# (the typical particle size lies within); SCD30: CO₂ 0-40 000 ppm, -40-70 °C; SCD4x: CO₂
-# 0-40 000 ppm, -10-60 °C (operating conditions).
+# SPS30: mass concentration 0-1000 µg/m³ (beyond it the register is wild: the reading is
+# refused); its number concentrations (data sheet 0-3000 #/cm³) and typical size are not checked
+# here: in dense smoke NC0.5 may pass 3000 while the mass is still in range, so the agent leaves
+# out such a value alone (the quantity's plausible range, counted as out_of_range) and keeps
+# the PM. SCD30: CO₂ 0-40 000 ppm, -40-70 °C; SCD4x: CO₂ 0-40 000 ppm, -10-60 °C (operating
+# conditions).
 _RH = (0.0, 100.0)
 SPS30_MASS = ("pm1", "pm2_5", "pm4", "pm10")
 SPS30_NUMBERS = ("number_pm0_5", "number_pm1", "number_pm2_5", "number_pm4", "number_pm10")
 SPS30_SIZE = "particle_size_typical"
 DATA_SHEET_RANGES: dict[str, dict[str, tuple[float, float]]] = {
-    "sps30": {
-        **dict.fromkeys(SPS30_MASS, (0.0, 1000.0)),
-        **dict.fromkeys(SPS30_NUMBERS, (0.0, 3000.0)),
-        SPS30_SIZE: (0.0, 10.0),
-    },
+    "sps30": dict.fromkeys(SPS30_MASS, (0.0, 1000.0)),
     "scd30": {"co2": (0.0, 40_000.0), "temperature": (-40.0, 70.0), "relative_humidity": _RH},
     "scd4x": {"co2": (0.0, 40_000.0), "temperature": (-10.0, 60.0), "relative_humidity": _RH},
 }
 
 
 def check_range(model: str, values: dict[str, float]) -> None:
-    """`SensorOutOfRange` for the first value outside the data sheet's range."""
+    """`SensorOutOfRange` for the first value outside the data sheet's range (of those it
+    gives one for)."""
     ranges = DATA_SHEET_RANGES[model]
     for quantity, value in values.items():
-        low, high = ranges[quantity]
+        low, high = ranges.get(quantity, (value, value))
         if not low <= value <= high:
             raise SensorOutOfRange(
                 f"{model}: {quantity} = {value:g} is outside the data sheet's range "

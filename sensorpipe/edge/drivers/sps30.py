@@ -5,11 +5,12 @@ in one plain I2C transfer: an SMBus block read stops at 32 bytes). A reading is 
 and PM10 (µg/m³) and, unless the section says `number_concentrations = false`, the number
 concentrations NC0.5, NC1.0, NC2.5, NC4.0 and NC10 (#/cm³: particles from 0.3 µm up to that
 size, so each holds the ones before it) and the typical particle size (µm), as the quantities
-`number_pm0_5` ... `number_pm10` and `particle_size_typical` (`reading_of`). Values outside the
-data sheet's ranges (mass 0-1000 µg/m³, number 0-3000 #/cm³, size 0-10 µm) are refused as a
-sensor fault. Fan cleaning: the automatic interval from the configuration, and `clean_fan()` on
-demand. On close the sensor stops measuring and, from firmware 2.0, sleeps; opening wakes it.
-The UART (SHDLC) variant, SEL left open, is `sps30_uart.Sps30Uart` (a section with `port`).
+`number_pm0_5` ... `number_pm10` and `particle_size_typical` (`reading_of`). A mass outside the
+data sheet's 0-1000 µg/m³ refuses the reading as a sensor fault; a number concentration beyond
+its 0-3000 #/cm³ is left out alone by the agent (sensirion.DATA_SHEET_RANGES says why). Fan
+cleaning: the automatic interval from the configuration, and `clean_fan()` on demand. On close
+the sensor stops measuring and, from firmware 2.0, sleeps; opening wakes it. The UART (SHDLC)
+variant, SEL left open, is `sps30_uart.Sps30Uart` (a section with `port`).
 """
 
 from __future__ import annotations

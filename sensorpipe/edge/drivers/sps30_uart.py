@@ -20,7 +20,7 @@ Failures as the agent's kinds (edge.errors): no reply `SensorTimeout`, a reply w
 or framing is wrong `SensorChecksumError`, the state byte's "command not allowed in current
 state" (0x43) kind `state` (a sensor found idle when it should measure, after a power cut, is
 started again), another error code in the state byte kind `device_error`, a port that fails
-`SensorIOError`, values outside the data sheet `SensorOutOfRange`, the status register's fan
+`SensorIOError`, a mass outside the data sheet `SensorOutOfRange`, the status register's fan
 or laser error kind `sensor_fault`. A port that cannot be opened, or a sensor that never
 answers at open, is `SensorConfigError`.
 """
