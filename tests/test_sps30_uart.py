@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
@@ -122,14 +123,19 @@ def test_a_sleeping_sensor_wakes_on_a_pulse_then_wake_up_within_100_ms() -> None
 
 
 # --- the driver ----------------------------------------------------------------------------
+def _one_reading(port: str, **options: Any) -> dict[str, float]:
+    """Open the driver on `port`, read once, close it."""
+    driver = Sps30Uart(port, **options)
+    try:
+        return driver.read()
+    finally:
+        driver.close()
+
+
 def test_the_driver_reads_mass_and_number_concentrations_over_the_pty(
     device: Sps30ShdlcDevice, sim: Sps30UartSimulator
 ) -> None:
-    driver = Sps30Uart(sim.port)
-    try:
-        reading = driver.read()
-    finally:
-        driver.close()
+    reading = _one_reading(sim.port)
     assert reading["pm2_5"] == 12.0 and reading["pm10"] == 20.0
     numbers = [reading[q] for q in NUMBERS]
     assert numbers == sorted(numbers) and numbers[0] > 0  # each holds the smaller sizes
@@ -143,11 +149,8 @@ def test_the_driver_reads_mass_and_number_concentrations_over_the_pty(
 
 
 def test_number_concentrations_can_be_left_out(sim: Sps30UartSimulator) -> None:
-    driver = Sps30Uart(sim.port, number_concentrations=False)
-    try:
-        assert set(driver.read()) == {"pm1", "pm2_5", "pm4", "pm10"}
-    finally:
-        driver.close()
+    reading = _one_reading(sim.port, number_concentrations=False)
+    assert set(reading) == {"pm1", "pm2_5", "pm4", "pm10"}
 
 
 def test_a_sleeping_sensor_is_woken_by_the_next_open(
@@ -168,11 +171,7 @@ def test_a_sleeping_sensor_is_woken_by_the_next_open(
 def test_warm_up_values_come_after_no_new_data() -> None:
     d = Sps30ShdlcDevice(lambda: (12.0, 20.0), now=_fast, seed=4)  # 8 s start-up time
     with Sps30UartSimulator(d) as s:
-        driver = Sps30Uart(s.port)
-        try:
-            reading = driver.read()  # waits out the first second's empty answers
-        finally:
-            driver.close()
+        reading = _one_reading(s.port)  # waits out the first second's empty answers
     assert reading["pm2_5"] != 12.0  # unstable while the fan and laser settle
     assert any(r == miso_frame(READ, 0) for r in d.replies)
 
@@ -346,11 +345,7 @@ def test_counts_beyond_the_data_sheet_leave_the_mass_reading_alone(
     """Dense smoke: PM within 0-1000 µg/m³, NC beyond 3000 #/cm³. The reading keeps the PM;
     the counts fail the quantity's plausible range, which the agent applies value by value."""
     device.read = lambda: (500.0, 900.0)
-    driver = Sps30Uart(sim.port)
-    try:
-        reading = driver.read()
-    finally:
-        driver.close()
+    reading = _one_reading(sim.port)
     assert reading["pm2_5"] == 500.0 and reading["pm10"] == 900.0
     implausible = {q for q, v in reading.items() if plausibility_error(q, v) is not None}
     assert implausible and implausible <= set(NUMBERS)
