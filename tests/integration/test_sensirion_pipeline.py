@@ -74,6 +74,8 @@ def test_sps30_and_scd41_readings_reach_the_api(
     stored = _stored(influx, "class-01")
     sps, scd = stored["sps30"], stored["scd4x"]
     assert 0 < sps["pm1"] <= sps["pm2_5"] <= sps["pm4"] <= sps["pm10"] < 1000
+    # Its number concentrations too (I2C float output): particles of 0.3 µm up to each size.
+    assert 0 < sps["number_pm0_5"] <= sps["number_pm2_5"] <= sps["number_pm10"] <= 3000
     assert 400 < scd["co2"] < 2000 and -10 < scd["temperature"] < 40
 
     config = serve_config(stack.directory, None, None, None, False)
