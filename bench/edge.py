@@ -57,6 +57,8 @@ Figures:
   nine values), in this process against `Pms5003Simulator` on a pty, so pyserial's reads and
   writes count; measured with the reading thread's CPU clock (`time.thread_time`), so the
   simulator's thread does not. A sample is one reading of the sensor (nine values).
+  With `--sensirion`, the same for the SPS30 on its UART (`bench.edge_sensirion.sps30_uart_cpu`:
+  SHDLC through Sensirion's package, ten values).
 
 The numbers depend on the machine and its load; a shared machine gives lower figures.
 """
@@ -524,27 +526,16 @@ def replay(workdir: Path, n: int, *, timeout_s: float = 120.0) -> dict[str, Any]
 
 def pms_driver_cpu(reads: int) -> dict[str, Any]:
     """CPU per reading of the PMS5003 driver, over a pty to the simulator."""
+    from bench.edge_sensirion import timed_reads
     from sensorpipe.edge.drivers.pms5003 import Pms5003
 
     with Pms5003Simulator(Pms5003Device(warmup_s=0.0)) as sim:
         driver = Pms5003.open(sim.port, timeout_s=2.0)
         try:
-            driver.read()  # the first read opens buffers; not counted
-            values = 0
-            cpu0, wall0 = time.thread_time(), time.perf_counter()
-            for _ in range(reads):
-                values += len(driver.read())
-            cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+            result = timed_reads("pms5003", driver, reads)
         finally:
             driver.close()
-    return {
-        "driver": "pms5003",
-        "reads": reads,
-        "values_per_read": values / reads,
-        "cpu_us_per_read": round(cpu / reads * 1e6, 1),
-        "wall_ms_per_read": round(wall / reads * 1e3, 2),
-        "frames_bad": driver.frames_bad,
-    }
+    return {**result, "frames_bad": driver.frames_bad}
 
 
 def main() -> None:
@@ -629,9 +620,10 @@ def main() -> None:
     drivers = driver_cpu()
     result = {"steady": steady, "replay": rep, "drivers": drivers, "pms5003_driver": pms}
     if args.sensirion:
-        from bench.edge_sensirion import cpu_per_reading
+        from bench.edge_sensirion import cpu_per_reading, sps30_uart_cpu
 
         result["cpu_us_per_reading"] = cpu_per_reading()
+        result["sps30_uart_driver"] = sps30_uart_cpu(args.driver_reads)
     if args.json:
         print(json.dumps(result))
         return
@@ -671,12 +663,14 @@ def main() -> None:
         print("CPU per reading, driver + its simulator, in this process (bench/edge_sensirion.py):")
         for name, micros in result["cpu_us_per_reading"].items():
             print(f"  {name:<30} : {micros:>8} µs")
-    print("PMS5003 driver CPU per reading (reading thread, pyserial on a pty included):")
-    print(
-        f"  {pms['driver']:<8} ({pms['values_per_read']:g} values)   : "
-        f"{pms['cpu_us_per_read']:>8} µs CPU ({pms['wall_ms_per_read']} ms wall, "
-        f"{pms['reads']} readings)"
-    )
+    print("UART driver CPU per reading (reading thread, pyserial on a pty included):")
+    uart = [pms] + ([result["sps30_uart_driver"]] if args.sensirion else [])
+    for d in uart:
+        print(
+            f"  {d['driver']:<10} ({d['values_per_read']:g} values) : "
+            f"{d['cpu_us_per_read']:>8} µs CPU ({d['wall_ms_per_read']} ms wall, "
+            f"{d['reads']} readings)"
+        )
 
 
 if __name__ == "__main__":

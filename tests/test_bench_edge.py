@@ -119,6 +119,14 @@ def test_the_agent_process_carries_no_simulator(tmp_path: Path) -> None:
         server.close()
 
 
+def test_driver_cpu_times_uart_sps30_readings() -> None:
+    from bench.edge_sensirion import sps30_uart_cpu
+
+    result = sps30_uart_cpu(20)
+    assert result["reads"] == 20 and result["values_per_read"] == 10
+    assert result["cpu_us_per_read"] > 0
+
+
 def test_driver_cpu_times_pms5003_readings() -> None:
     result = pms_driver_cpu(20)
     assert result["reads"] == 20 and result["values_per_read"] == 9

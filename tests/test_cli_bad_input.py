@@ -72,6 +72,10 @@ def _edge_config(tmp: Path, line: str) -> str:
 # The example's SPS30 section uncommented, with an `address` line after its `driver` line.
 _SPS30 = '#[[sensors]]\n#driver = "sps30"'
 _SPS30_AT = '[[sensors]]\ndriver = "sps30"\naddress = '
+# The example's SPS30 section uncommented with a `port` beside its `bus`, or with neither.
+_SPS30_I2C = _SPS30 + "\n#bus = 1"
+_SPS30_BOTH = '[[sensors]]\ndriver = "sps30"\nbus = 1\nport = "/dev/serial0"'
+_SPS30_NEITHER = '[[sensors]]\ndriver = "sps30"\n#'
 
 
 # The example's DS18B20 section (commented out there), and uncommented with an upper-case id.
@@ -381,6 +385,14 @@ CASES: dict[str, list[Case]] = {
             "sensors.4.sps30.address (line 72): 0x70: an sps30 answers only at 0x69",
         ),
         (
+            lambda t: ["--config", _edge_config_with(t, _SPS30_I2C, _SPS30_BOTH)],
+            "sensors.4.sps30: both `bus` and `port`: an SPS30 talks I2C (`bus = 1`",
+        ),
+        (
+            lambda t: ["--config", _edge_config_with(t, _SPS30, _SPS30_NEITHER)],
+            "sensors.4.sps30: neither `bus` nor `port`: an SPS30 talks I2C",
+        ),
+        (
             lambda t: ["--config", _edge_config_with(t, "address = 0x44", "address = 0x47")],
             "sensors.2.sht4x.address (line 44): 0x47: an SHT4X answers only at 0x44 or 0x45",
         ),
@@ -394,7 +406,7 @@ CASES: dict[str, list[Case]] = {
         ),
         (
             lambda t: ["--config", _edge_config_with(t, _DS18B20, _DS18B20_UPPER)],
-            "sensors.5.ds18b20.sensor_id (line 102): 28-0000072A4B1C: a DS18B20's folder is 28-",
+            "sensors.5.ds18b20.sensor_id (line 110): 28-0000072A4B1C: a DS18B20's folder is 28-",
         ),
     ],
     "edge join": [

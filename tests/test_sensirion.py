@@ -160,13 +160,24 @@ def test_scd4x_refuses_commands_while_it_measures(clock: Clock) -> None:
 
 
 # --- SPS30 ----------------------------------------------------------------------------------
+# The simulator's number concentrations (#/cm³) and typical size (µm) for PM2.5 12, PM10 20.
+NUMBERS = {
+    "number_pm0_5": 62.4,
+    "number_pm1": 72.96,
+    "number_pm2_5": 74.16,
+    "number_pm4": 74.63,
+    "number_pm10": 75.36,
+    "particle_size_typical": 0.55,
+}
+
+
 def test_sps30_float_output_is_read_as_60_bytes_in_one_transfer(clock: Clock) -> None:
     device = _powered(Sps30Device(lambda: (12.0, 20.0), now=clock.now), clock)
     driver = Sps30(_bus(0x69, device), sleep=clock.sleep)
     assert "00100300ac" in [w.hex() for w in device.written]  # start, float output
     reading = driver.read()
     assert len(device.read_back[-1]) == 60  # an SMBus block read would stop at 32
-    assert reading == {"pm1": 9.6, "pm2_5": 12.0, "pm4": 15.2, "pm10": 20.0}
+    assert reading == {"pm1": 9.6, "pm2_5": 12.0, "pm4": 15.2, "pm10": 20.0, **NUMBERS}
     with pytest.raises(ValueError, match="over 32"):
         _bus(0x69, device).read_i2c_block_data(0x69, 0x03, 60)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import shutil
 import ssl
 import threading
@@ -38,13 +39,12 @@ from sensorpipe.edge.drivers.registry import (
     Ds18b20Config,
     I2CBusFactory,
     Pms5003Config,
-    Sds011Config,
     SensorConfig,
     _smbus,
     open_driver,
     sensor_tag,
 )
-from sensorpipe.edge.errors import EdgeError, SensorError
+from sensorpipe.edge.errors import EdgeError
 from sensorpipe.protocol.ack import ack_topic, decode_ack
 from sensorpipe.protocol.brokerlink import (
     BAD_LOGIN,
@@ -61,6 +61,8 @@ from sensorpipe.protocol.topics import topic_for
 FIRMWARE = "sensorpipe-edge/0.1.0"
 MIN_FREE_BYTES = 16 * 1024 * 1024  # room for tens of thousands of readings
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
+# The Raspberry Pi's own UARTs (present only when enabled), as opposed to a USB adapter.
+PI_UART = re.compile(r"/dev/(serial\d|ttyAMA\d+|ttyS\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +130,18 @@ def run_checks(
 
 
 # --- sensors ---------------------------------------------------------------------------------
+def _serial_port(sensor: SensorConfig) -> str | None:
+    """The serial port of a UART sensor (an SDS011, a PMS5003, an SPS30 with `port`)."""
+    port = getattr(sensor, "port", None)
+    return port if isinstance(port, str) else None
+
+
 def check_sensor(sensor: SensorConfig, probes: Probes) -> tuple[Check, bool]:
-    if isinstance(sensor, Sds011Config | Pms5003Config):
-        where = sensor.port
-    elif isinstance(sensor, Ds18b20Config):
+    if isinstance(sensor, Ds18b20Config):
         where = f"1-Wire {sensor.w1_root}/{sensor.sensor_id or '28-*'}"
     else:
-        where = f"/dev/i2c-{sensor.bus} at {hex(sensor.address)}"
+        bus, address = getattr(sensor, "bus", 1), getattr(sensor, "address", 0)
+        where = _serial_port(sensor) or f"/dev/i2c-{bus} at {hex(address)}"
     name = sensor_tag(sensor)
     driver: SensorDriver | None = None
     try:
@@ -172,9 +179,14 @@ def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver |
     if isinstance(sensor, Ds18b20Config):  # its errors name the fault and what to do
         text = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
         return text.removeprefix(f"{sensor_tag(sensor)}: ")
-    serial = isinstance(sensor, Sds011Config | Pms5003Config)
+    serial = _serial_port(sensor) is not None
     number = _errno_of(exc)
     if number == errno.ENOENT:
+        if PI_UART.fullmatch(_serial_port(sensor) or ""):
+            return (
+                "no such port: the Pi's UART is off: add `enable_uart=1` to "
+                "/boot/firmware/config.txt and reboot"
+            )
         if serial:
             return (
                 "no such port: is the USB adapter plugged in? `ls /dev/ttyUSB* "
@@ -199,13 +211,13 @@ def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver |
     if frames_bad:
         why = "loose wiring or wrong baud rate?" if serial else "loose wiring or a long bus?"
         return f"bad checksum: {frames_bad} malformed frames ({why})"
-    text = str(exc) if isinstance(exc, SensorError) else f"{type(exc).__name__}: {exc}"
+    text = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
     text = text.removeprefix(f"{sensor_tag(sensor)}: ")
     if "no answer" in text or "did not finish" in text:
         return f"no answer ({text}): check the wiring and the sensor's power"
-    if isinstance(sensor, Sds011Config | Pms5003Config):
+    if serial:
         return text
-    return f"{text} (`i2cdetect -y {sensor.bus}` shows what answers on the bus)"
+    return f"{text} (`i2cdetect -y {getattr(sensor, 'bus', 1)}` shows what answers on the bus)"
 
 
 # --- camera ----------------------------------------------------------------------------------

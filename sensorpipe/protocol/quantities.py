@@ -56,6 +56,23 @@ QUANTITIES: dict[str, Quantity] = _declare(
     Quantity("particles_2_5", "1/cm3", 0.0, 655.35, "particles larger than 2.5 µm per cm³"),
     Quantity("particles_5_0", "1/cm3", 0.0, 655.35, "particles larger than 5 µm per cm³"),
     Quantity("particles_10", "1/cm3", 0.0, 655.35, "particles larger than 10 µm per cm³"),
+    # Number concentrations of the Sensirion SPS30 (NC0.5 ... NC10): particles SMALLER than a
+    # size, from 0.3 µm on (each bin holds the ones before it: NC0.5 <= NC1 <= ... <= NC10),
+    # the opposite of the Plantower counts above (particles LARGER than a size). Their own
+    # names, so that the two never land in one series or one chart: `number_pm2_5` counts what
+    # `pm2_5` weighs. Range: the SPS30 data sheet's number concentration range, 0-3000 #/cm³
+    # (it states nothing beyond); the typical particle size 0-10 µm (the sensor's size range).
+    *(
+        Quantity(f"number_pm{key}", "1/cm3", 0.0, 3000.0, f"particles of 0.3 to {size} µm per cm³")
+        for key, size in (("0_5", "0.5"), ("1", "1"), ("2_5", "2.5"), ("4", "4"), ("10", "10"))
+    ),
+    Quantity(
+        "particle_size_typical",
+        "um",
+        0.0,
+        10.0,
+        "typical particle size: the mean diameter of the particles counted (SPS30)",
+    ),
 )
 
 
@@ -107,6 +124,9 @@ _UNIT_SPELLINGS: dict[str, str] = {
     "cm-3": "1/cm3",
     "v": "V",
     "volt": "V",
+    "um": "um",
+    "micrometre": "um",
+    "micrometer": "um",
 }
 
 
@@ -160,6 +180,14 @@ DECIMALS: dict[str, int] = {
     "particles_2_5": 2,
     "particles_5_0": 2,
     "particles_10": 2,
+    # SPS30 number concentrations: 0.1 per cm³ (the float output's noise below it); the
+    # typical size to 0.01 µm.
+    "number_pm0_5": 1,
+    "number_pm1": 1,
+    "number_pm2_5": 1,
+    "number_pm4": 1,
+    "number_pm10": 1,
+    "particle_size_typical": 2,
     "soil_probe_voltage": 3,
     # The DS18B20 resolves 1/16 °C; its accuracy is ±0.5 °C: 0.1 °C like air temperature.
     "soil_temperature": 1,

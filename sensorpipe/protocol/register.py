@@ -19,13 +19,18 @@ from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, DeviceEntry, NetworkInfo, Registry
 
 PMS_SIZES = ("0_3", "0_5", "1_0", "2_5", "5_0", "10")
+# The SPS30's number concentrations (particles smaller than a size) and typical particle size.
+SPS30_NUMBERS = (
+    "number_pm0_5", "number_pm1", "number_pm2_5", "number_pm4", "number_pm10",
+    "particle_size_typical",
+)  # fmt: skip
 # What each sensor model sensorpipe knows measures (quantity names of protocol.quantities).
 SENSOR_QUANTITIES: dict[str, tuple[str, ...]] = {
     "sds011": ("pm2_5", "pm10"),
     "pms5003": ("pm1", "pm2_5", "pm10", *(f"particles_{s}" for s in PMS_SIZES)),
     "pms7003": ("pm1", "pm2_5", "pm10", *(f"particles_{s}" for s in PMS_SIZES)),
     "pmsa003": ("pm1", "pm2_5", "pm10"),
-    "sps30": ("pm1", "pm2_5", "pm4", "pm10"),
+    "sps30": ("pm1", "pm2_5", "pm4", "pm10", *SPS30_NUMBERS),
     "bme280": ("temperature", "relative_humidity", "pressure"),
     "bmp280": ("temperature", "pressure"),
     "bme680": ("temperature", "relative_humidity", "pressure"),

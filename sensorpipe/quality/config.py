@@ -144,8 +144,14 @@ _PM = Thresholds(
     humidity=True,
     warmup_s=120.0,
 )
+# The SPS30's number concentrations (particles per cm³): optical counts like PM, so the fog and
+# humidity flags, the warm-up and a long run at 0 in clean air apply; their range is the
+# quantity's (the data sheet's 0-3000 #/cm³), and no spike rule (no study gives a step).
+_COUNTS = Thresholds(stuck_readings_at_limit=360, humidity=True, warmup_s=120.0)
+NUMBER_CONCENTRATIONS = ("number_pm0_5", "number_pm1", "number_pm2_5", "number_pm4", "number_pm10")
 DEFAULTS: dict[str, Thresholds] = {
     **{q: _PM for q in PM},
+    **dict.fromkeys(NUMBER_CONCENTRATIONS, _COUNTS),
     # Humidity sensors saturate at or near 100 % through a night of fog (see above).
     "relative_humidity": Thresholds(stuck_readings_at_limit=1440, limit_band=2.0),
     # The BME280's operating range (data sheet: -40..85 °C); most others' are wider.

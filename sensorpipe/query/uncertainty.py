@@ -55,7 +55,10 @@ DATA_SHEET_BAND: dict[str, dict[str, tuple[float, float, float]]] = {
 # The part of a data sheet's accuracy that is a share of the value, added to the fixed part.
 DATA_SHEET_SHARE: dict[str, dict[str, float]] = {"scd30": {"co2": 0.03}, "scd4x": {"co2": 0.05}}
 # What the unit is called in a sentence and in a CSV column.
-UNIT_TEXT = {"ug/m3": "µg/m³", "degC": "°C", "%": "%", "hPa": "hPa", "ppm": "ppm", "dBA": "dB(A)"}
+UNIT_TEXT = {
+    "ug/m3": "µg/m³", "degC": "°C", "%": "%", "hPa": "hPa", "ppm": "ppm", "dBA": "dB(A)",
+    "1/cm3": "/cm³", "um": "µm",
+}  # fmt: skip
 # The uncertainty is given to 0.01 of the unit: finer says nothing, and the crossover of
 # the RIVM rule (5.3 = 20 % of 26.5) is exact at that precision.
 DECIMALS = 2

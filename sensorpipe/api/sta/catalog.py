@@ -53,6 +53,7 @@ _UCUM_UNITS: dict[str, tuple[str, str]] = {
     "ppm": ("parts per million", "ppm"),
     "dBA": ("A-weighted decibel", "dB(A)"),
     "1/cm3": ("per cubic centimetre", "/cm3"),
+    "um": ("micrometre", "um"),
     "V": ("volt", "V"),
 }
 COUNT_UNIT = {

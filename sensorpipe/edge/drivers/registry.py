@@ -323,12 +323,18 @@ def _open_ds18b20(config: Any, i2c: I2CBusFactory) -> SensorDriver:
 
 
 def _open_sensirion(config: Any, i2c: I2CBusFactory) -> SensorDriver:
-    """SPS30, SCD30, SCD4x: `config` minus the agent's own keys are the driver's options."""
+    """SPS30, SCD30, SCD4x: `config` minus the agent's own keys are the driver's options; an
+    SPS30 with a `port` is read over its UART (sps30_uart)."""
     from importlib import import_module
 
+    if getattr(config, "port", None) is not None:
+        from sensorpipe.edge.drivers.sps30_uart import Sps30Uart
+
+        options = config.model_dump(exclude={"driver", "interval_s", "bus", "port", "address"})
+        return Sps30Uart(config.port, **options)
     module = import_module(f"sensorpipe.edge.drivers.{config.driver}")
     driver_class = getattr(module, config.driver.capitalize())
-    options = config.model_dump(exclude={"driver", "interval_s", "bus"})
+    options = config.model_dump(exclude={"driver", "interval_s", "bus", "port"})
     bus = _i2c_bus(config, i2c)
     try:
         return driver_class(bus, owns_bus=True, **options)

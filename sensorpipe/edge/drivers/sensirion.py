@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from sensorpipe.edge.drivers.sensirion_crc import crc8
@@ -49,14 +49,34 @@ Sleep = Callable[[float], None]
 # Each of these sensors answers at one fixed address.
 ADDRESSES = {"sps30": 0x69, "scd30": 0x61, "scd4x": 0x62}
 # The output ranges of the data sheets: a value outside is a sensor fault, not a reading.
-# SPS30: mass concentration 0-1000 µg/m³; SCD30: CO₂ 0-40 000 ppm, -40-70 °C; SCD4x: CO₂
-# 0-40 000 ppm, -10-60 °C (operating conditions).
+# SPS30: mass concentration 0-1000 µg/m³ (beyond it the register is wild: the reading is
+# refused); its number concentrations (data sheet 0-3000 #/cm³) and typical size are not checked
+# here: in dense smoke NC0.5 may pass 3000 while the mass is still in range, so the agent leaves
+# out such a value alone (the quantity's plausible range, counted as out_of_range) and keeps
+# the PM. SCD30: CO₂ 0-40 000 ppm, -40-70 °C; SCD4x: CO₂ 0-40 000 ppm, -10-60 °C (operating
+# conditions).
 _RH = (0.0, 100.0)
+SPS30_MASS = ("pm1", "pm2_5", "pm4", "pm10")
+SPS30_NUMBERS = ("number_pm0_5", "number_pm1", "number_pm2_5", "number_pm4", "number_pm10")
+SPS30_SIZE = "particle_size_typical"
 DATA_SHEET_RANGES: dict[str, dict[str, tuple[float, float]]] = {
-    "sps30": dict.fromkeys(("pm1", "pm2_5", "pm4", "pm10"), (0.0, 1000.0)),
+    "sps30": dict.fromkeys(SPS30_MASS, (0.0, 1000.0)),
     "scd30": {"co2": (0.0, 40_000.0), "temperature": (-40.0, 70.0), "relative_humidity": _RH},
     "scd4x": {"co2": (0.0, 40_000.0), "temperature": (-10.0, 60.0), "relative_humidity": _RH},
 }
+
+
+def check_range(model: str, values: dict[str, float]) -> None:
+    """`SensorOutOfRange` for the first value outside the data sheet's range (of those it
+    gives one for)."""
+    ranges = DATA_SHEET_RANGES[model]
+    for quantity, value in values.items():
+        low, high = ranges.get(quantity, (value, value))
+        if not low <= value <= high:
+            raise SensorOutOfRange(
+                f"{model}: {quantity} = {value:g} is outside the data sheet's range "
+                f"{low:g}..{high:g} (sensor fault)"
+            )
 
 
 class _SensirionConfig(BaseModel):
@@ -98,13 +118,40 @@ class _Co2Config(_SensirionConfig):
 
 
 class Sps30Config(_SensirionConfig):
+    """The SPS30 on I2C (`bus`, SEL to ground) or on a UART (`port`, SEL left open): one of
+    the two, never both, never neither (the pin is sampled at power-up, the sensor talks
+    only one)."""
+
     driver: Literal["sps30"]
+    bus: int | None = Field(  # type: ignore[assignment]
+        default=None, ge=0, le=255, description="I2C bus number: /dev/i2c-<bus> (SEL to GND)"
+    )
+    port: str | None = Field(
+        default=None, description="serial port of its UART (SHDLC), e.g. /dev/serial0 (SEL open)"
+    )
     fan_cleaning_interval_s: int | None = Field(
         default=None,
         ge=0,
         description="automatic fan cleaning interval (0 = off); unset keeps the sensor's "
         "(one week from the factory)",
     )
+    number_concentrations: bool = Field(
+        default=True,
+        description="send the number concentrations (NC0.5-NC10) and the typical particle "
+        "size beside PM1-PM10; false on a slow link",
+    )
+
+    @model_validator(mode="after")
+    def _bus_or_port(self) -> Sps30Config:
+        if (self.bus is None) == (self.port is None):
+            given = "both `bus` and `port`" if self.port is not None else "neither `bus` nor `port`"
+            raise PydanticCustomError(
+                "sps30_link",
+                "{given}: an SPS30 talks I2C (`bus = 1`, SEL to GND) or UART "
+                '(`port = "/dev/serial0"`, SEL open): give exactly one',
+                {"given": given},
+            )
+        return self
 
 
 class Scd30Config(_Co2Config):
@@ -183,10 +230,14 @@ class SensirionDriver:
     settings_model: Any = None  # the configuration model of the sensor's section
     vendor_class = ("", "")  # Sensirion's driver class: module, name
 
+    # Keys the configuration model needs that the bus object stands for (an SPS30's section
+    # names its `bus` or its `port`).
+    link_settings: tuple[tuple[str, Any], ...] = ()
+
     def __init__(
         self, bus: Any, *, owns_bus: bool = False, sleep: Sleep = time.sleep, **settings: Any
     ) -> None:
-        config = self.settings_model(driver=self.model, **settings)
+        config = self.settings_model(driver=self.model, **{**dict(self.link_settings), **settings})
         self._bus = bus
         self.address = config.address
         self._owns_bus = owns_bus
@@ -245,13 +296,7 @@ class SensirionDriver:
         return True
 
     def check_range(self, values: dict[str, float]) -> None:
-        for quantity, (low, high) in DATA_SHEET_RANGES[self.model].items():
-            value = values[quantity]
-            if not low <= value <= high:
-                raise SensorOutOfRange(
-                    f"{self.model}: {quantity} = {value:g} is outside the data sheet's range "
-                    f"{low:g}..{high:g} (sensor fault)"
-                )
+        check_range(self.model, values)
 
     def read(self) -> dict[str, float]:
         raise NotImplementedError

@@ -87,6 +87,14 @@ VALUE_TYPES: dict[str, ValueType] = {
     "SPS30_P2": _v("pm2_5", "sps30"),
     "SPS30_P4": _v("pm4", "sps30"),
     "SPS30_P1": _v("pm10", "sps30"),
+    # Its number concentrations (particles of 0.3 µm up to the size, per cm³) and typical size
+    # (µm): N05 is NC0.5, N25 NC2.5, TS the typical particle size.
+    "SPS30_N05": _v("number_pm0_5", "sps30"),
+    "SPS30_N1": _v("number_pm1", "sps30"),
+    "SPS30_N25": _v("number_pm2_5", "sps30"),
+    "SPS30_N4": _v("number_pm4", "sps30"),
+    "SPS30_N10": _v("number_pm10", "sps30"),
+    "SPS30_TS": _v("particle_size_typical", "sps30"),
     # Bosch BME280 / BMP280 / BMP180: pressure in Pa.
     "BME280_temperature": _v("temperature", "bme280"),
     "BME280_humidity": _v("relative_humidity", "bme280"),
@@ -129,10 +137,8 @@ _PPD42NS = "PPD42NS pulse statistics: no sensorpipe quantity"
 # Value types the firmware sends that sensorpipe knows and does not store, and why. They are
 # listed in the answer to the kit and counted, not dead-lettered: they are not bad input.
 NOT_STORED: dict[str, str] = {
-    **{f"SPS30_N{s}": _NUMBER_CONCENTRATION for s in ("05", "1", "25", "4", "10")},
     **{f"NPM_N{s}": _NUMBER_CONCENTRATION for s in ("1", "10", "25")},
     **{f"IPS_N{s}": _NUMBER_CONCENTRATION for s in ("01", "03", "05", "1", "25", "5", "10")},
-    "SPS30_TS": "typical particle size (µm): no sensorpipe quantity",
     "IPS_P01": "PM0.1: no sensorpipe quantity",
     "IPS_P03": "PM0.3: no sensorpipe quantity",
     "IPS_P05": "PM0.5: no sensorpipe quantity",
