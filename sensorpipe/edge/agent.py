@@ -741,7 +741,7 @@ class Agent:
                 errors=dict(s.errors),
                 backoff_s=float(s.backoff_s),
                 laser_hours=(
-                    round(s.duty.hours.hours(s.model, time.monotonic()), 4)
+                    round(s.duty.running_hours(time.monotonic()), 4)
                     if s.duty is not None
                     else None
                 ),

@@ -47,9 +47,15 @@ SENSOR_QUANTITIES: dict[str, tuple[str, ...]] = {
 }
 CAMERA_SENSORS = frozenset({"camera"})
 # Expected running hours of a laser PM sensor's laser (the edge agent counts them: edge.duty).
+# A model left out has no figure a source gives: its life shows as unknown, not invented.
 LASER_LIFE_H: dict[str, float] = {
     "sds011": 8_000.0,  # Nova Fitness: 8000 hours of continuous use
     "pms5003": 3 * 8_760.0,  # Plantower: MTTF >= 3 years (PMS5003ST manual V2.6)
+    # Plantower, "PMSA003 series data manual" V2.5 (2016-09-01), Technical Index: MTTF >= 3
+    # years (copy at https://www.scribd.com/document/675569791/PMSA003).
+    "pmsa003": 3 * 8_760.0,
+    # PMS7003: unknown. The PMS7003 spec text we have (research28 §1, git.ferano.io pmme
+    # pms7003-spec.txt) starts after the technical index; no source read gives its MTTF.
 }
 
 PERSONAL_DATA_CAMERA = (
