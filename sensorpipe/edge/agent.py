@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -49,6 +50,7 @@ from sensorpipe.edge.counting.loop import CountingLoop
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.duty import DutyCycle
 from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.healthfile import write_health
 from sensorpipe.edge.notify import Notifier
 from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxError
 from sensorpipe.edge.problems import RepeatedProblem
@@ -202,7 +204,10 @@ class Agent:
         summary_interval_s: float = 300.0,
         max_backoff_s: float = MAX_BACKOFF_S,
         clock_line: Callable[[], str] = host.clock_line,
+        health_path: Path | None = None,
     ) -> None:
+        """`health_path`: where each status message's sensor health is also saved, for `edge
+        check` (edge.healthfile); None: nowhere."""
         self.config = config
         self.outbox = outbox
         self.stats = AgentStats()
@@ -220,6 +225,7 @@ class Agent:
         self._reopen_after_s = reopen_after_s
         self._max_backoff_s = max_backoff_s
         self._clock_line = clock_line
+        self._health_path = health_path
         self._rounds: list[Round] = []  # reads under way, or answered and not yet queued
         self._answers: queue.SimpleQueue[Outcome] = queue.SimpleQueue()  # from the workers
         self._answered = threading.Event()
@@ -741,9 +747,7 @@ class Agent:
                 errors=dict(s.errors),
                 backoff_s=float(s.backoff_s),
                 laser_hours=(
-                    round(s.duty.running_hours(time.monotonic()), 4)
-                    if s.duty is not None
-                    else None
+                    round(s.duty.running_hours(time.monotonic()), 4) if s.duty is not None else None
                 ),
             )
             for s in self._slots
@@ -751,6 +755,8 @@ class Agent:
 
     def queue_status(self) -> int | None:
         health = [h.model_dump(mode="json") for h in self.sensor_health()]
+        if self._health_path is not None:
+            write_health(self._health_path, health, self._clock())
         return self._queue("status", self._clock(), {"sensors": health})
 
     def queue_counts(self, counts: IntervalCounts, model_id: str) -> int | None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import shutil
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,9 @@ from sensorpipe.edge.drivers.registry import (
     open_driver,
     sensor_tag,
 )
-from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.errors import SensorConfigError, SensorError
+from sensorpipe.edge.healthfile import HEALTH_FILE, counted_text, read_health
+from sensorpipe.edge.sensorloop import error_kind
 from sensorpipe.protocol.ack import ack_topic, decode_ack
 from sensorpipe.protocol.brokerlink import (
     BAD_LOGIN,
@@ -67,6 +70,7 @@ class Check:
     name: str
     status: str  # ok, FAIL, skip
     detail: str
+    kind: str | None = None  # a sensor that failed: the kind of fault (`failure_kind`)
 
     def line(self) -> str:
         return f"{self.status:<4}  {self.name:<10}  {self.detail}"
@@ -90,8 +94,12 @@ def run_checks(
     probes = probes or Probes()
     checks: list[Check] = []
     health: list[SensorHealth] = []
+    written, counted = read_health(Path(config.outbox_path).parent / HEALTH_FILE)
     for sensor in config.sensors:
         check, ok = check_sensor(sensor, probes)
+        before = counted.get(sensor_tag(sensor))
+        if written is not None and before is not None and before.errors:
+            check = replace(check, detail=f"{check.detail}; {counted_text(before, written)}")
         checks.append(check)
         health.append(
             SensorHealth(
@@ -138,14 +146,17 @@ def check_sensor(sensor: SensorConfig, probes: Probes) -> tuple[Check, bool]:
         driver = open_driver(sensor, i2c_bus_factory=probes.i2c_bus_factory)
         values = driver.read()
     except Exception as exc:  # whatever the driver raises is the answer to print
-        return Check(name, FAIL, f"{where}: {_sensor_problem(sensor, exc, driver)}"), False
+        kind = failure_kind(sensor, exc, driver)
+        problem = _sensor_problem(sensor, exc, driver)
+        return Check(name, FAIL, f"{where}: {kind}: {problem}", kind), False
     finally:
         if driver is not None:
             driver.close()
     shown = ", ".join(f"{q} {v:g}" for q, v in values.items())
     implausible = [e for q, v in values.items() if (e := plausibility_error(q, v)) is not None]
     if implausible:
-        return Check(name, FAIL, f"{where}: implausible reading: {implausible[0]}"), False
+        problem = f"implausible reading: {implausible[0]}"
+        return Check(name, FAIL, f"{where}: out_of_range: {problem}", "out_of_range"), False
     note = getattr(driver, "note", None)  # a reading that is good but says something is off
     return Check(name, OK, f"{where}: {shown}" + (f" ({note})" if note else "")), True
 
@@ -163,6 +174,56 @@ def _errno_of(exc: BaseException) -> int | None:
     if "[Errno 13]" in text:
         return errno.EACCES
     return None
+
+
+# A sensor that could not be opened, by what its driver said (the drivers' own messages:
+# tests/test_edge_check_kinds.py holds each of them to its kind).
+_WRONG_MODEL = re.compile(r"is it an? [A-Z0-9]+\?|chip id 0x[0-9a-f]+ at")
+_WRONG_ADDRESS = re.compile(r"a device answers at 0x[0-9a-f]+")  # another address answers
+_NO_ANSWER = re.compile(r"no answer at I2C address|no [\w-]+ answers at")  # none does
+_OUTSIDE = re.compile(r"is outside (the sensor's range|0\.\.100)")
+_NO_PROBE = re.compile(r"probe is disconnected|probe has no power")
+_UNFINISHED = re.compile(r"did not finish")
+_BAD_CRC = re.compile(r"bad CRC")
+
+
+def failure_kind(sensor: SensorConfig, exc: BaseException, driver: SensorDriver | None) -> str:
+    """The kind of a failed check, in the agent's words where the agent counts it so
+    (checksum, timeout, io, out_of_range, a driver's own kind: edge.errors); for a sensor that
+    cannot be opened, which the agent counts as `not_available`, why: no_port, no_bus,
+    permission, wrong_address (nothing answers there, another address does), wrong_model,
+    timeout (nothing answers at all: power, wiring) or config."""
+    number = _errno_of(exc)
+    serial = isinstance(sensor, Sds011Config | Pms5003Config)
+    if number == errno.ENOENT:
+        return "no_port" if serial else "no_bus"
+    if number in (errno.EACCES, errno.EPERM):
+        return "permission"
+    if driver is not None and driver.frames_bad:
+        return "checksum"
+    if isinstance(exc, SensorConfigError):
+        text = str(exc)
+        if _WRONG_MODEL.search(text):
+            return "wrong_model"
+        if _WRONG_ADDRESS.search(text):
+            return "wrong_address"
+        if _NO_ANSWER.search(text):
+            return "timeout"
+        if not isinstance(exc.__cause__, SensorError):
+            return "config"
+        exc = exc.__cause__  # a failed first answer (an SHT's serial number with a bad CRC)
+    kind = error_kind(exc)
+    if kind == "read":  # a driver's plain SensorError (SHT, ADS1115): what it says
+        text = str(exc)
+        if _BAD_CRC.search(text):
+            return "checksum"
+        if _OUTSIDE.search(text):
+            return "out_of_range"
+        if _NO_PROBE.search(text):
+            return "disconnected"
+        if _UNFINISHED.search(text):
+            return "timeout"
+    return kind
 
 
 def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver | None) -> str:
@@ -442,7 +503,11 @@ def as_json(checks: list[Check]) -> str:
     return json.dumps(
         {
             "ok": all(c.status == OK for c in checks),
-            "checks": [{"name": c.name, "status": c.status, "detail": c.detail} for c in checks],
+            "checks": [
+                {"name": c.name, "status": c.status, "detail": c.detail}
+                | ({"kind": c.kind} if c.kind else {})
+                for c in checks
+            ],
         },
         indent=2,
     )

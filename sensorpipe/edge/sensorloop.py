@@ -13,6 +13,7 @@ after each read. The drivers' contract is edge.drivers.base.
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import re
@@ -45,13 +46,21 @@ STORM_LINE_S = 60.0
 # The most kinds a sensor's `errors` holds (SensorHealth): further kinds count as "other".
 MAX_KINDS = 16
 _KIND = re.compile(ERROR_KIND_PATTERN)
+# What Linux's I2C drivers answer when no device acknowledges its address (i2c fault codes:
+# EREMOTEIO from i2c-bcm2835 and most others, ENXIO from some).
+NO_ANSWER_ERRNOS = frozenset({errno.EREMOTEIO, errno.ENXIO})
 
 
 def error_kind(exc: BaseException) -> str:
     """The kind a failed read is counted as (edge.errors, drivers.base)."""
     if isinstance(exc, SensorError):
         kind = str(getattr(exc, "kind", "read"))
+        if kind == "read" and isinstance(exc.__cause__, OSError):
+            # A driver's plain SensorError over a bus or port error: what that error was.
+            return error_kind(exc.__cause__)
         return kind if _KIND.fullmatch(kind) else "read"
+    if isinstance(exc, OSError) and exc.errno in NO_ANSWER_ERRNOS:
+        return "timeout"  # a NACK: nothing acknowledged (edge.errors.SensorTimeout)
     if isinstance(exc, TimeoutError):
         return "timeout"
     if isinstance(exc, OSError):
