@@ -254,9 +254,13 @@ def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver |
     if frames_bad:
         why = "loose wiring or wrong baud rate?" if serial else "loose wiring or a long bus?"
         return f"bad checksum: {frames_bad} malformed frames ({why})"
-    text = str(exc) if isinstance(exc, SensorError) else f"{type(exc).__name__}: {exc}"
+    text = (
+        str(exc)
+        if isinstance(exc, SensorError | SensorConfigError)
+        else f"{type(exc).__name__}: {exc}"
+    )
     text = text.removeprefix(f"{sensor_tag(sensor)}: ")
-    if "no answer" in text or "did not finish" in text:
+    if ("no answer" in text or "did not finish" in text) and not _WRONG_ADDRESS.search(text):
         return f"no answer ({text}): check the wiring and the sensor's power"
     if isinstance(sensor, Sds011Config | Pms5003Config):
         return text
