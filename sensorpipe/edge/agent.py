@@ -58,6 +58,7 @@ from sensorpipe.edge.publisher import LinkState, Publisher
 from sensorpipe.edge.sensorloop import (
     MAX_BACKOFF_S,
     MAX_KINDS,
+    PART_STEP_S,
     READ_TIMEOUT_S,
     STORM_LINE_S,
     Outcome,
@@ -627,7 +628,9 @@ class Agent:
             )
             return None
         self.stats.readings += len(readings)
-        entry = self._queue("air", rnd.observed, {"readings": readings}, synced=rnd.synced)
+        observed = rnd.observed + PART_STEP_S * rnd.parts
+        rnd.parts += 1
+        entry = self._queue("air", observed, {"readings": readings}, synced=rnd.synced)
         if entry is not None:
             sensors = sorted({r["sensor"] for r in readings})
             n = len(readings)

@@ -41,6 +41,7 @@ READ_TIMEOUT_S = 10.0
 MAX_BACKOFF_S = 600.0
 # Readings of one round that arrive within this of its start go into one message.
 GROUP_WAIT_S = 1.0
+PART_STEP_S = 0.001  # a round's later messages: observed a millisecond apart (Round.parts)
 # Bad frames (checksum errors) are logged as a summary, at most once this often per sensor.
 STORM_LINE_S = 60.0
 # The most kinds a sensor's `errors` holds (SensorHealth): further kinds count as "other".
@@ -88,6 +89,10 @@ class Round:
     pending: set[object] = field(default_factory=set)  # slots whose answer is awaited
     outcomes: list[Outcome] = field(default_factory=list)  # answered, not yet queued
     entry: int | None = None  # the outbox id of its (first) message
+    # Messages queued from it so far: a reading slower than group_wait_s goes in a message of
+    # its own, observed PART_STEP_S after the one before (the ingest keys a message's link
+    # point by its device, kind and observation time: the same time would overwrite it).
+    parts: int = 0
     wake: bool = False  # a duty-cycled sensor's wake (opening it if need be): nothing is read
 
 
