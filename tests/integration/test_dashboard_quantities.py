@@ -1,0 +1,142 @@
+"""The dashboard draws a chart for every environmental quantity a device measures, grouped:
+a device with an SPS30 (PM1, PM2.5, PM4, PM10 on one chart), a PMS5003 (its particle counts on
+one chart), a BME280 (temperature, humidity, air pressure) and a soil probe (soil moisture and
+the probe's voltage, each on its own). A quantity the page's table does not know gets a chart
+of its own, labelled from its name and the unit the API gives. In Debian's chromium."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.ingest.lineprotocol import Point, to_line
+from sensorpipe.protocol import storage
+from sensorpipe.stack.local import LocalStack
+from tests.integration.live_server import live_server
+from tests.integration.test_dashboard import READY, History, chart_data
+from tests.integration.test_dashboard import open_browser as _open_browser
+
+open_browser = _open_browser  # the fixture: one chromium page, its errors recorded
+
+pytestmark = pytest.mark.integration
+
+MIN_MS = 60_000
+READINGS: dict[str, dict[str, float]] = {
+    "sps30": {"pm1": 4.0, "pm2_5": 6.0, "pm4": 7.0, "pm10": 8.0},
+    "pms5003": {
+        "pm1": 3.0,
+        "pm2_5": 5.0,
+        "pm10": 9.0,
+        **{f"particles_{s}": n for s, n in (("0_3", 9.5), ("0_5", 3.1), ("1_0", 0.8))},
+        **{f"particles_{s}": n for s, n in (("2_5", 0.2), ("5_0", 0.05), ("10", 0.01))},
+    },
+    "bme280": {"temperature": 17.5, "relative_humidity": 71.0, "pressure": 1012.3},
+    "soil_probe": {"soil_moisture": 42.0, "soil_probe_voltage": 2.012},
+}
+
+
+def _garden_kit(stack: LocalStack, influx: InfluxClient) -> None:
+    """A device with those four sensors, and an hour of their readings a minute apart."""
+    sensors = list(READINGS)
+    stack.add_devices([("kit-01", {"site": "allotment", "sensors": sensors})])
+    now = int(time.time() * 1000) // MIN_MS * MIN_MS
+    lines = [
+        to_line(
+            Point(
+                storage.AIR,
+                {"device_id": "kit-01", "site": "allotment", "sensor": sensor},
+                {q: v + i % 3 for q, v in values.items()},
+                now - i * MIN_MS,
+            )
+        )
+        for i in range(60)
+        for sensor, values in READINGS.items()
+    ]
+    influx.write(lines)
+
+
+def _values(page: Any, chart: str) -> list[float]:
+    return [v for line in chart_data(page, chart)[1:] for v in line if v is not None]
+
+
+def test_every_quantity_of_a_device_gets_its_chart(
+    stack: LocalStack, influx: InfluxClient, open_browser: Any
+) -> None:
+    _garden_kit(stack, influx)
+    info = stack.require_info()
+    app = History(stack, [], info.influx_url, info.database).app(register_cache_s=0)
+    with live_server(app) as base:
+        b = open_browser(base, viewport={"width": 1280, "height": 900})
+        b.page.goto(f"{base}/#device=kit-01&range=24h")
+        b.wait(READY)
+        charts = {
+            "pm": ("Fine dust: PM1, PM2.5, PM4 and PM10 (µg/m³)", 4 + 3),  # SPS30 and PMS5003
+            "particles": ("Particle counts: particles larger than each size, per cm³", 6),
+            "temperature": ("Temperature (°C)", 1),
+            "humidity": ("Relative humidity (%)", 1),
+            "pressure": ("Air pressure (hPa)", 1),
+            "soil": ("Soil moisture (% of each probe's dry-to-wet", 1),
+            "soil-voltage": ("Soil probe output voltage (V", 1),
+        }
+        for name, (caption, lines) in charts.items():
+            b.wait(f"#chart-{name}[data-state=ready]")
+            fig = b.page.locator(f"#chart-{name}")
+            assert fig.is_visible() and caption in fig.locator("figcaption").inner_text()
+            assert fig.get_attribute("data-series") == str(lines), name
+        shown = b.page.locator("#detail .chart:not([hidden])").evaluate_all(
+            "(figs) => figs.map((f) => f.id)"
+        )
+        assert sorted(shown) == sorted(f"chart-{n}" for n in charts)  # no others, no counts
+        # The SPS30's PM1 and PM4 are drawn, with their own labels in the legend (the sensor
+        # named where two sensors give the quantity).
+        legend = b.page.locator("#chart-pm .u-legend").inner_text()
+        assert "PM1 · kit-01 · sps30" in legend and "PM1 · kit-01 · pms5003" in legend
+        assert "PM4" in legend.split("–")
+        assert {4.0, 7.0} <= set(_values(b.page, "pm"))
+        assert all(42.0 <= v <= 44.0 for v in _values(b.page, "soil"))  # means of 42..44
+        assert "> 0.3 µm" in b.page.locator("#chart-particles .u-legend").inner_text()
+        assert b.errors == []
+
+
+def test_a_quantity_the_page_does_not_know_gets_a_chart_of_its_own(
+    stack: LocalStack, influx: InfluxClient, open_browser: Any
+) -> None:
+    """A newer server's quantity (here `leaf_wetness`, which the register and the API are made
+    to offer on the way to the page): labelled from its name, its unit from the API."""
+    _garden_kit(stack, influx)
+    info = stack.require_info()
+    app = History(stack, [], info.influx_url, info.database).app(register_cache_s=0)
+    with live_server(app) as base:
+        b = open_browser(base, viewport={"width": 1280, "height": 900})
+
+        def devices(route: Any) -> None:
+            answer = route.fetch()
+            body = answer.json()
+            for d in body["devices"]:
+                d["quantities"] = [*d["quantities"], "leaf_wetness"]
+            route.fulfill(response=answer, body=json.dumps(body))
+
+        def air(route: Any) -> None:
+            url = route.request.url.replace("&quantity=leaf_wetness", "")
+            answer = route.fetch(url=url)
+            body = answer.json()
+            body["units"]["leaf_wetness"] = "%"
+            for s in body["series"]:
+                values = s["values"].get("temperature") or [None] * len(s["time"])
+                s["values"]["leaf_wetness"] = [None if v is None else 12.5 for v in values]
+            route.fulfill(response=answer, body=json.dumps(body))
+
+        b.page.route("**/api/v1/devices", devices)
+        b.page.route("**/api/v1/air?*", air)
+        b.page.goto(f"{base}/#device=kit-01&range=24h")
+        b.wait(READY)
+        b.wait("#chart-q-leaf_wetness[data-state=ready]")
+        fig = b.page.locator("#chart-q-leaf_wetness")
+        assert fig.locator("figcaption").inner_text() == "Leaf wetness (%)"
+        assert set(_values(b.page, "q-leaf_wetness")) == {12.5}
+        assert b.page.locator("#chart-soil[data-state=ready]").count() == 1
+        assert b.errors == []
