@@ -176,15 +176,25 @@ def _errno_of(exc: BaseException) -> int | None:
     return None
 
 
-# A sensor that could not be opened, by what its driver said (the drivers' own messages:
-# tests/test_edge_check_kinds.py holds each of them to its kind).
-_WRONG_MODEL = re.compile(r"is it an? [A-Z0-9]+\?|chip id 0x[0-9a-f]+ at")
-_WRONG_ADDRESS = re.compile(r"a device answers at 0x[0-9a-f]+")  # another address answers
-_NO_ANSWER = re.compile(r"no answer at I2C address|no [\w-]+ answers at")  # none does
-_OUTSIDE = re.compile(r"is outside (the sensor's range|0\.\.100)")
-_NO_PROBE = re.compile(r"probe is disconnected|probe has no power")
-_UNFINISHED = re.compile(r"did not finish")
-_BAD_CRC = re.compile(r"bad CRC")
+# A sensor that could not be opened (SensorConfigError), by what its driver said (the drivers'
+# own messages: tests/test_edge_check_kinds.py holds each of them to its kind).
+_OPEN_KINDS = [
+    (re.compile(r"is it an? [A-Z0-9]+\?|chip id 0x[0-9a-f]+ at"), "wrong_model"),
+    (re.compile(r"a device answers at 0x[0-9a-f]+"), "wrong_address"),  # another one answers
+    (re.compile(r"no answer at I2C address|no [\w-]+ answers at"), "timeout"),  # none does
+]
+# A driver's plain SensorError (the SHT and ADS1115 drivers raise no subclass), likewise.
+_READ_KINDS = [
+    (re.compile(r"bad CRC"), "checksum"),
+    (re.compile(r"is outside (the sensor's range|0\.\.100)"), "out_of_range"),
+    (re.compile(r"probe is disconnected|probe has no power"), "disconnected"),
+    (re.compile(r"did not finish"), "timeout"),
+]
+_WRONG_ADDRESS = _OPEN_KINDS[1][0]
+
+
+def _said(text: str, kinds: list[tuple[re.Pattern[str], str]]) -> str | None:
+    return next((kind for pattern, kind in kinds if pattern.search(text)), None)
 
 
 def failure_kind(sensor: SensorConfig, exc: BaseException, driver: SensorDriver | None) -> str:
@@ -202,27 +212,15 @@ def failure_kind(sensor: SensorConfig, exc: BaseException, driver: SensorDriver 
     if driver is not None and driver.frames_bad:
         return "checksum"
     if isinstance(exc, SensorConfigError):
-        text = str(exc)
-        if _WRONG_MODEL.search(text):
-            return "wrong_model"
-        if _WRONG_ADDRESS.search(text):
-            return "wrong_address"
-        if _NO_ANSWER.search(text):
-            return "timeout"
+        said = _said(str(exc), _OPEN_KINDS)
+        if said is not None:
+            return said
         if not isinstance(exc.__cause__, SensorError):
             return "config"
         exc = exc.__cause__  # a failed first answer (an SHT's serial number with a bad CRC)
     kind = error_kind(exc)
-    if kind == "read":  # a driver's plain SensorError (SHT, ADS1115): what it says
-        text = str(exc)
-        if _BAD_CRC.search(text):
-            return "checksum"
-        if _OUTSIDE.search(text):
-            return "out_of_range"
-        if _NO_PROBE.search(text):
-            return "disconnected"
-        if _UNFINISHED.search(text):
-            return "timeout"
+    if kind == "read":
+        return _said(str(exc), _READ_KINDS) or kind
     return kind
 
 
