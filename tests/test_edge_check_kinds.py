@@ -238,13 +238,27 @@ def test_the_agents_counts_join_each_sensors_line(tmp_path: Path) -> None:
 
 
 def test_the_agent_saves_the_health_of_each_status_message(tmp_path: Path) -> None:
-    from sensorpipe.edge.errors import SensorTimeout
+    """... with the faults counted by the kinds `edge check` names, also where a driver raises
+    a plain SensorError that says what went wrong (the SHT and ADS1115 drivers)."""
+    from sensorpipe.edge.errors import SensorError, SensorTimeout
     from sensorpipe.edge.healthfile import read_health
     from tests.test_agent_sensor_faults import FaultyDriver, _agent, _opener
 
-    driver = FaultyDriver("sht4x", [SensorTimeout("sht4x: no answer"), {"temperature": 20.0}])
-    agent = _agent([_opener(driver)], health_path=tmp_path / HEALTH_FILE)
+    sht = FaultyDriver(
+        "sht4x",
+        [
+            SensorTimeout("sht4x: no answer"),
+            SensorError("sht4x: bad CRC in word 0 (59 d8 42, expected CRC 18): loose wiring"),
+            {"temperature": 20.0},
+        ],
+    )
+    at_the_rail = "soil_probe: AIN0 reads 3.300 V, at the rail: the probe is disconnected"
+    soil = FaultyDriver("soil_probe", [SensorError(at_the_rail), {"soil_moisture": 40.0}])
+    agent = _agent([_opener(sht), _opener(soil)], health_path=tmp_path / HEALTH_FILE)
+    agent.sample(agent._slots)
     agent.sample(agent._slots)
     agent.queue_status()
     written, counted = read_health(tmp_path / HEALTH_FILE)
-    assert written is not None and counted["sht4x"].errors == {"timeout": 1}
+    assert written is not None
+    assert counted["sht4x"].errors == {"timeout": 1, "checksum": 1}
+    assert counted["soil_probe"].errors == {"disconnected": 1}

@@ -183,13 +183,6 @@ _OPEN_KINDS = [
     (re.compile(r"a device answers at 0x[0-9a-f]+"), "wrong_address"),  # another one answers
     (re.compile(r"no answer at I2C address|no [\w-]+ answers at"), "timeout"),  # none does
 ]
-# A driver's plain SensorError (the SHT and ADS1115 drivers raise no subclass), likewise.
-_READ_KINDS = [
-    (re.compile(r"bad CRC"), "checksum"),
-    (re.compile(r"is outside (the sensor's range|0\.\.100)"), "out_of_range"),
-    (re.compile(r"probe is disconnected|probe has no power"), "disconnected"),
-    (re.compile(r"did not finish"), "timeout"),
-]
 _WRONG_ADDRESS = _OPEN_KINDS[1][0]
 
 
@@ -218,10 +211,7 @@ def failure_kind(sensor: SensorConfig, exc: BaseException, driver: SensorDriver 
         if not isinstance(exc.__cause__, SensorError):
             return "config"
         exc = exc.__cause__  # a failed first answer (an SHT's serial number with a bad CRC)
-    kind = error_kind(exc)
-    if kind == "read":
-        return _said(str(exc), _READ_KINDS) or kind
-    return kind
+    return error_kind(exc)
 
 
 def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver | None) -> str:
