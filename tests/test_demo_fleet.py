@@ -132,3 +132,16 @@ def test_a_reading_slower_than_its_round_gets_a_time_of_its_own() -> None:
     assert [[r.sensor for r in m.readings] for m in air] == [["bme280"], ["scd4x"]]
     first, second = (m.observed_at for m in air)
     assert (second - first).total_seconds() == pytest.approx(PART_STEP_S)
+
+
+def test_the_demo_summary_names_the_faults_and_back_offs() -> None:
+    from sensorpipe.cli.demo import sensor_faults_line
+    from sensorpipe.stack.demo import DemoSummary
+
+    summary = DemoSummary(devices=5, duration_s=60.0)
+    assert sensor_faults_line(summary) == "sensor faults counted on the devices: none"
+    summary.sensor_faults = {"scd4x": {"timeout": 4}, "sht4x": {"read": 1, "checksum": 2}}
+    assert sensor_faults_line(summary) == (
+        "sensor faults counted on the devices: scd4x timeout 4; sht4x checksum 2, read 1"
+    )
+    assert summary.as_dict()["backed_off"] == {}
