@@ -125,9 +125,7 @@ class SensorHealthOut(BaseModel):
         default=None, description="a laser PM sensor's running hours, as it last reported them"
     )
     laser_life_h: float | None = Field(
-        default=None,
-        description="the laser's expected life in running hours (data sheet); null where no "
-        "source gives one (PMS7003)",
+        default=None, description="the laser's expected life in running hours (data sheet)"
     )
     errors: dict[str, int] = Field(
         default_factory=dict,
