@@ -197,7 +197,7 @@ def failure_kind(sensor: SensorConfig, exc: BaseException, driver: SensorDriver 
     permission, wrong_address (nothing answers there, another address does), wrong_model,
     timeout (nothing answers at all: power, wiring) or config."""
     number = _errno_of(exc)
-    serial = isinstance(sensor, Sds011Config | Pms5003Config)
+    serial = isinstance(getattr(sensor, "port", None), str)  # a UART sensor (SDS011, PMS5003)
     if number == errno.ENOENT:
         return "no_port" if serial else "no_bus"
     if number in (errno.EACCES, errno.EPERM):
