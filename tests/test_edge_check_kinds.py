@@ -87,20 +87,30 @@ I2C_FAULTS: list[tuple[dict[str, Any], Callable[[], dict[int, Any]], str, str]] 
             ("scd4x", Scd4xDevice, 0x62),
         )
         for cfg, make, kind, word in (
-            ({"driver": name}, lambda c=cls, a=address: {a: _crc(_sensirion(c))}, "checksum", ""),
             (
-                {"driver": name},
+                {"driver": name, "bus": 1},
+                lambda c=cls, a=address: {a: _crc(_sensirion(c))},
+                "checksum",
+                "",
+            ),
+            (
+                {"driver": name, "bus": 1},
                 lambda c=cls, a=address: {a: _silent(_sensirion(c))},
                 "timeout",
                 "no answer",
             ),
             (
-                {"driver": name},
+                {"driver": name, "bus": 1},
                 lambda c=cls, a=address: {a: _set(_sensirion(c), out_of_range=True)},
                 "out_of_range",
                 "range",
             ),
-            ({"driver": name}, lambda c=cls, a=address: {a + 1: _sensirion(c)}, "timeout", "0x"),
+            (
+                {"driver": name, "bus": 1},
+                lambda c=cls, a=address: {a + 1: _sensirion(c)},
+                "timeout",
+                "0x",
+            ),
         )
     ],
 ]
