@@ -68,6 +68,8 @@
     "soil-temperature": { unit: "°C", digits: 1, caption: () => "Soil temperature (°C)" },
     "soil-voltage": { unit: "V", digits: 3, caption: () => "Soil probe output voltage (V; lower is wetter)" },
   };
+  // The most quantities /api/v1/air takes in one request (its `quantity` parameter).
+  const MAX_QUANTITIES_PER_REQUEST = 20;
   // Units as the API writes them (protocol.quantities), as a reader reads them.
   const UNIT_TEXT = { "ug/m3": "µg/m³", degC: "°C", "1/cm3": "per cm³", dBA: "dB(A)", um: "µm" };
 
@@ -112,6 +114,25 @@
       return (ia < 0 ? 999 : ia) - (ib < 0 ? 999 : ib);
     });
     return new Map(names.map((n) => [n, charts.get(n)]));
+  }
+
+  /** The charts' names in batches whose quantities, together, the API takes in one request
+   * (/api/v1/air: at most MAX_QUANTITIES_PER_REQUEST); a chart is never split. */
+  function airBatches(charts) {
+    const batches = [];
+    let batch = [], size = 0;
+    for (const [name, chart] of charts) {
+      const n = chart.quantities.length;
+      if (batch.length && size + n > MAX_QUANTITIES_PER_REQUEST) {
+        batches.push(batch);
+        batch = [];
+        size = 0;
+      }
+      batch.push(name);
+      size += n;
+    }
+    if (batch.length) batches.push(batch);
+    return batches;
   }
 
   /** The figure of an air chart, made once, before the counts chart; its caption set. */
@@ -1216,7 +1237,6 @@
     const where = new URLSearchParams();
     where.set(sel.kind === "device" ? "device" : "site", sel.id);
     const air = new URLSearchParams(where);
-    for (const chart of charts.values()) for (const q of chart.quantities) air.append("quantity", q);
     air.set("from", fromIso);
     air.set("to", toIso);
     air.set("every", every);
@@ -1228,24 +1248,35 @@
     counts.set("to", toIso);
     counts.set("every", "1h");
 
+    // One request per batch of whole charts, each within the API's quantities per request.
+    const batches = airBatches(charts);
+    const airAsked = batches.map((names) => {
+      const params = new URLSearchParams(air);
+      for (const name of names) for (const q of charts.get(name).quantities) params.append("quantity", q);
+      return fetchJSON(`api/v1/air?${params}`).then((answer) => ({ names, answer }));
+    });
     const [airResult, countResult] = await Promise.allSettled([
-      wantAir ? fetchJSON(`api/v1/air?${air}`) : Promise.resolve(null),
+      wantAir ? Promise.all(airAsked) : Promise.resolve(null),
       wantCounts ? fetchJSON(`api/v1/counts?${counts}`) : Promise.resolve(null),
     ]);
     if (load !== state.load) return; // a newer choice was made meanwhile
     const problems = [];
     if (wantAir) {
       if (airResult.status === "fulfilled") {
-        const answer = airResult.value;
-        Object.assign(state.units, answer.units || {});
+        const answers = new Map();
+        for (const { names, answer } of airResult.value) {
+          Object.assign(state.units, answer.units || {});
+          for (const name of names) answers.set(name, answer);
+          state.airEvery = answer.every;
+        }
         for (const [name, chart] of chartsFor(quantities, state.units)) {
           const fig = airFigure(name, chart); // a label from the API's units, where new
-          if (fig.hidden) continue;
+          const answer = answers.get(name);
+          if (fig.hidden || !answer) continue;
           drawChart(name, airLines(answer, chart.quantities), chart.unit, chart.digits, range, {
             partial: answer.partial, every: answer.every,
           });
         }
-        state.airEvery = answer.every;
       } else {
         problems.push(`air readings: ${airResult.reason.message}`);
         for (const name of charts.keys()) chartError(name, airResult.reason.message);
