@@ -23,8 +23,13 @@ def _block(name: str) -> str:
     return SOURCE[start : SOURCE.index("\n  };\n", start)]
 
 
+def js_quantities() -> dict[str, tuple[str, str, str, str]]:
+    """The page's table: quantity -> (label, unit, digits, chart)."""
+    return {m[1]: (m[2], m[3], m[4], m[5]) for m in ENTRY.finditer(_block("QUANTITIES"))}
+
+
 def test_every_quantity_has_its_label_unit_and_chart() -> None:
-    table = {m[1]: m.groups()[1:] for m in ENTRY.finditer(_block("QUANTITIES"))}
+    table = js_quantities()
     assert set(QUANTITIES) - set(table) == set()
     charts = set(re.findall(r'^    "?([\w-]+)"?: \{ unit:', _block("CHARTS"), re.M))
     for name, q in QUANTITIES.items():

@@ -16,34 +16,30 @@ import pytest
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import Point, to_line
 from sensorpipe.protocol import storage
+from sensorpipe.protocol.register import SENSOR_QUANTITIES
 from sensorpipe.stack.local import LocalStack
 from tests.integration.live_server import live_server
 from tests.integration.test_dashboard import READY, History, chart_data
 from tests.integration.test_dashboard import open_browser as _open_browser
+from tests.test_dashboard_quantities import js_quantities
 
 open_browser = _open_browser  # the fixture: one chromium page, its errors recorded
 
 pytestmark = pytest.mark.integration
 
 MIN_MS = 60_000
-READINGS: dict[str, dict[str, float]] = {
-    "sps30": {"pm1": 4.0, "pm2_5": 6.0, "pm4": 7.0, "pm10": 8.0},
-    "pms5003": {
-        "pm1": 3.0,
-        "pm2_5": 5.0,
-        "pm10": 9.0,
-        **{f"particles_{s}": n for s, n in (("0_3", 9.5), ("0_5", 3.1), ("1_0", 0.8))},
-        **{f"particles_{s}": n for s, n in (("2_5", 0.2), ("5_0", 0.05), ("10", 0.01))},
-    },
-    "bme280": {"temperature": 17.5, "relative_humidity": 71.0, "pressure": 1012.3},
-    "soil_probe": {"soil_moisture": 42.0, "soil_probe_voltage": 2.012},
-}
+SENSORS = ("sps30", "pms5003", "bme280", "soil_probe")
+# A value of each quantity (others: 1.0), each sensor giving all those the register says it
+# measures (so an SPS30 gives its number concentrations where this version has them).
+VALUES = {"pm1": 4.0, "pm4": 7.0, "temperature": 17.5, "relative_humidity": 71.0}
+VALUES |= {"pressure": 1012.3, "soil_moisture": 42.0, "soil_probe_voltage": 2.012}
+READINGS = {s: {q: VALUES.get(q, 1.0) for q in SENSOR_QUANTITIES[s]} for s in SENSORS}
+MEASURED = {q for values in READINGS.values() for q in values}
 
 
 def _garden_kit(stack: LocalStack, influx: InfluxClient) -> None:
     """A device with those four sensors, and an hour of their readings a minute apart."""
-    sensors = list(READINGS)
-    stack.add_devices([("kit-01", {"site": "allotment", "sensors": sensors})])
+    stack.add_devices([("kit-01", {"site": "allotment", "sensors": list(SENSORS)})])
     now = int(time.time() * 1000) // MIN_MS * MIN_MS
     lines = [
         to_line(
@@ -74,30 +70,37 @@ def test_every_quantity_of_a_device_gets_its_chart(
         b = open_browser(base, viewport={"width": 1280, "height": 900})
         b.page.goto(f"{base}/#device=kit-01&range=24h")
         b.wait(READY)
-        charts = {
-            "pm": ("Fine dust: PM1, PM2.5, PM4 and PM10 (µg/m³)", 4 + 3),  # SPS30 and PMS5003
-            "particles": ("Particle counts: particles larger than each size, per cm³", 6),
-            "temperature": ("Temperature (°C)", 1),
-            "humidity": ("Relative humidity (%)", 1),
-            "pressure": ("Air pressure (hPa)", 1),
-            "soil": ("Soil moisture (% of each probe's dry-to-wet", 1),
-            "soil-voltage": ("Soil probe output voltage (V", 1),
+        captions = {
+            "pm": "Fine dust: PM1, PM2.5, PM4 and PM10 (µg/m³)",
+            "particles": "Particle counts: particles larger than each size, per cm³",
+            "temperature": "Temperature (°C)",
+            "humidity": "Relative humidity (%)",
+            "pressure": "Air pressure (hPa)",
+            "soil": "Soil moisture (% of each probe's dry-to-wet",
+            "soil-voltage": "Soil probe output voltage (V",
         }
-        for name, (caption, lines) in charts.items():
+        table = js_quantities()
+        charts = {table[q][3] for q in MEASURED}
+        assert set(captions) <= charts  # and, with the SPS30's number concentrations, more
+        for name in sorted(charts):
             b.wait(f"#chart-{name}[data-state=ready]")
             fig = b.page.locator(f"#chart-{name}")
-            assert fig.is_visible() and caption in fig.locator("figcaption").inner_text()
+            assert fig.is_visible(), name
+            assert captions.get(name, "") in fig.locator("figcaption").inner_text()
+            lines = sum(table[q][3] == name for values in READINGS.values() for q in values)
             assert fig.get_attribute("data-series") == str(lines), name
         shown = b.page.locator("#detail .chart:not([hidden])").evaluate_all(
             "(figs) => figs.map((f) => f.id)"
         )
         assert sorted(shown) == sorted(f"chart-{n}" for n in charts)  # no others, no counts
+        assert b.page.locator("#chart-pm").get_attribute("data-series") == str(4 + 3)
         # The SPS30's PM1 and PM4 are drawn, with their own labels in the legend (the sensor
         # named where two sensors give the quantity).
         legend = b.page.locator("#chart-pm .u-legend").inner_text()
         assert "PM1 · kit-01 · sps30" in legend and "PM1 · kit-01 · pms5003" in legend
         assert "PM4" in legend.split("–")
-        assert {4.0, 7.0} <= set(_values(b.page, "pm"))
+        pm = _values(b.page, "pm")  # window means of the SPS30's 4..6 (PM1) and 7..9 (PM4)
+        assert any(4.0 <= v <= 6.0 for v in pm) and any(7.0 <= v <= 9.0 for v in pm)
         assert all(42.0 <= v <= 44.0 for v in _values(b.page, "soil"))  # means of 42..44
         assert "> 0.3 µm" in b.page.locator("#chart-particles .u-legend").inner_text()
         assert b.errors == []
@@ -160,4 +163,4 @@ def test_quantities_the_page_does_not_know_get_charts_of_their_own(
         assert b.page.locator("#chart-soil[data-state=ready]").count() == 1
         assert b.errors == []
     assert len(asked) >= 2 and all(len(a) <= 20 for a in asked)
-    assert sum(len(a) for a in asked) == 15 + len(NEW)  # each quantity asked once
+    assert sum(len(a) for a in asked) == len(MEASURED) + len(NEW)  # each asked once
