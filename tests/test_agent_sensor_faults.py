@@ -182,6 +182,14 @@ def test_a_sensor_that_cannot_be_opened_is_tried_less_often_until_it_opens() -> 
     assert driver.reads == 1 and _health(agent, "sds011").errors == {"not_available": 4}
 
 
+def _wrapping(cause: OSError) -> SensorError:
+    """A SensorError raised `from` a bus error, as the SHT and ADS1115 drivers raise theirs."""
+    try:
+        raise SensorError("sht4x: no answer at 0x44") from cause
+    except SensorError as exc:
+        return exc
+
+
 @pytest.mark.parametrize(
     ("exc", "kind"),
     [
@@ -189,7 +197,10 @@ def test_a_sensor_that_cannot_be_opened_is_tried_less_often_until_it_opens() -> 
         (SensorError("x", kind="Not A Kind!"), "read"),  # would not validate: not sent so
         (SensorChecksumError("x"), "checksum"),
         (TimeoutError(), "timeout"),
-        (OSError(121, "Remote I/O error"), "io"),
+        (OSError(121, "Remote I/O error"), "timeout"),  # a NACK: nothing answered
+        (OSError(5, "Input/output error"), "io"),
+        (_wrapping(OSError(121, "Remote I/O error")), "timeout"),  # a driver's plain error
+        (_wrapping(OSError(5, "Input/output error")), "io"),
         (KeyError("k"), "bug"),
     ],
 )

@@ -70,7 +70,7 @@ def test_an_sds011_that_does_not_answer(silent_port: str) -> None:
     check, ok = check_sensor(
         Sds011Config(driver="sds011", port=silent_port, timeout_s=0.3), Probes()
     )
-    assert not ok and check.detail.startswith(f"{silent_port}: no answer")
+    assert not ok and check.detail.startswith(f"{silent_port}: timeout: no answer")
     assert "wiring" in check.detail
 
 

@@ -82,7 +82,7 @@ def test_edge_check_names_a_silent_pms5003_in_one_line(tmp_path: Path) -> None:
         result = CliRunner().invoke(main, ["edge", "check", "--config", str(config)])
     assert result.exit_code != 0
     (line,) = [x for x in result.output.splitlines() if "pms5003" in x]
-    assert line.startswith("FAIL  pms5003") and f"{sim.port}: no answer (" in line
+    assert line.startswith("FAIL  pms5003") and f"{sim.port}: timeout: no answer (" in line
     assert "check the wiring and the sensor's power" in line
     assert "Traceback" not in result.output
 
@@ -96,7 +96,7 @@ def test_a_pms7003_is_read_and_named_as_registered() -> None:
         check, ok = check_sensor(config, Probes())
         assert not ok and check.name == "pms7003"
         assert check.detail == (
-            f"{sim.port}: no answer (no answer to command 0xe1 within 1.0 s): "
+            f"{sim.port}: timeout: no answer (no answer to command 0xe1 within 1.0 s): "
             "check the wiring and the sensor's power"
         )
         dev.silent_until = 0.0

@@ -24,7 +24,9 @@ class SensorHealthOut(BaseModel):
         default=None, description="a laser PM sensor's running hours, as it last reported them"
     )
     laser_life_h: float | None = Field(
-        default=None, description="the laser's expected life in running hours (data sheet)"
+        default=None,
+        description="the laser's expected life in running hours (data sheet); null where no "
+        "source gives one (PMS7003)",
     )
     errors: dict[str, int] = Field(
         default_factory=dict,

@@ -74,8 +74,14 @@ def _print_summary(summary: Any, as_json: bool) -> None:
         + ", ".join(f"{k} {v}" for k, v in summary.rejected_by_reason.items())
     )
     click.echo(
-        f"malformed SDS011 frames skipped on the devices: {summary.malformed_frames_skipped}"
+        f"malformed frames and bad CRCs skipped on the devices: {summary.malformed_frames_skipped}"
     )
+    click.echo(sensor_faults_line(summary))
+    if summary.backed_off:
+        click.echo(
+            "backed off, as their status messages report it: "
+            + ", ".join(f"{k} up to {v:g} s" for k, v in summary.backed_off.items())
+        )
     from sensorpipe.query.output import drop_empty_columns, render
 
     cols = drop_empty_columns(summary.query, ["time", "device_id", "site", "sensor"])
@@ -93,3 +99,13 @@ def demo_totals_line(summary: Any) -> str:
     if summary.pending_in_outboxes:
         line += " (not lost: sent when the devices next reach the broker)"
     return line
+
+
+def sensor_faults_line(summary: Any) -> str:
+    """The faults the devices' sensors showed, counted by kind on the devices."""
+    if not summary.sensor_faults:
+        return "sensor faults counted on the devices: none"
+    return "sensor faults counted on the devices: " + "; ".join(
+        f"{sensor} " + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
+        for sensor, kinds in summary.sensor_faults.items()
+    )

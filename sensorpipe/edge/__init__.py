@@ -11,5 +11,6 @@ this host ready to deliver?). `host` reads the Wi-Fi signal and clock synchronis
 what), `notify` speaks systemd's sd_notify, `errors` are marked retryable or permanent (and a
 sensor's by kind), `problems` re-exports the repeated-problem log of `protocol.problems`, and
 `duty` is the duty cycling of laser PM sensors (wake before a reading, sleep after, warm-up
-discarded) and their laser's running hours.
+discarded) and their laser's running hours; `healthfile` keeps the agent's last sensor health
+(errors by kind, back-off) on disk for `edge check` to show.
 """

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -47,6 +48,7 @@ from sensorpipe.edge.config import EdgeConfig
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.duty import DutyCycle
 from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.healthfile import write_health
 from sensorpipe.edge.notify import Notifier
 from sensorpipe.edge.outbox import Outbox, OutboxEntry, OutboxError
 from sensorpipe.edge.problems import RepeatedProblem
@@ -54,6 +56,7 @@ from sensorpipe.edge.publisher import LinkState, Publisher
 from sensorpipe.edge.sensorloop import (
     MAX_BACKOFF_S,
     MAX_KINDS,
+    PART_STEP_S,
     READ_TIMEOUT_S,
     STORM_LINE_S,
     Outcome,
@@ -204,7 +207,10 @@ class Agent:
         summary_interval_s: float = 300.0,
         max_backoff_s: float = MAX_BACKOFF_S,
         clock_line: Callable[[], str] = host.clock_line,
+        health_path: Path | None = None,
     ) -> None:
+        """`health_path`: where each status message's sensor health is also saved, for `edge
+        check` (edge.healthfile); None: nowhere."""
         self.config = config
         self.outbox = outbox
         self.stats = AgentStats()
@@ -222,6 +228,7 @@ class Agent:
         self._reopen_after_s = reopen_after_s
         self._max_backoff_s = max_backoff_s
         self._clock_line = clock_line
+        self._health_path = health_path
         self._rounds: list[Round] = []  # reads under way, or answered and not yet queued
         self._answers: queue.SimpleQueue[Outcome] = queue.SimpleQueue()  # from the workers
         self._answered = threading.Event()
@@ -623,7 +630,9 @@ class Agent:
             )
             return None
         self.stats.readings += len(readings)
-        entry = self._queue("air", rnd.observed, {"readings": readings}, synced=rnd.synced)
+        observed = rnd.observed + PART_STEP_S * rnd.parts
+        rnd.parts += 1
+        entry = self._queue("air", observed, {"readings": readings}, synced=rnd.synced)
         if entry is not None:
             sensors = sorted({r["sensor"] for r in readings})
             n = len(readings)
@@ -743,9 +752,7 @@ class Agent:
                 errors=dict(s.errors),
                 backoff_s=float(s.backoff_s),
                 laser_hours=(
-                    round(s.duty.hours.hours(s.model, time.monotonic()), 4)
-                    if s.duty is not None
-                    else None
+                    round(s.duty.running_hours(time.monotonic()), 4) if s.duty is not None else None
                 ),
             )
             for s in self._slots
@@ -753,6 +760,8 @@ class Agent:
 
     def queue_status(self) -> int | None:
         health = [h.model_dump(mode="json") for h in self.sensor_health()]
+        if self._health_path is not None:
+            write_health(self._health_path, health, self._clock())
         return self._queue("status", self._clock(), {"sensors": health})
 
     def queue_counts(self, counts: IntervalCounts, model_id: str) -> int | None:

@@ -22,7 +22,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,9 @@ from sensorpipe.edge.drivers.registry import (
     open_driver,
     sensor_tag,
 )
-from sensorpipe.edge.errors import EdgeError
+from sensorpipe.edge.errors import EdgeError, SensorConfigError, SensorError
+from sensorpipe.edge.healthfile import HEALTH_FILE, counted_text, read_health
+from sensorpipe.edge.sensorloop import error_kind
 from sensorpipe.protocol.ack import ack_topic, decode_ack
 from sensorpipe.protocol.brokerlink import (
     BAD_LOGIN,
@@ -70,6 +72,7 @@ class Check:
     name: str
     status: str  # ok, FAIL, skip
     detail: str
+    kind: str | None = None  # a sensor that failed: the kind of fault (`failure_kind`)
 
     def line(self) -> str:
         return f"{self.status:<4}  {self.name:<10}  {self.detail}"
@@ -93,8 +96,12 @@ def run_checks(
     probes = probes or Probes()
     checks: list[Check] = []
     health: list[SensorHealth] = []
+    written, counted = read_health(Path(config.outbox_path).parent / HEALTH_FILE)
     for sensor in config.sensors:
         check, ok = check_sensor(sensor, probes)
+        before = counted.get(sensor_tag(sensor))
+        if written is not None and before is not None and before.errors:
+            check = replace(check, detail=f"{check.detail}; {counted_text(before, written)}")
         checks.append(check)
         health.append(
             SensorHealth(
@@ -148,14 +155,17 @@ def check_sensor(sensor: SensorConfig, probes: Probes) -> tuple[Check, bool]:
         driver = open_driver(sensor, i2c_bus_factory=probes.i2c_bus_factory)
         values = driver.read()
     except Exception as exc:  # whatever the driver raises is the answer to print
-        return Check(name, FAIL, f"{where}: {_sensor_problem(sensor, exc, driver)}"), False
+        kind = failure_kind(sensor, exc, driver)
+        problem = _sensor_problem(sensor, exc, driver)
+        return Check(name, FAIL, f"{where}: {kind}: {problem}", kind), False
     finally:
         if driver is not None:
             driver.close()
     shown = ", ".join(f"{q} {v:g}" for q, v in values.items())
     implausible = [e for q, v in values.items() if (e := plausibility_error(q, v)) is not None]
     if implausible:
-        return Check(name, FAIL, f"{where}: implausible reading: {implausible[0]}"), False
+        problem = f"implausible reading: {implausible[0]}"
+        return Check(name, FAIL, f"{where}: out_of_range: {problem}", "out_of_range"), False
     note = getattr(driver, "note", None)  # a reading that is good but says something is off
     return Check(name, OK, f"{where}: {shown}" + (f" ({note})" if note else "")), True
 
@@ -173,6 +183,44 @@ def _errno_of(exc: BaseException) -> int | None:
     if "[Errno 13]" in text:
         return errno.EACCES
     return None
+
+
+# A sensor that could not be opened (SensorConfigError), by what its driver said (the drivers'
+# own messages: tests/test_edge_check_kinds.py holds each of them to its kind).
+_OPEN_KINDS = [
+    (re.compile(r"is it an? [A-Z0-9]+\?|chip id 0x[0-9a-f]+ at"), "wrong_model"),
+    (re.compile(r"a device answers at 0x[0-9a-f]+"), "wrong_address"),  # another one answers
+    (re.compile(r"no answer at I2C address|no [\w-]+ answers at"), "timeout"),  # none does
+]
+_WRONG_ADDRESS = _OPEN_KINDS[1][0]
+
+
+def _said(text: str, kinds: list[tuple[re.Pattern[str], str]]) -> str | None:
+    return next((kind for pattern, kind in kinds if pattern.search(text)), None)
+
+
+def failure_kind(sensor: SensorConfig, exc: BaseException, driver: SensorDriver | None) -> str:
+    """The kind of a failed check, in the agent's words where the agent counts it so
+    (checksum, timeout, io, out_of_range, a driver's own kind: edge.errors); for a sensor that
+    cannot be opened, which the agent counts as `not_available`, why: no_port, no_bus,
+    permission, wrong_address (nothing answers there, another address does), wrong_model,
+    timeout (nothing answers at all: power, wiring) or config."""
+    number = _errno_of(exc)
+    serial = isinstance(getattr(sensor, "port", None), str)  # a UART sensor (SDS011, PMS5003)
+    if number == errno.ENOENT:
+        return "no_port" if serial else "no_bus"
+    if number in (errno.EACCES, errno.EPERM):
+        return "permission"
+    if driver is not None and driver.frames_bad:
+        return "checksum"
+    if isinstance(exc, SensorConfigError):
+        said = _said(str(exc), _OPEN_KINDS)
+        if said is not None:
+            return said
+        if not isinstance(exc.__cause__, SensorError):
+            return "config"
+        exc = exc.__cause__  # a failed first answer (an SHT's serial number with a bad CRC)
+    return error_kind(exc)
 
 
 def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver | None) -> str:
@@ -213,7 +261,7 @@ def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver |
         return f"bad checksum: {frames_bad} malformed frames ({why})"
     text = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
     text = text.removeprefix(f"{sensor_tag(sensor)}: ")
-    if "no answer" in text or "did not finish" in text:
+    if ("no answer" in text or "did not finish" in text) and not _WRONG_ADDRESS.search(text):
         return f"no answer ({text}): check the wiring and the sensor's power"
     if serial:
         return text
@@ -460,7 +508,11 @@ def as_json(checks: list[Check]) -> str:
     return json.dumps(
         {
             "ok": all(c.status == OK for c in checks),
-            "checks": [{"name": c.name, "status": c.status, "detail": c.detail} for c in checks],
+            "checks": [
+                {"name": c.name, "status": c.status, "detail": c.detail}
+                | ({"kind": c.kind} if c.kind else {})
+                for c in checks
+            ],
         },
         indent=2,
     )

@@ -17,6 +17,15 @@ The running hours are kept in `laser-hours.json` next to the outbox (the agent's
 directory), so they survive restarts and updates, and reported in the sensor health the agent
 publishes (`laser_hours`); the register shows them with the expected life
 (protocol.register.LASER_LIFE_H).
+
+They are kept per sensor, not per model: two PMS5003s on one Pi each have their own count. A
+sensor is known by its model and serial port (`laser_key`: "pms5003@/dev/ttyAMA0"); a port
+under /dev/serial/by-id/ names the USB adapter by its own serial number, so the count stays
+with the sensor whichever ttyUSB number the adapter gets at boot. Neither laser sensor reports
+a serial number of its own that the drivers read (the PMS5003 has none; the SDS011's 2-byte
+id is not read yet). A file from before, keyed by model ("pms5003"), is taken over by the first
+configured sensor of that model when the agent starts (`LaserHours.claim`): no hour is lost;
+a count two sensors shared stays with the first of them.
 """
 
 from __future__ import annotations
@@ -53,8 +62,13 @@ class DutyConfig(BaseModel):
     )
 
 
+def laser_key(model: str, port: str) -> str:
+    """The key of one laser sensor's running hours: its model and its serial port."""
+    return f"{model}@{port}"
+
+
 class LaserHours:
-    """Running hours per sensor, persisted in `path` (JSON: model -> hours)."""
+    """Running hours per sensor, persisted in `path` (JSON: laser_key -> hours)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -68,26 +82,35 @@ class LaserHours:
             except (OSError, ValueError, AttributeError, TypeError) as exc:
                 log.warning("%s: cannot read the laser hours (%s); counting from 0", path, exc)
 
-    def on(self, model: str, now: float) -> None:
-        self._on_since.setdefault(model, now)
+    def claim(self, key: str, model: str) -> None:
+        """Take over a count kept per model (the file's format before per-sensor keys) for the
+        sensor `key`, unless that sensor has a count of its own. Saved with the next save;
+        until then the file keeps the old entry, so a crash in between loses nothing."""
+        if key in self._hours or model not in self._hours:
+            return
+        self._hours[key] = self._hours.pop(model)
+        log.info("laser hours: %s takes over the %s count (%.1f h)", key, model, self._hours[key])
 
-    def off(self, model: str, now: float) -> None:
-        since = self._on_since.pop(model, None)
+    def on(self, key: str, now: float) -> None:
+        self._on_since.setdefault(key, now)
+
+    def off(self, key: str, now: float) -> None:
+        since = self._on_since.pop(key, None)
         if since is not None:
-            self._hours[model] = self._hours.get(model, 0.0) + max(0.0, now - since) / 3600.0
+            self._hours[key] = self._hours.get(key, 0.0) + max(0.0, now - since) / 3600.0
             self.save(now)
 
-    def hours(self, model: str, now: float) -> float:
-        running = now - self._on_since[model] if model in self._on_since else 0.0
-        return self._hours.get(model, 0.0) + max(0.0, running) / 3600.0
+    def hours(self, key: str, now: float) -> float:
+        running = now - self._on_since[key] if key in self._on_since else 0.0
+        return self._hours.get(key, 0.0) + max(0.0, running) / 3600.0
 
     def checkpoint(self, now: float) -> None:
         """Fold the running lasers' time in and save, at most every SAVE_EVERY_S."""
         if now - self._saved_at < SAVE_EVERY_S:
             return
-        for model, since in list(self._on_since.items()):
-            self._hours[model] = self._hours.get(model, 0.0) + max(0.0, now - since) / 3600.0
-            self._on_since[model] = now
+        for key, since in list(self._on_since.items()):
+            self._hours[key] = self._hours.get(key, 0.0) + max(0.0, now - since) / 3600.0
+            self._on_since[key] = now
         self.save(now)
 
     def save(self, now: float) -> None:
@@ -109,9 +132,17 @@ class DutyCycle:
     before each reading (0: always on), readings within `warmup_s` of a wake discarded."""
 
     def __init__(
-        self, model: str, *, wake_s: float, warmup_s: float, hours: LaserHours | None = None
+        self,
+        model: str,
+        *,
+        wake_s: float,
+        warmup_s: float,
+        hours: LaserHours | None = None,
+        key: str | None = None,
     ) -> None:
+        """`key`: whose running hours these are (`laser_key`); by default the model."""
         self.model = model
+        self.key = key or model
         self.wake_s = wake_s
         self.warmup_s = warmup_s
         self.hours = hours or LaserHours(None)
@@ -129,7 +160,7 @@ class DutyCycle:
         if not self.awake:
             self.awake = True
             self.warm_from = now + self.warmup_s
-            self.hours.on(self.model, now)
+            self.hours.on(self.key, now)
 
     def warm(self, now: float) -> bool:
         """Whether a reading taken now is kept; counts the one that is not."""
@@ -138,7 +169,11 @@ class DutyCycle:
         self.discarded += 1
         return False
 
+    def running_hours(self, now: float) -> float:
+        """This sensor's laser hours, the running ones included."""
+        return self.hours.hours(self.key, now)
+
     def slept(self, now: float) -> None:
         if self.awake:
             self.awake = False
-            self.hours.off(self.model, now)
+            self.hours.off(self.key, now)

@@ -75,7 +75,16 @@ def run_agent(config_path: Path) -> None:
         )
         for s in config.sensors
     ]
-    agent = Agent(config, sensors=sensors, outbox=outbox, counter=counter)
+    from sensorpipe.edge.healthfile import HEALTH_FILE
+
+    state_dir = Path(config.outbox_path).parent
+    agent = Agent(
+        config,
+        sensors=sensors,
+        outbox=outbox,
+        counter=counter,
+        health_path=state_dir / HEALTH_FILE,
+    )
     # Without -v the agent still says how it starts: each sensor's first reading queued, the
     # first confirmation from the ingest, then a summary every few minutes (INFO).
     edge_log = logging.getLogger("sensorpipe.edge")

@@ -13,6 +13,7 @@ after each read. The drivers' contract is edge.drivers.base.
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import re
@@ -40,18 +41,38 @@ READ_TIMEOUT_S = 10.0
 MAX_BACKOFF_S = 600.0
 # Readings of one round that arrive within this of its start go into one message.
 GROUP_WAIT_S = 1.0
+PART_STEP_S = 0.001  # a round's later messages: observed a millisecond apart (Round.parts)
 # Bad frames (checksum errors) are logged as a summary, at most once this often per sensor.
 STORM_LINE_S = 60.0
 # The most kinds a sensor's `errors` holds (SensorHealth): further kinds count as "other".
 MAX_KINDS = 16
 _KIND = re.compile(ERROR_KIND_PATTERN)
+# What Linux's I2C drivers answer when no device acknowledges its address (i2c fault codes:
+# EREMOTEIO from i2c-bcm2835 and most others, ENXIO from some).
+NO_ANSWER_ERRNOS = frozenset({errno.EREMOTEIO, errno.ENXIO})
+# A plain SensorError (the kind "read": the SHT and ADS1115 drivers raise no subclass) whose
+# words name the fault: counted as that kind (tests/test_edge_check_kinds.py).
+READ_KINDS = [
+    (re.compile(r"bad CRC"), "checksum"),
+    (re.compile(r"is outside (the sensor's range|0\.\.100)"), "out_of_range"),
+    (re.compile(r"probe is disconnected|probe has no power"), "disconnected"),
+    (re.compile(r"did not finish"), "timeout"),
+]
 
 
 def error_kind(exc: BaseException) -> str:
     """The kind a failed read is counted as (edge.errors, drivers.base)."""
     if isinstance(exc, SensorError):
         kind = str(getattr(exc, "kind", "read"))
+        if kind == "read" and isinstance(exc.__cause__, OSError):
+            # A driver's plain SensorError over a bus or port error: what that error was.
+            return error_kind(exc.__cause__)
+        if kind == "read":  # or, for the faults our drivers name in words, their kind
+            text = str(exc)
+            kind = next((k for pattern, k in READ_KINDS if pattern.search(text)), kind)
         return kind if _KIND.fullmatch(kind) else "read"
+    if isinstance(exc, OSError) and exc.errno in NO_ANSWER_ERRNOS:
+        return "timeout"  # a NACK: nothing acknowledged (edge.errors.SensorTimeout)
     if isinstance(exc, TimeoutError):
         return "timeout"
     if isinstance(exc, OSError):
@@ -79,6 +100,10 @@ class Round:
     pending: set[object] = field(default_factory=set)  # slots whose answer is awaited
     outcomes: list[Outcome] = field(default_factory=list)  # answered, not yet queued
     entry: int | None = None  # the outbox id of its (first) message
+    # Messages queued from it so far: a reading slower than group_wait_s goes in a message of
+    # its own, observed PART_STEP_S after the one before (the ingest keys a message's link
+    # point by its device, kind and observation time: the same time would overwrite it).
+    parts: int = 0
     wake: bool = False  # a duty-cycled sensor's wake (opening it if need be): nothing is read
 
 

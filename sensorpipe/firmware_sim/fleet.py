@@ -20,6 +20,12 @@ With `sensirion=True` a host also has an SPS30 and an SCD41 on its I2C bus (the 
 its pressure from the BME280 there), read through Sensirion's drivers (the `sensirion` extra).
 Their clocks run faster when the fleet reads more often than every 5 s (the SCD41's period), so
 a quick fleet is not held up by them.
+
+With `kits=` each host carries its own mix instead (`HostKit`: a street, a garden, a classroom;
+the list is repeated over the hosts), each sensor with `faults=True` showing its typical faults
+now and then: bad frames and CRC bursts, a soil probe that loses contact for a reading, an SHT3x
+whose heater is on at power-up, a CO2 sensor that goes silent for a few seconds (and is backed
+off). The demo's fleet is `DEMO_KITS` (sensorpipe.stack.demo).
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sensorpipe.edge.agent import Agent
 from sensorpipe.edge.config import EdgeConfig, MqttConfig
@@ -39,6 +46,7 @@ from sensorpipe.edge.drivers.registry import (
     Pms5003Config,
     Sds011Config,
     SensorConfig,
+    Sht3xConfig,
     Sht4xConfig,
     SoilProbeConfig,
     open_driver,
@@ -51,8 +59,8 @@ from sensorpipe.firmware_sim.environment import Street
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.pms5003 import ChecksumBursts, Pms5003Device, Pms5003Simulator
 from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
-from sensorpipe.firmware_sim.sensirion import SCD4X_ADDRESS, SPS30_ADDRESS
-from sensorpipe.firmware_sim.sht import Sht4xDevice
+from sensorpipe.firmware_sim.sensirion import SCD4X_ADDRESS, SCD30_ADDRESS, SPS30_ADDRESS
+from sensorpipe.firmware_sim.sht import Sht3xDevice, Sht4xDevice
 from sensorpipe.gateway.devices import DeviceCredentials
 
 
@@ -73,6 +81,80 @@ def _garden(seed: int) -> Callable[[], float]:
     return lambda: 60.0 - ((time.monotonic() - t0) / 60.0) % 30.0
 
 
+@dataclass(frozen=True)
+class HostKit:
+    """What one simulated host carries (a BME280 always), and whether its sensors show their
+    typical faults at a low rate (`faults`)."""
+
+    sds011: bool = True
+    pms5003: bool = False
+    sht4x: bool = False
+    sht3x: bool = False
+    soil: bool = False  # a capacitive soil probe on an ADS1115 (AIN0)
+    sps30: bool = False
+    scd4x: bool = False
+    scd30: bool = False
+    ds18b20: bool = False  # a DS18B20 soil thermometer on a simulated 1-Wire bus
+    faults: bool = False
+
+    def declared(self) -> list[str]:
+        """The sensor models to register the host with (protocol.register's names)."""
+        names = {
+            "sds011": self.sds011,
+            "pms5003": self.pms5003,
+            "bme280": True,
+            "sht4x": self.sht4x,
+            "sht3x": self.sht3x,
+            "soil_probe": self.soil,
+            "ds18b20": self.ds18b20,
+            "sps30": self.sps30,
+            "scd4x": self.scd4x,
+            "scd30": self.scd30,
+        }
+        return [name for name, has in names.items() if has]
+
+    @property
+    def sensirion(self) -> bool:
+        """Whether it needs Sensirion's drivers (the `sensirion` extra)."""
+        return self.sps30 or self.scd4x or self.scd30
+
+
+def sensirion_installed() -> bool:
+    """Whether Sensirion's drivers (the `sensirion` extra) can be imported here."""
+    import importlib.util
+
+    return importlib.util.find_spec("sensirion_i2c_driver") is not None
+
+
+class _Now:
+    """A fault that comes back every `every`-th time the host talks to the device."""
+
+    def __init__(self, device: Any, every: int, fault: Callable[[Any], None]) -> None:
+        self.device, self.every, self.fault, self.count = device, every, fault, 0
+
+    def i2c_write(self, data: bytes) -> None:
+        self.count += 1
+        if self.count % self.every == 0:
+            self.fault(self.device)
+        self.device.i2c_write(data)
+
+    def i2c_read(self, length: int) -> bytes:
+        data: bytes = self.device.i2c_read(length)
+        return data
+
+
+class _LooseProbe(SoilProbe):
+    """A soil probe whose plug loses contact for one conversion in `every`: it reads the rail."""
+
+    def __init__(self, every: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.every, self.count = every, 0
+
+    def __call__(self) -> float:
+        self.count += 1
+        return self.rail_v if self.count % self.every == 0 else super().__call__()
+
+
 def _soil_temperature(seed: int) -> Callable[[], float]:
     """Soil at 10 cm: 11 °C, a day's swing of ±2 °C (in an hour here, so a quick fleet sees
     it move); `seed` starts each garden elsewhere in that cycle."""
@@ -86,10 +168,10 @@ def _always(bus: SimulatedI2CBus) -> Callable[[int], SimulatedI2CBus]:
 
 
 def _sensirion_sensors(
-    bus: SimulatedI2CBus, street: Street, interval_s: float
+    bus: SimulatedI2CBus, street: Street, interval_s: float, kit: HostKit
 ) -> list[SensorConfig]:
-    from sensorpipe.edge.drivers.sensirion import Scd4xConfig, Sps30Config
-    from sensorpipe.firmware_sim.sensirion import Scd4xDevice, Sps30Device
+    from sensorpipe.edge.drivers.sensirion import Scd4xConfig, Scd30Config, Sps30Config
+    from sensorpipe.firmware_sim.sensirion import Scd4xDevice, Scd30Device, Sps30Device
 
     speed = max(1.0, 5.0 / interval_s)
 
@@ -100,14 +182,28 @@ def _sensirion_sensors(
         temperature, humidity, _pressure = street.climate_now()
         return 420.0 + 4.0 * street.pm_now()[0], temperature, humidity  # CO2 follows traffic
 
-    bus.attach(SPS30_ADDRESS, Sps30Device(street.pm_now, now=device_time))
-    scd = Scd4xDevice(air, now=device_time)
-    scd.powered_at -= scd.power_up_s
-    bus.attach(SCD4X_ADDRESS, scd)
-    return [
-        Sps30Config(driver="sps30", bus=1, interval_s=interval_s),
-        Scd4xConfig(driver="scd4x", bus=1, interval_s=interval_s, altitude_m=5),
-    ]
+    def attach(address: int, device: Any, every: int, fault: Callable[[Any], None]) -> None:
+        bus.attach(address, _Now(device, every, fault) if kit.faults else device)
+
+    sensors: list[SensorConfig] = []
+    if kit.sps30:
+        # A disturbed bus: one answer in a few hundred fails its CRC.
+        sps = Sps30Device(street.pm_now, now=device_time)
+        attach(SPS30_ADDRESS, sps, 90, lambda d: d.crc_burst(1))
+        sensors.append(Sps30Config(driver="sps30", bus=1, interval_s=interval_s))
+    if kit.scd4x:
+        # The classroom's CO2 sensor loses power for 4 s (of its own time, which runs faster)
+        # now and then: a few reads fail in a row and the agent backs it off.
+        scd = Scd4xDevice(air, now=device_time)
+        scd.powered_at -= scd.power_up_s
+        attach(SCD4X_ADDRESS, scd, 150, lambda d: d.go_silent(4.0 * speed))
+        sensors.append(Scd4xConfig(driver="scd4x", bus=1, interval_s=interval_s, altitude_m=5))
+    if kit.scd30:
+        scd30 = Scd30Device(air, now=device_time)
+        scd30.powered_at -= scd30.power_up_s
+        attach(SCD30_ADDRESS, scd30, 75, lambda d: d.crc_burst(1))
+        sensors.append(Scd30Config(driver="scd30", bus=1, interval_s=interval_s))
+    return sensors
 
 
 @dataclass
@@ -117,9 +213,22 @@ class SimulatedHost:
     bme280: Bme280Device
     agent: Agent
     pms5003: Pms5003Simulator | None = None
+    kit: HostKit = field(default_factory=HostKit)
     w1: W1Bus | None = None
     thread: threading.Thread | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _Parts:
+    """One host's sensors as built: what the agent reads and what the fleet stops."""
+
+    sensors: list[SensorConfig]
+    bus: SimulatedI2CBus
+    bme: Bme280Device
+    sds: Sds011Simulator | None
+    pms: Pms5003Simulator | None
+    w1: W1Bus | None = None
 
 
 class Fleet:
@@ -142,69 +251,32 @@ class Fleet:
         sht4x: bool = False,
         soil: bool = False,
         ds18b20: bool = False,
+        kits: Sequence[HostKit] = (),
     ) -> None:
         """`max_messages_per_s`: each agent's sending pace; by default twice what its sensors
         produce (one message per sensor per interval), and at least the edge default, so that
-        a backlog drains."""
+        a backlog drains. `kits`: each host's sensors, repeated over the hosts; without, every
+        host has what the flags before it say."""
         self.hosts: list[SimulatedHost] = []
+        self.interval_s = interval_s
+        self.bad_frame_rate = bad_frame_rate
+        self.seed = seed
+        self.workdir = workdir
         pace = max_messages_per_s or max(10.0, 4.0 / interval_s)
         for i, creds in enumerate(devices):
-            street = Street(seed + i)
-            sensors: list[SensorConfig] = []
-            sds: Sds011Simulator | None = None
-            if sds011:
-                sds_device = Sds011Device(
-                    read_pm=street.pm_now, bad_frame_rate=bad_frame_rate, seed=seed + i
+            if kits:
+                kit = kits[i % len(kits)]
+            else:
+                kit = HostKit(
+                    sds011=sds011,
+                    pms5003=i < pms5003,
+                    sht4x=sht4x,
+                    soil=soil,
+                    ds18b20=ds18b20,
+                    sps30=sensirion,
+                    scd4x=sensirion,
                 )
-                sds = Sds011Simulator(sds_device)
-                sds.start()
-                sensors.append(
-                    Sds011Config(
-                        driver="sds011", port=sds.port, interval_s=interval_s, timeout_s=1.0
-                    )
-                )
-            pms: Pms5003Simulator | None = None
-            if i < pms5003:
-                pms_device = Pms5003Device(read_pm=street.pm_now, warmup_s=0.0, seed=seed + i)
-                pms_device.checksum_bursts = ChecksumBursts(every=50, length=2)
-                pms = Pms5003Simulator(pms_device)
-                pms.start()
-                sensors.append(
-                    Pms5003Config(
-                        driver="pms5003", port=pms.port, interval_s=interval_s, timeout_s=1.0
-                    )
-                )
-            sensors.append(Bme280Config(driver="bme280", bus=1, interval_s=interval_s))
-            bme = Bme280Device(street.climate_now)
-            bus = SimulatedI2CBus(1)
-            bus.attach(0x76, bme)
-            if sensirion:
-                sensors += _sensirion_sensors(bus, street, interval_s)
-            if sht4x:
-                bus.attach(0x44, Sht4xDevice(_air_of(street), seed=seed + i))
-                sensors.append(Sht4xConfig(driver="sht4x", interval_s=interval_s))
-            if soil:
-                probe = SoilProbe(_garden(seed + i), v_dry=2.6, v_wet=1.2)
-                bus.attach(0x48, Ads1115Device({0: probe}))
-                sensors.append(
-                    SoilProbeConfig(
-                        driver="soil_ads1115", v_dry=2.6, v_wet=1.2, interval_s=interval_s
-                    )
-                )
-            w1: W1Bus | None = None
-            if ds18b20:
-                w1 = W1Bus(workdir / f"{creds.device_id}.w1")
-                serial = f"28-{0x3C01D607E400 + i:012x}"
-                w1.attach(
-                    Ds18b20Probe(
-                        serial, _soil_temperature(seed + i), burst_rate=0.01, burst_length=2,
-                        seed=seed + i,
-                    )
-                )  # fmt: skip
-                w1.start(period_s=min(0.5, interval_s / 2))
-                sensors.append(
-                    Ds18b20Config(driver="ds18b20", w1_root=str(w1.root), interval_s=interval_s)
-                )
+            host = self._host(i, creds, kit)
             config = EdgeConfig(
                 device_id=creds.device_id,
                 private_key=creds.private_key,
@@ -218,10 +290,11 @@ class Fleet:
                 ),
                 outbox_path=str(workdir / f"{creds.device_id}.outbox.sqlite"),
                 status_interval_s=status_interval_s,
-                sensors=sensors,
+                sensors=host.sensors,
             )
             drivers = [
-                (open_driver(s, i2c_bus_factory=_always(bus)), s.interval_s) for s in config.sensors
+                (open_driver(s, i2c_bus_factory=_always(host.bus)), s.interval_s)
+                for s in config.sensors
             ]
             agent = Agent(
                 config,
@@ -229,7 +302,84 @@ class Fleet:
                 outbox=SqliteOutbox(config.outbox_path, max_entries=config.outbox_max_entries),
                 clock_synced=lambda: True,
             )
-            self.hosts.append(SimulatedHost(creds, sds, bme, agent, pms, w1))
+            self.hosts.append(
+                SimulatedHost(creds, host.sds, host.bme, agent, host.pms, kit=kit, w1=host.w1)
+            )
+
+    def _host(self, i: int, creds: DeviceCredentials, kit: HostKit) -> _Parts:
+        """The simulated sensors of host `i` and the configuration that reads them."""
+        interval_s, seed = self.interval_s, self.seed + i
+        street = Street(seed)
+        sensors: list[SensorConfig] = []
+        sds: Sds011Simulator | None = None
+        if kit.sds011:
+            sds_device = Sds011Device(
+                read_pm=street.pm_now, bad_frame_rate=self.bad_frame_rate, seed=seed
+            )
+            sds = Sds011Simulator(sds_device)
+            sds.start()
+            sensors.append(
+                Sds011Config(driver="sds011", port=sds.port, interval_s=interval_s, timeout_s=1.0)
+            )
+        pms: Pms5003Simulator | None = None
+        if kit.pms5003:
+            pms_device = Pms5003Device(read_pm=street.pm_now, warmup_s=0.0, seed=seed)
+            pms_device.checksum_bursts = ChecksumBursts(every=50, length=2)
+            pms = Pms5003Simulator(pms_device)
+            pms.start()
+            sensors.append(
+                Pms5003Config(driver="pms5003", port=pms.port, interval_s=interval_s, timeout_s=1.0)
+            )
+        sensors.append(Bme280Config(driver="bme280", bus=1, interval_s=interval_s))
+        bme = Bme280Device(street.climate_now)
+        bus = SimulatedI2CBus(1)
+        bus.attach(0x76, bme)
+        if kit.sensirion:
+            sensors += _sensirion_sensors(bus, street, interval_s, kit)
+        # SHT CRC bursts: a burst of 2 starts on about one answer in 60.
+        rate = 1 / 60 if kit.faults else 0.0
+        if kit.sht4x:
+            bus.attach(
+                0x44, Sht4xDevice(_air_of(street), seed=seed, burst_rate=rate, burst_length=2)
+            )
+            sensors.append(Sht4xConfig(driver="sht4x", interval_s=interval_s))
+        if kit.sht3x:
+            # A cheap board whose heater is on at power-up: the driver turns it off at open.
+            sht3x = Sht3xDevice(
+                _air_of(street),
+                heater_at_power_up=kit.faults,
+                seed=seed,
+                burst_rate=rate,
+                burst_length=2,
+            )
+            address = 0x45 if kit.sht4x else 0x44
+            bus.attach(address, sht3x)
+            sensors.append(Sht3xConfig(driver="sht3x", address=address, interval_s=interval_s))
+        if kit.soil:
+            moisture = _garden(seed)
+            probe = (
+                _LooseProbe(30, moisture=moisture, v_dry=2.6, v_wet=1.2)
+                if kit.faults
+                else SoilProbe(moisture, v_dry=2.6, v_wet=1.2)
+            )
+            bus.attach(0x48, Ads1115Device({0: probe}))
+            sensors.append(
+                SoilProbeConfig(driver="soil_ads1115", v_dry=2.6, v_wet=1.2, interval_s=interval_s)
+            )
+        w1: W1Bus | None = None
+        if kit.ds18b20:
+            w1 = W1Bus(self.workdir / f"{creds.device_id}.w1")
+            serial = f"28-{0x3C01D607E400 + i:012x}"
+            w1.attach(
+                Ds18b20Probe(
+                    serial, _soil_temperature(seed), burst_rate=0.01, burst_length=2, seed=seed
+                )
+            )
+            w1.start(period_s=min(0.5, interval_s / 2))
+            sensors.append(
+                Ds18b20Config(driver="ds18b20", w1_root=str(w1.root), interval_s=interval_s)
+            )
+        return _Parts(sensors, bus, bme, sds, pms, w1)
 
     def start(self) -> None:
         for host in self.hosts:

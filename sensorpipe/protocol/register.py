@@ -53,16 +53,81 @@ SENSOR_QUANTITIES: dict[str, tuple[str, ...]] = {
 }
 CAMERA_SENSORS = frozenset({"camera"})
 # Expected running hours of a laser PM sensor's laser (the edge agent counts them: edge.duty).
+# A model left out has no figure a source gives: its life shows as unknown, not invented.
 LASER_LIFE_H: dict[str, float] = {
     "sds011": 8_000.0,  # Nova Fitness: 8000 hours of continuous use
     "pms5003": 3 * 8_760.0,  # Plantower: MTTF >= 3 years (PMS5003ST manual V2.6)
+    # Plantower, "PMSA003 series data manual" V2.5 (2016-09-01), Technical Index: MTTF >= 3
+    # years (copy at https://www.scribd.com/document/675569791/PMSA003).
+    "pmsa003": 3 * 8_760.0,
+    # PMS7003: unknown. The PMS7003 spec text we have (research28 §1, git.ferano.io pmme
+    # pms7003-spec.txt) starts after the technical index; no source read gives its MTTF.
 }
 
 PERSONAL_DATA_CAMERA = (
     "yes: a camera sees people in public space; images are processed on the device only and "
     "never stored or sent; only anonymous counts per class and direction leave it"
 )
-PERSONAL_DATA_NONE = "no: the device measures air and weather only"
+# What a device without a camera measures, in words a resident reads, by quantity: the
+# privacy note names them ("no: the device measures particulate matter, temperature and
+# humidity only"), so that a soil probe or a classroom's CO2 sensor is not said to measure "air
+# and weather". CO2 indoors rises with the number of people in a room: it is named as such,
+# not hidden in "air". A quantity not listed here is named by its description.
+MEASURED_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "particulate matter": "particulate matter",
+        "no2": "nitrogen dioxide",
+        "co2": "CO2",
+        "temperature": "temperature",
+        "relative_humidity": "humidity",
+        "pressure": "air pressure",
+        "noise": "sound level (no recordings)",
+        "soil moisture": "soil moisture",
+        "soil_temperature": "soil temperature",
+    },
+    "nl": {
+        "particulate matter": "fijnstof",
+        "no2": "stikstofdioxide",
+        "co2": "CO2",
+        "temperature": "temperatuur",
+        "relative_humidity": "luchtvochtigheid",
+        "pressure": "luchtdruk",
+        "noise": "geluidsniveau (geen opnames)",
+        "soil moisture": "bodemvocht",
+        "soil_temperature": "bodemtemperatuur",
+    },
+}
+_NONE_SENTENCE = {"en": "no: the device measures {} only", "nl": "nee: het apparaat meet alleen {}"}
+_AND = {"en": "and", "nl": "en"}
+
+
+def _measured_key(quantity: str) -> str:
+    """The word group of a quantity: all particle quantities are one, the soil probe's
+    moisture and its voltage are one."""
+    if quantity.startswith(("pm", "particles_", "number_", "particle_")):
+        return "particulate matter"
+    if quantity in ("soil_moisture", "soil_probe_voltage"):
+        return "soil moisture"
+    return quantity
+
+
+def personal_data_none(quantities: Sequence[str], lang: str = "en") -> str:
+    """The privacy note of a device that processes no personal data and measures
+    `quantities` (in QUANTITIES' order), in English or Dutch ("nl"); with none known, the
+    English PERSONAL_DATA_UNDECLARED (query.export translates it)."""
+    words: list[str] = []
+    for q in quantities:
+        key = _measured_key(q)
+        known = QUANTITIES[q].description if q in QUANTITIES else q.replace("_", " ")
+        word = MEASURED_WORDS[lang].get(key, known)
+        if word not in words:
+            words.append(word)
+    if not words:
+        return PERSONAL_DATA_UNDECLARED
+    listed = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {_AND[lang]} {words[-1]}"
+    return _NONE_SENTENCE[lang].format(listed)
+
+
 PERSONAL_DATA_UNDECLARED = "no: no camera is declared for it; ask the contact what it measures"
 # How a device's readings arrive and what vouches for them (protocol.provenance), for residents.
 SOURCE_NOTES: dict[str, str] = {
@@ -140,6 +205,7 @@ def register_entry(
     sensors = sorted(set(entry.sensors) | set(seen_sensors))
     quantities = {q for s in sensors for q in SENSOR_QUANTITIES.get(s, ())}
     quantities |= set(seen_quantities) | set(entry.quantities)
+    ordered = [q for q in QUANTITIES if q in quantities]
     counting = counts_passers_by(entry) or seen_counting
     personal = entry.personal_data if entry.personal_data is not None else counting
     if personal:
@@ -148,7 +214,7 @@ def register_entry(
         if counting:
             note = "no: as stated by the operator"
         else:
-            note = PERSONAL_DATA_NONE if sensors else PERSONAL_DATA_UNDECLARED
+            note = personal_data_none(ordered)
     legal = entry.legal_basis or network.legal_basis
     if not legal:
         legal = LEGAL_BASIS_UNSTATED if personal else LEGAL_BASIS_NONE
@@ -164,7 +230,7 @@ def register_entry(
         owner=entry.owner,
         purpose=entry.purpose,
         sensors=sensors,
-        quantities=[q for q in QUANTITIES if q in quantities],
+        quantities=ordered,
         counts=counting,
         count_classes=(list(entry.count_classes) or list(COUNT_CLASSES)) if counting else [],
         directions=list(entry.directions or DEFAULT_DIRECTIONS) if counting else [],

@@ -156,6 +156,25 @@ DEFAULTS: dict[str, Thresholds] = {
     "relative_humidity": Thresholds(stuck_readings_at_limit=1440, limit_band=2.0),
     # The BME280's operating range (data sheet: -40..85 °C); most others' are wider.
     "temperature": Thresholds(low=-40.0),
+    # Soil moisture (a capacitive probe, or an import's soil sensor):
+    # - stuck: a day (1440 readings at 60 s). In dry weather the soil dries by a point or two
+    #   a day, so a value rounded to whole % (as imports and many kits report it) stays flat
+    #   for many hours, all night long; 30 minutes, the default, would flag every dry night. A
+    #   probe frozen for a day (a hung converter) is still caught.
+    # - at the limit (0 % below the dry end in a drought, 100 % in waterlogged soil, within 1
+    #   point): not judged as stuck at all; a dry spell lasts weeks, and the edge driver already
+    #   reports a disconnected or unpowered probe as an error.
+    # - spike: off. Moisture jumps up within minutes when it rains or the garden is watered,
+    #   which is what a garden project wants to see. A sudden fall (a probe pulled out of the
+    #   soil reads air, i.e. dry) is caught on the probe's voltage below, which then rises.
+    "soil_moisture": Thresholds(stuck_readings=1440, stuck_readings_at_limit=0, limit_band=1.0),
+    # The probe's output voltage falls when the soil wets and rises slowly as it dries, so:
+    # - stuck: a day, as its moisture (the two are one measurement).
+    # - spike: a rise to 1.25 x the recent level and by more than 0.4 V within minutes is not
+    #   drying (a probe's dry-to-wet span is about 1.4 V: 2.6 V in air, 1.2 V in water, so
+    #   0.4 V is about 30 points of moisture): the probe was pulled out or lost contact with
+    #   the soil. Rain and watering lower the voltage and are never flagged.
+    "soil_probe_voltage": Thresholds(stuck_readings=1440, spike_factor=1.25, spike_step=0.4),
     # Soil (DS18B20 probe, 1/16 °C steps): range as the quantity's (-55..125 °C, the data
     # sheet's). Buried at 30-50 cm soil warms and cools by a few tenths of a degree a day, so
     # equal values for hours are real: stuck from 12 hours of equal values (720 at 60 s).

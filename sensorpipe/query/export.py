@@ -27,11 +27,11 @@ from sensorpipe.protocol.register import (
     LEGAL_BASIS_NONE,
     LEGAL_BASIS_UNSTATED,
     PERSONAL_DATA_CAMERA,
-    PERSONAL_DATA_NONE,
     PERSONAL_DATA_UNDECLARED,
     SOURCE_NOTES,
     RegisterEntry,
     build_register,
+    personal_data_none,
     register_entry,
     register_geojson,
 )
@@ -375,7 +375,6 @@ FIXED_NL: dict[str, str] = {
         "apparaat zelf verwerkt en nooit opgeslagen of verstuurd; alleen anonieme aantallen per "
         "klasse en richting verlaten het apparaat"
     ),
-    PERSONAL_DATA_NONE: "nee: het apparaat meet alleen lucht en weer",
     PERSONAL_DATA_UNDECLARED: (
         "nee: er is geen camera voor opgegeven; vraag de contactpersoon wat het meet"
     ),
@@ -587,6 +586,9 @@ def _article(record: dict[str, Any], lang: str) -> str:
     personal = record["personal_data"]
     # The note starts with its answer ("yes: ...", "nee: ..."), which the page shows in bold.
     note = _fixed(record["personal_data_note"], lang)
+    quantities = record["quantities"]
+    if lang == "nl" and quantities and note == personal_data_none(quantities):
+        note = personal_data_none(quantities, "nl")  # the note the register wrote, in Dutch
     answer, _, reason = note.partition(": ")
     if answer.lower() in ("yes", "no", "ja", "nee") and reason:
         note = reason

@@ -13,12 +13,12 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sensorpipe.firmware_sim.faults import FaultyDevice
-from sensorpipe.firmware_sim.fleet import Fleet
+from sensorpipe.firmware_sim.fleet import Fleet, HostKit, sensirion_installed
 from sensorpipe.ingest.deadletter import DeadLetterStore
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol import storage
@@ -43,13 +43,44 @@ class DemoSummary:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     defective_sent: dict[str, int] = field(default_factory=dict)
     malformed_frames_skipped: int = 0
+    # Per sensor model, the faults the devices counted by kind (their sensor health).
+    sensor_faults: dict[str, dict[str, int]] = field(default_factory=dict)
+    # "device sensor": the longest back-off its status messages reported (seconds).
+    backed_off: dict[str, float] = field(default_factory=dict)
     query: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-DEMO_PMS5003 = 1  # the first device also carries a PMS5003 (on a line that garbles frames)
+# The demo's fleet, repeated over its devices: the sensors people own, each showing its
+# typical faults now and then (firmware_sim.fleet.HostKit: in the demo's minute, about one of
+# each per half minute), counted and backed off on the device while no reading is lost.
+DEMO_KITS: tuple[HostKit, ...] = (
+    HostKit(pms5003=True, faults=True),  # a street: SDS011, PMS5003 on a mini-UART, BME280
+    # A garden: SHT4x, a soil probe on an ADS1115 and a DS18B20 soil thermometer.
+    HostKit(sds011=False, sht4x=True, soil=True, ds18b20=True, faults=True),
+    HostKit(sds011=False, sht3x=True, scd4x=True, faults=True),  # a classroom: SCD41, SHT3x
+    HostKit(sds011=False, sps30=True, scd30=True, faults=True),  # a kit: SPS30, SCD30
+    HostKit(faults=True),  # the classic: SDS011 and BME280
+)
+# Status messages (sensor health) this often: a back-off of a few seconds shows centrally.
+DEMO_STATUS_S = 3.0
+
+
+def demo_kits(sensirion: bool) -> tuple[list[HostKit], str | None]:
+    """The demo's kits, without the Sensirion sensors where their drivers (the `sensirion`
+    extra) are not installed, and a line saying so."""
+    if sensirion:
+        return list(DEMO_KITS), None
+    kits = [
+        replace(k, sps30=False, scd4x=False, scd30=False, sds011=k.sds011 or k.sensirion)
+        for k in DEMO_KITS
+    ]
+    return kits, (
+        "the classroom's SCD41 and the kit's SPS30 and SCD30 are left out: Sensirion's "
+        "drivers are not installed (pip install 'sensorpipe[sensirion]')"
+    )
 
 
 def count_stored(influx: InfluxClient, since_ms: int) -> tuple[int, int]:
@@ -113,6 +144,9 @@ def _run(
     say: Say,
 ) -> None:
     since_ms = int(time.time() * 1000) - 1000
+    kits, left_out = demo_kits(sensirion_installed())
+    if left_out:
+        say(left_out)
     specs: list[tuple[str, dict[str, Any]]] = [
         (
             f"sim-{i + 1:03d}",
@@ -120,7 +154,7 @@ def _run(
                 "site": f"demo-street-{i % 3 + 1}",
                 "owner": "demo",
                 "purpose": "simulated air quality",
-                "sensors": ["sds011", "bme280"] + (["pms5003"] if i < DEMO_PMS5003 else []),
+                "sensors": kits[i % len(kits)].declared(),
                 "location": _demo_location(i),
             },
         )
@@ -146,7 +180,8 @@ def _run(
         broker_port=port,
         workdir=root / "outboxes",
         interval_s=interval_s,
-        pms5003=DEMO_PMS5003,
+        status_interval_s=DEMO_STATUS_S,
+        kits=kits,
     )
     faulty = FaultyDevice(credentials[-1], host="127.0.0.1", port=port)
     stats_path = stack.directory / "ingest" / "stats.json"
@@ -176,6 +211,12 @@ def _run(
     summary.malformed_frames_skipped = sum(
         h.frames_bad for host in fleet.hosts for h in host.agent.sensor_health()
     )
+    for host in fleet.hosts:
+        for h in host.agent.sensor_health():
+            faults = summary.sensor_faults.setdefault(h.sensor, {})
+            for kind, n in h.errors.items():
+                faults[kind] = faults.get(kind, 0) + n
+    summary.sensor_faults = {k: v for k, v in sorted(summary.sensor_faults.items()) if v}
 
     influx = InfluxClient(influx_url, "sensorpipe")
     deadletters = DeadLetterStore(stack.directory / "ingest" / "deadletter.sqlite")
@@ -191,6 +232,7 @@ def _run(
                 break
             time.sleep(0.5)
         summary.rejected_by_reason = deadletters.deliveries_by_code()
+        summary.backed_off = _backed_off(influx, since_ms)
         summary.lost = summary.published - summary.stored - summary.rejected
         q = AirQuery(
             quantities=["pm2_5", "pm10", "temperature", "relative_humidity"],
@@ -203,6 +245,22 @@ def _run(
     finally:
         influx.close()
         deadletters.close()
+
+
+def _backed_off(influx: InfluxClient, since_ms: int) -> dict[str, float]:
+    """Sensors whose status messages reported a back-off, with the longest: the central view
+    of a sensor that kept failing and was tried less often."""
+    series = influx.query(
+        f'SELECT max("backoff_s") FROM "{storage.SENSOR_STATUS}" WHERE time >= {since_ms}ms '
+        "GROUP BY device_id, sensor"
+    )
+    out = {}
+    for s in series:
+        tags = s.get("tags") or {}
+        longest = max((v[1] for v in s["values"] if v[1] is not None), default=None)
+        if longest:
+            out[f"{tags.get('device_id')} {tags.get('sensor')}"] = float(longest)
+    return dict(sorted(out.items()))
 
 
 def _demo_location(i: int) -> Location:

@@ -146,7 +146,7 @@ def test_edge_check_names_the_cause_of_each_failure(
         _check(_config(tmp_path, creds, port=port, serial_port=missing), _probes())
     )
     assert len(sensor_missing) == 1 and "sds011" in sensor_missing[0]
-    assert f"{missing}: no such port" in sensor_missing[0]
+    assert f"{missing}: no_port: no such port" in sensor_missing[0]
 
     unsynced = _failed(
         _check(_config(tmp_path, creds, port=port, serial_port=sds011.port), _probes(synced=False))

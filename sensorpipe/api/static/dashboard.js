@@ -18,28 +18,147 @@
   ];
   // A latest reading older than this is not coloured: it says nothing about the air now.
   const STALE_MS = 3 * 3600 * 1000;
-  // Soil moisture comes with the air readings (/api/v1/air holds every environmental quantity).
-  const AIR_QUANTITIES = [
-    "pm2_5", "pm10", "temperature", "relative_humidity", "co2", "soil_moisture",
-  ];
-  const QUANTITY_LABEL = {
-    pm2_5: "PM2.5", pm10: "PM10", temperature: "Temperature",
-    relative_humidity: "Relative humidity", pressure: "Pressure", co2: "CO₂",
-    soil_moisture: "Soil moisture",
+  // Every quantity of sensorpipe.protocol.quantities (and those announced for it): its label,
+  // unit, decimals and the chart it is drawn on (tests/test_dashboard_quantities.py keeps the
+  // table whole). /api/v1/air holds every environmental quantity, soil and CO₂ included. A
+  // quantity not in the table still gets a chart of its own (`quantityInfo`).
+  const QUANTITIES = {
+    pm1: { label: "PM1", unit: "µg/m³", digits: 1, chart: "pm" },
+    pm2_5: { label: "PM2.5", unit: "µg/m³", digits: 1, chart: "pm" },
+    pm4: { label: "PM4", unit: "µg/m³", digits: 1, chart: "pm" },
+    pm10: { label: "PM10", unit: "µg/m³", digits: 1, chart: "pm" },
+    temperature: { label: "Temperature", unit: "°C", digits: 1, chart: "temperature" },
+    relative_humidity: { label: "Relative humidity", unit: "%", digits: 0, chart: "humidity" },
+    pressure: { label: "Air pressure", unit: "hPa", digits: 1, chart: "pressure" },
+    no2: { label: "NO₂", unit: "µg/m³", digits: 1, chart: "no2" },
+    co2: { label: "CO₂", unit: "ppm", digits: 0, chart: "co2" },
+    noise: { label: "Sound level", unit: "dB(A)", digits: 1, chart: "noise" },
+    soil_moisture: { label: "Soil moisture", unit: "%", digits: 0, chart: "soil" },
+    soil_probe_voltage: { label: "Soil probe voltage", unit: "V", digits: 3, chart: "soil-voltage" },
+    soil_temperature: { label: "Soil temperature", unit: "°C", digits: 1, chart: "soil-temperature" },
+    // Plantower counts: particles LARGER than the size, per cm³ ...
+    particles_0_3: { label: "> 0.3 µm", unit: "per cm³", digits: 2, chart: "particles" },
+    particles_0_5: { label: "> 0.5 µm", unit: "per cm³", digits: 2, chart: "particles" },
+    particles_1_0: { label: "> 1 µm", unit: "per cm³", digits: 2, chart: "particles" },
+    particles_2_5: { label: "> 2.5 µm", unit: "per cm³", digits: 2, chart: "particles" },
+    particles_5_0: { label: "> 5 µm", unit: "per cm³", digits: 2, chart: "particles" },
+    particles_10: { label: "> 10 µm", unit: "per cm³", digits: 2, chart: "particles" },
+    // ... the SPS30's number concentrations: particles SMALLER than the size (0.3 µm up), a
+    // chart of their own so that the two are never read as one series.
+    number_pm0_5: { label: "< 0.5 µm", unit: "per cm³", digits: 2, chart: "numbers" },
+    number_pm1: { label: "< 1 µm", unit: "per cm³", digits: 2, chart: "numbers" },
+    number_pm2_5: { label: "< 2.5 µm", unit: "per cm³", digits: 2, chart: "numbers" },
+    number_pm4: { label: "< 4 µm", unit: "per cm³", digits: 2, chart: "numbers" },
+    number_pm10: { label: "< 10 µm", unit: "per cm³", digits: 2, chart: "numbers" },
+    particle_size_typical: { label: "Typical particle size", unit: "µm", digits: 2, chart: "size" },
   };
+  // The charts, in the order they are shown; `caption` gets the labels of the quantities on it.
+  const CHARTS = {
+    pm: { unit: "µg/m³", digits: 1, caption: (labels) => `Fine dust: ${listed(labels)} (µg/m³)` },
+    particles: { unit: "per cm³", digits: 2, caption: () => "Particle counts: particles larger than each size, per cm³" },
+    numbers: { unit: "per cm³", digits: 2, caption: () => "Particle number concentrations: particles smaller than each size (from 0.3 µm), per cm³" },
+    size: { unit: "µm", digits: 2, caption: () => "Typical particle size (µm)" },
+    temperature: { unit: "°C", digits: 1, caption: () => "Temperature (°C)" },
+    humidity: { unit: "%", digits: 0, caption: () => "Relative humidity (%)" },
+    pressure: { unit: "hPa", digits: 1, caption: () => "Air pressure (hPa)" },
+    co2: { unit: "ppm", digits: 0, caption: () => "Carbon dioxide, CO₂ (ppm)" },
+    no2: { unit: "µg/m³", digits: 1, caption: () => "Nitrogen dioxide, NO₂ (µg/m³)" },
+    noise: { unit: "dB(A)", digits: 1, caption: () => "Sound level (dB(A))" },
+    soil: { unit: "%", digits: 0, caption: () => "Soil moisture (% of each probe's dry-to-wet calibration span; not volumetric water content unless calibrated in soil)" },
+    "soil-temperature": { unit: "°C", digits: 1, caption: () => "Soil temperature (°C)" },
+    "soil-voltage": { unit: "V", digits: 3, caption: () => "Soil probe output voltage (V; lower is wetter)" },
+  };
+  // The most quantities /api/v1/air takes in one request (its `quantity` parameter).
+  const MAX_QUANTITIES_PER_REQUEST = 20;
+  // Units as the API writes them (protocol.quantities), as a reader reads them.
+  const UNIT_TEXT = { "ug/m3": "µg/m³", degC: "°C", "1/cm3": "per cm³", dBA: "dB(A)", um: "µm" };
+
+  /** A quantity's label, unit, decimals and chart; one not in the table is labelled by its
+   * name and the unit the API gives for it (`units`), on a chart of its own. */
+  function quantityInfo(q, units) {
+    if (QUANTITIES[q]) return QUANTITIES[q];
+    const unit = units && units[q] ? UNIT_TEXT[units[q]] || units[q] : "";
+    const name = q.replaceAll("_", " ");
+    return { label: name.charAt(0).toUpperCase() + name.slice(1), unit, digits: 2, chart: `q-${q.replace(/[^a-z0-9_]/gi, "")}` };
+  }
+
+  function listed(labels) {
+    return labels.length < 2 ? labels.join("") : `${labels.slice(0, -1).join(", ")} and ${labels[labels.length - 1]}`;
+  }
+
+  /** The charts for `quantities` (in the table's order, unknown ones last): name -> {caption,
+   * unit, digits, quantities}; each figure made if it is not there yet. */
+  function chartsFor(quantities, units) {
+    const known = Object.keys(QUANTITIES);
+    const ordered = [...quantities].sort((a, b) => {
+      const ia = known.indexOf(a), ib = known.indexOf(b);
+      return (ia < 0 ? 999 : ia) - (ib < 0 ? 999 : ib) || a.localeCompare(b);
+    });
+    const charts = new Map();
+    for (const q of ordered) {
+      const info = quantityInfo(q, units);
+      if (!charts.has(info.chart)) {
+        const def = CHARTS[info.chart];
+        charts.set(info.chart, {
+          unit: def ? def.unit : info.unit,
+          digits: def ? def.digits : info.digits,
+          caption: def ? def.caption : () => (info.unit ? `${info.label} (${info.unit})` : info.label),
+          quantities: [],
+        });
+      }
+      charts.get(info.chart).quantities.push(q);
+    }
+    const order = Object.keys(CHARTS);
+    const names = [...charts.keys()].sort((a, b) => {
+      const ia = order.indexOf(a), ib = order.indexOf(b);
+      return (ia < 0 ? 999 : ia) - (ib < 0 ? 999 : ib);
+    });
+    return new Map(names.map((n) => [n, charts.get(n)]));
+  }
+
+  /** The charts' names in batches whose quantities, together, the API takes in one request
+   * (/api/v1/air: at most MAX_QUANTITIES_PER_REQUEST); a chart is never split. */
+  function airBatches(charts) {
+    const batches = [];
+    let batch = [], size = 0;
+    for (const [name, chart] of charts) {
+      const n = chart.quantities.length;
+      if (batch.length && size + n > MAX_QUANTITIES_PER_REQUEST) {
+        batches.push(batch);
+        batch = [];
+        size = 0;
+      }
+      batch.push(name);
+      size += n;
+    }
+    if (batch.length) batches.push(batch);
+    return batches;
+  }
+
+  /** The figure of an air chart, made once, before the counts chart; its caption set. */
+  function airFigure(name, chart) {
+    let fig = $(`chart-${name}`);
+    if (!fig) {
+      const caption = el("figcaption");
+      const plot = el("div", { class: "plot", role: "img" });
+      fig = el("figure", { class: "chart", id: `chart-${name}`, "data-kind": "air" },
+        caption, plot, el("p", { class: "chart-summary note" }));
+      fig.hidden = true;
+      $("chart-counts").before(fig);
+    }
+    const labels = chart.quantities.map((q) => quantityInfo(q).label);
+    const text = chart.caption(labels);
+    fig.querySelector("figcaption").textContent = text;
+    fig.querySelector(".plot").setAttribute("aria-label", `Chart of ${text}`);
+    return fig;
+  }
+
   const CLASS_LABEL = {
     pedestrian: "Pedestrians", cyclist: "Cyclists", car: "Cars",
     motorcycle: "Motorcycles", heavy_vehicle: "Heavy vehicles",
   };
   const PALETTE = ["#0b5cad", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e",
     "#a6761d", "#444444"];
-  const CHARTS = {
-    pm: { quantities: ["pm2_5", "pm10"], unit: "µg/m³", digits: 1 },
-    temperature: { quantities: ["temperature"], unit: "°C", digits: 1 },
-    humidity: { quantities: ["relative_humidity"], unit: "%", digits: 0 },
-    co2: { quantities: ["co2"], unit: "ppm", digits: 0 },
-    soil: { quantities: ["soil_moisture"], unit: "%", digits: 0 },
-  };
   const EVERY = [["1m", 60], ["5m", 300], ["10m", 600], ["30m", 1800], ["1h", 3600],
     ["3h", 10800], ["6h", 21600], ["12h", 43200], ["1d", 86400]];
   const MAX_POINTS_PER_LINE = 600;
@@ -60,6 +179,7 @@
     listButtons: [],
     selection: null, // {kind: "device"|"site", id}
     plots: {}, // chart name -> uPlot
+    units: {}, // quantity -> its unit as the API gave it (for quantities the table lacks)
     unfinished: {}, // chart name -> {from, times} of its intervals not over yet, or null
     unfinishedDrawn: {}, // chart name -> {left, right}: where it was drawn lighter (px)
     load: 0,
@@ -982,7 +1102,7 @@
 
   function seriesLabel(s, quantity, many) {
     const who = s.device_id || (s.site ? `site ${s.site}` : "");
-    const base = QUANTITY_LABEL[quantity] || quantity;
+    const base = quantityInfo(quantity, state.units).label;
     if (!many) return base;
     return [base, who, s.sensor].filter(Boolean).join(" · ");
   }
@@ -1093,12 +1213,19 @@
       return;
     }
     const devices = selectedDevices();
+    // Every environmental quantity the device or site measures (its register entries).
     const quantities = new Set(devices.flatMap((d) => d.quantities || []));
-    const wantAir = AIR_QUANTITIES.some((q) => quantities.has(q));
+    const charts = chartsFor(quantities, state.units);
+    const wantAir = charts.size > 0;
     const wantCounts = devices.some((d) => d.counts);
-    for (const [name, def] of Object.entries(CHARTS)) {
-      $(`chart-${name}`).hidden = !def.quantities.some((q) => quantities.has(q));
+    for (const fig of document.querySelectorAll('#detail .chart[data-kind="air"]')) {
+      const name = fig.id.replace(/^chart-/, "");
+      if (!charts.has(name)) {
+        destroyPlot(name);
+        fig.hidden = true;
+      }
     }
+    for (const [name, chart] of charts) airFigure(name, chart).hidden = false;
     $("chart-counts").hidden = !wantCounts;
     $("gap-note").hidden = !(wantAir || wantCounts);
     detail.dataset.state = "loading";
@@ -1110,7 +1237,6 @@
     const where = new URLSearchParams();
     where.set(sel.kind === "device" ? "device" : "site", sel.id);
     const air = new URLSearchParams(where);
-    for (const q of AIR_QUANTITIES) if (quantities.has(q)) air.append("quantity", q);
     air.set("from", fromIso);
     air.set("to", toIso);
     air.set("every", every);
@@ -1122,25 +1248,38 @@
     counts.set("to", toIso);
     counts.set("every", "1h");
 
+    // One request per batch of whole charts, each within the API's quantities per request.
+    const batches = airBatches(charts);
+    const airAsked = batches.map((names) => {
+      const params = new URLSearchParams(air);
+      for (const name of names) for (const q of charts.get(name).quantities) params.append("quantity", q);
+      return fetchJSON(`api/v1/air?${params}`).then((answer) => ({ names, answer }));
+    });
     const [airResult, countResult] = await Promise.allSettled([
-      wantAir ? fetchJSON(`api/v1/air?${air}`) : Promise.resolve(null),
+      wantAir ? Promise.all(airAsked) : Promise.resolve(null),
       wantCounts ? fetchJSON(`api/v1/counts?${counts}`) : Promise.resolve(null),
     ]);
     if (load !== state.load) return; // a newer choice was made meanwhile
     const problems = [];
     if (wantAir) {
       if (airResult.status === "fulfilled") {
-        const answer = airResult.value;
-        for (const [name, def] of Object.entries(CHARTS)) {
-          if ($(`chart-${name}`).hidden) continue;
-          drawChart(name, airLines(answer, def.quantities), def.unit, def.digits, range, {
+        const answers = new Map();
+        for (const { names, answer } of airResult.value) {
+          Object.assign(state.units, answer.units || {});
+          for (const name of names) answers.set(name, answer);
+          state.airEvery = answer.every;
+        }
+        for (const [name, chart] of chartsFor(quantities, state.units)) {
+          const fig = airFigure(name, chart); // a label from the API's units, where new
+          const answer = answers.get(name);
+          if (fig.hidden || !answer) continue;
+          drawChart(name, airLines(answer, chart.quantities), chart.unit, chart.digits, range, {
             partial: answer.partial, every: answer.every,
           });
         }
-        state.airEvery = answer.every;
       } else {
         problems.push(`air readings: ${airResult.reason.message}`);
-        for (const name of Object.keys(CHARTS)) chartError(name, airResult.reason.message);
+        for (const name of charts.keys()) chartError(name, airResult.reason.message);
       }
     }
     if (wantCounts) {
@@ -1193,7 +1332,7 @@
     const note = (d.personal_data_note || "").replace(/^(yes|no)\s*[:,.-]\s*/i, "");
     const rows = [
       ["What it measures", [
-        (d.quantities || []).map((q) => QUANTITY_LABEL[q] || q).join(", "),
+        (d.quantities || []).map((q) => quantityInfo(q, state.units).label).join(", "),
         d.counts ? `counts of ${(d.count_classes || []).map((c) => (CLASS_LABEL[c] || c).toLowerCase()).join(", ")}` +
           (d.directions && d.directions.length ? ` in ${d.directions.length} directions (${d.directions.join(", ").replaceAll("_", " ")})` : "")
           : "",

@@ -29,7 +29,7 @@ from sensorpipe.edge.drivers.pms5003 import Pms5003
 from sensorpipe.edge.drivers.sds011 import Sds011
 from sensorpipe.edge.drivers.sensirion import Scd4xConfig, Scd30Config, Sps30Config
 from sensorpipe.edge.drivers.sht import SHT_ADDRESSES, Precision, Sht3x, Sht4x
-from sensorpipe.edge.duty import DutyConfig, DutyCycle, LaserHours
+from sensorpipe.edge.duty import DutyConfig, DutyCycle, LaserHours, laser_key
 
 I2CBusFactory = Callable[[int], I2CBus]
 
@@ -369,7 +369,10 @@ def duty_cycle(config: SensorConfig, hours: LaserHours) -> DutyCycle | None:
     if not isinstance(config, _SerialConfig):
         return None
     wake_s = config.duty.wake_s if config.duty is not None else 0.0
-    return DutyCycle(sensor_tag(config), wake_s=wake_s, warmup_s=config.warmup_s, hours=hours)
+    model = sensor_tag(config)
+    key = laser_key(model, config.port)
+    hours.claim(key, model)  # a count kept per model before
+    return DutyCycle(model, wake_s=wake_s, warmup_s=config.warmup_s, hours=hours, key=key)
 
 
 # The sensor models the drivers read (a driver may read several: the PMSx003 family).
