@@ -27,7 +27,7 @@ Figures:
 - replay (`--messages` N, default 10,000) after an outage: a bare Mosquitto (anonymous, no
   ingest behind it, so the agent runs with `confirm = false`: an entry leaves the outbox at
   the broker's PUBACK) is down while N air messages are put in the agent's outbox through the
-  outbox's own API (as the agent queues them: validated and dumped by `edge.agent.prepare`,
+  outbox's own API (as the agent queues them: validated and dumped by `edge.entries.prepare`,
   one at a time, synchronous=FULL); the agent
   starts (reaching no broker), then the broker is started. The agent paces itself with
   `[mqtt] max_messages_per_s` (default 10): for this figure it is raised to 10,000, the most
@@ -86,7 +86,7 @@ from typing import Any
 from bench.edge_drivers import driver_cpu, report
 from bench.pipeline import Publisher
 from bench.remote_i2c import I2CServer
-from sensorpipe.edge.agent import prepare
+from sensorpipe.edge.entries import prepare
 from sensorpipe.edge.outbox import SqliteOutbox
 from sensorpipe.firmware_sim import sensirion as sims
 from sensorpipe.firmware_sim.ads1115 import Ads1115Device, SoilProbe

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from sensorpipe.cli.main import main
-from sensorpipe.edge.agent import read_body
+from sensorpipe.edge.entries import read_body
 from sensorpipe.edge.outbox import SqliteOutbox
 from sensorpipe.resources import EXAMPLE_CONFIG_DIR
 from tests.helpers import wait_for

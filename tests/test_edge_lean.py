@@ -344,6 +344,7 @@ def test_a_prepared_entry_is_sent_as_the_same_bytes_as_one_validated_when_sent(
     as the entry is sent: the same signed bytes as a message validated and encoded whole,
     and as an entry queued by an agent before this form (a JSON object marked PREPARED)."""
     from sensorpipe.edge import agent as agent_module
+    from sensorpipe.edge import entries
     from sensorpipe.edge.publisher import LinkState
     from tests.test_agent import FakeDriver, _agent
 
@@ -352,8 +353,8 @@ def test_a_prepared_entry_is_sent_as_the_same_bytes_as_one_validated_when_sent(
     agent, box = _agent([sds])
     agent.sample(agent._slots)
     (prepared,) = box.pending()
-    assert prepared.body.startswith(agent_module.PREPARED_PARTS)
-    fields = agent_module.read_body(prepared.body)
+    assert prepared.body.startswith(entries.PREPARED_PARTS)
+    fields = entries.read_body(prepared.body)
     assert fields["readings"][0] == {
         "quantity": "pm2_5",
         "sensor": "sds011",
@@ -361,16 +362,16 @@ def test_a_prepared_entry_is_sent_as_the_same_bytes_as_one_validated_when_sent(
         "value": 10.04,
     }
     plain_id = box.put(prepared.topic, json.dumps(fields).encode(), seq=prepared.seq)
-    legacy = {**fields, agent_module.PREPARED: True}
+    legacy = {**fields, entries.PREPARED: True}
     legacy_id = box.put(prepared.topic, json.dumps(legacy).encode(), seq=prepared.seq)
-    entries = {e.id: e for e in box.pending()}
+    pending = {e.id: e for e in box.pending()}
     for state in (
         LinkState(reconnects=2, outbox_depth=2, backlog=True),
         LinkState(reconnects=0, outbox_depth=7, backlog=False),
     ):
         sent = agent._finalize(prepared, state)
-        assert sent == agent._finalize(entries[plain_id], state)
-        assert sent == agent._finalize(entries[legacy_id], state)
+        assert sent == agent._finalize(pending[plain_id], state)
+        assert sent == agent._finalize(pending[legacy_id], state)
         message = decode(sent)
         assert message.seq == prepared.seq
         assert (message.link.outbox_depth, message.link.backlog) == (
@@ -403,7 +404,7 @@ def test_encoding_from_parts_gives_the_bytes_of_encoding_the_whole_message() -> 
 
 
 def test_a_draft_that_does_not_validate_is_kept_as_it_is_and_refused_when_sent() -> None:
-    from sensorpipe.edge.agent import PREPARED, prepare
+    from sensorpipe.edge.entries import PREPARED, prepare
 
     draft = {"v": 1, "kind": "air", "device_id": "d1", "seq": 1, "readings": []}
     assert PREPARED not in json.loads(prepare(draft))

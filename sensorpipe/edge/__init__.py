@@ -4,7 +4,8 @@
 and the registry of driver names; `drivers.base` is the contract a driver keeps), with
 `sensorloop` (each sensor's worker thread, its read timeout, error kinds and back-off), and
 `counting/` (counting passers-by from camera frames on the device); `outbox` keeps readings on
-disk until the ingest confirms them and `publisher` moves them to the broker. `config` is the
+disk until the ingest confirms them (each entry in the form `entries` gives it: validated once,
+signed as it is sent) and `publisher` moves them to the broker. `config` is the
 agent's configuration file, `run` is `edge run` (open what the configuration names, run until
 stopped), `join` is `edge join` (a Pi joins from a join code) and `check` is `edge check` (is
 this host ready to deliver?). `host` reads the Wi-Fi signal and clock synchronisation (and by

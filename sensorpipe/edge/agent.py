@@ -29,7 +29,6 @@ describe the actual transmission, also for entries sent from the backlog after a
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import queue
@@ -37,7 +36,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +45,7 @@ from sensorpipe.edge import host
 from sensorpipe.edge.config import EdgeConfig
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.duty import DutyCycle
+from sensorpipe.edge.entries import Sealer, iso, prepare
 from sensorpipe.edge.errors import SensorError
 from sensorpipe.edge.healthfile import write_health
 from sensorpipe.edge.notify import Notifier
@@ -65,8 +64,7 @@ from sensorpipe.edge.sensorloop import (
     backoff_delay,
     error_kind,
 )
-from sensorpipe.protocol.codec import dumps_value, encode, encode_fields, encode_parts
-from sensorpipe.protocol.messages import MESSAGE_ADAPTER, Reading, SendingFields, SensorHealth
+from sensorpipe.protocol.messages import Reading, SensorHealth
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import topic_for
@@ -76,59 +74,11 @@ if TYPE_CHECKING:  # a host without a camera never loads the counting code
     from sensorpipe.edge.counting.loop import CountingLoop
 
 log = logging.getLogger(__name__)
-FIRMWARE = "sensorpipe-edge/0.1.0"
-# The Wi-Fi signal a message reports is read at most this often: reading /proc/net/wireless
-# for each message would cost an outbox draining after an outage a file read per message.
-RSSI_MAX_AGE_S = 10.0
-# Starts the body of an outbox entry whose fields were validated when it was queued
-# (`prepare`): then its fields, name and value by turns, each value as it appears in the
-# message's canonical JSON, separated by NUL bytes (JSON text never holds one).
-PREPARED_PARTS = b"sensorpipe-prepared/2\0"
-# Marked an entry validated when queued by agents before PREPARED_PARTS: a JSON object with
-# this key. Still sent as such after an upgrade.
-PREPARED = "_prepared"
-_PLACEHOLDER_LINK = {"uptime_s": 0.0, "firmware": FIRMWARE}
 # While reads are under way, the loop looks for their answers this often.
 POLL_S = 0.05
 # A wall clock that moved this much less (or more) than the monotonic clock between two passes
 # of the loop was set: said in the log.
 CLOCK_JUMP_S = 2.0
-
-
-def prepare(draft: dict[str, Any]) -> bytes:
-    """An outbox entry's body for a message draft (without `sent_at` and `link`).
-
-    The draft is validated now, once, and kept as the message model dumps it, each field
-    encoded as the signed message will hold it (PREPARED_PARTS): sending it then validates and
-    encodes only what the agent adds (`sent_at`, `link`), not the readings again, which is most
-    of the work of an outbox draining after an outage. A draft that does not validate is kept
-    as JSON as it is: sending it sets it aside with the reason, as any entry that cannot be
-    encoded."""
-    try:
-        message = MESSAGE_ADAPTER.validate_python(
-            {**draft, "sent_at": draft["observed_at"], "link": _PLACEHOLDER_LINK}
-        )
-    except (ValidationError, KeyError):
-        return json.dumps(draft).encode()
-    fields = message.model_dump(mode="json", exclude={"sig", "sent_at", "link"})
-    if fields.get("vouched_by") is None:  # as encode_fields leaves it out
-        fields.pop("vouched_by", None)
-    return PREPARED_PARTS + b"\0".join(
-        part for name, value in fields.items() for part in (name.encode(), dumps_value(value))
-    )
-
-
-def read_body(body: bytes) -> dict[str, Any]:
-    """The message fields an outbox entry's body holds, whichever form it has."""
-    if not body.startswith(PREPARED_PARTS):
-        fields: dict[str, Any] = json.loads(body)
-        fields.pop(PREPARED, None)
-        return fields
-    parts = body[len(PREPARED_PARTS) :].split(b"\0")
-    return {
-        name.decode(): json.loads(value)
-        for name, value in zip(parts[::2], parts[1::2], strict=True)
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,11 +134,6 @@ class AgentStats:
     kinds: dict[str, int] = field(default_factory=dict)
 
 
-def _iso(ts: float) -> str:
-    # Milliseconds: the ingest stores points at ms precision, so identity survives a round trip.
-    return datetime.fromtimestamp(round(ts, 3), UTC).isoformat(timespec="milliseconds")
-
-
 class Agent:
     def __init__(
         self,
@@ -236,14 +181,12 @@ class Agent:
         self._clock_pair: tuple[float, float] | None = None  # (wall, monotonic), last pass
         self._outbox_problem = RepeatedProblem(log, "outbox", level=logging.ERROR)
         self._lost_seqs: tuple[int | None, int | None] = (None, None)
-        self._signer = Signer(config.private_key)
         self._clock = clock
         self._clock_synced = clock_synced
-        self._rssi = rssi
-        self._rssi_read: tuple[float, int | None] | None = None  # (monotonic time, value)
         self._started = time.monotonic()
-        self._sending_key: tuple[Any, ...] | None = None  # _sending_parts's last answer
-        self._sending: dict[str, bytes] = {}
+        self._sealer = Sealer(
+            Signer(config.private_key), outbox, clock=clock, rssi=rssi, started=self._started
+        )
         self._next_status = 0.0
         self.counter = counter
         self.notifier = notifier if notifier is not None else Notifier.from_env()
@@ -256,6 +199,10 @@ class Agent:
             client_id=f"edge-{config.device_id}",
             finalize=self._finalize,
         )
+
+    def _finalize(self, entry: OutboxEntry, link: LinkState) -> bytes:
+        """Called by the publisher as it hands `entry` to the broker: the signed message."""
+        return self._sealer.seal(entry, link)
 
     # --- sampling -------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, drain_timeout_s: float = 5.0) -> str | None:
@@ -767,7 +714,7 @@ class Agent:
     def queue_counts(self, counts: IntervalCounts, model_id: str) -> int | None:
         """One count message per interval: numbers only, every class and direction listed."""
         payload = {
-            "interval_end": _iso(counts.end),
+            "interval_end": iso(counts.end),
             "model_id": model_id,
             "running_fraction": counts.running_fraction,
             "frames": counts.frames,
@@ -799,7 +746,7 @@ class Agent:
                 "kind": kind,
                 "device_id": self.config.device_id,
                 "seq": seq,
-                "observed_at": _iso(observed),
+                "observed_at": iso(observed),
                 # As it was when the readings were taken, if known, not as it is now.
                 "clock_synced": self._clock_synced() if synced is None else synced,
                 "location": self._location(),
@@ -837,72 +784,3 @@ class Agent:
             return None
         n = loc.precision_decimals
         return {"lat": round(loc.lat, n), "lon": round(loc.lon, n), "alt_m": loc.alt_m}
-
-    def _signal(self) -> int | None:
-        now = time.monotonic()
-        if self._rssi_read is None or now - self._rssi_read[0] >= RSSI_MAX_AGE_S:
-            self._rssi_read = (now, self._rssi())
-        return self._rssi_read[1]
-
-    # --- called by the publisher when it hands an entry to the broker -----------------------
-    def _finalize(self, entry: OutboxEntry, link: LinkState) -> bytes:
-        if entry.body.startswith(PREPARED_PARTS):
-            parts = entry.body[len(PREPARED_PARTS) :].split(b"\0")
-            fields = {
-                name.decode(): value for name, value in zip(parts[::2], parts[1::2], strict=True)
-            }
-            fields.update(self._sending_parts(link))
-            return encode_parts(fields, self._signer.sign)
-        draft = json.loads(entry.body)
-        prepared = draft.pop(PREPARED, False)
-        draft["sent_at"] = _iso(self._clock())
-        draft["link"] = {
-            "rssi_dbm": self._signal(),
-            "reconnects": link.reconnects,
-            "outbox_depth": link.outbox_depth,
-            "uptime_s": round(time.monotonic() - self._started, 3),
-            "firmware": FIRMWARE,
-            "backlog": link.backlog,
-            "outbox_dropped": self.outbox.dropped,
-        }
-        try:
-            if prepared:  # validated when queued: only what was added now
-                sending = SendingFields.model_validate(
-                    {"sent_at": draft["sent_at"], "link": draft["link"]}
-                )
-                draft.update(sending.model_dump(mode="json"))
-                return encode_fields(draft, self._signer.sign)
-            message = MESSAGE_ADAPTER.validate_python(draft)
-        except ValidationError as exc:
-            raise ValueError(str(exc)) from None
-        return encode(message, self._signer.sign)
-
-    def _sending_parts(self, link: LinkState) -> dict[str, bytes]:
-        """`sent_at` and `link`, validated and encoded: once for all the entries handed over in
-        the same millisecond with the same link state (an outbox draining after an outage)."""
-        stamp = round(self._clock(), 3)
-        key = (link, stamp, self.outbox.dropped, self._signal())
-        if key == self._sending_key:
-            return self._sending
-        try:
-            sending = SendingFields.model_validate(
-                {
-                    "sent_at": _iso(stamp),
-                    "link": {
-                        "rssi_dbm": key[3],
-                        "reconnects": link.reconnects,
-                        "outbox_depth": link.outbox_depth,
-                        "uptime_s": round(time.monotonic() - self._started, 3),
-                        "firmware": FIRMWARE,
-                        "backlog": link.backlog,
-                        "outbox_dropped": key[2],
-                    },
-                }
-            ).model_dump(mode="json")
-        except ValidationError as exc:
-            raise ValueError(str(exc)) from None
-        if sending["link"].get("kit") is None:  # as encode_fields leaves it out
-            sending["link"].pop("kit", None)
-        self._sending_key = key
-        self._sending = {name: dumps_value(value) for name, value in sending.items()}
-        return self._sending

@@ -158,7 +158,7 @@ class _Envelope(_Strict):
 
 class SendingFields(_Strict):
     """The envelope's fields a device fills in as it sends (as in `_Envelope`), for an agent
-    that validated the rest when it queued the message (edge.agent.prepare)."""
+    that validated the rest when it queued the message (edge.entries.prepare)."""
 
     sent_at: AwareDatetime
     link: Link
