@@ -177,19 +177,31 @@ def _answer(c: Crowding, enclosed: bool, **fields: Any) -> CrowdingOut:
     )
 
 
-@router.get(
+def _window(
+    from_: Annotated[TimeParam, Query(alias="from")] = "-24h", to: TimeParam = "now"
+) -> tuple[str, str]:
+    """`from` and `to`: moved to whole intervals, the one running left out."""
+    return from_, to
+
+
+Window = Annotated[tuple[str, str], Depends(_window)]
+
+
+def _crowding_route(path: str, summary: str) -> Any:
+    return router.get(
+        path,
+        response_model=CrowdingOut,
+        response_model_by_alias=True,
+        responses=problem_responses(404, 503),
+        summary=summary,
+    )
+
+
+@_crowding_route(
     "/areas/{area_id}/crowding",
-    response_model=CrowdingOut,
-    response_model_by_alias=True,
-    responses=problem_responses(404, 503),
-    summary="An area's observed level per interval, with running fraction and thresholds",
+    "An area's observed level per interval, with running fraction and thresholds",
 )
-def area_crowding_(
-    area_id: AreaId,
-    ctx: Ctx,
-    from_: Annotated[TimeParam, Query(alias="from")] = "-24h",
-    to: TimeParam = "now",
-) -> CrowdingOut:
+def area_crowding_(area_id: AreaId, ctx: Ctx, window: Window) -> CrowdingOut:
     """Per interval of the area: the flow (scaled up by the counters' running fraction), for
     an enclosed area the occupancy (ins minus outs, never below zero, reset at its quiet
     hour), and the level (÷ capacity) with the highest threshold it reached. An interval
@@ -199,9 +211,7 @@ def area_crowding_(
     if area is None:
         raise ApiProblem(404, f"no area {area_id!r} in the register")
     c = _storage_call(
-        lambda: area_crowding(
-            ctx.influx, registry, area, from_, to, max_points=ctx.config.max_points
-        )
+        lambda: area_crowding(ctx.influx, registry, area, *window, max_points=ctx.config.max_points)
     )
     return _answer(
         c,
@@ -213,19 +223,11 @@ def area_crowding_(
     )
 
 
-@router.get(
+@_crowding_route(
     "/devices/{device_id}/crowding",
-    response_model=CrowdingOut,
-    response_model_by_alias=True,
-    responses=problem_responses(404, 503),
-    summary="A counting device's flow per hour, with running fraction and its areas",
+    "A counting device's flow per hour, with running fraction and its areas",
 )
-def device_crowding_(
-    device_id: DeviceId,
-    ctx: Ctx,
-    from_: Annotated[TimeParam, Query(alias="from")] = "-24h",
-    to: TimeParam = "now",
-) -> CrowdingOut:
+def device_crowding_(device_id: DeviceId, ctx: Ctx, window: Window) -> CrowdingOut:
     """Passers-by per hour (pedestrians, scaled up by the running fraction). A device has
     no capacity of its own: `level` is null, and `areas` names the areas it counts for
     (their levels are at /areas/{id}/crowding); the thresholds are those of its first area."""
@@ -235,7 +237,7 @@ def device_crowding_(
     mine = areas_of_device(registry, device_id)
     c = _storage_call(
         lambda: device_crowding(
-            ctx.influx, device_id, from_, to, every=DEVICE_EVERY, max_points=ctx.config.max_points
+            ctx.influx, device_id, *window, every=DEVICE_EVERY, max_points=ctx.config.max_points
         )
     )
     thresholds = registry.areas[mine[0]].thresholds if mine else []

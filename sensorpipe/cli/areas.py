@@ -231,15 +231,13 @@ def areas_list(directory: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    if not rows:
-        click.echo(f"no areas in {stack.registry_path}: add one with `sensorpipe areas add`")
-        return
-    for r in rows:
-        unit = "persons" if r["kind"] == "enclosed" else f"per {r['interval']}"
-        click.echo(
-            f"{r['area']}  {r['name']}  {r['kind']}  capacity {r['capacity']} {unit}  "
-            f"devices: {', '.join(r['devices']) or 'none'}"
-        )
+    said = [
+        f"{r['area']}  {r['name']}  {r['kind']}  capacity {r['capacity']} "
+        f"{'persons' if r['kind'] == 'enclosed' else 'per ' + r['interval']}  "
+        f"devices: {', '.join(r['devices']) or 'none'}"
+        for r in rows
+    ]
+    click.echo("\n".join(said or [f"no areas in {stack.registry_path}: add one with `areas add`"]))
 
 
 @areas.command("show")

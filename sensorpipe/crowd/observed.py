@@ -129,15 +129,9 @@ def _counts(
 ) -> dict[str, Any]:
     if not devices:
         return {"series": []}
-    req = CountSeriesRequest(
-        devices=devices,
-        classes=list(classes),
-        start=_iso(start_ms),
-        end=_iso(end_ms),
-        every=every,
-        max_points=max_points,
-        flags=FlagFilter("exclude"),
-    )
+    # Flagged counts left out: a stuck counter is one that did not run (area_intervals).
+    req = CountSeriesRequest(devices=devices, classes=list(classes), flags=FlagFilter("exclude"))
+    req.start, req.end, req.every, req.max_points = _iso(start_ms), _iso(end_ms), every, max_points
     return count_series(influx, req)
 
 

@@ -8,6 +8,7 @@ Only public keys and password hashes live here, never secrets.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -29,6 +30,14 @@ CHIP_ID_PATTERN = r"^[0-9a-f]{1,20}$"
 # The Things Stack: application id with its tenant (`my-app@ttn`), end device id (`eui-...`).
 TTN_APPLICATION_PATTERN = r"^[a-z0-9](?:-?[a-z0-9]){1,35}@[a-z0-9](?:-?[a-z0-9]){1,35}$"
 TTN_DEVICE_PATTERN = r"^[a-z0-9](?:-?[a-z0-9]){1,35}$"
+
+
+def _known_names(names: list[str], known: Collection[str], what: str) -> list[str]:
+    """`names` if each is one of `known`; else a ValueError naming the unknown ones."""
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}: expected some of {list(known)}")
+    return names
 
 
 class _Strict(BaseModel):
@@ -95,10 +104,7 @@ class DeviceEntry(_Strict):
     @field_validator("quantities")
     @classmethod
     def _known_quantities(cls, quantities: list[str]) -> list[str]:
-        unknown = [q for q in quantities if q not in QUANTITIES]
-        if unknown:
-            raise ValueError(f"unknown quantities {unknown}: expected some of {list(QUANTITIES)}")
-        return quantities
+        return _known_names(quantities, QUANTITIES, "quantities")
 
     @model_validator(mode="after")
     def _what_its_source_needs(self) -> DeviceEntry:
@@ -229,10 +235,7 @@ class AreaEntry(_Strict):
     @field_validator("classes")
     @classmethod
     def _known_classes(cls, classes: list[str]) -> list[str]:
-        unknown = [c for c in classes if c not in COUNT_CLASSES]
-        if unknown:
-            raise ValueError(f"unknown classes {unknown}: expected some of {list(COUNT_CLASSES)}")
-        return classes
+        return _known_names(classes, COUNT_CLASSES, "classes")
 
     @field_validator("timezone")
     @classmethod

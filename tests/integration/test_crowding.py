@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from sensorpipe.cli.main import main
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import to_line
 from sensorpipe.ingest.points import Receipt, message_points
-from sensorpipe.protocol.messages import ClassCount, CountMessage, Link
+from sensorpipe.protocol.messages import ClassCount
 from sensorpipe.protocol.registry import (
     AreaEntry,
     AreaLine,
@@ -39,7 +40,7 @@ from sensorpipe.protocol.registry import (
     save_registry,
 )
 from sensorpipe.quality.checker import QualityChecker
-from tests.helpers import running_influxd
+from tests.helpers import csv_count_messages, hourly_count_message, running_influxd
 
 pytestmark = pytest.mark.integration
 
@@ -56,24 +57,6 @@ GATE_B = [(6, 0, 1.0), (4, 4, 1.0), (0, 20, 1.0), None, None, (2, 0, 1.0), (20, 
           (5, 0, 1.0)]  # fmt: skip
 
 
-def _message(
-    device: str, seq: int, start: datetime, fraction: float, counts: list[ClassCount]
-) -> Any:
-    return CountMessage(
-        device_id=device,
-        seq=seq,
-        observed_at=start,
-        clock_synced=True,
-        sent_at=start + timedelta(hours=1),
-        link=Link(uptime_s=86400.0 * 30, firmware="t"),
-        interval_end=start + timedelta(hours=1),
-        model_id="counter",
-        running_fraction=fraction,
-        frames=3600,
-        counts=counts,
-    )
-
-
 def _auckland() -> list[dict[str, str]]:
     with AUCKLAND.open(encoding="utf-8", newline="") as f:
         return sorted(csv.DictReader(f), key=lambda r: r["time_utc"])
@@ -81,11 +64,7 @@ def _auckland() -> list[dict[str, str]]:
 
 def _lines() -> list[str]:
     checker = QualityChecker()
-    messages = []
-    for seq, r in enumerate(_auckland(), start=1):
-        start = datetime.fromisoformat(r["time_utc"].replace("Z", "+00:00"))
-        count = ClassCount(count_class="pedestrian", direction="both", count=int(r["count"]))
-        messages.append(_message(SITES[r["site"]], seq, start, 1.0, [count]))
+    messages = csv_count_messages(AUCKLAND, SITES)
     for device, hours in (("gate-a", GATE_A), ("gate-b", GATE_B)):
         for i, hour in enumerate(hours):
             if hour is None:
@@ -97,7 +76,7 @@ def _lines() -> list[str]:
                 ClassCount(count_class="cyclist", direction=IN, count=99),  # not the crowd
             ]
             start = HALL_START + timedelta(hours=i)
-            messages.append(_message(device, i + 1, start, fraction, counts))
+            messages.append(hourly_count_message(device, i + 1, start, counts, fraction))
     lines = []
     for m in messages:
         lines += [to_line(p) for p in message_points(m, "x", RECEIPT, quality=checker)]
@@ -133,9 +112,8 @@ def _registry() -> Registry:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with running_influxd(tmp_path_factory, "crowding", "x") as (influxd, root):
-        client = InfluxClient(influxd.url, "x")
-        client.write(_lines())
-        client.close()
+        with closing(InfluxClient(influxd.url, "x")) as client:
+            client.write(_lines())
         stack = root / "st"
         stack.mkdir()
         save_registry(_registry(), stack / "registry.toml")
@@ -145,6 +123,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         )
         api = TestClient(create_app(ApiContext(config)), raise_server_exceptions=False)
         yield {"url": influxd.url, "api": api, "stack": stack}
+
+
+def _crowding(world: dict[str, Any], path: str, start: str, end: str) -> Any:
+    return world["api"].get(f"/api/v1/{path}/crowding", params={"from": start, "to": end}).json()
 
 
 def _csv_count(site: str, hour: str) -> int:
@@ -164,14 +146,7 @@ def test_the_areas_are_listed(world: dict[str, Any]) -> None:
 
 
 def test_a_street_with_a_stuck_counter_is_scaled_not_halved(world: dict[str, Any]) -> None:
-    answer = (
-        world["api"]
-        .get(
-            "/api/v1/areas/downtown/crowding",
-            params={"from": "2019-03-30T20:00:00Z", "to": "2019-04-02T04:00:00Z"},
-        )
-        .json()
-    )
+    answer = _crowding(world, "areas/downtown", "2019-03-30T20:00:00Z", "2019-04-02T04:00:00Z")
     assert answer["forecast"] is None
     assert answer["thresholds"] == [0.7, 0.9] and answer["capacity"] == 2000
     by_time = {iv["time"]: iv for iv in answer["observed"]}
@@ -193,14 +168,7 @@ def test_a_street_with_a_stuck_counter_is_scaled_not_halved(world: dict[str, Any
 
 
 def test_an_enclosed_hall_over_its_quiet_hour(world: dict[str, Any]) -> None:
-    answer = (
-        world["api"]
-        .get(
-            "/api/v1/areas/hall/crowding",
-            params={"from": "2026-01-15T00:00:00Z", "to": "2026-01-15T06:00:00Z"},
-        )
-        .json()
-    )
+    answer = _crowding(world, "areas/hall", "2026-01-15T00:00:00Z", "2026-01-15T06:00:00Z")
     got = [
         (iv["time"][11:13], iv["running_fraction"], iv["occupancy"], iv["corrected"],
          iv["reset_from"], iv["level"], iv["reached"])
@@ -222,13 +190,8 @@ def test_an_enclosed_hall_over_its_quiet_hour(world: dict[str, Any]) -> None:
 
 
 def test_a_devices_crowding(world: dict[str, Any]) -> None:
-    answer = (
-        world["api"]
-        .get(
-            "/api/v1/devices/akl-commerce/crowding",
-            params={"from": "2019-03-30T00:00:00Z", "to": "2019-03-30T03:00:00Z"},
-        )
-        .json()
+    answer = _crowding(
+        world, "devices/akl-commerce", "2019-03-30T00:00:00Z", "2019-03-30T03:00:00Z"
     )
     assert answer["areas"] == ["downtown"] and answer["forecast"] is None
     assert [iv["flow"] for iv in answer["observed"]] == [
