@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
@@ -120,3 +121,20 @@ def test_areas_add_list_show_remove(tmp_path: Path) -> None:
     _run("areas", "remove", "hall", *d)
     assert list(load_registry(stack / "registry.toml").areas) == ["square"]
     assert "hall" not in _run("areas", "list", *d)
+
+
+@click.command("hello")
+def _hello() -> None:
+    """A crowd command of another module."""
+    click.echo("hello from another module")
+
+
+def test_the_crowd_group_takes_commands_from_other_modules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sensorpipe.cli import crowd
+
+    monkeypatch.setitem(crowd.SUBCOMMANDS, "hello", "tests.test_crowd_areas:_hello")
+    monkeypatch.setattr(crowd.crowd, "commands", dict(crowd.crowd.commands))  # loaded: undone
+    assert "hello" in CliRunner().invoke(main, ["crowd", "--help"]).stdout
+    assert _run("crowd", "hello") == "hello from another module\n"
