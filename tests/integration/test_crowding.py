@@ -8,7 +8,8 @@ auckland_slice_flags.csv, CC BY 4.0: Heart of the City Auckland via akl-ped-coun
 gets stuck at 0 and is flagged, so the area runs at half and is scaled up, not shown half as
 busy; and an enclosed hall with two gates whose hand-made counts have a half-running gate, more
 outs than ins, a silent hour and the quiet-hour reset (Europe/Amsterdam, 04:00 = 03:00 UTC in
-January)."""
+January). Last, the whole way: a gate publishing over MQTT to a running stack (Mosquitto,
+ingest, InfluxDB), its area added with `sensorpipe areas add`, read by `crowd now` and the API."""
 
 from __future__ import annotations
 
@@ -40,7 +41,16 @@ from sensorpipe.protocol.registry import (
     save_registry,
 )
 from sensorpipe.quality.checker import QualityChecker
-from tests.helpers import csv_count_messages, hourly_count_message, running_influxd
+from sensorpipe.stack.local import LocalStack
+from tests.helpers import (
+    csv_count_messages,
+    hourly_count_message,
+    influx_rows,
+    running_influxd,
+    stack_serve_config,
+    wait_for,
+)
+from tests.integration.mqtt_helpers import registered_device
 
 pytestmark = pytest.mark.integration
 
@@ -237,3 +247,59 @@ def test_crowd_now(world: dict[str, Any]) -> None:
     downtown = next(line for line in table.splitlines() if line.startswith("downtown"))
     assert "50%" in downtown  # its counters' running fraction: Quay Street left out
     assert "hall" in table and "no counter reported" in table  # nothing counted in 2019
+
+
+STORED_HOURS = 'SELECT * FROM "counter" WHERE "device_id" = \'gate-s\''
+
+
+def test_through_the_stack(stack: LocalStack) -> None:
+    """Counts a gate publishes over MQTT, stored by the running ingest, read as the hall's
+    level by `crowd now` and the API. The quiet hour lies half a day away, so no reset falls
+    in the three hours (timezone UTC)."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    gate = registered_device(stack, "gate-s", site="hall")
+    d = str(stack.directory)
+    result = CliRunner().invoke(
+        main,
+        ["areas", "add", "hall", "--dir", d, "--name", "Hall", "--kind", "enclosed",
+         "--capacity", "20", "--line", f"gate-s:in={IN}:out={OUT}", "--timezone", "UTC",
+         "--quiet-hour", str((hour.hour + 12) % 24)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    try:
+        for seq, (ins, outs, fraction) in enumerate([(10, 2, 1.0), (5, 20, 0.5), (7, 0, 1.0)]):
+            counts = [
+                ClassCount(count_class="pedestrian", direction=IN, count=ins),
+                ClassCount(count_class="pedestrian", direction=OUT, count=outs),
+            ]
+            start = hour - timedelta(hours=3 - seq)
+            message = hourly_count_message("gate-s", seq + 1, start, counts, fraction)
+            assert not gate.send(message.model_copy(update={"sent_at": hour})).is_failure
+    finally:
+        gate.close()
+    url, database = stack.require_influx()[:2]
+    with closing(InfluxClient(url, database)) as client:
+        wait_for(
+            lambda: (
+                len(influx_rows(client, 'SELECT * FROM "counter" WHERE "device_id" = \'gate-s\''))
+                == 3
+            ),
+            what="the gate's three hours stored",
+        )
+    # 8 in, then 30 more out than in (15 in a half-run hour, scaled): 0, 22 dropped; then 7
+    now = json.loads(
+        CliRunner()
+        .invoke(main, ["crowd", "now", "--dir", d, "--at", hour.isoformat(), "--json"])
+        .stdout
+    )
+    assert [(r["area"], r["occupancy"], r["level"]) for r in now] == [("hall", 7.0, 0.35)]
+    api = TestClient(create_app(ApiContext(stack_serve_config(stack))))
+    answer = api.get(
+        "/api/v1/areas/hall/crowding",
+        params={"from": (hour - timedelta(hours=3)).isoformat(), "to": hour.isoformat()},
+    ).json()
+    assert [(iv["occupancy"], iv["corrected"]) for iv in answer["observed"]] == [
+        (8.0, 0.0),
+        (0.0, 22.0),
+        (7.0, 0.0),
+    ]
