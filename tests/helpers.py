@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from sensorpipe.ingest.influxd import Influxd
     from sensorpipe.ingest.lineprotocol import Point
     from sensorpipe.protocol.enrollment import JoinCode
+    from sensorpipe.protocol.messages import ClassCount, CountMessage
     from sensorpipe.stack.local import LocalStack, StackInfo
 
 T = TypeVar("T")
@@ -266,6 +268,48 @@ def count_sums(
             run = float(p.fields["running_fraction"]) * float(p.fields["interval_s"])
             running[start] = running.get(start, 0.0) + run
     return sums, running
+
+
+def hourly_count_message(
+    device: str, seq: int, start: datetime, counts: list[ClassCount], fraction: float = 1.0
+) -> CountMessage:
+    """The count message a counting device sends for the hour from `start` (its counter ran
+    `fraction` of it)."""
+    from datetime import timedelta
+
+    from sensorpipe.protocol.messages import CountMessage, Link
+
+    return CountMessage(
+        device_id=device,
+        seq=seq,
+        observed_at=start,
+        clock_synced=True,
+        sent_at=start + timedelta(hours=1),
+        link=Link(uptime_s=86400.0 * 30, firmware="t"),
+        interval_end=start + timedelta(hours=1),
+        model_id="counter",
+        running_fraction=fraction,
+        frames=3600,
+        counts=counts,
+    )
+
+
+def csv_count_messages(path: Path, devices: dict[str, str]) -> list[CountMessage]:
+    """The hourly count messages of a long-form counts file (`time_utc,site,count`, e.g. the
+    Auckland slices in tests/data/pedestrian-counts), pedestrians of each site as its device
+    in `devices` would send them, in time order."""
+    import csv
+
+    from sensorpipe.protocol.messages import ClassCount
+
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: r["time_utc"])
+    messages = []
+    for seq, r in enumerate(rows, start=1):
+        start = datetime.fromisoformat(r["time_utc"].replace("Z", "+00:00"))
+        count = ClassCount(count_class="pedestrian", direction="both", count=int(r["count"]))
+        messages.append(hourly_count_message(devices[r["site"]], seq, start, [count]))
+    return messages
 
 
 def kits_address(stack: LocalStack) -> tuple[str, str, int]:

@@ -69,6 +69,22 @@ def _edge_config(tmp: Path, line: str) -> str:
     return _file(tmp, "edge.toml", f"{first}\n{line}\n{rest}\n")
 
 
+def _area_stack(tmp: Path, areas: str = "") -> str:
+    """A stack directory whose registry holds the counting device gate-1 (and `areas`)."""
+    (tmp / "st").mkdir(exist_ok=True)
+    registry = '[devices.gate-1]\nsite = "x"\npassword_hash = "x"\n' + areas
+    (tmp / "st" / "registry.toml").write_text(registry)
+    return str(tmp / "st")
+
+
+_AREA = ["hall", "--name", "Hall", "--kind", "enclosed", "--capacity", "100"]
+_GATE = "gate-1:in=left_to_right:out=right_to_left"
+_STREET_ARGS = ["street", "--name", "S", "--kind", "street", "--capacity", "9"]
+_STREET = (
+    '[areas.street]\nname = "S"\nkind = "street"\ncapacity = 9\nlines = [{device = "gate-1"}]\n'
+)
+
+
 # The example's SPS30 section uncommented, with an `address` line after its `driver` line.
 _SPS30 = '#[[sensors]]\n#driver = "sps30"'
 _SPS30_AT = '[[sensors]]\ndriver = "sps30"\naddress = '
@@ -755,6 +771,53 @@ CASES: dict[str, list[Case]] = {
             "cal-1: a linear calibration has fixed coefficients, nothing to update",
         ),
         (lambda t: ["cal-1", "--to", "soon"], "--to: time 'soon'"),
+    ],
+    "areas add": [
+        (
+            lambda t: [*_AREA, "--dir", _area_stack(t), "--line", "gate-9:in=a:out=b"],
+            "area 'hall': device 'gate-9' is not registered (registered: gate-1)",
+        ),
+        (
+            lambda t: [*_AREA, "--dir", _area_stack(t), "--line", "gate-1:in=up:out=left_to_right"],
+            "device 'gate-1' has no direction up",
+        ),
+        (lambda t: [*_AREA, "--line", "gate-1:inn=x"], "--line 'gate-1:inn=x': give DEVICE"),
+        (
+            lambda t: [*_AREA, "--polygon", "4.8,52.3 4.9,52.3 4.9,52.4"],
+            "area hall: an enclosed area needs counting lines",
+        ),
+        (lambda t: [*_AREA, "--polygon", "4.8,52.3 4.9"], "--polygon '4.9': give lon,lat pairs"),
+        (lambda t: [*_AREA, "--line", _GATE, "--threshold", "lots"], "--threshold 'lots'"),
+        (
+            lambda t: [*_AREA, "--line", _GATE, "--threshold", "90", "--threshold", "70"],
+            "--threshold [0.9, 0.7]: give rising fractions",
+        ),
+        (lambda t: [*_AREA, "--line", _GATE, "--timezone", "Mars/Olympus"], "unknown time zone"),
+        (lambda t: [*_AREA, "--line", _GATE, "--interval", "7m"], "divides an hour or a day"),
+        (lambda t: [*_AREA, "--line", _GATE, "--class", "horse"], "unknown classes ['horse']"),
+        (lambda t: ["Hall!", "--name", "x", "--kind", "street", "--capacity", "1"], "area id"),
+        (
+            lambda t: [*_AREA, "--dir", _stack_with_bad_registry(t), "--line", _GATE],
+            "cannot read the device register",
+        ),
+        (
+            lambda t: [*_STREET_ARGS, "--dir", _area_stack(t, _STREET), "--line", "gate-1"],
+            "street: already an area",
+        ),
+    ],
+    "areas list": [
+        (lambda t: ["--dir", _stack_with_bad_registry(t)], "cannot read the device register")
+    ],
+    "areas show": [
+        (lambda t: ["plein", "--dir", _area_stack(t, _STREET)], "plein: no such area in"),
+    ],
+    "areas remove": [
+        (lambda t: ["plein", "--dir", _area_stack(t, _STREET)], "(areas: street)"),
+    ],
+    "crowd now": [
+        (lambda t: ["--dir", _area_stack(t, _STREET), "--area", "plein"], "--area plein: no such"),
+        (lambda t: ["--dir", _area_stack(t)], "no areas in"),
+        (lambda t: ["--at", "yesterday"], "--at: time 'yesterday'"),
     ],
     "quality neighbours": [
         (lambda t: ["--from", "yesterday"], "--from: time 'yesterday': use 'now', a relative"),

@@ -1,11 +1,11 @@
 """What every answer passes through: the bound on concurrent heavy requests and the security
 headers.
 
-Heavy requests are those that read InfluxDB: /api/v1 devices, air, counts and link, and
-SensorThings below its root. At most `max_heavy_requests` run at once; one more is answered at
-once with a 503 problem and Retry-After, so a flood of them cannot queue work (and memory)
-without bound, and the threads they would hold stay free for the rest. /api/v1/health, the
-dashboard's files, /docs and /openapi.json are never held by the limit.
+Heavy requests are those that read InfluxDB: /api/v1 devices, air, counts, link and an
+area's crowding, and SensorThings below its root. At most `max_heavy_requests` run at once; one
+more is answered at once with a 503 problem and Retry-After, so a flood of them cannot queue
+work (and memory) without bound, and the threads they would hold stay free for the rest.
+/api/v1/health, the dashboard's files, /docs and /openapi.json are never held by the limit.
 
 Every answer carries `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` and a
 Content-Security-Policy: scripts, styles, fonts and connections from the service itself only
@@ -26,7 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sensorpipe.api.config import ServeConfig
 from sensorpipe.api.problems import problem_response
 
-_HEAVY = re.compile(r"^/(api/v1/(devices|air|counts|link)(/.*)?|sta/v1\.1/.+)$")
+_HEAVY = re.compile(
+    r"^/(api/v1/((devices|air|counts|link)(/.*)?|areas/[^/]+/crowding)|sta/v1\.1/.+)$"
+)
 
 
 def is_heavy(path: str) -> bool:

@@ -56,6 +56,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sensorpipe.cli.query:query",
         "Air measurements (`query air`) and counts of passers-by (`query counts`) from InfluxDB.",
     ),
+    "areas": (
+        "sensorpipe.cli.areas:areas",
+        "Areas whose crowding is measured: add, list, show, remove.",
+    ),
+    "crowd": (
+        "sensorpipe.cli.crowd:crowd",
+        "Crowding per area: the level now (`crowd now`).",
+    ),
     "count-eval": (
         "sensorpipe.cli.counting:count_eval",
         "Count a held-out synthetic street (or, with --video, a real clip) against the truth.",

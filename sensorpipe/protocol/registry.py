@@ -7,14 +7,16 @@ Only public keys and password hashes live here, never secrets.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sensorpipe.protocol.configfile import load_model
-from sensorpipe.protocol.counting import DIRECTION_PATTERN
+from sensorpipe.protocol.counting import COUNT_CLASSES, DIRECTION_PATTERN
 from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.messages import SENSOR_PATTERN, Location
 from sensorpipe.protocol.provenance import EDGE, KIT_SOURCES, DeviceSource
@@ -28,6 +30,14 @@ CHIP_ID_PATTERN = r"^[0-9a-f]{1,20}$"
 # The Things Stack: application id with its tenant (`my-app@ttn`), end device id (`eui-...`).
 TTN_APPLICATION_PATTERN = r"^[a-z0-9](?:-?[a-z0-9]){1,35}@[a-z0-9](?:-?[a-z0-9]){1,35}$"
 TTN_DEVICE_PATTERN = r"^[a-z0-9](?:-?[a-z0-9]){1,35}$"
+
+
+def _known_names(names: list[str], known: Collection[str], what: str) -> list[str]:
+    """`names` if each is one of `known`; else a ValueError naming the unknown ones."""
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}: expected some of {list(known)}")
+    return names
 
 
 class _Strict(BaseModel):
@@ -94,10 +104,7 @@ class DeviceEntry(_Strict):
     @field_validator("quantities")
     @classmethod
     def _known_quantities(cls, quantities: list[str]) -> list[str]:
-        unknown = [q for q in quantities if q not in QUANTITIES]
-        if unknown:
-            raise ValueError(f"unknown quantities {unknown}: expected some of {list(QUANTITIES)}")
-        return quantities
+        return _known_names(quantities, QUANTITIES, "quantities")
 
     @model_validator(mode="after")
     def _what_its_source_needs(self) -> DeviceEntry:
@@ -160,6 +167,132 @@ def allowed_directions(entry: DeviceEntry) -> frozenset[str]:
     return frozenset(entry.directions or DEFAULT_DIRECTIONS)
 
 
+AREA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+AREA_KINDS = ("enclosed", "street")
+# The interval an area's levels are given per: a number and m or h, from 1m to 1d.
+AREA_INTERVAL_PATTERN = r"^[1-9][0-9]{0,4}[mh]$"
+
+
+class AreaLine(_Strict):
+    """A counting device (its line) of an area: which of its directions go into the area and
+    which out of it. A street area counts every direction given here (none given: all)."""
+
+    device: str = Field(pattern=DEVICE_ID_PATTERN)
+    inward: list[Annotated[str, Field(pattern=DIRECTION_PATTERN)]] = Field(
+        default_factory=list, max_length=8
+    )
+    outward: list[Annotated[str, Field(pattern=DIRECTION_PATTERN)]] = Field(
+        default_factory=list, max_length=8
+    )
+
+    @model_validator(mode="after")
+    def _in_or_out(self) -> AreaLine:
+        both = sorted(set(self.inward) & set(self.outward))
+        if both:
+            raise ValueError(f"line {self.device}: {', '.join(both)} cannot count both in and out")
+        return self
+
+
+class AreaEntry(_Strict):
+    """An area whose crowding is measured (sensorpipe.crowd): a street (capacity: passers-by
+    per interval) or an enclosed place (capacity: persons at once, its occupancy counted from
+    the ins and outs of its lines). Its devices are either those inside `polygon` (a
+    GeoJSON-style ring of [lon, lat]) or its `lines`."""
+
+    name: str = Field(min_length=1, max_length=120)
+    kind: Literal["enclosed", "street"]
+    capacity: int = Field(gt=0, le=10_000_000)
+    interval: str = Field(default="1h", pattern=AREA_INTERVAL_PATTERN)
+    polygon: list[tuple[float, float]] = Field(default_factory=list, max_length=1000)
+    lines: list[AreaLine] = Field(default_factory=list, max_length=100)
+    # Classes that count as the crowd (protocol.counting's classes).
+    classes: list[Annotated[str, Field(pattern=DIRECTION_PATTERN)]] = Field(
+        default_factory=lambda: ["pedestrian"], min_length=1, max_length=8
+    )
+    # Public holidays (ISO 3166-1 country, optional subdivision as the `holidays` package
+    # names it, e.g. NZ and AUK) and the local time of its days (IANA zone).
+    country: str = Field(default="NL", pattern=r"^[A-Z]{2}$")
+    subdivision: str = Field(default="", pattern=r"^[A-Z0-9]{0,6}$")
+    timezone: str = Field(default="Europe/Amsterdam", max_length=64)
+    # Enclosed: the local hour at which the occupancy is reset to zero each day.
+    quiet_hour: int = Field(default=4, ge=0, le=23)
+    # Levels (fractions of the capacity) that are alerted on, going up.
+    thresholds: list[float] = Field(default_factory=lambda: [0.7, 0.9], min_length=1, max_length=5)
+    # Below this share of the interval its counters ran, an interval has no level.
+    min_running_fraction: float = Field(default=0.25, gt=0, le=1)
+
+    @field_validator("interval")
+    @classmethod
+    def _whole_interval(cls, interval: str) -> str:
+        seconds = int(interval[:-1]) * (60 if interval[-1] == "m" else 3600)
+        if not (3600 % seconds == 0 or (seconds % 3600 == 0 and 86400 % seconds == 0)):
+            raise ValueError(
+                f"interval {interval!r}: give one that divides an hour or a day, "
+                "like 5m, 15m, 1h or 6h"
+            )
+        return interval
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, classes: list[str]) -> list[str]:
+        return _known_names(classes, COUNT_CLASSES, "classes")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {zone!r}: give an IANA name like Europe/Amsterdam"
+            ) from None
+        return zone
+
+    @field_validator("thresholds")
+    @classmethod
+    def _rising(cls, thresholds: list[float]) -> list[float]:
+        if any(not 0 < t <= 10 for t in thresholds) or thresholds != sorted(set(thresholds)):
+            raise ValueError("give rising fractions of the capacity above 0, e.g. 0.7 and 0.9")
+        return thresholds
+
+    @field_validator("polygon")
+    @classmethod
+    def _ring(cls, polygon: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if not polygon:
+            return polygon
+        for lon, lat in polygon:
+            if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+                raise ValueError(f"polygon point {lon},{lat}: give lon,lat in degrees")
+        ring = list(polygon)
+        if ring[0] != ring[-1]:
+            ring.append(ring[0])  # GeoJSON: the ring ends where it starts
+        if len(set(ring)) < 3:
+            raise ValueError("polygon: give at least three distinct lon,lat points")
+        return ring
+
+    @model_validator(mode="after")
+    def _devices_of_its_kind(self) -> AreaEntry:
+        if bool(self.polygon) == bool(self.lines):
+            raise ValueError("an area has either a polygon or counting lines, one of them")
+        if self.kind == "enclosed":
+            if not self.lines:
+                raise ValueError(
+                    "an enclosed area needs counting lines with the directions that go in "
+                    "and out (a polygon does not say which way people cross)"
+                )
+            if not any(line.inward for line in self.lines) or not any(
+                line.outward for line in self.lines
+            ):
+                raise ValueError("an enclosed area needs a direction in and one out")
+        devices = [line.device for line in self.lines]
+        twice = sorted({d for d in devices if devices.count(d) > 1})
+        if twice:
+            raise ValueError(f"devices listed twice: {', '.join(twice)}")
+        return self
+
+
 class ServiceAccount(_Strict):
     username: str = Field(pattern=DEVICE_ID_PATTERN)
     password_hash: str
@@ -174,6 +307,8 @@ class Registry(_Strict):
     # that reads needs an account of its own.
     readers: list[ServiceAccount] = Field(default_factory=list)
     gateways: dict[str, GatewayAccount] = Field(default_factory=dict)
+    # Areas whose crowding is measured, by id (sensorpipe.crowd).
+    areas: dict[str, AreaEntry] = Field(default_factory=dict)
 
     def reader_names(self) -> list[str]:
         names = [self.ingest.username] if self.ingest is not None else []
@@ -213,7 +348,30 @@ class Registry(_Strict):
                         f"{nodes[node]}, {device_id}"
                     )
                 nodes[node] = device_id
+        self.check_areas()
         return self
+
+    def check_areas(self) -> None:
+        """Each area's id is valid, its lines are registered devices and count directions
+        those devices have."""
+        for area_id, area in self.areas.items():
+            if not re.match(AREA_ID_PATTERN, area_id):
+                raise ValueError(f"invalid area id {area_id!r}: expected {AREA_ID_PATTERN}")
+            for line in area.lines:
+                entry = self.devices.get(line.device)
+                if entry is None:
+                    known = ", ".join(sorted(self.devices)[:10]) or "none"
+                    raise ValueError(
+                        f"area {area_id!r}: device {line.device!r} is not registered "
+                        f"(registered: {known}); register it first or leave it out"
+                    )
+                unknown = sorted(set(line.inward + line.outward) - allowed_directions(entry))
+                if unknown:
+                    raise ValueError(
+                        f"area {area_id!r}: device {line.device!r} has no direction "
+                        f"{', '.join(unknown)} (its directions: "
+                        f"{', '.join(sorted(allowed_directions(entry)))})"
+                    )
 
     def kit_by_chip(self, chip_id: str) -> str | None:
         """The device id of the airrohr kit with this chip id."""

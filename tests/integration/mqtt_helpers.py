@@ -13,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sensorpipe.firmware_sim.fleet import Fleet
 from sensorpipe.gateway.devices import DeviceCredentials
 from sensorpipe.protocol.codec import encode
-from sensorpipe.protocol.messages import AirMessage, Link, Reading
+from sensorpipe.protocol.messages import AirMessage, CountMessage, Link, Reading
 from sensorpipe.protocol.signing import Signer
 from sensorpipe.protocol.topics import topic_for
 from sensorpipe.stack.local import LocalStack
@@ -70,7 +70,7 @@ class TestDevice:
                 raise AssertionError("no PUBACK from the broker")
             return self._acks.pop(info.mid)
 
-    def send(self, message: AirMessage) -> Any:
+    def send(self, message: AirMessage | CountMessage) -> Any:
         return self.publish(
             topic_for(message.device_id, message.kind), encode(message, self.signer.sign)
         )

@@ -275,7 +275,7 @@ def test_telraam_counts_are_refused_in_an_hour_a_live_camera_counted(
     )  # fmt: skip
     device = TestDevice(creds, stack.require_info().broker_port)
     try:
-        device.send(message)  # type: ignore[arg-type]
+        device.send(message)
     finally:
         device.close()
     total = "SELECT sum(count) FROM traffic WHERE device_id = 'cam-09' AND class = 'car'"

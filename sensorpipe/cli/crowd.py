@@ -1,0 +1,151 @@
+"""`sensorpipe crowd`: crowding per area. Here: the group and `now` (each area's observed level).
+
+Subcommands with a job of their own live in their own modules and are named in SUBCOMMANDS
+("name": "module:attribute"), imported only when used: a forecasting command's libraries are
+not loaded for `crowd now`. Adding one is one line there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
+
+if TYPE_CHECKING:
+    from sensorpipe.crowd.levels import Level
+    from sensorpipe.protocol.registry import AreaEntry
+
+# Subcommands in modules of their own: name -> "module:attribute".
+SUBCOMMANDS: dict[str, str] = {}
+
+
+class _CrowdGroup(click.Group):
+    """The `crowd` group: its own commands, and those of SUBCOMMANDS imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(SUBCOMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in SUBCOMMANDS:
+            module, _, attribute = SUBCOMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command), SUBCOMMANDS[cmd_name]
+            self.commands[cmd_name] = command
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=_CrowdGroup)
+def crowd() -> None:
+    """Crowding per area: the level now (`crowd now`)."""
+
+
+def level_row(area_id: str, area: AreaEntry, lv: Level | None) -> dict[str, Any]:
+    """One area's latest interval as a row of `crowd now`."""
+    row: dict[str, Any] = {
+        "area": area_id,
+        "name": area.name,
+        "kind": area.kind,
+        "capacity": area.capacity,
+        "interval": area.interval,
+        "thresholds": area.thresholds,
+    }
+    if lv is None:
+        return {**row, "time": None, "level": None, "reason": "no interval has ended yet"}
+    return {
+        **row,
+        "time": datetime.fromtimestamp(lv.start_ms / 1000, UTC).isoformat().replace("+00:00", "Z"),
+        "level": None if lv.level is None else round(lv.level, 4),
+        "reached": lv.reached,
+        "running_fraction": round(lv.running_fraction, 4),
+        "flow": None if lv.flow is None else round(lv.flow, 1),
+        "occupancy": None if lv.occupancy is None else round(lv.occupancy, 1),
+        "reason": lv.reason,
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+@crowd.command("now")
+@click.option("--area", "area_ids", multiple=True, help="Only this area (repeatable).")
+@click.option(
+    "--at",
+    default="now",
+    show_default=True,
+    help="The level at this time instead (ISO 8601 or a date): to look back at a day.",
+)
+@DIR_OPTION
+@INFLUX_OPTIONS
+@json_option("Print the levels as JSON.")
+def crowd_now(
+    area_ids: tuple[str, ...],
+    at: str,
+    directory: Path | None,
+    influx_url: str | None,
+    database: str,
+    as_json: bool,
+) -> None:
+    """Each area's level in its last whole interval: observed flow (street) or occupancy
+    (enclosed) ÷ capacity, the thresholds it reached and the counters' running fraction."""
+    from sensorpipe.cli.query import _influx_url
+    from sensorpipe.crowd.observed import area_crowding
+    from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+    from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.protocol.configfile import ConfigError
+    from sensorpipe.query.influxql import QueryInputError, parse_time
+
+    try:
+        when = parse_time(at)
+    except QueryInputError as exc:
+        fail(f"--at: {exc}")
+    stack = local_stack(directory)
+    try:
+        registry = stack.registry()
+    except (OSError, ValueError, ConfigError) as exc:
+        fail(f"cannot read the device register: {exc}")
+    unknown = [a for a in area_ids if a not in registry.areas]
+    if unknown:
+        known = ", ".join(sorted(registry.areas)) or "none"
+        fail(f"--area {unknown[0]}: no such area in {stack.registry_path} (areas: {known})")
+    chosen = list(area_ids) or sorted(registry.areas)
+    if not chosen:
+        fail(f"no areas in {stack.registry_path}: add one with `sensorpipe areas add`")
+    client = InfluxClient(_influx_url(directory, influx_url), database)
+    rows = []
+    try:
+        for area_id in chosen:
+            area = registry.areas[area_id]
+            crowding = area_crowding(
+                client, registry, area, f"-{_lookback(area.interval)}", "now", now=when
+            )
+            rows.append(level_row(area_id, area, crowding.levels[-1] if crowding.levels else None))
+    except (QueryError, StorageUnavailable, QueryInputError) as exc:
+        fail(str(exc))
+    finally:
+        client.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(
+        f"{'area':<16} {'level':>6} {'reached':>8} {'running':>8}  interval from        note"
+    )
+    for r in rows:
+        thresholds = "/".join(f"{t:.0%}" for t in r["thresholds"])
+        note = r.get("reason") or f"thresholds {thresholds}"
+        click.echo(
+            f"{r['area']:<16} {_pct(r['level']):>6} {_pct(r.get('reached')):>8} "
+            f"{_pct(r.get('running_fraction')):>8}  {r['time'] or '-':<20} {note}"
+        )
+
+
+def _lookback(interval: str) -> str:
+    """Two intervals back: the last whole one is in it."""
+    return f"{2 * int(interval[:-1])}{interval[-1]}"

@@ -1,0 +1,72 @@
+"""Which devices and directions make an area (protocol.registry's `AreaEntry`).
+
+An area with counting lines has those devices, each with the directions that go in and out
+(a street's line without directions counts all of them). An area with a polygon has every
+device whose published location (rounded as the public register shows it, like the API's bbox)
+lies inside the ring; it counts all their directions as flow, and says nothing of in and out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sensorpipe.protocol.registry import AreaEntry, AreaLine, Registry
+
+
+def point_in_polygon(lon: float, lat: float, ring: Sequence[tuple[float, float]]) -> bool:
+    """Whether (lon, lat) lies inside the ring (even-odd rule; a point on an edge is
+    inside). Degrees as plane coordinates: fine for areas of a city, not across the
+    antimeridian."""
+    inside = False
+    n = len(ring)
+    for i in range(n):
+        x1, y1 = ring[i]
+        x2, y2 = ring[(i + 1) % n]
+        if _on_segment(lon, lat, x1, y1, x2, y2):
+            return True
+        if (y1 > lat) != (y2 > lat):
+            x_cross = x1 + (lat - y1) * (x2 - x1) / (y2 - y1)
+            if lon < x_cross:
+                inside = not inside
+    return inside
+
+
+def _on_segment(x: float, y: float, x1: float, y1: float, x2: float, y2: float) -> bool:
+    cross = (x - x1) * (y2 - y1) - (y - y1) * (x2 - x1)
+    if abs(cross) > 1e-12:
+        return False
+    return min(x1, x2) <= x <= max(x1, x2) and min(y1, y2) <= y <= max(y1, y2)
+
+
+def devices_in_polygon(registry: Registry, ring: Sequence[tuple[float, float]]) -> list[str]:
+    """Devices whose published (rounded) location lies in the ring."""
+    inside = []
+    for device_id, entry in registry.devices.items():
+        if entry.location is None:
+            continue
+        n = entry.location_precision_decimals
+        lat, lon = round(entry.location.lat, n), round(entry.location.lon, n)
+        if point_in_polygon(lon, lat, ring):
+            inside.append(device_id)
+    return sorted(inside)
+
+
+def area_lines(registry: Registry, area: AreaEntry) -> list[AreaLine]:
+    """The area's counting lines: its own, or one per device inside its polygon (all
+    directions counted, none in or out)."""
+    if area.lines:
+        return list(area.lines)
+    return [AreaLine(device=d) for d in devices_in_polygon(registry, area.polygon)]
+
+
+def area_devices(registry: Registry, area: AreaEntry) -> list[str]:
+    return [line.device for line in area_lines(registry, area)]
+
+
+def areas_of_device(registry: Registry, device_id: str) -> list[str]:
+    """The ids of the areas a device counts for."""
+    return sorted(
+        area_id
+        for area_id, area in registry.areas.items()
+        if device_id in area_devices(registry, area)
+    )

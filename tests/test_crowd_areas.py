@@ -1,0 +1,140 @@
+"""Areas in the registry (protocol.registry's `areas`) and `sensorpipe areas add|list|show|remove`:
+a polygon's devices are those inside it, lines keep their directions in and out, an area that
+names an unregistered device is refused, and the registry file round-trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from pydantic import ValidationError
+
+from sensorpipe.cli.main import main
+from sensorpipe.crowd.areas import area_devices, areas_of_device, point_in_polygon
+from sensorpipe.protocol.messages import Location
+from sensorpipe.protocol.registry import (
+    AreaEntry,
+    AreaLine,
+    DeviceEntry,
+    Registry,
+    load_registry,
+    save_registry,
+)
+
+# An L-shaped square: its notch is outside although it lies within the bounding box.
+L_SHAPE = [(0.0, 0.0), (2.0, 0.0), (2.0, 1.0), (1.0, 1.0), (1.0, 2.0), (0.0, 2.0)]
+
+
+def test_point_in_polygon() -> None:
+    assert point_in_polygon(0.5, 0.5, L_SHAPE)
+    assert point_in_polygon(0.5, 1.5, L_SHAPE)
+    assert not point_in_polygon(1.5, 1.5, L_SHAPE)  # the notch
+    assert not point_in_polygon(3.0, 0.5, L_SHAPE)
+    assert point_in_polygon(2.0, 0.5, L_SHAPE)  # on an edge: inside
+
+
+def _device(lat: float | None = None, lon: float | None = None, n: int = 3) -> DeviceEntry:
+    loc = None if lat is None or lon is None else Location(lat=lat, lon=lon)
+    return DeviceEntry(site="x", password_hash="x", location=loc, location_precision_decimals=n)
+
+
+def test_a_polygons_devices_are_those_inside_it() -> None:
+    registry = Registry(
+        devices={
+            "in-a": _device(0.5, 0.5),
+            "in-b": _device(1.5, 0.5),
+            "notch": _device(1.5, 1.5),
+            "nowhere": _device(),
+            # at lat 1.0004 it is in the notch, but published rounded to lat 1.0: on the edge
+            "rounded": _device(1.0004, 1.5),
+        },
+        areas={
+            "square": AreaEntry(name="Square", kind="street", capacity=10, polygon=L_SHAPE),
+        },
+    )
+    assert area_devices(registry, registry.areas["square"]) == ["in-a", "in-b", "rounded"]
+    assert areas_of_device(registry, "in-a") == ["square"]
+    assert areas_of_device(registry, "notch") == []
+    # the ring is closed as GeoJSON closes it
+    assert registry.areas["square"].polygon[-1] == registry.areas["square"].polygon[0]
+
+
+def test_the_registry_refuses_an_area_of_unknown_devices_or_directions() -> None:
+    line = AreaLine(device="gate-1", inward=["left_to_right"], outward=["right_to_left"])
+    hall = AreaEntry(name="Hall", kind="enclosed", capacity=100, lines=[line])
+    with pytest.raises(ValidationError, match="device 'gate-1' is not registered"):
+        Registry(areas={"hall": hall})
+    one_way = DeviceEntry(site="x", password_hash="x", directions=["north"])
+    with pytest.raises(ValidationError, match="has no direction left_to_right, right_to_left"):
+        Registry(devices={"gate-1": one_way}, areas={"hall": hall})
+    with pytest.raises(ValidationError, match="needs a direction in and one out"):
+        AreaEntry(name="H", kind="enclosed", capacity=1, lines=[AreaLine(device="gate-1")])
+    with pytest.raises(ValidationError, match="either a polygon or counting lines"):
+        AreaEntry(name="H", kind="street", capacity=1)
+    with pytest.raises(ValidationError, match="cannot count both in and out"):
+        AreaLine(device="g", inward=["a"], outward=["a"])
+
+
+def _run(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_areas_add_list_show_remove(tmp_path: Path) -> None:
+    stack = tmp_path / "st"
+    stack.mkdir()
+    save_registry(
+        Registry(devices={"gate-1": _device(), "cam-2": _device(0.5, 0.5)}), stack / "registry.toml"
+    )
+    d = ["--dir", str(stack)]
+    _run(
+        "areas", "add", "hall", *d, "--name", "Hall", "--kind", "enclosed", "--capacity", "400",
+        "--line", "gate-1:in=left_to_right:out=right_to_left", "--quiet-hour", "5",
+        "--threshold", "60", "--threshold", "85%", "--timezone", "Pacific/Auckland",
+        "--country", "NZ", "--subdivision", "AUK",
+    )  # fmt: skip
+    _run(
+        "areas", "add", "square", *d, "--name", "Square", "--kind", "street",
+        "--capacity", "900", "--interval", "15m", "--polygon", "0,0 2,0 2,1 1,1 1,2 0,2",
+    )  # fmt: skip
+    registry = load_registry(stack / "registry.toml")  # the file as written reads back
+    hall = registry.areas["hall"]
+    assert hall.lines == [
+        AreaLine(device="gate-1", inward=["left_to_right"], outward=["right_to_left"])
+    ]
+    assert (hall.quiet_hour, hall.thresholds, hall.timezone) == (5, [0.6, 0.85], "Pacific/Auckland")
+    assert (hall.country, hall.subdivision, hall.classes) == ("NZ", "AUK", ["pedestrian"])
+    listed = json.loads(_run("areas", "list", *d, "--json"))
+    assert [(a["area"], a["devices"]) for a in listed] == [
+        ("hall", ["gate-1"]),
+        ("square", ["cam-2"]),
+    ]
+    shown = json.loads(_run("areas", "show", "square", *d, "--json"))
+    assert shown["interval"] == "15m" and shown["lines"][0]["device"] == "cam-2"
+    assert "line: gate-1  in: left_to_right  out: right_to_left" in _run(
+        "areas", "show", "hall", *d
+    )
+    _run("areas", "remove", "hall", *d)
+    assert list(load_registry(stack / "registry.toml").areas) == ["square"]
+    assert "hall" not in _run("areas", "list", *d)
+
+
+@click.command("hello")
+def _hello() -> None:
+    """A crowd command of another module."""
+    click.echo("hello from another module")
+
+
+def test_the_crowd_group_takes_commands_from_other_modules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sensorpipe.cli import crowd
+
+    monkeypatch.setitem(crowd.SUBCOMMANDS, "hello", "tests.test_crowd_areas:_hello")
+    monkeypatch.setattr(crowd.crowd, "commands", dict(crowd.crowd.commands))  # loaded: undone
+    assert "hello" in CliRunner().invoke(main, ["crowd", "--help"]).stdout
+    assert _run("crowd", "hello") == "hello from another module\n"
