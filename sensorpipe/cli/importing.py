@@ -215,8 +215,7 @@ def import_track(files: tuple[Path, ...], **common: Any) -> None:
     "--interval-s",
     type=click.FloatRange(1.0, 86400.0),
     default=3600.0,
-    show_default=True,
-    help="Counts: the interval each row counts, from its time.",
+    help="Counts: the seconds each row counts, from its time (default 3600, an hour).",
 )
 def import_csv(files: tuple[Path, ...], **common: Any) -> None:
     """Any logger's CSV export into --device: the header row is found below any preamble, each

@@ -37,12 +37,9 @@ COUNTS = [
 REPEATED = "time_utc,site,count\n" + "2019-04-06T06:00:00Z,Commerce Street West,7\n" * 2
 
 
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
-
-def ok(*args: str) -> Any:
-    result = run(*args)
+def ok(*args: str) -> Result:
+    """`sensorpipe ARGS`, which must succeed."""
+    result = CliRunner().invoke(main, list(args))
     assert result.exit_code == 0, result.output
     return result
 
