@@ -106,7 +106,7 @@ def test_each_site_is_an_import_only_counting_device(world: World) -> None:
     assert "'107 Quay Street'" in quay.purpose and quay.sensors == ["counter"]
 
 
-def test_the_counts_read_back_through_query_counts_and_the_api(world: World) -> None:
+def test_the_counts_read_back_through_query_counts_the_api_and_sensorthings(world: World) -> None:
     window = ("2019-04-06T04:00:00Z", "2019-04-06T08:00:00Z")
     answer = ok(
         "query", "counts", "--dir", str(world.stack.directory),
@@ -126,6 +126,26 @@ def test_the_counts_read_back_through_query_counts_and_the_api(world: World) -> 
             "/api/v1/counts",
             params={"device": "akl-commerce-street-west", "from": window[0], "to": window[1]},
         )
+        things = client.get(
+            "/sta/v1.1/Things", params={"$filter": "name eq 'akl-commerce-street-west'"}
+        ).json()["value"]
+        (thing,) = things
+        (stream,) = client.get(f"/sta/v1.1/Things({thing['@iot.id']})/Datastreams").json()["value"]
+        observations = client.get(
+            "/sta/" + stream["Observations@iot.navigationLink"].split("/sta/", 1)[1],
+            params={
+                "$filter": f"phenomenonTime ge {window[0]} and phenomenonTime lt {window[1]}",
+                "$orderby": "phenomenonTime",
+            },
+        ).json()["value"]
+    # SensorThings: each hour an observation of an interval, the stuck ones with their flag
+    # (the first of the run too, written again with it when the run was judged)
+    assert [(o["phenomenonTime"][:16], o["result"], o["resultQuality"]) for o in observations] == [
+        ("2019-04-06T04:00", 14, None),
+        ("2019-04-06T05:00", 31, None),
+        ("2019-04-06T06:00", 0, ["stuck"]),
+        ("2019-04-06T07:00", 0, ["stuck"]),
+    ]
     assert api.status_code == 200, api.text
     (series,) = api.json()["series"]
     (pedestrians,) = series["counts"]
