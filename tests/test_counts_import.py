@@ -16,7 +16,7 @@ import pytest
 from sensorpipe.importer.counts_csv import count_column_spec, device_id_for
 from sensorpipe.quality.checker import QualityChecker
 from sensorpipe.quality.config import QualityConfig
-from sensorpipe.quality.zeros import hour_of_week, stuck_intervals
+from sensorpipe.quality.zeros import HourScale, hour_of_week, stuck_intervals
 
 DATA = Path(__file__).parent / "data" / "pedestrian-counts"
 HOUR = 3_600_000
@@ -149,3 +149,18 @@ def test_two_hours_of_zeros_where_30_passers_by_were_expected() -> None:
     assert series(night=14.0, others=1.0) == ["|", "|"]
     # 60 + 60 expected, but every other counter counts a tenth of its usual: 6 + 6
     assert series(night=60.0, others=0.1) == ["|", "|"]
+
+
+def test_the_city_wide_factor_is_the_hours_own_or_the_latest_known() -> None:
+    scale = HourScale()
+    t0 = _ms("2024-01-01T12:00Z")
+    for k in range(3):
+        assert scale.factor(t0) == 1.0  # fewer than 3 counters have reported the hour
+        scale.add(t0, 10.0 + k, 100.0 + 10 * k)
+    assert scale.factor(t0) == pytest.approx(33 / 330)
+    scale.add(t0 + HOUR, 0.0, 50.0)  # the next hour begins: one counter, at zero
+    assert scale.factor(t0 + HOUR) == pytest.approx(0.1)  # the latest hour known's
+    scale.add(t0 + 5 * HOUR, 0.0, 50.0)  # a night: nobody counts anyone for hours
+    assert scale.factor(t0 + 5 * HOUR) == pytest.approx(0.1)
+    assert scale.factor(t0) == pytest.approx(0.1)  # its own hour's, still
+    assert scale.factor(t0 - 24 * HOUR) == 1.0  # a device sorted after: no factor, not 0.1

@@ -82,12 +82,14 @@ class Profile:
 class HourScale:
     """How busy the count series reporting an hour are against their profiles: the sum of their
     non-zero rates over the sum of their expected rates, once SCALE_SERIES have reported it;
-    before that (a series early in an hour, a lone counter), the last hour's that had enough."""
+    before that (a series early in an hour, a night when few count anyone), the latest hour's
+    that had enough; 1.0 for an hour before that one or without any (a lone counter; a file
+    sorted by device rather than time, whose later devices get no city-wide factor)."""
 
-    __slots__ = ("bucket", "counted", "expected", "last", "series")
+    __slots__ = ("bucket", "counted", "expected", "last", "last_bucket", "series")
 
     def __init__(self) -> None:
-        self.bucket = -(2**62)
+        self.bucket = self.last_bucket = -(2**62)
         self.counted = self.expected = 0.0
         self.series = 0
         self.last = 1.0
@@ -97,7 +99,7 @@ class HourScale:
         bucket = t_ms // HOUR_MS
         if bucket > self.bucket:
             if self.series >= SCALE_SERIES:
-                self.last = self._ratio()
+                self.last, self.last_bucket = self._ratio(), self.bucket
             self.bucket, self.counted, self.expected, self.series = bucket, 0.0, 0.0, 0
         if bucket == self.bucket and rate > 0 and expected_rate > 0:
             self.counted += rate
@@ -105,9 +107,12 @@ class HourScale:
             self.series += 1
 
     def factor(self, t_ms: int) -> float:
-        if t_ms // HOUR_MS == self.bucket and self.series >= SCALE_SERIES:
+        bucket = t_ms // HOUR_MS
+        if bucket == self.bucket and self.series >= SCALE_SERIES:
             return self._ratio()
-        return self.last
+        if bucket >= self.last_bucket:
+            return self.last
+        return 1.0
 
     def _ratio(self) -> float:
         return min(max(self.counted / self.expected, SCALE_MIN), SCALE_MAX)
