@@ -186,3 +186,32 @@ def test_the_ledger_lists_and_removes_a_count_import(world: World) -> None:
     # the 2019 file stays
     assert len(flagged_intervals(world.influx, "akl-107-quay-street", ms("2019-01-01T00:00Z"),
                                  ms("2020-01-01T00:00Z"))) == 198  # fmt: skip
+
+
+def test_counts_into_one_device_that_register_registers(world: World, tmp_path: Path) -> None:
+    path = tmp_path / "gate.csv"
+    path.write_text(
+        "Serial: 7\n\nTime;In;Out\n01/03/2024 08:00;12;3\n01/03/2024 09:00;;5\n",
+        encoding="utf-8",
+    )
+    answer = ok(
+        "import", "csv", str(path), "--device", "gate-7", "--register", "--site", "museum",
+        "--time", "Time", "--time-format", "%d/%m/%Y %H:%M", "--timezone", "Europe/Amsterdam",
+        "--column", "In=count:pedestrian:in", "--column", "Out=count:pedestrian:out",
+        "--dir", str(world.stack.directory), "--json",
+    )  # fmt: skip
+    (summary,) = json.loads(answer.stdout)["files"]
+    assert (summary["stored"], summary["new_devices"]) == (2, ["gate-7"])
+    entry = load_registry(world.stack.registry_path).devices["gate-7"]
+    assert (entry.site, entry.directions, entry.count_classes) == (
+        "museum",
+        ["in", "out"],
+        ["pedestrian"],
+    )
+    rows = world.influx.query(
+        "SELECT \"count\" FROM traffic WHERE device_id = 'gate-7' GROUP BY direction"
+    )
+    got = {s["tags"]["direction"]: [(iso(v[0]), v[1]) for v in s["values"]] for s in rows}
+    # 1 March 08:00 in Amsterdam (CET) is 07:00Z; the empty In of 09:00 is no count
+    out = [("2024-03-01T07:00Z", 3), ("2024-03-01T08:00Z", 5)]
+    assert got == {"in": [("2024-03-01T07:00Z", 12)], "out": out}
