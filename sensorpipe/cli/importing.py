@@ -188,34 +188,75 @@ def import_track(files: tuple[Path, ...], **common: Any) -> None:
     multiple=True,
     required=True,
     help="HEADER=QUANTITY or HEADER=QUANTITY:UNIT (repeatable), e.g. 'PM2.5 (µg/m³)=pm2_5' or "
-    "'Pressure=pressure:Pa'; without a unit, the quantity's own.",
+    "'Pressure=pressure:Pa'; without a unit, the quantity's own. Counts of passers-by: "
+    "HEADER=count:CLASS or HEADER=count:CLASS:DIRECTION, e.g. 'count=count:pedestrian' "
+    "(direction both); counts and quantities are imported apart.",
 )
-@click.option("--sensor", default=None, help="Sensor model name, a tag (default: logger).")
+@click.option(
+    "--sensor", default=None, help="Sensor model name, a tag (default: logger; counts: counter)."
+)
 @click.option(
     "--register",
     is_flag=True,
     help="Register --device (history from files, source import) when it is not registered.",
 )
+@click.option(
+    "--device-column",
+    default=None,
+    help="Counts: the header of the column naming each row's counter (a site's name); a new "
+    "one is registered as device <--device-prefix><the name in lower case, '-' for the rest>.",
+)
+@click.option(
+    "--device-prefix",
+    default="",
+    help="Counts: put before the device ids --device-column makes, e.g. akl-.",
+)
+@click.option(
+    "--interval-s",
+    type=click.FloatRange(1.0, 86400.0),
+    default=3600.0,
+    help="Counts: the seconds each row counts, from its time (default 3600, an hour).",
+)
 def import_csv(files: tuple[Path, ...], **common: Any) -> None:
     """Any logger's CSV export into --device: the header row is found below any preamble, each
     --column maps a header to a quantity (converted from its unit), empty cells are skipped.
+    Counts of passers-by too (--column HEADER=count:CLASS), into --device or into the device
+    each row names (--device-column).
 
     Example: sensorpipe import csv RT01.csv --device rt01 --register --time Time
-    --time-format '%m/%d/%Y %H:%M' --timezone -05:00 --column 'PM2.5 (µg/m³)=pm2_5'"""
+    --time-format '%m/%d/%Y %H:%M' --timezone -05:00 --column 'PM2.5 (µg/m³)=pm2_5'
+
+    Counts: sensorpipe import csv auckland_hourly_2019-2024_long.csv.gz --time time_utc
+    --device-column site --device-prefix akl- --column count=count:pedestrian"""
+    from sensorpipe.importer.counts_csv import count_column_spec
     from sensorpipe.importer.logger_csv import column_spec
     from sensorpipe.importer.timeparse import zone
 
     extra = {
         k: common.pop(k)
-        for k in ("time_column", "time_format", "timezone", "columns", "sensor", "register")
+        for k in (
+            "time_column",
+            "time_format",
+            "timezone",
+            "columns",
+            "sensor",
+            "register",
+            "device_column",
+            "device_prefix",
+            "interval_s",
+        )
     }
-    if common["device"] is None:
-        fail("import csv: give --device ID (the logger's device; --register registers it)")
     try:
-        extra["columns"] = tuple(column_spec(c) for c in extra["columns"])
+        counted = [count_column_spec(c) for c in extra["columns"]]
+        count_columns = tuple(c for c in counted if c is not None)
+        extra["columns"] = tuple(
+            column_spec(c) for c, k in zip(extra["columns"], counted, strict=True) if k is None
+        )
         extra["timezone"] = zone(extra["timezone"])
     except ValueError as exc:
         fail(f"--timezone: {exc}" if "--column" not in str(exc) else str(exc))
+    extra["count_columns"] = count_columns
+    _check_counts(common, extra)
     quantities = [q for _, q, _ in extra["columns"]]
     twice = sorted({q for q in quantities if quantities.count(q) > 1})
     if twice:
@@ -223,9 +264,44 @@ def import_csv(files: tuple[Path, ...], **common: Any) -> None:
     fmt = extra["time_format"]
     if fmt is not None and "%" not in fmt:
         fail(f"--time-format {fmt!r}: write it as strptime does, like '%m/%d/%Y %H:%M'")
-    if not extra["register"] and common["site"] is not None:
+    if not extra["register"] and common["site"] is not None and extra["device_column"] is None:
         fail("--site is for the device --register registers")
     _import("csv", files, common, extra)
+
+
+def _check_counts(common: dict[str, Any], extra: dict[str, Any]) -> None:
+    """`import csv`'s device options, and counts, against each other."""
+    from sensorpipe.importer.counts_csv import device_id_for
+
+    counts, device_column = extra["count_columns"], extra["device_column"]
+    if counts and extra["columns"]:
+        fail(
+            f"--column: counts ({counts[0][0]}) and quantities ({extra['columns'][0][0]}) in "
+            f"one import: import the file twice, once with the counts, once with the quantities"
+        )
+    if device_column is not None and not counts:
+        fail("--device-column is for counts: give --column HEADER=count:CLASS")
+    if device_column is not None and common["device"] is not None:
+        fail("give --device or --device-column, not both")
+    if common["device"] is None and device_column is None:
+        fail(
+            "import csv: give --device ID (the logger's device; --register registers it)"
+            + (" or --device-column HEADER" if counts else "")
+        )
+    prefix = extra["device_prefix"]
+    if prefix and (device_column is None or device_id_for("x", prefix) != f"{prefix}x"):
+        fail(
+            f"--device-prefix {prefix!r}: "
+            + (
+                "it is for --device-column"
+                if device_column is None
+                else "use lower-case letters, digits, '_' and '-', starting with a letter or digit"
+            )
+        )
+    pairs = [(c, d) for _, c, d in counts]
+    twice = sorted({f"{c}:{d}" for c, d in pairs if pairs.count((c, d)) > 1})
+    if twice:
+        fail(f"--column: count:{twice[0]} given for more than one column: map each once")
 
 
 @import_.group("reference")
@@ -444,6 +520,10 @@ def _options(common: dict[str, Any], extra: dict[str, Any]) -> ImportOptions:
         time_format=extra.get("time_format"),
         timezone=extra.get("timezone", UTC),
         columns=extra.get("columns", ()),
+        count_columns=extra.get("count_columns", ()),
+        interval_s=extra.get("interval_s", 3600.0),
+        device_column=extra.get("device_column"),
+        device_prefix=extra.get("device_prefix", ""),
         register=bool(extra.get("register", False)),
         hour_label=extra.get("hour_label", "end"),
         stations=extra.get("stations", {}),

@@ -41,7 +41,7 @@ from sensorpipe.protocol import storage
 from sensorpipe.protocol.provenance import IMPORT, DeviceSource, import_source, provenance_tags
 from sensorpipe.protocol.quantities import QUANTITIES, plausibility_error
 from sensorpipe.quality.checker import QualityChecker
-from sensorpipe.quality.flags import QC_VERSION
+from sensorpipe.quality.flags import QC_VERSION, STUCK
 
 DEFAULT_BATCH = 20_000
 # Rejected rows held before they go to the dead-letter store (a file of bad rows writes no
@@ -81,6 +81,14 @@ class ImportOptions:
     timezone: tzinfo = UTC
     columns: tuple[tuple[str, str, float], ...] = ()
     register: bool = False  # csv: register --device (source import) when it is not registered
+    # csv of counts (counts_csv): (header, class, direction) per count column, each row's
+    # interval, the column naming each row's device and the prefix of the ids it makes; and
+    # the times read per device so far in this import, for duplicates across its files
+    count_columns: tuple[tuple[str, str, str], ...] = ()
+    interval_s: float = 3600.0
+    device_column: str | None = None
+    device_prefix: str = ""
+    counted: dict[str, set[int]] = field(default_factory=dict)
     # luchtmeetnet: whether its timestamps label the hour's end (default) or start; station
     # metadata (/stations/{n} answers) by station number
     hour_label: str = "end"
@@ -188,6 +196,7 @@ class ImportContext:
         self.unassigned_rejected = 0  # rejected rows no device could be told for
         self.targets: dict[str, Target] = {}
         self.not_imported: dict[str, int] = {}  # column -> values it held, not imported
+        self.notes: list[str] = []  # the format's words for the file's summary
         self.row_word = "line"  # how dead letters' details name a row: line (CSV), item (JSON)
         self.latest_ms = now_ms + int(MAX_FUTURE_S * 1000)
         self._resolve = resolve
@@ -342,9 +351,15 @@ class ImportContext:
         interval_s: float,
         count: float,
         running_fraction: float,
+        *,
+        line_no: int = 0,
     ) -> str:
         """`,qc_count="stuck"` where flagged and `,qc=<version>i`, for a `traffic` line's
-        fields; "" without a checker (quality.checker, `QualityChecker.flag_count`)."""
+        fields; "" without a checker (quality.checker, `QualityChecker.flag_count`). Where
+        the count is judged stuck with the run's earlier intervals (a run of zeros judged by
+        what it should have counted, flagged from its first interval), their points are
+        written again with the flag (`qc_count` and `qc` alone: InfluxDB merges them into the
+        points stored), as from file line `line_no`."""
         if self.quality is None:
             return ""
         flagged = self.quality.flag_count(
@@ -356,6 +371,13 @@ class ImportContext:
             count,
             running_fraction=running_fraction,
         )
+        earlier = self.quality.take_reflagged()
+        if earlier:
+            prefix = self.traffic_prefix(target, count_class, direction)
+            if prefix is not None:
+                fields = f'qc_count="{STUCK}",qc={QC_VERSION}i'
+                self.lines.extend(f"{prefix}{fields} {before}" for before in earlier)
+                self.line_nos.extend([line_no] * len(earlier))
         qc = f',qc_count="{flagged}"' if flagged else ""
         return f"{qc},qc={QC_VERSION}i"
 

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from sensorpipe.importer.base import DeviceSpec, ImportContext, ValueColumn, value_column
+from sensorpipe.importer.counts_csv import CountRows
 from sensorpipe.importer.fields import unit_divisor
 from sensorpipe.importer.files import lines, overlong, rows
 from sensorpipe.importer.reader import Reader
@@ -49,9 +50,18 @@ class LoggerCsv(Reader):
 
     def prepare(self) -> None:
         o = self.options
-        if o.device is None or o.time_column is None or not o.columns:
+        if (
+            (o.device is None and o.device_column is None)
+            or o.time_column is None
+            or not (o.columns or o.count_columns)
+        ):
             raise self.problem("give --device, --time and at least one --column")
-        wanted = [o.time_column, *(h for h, _, _ in o.columns)]
+        wanted = [
+            o.time_column,
+            *(h for h, _, _ in o.columns),
+            *(h for h, _, _ in o.count_columns),
+            *([o.device_column] if o.device_column else []),
+        ]
         best: tuple[int, int, list[str]] | None = None  # matches, line, fields
         with self.file.open_text() as (text, _):
             for line_no, line in enumerate(lines(text), start=1):
@@ -134,6 +144,9 @@ class LoggerCsv(Reader):
 
     def parse(self, ctx: ImportContext, text: IO[str]) -> None:
         o = self.options
+        if o.count_columns:
+            self._parse_counts(ctx, text)
+            return
         assert o.device is not None and o.time_column is not None
         header_line, delimiter, names = self._head
         width = len(names)
@@ -175,6 +188,35 @@ class LoggerCsv(Reader):
         for k, (_, name) in enumerate(unused):
             if counts[k]:
                 ctx.not_imported[name] = counts[k]
+
+    def _parse_counts(self, ctx: ImportContext, text: IO[str]) -> None:
+        """Counts of passers-by (counts_csv), each row's device from --device or
+        --device-column."""
+        o = self.options
+        assert o.time_column is not None
+        header_line, delimiter, names = self._head
+        width = len(names)
+        counts = CountRows(
+            ctx, names, o.time_column, LocalTimes(o.time_format, o.timezone), o.counted
+        )
+        unused = [(i, names[i]) for i in range(width) if i not in counts.used and names[i]]
+        held = [0] * len(unused)
+        for n, raw, f in rows(_after(text, header_line), delimiter, header_line + 1, ctx.bad_row):
+            if len(f) > width:
+                ctx.reject(n, raw, "bad_row", "more columns than the header")
+                continue
+            if len(f) < width:
+                f = f + [""] * (width - len(f))
+            for k, (i, _) in enumerate(unused):
+                if f[i].strip():
+                    held[k] += 1
+            counts.row(n, raw, f)
+        for k, (_, name) in enumerate(unused):
+            if held[k]:
+                ctx.not_imported[name] = held[k]
+        note = counts.note()
+        if note is not None:
+            ctx.notes.append(note)
 
 
 def _fields(line: str, delimiter: str) -> list[str]:

@@ -179,6 +179,8 @@ class Importer:
         """A logger's CSV goes into a registered device of source import, or one --register
         registers."""
         device = options.device
+        if device is None and options.device_column is not None:
+            return  # counts: each row's device from a column, registered when new
         entry = self.registry.devices.get(device or "")
         if entry is None and not options.register:
             raise ImportProblem(
@@ -310,7 +312,7 @@ class Importer:
         result.devices = sorted(ctx.targets)
         result.new_devices = list(self._new)
         result.not_imported = dict(ctx.not_imported)
-        result.notes = list(self._notes)
+        result.notes = list(self._notes) + ctx.notes
         return result
 
     def _retrying(self, ask: Callable[[], T]) -> T:
@@ -593,6 +595,10 @@ SHAPING = {
     "time_format": "--time-format",
     "timezone": "--timezone",
     "columns": "--column",
+    "count_columns": "--column",
+    "interval_s": "--interval-s",
+    "device_column": "--device-column",
+    "device_prefix": "--device-prefix",
     "hour_label": "--hour-label",
 }
 
@@ -604,6 +610,8 @@ def shaping_options(options: ImportOptions) -> dict[str, str]:
         value = getattr(options, name)
         if name == "columns":
             value = "; ".join(f"{h}={q}" + (f"/{d:g}" if d != 1 else "") for h, q, d in value)
+        elif name == "count_columns":
+            value = "; ".join(f"{h}=count:{c}:{d}" for h, c, d in value)
         elif name == "direction_names":
             value = ",".join(value)
         out[name] = "" if value is None else str(value)

@@ -180,7 +180,7 @@ class Telraam(ColumnsReader):
                     break
                 count = round(value * uptime)
                 qc = ctx.count_quality_fields(
-                    target, count_class, direction, t, interval, count, uptime
+                    target, count_class, direction, t, interval, count, uptime, line_no=n
                 )
                 out.append(
                     (

@@ -48,6 +48,8 @@ REASONS: dict[str, str] = {
     "device_error": "an imported row its device flagged as faulty (a sensor error code)",
     "unknown_phenomenon": "an openSenseMap phenomenon or unit sensorpipe has no quantity for",
     "bad_unit": "an imported reference value in a unit sensorpipe cannot convert",
+    "duplicate": "an imported row of a device and time read before in the same import "
+    "(counts from a CSV): the first is stored",
     "qc_invalid": "a reference station's value its agency marks invalid (QC code, validity)",
 }
 

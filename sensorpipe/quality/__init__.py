@@ -4,7 +4,10 @@
 per quantity and per sensor model (the `[quality]` section of ingest.toml), each default with
 its reason; `checker` is the `QualityChecker` the live ingest (devices and the kit gateway's
 kits alike, which arrive over MQTT) and the importer both use: one implementation, so a value
-imported from a history file is flagged as the same value arriving live would be.
+imported from a history file is flagged as the same value arriving live would be. `zeros` is
+what it keeps of counts of passers-by to tell a counter stuck at zero from a quiet street:
+each series' hour-of-week profile and the hour's city-wide factor (and `stuck_intervals`, the
+same judgement over rows read from a file).
 
 The raw value is never changed: a flag is a string field `qc_<quantity>` beside it (the sorted
 flag names, joined by ","), written only where a flag is raised, and every checked air point

@@ -33,6 +33,7 @@ from collections.abc import Iterable
 
 from sensorpipe.quality import flags as F
 from sensorpipe.quality.config import QualityConfig, Rules
+from sensorpipe.quality.zeros import HourScale, Profile, hour_of_week
 
 # Each flag a bit, so that a reading's flags are an integer while they are checked and their
 # stored form is one lookup (`_JOINED`): the checker's inner loop runs for every value stored.
@@ -47,14 +48,20 @@ _JOINED = [
 # judged once at least SPIKE_MIN_HISTORY are known. A median ignores one earlier spike.
 SPIKE_WINDOW = 5
 SPIKE_MIN_HISTORY = 3
+# A run's intervals kept to flag once it is judged stuck (take_reflagged), at most: a minute's
+# counts for a day.
+PENDING_MAX = 1440
 
 
 class _Series:
     """What one series remembers (about 400 bytes with its place in the checker's dicts)."""
 
     __slots__ = (
+        "expected",
         "flags",
         "last_ms",
+        "pending",
+        "profile",
         "recent",
         "rules",
         "run",
@@ -65,6 +72,11 @@ class _Series:
 
     def __init__(self, rules: Rules | None) -> None:
         self.rules = rules
+        # counts only: what the series is expected to count (zeros.Profile), what its current
+        # run of equal counts was expected to count, and its intervals not yet flagged
+        self.profile: Profile | None = None
+        self.expected = 0.0
+        self.pending: list[int] = []
         self.last_ms = NEVER
         self.value = float("nan")
         self.run = 0
@@ -106,6 +118,10 @@ class QualityChecker:
         self._newest_ms = NEVER
         self._count_stuck_ms = self.config.count_stuck_s * 1000
         self._count_stuck_nonzero_ms = self.config.count_stuck_nonzero_s * 1000
+        self._zero_expected = self.config.count_zero_expected
+        self._zero_min_ms = self.config.count_zero_min_s * 1000
+        self._scale = HourScale()
+        self._reflagged: list[int] = []
 
     def __len__(self) -> int:
         """How many series are remembered."""
@@ -191,9 +207,13 @@ class QualityChecker:
 
         stuck: the same count in every interval for `count_stuck_s` or more (a zero), or
         `count_stuck_nonzero_s` (any other count), from the start of the run's first interval
-        to the end of this one; missing intervals do not end a run.
-        An interval the counter did not run at all (`running_fraction` 0) counts nothing, so
-        its zero neither continues nor ends a run."""
+        to the end of this one; or a run of zeros of `count_zero_min_s` or more in which the
+        series should have counted `count_zero_expected` passers-by (quality.zeros). Missing
+        intervals do not end a run. An interval the counter did not run at all
+        (`running_fraction` 0) counts nothing, so its zero neither continues nor ends a run.
+        The run's earlier intervals, stored before it was judged, are named by
+        `take_reflagged` after the call that judged it."""
+        self._reflagged = []
         key = (device_id, "")  # a device's counts: "" is no sensor name (SENSOR_PATTERN)
         held = self._sensors.get(key)
         if held is None:
@@ -208,11 +228,24 @@ class QualityChecker:
         mask = 0
         stuck_ms = self._count_stuck_ms if count == 0 else self._count_stuck_nonzero_ms
         if t_ms > series.last_ms and running_fraction != 0:
+            hours = interval_s / 3600.0 * (1.0 if running_fraction is None else running_fraction)
+            expected = self._expect(series, t_ms, count, hours)
             if count != series.value:
                 series.value, series.run_from_ms = count, t_ms
+                series.expected = 0.0
+                series.pending = []
+            series.expected += expected
             end_ms = t_ms + interval_s * 1000
-            if stuck_ms and end_ms - series.run_from_ms >= stuck_ms:
+            if (stuck_ms and end_ms - series.run_from_ms >= stuck_ms) or (
+                count == 0
+                and self._zero_expected
+                and end_ms - series.run_from_ms >= self._zero_min_ms
+                and series.expected >= self._zero_expected
+            ):
                 mask = STUCK
+                self._reflagged, series.pending = series.pending, []
+            elif len(series.pending) < PENDING_MAX:
+                series.pending.append(t_ms)
             series.last_ms = t_ms
             series.flags = mask
         elif t_ms == series.last_ms:
@@ -221,6 +254,32 @@ class QualityChecker:
             mask |= CLOCK
         self._seen(held, t_ms)
         return _JOINED[mask]
+
+    def _expect(self, series: _Series, t_ms: int, count: float, hours: float) -> float:
+        """What `series` should have counted in an interval of `hours` (counted) from `t_ms`
+        when `count` is 0 (else 0.0); a non-zero count is learnt into its profile and into the
+        hour's city-wide factor."""
+        if not self._zero_expected or hours <= 0:
+            return 0.0
+        profile = series.profile
+        if profile is None:
+            profile = series.profile = Profile()
+        how = hour_of_week(t_ms)
+        rate = profile.expected_rate(how)
+        if count > 0:
+            counted = count / hours
+            self._scale.add(t_ms, counted, rate)
+            profile.learn(how, counted)
+            return 0.0
+        self._scale.add(t_ms, 0.0, rate)
+        return rate * hours * self._scale.factor(t_ms)
+
+    def take_reflagged(self) -> list[int]:
+        """The start times (epoch ms) of the earlier intervals of the series the last
+        `flag_count` call judged stuck: its run's intervals stored before it was judged, now
+        stuck too (empty when the call judged no run). Asked once; the list is handed over."""
+        out, self._reflagged = self._reflagged, []
+        return out
 
     def _seen(self, held: _Sensor, t_ms: int) -> None:
         """`held` has a reading at `t_ms`: forget what is now too old, or too much."""

@@ -288,6 +288,14 @@ class QualityConfig(_Strict):
     # 0 for 25,560 hours. 0 turns either off.
     count_stuck_s: float = Field(default=86400.0, ge=0)
     count_stuck_nonzero_s: float = Field(default=21600.0, ge=0)
+    # A run of zeros is stuck sooner where the counter should have counted people in it
+    # (quality.zeros): once it has lasted count_zero_min_s and its expected total (from the
+    # series' hour-of-week profile, scaled by how busy the other counters are that hour)
+    # reaches count_zero_expected passers-by. On the Auckland counts 30 and 2 hours flag 205
+    # Queen Street's weekend days of zeros and leave quiet nights and lockdown nights alone
+    # (measured in /work/notes/r29, stuck.py). 0 turns it off.
+    count_zero_expected: float = Field(default=30.0, ge=0)
+    count_zero_min_s: float = Field(default=7200.0, ge=0)
     # A series (device, sensor, quantity) not seen for this long (observation time) is
     # forgotten; and at most max_series are remembered (the least recently seen go first).
     # Two days outlasts a weekend's outage; a series takes about 400 bytes (measured with

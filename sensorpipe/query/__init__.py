@@ -4,7 +4,9 @@
 `bbox`); `series` aggregates air readings and counts; `output` prints rows as a table, CSV or
 JSON, and `spreadsheet` makes CSV a spreadsheet opens as data, never as formulas. `flagged`
 reads the quality flags back: per interval how many readings were flagged and which flags, and
-aggregates without the flagged readings or of them alone. `calibrated` calibrates `query air`'s
+aggregates without the flagged readings or of them alone; `flagged_hours` says which
+intervals of a counting device carry a flag (a stuck counter's zeros, for forecasts not to
+learn). `calibrated` calibrates `query air`'s
 rows and `/api/v1/air`'s series when read and labels each value with its calibration, its
 `uncertainty` (a calibration's RMSE, RIVM Samen Meten's defaults, a data sheet) and whether it
 is indicative. `register`
