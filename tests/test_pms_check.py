@@ -105,3 +105,18 @@ def test_a_pms7003_is_read_and_named_as_registered() -> None:
             assert driver.model == "pms7003" and driver.read()["pm10"] == 6
         finally:
             driver.close()
+
+
+def test_two_pms5003s_on_one_device_each_have_their_own_tag_and_laser_count(
+    tmp_path: Path,
+) -> None:
+    from sensorpipe.edge.drivers.registry import duty_cycle
+    from sensorpipe.edge.duty import LaserHours
+
+    north = Pms5003Config(driver="pms5003", port="/dev/ttyUSB0", sensor="pms5003.north")
+    south = Pms5003Config(driver="pms5003", port="/dev/ttyUSB1")
+    assert (sensor_tag(north), sensor_tag(south)) == ("pms5003.north", "pms5003")
+    hours = LaserHours(tmp_path / "laser-hours.json")
+    a, b = duty_cycle(north, hours), duty_cycle(south, hours)
+    assert a is not None and b is not None
+    assert a.model == b.model == "pms5003" and a.key != b.key

@@ -178,3 +178,12 @@ def test_the_probe_voltage_is_a_quantity_with_a_plausible_range_and_its_unit() -
     assert plausibility_error("soil_probe_voltage", 3.3) is None
     assert "outside the plausible range" in (plausibility_error("soil_probe_voltage", 9.0) or "")
     assert plausibility_error("soil_moisture", 100.5) is not None
+
+
+def test_the_agent_tags_a_probe_s_readings_and_status_with_its_sensor_key() -> None:
+    """The tag the device is registered with (`soil_probe`, or its own `sensor`), never the
+    driver's name: the ingest sets aside a message naming a sensor the device did not declare."""
+    from sensorpipe.edge.drivers.registry import sensor_tag
+
+    assert sensor_tag(_config()) == "soil_probe"
+    assert sensor_tag(_config(sensor="soil_probe.bed2")) == "soil_probe.bed2"

@@ -84,7 +84,9 @@ class SensorState:
             "uptime_24h": self.uptime.get("24h"),
             "uptime_7d": self.uptime.get("7d"),
             "laser_hours": self.laser_hours,
-            "laser_life_h": LASER_LIFE_H.get(self.sensor) if self.laser_hours is not None else None,
+            "laser_life_h": LASER_LIFE_H.get(self.sensor.split(".")[0])
+            if self.laser_hours is not None
+            else None,
             "errors": dict(self.errors),
             "backoff_s": self.backoff_s,
         }

@@ -97,6 +97,12 @@ class Pms5003Config(_SerialConfig):
     model: Literal["pms5003", "pms7003", "pmsa003"] = "pms5003"
     mode: Literal["passive", "active"] = "passive"
     warmup_s: float = Field(default=30.0, ge=0, le=600)  # the data sheet's 30 s after a wake
+    sensor: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$",
+        description="the sensor tag of its readings (default: its model); give each of two "
+        "laser sensors of a device its own, e.g. pms5003.north",
+    )
 
 
 # The BME280 answers at one of two addresses, chosen by its SDO pin.
@@ -358,10 +364,15 @@ DRIVERS: dict[str, Callable[[Any, I2CBusFactory], SensorDriver]] = {
 
 
 def sensor_tag(config: SensorConfig) -> str:
-    """The `sensor` tag of a configured sensor's readings and status (its model)."""
+    """The `sensor` tag of a configured sensor's readings and status: its own `sensor` key
+    where its section has one (a soil probe, a DS18B20, a PMS5003: two of a kind on one device
+    each get their own), else its model."""
+    tag = getattr(config, "sensor", None)
+    if isinstance(tag, str):
+        return tag
     if isinstance(config, Pms5003Config):
         return config.model
-    return config.sensor if isinstance(config, Ds18b20Config) else config.driver
+    return config.driver
 
 
 def duty_cycle(config: SensorConfig, hours: LaserHours) -> DutyCycle | None:
@@ -369,7 +380,7 @@ def duty_cycle(config: SensorConfig, hours: LaserHours) -> DutyCycle | None:
     if not isinstance(config, _SerialConfig):
         return None
     wake_s = config.duty.wake_s if config.duty is not None else 0.0
-    model = sensor_tag(config)
+    model = config.model if isinstance(config, Pms5003Config) else config.driver
     key = laser_key(model, config.port)
     hours.claim(key, model)  # a count kept per model before
     return DutyCycle(model, wake_s=wake_s, warmup_s=config.warmup_s, hours=hours, key=key)
