@@ -413,6 +413,10 @@ CASES: dict[str, list[Case]] = {
             "sensors.2.sht4x.address (line 44): 0x47: an SHT4X answers only at 0x44 or 0x45",
         ),
         (
+            lambda t: ["--config", _edge_config_with(t, 'driver = "sht4x"', 'driver = "sht31"')],
+            "sensors.2.driver (line 42): 'sht31' is not one sensorpipe knows; did you mean 'sht3x'?",
+        ),
+        (
             lambda t: ["--config", _edge_config_with(t, "v_wet = 1.20", "v_wet = 2.80")],
             "sensors.3.soil_ads1115.v_wet (line 59): v_dry (2.6 V) must be above v_wet (2.8 V)",
         ),

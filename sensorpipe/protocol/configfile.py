@@ -7,6 +7,7 @@ HTTP service's section names (`sensorpipe serve`, the kit gateway's [http]) the 
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from collections.abc import Sequence
@@ -41,7 +42,13 @@ def load_model(path: Path | str, model: type[M]) -> M:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, f"not valid TOML: {exc}") from None
+        hint = ""
+        if "immutable namespace" in str(exc):  # `x = [ {...} ]` written, then `[[x]]` added
+            hint = (
+                ": a list written inline (`name = [ {...} ]`) cannot take more `[[name]]` "
+                "entries; write each entry as its own `[[name]]` table"
+            )
+        raise ConfigError(path, f"not valid TOML: {exc}{hint}") from None
     return validate_model(data, model, path=path, text=text)
 
 
@@ -92,6 +99,15 @@ def _describe(err: Any, model: type[BaseModel], text: str) -> str:
     message = str(err["msg"]).removeprefix("Value error, ")  # pydantic's, not the owner's
     if err["type"] == "extra_forbidden":
         message = "unknown key" + _suggestion(loc[-1], model, loc[:-1])
+    elif err["type"] == "union_tag_invalid":  # e.g. driver = "sht31" in a [[sensors]] entry
+        ctx = err.get("ctx", {})
+        tag, key = str(ctx.get("tag", "")), str(ctx.get("discriminator", "")).strip("'")
+        expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
+        close = difflib.get_close_matches(tag, expected, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(expected)
+        message = f"{tag!r} is not one sensorpipe knows{hint} (one of: {known})"
+        loc = [*loc, key]
     return _key_line(text, loc, message)
 
 
