@@ -6,8 +6,9 @@ errors) and `options` the click options several commands share, each written onc
 groups: `stack`, `demo`, `devices`, `edge`, `ingest`, `gateway`, `serve`, `server` (`server
 setup`), `sim`, `query`, `counting` (`count-video`, `count-eval`), `config` (the example files),
 `importing` (`sensorpipe import`; `import_ledger` holds its `list` and `remove`),
-`calibrate` (`calibrate fit|group|update|apply|list|show|report`) and `quality` (`quality
-neighbours`, the neighbour outlier over stored data). `calibrate` keeps `fit`, `apply`, `list`
+`calibrate` (`calibrate fit|group|update|apply|list|show|report`), `quality` (`quality
+neighbours`, the neighbour outlier over stored data) and `crowd` (crowding; its `backtest`
+lives in `crowd_backtest`). `calibrate` keeps `fit`, `apply`, `list`
 and `show`; `calibrate_group` holds `group` and `update`, `calibrate_report` holds `report`,
 and `calibrate_book` what they share (the calibration book, the period, a record described).
 

@@ -56,6 +56,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sensorpipe.cli.query:query",
         "Air measurements (`query air`) and counts of passers-by (`query counts`) from InfluxDB.",
     ),
+    "crowd": (
+        "sensorpipe.cli.crowd:crowd",
+        "Crowding: forecasts of counts per device or area, and their backtest.",
+    ),
     "count-eval": (
         "sensorpipe.cli.counting:count_eval",
         "Count a held-out synthetic street (or, with --video, a real clip) against the truth.",

@@ -26,10 +26,10 @@ from sensorpipe.cli.main import main
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import to_line
 from sensorpipe.ingest.points import Receipt, message_points
-from sensorpipe.protocol.messages import ClassCount, CountMessage, Link
+from sensorpipe.protocol.messages import ClassCount
 from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
 from sensorpipe.quality.checker import QualityChecker
-from tests.helpers import running_influxd
+from tests.helpers import count_message, running_influxd
 
 pytestmark = pytest.mark.integration
 
@@ -53,19 +53,8 @@ def _lines() -> list[str]:
     lines = []
     for seq, r in enumerate(_rows(), start=1):
         start = datetime.fromisoformat(r["time_utc"].replace("Z", "+00:00"))
-        message = CountMessage(
-            device_id=DEVICES[r["site"]],
-            seq=seq,
-            observed_at=start,
-            clock_synced=True,
-            sent_at=start + timedelta(hours=1),
-            link=Link(uptime_s=86400.0 * 30, firmware="t"),
-            interval_end=start + timedelta(hours=1),
-            model_id="counter",
-            running_fraction=1.0,
-            frames=3600,
-            counts=[ClassCount(count_class="pedestrian", direction="both", count=int(r["count"]))],
-        )
+        counts = [ClassCount(count_class="pedestrian", direction="both", count=int(r["count"]))]
+        message = count_message(DEVICES[r["site"]], seq, start, counts)
         points = message_points(message, "auckland", RECEIPT, quality=checker)
         lines += [to_line(p) for p in points]
     return lines
