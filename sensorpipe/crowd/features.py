@@ -163,9 +163,9 @@ class Prepared:
         self.cal = cal
         self.w = [take(y, cal.lag[d]) for d in (7, 14, 21, 28)]
         stack = np.stack(self.w)
-        with np.errstate(all="ignore"):
-            n = (~np.isnan(stack)).sum(axis=0)
-            self.m4 = np.where(n > 0, np.nansum(stack, axis=0) / np.maximum(n, 1), np.nan)
+        n = (~np.isnan(stack)).sum(axis=0)
+        total = np.where(np.isnan(stack), 0.0, stack).sum(axis=0)
+        self.m4 = np.where(n > 0, total / np.maximum(n, 1), np.nan)
         sn = self.w[0].copy()
         for w in self.w[1:]:
             sn = np.where(np.isnan(sn), w, sn)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -220,12 +219,7 @@ def stuck_zeros(
     for i in range(n):
         how = int(hour_of_week[i])
         x = values[i]
-        if nbuf[:, how].any():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # a series with none yet
-                mu = np.nan_to_num(np.nanmedian(buf[:, how, :], axis=1))
-        else:
-            mu = np.zeros(s)
+        mu = _median(buf[:, how, :])
         ok = (x > 0) & (mu > 0)
         scale = float(x[ok].sum() / mu[ok].sum()) if ok.sum() >= 3 else 1.0
         scale = min(max(scale, 0.02), 3.0)
@@ -248,6 +242,17 @@ def stuck_zeros(
         buf[c, how, nbuf[c, how] % weeks] = x[c]
         nbuf[c, how] += 1
     return now, hindsight
+
+
+def _median(a: np.ndarray) -> np.ndarray:
+    """Each row's median of its values that are not NaN (0 where none is): np.nanmedian's
+    answer, many times faster on short rows."""
+    ordered = np.sort(a, axis=1)  # NaN sorts last
+    n = (~np.isnan(a)).sum(axis=1)
+    rows = np.arange(len(a))
+    lo = ordered[rows, np.maximum(n - 1, 0) // 2]
+    hi = ordered[rows, np.maximum(n, 1) // 2 - (n == 0)]
+    return np.where(n > 0, (lo + hi) / 2, 0.0)
 
 
 def clean(values: np.ndarray, hour_of_week: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
