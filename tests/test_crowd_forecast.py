@@ -158,3 +158,17 @@ def test_no_peeking(small_backtest: tuple[Counts, object]) -> None:
     later = model.forecast(changed, c.time(o + 2))[1][0]
     assert not (later == bt.results[0].forecast[o + 3 - first]).all()  # type: ignore[attr-defined]
     assert (model.forecast(changed, c.time(o))[1][0] == bt.results[0].forecast[o + 1 - first]).all()  # type: ignore[attr-defined]
+
+
+def test_lightgbm_is_loaded_only_to_train() -> None:
+    # The series, baselines and backtest modules (and `sensorpipe crowd --help`) load neither
+    # LightGBM nor the forecast extra's holidays: a host without the extra can still import.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sensorpipe.crowd.backtest, sensorpipe.cli.crowd; "
+        "print(sorted(m for m in ('lightgbm', 'holidays') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -156,6 +157,9 @@ def crowd_backtest(
     """
     from sensorpipe.crowd.features import check_country
 
+    for module in ("lightgbm", "holidays"):  # the optional extra, before any long work
+        if importlib.util.find_spec(module) is None:
+            fail(f"{module} is not installed: pip install 'sensorpipe[forecast]'")
     if devices_ and areas:
         fail("give --device or --area, not both")
     if not (devices_ or areas or counts_csv):
