@@ -15,7 +15,7 @@ from sensorpipe.cli.main import main
 from sensorpipe.crowd.series import CountsInputError, iso, read_counts_csv
 from tests.test_crowd_forecast import synthetic
 
-ARGS = ["--timezone", "Pacific/Auckland", "--country", "NZ", "--subdiv", "AUK", "--trees", "30"]
+ARGS = ["--timezone", "Pacific/Auckland", "--country", "NZ", "--subdiv", "AUK", "--trees", "150"]
 
 
 def _write(path: Path, weeks: int = 14, sites: int = 3) -> None:
@@ -51,7 +51,8 @@ def test_backtest_prints_wape_and_writes_every_forecast(counts_csv: Path, tmp_pa
     assert set(summary["horizons"]) == {"1h", "3h"}
     for h in summary["horizons"].values():
         assert set(h["wape_percent"]) == {"model", "seasonal_naive", "mean_4_weeks"}
-        assert all(0 < v < 60 for v in h["wape_percent"].values())
+        wape = h["wape_percent"]
+        assert 0 < wape["model"] < min(wape["seasonal_naive"], wape["mean_4_weeks"]), wape
         assert h["scored_hours"] == 14 * 24 * 3
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["device", "target_time", "horizon", "forecast"]
