@@ -35,6 +35,13 @@ def _instant(option: str, text: str, zone: ZoneInfo) -> int:
     return s
 
 
+def _years_before(t: int, zone: ZoneInfo) -> int:
+    """The same local time YEARS_BACK years before `t` (28 February for a 29th)."""
+    local = datetime.fromtimestamp(t, zone)
+    day = min(local.day, 28) if local.month == 2 else local.day
+    return int(local.replace(year=local.year - YEARS_BACK, day=day).timestamp())
+
+
 def _horizon(text: str) -> int:
     from sensorpipe.crowd.features import MAX_HORIZON
 
@@ -192,7 +199,7 @@ def crowd_backtest(
         fail(f"--train-from {train_from}: not before --train-until {train_until}")
     exclude = _exclusions(excluded, timezone)
     kind = "area" if areas else "device"
-    first = since if since is not None else until - YEARS_BACK * 365 * 86400
+    first = since if since is not None else _years_before(until, zone)
     names = devices_ or areas
     counts = _counts(counts_csv, names, kind, directory, influx_url, database, first, t2)
     place = (timezone, country, subdiv)
