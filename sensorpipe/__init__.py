@@ -7,7 +7,8 @@ site-packages: `protocol/` (the wire contract they share), `edge/` (the agent on
 and the importer store beside each air reading), `query/` and `api/` (reading what is stored:
 the command line, and the HTTP service with its dashboard), `calibration/` (low-cost sensors
 fitted against a reference station, the calibration book, values calibrated when read),
-`crowd/` (areas and their crowding levels from the counts), `firmware_sim/` (simulated sensors
+`crowd/` (areas and their crowding levels from the counts, forecasts of counts per device or
+area and their backtest), `firmware_sim/` (simulated sensors
 and devices), `stack/` (everything on one machine, or installed on a server) and `cli/` (the
 `sensorpipe` command, which `__main__` runs). What several components share sits here at the
 top and imports no component: `process` (child processes and loopback ports), `http_server`

@@ -240,6 +240,16 @@ SC = "2024-03-01_sds011_sensor_12345.csv"
 RIDE = _sample("ride-2024-05-04.csv")
 
 
+def _backtest(tmp: Path, *extra: str, counts: str | None = "") -> list[str]:
+    """`crowd backtest` arguments: a small counts file (unless counts is None), then extra."""
+    args = ["--train-until", "2024-01-02", "--from", "2024-01-02", "--to", "2024-01-03"]
+    args += ["--horizon", "1h", "--timezone", "Pacific/Auckland", "--country", "NZ"]
+    if counts is not None:
+        lines = counts or "2024-01-01T00:00:00Z,a,5"
+        args += ["--counts-csv", _file(tmp, "c.csv", f"time_utc,site,count\n{lines}\n")]
+    return [*args, *extra]
+
+
 CASES: dict[str, list[Case]] = {
     "stack up": [
         (lambda t: ["--dir", _file(t, "f", "")], "is a file"),
@@ -414,7 +424,8 @@ CASES: dict[str, list[Case]] = {
         ),
         (
             lambda t: ["--config", _edge_config_with(t, 'driver = "sht4x"', 'driver = "sht31"')],
-            "sensors.2.driver (line 42): 'sht31' is not one sensorpipe knows; did you mean 'sht3x'?",
+            "sensors.2.driver (line 42): 'sht31' is not one sensorpipe knows; did you mean "
+            "'sht3x'?",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, "v_wet = 1.20", "v_wet = 2.80")],
@@ -1060,6 +1071,28 @@ CASES: dict[str, list[Case]] = {
     ],
     "import reference eea": [
         (lambda t: [_sample(SC)], "not an EEA air-quality download CSV: expected the e-Reporting"),
+    ],
+    "crowd backtest": [
+        (lambda t: _backtest(t, counts=None), "give --device or --area (or --counts-csv FILE)"),
+        (lambda t: _backtest(t, "--device", "a", "--area", "b"), "not both"),
+        (lambda t: _backtest(t, "--area", "a", counts=None), "--area: areas are read from"),
+        (lambda t: _backtest(t, "--device", "d1", counts=None), "(or pass --influx-url)"),
+        (lambda t: _backtest(t, "--horizon", "90m"), "--horizon '90m': give hours ahead as 1h"),
+        (lambda t: _backtest(t, "--horizon", "13h"), "--horizon '13h': give hours ahead"),
+        (lambda t: _backtest(t, "--timezone", "Mars/Base"), "--timezone 'Mars/Base': not a"),
+        (lambda t: _backtest(t, "--country", "XX"), "--country 'XX': public holidays: Country"),
+        (lambda t: _backtest(t, "--subdiv", "ZZZ"), "--subdiv 'ZZZ': public holidays"),
+        (lambda t: _backtest(t, "--from", "2023-12-01"), "--from 2023-12-01: before --train-"),
+        (lambda t: _backtest(t, "--to", "2024-01-02"), "--to 2024-01-02: not after --from"),
+        (lambda t: _backtest(t, "--train-from", "2024-05-01"), "--train-from 2024-05-01: not"),
+        (lambda t: _backtest(t, "--train-until", "2024-01-01T10:30"), "not on the hour"),
+        (lambda t: _backtest(t, "--train-until", "soon"), "--train-until 'soon': not a date"),
+        (lambda t: _backtest(t, "--exclude-training", "2020-05-01"), "give FROM/TO local dates"),
+        (lambda t: _backtest(t, "--counts-csv", str(t / "none.csv")), "none.csv: cannot read it"),
+        (lambda t: _backtest(t, counts="2024-01-01T00:00:00Z,a,many"), "line 2: count 'many'"),
+        (lambda t: _backtest(t, counts="2024-01-01,a"), "line 2: 2 columns, expected 3"),
+        (lambda t: _backtest(t, "--device", "b"), "c.csv: no counts of b in it"),
+        (lambda t: _backtest(t), "no counts from 2024-01-01T11:00:00Z on"),
     ],
     "count-eval": [
         (lambda t: ["--conditions", "fog"], "fog"),

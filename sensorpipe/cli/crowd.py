@@ -1,4 +1,5 @@
-"""`sensorpipe crowd`: crowding per area. Here: the group and `now` (each area's observed level).
+"""`sensorpipe crowd`: crowding per area. Here: the group and `now` (each area's observed level);
+`backtest` (forecasts scored against what was counted) is in `crowd_backtest`.
 
 Subcommands with a job of their own live in their own modules and are named in SUBCOMMANDS
 ("name": "module:attribute"), imported only when used: a forecasting command's libraries are
@@ -23,7 +24,9 @@ if TYPE_CHECKING:
     from sensorpipe.protocol.registry import AreaEntry
 
 # Subcommands in modules of their own: name -> "module:attribute".
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "backtest": "sensorpipe.cli.crowd_backtest:crowd_backtest",
+}
 
 
 class _CrowdGroup(click.Group):
@@ -43,7 +46,7 @@ class _CrowdGroup(click.Group):
 
 @click.group(cls=_CrowdGroup)
 def crowd() -> None:
-    """Crowding per area: the level now (`crowd now`)."""
+    """Crowding per area: the level now, and the forecasts' backtest."""
 
 
 def level_row(area_id: str, area: AreaEntry, lv: Level | None) -> dict[str, Any]:

@@ -62,7 +62,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "crowd": (
         "sensorpipe.cli.crowd:crowd",
-        "Crowding per area: the level now (`crowd now`).",
+        "Crowding per area: the level now, and the forecasts' backtest.",
     ),
     "count-eval": (
         "sensorpipe.cli.counting:count_eval",

@@ -1,8 +1,17 @@
-"""Crowding: areas, their levels per interval (and, later, forecasts and alerts).
+"""Crowding: areas, their levels per interval, and forecasts of counts per device or area.
 
 `areas.py`: which devices and directions make an area (its lines, or the devices inside its
 polygon); `levels.py`: levels per interval as pure functions over count series (a street's flow
 ÷ capacity, an enclosed area's occupancy from ins minus outs, never below zero and reset at its
 quiet hour, each scaled by the counters' running fraction); `observed.py`: the observed levels of
 an area or a device read from InfluxDB through `sensorpipe.query.series.count_series`.
+
+Forecasts: `series` (hourly count series on a full UTC grid, one column per device or area,
+read from a long CSV file or from InfluxDB, with stuck-at-zero and missing hours as NaN, never
+0); `baselines` (seasonal naive, the same local hour last week, and the mean of the same local
+hour of the week over the past four weeks); `features` (the features of a direct forecast made
+at an origin from counts up to it only: horizon-relative and seasonal lags, level, public
+holidays of the country); `forecast` (the direct per-horizon LightGBM model on the square root
+of the counts, with split-conformal prediction intervals; needs the optional extra `forecast`);
+`backtest` (rolling-origin evaluation: WAPE per horizon of the model and both baselines).
 """

@@ -1,0 +1,321 @@
+"""`sensorpipe crowd backtest`: the rolling-origin evaluation of the forecasts
+(sensorpipe.crowd.backtest) on the counts stored in InfluxDB, or on a CSV file of counts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+
+from sensorpipe.cli.common import fail
+from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
+
+YEARS_BACK = 6  # the history read without --train-from
+
+
+def _instant(option: str, text: str, zone: ZoneInfo) -> int:
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(
+            f"{option} {text!r}: not a date or ISO 8601 time (e.g. 2025-01-01 or 2025-01-01T13:00Z)"
+        )
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=zone)
+    s = int(t.timestamp())
+    if s % 3600:
+        fail(f"{option} {text!r}: not on the hour: forecasts are hourly")
+    return s
+
+
+def _years_before(t: int, zone: ZoneInfo) -> int:
+    """The same local time YEARS_BACK years before `t` (28 February for a 29th)."""
+    local = datetime.fromtimestamp(t, zone)
+    day = min(local.day, 28) if local.month == 2 else local.day
+    return int(local.replace(year=local.year - YEARS_BACK, day=day).timestamp())
+
+
+def _horizon(text: str) -> int:
+    from sensorpipe.crowd.features import MAX_HORIZON
+
+    m = re.fullmatch(r"(\d+)h", text.strip())
+    if not m or not 1 <= int(m.group(1)) <= MAX_HORIZON:
+        fail(
+            f"--horizon {text!r}: give hours ahead as 1h to {MAX_HORIZON}h "
+            "(e.g. --horizon 1h --horizon 3h)"
+        )
+    return int(m.group(1))
+
+
+def _exclusions(values: tuple[str, ...], timezone: str) -> list[tuple[int, int]]:
+    from sensorpipe.crowd.forecast import PRESETS, periods
+
+    spans: list[tuple[str, str]] = []
+    for v in values:
+        if v in PRESETS:
+            spans += PRESETS[v]
+            continue
+        a, sep, b = v.partition("/")
+        try:
+            ok = bool(sep) and datetime.fromisoformat(a) < datetime.fromisoformat(b)
+        except ValueError:
+            ok = False
+        if not ok:
+            fail(
+                f"--exclude-training {v!r}: give FROM/TO local dates (FROM before TO, e.g. "
+                f"2020-03-20/2020-06-08) or one of: {', '.join(PRESETS)}"
+            )
+        spans.append((a, b))
+    return periods(spans, timezone)
+
+
+@click.command("backtest")
+@DIR_OPTION
+@INFLUX_OPTIONS
+@click.option("--device", "devices_", multiple=True, help="A counting device (repeatable).")
+@click.option(
+    "--area",
+    "areas",
+    multiple=True,
+    help="An area (repeatable; with --counts-csv its site column names areas).",
+)
+@click.option(
+    "--counts-csv",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Read the counts from this CSV file (long form time_utc,site,count; .gz too) instead "
+    "of InfluxDB; --device/--area pick its sites (all when neither is given).",
+)
+@click.option(
+    "--train-until",
+    required=True,
+    help="Train on the hours before this (a date or ISO 8601 time; without an offset it is "
+    "local to --timezone).",
+)
+@click.option(
+    "--train-from",
+    default=None,
+    help="Train on the hours from this (default: all of the CSV file; from InfluxDB "
+    f"{YEARS_BACK} years before --train-until).",
+)
+@click.option("--from", "start", required=True, help="First hour forecast (>= --train-until).")
+@click.option("--to", "end", required=True, help="Forecast the hours before this.")
+@click.option(
+    "--horizon", "horizons", multiple=True, required=True, help="Hours ahead, e.g. 1h (repeatable)."
+)
+@click.option(
+    "--timezone",
+    required=True,
+    help="The counters' local time zone (e.g. Pacific/Auckland): hour of the week, seasonal lags.",
+)
+@click.option(
+    "--country", required=True, help="Country whose public holidays count (ISO 3166, e.g. NZ)."
+)
+@click.option("--subdiv", default=None, help="A region of it with holidays of its own (e.g. AUK).")
+@click.option(
+    "--exclude-training",
+    "excluded",
+    multiple=True,
+    help="Leave the local dates FROM/TO out of training (e.g. lockdowns; repeatable), or "
+    "nz-lockdowns (Auckland's COVID-19 levels 3-4).",
+)
+@click.option("--trees", type=click.IntRange(min=1), default=600, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write every forecast here as CSV: device (or area),target_time,horizon,forecast.",
+)
+@json_option("Print the WAPE per horizon as JSON.")
+def crowd_backtest(
+    directory: Path | None,
+    influx_url: str | None,
+    database: str,
+    devices_: tuple[str, ...],
+    areas: tuple[str, ...],
+    counts_csv: Path | None,
+    train_until: str,
+    train_from: str | None,
+    start: str,
+    end: str,
+    horizons: tuple[str, ...],
+    timezone: str,
+    country: str,
+    subdiv: str | None,
+    excluded: tuple[str, ...],
+    trees: int,
+    threads: int,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Rolling-origin evaluation: train on the counts before --train-until, forecast every
+    hour of [--from, --to) from the hour --horizon before it, and print the WAPE (total
+    absolute error / total count) per horizon of the model and of both baselines (same local
+    hour last week; mean of that hour over the past four weeks), with how often the 80 %
+    interval held the count. Hours missing or stuck at zero are neither trained on nor scored.
+    """
+    from sensorpipe.crowd.features import check_country
+
+    for module in ("lightgbm", "holidays"):  # the optional extra, before any long work
+        if importlib.util.find_spec(module) is None:
+            fail(f"{module} is not installed: pip install 'sensorpipe[forecast]'")
+    if devices_ and areas:
+        fail("give --device or --area, not both")
+    if not (devices_ or areas or counts_csv):
+        fail("give --device or --area (or --counts-csv FILE)")
+    if areas and counts_csv is None:
+        fail(
+            "--area: areas are read from InfluxDB once the registry has them; for now give "
+            "--device, or --counts-csv with the areas' counts"
+        )
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(f"--timezone {timezone!r}: not a time zone (e.g. Pacific/Auckland, Europe/Amsterdam)")
+    problem = check_country(country, subdiv)
+    if problem:
+        fail(f"--country {country!r}{f' --subdiv {subdiv!r}' if subdiv else ''}: {problem}")
+    steps = [(h.strip(), _horizon(h)) for h in horizons]
+    until = _instant("--train-until", train_until, zone)
+    t1 = _instant("--from", start, zone)
+    t2 = _instant("--to", end, zone)
+    since = _instant("--train-from", train_from, zone) if train_from else None
+    if t1 < until:
+        fail(
+            f"--from {start}: before --train-until {train_until}: the backtest scores hours "
+            "it did not train on"
+        )
+    if t2 <= t1:
+        fail(f"--to {end}: not after --from {start}")
+    if since is not None and since >= until:
+        fail(f"--train-from {train_from}: not before --train-until {train_until}")
+    exclude = _exclusions(excluded, timezone)
+    kind = "area" if areas else "device"
+    first = since if since is not None else _years_before(until, zone)
+    names = devices_ or areas
+    counts = _counts(counts_csv, names, kind, directory, influx_url, database, first, t2)
+    place = (timezone, country, subdiv)
+    _run(counts, steps, place, (until, t1, t2, since), exclude, (trees, threads), out, as_json)
+
+
+def _counts(
+    counts_csv: Path | None,
+    names: tuple[str, ...],
+    kind: str,
+    directory: Path | None,
+    influx_url: str | None,
+    database: str,
+    t0: int,
+    t1: int,
+) -> Any:
+    from sensorpipe.crowd.series import CountsInputError, from_count_series, iso, read_counts_csv
+
+    try:
+        if counts_csv is not None:
+            return read_counts_csv(counts_csv, kind, names)
+        return from_count_series(
+            _read_influx(names, directory, influx_url, database, iso(t0), iso(t1))
+        )
+    except CountsInputError as exc:
+        fail(str(exc))
+
+
+def _read_influx(
+    devices: tuple[str, ...],
+    directory: Path | None,
+    influx_url: str | None,
+    database: str,
+    t0: str,
+    t1: str,
+) -> list[dict[str, Any]]:
+    from sensorpipe.cli.query import _influx_url
+    from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+    from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.query.flagged import FlagFilter
+    from sensorpipe.query.influxql import QueryInputError
+    from sensorpipe.query.series import CountSeriesRequest, count_series
+
+    client = InfluxClient(_influx_url(directory, influx_url), database)
+    answers = []
+    for i, device in enumerate(devices, start=1):
+        req = CountSeriesRequest(
+            devices=[device], start=t0, end=t1, every="1h", max_points=10**8,
+            flags=FlagFilter("exclude"),  # counts flagged stuck (or otherwise) are no counts
+        )  # fmt: skip
+        try:
+            answer = count_series(client, req)
+        except (QueryError, StorageUnavailable, QueryInputError) as exc:
+            fail(f"InfluxDB: {exc}")
+        if not answer["series"]:
+            fail(f"--device {device}: no counts stored from {t0} to {t1}")
+        answers.append(answer)
+        click.echo(f"read the counts of {device} ({i}/{len(devices)})", err=True)
+    return answers
+
+
+def _run(
+    counts: Any,
+    steps: list[tuple[str, int]],
+    place: tuple[str, str, str | None],
+    span: tuple[int, int, int, int | None],
+    exclude: list[tuple[int, int]],
+    model: tuple[int, int],
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    from sensorpipe.crowd.backtest import backtest
+    from sensorpipe.crowd.forecast import Settings, Training, Where
+
+    until, t1, t2, since = span
+    settings = Settings(trees=model[0], threads=model[1])
+    training = Training(Where(*place), until - 3600, since, exclude, settings)
+    try:
+        bt = backtest(counts, steps, training, t1, t2, lambda m: click.echo(m, err=True))
+    except ImportError as exc:
+        fail(f"{exc.name or exc}: not installed: pip install 'sensorpipe[forecast]'")
+    except ValueError as exc:
+        fail(str(exc))
+    summary = bt.summary()
+    if out is not None:
+        try:
+            with out.open("w", encoding="utf-8", newline="") as f:
+                summary["forecasts_written"] = bt.write_csv(f)
+        except OSError as exc:
+            fail(f"--out {out}: cannot write it: {exc.strerror or exc}")
+        summary["out"] = str(out)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(
+        f"{summary['series']} {bt.counts.kind}s, {summary['from']} .. {summary['to']}, "
+        f"trained on the counts before {_plus_hour(str(summary['train_until']))}"
+    )
+    head = ("horizon", "model", "seasonal naive", "4-week mean", "80% interval held", "hours")
+    click.echo("{:<8} {:>8} {:>15} {:>12} {:>18} {:>13}".format(*head))
+    for r in bt.results:
+        w = r.wape
+        click.echo(
+            f"{r.label:<8} {_pct(w['model']):>8} {_pct(w['seasonal_naive']):>15} "
+            f"{_pct(w['mean_4_weeks']):>12} {_pct(r.coverage, 1):>18} {r.scored:>13,}"
+        )
+    if out is not None:
+        click.echo(f"{summary['forecasts_written']:,} forecasts written to {out}", err=True)
+    sys.stdout.flush()
+
+
+def _pct(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f} %"
+
+
+def _plus_hour(iso_time: str) -> str:
+    from sensorpipe.crowd.series import iso, parse_time
+
+    return iso(parse_time(iso_time) + 3600)
