@@ -439,6 +439,13 @@ GENERATED_NL: dict[str, str] = {
         "PM2,5/PM10 en klimaat in een straat (gesimuleerde geschiedenis)"
     ),
     "sensorpipe history simulation": "sensorpipe-geschiedenissimulatie",
+    # importer.counts_csv's purpose: the classes it counts, and the counter's name in the files.
+    "{} counter {} (its name in the files); counts imported from CSV files": (
+        "{}-teller {} (zijn naam in de bestanden); tellingen ingelezen uit CSV-bestanden"
+    ),
+    "{} counter; counts imported from CSV files": (
+        "{}-teller; tellingen ingelezen uit CSV-bestanden"
+    ),
     "logger history imported from its CSV exports": (
         "geschiedenis van een meetlogger, ingelezen uit zijn CSV-exports"
     ),

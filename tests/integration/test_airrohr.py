@@ -114,12 +114,12 @@ def test_a_kit_posting_as_its_firmware_does_is_stored_with_metadata_and_provenan
     kits: Kits, influx: InfluxClient
 ) -> None:
     kit = kits.credentials["firmware"]
-    values = [*SDS_BME280_VALUES[:5], ("SPS30_N05", "3.10"), ("FUTURE_sensor", "1.00")]
+    values = [*SDS_BME280_VALUES[:5], ("IPS_P5", "3.10"), ("FUTURE_sensor", "1.00")]
     values += SDS_BME280_VALUES[5:]
     status, answer = kits.post("firmware", values)
     assert status == 200, answer
     reply = json.loads(answer.split(b"\r\n\r\n", 1)[1])
-    assert reply["readings"] == 5 and reply["not_stored"] == ["SPS30_N05"]
+    assert reply["readings"] == 5 and reply["not_stored"] == ["IPS_P5"]
 
     q = f"SELECT * FROM air WHERE device_id = '{kit.device_id}' GROUP BY *"
     quantities = ("pm10", "pm2_5", "temperature", "relative_humidity", "pressure")
