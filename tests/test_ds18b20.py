@@ -307,6 +307,7 @@ def test_edge_check_names_each_fault_in_one_line(tmp_path: Path) -> None:
     gone = check_sensor(config, Probes())[0]
     status, detail = gone.status, gone.detail
     assert status == FAIL and f"{ID} not found on the 1-Wire bus" in detail
+    assert gone.kind == "not_found"  # the kind docs/edge.md's table gives
     assert "i2c" not in detail.lower()
 
 

@@ -191,6 +191,7 @@ _OPEN_KINDS = [
     (re.compile(r"is it an? [A-Z0-9]+\?|chip id 0x[0-9a-f]+ at"), "wrong_model"),
     (re.compile(r"a device answers at 0x[0-9a-f]+"), "wrong_address"),  # another one answers
     (re.compile(r"no answer at I2C address|no [\w-]+ answers at"), "timeout"),  # none does
+    (re.compile(r"not found on the 1-Wire bus"), "not_found"),  # a DS18B20 unplugged
 ]
 _WRONG_ADDRESS = _OPEN_KINDS[1][0]
 
