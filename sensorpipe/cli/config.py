@@ -18,7 +18,8 @@ def config_example(name: str) -> None:
     """Print the example configuration NAME (redirect it into a file and edit that).
 
     \b
-    edge         a Raspberry Pi with an SDS011 and a BME280
+    edge         a Raspberry Pi with air sensors (SDS011, BME280, SHT4x, a soil probe; the
+                 other sensors commented: PMS5003, SPS30, SCD30/SCD4x, DS18B20)
     edge-camera  a Raspberry Pi that counts passers-by with a camera
     gateway      the kit gateway (airrohr kits, The Things Stack)
     ingest       the ingest (broker, InfluxDB, dead-letter store)

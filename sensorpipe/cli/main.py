@@ -50,7 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "sim": (
         "sensorpipe.cli.sim:sim",
-        "Simulated devices (byte-accurate SDS011 and BME280) against the stack.",
+        "Simulated devices with byte-accurate sensors, against the stack.",
     ),
     "query": (
         "sensorpipe.cli.query:query",

@@ -13,7 +13,7 @@ from sensorpipe.cli.options import DIR_OPTION, device_count_option, duration_opt
 
 @click.group()
 def sim() -> None:
-    """Simulated devices (byte-accurate SDS011 and BME280) against the stack."""
+    """Simulated devices with byte-accurate sensors, against the stack."""
 
 
 @sim.command("fleet")
