@@ -33,7 +33,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from sensorpipe.protocol.registry import AreaEntry
 
 Kind = Literal["observed", "forecast"]
 DEFAULT_MARGIN = 0.05
@@ -223,3 +228,37 @@ class AreaAlerts:
 def evaluate(area: str, points: Iterable[LevelPoint], rules: AlertRules) -> list[Alert]:
     """The alerts `points` raise from a fresh state (every threshold armed)."""
     return AreaAlerts(area, rules).feed(points)
+
+
+class AlertsConfig(BaseModel):
+    """`[alerts]` of ingest.toml: crowding alerts (sensorpipe.crowd), on the ingest's schedule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # false: no alerts are raised by the ingest (`crowd alerts check` still evaluates)
+    enabled: bool = True
+    # The alert store (alerts, dead letters, state), relative to ingest.toml.
+    store: str = "alerts.sqlite"
+    # How often the areas are evaluated; an area's interval that ended is evaluated at the
+    # first run at least settle_s after its end.
+    every_s: float = Field(default=300.0, ge=5)
+    settle_s: float = Field(default=120.0, ge=0)
+    # After an ingest that was away: at most this many intervals back are evaluated.
+    lookback_intervals: int = Field(default=24, ge=1, le=10_000)
+    # Re-armed below threshold - margin; and, if set, after this long under the threshold.
+    margin: float = Field(default=DEFAULT_MARGIN, ge=0, lt=1)
+    rearm_after_s: float | None = Field(default=None, gt=0)
+    # A forecast crossing this far ahead, or nearer, raises a forecast alert.
+    forecast_horizon_s: int = Field(default=3 * 3600, ge=60, le=7 * 86400)
+    # Publish each alert on sensorpipe/alerts/v1/<area> (the ingest's broker account).
+    publish: bool = True
+    # Webhooks each alert is POSTed to as JSON, and how.
+    webhooks: list[str] = Field(default_factory=list, max_length=20)
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    webhook_attempts: int = Field(default=4, ge=1, le=20)
+    webhook_backoff_s: float = Field(default=2.0, ge=0, le=600)
+
+    def rules(self, area: AreaEntry) -> AlertRules:
+        return AlertRules(
+            tuple(area.thresholds), self.margin, self.rearm_after_s, self.forecast_horizon_s
+        )
