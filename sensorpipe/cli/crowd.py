@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from sensorpipe.protocol.registry import AreaEntry
 
 # Subcommands in modules of their own: name -> "module:attribute".
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "alerts": "sensorpipe.cli.crowd_alerts:alerts",
+}
 
 
 class _CrowdGroup(click.Group):

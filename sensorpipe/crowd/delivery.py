@@ -25,9 +25,9 @@ import httpx
 
 from sensorpipe.crowd.alerts import Alert
 from sensorpipe.crowd.alertstore import AlertStore, DeadLetter
+from sensorpipe.protocol.topics import ALERT_TOPIC_PREFIX
 
 log = logging.getLogger(__name__)
-ALERT_TOPIC_PREFIX = "sensorpipe/alerts/v1"
 
 
 def alert_topic(area: str) -> str:
