@@ -237,8 +237,9 @@ class AlertsConfig(BaseModel):
 
     # false: no alerts are raised by the ingest (`crowd alerts check` still evaluates)
     enabled: bool = True
-    # The alert store (alerts, dead letters, state), relative to ingest.toml.
-    store: str = "alerts.sqlite"
+    # The alert store (alerts, dead letters, state), relative to ingest.toml; unset:
+    # alerts.sqlite beside the ingest's deadletter_path (its state directory).
+    store: str | None = None
     # How often the areas are evaluated; an area's interval that ended is evaluated at the
     # first run at least settle_s after its end.
     every_s: float = Field(default=300.0, ge=5)

@@ -218,7 +218,7 @@ def load_ingest_config(path: Path | str) -> IngestConfig:
     if book is not None and not Path(book).is_absolute():
         updates["calibration"] = config.calibration.model_copy(update={"book": str(base / book)})
     store = config.alerts.store
-    if not Path(store).is_absolute():
+    if store is not None and not Path(store).is_absolute():
         updates["alerts"] = config.alerts.model_copy(update={"store": str(base / store)})
     config = config.model_copy(update=updates)
     config._source = Path(path)

@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from sensorpipe.calibration.updating import GroupUpdateJob, Updated
 from sensorpipe.crowd.alertstore import AlertStore
@@ -178,13 +179,14 @@ class IngestService:
         from sensorpipe.crowd.delivery import Delivery, Webhooks
 
         a = config.alerts
+        store = a.store or str(Path(config.deadletter_path).with_name("alerts.sqlite"))
         try:
-            self._alerts = AlertStore(a.store)
+            self._alerts = AlertStore(store)
         except (OSError, sqlite3.Error) as exc:
             self._deadletters.close()
             self._influx.close()
             raise config.key_error(
-                "alerts.store", f"cannot open the alert store {a.store}: {exc}"
+                "alerts.store", f"cannot open the alert store {store}: {exc}"
             ) from None
         hooks = Webhooks(a.webhooks, a.webhook_timeout_s, a.webhook_attempts, a.webhook_backoff_s)
         delivery = Delivery(

@@ -79,7 +79,9 @@ class Account:
         assert not reason.is_failure, f"{topic}: {reason}"
 
     def subscribe(self, topic: str) -> Any:
-        return self._wait(self.client.subscribe(topic, qos=1)[1])[0]
+        mid = self.client.subscribe(topic, qos=1)[1]
+        assert mid is not None
+        return self._wait(mid)[0]
 
     def close(self) -> None:
         self.client.disconnect()
