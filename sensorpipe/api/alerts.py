@@ -1,6 +1,7 @@
 """/api/v1/alerts: the crowding alerts raised (sensorpipe.crowd.alerts), read from the alert
 store the ingest writes (serve.toml `alerts_path`; the stack's ingest/alerts.sqlite), oldest
-first. Its own router, with /api/v1's checks (unknown parameters refused, problem details)."""
+first. Its own router, with /api/v1's checks (`crowding.crowding_router`: unknown parameters
+refused, problem details)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,17 @@ import sqlite3
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Query
 from pydantic import BaseModel, Field, StringConstraints
 
-from sensorpipe.api.context import ApiContext, context_dependency
-from sensorpipe.api.problems import PROBLEM_RESPONSES, ApiProblem, bad_request, problem_responses
-from sensorpipe.api.v1 import TimeParam, _known_parameters_only
+from sensorpipe.api.crowding import Ctx, crowding_router
+from sensorpipe.api.problems import ApiProblem, bad_request, problem_responses
+from sensorpipe.api.v1 import TimeParam
 from sensorpipe.crowd.alertstore import AlertStore
 from sensorpipe.protocol.registry import AREA_ID_PATTERN
 from sensorpipe.query.influxql import QueryInputError, parse_time
 
-router = APIRouter(
-    prefix="/api/v1",
-    responses=PROBLEM_RESPONSES,
-    dependencies=[Depends(_known_parameters_only)],
-    tags=["crowding"],
-)
-Ctx = Annotated[ApiContext, Depends(context_dependency)]
+router = crowding_router()
 
 
 class AlertOut(BaseModel):
@@ -45,7 +40,7 @@ class AlertOut(BaseModel):
 @router.get(
     "/alerts",
     response_model=list[AlertOut],
-    responses=problem_responses(400, 503),
+    responses=problem_responses(400, 404, 503),
     summary="The crowding alerts raised, oldest first",
 )
 def alerts_(
@@ -57,7 +52,8 @@ def alerts_(
     """Each alert an area's level raised crossing one of its thresholds going up, at or after
     `from`, of `area` if given (docs/crowding.md, "Alerts")."""
     if not ctx.config.alerts_path:
-        raise ApiProblem(503, "no alert store configured: set alerts_path in serve.toml")
+        # No alerts here, not a failure of the service: 404, not 503.
+        raise ApiProblem(404, "this service keeps no alerts: set alerts_path in serve.toml")
     try:
         from_ms = int(parse_time(from_).timestamp() * 1000)
     except QueryInputError as exc:

@@ -138,7 +138,7 @@ class ServeConfig(_Strict):
     # every value is raw (and labelled so).
     calibration_path: str | None = None
     # The alert store the ingest writes ([alerts] store of ingest.toml): /api/v1/alerts lists
-    # it. Unset: /api/v1/alerts answers 503.
+    # it. Unset: /api/v1/alerts answers 404.
     alerts_path: str | None = None
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     broker: BrokerSettings | None = None

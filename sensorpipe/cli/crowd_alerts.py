@@ -137,30 +137,19 @@ def alerts_check(
 ) -> None:
     """The alerts each area's observed levels from --from to --to raise, from a fresh state
     (every threshold armed). Nothing is stored, published or posted."""
+    from sensorpipe.cli.crowd import chosen_areas
     from sensorpipe.cli.query import _influx_url
     from sensorpipe.crowd.alertjob import check_window
     from sensorpipe.crowd.alerts import AlertsConfig
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
     from sensorpipe.ingest.influx import InfluxClient
-    from sensorpipe.protocol.configfile import ConfigError
     from sensorpipe.query.influxql import QueryInputError
 
     t0, t1 = _ms("--from", start), _ms("--to", end)
     assert t0 is not None and t1 is not None
     if t0 >= t1:
         fail(f"--from {start} is not before --to {end}: give an earlier --from")
-    stack = local_stack(directory)
-    try:
-        registry = stack.registry()
-    except (OSError, ValueError, ConfigError) as exc:
-        fail(f"cannot read the device register: {exc}")
-    unknown = [a for a in area_ids if a not in registry.areas]
-    if unknown:
-        known = ", ".join(sorted(registry.areas)) or "none"
-        fail(f"--area {unknown[0]}: no such area in {stack.registry_path} (areas: {known})")
-    chosen = list(area_ids) or sorted(registry.areas)
-    if not chosen:
-        fail(f"no areas in {stack.registry_path}: add one with `sensorpipe areas add`")
+    registry, chosen = chosen_areas(directory, area_ids)
     settings: dict[str, Any] = {}
     if margin is not None:
         settings["margin"] = margin

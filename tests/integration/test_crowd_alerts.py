@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -37,6 +35,7 @@ from sensorpipe.protocol.messages import ClassCount
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import hourly_count_message, influx_rows, stack_serve_config, wait_for
 from tests.integration.mqtt_helpers import registered_device
+from tests.test_crowd_alert_delivery import Hook, hook  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.integration
 FLOWS = [50, 75, 95]  # passers-by per hour, capacity 100
@@ -88,35 +87,14 @@ class Account:
         self.client.loop_stop()
 
 
-class _Hook(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        server: Any = self.server
-        server.received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-        self.send_response(500 if len(server.received) == 1 else 200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def hook() -> Iterator[Any]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    server.received = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 def _cli(*args: str) -> Any:
     result = CliRunner().invoke(main, ["crowd", "alerts", *args])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
 
-def test_alerts_through_the_stack(stack: LocalStack, hook: Any) -> None:
+def test_alerts_through_the_stack(stack: LocalStack, hook: Hook) -> None:  # noqa: F811
+    hook.fail_first = 1
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     port = stack.require_info().broker_port
     d = str(stack.directory)
@@ -210,6 +188,8 @@ def test_alerts_through_the_stack(stack: LocalStack, hook: Any) -> None:
     ]
     assert len(api.get("/api/v1/alerts").json()) == 2
     assert api.get("/api/v1/alerts", params={"from": "soon"}).status_code == 400
+    elsewhere = TestClient(create_app(ApiContext(stack_serve_config(stack))))
+    assert elsewhere.get("/api/v1/alerts").status_code == 404  # no alerts_path
     # `check` over the past window, from a fresh state: the same two, nothing stored twice.
     checked = _cli("check", "--dir", d, "--from", (hour - timedelta(hours=3)).isoformat(),
                    "--to", hour.isoformat(), "--json")  # fmt: skip
