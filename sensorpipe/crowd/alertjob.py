@@ -29,6 +29,8 @@ from sensorpipe.query.series import parse_every
 
 log = logging.getLogger(__name__)
 ForecastSource = Callable[[str, AreaEntry, int], list[LevelPoint]]
+# (influx, registry, area, start_ms, end): observed levels of the whole intervals in between.
+LevelSource = Callable[[InfluxClient, Registry, AreaEntry, int, datetime], list[LevelPoint]]
 
 
 def observed_points(
@@ -71,13 +73,17 @@ class AlertJob:
         delivery: Delivery,
         *,
         forecasts: ForecastSource | None = None,
+        levels: LevelSource | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`levels`: where observed levels come from (default `observed_points`, InfluxDB);
+        `forecasts`: forecast levels of an area at a time (ms), fed after the observed."""
         self.config = config
         self.registry_path = Path(registry_path)
         self._client = client
         self.delivery = delivery
         self._forecasts = forecasts
+        self._levels = levels or observed_points
         self._clock = clock
         self.runs = 0
         self.last = Delivered()
@@ -106,9 +112,9 @@ class AlertJob:
             points: list[LevelPoint] = []
             if start_ms < end_ms:
                 end = datetime.fromtimestamp(end_ms / 1000, UTC)
-                points = observed_points(self._client(), registry, area, start_ms, end)
+                points = self._levels(self._client(), registry, area, start_ms, end)
             if self._forecasts is not None:
-                points += self._forecasts(area_id, area, now_ms)
+                points += self._forecasts(area_id, area, int(self._clock() * 1000))
             if not points:
                 continue
             # Delivered (and stored) before the state moves on: a run that fails in between
