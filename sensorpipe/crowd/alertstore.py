@@ -58,10 +58,13 @@ class AlertStore:
     def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
         self.path = Path(path)
         if read_only:
-            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=5.0)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
+            # Readers (the CLI, the API) read while the ingest writes.
+            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
 
     def close(self) -> None:
