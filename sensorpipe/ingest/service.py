@@ -142,7 +142,8 @@ class IngestService:
             config, self._registry, self._keys, publish=self._link.publish, clock=clock
         )
         # The periodic jobs (ingest.schedule), on a timer thread of their own: the neighbour
-        # outlier over the last hours, and the group calibrations' hourly factors. The message
+        # outlier over the last hours, the group calibrations' hourly factors and the crowding
+        # alerts (a webhook's retries wait there, never on the message path). The message
         # path never waits for them. They share the service's client (its connection pool
         # serves both threads; the jobs do not close it).
         jobs: list[Job] = []
