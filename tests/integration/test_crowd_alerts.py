@@ -14,6 +14,7 @@ import queue
 import threading
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -33,7 +34,13 @@ from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.process import free_ports
 from sensorpipe.protocol.messages import ClassCount
 from sensorpipe.stack.local import LocalStack
-from tests.helpers import hourly_count_message, influx_rows, stack_serve_config, wait_for
+from tests.helpers import (
+    hourly_count_message,
+    influx_rows,
+    require_binaries,
+    stack_serve_config,
+    wait_for,
+)
 from tests.integration.mqtt_helpers import registered_device
 from tests.test_crowd_alert_delivery import Hook, hook  # noqa: F401 (the fixture)
 
@@ -195,3 +202,51 @@ def test_alerts_through_the_stack(stack: LocalStack, hook: Hook) -> None:  # noq
                    "--to", hour.isoformat(), "--json")  # fmt: skip
     assert [a["id"] for a in checked] == [m["id"] for m in got]
     assert len(_cli("--dir", d, "--json")) == 2
+
+
+def test_the_running_ingest_raises_and_publishes_alerts(tmp_path: Path) -> None:
+    """The stack's own ingest, with an operator's [alerts] kept across `stack up` (every 5 s,
+    no settling time), raises the plaza's alerts on its schedule and publishes them with its
+    own broker account to a subscriber."""
+    require_binaries("mosquitto", "mosquitto_passwd", "influxd")
+    stack = LocalStack(tmp_path / "stack")
+    (stack.directory / "ingest").mkdir(parents=True)
+    (stack.directory / "ingest" / "ingest.toml").write_text(
+        "[alerts]\nevery_s = 5.0\nsettle_s = 0.0\n"
+    )
+    stack.up(detach=False, serve=False)
+    try:
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        port = stack.require_info().broker_port
+        gate = registered_device(stack, "gate-p", site="plaza")
+        subscriber = Account("control-room", stack.add_alert_subscriber("control-room"), port)
+        try:
+            assert not subscriber.subscribe("sensorpipe/alerts/v1/#").is_failure
+            counts = [ClassCount(count_class="pedestrian", direction="left_to_right", count=95)]
+            message = hourly_count_message("gate-p", 1, hour - timedelta(hours=1), counts)
+            assert not gate.send(message.model_copy(update={"sent_at": hour})).is_failure
+            url, database = stack.require_influx()[:2]
+            with closing(InfluxClient(url, database)) as client:
+                wait_for(
+                    lambda: len(influx_rows(client, 'SELECT * FROM "counter"')) == 1,
+                    what="the hour stored",
+                )
+            # The area after its counts: the job's first look at it sees the stored hour.
+            result = CliRunner().invoke(
+                main,
+                ["areas", "add", "plaza", "--dir", str(stack.directory), "--name", "Plaza",
+                 "--kind", "street", "--capacity", "100", "--line", "gate-p", "--timezone", "UTC"],
+            )  # fmt: skip
+            assert result.exit_code == 0, result.output
+            got = [json.loads(subscriber.messages.get(timeout=30).payload) for _ in range(2)]
+        finally:
+            subscriber.close()
+            gate.close()
+    finally:
+        stack.down()
+    assert [(m["area"], m["threshold"], m["level"]) for m in got] == [
+        ("plaza", 0.7, 0.95),
+        ("plaza", 0.9, 0.95),
+    ]
+    listed = _cli("--dir", str(stack.directory), "--json")
+    assert [a["id"] for a in listed] == [m["id"] for m in got]
