@@ -60,7 +60,9 @@ def _delivery(tmp_path: Path, url: str, waits: list[float], attempts: int = 4) -
     )
 
 
-def test_a_webhook_that_fails_twice_gets_it_on_the_third_try(hook: Hook, tmp_path: Path) -> None:
+def test_a_webhook_that_fails_twice_gets_it_on_the_third_try(
+    hook: Hook, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     hook.fail_first = 2
     waits: list[float] = []
     url = f"http://127.0.0.1:{hook.server_address[1]}/alerts"
@@ -72,13 +74,17 @@ def test_a_webhook_that_fails_twice_gets_it_on_the_third_try(hook: Hook, tmp_pat
     assert hook.received[-1]["id"] == ALERT.id
     assert hook.received[-1]["message"] == "hall: passed 70% at 2026-01-01 01:00 UTC (level 74%)"
     assert delivery.store.dead_letters() == []
+    logged = [r.getMessage() for r in caplog.records if r.name == "sensorpipe.crowd.delivery"]
+    assert logged == ["crowding alert: hall: passed 70% at 2026-01-01 01:00 UTC (level 74%)"]
     # The same alert again (a run repeated): stored once, not posted again.
     assert delivery.deliver([ALERT]).stored == 0
     assert len(hook.received) == 3
     assert [a["id"] for a in delivery.store.alerts()] == [ALERT.id]
 
 
-def test_a_webhook_that_always_fails_makes_a_dead_letter(hook: Hook, tmp_path: Path) -> None:
+def test_a_webhook_that_always_fails_makes_a_dead_letter(
+    hook: Hook, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     hook.fail_first = 1000
     waits: list[float] = []
     url = f"http://127.0.0.1:{hook.server_address[1]}/alerts"
@@ -89,6 +95,7 @@ def test_a_webhook_that_always_fails_makes_a_dead_letter(hook: Hook, tmp_path: P
     assert waits == [1.5, 3.0]
     (letter,) = delivery.store.dead_letters()
     assert (letter.alert_id, letter.url, letter.attempts) == (ALERT.id, url, 3)
+    assert any("dead-lettered" in r.getMessage() for r in caplog.records)
     assert letter.reason == "HTTP 503 Service Unavailable"
     assert letter.payload["threshold"] == 0.7
     # Still stored and listed: the webhook's failure loses it from nowhere else.
