@@ -52,6 +52,7 @@ def hook() -> Iterator[Hook]:
 
 
 def _delivery(tmp_path: Path, url: str, waits: list[float], attempts: int = 4) -> Delivery:
+    """Delivery to the webhook at `url`; its waits between tries go into `waits`."""
     return Delivery(
         AlertStore(tmp_path / "alerts.sqlite"),
         webhooks=Webhooks([url], timeout_s=5.0, attempts=attempts, backoff_s=1.5),
@@ -60,13 +61,17 @@ def _delivery(tmp_path: Path, url: str, waits: list[float], attempts: int = 4) -
     )
 
 
+def _to_hook(hook: Hook, tmp_path: Path, attempts: int = 4) -> tuple[Delivery, list[float]]:
+    waits: list[float] = []
+    url = f"http://127.0.0.1:{hook.server_address[1]}/alerts"
+    return _delivery(tmp_path, url, waits, attempts), waits
+
+
 def test_a_webhook_that_fails_twice_gets_it_on_the_third_try(
     hook: Hook, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     hook.fail_first = 2
-    waits: list[float] = []
-    url = f"http://127.0.0.1:{hook.server_address[1]}/alerts"
-    delivery = _delivery(tmp_path, url, waits)
+    delivery, waits = _to_hook(hook, tmp_path)
     done = delivery.deliver([ALERT])
     assert (done.stored, done.posted, done.dead) == (1, 1, 0)
     assert waits == [1.5, 3.0]  # back-off doubles
@@ -86,9 +91,8 @@ def test_a_webhook_that_always_fails_makes_a_dead_letter(
     hook: Hook, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     hook.fail_first = 1000
-    waits: list[float] = []
+    delivery, waits = _to_hook(hook, tmp_path, attempts=3)
     url = f"http://127.0.0.1:{hook.server_address[1]}/alerts"
-    delivery = _delivery(tmp_path, url, waits, attempts=3)
     done = delivery.deliver([ALERT])
     assert (done.stored, done.posted, done.dead) == (1, 0, 1)
     assert len(hook.received) == 3

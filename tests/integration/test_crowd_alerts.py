@@ -41,7 +41,7 @@ from tests.helpers import (
     stack_serve_config,
     wait_for,
 )
-from tests.integration.mqtt_helpers import registered_device
+from tests.integration.mqtt_helpers import TestDevice, registered_device
 from tests.test_crowd_alert_delivery import Hook, hook  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.integration
@@ -94,6 +94,22 @@ class Account:
         self.client.loop_stop()
 
 
+def _count_hours(stack: LocalStack, gate: TestDevice, hour: datetime, flows: list[int]) -> None:
+    """The gate sends its passers-by of the hours before `hour`, one each, and the ingest
+    stores them."""
+    for seq, flow in enumerate(flows):
+        counts = [ClassCount(count_class="pedestrian", direction="left_to_right", count=flow)]
+        start = hour - timedelta(hours=len(flows) - seq)
+        message = hourly_count_message("gate-p", seq + 1, start, counts)
+        assert not gate.send(message.model_copy(update={"sent_at": hour})).is_failure
+    url, database = stack.require_influx()[:2]
+    with closing(InfluxClient(url, database)) as client:
+        wait_for(
+            lambda: len(influx_rows(client, 'SELECT * FROM "counter"')) == len(flows),
+            what="the hours stored",
+        )
+
+
 def _cli(*args: str) -> Any:
     result = CliRunner().invoke(main, ["crowd", "alerts", *args])
     assert result.exit_code == 0, result.output
@@ -121,17 +137,9 @@ def test_alerts_through_the_stack(stack: LocalStack, hook: Hook) -> None:  # noq
         assert gate.publish("sensorpipe/alerts/v1/plaza", b"{}").is_failure
         with pytest.raises(AssertionError, match="Not authorized"):
             subscriber.publish("sensorpipe/alerts/v1/plaza", b"{}")
-        for seq, flow in enumerate(FLOWS):
-            counts = [ClassCount(count_class="pedestrian", direction="left_to_right", count=flow)]
-            start = hour - timedelta(hours=3 - seq)
-            message = hourly_count_message("gate-p", seq + 1, start, counts)
-            assert not gate.send(message.model_copy(update={"sent_at": hour})).is_failure
+        _count_hours(stack, gate, hour, FLOWS)
         url, database = stack.require_influx()[:2]
         with closing(InfluxClient(url, database)) as client:
-            wait_for(
-                lambda: len(influx_rows(client, 'SELECT * FROM "counter"')) == 3,
-                what="the three hours stored",
-            )
             (refused,) = free_ports(1)  # nothing listens there: a dead letter
             store = AlertStore(stack.directory / "ingest" / "alerts.sqlite")
             hooks = Webhooks(
@@ -222,15 +230,7 @@ def test_the_running_ingest_raises_and_publishes_alerts(tmp_path: Path) -> None:
         subscriber = Account("control-room", stack.add_alert_subscriber("control-room"), port)
         try:
             assert not subscriber.subscribe("sensorpipe/alerts/v1/#").is_failure
-            counts = [ClassCount(count_class="pedestrian", direction="left_to_right", count=95)]
-            message = hourly_count_message("gate-p", 1, hour - timedelta(hours=1), counts)
-            assert not gate.send(message.model_copy(update={"sent_at": hour})).is_failure
-            url, database = stack.require_influx()[:2]
-            with closing(InfluxClient(url, database)) as client:
-                wait_for(
-                    lambda: len(influx_rows(client, 'SELECT * FROM "counter"')) == 1,
-                    what="the hour stored",
-                )
+            _count_hours(stack, gate, hour, [95])
             # The area after its counts: the job's first look at it sees the stored hour.
             result = CliRunner().invoke(
                 main,
