@@ -834,6 +834,23 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--dir", _area_stack(t)], "no areas in"),
         (lambda t: ["--at", "yesterday"], "--at: time 'yesterday'"),
     ],
+    "crowd alerts": [
+        (lambda t: ["--store", str(t / "none.sqlite")], "none.sqlite: no alert store there"),
+        (
+            lambda t: ["--store", _file(t, "a.sqlite", "not a database " * 100)],
+            "a.sqlite: not an alert store",
+        ),
+        (lambda t: ["--store", str(t / "x"), "--from", "yesterday"], "--from: time 'yesterday'"),
+    ],
+    "crowd alerts check": [
+        (lambda t: ["--from", "yesterday"], "--from: time 'yesterday': use 'now'"),
+        (lambda t: ["--from", "now", "--to", "-1h"], "--from now is not before --to -1h"),
+        (lambda t: ["--from", "-1d", "--dir", _area_stack(t)], "no areas in"),
+        (
+            lambda t: ["--from", "-1d", "--dir", _area_stack(t, _STREET), "--area", "plein"],
+            "--area plein: no such area in",
+        ),
+    ],
     "quality neighbours": [
         (lambda t: ["--from", "yesterday"], "--from: time 'yesterday': use 'now', a relative"),
         (lambda t: ["--from", "now", "--to", "-1h"], "--from now is not before --to -1h"),
@@ -1112,6 +1129,7 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--devices", "0"], "0 is not in the range 1<=x<=200"),
         (lambda t: ["--duration", "soon"], "'soon' is not a valid float"),
     ],
+    "serve": [(lambda t: ["--config", str(t / "none.toml")], "none.toml: file not found")],
     "serve token": [(lambda t: ["extra"], "Got unexpected extra argument (extra)")],
     "config example": [(lambda t: ["printer"], "'printer' is not one of 'edge'")],
     "server setup": [
@@ -1144,6 +1162,8 @@ def _leaf_commands(group: click.Group, prefix: str = "") -> set[str]:
         path = f"{prefix}{name}"
         if isinstance(command, click.Group):
             out |= _leaf_commands(command, path + " ")
+            if command.invoke_without_command:  # runs on its own too (`crowd alerts`)
+                out.add(path)
         else:
             out.add(path)
     return out

@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from sensorpipe.gateway.brokeradmin import BrokerAdminError, admin_credentials
-from sensorpipe.gateway.devices import add_device, add_reader, set_ingest_account
+from sensorpipe.gateway.devices import (
+    add_alert_subscriber,
+    add_device,
+    add_reader,
+    set_ingest_account,
+)
 from sensorpipe.gateway.kits.provision import add_airrohr_kit, add_gateway
 from sensorpipe.gateway.mosquitto import (
     ADMIN_USERNAME,
@@ -42,6 +47,7 @@ def registry() -> Registry:
     add_device(r, "dev-b", site="centrum")
     set_ingest_account(r)
     add_reader(r, "auditor")
+    add_alert_subscriber(r, "control-room")
     add_gateway(r, "gw1")
     add_airrohr_kit(r, chip_id="1234567", gateway="gw1", site="centrum")
     return r
@@ -77,8 +83,13 @@ def test_each_account_may_do_only_its_own_job(registry: Registry) -> None:
         ("subscribePattern", "$share/+/sensorpipe/v1/#"),
         ("publishClientReceive", "sensorpipe/v1/#"),
         ("publishClientSend", "sensorpipe/ack/v1/+"),
+        ("publishClientSend", "sensorpipe/alerts/v1/+"),  # crowding alerts (crowd.delivery)
     ]
     assert _acls(config, "ingest") == reader and _acls(config, "auditor") == reader
+    assert _acls(config, "control-room") == [
+        ("subscribePattern", "sensorpipe/alerts/v1/#"),
+        ("publishClientReceive", "sensorpipe/alerts/v1/#"),
+    ]
     assert _acls(config, ADMIN_USERNAME) == [
         ("publishClientSend", "$CONTROL/dynamic-security/#"),
         ("subscribePattern", "$CONTROL/dynamic-security/#"),
@@ -87,7 +98,9 @@ def test_each_account_may_do_only_its_own_job(registry: Registry) -> None:
     # Kits have no account of their own; nobody has a password in the plugin (the password
     # file authenticates) and nobody is disabled unless asked.
     users = sorted(c["username"] for c in config["clients"])  # type: ignore[attr-defined]
-    assert users == sorted(["dev-a", "dev-b", "gw1", "ingest", "auditor", ADMIN_USERNAME])
+    assert users == sorted(
+        ["dev-a", "dev-b", "gw1", "ingest", "auditor", "control-room", ADMIN_USERNAME]
+    )
     for client in config["clients"]:  # type: ignore[attr-defined]
         assert not {"password", "salt", "iterations", "disabled"} & set(client)
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sensorpipe import __version__
-from sensorpipe.api import crowding, dashboard, sta, v1
+from sensorpipe.api import alerts, crowding, dashboard, sta, v1
 from sensorpipe.api.context import ApiContext
 from sensorpipe.api.guard import Guard
 from sensorpipe.api.problems import install_problem_handlers
@@ -44,6 +44,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(v1.router)
     app.include_router(crowding.router)
+    app.include_router(alerts.router)
     app.include_router(sta.router)
     app.include_router(dashboard.router)
     return app

@@ -137,6 +137,9 @@ class ServeConfig(_Strict):
     # /api/v1/air?values=calibrated calibrates with it when read. Unset, or no such file:
     # every value is raw (and labelled so).
     calibration_path: str | None = None
+    # The alert store the ingest writes ([alerts] store of ingest.toml): /api/v1/alerts lists
+    # it. Unset: /api/v1/alerts answers 404.
+    alerts_path: str | None = None
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     broker: BrokerSettings | None = None
     # SHA-256 hashes of bearer tokens that may see exact locations and per-message link
@@ -242,6 +245,8 @@ def load_serve_config(path: Path | str) -> ServeConfig:
         config.ingest_stats_path = str(base / config.ingest_stats_path)
     if config.calibration_path:
         config.calibration_path = str(base / config.calibration_path)
+    if config.alerts_path:
+        config.alerts_path = str(base / config.alerts_path)
     resolve_tls_files(path, config)
     return config
 

@@ -22,12 +22,19 @@ from sensorpipe.crowd.levels import Level
 from sensorpipe.crowd.observed import DEVICE_EVERY, Crowding, area_crowding, device_crowding
 from sensorpipe.protocol.registry import AREA_ID_PATTERN
 
-router = APIRouter(
-    prefix="/api/v1",
-    responses=PROBLEM_RESPONSES,
-    dependencies=[Depends(_known_parameters_only)],
-    tags=["crowding"],
-)
+
+def crowding_router() -> APIRouter:
+    """A router under /api/v1 with its checks (unknown parameters refused), tagged crowding:
+    this module's, and /alerts' (`api.alerts`)."""
+    return APIRouter(
+        prefix="/api/v1",
+        responses=PROBLEM_RESPONSES,
+        dependencies=[Depends(_known_parameters_only)],
+        tags=["crowding"],
+    )
+
+
+router = crowding_router()
 Ctx = Annotated[ApiContext, Depends(context_dependency)]
 AreaId = Annotated[str, StringConstraints(pattern=AREA_ID_PATTERN)]
 FORECAST_NOTE = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,11 +22,12 @@ from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
 
 if TYPE_CHECKING:
     from sensorpipe.crowd.levels import Level
-    from sensorpipe.protocol.registry import AreaEntry
+    from sensorpipe.protocol.registry import AreaEntry, Registry
 
 # Subcommands in modules of their own: name -> "module:attribute".
 SUBCOMMANDS: dict[str, str] = {
     "backtest": "sensorpipe.cli.crowd_backtest:crowd_backtest",
+    "alerts": "sensorpipe.cli.crowd_alerts:alerts",
 }
 
 
@@ -73,6 +75,26 @@ def level_row(area_id: str, area: AreaEntry, lv: Level | None) -> dict[str, Any]
     }
 
 
+def chosen_areas(directory: Path | None, area_ids: Sequence[str]) -> tuple[Registry, list[str]]:
+    """The stack's registry and the areas `--area` names (all, where it names none): a
+    one-line error for an unknown area, or a registry without areas."""
+    from sensorpipe.protocol.configfile import ConfigError
+
+    stack = local_stack(directory)
+    try:
+        registry = stack.registry()
+    except (OSError, ValueError, ConfigError) as exc:
+        fail(f"cannot read the device register: {exc}")
+    unknown = [a for a in area_ids if a not in registry.areas]
+    if unknown:
+        known = ", ".join(sorted(registry.areas)) or "none"
+        fail(f"--area {unknown[0]}: no such area in {stack.registry_path} (areas: {known})")
+    chosen = list(area_ids) or sorted(registry.areas)
+    if not chosen:
+        fail(f"no areas in {stack.registry_path}: add one with `sensorpipe areas add`")
+    return registry, chosen
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
@@ -102,25 +124,13 @@ def crowd_now(
     from sensorpipe.crowd.observed import area_crowding
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
     from sensorpipe.ingest.influx import InfluxClient
-    from sensorpipe.protocol.configfile import ConfigError
     from sensorpipe.query.influxql import QueryInputError, parse_time
 
     try:
         when = parse_time(at)
     except QueryInputError as exc:
         fail(f"--at: {exc}")
-    stack = local_stack(directory)
-    try:
-        registry = stack.registry()
-    except (OSError, ValueError, ConfigError) as exc:
-        fail(f"cannot read the device register: {exc}")
-    unknown = [a for a in area_ids if a not in registry.areas]
-    if unknown:
-        known = ", ".join(sorted(registry.areas)) or "none"
-        fail(f"--area {unknown[0]}: no such area in {stack.registry_path} (areas: {known})")
-    chosen = list(area_ids) or sorted(registry.areas)
-    if not chosen:
-        fail(f"no areas in {stack.registry_path}: add one with `sensorpipe areas add`")
+    registry, chosen = chosen_areas(directory, area_ids)
     client = InfluxClient(_influx_url(directory, influx_url), database)
     rows = []
     try:

@@ -14,4 +14,9 @@ at an origin from counts up to it only: horizon-relative and seasonal lags, leve
 holidays of the country); `forecast` (the direct per-horizon LightGBM model on the square root
 of the counts, with split-conformal prediction intervals; needs the optional extra `forecast`);
 `backtest` (rolling-origin evaluation: WAPE per horizon of the model and both baselines).
+
+Alerts: `alerts.py` (alert rules: a level, observed or forecast, crossing a threshold going
+up, with hysteresis); `alertstore.py` (the alerts and their dead letters kept, SQLite);
+`delivery.py` (each alert logged, published on MQTT and posted to webhooks with retries);
+`alertjob.py` (the ingest's scheduled job and the evaluation of a past window).
 """

@@ -174,3 +174,17 @@ def add_reader(registry: Registry, username: str) -> str:
     account = ServiceAccount(username=username, password_hash=hash_password(username, password))
     registry.readers = [r for r in registry.readers if r.username != username] + [account]
     return password
+
+
+def add_alert_subscriber(registry: Registry, username: str) -> str:
+    """Create or rotate an account that may only read the crowding alerts
+    (sensorpipe/alerts/v1/#); returns its password."""
+    check_account_name(username, "account name")
+    check_not_reading_account(registry, username, "account name")
+    if username in registry.devices or username in registry.gateways:
+        raise ProvisioningError(f"{username!r} is already a device or a gateway")
+    password = secrets.token_urlsafe(24)
+    account = ServiceAccount(username=username, password_hash=hash_password(username, password))
+    kept = [a for a in registry.alert_subscribers if a.username != username]
+    registry.alert_subscribers = [*kept, account]
+    return password

@@ -30,7 +30,10 @@ What the generated configuration guarantees, and why:
   - a gateway may publish only for the kits registered to it, and subscribe to nothing;
   - the ingest and readers may subscribe to sensorpipe/v1/# (shared, `$share/<any group>/`,
     or not; the plugin matches the whole filter, `$share/<group>/` included), receive it, and
-    publish acknowledgements (sensorpipe/ack/v1/+) and nothing else;
+    publish acknowledgements (sensorpipe/ack/v1/+) and crowding alerts
+    (sensorpipe/alerts/v1/+, sensorpipe.crowd.delivery) and nothing else;
+  - an alert subscriber (the registry's `alert_subscribers`) may only subscribe to and
+    receive the crowding alerts, sensorpipe/alerts/v1/#;
   - the admin account may only speak to the plugin (`$CONTROL/dynamic-security/#`);
   - a quarantined device (protocol.quarantine) is written `"disabled": true`: the broker
     refuses its connection, whatever the password file says.
@@ -66,7 +69,7 @@ from sensorpipe.protocol.codec import MAX_PAYLOAD_BYTES
 from sensorpipe.protocol.files import write_private
 from sensorpipe.protocol.provenance import EDGE
 from sensorpipe.protocol.registry import Registry
-from sensorpipe.protocol.topics import TOPIC_PREFIX, acl_pattern
+from sensorpipe.protocol.topics import ALERT_TOPIC_PREFIX, TOPIC_PREFIX, acl_pattern
 
 
 class PasswordToolError(RuntimeError):
@@ -213,6 +216,7 @@ def password_file(
     if registry.ingest is not None:
         lines.append(f"{registry.ingest.username}:{registry.ingest.password_hash}")
     lines += [f"{r.username}:{r.password_hash}" for r in registry.readers]
+    lines += [f"{r.username}:{r.password_hash}" for r in registry.alert_subscribers]
     if admin is not None:
         lines.append(f"{admin.username}:{admin.password_hash}")
     return "\n".join(lines) + "\n"
@@ -251,6 +255,13 @@ def account_acls(registry: Registry, *, admin_username: str | None = None) -> di
             _acl("subscribePattern", f"$share/+/{TOPIC_PREFIX}/#"),
             _acl("publishClientReceive", f"{TOPIC_PREFIX}/#"),
             _acl("publishClientSend", f"{ACK_PREFIX}/+"),
+            # The ingest (each worker) publishes the crowding alerts it raises.
+            _acl("publishClientSend", f"{ALERT_TOPIC_PREFIX}/+"),
+        ]
+    for account in registry.alert_subscribers:
+        accounts[account.username] = [
+            _acl("subscribePattern", f"{ALERT_TOPIC_PREFIX}/#"),
+            _acl("publishClientReceive", f"{ALERT_TOPIC_PREFIX}/#"),
         ]
     if admin_username is not None:
         control = CONTROL_TOPIC.rsplit("/", 1)[0] + "/#"
@@ -297,6 +308,8 @@ def _kind(registry: Registry, username: str) -> str:
         return "gateway"
     if username in registry.reader_names():
         return "reader"
+    if any(a.username == username for a in registry.alert_subscribers):
+        return "alert subscriber"
     return "admin"
 
 
@@ -314,8 +327,11 @@ def acl_file(registry: Registry) -> str:
             f"user {username}",
             f"topic read {TOPIC_PREFIX}/#",
             f"topic write {ACK_PREFIX}/+",
+            f"topic write {ALERT_TOPIC_PREFIX}/+",
             "",
         ]
+    for account in registry.alert_subscribers:
+        lines += [f"user {account.username}", f"topic read {ALERT_TOPIC_PREFIX}/#", ""]
     # A gateway publishes for the kits registered to it, and for no one else.
     for name in sorted(registry.gateways):
         kits = sorted(d for d, e in registry.devices.items() if e.gateway == name)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from sensorpipe.crowd.alerts import AlertsConfig
 from sensorpipe.protocol.brokerlink import ca_file_problem
 from sensorpipe.protocol.configfile import ConfigError, key_error, load_model
 from sensorpipe.quality.config import QualityConfig
@@ -173,6 +174,8 @@ class IngestConfig(_Strict):
     quality: QualityConfig = QualityConfig()
     # Group calibrations kept up to date (calibration.updating); without `book`, none.
     calibration: CalibrationConfig = CalibrationConfig()
+    # Crowding alerts per area (sensorpipe.crowd.alertjob), on the same timer thread.
+    alerts: AlertsConfig = AlertsConfig()
     # The file this configuration was loaded from, for errors found after loading.
     _source: Path | None = PrivateAttr(default=None)
 
@@ -214,6 +217,9 @@ def load_ingest_config(path: Path | str) -> IngestConfig:
     book = config.calibration.book
     if book is not None and not Path(book).is_absolute():
         updates["calibration"] = config.calibration.model_copy(update={"book": str(base / book)})
+    store = config.alerts.store
+    if store is not None and not Path(store).is_absolute():
+        updates["alerts"] = config.alerts.model_copy(update={"store": str(base / store)})
     config = config.model_copy(update=updates)
     config._source = Path(path)
     _check_registry(config)

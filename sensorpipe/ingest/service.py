@@ -36,8 +36,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from sensorpipe.calibration.updating import GroupUpdateJob, Updated
+from sensorpipe.crowd.alertstore import AlertStore
 from sensorpipe.ingest.checks import Checked, Checker, Checks, Outcome, sender_and_seq
 from sensorpipe.ingest.config import ConfigError, IngestConfig
 from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore
@@ -140,7 +142,8 @@ class IngestService:
             config, self._registry, self._keys, publish=self._link.publish, clock=clock
         )
         # The periodic jobs (ingest.schedule), on a timer thread of their own: the neighbour
-        # outlier over the last hours, and the group calibrations' hourly factors. The message
+        # outlier over the last hours, the group calibrations' hourly factors and the crowding
+        # alerts (a webhook's retries wait there, never on the message path). The message
         # path never waits for them. They share the service's client (its connection pool
         # serves both threads; the jobs do not close it).
         jobs: list[Job] = []
@@ -166,7 +169,34 @@ class IngestService:
                     clock=clock,
                 )
             )
+        self._alerts: AlertStore | None = None
+        if config.alerts.enabled:
+            jobs.append(self._alert_job(config, clock))
         self._schedule = Schedule(jobs, on_error=self._note_periodic_error)
+
+    def _alert_job(self, config: IngestConfig, clock: Callable[[], float]) -> Job:
+        """Crowding alerts (crowd.alertjob), published with the ingest's own broker link."""
+        from sensorpipe.crowd.alertjob import AlertJob
+        from sensorpipe.crowd.delivery import Delivery, Webhooks
+
+        a = config.alerts
+        store = a.store or str(Path(config.deadletter_path).with_name("alerts.sqlite"))
+        try:
+            self._alerts = AlertStore(store)
+        except (OSError, sqlite3.Error) as exc:
+            self._deadletters.close()
+            self._influx.close()
+            raise config.key_error(
+                "alerts.store", f"cannot open the alert store {store}: {exc}"
+            ) from None
+        hooks = Webhooks(a.webhooks, a.webhook_timeout_s, a.webhook_attempts, a.webhook_backoff_s)
+        delivery = Delivery(
+            self._alerts,
+            publish=self._link.publish if a.publish else None,
+            webhooks=hooks,
+            clock=clock,
+        )
+        return AlertJob(a, config.registry_path, lambda: self._influx, delivery, clock=clock)
 
     def start(self) -> None:
         """Connect, subscribe and store until `stop`. A stats file that cannot be written is
@@ -187,6 +217,8 @@ class IngestService:
         self._link.stop()
         self._checker.close()
         self._deadletters.close()
+        if self._alerts is not None:
+            self._alerts.close()
         self._influx.close()
         self._reporting.close()
 
@@ -381,6 +413,8 @@ class IngestService:
         """Release the stores of a service that was never started (e.g. after `replay`)."""
         self._checker.close()
         self._deadletters.close()
+        if self._alerts is not None:
+            self._alerts.close()
         self._influx.close()
         self._reporting.close()
 

@@ -306,6 +306,9 @@ class Registry(_Strict):
     # subscription, auditors). The broker uses the user name as client id, so each process
     # that reads needs an account of its own.
     readers: list[ServiceAccount] = Field(default_factory=list)
+    # Accounts that may only read the crowding alerts (sensorpipe/alerts/v1/#), one per
+    # subscriber: a control room, a bridge to a pager.
+    alert_subscribers: list[ServiceAccount] = Field(default_factory=list)
     gateways: dict[str, GatewayAccount] = Field(default_factory=dict)
     # Areas whose crowding is measured, by id (sensorpipe.crowd).
     areas: dict[str, AreaEntry] = Field(default_factory=dict)
@@ -329,6 +332,13 @@ class Registry(_Strict):
                 raise ValueError(f"invalid gateway id {name!r}: expected {DEVICE_ID_PATTERN}")
             if name in self.devices or name in self.reader_names():
                 raise ValueError(f"gateway {name!r} has the name of a device or a reader")
+        taken = set(self.devices) | set(self.reader_names()) | set(self.gateways)
+        for account in self.alert_subscribers:
+            if account.username in taken:
+                raise ValueError(
+                    f"alert subscriber {account.username!r} has the name of a device, a reader "
+                    "or a gateway"
+                )
         chips: dict[str, str] = {}
         nodes: dict[tuple[str, str], str] = {}
         for device_id, d in self.devices.items():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 TOPIC_PREFIX = "sensorpipe/v1"
+# Crowding alerts (sensorpipe.crowd.delivery): sensorpipe/alerts/v1/<area id>.
+ALERT_TOPIC_PREFIX = "sensorpipe/alerts/v1"
 KINDS = ("air", "status", "count")
 # Not data: a device enrolling the key it made (protocol.enrollment); never stored as a point.
 CONTROL_KINDS = ("key",)

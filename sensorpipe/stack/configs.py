@@ -2,12 +2,13 @@
 operator set kept, and the command lines that run them.
 
 ingest.toml and serve.toml get each run's ports and the ingest's new broker password, and are
-private to the stack's user (they hold broker passwords). What
-an operator set in serve.toml (SERVE_KEPT: tokens, the map, bounds, public address) is kept,
-under its new name where a key was renamed (SERVE_RENAMED); a serve.toml that cannot be read
-is an error naming it, never silently replaced. ingest.toml is the stack's own: nothing in it
-is kept but its [quality] section (the quality flags' thresholds, which `sensorpipe import`
-reads from it too), and extra ingest workers (`LocalStack.add_worker`) start from a copy of it.
+private to the stack's user (they hold broker passwords). What an operator set in serve.toml
+(SERVE_KEPT: tokens, the map, bounds, public address) is kept, under its new name where a key
+was renamed (SERVE_RENAMED); a serve.toml that cannot be read is an error naming it, never
+silently replaced. ingest.toml is the stack's own: nothing in it is kept but its [quality]
+section (the quality flags' thresholds, which `sensorpipe import` reads from it too),
+[calibration] and [alerts] settings, and extra ingest workers (`LocalStack.add_worker`) start
+from a copy of it.
 
 Plain functions of paths and ports: they write files and start nothing.
 """
@@ -69,6 +70,8 @@ def write_serve_config(
         "port": api_port,
         "registry_path": str(registry_path),
         "ingest_stats_path": str(ingest_stats_path),
+        # The ingest's alert store ([alerts] store, beside its ingest.toml).
+        "alerts_path": str(ingest_stats_path.parent / "alerts.sqlite"),
         **({"calibration_path": str(calibration_path)} if calibration_path else {}),
         # A local stack holds little: its figures can be fresh within seconds.
         "register_cache_s": 5.0,
@@ -118,6 +121,8 @@ def write_ingest_config(
     # And their [calibration] settings (update_every_s, enabled); the book is the stack's.
     calibration = before.get("calibration")
     calibration = dict(calibration) if isinstance(calibration, dict) else {}
+    # And their [alerts] settings (webhooks, margin, how often); the store is the stack's.
+    alerts = before.get("alerts")
     if calibration_path is not None:
         calibration["book"] = str(calibration_path)
     config = {
@@ -141,6 +146,7 @@ def write_ingest_config(
         **({"broker_admin": admin} if admin is not None else {}),
         **({"quality": quality} if isinstance(quality, dict) else {}),
         **({"calibration": calibration} if calibration else {}),
+        **({"alerts": alerts} if isinstance(alerts, dict) else {}),
     }
     write_private(path, tomli_w.dumps(config))  # holds the broker passwords
     return path

@@ -32,7 +32,12 @@ import tomli_w
 
 from sensorpipe.gateway.broker import reload_pid
 from sensorpipe.gateway.brokeradmin import BrokerAdminError
-from sensorpipe.gateway.devices import DeviceCredentials, add_device, add_reader
+from sensorpipe.gateway.devices import (
+    DeviceCredentials,
+    add_alert_subscriber,
+    add_device,
+    add_reader,
+)
 from sensorpipe.gateway.kits.provision import (
     GatewayCredentials,
     KitCredentials,
@@ -113,6 +118,10 @@ class StackRegistrar:
     def add_reader(self, username: str) -> str:
         """An account that reads every device's messages; its password."""
         return self._register(lambda registry: add_reader(registry, username))
+
+    def add_alert_subscriber(self, username: str) -> str:
+        """An account that may only read the crowding alerts; its password."""
+        return self._register(lambda registry: add_alert_subscriber(registry, username))
 
     def add_airrohr_kit(self, *, chip_id: str, site: str, **fields: Any) -> KitCredentials:
         """Register an airrohr kit received by the stack's gateway (`fields` as

@@ -387,6 +387,12 @@ def _ingest_config(setup: Setup, password: str, admin: Any) -> dict[str, Any]:
             **_kept(setup.etc / "ingest.toml", ("calibration",)).get("calibration", {}),
             "book": str(setup.state / "calibrations.sqlite"),
         },
+        # Crowding alerts kept in the state directory (serve.toml's alerts_path); the
+        # operator's other [alerts] settings (webhooks, margin) are kept.
+        "alerts": {
+            **_kept(setup.etc / "ingest.toml", ("alerts",)).get("alerts", {}),
+            "store": str(setup.state / "alerts.sqlite"),
+        },
         "broker": {
             "host": "127.0.0.1",
             "port": setup.ports.broker,
@@ -442,6 +448,7 @@ def _serve_config(setup: Setup, cert: Path, key: Path) -> dict[str, Any]:
         "registry_path": str(setup.etc / "registry.toml"),
         "ingest_stats_path": str(setup.state / "ingest-stats.json"),
         "calibration_path": str(setup.state / "calibrations.sqlite"),
+        "alerts_path": str(setup.state / "alerts.sqlite"),
         "public_url": f"https://{setup.public_host}:{setup.ports.api}/",
         **_kept(setup.etc / "serve.toml", SERVE_KEPT),
         "influx": {"url": setup.influx_url, "database": DATABASE},

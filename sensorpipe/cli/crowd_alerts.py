@@ -1,0 +1,174 @@
+"""`sensorpipe crowd alerts`: the crowding alerts raised (sensorpipe.crowd), their webhook dead
+letters (`--dead-letters`), and `crowd alerts check`: the alerts a past window raises."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
+
+STORE_OPTION = click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The alert store (default: the stack's, ingest/alerts.sqlite).",
+)
+
+
+def _store_path(directory: Path | None, store: Path | None) -> Path:
+    return store or local_stack(directory).directory / "ingest" / "alerts.sqlite"
+
+
+def _ms(option: str, value: str | None) -> int | None:
+    from sensorpipe.query.influxql import QueryInputError, parse_time
+
+    if value is None:
+        return None
+    try:
+        return int(parse_time(value).timestamp() * 1000)
+    except QueryInputError as exc:
+        fail(f"{option}: {exc}")
+
+
+@click.group("alerts", invoke_without_command=True)
+@click.option("--area", default=None, help="Only this area's alerts.")
+@click.option("--from", "start", default=None, help="Only alerts at or after (ISO 8601, -24h).")
+@click.option("--dead-letters", is_flag=True, help="The alerts a webhook did not take instead.")
+@STORE_OPTION
+@DIR_OPTION
+@json_option("Print the alerts as JSON.")
+@click.pass_context
+def alerts(
+    ctx: click.Context,
+    area: str | None,
+    start: str | None,
+    dead_letters: bool,
+    store: Path | None,
+    directory: Path | None,
+    as_json: bool,
+) -> None:
+    """The crowding alerts raised, oldest first: an area's level (observed or forecast)
+    crossing one of its thresholds going up (docs/crowding.md, "Alerts")."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import sqlite3
+
+    from sensorpipe.crowd.alertstore import AlertStore
+
+    path = _store_path(directory, store)
+    from_ms = _ms("--from", start)
+    if not path.is_file():
+        fail(f"--store {path}: no alert store there (the ingest makes it: [alerts] store)")
+    try:
+        kept = AlertStore(path, read_only=True)
+    except sqlite3.Error as exc:
+        fail(f"--store {path}: cannot read it: {exc}")
+    try:
+        rows: list[dict[str, Any]]
+        if dead_letters:
+            rows = [
+                {**vars(d), "at": _iso(d.at_ms)}
+                for d in kept.dead_letters()
+                if (area is None or d.payload.get("area") == area)
+            ]
+        else:
+            rows = kept.alerts(area=area, from_ms=from_ms)
+    except sqlite3.Error as exc:
+        fail(f"--store {path}: not an alert store: {exc}")
+    finally:
+        kept.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif dead_letters:
+        for d in rows:
+            click.echo(
+                f"{d['at']}  {d['alert_id']}  {d['url']}  {d['attempts']} tries: {d['reason']}"
+            )
+    else:
+        _table(rows)
+    if not rows and not as_json:
+        click.echo("no dead letters" if dead_letters else "no alerts")
+
+
+def _iso(ms: int) -> str:
+    from sensorpipe.crowd.alerts import iso
+
+    return iso(ms)
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        click.echo(
+            f"{r['time']}  {r['area']:<16} {r['kind']:<8} {r['threshold']:>4.0%}  {r['message']}"
+        )
+
+
+@alerts.command("check")
+@click.option("--area", "area_ids", multiple=True, help="Only this area (repeatable).")
+@click.option("--from", "start", required=True, help="From (ISO 8601, or -7d).")
+@click.option("--to", "end", default="now", show_default=True, help="To (ISO 8601).")
+@click.option(
+    "--margin", type=click.FloatRange(0, 1, max_open=True), default=None,
+    help="Re-armed below threshold minus this (default 0.05).",
+)  # fmt: skip
+@click.option(
+    "--rearm-after", type=click.FloatRange(min=0, min_open=True), default=None,
+    help="Also re-armed after this many seconds under the threshold.",
+)  # fmt: skip
+@DIR_OPTION
+@INFLUX_OPTIONS
+@json_option("Print the alerts as JSON.")
+def alerts_check(
+    area_ids: tuple[str, ...],
+    start: str,
+    end: str,
+    margin: float | None,
+    rearm_after: float | None,
+    directory: Path | None,
+    influx_url: str | None,
+    database: str,
+    as_json: bool,
+) -> None:
+    """The alerts each area's observed levels from --from to --to raise, from a fresh state
+    (every threshold armed). Nothing is stored, published or posted."""
+    from sensorpipe.cli.crowd import chosen_areas
+    from sensorpipe.cli.query import _influx_url
+    from sensorpipe.crowd.alertjob import check_window
+    from sensorpipe.crowd.alerts import AlertsConfig
+    from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+    from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.query.influxql import QueryInputError
+
+    t0, t1 = _ms("--from", start), _ms("--to", end)
+    assert t0 is not None and t1 is not None
+    if t0 >= t1:
+        fail(f"--from {start} is not before --to {end}: give an earlier --from")
+    registry, chosen = chosen_areas(directory, area_ids)
+    settings: dict[str, Any] = {}
+    if margin is not None:
+        settings["margin"] = margin
+    if rearm_after is not None:
+        settings["rearm_after_s"] = rearm_after
+    config = AlertsConfig(**settings)
+    client = InfluxClient(_influx_url(directory, influx_url), database)
+    found = []
+    try:
+        for area_id in chosen:
+            end_at = datetime.fromtimestamp(t1 / 1000, UTC)
+            found += check_window(client, registry, area_id, t0, end_at, config)
+    except (QueryError, StorageUnavailable, QueryInputError) as exc:
+        fail(str(exc))
+    finally:
+        client.close()
+    rows = [a.payload() for a in found]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _table(rows)
+    click.echo(f"{len(rows)} alert{'s' * (len(rows) != 1)} in the window")
