@@ -322,20 +322,4 @@ def kits_address(stack: LocalStack) -> tuple[str, str, int]:
 
 def count_message(device: str, seq: int, start: datetime, counts: list[ClassCount]) -> CountMessage:
     """The message a counting device sends for the hour from `start` (it ran all of it)."""
-    from datetime import timedelta
-
-    from sensorpipe.protocol.messages import CountMessage, Link
-
-    return CountMessage(
-        device_id=device,
-        seq=seq,
-        observed_at=start,
-        clock_synced=True,
-        sent_at=start + timedelta(hours=1),
-        link=Link(uptime_s=86400.0 * 30, firmware="t"),
-        interval_end=start + timedelta(hours=1),
-        model_id="counter",
-        running_fraction=1.0,
-        frames=3600,
-        counts=counts,
-    )
+    return hourly_count_message(device, seq, start, counts)
