@@ -54,7 +54,7 @@ def test_steady_state_measures_the_agent_process(
         expected += [
             "sht4x (temperature ",
             "sht3x (temperature ",
-            "soil_ads1115 (soil_moisture ",
+            "soil_probe (soil_moisture ",
             "ds18b20 (soil_",
         ]
     assert all(name in first for name in expected), first
@@ -88,7 +88,7 @@ def test_steady_state_with_every_driver_and_the_sensirion_cpu_per_reading(
         "bme280 (temperature ",
         "sht4x (temperature ",
         "sht3x (temperature ",
-        "soil_ads1115 (soil_moisture ",
+        "soil_probe (soil_moisture ",
         "ds18b20 (soil_temperature ",
         "sps30 (pm1 ",
         "scd30 (co2 ",

@@ -219,7 +219,7 @@ def test_the_agents_counts_join_each_sensors_line(tmp_path: Path) -> None:
         tmp_path / HEALTH_FILE,
         [
             {"sensor": "sht4x", "errors": {"checksum": 340, "timeout": 2}, "backoff_s": 0.0},
-            {"sensor": "soil_ads1115", "errors": {"disconnected": 5}, "backoff_s": 240.0},
+            {"sensor": "soil_probe", "errors": {"disconnected": 5}, "backoff_s": 240.0},
         ],
         1_765_000_000.0,  # 2025-12-06 05:46:40 UTC
     )
