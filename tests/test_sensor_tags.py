@@ -89,3 +89,18 @@ def test_every_model_maps_to_a_driver_and_every_driver_reads_a_model() -> None:
     assert set(MODEL_DRIVERS.values()) == set(DRIVERS)
     assert set(MODEL_DRIVERS) <= KNOWN_SENSORS
     assert all(model in KNOWN_SENSORS and tag in MODEL_DRIVERS for model, tag in READ_AS.items())
+
+
+def test_a_second_probes_tag_shows_its_models_quantities_and_laser_life() -> None:
+    from sensorpipe.protocol.register import register_entry
+    from sensorpipe.protocol.registry import DeviceEntry, NetworkInfo
+    from sensorpipe.query.health import SensorState, _main_field
+
+    entry = DeviceEntry(
+        site="garden", sensors=["soil_probe.bed2", "pms5003.indoor"], password_hash="h"
+    )
+    public = register_entry("garden-02", entry, NetworkInfo())
+    assert {"soil_moisture", "soil_probe_voltage", "pm2_5"} <= set(public.quantities)
+    assert _main_field("pms5003.indoor") == "pm2_5"  # its readings show it has data
+    life = SensorState("pms5003.indoor", laser_hours=100.0).as_json()["laser_life_h"]
+    assert life == 3 * 8_760.0  # Plantower's MTTF, as for a `pms5003`

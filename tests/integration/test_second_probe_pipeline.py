@@ -91,3 +91,7 @@ def test_second_probes_readings_are_stored_under_their_tags_with_their_models_un
     deep = series["ds18b20.deep"]
     assert {u for u in deep["uncertainty"]["soil_temperature"] if u is not None} == {0.5}
     assert "DS18B20 data sheet" in str(body["uncertainty_basis"])
+    # SensorThings describes the second probe as its model: what it measures.
+    sensors = api.get("/sta/v1.1/Sensors", params={"$filter": "name eq 'soil_probe.bed2'"})
+    (bed2,) = sensors.json()["value"]
+    assert "measures soil_moisture, soil_probe_voltage" in bed2["description"], bed2
