@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from sensorpipe.edge.config import load_edge_config
-from sensorpipe.edge.drivers.registry import MODEL_DRIVERS, sensor_tag
+from sensorpipe.edge.drivers.registry import MODEL_DRIVERS, Pms5003Config, sensor_tag
 from sensorpipe.edge.join import Layout, join
 from sensorpipe.ingest.validate import Validator
 from sensorpipe.protocol.registry import DeviceEntry
@@ -90,3 +90,20 @@ def test_a_docs_sensor_block_appended_to_joins_file_loads(
         appended.write_text(path.read_text() + "\n" + block)
         config = load_edge_config(appended)  # before: "Cannot mutate immutable namespace"
         assert len(config.sensors) == len(DECLARED) + 1, block
+
+
+def test_a_rejoin_keeps_a_pasted_block_as_a_table(
+    joined: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    path, _ = joined
+    (pms,) = [b for b in docs_blocks() if 'driver = "pms5003"' in b]  # with duty = { ... }
+    path.write_text(path.read_text() + "\n" + pms)
+    again = join(_code(sensors=DECLARED, tls=False, ca_pem=None), Layout(tmp_path))
+    assert any("kept the [[sensors]]" in n for n in again.notes)
+    text = path.read_text()
+    assert "duty = { wake_s = 30 }" in text and "sensors = [" not in text
+    config = load_edge_config(path)
+    assert len(config.sensors) == len(DECLARED) + 1
+    pasted = config.sensors[-1]
+    assert isinstance(pasted, Pms5003Config) and pasted.duty is not None
+    assert pasted.duty.wake_s == 30
