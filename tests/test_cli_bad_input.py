@@ -275,6 +275,9 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["d1", "--dir", str(t), "--sensor", "SDS011"], "did you mean 'sds011'?"),
         (lambda t: ["d1", "--dir", str(t), "--sensor", "sds012"], "did you mean 'sds011'?"),
         (lambda t: ["d1", "--dir", str(t), "--sensor", "xyz9"], "add --allow-unknown-sensor"),
+        # `<model>.<name>` only for a model a device may have several of (soil_probe.bed2)
+        (lambda t: ["d1", "--dir", str(t), "--sensor", "bme280.b"], "e.g. soil_probe.bed2"),
+        (lambda t: ["d1", "--dir", str(t), "--sensor", "Soil_probe.b2"], "'soil_probe.b2'?"),
         (lambda t: ["d1", "--dir", str(t), "--count-class", "bicycle"], "--count-class bicycle"),
         (lambda t: ["d1", "--dir", str(t), "--count-class", "Car"], "did you mean 'car'?"),
         (lambda t: ["d1", "--dir", str(t), "--contact", "x" * 201], "--contact 'xxx"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,7 +142,7 @@ def devices_add(
                 }
             ).encode()
         out["join_code"] = code
-        out["pi_commands"] = pi_commands()
+        out["pi_commands"] = pi_commands(sensors)
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -164,7 +165,7 @@ def devices_add(
     if join_note := _server_note(s):
         click.echo(join_note)
     click.echo("on the Pi, three commands (its signing key is made there, at the join):")
-    for i, command in enumerate(pi_commands(), 1):
+    for i, command in enumerate(pi_commands(sensors), 1):
         click.echo(f"  {i}. {command}")
     click.echo(
         f"join code for {device_id}, asked for by command 2 (it holds the device's password: "
@@ -173,11 +174,19 @@ def devices_add(
     click.echo(code)
 
 
-def pi_commands() -> list[str]:
-    """What the host of a Pi runs to join: install, join (asks for the code), check and start."""
+# Sensor models whose drivers are Sensirion's, in the `sensirion` extra (edge.drivers.sensirion).
+SENSIRION_MODELS = frozenset({"sps30", "scd30", "scd4x"})
+
+
+def pi_commands(sensors: Sequence[str] = ()) -> list[str]:
+    """What the host of a Pi runs to join: install (with the `sensirion` extra where a declared
+    sensor needs it), join (asks for the code), check and start."""
     from sensorpipe import __version__
+    from sensorpipe.protocol.registry import sensor_model
 
     wheel = f"./sensorpipe-{__version__}-py3-none-any.whl"
+    if any(sensor_model(s) in SENSIRION_MODELS for s in sensors):
+        wheel = f"'{wheel}[sensirion]'"  # quoted: [...] is a shell pattern
     return [
         "sudo apt-get install -y python3-venv i2c-tools && sudo python3 -m venv /opt/sensorpipe "
         f"&& sudo /opt/sensorpipe/bin/pip install {wheel}",

@@ -175,36 +175,52 @@ def sensor_notes(
 ) -> list[str]:
     """What to know about declared sensor models that the edge agent cannot read itself (not
     for a `kit`: its firmware reads them); a model sensorpipe does not know is refused (with
-    the nearest known one) unless `allow_unknown` (--allow-unknown-sensor)."""
-    from sensorpipe.edge.drivers.registry import DRIVERS, READ_MODELS
-    from sensorpipe.protocol.registry import KNOWN_SENSORS
+    the nearest known one) unless `allow_unknown` (--allow-unknown-sensor). A second probe's
+    tag, `<model>.<suffix>` (`soil_probe.bed2`), is its model's (protocol.registry)."""
+    from sensorpipe.edge.drivers.registry import MODEL_DRIVERS, READ_AS
+    from sensorpipe.protocol.registry import (
+        KNOWN_SENSORS,
+        TAGGED_MODELS,
+        known_sensor,
+        sensor_model,
+    )
 
     notes = []
-    for model in sensors:
-        if model not in KNOWN_SENSORS and model.lower() in KNOWN_SENSORS:
-            fail(f"--sensor {model}: did you mean {model.lower()!r}? Sensor models are lower case")
-        if model not in KNOWN_SENSORS:
-            close = difflib.get_close_matches(model, sorted(KNOWN_SENSORS), n=1)
+    for tag in sensors:
+        if not known_sensor(tag) and known_sensor(tag.lower()):
+            fail(f"--sensor {tag}: did you mean {tag.lower()!r}? Sensor models are lower case")
+        if not known_sensor(tag):
+            close = difflib.get_close_matches(tag, sorted(KNOWN_SENSORS), n=1)
             if not allow_unknown:
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 fail(
-                    f"--sensor {model}: not a model sensorpipe knows; {hint}known models: "
-                    f"{', '.join(sorted(KNOWN_SENSORS))}; to declare another model, add "
-                    f"--allow-unknown-sensor"
+                    f"--sensor {tag}: not a model sensorpipe knows; {hint}known models: "
+                    f"{', '.join(sorted(KNOWN_SENSORS))} (a device's further "
+                    f"{'/'.join(sorted(TAGGED_MODELS))}: <model>.<name>, e.g. "
+                    f"soil_probe.bed2); to declare another model, add --allow-unknown-sensor"
                 )
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             notes.append(
-                f"--sensor {model}: not a model sensorpipe knows{hint}; readings that name it "
+                f"--sensor {tag}: not a model sensorpipe knows{hint}; readings that name it "
                 f"are accepted from this device only as declared here"
             )
-        elif model == "camera":
-            continue  # read by the counting pipeline (`[counting]` in the edge config)
-        elif model not in READ_MODELS and not kit:
+            continue
+        model = sensor_model(tag)
+        if model == "camera" or model in MODEL_DRIVERS or kit:
+            continue  # a camera: read by the counting pipeline (`[counting]` in the edge config)
+        if model in READ_AS:
             notes.append(
-                f"--sensor {model}: the sensorpipe edge agent has no driver for it (drivers: "
-                f"{', '.join(sorted(DRIVERS))}); its readings can come from another sender "
-                f"that signs as this device"
+                f"--sensor {tag}: the sensorpipe edge agent reads it with its {READ_AS[model]} "
+                f"driver, whose readings are tagged {READ_AS[model]!r}: declare --sensor "
+                f"{READ_AS[model]} for them; readings tagged {tag!r} can come only from another "
+                f"sender that signs as this device"
             )
+            continue
+        notes.append(
+            f"--sensor {tag}: the sensorpipe edge agent has no driver for it (it reads: "
+            f"{', '.join(sorted(MODEL_DRIVERS))}); its readings can come from another sender "
+            f"that signs as this device"
+        )
     return notes
 
 

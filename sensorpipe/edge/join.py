@@ -27,6 +27,7 @@ instead of / and leaves users and systemd alone (no root needed): a trial, or th
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import secrets
@@ -69,6 +70,33 @@ SENSOR_SECTIONS: dict[str, dict[str, Any]] = {
         model: {"driver": "pms5003", "model": model, "port": "/dev/ttyAMA0", "interval_s": 60}
         for model in ("pms5003", "pms7003", "pmsa003")  # the same protocol
     },
+    **{m: {"driver": m, "bus": 1, "address": 0x44, "interval_s": 60} for m in ("sht3x", "sht4x")},
+    # v_dry/v_wet: typical values (dry 2.2-2.8 V, wet 0.7-1.5 V), commented in the file as such:
+    # the agent runs and stores the probe's voltage, so readings can be recomputed once the
+    # host has measured this probe's (a section without them would stop the whole agent).
+    "soil_probe": {
+        "driver": "soil_ads1115",
+        "bus": 1,
+        "address": 0x48,
+        "channel": 0,
+        "v_dry": 2.6,
+        "v_wet": 1.2,
+        "interval_s": 60,
+    },
+    "ds18b20": {"driver": "ds18b20", "quantity": "soil_temperature", "interval_s": 60},
+}
+# Comment lines written under a section's [[sensors]], by driver.
+SECTION_COMMENTS: dict[str, tuple[str, ...]] = {
+    "soil_ads1115": (
+        "v_dry, v_wet: TYPICAL values, not this probe's: measure its voltage in dry and in wet",
+        "soil (`sensorpipe edge check` prints it) and write them here; until then soil_moisture",
+        "is approximate (its voltage is stored beside it, so readings can be recomputed).",
+        "channel: the ADS1115 input (AIN0..AIN3) this probe is wired to.",
+    ),
+    "ds18b20": (
+        'sensor_id = "28-xxxxxxxxxxxx"  # needed when several DS18B20 share the bus: its folder',
+        "in `ls /sys/bus/w1/devices/`",
+    ),
 }
 USUAL_PAIR = ("sds011", "bme280")  # what a join code that names no sensor gets
 
@@ -129,13 +157,16 @@ def join(code: JoinCode, layout: Layout, *, enroll: bool = True) -> Joined:
             raise
     written = _write_files(code, layout, private_key, old)
     joined = Joined(code.device_id, fingerprint(public_key), new, written, notes)
+    written_sensors = edge_config(code, layout, private_key, {})["sensors"]
     if old.get("sensors"):
         notes.append(f"kept the [[sensors]] of the earlier {layout.config.name}")
-    elif not edge_config(code, layout, private_key, {})["sensors"]:
+    elif not written_sensors:
         notes.append(
             f"no sensor declared for {code.device_id} ({', '.join(code.sensors)}) has a driver "
             f"in the edge agent: add a [[sensors]] section to {layout.config} before `edge check`"
         )
+    else:
+        notes += _section_notes(code.sensors, written_sensors, layout.config)
     layout.unit.parent.mkdir(parents=True, exist_ok=True)
     layout.unit.write_text(unit_text(layout))
     layout.unit.chmod(0o644)
@@ -143,6 +174,26 @@ def join(code: JoinCode, layout: Layout, *, enroll: bool = True) -> Joined:
     if layout.system and Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
         subprocess.run(["systemctl", "daemon-reload"], check=False)
     return joined
+
+
+def _section_notes(tags: list[str], sections: list[dict[str, Any]], path: Path) -> list[str]:
+    """What the host must still do to the sections written: a soil probe's calibration, and
+    the declared sensors that got none."""
+    notes = []
+    soil = [s.get("sensor", "soil_probe") for s in sections if s["driver"] == "soil_ads1115"]
+    if soil:
+        notes.append(
+            f"{', '.join(soil)}: v_dry/v_wet in {path} are typical values, not this probe's: "
+            "measure its voltage in dry and in wet soil (`edge check` prints it) and write them "
+            "there (docs/edge.md, Soil moisture)"
+        )
+    missing = unwritten_sensors(tags)
+    if missing:
+        notes.append(
+            f"no section written for {', '.join(missing)} (no driver in the edge agent, or one "
+            f"without a `sensor` key): add its [[sensors]] section to {path} if this Pi reads it"
+        )
+    return notes
 
 
 class Unanswered(JoinError):
@@ -194,9 +245,7 @@ def edge_config(
     }
     if code.tls and code.ca_pem:
         mqtt["ca_file"] = str(layout.ca)
-    sensors = [SENSOR_SECTIONS[s] for s in code.sensors if s in SENSOR_SECTIONS]
-    if not code.sensors:  # any model: the usual pair
-        sensors = [SENSOR_SECTIONS[s] for s in USUAL_PAIR]
+    sensors = sensor_sections(code.sensors or list(USUAL_PAIR))  # none named: the usual pair
     old_mqtt = old.get("mqtt")
     if not isinstance(old_mqtt, dict):
         old_mqtt = {}
@@ -210,6 +259,77 @@ def edge_config(
     config["mqtt"] = {**mqtt, **kept_mqtt}
     config["sensors"] = old.get("sensors") or sensors
     return config
+
+
+def sensor_sections(tags: list[str]) -> list[dict[str, Any]]:
+    """The [[sensors]] sections for the declared sensor tags that have one: a tag
+    `<model>.<name>` (a second soil probe, `soil_probe.bed2`) gets its model's section with
+    `sensor = "<tag>"` where the driver takes a `sensor` key; soil probes take the ADS1115's
+    inputs in turn (AIN0, AIN1, ...)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from sensorpipe.edge.drivers.registry import SensorConfig
+    from sensorpipe.protocol.registry import sensor_model
+
+    adapter: TypeAdapter[Any] = TypeAdapter(SensorConfig)
+    sections: list[dict[str, Any]] = []
+    for tag in tags:
+        base = SENSOR_SECTIONS.get(sensor_model(tag))
+        if base is None:
+            continue
+        section = dict(base)
+        if tag != sensor_model(tag):
+            section["sensor"] = tag
+        if "channel" in section:
+            section["channel"] = sum(s.get("driver") == section["driver"] for s in sections)
+        try:
+            adapter.validate_python(section)  # a driver without a `sensor` key: none written
+        except ValidationError:
+            continue
+        sections.append(section)
+    return sections
+
+
+def unwritten_sensors(tags: list[str]) -> list[str]:
+    """The declared tags `sensor_sections` gives no section."""
+    from pydantic import TypeAdapter
+
+    from sensorpipe.edge.drivers.registry import SensorConfig, sensor_tag
+
+    adapter: TypeAdapter[Any] = TypeAdapter(SensorConfig)
+    written = {sensor_tag(adapter.validate_python(s)) for s in sensor_sections(tags)}
+    return [t for t in tags if t not in written and t != "camera"]
+
+
+def config_text(config: dict[str, Any]) -> str:
+    """`config` as TOML, its sensors as [[sensors]] tables (not an inline array, to which a
+    [[sensors]] block pasted from the docs could not be added)."""
+    sensors = config.get("sensors")
+    if not isinstance(sensors, list) or not all(isinstance(s, dict) for s in sensors):
+        return tomli_w.dumps(config)
+    text = tomli_w.dumps({k: v for k, v in config.items() if k != "sensors"})
+    for section in sensors:
+        text += "\n[[sensors]]\n"
+        text += "".join(f"# {line}\n" for line in SECTION_COMMENTS.get(section.get("driver"), ()))
+        for key, value in section.items():
+            text += f"{_toml_key(key)} = {_toml_value(value, key)}\n"
+    return text
+
+
+def _toml_key(key: str) -> str:
+    return key if key and all(c.isalnum() or c in "_-" for c in key) else json.dumps(key)
+
+
+def _toml_value(value: Any, key: str = "") -> str:
+    """One value in TOML's inline form; an I2C address in hex, as the docs give it."""
+    if key == "address" and type(value) is int and value >= 0:
+        return f"0x{value:02x}"
+    if isinstance(value, dict):
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v, k)}" for k, v in value.items())
+        return f"{{ {items} }}" if items else "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value}).removeprefix("v = ").rstrip("\n")
 
 
 HEADER = (
@@ -231,7 +351,7 @@ def _write_files(
         layout.ca.chmod(0o644)
         written.append(layout.ca)
     text = HEADER.format(path=layout.config)
-    text += tomli_w.dumps(edge_config(code, layout, private_key, old))
+    text += config_text(edge_config(code, layout, private_key, old))
     write_private(layout.config, text)  # 0600 from its first byte, then the group may read
     layout.state.chmod(0o750)
     if ids is not None:

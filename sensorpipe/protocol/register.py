@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sensorpipe.protocol.counting import COUNT_CLASSES
 from sensorpipe.protocol.quantities import QUANTITIES
-from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, DeviceEntry, NetworkInfo, Registry
+from sensorpipe.protocol.registry import (
+    DEFAULT_DIRECTIONS,
+    DeviceEntry,
+    NetworkInfo,
+    Registry,
+    sensor_model,
+)
 
 PMS_SIZES = ("0_3", "0_5", "1_0", "2_5", "5_0", "10")
 # The SPS30's number concentrations (particles smaller than a size) and typical particle size.
@@ -203,7 +209,7 @@ def register_entry(
 ) -> RegisterEntry:
     """The public entry of one device; `seen_*` add what InfluxDB shows it reporting."""
     sensors = sorted(set(entry.sensors) | set(seen_sensors))
-    quantities = {q for s in sensors for q in SENSOR_QUANTITIES.get(s, ())}
+    quantities = {q for s in sensors for q in SENSOR_QUANTITIES.get(sensor_model(s), ())}
     quantities |= set(seen_quantities) | set(entry.quantities)
     ordered = [q for q in QUANTITIES if q in quantities]
     counting = counts_passers_by(entry) or seen_counting

@@ -156,7 +156,23 @@ KNOWN_SENSORS = frozenset(
         "soil_probe",
     }
 )  # fmt: skip
+# Models of which a device may carry several, each with its own sensor tag `<model>.<suffix>`
+# (`soil_probe.bed2`, `ds18b20.deep`: the edge agent's `sensor` key, edge.drivers.registry's
+# sensor_tag). Such a tag is a known sensor, judged as its model (sensor_model).
+TAGGED_MODELS = frozenset({"soil_probe", "ds18b20", "pms5003", "pms7003", "pmsa003"})
 DEFAULT_DIRECTIONS = ("left_to_right", "right_to_left")
+
+
+def sensor_model(tag: str) -> str:
+    """The sensor model a sensor tag names: the part before its first dot (`soil_probe.bed2`:
+    `soil_probe`); data sheets and quality settings are looked up by it."""
+    return tag.split(".", 1)[0]
+
+
+def known_sensor(tag: str) -> bool:
+    """A model sensorpipe knows (KNOWN_SENSORS), or `<model>.<suffix>` of a TAGGED_MODELS one."""
+    model, dot, suffix = tag.partition(".")
+    return tag in KNOWN_SENSORS or (bool(dot and suffix) and model in TAGGED_MODELS)
 
 
 def allowed_sensors(entry: DeviceEntry) -> frozenset[str]:

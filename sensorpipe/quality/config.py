@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sensorpipe.protocol.configfile import load_model
 from sensorpipe.protocol.quantities import QUANTITIES
+from sensorpipe.protocol.registry import sensor_model
 
 PM = ("pm1", "pm2_5", "pm4", "pm10")
 # The sensor tag of a reference station's values (importer.reference.SENSOR).
@@ -206,8 +207,9 @@ SENSOR_DEFAULTS: dict[str, dict[str, Thresholds]] = {
 
 def model_of(sensor: str) -> str:
     """The sensor model whose defaults apply to a sensor tag: a reference station's further
-    instruments (`reference-2`) are the reference's."""
-    return REFERENCE_MODEL if sensor.startswith(REFERENCE_MODEL) else sensor
+    instruments (`reference-2`) are the reference's, a device's second probe's
+    (`soil_probe.bed2`, `pms5003.indoor`) its model's."""
+    return REFERENCE_MODEL if sensor.startswith(REFERENCE_MODEL) else sensor_model(sensor)
 
 
 # The neighbour outlier's defaults (quality.neighbours), with their reasons:
@@ -323,15 +325,18 @@ class QualityConfig(_Strict):
         return sensors
 
     def rules(self, sensor: str, quantity: str) -> Rules:
-        """The thresholds for `quantity` from a sensor model `sensor`: the model's keys over
-        the quantity's over the defaults (built-in, then this file's)."""
+        """The thresholds for `quantity` from a sensor tagged `sensor`: the tag's keys over its
+        model's (`[quality.sensors.soil_probe]` for `soil_probe.bed2`) over the quantity's
+        over the defaults (built-in, then this file's)."""
         q = QUANTITIES[quantity]
         merged: dict[str, object] = {"low": q.minimum, "high": q.maximum}
+        model = model_of(sensor)
         layers = (
             _DEFAULT,
             DEFAULTS.get(quantity),
-            SENSOR_DEFAULTS.get(model_of(sensor), {}).get(quantity),
+            SENSOR_DEFAULTS.get(model, {}).get(quantity),
             self.quantities.get(quantity),
+            self.sensors.get(model, {}).get(quantity) if model != sensor else None,
             self.sensors.get(sensor, {}).get(quantity),
         )
         for layer in layers:

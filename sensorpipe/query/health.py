@@ -31,6 +31,7 @@ from typing import Any
 
 from sensorpipe.protocol import storage
 from sensorpipe.protocol.register import LASER_LIFE_H, SENSOR_QUANTITIES
+from sensorpipe.protocol.registry import sensor_model
 
 UPTIME_WINDOW_S = 300
 NO_DATA_YET = "registered, no data yet"
@@ -84,9 +85,11 @@ class SensorState:
             "uptime_24h": self.uptime.get("24h"),
             "uptime_7d": self.uptime.get("7d"),
             "laser_hours": self.laser_hours,
-            "laser_life_h": LASER_LIFE_H.get(self.sensor.split(".")[0])
-            if self.laser_hours is not None
-            else None,
+            "laser_life_h": (
+                LASER_LIFE_H.get(sensor_model(self.sensor))
+                if self.laser_hours is not None
+                else None
+            ),
             "errors": dict(self.errors),
             "backoff_s": self.backoff_s,
         }
@@ -294,7 +297,8 @@ ONE_OF_QUANTITIES = frozenset({"ds18b20"})
 
 def _main_field(model: str) -> str | None:
     """The field a reading of a known sensor model always has; None for an unknown model or
-    one whose quantity its configuration chooses."""
+    one whose quantity its configuration chooses (a tag `<model>.<name>`: its model's)."""
+    model = sensor_model(model)
     quantities = SENSOR_QUANTITIES.get(model)
     if not quantities or model in ONE_OF_QUANTITIES:
         return None

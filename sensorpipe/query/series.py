@@ -30,6 +30,7 @@ from sensorpipe.protocol import storage
 from sensorpipe.protocol.provenance import SOURCE_TAG, check_source
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.register import SENSOR_QUANTITIES
+from sensorpipe.protocol.registry import sensor_model
 from sensorpipe.query.bbox import BBox, bbox_condition
 from sensorpipe.query.flagged import (
     RAW_READINGS_MAX,
@@ -276,7 +277,7 @@ def air_series(
     per_group: dict[tuple[str, ...], set[str]] = {}
     for device_id, site, sensor in found:
         key = (device_id, site, sensor) if req.group == "device" else (site,)
-        measures = set(SENSOR_QUANTITIES.get(sensor, quantities)) & set(quantities)
+        measures = set(SENSOR_QUANTITIES.get(sensor_model(sensor), quantities)) & set(quantities)
         per_group.setdefault(key, set()).update(measures)
     n_values = sum(len(q) for q in per_group.values())
     series = len(per_group)

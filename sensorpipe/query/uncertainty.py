@@ -27,6 +27,7 @@ from typing import Any
 
 from sensorpipe.calibration.status import uncertainty as status_uncertainty
 from sensorpipe.protocol.quantities import QUANTITIES
+from sensorpipe.protocol.registry import sensor_model
 
 # Aggregates of which a calibration of the value is the aggregate of calibrated values (or
 # near it: a mean of a non-linear method's values is its value at the mean). A count or a
@@ -136,7 +137,7 @@ def rule(
     floor = RIVM_ABSOLUTE.get(quantity)
     if floor is not None:
         return Rule(RIVM_PREFIX + quantity, floor=floor)
-    model = (sensor or "").lower()
+    model = sensor_model((sensor or "").lower())  # a second probe's `ds18b20.deep`: ds18b20
     sheet = DATA_SHEET.get(model, {}).get(quantity)
     if sheet is not None:
         share = DATA_SHEET_SHARE.get(model, {}).get(quantity, 0.0)

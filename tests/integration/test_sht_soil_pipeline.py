@@ -13,7 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sensorpipe.edge.agent import SensorOpener
-from sensorpipe.edge.drivers.registry import Sht4xConfig, SoilProbeConfig, open_driver
+from sensorpipe.edge.drivers.registry import (
+    Sht4xConfig,
+    SoilProbeConfig,
+    open_driver,
+    sensor_tag,
+)
 from sensorpipe.firmware_sim.ads1115 import Ads1115Device, SoilProbe
 from sensorpipe.firmware_sim.fleet import Fleet
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
@@ -56,7 +61,7 @@ def test_sht4x_and_soil_probe_readings_reach_the_api_through_faults(
     ]
     openers = [
         SensorOpener(
-            "sht4x" if c.driver == "sht4x" else "soil_probe",
+            sensor_tag(c),  # as the agent names them: its status is checked against the register
             functools.partial(open_driver, c, i2c_bus_factory=lambda _n: bus),
             c.interval_s,
         )

@@ -36,7 +36,7 @@ from sensorpipe.protocol import storage
 from sensorpipe.protocol.counting import COUNT_CLASSES
 from sensorpipe.protocol.quantities import QUANTITIES
 from sensorpipe.protocol.register import CAMERA_SENSORS, SENSOR_QUANTITIES, register_entry
-from sensorpipe.protocol.registry import Registry
+from sensorpipe.protocol.registry import Registry, sensor_model
 from sensorpipe.query.health import NO_DATA_YET, ONE_OF_QUANTITIES, SensorState, not_ok_notes
 from sensorpipe.query.register import RegisterStats, _series_tags
 
@@ -231,7 +231,7 @@ class _Builder:
                 "nor sent, only counts per class and direction leave it"
             )
         else:
-            measures = ", ".join(SENSOR_QUANTITIES.get(model, ())) or "air quantities"
+            measures = ", ".join(SENSOR_QUANTITIES.get(sensor_model(model), ())) or "air quantities"
             text = f"{model}: measures {measures}"
         return self.add(
             "Sensor",
@@ -344,10 +344,11 @@ def build_catalog(
         for model in entry.sensors:
             if model in CAMERA_SENSORS:
                 continue
-            quantities = set(SENSOR_QUANTITIES.get(model, ()))
+            kind = sensor_model(model)  # a second probe's tag (ds18b20.deep): its model's
+            quantities = set(SENSOR_QUANTITIES.get(kind, ()))
             if not quantities and model in air_seen.get(device_id, set()):
                 quantities = _quantities_in_data(influx, device_id, model)
-            elif model in ONE_OF_QUANTITIES and model in air_seen.get(device_id, set()):
+            elif kind in ONE_OF_QUANTITIES and model in air_seen.get(device_id, set()):
                 # a DS18B20 in the soil or in the air: the quantity its readings carry
                 quantities &= _quantities_in_data(influx, device_id, model)
             for quantity in (q for q in QUANTITIES if q in quantities):

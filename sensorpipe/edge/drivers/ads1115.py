@@ -24,6 +24,7 @@ says the probe has drifted.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Protocol
 
@@ -64,11 +65,32 @@ def config_word(channel: int, fsr_v: float, data_rate: int) -> int:
     )
 
 
+# One conversion at a time per chip. The agent reads each sensor in a thread of its own, and two
+# probes on one ADS1115 (AIN0 and AIN1: `soil_probe` and `soil_probe.bed2`) would otherwise
+# restart each other's conversion and read each other's input. Keyed by (bus number, address):
+# each probe opens the bus itself.
+_CHIP_LOCKS: dict[tuple[int, int], threading.Lock] = {}
+_CHIP_LOCKS_GUARD = threading.Lock()
+
+
+def chip_lock(bus_number: int, address: int) -> threading.Lock:
+    """The lock every driver of the ADS1115 at `address` on bus `bus_number` converts under."""
+    with _CHIP_LOCKS_GUARD:
+        return _CHIP_LOCKS.setdefault((bus_number, address), threading.Lock())
+
+
 class Ads1115:
     def __init__(
-        self, bus: SMBusBlock, address: int = 0x48, *, fsr_v: float = 4.096, data_rate: int = 128
+        self,
+        bus: SMBusBlock,
+        address: int = 0x48,
+        *,
+        fsr_v: float = 4.096,
+        data_rate: int = 128,
+        lock: threading.Lock | None = None,
     ) -> None:
         self._bus = bus
+        self._lock = lock if lock is not None else threading.Lock()
         self.address = address
         self.fsr_v = fsr_v
         self.data_rate = data_rate
@@ -76,7 +98,12 @@ class Ads1115:
         self.timeout_s = 2.0 / data_rate + 0.02
 
     def read_voltage(self, channel: int) -> float:
-        """One single-shot conversion of AINx against GND, in volts; OSError on a bus fault."""
+        """One single-shot conversion of AINx against GND, in volts; OSError on a bus fault.
+        Under the chip's lock: another input's conversion is never started meanwhile."""
+        with self._lock:
+            return self._convert(channel)
+
+    def _convert(self, channel: int) -> float:
         word = config_word(channel, self.fsr_v, self.data_rate)
         self._bus.write_i2c_block_data(self.address, REG_CONFIG, [word >> 8, word & 0xFF])
         deadline = time.monotonic() + self.timeout_s

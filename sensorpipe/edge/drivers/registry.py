@@ -20,6 +20,7 @@ from sensorpipe.edge.drivers.ads1115 import (
     Ads1115,
     SMBusBlock,
     SoilProbe,
+    chip_lock,
 )
 from sensorpipe.edge.drivers.base import SensorDriver
 from sensorpipe.edge.drivers.bme280 import Bme280, I2CBus
@@ -317,7 +318,13 @@ def _open_sht(config: Any, i2c: I2CBusFactory) -> SensorDriver:
 
 def _open_soil(config: Any, i2c: I2CBusFactory) -> SensorDriver:
     bus: SMBusBlock = _i2c_bus(config, i2c)
-    adc = Ads1115(bus, config.address, fsr_v=config.fsr_v, data_rate=config.data_rate)
+    adc = Ads1115(
+        bus,
+        config.address,
+        fsr_v=config.fsr_v,
+        data_rate=config.data_rate,
+        lock=chip_lock(config.bus, config.address),  # a second probe on the chip waits its turn
+    )
     return SoilProbe(
         adc, config.channel, v_dry=config.v_dry, v_wet=config.v_wet, model=config.sensor,
         owns_bus=True,
@@ -386,8 +393,20 @@ def duty_cycle(config: SensorConfig, hours: LaserHours) -> DutyCycle | None:
     return DutyCycle(model, wake_s=wake_s, warmup_s=config.warmup_s, hours=hours, key=key)
 
 
-# The sensor models the drivers read (a driver may read several: the PMSx003 family).
-READ_MODELS = frozenset(DRIVERS) | {"pms7003", "pmsa003"}
+# The register's sensor models (`devices add --sensor`) and the driver that reads each (the
+# `driver` of its [[sensors]] section): a driver may read several (the PMSx003 family), and a
+# model's name may differ from its driver's (a soil probe on an ADS1115). An SPS30 on its UART
+# is the `sps30` driver with a `port`.
+MODEL_DRIVERS: dict[str, str] = {
+    "sds011": "sds011", "bme280": "bme280", "sht3x": "sht3x", "sht4x": "sht4x",
+    "soil_probe": "soil_ads1115", "ds18b20": "ds18b20",
+    "sps30": "sps30", "scd30": "scd30", "scd4x": "scd4x",
+    **{m: "pms5003" for m in ("pms5003", "pms7003", "pmsa003")},
+}  # fmt: skip
+READ_MODELS = frozenset(MODEL_DRIVERS)
+# Models a driver reads but tags as another (the sensor tag its readings carry): an SHT31 is
+# read by `sht3x` and its readings are tagged `sht3x`.
+READ_AS = {"sht31": "sht3x"}
 
 
 def open_driver(
