@@ -46,6 +46,8 @@ def test_a_pms5003_that_answers_shows_its_values() -> None:
     check = _check(None)
     assert check.status == OK and "pm2_5 11, pm10 17" in check.detail
     assert "particles_0_3 17.5" in check.detail
+    # Read as its laser started: the line says these values are not ones the agent keeps.
+    assert "the first 30 s are unstable, so the agent discards them" in check.detail
 
 
 @pytest.mark.parametrize(

@@ -167,6 +167,12 @@ def check_sensor(sensor: SensorConfig, probes: Probes) -> tuple[Check, bool]:
         problem = f"implausible reading: {implausible[0]}"
         return Check(name, FAIL, f"{where}: out_of_range: {problem}", "out_of_range"), False
     note = getattr(driver, "note", None)  # a reading that is good but says something is off
+    warmup_s = float(getattr(sensor, "warmup_s", 0.0) or 0.0)
+    if warmup_s > 0 and note is None:  # a laser PM sensor, read right after it was started
+        note = (
+            f"read as its laser started: the first {warmup_s:g} s are unstable, so the agent "
+            "discards them; these values say only that it answers"
+        )
     return Check(name, OK, f"{where}: {shown}" + (f" ({note})" if note else "")), True
 
 
