@@ -157,6 +157,8 @@ def test_the_panel_shows_level_thresholds_and_a_gap(served: str, page: Any) -> N
     assert shown[silent["time"]] is None
     gap = page.locator(f"#crowding-gaps li.gap[data-time='{silent['time']}']")
     assert "no counter reported" in gap.inner_text()
+    # The hours before the gate's first are one line, not one each.
+    assert page.locator("#crowding-gaps li.gap").count() == 2
     # The half-run hour is noted.
     (half,) = [iv for iv in with_level if iv["running_fraction"] < 1]
     partial = page.locator(f"#crowding-gaps li.partial[data-time='{half['time']}']")

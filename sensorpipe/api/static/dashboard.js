@@ -1451,6 +1451,12 @@
     return { xs, level, fLine, fLow, fHigh, thresholds, points, forecast: fc };
   }
 
+  /** An interval such as "1h" in seconds (an hour where it cannot be read). */
+  function everyS(every) {
+    const m = /^(\d+)([smhd])$/.exec(every || "");
+    return m ? Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2]] : 3600;
+  }
+
   function intervalNote(iv) {
     if (iv.level === null || iv.level === undefined) return iv.reason || "no level";
     if (iv.running_fraction < 1) {
@@ -1477,12 +1483,22 @@
     // Gaps and the intervals the counters ran only part of.
     const gapList = $("crowding-gaps");
     gapList.textContent = "";
-    const noted = observed.filter((iv) => intervalNote(iv));
-    for (const iv of noted) {
-      gapList.append(el("li", { class: iv.level === null ? "gap" : "partial", "data-time": iv.time },
-        `${fmtTime(iv.time)}: ${iv.level === null ? "no level: " : ""}${intervalNote(iv)}`));
+    // Consecutive intervals with the same note are one line.
+    const runs = [];
+    for (const iv of observed) {
+      const note = intervalNote(iv);
+      const prev = runs[runs.length - 1];
+      if (note && prev && prev.note === note && prev.next === iv.time) prev.last = iv;
+      else if (note) runs.push({ note, first: iv, last: iv });
+      if (note) runs[runs.length - 1].next = new Date(Date.parse(iv.time) + everyS(answer.every) * 1000).toISOString().replace(".000Z", "Z");
     }
-    gapList.hidden = !noted.length;
+    for (const r of runs) {
+      const gap = r.first.level === null || r.first.level === undefined;
+      const when = r.first === r.last ? fmtTime(r.first.time) : `${fmtTime(r.first.time)} to ${fmtTime(r.last.time)}`;
+      gapList.append(el("li", { class: gap ? "gap" : "partial", "data-time": r.first.time, "data-last": r.last.time },
+        `${when}: ${gap ? "no level: " : ""}${r.note}`));
+    }
+    gapList.hidden = !runs.length;
     // The table view.
     const body = $("crowding-table").querySelector("tbody");
     body.textContent = "";
