@@ -25,7 +25,7 @@ from sensorpipe.api.context import ApiContext
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.ingest.lineprotocol import to_line
 from sensorpipe.ingest.points import Receipt, message_points
-from sensorpipe.protocol.messages import ClassCount
+from sensorpipe.protocol.messages import ClassCount, CountMessage
 from sensorpipe.protocol.registry import AreaEntry, AreaLine, DeviceEntry, Registry, save_registry
 from sensorpipe.quality.checker import QualityChecker
 from tests.helpers import hourly_count_message, running_influxd
@@ -42,21 +42,23 @@ HOURS = [(20, 0, 1.0), (10, 0, 0.5), None, (10, 0, 1.0), (0, 30, 1.0), (5, 0, 1.
 HALL_NAME = "Hall <b>A</b>"
 
 
+def _gate_hour(seq: int, start: datetime, ins: int, outs: int, fraction: float) -> CountMessage:
+    counts = [
+        ClassCount(count_class="pedestrian", direction=IN, count=ins),
+        ClassCount(count_class="pedestrian", direction=OUT, count=outs),
+    ]
+    return hourly_count_message("gate-p", seq, start, counts, fraction)
+
+
 def _stored_lines(first_hour: datetime) -> list[str]:
+    """The gate's hours as the line protocol the ingest stores for its count messages."""
     checker = QualityChecker()
-    lines: list[str] = []
-    for i, hour in enumerate(HOURS):
-        if hour is None:
-            continue
-        ins, outs, fraction = hour
-        counts = [
-            ClassCount(count_class="pedestrian", direction=IN, count=ins),
-            ClassCount(count_class="pedestrian", direction=OUT, count=outs),
-        ]
-        start = first_hour + timedelta(hours=i)
-        message = hourly_count_message("gate-p", i + 1, start, counts, fraction)
-        lines += [to_line(p) for p in message_points(message, "x", RECEIPT, quality=checker)]
-    return lines
+    messages = [
+        _gate_hour(i + 1, first_hour + timedelta(hours=i), *hour)
+        for i, hour in enumerate(HOURS)
+        if hour is not None
+    ]
+    return [to_line(p) for m in messages for p in message_points(m, "x", RECEIPT, quality=checker)]
 
 
 @pytest.fixture(scope="module")
