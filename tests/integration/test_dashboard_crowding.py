@@ -168,6 +168,8 @@ def test_the_panel_shows_level_thresholds_and_a_gap(served: str, page: Any) -> N
     # No forecast: no band.
     assert all(v is None for v in forecast + low + high)
     assert page.locator("#chart-crowding").get_attribute("data-band") == "0"
+    legend = page.locator("#chart-crowding .u-legend .u-series:visible").all_inner_texts()
+    assert not any("Forecast" in row for row in legend) and len(legend) == 4
     # The text summary and the table: the latest level and the threshold it reached.
     latest = with_level[-1]
     summary = page.locator("#crowding-summary").inner_text()
@@ -214,6 +216,8 @@ def test_the_forecast_band_after_the_last_observed_interval(served: str, page: A
     bands = page.evaluate("() => window.sensorpipeDashboard.plots.crowding.bands")
     assert bands[0]["series"] == [4, 3]
     assert page.locator("#crowding-forecast-note").is_hidden()
+    legend = page.locator("#chart-crowding .u-legend .u-series:visible").all_inner_texts()
+    assert sum("Forecast" in row for row in legend) == 3
     assert (
         "Forecast 3h ahead: 60 % (likely 30 % to 90 %)"
         in page.locator("#crowding-summary").inner_text()

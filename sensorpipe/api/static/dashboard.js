@@ -1583,6 +1583,9 @@
       series,
     }, [s.xs, s.level, s.fLine, s.fLow, s.fHigh, ...s.thresholds], plotEl);
     state.plots.crowding = plot;
+    // Without a forecast its three legend entries say nothing: hidden.
+    const rows = plot.root.querySelectorAll(".u-legend .u-series");
+    for (const i of [2, 3, 4]) if (rows[i]) rows[i].style.display = s.points.length ? "" : "none";
     fig.dataset.state = "ready";
     return plot;
   }
