@@ -1400,6 +1400,7 @@
           writeHash();
           loadCharts();
         }
+        if (currentRangeChoice() !== "custom") loadCrowding();
       });
     }
     $("range-form").addEventListener("submit", (e) => {
@@ -1408,7 +1409,251 @@
         writeHash();
         loadCharts();
       }
+      loadCrowding();
     });
+  }
+
+  // --- crowding panel ------------------------------------------------------------------------
+  // The areas (api/v1/areas) and, for the chosen one, its observed level (api/v1/areas/{id}/
+  // crowding) as a percentage of its capacity, its thresholds as dashed lines, intervals
+  // without a level as gaps (their reasons listed), and the forecast, when the answer holds
+  // one, as a band (level_low..level_high) with its line after the last observed interval.
+  const FORECAST_COLOUR = "#d95f02";
+  const THRESHOLD_COLOURS = ["#b8860b", "#a00000", "#600060"];
+  state.crowding = { areas: [], chosen: null, answer: null, load: 0 };
+
+  const levelPct = (v) => (v === null || v === undefined ? null : Math.round(v * 1000) / 10);
+  const pctText = (v) => (v === null || v === undefined ? "–" : `${fmtNumber(v * 100, 0)} %`);
+  const isoS = (iso) => Date.parse(iso) / 1000;
+
+  /** The series of an answer (and its forecast): times in s, levels and thresholds in %. */
+  function crowdingSeries(answer) {
+    const observed = answer.observed || [];
+    const fc = answer.forecast && Array.isArray(answer.forecast.points) ? answer.forecast : null;
+    const lastObserved = observed.length ? isoS(observed[observed.length - 1].time) : -Infinity;
+    const points = fc ? fc.points.filter((p) => isoS(p.time) > lastObserved) : [];
+    const xs = observed.map((iv) => isoS(iv.time)).concat(points.map((p) => isoS(p.time)));
+    const n = observed.length;
+    const level = xs.map((_x, i) => (i < n ? levelPct(observed[i].level) : null));
+    const fLine = xs.map(() => null), fLow = xs.map(() => null), fHigh = xs.map(() => null);
+    points.forEach((p, j) => {
+      fLine[n + j] = levelPct(p.level);
+      fLow[n + j] = levelPct(p.level_low);
+      fHigh[n + j] = levelPct(p.level_high);
+    });
+    // The forecast line starts from the last observed level, so the two read as one.
+    if (points.length && n && level[n - 1] !== null) {
+      fLine[n - 1] = level[n - 1];
+      fLow[n - 1] = level[n - 1];
+      fHigh[n - 1] = level[n - 1];
+    }
+    const thresholds = (answer.thresholds || []).map((t) => xs.map(() => levelPct(t)));
+    return { xs, level, fLine, fLow, fHigh, thresholds, points, forecast: fc };
+  }
+
+  /** An interval such as "1h" in seconds (an hour where it cannot be read). */
+  function everyS(every) {
+    const m = /^(\d+)([smhd])$/.exec(every || "");
+    return m ? Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2]] : 3600;
+  }
+
+  function intervalNote(iv) {
+    if (iv.level === null || iv.level === undefined) return iv.reason || "no level";
+    if (iv.running_fraction < 1) {
+      return `counters ran ${fmtNumber(iv.running_fraction * 100, 0)} % of it; the count is scaled up`;
+    }
+    return "";
+  }
+
+  /** Draw the panel for `area` (an api/v1/areas entry, or just {id, name}) from `answer` (an
+   * api/v1/areas/{id}/crowding answer). Exported for tests: window.sensorpipeDashboard.
+   * drawCrowding. API text goes in as text only. */
+  function drawCrowding(area, answer) {
+    const fig = $("chart-crowding");
+    const plotEl = fig.querySelector(".plot");
+    destroyPlot("crowding");
+    plotEl.textContent = "";
+    fig.hidden = false;
+    state.crowding.answer = answer;
+    const name = (area && (area.name || area.id)) || answer.area || "";
+    const s = crowdingSeries(answer);
+    const observed = answer.observed || [];
+    $("crowding-caption").textContent =
+      `${name}: level per ${everyText(answer.every)} (% of its capacity of ${answer.capacity ?? "?"})`;
+    // Gaps and the intervals the counters ran only part of.
+    const gapList = $("crowding-gaps");
+    gapList.textContent = "";
+    // Consecutive intervals with the same note are one line.
+    const runs = [];
+    for (const iv of observed) {
+      const note = intervalNote(iv);
+      const prev = runs[runs.length - 1];
+      if (note && prev && prev.note === note && prev.next === iv.time) prev.last = iv;
+      else if (note) runs.push({ note, first: iv, last: iv });
+      if (note) runs[runs.length - 1].next = new Date(Date.parse(iv.time) + everyS(answer.every) * 1000).toISOString().replace(".000Z", "Z");
+    }
+    for (const r of runs) {
+      const gap = r.first.level === null || r.first.level === undefined;
+      const when = r.first === r.last ? fmtTime(r.first.time) : `${fmtTime(r.first.time)} to ${fmtTime(r.last.time)}`;
+      gapList.append(el("li", { class: gap ? "gap" : "partial", "data-time": r.first.time, "data-last": r.last.time },
+        `${when}: ${gap ? "no level: " : ""}${r.note}`));
+    }
+    gapList.hidden = !runs.length;
+    // The table view.
+    const body = $("crowding-table").querySelector("tbody");
+    body.textContent = "";
+    for (const iv of observed) {
+      body.append(el("tr", {},
+        el("td", { text: fmtTime(iv.time) }), el("td", { text: pctText(iv.level) }),
+        el("td", { text: iv.reached === null || iv.reached === undefined ? "none" : pctText(iv.reached) }),
+        el("td", { text: pctText(iv.running_fraction) }), el("td", { text: intervalNote(iv) })));
+    }
+    for (const p of s.points) {
+      body.append(el("tr", { class: "forecast" },
+        el("td", { text: `${fmtTime(p.time)} (forecast, ${p.horizon})` }), el("td", { text: pctText(p.level) }),
+        el("td", { text: "" }), el("td", { text: "" }),
+        el("td", { text: p.level_low === null ? "" : `likely ${pctText(p.level_low)} to ${pctText(p.level_high)}` })));
+    }
+    // The forecast, or the note that says why there is none.
+    const fNote = $("crowding-forecast-note");
+    fNote.textContent = s.forecast ? "" : answer.forecast_note || "";
+    fNote.hidden = Boolean(s.forecast) || !answer.forecast_note;
+    // The text summary: the latest level and the threshold it reached.
+    const latest = [...observed].reverse().find((iv) => iv.level !== null && iv.level !== undefined);
+    const thresholdsText = (answer.thresholds || []).map(pctText).join(" and ");
+    let summary = latest
+      ? `Latest level ${pctText(latest.level)} (${fmtTime(latest.time)}): ` +
+        (latest.reached === null || latest.reached === undefined
+          ? `below its thresholds (${thresholdsText}).`
+          : `at or above its ${pctText(latest.reached)} threshold.`)
+      : "No level in this range.";
+    if (latest && latest.running_fraction < 1) {
+      summary += ` Its counters ran ${pctText(latest.running_fraction)} of that interval.`;
+    }
+    const gaps = observed.filter((iv) => iv.level === null || iv.level === undefined).length;
+    if (gaps) summary += ` ${gaps} ${gaps === 1 ? "interval has" : "intervals have"} no level (gaps; the reasons are listed below).`;
+    const withLevel = s.points.filter((p) => p.level !== null && p.level !== undefined);
+    if (withLevel.length) {
+      const last = withLevel[withLevel.length - 1];
+      summary += ` Forecast ${last.horizon} ahead: ${pctText(last.level)}` +
+        (last.level_low !== null && last.level_low !== undefined ? ` (likely ${pctText(last.level_low)} to ${pctText(last.level_high)}).` : ".");
+    }
+    $("crowding-summary").textContent = summary;
+    fig.dataset.points = String(s.level.filter((v) => v !== null).length);
+    fig.dataset.gaps = String(gaps);
+    fig.dataset.forecast = String(s.points.length);
+    fig.dataset.band = String(s.fHigh.filter((v, i) => v !== null && i >= observed.length).length);
+    plotEl.setAttribute("aria-label", `Chart of ${$("crowding-caption").textContent}. ${summary}`);
+    if (!s.xs.length) {
+      fig.dataset.state = "empty";
+      return null;
+    }
+    const reasonAt = new Map(observed.map((iv) => [isoS(iv.time), intervalNote(iv)]));
+    const series = [
+      { label: "Time", value: (_u, v) => (v === null ? "–" : fmtTime(v * 1000)) },
+      {
+        label: "Level", stroke: PALETTE[0], width: 2, spanGaps: false,
+        value: (_u, v, _si, idx) => (v === null || v === undefined
+          ? (reasonAt.get(s.xs[idx]) ? `no level: ${reasonAt.get(s.xs[idx])}` : "–")
+          : `${fmtNumber(v, 1)} %${reasonAt.get(s.xs[idx]) ? ` (${reasonAt.get(s.xs[idx])})` : ""}`),
+      },
+      { label: "Forecast", stroke: FORECAST_COLOUR, width: 2, dash: [6, 3], spanGaps: false,
+        value: (_u, v) => (v === null || v === undefined ? "–" : `${fmtNumber(v, 1)} %`) },
+      { label: "Forecast low", stroke: "rgba(217,95,2,0.35)", width: 1, spanGaps: false,
+        value: (_u, v) => (v === null || v === undefined ? "–" : `${fmtNumber(v, 1)} %`) },
+      { label: "Forecast high", stroke: "rgba(217,95,2,0.35)", width: 1, spanGaps: false,
+        value: (_u, v) => (v === null || v === undefined ? "–" : `${fmtNumber(v, 1)} %`) },
+    ].concat((answer.thresholds || []).map((t, i) => ({
+      label: `Threshold ${pctText(t)}`, stroke: THRESHOLD_COLOURS[i % THRESHOLD_COLOURS.length],
+      width: 1, dash: [4, 4], points: { show: false }, value: () => pctText(t),
+    })));
+    const range = rangeMs();
+    const xMin = Math.min(s.xs[0], range.error ? s.xs[0] : range.from / 1000);
+    const xMax = Math.max(s.xs[s.xs.length - 1], range.error ? 0 : range.to / 1000);
+    const plot = new uPlot({
+      width: Math.max(280, plotEl.clientWidth || fig.clientWidth - 16),
+      height: 260,
+      legend: { live: true },
+      scales: {
+        x: { time: true, range: () => [xMin, xMax] },
+        y: { range: (_u, _min, max) => [0, Math.max(100, Math.ceil(((max || 0) + 5) / 10) * 10)] },
+      },
+      axes: [{ values: timeTicks, space: 60 }, { label: "% of capacity", size: 56 }],
+      bands: [{ series: [4, 3], fill: "rgba(217,95,2,0.18)" }],
+      series,
+    }, [s.xs, s.level, s.fLine, s.fLow, s.fHigh, ...s.thresholds], plotEl);
+    state.plots.crowding = plot;
+    // Without a forecast its three legend entries say nothing: hidden.
+    const rows = plot.root.querySelectorAll(".u-legend .u-series");
+    for (const i of [2, 3, 4]) if (rows[i]) rows[i].style.display = s.points.length ? "" : "none";
+    fig.dataset.state = "ready";
+    return plot;
+  }
+  state.drawCrowding = drawCrowding;
+
+  function chooseArea(id) {
+    state.crowding.chosen = id;
+    for (const b of $("crowding-areas").querySelectorAll("button")) {
+      b.setAttribute("aria-pressed", String(b.dataset.area === id));
+    }
+    loadCrowding();
+  }
+
+  async function loadCrowding() {
+    const id = state.crowding.chosen;
+    if (!id) return;
+    const area = state.crowding.areas.find((a) => a.id === id) || { id };
+    const range = rangeMs();
+    const status = $("crowding-status");
+    if (range.error) {
+      status.textContent = range.error;
+      return;
+    }
+    const load = ++state.crowding.load;
+    $("crowding").dataset.state = "loading";
+    status.textContent = `Loading the levels of ${area.name || id}…`;
+    const q = new URLSearchParams({ from: new Date(range.from).toISOString(), to: new Date(range.to).toISOString() });
+    let answer;
+    try {
+      answer = await fetchJSON(`api/v1/areas/${encodeURIComponent(id)}/crowding?${q}`);
+    } catch (e) {
+      if (load !== state.crowding.load) return;
+      status.textContent = `The levels of ${area.name || id} could not be loaded: ${e.message}`;
+      $("crowding").dataset.state = "error";
+      return;
+    }
+    if (load !== state.crowding.load) return;
+    status.textContent = "";
+    drawCrowding(area, answer);
+    $("crowding").dataset.state = "ready";
+  }
+
+  async function loadAreas() {
+    const status = $("crowding-status");
+    let areas;
+    try {
+      areas = await fetchJSON("api/v1/areas");
+    } catch (e) {
+      status.textContent = `The areas could not be loaded: ${e.message}`;
+      $("crowding").dataset.state = "error";
+      return;
+    }
+    state.crowding.areas = areas;
+    const list = $("crowding-areas");
+    list.textContent = "";
+    if (!areas.length) {
+      status.textContent = "No areas are registered.";
+      $("crowding").dataset.state = "none";
+      return;
+    }
+    status.textContent = "Choose an area to see its level.";
+    for (const a of areas) {
+      const button = el("button", { type: "button", "data-area": a.id, "aria-pressed": "false" },
+        `${a.name} (${a.kind === "enclosed" ? "enclosed" : "street"}, capacity ${a.capacity})`);
+      button.addEventListener("click", () => chooseArea(a.id));
+      list.append(el("li", {}, button));
+    }
+    chooseArea(areas[0].id);
   }
 
   async function start() {
@@ -1437,6 +1682,7 @@
       window.addEventListener("resize", resizePlots);
     }
     document.body.dataset.state = "ready";
+    loadAreas();
     applyHash();
     window.addEventListener("hashchange", applyHash);
     window.addEventListener("popstate", applyHash);
