@@ -395,7 +395,7 @@ CASES: dict[str, list[Case]] = {
         ),
         (
             lambda t: ["--config", _edge_config_with(t, "wake_s = 30 }", "wake_s = 10 }")],
-            "duty.wake_s = 10.0 is shorter than warmup_s = 30.0",
+            "sensors.4.pms5003 (line 97): duty.wake_s = 10.0 is shorter than warmup_s = 30.0",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, "300\nduty", "20\nduty")],
@@ -415,11 +415,11 @@ CASES: dict[str, list[Case]] = {
         ),
         (
             lambda t: ["--config", _edge_config_with(t, _SPS30_I2C, _SPS30_BOTH)],
-            "sensors.4.sps30: both `bus` and `port`: an SPS30 talks I2C (`bus = 1`",
+            "sensors.4.sps30 (line 70): both `bus` and `port`: an SPS30 talks I2C (`bus = 1`",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, _SPS30, _SPS30_NEITHER)],
-            "sensors.4.sps30: neither `bus` nor `port`: an SPS30 talks I2C",
+            "sensors.4.sps30 (line 70): neither `bus` nor `port`: an SPS30 talks I2C",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, "address = 0x44", "address = 0x47")],

@@ -113,7 +113,10 @@ def _describe(err: Any, model: type[BaseModel], text: str) -> str:
 
 def _key_line(text: str, loc: list[str], message: str) -> str:
     key = ".".join(loc) or "(top level)"
-    where = _line_of(text, loc) if loc else None
+    where = None
+    if loc:  # a list's entry as a whole: its header, not the list's first entry
+        whole = loc[-1].isdigit()
+        where = _entry_line(text, loc) if whole else _line_of(text, loc) or _entry_line(text, loc)
     at = f" (line {where})" if where else ""
     return f"{key}{at}: {message}"
 
@@ -143,6 +146,22 @@ def _line_of(text: str, loc: list[str]) -> int | None:
         if header and table[:-1] == wanted and table[-1][0] == key:
             return number  # the table itself, e.g. an unknown section
         if not header and table == wanted and assignment.match(line):
+            return number
+    return None
+
+
+def _entry_line(text: str, loc: list[str]) -> int | None:
+    """The header line of a list's entry that a problem is about as a whole (`sensors.4`, or
+    `sensors.4.sps30` where `sps30` is the entry's tag: a check across its keys, such as
+    `bus` and `port` both given); None for a key inside it."""
+    parts = list(loc)
+    if len(parts) >= 3 and parts[-2].isdigit() and not parts[-1].isdigit():
+        parts = parts[:-1]  # the union's tag, not a key the file writes
+    if len(parts) < 2 or not parts[-1].isdigit():
+        return None
+    entry = (parts[-2], int(parts[-1]))
+    for number, (table, header) in enumerate(_tables(text.splitlines()), start=1):
+        if header and table and table[-1] == entry:
             return number
     return None
 
