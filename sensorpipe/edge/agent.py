@@ -592,7 +592,12 @@ class Agent:
 
     def _meanwhile(self, slot: SensorSlot) -> str:
         """What the agent measures while `slot` cannot be opened."""
-        read = [s.model for s in self._slots if s is not slot and s.driver is not None]
+        # Open, or not yet tried (still opening in its worker): not those that failed to open.
+        read = [
+            s.model
+            for s in self._slots
+            if s is not slot and (s.driver is not None or s.open_failures == 0)
+        ]
         if read:
             return f", meanwhile {', '.join(read)} {'is' if len(read) == 1 else 'are'} read"
         if self.counter is not None:
