@@ -84,7 +84,8 @@ def _exclusions(values: tuple[str, ...], timezone: str) -> list[tuple[int, int]]
     "--area",
     "areas",
     multiple=True,
-    help="An area (repeatable; with --counts-csv its site column names areas).",
+    help="An area of the registry, its devices' counts summed (repeatable; with --counts-csv "
+    "its site column names areas).",
 )
 @click.option(
     "--counts-csv",
@@ -171,11 +172,11 @@ def crowd_backtest(
         fail("give --device or --area, not both")
     if not (devices_ or areas or counts_csv):
         fail("give --device or --area (or --counts-csv FILE)")
-    if areas and counts_csv is None:
-        fail(
-            "--area: areas are read from InfluxDB once the registry has them; for now give "
-            "--device, or --counts-csv with the areas' counts"
-        )
+    registry = None
+    if areas and counts_csv is None:  # from InfluxDB: its devices' counts summed
+        from sensorpipe.cli.crowd import chosen_areas
+
+        registry = chosen_areas(directory, areas)[0]
     try:
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -201,7 +202,12 @@ def crowd_backtest(
     kind = "area" if areas else "device"
     first = since if since is not None else _years_before(until, zone)
     names = devices_ or areas
-    counts = _counts(counts_csv, names, kind, directory, influx_url, database, first, t2)
+    if registry is not None:
+        from sensorpipe.cli.crowd_forecast import _read
+
+        counts = _read(registry, names, directory, (influx_url, database), first, t2)
+    else:
+        counts = _counts(counts_csv, names, kind, directory, influx_url, database, first, t2)
     place = (timezone, country, subdiv)
     _run(counts, steps, place, (until, t1, t2, since), exclude, (trees, threads), out, as_json)
 

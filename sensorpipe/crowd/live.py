@@ -1,0 +1,141 @@
+"""Forecasts from the counts stored now: the hourly counts of devices or areas read from
+InfluxDB (`device_counts`, `area_counts`: what `crowd train` trains on, too) and a saved
+model's forecast made at the end of the last whole hour (`forecast_now`), in the shape the
+API's `forecast` field and `crowd forecast --json` give.
+
+An area's count per hour is the sum of its devices' counts of its classes (a street: every
+direction its lines count; an enclosed area: its inward directions only, so its forecast is
+of the people coming in, not of its occupancy), scaled up by the counters' running fraction
+like its observed levels; an hour whose counters ran less than the area's floor is missing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sensorpipe.crowd.forecast import HISTORY_DAYS, Forecaster
+from sensorpipe.crowd.levels import reached
+from sensorpipe.crowd.observed import _counts, area_intervals
+from sensorpipe.crowd.series import HOUR_S, Counts, CountsInputError, _grid, from_count_series, iso
+from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.protocol.registry import AreaEntry, Registry
+from sensorpipe.query.flagged import FlagFilter
+from sensorpipe.query.series import CountSeriesRequest, count_series, parse_every
+
+ENCLOSED_NOTE = (
+    "an enclosed area: the forecast is of its inward flow (people coming in); occupancy "
+    "forecasts are not built, so its level is null"
+)
+MAX_POINTS = 10**8
+
+
+def device_counts(influx: InfluxClient, devices: Sequence[str], t0: int, t1: int) -> Counts:
+    """Hourly counts (every class and direction summed) of `devices` from t0 to t1 (seconds);
+    flagged counts left out. CountsInputError where none is stored."""
+    answers = []
+    for device in devices:
+        req = CountSeriesRequest(
+            devices=[device], start=iso(t0), end=iso(t1), every="1h", max_points=MAX_POINTS,
+            flags=FlagFilter("exclude"),
+        )  # fmt: skip
+        answers.append(count_series(influx, req))
+    return from_count_series(answers)
+
+
+def area_counts(
+    influx: InfluxClient, registry: Registry, area_ids: Sequence[str], t0: int, t1: int
+) -> Counts:
+    """Hourly counts of the areas from t0 to t1 (seconds): see the module's docstring."""
+    from sensorpipe.crowd.areas import area_lines
+
+    rows: dict[tuple[int, str], float] = {}
+    for area_id in area_ids:
+        area = registry.areas[area_id]
+        lines = area_lines(registry, area)
+        devices = [line.device for line in lines]
+        answer = _counts(influx, devices, area.classes, t0 * 1000, t1 * 1000, "1h", MAX_POINTS)
+        for iv in area_intervals(answer, lines, t0 * 1000, t1 * 1000, HOUR_S):
+            ran = iv.running_fraction
+            if ran <= 0 or ran < area.min_running_fraction:
+                continue
+            counted = iv.inward if area.kind == "enclosed" else iv.flow
+            rows[(iv.start_ms // 1000, area_id)] = counted / ran
+    if not rows:
+        raise CountsInputError(f"no counts stored for {', '.join(area_ids)} in that time range")
+    return _grid(rows, "area")
+
+
+def extend(counts: Counts, t: int) -> Counts:
+    """The counts on a grid that runs to the hour starting at `t` (missing hours NaN)."""
+    more = counts.row(t) + 1 - counts.hours
+    if more <= 0:
+        return counts
+    pad = np.full((more, counts.values.shape[1]), np.nan)
+    return Counts(counts.start, np.vstack([counts.values, pad]), counts.names, counts.kind)
+
+
+def last_whole_hour(now_s: float) -> int:
+    """The start of the last hour that has ended (the forecasts' origin hour)."""
+    return int(now_s) // HOUR_S * HOUR_S - HOUR_S
+
+
+def history_start(origin: int) -> int:
+    return origin - HISTORY_DAYS * 86400
+
+
+def forecast_points(
+    fc: Forecaster,
+    counts: Counts,
+    name: str,
+    origin: int,
+    area: AreaEntry | None = None,
+) -> dict[str, Any]:
+    """The forecast of `name` made at the end of the hour `origin`: the API's `forecast`
+    shape. A street area's points have levels (flow ÷ its capacity per hour); a device's and
+    an enclosed area's levels are null."""
+    out = fc.forecast(extend(counts, origin), origin)
+    col = counts.names.index(name)
+    per_hour = None
+    if area is not None and area.kind == "street":
+        # capacity is per interval: an hour holds 3600 / interval of them
+        per_hour = area.capacity * HOUR_S / parse_every(area.interval)
+    points = []
+    for h in sorted(out):
+        f, lo, hi = (float(a[col]) for a in out[h])
+        point: dict[str, Any] = {
+            "horizon": f"{h}h",
+            "time": iso(origin + h * HOUR_S),
+            "flow": round(f, 1),
+            "low": round(lo, 1),
+            "high": round(hi, 1),
+            "level": None,
+            "level_low": None,
+            "level_high": None,
+        }
+        if per_hour is not None and not math.isnan(f):
+            point |= {
+                "level": round(f / per_hour, 4),
+                "level_low": round(lo / per_hour, 4),
+                "level_high": round(hi / per_hour, 4),
+            }
+        points.append(point)
+    return {
+        "made_at": iso(origin + HOUR_S),
+        "trained_until": iso(fc.trained_until + HOUR_S),
+        "points": points,
+    }
+
+
+def reached_by(points: list[dict[str, Any]], thresholds: Sequence[float]) -> dict[str, Any]:
+    """Per horizon the highest threshold its level (and its interval's top) reaches."""
+    return {
+        p["horizon"]: {
+            "level": reached(p["level"], thresholds),
+            "high": reached(p["level_high"], thresholds),
+        }
+        for p in points
+    }

@@ -1,0 +1,110 @@
+"""Saved forecasters (sensorpipe.crowd.saved) and the live forecast's shape (crowd.live): a
+small model trained on a slice, saved, loaded again, forecasts exactly as before; the points
+have the API's `forecast` shape; a street area's level is its flow ÷ capacity per hour."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sensorpipe.crowd.live import extend, forecast_points, last_whole_hour
+from sensorpipe.crowd.saved import ModelCache, ModelsError, find, read, save
+from sensorpipe.crowd.series import HOUR_S, iso, parse_time
+from sensorpipe.protocol.registry import AreaEntry, AreaLine
+from tests.test_crowd_forecast import synthetic
+
+LINES = [AreaLine(device="site-2", inward=["in"], outward=["out"])]
+POINT_KEYS = {"horizon", "time", "flow", "low", "high", "level", "level_low", "level_high"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, object]:
+    pytest.importorskip("lightgbm")
+    from sensorpipe.crowd.forecast import Settings, Training, Where, train
+
+    counts = synthetic(9, 3, start="2024-06-03T00:00")
+    until = counts.time(8 * 168)
+    settings = Settings(trees=30, min_leaf=20)
+    fc = train(
+        counts, [1, 3], Training(Where("Pacific/Auckland", "NZ", "AUK"), until, settings=settings)
+    )
+    models = tmp_path_factory.mktemp("models")
+    save(fc, models, "device", {"settings": {"trees": 30}})
+    return models, fc, counts
+
+
+def test_a_saved_model_forecasts_as_the_trained_one(trained: tuple) -> None:
+    models, fc, counts = trained
+    saved = find(models, "device", "site-1")
+    assert saved is not None and saved.names == ["site-0", "site-1", "site-2"]
+    assert saved.horizons == [1, 3] and saved.trained_until == fc.trained_until
+    meta = json.loads((saved.folder / "model.json").read_text())
+    assert set(meta["intervals"]) == {"1", "3"} and meta["settings"] == {"trees": 30}
+    assert sorted(p.name for p in saved.folder.iterdir()) == ["h1.txt", "h3.txt", "model.json"]
+    origin = counts.time(8 * 168 + 30)
+    again = saved.load().forecast(counts, origin)
+    before = fc.forecast(counts, origin)
+    for h in (1, 3):
+        for a, b in zip(before[h], again[h], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert find(models, "device", "site-9") is None
+    assert find(models, "area", "site-1") is None
+    assert find(models / "none", "device", "site-1") is None
+
+
+def test_forecast_points_have_the_api_shape(trained: tuple) -> None:
+    _, fc, counts = trained
+    origin = counts.time(8 * 168 + 30)
+    out = forecast_points(fc, counts, "site-2", origin)
+    assert out["made_at"] == iso(origin + HOUR_S)
+    assert out["trained_until"] == iso(fc.trained_until + HOUR_S)
+    assert [p["horizon"] for p in out["points"]] == ["1h", "3h"]
+    assert [p["time"] for p in out["points"]] == [iso(origin + HOUR_S), iso(origin + 3 * HOUR_S)]
+    for p in out["points"]:
+        assert set(p) == POINT_KEYS
+        assert 0 <= p["low"] <= p["flow"] <= p["high"]
+        assert p["level"] is None and p["level_high"] is None  # a device has no capacity
+    area = AreaEntry(name="Queen St", kind="street", capacity=500, interval="15m", lines=LINES)
+    leveled = forecast_points(fc, counts, "site-2", origin, area)
+    for p in leveled["points"]:
+        assert p["level"] == pytest.approx(p["flow"] / 2000, abs=1e-4)  # 4 intervals an hour
+        assert p["level_low"] <= p["level"] <= p["level_high"]
+    enclosed = AreaEntry(name="Hall", kind="enclosed", capacity=500, lines=LINES)
+    assert all(
+        p["level"] is None
+        for p in forecast_points(fc, counts, "site-2", origin, enclosed)["points"]
+    )
+
+
+def test_a_forecast_past_the_last_count_uses_a_grid_run_to_the_origin(trained: tuple) -> None:
+    _, fc, counts = trained
+    origin = counts.time(counts.hours - 1) + 5 * HOUR_S  # five hours without a count
+    grown = extend(counts, origin)
+    assert grown.row(origin) == grown.hours - 1
+    assert np.isnan(grown.values[-5:]).all()
+    out = forecast_points(fc, counts, "site-0", origin)
+    assert out["points"][0]["time"] == iso(origin + HOUR_S)
+    assert last_whole_hour(parse_time("2024-06-03T10:20:00Z")) == parse_time("2024-06-03T09:00:00Z")
+
+
+def test_the_cache_loads_once_and_again_after_a_retrain(trained: tuple, tmp_path: Path) -> None:
+    models, fc, _ = trained
+    cache = ModelCache(models)
+    first = cache.get("device", "site-0")
+    assert first is not None and cache.get("device", "site-0")[1] is first[1]  # type: ignore[index]
+    assert cache.get("device", "nowhere") is None
+    save(fc, tmp_path, "device")
+    moved = ModelCache(tmp_path)
+    one = moved.get("device", "site-0")
+    meta = tmp_path / one[0].folder.name / "model.json"  # type: ignore[index]
+    text = meta.read_text()
+    meta.write_text(text.replace('"format": 1', '"format": 1 '))  # a new file: a retrain
+    os.utime(meta, (1, 1))
+    assert moved.get("device", "site-0")[1] is not one[1]  # type: ignore[index]
+    meta.write_text("{")
+    with pytest.raises(ModelsError, match=r"model\.json: not a saved model"):
+        read(meta.parent)
