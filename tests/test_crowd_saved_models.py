@@ -108,3 +108,22 @@ def test_the_cache_loads_once_and_again_after_a_retrain(trained: tuple, tmp_path
     meta.write_text("{")
     with pytest.raises(ModelsError, match=r"model\.json: not a saved model"):
         read(meta.parent)
+
+
+def test_the_stacks_serve_config_names_its_models_folder(tmp_path: Path) -> None:
+    from sensorpipe.api.config import load_serve_config
+    from sensorpipe.stack.configs import write_serve_config
+    from sensorpipe.stack.local import LocalStack
+
+    stack = LocalStack(tmp_path)
+    assert stack.models_path == tmp_path.resolve() / "forecast"
+    path = write_serve_config(
+        tmp_path / "serve" / "serve.toml",
+        registry_path=stack.registry_path,
+        ingest_stats_path=tmp_path / "ingest" / "stats.json",
+        broker_port=1883,
+        influx_url="http://127.0.0.1:8086",
+        api_port=8080,
+        models_path=stack.models_path,
+    )
+    assert load_serve_config(path).models_path == str(stack.models_path)

@@ -22,16 +22,12 @@ MODELS_OPTION = click.option(
     "models_dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="The models folder (default: the stack directory's forecast/).",
+    help="The models folder (default: the stack's forecast/, where its API reads them).",
 )
 
 
 def models_folder(directory: Path | None, models_dir: Path | None) -> Path:
-    from sensorpipe.crowd.saved import MODELS_FOLDER
-
-    return (
-        models_dir if models_dir is not None else local_stack(directory).directory / MODELS_FOLDER
-    )
+    return models_dir if models_dir is not None else local_stack(directory).models_path
 
 
 def _need_extra() -> None:

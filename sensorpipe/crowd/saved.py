@@ -19,7 +19,6 @@ from typing import Any
 from sensorpipe.crowd.forecast import Forecaster, HorizonModel, Settings, Where
 
 FORMAT = 1
-MODELS_FOLDER = "forecast"  # beside the stack's data: <stack dir>/forecast
 
 
 class ModelsError(ValueError):

@@ -57,6 +57,7 @@ def write_serve_config(
     influx_url: str,
     api_port: int,
     calibration_path: Path | None = None,
+    models_path: Path | None = None,
 ) -> Path:
     """serve.toml at `path` for this run's ports, keeping what an operator set there."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +74,8 @@ def write_serve_config(
         # The ingest's alert store ([alerts] store, beside its ingest.toml).
         "alerts_path": str(ingest_stats_path.parent / "alerts.sqlite"),
         **({"calibration_path": str(calibration_path)} if calibration_path else {}),
+        # The forecast models `crowd train` saves (the stack's forecast/ folder).
+        **({"models_path": str(models_path)} if models_path else {}),
         # A local stack holds little: its figures can be fresh within seconds.
         "register_cache_s": 5.0,
         **kept,

@@ -449,6 +449,7 @@ def _serve_config(setup: Setup, cert: Path, key: Path) -> dict[str, Any]:
         "ingest_stats_path": str(setup.state / "ingest-stats.json"),
         "calibration_path": str(setup.state / "calibrations.sqlite"),
         "alerts_path": str(setup.state / "alerts.sqlite"),
+        "models_path": str(setup.state / "forecast"),
         "public_url": f"https://{setup.public_host}:{setup.ports.api}/",
         **_kept(setup.etc / "serve.toml", SERVE_KEPT),
         "influx": {"url": setup.influx_url, "database": DATABASE},
