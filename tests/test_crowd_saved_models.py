@@ -127,3 +127,69 @@ def test_the_stacks_serve_config_names_its_models_folder(tmp_path: Path) -> None
         models_path=stack.models_path,
     )
     assert load_serve_config(path).models_path == str(stack.models_path)
+
+
+def test_the_alerts_job_gets_a_street_areas_forecast_levels(trained: tuple, tmp_path: Path) -> None:
+    from sensorpipe.crowd.live import SavedForecasts
+
+    _, fc, counts = trained
+    save(fc, tmp_path, "area")
+    reads: list[tuple[list[str], int, int]] = []
+
+    def read(registry: object, names: list[str], t0: int, t1: int) -> object:
+        reads.append((names, t0, t1))
+        return counts
+
+    source = SavedForecasts(ModelCache(tmp_path), read)  # type: ignore[arg-type]
+    origin = counts.time(8 * 168 + 30)
+    now_ms = (origin + HOUR_S + 125) * 1000  # 2 min into the hour after the origin hour
+    street = AreaEntry(name="Queen St", kind="street", capacity=400, lines=LINES)
+    points = source("site-1", street, now_ms)
+    made = (origin + HOUR_S) * 1000
+    assert [(p.kind, p.made_ms, p.horizon_s) for p in points] == [
+        ("forecast", made, 0),
+        ("forecast", made, 2 * HOUR_S),
+    ]
+    expected = forecast_points(fc, counts, "site-1", origin, street)["points"]
+    assert [p.level for p in points] == [e["level"] for e in expected]
+    assert [p.time_ms for p in points] == [made, made + 2 * HOUR_S * 1000]
+    assert source("site-1", street, now_ms + 60_000) is points  # once per origin hour
+    assert len(reads) == 1 and reads[0][2] == origin + HOUR_S
+    enclosed = AreaEntry(name="Hall", kind="enclosed", capacity=50, lines=LINES)
+    assert source("site-1", enclosed, now_ms) == []  # no level: no forecast alerts
+    assert source("site-7", street, now_ms) == []  # no model
+
+
+def test_the_ingest_forecasts_its_alerts_with_the_models_ingest_toml_names(
+    tmp_path: Path,
+) -> None:
+    from sensorpipe.crowd.alertjob import AlertJob
+    from sensorpipe.crowd.live import SavedForecasts
+    from sensorpipe.ingest.config import load_ingest_config
+    from sensorpipe.stack.configs import write_ingest_config
+    from tests.test_ingest_service import FakeInflux, _service
+
+    (tmp_path / "registry.toml").write_text("")
+    (tmp_path / "ingest.toml").write_text(
+        'registry_path = "registry.toml"\n[broker]\npassword = "x"\n[alerts]\nmodels = "fc"\n'
+    )
+    config = load_ingest_config(tmp_path / "ingest.toml")
+    assert config.alerts.models == str(tmp_path.resolve() / "fc")
+    written = write_ingest_config(
+        tmp_path / "st", registry_path=tmp_path / "registry.toml", quarantine_path=tmp_path / "q",
+        keys_path=tmp_path / "k", broker_port=1, influx_url="http://x", password="x",
+        metrics_port=0, models_path=tmp_path / "models",
+    )  # fmt: skip
+    assert load_ingest_config(written).alerts.models == str(tmp_path / "models")
+    service = _service(tmp_path, FakeInflux(), alerts={"models": str(tmp_path / "fc")})
+    try:
+        (job,) = [j for j in service._schedule.jobs if isinstance(j, AlertJob)]
+        assert isinstance(job._forecasts, SavedForecasts)
+    finally:
+        service.close()
+    service = _service(tmp_path / "b", FakeInflux())
+    try:
+        (job,) = [j for j in service._schedule.jobs if isinstance(j, AlertJob)]
+        assert job._forecasts is None
+    finally:
+        service.close()

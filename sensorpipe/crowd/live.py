@@ -11,21 +11,34 @@ like its observed levels; an hour whose counters ran less than the area's floor 
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sensorpipe.crowd.alerts import LevelPoint
 from sensorpipe.crowd.forecast import HISTORY_DAYS, Forecaster
 from sensorpipe.crowd.levels import reached
 from sensorpipe.crowd.observed import _counts, area_intervals
-from sensorpipe.crowd.series import HOUR_S, Counts, CountsInputError, _grid, from_count_series, iso
+from sensorpipe.crowd.series import (
+    HOUR_S,
+    Counts,
+    CountsInputError,
+    _grid,
+    from_count_series,
+    iso,
+    parse_time,
+)
+from sensorpipe.ingest.errors import QueryError, StorageUnavailable
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.registry import AreaEntry, Registry
 from sensorpipe.query.flagged import FlagFilter
 from sensorpipe.query.series import CountSeriesRequest, count_series, parse_every
 
+log = logging.getLogger(__name__)
 ENCLOSED_NOTE = (
     "an enclosed area: the forecast is of its inward flow (people coming in); occupancy "
     "forecasts are not built, so its level is null"
@@ -139,3 +152,90 @@ def reached_by(points: list[dict[str, Any]], thresholds: Sequence[float]) -> dic
         }
         for p in points
     }
+
+
+class SavedForecasts:
+    """The alerts job's forecast source (`alertjob.ForecastSource`): a street area's forecast
+    levels from its saved model, made at the end of the last whole hour, as LevelPoints of
+    kind "forecast" (computed once per origin hour). An area without a model, an enclosed
+    one (no level) or one whose counts cannot be read has none; the reason is logged once."""
+
+    def __init__(
+        self,
+        models: Any,
+        counts: Callable[[Registry | None, list[str], int, int], Counts],
+        registry: Callable[[], Registry | None] = lambda: None,
+    ) -> None:
+        """`models`: a crowd.saved.ModelCache; `counts(registry, areas, t0, t1)`: their hourly
+        counts (`area_counts` on InfluxDB)."""
+        self.models = models
+        self._counts = counts
+        self._registry = registry
+        self._done: dict[tuple[str, int], list[LevelPoint]] = {}
+        self._told: set[tuple[str, str]] = set()
+
+    def __call__(self, area_id: str, area: AreaEntry, now_ms: int) -> list[LevelPoint]:
+        if area.kind != "street":
+            return []
+        origin = last_whole_hour(now_ms / 1000)
+        key = (area_id, origin)
+        if key not in self._done:
+            self._done = {k: v for k, v in self._done.items() if k[1] == origin}
+            self._done[key] = self._points(area_id, area, origin)
+        return self._done[key]
+
+    def _points(self, area_id: str, area: AreaEntry, origin: int) -> list[LevelPoint]:
+        from sensorpipe.crowd.saved import ModelsError
+
+        try:
+            found = self.models.get("area", area_id)
+            if found is None:
+                return []
+            saved, fc = found
+            counts = self._counts(
+                self._registry(), saved.names, history_start(origin), origin + HOUR_S
+            )
+            answer = forecast_points(fc, counts, area_id, origin, area)
+        except (ModelsError, ValueError, KeyError, OSError) as exc:
+            self._tell(area_id, f"no forecast alerts for {area_id}: {exc}")
+            return []
+        except (QueryError, StorageUnavailable) as exc:  # InfluxDB away: next hour again
+            self._tell(area_id, f"no forecast alerts for {area_id} this hour: {exc}")
+            return []
+        made = (origin + HOUR_S) * 1000
+        return [
+            LevelPoint(t, p["level"], "forecast", made, (t - made) // 1000)
+            for p in answer["points"]
+            if p["level"] is not None
+            for t in [parse_time(p["time"]) * 1000]
+        ]
+
+    def _tell(self, area_id: str, message: str) -> None:
+        if (area_id, message) not in self._told:
+            self._told.add((area_id, message))
+            log.warning("%s", message)
+
+
+def saved_forecasts(
+    models: str | None, registry_path: str | Path, client: Callable[[], InfluxClient]
+) -> SavedForecasts | None:
+    """The ingest's forecast source for its alerts job ([alerts] models of ingest.toml):
+    None where no models folder is set, or the `forecast` extra is missing (logged)."""
+    import importlib.util
+
+    from sensorpipe.crowd.saved import ModelCache
+    from sensorpipe.protocol.registry import load_registry
+
+    if not models:
+        return None
+    if any(importlib.util.find_spec(m) is None for m in ("lightgbm", "holidays")):
+        log.warning("no forecast alerts: pip install 'sensorpipe[forecast]' for them")
+        return None
+
+    def counts(registry: Registry | None, areas: list[str], t0: int, t1: int) -> Counts:
+        assert registry is not None
+        return area_counts(client(), registry, areas, t0, t1)
+
+    return SavedForecasts(
+        ModelCache(Path(models)), counts, lambda: load_registry(registry_path, must_exist=True)
+    )

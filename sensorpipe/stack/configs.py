@@ -111,11 +111,13 @@ def write_ingest_config(
     metrics_port: int,
     admin: dict[str, str] | None = None,
     calibration_path: Path | None = None,
+    models_path: Path | None = None,
 ) -> Path:
     """ingest.toml in `directory` (with its dead letters and stats), for this run's ports and
     the ingest's broker password; `admin`: the broker's admin account, with which the ingest
     disables the accounts of devices it quarantines; `calibration_path`: the calibration book
-    whose group calibrations the ingest keeps up to date."""
+    whose group calibrations the ingest keeps up to date; `models_path`: the forecast models
+    its alerts job forecasts with ([alerts] models)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "ingest.toml"
     # The operator's quality thresholds ([quality]) are kept; `sensorpipe import` reads them too.
@@ -126,6 +128,9 @@ def write_ingest_config(
     calibration = dict(calibration) if isinstance(calibration, dict) else {}
     # And their [alerts] settings (webhooks, margin, how often); the store is the stack's.
     alerts = before.get("alerts")
+    alerts = dict(alerts) if isinstance(alerts, dict) else {}
+    if models_path is not None:
+        alerts.setdefault("models", str(models_path))
     if calibration_path is not None:
         calibration["book"] = str(calibration_path)
     config = {
@@ -149,7 +154,7 @@ def write_ingest_config(
         **({"broker_admin": admin} if admin is not None else {}),
         **({"quality": quality} if isinstance(quality, dict) else {}),
         **({"calibration": calibration} if calibration else {}),
-        **({"alerts": alerts} if isinstance(alerts, dict) else {}),
+        **({"alerts": alerts} if alerts else {}),
     }
     write_private(path, tomli_w.dumps(config))  # holds the broker passwords
     return path

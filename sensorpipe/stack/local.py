@@ -317,6 +317,7 @@ class LocalStack:
                 metrics_port=metrics_port,
                 admin={"username": broker.admin.username, "password": broker.admin.password},
                 calibration_path=self.calibration_path,
+                models_path=self.models_path,
             )
         except OSError as exc:
             raise StackError(f"cannot prepare the stack in {self.directory}: {exc}") from None

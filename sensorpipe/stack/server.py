@@ -392,6 +392,8 @@ def _ingest_config(setup: Setup, password: str, admin: Any) -> dict[str, Any]:
         "alerts": {
             **_kept(setup.etc / "ingest.toml", ("alerts",)).get("alerts", {}),
             "store": str(setup.state / "alerts.sqlite"),
+            # the forecast models `crowd train` saves (serve.toml's models_path)
+            "models": str(setup.state / "forecast"),
         },
         "broker": {
             "host": "127.0.0.1",

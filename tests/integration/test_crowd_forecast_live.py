@@ -213,3 +213,21 @@ def test_crowd_forecast_prints_each_horizon_and_the_thresholds(world: dict[str, 
     result = CliRunner().invoke(main, ["crowd", "forecast", "--area", "lone", *base])
     assert result.exit_code == 1
     assert "--area lone: no model trained in" in result.output
+
+
+def test_the_ingests_alert_job_gets_forecast_levels_from_influxdb(world: dict[str, Any]) -> None:
+    from sensorpipe.crowd.live import saved_forecasts
+
+    registry = _registry()
+    with closing(InfluxClient(world["url"], "x")) as client:
+        source = saved_forecasts(
+            str(world["models"]), world["stack"] / "registry.toml", lambda: client
+        )
+        assert source is not None
+        now_ms = int(time.time() * 1000)
+        strip = source("strip", registry.areas["strip"], now_ms)
+        assert source("hall", registry.areas["hall"], now_ms) == []
+    assert [p.kind for p in strip] == ["forecast", "forecast"]
+    assert [p.horizon_s for p in strip] == [0, 2 * HOUR_S]
+    assert all(p.level is not None and p.level > 0 for p in strip)
+    assert saved_forecasts(None, world["stack"] / "registry.toml", lambda: client) is None
