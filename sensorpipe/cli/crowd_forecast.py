@@ -266,7 +266,7 @@ def crowd_forecast(
             r = reach[p["horizon"]]
             line += f"  {p['level']:.0%} ({p['level_low']:.0%}..{p['level_high']:.0%})"
             line += f"   {_threshold(r['level'])} (up to {_threshold(r['high'])})"
-        click.echo(line)
+        click.echo(line.rstrip())
     if note:
         click.echo(note)
 
