@@ -4,36 +4,41 @@ stored up to now): sensorpipe.crowd.saved and sensorpipe.crowd.live."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from sensorpipe.cli.common import fail, local_stack
-from sensorpipe.cli.crowd_backtest import _exclusions, _horizon, _instant, _years_before
-from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
+from sensorpipe.cli.crowd_backtest import (
+    TRAINING_OPTIONS,
+    _exclusions,
+    _horizon,
+    _instant,
+    _years_before,
+    check_place,
+    need_forecast_extra,
+)
+from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option, options
 
-MODELS_OPTION = click.option(
-    "--models",
-    "models_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="The models folder (default: the stack's forecast/, where its API reads them).",
+# Where the models and the counts are (train, forecast).
+MODELS_OPTIONS = options(
+    DIR_OPTION,
+    INFLUX_OPTIONS,
+    click.option(
+        "--models",
+        "models_dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="The models folder (default: the stack's forecast/, where its API reads them).",
+    ),
 )
 
 
 def models_folder(directory: Path | None, models_dir: Path | None) -> Path:
     return models_dir if models_dir is not None else local_stack(directory).models_path
-
-
-def _need_extra() -> None:
-    for module in ("lightgbm", "holidays"):  # the optional extra, before any long work
-        if importlib.util.find_spec(module) is None:
-            fail(f"{module} is not installed: pip install 'sensorpipe[forecast]'")
 
 
 def _series(directory: Path | None, devices: tuple[str, ...], areas: tuple[str, ...]) -> Any:
@@ -78,17 +83,9 @@ def _read(
 
 
 @click.command("train")
-@DIR_OPTION
-@INFLUX_OPTIONS
-@MODELS_OPTION
+@MODELS_OPTIONS
 @click.option("--device", "devices", multiple=True, help="A counting device (repeatable).")
 @click.option("--area", "areas", multiple=True, help="An area of the registry (repeatable).")
-@click.option(
-    "--train-until",
-    required=True,
-    help="Train on the hours before this (a date or ISO 8601 time; without an offset it is "
-    "local to --timezone).",
-)
 @click.option("--train-from", default=None, help="Train on the hours from this (default: 6 years).")
 @click.option(
     "--horizon",
@@ -98,17 +95,7 @@ def _read(
     show_default=True,
     help="Hours ahead (repeatable).",
 )
-@click.option("--timezone", required=True, help="The counters' local time zone.")
-@click.option("--country", required=True, help="Country whose public holidays count (ISO 3166).")
-@click.option("--subdiv", default=None, help="A region of it with holidays of its own (e.g. AUK).")
-@click.option(
-    "--exclude-training",
-    "excluded",
-    multiple=True,
-    help="Leave the local dates FROM/TO out of training (repeatable), or nz-lockdowns.",
-)
-@click.option("--trees", type=click.IntRange(min=1), default=600, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@TRAINING_OPTIONS
 @json_option("Print what was saved as JSON.")
 def crowd_train(
     directory: Path | None,
@@ -120,40 +107,28 @@ def crowd_train(
     train_until: str,
     train_from: str | None,
     horizons: tuple[str, ...],
-    timezone: str,
-    country: str,
-    subdiv: str | None,
-    excluded: tuple[str, ...],
-    trees: int,
-    threads: int,
     as_json: bool,
+    **training: Any,
 ) -> None:
     """Train one model per horizon on the counts stored before --train-until and save them in
     the models folder (LightGBM's model text and model.json), for `crowd forecast` and the API.
     An area's counts are its devices' summed (an enclosed area: its inward flow only)."""
-    from sensorpipe.crowd.features import check_country
-
-    _need_extra()
+    need_forecast_extra()
     registry = _series(directory, devices, areas)
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        fail(f"--timezone {timezone!r}: not a time zone (e.g. Pacific/Auckland, Europe/Amsterdam)")
-    problem = check_country(country, subdiv)
-    if problem:
-        fail(f"--country {country!r}{f' --subdiv {subdiv!r}' if subdiv else ''}: {problem}")
+    timezone, country, subdiv = training["timezone"], training["country"], training["subdiv"]
+    zone = check_place(timezone, country, subdiv)
     steps = sorted({_horizon(h) for h in horizons})
     until = _instant("--train-until", train_until, zone)
     since = _instant("--train-from", train_from, zone) if train_from else None
     if since is not None and since >= until:
         fail(f"--train-from {train_from}: not before --train-until {train_until}")
-    exclude = _exclusions(excluded, timezone)
+    exclude = _exclusions(training["excluded"], timezone)
     folder = models_folder(directory, models_dir)
     first = since if since is not None else _years_before(until, zone)
     names = devices or areas
     counts = _read(registry, names, directory, (influx_url, database), first, until)
     _train_and_save(counts, steps, (timezone, country, subdiv), (until, since), exclude,
-                    (trees, threads), folder, as_json)  # fmt: skip
+                    (training["trees"], training["threads"]), folder, as_json)  # fmt: skip
 
 
 def _train_and_save(
@@ -203,9 +178,7 @@ def _train_and_save(
 
 
 @click.command("forecast")
-@DIR_OPTION
-@INFLUX_OPTIONS
-@MODELS_OPTION
+@MODELS_OPTIONS
 @click.option("--device", "device", default=None, help="A counting device.")
 @click.option("--area", "area", default=None, help="An area of the registry.")
 @json_option("Print the forecast as JSON (the API's `forecast` shape).")
@@ -229,7 +202,7 @@ def crowd_forecast(
     )
     from sensorpipe.crowd.saved import ModelsError, find
 
-    _need_extra()
+    need_forecast_extra()
     registry = _series(directory, (device,) if device else (), (area,) if area else ())
     kind, name = ("area", area) if area else ("device", device)
     assert name is not None

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -44,32 +44,22 @@ PLACE = ["--timezone", "Pacific/Auckland", "--country", "NZ", "--trees", "40"]
 POINT_KEYS = {"horizon", "time", "flow", "low", "high", "level", "level_low", "level_high"}
 
 
+def _area(kind: Literal["street", "enclosed"], capacity: int, lines: list[AreaLine]) -> AreaEntry:
+    return AreaEntry(
+        name=kind,
+        kind=kind,
+        capacity=capacity,
+        lines=lines,
+        country="NZ",
+        timezone="Pacific/Auckland",
+    )
+
+
 def _registry() -> Registry:
     devices = {d: DeviceEntry(site="x", password_hash="x") for d in DEVICES}
-    strip = AreaEntry(
-        name="Strip",
-        kind="street",
-        capacity=1000,
-        lines=[AreaLine(device=d) for d in DEVICES],
-        country="NZ",
-        timezone="Pacific/Auckland",
-    )
-    hall = AreaEntry(
-        name="Hall",
-        kind="enclosed",
-        capacity=80,
-        lines=[AreaLine(device="fc-a", inward=[IN], outward=[OUT])],
-        country="NZ",
-        timezone="Pacific/Auckland",
-    )
-    lone = AreaEntry(
-        name="Lone",
-        kind="street",
-        capacity=10,
-        lines=[AreaLine(device="fc-b")],
-        country="NZ",
-        timezone="Pacific/Auckland",
-    )
+    strip = _area("street", 1000, [AreaLine(device=d) for d in DEVICES])
+    hall = _area("enclosed", 80, [AreaLine(device="fc-a", inward=[IN], outward=[OUT])])
+    lone = _area("street", 10, [AreaLine(device="fc-b")])
     return Registry(devices=devices, areas={"strip": strip, "hall": hall, "lone": lone})
 
 
