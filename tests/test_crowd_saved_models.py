@@ -193,3 +193,35 @@ def test_the_ingest_forecasts_its_alerts_with_the_models_ingest_toml_names(
         assert job._forecasts is None
     finally:
         service.close()
+
+
+def test_the_api_says_why_there_is_no_forecast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from sensorpipe.api.config import ServeConfig
+    from sensorpipe.api.context import ApiContext
+    from sensorpipe.api.crowding import _forecast
+    from sensorpipe.ingest.influx import InfluxClient
+
+    def note(config: ServeConfig) -> object:
+        ctx = ApiContext(config, influx=InfluxClient("http://127.0.0.1:9", "x"))
+        answer = _forecast(ctx, "device", "d1")
+        assert answer["forecast"] is None
+        return answer["forecast_note"]
+
+    assert note(ServeConfig()) == (
+        "this service has no forecast models: set models_path in serve.toml"
+    )
+    with_models = ServeConfig(models_path=str(tmp_path))
+    assert str(note(with_models)).startswith(
+        "no model trained for this device: run `sensorpipe crowd train --device d1 "
+    )
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "lightgbm" else real(name, *a)
+    )
+    assert note(with_models) == (
+        "the forecast extra is not installed: pip install 'sensorpipe[forecast]'"
+    )
