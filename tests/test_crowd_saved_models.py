@@ -13,7 +13,7 @@ import pytest
 
 from sensorpipe.crowd.live import extend, forecast_points, last_whole_hour
 from sensorpipe.crowd.saved import ModelCache, ModelsError, find, read, save
-from sensorpipe.crowd.series import HOUR_S, iso, parse_time
+from sensorpipe.crowd.series import HOUR_S, CountsInputError, iso, parse_time
 from sensorpipe.protocol.registry import AreaEntry, AreaLine
 from tests.test_crowd_forecast import synthetic
 
@@ -73,6 +73,8 @@ def test_forecast_points_have_the_api_shape(trained: tuple) -> None:
     for p in leveled["points"]:
         assert p["level"] == pytest.approx(p["flow"] / 2000, abs=1e-4)  # 4 intervals an hour
         assert p["level_low"] <= p["level"] <= p["level_high"]
+    with pytest.raises(CountsInputError, match="no counts of site-9 in the 56 days up to "):
+        forecast_points(fc, counts, "site-9", origin)
     enclosed = AreaEntry(name="Hall", kind="enclosed", capacity=500, lines=LINES)
     assert all(
         p["level"] is None

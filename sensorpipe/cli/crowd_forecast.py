@@ -201,6 +201,7 @@ def crowd_forecast(
         reached_by,
     )
     from sensorpipe.crowd.saved import ModelsError, find
+    from sensorpipe.crowd.series import CountsInputError
 
     need_forecast_extra()
     registry = _series(directory, (device,) if device else (), (area,) if area else ())
@@ -221,7 +222,10 @@ def crowd_forecast(
     counts = _read(registry, tuple(saved.names), directory, (influx_url, database),
                    history_start(origin), origin + 3600)  # fmt: skip
     entry = registry.areas[name] if registry is not None else None
-    answer = forecast_points(fc, counts, name, origin, entry)
+    try:
+        answer = forecast_points(fc, counts, name, origin, entry)
+    except CountsInputError as exc:
+        fail(f"--{kind} {name}: {exc}")
     note = ENCLOSED_NOTE if entry is not None and entry.kind == "enclosed" else None
     thresholds = entry.thresholds if entry is not None else []
     if as_json:

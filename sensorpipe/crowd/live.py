@@ -44,16 +44,18 @@ ENCLOSED_NOTE = (
     "forecasts are not built, so its level is null"
 )
 MAX_POINTS = 10**8
+DEVICE_CLASSES = ("pedestrian",)  # a device's forecast: its pedestrians, as its observed flow
 
 
 def device_counts(influx: InfluxClient, devices: Sequence[str], t0: int, t1: int) -> Counts:
-    """Hourly counts (every class and direction summed) of `devices` from t0 to t1 (seconds);
-    flagged counts left out. CountsInputError where none is stored."""
+    """Hourly counts of `devices` from t0 to t1 (seconds): their pedestrians, both directions
+    (the flow the API's device crowding shows); flagged counts left out. CountsInputError
+    where none is stored."""
     answers = []
     for device in devices:
         req = CountSeriesRequest(
             devices=[device], start=iso(t0), end=iso(t1), every="1h", max_points=MAX_POINTS,
-            flags=FlagFilter("exclude"),
+            classes=list(DEVICE_CLASSES), flags=FlagFilter("exclude"),
         )  # fmt: skip
         answers.append(count_series(influx, req))
     return from_count_series(answers)
@@ -67,7 +69,11 @@ def area_counts(
 
     rows: dict[tuple[int, str], float] = {}
     for area_id in area_ids:
-        area = registry.areas[area_id]
+        area = registry.areas.get(area_id)
+        if area is None:
+            raise CountsInputError(
+                f"area {area_id!r} is no longer in the registry: train its model again"
+            )
         lines = area_lines(registry, area)
         devices = [line.device for line in lines]
         answer = _counts(influx, devices, area.classes, t0 * 1000, t1 * 1000, "1h", MAX_POINTS)
@@ -110,6 +116,11 @@ def forecast_points(
     """The forecast of `name` made at the end of the hour `origin`: the API's `forecast`
     shape. A street area's points have levels (flow ÷ its capacity per hour); a device's and
     an enclosed area's levels are null."""
+    if name not in counts.names:
+        raise CountsInputError(
+            f"no counts of {name} in the {HISTORY_DAYS} days up to {iso(origin + HOUR_S)}: "
+            "nothing to forecast from"
+        )
     out = fc.forecast(extend(counts, origin), origin)
     col = counts.names.index(name)
     per_hour = None
