@@ -250,6 +250,19 @@ def _backtest(tmp: Path, *extra: str, counts: str | None = "") -> list[str]:
     return [*args, *extra]
 
 
+def _train(*extra: str) -> list[str]:
+    """`crowd train` arguments, then extra."""
+    args = ["--train-until", "2024-01-02", "--timezone", "Pacific/Auckland", "--country", "NZ"]
+    return [*args, *extra]
+
+
+def _bad_model(tmp: Path) -> str:
+    """A models folder with a device model whose model.json is not one."""
+    (tmp / "models" / "device-x").mkdir(parents=True)
+    (tmp / "models" / "device-x" / "model.json").write_text("{")
+    return str(tmp / "models")
+
+
 CASES: dict[str, list[Case]] = {
     "stack up": [
         (lambda t: ["--dir", _file(t, "f", "")], "is a file"),
@@ -1095,7 +1108,7 @@ CASES: dict[str, list[Case]] = {
     "crowd backtest": [
         (lambda t: _backtest(t, counts=None), "give --device or --area (or --counts-csv FILE)"),
         (lambda t: _backtest(t, "--device", "a", "--area", "b"), "not both"),
-        (lambda t: _backtest(t, "--area", "a", counts=None), "--area: areas are read from"),
+        (lambda t: _backtest(t, "--dir", str(t), "--area", "a", counts=None), "--area a: no such"),
         (lambda t: _backtest(t, "--device", "d1", counts=None), "(or pass --influx-url)"),
         (lambda t: _backtest(t, "--horizon", "90m"), "--horizon '90m': give hours ahead as 1h"),
         (lambda t: _backtest(t, "--horizon", "13h"), "--horizon '13h': give hours ahead"),
@@ -1113,6 +1126,26 @@ CASES: dict[str, list[Case]] = {
         (lambda t: _backtest(t, counts="2024-01-01,a"), "line 2: 2 columns, expected 3"),
         (lambda t: _backtest(t, "--device", "b"), "c.csv: no counts of b in it"),
         (lambda t: _backtest(t), "no counts from 2024-01-01T11:00:00Z on"),
+    ],
+    "crowd train": [
+        (lambda t: _train(), "give --device or --area"),
+        (lambda t: _train("--device", "a", "--area", "b"), "give --device or --area, not both"),
+        (lambda t: _train("--dir", str(t), "--area", "plein"), "--area plein: no such area"),
+        (lambda t: _train("--device", "a", "--horizon", "13h"), "--horizon '13h': give hours"),
+        (lambda t: _train("--device", "a", "--timezone", "Mars/Base"), "--timezone 'Mars/Base'"),
+        (lambda t: _train("--device", "a", "--country", "XX"), "--country 'XX': public holidays"),
+        (lambda t: _train("--device", "a", "--train-from", "2024-05-01"), "--train-from 2024-05"),
+        (lambda t: _train("--device", "a", "--train-until", "soon"), "--train-until 'soon'"),
+        (lambda t: _train("--dir", str(t), "--device", "d1"), "(or pass --influx-url)"),
+    ],
+    "crowd forecast": [
+        (lambda t: [], "give --device or --area"),
+        (lambda t: ["--device", "a", "--area", "b"], "give --device or --area, not both"),
+        (
+            lambda t: ["--device", "d1", "--models", str(t / "m")],
+            "--device d1: no model trained in {t}/m: run `sensorpipe crowd train --device d1",
+        ),
+        (lambda t: ["--device", "d1", "--models", _bad_model(t)], "model.json: not a saved model"),
     ],
     "count-eval": [
         (lambda t: ["--conditions", "fog"], "fog"),

@@ -140,6 +140,9 @@ class ServeConfig(_Strict):
     # The alert store the ingest writes ([alerts] store of ingest.toml): /api/v1/alerts lists
     # it. Unset: /api/v1/alerts answers 404.
     alerts_path: str | None = None
+    # The forecast models folder `sensorpipe crowd train` writes (the stack's forecast/):
+    # /api/v1/.../crowding forecasts with its models. Unset: `forecast` is null.
+    models_path: str | None = None
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     broker: BrokerSettings | None = None
     # SHA-256 hashes of bearer tokens that may see exact locations and per-message link
@@ -247,6 +250,8 @@ def load_serve_config(path: Path | str) -> ServeConfig:
         config.calibration_path = str(base / config.calibration_path)
     if config.alerts_path:
         config.alerts_path = str(base / config.alerts_path)
+    if config.models_path:
+        config.models_path = str(base / config.models_path)
     resolve_tls_files(path, config)
     return config
 

@@ -52,6 +52,11 @@ class ApiContext:
         self._book: Any = None
         self._book_stamp: tuple[int, int] | None = None
         self._book_lock = threading.Lock()
+        # The saved forecast models (crowd.saved.ModelCache), loaded once; the forecasts of
+        # the current origin hour: (kind, name, origin) -> (forecast, note).
+        self._models: Any = None
+        self._forecasts: dict[tuple[str, str, int], tuple[Any, str | None]] = {}
+        self._forecast_lock = threading.Lock()
         # /api/v1/health's last check of the parts: (time.monotonic(), the check).
         self.health_checked: tuple[float, Any] | None = None
         self.health_lock = threading.Lock()
@@ -98,6 +103,29 @@ class ApiContext:
                     book.close()
         except (OSError, sqlite3.Error) as exc:
             raise ApiProblem(503, f"the calibration book cannot be read: {exc}") from None
+
+    # --- forecasts ------------------------------------------------------------------------
+    def forecast(
+        self, kind: str, name: str, compute: Callable[[Any, int], tuple[Any, str | None]]
+    ) -> tuple[Any, str | None]:
+        """(forecast, note) of a device or area made now: `compute(models, origin)` with the
+        models loaded once (crowd.saved.ModelCache), its answer kept for the origin hour."""
+        from sensorpipe.crowd.live import last_whole_hour
+        from sensorpipe.crowd.saved import ModelCache
+
+        if not self.config.models_path:
+            return None, "this service has no forecast models: set models_path in serve.toml"
+        origin = last_whole_hour(time.time())
+        key = (kind, name, origin)
+        with self._forecast_lock:
+            if self._models is None:
+                self._models = ModelCache(Path(self.config.models_path))
+            hit = self._forecasts.get(key)
+            if hit is None:
+                self._forecasts = {k: v for k, v in self._forecasts.items() if k[2] == origin}
+                hit = compute(self._models, origin)
+                self._forecasts[key] = hit
+            return hit
 
     # --- registry -------------------------------------------------------------------------
     def registry(self) -> Registry:

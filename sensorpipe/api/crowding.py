@@ -1,6 +1,8 @@
 """/api/v1 crowding: the areas (`/areas`), each area's observed level per interval
 (`/areas/{id}/crowding`) and each counting device's flow (`/devices/{id}/crowding`), with the
-counters' running fraction and the thresholds. The forecast part follows: `forecast` is null.
+counters' running fraction and the thresholds, and `forecast`: the saved models' forecast
+(crowd.saved, crowd.live) made at the end of the last whole hour, null with `forecast_note`
+where there is none (no model trained, the `forecast` extra missing, no counts to start from).
 
 Its own router, included by the application beside /api/v1's (`v1.py`), with the same checks
 (unknown parameters refused, errors as problem details). Levels come from sensorpipe.crowd.
@@ -38,9 +40,27 @@ router = crowding_router()
 Ctx = Annotated[ApiContext, Depends(context_dependency)]
 AreaId = Annotated[str, StringConstraints(pattern=AREA_ID_PATTERN)]
 FORECAST_NOTE = (
-    "the forecast (1 to 3 hours ahead, with its prediction interval) follows in a later "
-    "version: null until then"
+    "the forecast made at the end of the last whole hour from the saved models "
+    "(`sensorpipe crowd train`), each horizon's flow with its 80 % interval; null: see "
+    "forecast_note"
 )
+
+
+class ForecastPointOut(BaseModel):
+    horizon: str = Field(description="hours ahead of made_at's origin, e.g. 1h")
+    time: str = Field(description="start of the hour forecast (UTC)")
+    flow: float = Field(description="passers-by forecast in that hour")
+    low: float = Field(description="the 80 % prediction interval's low end")
+    high: float = Field(description="its high end")
+    level: float | None = Field(description="flow ÷ capacity (a street area); else null")
+    level_low: float | None
+    level_high: float | None
+
+
+class ForecastOut(BaseModel):
+    made_at: str = Field(description="the origin: end of the last whole interval (UTC)")
+    trained_until: str = Field(description="end of the counts the models were trained on")
+    points: list[ForecastPointOut]
 
 
 class AreaLineOut(BaseModel):
@@ -110,7 +130,8 @@ class CrowdingOut(BaseModel):
     to: str = Field(description="end of the last whole interval (the one running is left out)")
     every: str
     observed: list[IntervalOut]
-    forecast: None = Field(default=None, description=FORECAST_NOTE)
+    forecast: ForecastOut | None = Field(default=None, description=FORECAST_NOTE)
+    forecast_note: str | None = Field(default=None, description="why there is no forecast")
 
     model_config = {"populate_by_name": True}
 
@@ -184,6 +205,51 @@ def _answer(c: Crowding, enclosed: bool, **fields: Any) -> CrowdingOut:
     )
 
 
+def _forecast(ctx: ApiContext, kind: str, name: str, area: Any = None) -> dict[str, Any]:
+    """The `forecast` and `forecast_note` fields of a device or an area."""
+
+    def compute(models: Any, origin: int) -> tuple[Any, str | None]:
+        return _compute_forecast(ctx, models, origin, kind, name, area)
+
+    forecast, note = ctx.forecast(kind, name, compute)
+    return {"forecast": forecast, "forecast_note": note}
+
+
+def _compute_forecast(
+    ctx: ApiContext, models: Any, origin: int, kind: str, name: str, area: Any
+) -> tuple[Any, str | None]:
+    import importlib.util
+
+    from sensorpipe.crowd import live
+    from sensorpipe.crowd.saved import ModelsError
+    from sensorpipe.crowd.series import CountsInputError
+    from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+
+    if any(importlib.util.find_spec(m) is None for m in ("lightgbm", "holidays")):
+        return None, "the forecast extra is not installed: pip install 'sensorpipe[forecast]'"
+    try:
+        found = models.get(kind, name)
+    except ModelsError as exc:
+        return None, str(exc)
+    if found is None:
+        return None, (
+            f"no model trained for this {kind}: run `sensorpipe crowd train --{kind} {name} "
+            "--train-until ... --timezone ... --country ...`"
+        )
+    saved, fc = found
+    t0 = live.history_start(origin)
+    try:
+        if kind == "area":
+            counts = live.area_counts(ctx.influx, ctx.registry(), saved.names, t0, origin + 3600)
+        else:
+            counts = live.device_counts(ctx.influx, saved.names, t0, origin + 3600)
+        answer = live.forecast_points(fc, counts, name, origin, area)
+    except (CountsInputError, QueryError, StorageUnavailable, KeyError) as exc:
+        return None, f"no forecast: the counts to start from cannot be read ({exc})"
+    enclosed = area is not None and area.kind == "enclosed"
+    return answer, live.ENCLOSED_NOTE if enclosed else None
+
+
 def _window(
     from_: Annotated[TimeParam, Query(alias="from")] = "-24h", to: TimeParam = "now"
 ) -> tuple[str, str]:
@@ -227,6 +293,7 @@ def area_crowding_(area_id: AreaId, ctx: Ctx, window: Window) -> CrowdingOut:
         kind=area.kind,
         capacity=area.capacity,
         thresholds=area.thresholds,
+        **_forecast(ctx, "area", area_id, area),
     )
 
 
@@ -248,4 +315,11 @@ def device_crowding_(device_id: DeviceId, ctx: Ctx, window: Window) -> CrowdingO
         )
     )
     thresholds = registry.areas[mine[0]].thresholds if mine else []
-    return _answer(c, False, device=device_id, areas=mine, thresholds=thresholds)
+    return _answer(
+        c,
+        False,
+        device=device_id,
+        areas=mine,
+        thresholds=thresholds,
+        **_forecast(ctx, "device", device_id),
+    )

@@ -1,5 +1,6 @@
 """`sensorpipe crowd`: crowding per area. Here: the group and `now` (each area's observed level);
-`backtest` (forecasts scored against what was counted) is in `crowd_backtest`.
+`backtest` (forecasts scored against what was counted) is in `crowd_backtest`, `train` and
+`forecast` (saved models, forecasts from the counts stored now) in `crowd_forecast`.
 
 Subcommands with a job of their own live in their own modules and are named in SUBCOMMANDS
 ("name": "module:attribute"), imported only when used: a forecasting command's libraries are
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 SUBCOMMANDS: dict[str, str] = {
     "backtest": "sensorpipe.cli.crowd_backtest:crowd_backtest",
     "alerts": "sensorpipe.cli.crowd_alerts:alerts",
+    "train": "sensorpipe.cli.crowd_forecast:crowd_train",
+    "forecast": "sensorpipe.cli.crowd_forecast:crowd_forecast",
 }
 
 
@@ -48,7 +51,7 @@ class _CrowdGroup(click.Group):
 
 @click.group(cls=_CrowdGroup)
 def crowd() -> None:
-    """Crowding per area: the level now, and the forecasts' backtest."""
+    """Crowding per area: the level now, forecasts (train, forecast) and their backtest."""
 
 
 def level_row(area_id: str, area: AreaEntry, lv: Level | None) -> dict[str, Any]:

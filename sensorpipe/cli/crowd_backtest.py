@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from sensorpipe.cli.common import fail
-from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
+from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option, options
 
 YEARS_BACK = 6  # the history read without --train-from
 
@@ -76,6 +76,59 @@ def _exclusions(values: tuple[str, ...], timezone: str) -> list[tuple[int, int]]
     return periods(spans, timezone)
 
 
+# What training needs besides the counts and the span (train, backtest): where, and how.
+TRAINING_OPTIONS = options(
+    click.option(
+        "--train-until",
+        required=True,
+        help="Train on the hours before this (a date or ISO 8601 time; without an offset it "
+        "is local to --timezone).",
+    ),
+    click.option(
+        "--timezone",
+        required=True,
+        help="The counters' local time zone (e.g. Pacific/Auckland): hour of the week, "
+        "seasonal lags.",
+    ),
+    click.option(
+        "--country", required=True, help="Country whose public holidays count (ISO 3166, e.g. NZ)."
+    ),
+    click.option(
+        "--subdiv", default=None, help="A region of it with holidays of its own (e.g. AUK)."
+    ),
+    click.option(
+        "--exclude-training",
+        "excluded",
+        multiple=True,
+        help="Leave the local dates FROM/TO out of training (e.g. lockdowns; repeatable), or "
+        "nz-lockdowns (Auckland's COVID-19 levels 3-4).",
+    ),
+    click.option("--trees", type=click.IntRange(min=1), default=600, show_default=True),
+    click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True),
+)
+
+
+def need_forecast_extra() -> None:
+    """A one-line error where the optional extra `forecast` is missing (before long work)."""
+    for module in ("lightgbm", "holidays"):
+        if importlib.util.find_spec(module) is None:
+            fail(f"{module} is not installed: pip install 'sensorpipe[forecast]'")
+
+
+def check_place(timezone: str, country: str, subdiv: str | None) -> ZoneInfo:
+    """The time zone, after one-line errors for it and for the country's public holidays."""
+    from sensorpipe.crowd.features import check_country
+
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(f"--timezone {timezone!r}: not a time zone (e.g. Pacific/Auckland, Europe/Amsterdam)")
+    problem = check_country(country, subdiv)
+    if problem:
+        fail(f"--country {country!r}{f' --subdiv {subdiv!r}' if subdiv else ''}: {problem}")
+    return zone
+
+
 @click.command("backtest")
 @DIR_OPTION
 @INFLUX_OPTIONS
@@ -84,7 +137,8 @@ def _exclusions(values: tuple[str, ...], timezone: str) -> list[tuple[int, int]]
     "--area",
     "areas",
     multiple=True,
-    help="An area (repeatable; with --counts-csv its site column names areas).",
+    help="An area of the registry, its devices' counts summed (repeatable; with --counts-csv "
+    "its site column names areas).",
 )
 @click.option(
     "--counts-csv",
@@ -92,12 +146,6 @@ def _exclusions(values: tuple[str, ...], timezone: str) -> list[tuple[int, int]]
     default=None,
     help="Read the counts from this CSV file (long form time_utc,site,count; .gz too) instead "
     "of InfluxDB; --device/--area pick its sites (all when neither is given).",
-)
-@click.option(
-    "--train-until",
-    required=True,
-    help="Train on the hours before this (a date or ISO 8601 time; without an offset it is "
-    "local to --timezone).",
 )
 @click.option(
     "--train-from",
@@ -110,24 +158,7 @@ def _exclusions(values: tuple[str, ...], timezone: str) -> list[tuple[int, int]]
 @click.option(
     "--horizon", "horizons", multiple=True, required=True, help="Hours ahead, e.g. 1h (repeatable)."
 )
-@click.option(
-    "--timezone",
-    required=True,
-    help="The counters' local time zone (e.g. Pacific/Auckland): hour of the week, seasonal lags.",
-)
-@click.option(
-    "--country", required=True, help="Country whose public holidays count (ISO 3166, e.g. NZ)."
-)
-@click.option("--subdiv", default=None, help="A region of it with holidays of its own (e.g. AUK).")
-@click.option(
-    "--exclude-training",
-    "excluded",
-    multiple=True,
-    help="Leave the local dates FROM/TO out of training (e.g. lockdowns; repeatable), or "
-    "nz-lockdowns (Auckland's COVID-19 levels 3-4).",
-)
-@click.option("--trees", type=click.IntRange(min=1), default=600, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@TRAINING_OPTIONS
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -162,27 +193,17 @@ def crowd_backtest(
     hour last week; mean of that hour over the past four weeks), with how often the 80 %
     interval held the count. Hours missing or stuck at zero are neither trained on nor scored.
     """
-    from sensorpipe.crowd.features import check_country
-
-    for module in ("lightgbm", "holidays"):  # the optional extra, before any long work
-        if importlib.util.find_spec(module) is None:
-            fail(f"{module} is not installed: pip install 'sensorpipe[forecast]'")
+    need_forecast_extra()
     if devices_ and areas:
         fail("give --device or --area, not both")
     if not (devices_ or areas or counts_csv):
         fail("give --device or --area (or --counts-csv FILE)")
-    if areas and counts_csv is None:
-        fail(
-            "--area: areas are read from InfluxDB once the registry has them; for now give "
-            "--device, or --counts-csv with the areas' counts"
-        )
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        fail(f"--timezone {timezone!r}: not a time zone (e.g. Pacific/Auckland, Europe/Amsterdam)")
-    problem = check_country(country, subdiv)
-    if problem:
-        fail(f"--country {country!r}{f' --subdiv {subdiv!r}' if subdiv else ''}: {problem}")
+    registry = None
+    if areas and counts_csv is None:  # from InfluxDB: its devices' counts summed
+        from sensorpipe.cli.crowd import chosen_areas
+
+        registry = chosen_areas(directory, areas)[0]
+    zone = check_place(timezone, country, subdiv)
     steps = [(h.strip(), _horizon(h)) for h in horizons]
     until = _instant("--train-until", train_until, zone)
     t1 = _instant("--from", start, zone)
@@ -201,7 +222,12 @@ def crowd_backtest(
     kind = "area" if areas else "device"
     first = since if since is not None else _years_before(until, zone)
     names = devices_ or areas
-    counts = _counts(counts_csv, names, kind, directory, influx_url, database, first, t2)
+    if registry is not None:
+        from sensorpipe.cli.crowd_forecast import _read
+
+        counts = _read(registry, names, directory, (influx_url, database), first, t2)
+    else:
+        counts = _counts(counts_csv, names, kind, directory, influx_url, database, first, t2)
     place = (timezone, country, subdiv)
     _run(counts, steps, place, (until, t1, t2, since), exclude, (trees, threads), out, as_json)
 

@@ -73,11 +73,14 @@ def serve_config(
             config.port = 8080
             if config.calibration_path is None:  # written before it was named there
                 config.calibration_path = str(s.calibration_path)
+            if config.models_path is None:
+                config.models_path = str(s.models_path)
             return _override(config, str(stack_config), host, port, allow_plaintext)
         config = ServeConfig(
             registry_path=str(s.registry_path),
             ingest_stats_path=str(s.directory / "ingest" / "stats.json"),
             calibration_path=str(s.calibration_path),
+            models_path=str(s.models_path),
             influx=InfluxSettings(url=info.influx_url, database=info.database),
             broker=BrokerSettings(host="127.0.0.1", port=info.broker_port),
         )

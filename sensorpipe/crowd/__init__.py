@@ -13,7 +13,10 @@ hour of the week over the past four weeks); `features` (the features of a direct
 at an origin from counts up to it only: horizon-relative and seasonal lags, level, public
 holidays of the country); `forecast` (the direct per-horizon LightGBM model on the square root
 of the counts, with split-conformal prediction intervals; needs the optional extra `forecast`);
-`backtest` (rolling-origin evaluation: WAPE per horizon of the model and both baselines).
+`backtest` (rolling-origin evaluation: WAPE per horizon of the model and both baselines);
+`saved` (trained forecasters kept in a models folder: LightGBM's model text and model.json,
+loaded once and reused); `live` (the hourly counts of devices or areas read from InfluxDB,
+and a saved model's forecast made at the end of the last whole hour, in the API's shape).
 
 Alerts: `alerts.py` (alert rules: a level, observed or forecast, crossing a threshold going
 up, with hysteresis); `alertstore.py` (the alerts and their dead letters kept, SQLite);

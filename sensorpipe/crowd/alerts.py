@@ -251,6 +251,9 @@ class AlertsConfig(BaseModel):
     rearm_after_s: float | None = Field(default=None, gt=0)
     # A forecast crossing this far ahead, or nearer, raises a forecast alert.
     forecast_horizon_s: int = Field(default=3 * 3600, ge=60, le=7 * 86400)
+    # The forecast models folder (`sensorpipe crowd train`; relative to ingest.toml): a
+    # street area with a saved model gets forecast alerts. Unset: observed alerts only.
+    models: str | None = None
     # Publish each alert on sensorpipe/alerts/v1/<area> (the ingest's broker account).
     publish: bool = True
     # Webhooks each alert is POSTed to as JSON, and how.

@@ -217,9 +217,13 @@ def load_ingest_config(path: Path | str) -> IngestConfig:
     book = config.calibration.book
     if book is not None and not Path(book).is_absolute():
         updates["calibration"] = config.calibration.model_copy(update={"book": str(base / book)})
-    store = config.alerts.store
-    if store is not None and not Path(store).is_absolute():
-        updates["alerts"] = config.alerts.model_copy(update={"store": str(base / store)})
+    alert_paths = {}
+    for key in ("store", "models"):
+        value = getattr(config.alerts, key)
+        if value is not None and not Path(value).is_absolute():
+            alert_paths[key] = str(base / value)
+    if alert_paths:
+        updates["alerts"] = config.alerts.model_copy(update=alert_paths)
     config = config.model_copy(update=updates)
     config._source = Path(path)
     _check_registry(config)

@@ -196,7 +196,17 @@ class IngestService:
             webhooks=hooks,
             clock=clock,
         )
-        return AlertJob(a, config.registry_path, lambda: self._influx, delivery, clock=clock)
+        from sensorpipe.crowd.live import saved_forecasts
+
+        forecasts = saved_forecasts(a.models, config.registry_path, lambda: self._influx)
+        return AlertJob(
+            a,
+            config.registry_path,
+            lambda: self._influx,
+            delivery,
+            forecasts=forecasts,
+            clock=clock,
+        )
 
     def start(self) -> None:
         """Connect, subscribe and store until `stop`. A stats file that cannot be written is

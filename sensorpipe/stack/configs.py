@@ -57,6 +57,7 @@ def write_serve_config(
     influx_url: str,
     api_port: int,
     calibration_path: Path | None = None,
+    models_path: Path | None = None,
 ) -> Path:
     """serve.toml at `path` for this run's ports, keeping what an operator set there."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +74,8 @@ def write_serve_config(
         # The ingest's alert store ([alerts] store, beside its ingest.toml).
         "alerts_path": str(ingest_stats_path.parent / "alerts.sqlite"),
         **({"calibration_path": str(calibration_path)} if calibration_path else {}),
+        # The forecast models `crowd train` saves (the stack's forecast/ folder).
+        **({"models_path": str(models_path)} if models_path else {}),
         # A local stack holds little: its figures can be fresh within seconds.
         "register_cache_s": 5.0,
         **kept,
@@ -108,11 +111,13 @@ def write_ingest_config(
     metrics_port: int,
     admin: dict[str, str] | None = None,
     calibration_path: Path | None = None,
+    models_path: Path | None = None,
 ) -> Path:
     """ingest.toml in `directory` (with its dead letters and stats), for this run's ports and
     the ingest's broker password; `admin`: the broker's admin account, with which the ingest
     disables the accounts of devices it quarantines; `calibration_path`: the calibration book
-    whose group calibrations the ingest keeps up to date."""
+    whose group calibrations the ingest keeps up to date; `models_path`: the forecast models
+    its alerts job forecasts with ([alerts] models)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "ingest.toml"
     # The operator's quality thresholds ([quality]) are kept; `sensorpipe import` reads them too.
@@ -123,6 +128,9 @@ def write_ingest_config(
     calibration = dict(calibration) if isinstance(calibration, dict) else {}
     # And their [alerts] settings (webhooks, margin, how often); the store is the stack's.
     alerts = before.get("alerts")
+    alerts = dict(alerts) if isinstance(alerts, dict) else {}
+    if models_path is not None:
+        alerts.setdefault("models", str(models_path))
     if calibration_path is not None:
         calibration["book"] = str(calibration_path)
     config = {
@@ -146,7 +154,7 @@ def write_ingest_config(
         **({"broker_admin": admin} if admin is not None else {}),
         **({"quality": quality} if isinstance(quality, dict) else {}),
         **({"calibration": calibration} if calibration else {}),
-        **({"alerts": alerts} if isinstance(alerts, dict) else {}),
+        **({"alerts": alerts} if alerts else {}),
     }
     write_private(path, tomli_w.dumps(config))  # holds the broker passwords
     return path

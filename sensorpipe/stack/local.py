@@ -122,6 +122,8 @@ class LocalStack:
         self.keys_path = state / "keys.sqlite"
         # The calibration book (`sensorpipe calibrate`), beside the quarantine book.
         self.calibration_path = state / "calibrations.sqlite"
+        # The forecast models `crowd train` saves, beside the stack's data (a server's state).
+        self.models_path = state / "forecast"
         # The ingest's dead letters: the local stack's ingest directory, a server's state.
         self.deadletter_path = (
             server_state / "deadletter.sqlite"
@@ -315,6 +317,7 @@ class LocalStack:
                 metrics_port=metrics_port,
                 admin={"username": broker.admin.username, "password": broker.admin.password},
                 calibration_path=self.calibration_path,
+                models_path=self.models_path,
             )
         except OSError as exc:
             raise StackError(f"cannot prepare the stack in {self.directory}: {exc}") from None
@@ -401,6 +404,7 @@ class LocalStack:
             registry_path=self.registry_path,
             ingest_stats_path=self.directory / "ingest" / "stats.json",
             calibration_path=self.calibration_path,
+            models_path=self.models_path,
             broker_port=broker_port,
             influx_url=influx_url,
             api_port=api_port,

@@ -392,6 +392,8 @@ def _ingest_config(setup: Setup, password: str, admin: Any) -> dict[str, Any]:
         "alerts": {
             **_kept(setup.etc / "ingest.toml", ("alerts",)).get("alerts", {}),
             "store": str(setup.state / "alerts.sqlite"),
+            # the forecast models `crowd train` saves (serve.toml's models_path)
+            "models": str(setup.state / "forecast"),
         },
         "broker": {
             "host": "127.0.0.1",
@@ -449,6 +451,7 @@ def _serve_config(setup: Setup, cert: Path, key: Path) -> dict[str, Any]:
         "ingest_stats_path": str(setup.state / "ingest-stats.json"),
         "calibration_path": str(setup.state / "calibrations.sqlite"),
         "alerts_path": str(setup.state / "alerts.sqlite"),
+        "models_path": str(setup.state / "forecast"),
         "public_url": f"https://{setup.public_host}:{setup.ports.api}/",
         **_kept(setup.etc / "serve.toml", SERVE_KEPT),
         "influx": {"url": setup.influx_url, "database": DATABASE},

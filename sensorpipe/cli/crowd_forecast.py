@@ -1,0 +1,252 @@
+"""`sensorpipe crowd train` (per-horizon models trained on the stored counts, saved in the
+models folder) and `sensorpipe crowd forecast` (the saved models' forecast from the counts
+stored up to now): sensorpipe.crowd.saved and sensorpipe.crowd.live."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.crowd_backtest import (
+    TRAINING_OPTIONS,
+    _exclusions,
+    _horizon,
+    _instant,
+    _years_before,
+    check_place,
+    need_forecast_extra,
+)
+from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option, options
+
+# Where the models and the counts are (train, forecast).
+MODELS_OPTIONS = options(
+    DIR_OPTION,
+    INFLUX_OPTIONS,
+    click.option(
+        "--models",
+        "models_dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="The models folder (default: the stack's forecast/, where its API reads them).",
+    ),
+)
+
+
+def models_folder(directory: Path | None, models_dir: Path | None) -> Path:
+    return models_dir if models_dir is not None else local_stack(directory).models_path
+
+
+def _series(directory: Path | None, devices: tuple[str, ...], areas: tuple[str, ...]) -> Any:
+    """The registry where areas are named (a one-line error for an unknown one)."""
+    if devices and areas:
+        fail("give --device or --area, not both")
+    if not (devices or areas):
+        fail("give --device or --area")
+    if not areas:
+        return None
+    from sensorpipe.cli.crowd import chosen_areas
+
+    return chosen_areas(directory, areas)[0]
+
+
+def _read(
+    registry: Any,
+    names: tuple[str, ...],
+    directory: Path | None,
+    influx: tuple[str | None, str],
+    t0: int,
+    t1: int,
+) -> Any:
+    from sensorpipe.cli.query import _influx_url
+    from sensorpipe.crowd.live import area_counts, device_counts
+    from sensorpipe.crowd.series import CountsInputError
+    from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+    from sensorpipe.ingest.influx import InfluxClient
+    from sensorpipe.query.influxql import QueryInputError
+
+    client = InfluxClient(_influx_url(directory, influx[0]), influx[1])
+    try:
+        if registry is not None:
+            return area_counts(client, registry, names, t0, t1)
+        return device_counts(client, names, t0, t1)
+    except (QueryError, StorageUnavailable, QueryInputError) as exc:
+        fail(f"InfluxDB: {exc}")
+    except CountsInputError as exc:
+        fail(str(exc))
+    finally:
+        client.close()
+
+
+@click.command("train")
+@MODELS_OPTIONS
+@click.option("--device", "devices", multiple=True, help="A counting device (repeatable).")
+@click.option("--area", "areas", multiple=True, help="An area of the registry (repeatable).")
+@click.option("--train-from", default=None, help="Train on the hours from this (default: 6 years).")
+@click.option(
+    "--horizon",
+    "horizons",
+    multiple=True,
+    default=("1h", "2h", "3h"),
+    show_default=True,
+    help="Hours ahead (repeatable).",
+)
+@TRAINING_OPTIONS
+@json_option("Print what was saved as JSON.")
+def crowd_train(
+    directory: Path | None,
+    influx_url: str | None,
+    database: str,
+    models_dir: Path | None,
+    devices: tuple[str, ...],
+    areas: tuple[str, ...],
+    train_until: str,
+    train_from: str | None,
+    horizons: tuple[str, ...],
+    as_json: bool,
+    **training: Any,
+) -> None:
+    """Train one model per horizon on the counts stored before --train-until and save them in
+    the models folder (LightGBM's model text and model.json), for `crowd forecast` and the API.
+    An area's counts are its devices' summed (an enclosed area: its inward flow only)."""
+    need_forecast_extra()
+    registry = _series(directory, devices, areas)
+    timezone, country, subdiv = training["timezone"], training["country"], training["subdiv"]
+    zone = check_place(timezone, country, subdiv)
+    steps = sorted({_horizon(h) for h in horizons})
+    until = _instant("--train-until", train_until, zone)
+    since = _instant("--train-from", train_from, zone) if train_from else None
+    if since is not None and since >= until:
+        fail(f"--train-from {train_from}: not before --train-until {train_until}")
+    exclude = _exclusions(training["excluded"], timezone)
+    folder = models_folder(directory, models_dir)
+    first = since if since is not None else _years_before(until, zone)
+    names = devices or areas
+    counts = _read(registry, names, directory, (influx_url, database), first, until)
+    _train_and_save(counts, steps, (timezone, country, subdiv), (until, since), exclude,
+                    (training["trees"], training["threads"]), folder, as_json)  # fmt: skip
+
+
+def _train_and_save(
+    counts: Any,
+    steps: list[int],
+    place: tuple[str, str, str | None],
+    span: tuple[int, int | None],
+    exclude: list[tuple[int, int]],
+    model: tuple[int, int],
+    folder: Path,
+    as_json: bool,
+) -> None:
+    from sensorpipe.crowd.forecast import Settings, Training, Where, train
+    from sensorpipe.crowd.saved import save, settings_dict
+    from sensorpipe.crowd.series import iso
+
+    until, since = span
+    settings = Settings(trees=model[0], threads=model[1])
+    training = Training(Where(*place), until - 3600, since, exclude, settings)
+    try:
+        fc = train(counts, steps, training, lambda m: click.echo(m, err=True))
+    except ValueError as exc:
+        fail(str(exc))
+    extra = {
+        "settings": settings_dict(settings),
+        "train_from": None if since is None else iso(since),
+        "excluded": [[iso(a), iso(b)] for a, b in exclude],
+    }
+    try:
+        saved = save(fc, folder, counts.kind, extra)
+    except OSError as exc:
+        fail(f"{folder}: cannot write the models there: {exc.strerror or exc}")
+    summary = {
+        "saved": str(saved),
+        counts.kind + "s": fc.names,
+        "horizons": [f"{h}h" for h in steps],
+        "trained_until": iso(until),
+        "intervals": {f"{h}h": [round(m.low, 3), round(m.high, 3)] for h, m in fc.models.items()},
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(
+        f"trained {len(steps)} horizon(s) on {len(fc.names)} {counts.kind}(s) up to "
+        f"{summary['trained_until']}; saved in {saved}"
+    )
+
+
+@click.command("forecast")
+@MODELS_OPTIONS
+@click.option("--device", "device", default=None, help="A counting device.")
+@click.option("--area", "area", default=None, help="An area of the registry.")
+@json_option("Print the forecast as JSON (the API's `forecast` shape).")
+def crowd_forecast(
+    directory: Path | None,
+    influx_url: str | None,
+    database: str,
+    models_dir: Path | None,
+    device: str | None,
+    area: str | None,
+    as_json: bool,
+) -> None:
+    """Each horizon's flow, made now from the counts stored up to the last whole hour, with
+    its 80 % interval; for an area also its level and the thresholds it would reach."""
+    from sensorpipe.crowd.live import (
+        ENCLOSED_NOTE,
+        forecast_points,
+        history_start,
+        last_whole_hour,
+        reached_by,
+    )
+    from sensorpipe.crowd.saved import ModelsError, find
+    from sensorpipe.crowd.series import CountsInputError
+
+    need_forecast_extra()
+    registry = _series(directory, (device,) if device else (), (area,) if area else ())
+    kind, name = ("area", area) if area else ("device", device)
+    assert name is not None
+    folder = models_folder(directory, models_dir)
+    try:
+        saved = find(folder, kind, name)
+        if saved is None:
+            fail(
+                f"--{kind} {name}: no model trained in {folder}: run `sensorpipe crowd train "
+                f"--{kind} {name} --train-until ... --timezone ... --country ...` first"
+            )
+        fc = saved.load()
+    except ModelsError as exc:
+        fail(str(exc))
+    origin = last_whole_hour(time.time())
+    counts = _read(registry, tuple(saved.names), directory, (influx_url, database),
+                   history_start(origin), origin + 3600)  # fmt: skip
+    entry = registry.areas[name] if registry is not None else None
+    try:
+        answer = forecast_points(fc, counts, name, origin, entry)
+    except CountsInputError as exc:
+        fail(f"--{kind} {name}: {exc}")
+    note = ENCLOSED_NOTE if entry is not None and entry.kind == "enclosed" else None
+    thresholds = entry.thresholds if entry is not None else []
+    if as_json:
+        click.echo(json.dumps({kind: name, "forecast": answer, "forecast_note": note}, indent=2))
+        return
+    click.echo(f"{kind} {name}: forecast made at {answer['made_at']} (trained until "
+               f"{answer['trained_until']})")  # fmt: skip
+    reach = reached_by(answer["points"], thresholds)
+    head = f"{'horizon':<8} {'hour from':<21} {'flow':>8} {'80% interval':>17}"
+    click.echo(head + ("  level (80% interval)   reaches" if entry is not None else ""))
+    for p in answer["points"]:
+        line = f"{p['horizon']:<8} {p['time']:<21} {p['flow']:>8.0f} "
+        line += f"{p['low']:>8.0f}..{p['high']:<7.0f}"
+        if p["level"] is not None:
+            r = reach[p["horizon"]]
+            line += f"  {p['level']:.0%} ({p['level_low']:.0%}..{p['level_high']:.0%})"
+            line += f"   {_threshold(r['level'])} (up to {_threshold(r['high'])})"
+        click.echo(line.rstrip())
+    if note:
+        click.echo(note)
+
+
+def _threshold(t: float | None) -> str:
+    return "none" if t is None else f"{t:.0%}"
