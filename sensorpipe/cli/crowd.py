@@ -51,7 +51,7 @@ class _CrowdGroup(click.Group):
 
 @click.group(cls=_CrowdGroup)
 def crowd() -> None:
-    """Crowding per area: the level now, forecasts (train, forecast) and their backtest."""
+    """Crowding per area: the level now, alerts, forecasts and their backtest."""
 
 
 def level_row(area_id: str, area: AreaEntry, lv: Level | None) -> dict[str, Any]:

@@ -62,7 +62,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "crowd": (
         "sensorpipe.cli.crowd:crowd",
-        "Crowding per area: the level now, and the forecasts' backtest.",
+        "Crowding per area: the level now, alerts, forecasts and their backtest.",
     ),
     "count-eval": (
         "sensorpipe.cli.counting:count_eval",
