@@ -129,6 +129,20 @@ def test_stop_pid_leaves_a_process_that_runs_something_else(
     sleeper.wait(timeout=5)  # ended (reaped by stop_pid, so its status is lost)
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C as in an interactive session (Python's own handler, not blocked), whatever
+    state the test worker's process is in; put back afterwards."""
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, handler)
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_while_a_process_is_spawned_leaves_it_stoppable(tmp_path: Path) -> None:
     process = ManagedProcess("sleep", SLEEP, tmp_path / "sleep.log")
     recorded: list[int] = []

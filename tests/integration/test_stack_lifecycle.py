@@ -36,11 +36,25 @@ def processes_in(directory: Path) -> dict[int, str]:
     return found
 
 
+_STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _as_from_a_terminal() -> None:
+    """In the child before `stack up` runs: the signals that stop it as a shell would leave
+    them (default, not blocked), whatever the test worker's own state is. `stack up` keeps an
+    ignored signal ignored (as under `nohup`), so an inherited SIG_IGN or blocked mask would
+    test something else."""
+    for sig in _STOPPING:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)
+
+
 def start_up(directory: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "sensorpipe", "stack", "up", "--dir", str(directory)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=_as_from_a_terminal,
     )
 
 
