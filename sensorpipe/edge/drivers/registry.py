@@ -35,6 +35,10 @@ from sensorpipe.edge.duty import DutyConfig, DutyCycle, LaserHours, laser_key
 I2CBusFactory = Callable[[int], I2CBus]
 
 
+# A sensor tag a section may give its readings (`soil_probe.bed2`): the register's sensor names.
+SENSOR_TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+
+
 class _SensorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     interval_s: float = Field(default=60.0, gt=0, description="seconds between readings")
@@ -100,7 +104,7 @@ class Pms5003Config(_SerialConfig):
     warmup_s: float = Field(default=30.0, ge=0, le=600)  # the data sheet's 30 s after a wake
     sensor: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$",
+        pattern=SENSOR_TAG_PATTERN,
         description="the sensor tag of its readings (default: its model); give each of two "
         "laser sensors of a device its own, e.g. pms5003.north",
     )
@@ -179,7 +183,7 @@ class SoilProbeConfig(_SensorConfig):
     data_rate: int = Field(default=128, description="ADS1115 samples per second")
     sensor: str = Field(
         default="soil_probe",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$",
+        pattern=SENSOR_TAG_PATTERN,
         description="the sensor tag of its readings; give each probe of a device its own",
     )
 
@@ -236,7 +240,7 @@ class Ds18b20Config(_SensorConfig):
     w1_root: str = Field(default=W1_ROOT, description="where the kernel lists 1-Wire devices")
     sensor: str = Field(
         default="ds18b20",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$",
+        pattern=SENSOR_TAG_PATTERN,
         description="the sensor tag of its readings; give each probe of a device its own",
     )
 
