@@ -46,7 +46,8 @@ class ApiContext:
         self._registry_stamp: tuple[int, int] | None = None
         self._registry_lock = threading.Lock()
         self._stats: CachedStats | None = None
-        self._stats_lock = threading.Lock()
+        self._stats_lock = threading.Lock()  # held while statistics are computed
+        self._refresh_lock = threading.Lock()  # held only to start a background refresh
         self._refreshing = False
         # The calibration book as last read (all its assignments), and its file's stamp.
         self._book: Any = None
@@ -167,15 +168,23 @@ class ApiContext:
             return
         while not stop.is_set():
             try:
-                fresh = CachedStats(register_stats(self.influx), time.monotonic())
+                self._compute_unless_fresh(ttl * 0.8)
             except Exception:
                 log.debug("register statistics not computed", exc_info=True)
-            else:
-                self._stats = fresh
             stop.wait(max(1.0, ttl * 0.8))
 
-    def _refresh_in_background(self) -> None:
+    def _compute_unless_fresh(self, younger_than: float) -> None:
+        """Compute the statistics unless a request (or this thread) did so less than
+        `younger_than` seconds ago. Under the lock a first request also takes, so the
+        service's first answer and this thread never compute them twice over."""
         with self._stats_lock:
+            cached = self._stats
+            if cached is not None and time.monotonic() - cached.computed_at < younger_than:
+                return
+            self._stats = CachedStats(register_stats(self.influx), time.monotonic())
+
+    def _refresh_in_background(self) -> None:
+        with self._refresh_lock:
             if self._refreshing:
                 return
             self._refreshing = True
