@@ -84,9 +84,14 @@ def _print_summary(summary: Any, as_json: bool) -> None:
         )
     from sensorpipe.query.output import drop_empty_columns, render
 
-    cols = drop_empty_columns(summary.query, ["time", "device_id", "site", "sensor"])
-    click.echo("\nper-minute means from InfluxDB:")
-    click.echo(render(summary.query[-10:], cols, "table"))
+    # Each device's sensors as last seen: its latest minute, one row per device and sensor.
+    latest: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for row in summary.query:
+        latest[(row.get("device_id"), row.get("sensor"))] = row
+    rows = sorted(latest.values(), key=lambda r: (str(r.get("device_id")), str(r.get("sensor"))))
+    cols = drop_empty_columns(rows, ["time", "device_id", "site", "sensor"])
+    click.echo("\neach device's sensors, their latest per-minute means from InfluxDB:")
+    click.echo(render(rows, cols, "table"))
 
 
 def demo_totals_line(summary: Any) -> str:

@@ -235,7 +235,7 @@ def _run(
         summary.backed_off = _backed_off(influx, since_ms)
         summary.lost = summary.published - summary.stored - summary.rejected
         q = AirQuery(
-            quantities=["pm2_5", "pm10", "temperature", "relative_humidity"],
+            quantities=list(DEMO_TABLE_QUANTITIES),
             start="-5m",
             every="1m",
         )
@@ -245,6 +245,20 @@ def _run(
     finally:
         influx.close()
         deadletters.close()
+
+
+# What the summary's table shows of the fleet's last minutes: each quantity some demo sensor
+# measures (columns nobody measured are dropped when it is printed).
+DEMO_TABLE_QUANTITIES = (
+    "pm1",
+    "pm2_5",
+    "pm10",
+    "temperature",
+    "relative_humidity",
+    "co2",
+    "soil_moisture",
+    "soil_temperature",
+)
 
 
 def _backed_off(influx: InfluxClient, since_ms: int) -> dict[str, float]:

@@ -182,6 +182,27 @@ def test_demo_accounts_for_every_message(tmp_path: Path) -> None:
     assert summary.query and {r["device_id"] for r in summary.query} == {"sim-001", "sim-002"}
 
 
+def test_the_demo_table_shows_each_sensor_once_with_what_it_measures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The summary's table: each device's sensors as last seen, one row each, with a column
+    for every quantity they measure (PM1 of the PMS5003, the garden's soil moisture and soil
+    temperature), none for a quantity nobody measured."""
+    from sensorpipe.cli.demo import _print_summary
+
+    summary = run_demo(devices=2, duration_s=8, say=lambda _m: None, directory=tmp_path)
+    _print_summary(summary, as_json=False)
+    table = capsys.readouterr().out.split("latest per-minute means from InfluxDB:\n")[1]
+    header, _rule, *rows = table.strip().splitlines()
+    assert header.split() == [
+        "time", "device_id", "site", "sensor", "pm1", "pm2_5", "pm10",
+        "temperature", "relative_humidity", "soil_moisture", "soil_temperature",
+    ]  # fmt: skip
+    sensors = [tuple(row.split()[1:4:2]) for row in rows]
+    assert len(sensors) == len(set(sensors))  # one row per device and sensor
+    assert {s for _device, s in sensors} >= {"pms5003", "sds011", "soil_probe", "ds18b20"}
+
+
 @pytest.mark.timeout(300)  # several minutes on a busy machine (make test's workers)
 def test_the_demo_with_its_defaults_loses_nothing_and_exits_0(tmp_path: Path) -> None:
     """`make demo` as a newcomer runs it: `sensorpipe demo` with its default duration (60 s)
