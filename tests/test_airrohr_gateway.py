@@ -263,7 +263,7 @@ def test_a_gateway_config_resolves_its_paths_and_reads_its_secrets(tmp_path: Pat
         ("[http]\nmax_body_bytes = 10\n", "http.max_body_bytes (line 6)"),
         ("[http]\nprot = 1\n", "http.prot (line 6): unknown key; did you mean 'port'?"),
         ("[airrohr]\nrefill_s = 0\n", "airrohr.refill_s (line 6)"),
-        ("[[ttn]]\napplication = 'Bad'\n", "ttn.0.application (line 6)"),
+        ("[[ttn]]\napplication = 'Bad'\n", "ttn.application (line 6)"),
     ],
 )
 def test_gateway_config_errors_are_one_line(tmp_path: Path, text: str, message: str) -> None:

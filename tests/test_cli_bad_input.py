@@ -393,11 +393,11 @@ CASES: dict[str, list[Case]] = {
         ),
         (
             lambda t: ["--config", _edge_config_with(t, "address = 0x76", "address = 0x99")],
-            "sensors.1.bme280.address (line 36): 0x99: a BME280 answers only at 0x76",
+            "sensors.bme280.address (line 36): 0x99: a BME280 answers only at 0x76",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, _SPS30, _SPS30_AT + "0x70")],
-            "sensors.4.sps30.address (line 72): 0x70: an sps30 answers only at 0x69",
+            "sensors.sps30.address (line 72): 0x70: an sps30 answers only at 0x69",
         ),
         (
             lambda t: [
@@ -408,7 +408,7 @@ CASES: dict[str, list[Case]] = {
         ),
         (
             lambda t: ["--config", _edge_config_with(t, "wake_s = 30 }", "wake_s = 10 }")],
-            "sensors.4.pms5003 (line 97): duty.wake_s = 10.0 is shorter than warmup_s = 30.0",
+            "sensors.pms5003 (line 97): duty.wake_s = 10.0 is shorter than warmup_s = 30.0",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, "300\nduty", "20\nduty")],
@@ -420,40 +420,40 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--config", _bad_toml(t)], "bad.toml: not valid TOML"),
         (
             lambda t: ["--config", _edge_config_with(t, "address = 0x76", "address = 0x99")],
-            "sensors.1.bme280.address (line 36): 0x99: a BME280 answers only at 0x76",
+            "sensors.bme280.address (line 36): 0x99: a BME280 answers only at 0x76",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, _SPS30, _SPS30_AT + "0x70")],
-            "sensors.4.sps30.address (line 72): 0x70: an sps30 answers only at 0x69",
+            "sensors.sps30.address (line 72): 0x70: an sps30 answers only at 0x69",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, _SPS30_I2C, _SPS30_BOTH)],
-            "sensors.4.sps30 (line 70): both `bus` and `port`: an SPS30 talks I2C (`bus = 1`",
+            "sensors.sps30 (line 70): both `bus` and `port`: an SPS30 talks I2C (`bus = 1`",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, _SPS30, _SPS30_NEITHER)],
-            "sensors.4.sps30 (line 70): neither `bus` nor `port`: an SPS30 talks I2C",
+            "sensors.sps30 (line 70): neither `bus` nor `port`: an SPS30 talks I2C",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, "address = 0x44", "address = 0x47")],
-            "sensors.2.sht4x.address (line 44): 0x47: an SHT4X answers only at 0x44 or 0x45",
+            "sensors.sht4x.address (line 44): 0x47: an SHT4X answers only at 0x44 or 0x45",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, 'driver = "sht4x"', 'driver = "sht31"')],
-            "sensors.2.driver (line 42): 'sht31' is not one sensorpipe knows; did you mean "
+            "sensors.driver (line 42): 'sht31' is not one sensorpipe knows; did you mean "
             "'sht3x'?",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, "v_wet = 1.20", "v_wet = 2.80")],
-            "sensors.3.soil_ads1115.v_wet (line 59): v_dry (2.6 V) must be above v_wet (2.8 V)",
+            "sensors.soil_ads1115.v_wet (line 59): v_dry (2.6 V) must be above v_wet (2.8 V)",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, "fsr_v = 4.096", "fsr_v = 5")],
-            "sensors.3.soil_ads1115.fsr_v (line 60): 5.0: the ADS1115 ranges are 6.144, 4.096",
+            "sensors.soil_ads1115.fsr_v (line 60): 5.0: the ADS1115 ranges are 6.144, 4.096",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, _DS18B20, _DS18B20_UPPER)],
-            "sensors.5.ds18b20.sensor_id (line 110): 28-0000072A4B1C: a DS18B20's folder is 28-",
+            "sensors.ds18b20.sensor_id (line 110): 28-0000072A4B1C: a DS18B20's folder is 28-",
         ),
     ],
     "edge join": [

@@ -83,7 +83,7 @@ def test_misspelt_key_names_file_line_and_suggestion(tmp_path: Path) -> None:
         load_edge_config(path)
     message = str(err.value)
     assert str(path) in message
-    assert "sensors.0.sds011.intervall_s" in message
+    assert "sensors.sds011.intervall_s" in message
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "intervall_s" in t)
     assert f"line {line}" in message
     assert "did you mean 'interval_s'" in message
@@ -309,11 +309,25 @@ def test_the_same_misspelling_in_two_list_entries_names_each_line(tmp_path: Path
     lines = [i for i, t in enumerate(text.splitlines(), 1) if t.startswith("intervall_s")]
     assert len(lines) == 2
     message = str(err.value)
-    assert f"sensors.0.sds011.intervall_s (line {lines[0]})" in message
-    assert f"sensors.1.bme280.intervall_s (line {lines[1]})" in message
+    assert f"sensors.sds011.intervall_s (line {lines[0]})" in message
+    assert f"sensors.bme280.intervall_s (line {lines[1]})" in message
 
 
 def test_a_missing_key_is_not_placed_on_another_section_s_line(tmp_path: Path) -> None:
     text = 'registry_path = "registry.toml"\n[broker]\nhost = "h"\n[influx]\npassword = "p"\n'
     message = _one_line_error(_ingest_files(tmp_path, text))
     assert "broker.password: Field required" in message  # no line: the file has none for it
+
+
+def test_a_list_entry_without_a_line_is_counted_from_one() -> None:
+    """Where the file has no line for a key (a text that is not the one validated), the
+    entry is named as a person counts `[[sensors]]` blocks: the first is #1."""
+    from sensorpipe.protocol.configfile import _key_line
+
+    assert _key_line("", ["sensors", "0", "sds011", "port"], "no such port") == (
+        "sensors.#1.sds011.port: no such port"
+    )
+    text = "[[sensors]]\ndriver = 'sds011'\n[[sensors]]\ndriver = 'bme280'\nbus = 9\n"
+    assert _key_line(text, ["sensors", "1", "bme280", "bus"], "no bus 9") == (
+        "sensors.bme280.bus (line 5): no bus 9"
+    )

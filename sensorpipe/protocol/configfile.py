@@ -112,13 +112,16 @@ def _describe(err: Any, model: type[BaseModel], text: str) -> str:
 
 
 def _key_line(text: str, loc: list[str], message: str) -> str:
-    key = ".".join(loc) or "(top level)"
     where = None
     if loc:  # a list's entry as a whole: its header, not the list's first entry
         whole = loc[-1].isdigit()
         where = _entry_line(text, loc) if whole else _line_of(text, loc) or _entry_line(text, loc)
-    at = f" (line {where})" if where else ""
-    return f"{key}{at}: {message}"
+    if where:  # the line says which entry of a list: `sensors.sht4x.address (line 10)`
+        key = ".".join(p for p in loc if not p.isdigit())
+        return f"{key or '(top level)'} (line {where}): {message}"
+    # No line to point at: the entry counted from 1, as a person counts `[[sensors]]` blocks.
+    key = ".".join(f"#{int(p) + 1}" if p.isdigit() else p for p in loc)
+    return f"{key or '(top level)'}: {message}"
 
 
 # A table header, `[a.b]` or `[[a]]`, with its name's parts bare or quoted.
