@@ -440,8 +440,7 @@ CASES: dict[str, list[Case]] = {
         ),
         (
             lambda t: ["--config", _edge_config_with(t, 'driver = "sht4x"', 'driver = "sht31"')],
-            "sensors.driver (line 42): 'sht31' is not one sensorpipe knows; did you mean "
-            "'sht3x'?",
+            "sensors.driver (line 42): 'sht31' is not one sensorpipe knows; did you mean 'sht3x'?",
         ),
         (
             lambda t: ["--config", _edge_config_with(t, "v_wet = 1.20", "v_wet = 2.80")],
