@@ -820,8 +820,21 @@ CASES: dict[str, list[Case]] = {
         (lambda t: [*_AREA, "--line", _GATE, "--threshold", "lots"], "--threshold 'lots'"),
         (
             lambda t: [*_AREA, "--line", _GATE, "--threshold", "90", "--threshold", "70"],
-            "--threshold [0.9, 0.7]: give rising fractions",
+            "--threshold ['90', '70']: give rising percentages of the capacity",
         ),
+        (
+            lambda t: [*_AREA, "--line", _GATE, "--threshold", "0.7"],
+            "--threshold '0.7': give a percentage, e.g. --threshold 70 for 70 %",
+        ),
+        (
+            lambda t: [*_AREA, "--line", _GATE, "--min-running", "0.5"],
+            "--min-running '0.5': give a percentage, e.g. --min-running 50 for 50 %",
+        ),
+        (
+            lambda t: [*_AREA, "--line", _GATE, "--min-running", "120"],
+            "--min-running '120': give a percentage from 0 to 100",
+        ),
+        (lambda t: [*_AREA, "--line", _GATE, "--interval", "2d"], "e.g. 15m or 1h"),
         (lambda t: [*_AREA, "--line", _GATE, "--timezone", "Mars/Olympus"], "unknown time zone"),
         (lambda t: [*_AREA, "--line", _GATE, "--interval", "7m"], "divides an hour or a day"),
         (lambda t: [*_AREA, "--line", _GATE, "--class", "horse"], "unknown classes ['horse']"),

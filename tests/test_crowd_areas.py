@@ -95,6 +95,7 @@ def test_areas_add_list_show_remove(tmp_path: Path) -> None:
         "areas", "add", "hall", *d, "--name", "Hall", "--kind", "enclosed", "--capacity", "400",
         "--line", "gate-1:in=left_to_right:out=right_to_left", "--quiet-hour", "5",
         "--threshold", "60", "--threshold", "85%", "--timezone", "Pacific/Auckland",
+        "--min-running", "0.5%",
         "--country", "NZ", "--subdivision", "AUK",
     )  # fmt: skip
     _run(
@@ -115,9 +116,11 @@ def test_areas_add_list_show_remove(tmp_path: Path) -> None:
     ]
     shown = json.loads(_run("areas", "show", "square", *d, "--json"))
     assert shown["interval"] == "15m" and shown["lines"][0]["device"] == "cam-2"
-    assert "line: gate-1  in: left_to_right  out: right_to_left" in _run(
-        "areas", "show", "hall", *d
-    )
+    assert hall.min_running_fraction == 0.005  # "0.5%": meant as written
+    shown_hall = _run("areas", "show", "hall", *d)
+    assert "line: gate-1  in: left_to_right  out: right_to_left" in shown_hall
+    assert "thresholds: 60 %, 85 %" in shown_hall  # as given, in percent
+    assert "min_running: 0.5 % of an interval" in shown_hall
     _run("areas", "remove", "hall", *d)
     assert list(load_registry(stack / "registry.toml").areas) == ["square"]
     assert "hall" not in _run("areas", "list", *d)

@@ -71,12 +71,20 @@ def parse_polygon(text: str) -> list[tuple[float, float]]:
     return points
 
 
-def _percent(text: str, option: str) -> float:
+def _percent(text: str, option: str, example: str = "70") -> float:
+    """A percentage as a fraction. A bare value of 1 or less is refused: `0.7` is far more
+    often a fraction meant as 70 % than a level of 0.7 %; `0.7%` says it is meant."""
+    marked = text.strip().endswith("%")
     try:
-        value = float(text.rstrip("%"))
+        value = float(text.strip().rstrip("%"))
     except ValueError:
-        fail(f"{option} {text!r}: give a percentage of the capacity, e.g. 70")
-    return value / 100
+        fail(f"{option} {text!r}: give a percentage, e.g. {option} {example}")
+    if not marked and 0 < value <= 1:
+        fail(
+            f"{option} {text!r}: give a percentage, e.g. {option} {round(value * 100):g} "
+            f"for {value * 100:g} % (write {text}% if you mean {text} %)"
+        )
+    return round(value / 100, 9)  # 0.7 / 100 is 0.006999999999999999
 
 
 def _refuse(area_id: str, exc: Any) -> NoReturn:
@@ -90,7 +98,16 @@ def _refuse(area_id: str, exc: Any) -> NoReturn:
             continue
         if err["type"] == "string_pattern_mismatch":
             msg = "not a valid value here"
-        lines.append(f"{OPTIONS.get(names[-1], names[-1])} {err['input']!r}: {msg}")
+            if names[-1] == "interval":
+                msg = "give minutes or hours that divide an hour or a day, e.g. 15m or 1h"
+        given = err["input"]
+        if names[-1] == "thresholds":  # given in percent, checked as fractions
+            given = [f"{100 * t:g}" for t in given]
+            msg = "give rising percentages of the capacity, e.g. --threshold 70 --threshold 90"
+        elif names[-1] == "min_running_fraction" and isinstance(given, float):
+            given = f"{100 * given:g}"
+            msg = "give a percentage from 0 to 100, e.g. --min-running 25"
+        lines.append(f"{OPTIONS.get(names[-1], names[-1])} {given!r}: {msg}")
     fail(f"area {area_id}: " + "; ".join(lines))
 
 
@@ -264,6 +281,10 @@ def areas_show(area_id: str, directory: Path | None, as_json: bool) -> None:
                 ins = "+".join(line["inward"]) or "-"
                 outs = "+".join(line["outward"]) or "-"
                 click.echo(f"line: {line['device']}  in: {ins}  out: {outs}")
+        elif key == "thresholds":  # as `areas add` takes them: percent of the capacity
+            click.echo(f"{key}: " + ", ".join(f"{100 * t:g} %" for t in value))
+        elif key == "min_running_fraction":
+            click.echo(f"min_running: {100 * value:g} % of an interval")
         elif value not in ([], ""):
             click.echo(f"{key}: {value}")
 

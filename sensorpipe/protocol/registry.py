@@ -270,7 +270,9 @@ class AreaEntry(_Strict):
     @classmethod
     def _rising(cls, thresholds: list[float]) -> list[float]:
         if any(not 0 < t <= 10 for t in thresholds) or thresholds != sorted(set(thresholds)):
-            raise ValueError("give rising fractions of the capacity above 0, e.g. 0.7 and 0.9")
+            raise ValueError(
+                "give rising fractions of the capacity above 0, e.g. [0.7, 0.9] (70 % and 90 %)"
+            )
         return thresholds
 
     @field_validator("polygon")
