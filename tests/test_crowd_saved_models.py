@@ -131,7 +131,9 @@ def test_the_stacks_serve_config_names_its_models_folder(tmp_path: Path) -> None
     assert load_serve_config(path).models_path == str(stack.models_path)
 
 
-def test_the_alerts_job_gets_a_street_areas_forecast_levels(trained: tuple, tmp_path: Path) -> None:
+def test_the_alerts_job_gets_a_street_areas_forecast_levels(
+    trained: tuple, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from sensorpipe.crowd.live import SavedForecasts
 
     _, fc, counts = trained
@@ -149,8 +151,8 @@ def test_the_alerts_job_gets_a_street_areas_forecast_levels(trained: tuple, tmp_
     points = source("site-1", street, now_ms)
     made = (origin + HOUR_S) * 1000
     assert [(p.kind, p.made_ms, p.horizon_s) for p in points] == [
-        ("forecast", made, 0),
-        ("forecast", made, 2 * HOUR_S),
+        ("forecast", made, HOUR_S),  # the hour from `made`, ending 1 h ahead
+        ("forecast", made, 3 * HOUR_S),
     ]
     expected = forecast_points(fc, counts, "site-1", origin, street)["points"]
     assert [p.level for p in points] == [e["level"] for e in expected]
@@ -160,6 +162,13 @@ def test_the_alerts_job_gets_a_street_areas_forecast_levels(trained: tuple, tmp_
     enclosed = AreaEntry(name="Hall", kind="enclosed", capacity=50, lines=LINES)
     assert source("site-1", enclosed, now_ms) == []  # no level: no forecast alerts
     assert source("site-7", street, now_ms) == []  # no model
+    assert source("site-7", street, now_ms + 3_600_000) == []
+    said = [r.getMessage() for r in caplog.records]
+    assert said.count(  # said once, not every hour
+        f"no forecast alerts for site-7: no model trained for it in {tmp_path}; train one "
+        f"with `sensorpipe crowd train --area site-7 --models {tmp_path}`"
+    ) == 1
+    assert any(m.startswith("no forecast alerts for site-1: an enclosed area") for m in said)
 
 
 def test_the_ingest_forecasts_its_alerts_with_the_models_ingest_toml_names(

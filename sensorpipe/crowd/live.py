@@ -187,6 +187,11 @@ class SavedForecasts:
 
     def __call__(self, area_id: str, area: AreaEntry, now_ms: int) -> list[LevelPoint]:
         if area.kind != "street":
+            self._tell(
+                area_id,
+                f"no forecast alerts for {area_id}: an enclosed area's level is its occupancy, "
+                "which the forecast (of its inward flow) does not give",
+            )
             return []
         origin = last_whole_hour(now_ms / 1000)
         key = (area_id, origin)
@@ -201,6 +206,12 @@ class SavedForecasts:
         try:
             found = self.models.get("area", area_id)
             if found is None:
+                self._tell(
+                    area_id,
+                    f"no forecast alerts for {area_id}: no model trained for it in "
+                    f"{self.models.models_dir}; train one with "
+                    f"`sensorpipe crowd train --area {area_id} --models {self.models.models_dir}`",
+                )
                 return []
             saved, fc = found
             counts = self._counts(
@@ -214,8 +225,10 @@ class SavedForecasts:
             self._tell(area_id, f"no forecast alerts for {area_id} this hour: {exc}")
             return []
         made = (origin + HOUR_S) * 1000
+        # A point's time is the start of the hour it forecasts: the 1 h forecast is of the
+        # hour from `made`, and it is 1 h ahead (the hour's end), not 0.
         return [
-            LevelPoint(t, p["level"], "forecast", made, (t - made) // 1000)
+            LevelPoint(t, p["level"], "forecast", made, int(p["horizon"].removesuffix("h")) * HOUR_S)
             for p in answer["points"]
             if p["level"] is not None
             for t in [parse_time(p["time"]) * 1000]

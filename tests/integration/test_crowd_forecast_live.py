@@ -218,6 +218,6 @@ def test_the_ingests_alert_job_gets_forecast_levels_from_influxdb(world: dict[st
         strip = source("strip", registry.areas["strip"], now_ms)
         assert source("hall", registry.areas["hall"], now_ms) == []
     assert [p.kind for p in strip] == ["forecast", "forecast"]
-    assert [p.horizon_s for p in strip] == [0, 2 * HOUR_S]
+    assert [p.horizon_s for p in strip] == [HOUR_S, 3 * HOUR_S]
     assert all(p.level is not None and p.level > 0 for p in strip)
     assert saved_forecasts(None, world["stack"] / "registry.toml", lambda: client) is None
