@@ -228,7 +228,9 @@ class SavedForecasts:
         # A point's time is the start of the hour it forecasts: the 1 h forecast is of the
         # hour from `made`, and it is 1 h ahead (the hour's end), not 0.
         return [
-            LevelPoint(t, p["level"], "forecast", made, int(p["horizon"].removesuffix("h")) * HOUR_S)
+            LevelPoint(
+                t, p["level"], "forecast", made, int(p["horizon"].removesuffix("h")) * HOUR_S
+            )
             for p in answer["points"]
             if p["level"] is not None
             for t in [parse_time(p["time"]) * 1000]
