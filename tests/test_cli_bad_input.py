@@ -1149,6 +1149,16 @@ CASES: dict[str, list[Case]] = {
         (lambda t: _train("--device", "a", "--train-from", "2024-05-01"), "--train-from 2024-05"),
         (lambda t: _train("--device", "a", "--train-until", "soon"), "--train-until 'soon'"),
         (lambda t: _train("--dir", str(t), "--device", "d1"), "(or pass --influx-url)"),
+        (
+            lambda t: ["--train-until", "2024-01-02", "--device", "a"],
+            "give --timezone and --country: the counters' local time",
+        ),
+        (
+            lambda t: _train("--dir", _area_stack(t, _STREET), "--area", "street"),
+            "--timezone Pacific/Auckland: area street is set to Europe/Amsterdam in the registry; "
+            "leave --timezone out to use the area's",
+        ),
+        (lambda t: _train("--device", "a", "--train-until", "-3x"), "not a date, ISO 8601 time"),
     ],
     "crowd forecast": [
         (lambda t: [], "give --device or --area"),

@@ -7,6 +7,8 @@ import importlib.util
 import json
 import re
 import sys
+import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,23 @@ from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option, opti
 YEARS_BACK = 6  # the history read without --train-from
 
 
+_RELATIVE = re.compile(r"-(\d{1,6})([hdw])")
+_UNIT_S = {"h": 3600, "d": 86400, "w": 7 * 86400}
+
+
 def _instant(option: str, text: str, zone: ZoneInfo) -> int:
+    """A time on the hour: a date or ISO 8601 time (local to `zone` without an offset), or
+    `now` / `-7d` (hours, days, weeks before now), taken to the start of their hour."""
+    relative = _RELATIVE.fullmatch(text.strip())
+    if text.strip() == "now" or relative:
+        back = int(relative.group(1)) * _UNIT_S[relative.group(2)] if relative else 0
+        return int(time.time() - back) // 3600 * 3600
     try:
         t = datetime.fromisoformat(text.strip())
     except ValueError:
         fail(
-            f"{option} {text!r}: not a date or ISO 8601 time (e.g. 2025-01-01 or 2025-01-01T13:00Z)"
+            f"{option} {text!r}: not a date, ISO 8601 time, `now` or -N h/d/w "
+            "(e.g. 2025-01-01, 2025-01-01T13:00Z, -7d)"
         )
     if t.tzinfo is None:
         t = t.replace(tzinfo=zone)
@@ -86,15 +99,20 @@ TRAINING_OPTIONS = options(
     ),
     click.option(
         "--timezone",
-        required=True,
+        default=None,
         help="The counters' local time zone (e.g. Pacific/Auckland): hour of the week, "
-        "seasonal lags.",
+        "seasonal lags. Default for --area: the area's.",
     ),
     click.option(
-        "--country", required=True, help="Country whose public holidays count (ISO 3166, e.g. NZ)."
+        "--country",
+        default=None,
+        help="Country whose public holidays count (ISO 3166, e.g. NZ). Default for --area: "
+        "the area's.",
     ),
     click.option(
-        "--subdiv", default=None, help="A region of it with holidays of its own (e.g. AUK)."
+        "--subdiv",
+        default=None,
+        help="A region of it with holidays of its own (e.g. AUK). Default for --area: the area's.",
     ),
     click.option(
         "--exclude-training",
@@ -113,6 +131,46 @@ def need_forecast_extra() -> None:
     for module in ("lightgbm", "holidays"):
         if importlib.util.find_spec(module) is None:
             fail(f"{module} is not installed: pip install 'sensorpipe[forecast]'")
+
+
+def place_of(
+    registry: Any,
+    areas: Sequence[str],
+    timezone: str | None,
+    country: str | None,
+    subdiv: str | None,
+) -> tuple[str, str, str | None]:
+    """The time zone, country and region a model is trained for: for areas of the registry
+    their own (all alike), and an option that says otherwise is refused; for devices (or a
+    CSV file's sites) the options, which are then needed."""
+    if registry is None or not areas:
+        if timezone is None or country is None:
+            fail(
+                "give --timezone and --country: the counters' local time and the country of "
+                "their public holidays, e.g. --timezone Europe/Amsterdam --country NL"
+            )
+        return timezone, country, subdiv
+    places = {a: registry.areas[a] for a in areas}
+    first_id, first = next(iter(places.items()))
+    own = (first.timezone, first.country, first.subdivision or None)
+    for area_id, area in places.items():
+        if (area.timezone, area.country, area.subdivision or None) != own:
+            fail(
+                f"--area {area_id}: its time zone and holidays ({area.timezone}, "
+                f"{area.country}) differ from {first_id}'s ({own[0]}, {own[1]}): train them apart"
+            )
+    for option, given, theirs in (
+        ("--timezone", timezone, own[0]),
+        ("--country", country, own[1]),
+        ("--subdiv", subdiv, own[2]),
+    ):
+        if given is not None and given != theirs:
+            fail(
+                f"{option} {given}: area {first_id} is set to {theirs or 'none'} in the "
+                f"registry; leave {option} out to use the area's (or change the area with "
+                "`sensorpipe areas add --replace`)"
+            )
+    return own
 
 
 def check_place(timezone: str, country: str, subdiv: str | None) -> ZoneInfo:
@@ -203,6 +261,7 @@ def crowd_backtest(
         from sensorpipe.cli.crowd import chosen_areas
 
         registry = chosen_areas(directory, areas)[0]
+    timezone, country, subdiv = place_of(registry, areas, timezone, country, subdiv)
     zone = check_place(timezone, country, subdiv)
     steps = [(h.strip(), _horizon(h)) for h in horizons]
     until = _instant("--train-until", train_until, zone)

@@ -20,6 +20,7 @@ from sensorpipe.cli.crowd_backtest import (
     _years_before,
     check_place,
     need_forecast_extra,
+    place_of,
 )
 from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option, options
 
@@ -115,7 +116,9 @@ def crowd_train(
     An area's counts are its devices' summed (an enclosed area: its inward flow only)."""
     need_forecast_extra()
     registry = _series(directory, devices, areas)
-    timezone, country, subdiv = training["timezone"], training["country"], training["subdiv"]
+    timezone, country, subdiv = place_of(
+        registry, areas, training["timezone"], training["country"], training["subdiv"]
+    )
     zone = check_place(timezone, country, subdiv)
     steps = sorted({_horizon(h) for h in horizons})
     until = _instant("--train-until", train_until, zone)

@@ -94,13 +94,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         models = root / "models"
         until = iso(last - 6 * 24 * HOUR_S)
         base = ["--dir", str(stack), "--influx-url", influxd.url, "--database", "x"]
-        base += ["--models", str(models), "--train-until", until, *PLACE, "--json"]
+        base += ["--models", str(models), "--train-until", until, "--trees", "40", "--json"]
         base += ["--horizon", "1h", "--horizon", "3h"]
         runner = CliRunner()
         trained = {}
         for what in (
-            ["--area", "strip", "--area", "hall"],
-            ["--device", "fc-a", "--device", "fc-b"],
+            ["--area", "strip", "--area", "hall"],  # their time zone and country: the areas'
+            ["--device", "fc-a", "--device", "fc-b", *PLACE],
         ):
             result = runner.invoke(main, ["crowd", "train", *what, *base])
             assert result.exit_code == 0, result.output
