@@ -80,6 +80,10 @@ def _area_stack(tmp: Path, areas: str = "") -> str:
 _AREA = ["hall", "--name", "Hall", "--kind", "enclosed", "--capacity", "100"]
 _GATE = "gate-1:in=left_to_right:out=right_to_left"
 _STREET_ARGS = ["street", "--name", "S", "--kind", "street", "--capacity", "9"]
+_EMPTY_POLYGON = (  # a street area whose polygon holds no device
+    '[areas.empty]\nname = "E"\nkind = "street"\ncapacity = 9\n'
+    "polygon = [[4.0, 52.0], [4.1, 52.0], [4.1, 52.1], [4.0, 52.0]]\n"
+)
 _STREET = (
     '[areas.street]\nname = "S"\nkind = "street"\ncapacity = 9\nlines = [{device = "gate-1"}]\n'
 )
@@ -990,6 +994,22 @@ CASES: dict[str, list[Case]] = {
             "'pm25' is no quantity; use one of pm1",
         ),
         (
+            lambda t: [_sample(SC), "--device", "d1", "--time", "t", "--column", "n=pedestrian"],
+            "--column 'n=pedestrian': for counts of passers-by write 'n=count:pedestrian'",
+        ),
+        (
+            lambda t: [
+                _file(t, "k.csv", "time,site,count\n2024-01-01T00:00:00Z,a,5\n"),
+                "--time",
+                "time",
+                "--column",
+                "count=count:pedestrian",
+                "--device-column",
+                "place",
+            ],  # fmt: skip
+            "holds 'place' (from --device-column); line 1 comes closest",
+        ),
+        (
             lambda t: [_sample(SC), "--device", "d1", "--time", "t", "--column", "a=pm2_5:mg/m3"],
             "unit 'mg/m3' cannot be converted to pm2_5's ug/m3",
         ),
@@ -1159,6 +1179,19 @@ CASES: dict[str, list[Case]] = {
             "leave --timezone out to use the area's",
         ),
         (lambda t: _train("--device", "a", "--train-until", "-3x"), "not a date, ISO 8601 time"),
+        (
+            lambda t: [
+                "--train-until",
+                "2024-01-02",
+                "--area",
+                "empty",
+                "--influx-url",
+                "http://127.0.0.1:9",
+                "--dir",
+                _area_stack(t, _EMPTY_POLYGON),
+            ],  # fmt: skip
+            "area empty has no counting devices: its polygon holds none with a location",
+        ),
     ],
     "crowd forecast": [
         (lambda t: [], "give --device or --area"),

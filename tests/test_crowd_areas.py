@@ -102,6 +102,14 @@ def test_areas_add_list_show_remove(tmp_path: Path) -> None:
         "areas", "add", "square", *d, "--name", "Square", "--kind", "street",
         "--capacity", "900", "--interval", "15m", "--polygon", "0,0 2,0 2,1 1,1 1,2 0,2",
     )  # fmt: skip
+    far = CliRunner().invoke(
+        main, ["areas", "add", "far", *d, "--name", "Far", "--kind", "street", "--capacity", "9",
+               "--polygon", "10,10 11,10 11,11"],
+    )  # fmt: skip
+    assert far.exit_code == 0 and "note: no registered device with a location lies inside" in (
+        far.stderr
+    )
+    _run("areas", "remove", "far", *d)
     registry = load_registry(stack / "registry.toml")  # the file as written reads back
     hall = registry.areas["hall"]
     assert hall.lines == [

@@ -221,6 +221,15 @@ def areas_add(
         fail(str(exc))
     save_registry(registry, stack.registry_path)
     click.echo(f"{area_id}: {area.kind} area {area.name!r} saved in {stack.registry_path}")
+    from sensorpipe.crowd.areas import area_devices
+
+    if not area_devices(registry, area):  # saved (devices may be placed later), but said
+        click.echo(
+            f"note: no registered device with a location lies inside {area_id}'s polygon, so "
+            "it has no level yet; place devices with `sensorpipe devices edit ID --lat .. "
+            "--lon ..` (imported ones have no location), or give --line DEVICE",
+            err=True,
+        )
 
 
 def _summary(registry: Registry, area_id: str, area: AreaEntry) -> dict[str, Any]:

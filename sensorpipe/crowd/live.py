@@ -58,7 +58,14 @@ def device_counts(influx: InfluxClient, devices: Sequence[str], t0: int, t1: int
             classes=list(DEVICE_CLASSES), flags=FlagFilter("exclude"),
         )  # fmt: skip
         answers.append(count_series(influx, req))
-    return from_count_series(answers)
+    try:
+        return from_count_series(answers)
+    except CountsInputError:
+        raise CountsInputError(
+            f"no pedestrian counts stored for {', '.join(devices)} from {iso(t0)} to "
+            f"{iso(t1)}: import or send its counts (`sensorpipe query counts --device "
+            f"{devices[0]}` shows what is stored)"
+        ) from None
 
 
 def area_counts(
@@ -76,6 +83,12 @@ def area_counts(
             )
         lines = area_lines(registry, area)
         devices = [line.device for line in lines]
+        if not devices:
+            raise CountsInputError(
+                f"area {area_id} has no counting devices: its polygon holds none with a "
+                "location (give them one with `sensorpipe devices edit ID --lat .. --lon ..`), "
+                "or give it --line DEVICE (`sensorpipe areas add --replace`)"
+            )
         answer = _counts(influx, devices, area.classes, t0 * 1000, t1 * 1000, "1h", MAX_POINTS)
         for iv in area_intervals(answer, lines, t0 * 1000, t1 * 1000, HOUR_S):
             ran = iv.running_fraction
@@ -84,7 +97,10 @@ def area_counts(
             counted = iv.inward if area.kind == "enclosed" else iv.flow
             rows[(iv.start_ms // 1000, area_id)] = counted / ran
     if not rows:
-        raise CountsInputError(f"no counts stored for {', '.join(area_ids)} in that time range")
+        raise CountsInputError(
+            f"no counts stored for {', '.join(area_ids)} from {iso(t0)} to {iso(t1)} (or their "
+            "counters ran less than the area's min_running_fraction)"
+        )
     return _grid(rows, "area")
 
 

@@ -81,6 +81,10 @@ class LoggerCsv(Reader):
                     if best is None or matches > best[0]:
                         best = (matches, line_no, fields)
         missing = wanted if best is None else [w for w in wanted if w not in best[2]]
+        source = {o.time_column: "--time"} | {h: "--column" for h, _, _ in o.columns}
+        source |= {h: "--column" for h, _, _ in o.count_columns}
+        if o.device_column:
+            source[o.device_column] = "--device-column"
         closest = (
             ""
             if best is None or best[0] == 0
@@ -88,7 +92,7 @@ class LoggerCsv(Reader):
         )
         raise self.problem(
             f"no row in its first {MAX_PREAMBLE_LINES} lines holds "
-            f"{', '.join(repr(m) for m in missing)} (from --time and --column){closest}: give "
+            f"{', '.join(f'{m!r} (from {source[m]})' for m in missing)}{closest}: give "
             f"the header row's names exactly"
         )
 
@@ -250,9 +254,16 @@ def column_spec(text: str) -> tuple[str, str, float]:
         )
     quantity, _, unit = (part.strip() for part in target.partition(":"))
     if quantity not in QUANTITIES:
+        from sensorpipe.protocol.counting import COUNT_CLASSES
+
+        if quantity in COUNT_CLASSES:  # `count=pedestrian`: counts, said the other way
+            raise ValueError(
+                f"--column {text[:80]!r}: for counts of passers-by write "
+                f"'{header[:40]}=count:{quantity}' (HEADER=count:CLASS)"
+            )
         raise ValueError(
             f"--column {text[:80]!r}: {quantity[:40]!r} is no quantity; use one of "
-            f"{', '.join(QUANTITIES)}"
+            f"{', '.join(QUANTITIES)}, or HEADER=count:CLASS for counts"
         )
     canonical = QUANTITIES[quantity].unit
     divisor = unit_divisor(quantity, unit) if unit else 1.0
