@@ -1006,7 +1006,7 @@ CASES: dict[str, list[Case]] = {
                 "count=count:pedestrian",
                 "--device-column",
                 "place",
-            ],  # fmt: skip
+            ],
             "holds 'place' (from --device-column); line 1 comes closest",
         ),
         (
@@ -1189,7 +1189,7 @@ CASES: dict[str, list[Case]] = {
                 "http://127.0.0.1:9",
                 "--dir",
                 _area_stack(t, _EMPTY_POLYGON),
-            ],  # fmt: skip
+            ],
             "area empty has no counting devices: its polygon holds none with a location",
         ),
     ],
