@@ -1137,6 +1137,18 @@ CASES: dict[str, list[Case]] = {
         (lambda t: _train("--device", "a", "--train-from", "2024-05-01"), "--train-from 2024-05"),
         (lambda t: _train("--device", "a", "--train-until", "soon"), "--train-until 'soon'"),
         (lambda t: _train("--dir", str(t), "--device", "d1"), "(or pass --influx-url)"),
+        (
+            lambda t: _train("--area", "a", "--registry", str(t / "r.toml")),
+            "--registry {t}/r.toml: cannot read the device register",
+        ),
+        (
+            lambda t: _train("--area", "a", "--registry", _file(t, "r.toml", "")),
+            "--area a: no such area in {t}/r.toml",
+        ),
+    ],
+    "crowd models": [
+        (lambda t: ["--models", str(t / "none")], "{t}/none: no models folder: train a model"),
+        (lambda t: ["--models", _file(t, "f", "x")], "Directory '{t}/f' is a file"),
     ],
     "crowd forecast": [
         (lambda t: [], "give --device or --area"),
