@@ -32,6 +32,9 @@ MODELS_DIR_OPTION = click.option(
     default=None,
     help="The models folder (default: the stack's forecast/, where its API reads them).",
 )
+# `crowd train --registry` (the ingest's retraining names its own).
+REGISTRY_FILE = click.Path(path_type=Path, dir_okay=False)
+REGISTRY_HELP = "The device register the areas are read from (default: the stack's)."
 # Where the models and the counts are (train, forecast).
 MODELS_OPTIONS = options(DIR_OPTION, INFLUX_OPTIONS, MODELS_DIR_OPTION)
 
@@ -117,13 +120,7 @@ def _read(
     show_default=True,
     help="Hours ahead (repeatable).",
 )
-@click.option(
-    "--registry",
-    "registry_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="The device register the areas are read from (default: the stack's).",
-)
+@click.option("--registry", "registry_path", type=REGISTRY_FILE, help=REGISTRY_HELP)
 @TRAINING_OPTIONS
 @json_option("Print what was saved as JSON.")
 def crowd_train(
