@@ -350,3 +350,40 @@ def test_the_ingest_config_and_service(tmp_path: Path) -> None:
         assert not [j for j in service._schedule.jobs if isinstance(j, RetrainJob)]
     finally:
         service.close()
+
+
+def test_what_a_killed_child_left_while_saving_is_removed(models: Path) -> None:
+    job, _, _ = _job(models, SLEEP)
+    job.run_once()
+    pid = job.running.process.pid  # type: ignore[union-attr]
+    half = models / f".{_entry(models)}.v-18f0-{pid}.tmp"
+    half.mkdir()
+    (half / "h1.txt").write_text("half")
+    other = models / f".{_entry(models)}.v-18f0-{pid + 1}.tmp"  # another training's
+    other.mkdir()
+    job.stop()
+    assert not half.exists() and other.exists()
+    assert (models / _entry(models) / "h1.txt").read_text() == "tree"
+
+
+def test_a_training_an_earlier_ingest_started_is_not_started_twice(models: Path) -> None:
+    import subprocess
+
+    entry = _entry(models)
+    child = subprocess.Popen(SLEEP)
+    try:
+        record = {"result": "running", "started": iso(NOW - 60), "pid": child.pid}
+        (models / "retrain.json").write_text(json.dumps({entry: record}))
+        job, calls, _ = _job(models, SLEEP)
+        assert job.run_once() == "idle" and calls.calls == []  # its child still runs
+        job._clock = lambda: NOW + 5 * 3600  # started longer than timeout_s ago: not it
+        assert job.run_once().startswith("started")
+        job.stop()
+    finally:
+        child.kill()
+        child.wait()
+    record = {"result": "running", "started": iso(NOW - 60), "pid": child.pid}  # ended
+    (models / "retrain.json").write_text(json.dumps({entry: record}))
+    job, calls, _ = _job(models, SLEEP)
+    assert job.run_once().startswith("started")
+    job.stop()

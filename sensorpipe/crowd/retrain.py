@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -262,13 +263,21 @@ class RetrainJob:
             if until - (saved.trained_until + HOUR_S) < period:
                 continue
             last = status.get(folder.name, {})
-            if last.get("result") == "running" and _alive(last.get("pid")):
+            if last.get("result") == "running" and self._still_running(last, now):
                 continue  # a child of an ingest that ended without stopping it
             failed = last.get("result") == "failed" and last.get("finished")
             if failed and now - parse_time(last["finished"]) < self.config.retry_after_s:
                 continue
             found.append(saved)
         return sorted(found, key=lambda s: (s.trained_until, s.folder.name))
+
+    def _still_running(self, last: dict[str, Any], now: float) -> bool:
+        """Whether a training an earlier ingest started may still run: its process is there,
+        and it started less than timeout_s ago (a process id is reused in time)."""
+        started = last.get("started")
+        if not started or now - parse_time(started) > self.config.timeout_s:
+            return False
+        return _alive(last.get("pid"))
 
     def _start(self, saved: SavedModel, until: int) -> None:
         argv = self._command(saved, until)
@@ -319,12 +328,17 @@ class RetrainJob:
         run.out.close()
         run.err.close()
         self.running = None
-        self._release_lock()
         trained_until = None
         with contextlib.suppress(ModelsError):
             trained_until = iso(read(self.models_dir / run.entry).trained_until + HOUR_S)
         if result == "ok" and trained_until != iso(run.until):
             result, error = "failed", f"ended without saving a model up to {iso(run.until)}"
+        if result != "ok":  # what a child killed while saving left (crowd.saved names it)
+            for left in self.models_dir.glob(f".{run.entry}.v-*-{run.process.pid}.*"):
+                if left.is_dir() and not left.is_symlink():
+                    shutil.rmtree(left, ignore_errors=True)
+                else:
+                    left.unlink(missing_ok=True)
         self._record(
             run.entry,
             {
@@ -335,6 +349,7 @@ class RetrainJob:
                 "pid": None,
             },
         )
+        self._release_lock()  # recorded first: another worker sees how it ended
         if result == "ok":
             log.info("forecast model %s retrained up to %s", run.entry, trained_until)
         else:
