@@ -1,9 +1,10 @@
 """Forecast models retrained by the real stack's ingest (`[forecast]` of ingest.toml, kept by
-`stack up`): a model of two devices trained by hand up to six days ago on nine weeks of counts
-stored in the stack's InfluxDB; the ingest, retraining a model two days behind the counts and
-looking every second, trains it again in a child process up to the last complete hour; the
-API, running all along, then forecasts with the later training (its hourly forecast made
-again), `crowd models` shows the retraining and the ingest's stats count it.
+`stack up`): a model of two devices and one of a street area of both, trained by hand up to six
+days ago on nine weeks of counts stored in the stack's InfluxDB; the ingest, retraining a model
+two days behind the counts and looking every second, trains each again in a child process up
+to the last complete hour; the API, running all along, then forecasts with the later training
+(its hourly forecast made again), `crowd models` shows the retrainings and the ingest's stats
+count them.
 
 While the test holds the models folder's retraining lock (as another ingest worker would), the
 ingest waits: the API's first answer is from the model trained by hand."""
@@ -33,7 +34,7 @@ from sensorpipe.protocol.registry import DeviceEntry, load_registry, save_regist
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
 from tests.integration.conftest import _require_binaries
-from tests.integration.test_crowd_forecast_live import DEVICES, PLACE, _lines
+from tests.integration.test_crowd_forecast_live import DEVICES, PLACE, _lines, _registry
 from tests.test_crowd_forecast import synthetic
 
 pytestmark = pytest.mark.integration
@@ -66,6 +67,7 @@ def test_the_ingest_retrains_a_saved_model_and_the_api_forecasts_with_it(tmp_pat
         registry = load_registry(stack.registry_path)
         for device in DEVICES:
             registry.devices[device] = DeviceEntry(site="x", password_hash="x")
+        registry.areas["strip"] = _registry().areas["strip"]  # a street of both devices
         save_registry(registry, stack.registry_path)
         info = stack.require_info()
         last = last_whole_hour(time.time())
@@ -74,10 +76,14 @@ def test_the_ingest_retrains_a_saved_model_and_the_api_forecasts_with_it(tmp_pat
             client.write(_lines(counts.values, last - (counts.hours - 1) * HOUR_S))
         until = iso(last - 6 * 24 * HOUR_S)
         args = ["crowd", "train", "--dir", str(stack.directory), "--train-until", until, *PLACE]
-        args += ["--device", DEVICES[0], "--device", DEVICES[1], "--horizon", "1h", "--json"]
-        result = CliRunner().invoke(main, args)
+        args += ["--horizon", "1h", "--json"]
+        result = CliRunner().invoke(main, [*args, "--device", DEVICES[0], "--device", DEVICES[1]])
         assert result.exit_code == 0, result.output
         entry = Path(json.loads(result.stdout)["saved"]).name
+        # an area's model: the ingest's child reads the area from the ingest's registry
+        result = CliRunner().invoke(main, [*args, "--area", "strip"])
+        assert result.exit_code == 0, result.output
+        area_entry = Path(json.loads(result.stdout)["saved"]).name
         config = ServeConfig(
             registry_path=str(stack.registry_path),
             models_path=str(models),
@@ -91,14 +97,20 @@ def test_the_ingest_retrains_a_saved_model_and_the_api_forecasts_with_it(tmp_pat
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
         ended = wait_for(
-            lambda: read_status(models).get(entry, {}).get("result") in ("ok", "failed"),
-            timeout_s=240,
+            lambda: all(
+                read_status(models).get(e, {}).get("result") in ("ok", "failed")
+                for e in (entry, area_entry)
+            ),
+            timeout_s=300,
             interval_s=0.5,
-            what="the ingest's retraining to end",
+            what="the ingest's retrainings to end",
         )
         assert ended
         status = read_status(models)[entry]
         assert status["result"] == "ok", status
+        assert read_status(models)[area_entry]["result"] == "ok", read_status(models)
+        area = api.get("/api/v1/areas/strip/crowding").json()["forecast"]
+        assert area["trained_until"] == read_status(models)[area_entry]["trained_until"]
         assert parse_time(status["trained_until"]) > parse_time(until)
         assert status["trained_until"] == status["training_until"]
         forecast = api.get(path).json()["forecast"]
@@ -107,11 +119,12 @@ def test_the_ingest_retrains_a_saved_model_and_the_api_forecasts_with_it(tmp_pat
         listing = ["crowd", "models", "--dir", str(stack.directory), "--json"]
         result = CliRunner().invoke(main, listing)
         assert result.exit_code == 0, result.output
-        (row,) = json.loads(result.stdout)["models"]
-        assert row["model"] == entry and row["trained_until"] == status["trained_until"]
-        assert row["retrained"]["result"] == "ok"
+        rows = {row["model"]: row for row in json.loads(result.stdout)["models"]}
+        assert set(rows) == {entry, area_entry}
+        assert rows[entry]["trained_until"] == status["trained_until"]
+        assert rows[entry]["retrained"]["result"] == "ok"
         wait_for(
-            lambda: _stats(stack).get("forecast_retrains") == 1,
+            lambda: _stats(stack).get("forecast_retrains") == 2,
             timeout_s=60,
             what="the ingest's stats to count the retraining",
         )
