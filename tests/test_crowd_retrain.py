@@ -317,7 +317,7 @@ def test_crowd_models_lists_each_model_and_its_last_retraining(models: Path) -> 
     result = CliRunner().invoke(main, ["crowd", "models", "--models", str(models)])
     assert result.exit_code == 0, result.output
     assert f"device d1, d2; trained until {iso(OLD)}; horizons 1h 3h" in result.stdout
-    assert f"last retrained: {iso(NOW)} (failed: no counts)" in result.stdout
+    assert f"last retraining: {iso(NOW)} (failed: no counts)" in result.stdout
 
 
 def test_the_ingest_config_and_service(tmp_path: Path) -> None:

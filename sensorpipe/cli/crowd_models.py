@@ -78,7 +78,7 @@ def crowd_models(
             f"{row['model']}: {row['kind']} {', '.join(row['series'])}; trained until "
             f"{row['trained_until']}; horizons {' '.join(row['horizons'])}"
         )
-        click.echo(f"  last retrained: {_retrained(row['retrained'])}")
+        click.echo(f"  last retraining: {_retrained(row['retrained'])}")
 
 
 def _retrained(last: dict[str, Any] | None) -> str:
