@@ -163,7 +163,8 @@ def test_stop_kills_the_training_and_keeps_the_model(models: Path) -> None:
     assert notes == [(_entry(models), False, last["error"])]
     assert read(models / _entry(models)).trained_until + HOUR_S == OLD
     job.stop()  # nothing under way: nothing to do
-    again, _, _ = _job(models, SLEEP)  # a stopped one is due again at once
+    assert job.run_once() == "stopped"  # and no turn starts another
+    again, _, _ = _job(models, SLEEP)  # a stopped one is due again at once (a restart)
     assert again.run_once().startswith("started")
     again.stop()
 

@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ STATUS_FILE = "retrain.json"
 LOCK_FILE = ".retrain.lock"
 _PERIOD = re.compile(r"^\s*(\d+)\s*([hd])\s*$")
 _UNIT_S = {"h": HOUR_S, "d": 86400}
-STOP_WAIT_S = 10.0  # after SIGTERM, before SIGKILL
+STOP_WAIT_S = 5.0  # after SIGTERM, before SIGKILL (within `stack down`'s 10 s for the ingest)
 
 
 def parse_period(text: str) -> int | None:
@@ -218,6 +219,10 @@ class RetrainJob:
         self.running: Running | None = None
         self._lock: IO[str] | None = None
         self._told: set[str] = set()
+        # A turn (schedule thread) and `stop` (the ingest stopping) one at a time; once
+        # stopped, no turn starts another training.
+        self._turns = threading.Lock()
+        self._stopped = False
 
     @property
     def every_s(self) -> float:
@@ -225,7 +230,11 @@ class RetrainJob:
 
     def run_once(self) -> str:
         """What this turn did: "running" (a training under way), "idle" (none due), "busy"
-        (another ingest worker's is), or "started <entry>"."""
+        (another ingest worker's is), "started <entry>", or "stopped" (after `stop`)."""
+        with self._turns:
+            return "stopped" if self._stopped else self._turn()
+
+    def _turn(self) -> str:
         if self.running is not None:
             if self.running.process.poll() is None:
                 if self._monotonic() - self.running.started <= self.config.timeout_s:
@@ -361,9 +370,12 @@ class RetrainJob:
             self._note(run.entry, result == "ok", error)
 
     def stop(self) -> None:
-        """End the training under way (the ingest stops): SIGTERM, then SIGKILL."""
-        if self.running is not None:
-            self._end("stopped: the ingest stopped before it finished", "stopped")
+        """End the training under way (the ingest stops): SIGTERM, then SIGKILL; no turn
+        starts another."""
+        with self._turns:
+            self._stopped = True
+            if self.running is not None:
+                self._end("stopped: the ingest stopped before it finished", "stopped")
 
     def _record(self, entry: str, fields: dict[str, Any]) -> None:
         try:

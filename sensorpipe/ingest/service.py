@@ -245,9 +245,9 @@ class IngestService:
     def stop(self) -> None:
         """Finish the batch in hand, then disconnect. Unacknowledged messages stay queued."""
         self._stop.set()
-        self._schedule.stop()
-        if self._retrain is not None:
+        if self._retrain is not None:  # first: the schedule may be busy with another job
             self._retrain.stop()  # a training under way ends; the previous model stays
+        self._schedule.stop()
         self._worker.join(timeout=30)
         self._link.stop()
         self._checker.close()

@@ -4,7 +4,8 @@ days ago on nine weeks of counts stored in the stack's InfluxDB; the ingest, ret
 two days behind the counts and looking every second, trains each again in a child process up
 to the last complete hour; the API, running all along, then forecasts with the later training
 (its hourly forecast made again), `crowd models` shows the retrainings and the ingest's stats
-count them.
+count them. A retraining under way when the stack stops is ended with the ingest, recorded as
+stopped, and its model kept.
 
 While the test holds the models folder's retraining lock (as another ingest worker would), the
 ingest waits: the API's first answer is from the model trained by hand."""
@@ -28,8 +29,10 @@ from sensorpipe.api.context import ApiContext
 from sensorpipe.cli.main import main
 from sensorpipe.crowd.live import last_whole_hour
 from sensorpipe.crowd.retrain import LOCK_FILE, read_status
+from sensorpipe.crowd.saved import read
 from sensorpipe.crowd.series import HOUR_S, iso, parse_time
 from sensorpipe.ingest.influx import InfluxClient
+from sensorpipe.process import pid_alive
 from sensorpipe.protocol.registry import DeviceEntry, load_registry, save_registry
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import wait_for
@@ -129,6 +132,30 @@ def test_the_ingest_retrains_a_saved_model_and_the_api_forecasts_with_it(tmp_pat
             what="the ingest's stats to count the retraining",
         )
         assert _stats(stack)["forecast_retrain_failures"] == 0
+
+        # A training under way when the ingest stops is ended; its model stays as it was.
+        lock = open(models / LOCK_FILE, "a")  # noqa: SIM115
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the ingest waits while the test sets it up
+        result = CliRunner().invoke(main, [*args, "--device", DEVICES[0]])
+        assert result.exit_code == 0, result.output
+        long = Path(json.loads(result.stdout)["saved"])
+        meta = json.loads((long / "model.json").read_text())
+        meta["settings"]["trees"] = 10**7  # its retraining would run for hours
+        (long.resolve() / "model.json").write_text(json.dumps(meta))
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+        wait_for(
+            lambda: read_status(models).get(long.name, {}).get("result") == "running",
+            timeout_s=60,
+            what="the long retraining to start",
+        )
+        pid = read_status(models)[long.name]["pid"]
+        assert pid_alive(pid)
+        stack.down()
+        assert not pid_alive(pid)  # ended with the ingest
+        status = read_status(models)[long.name]
+        assert status["result"] == "stopped", status
+        assert status["trained_until"] == until and read(long).meta["settings"]["trees"] == 10**7
     finally:
         if not lock.closed:
             lock.close()
