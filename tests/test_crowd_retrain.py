@@ -388,3 +388,19 @@ def test_a_training_an_earlier_ingest_started_is_not_started_twice(models: Path)
     job, calls, _ = _job(models, SLEEP)
     assert job.run_once().startswith("started")
     job.stop()
+
+
+def test_stack_status_shows_the_retrainings(capsys: pytest.CaptureFixture[str]) -> None:
+    from sensorpipe.cli.stack import _echo_periodic
+
+    _echo_periodic({"forecast_retrains": 0, "forecast_retrain_failures": 0})
+    assert capsys.readouterr().out == ""
+    _echo_periodic({"forecast_retrains": 3, "forecast_retrain_failures": 0})
+    assert capsys.readouterr().out == "  forecast models: 3 retrained, 0 retrainings failed\n"
+    last = "device-x: InfluxDB: connection refused"
+    _echo_periodic({"forecast_retrains": 3, "forecast_retrain_failures": 1,
+                    "forecast_retrain_last_error": last})  # fmt: skip
+    assert capsys.readouterr().out == (
+        f"  forecast models: 3 retrained, 1 retrainings failed (last: {last}; "
+        "`sensorpipe crowd models`)\n"
+    )
