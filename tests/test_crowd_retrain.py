@@ -182,8 +182,18 @@ def test_a_training_past_its_timeout_is_stopped(models: Path) -> None:
 
 def test_a_model_not_due_yet_and_off(models: Path, tmp_path: Path) -> None:
     job, calls, _ = _job(models, SLEEP)
-    job._clock = lambda: OLD + 7 * 86400 - 1  # less than 7 days after its training ended
+    job._clock = lambda: OLD + 7 * 86400 + 599  # the 7th day's last hour not settled yet
     assert job.run_once() == "idle" and calls.calls == []
+    job._clock = lambda: OLD + 7 * 86400 + 600
+    assert job.run_once().startswith("started")
+    assert calls.calls == [(_entry(models), OLD + 7 * 86400)]
+    job.stop()
+    job, calls, _ = _job(models, SLEEP)
+    hand_edited = {_entry(models): {"result": "failed", "finished": "?"}}
+    (models / "retrain.json").write_text(json.dumps(hand_edited))
+    assert job.run_once().startswith("started")  # a file edited by hand: no wait
+    job.stop()
+    job, calls, _ = _job(models, SLEEP)
     off, calls, _ = _job(models, SLEEP)
     off.config = ForecastConfig(retrain_every="off")
     assert off.run_once() == "idle" and calls.calls == []

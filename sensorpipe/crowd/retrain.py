@@ -3,10 +3,10 @@
 folder, which `sensorpipe crowd models` shows).
 
 Every saved model (crowd.saved) whose training ends `retrain_every` or more before the last
-complete hour is trained again on the same devices or areas with its saved settings (horizons,
-place, excluded periods, trees, threads), the training window moved forward: it ends at the
-last complete hour, and a window that began at a given `train_from` keeps its length. The
-oldest due model goes first, one at a time.
+complete hour (one that ended SETTLE_S ago: its counts are in) is trained again on the same
+devices or areas with its saved settings (horizons, place, excluded periods, trees, threads),
+the training window moved forward: it ends at the last complete hour, and a window that began
+at a given `train_from` keeps its length. The oldest due model goes first, one at a time.
 
 Training takes minutes, so it never runs on the ingest's schedule thread: the job
 (`RetrainJob.run_once`, on `ingest.schedule`) starts `python -m sensorpipe crowd train ...
@@ -49,6 +49,8 @@ STATUS_FILE = "retrain.json"
 LOCK_FILE = ".retrain.lock"
 _PERIOD = re.compile(r"^\s*(\d+)\s*([hd])\s*$")
 _UNIT_S = {"h": HOUR_S, "d": 86400}
+# An hour's counts are all stored this long after it ended (the edge sends each minute's).
+SETTLE_S = 600
 STOP_WAIT_S = 5.0  # after SIGTERM, before SIGKILL (within `stack down`'s 10 s for the ingest)
 
 
@@ -121,8 +123,17 @@ class TrainingSource:
 
 
 def last_complete_hour_end(now_s: float) -> int:
-    """The end of the last complete hour: the retraining's --train-until."""
-    return int(now_s) // HOUR_S * HOUR_S
+    """The end of the last complete hour, one that ended SETTLE_S ago at least (its counts
+    are in): the retraining's --train-until."""
+    return int(now_s - SETTLE_S) // HOUR_S * HOUR_S
+
+
+def _time(text: Any) -> int | None:
+    """A time retrain.json holds (None: none, or not one: a file edited by hand)."""
+    try:
+        return parse_time(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def train_command(saved: SavedModel, until: int, source: TrainingSource) -> list[str]:
@@ -274,8 +285,8 @@ class RetrainJob:
             last = status.get(folder.name, {})
             if last.get("result") == "running" and self._still_running(last, now):
                 continue  # a child of an ingest that ended without stopping it
-            failed = last.get("result") == "failed" and last.get("finished")
-            if failed and now - parse_time(last["finished"]) < self.config.retry_after_s:
+            failed_at = _time(last.get("finished")) if last.get("result") == "failed" else None
+            if failed_at is not None and now - failed_at < self.config.retry_after_s:
                 continue
             found.append(saved)
         return sorted(found, key=lambda s: (s.trained_until, s.folder.name))
@@ -283,8 +294,8 @@ class RetrainJob:
     def _still_running(self, last: dict[str, Any], now: float) -> bool:
         """Whether a training an earlier ingest started may still run: its process is there,
         and it started less than timeout_s ago (a process id is reused in time)."""
-        started = last.get("started")
-        if not started or now - parse_time(started) > self.config.timeout_s:
+        started = _time(last.get("started"))
+        if started is None or now - started > self.config.timeout_s:
             return False
         return _alive(last.get("pid"))
 
