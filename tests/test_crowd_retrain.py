@@ -3,7 +3,7 @@ child command: started once and not again while it runs, a failure recorded in r
 counted and the old model kept, a stop that kills it, a timeout; the saved settings become the
 `crowd train` command line; saving a training is atomic (crowd.saved); the API's and the
 alerts job's caches take the new training without a restart; `crowd models`; [forecast] of
-ingest.toml."""
+ingest.toml; `crowd train` takes the ingest's InfluxDB credentials from the environment."""
 
 from __future__ import annotations
 
@@ -414,3 +414,34 @@ def test_stack_status_shows_the_retrainings(capsys: pytest.CaptureFixture[str]) 
         f"  forecast models: 3 retrained, 1 retrainings failed (last: {last}; "
         "`sensorpipe crowd models`)\n"
     )
+
+
+def test_crowd_train_takes_the_influxdb_credentials_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sensorpipe.crowd.live
+    import sensorpipe.ingest.influx
+    from sensorpipe.crowd.series import CountsInputError
+
+    made: list[dict[str, Any]] = []
+
+    class Client:
+        def __init__(self, url: str, database: str, **auth: Any) -> None:
+            made.append({"url": url, **auth})
+
+        def close(self) -> None:
+            pass
+
+    def no_counts(*args: Any) -> None:
+        raise CountsInputError("no counts stored")
+
+    monkeypatch.setattr(sensorpipe.ingest.influx, "InfluxClient", Client)
+    monkeypatch.setattr(sensorpipe.crowd.live, "device_counts", no_counts)
+    env = TrainingSource("http://db:8086", "x", "r", "ingest", "pw", None).environment()
+    args = ["crowd", "train", "--device", "d1", "--influx-url", "http://db:8086"]
+    args += ["--train-until", "2024-01-02", "--timezone", "Pacific/Auckland", "--country", "NZ"]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 1 and "no counts stored" in result.output
+    assert made == [
+        {"url": "http://db:8086", "username": "ingest", "password": "pw", "token": None}
+    ]
