@@ -1192,6 +1192,18 @@ CASES: dict[str, list[Case]] = {
             ],
             "area empty has no counting devices: its polygon holds none with a location",
         ),
+        (
+            lambda t: _train("--area", "a", "--registry", str(t / "r.toml")),
+            "--registry {t}/r.toml: cannot read the device register",
+        ),
+        (
+            lambda t: _train("--area", "a", "--registry", _file(t, "r.toml", "")),
+            "--area a: no such area in {t}/r.toml",
+        ),
+    ],
+    "crowd models": [
+        (lambda t: ["--models", str(t / "none")], "{t}/none: no models folder: train a model"),
+        (lambda t: ["--models", _file(t, "f", "x")], "Directory '{t}/f' is a file"),
     ],
     "crowd forecast": [
         (lambda t: [], "give --device or --area"),

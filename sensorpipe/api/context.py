@@ -54,9 +54,10 @@ class ApiContext:
         self._book_stamp: tuple[int, int] | None = None
         self._book_lock = threading.Lock()
         # The saved forecast models (crowd.saved.ModelCache), loaded once; the forecasts of
-        # the current origin hour: (kind, name, origin) -> (forecast, note).
+        # the current origin hour: (kind, name, origin) -> (the model's stamp, (forecast,
+        # note)), made again when its model was retrained.
         self._models: Any = None
-        self._forecasts: dict[tuple[str, str, int], tuple[Any, str | None]] = {}
+        self._forecasts: dict[tuple[str, str, int], tuple[Any, tuple[Any, str | None]]] = {}
         self._forecast_lock = threading.Lock()
         # /api/v1/health's last check of the parts: (time.monotonic(), the check).
         self.health_checked: tuple[float, Any] | None = None
@@ -110,7 +111,9 @@ class ApiContext:
         self, kind: str, name: str, compute: Callable[[Any, int], tuple[Any, str | None]]
     ) -> tuple[Any, str | None]:
         """(forecast, note) of a device or area made now: `compute(models, origin)` with the
-        models loaded once (crowd.saved.ModelCache), its answer kept for the origin hour."""
+        models loaded once (crowd.saved.ModelCache), its answer kept for the origin hour while
+        its model is the same training (a retraining, by hand or by the ingest's schedule,
+        drops it)."""
         from sensorpipe.crowd.live import last_whole_hour
         from sensorpipe.crowd.saved import ModelCache
 
@@ -121,12 +124,13 @@ class ApiContext:
         with self._forecast_lock:
             if self._models is None:
                 self._models = ModelCache(Path(self.config.models_path))
+            stamp = self._models.stamp(kind, name)
             hit = self._forecasts.get(key)
-            if hit is None:
+            if hit is None or hit[0] != stamp:
                 self._forecasts = {k: v for k, v in self._forecasts.items() if k[2] == origin}
-                hit = compute(self._models, origin)
+                hit = (stamp, compute(self._models, origin))
                 self._forecasts[key] = hit
-            return hit
+            return hit[1]
 
     # --- registry -------------------------------------------------------------------------
     def registry(self) -> Registry:

@@ -1,6 +1,7 @@
 """`sensorpipe crowd`: crowding per area. Here: the group and `now` (each area's observed level);
 `backtest` (forecasts scored against what was counted) is in `crowd_backtest`, `train` and
-`forecast` (saved models, forecasts from the counts stored now) in `crowd_forecast`.
+`forecast` (saved models, forecasts from the counts stored now) in `crowd_forecast`, `models`
+(the saved models and their scheduled retraining) in `crowd_models`.
 
 Subcommands with a job of their own live in their own modules and are named in SUBCOMMANDS
 ("name": "module:attribute"), imported only when used: a forecasting command's libraries are
@@ -31,6 +32,7 @@ SUBCOMMANDS: dict[str, str] = {
     "alerts": "sensorpipe.cli.crowd_alerts:alerts",
     "train": "sensorpipe.cli.crowd_forecast:crowd_train",
     "forecast": "sensorpipe.cli.crowd_forecast:crowd_forecast",
+    "models": "sensorpipe.cli.crowd_models:crowd_models",
 }
 
 

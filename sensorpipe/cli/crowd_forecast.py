@@ -5,6 +5,7 @@ stored up to now): sensorpipe.crowd.saved and sensorpipe.crowd.live."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,35 +25,54 @@ from sensorpipe.cli.crowd_backtest import (
 )
 from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option, options
 
-# Where the models and the counts are (train, forecast).
-MODELS_OPTIONS = options(
-    DIR_OPTION,
-    INFLUX_OPTIONS,
-    click.option(
-        "--models",
-        "models_dir",
-        type=click.Path(path_type=Path, file_okay=False),
-        default=None,
-        help="The models folder (default: the stack's forecast/, where its API reads them).",
-    ),
+# The models folder (train, forecast, models).
+MODELS_DIR_OPTION = click.option(
+    "--models",
+    "models_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The models folder (default: the stack's forecast/, where its API reads them).",
 )
+# `crowd train --registry` (the ingest's retraining names its own).
+REGISTRY_FILE = click.Path(path_type=Path, dir_okay=False)
+REGISTRY_HELP = "The device register the areas are read from (default: the stack's)."
+# Where the models and the counts are (train, forecast).
+MODELS_OPTIONS = options(DIR_OPTION, INFLUX_OPTIONS, MODELS_DIR_OPTION)
 
 
 def models_folder(directory: Path | None, models_dir: Path | None) -> Path:
     return models_dir if models_dir is not None else local_stack(directory).models_path
 
 
-def _series(directory: Path | None, devices: tuple[str, ...], areas: tuple[str, ...]) -> Any:
-    """The registry where areas are named (a one-line error for an unknown one)."""
+def _series(
+    directory: Path | None,
+    devices: tuple[str, ...],
+    areas: tuple[str, ...],
+    registry_path: Path | None = None,
+) -> Any:
+    """The registry where areas are named (a one-line error for an unknown one): the stack's,
+    or the file `registry_path`."""
     if devices and areas:
         fail("give --device or --area, not both")
     if not (devices or areas):
         fail("give --device or --area")
     if not areas:
         return None
-    from sensorpipe.cli.crowd import chosen_areas
+    if registry_path is None:
+        from sensorpipe.cli.crowd import chosen_areas
 
-    return chosen_areas(directory, areas)[0]
+        return chosen_areas(directory, areas)[0]
+    from sensorpipe.protocol.configfile import ConfigError
+    from sensorpipe.protocol.registry import load_registry
+
+    try:
+        registry = load_registry(registry_path, must_exist=True)
+    except (OSError, ValueError, ConfigError) as exc:
+        fail(f"--registry {registry_path}: cannot read the device register: {exc}")
+    unknown = [a for a in areas if a not in registry.areas]
+    if unknown:
+        fail(f"--area {unknown[0]}: no such area in {registry_path}")
+    return registry
 
 
 def _read(
@@ -70,7 +90,12 @@ def _read(
     from sensorpipe.ingest.influx import InfluxClient
     from sensorpipe.query.influxql import QueryInputError
 
-    client = InfluxClient(_influx_url(directory, influx[0]), influx[1])
+    # Credentials from the environment (the ingest's retraining hands its own over so).
+    env = os.environ.get
+    client = InfluxClient(
+        _influx_url(directory, influx[0]), influx[1], username=env("SENSORPIPE_INFLUX_USERNAME"),
+        password=env("SENSORPIPE_INFLUX_PASSWORD"), token=env("SENSORPIPE_INFLUX_TOKEN"),
+    )  # fmt: skip
     try:
         if registry is not None:
             return area_counts(client, registry, names, t0, t1)
@@ -96,6 +121,7 @@ def _read(
     show_default=True,
     help="Hours ahead (repeatable).",
 )
+@click.option("--registry", "registry_path", type=REGISTRY_FILE, help=REGISTRY_HELP)
 @TRAINING_OPTIONS
 @json_option("Print what was saved as JSON.")
 def crowd_train(
@@ -105,6 +131,7 @@ def crowd_train(
     models_dir: Path | None,
     devices: tuple[str, ...],
     areas: tuple[str, ...],
+    registry_path: Path | None,
     train_until: str,
     train_from: str | None,
     horizons: tuple[str, ...],
@@ -115,7 +142,7 @@ def crowd_train(
     the models folder (LightGBM's model text and model.json), for `crowd forecast` and the API.
     An area's counts are its devices' summed (an enclosed area: its inward flow only)."""
     need_forecast_extra()
-    registry = _series(directory, devices, areas)
+    registry = _series(directory, devices, areas, registry_path)
     timezone, country, subdiv = place_of(
         registry, areas, training["timezone"], training["country"], training["subdiv"]
     )

@@ -174,13 +174,19 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
 
 
 def _echo_periodic(stats: dict[str, Any]) -> None:
-    """The ingest's periodic jobs: the group calibrations kept up to date, and failed runs."""
+    """The ingest's periodic jobs: the group calibrations kept up to date, the forecast models
+    retrained, and failed runs."""
     runs = stats.get("calibration_update_runs", 0)
     if runs:
         click.echo(
             f"  group calibrations: {runs} update runs, {stats.get('calibration_updates', 0)} "
             f"calibrations updated, {stats.get('calibration_hours_written', 0)} hours written"
         )
+    retrained, failed = stats.get("forecast_retrains", 0), stats.get("forecast_retrain_failures", 0)
+    if retrained or failed:
+        line = f"  forecast models: {retrained} retrained, {failed} retrainings failed"
+        last = stats.get("forecast_retrain_last_error")
+        click.echo(line + (f" (last: {last}; `sensorpipe crowd models`)" if failed else ""))
     errors = stats.get("periodic_errors") or {}
     if errors:
         counts = ", ".join(f"{name} {n}" for name, n in sorted(errors.items()))

@@ -15,8 +15,11 @@ holidays of the country); `forecast` (the direct per-horizon LightGBM model on t
 of the counts, with split-conformal prediction intervals; needs the optional extra `forecast`);
 `backtest` (rolling-origin evaluation: WAPE per horizon of the model and both baselines);
 `saved` (trained forecasters kept in a models folder: LightGBM's model text and model.json,
-loaded once and reused); `live` (the hourly counts of devices or areas read from InfluxDB,
-and a saved model's forecast made at the end of the last whole hour, in the API's shape).
+loaded once and reused, each training written beside and put in place in one rename);
+`live` (the hourly counts of devices or areas read from InfluxDB, and a saved model's forecast
+made at the end of the last whole hour, in the API's shape); `retrain` (the saved models
+retrained on the ingest's schedule in a child process, `[forecast]` of ingest.toml, and what
+each retraining did, retrain.json).
 
 Alerts: `alerts.py` (alert rules: a level, observed or forecast, crossing a threshold going
 up, with hysteresis); `alertstore.py` (the alerts and their dead letters kept, SQLite);

@@ -184,8 +184,9 @@ def reached_by(points: list[dict[str, Any]], thresholds: Sequence[float]) -> dic
 class SavedForecasts:
     """The alerts job's forecast source (`alertjob.ForecastSource`): a street area's forecast
     levels from its saved model, made at the end of the last whole hour, as LevelPoints of
-    kind "forecast" (computed once per origin hour). An area without a model, an enclosed
-    one (no level) or one whose counts cannot be read has none; the reason is logged once."""
+    kind "forecast" (computed once per origin hour, and again when its model was retrained).
+    An area without a model, an enclosed one (no level) or one whose counts cannot be read has
+    none; the reason is logged once."""
 
     def __init__(
         self,
@@ -198,7 +199,7 @@ class SavedForecasts:
         self.models = models
         self._counts = counts
         self._registry = registry
-        self._done: dict[tuple[str, int], list[LevelPoint]] = {}
+        self._done: dict[tuple[str, int], tuple[Any, list[LevelPoint]]] = {}
         self._told: set[tuple[str, str]] = set()
 
     def __call__(self, area_id: str, area: AreaEntry, now_ms: int) -> list[LevelPoint]:
@@ -211,10 +212,13 @@ class SavedForecasts:
             return []
         origin = last_whole_hour(now_ms / 1000)
         key = (area_id, origin)
-        if key not in self._done:
+        stamp = self.models.stamp("area", area_id)
+        hit = self._done.get(key)
+        if hit is None or hit[0] != stamp:
             self._done = {k: v for k, v in self._done.items() if k[1] == origin}
-            self._done[key] = self._points(area_id, area, origin)
-        return self._done[key]
+            hit = (stamp, self._points(area_id, area, origin))
+            self._done[key] = hit
+        return hit[1]
 
     def _points(self, area_id: str, area: AreaEntry, origin: int) -> list[LevelPoint]:
         from sensorpipe.crowd.saved import ModelsError

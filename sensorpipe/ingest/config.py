@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from sensorpipe.crowd.alerts import AlertsConfig
+from sensorpipe.crowd.retrain import ForecastConfig
 from sensorpipe.protocol.brokerlink import ca_file_problem
 from sensorpipe.protocol.configfile import ConfigError, key_error, load_model
 from sensorpipe.quality.config import QualityConfig
@@ -176,6 +177,9 @@ class IngestConfig(_Strict):
     calibration: CalibrationConfig = CalibrationConfig()
     # Crowding alerts per area (sensorpipe.crowd.alertjob), on the same timer thread.
     alerts: AlertsConfig = AlertsConfig()
+    # The saved forecast models retrained on a schedule (sensorpipe.crowd.retrain), in a
+    # child process started from the same timer thread.
+    forecast: ForecastConfig = ForecastConfig()
     # The file this configuration was loaded from, for errors found after loading.
     _source: Path | None = PrivateAttr(default=None)
 
@@ -224,6 +228,9 @@ def load_ingest_config(path: Path | str) -> IngestConfig:
             alert_paths[key] = str(base / value)
     if alert_paths:
         updates["alerts"] = config.alerts.model_copy(update=alert_paths)
+    models = config.forecast.models
+    if models is not None and not Path(models).is_absolute():
+        updates["forecast"] = config.forecast.model_copy(update={"models": str(base / models)})
     config = config.model_copy(update=updates)
     config._source = Path(path)
     _check_registry(config)

@@ -70,6 +70,17 @@ class _StatsCollector(Collector):
                 "Hourly factors of group calibrations written by the ingest's periodic update.",
                 s.calibration_hours_written,
             ),
+            (
+                "forecast_retrains",
+                "Saved forecast models retrained by the ingest's schedule.",
+                s.forecast_retrains,
+            ),
+            (
+                "forecast_retrain_failures",
+                "Scheduled retrainings of forecast models that failed or were stopped (the "
+                "previous model kept).",
+                s.forecast_retrain_failures,
+            ),
         ):
             yield CounterMetricFamily(f"sensorpipe_ingest_{name}", doc, value=value)
         rejected = CounterMetricFamily(

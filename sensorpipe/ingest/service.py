@@ -40,6 +40,7 @@ from pathlib import Path
 
 from sensorpipe.calibration.updating import GroupUpdateJob, Updated
 from sensorpipe.crowd.alertstore import AlertStore
+from sensorpipe.crowd.retrain import RetrainJob, TrainingSource
 from sensorpipe.ingest.checks import Checked, Checker, Checks, Outcome, sender_and_seq
 from sensorpipe.ingest.config import ConfigError, IngestConfig
 from sensorpipe.ingest.deadletter import DeadLetter, DeadLetterStore
@@ -172,7 +173,29 @@ class IngestService:
         self._alerts: AlertStore | None = None
         if config.alerts.enabled:
             jobs.append(self._alert_job(config, clock))
+        self._retrain = self._retrain_job(config, clock)
+        if self._retrain is not None:
+            jobs.append(self._retrain)
         self._schedule = Schedule(jobs, on_error=self._note_periodic_error)
+
+    def _retrain_job(self, config: IngestConfig, clock: Callable[[], float]) -> RetrainJob | None:
+        """The saved forecast models retrained on a schedule (crowd.retrain): with a models
+        folder ([forecast] models, else [alerts] models) and retrain_every not "off"."""
+        models = config.forecast.models or config.alerts.models
+        if models is None or config.forecast.period_s is None:
+            return None
+        i = config.influx
+        source = TrainingSource(
+            i.url, i.database, config.registry_path, i.username, i.password, i.token
+        )
+        return RetrainJob(config.forecast, models, source, note=self._note_retrain, clock=clock)
+
+    def _note_retrain(self, entry: str, ok: bool, error: str | None) -> None:
+        if ok:
+            self.stats.forecast_retrains += 1
+        else:
+            self.stats.forecast_retrain_failures += 1
+            self.stats.forecast_retrain_last_error = f"{entry}: {error}"
 
     def _alert_job(self, config: IngestConfig, clock: Callable[[], float]) -> Job:
         """Crowding alerts (crowd.alertjob), published with the ingest's own broker link."""
@@ -222,6 +245,8 @@ class IngestService:
     def stop(self) -> None:
         """Finish the batch in hand, then disconnect. Unacknowledged messages stay queued."""
         self._stop.set()
+        if self._retrain is not None:  # first: the schedule may be busy with another job
+            self._retrain.stop()  # a training under way ends; the previous model stays
         self._schedule.stop()
         self._worker.join(timeout=30)
         self._link.stop()

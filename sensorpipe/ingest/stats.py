@@ -56,6 +56,11 @@ class IngestStats:
     calibration_update_runs: int = 0
     calibration_updates: int = 0
     calibration_hours_written: int = 0
+    # Saved forecast models retrained by the ingest ([forecast]): retrainings that saved a new
+    # model, those that failed or were stopped (the previous model kept), and the last reason.
+    forecast_retrains: int = 0
+    forecast_retrain_failures: int = 0
+    forecast_retrain_last_error: str | None = None
 
     def note_shed(self, device: str, reason: str, size: int) -> None:
         self.shed += 1

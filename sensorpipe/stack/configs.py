@@ -7,8 +7,8 @@ private to the stack's user (they hold broker passwords). What an operator set i
 was renamed (SERVE_RENAMED); a serve.toml that cannot be read is an error naming it, never
 silently replaced. ingest.toml is the stack's own: nothing in it is kept but its [quality]
 section (the quality flags' thresholds, which `sensorpipe import` reads from it too),
-[calibration] and [alerts] settings, and extra ingest workers (`LocalStack.add_worker`) start
-from a copy of it.
+[calibration], [alerts] and [forecast] settings, and extra ingest workers
+(`LocalStack.add_worker`) start from a copy of it.
 
 Plain functions of paths and ports: they write files and start nothing.
 """
@@ -131,6 +131,8 @@ def write_ingest_config(
     alerts = dict(alerts) if isinstance(alerts, dict) else {}
     if models_path is not None:
         alerts.setdefault("models", str(models_path))
+    # And their [forecast] settings (how often the saved models are retrained).
+    forecast = before.get("forecast")
     if calibration_path is not None:
         calibration["book"] = str(calibration_path)
     config = {
@@ -155,6 +157,7 @@ def write_ingest_config(
         **({"quality": quality} if isinstance(quality, dict) else {}),
         **({"calibration": calibration} if calibration else {}),
         **({"alerts": alerts} if alerts else {}),
+        **({"forecast": forecast} if isinstance(forecast, dict) else {}),
     }
     write_private(path, tomli_w.dumps(config))  # holds the broker passwords
     return path

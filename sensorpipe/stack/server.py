@@ -395,6 +395,8 @@ def _ingest_config(setup: Setup, password: str, admin: Any) -> dict[str, Any]:
             # the forecast models `crowd train` saves (serve.toml's models_path)
             "models": str(setup.state / "forecast"),
         },
+        # The operator's [forecast] settings (how often those models are retrained) are kept.
+        **_kept(setup.etc / "ingest.toml", ("forecast",)),
         "broker": {
             "host": "127.0.0.1",
             "port": setup.ports.broker,
