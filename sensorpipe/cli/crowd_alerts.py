@@ -1,5 +1,7 @@
 """`sensorpipe crowd alerts`: the crowding alerts raised (sensorpipe.crowd), their webhook dead
-letters (`--dead-letters`), and `crowd alerts check`: the alerts a past window raises."""
+letters (`--dead-letters`), and `crowd alerts check`: the alerts a past window raises. The
+subscribers' broker accounts (`crowd alerts subscriber add|list|remove`) are in
+`crowd_subscribers`."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 import click
 
 from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.crowd_subscribers import subscriber
 from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
 
 STORE_OPTION = click.option(
@@ -94,6 +97,9 @@ def alerts(
         _table(rows)
     if not rows and not as_json:
         click.echo("no dead letters" if dead_letters else "no alerts")
+
+
+alerts.add_command(subscriber)
 
 
 def _iso(ms: int) -> str:

@@ -1,0 +1,76 @@
+"""`sensorpipe crowd alerts subscriber add|list|remove` on a running stack's real Mosquitto: the
+account the command makes (its password in a 0600 file) receives an alert the ingest's kind of
+account publishes, may neither publish nor read the devices' topics, is listed, and once removed
+is let in no more."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sensorpipe.cli.main import main
+from sensorpipe.crowd.alerts import Alert
+from sensorpipe.crowd.alertstore import AlertStore
+from sensorpipe.crowd.delivery import Delivery
+from sensorpipe.stack.local import LocalStack
+from tests.integration.mqtt_helpers import registered_device
+from tests.integration.test_broker_tls import _connects
+from tests.integration.test_crowd_alerts import Account
+
+pytestmark = pytest.mark.integration
+ALERT = Alert("plaza", "observed", 0.7, 0.75, 1_767_229_200_000)
+
+
+def _subscriber(*args: str) -> str:
+    result = CliRunner().invoke(main, ["crowd", "alerts", "subscriber", *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_a_subscriber_reads_the_alerts_and_nothing_else(stack: LocalStack, tmp_path: Path) -> None:
+    d, port = str(stack.directory), stack.require_info().broker_port
+    secret = tmp_path / "control-room.password"
+    made = json.loads(
+        _subscriber("add", "control-room", "--dir", d, "--password-file", str(secret), "--json")
+    )
+    assert secret.stat().st_mode & 0o777 == 0o600
+    password = secret.read_text().strip()
+    assert made["password"] is None and made["topic"] == "sensorpipe/alerts/v1/#"
+    assert made["broker"] == {"host": "127.0.0.1", "port": port, "tls": False, "ca_file": None}
+    line = shlex.split(made["mosquitto_sub"])
+    assert line[:5] == ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port)]
+    assert line[line.index("-t") + 1] == "sensorpipe/alerts/v1/#"
+    assert line[line.index("-u") + 1] == "control-room"
+    gate = registered_device(stack, "gate-p", site="plaza")
+    subscriber = Account("control-room", password, port)
+    publisher = Account("alerts-worker", stack.add_reader("alerts-worker"), port)
+    try:
+        assert not subscriber.subscribe("sensorpipe/alerts/v1/#").is_failure
+        for other in ("sensorpipe/v1/#", "sensorpipe/v1/gate-p/counter", "#"):
+            assert subscriber.subscribe(other).is_failure, other
+        for topic in ("sensorpipe/alerts/v1/plaza", "sensorpipe/v1/gate-p/counter"):
+            with pytest.raises(AssertionError, match="Not authorized"):
+                subscriber.publish(topic, b"{}")
+        # A device's message, then an alert: the first (and only) message it gets is the alert.
+        assert not gate.publish("sensorpipe/v1/gate-p/counter", b"{}").is_failure
+        store = AlertStore(tmp_path / "alerts.sqlite")
+        assert Delivery(store, publish=publisher.publish).deliver([ALERT]).published == 1
+        store.close()
+        got = json.loads(subscriber.messages.get(timeout=10).payload)
+        assert (got["id"], got["area"], got["level"]) == (ALERT.id, "plaza", 0.75)
+        assert subscriber.messages.empty()
+    finally:
+        for account in (subscriber, publisher):
+            account.close()
+        gate.close()
+    listed = json.loads(_subscriber("list", "--dir", d, "--json"))
+    assert listed == [{"username": "control-room", "topic": "sensorpipe/alerts/v1/#"}]
+    assert _connects(port, "control-room", password, None)
+    said = _subscriber("remove", "control-room", "--dir", d)
+    assert said.startswith("control-room: removed from")
+    assert not _connects(port, "control-room", password, None)
+    assert "no alert subscribers" in _subscriber("list", "--dir", d)
