@@ -858,6 +858,7 @@ CASES: dict[str, list[Case]] = {
             "a.sqlite: not an alert store",
         ),
         (lambda t: ["--store", str(t / "x"), "--from", "yesterday"], "--from: time 'yesterday'"),
+        (lambda t: ["--dead-letters", "--pending"], "give --dead-letters or --pending, not both"),
     ],
     "crowd alerts check": [
         (lambda t: ["--from", "yesterday"], "--from: time 'yesterday': use 'now'"),

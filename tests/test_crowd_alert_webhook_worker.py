@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from sensorpipe.cli.main import main
 from sensorpipe.crowd.alertjob import AlertJob
 from sensorpipe.crowd.alerts import Alert, LevelPoint
 from sensorpipe.crowd.alertstore import AlertStore
@@ -203,6 +205,9 @@ def test_a_clean_stop_keeps_the_delivery_for_the_next_start(
         "HTTP 503 Service Unavailable",
     )
     store.close()
+    listed = CliRunner().invoke(main, ["crowd", "alerts", "--store", str(store.path), "--pending"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output == f"{ALERT.id}  {_url(hook)}  1 tries so far: {left.reason}\n"
     # The ingest starts again.
     store = AlertStore(tmp_path / "alerts.sqlite")
     again = _worker(store, _url(hook), attempts=3)
@@ -214,6 +219,8 @@ def test_a_clean_stop_keeps_the_delivery_for_the_next_start(
     assert [r["id"] for r in hook.received] == [ALERT.id, ALERT.id]
     assert store.pending() == [] and store.dead_letters() == []
     assert again.posted == 1
+    listed = CliRunner().invoke(main, ["crowd", "alerts", "--store", str(store.path), "--pending"])
+    assert listed.output == "no webhook deliveries pending\n"
 
 
 def test_a_delivery_whose_tries_are_used_up_is_a_dead_letter_at_the_start(
