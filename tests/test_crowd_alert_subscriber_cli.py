@@ -101,3 +101,5 @@ def test_a_server_directory_names_its_tls_listener_and_says_how_the_broker_learn
         "--cafile",
         "/etc/sensorpipe/tls/ca.crt",
     ]
+    removed = _run("remove", "control-room", "--dir", str(etc))
+    assert "the broker forgets the account when you run `sensorpipe server setup` again" in removed

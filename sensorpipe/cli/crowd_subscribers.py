@@ -28,8 +28,9 @@ TOPIC = f"{ALERT_TOPIC_PREFIX}/#"
 ROTATE = "sensorpipe crowd alerts subscriber add"
 # A broker whose address is not known here (no stack up, no `server setup`).
 SOME_BROKER = "BROKER"
+# A `server setup` directory's broker reads the registry's accounts when it starts.
 SERVER_NOTE = (
-    "the broker learns it when you run `sensorpipe server setup` again and "
+    "the broker {does} when you run `sensorpipe server setup` again and "
     "`systemctl restart mosquitto`"
 )
 
@@ -138,7 +139,7 @@ def subscriber_add(
         click.echo(f"  password : {password}   (shown only now)")
     click.echo(f"  may read : {TOPIC} (one alert per message, on {ALERT_TOPIC_PREFIX}/<area>)")
     if _on_server(s):
-        click.echo(SERVER_NOTE)
+        click.echo(SERVER_NOTE.format(does="learns the password"))
     if broker is None:
         click.echo(
             f"note: no broker address is known here (no `stack up` in {s.directory}, no "
@@ -197,4 +198,4 @@ def subscriber_remove(name: str, directory: Path | None) -> None:
     provisioning.provision(lambda: s.remove_alert_subscriber(name))
     click.echo(f"{name}: removed from {s.registry_path}")
     if _on_server(s):
-        click.echo(SERVER_NOTE.replace("learns it", "forgets the account"))
+        click.echo(SERVER_NOTE.format(does="forgets the account"))

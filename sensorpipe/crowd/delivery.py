@@ -12,12 +12,12 @@
    store's dead letters with the URL, the number of tries and the last reason
    (`sensorpipe crowd alerts --dead-letters`).
 
-Steps 1 to 3 are done at once, by the caller (the ingest's schedule thread). Step 4 is too
-where no worker is given (`crowd alerts check` posts nothing; tests): with a `WebhookWorker`
-(`webhookworker`, the ingest's) each (alert, webhook) is instead stored as a pending delivery
-in the same transaction as the alert (1.) and handed to the worker's thread, so a slow webhook
-and its retries hold up neither the schedule's other jobs nor the next alert check. The tries,
-the back-off and the dead letter are the same either way (`post`).
+Steps 1 to 3 are done at once, on the caller's thread (the ingest's schedule thread). So is
+step 4 where no worker is given (a script, the tests). The ingest gives one, a `WebhookWorker`
+(`webhookworker`): each (alert, webhook) is then stored as a pending delivery in the same
+transaction as the alert (1.) and handed to the worker's thread, so a slow webhook and its
+retries hold up neither the schedule's other jobs nor the next alert check. The tries, the
+back-off and the dead letter are the same either way (`post`).
 """
 
 from __future__ import annotations
