@@ -235,3 +235,15 @@ def test_a_delivery_whose_tries_are_used_up_is_a_dead_letter_at_the_start(
         (_url(hook), 2, "HTTP 502 Bad Gateway"),
     }
     assert store.pending() == []
+
+
+def test_a_store_an_older_ingest_made_has_nothing_pending(tmp_path: Path) -> None:
+    """Made before the pending deliveries were kept (no such table): listed as none."""
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "alerts.sqlite")
+    db.execute("CREATE TABLE alerts (id TEXT PRIMARY KEY)")
+    db.close()
+    store = AlertStore(tmp_path / "alerts.sqlite", read_only=True)
+    assert store.pending() == []
+    store.close()

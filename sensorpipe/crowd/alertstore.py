@@ -84,6 +84,7 @@ class AlertStore:
     def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._read_only = read_only
         if read_only:
             uri = f"{self.path.resolve().as_uri()}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, timeout=5.0)
@@ -165,12 +166,20 @@ class AlertStore:
         """The webhook deliveries still to be made (of `alert_id`), oldest first."""
         where, args = ("WHERE alert_id = ?", (alert_id,)) if alert_id is not None else ("", ())
         with self._lock:
+            if self._read_only and not self._has_table("webhook_pending"):
+                return []  # a store an older ingest made: nothing is ever pending there
             rows = self._db.execute(
                 "SELECT n, alert_id, url, tries, reason, payload FROM webhook_pending "
                 f"{where} ORDER BY n",
                 args,
             ).fetchall()
         return [Pending(n, a, u, t, r, json.loads(p)) for n, a, u, t, r, p in rows]
+
+    def _has_table(self, name: str) -> bool:
+        found = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return found is not None
 
     def tried(self, n: int, tries: int, reason: str) -> None:
         """Delivery `n` failed its try number `tries` for `reason` (kept for the next start)."""
