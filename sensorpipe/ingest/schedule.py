@@ -1,7 +1,8 @@
 """The ingest's periodic jobs on one timer thread of their own, beside the writer thread: the
 neighbour outlier (`ingest.neighbours`, `[quality.neighbours]`), the group calibrations' hourly
 factors (`calibration.updating`, `[calibration]`) and the crowding alerts (`crowd.alertjob`,
-`[alerts]`). The message path never waits for them; they may share the ingest's InfluxDB client,
+`[alerts]`; their webhooks are posted on a thread of their own, `crowd.webhookworker`, so a
+slow one does not hold up the jobs here). The message path never waits for them; they may share the ingest's InfluxDB client,
 whose connection pool serves both threads.
 
 Each job runs when the schedule starts and then every `every_s` after its last run ended; jobs
