@@ -2,8 +2,8 @@
 neighbour outlier (`ingest.neighbours`, `[quality.neighbours]`), the group calibrations' hourly
 factors (`calibration.updating`, `[calibration]`) and the crowding alerts (`crowd.alertjob`,
 `[alerts]`; their webhooks are posted on a thread of their own, `crowd.webhookworker`, so a
-slow one does not hold up the jobs here). The message path never waits for them; they may share the ingest's InfluxDB client,
-whose connection pool serves both threads.
+slow one does not hold up the jobs here). The message path never waits for them; they may
+share the ingest's InfluxDB client, whose connection pool serves both threads.
 
 Each job runs when the schedule starts and then every `every_s` after its last run ended; jobs
 that are due together run one after the other. A run that raises is logged, counted
