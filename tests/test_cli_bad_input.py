@@ -88,6 +88,7 @@ _STREET = (
     '[areas.street]\nname = "S"\nkind = "street"\ncapacity = 9\nlines = [{device = "gate-1"}]\n'
 )
 
+_SUBSCRIBER = '[[alert_subscribers]]\nusername = "control-room"\npassword_hash = "x"\n'
 
 # The example's SPS30 section uncommented, with an `address` line after its `driver` line.
 _SPS30 = '#[[sensors]]\n#driver = "sps30"'
@@ -873,6 +874,7 @@ CASES: dict[str, list[Case]] = {
             "a.sqlite: not an alert store",
         ),
         (lambda t: ["--store", str(t / "x"), "--from", "yesterday"], "--from: time 'yesterday'"),
+        (lambda t: ["--dead-letters", "--pending"], "give --dead-letters or --pending, not both"),
     ],
     "crowd alerts check": [
         (lambda t: ["--from", "yesterday"], "--from: time 'yesterday': use 'now'"),
@@ -882,6 +884,35 @@ CASES: dict[str, list[Case]] = {
             lambda t: ["--from", "-1d", "--dir", _area_stack(t, _STREET), "--area", "plein"],
             "--area plein: no such area in",
         ),
+    ],
+    "crowd alerts subscriber add": [
+        (lambda t: ["no/slash", "--dir", str(t / "st")], "invalid account name 'no/slash'"),
+        (lambda t: ["ingest", "--dir", str(t / "st")], "'ingest' is the name of a reading account"),
+        (lambda t: ["gate-1", "--dir", _area_stack(t)], "'gate-1' is already a device"),
+        (
+            lambda t: ["control-room", "--dir", _area_stack(t, _SUBSCRIBER)],
+            "alert subscriber 'control-room' already exists (--rotate gives it a new password",
+        ),
+        (
+            lambda t: ["cr", "--dir", str(t / "st"), "--password-file", str(t)],
+            "'--password-file': File '{t}' is a directory",
+        ),
+        (lambda t: ["cr", "--dir", _stack_with_bad_registry(t)], "registry.toml: not valid TOML"),
+        (
+            lambda t: ["cr", "--dir", str(t / "st"), "--password-file", _file(t, "f", "") + "/pw"],
+            "--password-file {t}/f/pw: cannot write it",
+        ),
+    ],
+    "crowd alerts subscriber list": [
+        (lambda t: ["--dir", str(t / "st")], "no registry at {t}/st/registry.toml: give --dir"),
+        (lambda t: ["--dir", _stack_with_bad_registry(t)], "registry.toml: not valid TOML"),
+    ],
+    "crowd alerts subscriber remove": [
+        (
+            lambda t: ["pager", "--dir", _area_stack(t, _SUBSCRIBER)],
+            "pager: no such alert subscriber in {t}/st/registry.toml (subscribers: control-room)",
+        ),
+        (lambda t: ["pager", "--dir", str(t / "st")], "no registry at {t}/st/registry.toml"),
     ],
     "quality neighbours": [
         (lambda t: ["--from", "yesterday"], "--from: time 'yesterday': use 'now', a relative"),

@@ -11,7 +11,8 @@ neighbours`, the neighbour outlier over stored data), `areas` (`areas add|list|s
 the areas whose crowding is measured) and `crowd` (`crowd now`; its `SUBCOMMANDS` names the
 crowd commands in modules of their own: `backtest` in `crowd_backtest`, `train` and `forecast` in
 `crowd_forecast`, `models` in `crowd_models`, `crowd alerts` and
-`crowd alerts check` in `crowd_alerts`). `calibrate` keeps `fit`, `apply`, `list`
+`crowd alerts check` in `crowd_alerts`, `crowd alerts subscriber add|list|remove` in
+`crowd_subscribers`). `calibrate` keeps `fit`, `apply`, `list`
 and `show`; `calibrate_group` holds `group` and `update`, `calibrate_report` holds `report`,
 and `calibrate_book` what they share (the calibration book, the period, a record described).
 

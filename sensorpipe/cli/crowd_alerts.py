@@ -1,5 +1,7 @@
 """`sensorpipe crowd alerts`: the crowding alerts raised (sensorpipe.crowd), their webhook dead
-letters (`--dead-letters`), and `crowd alerts check`: the alerts a past window raises."""
+letters (`--dead-letters`), and `crowd alerts check`: the alerts a past window raises. The
+subscribers' broker accounts (`crowd alerts subscriber add|list|remove`) are in
+`crowd_subscribers`."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 import click
 
 from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.crowd_subscribers import subscriber
 from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
 
 STORE_OPTION = click.option(
@@ -40,6 +43,11 @@ def _ms(option: str, value: str | None) -> int | None:
 @click.option("--area", default=None, help="Only this area's alerts.")
 @click.option("--from", "start", default=None, help="Only alerts at or after (ISO 8601, -24h).")
 @click.option("--dead-letters", is_flag=True, help="The alerts a webhook did not take instead.")
+@click.option(
+    "--pending",
+    is_flag=True,
+    help="The webhook deliveries still to be made instead (tries so far, last reason).",
+)
 @STORE_OPTION
 @DIR_OPTION
 @json_option("Print the alerts as JSON.")
@@ -49,6 +57,7 @@ def alerts(
     area: str | None,
     start: str | None,
     dead_letters: bool,
+    pending: bool,
     store: Path | None,
     directory: Path | None,
     as_json: bool,
@@ -61,6 +70,8 @@ def alerts(
 
     from sensorpipe.crowd.alertstore import AlertStore
 
+    if dead_letters and pending:
+        fail("give --dead-letters or --pending, not both")
     path = _store_path(directory, store)
     from_ms = _ms("--from", start)
     if not path.is_file():
@@ -71,7 +82,13 @@ def alerts(
         fail(f"--store {path}: cannot read it: {exc}")
     try:
         rows: list[dict[str, Any]]
-        if dead_letters:
+        if pending:
+            rows = [
+                {k: v for k, v in vars(p).items() if k != "n"}
+                for p in kept.pending()
+                if (area is None or p.payload.get("area") == area)
+            ]
+        elif dead_letters:
             rows = [
                 {**vars(d), "at": _iso(d.at_ms)}
                 for d in kept.dead_letters()
@@ -85,6 +102,10 @@ def alerts(
         kept.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
+    elif pending:
+        for p in rows:
+            tried = f"{p['tries']} tries so far: {p['reason']}" if p["tries"] else "not tried yet"
+            click.echo(f"{p['alert_id']}  {p['url']}  {tried}")
     elif dead_letters:
         for d in rows:
             click.echo(
@@ -93,7 +114,16 @@ def alerts(
     else:
         _table(rows)
     if not rows and not as_json:
-        click.echo("no dead letters" if dead_letters else "no alerts")
+        click.echo(
+            "no webhook deliveries pending"
+            if pending
+            else "no dead letters"
+            if dead_letters
+            else "no alerts"
+        )
+
+
+alerts.add_command(subscriber)
 
 
 def _iso(ms: int) -> str:

@@ -24,5 +24,7 @@ each retraining did, retrain.json).
 Alerts: `alerts.py` (alert rules: a level, observed or forecast, crossing a threshold going
 up, with hysteresis); `alertstore.py` (the alerts and their dead letters kept, SQLite);
 `delivery.py` (each alert logged, published on MQTT and posted to webhooks with retries);
-`alertjob.py` (the ingest's scheduled job and the evaluation of a past window).
+`webhookworker.py` (the ingest's webhook posts on a thread of their own, pending deliveries
+kept in the store across a stop); `alertjob.py` (the ingest's scheduled job and the evaluation
+of a past window).
 """

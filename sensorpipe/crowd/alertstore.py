@@ -1,16 +1,22 @@
 """The alerts kept (SQLite, `alerts.sqlite` beside ingest.toml): every alert raised, the dead
-letters of those a webhook would not take (with the reason), and each area's alert state
-between the ingest's runs (`alerts.AreaAlerts.state`).
+letters of those a webhook would not take (with the reason), the webhook deliveries still to
+be made (`Pending`: the webhook worker's, `webhookworker`), and each area's alert state between
+the ingest's runs (`alerts.AreaAlerts.state`).
 
 An alert is stored once by its id: a run repeated after a restart does not list it twice, and
-`add` says whether it is new (only a new one is delivered). Readers (`sensorpipe crowd alerts`,
-/api/v1/alerts) open it read-only.
+`add` says whether it is new (only a new one is delivered). Its webhook deliveries are stored in
+the same transaction as the alert, so neither a clean stop nor a crash loses one: a delivery
+leaves the store only when the webhook took it or it became a dead letter. Readers (`sensorpipe
+crowd alerts`, /api/v1/alerts) open it read-only. The ingest's schedule thread and its webhook
+worker share one writable store; a lock keeps their statements apart.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,14 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     at_ms INTEGER NOT NULL,
     payload TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS webhook_pending (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    tries INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    payload TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS state (
     area TEXT PRIMARY KEY,
     state TEXT NOT NULL
@@ -54,9 +68,23 @@ class DeadLetter:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A webhook delivery still to be made: `tries` made so far, the last one's `reason`."""
+
+    n: int
+    alert_id: str
+    url: str
+    tries: int
+    reason: str
+    payload: dict[str, Any]
+
+
 class AlertStore:
     def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self._lock = threading.RLock()
+        self._read_only = read_only
         if read_only:
             uri = f"{self.path.resolve().as_uri()}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, timeout=5.0)
@@ -68,12 +96,14 @@ class AlertStore:
             self._db.executescript(SCHEMA)
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
-    def add(self, alert: Alert, raised_ms: int) -> bool:
-        """Store `alert`; False: it was stored before."""
+    def add(self, alert: Alert, raised_ms: int, *, webhooks: Sequence[str] = ()) -> bool:
+        """Store `alert` and, in the same transaction, a pending delivery to each of
+        `webhooks`; False: it was stored before (and nothing is added)."""
         payload = {**alert.payload(), "raised": iso(raised_ms)}
-        with self._db:
+        with self._lock, self._db:
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -86,20 +116,29 @@ class AlertStore:
                     json.dumps(payload),
                 ),
             )
-        return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            body = json.dumps(alert.payload())
+            self._db.executemany(
+                "INSERT INTO webhook_pending (alert_id, url, payload) VALUES (?, ?, ?)",
+                [(alert.id, url, body) for url in webhooks],
+            )
+        return True
 
     def alerts(
         self, *, area: str | None = None, from_ms: int | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
         """Alerts, oldest first by their time, of `area` and at or after `from_ms`."""
         where, args = _where(area=area, from_ms=from_ms)
-        rows = self._db.execute(
-            f"SELECT payload FROM alerts {where} ORDER BY time_ms, id LIMIT ?", (*args, limit)
-        )
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT payload FROM alerts {where} ORDER BY time_ms, id LIMIT ?", (*args, limit)
+            ).fetchall()
         return [json.loads(p) for (p,) in rows]
 
-    def add_dead_letter(self, letter: DeadLetter) -> None:
-        with self._db:
+    def add_dead_letter(self, letter: DeadLetter, *, pending: int | None = None) -> None:
+        """Keep `letter`; `pending`: the delivery (`Pending.n`) it ends, removed with it."""
+        with self._lock, self._db:
             self._db.execute(
                 "INSERT INTO dead_letters (alert_id, url, attempts, reason, at_ms, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -112,19 +151,55 @@ class AlertStore:
                     json.dumps(letter.payload),
                 ),
             )
+            if pending is not None:
+                self._db.execute("DELETE FROM webhook_pending WHERE n = ?", (pending,))
 
     def dead_letters(self) -> list[DeadLetter]:
-        rows = self._db.execute(
-            "SELECT alert_id, url, attempts, reason, at_ms, payload FROM dead_letters ORDER BY n"
-        )
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT alert_id, url, attempts, reason, at_ms, payload FROM dead_letters "
+                "ORDER BY n"
+            ).fetchall()
         return [DeadLetter(a, u, n, r, t, json.loads(p)) for a, u, n, r, t, p in rows]
 
+    def pending(self, alert_id: str | None = None) -> list[Pending]:
+        """The webhook deliveries still to be made (of `alert_id`), oldest first."""
+        where, args = ("WHERE alert_id = ?", (alert_id,)) if alert_id is not None else ("", ())
+        with self._lock:
+            if self._read_only and not self._has_table("webhook_pending"):
+                return []  # a store an older ingest made: nothing is ever pending there
+            rows = self._db.execute(
+                "SELECT n, alert_id, url, tries, reason, payload FROM webhook_pending "
+                f"{where} ORDER BY n",
+                args,
+            ).fetchall()
+        return [Pending(n, a, u, t, r, json.loads(p)) for n, a, u, t, r, p in rows]
+
+    def _has_table(self, name: str) -> bool:
+        found = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return found is not None
+
+    def tried(self, n: int, tries: int, reason: str) -> None:
+        """Delivery `n` failed its try number `tries` for `reason` (kept for the next start)."""
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE webhook_pending SET tries = ?, reason = ? WHERE n = ?", (tries, reason, n)
+            )
+
+    def delivered(self, n: int) -> None:
+        """Delivery `n` was taken by its webhook."""
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM webhook_pending WHERE n = ?", (n,))
+
     def state(self, area: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT state FROM state WHERE area = ?", (area,)).fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT state FROM state WHERE area = ?", (area,)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
     def save_state(self, area: str, state: dict[str, Any]) -> None:
-        with self._db:
+        with self._lock, self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO state VALUES (?, ?)", (area, json.dumps(state))
             )

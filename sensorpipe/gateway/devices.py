@@ -176,15 +176,30 @@ def add_reader(registry: Registry, username: str) -> str:
     return password
 
 
-def add_alert_subscriber(registry: Registry, username: str) -> str:
+def add_alert_subscriber(registry: Registry, username: str, *, rotate: bool = True) -> str:
     """Create or rotate an account that may only read the crowding alerts
-    (sensorpipe/alerts/v1/#); returns its password."""
+    (sensorpipe/alerts/v1/#); returns its password. `rotate` False: one that exists is
+    refused instead of given a new password."""
     check_account_name(username, "account name")
     check_not_reading_account(registry, username, "account name")
     if username in registry.devices or username in registry.gateways:
         raise ProvisioningError(f"{username!r} is already a device or a gateway")
+    if not rotate and any(a.username == username for a in registry.alert_subscribers):
+        raise ProvisioningError(
+            f"alert subscriber {username!r} already exists (--rotate gives it a new password; "
+            f"the old one stops working)"
+        )
     password = secrets.token_urlsafe(24)
     account = ServiceAccount(username=username, password_hash=hash_password(username, password))
     kept = [a for a in registry.alert_subscribers if a.username != username]
     registry.alert_subscribers = [*kept, account]
     return password
+
+
+def remove_alert_subscriber(registry: Registry, username: str) -> None:
+    """Remove the alert subscriber `username`'s account."""
+    kept = [a for a in registry.alert_subscribers if a.username != username]
+    if len(kept) == len(registry.alert_subscribers):
+        known = ", ".join(a.username for a in registry.alert_subscribers) or "none"
+        raise ProvisioningError(f"{username}: no such alert subscriber (subscribers: {known})")
+    registry.alert_subscribers = kept

@@ -1,10 +1,11 @@
 """The ingest's periodic jobs on one timer thread of their own, beside the writer thread: the
 neighbour outlier (`ingest.neighbours`, `[quality.neighbours]`), the group calibrations' hourly
 factors (`calibration.updating`, `[calibration]`), the crowding alerts (`crowd.alertjob`,
-`[alerts]`) and the forecast models' retraining (`crowd.retrain`, `[forecast]`: a quick turn
-that starts or looks at a training in a child process, never the training itself). The message
-path never waits for them; they may share the ingest's InfluxDB client, whose connection pool
-serves both threads.
+`[alerts]`; their webhooks are posted on a thread of their own, `crowd.webhookworker`, so a
+slow one does not hold up the jobs here) and the forecast models' retraining (`crowd.retrain`,
+`[forecast]`: a quick turn that starts or looks at a training in a child process, never the
+training itself). The message path never waits for them; they may share the ingest's InfluxDB
+client, whose connection pool serves both threads.
 
 Each job runs when the schedule starts and then every `every_s` after its last run ended; jobs
 that are due together run one after the other. A run that raises is logged, counted

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sensorpipe.calibration.updating import GroupUpdateJob, Updated
 from sensorpipe.crowd.alertstore import AlertStore
@@ -59,6 +60,9 @@ from sensorpipe.ingest.validate import RegistryView, Rejection
 from sensorpipe.protocol.ack import SetAside, ack_topic, encode_ack
 from sensorpipe.protocol.enrollment import KeyStore
 from sensorpipe.protocol.problems import RepeatedProblem
+
+if TYPE_CHECKING:
+    from sensorpipe.crowd.webhookworker import WebhookWorker
 
 log = logging.getLogger(__name__)
 BATCH_ATTEMPTS = 3  # unexpected failures of one batch before it is split (or dead-lettered)
@@ -144,8 +148,9 @@ class IngestService:
         )
         # The periodic jobs (ingest.schedule), on a timer thread of their own: the neighbour
         # outlier over the last hours, the group calibrations' hourly factors and the crowding
-        # alerts (a webhook's retries wait there, never on the message path). The message
-        # path never waits for them. They share the service's client (its connection pool
+        # alerts (their webhooks are posted on the alert webhook worker's thread, so a slow
+        # one holds up neither these jobs nor the message path). The message path never
+        # waits for them. They share the service's client (its connection pool
         # serves both threads; the jobs do not close it).
         jobs: list[Job] = []
         if config.quality.enabled and config.quality.neighbours.enabled:
@@ -171,6 +176,7 @@ class IngestService:
                 )
             )
         self._alerts: AlertStore | None = None
+        self._webhooks: WebhookWorker | None = None
         if config.alerts.enabled:
             jobs.append(self._alert_job(config, clock))
         self._retrain = self._retrain_job(config, clock)
@@ -201,6 +207,7 @@ class IngestService:
         """Crowding alerts (crowd.alertjob), published with the ingest's own broker link."""
         from sensorpipe.crowd.alertjob import AlertJob
         from sensorpipe.crowd.delivery import Delivery, Webhooks
+        from sensorpipe.crowd.webhookworker import WebhookWorker
 
         a = config.alerts
         store = a.store or str(Path(config.deadletter_path).with_name("alerts.sqlite"))
@@ -213,11 +220,12 @@ class IngestService:
                 "alerts.store", f"cannot open the alert store {store}: {exc}"
             ) from None
         hooks = Webhooks(a.webhooks, a.webhook_timeout_s, a.webhook_attempts, a.webhook_backoff_s)
+        self._webhooks = WebhookWorker(self._alerts, hooks, clock=clock)
         delivery = Delivery(
             self._alerts,
             publish=self._link.publish if a.publish else None,
-            webhooks=hooks,
             clock=clock,
+            worker=self._webhooks,
         )
         from sensorpipe.crowd.live import saved_forecasts
 
@@ -240,14 +248,19 @@ class IngestService:
         self._guard.start()
         self._reporting.serve_metrics()
         self._worker.start()
+        if self._webhooks is not None:  # before the alert job can hand it a delivery
+            self._webhooks.start()
         self._schedule.start()
 
     def stop(self) -> None:
-        """Finish the batch in hand, then disconnect. Unacknowledged messages stay queued."""
+        """Finish the batch in hand, then disconnect. Unacknowledged messages stay queued;
+        alert webhook deliveries not made stay pending in the alert store."""
         self._stop.set()
         if self._retrain is not None:  # first: the schedule may be busy with another job
             self._retrain.stop()  # a training under way ends; the previous model stays
         self._schedule.stop()
+        if self._webhooks is not None:  # after the job that hands it deliveries
+            self._webhooks.stop()
         self._worker.join(timeout=30)
         self._link.stop()
         self._checker.close()

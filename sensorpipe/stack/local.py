@@ -550,9 +550,14 @@ class LocalStack:
         """An account that reads every device's messages (an extra ingest worker, an auditor)."""
         return self.registrar.add_reader(username)
 
-    def add_alert_subscriber(self, username: str) -> str:
-        """An account that may only read the crowding alerts (sensorpipe/alerts/v1/#)."""
-        return self.registrar.add_alert_subscriber(username)
+    def add_alert_subscriber(self, username: str, *, rotate: bool = True) -> str:
+        """An account that may only read the crowding alerts (sensorpipe/alerts/v1/#); its
+        password (`rotate` False: one that exists is refused, not given a new one)."""
+        return self.registrar.add_alert_subscriber(username, rotate=rotate)
+
+    def remove_alert_subscriber(self, username: str) -> None:
+        """Remove an alert subscriber's account, from the registry and a running broker."""
+        self.registrar.remove_alert_subscriber(username)
 
     def add_worker(self, name: str, *, group: str | None = None) -> IngestWorker:
         """A further ingest process on the stack's shared subscription; not started (see

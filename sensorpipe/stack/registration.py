@@ -37,6 +37,7 @@ from sensorpipe.gateway.devices import (
     add_alert_subscriber,
     add_device,
     add_reader,
+    remove_alert_subscriber,
 )
 from sensorpipe.gateway.kits.provision import (
     GatewayCredentials,
@@ -119,9 +120,15 @@ class StackRegistrar:
         """An account that reads every device's messages; its password."""
         return self._register(lambda registry: add_reader(registry, username))
 
-    def add_alert_subscriber(self, username: str) -> str:
+    def add_alert_subscriber(self, username: str, *, rotate: bool = True) -> str:
         """An account that may only read the crowding alerts; its password."""
-        return self._register(lambda registry: add_alert_subscriber(registry, username))
+        return self._register(
+            lambda registry: add_alert_subscriber(registry, username, rotate=rotate)
+        )
+
+    def remove_alert_subscriber(self, username: str) -> None:
+        """Remove an alert subscriber's account (a running broker lets it in no more)."""
+        self._register(lambda registry: remove_alert_subscriber(registry, username))
 
     def add_airrohr_kit(self, *, chip_id: str, site: str, **fields: Any) -> KitCredentials:
         """Register an airrohr kit received by the stack's gateway (`fields` as
