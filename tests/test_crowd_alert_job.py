@@ -57,6 +57,21 @@ def test_a_store_that_cannot_be_opened_names_the_key(tmp_path: Path) -> None:
         _service_from(config)
 
 
+def test_a_webhook_without_its_scheme_is_refused_with_its_line(tmp_path: Path) -> None:
+    """`alerts.example.org/crowding` (no http://) would be tried and dead-lettered for every
+    alert: the configuration is refused instead, naming the key and its line."""
+    (tmp_path / "registry.toml").write_text("")
+    (tmp_path / "ingest.toml").write_text(
+        'registry_path = "registry.toml"\n[broker]\npassword = "x"\n[alerts]\n'
+        'webhooks = ["https://ok.example.org/a", "alerts.example.org/crowding"]\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_ingest_config(tmp_path / "ingest.toml")
+    assert "alerts.webhooks (line 5): 'alerts.example.org/crowding': give the webhook's whole " in (
+        str(err.value)
+    )
+
+
 def _service_from(config: object) -> None:
     from sensorpipe.ingest.service import IngestService
 

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
     from sensorpipe.protocol.registry import AreaEntry
@@ -261,6 +261,20 @@ class AlertsConfig(BaseModel):
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=120)
     webhook_attempts: int = Field(default=4, ge=1, le=20)
     webhook_backoff_s: float = Field(default=2.0, ge=0, le=600)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        from urllib.parse import urlsplit
+
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    f"{url[:120]!r}: give the webhook's whole URL, with http:// or https:// "
+                    "and its host (e.g. https://alerts.example.org/crowding)"
+                )
+        return urls
 
     def rules(self, area: AreaEntry) -> AlertRules:
         return AlertRules(
