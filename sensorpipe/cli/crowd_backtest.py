@@ -264,6 +264,13 @@ def crowd_backtest(
     timezone, country, subdiv = place_of(registry, areas, timezone, country, subdiv)
     zone = check_place(timezone, country, subdiv)
     steps = [(h.strip(), _horizon(h)) for h in horizons]
+    seen: dict[int, str] = {}
+    for given, h in steps:
+        if h in seen:
+            fail(f"--horizon {given}: given twice (as {seen[h]}): give each horizon once")
+        seen[h] = given
+    if out is not None:  # refused now, not after minutes of training
+        _check_writable(out)
     until = _instant("--train-until", train_until, zone)
     t1 = _instant("--from", start, zone)
     t2 = _instant("--to", end, zone)
@@ -289,6 +296,19 @@ def crowd_backtest(
         counts = _counts(counts_csv, names, kind, directory, influx_url, database, first, t2)
     place = (timezone, country, subdiv)
     _run(counts, steps, place, (until, t1, t2, since), exclude, (trees, threads), out, as_json)
+
+
+def _check_writable(out: Path) -> None:
+    """A one-line error where --out cannot be written (checked before the backtest runs)."""
+    import os
+
+    folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        fail(f"--out {out}: a folder; give a file name")
+    if not folder.is_dir():
+        fail(f"--out {out}: no folder {folder}; create it or give another path")
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        fail(f"--out {out}: not writable here; give another path")
 
 
 def _counts(
