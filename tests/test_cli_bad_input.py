@@ -866,6 +866,7 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--dir", _area_stack(t, _STREET), "--area", "plein"], "--area plein: no such"),
         (lambda t: ["--dir", _area_stack(t)], "no areas in"),
         (lambda t: ["--at", "yesterday"], "--at: time 'yesterday'"),
+        (lambda t: ["--at", "2099-01-01"], "--at 2099-01-01: in the future; give now or a time"),
     ],
     "crowd alerts": [
         (lambda t: ["--store", str(t / "none.sqlite")], "none.sqlite: no alert store there"),

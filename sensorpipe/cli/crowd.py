@@ -125,6 +125,8 @@ def crowd_now(
 ) -> None:
     """Each area's level in its last whole interval: observed flow (street) or occupancy
     (enclosed) ÷ capacity, the thresholds it reached and the counters' running fraction."""
+    from datetime import UTC, datetime
+
     from sensorpipe.cli.query import _influx_url
     from sensorpipe.crowd.observed import area_crowding
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
@@ -135,6 +137,8 @@ def crowd_now(
         when = parse_time(at)
     except QueryInputError as exc:
         fail(f"--at: {exc}")
+    if when > datetime.now(UTC):
+        fail(f"--at {at}: in the future; give now or a time before it")
     registry, chosen = chosen_areas(directory, area_ids)
     client = InfluxClient(_influx_url(directory, influx_url), database)
     rows = []

@@ -55,7 +55,14 @@ def _window(start: str, end: str, every_s: int, now: datetime | None) -> tuple[i
     now = now or datetime.now(UTC)
     step = every_s * 1000
     t0 = int(parse_time(start, now).timestamp() * 1000)
-    t1 = min(int(parse_time(end, now).timestamp() * 1000), int(now.timestamp() * 1000))
+    asked_end = int(parse_time(end, now).timestamp() * 1000)
+    if asked_end <= t0:
+        raise QueryInputError(f"'to' {end!r} is not after 'from' {start!r}: give a later 'to'")
+    t1 = min(asked_end, int(now.timestamp() * 1000))
+    if t1 <= t0:
+        raise QueryInputError(
+            f"'from' {start!r} is in the future: give a time before now (e.g. -24h)"
+        )
     t0, t1 = t0 - t0 % step, t1 - t1 % step
     if t0 >= t1:
         raise QueryInputError(

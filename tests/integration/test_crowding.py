@@ -216,8 +216,17 @@ def test_unknown_area_device_and_parameter(world: dict[str, Any]) -> None:
     assert api.get("/api/v1/devices/nobody/crowding").status_code == 404
     wrong = api.get("/api/v1/areas/hall/crowding", params={"form": "-1h"})
     assert wrong.status_code == 400 and "did you mean 'from'" in wrong.json()["detail"]
-    late = api.get("/api/v1/areas/hall/crowding", params={"from": "now", "to": "now"})
-    assert late.status_code == 400 and "no whole interval" in late.json()["detail"]
+    same = api.get("/api/v1/areas/hall/crowding", params={"from": "now", "to": "now"})
+    assert same.status_code == 400 and "is not after 'from'" in same.json()["detail"]
+    back = api.get("/api/v1/areas/hall/crowding", params={"from": "-1h", "to": "-2d"})
+    assert back.json()["detail"] == "'to' '-2d' is not after 'from' '-1h': give a later 'to'"
+    ahead = api.get(
+        "/api/v1/areas/hall/crowding", params={"from": "2099-01-01", "to": "2099-02-01"}
+    )
+    assert (
+        ahead.status_code == 400
+        and "'from' '2099-01-01' is in the future" in (ahead.json()["detail"])
+    )
 
 
 def test_crowding_reads_are_heavy_requests() -> None:
