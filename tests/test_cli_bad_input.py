@@ -261,6 +261,14 @@ def _train(*extra: str) -> list[str]:
     return [*args, *extra]
 
 
+def _alerts(tmp: Path) -> str:
+    """An empty alert store."""
+    from sensorpipe.crowd.alertstore import AlertStore
+
+    AlertStore(tmp / "alerts.sqlite").close()
+    return str(tmp / "alerts.sqlite")
+
+
 def _bad_model(tmp: Path) -> str:
     """A models folder with a device model whose model.json is not one."""
     (tmp / "models" / "device-x").mkdir(parents=True)
@@ -841,6 +849,11 @@ CASES: dict[str, list[Case]] = {
         ),
         (lambda t: [*_AREA, "--line", _GATE, "--interval", "2d"], "e.g. 15m or 1h"),
         (lambda t: [*_AREA, "--line", _GATE, "--timezone", "Mars/Olympus"], "unknown time zone"),
+        (lambda t: [*_AREA, "--line", _GATE, "--country", "XX"], "area hall: --country XX: "),
+        (
+            lambda t: [*_AREA, "--line", _GATE, "--country", "NZ", "--subdivision", "ZZZ"],
+            "area hall: --country NZ --subdivision ZZZ: ",
+        ),
         (lambda t: [*_AREA, "--line", _GATE, "--interval", "7m"], "divides an hour or a day"),
         (lambda t: [*_AREA, "--line", _GATE, "--class", "horse"], "unknown classes ['horse']"),
         (lambda t: ["Hall!", "--name", "x", "--kind", "street", "--capacity", "1"], "area id"),
@@ -869,6 +882,10 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--at", "2099-01-01"], "--at 2099-01-01: in the future; give now or a time"),
     ],
     "crowd alerts": [
+        (
+            lambda t: ["--area", "plein", "--dir", _area_stack(t, _STREET), "--store", _alerts(t)],
+            "--area plein: no such area in",
+        ),
         (lambda t: ["--store", str(t / "none.sqlite")], "none.sqlite: no alert store there"),
         (
             lambda t: ["--store", _file(t, "a.sqlite", "not a database " * 100)],

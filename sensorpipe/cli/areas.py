@@ -111,6 +111,22 @@ def _refuse(area_id: str, exc: Any) -> NoReturn:
     fail(f"area {area_id}: " + "; ".join(lines))
 
 
+def _check_holidays(area_id: str, country: str, subdivision: str) -> None:
+    """A country (and region) whose public holidays the `holidays` package cannot give is
+    refused now, not when a model is trained; without the `forecast` extra it is not checked
+    (the holidays are only read by the forecasts)."""
+    import importlib.util
+
+    if importlib.util.find_spec("holidays") is None:
+        return
+    from sensorpipe.crowd.features import check_country
+
+    problem = check_country(country, subdivision or None)
+    if problem:
+        given = f"--country {country}" + (f" --subdivision {subdivision}" if subdivision else "")
+        fail(f"area {area_id}: {given}: {problem}")
+
+
 def _registry(stack: LocalStack) -> Registry:
     from sensorpipe.protocol.configfile import ConfigError
 
@@ -210,6 +226,7 @@ def areas_add(
         area = AreaEntry.model_validate(values)
     except ValidationError as exc:
         _refuse(area_id, exc)
+    _check_holidays(area_id, area.country, area.subdivision)
     stack = local_stack(directory)
     registry = _registry(stack)
     if area_id in registry.areas and not replace:

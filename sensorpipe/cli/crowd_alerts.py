@@ -39,6 +39,21 @@ def _ms(option: str, value: str | None) -> int | None:
         fail(f"{option}: {exc}")
 
 
+def _known_area(directory: Path | None, area: str) -> None:
+    """A one-line error for an --area the registry does not hold (where it can be read: an
+    area removed since keeps the alerts it raised, listed above)."""
+    from sensorpipe.protocol.configfile import ConfigError
+
+    stack = local_stack(directory)
+    try:
+        registry = stack.registry()
+    except (OSError, ValueError, ConfigError):
+        return
+    if area not in registry.areas:
+        known = ", ".join(sorted(registry.areas)) or "none"
+        fail(f"--area {area}: no such area in {stack.registry_path} (areas: {known})")
+
+
 @click.group("alerts", invoke_without_command=True)
 @click.option("--area", default=None, help="Only this area's alerts.")
 @click.option("--from", "start", default=None, help="Only alerts at or after (ISO 8601, -24h).")
@@ -100,6 +115,8 @@ def alerts(
         fail(f"--store {path}: not an alert store: {exc}")
     finally:
         kept.close()
+    if area is not None and not rows:
+        _known_area(directory, area)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif pending:
