@@ -47,7 +47,7 @@ def test_backtest_prints_wape_and_writes_every_forecast(counts_csv: Path, tmp_pa
     summary = json.loads(result.stdout)
     assert summary["from"] == "2024-08-25T12:00:00Z"  # midnight in Auckland (NZST)
     assert summary["to"] == "2024-09-08T12:00:00Z"
-    assert summary["train_until"] == "2024-08-25T11:00:00Z"  # the last hour trained on
+    assert summary["train_until"] == "2024-08-25T12:00:00Z"  # trained on the hours before it
     assert set(summary["horizons"]) == {"1h", "3h"}
     for h in summary["horizons"].values():
         assert set(h["wape_percent"]) == {"model", "seasonal_naive", "mean_4_weeks"}

@@ -71,7 +71,8 @@ class Backtest:
             "kind": self.counts.kind,
             "from": iso(self.counts.time(self.first_row)),
             "to": iso(self.counts.time(self.first_row + self.targets)),
-            "train_until": iso(self.model.trained_until),
+            # as --train-until, crowd train and the API say it: the hours before it trained on
+            "train_until": iso(self.model.trained_until + HOUR_S),
             "horizons": {
                 r.label: {
                     "wape_percent": {k: _round(v) for k, v in r.wape.items()},
