@@ -1309,8 +1309,9 @@
         drawCrowdingFigure("chart-device-crowding", "device-crowding", null, crowdResult.value,
           range, deviceZone(crowdResult.value));
       } else {
-        problems.push(`crowding: ${crowdResult.reason.message}`);
-        chartError("device-crowding", crowdResult.reason.message);
+        // Said in its own figure only: the counts above are shown all the same (a range
+        // within one hour has counts, but no whole hour of crowding).
+        chartError("device-crowding", `The crowding could not be loaded: ${crowdResult.reason.message}`);
       }
     }
     if (problems.length) {
