@@ -402,3 +402,19 @@ def test_a_range_within_one_hour_keeps_the_devices_counts(browser: Browser) -> N
     refused = [e for e in browser.errors if "status of 400" in e]
     assert len(refused) == 2
     browser.errors[:] = [e for e in browser.errors if e not in refused]
+
+
+def test_the_crowding_charts_keep_their_height_when_the_window_is_resized(
+    browser: Browser,
+) -> None:
+    page = _open_device(browser, "fc-a")
+    sizes = (
+        "() => ['crowding', 'device-crowding', 'counts'].map((n) => {"
+        " const p = window.sensorpipeDashboard.plots[n]; return [p.width, p.height]; })"
+    )
+    before = page.evaluate(sizes)
+    assert [h for _, h in before] == [260, 260, 240]
+    page.set_viewport_size({"width": 900, "height": 900})
+    page.wait_for_function(f"(w) => ({sizes})().every(([x], i) => x !== w[i][0])", arg=before)
+    after = page.evaluate(sizes)
+    assert [h for _, h in after] == [260, 260, 240]  # resized, each as high as it was

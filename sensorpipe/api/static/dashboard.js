@@ -1329,7 +1329,7 @@
     for (const [name, plot] of Object.entries(state.plots)) {
       const plotEl = $(`chart-${name}`).querySelector(".plot");
       const width = Math.max(280, plotEl.clientWidth);
-      if (Math.abs(width - plot.width) > 2) plot.setSize({ width, height: 240 });
+      if (Math.abs(width - plot.width) > 2) plot.setSize({ width, height: plot.height }); // each keeps its own
     }
   }
 
