@@ -372,6 +372,15 @@ def test_times_are_the_areas_own_across_the_end_of_summer_time(browser: Browser)
     assert sum(c.endswith("02:00 GMT+12") for c in cells) == 1
     assert page.locator("#chart-crowding").get_attribute("data-zone") == NZ
     assert f"times in {NZ}" in page.locator("#crowding-caption").inner_text()
+    # The time axis' ticks (uPlot's labels and the instants they are at) in its time too.
+    labels, splits = page.evaluate(
+        "() => { const a = window.sensorpipeDashboard.plots.crowding.axes[0];"
+        " return [a._values, a._splits]; }"
+    )
+    assert len(labels) == len(splits) >= 6
+    for label, s in zip(labels, splits, strict=True):
+        assert label.split("\n")[0] == _local(datetime.fromtimestamp(s, UTC))[0]
+    assert [label.split("\n")[0] for label in labels].count("02:00") == 2
 
 
 def test_a_past_range_does_not_get_the_forecast_made_now(browser: Browser) -> None:
