@@ -278,6 +278,21 @@ def test_an_enclosed_areas_forecast_is_of_the_people_coming_in(browser: Browser)
             f"people coming in: {_whole(p['flow'])} per hour "
             f"(likely {_whole(p['low'])} to {_whole(p['high'])})"
         )
+    # Its occupancy's corrections are noted per interval: the quiet-hour reset (04:00 in
+    # Auckland, one in any 24 hours) and the outs beyond the occupancy.
+    notes = {
+        row.get_attribute("data-time"): row.locator("td").nth(4).text_content()
+        for row in page.locator("#crowding-table tbody tr:not(.forecast)").all()
+    }
+    resets = [iv for iv in answer["observed"] if iv["reset_from"] is not None]
+    assert len(resets) == 1
+    for iv in answer["observed"]:
+        note = notes[iv["time"]] or ""
+        said = f"occupancy reset to 0 at the quiet hour (it was {_whole(iv['reset_from'] or 0)})"
+        assert (said in note) == (iv["reset_from"] is not None), (iv, note)
+        said = f"{_whole(iv['corrected'])} more went out than were in"
+        assert (said in note) == (iv["corrected"] > 0), (iv, note)
+    assert any(iv["corrected"] > 0 for iv in answer["observed"])
     p3 = answer["forecast"]["points"][-1]
     summary = page.locator("#crowding-summary").inner_text()
     assert f"Forecast of the people coming in, 3h ahead: {_whole(p3['flow'])} per hour" in summary

@@ -1550,6 +1550,18 @@
     return "";
   }
 
+  /** An enclosed area's interval: what its occupancy's corrections did (the table's note). */
+  function occupancyNote(iv) {
+    const parts = [];
+    if (given_(iv.reset_from)) {
+      parts.push(`occupancy reset to 0 at the quiet hour (it was ${fmtNumber(iv.reset_from, 0)})`);
+    }
+    if (given_(iv.corrected) && iv.corrected > 0) {
+      parts.push(`${fmtNumber(iv.corrected, 0)} more went out than were in: left out, the occupancy cannot go below 0`);
+    }
+    return parts;
+  }
+
   /** The table's header row. */
   function crowdingHead(flow) {
     const cols = flow
@@ -1616,7 +1628,7 @@
       const cells = flow
         ? [zonedTime(iv.time, tz), flowText(iv.flow), pctText(iv.running_fraction), intervalNote(iv, flow)]
         : [zonedTime(iv.time, tz), pctText(iv.level), given_(iv.reached) ? pctText(iv.reached) : "none",
-          pctText(iv.running_fraction), intervalNote(iv, flow)];
+          pctText(iv.running_fraction), [intervalNote(iv, flow), ...occupancyNote(iv)].filter(Boolean).join("; ")];
       body.append(el("tr", { "data-time": iv.time }, ...cells.map((c) => el("td", { text: c }))));
     }
     for (const p of s.points) {
