@@ -1311,6 +1311,9 @@
       } else {
         // Said in its own figure only: the counts above are shown all the same (a range
         // within one hour has counts, but no whole hour of crowding).
+        const fig = $("chart-device-crowding");
+        for (const part of fig.querySelectorAll(".crowding-gaps, .crowding-forecast-note")) part.hidden = true;
+        fig.querySelector(".crowding-table tbody").textContent = "";
         chartError("device-crowding", `The crowding could not be loaded: ${crowdResult.reason.message}`);
       }
     }
