@@ -4,10 +4,11 @@ a real influxd, read through /api/v1/areas and /api/v1/areas/{id}/crowding by th
 
 The panel must show the hall's level (% of capacity) as the API gives it, its thresholds as
 lines, the hour no counter reported as a gap with its reason, the half-run hour noted, and a
-table and text summary of the latest level. The forecast band is drawn by the panel's own
-function (`window.sensorpipeDashboard.drawCrowding`) fed the real observed answer plus a
-forecast in the shape /api/v1/areas/{id}/crowding gives it (its forecast is null on this
-branch). The screenshot goes to $SENSORPIPE_ARTEFACTS or tests/artefacts/.
+table and text summary of the latest level. The forecast band is also drawn here by the
+panel's own function (`window.sensorpipeDashboard.drawCrowding`) fed the real observed answer
+plus a forecast with round numbers (and a `forecast_note` holding markup, which must come out as
+text); the live forecast from saved models is in test_dashboard_crowding_live.py. The
+screenshot goes to $SENSORPIPE_ARTEFACTS or tests/artefacts/.
 """
 
 from __future__ import annotations

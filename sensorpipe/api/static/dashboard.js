@@ -1227,6 +1227,10 @@
     }
     for (const [name, chart] of charts) airFigure(name, chart).hidden = false;
     $("chart-counts").hidden = !wantCounts;
+    // A counting device: its crowding too (its flow per hour and forecast).
+    const wantCrowd = sel.kind === "device" && devices.length === 1 && Boolean(devices[0].counts);
+    $("chart-device-crowding").hidden = !wantCrowd;
+    if (!wantCrowd) destroyPlot("device-crowding");
     $("gap-note").hidden = !(wantAir || wantCounts);
     detail.dataset.state = "loading";
     setStatus("Loading…");
@@ -1255,9 +1259,11 @@
       for (const name of names) for (const q of charts.get(name).quantities) params.append("quantity", q);
       return fetchJSON(`api/v1/air?${params}`).then((answer) => ({ names, answer }));
     });
-    const [airResult, countResult] = await Promise.allSettled([
+    const crowd = new URLSearchParams({ from: fromIso, to: toIso });
+    const [airResult, countResult, crowdResult] = await Promise.allSettled([
       wantAir ? Promise.all(airAsked) : Promise.resolve(null),
       wantCounts ? fetchJSON(`api/v1/counts?${counts}`) : Promise.resolve(null),
+      wantCrowd ? fetchJSON(`api/v1/devices/${encodeURIComponent(sel.id)}/crowding?${crowd}`) : Promise.resolve(null),
     ]);
     if (load !== state.load) return; // a newer choice was made meanwhile
     const problems = [];
@@ -1295,6 +1301,22 @@
         chartError("counts", countResult.reason.message);
       }
     }
+    if (wantCrowd) {
+      if (crowdResult.status === "fulfilled") {
+        await state.crowding.loaded; // the areas: the time zone of the device's first
+        if (load !== state.load) return;
+        state.deviceCrowding.answer = crowdResult.value;
+        drawCrowdingFigure("chart-device-crowding", "device-crowding", null, crowdResult.value,
+          range, deviceZone(crowdResult.value));
+      } else {
+        // Said in its own figure only: the counts above are shown all the same (a range
+        // within one hour has counts, but no whole hour of crowding).
+        const fig = $("chart-device-crowding");
+        for (const part of fig.querySelectorAll(".crowding-gaps, .crowding-forecast-note")) part.hidden = true;
+        fig.querySelector(".crowding-table tbody").textContent = "";
+        chartError("device-crowding", `The crowding could not be loaded: ${crowdResult.reason.message}`);
+      }
+    }
     if (problems.length) {
       setStatus(`Could not load ${problems.join("; ")}`, true);
       detail.dataset.state = "error";
@@ -1310,7 +1332,7 @@
     for (const [name, plot] of Object.entries(state.plots)) {
       const plotEl = $(`chart-${name}`).querySelector(".plot");
       const width = Math.max(280, plotEl.clientWidth);
-      if (Math.abs(width - plot.width) > 2) plot.setSize({ width, height: 240 });
+      if (Math.abs(width - plot.width) > 2) plot.setSize({ width, height: plot.height }); // each keeps its own
     }
   }
 
@@ -1417,38 +1439,54 @@
   // The areas (api/v1/areas) and, for the chosen one, its observed level (api/v1/areas/{id}/
   // crowding) as a percentage of its capacity, its thresholds as dashed lines, intervals
   // without a level as gaps (their reasons listed), and the forecast, when the answer holds
-  // one, as a band (level_low..level_high) with its line after the last observed interval.
+  // one, as a band (level_low..level_high) with its line. A counting device's figure (in the
+  // device's detail, api/v1/devices/{id}/crowding) is drawn the same way in passers-by per
+  // hour: a device has no capacity, so no level and no thresholds.
+  // Times are in the area's own time zone (its days, quiet hour and holidays are local
+  // there), with the zone's offset, so that the hour that happens twice when summer time
+  // ends reads as two hours.
   const FORECAST_COLOUR = "#d95f02";
   const THRESHOLD_COLOURS = ["#b8860b", "#a00000", "#600060"];
-  state.crowding = { areas: [], chosen: null, answer: null, load: 0 };
+  state.crowding = { areas: [], chosen: null, answer: null, load: 0, loaded: null };
+  state.deviceCrowding = { answer: null };
 
   const levelPct = (v) => (v === null || v === undefined ? null : Math.round(v * 1000) / 10);
   const pctText = (v) => (v === null || v === undefined ? "–" : `${fmtNumber(v * 100, 0)} %`);
+  const flowText = (v) => (v === null || v === undefined ? "–" : fmtNumber(v, 0));
   const isoS = (iso) => Date.parse(iso) / 1000;
+  const given_ = (v) => v !== null && v !== undefined;
 
-  /** The series of an answer (and its forecast): times in s, levels and thresholds in %. */
-  function crowdingSeries(answer) {
-    const observed = answer.observed || [];
-    const fc = answer.forecast && Array.isArray(answer.forecast.points) ? answer.forecast : null;
-    const lastObserved = observed.length ? isoS(observed[observed.length - 1].time) : -Infinity;
-    const points = fc ? fc.points.filter((p) => isoS(p.time) > lastObserved) : [];
-    const xs = observed.map((iv) => isoS(iv.time)).concat(points.map((p) => isoS(p.time)));
-    const n = observed.length;
-    const level = xs.map((_x, i) => (i < n ? levelPct(observed[i].level) : null));
-    const fLine = xs.map(() => null), fLow = xs.map(() => null), fHigh = xs.map(() => null);
-    points.forEach((p, j) => {
-      fLine[n + j] = levelPct(p.level);
-      fLow[n + j] = levelPct(p.level_low);
-      fHigh[n + j] = levelPct(p.level_high);
-    });
-    // The forecast line starts from the last observed level, so the two read as one.
-    if (points.length && n && level[n - 1] !== null) {
-      fLine[n - 1] = level[n - 1];
-      fLow[n - 1] = level[n - 1];
-      fHigh[n - 1] = level[n - 1];
+  /** `tz` where the browser knows it, else undefined (the browser's own zone). */
+  function knownZone(tz) {
+    if (!tz) return undefined;
+    try {
+      new Intl.DateTimeFormat("en-GB", { timeZone: tz });
+      return tz;
+    } catch (_e) {
+      return undefined;
     }
-    const thresholds = (answer.thresholds || []).map((t) => xs.map(() => levelPct(t)));
-    return { xs, level, fLine, fLow, fHigh, thresholds, points, forecast: fc };
+  }
+
+  /** A time (ISO text or ms) in zone `tz`, with the zone's name or offset. */
+  function zonedTime(t, tz) {
+    const d = new Date(t);
+    if (Number.isNaN(d.getTime())) return String(t);
+    return d.toLocaleString("en-GB", {
+      year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+      hourCycle: "h23", timeZoneName: "short", timeZone: knownZone(tz),
+    });
+  }
+
+  /** Tick labels (as timeTicks) in zone `tz`. */
+  function zonedTicks(tz) {
+    const zone = knownZone(tz);
+    return (_u, splits, _axis, _space, incr) => splits.map((s, i) => {
+      const d = new Date(s * 1000);
+      const day = d.toLocaleDateString("en-GB", { day: "numeric", month: "short", timeZone: zone });
+      if (incr >= 86400) return day;
+      const hm = d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone });
+      return i === 0 || hm === "00:00" ? `${hm}\n${day}` : hm;
+    });
   }
 
   /** An interval such as "1h" in seconds (an hour where it cannot be read). */
@@ -1457,139 +1495,277 @@
     return m ? Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2]] : 3600;
   }
 
-  function intervalNote(iv) {
-    if (iv.level === null || iv.level === undefined) return iv.reason || "no level";
+  /** Whether the forecast of `answer` belongs on a chart of `range` (the page's range): it
+   * is made now, so a range that ends before it was made does not show it. */
+  function forecastInRange(fc, range) {
+    if (!fc) return false;
+    if (!range || range.error) return true;
+    return range.to >= Date.parse(fc.made_at);
+  }
+
+  /** The series of an answer (and its forecast) on one time axis: times in s; an area's
+   * levels and thresholds in %, a device's flow in passers-by per hour. The forecast's
+   * points are at the start of the hour each forecasts; its line starts from the last
+   * observed value where the two meet (the forecast's first hour follows it). */
+  function crowdingSeries(answer, range) {
+    const flow = Boolean(answer.device);
+    const observed = answer.observed || [];
+    const fc = answer.forecast && Array.isArray(answer.forecast.points) ? answer.forecast : null;
+    const shown = forecastInRange(fc, range);
+    const points = shown ? fc.points : [];
+    const value = flow ? (iv) => (given_(iv.flow) ? iv.flow : null) : (iv) => levelPct(iv.level);
+    const fValue = flow
+      ? (p) => [p.flow, p.low, p.high].map((v) => (given_(v) ? v : null))
+      : (p) => [levelPct(p.level), levelPct(p.level_low), levelPct(p.level_high)];
+    const xs = [...new Set(observed.map((iv) => isoS(iv.time)).concat(points.map((p) => isoS(p.time))))]
+      .sort((a, b) => a - b);
+    const at = new Map(xs.map((x, i) => [x, i]));
+    const none = () => xs.map(() => null);
+    const level = none(), fLine = none(), fLow = none(), fHigh = none();
+    for (const iv of observed) level[at.get(isoS(iv.time))] = value(iv);
+    for (const p of points) {
+      const i = at.get(isoS(p.time));
+      [fLine[i], fLow[i], fHigh[i]] = fValue(p);
+    }
+    if (points.length && observed.length) {
+      const last = observed[observed.length - 1];
+      const lastX = isoS(last.time);
+      const firstX = isoS(points[0].time);
+      const v = value(last);
+      if (v !== null && lastX < firstX && lastX + everyS(answer.every) >= firstX && fLine[at.get(firstX)] !== null) {
+        const i = at.get(lastX);
+        fLine[i] = v;
+        fLow[i] = v;
+        fHigh[i] = v;
+      }
+    }
+    const thresholds = flow ? [] : (answer.thresholds || []).map((t) => xs.map(() => levelPct(t)));
+    const band = points.filter((p) => fValue(p)[2] !== null).length;
+    const drawn = points.filter((p) => fValue(p)[0] !== null).length;
+    return { flow, xs, level, fLine, fLow, fHigh, thresholds, points, forecast: fc, shown, band, drawn };
+  }
+
+  function intervalNote(iv, flow) {
+    if (flow ? !given_(iv.flow) : !given_(iv.level)) return iv.reason || (flow ? "no count" : "no level");
     if (iv.running_fraction < 1) {
       return `counters ran ${fmtNumber(iv.running_fraction * 100, 0)} % of it; the count is scaled up`;
     }
     return "";
   }
 
-  /** Draw the panel for `area` (an api/v1/areas entry, or just {id, name}) from `answer` (an
-   * api/v1/areas/{id}/crowding answer). Exported for tests: window.sensorpipeDashboard.
-   * drawCrowding. API text goes in as text only. */
-  function drawCrowding(area, answer) {
-    const fig = $("chart-crowding");
+  /** An enclosed area's interval: what its occupancy's corrections did (the table's note). */
+  function occupancyNote(iv) {
+    const parts = [];
+    if (given_(iv.reset_from)) {
+      parts.push(`occupancy reset to 0 at the quiet hour (it was ${fmtNumber(iv.reset_from, 0)})`);
+    }
+    if (given_(iv.corrected) && iv.corrected > 0) {
+      parts.push(`${fmtNumber(iv.corrected, 0)} more went out than were in: left out, the occupancy cannot go below 0`);
+    }
+    return parts;
+  }
+
+  /** The table's header row. */
+  function crowdingHead(flow) {
+    const cols = flow
+      ? ["Hour from", "Passers-by", "Counter ran", "Note"]
+      : ["Interval from", "Level", "Threshold reached", "Counters ran", "Note"];
+    return el("tr", {}, ...cols.map((c) => el("th", { scope: "col", text: c })));
+  }
+
+  /** The words on the forecast: why there is none, or what it is of. */
+  function forecastNote(answer, s, tz) {
+    if (s.forecast && !s.shown) {
+      return `The forecast made at ${zonedTime(s.forecast.made_at, tz)} is of the hours after ` +
+        "this range: choose the last 24 hours or 7 days to see it.";
+    }
+    return answer.forecast_note || "";
+  }
+
+  /** Draw a crowding figure: `area` (an api/v1/areas entry, or {id, name}) and `answer` (an
+   * api/v1/areas/{id}/crowding answer) in the crowding panel, or a device's answer (api/v1/
+   * devices/{id}/crowding) in figure `figId`. `tz`: the zone its times are shown in. API
+   * text goes in as text only. */
+  function drawCrowdingFigure(figId, plotName, area, answer, range, tz) {
+    const fig = $(figId);
+    const part = (cls) => fig.querySelector(`.${cls}`);
     const plotEl = fig.querySelector(".plot");
-    destroyPlot("crowding");
+    destroyPlot(plotName);
     plotEl.textContent = "";
     fig.hidden = false;
-    state.crowding.answer = answer;
-    const name = (area && (area.name || area.id)) || answer.area || "";
-    const s = crowdingSeries(answer);
+    const s = crowdingSeries(answer, range);
+    const flow = s.flow;
     const observed = answer.observed || [];
-    $("crowding-caption").textContent =
-      `${name}: level per ${everyText(answer.every)} (% of its capacity of ${answer.capacity ?? "?"})`;
-    // Gaps and the intervals the counters ran only part of.
-    const gapList = $("crowding-gaps");
+    const name = flow ? answer.device : (area && (area.name || area.id)) || answer.area || "";
+    fig.dataset.area = flow ? "" : (area && area.id) || answer.area || "";
+    const zoneText = `times in ${knownZone(tz) || "your browser's time zone"}`;
+    part("crowding-caption").textContent = flow
+      ? `${name}: passers-by per ${everyText(answer.every)} (pedestrians; ${zoneText})`
+      : `${name}: level per ${everyText(answer.every)} (% of its capacity of ${answer.capacity ?? "?"}; ${zoneText})`;
+    // Gaps and the intervals the counters ran only part of; consecutive intervals with the
+    // same note are one line.
+    const gapList = part("crowding-gaps");
     gapList.textContent = "";
-    // Consecutive intervals with the same note are one line.
     const runs = [];
     for (const iv of observed) {
-      const note = intervalNote(iv);
+      const note = intervalNote(iv, flow);
       const prev = runs[runs.length - 1];
-      if (note && prev && prev.note === note && prev.next === iv.time) prev.last = iv;
+      if (note && prev && prev.note === note && prev.next === isoS(iv.time)) prev.last = iv;
       else if (note) runs.push({ note, first: iv, last: iv });
-      if (note) runs[runs.length - 1].next = new Date(Date.parse(iv.time) + everyS(answer.every) * 1000).toISOString().replace(".000Z", "Z");
+      if (note) runs[runs.length - 1].next = isoS(iv.time) + everyS(answer.every);
     }
+    const noValue = (iv) => (flow ? !given_(iv.flow) : !given_(iv.level));
     for (const r of runs) {
-      const gap = r.first.level === null || r.first.level === undefined;
-      const when = r.first === r.last ? fmtTime(r.first.time) : `${fmtTime(r.first.time)} to ${fmtTime(r.last.time)}`;
+      const gap = noValue(r.first);
+      const when = r.first === r.last ? zonedTime(r.first.time, tz) : `${zonedTime(r.first.time, tz)} to ${zonedTime(r.last.time, tz)}`;
       gapList.append(el("li", { class: gap ? "gap" : "partial", "data-time": r.first.time, "data-last": r.last.time },
-        `${when}: ${gap ? "no level: " : ""}${r.note}`));
+        `${when}: ${gap ? (flow ? "no count: " : "no level: ") : ""}${r.note}`));
     }
     gapList.hidden = !runs.length;
     // The table view.
-    const body = $("crowding-table").querySelector("tbody");
+    const table = part("crowding-table");
+    table.querySelector("thead").replaceChildren(crowdingHead(flow));
+    const body = table.querySelector("tbody");
     body.textContent = "";
     for (const iv of observed) {
-      body.append(el("tr", {},
-        el("td", { text: fmtTime(iv.time) }), el("td", { text: pctText(iv.level) }),
-        el("td", { text: iv.reached === null || iv.reached === undefined ? "none" : pctText(iv.reached) }),
-        el("td", { text: pctText(iv.running_fraction) }), el("td", { text: intervalNote(iv) })));
+      const cells = flow
+        ? [zonedTime(iv.time, tz), flowText(iv.flow), pctText(iv.running_fraction), intervalNote(iv, flow)]
+        : [zonedTime(iv.time, tz), pctText(iv.level), given_(iv.reached) ? pctText(iv.reached) : "none",
+          pctText(iv.running_fraction), [intervalNote(iv, flow), ...occupancyNote(iv)].filter(Boolean).join("; ")];
+      body.append(el("tr", { "data-time": iv.time }, ...cells.map((c) => el("td", { text: c }))));
     }
     for (const p of s.points) {
-      body.append(el("tr", { class: "forecast" },
-        el("td", { text: `${fmtTime(p.time)} (forecast, ${p.horizon})` }), el("td", { text: pctText(p.level) }),
-        el("td", { text: "" }), el("td", { text: "" }),
-        el("td", { text: p.level_low === null ? "" : `likely ${pctText(p.level_low)} to ${pctText(p.level_high)}` })));
+      const when = `${zonedTime(p.time, tz)} (forecast, ${p.horizon})`;
+      let cells;
+      if (flow) {
+        cells = [when, flowText(p.flow), "", given_(p.low) ? `likely ${flowText(p.low)} to ${flowText(p.high)}` : ""];
+      } else if (given_(p.level)) {
+        cells = [when, pctText(p.level), "", "",
+          given_(p.level_low) ? `likely ${pctText(p.level_low)} to ${pctText(p.level_high)}` : ""];
+      } else { // an enclosed area: the people coming in, no level
+        cells = [when, "–", "", "", `people coming in: ${flowText(p.flow)} per hour` +
+          (given_(p.low) ? ` (likely ${flowText(p.low)} to ${flowText(p.high)})` : "")];
+      }
+      body.append(el("tr", { class: "forecast", "data-time": p.time, "data-horizon": p.horizon },
+        ...cells.map((c) => el("td", { text: c }))));
     }
-    // The forecast, or the note that says why there is none.
-    const fNote = $("crowding-forecast-note");
-    fNote.textContent = s.forecast ? "" : answer.forecast_note || "";
-    fNote.hidden = Boolean(s.forecast) || !answer.forecast_note;
-    // The text summary: the latest level and the threshold it reached.
-    const latest = [...observed].reverse().find((iv) => iv.level !== null && iv.level !== undefined);
+    // The forecast's note: why there is none, or what it is of (an enclosed area's).
+    const fNote = part("crowding-forecast-note");
+    fNote.textContent = forecastNote(answer, s, tz);
+    fNote.hidden = !fNote.textContent;
+    // The text summary: the latest level (or flow) and the threshold it reached.
+    const latest = [...observed].reverse().find((iv) => !noValue(iv));
     const thresholdsText = (answer.thresholds || []).map(pctText).join(" and ");
-    let summary = latest
-      ? `Latest level ${pctText(latest.level)} (${fmtTime(latest.time)}): ` +
-        (latest.reached === null || latest.reached === undefined
-          ? `below its thresholds (${thresholdsText}).`
-          : `at or above its ${pctText(latest.reached)} threshold.`)
-      : "No level in this range.";
+    let summary;
+    if (flow) {
+      summary = latest
+        ? `Latest ${flowText(latest.flow)} passers-by per ${everyText(answer.every)} (${zonedTime(latest.time, tz)}).`
+        : "No count in this range: the device sent none.";
+    } else if (latest) {
+      summary = `Latest level ${pctText(latest.level)} (${zonedTime(latest.time, tz)}): ` +
+        (given_(latest.reached) ? `at or above its ${pctText(latest.reached)} threshold.`
+          : `below its thresholds (${thresholdsText}).`);
+    } else if (area && Array.isArray(area.devices) && !area.devices.length) {
+      summary = "No level in this range: the area has no counting device (none is inside its polygon, and it names no lines).";
+    } else if (observed.length && observed.every((iv) => (iv.reason || "").startsWith("no counter reported"))) {
+      const which = area && Array.isArray(area.devices) ? ` (${area.devices.join(", ")})` : "";
+      summary = `No level in this range: none of its counters${which} reported.`;
+    } else {
+      summary = "No level in this range.";
+    }
     if (latest && latest.running_fraction < 1) {
-      summary += ` Its counters ran ${pctText(latest.running_fraction)} of that interval.`;
+      summary += ` ${flow ? "Its counter" : "Its counters"} ran ${pctText(latest.running_fraction)} of that interval.`;
     }
-    const gaps = observed.filter((iv) => iv.level === null || iv.level === undefined).length;
-    if (gaps) summary += ` ${gaps} ${gaps === 1 ? "interval has" : "intervals have"} no level (gaps; the reasons are listed below).`;
-    const withLevel = s.points.filter((p) => p.level !== null && p.level !== undefined);
-    if (withLevel.length) {
-      const last = withLevel[withLevel.length - 1];
-      summary += ` Forecast ${last.horizon} ahead: ${pctText(last.level)}` +
-        (last.level_low !== null && last.level_low !== undefined ? ` (likely ${pctText(last.level_low)} to ${pctText(last.level_high)}).` : ".");
+    const gaps = observed.filter(noValue).length;
+    if (gaps && latest) {
+      summary += ` ${gaps} ${gaps === 1 ? "interval has" : "intervals have"} no ${flow ? "count" : "level"} (gaps; the reasons are listed below).`;
     }
-    $("crowding-summary").textContent = summary;
+    const lastP = s.points[s.points.length - 1];
+    if (lastP && flow) {
+      summary += ` Forecast ${lastP.horizon} ahead: ${flowText(lastP.flow)}` +
+        (given_(lastP.low) ? ` (likely ${flowText(lastP.low)} to ${flowText(lastP.high)}).` : ".");
+    } else if (lastP && given_(lastP.level)) {
+      summary += ` Forecast ${lastP.horizon} ahead: ${pctText(lastP.level)}` +
+        (given_(lastP.level_low) ? ` (likely ${pctText(lastP.level_low)} to ${pctText(lastP.level_high)}).` : ".");
+    } else if (lastP && given_(lastP.flow)) {
+      summary += ` Forecast of the people coming in, ${lastP.horizon} ahead: ${flowText(lastP.flow)} per hour` +
+        (given_(lastP.low) ? ` (likely ${flowText(lastP.low)} to ${flowText(lastP.high)}).` : ".");
+    }
+    if (flow && (answer.areas || []).length) {
+      summary += ` It counts for the area${answer.areas.length === 1 ? "" : "s"} ${answer.areas.join(", ")}: ` +
+        "their levels are in the Crowding panel.";
+    }
+    part("crowding-summary").textContent = summary;
     fig.dataset.points = String(s.level.filter((v) => v !== null).length);
     fig.dataset.gaps = String(gaps);
     fig.dataset.forecast = String(s.points.length);
-    fig.dataset.band = String(s.fHigh.filter((v, i) => v !== null && i >= observed.length).length);
-    plotEl.setAttribute("aria-label", `Chart of ${$("crowding-caption").textContent}. ${summary}`);
+    fig.dataset.band = String(s.band);
+    fig.dataset.zone = knownZone(tz) || "";
+    plotEl.setAttribute("aria-label", `Chart of ${part("crowding-caption").textContent}. ${summary}`);
     if (!s.xs.length) {
       fig.dataset.state = "empty";
       return null;
     }
-    const reasonAt = new Map(observed.map((iv) => [isoS(iv.time), intervalNote(iv)]));
+    const unit = flow ? "" : " %";
+    const show = (v) => (v === null || v === undefined ? "–" : `${fmtNumber(v, flow ? 0 : 1)}${unit}`);
+    const reasonAt = new Map(observed.map((iv) => [isoS(iv.time), intervalNote(iv, flow)]));
     const series = [
-      { label: "Time", value: (_u, v) => (v === null ? "–" : fmtTime(v * 1000)) },
+      { label: "Time", value: (_u, v) => (v === null ? "–" : zonedTime(v * 1000, tz)) },
       {
-        label: "Level", stroke: PALETTE[0], width: 2, spanGaps: false,
+        label: flow ? "Passers-by" : "Level", stroke: PALETTE[0], width: 2, spanGaps: false,
         value: (_u, v, _si, idx) => (v === null || v === undefined
-          ? (reasonAt.get(s.xs[idx]) ? `no level: ${reasonAt.get(s.xs[idx])}` : "–")
-          : `${fmtNumber(v, 1)} %${reasonAt.get(s.xs[idx]) ? ` (${reasonAt.get(s.xs[idx])})` : ""}`),
+          ? (reasonAt.get(s.xs[idx]) ? `${flow ? "no count" : "no level"}: ${reasonAt.get(s.xs[idx])}` : "–")
+          : `${show(v)}${reasonAt.get(s.xs[idx]) ? ` (${reasonAt.get(s.xs[idx])})` : ""}`),
       },
       { label: "Forecast", stroke: FORECAST_COLOUR, width: 2, dash: [6, 3], spanGaps: false,
-        value: (_u, v) => (v === null || v === undefined ? "–" : `${fmtNumber(v, 1)} %`) },
+        value: (_u, v) => show(v) },
       { label: "Forecast low", stroke: "rgba(217,95,2,0.35)", width: 1, spanGaps: false,
-        value: (_u, v) => (v === null || v === undefined ? "–" : `${fmtNumber(v, 1)} %`) },
+        value: (_u, v) => show(v) },
       { label: "Forecast high", stroke: "rgba(217,95,2,0.35)", width: 1, spanGaps: false,
-        value: (_u, v) => (v === null || v === undefined ? "–" : `${fmtNumber(v, 1)} %`) },
-    ].concat((answer.thresholds || []).map((t, i) => ({
+        value: (_u, v) => show(v) },
+    ].concat((flow ? [] : answer.thresholds || []).map((t, i) => ({
       label: `Threshold ${pctText(t)}`, stroke: THRESHOLD_COLOURS[i % THRESHOLD_COLOURS.length],
       width: 1, dash: [4, 4], points: { show: false }, value: () => pctText(t),
     })));
-    const range = rangeMs();
-    const xMin = Math.min(s.xs[0], range.error ? s.xs[0] : range.from / 1000);
-    const xMax = Math.max(s.xs[s.xs.length - 1], range.error ? 0 : range.to / 1000);
+    const xMin = Math.min(s.xs[0], !range || range.error ? s.xs[0] : range.from / 1000);
+    const xMax = Math.max(s.xs[s.xs.length - 1], !range || range.error ? 0 : range.to / 1000);
+    const zone = knownZone(tz);
+    const yRange = flow
+      ? (_u, _min, max) => [0, Math.max(10, Math.ceil(((max || 0) * 1.1) / 10) * 10)]
+      : (_u, _min, max) => [0, Math.max(100, Math.ceil(((max || 0) + 5) / 10) * 10)];
     const plot = new uPlot({
       width: Math.max(280, plotEl.clientWidth || fig.clientWidth - 16),
       height: 260,
       legend: { live: true },
-      scales: {
-        x: { time: true, range: () => [xMin, xMax] },
-        y: { range: (_u, _min, max) => [0, Math.max(100, Math.ceil(((max || 0) + 5) / 10) * 10)] },
-      },
-      axes: [{ values: timeTicks, space: 60 }, { label: "% of capacity", size: 56 }],
+      ...(zone && uPlot.tzDate ? { tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), zone) } : {}),
+      scales: { x: { time: true, range: () => [xMin, xMax] }, y: { range: yRange } },
+      axes: [{ values: zonedTicks(tz), space: 60 }, { label: flow ? "passers-by per hour" : "% of capacity", size: 56 }],
       bands: [{ series: [4, 3], fill: "rgba(217,95,2,0.18)" }],
       series,
     }, [s.xs, s.level, s.fLine, s.fLow, s.fHigh, ...s.thresholds], plotEl);
-    state.plots.crowding = plot;
+    state.plots[plotName] = plot;
     // Without a forecast its three legend entries say nothing: hidden.
     const rows = plot.root.querySelectorAll(".u-legend .u-series");
-    for (const i of [2, 3, 4]) if (rows[i]) rows[i].style.display = s.points.length ? "" : "none";
+    for (const i of [2, 3, 4]) if (rows[i]) rows[i].style.display = s.drawn ? "" : "none";
     fig.dataset.state = "ready";
     return plot;
   }
+
+  /** The crowding panel for `area` from `answer` (exported for tests:
+   * window.sensorpipeDashboard.drawCrowding). */
+  function drawCrowding(area, answer) {
+    state.crowding.answer = answer;
+    return drawCrowdingFigure("chart-crowding", "crowding", area, answer, rangeMs(), area && area.timezone);
+  }
   state.drawCrowding = drawCrowding;
+
+  /** The time zone a device's crowding is shown in: that of its first area (the browser's
+   * where it counts for none). */
+  function deviceZone(answer) {
+    const first = (answer.areas || [])[0];
+    const area = state.crowding.areas.find((a) => a.id === first);
+    return area ? area.timezone : undefined;
+  }
 
   function chooseArea(id) {
     state.crowding.chosen = id;
@@ -1682,7 +1858,7 @@
       window.addEventListener("resize", resizePlots);
     }
     document.body.dataset.state = "ready";
-    loadAreas();
+    state.crowding.loaded = loadAreas();
     applyHash();
     window.addEventListener("hashchange", applyHash);
     window.addEventListener("popstate", applyHash);
