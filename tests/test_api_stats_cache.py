@@ -37,12 +37,17 @@ def context(cache_s: float) -> ApiContext:
     return ApiContext(config)
 
 
+def counted(monkeypatch: pytest.MonkeyPatch, delay_s: float) -> tuple[SlowStats, ApiContext]:
+    """A context of register_cache_s 600 whose statistics are SlowStats'."""
+    slow = SlowStats(delay_s)
+    monkeypatch.setattr(context_module, "register_stats", slow)
+    return slow, context(600)
+
+
 def test_warm_up_and_first_request_compute_the_statistics_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    slow = SlowStats(0.2)
-    monkeypatch.setattr(context_module, "register_stats", slow)
-    ctx = context(600)
+    slow, ctx = counted(monkeypatch, delay_s=0.2)
     stop = threading.Event()
     warm_up = threading.Thread(target=ctx.keep_stats_fresh, args=(stop,))
     warm_up.start()
@@ -60,9 +65,7 @@ def test_warm_up_and_first_request_compute_the_statistics_once(
 def test_a_request_first_then_the_warm_up_keeps_its_figures(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    slow = SlowStats(0.0)
-    monkeypatch.setattr(context_module, "register_stats", slow)
-    ctx = context(600)
+    slow, ctx = counted(monkeypatch, delay_s=0.0)
     assert ctx.stats() == ("figures", 1)
     stop = threading.Event()
     warm_up = threading.Thread(target=ctx.keep_stats_fresh, args=(stop,))
@@ -75,9 +78,7 @@ def test_a_request_first_then_the_warm_up_keeps_its_figures(
 
 
 def test_old_figures_are_recomputed(monkeypatch: pytest.MonkeyPatch) -> None:
-    slow = SlowStats(0.0)
-    monkeypatch.setattr(context_module, "register_stats", slow)
-    ctx = context(600)
+    _slow, ctx = counted(monkeypatch, delay_s=0.0)
     ctx.stats()
     ctx._compute_unless_fresh(0.0)  # anything older than nothing is recomputed
     assert ctx.stats() == ("figures", 2)
