@@ -450,3 +450,27 @@ def test_stack_up_keeps_the_operators_serve_settings(tmp_path: Path) -> None:
         stack._write_serve_config(1885, "http://127.0.0.1:8088", 8082).read_text()
     )
     assert again["request_timeout_s"] == 7.0 and "header_timeout_s" not in again
+
+
+def test_the_stacks_ingest_toml_says_what_a_restart_keeps(tmp_path: Path) -> None:
+    """`stack up` writes ingest.toml at each start: the file says so, and an operator's
+    [alerts] settings survive the rewrite (their comments do not, which the header says)."""
+    from sensorpipe.stack.configs import write_ingest_config
+
+    def write() -> Path:
+        return write_ingest_config(
+            tmp_path, registry_path=tmp_path / "r.toml", quarantine_path=tmp_path / "q",
+            keys_path=tmp_path / "k", broker_port=1, influx_url="http://x", password="x",
+            metrics_port=0,
+        )  # fmt: skip
+
+    path = write()
+    with path.open("a") as f:
+        f.write('\n[alerts]\n# paged at night\nwebhooks = ["https://ops.example.org/a"]\n')
+    text = write().read_text()
+    assert text.startswith("# Written by `sensorpipe stack up` at each start")
+    assert "comments and other\n# changes are not" in text
+    assert 'webhooks = [\n    "https://ops.example.org/a",\n]' in text or (
+        'webhooks = ["https://ops.example.org/a"]' in text
+    )
+    assert "# paged at night" not in text

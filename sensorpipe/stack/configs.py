@@ -159,8 +159,17 @@ def write_ingest_config(
         **({"alerts": alerts} if alerts else {}),
         **({"forecast": forecast} if isinstance(forecast, dict) else {}),
     }
-    write_private(path, tomli_w.dumps(config))  # holds the broker passwords
+    write_private(path, INGEST_HEADER + tomli_w.dumps(config))  # holds the broker passwords
     return path
+
+
+# What a person who opens the stack's ingest.toml should know before editing it.
+INGEST_HEADER = """\
+# Written by `sensorpipe stack up` at each start, for this run's ports and passwords. Your
+# settings in [quality], [calibration], [alerts] and [forecast] are kept; comments and other
+# changes are not. A lasting set-up: `sensorpipe server setup` (docs/server.md).
+
+"""
 
 
 def ingest_connected(stats_path: Path) -> bool:
