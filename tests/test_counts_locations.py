@@ -268,3 +268,27 @@ def test_counts_imported_before_without_locations_get_them_with_force(tmp_path: 
     assert again.error is None and again.new_devices == []
     assert _where(tmp_path, "akl-107-quay-street") == QUAY
     assert _where(tmp_path, "akl-61-federal-street") == FEDERAL
+
+
+def test_a_name_written_otherwise_finds_its_site_by_the_id_it_makes(tmp_path: Path) -> None:
+    """The counts' "Te Ara Tāhuhu Walkway" is the sites file's "Te Ara Tahuhu Walkway" (both
+    make akl-te-ara-tahuhu-walkway); "107 QUAY STREET" is 107 Quay Street."""
+    counts = (
+        "time_utc,site,count\n"
+        "2019-03-04T00:00:00Z,Te Ara Tāhuhu Walkway,5\n"
+        "2019-03-04T00:00:00Z,107 QUAY STREET,6\n"
+    )
+    (result,) = _import(tmp_path, counts)
+    assert result.stored == 2 and result.notes == []
+    assert _where(tmp_path, "akl-te-ara-tahuhu-walkway") == (-36.84465, 174.769645)
+    assert _where(tmp_path, "akl-107-quay-street") == QUAY
+
+
+def test_an_id_two_sites_make_at_two_places_finds_neither(tmp_path: Path) -> None:
+    sites = _write(tmp_path, "s.csv", "site,lat,lon\nA-B,1,2\nA B,3,4\nC,5,6\nc,5,6\n")
+    options = _options(locations=read_locations(sites, "site"), locations_file="s.csv")
+    counts = _write(tmp_path, "k.csv", "time_utc,site,count\n2019-03-04T00:00:00Z,a b,1\n")
+    more = _write(tmp_path, "m.csv", "time_utc,site,count\n2019-03-04T00:00:00Z,C ,1\n")
+    (ab, c) = _importer(tmp_path, options).run(prepare("csv", [counts, more], options))
+    assert _where(tmp_path, "akl-a-b") is None and ab.notes[0].startswith("no location for: a b")
+    assert _where(tmp_path, "akl-c") == (5.0, 6.0) and c.notes == []
