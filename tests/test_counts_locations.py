@@ -292,3 +292,17 @@ def test_an_id_two_sites_make_at_two_places_finds_neither(tmp_path: Path) -> Non
     (ab, c) = _importer(tmp_path, options).run(prepare("csv", [counts, more], options))
     assert _where(tmp_path, "akl-a-b") is None and ab.notes[0].startswith("no location for: a b")
     assert _where(tmp_path, "akl-c") == (5.0, 6.0) and c.notes == []
+
+
+def test_quoted_names_and_a_name_column_in_another_case(tmp_path: Path) -> None:
+    text = 'Lat,Lon,SITE\n1,2,"Plein, north side"\n3,4,"Two\nlines"\n5,6,Markt\n5,6,"Markt"\n'
+    path = _write(tmp_path, "q.csv", text)
+    with pytest.raises(LocationsProblem) as caught:
+        read_locations(path, "site")
+    assert "line 6: 'Markt' given twice (line 5 first)" in str(caught.value)  # "Two" took 2
+    path = _write(tmp_path, "q.csv", text.rsplit("5,6", 1)[0])
+    assert read_locations(path, "site") == {
+        "Plein, north side": (1.0, 2.0),
+        "Two\nlines": (3.0, 4.0),
+        "Markt": (5.0, 6.0),
+    }

@@ -17,6 +17,7 @@ keeps it) is in runner.py.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def read_locations(path: Path, name_column: str | None = None) -> Sites:
             + f" column among its headers {', '.join(header)[:200]}: name them Latitude and "
             f"Longitude"
         )
-    name = header.index(name_column) if name_column in header else 0
+    name = _find(lowered, (name_column.lower(),)) if name_column else None
+    name = 0 if name is None else name
     if name in (lat, lon):
         raise LocationsProblem(
             f"--locations {path}: its first column is {header[name]!r}: put the sites' names "
@@ -76,8 +78,17 @@ def read_locations(path: Path, name_column: str | None = None) -> Sites:
         )
     sites: Sites = {}
     first_line: dict[str, int] = {}
-    reader = csv.reader(lines[1:], delimiter=delimiter)
-    for n, row in enumerate(reader, start=2):
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    next(reader, None)  # the header
+    end = reader.line_num
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as exc:
+            raise LocationsProblem(f"--locations {path} line {end + 1}: {exc}") from None
+        if row is None:
+            break
+        n, end = end + 1, reader.line_num  # the line the row starts on
         if not any(c.strip() for c in row):
             continue
         if len(sites) >= MAX_ROWS:
