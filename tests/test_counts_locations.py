@@ -221,8 +221,22 @@ def test_a_device_of_another_source_is_not_placed_by_an_import(tmp_path: Path) -
     live = _imported()
     live.source, live.password_hash = "edge", "x"
     _register(tmp_path, **{"akl-107-quay-street": live})
-    _import(tmp_path, COUNTS)
+    (result,) = _import(tmp_path, COUNTS)
     assert _where(tmp_path, "akl-107-quay-street") is None
+    assert result.notes[0] == (
+        "akl-107-quay-street is a device of source edge, not placed by an import: `sensorpipe "
+        "devices edit akl-107-quay-street --lat -36.843015 --lon 174.766494` places it where "
+        "auckland_locations.csv says"
+    )
+
+
+def test_a_placed_device_the_file_lacks_is_not_said_to_have_no_location(tmp_path: Path) -> None:
+    nowhere = _imported(Location(lat=-36.85, lon=174.76))
+    nowhere.station_code = "Nowhere Lane"
+    _register(tmp_path, **{"akl-nowhere-lane": nowhere})
+    (result,) = _import(tmp_path, COUNTS)
+    assert result.notes == []
+    assert _where(tmp_path, "akl-nowhere-lane") == (-36.85, 174.76)
 
 
 def test_the_location_goes_through_the_registry_changes_so_an_edit_meanwhile_stays(

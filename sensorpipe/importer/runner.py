@@ -158,7 +158,7 @@ class Importer:
         self._pending: list[_Change] = []
         self._unlocated: set[str] = set()  # names --locations lacks, said once per run
         self._file_unlocated: list[str] = []  # those first read in this file
-        self._disagreed: set[str] = set()  # devices whose location --locations disputes
+        self._disagreed: set[str] = set()  # devices --locations does not place, said once
         quality = quality if quality is not None else QualityConfig()
         # One checker for the whole run: a series continued in the next file (a day's archive
         # after the day before) is judged as one.
@@ -458,7 +458,7 @@ class Importer:
                     f"(--site {o.site} is for devices the import registers)"
                 )
             self._locate(device_id, entry, spec)
-        if o.locations is not None and spec.location is None and spec.station_code:
+        if o.locations is not None and spec.location is None and entry.location is None:
             self._unlocated_site(spec.station_code)
         target = Target(
             device_id,
@@ -481,6 +481,13 @@ class Importer:
             if entry.source == IMPORT:
                 entry.location = Location(lat=lat, lon=lon)
                 self._pending.append(_Change("location", device_id, location=entry.location))
+            elif device_id not in self._disagreed:
+                self._disagreed.add(device_id)
+                self._notes.append(
+                    f"{device_id} is a device of source {entry.source}, not placed by an "
+                    f"import: `sensorpipe devices edit {device_id} --lat {lat} --lon {lon}` "
+                    f"places it where {self.options.locations_file} says"
+                )
             return
         off = distance_m((entry.location.lat, entry.location.lon), (lat, lon))
         if off > DISAGREE_M and device_id not in self._disagreed:
