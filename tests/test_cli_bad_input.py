@@ -236,6 +236,16 @@ def _logger(tmp: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _counts_with_sites(tmp: Path, sites: str) -> list[str]:
+    """`import csv` of a long counts file by site, all options right but the stack, and
+    --locations of a sites file holding `sites` (the last two arguments)."""
+    counts = _file(tmp, "k.csv", "time,site,count\n2024-01-01T00:00:00Z,a,5\n")
+    return [
+        counts, "--time", "time", "--column", "count=count:pedestrian", "--device-column",
+        "site", "--dir", str(tmp / "st"), "--locations", _file(tmp, "sites.csv", sites),
+    ]  # fmt: skip
+
+
 def _sample(name: str) -> str:
     """A history file of tests/data/import (for `sensorpipe import`)."""
     return str(Path(__file__).parent / "data" / "import" / name)
@@ -1152,6 +1162,42 @@ CASES: dict[str, list[Case]] = {
                 "count=count:pedestrian",
             ],
             "c.csv: no row in its first 200 lines holds 'site'",
+        ),
+        # counts with a sites file (--locations)
+        (
+            lambda t: [
+                _file(t, "one.csv", "time,count\n2024-01-01T00:00:00Z,5\n"),
+                "--time",
+                "time",
+                "--column",
+                "count=count:pedestrian",
+                "--device",
+                "d",
+                "--locations",
+                _file(t, "sites.csv", "Address,Lat,Lon\na,1,2\n"),
+            ],
+            "--locations {t}/sites.csv: it places the devices --device-column names",
+        ),
+        (
+            lambda t: _counts_with_sites(t, "Address,X,Y\na,1,2\n"),
+            "--locations {t}/sites.csv: no latitude (lat) and no longitude (lon, lng, long) "
+            "column among its headers Address, X, Y",
+        ),
+        (
+            lambda t: _counts_with_sites(t, "Address,Latitude,Longitude\na,-36.8,174.7\nb,x,1\n"),
+            "--locations {t}/sites.csv line 3: Latitude 'x' is not a number",
+        ),
+        (
+            lambda t: _counts_with_sites(t, "Address,Latitude,Longitude\na,-96.8,174.7\n"),
+            "--locations {t}/sites.csv line 2: Latitude -96.8 is out of range (-90 to 90",
+        ),
+        (
+            lambda t: _counts_with_sites(t, "site,lat,lon\na,1,2\na,1,2\n"),
+            "--locations {t}/sites.csv line 3: 'a' given twice (line 2 first)",
+        ),
+        (
+            lambda t: [*_counts_with_sites(t, "")[:-1], str(t / "none.csv")],
+            "--locations {t}/none.csv: no such file",
         ),
     ],
     "import list": [(lambda t: ["--dir", _bad_ledger(t)], "not the stack's ledger of imported")],

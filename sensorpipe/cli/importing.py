@@ -217,6 +217,14 @@ def import_track(files: tuple[Path, ...], **common: Any) -> None:
     default=3600.0,
     help="Counts: the seconds each row counts, from its time (default 3600, an hour).",
 )
+@click.option(
+    "--locations",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Counts with --device-column: a CSV of the sites (their names first, or in a column "
+    "named as --device-column; Latitude and Longitude columns): new devices are registered "
+    "there, imported ones without a location get it.",
+)
 def import_csv(files: tuple[Path, ...], **common: Any) -> None:
     """Any logger's CSV export into --device: the header row is found below any preamble, each
     --column maps a header to a quantity (converted from its unit), empty cells are skipped.
@@ -227,7 +235,8 @@ def import_csv(files: tuple[Path, ...], **common: Any) -> None:
     --time-format '%m/%d/%Y %H:%M' --timezone -05:00 --column 'PM2.5 (µg/m³)=pm2_5'
 
     Counts: sensorpipe import csv auckland_hourly_2019-2024_long.csv.gz --time time_utc
-    --device-column site --device-prefix akl- --column count=count:pedestrian"""
+    --device-column site --device-prefix akl- --column count=count:pedestrian
+    --locations locations.csv"""
     from sensorpipe.importer.counts_csv import count_column_spec
     from sensorpipe.importer.logger_csv import column_spec
     from sensorpipe.importer.timeparse import zone
@@ -244,6 +253,7 @@ def import_csv(files: tuple[Path, ...], **common: Any) -> None:
             "device_column",
             "device_prefix",
             "interval_s",
+            "locations",
         )
     }
     try:
@@ -257,6 +267,7 @@ def import_csv(files: tuple[Path, ...], **common: Any) -> None:
         fail(f"--timezone: {exc}" if "--column" not in str(exc) else str(exc))
     extra["count_columns"] = count_columns
     _check_counts(common, extra)
+    _read_locations(extra)
     quantities = [q for _, q, _ in extra["columns"]]
     twice = sorted({q for q in quantities if quantities.count(q) > 1})
     if twice:
@@ -302,6 +313,27 @@ def _check_counts(common: dict[str, Any], extra: dict[str, Any]) -> None:
     twice = sorted({f"{c}:{d}" for c, d in pairs if pairs.count((c, d)) > 1})
     if twice:
         fail(f"--column: count:{twice[0]} given for more than one column: map each once")
+
+
+def _read_locations(extra: dict[str, Any]) -> None:
+    """--locations read whole (before any file is imported), as `locations` and
+    `locations_file` of the options; one line and exit where it cannot be used."""
+    from sensorpipe.importer.locations import LocationsProblem, read_locations
+
+    path = extra.pop("locations")
+    if path is None:
+        return
+    if extra["device_column"] is None:
+        fail(
+            f"--locations {path}: it places the devices --device-column names: give "
+            f"--device-column HEADER (for one --device, `sensorpipe devices edit ID --lat .. "
+            f"--lon ..`)"
+        )
+    try:
+        extra["locations"] = read_locations(path, extra["device_column"])
+    except LocationsProblem as exc:
+        fail(str(exc))
+    extra["locations_file"] = path.name
 
 
 @import_.group("reference")
@@ -524,6 +556,8 @@ def _options(common: dict[str, Any], extra: dict[str, Any]) -> ImportOptions:
         interval_s=extra.get("interval_s", 3600.0),
         device_column=extra.get("device_column"),
         device_prefix=extra.get("device_prefix", ""),
+        locations=extra.get("locations"),
+        locations_file=extra.get("locations_file", ""),
         register=bool(extra.get("register", False)),
         hour_label=extra.get("hour_label", "end"),
         stations=extra.get("stations", {}),

@@ -1,7 +1,8 @@
 """`sensorpipe import`: history files into the same series as live data.
 
 One module per format (`sensor_community`, `opensensemap`, `telraam`, `track`, `logger_csv`
-for any logger's CSV, with `counts_csv` for the counts of passers-by one holds, and the
+for any logger's CSV, with `counts_csv` for the counts of passers-by one holds and
+`locations` for the sites file that places their counters, and the
 reference stations' `airnowtech`, `luchtmeetnet` and `eea`, which share `reference`), each
 a thin parser behind the contract in `base`, built on the
 reader base in `reader` (header checks, CSV or JSON of named columns) and the row checks of

@@ -89,6 +89,10 @@ class ImportOptions:
     device_column: str | None = None
     device_prefix: str = ""
     counted: dict[str, set[int]] = field(default_factory=dict)
+    # counts with --device-column: each site's (lat, lon) by its name in the counts, from
+    # --locations (importer.locations; None: no such file given), and the file's name
+    locations: dict[str, tuple[float, float]] | None = None
+    locations_file: str = ""
     # luchtmeetnet: whether its timestamps label the hour's end (default) or start; station
     # metadata (/stations/{n} answers) by station number
     hour_label: str = "end"

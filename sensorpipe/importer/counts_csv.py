@@ -11,6 +11,7 @@ nothing of its counter's downtime is taken as counted throughout; `model_id` "cs
                                                 (default `both`: a count of both ways)
     --device ID | --device-column HEADER [--device-prefix PREFIX]
     --interval-s SECONDS                        each row's interval (default 3600, from its time)
+    --locations FILE                            with --device-column: where each site stands
 
 Counts and air quantities are not mixed in one import (the command refuses): counts go to
 counting devices, air to a logger, and a file holding both is imported twice, once each way.
@@ -24,7 +25,9 @@ registered (source import) as the Telraam import registers its counters: purpose
 original name, sensors (`--sensor`, default `counter`), the directions and classes of the
 columns, and the original name as its `station_code` (the counter's name in its network,
 shown in the public register). Two names that make the same id, and a name that makes none,
-are `bad_row`s.
+are `bad_row`s. `--locations FILE` (importer.locations) gives each name its location (the
+row of the same name, else the one whose name makes the same id): a new device is registered
+there, and the runner places an imported device that has none.
 
 A row whose device and time were read before in this import (this file or an earlier one of
 the same command) is a `duplicate`: the first one read is stored, the others are dead letters,
@@ -116,6 +119,14 @@ class CountRows:
         self.seen = seen  # device -> times read in this import (across its files)
         self.targets: dict[str, Target | None] = {}  # by the name in the file
         self.names: dict[str, str] = {}  # device id -> the name that made it
+        self.locations = o.locations if o.device_column else None
+        # the sites file's names by the device id each makes: "Te Ara Tāhuhu Walkway" in the
+        # counts finds "Te Ara Tahuhu Walkway" (an id two rows make at two places finds none)
+        self.located: dict[str, tuple[float, float] | None] = {}
+        for site, where in (self.locations or {}).items():
+            made = device_id_for(site, o.device_prefix)
+            if made is not None:
+                self.located[made] = where if self.located.get(made, where) == where else None
         self.duplicates = 0
         self.first_duplicate = 0
         self.used = {self.time_index, *(i for i, _, _, _ in self.columns)}
@@ -131,6 +142,9 @@ class CountRows:
             directions=self.directions,
             count_classes=self.classes,
             station_code=name,
+            location=None
+            if self.locations is None
+            else self.locations.get(name) or self.located.get(device_id),
         )
 
     def _target(self, n: int, raw: str, f: list[str]) -> Target | None:

@@ -32,6 +32,7 @@ from sensorpipe.importer.base import (
 from sensorpipe.importer.eea import Eea
 from sensorpipe.importer.files import READ_ERRORS, FileProblem, inspect, read_error
 from sensorpipe.importer.ledger import Ledger, LedgerEntry, SpanKey, line_spans
+from sensorpipe.importer.locations import DISAGREE_M
 from sensorpipe.importer.logger_csv import LoggerCsv
 from sensorpipe.importer.luchtmeetnet import Luchtmeetnet
 from sensorpipe.importer.opensensemap import OpenSenseMap
@@ -59,6 +60,7 @@ from sensorpipe.protocol.registry import (
 from sensorpipe.protocol.topics import is_valid_device_id
 from sensorpipe.quality.checker import QualityChecker
 from sensorpipe.quality.config import QualityConfig
+from sensorpipe.quality.neighbours import distance_m
 
 # Every format, by the name `sensorpipe import <name>` and the `source` tag use.
 FORMATS: dict[str, type[HistoryFormat]] = {
@@ -75,6 +77,7 @@ LETTER_CHUNK = 1000
 RETRIES = 3  # as the writer's
 T = TypeVar("T")
 DEFAULT_SITE = "unassigned"
+SHOWN_NAMES = 20  # names of sites without a location in a file's note
 
 
 def prepare(fmt: str, paths: list[Path], options: ImportOptions) -> list[HistoryFormat]:
@@ -115,10 +118,11 @@ class FileResult:
 
 @dataclass
 class _Change:
-    kind: Literal["add", "sensor", "direction", "quantity"]
+    kind: Literal["add", "sensor", "direction", "quantity", "location"]
     device_id: str
     entry: DeviceEntry | None = None
     value: str = ""
+    location: Location | None = None
 
 
 class Importer:
@@ -152,6 +156,9 @@ class Importer:
         self._clock = clock
         self._retry_backoff_s = retry_backoff_s
         self._pending: list[_Change] = []
+        self._unlocated: set[str] = set()  # names --locations lacks, said once per run
+        self._file_unlocated: list[str] = []  # those first read in this file
+        self._disagreed: set[str] = set()  # devices --locations does not place, said once
         quality = quality if quality is not None else QualityConfig()
         # One checker for the whole run: a series continued in the next file (a day's archive
         # after the day before) is judged as one.
@@ -258,6 +265,7 @@ class Importer:
             shaping_options(self.options),
         )
         self._targets, self._new, self._notes = {}, [], []
+        self._file_unlocated = []
         if file.note is not None:
             self._notes.append(file.note)
         if self._file_note is not None:
@@ -313,6 +321,9 @@ class Importer:
         result.new_devices = list(self._new)
         result.not_imported = dict(ctx.not_imported)
         result.notes = list(self._notes) + ctx.notes
+        unlocated = self._unlocated_note()
+        if unlocated is not None:
+            result.notes.append(unlocated)
         return result
 
     def _retrying(self, ask: Callable[[], T]) -> T:
@@ -440,11 +451,15 @@ class Importer:
             self.registry.devices[device_id] = entry
             self._pending.append(_Change("add", device_id, entry))
             self._new.append(device_id)
-        elif o.site and o.device is None and entry.site != o.site:
-            self._notes.append(
-                f"{device_id} is registered at site {entry.site}: its data keeps that site "
-                f"(--site {o.site} is for devices the import registers)"
-            )
+        else:
+            if o.site and o.device is None and entry.site != o.site:
+                self._notes.append(
+                    f"{device_id} is registered at site {entry.site}: its data keeps that site "
+                    f"(--site {o.site} is for devices the import registers)"
+                )
+            self._locate(device_id, entry, spec)
+        if o.locations is not None and spec.location is None and entry.location is None:
+            self._unlocated_site(spec.station_code)
         target = Target(
             device_id,
             entry.site,
@@ -455,6 +470,52 @@ class Importer:
         target.quantities = frozenset(entry.quantities)
         self._targets[device_id] = target
         return target
+
+    def _locate(self, device_id: str, entry: DeviceEntry, spec: DeviceSpec) -> None:
+        """--locations for a device registered before: an imported one without a location
+        gets the file's; a located one keeps its own (said where the file's is > 10 m off)."""
+        if spec.location is None:
+            return
+        lat, lon = spec.location
+        if entry.location is None:
+            if entry.source == IMPORT:
+                entry.location = Location(lat=lat, lon=lon)
+                self._pending.append(_Change("location", device_id, location=entry.location))
+            elif device_id not in self._disagreed:
+                self._disagreed.add(device_id)
+                self._notes.append(
+                    f"{device_id} is a device of source {entry.source}, not placed by an "
+                    f"import: `sensorpipe devices edit {device_id} --lat {lat} --lon {lon}` "
+                    f"places it where {self.options.locations_file} says"
+                )
+            return
+        off = distance_m((entry.location.lat, entry.location.lon), (lat, lon))
+        if off > DISAGREE_M and device_id not in self._disagreed:
+            self._disagreed.add(device_id)
+            self._notes.append(
+                f"{device_id} keeps its registered location {entry.location.lat:.6f},"
+                f"{entry.location.lon:.6f}: {self.options.locations_file} puts it {off:,.0f} m "
+                f"away (`sensorpipe devices edit {device_id} --lat .. --lon ..` moves it)"
+            )
+
+    def _unlocated_site(self, name: str) -> None:
+        """A name of the counts without a row in --locations: named once per run, in the
+        note of the file it was first read in (`_unlocated_note`)."""
+        if name not in self._unlocated:
+            self._unlocated.add(name)
+            self._file_unlocated.append(name)
+
+    def _unlocated_note(self) -> str | None:
+        names = self._file_unlocated
+        if not names:
+            return None
+        shown = ", ".join(names[:SHOWN_NAMES]) + (
+            f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else ""
+        )
+        return (
+            f"no location for: {shown} (not in {self.options.locations_file}: registered "
+            f"without one, so no polygon area holds {'them' if len(names) > 1 else 'it'})"
+        )
 
     def _declare(self, target: Target, kind: str, value: str) -> bool:
         """Add a sensor, direction or quantity to an imported device's entry; other devices'
@@ -496,6 +557,10 @@ class Importer:
                 continue
             entry = fresh.devices.get(change.device_id)
             if entry is None:
+                continue
+            if change.kind == "location":  # unless someone placed it meanwhile
+                if entry.location is None:
+                    entry.location = change.location
                 continue
             values = {
                 "sensor": entry.sensors,
