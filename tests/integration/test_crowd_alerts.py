@@ -186,7 +186,8 @@ def test_alerts_through_the_stack(stack: LocalStack, hook: Hook) -> None:  # noq
     assert [
         a["threshold"] for a in _cli("--dir", d, "--area", "plaza", "--from", t90, "--json")
     ] == [0.9]
-    assert _cli("--dir", d, "--area", "elsewhere", "--json") == []
+    unknown = CliRunner().invoke(main, ["crowd", "alerts", "--dir", d, "--area", "elsewhere"])
+    assert unknown.exit_code == 1 and "--area elsewhere: no such area in" in unknown.output
     api = TestClient(
         create_app(
             ApiContext(
