@@ -1126,6 +1126,8 @@ CASES: dict[str, list[Case]] = {
         (lambda t: _backtest(t, counts="2024-01-01,a"), "line 2: 2 columns, expected 3"),
         (lambda t: _backtest(t, "--device", "b"), "c.csv: no counts of b in it"),
         (lambda t: _backtest(t), "no counts from 2024-01-01T11:00:00Z on"),
+        (lambda t: _backtest(t, "--size", "huge"), "'huge' is not one of 'small', 'default'"),
+        (lambda t: _backtest(t, "--leaves", "1"), "1 is not in the range x>=2"),
     ],
     "crowd train": [
         (lambda t: _train(), "give --device or --area"),
@@ -1137,6 +1139,8 @@ CASES: dict[str, list[Case]] = {
         (lambda t: _train("--device", "a", "--train-from", "2024-05-01"), "--train-from 2024-05"),
         (lambda t: _train("--device", "a", "--train-until", "soon"), "--train-until 'soon'"),
         (lambda t: _train("--dir", str(t), "--device", "d1"), "(or pass --influx-url)"),
+        (lambda t: _train("--device", "a", "--size", "huge"), "'huge' is not one of 'small'"),
+        (lambda t: _train("--device", "a", "--trees", "0"), "0 is not in the range x>=1"),
     ],
     "crowd forecast": [
         (lambda t: [], "give --device or --area"),

@@ -77,6 +77,7 @@ class Backtest:
                     "wape_percent": {k: _round(v) for k, v in r.wape.items()},
                     "interval_coverage_percent": _round(r.coverage),
                     "scored_hours": r.scored,
+                    "train_seconds": self.model.train_seconds.get(r.hours),
                 }
                 for r in self.results
             },
