@@ -348,8 +348,8 @@ def _run(
         f"{settings.trees} trees, {settings.leaves} leaves, learning rate "
         f"{settings.learning_rate}, {settings.threads} thread(s)"
     )
-    head = ("horizon", "model", "seasonal naive", "4-week mean", "80% interval held", "hours")
-    head += ("trained in",)
+    head = ["horizon", "model", "seasonal naive", "4-week mean", "80% interval held", "hours"]
+    head.append("trained in")
     click.echo("{:<8} {:>8} {:>15} {:>12} {:>18} {:>13}  {}".format(*head))
     for r in bt.results:
         w, took = r.wape, bt.model.train_seconds[r.hours]
