@@ -47,6 +47,7 @@ PRESETS = {"nz-lockdowns": NZ_LOCKDOWNS}
 # What a refresh reads: four weeks of seasonal lags, and as many again for the stuck-at-zero
 # rule to learn each hour of the week.
 HISTORY_DAYS = 56
+YEAR_S = 365.25 * 86400
 
 Progress = Callable[[str], None]
 
@@ -59,14 +60,17 @@ def _quiet(_: str) -> None:
 class Settings:
     """LightGBM's settings (the default: the size `SIZES["default"]`), and the interval's."""
 
-    trees: int = 600  # boosting rounds
+    trees: int = 500  # boosting rounds
     learning_rate: float = 0.05  # shrinkage per round
-    leaves: int = 63  # leaves per tree
-    min_leaf: int = 50  # hours at least in a leaf
+    leaves: int = 127  # leaves per tree
+    min_leaf: int = 100  # hours at least in a leaf
     threads: int = 1  # LightGBM's threads
     calibration_days: int = 182  # the last days of training (at most a quarter): calibration
     coverage: float = 0.8  # of the prediction interval
     seed: int = 29  # bagging's and feature sampling's
+    # Recent hours weigh more: an hour's weight halves every `half_life_years` back from the
+    # end of training (None: every hour weighs the same).
+    half_life_years: float | None = None
 
 
 # Named model sizes (`--size`): trees, learning rate, leaves and the least hours in a leaf.
@@ -74,7 +78,7 @@ class Settings:
 # "default" and trains about twice as long; "small" is the size before issue 29's acceptance.
 SIZES: dict[str, dict[str, Any]] = {
     "small": {"trees": 600, "learning_rate": 0.05, "leaves": 63, "min_leaf": 50},
-    "default": {"trees": 600, "learning_rate": 0.05, "leaves": 63, "min_leaf": 50},
+    "default": {"trees": 500, "learning_rate": 0.05, "leaves": 127, "min_leaf": 100},
     "large": {"trees": 1000, "learning_rate": 0.04, "leaves": 127, "min_leaf": 100},
 }
 
@@ -162,7 +166,7 @@ def _unsqrt(pred: np.ndarray) -> np.ndarray:
     return np.asarray(np.clip(pred, 0, None) ** 2)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, s: Settings) -> Any:
+def _fit(x: np.ndarray, y: np.ndarray, s: Settings, weight: np.ndarray | None = None) -> Any:
     import lightgbm as lgb
 
     params = {
@@ -178,7 +182,11 @@ def _fit(x: np.ndarray, y: np.ndarray, s: Settings) -> Any:
         "verbose": -1,
     }
     data = lgb.Dataset(
-        x.astype(np.float32), np.sqrt(y), categorical_feature=CATEGORICAL, feature_name=NAMES
+        x.astype(np.float32),
+        np.sqrt(y),
+        weight=weight,
+        categorical_feature=CATEGORICAL,
+        feature_name=NAMES,
     )
     return lgb.train(params, data, num_boost_round=s.trees)
 
@@ -227,12 +235,16 @@ def train(
             )
         x = build(p, rows, h)
         calib = np.repeat(times[rows] >= calib_from, len(known.names))
+        weight = None
+        if s.half_life_years:
+            age = np.repeat((until - times[rows]) / (s.half_life_years * YEAR_S), len(known.names))
+            weight = 0.5**age
         progress(f"{h} h: calibrating the interval on {int((ok & calib).sum()):,} hours")
         t0 = perf_counter()
-        low, high = _calibrate(x, y, ok, calib, s)
+        low, high = _calibrate(x, y, ok, calib, s, weight)
         t1 = perf_counter()
         progress(f"{h} h: training on {int(ok.sum()):,} hours of {len(known.names)} series")
-        booster = _fit(x[ok], y[ok], s)
+        booster = _fit(x[ok], y[ok], s, None if weight is None else weight[ok])
         t2 = perf_counter()
         fc.models[h] = HorizonModel(h, booster, low, high)
         fc.train_seconds[h] = {"interval": round(t1 - t0, 1), "model": round(t2 - t1, 1)}
@@ -241,7 +253,12 @@ def train(
 
 
 def _calibrate(
-    x: np.ndarray, y: np.ndarray, ok: np.ndarray, calib: np.ndarray, s: Settings
+    x: np.ndarray,
+    y: np.ndarray,
+    ok: np.ndarray,
+    calib: np.ndarray,
+    s: Settings,
+    weight: np.ndarray | None,
 ) -> tuple[float, float]:
     """Split conformal: a model trained before the calibration days, its residuals scaled by
     sqrt(forecast + 1) on them; their (1-c)/2 and (1+c)/2 quantiles."""
@@ -253,7 +270,7 @@ def _calibrate(
         )
     import lightgbm  # noqa: F401  (fail here, before the long work, where it is missing)
 
-    model = _fit(x[fit_rows], y[fit_rows], s)
+    model = _fit(x[fit_rows], y[fit_rows], s, None if weight is None else weight[fit_rows])
     f = _unsqrt(model.predict(x[cal_rows], num_threads=s.threads))
     r = (y[cal_rows] - f) / np.sqrt(f + 1)
     tail = (1 - s.coverage) / 2
