@@ -47,7 +47,6 @@ PRESETS = {"nz-lockdowns": NZ_LOCKDOWNS}
 # What a refresh reads: four weeks of seasonal lags, and as many again for the stuck-at-zero
 # rule to learn each hour of the week.
 HISTORY_DAYS = 56
-YEAR_S = 365.25 * 86400
 
 Progress = Callable[[str], None]
 
@@ -68,9 +67,6 @@ class Settings:
     calibration_days: int = 182  # the last days of training (at most a quarter): calibration
     coverage: float = 0.8  # of the prediction interval
     seed: int = 29  # bagging's and feature sampling's
-    # Recent hours weigh more: an hour's weight halves every `half_life_years` back from the
-    # end of training (None: every hour weighs the same).
-    half_life_years: float | None = None
 
 
 # Named model sizes (`--size`): trees, learning rate, leaves and the least hours in a leaf.
@@ -166,7 +162,7 @@ def _unsqrt(pred: np.ndarray) -> np.ndarray:
     return np.asarray(np.clip(pred, 0, None) ** 2)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, s: Settings, weight: np.ndarray | None = None) -> Any:
+def _fit(x: np.ndarray, y: np.ndarray, s: Settings) -> Any:
     import lightgbm as lgb
 
     params = {
@@ -182,11 +178,7 @@ def _fit(x: np.ndarray, y: np.ndarray, s: Settings, weight: np.ndarray | None = 
         "verbose": -1,
     }
     data = lgb.Dataset(
-        x.astype(np.float32),
-        np.sqrt(y),
-        weight=weight,
-        categorical_feature=CATEGORICAL,
-        feature_name=NAMES,
+        x.astype(np.float32), np.sqrt(y), categorical_feature=CATEGORICAL, feature_name=NAMES
     )
     return lgb.train(params, data, num_boost_round=s.trees)
 
@@ -235,16 +227,12 @@ def train(
             )
         x = build(p, rows, h)
         calib = np.repeat(times[rows] >= calib_from, len(known.names))
-        weight = None
-        if s.half_life_years:
-            age = np.repeat((until - times[rows]) / (s.half_life_years * YEAR_S), len(known.names))
-            weight = 0.5**age
         progress(f"{h} h: calibrating the interval on {int((ok & calib).sum()):,} hours")
         t0 = perf_counter()
-        low, high = _calibrate(x, y, ok, calib, s, weight)
+        low, high = _calibrate(x, y, ok, calib, s)
         t1 = perf_counter()
         progress(f"{h} h: training on {int(ok.sum()):,} hours of {len(known.names)} series")
-        booster = _fit(x[ok], y[ok], s, None if weight is None else weight[ok])
+        booster = _fit(x[ok], y[ok], s)
         t2 = perf_counter()
         fc.models[h] = HorizonModel(h, booster, low, high)
         fc.train_seconds[h] = {"interval": round(t1 - t0, 1), "model": round(t2 - t1, 1)}
@@ -253,12 +241,7 @@ def train(
 
 
 def _calibrate(
-    x: np.ndarray,
-    y: np.ndarray,
-    ok: np.ndarray,
-    calib: np.ndarray,
-    s: Settings,
-    weight: np.ndarray | None,
+    x: np.ndarray, y: np.ndarray, ok: np.ndarray, calib: np.ndarray, s: Settings
 ) -> tuple[float, float]:
     """Split conformal: a model trained before the calibration days, its residuals scaled by
     sqrt(forecast + 1) on them; their (1-c)/2 and (1+c)/2 quantiles."""
@@ -270,7 +253,7 @@ def _calibrate(
         )
     import lightgbm  # noqa: F401  (fail here, before the long work, where it is missing)
 
-    model = _fit(x[fit_rows], y[fit_rows], s, None if weight is None else weight[fit_rows])
+    model = _fit(x[fit_rows], y[fit_rows], s)
     f = _unsqrt(model.predict(x[cal_rows], num_threads=s.threads))
     r = (y[cal_rows] - f) / np.sqrt(f + 1)
     tail = (1 - s.coverage) / 2
