@@ -62,7 +62,7 @@ def test_the_backtest_takes_a_size_and_reports_training_time(counts_csv: Path) -
     assert "1 h: trained in" in table.stderr
     summary = json.loads(CliRunner().invoke(main, [*args, "--json"]).stdout)
     for h in ("1h", "3h"):
-        seconds = summary["horizons"][h]["train_seconds"]
+        seconds = summary["train_seconds"][h]
         assert set(seconds) == {"interval", "model"}
         assert all(v >= 0 for v in seconds.values())
 

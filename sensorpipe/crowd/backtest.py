@@ -77,10 +77,11 @@ class Backtest:
                     "wape_percent": {k: _round(v) for k, v in r.wape.items()},
                     "interval_coverage_percent": _round(r.coverage),
                     "scored_hours": r.scored,
-                    "train_seconds": self.model.train_seconds.get(r.hours),
                 }
                 for r in self.results
             },
+            # wall-clock seconds per horizon: the model's training and the interval's model's
+            "train_seconds": {r.label: self.model.train_seconds.get(r.hours) for r in self.results},
         }
 
 
