@@ -33,6 +33,17 @@ def test_the_default_settings_are_the_default_size() -> None:
     assert small["trees"] * small["learning_rate"] <= big["trees"] * big["learning_rate"]
 
 
+def test_the_size_option_offers_every_size() -> None:
+    from sensorpipe.cli.crowd_backtest import TRAINING_OPTIONS
+
+    @TRAINING_OPTIONS
+    def command(**_: object) -> None:
+        return None
+
+    size = next(p for p in command.__click_params__ if p.name == "size")  # type: ignore[attr-defined]
+    assert list(size.type.choices) == list(SIZES) and size.default == "default"
+
+
 @pytest.fixture(scope="module")
 def counts_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     c = synthetic(9, 2, start="2024-06-03T00:00")

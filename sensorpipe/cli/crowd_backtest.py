@@ -9,13 +9,16 @@ import re
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from sensorpipe.cli.common import fail
 from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option, options
+
+if TYPE_CHECKING:
+    from sensorpipe.crowd.forecast import Settings
 
 YEARS_BACK = 6  # the history read without --train-from
 
@@ -121,7 +124,7 @@ TRAINING_OPTIONS = options(
 )
 
 
-def model_settings(size: str, trees: int | None, leaves: int | None, threads: int) -> Any:
+def model_settings(size: str, trees: int | None, leaves: int | None, threads: int) -> Settings:
     """The training settings the options give."""
     from sensorpipe.crowd.forecast import sized
 
@@ -316,7 +319,7 @@ def _run(
     place: tuple[str, str, str | None],
     span: tuple[int, int, int, int | None],
     exclude: list[tuple[int, int]],
-    settings: Any,
+    settings: Settings,
     out: Path | None,
     as_json: bool,
 ) -> None:

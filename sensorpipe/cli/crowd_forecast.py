@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -36,6 +36,9 @@ MODELS_OPTIONS = options(
         help="The models folder (default: the stack's forecast/, where its API reads them).",
     ),
 )
+
+if TYPE_CHECKING:
+    from sensorpipe.crowd.forecast import Settings
 
 
 def models_folder(directory: Path | None, models_dir: Path | None) -> Path:
@@ -138,7 +141,7 @@ def _train_and_save(
     place: tuple[str, str, str | None],
     span: tuple[int, int | None],
     exclude: list[tuple[int, int]],
-    settings: Any,
+    settings: Settings,
     folder: Path,
     as_json: bool,
 ) -> None:
@@ -177,7 +180,7 @@ def _train_and_save(
     )
 
 
-def settings_of(training: dict[str, Any]) -> Any:
+def settings_of(training: dict[str, Any]) -> Settings:
     """The training settings of `crowd train`'s options."""
     t = training
     return model_settings(t["size"], t["trees"], t["leaves"], t["threads"])
