@@ -112,7 +112,7 @@ TRAINING_OPTIONS = options(
         default="default",
         show_default=True,
         help="The model's size (trees, leaves, learning rate; docs/forecasts.md): large "
-        "forecasts a little better and trains about twice as long, small the reverse.",
+        "forecasts a little better and trains about 1.7 times as long; small was the default.",
     ),
     click.option(
         "--trees", type=click.IntRange(min=1), default=None, help="Boosting rounds (the size's)."
