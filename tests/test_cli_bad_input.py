@@ -1256,6 +1256,8 @@ CASES: dict[str, list[Case]] = {
         (lambda t: _backtest(t, counts="2024-01-01,a"), "line 2: 2 columns, expected 3"),
         (lambda t: _backtest(t, "--device", "b"), "c.csv: no counts of b in it"),
         (lambda t: _backtest(t), "no counts from 2024-01-01T11:00:00Z on"),
+        (lambda t: _backtest(t, "--size", "huge"), "'huge' is not one of 'small', 'default'"),
+        (lambda t: _backtest(t, "--leaves", "1"), "1 is not in the range x>=2"),
     ],
     "crowd train": [
         (lambda t: _train(), "give --device or --area"),
@@ -1298,6 +1300,8 @@ CASES: dict[str, list[Case]] = {
             lambda t: _train("--area", "a", "--registry", _file(t, "r.toml", "")),
             "--area a: no such area in {t}/r.toml",
         ),
+        (lambda t: _train("--device", "a", "--size", "huge"), "'huge' is not one of 'small'"),
+        (lambda t: _train("--device", "a", "--trees", "0"), "0 is not in the range x>=1"),
     ],
     "crowd models": [
         (lambda t: ["--models", str(t / "none")], "{t}/none: no models folder: train a model"),

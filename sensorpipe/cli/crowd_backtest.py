@@ -11,13 +11,16 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from sensorpipe.cli.common import fail
 from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option, options
+
+if TYPE_CHECKING:
+    from sensorpipe.crowd.forecast import Settings
 
 YEARS_BACK = 6  # the history read without --train-from
 
@@ -121,9 +124,29 @@ TRAINING_OPTIONS = options(
         help="Leave the local dates FROM/TO out of training (e.g. lockdowns; repeatable), or "
         "nz-lockdowns (Auckland's COVID-19 levels 3-4).",
     ),
-    click.option("--trees", type=click.IntRange(min=1), default=600, show_default=True),
+    click.option(
+        "--size",
+        type=click.Choice(["small", "default", "large"]),
+        default="default",
+        show_default=True,
+        help="The model's size (trees, leaves, learning rate; docs/forecasts.md): large "
+        "forecasts a little better and trains about 1.7 times as long; small was the default.",
+    ),
+    click.option(
+        "--trees", type=click.IntRange(min=1), default=None, help="Boosting rounds (the size's)."
+    ),
+    click.option(
+        "--leaves", type=click.IntRange(min=2), default=None, help="Leaves per tree (the size's)."
+    ),
     click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True),
 )
+
+
+def model_settings(size: str, trees: int | None, leaves: int | None, threads: int) -> Settings:
+    """The training settings the options give."""
+    from sensorpipe.crowd.forecast import sized
+
+    return sized(size, trees=trees, leaves=leaves, threads=threads)
 
 
 def need_forecast_extra() -> None:
@@ -240,7 +263,9 @@ def crowd_backtest(
     country: str,
     subdiv: str | None,
     excluded: tuple[str, ...],
-    trees: int,
+    size: str,
+    trees: int | None,
+    leaves: int | None,
     threads: int,
     out: Path | None,
     as_json: bool,
@@ -295,7 +320,8 @@ def crowd_backtest(
     else:
         counts = _counts(counts_csv, names, kind, directory, influx_url, database, first, t2)
     place = (timezone, country, subdiv)
-    _run(counts, steps, place, (until, t1, t2, since), exclude, (trees, threads), out, as_json)
+    settings = model_settings(size, trees, leaves, threads)
+    _run(counts, steps, place, (until, t1, t2, since), exclude, settings, out, as_json)
 
 
 def _check_writable(out: Path) -> None:
@@ -372,15 +398,14 @@ def _run(
     place: tuple[str, str, str | None],
     span: tuple[int, int, int, int | None],
     exclude: list[tuple[int, int]],
-    model: tuple[int, int],
+    settings: Settings,
     out: Path | None,
     as_json: bool,
 ) -> None:
     from sensorpipe.crowd.backtest import backtest
-    from sensorpipe.crowd.forecast import Settings, Training, Where
+    from sensorpipe.crowd.forecast import Training, Where
 
     until, t1, t2, since = span
-    settings = Settings(trees=model[0], threads=model[1])
     training = Training(Where(*place), until - 3600, since, exclude, settings)
     try:
         bt = backtest(counts, steps, training, t1, t2, lambda m: click.echo(m, err=True))
@@ -401,15 +426,19 @@ def _run(
         return
     click.echo(
         f"{summary['series']} {bt.counts.kind}s, {summary['from']} .. {summary['to']}, "
-        f"trained on the counts before {_plus_hour(str(summary['train_until']))}"
+        f"trained on the counts before {_plus_hour(str(summary['train_until']))}; model: "
+        f"{settings.trees} trees, {settings.leaves} leaves, learning rate "
+        f"{settings.learning_rate}, {settings.threads} thread(s)"
     )
-    head = ("horizon", "model", "seasonal naive", "4-week mean", "80% interval held", "hours")
-    click.echo("{:<8} {:>8} {:>15} {:>12} {:>18} {:>13}".format(*head))
+    head = ["horizon", "model", "seasonal naive", "4-week mean", "80% interval held", "hours"]
+    head.append("trained in")
+    click.echo("{:<8} {:>8} {:>15} {:>12} {:>18} {:>13}  {}".format(*head))
     for r in bt.results:
-        w = r.wape
+        w, took = r.wape, bt.model.train_seconds[r.hours]
         click.echo(
             f"{r.label:<8} {_pct(w['model']):>8} {_pct(w['seasonal_naive']):>15} "
-            f"{_pct(w['mean_4_weeks']):>12} {_pct(r.coverage, 1):>18} {r.scored:>13,}"
+            f"{_pct(w['mean_4_weeks']):>12} {_pct(r.coverage, 1):>18} {r.scored:>13,}  "
+            f"{took['model']:.0f} s (+ {took['interval']:.0f} s: the interval's model)"
         )
     if out is not None:
         click.echo(f"{summary['forecasts_written']:,} forecasts written to {out}", err=True)

@@ -8,7 +8,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,7 @@ from sensorpipe.cli.crowd_backtest import (
     _instant,
     _years_before,
     check_place,
+    model_settings,
     need_forecast_extra,
     place_of,
 )
@@ -38,6 +39,9 @@ REGISTRY_FILE = click.Path(path_type=Path, dir_okay=False)
 REGISTRY_HELP = "The device register the areas are read from (default: the stack's)."
 # Where the models and the counts are (train, forecast).
 MODELS_OPTIONS = options(DIR_OPTION, INFLUX_OPTIONS, MODELS_DIR_OPTION)
+
+if TYPE_CHECKING:
+    from sensorpipe.crowd.forecast import Settings
 
 
 def models_folder(directory: Path | None, models_dir: Path | None) -> Path:
@@ -158,7 +162,7 @@ def crowd_train(
     names = devices or areas
     counts = _read(registry, names, directory, (influx_url, database), first, until)
     _train_and_save(counts, steps, (timezone, country, subdiv), (until, since), exclude,
-                    (training["trees"], training["threads"]), folder, as_json)  # fmt: skip
+                    settings_of(training), folder, as_json)  # fmt: skip
 
 
 def _train_and_save(
@@ -167,16 +171,15 @@ def _train_and_save(
     place: tuple[str, str, str | None],
     span: tuple[int, int | None],
     exclude: list[tuple[int, int]],
-    model: tuple[int, int],
+    settings: Settings,
     folder: Path,
     as_json: bool,
 ) -> None:
-    from sensorpipe.crowd.forecast import Settings, Training, Where, train
+    from sensorpipe.crowd.forecast import Training, Where, train
     from sensorpipe.crowd.saved import save, settings_dict
     from sensorpipe.crowd.series import iso
 
     until, since = span
-    settings = Settings(trees=model[0], threads=model[1])
     training = Training(Where(*place), until - 3600, since, exclude, settings)
     try:
         fc = train(counts, steps, training, lambda m: click.echo(m, err=True))
@@ -205,6 +208,12 @@ def _train_and_save(
         f"trained {len(steps)} horizon(s) on {len(fc.names)} {counts.kind}(s) up to "
         f"{summary['trained_until']}; saved in {saved}"
     )
+
+
+def settings_of(training: dict[str, Any]) -> Settings:
+    """The training settings of `crowd train`'s options."""
+    t = training
+    return model_settings(t["size"], t["trees"], t["leaves"], t["threads"])
 
 
 @click.command("forecast")

@@ -81,6 +81,8 @@ class Backtest:
                 }
                 for r in self.results
             },
+            # wall-clock seconds per horizon: the model's training and the interval's model's
+            "train_seconds": {r.label: self.model.train_seconds.get(r.hours) for r in self.results},
         }
 
 
