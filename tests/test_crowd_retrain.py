@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from sensorpipe.cli.main import main
-from sensorpipe.crowd.forecast import Forecaster, HorizonModel, Where
+from sensorpipe.crowd.forecast import Forecaster, HorizonModel, Where, sized
 from sensorpipe.crowd.retrain import (
     ForecastConfig,
     RetrainJob,
@@ -26,7 +26,7 @@ from sensorpipe.crowd.retrain import (
     read_status,
     train_command,
 )
-from sensorpipe.crowd.saved import ModelCache, find, read, save
+from sensorpipe.crowd.saved import ModelCache, find, read, save, settings_dict
 from sensorpipe.crowd.series import HOUR_S, iso, parse_time
 
 NOW = parse_time("2026-12-06T10:20:00Z")
@@ -219,9 +219,17 @@ def test_the_saved_settings_make_the_crowd_train_command(tmp_path: Path) -> None
         "2026-12-06T10:00:00Z --timezone Pacific/Auckland --country NZ --subdiv AUK "
         # the window keeps its length: it moved as far as its end
         f"--train-from {iso(parse_time('2024-01-01T00:00:00Z') + UNTIL - OLD)} "
-        "--exclude-training 2020-03-26/2020-05-14 --horizon 1h --horizon 3h --trees 40 "
-        "--threads 2 --json"
+        # a model saved before sizes were named and min_leaf recorded was "small"'s
+        "--exclude-training 2020-03-26/2020-05-14 --horizon 1h --horizon 3h --size small "
+        "--trees 40 --threads 2 --json"
     )
+    large = sized("large", trees=70)
+    extra["settings"] = settings_dict(large)
+    save(_forecaster(OLD, ["hall", "strip"]), tmp_path, "area", extra)
+    saved = find(tmp_path, "area", "hall")
+    assert saved is not None
+    text = " ".join(train_command(saved, UNTIL, SOURCE))
+    assert text.endswith("--size large --trees 70 --leaves 127 --threads 1 --json")
     env = TrainingSource("u", "d", "r", token="secret").environment()
     assert env["SENSORPIPE_INFLUX_TOKEN"] == "secret" and "secret" not in argv
 

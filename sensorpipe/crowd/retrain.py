@@ -163,10 +163,26 @@ def train_command(saved: SavedModel, until: int, source: TrainingSource) -> list
     for h in saved.horizons:
         argv += ["--horizon", f"{h}h"]
     settings = meta.get("settings") or {}
-    for key in ("trees", "threads"):
+    argv += ["--size", size_of(settings)]  # its learning rate and least hours a leaf
+    for key in ("trees", "leaves", "threads"):
         if key in settings:
             argv += [f"--{key}", str(int(settings[key]))]
     return [*argv, "--json"]
+
+
+def size_of(settings: dict[str, Any]) -> str:
+    """The named size (crowd.forecast.SIZES) whose learning rate and least hours in a leaf a
+    saved model's settings have ("small" for a model saved before sizes had names and
+    min_leaf was recorded, which was trained so): `--size` brings them back, `--trees` and
+    `--leaves` the rest."""
+    from sensorpipe.crowd.forecast import SIZES
+
+    rate = settings.get("learning_rate", 0.05)
+    min_leaf = settings.get("min_leaf", SIZES["small"]["min_leaf"])
+    for name, size in SIZES.items():
+        if size["learning_rate"] == rate and size["min_leaf"] == min_leaf:
+            return name
+    return "default"
 
 
 def read_status(models_dir: Path) -> dict[str, dict[str, Any]]:
