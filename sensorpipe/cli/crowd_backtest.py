@@ -426,7 +426,7 @@ def _run(
         return
     click.echo(
         f"{summary['series']} {bt.counts.kind}s, {summary['from']} .. {summary['to']}, "
-        f"trained on the counts before {_plus_hour(str(summary['train_until']))}; model: "
+        f"trained on the counts before {summary['train_until']}; model: "
         f"{settings.trees} trees, {settings.leaves} leaves, learning rate "
         f"{settings.learning_rate}, {settings.threads} thread(s)"
     )
@@ -448,8 +448,3 @@ def _run(
 def _pct(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f} %"
 
-
-def _plus_hour(iso_time: str) -> str:
-    from sensorpipe.crowd.series import iso, parse_time
-
-    return iso(parse_time(iso_time) + 3600)
