@@ -234,7 +234,11 @@ def _compute_forecast(
     if found is None:
         return None, (
             f"no model trained for this {kind}: run `sensorpipe crowd train --{kind} {name} "
-            "--train-until ... --timezone ... --country ...`"
+            + (
+                "--train-until now`"
+                if kind == "area"
+                else "--train-until now --timezone ... --country ...`"
+            )
         )
     saved, fc = found
     t0 = live.history_start(origin)

@@ -252,7 +252,9 @@ def crowd_forecast(
         if saved is None:
             fail(
                 f"--{kind} {name}: no model trained in {folder}: run `sensorpipe crowd train "
-                f"--{kind} {name} --train-until ... --timezone ... --country ...` first"
+                f"--{kind} {name} --train-until now"
+                + ("" if kind == "area" else " --timezone ... --country ...")
+                + "` first"
             )
         fc = saved.load()
     except ModelsError as exc:
