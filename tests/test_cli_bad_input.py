@@ -1280,6 +1280,10 @@ CASES: dict[str, list[Case]] = {
         ),
         (lambda t: _train("--device", "a", "--train-until", "-3x"), "not a date, ISO 8601 time"),
         (
+            lambda t: _train("--device", "a", "--train-until", "2099-01-01"),
+            "--train-until 2099-01-01: after the last hour that has ended",
+        ),
+        (
             lambda t: [
                 "--train-until",
                 "2024-01-02",

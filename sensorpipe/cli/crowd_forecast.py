@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,6 +154,12 @@ def crowd_train(
     zone = check_place(timezone, country, subdiv)
     steps = sorted({_horizon(h) for h in horizons})
     until = _instant("--train-until", train_until, zone)
+    now_hour = int(time.time()) // 3600 * 3600
+    if until > now_hour:  # its trained_until would say counts were trained on that are not
+        fail(
+            f"--train-until {train_until}: after the last hour that has ended "
+            f"({datetime.fromtimestamp(now_hour, zone).isoformat()}): give now or a time before it"
+        )
     since = _instant("--train-from", train_from, zone) if train_from else None
     if since is not None and since >= until:
         fail(f"--train-from {train_from}: not before --train-until {train_until}")
