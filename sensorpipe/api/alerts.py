@@ -50,7 +50,8 @@ def alerts_(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[AlertOut]:
     """Each alert an area's level raised crossing one of its thresholds going up, at or after
-    `from`, of `area` if given (docs/crowding.md, "Alerts")."""
+    `from`, of `area` if given, oldest first: the newest `limit` where there are more
+    (docs/crowding.md, "Alerts"). An `area` the registry does not hold, with no alerts: 404."""
     if not ctx.config.alerts_path:
         # No alerts here, not a failure of the service: 404, not 503.
         raise ApiProblem(404, "this service keeps no alerts: set alerts_path in serve.toml")
@@ -69,4 +70,6 @@ def alerts_(
             store.close()
     except sqlite3.Error as exc:
         raise ApiProblem(503, f"the alert store cannot be read: {exc}") from None
+    if area is not None and not rows and area not in ctx.registry().areas:
+        raise ApiProblem(404, f"no area {area!r} (GET /api/v1/areas lists them)")
     return [AlertOut.model_validate(r) for r in rows]

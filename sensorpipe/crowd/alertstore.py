@@ -128,13 +128,15 @@ class AlertStore:
     def alerts(
         self, *, area: str | None = None, from_ms: int | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
-        """Alerts, oldest first by their time, of `area` and at or after `from_ms`."""
+        """Alerts of `area` at or after `from_ms`, oldest first by their time: the newest
+        `limit` of them where there are more (a control room polling wants the latest)."""
         where, args = _where(area=area, from_ms=from_ms)
         with self._lock:
             rows = self._db.execute(
-                f"SELECT payload FROM alerts {where} ORDER BY time_ms, id LIMIT ?", (*args, limit)
+                f"SELECT payload FROM alerts {where} ORDER BY time_ms DESC, id DESC LIMIT ?",
+                (*args, limit),
             ).fetchall()
-        return [json.loads(p) for (p,) in rows]
+        return [json.loads(p) for (p,) in reversed(rows)]
 
     def add_dead_letter(self, letter: DeadLetter, *, pending: int | None = None) -> None:
         """Keep `letter`; `pending`: the delivery (`Pending.n`) it ends, removed with it."""

@@ -202,7 +202,12 @@ def test_alerts_through_the_stack(stack: LocalStack, hook: Hook) -> None:  # noq
     assert [(a["threshold"], a["message"]) for a in answer.json()] == [
         (0.9, f"plaza: passed 90% at {t90[:10]} {t90[11:16]} UTC (level 95%)")
     ]
-    assert len(api.get("/api/v1/alerts").json()) == 2
+    both = api.get("/api/v1/alerts").json()
+    assert [a["threshold"] for a in both] == [0.7, 0.9]  # oldest first
+    # Over the limit, the newest: a control room polling with a limit sees the latest.
+    assert [a["threshold"] for a in api.get("/api/v1/alerts", params={"limit": 1}).json()] == [0.9]
+    nowhere = api.get("/api/v1/alerts", params={"area": "nowhere"})
+    assert nowhere.status_code == 404 and "no area 'nowhere'" in nowhere.json()["detail"]
     assert api.get("/api/v1/alerts", params={"from": "soon"}).status_code == 400
     elsewhere = TestClient(create_app(ApiContext(stack_serve_config(stack))))
     assert elsewhere.get("/api/v1/alerts").status_code == 404  # no alerts_path
