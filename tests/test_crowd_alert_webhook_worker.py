@@ -247,3 +247,26 @@ def test_a_store_an_older_ingest_made_has_nothing_pending(tmp_path: Path) -> Non
     store = AlertStore(tmp_path / "alerts.sqlite", read_only=True)
     assert store.pending() == []
     store.close()
+
+
+def test_a_blocked_webhook_does_not_delay_a_working_one(
+    tmp_path: Path,
+    blocking: Blocking,
+    hook: Hook,  # noqa: F811
+) -> None:
+    """Each webhook has its own thread: while the first holds its delivery, the second takes
+    the same alert; the first's is made once it is released."""
+    store = AlertStore(tmp_path / "alerts.sqlite")
+    worker = _worker(store, _url(blocking), _url(hook))
+    worker.start()
+    try:
+        _deliver(store, worker)
+        assert blocking.entered.wait(20)
+        wait_for(lambda: len(hook.received) == 1, what="the working webhook's delivery")
+        assert blocking.received == [] and [p.url for p in store.pending()] == [_url(blocking)]
+        blocking.release.set()
+        assert worker.wait_idle(20)
+    finally:
+        worker.stop()
+    assert [r["id"] for r in blocking.received] == [ALERT.id]
+    assert store.pending() == [] and (worker.posted, worker.dead) == (2, 0)

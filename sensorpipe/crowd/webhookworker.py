@@ -1,18 +1,19 @@
-"""The webhook worker: posts the crowding alerts to their webhooks on a thread of its own, so
-that a slow or failing webhook (up to `webhook_attempts` tries of `webhook_timeout_s` each, with
-back-off between them: about 35 s with the defaults) holds up neither the ingest's schedule
-thread (`ingest.schedule`: the neighbour outlier, the calibration factors, the next alert check)
-nor the alerts' MQTT publication.
+"""The webhook worker: posts the crowding alerts to their webhooks on threads of their own,
+one per webhook. A slow or failing webhook (up to `webhook_attempts` tries of
+`webhook_timeout_s` each, with back-off between them: about 35 s with the defaults) thus holds
+up neither the ingest's schedule thread (`ingest.schedule`: the neighbour outlier, the
+calibration factors, the next alert check), nor the alerts' MQTT publication, nor the other
+webhooks: each alert reaches a working webhook at once while a failing one is still retried.
 
 `delivery.Delivery` stores each new alert together with one pending delivery per webhook
 (`alertstore.Pending`, in the same transaction) and hands them to the worker (`put`); the job
-returns once the alert is stored and published. The worker posts them one after another, in
-the order they were raised, with the same tries, back-off and dead letter as before
-(`delivery.post`): a delivery leaves the store when its webhook took it (2xx) or as a dead
-letter after the last try. Each failed try is written to the store (`tries`, the reason).
+returns once the alert is stored and published. Each webhook's thread posts its deliveries one
+after another, in the order they were raised, with the same tries, back-off and dead letter as
+before (`delivery.post`): a delivery leaves the store when its webhook took it (2xx) or as a
+dead letter after the last try. Each failed try is written to the store (`tries`, the reason).
 
 Stopping (`stop`, with the ingest): a try under way ends (it is bounded by `webhook_timeout_s`),
-a back-off wait ends at once, and the thread ends. What is not delivered stays pending in the
+a back-off wait ends at once, and the threads end. What is not delivered stays pending in the
 store and is taken up by the next start, resuming at the try it had reached: a clean stop or a
 crash loses no delivery. A webhook may therefore receive an alert twice (the ingest stopped
 between its answer and the store's note of it): the alert's `id` is stable, for it to tell.
@@ -39,7 +40,7 @@ STOP_SLACK_S = 5.0
 
 
 class WebhookWorker:
-    """Posts pending deliveries to `webhooks` on its own thread, from `start` until `stop`."""
+    """Posts pending deliveries to `webhooks`, a thread for each, from `start` until `stop`."""
 
     def __init__(
         self, store: AlertStore, webhooks: Webhooks, *, clock: Callable[[], float] = time.time
@@ -47,11 +48,16 @@ class WebhookWorker:
         self.store = store
         self.webhooks = webhooks
         self._clock = clock
-        self._queue: queue.Queue[Pending | None] = queue.Queue()
+        self._queues: dict[str, queue.Queue[Pending | None]] = {
+            url: queue.Queue() for url in dict.fromkeys(webhooks.urls)
+        }
         self._stop = threading.Event()
         self._busy = threading.Condition()
         self._in_hand: set[int] = set()  # deliveries put and not yet ended (Pending.n)
-        self._thread = threading.Thread(target=self._loop, name="alert-webhooks", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._loop, args=(q,), name=f"alert-webhook-{i}", daemon=True)
+            for i, q in enumerate(self._queues.values(), start=1)
+        ]
         self.posted = 0  # deliveries a webhook took
         self.dead = 0  # deliveries dead-lettered
 
@@ -66,31 +72,35 @@ class WebhookWorker:
         if again:
             log.warning("%d alert webhook deliveries left pending earlier: taken up", len(again))
         self.put(again)
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def put(self, pending: Sequence[Pending]) -> None:
         """Post these (stored as pending) after those put before."""
         with self._busy:
             self._in_hand.update(p.n for p in pending)
         for p in pending:
-            self._queue.put(p)
+            self._queues[p.url].put(p)
 
     def stop(self) -> None:
         """End the try under way (at most `timeout_s`) and the thread; what is not delivered
         stays pending in the store, for the next start."""
         self._stop.set()
-        self._queue.put(None)
-        if self._thread.ident is not None:
-            self._thread.join(timeout=self.webhooks.timeout_s + STOP_SLACK_S)
+        for q in self._queues.values():
+            q.put(None)
+        deadline = time.monotonic() + self.webhooks.timeout_s + STOP_SLACK_S
+        for thread in self._threads:  # together: each ends its own try
+            if thread.ident is not None:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until every delivery put has ended (taken or dead-lettered); False: not yet."""
         with self._busy:
             return self._busy.wait_for(lambda: not self._in_hand, timeout=timeout_s)
 
-    def _loop(self) -> None:
+    def _loop(self, deliveries: queue.Queue[Pending | None]) -> None:
         while not self._stop.is_set():
-            item = self._queue.get()
+            item = deliveries.get()
             if item is None or self._stop.is_set():
                 return
             try:
@@ -113,7 +123,8 @@ class WebhookWorker:
             return  # still pending: the next start goes on from here
         if posted.taken:
             self.store.delivered(p.n)
-            self.posted += 1
+            with self._busy:
+                self.posted += 1
             return
         self._dead_letter(p, posted.tries, posted.reason or p.reason)
 
@@ -122,4 +133,5 @@ class WebhookWorker:
         at_ms = int(self._clock() * 1000)
         letter = DeadLetter(p.alert_id, p.url, tries, reason, at_ms, p.payload)
         self.store.add_dead_letter(letter, pending=p.n)
-        self.dead += 1
+        with self._busy:
+            self.dead += 1
