@@ -914,7 +914,10 @@ CASES: dict[str, list[Case]] = {
         ),
     ],
     "crowd alerts subscriber add": [
-        (lambda t: ["no/slash", "--dir", str(t / "st")], "invalid account name 'no/slash'"),
+        (
+            lambda t: ["no/slash", "--dir", str(t / "st")],
+            "invalid account name 'no/slash': use lower-case letters a-z, digits",
+        ),
         (lambda t: ["ingest", "--dir", str(t / "st")], "'ingest' is the name of a reading account"),
         (lambda t: ["gate-1", "--dir", _area_stack(t)], "'gate-1' is already a device"),
         (

@@ -19,7 +19,7 @@ from sensorpipe.gateway.mosquitto import hash_password
 from sensorpipe.protocol.messages import Location
 from sensorpipe.protocol.registry import DeviceEntry, Registry, ServiceAccount
 from sensorpipe.protocol.signing import generate_keypair
-from sensorpipe.protocol.topics import DEVICE_ID_PATTERN, is_valid_device_id
+from sensorpipe.protocol.topics import is_valid_device_id
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -65,7 +65,10 @@ def check_account_name(name: str, what: str) -> None:
     """ProvisioningError unless `name` can name a broker account (a device's, a gateway's, a
     reader's); `what` is what the name is, for the error ("device id")."""
     if not is_valid_device_id(name):
-        raise ProvisioningError(f"invalid {what} {name!r}: expected {DEVICE_ID_PATTERN}")
+        raise ProvisioningError(
+            f"invalid {what} {name!r}: use lower-case letters a-z, digits, '-' and '_', "
+            "starting with a letter or digit, at most 64 (e.g. control-room)"
+        )
 
 
 def check_not_reading_account(registry: Registry, name: str, what: str) -> None:
@@ -183,7 +186,9 @@ def add_alert_subscriber(registry: Registry, username: str, *, rotate: bool = Tr
     check_account_name(username, "account name")
     check_not_reading_account(registry, username, "account name")
     if username in registry.devices or username in registry.gateways:
-        raise ProvisioningError(f"{username!r} is already a device or a gateway")
+        raise ProvisioningError(
+            f"{username!r} is already a device or a gateway: choose another name for the subscriber"
+        )
     if not rotate and any(a.username == username for a in registry.alert_subscribers):
         raise ProvisioningError(
             f"alert subscriber {username!r} already exists (--rotate gives it a new password; "
