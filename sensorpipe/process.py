@@ -184,6 +184,7 @@ class ManagedProcess:
         self.argv = list(argv)
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0  # where the log stood when the process last started
         # Called with the new process id as soon as it is spawned, before `start` waits for
         # it to be ready: whoever must be able to stop it later records it there.
         self.on_spawn: Callable[[int], None] | None = None
@@ -201,6 +202,7 @@ class ManagedProcess:
     ) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log, _signals_held():
+            self._log_start = log.tell()  # what this start writes: the tail shown on failure
             try:
                 self.proc = subprocess.Popen(
                     self.argv,
@@ -243,10 +245,15 @@ class ManagedProcess:
         self.proc = None
 
     def log_tail(self, lines: int = 15) -> str:
+        """The last `lines` of what the process wrote since its last start (not an earlier
+        run's errors, which the appended log keeps)."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_start)
+                text = f.read().decode(errors="replace")
         except OSError:
             return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(nothing logged)"
 
 
 def port_holders(port: int) -> list[tuple[int, str]]:
