@@ -453,3 +453,23 @@ def test_crowd_train_takes_the_influxdb_credentials_from_the_environment(
     assert made == [
         {"url": "http://db:8086", "username": "ingest", "password": "pw", "token": None}
     ]
+
+
+def test_a_models_folder_that_does_not_exist_is_said_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A mistyped [forecast] models path would retrain nothing without a word: the ingest
+    says so when it starts (and retrains once a model is saved there)."""
+    from tests.test_ingest_service import FakeInflux, _service
+
+    missing = tmp_path / "nowhere"
+    service = _service(tmp_path, FakeInflux(), forecast={"models": str(missing)})
+    try:
+        assert service._retrain is not None
+    finally:
+        service.close()
+    assert f"forecast models folder {missing} does not exist (yet)" in caplog.text
+    caplog.clear()
+    missing.mkdir()
+    _service(tmp_path, FakeInflux(), forecast={"models": str(missing)}).close()
+    assert "does not exist" not in caplog.text

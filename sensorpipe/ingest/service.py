@@ -190,6 +190,13 @@ class IngestService:
         models = config.forecast.models or config.alerts.models
         if models is None or config.forecast.period_s is None:
             return None
+        if not Path(models).is_dir():  # a mistyped path would retrain nothing, unsaid
+            log.warning(
+                "forecast models folder %s does not exist (yet): nothing is retrained until "
+                "`sensorpipe crowd train --models %s` saves a model there ([forecast] models)",
+                models,
+                models,
+            )
         i = config.influx
         source = TrainingSource(
             i.url, i.database, config.registry_path, i.username, i.password, i.token
