@@ -236,3 +236,16 @@ def test_the_forecast_band_after_the_last_observed_interval(served: str, page: A
     assert shown.is_visible() and shown.inner_text() == note
     assert page.locator("#crowding-forecast-note i").count() == 0
     assert page.locator("#chart-crowding").get_attribute("data-band") == "0"
+
+
+def test_the_range_applies_to_the_panel_without_a_device_chosen(served: str, page: Any) -> None:
+    """An analyst who opens the dashboard only for the crowding panel can choose its range."""
+    assert page.locator("#detail-title").inner_text() == "Choose a device or a site"
+    span = (
+        "() => { const a = window.sensorpipeDashboard.crowding.answer;"
+        " return a ? Date.parse(a.to) - Date.parse(a.from) : 0; }"
+    )
+    day_ms = 86_400_000
+    assert page.evaluate(span) <= day_ms
+    page.get_by_label("Last 7 days").check()
+    page.wait_for_function(f"() => ({span})() > {6 * day_ms}")

@@ -674,7 +674,7 @@
     highlight();
     $("detail-title").textContent = "Choose a device or a site";
     $("detail-subtitle").textContent = "Click a marker on the map or a name in the list.";
-    $("range-form").hidden = true;
+    // The range stays: it is the crowding panel's too.
     for (const fig of document.querySelectorAll("#detail .chart")) {
       destroyPlot(fig.id.replace(/^chart-/, ""));
       fig.hidden = true;
@@ -703,7 +703,6 @@
         `${devices.map((d) => d.device_id).join(", ")}. Air readings are the site's mean; ` +
         "counts are the site's devices added up (an hour with no device reporting is a gap).";
     }
-    $("range-form").hidden = false;
     renderHealth(devices, selection.kind === "site");
     renderRegister(devices);
     if (moveFocus) {
