@@ -109,7 +109,14 @@ def test_areas_add_list_show_remove(tmp_path: Path) -> None:
     assert far.exit_code == 0 and "note: no registered device with a location lies inside" in (
         far.stderr
     )
+    # (10°E, 10°N): not the Netherlands, yet the default Dutch time zone and holidays
+    assert "note: far lies outside the Netherlands but has its time zone" in far.stderr
+    assert "outside the Netherlands" not in CliRunner().invoke(
+        main, ["areas", "add", "dam", *d, "--name", "Dam", "--kind", "street", "--capacity", "9",
+               "--polygon", "4.88,52.37 4.90,52.37 4.90,52.38"],
+    ).stderr  # fmt: skip
     _run("areas", "remove", "far", *d)
+    _run("areas", "remove", "dam", *d)
     registry = load_registry(stack / "registry.toml")  # the file as written reads back
     hall = registry.areas["hall"]
     assert hall.lines == [

@@ -127,6 +127,34 @@ def _check_holidays(area_id: str, country: str, subdivision: str) -> None:
         fail(f"area {area_id}: {given}: {problem}")
 
 
+# The Netherlands, roughly (lat, lon): an area far outside it with the default time zone and
+# country was most likely meant to be elsewhere.
+NL_BOX = ((50.7, 53.7), (3.2, 7.3))
+
+
+def _outside_the_default_country(registry: Registry, area_id: str, area: AreaEntry) -> None:
+    """A note where an area lies outside the Netherlands (its polygon, or its devices'
+    locations) but kept the default Europe/Amsterdam and NL: its quiet hour, holidays and
+    the dashboard's times would be Dutch."""
+    if (area.timezone, area.country) != ("Europe/Amsterdam", "NL"):
+        return
+    from sensorpipe.crowd.areas import area_devices
+
+    points = [(lat, lon) for lon, lat in area.polygon]
+    for device in area_devices(registry, area):
+        where = registry.devices[device].location
+        if where is not None:
+            points.append((where.lat, where.lon))
+    (lat0, lat1), (lon0, lon1) = NL_BOX
+    if points and not any(lat0 <= lat <= lat1 and lon0 <= lon <= lon1 for lat, lon in points):
+        click.echo(
+            f"note: {area_id} lies outside the Netherlands but has its time zone and holidays "
+            "(Europe/Amsterdam, NL: the defaults); give --timezone and --country (and "
+            "--replace) if it is elsewhere",
+            err=True,
+        )
+
+
 def _registry(stack: LocalStack) -> Registry:
     from sensorpipe.protocol.configfile import ConfigError
 
@@ -240,6 +268,7 @@ def areas_add(
     click.echo(f"{area_id}: {area.kind} area {area.name!r} saved in {stack.registry_path}")
     from sensorpipe.crowd.areas import area_devices
 
+    _outside_the_default_country(registry, area_id, area)
     if not area_devices(registry, area):  # saved (devices may be placed later), but said
         click.echo(
             f"note: no registered device with a location lies inside {area_id}'s polygon, so "
