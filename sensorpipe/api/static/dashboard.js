@@ -1355,7 +1355,7 @@
       ["What it measures", [
         (d.quantities || []).map((q) => quantityInfo(q, state.units).label).join(", "),
         d.counts ? `counts of ${(d.count_classes || []).map((c) => (CLASS_LABEL[c] || c).toLowerCase()).join(", ")}` +
-          (d.directions && d.directions.length ? ` in ${d.directions.length} directions (${d.directions.join(", ").replaceAll("_", " ")})` : "")
+          (d.directions && d.directions.length ? ` in ${d.directions.length} ${d.directions.length === 1 ? "direction" : "directions"} (${d.directions.join(", ").replaceAll("_", " ")})` : "")
           : "",
       ].filter(Boolean).join("; ") + (d.sensors && d.sensors.length ? ` (sensors: ${d.sensors.join(", ")})` : "")],
       ["Who runs it", given(d.owner)],
