@@ -1040,7 +1040,7 @@ CASES: dict[str, list[Case]] = {
                 "--quality-config",
                 _file(t, "q.toml", "[quality]\nfog_rh = 101\n"),
             ],
-            "q.toml: quality.fog_rh (line 2): Input should be less than or equal to 100",
+            "q.toml: quality.fog_rh (line 2): 101: Input should be less than or equal to 100",
         ),
         (lambda t: [_sample(SC)], "not a track CSV"),
         (lambda t: [_sample(SC), "--track-id", "a b"], "--track-id 'a b': use letters"),

@@ -331,3 +331,19 @@ def test_a_list_entry_without_a_line_is_counted_from_one() -> None:
     assert _key_line(text, ["sensors", "1", "bme280", "bus"], "no bus 9") == (
         "sensors.bme280.bus (line 5): no bus 9"
     )
+
+
+def test_pydantics_own_checks_say_the_value_given(tmp_path: Path) -> None:
+    """`Input should be ...` names no value: the line puts the file's value before it."""
+    from sensorpipe.ingest.config import load_ingest_config
+
+    (tmp_path / "r.toml").write_text("")
+    path = tmp_path / "ingest.toml"
+    path.write_text(
+        'registry_path = "r.toml"\n[broker]\npassword = "x"\n[alerts]\nwebhook_attempts = 0\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_ingest_config(path)
+    assert str(err.value).endswith(
+        "alerts.webhook_attempts (line 5): 0: Input should be greater than or equal to 1"
+    )

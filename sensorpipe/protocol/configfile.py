@@ -97,6 +97,10 @@ def resolve_tls_files(path: Path, section: TlsFiles, loc: Sequence[str] = ()) ->
 def _describe(err: Any, model: type[BaseModel], text: str) -> str:
     loc = [str(p) for p in err["loc"]]
     message = str(err["msg"]).removeprefix("Value error, ")  # pydantic's, not the owner's
+    given = err.get("input")
+    if message.startswith("Input should") and isinstance(given, str | int | float | bool | list):
+        shown = repr(given)
+        message = f"{shown if len(shown) <= 60 else shown[:57] + '...'}: {message}"
     if err["type"] == "extra_forbidden":
         message = "unknown key" + _suggestion(loc[-1], model, loc[:-1])
     elif err["type"] == "union_tag_invalid":  # e.g. driver = "sht31" in a [[sensors]] entry
