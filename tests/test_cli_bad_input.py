@@ -933,6 +933,10 @@ CASES: dict[str, list[Case]] = {
             lambda t: ["cr", "--dir", str(t / "st"), "--password-file", _file(t, "f", "") + "/pw"],
             "--password-file {t}/f/pw: cannot write it",
         ),
+        (
+            lambda t: ["cr", "--dir", _area_stack(t), "--password-file", _file(t, "pw", "old\n")],
+            "--password-file {t}/pw: exists (another account's password?); give a new file",
+        ),
     ],
     "crowd alerts subscriber list": [
         (lambda t: ["--dir", str(t / "st")], "no registry at {t}/st/registry.toml: give --dir"),

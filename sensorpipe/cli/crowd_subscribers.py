@@ -112,6 +112,11 @@ def subscriber_add(
     mosquitto_sub line that receives them."""
     s = local_stack(directory)
     broker = _broker(s)
+    if password_file is not None and password_file.exists() and not rotate:
+        fail(
+            f"--password-file {password_file}: exists (another account's password?); give "
+            "a new file, or --rotate to put a new password for this subscriber in it"
+        )
     if password_file is not None:  # a file that cannot be written: nothing registered
         probe = password_file.with_name(f".{password_file.name}.probe")
         _write_password(probe, "", shown=password_file)
