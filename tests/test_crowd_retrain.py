@@ -337,6 +337,17 @@ def test_crowd_models_lists_each_model_and_its_last_retraining(models: Path) -> 
     assert result.exit_code == 0, result.output
     assert f"device d1, d2; trained until {iso(OLD)}; horizons 1h 3h" in result.stdout
     assert f"last retraining: {iso(NOW)} (failed: no counts)" in result.stdout
+    # A model of an area that is gone is removed, with its record: the ingest retrains it no
+    # more, and nothing of it is left beside the others.
+    name = good["model"]
+    result = CliRunner().invoke(
+        main, ["crowd", "models", "--models", str(models), "--remove", name]
+    )
+    assert result.exit_code == 0 and result.stdout == f"{name}: removed from {models}\n"
+    assert not (models / name).exists() and not list(models.glob(f".{name}*"))
+    assert name not in read_status(models)
+    again = CliRunner().invoke(main, ["crowd", "models", "--models", str(models), "--remove", name])
+    assert again.exit_code == 1 and f"{name}: no saved model in {models}" in again.output
 
 
 def test_the_ingest_config_and_service(tmp_path: Path) -> None:

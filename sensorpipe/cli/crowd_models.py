@@ -48,10 +48,18 @@ def models_listing(folder: Path) -> list[dict[str, Any]]:
 @click.command("models")
 @DIR_OPTION
 @MODELS_DIR_OPTION
+@click.option(
+    "--remove",
+    "removed",
+    default=None,
+    metavar="MODEL",
+    help="Remove this saved model (its name as listed), e.g. of an area that is gone.",
+)
 @json_option("Print the models and their last retraining as JSON.")
 def crowd_models(
     directory: Path | None,
     models_dir: Path | None,
+    removed: str | None,
     as_json: bool,
 ) -> None:
     """The saved forecast models (`crowd train`, the ingest's scheduled retraining): kind,
@@ -63,6 +71,9 @@ def crowd_models(
             f"{folder}: no models folder: train a model with `sensorpipe crowd train` "
             "(or give --models DIR)"
         )
+    if removed is not None:
+        _remove(folder, removed)
+        return
     rows = models_listing(folder)
     if as_json:
         click.echo(json.dumps({"models_folder": str(folder), "models": rows}, indent=2))
@@ -91,3 +102,18 @@ def _retrained(last: dict[str, Any] | None) -> str:
     if last.get("error"):
         text += f": {last['error']}"
     return text + ")"
+
+
+def _remove(folder: Path, name: str) -> None:
+    """The model gone, and its retraining's record (the ingest retrains it no more)."""
+    from sensorpipe.crowd.retrain import forget_status
+    from sensorpipe.crowd.saved import ModelsError, remove
+
+    try:
+        remove(folder, name)
+    except ModelsError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{folder / name}: cannot remove it: {exc.strerror or exc}")
+    forget_status(folder, name)
+    click.echo(f"{name}: removed from {folder}")

@@ -194,6 +194,13 @@ def read_status(models_dir: Path) -> dict[str, dict[str, Any]]:
     return status if isinstance(status, dict) else {}
 
 
+def forget_status(models_dir: Path, entry: str) -> None:
+    """Drop a removed model's record from retrain.json (nothing where it has none)."""
+    status = read_status(models_dir)
+    if status.pop(entry, None) is not None:
+        _write_status(models_dir, status)
+
+
 def _write_status(models_dir: Path, status: dict[str, dict[str, Any]]) -> None:
     tmp = models_dir / f".{STATUS_FILE}.tmp"
     tmp.write_text(json.dumps(status, indent=2, sort_keys=True) + "\n")

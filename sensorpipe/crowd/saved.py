@@ -207,3 +207,17 @@ class ModelCache:
         except ModelsError:
             return None
         return None if saved is None else saved.stamp
+
+
+def remove(models_dir: Path, name: str) -> None:
+    """Remove the saved model entry `name` and every training of it (its versions beside it),
+    e.g. of an area removed from the registry. ModelsError where there is none."""
+    entry = models_dir / name
+    if name.startswith(".") or "/" in name or entry not in entries(models_dir):
+        raise ModelsError(f"{name}: no saved model in {models_dir} (`crowd models` lists them)")
+    if entry.is_symlink():
+        entry.unlink()
+    else:
+        shutil.rmtree(entry)
+    for version in models_dir.glob(f".{name}.v-*"):
+        shutil.rmtree(version, ignore_errors=True)
