@@ -1313,7 +1313,11 @@
         const fig = $("chart-device-crowding");
         for (const part of fig.querySelectorAll(".crowding-gaps, .crowding-forecast-note")) part.hidden = true;
         fig.querySelector(".crowding-table tbody").textContent = "";
-        chartError("device-crowding", `The crowding could not be loaded: ${crowdResult.reason.message}`);
+        const why = crowdResult.reason.message;
+        chartError("device-crowding", /holds no whole interval/.test(why)
+          ? "No crowding for this range: it holds no whole hour that has ended (crowding is per " +
+            "hour); choose a range of an hour or more."
+          : `The crowding could not be loaded: ${why}`);
       }
     }
     if (problems.length) {
