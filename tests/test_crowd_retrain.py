@@ -435,6 +435,27 @@ def test_stack_status_shows_the_retrainings(capsys: pytest.CaptureFixture[str]) 
     )
 
 
+def test_stack_status_shows_a_failed_retraining_after_a_restart(
+    models: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ingest's counters start again at 0 with the ingest; retrain.json keeps the last
+    retraining of each model, and `stack status` says from it which one failed."""
+    from sensorpipe.cli.stack import _echo_models, _models
+
+    assert _models(models.parent / "none") is None
+    _echo_models(_models(models))
+    assert capsys.readouterr().out == f"  forecast models: 1 saved in {models}\n"
+    job, _, _ = _job(models, [sys.executable, "-c", "import sys; sys.exit('Error: no counts')"])
+    job.run_once()
+    job.running.process.wait()  # type: ignore[union-attr]
+    job.run_once()
+    _echo_models(_models(models))
+    assert capsys.readouterr().out == (
+        f"  forecast models: 1 saved in {models}; {_entry(models)}'s last retraining FAILED: "
+        "no counts; `sensorpipe crowd models`\n"
+    )
+
+
 def test_crowd_train_takes_the_influxdb_credentials_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -132,6 +132,7 @@ def stack_status(directory: Path | None, as_json: bool) -> None:
         status.update(s.sensor_health())
     except StackError as exc:
         fail(str(exc))
+    status["forecast_models"] = _models(s.models_path)
     _echo_status(status, as_json)
     if not all(c["running"] for c in status["components"].values()):
         sys.exit(NOT_RUNNING)
@@ -154,6 +155,7 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
             f"rejected {stats['rejected']}, write retries {stats['write_retries']}"
         )
         _echo_periodic(stats)
+    _echo_models(status.get("forecast_models"))
     deadletter = status["components"]["ingest"].get("deadletter")
     if deadletter:
         _echo_deadletter(deadletter)
@@ -171,6 +173,31 @@ def _echo_status(status: dict[str, Any], as_json: bool) -> None:
         click.echo(
             f"  kit gateway: {gateway['url']}" + (f" (airrohr posts: {counts})" if counts else "")
         )
+
+
+def _models(folder: Path) -> dict[str, Any] | None:
+    """The saved forecast models and their last retraining (retrain.json, which outlasts the
+    ingest's counters): None without a models folder."""
+    from sensorpipe.cli.crowd_models import models_listing
+
+    if not folder.is_dir():
+        return None
+    rows = models_listing(folder)
+    failed = [
+        {"model": r["model"], "error": (r.get("retrained") or {}).get("error") or r.get("error")}
+        for r in rows
+        if "error" in r or (r.get("retrained") or {}).get("result") == "failed"
+    ]
+    return {"folder": str(folder), "saved": len(rows), "failed": failed}
+
+
+def _echo_models(models: dict[str, Any] | None) -> None:
+    if not models or not models["saved"]:
+        return
+    line = f"  forecast models: {models['saved']} saved in {models['folder']}"
+    for f in models["failed"]:
+        line += f"; {f['model']}'s last retraining FAILED: {f['error']}"
+    click.echo(line + ("; `sensorpipe crowd models`" if models["failed"] else ""))
 
 
 def _echo_periodic(stats: dict[str, Any]) -> None:
