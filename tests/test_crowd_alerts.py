@@ -3,7 +3,15 @@ thresholds, gaps, the hold time, forecasts as their own kind, and the state kept
 
 from __future__ import annotations
 
-from sensorpipe.crowd.alerts import AlertRules, AreaAlerts, LevelPoint, evaluate
+from sensorpipe.crowd.alerts import (
+    Alert,
+    AlertRules,
+    AlertsConfig,
+    AreaAlerts,
+    LevelPoint,
+    evaluate,
+)
+from sensorpipe.protocol.registry import AreaEntry, AreaLine
 
 H = 3600_000
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
@@ -107,3 +115,24 @@ def test_the_state_kept_between_runs_gives_the_same_alerts() -> None:
         f"hall:observed:0.9:{T0 + 6 * H}",
     ]
     assert state["last_ms"] == T0 + 6 * H
+
+
+def test_a_message_says_the_areas_local_time_and_utc() -> None:
+    """A control room reads its own clock: the area's local time with its zone, UTC beside it
+    (23:00 UTC on 31 December is 1 January in Amsterdam and in Auckland)."""
+    t = 1_767_222_000_000  # 2025-12-31T23:00Z
+    observed = Alert("dam", "observed", 0.7, 0.75, t, timezone="Europe/Amsterdam")
+    assert observed.message == "dam: passed 70% at 2026-01-01 00:00 CET (23:00 UTC; level 75%)"
+    ahead = Alert("queen", "forecast", 0.9, 0.93, t, t - 3_600_000, 7200, "Pacific/Auckland")
+    assert ahead.message == (
+        "queen: expected to pass 90% at 2026-01-01 12:00 NZDT (23:00 UTC; forecast 93%, 2h ahead)"
+    )
+    assert "timezone" not in ahead.payload() and ahead.payload()["message"] == ahead.message
+    assert Alert("u", "observed", 0.7, 0.75, t, timezone="UTC").message == (
+        "u: passed 70% at 2025-12-31 23:00 UTC (level 75%)"
+    )
+    rules = AlertsConfig().rules(
+        AreaEntry(name="Dam", kind="street", capacity=10, lines=[AreaLine(device="g")])
+    )
+    (raised,) = evaluate("dam", [LevelPoint(t, 0.75)], rules)[:1]
+    assert raised.message.startswith("dam: passed 70% at 2026-01-01 00:00 CET")

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -61,6 +62,7 @@ class AlertRules:
     margin: float = DEFAULT_MARGIN
     rearm_after_s: float | None = None
     forecast_horizon_s: int = 3 * 3600
+    timezone: str | None = None  # the area's: its alerts' messages say the local time too
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,9 @@ class Alert:
     time_ms: int  # the interval (observed) or the time it is expected to pass (forecast)
     made_ms: int | None = None
     horizon_s: int | None = None
+    # The area's time zone, for the message (a control room reads local time); not in the
+    # alert's id nor a field of its JSON.
+    timezone: str | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -80,14 +85,22 @@ class Alert:
 
     @property
     def message(self) -> str:
-        at = _hhmm(self.time_ms)
+        """`plaza: passed 70% at 2026-01-01 02:00 CET (01:00 UTC; level 75%)`: local time
+        where the area's zone is known, UTC (only) where not."""
+        at, utc = f"{_hhmm(self.time_ms)} UTC", ""
+        local = None
+        if self.timezone:
+            local = datetime.fromtimestamp(self.time_ms / 1000, ZoneInfo(self.timezone))
+        if local is not None and local.tzname() != "UTC":
+            at = f"{local.strftime('%Y-%m-%d %H:%M')} {local.tzname()}"
+            utc = f"{_hhmm(self.time_ms)[11:]} UTC; "
         if self.kind == "forecast":
             ahead = "" if self.horizon_s is None else f", {_ahead(self.horizon_s)} ahead"
             return (
-                f"{self.area}: expected to pass {self.threshold:.0%} at {at} UTC "
-                f"(forecast {self.level:.0%}{ahead})"
+                f"{self.area}: expected to pass {self.threshold:.0%} at {at} "
+                f"({utc}forecast {self.level:.0%}{ahead})"
             )
-        return f"{self.area}: passed {self.threshold:.0%} at {at} UTC (level {self.level:.0%})"
+        return f"{self.area}: passed {self.threshold:.0%} at {at} ({utc}level {self.level:.0%})"
 
     def payload(self) -> dict[str, Any]:
         """The alert as JSON (MQTT, webhooks, the list): see docs/crowding.md, "Alerts"."""
@@ -96,7 +109,7 @@ class Alert:
         out["time"] = iso(self.time_ms)
         out["made"] = None if self.made_ms is None else iso(self.made_ms)
         out["message"] = self.message
-        del out["time_ms"], out["made_ms"]
+        del out["time_ms"], out["made_ms"], out["timezone"]
         return out
 
 
@@ -177,7 +190,7 @@ class AreaAlerts:
         if p.level is None:
             return []
         return [
-            Alert(self.area, "observed", t, p.level, p.time_ms)
+            Alert(self.area, "observed", t, p.level, p.time_ms, timezone=self.rules.timezone)
             for t in sorted(self.rules.thresholds)
             if self._line("observed", t).see(p.time_ms, p.level, t, self.rules)
         ]
@@ -209,7 +222,16 @@ class AreaAlerts:
             if horizon_s is None and made is not None:
                 horizon_s = (first.time_ms - made) // 1000
             alerts.append(
-                Alert(self.area, "forecast", t, first.level, first.time_ms, made, horizon_s)
+                Alert(
+                    self.area,
+                    "forecast",
+                    t,
+                    first.level,
+                    first.time_ms,
+                    made,
+                    horizon_s,
+                    self.rules.timezone,
+                )
             )
         return alerts
 
@@ -278,5 +300,9 @@ class AlertsConfig(BaseModel):
 
     def rules(self, area: AreaEntry) -> AlertRules:
         return AlertRules(
-            tuple(area.thresholds), self.margin, self.rearm_after_s, self.forecast_horizon_s
+            tuple(area.thresholds),
+            self.margin,
+            self.rearm_after_s,
+            self.forecast_horizon_s,
+            area.timezone,
         )
