@@ -21,6 +21,7 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -95,12 +96,17 @@ def _dst_lines() -> list[str]:
     return lines
 
 
+# The last hour the stored counts hold: the hour that had ended when the stack was set up.
+STORED: dict[str, int] = {}
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("lightgbm")
     last = last_whole_hour(datetime.now(UTC).timestamp())
     c = synthetic(WEEKS, 2, start="2024-06-03T00:00", seed=3)
     start = last - (c.hours - 1) * HOUR_S
+    STORED["last"] = last
     with running_influxd(tmp_path_factory, "crowding-live", "x") as (influxd, root):
         with closing(InfluxClient(influxd.url, "x")) as client:
             client.write(_lines(c.values, start) + _dst_lines())
@@ -180,6 +186,10 @@ def _pct(v: float) -> str:
 def _whole(v: float) -> str:
     n = Decimal(repr(v)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
     return f"{n:,}"
+
+
+def _epoch(t: str) -> int:
+    return int(datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp())
 
 
 def _at(xs: list[float | None], t: str) -> int:
@@ -315,10 +325,19 @@ def test_a_counting_devices_flow_and_forecast(browser: Browser) -> None:
     assert len(data) == 5  # time, flow, forecast and its interval: no thresholds
     xs, flow, line, low, high = data
     observed = answer["observed"]
-    assert len(observed) == 24
+    # The last 24 whole hours. One that has ended since the counts were stored (the suite
+    # may run across the hour) holds none: its counter ran 0.
+    end = _epoch(answer["to"])
+    assert [_epoch(iv["time"]) for iv in observed] == list(range(end - 24 * HOUR_S, end, HOUR_S))
     for iv in observed:
-        assert iv["level"] is None and iv["flow"] is not None  # a device has no capacity
+        assert iv["level"] is None  # a device has no capacity
+        if _epoch(iv["time"]) > STORED["last"]:
+            assert iv["flow"] is None and iv["running_fraction"] == 0
+            continue
+        assert iv["flow"] is not None
         assert flow[_at(xs, iv["time"])] == pytest.approx(iv["flow"])
+    counted = [iv for iv in observed if iv["flow"] is not None]
+    assert len(counted) >= 22
     rows = _forecast_rows(page, "device-crowding")
     assert list(rows) == [p["time"] for p in forecast["points"]]
     for p in forecast["points"]:
@@ -334,9 +353,9 @@ def test_a_counting_devices_flow_and_forecast(browser: Browser) -> None:
     assert fig.get_attribute("data-zone") == NZ  # its first area's
     table = page.locator("#device-crowding-table tbody tr:not(.forecast)")
     assert table.count() == len(observed)
-    assert table.nth(0).locator("td").nth(1).text_content() == _whole(observed[0]["flow"])
+    assert table.nth(0).locator("td").nth(1).text_content() == _whole(counted[0]["flow"])
     summary = page.locator("#device-crowding-summary").inner_text()
-    assert f"Latest {_whole(observed[-1]['flow'])} passers-by per hour" in summary
+    assert f"Latest {_whole(counted[-1]['flow'])} passers-by per hour" in summary
     assert "It counts for the areas hall, quarters, strip" in summary
     page.locator("#chart-device-crowding").screenshot(
         path=str(artefacts() / "dashboard-device-crowding.png")
@@ -408,6 +427,26 @@ def test_a_past_range_does_not_get_the_forecast_made_now(browser: Browser) -> No
     assert all(v is None for v in line + low + high)
     note = page.locator("#crowding-forecast-note")
     assert note.is_visible() and "is of the hours after this range" in note.inner_text()
+
+
+def test_the_last_day_in_an_hours_last_minute_holds_24_whole_hours(browser: Browser) -> None:
+    # At 17:59:30 the range starts at 17:59 a day ago (its hour is 17:00) and ends at 18:00;
+    # the API ends it at the last hour that has ended, so the day's 24 whole hours are shown.
+    # (Rounded up to 18:00 a day ago, it started an hour later: 23 hours in that minute.)
+    hour = last_whole_hour(datetime.now(UTC).timestamp()) - 2 * HOUR_S
+    moment = datetime.fromtimestamp(hour + 59 * 60 + 30, UTC)
+    browser.page.clock.set_fixed_time(moment)
+    _open_device(browser, "fc-a")
+    asked = [u for u in browser.requests if "/api/v1/devices/fc-a/crowding?" in u]
+    assert asked, browser.requests
+    params = parse_qs(urlsplit(asked[-1]).query)
+    start = datetime.fromisoformat(params["from"][0].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(params["to"][0].replace("Z", "+00:00"))
+    assert start == moment.replace(second=0) - timedelta(days=1)
+    assert end == moment.replace(minute=0, second=0) + timedelta(hours=1)
+    # Those moved to whole hours, with the hour then running left out (as the API does):
+    whole = (_epoch(params["from"][0]) // HOUR_S * HOUR_S, hour)
+    assert (whole[1] - whole[0]) // HOUR_S == 24
 
 
 def test_a_range_within_one_hour_keeps_the_devices_counts(browser: Browser) -> None:

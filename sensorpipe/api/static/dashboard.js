@@ -730,9 +730,12 @@
   function rangeMs() {
     const choice = currentRangeChoice();
     const minute = 60000;
-    const now = Math.ceil(Date.now() / minute) * minute;
-    if (choice === "24h") return { from: now - 24 * 3600000, to: now };
-    if (choice === "7d") return { from: now - 7 * 24 * 3600000, to: now };
+    // From the start of the running minute back, to its end: in an hour's last minute the
+    // start stays in the hour a day ago, so the range holds the day's every whole hour.
+    const start = Math.floor(Date.now() / minute) * minute;
+    const now = start + minute;
+    if (choice === "24h") return { from: start - 24 * 3600000, to: now };
+    if (choice === "7d") return { from: start - 7 * 24 * 3600000, to: now };
     const from = Date.parse($("range-from").value);
     const to = Date.parse($("range-to").value);
     if (Number.isNaN(from) || Number.isNaN(to)) return { error: "Give both a start and an end." };
