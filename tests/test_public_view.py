@@ -22,10 +22,11 @@ from sensorpipe.api.guard import content_security_policy
 from sensorpipe.api.v1 import mark_partial
 from sensorpipe.cli.main import main
 from sensorpipe.protocol.registry import DeviceEntry, Registry
-from sensorpipe.query.export import GENERATED_NL, export
+from sensorpipe.query.export import export
 from sensorpipe.query.health import SensorState
 from sensorpipe.query.output import csv_column, quantity_csv, render
 from sensorpipe.query.register import DeviceStats, RegisterStats
+from sensorpipe.query.register_page import GENERATED_NL
 
 ROOT = Path(__file__).resolve().parents[1]
 PDOK = "https://service.pdok.nl/brt/achtergrondkaart/wmts/v2_0/standaard/EPSG:3857/{z}/{x}/{y}.png"
@@ -388,7 +389,7 @@ def test_the_logger_and_reference_purposes_are_dutch_on_the_dutch_page(
     purpose: str, dutch: str
 ) -> None:
     from sensorpipe.importer.reference import station_spec
-    from sensorpipe.query.export import _generated
+    from sensorpipe.query.register_page import _generated
 
     assert _generated(purpose, "nl") == dutch
     assert _generated(purpose, "en") == purpose

@@ -16,9 +16,10 @@ from click.testing import CliRunner, Result
 from sensorpipe.cli.main import main
 from sensorpipe.protocol.register import personal_data_none, register_geojson
 from sensorpipe.protocol.registry import NetworkInfo, Registry, load_registry
-from sensorpipe.query.export import FIXED_NL, QUANTITY_NAMES, export, to_html
+from sensorpipe.query.export import export
 from sensorpipe.query.health import SensorState
 from sensorpipe.query.register import DeviceStats, RegisterStats
+from sensorpipe.query.register_page import FIXED_NL, QUANTITY_NAMES, to_html
 
 HOSTILE = '<script>alert("owner")</script>'
 HOSTILE_PURPOSE = '" onmouseover="alert(1)'

@@ -13,8 +13,8 @@ from sensorpipe.protocol.register import SENSOR_QUANTITIES
 from sensorpipe.protocol.registry import KNOWN_SENSORS
 from sensorpipe.quality.config import QualityConfig
 from sensorpipe.query import uncertainty as u
-from sensorpipe.query.export import QUANTITY_NAMES
 from sensorpipe.query.health import _main_field
+from sensorpipe.query.register_page import QUANTITY_NAMES
 
 
 def test_quantity_range_is_the_data_sheets_measuring_range() -> None:

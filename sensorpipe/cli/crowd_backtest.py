@@ -447,4 +447,3 @@ def _run(
 
 def _pct(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f} %"
-

@@ -120,7 +120,7 @@ def _measured_key(quantity: str) -> str:
 def personal_data_none(quantities: Sequence[str], lang: str = "en") -> str:
     """The privacy note of a device that processes no personal data and measures
     `quantities` (in QUANTITIES' order), in English or Dutch ("nl"); with none known, the
-    English PERSONAL_DATA_UNDECLARED (query.export translates it)."""
+    English PERSONAL_DATA_UNDECLARED (query.register_page translates it)."""
     words: list[str] = []
     for q in quantities:
         key = _measured_key(q)

@@ -1,5 +1,5 @@
 """The algorithm register's entries as a page in Dutch or English (`devices export --format
-algorithms-html`), built on the register page's scaffolding (`query.export.html_page`), so it
+algorithms-html`), built on the register page's scaffolding (`query.register_page.html_page`), so it
 fits a 390 px phone as that page does.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from sensorpipe.protocol.registry import NetworkInfo
 from sensorpipe.query.algorithms import LANGUAGES, STANDARD_VERSION, AlgorithmEntry
-from sensorpipe.query.export import FIXED_NL, html_page
+from sensorpipe.query.register_page import FIXED_NL, html_page
 
 
 def _e(value: object) -> str:
@@ -92,7 +92,7 @@ def _value(key: str, value: Any, lang: str) -> str:
 
 def to_html(entries: Sequence[dict[str, Any]], network: NetworkInfo, lang: str = "nl") -> str:
     """The entries (entry_fields in `lang`) as one self-contained page, built like the
-    register's page (query.export.html_page): it fits a 390 px phone."""
+    register's page (query.register_page.html_page): it fits a 390 px phone."""
     if lang not in _PAGE:
         raise ValueError(f"lang {lang!r}: use one of {', '.join(LANGUAGES)}")
     t, labels = _PAGE[lang], _LABELS[lang]

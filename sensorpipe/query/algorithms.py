@@ -46,7 +46,7 @@ from sensorpipe.query.calibration_texts import (
     Lang,
     calibration_description,
 )
-from sensorpipe.query.export import CLASS_NAMES
+from sensorpipe.query.register_page import CLASS_NAMES
 from sensorpipe.resources import MODELS
 
 STANDARD_VERSION: Literal["1.0"] = "1.0"

@@ -2,8 +2,8 @@
 quantity whether and how it is calibrated (`calibration.status`: the calibration that applies
 now, with its id, method, reference station, validity, hours and statistics after calibration,
 or "not calibrated: values are indicative", or the reference station's own values), and the
-quality flags its readings carried in the last 7 days (`flagged_7d`). `query.export` puts
-these on the HTML page and in the CSV; JSON and the API carry the dicts as they are.
+quality flags its readings carried in the last 7 days (`flagged_7d`). `query.register_page` puts
+these on the HTML page, `query.export` in the CSV; JSON and the API carry the dicts as they are.
 """
 
 from __future__ import annotations
