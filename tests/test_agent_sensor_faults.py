@@ -183,7 +183,7 @@ def test_a_sensor_that_cannot_be_opened_is_tried_less_often_until_it_opens() -> 
 
 
 def _wrapping(cause: OSError) -> SensorError:
-    """A SensorError raised `from` a bus error, as the SHT and ADS1115 drivers raise theirs."""
+    """A plain SensorError raised `from` a bus error (a driver that does not classify it)."""
     try:
         raise SensorError("sht4x: no answer at 0x44") from cause
     except SensorError as exc:

@@ -486,6 +486,18 @@ CASES: dict[str, list[Case]] = {
             lambda t: ["--code-file", _join_code(t, 1), "--root", str(t / "pi")],
             "e1: broker 127.0.0.1:1 (plain text): connection refused: nothing listens on port 1",
         ),
+        (
+            lambda t: ["--code-file", _join_code(t, 1), "--root", str(t), "--port", "sps30"],
+            "--port sps30: give SENSOR=PORT, e.g. --port sps30=/dev/serial0",
+        ),
+        (
+            lambda t: ["--code-file", _join_code(t, 1), "--root", str(t), "--port", "sps30=/dev/x"],
+            "e1: --port sps30=/dev/x: the join code declares no sensor sps30 for this device",
+        ),
+        (
+            lambda t: ["--code-file", _join_code(t, 1), "--root", str(t), "--port", "bme280=/dev/"],
+            "e1: --port bme280=/dev/: bme280 has no serial port",
+        ),
     ],
     "ingest run": [
         (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),

@@ -248,27 +248,49 @@ def test_the_agents_counts_join_each_sensors_line(tmp_path: Path) -> None:
 
 
 def test_the_agent_saves_the_health_of_each_status_message(tmp_path: Path) -> None:
-    """... with the faults counted by the kinds `edge check` names, also where a driver raises
-    a plain SensorError that says what went wrong (the SHT and ADS1115 drivers)."""
-    from sensorpipe.edge.errors import SensorError, SensorTimeout
+    """... with the faults counted by the kinds `edge check` names: the real SHT and ADS1115
+    drivers over simulated buses, each fault raised as its kind (a bad CRC counted once)."""
+    from sensorpipe.edge.agent import SensorOpener
+    from sensorpipe.edge.drivers.ads1115 import Ads1115
+    from sensorpipe.edge.drivers.ads1115 import SoilProbe as SoilDriver
+    from sensorpipe.edge.drivers.sht import Sht4x
     from sensorpipe.edge.healthfile import read_health
-    from tests.test_agent_sensor_faults import FaultyDriver, _agent, _opener
+    from tests.test_agent_sensor_faults import _agent
 
-    sht = FaultyDriver(
-        "sht4x",
-        [
-            SensorTimeout("sht4x: no answer"),
-            SensorError("sht4x: bad CRC in word 0 (59 d8 42, expected CRC 18): loose wiring"),
-            {"temperature": 20.0},
-        ],
-    )
-    at_the_rail = "soil_probe: AIN0 reads 3.300 V, at the rail: the probe is disconnected"
-    soil = FaultyDriver("soil_probe", [SensorError(at_the_rail), {"soil_moisture": 40.0}])
-    agent = _agent([_opener(sht), _opener(soil)], health_path=tmp_path / HEALTH_FILE)
+    sht_device, adc_device = Sht4xDevice(), _soil(disconnected=True)
+    bus = SimulatedI2CBus(1)
+    bus.attach(0x44, sht_device)
+    bus.attach(0x48, adc_device)
+    sht = Sht4x(bus, 0x44)
+    soil = SoilDriver(Ads1115(bus, 0x48), 0, v_dry=2.6, v_wet=1.2)
+    opener = [SensorOpener(d.model, lambda d=d: d, 60.0) for d in (sht, soil)]  # type: ignore[misc]
+    agent = _agent(opener, health_path=tmp_path / HEALTH_FILE)
+    sht_device.silent = True
+    agent.sample(agent._slots)
+    sht_device.silent = False
+    sht_device.crc_burst(1)
     agent.sample(agent._slots)
     agent.sample(agent._slots)
     agent.queue_status()
     written, counted = read_health(tmp_path / HEALTH_FILE)
     assert written is not None
     assert counted["sht4x"].errors == {"timeout": 1, "checksum": 1}
-    assert counted["soil_probe"].errors == {"disconnected": 1}
+    assert counted["soil_probe"].errors == {"disconnected": 3}
+
+
+def test_an_open_failure_is_named_by_the_kind_its_driver_gives_not_by_its_words() -> None:
+    from sensorpipe.edge.check import failure_kind
+    from sensorpipe.edge.errors import SensorConfigError, SensorTimeout
+
+    config = TypeAdapter(SensorConfig).validate_python({"driver": "sht4x"})
+    said = SensorConfigError("sht4x: something else answers there", kind="wrong_model")
+    assert failure_kind(config, said, None) == "wrong_model"
+    # Words that once named a kind say nothing: a config error is "config".
+    assert failure_kind(config, SensorConfigError("is it an SHT3X? chip id 0x58 at"), None) == (
+        "config"
+    )
+    # A driver's failed first answer: the kind of that answer.
+    try:
+        raise SensorConfigError("sps30: no answer on /dev/ttyUSB0") from SensorTimeout("x")
+    except SensorConfigError as exc:
+        assert failure_kind(config, exc, None) == "timeout"

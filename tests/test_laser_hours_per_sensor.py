@@ -81,3 +81,66 @@ def test_each_plantower_models_expected_life_or_unknown() -> None:
         for model in ("pmsa003", "pms7003")
     }
     assert seen == {"pmsa003": 26280.0, "pms7003": None}
+
+
+def _sds011_run(path: Path, port: str, device_id: int, monkeypatch: pytest.MonkeyPatch) -> float:
+    """The agent duty-cycles an SDS011 (device id `device_id`) configured on `port`, with its
+    hours in `path`, for 450 s (four readings of 30 s awake); its hours as reported."""
+    from sensorpipe.edge.drivers.sds011 import Sds011
+    from sensorpipe.firmware_sim.pms5003 import Pms5003Device
+    from sensorpipe.firmware_sim.sds011 import Sds011Device
+    from tests.test_pms5003 import FakeClock, LoopPort
+    from tests.test_pms_duty import _run
+
+    clock = FakeClock()
+    device = Sds011Device(read_pm=lambda: (8.0, 12.0), device_id=device_id)
+    config = Sds011Config.model_validate(
+        {"driver": "sds011", "port": port, "interval_s": 120, "duty": {"wake_s": 30}}
+    )
+    duty = duty_cycle(config, LaserHours(path))
+    assert duty is not None
+    agent = _run(
+        clock,
+        Pms5003Device(),  # not read
+        duty,
+        interval_s=120.0,
+        seconds=450.0,
+        monkeypatch=monkeypatch,
+        driver=lambda: Sds011(LoopPort(device, clock)),  # type: ignore[arg-type]
+    )
+    (health,) = agent.sensor_health()
+    assert health.laser_hours is not None
+    return health.laser_hours
+
+
+def test_an_sds011s_hours_follow_its_device_id_not_its_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "laser-hours.json"
+    path.write_text(json.dumps({"sds011@/dev/ttyUSB0": 100.0}))  # counted by port before
+    run = 4 * 30 / 3600  # four wakes of 30 s
+    # The sensor says its id (A1 60 in every frame): it takes over its port's count.
+    assert _sds011_run(path, "/dev/ttyUSB0", 0xA160, monkeypatch) == pytest.approx(
+        100 + run, abs=1e-3
+    )
+    assert json.loads(path.read_text()) == pytest.approx({"sds011#A160": 100 + run}, abs=1e-3)
+    # Another SDS011 swapped in on that port starts from 0; the first keeps its count.
+    assert _sds011_run(path, "/dev/ttyUSB0", 0x0B0B, monkeypatch) == pytest.approx(run, abs=1e-3)
+    # The first, moved to another adapter, goes on from its own count.
+    moved = _sds011_run(path, "/dev/ttyUSB1", 0xA160, monkeypatch)
+    assert moved == pytest.approx(100 + 2 * run, abs=1e-3)
+    assert json.loads(path.read_text()) == pytest.approx(
+        {"sds011#A160": 100 + 2 * run, "sds011#0B0B": run}, abs=1e-3
+    )
+
+
+def test_the_sds011_driver_reads_its_device_id_from_its_frames() -> None:
+    from sensorpipe.edge.drivers.sds011 import Sds011
+    from sensorpipe.firmware_sim.sds011 import Sds011Device
+    from tests.test_pms5003 import FakeClock, LoopPort
+
+    clock = FakeClock()
+    driver = Sds011(LoopPort(Sds011Device(device_id=0x1F2E), clock))  # type: ignore[arg-type]
+    assert driver.serial_number == "1F2E"  # from the replies to its settings at open
+    driver.read()
+    assert driver.serial_number == "1F2E"

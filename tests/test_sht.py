@@ -1,9 +1,12 @@
 """SHT3x/SHT4x drivers against the byte-level simulators: the data sheets' CRC example, the
-commands on the wire, the conversions, heater off, and every fault mode of the simulators."""
+commands on the wire, the conversions, heater off, and every fault mode of the simulators, each
+raised as the kind the agent counts it by."""
 
 from __future__ import annotations
 
+import errno
 import re
+from typing import Any
 
 import pytest
 
@@ -11,7 +14,15 @@ from sensorpipe.edge.check import FAIL, OK, Probes, check_sensor
 from sensorpipe.edge.drivers.registry import Sht3xConfig, Sht4xConfig
 from sensorpipe.edge.drivers.sensirion_crc import CrcError, crc8, pack_words, unpack_words
 from sensorpipe.edge.drivers.sht import Sht3x, Sht4x
-from sensorpipe.edge.errors import SensorConfigError, SensorError
+from sensorpipe.edge.errors import (
+    SensorChecksumError,
+    SensorConfigError,
+    SensorError,
+    SensorIOError,
+    SensorOutOfRange,
+    SensorTimeout,
+)
+from sensorpipe.edge.sensorloop import error_kind
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
 from sensorpipe.firmware_sim.sht import Sht3xDevice, Sht4xDevice
 
@@ -85,14 +96,16 @@ def test_sht3x_whose_heater_will_not_turn_off_is_refused() -> None:
         Sht3x(_bus(device), 0x44)
 
 
-def test_crc_errors_in_a_burst_are_counted_and_the_sensor_recovers() -> None:
+def test_crc_errors_in_a_burst_fail_their_reads_and_the_sensor_recovers() -> None:
     device = Sht4xDevice()
     sht = Sht4x(_bus(device), 0x44)
     device.crc_burst(3)
     for _ in range(3):
-        with pytest.raises(CrcError):
+        with pytest.raises(SensorChecksumError) as raised:
             sht.read()
-    assert sht.frames_bad == 3
+        assert error_kind(raised.value) == "checksum"
+    # Each bad CRC fails its read, which the agent counts: not also a skipped frame.
+    assert sht.frames_bad == 0
     assert "temperature" in sht.read()
 
 
@@ -104,9 +117,9 @@ def test_random_crc_bursts_with_a_seed() -> None:
         try:
             sht.read()
             outcomes.append(".")
-        except CrcError:
+        except SensorChecksumError:
             outcomes.append("x")
-    assert "xxxx" in "".join(outcomes) and sht.frames_bad == outcomes.count("x")
+    assert "xxxx" in "".join(outcomes) and sht.frames_bad == 0
 
 
 def test_a_sensor_that_stops_answering_and_comes_back() -> None:
@@ -233,3 +246,73 @@ def test_a_failed_open_closes_the_bus_it_owns() -> None:
     with pytest.raises(SensorConfigError, match="set address = 0x45"):
         open_driver(SHT4X, i2c_bus_factory=lambda _n: bus)
     assert bus.closed == 1  # the agent opens it again later: no descriptor left behind
+
+
+class _BrokenBus(SimulatedI2CBus):
+    """A bus whose transfers fail with `error` once `broken` is set (an I2C fault, not a NACK)."""
+
+    broken = False
+    error = errno.EIO
+
+    def i2c_rdwr(self, *msgs: Any) -> None:
+        if self.broken:
+            raise OSError(self.error, "Input/output error")
+        super().i2c_rdwr(*msgs)
+
+
+@pytest.mark.parametrize("model", ["sht3x", "sht4x"])
+def test_each_read_fault_is_raised_as_its_kind(model: str) -> None:
+    device = Sht3xDevice() if model == "sht3x" else Sht4xDevice()
+    bus = _BrokenBus(1)
+    bus.attach(0x44, device)
+    sht = Sht3x(bus, 0x44) if model == "sht3x" else Sht4x(bus, 0x44)
+    faults: list[tuple[str, type[SensorError], str]] = []
+    device.crc_burst(1)
+    with pytest.raises(SensorChecksumError) as crc:
+        sht.read()
+    faults.append(("checksum", SensorChecksumError, str(crc.value)))
+    device.silent = True
+    with pytest.raises(SensorTimeout, match="no answer at 0x44") as nack:
+        sht.read()
+    faults.append(("timeout", SensorTimeout, str(nack.value)))
+    device.silent = False
+    bus.broken = True
+    with pytest.raises(SensorIOError, match="I2C error at 0x44") as broken:
+        sht.read()
+    faults.append(("io", SensorIOError, str(broken.value)))
+    bus.broken = False
+    device.out_of_range = True
+    with pytest.raises(SensorOutOfRange, match="outside the sensor's range") as hot:
+        sht.read()
+    assert error_kind(crc.value) == "checksum" and error_kind(nack.value) == "timeout"
+    assert error_kind(broken.value) == "io" and error_kind(hot.value) == "out_of_range"
+    assert all(text.startswith(f"{model}: ") and "\n" not in text for _k, _c, text in faults)
+
+
+@pytest.mark.parametrize(
+    ("model", "attached", "kind"),
+    [
+        ("sht4x", {}, "timeout"),  # nothing answers anywhere
+        ("sht4x", {0x45: Sht4xDevice}, "wrong_address"),
+        ("sht3x", {0x45: Sht3xDevice}, "wrong_address"),
+        ("sht4x", {0x44: Sht3xDevice}, "wrong_model"),
+        ("sht3x", {0x44: Sht4xDevice}, "wrong_model"),
+    ],
+)
+def test_a_sensor_that_cannot_be_opened_says_why_in_its_kind(
+    model: str, attached: dict[int, type], kind: str
+) -> None:
+    bus = SimulatedI2CBus(1)
+    for address, make in attached.items():
+        bus.attach(address, make())
+    with pytest.raises(SensorConfigError) as raised:
+        (Sht3x if model == "sht3x" else Sht4x)(bus, 0x44)
+    assert raised.value.kind == kind, str(raised.value)
+
+
+def test_a_bad_crc_in_the_first_answer_is_an_open_failure_of_kind_checksum() -> None:
+    device = Sht4xDevice()
+    device.crc_burst(1)  # the serial number read at open
+    with pytest.raises(SensorConfigError, match="bad CRC") as raised:
+        Sht4x(_bus(device), 0x44)
+    assert raised.value.kind == "checksum"

@@ -9,7 +9,8 @@ from pydantic import ValidationError
 from sensorpipe.edge.check import FAIL, OK, Probes, check_sensor
 from sensorpipe.edge.drivers.ads1115 import Ads1115, SoilProbe, config_word
 from sensorpipe.edge.drivers.registry import SoilProbeConfig, open_driver
-from sensorpipe.edge.errors import SensorConfigError, SensorError
+from sensorpipe.edge.errors import SensorConfigError, SensorError, SensorIOError, SensorTimeout
+from sensorpipe.edge.sensorloop import error_kind
 from sensorpipe.firmware_sim.ads1115 import Ads1115Device
 from sensorpipe.firmware_sim.ads1115 import SoilProbe as SimProbe
 from sensorpipe.firmware_sim.i2c import SimulatedI2CBus
@@ -99,6 +100,54 @@ def test_an_adc_that_stops_answering_and_comes_back() -> None:
 def test_wrong_address_is_refused_at_open() -> None:
     with pytest.raises(SensorConfigError, match="no ADS1115 answers at I2C address 0x49"):
         SoilProbe(Ads1115(_bus(Ads1115Device(), 0x48), 0x49), 0, v_dry=2.6, v_wet=1.2)
+
+
+def test_each_fault_is_raised_as_the_kind_the_agent_counts() -> None:
+    """Typed, not told apart by their words: the agent and `edge check` count the kind."""
+    sim = SimProbe()
+    device, probe = _probe(sim)
+    kinds = []
+    sim.disconnected = True
+    with pytest.raises(SensorError) as rail:
+        probe.read()
+    kinds.append(rail.value.kind)
+    sim.disconnected = False
+    sim.v_dry = sim.v_wet = 0.0  # no power: the output reads 0 V
+    with pytest.raises(SensorError) as unpowered:
+        probe.read()
+    kinds.append(unpowered.value.kind)
+    sim.v_dry, sim.v_wet = 2.6, 1.2
+    device.silent = True
+    with pytest.raises(SensorTimeout) as nack:
+        probe.read()
+    kinds.append(error_kind(nack.value))
+    device.silent = False
+    device.never_finishes = True
+    with pytest.raises(SensorTimeout, match="did not finish") as stuck:
+        probe.read()
+    kinds.append(error_kind(stuck.value))
+    assert kinds == ["disconnected", "disconnected", "timeout", "timeout"]
+
+
+def test_a_bus_error_is_an_io_fault_and_an_absent_adc_a_timeout_at_open() -> None:
+    class Broken(SimulatedI2CBus):
+        def read_i2c_block_data(self, *args: object, **kw: object) -> list[int]:
+            raise OSError(5, "Input/output error")
+
+        def write_i2c_block_data(self, *args: object, **kw: object) -> None:
+            raise OSError(5, "Input/output error")
+
+    adc = Ads1115(_bus(Ads1115Device({0: lambda: 1.5})))
+    probe = SoilProbe(adc, 0, v_dry=2.6, v_wet=1.2)
+    adc._bus = Broken(1)
+    with pytest.raises(SensorIOError, match="I2C error at the ADS1115 at 0x48"):
+        probe.read()
+    with pytest.raises(SensorConfigError) as absent:
+        SoilProbe(Ads1115(_bus(Ads1115Device(), 0x48), 0x49), 0, v_dry=2.6, v_wet=1.2)
+    assert absent.value.kind == "timeout"
+    with pytest.raises(SensorConfigError) as broken:
+        SoilProbe(Ads1115(Broken(1)), 0, v_dry=2.6, v_wet=1.2)
+    assert broken.value.kind == "io" and "I2C error at 0x48" in str(broken.value)
 
 
 def _config(**kw: object) -> SoilProbeConfig:

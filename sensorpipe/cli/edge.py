@@ -68,7 +68,16 @@ def edge_check(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     help="Write everything under this directory instead of / (no root needed; no user is "
     "made and systemd is not told).",
 )
-def edge_join(code_file: Path | None, root: Path | None) -> None:
+@click.option(
+    "--port",
+    "ports",
+    multiple=True,
+    metavar="SENSOR=PORT",
+    help="A declared sensor is wired to this serial port instead of its usual one "
+    "(sds011=/dev/ttyUSB1, pms5003=/dev/ttyUSB0); an SPS30 named here is set up on its UART "
+    "(SEL left open), e.g. sps30=/dev/serial0. Repeatable.",
+)
+def edge_join(code_file: Path | None, root: Path | None, ports: tuple[str, ...]) -> None:
     """Join the server with the code `sensorpipe devices add` printed for this device.
 
     Makes the device's signing key here (it never leaves this Pi), writes
@@ -93,9 +102,17 @@ def edge_join(code_file: Path | None, root: Path | None) -> None:
         code = decode_join_code(text)
     except BadJoinCode as exc:
         fail(str(exc))
+    wiring: dict[str, str] = {}
+    for given in ports:
+        tag, _, port = given.partition("=")
+        if not tag or not port:
+            fail(f"--port {given}: give SENSOR=PORT, e.g. --port sps30=/dev/serial0")
+        if tag in wiring:
+            fail(f"--port {given}: {tag} is given a port twice ({wiring[tag]}, {port})")
+        wiring[tag] = port
     layout = Layout((root or Path("/")).resolve())
     try:
-        joined = join(code, layout)
+        joined = join(code, layout, ports=wiring)
     except JoinError as exc:
         fail(f"{code.device_id}: {exc}")
     except OSError as exc:

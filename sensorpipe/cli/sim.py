@@ -32,8 +32,19 @@ def sim() -> None:
     is_flag=True,
     help="Give each device an SPS30 and an SCD41 too (needs the `sensirion` extra).",
 )
+@click.option(
+    "--sps30-uart",
+    is_flag=True,
+    help="Give each device an SPS30 on a serial port (its UART, on a pty) too, or, with "
+    "--sensirion, in place of the one on I2C (needs the `sensirion` extra).",
+)
 def sim_fleet(
-    directory: Path | None, count: int, duration: float, interval: float, sensirion: bool
+    directory: Path | None,
+    count: int,
+    duration: float,
+    interval: float,
+    sensirion: bool,
+    sps30_uart: bool,
 ) -> None:
     """Run COUNT simulated devices against a running stack for DURATION seconds.
 
@@ -62,7 +73,9 @@ def sim_fleet(
             {
                 "site": f"sim-site-{i % 3 + 1}",
                 "owner": "simulator",
-                "sensors": ["sds011", "bme280"] + (["sps30", "scd4x"] if sensirion else []),
+                "sensors": ["sds011", "bme280"]
+                + (["sps30"] if sensirion or sps30_uart else [])
+                + (["scd4x"] if sensirion else []),
             },
         )
         for i in range(count)
@@ -78,6 +91,7 @@ def sim_fleet(
         workdir=workdir,
         interval_s=interval,
         sensirion=sensirion,
+        sps30_uart=sps30_uart,
     )
     fleet.start()
     started = time.monotonic()

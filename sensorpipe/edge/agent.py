@@ -44,7 +44,7 @@ from pydantic import ValidationError
 from sensorpipe.edge import host
 from sensorpipe.edge.config import EdgeConfig
 from sensorpipe.edge.drivers.base import SensorDriver
-from sensorpipe.edge.duty import DutyCycle
+from sensorpipe.edge.duty import DutyCycle, serial_key
 from sensorpipe.edge.entries import Sealer, iso, prepare
 from sensorpipe.edge.errors import SensorError
 from sensorpipe.edge.healthfile import write_health
@@ -418,6 +418,11 @@ class Agent:
         duty = slot.duty
         if duty is None:
             return
+        # A driver that reads the sensor's own id (the SDS011's device id): its hours go by it.
+        serial = getattr(outcome.opened or slot.driver, "serial_number", None)
+        if serial:
+            at = outcome.woke_at or outcome.read_at or time.monotonic()
+            duty.identify(serial_key(duty.model, str(serial)), at)
         if outcome.woke_at is not None:
             duty.woke(outcome.woke_at)
         if outcome.slept_at is not None:

@@ -156,7 +156,7 @@ def check_sensor(sensor: SensorConfig, probes: Probes) -> tuple[Check, bool]:
         values = driver.read()
     except Exception as exc:  # whatever the driver raises is the answer to print
         kind = failure_kind(sensor, exc, driver)
-        problem = _sensor_problem(sensor, exc, driver)
+        problem = _sensor_problem(sensor, exc, driver, kind)
         return Check(name, FAIL, f"{where}: {kind}: {problem}", kind), False
     finally:
         if driver is not None:
@@ -191,21 +191,6 @@ def _errno_of(exc: BaseException) -> int | None:
     return None
 
 
-# A sensor that could not be opened (SensorConfigError), by what its driver said (the drivers'
-# own messages: tests/test_edge_check_kinds.py holds each of them to its kind).
-_OPEN_KINDS = [
-    (re.compile(r"is it an? [A-Z0-9]+\?|chip id 0x[0-9a-f]+ at"), "wrong_model"),
-    (re.compile(r"a device answers at 0x[0-9a-f]+"), "wrong_address"),  # another one answers
-    (re.compile(r"no answer at I2C address|no [\w-]+ answers at"), "timeout"),  # none does
-    (re.compile(r"not found on the 1-Wire bus"), "not_found"),  # a DS18B20 unplugged
-]
-_WRONG_ADDRESS = _OPEN_KINDS[1][0]
-
-
-def _said(text: str, kinds: list[tuple[re.Pattern[str], str]]) -> str | None:
-    return next((kind for pattern, kind in kinds if pattern.search(text)), None)
-
-
 def failure_kind(sensor: SensorConfig, exc: BaseException, driver: SensorDriver | None) -> str:
     """The kind of a failed check, in the agent's words where the agent counts it so
     (checksum, timeout, io, out_of_range, a driver's own kind: edge.errors); for a sensor that
@@ -220,17 +205,16 @@ def failure_kind(sensor: SensorConfig, exc: BaseException, driver: SensorDriver 
         return "permission"
     if driver is not None and driver.frames_bad:
         return "checksum"
-    if isinstance(exc, SensorConfigError):
-        said = _said(str(exc), _OPEN_KINDS)
-        if said is not None:
-            return said
-        if not isinstance(exc.__cause__, SensorError):
-            return "config"
-        exc = exc.__cause__  # a failed first answer (an SHT's serial number with a bad CRC)
+    if isinstance(exc, SensorConfigError):  # why the driver says it cannot be opened
+        if exc.kind != "config" or not isinstance(exc.__cause__, SensorError):
+            return exc.kind
+        exc = exc.__cause__  # a failed first answer: what the driver's read says it was
     return error_kind(exc)
 
 
-def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver | None) -> str:
+def _sensor_problem(
+    sensor: SensorConfig, exc: Exception, driver: SensorDriver | None, kind: str
+) -> str:
     if isinstance(sensor, Ds18b20Config):  # its errors name the fault and what to do
         text = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
         return text.removeprefix(f"{sensor_tag(sensor)}: ")
@@ -268,7 +252,8 @@ def _sensor_problem(sensor: SensorConfig, exc: Exception, driver: SensorDriver |
         return f"bad checksum: {frames_bad} malformed frames ({why})"
     text = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
     text = text.removeprefix(f"{sensor_tag(sensor)}: ")
-    if ("no answer" in text or "did not finish" in text) and not _WRONG_ADDRESS.search(text):
+    silent = "no answer" in text or "did not finish" in text
+    if silent and kind != "wrong_address" and "check the wiring" not in text:
         return f"no answer ({text}): check the wiring and the sensor's power"
     if serial:
         return text

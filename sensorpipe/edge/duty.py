@@ -19,13 +19,18 @@ publishes (`laser_hours`); the register shows them with the expected life
 (protocol.register.LASER_LIFE_H).
 
 They are kept per sensor, not per model: two PMS5003s on one Pi each have their own count. A
-sensor is known by its model and serial port (`laser_key`: "pms5003@/dev/ttyAMA0"); a port
-under /dev/serial/by-id/ names the USB adapter by its own serial number, so the count stays
-with the sensor whichever ttyUSB number the adapter gets at boot. Neither laser sensor reports
-a serial number of its own that the drivers read (the PMS5003 has none; the SDS011's 2-byte
-id is not read yet). A file from before, keyed by model ("pms5003"), is taken over by the first
-configured sensor of that model when the agent starts (`LaserHours.claim`): no hour is lost;
-a count two sensors shared stays with the first of them.
+sensor whose driver reads an id of its own (`serial_number`: the SDS011's 2-byte device id,
+in every frame it sends) is known by its model and that id (`serial_key`: "sds011#A160"), so
+its count follows the sensor to another port or another Pi's file, and a sensor swapped in on
+the same port starts from 0. One without (the PMS5003 has none) is known by its model and
+serial port (`laser_key`: "pms5003@/dev/ttyAMA0"); a port under /dev/serial/by-id/ names the
+USB adapter by its own serial number, so the count stays with the sensor whichever ttyUSB
+number the adapter gets at boot. The agent starts each sensor on its port's key and moves to
+its id's once the driver read it (`DutyCycle.identify`, at open, before the laser's time is
+counted): a count kept under the port's key (before ids were read) goes to the first sensor
+identified there, unless that sensor has a count of its own. A file from before, keyed by model
+("pms5003"), is taken over by the first configured sensor of that model when the agent starts
+(`LaserHours.claim`): no hour is lost; a count two sensors shared stays with the first of them.
 """
 
 from __future__ import annotations
@@ -67,6 +72,11 @@ def laser_key(model: str, port: str) -> str:
     return f"{model}@{port}"
 
 
+def serial_key(model: str, serial: str) -> str:
+    """The key of the running hours of a laser sensor that says who it is: model and id."""
+    return f"{model}#{serial}"
+
+
 class LaserHours:
     """Running hours per sensor, persisted in `path` (JSON: laser_key -> hours)."""
 
@@ -90,6 +100,14 @@ class LaserHours:
             return
         self._hours[key] = self._hours.pop(model)
         log.info("laser hours: %s takes over the %s count (%.1f h)", key, model, self._hours[key])
+
+    def move(self, old: str, new: str) -> None:
+        """Keep `old`'s count under `new` from now on, unless `new` has a count of its own (a
+        sensor seen before): `old`'s then stays where it is."""
+        if new in self._hours or old not in self._hours:
+            return
+        self._hours[new] = self._hours.pop(old)
+        log.info("laser hours: %s takes over the %s count (%.1f h)", new, old, self._hours[new])
 
     def on(self, key: str, now: float) -> None:
         self._on_since.setdefault(key, now)
@@ -143,6 +161,7 @@ class DutyCycle:
         """`key`: whose running hours these are (`laser_key`); by default the model."""
         self.model = model
         self.key = key or model
+        self.port_key = self.key  # the key before the sensor said who it is (`identify`)
         self.wake_s = wake_s
         self.warmup_s = warmup_s
         self.hours = hours or LaserHours(None)
@@ -172,6 +191,23 @@ class DutyCycle:
     def running_hours(self, now: float) -> float:
         """This sensor's laser hours, the running ones included."""
         return self.hours.hours(self.key, now)
+
+    def identify(self, key: str, now: float) -> None:
+        """The sensor said who it is (`serial_key`): its hours are kept under `key` from now
+        on, taking over the count kept under its port's key unless it has one of its own (a
+        sensor swapped in later finds none left there); a laser running meanwhile is counted
+        up to `now` under the key before."""
+        if key == self.key:
+            return
+        running = self.awake
+        if running:
+            self.hours.off(self.key, now)
+        self.hours.move(self.port_key, key)
+        log.info("laser hours of %s: %s from now on", self.key, key)
+        self.key = key
+        if running:
+            self.hours.on(key, now)
+        self.hours.save(now)
 
     def slept(self, now: float) -> None:
         if self.awake:

@@ -10,6 +10,12 @@ ERROR_KIND_PATTERN).
 
 from __future__ import annotations
 
+import errno
+
+# What Linux's I2C drivers answer when no device acknowledges its address (i2c fault codes:
+# EREMOTEIO from i2c-bcm2835 and most others, ENXIO from some).
+NO_ANSWER_ERRNOS = frozenset({errno.EREMOTEIO, errno.ENXIO})
+
 
 class EdgeError(Exception):
     retryable = False
@@ -52,6 +58,25 @@ class SensorOutOfRange(SensorError):
 
 
 class SensorConfigError(EdgeError):
-    """The sensor is not what the configuration says (wrong chip id, no such port)."""
+    """The sensor cannot be opened as configured (wrong chip id, no such port, nothing at its
+    address). The agent counts every such failure as "not_available"; `kind` says why, for
+    `edge check`: "wrong_model" (another chip answers: an SHT3x configured as an SHT4x, a
+    BMP280 as a BME280), "wrong_address" (nothing at that address, a sensor at another),
+    "timeout" (nothing answers at all: power, wiring), "not_found" (a 1-Wire probe absent),
+    "checksum" (its first answer failed its CRC), or "config" (anything else)."""
 
     retryable = False
+    kind = "config"
+
+    def __init__(self, *args: object, kind: str | None = None) -> None:
+        super().__init__(*args)
+        if kind is not None:
+            self.kind = kind
+
+
+def i2c_error(exc: OSError, message: str) -> SensorError:
+    """A read's failed I2C transfer: `SensorTimeout` for a NACK (nothing acknowledged the
+    address: no power, loose wiring), else `SensorIOError` (another bus fault)."""
+    if exc.errno in NO_ANSWER_ERRNOS:
+        return SensorTimeout(message)
+    return SensorIOError(message)

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,10 @@ SECTION_COMMENTS: dict[str, tuple[str, ...]] = {
     ),
 }
 USUAL_PAIR = ("sds011", "bme280")  # what a join code that names no sensor gets
+# Sensors that can be wired to a serial port instead of their usual one (`edge join --port`):
+# the UART sensors, and the SPS30, which talks UART when its SEL pin is left open (its section
+# then takes `port` in place of `bus`).
+SERIAL_CAPABLE = ("sds011", "pms5003", "pms7003", "pmsa003", "sps30")
 
 
 class JoinError(RuntimeError):
@@ -135,14 +140,26 @@ class Joined:
     notes: list[str] = field(default_factory=list)
 
 
-def join(code: JoinCode, layout: Layout, *, enroll: bool = True) -> Joined:
+def join(
+    code: JoinCode,
+    layout: Layout,
+    *,
+    enroll: bool = True,
+    ports: Mapping[str, str] | None = None,
+) -> Joined:
     """Do every step of joining (see the module's docstring); JoinError names what failed.
+    `ports`: declared sensor tag to the serial port it is wired to (`--port`), in place of its
+    usual wiring; an SPS30 named there is set up on its UART.
 
     Nothing is written before the server took the key: a join refused (a wrong password, an
     untrusted certificate, another key enrolled first) leaves the Pi as it was. One exception:
     when the key was sent but no answer came, the server may still take it later (its broker
     keeps the message for the ingest), so the configuration with that key is written, and
     joining again from this Pi sends the same key."""
+    ports = dict(ports or {})
+    refused = port_problem(code.sensors or list(USUAL_PAIR), ports)
+    if refused is not None:
+        raise JoinError(refused)
     notes: list[str] = []
     if layout.system:
         notes += _ensure_user()
@@ -153,13 +170,16 @@ def join(code: JoinCode, layout: Layout, *, enroll: bool = True) -> Joined:
         try:
             enrol(code, private_key, public_key)
         except Unanswered:
-            _write_files(code, layout, private_key, old)
+            _write_files(code, layout, private_key, old, ports)
             raise
-    written = _write_files(code, layout, private_key, old)
+    written = _write_files(code, layout, private_key, old, ports)
     joined = Joined(code.device_id, fingerprint(public_key), new, written, notes)
-    written_sensors = edge_config(code, layout, private_key, {})["sensors"]
+    written_sensors = edge_config(code, layout, private_key, {}, ports)["sensors"]
     if old.get("sensors"):
-        notes.append(f"kept the [[sensors]] of the earlier {layout.config.name}")
+        notes.append(
+            f"kept the [[sensors]] of the earlier {layout.config.name}"
+            + (" (--port not applied: set `port` there by hand)" if ports else "")
+        )
     elif not written_sensors:
         notes.append(
             f"no sensor declared for {code.device_id} ({', '.join(code.sensors)}) has a driver "
@@ -232,10 +252,14 @@ def _key(old: dict[str, Any], device_id: str) -> tuple[str, bool]:
 
 
 def edge_config(
-    code: JoinCode, layout: Layout, private_key: str, old: dict[str, Any]
+    code: JoinCode,
+    layout: Layout,
+    private_key: str,
+    old: dict[str, Any],
+    ports: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The configuration the code gives; from an earlier one (`old`), what its owner set for
-    the sensors, location, counting, outbox and link is kept."""
+    """The configuration the code gives (`ports`: see `join`); from an earlier one (`old`),
+    what its owner set for the sensors, location, counting, outbox and link is kept."""
     mqtt: dict[str, Any] = {
         "host": code.host,
         "port": code.port,
@@ -245,7 +269,8 @@ def edge_config(
     }
     if code.tls and code.ca_pem:
         mqtt["ca_file"] = str(layout.ca)
-    sensors = sensor_sections(code.sensors or list(USUAL_PAIR))  # none named: the usual pair
+    # None named: the usual pair.
+    sensors = sensor_sections(code.sensors or list(USUAL_PAIR), ports)
     old_mqtt = old.get("mqtt")
     if not isinstance(old_mqtt, dict):
         old_mqtt = {}
@@ -261,11 +286,37 @@ def edge_config(
     return config
 
 
-def sensor_sections(tags: list[str]) -> list[dict[str, Any]]:
+def port_problem(tags: list[str], ports: Mapping[str, str]) -> str | None:
+    """Why `ports` (`--port SENSOR=PORT`) cannot be applied to the declared `tags`, or None."""
+    from sensorpipe.protocol.registry import sensor_model
+
+    for tag, port in ports.items():
+        where = f"--port {tag}={port}"
+        if tag not in tags:
+            return (
+                f"{where}: the join code declares no sensor {tag} for this device (declared: "
+                f"{', '.join(tags)}): name one of those (the server's `devices add --sensor` "
+                "declares them)"
+            )
+        if sensor_model(tag) not in SERIAL_CAPABLE:
+            return (
+                f"{where}: {sensor_model(tag)} has no serial port (only "
+                f"{', '.join(SERIAL_CAPABLE)} do): leave it out"
+            )
+        if not port.startswith("/dev/"):
+            return f"{where}: name the serial device, e.g. /dev/ttyUSB0 or /dev/serial0"
+    return None
+
+
+def sensor_sections(
+    tags: list[str], ports: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """The [[sensors]] sections for the declared sensor tags that have one: a tag
     `<model>.<name>` (a second soil probe, `soil_probe.bed2`) gets its model's section with
     `sensor = "<tag>"` where the driver takes a `sensor` key; soil probes take the ADS1115's
-    inputs in turn (AIN0, AIN1, ...)."""
+    inputs in turn (AIN0, AIN1, ...). A tag in `ports` gets that serial port (an SPS30 then
+    talks UART: `port` in place of `bus`)."""
+    ports = ports or {}
     from pydantic import TypeAdapter, ValidationError
 
     from sensorpipe.edge.drivers.registry import SensorConfig
@@ -278,6 +329,9 @@ def sensor_sections(tags: list[str]) -> list[dict[str, Any]]:
         if base is None:
             continue
         section = dict(base)
+        if tag in ports:
+            rest = {k: v for k, v in section.items() if k not in ("driver", "bus", "port")}
+            section = {"driver": section["driver"], "port": ports[tag], **rest}
         if tag != sensor_model(tag):
             section["sensor"] = tag
         if "channel" in section:
@@ -340,7 +394,11 @@ HEADER = (
 
 
 def _write_files(
-    code: JoinCode, layout: Layout, private_key: str, old: dict[str, Any]
+    code: JoinCode,
+    layout: Layout,
+    private_key: str,
+    old: dict[str, Any],
+    ports: Mapping[str, str] | None = None,
 ) -> list[Path]:
     ids = _ids() if layout.system else None
     layout.etc.mkdir(parents=True, exist_ok=True)
@@ -351,7 +409,7 @@ def _write_files(
         layout.ca.chmod(0o644)
         written.append(layout.ca)
     text = HEADER.format(path=layout.config)
-    text += config_text(edge_config(code, layout, private_key, old))
+    text += config_text(edge_config(code, layout, private_key, old, ports))
     write_private(layout.config, text)  # 0600 from its first byte, then the group may read
     layout.state.chmod(0o750)
     if ids is not None:

@@ -13,7 +13,6 @@ after each read. The drivers' contract is edge.drivers.base.
 
 from __future__ import annotations
 
-import errno
 import logging
 import queue
 import re
@@ -23,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.errors import NO_ANSWER_ERRNOS, SensorError
 from sensorpipe.protocol.messages import ERROR_KIND_PATTERN
 
 if TYPE_CHECKING:
@@ -47,17 +46,6 @@ STORM_LINE_S = 60.0
 # The most kinds a sensor's `errors` holds (SensorHealth): further kinds count as "other".
 MAX_KINDS = 16
 _KIND = re.compile(ERROR_KIND_PATTERN)
-# What Linux's I2C drivers answer when no device acknowledges its address (i2c fault codes:
-# EREMOTEIO from i2c-bcm2835 and most others, ENXIO from some).
-NO_ANSWER_ERRNOS = frozenset({errno.EREMOTEIO, errno.ENXIO})
-# A plain SensorError (the kind "read": the SHT and ADS1115 drivers raise no subclass) whose
-# words name the fault: counted as that kind (tests/test_edge_check_kinds.py).
-READ_KINDS = [
-    (re.compile(r"bad CRC"), "checksum"),
-    (re.compile(r"is outside (the sensor's range|0\.\.100)"), "out_of_range"),
-    (re.compile(r"probe is disconnected|probe has no power"), "disconnected"),
-    (re.compile(r"did not finish"), "timeout"),
-]
 
 
 def error_kind(exc: BaseException) -> str:
@@ -67,9 +55,6 @@ def error_kind(exc: BaseException) -> str:
         if kind == "read" and isinstance(exc.__cause__, OSError):
             # A driver's plain SensorError over a bus or port error: what that error was.
             return error_kind(exc.__cause__)
-        if kind == "read":  # or, for the faults our drivers name in words, their kind
-            text = str(exc)
-            kind = next((k for pattern, k in READ_KINDS if pattern.search(text)), kind)
         return kind if _KIND.fullmatch(kind) else "read"
     if isinstance(exc, OSError) and exc.errno in NO_ANSWER_ERRNOS:
         return "timeout"  # a NACK: nothing acknowledged (edge.errors.SensorTimeout)

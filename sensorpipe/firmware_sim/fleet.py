@@ -19,7 +19,10 @@ which cannot watch descriptors above 1023; fleets of a hundred hosts in one proc
 With `sensirion=True` a host also has an SPS30 and an SCD41 on its I2C bus (the SCD41 takes
 its pressure from the BME280 there), read through Sensirion's drivers (the `sensirion` extra).
 Their clocks run faster when the fleet reads more often than every 5 s (the SCD41's period), so
-a quick fleet is not held up by them.
+a quick fleet is not held up by them. With `sps30_uart=True` the SPS30 is on a serial port
+instead (SEL left open: the SHDLC simulator on a pty, `driver = "sps30"` with `port`), read by
+Sensirion's UART driver with its number concentrations; alone, a host gets just that SPS30 (and
+its BME280), no SCD41.
 
 With `kits=` each host carries its own mix instead (`HostKit`: a street, a garden, a classroom;
 the list is repeated over the hosts), each sensor with `faults=True` showing its typical faults
@@ -36,7 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sensorpipe.edge.agent import Agent
 from sensorpipe.edge.config import EdgeConfig, MqttConfig
@@ -62,6 +65,9 @@ from sensorpipe.firmware_sim.sds011 import Sds011Device, Sds011Simulator
 from sensorpipe.firmware_sim.sensirion import SCD4X_ADDRESS, SCD30_ADDRESS, SPS30_ADDRESS
 from sensorpipe.firmware_sim.sht import Sht3xDevice, Sht4xDevice
 from sensorpipe.gateway.devices import DeviceCredentials
+
+if TYPE_CHECKING:
+    from sensorpipe.firmware_sim.sps30_uart import Sps30UartSimulator
 
 
 def _air_of(street: Street) -> Callable[[], tuple[float, float]]:
@@ -92,6 +98,7 @@ class HostKit:
     sht3x: bool = False
     soil: bool = False  # a capacitive soil probe on an ADS1115 (AIN0)
     sps30: bool = False
+    sps30_uart: bool = False  # its SPS30 on a serial port (a pty), not on the I2C bus
     scd4x: bool = False
     scd30: bool = False
     ds18b20: bool = False  # a DS18B20 soil thermometer on a simulated 1-Wire bus
@@ -107,7 +114,7 @@ class HostKit:
             "sht3x": self.sht3x,
             "soil_probe": self.soil,
             "ds18b20": self.ds18b20,
-            "sps30": self.sps30,
+            "sps30": self.sps30 or self.sps30_uart,
             "scd4x": self.scd4x,
             "scd30": self.scd30,
         }
@@ -116,7 +123,7 @@ class HostKit:
     @property
     def sensirion(self) -> bool:
         """Whether it needs Sensirion's drivers (the `sensirion` extra)."""
-        return self.sps30 or self.scd4x or self.scd30
+        return self.sps30 or self.sps30_uart or self.scd4x or self.scd30
 
 
 def sensirion_installed() -> bool:
@@ -167,13 +174,18 @@ def _always(bus: SimulatedI2CBus) -> Callable[[int], SimulatedI2CBus]:
     return lambda _number: bus
 
 
+def _sensirion_speed(interval_s: float) -> float:
+    """How much faster than the wall clock the Sensirion simulators' clocks run."""
+    return max(1.0, 5.0 / interval_s)
+
+
 def _sensirion_sensors(
     bus: SimulatedI2CBus, street: Street, interval_s: float, kit: HostKit
 ) -> list[SensorConfig]:
     from sensorpipe.edge.drivers.sensirion import Scd4xConfig, Scd30Config, Sps30Config
     from sensorpipe.firmware_sim.sensirion import Scd4xDevice, Scd30Device, Sps30Device
 
-    speed = max(1.0, 5.0 / interval_s)
+    speed = _sensirion_speed(interval_s)
 
     def device_time() -> float:
         return time.monotonic() * speed
@@ -186,7 +198,7 @@ def _sensirion_sensors(
         bus.attach(address, _Now(device, every, fault) if kit.faults else device)
 
     sensors: list[SensorConfig] = []
-    if kit.sps30:
+    if kit.sps30 and not kit.sps30_uart:
         # A disturbed bus: one answer in a few hundred fails its CRC.
         sps = Sps30Device(street.pm_now, now=device_time)
         attach(SPS30_ADDRESS, sps, 90, lambda d: d.crc_burst(1))
@@ -215,6 +227,7 @@ class SimulatedHost:
     pms5003: Pms5003Simulator | None = None
     kit: HostKit = field(default_factory=HostKit)
     w1: W1Bus | None = None
+    sps30_uart: Sps30UartSimulator | None = None
     thread: threading.Thread | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -229,6 +242,7 @@ class _Parts:
     sds: Sds011Simulator | None
     pms: Pms5003Simulator | None
     w1: W1Bus | None = None
+    sps30_uart: Sps30UartSimulator | None = None
 
 
 class Fleet:
@@ -247,6 +261,7 @@ class Fleet:
         sds011: bool = True,
         max_messages_per_s: float | None = None,
         sensirion: bool = False,
+        sps30_uart: bool = False,
         pms5003: int = 0,
         sht4x: bool = False,
         soil: bool = False,
@@ -274,6 +289,7 @@ class Fleet:
                     soil=soil,
                     ds18b20=ds18b20,
                     sps30=sensirion,
+                    sps30_uart=sps30_uart,
                     scd4x=sensirion,
                 )
             host = self._host(i, creds, kit)
@@ -303,7 +319,16 @@ class Fleet:
                 clock_synced=lambda: True,
             )
             self.hosts.append(
-                SimulatedHost(creds, host.sds, host.bme, agent, host.pms, kit=kit, w1=host.w1)
+                SimulatedHost(
+                    creds,
+                    host.sds,
+                    host.bme,
+                    agent,
+                    host.pms,
+                    kit=kit,
+                    w1=host.w1,
+                    sps30_uart=host.sps30_uart,
+                )
             )
 
     def _host(self, i: int, creds: DeviceCredentials, kit: HostKit) -> _Parts:
@@ -336,6 +361,17 @@ class Fleet:
         bus.attach(0x76, bme)
         if kit.sensirion:
             sensors += _sensirion_sensors(bus, street, interval_s, kit)
+        uart: Sps30UartSimulator | None = None
+        if kit.sps30_uart:
+            from sensorpipe.edge.drivers.sensirion import Sps30Config
+            from sensorpipe.firmware_sim.sps30_uart import Sps30ShdlcDevice, Sps30UartSimulator
+
+            speed = _sensirion_speed(interval_s)
+            uart = Sps30UartSimulator(
+                Sps30ShdlcDevice(street.pm_now, now=lambda: time.monotonic() * speed, seed=seed)
+            )
+            uart.start()
+            sensors.append(Sps30Config(driver="sps30", port=uart.port, interval_s=interval_s))
         # SHT CRC bursts: a burst of 2 starts on about one answer in 60.
         rate = 1 / 60 if kit.faults else 0.0
         if kit.sht4x:
@@ -379,7 +415,7 @@ class Fleet:
             sensors.append(
                 Ds18b20Config(driver="ds18b20", w1_root=str(w1.root), interval_s=interval_s)
             )
-        return _Parts(sensors, bus, bme, sds, pms, w1)
+        return _Parts(sensors, bus, bme, sds, pms, w1, uart)
 
     def start(self) -> None:
         for host in self.hosts:
@@ -405,6 +441,8 @@ class Fleet:
                 host.pms5003.stop()
             if host.w1 is not None:
                 host.w1.stop()
+            if host.sps30_uart is not None:
+                host.sps30_uart.stop()
         left = self.pending()
         for host in self.hosts:
             host.agent.outbox.close()

@@ -147,6 +147,26 @@ def test_sim_fleet_with_sensirion_sensors_loses_nothing(
     )
 
 
+def test_sim_fleet_with_a_uart_sps30_stores_its_number_concentrations(
+    stack: LocalStack, influx: InfluxClient
+) -> None:
+    from tests.integration.test_cli_and_demo import sensorpipe
+
+    d = str(stack.directory)
+    args = ("sim", "fleet", "--dir", d, "--devices", "1", "--duration", "6", "--sps30-uart")
+    fleet = sensorpipe(*args)
+    assert ", 0 still in outboxes" in fleet.stdout, fleet.stdout
+    devices = json.loads(sensorpipe("devices", "list", "--dir", d, "--json").stdout)
+    (device,) = [
+        r for r in devices if r["device_id"].startswith("sim-") and "scd4x" not in r["sensors"]
+    ]
+    assert "sps30" in device["sensors"]
+    wait_for(
+        lambda: "number_pm10" in _stored(influx, device["device_id"]).get("sps30", {}),
+        what="the simulated UART SPS30's number concentrations stored",
+    )
+
+
 def test_a_uart_sps30_with_its_number_concentrations_reaches_the_api(
     stack: LocalStack, influx: InfluxClient, tmp_path: Path
 ) -> None:

@@ -18,8 +18,10 @@ water that is a relative index (% of the probe's dry-to-wet span), not volumetri
 it approaches volumetric % only when v_dry/v_wet are taken in dry and saturated soil of that bed.
 The raw voltage is stored beside it (`soil_probe_voltage`), so readings can be recomputed when a
 probe is calibrated again. A voltage near the ADC's rail or near 0 V is a disconnected,
-unpowered or shorted probe (SensorError); one well past its calibration is cropped and `note`
-says the probe has drifted.
+unpowered or shorted probe (`SensorError` of kind "disconnected"); one well past its calibration
+is cropped and `note` says the probe has drifted. A conversion that never finishes and a NACK
+raise `SensorTimeout`, another bus error `SensorIOError`; an ADS1115 that does not answer at open
+`SensorConfigError` of kind "timeout".
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ import threading
 import time
 from typing import Protocol
 
-from sensorpipe.edge.errors import SensorConfigError, SensorError
+from sensorpipe.edge.errors import (
+    NO_ANSWER_ERRNOS,
+    SensorConfigError,
+    SensorError,
+    SensorTimeout,
+    i2c_error,
+)
 
 REG_CONVERSION, REG_CONFIG = 0x00, 0x01
 FSR_V = {6.144: 0b000, 4.096: 0b001, 2.048: 0b010, 1.024: 0b011, 0.512: 0b100, 0.256: 0b101}
@@ -117,7 +125,7 @@ class Ads1115:
             # Past the deadline and asked a few times: a process descheduled for longer than
             # the conversion takes must not count as a stuck ADC.
             if polls >= POLLS_BEFORE_GIVING_UP and time.monotonic() > deadline:
-                raise SensorError(
+                raise SensorTimeout(
                     f"ads1115: conversion did not finish within {self.timeout_s * 1000:.0f} ms "
                     f"(config reads {msb:02x}{lsb:02x})"
                 )
@@ -158,27 +166,35 @@ class SoilProbe:
             adc._bus.read_i2c_block_data(adc.address, REG_CONFIG, 2)
         except OSError as exc:
             self.close()  # the agent opens it again later: no descriptor left behind
+            nack = exc.errno in NO_ANSWER_ERRNOS
             raise SensorConfigError(
                 f"{model}: no ADS1115 answers at I2C address 0x{adc.address:02x} ({exc})"
+                if nack
+                else f"{model}: I2C error at 0x{adc.address:02x} ({exc})",
+                kind="timeout" if nack else "io",
             ) from exc
 
     def read(self) -> dict[str, float]:
         try:
             volts = self._adc.read_voltage(self.channel)
         except OSError as exc:
-            raise SensorError(
-                f"{self.model}: no answer from the ADS1115 at 0x{self._adc.address:02x} ({exc}): "
-                "check the wiring and its power"
+            what = "no answer from" if exc.errno in NO_ANSWER_ERRNOS else "I2C error at"
+            raise i2c_error(
+                exc,
+                f"{self.model}: {what} the ADS1115 at 0x{self._adc.address:02x} ({exc}): "
+                "check the wiring and its power",
             ) from exc
         where = f"AIN{self.channel} reads {volts:.3f} V"
         if volts >= self.rail_v:
             raise SensorError(
                 f"{self.model}: {where}, at the rail: the probe is disconnected (check its "
-                "plug and its signal wire)"
+                "plug and its signal wire)",
+                kind="disconnected",
             )
         if volts <= NEAR_ZERO_V:
             raise SensorError(
-                f"{self.model}: {where}: the probe has no power or its output is shorted"
+                f"{self.model}: {where}: the probe has no power or its output is shorted",
+                kind="disconnected",
             )
         span = self.v_dry - self.v_wet
         percent = (self.v_dry - volts) / span * 100.0

@@ -30,8 +30,10 @@ reading. What a driver must do (SDS011 and BME280 are the examples):
   line per bad frame or failed read: the agent counts those and logs a rate-limited summary
   (a checksum storm on a mini-UART is thousands of frames).
 - The constructor or `open` raises `SensorConfigError` (or OSError) when the sensor cannot be
-  opened (no port, no bus, wrong chip id); the agent reports it and opens it again every
-  `reopen_after_s`, reading the other sensors meanwhile (counted as kind "not_available").
+  opened (no port, no bus, wrong chip id), its `kind` saying why where the driver knows
+  ("wrong_model", "wrong_address", "timeout": edge.errors; `edge check` names it); the agent
+  reports it and opens it again every `reopen_after_s`, reading the other sensors meanwhile
+  (counted as kind "not_available").
 - `close()`: release the port or bus; put the sensor to sleep where it has a sleep mode. Not
   called while a read hangs.
 """

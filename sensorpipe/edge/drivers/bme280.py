@@ -111,7 +111,8 @@ class Bme280:
             chip_id = bus.read_byte_data(address, REG_CHIP_ID)
         except OSError as exc:
             raise SensorConfigError(
-                f"bme280: no device answers at I2C address 0x{address:02x} ({exc})"
+                f"bme280: no device answers at I2C address 0x{address:02x} ({exc})",
+                kind="timeout",
             ) from exc
         if chip_id != CHIP_ID_BME280:
             hint = (
@@ -120,7 +121,8 @@ class Bme280:
                 else ""
             )
             raise SensorConfigError(
-                f"bme280: chip id 0x{chip_id:02x} at 0x{address:02x}, expected 0x60{hint}"
+                f"bme280: chip id 0x{chip_id:02x} at 0x{address:02x}, expected 0x60{hint}",
+                kind="wrong_model",
             )
         bus.write_byte_data(address, REG_RESET, 0xB6)
         time.sleep(0.002)  # start-up time after reset: 2 ms

@@ -164,7 +164,7 @@ class Ds18b20:
                 )
             sensor_id = found[0]
         elif sensor_id not in found:
-            raise SensorConfigError(self._not_found(sensor_id))
+            raise SensorConfigError(self._not_found(sensor_id), kind="not_found")
         self.sensor_id = sensor_id
         self.path = self.root / sensor_id / "w1_slave"
 

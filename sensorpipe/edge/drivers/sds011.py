@@ -1,7 +1,10 @@
 """Nova Fitness SDS011 PM2.5/PM10 sensor over UART (laser dust sensor control protocol V1.3).
 
 The driver switches the sensor to query mode so it measures only when asked, which is how the
-fan and laser last (the datasheet rates the laser at 8000 hours of continuous use).
+fan and laser last (the datasheet rates the laser at 8000 hours of continuous use). Every frame
+the sensor sends ends its data with the sensor's 2-byte device id (set at the factory, e.g.
+A1 60): `serial_number` ("A160"), by which the agent keeps the laser's running hours
+(edge.duty).
 """
 
 from __future__ import annotations
@@ -120,6 +123,7 @@ class Sds011(UartDriver):
         self._path: str | None = None  # set by `open`: where to find the sensor again
         self._timeout_s = timeout_s
         self._reader = FrameReader()
+        self.serial_number: str | None = None  # its device id, from the frames it sends
         self.wake()
         self._expect_reply(command(SET_REPORTING_MODE, 1, 1), SET_REPORTING_MODE)
 
@@ -168,6 +172,7 @@ class Sds011(UartDriver):
             while time.monotonic() < deadline:
                 for frame in self._reader.feed(port.read(FRAME_LEN)):
                     if match(frame):
+                        self.serial_number = frame.body[4:6].hex().upper()
                         return frame
         except PORT_ERRORS as exc:  # the adapter was unplugged
             self._port = None

@@ -283,7 +283,8 @@ class SensirionDriver:
             if not isinstance(exc.__cause__, _vendor()[3].I2cNackError):
                 raise
             raise SensorConfigError(
-                f"{exc}: no {self.model} answers at 0x{self.address:02x} on this bus"
+                f"{exc}: no {self.model} answers at 0x{self.address:02x} on this bus",
+                kind="timeout",
             ) from exc
 
     def wait_ready(self, is_ready: Callable[[], Any], within_s: float, step_s: float) -> bool:

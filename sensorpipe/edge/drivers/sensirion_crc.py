@@ -13,7 +13,7 @@ Shared on purpose: every Sensirion driver frames its words with `pack_words` and
 
 from __future__ import annotations
 
-from sensorpipe.edge.errors import SensorError
+from sensorpipe.edge.errors import SensorChecksumError, SensorError
 
 
 def _table() -> bytes:
@@ -37,8 +37,9 @@ def crc8(data: bytes | bytearray | memoryview) -> int:
     return crc
 
 
-class CrcError(SensorError):
-    """A word read from the sensor failed its CRC: a disturbed bus or loose wiring."""
+class CrcError(SensorChecksumError):
+    """A word read from the sensor failed its CRC: a disturbed bus or loose wiring (counted
+    as "checksum")."""
 
 
 def pack_words(*words: int) -> bytes:

@@ -19,8 +19,13 @@ packages cannot be installed beside `sensirion-i2c-sps30` (their support-types p
   never left on. At open: soft reset (`94`) and the serial number (`89`), which also tells an
   SHT4x from an SHT3x at the same address (an SHT3x NACKs a one-byte command).
 
-A value outside the sensor's range (temperature beyond -40..125 °C, humidity more than 5 % past
-0..100 before cropping) raises SensorError: a saturated or broken sensor, not weather.
+Faults raise the agent's kinds (edge.errors): a bad CRC `SensorChecksumError` (`CrcError`), no
+acknowledge `SensorTimeout`, another bus error `SensorIOError`, and a value outside the sensor's
+range (temperature beyond -40..125 °C, humidity more than 5 % past 0..100 before cropping)
+`SensorOutOfRange`: a saturated or broken sensor, not weather. A sensor that cannot be opened
+raises `SensorConfigError` whose `kind` says why: "timeout" (nothing answers), "wrong_address"
+(an SHT answers at another address), "wrong_model" (the device there refuses this model's
+commands), "checksum" (its first answer failed its CRC), "config" (a heater that stays on).
 Humidity at 99.9 % or more for `stuck_after` readings in a row is what condensed or contaminated
 SHT sensors do (and fog for a while): from then on the reading leaves humidity out (the
 temperature is still good), `note` says why, and it comes back once humidity moves below.
@@ -29,14 +34,18 @@ temperature is still good), `note` says why, and it comes back once humidity mov
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import time
 from typing import Literal
 
 from sensorpipe.edge.drivers.i2c_raw import RawI2CBus, close_bus, read_bytes, write_bytes
 from sensorpipe.edge.drivers.sensirion_crc import CrcError, unpack_words
-from sensorpipe.edge.errors import SensorConfigError, SensorError
+from sensorpipe.edge.errors import (
+    NO_ANSWER_ERRNOS,
+    SensorConfigError,
+    SensorOutOfRange,
+    i2c_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,27 +84,28 @@ class _Sht:
         self._precision: Precision = precision
         self._owns_bus = owns_bus
         self.stuck_after = stuck_after
-        self.frames_bad = 0
+        self.frames_bad = 0  # a bad CRC fails its read (SensorChecksumError): nothing skipped
         self.stuck_run = 0  # readings in a row at >= 99.9 %RH
         self.note: str | None = None
         try:
             self._start()
         except CrcError as exc:
             self.close()  # the agent opens it again later: no descriptor left behind
-            raise SensorConfigError(str(exc)) from exc
+            raise SensorConfigError(str(exc), kind="checksum") from exc
         except OSError as exc:
-            why = self._absent(exc)
+            why, kind = self._absent(exc)
             self.close()
-            raise SensorConfigError(why) from exc
+            raise SensorConfigError(why, kind=kind) from exc
         except SensorConfigError:
             self.close()
             raise
 
-    def _absent(self, exc: OSError) -> str:
-        """Why open failed on a NACK, naming another address where an SHT answers."""
+    def _absent(self, exc: OSError) -> tuple[str, str]:
+        """Why open failed on a NACK, naming another address where an SHT answers, and its
+        kind (SensorConfigError)."""
         text = f"{self.model}: no answer at I2C address 0x{self._address:02x} ({exc})"
-        if exc.errno != errno.EREMOTEIO:
-            return text
+        if exc.errno not in NO_ANSWER_ERRNOS:
+            return f"{self.model}: I2C error at 0x{self._address:02x} ({exc})", "io"
         try:
             self._bus.write_quick(self._address)
         except OSError:
@@ -105,7 +115,7 @@ class _Sht:
             return (
                 f"{self.model}: the device at 0x{self._address:02x} refuses {self.model.upper()} "
                 f'commands ({exc}): is it an {twin.upper()}? Then use driver = "{twin}"'
-            )
+            ), "wrong_model"
         for address in SHT_ADDRESSES[self.model]:
             if address == self._address:
                 continue
@@ -113,8 +123,10 @@ class _Sht:
                 self._bus.write_quick(address)  # address only, as `i2cdetect` probes
             except OSError:
                 continue
-            return f"{text}; a device answers at 0x{address:02x}: set address = 0x{address:02x}"
-        return text
+            return (
+                f"{text}; a device answers at 0x{address:02x}: set address = 0x{address:02x}"
+            ), "wrong_address"
+        return text, "timeout"
 
     def _start(self) -> None:
         raise NotImplementedError
@@ -128,30 +140,27 @@ class _Sht:
     def _transfer(self, command: bytes, wait_s: float, length: int) -> list[int]:
         write_bytes(self._bus, self._address, command)
         time.sleep(wait_s)
-        data = read_bytes(self._bus, self._address, length)
-        try:
-            return unpack_words(data, self.model)
-        except CrcError:
-            self.frames_bad += 1
-            raise
+        return unpack_words(read_bytes(self._bus, self._address, length), self.model)
 
     def read(self) -> dict[str, float]:
         try:
             raw_t, raw_rh = self._measure()
         except OSError as exc:
-            raise SensorError(
-                f"{self.model}: no answer at 0x{self._address:02x} ({exc}): check the wiring "
-                "and the sensor's power"
+            what = "no answer" if exc.errno in NO_ANSWER_ERRNOS else "I2C error"
+            raise i2c_error(
+                exc,
+                f"{self.model}: {what} at 0x{self._address:02x} ({exc}): check the wiring "
+                "and the sensor's power",
             ) from exc
         temperature = -45.0 + 175.0 * raw_t / 65535.0
         humidity = self._humidity(raw_rh)
         if not T_RANGE[0] <= temperature <= T_RANGE[1]:
-            raise SensorError(
+            raise SensorOutOfRange(
                 f"{self.model}: temperature {temperature:.1f} °C (raw {raw_t}) is outside the "
                 "sensor's range -40..125 °C: a broken sensor or bus"
             )
         if not -RH_SLACK <= humidity <= 100.0 + RH_SLACK:
-            raise SensorError(
+            raise SensorOutOfRange(
                 f"{self.model}: relative humidity {humidity:.1f} % (raw {raw_rh}) is outside "
                 "0..100 %: a broken sensor"
             )
@@ -227,7 +236,8 @@ class Sht4x(_Sht):
         except OSError as exc:
             raise SensorConfigError(
                 f"sht4x: the device at 0x{self._address:02x} does not take the SHT4x serial "
-                f'number command ({exc}): is it an SHT3x? Then use driver = "sht3x"'
+                f'number command ({exc}): is it an SHT3x? Then use driver = "sht3x"',
+                kind="wrong_model",
             ) from exc
         self.serial_number = (words[0] << 16) | words[1]
 

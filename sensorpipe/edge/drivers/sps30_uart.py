@@ -147,7 +147,8 @@ class Sps30Uart:
             except SensorTimeout as exc:
                 raise SensorConfigError(
                     f"sps30: no answer on {self.port}: no SPS30 there, or not in UART mode (SEL "
-                    "left open; its TX to the Pi's RX and back; 5 V)"
+                    "left open; its TX to the Pi's RX and back; 5 V)",
+                    kind="timeout",
                 ) from exc
         self.firmware = (int(version[0]), int(version[1]))
         self._stop_measuring()  # left running by a crash
