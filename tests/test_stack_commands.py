@@ -319,6 +319,24 @@ def test_sim_fleet_registers_nothing_when_the_broker_is_down(
     assert not load_registry(d / "registry.toml").devices
 
 
+@pytest.mark.parametrize("option", ["--sensirion", "--sps30-uart"])
+def test_sim_fleet_without_sensirions_drivers_says_which_extra(
+    tmp_path: Path, listening_port: int, monkeypatch: pytest.MonkeyPatch, option: str
+) -> None:
+    import sensorpipe.firmware_sim.fleet as fleet
+
+    monkeypatch.setattr(fleet, "sensirion_installed", lambda: False)
+    d = _state(tmp_path / "st", {"mosquitto": 0}, port=listening_port)
+    result = _invoke("sim", "fleet", "--dir", str(d), "--devices", "1", option)
+    assert result.exit_code == 1
+    (line,) = result.output.splitlines()
+    assert line == (
+        f"Error: {option} needs Sensirion's drivers, which are not installed: "
+        "pip install 'sensorpipe[sensirion]' (no devices registered)"
+    )
+    assert not load_registry(d / "registry.toml").devices
+
+
 class _FleetThatCouldNotSend:
     def __init__(self, devices: list[Any], **_kwargs: Any) -> None:
         self.devices = devices

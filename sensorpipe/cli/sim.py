@@ -51,10 +51,16 @@ def sim_fleet(
     Refuses, registering nothing, when the stack's broker does not run or answer. Exits
     non-zero when messages are left in the simulated devices' outboxes at the end: those
     devices are gone, so nothing will ever send them."""
-    from sensorpipe.firmware_sim.fleet import Fleet
+    from sensorpipe.firmware_sim.fleet import Fleet, sensirion_installed
     from sensorpipe.process import port_open
     from sensorpipe.stack.local import StackError
 
+    if (sensirion or sps30_uart) and not sensirion_installed():
+        option = "--sensirion" if sensirion else "--sps30-uart"
+        fail(
+            f"{option} needs Sensirion's drivers, which are not installed: "
+            "pip install 'sensorpipe[sensirion]' (no devices registered)"
+        )
     s = local_stack(directory)
     try:
         info = s.require_info()
