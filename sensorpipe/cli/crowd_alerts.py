@@ -6,9 +6,10 @@ subscribers' broker accounts (`crowd alerts subscriber add|list|remove`) are in
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -158,8 +159,15 @@ def _table(rows: list[dict[str, Any]]) -> None:
 
 @alerts.command("check")
 @click.option("--area", "area_ids", multiple=True, help="Only this area (repeatable).")
-@click.option("--from", "start", required=True, help="From (ISO 8601, or -7d).")
-@click.option("--to", "end", default="now", show_default=True, help="To (ISO 8601).")
+@click.option(
+    "--from", "start", required=True,
+    help="From: a date or ISO 8601 time, in each area's local time without an offset "
+    "(2024-06-14, 2024-06-14T08:00; 2024-06-14T06:00Z as given), or -7d.",
+)  # fmt: skip
+@click.option(
+    "--to", "end", default="now", show_default=True,
+    help="To (not included): as --from, or now.",
+)  # fmt: skip
 @click.option(
     "--margin", type=click.FloatRange(0, 1, max_open=True), default=None,
     help="Re-armed below threshold minus this (default 0.05).",
@@ -183,7 +191,11 @@ def alerts_check(
     as_json: bool,
 ) -> None:
     """The alerts each area's observed levels from --from to --to raise, from a fresh state
-    (every threshold armed). Nothing is stored, published or posted."""
+    (every threshold armed). Nothing is stored, published or posted.
+
+    A date, or a time without an offset, is in each area's own time zone (the registry's
+    `timezone`), as for `crowd train` and `crowd backtest`: --from 2024-06-14 is that day's
+    midnight where each area is. The window each area used is printed in its local time."""
     from sensorpipe.cli.crowd import chosen_areas
     from sensorpipe.cli.query import _influx_url
     from sensorpipe.crowd.alertjob import check_window
@@ -192,11 +204,20 @@ def alerts_check(
     from sensorpipe.ingest.influx import InfluxClient
     from sensorpipe.query.influxql import QueryInputError
 
-    t0, t1 = _ms("--from", start), _ms("--to", end)
-    assert t0 is not None and t1 is not None
-    if t0 >= t1:
+    first, last = _moment("--from", start), _moment("--to", end)
+    if first.tzinfo is not None and last.tzinfo is not None and first >= last:
         fail(f"--from {start} is not before --to {end}: give an earlier --from")
     registry, chosen = chosen_areas(directory, area_ids)
+    windows = {}
+    for area_id in chosen:
+        zone = ZoneInfo(registry.areas[area_id].timezone)
+        t0, t1 = _in_zone(first, zone), _in_zone(last, zone)
+        if t0 >= t1:
+            fail(
+                f"--from {start} is not before --to {end} in area {area_id}'s time zone "
+                f"({zone.key}): give an earlier --from"
+            )
+        windows[area_id] = (t0, t1)
     settings: dict[str, Any] = {}
     if margin is not None:
         settings["margin"] = margin
@@ -206,7 +227,7 @@ def alerts_check(
     client = InfluxClient(_influx_url(directory, influx_url), database)
     found = []
     try:
-        for area_id in chosen:
+        for area_id, (t0, t1) in windows.items():
             end_at = datetime.fromtimestamp(t1 / 1000, UTC)
             found += check_window(client, registry, area_id, t0, end_at, config)
     except (QueryError, StorageUnavailable, QueryInputError) as exc:
@@ -217,5 +238,46 @@ def alerts_check(
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    for area_id, (t0, t1) in windows.items():
+        zone = ZoneInfo(registry.areas[area_id].timezone)
+        click.echo(f"{area_id}: {_window(t0, t1, zone)}")
     _table(rows)
     click.echo(f"{len(rows)} alert{'s' * (len(rows) != 1)} in the window")
+
+
+def _moment(option: str, text: str) -> datetime:
+    """--from/--to of `alerts check`: `now` or `-7d` (an instant), or a date or ISO 8601 time:
+    naive where it has no offset (local to each area: `_in_zone`)."""
+    from sensorpipe.query.influxql import QueryInputError, parse_time
+
+    text = text.strip()
+    if text == "now" or text.startswith("-"):
+        try:
+            return parse_time(text, relative_example="-7d or -12h")
+        except QueryInputError as exc:
+            fail(f"{option}: {exc}")
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        fail(
+            f"{option}: time {text!r}: use 'now', a relative time like -7d, a date like "
+            "2024-06-14 or an ISO 8601 time like 2024-06-14T08:00 (both in each area's local "
+            "time), or one with an offset like 2024-06-14T06:00Z"
+        )
+
+
+def _in_zone(t: datetime, zone: ZoneInfo) -> int:
+    """`t` in ms: a naive time is local to `zone`."""
+    return int((t if t.tzinfo is not None else t.replace(tzinfo=zone)).timestamp() * 1000)
+
+
+def _window(t0: int, t1: int, zone: ZoneInfo) -> str:
+    """`2024-06-14 00:00 to 2024-06-15 00:00 Europe/Amsterdam (2024-06-13 22:00 to ... UTC)`."""
+
+    def at(ms: int, tz: tzinfo) -> str:
+        return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M")
+
+    local = f"{at(t0, zone)} to {at(t1, zone)} {zone.key}"
+    if zone.key == "UTC":
+        return local
+    return f"{local} ({at(t0, UTC)} to {at(t1, UTC)} UTC)"
