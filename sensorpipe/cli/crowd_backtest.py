@@ -321,7 +321,8 @@ def crowd_backtest(
         counts = _counts(counts_csv, names, kind, directory, influx_url, database, first, t2)
     place = (timezone, country, subdiv)
     settings = model_settings(size, trees, leaves, threads)
-    _run(counts, steps, place, (until, t1, t2, since), exclude, settings, out, as_json)
+    span = (until, t1, t2, since)
+    _run(counts, steps, place, span, exclude, settings, out, as_json, counts_csv is not None)
 
 
 def _check_writable(out: Path) -> None:
@@ -401,6 +402,7 @@ def _run(
     settings: Settings,
     out: Path | None,
     as_json: bool,
+    from_csv: bool,
 ) -> None:
     from sensorpipe.crowd.backtest import backtest
     from sensorpipe.crowd.forecast import Training, Where
@@ -421,6 +423,9 @@ def _run(
         except OSError as exc:
             fail(f"--out {out}: cannot write it: {exc.strerror or exc}")
         summary["out"] = str(out)
+    if from_csv:
+        summary["duplicates_dropped"] = counts.duplicates
+        summary["first_duplicate_line"] = counts.first_duplicate_line
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -440,6 +445,13 @@ def _run(
             f"{_pct(w['mean_4_weeks']):>12} {_pct(r.coverage, 1):>18} {r.scored:>13,}  "
             f"{took['model']:.0f} s (+ {took['interval']:.0f} s: the interval's model)"
         )
+    n = counts.duplicates
+    if n:
+        click.echo(
+            f"note: {n} row{'s' * (n != 1)} of --counts-csv repeat{'s' * (n == 1)} a site and "
+            f"hour read before (the first at line {counts.first_duplicate_line}): dropped, the "
+            "first read kept"
+        )
     if out is not None:
         click.echo(f"{summary['forecasts_written']:,} forecasts written to {out}", err=True)
     sys.stdout.flush()
@@ -447,4 +459,3 @@ def _run(
 
 def _pct(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f} %"
-
