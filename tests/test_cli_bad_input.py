@@ -893,6 +893,7 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--dir", _area_stack(t)], "no areas in"),
         (lambda t: ["--at", "yesterday"], "--at: time 'yesterday'"),
         (lambda t: ["--at", "2099-01-01"], "--at 2099-01-01: in the future; give now or a time"),
+        (lambda t: ["--dir", str(t)], "no registry at {t}/registry.toml: no area is defined"),
     ],
     "crowd alerts": [
         (
@@ -1250,7 +1251,10 @@ CASES: dict[str, list[Case]] = {
     "crowd backtest": [
         (lambda t: _backtest(t, counts=None), "give --device or --area (or --counts-csv FILE)"),
         (lambda t: _backtest(t, "--device", "a", "--area", "b"), "not both"),
-        (lambda t: _backtest(t, "--dir", str(t), "--area", "a", counts=None), "--area a: no such"),
+        (
+            lambda t: _backtest(t, "--dir", str(t), "--area", "a", counts=None),
+            "no registry at {t}/registry.toml: no area is defined there; give --dir",
+        ),
         (lambda t: _backtest(t, "--device", "d1", counts=None), "(or pass --influx-url)"),
         (lambda t: _backtest(t, "--horizon", "90m"), "--horizon '90m': give hours ahead as 1h"),
         (lambda t: _backtest(t, "--horizon", "13h"), "--horizon '13h': give hours ahead"),
@@ -1277,7 +1281,14 @@ CASES: dict[str, list[Case]] = {
     "crowd train": [
         (lambda t: _train(), "give --device or --area"),
         (lambda t: _train("--device", "a", "--area", "b"), "give --device or --area, not both"),
-        (lambda t: _train("--dir", str(t), "--area", "plein"), "--area plein: no such area"),
+        (
+            lambda t: _train("--dir", str(t), "--area", "plein"),
+            "no registry at {t}/registry.toml: no area is defined there; give --dir",
+        ),
+        (
+            lambda t: _train("--dir", _area_stack(t, _STREET), "--area", "plein"),
+            "--area plein: no such area",
+        ),
         (lambda t: _train("--device", "a", "--horizon", "13h"), "--horizon '13h': give hours"),
         (lambda t: _train("--device", "a", "--timezone", "Mars/Base"), "--timezone 'Mars/Base'"),
         (lambda t: _train("--device", "a", "--country", "XX"), "--country 'XX': public holidays"),

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.crowd import earliest_ms, in_zone, local_moment
 from sensorpipe.cli.crowd_subscribers import subscriber
 from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
 
@@ -27,17 +28,6 @@ STORE_OPTION = click.option(
 
 def _store_path(directory: Path | None, store: Path | None) -> Path:
     return store or local_stack(directory).directory / "ingest" / "alerts.sqlite"
-
-
-def _ms(option: str, value: str | None) -> int | None:
-    from sensorpipe.query.influxql import QueryInputError, parse_time
-
-    if value is None:
-        return None
-    try:
-        return int(parse_time(value).timestamp() * 1000)
-    except QueryInputError as exc:
-        fail(f"{option}: {exc}")
 
 
 def _known_area(directory: Path | None, area: str) -> None:
@@ -57,7 +47,13 @@ def _known_area(directory: Path | None, area: str) -> None:
 
 @click.group("alerts", invoke_without_command=True)
 @click.option("--area", default=None, help="Only this area's alerts.")
-@click.option("--from", "start", default=None, help="Only alerts at or after (ISO 8601, -24h).")
+@click.option(
+    "--from",
+    "start",
+    default=None,
+    help="Only alerts at or after this: a date or ISO 8601 time, in each area's local time "
+    "without an offset (2024-06-14; 2024-06-13T22:00Z as given), or -24h.",
+)
 @click.option("--dead-letters", is_flag=True, help="The alerts a webhook did not take instead.")
 @click.option(
     "--pending",
@@ -79,7 +75,7 @@ def alerts(
     as_json: bool,
 ) -> None:
     """The crowding alerts raised, oldest first: an area's level (observed or forecast)
-    crossing one of its thresholds going up (docs/crowding.md, "Alerts")."""
+    crossing one of its thresholds (`areas add --threshold`) going up."""
     if ctx.invoked_subcommand is not None:
         return
     import sqlite3
@@ -89,7 +85,9 @@ def alerts(
     if dead_letters and pending:
         fail("give --dead-letters or --pending, not both")
     path = _store_path(directory, store)
-    from_ms = _ms("--from", start)
+    since = None if start is None else local_moment("--from", start, "-24h")
+    # A local time is read in each alert's area's zone: the store is asked from the earliest.
+    from_ms = None if since is None else earliest_ms(since)
     if not path.is_file():
         fail(f"--store {path}: no alert store there (the ingest makes it: [alerts] store)")
     try:
@@ -112,6 +110,8 @@ def alerts(
             ]
         else:
             rows = kept.alerts(area=area, from_ms=from_ms)
+            if since is not None and since.tzinfo is None:
+                rows = _local_from(rows, since, directory)
     except sqlite3.Error as exc:
         fail(f"--store {path}: not an alert store: {exc}")
     finally:
@@ -142,6 +142,29 @@ def alerts(
 
 
 alerts.add_command(subscriber)
+
+
+def _local_from(
+    rows: list[dict[str, Any]], since: datetime, directory: Path | None
+) -> list[dict[str, Any]]:
+    """The alerts at or after `since` (no offset) in their area's local time (UTC for an area
+    the registry no longer holds, or where it cannot be read)."""
+    from sensorpipe.protocol.configfile import ConfigError
+
+    try:
+        areas = local_stack(directory).registry().areas
+    except (OSError, ValueError, ConfigError):
+        areas = {}
+    return [
+        r
+        for r in rows
+        if _ms_of(r["time"])
+        >= in_zone(since, areas[r["area"]].timezone if r["area"] in areas else "UTC")
+    ]
+
+
+def _ms_of(iso_time: str) -> int:
+    return int(datetime.fromisoformat(iso_time).timestamp() * 1000)
 
 
 def _iso(ms: int) -> str:
@@ -204,18 +227,18 @@ def alerts_check(
     from sensorpipe.ingest.influx import InfluxClient
     from sensorpipe.query.influxql import QueryInputError
 
-    first, last = _moment("--from", start), _moment("--to", end)
+    first, last = local_moment("--from", start), local_moment("--to", end)
     if first.tzinfo is not None and last.tzinfo is not None and first >= last:
         fail(f"--from {start} is not before --to {end}: give an earlier --from")
     registry, chosen = chosen_areas(directory, area_ids)
     windows = {}
     for area_id in chosen:
-        zone = ZoneInfo(registry.areas[area_id].timezone)
-        t0, t1 = _in_zone(first, zone), _in_zone(last, zone)
+        zone = registry.areas[area_id].timezone
+        t0, t1 = in_zone(first, zone), in_zone(last, zone)
         if t0 >= t1:
             fail(
                 f"--from {start} is not before --to {end} in area {area_id}'s time zone "
-                f"({zone.key}): give an earlier --from"
+                f"({zone}): give an earlier --from"
             )
         windows[area_id] = (t0, t1)
     settings: dict[str, Any] = {}
@@ -239,45 +262,18 @@ def alerts_check(
         click.echo(json.dumps(rows, indent=2))
         return
     for area_id, (t0, t1) in windows.items():
-        zone = ZoneInfo(registry.areas[area_id].timezone)
-        click.echo(f"{area_id}: {_window(t0, t1, zone)}")
+        click.echo(f"{area_id}: {_window(t0, t1, registry.areas[area_id].timezone)}")
     _table(rows)
     click.echo(f"{len(rows)} alert{'s' * (len(rows) != 1)} in the window")
 
 
-def _moment(option: str, text: str) -> datetime:
-    """--from/--to of `alerts check`: `now` or `-7d` (an instant), or a date or ISO 8601 time:
-    naive where it has no offset (local to each area: `_in_zone`)."""
-    from sensorpipe.query.influxql import QueryInputError, parse_time
-
-    text = text.strip()
-    if text == "now" or text.startswith("-"):
-        try:
-            return parse_time(text, relative_example="-7d or -12h")
-        except QueryInputError as exc:
-            fail(f"{option}: {exc}")
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        fail(
-            f"{option}: time {text!r}: use 'now', a relative time like -7d, a date like "
-            "2024-06-14 or an ISO 8601 time like 2024-06-14T08:00 (both in each area's local "
-            "time), or one with an offset like 2024-06-14T06:00Z"
-        )
-
-
-def _in_zone(t: datetime, zone: ZoneInfo) -> int:
-    """`t` in ms: a naive time is local to `zone`."""
-    return int((t if t.tzinfo is not None else t.replace(tzinfo=zone)).timestamp() * 1000)
-
-
-def _window(t0: int, t1: int, zone: ZoneInfo) -> str:
+def _window(t0: int, t1: int, zone: str) -> str:
     """`2024-06-14 00:00 to 2024-06-15 00:00 Europe/Amsterdam (2024-06-13 22:00 to ... UTC)`."""
 
     def at(ms: int, tz: tzinfo) -> str:
         return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M")
 
-    local = f"{at(t0, zone)} to {at(t1, zone)} {zone.key}"
-    if zone.key == "UTC":
+    local = f"{at(t0, ZoneInfo(zone))} to {at(t1, ZoneInfo(zone))} {zone}"
+    if zone == "UTC":
         return local
     return f"{local} ({at(t0, UTC)} to {at(t1, UTC)} UTC)"

@@ -252,6 +252,9 @@ def test_crowd_now(world: dict[str, Any]) -> None:
     assert [(r["area"], r["time"], r["level"], r["reached"], r["occupancy"]) for r in rows] == [
         ("hall", "2026-01-15T05:00:00Z", 1.08, 0.9, 54.0)
     ]
+    # Without an offset, --at is each area's local time: 07:20 in Amsterdam (CET) is 06:20Z.
+    local = json.loads(_now(world, "--at", "2026-01-15T07:20", "--area", "hall", "--json"))
+    assert [(r["time"], r["level"]) for r in local] == [("2026-01-15T05:00:00Z", 1.08)]
     table = _now(world, "--at", "2019-04-02T01:30:00Z")
     downtown = next(line for line in table.splitlines() if line.startswith("downtown"))
     assert "50%" in downtown  # its counters' running fraction: Quay Street left out
