@@ -1275,6 +1275,11 @@ CASES: dict[str, list[Case]] = {
         (lambda t: _backtest(t, counts="2024-01-01,a"), "line 2: 2 columns, expected 3"),
         (lambda t: _backtest(t, "--device", "b"), "c.csv: no counts of b in it"),
         (lambda t: _backtest(t), "no counts from 2024-01-01T11:00:00Z on"),
+        (
+            lambda t: _backtest(t, counts="2024-01-01T00:00:00Z,a,5\n2024-01-01T12:00:00Z,a,5"),
+            "only 0 hours with counts to train on for 1 h ahead (100 at least) before "
+            "--train-until",
+        ),
         (lambda t: _backtest(t, "--size", "huge"), "'huge' is not one of 'small', 'default'"),
         (lambda t: _backtest(t, "--leaves", "1"), "1 is not in the range x>=2"),
     ],

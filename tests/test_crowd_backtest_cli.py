@@ -64,7 +64,7 @@ def test_backtest_prints_wape_and_writes_every_forecast(counts_csv: Path, tmp_pa
     table = CliRunner().invoke(main, [*args, "--device", "site-1"])
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
-    assert lines[0].startswith("1 devices, 2024-08-25T12:00:00Z .. 2024-09-08T12:00:00Z")
+    assert lines[0].startswith("1 device, 2024-08-25T12:00:00Z .. 2024-09-08T12:00:00Z")
     # trained on the hours before the first scored one: the same instant, not an hour later
     assert "trained on the counts before 2024-08-25T12:00:00Z;" in lines[0]
     assert lines[1].split()[:3] == ["horizon", "model", "seasonal"]

@@ -204,15 +204,23 @@ def crowd_now(
         click.echo(json.dumps(rows, indent=2))
         return
     click.echo(
-        f"{'area':<16} {'level':>6} {'reached':>8} {'running':>8}  interval from        note"
+        f"{'area':<16} {'level':>6} {'reached':>8} {'running':>8}  "
+        f"{'interval from (local)':<23} note"
     )
     for r in rows:
         thresholds = "/".join(f"{t:.0%}" for t in r["thresholds"])
         note = r.get("reason") or f"thresholds {thresholds}"
+        start = _local(r["time"], registry.areas[r["area"]].timezone) if r["time"] else "-"
         click.echo(
             f"{r['area']:<16} {_pct(r['level']):>6} {_pct(r.get('reached')):>8} "
-            f"{_pct(r.get('running_fraction')):>8}  {r['time'] or '-':<20} {note}"
+            f"{_pct(r.get('running_fraction')):>8}  {start:<23} {note}"
         )
+
+
+def _local(iso_time: str, zone: str) -> str:
+    """`2019-03-20 07:00 NZDT`: a row's UTC time as its area reads it (--json keeps UTC)."""
+    local = datetime.fromisoformat(iso_time).astimezone(ZoneInfo(zone))
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
 def _lookback(interval: str) -> str:

@@ -436,7 +436,8 @@ def _run(
         click.echo(json.dumps(summary, indent=2))
         return
     click.echo(
-        f"{summary['series']} {bt.counts.kind}s, {summary['from']} .. {summary['to']}, "
+        f"{summary['series']} {bt.counts.kind}{'s' * (summary['series'] != 1)}, "
+        f"{summary['from']} .. {summary['to']}, "
         f"trained on the counts before {summary['train_until']}; model: "
         f"{settings.trees} trees, {settings.leaves} leaves, learning rate "
         f"{settings.learning_rate}, {settings.threads} thread(s)"

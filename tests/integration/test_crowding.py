@@ -255,6 +255,9 @@ def test_crowd_now(world: dict[str, Any]) -> None:
     # Without an offset, --at is each area's local time: 07:20 in Amsterdam (CET) is 06:20Z.
     local = json.loads(_now(world, "--at", "2026-01-15T07:20", "--area", "hall", "--json"))
     assert [(r["time"], r["level"]) for r in local] == [("2026-01-15T05:00:00Z", 1.08)]
+    hall = _now(world, "--at", "2026-01-15T07:20", "--area", "hall").splitlines()[1]
+    assert hall.split()[:6] == ["hall", "108%", "90%", "100%", "2026-01-15", "06:00"]  # local
+    assert hall.split()[6] == "CET"
     table = _now(world, "--at", "2019-04-02T01:30:00Z")
     downtown = next(line for line in table.splitlines() if line.startswith("downtown"))
     assert "50%" in downtown  # its counters' running fraction: Quay Street left out
