@@ -164,10 +164,13 @@ def test_the_alerts_job_gets_a_street_areas_forecast_levels(
     assert source("site-7", street, now_ms) == []  # no model
     assert source("site-7", street, now_ms + 3_600_000) == []
     said = [r.getMessage() for r in caplog.records]
-    assert said.count(  # said once, not every hour
-        f"no forecast alerts for site-7: no model trained for it in {tmp_path}; train one "
-        f"with `sensorpipe crowd train --area site-7 --models {tmp_path}`"
-    ) == 1
+    assert (
+        said.count(  # said once, not every hour
+            f"no forecast alerts for site-7: no model trained for it in {tmp_path}; train one "
+            f"with `sensorpipe crowd train --area site-7 --models {tmp_path}`"
+        )
+        == 1
+    )
     assert any(m.startswith("no forecast alerts for site-1: an enclosed area") for m in said)
 
 
