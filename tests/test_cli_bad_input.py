@@ -88,6 +88,9 @@ _STREET = (
     '[areas.street]\nname = "S"\nkind = "street"\ncapacity = 9\nlines = [{device = "gate-1"}]\n'
 )
 
+# Midnight in Amsterdam is 23:00Z the day before: after 22:30Z.
+_DAY_BEFORE = ["--from", "2026-01-15", "--to", "2026-01-14T22:30Z"]
+
 _SUBSCRIBER = '[[alert_subscribers]]\nusername = "control-room"\npassword_hash = "x"\n'
 
 # The example's SPS30 section uncommented, with an `address` line after its `driver` line.
@@ -902,6 +905,7 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--dir", _area_stack(t)], "no areas in"),
         (lambda t: ["--at", "yesterday"], "--at: time 'yesterday'"),
         (lambda t: ["--at", "2099-01-01"], "--at 2099-01-01: in the future; give now or a time"),
+        (lambda t: ["--dir", str(t)], "no registry at {t}/registry.toml: no area is defined"),
     ],
     "crowd alerts": [
         (
@@ -919,6 +923,11 @@ CASES: dict[str, list[Case]] = {
     "crowd alerts check": [
         (lambda t: ["--from", "yesterday"], "--from: time 'yesterday': use 'now'"),
         (lambda t: ["--from", "now", "--to", "-1h"], "--from now is not before --to -1h"),
+        (
+            lambda t: [*_DAY_BEFORE, "--dir", _area_stack(t, _STREET)],
+            "--from 2026-01-15 is not before --to 2026-01-14T22:30Z in area street's time zone "
+            "(Europe/Amsterdam): give an earlier --from",
+        ),
         (lambda t: ["--from", "-1d", "--dir", _area_stack(t)], "no areas in"),
         (
             lambda t: ["--from", "-1d", "--dir", _area_stack(t, _STREET), "--area", "plein"],
@@ -1254,7 +1263,10 @@ CASES: dict[str, list[Case]] = {
     "crowd backtest": [
         (lambda t: _backtest(t, counts=None), "give --device or --area (or --counts-csv FILE)"),
         (lambda t: _backtest(t, "--device", "a", "--area", "b"), "not both"),
-        (lambda t: _backtest(t, "--dir", str(t), "--area", "a", counts=None), "--area a: no such"),
+        (
+            lambda t: _backtest(t, "--dir", str(t), "--area", "a", counts=None),
+            "no registry at {t}/registry.toml: no area is defined there; give --dir",
+        ),
         (lambda t: _backtest(t, "--device", "d1", counts=None), "(or pass --influx-url)"),
         (lambda t: _backtest(t, "--horizon", "90m"), "--horizon '90m': give hours ahead as 1h"),
         (lambda t: _backtest(t, "--horizon", "13h"), "--horizon '13h': give hours ahead"),
@@ -1275,13 +1287,25 @@ CASES: dict[str, list[Case]] = {
         (lambda t: _backtest(t, counts="2024-01-01,a"), "line 2: 2 columns, expected 3"),
         (lambda t: _backtest(t, "--device", "b"), "c.csv: no counts of b in it"),
         (lambda t: _backtest(t), "no counts from 2024-01-01T11:00:00Z on"),
+        (
+            lambda t: _backtest(t, counts="2024-01-01T00:00:00Z,a,5\n2024-01-01T12:00:00Z,a,5"),
+            "only 0 hours with counts to train on for 1 h ahead (100 at least) before "
+            "--train-until",
+        ),
         (lambda t: _backtest(t, "--size", "huge"), "'huge' is not one of 'small', 'default'"),
         (lambda t: _backtest(t, "--leaves", "1"), "1 is not in the range x>=2"),
     ],
     "crowd train": [
         (lambda t: _train(), "give --device or --area"),
         (lambda t: _train("--device", "a", "--area", "b"), "give --device or --area, not both"),
-        (lambda t: _train("--dir", str(t), "--area", "plein"), "--area plein: no such area"),
+        (
+            lambda t: _train("--dir", str(t), "--area", "plein"),
+            "no registry at {t}/registry.toml: no area is defined there; give --dir",
+        ),
+        (
+            lambda t: _train("--dir", _area_stack(t, _STREET), "--area", "plein"),
+            "--area plein: no such area",
+        ),
         (lambda t: _train("--device", "a", "--horizon", "13h"), "--horizon '13h': give hours"),
         (lambda t: _train("--device", "a", "--timezone", "Mars/Base"), "--timezone 'Mars/Base'"),
         (lambda t: _train("--device", "a", "--country", "XX"), "--country 'XX': public holidays"),

@@ -3,6 +3,12 @@ thresholds, gaps, the hold time, forecasts as their own kind, and the state kept
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from sensorpipe.cli.main import main
 from sensorpipe.crowd.alerts import (
     Alert,
     AlertRules,
@@ -136,3 +142,40 @@ def test_a_message_says_the_areas_local_time_and_utc() -> None:
     )
     (raised,) = evaluate("dam", [LevelPoint(t, 0.75)], rules)[:1]
     assert raised.message.startswith("dam: passed 70% at 2026-01-01 00:00 CET")
+
+
+def test_crowd_alerts_from_a_date_is_each_areas_own_midnight(tmp_path: Path) -> None:
+    """`crowd alerts --from 2026-01-01` lists each area's alerts from its own local midnight
+    (as `crowd alerts check`, `crowd train` and `crowd backtest` read a date); with an offset
+    the time stays as given."""
+    from sensorpipe.crowd.alertstore import AlertStore
+    from sensorpipe.protocol.registry import DeviceEntry, Registry, save_registry
+
+    line = [AreaLine(device="gate-1")]
+    areas = {
+        "hall": AreaEntry(name="Hall", kind="street", capacity=9, lines=line),  # Amsterdam
+        "quay": AreaEntry(
+            name="Quay", kind="street", capacity=9, lines=line, timezone="Pacific/Auckland"
+        ),
+    }
+    devices = {"gate-1": DeviceEntry(site="x", password_hash="x")}
+    save_registry(Registry(devices=devices, areas=areas), tmp_path / "registry.toml")
+    store = AlertStore(tmp_path / "alerts.sqlite")
+    # an hour before each one's local midnight and the hour after it
+    for area, hours in (("hall", (-2, -1)), ("quay", (-14, -13))):
+        for h in hours:
+            store.add(Alert(area, "observed", 0.7, 0.8, T0 + h * H), T0)
+    store.close()
+    args = ["crowd", "alerts", "--dir", str(tmp_path), "--store", str(tmp_path / "alerts.sqlite")]
+
+    def listed(start: str) -> list[tuple[str, str]]:
+        result = CliRunner().invoke(main, [*args, "--from", start, "--json"])
+        assert result.exit_code == 0, result.output
+        return [(a["area"], a["time"]) for a in json.loads(result.stdout)]
+
+    # Amsterdam's 1 January began at 23:00Z, Auckland's at 11:00Z on 31 December
+    assert listed("2026-01-01") == [
+        ("quay", "2025-12-31T11:00:00Z"),
+        ("hall", "2025-12-31T23:00:00Z"),
+    ]
+    assert listed("2025-12-31T23:00Z") == [("hall", "2025-12-31T23:00:00Z")]

@@ -64,7 +64,7 @@ def test_backtest_prints_wape_and_writes_every_forecast(counts_csv: Path, tmp_pa
     table = CliRunner().invoke(main, [*args, "--device", "site-1"])
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
-    assert lines[0].startswith("1 devices, 2024-08-25T12:00:00Z .. 2024-09-08T12:00:00Z")
+    assert lines[0].startswith("1 device, 2024-08-25T12:00:00Z .. 2024-09-08T12:00:00Z")
     # trained on the hours before the first scored one: the same instant, not an hour later
     assert "trained on the counts before 2024-08-25T12:00:00Z;" in lines[0]
     assert lines[1].split()[:3] == ["horizon", "model", "seasonal"]
@@ -91,7 +91,6 @@ def test_area_counts_are_written_under_area(counts_csv: Path, tmp_path: Path) ->
         ("2024-01-01T00:00:00Z,a,-4", "line 3: count '-4' is not a number >= 0"),
         ("2024-01-01 25:00,a,4", "line 3: time_utc '2024-01-01 25:00' is not ISO 8601"),
         ("2024-01-01T00:30:00Z,a,4", "line 3: time_utc '2024-01-01T00:30:00Z' is not on the hour"),
-        ("2023-12-31T23:00:00Z,a,4", "line 3: a second count of 'a' at 2023-12-31T23:00:00Z"),
         ("2024-01-01T00:00:00Z,a", "line 3: 2 columns, expected 3 or more"),
     ],
 )
@@ -110,3 +109,37 @@ def test_an_empty_count_is_missing_not_zero(tmp_path: Path) -> None:
     c = read_counts_csv(path)
     assert c.hours == 3 and c.values[0, 0] == 5
     assert np.isnan(c.values[1:, 0]).all()  # the absent hour and the empty count
+
+
+def test_a_repeated_site_and_hour_keeps_the_first_as_import_csv_does(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(
+        "time_utc,site,count\n2024-01-01T00:00:00Z,a,5\n2024-01-01T00:00:00Z,b,1\n"
+        "2024-01-01T00:00:00Z,a,9\n2024-01-01T01:00:00Z,a,6\n2024-01-01T00:00:00Z,a,5\n"
+    )
+    c = read_counts_csv(path)
+    assert (c.values[:, 0].tolist(), c.duplicates, c.first_duplicate_line) == ([5, 6], 2, 4)
+    assert read_counts_csv(path, only=["b"]).duplicates == 0  # only the sites read
+
+
+def test_the_backtest_says_how_many_repeated_rows_it_dropped(
+    counts_csv: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("lightgbm")
+    text = counts_csv.read_text()
+    repeated = tmp_path / "repeated.csv"
+    repeated.write_text(text + "".join(text.splitlines(keepends=True)[1:4]))  # 3 rows again
+    args = ["crowd", "backtest", "--counts-csv", str(repeated), "--device", "site-0", *ARGS]
+    args += ["--train-until", "2024-08-26", "--from", "2024-09-02", "--to", "2024-09-03"]
+    result = CliRunner().invoke(main, [*args, "--horizon", "1h", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    first = len(text.splitlines()) + 1  # the line of the first repeat
+    # site-0's row only: the other two repeats are of sites not read
+    assert (summary["duplicates_dropped"], summary["first_duplicate_line"]) == (1, first)
+    table = CliRunner().invoke(main, [*args, "--horizon", "1h"])
+    assert table.exit_code == 0, table.output
+    assert table.stdout.splitlines()[-1] == (
+        f"note: 1 row of --counts-csv repeats a site and hour read before (the first at line "
+        f"{first}): dropped, the first read kept"
+    )

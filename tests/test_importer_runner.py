@@ -194,3 +194,69 @@ def test_a_database_that_refuses_everything_is_a_failure_not_ten_thousand_letter
     with pytest.raises(WriteFailed):  # and every later batch is refused at once
         writer.submit(["m v=2.0 2"], [2])
     writer.close()
+
+
+# Every row bad: a value no PM sensor gives, a time that is none.
+NOTHING_GOOD = (
+    "sensor_id;sensor_type;location;lat;lon;timestamp;P1;durP1;ratioP1;P2;durP2;ratioP2\n"
+    "99999;SDS011;7001;52.1;5.1;2024-03-03T00:01:00;2500.00;;;8.00;;\n"
+    "99999;SDS011;7001;52.1;5.1;yesterday;20.00;;;8.00;;\n"
+)
+
+
+def test_a_device_none_of_whose_rows_is_stored_is_not_registered(stack: Path) -> None:
+    name = "2024-03-03_sds011_sensor_99999.csv"
+    (stack / "files" / name).write_text(NOTHING_GOOD, encoding="utf-8")
+    fake = FakeInflux()
+    clean, bad = run(stack, fake, [CLEAN, name])
+    assert (bad.stored, dict(bad.rejected)) == (0, {"bad_value": 1, "bad_timestamp": 1})
+    assert bad.devices == ["sc-99999"] and bad.new_devices == []
+    assert clean.new_devices == ["sc-12345"]
+    assert sorted(load_registry(stack / "registry.toml").devices) == ["sc-12345"]
+    assert sorted(d.code for d in dead_letters(stack)) == ["bad_timestamp", "bad_value"]
+    assert not any("sc-99999" in line for line in fake.lines)  # its record names no device
+    assert fake.lines[-1].startswith("imports,source=import:sensor-community,vouch=import ")
+    assert ",rows=2i,stored=0i,rejected=2i " in fake.lines[-1]
+
+
+def _counts(stack: Path, *texts: str) -> list[FileResult]:
+    options = ImportOptions(
+        user="analyst",
+        time_column="time_utc",
+        count_columns=(("count", "pedestrian", "both"),),
+        device_column="site",
+    )
+    client = InfluxClient(
+        "http://influx", "db", transport=httpx.MockTransport(FakeInflux().handler)
+    )
+    importer = Importer(
+        "csv",
+        options,
+        influx=client,
+        registry_path=stack / "registry.toml",
+        deadletter_path=stack / "ingest" / "deadletter.sqlite",
+        ledger_path=stack / "imports" / "ledger.sqlite",
+        retry_backoff_s=0.0,
+    )
+    paths = []
+    for i, text in enumerate(texts):
+        paths.append(stack / "files" / f"counts{i}.csv")
+        paths[-1].write_text(text, encoding="utf-8")
+    return importer.run(prepare("csv", paths, options))
+
+
+def test_a_site_of_counts_is_registered_with_its_first_stored_row(stack: Path) -> None:
+    first, later = _counts(
+        stack,
+        "time_utc,site,count\n"
+        "2024-03-01T08:00:00Z,Plein,many\n"  # Plein's first row is bad, its second good
+        "2024-03-01T08:00:00Z,Markt,-3\n"  # every row of Markt in this file is bad
+        "2024-03-01T09:00:00Z,Plein,12\n"
+        "2024-03-01T09:00:00Z,Markt,x\n",
+        "time_utc,site,count\n2024-03-01T10:00:00Z,Markt,4\n",
+    )
+    assert (first.stored, first.devices, first.new_devices) == (1, ["markt", "plein"], ["plein"])
+    assert (later.stored, later.new_devices) == (1, ["markt"])
+    registry = load_registry(stack / "registry.toml")
+    assert sorted(registry.devices) == ["markt", "plein"]
+    assert registry.devices["markt"].station_code == "Markt"

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -86,6 +87,11 @@ def chosen_areas(directory: Path | None, area_ids: Sequence[str]) -> tuple[Regis
     from sensorpipe.protocol.configfile import ConfigError
 
     stack = local_stack(directory)
+    if not stack.registry_path.is_file():
+        fail(
+            f"no registry at {stack.registry_path}: no area is defined there; give --dir (the "
+            "stack's directory, or /etc/sensorpipe on a lasting server)"
+        )
     try:
         registry = stack.registry()
     except (OSError, ValueError, ConfigError) as exc:
@@ -100,6 +106,41 @@ def chosen_areas(directory: Path | None, area_ids: Sequence[str]) -> tuple[Regis
     return registry, chosen
 
 
+def local_moment(option: str, text: str, example: str = "-7d") -> datetime:
+    """A time option of the crowd commands: `now` or `-7d` (an instant), or a date or ISO 8601
+    time, naive where it has no offset: local to each area (`in_zone`), as `crowd train` and
+    `crowd backtest` read theirs."""
+    from sensorpipe.query.influxql import QueryInputError, parse_time
+
+    text = text.strip()
+    if text == "now" or text.startswith("-"):
+        try:
+            return parse_time(text, relative_example=example)
+        except QueryInputError as exc:
+            fail(f"{option}: {exc}")
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        fail(
+            f"{option}: time {text!r}: use 'now', a relative time like {example}, a date like "
+            "2024-06-14 or an ISO 8601 time like 2024-06-14T08:00 (both in each area's local "
+            "time), or one with an offset like 2024-06-14T06:00Z"
+        )
+
+
+EARLIEST_ZONE_MS = 14 * 3600 * 1000  # UTC+14: where a local time comes first
+
+
+def earliest_ms(t: datetime) -> int:
+    """The first instant `t` (`local_moment`) can be: a naive time is earliest at UTC+14."""
+    return in_zone(t, "UTC") - (0 if t.tzinfo is not None else EARLIEST_ZONE_MS)
+
+
+def in_zone(t: datetime, zone: str) -> int:
+    """`t` (`local_moment`) in ms since 1970: a naive time is local to `zone`."""
+    return int((t if t.tzinfo is not None else t.replace(tzinfo=ZoneInfo(zone))).timestamp() * 1000)
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
@@ -110,7 +151,8 @@ def _pct(value: float | None) -> str:
     "--at",
     default="now",
     show_default=True,
-    help="The level at this time instead (ISO 8601 or a date): to look back at a day.",
+    help="The level at this time instead, to look back: a date or ISO 8601 time, in each "
+    "area's local time without an offset (2024-06-14T18:00; 2024-06-14T16:00Z as given), or -1d.",
 )
 @DIR_OPTION
 @INFLUX_OPTIONS
@@ -125,28 +167,33 @@ def crowd_now(
 ) -> None:
     """Each area's level in its last whole interval: observed flow (street) or occupancy
     (enclosed) ÷ capacity, the thresholds it reached and the counters' running fraction."""
-    from datetime import UTC, datetime
-
     from sensorpipe.cli.query import _influx_url
     from sensorpipe.crowd.observed import area_crowding
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
     from sensorpipe.ingest.influx import InfluxClient
-    from sensorpipe.query.influxql import QueryInputError, parse_time
+    from sensorpipe.query.influxql import QueryInputError
 
-    try:
-        when = parse_time(at)
-    except QueryInputError as exc:
-        fail(f"--at: {exc}")
-    if when > datetime.now(UTC):
+    moment = local_moment("--at", at, "-1d")
+    now_ms = datetime.now(UTC).timestamp() * 1000
+    if earliest_ms(moment) > now_ms:
         fail(f"--at {at}: in the future; give now or a time before it")
     registry, chosen = chosen_areas(directory, area_ids)
+    when: dict[str, datetime] = {}
+    for area_id in chosen:
+        ms = in_zone(moment, registry.areas[area_id].timezone)
+        if ms > now_ms:
+            fail(
+                f"--at {at}: in the future in area {area_id}'s time zone "
+                f"({registry.areas[area_id].timezone}); give now or a time before it"
+            )
+        when[area_id] = datetime.fromtimestamp(ms / 1000, UTC)
     client = InfluxClient(_influx_url(directory, influx_url), database)
     rows = []
     try:
         for area_id in chosen:
             area = registry.areas[area_id]
             crowding = area_crowding(
-                client, registry, area, f"-{_lookback(area.interval)}", "now", now=when
+                client, registry, area, f"-{_lookback(area.interval)}", "now", now=when[area_id]
             )
             rows.append(level_row(area_id, area, crowding.levels[-1] if crowding.levels else None))
     except (QueryError, StorageUnavailable, QueryInputError) as exc:
@@ -157,15 +204,23 @@ def crowd_now(
         click.echo(json.dumps(rows, indent=2))
         return
     click.echo(
-        f"{'area':<16} {'level':>6} {'reached':>8} {'running':>8}  interval from        note"
+        f"{'area':<16} {'level':>6} {'reached':>8} {'running':>8}  "
+        f"{'interval from (local)':<23} note"
     )
     for r in rows:
         thresholds = "/".join(f"{t:.0%}" for t in r["thresholds"])
         note = r.get("reason") or f"thresholds {thresholds}"
+        start = _local(r["time"], registry.areas[r["area"]].timezone) if r["time"] else "-"
         click.echo(
             f"{r['area']:<16} {_pct(r['level']):>6} {_pct(r.get('reached')):>8} "
-            f"{_pct(r.get('running_fraction')):>8}  {r['time'] or '-':<20} {note}"
+            f"{_pct(r.get('running_fraction')):>8}  {start:<23} {note}"
         )
+
+
+def _local(iso_time: str, zone: str) -> str:
+    """`2019-03-20 07:00 NZDT`: a row's UTC time as its area reads it (--json keeps UTC)."""
+    local = datetime.fromisoformat(iso_time).astimezone(ZoneInfo(zone))
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
 def _lookback(interval: str) -> str:

@@ -6,13 +6,15 @@ subscribers' broker accounts (`crowd alerts subscriber add|list|remove`) are in
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
 from sensorpipe.cli.common import fail, local_stack
+from sensorpipe.cli.crowd import earliest_ms, in_zone, local_moment
 from sensorpipe.cli.crowd_subscribers import subscriber
 from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, json_option
 
@@ -26,17 +28,6 @@ STORE_OPTION = click.option(
 
 def _store_path(directory: Path | None, store: Path | None) -> Path:
     return store or local_stack(directory).directory / "ingest" / "alerts.sqlite"
-
-
-def _ms(option: str, value: str | None) -> int | None:
-    from sensorpipe.query.influxql import QueryInputError, parse_time
-
-    if value is None:
-        return None
-    try:
-        return int(parse_time(value).timestamp() * 1000)
-    except QueryInputError as exc:
-        fail(f"{option}: {exc}")
 
 
 def _known_area(directory: Path | None, area: str) -> None:
@@ -56,7 +47,13 @@ def _known_area(directory: Path | None, area: str) -> None:
 
 @click.group("alerts", invoke_without_command=True)
 @click.option("--area", default=None, help="Only this area's alerts.")
-@click.option("--from", "start", default=None, help="Only alerts at or after (ISO 8601, -24h).")
+@click.option(
+    "--from",
+    "start",
+    default=None,
+    help="Only alerts at or after this: a date or ISO 8601 time, in each area's local time "
+    "without an offset (2024-06-14; 2024-06-13T22:00Z as given), or -24h.",
+)
 @click.option("--dead-letters", is_flag=True, help="The alerts a webhook did not take instead.")
 @click.option(
     "--pending",
@@ -78,7 +75,7 @@ def alerts(
     as_json: bool,
 ) -> None:
     """The crowding alerts raised, oldest first: an area's level (observed or forecast)
-    crossing one of its thresholds going up (docs/crowding.md, "Alerts")."""
+    crossing one of its thresholds (`areas add --threshold`) going up."""
     if ctx.invoked_subcommand is not None:
         return
     import sqlite3
@@ -88,7 +85,9 @@ def alerts(
     if dead_letters and pending:
         fail("give --dead-letters or --pending, not both")
     path = _store_path(directory, store)
-    from_ms = _ms("--from", start)
+    since = None if start is None else local_moment("--from", start, "-24h")
+    # A local time is read in each alert's area's zone: the store is asked from the earliest.
+    from_ms = None if since is None else earliest_ms(since)
     if not path.is_file():
         fail(f"--store {path}: no alert store there (the ingest makes it: [alerts] store)")
     try:
@@ -111,6 +110,8 @@ def alerts(
             ]
         else:
             rows = kept.alerts(area=area, from_ms=from_ms)
+            if since is not None and since.tzinfo is None:
+                rows = _local_from(rows, since, directory)
     except sqlite3.Error as exc:
         fail(f"--store {path}: not an alert store: {exc}")
     finally:
@@ -143,6 +144,29 @@ def alerts(
 alerts.add_command(subscriber)
 
 
+def _local_from(
+    rows: list[dict[str, Any]], since: datetime, directory: Path | None
+) -> list[dict[str, Any]]:
+    """The alerts at or after `since` (no offset) in their area's local time (UTC for an area
+    the registry no longer holds, or where it cannot be read)."""
+    from sensorpipe.protocol.configfile import ConfigError
+
+    try:
+        areas = local_stack(directory).registry().areas
+    except (OSError, ValueError, ConfigError):
+        areas = {}
+    return [
+        r
+        for r in rows
+        if _ms_of(r["time"])
+        >= in_zone(since, areas[r["area"]].timezone if r["area"] in areas else "UTC")
+    ]
+
+
+def _ms_of(iso_time: str) -> int:
+    return int(datetime.fromisoformat(iso_time).timestamp() * 1000)
+
+
 def _iso(ms: int) -> str:
     from sensorpipe.crowd.alerts import iso
 
@@ -158,8 +182,15 @@ def _table(rows: list[dict[str, Any]]) -> None:
 
 @alerts.command("check")
 @click.option("--area", "area_ids", multiple=True, help="Only this area (repeatable).")
-@click.option("--from", "start", required=True, help="From (ISO 8601, or -7d).")
-@click.option("--to", "end", default="now", show_default=True, help="To (ISO 8601).")
+@click.option(
+    "--from", "start", required=True,
+    help="From: a date or ISO 8601 time, in each area's local time without an offset "
+    "(2024-06-14, 2024-06-14T08:00; 2024-06-14T06:00Z as given), or -7d.",
+)  # fmt: skip
+@click.option(
+    "--to", "end", default="now", show_default=True,
+    help="To (not included): as --from, or now.",
+)  # fmt: skip
 @click.option(
     "--margin", type=click.FloatRange(0, 1, max_open=True), default=None,
     help="Re-armed below threshold minus this (default 0.05).",
@@ -183,7 +214,11 @@ def alerts_check(
     as_json: bool,
 ) -> None:
     """The alerts each area's observed levels from --from to --to raise, from a fresh state
-    (every threshold armed). Nothing is stored, published or posted."""
+    (every threshold armed). Nothing is stored, published or posted.
+
+    A date, or a time without an offset, is in each area's own time zone (the registry's
+    `timezone`), as for `crowd train` and `crowd backtest`: --from 2024-06-14 is that day's
+    midnight where each area is. The window each area used is printed in its local time."""
     from sensorpipe.cli.crowd import chosen_areas
     from sensorpipe.cli.query import _influx_url
     from sensorpipe.crowd.alertjob import check_window
@@ -192,11 +227,20 @@ def alerts_check(
     from sensorpipe.ingest.influx import InfluxClient
     from sensorpipe.query.influxql import QueryInputError
 
-    t0, t1 = _ms("--from", start), _ms("--to", end)
-    assert t0 is not None and t1 is not None
-    if t0 >= t1:
+    first, last = local_moment("--from", start), local_moment("--to", end)
+    if first.tzinfo is not None and last.tzinfo is not None and first >= last:
         fail(f"--from {start} is not before --to {end}: give an earlier --from")
     registry, chosen = chosen_areas(directory, area_ids)
+    windows = {}
+    for area_id in chosen:
+        zone = registry.areas[area_id].timezone
+        t0, t1 = in_zone(first, zone), in_zone(last, zone)
+        if t0 >= t1:
+            fail(
+                f"--from {start} is not before --to {end} in area {area_id}'s time zone "
+                f"({zone}): give an earlier --from"
+            )
+        windows[area_id] = (t0, t1)
     settings: dict[str, Any] = {}
     if margin is not None:
         settings["margin"] = margin
@@ -206,7 +250,7 @@ def alerts_check(
     client = InfluxClient(_influx_url(directory, influx_url), database)
     found = []
     try:
-        for area_id in chosen:
+        for area_id, (t0, t1) in windows.items():
             end_at = datetime.fromtimestamp(t1 / 1000, UTC)
             found += check_window(client, registry, area_id, t0, end_at, config)
     except (QueryError, StorageUnavailable, QueryInputError) as exc:
@@ -217,5 +261,19 @@ def alerts_check(
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    for area_id, (t0, t1) in windows.items():
+        click.echo(f"{area_id}: {_window(t0, t1, registry.areas[area_id].timezone)}")
     _table(rows)
     click.echo(f"{len(rows)} alert{'s' * (len(rows) != 1)} in the window")
+
+
+def _window(t0: int, t1: int, zone: str) -> str:
+    """`2024-06-14 00:00 to 2024-06-15 00:00 Europe/Amsterdam (2024-06-13 22:00 to ... UTC)`."""
+
+    def at(ms: int, tz: tzinfo) -> str:
+        return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M")
+
+    local = f"{at(t0, ZoneInfo(zone))} to {at(t1, ZoneInfo(zone))} {zone}"
+    if zone == "UTC":
+        return local
+    return f"{local} ({at(t0, UTC)} to {at(t1, UTC)} UTC)"

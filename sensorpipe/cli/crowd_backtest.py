@@ -129,8 +129,8 @@ TRAINING_OPTIONS = options(
         type=click.Choice(["small", "default", "large"]),
         default="default",
         show_default=True,
-        help="The model's size (trees, leaves, learning rate; docs/forecasts.md): large "
-        "forecasts a little better and trains about 1.7 times as long; small was the default.",
+        help="The model's size: small 600 trees of 63 leaves, default 500 of 127, large 1000 "
+        "of 127 (a little better, about 1.7 times as long to train).",
     ),
     click.option(
         "--trees", type=click.IntRange(min=1), default=None, help="Boosting rounds (the size's)."
@@ -138,7 +138,13 @@ TRAINING_OPTIONS = options(
     click.option(
         "--leaves", type=click.IntRange(min=2), default=None, help="Leaves per tree (the size's)."
     ),
-    click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True),
+    click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="CPU threads LightGBM trains on.",
+    ),
 )
 
 
@@ -321,7 +327,8 @@ def crowd_backtest(
         counts = _counts(counts_csv, names, kind, directory, influx_url, database, first, t2)
     place = (timezone, country, subdiv)
     settings = model_settings(size, trees, leaves, threads)
-    _run(counts, steps, place, (until, t1, t2, since), exclude, settings, out, as_json)
+    span = (until, t1, t2, since)
+    _run(counts, steps, place, span, exclude, settings, out, as_json, counts_csv is not None)
 
 
 def _check_writable(out: Path) -> None:
@@ -401,6 +408,7 @@ def _run(
     settings: Settings,
     out: Path | None,
     as_json: bool,
+    from_csv: bool,
 ) -> None:
     from sensorpipe.crowd.backtest import backtest
     from sensorpipe.crowd.forecast import Training, Where
@@ -421,11 +429,15 @@ def _run(
         except OSError as exc:
             fail(f"--out {out}: cannot write it: {exc.strerror or exc}")
         summary["out"] = str(out)
+    if from_csv:
+        summary["duplicates_dropped"] = counts.duplicates
+        summary["first_duplicate_line"] = counts.first_duplicate_line
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
     click.echo(
-        f"{summary['series']} {bt.counts.kind}s, {summary['from']} .. {summary['to']}, "
+        f"{summary['series']} {bt.counts.kind}{'s' * (summary['series'] != 1)}, "
+        f"{summary['from']} .. {summary['to']}, "
         f"trained on the counts before {summary['train_until']}; model: "
         f"{settings.trees} trees, {settings.leaves} leaves, learning rate "
         f"{settings.learning_rate}, {settings.threads} thread(s)"
@@ -439,6 +451,13 @@ def _run(
             f"{r.label:<8} {_pct(w['model']):>8} {_pct(w['seasonal_naive']):>15} "
             f"{_pct(w['mean_4_weeks']):>12} {_pct(r.coverage, 1):>18} {r.scored:>13,}  "
             f"{took['model']:.0f} s (+ {took['interval']:.0f} s: the interval's model)"
+        )
+    n = counts.duplicates
+    if n:
+        click.echo(
+            f"note: {n} row{'s' * (n != 1)} of --counts-csv repeat{'s' * (n == 1)} a site and "
+            f"hour read before (the first at line {counts.first_duplicate_line}): dropped, the "
+            "first read kept"
         )
     if out is not None:
         click.echo(f"{summary['forecasts_written']:,} forecasts written to {out}", err=True)

@@ -16,6 +16,7 @@ import click
 from sensorpipe.cli.common import fail, local_stack
 from sensorpipe.cli.crowd_backtest import (
     TRAINING_OPTIONS,
+    YEARS_BACK,
     _exclusions,
     _horizon,
     _instant,
@@ -117,7 +118,11 @@ def _read(
 @MODELS_OPTIONS
 @click.option("--device", "devices", multiple=True, help="A counting device (repeatable).")
 @click.option("--area", "areas", multiple=True, help="An area of the registry (repeatable).")
-@click.option("--train-from", default=None, help="Train on the hours from this (default: 6 years).")
+@click.option(
+    "--train-from",
+    default=None,
+    help=f"Train on the hours from this (default: {YEARS_BACK} years before --train-until).",
+)
 @click.option(
     "--horizon",
     "horizons",

@@ -473,6 +473,25 @@ def _import(
             f"{len(failed)} of {len(parsers)} files were not imported completely "
             f"({failed[0].error}){more}: import them again once fixed (nothing is stored twice)"
         )
+    nothing = [r for r in results if _no_good_row(r)]
+    if nothing:
+        r = nothing[0]
+        reason = sorted(r.rejected, key=lambda k: (-r.rejected[k], k))[0]
+        which = f"{len(nothing)} of {len(parsers)} files stored no row" if len(results) > 1 else ""
+        what = f"{r.path}: no row stored, {r.rows} rejected{_reasons(r.rejected)}"
+        fail(
+            f"{f'{which} ({what})' if which else what}: the rejected rows are kept as dead "
+            f"letters (`sensorpipe ingest rejects --reason {reason}` shows them); fix the file "
+            f"and import it again"
+        )
+
+
+def _no_good_row(r: FileResult) -> bool:
+    """A file read to its end whose every row was rejected, not all as repeats of rows stored
+    before in the same import."""
+    if r.skipped is not None or r.error is not None or r.stored or not r.rows:
+        return False
+    return bool(set(r.rejected) - {"duplicate"})
 
 
 def _quality_config(path: Path, *, default: bool = False) -> QualityConfig:
@@ -636,7 +655,12 @@ def _file_line(r: FileResult, fmt: str) -> str:
             f"{s.stored} stored, {s.rejected} rejected): nothing written; --force reads it again"
         )
     rejected = sum(r.rejected.values())
-    named = [d + (" (new)" if d in r.new_devices else "") for d in r.devices[:SHOWN_DEVICES]]
+    named = [
+        d
+        + (" (new)" if d in r.new_devices else "")
+        + (" (not registered: none of its rows stored)" if d in r.not_registered else "")
+        for d in r.devices[:SHOWN_DEVICES]
+    ]
     more = len(r.devices) - SHOWN_DEVICES
     devices = ", ".join(named) + (f" and {more} more" if more > 0 else "")
     line = (
@@ -670,6 +694,7 @@ def _file_json(r: FileResult) -> dict[str, Any]:
             "rejected_by_reason": dict(sorted(r.rejected.items())),
             "devices": r.devices,
             "new_devices": r.new_devices,
+            "not_registered": r.not_registered,
             "not_imported": {k: v for k, v in r.not_imported.items() if v},
             "notes": r.notes,
             "error": r.error,

@@ -226,8 +226,9 @@ def train(
         ok = ~np.isnan(y)
         if ok.sum() < 100:
             raise ValueError(
-                f"only {int(ok.sum())} hours with counts to train on before the end of training: "
-                "give more history"
+                f"only {int(ok.sum())} hours with counts to train on for {h} h ahead (100 at "
+                "least) before --train-until (and from --train-from, outside "
+                "--exclude-training): give more history, or a later --train-until"
             )
         x = build(p, rows, h)
         calib = np.repeat(times[rows] >= calib_from, len(known.names))

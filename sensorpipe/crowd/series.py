@@ -36,6 +36,10 @@ class Counts:
     values: np.ndarray
     names: list[str]
     kind: str = "device"  # or "area": the CSV column the forecasts are written under
+    # Rows of a CSV file that repeat a site and hour read before (dropped: the first is kept,
+    # as `sensorpipe import csv` keeps it), and the line of the first of them.
+    duplicates: int = 0
+    first_duplicate_line: int | None = None
 
     @property
     def hours(self) -> int:
@@ -51,7 +55,14 @@ class Counts:
     def until(self, t: int) -> Counts:
         """These counts as known at `t`: the hours starting after `t` removed."""
         last = self.row(t)
-        return Counts(self.start, self.values[: max(0, last + 1)].copy(), self.names, self.kind)
+        return Counts(
+            self.start,
+            self.values[: max(0, last + 1)].copy(),
+            self.names,
+            self.kind,
+            self.duplicates,
+            self.first_duplicate_line,
+        )
 
 
 def parse_time(text: str) -> int:
@@ -74,13 +85,16 @@ def _open(path: Path) -> io.TextIOBase:
 
 def read_counts_csv(path: Path, kind: str = "device", only: Sequence[str] = ()) -> Counts:
     """The long form `time_utc,site,count` (hours on the hour, UTC), one row per series and
-    hour; `only`: keep these series (all when empty). A bad line is refused with its number."""
+    hour; `only`: keep these series (all when empty). A bad line is refused with its number; a
+    row of a site and hour read before is dropped (the first read is kept) and counted in
+    `Counts.duplicates`, as `sensorpipe import csv` keeps the first."""
     try:
         handle = _open(path)
     except OSError as exc:
         raise CountsInputError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     wanted = set(only)
     rows: dict[tuple[int, str], float] = {}
+    repeats: list[int] = []  # the lines of rows dropped as duplicates
     with handle:
         reader = csv.reader(handle)
         try:
@@ -99,7 +113,8 @@ def read_counts_csv(path: Path, kind: str = "device", only: Sequence[str] = ()) 
             for line, rec in enumerate(reader, start=2):
                 if not rec:
                     continue
-                _add_row(path, line, rec, (it, isite, icount), wanted, rows)
+                if not _add_row(path, line, rec, (it, isite, icount), wanted, rows):
+                    repeats.append(line)
         except (csv.Error, UnicodeDecodeError, OSError, EOFError) as exc:
             raise CountsInputError(f"{path}: line {line + 1}: cannot read it ({exc})") from None
     if not rows:
@@ -108,7 +123,10 @@ def read_counts_csv(path: Path, kind: str = "device", only: Sequence[str] = ()) 
     missing = sorted(wanted - {s for _, s in rows})
     if missing:
         raise CountsInputError(f"{path}: no counts of {', '.join(missing)} in it")
-    return _grid(rows, kind)
+    counts = _grid(rows, kind)
+    counts.duplicates = len(repeats)
+    counts.first_duplicate_line = repeats[0] if repeats else None
+    return counts
 
 
 def _add_row(
@@ -118,13 +136,14 @@ def _add_row(
     cols: tuple[int, int, int],
     wanted: set[str],
     rows: dict[tuple[int, str], float],
-) -> None:
+) -> bool:
+    """Add one line's count to `rows`; False for a site and hour read before (not added)."""
     it, isite, icount = cols
     if len(rec) <= max(cols):
         raise CountsInputError(f"{path}: line {line}: {len(rec)} columns, expected 3 or more")
     site = rec[isite].strip()
     if wanted and site not in wanted:
-        return
+        return True
     try:
         t = parse_time(rec[it])
     except ValueError:
@@ -148,11 +167,9 @@ def _add_row(
             "(leave it empty where nothing was counted)"
         )
     if (t, site) in rows:
-        raise CountsInputError(
-            f"{path}: line {line}: a second count of {site!r} at {rec[it].strip()}: "
-            "give one count per site and hour"
-        )
+        return False
     rows[(t, site)] = value
+    return True
 
 
 def _grid(rows: dict[tuple[int, str], float], kind: str) -> Counts:

@@ -25,7 +25,8 @@ registered (source import) as the Telraam import registers its counters: purpose
 original name, sensors (`--sensor`, default `counter`), the directions and classes of the
 columns, and the original name as its `station_code` (the counter's name in its network,
 shown in the public register). Two names that make the same id, and a name that makes none,
-are `bad_row`s. `--locations FILE` (importer.locations) gives each name its location (the
+are `bad_row`s. The runner registers a new id with its first stored row (none whose every row
+is rejected). `--locations FILE` (importer.locations) gives each name its location (the
 row of the same name, else the one whose name makes the same id): a new device is registered
 there, and the runner places an imported device that has none.
 

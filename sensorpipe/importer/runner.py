@@ -4,10 +4,12 @@ For each file: the ledger says whether it was imported before (then it is skippe
 `force` read again without adding a dead letter twice); the format's parser reads it into
 line protocol; batches go to InfluxDB on the writer thread while parsing goes on; rejected
 rows go to the dead-letter store with file, line and reason; devices the file names are
-registered (source `import`) before their first point is written; once every point of the
-file is written, one `imports` point per device records who imported what, and the ledger
-marks the file done. A file that cannot be read to its end keeps what was written before
-the damage and is reported; InfluxDB or the dead-letter store failing ends the run.
+registered (source `import`) with their first stored row, before its point is written (a
+device none of whose rows is stored is not registered: nothing of it was kept but dead
+letters); once every point of the file is written, one `imports` point per device records
+who imported what, and the ledger marks the file done. A file that cannot be read to its end
+keeps what was written before the damage and is reported; InfluxDB or the dead-letter store
+failing ends the run.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ class FileResult:
     rejected: Counter[str] = field(default_factory=Counter)
     devices: list[str] = field(default_factory=list)
     new_devices: list[str] = field(default_factory=list)
+    not_registered: list[str] = field(default_factory=list)  # new, but no row of theirs stored
     not_imported: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     skipped: LedgerEntry | None = None  # imported before: nothing done
@@ -314,6 +317,7 @@ class Importer:
         except DeadLetterStoreUnavailable as exc:
             result.error = f"the dead-letter store {self._deadletter_path} cannot write ({exc})"
             result.fatal = True
+        result.not_registered = self._forget_unstored()
         result.rows = ctx.stored + ctx.rejected
         result.stored = ctx.stored
         result.rejected = Counter(ctx.rejected_by_reason)
@@ -544,13 +548,37 @@ class Importer:
             self._pending.append(_Change("direction", target.device_id, value=value))
         return True
 
+    def _unstored(self) -> set[str]:
+        """The devices this file would register that have no stored row yet: registered with
+        their first (`_save_registry`), or not at all (`_forget_unstored`)."""
+        return {d for d in self._new if d not in self._targets or self._targets[d].stored <= 0}
+
+    def _forget_unstored(self) -> list[str]:
+        """At a file's end: the devices it would have registered but stored nothing of are
+        dropped (their changes, their entries and the note of their missing locations)."""
+        unstored = self._unstored()
+        if not unstored:
+            return []
+        self._pending = [c for c in self._pending if c.device_id not in unstored]
+        for device_id in unstored:
+            entry = self.registry.devices.pop(device_id, None)
+            if entry is not None and entry.station_code in self._file_unlocated:
+                self._file_unlocated.remove(entry.station_code)
+                self._unlocated.discard(entry.station_code)
+        self._new = [d for d in self._new if d not in unstored]
+        return sorted(unstored)
+
     def _save_registry(self) -> None:
         """Apply this import's changes to the registry as it is on disk now (someone may have
-        added a device meanwhile) and save it."""
-        if not self._pending:
+        added a device meanwhile) and save it; those of a new device without a stored row wait
+        for one."""
+        unstored = self._unstored()
+        waiting = [c for c in self._pending if c.device_id in unstored]
+        ready = [c for c in self._pending if c.device_id not in unstored]
+        if not ready:
             return
         fresh = load_registry(self.registry_path)
-        for change in self._pending:
+        for change in ready:
             if change.kind == "add":
                 assert change.entry is not None
                 fresh.devices.setdefault(change.device_id, change.entry)
@@ -570,8 +598,11 @@ class Importer:
             if change.value not in values:
                 values.append(change.value)
         save_registry(fresh, self.registry_path)
+        for change in waiting:  # known to this import, not yet to the file
+            if change.kind == "add" and change.entry is not None:
+                fresh.devices.setdefault(change.device_id, change.entry)
         self.registry = fresh
-        self._pending.clear()
+        self._pending = waiting
 
     # --- dead letters and records -----------------------------------------------------------
     def _keep(self, ctx: ImportContext, letters: list[Letter]) -> None:
@@ -623,12 +654,16 @@ class Importer:
     def _imports_points(self, ctx: ImportContext, first_ms: int) -> tuple[list[str], list[int]]:
         """One `imports` point per device of the file: who, which file, what became of it."""
         tags = provenance_tags(self.source)
-        counts = {d: (t.stored, t.rejected) for d, t in ctx.targets.items()}
-        if ctx.unassigned_rejected:
+        unstored = self._unstored()  # not registered: their rows as those of no device
+        counts = {d: (t.stored, t.rejected) for d, t in ctx.targets.items() if d not in unstored}
+        unassigned = ctx.unassigned_rejected + sum(
+            t.rejected for d, t in ctx.targets.items() if d in unstored
+        )
+        if unassigned:
             # Rows that named no usable device: on the file's first device, or on none.
             first = next(iter(counts), "")
             stored, rejected = counts.get(first, (0, 0))
-            counts[first] = (stored, rejected + ctx.unassigned_rejected)
+            counts[first] = (stored, rejected + unassigned)
         name = ctx.file.name.replace("\n", "?").replace("\r", "?")
         lines = []
         for device_id, (stored, rejected) in counts.items():

@@ -215,3 +215,32 @@ def test_counts_into_one_device_that_register_registers(world: World, tmp_path: 
     # 1 March 08:00 in Amsterdam (CET) is 07:00Z; the empty In of 09:00 is no count
     out = [("2024-03-01T07:00Z", 3), ("2024-03-01T08:00Z", 5)]
     assert got == {"in": [("2024-03-01T07:00Z", 12)], "out": out}
+
+
+def test_a_file_with_no_good_row_registers_nothing_and_fails(world: World, tmp_path: Path) -> None:
+    """Counts and air alike: one line, a non-zero exit, the rows kept as dead letters, and no
+    device registered for rows of which nothing was stored."""
+    counts = tmp_path / "typo.csv"
+    counts.write_text("time_utc,site,count\n2019-04-06T06:00:00Z,Nowhere Lane,many\n")
+    air = tmp_path / "2024-03-03_sds011_sensor_99999.csv"
+    air.write_text(
+        "sensor_id;sensor_type;location;lat;lon;timestamp;P1;durP1;ratioP1;P2;durP2;ratioP2\n"
+        "99999;SDS011;7001;52.1;5.1;2024-03-03T00:01:00;2500.00;;;8.00;;\n"
+    )
+    d = ["--dir", str(world.stack.directory)]
+    for args, device, file in (
+        (["csv", str(counts), *COUNTS], "akl-nowhere-lane", counts),
+        (["sensor-community", str(air), "--json"], "sc-99999", air),
+    ):
+        result = CliRunner().invoke(main, ["import", *args, *d])
+        assert result.exit_code == 1, result.output
+        (summary,) = json.loads(result.stdout)["files"]
+        assert (summary["new_devices"], summary["not_registered"]) == ([], [device])
+        assert result.stderr == (
+            f"Error: {file}: no row stored, 1 rejected (bad_value 1): the rejected rows are "
+            "kept as dead letters (`sensorpipe ingest rejects --reason bad_value` shows them); "
+            "fix the file and import it again\n"
+        )
+        assert device not in load_registry(world.stack.registry_path).devices
+        (letter,) = DeadLetterStore(world.stack.deadletter_path).list(device=device)
+        assert letter.code == "bad_value"

@@ -252,10 +252,56 @@ def test_crowd_now(world: dict[str, Any]) -> None:
     assert [(r["area"], r["time"], r["level"], r["reached"], r["occupancy"]) for r in rows] == [
         ("hall", "2026-01-15T05:00:00Z", 1.08, 0.9, 54.0)
     ]
+    # Without an offset, --at is each area's local time: 07:20 in Amsterdam (CET) is 06:20Z.
+    local = json.loads(_now(world, "--at", "2026-01-15T07:20", "--area", "hall", "--json"))
+    assert [(r["time"], r["level"]) for r in local] == [("2026-01-15T05:00:00Z", 1.08)]
+    hall = _now(world, "--at", "2026-01-15T07:20", "--area", "hall").splitlines()[1]
+    assert hall.split()[:6] == ["hall", "108%", "90%", "100%", "2026-01-15", "06:00"]  # local
+    assert hall.split()[6] == "CET"
     table = _now(world, "--at", "2019-04-02T01:30:00Z")
     downtown = next(line for line in table.splitlines() if line.startswith("downtown"))
     assert "50%" in downtown  # its counters' running fraction: Quay Street left out
     assert "hall" in table and "no counter reported" in table  # nothing counted in 2019
+
+
+def _check(world: dict[str, Any], *args: str) -> Any:
+    result = CliRunner().invoke(
+        main,
+        ["crowd", "alerts", "check", "--dir", str(world["stack"]), "--influx-url", world["url"],
+         "--database", "x", *args],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_alerts_check_reads_dates_in_each_areas_time_zone(world: dict[str, Any]) -> None:
+    """A date, or a time without an offset, is local to each area (as `crowd train` and
+    `crowd backtest` read them); one with an offset stays as given."""
+    # 2 April in Auckland began at 11:00Z on 1 April: its 08:00 NZDT morning peak is in it.
+    day = _check(world, "--area", "downtown", "--from", "2019-04-02", "--to", "2019-04-03")
+    assert day.splitlines()[0] == (
+        "downtown: 2019-04-02 00:00 to 2019-04-03 00:00 Pacific/Auckland "
+        "(2019-04-01 11:00 to 2019-04-02 11:00 UTC)"
+    )
+    assert "downtown: passed 90% at 2019-04-02 08:00 NZDT (19:00 UTC; level 119%)" in day
+    # Both areas, each in its own zone: the hall's 05:00 CET is 04:00Z.
+    both = _check(world, "--from", "2026-01-15T05:00", "--to", "2026-01-15T06:00")
+    assert both.splitlines() == [
+        "downtown: 2026-01-15 05:00 to 2026-01-15 06:00 Pacific/Auckland "
+        "(2026-01-14 16:00 to 2026-01-14 17:00 UTC)",
+        "hall: 2026-01-15 05:00 to 2026-01-15 06:00 Europe/Amsterdam "
+        "(2026-01-15 04:00 to 2026-01-15 05:00 UTC)",
+        "2026-01-15T04:00:00Z  hall             observed  70%  "
+        "hall: passed 70% at 2026-01-15 05:00 CET (04:00 UTC; level 88%)",
+        "1 alert in the window",
+    ]
+    # 05:00Z as given (05:00 local would be 04:00Z, its 70% alone): from a fresh state the
+    # 108% passes both thresholds at once.
+    given = json.loads(_check(world, "--area", "hall", "--from", "2026-01-15T05:00Z", "--json"))
+    assert [(a["time"], a["threshold"]) for a in given] == [
+        ("2026-01-15T05:00:00Z", 0.7),
+        ("2026-01-15T05:00:00Z", 0.9),
+    ]
 
 
 STORED_HOURS = 'SELECT * FROM "counter" WHERE "device_id" = \'gate-s\''
