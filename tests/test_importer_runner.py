@@ -260,3 +260,12 @@ def test_a_site_of_counts_is_registered_with_its_first_stored_row(stack: Path) -
     registry = load_registry(stack / "registry.toml")
     assert sorted(registry.devices) == ["markt", "plein"]
     assert registry.devices["markt"].station_code == "Markt"
+
+
+def test_a_files_summary_counts_one_row_as_a_row() -> None:
+    from sensorpipe.cli.importing import _file_line
+
+    one = FileResult(Path("one.csv"), "0" * 64, rows=1, stored=1, devices=["a"])
+    assert _file_line(one, "csv") == "one.csv: 1 row, 1 stored, 0 rejected; devices a"
+    two = FileResult(Path("two.csv"), "0" * 64, rows=2, stored=2)
+    assert _file_line(two, "csv") == "two.csv: 2 rows, 2 stored, 0 rejected"

@@ -632,12 +632,16 @@ def _summary(fmt: str, results: list[FileResult], seconds: float, as_json: bool)
     before = len(results) - len(read)
     skipped = f" ({before} imported before: skipped)" if before else ""
     click.echo(
-        f"imported {len(read)} file{'s' if len(read) != 1 else ''}{skipped}: {rows} rows, "
+        f"imported {len(read)} file{'s' if len(read) != 1 else ''}{skipped}: {_rows(rows)}, "
         f"{stored} stored, {sum(rejected.values())} rejected{_reasons(rejected)} in "
         f"{seconds:.1f} s ({rate:.0f} rows/s)"
     )
     if rejected:
         click.echo("rejected rows: `sensorpipe ingest rejects --reason REASON` shows them")
+
+
+def _rows(n: int) -> str:
+    return f"{n} row{'' if n == 1 else 's'}"
 
 
 def _reasons(rejected: Counter[str]) -> str:
@@ -651,7 +655,7 @@ def _file_line(r: FileResult, fmt: str) -> str:
         s = r.skipped
         when = datetime.fromtimestamp((s.completed_ms or s.first_ms) / 1000, UTC)
         return (
-            f"{r.path}: already imported {when:%Y-%m-%d %H:%M}Z by {s.user} ({s.rows} rows, "
+            f"{r.path}: already imported {when:%Y-%m-%d %H:%M}Z by {s.user} ({_rows(s.rows)}, "
             f"{s.stored} stored, {s.rejected} rejected): nothing written; --force reads it again"
         )
     rejected = sum(r.rejected.values())
@@ -664,7 +668,7 @@ def _file_line(r: FileResult, fmt: str) -> str:
     more = len(r.devices) - SHOWN_DEVICES
     devices = ", ".join(named) + (f" and {more} more" if more > 0 else "")
     line = (
-        f"{r.path}: {r.rows} rows, {r.stored} stored, {rejected} rejected{_reasons(r.rejected)}"
+        f"{r.path}: {_rows(r.rows)}, {r.stored} stored, {rejected} rejected{_reasons(r.rejected)}"
         f"{'; devices ' + devices if devices else ''}"
     )
     shown = {k: v for k, v in r.not_imported.items() if v}
