@@ -153,3 +153,17 @@ def test_columns_of_every_row_are_printed_the_calibration_last() -> None:
         "time", "device_id", "sensor", "temperature", "temperature_uncertainty_degc", "pm2_5",
         "pm2_5_uncertainty_ugm3", "pm2_5_indicative", "calibration",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("query", ["air", "counts"])
+def test_the_flag_option_names_every_flag_in_its_help(query: str) -> None:
+    # The wheel has no docs/: the help itself lists the names --flag takes.
+    from click.testing import CliRunner
+
+    from sensorpipe.cli.main import main
+    from sensorpipe.quality.flags import ALL_FLAGS
+
+    out = CliRunner().invoke(main, ["query", query, "--help"], terminal_width=400).output
+    (line,) = [line for line in out.splitlines() if line.strip().startswith("--flag ")]
+    assert f"one of {', '.join(ALL_FLAGS)})." in line
+    assert "docs/" not in out

@@ -44,6 +44,8 @@ FORMAT_OPTION = click.option(
 def flag_options(help: str, example: str) -> Any:
     """--flags include|exclude|only (`flag_mode`) and --flag NAME (`flag_names`): both
     queries' quality flags, `help` saying what --flags does for the query."""
+    from sensorpipe.quality.flags import ALL_FLAGS
+
     return options(
         click.option(
             "--flags",
@@ -57,8 +59,8 @@ def flag_options(help: str, example: str) -> Any:
             "--flag",
             "flag_names",
             multiple=True,
-            help=f"Only this flag counts as flagged, e.g. {example} (repeatable; "
-            f"`docs/quality.md` lists them).",
+            help=f"Only this flag counts as flagged, e.g. {example} (repeatable; one of "
+            f"{', '.join(ALL_FLAGS)}).",
         ),
     )
 

@@ -205,7 +205,7 @@ def _section_notes(tags: list[str], sections: list[dict[str, Any]], path: Path) 
         notes.append(
             f"{', '.join(soil)}: v_dry/v_wet in {path} are typical values, not this probe's: "
             "measure its voltage in dry and in wet soil (`edge check` prints it) and write them "
-            "there (docs/edge.md, Soil moisture)"
+            "there"
         )
     missing = unwritten_sensors(tags)
     if missing:
