@@ -54,6 +54,21 @@ def wait_for(
     return last
 
 
+def a_running_hour_with(seconds_left: float) -> datetime:
+    """The start of the running hour (UTC) once at least `seconds_left` of it are left: in an
+    hour's last `seconds_left`, the next hour's, after waiting for it. For a test whose
+    counts of the hour before must be the last whole hour that a process with its own clock
+    (the stack's ingest) sees, `seconds_left` from now."""
+    from datetime import UTC
+
+    now = time.time()
+    left = 3600 - now % 3600
+    if left < seconds_left:
+        time.sleep(left)
+        now = max(time.time(), now + left)
+    return datetime.fromtimestamp(now - now % 3600, UTC)
+
+
 def one_line_config_error(load: Callable[[Path], object], path: Path) -> str:
     """The ConfigError `load(path)` raises, checked to be one line that starts with the file."""
     from sensorpipe.protocol.configfile import ConfigError

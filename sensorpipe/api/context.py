@@ -31,8 +31,17 @@ class CachedStats:
 
 
 class ApiContext:
-    def __init__(self, config: ServeConfig, influx: InfluxClient | None = None) -> None:
+    def __init__(
+        self,
+        config: ServeConfig,
+        influx: InfluxClient | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`clock`: the time now (epoch seconds) that the crowding answers are of: their
+        windows and the forecasts' origin hour."""
         self.config = config
+        self.clock = clock
         s = config.influx
         self.influx = influx or InfluxClient(
             s.url,
@@ -108,18 +117,22 @@ class ApiContext:
 
     # --- forecasts ------------------------------------------------------------------------
     def forecast(
-        self, kind: str, name: str, compute: Callable[[Any, int], tuple[Any, str | None]]
+        self,
+        kind: str,
+        name: str,
+        compute: Callable[[Any, int], tuple[Any, str | None]],
+        now_s: float | None = None,
     ) -> tuple[Any, str | None]:
-        """(forecast, note) of a device or area made now: `compute(models, origin)` with the
-        models loaded once (crowd.saved.ModelCache), its answer kept for the origin hour while
-        its model is the same training (a retraining, by hand or by the ingest's schedule,
-        drops it)."""
+        """(forecast, note) of a device or area made at `now_s` (default: the clock's now):
+        `compute(models, origin)` with the models loaded once (crowd.saved.ModelCache), its
+        answer kept for the origin hour while its model is the same training (a retraining,
+        by hand or by the ingest's schedule, drops it)."""
         from sensorpipe.crowd.live import last_whole_hour
         from sensorpipe.crowd.saved import ModelCache
 
         if not self.config.models_path:
             return None, "this service has no forecast models: set models_path in serve.toml"
-        origin = last_whole_hour(time.time())
+        origin = last_whole_hour(self.clock() if now_s is None else now_s)
         key = (kind, name, origin)
         with self._forecast_lock:
             if self._models is None:

@@ -140,6 +140,10 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
+def _at(now_s: float) -> datetime:
+    return datetime.fromtimestamp(now_s, UTC)
+
+
 def _r(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -205,13 +209,16 @@ def _answer(c: Crowding, enclosed: bool, **fields: Any) -> CrowdingOut:
     )
 
 
-def _forecast(ctx: ApiContext, kind: str, name: str, area: Any = None) -> dict[str, Any]:
-    """The `forecast` and `forecast_note` fields of a device or an area."""
+def _forecast(
+    ctx: ApiContext, kind: str, name: str, area: Any = None, now_s: float | None = None
+) -> dict[str, Any]:
+    """The `forecast` and `forecast_note` fields of a device or an area, made at `now_s`
+    (default: the context's clock's now)."""
 
     def compute(models: Any, origin: int) -> tuple[Any, str | None]:
         return _compute_forecast(ctx, models, origin, kind, name, area)
 
-    forecast, note = ctx.forecast(kind, name, compute)
+    forecast, note = ctx.forecast(kind, name, compute, now_s)
     return {"forecast": forecast, "forecast_note": note}
 
 
@@ -287,8 +294,13 @@ def area_crowding_(area_id: AreaId, ctx: Ctx, window: Window) -> CrowdingOut:
     area = registry.areas.get(area_id)
     if area is None:
         raise ApiProblem(404, f"no area {area_id!r} in the register")
+    # One moment for the whole answer: its last observed interval is the one before the
+    # forecast's first, also when an hour ends while the answer is made.
+    now_s = ctx.clock()
     c = _storage_call(
-        lambda: area_crowding(ctx.influx, registry, area, *window, max_points=ctx.config.max_points)
+        lambda: area_crowding(
+            ctx.influx, registry, area, *window, max_points=ctx.config.max_points, now=_at(now_s)
+        )
     )
     return _answer(
         c,
@@ -297,7 +309,7 @@ def area_crowding_(area_id: AreaId, ctx: Ctx, window: Window) -> CrowdingOut:
         kind=area.kind,
         capacity=area.capacity,
         thresholds=area.thresholds,
-        **_forecast(ctx, "area", area_id, area),
+        **_forecast(ctx, "area", area_id, area, now_s),
     )
 
 
@@ -313,9 +325,15 @@ def device_crowding_(device_id: DeviceId, ctx: Ctx, window: Window) -> CrowdingO
     if device_id not in registry.devices:
         raise ApiProblem(404, f"no device {device_id!r} in the register")
     mine = areas_of_device(registry, device_id)
+    now_s = ctx.clock()
     c = _storage_call(
         lambda: device_crowding(
-            ctx.influx, device_id, *window, every=DEVICE_EVERY, max_points=ctx.config.max_points
+            ctx.influx,
+            device_id,
+            *window,
+            every=DEVICE_EVERY,
+            max_points=ctx.config.max_points,
+            now=_at(now_s),
         )
     )
     thresholds = registry.areas[mine[0]].thresholds if mine else []
@@ -325,5 +343,5 @@ def device_crowding_(device_id: DeviceId, ctx: Ctx, window: Window) -> CrowdingO
         device=device_id,
         areas=mine,
         thresholds=thresholds,
-        **_forecast(ctx, "device", device_id),
+        **_forecast(ctx, "device", device_id, now_s=now_s),
     )

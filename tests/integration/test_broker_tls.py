@@ -68,6 +68,9 @@ def _certificates(directory: Path) -> tuple[Path, Path, Path]:
 
 
 def _connects(port: int, username: str, password: str, ca: Path | None) -> bool:
+    """Whether the broker accepts the connection: its CONNACK's answer, or False where it
+    closes the connection without one (a TLS listener's answer to plain text). A broker that
+    gives neither in 30 s fails the test rather than reading as a refusal."""
     done = threading.Event()
     result: list[bool] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
@@ -79,16 +82,22 @@ def _connects(port: int, username: str, password: str, ca: Path | None) -> bool:
         result.append(not args[3].is_failure)  # type: ignore[attr-defined]
         done.set()
 
+    def on_disconnect(*args: object) -> None:
+        result.append(False)
+        done.set()
+
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
     try:
         client.connect("127.0.0.1", port, keepalive=10)
     except (OSError, ssl.SSLError):
         return False
     client.loop_start()
-    done.wait(3)
+    answered = done.wait(30)
     client.disconnect()
     client.loop_stop()
-    return bool(result and result[0])
+    assert answered, f"port {port}: the broker neither answered nor closed {username}'s connection"
+    return result[0]
 
 
 @contextmanager

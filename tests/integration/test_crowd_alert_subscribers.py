@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shlex
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from sensorpipe.crowd.alertstore import AlertStore
 from sensorpipe.crowd.delivery import Delivery
 from sensorpipe.protocol.registry import AreaEntry, AreaLine, save_registry
 from sensorpipe.stack.local import LocalStack
-from tests.helpers import require_binaries, wait_for
+from tests.helpers import a_running_hour_with, require_binaries, wait_for
 from tests.integration.mqtt_helpers import registered_device
 from tests.integration.test_broker_tls import _connects
 from tests.integration.test_crowd_alerts import Account, _count_hours
@@ -89,6 +88,7 @@ def test_a_subscriber_reads_the_alerts_and_nothing_else(stack: LocalStack, tmp_p
     assert "no alert subscribers" in _subscriber("list", "--dir", d)
 
 
+@pytest.mark.timeout(240)  # up to 90 s of it waiting for the next hour
 def test_a_delivery_pending_at_stack_down_is_made_after_stack_up(
     tmp_path: Path,
     hook: Hook,  # noqa: F811
@@ -109,7 +109,9 @@ def test_a_delivery_pending_at_stack_down_is_made_after_stack_up(
     hook.fail_first = 1000
     stack.up(detach=False, serve=False)
     try:
-        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        # The job's first look at the area is at the hour that has ended last: the counts'
+        # hour, with room for setting up to that look before the next hour ends.
+        hour = a_running_hour_with(seconds_left=90)
         gate = registered_device(stack, "gate-p", site="plaza")
         try:
             _count_hours(stack, gate, hour, [95])

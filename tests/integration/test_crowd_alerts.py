@@ -35,6 +35,7 @@ from sensorpipe.process import free_ports
 from sensorpipe.protocol.messages import ClassCount
 from sensorpipe.stack.local import LocalStack
 from tests.helpers import (
+    a_running_hour_with,
     hourly_count_message,
     influx_rows,
     require_binaries,
@@ -218,6 +219,7 @@ def test_alerts_through_the_stack(stack: LocalStack, hook: Hook) -> None:  # noq
     assert len(_cli("--dir", d, "--json")) == 2
 
 
+@pytest.mark.timeout(240)  # up to 90 s of it waiting for the next hour
 def test_the_running_ingest_raises_and_publishes_alerts(tmp_path: Path) -> None:
     """The stack's own ingest, with an operator's [alerts] kept across `stack up` (every 5 s,
     no settling time), raises the plaza's alerts on its schedule and publishes them with its
@@ -230,7 +232,10 @@ def test_the_running_ingest_raises_and_publishes_alerts(tmp_path: Path) -> None:
     )
     stack.up(detach=False, serve=False)
     try:
-        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        # The job's first look at the area is at the hour that has ended last (by the
+        # ingest's clock): the counts' hour, unless the next hour ends before that look
+        # (setting up to the look takes seconds; 90 leaves room on a loaded machine).
+        hour = a_running_hour_with(seconds_left=90)
         port = stack.require_info().broker_port
         gate = registered_device(stack, "gate-p", site="plaza")
         subscriber = Account("control-room", stack.add_alert_subscriber("control-room"), port)

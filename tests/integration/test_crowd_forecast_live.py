@@ -82,7 +82,8 @@ def _lines(values: np.ndarray, start: int) -> list[str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     pytest.importorskip("lightgbm")
-    last = last_whole_hour(time.time())  # counts up to the last hour that has ended
+    set_up = time.time()
+    last = last_whole_hour(set_up)  # counts up to the last hour that has ended
     c = synthetic(WEEKS, 2, start="2024-06-03T00:00", seed=3)
     start = last - (c.hours - 1) * HOUR_S
     with running_influxd(tmp_path_factory, "forecastlive", "x") as (influxd, root):
@@ -110,9 +111,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             models_path=str(models),
             influx=InfluxSettings(url=influxd.url, database="x"),
         )
-        api = TestClient(create_app(ApiContext(config)), raise_server_exceptions=False)
-        yield {"url": influxd.url, "api": api, "stack": stack, "models": models,
-               "trained": trained, "until": until, "start": start, "values": c.values}  # fmt: skip
+        # The API's clock stays at the set-up: its forecasts are made at the end of `last`
+        # however long the tests take, an hour ending among them included.
+        context = ApiContext(config, clock=lambda: set_up)
+        api = TestClient(create_app(context), raise_server_exceptions=False)
+        yield {"url": influxd.url, "api": api, "stack": stack, "models": models, "config": config,
+               "trained": trained, "until": until, "start": start, "values": c.values,
+               "last": last, "set_up": set_up}  # fmt: skip
 
 
 def test_train_saves_each_horizon_and_the_settings(world: dict[str, Any]) -> None:
@@ -168,6 +173,25 @@ def test_the_api_forecasts_a_street_area_with_its_level(world: dict[str, Any]) -
     assert world["api"].get("/api/v1/areas/strip/crowding").json()["forecast"] == answer["forecast"]
 
 
+def test_an_answer_is_of_one_moment_when_an_hour_ends_while_it_is_made(
+    world: dict[str, Any],
+) -> None:
+    # The clock reads a second before the end of the last stored hour first, a second after
+    # it from then on: the observed hours and the forecast are of the first reading (the
+    # hour that ends meanwhile is neither observed nor forecast from, not both left out).
+    end = world["last"] + HOUR_S
+    readings = iter([end - 1.0])
+    context = ApiContext(world["config"], clock=lambda: next(readings, end + 1.0))
+    api = TestClient(create_app(context), raise_server_exceptions=False)
+    for path in ("areas/strip", "devices/fc-a"):
+        answer = api.get(f"/api/v1/{path}/crowding").json()
+        observed, forecast = answer["observed"], answer["forecast"]
+        assert answer["to"] == forecast["made_at"] == iso(world["last"])
+        assert parse_time(observed[-1]["time"]) == world["last"] - HOUR_S
+        assert forecast["points"][0]["time"] == iso(world["last"])
+        readings = iter([end - 1.0])
+
+
 def test_an_enclosed_area_has_its_inward_flow_and_no_level(world: dict[str, Any]) -> None:
     answer = _forecast(world, "areas/hall")
     _check_shape(answer["forecast"], world["until"])
@@ -215,7 +239,7 @@ def test_the_ingests_alert_job_gets_forecast_levels_from_influxdb(world: dict[st
             str(world["models"]), world["stack"] / "registry.toml", lambda: client
         )
         assert source is not None
-        now_ms = int(time.time() * 1000)
+        now_ms = int(world["set_up"] * 1000)  # its counts end with the hour ended then
         strip = source("strip", registry.areas["strip"], now_ms)
         assert source("hall", registry.areas["hall"], now_ms) == []
     assert [p.kind for p in strip] == ["forecast", "forecast"]

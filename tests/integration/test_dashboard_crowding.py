@@ -63,8 +63,16 @@ def _stored_lines(first_hour: datetime) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+def set_up() -> datetime:
+    """The moment the gate's hours are stored: the page's clock and the service's stay at it,
+    so "the last 24 hours" end with the gate's last hour however long the tests take (an
+    hour that ended since would be a second silent hour, after the last level)."""
+    return datetime.now(UTC)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, set_up: datetime) -> Iterator[str]:
+    hour = set_up.replace(minute=0, second=0, microsecond=0)
     with running_influxd(tmp_path_factory, "crowding-panel", "x") as (influxd, root):
         with closing(InfluxClient(influxd.url, "x")) as client:
             client.write(_stored_lines(hour - timedelta(hours=len(HOURS))))
@@ -85,14 +93,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             influx=InfluxSettings(url=influxd.url, database="x"),
             map=MapSettings(basemap="none"),
         )
-        with live_server(create_app(ApiContext(config))) as base:
+        with live_server(create_app(ApiContext(config, clock=set_up.timestamp))) as base:
             yield base
 
 
 @pytest.fixture
-def page(served: str) -> Iterator[Any]:
+def page(served: str, set_up: datetime) -> Iterator[Any]:
     b = Browser(served, viewport={"width": 1280, "height": 900})
     try:
+        b.page.clock.set_fixed_time(set_up)
         b.page.goto(f"{served}/")
         b.wait("#crowding[data-state=ready]")
         yield b.page
