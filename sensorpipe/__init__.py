@@ -18,9 +18,22 @@ files the package ships: the detectors in `models/` and the example configuratio
 `config/`).
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-try:
-    __version__ = version("sensorpipe")
-except PackageNotFoundError:  # imported from a checkout that was never installed
-    __version__ = "0+unknown"
+__version__: str  # set by __getattr__ when first read
+
+
+def __getattr__(name: str) -> Any:
+    # `__version__` is read from the installed package's metadata when first asked for (by the
+    # command line and the HTTP services): the edge agent never asks, and parsing the metadata
+    # would stay in its memory for nothing (bench.edge).
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("sensorpipe")
+    except PackageNotFoundError:  # imported from a checkout that was never installed
+        found = "0+unknown"
+    globals()["__version__"] = found
+    return found

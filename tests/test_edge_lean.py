@@ -75,17 +75,22 @@ def test_each_group_s_short_help_is_its_docstring_s() -> None:
         assert command.get_short_help_str(limit=10_000) == short, name
 
 
-def test_the_agent_without_a_camera_imports_no_counting_and_no_server_code(
-    tmp_path: Path,
-) -> None:
+def _config_that_stops_at_the_outbox(tmp_path: Path) -> Path:
+    """An agent's configuration whose outbox cannot be opened (its folder is a file): `edge run`
+    stops after it has imported what it runs with and loaded the configuration."""
     config = _edge_config(tmp_path, host="127.0.0.1", port=1)
     (tmp_path / "a-file").write_text("")
-    # The outbox cannot be opened (its folder is a file): `edge run` stops after it has
-    # imported what it runs with and loaded the configuration.
     text = config.read_text().replace(
         str(tmp_path / "outbox.sqlite"), str(tmp_path / "a-file" / "outbox.sqlite")
     )
     config.write_text(text)
+    return config
+
+
+def test_the_agent_without_a_camera_imports_no_counting_and_no_server_code(
+    tmp_path: Path,
+) -> None:
+    config = _config_that_stops_at_the_outbox(tmp_path)
     code = (
         "from sensorpipe.cli.entry import main\n"
         "try:\n"
@@ -102,6 +107,35 @@ def test_the_agent_without_a_camera_imports_no_counting_and_no_server_code(
     (error,) = [line for line in stderr.splitlines() if line.startswith("Error: ")]
     assert "outbox_path" in error
     assert loaded == []
+
+
+def test_the_agent_reads_no_package_metadata_and_no_spelling_helper(tmp_path: Path) -> None:
+    # sensorpipe.__version__ (parsed from the installed package's metadata) is for the command
+    # line and the HTTP services; difflib only suggests a spelling when a configuration has a
+    # mistake. Neither has a use in the agent's memory.
+    config = _config_that_stops_at_the_outbox(tmp_path)
+    code = (
+        "import sensorpipe\n"
+        "from sensorpipe.cli.entry import main\n"
+        "try:\n"
+        "    main(['edge', 'run', '--config', sys.argv[1]])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 1, exc.code\n"
+        "assert '__version__' not in vars(sensorpipe), sensorpipe.__version__\n"
+        "assert 'difflib' not in sys.modules\n"
+    )
+    loaded, stderr = _loaded_after("import sys\n" + code, str(config))
+    assert [line for line in stderr.splitlines() if line.startswith("Error: ")]
+    assert loaded == []
+
+
+def test_the_version_is_read_when_asked_for() -> None:
+    import sensorpipe
+    from sensorpipe import __version__
+
+    assert __version__ == sensorpipe.__version__ != "0+unknown"
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        sensorpipe.nothing  # noqa: B018
 
 
 @pytest.mark.parametrize(

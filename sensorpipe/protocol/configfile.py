@@ -7,7 +7,6 @@ HTTP service's section names (`sensorpipe serve`, the kit gateway's [http]) the 
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from collections.abc import Sequence
@@ -107,6 +106,8 @@ def _describe(err: Any, model: type[BaseModel], text: str) -> str:
         ctx = err.get("ctx", {})
         tag, key = str(ctx.get("tag", "")), str(ctx.get("discriminator", "")).strip("'")
         expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
+        import difflib  # only for a mistake, as in _suggestion
+
         close = difflib.get_close_matches(tag, expected, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         known = ", ".join(expected)
