@@ -35,8 +35,11 @@ class Parsed:
         return {line: reason for line, _, reason, _ in self.letters}
 
 
-def parse(fmt: str, name: str, declared: frozenset[str] | None = None, **options: Any) -> Parsed:
-    """Parse a sample file with a context that records, as the runner's would."""
+def parse(
+    fmt: str, name: str | Path, declared: frozenset[str] | None = None, **options: Any
+) -> Parsed:
+    """Parse a sample file (a name under DATA, or a path) with a context that records, as the
+    runner's would."""
     opts = ImportOptions(user="tester", **options)
     (parser,) = prepare(fmt, [DATA / name], opts)
     out: list[str] = []
@@ -112,12 +115,97 @@ def test_bme280_pressure_in_pa_is_stored_in_hpa() -> None:
     assert len(p.lines) == 3
 
 
-def test_gzipped_sps30_file_keeps_pm4_and_names_the_columns_it_does_not_import() -> None:
+def test_gzipped_sps30_file_keeps_pm4_number_concentrations_and_typical_size() -> None:
     p = parse("sensor-community", "2024-03-01_sps30_sensor_12347.csv.gz")
     t = tags("sc-12347", "sensor-community", sensor="sps30")
-    fields = {"pm10": 9.61, "pm4": 9.4, "pm2_5": 8.95, "pm1": 7.2}
+    fields = {
+        "pm10": 9.61,
+        "pm4": 9.4,
+        "pm2_5": 8.95,
+        "pm1": 7.2,
+        "number_pm10": 59.1,
+        "number_pm4": 59.0,
+        "number_pm2_5": 58.8,
+        "number_pm1": 57.1,
+        "number_pm0_5": 45.2,
+        "particle_size_typical": 0.56,
+    }
     assert p.lines[0] == to_line(Point("air", t, fields, 1709251212000))
-    assert p.ctx.not_imported == {"N10": 2, "N4": 2, "N25": 2, "N1": 2, "N05": 2, "TS": 2}
+    assert len(p.lines) == 2 and p.letters == [] and p.ctx.not_imported == {}
+
+
+# The SPS30 archive header as archive.sensor.community writes it (YYYY-MM-DD_sps30_sensor_<id>
+# .csv): the same in the scripts of two unrelated projects that read those files, and in the
+# module's table. Rows whose N/TS columns are empty occur in real files.
+SPS30_HEADER = "sensor_id;sensor_type;location;lat;lon;timestamp;P1;P4;P2;P0;N10;N4;N25;N1;N05;TS\n"
+
+
+def test_an_sps30_archive_imports_its_number_concentrations_and_refuses_implausible_ones(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "2025-06-15_sps30_sensor_80123.csv"
+    path.write_text(
+        SPS30_HEADER
+        + "80123;SPS30;70011;50.080;20.000;2025-06-15T00:00:41;4.02;3.91;3.80;3.52;29.31;29.25;"
+        "29.10;28.64;24.37;0.52\n"
+        + "80123;SPS30;70011;50.080;20.000;2025-06-15T00:03:08;9.60;;5.40;;;;;;;\n"
+        + "80123;SPS30;70011;50.080;20.000;2025-06-15T00:05:35;4.10;3.98;3.86;3.57;5000;29.70;"
+        "29.55;29.05;24.71;0.53\n"
+        + "80123;SPS30;70011;50.080;20.000;2025-06-15T00:08:02;4.05;3.95;3.83;3.55;29.40;29.33;"
+        "29.18;28.70;24.40;12.5\n"
+    )
+    p = parse("sensor-community", path)
+    t = tags("sc-80123", "sensor-community", sensor="sps30")
+    first = {
+        "pm10": 4.02,
+        "pm4": 3.91,
+        "pm2_5": 3.8,
+        "pm1": 3.52,
+        "number_pm10": 29.31,
+        "number_pm4": 29.25,
+        "number_pm2_5": 29.1,
+        "number_pm1": 28.64,
+        "number_pm0_5": 24.37,
+        "particle_size_typical": 0.52,
+    }
+    assert p.lines == [
+        to_line(Point("air", t, first, 1749945641000)),
+        to_line(Point("air", t, {"pm10": 9.6, "pm2_5": 5.4}, 1749945788000)),
+    ]
+    # Out of the quantity's range: the row is refused as any implausible value is.
+    assert p.reasons() == {4: "bad_value", 5: "bad_value"}
+    details = {line: detail for line, _, _, detail in p.letters}
+    assert (
+        details[4] == "N10: number_pm10 = 5000.0 1/cm3 is outside the plausible range 0.0..3000.0"
+    )
+    assert details[5] == f"TS: {plausibility_error('particle_size_typical', 12.5)}"
+    assert p.ctx.not_imported == {}
+
+
+def test_a_pms5003_file_is_unchanged_and_another_type_does_not_get_the_sps30_columns(
+    tmp_path: Path,
+) -> None:
+    pms = tmp_path / "2025-06-15_pms5003_sensor_80124.csv"
+    pms.write_text(
+        "sensor_id;sensor_type;location;lat;lon;timestamp;P1;P2;P0\n"
+        "80124;PMS5003;70012;50.081;20.001;2025-06-15T00:00:12;12.00;8.00;5.00\n"
+    )
+    p = parse("sensor-community", pms)
+    t = tags("sc-80124", "sensor-community", sensor="pms5003")
+    fields = {"pm10": 12.0, "pm2_5": 8.0, "pm1": 5.0}
+    assert p.lines == [to_line(Point("air", t, fields, 1749945612000))]
+    assert p.letters == [] and p.ctx.not_imported == {}
+    # A row of another sensor type under the SPS30's header: its N and TS columns are not the
+    # SPS30's, so they are not imported (the summary names them), the rest is.
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(
+        SPS30_HEADER + "80125;PMS7003;70013;50.082;20.002;2025-06-15T00:00:12;12.00;;8.00;5.00;"
+        "40.00;;;;;0.90\n"
+    )
+    p = parse("sensor-community", mixed)
+    t = tags("sc-80125", "sensor-community", sensor="pms7003")
+    assert p.lines == [to_line(Point("air", t, fields, 1749945612000))]
+    assert p.ctx.not_imported == {"N10": 1, "TS": 1}
 
 
 def test_old_archive_times_with_microseconds_and_offset() -> None:

@@ -19,9 +19,12 @@ files: with microseconds and `+00:00`). Six columns come first in every file,
 | DNMS (noise)                          | noise_LAeq;noise_LA_min;noise_LA_max                  |
 
 P0, P1, P2, P4 are PM1, PM10, PM2.5 and PM4 in µg/m³; `pressure` is in Pa (stored as hPa).
-Columns sensorpipe has no quantity for (the PPD42NS's pulse durations and ratios, particle
-number concentrations N05..N10 and typical size TS, altitude and sea-level pressure derived by
-the firmware, LA_min/LA_max) are not imported; the summary names those that held values.
+The SPS30's N05, N1, N25, N4, N10 are its number concentrations (particles of 0.3 µm up to the
+size, per cm³) and TS its typical particle size (µm): imported from rows of sensor type SPS30
+only. Columns sensorpipe has no quantity for (the PPD42NS's pulse durations and ratios,
+altitude and sea-level pressure derived by the firmware, LA_min/LA_max), and the SPS30's
+columns in a row of another sensor type, are not imported; the summary names those that held
+values.
 Each sensor becomes device `sc-<sensor_id>` with its type (lower case) as its sensor model.
 """
 
@@ -47,6 +50,36 @@ COLUMNS: dict[str, tuple[str, float]] = {
     "pressure": ("pressure", 100.0),  # Pa -> hPa
     "noise_LAeq": ("noise", 1.0),
 }
+# Columns of one sensor type (sensor model -> column -> as COLUMNS), imported from its rows
+# alone: short names another type's file could use for something else. The SPS30's number
+# concentrations and typical particle size, as the gateway maps its SPS30_N05 .. SPS30_TS.
+TYPE_COLUMNS: dict[str, dict[str, tuple[str, float]]] = {
+    "sps30": {
+        "N05": ("number_pm0_5", 1.0),
+        "N1": ("number_pm1", 1.0),
+        "N25": ("number_pm2_5", 1.0),
+        "N4": ("number_pm4", 1.0),
+        "N10": ("number_pm10", 1.0),
+        "TS": ("particle_size_typical", 1.0),
+    },
+}
+KNOWN = [*COLUMNS, *(c for columns in TYPE_COLUMNS.values() for c in columns)]
+# The columns of a sensor type's rows that are stored, and the indices of those that are not.
+Plan = tuple[list[ValueColumn], list[int]]
+
+
+def plan(names: list[str], model: str) -> Plan:
+    """Which of the header's `names` a row of sensor `model` imports, and which it does not."""
+    own = TYPE_COLUMNS.get(model, {})
+    wanted: list[ValueColumn] = []
+    skipped: list[int] = []
+    for i, name in enumerate(names[6:], start=6):
+        column = COLUMNS.get(name) or own.get(name)
+        if column is None:
+            skipped.append(i)
+        else:
+            wanted.append(value_column(i, name, *column))
+    return wanted, skipped
 
 
 class SensorCommunity(Reader):
@@ -62,10 +95,10 @@ class SensorCommunity(Reader):
                 f"per sensor type), found {found(head)}"
             )
         values = head[3][6:]
-        if not any(c in COLUMNS for c in values):
+        if not any(c in KNOWN for c in values):
             raise self.problem(
                 f"its columns {';'.join(values)} hold no quantity sensorpipe "
-                f"stores (known: {', '.join(COLUMNS)}): nothing to import"
+                f"stores (known: {', '.join(KNOWN)}): nothing to import"
             )
 
     def parse(self, ctx: ImportContext, text: IO[str]) -> None:
@@ -73,16 +106,11 @@ class SensorCommunity(Reader):
         assert head is not None  # prepare() saw it
         names = head[3]
         ncols = len(names)
+        plans: dict[str, Plan] = {}
         wanted: list[ValueColumn] = []
         skipped: list[int] = []
-        for i, name in enumerate(names[6:], start=6):
-            if name in COLUMNS:
-                wanted.append(value_column(i, name, *COLUMNS[name]))
-            else:
-                skipped.append(i)
-        skipped_counts = [0] * len(skipped)
-        # The columns not imported, in one C call; mostly all empty (the PPD42NS's columns).
-        unused = itemgetter(*skipped, *skipped) if skipped else None
+        skipped_counts = [0] * ncols  # by column index
+        unused = None
         sensor_id = sensor_type = None
         model = ""
         target: Target | None = None
@@ -97,6 +125,11 @@ class SensorCommunity(Reader):
                 sensor_id, sensor_type = f[0], f[1]
                 target, prefix = self._device(ctx, f)
                 model = sensor_model(sensor_type)
+                if model not in plans:
+                    plans[model] = plan(names, model)
+                wanted, skipped = plans[model]
+                # The columns not imported, in one C call; mostly all empty (the PPD42NS's).
+                unused = itemgetter(*skipped, *skipped) if skipped else None
             if target is None:
                 ctx.reject(line_no, raw, "bad_row", f"sensor_id {f[0]!r} is not a number")
                 continue
@@ -108,12 +141,12 @@ class SensorCommunity(Reader):
                 continue
             ctx.store(line_no, f"{prefix}{fields} {t}", target)
             if unused is not None and any(unused(f)):
-                for k, i in enumerate(skipped):
+                for i in skipped:
                     if f[i]:
-                        skipped_counts[k] += 1
-        for k, i in enumerate(skipped):
-            if skipped_counts[k]:
-                ctx.not_imported[names[i]] = skipped_counts[k]
+                        skipped_counts[i] += 1
+        for i, count in enumerate(skipped_counts):
+            if count:
+                ctx.not_imported[names[i]] = count
 
     def _device(self, ctx: ImportContext, f: list[str]) -> tuple[Target | None, str | None]:
         sensor_id, sensor_type = f[0], f[1]
