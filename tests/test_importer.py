@@ -345,6 +345,55 @@ def test_a_mobile_box_keeps_each_position_and_an_unknown_phenomenon_is_rejected(
     assert p.specs["osm-5f0a1b2c3d4e5f6a7b8c9d30"].location is None  # mobile: no fixed place
 
 
+def test_an_sps30_boxes_number_concentrations_are_stored_and_another_types_are_not(
+    tmp_path: Path,
+) -> None:
+    # A /boxes/data download with every column the docs name; the titles are those that
+    # openSenseMap's airrohr decoder matches to SPS30_N05 .. SPS30_N10 (NC0.5, N2.5, NC10, ...).
+    path = tmp_path / "boxes-data-sps30.csv"
+    box, pms_box = "5f0a1b2c3d4e5f6a7b8c9d40", "5f0a1b2c3d4e5f6a7b8c9d50"
+    path.write_text(
+        "sensorId,createdAt,value,lat,lon,boxId,phenomenon,unit,sensorType\n"
+        f"5f0a1b2c3d4e5f6a7b8c9d41,2024-03-01T11:00:00.000Z,8.95,52.09,5.121,{box},PM2.5,µg/m³,"
+        "SPS30\n"
+        f"5f0a1b2c3d4e5f6a7b8c9d42,2024-03-01T11:00:00.000Z,45.2,52.09,5.121,{box},NC0.5,#/cm³,"
+        "SPS30\n"
+        f"5f0a1b2c3d4e5f6a7b8c9d43,2024-03-01T11:00:00.000Z,58.8,52.09,5.121,{box},N2.5,1/cm³,"
+        "SPS30\n"
+        f"5f0a1b2c3d4e5f6a7b8c9d44,2024-03-01T11:00:00.000Z,5000,52.09,5.121,{box},NC10,#/cm³,"
+        "SPS30\n"
+        f"5f0a1b2c3d4e5f6a7b8c9d51,2024-03-01T11:00:00.000Z,12.0,52.1,5.13,{pms_box},NC1,#/cm³,"
+        "PMS5003\n"
+    )
+    p = parse("opensensemap", path)
+    t = tags(f"osm-{box}", "opensensemap", sensor="sps30")
+    assert p.lines == [
+        to_line(Point("air", t, {"pm2_5": 8.95}, 1709290800000)),
+        to_line(Point("air", t, {"number_pm0_5": 45.2}, 1709290800000)),
+        to_line(Point("air", t, {"number_pm2_5": 58.8}, 1709290800000)),
+    ]
+    assert p.reasons() == {5: "bad_value", 6: "unknown_phenomenon"}
+    details = {line: detail for line, _, _, detail in p.letters}
+    assert details[5] == plausibility_error("number_pm10", 5000.0)
+    assert details[6] == (
+        "phenomenon 'NC1' of a pms5003 sensor is no quantity sensorpipe stores "
+        "(number concentrations: of an SPS30 only)"
+    )
+
+
+def test_a_download_starting_with_number_concentrations_is_read_for_an_sps30_only(
+    tmp_path: Path,
+) -> None:
+    head = "createdAt,value,boxId,phenomenon,unit,sensorType\n"
+    row = "2024-03-01T11:00:00.000Z,45.2,5f0a1b2c3d4e5f6a7b8c9d40,NC0.5,#/cm³,"
+    sps30, pms = tmp_path / "sps30.csv", tmp_path / "pms.csv"
+    sps30.write_text(head + row + "SPS30\n")
+    pms.write_text(head + row + "PMS5003\n")
+    assert len(prepare("opensensemap", [sps30], ImportOptions(user="t"))) == 1
+    with pytest.raises(FileProblem, match=r"'NC0\.5' of a pms5003 sensor .* of an SPS30 only"):
+        prepare("opensensemap", [pms], ImportOptions(user="t"))
+
+
 # --- Telraam --------------------------------------------------------------------------------
 
 

@@ -11,7 +11,9 @@
 
 What a value measures comes from the `phenomenon` (and `unit`) columns: openSenseMap's German
 and English names (`PM2.5`, `Temperatur`, `rel. Luftfeuchte`, `Luftdruck`, ...) map to
-sensorpipe's quantities, Pa to hPa. A per-sensor download does not say: `--quantity` names it.
+sensorpipe's quantities, Pa to hPa; a sensor of type SPS30 titled as openSenseMap's airrohr
+decoder matches its number concentrations (`NC0.5` .. `NC10`, `N0.5` .. `N10`) stores them as
+`number_pm0_5` .. `number_pm10`. A per-sensor download does not say: `--quantity` names it.
 The device is the senseBox (`osm-<boxId>`, from the column or `--box`), else the sensor
 (`osm-<sensorId>`, from the column or the file's name); the sensor model is the `sensorType`
 column (`SDS 011` -> `sds011`) or `--sensor`. A box of exposure `mobile` (or `--mobile`) keeps
@@ -29,6 +31,7 @@ from sensorpipe.importer.base import DeviceSpec, ImportContext, Target
 from sensorpipe.importer.fields import (
     Columns,
     RowSource,
+    compact,
     json_text,
     location,
     quantity_named,
@@ -48,6 +51,39 @@ CREATED, VALUE, LAT, LON, BOX, SENSOR, PHENOMENON, UNIT, SENSOR_TYPE, EXPOSURE =
 COLUMNS = Columns(KEYS)  # height, boxName and any other column are not read
 OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 ID = re.compile(r"^[A-Za-z0-9]{1,59}$")
+# The SPS30's number concentrations, by `compact` name: the sensor titles openSenseMap's airrohr
+# decoder (luftdatenHandler) matches to SPS30_N05 .. SPS30_N10. Of a sensor of type SPS30 only:
+# another sensor's `N1` or `NC1` counts other particles, in other units (the NextPM: per litre).
+SPS30_PHENOMENA: dict[str, str] = {
+    name: quantity
+    for quantity, names in (
+        ("number_pm0_5", ("nc0p5", "nc05", "n0p5", "n05")),
+        ("number_pm1", ("nc1p0", "nc1", "n1p0", "n1")),
+        ("number_pm2_5", ("nc2p5", "nc25", "n2p5", "n25")),
+        ("number_pm4", ("nc4p0", "nc4", "n4p0", "n4")),
+        ("number_pm10", ("nc10p0", "nc10", "n10p0", "n10")),
+    )
+    for name in names
+}
+
+
+def phenomenon_quantity(phenomenon: str, sensor: str) -> str | None:
+    """The quantity a `phenomenon` of a sensor of model `sensor` measures, if sensorpipe has
+    one."""
+    named = quantity_named(phenomenon)
+    if named is None and sensor == "sps30":
+        return SPS30_PHENOMENA.get(compact(phenomenon))
+    return named
+
+
+def no_quantity(phenomenon: str, sensor: str) -> str:
+    """Why `phenomenon` of a `sensor` is stored as no quantity."""
+    if compact(phenomenon) in SPS30_PHENOMENA:
+        return (
+            f"phenomenon {phenomenon[:60]!r} of a {sensor} sensor is no quantity sensorpipe "
+            f"stores (number concentrations: of an SPS30 only)"
+        )
+    return f"phenomenon {phenomenon[:60]!r} is no quantity sensorpipe stores"
 
 
 class OpenSenseMap(ColumnsReader):
@@ -71,13 +107,14 @@ class OpenSenseMap(ColumnsReader):
         if o.quantity is None and first is not None:
             phenomenon = first[PHENOMENON]
             unit = first[UNIT]
-            if quantity_named(phenomenon) is None:
+            sensor = o.sensor or sensor_model(first[SENSOR_TYPE], "opensensemap")
+            quantity = phenomenon_quantity(phenomenon, sensor)
+            if quantity is None:
                 raise self.problem(
-                    f"phenomenon {phenomenon!r} is no quantity sensorpipe "
-                    f"stores: give --quantity if it is one of {', '.join(QUANTITIES)}"
+                    f"{no_quantity(phenomenon, sensor)}: give --quantity if it is one of "
+                    f"{', '.join(QUANTITIES)}"
                 )
-            quantity = quantity_named(phenomenon)
-            if unit and quantity and unit_divisor(quantity, unit) is None:
+            if unit and unit_divisor(quantity, unit) is None:
                 raise self.problem(
                     f"{phenomenon} in {unit!r}: sensorpipe stores {quantity} "
                     f"in {QUANTITIES[quantity].unit}"
@@ -117,7 +154,7 @@ class OpenSenseMap(ColumnsReader):
 
     def read(self, ctx: ImportContext, source: Iterator[ColumnRow]) -> None:
         o = self.options
-        quantities: dict[tuple[str, str], tuple[str, float] | str] = {}
+        quantities: dict[tuple[str, str, str], tuple[str, float] | str] = {}
         targets: dict[str, Target] = {}
         prefixes: dict[tuple[str, str], str | None] = {}
         stem = self.file.path.name.split(".")[0]
@@ -134,10 +171,10 @@ class OpenSenseMap(ColumnsReader):
             t = ctx.observed_at(n, raw, "createdAt", r[CREATED], target)
             if t is None:
                 continue
-            meaning = quantities.get((r[PHENOMENON], r[UNIT]))
+            meaning = quantities.get((r[PHENOMENON], r[UNIT], sensor))
             if meaning is None:
-                meaning = _meaning(o.quantity, r[PHENOMENON], r[UNIT])
-                quantities[(r[PHENOMENON], r[UNIT])] = meaning
+                meaning = _meaning(o.quantity, r[PHENOMENON], r[UNIT], sensor)
+                quantities[(r[PHENOMENON], r[UNIT], sensor)] = meaning
             if isinstance(meaning, str):
                 ctx.reject(n, raw, "unknown_phenomenon", meaning, target)
                 continue
@@ -190,12 +227,14 @@ class OpenSenseMap(ColumnsReader):
         )
 
 
-def _meaning(quantity: str | None, phenomenon: str, unit: str) -> tuple[str, float] | str:
-    """The quantity and divisor of a (phenomenon, unit), or why there is none."""
+def _meaning(
+    quantity: str | None, phenomenon: str, unit: str, sensor: str
+) -> tuple[str, float] | str:
+    """The quantity and divisor of a (phenomenon, unit) of a `sensor`, or why there is none."""
     if quantity is None:
-        named = quantity_named(phenomenon)
+        named = phenomenon_quantity(phenomenon, sensor)
         if named is None:
-            return f"phenomenon {phenomenon[:60]!r} is no quantity sensorpipe stores"
+            return no_quantity(phenomenon, sensor)
         quantity = named
     if not unit:
         return quantity, 1.0
