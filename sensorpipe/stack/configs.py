@@ -167,7 +167,7 @@ def write_ingest_config(
 INGEST_HEADER = """\
 # Written by `sensorpipe stack up` at each start, for this run's ports and passwords. Your
 # settings in [quality], [calibration], [alerts] and [forecast] are kept; comments and other
-# changes are not. A lasting set-up: `sensorpipe server setup` (docs/server.md).
+# changes are not. A lasting set-up: `sensorpipe server setup` (see its --help).
 
 """
 
