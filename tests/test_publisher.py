@@ -623,6 +623,30 @@ def test_a_link_taken_over_again_and_again_is_one_problem_with_a_hint(
         publisher.stop()
 
 
+def test_a_clock_set_forward_does_not_make_a_fresh_link_look_stable(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Pi without a real-time clock sets its clock when it first synchronises, often by days:
+    how long the link has held is measured on the monotonic clock, so a link a second old is
+    not said to be "connected again" (held 30 s) because the wall clock jumped."""
+    outbox = MemoryOutbox()
+    publisher, client = _publisher(outbox)
+    taken_over = ReasonCode(PacketTypes.DISCONNECT, identifier=0x8E)
+    try:
+        with caplog.at_level(logging.INFO, logger="sensorpipe.edge.publisher"):
+            client.connect()
+            client.suback()
+            client.on_disconnect(client, None, None, taken_over, None)
+            client.connect()
+            wall = time.time
+            monkeypatch.setattr(time, "time", lambda: wall() + 86_400.0)  # synchronised
+            time.sleep(1.0)  # the pump runs: the link has held a second
+        assert _lines(caplog, "disconnected from the broker")
+        assert _lines(caplog, "connected again") == []
+    finally:
+        publisher.stop()
+
+
 def test_a_publisher_whose_work_fails_is_no_longer_alive_so_the_watchdog_stops(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -184,7 +184,8 @@ class Publisher:
         self._ahead: deque[OutboxEntry] = deque()  # read from the outbox, not yet handed over
         self._more_waiting = False  # the last read ahead found as many entries as it asked for
         self._handed_since_flush = 0
-        self._connected_since: float | None = None
+        self._connected_since: float | None = None  # wall clock: what came before is backlog
+        self._connected_at: float | None = None  # monotonic: how long the link has held
         self._answered = False  # the broker answered this attempt's CONNECT
         self._connections = 0
         self.acked = 0  # PUBACKs: the broker has the entry
@@ -243,6 +244,7 @@ class Publisher:
             return
         self._connections += 1
         self._connected_since = time.time()
+        self._connected_at = time.monotonic()
         self._broker_max_packet = getattr(props, "MaximumPacketSize", None)
         # paho keeps 20 messages in flight unless told otherwise, and ignores the broker's
         # Receive Maximum (a broker disconnects a client that sends more): the window, within
@@ -271,8 +273,9 @@ class Publisher:
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         stopping = self._stop.is_set()
-        if self._connected_since is not None and not stopping:
-            held = time.time() - self._connected_since
+        if self._connected_at is not None and not stopping:
+            # Monotonic: a Pi's clock jumps when it first synchronises.
+            held = time.monotonic() - self._connected_at
             hint = ""
             if held < STABLE_LINK_S and getattr(reason, "value", None) in (0x80, 0x8E):
                 # Mosquitto closes the older of two connections with the same client id.
@@ -288,7 +291,7 @@ class Publisher:
                 describe_closed_unanswered(port=c.port, tls=c.tls, section="[mqtt]"),
                 "; still trying",
             )
-        self._connected_since = None
+        self._connected_since = self._connected_at = None
         self._subscribed.clear()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
@@ -339,8 +342,12 @@ class Publisher:
             self._failed = exc
 
     def _pump(self) -> None:
-        since = self._connected_since
-        if self._lost_link.active and since is not None and time.time() - since >= STABLE_LINK_S:
+        since = self._connected_at
+        if (
+            self._lost_link.active
+            and since is not None
+            and time.monotonic() - since >= STABLE_LINK_S
+        ):
             # Said once the link has held a while: a link that drops again at once (another
             # client with this device's name) is one problem, not a line a second.
             self._lost_link.resolved("connected again", level=logging.INFO)
