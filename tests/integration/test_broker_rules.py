@@ -91,7 +91,7 @@ def broker(tmp_path: Path) -> Iterator[tuple[int, dict[str, DeviceCredentials], 
 
 def _ingest(port: int, password: str, client_id: str = "sensorpipe-ingest") -> Client:
     c = Client(port, "ingest", password, client_id)
-    assert c.connected.wait(5)
+    assert c.connected.wait(30)
     assert not c.subscribe("sensorpipe/v1/#")[0].is_failure
     return c
 
@@ -104,7 +104,7 @@ def test_unknown_and_anonymous_clients_cannot_connect(broker: Any) -> None:
         assert not c.connected.is_set(), username
         c.close()
     ok = Client(port, "dev-a", creds["dev-a"].password, "dev-a")
-    assert ok.connected.wait(5)  # the same broker lets a registered device in
+    assert ok.connected.wait(30)  # the same broker lets a registered device in
     ok.close()
 
 
@@ -112,7 +112,7 @@ def test_a_device_cannot_publish_as_another(broker: Any) -> None:
     port, creds, ingest_password, _ = broker
     ingest = _ingest(port, ingest_password)
     dev_a = Client(port, "dev-a", creds["dev-a"].password, "dev-a")
-    assert dev_a.connected.wait(5)
+    assert dev_a.connected.wait(30)
     dev_a.client.publish("sensorpipe/v1/dev-b/air", b"forged", qos=1).wait_for_publish(5)
     dev_a.client.publish("sensorpipe/v1/dev-a/air", b"own", qos=1).wait_for_publish(5)
     wait_for(lambda: ingest.messages, timeout_s=5)
@@ -128,11 +128,11 @@ def test_a_device_cannot_take_over_the_ingests_session(broker: Any) -> None:
     # dev-a asks for the ingest's client id, with a clean start: without the username binding
     # this would disconnect the ingest and delete its queued messages.
     thief = Client(port, "dev-a", creds["dev-a"].password, "sensorpipe-ingest")
-    assert thief.connected.wait(5)
+    assert thief.connected.wait(30)
     time.sleep(0.5)
     assert ingest.connected.is_set() and not ingest.disconnects, ingest.disconnects
     dev_b = Client(port, "dev-b", creds["dev-b"].password, "dev-b")
-    assert dev_b.connected.wait(5)
+    assert dev_b.connected.wait(30)
     dev_b.client.publish("sensorpipe/v1/dev-b/air", b"still here", qos=1).wait_for_publish(5)
     wait_for(lambda: ingest.messages, timeout_s=5)
     for c in (thief, dev_b, ingest):
@@ -142,7 +142,7 @@ def test_a_device_cannot_take_over_the_ingests_session(broker: Any) -> None:
 def test_retained_and_oversized_messages_are_refused(broker: Any) -> None:
     port, creds, ingest_password, _ = broker
     dev_a = Client(port, "dev-a", creds["dev-a"].password, "dev-a")
-    assert dev_a.connected.wait(5)
+    assert dev_a.connected.wait(30)
     dev_a.client.publish("sensorpipe/v1/dev-a/air", b"stale", qos=1, retain=True)
     wait_for(lambda: dev_a.disconnects, timeout_s=5)  # the broker drops the connection
     # A subscriber arriving later gets no retained message.
@@ -150,7 +150,7 @@ def test_retained_and_oversized_messages_are_refused(broker: Any) -> None:
     time.sleep(0.5)
     assert ingest.messages == []
     big = Client(port, "dev-b", creds["dev-b"].password, "dev-b")
-    assert big.connected.wait(5)
+    assert big.connected.wait(30)
     big.client.publish("sensorpipe/v1/dev-b/air", b"x" * (MAX_PACKET_BYTES + 1), qos=1)
     wait_for(lambda: big.disconnects, timeout_s=5)
     time.sleep(0.3)
@@ -163,10 +163,10 @@ def test_a_reader_account_reads_every_device_and_publishes_nothing(broker: Any) 
     port, creds, ingest_password, reader_password = broker
     ingest = _ingest(port, ingest_password)
     auditor = Client(port, READER, reader_password, "anything")
-    assert auditor.connected.wait(5)
+    assert auditor.connected.wait(30)
     assert not auditor.subscribe("sensorpipe/v1/#")[0].is_failure
     device = Client(port, "dev-a", creds["dev-a"].password, "dev-a")
-    assert device.connected.wait(5)
+    assert device.connected.wait(30)
     device.client.publish("sensorpipe/v1/dev-a/air", b"real", qos=1).wait_for_publish(5)
     wait_for(lambda: auditor.messages, timeout_s=5)
     assert [m.payload for m in auditor.messages] == [b"real"]
@@ -184,7 +184,7 @@ def test_confirmations_reach_only_their_device_and_only_the_ingest_sends_them(
     ingest = _ingest(port, ingest_password)
     devices = {d: Client(port, d, creds[d].password, d) for d in ("dev-a", "dev-b")}
     for name, c in devices.items():
-        assert c.connected.wait(5)
+        assert c.connected.wait(30)
         assert c.subscribe("sensorpipe/ack/v1/#")[0].is_failure  # everyone's: refused
         assert not c.subscribe(f"sensorpipe/ack/v1/{name}")[0].is_failure  # its own
     ingest.client.publish("sensorpipe/ack/v1/dev-a", b"for a", qos=1).wait_for_publish(5)
@@ -227,14 +227,14 @@ def test_a_device_subscribing_to_others_topics_gets_nothing_and_takes_nothing(
         Client(port, READER, reader_password, READER),
     ]
     for r in readers:
-        assert r.connected.wait(5)
+        assert r.connected.wait(30)
         assert not r.subscribe(subscription(group))[0].is_failure
     spy = Client(port, "dev-a", creds["dev-a"].password, "dev-a")
-    assert spy.connected.wait(5)
+    assert spy.connected.wait(30)
     for topic in SPY_TOPICS:
         spy.subscribe(topic)  # granted or refused: either way it must yield nothing
     sender = Client(port, "dev-b", creds["dev-b"].password, "dev-b")
-    assert sender.connected.wait(5)
+    assert sender.connected.wait(30)
     sent = [f"reading {i}".encode() for i in range(60)]
     for payload in sent:
         sender.client.publish("sensorpipe/v1/dev-b/air", payload, qos=1).wait_for_publish(5)

@@ -53,7 +53,7 @@ class Setup:
 
     def client(self, username: str, password: str) -> Client:
         c = Client(self.port, username, password, username)
-        assert c.connected.wait(5), (username, c.refused)
+        assert c.connected.wait(30), (username, c.refused)
         return c
 
     def device(self, name: str) -> Client:
@@ -264,7 +264,7 @@ def test_quarantine_and_lift_through_the_stack_and_across_a_restart(tmp_path: Pa
         assert not device.send(air_message("dev-q", 1)).is_failure
         device.close()
         watcher = Client(port, "dev-q", creds.password, "dev-q")
-        assert watcher.connected.wait(5)
+        assert watcher.connected.wait(30)
         assert _granted(watcher, "sensorpipe/ack/v1/dev-q") and not _granted(watcher, "#")
         out = cli.invoke(main, ["devices", "quarantine", "dev-q", *where, "--reason-text", "test"])
         assert out.exit_code == 0, out.output
