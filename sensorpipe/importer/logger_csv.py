@@ -200,8 +200,10 @@ class LoggerCsv(Reader):
         assert o.time_column is not None
         header_line, delimiter, names = self._head
         width = len(names)
+        # The times read so far in this import are the context's: a reading that only finds
+        # time spans (runner's overlap check) has a record of its own.
         counts = CountRows(
-            ctx, names, o.time_column, LocalTimes(o.time_format, o.timezone), o.counted
+            ctx, names, o.time_column, LocalTimes(o.time_format, o.timezone), ctx.options.counted
         )
         unused = [(i, names[i]) for i in range(width) if i not in counts.used and names[i]]
         held = [0] * len(unused)

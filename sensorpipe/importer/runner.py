@@ -18,7 +18,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -368,7 +368,9 @@ class Importer:
         ctx = ImportContext(
             self.fmt,
             parser.file,
-            self.options,
+            # Its own record of the times read: this reading stores nothing, so the one that
+            # stores must not find every row "read before" in the import's shared record.
+            replace(self.options, counted={}),
             resolve=self._resolve_unregistered,
             declare=lambda target, _kind, _value: target.may_declare,
             flush=collect,

@@ -244,3 +244,33 @@ def test_a_file_with_no_good_row_registers_nothing_and_fails(world: World, tmp_p
         assert device not in load_registry(world.stack.registry_path).devices
         (letter,) = DeadLetterStore(world.stack.deadletter_path).list(device=device)
         assert letter.code == "bad_value"
+
+
+def test_counts_are_stored_where_another_source_has_data(world: World, tmp_path: Path) -> None:
+    """With another source's data in the stack (a live counting device), the import reads the
+    file once more first, to find where their times meet: that reading must not count the
+    file's rows as read, or the reading that stores would take every row for a repeat."""
+    from sensorpipe.ingest.lineprotocol import to_line
+    from sensorpipe.ingest.points import Receipt, message_points
+    from sensorpipe.protocol.messages import ClassCount
+    from tests.helpers import count_message
+
+    receipt = Receipt(gateway="local", received_at_ms=0, redelivered=False, seq_gap=0)
+    live = count_message(
+        "live-cam", 1, datetime(2019, 4, 6, 6, tzinfo=UTC),
+        [ClassCount(count_class="pedestrian", direction="in", count=3)],
+    )  # fmt: skip
+    world.influx.write([to_line(p) for p in message_points(live, "street", receipt)])
+    path = tmp_path / "other.csv"
+    path.write_text(
+        "time_utc,site,count\n"
+        "2019-04-06T06:00:00Z,Other Lane,11\n2019-04-06T07:00:00Z,Other Lane,12\n"
+        "2019-04-06T06:00:00Z,Far Road,21\n",
+        encoding="utf-8",
+    )
+    answer = ok("import", "csv", str(path), *COUNTS, "--dir", str(world.stack.directory))
+    (summary,) = json.loads(answer.stdout)["files"]
+    assert (summary["rows"], summary["stored"], summary["rejected"]) == (3, 3, 0)
+    assert sorted(summary["new_devices"]) == ["akl-far-road", "akl-other-lane"]
+    rows = world.influx.query("SELECT \"count\" FROM traffic WHERE device_id = 'akl-other-lane'")
+    assert [v[1] for v in rows[0]["values"]] == [11, 12]
