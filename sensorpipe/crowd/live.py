@@ -184,7 +184,8 @@ def reached_by(points: list[dict[str, Any]], thresholds: Sequence[float]) -> dic
 class SavedForecasts:
     """The alerts job's forecast source (`alertjob.ForecastSource`): a street area's forecast
     levels from its saved model, made at the end of the last whole hour, as LevelPoints of
-    kind "forecast" (computed once per origin hour, and again when its model was retrained).
+    kind "forecast" (computed once per origin hour, and again when its model was retrained),
+    each forecast kept in InfluxDB as it is made (crowd.forecaststore).
     An area without a model, an enclosed one (no level) or one whose counts cannot be read has
     none; the reason is logged once."""
 
@@ -193,12 +194,16 @@ class SavedForecasts:
         models: Any,
         counts: Callable[[Registry | None, list[str], int, int], Counts],
         registry: Callable[[], Registry | None] = lambda: None,
+        *,
+        client: Callable[[], InfluxClient] | None = None,
     ) -> None:
         """`models`: a crowd.saved.ModelCache; `counts(registry, areas, t0, t1)`: their hourly
-        counts (`area_counts` on InfluxDB)."""
+        counts (`area_counts` on InfluxDB); `client`: the InfluxDB each forecast is kept in
+        as it is made (crowd.forecaststore; None: not kept)."""
         self.models = models
         self._counts = counts
         self._registry = registry
+        self._client = client
         self._done: dict[tuple[str, int], tuple[Any, list[LevelPoint]]] = {}
         self._told: set[tuple[str, str]] = set()
 
@@ -238,6 +243,7 @@ class SavedForecasts:
                 self._registry(), saved.names, history_start(origin), origin + HOUR_S
             )
             answer = forecast_points(fc, counts, area_id, origin, area)
+            self._keep(area_id, answer)
         except (ModelsError, ValueError, KeyError, OSError) as exc:
             self._tell(area_id, f"no forecast alerts for {area_id}: {exc}")
             return []
@@ -255,6 +261,18 @@ class SavedForecasts:
             if p["level"] is not None
             for t in [parse_time(p["time"]) * 1000]
         ]
+
+    def _keep(self, area_id: str, answer: dict[str, Any]) -> None:
+        """Store the forecast as made; where InfluxDB refuses it, the alerts go on."""
+        from sensorpipe.crowd.forecaststore import store
+        from sensorpipe.ingest.errors import StorageRejected
+
+        if self._client is None:
+            return
+        try:
+            store(self._client(), "area", area_id, answer)
+        except (StorageUnavailable, StorageRejected) as exc:
+            self._tell(area_id, f"the forecast of {area_id} is not kept this hour: {exc}")
 
     def _tell(self, area_id: str, message: str) -> None:
         if (area_id, message) not in self._told:
@@ -283,5 +301,8 @@ def saved_forecasts(
         return area_counts(client(), registry, areas, t0, t1)
 
     return SavedForecasts(
-        ModelCache(Path(models)), counts, lambda: load_registry(registry_path, must_exist=True)
+        ModelCache(Path(models)),
+        counts,
+        lambda: load_registry(registry_path, must_exist=True),
+        client=client,
     )

@@ -31,7 +31,7 @@ from sensorpipe.ingest.lineprotocol import to_line
 from sensorpipe.ingest.points import Receipt, message_points
 from sensorpipe.protocol.messages import ClassCount
 from sensorpipe.protocol.registry import AreaEntry, AreaLine, DeviceEntry, Registry, save_registry
-from tests.helpers import count_message, running_influxd
+from tests.helpers import count_message, influx_rows, running_influxd
 from tests.test_crowd_forecast import synthetic
 
 pytestmark = pytest.mark.integration
@@ -246,3 +246,50 @@ def test_the_ingests_alert_job_gets_forecast_levels_from_influxdb(world: dict[st
     assert [p.horizon_s for p in strip] == [HOUR_S, 3 * HOUR_S]
     assert all(p.level is not None and p.level > 0 for p in strip)
     assert saved_forecasts(None, world["stack"] / "registry.toml", lambda: client) is None
+
+
+def test_the_alert_job_keeps_each_forecast_once_as_it_is_made(world: dict[str, Any]) -> None:
+    from sensorpipe.crowd.forecaststore import stored
+    from sensorpipe.crowd.live import saved_forecasts
+
+    registry = _registry()
+    strip = registry.areas["strip"]
+    last = world["last"]
+    with closing(InfluxClient(world["url"], "x")) as client:
+
+        def source() -> Any:
+            made = saved_forecasts(
+                str(world["models"]), world["stack"] / "registry.toml", lambda: client
+            )
+            assert made is not None
+            return made
+
+        now_ms = int(world["set_up"] * 1000)
+        first = source()
+        levels = first("strip", strip, now_ms)
+        first("strip", strip, now_ms)  # the job's next run in the same hour
+        source()("strip", strip, now_ms)  # and after a restart: the same points again
+        window = f"time >= {(last + HOUR_S) * 1000}ms AND time <= {(last + 3 * HOUR_S) * 1000}ms"
+        rows = influx_rows(
+            client,
+            f"SELECT * FROM crowd_forecast WHERE \"area\" = 'strip' AND {window} GROUP BY *",
+        )
+        # A forecast made five hours before the set-up: of hours that have ended since.
+        past = source()("strip", strip, now_ms - 5 * HOUR_S * 1000)
+        kept = stored(client, "area", "strip", last - 4 * HOUR_S, last - 2 * HOUR_S)
+    assert sorted((r["horizon"], r["time"]) for r in rows) == [
+        ("1h", (last + HOUR_S) * 1000),
+        ("3h", (last + 3 * HOUR_S) * 1000),
+    ]
+    per_hour = 1000  # the strip's capacity, per hour
+    for r, level in zip(rows, levels, strict=True):
+        assert r["made_at"] == (last + HOUR_S) * 1000
+        assert r["trained_until"] == (parse_time(world["until"])) * 1000
+        assert r["interval"] == "from training"
+        assert 0 <= r["low"] <= r["forecast"] <= r["high"]
+        assert r["forecast"] / per_hour == pytest.approx(level.level, abs=2e-4)
+    assert sorted(kept) == [1, 3]
+    assert list(kept[1]) == [last - 4 * HOUR_S] and list(kept[3]) == [last - 2 * HOUR_S]
+    assert [kept[1][last - 4 * HOUR_S], kept[3][last - 2 * HOUR_S]] == pytest.approx(
+        [p.level * per_hour for p in past], abs=0.2
+    )
