@@ -41,7 +41,8 @@ RECEIPT = Receipt(gateway="local", received_at_ms=0, redelivered=False, seq_gap=
 DEVICES = ["fc-a", "fc-b"]
 WEEKS = 9
 PLACE = ["--timezone", "Pacific/Auckland", "--country", "NZ", "--trees", "40"]
-POINT_KEYS = {"horizon", "time", "flow", "low", "high", "level", "level_low", "level_high"}
+POINT_KEYS = {"horizon", "time", "flow", "low", "high", "level", "level_low", "level_high",
+              "interval"}  # fmt: skip
 
 
 def _area(kind: Literal["street", "enclosed"], capacity: int, lines: list[AreaLine]) -> AreaEntry:
@@ -219,7 +220,8 @@ def test_crowd_forecast_prints_each_horizon_and_the_thresholds(world: dict[str, 
     lines = result.stdout.splitlines()
     assert lines[0].startswith("area strip: forecast made at ")
     assert "reaches" in lines[1]
-    assert [line.split()[0] for line in lines[2:]] == ["1h", "3h"]
+    assert [line.split()[0] for line in lines[2:4]] == ["1h", "3h"]
+    assert lines[4:] == ["80% interval: 1h from training, 3h from training"]
     result = CliRunner().invoke(main, ["crowd", "forecast", "--device", "fc-b", "--json", *base])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
@@ -293,3 +295,46 @@ def test_the_alert_job_keeps_each_forecast_once_as_it_is_made(world: dict[str, A
     assert [kept[1][last - 4 * HOUR_S], kept[3][last - 2 * HOUR_S]] == pytest.approx(
         [p.level * per_hour for p in past], abs=0.2
     )
+
+
+def test_the_interval_is_the_rolling_one_where_enough_forecasts_were_kept(
+    world: dict[str, Any],
+) -> None:
+    from sensorpipe.crowd.forecaststore import forecast_lines
+
+    last, rng = world["last"], np.random.default_rng(11)
+    with closing(InfluxClient(world["url"], "x")) as client:
+        observed = area_counts(client, _registry(), ["hall"], last - 30 * 86400, last + HOUR_S)
+        # Kept forecasts of the hall: 28 days of 1 h ones, only 10 days of 3 h ones (too few),
+        # and 1 h ones of hours not yet ended at the forecast's making (never read).
+        errors, points = [], []
+        for i in range(28 * 24 + 5):
+            t = last - (28 * 24 - 1) * HOUR_S + i * HOUR_S
+            count = float(observed.values[observed.row(t), 0]) if t <= last else 0.0
+            f = round(max(0.0, count * (1 + 0.2 * float(rng.normal()))), 1)
+            if t <= last:
+                errors.append((count - f) / np.sqrt(f + 1))
+            points.append({"horizon": "1h", "time": iso(t), "flow": f, "low": 0.0, "high": f})
+            if t > last - 10 * 86400:
+                points.append({"horizon": "3h", "time": iso(t), "flow": f, "low": 0, "high": f})
+        client.write(
+            forecast_lines(
+                "area", "hall", {"made_at": iso(last), "trained_until": world["until"],
+                                 "points": points},
+            )
+        )  # fmt: skip
+    context = ApiContext(world["config"], clock=lambda: world["set_up"])
+    api = TestClient(create_app(context), raise_server_exceptions=False)
+    answer = api.get("/api/v1/areas/hall/crowding").json()["forecast"]
+    _check_shape(answer, world["until"])
+    p1, p3 = answer["points"]
+    assert p1["interval"] == f"rolling 28 days (n={28 * 24})"
+    low, high = np.quantile(errors, [0.1, 0.9])
+    scale = np.sqrt(p1["flow"] + 1)
+    assert p1["low"] == pytest.approx(max(0.0, p1["flow"] + low * scale), abs=0.2)
+    assert p1["high"] == pytest.approx(p1["flow"] + high * scale, abs=0.2)
+    assert p3["interval"] == "from training"
+    trained = json.loads((Path(world["trained"]["--area"]["saved"]) / "model.json").read_text())
+    q3 = trained["intervals"]["3"]
+    scale3 = np.sqrt(p3["flow"] + 1)
+    assert p3["high"] == pytest.approx(p3["flow"] + q3["high"] * scale3, abs=0.2)
