@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import math
 
+import httpx
 import numpy as np
 import pytest
 
-from sensorpipe.crowd.forecaststore import MIN_DAYS, Rolling, forecast_lines, rolling
+from sensorpipe.crowd.forecaststore import (
+    MIN_DAYS,
+    Rolling,
+    forecast_lines,
+    rolling,
+    rolling_from_store,
+)
 from sensorpipe.crowd.series import HOUR_S, Counts, iso
+from sensorpipe.ingest.influx import InfluxClient
 
 START = 1_717_372_800  # 2024-06-03T00:00:00Z
 DAYS = 40
@@ -109,3 +117,13 @@ def test_a_forecast_is_one_point_per_horizon_keyed_by_the_hour_forecast() -> Non
         "crowd_forecast,device_id=d-1,horizon=1h "
     )
     assert forecast_lines("area", "x", _answer(float("nan"))) == []  # no number: not kept
+
+
+def test_kept_forecasts_that_cannot_be_read_leave_the_interval_from_training(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    down = httpx.MockTransport(lambda request: httpx.Response(503, text="starting"))
+    client = InfluxClient("http://influx.invalid:8086", "x", transport=down)
+    counts = _counts()
+    assert rolling_from_store(client, "area", "a", counts, START + 35 * 86400) == {}
+    assert "the kept forecasts of area a cannot be read" in caplog.text

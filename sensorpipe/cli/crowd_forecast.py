@@ -103,13 +103,10 @@ def _rolling(
 ) -> Any:
     """The rolling intervals of the forecasts kept of `name` (crowd.forecaststore)."""
     from sensorpipe.crowd.forecaststore import rolling_from_store
-    from sensorpipe.ingest.errors import QueryError, StorageUnavailable
 
     client = _client(directory, influx)
     try:
         return rolling_from_store(client, kind, name, counts, origin)
-    except (QueryError, StorageUnavailable) as exc:
-        fail(f"InfluxDB: {exc}")
     finally:
         client.close()
 

@@ -15,6 +15,7 @@ ended by the origin (the end of the last whole hour) and whose count was read.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,10 +24,12 @@ from typing import Any
 import numpy as np
 
 from sensorpipe.crowd.series import HOUR_S, Counts, parse_time
+from sensorpipe.ingest.errors import QueryError, StorageUnavailable
 from sensorpipe.ingest.influx import InfluxClient, identifier, string_literal
 from sensorpipe.ingest.lineprotocol import FieldValue, Point, to_line
 from sensorpipe.protocol.storage import CROWD_FORECAST
 
+log = logging.getLogger(__name__)
 ROLLING_DAYS = 28  # the window of stored forecasts the rolling interval is taken from
 MIN_DAYS = 14  # observed hours of them it needs at least, in days (14 × 24 hours)
 COVERAGE = 0.8  # of the interval, as the trained one's
@@ -134,6 +137,12 @@ def rolling(forecasts: Stored, counts: Counts, name: str, origin: int) -> dict[i
 def rolling_from_store(
     influx: InfluxClient, kind: str, name: str, counts: Counts, origin: int
 ) -> dict[int, Rolling]:
-    """`rolling` of the forecasts stored in InfluxDB."""
-    kept = stored(influx, kind, name, origin - ROLLING_DAYS * 86400 + HOUR_S, origin)
+    """`rolling` of the forecasts stored in InfluxDB; where they cannot be read, none (logged):
+    the forecast keeps the interval from training rather than being lost."""
+    try:
+        kept = stored(influx, kind, name, origin - ROLLING_DAYS * 86400 + HOUR_S, origin)
+    except (QueryError, StorageUnavailable) as exc:
+        log.warning("the kept forecasts of %s %s cannot be read (%s): its interval is "
+                    "the one from training", kind, name, exc)  # fmt: skip
+        return {}
     return rolling(kept, counts, name, origin)
