@@ -253,3 +253,26 @@ def test_the_api_says_why_there_is_no_forecast(
     assert note(with_models) == (
         "the forecast extra is not installed: pip install 'sensorpipe[forecast]'"
     )
+
+
+def test_an_influxdb_that_cannot_keep_the_forecast_leaves_the_alerts(
+    trained: tuple, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import httpx
+
+    from sensorpipe.crowd.live import SavedForecasts
+    from sensorpipe.ingest.influx import InfluxClient
+
+    _, fc, counts = trained
+    save(fc, tmp_path, "area")
+    down = httpx.MockTransport(lambda request: httpx.Response(503, text="starting"))
+    client = InfluxClient("http://influx.invalid:8086", "x", transport=down)
+    source = SavedForecasts(ModelCache(tmp_path), lambda *_: counts, client=lambda: client)
+    origin = counts.time(8 * 168 + 30)
+    street = AreaEntry(name="Queen St", kind="street", capacity=400, lines=LINES)
+    points = source("site-1", street, (origin + HOUR_S + 125) * 1000)
+    expected = forecast_points(fc, counts, "site-1", origin, street)["points"]
+    assert [p.level for p in points] == [e["level"] for e in expected]  # training's interval
+    said = caplog.text
+    assert "the kept forecasts of area site-1 cannot be read" in said
+    assert "the forecast of site-1 is not kept this hour: InfluxDB answered 503" in said

@@ -21,7 +21,7 @@ import numpy as np
 
 from sensorpipe.crowd.alerts import LevelPoint
 from sensorpipe.crowd.forecast import HISTORY_DAYS, Forecaster
-from sensorpipe.crowd.forecaststore import FROM_TRAINING, Rolling, rolling_from_store
+from sensorpipe.crowd.forecaststore import FROM_TRAINING, Rolling, rolling_from_store, store
 from sensorpipe.crowd.levels import reached
 from sensorpipe.crowd.observed import _counts, area_intervals
 from sensorpipe.crowd.series import (
@@ -33,7 +33,7 @@ from sensorpipe.crowd.series import (
     iso,
     parse_time,
 )
-from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+from sensorpipe.ingest.errors import QueryError, StorageRejected, StorageUnavailable
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.registry import AreaEntry, Registry
 from sensorpipe.query.flagged import FlagFilter
@@ -277,9 +277,6 @@ class SavedForecasts:
 
     def _keep(self, area_id: str, answer: dict[str, Any]) -> None:
         """Store the forecast as made; where InfluxDB refuses it, the alerts go on."""
-        from sensorpipe.crowd.forecaststore import store
-        from sensorpipe.ingest.errors import StorageRejected
-
         if self._client is None:
             return
         try:
