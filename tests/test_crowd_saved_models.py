@@ -5,12 +5,14 @@ have the API's `forecast` shape; a street area's level is its flow ÷ capacity p
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from sensorpipe.crowd.forecaststore import Rolling
 from sensorpipe.crowd.live import extend, forecast_points, last_whole_hour
 from sensorpipe.crowd.saved import ModelCache, ModelsError, find, read, save
 from sensorpipe.crowd.series import HOUR_S, CountsInputError, iso, parse_time
@@ -18,7 +20,8 @@ from sensorpipe.protocol.registry import AreaEntry, AreaLine
 from tests.test_crowd_forecast import synthetic
 
 LINES = [AreaLine(device="site-2", inward=["in"], outward=["out"])]
-POINT_KEYS = {"horizon", "time", "flow", "low", "high", "level", "level_low", "level_high"}
+POINT_KEYS = {"horizon", "time", "flow", "low", "high", "level", "level_low", "level_high",
+              "interval"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +76,17 @@ def test_forecast_points_have_the_api_shape(trained: tuple) -> None:
     for p in leveled["points"]:
         assert p["level"] == pytest.approx(p["flow"] / 2000, abs=1e-4)  # 4 intervals an hour
         assert p["level_low"] <= p["level"] <= p["level_high"]
+    assert {p["interval"] for p in out["points"]} == {"from training"}
+    # a horizon with a rolling interval (crowd.forecaststore) has it, the others training's
+    rolled = forecast_points(fc, counts, "site-2", origin, area, {3: Rolling(-2.0, 3.0, 400)})
+    assert rolled["points"][0] == leveled["points"][0]
+    p3 = rolled["points"][1]
+    scale = math.sqrt(p3["flow"] + 1)
+    assert p3["interval"] == "rolling 28 days (n=400)"
+    assert p3["low"] == pytest.approx(max(0, p3["flow"] - 2 * scale), abs=0.11)
+    assert p3["high"] == pytest.approx(p3["flow"] + 3 * scale, abs=0.11)
+    assert p3["level_high"] == pytest.approx(p3["high"] / 2000, abs=1e-4)
+    assert (p3["low"], p3["high"]) != (leveled["points"][1]["low"], leveled["points"][1]["high"])
     with pytest.raises(CountsInputError, match="no counts of site-9 in the 56 days up to "):
         forecast_points(fc, counts, "site-9", origin)
     enclosed = AreaEntry(name="Hall", kind="enclosed", capacity=500, lines=LINES)
@@ -239,3 +253,26 @@ def test_the_api_says_why_there_is_no_forecast(
     assert note(with_models) == (
         "the forecast extra is not installed: pip install 'sensorpipe[forecast]'"
     )
+
+
+def test_an_influxdb_that_cannot_keep_the_forecast_leaves_the_alerts(
+    trained: tuple, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import httpx
+
+    from sensorpipe.crowd.live import SavedForecasts
+    from sensorpipe.ingest.influx import InfluxClient
+
+    _, fc, counts = trained
+    save(fc, tmp_path, "area")
+    down = httpx.MockTransport(lambda request: httpx.Response(503, text="starting"))
+    client = InfluxClient("http://influx.invalid:8086", "x", transport=down)
+    source = SavedForecasts(ModelCache(tmp_path), lambda *_: counts, client=lambda: client)
+    origin = counts.time(8 * 168 + 30)
+    street = AreaEntry(name="Queen St", kind="street", capacity=400, lines=LINES)
+    points = source("site-1", street, (origin + HOUR_S + 125) * 1000)
+    expected = forecast_points(fc, counts, "site-1", origin, street)["points"]
+    assert [p.level for p in points] == [e["level"] for e in expected]  # training's interval
+    said = caplog.text
+    assert "the kept forecasts of area site-1 cannot be read" in said
+    assert "the forecast of site-1 is not kept this hour: InfluxDB answered 503" in said

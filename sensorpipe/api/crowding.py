@@ -55,6 +55,10 @@ class ForecastPointOut(BaseModel):
     level: float | None = Field(description="flow ÷ capacity (a street area); else null")
     level_low: float | None
     level_high: float | None
+    interval: str = Field(
+        description="which interval low/high are: 'rolling 28 days (n=...)' (the scaled errors "
+        "of this forecast's kept forecasts of the last 28 days) or 'from training'"
+    )
 
 
 class ForecastOut(BaseModel):
@@ -228,6 +232,7 @@ def _compute_forecast(
     import importlib.util
 
     from sensorpipe.crowd import live
+    from sensorpipe.crowd.forecaststore import rolling_from_store
     from sensorpipe.crowd.saved import ModelsError
     from sensorpipe.crowd.series import CountsInputError
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
@@ -254,7 +259,8 @@ def _compute_forecast(
             counts = live.area_counts(ctx.influx, ctx.registry(), saved.names, t0, origin + 3600)
         else:
             counts = live.device_counts(ctx.influx, saved.names, t0, origin + 3600)
-        answer = live.forecast_points(fc, counts, name, origin, area)
+        rolling = rolling_from_store(ctx.influx, kind, name, counts, origin)
+        answer = live.forecast_points(fc, counts, name, origin, area, rolling)
     except (CountsInputError, QueryError, StorageUnavailable, KeyError) as exc:
         return None, f"no forecast: the counts to start from cannot be read ({exc})"
     enclosed = area is not None and area.kind == "enclosed"

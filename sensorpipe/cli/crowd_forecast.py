@@ -81,6 +81,36 @@ def _series(
     return registry
 
 
+def _client(directory: Path | None, influx: tuple[str | None, str]) -> Any:
+    from sensorpipe.cli.query import _influx_url
+    from sensorpipe.ingest.influx import InfluxClient
+
+    # Credentials from the environment (the ingest's retraining hands its own over so).
+    env = os.environ.get
+    return InfluxClient(
+        _influx_url(directory, influx[0]), influx[1], username=env("SENSORPIPE_INFLUX_USERNAME"),
+        password=env("SENSORPIPE_INFLUX_PASSWORD"), token=env("SENSORPIPE_INFLUX_TOKEN"),
+    )  # fmt: skip
+
+
+def _rolling(
+    directory: Path | None,
+    influx: tuple[str | None, str],
+    kind: str,
+    name: str,
+    counts: Any,
+    origin: int,
+) -> Any:
+    """The rolling intervals of the forecasts kept of `name` (crowd.forecaststore)."""
+    from sensorpipe.crowd.forecaststore import rolling_from_store
+
+    client = _client(directory, influx)
+    try:
+        return rolling_from_store(client, kind, name, counts, origin)
+    finally:
+        client.close()
+
+
 def _read(
     registry: Any,
     names: tuple[str, ...],
@@ -89,19 +119,12 @@ def _read(
     t0: int,
     t1: int,
 ) -> Any:
-    from sensorpipe.cli.query import _influx_url
     from sensorpipe.crowd.live import area_counts, device_counts
     from sensorpipe.crowd.series import CountsInputError
     from sensorpipe.ingest.errors import QueryError, StorageUnavailable
-    from sensorpipe.ingest.influx import InfluxClient
     from sensorpipe.query.influxql import QueryInputError
 
-    # Credentials from the environment (the ingest's retraining hands its own over so).
-    env = os.environ.get
-    client = InfluxClient(
-        _influx_url(directory, influx[0]), influx[1], username=env("SENSORPIPE_INFLUX_USERNAME"),
-        password=env("SENSORPIPE_INFLUX_PASSWORD"), token=env("SENSORPIPE_INFLUX_TOKEN"),
-    )  # fmt: skip
+    client = _client(directory, influx)
     try:
         if registry is not None:
             return area_counts(client, registry, names, t0, t1)
@@ -276,7 +299,8 @@ def crowd_forecast(
                    history_start(origin), origin + 3600)  # fmt: skip
     entry = registry.areas[name] if registry is not None else None
     try:
-        answer = forecast_points(fc, counts, name, origin, entry)
+        rolling = _rolling(directory, (influx_url, database), kind, name, counts, origin)
+        answer = forecast_points(fc, counts, name, origin, entry, rolling)
     except CountsInputError as exc:
         fail(f"--{kind} {name}: {exc}")
     note = ENCLOSED_NOTE if entry is not None and entry.kind == "enclosed" else None
@@ -297,6 +321,9 @@ def crowd_forecast(
             line += f"  {p['level']:.0%} ({p['level_low']:.0%}..{p['level_high']:.0%})"
             line += f"   {_threshold(r['level'])} (up to {_threshold(r['high'])})"
         click.echo(line.rstrip())
+    click.echo(
+        "80% interval: " + ", ".join(f"{p['horizon']} {p['interval']}" for p in answer["points"])
+    )
     if note:
         click.echo(note)
 

@@ -17,7 +17,9 @@ of the counts, with split-conformal prediction intervals; needs the optional ext
 `saved` (trained forecasters kept in a models folder: LightGBM's model text and model.json,
 loaded once and reused, each training written beside and put in place in one rename);
 `live` (the hourly counts of devices or areas read from InfluxDB, and a saved model's forecast
-made at the end of the last whole hour, in the API's shape); `retrain` (the saved models
+made at the end of the last whole hour, in the API's shape); `forecaststore` (the forecasts
+kept in InfluxDB as they are made, and the rolling interval their observed errors give);
+`retrain` (the saved models
 retrained on the ingest's schedule in a child process, `[forecast]` of ingest.toml, and what
 each retraining did, retrain.json).
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from sensorpipe.crowd.alerts import LevelPoint
 from sensorpipe.crowd.forecast import HISTORY_DAYS, Forecaster
+from sensorpipe.crowd.forecaststore import FROM_TRAINING, Rolling, rolling_from_store, store
 from sensorpipe.crowd.levels import reached
 from sensorpipe.crowd.observed import _counts, area_intervals
 from sensorpipe.crowd.series import (
@@ -32,7 +33,7 @@ from sensorpipe.crowd.series import (
     iso,
     parse_time,
 )
-from sensorpipe.ingest.errors import QueryError, StorageUnavailable
+from sensorpipe.ingest.errors import QueryError, StorageRejected, StorageUnavailable
 from sensorpipe.ingest.influx import InfluxClient
 from sensorpipe.protocol.registry import AreaEntry, Registry
 from sensorpipe.query.flagged import FlagFilter
@@ -128,10 +129,13 @@ def forecast_points(
     name: str,
     origin: int,
     area: AreaEntry | None = None,
+    rolling: Mapping[int, Rolling] | None = None,
 ) -> dict[str, Any]:
     """The forecast of `name` made at the end of the hour `origin`: the API's `forecast`
     shape. A street area's points have levels (flow ÷ its capacity per hour); a device's and
-    an enclosed area's levels are null."""
+    an enclosed area's levels are null. A horizon in `rolling` (crowd.forecaststore: from the
+    forecasts kept as made) has the rolling interval, the others the one from training; each
+    point's `interval` says which."""
     if name not in counts.names:
         raise CountsInputError(
             f"no counts of {name} in the {HISTORY_DAYS} days up to {iso(origin + HOUR_S)}: "
@@ -146,6 +150,10 @@ def forecast_points(
     points = []
     for h in sorted(out):
         f, lo, hi = (float(a[col]) for a in out[h])
+        interval = FROM_TRAINING
+        kept = (rolling or {}).get(h)
+        if kept is not None and not math.isnan(f):
+            (lo, hi), interval = kept.bounds(f), kept.describe()
         point: dict[str, Any] = {
             "horizon": f"{h}h",
             "time": iso(origin + h * HOUR_S),
@@ -155,6 +163,7 @@ def forecast_points(
             "level": None,
             "level_low": None,
             "level_high": None,
+            "interval": interval,
         }
         if per_hour is not None and not math.isnan(f):
             point |= {
@@ -184,7 +193,8 @@ def reached_by(points: list[dict[str, Any]], thresholds: Sequence[float]) -> dic
 class SavedForecasts:
     """The alerts job's forecast source (`alertjob.ForecastSource`): a street area's forecast
     levels from its saved model, made at the end of the last whole hour, as LevelPoints of
-    kind "forecast" (computed once per origin hour, and again when its model was retrained).
+    kind "forecast" (computed once per origin hour, and again when its model was retrained),
+    each forecast kept in InfluxDB as it is made (crowd.forecaststore).
     An area without a model, an enclosed one (no level) or one whose counts cannot be read has
     none; the reason is logged once."""
 
@@ -193,12 +203,17 @@ class SavedForecasts:
         models: Any,
         counts: Callable[[Registry | None, list[str], int, int], Counts],
         registry: Callable[[], Registry | None] = lambda: None,
+        *,
+        client: Callable[[], InfluxClient] | None = None,
     ) -> None:
         """`models`: a crowd.saved.ModelCache; `counts(registry, areas, t0, t1)`: their hourly
-        counts (`area_counts` on InfluxDB)."""
+        counts (`area_counts` on InfluxDB); `client`: the InfluxDB each forecast is kept in
+        as it is made, and its rolling interval read from (crowd.forecaststore; None: not
+        kept, the interval from training)."""
         self.models = models
         self._counts = counts
         self._registry = registry
+        self._client = client
         self._done: dict[tuple[str, int], tuple[Any, list[LevelPoint]]] = {}
         self._told: set[tuple[str, str]] = set()
 
@@ -237,7 +252,11 @@ class SavedForecasts:
             counts = self._counts(
                 self._registry(), saved.names, history_start(origin), origin + HOUR_S
             )
-            answer = forecast_points(fc, counts, area_id, origin, area)
+            rolling = None
+            if self._client is not None:
+                rolling = rolling_from_store(self._client(), "area", area_id, counts, origin)
+            answer = forecast_points(fc, counts, area_id, origin, area, rolling)
+            self._keep(area_id, answer)
         except (ModelsError, ValueError, KeyError, OSError) as exc:
             self._tell(area_id, f"no forecast alerts for {area_id}: {exc}")
             return []
@@ -255,6 +274,15 @@ class SavedForecasts:
             if p["level"] is not None
             for t in [parse_time(p["time"]) * 1000]
         ]
+
+    def _keep(self, area_id: str, answer: dict[str, Any]) -> None:
+        """Store the forecast as made; where InfluxDB refuses it, the alerts go on."""
+        if self._client is None:
+            return
+        try:
+            store(self._client(), "area", area_id, answer)
+        except (StorageUnavailable, StorageRejected) as exc:
+            self._tell(area_id, f"the forecast of {area_id} is not kept this hour: {exc}")
 
     def _tell(self, area_id: str, message: str) -> None:
         if (area_id, message) not in self._told:
@@ -283,5 +311,8 @@ def saved_forecasts(
         return area_counts(client(), registry, areas, t0, t1)
 
     return SavedForecasts(
-        ModelCache(Path(models)), counts, lambda: load_registry(registry_path, must_exist=True)
+        ModelCache(Path(models)),
+        counts,
+        lambda: load_registry(registry_path, must_exist=True),
+        client=client,
     )

@@ -23,6 +23,12 @@
 - `imports`: one point per imported history file and device (`sensorpipe import`): who imported
   it (`user`), the file's name and sha256, its rows, how many were stored and rejected; tags
   device_id, source, vouch; timestamped when the file was first imported.
+- `crowd_forecast`: the crowding forecasts as they were made (crowd.forecaststore): one point
+  per series, horizon and hour forecast; tags `area` (or `device_id`) and `horizon` (`1h`);
+  fields forecast, low, high (its 80 % interval as given), interval (which one: "from
+  training" or "rolling 28 days (n=...)"), made_at and trained_until (ms since 1970 UTC);
+  timestamped at the start of the hour forecast, so the same origin hour stored again is the
+  same point.
 Points are keyed by the device's observation time, so a redelivered message overwrites itself.
 """
 
@@ -33,4 +39,5 @@ ERRORS_PREFIX = "errors_"  # sensor_status: faults of one kind since the agent s
 TRAFFIC = "traffic"
 COUNTER = "counter"
 IMPORTS = "imports"
-MEASUREMENTS = (AIR, LINK, SENSOR_STATUS, TRAFFIC, COUNTER, IMPORTS)
+CROWD_FORECAST = "crowd_forecast"
+MEASUREMENTS = (AIR, LINK, SENSOR_STATUS, TRAFFIC, COUNTER, IMPORTS, CROWD_FORECAST)

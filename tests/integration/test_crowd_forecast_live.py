@@ -31,7 +31,7 @@ from sensorpipe.ingest.lineprotocol import to_line
 from sensorpipe.ingest.points import Receipt, message_points
 from sensorpipe.protocol.messages import ClassCount
 from sensorpipe.protocol.registry import AreaEntry, AreaLine, DeviceEntry, Registry, save_registry
-from tests.helpers import count_message, running_influxd
+from tests.helpers import count_message, influx_rows, running_influxd
 from tests.test_crowd_forecast import synthetic
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,8 @@ RECEIPT = Receipt(gateway="local", received_at_ms=0, redelivered=False, seq_gap=
 DEVICES = ["fc-a", "fc-b"]
 WEEKS = 9
 PLACE = ["--timezone", "Pacific/Auckland", "--country", "NZ", "--trees", "40"]
-POINT_KEYS = {"horizon", "time", "flow", "low", "high", "level", "level_low", "level_high"}
+POINT_KEYS = {"horizon", "time", "flow", "low", "high", "level", "level_low", "level_high",
+              "interval"}  # fmt: skip
 
 
 def _area(kind: Literal["street", "enclosed"], capacity: int, lines: list[AreaLine]) -> AreaEntry:
@@ -219,7 +220,8 @@ def test_crowd_forecast_prints_each_horizon_and_the_thresholds(world: dict[str, 
     lines = result.stdout.splitlines()
     assert lines[0].startswith("area strip: forecast made at ")
     assert "reaches" in lines[1]
-    assert [line.split()[0] for line in lines[2:]] == ["1h", "3h"]
+    assert [line.split()[0] for line in lines[2:4]] == ["1h", "3h"]
+    assert lines[4:] == ["80% interval: 1h from training, 3h from training"]
     result = CliRunner().invoke(main, ["crowd", "forecast", "--device", "fc-b", "--json", *base])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
@@ -246,3 +248,93 @@ def test_the_ingests_alert_job_gets_forecast_levels_from_influxdb(world: dict[st
     assert [p.horizon_s for p in strip] == [HOUR_S, 3 * HOUR_S]
     assert all(p.level is not None and p.level > 0 for p in strip)
     assert saved_forecasts(None, world["stack"] / "registry.toml", lambda: client) is None
+
+
+def test_the_alert_job_keeps_each_forecast_once_as_it_is_made(world: dict[str, Any]) -> None:
+    from sensorpipe.crowd.forecaststore import stored
+    from sensorpipe.crowd.live import saved_forecasts
+
+    registry = _registry()
+    strip = registry.areas["strip"]
+    last = world["last"]
+    with closing(InfluxClient(world["url"], "x")) as client:
+
+        def source() -> Any:
+            made = saved_forecasts(
+                str(world["models"]), world["stack"] / "registry.toml", lambda: client
+            )
+            assert made is not None
+            return made
+
+        now_ms = int(world["set_up"] * 1000)
+        first = source()
+        levels = first("strip", strip, now_ms)
+        first("strip", strip, now_ms)  # the job's next run in the same hour
+        source()("strip", strip, now_ms)  # and after a restart: the same points again
+        window = f"time >= {(last + HOUR_S) * 1000}ms AND time <= {(last + 3 * HOUR_S) * 1000}ms"
+        rows = influx_rows(
+            client,
+            f"SELECT * FROM crowd_forecast WHERE \"area\" = 'strip' AND {window} GROUP BY *",
+        )
+        # A forecast made five hours before the set-up: of hours that have ended since.
+        past = source()("strip", strip, now_ms - 5 * HOUR_S * 1000)
+        kept = stored(client, "area", "strip", last - 4 * HOUR_S, last - 2 * HOUR_S)
+    assert sorted((r["horizon"], r["time"]) for r in rows) == [
+        ("1h", (last + HOUR_S) * 1000),
+        ("3h", (last + 3 * HOUR_S) * 1000),
+    ]
+    per_hour = 1000  # the strip's capacity, per hour
+    for r, level in zip(rows, levels, strict=True):
+        assert r["made_at"] == (last + HOUR_S) * 1000
+        assert r["trained_until"] == (parse_time(world["until"])) * 1000
+        assert r["interval"] == "from training"
+        assert 0 <= r["low"] <= r["forecast"] <= r["high"]
+        assert r["forecast"] / per_hour == pytest.approx(level.level, abs=2e-4)
+    assert sorted(kept) == [1, 3]
+    assert list(kept[1]) == [last - 4 * HOUR_S] and list(kept[3]) == [last - 2 * HOUR_S]
+    assert [kept[1][last - 4 * HOUR_S], kept[3][last - 2 * HOUR_S]] == pytest.approx(
+        [p.level * per_hour for p in past], abs=0.2
+    )
+
+
+def test_the_interval_is_the_rolling_one_where_enough_forecasts_were_kept(
+    world: dict[str, Any],
+) -> None:
+    from sensorpipe.crowd.forecaststore import forecast_lines
+
+    last, rng = world["last"], np.random.default_rng(11)
+    with closing(InfluxClient(world["url"], "x")) as client:
+        observed = area_counts(client, _registry(), ["hall"], last - 30 * 86400, last + HOUR_S)
+        # Kept forecasts of the hall: 28 days of 1 h ones, only 10 days of 3 h ones (too few),
+        # and 1 h ones of hours not yet ended at the forecast's making (never read).
+        errors, points = [], []
+        for i in range(28 * 24 + 5):
+            t = last - (28 * 24 - 1) * HOUR_S + i * HOUR_S
+            count = float(observed.values[observed.row(t), 0]) if t <= last else 0.0
+            f = round(max(0.0, count * (1 + 0.2 * float(rng.normal()))), 1)
+            if t <= last:
+                errors.append((count - f) / np.sqrt(f + 1))
+            points.append({"horizon": "1h", "time": iso(t), "flow": f, "low": 0.0, "high": f})
+            if t > last - 10 * 86400:
+                points.append({"horizon": "3h", "time": iso(t), "flow": f, "low": 0, "high": f})
+        client.write(
+            forecast_lines(
+                "area", "hall", {"made_at": iso(last), "trained_until": world["until"],
+                                 "points": points},
+            )
+        )  # fmt: skip
+    context = ApiContext(world["config"], clock=lambda: world["set_up"])
+    api = TestClient(create_app(context), raise_server_exceptions=False)
+    answer = api.get("/api/v1/areas/hall/crowding").json()["forecast"]
+    _check_shape(answer, world["until"])
+    p1, p3 = answer["points"]
+    assert p1["interval"] == f"rolling 28 days (n={28 * 24})"
+    low, high = np.quantile(errors, [0.1, 0.9])
+    scale = np.sqrt(p1["flow"] + 1)
+    assert p1["low"] == pytest.approx(max(0.0, p1["flow"] + low * scale), abs=0.2)
+    assert p1["high"] == pytest.approx(p1["flow"] + high * scale, abs=0.2)
+    assert p3["interval"] == "from training"
+    trained = json.loads((Path(world["trained"]["--area"]["saved"]) / "model.json").read_text())
+    q3 = trained["intervals"]["3"]
+    scale3 = np.sqrt(p3["flow"] + 1)
+    assert p3["high"] == pytest.approx(p3["flow"] + q3["high"] * scale3, abs=0.2)
