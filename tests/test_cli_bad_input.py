@@ -102,6 +102,11 @@ _SPS30_BOTH = '[[sensors]]\ndriver = "sps30"\nbus = 1\nport = "/dev/serial0"'
 _SPS30_NEITHER = '[[sensors]]\ndriver = "sps30"\n#'
 
 
+# The example's PMS5003 section (commented out there), and uncommented with its duty cycle.
+_PMS5003 = '#[[sensors]]\n#driver = "pms5003"\n#port = "/dev/ttyAMA0"\n#interval_s = 300\n#duty'
+_PMS5003_ON = '[[sensors]]\ndriver = "pms5003"\nport = "/dev/ttyAMA0"\ninterval_s = '
+
+
 # The example's DS18B20 section (commented out there), and uncommented with an upper-case id.
 _DS18B20 = '#[[sensors]]\n#driver = "ds18b20"\n#sensor_id = "28-0000072a4b1c"'
 _DS18B20_UPPER = '[[sensors]]\ndriver = "ds18b20"\nsensor_id = "28-0000072A4B1C"'
@@ -433,11 +438,16 @@ CASES: dict[str, list[Case]] = {
             "tty is a regular file, not a serial device",
         ),
         (
-            lambda t: ["--config", _edge_config_with(t, "wake_s = 30 }", "wake_s = 10 }")],
-            "sensors.pms5003 (line 97): duty.wake_s = 10.0 is shorter than warmup_s = 30.0",
+            lambda t: [
+                "--config",
+                _edge_config_with(
+                    t, _PMS5003 + " = { wake_s = 30 }", _PMS5003_ON + "300\nduty = { wake_s = 10 }"
+                ),
+            ],
+            "sensors.pms5003 (line 98): duty.wake_s = 10.0 is shorter than warmup_s = 30.0",
         ),
         (
-            lambda t: ["--config", _edge_config_with(t, "300\nduty", "20\nduty")],
+            lambda t: ["--config", _edge_config_with(t, _PMS5003, _PMS5003_ON + "20\nduty")],
             "duty.wake_s = 30.0 is not shorter than interval_s = 20.0: the laser would never sleep",
         ),
     ],
@@ -478,7 +488,7 @@ CASES: dict[str, list[Case]] = {
         ),
         (
             lambda t: ["--config", _edge_config_with(t, _DS18B20, _DS18B20_UPPER)],
-            "sensors.ds18b20.sensor_id (line 110): 28-0000072A4B1C: a DS18B20's folder is 28-",
+            "sensors.ds18b20.sensor_id (line 111): 28-0000072A4B1C: a DS18B20's folder is 28-",
         ),
     ],
     "edge join": [

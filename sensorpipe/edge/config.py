@@ -85,8 +85,9 @@ class EdgeConfig(_Strict):
             # No "Value error, " prefix and no traceback: the owner needs the fix, not the stack.
             raise PydanticCustomError(
                 "private_key",
-                "{reason}; paste the private key that `sensorpipe devices add <device id>` "
-                "printed for this device (44 characters ending in '=')",
+                "{reason}; paste the private key that `sensorpipe devices add <device id> "
+                "--make-key` printed for this device (44 characters ending in '='), or let "
+                "`sensorpipe edge join` write this file",
                 {"reason": str(exc)},
             ) from None
         return value
