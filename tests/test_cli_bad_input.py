@@ -487,6 +487,16 @@ CASES: dict[str, list[Case]] = {
             "sensors.soil_ads1115.fsr_v (line 60): 5.0: the ADS1115 ranges are 6.144, 4.096",
         ),
         (
+            lambda t: [
+                "--config",
+                _edge_config_with(
+                    t, 'driver = "bme280"', 'driver = "bme280"\nport = "/dev/ttyUSB1"'
+                ),
+            ],
+            "sensors.bme280.port (line 35): unknown key; `port` belongs to pms5003, sds011, "
+            "sps30 sections, not a bme280's",
+        ),
+        (
             lambda t: ["--config", _edge_config_with(t, _DS18B20, _DS18B20_UPPER)],
             "sensors.ds18b20.sensor_id (line 111): 28-0000072A4B1C: a DS18B20's folder is 28-",
         ),

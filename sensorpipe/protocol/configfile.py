@@ -213,6 +213,13 @@ def _suggestion(key: str, model: type[BaseModel], parents: list[str]) -> str:
     there and not here (`shared_group` at the top level: `[broker] shared_group`), else the
     closest spelling here."""
     candidates, here = _models_along(model, parents)
+    kinds = _other_kinds_with(key, model, parents)
+    if kinds:
+        # `port` in a bme280 section: a key of the serial sensors' sections, not [mqtt] port.
+        close = _suggest(key, sorted({k for m in candidates for k in m.model_fields}))
+        return f"; `{key}` belongs to {', '.join(kinds)} sections, not a {parents[-1]}'s" + (
+            f"; did you mean {close!r}?" if close else ""
+        )
     elsewhere = [s for s in _sections_with(model, key) if [n for n, _kind in s] != here]
     if elsewhere:
         return "; did you mean " + " or ".join(_section_text(s, key) for s in elsewhere[:3]) + "?"
@@ -280,6 +287,35 @@ def _section_text(section: Section, key: str) -> str:
     if section[-1][1] == "array":
         return f"[[{name}]] {key}"
     return f"[{name}] {key}"
+
+
+def _other_kinds_with(key: str, model: type[BaseModel], parents: list[str]) -> list[str]:
+    """Where `parents` ends in a union's tag (`sensors.1.bme280`): the other kinds of that
+    union (their tags) whose sections take `key`."""
+    if not parents or parents[-1].isdigit():
+        return []
+    tag = parents[-1]
+    members, _ = _models_along(model, parents[:-1])
+    fields = {
+        name
+        for m in members
+        for name, f in m.model_fields.items()
+        if get_origin(f.annotation) is Literal and tag in get_args(f.annotation)
+    }
+    if len(fields) != 1:
+        return []
+    (discriminator,) = fields  # e.g. `driver`
+    return sorted(
+        {
+            value
+            for m in members
+            if key in m.model_fields
+            and not _has_literal(m, tag)
+            and discriminator in m.model_fields
+            for value in get_args(m.model_fields[discriminator].annotation)
+            if isinstance(value, str)
+        }
+    )
 
 
 def _has_literal(model: type[BaseModel], value: str) -> bool:
