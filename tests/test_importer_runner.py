@@ -269,3 +269,17 @@ def test_a_files_summary_counts_one_row_as_a_row() -> None:
     assert _file_line(one, "csv") == "one.csv: 1 row, 1 stored, 0 rejected; devices a"
     two = FileResult(Path("two.csv"), "0" * 64, rows=2, stored=2)
     assert _file_line(two, "csv") == "two.csv: 2 rows, 2 stored, 0 rejected"
+
+
+@pytest.mark.parametrize(
+    ("repeats", "words"), [(1, "1 row repeats a device"), (2, "2 rows repeat a device")]
+)
+def test_the_note_on_repeated_rows_agrees_with_their_number(repeats: int, words: str) -> None:
+    from sensorpipe.importer.counts_csv import CountRows
+
+    rows = CountRows.__new__(CountRows)  # the note reads only the two counts
+    rows.duplicates, rows.first_duplicate = repeats, 3
+    assert rows.note() == (
+        f"{words} and time read before (the first at line 3): stored once, as first read "
+        "(reason duplicate)"
+    )

@@ -83,7 +83,8 @@ def import_list(directory: Path | None, as_json: bool) -> None:
         state = "" if e["complete"] else "; NOT COMPLETE"
         click.echo(
             f"{e['sha256'][:12]}  {e['format']}  {e['file']}: imported {e['imported']} by "
-            f"{e['user']}, {e['rows']} rows, {e['stored']} stored, {e['rejected']} rejected{state}"
+            f"{e['user']}, {e['rows']} row{'' if e['rows'] == 1 else 's'}, {e['stored']} "
+            f"stored, {e['rejected']} rejected{state}"
         )
         for s in e["spans"]:
             click.echo(f"    {s['measurement']} {s['device_id']}: {s['from']} to {s['to']}")
@@ -154,7 +155,7 @@ def import_remove(
             e = r.entry
             click.echo(
                 f"{e.file_name} ({e.sha256[:12]}, {e.format}, imported {when(e.first_ms)} by "
-                f"{e.user}): {e.stored} rows stored",
+                f"{e.user}): {e.stored} row{'' if e.stored == 1 else 's'} stored",
                 err=as_json,
             )
             for s in r.spans:

@@ -243,7 +243,7 @@ class CountRows:
         if not self.duplicates:
             return None
         return (
-            f"{self.duplicates} row{'s' if self.duplicates != 1 else ''} repeat a device and "
-            f"time read before (the first at line {self.first_duplicate}): stored once, as "
-            f"first read (reason duplicate)"
+            f"{self.duplicates} row{'s repeat' if self.duplicates != 1 else ' repeats'} a "
+            f"device and time read before (the first at line {self.first_duplicate}): stored "
+            "once, as first read (reason duplicate)"
         )
