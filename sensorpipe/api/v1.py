@@ -48,6 +48,7 @@ from sensorpipe.protocol.provenance import all_sources
 from sensorpipe.protocol.register import register_entry, register_geojson
 from sensorpipe.protocol.registry import DEFAULT_DIRECTIONS, TAG_PATTERN, Registry
 from sensorpipe.protocol.topics import DEVICE_ID_PATTERN
+from sensorpipe.quality.flags import COUNT_FLAGS
 from sensorpipe.query.algorithms import AlgorithmEntry, algorithm_entries
 from sensorpipe.query.bbox import BBox, BBoxError, devices_inside, parse_bbox
 from sensorpipe.query.flagged import FlagFilter, check_flag_name, flag_reasons
@@ -552,7 +553,7 @@ def counts(
     `flags=exclude` leaves flagged counts out of the sums, `flags=only` sums them alone."""
     flt = FlagFilter(flags, tuple(flag))
     try:
-        flt.check()
+        flt.check(COUNT_FLAGS)
     except QueryInputError as exc:  # a bad parameter is a 400 problem, as everywhere
         raise bad_request(str(exc), "flag") from None
     registry = ctx.registry()

@@ -12,6 +12,7 @@ import click
 
 from sensorpipe.cli.common import fail, local_stack
 from sensorpipe.cli.options import DIR_OPTION, INFLUX_OPTIONS, options
+from sensorpipe.quality.flags import COUNT_FLAGS
 from sensorpipe.query.uncertainty import CALIBRATED_AGGREGATES
 
 if TYPE_CHECKING:
@@ -41,11 +42,12 @@ FORMAT_OPTION = click.option(
 )
 
 
-def flag_options(help: str, example: str) -> Any:
+def flag_options(help: str, example: str, known: Sequence[str] | None = None) -> Any:
     """--flags include|exclude|only (`flag_mode`) and --flag NAME (`flag_names`): both
     queries' quality flags, `help` saying what --flags does for the query."""
     from sensorpipe.quality.flags import ALL_FLAGS
 
+    known = ALL_FLAGS if known is None else known
     return options(
         click.option(
             "--flags",
@@ -60,7 +62,7 @@ def flag_options(help: str, example: str) -> Any:
             "flag_names",
             multiple=True,
             help=f"Only this flag counts as flagged, e.g. {example} (repeatable; one of "
-            f"{', '.join(ALL_FLAGS)}).",
+            f"{', '.join(known)}).",
         ),
     )
 
@@ -282,6 +284,7 @@ def query_air(
     "count_flagged (how many of the interval's counts were flagged) and count_flags; exclude "
     "leaves flagged counts out of the sums; only sums them alone.",
     "stuck",
+    COUNT_FLAGS,
 )
 @FORMAT_OPTION
 def query_counts(
@@ -318,7 +321,7 @@ def query_counts(
     from sensorpipe.query.series import CountSeriesRequest, as_rows, count_series
 
     _check_counts_input(classes, directions, start, end, every)
-    flt = _flag_filter(flag_mode, flag_names)
+    flt = _flag_filter(flag_mode, flag_names, COUNT_FLAGS)
     for source in sources:
         problem = check_source(source)
         if problem:
@@ -456,14 +459,18 @@ def _with_uncertainty(
     return out
 
 
-def _flag_filter(mode: str, names: tuple[str, ...]) -> FlagFilter:
-    """--flags and --flag, checked before InfluxDB is asked."""
+def _flag_filter(
+    mode: str, names: tuple[str, ...], known: Sequence[str] | None = None
+) -> FlagFilter:
+    """--flags and --flag, checked before InfluxDB is asked (`known`: the flags the values
+    can carry; default every flag)."""
+    from sensorpipe.quality.flags import ALL_FLAGS
     from sensorpipe.query.flagged import FlagFilter
     from sensorpipe.query.influxql import QueryInputError
 
     flt = FlagFilter(mode, names)
     try:
-        flt.check()
+        flt.check(ALL_FLAGS if known is None else known)
     except QueryInputError as exc:
         fail(f"--flag: {exc}")
     return flt

@@ -62,6 +62,8 @@ FLAGS: dict[str, str] = {
     ),
 }
 ALL_FLAGS = tuple(sorted(FLAGS))
+# The flags a count can carry (`qc_count`: a counter stuck at 0, an unsynchronised clock).
+COUNT_FLAGS = (CLOCK, STUCK)
 
 
 def joined(flags: Iterable[str]) -> str:

@@ -57,11 +57,17 @@ class FlagFilter:
     mode: str = "include"
     names: tuple[str, ...] = ()
 
-    def check(self) -> None:
+    def check(self, known: Sequence[str] = ALL_FLAGS) -> None:
+        """`known`: the flags the values asked for can carry (counts: COUNT_FLAGS)."""
         if self.mode not in FLAG_MODES:
             raise QueryInputError(f"flags {self.mode!r}: use one of {', '.join(FLAG_MODES)}")
         for name in self.names:
             check_flag_name(name)
+            if name not in known:
+                raise QueryInputError(
+                    f"flag {name!r} is never raised on these values (they can carry: "
+                    f"{', '.join(known)})"
+                )
 
     @property
     def regex(self) -> str:

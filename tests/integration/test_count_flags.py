@@ -125,9 +125,16 @@ def test_exclude_and_only(world: dict[str, Any]) -> None:
     none = CliRunner().invoke(
         main,
         ["query", "counts", "--influx-url", world["url"], "--database", "x", *PERIOD,
-         "--flags", "only", "--flag", "fog"],
+         "--flags", "only", "--flag", "clock"],
     )  # fmt: skip
     assert none.exit_code == 0 and "no flagged counts match" in none.stderr
+    # a flag no count can have (an air flag): refused, not an empty answer
+    air = CliRunner().invoke(
+        main,
+        ["query", "counts", "--influx-url", world["url"], "--database", "x", *PERIOD,
+         "--flags", "only", "--flag", "fog"],
+    )  # fmt: skip
+    assert air.exit_code == 1 and "flag 'fog' is never raised on these values" in air.output
     bad = CliRunner().invoke(
         main, ["query", "counts", "--influx-url", world["url"], "--flag", "stuk"]
     )
@@ -153,3 +160,8 @@ def test_the_api_shows_them_too(world: dict[str, Any]) -> None:
     assert values.count(None) == 32 and excluded["flags"] == "exclude"
     bad = api.get("/api/v1/counts", params={**params, "flag": "stuk"})
     assert bad.status_code == 400 and "did you mean 'stuck'" in bad.json()["detail"]
+    air_only = api.get("/api/v1/counts", params={**params, "flag": "fog"})
+    assert air_only.status_code == 400
+    assert air_only.json()["detail"] == (
+        "flag 'fog' is never raised on these values (they can carry: clock, stuck)"
+    )
