@@ -521,6 +521,29 @@ CASES: dict[str, list[Case]] = {
             lambda t: ["--code-file", _join_code(t, 1), "--root", str(t), "--port", "bme280=/dev/"],
             "e1: --port bme280=/dev/: bme280 has no serial port",
         ),
+        (
+            lambda t: [
+                "--code-file",
+                _join_code(t, 1),
+                "--root",
+                str(t),
+                "--port",
+                "SDS011=/dev/x",
+            ],
+            "declares no sensor SDS011 for this device (declared: sds011, bme280) (sensor names "
+            "are lower case: sds011)",
+        ),
+        (
+            lambda t: [
+                "--code-file",
+                _join_code(t, 1),
+                "--root",
+                str(t),
+                "--port",
+                "sds011=/dev/i2c-1",
+            ],
+            "e1: --port sds011=/dev/i2c-1: /dev/i2c-1 is a bus, not a serial port: name the UART",
+        ),
     ],
     "ingest run": [
         (lambda t: ["--config", str(t / "missing.toml")], "missing.toml: file not found"),

@@ -125,12 +125,16 @@ def edge_join(code_file: Path | None, root: Path | None, ports: tuple[str, ...])
     click.echo(f"{code.device_id}: key {joined.fingerprint} ({made}) enrolled with the server")
     config = shlex.quote(str(layout.config))
     as_user = "sudo -u sensorpipe " if layout.system else ""
-    click.echo("next: check the sensors, the clock and one message end to end, then start it:")
     script = Path(sys.executable).parent / "sensorpipe"
     command = shlex.quote(str(script)) if script.is_file() else "sensorpipe"
-    click.echo(f"  {as_user}{command} edge check --config {config}")
     if layout.system:
+        click.echo("next: check the sensors, the clock and one message end to end, then start it:")
+        click.echo(f"  {as_user}{command} edge check --config {config}")
         click.echo("  sudo systemctl enable --now sensorpipe-edge")
+    else:  # under --root: no unit is installed; the agent runs from the command line
+        click.echo("next: check the sensors, the clock and one message end to end, then run it:")
+        click.echo(f"  {command} edge check --config {config}")
+        click.echo(f"  {command} edge run --config {config}")
 
 
 def _read_code() -> str:

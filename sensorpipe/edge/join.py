@@ -293,10 +293,11 @@ def port_problem(tags: list[str], ports: Mapping[str, str]) -> str | None:
     for tag, port in ports.items():
         where = f"--port {tag}={port}"
         if tag not in tags:
+            lower = f" (sensor names are lower case: {tag.lower()})" if tag.lower() in tags else ""
             return (
                 f"{where}: the join code declares no sensor {tag} for this device (declared: "
-                f"{', '.join(tags)}): name one of those (the server's `devices add --sensor` "
-                "declares them)"
+                f"{', '.join(tags)}){lower}: name one of those (the server's `devices add "
+                "--sensor` declares them)"
             )
         if sensor_model(tag) not in SERIAL_CAPABLE:
             return (
@@ -305,6 +306,11 @@ def port_problem(tags: list[str], ports: Mapping[str, str]) -> str | None:
             )
         if not port.startswith("/dev/"):
             return f"{where}: name the serial device, e.g. /dev/ttyUSB0 or /dev/serial0"
+        if port.startswith(("/dev/i2c", "/dev/spidev", "/dev/gpio")):
+            return (
+                f"{where}: {port} is a bus, not a serial port: name the UART, e.g. "
+                "/dev/serial0 or /dev/ttyUSB0"
+            )
     return None
 
 

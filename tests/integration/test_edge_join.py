@@ -89,6 +89,9 @@ def test_a_pi_joins_with_its_own_key_and_a_second_key_is_refused_until_reset(
     first = join(code, tmp_path / "pi-a", tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "(made on this device) enrolled with the server" in first.stdout
+    # Under --root systemd is not told: the next steps are to check it and run it by hand.
+    config = tmp_path / "pi-a" / "etc" / "sensorpipe" / "edge.toml"
+    assert f"edge run --config {config}" in first.stdout and "systemctl" not in first.stdout
     fp = first.stdout.split(" key ", 1)[1].split()[0]
     # The Pi's own unit: as systemd would load it, watched and restarted, as the agent's user.
     unit = tmp_path / "pi-a" / "etc" / "systemd" / "system" / "sensorpipe-edge.service"
