@@ -492,3 +492,18 @@ def test_the_stacks_ingest_toml_says_what_a_restart_keeps(tmp_path: Path) -> Non
         'webhooks = ["https://ops.example.org/a"]' in text
     )
     assert "# paged at night" not in text
+
+
+def test_a_stopped_stack_is_said_to_be_stopped_not_missing(tmp_path: Path) -> None:
+    # `stack down` removes stack.json and keeps the registry and the data.
+    d = tmp_path / "st"
+    d.mkdir()
+    save_registry(Registry(), d / "registry.toml")
+    result = _invoke("sim", "fleet", "--dir", str(d), "--devices", "1")
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: the stack in {d} is stopped (its data and devices are kept): start it with "
+        f"`sensorpipe stack up --dir {d}`\n"
+    )
+    never = _invoke("sim", "fleet", "--dir", str(tmp_path / "none"), "--devices", "1")
+    assert never.exit_code == 1 and "no stack in" in never.output

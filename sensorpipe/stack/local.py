@@ -179,6 +179,11 @@ class LocalStack:
     def require_info(self) -> StackInfo:
         info = self.info()
         if info is None:
+            if self.registry_path.exists():  # set up before, stopped (`stack down` keeps data)
+                raise StackError(
+                    f"the stack in {self.directory} is stopped (its data and devices are kept): "
+                    f"start it with `sensorpipe stack up --dir {self.directory}`"
+                )
             raise StackError(f"no stack in {self.directory}: run `sensorpipe stack up` first")
         return info
 
