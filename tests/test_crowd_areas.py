@@ -13,7 +13,12 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 from sensorpipe.cli.main import main
-from sensorpipe.crowd.areas import area_devices, areas_of_device, point_in_polygon
+from sensorpipe.crowd.areas import (
+    area_devices,
+    areas_of_device,
+    point_in_polygon,
+    train_command,
+)
 from sensorpipe.protocol.messages import Location
 from sensorpipe.protocol.registry import (
     AreaEntry,
@@ -58,6 +63,17 @@ def test_a_polygons_devices_are_those_inside_it() -> None:
     assert area_devices(registry, registry.areas["square"]) == ["in-a", "in-b", "rounded"]
     assert areas_of_device(registry, "in-a") == ["square"]
     assert areas_of_device(registry, "notch") == []
+    # the `crowd train` a note suggests: a device's place is its first area's, else to fill in
+    square = registry.areas["square"]
+    assert train_command(registry, "device", "in-a") == (
+        "sensorpipe crowd train --device in-a --train-until now "
+        f"--timezone {square.timezone} --country {square.country}"
+    )
+    assert train_command(registry, "device", "notch") == (
+        "sensorpipe crowd train --device notch --train-until now --timezone ZONE --country CC "
+        "(e.g. Europe/Amsterdam and NL)"
+    )
+    assert train_command(registry, "area", "square").endswith("--area square --train-until now")
     # the ring is closed as GeoJSON closes it
     assert registry.areas["square"].polygon[-1] == registry.areas["square"].polygon[0]
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from sensorpipe.api.context import ApiContext, context_dependency
 from sensorpipe.api.problems import PROBLEM_RESPONSES, ApiProblem, problem_responses
 from sensorpipe.api.v1 import DeviceId, TimeParam, _known_parameters_only, _storage_call
-from sensorpipe.crowd.areas import area_lines, areas_of_device
+from sensorpipe.crowd.areas import area_lines, areas_of_device, train_command
 from sensorpipe.crowd.levels import Level
 from sensorpipe.crowd.observed import DEVICE_EVERY, Crowding, area_crowding, device_crowding
 from sensorpipe.protocol.registry import AREA_ID_PATTERN
@@ -244,14 +244,8 @@ def _compute_forecast(
     except ModelsError as exc:
         return None, str(exc)
     if found is None:
-        return None, (
-            f"no model trained for this {kind}: run `sensorpipe crowd train --{kind} {name} "
-            + (
-                "--train-until now`"
-                if kind == "area"
-                else "--train-until now --timezone ... --country ...`"
-            )
-        )
+        command = train_command(ctx.registry(), kind, name)
+        return None, f"no model trained for this {kind}: run `{command}`"
     saved, fc = found
     t0 = live.history_start(origin)
     try:

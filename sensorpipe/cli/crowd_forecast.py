@@ -267,6 +267,7 @@ def crowd_forecast(
 ) -> None:
     """Each horizon's flow, made now from the counts stored up to the last whole hour, with
     its 80 % interval; for an area also its level and the thresholds it would reach."""
+    from sensorpipe.crowd.areas import train_command
     from sensorpipe.crowd.live import (
         ENCLOSED_NOTE,
         forecast_points,
@@ -286,10 +287,8 @@ def crowd_forecast(
         saved = find(folder, kind, name)
         if saved is None:
             fail(
-                f"--{kind} {name}: no model trained in {folder}: run `sensorpipe crowd train "
-                f"--{kind} {name} --train-until now"
-                + ("" if kind == "area" else " --timezone ... --country ...")
-                + "` first"
+                f"--{kind} {name}: no model trained in {folder}: run "
+                f"`{train_command(registry, kind, name)}` first"
             )
         fc = saved.load()
     except ModelsError as exc:

@@ -70,3 +70,16 @@ def areas_of_device(registry: Registry, device_id: str) -> list[str]:
         for area_id, area in registry.areas.items()
         if device_id in area_devices(registry, area)
     )
+
+
+def train_command(registry: Registry, kind: str, name: str) -> str:
+    """The `crowd train` command that trains `name`'s model from now: an area's place is the
+    registry's; a device's is its first area's, else --timezone and --country to fill in."""
+    command = f"sensorpipe crowd train --{kind} {name} --train-until now"
+    if kind == "area":
+        return command
+    mine = areas_of_device(registry, name)
+    if not mine:
+        return command + " --timezone ZONE --country CC (e.g. Europe/Amsterdam and NL)"
+    area = registry.areas[mine[0]]
+    return command + f" --timezone {area.timezone} --country {area.country}"
