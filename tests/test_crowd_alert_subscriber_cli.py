@@ -38,6 +38,7 @@ def test_add_list_rotate_remove(tmp_path: Path) -> None:
     (password,) = [ln.split(":", 1)[1].split()[0] for ln in out.splitlines() if "password" in ln]
     assert "(shown only now)" in out
     assert "may read : sensorpipe/alerts/v1/#" in out
+    assert "(mosquitto_sub: Debian's mosquitto-clients package)" in out
     (line,) = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("mosquitto_sub")]
     args = shlex.split(line)
     assert args[args.index("-h") + 1] == "BROKER"  # no broker known here: said on stderr

@@ -151,7 +151,7 @@ def subscriber_add(
             f"`server setup`): put the broker's host for {SOME_BROKER}",
             err=True,
         )
-    click.echo("receive the alerts with:")
+    click.echo("receive the alerts with (mosquitto_sub: Debian's mosquitto-clients package):")
     click.echo(f"  {line}")
 
 
