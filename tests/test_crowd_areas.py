@@ -172,3 +172,26 @@ def test_the_crowd_group_takes_commands_from_other_modules(
     monkeypatch.setattr(crowd.crowd, "commands", dict(crowd.crowd.commands))  # loaded: undone
     assert "hello" in CliRunner().invoke(main, ["crowd", "--help"]).stdout
     assert _run("crowd", "hello") == "hello from another module\n"
+
+
+def test_a_polygon_given_as_lat_lon_is_said_to_be_swapped(tmp_path: Path) -> None:
+    stack = tmp_path / "st"
+    stack.mkdir()
+    save_registry(Registry(devices={"dam-cam": _device(52.373, 4.893)}), stack / "registry.toml")
+    d = ["--dir", str(stack)]
+    # Dam square's corners written as lat,lon, where lon,lat is asked for
+    swapped = CliRunner().invoke(
+        main, ["areas", "add", "dam", *d, "--name", "Dam", "--kind", "street", "--capacity", "9",
+               "--polygon", "52.37,4.88 52.37,4.90 52.38,4.90 52.38,4.88"],
+    )  # fmt: skip
+    assert swapped.exit_code == 0
+    assert swapped.stderr == (
+        "note: no device lies inside dam's polygon, but dam-cam would with each corner's two "
+        "numbers swapped: a polygon is given as lon,lat (GeoJSON's order); add it again with "
+        "--replace\n"
+    )
+    right = CliRunner().invoke(
+        main, ["areas", "add", "dam", *d, "--replace", "--name", "Dam", "--kind", "street",
+               "--capacity", "9", "--polygon", "4.88,52.37 4.90,52.37 4.90,52.38 4.88,52.38"],
+    )  # fmt: skip
+    assert right.exit_code == 0 and right.stderr == ""

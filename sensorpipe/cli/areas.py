@@ -266,14 +266,26 @@ def areas_add(
         fail(str(exc))
     save_registry(registry, stack.registry_path)
     click.echo(f"{area_id}: {area.kind} area {area.name!r} saved in {stack.registry_path}")
-    from sensorpipe.crowd.areas import area_devices
+    from sensorpipe.crowd.areas import area_devices, devices_in_polygon
 
+    swapped = [(lat, lon) for lon, lat in area.polygon]
+    if area.polygon and not area_devices(registry, area) and devices_in_polygon(registry, swapped):
+        # Its corners given as lat,lon: the devices are inside the polygon mirrored.
+        click.echo(
+            f"note: no device lies inside {area_id}'s polygon, but "
+            f"{', '.join(devices_in_polygon(registry, swapped)[:3])} would with each corner's "
+            "two numbers swapped: a polygon is given as lon,lat (GeoJSON's order); add it "
+            "again with --replace",
+            err=True,
+        )
+        return
     _outside_the_default_country(registry, area_id, area)
     if not area_devices(registry, area):  # saved (devices may be placed later), but said
         click.echo(
             f"note: no registered device with a location lies inside {area_id}'s polygon, so "
             "it has no level yet; place devices with `sensorpipe devices edit ID --lat .. "
-            "--lon ..` (imported ones have no location), or give --line DEVICE",
+            "--lon ..` (devices imported without `--locations` have none), or give --line "
+            "DEVICE",
             err=True,
         )
 
