@@ -949,6 +949,15 @@ CASES: dict[str, list[Case]] = {
         (lambda t: ["--at", "yesterday"], "--at: time 'yesterday'"),
         (lambda t: ["--at", "2099-01-01"], "--at 2099-01-01: in the future; give now or a time"),
         (lambda t: ["--dir", str(t)], "no registry at {t}/registry.toml: no area is defined"),
+        (
+            lambda t: ["--at", "2026-03-29T02:30", "--dir", _area_stack(t, _STREET)],
+            "--at 2026-03-29T02:30: no such time in Europe/Amsterdam (the clocks skipped it)",
+        ),
+        (
+            lambda t: ["--at", "2026-10-25T02:30", "--dir", _area_stack(t, _STREET)],
+            "--at 2026-10-25T02:30: happens twice in Europe/Amsterdam (the clocks went back): "
+            "add which, 2026-10-25T02:30+02:00 or 2026-10-25T02:30+01:00",
+        ),
     ],
     "crowd alerts": [
         (

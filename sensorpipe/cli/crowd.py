@@ -136,9 +136,25 @@ def earliest_ms(t: datetime) -> int:
     return in_zone(t, "UTC") - (0 if t.tzinfo is not None else EARLIEST_ZONE_MS)
 
 
-def in_zone(t: datetime, zone: str) -> int:
-    """`t` (`local_moment`) in ms since 1970: a naive time is local to `zone`."""
-    return int((t if t.tzinfo is not None else t.replace(tzinfo=ZoneInfo(zone))).timestamp() * 1000)
+def in_zone(t: datetime, zone: str, option: str = "") -> int:
+    """`t` (`local_moment`) in ms since 1970: a naive time is local to `zone`. A local time
+    the clocks skipped, or one that happens twice, is refused (`option`: what gave it)."""
+    if t.tzinfo is not None:
+        return int(t.timestamp() * 1000)
+    tz = ZoneInfo(zone)
+    first, second = t.replace(tzinfo=tz, fold=0), t.replace(tzinfo=tz, fold=1)
+    if first.utcoffset() != second.utcoffset():
+        text = f"{option} {t.isoformat(timespec='minutes')}".strip()
+        if first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != t:
+            fail(
+                f"{text}: no such time in {zone} (the clocks skipped it): give a time after "
+                "the change, or one with an offset"
+            )
+        fail(
+            f"{text}: happens twice in {zone} (the clocks went back): add which, "
+            f"{first.isoformat(timespec='minutes')} or {second.isoformat(timespec='minutes')}"
+        )
+    return int(first.timestamp() * 1000)
 
 
 def _pct(value: float | None) -> str:
@@ -180,7 +196,7 @@ def crowd_now(
     registry, chosen = chosen_areas(directory, area_ids)
     when: dict[str, datetime] = {}
     for area_id in chosen:
-        ms = in_zone(moment, registry.areas[area_id].timezone)
+        ms = in_zone(moment, registry.areas[area_id].timezone, "--at")
         if ms > now_ms:
             fail(
                 f"--at {at}: in the future in area {area_id}'s time zone "

@@ -159,7 +159,7 @@ def _local_from(
         r
         for r in rows
         if _ms_of(r["time"])
-        >= in_zone(since, areas[r["area"]].timezone if r["area"] in areas else "UTC")
+        >= in_zone(since, areas[r["area"]].timezone if r["area"] in areas else "UTC", "--from")
     ]
 
 
@@ -234,7 +234,7 @@ def alerts_check(
     windows = {}
     for area_id in chosen:
         zone = registry.areas[area_id].timezone
-        t0, t1 = in_zone(first, zone), in_zone(last, zone)
+        t0, t1 = in_zone(first, zone, "--from"), in_zone(last, zone, "--to")
         if t0 >= t1:
             fail(
                 f"--from {start} is not before --to {end} in area {area_id}'s time zone "
