@@ -195,3 +195,25 @@ def test_a_polygon_given_as_lat_lon_is_said_to_be_swapped(tmp_path: Path) -> Non
                "--capacity", "9", "--polygon", "4.88,52.37 4.90,52.37 4.90,52.38 4.88,52.38"],
     )  # fmt: skip
     assert right.exit_code == 0 and right.stderr == ""
+
+
+def test_a_polygon_holds_the_counting_devices_in_it_not_the_air_ones() -> None:
+    # An air sensor inside a street's polygon would count as a counter that never ran: the
+    # level scaled up by a running fraction it pulls down (40 % running: 220 % for 88 %).
+    def at(**fields: object) -> DeviceEntry:
+        return DeviceEntry.model_validate(
+            {"site": "x", "password_hash": "x", "location": {"lat": 0.5, "lon": 0.5}, **fields}
+        )
+
+    registry = Registry(
+        devices={
+            "cam": at(sensors=["camera"]),
+            "imported": at(count_classes=["pedestrian"]),  # import csv of counts
+            "undeclared": at(),  # any sensor: it may count
+            "air": at(sensors=["sds011", "bme280"]),
+            "kit": at(sensors=["sds011"], count_classes=[]),
+        },
+        areas={"square": AreaEntry(name="Square", kind="street", capacity=10, polygon=L_SHAPE)},
+    )
+    assert area_devices(registry, registry.areas["square"]) == ["cam", "imported", "undeclared"]
+    assert areas_of_device(registry, "air") == []

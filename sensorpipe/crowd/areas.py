@@ -2,8 +2,10 @@
 
 An area with counting lines has those devices, each with the directions that go in and out
 (a street's line without directions counts all of them). An area with a polygon has every
-device whose published location (rounded as the public register shows it, like the API's bbox)
-lies inside the ring; it counts all their directions as flow, and says nothing of in and out.
+counting device whose published location (rounded as the public register shows it, like the
+API's bbox) lies inside the ring; it counts all their directions as flow, and says nothing of
+in and out. A device that only measures air (its declared sensors hold no camera and it has no
+count classes) is in no area: it would count as a counter that never ran.
 """
 
 from __future__ import annotations
@@ -39,10 +41,15 @@ def _on_segment(x: float, y: float, x1: float, y1: float, x2: float, y2: float) 
 
 
 def devices_in_polygon(registry: Registry, ring: Sequence[tuple[float, float]]) -> list[str]:
-    """Devices whose published (rounded) location lies in the ring."""
+    """Counting devices whose published (rounded) location lies in the ring (a device that
+    declares sensors, none of them a camera, and no count classes measures air only)."""
+    from sensorpipe.protocol.register import counts_passers_by
+
     inside = []
     for device_id, entry in registry.devices.items():
         if entry.location is None:
+            continue
+        if entry.sensors and not counts_passers_by(entry):
             continue
         n = entry.location_precision_decimals
         lat, lon = round(entry.location.lat, n), round(entry.location.lon, n)

@@ -106,10 +106,15 @@ def test_sht4x_and_soil_probe_readings_reach_the_api_through_faults(
     body = answer.json()
     assert body["units"]["soil_probe_voltage"] == "V"
     series = {s["sensor"]: s for s in body["series"]}
+
     # An hour's mean of many equal readings carries float noise (2.1100000000000017): approx.
-    assert series["sht4x"]["values"]["temperature"] == pytest.approx([18.249], abs=1e-9)
-    assert series["soil_probe"]["values"]["soil_moisture"] == [35]
-    assert series["soil_probe"]["values"]["soil_probe_voltage"] == pytest.approx([2.11], abs=1e-9)
+    # One hour, or two where the run crossed an hour's end: each of them the same.
+    def same(values: list[float | None], value: float) -> bool:
+        return 1 <= len(values) <= 2 and values == pytest.approx([value] * len(values), abs=1e-9)
+
+    assert same(series["sht4x"]["values"]["temperature"], 18.249)
+    assert same(series["soil_probe"]["values"]["soil_moisture"], 35)
+    assert same(series["soil_probe"]["values"]["soil_probe_voltage"], 2.11)
 
     (thing,) = api.get("/sta/v1.1/Things", params={"$filter": "name eq 'garden-01'"}).json()[
         "value"
@@ -133,7 +138,8 @@ def test_sht4x_and_soil_probe_readings_reach_the_api_through_faults(
         b.wait(READY)
         b.wait("#chart-soil[data-state=ready]")
         soil_chart = chart_data(b.page, "soil")
-        assert [v for v in soil_chart[1] if v is not None] == [35]
+        drawn = [v for v in soil_chart[1] if v is not None]  # per 5 minutes: one or two
+        assert drawn and set(drawn) == {35}
         assert b.page.locator("#chart-temperature").is_visible()
         assert "dry-to-wet" in b.page.locator("#chart-soil figcaption").inner_text()
         assert b.errors == []
