@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sensorpipe.crowd.forecaststore import Rolling
-from sensorpipe.crowd.live import extend, forecast_points, last_whole_hour
+from sensorpipe.crowd.live import StaleCounts, extend, forecast_points, last_whole_hour
 from sensorpipe.crowd.saved import ModelCache, ModelsError, find, read, save
 from sensorpipe.crowd.series import HOUR_S, CountsInputError, iso, parse_time
 from sensorpipe.protocol.registry import AreaEntry, AreaLine
@@ -98,12 +98,21 @@ def test_forecast_points_have_the_api_shape(trained: tuple) -> None:
 
 def test_a_forecast_past_the_last_count_uses_a_grid_run_to_the_origin(trained: tuple) -> None:
     _, fc, counts = trained
-    origin = counts.time(counts.hours - 1) + 5 * HOUR_S  # five hours without a count
+    last = counts.time(counts.hours - 1)
+    origin = last + 2 * HOUR_S  # two hours without a count (a late report)
     grown = extend(counts, origin)
     assert grown.row(origin) == grown.hours - 1
-    assert np.isnan(grown.values[-5:]).all()
+    assert np.isnan(grown.values[-2:]).all()
     out = forecast_points(fc, counts, "site-0", origin)
     assert out["points"][0]["time"] == iso(origin + HOUR_S)
+    # None in the three hours up to the origin (a counter that stopped): no forecast, and why
+    with pytest.raises(StaleCounts) as stale:
+        forecast_points(fc, counts, "site-0", last + 3 * HOUR_S)
+    assert str(stale.value) == (
+        f"no counts of site-0 in the 3 hours up to {iso(last + 4 * HOUR_S)} (the last of "
+        f"{iso(last)}): a forecast starts from the latest hours' counts; is its counter "
+        "reporting?"
+    )
     assert last_whole_hour(parse_time("2024-06-03T10:20:00Z")) == parse_time("2024-06-03T09:00:00Z")
 
 

@@ -255,6 +255,8 @@ def _compute_forecast(
             counts = live.device_counts(ctx.influx, saved.names, t0, origin + 3600)
         rolling = rolling_from_store(ctx.influx, kind, name, counts, origin)
         answer = live.forecast_points(fc, counts, name, origin, area, rolling)
+    except live.StaleCounts as exc:
+        return None, f"no forecast: {exc}"
     except (CountsInputError, QueryError, StorageUnavailable, KeyError) as exc:
         return None, f"no forecast: the counts to start from cannot be read ({exc})"
     enclosed = area is not None and area.kind == "enclosed"

@@ -45,6 +45,15 @@ ENCLOSED_NOTE = (
     "forecasts are not built, so its level is null"
 )
 MAX_POINTS = 10**8
+# A forecast starts from the latest hours' counts: with none in this many hours up to its
+# origin (a counter that stopped reporting), it is not made.
+STALE_AFTER_H = 3
+
+
+class StaleCounts(CountsInputError):
+    """No counts in the last STALE_AFTER_H hours before a forecast's origin."""
+
+
 DEVICE_CLASSES = ("pedestrian",)  # a device's forecast: its pedestrians, as its observed flow
 
 
@@ -141,8 +150,21 @@ def forecast_points(
             f"no counts of {name} in the {HISTORY_DAYS} days up to {iso(origin + HOUR_S)}: "
             "nothing to forecast from"
         )
-    out = fc.forecast(extend(counts, origin), origin)
     col = counts.names.index(name)
+    recent = [counts.row(origin - k * HOUR_S) for k in range(STALE_AFTER_H)]
+    if not any(0 <= r < counts.hours and not math.isnan(counts.values[r, col]) for r in recent):
+        seen = [
+            r
+            for r in range(min(counts.row(origin), counts.hours - 1), -1, -1)
+            if not math.isnan(counts.values[r, col])
+        ]
+        last = f"the last of {iso(counts.time(seen[0]))}" if seen else "none stored"
+        raise StaleCounts(
+            f"no counts of {name} in the {STALE_AFTER_H} hours up to {iso(origin + HOUR_S)} "
+            f"({last}): a forecast starts from the latest hours' counts; is its counter "
+            "reporting?"
+        )
+    out = fc.forecast(extend(counts, origin), origin)
     per_hour = None
     if area is not None and area.kind == "street":
         # capacity is per interval: an hour holds 3600 / interval of them
