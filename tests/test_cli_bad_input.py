@@ -1414,6 +1414,10 @@ CASES: dict[str, list[Case]] = {
             "--device d1: no model trained in {t}/m: run `sensorpipe crowd train --device d1",
         ),
         (lambda t: ["--device", "d1", "--models", _bad_model(t)], "model.json: not a saved model"),
+        (
+            lambda t: ["--device", "nobody", "--models", str(t / "m"), "--dir", _area_stack(t)],
+            "--device nobody: no such device in the registry, and no model in {t}/m",
+        ),
     ],
     "count-eval": [
         (lambda t: ["--conditions", "fog"], "fog"),

@@ -66,14 +66,14 @@ def test_a_polygons_devices_are_those_inside_it() -> None:
     # the `crowd train` a note suggests: a device's place is its first area's, else to fill in
     square = registry.areas["square"]
     assert train_command(registry, "device", "in-a") == (
-        "sensorpipe crowd train --device in-a --train-until now "
-        f"--timezone {square.timezone} --country {square.country}"
+        "`sensorpipe crowd train --device in-a --train-until now "
+        f"--timezone {square.timezone} --country {square.country}`"
     )
     assert train_command(registry, "device", "notch") == (
-        "sensorpipe crowd train --device notch --train-until now --timezone ZONE --country CC "
-        "(e.g. Europe/Amsterdam and NL)"
+        "`sensorpipe crowd train --device notch --train-until now --timezone ZONE --country CC` "
+        "(ZONE and CC: where it counts, e.g. Europe/Amsterdam and NL)"
     )
-    assert train_command(registry, "area", "square").endswith("--area square --train-until now")
+    assert train_command(registry, "area", "square").endswith("--area square --train-until now`")
     # the ring is closed as GeoJSON closes it
     assert registry.areas["square"].polygon[-1] == registry.areas["square"].polygon[0]
 

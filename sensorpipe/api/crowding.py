@@ -245,7 +245,7 @@ def _compute_forecast(
         return None, str(exc)
     if found is None:
         command = train_command(ctx.registry(), kind, name)
-        return None, f"no model trained for this {kind}: run `{command}`"
+        return None, f"no model trained for this {kind}: run {command}"
     saved, fc = found
     t0 = live.history_start(origin)
     try:

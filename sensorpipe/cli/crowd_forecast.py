@@ -50,6 +50,17 @@ def models_folder(directory: Path | None, models_dir: Path | None) -> Path:
     return models_dir if models_dir is not None else local_stack(directory).models_path
 
 
+def _stack_registry(directory: Path | None) -> Any:
+    """The stack's registry where there is one to read (a device's areas), else None."""
+    from sensorpipe.protocol.configfile import ConfigError
+
+    try:
+        stack = local_stack(directory)
+        return stack.registry() if stack.registry_path.exists() else None
+    except (OSError, ValueError, ConfigError):
+        return None
+
+
 def _series(
     directory: Path | None,
     devices: tuple[str, ...],
@@ -286,9 +297,12 @@ def crowd_forecast(
     try:
         saved = find(folder, kind, name)
         if saved is None:
+            known = registry if kind == "area" else _stack_registry(directory)
+            if known is not None and kind == "device" and name not in known.devices:
+                fail(f"--device {name}: no such device in the registry, and no model in {folder}")
             fail(
                 f"--{kind} {name}: no model trained in {folder}: run "
-                f"`{train_command(registry, kind, name)}` first"
+                f"{train_command(known, kind, name)} first"
             )
         fc = saved.load()
     except ModelsError as exc:

@@ -80,13 +80,17 @@ def areas_of_device(registry: Registry, device_id: str) -> list[str]:
 
 
 def train_command(registry: Registry | None, kind: str, name: str) -> str:
-    """The `crowd train` command that trains `name`'s model from now: an area's place is the
-    registry's; a device's is its first area's, else --timezone and --country to fill in."""
+    """The `crowd train` command that trains `name`'s model from now, in backticks: an area's
+    place is the registry's; a device's is its first area's, else --timezone and --country
+    to fill in (said after the command)."""
     command = f"sensorpipe crowd train --{kind} {name} --train-until now"
     if kind == "area":
-        return command
+        return f"`{command}`"
     mine = [] if registry is None else areas_of_device(registry, name)
     if registry is None or not mine:
-        return command + " --timezone ZONE --country CC (e.g. Europe/Amsterdam and NL)"
+        return (
+            f"`{command} --timezone ZONE --country CC` (ZONE and CC: where it counts, e.g. "
+            "Europe/Amsterdam and NL)"
+        )
     area = registry.areas[mine[0]]
-    return command + f" --timezone {area.timezone} --country {area.country}"
+    return f"`{command} --timezone {area.timezone} --country {area.country}`"
