@@ -215,11 +215,9 @@ def _suggestion(key: str, model: type[BaseModel], parents: list[str]) -> str:
     candidates, here = _models_along(model, parents)
     kinds = _other_kinds_with(key, model, parents)
     if kinds:
-        # `port` in a bme280 section: a key of the serial sensors' sections, not [mqtt] port.
-        close = _suggest(key, sorted({k for m in candidates for k in m.model_fields}))
-        return f"; `{key}` belongs to {', '.join(kinds)} sections, not a {parents[-1]}'s" + (
-            f"; did you mean {close!r}?" if close else ""
-        )
+        # `port` in a bme280 section: a key of the serial sensors' sections, not [mqtt] port
+        # (nor a spelling of a key this section has: it is in the wrong section).
+        return f"; `{key}` belongs to {', '.join(kinds)} sections, not a {parents[-1]}'s"
     elsewhere = [s for s in _sections_with(model, key) if [n for n, _kind in s] != here]
     if elsewhere:
         return "; did you mean " + " or ".join(_section_text(s, key) for s in elsewhere[:3]) + "?"
