@@ -507,3 +507,8 @@ def test_a_stopped_stack_is_said_to_be_stopped_not_missing(tmp_path: Path) -> No
     )
     never = _invoke("sim", "fleet", "--dir", str(tmp_path / "none"), "--devices", "1")
     assert never.exit_code == 1 and "no stack in" in never.output
+    # and the commands that read its InfluxDB
+    for args in (["query", "air"], ["query", "counts"]):
+        read = _invoke(*args, "--dir", str(d))
+        assert read.exit_code == 1
+        assert f"the stack in {d} is stopped (its data and devices are kept)" in read.output

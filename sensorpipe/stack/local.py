@@ -168,6 +168,8 @@ class LocalStack:
 
     def require_influx(self) -> tuple[str, str]:
         endpoint = self.influx_endpoint()
+        if endpoint is None and self.registry_path.exists():
+            self.require_info()  # set up before and stopped: says so
         if endpoint is None:
             raise StackError(
                 f"no stack in {self.directory} and no server configuration "
