@@ -113,7 +113,9 @@ TRAINING_OPTIONS = options(
         "the area's.",
     ),
     click.option(
+        "--subdivision",
         "--subdiv",
+        "subdiv",
         default=None,
         help="A region of it with holidays of its own (e.g. AUK). Default for --area: the area's.",
     ),
