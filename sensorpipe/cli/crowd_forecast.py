@@ -331,8 +331,8 @@ def crowd_forecast(
         line += f"{p['low']:>8.0f}..{p['high']:<7.0f}"
         if p["level"] is not None:
             r = reach[p["horizon"]]
-            line += f"  {p['level']:.0%} ({p['level_low']:.0%}..{p['level_high']:.0%})"
-            line += f"   {_threshold(r['level'])} (up to {_threshold(r['high'])})"
+            level = f"{p['level']:.0%} ({p['level_low']:.0%}..{p['level_high']:.0%})"
+            line += f"  {level:<22} {_reaches(r['level'], r['high'])}"
         click.echo(line.rstrip())
     click.echo(
         "80% interval: " + ", ".join(f"{p['horizon']} {p['interval']}" for p in answer["points"])
@@ -343,3 +343,10 @@ def crowd_forecast(
 
 def _threshold(t: float | None) -> str:
     return "none" if t is None else f"{t:.0%}"
+
+
+def _reaches(level: float | None, high: float | None) -> str:
+    """The threshold the forecast reaches, and the one its interval's top reaches if higher."""
+    if high is None or high == level:
+        return _threshold(level)
+    return f"{_threshold(level)} (up to {_threshold(high)})"

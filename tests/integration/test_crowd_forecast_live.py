@@ -221,6 +221,10 @@ def test_crowd_forecast_prints_each_horizon_and_the_thresholds(world: dict[str, 
     assert lines[0].startswith("area strip: forecast made at ")
     assert "reaches" in lines[1]
     assert [line.split()[0] for line in lines[2:4]] == ["1h", "3h"]
+    # each column under its header: what the level reaches starts where "reaches" does
+    col = lines[1].index("reaches")
+    for row in lines[2:4]:
+        assert row[col - 1] == " " and row[col] != " " and "up to none" not in row
     assert lines[4:] == ["80% interval: 1h from training, 3h from training"]
     result = CliRunner().invoke(main, ["crowd", "forecast", "--device", "fc-b", "--json", *base])
     assert result.exit_code == 0, result.output
