@@ -196,6 +196,9 @@ class ImportContext:
         self.lines: list[str] = []
         self.line_nos: list[int] = []  # the file line of each entry of `lines`
         self.letters: list[Letter] = []
+        # Beside each letter, the device its row is for: its target's, "" where the row names
+        # none, None where not known (the file's device is taken, as before).
+        self.letter_devices: list[str | None] = []
         self.rejected_by_reason: Counter[str] = Counter()
         self.unassigned_rejected = 0  # rejected rows no device could be told for
         self.targets: dict[str, Target] = {}
@@ -252,10 +255,19 @@ class ImportContext:
 
     # --- rows -------------------------------------------------------------------------------
     def reject(
-        self, line_no: int, raw: str, reason: str, detail: str, target: Target | None = None
+        self,
+        line_no: int,
+        raw: str,
+        reason: str,
+        detail: str,
+        target: Target | None = None,
+        *,
+        device: str | None = None,
     ) -> None:
-        """Keep a row that cannot be stored, with its reason, in the dead-letter store."""
+        """Keep a row that cannot be stored, with its reason, in the dead-letter store, under
+        its target's device (`device` without one: "" for a row that names none)."""
         self.letters.append((line_no, raw, reason, detail))
+        self.letter_devices.append(target.device_id if target is not None else device)
         self.rejected_by_reason[reason] += 1
         if target is None:
             self.unassigned_rejected += 1

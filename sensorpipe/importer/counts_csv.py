@@ -155,7 +155,9 @@ class CountRows:
         else:
             key = f[self.device_index].strip()
             if not key:
-                ctx.reject(n, raw, "bad_row", f"no device in {ctx.options.device_column}")
+                ctx.reject(
+                    n, raw, "bad_row", f"no device in {ctx.options.device_column}", device=""
+                )
                 return None
         if key in self.targets:
             target = self.targets[key]

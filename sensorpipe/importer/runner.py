@@ -364,6 +364,7 @@ class Importer:
             ctx.lines.clear()
             ctx.line_nos.clear()
             ctx.letters.clear()
+            ctx.letter_devices.clear()
 
         ctx = ImportContext(
             self.fmt,
@@ -422,9 +423,10 @@ class Importer:
             ctx.lines.clear()
             ctx.line_nos.clear()
         if ctx.letters:
-            letters = ctx.letters[:]
+            letters, devices = ctx.letters[:], ctx.letter_devices[:]
             ctx.letters.clear()
-            self._keep(ctx, letters)
+            ctx.letter_devices.clear()
+            self._keep(ctx, letters, devices)
         position = self._position()
         self.progress(max(0, position - self._reported))
         self._reported = max(self._reported, position)
@@ -607,14 +609,17 @@ class Importer:
         self._pending = waiting
 
     # --- dead letters and records -----------------------------------------------------------
-    def _keep(self, ctx: ImportContext, letters: list[Letter]) -> None:
+    def _keep(self, ctx: ImportContext, letters: list[Letter], devices: list[str | None]) -> None:
         """Store the file's letters, but none that an earlier reading of it stored."""
         now = self._clock()
         new: list[DeadLetter] = []
-        # The device the rows were for, where one is known: --device, or the file's only one.
+        # The device each row was for: its own where the format knew it, else --device, or
+        # the file's only one.
         targets = list(ctx.targets)
-        device_id = self.options.device or (targets[0] if len(targets) == 1 else "")
-        for line_no, raw, reason, detail in letters:
+        file_device = self.options.device or (targets[0] if len(targets) == 1 else "")
+        known: list[str | None] = devices if len(devices) == len(letters) else [None] * len(letters)
+        for (line_no, raw, reason, detail), own in zip(letters, known, strict=True):
+            device_id = file_device if own is None else own
             self._letters_seen += 1
             if self._letters_seen <= self._letters_kept:
                 continue

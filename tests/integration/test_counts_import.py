@@ -274,3 +274,24 @@ def test_counts_are_stored_where_another_source_has_data(world: World, tmp_path:
     assert sorted(summary["new_devices"]) == ["akl-far-road", "akl-other-lane"]
     rows = world.influx.query("SELECT \"count\" FROM traffic WHERE device_id = 'akl-other-lane'")
     assert [v[1] for v in rows[0]["values"]] == [11, 12]
+
+
+def test_each_dead_letter_is_filed_under_its_rows_device(world: World, tmp_path: Path) -> None:
+    """`ingest rejects --device` finds a device's rejected rows; a row that names no device
+    is filed under none (not under the file's only stored device)."""
+    path = tmp_path / "mixed.csv"
+    path.write_text(
+        "time_utc,site,count\n"
+        "2019-05-06T06:00:00Z,Alpha Lane,4\n"
+        "2019-05-06T06:00:00Z,Beta Road,many\n"
+        "2019-05-06T07:00:00Z,,5\n",
+        encoding="utf-8",
+    )
+    d = ["--dir", str(world.stack.directory)]
+    CliRunner().invoke(main, ["import", "csv", str(path), *COUNTS, *d])
+    store = DeadLetterStore(world.stack.deadletter_path)
+    (beta,) = store.list(device="akl-beta-road")
+    assert beta.code == "bad_value" and beta.detail.startswith("mixed.csv line 3")
+    assert store.list(device="akl-alpha-lane") == []
+    (nameless,) = [letter for letter in store.list() if letter.topic == "import:csv:mixed.csv:4"]
+    assert nameless.code == "bad_row" and nameless.device_id == ""
