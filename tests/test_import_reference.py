@@ -33,7 +33,7 @@ class Parsed:
         self.letters = list(ctx.letters)
 
     def reasons(self) -> dict[int, str]:
-        return {n: reason for n, _, reason, _ in self.letters}
+        return {n: reason for n, _, reason, _, _ in self.letters}
 
 
 def parse(fmt: str, path: Path, **options: Any) -> Parsed:

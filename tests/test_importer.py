@@ -27,12 +27,12 @@ NOW_MS = 1_800_000_000_000  # 2027: every sample lies before it
 @dataclass
 class Parsed:
     lines: list[str]
-    letters: list[tuple[int, str, str, str]]
+    letters: list[tuple[int, str, str, str, str | None]]
     ctx: ImportContext
     specs: dict[str, DeviceSpec] = field(default_factory=dict)
 
     def reasons(self) -> dict[int, str]:
-        return {line: reason for line, _, reason, _ in self.letters}
+        return {line: reason for line, _, reason, _, _ in self.letters}
 
 
 def parse(
@@ -174,7 +174,7 @@ def test_an_sps30_archive_imports_its_number_concentrations_and_refuses_implausi
     ]
     # Out of the quantity's range: the row is refused as any implausible value is.
     assert p.reasons() == {4: "bad_value", 5: "bad_value"}
-    details = {line: detail for line, _, _, detail in p.letters}
+    details = {line: detail for line, _, _, detail, _ in p.letters}
     assert (
         details[4] == "N10: number_pm10 = 5000.0 1/cm3 is outside the plausible range 0.0..3000.0"
     )
@@ -225,7 +225,7 @@ def test_bad_rows_are_rejected_with_line_and_reason_and_the_rest_stored() -> Non
         8: "bad_row",  # no value at all (line 7 is blank: no row)
         9: "bad_timestamp",  # 30 February
     }
-    by_line = {line: (raw, detail) for line, raw, _, detail in p.letters}
+    by_line = {line: (raw, detail) for line, raw, _, detail, _ in p.letters}
     assert by_line[4][0] == "12348;SDS011;7000;52.100;5.130;2024-03-02T00:05:00;2500.00;;;8.00;;"
     assert "pm10 = 2500.0 ug/m3 is outside the plausible range" in by_line[4][1]
     assert "11 columns, the header has 12" in by_line[6][1]
@@ -317,7 +317,7 @@ def test_per_sensor_json_string_values_and_a_value_that_is_no_number() -> None:
     p = parse("opensensemap", "5f0a1b2c3d4e5f6a7b8c9d0f.json", quantity="temperature", box="b0x")
     t = tags("osm-b0x", "opensensemap", sensor="opensensemap")
     assert p.lines[0] == to_line(Point("air", t, {"temperature": 7.85}, 1709287573254))
-    assert [(n, reason) for n, _, reason, _ in p.letters] == [(3, "bad_value")]
+    assert [(n, reason) for n, _, reason, _, _ in p.letters] == [(3, "bad_value")]
     assert (
         p.letters[0][1]
         == '{"location":[5.121,52.09],"createdAt":"2024-03-01T09:56:11.513Z","value":"hot"}'
@@ -373,7 +373,7 @@ def test_an_sps30_boxes_number_concentrations_are_stored_and_another_types_are_n
         to_line(Point("air", t, {"number_pm2_5": 58.8}, 1709290800000)),
     ]
     assert p.reasons() == {5: "bad_value", 6: "unknown_phenomenon"}
-    details = {line: detail for line, _, _, detail in p.letters}
+    details = {line: detail for line, _, _, detail, _ in p.letters}
     assert details[5] == plausibility_error("number_pm10", 5000.0)
     assert details[6] == (
         "phenomenon 'NC1' of a pms5003 sensor is no quantity sensorpipe stores "

@@ -48,7 +48,7 @@ def ctx(tmp_path: Path) -> ImportContext:
 
 
 def letters(ctx: ImportContext) -> list[tuple[str, str]]:
-    return [(reason, detail) for _, _, reason, detail in ctx.letters]
+    return [(reason, detail) for _, _, reason, detail, _ in ctx.letters]
 
 
 def test_observed_at_rejects_a_damaged_and_a_future_time(ctx: ImportContext) -> None:

@@ -157,7 +157,9 @@ class Target:
         self.rejected = 0
 
 
-Letter = tuple[int, str, str, str]  # line number, raw row, reason, detail
+Letter = tuple[int, str, str, str, str | None]  # line number, raw row, reason, detail, device
+# (device: the row's target's, "" where the row names none, None where not known: the
+# file's device is taken)
 # A value column of an `air` row: index, "quantity=", plausible low and high, divisor to the
 # quantity's canonical unit, the column's name (for messages), quantity.
 ValueColumn = tuple[int, str, float, float, float, str, str]
@@ -196,9 +198,6 @@ class ImportContext:
         self.lines: list[str] = []
         self.line_nos: list[int] = []  # the file line of each entry of `lines`
         self.letters: list[Letter] = []
-        # Beside each letter, the device its row is for: its target's, "" where the row names
-        # none, None where not known (the file's device is taken, as before).
-        self.letter_devices: list[str | None] = []
         self.rejected_by_reason: Counter[str] = Counter()
         self.unassigned_rejected = 0  # rejected rows no device could be told for
         self.targets: dict[str, Target] = {}
@@ -266,8 +265,8 @@ class ImportContext:
     ) -> None:
         """Keep a row that cannot be stored, with its reason, in the dead-letter store, under
         its target's device (`device` without one: "" for a row that names none)."""
-        self.letters.append((line_no, raw, reason, detail))
-        self.letter_devices.append(target.device_id if target is not None else device)
+        own = target.device_id if target is not None else device
+        self.letters.append((line_no, raw, reason, detail, own))
         self.rejected_by_reason[reason] += 1
         if target is None:
             self.unassigned_rejected += 1

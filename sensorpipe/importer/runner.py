@@ -364,7 +364,6 @@ class Importer:
             ctx.lines.clear()
             ctx.line_nos.clear()
             ctx.letters.clear()
-            ctx.letter_devices.clear()
 
         ctx = ImportContext(
             self.fmt,
@@ -423,10 +422,9 @@ class Importer:
             ctx.lines.clear()
             ctx.line_nos.clear()
         if ctx.letters:
-            letters, devices = ctx.letters[:], ctx.letter_devices[:]
+            letters = ctx.letters[:]
             ctx.letters.clear()
-            ctx.letter_devices.clear()
-            self._keep(ctx, letters, devices)
+            self._keep(ctx, letters)
         position = self._position()
         self.progress(max(0, position - self._reported))
         self._reported = max(self._reported, position)
@@ -609,7 +607,7 @@ class Importer:
         self._pending = waiting
 
     # --- dead letters and records -----------------------------------------------------------
-    def _keep(self, ctx: ImportContext, letters: list[Letter], devices: list[str | None]) -> None:
+    def _keep(self, ctx: ImportContext, letters: list[Letter]) -> None:
         """Store the file's letters, but none that an earlier reading of it stored."""
         now = self._clock()
         new: list[DeadLetter] = []
@@ -617,8 +615,7 @@ class Importer:
         # the file's only one.
         targets = list(ctx.targets)
         file_device = self.options.device or (targets[0] if len(targets) == 1 else "")
-        known: list[str | None] = devices if len(devices) == len(letters) else [None] * len(letters)
-        for (line_no, raw, reason, detail), own in zip(letters, known, strict=True):
+        for line_no, raw, reason, detail, own in letters:
             device_id = file_device if own is None else own
             self._letters_seen += 1
             if self._letters_seen <= self._letters_kept:
