@@ -128,6 +128,17 @@ def local_moment(option: str, text: str, example: str = "-7d") -> datetime:
         )
 
 
+def stack_registry(directory: Path | None) -> Registry | None:
+    """The stack's registry where there is one to read, else None (for what only helps)."""
+    from sensorpipe.protocol.configfile import ConfigError
+
+    try:
+        stack = local_stack(directory)
+        return stack.registry() if stack.registry_path.exists() else None
+    except (OSError, ValueError, ConfigError):
+        return None
+
+
 EARLIEST_ZONE_MS = 14 * 3600 * 1000  # UTC+14: where a local time comes first
 
 

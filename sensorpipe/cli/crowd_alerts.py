@@ -149,12 +149,10 @@ def _local_from(
 ) -> list[dict[str, Any]]:
     """The alerts at or after `since` (no offset) in their area's local time (UTC for an area
     the registry no longer holds, or where it cannot be read)."""
-    from sensorpipe.protocol.configfile import ConfigError
+    from sensorpipe.cli.crowd import stack_registry
 
-    try:
-        areas = local_stack(directory).registry().areas
-    except (OSError, ValueError, ConfigError):
-        areas = {}
+    registry = stack_registry(directory)
+    areas = registry.areas if registry is not None else {}
     return [
         r
         for r in rows

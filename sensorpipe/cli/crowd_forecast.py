@@ -50,17 +50,6 @@ def models_folder(directory: Path | None, models_dir: Path | None) -> Path:
     return models_dir if models_dir is not None else local_stack(directory).models_path
 
 
-def _stack_registry(directory: Path | None) -> Any:
-    """The stack's registry where there is one to read (a device's areas), else None."""
-    from sensorpipe.protocol.configfile import ConfigError
-
-    try:
-        stack = local_stack(directory)
-        return stack.registry() if stack.registry_path.exists() else None
-    except (OSError, ValueError, ConfigError):
-        return None
-
-
 def _series(
     directory: Path | None,
     devices: tuple[str, ...],
@@ -278,6 +267,7 @@ def crowd_forecast(
 ) -> None:
     """Each horizon's flow, made now from the counts stored up to the last whole hour, with
     its 80 % interval; for an area also its level and the thresholds it would reach."""
+    from sensorpipe.cli.crowd import stack_registry
     from sensorpipe.crowd.areas import train_command
     from sensorpipe.crowd.live import (
         ENCLOSED_NOTE,
@@ -297,7 +287,7 @@ def crowd_forecast(
     try:
         saved = find(folder, kind, name)
         if saved is None:
-            known = registry if kind == "area" else _stack_registry(directory)
+            known = registry if kind == "area" else stack_registry(directory)
             if known is not None and kind == "device" and name not in known.devices:
                 fail(f"--device {name}: no such device in the registry, and no model in {folder}")
             fail(
